@@ -1,0 +1,48 @@
+"""The `crs` command line: one typer app, one sub-command module per job."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from crs import __version__
+
+app = typer.Typer(
+    name="crs",
+    help=(
+        "persona-crs: a conversational recommender trained with RL.\n\n"
+        "Every command runs on the embedded persona world by default; pass --data-dir and a dataset "
+        "name (lastfm, lastfm_star, yelp_star) for the real benchmarks."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"persona-crs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Encoders, pre-training, the RL policy and rule baselines."""

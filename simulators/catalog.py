@@ -1,0 +1,258 @@
+"""The catalogue: items, aspects, users and their interaction splits, immutable once built."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import scipy.sparse as sp
+
+from simulators.errors import CRSError, MissingSplitError
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+def _frozen(array: np.ndarray, dtype: type | np.dtype) -> np.ndarray:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out is array:
+        out = out.copy()
+    out.setflags(write=False)
+    return out
+
+
+def _frozen_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
+    csr = sp.csr_matrix(matrix, dtype=np.bool_, copy=True)
+    csr.sum_duplicates()
+    csr.sort_indices()
+    for part in (csr.data, csr.indices, csr.indptr):
+        part.setflags(write=False)
+    return csr
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One split of (user, item) interactions.
+
+    Attributes:
+        users: User ids, shape (n,), int64.
+        items: Item ids, shape (n,), int64.
+        personas: Ground-truth persona id that produced each interaction, shape (n,), int64, or None
+            when unknown (real data).
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    personas: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "users", _frozen(self.users, np.int64))
+        object.__setattr__(self, "items", _frozen(self.items, np.int64))
+        if self.personas is not None:
+            object.__setattr__(self, "personas", _frozen(self.personas, np.int64))
+        if self.users.shape != self.items.shape or self.users.ndim != 1:
+            raise CRSError(
+                f"Interactions need 1-D users and items of equal length, got {self.users.shape} "
+                f"and {self.items.shape}"
+            )
+        if self.personas is not None and self.personas.shape != self.users.shape:
+            raise CRSError(f"personas must have shape {self.users.shape}, got {self.personas.shape}")
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+    def by_user(self, n_users: int, n_items: int) -> sp.csr_matrix:
+        """The split as a user x item boolean CSR matrix, shape (n_users, n_items)."""
+        ones = np.ones(len(self), dtype=np.bool_)
+        matrix = sp.csr_matrix((ones, (self.users, self.items)), shape=(n_users, n_items), dtype=np.bool_)
+        matrix.sum_duplicates()
+        return matrix
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """A two-level aspect taxonomy: every fine aspect has one parent category.
+
+    Attributes:
+        parent_of: Parent category of each aspect, shape (n_aspects,), int64 in [0, n_parents).
+        parent_names: Display name of each parent category.
+    """
+
+    parent_of: np.ndarray
+    parent_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parent_of", _frozen(self.parent_of, np.int64))
+        object.__setattr__(self, "parent_names", tuple(self.parent_names))
+        n_parents = len(self.parent_names)
+        if self.parent_of.size and (self.parent_of.min() < 0 or self.parent_of.max() >= n_parents):
+            raise CRSError(f"Taxonomy.parent_of must lie in [0, {n_parents}), got values outside it")
+
+    @property
+    def n_parents(self) -> int:
+        return len(self.parent_names)
+
+    def children(self, parent: int) -> np.ndarray:
+        """Fine aspects under `parent`, shape (n_children,), sorted."""
+        return np.flatnonzero(self.parent_of == parent)
+
+
+@dataclass(frozen=True)
+class PersonaTruth:
+    """Ground truth of the synthetic persona world.
+
+    Personas are shared prototypes: persona p means the same taste for every user who has it.
+
+    Attributes:
+        aspect_group: Group of each aspect, shape (n_aspects,), int64.
+        persona_groups: Each persona's distribution over aspect groups, shape (n_personas, n_groups).
+        persona_aspects: Each persona's signature aspects (the few specific aspects it cares about),
+            as a boolean matrix of shape (n_personas, n_aspects).
+        user_personas: The K persona ids of each user, shape (n_users, K), int64.
+        user_weights: Mixture weight of each of a user's K personas, shape (n_users, K), rows sum to 1.
+        group_names: Display name of each aspect group.
+        persona_names: Display name of each persona.
+    """
+
+    aspect_group: np.ndarray
+    persona_groups: np.ndarray
+    persona_aspects: np.ndarray
+    user_personas: np.ndarray
+    user_weights: np.ndarray
+    group_names: tuple[str, ...]
+    persona_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aspect_group", _frozen(self.aspect_group, np.int64))
+        object.__setattr__(self, "persona_groups", _frozen(self.persona_groups, np.float64))
+        object.__setattr__(self, "persona_aspects", _frozen(self.persona_aspects, np.bool_))
+        object.__setattr__(self, "user_personas", _frozen(self.user_personas, np.int64))
+        object.__setattr__(self, "user_weights", _frozen(self.user_weights, np.float64))
+
+    @property
+    def n_personas(self) -> int:
+        return int(self.persona_groups.shape[0])
+
+    @property
+    def personas_per_user(self) -> int:
+        return int(self.user_personas.shape[1])
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    """Counts and shape facts about a catalogue, for `crs data info` and logs."""
+
+    name: str
+    n_users: int
+    n_items: int
+    n_aspects: int
+    n_parents: int
+    aspects_per_item_mean: float
+    aspects_per_item_min: int
+    aspects_per_item_max: int
+    split_sizes: Mapping[str, int]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items, aspects, users and interaction splits. Immutable and validated when built.
+
+    Attributes:
+        name: Dataset name (e.g. "lastfm_star", "persona_world").
+        item_aspects: Item x aspect boolean CSR matrix, shape (n_items, n_aspects).
+        item_names: Display name of each item.
+        aspect_names: Display name of each aspect.
+        n_users: Number of users; user ids are 0..n_users-1.
+        splits: Interactions per split name ("train", "valid", "test"); a dataset may lack some.
+        taxonomy: Optional two-level aspect taxonomy (Yelp*: 29 first-layer categories).
+        notes: Facts a user must know when reading results (e.g. "no train split").
+        truth: Ground truth personas (persona world only).
+        aspect_items: Aspect x item boolean CSR matrix, shape (n_aspects, n_items) (derived).
+    """
+
+    name: str
+    item_aspects: sp.csr_matrix
+    item_names: tuple[str, ...]
+    aspect_names: tuple[str, ...]
+    n_users: int
+    splits: Mapping[str, Interactions]
+    taxonomy: Taxonomy | None = None
+    notes: tuple[str, ...] = ()
+    truth: PersonaTruth | None = None
+    aspect_items: sp.csr_matrix = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        item_aspects = _frozen_csr(self.item_aspects)
+        object.__setattr__(self, "item_aspects", item_aspects)
+        object.__setattr__(self, "aspect_items", _frozen_csr(item_aspects.T.tocsr()))
+        object.__setattr__(self, "item_names", tuple(self.item_names))
+        object.__setattr__(self, "aspect_names", tuple(self.aspect_names))
+        object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "splits", MappingProxyType(dict(self.splits)))
+        self._validate()
+
+    def _validate(self) -> None:
+        n_items, n_aspects = self.item_aspects.shape
+        if len(self.item_names) != n_items:
+            raise CRSError(f"{self.name}: {len(self.item_names)} item names for {n_items} items")
+        if len(self.aspect_names) != n_aspects:
+            raise CRSError(f"{self.name}: {len(self.aspect_names)} aspect names for {n_aspects} aspects")
+        for split, inter in self.splits.items():
+            if split not in SPLITS:
+                raise CRSError(f"{self.name}: unknown split {split!r}; expected one of {SPLITS}")
+            if len(inter) and (inter.users.min() < 0 or inter.users.max() >= self.n_users):
+                raise CRSError(f"{self.name}: split {split!r} has user ids outside [0, {self.n_users})")
+            if len(inter) and (inter.items.min() < 0 or inter.items.max() >= n_items):
+                raise CRSError(f"{self.name}: split {split!r} has item ids outside [0, {n_items})")
+        if self.taxonomy is not None and self.taxonomy.parent_of.shape != (n_aspects,):
+            raise CRSError(
+                f"{self.name}: taxonomy covers {self.taxonomy.parent_of.shape[0]} aspects, "
+                f"catalogue has {n_aspects}"
+            )
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_aspects.shape[0])
+
+    @property
+    def n_aspects(self) -> int:
+        return int(self.item_aspects.shape[1])
+
+    def aspects_of(self, item: int) -> np.ndarray:
+        """Aspect ids of `item`, shape (n,), sorted."""
+        ia = self.item_aspects
+        return ia.indices[ia.indptr[item] : ia.indptr[item + 1]]
+
+    def items_with(self, aspect: int) -> np.ndarray:
+        """Item ids having `aspect`, shape (n,), sorted."""
+        ai = self.aspect_items
+        return ai.indices[ai.indptr[aspect] : ai.indptr[aspect + 1]]
+
+    def split(self, name: str) -> Interactions:
+        """The interactions of split `name`; raises MissingSplitError naming the splits present."""
+        if name not in self.splits:
+            raise MissingSplitError(f"{self.name} has no {name!r} split; available: {sorted(self.splits)}")
+        return self.splits[name]
+
+    @property
+    def pretrain_split(self) -> str:
+        """The split embeddings are pre-trained on: train, or valid where train is absent (Yelp*)."""
+        return "train" if "train" in self.splits else "valid"
+
+    def describe(self) -> CatalogSummary:
+        """Summary counts for display."""
+        per_item = np.diff(self.item_aspects.indptr)
+        return CatalogSummary(
+            name=self.name,
+            n_users=self.n_users,
+            n_items=self.n_items,
+            n_aspects=self.n_aspects,
+            n_parents=self.taxonomy.n_parents if self.taxonomy else 0,
+            aspects_per_item_mean=float(per_item.mean()) if per_item.size else 0.0,
+            aspects_per_item_min=int(per_item.min()) if per_item.size else 0,
+            aspects_per_item_max=int(per_item.max()) if per_item.size else 0,
+            split_sizes={s: len(self.splits[s]) for s in SPLITS if s in self.splits},
+            notes=self.notes,
+        )
