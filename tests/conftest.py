@@ -1,0 +1,26 @@
+"""Shared fixtures: where the real benchmark data lives, and how its absence is handled."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The directory of the real SCPR/UNICORN data (../shared/data, or $CRS_DATA_DIR).
+
+    Skips locally when the data is absent; fails under CI=true, where it must be present.
+    """
+    path = Path(os.environ.get("CRS_DATA_DIR", DEFAULT_DATA_DIR))
+    if not (path / "lastfm").is_dir():
+        message = f"real data not found at {path} (set CRS_DATA_DIR or place ../shared/data beside the repo)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
