@@ -72,22 +72,51 @@ class Interactions:
 
 @dataclass(frozen=True)
 class Taxonomy:
-    """A two-level aspect taxonomy: every fine aspect has one parent category.
+    """A two-level aspect taxonomy: fine aspects grouped under parent categories.
+
+    In the simple case every fine aspect has exactly one parent and `parent_of` says it all. Real
+    taxonomies need more: Yelp*'s 2-layer taxonomy lists some fine aspects under several categories
+    and some under none. Then `members` holds the full category -> aspect membership (what an
+    enumerated question about a category lists), and `parent_of` holds each aspect's primary parent
+    (the lowest-numbered category that lists it), or -1 when no category lists it.
 
     Attributes:
-        parent_of: Parent category of each aspect, shape (n_aspects,), int64 in [0, n_parents).
+        parent_of: Primary parent category of each aspect, shape (n_aspects,), int64 in [0, n_parents),
+            or -1 for an aspect no category lists (only when `members` is given).
         parent_names: Display name of each parent category.
+        members: Category x aspect boolean CSR matrix, shape (n_parents, n_aspects). Derived from
+            `parent_of` when not given.
     """
 
     parent_of: np.ndarray
     parent_names: tuple[str, ...]
+    members: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parent_of", _frozen(self.parent_of, np.int64))
         object.__setattr__(self, "parent_names", tuple(self.parent_names))
-        n_parents = len(self.parent_names)
-        if self.parent_of.size and (self.parent_of.min() < 0 or self.parent_of.max() >= n_parents):
-            raise CRSError(f"Taxonomy.parent_of must lie in [0, {n_parents}), got values outside it")
+        n_parents, n_aspects = len(self.parent_names), self.parent_of.shape[0]
+        lowest = -1 if self.members is not None else 0
+        if self.parent_of.size and (self.parent_of.min() < lowest or self.parent_of.max() >= n_parents):
+            raise CRSError(
+                f"Taxonomy.parent_of must lie in [{lowest}, {n_parents}), got values outside it "
+                "(-1, 'no parent', is allowed only with an explicit `members` matrix)"
+            )
+        if self.members is None:
+            has_parent = np.flatnonzero(self.parent_of >= 0)
+            ones = np.ones(has_parent.size, dtype=np.bool_)
+            members = sp.csr_matrix(
+                (ones, (self.parent_of[has_parent], has_parent)), shape=(n_parents, n_aspects)
+            )
+        else:
+            members = self.members
+        members = _frozen_csr(members)
+        if members.shape != (n_parents, n_aspects):
+            raise CRSError(
+                f"Taxonomy.members must have shape (n_parents, n_aspects) = {(n_parents, n_aspects)}, "
+                f"got {members.shape}"
+            )
+        object.__setattr__(self, "members", members)
 
     @property
     def n_parents(self) -> int:
@@ -95,7 +124,16 @@ class Taxonomy:
 
     def children(self, parent: int) -> np.ndarray:
         """Fine aspects under `parent`, shape (n_children,), sorted."""
-        return np.flatnonzero(self.parent_of == parent)
+        members = self.members
+        assert members is not None  # set in __post_init__
+        return members.indices[members.indptr[parent] : members.indptr[parent + 1]]
+
+    def parents_of(self, aspects: np.ndarray) -> np.ndarray:
+        """Every category listing at least one of `aspects`, shape (n,), sorted (never -1)."""
+        members = self.members
+        assert members is not None  # set in __post_init__
+        listed = members[:, np.asarray(aspects, dtype=np.int64)]
+        return np.flatnonzero(np.diff(listed.tocsr().indptr))
 
 
 @dataclass(frozen=True)
