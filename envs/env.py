@@ -1,0 +1,385 @@
+"""`ConversationEnv`: a Gymnasium environment of conversational recommendation (UNICORN rules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.actions import ActionKind, InvalidActionError, ParsedAction, parse_action
+from envs.state import KIND_NAMES, DialogueState, TurnRecord
+from simulators.catalog import Catalog
+from simulators.errors import CRSError
+from simulators.goals import GoalSampler
+from simulators.users import UserModel
+
+QuestionMode = Literal["binary", "multiple_choice"]
+CandidateRule = Literal["all", "any"]
+EpisodeOrder = Literal["random", "sequential"]
+
+# last_answer codes in the observation
+ANSWER_NONE, ANSWER_ACCEPTED, ANSWER_REJECTED, ANSWER_SLATE_REJECTED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Rewards:
+    """UNICORN's reward table."""
+
+    recommend_success: float = 1.0
+    recommend_fail: float = -0.1
+    ask_accepted: float = 0.01
+    ask_rejected: float = -0.1
+    quit_at_limit: float = -0.3
+    no_candidates: float = -0.1
+
+
+class ConversationEnv(gym.Env):
+    """A conversation between a recommender (the agent) and a simulated user.
+
+    One episode is one conversation about one goal (a user and hidden target item(s)) drawn from a
+    split. Turn 1 is the user's: they state one aspect of the target, which is accepted, and the
+    candidates become the items having it. Then the agent acts, up to ``max_turns - 1`` times.
+
+    ## Action Space
+    ``Dict(kind=Discrete(3), aspects=MultiDiscrete([n_aspects] * max_choices), persona=Discrete(n_personas),
+    items=MultiDiscrete([n_items] * slate_size))`` plus ``category=Discrete(n_categories)`` when
+    questions are enumerated. ``kind`` 0 = ask, 1 = probe, 2 = recommend. Repeated ids count once,
+    so every sample is valid; build actions with `envs.ask`, `envs.probe`, `envs.recommend`.
+
+    - ask aspects A: each accepted aspect filters the candidates (``candidate_rule="all"``: items
+      having every accepted aspect; ``"any"``: items having at least one, MCMIPL's rule); the rest are
+      recorded as rejected (items are scored down by rankers, not removed).
+    - enumerated ask of category c (Yelp*): the user answers with the fine aspects of c the target
+      has; those are accepted (candidates filtered by each), c's other fine aspects are rejected; if
+      none fits, c and all its fine aspects are rejected.
+    - probe persona p with aspects A: one multiple-choice question, answered like an ask; the persona
+      slot is kept for explanations.
+    - recommend slate S: success iff a target is in S; otherwise S leaves the candidates.
+
+    ## Observation Space
+    ``Dict`` of fixed-size arrays: ``user`` (1,), ``turn`` (1,), ``accepted`` / ``rejected``
+    (MultiBinary(n_aspects)), ``rejected_items`` (MultiBinary(n_items)), ``n_candidates`` (1,),
+    ``last_answer`` (Discrete(4): none, accepted, rejected, slate rejected). The full
+    `DialogueState`, candidates included, is ``env.unwrapped.state``.
+
+    ## Rewards
+    recommend success +1, recommend fail -0.1, question with an accepted aspect +0.01, question
+    rejected -0.1, no candidates left -0.1 (replaces the question's reward), and -0.3 added when the
+    user quits at the turn limit. Success is read from ``info["success"]``, never from the reward.
+
+    ## Episode End
+    ``terminated`` when the user accepts an item, leaves (patience), or no candidate is left;
+    ``truncated`` when the agent has taken ``max_turns - 1`` actions without success.
+
+    ## Info
+    ``success``, ``rank`` (1-based slate rank of the hit or None), ``turn`` (turns so far, the
+    opening included), ``agent_actions``, ``answer`` (accepted aspects of the turn), ``rejected``
+    (aspects rejected this turn), ``n_candidates``, ``kind``; at the episode's end also ``targets``
+    and ``goal_index``.
+
+    ## Arguments
+    catalog: the catalogue. user: the simulated user model. goals: the goal sampler of a split.
+    question_mode: "binary" (one aspect per question) or "multiple_choice".
+    enumerated: ask first-layer categories (default: True when the catalogue has a taxonomy).
+    candidate_rule: "all" or "any" (see above). max_turns: T, counting the opening (15).
+    slate_size: k (10). max_choices: aspects per multiple-choice question (5). n_personas: persona
+    slots a probe may name (4). episode_order: "random" draws goals uniformly; "sequential" walks them
+    in an order drawn from the seed of the last ``reset(seed=...)``. rewards: the reward table.
+    render_mode: None or "ansi".
+    """
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium's convention)
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        user: UserModel,
+        goals: GoalSampler,
+        *,
+        question_mode: QuestionMode = "binary",
+        enumerated: bool | None = None,
+        candidate_rule: CandidateRule = "all",
+        max_turns: int = 15,
+        slate_size: int = 10,
+        max_choices: int = 5,
+        n_personas: int = 4,
+        episode_order: EpisodeOrder = "random",
+        rewards: Rewards | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        _check_choice("question_mode", question_mode, ("binary", "multiple_choice"))
+        _check_choice("candidate_rule", candidate_rule, ("all", "any"))
+        _check_choice("episode_order", episode_order, ("random", "sequential"))
+        _check_choice("render_mode", render_mode, (None, "ansi"))
+        if max_turns < 2:
+            raise CRSError(f"max_turns={max_turns} leaves the agent no action; use at least 2 (UNICORN: 15)")
+        if slate_size < 1 or max_choices < 1 or n_personas < 1:
+            raise CRSError(
+                f"slate_size, max_choices and n_personas must be >= 1, got "
+                f"{slate_size}, {max_choices}, {n_personas}"
+            )
+        if goals.catalog is not catalog or user.catalog is not catalog:
+            raise CRSError("user model, goal sampler and env must share one Catalog instance")
+        if enumerated is None:
+            enumerated = catalog.taxonomy is not None
+        if enumerated and catalog.taxonomy is None:
+            raise CRSError(f"enumerated questions need a catalogue with a taxonomy; {catalog.name} has none")
+        self.catalog = catalog
+        self.user = user
+        self.goals = goals
+        self.question_mode: QuestionMode = question_mode
+        self.enumerated = bool(enumerated)
+        self.candidate_rule: CandidateRule = candidate_rule
+        self.max_turns = max_turns
+        self.slate_size = slate_size
+        self.max_choices = 1 if question_mode == "binary" else max_choices
+        self.n_personas = n_personas
+        self.episode_order: EpisodeOrder = episode_order
+        self.rewards = rewards or Rewards()
+        self.render_mode = render_mode
+        self.n_categories = catalog.taxonomy.n_parents if self.enumerated and catalog.taxonomy else 0
+
+        action = {
+            "kind": spaces.Discrete(3),
+            "aspects": spaces.MultiDiscrete([catalog.n_aspects] * self.max_choices),
+            "persona": spaces.Discrete(n_personas),
+            "items": spaces.MultiDiscrete([catalog.n_items] * slate_size),
+        }
+        if self.enumerated:
+            action["category"] = spaces.Discrete(self.n_categories)
+        self.action_space = spaces.Dict(action)
+        count = spaces.Box(0, np.iinfo(np.int64).max, shape=(1,), dtype=np.int64)
+        self.observation_space = spaces.Dict(
+            {
+                "user": spaces.Box(0, max(catalog.n_users - 1, 0), shape=(1,), dtype=np.int64),
+                "turn": spaces.Box(0, max_turns, shape=(1,), dtype=np.int64),
+                "accepted": spaces.MultiBinary(catalog.n_aspects),
+                "rejected": spaces.MultiBinary(catalog.n_aspects),
+                "rejected_items": spaces.MultiBinary(catalog.n_items),
+                "n_candidates": count,
+                "last_answer": spaces.Discrete(4),
+            }
+        )
+        self._state: DialogueState | None = None
+        self._order: np.ndarray | None = None
+        self._cursor = 0
+        self._goal_index = -1
+        self._done = False
+
+    # ----------------------------------------------------------------------------------------- API
+    @property
+    def state(self) -> DialogueState:
+        """The full dialogue state (candidates included). Raises before the first reset."""
+        if self._state is None:
+            raise CRSError("the env has no dialogue yet: call reset() first")
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        """True once the current episode has terminated or been truncated."""
+        return self._done
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a conversation.
+
+        Args:
+            seed: Seeds the env's generator (and the sequential goal order).
+            options: ``{"goal_index": i}`` picks goal i of the split directly.
+        """
+        super().reset(seed=seed)
+        index = self._next_goal_index(seed, options or {})
+        goal = self.goals.goal(index, self.np_random)
+        self.user.reset(goal, self.np_random)
+        state = DialogueState(self.catalog, goal.user)
+        opening = self.user.opening_aspect()
+        state.accepted[opening] = True
+        state.keep_items_with(opening)
+        state.turn = 1
+        state.history.append(
+            TurnRecord(turn=1, kind="open", accepted=(opening,), n_candidates=state.n_candidates)
+        )
+        self._state = state
+        self._goal_index = index
+        self._done = False
+        info = self._info(state.history[-1], success=False)
+        return self._observation(), info
+
+    def step(self, action: dict[str, Any]) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Carry out one agent action. Invalid actions raise InvalidActionError, state unchanged."""
+        if self._state is None:
+            raise InvalidActionError("step() before reset(): call reset() to start a conversation")
+        if self._done:
+            raise InvalidActionError("the conversation has ended; call reset() to start a new one")
+        parsed = parse_action(
+            action,
+            n_aspects=self.catalog.n_aspects,
+            n_categories=self.n_categories,
+            n_items=self.catalog.n_items,
+            n_personas=self.n_personas,
+            max_choices=self.max_choices,
+            slate_size=self.slate_size,
+        )
+        state = self._state
+        state.turn += 1
+        if parsed.kind is ActionKind.RECOMMEND:
+            record, success, leaves = self._recommend(parsed)
+        else:
+            record, success, leaves = self._question(parsed), False, False
+        reward = record.reward
+        terminated = success or leaves or state.n_candidates == 0
+        truncated = not terminated and state.turn >= self.max_turns
+        if truncated:
+            reward += self.rewards.quit_at_limit
+            record = replace(record, reward=reward)
+        state.history.append(record)
+        self._done = terminated or truncated
+        info = self._info(record, success=success)
+        return self._observation(), float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> str | None:
+        """The dialogue so far as text (render_mode="ansi")."""
+        if self.render_mode != "ansi" or self._state is None:
+            return None
+        return render_dialogue(self.catalog, self._state.history, enumerated=self.enumerated)
+
+    # ------------------------------------------------------------------------------------ internals
+    def _next_goal_index(self, seed: int | None, options: dict[str, Any]) -> int:
+        n = self.goals.n_goals
+        if "goal_index" in options:
+            index = int(options["goal_index"])
+            if not 0 <= index < n:
+                raise CRSError(f"options['goal_index']={index} outside [0, {n})")
+            return index
+        if self.episode_order == "random":
+            return int(self.np_random.integers(n))
+        if seed is not None or self._order is None:
+            self._order = self.np_random.permutation(n)
+            self._cursor = 0
+        index = int(self._order[self._cursor % n])
+        self._cursor += 1
+        return index
+
+    def _question(self, parsed: ParsedAction) -> TurnRecord:
+        state = self._state
+        assert state is not None
+        if parsed.kind is ActionKind.ASK and self.enumerated:
+            category = parsed.aspects[0]
+            fine = tuple(int(a) for a in self.catalog.taxonomy.children(category))  # type: ignore[union-attr]
+            state.asked_categories[category] = True
+            asked = fine
+        else:
+            asked = parsed.aspects
+        accepted = tuple(sorted(self.user.answer(asked)))
+        rejected = tuple(a for a in asked if a not in set(accepted))
+        state.accepted[list(accepted)] = True
+        state.rejected[list(rejected)] = True
+        if accepted:
+            if self.candidate_rule == "all":
+                for aspect in accepted:
+                    state.keep_items_with(aspect)
+            else:
+                state.keep_items_with_any(accepted)
+        state.last_answer = ANSWER_ACCEPTED if accepted else ANSWER_REJECTED
+        reward = self.rewards.ask_accepted if accepted else self.rewards.ask_rejected
+        if state.n_candidates == 0:
+            reward = self.rewards.no_candidates
+        return TurnRecord(
+            turn=state.turn,
+            kind=KIND_NAMES[parsed.kind],
+            asked=parsed.aspects,
+            persona=parsed.persona,
+            accepted=accepted,
+            rejected=rejected,
+            reward=reward,
+            n_candidates=state.n_candidates,
+        )
+
+    def _recommend(self, parsed: ParsedAction) -> tuple[TurnRecord, bool, bool]:
+        state = self._state
+        assert state is not None
+        reaction = self.user.react(parsed.items)
+        success = reaction.accepted is not None
+        if not success:
+            slate = list(parsed.items)
+            state.candidates[slate] = False
+            state.rejected_items[slate] = True
+        state.last_answer = ANSWER_ACCEPTED if success else ANSWER_SLATE_REJECTED
+        reward = self.rewards.recommend_success if success else self.rewards.recommend_fail
+        record = TurnRecord(
+            turn=state.turn,
+            kind="recommend",
+            slate=parsed.items,
+            accepted_item=reaction.accepted,
+            rank=reaction.rank,
+            reward=reward,
+            n_candidates=state.n_candidates,
+        )
+        return record, success, reaction.leaves
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        state = self.state
+        return {
+            "user": np.array([state.user], dtype=np.int64),
+            "turn": np.array([state.turn], dtype=np.int64),
+            "accepted": state.accepted.astype(np.int8),
+            "rejected": state.rejected.astype(np.int8),
+            "rejected_items": state.rejected_items.astype(np.int8),
+            "n_candidates": np.array([state.n_candidates], dtype=np.int64),
+            "last_answer": np.int64(state.last_answer),
+        }
+
+    def _info(self, record: TurnRecord, *, success: bool) -> dict[str, Any]:
+        state = self.state
+        info: dict[str, Any] = {
+            "success": success,
+            "rank": record.rank,
+            "turn": state.turn,
+            "agent_actions": state.agent_actions,
+            "kind": record.kind,
+            "answer": record.accepted,
+            "rejected": record.rejected,
+            "accepted_item": record.accepted_item,
+            "n_candidates": state.n_candidates,
+            "goal_index": self._goal_index,
+        }
+        if self._done:
+            info["targets"] = tuple(self.user.targets)
+        return info
+
+
+def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise CRSError(f"{name}={value!r} is not one of {allowed}")
+
+
+def render_dialogue(catalog: Catalog, history: list[TurnRecord], *, enumerated: bool = False) -> str:
+    """The turns of a dialogue as plain text, one line per turn."""
+    aspect = catalog.aspect_names
+    lines = []
+    for record in history:
+        if record.kind == "open":
+            lines.append(f"[{record.turn:2d}] user: I'd like something {aspect[record.accepted[0]]!r}.")
+        elif record.kind == "recommend":
+            names = ", ".join(catalog.item_names[i] for i in record.slate[:3])
+            more = f" (+{len(record.slate) - 3} more)" if len(record.slate) > 3 else ""
+            outcome = (
+                f"user accepts {catalog.item_names[record.accepted_item]!r} (rank {record.rank})"
+                if record.accepted_item is not None
+                else "user rejects the slate"
+            )
+            lines.append(f"[{record.turn:2d}] agent recommends {names}{more} -> {outcome}")
+        else:
+            if enumerated and record.kind == "ask" and catalog.taxonomy is not None:
+                asked = catalog.taxonomy.parent_names[record.asked[0]]
+            else:
+                asked = ", ".join(aspect[a] for a in record.asked)
+            said = ", ".join(aspect[a] for a in record.accepted) or "none of these"
+            who = f" (persona {record.persona})" if record.kind == "probe" else ""
+            lines.append(f"[{record.turn:2d}] agent {record.kind}s{who}: {asked}? -> user: {said}")
+        lines[-1] += f"   [{record.n_candidates} candidates]"
+    return "\n".join(lines) + "\n"

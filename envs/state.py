@@ -1,0 +1,132 @@
+"""The dialogue state: what a conversation has established, and its candidate items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from envs.actions import ActionKind
+from envs.ranker import DialogueFacts
+from simulators.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One turn of a dialogue, as shown in renders, transcripts and reports.
+
+    Attributes:
+        turn: 1-based turn number (turn 1 is the user's opening).
+        kind: "open", "ask", "probe" or "recommend".
+        asked: Question ids asked (aspects, or a category for enumerated questions).
+        persona: Persona slot of a probe, else None.
+        slate: Recommended items (empty for questions).
+        accepted: Aspects the user accepted this turn.
+        rejected: Aspects recorded as rejected this turn.
+        accepted_item: The item the user accepted, else None.
+        rank: 1-based slate rank of the accepted item, else None.
+        reward: Reward of this turn.
+        n_candidates: Candidate items left after the turn.
+    """
+
+    turn: int
+    kind: str
+    asked: tuple[int, ...] = ()
+    persona: int | None = None
+    slate: tuple[int, ...] = ()
+    accepted: tuple[int, ...] = ()
+    rejected: tuple[int, ...] = ()
+    accepted_item: int | None = None
+    rank: int | None = None
+    reward: float = 0.0
+    n_candidates: int = 0
+
+
+@dataclass
+class DialogueState:
+    """Mutable state of one conversation, owned by the env (read it, never write it).
+
+    Attributes:
+        catalog: The catalogue the conversation is about.
+        user: User id.
+        turn: Turns elapsed, counting the user's opening (1 after reset).
+        accepted: Accepted aspects, boolean mask of shape (n_aspects,).
+        rejected: Rejected aspects, boolean mask of shape (n_aspects,).
+        asked_categories: Categories asked (enumerated questions), mask of shape (n_parents,).
+        rejected_items: Items recommended and rejected, mask of shape (n_items,).
+        candidates: Items still possible, mask of shape (n_items,).
+        history: The turns so far.
+    """
+
+    catalog: Catalog
+    user: int
+    turn: int = 0
+    accepted: np.ndarray = field(default=None)  # type: ignore[assignment]
+    rejected: np.ndarray = field(default=None)  # type: ignore[assignment]
+    asked_categories: np.ndarray = field(default=None)  # type: ignore[assignment]
+    rejected_items: np.ndarray = field(default=None)  # type: ignore[assignment]
+    candidates: np.ndarray = field(default=None)  # type: ignore[assignment]
+    history: list[TurnRecord] = field(default_factory=list)
+    last_answer: int = 0
+
+    def __post_init__(self) -> None:
+        catalog = self.catalog
+        n_parents = catalog.taxonomy.n_parents if catalog.taxonomy else 0
+        self.accepted = np.zeros(catalog.n_aspects, dtype=np.bool_)
+        self.rejected = np.zeros(catalog.n_aspects, dtype=np.bool_)
+        self.asked_categories = np.zeros(n_parents, dtype=np.bool_)
+        self.rejected_items = np.zeros(catalog.n_items, dtype=np.bool_)
+        self.candidates = np.ones(catalog.n_items, dtype=np.bool_)
+
+    @property
+    def agent_actions(self) -> int:
+        """Actions the agent has taken (turns minus the user's opening)."""
+        return max(self.turn - 1, 0)
+
+    def candidate_items(self) -> np.ndarray:
+        """Candidate item ids, shape (n_candidates,), ascending."""
+        return np.flatnonzero(self.candidates)
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.candidates.sum())
+
+    def facts(self) -> DialogueFacts:
+        """The state as a preference ranker sees it."""
+        return DialogueFacts(
+            user=self.user,
+            accepted=np.flatnonzero(self.accepted),
+            rejected=np.flatnonzero(self.rejected),
+            rejected_items=np.flatnonzero(self.rejected_items),
+        )
+
+    def reachable_aspects(self) -> np.ndarray:
+        """Aspects held by at least one candidate item, neither accepted nor rejected, ascending."""
+        candidate_rows = self.catalog.item_aspects[self.candidate_items()]
+        held = np.zeros(self.catalog.n_aspects, dtype=np.bool_)
+        held[candidate_rows.indices] = True
+        return np.flatnonzero(held & ~self.accepted & ~self.rejected)
+
+    def reachable_categories(self) -> np.ndarray:
+        """Categories (enumerated questions) with a reachable fine aspect, not yet asked, ascending."""
+        taxonomy = self.catalog.taxonomy
+        if taxonomy is None:
+            return np.zeros(0, dtype=np.int64)
+        parents = np.unique(taxonomy.parent_of[self.reachable_aspects()])
+        return parents[~self.asked_categories[parents]]
+
+    def keep_items_with(self, aspect: int) -> None:
+        """candidates ∩= items having `aspect`."""
+        mask = np.zeros_like(self.candidates)
+        mask[self.catalog.items_with(aspect)] = True
+        self.candidates &= mask
+
+    def keep_items_with_any(self, aspects: tuple[int, ...]) -> None:
+        """candidates ∩= items having at least one of `aspects` (MCMIPL's union rule)."""
+        mask = np.zeros_like(self.candidates)
+        for aspect in aspects:
+            mask[self.catalog.items_with(aspect)] = True
+        self.candidates &= mask
+
+
+KIND_NAMES = {ActionKind.ASK: "ask", ActionKind.PROBE: "probe", ActionKind.RECOMMEND: "recommend"}
