@@ -2,8 +2,16 @@
 
 from simulators.catalog import Catalog, CatalogSummary, Interactions, PersonaTruth, Taxonomy
 from simulators.errors import CRSError, DatasetError, MissingSplitError
-from simulators.goals import GoalSampler, PairGoals
-from simulators.users import Goal, SingleTargetUser, SlateReaction, UserModel
+from simulators.goals import GoalSampler, MultiTargetGoals, PairGoals, PersonaGoals
+from simulators.persona_world import make_persona_world
+from simulators.users import (
+    Goal,
+    MultiInterestUser,
+    PersonaUser,
+    SingleTargetUser,
+    SlateReaction,
+    UserModel,
+)
 
 __all__ = [
     "CRSError",
@@ -14,10 +22,15 @@ __all__ = [
     "GoalSampler",
     "Interactions",
     "MissingSplitError",
+    "MultiInterestUser",
+    "MultiTargetGoals",
     "PairGoals",
+    "PersonaGoals",
     "PersonaTruth",
+    "PersonaUser",
     "SingleTargetUser",
     "SlateReaction",
     "Taxonomy",
     "UserModel",
+    "make_persona_world",
 ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulators.catalog import Catalog
+from simulators.errors import CRSError
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,269 @@ def _first_hit(slate: Sequence[int], targets: Sequence[int]) -> SlateReaction:
         if int(item) in wanted:
             return SlateReaction(accepted=int(item), rank=rank)
     return SlateReaction(accepted=None, rank=None)
+
+
+def _shared_aspects(catalog: Catalog, targets: Sequence[int]) -> np.ndarray:
+    """Aspects every target has, shape (n,), sorted."""
+    shared = catalog.aspects_of(targets[0])
+    for target in targets[1:]:
+        shared = np.intersect1d(shared, catalog.aspects_of(target), assume_unique=True)
+    return shared
+
+
+def _check_targets(catalog: Catalog, goal: Goal, need_shared: bool) -> np.ndarray:
+    """Validate a goal's targets; return the aspects all targets share, shape (n,)."""
+    targets = goal.targets
+    if len(targets) == 0:
+        raise CRSError(f"goal of user {goal.user} has no target item; give at least one")
+    if len(set(targets)) != len(targets):
+        raise CRSError(f"goal targets {targets} repeat an item; multi-interest targets must be distinct")
+    for target in targets:
+        if not 0 <= target < catalog.n_items:
+            raise CRSError(f"goal target {target} outside [0, {catalog.n_items}) of {catalog.name}")
+    shared = _shared_aspects(catalog, targets)
+    if need_shared and shared.size == 0:
+        raise CRSError(
+            f"goal targets {targets} share no aspect; draw them with MultiTargetGoals, which picks "
+            "targets sharing one"
+        )
+    return shared
+
+
+class MultiInterestUser(UserModel):
+    """MCMIPL's user: several distinct target items that share at least one aspect.
+
+    - Opening: states one aspect shared by all targets, drawn uniformly.
+    - Question about aspects A (binary or multiple choice): accepts every aspect of A that ANY target
+      has, i.e. A ∩ (aspects(t_1) ∪ ... ∪ aspects(t_n)) (MCMIPL's union rule).
+    - Slate: accepts the best-ranked slate item that is any target.
+
+    Raises:
+        CRSError: at `reset`, when the targets are empty, repeat an item, or share no aspect.
+    """
+
+    def reset(self, goal: Goal, rng: np.random.Generator) -> None:
+        self._shared = _check_targets(self.catalog, goal, need_shared=True)
+        super().reset(goal, rng)
+
+    def opening_aspect(self) -> int:
+        return int(self.rng.choice(self._shared))
+
+    def answer(self, aspects: Sequence[int]) -> frozenset[int]:
+        return _accepted_by_any(self.catalog, self.targets, aspects)
+
+    def react(self, slate: Sequence[int]) -> SlateReaction:
+        return _first_hit(slate, self.targets)
+
+
+class PersonaUser(UserModel):
+    """A user who is a mixture of K personas; the session's active persona picked the target(s).
+
+    Response model:
+
+    - Opening: states one aspect shared by all targets (one target: any of its aspects), drawn
+      uniformly, always truthfully.
+    - Question about aspects A: each aspect's truth is "some target has it"; with probability `noise`
+      (independently per aspect) the answer flips it. With `noise=0` the answer is A ∩ aspects(targets).
+    - Slate: accepts the best-ranked slate item that is a target. After `patience` failed slates the
+      user leaves: the `patience`-th failed slate returns `leaves=True`.
+    - Drift: after each answer and each failed slate that does not end the conversation, with
+      probability `drift` the active persona switches to another of the user's K personas (drawn
+      uniformly) and the target becomes one item of the new persona: one of the user's interactions
+      labelled with that persona (in `split`, or in all splits when `split` is None), else an item
+      having at least one of the persona's signature aspects. `targets` and `active_persona` show
+      the change. Nothing drifts when K = 1.
+
+    Randomness is drawn from the rng handed to `reset`, in a fixed order (opening draw; per answer:
+    noise draws when noise > 0, then the drift draw(s) when drift > 0), so the same goal and seed
+    replay the same conversation.
+
+    Personas come from `catalog.truth` (the persona world), or, for real data, from `user_personas`
+    and `persona_aspects` handed in (e.g. derived from each user's history by clustering); then a
+    goal without `persona` gets the slot whose signature aspects overlap the target's most.
+
+    Args:
+        catalog: The catalogue.
+        noise: Probability in [0, 1] that an answer flips an aspect's truth.
+        patience: Failed slates after which the user leaves; None = never leaves early.
+        drift: Probability in [0, 1], per turn, that the active persona changes.
+        user_personas: Persona ids of each user, shape (n_users, K); default `catalog.truth`.
+        persona_aspects: Signature aspects of each persona, boolean, shape (n_personas, n_aspects);
+            default `catalog.truth`.
+        split: Split whose interactions drift targets come from; None = all splits.
+
+    Raises:
+        CRSError: An argument is out of range, or the catalogue has no persona ground truth and no
+            `user_personas`/`persona_aspects` were given.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        noise: float = 0.0,
+        patience: int | None = None,
+        drift: float = 0.0,
+        *,
+        user_personas: np.ndarray | None = None,
+        persona_aspects: np.ndarray | None = None,
+        split: str | None = None,
+    ) -> None:
+        super().__init__(catalog)
+        if not 0.0 <= noise <= 1.0:
+            raise CRSError(f"PersonaUser noise={noise} must lie in [0, 1]")
+        if not 0.0 <= drift <= 1.0:
+            raise CRSError(f"PersonaUser drift={drift} must lie in [0, 1]")
+        if patience is not None and patience < 1:
+            raise CRSError(f"PersonaUser patience={patience} must be >= 1, or None for no early leave")
+        self.noise = float(noise)
+        self.drift = float(drift)
+        self.patience = patience
+        self.user_personas, self.persona_aspects = _persona_arrays(catalog, user_personas, persona_aspects)
+        self._labelled = _labelled_interactions(catalog, split)
+        self._targets: tuple[int, ...] = ()
+        self._slot = 0
+        self._failed = 0
+
+    def reset(self, goal: Goal, rng: np.random.Generator) -> None:
+        if not 0 <= goal.user < self.user_personas.shape[0]:
+            raise CRSError(f"goal user {goal.user} outside [0, {self.user_personas.shape[0]})")
+        shared = _check_targets(self.catalog, goal, need_shared=True)
+        k = self.user_personas.shape[1]
+        if goal.persona is None:
+            slot = self._best_slot(goal)
+        elif 0 <= goal.persona < k:
+            slot = int(goal.persona)
+        else:
+            raise CRSError(f"goal persona slot {goal.persona} outside [0, {k}) of user {goal.user}")
+        super().reset(goal, rng)
+        self._shared = shared
+        self._targets = tuple(int(t) for t in goal.targets)
+        self._slot = slot
+        self._failed = 0
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """The current target items (changed by drift; hidden from policies)."""
+        self.goal  # noqa: B018  (raises before reset)
+        return self._targets
+
+    @property
+    def active_persona(self) -> int:
+        """Slot (0..K-1) of the active persona among the user's personas."""
+        self.goal  # noqa: B018  (raises before reset)
+        return self._slot
+
+    @property
+    def active_persona_id(self) -> int:
+        """Persona id (row of `persona_aspects`) of the active persona."""
+        return int(self.user_personas[self.goal.user, self.active_persona])
+
+    @property
+    def failed_slates(self) -> int:
+        """Number of slates without a target so far in this conversation."""
+        return self._failed
+
+    def opening_aspect(self) -> int:
+        return int(self.rng.choice(self._shared))
+
+    def answer(self, aspects: Sequence[int]) -> frozenset[int]:
+        asked = [int(a) for a in aspects]
+        truth = _accepted_by_any(self.catalog, self._targets, asked)
+        if self.noise > 0.0 and asked:
+            flips = self.rng.random(len(asked)) < self.noise
+            accepted = frozenset(a for a, flip in zip(asked, flips, strict=True) if (a in truth) != flip)
+        else:
+            accepted = truth
+        self._maybe_drift()
+        return accepted
+
+    def react(self, slate: Sequence[int]) -> SlateReaction:
+        reaction = _first_hit(slate, self._targets)
+        if reaction.accepted is not None:
+            return reaction
+        self._failed += 1
+        if self.patience is not None and self._failed >= self.patience:
+            return SlateReaction(accepted=None, rank=None, leaves=True)
+        self._maybe_drift()
+        return reaction
+
+    def _best_slot(self, goal: Goal) -> int:
+        """Slot whose persona's signature aspects the targets share most (first on ties)."""
+        owned = np.zeros(self.catalog.n_aspects, dtype=np.int64)
+        for target in goal.targets:
+            owned[self.catalog.aspects_of(target)] += 1
+        signatures = self.persona_aspects[self.user_personas[goal.user]]
+        return int(np.argmax(signatures.astype(np.int64) @ owned))
+
+    def _maybe_drift(self) -> None:
+        k = self.user_personas.shape[1]
+        if self.drift <= 0.0 or k < 2 or self.rng.random() >= self.drift:
+            return
+        others = [slot for slot in range(k) if slot != self._slot]
+        self._slot = int(others[int(self.rng.integers(len(others)))])
+        persona = int(self.user_personas[self.goal.user, self._slot])
+        target = self._draw_target(persona)
+        if target is not None:
+            self._targets = (target,)
+            self._shared = self.catalog.aspects_of(target)
+
+    def _draw_target(self, persona: int) -> int | None:
+        """An item of `persona` for this user, not a current target; None when there is none."""
+        current = np.asarray(self._targets, dtype=np.int64)
+        if self._labelled is not None:
+            users, items, personas = self._labelled
+            mine = items[(users == self.goal.user) & (personas == persona)]
+            mine = np.setdiff1d(mine, current)
+            if mine.size:
+                return int(self.rng.choice(mine))
+        signature = np.flatnonzero(self.persona_aspects[persona])
+        hits = np.asarray(self.catalog.item_aspects[:, signature].sum(axis=1)).ravel()
+        pool = np.setdiff1d(np.flatnonzero(hits > 0), current)
+        if pool.size:
+            return int(self.rng.choice(pool))
+        return None
+
+
+def _persona_arrays(
+    catalog: Catalog, user_personas: np.ndarray | None, persona_aspects: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (user_personas, persona_aspects) a PersonaUser runs on, validated."""
+    if user_personas is None and persona_aspects is None:
+        if catalog.truth is None:
+            raise CRSError(
+                f"PersonaUser needs personas, but catalogue {catalog.name!r} has no persona ground truth; "
+                "use make_persona_world(), or pass user_personas (n_users, K) and persona_aspects "
+                "(n_personas, n_aspects) derived from the users' histories"
+            )
+        return catalog.truth.user_personas, catalog.truth.persona_aspects
+    if user_personas is None or persona_aspects is None:
+        raise CRSError("PersonaUser: pass both user_personas and persona_aspects, or neither")
+    user_personas = np.asarray(user_personas, dtype=np.int64)
+    persona_aspects = np.asarray(persona_aspects, dtype=np.bool_)
+    if user_personas.ndim != 2 or user_personas.shape[0] != catalog.n_users:
+        raise CRSError(
+            f"PersonaUser: user_personas must have shape ({catalog.n_users}, K), got {user_personas.shape}"
+        )
+    if persona_aspects.ndim != 2 or persona_aspects.shape[1] != catalog.n_aspects:
+        raise CRSError(
+            f"PersonaUser: persona_aspects must have shape (n_personas, {catalog.n_aspects}), "
+            f"got {persona_aspects.shape}"
+        )
+    if user_personas.size and (user_personas.min() < 0 or user_personas.max() >= persona_aspects.shape[0]):
+        raise CRSError(f"PersonaUser: user_personas ids must lie in [0, {persona_aspects.shape[0]})")
+    return user_personas, persona_aspects
+
+
+def _labelled_interactions(
+    catalog: Catalog, split: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(users, items, personas) of the persona-labelled interactions of `split` (None: all splits)."""
+    parts = [catalog.split(split)] if split is not None else list(catalog.splits.values())
+    parts = [part for part in parts if part.personas is not None]
+    if not parts:
+        return None
+    return (
+        np.concatenate([part.users for part in parts]),
+        np.concatenate([part.items for part in parts]),
+        np.concatenate([part.personas for part in parts]),
+    )
