@@ -112,7 +112,7 @@ class DialogueState:
         taxonomy = self.catalog.taxonomy
         if taxonomy is None:
             return np.zeros(0, dtype=np.int64)
-        parents = np.unique(taxonomy.parent_of[self.reachable_aspects()])
+        parents = taxonomy.parents_of(self.reachable_aspects())
         return parents[~self.asked_categories[parents]]
 
     def keep_items_with(self, aspect: int) -> None:

@@ -1,0 +1,88 @@
+"""Building envs by dataset name, and the ids registered with Gymnasium.
+
+``gymnasium.make("crs/LastFMStar-v0", data_dir=...)`` works after ``import envs``; the data
+directory may also come from the ``CRS_DATA_DIR`` environment variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from envs.env import ConversationEnv, QuestionMode
+from simulators.catalog import Catalog
+from simulators.datasets import load_catalog
+from simulators.errors import CRSError
+from simulators.goals import GoalSampler, MultiTargetGoals, PairGoals, PersonaGoals
+from simulators.users import MultiInterestUser, PersonaUser, SingleTargetUser, UserModel
+
+UserKind = Literal["auto", "single", "multi", "persona"]
+USER_KINDS: tuple[str, ...] = ("auto", "single", "multi", "persona")
+
+REGISTERED: dict[str, dict[str, Any]] = {
+    "crs/PersonaWorld-v0": {"dataset": "persona_world"},
+    "crs/LastFM-v0": {"dataset": "lastfm"},
+    "crs/LastFMStar-v0": {"dataset": "lastfm_star"},
+    "crs/YelpStar-v0": {"dataset": "yelp_star"},
+    "crs/LastFMStarMulti-v0": {"dataset": "lastfm_star", "user": "multi"},
+}
+
+
+def build_user(
+    catalog: Catalog, split: str, user: UserKind, **user_kwargs: Any
+) -> tuple[UserModel, GoalSampler]:
+    """The user model and goal sampler of a kind ("auto": persona on the persona world, else single)."""
+    if user not in USER_KINDS:
+        raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
+    if user == "auto":
+        user = "persona" if catalog.truth is not None else "single"
+    if user == "single":
+        return SingleTargetUser(catalog), PairGoals(catalog, split)
+    if user == "multi":
+        return MultiInterestUser(catalog), MultiTargetGoals(catalog, split)
+    return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split)
+
+
+def make_env(
+    dataset: str = "persona_world",
+    *,
+    data_dir: str | Path | None = None,
+    catalog: Catalog | None = None,
+    split: str = "valid",
+    user: UserKind = "auto",
+    user_kwargs: dict[str, Any] | None = None,
+    world_kwargs: dict[str, Any] | None = None,
+    question_mode: QuestionMode | None = None,
+    **env_kwargs: Any,
+) -> ConversationEnv:
+    """A `ConversationEnv` for a dataset with the field's defaults.
+
+    Args:
+        dataset: "persona_world", "lastfm", "lastfm_star" or "yelp_star".
+        data_dir: Folder holding the SCPR/UNICORN data (real datasets; else $CRS_DATA_DIR).
+        catalog: An already-loaded catalogue (skips loading; `dataset` is then ignored).
+        split: Split the conversations come from ("valid" for training, "test" for evaluation).
+        user: "single" (UNICORN), "multi" (MCMIPL), "persona", or "auto".
+        user_kwargs: Arguments of the user model (PersonaUser: noise, patience, drift).
+        world_kwargs: Arguments of `make_persona_world` (persona world only).
+        question_mode: "binary" or "multiple_choice" (default: multiple choice for multi-interest
+            and persona users, binary otherwise).
+        **env_kwargs: Passed to `ConversationEnv`.
+    """
+    if catalog is None:
+        catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))
+    model, goals = build_user(catalog, split, user, **(user_kwargs or {}))
+    if question_mode is None:
+        question_mode = "binary" if isinstance(model, SingleTargetUser) else "multiple_choice"
+    if isinstance(model, MultiInterestUser):
+        env_kwargs.setdefault("candidate_rule", "any")
+    return ConversationEnv(catalog, model, goals, question_mode=question_mode, **env_kwargs)
+
+
+def register_envs() -> None:
+    """Register the crs/* ids with Gymnasium (idempotent)."""
+    for env_id, kwargs in REGISTERED.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="envs.registry:make_env", kwargs=dict(kwargs))

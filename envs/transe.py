@@ -1,0 +1,152 @@
+"""UNICORN's TransE embeddings as a preference ranker, and a popularity ranker (numpy only).
+
+UNICORN's preference scores, with e_u the user, A+ the accepted and A- the rejected aspects:
+
+- item v: e_u·e_v + Σ_{a∈A+} e_a·e_v − Σ_{a∈A−, a∈aspects(v)} σ(e_a·e_v)
+- aspect a: e_u·e_a + Σ_{b∈A+} e_b·e_a
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from envs.ranker import DialogueFacts
+from simulators.catalog import Catalog
+from simulators.errors import CRSError, DatasetError
+
+# The only globals a TransE embedding pickle may name: numpy array reconstruction.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class UnsafePickleError(CRSError):
+    """A third-party pickle names something other than builtins and numpy arrays."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module == "builtins" and name in {
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "int",
+            "float",
+            "str",
+        }:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"refusing to load {module}.{name} from a third-party pickle: only builtins and numpy arrays "
+            f"are allowed in an embedding file"
+        )
+
+
+def load_embedding_pickle(path: str | Path) -> dict[str, np.ndarray]:
+    """Load a pickled dict of numpy arrays with a restricted unpickler.
+
+    Raises:
+        DatasetError: the file is missing or not a pickled dict of arrays.
+        UnsafePickleError: the pickle names anything beyond builtins and numpy arrays.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(
+            path, "", "a pickled dict {'ui_emb', 'feature_emb'} (UNICORN's transe.pkl)", "no file"
+        )
+    try:
+        data = _RestrictedUnpickler(io.BytesIO(path.read_bytes())).load()
+    except UnsafePickleError:
+        raise
+    except Exception as error:  # pickle raises many types on corrupt input
+        raise DatasetError(path, "", "a readable pickle", f"{type(error).__name__}: {error}") from error
+    if not isinstance(data, dict):
+        raise DatasetError(path, "", "a dict of arrays", type(data).__name__)
+    return data
+
+
+class TransERanker:
+    """UNICORN's preference scores from TransE embeddings (users first, then items, in ui_emb).
+
+    Args:
+        user_emb: User embeddings, shape (n_users, d).
+        item_emb: Item embeddings, shape (n_items, d).
+        aspect_emb: Aspect embeddings, shape (n_aspects, d).
+        catalog: The catalogue the embeddings belong to (for aspects(v) of rejected aspects).
+    """
+
+    def __init__(self, user_emb: np.ndarray, item_emb: np.ndarray, aspect_emb: np.ndarray, catalog: Catalog):
+        expected = (catalog.n_users, catalog.n_items, catalog.n_aspects)
+        found = (user_emb.shape[0], item_emb.shape[0], aspect_emb.shape[0])
+        if expected != found:
+            raise CRSError(
+                f"TransE embeddings cover (users, items, aspects) = {found} but catalogue {catalog.name} "
+                f"has {expected}: use the embedding file of this dataset"
+            )
+        self.user_emb = np.asarray(user_emb, dtype=np.float64)
+        self.item_emb = np.asarray(item_emb, dtype=np.float64)
+        self.aspect_emb = np.asarray(aspect_emb, dtype=np.float64)
+        self.catalog = catalog
+
+    @classmethod
+    def from_file(cls, path: str | Path, catalog: Catalog) -> TransERanker:
+        """Load UNICORN's `transe.pkl` ({"ui_emb": (n_users + n_items, d), "feature_emb": (n_aspects, d)})."""
+        data = load_embedding_pickle(path)
+        for key in ("ui_emb", "feature_emb"):
+            if key not in data or not isinstance(data[key], np.ndarray) or data[key].ndim != 2:
+                raise DatasetError(path, key, "a 2-D float array", repr(type(data.get(key)).__name__))
+        ui = data["ui_emb"]
+        if ui.shape[0] != catalog.n_users + catalog.n_items:
+            raise DatasetError(
+                path,
+                "ui_emb",
+                f"{catalog.n_users} users + {catalog.n_items} items = "
+                f"{catalog.n_users + catalog.n_items} rows for {catalog.name}",
+                f"{ui.shape[0]} rows",
+            )
+        return cls(ui[: catalog.n_users], ui[catalog.n_users :], data["feature_emb"], catalog)
+
+    def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
+        items = np.asarray(items, dtype=np.int64)
+        item_vecs = self.item_emb[items]
+        query = self.user_emb[facts.user] + self.aspect_emb[facts.accepted].sum(axis=0)
+        scores = item_vecs @ query
+        if facts.rejected.size:
+            sims = item_vecs @ self.aspect_emb[facts.rejected].T  # (n_items, n_rejected)
+            has = self.catalog.item_aspects[items][:, facts.rejected].toarray()
+            scores -= (has / (1.0 + np.exp(-sims))).sum(axis=1)
+        return scores
+
+    def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
+        query = self.user_emb[facts.user] + self.aspect_emb[facts.accepted].sum(axis=0)
+        return self.aspect_emb[np.asarray(aspects, dtype=np.int64)] @ query
+
+
+class PopularityRanker:
+    """Items by their interaction count in the pre-training split; aspects by their item count.
+
+    A data-only baseline ranker for datasets without pre-trained embeddings.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        split = catalog.split(catalog.pretrain_split)
+        self.item_popularity = np.bincount(split.items, minlength=catalog.n_items).astype(np.float64)
+        self.aspect_popularity = np.diff(catalog.aspect_items.indptr).astype(np.float64)
+
+    def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
+        return self.item_popularity[np.asarray(items, dtype=np.int64)]
+
+    def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
+        return self.aspect_popularity[np.asarray(aspects, dtype=np.int64)]

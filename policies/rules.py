@@ -1,0 +1,195 @@
+"""Rule policies: the field's non-learned baselines, on the same env and metrics (numpy only).
+
+- ``random``: ask a random reachable aspect or recommend random candidates, with equal odds.
+- ``always-recommend``: recommend the ranker's top-k candidates every turn.
+- ``ask-N``: ask the ranker's best reachable aspect N times, then recommend the top-k every turn.
+- ``max-entropy``: SCPR's rule: recommend when at most k candidates are left, otherwise ask the
+  aspect whose presence splits the (score-weighted) candidates most evenly.
+- ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from
+  rejected slates: candidates sharing aspects with rejected items move down.
+
+In envs with enumerated questions (Yelp*) "asking an aspect" asks a category that lists it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from envs.actions import ask, recommend
+from envs.env import ConversationEnv
+from envs.ranker import PreferenceRanker
+from simulators.errors import CRSError
+
+RULE_POLICY_NAMES = ("random", "always-recommend", "ask-N", "max-entropy", "abs-greedy")
+
+
+def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The k best-scored items, best first; ties broken by lower item id. Shape (min(k, n),)."""
+    if items.size <= k:
+        order = np.lexsort((items, -scores))
+        return items[order]
+    part = np.argpartition(-scores, k - 1)[:k]
+    order = np.lexsort((items[part], -scores[part]))
+    return items[part][order]
+
+
+class RulePolicy:
+    """Base of the rule policies: a fixed preference ranker and helpers over the env's state."""
+
+    name = "rule"
+
+    def __init__(self, ranker: PreferenceRanker | None = None) -> None:
+        self.ranker = ranker
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # helpers -----------------------------------------------------------------------------------
+    def _require_ranker(self) -> PreferenceRanker:
+        if self.ranker is None:
+            raise CRSError(f"policy {self.name!r} needs a preference ranker (--ranker)")
+        return self.ranker
+
+    def slate(self, env: ConversationEnv) -> dict[str, Any]:
+        """Recommend the ranker's top-k candidates."""
+        state = env.state
+        candidates = state.candidate_items()
+        scores = self._require_ranker().item_scores(state.facts(), candidates)
+        return recommend(top_k(candidates, scores, env.slate_size))
+
+    def best_aspect(self, env: ConversationEnv) -> int | None:
+        """The ranker's best-scored reachable aspect, or None when nothing is left to ask."""
+        state = env.state
+        aspects = self.askable_aspects(env)
+        if aspects.size == 0:
+            return None
+        scores = self._require_ranker().aspect_scores(state.facts(), aspects)
+        return int(top_k(aspects, scores, 1)[0])
+
+    @staticmethod
+    def askable_aspects(env: ConversationEnv) -> np.ndarray:
+        """Reachable aspects; with enumerated questions, only those under a not-yet-asked category."""
+        state = env.state
+        aspects = state.reachable_aspects()
+        if env.enumerated and aspects.size:
+            taxonomy = env.catalog.taxonomy
+            assert taxonomy is not None
+            open_categories = taxonomy.members[~state.asked_categories].tocsc()
+            aspects = aspects[np.diff(open_categories[:, aspects].tocsc().indptr) > 0]
+        return aspects
+
+    @staticmethod
+    def question(env: ConversationEnv, aspect: int) -> dict[str, Any]:
+        """Ask `aspect`, or in an enumerated env the first unasked category listing it."""
+        if not env.enumerated:
+            return ask(aspect)
+        taxonomy = env.catalog.taxonomy
+        assert taxonomy is not None
+        parents = taxonomy.parents_of(np.array([aspect]))
+        parents = parents[~env.state.asked_categories[parents]]
+        return ask(int(parents[0]))
+
+
+class RandomPolicy(RulePolicy):
+    name = "random"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        aspects = self.askable_aspects(env)
+        if aspects.size and self.rng.random() < 0.5:
+            return self.question(env, int(self.rng.choice(aspects)))
+        candidates = env.state.candidate_items()
+        size = min(env.slate_size, candidates.size)
+        return recommend(self.rng.choice(candidates, size=size, replace=False))
+
+
+class AlwaysRecommendPolicy(RulePolicy):
+    name = "always-recommend"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        return self.slate(env)
+
+
+class AskThenRecommendPolicy(RulePolicy):
+    """Ask the best aspect `n_asks` times (while any is reachable), then recommend every turn."""
+
+    def __init__(self, ranker: PreferenceRanker | None, n_asks: int) -> None:
+        super().__init__(ranker)
+        if n_asks < 0:
+            raise CRSError(f"ask-N needs N >= 0, got {n_asks}")
+        self.n_asks = n_asks
+        self.name = f"ask-{n_asks}"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        questions = sum(1 for r in env.state.history if r.kind in ("ask", "probe"))
+        if questions < self.n_asks:
+            aspect = self.best_aspect(env)
+            if aspect is not None:
+                return self.question(env, aspect)
+        return self.slate(env)
+
+
+class MaxEntropyPolicy(RulePolicy):
+    name = "max-entropy"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        state = env.state
+        candidates = state.candidate_items()
+        aspects = self.askable_aspects(env)
+        if candidates.size <= env.slate_size or aspects.size == 0:
+            return self.slate(env)
+        scores = self._require_ranker().item_scores(state.facts(), candidates)
+        weights = np.exp(scores - scores.max())
+        weights /= weights.sum()
+        # share of candidate weight holding each aspect: (n_aspects,)
+        share = env.catalog.item_aspects[candidates][:, aspects].T @ weights
+        share = np.clip(share, 1e-12, 1 - 1e-12)
+        entropy = -(share * np.log2(share) + (1 - share) * np.log2(1 - share))
+        return self.question(env, int(top_k(aspects, entropy, 1)[0]))
+
+
+class AbsGreedyPolicy(RulePolicy):
+    """Recommend only; rejected items push down candidates that share their aspects."""
+
+    name = "abs-greedy"
+
+    def __init__(self, ranker: PreferenceRanker | None, penalty: float = 1.0) -> None:
+        super().__init__(ranker)
+        self.penalty = penalty
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        state = env.state
+        candidates = state.candidate_items()
+        scores = self._require_ranker().item_scores(state.facts(), candidates)
+        rejected = np.flatnonzero(state.rejected_items)
+        if rejected.size:
+            rows = env.catalog.item_aspects[candidates].astype(np.float64)
+            rejected_profile = np.asarray(env.catalog.item_aspects[rejected].sum(axis=0)).ravel()
+            overlap = rows @ (rejected_profile / rejected.size)
+            sizes = np.maximum(np.diff(rows.indptr), 1)
+            scores = scores - self.penalty * scores.std() * overlap / sizes
+        return recommend(top_k(candidates, scores, env.slate_size))
+
+
+def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
+    """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), max-entropy, abs-greedy."""
+    match = re.fullmatch(r"ask-(\d+)", name)
+    if match:
+        return AskThenRecommendPolicy(ranker, int(match.group(1)))
+    table = {
+        "random": RandomPolicy,
+        "always-recommend": AlwaysRecommendPolicy,
+        "max-entropy": MaxEntropyPolicy,
+        "abs-greedy": AbsGreedyPolicy,
+    }
+    if name not in table:
+        raise CRSError(
+            f"unknown rule policy {name!r}; choose one of {', '.join(RULE_POLICY_NAMES)} (e.g. ask-4)"
+        )
+    return table[name](ranker)
