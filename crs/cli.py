@@ -7,6 +7,7 @@ import logging
 import typer
 
 from crs import __version__
+from crs.data_cmd import data_app
 
 app = typer.Typer(
     name="crs",
@@ -19,6 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+app.add_typer(data_app, name="data")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,194 @@
+"""The dataset registry: one name per catalogue, one function that loads any of them.
+
+``persona_world`` is the embedded synthetic default (no files); ``lastfm``, ``lastfm_star`` and
+``yelp_star`` are the SCPR/UNICORN benchmarks, read from a data directory given as an argument or
+through ``$CRS_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simulators.catalog import SPLITS, Catalog
+from simulators.errors import CRSError, DatasetError
+from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
+
+DATASET_NAMES: tuple[str, ...] = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
+REAL_DATASETS: tuple[str, ...] = ("lastfm", "lastfm_star", "yelp_star")
+DATA_DIR_ENV = "CRS_DATA_DIR"
+
+_LOADERS: dict[str, Callable[[Path], Catalog]] = {
+    "lastfm": load_lastfm,
+    "lastfm_star": load_lastfm_star,
+    "yelp_star": load_yelp_star,
+}
+
+
+def check_dataset_name(name: str) -> str:
+    """Return `name` if it is a known dataset; raise CRSError listing the valid names otherwise."""
+    if name not in DATASET_NAMES:
+        raise CRSError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    return name
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """The real-data directory: `data_dir` if given, else ``$CRS_DATA_DIR``.
+
+    Raises:
+        DatasetError: Neither is set.
+    """
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser()
+    from_env = os.environ.get(DATA_DIR_ENV, "")
+    if from_env:
+        return Path(from_env).expanduser()
+    raise DatasetError(
+        "--data-dir",
+        "",
+        f"the directory of the real datasets (pass --data-dir PATH or set {DATA_DIR_ENV})",
+        "neither is set",
+    )
+
+
+def load_catalog(name: str, data_dir: str | Path | None = None, **world_kwargs: int) -> Catalog:
+    """Load the catalogue `name`.
+
+    Args:
+        name: One of `DATASET_NAMES`.
+        data_dir: Directory holding the SCPR/UNICORN folders (real datasets only; default
+            ``$CRS_DATA_DIR``).
+        **world_kwargs: Arguments of `simulators.persona_world.make_persona_world` (persona world only,
+            e.g. ``n_users``, ``n_items``, ``personas_per_user``, ``seed``).
+
+    Returns:
+        The catalogue. Real catalogues are cached per (name, resolved directory): they are immutable.
+
+    Raises:
+        CRSError: Unknown name, or world arguments given for a real dataset.
+        DatasetError: Missing data directory or malformed files.
+    """
+    check_dataset_name(name)
+    if name == "persona_world":
+        from simulators.persona_world import make_persona_world
+
+        return make_persona_world(**world_kwargs)
+    if world_kwargs:
+        raise CRSError(
+            f"{name} is read from files and takes no generator arguments; got {sorted(world_kwargs)}"
+        )
+    return _load_real(name, resolve_data_dir(data_dir).resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _load_real(name: str, data_dir: Path) -> Catalog:
+    return _LOADERS[name](data_dir)
+
+
+def clear_cache() -> None:
+    """Forget cached real catalogues (e.g. after the files changed on disk)."""
+    _load_real.cache_clear()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One consistency check of a catalogue.
+
+    Attributes:
+        name: What was checked.
+        status: "ok", "warn" (unusual but usable) or "fail" (the env cannot run on it).
+        detail: The figures behind the verdict.
+    """
+
+    name: str
+    status: str
+    detail: str
+
+
+def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
+    """Consistency checks beyond what loading validates, for ``crs data validate``.
+
+    Checks: every item has an aspect (a conversation opens with one of the target's aspects); every
+    aspect is held by an item; no (user, item) pair repeats within a split or appears in two splits
+    (a pair in train and test leaks the answer); the evaluation splits exist; users of the
+    evaluation splits have pre-training history; the taxonomy covers the aspects.
+
+    Returns:
+        The checks, in a fixed order.
+    """
+    checks: list[Check] = []
+    per_item = np.diff(catalog.item_aspects.indptr)
+    empty_items = int((per_item == 0).sum())
+    checks.append(
+        Check(
+            "every item has an aspect",
+            "fail" if empty_items else "ok",
+            f"{empty_items} of {catalog.n_items} items have none"
+            if empty_items
+            else f"{catalog.n_items} items",
+        )
+    )
+    per_aspect = np.diff(catalog.aspect_items.indptr)
+    unused = int((per_aspect == 0).sum())
+    checks.append(
+        Check(
+            "every aspect is held by an item",
+            "warn" if unused else "ok",
+            f"{unused} of {catalog.n_aspects} aspects are held by no item"
+            if unused
+            else f"{catalog.n_aspects} aspects",
+        )
+    )
+    for split in ("valid", "test"):
+        present = split in catalog.splits
+        checks.append(
+            Check(f"{split} split present", "ok" if present else "fail", "" if present else "missing")
+        )
+    keys = {}
+    for split, inter in catalog.splits.items():
+        pair = inter.users * catalog.n_items + inter.items
+        unique = np.unique(pair)
+        repeats = len(pair) - unique.size
+        keys[split] = unique
+        checks.append(
+            Check(
+                f"no repeated (user, item) pair in {split}",
+                "warn" if repeats else "ok",
+                f"{repeats} repeats" if repeats else f"{len(pair)} pairs",
+            )
+        )
+    present = [s for s in SPLITS if s in keys]
+    for i, first in enumerate(present):
+        for second in present[i + 1 :]:
+            shared = int(np.intersect1d(keys[first], keys[second], assume_unique=True).size)
+            checks.append(
+                Check(
+                    f"{first} and {second} share no pair",
+                    "warn" if shared else "ok",
+                    f"{shared} shared pairs" if shared else "disjoint",
+                )
+            )
+    pretrain = catalog.pretrain_split
+    if pretrain in catalog.splits and "test" in catalog.splits:
+        known = np.unique(catalog.splits[pretrain].users)
+        cold = np.setdiff1d(np.unique(catalog.splits["test"].users), known)
+        checks.append(
+            Check(
+                f"test users have {pretrain} history",
+                "warn" if cold.size else "ok",
+                f"{cold.size} test users without {pretrain} interactions" if cold.size else "all have",
+            )
+        )
+    if catalog.taxonomy is not None:
+        orphans = int((catalog.taxonomy.parent_of < 0).sum())
+        empty = int((np.diff(catalog.taxonomy.members.indptr) == 0).sum())
+        detail = (
+            f"{catalog.taxonomy.n_parents} categories; {orphans} aspects under none; {empty} empty categories"
+        )
+        checks.append(Check("taxonomy covers the aspects", "warn" if orphans or empty else "ok", detail))
+    return tuple(checks)
