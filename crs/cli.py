@@ -8,6 +8,7 @@ import typer
 
 from crs import __version__
 from crs.data_cmd import data_app
+from crs.eval_cmd import eval_command
 
 app = typer.Typer(
     name="crs",
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 
 app.add_typer(data_app, name="data")
+app.command("eval")(eval_command)
 
 
 def _version(value: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,3 +61,35 @@ def evaluation_indices(n_goals: int, episodes: int, seed: int) -> np.ndarray:
     """
     order = np.random.default_rng(seed).permutation(n_goals)
     return order[: min(episodes, n_goals)]
+
+
+def episode_seed(seed: int, goal_index: int) -> int:
+    """The env seed of one evaluation conversation: fixed by (run seed, goal index) alone, so a
+    conversation replays identically whatever order or worker runs it."""
+    return int(np.random.SeedSequence([seed, goal_index]).generate_state(1)[0])
+
+
+def evaluate(
+    env: ConversationEnv,
+    policy: ConversationPolicy,
+    indices: np.ndarray,
+    seed: int,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> list[EpisodeRecord]:
+    """Run `policy` on the goals `indices` of the env's split; each conversation seeded by
+    `episode_seed(seed, index)`. `on_episode` is called after each (e.g. to advance a progress bar)."""
+    records = []
+    for index in indices:
+        index = int(index)
+        conversation_seed = episode_seed(seed, index)
+        record = run_episode(
+            env,
+            policy,
+            np.random.default_rng(conversation_seed),
+            seed=conversation_seed,
+            options={"goal_index": index},
+        )
+        records.append(record)
+        if on_episode is not None:
+            on_episode(record)
+    return records

@@ -1,0 +1,187 @@
+"""`crs eval`: run a policy on seeded test conversations and report UNICORN's metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from crs import __version__
+from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors, metrics_table, write_json_atomic
+from envs.env import ConversationEnv
+from envs.metrics import EpisodeRecord, MetricSummary, summarize
+from envs.registry import USER_KINDS, make_env
+from envs.rollout import ConversationPolicy, evaluate, evaluation_indices
+from policies.rankers import build_ranker, default_ranker_spec
+from policies.rules import make_rule_policy
+from simulators.datasets import check_dataset_name
+from simulators.errors import CRSError
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation produced: its records, summary and output folder."""
+
+    records: list[EpisodeRecord]
+    metrics: dict[str, MetricSummary]
+    summary: dict[str, Any]
+    out: Path
+
+
+def conversations_fingerprint(split: str, indices: np.ndarray) -> str:
+    """A short hash of the conversations an evaluation walked (same hash = same test conversations)."""
+    digest = hashlib.sha1(split.encode() + np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+    return digest[:16]
+
+
+def resolve_policy(
+    spec: str, env: ConversationEnv, ranker_spec: str | None, data_dir: str | None
+) -> tuple[ConversationPolicy, str, str]:
+    """The policy named by `spec` (a rule name or a trained run directory), its display name and ranker."""
+    path = Path(spec)
+    if path.is_dir():
+        from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
+
+        return load_trained_policy(path, env.catalog), path.name, "run"
+    ranker_name = ranker_spec or default_ranker_spec(env.catalog.name)
+    ranker = build_ranker(ranker_name, env.catalog, data_dir)
+    return make_rule_policy(spec, ranker), spec, ranker_name
+
+
+def run_evaluation(
+    policy_spec: str,
+    *,
+    dataset: str = "persona_world",
+    data_dir: str | None = None,
+    ranker: str | None = None,
+    split: str = "test",
+    episodes: int = 600,
+    seed: int = 1,
+    out: Path | None = None,
+    user: str = "auto",
+    world_seed: int = 0,
+    show_progress: bool = True,
+) -> EvalResult:
+    """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`."""
+    check_dataset_name(dataset)
+    if episodes < 1:
+        raise CRSError(f"--episodes must be >= 1, got {episodes}")
+    world = {"seed": world_seed} if dataset == "persona_world" else {}
+    env = make_env(dataset, data_dir=data_dir, split=split, user=user, world_kwargs=world)  # type: ignore[arg-type]
+    policy, policy_name, ranker_name = resolve_policy(policy_spec, env, ranker, data_dir)
+    indices = evaluation_indices(env.goals.n_goals, episodes, seed)
+    out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
+        records = evaluate(env, policy, indices, seed, on_episode=lambda _: progress.advance(task))
+    elapsed = time.perf_counter() - started
+
+    metrics = summarize(records, env.max_turns, seed=seed)
+    summary: dict[str, Any] = {
+        "policy": policy_name,
+        "policy_spec": policy_spec,
+        "dataset": dataset,
+        "split": split,
+        "ranker": ranker_name,
+        "user": user,
+        "setting": env.question_mode if not env.enumerated else "enumerated",
+        "episodes": len(records),
+        "seed": seed,
+        "world_seed": world_seed if dataset == "persona_world" else None,
+        "conversations": conversations_fingerprint(split, indices),
+        "max_turns": env.max_turns,
+        "notes": list(env.catalog.notes),
+        "metrics": {name: vars(value) for name, value in metrics.items()},
+        "seconds": round(elapsed, 3),
+        "conversations_per_second": round(len(records) / max(elapsed, 1e-9), 2),
+        "versions": {"persona-crs": __version__, "python": platform.python_version()},
+    }
+    temporary = out / "episodes.jsonl.tmp"
+    with temporary.open("w") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_dict()) + "\n")
+    temporary.replace(out / "episodes.jsonl")
+    write_json_atomic(out / "summary.json", summary)
+    return EvalResult(records=records, metrics=metrics, summary=summary, out=out)
+
+
+@friendly_errors
+def eval_command(
+    policy: str = typer.Option(
+        "ask-4",
+        "--policy",
+        "-p",
+        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a run dir.",
+    ),
+    dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    ranker: str = typer.Option(
+        None,
+        "--ranker",
+        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir. Default: "
+        "transe on lastfm, popularity elsewhere.",
+    ),
+    split: str = typer.Option("test", "--split", help="Split the conversations come from."),
+    episodes: int = typer.Option(600, "--episodes", "-n", help="Number of conversations."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the conversation order and the users."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default out/eval/<dataset>-<policy>-s<seed>)."
+    ),
+    user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
+    world_seed: int = typer.Option(0, "--world-seed", help="Seed of the persona world (persona_world only)."),
+) -> None:
+    """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
+
+    Writes one JSON line per conversation (episodes.jsonl) and summary.json into --out.
+
+    Examples:
+
+      crs eval --policy ask-4
+
+      crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data --ranker transe --episodes 600
+
+      crs eval --policy runs/my-run --dataset lastfm_star --data-dir ../shared/data
+    """
+    result = run_evaluation(
+        policy,
+        dataset=dataset,
+        data_dir=data_dir,
+        ranker=ranker,
+        split=split,
+        episodes=episodes,
+        seed=seed,
+        out=out,
+        user=user,
+        world_seed=world_seed,
+    )
+    summary = result.summary
+    title = (
+        f"{summary['dataset']} / {summary['split']}: {summary['episodes']} conversations, seed {seed}, "
+        f"{summary['setting']} setting, ranker {summary['ranker']}"
+    )
+    console.print(metrics_table(title, {summary["policy"]: result.metrics}))
+    for note in summary["notes"]:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"{summary['conversations_per_second']:.1f} conversations/s; records in [bold]{result.out}[/] "
+        f"(episodes.jsonl, summary.json)"
+    )
