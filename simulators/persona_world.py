@@ -337,7 +337,11 @@ def _draw_interactions(
     for user in range(n_users):
         slots = rng.choice(k, size=per_user, p=user_weights[user])
         race = utilities[user_personas[user]] + rng.gumbel(size=(k, n_items))
-        orders = np.argsort(-race, axis=1)
+        # A slot takes at most `per_user` items and skips at most `per_user - 1` taken by other
+        # slots, so only the head of its order is ever read: the best `depth` items, sorted.
+        depth = min(n_items, 2 * per_user)
+        head = np.argpartition(-race, depth - 1, axis=1)[:, :depth]
+        orders = np.take_along_axis(head, np.argsort(-np.take_along_axis(race, head, axis=1), axis=1), axis=1)
         cursor = [0] * k
         taken: set[int] = set()
         for j, slot in enumerate(slots.tolist()):
