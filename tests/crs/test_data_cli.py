@@ -1,0 +1,137 @@
+"""`crs data info|validate`: exit codes, counts in the output, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crs.cli import app
+from simulators.datasets import DATA_DIR_ENV, clear_cache, load_catalog
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_env_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    clear_cache()
+
+
+def _write_tiny_lastfm(root: Path, items: dict[str, list[int]]) -> Path:
+    """A LastFM tree: 3 aspects, `items`, users 0..1 with 1 train, 1 valid, 2 test pairs."""
+    files = {
+        "Graph_generate_data/item_dict.json": {k: {"feature_index": v} for k, v in items.items()},
+        "Graph_generate_data/merged_tag_map.json": {"13": 0, "18": 1, "73": 2},
+        "UI_Interaction_data/review_dict_train.json": {"0": [0]},
+        "UI_Interaction_data/review_dict_valid.json": {"1": [0]},
+        "UI_Interaction_data/review_dict_test.json": {"0": [1], "1": [1]},
+    }
+    for name, obj in files.items():
+        path = root / "lastfm" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+    return root / "lastfm"
+
+
+def test_data_help_has_examples() -> None:
+    for command in ("info", "validate"):
+        result = runner.invoke(app, ["data", command, "--help"])
+        assert result.exit_code == 0
+        assert "Examples" in result.output and "--data-dir" in result.output
+
+
+def test_info_defaults_to_the_persona_world() -> None:
+    result = runner.invoke(app, ["data", "info"])
+    assert result.exit_code == 0, result.output
+    world = load_catalog("persona_world", seed=0)
+    assert "persona_world" in result.output
+    assert f"{world.n_users:,}" in result.output and f"{len(world.split('train')):,}" in result.output
+    assert "personas (ground truth)" in result.output
+
+
+def test_info_seed_changes_the_world() -> None:
+    result = runner.invoke(app, ["data", "info", "--seed", "5"])
+    assert result.exit_code == 0 and "seed 5" in result.output
+
+
+def test_unknown_dataset_is_a_one_line_error() -> None:
+    result = runner.invoke(app, ["data", "info", "lastfm-star"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "unknown dataset 'lastfm-star'" in lines[0] and "lastfm_star" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_real_dataset_without_a_data_dir_says_how_to_give_one() -> None:
+    result = runner.invoke(app, ["data", "info", "lastfm"])
+    assert result.exit_code == 2
+    assert "--data-dir" in result.output and "CRS_DATA_DIR" in result.output
+
+
+def test_validate_tiny_tree_ok(tmp_path: Path) -> None:
+    _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    # 2 users (ids 0, 1), 2 items, 3 aspects; train 1, valid 1, test 2.
+    assert "OK lastfm: 2 users, 2 items, 3 aspects, train 1, valid 1, test 2" in result.output
+
+
+def test_validate_corrupt_json_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    path = folder / "UI_Interaction_data" / "review_dict_test.json"
+    path.write_text('{"0": [1], "1": [')
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "review_dict_test.json" in result.output and "valid JSON" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_validate_wrong_shape_exits_2(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    (folder / "Graph_generate_data" / "item_dict.json").write_text('{"0": {"feature_index": 3}}')
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "item_dict.json [0.feature_index]" in result.output and "a list of integer ids" in result.output
+
+
+def test_validate_failed_check_exits_1(tmp_path: Path) -> None:
+    _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": []})  # item 1 has no aspect
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "FAILED lastfm" in result.output and "1 of 2 items have none" in result.output
+
+
+def test_validate_another_datasets_folder_exits_2(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    result = runner.invoke(app, ["data", "validate", "lastfm_star", "--data-dir", str(folder)])
+    assert result.exit_code == 2 and "load it as 'lastfm'" in result.output
+
+
+@pytest.mark.real_data
+def test_info_lastfm_star_real_counts(real_data_dir: Path) -> None:
+    result = runner.invoke(app, ["data", "info", "lastfm_star", "--data-dir", str(real_data_dir)])
+    assert result.exit_code == 0, result.output
+    for figure in ("1,801", "7,432", "8,438", "52,910", "11,891", "11,892"):
+        assert figure in result.output
+
+
+@pytest.mark.real_data
+def test_info_yelp_star_from_environment(real_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATA_DIR_ENV, str(real_data_dir))
+    result = runner.invoke(app, ["data", "info", "yelp_star"])
+    assert result.exit_code == 0, result.output
+    for figure in ("27,675", "70,311", "590", "211,319", "29 categories", "absent", "no train split"):
+        assert figure in result.output
+
+
+@pytest.mark.real_data
+def test_validate_real_lastfm(real_data_dir: Path) -> None:
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(real_data_dir)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "OK lastfm: 1,801 users, 7,432 items, 33 aspects, train 52,910, valid 11,891, test 11,892"
+        in result.output
+    )

@@ -1,0 +1,429 @@
+"""SCPR/UNICORN loaders: exact counts on the real releases, names, immutability, and typed errors.
+
+The error tests build tiny SCPR trees (or copies of a few real files) in tmp_path and damage them;
+each must raise exactly one DatasetError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulators.catalog import Catalog
+from simulators.errors import DatasetError, MissingSplitError
+from simulators.scpr import detect_dataset, load_lastfm, load_lastfm_star, load_yelp_star
+
+# ---------------------------------------------------------------------------------------------
+# Tiny synthetic SCPR trees
+# ---------------------------------------------------------------------------------------------
+
+# 4 items x 3 aspects; users 0..2. Train 3 pairs, valid 1, test 2.
+TINY_ITEMS = {"0": [0, 1], "1": [1], "2": [2, 0], "3": [1, 2]}
+TINY_TRAIN = {"0": [0, 1], "1": [2]}
+TINY_VALID = {"0": [2]}
+TINY_TEST = {"1": [3], "2": [0]}
+
+
+def _dump(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+def write_hetrec(root: Path) -> None:
+    """HetRec names: artists 10..13 (item 3's artist 13 has no name), tags 13, 18, 73."""
+    het = root / "hetrec2011-lastfm-2k"
+    het.mkdir(parents=True, exist_ok=True)
+    (het / "artists.dat").write_text(
+        "id\tname\turl\tpictureURL\n10\tArtist Ten\tu\tp\n11\tArtist Eleven\tu\tp\n12\tArtist Twelve\tu\tp\n",
+        encoding="utf-8",
+    )
+    (het / "tags.dat").write_bytes(b"tagID\ttagValue\r\n13\tchillout\r\n18\telectronic\r\n73\trock\r\n")
+
+
+def write_lastfm(root: Path, name: str = "lastfm") -> Path:
+    """A tiny LastFM (name="lastfm") or LastFM* (name="lastfm_star") tree under root; returns its folder."""
+    folder = root / name
+    graph = folder / "Graph_generate_data"
+    _dump(graph / "item_dict.json", {k: {"feature_index": v} for k, v in TINY_ITEMS.items()})
+    if name == "lastfm":
+        _dump(graph / "merged_tag_map.json", {"13": 0, "18": 1, "73": 2})
+        _dump(
+            folder / "ID_map_info" / "tag_reverse_map.json",
+            {
+                "0": {"real_id": [13], "real_name": ["chillout"]},
+                "1": {"real_id": [18], "real_name": ["electronic"]},
+                "2": {"real_id": [73], "real_name": ["rock"]},
+            },
+        )
+    else:
+        _dump(graph / "original_tag_map.json", {"13": 0, "18": 1, "73": 2})
+    _dump(folder / "ID_map_info" / "item_map.json", {"10": 0, "11": 1, "12": 2, "13": 3})
+    ui = folder / "UI_Interaction_data"
+    _dump(ui / "review_dict_train.json", TINY_TRAIN)
+    _dump(ui / "review_dict_valid.json", TINY_VALID)
+    _dump(ui / "review_dict_test.json", TINY_TEST)
+    write_hetrec(root)
+    return folder
+
+
+def write_yelp(root: Path) -> Path:
+    """A tiny Yelp*: 4 fine aspects; category Nightlife lists {1}, Japanese lists {2, 1}; 0 and 3 orphans."""
+    folder = root / "yelp_star"
+    graph = folder / "Graph_generate_data"
+    _dump(graph / "item_dict-original_tag.json", {k: {"feature_index": v} for k, v in TINY_ITEMS.items()})
+    _dump(
+        graph / "second-layer_oringinal_tag_map.json",
+        {"city_0": 0, "category_Bars": 1, "category_Sushi Bars": 2, "star_4": 3},
+    )
+    _dump(graph / "first-layer_merged_tag_map.json", {"Nightlife": 0, "Japanese": 1})
+    _dump(graph / "2-layer taxonomy.json", {"Nightlife": [1], "Japanese": [2, 1]})
+    ui = folder / "UI_Interaction_data"
+    _dump(ui / "review_dict_valid.json", TINY_VALID)
+    _dump(ui / "review_dict_test.json", TINY_TEST)
+    return folder
+
+
+def _pairs(catalog: Catalog, split: str) -> set[tuple[int, int]]:
+    inter = catalog.split(split)
+    return set(zip(inter.users.tolist(), inter.items.tolist(), strict=True))
+
+
+def _json_pairs(obj: dict[str, list[int]]) -> set[tuple[int, int]]:
+    return {(int(u), i) for u, items in obj.items() for i in items}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny trees: the loaders' logic, no real data needed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tiny_lastfm_loads_exactly_what_the_files_say(tmp_path: Path) -> None:
+    write_lastfm(tmp_path)
+    catalog = load_lastfm(tmp_path)
+    # 4 items (keys 0..3), 3 aspects (merged_tag_map values 0..2), users 0..2 -> 3 users.
+    assert (catalog.n_items, catalog.n_aspects, catalog.n_users) == (4, 3, 3)
+    assert [catalog.aspects_of(i).tolist() for i in range(4)] == [[0, 1], [1], [0, 2], [1, 2]]
+    assert catalog.items_with(1).tolist() == [0, 1, 3]
+    assert _pairs(catalog, "train") == {(0, 0), (0, 1), (1, 2)}
+    assert _pairs(catalog, "valid") == {(0, 2)}
+    assert _pairs(catalog, "test") == {(1, 3), (2, 0)}
+    assert catalog.aspect_names == ("chillout", "electronic", "rock")
+    # Artist 13 (item 3) is missing from artists.dat -> numbered fallback.
+    assert catalog.item_names == ("Artist Ten", "Artist Eleven", "Artist Twelve", "item 3")
+    assert catalog.taxonomy is None and catalog.pretrain_split == "train"
+
+
+def test_tiny_lastfm_star_names_tags_through_the_hetrec_tag_map(tmp_path: Path) -> None:
+    write_lastfm(tmp_path, "lastfm_star")
+    catalog = load_lastfm_star(tmp_path)
+    # original_tag_map: HetRec tag 13 -> aspect 0, 18 -> 1, 73 -> 2; tags.dat names them.
+    assert catalog.aspect_names == ("chillout", "electronic", "rock")
+    assert catalog.n_aspects == 3 and catalog.n_users == 3
+
+
+def test_dataset_folder_may_be_given_directly(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path, "lastfm_star")
+    assert load_lastfm_star(folder).n_items == 4
+
+
+def test_tiny_yelp_taxonomy_is_a_membership_relation(tmp_path: Path) -> None:
+    write_yelp(tmp_path)
+    catalog = load_yelp_star(tmp_path)
+    tax = catalog.taxonomy
+    assert tax is not None and tax.parent_names == ("Nightlife", "Japanese")
+    assert tax.children(0).tolist() == [1] and tax.children(1).tolist() == [1, 2]
+    # Aspect 1 is listed under both (primary = lowest id 0); 0 and 3 under none (-1).
+    assert tax.parent_of.tolist() == [-1, 0, 1, -1]
+    assert tax.parents_of(np.array([1])).tolist() == [0, 1]
+    assert tax.parents_of(np.array([0, 3])).tolist() == []
+    assert catalog.aspect_names == ("city 0", "Bars", "Sushi Bars", "star 4")
+    assert "train" not in catalog.splits and catalog.pretrain_split == "valid"
+    assert any("no train split" in note for note in catalog.notes)
+    assert any("1 fine aspects sit under several categories and 2 under none" in n for n in catalog.notes)
+
+
+def test_missing_name_files_fall_back_to_numbered_names_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_lastfm(tmp_path)
+    shutil.rmtree(tmp_path / "hetrec2011-lastfm-2k")
+    (folder / "ID_map_info" / "tag_reverse_map.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="simulators.scpr"):
+        catalog = load_lastfm(tmp_path)
+    assert catalog.item_names == ("item 0", "item 1", "item 2", "item 3")
+    assert catalog.aspect_names == ("aspect 0", "aspect 1", "aspect 2")
+    assert "artists.dat" in caplog.text and "tag_reverse_map.json" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one DatasetError naming file and field
+# ---------------------------------------------------------------------------------------------
+
+
+def _error(loader, data_dir: Path) -> DatasetError:  # type: ignore[no-untyped-def]
+    with pytest.raises(DatasetError) as info:
+        loader(data_dir)
+    assert type(info.value) is DatasetError
+    return info.value
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    error = _error(load_lastfm, tmp_path / "nowhere")
+    assert error.path.endswith("nowhere") and "no such directory" in str(error)
+
+
+def test_missing_dataset_folder_says_where_to_point(tmp_path: Path) -> None:
+    write_lastfm(tmp_path)
+    error = _error(load_yelp_star, tmp_path)
+    assert error.path.endswith("yelp_star") and "--data-dir" in str(error)
+
+
+def test_missing_required_file(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    (folder / "UI_Interaction_data" / "review_dict_valid.json").unlink()
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("review_dict_valid.json") and error.found == "missing"
+
+
+def test_truncated_json_names_file_and_position_without_json_traceback(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "Graph_generate_data" / "item_dict.json"
+    path.write_text(path.read_text()[:25])
+    error = _error(load_lastfm, tmp_path)
+    assert error.path == str(path) and error.field.startswith("line 1, column")
+    assert "valid JSON" in str(error) and "truncated" in str(error)
+    assert error.__cause__ is None and error.__suppress_context__  # no chained json traceback
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "found"),
+    [
+        ([[0, 1], [1]], "", "a list"),  # a list where an object is expected
+        ({"0": [0, 1]}, "0", "a list"),  # an entry that is not an object
+        ({"0": {"categories": [1]}}, "0.feature_index", "no such key"),
+        ({"0": {"feature_index": "0,1"}}, "0.feature_index", "a string"),
+        ({"0": {"feature_index": [0, "1"]}}, "0.feature_index", "element '1'"),
+        ({"0": {"feature_index": [0, 1.5]}}, "0.feature_index", "element 1.5"),
+        ({"0": {"feature_index": [0]}, "1": {"feature_index": [7]}}, "1.feature_index", "aspect id 7"),
+        ({"0": {"feature_index": [0]}, "2": {"feature_index": [1]}}, "keys", "first missing 1"),
+        ({"zero": {"feature_index": [0]}}, "keys", "'zero'"),
+    ],
+)
+def test_malformed_item_dict(tmp_path: Path, content: object, field: str, found: str) -> None:
+    folder = write_lastfm(tmp_path)
+    _dump(folder / "Graph_generate_data" / "item_dict.json", content)
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("item_dict.json")
+    assert error.field == field
+    assert found in error.found
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "found"),
+    [
+        ({"0": [0, 4]}, "0", "item id 4"),  # 4 items: ids must be < 4
+        ({"0": [-1]}, "0", "item id -1"),
+        ({"0": 3}, "0", "a int"),
+        ({"u7": [0]}, "keys", "'u7'"),
+        ({"-2": [0]}, "keys", "id -2"),
+        ("users", "", "a string"),
+    ],
+)
+def test_malformed_review_dict(tmp_path: Path, content: object, field: str, found: str) -> None:
+    folder = write_lastfm(tmp_path)
+    _dump(folder / "UI_Interaction_data" / "review_dict_test.json", content)
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("review_dict_test.json")
+    assert (error.field, found in error.found) == (field, True)
+
+
+def test_tag_map_with_a_gap_in_aspect_ids(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    _dump(folder / "Graph_generate_data" / "merged_tag_map.json", {"13": 0, "18": 2})
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("merged_tag_map.json") and error.field == "values"
+    assert "first missing 1" in error.found
+
+
+def test_lastfm_star_loader_on_a_lastfm_folder_says_which_dataset_it_is(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path, "lastfm")
+    error = _error(load_lastfm_star, folder)  # the LastFM folder given directly
+    assert "lastfm_star" in error.expected and "a lastfm folder" in error.found
+    assert "load it as 'lastfm'" in str(error)
+    folder.rename(tmp_path / "lastfm_star")  # a LastFM tree under LastFM*'s name
+    error = _error(load_lastfm_star, tmp_path)
+    assert error.path.endswith("lastfm_star") and "a lastfm folder" in error.found
+
+
+def test_yelp_loader_on_lastfm_star_and_back(tmp_path: Path) -> None:
+    star = write_lastfm(tmp_path, "lastfm_star")
+    yelp = write_yelp(tmp_path)
+    assert detect_dataset(star) == "lastfm_star" and detect_dataset(yelp) == "yelp_star"
+    assert "a lastfm_star folder" in _error(load_yelp_star, star).found
+    assert "a yelp_star folder" in _error(load_lastfm, yelp).found
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "found"),
+    [
+        ({"Nightlife": [1], "Sushi": [2]}, "Sushi", "an unknown category"),
+        ({"Nightlife": [1, 9]}, "Nightlife", "id 9"),
+        ({"Nightlife": "1"}, "Nightlife", "a string"),
+    ],
+)
+def test_malformed_yelp_taxonomy(tmp_path: Path, content: object, field: str, found: str) -> None:
+    folder = write_yelp(tmp_path)
+    _dump(folder / "Graph_generate_data" / "2-layer taxonomy.json", content)
+    error = _error(load_yelp_star, tmp_path)
+    assert error.path.endswith("2-layer taxonomy.json")
+    assert error.field == field and found in error.found
+
+
+def test_malformed_hetrec_table(tmp_path: Path) -> None:
+    write_lastfm(tmp_path)
+    (tmp_path / "hetrec2011-lastfm-2k" / "artists.dat").write_text("id\tname\nten\tArtist Ten\n")
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("artists.dat") and error.field == "line 2"
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data: exact counts of the SCPR/UNICORN releases
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lastfm(real_data_dir: Path) -> Catalog:
+    return load_lastfm(real_data_dir)
+
+
+@pytest.fixture(scope="module")
+def lastfm_star(real_data_dir: Path) -> Catalog:
+    return load_lastfm_star(real_data_dir)
+
+
+@pytest.fixture(scope="module")
+def yelp_star(real_data_dir: Path) -> Catalog:
+    return load_yelp_star(real_data_dir)
+
+
+def _split_sizes(catalog: Catalog) -> dict[str, int]:
+    return {name: len(inter) for name, inter in catalog.splits.items()}
+
+
+@pytest.mark.real_data
+def test_lastfm_counts(lastfm: Catalog) -> None:
+    assert (lastfm.n_users, lastfm.n_items, lastfm.n_aspects) == (1801, 7432, 33)
+    assert _split_sizes(lastfm) == {"train": 52910, "valid": 11891, "test": 11892}
+    assert lastfm.taxonomy is None
+
+
+@pytest.mark.real_data
+def test_lastfm_star_counts(lastfm_star: Catalog) -> None:
+    assert (lastfm_star.n_users, lastfm_star.n_items, lastfm_star.n_aspects) == (1801, 7432, 8438)
+    assert _split_sizes(lastfm_star) == {"train": 52910, "valid": 11891, "test": 11892}
+
+
+@pytest.mark.real_data
+def test_yelp_star_counts(yelp_star: Catalog) -> None:
+    assert (yelp_star.n_items, yelp_star.n_aspects) == (70311, 590)
+    assert yelp_star.n_users == 27675  # user ids 0..27674 across valid and test
+    assert _split_sizes(yelp_star) == {"valid": 211319, "test": 211319}
+    with pytest.raises(MissingSplitError):
+        yelp_star.split("train")
+    assert yelp_star.pretrain_split == "valid"
+    assert any("no train split" in note and "valid" in note for note in yelp_star.notes)
+
+
+@pytest.mark.real_data
+def test_yelp_star_taxonomy(yelp_star: Catalog) -> None:
+    tax = yelp_star.taxonomy
+    assert tax is not None and tax.n_parents == 29
+    # The 29 lists of "2-layer taxonomy.json" hold 565 (category, aspect) entries: 473 aspects listed
+    # once, 40 twice, 4 three times (473 + 80 + 12 = 565) -> 517 distinct aspects, 44 under several
+    # categories, and 590 - 517 = 73 aspects listed nowhere.
+    assert tax.members.nnz == 565
+    per_aspect = np.diff(tax.members.tocsc().indptr)
+    assert np.bincount(per_aspect).tolist() == [73, 473, 40, 4]
+    assert int((tax.parent_of == -1).sum()) == 73
+    japanese = tax.parent_names.index("Japanese")
+    assert {"Sushi Bars", "Ramen", "Japanese"} <= {yelp_star.aspect_names[a] for a in tax.children(japanese)}
+    assert tax.children(tax.parent_names.index("city")).size == 214
+
+
+@pytest.mark.real_data
+def test_real_item_aspects_equal_the_json(real_data_dir: Path, lastfm_star: Catalog) -> None:
+    path = real_data_dir / "lastfm_star" / "Graph_generate_data" / "item_dict.json"
+    raw = json.loads(path.read_text())
+    expected = {(int(i), a) for i, entry in raw.items() for a in entry["feature_index"]}
+    coo = lastfm_star.item_aspects.tocoo()
+    assert set(zip(coo.row.tolist(), coo.col.tolist(), strict=True)) == expected
+    assert lastfm_star.item_aspects.nnz == len(expected) == 94446
+
+
+@pytest.mark.real_data
+def test_real_splits_equal_the_json(real_data_dir: Path, lastfm: Catalog) -> None:
+    for split in ("train", "valid", "test"):
+        raw = json.loads(
+            (real_data_dir / "lastfm" / "UI_Interaction_data" / f"review_dict_{split}.json").read_text()
+        )
+        assert _pairs(lastfm, split) == _json_pairs(raw)
+
+
+@pytest.mark.real_data
+def test_real_names_are_resolved(lastfm: Catalog, lastfm_star: Catalog) -> None:
+    # Item 0 is HetRec artist 11547 (ID_map_info/item_map.json), "The Honorary Title" in artists.dat.
+    assert lastfm_star.item_names[0] == "The Honorary Title"
+    assert {"Radiohead", "Coldplay", "The Beatles"} <= set(lastfm_star.item_names)
+    assert lastfm.item_names == lastfm_star.item_names
+    # LastFM* aspect 0 is HetRec tag 1, "metal"; LastFM's coarse aspect 2 is "rock".
+    assert lastfm_star.aspect_names[0] == "metal"
+    assert {"rock", "jazz", "hip-hop", "indie"} <= set(lastfm_star.aspect_names)
+    assert lastfm.aspect_names[:3] == ("chillout", "electronic", "rock")
+    # 150 of the 7,432 artist ids have no line in artists.dat and keep the numbered name.
+    assert sum(name.startswith("item ") for name in lastfm_star.item_names) == 150
+
+
+@pytest.mark.real_data
+def test_real_catalog_is_immutable_and_transposes_agree(lastfm_star: Catalog, yelp_star: Catalog) -> None:
+    for catalog in (lastfm_star, yelp_star):
+        assert (catalog.aspect_items != catalog.item_aspects.T).nnz == 0
+        with pytest.raises(ValueError, match="read-only"):
+            catalog.item_aspects.indices[0] = 1
+        with pytest.raises(ValueError, match="read-only"):
+            catalog.aspect_items.data[0] = False
+        with pytest.raises(ValueError, match="read-only"):
+            catalog.split("test").items[0] = 0
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            catalog.n_users = 1  # type: ignore[misc]
+    assert yelp_star.taxonomy is not None
+    with pytest.raises(ValueError, match="read-only"):
+        yelp_star.taxonomy.members.indices[0] = 0
+
+
+@pytest.mark.real_data
+def test_truncated_copy_of_a_real_file(real_data_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(real_data_dir / "lastfm", tmp_path / "lastfm")
+    path = tmp_path / "lastfm" / "UI_Interaction_data" / "review_dict_train.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    error = _error(load_lastfm, tmp_path)
+    assert error.path == str(path) and "valid JSON" in str(error)
+
+
+@pytest.mark.real_data
+def test_lastfm_item_dict_under_lastfm_star_name_is_out_of_range(real_data_dir: Path, tmp_path: Path) -> None:
+    # LastFM's folder with LastFM*'s item dict: feature ids up to 8437 but merged_tag_map has 33.
+    shutil.copytree(real_data_dir / "lastfm", tmp_path / "lastfm")
+    shutil.copy(
+        real_data_dir / "lastfm_star" / "Graph_generate_data" / "item_dict.json",
+        tmp_path / "lastfm" / "Graph_generate_data" / "item_dict.json",
+    )
+    error = _error(load_lastfm, tmp_path)
+    assert error.path.endswith("item_dict.json") and error.field.endswith(".feature_index")
+    assert "[0, 33)" in error.expected
