@@ -91,7 +91,7 @@ class ConversationEnv(gym.Env):
     render_mode: None or "ansi".
     """
 
-    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium's convention)
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 (gymnasium's convention)
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from simulators.catalog import Catalog, Interactions, PersonaTruth
 from simulators.errors import CRSError
 
-SIGNATURE_WEIGHT: float = 4.0
+SIGNATURE_WEIGHT: float = 3.0
 """Utility of each signature aspect of the persona that an item has."""
 
 GROUP_WEIGHT: float = 0.5
@@ -80,8 +80,8 @@ ITEM_NOUNS: tuple[str, ...] = (
 
 
 def make_persona_world(
-    n_users: int = 400,
-    n_items: int = 800,
+    n_users: int = 600,
+    n_items: int = 3000,
     n_groups: int = 8,
     aspects_per_group: int = 6,
     n_personas: int = 8,

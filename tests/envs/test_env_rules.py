@@ -1,0 +1,161 @@
+"""The UNICORN rules of ConversationEnv, checked on a catalogue small enough to work out by hand.
+
+Tiny catalogue (tests/envs/conftest.py): item -> aspects
+0:{0,1} 1:{0,2} 2:{0,1,3} 3:{1,2} 4:{2,3} 5:{0,3}; the only conversation is user 0 with target item 2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs import ConversationEnv, InvalidActionError, Rewards, ask, probe, recommend
+from simulators.catalog import Taxonomy
+from simulators.goals import PairGoals
+from simulators.users import SingleTargetUser
+from tests.envs.conftest import YesUser, tiny_catalog
+
+R = Rewards()
+
+
+def make(catalog, user=None, **kwargs) -> ConversationEnv:
+    user = user or SingleTargetUser(catalog)
+    return ConversationEnv(catalog, user, PairGoals(catalog, "test"), **kwargs)
+
+
+def test_opening_states_an_aspect_of_the_target_and_filters_candidates(tiny) -> None:
+    env = make(tiny)
+    for seed in range(10):
+        obs, info = env.reset(seed=seed)
+        opening = env.state.history[0].accepted[0]
+        assert opening in (0, 1, 3)  # the aspects of target item 2
+        expected = sorted(i for i in range(6) if opening in tiny.aspects_of(i))
+        assert env.state.candidate_items().tolist() == expected
+        assert obs["turn"][0] == 1 and obs["accepted"][opening] == 1
+        assert info["n_candidates"] == len(expected)
+
+
+def test_ask_accepted_intersects_candidates_and_pays_0_01(tiny) -> None:
+    env = make(tiny)
+    env.reset(seed=0, options={"goal_index": 0})
+    env.state.candidates[:] = True  # start from all items to make the arithmetic explicit
+    _, reward, terminated, truncated, info = env.step(ask(1))
+    # aspect 1 is an aspect of target 2 -> accepted; items with aspect 1: {0, 2, 3}
+    assert reward == pytest.approx(R.ask_accepted)
+    assert info["answer"] == (1,) and not terminated and not truncated
+    assert env.state.candidate_items().tolist() == [0, 2, 3]
+
+
+def test_ask_rejected_records_but_keeps_candidates(tiny) -> None:
+    env = make(tiny)
+    env.reset(seed=0)
+    before = env.state.candidate_items().tolist()
+    _, reward, _, _, info = env.step(ask(2))  # target 2 lacks aspect 2
+    assert reward == pytest.approx(R.ask_rejected)
+    assert info["rejected"] == (2,) and env.state.rejected[2]
+    assert env.state.candidate_items().tolist() == before
+
+
+def test_failed_slate_leaves_candidates_and_success_ends_with_rank(tiny) -> None:
+    env = make(tiny)
+    env.reset(seed=0)
+    others = [i for i in env.state.candidate_items().tolist() if i != 2][:2]
+    _, reward, terminated, _, info = env.step(recommend(others))
+    assert reward == pytest.approx(R.recommend_fail) and not terminated and not info["success"]
+    assert not env.state.candidates[others].any() and env.state.rejected_items[others].all()
+    _, reward, terminated, _, info = env.step(recommend([5, 2]))
+    assert (
+        info["success"] and info["rank"] == 2 and terminated and reward == pytest.approx(R.recommend_success)
+    )
+    assert info["targets"] == (2,) and info["agent_actions"] == 2
+
+
+def test_turn_limit_truncates_after_14_actions_with_quit_penalty(tiny) -> None:
+    env = make(tiny)
+    env.reset(seed=0)
+    rewards, truncated = [], False
+    while not truncated:
+        _, reward, terminated, truncated, info = env.step(ask(2))  # always rejected, never ends early
+        assert not terminated
+        rewards.append(reward)
+    # T = 15 turns counting the opening -> 14 agent actions; the last pays -0.1 - 0.3
+    assert len(rewards) == 14 and info["turn"] == 15
+    assert rewards[-1] == pytest.approx(R.ask_rejected + R.quit_at_limit)
+    with pytest.raises(InvalidActionError, match="ended"):
+        env.step(ask(1))
+
+
+def test_no_candidates_left_terminates_with_penalty(tiny) -> None:
+    env = make(tiny, user=YesUser(tiny), question_mode="multiple_choice")
+    env.reset(seed=0)  # YesUser opens with aspect 0: items {0, 1, 2, 5}
+    _, reward, terminated, _, _ = env.step(ask([1, 2]))  # no item has 0, 1 and 2
+    assert terminated and reward == pytest.approx(R.no_candidates) and env.state.n_candidates == 0
+
+
+def test_any_rule_keeps_items_with_at_least_one_accepted_aspect(tiny) -> None:
+    env = make(tiny, user=YesUser(tiny), question_mode="multiple_choice", candidate_rule="any")
+    env.reset(seed=0)  # candidates {0, 1, 2, 5}
+    env.step(ask([1, 2]))  # union of items with 1 or 2 = {0,1,2,3,4}; ∩ {0,1,2,5} = {0,1,2}
+    assert env.state.candidate_items().tolist() == [0, 1, 2]
+
+
+def test_probe_is_one_multiple_choice_turn(tiny) -> None:
+    env = make(tiny, question_mode="multiple_choice", n_personas=2)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(probe(1, [1, 2, 3]))
+    # target 2 has {0, 1, 3}: accepted {1, 3}, rejected {2}
+    assert info["answer"] == (1, 3) and info["rejected"] == (2,) and info["kind"] == "probe"
+    assert env.state.history[-1].persona == 1 and reward == pytest.approx(R.ask_accepted)
+    assert set(env.state.candidate_items().tolist()) <= {2}  # items with 1 and 3 (and the opening)
+
+
+def test_enumerated_questions_accept_fine_aspects_or_reject_the_category() -> None:
+    # categories: c0 = {0, 1}, c1 = {2, 3}
+    catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1")))
+    env = make(catalog)
+    assert env.enumerated
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(ask(1))  # category c1: target 2 has 3, not 2
+    assert info["answer"] == (3,) and info["rejected"] == (2,) and reward == pytest.approx(R.ask_accepted)
+    assert env.state.asked_categories[1] and env.state.accepted[3] and env.state.rejected[2]
+
+
+def test_enumerated_category_without_target_aspects_rejects_all() -> None:
+    # c0 = {0, 1, 3} (target 2's aspects), c1 = {2}
+    catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 0]), parent_names=("c0", "c1")))
+    env = make(catalog)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(ask(1))
+    assert info["answer"] == () and info["rejected"] == (2,) and reward == pytest.approx(R.ask_rejected)
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (ask(9), "unknown aspect"),
+        (recommend([99]), "unknown item"),
+        (recommend([]), "non-empty slate"),
+        ({"kind": 1, "aspects": [], "persona": 0, "items": []}, "at least one aspect"),
+        (ask([0, 1]), "allows 1 per question"),
+        ({"kind": 7}, "not one of"),
+        ("ask 3", "must be a dict"),
+    ],
+)
+def test_bad_actions_raise_and_leave_the_state_unchanged(tiny, action, message) -> None:
+    env = make(tiny)
+    obs, _ = env.reset(seed=0)
+    history = list(env.state.history)
+    with pytest.raises(InvalidActionError, match=message):
+        env.step(action)
+    after = env._observation()
+    assert all(np.array_equal(obs[key], after[key]) for key in obs)
+    assert env.state.history == history
+
+
+def test_render_ansi_shows_the_dialogue(tiny) -> None:
+    env = make(tiny, render_mode="ansi")
+    env.reset(seed=0)
+    env.step(ask(2))
+    env.step(recommend([2]))
+    text = env.render()
+    assert "a2" in text and "accepts 'item2' (rank 1)" in text and text.count("\n") == 3

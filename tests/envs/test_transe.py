@@ -1,0 +1,68 @@
+"""UNICORN's TransE embeddings: restricted loading and the preference-score formulas."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from envs.ranker import DialogueFacts
+from envs.transe import TransERanker, UnsafePickleError, load_embedding_pickle
+from simulators.errors import CRSError, DatasetError
+from tests.envs.conftest import tiny_catalog
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_restricted_unpickler_refuses_anything_but_numpy_arrays(tmp_path) -> None:
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"ui_emb": _Evil()}))
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_embedding_pickle(path)
+
+
+def test_restricted_unpickler_reads_arrays_and_reports_corruption(tmp_path) -> None:
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps({"ui_emb": np.ones((2, 3)), "feature_emb": np.zeros((1, 3))}))
+    assert load_embedding_pickle(path)["ui_emb"].shape == (2, 3)
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(DatasetError, match="readable pickle"):
+        load_embedding_pickle(path)
+
+
+def test_scores_follow_unicorns_formulas() -> None:
+    catalog = tiny_catalog()  # 1 user, 6 items, 4 aspects; item 2 has aspects {0, 1, 3}
+    rng = np.random.default_rng(0)
+    user, items, aspects = rng.normal(size=(1, 4)), rng.normal(size=(6, 4)), rng.normal(size=(4, 4))
+    ranker = TransERanker(user, items, aspects, catalog)
+    facts = DialogueFacts(
+        user=0, accepted=np.array([0]), rejected=np.array([1, 2]), rejected_items=np.array([])
+    )
+    # item 2: e_u·e_v + e_a0·e_v - σ(e_a1·e_v) (aspect 2 is rejected but not an aspect of item 2)
+    v = items[2]
+    expected = user[0] @ v + aspects[0] @ v - 1 / (1 + np.exp(-(aspects[1] @ v)))
+    assert ranker.item_scores(facts, np.array([2]))[0] == pytest.approx(expected)
+    # aspect 3: e_u·e_a + e_a0·e_a
+    assert ranker.aspect_scores(facts, np.array([3]))[0] == pytest.approx(
+        user[0] @ aspects[3] + aspects[0] @ aspects[3]
+    )
+
+
+def test_embeddings_of_another_dataset_are_refused() -> None:
+    with pytest.raises(CRSError, match="use the embedding file of this dataset"):
+        TransERanker(np.ones((1, 2)), np.ones((5, 2)), np.ones((4, 2)), tiny_catalog())
+
+
+@pytest.mark.real_data
+def test_unicorns_lastfm_file_loads(real_data_dir) -> None:
+    from simulators.datasets import load_catalog
+
+    catalog = load_catalog("lastfm", real_data_dir)
+    ranker = TransERanker.from_file(real_data_dir / "lastfm" / "embeds" / "transe.pkl", catalog)
+    assert ranker.user_emb.shape == (1801, 64) and ranker.item_emb.shape == (7432, 64)

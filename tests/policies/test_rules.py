@@ -1,0 +1,75 @@
+"""Rule policies act by their rule, and informed rules beat random on the persona world."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs import make_env
+from envs.metrics import summarize
+from envs.rollout import evaluate, evaluation_indices
+from envs.transe import PopularityRanker
+from policies.rules import make_rule_policy, top_k
+from simulators.errors import CRSError
+
+
+@pytest.fixture(scope="module")
+def env():
+    return make_env("persona_world", split="test")
+
+
+def run(env, name: str, episodes: int = 150):
+    policy = make_rule_policy(name, PopularityRanker(env.catalog))
+    return evaluate(env, policy, evaluation_indices(env.goals.n_goals, episodes, 0), seed=0)
+
+
+def test_ask_n_asks_n_times_then_recommends(env) -> None:
+    for record in run(env, "ask-3", 30):
+        kinds = list(record.kinds)
+        assert kinds[:3] == ["ask"] * min(3, len(kinds)) and set(kinds[3:]) <= {"recommend"}
+
+
+def test_always_recommend_and_abs_greedy_only_recommend(env) -> None:
+    for name in ("always-recommend", "abs-greedy"):
+        assert {kind for record in run(env, name, 30) for kind in record.kinds} == {"recommend"}
+
+
+def test_ranked_rules_beat_random(env) -> None:
+    random_sr = summarize(run(env, "random"))["SR@15"].mean
+    for name in ("ask-4", "always-recommend"):
+        assert summarize(run(env, name))["SR@15"].mean > random_sr + 0.1
+
+
+def test_max_entropy_asks_the_most_even_split_until_few_candidates(env) -> None:
+    import numpy as np
+
+    from envs import recommend
+
+    policy = make_rule_policy("max-entropy", PopularityRanker(env.catalog))
+    env.reset(seed=0)
+    policy.reset(np.random.default_rng(0))
+    action = policy.act(env)
+    state = env.state
+    candidates = state.candidate_items()
+    assert action["kind"] == 0 and candidates.size > env.slate_size
+    # the asked aspect's (popularity-weighted) share of candidates is the closest to 1/2
+    weights = np.exp(PopularityRanker(env.catalog).item_scores(state.facts(), candidates) - 0.0)
+    weights = weights / weights.sum()
+    aspects = state.reachable_aspects()
+    share = env.catalog.item_aspects[candidates][:, aspects].T @ weights
+    assert abs(share[list(aspects).index(action["aspects"][0])] - 0.5) == pytest.approx(
+        np.abs(share - 0.5).min()
+    )
+    state.candidates[candidates[5:]] = False  # 5 candidates left: it recommends them
+    assert policy.act(env) == recommend(action_items := policy.slate(env)["items"]) and len(action_items) == 5
+
+
+def test_top_k_orders_by_score_then_id() -> None:
+    import numpy as np
+
+    items, scores = np.array([5, 3, 9, 1]), np.array([0.5, 0.9, 0.5, 0.1])
+    assert top_k(items, scores, 3).tolist() == [3, 5, 9]
+
+
+def test_unknown_rule_names_the_choices() -> None:
+    with pytest.raises(CRSError, match="ask-N"):
+        make_rule_policy("ask-many", None)
