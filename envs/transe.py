@@ -123,10 +123,12 @@ class TransERanker:
         item_vecs = self.item_emb[items]
         query = self.user_emb[facts.user] + self.aspect_emb[facts.accepted].sum(axis=0)
         scores = item_vecs @ query
-        if facts.rejected.size:
-            sims = item_vecs @ self.aspect_emb[facts.rejected].T  # (n_items, n_rejected)
-            has = self.catalog.item_aspects[items][:, facts.rejected].toarray()
-            scores -= (has / (1.0 + np.exp(-sims))).sum(axis=1)
+        for aspect in facts.rejected.tolist():  # few per dialogue: one item mask each
+            has = np.zeros(self.catalog.n_items, dtype=np.bool_)
+            has[self.catalog.items_with(aspect)] = True
+            holders = has[items]
+            sims = item_vecs[holders] @ self.aspect_emb[aspect]
+            scores[holders] -= 1.0 / (1.0 + np.exp(-sims))
         return scores
 
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
