@@ -7,6 +7,7 @@ import logging
 import typer
 
 from crs import __version__
+from crs.chat_cmd import chat_command
 from crs.data_cmd import data_app
 from crs.eval_cmd import eval_command
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 
 app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
+app.command("chat")(chat_command)
 
 
 def _version(value: bool) -> None:

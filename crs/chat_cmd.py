@@ -1,0 +1,75 @@
+"""`crs chat`: talk to the recommender in the terminal (or watch a simulated user do it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from crs.chat import run_chat
+from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
+from crs.eval_cmd import resolve_policy
+from envs.registry import make_env
+from simulators.datasets import check_dataset_name
+
+
+@friendly_errors
+def chat_command(
+    policy: str = typer.Option(
+        "ask-4",
+        "--policy",
+        "-p",
+        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a trained run dir.",
+    ),
+    dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    ranker: str = typer.Option(
+        None,
+        "--ranker",
+        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir (persona x aspect "
+        "explanations). Default: transe on lastfm, popularity elsewhere.",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the conversation (which user; in watch mode also the hidden target)."
+    ),
+    simulate: bool = typer.Option(
+        False, "--simulate", help="Watch a simulated user answer instead of answering yourself."
+    ),
+    transcript: Path = typer.Option(
+        None, "--transcript", "-t", help="Write the dialogue as JSON to this file."
+    ),
+    user_id: int = typer.Option(
+        None, "--user-id", help="Play (or watch) this user id; default: a user drawn by --seed."
+    ),
+) -> None:
+    """Talk to the recommender: you play the user, it asks, probes and recommends with explanations.
+
+    You open with one thing you like (a name, a close spelling, or a number from the suggestions);
+    then answer y/n/skip to questions, numbers (or none) to multiple-choice questions, and a number
+    (or n) to a slate of recommendations. At any prompt: help, back (undo your last answer), quit.
+    Ctrl-C or end of input ends the chat with a summary. Input may come from a pipe.
+
+    Examples:
+
+      crs chat
+
+      crs chat --dataset lastfm_star --data-dir ../shared/data
+
+      crs chat --simulate --seed 3 --transcript chat.json
+
+      printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
+    """
+    check_dataset_name(dataset)
+    env = make_env(dataset, data_dir=data_dir, split="test")  # type: ignore[arg-type]
+    chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
+    meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
+    run_chat(
+        env,
+        chat_policy,
+        seed=seed,
+        console=console,
+        simulate=simulate,
+        user_id=user_id,
+        transcript=transcript,
+        meta=meta,
+    )

@@ -1,0 +1,461 @@
+"""`crs chat`: whole conversations driven through standard input, checked on the transcript and text."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from crs.chat import ChatError, Explainer, HumanUser, PersonAnswer, human_env, run_chat
+from crs.cli import app
+from envs.actions import probe, recommend
+from envs.env import ConversationEnv
+from envs.metrics import hdcg_value
+from envs.registry import make_env
+from envs.rollout import evaluate
+from policies.rankers import build_ranker
+from policies.rules import make_rule_policy
+from simulators.catalog import Catalog
+from simulators.persona_world import make_persona_world
+from simulators.users import Goal
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def world() -> Catalog:
+    return make_persona_world()
+
+
+def chat(tmp_path: Path, lines: list[str], *args: str) -> tuple[Any, dict[str, Any]]:
+    """Run `crs chat` with `lines` on standard input; return the CLI result and the transcript."""
+    path = tmp_path / "chat.json"
+    result = runner.invoke(
+        app, ["chat", "--transcript", str(path), *args], input="".join(f"{x}\n" for x in lines)
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result, json.loads(path.read_text())
+
+
+def with_aspect(catalog: Catalog, name: str) -> set[int]:
+    return set(catalog.items_with(catalog.aspect_names.index(name)).tolist())
+
+
+# ------------------------------------------------------------------------------- binary questions
+def test_binary_questions_then_accept(tmp_path: Path, world: Catalog) -> None:
+    result, transcript = chat(tmp_path, ["jazz", "y", "n", "1"], "--policy", "ask-2")
+    assert result.exit_code == 0
+    turns = transcript["turns"]
+    assert [t["kind"] for t in turns] == ["open", "ask", "ask", "recommend"]
+    assert [t["answer"]["said"] for t in turns] == ["open", "yes", "no", "accept"]
+    # candidates: items with jazz; then jazz ∩ the aspect said yes to; "no" filters nothing
+    jazz = with_aspect(world, "jazz")
+    yes_aspect = turns[1]["action"]["aspect_names"][0]
+    assert turns[0]["candidates_left"] == len(jazz)
+    assert turns[1]["candidates_left"] == len(jazz & with_aspect(world, yes_aspect))
+    assert turns[2]["candidates_left"] == turns[1]["candidates_left"]
+    assert turns[2]["answer"]["rejected"] == turns[2]["action"]["aspects"]
+    slate = turns[3]["action"]["items"]
+    assert len(slate) == 10
+    assert set(slate) <= jazz & with_aspect(world, yes_aspect)
+    outcome = transcript["outcome"]
+    assert outcome["ended"] == "accepted" and outcome["success"] is True
+    assert outcome["accepted_item"] == slate[0] and outcome["rank"] == 1
+    # 3 agent actions; success at 0-based step 2, rank 1: 1/log2(5) + (1/log2(4) - 1/log2(5)) / 1 = 0.5
+    assert outcome["agent_actions"] == 3
+    assert outcome["metrics"]["hDCG"] == pytest.approx(0.5) == pytest.approx(hdcg_value(2, 1))
+    assert outcome["metrics"]["SR@5"] == 1.0 and outcome["metrics"]["AT"] == 3.0
+    assert "targets" not in outcome  # a person has no hidden target
+    # the printed dialogue: the question, the slate with names and explanations, the summary
+    assert f"Do you want {yes_aspect}?" in result.output
+    assert world.item_names[slate[0]] in result.output
+    assert "for your " in result.output and " side, because of " in result.output
+    assert f"You took {world.item_names[slate[0]]} (rank 1)" in result.output
+
+
+def test_explanations_in_transcript_name_item_persona_and_aspect(tmp_path: Path, world: Catalog) -> None:
+    _, transcript = chat(tmp_path, ["jazz", "1"], "--policy", "always-recommend")
+    explanations = transcript["turns"][1]["explanation"]
+    assert len(explanations) == 10
+    for entry, item in zip(explanations, transcript["turns"][1]["action"]["items"], strict=True):
+        assert entry["item"] == item and entry["item_name"] == world.item_names[item]
+        # fallback: the most specific accepted aspect the item has; only jazz is accepted
+        assert entry["aspect_name"] == "jazz" and entry["source"] == "fallback"
+        assert entry["text"] == f"for your {entry['persona_label']} side, because of jazz"
+        # the label is made of aspect names ("calm & steady")
+        assert all(part in world.aspect_names for part in entry["persona_label"].split(" & "))
+
+
+def test_skip_counts_as_no_but_is_recorded(tmp_path: Path) -> None:
+    _, transcript = chat(tmp_path, ["jazz", "skip", "quit"], "--policy", "ask-2")
+    turn = transcript["turns"][1]
+    assert turn["answer"]["said"] == "skip"
+    assert turn["answer"]["accepted"] == [] and turn["answer"]["rejected"] == turn["action"]["aspects"]
+
+
+# --------------------------------------------------------------------------------- rejecting slates
+def test_rejecting_every_slate_runs_to_the_turn_limit(tmp_path: Path, world: Catalog) -> None:
+    result, transcript = chat(tmp_path, ["jazz"] + ["n"] * 14, "--policy", "always-recommend")
+    turns = transcript["turns"]
+    assert len(turns) == 15 and all(t["answer"]["said"] == "reject" for t in turns[1:])
+    # each rejected slate of 10 leaves the candidates: |jazz| - 10 t after t slates
+    jazz = len(with_aspect(world, "jazz"))
+    assert [t["candidates_left"] for t in turns] == [jazz - 10 * t for t in range(15)]
+    shown = [item for t in turns[1:] for item in t["action"]["items"]]
+    assert len(shown) == len(set(shown)) == 140  # no item offered twice
+    outcome = transcript["outcome"]
+    assert outcome["ended"] == "turn limit" and outcome["success"] is False
+    assert outcome["metrics"] == {"SR@5": 0.0, "SR@10": 0.0, "SR@15": 0.0, "AT": 15.0, "hDCG": 0.0}
+    assert "No item was taken within 15 turns" in result.output
+
+
+# -------------------------------------------------------------------------------- robust to people
+def test_bad_input_reprompts_with_a_hint(tmp_path: Path) -> None:
+    lines = ["zzqqxx", "99", "jazz", "maybe", "", "y", "n", "11", "two", "2"]
+    result, transcript = chat(tmp_path, lines, "--policy", "ask-2")
+    assert result.exit_code == 0
+    out = result.output
+    assert "I know nothing called 'zzqqxx'" in out
+    assert "99 is not on the list" in out
+    assert out.count("Type y, n or skip (or help, back, quit).") == 2  # "maybe" and ""
+    assert out.count("Type a number between 1 and 10, or n to reject them all.") == 2  # "11" and "two"
+    assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
+    assert transcript["outcome"]["rank"] == 2
+
+
+def test_opening_by_number_and_by_close_spelling(tmp_path: Path, world: Catalog) -> None:
+    _, by_number = chat(tmp_path, ["1", "quit"], "--policy", "ask-2")
+    suggested = by_number["turns"][0]["answer"]["accepted"][0]
+    _, by_typo = chat(tmp_path, ["Melancolic", "quit"], "--policy", "ask-2")
+    assert by_typo["turns"][0]["answer"]["accepted_names"] == ["melancholic"]
+    # the first suggestion is the user's most characteristic aspect (their history profile)
+    user = by_number["user"]
+    assert suggested == int(Explainer(world, None, None).profile(user)[0])
+
+
+def test_help_is_shown_and_changes_nothing(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, ["help", "jazz", "help", "y", "quit"], "--policy", "ask-2")
+    assert result.output.count("back: undo your last answer") == 2
+    assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes"]
+
+
+def test_back_undoes_the_last_answer(tmp_path: Path) -> None:
+    _, straight = chat(tmp_path, ["jazz", "n", "y", "1"], "--policy", "ask-2")
+    result, undone = chat(tmp_path, ["jazz", "y", "back", "n", "y", "1"], "--policy", "ask-2")
+    assert "Undone (yes)" in result.output
+    # replaying with the same seed reaches the same state: the corrected chat equals the straight one
+    assert undone["turns"] == straight["turns"]
+    assert undone["outcome"] == straight["outcome"]
+
+
+def test_back_at_the_first_question_reopens(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, ["jazz", "back", "back", "folk", "quit"], "--policy", "ask-2")
+    assert "Undone your opening" in result.output
+    assert "Nothing to undo yet" in result.output
+    assert transcript["turns"][0]["answer"]["accepted_names"] == ["folk"]
+    assert len(transcript["turns"]) == 1
+
+
+def test_end_of_input_ends_with_a_summary(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, ["jazz", "y"], "--policy", "ask-4")
+    assert result.exit_code == 0
+    assert transcript["outcome"]["ended"] == "end of input"
+    assert transcript["outcome"]["metrics"] is None  # the conversation did not finish
+    assert "Conversation ended (end of input) after 1 recommender turns." in result.output
+    assert "summary" in result.output
+
+
+def test_quit_at_the_opening_writes_an_empty_transcript(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, ["quit"])
+    assert result.exit_code == 0
+    assert transcript["turns"] == [] and transcript["outcome"]["ended"] == "quit"
+
+
+def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["chat", "--policy", "ask-many"], input="")
+    assert result.exit_code == 2 and "unknown rule policy 'ask-many'" in result.output
+    result = runner.invoke(app, ["chat", "--user-id", "100000"], input="")
+    assert result.exit_code == 2 and "--user-id 100000 outside" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_user_id_picks_the_user(tmp_path: Path) -> None:
+    _, transcript = chat(tmp_path, ["quit"], "--user-id", "7")
+    assert transcript["user"] == 7
+
+
+# --------------------------------------------------------------------------------- watch mode
+def test_watch_mode_reveals_target_and_outcome_that_agree_with_info(tmp_path: Path, world: Catalog) -> None:
+    result, transcript = chat(tmp_path, [], "--simulate", "--seed", "3", "--policy", "ask-4")
+    assert result.exit_code == 0
+    outcome = transcript["outcome"]
+    # the watched conversation is the one `crs eval --seed 3` holds first: same goal, same seed
+    env = make_env("persona_world", split="test")
+    policy = make_rule_policy("ask-4", build_ranker("popularity", env.catalog))
+    (record,) = evaluate(env, policy, np.array([transcript["goal_index"]]), seed=3)
+    assert outcome["targets"] == list(record.targets)
+    assert outcome["success"] == record.success and outcome["rank"] == record.rank
+    assert outcome["agent_actions"] == record.agent_actions == len(transcript["turns"]) - 1
+    assert outcome["total_reward"] == pytest.approx(record.total_reward)
+    expected_hdcg = hdcg_value(record.agent_actions - 1, record.rank) if record.success else 0.0
+    assert outcome["metrics"]["hDCG"] == pytest.approx(expected_hdcg)
+    assert outcome["metrics"]["SR@15"] == float(record.success)
+    names = ", ".join(world.item_names[t] for t in record.targets)
+    assert f"Hidden target: {names}" in result.output
+    if record.success:
+        assert outcome["accepted_item"] in record.targets
+        assert f"I'll take #{record.rank}, {world.item_names[outcome['accepted_item']]}" in result.output
+
+
+def test_watch_mode_needs_no_input_and_shows_every_turn(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, [], "--simulate", "--seed", "5", "--policy", "always-recommend")
+    assert result.output.count("How about one of these?") == len(transcript["turns"]) - 1
+    assert transcript["meta"]["mode"] == "simulate"
+
+
+# ----------------------------------------------------------------------------- multiple choice
+class ProbingPolicy:
+    """Probes persona 1 with four aspects the candidates have, then recommends the ranker's slate."""
+
+    def __init__(self, ranker: Any) -> None:
+        self.ranker = ranker
+        self.rule = make_rule_policy("always-recommend", ranker)
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rule.reset(rng)
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        if env.state.turn == 1:
+            return probe(1, env.state.reachable_aspects()[:4])
+        return self.rule.act(env)
+
+
+def lines_reader(lines: list[str]) -> Any:
+    feed: Iterator[str] = iter(lines)
+
+    def read(prompt: str) -> str:
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    return read
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=120)
+
+
+def test_multiple_choice_probe_with_several_numbers(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = ProbingPolicy(build_ranker("popularity", world))
+    console = quiet()
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz", "1 3", "n", "quit"]))
+    probe_turn = result.transcript["turns"][1]
+    options = probe_turn["action"]["aspects"]
+    assert probe_turn["kind"] == "probe" and len(options) == 4
+    assert probe_turn["action"]["persona"] == 1
+    assert probe_turn["answer"]["accepted"] == sorted([options[0], options[2]])
+    assert probe_turn["answer"]["rejected"] == [options[1], options[3]]
+    expected = with_aspect(world, "jazz") & with_aspect(world, world.aspect_names[options[0]])
+    expected &= with_aspect(world, world.aspect_names[options[2]])
+    assert probe_turn["candidates_left"] == len(expected)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Which of these fits you today?" in text
+    assert "asking about your" not in text  # no persona model: a probe's persona has no label
+    assert result.transcript["turns"][2]["answer"]["said"] == "reject"
+
+
+def test_multiple_choice_none_and_impossible_combinations(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = ProbingPolicy(build_ranker("popularity", world))
+    console = quiet()
+    # "1 2 3 4": no candidate has all four (checked below) -> hint; "7": out of range -> hint
+    result = run_chat(
+        env, policy, seed=0, console=console, read=lines_reader(["jazz", "1 2 3 4", "7", "none"])
+    )
+    options = result.transcript["turns"][1]["action"]["aspects"]
+    together = with_aspect(world, "jazz")
+    for aspect in options:
+        together &= with_aspect(world, world.aspect_names[aspect])
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert not together  # no item has all four of these genres
+    assert "No remaining item has all of" in text and "pick fewer" in text
+    assert "7: not on the list" in text
+    turn = result.transcript["turns"][1]
+    assert turn["answer"]["said"] == "none" and turn["answer"]["accepted"] == []
+    assert turn["candidates_left"] == len(with_aspect(world, "jazz"))
+
+
+@pytest.mark.real_data
+def test_enumerated_questions_on_yelp_star(tmp_path: Path, real_data_dir: Path) -> None:
+    args = ["--dataset", "yelp_star", "--data-dir", str(real_data_dir), "--policy", "ask-2"]
+    result, transcript = chat(tmp_path, ["Pizza", "1", "none", "quit"], *args)
+    ask = transcript["turns"][1]
+    assert ask["kind"] == "ask" and "category_name" in ask["action"]
+    # the options are the category's fine aspects, most common among the candidates first
+    assert ask["answer"]["accepted"] == [ask["action"]["aspects"][0]]
+    assert f"About {ask['action']['category_name']}: which of these fits you today?" in result.output
+    assert transcript["turns"][2]["answer"]["accepted"] == []
+    assert transcript["meta"]["setting"] == "enumerated"
+
+
+@pytest.mark.real_data
+def test_lastfm_star_uses_artist_and_tag_names(tmp_path: Path, real_data_dir: Path) -> None:
+    args = ["--dataset", "lastfm_star", "--data-dir", str(real_data_dir), "--policy", "ask-1"]
+    result, transcript = chat(tmp_path, ["hip hop", "y", "n", "quit"], *args)
+    assert transcript["turns"][0]["answer"]["accepted_names"] == ["hip hop"]
+    slate = transcript["turns"][2]["action"]["item_names"]
+    assert all(name in result.output for name in slate[:3])
+    assert "Eminem" in slate or "Rihanna" in slate  # popular hip hop artists lead a popularity slate
+
+
+# ------------------------------------------------------------------------- explanation sources
+class ExplainingRanker:
+    """A ranker with persona explanations: persona 1 for every item, labelled by aspects 0 and 1."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.inner = build_ranker("popularity", catalog)
+        self.catalog = catalog
+
+    def item_scores(self, facts: Any, items: np.ndarray) -> np.ndarray:
+        return self.inner.item_scores(facts, items)
+
+    def aspect_scores(self, facts: Any, aspects: np.ndarray) -> np.ndarray:
+        return self.inner.aspect_scores(facts, aspects)
+
+    def explain(self, facts: Any, items: np.ndarray) -> list[tuple[int, int]]:
+        return [(1, int(self.catalog.aspects_of(int(i))[-1])) for i in items]
+
+    def signature_aspects(self, user: int, k: int, m: int, among: Any = None) -> np.ndarray:
+        return np.array([k - 1, k][:m])
+
+
+class ExplainingPolicy:
+    def __init__(self, ranker: Any) -> None:
+        self.rule = make_rule_policy("always-recommend", ranker)
+        self.ranker = ranker
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rule.reset(rng)
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        return self.rule.act(env)
+
+    def explain(self, env: ConversationEnv, items: np.ndarray) -> list[tuple[int, int]]:
+        return [(2, int(env.catalog.aspects_of(int(i))[0])) for i in items]
+
+
+def test_explanations_come_from_the_ranker_with_signature_labels(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    ranker = ExplainingRanker(world)
+    policy = make_rule_policy("always-recommend", ranker)
+    result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
+    turn = result.transcript["turns"][1]
+    label = f"{world.aspect_names[0]} & {world.aspect_names[1]}"  # signature_aspects(user, 1, 2) = [0, 1]
+    for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
+        assert entry["source"] == "ranker" and entry["persona"] == 1 and entry["persona_label"] == label
+        assert entry["aspect"] == int(world.aspects_of(item)[-1])
+
+
+def test_explanations_prefer_the_policy(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = ExplainingPolicy(ExplainingRanker(world))
+    result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
+    turn = result.transcript["turns"][1]
+    label = f"{world.aspect_names[1]} & {world.aspect_names[2]}"  # signature_aspects(user, 2, 2) = [1, 2]
+    for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
+        assert entry["source"] == "policy" and entry["persona"] == 2 and entry["persona_label"] == label
+        assert entry["aspect"] == int(world.aspects_of(item)[0])
+
+
+# ------------------------------------------------------------------------------- the human user
+def test_human_user_answers_what_it_was_told(world: Catalog) -> None:
+    human = HumanUser(world)
+    human.reset(Goal(user=3, targets=(5,)), np.random.default_rng(0))
+    assert human.targets == () and human.goal.user == 3
+    with pytest.raises(ChatError, match="before a reply was told"):
+        human.answer([1, 2])
+    human.tell(PersonAnswer(question=None, said="choose", aspects=(2,)))
+    assert human.answer([1, 2]) == frozenset({2})
+    human.tell(PersonAnswer(question=None, said="choose", aspects=(9,)))
+    with pytest.raises(ChatError, match=r"aspect\(s\) \[9\] that were not asked"):
+        human.answer([1, 2])
+    human.tell(PersonAnswer(question=None, said="accept", item=40))
+    reaction = human.react([10, 20, 40])
+    assert reaction.accepted == 40 and reaction.rank == 3 and not reaction.leaves
+    human.tell(PersonAnswer(question=None, said="reject"))
+    assert human.react([10, 20]).accepted is None
+
+
+def test_human_env_keeps_the_setting_and_the_rules(world: Catalog) -> None:
+    simulated = make_env(catalog=world, split="test")
+    env = human_env(simulated)
+    assert isinstance(env.user, HumanUser)
+    assert (env.question_mode, env.max_turns, env.slate_size) == ("multiple_choice", 15, 10)
+    assert env.user.catalog is world
+    jazz = world.aspect_names.index("jazz")
+    env.user.tell(PersonAnswer(question=None, said="open", aspects=(jazz,)))
+    _, info = env.reset(seed=0, options={"goal_index": 0})
+    assert info["answer"] == (jazz,) and info["n_candidates"] == world.items_with(jazz).size
+    slate = env.state.candidate_items()[:10].tolist()
+    env.user.tell(PersonAnswer(question=None, said="accept", item=slate[4]))
+    _, reward, terminated, _, info = env.step(recommend(slate))
+    assert terminated and info["success"] and info["rank"] == 5 and reward == 1.0
+    assert info["targets"] == ()
+
+
+# --------------------------------------------------------------------------------- a terminal
+def test_works_in_a_terminal(tmp_path: Path) -> None:
+    """The same chat through a pseudo-terminal (line editing via console.input) instead of a pipe."""
+    path = tmp_path / "tty.json"
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crs.cli", "chat", "--policy", "ask-2", "--transcript", str(path)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+        close_fds=True,
+    )
+    os.close(terminal)
+    output = b""
+
+    def wait_for(done: Callable[[], bool], timeout: float = 30.0) -> None:
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, output.decode(errors="replace")[-2000:]
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(controller, 65536)
+                except OSError:
+                    break
+
+    try:
+        for number, reply in enumerate(["jazz", "y", "n", "1"], start=1):
+            wait_for(lambda n=number: output.count(b"you>") >= n)
+            os.write(controller, reply.encode() + b"\r")
+        wait_for(lambda: b"summary" in output)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    transcript = json.loads(path.read_text())
+    assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
