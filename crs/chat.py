@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from crs.common import write_json_atomic
 from envs.actions import ActionKind, ParsedAction, parse_action
@@ -450,13 +451,17 @@ class ChatResult:
         ended: "accepted", "turn limit", "no candidates", "user left", "quit", "end of input" or
             "interrupted".
         info: The env's info of the last step (None when no step was taken).
-        act_seconds: Seconds each `policy.act` (+ explanation) took.
+        act_seconds: Seconds each agent turn spent in `policy.act`, reading the action and
+            explaining a slate.
+        turn_seconds: Watch mode: seconds of each whole agent turn (the above, ``env.step`` and
+            rendering the turn).
     """
 
     transcript: dict[str, Any]
     ended: str
     info: dict[str, Any] | None
     act_seconds: list[float] = field(default_factory=list)
+    turn_seconds: list[float] = field(default_factory=list)
 
 
 class ChatSession:
@@ -503,6 +508,7 @@ class ChatSession:
         self.total_reward = 0.0
         self.kinds: list[str] = []
         self.act_seconds: list[float] = []
+        self.turn_seconds: list[float] = []
         self._suggestions: list[int] = []
         self._popular = np.argsort(-np.diff(self.catalog.aspect_items.indptr), kind="stable")
 
@@ -528,7 +534,13 @@ class ChatSession:
             ended = self._outcome()
         transcript = self.transcript(ended)
         self._summary(transcript)
-        return ChatResult(transcript=transcript, ended=ended, info=self.info, act_seconds=self.act_seconds)
+        return ChatResult(
+            transcript=transcript,
+            ended=ended,
+            info=self.info,
+            act_seconds=self.act_seconds,
+            turn_seconds=self.turn_seconds,
+        )
 
     def _restart(self, answers: list[PersonAnswer]) -> None:
         """Reset the env with the person's opening and replay `answers[1:]` (truncating `answers`
@@ -584,7 +596,7 @@ class ChatSession:
                 answers.append(self._ask_opening())
                 self._restart(answers)
                 self.console.print(
-                    f"[dim]{self.env.state.n_candidates} {self._noun()} have "
+                    f"[dim]{self._count(self.env.state.n_candidates, 'has', 'have')} "
                     f"{escape(self._aspect(answers[0].aspects[0]))}.[/]"
                 )
                 continue
@@ -623,13 +635,15 @@ class ChatSession:
         self.console.print(
             f"[bold]User:[/] I'd like something with [bold]{escape(self._aspect(opening))}[/]."
         )
-        self.console.print(f"[dim]{self.env.state.n_candidates} {self._noun()} have it.[/]")
+        self.console.print(f"[dim]{self._count(self.env.state.n_candidates, 'has', 'have')} it.[/]")
         while not self.env.done:
+            started = time.perf_counter()
             action, question, explanations = self._next()
             self._show(question, explanations)
             info = self._step(action, question, explanations, None)
             self._say_simulated(question, info)
             self._after(question)
+            self.turn_seconds.append(time.perf_counter() - started)
 
     # --------------------------------------------------------------------------------- one turn
     def _step(
@@ -701,7 +715,7 @@ class ChatSession:
     def _after(self, question: Question) -> None:
         if self.env.done or (question.is_recommend and self.info and self.info["success"]):
             return
-        self.console.print(f"[dim]{self.env.state.n_candidates} {self._noun()} left.[/]")
+        self.console.print(f"[dim]{self._count(self.env.state.n_candidates)} left.[/]")
 
     # ------------------------------------------------------------------------------ showing
     def _noun(self, singular: bool = False) -> str:
@@ -710,6 +724,11 @@ class ChatSession:
             ("business", "businesses") if self.catalog.name == "yelp_star" else ("item", "items"),
         )
         return one if singular else many
+
+    def _count(self, n: int, one: str = "", many: str = "") -> str:
+        """'1 item has' / '5 items have' (the verb only when given)."""
+        verb = (one if n == 1 else many) if one or many else ""
+        return f"{n} {self._noun(singular=n == 1)}" + (f" {verb}" if verb else "")
 
     def _aspect(self, aspect: int) -> str:
         return self.catalog.aspect_names[int(aspect)]
@@ -736,11 +755,16 @@ class ChatSession:
         who = "[bold cyan]Recommender:[/]"
         parsed = question.parsed
         if question.is_recommend:
-            self.console.print(f"{who} How about one of these?")
+            self.console.print(f"{who} How about {'this one' if len(parsed.items) == 1 else 'one of these'}?")
             self.console.print(self._slate_table(parsed.items, explanations))
             return
         if question.is_binary:
-            self.console.print(f"{who} Do you want [bold]{escape(self._aspect(question.options[0]))}[/]?")
+            aspect = question.options[0]
+            left = self._count(self.env.state.n_candidates)
+            share = f"{candidates_after(self.env, [aspect])} of the {left} left"
+            self.console.print(
+                f"{who} Do you want [bold]{escape(self._aspect(aspect))}[/]? [dim]({share})[/]"
+            )
             return
         if question.category is not None:
             taxonomy = self.catalog.taxonomy
@@ -765,10 +789,15 @@ class ChatSession:
         if notes:
             self.console.print(f"[dim]({'; '.join(notes)})[/]")
 
-    def _numbered(self, aspects: Sequence[int], limit: int | None = None) -> None:
-        """Print `aspects` numbered from 1, in columns; only the first `limit` when given."""
+    def _numbered(self, aspects: Sequence[int], limit: int | None = None, counts: bool = False) -> None:
+        """Print `aspects` numbered from 1, in columns; only the first `limit` when given; with
+        `counts`, each with the number of items having it."""
         shown = aspects if limit is None else aspects[:limit]
-        cells = [f"[bold]{n:>3}[/] {escape(self._aspect(a))}" for n, a in enumerate(shown, start=1)]
+        cells = [
+            f"[bold]{n:>3}[/] {escape(self._aspect(a))}"
+            + (f" [dim]({int(self.explainer.aspect_frequency[a])})[/]" if counts else "")
+            for n, a in enumerate(shown, start=1)
+        ]
         if len(cells) <= 6:
             for cell in cells:
                 self.console.print(cell)
@@ -784,29 +813,33 @@ class ChatSession:
 
     def _tags(self, item: int, said: set[int]) -> str:
         """A few of the item's aspects that the dialogue has not settled (every candidate has the
-        accepted ones), best known first, e.g. "soul, trumpet, calm +3"."""
+        accepted ones), best known first, e.g. "soul, trumpet, calm +3" (plain text)."""
         own = self.catalog.aspects_of(item)
         open_ = own[~np.isin(own, np.fromiter(said, dtype=np.int64, count=len(said)))]
         order = open_[np.argsort(-self.explainer.aspect_frequency[open_], kind="stable")]
-        chosen = [escape(self._aspect(int(a))) for a in order[:TAGS_SHOWN]]
+        chosen = [self._aspect(int(a)) for a in order[:TAGS_SHOWN]]
         extra = order.size - len(chosen)
         return ", ".join(chosen) + (f" +{extra}" if extra > 0 else "")
 
     def _slate_table(self, items: Sequence[int], explanations: list[Explanation]) -> Table:
+        """The slate as a table: number, name (and a few other tags), explanation. Cells are built
+        as `Text` (no markup parsing: it halves the time rich needs for the table)."""
         facts = self.env.state.facts()
         said = set(facts.accepted.tolist()) | set(facts.rejected.tolist())
         table = Table(show_edge=False, pad_edge=False, expand=False)
-        table.add_column("#", justify="right", style="bold")
-        table.add_column(f"{self._noun(singular=True)} [dim](other tags)[/]")
+        table.add_column("#", justify="right", style="bold", no_wrap=True)
+        table.add_column(Text.assemble(self._noun(singular=True), (" (other tags)", "dim")))
         table.add_column("why")
         for n, (item, why) in enumerate(zip(items, explanations, strict=True), start=1):
-            reason = escape(self._aspect(why.aspect)) if why.aspect >= 0 else "how well it fits you"
+            reason = self._aspect(why.aspect) if why.aspect >= 0 else "how well it fits you"
             tags = self._tags(item, said)
-            table.add_row(
-                str(n),
-                f"[bold]{escape(self.catalog.item_names[item])}[/]" + (f"\n[dim]{tags}[/]" if tags else ""),
-                f"for your [italic]{escape(why.persona_label)}[/] side, because of [bold]{reason}[/]",
+            name = Text(self.catalog.item_names[item], style="bold")
+            if tags:
+                name.append("\n" + tags, style="dim")
+            text = Text.assemble(
+                "for your ", (why.persona_label, "italic"), " side, because of ", (reason, "bold")
             )
+            table.add_row(str(n), name, text)
         return table
 
     def _say_simulated(self, question: Question, info: dict[str, Any]) -> None:
@@ -863,8 +896,10 @@ class ChatSession:
             "Type the name of something you like (an aspect: a genre, mood, tag ...; close spellings are "
             "fine) or the number of a suggestion."
         )
-        self.console.print("[bold cyan]Recommender:[/] Tell me one thing you like. Some ideas:")
-        self._numbered(suggested)
+        self.console.print(
+            f"[bold cyan]Recommender:[/] Tell me one thing you like. Some ideas ({self._noun()} in brackets):"
+        )
+        self._numbered(suggested, counts=True)
         while True:
             try:
                 text = self._line("[bold]you>[/] ")
@@ -893,10 +928,6 @@ class ChatSession:
             self._hint(f"{number} is not on the list; pick 1-{len(self._suggestions)} or type a name.")
             return None
         names = self.catalog.aspect_names
-        folded = text.casefold()
-        exact = [a for a, name in enumerate(names) if name.casefold() == folded]
-        if len(exact) == 1:
-            return exact[0]
         key = _normal(text)
         if not key:
             self._hint("Type a name made of letters or digits, or a number from the list.")
@@ -905,6 +936,7 @@ class ChatSession:
         same = [a for a, name in enumerate(normal) if name == key]
         if len(same) == 1:
             return same[0]
+        same.sort(key=lambda a: -self.explainer.aspect_frequency[a])
         close = difflib.get_close_matches(key, normal, n=8, cutoff=0.75)
         matches = list(dict.fromkeys(same + [a for c in close for a, name in enumerate(normal) if name == c]))
         if len(key) >= 3:
@@ -912,15 +944,15 @@ class ChatSession:
             contains.sort(key=lambda a: -self.explainer.aspect_frequency[a])
             matches += contains
         matches = matches[:SUGGESTIONS]
-        if len(matches) == 1:
+        if len(matches) == 1 and not same:
             self.console.print(f"[dim](taking {escape(names[matches[0]])})[/]")
             return matches[0]
         if not matches:
             self._hint(f"I know nothing called {escape(text)!r}; try another word or a number from the list.")
             return None
-        self.console.print("Did you mean one of these? (type its number)")
+        self.console.print(f"Did you mean one of these? (type its number; {self._noun()} in brackets)")
         self._suggestions = matches
-        self._numbered(matches)
+        self._numbered(matches, counts=True)
         return None
 
     def _ask(self, question: Question) -> PersonAnswer:
@@ -992,7 +1024,8 @@ class ChatSession:
         items = question.parsed.items
         what = f"Type the number (1-{len(items)}) of the one you'd take, or [bold]n[/] to reject them all."
         while True:
-            text = self._line(f"[bold]you>[/] [dim](1-{len(items)} to take one, n for none)[/] ").casefold()
+            choices = "1 to take it" if len(items) == 1 else f"1-{len(items)} to take one"
+            text = self._line(f"[bold]you>[/] [dim]({choices}, n for none)[/] ").casefold()
             if text in HELP_WORDS:
                 self._help(what)
                 continue
@@ -1091,7 +1124,7 @@ class ChatSession:
         elif ended == "turn limit":
             lines.append(f"No item was taken within {self.env.max_turns} turns.")
         elif ended == "no candidates":
-            lines.append(f"No {self._noun(singular=True)} fits everything that was said.")
+            lines.append(f"No {self._noun(singular=True)} is left that fits everything that was said.")
         elif ended == "user left":
             lines.append("The user ran out of patience and left.")
         else:
@@ -1140,6 +1173,7 @@ def run_chat(
     console: Console,
     simulate: bool = False,
     user_id: int | None = None,
+    goal_index: int | None = None,
     ranker: PreferenceRanker | None = None,
     read: Reader | None = None,
     transcript: Path | None = None,
@@ -1156,12 +1190,15 @@ def run_chat(
         console: Where the dialogue is shown.
         simulate: Watch the simulated user instead of playing it.
         user_id: Play (or watch) this user; default: the seed's first evaluation conversation.
+        goal_index: Hold conversation `goal_index` of the split (overrides `user_id`); it is seeded
+            as `crs eval --seed seed` seeds it.
         ranker: The policy's preference ranker, for explanations (default: ``policy.ranker``).
         read: Line reader (default: standard input).
         transcript: Where to write the JSON transcript, or None.
         meta: Facts recorded at the top of the transcript.
     """
-    goal_index = choose_goal(env, seed, user_id)
+    if goal_index is None:
+        goal_index = choose_goal(env, seed, user_id)
     chat_env = env if simulate else human_env(env)
     if ranker is None:
         ranker = getattr(policy, "ranker", None)

@@ -1,0 +1,82 @@
+"""Chat latency: how long a person waits for the recommender's next turn in `crs chat`.
+
+Runs whole conversations in watch mode (`--simulate`: the env's simulated user answers at once) with
+the dialogue rendered into memory, and times every agent turn:
+
+- ``policy``: ``policy.act`` + reading the action + the explanations of a slate (what `crs chat`
+  computes before it can show the turn);
+- ``turn``: the whole turn as `crs chat` runs it: the above, ``env.step`` and rendering the turn
+  with rich (questions, the slate table).
+
+Target: under 50 ms per turn on LastFM* on these machines. Run:
+
+    python benchmarks/bench_chat.py --data-dir ../shared/data
+    python benchmarks/bench_chat.py --dataset lastfm_star --ranker /path/to/pretrain-artifact
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import numpy as np
+from rich.console import Console
+
+from crs.chat import run_chat
+from crs.eval_cmd import resolve_policy
+from envs.registry import make_env
+from envs.rollout import evaluation_indices
+
+
+def measure(
+    dataset: str, data_dir: str | None, policy_spec: str, ranker: str | None, conversations: int
+) -> dict[str, np.ndarray | float]:
+    """Per-turn seconds over `conversations` seeded test conversations (the first ones `crs eval
+    --seed 0` holds): ``policy`` and ``turn`` arrays of shape (n_turns,), plus ``startup`` seconds
+    (building the env, ranker and policy)."""
+    started = time.perf_counter()
+    env = make_env(dataset, data_dir=data_dir, split="test")
+    policy, _, _ = resolve_policy(policy_spec, env, ranker, data_dir)
+    startup = time.perf_counter() - started
+    indices = evaluation_indices(env.goals.n_goals, conversations, 0)
+    policy_times: list[float] = []
+    turn_times: list[float] = []
+    for index in indices:
+        result = run_chat(env, policy, seed=0, console=Console(file=io.StringIO(), width=100), simulate=True,
+                          goal_index=int(index))  # fmt: skip
+        policy_times.extend(result.act_seconds)
+        turn_times.extend(result.turn_seconds)
+    return {"policy": np.array(policy_times), "turn": np.array(turn_times), "startup": startup}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--datasets", nargs="+", default=["lastfm_star", "persona_world"])
+    parser.add_argument("--policies", nargs="+", default=["ask-4", "max-entropy"])
+    parser.add_argument("--ranker", default=None, help="Ranker spec for every run (default per dataset).")
+    parser.add_argument("--conversations", type=int, default=100)
+    args = parser.parse_args()
+    print(
+        f"{'dataset':<14} {'policy':<12} {'turns':>6} {'policy ms p50/p95/max':>24} "
+        f"{'turn ms p50/p95/max':>22} {'startup s':>10}"
+    )
+    for dataset in args.datasets:
+        data_dir = None if dataset == "persona_world" else args.data_dir
+        for policy in args.policies:
+            result = measure(dataset, data_dir, policy, args.ranker, args.conversations)
+            cells = []
+            for key in ("policy", "turn"):
+                ms = 1000 * result[key]  # type: ignore[operator]
+                cells.append(f"{np.median(ms):.1f} / {np.percentile(ms, 95):.1f} / {ms.max():.1f}")
+            print(
+                f"{dataset:<14} {policy:<12} {result['turn'].size:>6} {cells[0]:>24} {cells[1]:>22} "  # type: ignore[union-attr]
+                f"{result['startup']:>10.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
