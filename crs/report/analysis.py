@@ -1,0 +1,505 @@
+"""Comparison tables, paired differences and the generated answer, from eval runs.
+
+Rules (each stated in the report):
+
+- Runs are compared in one table only when they share a **test set**: dataset (and persona-world
+  seed), split, simulated user, question setting, turn limit, and the exact conversations walked
+  (``summary.json``'s fingerprint). Anything else goes to a separate table with the reason.
+- A **configuration** is a rule policy with its ranker, or a train config without its seed. One run:
+  mean and 95% percentile-bootstrap CI over conversations (`envs.metrics.bootstrap_ci`, seeded
+  as `crs eval` seeds it, so the figures equal ``summary.json``'s). Several runs (seeds): mean of the
+  runs' means and a Student-t 95% CI across runs.
+- **Paired differences**: reference minus row on the conversations both were evaluated on (each
+  conversation's value averaged over a configuration's runs), 95% bootstrap CI over conversations.
+  The reference is the full model when the table has one, else the best row by SR@15.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from crs.report.inputs import EvalRun
+from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, sr_at
+
+METRICS: tuple[str, ...] = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
+LOWER_IS_BETTER: frozenset[str] = frozenset({"AT"})
+ABLATIONS: tuple[str, ...] = ("full", "persona-blind", "aspect-blind", "both-off")
+PRIMARY = "SR@15"
+DIFF_SEED = 0
+ACTION_KINDS: tuple[str, ...] = ("ask", "probe", "recommend")
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """What must match for runs to share a table (the conversations' fingerprint aside)."""
+
+    dataset: str
+    world_seed: int | None
+    split: str
+    user: str
+    setting: str
+    max_turns: int
+
+    @classmethod
+    def of(cls, run: EvalRun) -> TestSet:
+        return cls(run.dataset, run.world_seed, run.split, run.user, run.setting, run.max_turns)
+
+    @property
+    def dataset_label(self) -> str:
+        """ "persona_world (world seed 0)" or the dataset name."""
+        if self.world_seed is not None and self.dataset == "persona_world":
+            return f"{self.dataset} (world seed {self.world_seed})"
+        return self.dataset
+
+    def describe(self) -> str:
+        return (
+            f"{self.dataset_label}, {self.split} split, {self.setting} setting, user {self.user}, "
+            f"T = {self.max_turns}"
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration of a table.
+
+    Attributes:
+        label: Display name (unique in its table).
+        runs: Its runs (one per seed).
+        metrics: Mean and 95% CI per metric name.
+        ci: "conversations" (bootstrap, one run) or "seeds" (Student-t across runs).
+        ablation: "full", "persona-blind", "aspect-blind", "both-off", or None for other policies.
+        best: Metric names in which this row is best (ties included).
+        values: Per-conversation values per metric, keyed (fingerprint, goal index), averaged over runs.
+    """
+
+    label: str
+    runs: tuple[EvalRun, ...]
+    metrics: Mapping[str, MetricSummary]
+    ci: str
+    ablation: str | None
+    best: frozenset[str] = frozenset()
+    values: Mapping[str, Mapping[tuple[str, int], float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n_conversations(self) -> int:
+        return len(self.runs[0].records)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(r.replica_seed for r in self.runs)
+
+    @property
+    def kind(self) -> str:
+        return "trained" if self.runs[0].train is not None or self.runs[0].ranker == "run" else "rule"
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Reference minus `label` on shared conversations, mean and 95% CI per metric."""
+
+    label: str
+    reference: str
+    metrics: Mapping[str, MetricSummary]
+    n_pairs: int
+
+    def significant(self, metric: str) -> bool:
+        """Whether the CI of `metric` excludes zero."""
+        m = self.metrics[metric]
+        return m.low > 0 or m.high < 0
+
+
+@dataclass(frozen=True)
+class Table:
+    """A comparison on one test set.
+
+    Attributes:
+        test_set: What its rows share.
+        fingerprints: The conversation sets its rows were evaluated on.
+        rows: Its configurations, in input order.
+        reference: Label of the reference row of the paired differences (None with one row).
+        diffs: Reference minus every other row.
+        interaction: full − persona-blind − aspect-blind + both-off per metric, when all four exist.
+        n_interaction: Conversations the interaction was computed on.
+        separated: Why this table is not merged with another of the same dataset, or "".
+    """
+
+    test_set: TestSet
+    fingerprints: tuple[str, ...]
+    rows: tuple[Row, ...]
+    reference: str | None
+    diffs: tuple[PairedDiff, ...]
+    interaction: Mapping[str, MetricSummary] | None = None
+    n_interaction: int = 0
+    separated: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.test_set.describe()
+
+    def row(self, label: str) -> Row:
+        return next(r for r in self.rows if r.label == label)
+
+    def by_ablation(self) -> dict[str, Row]:
+        return {r.ablation: r for r in self.rows if r.ablation is not None}
+
+
+# ------------------------------------------------------------------------------------------- rows
+def _config_key(run: EvalRun) -> tuple[str, ...]:
+    if run.train is not None:
+        return ("train", run.train.config_key())
+    return ("policy", run.policy, run.ranker)
+
+
+def _base_label(run: EvalRun) -> str:
+    if run.train is not None:
+        if run.train.ablation is not None:
+            return run.train.ablation
+        return re.sub(r"[-_.]?(s|seed)\d+$", "", run.train.name) or run.train.name
+    return run.policy
+
+
+def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]:
+    """Mean and 95% CI per metric of one configuration, and how the CI was formed.
+
+    One run: `bootstrap_ci` over its conversations with the run's seed (what `crs eval` wrote).
+    Several: the mean of the runs' means, Student-t interval with n−1 degrees of freedom.
+    """
+    per_run = [per_episode_metrics(run.records, run.max_turns) for run in runs]
+    if len(runs) == 1:
+        return {m: bootstrap_ci(per_run[0][m], seed=runs[0].seed) for m in METRICS}, "conversations"
+    out = {}
+    n = len(runs)
+    quantile = float(stats.t.ppf(0.975, n - 1))
+    for m in METRICS:
+        means = np.array([values[m].mean() for values in per_run])
+        half = quantile * means.std(ddof=1) / math.sqrt(n)
+        out[m] = MetricSummary(float(means.mean()), float(means.mean() - half), float(means.mean() + half))
+    return out, "seeds"
+
+
+def conversation_values(runs: Sequence[EvalRun]) -> dict[str, dict[tuple[str, int], float]]:
+    """Per metric, each conversation's value, averaged over the runs that walked it."""
+    sums: dict[str, dict[tuple[str, int], float]] = {m: {} for m in METRICS}
+    counts: dict[tuple[str, int], int] = {}
+    for run in runs:
+        values = per_episode_metrics(run.records, run.max_turns)
+        keys = [(run.fingerprint, r.goal_index) for r in run.records]
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        for m in METRICS:
+            bucket = sums[m]
+            for key, value in zip(keys, values[m].tolist(), strict=True):
+                bucket[key] = bucket.get(key, 0.0) + value
+    return {m: {k: v / counts[k] for k, v in bucket.items()} for m, bucket in sums.items()}
+
+
+def _best(rows: Sequence[Row]) -> dict[str, frozenset[str]]:
+    best: dict[str, set[str]] = {r.label: set() for r in rows}
+    if len(rows) < 2:
+        return {label: frozenset() for label in best}
+    for m in METRICS:
+        means = np.array([r.metrics[m].mean for r in rows])
+        target = means.min() if m in LOWER_IS_BETTER else means.max()
+        for r, value in zip(rows, means, strict=True):
+            if abs(value - target) <= 1e-12:
+                best[r.label].add(m)
+    return {label: frozenset(ms) for label, ms in best.items()}
+
+
+def paired_difference(reference: Row, other: Row) -> PairedDiff:
+    """Reference minus `other` on the conversations both walked; 95% bootstrap CI over them."""
+    keys = sorted(set(reference.values[PRIMARY]) & set(other.values[PRIMARY]))
+    out = {}
+    for m in METRICS:
+        d = np.array([reference.values[m][k] - other.values[m][k] for k in keys])
+        out[m] = bootstrap_ci(d, seed=DIFF_SEED)
+    return PairedDiff(label=other.label, reference=reference.label, metrics=out, n_pairs=len(keys))
+
+
+def interaction_contrast(rows: Mapping[str, Row]) -> tuple[dict[str, MetricSummary], int]:
+    """full − persona-blind − aspect-blind + both-off per conversation (> 0: the two help each other)."""
+    keys = set.intersection(*(set(rows[a].values[PRIMARY]) for a in ABLATIONS))
+    ordered = sorted(keys)
+    out = {}
+    for m in METRICS:
+        v = {a: np.array([rows[a].values[m][k] for k in ordered]) for a in ABLATIONS}
+        out[m] = bootstrap_ci(
+            v["full"] - v["persona-blind"] - v["aspect-blind"] + v["both-off"], seed=DIFF_SEED
+        )
+    return out, len(ordered)
+
+
+# ----------------------------------------------------------------------------------------- tables
+def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
+    """Group runs into comparison tables.
+
+    Returns:
+        The tables (one per test set and conversation set) and notes about what was set aside
+        (duplicate runs) or split apart, in words.
+    """
+    notes: list[str] = []
+    by_test: dict[TestSet, dict[tuple[str, ...], list[EvalRun]]] = {}
+    for run in runs:
+        configs = by_test.setdefault(TestSet.of(run), {})
+        group = configs.setdefault(_config_key(run), [])
+        twin = next(
+            (r for r in group if (r.replica_seed, r.fingerprint) == (run.replica_seed, run.fingerprint)), None
+        )
+        if twin is not None:
+            notes.append(
+                f"{run.path} repeats {twin.path} (same configuration, seed and conversations); read once"
+            )
+            continue
+        group.append(run)
+
+    tables: list[Table] = []
+    for test_set, configs in by_test.items():
+        by_conversations: dict[frozenset[str], list[list[EvalRun]]] = {}
+        for group in configs.values():
+            by_conversations.setdefault(frozenset(r.fingerprint for r in group), []).append(group)
+        subsets = list(by_conversations.items())
+        for index, (fingerprints, groups) in enumerate(subsets):
+            separated = ""
+            if len(subsets) > 1:
+                others = [_describe_conversations(g) for f, g in subsets if f != fingerprints]
+                separated = (
+                    "not compared with "
+                    f"{', '.join(_labels(g for f, gs in subsets if f != fingerprints for g in gs))} "
+                    "in one table: they were evaluated on other test conversations "
+                    f"({_describe_conversations(groups)} "
+                    f"here; {'; '.join(others)} there). Same sizes and seeds with another conversation list "
+                    "mean the "
+                    "catalogue or its split differed (another world size or data version); re-run `crs "
+                    "eval` with "
+                    "the same --episodes and --seed on the same data to compare them"
+                )
+                notes.append(f"{test_set.dataset_label} table {index + 1}: {separated}")
+            tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
+    datasets = sorted({t.test_set.dataset_label for t in tables})
+    if len(datasets) > 1:
+        notes.append(
+            f"inputs cover {len(datasets)} datasets ({', '.join(datasets)}): each has its own table; "
+            "figures from different datasets are not comparable"
+        )
+    return tables, notes
+
+
+def _labels(groups: Iterable[list[EvalRun]]) -> list[str]:
+    return sorted({_base_label(g[0]) for g in groups})
+
+
+def _describe_conversations(groups: Sequence[list[EvalRun]]) -> str:
+    runs = [r for g in groups for r in g]
+    sizes = sorted({len(r.records) for r in runs})
+    seeds = sorted({r.seed for r in runs})
+    prints = sorted({r.fingerprint for r in runs})
+    return (
+        f"{'/'.join(str(s) for s in sizes)} conversations, eval seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(str(s) for s in seeds)}, conversation list {'/'.join(prints)}"
+    )
+
+
+def _table(
+    test_set: TestSet, fingerprints: tuple[str, ...], groups: list[list[EvalRun]], separated: str
+) -> Table:
+    labels = [_base_label(g[0]) for g in groups]
+    counts = {label: labels.count(label) for label in labels}
+    rows = []
+    for group, label in zip(groups, labels, strict=True):
+        if counts[label] > 1:
+            run = group[0]
+            suffix = run.train.name if run.train is not None else _short(run.ranker)
+            label = f"{label} ({suffix})"
+        metrics, ci = row_metrics(group)
+        ablation = group[0].train.ablation if group[0].train is not None else None
+        rows.append(Row(label, tuple(group), metrics, ci, ablation, values=conversation_values(group)))
+    ablations = [r.ablation for r in rows if r.ablation is not None]
+    if len(set(ablations)) != len(ablations):  # two configs per ablation: do not guess which is "the" one
+        rows = [Row(r.label, r.runs, r.metrics, r.ci, None, values=r.values) for r in rows]
+    best = _best(rows)
+    rows = [Row(r.label, r.runs, r.metrics, r.ci, r.ablation, best[r.label], r.values) for r in rows]
+    reference = _reference(rows)
+    diffs: tuple[PairedDiff, ...] = ()
+    interaction, n_interaction = None, 0
+    if reference is not None:
+        ref_row = next(r for r in rows if r.label == reference)
+        diffs = tuple(paired_difference(ref_row, r) for r in rows if r.label != reference)
+        by_ablation = {r.ablation: r for r in rows if r.ablation is not None}
+        if all(a in by_ablation for a in ABLATIONS):
+            interaction, n_interaction = interaction_contrast(by_ablation)
+    return Table(test_set, fingerprints, tuple(rows), reference, diffs, interaction, n_interaction, separated)
+
+
+def _short(ranker: str) -> str:
+    return ranker.rstrip("/").rsplit("/", 1)[-1] or ranker
+
+
+def _reference(rows: Sequence[Row]) -> str | None:
+    if len(rows) < 2:
+        return None
+    full = [r for r in rows if r.ablation == "full"]
+    if full:
+        return full[0].label
+    return max(rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean)).label
+
+
+# --------------------------------------------------------------------------------- distributions
+def pooled_records(row: Row) -> list:
+    """All records of a row's runs."""
+    return [record for run in row.runs for record in run.records]
+
+
+def sr_curve(row: Row) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SR@t for t = 1 .. T−1 agent actions, pooled over runs: (t, mean, low, high), each shape (T−1,)."""
+    records = pooled_records(row)
+    ts = np.arange(1, row.runs[0].max_turns)
+    summaries = [bootstrap_ci(sr_at(records, int(t)), seed=DIFF_SEED, n_resamples=400) for t in ts]
+    return (
+        ts,
+        np.array([s.mean for s in summaries]),
+        np.array([s.low for s in summaries]),
+        np.array([s.high for s in summaries]),
+    )
+
+
+def turn_distribution(row: Row) -> tuple[np.ndarray, np.ndarray, float]:
+    """Share of conversations that succeed at each agent action t = 1 .. T−1, and the failure share."""
+    records = pooled_records(row)
+    ts = np.arange(1, row.runs[0].max_turns)
+    shares = np.array([sum(r.success and r.agent_actions == t for r in records) for t in ts]) / len(records)
+    return ts, shares, float(np.mean([not r.success for r in records]))
+
+
+def action_mix(row: Row) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per agent action t = 1 .. T−1: share of each action kind among conversations still running.
+
+    Returns:
+        t (shape (T−1,)), {kind: share, shape (T−1,)} (NaN where no conversation is left), and the
+        number of conversations still running at each t, shape (T−1,).
+    """
+    records = pooled_records(row)
+    ts = np.arange(1, row.runs[0].max_turns)
+    counts = {kind: np.zeros(ts.size) for kind in ACTION_KINDS}
+    running = np.zeros(ts.size)
+    for record in records:
+        for position, kind in enumerate(record.kinds[: ts.size]):
+            running[position] += 1
+            if kind in counts:
+                counts[kind][position] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = {
+            kind: np.where(running > 0, c / np.maximum(running, 1), np.nan) for kind, c in counts.items()
+        }
+    return ts, shares, running
+
+
+# ------------------------------------------------------------------------------------------ answer
+def _fmt(summary: MetricSummary, signed: bool = False, digits: int = 3) -> str:
+    sign = "+" if signed else ""
+    return (
+        f"{summary.mean:{sign}.{digits}f} [{summary.low:{sign}.{digits}f}, {summary.high:{sign}.{digits}f}]"
+    )
+
+
+def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
+    """The answer to "do persona and aspect attention work better together than apart?", from numbers.
+
+    Returns:
+        The paragraph, and a verdict per dataset label ("yes", "no", "inconclusive"); datasets
+        without a full model and its ablations get no verdict.
+    """
+    sentences: list[str] = []
+    verdicts: dict[str, str] = {}
+    for table in tables:
+        rows = table.by_ablation()
+        if "full" not in rows or len(rows) < 2:
+            continue
+        dataset = table.test_set.dataset_label
+        full = rows["full"]
+        diffs = {d.label: d for d in table.diffs}
+        parts = []
+        wins, losses = 0, 0
+        for ablation in ABLATIONS[1:]:
+            if ablation not in rows:
+                continue
+            d = diffs[rows[ablation].label]
+            m = d.metrics[PRIMARY]
+            if m.low > 0:
+                wins += 1
+                word = "beats"
+            elif m.high < 0:
+                losses += 1
+                word = "loses to"
+            else:
+                word = "is within noise of"
+            parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}")
+        n_ablations = sum(a in rows for a in ABLATIONS[1:])
+        n_conv = min(
+            d.n_pairs for d in table.diffs if d.label in {rows[a].label for a in rows if a != "full"}
+        )
+        text = (
+            f"On {dataset} ({table.test_set.split} split, {table.test_set.setting} setting, {n_conv} paired "
+            f"conversations), the full model reaches {PRIMARY} {_fmt(full.metrics[PRIMARY])} and "
+            f"{'; '.join(parts)} ({PRIMARY}, full minus ablation, 95% CI)."
+        )
+        if losses:
+            verdict = "no"
+            text += (
+                " So on this dataset persona and aspect attention do **not** work better together: an "
+                "ablation does better."
+            )
+        elif wins == n_ablations:
+            verdict = "yes"
+            text += (
+                " So on this dataset persona and aspect attention work **better together than apart**: the "
+                "full "
+                "model beats every ablation with CIs that exclude zero."
+            )
+        else:
+            verdict = "inconclusive"
+            text += (
+                " So on this dataset the evidence is **inconclusive**: the full model is not clearly better "
+                "than "
+                "every ablation (a CI includes zero); more conversations or seeds would narrow it."
+            )
+        if table.interaction is not None:
+            inter = table.interaction[PRIMARY]
+            if inter.low > 0:
+                how = "more than the sum of their separate gains (they help each other)"
+            elif inter.high < 0:
+                how = "less than the sum of their separate gains (they overlap)"
+            else:
+                how = "about the sum of their separate gains (no evidence of interaction)"
+            text += (
+                " The interaction full − persona-blind − aspect-blind + both-off is "
+                f"{_fmt(inter, signed=True)}: "
+                f"together they add {how}."
+            )
+        verdicts[dataset] = verdict
+        sentences.append(text)
+    if not sentences:
+        best = [
+            f"{t.reference or t.rows[0].label} ({PRIMARY} "
+            f"{_fmt((t.row(t.reference) if t.reference else t.rows[0]).metrics[PRIMARY])}) on "
+            f"{t.test_set.dataset_label}" + (f", table {i + 1}" if len(tables) > 1 else "")
+            for i, t in enumerate(tables)
+        ]
+        return (
+            "These inputs cannot answer the question: they hold no trained full model together with its "
+            "ablations (train runs with persona_attention / aspect_attention switched off, evaluated on the "
+            "same test conversations). Add `crs train` runs of the full model and its ablations to the "
+            f"inputs. Among the policies compared, the best by {PRIMARY} is " + "; ".join(best) + ".",
+            {},
+        )
+    summary = ", ".join(f"{d}: {v}" for d, v in verdicts.items())
+    return " ".join(sentences) + f" Verdict per dataset — {summary}.", verdicts

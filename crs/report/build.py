@@ -1,0 +1,305 @@
+"""Building a report: read the inputs, analyse, draw, and write report.md, report.html, metrics.json."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crs.report.analysis import PRIMARY, Table, answer, build_tables
+from crs.report.examples import ExampleDialogue, example_dialogues, pick_examples
+from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
+from crs.report.persona import PersonaAnalysis, analyse_personas, has_personas
+from crs.report.plots import (
+    Plot,
+    palette,
+    plot_action_mix,
+    plot_heatmap,
+    plot_learning_curves,
+    plot_persona_usage,
+    plot_sr_curves,
+    plot_turns,
+)
+from simulators.catalog import Catalog
+from simulators.errors import CRSError
+
+log = logging.getLogger(__name__)
+
+PRETRAIN_CONFIG = "config.json"
+
+
+@dataclass
+class Report:
+    """Everything a report shows (filled by `build_report`, written by `crs.report.render`).
+
+    Attributes:
+        out: Output folder.
+        title: Report title.
+        created: Creation time (ISO 8601).
+        inputs: What was read.
+        tables: Comparison tables.
+        notes: Facts about the inputs a reader must know (separations, duplicates, dataset notes).
+        answer: The generated answer paragraph (Markdown emphasis allowed).
+        verdicts: "yes" / "no" / "inconclusive" per dataset label with a full model and ablations.
+        table_plots: Plots per table index.
+        learning: Learning-curve plot, if any train run logged a curve.
+        train_groups: Train runs grouped by configuration label.
+        persona: Persona analyses (one per persona ranker and dataset).
+        persona_plots: Plots per persona analysis index.
+        examples: Replayed example dialogues.
+        unavailable: Section name -> why it is missing.
+        colors: Colour of each configuration label in the plots and tables.
+    """
+
+    out: Path
+    title: str
+    created: str
+    inputs: Inputs
+    tables: list[Table]
+    notes: list[str]
+    answer: str
+    verdicts: dict[str, str]
+    table_plots: dict[int, list[Plot]] = field(default_factory=dict)
+    learning: Plot | None = None
+    train_groups: dict[str, list[TrainRun]] = field(default_factory=dict)
+    persona: list[PersonaAnalysis] = field(default_factory=list)
+    persona_plots: dict[int, list[Plot]] = field(default_factory=dict)
+    examples: list[ExampleDialogue] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    colors: dict[str, str] = field(default_factory=dict)
+
+
+class _Catalogs:
+    """Catalogues loaded once per (dataset, world seed)."""
+
+    def __init__(self, data_dir: str | Path | None) -> None:
+        self.data_dir = data_dir
+        self._cache: dict[tuple[str, int | None], Catalog] = {}
+
+    def get(self, run: EvalRun) -> Catalog:
+        from simulators.datasets import load_catalog
+
+        key = (run.dataset, run.world_seed)
+        if key not in self._cache:
+            kwargs = (
+                {"seed": run.world_seed}
+                if run.dataset == "persona_world" and run.world_seed is not None
+                else {}
+            )
+            self._cache[key] = load_catalog(run.dataset, self.data_dir, **kwargs)
+        catalog = self._cache[key]
+        check_catalog(run, catalog)
+        return catalog
+
+
+def check_catalog(run: EvalRun, catalog: Catalog) -> None:
+    """Refuse a catalogue whose split does not hold the run's conversations (data or generator changed).
+
+    Raises:
+        CRSError: A record's goal index is outside the split, or names another user.
+    """
+    interactions = catalog.splits.get(run.split)
+    if interactions is None:
+        raise CRSError(f"{run.path}: the {catalog.name} catalogue loaded now has no {run.split!r} split")
+    for record in run.records:
+        if (
+            record.goal_index >= len(interactions)
+            or int(interactions.users[record.goal_index]) != record.user
+        ):
+            raise CRSError(
+                f"{run.path}: conversation {record.goal_index} was user {record.user}'s, but the "
+                f"{catalog.name} "
+                "catalogue loaded now differs (another world size, generator or data version); re-run `crs "
+                "eval`"
+            )
+
+
+def _is_pretrain_artifact(spec: str | None) -> bool:
+    return bool(spec) and (Path(str(spec)) / PRETRAIN_CONFIG).is_file()
+
+
+def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
+    """Persona rankers named by a table's runs (pre-training artifacts), with the runs that use each."""
+    sources: dict[str, list[EvalRun]] = {}
+    for row in table.rows:
+        for run in row.runs:
+            for spec in (run.ranker, run.train.pretrained if run.train is not None else None):
+                if spec and _is_pretrain_artifact(spec):
+                    sources.setdefault(str(Path(spec)), []).append(run)
+    return sources
+
+
+def _train_label(run: TrainRun) -> str:
+    import re
+
+    if run.info.ablation is not None:
+        return run.info.ablation
+    return re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
+
+
+def build_report(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    examples: int = 3,
+    persona: bool = True,
+    title: str | None = None,
+    seed: int = 0,
+) -> Report:
+    """Build the report of `paths` into `out` (plots included) and return it; `write_report` writes the files.
+
+    Args:
+        paths: `crs eval` output folders and/or `crs train` run folders (or folders holding them).
+        out: Output folder (created).
+        data_dir: Real-data folder, for real-data catalogues (persona analysis, example dialogues).
+        examples: How many example dialogues to replay (0: none).
+        persona: Whether to run the persona analysis when a persona ranker is available.
+        title: Report title.
+        seed: Seed of the analysis' own sampling (persona pairs, deletion baselines).
+
+    Raises:
+        CRSError: Unreadable inputs (see `load_inputs`).
+    """
+    inputs = load_inputs(paths)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables, notes = build_tables(inputs.evals)
+    for run in inputs.evals:
+        for note in run.summary.get("notes", []) or []:
+            text = f"{run.dataset}: {note}"
+            if text not in notes:
+                notes.append(text)
+    text, verdicts = answer(tables) if tables else ("No evaluation records: nothing to compare.", {})
+    report = Report(
+        out=out,
+        title=title or "persona-crs evaluation report",
+        created=_dt.datetime.now().isoformat(timespec="seconds"),
+        inputs=inputs,
+        tables=tables,
+        notes=notes,
+        answer=text,
+        verdicts=verdicts,
+    )
+    if not tables:
+        report.unavailable["comparison"] = (
+            "no evaluation records among the inputs (train runs without a final test evaluation)"
+        )
+
+    train_groups: dict[str, list[TrainRun]] = {}
+    for run in inputs.trains:
+        train_groups.setdefault(_train_label(run), []).append(run)
+    report.train_groups = train_groups
+    labels = [row.label for t in tables for row in t.rows] + list(train_groups)
+    ablations = {row.label: row.ablation for t in tables for row in t.rows}
+    ablations.update({label: runs[0].info.ablation for label, runs in train_groups.items()})
+    colors = palette(labels, ablations)
+    report.colors = colors
+
+    for index, table in enumerate(tables):
+        suffix = "" if index == 0 else f"_{index + 1}"
+        report.table_plots[index] = [
+            plot_sr_curves(table, colors, out / f"sr_curves{suffix}.png"),
+            plot_turns(table, colors, out / f"turns{suffix}.png"),
+            plot_action_mix(table, out / f"action_mix{suffix}.png"),
+        ]
+
+    if any(run.curve is not None for run in inputs.trains):
+        report.learning = plot_learning_curves(train_groups, colors, out / "learning_curves.png")
+    elif inputs.trains:
+        report.unavailable["learning"] = "the train runs logged no evaluation curve"
+    else:
+        report.unavailable["learning"] = "no `crs train` run among the inputs"
+
+    catalogs = _Catalogs(data_dir)
+    explainers: dict[str, Any] = {}
+    if not persona:
+        report.unavailable["persona"] = "persona analysis switched off (--no-persona)"
+    else:
+        _persona_sections(report, catalogs, explainers, seed)
+
+    if examples > 0 and tables:
+        _examples(report, catalogs, explainers, data_dir, examples)
+    elif examples <= 0:
+        report.unavailable["examples"] = "example dialogues switched off (--examples 0)"
+    return report
+
+
+def _persona_sections(report: Report, catalogs: _Catalogs, explainers: dict[str, Any], seed: int) -> None:
+    reasons: list[str] = []
+    for table in report.tables:
+        sources = persona_sources(table)
+        if not sources:
+            rankers = sorted({run.ranker for row in table.rows for run in row.runs})
+            reasons.append(
+                f"{table.test_set.dataset_label}: no persona model among the inputs (rankers: "
+                f"{', '.join(rankers)}); evaluate with `--ranker <crs pretrain artifact>` or add `crs "
+                "train` runs"
+            )
+            continue
+        for source, runs in sources.items():
+            try:
+                from policies.rankers import build_ranker
+
+                catalog = catalogs.get(runs[0])
+                ranker = build_ranker(source, catalog)
+            except (CRSError, ImportError, OSError) as exc:
+                reasons.append(
+                    f"{table.test_set.dataset_label}: could not load persona ranker {source} ({exc})"
+                )
+                continue
+            if not has_personas(ranker):
+                reasons.append(f"{source} has no persona interface")
+                continue
+            explainers[table.test_set.dataset_label] = ranker
+            analysis = analyse_personas(
+                ranker, catalog, runs, source, table.test_set.dataset_label, seed=seed
+            )
+            index = len(report.persona)
+            report.persona.append(analysis)
+            suffix = "" if index == 0 else f"_{index + 1}"
+            plots = [plot_persona_usage(analysis, report.out / f"persona_usage{suffix}.png")]
+            if analysis.heatmap is not None:
+                truth = catalog.truth
+                plots.append(
+                    plot_heatmap(
+                        analysis,
+                        None if truth is None else truth.persona_groups,
+                        None if truth is None else [f"T{i} · {n}" for i, n in enumerate(truth.persona_names)],
+                        report.out / f"persona_heatmap{suffix}.png",
+                    )
+                )
+            report.persona_plots[index] = plots
+    if not report.persona:
+        report.unavailable["persona"] = "; ".join(reasons) or "no evaluation records"
+    elif reasons:
+        report.notes.extend(reasons)
+
+
+def _examples(
+    report: Report, catalogs: _Catalogs, explainers: dict[str, Any], data_dir: str | Path | None, limit: int
+) -> None:
+    table = report.tables[0]
+    reference = table.row(table.reference) if table.reference else table.rows[0]
+    others = [r for r in table.rows if r.label != reference.label]
+    contrast = min(others, key=lambda r: r.metrics[PRIMARY].mean) if others else None
+    picks = pick_examples(
+        (reference.label, reference.runs[0]),
+        None if contrast is None else (contrast.label, contrast.runs[0]),
+        limit,
+    )
+    try:
+        catalog = catalogs.get(reference.runs[0])
+    except (CRSError, OSError) as exc:
+        report.unavailable["examples"] = f"could not load the {reference.runs[0].dataset} catalogue ({exc})"
+        return
+    dialogues, notes = example_dialogues(
+        picks, catalog, data_dir, explainers.get(table.test_set.dataset_label)
+    )
+    report.examples = dialogues
+    report.notes.extend(notes)
+    if not dialogues:
+        report.unavailable["examples"] = "; ".join(notes) or "no conversation to show"

@@ -1,0 +1,167 @@
+"""Example dialogues: evaluated conversations replayed turn by turn, with explanations.
+
+A conversation of `crs eval` is fixed by (eval seed, goal index) (`envs.rollout.episode_seed`), so it
+is replayed exactly by rebuilding the env and the policy; the replay is checked against the record.
+When a persona ranker is at hand, each slate's accepted (else first) item gets its explanation pair
+(persona, aspect) from ``ranker.explain`` given the facts before that turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crs.report.inputs import EvalRun
+from envs.env import render_dialogue
+from envs.metrics import EpisodeRecord
+from envs.registry import make_env
+from envs.rollout import episode_seed
+from simulators.catalog import Catalog
+from simulators.errors import CRSError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DialogueTurn:
+    """One replayed turn: its text (as `render_dialogue` writes it) and its explanation, if any."""
+
+    text: str
+    kind: str
+    explanation: str = ""
+    success: bool = False
+
+
+@dataclass(frozen=True)
+class ExampleDialogue:
+    """A replayed conversation.
+
+    Attributes:
+        policy: Row label of the policy.
+        goal_index: The conversation's goal.
+        title: One-line description (user, target, outcome).
+        turns: The turns.
+        matches_record: Whether the replay reproduced the recorded outcome.
+    """
+
+    policy: str
+    goal_index: int
+    title: str
+    turns: tuple[DialogueTurn, ...]
+    matches_record: bool
+
+
+def replay(
+    run: EvalRun,
+    record: EpisodeRecord,
+    catalog: Catalog,
+    label: str,
+    data_dir: str | None = None,
+    explainer=None,
+) -> ExampleDialogue:
+    """Replay `record` of `run` and render it.
+
+    Args:
+        run: The eval run the record belongs to.
+        record: The conversation.
+        catalog: The run's catalogue.
+        label: Display name of the policy.
+        data_dir: Real-data folder (for rankers that read files).
+        explainer: A persona ranker (``explain``, ``prototype_of``) for explanations, or None.
+
+    Raises:
+        CRSError: The policy cannot be rebuilt (e.g. its run folder or ranker is gone).
+    """
+    from crs.eval_cmd import resolve_policy  # the same policy factory `crs eval` used
+
+    env = make_env(catalog=catalog, split=run.split, user=run.user)  # type: ignore[arg-type]
+    if env.max_turns != run.max_turns:
+        raise CRSError(f"{run.path}: evaluated with T = {run.max_turns}, the env now has {env.max_turns}")
+    spec = str(run.summary.get("policy_spec", run.policy))
+    ranker = None if run.ranker in ("", "run") else run.ranker
+    policy, _, _ = resolve_policy(spec, env, ranker, data_dir)
+    seed = episode_seed(run.seed, record.goal_index)
+    env.reset(seed=seed, options={"goal_index": record.goal_index})
+    policy.reset(np.random.default_rng(seed))
+    enumerated = bool(getattr(env, "enumerated", False))
+    turns = [DialogueTurn(render_dialogue(catalog, env.state.history, enumerated=enumerated).strip(), "open")]
+    done, info = False, {}
+    while not done:
+        facts = env.state.facts()
+        _, _, terminated, truncated, info = env.step(policy.act(env))
+        done = terminated or truncated
+        turn = env.state.history[-1]
+        text = render_dialogue(catalog, [turn], enumerated=enumerated).strip()
+        explanation = ""
+        if turn.kind == "recommend" and explainer is not None and turn.slate:
+            item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]
+            explanation = explain_item(explainer, catalog, facts, item)
+        turns.append(DialogueTurn(text, turn.kind, explanation, turn.accepted_item is not None))
+    matches = (
+        bool(info.get("success")) == record.success
+        and int(info.get("agent_actions", -1)) == record.agent_actions
+    )
+    target = ", ".join(catalog.item_names[t] for t in record.targets)
+    outcome = f"success after {record.agent_actions} actions" if record.success else "failure"
+    title = f"{label}: user {record.user} looking for {target!r}, {outcome}"
+    return ExampleDialogue(label, record.goal_index, title, tuple(turns), matches)
+
+
+def explain_item(explainer, catalog: Catalog, facts, item: int) -> str:
+    """'"Velvet Harbor": persona 1 (P3 · jazz, calm), because of "jazz"'."""
+    persona, aspect = explainer.explain(facts, np.array([item]))[0]
+    prototype = int(explainer.prototype_of(facts.user)[persona])
+    aspect_text = f'because of "{catalog.aspect_names[aspect]}"' if aspect >= 0 else "no aspect"
+    return f'"{catalog.item_names[item]}": persona {persona} (prototype P{prototype}), {aspect_text}'
+
+
+def pick_examples(
+    reference: tuple[str, EvalRun], contrast: tuple[str, EvalRun] | None, limit: int
+) -> list[tuple[str, EvalRun, EpisodeRecord]]:
+    """Conversations worth showing: one the reference wins and the contrast loses (both shown), one the
+    reference wins quickly, and one it fails; at most `limit` replays."""
+    ref_label, ref_run = reference
+    chosen: list[tuple[str, EvalRun, EpisodeRecord]] = []
+    if contrast is not None and limit >= 2:
+        other_label, other_run = contrast
+        other = {r.goal_index: r for r in other_run.records}
+        for record in ref_run.records:
+            twin = other.get(record.goal_index)
+            if record.success and twin is not None and not twin.success and "ask" in record.kinds:
+                chosen += [(ref_label, ref_run, record), (other_label, other_run, twin)]
+                break
+    wins = [r for r in ref_run.records if r.success and len(r.kinds) >= 2]
+    fails = [r for r in ref_run.records if not r.success]
+    shown = {(label, r.goal_index) for label, _, r in chosen}
+    for pool in (wins, fails):
+        for record in pool:
+            if (ref_label, record.goal_index) not in shown:
+                chosen.append((ref_label, ref_run, record))
+                shown.add((ref_label, record.goal_index))
+                break
+    return chosen[:limit]
+
+
+def example_dialogues(
+    picks: list[tuple[str, EvalRun, EpisodeRecord]],
+    catalog: Catalog,
+    data_dir: str | Path | None,
+    explainer=None,
+) -> tuple[list[ExampleDialogue], list[str]]:
+    """Replay the picked conversations; problems become notes, not failures of the whole report."""
+    dialogues, notes = [], []
+    for label, run, record in picks:
+        try:
+            dialogue = replay(
+                run, record, catalog, label, None if data_dir is None else str(data_dir), explainer
+            )
+        except (CRSError, ImportError, OSError) as exc:
+            notes.append(f"could not replay a {label} conversation ({exc})")
+            continue
+        if not dialogue.matches_record:
+            notes.append(f"the replay of {label} conversation {record.goal_index} differs from its record")
+        dialogues.append(dialogue)
+    return dialogues, notes

@@ -1,0 +1,549 @@
+"""Reading the inputs of a report: `crs eval` output folders and `crs train` run folders.
+
+An **eval folder** holds ``summary.json`` and ``episodes.jsonl`` (one `EpisodeRecord` per line), as
+`crs.eval_cmd.run_evaluation` writes them. A **train run folder** is recognised by its config file
+(``config.yaml``); its learning curve and its final test evaluation are optional parts, read when
+present. A folder that is neither but holds such folders (e.g. ``out/eval``) is expanded one level.
+
+Everything is validated on load: a missing or corrupt file is named in a `CRSError` that says how to
+fix it; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from envs.metrics import EpisodeRecord, per_episode_metrics
+from simulators.errors import CRSError
+
+SUMMARY_FILE = "summary.json"
+EPISODES_FILE = "episodes.jsonl"
+TRAIN_CONFIG_FILES: tuple[str, ...] = ("config.yaml", "config.yml", "policy.json")
+"""A train run is recognised by any of these (``policy.json``: what `crs eval` needs to load the policy)."""
+CURVE_FILES: tuple[str, ...] = (
+    "eval_curve.csv",
+    "eval_curve.jsonl",
+    "evaluations.csv",
+    "evaluations.jsonl",
+    "eval.csv",
+    "eval.jsonl",
+    "curve.csv",
+    "curve.jsonl",
+    "metrics.csv",
+    "metrics.jsonl",
+)
+"""Learning-curve files of a train run, first found wins."""
+
+STEP_KEYS: tuple[str, ...] = ("steps", "step", "timesteps", "num_timesteps", "global_step")
+SR_KEYS: tuple[str, ...] = ("SR@15", "sr@15", "sr15", "SR", "sr", "success_rate", "success")
+REWARD_KEYS: tuple[str, ...] = ("reward", "mean_reward", "eval_reward", "return", "mean_return")
+REQUIRED_SUMMARY_KEYS: tuple[str, ...] = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
+ABLATION_KEYS: tuple[str, ...] = ("persona_attention", "aspect_attention")
+
+
+@dataclass(frozen=True)
+class TrainInfo:
+    """What a train run's config says about the policy it trained.
+
+    Attributes:
+        path: The run folder.
+        name: Run name (the folder's name).
+        persona_attention: Whether persona attention was on (None when the config does not say).
+        aspect_attention: Whether aspect attention was on (None when the config does not say).
+        seed: Training seed (None when the config does not say).
+        dataset: Dataset trained on (None when the config does not say).
+        pretrained: Pre-training artifact the run used (None when none is named).
+        config: The whole config, as read.
+    """
+
+    path: Path
+    name: str
+    persona_attention: bool | None
+    aspect_attention: bool | None
+    seed: int | None
+    dataset: str | None
+    pretrained: str | None
+    config: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def ablation(self) -> str | None:
+        """ "full", "persona-blind", "aspect-blind", "both-off", or None when the flags are unknown."""
+        if self.persona_attention is None or self.aspect_attention is None:
+            return None
+        return ablation_label(self.persona_attention, self.aspect_attention)
+
+    def config_key(self) -> str:
+        """The config without seeds, names and paths: runs sharing it are seeds of one configuration."""
+        return json.dumps(_strip_run_keys(self.config), sort_keys=True, default=str)
+
+
+def ablation_label(persona_attention: bool, aspect_attention: bool) -> str:
+    """The name of an ablation from its two flags."""
+    return {
+        (True, True): "full",
+        (False, True): "persona-blind",
+        (True, False): "aspect-blind",
+        (False, False): "both-off",
+    }[(bool(persona_attention), bool(aspect_attention))]
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One `crs eval` output: its summary and its episode records.
+
+    Attributes:
+        path: The folder.
+        summary: ``summary.json`` as read.
+        records: One record per conversation, in file order.
+        train: The train run whose policy this evaluates, when known.
+    """
+
+    path: Path
+    summary: Mapping[str, Any] = field(repr=False)
+    records: tuple[EpisodeRecord, ...] = field(repr=False)
+    train: TrainInfo | None = None
+
+    @property
+    def policy(self) -> str:
+        return str(self.summary["policy"])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.summary["dataset"])
+
+    @property
+    def split(self) -> str:
+        return str(self.summary["split"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.summary["seed"])
+
+    @property
+    def max_turns(self) -> int:
+        return int(self.summary["max_turns"])
+
+    @property
+    def ranker(self) -> str:
+        return str(self.summary.get("ranker", ""))
+
+    @property
+    def world_seed(self) -> int | None:
+        value = self.summary.get("world_seed")
+        return None if value is None else int(value)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the conversations walked (falls back to the goal indices when absent)."""
+        value = self.summary.get("conversations")
+        if value:
+            return str(value)
+        return "goals:" + str(hash(tuple(r.goal_index for r in self.records)))
+
+    @property
+    def setting(self) -> str:
+        return str(self.summary.get("setting", "unknown"))
+
+    @property
+    def user(self) -> str:
+        return str(self.summary.get("user", "auto"))
+
+    @property
+    def replica_seed(self) -> int:
+        """The seed that tells repeated runs of one configuration apart (training seed, else eval seed)."""
+        if self.train is not None and self.train.seed is not None:
+            return self.train.seed
+        return self.seed
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A train run's evaluation curve.
+
+    Attributes:
+        steps: Environment steps at each evaluation, shape (n,).
+        sr: Success rate at each evaluation, shape (n,) (NaN where not logged).
+        reward: Mean episode reward at each evaluation, shape (n,) (NaN where not logged).
+        source: The file it was read from.
+    """
+
+    steps: np.ndarray
+    sr: np.ndarray
+    reward: np.ndarray
+    source: Path
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One `crs train` run folder.
+
+    Attributes:
+        info: What its config says.
+        curve: Its evaluation curve, if one was logged.
+        final_eval: Its final test evaluation, if one was written.
+        missing: Optional parts that are absent, in words (shown in the report).
+    """
+
+    info: TrainInfo
+    curve: Curve | None
+    final_eval: EvalRun | None
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a report reads.
+
+    Attributes:
+        evals: Eval runs (those of train runs included), without duplicates.
+        trains: Train runs.
+    """
+
+    evals: tuple[EvalRun, ...]
+    trains: tuple[TrainRun, ...]
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_inputs(paths: Sequence[str | Path]) -> Inputs:
+    """Read every input folder.
+
+    Args:
+        paths: `crs eval` output folders, `crs train` run folders, or folders holding either.
+
+    Returns:
+        The eval runs and train runs, each folder read once.
+
+    Raises:
+        CRSError: No inputs, a path that does not exist or is neither kind of folder, or a missing
+            or corrupt file inside one.
+    """
+    if not paths:
+        raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
+    evals: dict[Path, EvalRun] = {}
+    trains: dict[Path, TrainRun] = {}
+    for raw in paths:
+        for folder in _expand(Path(raw)):
+            if is_train_run(folder):
+                run = read_train_run(folder)
+                trains[folder.resolve()] = run
+                if run.final_eval is not None:
+                    evals[run.final_eval.path.resolve()] = run.final_eval
+            else:
+                key = folder.resolve()
+                if key not in evals:
+                    evals[key] = read_eval_dir(folder)
+    if not evals and not trains:
+        raise CRSError(f"no eval or train runs found in {', '.join(str(p) for p in paths)}")
+    return Inputs(evals=tuple(evals.values()), trains=tuple(trains.values()))
+
+
+def is_eval_dir(path: Path) -> bool:
+    """A folder holding ``summary.json`` (``episodes.jsonl`` is checked when it is read)."""
+    return (path / SUMMARY_FILE).is_file()
+
+
+def is_train_run(path: Path) -> bool:
+    """A folder holding a train config file."""
+    return any((path / name).is_file() for name in TRAIN_CONFIG_FILES)
+
+
+def _expand(path: Path) -> list[Path]:
+    if not path.exists():
+        raise CRSError(f"input {path} does not exist; pass a `crs eval --out` or `crs train` run folder")
+    if not path.is_dir():
+        raise CRSError(
+            f"input {path} is a file; pass its folder (a `crs eval` output holds {SUMMARY_FILE} and "
+            f"{EPISODES_FILE}, a `crs train` run holds {TRAIN_CONFIG_FILES[0]})"
+        )
+    if is_eval_dir(path) or is_train_run(path):
+        return [path]
+    children = sorted(c for c in path.iterdir() if c.is_dir() and (is_eval_dir(c) or is_train_run(c)))
+    if not children:
+        raise CRSError(
+            f"input {path} is neither a `crs eval` output ({SUMMARY_FILE} + {EPISODES_FILE}) nor a "
+            f"`crs train` run ({TRAIN_CONFIG_FILES[0]}), and holds none"
+        )
+    return children
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    if not path.is_file():
+        raise CRSError(f"{path} is missing; {fix}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CRSError(f"{path} is corrupt ({exc}); {fix}") from exc
+
+
+def read_eval_dir(path: str | Path, train: TrainInfo | None = None) -> EvalRun:
+    """Read and validate one `crs eval` output folder.
+
+    Raises:
+        CRSError: ``summary.json`` or ``episodes.jsonl`` missing, not valid JSON, lacking fields, or
+            disagreeing with each other (record count, conversations, metric means).
+    """
+    folder = Path(path)
+    fix = "re-run `crs eval --out " + str(folder) + "`"
+    summary = _read_json(folder / SUMMARY_FILE, fix)
+    if not isinstance(summary, dict):
+        raise CRSError(f"{folder / SUMMARY_FILE} is corrupt: expected a JSON object; {fix}")
+    lacking = [key for key in REQUIRED_SUMMARY_KEYS if key not in summary]
+    if lacking:
+        raise CRSError(f"{folder / SUMMARY_FILE} lacks {lacking}; {fix}")
+    episodes = folder / EPISODES_FILE
+    if not episodes.is_file():
+        raise CRSError(f"{episodes} is missing; {fix}")
+    records: list[EpisodeRecord] = []
+    try:
+        lines = episodes.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CRSError(f"{episodes} is unreadable ({exc}); {fix}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(EpisodeRecord.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise CRSError(
+                f"{episodes} line {number} is corrupt ({type(exc).__name__}: {exc}); {fix}"
+            ) from exc
+    if not records:
+        raise CRSError(f"{episodes} holds no records; {fix}")
+    if len(records) != int(summary["episodes"]):
+        raise CRSError(
+            f"{episodes} holds {len(records)} records but {SUMMARY_FILE} says {summary['episodes']} "
+            f"(an interrupted or edited run); {fix}"
+        )
+    goals = [r.goal_index for r in records]
+    if len(set(goals)) != len(goals):
+        raise CRSError(f"{episodes} repeats conversations (duplicate goal_index); {fix}")
+    _check_summary_metrics(summary, records, folder / SUMMARY_FILE, fix)
+    if train is None:
+        train = _train_of_policy(summary)
+    return EvalRun(path=folder, summary=summary, records=tuple(records), train=train)
+
+
+def _check_summary_metrics(
+    summary: Mapping[str, Any], records: Sequence[EpisodeRecord], path: Path, fix: str
+) -> None:
+    """The metric means summary.json states must be those of its episode records."""
+    stated = summary.get("metrics")
+    if not isinstance(stated, dict):
+        return
+    values = per_episode_metrics(records, int(summary["max_turns"]))
+    for name, per_conversation in values.items():
+        entry = stated.get(name)
+        if not isinstance(entry, dict) or "mean" not in entry:
+            continue
+        mean = float(per_conversation.mean())
+        if not math.isclose(float(entry["mean"]), mean, rel_tol=1e-6, abs_tol=1e-9):
+            raise CRSError(
+                f"{path} says {name} = {entry['mean']} but its {EPISODES_FILE} gives {mean:.6g} "
+                f"(the files do not belong together); {fix}"
+            )
+
+
+def _train_of_policy(summary: Mapping[str, Any]) -> TrainInfo | None:
+    """The train run an eval's policy came from, when its spec names a run folder that still exists."""
+    spec = summary.get("policy_spec")
+    if not spec:
+        return None
+    folder = Path(str(spec))
+    if folder.is_dir() and is_train_run(folder):
+        return read_train_info(folder)
+    return None
+
+
+# ------------------------------------------------------------------------------------- train runs
+def read_train_info(path: Path) -> TrainInfo:
+    """Read a train run's config file.
+
+    Raises:
+        CRSError: The config is missing, not YAML, or not a mapping.
+    """
+    files = [path / n for n in TRAIN_CONFIG_FILES if (path / n).is_file()]
+    if not files:
+        raise CRSError(f"{path / TRAIN_CONFIG_FILES[0]} is missing; {path} is not a `crs train` run")
+    config: dict[str, Any] = {}
+    for config_path in files:  # config.yaml first; policy.json fills in what it lacks
+        try:
+            data = yaml.safe_load(config_path.read_text())  # JSON is YAML
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CRSError(
+                f"{config_path} is corrupt ({exc}); re-run `crs train` or repair the file"
+            ) from exc
+        if not isinstance(data, dict):
+            raise CRSError(f"{config_path} is corrupt: expected a mapping, found {type(data).__name__}")
+        config = data if not config else {**config, "policy_meta": data}
+    persona, aspect = (_find_key(config, key) for key in ABLATION_KEYS)
+    seed = _find_key(config, "seed")
+    dataset = _find_key(config, "dataset") or _find_key(config, "catalog")
+    pretrained = None
+    for key in ("pretrained", "pretrain", "ranker", "pretrain_artifact", "artifact"):
+        value = _find_key(config, key)
+        if isinstance(value, str) and value:
+            pretrained = _artifact_path(value, path)
+            if pretrained is not None:
+                break
+    return TrainInfo(
+        path=path,
+        name=path.name,
+        persona_attention=None if persona is None else bool(persona),
+        aspect_attention=None if aspect is None else bool(aspect),
+        seed=None if seed is None else int(seed),
+        dataset=None if dataset is None else str(dataset),
+        pretrained=pretrained,
+        config=config,
+    )
+
+
+def _artifact_path(spec: str, run_dir: Path) -> str | None:
+    """The pre-training artifact a ranker entry names ("artifact:<dir>" or a folder), else None."""
+    kind, sep, where = spec.partition(":")
+    if sep and kind != "artifact":
+        return None  # "transe:<file>" and the like carry no personas
+    candidate = Path(where if sep else spec)
+    if not candidate.is_absolute() and not candidate.exists() and (run_dir / candidate).exists():
+        candidate = run_dir / candidate
+    return str(candidate) if candidate.is_dir() else None
+
+
+def read_train_run(path: str | Path) -> TrainRun:
+    """Read a `crs train` run folder: config (required), curve and final evaluation (optional).
+
+    Raises:
+        CRSError: The config, or a present curve / evaluation file, is corrupt.
+    """
+    folder = Path(path)
+    info = read_train_info(folder)
+    missing: list[str] = []
+    curve = _read_curve(folder)
+    if curve is None:
+        missing.append("learning curve (no " + " / ".join(CURVE_FILES[:4]) + ")")
+    final = None
+    final_dir = _final_eval_dir(folder)
+    if final_dir is None:
+        missing.append("final test evaluation (no sub-folder with summary.json)")
+    else:
+        final = read_eval_dir(final_dir, train=info)
+    return TrainRun(info=info, curve=curve, final_eval=final, missing=tuple(missing))
+
+
+def _final_eval_dir(folder: Path) -> Path | None:
+    preferred = ("eval", "test", "final_eval", "evaluation", "eval_test")
+    for name in preferred:
+        if is_eval_dir(folder / name):
+            return folder / name
+    if is_eval_dir(folder):
+        return folder
+    found = sorted(c for c in folder.iterdir() if c.is_dir() and is_eval_dir(c))
+    return found[0] if found else None
+
+
+def _read_curve(folder: Path) -> Curve | None:
+    for name in CURVE_FILES:
+        path = folder / name
+        if path.is_file():
+            rows = _read_rows(path)
+            curve = _curve_from_rows(rows, path)
+            if curve is not None:
+                return curve
+    return None
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CRSError(f"{path} is unreadable ({exc})") from exc
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CRSError(f"{path} line {number} is corrupt ({exc}); re-run `crs train`") from exc
+        if isinstance(row, dict):
+            rows.append(_flatten(row))
+    return rows
+
+
+def _curve_from_rows(rows: list[dict[str, Any]], path: Path) -> Curve | None:
+    if not rows:
+        return None
+    keys = set().union(*(row.keys() for row in rows))
+    step_key = next((k for k in STEP_KEYS if k in keys), None)
+    sr_key = next((k for k in SR_KEYS if k in keys), None)
+    reward_key = next((k for k in REWARD_KEYS if k in keys), None)
+    if step_key is None or (sr_key is None and reward_key is None):
+        return None
+    steps, sr, reward = [], [], []
+    for row in rows:
+        step = _number(row.get(step_key))
+        if math.isnan(step):
+            continue
+        steps.append(step)
+        sr.append(_number(row.get(sr_key)) if sr_key else math.nan)
+        reward.append(_number(row.get(reward_key)) if reward_key else math.nan)
+    if not steps:
+        return None
+    order = np.argsort(steps, kind="stable")
+    return Curve(
+        steps=np.asarray(steps, dtype=np.float64)[order],
+        sr=np.asarray(sr, dtype=np.float64)[order],
+        reward=np.asarray(reward, dtype=np.float64)[order],
+        source=path,
+    )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, dict):
+        value = value.get("mean")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metric dicts ({"metrics": {"SR@15": {"mean": ..}}}) flattened to their leaf names."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and "mean" not in value:
+            out.update(_flatten(value, prefix))
+        else:
+            out.setdefault(str(key), value)
+    return out
+
+
+def _find_key(config: Any, key: str) -> Any:
+    """The first value of `key` in a nested mapping (breadth-first), or None."""
+    queue = [config]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            if key in node:
+                return node[key]
+            queue.extend(v for v in node.values() if isinstance(v, dict))
+    return None
+
+
+RUN_KEYS = frozenset({"seed", "name", "run_name", "out", "output", "run_dir", "resume", "versions", "system"})
+
+
+def _strip_run_keys(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _strip_run_keys(v) for k, v in config.items() if k not in RUN_KEYS}
+    return config

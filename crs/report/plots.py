@@ -1,0 +1,267 @@
+"""The report's figures, drawn with matplotlib's Agg backend (no display) and saved as PNG.
+
+Every function draws one figure into `path` and returns a `Plot` (file, caption, alt text). Colours are
+fixed per configuration label (`palette`), so a policy has the same colour in every figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from crs.report.analysis import ACTION_KINDS, Table, action_mix, sr_curve, turn_distribution
+from crs.report.inputs import TrainRun
+from crs.report.persona import PersonaAnalysis
+
+COLORS: tuple[str, ...] = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+)  # fmt: skip
+"""matplotlib's tab10, reordered so the first two rows are blue and red."""
+
+ABLATION_COLORS: Mapping[str, str] = {
+    "full": "#1f77b4",
+    "persona-blind": "#d62728",
+    "aspect-blind": "#ff7f0e",
+    "both-off": "#7f7f7f",
+}
+KIND_COLORS: Mapping[str, str] = {"ask": "#4c72b0", "probe": "#dd8452", "recommend": "#55a868"}
+DPI = 110
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A saved figure: its PNG file, a caption, and alt text."""
+
+    path: Path
+    caption: str
+    alt: str
+
+
+def palette(labels: Sequence[str], ablations: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """A colour per label, stable across figures (ablation rows get their fixed colours)."""
+    ablations = ablations or {}
+    out: dict[str, str] = {}
+    reserved = any(a in ABLATION_COLORS for a in ablations.values())
+    free = [c for c in COLORS if not reserved or c not in ABLATION_COLORS.values()]
+    index = 0
+    for label in labels:
+        if label in out:
+            continue
+        ablation = ablations.get(label)
+        if ablation in ABLATION_COLORS:
+            out[label] = ABLATION_COLORS[ablation]
+        else:
+            out[label] = free[index % len(free)]
+            index += 1
+    return out
+
+
+def _style(ax: plt.Axes) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(True, color="#e6e6e6", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+
+
+def plot_sr_curves(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
+    """SR@t against t, one line per configuration with its 95% bootstrap band."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    for row in table.rows:
+        ts, mean, low, high = sr_curve(row)
+        color = colors[row.label]
+        ax.fill_between(ts, low, high, color=color, alpha=0.15, linewidth=0)
+        ax.plot(ts, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=row.label)
+    ax.set_xlabel("agent actions t")
+    ax.set_ylabel("SR@t")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(ts)
+    ax.set_title(f"Success within t actions — {table.test_set.dataset_label}", fontsize=11, loc="left")
+    _style(ax)
+    ax.legend(frameon=False, fontsize=9, loc="upper left")
+    _save(fig, path)
+    return Plot(
+        path,
+        "SR@t: share of conversations that succeed within t agent actions (95% bootstrap band).",
+        "line chart of SR@t per policy",
+    )
+
+
+def plot_turns(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
+    """Share of conversations succeeding at each agent action, and the failure share."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    n = len(table.rows)
+    width = 0.8 / max(n, 1)
+    for i, row in enumerate(table.rows):
+        ts, shares, fail = turn_distribution(row)
+        offset = (i - (n - 1) / 2) * width
+        color = colors[row.label]
+        ax.bar(ts + offset, shares, width=width, color=color, label=row.label)
+        ax.bar([ts[-1] + 1.5 + offset], [fail], width=width, color=color, hatch="//", edgecolor="white")
+    ax.set_xticks([*ts.tolist(), ts[-1] + 1.5], [*(str(t) for t in ts), "fail"])
+    ax.set_xlabel("agent actions to success")
+    ax.set_ylabel("share of conversations")
+    ax.set_title(f"When conversations end — {table.test_set.dataset_label}", fontsize=11, loc="left")
+    _style(ax)
+    ax.legend(frameon=False, fontsize=9)
+    _save(fig, path)
+    return Plot(
+        path,
+        "Distribution of turns: share of conversations that succeed at each agent action; "
+        "hatched: failures (no success within the limit).",
+        "bar chart of turns to success",
+    )
+
+
+def plot_action_mix(table: Table, path: Path) -> Plot:
+    """Per configuration, the share of ask / probe / recommend at each agent action (stacked)."""
+    rows = table.rows[:8]
+    cols = min(len(rows), 4)
+    lines = int(np.ceil(len(rows) / cols))
+    fig, axes = plt.subplots(lines, cols, figsize=(3.0 * cols, 2.5 * lines + 0.4), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(rows) :]:
+        ax.axis("off")
+    for ax, row in zip(axes.ravel(), rows, strict=False):
+        ts, shares, running = action_mix(row)
+        bottom = np.zeros(ts.size)
+        for kind in ACTION_KINDS:
+            values = np.nan_to_num(shares[kind])
+            ax.bar(ts, values, bottom=bottom, color=KIND_COLORS[kind], width=0.85, label=kind)
+            bottom += values
+        total = max(running[0], 1)
+        ax.plot(ts, running / total, color="black", linewidth=1.2, linestyle=":", label="still running")
+        ax.set_title(row.label, fontsize=10, loc="left")
+        ax.set_xlabel("agent action t", fontsize=9)
+        ax.set_ylim(0, 1.05)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_ylabel("share")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.06)
+    )
+    fig.suptitle(f"Action mix per turn — {table.test_set.dataset_label}", x=0.01, ha="left", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return Plot(
+        path,
+        "Mix of ask / probe / recommend at each agent action among conversations still running "
+        "(dotted: share of conversations still running).",
+        "stacked bars of action kinds per turn",
+    )
+
+
+def plot_learning_curves(
+    groups: Mapping[str, Sequence[TrainRun]], colors: Mapping[str, str], path: Path
+) -> Plot:
+    """Evaluation SR and reward against training steps; thin lines per seed, thick the mean."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    for label, runs in groups.items():
+        color = colors.get(label, "#333333")
+        curves = [r.curve for r in runs if r.curve is not None]
+        for ax, attribute in zip(axes, ("sr", "reward"), strict=True):
+            series = [
+                (c.steps, getattr(c, attribute)) for c in curves if np.isfinite(getattr(c, attribute)).any()
+            ]
+            if not series:
+                continue
+            for steps, values in series:
+                ax.plot(steps, values, color=color, alpha=0.3 if len(series) > 1 else 1.0, linewidth=1)
+            if len(series) > 1:
+                grid = np.unique(np.concatenate([s for s, _ in series]))
+                stacked = np.array([np.interp(grid, s, v, left=np.nan, right=np.nan) for s, v in series])
+                ax.plot(
+                    grid,
+                    np.nanmean(stacked, axis=0),
+                    color=color,
+                    linewidth=2.2,
+                    label=f"{label} (n={len(series)})",
+                )
+            else:
+                ax.lines[-1].set_label(label)
+                ax.lines[-1].set_linewidth(2.2)
+    for ax, name in zip(axes, ("evaluation SR", "evaluation reward"), strict=True):
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(name)
+        _style(ax)
+    axes[0].set_title("Learning curves", fontsize=11, loc="left")
+    axes[0].legend(frameon=False, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return Plot(
+        path,
+        "Learning curves: evaluation success rate and mean reward against environment steps "
+        "(thin: one seed; thick: mean over seeds).",
+        "learning curves",
+    )
+
+
+def plot_persona_usage(analysis: PersonaAnalysis, path: Path) -> Plot:
+    """Share of the evaluated targets each shared persona prototype explains."""
+    fig, ax = plt.subplots(figsize=(6.0, 0.42 * len(analysis.prototype_names) + 1.0))
+    order = np.arange(len(analysis.prototype_names))[::-1]
+    ax.barh([analysis.prototype_names[i] for i in order], analysis.usage[order], color="#4c72b0")
+    for y, i in enumerate(order):
+        ax.text(analysis.usage[i] + 0.005, y, f"{analysis.usage[i]:.0%}", va="center", fontsize=8)
+    ax.set_xlabel("share of target items explained")
+    ax.set_title("Persona usage", fontsize=11, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, path)
+    return Plot(
+        path,
+        "Persona usage: share of the evaluated (user, target) pairs whose arg-max persona "
+        "maps to each shared prototype (named by its closest aspects).",
+        "bar chart of persona usage",
+    )
+
+
+def plot_heatmap(
+    analysis: PersonaAnalysis, truth_groups: np.ndarray | None, truth_names: Sequence[str] | None, path: Path
+) -> Plot:  # fmt: skip
+    """Prototype × aspect-group attention; beside it the world's true persona × group weights, if known."""
+    assert analysis.heatmap is not None and analysis.group_names is not None
+    panels = [(analysis.heatmap, analysis.prototype_names, "Learned: persona × aspect-group attention")]
+    if truth_groups is not None and truth_names is not None:
+        panels.append((np.asarray(truth_groups), tuple(truth_names), "Ground truth: persona × group weights"))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.2 * len(panels), 0.45 * len(analysis.prototype_names) + 2.0), squeeze=False
+    )
+    for ax, (matrix, names, title) in zip(axes[0], panels, strict=True):
+        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-9), aspect="auto")
+        ax.set_xticks(
+            range(len(analysis.group_names)), analysis.group_names, rotation=35, ha="right", fontsize=9
+        )
+        ax.set_yticks(range(len(names)), names, fontsize=9)
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.6 * matrix.max() else "black",
+            )
+        ax.set_title(title, fontsize=11, loc="left")
+        fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    fig.tight_layout()
+    _save(fig, path)
+    caption = (
+        "Persona × aspect-group attention: for each shared prototype, where its attention α·ω over the "
+        "target items' aspects goes, by aspect group (rows sum to 1)."
+    )
+    if len(panels) > 1:
+        caption += " Right: the persona world's true personas and their group weights (rows are not aligned)."
+    return Plot(path, caption, "heatmap of persona by aspect-group attention")

@@ -1,0 +1,65 @@
+"""`crs report`: turn evaluation records and training runs into a report that answers the question."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from crs.common import DATA_DIR_HELP, console, friendly_errors, metrics_table
+from crs.report import build_report, write_report
+
+
+@friendly_errors
+def report_command(
+    inputs: list[Path] = typer.Argument(
+        ..., help="`crs eval` output folders and/or `crs train` run folders (or folders holding them)."
+    ),
+    out: Path = typer.Option(Path("out/report"), "--out", "-o", help="Output folder."),
+    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
+    examples: int = typer.Option(3, "--examples", help="Example dialogues to replay (0: none)."),
+    persona: bool = typer.Option(
+        True, "--persona/--no-persona", help="Run the persona analysis when possible."
+    ),
+    title: str = typer.Option(None, "--title", help="Report title."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the analysis' own sampling (persona pairs, baselines)."
+    ),
+) -> None:
+    """Write report.md, a self-contained report.html, metrics.json and PNG plots into --out.
+
+    Compares policies, rule baselines and ablations on the same test conversations (SR@5/10/15, AT,
+    hDCG with 95% CIs, paired differences), draws SR@t curves, turn distributions, action mixes and
+    learning curves, analyses personas when a persona model is among the inputs, and answers whether
+    persona and aspect attention work better together than apart. Inputs evaluated on different
+    datasets or conversations are never mixed in one table.
+
+    Examples:
+
+      crs eval --policy ask-4 -n 300 -o out/eval/ask-4
+
+      crs eval --policy max-entropy -n 300 -o out/eval/max-entropy
+
+      crs report out/eval/ask-4 out/eval/max-entropy --out out/report
+
+      crs report runs/full-s1 runs/persona-blind-s1 runs/aspect-blind-s1 runs/both-off-s1 --out out/ablation
+    """
+    started = time.perf_counter()
+    with console.status("building the report"):
+        report = build_report(
+            inputs, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
+        )
+        files = write_report(report)
+    for table in report.tables:
+        rows = {row.label: row.metrics for row in table.rows}
+        console.print(metrics_table(table.title, rows))
+        if table.separated:
+            console.print(f"[yellow]separate table:[/] {table.separated}")
+    console.print(f"\n[bold]The answer.[/] {report.answer.replace('**', '')}\n", highlight=False)
+    for section, reason in report.unavailable.items():
+        console.print(f"[dim]{section}: unavailable ({reason})[/]", highlight=False)
+    console.print(
+        f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s: "
+        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}"
+    )

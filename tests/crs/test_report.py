@@ -1,0 +1,342 @@
+"""`crs report` from small real runs: table values recomputed from the episode records, CIs, paired
+differences, refusal to mix test sets, clear errors, train-run folders and the generated answer."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+from typer.testing import CliRunner
+
+from crs.cli import app
+from crs.eval_cmd import run_evaluation
+from crs.report import build_report, build_tables, load_inputs, write_report
+from crs.report.analysis import METRICS, answer
+from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
+from simulators.errors import CRSError
+
+runner = CliRunner()
+EPISODES = 40
+
+
+def _eval(out: Path, policy: str, *, episodes: int = EPISODES, seed: int = 1, world_seed: int = 0) -> Path:
+    run_evaluation(policy, episodes=episodes, seed=seed, out=out, world_seed=world_seed, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Rule policies on the persona world: two policies x two eval seeds, same 40 conversations per seed."""
+    root = tmp_path_factory.mktemp("evals")
+    return {
+        f"{policy}-s{seed}": _eval(root / f"{policy}-s{seed}", policy, seed=seed)
+        for policy in ("ask-4", "max-entropy")
+        for seed in (1, 2)
+    }
+
+
+def _records_by_hand(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "episodes.jsonl").read_text().splitlines()]
+
+
+def test_table_values_equal_the_metrics_recomputed_from_the_episode_records(runs, tmp_path) -> None:
+    report = build_report([runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "report", examples=0)
+    write_report(report)
+    (table,) = report.tables
+    assert [row.label for row in table.rows] == ["ask-4", "max-entropy"]
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())["tables"][0]["rows"]
+    for row, saved_row, name in zip(table.rows, saved, ("ask-4-s1", "max-entropy-s1"), strict=True):
+        raw = _records_by_hand(runs[name])
+        n = len(raw)
+        assert n == EPISODES == row.n_conversations
+        # SR@t = share of successes within t agent actions; AT = actions of a success, 15 for a failure.
+        for t in (5, 10, 15):
+            expected = sum(r["success"] and r["agent_actions"] <= t for r in raw) / n
+            assert row.metrics[f"SR@{t}"].mean == pytest.approx(expected, abs=1e-12)
+        at = sum(r["agent_actions"] if r["success"] else 15 for r in raw) / n
+        assert row.metrics["AT"].mean == pytest.approx(at, abs=1e-12)
+        # hDCG and the CIs: the project's metric functions over the records, bootstrap seeded like `crs eval`,
+        # so every figure equals summary.json's.
+        records = [EpisodeRecord.from_dict(r) for r in raw]
+        summary = json.loads((runs[name] / "summary.json").read_text())
+        for metric, values in per_episode_metrics(records).items():
+            expected = bootstrap_ci(values, seed=1)
+            assert (row.metrics[metric].mean, row.metrics[metric].low, row.metrics[metric].high) == (
+                expected.mean,
+                expected.low,
+                expected.high,
+            )
+            assert summary["metrics"][metric] == saved_row["metrics"][metric] == vars(expected)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    ask = table.rows[0].metrics["SR@15"]
+    assert f"{ask.mean:.3f} [{ask.low:.3f}, {ask.high:.3f}]" in markdown
+
+
+def test_best_value_per_column_is_highlighted(runs, tmp_path) -> None:
+    report = build_report(
+        [runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=0, persona=False
+    )
+    write_report(report)
+    (table,) = report.tables
+    ask, maxent = table.rows
+    for metric in METRICS:
+        a, m = ask.metrics[metric].mean, maxent.metrics[metric].mean
+        better_ask = a < m if metric == "AT" else a > m
+        if a != m:
+            assert (metric in ask.best) == better_ask and (metric in maxent.best) == (not better_ask)
+    html = (tmp_path / "r" / "report.html").read_text()
+    comparison = html.split('<table class="comparison"', 1)[1].split("</table>", 1)[0]
+    assert comparison.count('class="best"') == len(ask.best) + len(maxent.best)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert markdown.count("**") >= 2 * (len(ask.best) + len(maxent.best))
+
+
+def test_paired_differences_are_taken_on_the_same_conversations(runs) -> None:
+    inputs = load_inputs([runs["ask-4-s1"], runs["max-entropy-s1"]])
+    (table,), _ = build_tables(inputs.evals)
+    reference = table.row(table.reference)
+    (diff,) = table.diffs
+    other = table.row(diff.label)
+    # Both walked the same 40 goals (same seed), so the mean of the paired differences equals the
+    # difference of the means, and the CI is a bootstrap of the 40 per-conversation differences.
+    assert diff.n_pairs == EPISODES
+    ref_records = {r.goal_index: r for r in reference.runs[0].records}
+    other_records = {r.goal_index: r for r in other.runs[0].records}
+    assert ref_records.keys() == other_records.keys()
+    goals = sorted(ref_records)
+    for metric in METRICS:
+        ref_values = per_episode_metrics([ref_records[g] for g in goals])[metric]
+        other_values = per_episode_metrics([other_records[g] for g in goals])[metric]
+        expected = bootstrap_ci(ref_values - other_values, seed=0)
+        assert diff.metrics[metric].mean == pytest.approx(
+            reference.metrics[metric].mean - other.metrics[metric].mean
+        )
+        assert (diff.metrics[metric].low, diff.metrics[metric].high) == pytest.approx(
+            (expected.low, expected.high)
+        )
+
+
+def test_several_seeds_of_one_configuration_give_a_ci_across_seeds(runs) -> None:
+    inputs = load_inputs(
+        [runs[name] for name in ("ask-4-s1", "ask-4-s2", "max-entropy-s1", "max-entropy-s2")]
+    )
+    (table,), _ = build_tables(inputs.evals)
+    ask = table.row("ask-4")
+    assert ask.ci == "seeds" and ask.n_runs == 2 and sorted(ask.seeds) == [1, 2]
+    for metric in METRICS:
+        m1, m2 = (
+            per_episode_metrics([EpisodeRecord.from_dict(r) for r in _records_by_hand(runs[f"ask-4-s{s}"])])[
+                metric
+            ].mean()
+            for s in (1, 2)
+        )
+        # n = 2 runs: mean (m1 + m2) / 2; sd = |m1 − m2| / √2; half-width = t(0.975, 1) · sd / √2.
+        half = stats.t.ppf(0.975, 1) * abs(m1 - m2) / 2
+        assert ask.metrics[metric].mean == pytest.approx((m1 + m2) / 2)
+        assert ask.metrics[metric].high - ask.metrics[metric].mean == pytest.approx(half)
+    # Paired differences pool both seeds' 40 conversations each.
+    assert table.diffs[0].n_pairs == 2 * EPISODES
+
+
+def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(runs, tmp_path) -> None:
+    fewer = _eval(tmp_path / "max-entropy-30", "max-entropy", episodes=30)
+    other_world = _eval(tmp_path / "ask-4-world1", "ask-4", world_seed=1)
+    report = build_report([runs["ask-4-s1"], fewer, other_world], tmp_path / "r", examples=0, persona=False)
+    write_report(report)
+    assert len(report.tables) == 3
+    for table in report.tables:
+        assert len(table.rows) == 1
+    world0 = [t for t in report.tables if t.test_set.world_seed == 0]
+    assert len(world0) == 2 and all("other test conversations" in t.separated for t in world0)
+    assert "40 conversations" in world0[0].separated and "30 conversations" in world0[0].separated
+    assert any("2 datasets" in note for note in report.notes)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.count('<table class="comparison"') == 3 and "Separate table" in html
+
+
+def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) -> None:
+    with pytest.raises(CRSError, match="does not exist"):
+        load_inputs([tmp_path / "nowhere"])
+    with pytest.raises(CRSError, match="neither a `crs eval` output"):
+        load_inputs([tmp_path])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["ask-4-s1"], broken)
+    (broken / "episodes.jsonl").unlink()
+    with pytest.raises(CRSError, match=r"broken/episodes\.jsonl is missing"):
+        load_inputs([broken])
+
+    shutil.copy(runs["ask-4-s1"] / "episodes.jsonl", broken / "episodes.jsonl")
+    lines = (broken / "episodes.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:20]
+    (broken / "episodes.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(CRSError, match=r"episodes\.jsonl line 7 is corrupt"):
+        load_inputs([broken])
+
+    shutil.copy(runs["ask-4-s1"] / "episodes.jsonl", broken / "episodes.jsonl")
+    summary = json.loads((broken / "summary.json").read_text())
+    summary["metrics"]["SR@15"]["mean"] += 0.1
+    (broken / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(CRSError, match=r"says SR@15 = .* but its episodes\.jsonl gives"):
+        load_inputs([broken])
+
+    (broken / "summary.json").write_text("{not json")
+    with pytest.raises(CRSError, match=r"summary\.json is corrupt"):
+        load_inputs([broken])
+
+    result = runner.invoke(app, ["report", str(broken), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    flat = result.output.replace("\n", "")  # rich wraps long paths
+    assert "broken/summary.json is corrupt" in flat and "Traceback" not in flat
+
+
+def _train_run(root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1) -> Path:
+    """A train-run folder: config with the ablation flags, an evaluation curve, and a final test evaluation
+    (the real records of a rule policy stand in for the trained policy's)."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = {
+        "dataset": "persona_world",
+        "seed": seed,
+        "rl": {"persona_attention": persona, "aspect_attention": aspect},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    steps = np.array([1000, 2000, 3000])
+    sr = {"full": [0.2, 0.5, 0.8]}.get(name.split("-s")[0], [0.1, 0.3, 0.4])
+    rows = [
+        {"timesteps": int(s), "metrics": {"SR@15": v, "reward": v - 0.5}}
+        for s, v in zip(steps, sr, strict=True)
+    ]
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _eval(run / "eval", policy)
+    return run
+
+
+@pytest.fixture(scope="module")
+def ablations(tmp_path_factory) -> dict[str, Path]:
+    """Stand-ins chosen so the "full" row clearly wins: ask-4 reaches SR@15 ≈ 0.88 on these 40
+    conversations, max-entropy ≈ 0.43, ask-12 and random ≈ 0.58."""
+    root = tmp_path_factory.mktemp("train")
+    return {
+        "full": _train_run(root, "full-s1", "ask-4", True, True),
+        "persona-blind": _train_run(root, "persona-blind-s1", "max-entropy", False, True),
+        "aspect-blind": _train_run(root, "aspect-blind-s1", "ask-12", True, False),
+        "both-off": _train_run(root, "both-off-s1", "random", False, False),
+    }
+
+
+def _expected_verdict(lows_highs: list[tuple[float, float]]) -> str:
+    """The rule the answer states: yes when every CI of full − ablation is above 0, no when one is below."""
+    if any(high < 0 for _, high in lows_highs):
+        return "no"
+    return "yes" if all(low > 0 for low, _ in lows_highs) else "inconclusive"
+
+
+def test_train_runs_give_ablation_rows_learning_curves_and_an_answer(ablations, tmp_path) -> None:
+    report = build_report(list(ablations.values()), tmp_path / "r", examples=0, persona=False)
+    files = write_report(report)
+    (table,) = report.tables
+    assert {row.ablation for row in table.rows} == {"full", "persona-blind", "aspect-blind", "both-off"}
+    assert table.reference == "full" and len(table.diffs) == 3 and table.interaction is not None
+    # The interaction per conversation is full − persona-blind − aspect-blind + both-off, so its mean is
+    # the same signed sum of the four rows' means.
+    means = {row.ablation: row.metrics["SR@15"].mean for row in table.rows}
+    expected = means["full"] - means["persona-blind"] - means["aspect-blind"] + means["both-off"]
+    assert table.interaction["SR@15"].mean == pytest.approx(expected)
+    assert report.learning is not None and report.learning.path in files
+    curve = report.train_groups["full"][0].curve
+    assert (
+        curve is not None
+        and curve.steps.tolist() == [1000, 2000, 3000]
+        and curve.sr.tolist() == [0.2, 0.5, 0.8]
+    )
+    diffs = {d.label: d.metrics["SR@15"] for d in table.diffs}
+    assert all(d.low > 0 for d in diffs.values()), diffs  # the stand-ins make "full" win clearly
+    assert report.verdicts == {"persona_world (world seed 0)": "yes"}
+    assert "better together than apart" in report.answer
+    full = table.row("full").metrics["SR@15"]
+    assert f"{full.mean:.3f} [{full.low:.3f}, {full.high:.3f}]" in report.answer
+    for label, d in diffs.items():
+        assert f"{label} by {d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" in report.answer
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert '<span class="verdict yes">' in html and "learning_curves" in html
+
+
+def test_the_answer_follows_the_confidence_intervals(tmp_path, ablations) -> None:
+    # "full" is now the weaker max-entropy and "persona-blind" the stronger ask-4: the answer must say no.
+    weak = _train_run(tmp_path, "full-s1", "max-entropy", True, True)
+    aspect_blind = ablations["aspect-blind"]
+    report = build_report([weak, aspect_blind], tmp_path / "r", examples=0, persona=False)
+    (table,) = report.tables
+    expected = _expected_verdict([(d.metrics["SR@15"].low, d.metrics["SR@15"].high) for d in table.diffs])
+    assert report.verdicts == {"persona_world (world seed 0)": expected}
+    inputs = load_inputs([weak, _train_run(tmp_path, "persona-blind-s1", "ask-4", False, True)])
+    (table,), _ = build_tables(inputs.evals)
+    (diff,) = table.diffs
+    assert diff.metrics["SR@15"].high < 0  # max-entropy − ask-4 ≈ −0.45 on 40 conversations
+    text, verdicts = answer([table])
+    assert (
+        verdicts == {"persona_world (world seed 0)": "no"}
+        and "**not**" in text
+        and "loses to persona-blind" in text
+    )
+
+
+def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
+    inputs = load_inputs([runs["ask-4-s1"], runs["max-entropy-s1"]])
+    tables, _ = build_tables(inputs.evals)
+    text, verdicts = answer(tables)
+    assert verdicts == {} and text.startswith("These inputs cannot answer the question")
+
+
+def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_path) -> None:
+    run = tmp_path / "bare-s3"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 3, "persona_attention": False}))
+    (inputs := load_inputs([run]))
+    (train,) = inputs.trains
+    assert train.info.seed == 3 and train.info.persona_attention is False and train.info.ablation is None
+    assert train.curve is None and train.final_eval is None and len(train.missing) == 2
+    report = build_report([run], tmp_path / "r", examples=0)
+    write_report(report)
+    assert "comparison" in report.unavailable and "learning" in report.unavailable
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "no evaluation records" in html and "missing learning curve" in html
+
+
+def test_sections_without_a_persona_model_say_so_and_examples_replay_exactly(runs, tmp_path) -> None:
+    report = build_report([runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=3)
+    write_report(report)
+    assert "no persona model among the inputs" in report.unavailable["persona"]
+    assert "popularity" in report.unavailable["persona"]
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "Unavailable: persona_world (world seed 0): no persona model" in html
+    assert 1 <= len(report.examples) <= 3
+    for dialogue in report.examples:
+        assert dialogue.matches_record
+        assert dialogue.turns[0].kind == "open" and len(dialogue.turns) >= 2
+
+
+def test_cli_writes_every_file(runs, tmp_path) -> None:
+    out = tmp_path / "cli"
+    result = runner.invoke(
+        app, ["report", str(runs["ask-4-s1"]), str(runs["max-entropy-s1"]), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "The answer." in result.output and "SR@15" in result.output
+    for name in ("report.md", "report.html", "metrics.json", "sr_curves.png", "turns.png", "action_mix.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in ("sr_curves.png", "turns.png", "action_mix.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert not math.isnan(
+        json.loads((out / "metrics.json").read_text())["tables"][0]["rows"][0]["metrics"]["AT"]["mean"]
+    )
