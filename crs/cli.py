@@ -10,6 +10,7 @@ from crs import __version__
 from crs.chat_cmd import chat_command
 from crs.data_cmd import data_app
 from crs.eval_cmd import eval_command
+from crs.pretrain_cmd import pretrain_command
 from crs.report_cmd import report_command
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
 app.command("chat")(chat_command)
 app.command("report")(report_command)
+app.command("pretrain")(pretrain_command)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,129 @@
+"""`crs pretrain`: learn the persona × aspect embeddings and save the ranker artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
+from simulators.datasets import check_dataset_name, load_catalog
+
+
+@friendly_errors
+def pretrain_command(
+    dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    personas: int = typer.Option(3, "--personas", "-k", min=1, help="K personas per user (1 = no personas)."),
+    prototypes: int = typer.Option(8, "--prototypes", min=1, help="P shared persona prototypes (>= K)."),
+    dim: int = typer.Option(64, "--dim", min=2, help="Embedding dimension."),
+    layers: int = typer.Option(2, "--layers", min=0, max=4, help="KGAT propagation layers."),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
+    patience: int = typer.Option(4, "--patience", min=1, help="Epochs without a better valid NDCG@10."),
+    batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Positive interactions per step."),
+    seed: int = typer.Option(0, "--seed", help="Seed of all randomness (same seed, same weights)."),
+    out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o", help="Artifact directory to write."),
+    no_aspect_attention: bool = typer.Option(
+        False, "--no-aspect-attention", help="Ablation: uniform weights over an item's aspects."
+    ),
+) -> None:
+    """Pre-train item/aspect/user embeddings with personas and aspect attention; save a ranker.
+
+    The artifact directory holds weights.pt (state dict, loadable with torch.load(weights_only=True)),
+    ranker.pt (inference arrays) and config.json (dataset, sizes, K, dim, seed, split used, metrics).
+    Use it with `crs eval --ranker PATH`.
+
+    Examples:
+
+        crs pretrain --out runs/pw-ranker
+
+        crs pretrain --dataset lastfm_star --data-dir ../shared/data --out runs/lastfm-star-ranker
+
+        crs pretrain --dataset yelp_star --data-dir ../shared/data --personas 1 --out runs/yelp-k1
+    """
+    from policies.pretrain.metrics import evaluation_users, rank_metrics  # torch only when run
+    from policies.pretrain.train import TrainConfig, pretrain, save_artifact
+
+    check_dataset_name(dataset)
+    catalog = load_catalog(dataset, data_dir)
+    config = TrainConfig(
+        dim=dim,
+        personas=personas,
+        prototypes=prototypes,
+        layers=layers,
+        aspect_mode="uniform" if no_aspect_attention else "attention",
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    config.model_config(catalog)  # validates K <= P before any work
+    console.print(
+        f"[bold]pre-training[/] {catalog.name}: {catalog.n_users} users, {catalog.n_items} items, "
+        f"{catalog.n_aspects} aspects; on split [bold]{catalog.pretrain_split}[/]"
+        + (" [yellow](no train split: pre-training on valid)[/]" if catalog.pretrain_split == "valid" else "")
+    )
+    table = Table(title="validation per epoch", title_justify="left")
+    for column in ("epoch", "loss", "Recall@10", "NDCG@10", "s"):
+        table.add_column(column, justify="right")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        epochs_task = progress.add_task("epochs", total=epochs)
+        steps_task = progress.add_task("steps", total=None)
+
+        def on_batch(done: int, total: int) -> None:
+            progress.update(steps_task, completed=done, total=total)
+
+        def on_epoch(report) -> None:
+            mark = " *" if report.best else ""
+            progress.update(
+                epochs_task,
+                advance=1,
+                description=f"epoch {report.epoch}: valid NDCG@10 {report.valid.ndcg:.4f}{mark}",
+            )
+            table.add_row(
+                str(report.epoch),
+                f"{report.loss:.4f}",
+                f"{report.valid.recall:.4f}",
+                f"{report.valid.ndcg:.4f}" + mark,
+                f"{report.seconds:.1f}",
+            )
+
+        result = pretrain(catalog, config, on_epoch=on_epoch, on_batch=on_batch)
+    test = None
+    if "test" in catalog.splits:
+        U, I = catalog.n_users, catalog.n_items
+        exclude = catalog.split(result.data.train_split).by_user(U, I)
+        truth = catalog.split("test").by_user(U, I)
+        users = evaluation_users(truth, None, None)
+        test = rank_metrics(result.ranker(catalog).full_scores, exclude, truth, users, batch_size=128)
+    path = save_artifact(result, out, test)
+    console.print(table)
+    summary = Table(title="pre-training summary", title_justify="left", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row(
+        "dataset",
+        f"{catalog.name} (trained on {result.data.train_split}, validated on {result.data.valid_source})",
+    )
+    summary.add_row(
+        "model",
+        f"K={config.personas}, P={result.model_config.prototypes}, dim={dim}, "
+        f"layers={layers}, aspects={config.aspect_mode}",
+    )
+    summary.add_row("best epoch", f"{result.best_epoch} of {len(result.history)}")
+    summary.add_row("time", f"{result.seconds:.1f} s ({result.epochs_per_second:.3f} epochs/s)")
+    if test is not None:
+        summary.add_row(
+            "test", f"Recall@10 {test.recall:.4f}, NDCG@10 {test.ndcg:.4f} ({test.n_users} users)"
+        )
+    summary.add_row("artifact", str(path))
+    console.print(summary)

@@ -1,0 +1,250 @@
+"""`PersonaRanker`: numpy inference from exported persona-model weights (a `PreferenceRanker`).
+
+Everything is computed from the arrays `PersonaModel.export` returns; no torch and no graph at
+inference. Per user the ranker caches the item-side arrays it needs (persona affinities, aspect
+terms, base scores for every item), so repeated calls during one conversation cost O(n K).
+
+Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
+
+* persona posterior ``log β_k = log π_k + Σ_{a ∈ acc} c_{k,a} − Σ_{a ∈ rej} c_{k,a}`` (normalised),
+  where ``c_{k,a} = q_k·e_a − mean_k' q_k'·e_a`` is persona k's affinity to aspect a relative to
+  the user's other personas (so evidence moves β only where personas disagree);
+* item score ``g_u·e_v + Σ_k α'_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩) + e_v·(Σ_acc e_a − Σ_rej e_a)``
+  with ``α'_k(v) = softmax_k(log β_k + ⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)`` (the training-time α when
+  there are no facts); items already rejected are pushed below every other item by
+  ``REJECTED_PENALTY``;
+* aspect score ``Σ_k β_k q_k·e_a + g_u·e_a + e_a·(Σ_acc e_a' − Σ_rej e_a')``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from envs.ranker import DialogueFacts
+from policies.pretrain.model import ASPECT_MODES
+from simulators.errors import CRSError
+
+REJECTED_PENALTY = 1.0e6
+WEIGHT_KEYS: tuple[str, ...] = ("user", "item", "aspect", "personas", "log_prior", "mixtures", "prototypes")
+
+
+@dataclass(frozen=True)
+class _UserCache:
+    affinity: np.ndarray  # (K, I) p_k·e_v
+    aspect_term: np.ndarray  # (K, I) ⟨q_k, h_k(v)⟩
+    base: np.ndarray  # (I,) g_u·e_v
+    aspect_sims: np.ndarray  # (K, A) q_k·e_a with q_k = m_k C, the persona's prototype part
+    relative: np.ndarray  # (K, A) c_{k,a}
+
+
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+class PersonaRanker:
+    """Scores items and aspects for a dialogue from exported persona-model weights.
+
+    Args:
+        weights: Arrays named as `PersonaModel.export` returns them ("user" [U, d], "item" [I, d],
+            "aspect" [A, d], "personas" [U, K, d], "log_prior" [U, K], "mixtures" [U, K, P],
+            "prototypes" [P, d]).
+        item_aspects: Item x aspect boolean CSR matrix, shape (I, A).
+        aspect_mode: "attention", "uniform" or "none" (as trained).
+        cache_size: Users whose item-side arrays are kept.
+    """
+
+    def __init__(
+        self,
+        weights: dict[str, np.ndarray],
+        item_aspects: sp.csr_matrix,
+        aspect_mode: str = "attention",
+        cache_size: int = 16,
+    ) -> None:
+        missing = [k for k in WEIGHT_KEYS if k not in weights]
+        if missing:
+            raise CRSError(f"persona weights lack {missing}; expected keys {WEIGHT_KEYS}")
+        if aspect_mode not in ASPECT_MODES:
+            raise CRSError(f"aspect_mode must be one of {ASPECT_MODES}, got {aspect_mode!r}")
+        self.user = np.asarray(weights["user"], dtype=np.float64)
+        self.item = np.asarray(weights["item"], dtype=np.float64)
+        self.aspect = np.asarray(weights["aspect"], dtype=np.float64)
+        self.personas = np.asarray(weights["personas"], dtype=np.float64)
+        self.log_prior = np.asarray(weights["log_prior"], dtype=np.float64)
+        self.mixtures = np.asarray(weights["mixtures"], dtype=np.float64)
+        self.prototypes = np.asarray(weights["prototypes"], dtype=np.float64)
+        self.aspect_mode = aspect_mode
+        U, I, A = self.user.shape[0], self.item.shape[0], self.aspect.shape[0]
+        if item_aspects.shape != (I, A):
+            raise CRSError(f"item_aspects has shape {item_aspects.shape}, weights need ({I}, {A})")
+        if self.personas.shape[0] != U or self.log_prior.shape != self.personas.shape[:2]:
+            raise CRSError(
+                f"persona arrays {self.personas.shape} / {self.log_prior.shape} do not match {U} users"
+            )
+        self.item_aspects = sp.csr_matrix(item_aspects, dtype=np.float64)
+        self._aspect_counts = np.asarray(self.item_aspects.sum(axis=1)).ravel()
+        self._cache: OrderedDict[int, _UserCache] = OrderedDict()
+        self._cache_size = cache_size
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item.shape[0])
+
+    @property
+    def n_aspects(self) -> int:
+        return int(self.aspect.shape[0])
+
+    @property
+    def personas_per_user(self) -> int:
+        return int(self.personas.shape[1])
+
+    # ----------------------------------------------------------------------------------- internals
+    def _aspect_terms(self, sims: np.ndarray) -> np.ndarray:
+        """⟨q_k, h_k(v)⟩ for every item, from sims = q·e_a of shape (R, A); returns (R, I)."""
+        if self.aspect_mode == "none":
+            return np.zeros((sims.shape[0], self.n_items))
+        if self.aspect_mode == "uniform":
+            total = (self.item_aspects @ sims.T).T
+            return total / np.maximum(self._aspect_counts, 1.0)
+        w = np.exp(np.maximum(sims - sims.max(axis=1, keepdims=True), -700.0))
+        num = (self.item_aspects @ (w * sims).T).T
+        den = (self.item_aspects @ w.T).T
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    def _user(self, user: int) -> _UserCache:
+        if not 0 <= user < self.n_users:
+            raise CRSError(f"user {user} outside [0, {self.n_users})")
+        cached = self._cache.get(user)
+        if cached is not None:
+            self._cache.move_to_end(user)
+            return cached
+        p = self.personas[user]  # (K, d)
+        sims = (self.mixtures[user] @ self.prototypes) @ self.aspect.T  # q_k·e_a, (K, A)
+        cached = _UserCache(
+            affinity=p @ self.item.T,
+            aspect_term=self._aspect_terms(sims),
+            base=self.item @ self.user[user],
+            aspect_sims=sims,
+            relative=sims - sims.mean(axis=0, keepdims=True),
+        )
+        self._cache[user] = cached
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return cached
+
+    def _log_posterior(self, facts: DialogueFacts, cache: _UserCache) -> np.ndarray:
+        evidence = cache.relative[:, np.asarray(facts.accepted, dtype=np.int64)].sum(axis=1)
+        evidence -= cache.relative[:, np.asarray(facts.rejected, dtype=np.int64)].sum(axis=1)
+        logits = self.log_prior[facts.user] + evidence
+        return logits - np.logaddexp.reduce(logits)
+
+    def _dialogue_vector(self, facts: DialogueFacts) -> np.ndarray:
+        acc = self.aspect[np.asarray(facts.accepted, dtype=np.int64)].sum(axis=0)
+        rej = self.aspect[np.asarray(facts.rejected, dtype=np.int64)].sum(axis=0)
+        return acc - rej
+
+    def _alpha(self, facts: DialogueFacts, cache: _UserCache, items: np.ndarray) -> np.ndarray:
+        log_beta = self._log_posterior(facts, cache)
+        logits = cache.affinity[:, items] + cache.aspect_term[:, items]
+        return _softmax(log_beta[:, None] + logits, axis=0)  # (K, n)
+
+    # --------------------------------------------------------------------------- PreferenceRanker
+    def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
+        """Scores of `items` (shape (n,), int64) given the dialogue; float64, shape (n,)."""
+        items = np.asarray(items, dtype=np.int64)
+        cache = self._user(facts.user)
+        alpha = self._alpha(facts, cache, items)
+        per_persona = cache.affinity[:, items] + cache.aspect_term[:, items]
+        scores = cache.base[items] + (alpha * per_persona).sum(axis=0)
+        scores += self.item[items] @ self._dialogue_vector(facts)
+        if len(facts.rejected_items):
+            scores[np.isin(items, facts.rejected_items)] -= REJECTED_PENALTY
+        return scores
+
+    def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
+        """Scores of `aspects` (shape (n,), int64) given the dialogue; float64, shape (n,)."""
+        aspects = np.asarray(aspects, dtype=np.int64)
+        cache = self._user(facts.user)
+        beta = np.exp(self._log_posterior(facts, cache))
+        scores = beta @ cache.aspect_sims[:, aspects]
+        scores += self.aspect[aspects] @ (self.user[facts.user] + self._dialogue_vector(facts))
+        return scores
+
+    # ------------------------------------------------------------------------- persona interface
+    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
+        """β over the user's K personas given the dialogue, shape (K,), sums to 1."""
+        return np.exp(self._log_posterior(facts, self._user(facts.user)))
+
+    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
+        """The m aspects that most distinguish persona k of `user` (what a probe of k asks about).
+
+        Ranked by the relative affinity c_{k,a} (by q_k·e_a when K = 1).
+
+        Args:
+            user: User id.
+            k: Persona index in [0, K).
+            m: How many aspects.
+            among: Optional candidate aspect ids to choose from (e.g. the reachable ones).
+
+        Returns:
+            Aspect ids, shape (min(m, n_candidates),), best first.
+        """
+        if not 0 <= k < self.personas_per_user:
+            raise CRSError(f"persona {k} outside [0, {self.personas_per_user})")
+        cache = self._user(user)
+        key = cache.relative[k] if self.personas_per_user > 1 else cache.aspect_sims[k]
+        pool = np.arange(self.n_aspects) if among is None else np.asarray(among, dtype=np.int64)
+        order = np.argsort(-key[pool], kind="stable")[:m]
+        return pool[order]
+
+    def explain(self, facts: DialogueFacts, items: np.ndarray) -> list[tuple[int, int]]:
+        """An explanation pair per item: (persona k* = argmax_k α'_k(v), aspect a* = argmax ω_{k*,a}(v)).
+
+        The aspect is -1 for an item without aspects.
+        """
+        items = np.asarray(items, dtype=np.int64)
+        cache = self._user(facts.user)
+        best = self._alpha(facts, cache, items).argmax(axis=0)
+        ia = self.item_aspects
+        out: list[tuple[int, int]] = []
+        for item, k in zip(items.tolist(), best.tolist(), strict=True):
+            aspects = ia.indices[ia.indptr[item] : ia.indptr[item + 1]]
+            if aspects.size == 0:
+                out.append((int(k), -1))
+                continue
+            out.append((int(k), int(aspects[np.argmax(cache.aspect_sims[k, aspects])])))
+        return out
+
+    def persona_of(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Arg-max persona (no dialogue facts) of `user` for each of `items`, shape (n,), int64."""
+        cache = self._user(user)
+        items = np.asarray(items, dtype=np.int64)
+        logits = cache.affinity[:, items] + cache.aspect_term[:, items]
+        return np.argmax(self.log_prior[user][:, None] + logits, axis=0)
+
+    def prototype_of(self, user: int) -> np.ndarray:
+        """The prototype each of `user`'s K personas draws most from, shape (K,), int64."""
+        return np.argmax(self.mixtures[user], axis=1)
+
+    # ---------------------------------------------------------------------------- full ranking
+    def full_scores(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for `users` without dialogue facts (for Recall/NDCG), shape (b, I)."""
+        users = np.asarray(users, dtype=np.int64)
+        b, K = users.shape[0], self.personas_per_user
+        p = self.personas[users].reshape(b * K, -1)
+        affinity = (p @ self.item.T).reshape(b, K, -1)
+        q = (self.mixtures[users] @ self.prototypes).reshape(b * K, -1)
+        terms = self._aspect_terms(q @ self.aspect.T).reshape(b, K, -1)
+        per_persona = affinity + terms
+        alpha = _softmax(self.log_prior[users][:, :, None] + per_persona, axis=1)
+        return self.user[users] @ self.item.T + (alpha * per_persona).sum(axis=1)

@@ -1,0 +1,498 @@
+"""Pre-training loop, early stopping, and the artifact (weights + config JSON) with its checks.
+
+Loss per batch of B training interactions, each with ``n_neg`` uniformly drawn negative items:
+
+* sampled softmax: ``−log softmax(s(u, v⁺), s(u, v⁻_1..n))``;
+* AMP-CF entropy terms: ``λ_ent (H(α(v⁺)) − H(α(v⁻)))`` (sharp persona attention on positives,
+  flat on negatives);
+* anti-collapse: ``λ_overlap`` × mean overlap ``m_k·m_k'`` of a user's persona mixtures (a user's
+  personas draw on different prototypes), ``λ_sharp`` × entropy of each mixture (each persona
+  commits to a prototype), ``λ_usage`` × KL(batch prototype usage ‖ uniform) (all prototypes used),
+  ``λ_proto`` × mean squared cosine between distinct prototypes;
+* L2 on the layer-0 embeddings and persona offsets touched by the batch.
+
+Determinism: all randomness comes from one ``numpy.random.Generator`` seeded with ``seed`` (shuffles,
+negatives) and a ``torch.Generator`` seeded from it (initial weights); torch runs single-threaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from policies.pretrain.graph import (
+    PretrainData,
+    PretrainGraph,
+    build_graph,
+    kmeans,
+    pretrain_data,
+    spectral_embedding,
+)
+from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
+from policies.pretrain.model import ModelConfig, PersonaModel
+from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
+from simulators.catalog import Catalog
+from simulators.errors import CRSError
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+EXPORT_FILE = "ranker.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of pre-training.
+
+    Attributes:
+        dim: Embedding dimension d.
+        personas: K personas per user (1 = no personas).
+        prototypes: P shared prototypes (forced to 1 when K = 1).
+        layers: Propagation layers.
+        aspect_mode: "attention", "uniform" or "none".
+        epochs: Maximum epochs.
+        batch_size: Positives per step.
+        negatives: Uniform negatives per positive.
+        lr: Adam learning rate.
+        l2: L2 weight (per example) on touched embeddings.
+        offset_l2: L2 weight (per example) on the persona offsets δ of the batch's users; large
+            values keep personas close to their prototypes (so persona k means the same taste).
+        entropy_weight: λ_ent.
+        overlap_weight: λ_overlap.
+        sharpness_weight: λ_sharp.
+        usage_weight: λ_usage.
+        prototype_weight: λ_proto.
+        patience: Epochs without a better validation NDCG@10 before stopping.
+        max_valid_users: Users sampled for per-epoch validation (None = all).
+        holdout_fraction: Share of each user's interactions held out for validation when the
+            catalogue has no separate validation split for its pre-training split (Yelp*).
+        data_init: Start from `initialise_from_data` (else from random weights).
+        seed: Seed of all randomness.
+    """
+
+    dim: int = 64
+    personas: int = 3
+    prototypes: int = 8
+    layers: int = 2
+    aspect_mode: str = "attention"
+    epochs: int = 40
+    batch_size: int = 1024
+    negatives: int = 16
+    lr: float = 5e-3
+    l2: float = 1e-4
+    offset_l2: float = 1e-2
+    entropy_weight: float = 0.1
+    overlap_weight: float = 1.0
+    sharpness_weight: float = 0.1
+    usage_weight: float = 1.0
+    prototype_weight: float = 0.1
+    patience: int = 4
+    max_valid_users: int | None = 2000
+    holdout_fraction: float = 0.1
+    data_init: bool = True
+    seed: int = 0
+
+    def model_config(self, catalog: Catalog) -> ModelConfig:
+        """The model shape for `catalog`."""
+        return ModelConfig(
+            n_users=catalog.n_users,
+            n_items=catalog.n_items,
+            n_aspects=catalog.n_aspects,
+            dim=self.dim,
+            personas=self.personas,
+            prototypes=1 if self.personas == 1 else self.prototypes,
+            layers=self.layers,
+            aspect_mode=self.aspect_mode,
+        )
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One epoch's figures.
+
+    Attributes:
+        epoch: 1-based epoch.
+        loss: Mean training loss.
+        valid: Validation metrics after the epoch.
+        seconds: Wall time of the epoch (training + validation).
+        best: Whether this epoch is the best so far.
+    """
+
+    epoch: int
+    loss: float
+    valid: RankingMetrics
+    seconds: float
+    best: bool
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What pre-training produced.
+
+    Attributes:
+        catalog_name: Dataset name.
+        model_config: Model shape.
+        train_config: Hyper-parameters.
+        data: The interactions used (split names, hold-out).
+        state_dict: Best model weights.
+        weights: Exported inference arrays of the best weights (see `PersonaModel.export`).
+        history: Per-epoch reports.
+        best_epoch: Epoch of the kept weights.
+        seconds: Total wall time.
+        fingerprint: Hash of the catalogue facts the weights depend on.
+    """
+
+    catalog_name: str
+    model_config: ModelConfig
+    train_config: TrainConfig
+    data: PretrainData
+    state_dict: dict[str, torch.Tensor]
+    weights: dict[str, np.ndarray]
+    history: list[EpochReport] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    fingerprint: str = ""
+
+    @property
+    def epochs_per_second(self) -> float:
+        return len(self.history) / self.seconds if self.seconds > 0 else 0.0
+
+    def ranker(self, catalog: Catalog) -> PersonaRanker:
+        """A `PersonaRanker` over the best weights."""
+        return PersonaRanker(self.weights, catalog.item_aspects, self.model_config.aspect_mode)
+
+
+def catalog_fingerprint(catalog: Catalog) -> str:
+    """SHA-256 over the catalogue's sizes, item–aspect structure and pre-training split."""
+    h = hashlib.sha256()
+    h.update(f"{catalog.name}|{catalog.n_users}|{catalog.n_items}|{catalog.n_aspects}".encode())
+    h.update(np.asarray(catalog.item_aspects.indptr, dtype=np.int64).tobytes())
+    h.update(np.asarray(catalog.item_aspects.indices, dtype=np.int64).tobytes())
+    split = catalog.split(catalog.pretrain_split)
+    h.update(split.users.tobytes())
+    h.update(split.items.tobytes())
+    return h.hexdigest()
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+
+
+def _regularisers(
+    out_alpha: torch.Tensor, mixtures: torch.Tensor, prototypes: torch.Tensor, cfg: TrainConfig
+):
+    """The persona terms of the loss (zero when K = 1); returns a scalar tensor."""
+    K, P = mixtures.shape[1], mixtures.shape[2]
+    if K == 1:
+        return out_alpha.new_zeros(())
+    a_pos, a_neg = out_alpha[:, 0, :], out_alpha[:, 1:, :]
+    loss = cfg.entropy_weight * (_entropy(a_pos).mean() - _entropy(a_neg).mean())
+    gram = mixtures @ mixtures.transpose(1, 2)  # (B, K, K)
+    off = gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)
+    loss = loss + cfg.overlap_weight * (off / (K * (K - 1))).mean()
+    loss = loss + cfg.sharpness_weight * _entropy(mixtures).mean()
+    usage = (a_pos.unsqueeze(-1) * mixtures).sum(1).mean(0)  # (P,)
+    loss = loss + cfg.usage_weight * (usage * torch.log(usage.clamp_min(1e-12) * P)).sum()
+    if P > 1:
+        c = functional.normalize(prototypes, dim=-1)
+        cos = c @ c.T
+        loss = loss + cfg.prototype_weight * (cos.pow(2).sum() - cos.diagonal().pow(2).sum()) / (P * (P - 1))
+    return loss
+
+
+def initialise_from_data(
+    model: PersonaModel, graph: PretrainGraph, data: PretrainData, rng: np.random.Generator
+) -> None:
+    """Data-driven start: spectral node embeddings, k-means prototypes, per-user persona slots.
+
+    Layer-0 embeddings = `spectral_embedding` of the graph. With K > 1, the training interactions'
+    item coordinates are clustered into P groups (spherical k-means); prototype j starts at cluster
+    j's direction (scaled so a member item's affinity is about 2); user u's K personas start on the
+    K clusters that hold most of u's training items (ties and missing ones filled at random), with
+    mixture logit 4 on that prototype and prior log-weight log(1 + count).
+    """
+    cfg = model.config
+    emb = spectral_embedding(graph, cfg.dim, rng)
+    with torch.no_grad():
+        model.node_emb.copy_(torch.from_numpy(emb))
+    K, P, U = cfg.personas, cfg.prototypes, cfg.n_users
+    if K == 1:
+        return
+    points = emb[U + data.train.items].astype(np.float64)
+    labels = kmeans(points, P, rng)
+    protos = np.zeros((P, cfg.dim))
+    for j in range(P):
+        members = points[labels == j]
+        if members.shape[0] == 0:
+            continue
+        direction = members.mean(axis=0)
+        direction /= max(np.linalg.norm(direction), 1e-12)
+        spread = float(np.mean(members @ direction))
+        protos[j] = direction * (2.0 / max(spread, 1e-6))
+    counts = np.zeros((U, P))
+    np.add.at(counts, (data.train.users, labels), 1.0)
+    noisy = counts + rng.random((U, P)) * 0.5
+    chosen = np.argsort(-noisy, axis=1)[:, :K]  # (U, K) distinct clusters
+    logits = np.zeros((U, K, P))
+    rows = np.repeat(np.arange(U), K)
+    logits[rows, np.tile(np.arange(K), U), chosen.reshape(-1)] = 4.0
+    prior = np.log1p(np.take_along_axis(counts, chosen, axis=1))
+    with torch.no_grad():
+        model.prototypes.copy_(torch.as_tensor(protos, dtype=torch.float32))
+        model.slot_logits.copy_(torch.as_tensor(logits, dtype=torch.float32))
+        model.prior_logits.copy_(torch.as_tensor(prior, dtype=torch.float32))
+
+
+def pretrain(
+    catalog: Catalog,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> PretrainResult:
+    """Pre-train the persona model on `catalog`'s pre-training split.
+
+    Args:
+        catalog: The catalogue.
+        config: Hyper-parameters (and the seed).
+        on_epoch: Called after every epoch with its report.
+        on_batch: Called after every step with (steps done this epoch, steps per epoch).
+
+    Returns:
+        The best weights (by validation NDCG@10) and the history.
+    """
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    data = pretrain_data(catalog, rng, config.holdout_fraction)
+    graph = build_graph(catalog, data.train)
+    mcfg = config.model_config(catalog)
+    ia = catalog.item_aspects
+    model = PersonaModel(mcfg, graph, (ia.indptr, ia.indices), gen)
+    if config.data_init:
+        initialise_from_data(model, graph, data, rng)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    U, I = catalog.n_users, catalog.n_items
+    exclude = data.train.by_user(U, I)
+    truth = data.valid.by_user(U, I)
+    val_users = evaluation_users(truth, config.max_valid_users, rng)
+    train_users = torch.as_tensor(np.array(data.train.users))
+    train_items = torch.as_tensor(np.array(data.train.items))
+    n = len(data.train)
+    steps = math.ceil(n / config.batch_size)
+    history: list[EpochReport] = []
+    best_ndcg, best_epoch, bad = -1.0, 0, 0
+    best_state: dict[str, torch.Tensor] = {}
+    best_weights: dict[str, np.ndarray] = {}
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.as_tensor(rng.permutation(n))
+        total = 0.0
+        model.train()
+        for step in range(steps):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            users = train_users[idx]
+            neg = torch.as_tensor(rng.integers(0, I, size=(idx.shape[0], config.negatives)))
+            items = torch.cat([train_items[idx].unsqueeze(1), neg], dim=1)
+            reps = model.represent()
+            out = model.score_pairs(reps, users, items)
+            loss = functional.cross_entropy(out.scores, torch.zeros(idx.shape[0], dtype=torch.long))
+            loss = loss + _regularisers(out.alpha, out.mixtures, model.prototypes, config)
+            touched = torch.cat([users, U + items.reshape(-1)])
+            l2 = config.l2 * model.node_emb[touched].pow(2).sum()
+            l2 = l2 + config.offset_l2 * model.slot_offset[users].pow(2).sum()
+            loss = loss + l2 / idx.shape[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            if on_batch is not None:
+                on_batch(step + 1, steps)
+        model.eval()
+        weights = model.export()
+        ranker = PersonaRanker(weights, catalog.item_aspects, mcfg.aspect_mode)
+        valid = rank_metrics(ranker.full_scores, exclude, truth, val_users, k=10, batch_size=128)
+        improved = valid.ndcg > best_ndcg
+        if improved:
+            best_ndcg, best_epoch, bad = valid.ndcg, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_weights = weights
+        else:
+            bad += 1
+        report = EpochReport(epoch, total / steps, valid, time.perf_counter() - t0, improved)
+        history.append(report)
+        log.info("epoch %d loss %.4f valid R@10 %.4f N@10 %.4f", epoch, report.loss, valid.recall, valid.ndcg)
+        if on_epoch is not None:
+            on_epoch(report)
+        if bad >= config.patience:
+            break
+    return PretrainResult(
+        catalog_name=catalog.name,
+        model_config=mcfg,
+        train_config=config,
+        data=data,
+        state_dict=best_state,
+        weights=best_weights,
+        history=history,
+        best_epoch=best_epoch,
+        seconds=time.perf_counter() - start,
+        fingerprint=catalog_fingerprint(catalog),
+    )
+
+
+# ------------------------------------------------------------------------------------------ artifact
+def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics | None = None) -> Path:
+    """Write the artifact directory: weights.pt (state dict), ranker.pt (inference arrays), config.json.
+
+    Args:
+        result: Output of `pretrain`.
+        path: Directory to create (or overwrite files in).
+        test: Optional test-split metrics to record.
+
+    Returns:
+        The directory.
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(result.state_dict, out / WEIGHTS_FILE)
+    torch.save({k: torch.from_numpy(v) for k, v in result.weights.items()}, out / EXPORT_FILE)
+    best = next((h for h in result.history if h.epoch == result.best_epoch), None)
+    config = {
+        "artifact_version": ARTIFACT_VERSION,
+        "kind": "persona_pretrain",
+        "dataset": result.catalog_name,
+        "n_users": result.model_config.n_users,
+        "n_items": result.model_config.n_items,
+        "n_aspects": result.model_config.n_aspects,
+        "fingerprint": result.fingerprint,
+        "model": asdict(result.model_config),
+        "train": asdict(result.train_config),
+        "seed": result.train_config.seed,
+        "split": {
+            "train": result.data.train_split,
+            "valid": result.data.valid_source,
+            "holdout_fraction": result.data.holdout_fraction,
+            "pretrained_on_valid": result.data.train_split == "valid",
+        },
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "seconds": result.seconds,
+        "metrics": {
+            "valid": None if best is None else asdict(best.valid),
+            "test": None if test is None else asdict(test),
+        },
+        "history": [
+            {
+                "epoch": h.epoch,
+                "loss": h.loss,
+                "recall": h.valid.recall,
+                "ndcg": h.valid.ndcg,
+                "seconds": h.seconds,
+            }
+            for h in result.history
+        ],
+    }
+    tmp = out / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    tmp.replace(out / CONFIG_FILE)
+    return out
+
+
+def read_artifact_config(path: str | Path) -> dict:
+    """The config.json of an artifact directory; CRSError if missing or unreadable."""
+    cfg_path = Path(path) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CRSError(
+            f"{path} is not a pre-training artifact: {CONFIG_FILE} is missing (run `crs pretrain`)"
+        )
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
+    if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
+        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={config.get('kind')!r})")
+    return config
+
+
+def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> None:
+    """Refuse an artifact made for another dataset, other sizes, or another catalogue."""
+    if config.get("dataset") != catalog.name:
+        raise CRSError(
+            f"artifact {path} was trained on dataset {config.get('dataset')!r}, not {catalog.name!r}; "
+            "pre-train on this dataset or pass the matching --dataset"
+        )
+    for key, value in (
+        ("n_users", catalog.n_users),
+        ("n_items", catalog.n_items),
+        ("n_aspects", catalog.n_aspects),
+    ):
+        if config.get(key) != value:
+            raise CRSError(
+                f"artifact {path} has {key}={config.get(key)}, catalogue {catalog.name!r} has {value}"
+            )
+    if config.get("fingerprint") != catalog_fingerprint(catalog):
+        raise CRSError(
+            f"artifact {path} was trained on a different {catalog.name!r} catalogue (same sizes, other item "
+            "aspects or interactions, e.g. another generator seed); re-run `crs pretrain` on this one"
+        )
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise CRSError(f"artifact file {file} is missing; re-run `crs pretrain`")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CRSError(
+            f"artifact file {file} is corrupt ({type(exc).__name__}: {exc}); re-run `crs pretrain`"
+        ) from exc
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CRSError(f"artifact file {file} is corrupt: expected a dict of tensors")
+    return data
+
+
+def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
+    """Load a `PersonaRanker` from an artifact directory, checked against `catalog`.
+
+    Raises:
+        CRSError: Missing or corrupt files, or an artifact for another dataset / sizes / catalogue.
+    """
+    config = read_artifact_config(path)
+    check_artifact_matches(config, catalog, path)
+    tensors = _load_tensors(Path(path) / EXPORT_FILE)
+    missing = [k for k in WEIGHT_KEYS if k not in tensors]
+    if missing:
+        raise CRSError(f"artifact {path}: {EXPORT_FILE} lacks {missing}; re-run `crs pretrain`")
+    model = config["model"]
+    d, K = model["dim"], model["personas"]
+    expected = {
+        "user": (catalog.n_users, d),
+        "item": (catalog.n_items, d),
+        "aspect": (catalog.n_aspects, d),
+        "personas": (catalog.n_users, K, d),
+        "log_prior": (catalog.n_users, K),
+    }
+    for key, shape in expected.items():
+        if tuple(tensors[key].shape) != shape:
+            raise CRSError(f"artifact {path}: {key} has shape {tuple(tensors[key].shape)}, expected {shape}")
+    weights = {k: tensors[k].numpy() for k in WEIGHT_KEYS}
+    return PersonaRanker(weights, catalog.item_aspects, model["aspect_mode"])
+
+
+def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The model config and full state dict of an artifact (to initialise a policy's encoder)."""
+    config = read_artifact_config(path)
+    check_artifact_matches(config, catalog, path)
+    return ModelConfig(**config["model"]), _load_tensors(Path(path) / WEIGHTS_FILE)

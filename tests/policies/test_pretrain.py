@@ -1,0 +1,240 @@
+"""Pre-training building blocks: graph, splits, metrics, model/ranker agreement, artifacts, determinism."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from envs.ranker import DialogueFacts, PreferenceRanker
+from policies.pretrain.graph import build_graph, pretrain_data
+from policies.pretrain.metrics import rank_metrics
+from policies.pretrain.model import ModelConfig, PersonaModel
+from policies.pretrain.ranker import REJECTED_PENALTY, PersonaRanker
+from policies.pretrain.train import (
+    EXPORT_FILE,
+    TrainConfig,
+    load_ranker,
+    load_state_dict,
+    pretrain,
+    save_artifact,
+)
+from simulators.catalog import Catalog, Interactions
+from simulators.errors import CRSError
+from simulators.persona_world import make_persona_world
+
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def tiny_world(seed: int = 1) -> Catalog:
+    return make_persona_world(
+        n_users=40, n_items=90, n_personas=4, personas_per_user=2, interactions_per_user=10, seed=seed
+    )
+
+
+FAST = TrainConfig(dim=16, personas=2, prototypes=4, epochs=2, batch_size=128, negatives=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Catalog:
+    return tiny_world()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny: Catalog):
+    return pretrain(tiny, FAST)
+
+
+def test_graph_uses_only_pretrain_interactions(tiny: Catalog) -> None:
+    data = pretrain_data(tiny, np.random.default_rng(0))
+    graph = build_graph(tiny, data.train)
+    U, I = tiny.n_users, tiny.n_items
+    n_ui = data.train.by_user(U, I).nnz
+    n_ia = tiny.item_aspects.nnz
+    # Each user-item pair and item-aspect pair appears once per direction.
+    assert graph.edge_index.shape == (2, 2 * n_ui + 2 * n_ia)
+    assert np.bincount(graph.edge_type, minlength=4).tolist() == [n_ui, n_ui, n_ia, n_ia]
+    ui = graph.edge_index[:, graph.edge_type == 0]
+    pairs = set(zip(ui[0].tolist(), (ui[1] - U).tolist(), strict=True))
+    test = tiny.split("test")
+    test_only = set(zip(test.users.tolist(), test.items.tolist(), strict=True)) - set(
+        zip(data.train.users.tolist(), data.train.items.tolist(), strict=True)
+    )
+    assert test_only and not (pairs & test_only)
+    assert data.train_split == "train" and data.valid_source == "valid"
+
+
+def test_pretrain_data_holds_out_a_slice_when_there_is_no_train_split(tiny: Catalog) -> None:
+    valid = tiny.split("valid")
+    no_train = replace_splits(tiny, {"valid": valid, "test": tiny.split("test")})
+    data = pretrain_data(no_train, np.random.default_rng(0), holdout_fraction=0.5)
+    assert data.train_split == "valid" and data.valid_source == "holdout of valid"
+    assert len(data.train) + len(data.valid) == len(valid)
+    # Every user with >= 2 valid interactions keeps at least one and holds out floor(n/2) >= 1.
+    counts = np.bincount(valid.users, minlength=tiny.n_users)
+    held = np.bincount(data.valid.users, minlength=tiny.n_users)
+    assert np.array_equal(held[counts >= 2], np.maximum(counts[counts >= 2] // 2, 1))
+
+
+def replace_splits(catalog: Catalog, splits: dict[str, Interactions]) -> Catalog:
+    return Catalog(
+        name=catalog.name,
+        item_aspects=catalog.item_aspects,
+        item_names=catalog.item_names,
+        aspect_names=catalog.aspect_names,
+        n_users=catalog.n_users,
+        splits=splits,
+    )
+
+
+def test_rank_metrics_match_hand_computation() -> None:
+    # 2 users, 5 items. User 0: train item 0 (excluded), test items {1, 3}. User 1: test item {4}.
+    exclude = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=bool))
+    truth = sp.csr_matrix(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 1]], dtype=bool))
+    scores = np.array([[9.0, 5.0, 4.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    m = rank_metrics(lambda b: scores[b], exclude, truth, np.array([0, 1]), k=2)
+    # User 0 top-2 after excluding item 0: [1, 2] -> 1 hit of 2: recall 1/2, DCG 1/log2(2) = 1,
+    # IDCG = 1 + 1/log2(3). User 1 top-2: [4, 3] -> recall 1, NDCG 1.
+    idcg = 1.0 + 1.0 / np.log2(3.0)
+    assert m.recall == pytest.approx((0.5 + 1.0) / 2)
+    assert m.ndcg == pytest.approx((1.0 / idcg + 1.0) / 2)
+    assert m.n_users == 2
+
+
+def test_attention_is_normalised_over_each_nodes_neighbours(tiny: Catalog) -> None:
+    data = pretrain_data(tiny, np.random.default_rng(0))
+    graph = build_graph(tiny, data.train)
+    ia = tiny.item_aspects
+    model = PersonaModel(
+        ModelConfig(tiny.n_users, tiny.n_items, tiny.n_aspects, dim=8),
+        graph,
+        (ia.indptr, ia.indices),
+        torch.Generator().manual_seed(0),
+    )
+    layer = model.layers[0]
+    with torch.no_grad():
+        w = layer.attention(model.node_emb, model.edge_index, model.edge_type)
+    sums = np.bincount(graph.edge_index[1], weights=w.numpy().astype(np.float64), minlength=graph.n_nodes)
+    has_in = np.bincount(graph.edge_index[1], minlength=graph.n_nodes) > 0
+    np.testing.assert_allclose(sums[has_in], 1.0, rtol=1e-5)
+
+
+def test_numpy_ranker_reproduces_the_torch_scores(tiny: Catalog, trained) -> None:
+    data = pretrain_data(tiny, np.random.default_rng(FAST.seed))
+    graph = build_graph(tiny, data.train)
+    ia = tiny.item_aspects
+    model = PersonaModel(trained.model_config, graph, (ia.indptr, ia.indices), torch.Generator())
+    model.load_state_dict(trained.state_dict)
+    users = torch.arange(5)
+    items = torch.arange(tiny.n_items).repeat(5, 1)
+    with torch.no_grad():
+        expected = model.score_pairs(model.represent(), users, items).scores.numpy()
+    ranker = trained.ranker(tiny)
+    np.testing.assert_allclose(ranker.full_scores(np.arange(5)), expected, rtol=1e-4, atol=1e-4)
+    facts = DialogueFacts(2, EMPTY, EMPTY, EMPTY)
+    np.testing.assert_allclose(
+        ranker.item_scores(facts, np.arange(10)), expected[2, :10], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_ranker_conditions_on_dialogue_facts(tiny: Catalog, trained) -> None:
+    ranker = trained.ranker(tiny)
+    assert isinstance(ranker, PreferenceRanker)
+    user, K = 0, ranker.personas_per_user
+    prior = ranker.persona_posterior(DialogueFacts(user, EMPTY, EMPTY, EMPTY))
+    np.testing.assert_allclose(prior.sum(), 1.0)
+    np.testing.assert_allclose(prior, np.exp(ranker.log_prior[user]), rtol=1e-6)
+    # Accepting persona 0's signature aspects raises its posterior weight; rejecting them lowers it.
+    sig = ranker.signature_aspects(user, 0, 3)
+    assert sig.shape == (3,) and len(set(sig.tolist())) == 3
+    up = ranker.persona_posterior(DialogueFacts(user, sig, EMPTY, EMPTY))
+    down = ranker.persona_posterior(DialogueFacts(user, EMPTY, sig, EMPTY))
+    assert up[0] > prior[0] > down[0]
+    assert up.shape == (K,)
+    # A rejected item drops by the penalty: below every other item.
+    items = np.arange(20)
+    base = ranker.item_scores(DialogueFacts(user, EMPTY, EMPTY, EMPTY), items)
+    rejected = ranker.item_scores(DialogueFacts(user, EMPTY, EMPTY, np.array([7])), items)
+    assert rejected[7] == pytest.approx(base[7] - REJECTED_PENALTY)
+    assert np.argmin(rejected) == 7
+    # Explanations name one of the item's own aspects and one of the user's personas.
+    for item, (k, a) in zip(
+        items.tolist(), ranker.explain(DialogueFacts(user, EMPTY, EMPTY, EMPTY), items), strict=True
+    ):
+        assert 0 <= k < K
+        assert a in tiny.aspects_of(item)
+    assert ranker.aspect_scores(DialogueFacts(user, sig, EMPTY, EMPTY), np.arange(5)).shape == (5,)
+
+
+def test_same_seed_same_weights(tiny: Catalog, trained) -> None:
+    again = pretrain(tiny, FAST)
+    for key, value in trained.state_dict.items():
+        assert torch.equal(value, again.state_dict[key]), key
+    other = pretrain(tiny, replace(FAST, seed=FAST.seed + 1))
+    assert not torch.equal(trained.state_dict["node_emb"], other.state_dict["node_emb"])
+
+
+def test_artifact_round_trip(tmp_path: Path, tiny: Catalog, trained) -> None:
+    path = save_artifact(trained, tmp_path / "art")
+    config = json.loads((path / "config.json").read_text())
+    assert config["dataset"] == "persona_world"
+    assert (config["n_users"], config["n_items"], config["n_aspects"]) == (40, 90, tiny.n_aspects)
+    assert config["model"]["personas"] == 2 and config["seed"] == FAST.seed
+    assert config["split"]["train"] == "train" and not config["split"]["pretrained_on_valid"]
+    state = torch.load(path / "weights.pt", weights_only=True)
+    assert set(state) == set(trained.state_dict)
+    loaded = load_ranker(path, tiny)
+    users = np.arange(tiny.n_users)
+    np.testing.assert_allclose(loaded.full_scores(users), trained.ranker(tiny).full_scores(users), rtol=1e-6)
+    model_config, state_dict = load_state_dict(path, tiny)
+    assert model_config == trained.model_config and torch.equal(state_dict["prototypes"], state["prototypes"])
+
+
+def test_mismatched_or_corrupt_artifact_is_refused(tmp_path: Path, tiny: Catalog, trained) -> None:
+    path = save_artifact(trained, tmp_path / "art")
+    bigger = make_persona_world(
+        n_users=41, n_items=90, n_personas=4, personas_per_user=2, interactions_per_user=10, seed=1
+    )
+    with pytest.raises(CRSError, match="n_users=40"):
+        load_ranker(path, bigger)
+    with pytest.raises(CRSError, match="different 'persona_world' catalogue"):
+        load_ranker(path, tiny_world(seed=2))
+    renamed = replace_splits(tiny, dict(tiny.splits))
+    object.__setattr__(renamed, "name", "lastfm_star")
+    with pytest.raises(CRSError, match="trained on dataset 'persona_world', not 'lastfm_star'"):
+        load_ranker(path, renamed)
+    (path / EXPORT_FILE).write_bytes(b"not a torch file")
+    with pytest.raises(CRSError, match="corrupt"):
+        load_ranker(path, tiny)
+    (path / "config.json").write_text("{")
+    with pytest.raises(CRSError, match="corrupt"):
+        load_ranker(path, tiny)
+    with pytest.raises(CRSError, match=r"config\.json is missing"):
+        load_ranker(tmp_path / "nowhere", tiny)
+
+
+def test_k_must_not_exceed_prototypes(tiny: Catalog) -> None:
+    with pytest.raises(CRSError, match="prototypes"):
+        TrainConfig(personas=5, prototypes=3).model_config(tiny)
+    with pytest.raises(CRSError, match="aspect_mode"):
+        TrainConfig(aspect_mode="sometimes").model_config(tiny)
+
+
+def test_ablations_train_and_rank(tiny: Catalog) -> None:
+    for cfg in (replace(FAST, personas=1, epochs=1), replace(FAST, aspect_mode="uniform", epochs=1)):
+        result = pretrain(tiny, cfg)
+        ranker = result.ranker(tiny)
+        assert ranker.personas_per_user == cfg.personas
+        assert np.isfinite(ranker.full_scores(np.arange(3))).all()
+
+
+def test_ranker_rejects_bad_weights(tiny: Catalog, trained) -> None:
+    weights = dict(trained.weights)
+    del weights["aspect"]
+    with pytest.raises(CRSError, match="lack"):
+        PersonaRanker(weights, tiny.item_aspects)
