@@ -1,0 +1,501 @@
+"""`crs train`: train the graph RL policy with MaskablePPO into a run directory, and compare it with
+the rule baselines on the same test conversations.
+
+A run directory ``runs/<name>/`` holds:
+
+- ``config.yaml``: the resolved settings, seed, package versions and system info;
+- ``policy.json``: what `policies.rl.load_trained_policy` needs (`crs eval --policy runs/<name>`);
+- ``checkpoint.zip`` + ``state.json``: the latest checkpoint (written atomically) for ``--resume``;
+- ``best_model.zip`` (best validation SR@15, then hDCG), ``model.zip`` (final);
+- ``eval.csv`` / ``eval.jsonl``: the validation curve; ``tb/``: TensorBoard logs;
+- ``summary.json``: the final test comparison; ``ranker/``: a ranker pre-trained on the fly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crs import __version__
+from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors, metrics_table, write_json_atomic
+from envs.metrics import summarize
+from envs.registry import make_env
+from envs.rollout import evaluation_indices
+from simulators.datasets import check_dataset_name, load_catalog
+from simulators.errors import CRSError
+
+DEFAULT_STEPS = 40_000
+RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
+
+
+class WrapperSettings(BaseModel):
+    """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_questions: int = Field(10, ge=1)
+    n_items: int = Field(20, ge=1)
+    probe_size: int = Field(3, ge=1)
+    max_facts: int = Field(16, ge=1)
+    probes: bool = True
+
+
+class PPOSettings(BaseModel):
+    """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_steps: int = Field(64, ge=1)
+    batch_size: int = Field(256, ge=2)
+    n_epochs: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    hidden: int = Field(64, ge=4)
+    embed_dim: int = Field(32, ge=2)
+    train_embeddings: bool = False
+    slate_entropy_scale: float | None = None
+    subprocess: bool = False
+
+
+class TrainSettings(BaseModel):
+    """Everything a training run depends on; read from --config (YAML/TOML), then CLI options."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = "persona_world"
+    data_dir: str | None = None
+    ranker: str | None = Field(
+        None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
+    )
+    steps: int = Field(DEFAULT_STEPS, ge=1)
+    envs: int = Field(8, ge=1)
+    seed: int = 0
+    world_seed: int = 0
+    world: dict[str, int] = Field(
+        default_factory=dict, description="persona world sizes (make_persona_world)"
+    )
+    persona_attention: bool = True
+    aspect_attention: bool = True
+    user: str = "auto"
+    user_kwargs: dict[str, Any] = Field(default_factory=dict)
+    eval_every: int = Field(10_000, ge=0)
+    eval_episodes: int = Field(200, ge=1)
+    test_episodes: int = Field(600, ge=1)
+    checkpoint_every: int = Field(5_000, ge=1)
+    pretrain_epochs: int = Field(10, ge=1)
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+    wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
+
+    def rl_config(self) -> Any:
+        from envs.sb3_wrapper import WrapperConfig
+        from policies.rl import RLConfig
+
+        return RLConfig(
+            n_envs=self.envs,
+            persona_attention=self.persona_attention,
+            aspect_attention=self.aspect_attention,
+            wrapper=WrapperConfig(**self.wrapper.model_dump()),
+            **self.ppo.model_dump(),
+        )
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or TOML settings file into a dict.
+
+    Raises:
+        CRSError: Missing file, unknown suffix or unparsable text.
+    """
+    if not path.is_file():
+        raise CRSError(f"config file {path} not found; pass a .yaml, .yml or .toml file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise CRSError(f"config file {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise CRSError(f"config file {path} is not valid: {error}") from error
+    if not isinstance(data, dict):
+        raise CRSError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def make_settings(data: dict[str, Any]) -> TrainSettings:
+    """Validate settings; errors name the key and the problem."""
+    try:
+        settings = TrainSettings(**data)
+    except ValidationError as error:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        known = ", ".join(TrainSettings.model_fields)
+        raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
+    check_dataset_name(settings.dataset)
+    return settings
+
+
+def system_info() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    import gymnasium
+    import numpy
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    return {
+        "persona_crs": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),
+        "gymnasium": gymnasium.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": 1,
+    }
+
+
+def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(temporary, path)
+
+
+class _Curve:
+    """Appends evaluation points to eval.csv and eval.jsonl."""
+
+    FIELDS = ("timesteps", "seconds", "SR@5", "SR@10", "SR@15", "AT", "hDCG", "best")
+
+    def __init__(self, run_dir: Path) -> None:
+        self.csv = run_dir / "eval.csv"
+        self.jsonl = run_dir / "eval.jsonl"
+        if not self.csv.exists():
+            with self.csv.open("w", newline="") as handle:
+                csv.writer(handle).writerow(self.FIELDS)
+
+    def add(self, point: Any) -> None:
+        row = {
+            "timesteps": point.timesteps,
+            "seconds": round(point.seconds, 2),
+            **point.metrics,
+            "best": point.best,
+        }
+        with self.csv.open("a", newline="") as handle:
+            csv.writer(handle).writerow([row[f] for f in self.FIELDS])
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
+    """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
+    from policies.rankers import TRANSE_FILE, build_ranker, default_ranker_spec
+    from simulators.datasets import resolve_data_dir
+
+    spec = settings.ranker
+    if spec is None:
+        spec = "pretrain" if settings.dataset == "persona_world" else default_ranker_spec(settings.dataset)
+    if spec == "pretrain":
+        artifact = run_dir / "ranker"
+        if not (artifact / "config.json").is_file():
+            from policies.pretrain.train import TrainConfig, pretrain, save_artifact
+
+            if show:
+                console.print(f"[bold]pre-training[/] the ranker ({settings.pretrain_epochs} epochs max)")
+            config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed)
+            result = pretrain(catalog, config)
+            save_artifact(result, artifact)
+        return build_ranker(str(artifact), catalog), "artifact:ranker"
+    ranker = build_ranker(spec, catalog, settings.data_dir)
+    if spec == "popularity":
+        return ranker, "popularity"
+    if spec == "transe":
+        return ranker, f"transe:{(resolve_data_dir(settings.data_dir) / TRANSE_FILE).resolve()}"
+    return ranker, f"artifact:{Path(spec).resolve()}"
+
+
+def run_training(
+    settings: TrainSettings | None,
+    *,
+    name: str | None = None,
+    runs_dir: Path = Path("runs"),
+    resume: bool = False,
+    steps: int | None = None,
+    show: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) a run and return its summary (also written to summary.json).
+
+    Args:
+        settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
+        name: Run name (default from the settings).
+        runs_dir: Parent of the run directory.
+        resume: Continue from the run's checkpoint.zip.
+        steps: Budget override (with `resume`: extend the run to this many steps).
+        show: Print progress and the summary with rich.
+
+    Raises:
+        CRSError: Bad settings, an existing run without resume, or resume without a checkpoint.
+    """
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
+    from policies.rl.training import (
+        TrainingCallback,
+        atomic_save,
+        mean_metrics,
+        read_state,
+        write_policy_meta,
+    )
+    from policies.rules import make_rule_policy
+
+    torch.set_num_threads(1)
+    if resume:
+        if name is None:
+            raise CRSError("--resume needs --name: the run to continue")
+        run_dir = runs_dir / name
+        checkpoint = run_dir / "checkpoint.zip"
+        if not checkpoint.is_file():
+            raise CRSError(f"--resume: {run_dir} has no checkpoint.zip; start the run without --resume")
+        settings = make_settings(yaml.safe_load((run_dir / "config.yaml").read_text())["settings"])
+    else:
+        if settings is None:
+            raise CRSError("run_training needs settings unless it resumes a run")
+        name = name or _default_name(settings)
+        run_dir = runs_dir / name
+        checkpoint = run_dir / "checkpoint.zip"
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise CRSError(
+                f"run directory {run_dir} already exists; pass --resume to continue it or pick --name"
+            )
+    if steps is not None:
+        settings = settings.model_copy(update={"steps": steps})
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    world = {"seed": settings.world_seed, **settings.world} if settings.dataset == "persona_world" else {}
+    catalog = load_catalog(settings.dataset, settings.data_dir, **world)
+    _write_yaml_atomic(
+        run_dir / "config.yaml",
+        {
+            "settings": settings.model_dump(),
+            "name": name,
+            "seed": settings.seed,
+            "versions": system_info(),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
+    config = settings.rl_config()
+    env_options = {"user": settings.user, "user_kwargs": settings.user_kwargs}
+
+    def train_env() -> Any:
+        return make_env(catalog=catalog, split="valid", **env_options)
+
+    def test_env() -> Any:
+        return make_env(catalog=catalog, split="test", **env_options)
+
+    write_policy_meta(
+        run_dir,
+        {
+            "catalog": catalog.name,
+            "sizes": [catalog.n_users, catalog.n_items, catalog.n_aspects],
+            "ranker": ranker_entry,
+            "rl": config.to_dict(),
+            "env": env_options,
+            "world_seed": settings.world_seed,
+        },
+    )
+    vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
+    best_score = (-1.0, -1.0)
+    if resume:
+        model = MaskablePPO.load(checkpoint, env=vec, device="cpu")
+        best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
+    else:
+        model = build_model(vec, ranker, config, seed=settings.seed, tensorboard_log=str(run_dir / "tb"))
+    model.tensorboard_log = str(run_dir / "tb")
+    valid_n = train_env().goals.n_goals
+    valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
+
+    def evaluate_now(current: Any) -> dict[str, float]:
+        policy = RLPolicy(current.policy, ranker, config.wrapper)
+        records = evaluate_policy(train_env, policy, valid_indices, settings.seed + 1)
+        current.policy.set_training_mode(False)
+        return mean_metrics(records)
+
+    curve = _Curve(run_dir)
+    start_steps = model.num_timesteps
+    remaining = settings.steps - start_steps
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        disable=not show,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"training {name}", total=settings.steps, completed=start_steps, note="")
+
+        def on_progress(steps: int, seconds: float) -> None:
+            rate = (steps - start_steps) / max(seconds, 1e-9)
+            progress.update(task, completed=min(steps, settings.steps), note=f"{rate:,.0f} steps/s")
+
+        def on_eval(point: Any) -> None:
+            curve.add(point)
+            star = " (best)" if point.best else ""
+            progress.console.print(
+                f"  step {point.timesteps:>8,}: valid SR@15 {point.metrics['SR@15']:.3f}, "
+                f"AT {point.metrics['AT']:.2f}, hDCG {point.metrics['hDCG']:.3f}{star}"
+            )
+
+        callback = TrainingCallback(
+            run_dir,
+            evaluate_now,
+            settings.eval_every,
+            settings.checkpoint_every,
+            on_eval=on_eval,
+            on_progress=on_progress,
+            best_score=best_score,  # type: ignore[arg-type]
+        )
+        if remaining > 0:
+            model.learn(remaining, callback=callback, reset_num_timesteps=False, tb_log_name="ppo")
+        else:
+            callback.init_callback(model)
+        callback.run_eval()  # the final policy competes for best_model.zip too
+    elapsed = time.perf_counter() - started
+    atomic_save(model, run_dir / "model.zip")
+    callback.checkpoint()
+
+    # final comparison on the test split -------------------------------------------------------
+    best = MaskablePPO.load(run_dir / "best_model.zip", device="cpu")
+    trained = RLPolicy(best.policy, ranker, config.wrapper, name=name)  # type: ignore[arg-type]
+    test_indices = evaluation_indices(test_env().goals.n_goals, settings.test_episodes, settings.seed)
+    rows: dict[str, Any] = {}
+    throughput: dict[str, float] = {}
+    policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
+    policies += [(rule, make_rule_policy(rule, ranker)) for rule in RULE_BASELINES]
+    for label, policy in policies:
+        t0 = time.perf_counter()
+        records = evaluate_policy(test_env, policy, test_indices, settings.seed)
+        throughput[label] = len(records) / (time.perf_counter() - t0)
+        rows[label] = summarize(records, seed=settings.seed)
+    summary = {
+        "name": name,
+        "dataset": catalog.name,
+        "ranker": ranker_entry,
+        "timesteps": int(model.num_timesteps),
+        "train_seconds_this_session": round(elapsed, 1),
+        "steps_per_second": round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
+        "test_episodes": len(test_indices),
+        "best_valid": {"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
+        "test": {label: {k: asdict(v) for k, v in metrics.items()} for label, metrics in rows.items()},
+        "conversations_per_second": {k: round(v, 1) for k, v in throughput.items()},
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    if show:
+        console.print(
+            metrics_table(
+                f"{catalog.name} / test: {len(test_indices)} conversations (same for every policy), "
+                f"after {model.num_timesteps:,} steps",
+                rows,
+            )
+        )
+        info = Table(show_header=False, title="run", title_justify="left")
+        info.add_column(style="bold")
+        info.add_column()
+        info.add_row("run directory", str(run_dir))
+        info.add_row("ranker", ranker_entry)
+        info.add_row("training", f"{elapsed:.0f} s this session, {summary['steps_per_second']:,} steps/s")
+        info.add_row("evaluation", f"{throughput[f'RL ({name})']:.0f} conversations/s (trained policy)")
+        info.add_row("evaluate again", f"crs eval --policy {run_dir}")
+        console.print(info)
+    return summary
+
+
+def _default_name(settings: TrainSettings) -> str:
+    parts = [settings.dataset]
+    if not settings.persona_attention:
+        parts.append("nopersona")
+    if not settings.aspect_attention:
+        parts.append("noaspect")
+    parts.append(f"s{settings.seed}")
+    return "-".join(parts)
+
+
+@friendly_errors
+def train_command(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
+    data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    ranker: str | None = typer.Option(
+        None,
+        "--ranker",
+        help='Fixed ranker: "popularity", "transe" (LastFM), "pretrain" (pre-train one into the run), '
+        "or a `crs pretrain` artifact path. Default: pretrain on the persona world, "
+        "else the dataset's default.",
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."
+    ),
+    envs: int | None = typer.Option(None, "--envs", min=1, help="Parallel training envs (default 8)."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the model, the envs and the evaluation order."
+    ),
+    no_persona_attention: bool = typer.Option(
+        False, "--no-persona-attention", help="Ablation: persona-blind."
+    ),
+    no_aspect_attention: bool = typer.Option(False, "--no-aspect-attention", help="Ablation: aspect-blind."),
+    config: Path | None = typer.Option(None, "--config", help="YAML/TOML settings file (CLI options win)."),
+    name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of the run directory."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue run --name from its last checkpoint (--steps extends the budget)."
+    ),
+) -> None:
+    """Train the graph RL policy (ask / probe / recommend) with MaskablePPO; compare with rule baselines.
+
+    Examples:
+
+        crs train                                   # persona world, a few minutes on 2 cores
+
+        crs train --steps 200000 --name pw-long --resume
+
+        crs train --dataset lastfm --data-dir ../shared/data --ranker transe
+
+        crs train --no-persona-attention --no-aspect-attention --seed 1
+    """
+    data = read_settings_file(config) if config else {}
+    overrides = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "ranker": ranker,
+        "steps": steps,
+        "envs": envs,
+        "seed": seed,
+    }
+    if resume:
+        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps)
+        return
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if no_persona_attention:
+        data["persona_attention"] = False
+    if no_aspect_attention:
+        data["aspect_attention"] = False
+    settings = make_settings(data)
+    run_training(settings, name=name, runs_dir=runs_dir)

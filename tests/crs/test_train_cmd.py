@@ -1,0 +1,111 @@
+"""`crs train` end to end: the run directory, resume continuing the step count, config files, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.cli import app
+from crs.train_cmd import make_settings, run_training
+from envs import make_env
+from envs.rollout import evaluate, evaluation_indices
+from policies.rl import load_trained_policy
+from simulators.datasets import load_catalog
+from simulators.errors import CRSError
+
+runner = CliRunner()
+WORLD = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "interactions_per_user": 12}
+
+
+def tiny_settings(**overrides):
+    data = {
+        "ranker": "popularity",
+        "world": WORLD,
+        "envs": 2,
+        "steps": 128,
+        "eval_every": 64,
+        "eval_episodes": 8,
+        "test_episodes": 12,
+        "checkpoint_every": 64,
+        "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    }
+    data.update(overrides)
+    return make_settings(data)
+
+
+def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
+    summary = run_training(tiny_settings(), name="run", runs_dir=tmp_path, show=False)
+    run = tmp_path / "run"
+    for file in ("config.yaml", "policy.json", "checkpoint.zip", "state.json", "best_model.zip", "model.zip"):
+        assert (run / file).is_file(), file
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["settings"]["steps"] == 128
+    assert {"torch", "stable_baselines3", "sb3_contrib", "cpu_count"} <= set(config["versions"])
+    # 2 envs x 32 steps = 64 per rollout: evaluations at 64 and 128, plus the final one
+    rows = list(csv.DictReader((run / "eval.csv").open()))
+    assert [int(r["timesteps"]) for r in rows] == [64, 128, 128]
+    assert len((run / "eval.jsonl").read_text().splitlines()) == 3
+    assert any((run / "tb").rglob("events.out.tfevents*"))
+    assert summary["timesteps"] == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
+    assert set(summary["test"]) == {"RL (run)", "always-recommend", "ask-4", "max-entropy"}
+    assert summary["test_episodes"] == 12
+
+
+def test_resume_continues_the_step_count_from_the_checkpoint(tmp_path) -> None:
+    run_training(tiny_settings(steps=64), name="r", runs_dir=tmp_path, show=False)
+    assert json.loads((tmp_path / "r" / "state.json").read_text())["timesteps"] == 64
+    # an interrupted run (kill -9) leaves checkpoint.zip + state.json; resuming to 192 trains 128 more steps
+    summary = run_training(None, name="r", runs_dir=tmp_path, resume=True, steps=192, show=False)
+    assert summary["timesteps"] == 192
+    rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
+    # first session: 64 (+ final); second: 128, 192 (+ final): the curve continues, never restarts at 0
+    assert [int(r["timesteps"]) for r in rows] == [64, 64, 128, 192, 192]
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["settings"]["steps"] == 192
+
+
+def test_trained_run_loads_for_crs_eval(tmp_path) -> None:
+    run_training(tiny_settings(steps=64), name="e", runs_dir=tmp_path, show=False)
+    catalog = load_catalog("persona_world", seed=0, **WORLD)
+    policy = load_trained_policy(tmp_path / "e", catalog)
+    env = make_env(catalog=catalog, split="test")
+    records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 5, 0), seed=0)
+    assert len(records) == 5 and all(1 <= r.agent_actions <= 14 for r in records)
+    # a catalogue of other sizes (the default persona world) is refused with the reason
+    with pytest.raises(CRSError, match="sizes"):
+        load_trained_policy(tmp_path / "e", load_catalog("persona_world"))
+    # deterministic: the same conversations give the same records
+    again = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 5, 0), seed=0)
+    assert [r.to_dict() for r in records] == [r.to_dict() for r in again]
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path) -> None:
+    run_training(tiny_settings(steps=64), name="x", runs_dir=tmp_path, show=False)
+    with pytest.raises(CRSError, match="--resume"):
+        run_training(tiny_settings(steps=64), name="x", runs_dir=tmp_path, show=False)
+    with pytest.raises(CRSError, match="no checkpoint"):
+        run_training(None, name="missing", runs_dir=tmp_path, resume=True, show=False)
+
+
+def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
+    config = tmp_path / "train.toml"
+    config.write_text(
+        'ranker = "popularity"\nsteps = 64\nenvs = 2\neval_every = 0\ntest_episodes = 6\n'
+        "[world]\nn_users = 40\nn_items = 300\nn_groups = 4\naspects_per_group = 5\n"
+        "interactions_per_user = 12\n"
+        "[ppo]\nn_steps = 32\nbatch_size = 32\nn_epochs = 1\n"
+    )
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "cli", "--seed", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "always-recommend" in result.output and "SR@15" in result.output
+    saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["settings"]
+    assert saved["seed"] == 3 and saved["steps"] == 64 and saved["ppo"]["n_steps"] == 32
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stpes: 10\n")
+    result = runner.invoke(app, ["train", "--config", str(bad), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "stpes" in result.output

@@ -1,0 +1,152 @@
+"""The graph RL policy: encoder switches, SB3 round trips, and a learning test on a tiny persona world."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from envs import evaluation_indices, make_env
+from envs.transe import PopularityRanker
+from policies.pretrain.ranker import PersonaRanker
+from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
+from policies.rl.training import atomic_save, load_trained_policy, mean_metrics, write_policy_meta
+from policies.rules import make_rule_policy
+from simulators.datasets import load_catalog
+
+SMALL = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "interactions_per_user": 12}
+# Many items, few aspects: one opening aspect leaves ~500 of 1500 candidates, far more than the 14 x 10
+# items always-recommend can show, so asking first pays.
+LEARNING = {
+    "n_users": 80,
+    "n_items": 1500,
+    "n_groups": 3,
+    "aspects_per_group": 5,
+    "n_personas": 4,
+    "personas_per_user": 2,
+    "interactions_per_user": 20,
+    "seed": 0,
+}
+
+
+def random_persona_ranker(catalog, k: int = 3, d: int = 8, prototypes: int = 4) -> PersonaRanker:
+    """A persona ranker over random weights: K personas per user, so persona attention has work to do."""
+    rng = np.random.default_rng(0)
+    U, I, A = catalog.n_users, catalog.n_items, catalog.n_aspects
+    weights = {
+        "user": rng.normal(size=(U, d)),
+        "item": rng.normal(size=(I, d)),
+        "aspect": rng.normal(size=(A, d)),
+        "personas": rng.normal(size=(U, k, d)),
+        "log_prior": np.log(np.full((U, k), 1.0 / k)),
+        "mixtures": np.full((U, k, prototypes), 1.0 / prototypes),
+        "prototypes": rng.normal(size=(prototypes, d)),
+    }
+    return PersonaRanker(weights, catalog.item_aspects)
+
+
+def model_for(catalog, ranker=None, **overrides):
+    ranker = ranker or PopularityRanker(catalog)
+    config = RLConfig(n_envs=2, n_steps=32, batch_size=64, **overrides)
+    vec = make_vec_env(lambda: make_env(catalog=catalog, split="valid"), ranker, config, seed=0)
+    return build_model(vec, ranker, config, seed=0), ranker, config
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_catalog("persona_world", **SMALL)
+
+
+@pytest.mark.parametrize("persona, aspect", [(True, True), (False, True), (True, False), (False, False)])
+def test_every_ablation_trains_and_outputs_masked_valid_actions(small, persona: bool, aspect: bool) -> None:
+    ranker = random_persona_ranker(small)
+    model, _, _ = model_for(small, ranker, persona_attention=persona, aspect_attention=aspect)
+    encoder = model.policy.features_extractor
+    assert (encoder.persona_attention, encoder.aspect_attention) == (persona, aspect)
+    # the ranker's K = 3 personas, collapsed into one when persona attention is off; probes stay
+    assert (3 if persona else 1) == encoder.K and encoder.n_probes == 3
+    model.learn(128)
+    assert model.num_timesteps == 128
+    env = model.get_env()
+    obs = env.reset()
+    masks = np.stack(env.env_method("action_masks"))
+    actions, _ = model.predict(obs, action_masks=masks, deterministic=False)
+    n_choices = model.action_space.nvec[0]
+    for action, mask in zip(actions, masks, strict=True):
+        assert mask[action[0]]
+        assert mask[n_choices + action[1:]].all() or mask[n_choices:].sum() < model.action_space.nvec[1]
+
+
+def test_persona_and_aspect_switches_change_the_scores(small) -> None:
+    ranker = random_persona_ranker(small)
+    outputs = {}
+    for persona in (True, False):
+        for aspect in (True, False):
+            # same seed, same layers in the same order: identical weights, only the switches differ
+            model, _, _ = model_for(small, ranker, persona_attention=persona, aspect_attention=aspect)
+            obs = model.get_env().reset()
+            with torch.no_grad():
+                tensor, _ = model.policy.obs_to_tensor(obs)
+                outputs[persona, aspect] = model.policy.features_extractor(tensor)
+    width = outputs[True, True].shape[1]
+    assert all(o.shape[1] == width and torch.isfinite(o).all() for o in outputs.values())
+    n_choices = model.action_space.nvec[0]
+    items = slice(n_choices, n_choices + model.action_space.nvec[1])
+    full = outputs[True, True][:, items]
+    for key in [(False, True), (True, False), (False, False)]:
+        gap = (full - outputs[key][:, items]).abs().max()
+        assert gap > 1e-3, (key, gap)
+
+
+def test_saved_policy_reloads_and_acts_identically(small, tmp_path: Path) -> None:
+    model, ranker, config = model_for(small)
+    model.learn(256)
+    atomic_save(model, tmp_path / "model.zip")
+    write_policy_meta(tmp_path, {"catalog": small.name, "ranker": "popularity", "rl": config.to_dict()})
+    live = RLPolicy(model.policy, ranker, config.wrapper)
+    loaded = load_trained_policy(tmp_path, small)
+    test = lambda: make_env(catalog=small, split="test")  # noqa: E731
+    indices = evaluation_indices(test().goals.n_goals, 20, 0)
+    a = evaluate_policy(test, live, indices, seed=0)
+    b = evaluate_policy(test, loaded, indices, seed=0)
+    assert [r.kinds for r in a] == [r.kinds for r in b]
+    assert [r.success for r in a] == [r.success for r in b]
+
+
+def test_batched_and_one_by_one_evaluation_agree(small) -> None:
+    model, ranker, config = model_for(small)
+    policy = RLPolicy(model.policy, ranker, config.wrapper)
+    test = lambda: make_env(catalog=small, split="test")  # noqa: E731
+    indices = evaluation_indices(test().goals.n_goals, 12, 3)
+    batched = evaluate_policy(test, policy, indices, seed=3, batch=5)
+
+    class OneByOne:  # hides act_batch, so evaluate_policy acts env by env
+        def reset(self, rng):
+            pass
+
+        def act(self, env):
+            return policy.act(env)
+
+    single = evaluate_policy(test, OneByOne(), indices, seed=3, batch=1)
+    assert [r.to_dict() for r in batched] == [r.to_dict() for r in single]
+
+
+@pytest.mark.slow
+def test_short_training_beats_always_recommend_on_a_tiny_persona_world() -> None:
+    catalog = load_catalog("persona_world", **LEARNING)
+    ranker = PopularityRanker(catalog)
+    config = RLConfig()
+    vec = make_vec_env(lambda: make_env(catalog=catalog, split="valid"), ranker, config, seed=0)
+    model = build_model(vec, ranker, config, seed=0)
+    started = time.perf_counter()
+    model.learn(15_000)
+    elapsed = time.perf_counter() - started
+    test = lambda: make_env(catalog=catalog, split="test")  # noqa: E731
+    indices = evaluation_indices(test().goals.n_goals, 10_000, 0)  # all 240 test conversations
+    learned = mean_metrics(evaluate_policy(test, RLPolicy(model.policy, ranker, config.wrapper), indices, 0))
+    baseline = mean_metrics(evaluate_policy(test, make_rule_policy("always-recommend", ranker), indices, 0))
+    # measured: always-recommend ~0.69-0.81, the trained policy ~0.80-0.96 after 12-30k steps
+    assert learned["SR@15"] > baseline["SR@15"] + 0.03, (learned, baseline, elapsed)
