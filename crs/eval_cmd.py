@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from crs import __version__
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors, metrics_table, write_json_atomic
+from crs.parallel import BACKENDS, EvalSetup, WorkerPool, evaluate_in_parallel
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import USER_KINDS, make_env
@@ -56,6 +57,20 @@ def resolve_policy(
     return make_rule_policy(spec, ranker), spec, ranker_name
 
 
+def build_evaluation(setup: EvalSetup) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
+    """The env, policy, policy display name and ranker name of an evaluation (driver and workers)."""
+    world = {"seed": setup.world_seed} if setup.dataset == "persona_world" else {}
+    env = make_env(
+        setup.dataset,
+        data_dir=setup.data_dir,
+        split=setup.split,
+        user=setup.user,  # type: ignore[arg-type]
+        world_kwargs=world,
+    )
+    policy, policy_name, ranker_name = resolve_policy(setup.policy_spec, env, setup.ranker, setup.data_dir)
+    return env, policy, policy_name, ranker_name
+
+
 def run_evaluation(
     policy_spec: str,
     *,
@@ -69,14 +84,22 @@ def run_evaluation(
     user: str = "auto",
     world_seed: int = 0,
     show_progress: bool = True,
+    workers: int = 1,
+    backend: str = "auto",
+    address: str | None = None,
 ) -> EvalResult:
-    """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`."""
+    """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`.
+
+    With ``workers > 1`` (or a Ray ``address``) the conversations are split into chunks run by a
+    `crs.parallel.WorkerPool`; the records, merged in goal order, equal the serial run's.
+    """
     check_dataset_name(dataset)
     if episodes < 1:
         raise CRSError(f"--episodes must be >= 1, got {episodes}")
-    world = {"seed": world_seed} if dataset == "persona_world" else {}
-    env = make_env(dataset, data_dir=data_dir, split=split, user=user, world_kwargs=world)  # type: ignore[arg-type]
-    policy, policy_name, ranker_name = resolve_policy(policy_spec, env, ranker, data_dir)
+    if workers < 1:
+        raise CRSError(f"--workers must be >= 1, got {workers}")
+    setup = EvalSetup(policy_spec, dataset, data_dir, ranker, split, user, world_seed)
+    env, policy, policy_name, ranker_name = build_evaluation(setup)
     indices = evaluation_indices(env.goals.n_goals, episodes, seed)
     out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +115,18 @@ def run_evaluation(
         transient=True,
     ) as progress:
         task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
-        records = evaluate(env, policy, indices, seed, on_episode=lambda _: progress.advance(task))
+        if workers == 1 and address is None:
+            records = evaluate(env, policy, indices, seed, on_episode=lambda _: progress.advance(task))
+        else:
+            with WorkerPool(
+                workers,
+                backend=backend,
+                address=address,
+                notify=lambda line: console.print(line, markup=False, highlight=False),
+            ) as pool:
+                records = evaluate_in_parallel(
+                    pool, setup, indices, seed, on_chunk=lambda n: progress.advance(task, n)
+                )
     elapsed = time.perf_counter() - started
 
     metrics = summarize(records, env.max_turns, seed=seed)
@@ -148,6 +182,11 @@ def eval_command(
     ),
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
     world_seed: int = typer.Option(0, "--world-seed", help="Seed of the persona world (persona_world only)."),
+    workers: int = typer.Option(
+        1, "--workers", "-w", help="Worker processes (Ray when installed, else a local process pool)."
+    ),
+    backend: str = typer.Option("auto", "--backend", help=f"Worker backend: {', '.join(BACKENDS)}."),
+    address: str = typer.Option(None, "--address", help="Address of an existing Ray cluster to run on."),
 ) -> None:
     """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
 
@@ -160,6 +199,8 @@ def eval_command(
       crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data --ranker transe --episodes 600
 
       crs eval --policy runs/my-run --dataset lastfm_star --data-dir ../shared/data
+
+      crs eval --policy max-entropy --episodes 2400 --workers 2
     """
     result = run_evaluation(
         policy,
@@ -172,6 +213,9 @@ def eval_command(
         out=out,
         user=user,
         world_seed=world_seed,
+        workers=workers,
+        backend=backend,
+        address=address,
     )
     summary = result.summary
     title = (

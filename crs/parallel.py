@@ -1,0 +1,476 @@
+"""Worker backends for `crs eval --workers N` and `crs sweep`: Ray when installed, else a process pool.
+
+One small API over three engines, so commands never schedule work themselves:
+
+- ``ray``: a local Ray instance started (``num_cpus=workers``) and shut down by the pool, or an
+  existing cluster reached with ``address=`` (left running). A Ray instance the caller already
+  started (``ray.is_initialized()``) is reused and left running too.
+- ``process``: `concurrent.futures.ProcessPoolExecutor` (spawned workers) — the fallback when Ray
+  is not installed (``pip install 'persona-crs[ray]'``), announced with a one-line notice.
+- ``serial``: in this process, for references and debugging (no protection against a crash).
+
+`WorkerPool.run` keeps at most ``workers`` tasks in flight, hands results back in task order, and
+retries a task that raised or whose worker process died, at most ``retries`` times; a task that keeps
+failing comes back with ``ok == False``, its name and its last error, and the others still finish.
+A process pool cannot tell which of its processes died with which task (the whole pool breaks), so
+after a break the tasks that were in flight are re-run one at a time: a crash then blames exactly one
+task. Ray attributes a dead worker to its task directly.
+
+Task functions must be importable module-level functions (they travel by reference); each worker
+process may cache what it loads (e.g. a catalogue) across the tasks it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from importlib.util import find_spec
+from multiprocessing import get_context
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+
+from envs.metrics import EpisodeRecord
+from envs.rollout import evaluate
+from simulators.errors import CRSError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "ray", "process", "serial"]
+BACKENDS: tuple[str, ...] = ("auto", "ray", "process", "serial")
+DEFAULT_RETRIES = 2
+RAY_MISSING_NOTICE = (
+    "Ray is not installed (pip install 'persona-crs[ray]'); "
+    "running {workers} worker(s) in a local process pool."
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``function(*args)`` under a unique, human-readable name.
+
+    Attributes:
+        name: Reported when the task fails (unique within one `WorkerPool.run`).
+        function: An importable module-level function (pickled by reference).
+        args: Its positional arguments (picklable).
+    """
+
+    name: str
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What became of one task.
+
+    Attributes:
+        name: The task's name.
+        value: The function's return value (None when the task failed).
+        attempts: How many times it was started (1 = first try succeeded). With the process pool a
+            task that was merely in flight when another task killed the pool is started again,
+            without that start counting against its retries.
+        error: One line describing the last failure, None when the task succeeded.
+        seconds: Wall time of the successful attempt (0.0 when it failed).
+        failures: Failed attempts charged to this task (retries + 1 when it finally failed).
+    """
+
+    name: str
+    value: Any = None
+    attempts: int = 1
+    error: str | None = None
+    seconds: float = 0.0
+    failures: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the task finished without error."""
+        return self.error is None
+
+
+@dataclass
+class _Slot:
+    """Book-keeping of one task inside `WorkerPool.run`."""
+
+    index: int
+    task: Task
+    attempts: int = 0  # starts
+    failures: int = 0  # failed attempts charged to this task (at most retries + 1)
+    started: float = 0.0
+
+
+def ray_installed() -> bool:
+    """True when the optional ``ray`` package can be imported."""
+    try:
+        return find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_backend(backend: str, address: str | None) -> str:
+    """The concrete backend for a request ("auto" picks Ray when installed, else the process pool).
+
+    Raises:
+        CRSError: For an unknown backend name, or when Ray is asked for (by name or by ``address``)
+            but not installed.
+    """
+    if backend not in BACKENDS:
+        raise CRSError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if address is not None and backend not in ("auto", "ray"):
+        raise CRSError(f"--address {address} needs the ray backend, not {backend!r}")
+    if backend == "auto":
+        backend = "ray" if ray_installed() else "process"
+    if backend == "ray" and not ray_installed():
+        raise CRSError("the ray backend needs Ray: pip install 'persona-crs[ray]' (or use --backend process)")
+    return backend
+
+
+def _one_line(error: BaseException) -> str:
+    """'ValueError: message' from an exception (Ray's wrapped task errors unwrapped to their cause)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _init_process_worker() -> None:
+    """Process-pool initializer: one math thread per worker (the workers already fill the cores)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+
+
+class WorkerPool:
+    """A pool of `workers` worker processes on one backend; use it as a context manager.
+
+    Args:
+        workers: Tasks run at the same time (>= 1; default: this machine's cores, or the cluster's CPUs
+            with ``address``).
+        backend: "auto" (Ray when installed, else "process"), "ray", "process" or "serial".
+        address: Address of an existing Ray cluster (e.g. "ray://head:10001" or "auto"); implies Ray.
+        notify: Called with one line when the pool falls back from Ray to the process pool.
+
+    Example:
+        >>> with WorkerPool(2, backend="process") as pool:  # doctest: +SKIP
+        ...     results = pool.run([Task("a", math.sqrt, (4.0,)), Task("b", math.sqrt, (9.0,))])
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        backend: str = "auto",
+        address: str | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise CRSError(f"--workers must be >= 1, got {workers}")
+        self.address = address
+        self.backend = resolve_backend(backend, address)
+        # With a cluster address and no count, the cluster's CPUs are read once Ray is connected.
+        self.workers = workers or (0 if address is not None else max(1, os.cpu_count() or 1))
+        if backend == "auto" and self.backend == "process":
+            (notify or logger.warning)(RAY_MISSING_NOTICE.format(workers=self.workers))
+        self._executor: ProcessPoolExecutor | None = None
+        self._ray_started_here = False
+        self._remote_cache: dict[Callable[..., Any], Any] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> WorkerPool:
+        if self.backend == "ray":
+            self._start_ray()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _start_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            self._init_ray()
+        if self.workers == 0:
+            self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def _init_ray(self) -> None:
+        import ray
+
+        if self.address is not None:
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(
+                num_cpus=self.workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        self._ray_started_here = True
+
+    def close(self) -> None:
+        """Stop the workers (and the local Ray instance this pool started; a cluster keeps running)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self._ray_started_here:
+            import ray
+
+            ray.shutdown()
+            self._ray_started_here = False
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        tasks: Sequence[Task],
+        *,
+        retries: int = DEFAULT_RETRIES,
+        on_result: Callable[[TaskResult], None] | None = None,
+        on_retry: Callable[[str, int, str], None] | None = None,
+    ) -> list[TaskResult]:
+        """Run every task; results come back in task order whatever order they finished in.
+
+        Args:
+            tasks: Tasks with unique names.
+            retries: Extra attempts for a task that raised or whose worker died (0 = no retry).
+            on_result: Called in the driver as each task finishes (success or final failure).
+            on_retry: Called as ``on_retry(name, failed_attempt, error)`` before a task is re-run.
+
+        Returns:
+            One `TaskResult` per task, in the order of `tasks`.
+        """
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            raise CRSError(f"task names must be unique; repeated: {', '.join(duplicates)}")
+        if retries < 0:
+            raise CRSError(f"retries must be >= 0, got {retries}")
+        slots = [_Slot(index, task) for index, task in enumerate(tasks)]
+        results: list[TaskResult | None] = [None] * len(slots)
+
+        def failed(slot: _Slot, error: str) -> bool:
+            """Record a failed attempt; True when the task is retried."""
+            slot.failures += 1
+            if slot.failures <= retries:
+                logger.info("task %s failed (attempt %d): %s; retrying", slot.task.name, slot.attempts, error)
+                if on_retry is not None:
+                    on_retry(slot.task.name, slot.attempts, error)
+                return True
+            done(slot, TaskResult(slot.task.name, None, slot.attempts, error, 0.0, slot.failures))
+            return False
+
+        def done(slot: _Slot, result: TaskResult) -> None:
+            results[slot.index] = result
+            if on_result is not None:
+                on_result(result)
+
+        if self.backend == "serial":
+            self._run_serial(slots, failed, done)
+        elif self.backend == "ray":
+            self._run_ray(slots, failed, done)
+        else:
+            self._run_processes(slots, failed, done)
+        return [result for result in results if result is not None]
+
+    def _run_serial(
+        self,
+        slots: list[_Slot],
+        failed: Callable[[_Slot, str], bool],
+        done: Callable[[_Slot, TaskResult], None],
+    ) -> None:
+        for slot in slots:
+            while True:
+                slot.attempts += 1
+                started = time.perf_counter()
+                try:
+                    value = slot.task.function(*slot.task.args)
+                except Exception as error:
+                    if failed(slot, _one_line(error)):
+                        continue
+                    break
+                done(
+                    slot,
+                    TaskResult(
+                        slot.task.name,
+                        value,
+                        slot.attempts,
+                        None,
+                        time.perf_counter() - started,
+                        slot.failures,
+                    ),
+                )
+                break
+
+    def _run_processes(
+        self,
+        slots: list[_Slot],
+        failed: Callable[[_Slot, str], bool],
+        done: Callable[[_Slot, TaskResult], None],
+    ) -> None:
+        queue = list(slots)
+        isolate: list[_Slot] = []  # tasks in flight when the pool broke: re-run one at a time
+        in_flight: dict[Future[Any], _Slot] = {}
+        while queue or isolate or in_flight:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_init_process_worker,
+                )
+            limit = 1 if isolate else self.workers
+            source = isolate if isolate else queue
+            while source and len(in_flight) < limit:
+                slot = source.pop(0)
+                slot.attempts += 1
+                slot.started = time.perf_counter()
+                in_flight[self._executor.submit(slot.task.function, *slot.task.args)] = slot
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in finished:
+                error = future.exception()
+                if isinstance(error, BrokenProcessPool):
+                    broken = True
+                    continue
+                slot = in_flight.pop(future)
+                if error is None:
+                    seconds = time.perf_counter() - slot.started
+                    done(
+                        slot,
+                        TaskResult(
+                            slot.task.name, future.result(), slot.attempts, None, seconds, slot.failures
+                        ),
+                    )
+                elif failed(slot, _one_line(error)):
+                    queue.insert(0, slot)
+            if broken:
+                # The pool is unusable: every task still in flight died with it.
+                suspects = list(in_flight.values())
+                in_flight.clear()
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
+                if len(suspects) == 1:
+                    if failed(suspects[0], "worker process died (BrokenProcessPool)"):
+                        isolate.insert(0, suspects[0])
+                else:  # no blame yet: each suspect re-runs alone, this attempt not charged
+                    isolate = suspects + isolate
+
+    def _remote(self, function: Callable[..., Any]) -> Any:
+        import ray
+
+        if function not in self._remote_cache:
+            self._remote_cache[function] = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(
+                function
+            )
+        return self._remote_cache[function]
+
+    def _run_ray(
+        self,
+        slots: list[_Slot],
+        failed: Callable[[_Slot, str], bool],
+        done: Callable[[_Slot, TaskResult], None],
+    ) -> None:
+        import ray
+
+        self._start_ray()
+        queue = list(slots)
+        in_flight: dict[Any, _Slot] = {}
+        while queue or in_flight:
+            while queue and len(in_flight) < self.workers:
+                slot = queue.pop(0)
+                slot.attempts += 1
+                slot.started = time.perf_counter()
+                in_flight[self._remote(slot.task.function).remote(*slot.task.args)] = slot
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                slot = in_flight.pop(ref)
+                try:
+                    value = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    if failed(slot, _one_line(error)):
+                        queue.insert(0, slot)
+                    continue
+                seconds = time.perf_counter() - slot.started
+                done(slot, TaskResult(slot.task.name, value, slot.attempts, None, seconds, slot.failures))
+
+
+# ---------------------------------------------------------------------- parallel evaluation
+@dataclass(frozen=True)
+class EvalSetup:
+    """Everything a worker needs to rebuild an evaluation's env and policy (see `crs.eval_cmd`)."""
+
+    policy_spec: str
+    dataset: str = "persona_world"
+    data_dir: str | None = None
+    ranker: str | None = None
+    split: str = "test"
+    user: str = "auto"
+    world_seed: int = 0
+
+
+_worker_cache: dict[str, Any] = {}
+
+
+def evaluate_chunk(setup: EvalSetup, indices: Sequence[int], seed: int) -> list[EpisodeRecord]:
+    """Worker side of `evaluate_in_parallel`: run the conversations `indices` of `setup`.
+
+    The env and policy are built once per worker process and reused while the setup stays the
+    same. Each conversation is seeded by ``(seed, goal index)`` alone (`envs.rollout.episode_seed`),
+    so a chunk's records equal the serial run's records for the same goals.
+    """
+    if _worker_cache.get("setup") != setup:
+        from crs.eval_cmd import build_evaluation  # the driver imported it already; workers load lazily
+
+        env, policy, _, _ = build_evaluation(setup)
+        _worker_cache.update(setup=setup, env=env, policy=policy)
+    return evaluate(_worker_cache["env"], _worker_cache["policy"], np.asarray(indices, dtype=np.int64), seed)
+
+
+def evaluate_in_parallel(
+    pool: WorkerPool,
+    setup: EvalSetup,
+    indices: np.ndarray,
+    seed: int,
+    *,
+    chunks_per_worker: int = 4,
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[EpisodeRecord]:
+    """Split the goals `indices` (shape (n,)) into contiguous chunks, run them on the pool's workers,
+    and return the records in the order of `indices` — the same list a serial `evaluate` returns.
+
+    Args:
+        pool: An entered `WorkerPool`.
+        setup: What each worker builds (once per process).
+        indices: Goal indices in evaluation order; shape (n,).
+        seed: Run seed (conversation seeds derive from it and the goal index).
+        chunks_per_worker: Chunks per worker (more = smoother progress and load balance).
+        on_chunk: Called in the driver with the number of conversations of each finished chunk.
+
+    Raises:
+        CRSError: When a chunk still fails after its retries (its goals and error are named).
+    """
+    n_chunks = max(1, min(len(indices), pool.workers * chunks_per_worker))
+    parts = [part for part in np.array_split(np.asarray(indices, dtype=np.int64), n_chunks) if part.size]
+    tasks = [
+        Task(
+            f"chunk {number + 1}/{len(parts)} (goals {part[0]}..{part[-1]})",
+            evaluate_chunk,
+            (setup, part.tolist(), seed),
+        )
+        for number, part in enumerate(parts)
+    ]
+    results = pool.run(
+        tasks, on_result=lambda result: on_chunk(len(result.value or ())) if on_chunk else None
+    )
+    failures = [result for result in results if not result.ok]
+    if failures:
+        named = "; ".join(
+            f"{result.name} after {result.attempts} attempts: {result.error}" for result in failures
+        )
+        raise CRSError(f"evaluation failed in {len(failures)} chunk(s): {named}")
+    return [record for result in results for record in result.value]

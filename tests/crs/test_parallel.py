@@ -1,0 +1,147 @@
+"""Worker pools without Ray: order of results, bounded retries, crash isolation, `crs eval --workers`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crs.parallel import RAY_MISSING_NOTICE, Task, WorkerPool, resolve_backend
+from simulators.errors import CRSError
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+TIMING_KEYS = ("seconds", "conversations_per_second")
+
+
+# Task functions live at module level: workers import them by reference.
+def square(value: int) -> int:
+    return value * value
+
+
+def crash_on_first_attempt(marker: str, value: int) -> int:
+    """Kills its worker process the first time (no exception, the process just dies), then squares."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed once\n")
+        os._exit(13)
+    return value * value
+
+
+def always_crash(value: int) -> int:
+    os._exit(13)
+
+
+def raise_on_first_attempt(marker: str, value: int) -> int:
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("raised once\n")
+        raise ValueError(f"first attempt of {value} fails")
+    return value * value
+
+
+def always_raise(value: int) -> int:
+    raise ValueError(f"task {value} is broken")
+
+
+def test_results_come_back_in_task_order() -> None:
+    tasks = [Task(f"t{i}", square, (i,)) for i in range(7)]
+    with WorkerPool(2, backend="process") as pool:
+        results = pool.run(tasks)
+    assert [r.name for r in results] == [f"t{i}" for i in range(7)]
+    assert [r.value for r in results] == [0, 1, 4, 9, 16, 25, 36]  # i*i
+    assert all(r.ok and r.attempts == 1 for r in results)
+
+
+@pytest.mark.slow
+def test_process_pool_retries_a_crashed_worker_and_names_a_task_that_keeps_crashing(tmp_path) -> None:
+    tasks = [
+        Task("fine-a", square, (2,)),
+        Task("crash-once", crash_on_first_attempt, (str(tmp_path / "marker"), 3)),
+        Task("fine-b", square, (4,)),
+        Task("doomed", always_crash, (5,)),
+        Task("fine-c", square, (6,)),
+    ]
+    retried: list[str] = []
+    with WorkerPool(2, backend="process") as pool:
+        results = {r.name: r for r in pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))}
+    assert [results[n].value for n in ("fine-a", "crash-once", "fine-b", "fine-c")] == [4, 9, 16, 36]
+    once = results["crash-once"]
+    assert once.ok and once.failures == 1  # charged exactly one crash, then succeeded
+    doomed = results["doomed"]
+    assert not doomed.ok and doomed.value is None and "died" in (doomed.error or "")
+    assert doomed.failures == 3  # retries=2: 1 + 2 charged crashes, then given up
+    # An innocent task in flight when a pool broke is started again, but never charged.
+    assert all(results[n].failures == 0 for n in ("fine-a", "fine-b", "fine-c"))
+    assert retried.count("doomed") == 2 and retried.count("crash-once") == 1
+    assert (tmp_path / "marker").read_text() == "crashed once\n"
+
+
+@pytest.mark.parametrize("backend", ["serial", "process"])
+def test_an_exception_is_retried_then_reported_with_its_message(tmp_path, backend) -> None:
+    tasks = [
+        Task("flaky", raise_on_first_attempt, (str(tmp_path / f"{backend}.marker"), 7)),
+        Task("broken", always_raise, (8,)),
+    ]
+    with WorkerPool(2, backend=backend) as pool:
+        flaky, broken = pool.run(tasks, retries=1)
+    assert flaky.ok and flaky.value == 49 and flaky.attempts == 2
+    assert not broken.ok and broken.attempts == 2  # 1 try + 1 retry
+    assert broken.error == "ValueError: task 8 is broken"
+
+
+def test_bad_requests_are_typed_errors() -> None:
+    with pytest.raises(CRSError, match="not one of"):
+        resolve_backend("dask", None)
+    with pytest.raises(CRSError, match="needs the ray backend"):
+        resolve_backend("process", "ray://head:10001")
+    with pytest.raises(CRSError, match="--workers must be >= 1"):
+        WorkerPool(0, backend="process")
+    with WorkerPool(1, backend="serial") as pool, pytest.raises(CRSError, match="repeated: a"):
+        pool.run([Task("a", square, (1,)), Task("a", square, (2,))])
+
+
+def _eval(tmp_path: Path, name: str, *extra: str) -> tuple[list[str], dict]:
+    from crs.cli import app  # not at module level: process-pool workers import this module
+
+    out = tmp_path / name
+    args = ["eval", "-p", "max-entropy", "-n", "90", "--seed", "4", "-o", str(out), *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    return (out / "episodes.jsonl").read_text().splitlines(), summary
+
+
+@pytest.mark.slow
+def test_eval_with_two_process_workers_equals_the_serial_run(tmp_path) -> None:
+    serial_records, serial_summary = _eval(tmp_path, "serial")
+    records, summary = _eval(tmp_path, "parallel", "--workers", "2", "--backend", "process")
+    assert len(records) == 90 and records == serial_records  # same lines, same (goal) order
+    for key in TIMING_KEYS:
+        serial_summary.pop(key), summary.pop(key)
+    assert summary == serial_summary
+
+
+@pytest.mark.slow
+def test_without_ray_workers_fall_back_to_a_process_pool_with_a_notice(tmp_path) -> None:
+    """A child interpreter where `import ray` is impossible (sys.modules['ray'] = None)."""
+    serial_records, _ = _eval(tmp_path, "serial")
+    out = tmp_path / "no-ray"
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from crs.cli import main\n"
+        "sys.argv = ['crs', 'eval', '-p', 'max-entropy', '-n', '90', '--seed', '4', '-w', '2', '-o', "
+        f"{str(out)!r}]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    notice = RAY_MISSING_NOTICE.format(workers=2)
+    assert notice in done.stdout + done.stderr
+    assert (out / "episodes.jsonl").read_text().splitlines() == serial_records
