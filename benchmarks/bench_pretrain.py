@@ -1,0 +1,132 @@
+"""Pre-training benchmark: test Recall@10 / NDCG@10 over all items (train items excluded).
+
+Rows per dataset, in one run: popularity, MF/BPR (same dim), the persona × aspect model, its
+ablations K = 1 (no personas) and uniform aspect weights (no aspect attention), and on LastFM
+UNICORN's TransE embeddings (score e_u·e_v). Also reports epochs/s and total pre-training time.
+
+Yelp* has no train split: every model learns from `valid` (10% of it held out for early stopping)
+and is tested on `test` with all `valid` items excluded.
+
+Usage:
+    .venv/bin/python benchmarks/bench_pretrain.py --data-dir ../shared/data \
+        [--datasets lastfm_star,yelp_star,lastfm] [--epochs 12] [--max-test-users 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from envs.transe import load_embedding_pickle
+from policies.pretrain.baselines import popularity_scores, train_mf_bpr
+from policies.pretrain.graph import pretrain_data
+from policies.pretrain.metrics import evaluation_users, rank_metrics
+from policies.pretrain.train import TrainConfig, pretrain
+from simulators.datasets import load_catalog
+
+
+def report_row(ctx: dict, model: str, scores, seconds: float, epochs: int | None, **extra) -> None:
+    """Evaluate `scores` on the test split, print a Markdown row and keep the figures."""
+    t0 = time.perf_counter()
+    m = rank_metrics(scores, ctx["exclude"], ctx["truth"], ctx["users"], batch_size=64)
+    row = {
+        "dataset": ctx["dataset"],
+        "model": model,
+        "recall@10": m.recall,
+        "ndcg@10": m.ndcg,
+        "test_users": m.n_users,
+        "train_seconds": seconds,
+        "epochs": epochs,
+        "eval_seconds": time.perf_counter() - t0,
+        **extra,
+    }
+    ctx["results"].append(row)
+    eps = f"{epochs / seconds:.3f}" if epochs and seconds else "-"
+    name = ctx["dataset"]
+    print(
+        f"| {name} | {model} | {m.recall:.4f} | {m.ndcg:.4f} | {epochs or '-'} | {seconds:.1f} | {eps} |",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--datasets", default="lastfm_star,yelp_star,lastfm")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--max-test-users", type=int, default=None, help="seeded sample of test users")
+    parser.add_argument("--variants", default="full,k1,uniform", help="persona-model variants to train")
+    parser.add_argument("--json", default=None, help="write all figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: list[dict] = []
+    print(
+        f"# bench_pretrain python {platform.python_version()} torch {torch.__version__} {platform.machine()}"
+    )
+    for name in args.datasets.split(","):
+        catalog = load_catalog(name, args.data_dir)
+        U, I = catalog.n_users, catalog.n_items
+        base = TrainConfig(
+            dim=args.dim, epochs=args.epochs, batch_size=args.batch_size, layers=args.layers, seed=0
+        )
+        data = pretrain_data(catalog, np.random.default_rng(0), base.holdout_fraction)
+        exclude = catalog.split(catalog.pretrain_split).by_user(U, I)
+        truth = catalog.split("test").by_user(U, I)
+        users = evaluation_users(truth, args.max_test_users, np.random.default_rng(1))
+        print(f"settings: epochs<={args.epochs} batch={args.batch_size} layers={args.layers} dim={args.dim}")
+        print(
+            f"\n## {name}: {U} users, {I} items, {catalog.n_aspects} aspects; trained on "
+            f"{data.train_split} ({len(data.train)}), validated on {data.valid_source} ({len(data.valid)}); "
+            f"test users {users.size}",
+            flush=True,
+        )
+
+        ctx = {"results": results, "dataset": name, "exclude": exclude, "truth": truth, "users": users}
+
+        def report(model: str, scores, seconds: float, epochs: int | None, ctx=ctx, **extra) -> None:
+            report_row(ctx, model, scores, seconds, epochs, **extra)
+
+        print("| dataset | model | Recall@10 | NDCG@10 | epochs | train s | epochs/s |")
+        print("|---|---|---|---|---|---|---|")
+        pop = popularity_scores(data.train, I)
+        report("popularity", lambda b, pop=pop: np.broadcast_to(pop, (b.size, pop.size)), 0.0, None)
+        mf = train_mf_bpr(data.train, data.valid, U, I, np.random.default_rng(0), dim=args.dim)
+        report(f"MF/BPR d={args.dim}", mf.scores, mf.seconds, mf.epochs, best_epoch=mf.best_epoch)
+        if name == "lastfm":
+            emb = load_embedding_pickle(Path(args.data_dir) / "lastfm" / "embeds" / "transe.pkl")
+            ui = np.asarray(emb["ui_emb"], dtype=np.float64)
+            user_e, item_e = ui[:U], ui[U : U + I]
+            report("UNICORN TransE (e_u·e_v)", lambda b, ue=user_e, ie=item_e: ue[b] @ ie.T, 0.0, None)
+        variants = {
+            "full": ("persona x aspect (K=3, P=8)", base),
+            "k1": ("ablation K=1 (no personas)", replace(base, personas=1)),
+            "uniform": ("ablation no aspect attention (uniform)", replace(base, aspect_mode="uniform")),
+        }
+        for key in args.variants.split(","):
+            label, cfg = variants[key]
+            res = pretrain(catalog, cfg)
+            report(
+                label,
+                res.ranker(catalog).full_scores,
+                res.seconds,
+                len(res.history),
+                best_epoch=res.best_epoch,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
