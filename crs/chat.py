@@ -424,7 +424,11 @@ def terminal_reader(console: Console) -> Reader:
 
     def read(prompt: str) -> str:
         if sys.stdin.isatty():
-            return console.input(prompt)
+            try:
+                return console.input(prompt)
+            except (EOFError, KeyboardInterrupt):
+                console.print()  # end the prompt's line before the summary
+                raise
         console.print(prompt, end="")
         line = sys.stdin.readline()
         if line == "":
@@ -1229,7 +1233,12 @@ def run_chat(
     )
     result = session.run()
     if transcript is not None:
-        transcript.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(transcript, result.transcript)
+        try:
+            transcript.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(transcript, result.transcript)
+        except OSError as error:
+            raise ChatError(
+                f"could not write the transcript to {transcript} ({error}); pick another path"
+            ) from None
         console.print(f"[dim]transcript written to {escape(str(transcript))}[/]")
     return result

@@ -190,6 +190,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown rule policy 'ask-many'" in result.output
     result = runner.invoke(app, ["chat", "--user-id", "100000"], input="")
     assert result.exit_code == 2 and "--user-id 100000 outside" in result.output
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = runner.invoke(app, ["chat", "--transcript", str(blocked / "chat.json")], input="quit\n")
+    assert result.exit_code == 2 and "could not write the transcript" in result.output
     assert "Traceback" not in result.output
 
 
