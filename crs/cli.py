@@ -12,6 +12,7 @@ from crs.data_cmd import data_app
 from crs.eval_cmd import eval_command
 from crs.pretrain_cmd import pretrain_command
 from crs.report_cmd import report_command
+from crs.sweep_cmd import sweep_command
 from crs.train_cmd import train_command
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
 
 app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
+app.command("sweep")(sweep_command)
 app.command("chat")(chat_command)
 app.command("report")(report_command)
 app.command("train")(train_command)

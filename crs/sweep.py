@@ -1,0 +1,530 @@
+"""Sweeps: a grid of runs (seeds × ablations × datasets × policies) from one config file.
+
+Each task is a `crs eval` run (``kind: eval``) or a `crs train` run followed by its test comparison
+(``kind: train``). A sweep directory is the only state; rerunning a sweep skips what it proves finished:
+
+```
+DIR/
+  sweep.json                  the config and the task list of the latest run
+  results.json                the results table (rewritten at the end of each run)
+  runs/<task>/                a FINISHED task, moved into place by one atomic rename:
+      task.json               its configuration (`SweepTask.to_dict`: kind, group, seed, settings, ...)
+      done                    the completion marker (written before the rename)
+      summary.json            eval: as written by `crs eval` (+ episodes.jsonl);
+                              train: the whole `crs train` run directory (summary.json's "test"
+                              table, policy.json, model zips: `crs eval --policy DIR/runs/<task>`)
+  runs/.<task>.tmp-<id>/      an unfinished attempt: never read, removed by the next run
+```
+
+Workers return a task's files to the driver, which writes them (first into the hidden temporary
+folder, then one rename), so a cluster needs no shared filesystem and an interrupted sweep never
+leaves a folder that looks finished. `sweep_task_dirs`, `sweep_groups`, `read_task` and
+`read_metrics` are the readers for other commands (e.g. `crs report` on a sweep directory).
+
+Config (YAML or TOML), every key optional:
+
+```yaml
+name: rules-vs-seeds
+kind: eval                                # or train
+seeds: [1, 2, 3]
+datasets: [persona_world]
+policies: [ask-4, max-entropy]            # eval only: rule names or trained run directories
+ablations:                                # name -> overrides of the eval (or train) settings
+  default: {}
+  single-user: {user: single}             # train: e.g. {persona_attention: false}
+eval: {episodes: 600, split: test, ranker: null, user: auto, world_seed: 0, data_dir: null}
+train: {steps: 40000, ranker: popularity} # kind train: `crs train` settings but dataset and seed
+retries: 2                                # extra attempts of a crashing task
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crs.common import write_json_atomic
+from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool
+from crs.train_cmd import make_settings
+from envs.metrics import MetricSummary
+from policies.rules import make_rule_policy
+from simulators.datasets import check_dataset_name
+from simulators.errors import CRSError
+
+SWEEP_FILE = "sweep.json"
+RESULTS_FILE = "results.json"
+RUNS_DIR = "runs"
+TASK_FILE = "task.json"
+DONE_MARKER = "done"
+EVAL_FILES = ("summary.json", "episodes.jsonl")
+
+
+class EvalSettings(BaseModel):
+    """Settings of every evaluation task (`crs.eval_cmd.run_evaluation` arguments)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    episodes: int = Field(600, ge=1, description="Conversations per task.")
+    split: str = Field("test", description="Split the conversations come from.")
+    ranker: str | None = Field(None, description="Ranker of rule policies (None: the dataset's default).")
+    user: Literal["auto", "single", "multi", "persona"] = "auto"
+    world_seed: int = Field(0, description="Seed of the persona world.")
+    data_dir: str | None = Field(None, description="Real-data folder (lastfm, lastfm_star, yelp_star).")
+
+
+GRID_KEYS_OF_TRAIN = ("dataset", "seed")
+
+
+class SweepConfig(BaseModel):
+    """A sweep: the grid and the settings shared by its tasks (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "sweep"
+    kind: Literal["eval", "train"] = Field(
+        "eval", description="eval: `crs eval` per task; train: `crs train` per task (then its test table)."
+    )
+    seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
+    policies: list[str] | None = Field(None, min_length=1, description="eval only (default [ask-4]).")
+    ablations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}}, min_length=1)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="`crs train` settings (TrainSettings keys but dataset and seed)."
+    )
+    retries: int = Field(DEFAULT_RETRIES, ge=0, le=10)
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, datasets: list[str]) -> list[str]:
+        for name in datasets:
+            try:
+                check_dataset_name(name)
+            except CRSError as error:
+                raise ValueError(str(error)) from None
+        return datasets
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, policies: list[str] | None) -> list[str] | None:
+        for spec in policies or ():
+            if not Path(spec).is_dir():
+                try:
+                    make_rule_policy(spec, None)
+                except CRSError as error:
+                    raise ValueError(f"{error}, or an existing run directory") from None
+        return policies
+
+    @field_validator("seeds", "datasets", "policies")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is None:
+            return None
+        repeated = sorted({str(value) for value in values if values.count(value) > 1})
+        if repeated:
+            raise ValueError(f"repeated entries: {', '.join(repeated)}")
+        return values
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, train: dict[str, Any]) -> dict[str, Any]:
+        for key in GRID_KEYS_OF_TRAIN:
+            if key in train:
+                raise ValueError(f"{key!r} comes from the grid; list it under '{key}s' instead")
+        try:
+            make_settings(dict(train))
+        except CRSError as error:
+            raise ValueError(str(error)) from None
+        return train
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepConfig:
+        if self.kind == "train" and self.policies is not None:
+            raise ValueError("policies: not used by kind 'train' (each task trains the RL policy); remove it")
+        for name in self.ablations:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"ablation name {name!r} may only use letters, digits, '_', '.', '-'")
+            try:
+                self.settings(name, self.datasets[0], self.seeds[0])
+            except CRSError as error:
+                raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def policy_specs(self) -> list[str]:
+        """The policies of the grid: the given ones (eval), or the trained RL policy ("rl", train)."""
+        return ["rl"] if self.kind == "train" else (self.policies or ["ask-4"])
+
+    def settings(self, ablation: str, dataset: str, seed: int) -> dict[str, Any]:
+        """A task's settings: the `eval` block (eval) or the `train` block with dataset and seed
+        (train), with the ablation's overrides.
+
+        Raises:
+            CRSError: When an override names an unknown key or a bad value (the key is named).
+        """
+        overrides = self.ablations[ablation]
+        if self.kind == "train":
+            for key in GRID_KEYS_OF_TRAIN:
+                if key in overrides:
+                    raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
+            try:
+                merged = {**self.train, **overrides, "dataset": dataset, "seed": seed}
+                return make_settings(merged).model_dump()
+            except CRSError as error:
+                raise CRSError(f"ablations.{ablation}: {error}") from None
+        try:
+            return EvalSettings.model_validate({**self.eval.model_dump(), **overrides}).model_dump()
+        except ValidationError as error:
+            raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSettings)) from None
+
+
+def _describe(error: ValidationError, prefix: str = "", known: type[BaseModel] | None = None) -> str:
+    """One part per pydantic error, 'key.path: message'; an unknown key lists the known ones."""
+    parts = []
+    for item in error.errors():
+        location = prefix + ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and known is not None:
+            model = known
+            for part in item["loc"][:-1]:  # nested block, e.g. eval.<key>
+                annotation = (
+                    model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+                )
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    model = annotation
+            message += f" (known keys: {', '.join(model.model_fields)})"
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep config (.yaml/.yml or .toml).
+
+    Raises:
+        CRSError: Missing file, unreadable syntax, or invalid keys/values (each bad key named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CRSError(f"sweep config {path} not found; pass a .yaml or .toml file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise CRSError(f"sweep config {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
+    except (yaml.YAMLError, ValueError) as error:
+        raise CRSError(f"sweep config {path} is not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(data, dict):
+        raise CRSError(f"sweep config {path} must be a mapping of keys (name, seeds, policies, ...)")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as error:
+        raise CRSError(f"sweep config {path}: {_describe(error, known=SweepConfig)}") from None
+
+
+# ---------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class SweepTask:
+    """One cell of the grid.
+
+    Attributes:
+        name: Unique, filesystem-safe: ``<dataset>-<policy>-<ablation>-s<seed>``.
+        group: The configuration without the seed (runs of one group differ only by seed).
+        kind: "eval".
+        dataset: Dataset name.
+        policy: Policy spec (rule name or run directory).
+        ablation: Ablation name (key of the config's ``ablations``).
+        seed: Run seed.
+        settings: The task's eval settings (`EvalSettings` as a dict).
+    """
+
+    name: str
+    group: str
+    kind: str
+    dataset: str
+    policy: str
+    ablation: str
+    seed: int
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (written as ``task.json``)."""
+        return {
+            "name": self.name,
+            "group": self.group,
+            "kind": self.kind,
+            "dataset": self.dataset,
+            "policy": self.policy,
+            "ablation": self.ablation,
+            "seed": self.seed,
+            "settings": dict(self.settings),
+        }
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "x"
+
+
+def expand_grid(config: SweepConfig) -> list[SweepTask]:
+    """The sweep's tasks, in order datasets × policies × ablations × seeds.
+
+    Raises:
+        CRSError: When two policies would give tasks the same name (e.g. two run dirs named alike).
+    """
+    tasks = []
+    for dataset in config.datasets:
+        for policy in config.policy_specs:
+            label = _safe(Path(policy).name if Path(policy).is_dir() else policy)
+            for ablation in config.ablations:
+                group = f"{_safe(dataset)}-{label}-{_safe(ablation)}"
+                for seed in config.seeds:
+                    settings = config.settings(ablation, dataset, seed)
+                    name = f"{group}-s{seed}"
+                    tasks.append(
+                        SweepTask(name, group, config.kind, dataset, policy, ablation, seed, settings)
+                    )
+    names = [task.name for task in tasks]
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise CRSError(
+            f"sweep tasks would share names {', '.join(repeated)}; give the policies distinct names"
+        )
+    return tasks
+
+
+def _read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` as {relative posix path: bytes}."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
+    """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
+    the driver to commit. eval: ``summary.json`` + ``episodes.jsonl``; train: the whole run directory."""
+    with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
+        if task.kind == "train":
+            from crs.train_cmd import make_settings, run_training  # lazily: workers import what they run
+
+            run_training(
+                make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
+            )
+            return _read_tree(Path(scratch) / task.name)
+        from crs.eval_cmd import run_evaluation
+
+        run_evaluation(
+            task.policy,
+            dataset=task.dataset,
+            seed=task.seed,
+            out=Path(scratch),
+            show_progress=False,
+            **task.settings,
+        )
+        return {name: (Path(scratch) / name).read_bytes() for name in EVAL_FILES}
+
+
+# ---------------------------------------------------------------------- the sweep directory
+def task_dir(out: Path, name: str) -> Path:
+    """Where a finished task lives."""
+    return out / RUNS_DIR / name
+
+
+def is_finished(path: Path) -> bool:
+    """A task folder counts as finished only with its ``done`` marker (written before the final rename)."""
+    return (path / DONE_MARKER).is_file()
+
+
+def commit_task(out: Path, task: SweepTask, files: Mapping[str, bytes]) -> Path:
+    """Write a task's files into a hidden temporary folder, add ``task.json`` and ``done``, then rename
+    the folder into ``runs/<task>``: the rename is atomic, so a reader sees all or nothing."""
+    runs = out / RUNS_DIR
+    runs.mkdir(parents=True, exist_ok=True)
+    staging = runs / f".{task.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    for name, data in files.items():
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    (staging / TASK_FILE).write_text(json.dumps(task.to_dict(), indent=2) + "\n")
+    (staging / DONE_MARKER).write_text("finished\n")
+    for path in staging.rglob("*"):  # data on disk before the rename makes it visible
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    final = task_dir(out, task.name)
+    if final.exists():  # a stale, unfinished folder (no marker): replaced
+        shutil.rmtree(final)
+    os.rename(staging, final)
+    return final
+
+
+def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
+    """Names of `tasks` already finished in `out`.
+
+    Raises:
+        CRSError: When a finished folder was made by a different configuration (same name, other settings).
+    """
+    finished = set()
+    for task in tasks:
+        path = task_dir(out, task.name)
+        if not is_finished(path):
+            continue
+        recorded = json.loads((path / TASK_FILE).read_text())
+        if recorded != task.to_dict():
+            raise CRSError(
+                f"{path} was produced by a different configuration than task {task.name!r} of this config; "
+                "use another --out or delete that folder"
+            )
+        finished.add(task.name)
+    return finished
+
+
+def remove_stale_attempts(out: Path) -> int:
+    """Delete unfinished attempts (``runs/.*.tmp-*``) left by an interrupted run; returns how many."""
+    runs = out / RUNS_DIR
+    stale = list(runs.glob(".*.tmp-*")) if runs.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
+
+
+def sweep_task_dirs(path: str | Path) -> list[Path]:
+    """The finished task folders of a sweep directory, sorted by name (unfinished attempts excluded).
+
+    Raises:
+        CRSError: When `path` is not a sweep directory (no ``runs/`` folder).
+    """
+    runs = Path(path) / RUNS_DIR
+    if not runs.is_dir():
+        raise CRSError(f"{path} is not a sweep directory (no {RUNS_DIR}/ folder); run `crs sweep` first")
+    return sorted(child for child in runs.iterdir() if not child.name.startswith(".") and is_finished(child))
+
+
+def read_task(path: str | Path) -> dict[str, Any]:
+    """A finished task's ``task.json`` (`SweepTask.to_dict`)."""
+    return json.loads((Path(path) / TASK_FILE).read_text())
+
+
+def sweep_groups(path: str | Path) -> dict[str, list[Path]]:
+    """Finished task folders grouped by configuration (same dataset, policy, ablation; seeds differ),
+    each group sorted by seed — what a report needs for confidence intervals across seeds."""
+    groups: dict[str, list[tuple[int, Path]]] = {}
+    for task_path in sweep_task_dirs(path):
+        task = read_task(task_path)
+        groups.setdefault(task["group"], []).append((int(task["seed"]), task_path))
+    return {group: [p for _, p in sorted(members)] for group, members in sorted(groups.items())}
+
+
+def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
+    """The metrics of a finished task: its evaluation (eval), or its trained policy's test row (train)."""
+    summary = json.loads((Path(path) / "summary.json").read_text())
+    if read_task(path)["kind"] == "train":
+        row = next(values for label, values in summary["test"].items() if label.startswith("RL ("))
+    else:
+        row = summary["metrics"]
+    return {name: MetricSummary(**values) for name, values in row.items()}
+
+
+# ---------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What one `run_sweep` call did.
+
+    Attributes:
+        tasks: Every task of the config, in grid order.
+        skipped: Tasks already finished before this run (not run again).
+        ran: Tasks finished by this run.
+        failed: Tasks that failed after their retries (name, attempts and last error).
+        rows: Metrics of every finished task, in grid order (the results table).
+    """
+
+    tasks: list[SweepTask]
+    skipped: list[str]
+    ran: list[str]
+    failed: list[TaskResult]
+    rows: dict[str, dict[str, MetricSummary]]
+
+
+def run_sweep(
+    config: SweepConfig,
+    out: Path,
+    *,
+    workers: int | None = None,
+    backend: str = "auto",
+    address: str | None = None,
+    notify: Callable[[str], None] | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+    on_retry: Callable[[str, int, str], None] | None = None,
+) -> SweepOutcome:
+    """Run the unfinished tasks of `config` on a `WorkerPool` and write the sweep directory `out`.
+
+    Args:
+        config: The validated sweep config.
+        out: Sweep directory (created; a rerun skips its finished tasks).
+        workers: Tasks at once (default: the cores, or the cluster's CPUs with `address`).
+        backend: "auto", "ray", "process" or "serial" (see `crs.parallel`).
+        address: Existing Ray cluster.
+        notify: One-line notices (e.g. the process-pool fallback).
+        on_result: Called as each task finishes or finally fails.
+        on_retry: Called as ``(name, failed_attempt, error)`` before a task is re-run.
+    """
+    tasks = expand_grid(config)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_attempts(out)
+    finished = finished_tasks(out, tasks)
+    write_json_atomic(
+        out / SWEEP_FILE, {"config": config.model_dump(), "tasks": [task.to_dict() for task in tasks]}
+    )
+    todo = [task for task in tasks if task.name not in finished]
+    by_name = {task.name: task for task in tasks}
+    ran: list[str] = []
+
+    def committed(result: TaskResult) -> None:
+        if result.ok:
+            commit_task(out, by_name[result.name], result.value)
+            ran.append(result.name)
+        if on_result is not None:
+            on_result(result)
+
+    failed: list[TaskResult] = []
+    if todo:
+        with WorkerPool(
+            min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
+        ) as pool:
+            results = pool.run(
+                [Task(task.name, run_sweep_task, (task,)) for task in todo],
+                retries=config.retries,
+                on_result=committed,
+                on_retry=on_retry,
+            )
+        failed = [result for result in results if not result.ok]
+    rows = {
+        task.name: read_metrics(task_dir(out, task.name))
+        for task in tasks
+        if is_finished(task_dir(out, task.name))
+    }
+    write_json_atomic(
+        out / RESULTS_FILE,
+        {
+            "rows": {name: {k: vars(v) for k, v in metrics.items()} for name, metrics in rows.items()},
+            "failed": [{"name": r.name, "attempts": r.attempts, "error": r.error} for r in failed],
+        },
+    )
+    return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows)

@@ -1,0 +1,110 @@
+"""`crs sweep CONFIG --out DIR`: run a grid of evaluations on Ray (or a local process pool)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crs.common import console, friendly_errors, metrics_table
+from crs.parallel import BACKENDS, TaskResult
+from crs.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
+
+EXIT_TASKS_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@friendly_errors
+def sweep_command(
+    config: Path = typer.Argument(
+        ..., help="Sweep config (.yaml or .toml): seeds, datasets, policies, ablations."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Sweep directory (a rerun skips its finished tasks)."),
+    workers: int = typer.Option(
+        None, "--workers", "-w", help="Tasks at once (default: all cores, or the cluster's CPUs)."
+    ),
+    backend: str = typer.Option("auto", "--backend", help=f"Worker backend: {', '.join(BACKENDS)}."),
+    address: str = typer.Option(
+        None, "--address", help="Existing Ray cluster (e.g. ray://head:10001); default: a local instance."
+    ),
+) -> None:
+    """Run every (dataset, policy, ablation, seed) of a config as its own evaluation task.
+
+    Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
+    interrupting and rerunning the same command skips finished tasks. A crashing task is retried
+    (`retries` in the config, default 2) and named if it keeps failing (exit code 1).
+
+    Example config (sweep.yaml):
+
+      seeds: [1, 2, 3]
+
+      policies: [ask-4, max-entropy]
+
+      eval: {episodes: 600}
+
+    Examples:
+
+      crs sweep sweep.yaml --out out/sweeps/rules
+
+      crs sweep sweep.yaml --out out/sweeps/rules --workers 8 --address ray://head:10001
+    """
+    settings = load_sweep_config(config)
+    tasks = expand_grid(settings)
+    already = finished_tasks(out, tasks) if out.is_dir() else set()
+    console.print(
+        f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks, {len(already)} already finished in {out}",
+        highlight=False,
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("tasks", total=len(tasks), completed=len(already))
+
+        def finished(result: TaskResult) -> None:
+            progress.advance(bar)
+            if result.ok:
+                console.print(f"[green]done[/] {result.name} ({result.seconds:.1f} s)", highlight=False)
+            else:
+                console.print(
+                    f"[bold red]failed[/] {result.name} after {result.attempts} attempts: {result.error}",
+                    highlight=False,
+                )
+
+        def retrying(name: str, attempt: int, error: str) -> None:
+            console.print(f"[yellow]retry[/] {name} (attempt {attempt} failed: {error})", highlight=False)
+
+        try:
+            outcome = run_sweep(
+                settings,
+                out,
+                workers=workers,
+                backend=backend,
+                address=address,
+                notify=lambda line: console.print(line, markup=False, highlight=False),
+                on_result=finished,
+                on_retry=retrying,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"[yellow]interrupted[/]: finished tasks are kept in {out / RUNS_DIR}; "
+                "rerun the same command to run the rest"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    title = (
+        f"sweep {settings.name}: {len(outcome.rows)}/{len(tasks)} tasks finished "
+        f"({len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished)"
+    )
+    console.print(metrics_table(title, outcome.rows))
+    console.print(f"results in [bold]{out}[/] ({RESULTS_FILE}, {RUNS_DIR}/<task>/)")
+    if outcome.failed:
+        names = ", ".join(result.name for result in outcome.failed)
+        console.print(f"[bold red]{len(outcome.failed)} task(s) failed:[/] {names}; rerun to retry them")
+        raise typer.Exit(EXIT_TASKS_FAILED)

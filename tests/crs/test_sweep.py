@@ -1,0 +1,230 @@
+"""`crs sweep`: config validation, the grid, atomic task folders, skipping finished tasks on a rerun,
+failing tasks named, and a sweep killed mid-way that a rerun completes without redoing finished tasks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from crs.common import metrics_table
+from crs.eval_cmd import run_evaluation
+from crs.sweep import (
+    DONE_MARKER,
+    RUNS_DIR,
+    SweepConfig,
+    expand_grid,
+    load_sweep_config,
+    read_metrics,
+    run_sweep,
+    sweep_groups,
+    sweep_task_dirs,
+    task_dir,
+)
+from simulators.errors import CRSError
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def table_text(title: str, rows: dict) -> str:
+    """The rich results table as plain text, wide enough that nothing is cut."""
+    console = Console(width=250, record=True, file=io.StringIO())
+    console.print(metrics_table(title, rows))
+    return console.export_text()
+
+
+def serial_rows(config: SweepConfig) -> dict:
+    """The reference: every task of the grid run one by one with `run_evaluation`, in this process."""
+    rows = {}
+    for task in expand_grid(config):
+        result = run_evaluation(
+            task.policy, dataset=task.dataset, seed=task.seed, out=None, show_progress=False, **task.settings
+        )
+        rows[task.name] = result.metrics
+    return rows
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ config
+def test_config_errors_name_each_bad_key(tmp_path) -> None:
+    bad = write(
+        tmp_path / "bad.yaml",
+        "seeds: [1, x]\npolicies: [ask-4, ask-lots]\ndatasets: [netflix]\neval: {episods: 3}\nfoo: 1\n",
+    )
+    with pytest.raises(CRSError) as caught:
+        load_sweep_config(bad)
+    message = str(caught.value)
+    for part in (
+        "seeds.1: Input should be a valid integer",
+        "unknown rule policy 'ask-lots'",
+        "unknown dataset 'netflix'",
+        "eval.episods: Extra inputs are not permitted (known keys: episodes,",
+        "foo: Extra inputs are not permitted",
+    ):
+        assert part in message, (part, message)
+
+    ablation = write(
+        tmp_path / "ablation.toml", '[ablations.fast]\nepisodes = 5\n[ablations.odd]\nusr = "single"\n'
+    )
+    with pytest.raises(CRSError, match=r"ablations\.odd\.usr: Extra inputs are not permitted"):
+        load_sweep_config(ablation)
+    train = write(tmp_path / "train.yaml", "kind: train\npolicies: [ask-4]\n")
+    with pytest.raises(CRSError, match="policies: not used by kind 'train'"):
+        load_sweep_config(train)
+    seeded = write(tmp_path / "seeded.yaml", "kind: train\ntrain: {seed: 3}\n")
+    with pytest.raises(CRSError, match="train: 'seed' comes from the grid"):
+        load_sweep_config(seeded)
+    with pytest.raises(CRSError, match="unknown suffix"):
+        load_sweep_config(write(tmp_path / "sweep.json", "{}"))
+
+
+def test_grid_is_datasets_x_policies_x_ablations_x_seeds(tmp_path) -> None:
+    config = load_sweep_config(
+        write(
+            tmp_path / "grid.toml",
+            'seeds = [1, 2, 3]\ndatasets = ["persona_world", "lastfm"]\npolicies = ["ask-4", "random"]\n'
+            '[eval]\nepisodes = 50\n[ablations.default]\n[ablations.single]\nuser = "single"\n',
+        )
+    )
+    tasks = expand_grid(config)
+    assert len(tasks) == 2 * 2 * 2 * 3 == 24
+    assert len({task.name for task in tasks}) == 24
+    assert tasks[0].name == "persona_world-ask-4-default-s1" and tasks[-1].name == "lastfm-random-single-s3"
+    assert {task.group for task in tasks if task.seed == 2} == {task.group for task in tasks}  # 8 groups
+    assert len({task.group for task in tasks}) == 8
+    single = [task for task in tasks if task.ablation == "single"]
+    assert all(t.settings["user"] == "single" and t.settings["episodes"] == 50 for t in single)
+
+
+# ------------------------------------------------------------------ running
+@pytest.mark.slow
+def test_sweep_table_equals_serial_runs_and_a_rerun_skips_finished_tasks(tmp_path) -> None:
+    config = SweepConfig.model_validate(
+        {
+            "seeds": [1, 2],
+            "policies": ["ask-4", "max-entropy"],
+            "ablations": {"default": {}, "single": {"user": "single"}},
+            "eval": {"episodes": 25},
+        }
+    )
+    out = tmp_path / "sweep"
+    outcome = run_sweep(config, out, workers=2, backend="process")
+    names = [task.name for task in expand_grid(config)]
+    assert outcome.ran and sorted(outcome.ran) == sorted(names) and not outcome.failed and not outcome.skipped
+    assert list(outcome.rows) == names  # grid order, whatever order the workers finished in
+    assert table_text("t", outcome.rows) == table_text("t", serial_rows(config))
+
+    markers = {name: (task_dir(out, name) / DONE_MARKER).stat().st_mtime_ns for name in names}
+    again = run_sweep(config, out, workers=2, backend="process")
+    assert again.ran == [] and again.skipped == names
+    assert {name: (task_dir(out, name) / DONE_MARKER).stat().st_mtime_ns for name in names} == markers
+    assert table_text("t", again.rows) == table_text("t", outcome.rows)
+
+    groups = sweep_groups(out)  # the reader `crs report` uses: configurations across seeds
+    assert list(groups) == sorted({name.rsplit("-s", 1)[0] for name in names})
+    assert all([p.name[-2:] for p in members] == ["s1", "s2"] for members in groups.values())
+
+
+def test_a_task_that_keeps_failing_is_named_and_the_others_finish(tmp_path) -> None:
+    from crs.cli import app
+
+    config = write(
+        tmp_path / "sweep.yaml",
+        f"datasets: [persona_world, lastfm]\neval: {{episodes: 10, data_dir: {tmp_path / 'nowhere'}}}\n",
+    )
+    out = tmp_path / "out"
+    args = ["sweep", str(config), "--out", str(out), "--backend", "serial"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 1, result.output
+    assert "failed lastfm-ask-4-default-s1 after 3 attempts" in result.output  # 1 + 2 retries
+    assert result.output.count("retry lastfm-ask-4-default-s1") == 2
+    assert "1 task(s) failed: lastfm-ask-4-default-s1" in result.output
+    assert [path.name for path in sweep_task_dirs(out)] == ["persona_world-ask-4-default-s1"]
+    results = json.loads((out / "results.json").read_text())
+    assert [f["name"] for f in results["failed"]] == ["lastfm-ask-4-default-s1"]
+    assert list(results["rows"]) == ["persona_world-ask-4-default-s1"]
+
+    rerun = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert rerun.exit_code == 1 and "2 tasks, 1 already finished" in rerun.output
+
+
+def test_unfinished_folders_are_never_taken_for_finished_ones(tmp_path) -> None:
+    config = SweepConfig.model_validate({"seeds": [1, 2], "eval": {"episodes": 8}})
+    out = tmp_path / "out"
+    first, second = (task.name for task in expand_grid(config))
+    # An interrupted attempt and a folder without its `done` marker (e.g. copied by hand, half-written):
+    stale = out / RUNS_DIR / f".{first}.tmp-0123abcd"
+    stale.mkdir(parents=True)
+    (stale / "summary.json").write_text("{")
+    half = task_dir(out, second)
+    half.mkdir()
+    (half / "summary.json").write_text("{")
+    assert sweep_task_dirs(out) == []
+
+    outcome = run_sweep(config, out, backend="serial")
+    assert sorted(outcome.ran) == [first, second] and outcome.skipped == []
+    assert not stale.exists()
+    assert (
+        read_metrics(half)["SR@15"].mean
+        == json.loads((half / "summary.json").read_text())["metrics"]["SR@15"]["mean"]
+    )
+    assert [p.name for p in sweep_task_dirs(out)] == [first, second]
+
+    changed = SweepConfig.model_validate({"seeds": [1, 2], "eval": {"episodes": 9}})
+    with pytest.raises(CRSError, match="produced by a different configuration"):
+        run_sweep(changed, out, backend="serial")
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_tasks(tmp_path) -> None:
+    """SIGKILL the whole sweep (driver and worker) as soon as its first task is finished; the rerun
+    runs only the rest: finished folders keep their `done` marker (same mtime), and the table matches
+    the serial run."""
+    config_path = write(
+        tmp_path / "sweep.yaml",
+        "seeds: [1, 2, 3]\npolicies: [max-entropy]\neval: {episodes: 200}\n",
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "crs.cli", "sweep", str(config_path), "--out", str(out)]
+    command += ["--workers", "1", "--backend", "process"]
+    sweep = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while not (out / RUNS_DIR).is_dir() or not sweep_task_dirs(out):
+            assert sweep.poll() is None, "the sweep ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no task finished in time"
+            time.sleep(0.02)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)  # driver and its worker process, mid-way through task 2
+        sweep.wait()
+    finished = {path.name: (path / DONE_MARKER).stat().st_mtime_ns for path in sweep_task_dirs(out)}
+    assert 1 <= len(finished) < 3, finished  # each task takes seconds: the kill came mid-sweep
+
+    from crs.cli import app
+
+    rerun = runner.invoke(app, command[3:], env={"COLUMNS": "250"})
+    assert rerun.exit_code == 0, rerun.output
+    assert f"3 tasks, {len(finished)} already finished" in rerun.output
+    assert f"({3 - len(finished)} run now, {len(finished)} skipped as finished)" in rerun.output
+    done_now = {path.name: (path / DONE_MARKER).stat().st_mtime_ns for path in sweep_task_dirs(out)}
+    assert len(done_now) == 3 and all(done_now[name] == mtime for name, mtime in finished.items())
+    assert not list((out / RUNS_DIR).glob(".*"))  # the killed attempt's scratch folder is gone
+    config = load_sweep_config(config_path)
+    rows = {task.name: read_metrics(task_dir(out, task.name)) for task in expand_grid(config)}
+    assert table_text("t", rows) == table_text("t", serial_rows(config))
