@@ -260,6 +260,7 @@ def run_training(
         atomic_save,
         mean_metrics,
         read_state,
+        set_logger,
         write_policy_meta,
     )
     from policies.rules import make_rule_policy
@@ -326,8 +327,8 @@ def run_training(
         model = MaskablePPO.load(checkpoint, env=vec, device="cpu")
         best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
     else:
-        model = build_model(vec, ranker, config, seed=settings.seed, tensorboard_log=str(run_dir / "tb"))
-    model.tensorboard_log = str(run_dir / "tb")
+        model = build_model(vec, ranker, config, seed=settings.seed)
+    set_logger(model, run_dir / "tb")
     valid_n = train_env().goals.n_goals
     valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
 
@@ -375,7 +376,7 @@ def run_training(
             best_score=best_score,  # type: ignore[arg-type]
         )
         if remaining > 0:
-            model.learn(remaining, callback=callback, reset_num_timesteps=False, tb_log_name="ppo")
+            model.learn(remaining, callback=callback, reset_num_timesteps=False)
         else:
             callback.init_callback(model)
         callback.run_eval()  # the final policy competes for best_model.zip too

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -196,7 +198,20 @@ def build_model(
     arrays = pretrained_arrays(ranker)
     if arrays is not None:
         model.policy.features_extractor.load_pretrained(arrays)
+    set_logger(model, tensorboard_log)
     return model
+
+
+def set_logger(model: MaskablePPO, tensorboard_dir: str | Path | None) -> None:
+    """Log to TensorBoard files in `tensorboard_dir` (continued across resumes), or nowhere.
+
+    Setting the logger explicitly also stops SB3 from creating an empty SB3-<date> folder in the
+    temporary directory on every `learn` call.
+    """
+    if tensorboard_dir is None:
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    else:
+        model.set_logger(configure_logger(str(tensorboard_dir), ["tensorboard"]))
 
 
 def _first_base_env(vec_env: VecEnv) -> ConversationEnv:
