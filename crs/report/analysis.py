@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from crs.report.inputs import EvalRun
+from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, sr_at
 
 METRICS: tuple[str, ...] = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
@@ -488,11 +488,11 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         verdicts[dataset] = verdict
         sentences.append(text)
     if not sentences:
+        tops = [max(t.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean)) for t in tables]
         best = [
-            f"{t.reference or t.rows[0].label} ({PRIMARY} "
-            f"{_fmt((t.row(t.reference) if t.reference else t.rows[0]).metrics[PRIMARY])}) on "
-            f"{t.test_set.dataset_label}" + (f", table {i + 1}" if len(tables) > 1 else "")
-            for i, t in enumerate(tables)
+            f"{top.label} ({PRIMARY} {_fmt(top.metrics[PRIMARY])}) on {t.test_set.dataset_label}"
+            + (f", table {i + 1}" if len(tables) > 1 else "")
+            for i, (t, top) in enumerate(zip(tables, tops, strict=True))
         ]
         return (
             "These inputs cannot answer the question: they hold no trained full model together with its "
@@ -503,3 +503,96 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         )
     summary = ", ".join(f"{d}: {v}" for d, v in verdicts.items())
     return " ".join(sentences) + f" Verdict per dataset — {summary}.", verdicts
+
+
+# ------------------------------------------------------------------------------ train-run summaries
+@dataclass(frozen=True)
+class TrainSummaryRow:
+    """A train configuration's own final test figures (``runs/<name>/summary.json``), over its seeds.
+
+    Attributes:
+        label: Configuration label ("full", "persona-blind", ... or the run name without its seed).
+        runs: Its runs that wrote a test summary.
+        metrics: The trained policy's test metrics: the run's bootstrap CI for one run, Student-t across
+            runs for several.
+        ci: "conversations" or "seeds".
+        timesteps: Training steps of each run.
+        test_episodes: Test conversations of each run.
+    """
+
+    label: str
+    runs: tuple[TrainRun, ...]
+    metrics: Mapping[str, MetricSummary]
+    ci: str
+    timesteps: tuple[int, ...]
+    test_episodes: tuple[int, ...]
+
+    @property
+    def ablation(self) -> str | None:
+        return self.runs[0].info.ablation
+
+
+def _trained_entry(run: TrainRun) -> Mapping[str, MetricSummary] | None:
+    """The trained policy's row of a run's test summary ("RL (<name>)"), else None."""
+    if not run.test_summary:
+        return None
+    for label, metrics in run.test_summary.items():
+        if label.startswith("RL") or run.info.name in label:
+            return metrics
+    return None
+
+
+def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSummaryRow]:
+    """One row per train configuration with a final test summary."""
+    rows = []
+    for label, runs in groups.items():
+        entries = [(run, _trained_entry(run)) for run in runs]
+        entries = [(run, e) for run, e in entries if e is not None and all(m in e for m in METRICS)]
+        if not entries:
+            continue
+        if len(entries) == 1:
+            metrics, ci = dict(entries[0][1]), "conversations"
+        else:
+            n = len(entries)
+            quantile = float(stats.t.ppf(0.975, n - 1))
+            metrics = {}
+            for m in METRICS:
+                means = np.array([e[m].mean for _, e in entries])
+                half = quantile * means.std(ddof=1) / math.sqrt(n)
+                metrics[m] = MetricSummary(
+                    float(means.mean()), float(means.mean() - half), float(means.mean() + half)
+                )
+            ci = "seeds"
+        rows.append(
+            TrainSummaryRow(
+                label=label,
+                runs=tuple(run for run, _ in entries),
+                metrics=metrics,
+                ci=ci,
+                timesteps=tuple(int(run.summary.get("timesteps", 0)) for run, _ in entries),
+                test_episodes=tuple(int(run.summary.get("test_episodes", 0)) for run, _ in entries),
+            )
+        )
+    return rows
+
+
+def unpaired_answer(rows: Sequence[TrainSummaryRow]) -> str | None:
+    """What the train runs' own test summaries say about full vs ablations (unpaired), or None."""
+    by_ablation = {r.ablation: r for r in rows if r.ablation is not None}
+    if "full" not in by_ablation or len(by_ablation) < 2:
+        return None
+    parts = [
+        f"{a} {_fmt(by_ablation[a].metrics[PRIMARY])} ({len(by_ablation[a].runs)} run"
+        f"{'s' if len(by_ablation[a].runs) > 1 else ''})"
+        for a in ABLATIONS
+        if a in by_ablation
+    ]
+    names = " ".join(f"runs/{r.runs[0].info.name}" for r in by_ablation.values())
+    return (
+        "From the train runs' own test summaries (unpaired, not recomputed from episode records), "
+        f"{PRIMARY} is: "
+        + "; ".join(parts)
+        + ". No verdict without paired records: evaluate every run on the same conversations (e.g. `crs eval "
+        f"--policy <run> --seed 1 -n 600 -o out/eval/<run>` for {names}) and pass those folders to `crs "
+        "report`."
+    )

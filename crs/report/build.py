@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crs.report.analysis import PRIMARY, Table, answer, build_tables
+from crs.report.analysis import (
+    PRIMARY,
+    Table,
+    TrainSummaryRow,
+    answer,
+    build_tables,
+    train_summary_rows,
+    unpaired_answer,
+)
 from crs.report.examples import ExampleDialogue, example_dialogues, pick_examples
 from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
 from crs.report.persona import PersonaAnalysis, analyse_personas, has_personas
@@ -47,6 +55,7 @@ class Report:
         table_plots: Plots per table index.
         learning: Learning-curve plot, if any train run logged a curve.
         train_groups: Train runs grouped by configuration label.
+        train_rows: The train configurations' own final test figures.
         persona: Persona analyses (one per persona ranker and dataset).
         persona_plots: Plots per persona analysis index.
         examples: Replayed example dialogues.
@@ -65,6 +74,7 @@ class Report:
     table_plots: dict[int, list[Plot]] = field(default_factory=dict)
     learning: Plot | None = None
     train_groups: dict[str, list[TrainRun]] = field(default_factory=dict)
+    train_rows: list[TrainSummaryRow] = field(default_factory=list)
     persona: list[PersonaAnalysis] = field(default_factory=list)
     persona_plots: dict[int, list[Plot]] = field(default_factory=dict)
     examples: list[ExampleDialogue] = field(default_factory=list)
@@ -122,9 +132,10 @@ def _is_pretrain_artifact(spec: str | None) -> bool:
 
 
 def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
-    """Persona rankers named by a table's runs (pre-training artifacts), with the runs that use each."""
+    """Persona rankers named by a table's runs (pre-training artifacts), with the runs that use each;
+    the full model's first, then in row order."""
     sources: dict[str, list[EvalRun]] = {}
-    for row in table.rows:
+    for row in sorted(table.rows, key=lambda r: r.ablation != "full"):
         for run in row.runs:
             for spec in (run.ranker, run.train.pretrained if run.train is not None else None):
                 if spec and _is_pretrain_artifact(spec):
@@ -193,6 +204,11 @@ def build_report(
     for run in inputs.trains:
         train_groups.setdefault(_train_label(run), []).append(run)
     report.train_groups = train_groups
+    report.train_rows = train_summary_rows(train_groups)
+    if not report.verdicts:
+        unpaired = unpaired_answer(report.train_rows)
+        if unpaired is not None:
+            report.answer = unpaired
     labels = [row.label for t in tables for row in t.rows] + list(train_groups)
     ablations = {row.label: row.ablation for t in tables for row in t.rows}
     ablations.update({label: runs[0].info.ablation for label, runs in train_groups.items()})
@@ -240,7 +256,13 @@ def _persona_sections(report: Report, catalogs: _Catalogs, explainers: dict[str,
                 "train` runs"
             )
             continue
-        for source, runs in sources.items():
+        if len(sources) > 1:
+            skipped = ", ".join(list(sources)[1:])
+            reasons.append(
+                f"{table.test_set.dataset_label}: persona analysis of {next(iter(sources))} only (also: "
+                f"{skipped})"
+            )
+        for source, runs in list(sources.items())[:1]:
             try:
                 from policies.rankers import build_ranker
 

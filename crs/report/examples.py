@@ -111,11 +111,14 @@ def replay(
 
 
 def explain_item(explainer, catalog: Catalog, facts, item: int) -> str:
-    """'"Velvet Harbor": persona 1 (P3 · jazz, calm), because of "jazz"'."""
+    """'"Velvet Harbor": your persona 1 (P3 · jazz, calm), because of "jazz"'."""
+    from crs.report.persona import prototype_names
+
     persona, aspect = explainer.explain(facts, np.array([item]))[0]
     prototype = int(explainer.prototype_of(facts.user)[persona])
+    name = prototype_names(explainer, catalog)[prototype]
     aspect_text = f'because of "{catalog.aspect_names[aspect]}"' if aspect >= 0 else "no aspect"
-    return f'"{catalog.item_names[item]}": persona {persona} (prototype P{prototype}), {aspect_text}'
+    return f'"{catalog.item_names[item]}": your persona {persona} ({name}), {aspect_text}'
 
 
 def pick_examples(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from envs.metrics import EpisodeRecord, per_episode_metrics
+from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from simulators.errors import CRSError
 
 SUMMARY_FILE = "summary.json"
@@ -30,12 +30,12 @@ EPISODES_FILE = "episodes.jsonl"
 TRAIN_CONFIG_FILES: tuple[str, ...] = ("config.yaml", "config.yml", "policy.json")
 """A train run is recognised by any of these (``policy.json``: what `crs eval` needs to load the policy)."""
 CURVE_FILES: tuple[str, ...] = (
+    "eval.jsonl",
+    "eval.csv",
     "eval_curve.csv",
     "eval_curve.jsonl",
     "evaluations.csv",
     "evaluations.jsonl",
-    "eval.csv",
-    "eval.jsonl",
     "curve.csv",
     "curve.jsonl",
     "metrics.csv",
@@ -43,9 +43,14 @@ CURVE_FILES: tuple[str, ...] = (
 )
 """Learning-curve files of a train run, first found wins."""
 
-STEP_KEYS: tuple[str, ...] = ("steps", "step", "timesteps", "num_timesteps", "global_step")
-SR_KEYS: tuple[str, ...] = ("SR@15", "sr@15", "sr15", "SR", "sr", "success_rate", "success")
-REWARD_KEYS: tuple[str, ...] = ("reward", "mean_reward", "eval_reward", "return", "mean_return")
+STEP_KEYS: tuple[str, ...] = ("timesteps", "steps", "step", "num_timesteps", "global_step")
+CURVE_SERIES: dict[str, tuple[str, ...]] = {
+    "SR@15": ("SR@15", "sr@15", "sr15", "SR", "sr", "success_rate", "success"),
+    "reward": ("reward", "mean_reward", "eval_reward", "return", "mean_return"),
+    "hDCG": ("hDCG", "hdcg"),
+    "AT": ("AT", "at", "average_turns"),
+}
+"""Series a learning curve may log, each under any of its aliases (SR@15 or reward is required)."""
 REQUIRED_SUMMARY_KEYS: tuple[str, ...] = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 ABLATION_KEYS: tuple[str, ...] = ("persona_attention", "aspect_attention")
 
@@ -171,15 +176,24 @@ class Curve:
 
     Attributes:
         steps: Environment steps at each evaluation, shape (n,).
-        sr: Success rate at each evaluation, shape (n,) (NaN where not logged).
-        reward: Mean episode reward at each evaluation, shape (n,) (NaN where not logged).
+        series: Logged values per name in `CURVE_SERIES` ("SR@15", "reward", "hDCG", "AT"), each shape
+            (n,), NaN where a point lacks it; only the names the file has.
         source: The file it was read from.
     """
 
     steps: np.ndarray
-    sr: np.ndarray
-    reward: np.ndarray
+    series: Mapping[str, np.ndarray]
     source: Path
+
+    @property
+    def sr(self) -> np.ndarray:
+        """SR@15 at each evaluation (NaN when not logged), shape (n,)."""
+        return self.series.get("SR@15", np.full(self.steps.shape, np.nan))
+
+    @property
+    def reward(self) -> np.ndarray:
+        """Mean reward at each evaluation (NaN when not logged), shape (n,)."""
+        return self.series.get("reward", np.full(self.steps.shape, np.nan))
 
 
 @dataclass(frozen=True)
@@ -189,13 +203,18 @@ class TrainRun:
     Attributes:
         info: What its config says.
         curve: Its evaluation curve, if one was logged.
-        final_eval: Its final test evaluation, if one was written.
+        final_eval: Episode records of a test evaluation kept inside the run folder, if any.
+        test_summary: The run's own final test comparison (``summary.json``: label -> metric -> mean/CI,
+            the trained policy and rule baselines on the same conversations), if written.
+        summary: The run's ``summary.json`` as read (empty when absent).
         missing: Optional parts that are absent, in words (shown in the report).
     """
 
     info: TrainInfo
     curve: Curve | None
     final_eval: EvalRun | None
+    test_summary: Mapping[str, Mapping[str, MetricSummary]] | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
     missing: tuple[str, ...] = ()
 
 
@@ -388,12 +407,10 @@ def read_train_info(path: Path) -> TrainInfo:
     seed = _find_key(config, "seed")
     dataset = _find_key(config, "dataset") or _find_key(config, "catalog")
     pretrained = None
-    for key in ("pretrained", "pretrain", "ranker", "pretrain_artifact", "artifact"):
-        value = _find_key(config, key)
-        if isinstance(value, str) and value:
-            pretrained = _artifact_path(value, path)
-            if pretrained is not None:
-                break
+    for key in ("pretrained", "pretrain_artifact", "artifact", "ranker"):
+        for value in _find_all(config, key):
+            if isinstance(value, str) and value and pretrained is None:
+                pretrained = _artifact_path(value, path)
     return TrainInfo(
         path=path,
         name=path.name,
@@ -428,25 +445,58 @@ def read_train_run(path: str | Path) -> TrainRun:
     missing: list[str] = []
     curve = _read_curve(folder)
     if curve is None:
-        missing.append("learning curve (no " + " / ".join(CURVE_FILES[:4]) + ")")
+        missing.append("learning curve (no " + " / ".join(CURVE_FILES[:2]) + ")")
     final = None
     final_dir = _final_eval_dir(folder)
-    if final_dir is None:
-        missing.append("final test evaluation (no sub-folder with summary.json)")
-    else:
+    if final_dir is not None:
         final = read_eval_dir(final_dir, train=info)
-    return TrainRun(info=info, curve=curve, final_eval=final, missing=tuple(missing))
+    summary: dict[str, Any] = {}
+    test_summary = None
+    if (folder / SUMMARY_FILE).is_file() and not (folder / EPISODES_FILE).is_file():
+        summary = _read_json(folder / SUMMARY_FILE, "re-run `crs train --resume` or remove the file")
+        if not isinstance(summary, dict):
+            raise CRSError(f"{folder / SUMMARY_FILE} is corrupt: expected a JSON object")
+        test_summary = _test_summary(summary.get("test"), folder / SUMMARY_FILE)
+    if test_summary is None and final is None:
+        missing.append("final test comparison (no summary.json: the run has not finished)")
+    return TrainRun(
+        info=info,
+        curve=curve,
+        final_eval=final,
+        test_summary=test_summary,
+        summary=summary,
+        missing=tuple(missing),
+    )
+
+
+def _test_summary(data: Any, path: Path) -> dict[str, dict[str, MetricSummary]] | None:
+    """``{"label": {"SR@15": {"mean", "low", "high"}, ...}}`` read into `MetricSummary`s."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise CRSError(f"{path} [test] is corrupt: expected label -> metrics, found {type(data).__name__}")
+    out: dict[str, dict[str, MetricSummary]] = {}
+    for label, metrics in data.items():
+        try:
+            out[str(label)] = {
+                str(name): MetricSummary(float(v["mean"]), float(v["low"]), float(v["high"]))
+                for name, v in metrics.items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CRSError(
+                f"{path} [test][{label}] is corrupt ({exc}); expected metric -> mean/low/high"
+            ) from exc
+    return out
 
 
 def _final_eval_dir(folder: Path) -> Path | None:
+    """A sub-folder holding `crs eval` records (e.g. ``crs eval --policy runs/x -o runs/x/eval``)."""
     preferred = ("eval", "test", "final_eval", "evaluation", "eval_test")
-    for name in preferred:
-        if is_eval_dir(folder / name):
-            return folder / name
-    if is_eval_dir(folder):
-        return folder
-    found = sorted(c for c in folder.iterdir() if c.is_dir() and is_eval_dir(c))
-    return found[0] if found else None
+    found = [folder / name for name in preferred] + sorted(c for c in folder.iterdir() if c.is_dir())
+    for candidate in found:
+        if (candidate / SUMMARY_FILE).is_file() and (candidate / EPISODES_FILE).is_file():
+            return candidate
+    return None
 
 
 def _read_curve(folder: Path) -> Curve | None:
@@ -485,27 +535,17 @@ def _curve_from_rows(rows: list[dict[str, Any]], path: Path) -> Curve | None:
         return None
     keys = set().union(*(row.keys() for row in rows))
     step_key = next((k for k in STEP_KEYS if k in keys), None)
-    sr_key = next((k for k in SR_KEYS if k in keys), None)
-    reward_key = next((k for k in REWARD_KEYS if k in keys), None)
-    if step_key is None or (sr_key is None and reward_key is None):
+    found = {name: next((k for k in aliases if k in keys), None) for name, aliases in CURVE_SERIES.items()}
+    found = {name: key for name, key in found.items() if key is not None}
+    if step_key is None or not ({"SR@15", "reward"} & found.keys()):
         return None
-    steps, sr, reward = [], [], []
-    for row in rows:
-        step = _number(row.get(step_key))
-        if math.isnan(step):
-            continue
-        steps.append(step)
-        sr.append(_number(row.get(sr_key)) if sr_key else math.nan)
-        reward.append(_number(row.get(reward_key)) if reward_key else math.nan)
-    if not steps:
+    kept = [row for row in rows if not math.isnan(_number(row.get(step_key)))]
+    if not kept:
         return None
+    steps = np.array([_number(row[step_key]) for row in kept])
     order = np.argsort(steps, kind="stable")
-    return Curve(
-        steps=np.asarray(steps, dtype=np.float64)[order],
-        sr=np.asarray(sr, dtype=np.float64)[order],
-        reward=np.asarray(reward, dtype=np.float64)[order],
-        source=path,
-    )
+    series = {name: np.array([_number(row.get(key)) for row in kept])[order] for name, key in found.items()}
+    return Curve(steps=steps[order], series=series, source=path)
 
 
 def _number(value: Any) -> float:
@@ -528,6 +568,18 @@ def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _find_all(config: Any, key: str) -> list[Any]:
+    """Every value of `key` in a nested mapping, breadth-first."""
+    found, queue = [], [config]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            if key in node:
+                found.append(node[key])
+            queue.extend(v for v in node.values() if isinstance(v, dict))
+    return found
+
+
 def _find_key(config: Any, key: str) -> Any:
     """The first value of `key` in a nested mapping (breadth-first), or None."""
     queue = [config]
@@ -540,7 +592,22 @@ def _find_key(config: Any, key: str) -> Any:
     return None
 
 
-RUN_KEYS = frozenset({"seed", "name", "run_name", "out", "output", "run_dir", "resume", "versions", "system"})
+RUN_KEYS = frozenset(
+    {
+        "seed",
+        "name",
+        "run_name",
+        "out",
+        "output",
+        "run_dir",
+        "resume",
+        "versions",
+        "system",
+        "written",
+        "data_dir",
+    }
+)
+"""Config keys that differ between runs of one configuration (seeds, names, paths, provenance)."""
 
 
 def _strip_run_keys(config: Any) -> Any:

@@ -166,14 +166,26 @@ def plot_action_mix(table: Table, path: Path) -> Plot:
 def plot_learning_curves(
     groups: Mapping[str, Sequence[TrainRun]], colors: Mapping[str, str], path: Path
 ) -> Plot:
-    """Evaluation SR and reward against training steps; thin lines per seed, thick the mean."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6))
-    for label, runs in groups.items():
+    """Evaluation SR@15 and reward (hDCG when no reward was logged) against training steps; thin lines
+    per seed, thick the mean over seeds."""
+    curves_of = {label: [r.curve for r in runs if r.curve is not None] for label, runs in groups.items()}
+    logged = {
+        name
+        for curves in curves_of.values()
+        for c in curves
+        for name, v in c.series.items()
+        if np.isfinite(v).any()
+    }
+    second = next((name for name in ("reward", "hDCG", "AT") if name in logged), None)
+    panels = ["SR@15"] + ([second] if second else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.25 * len(panels), 3.6), squeeze=False)
+    for label, curves in curves_of.items():
         color = colors.get(label, "#333333")
-        curves = [r.curve for r in runs if r.curve is not None]
-        for ax, attribute in zip(axes, ("sr", "reward"), strict=True):
+        for ax, name in zip(axes[0], panels, strict=True):
             series = [
-                (c.steps, getattr(c, attribute)) for c in curves if np.isfinite(getattr(c, attribute)).any()
+                (c.steps, c.series[name])
+                for c in curves
+                if name in c.series and np.isfinite(c.series[name]).any()
             ]
             if not series:
                 continue
@@ -182,28 +194,25 @@ def plot_learning_curves(
             if len(series) > 1:
                 grid = np.unique(np.concatenate([s for s, _ in series]))
                 stacked = np.array([np.interp(grid, s, v, left=np.nan, right=np.nan) for s, v in series])
-                ax.plot(
-                    grid,
-                    np.nanmean(stacked, axis=0),
-                    color=color,
-                    linewidth=2.2,
-                    label=f"{label} (n={len(series)})",
-                )
+                mean = np.nanmean(stacked, axis=0)
+                ax.plot(grid, mean, color=color, linewidth=2.2, label=f"{label} (n={len(series)})")
             else:
                 ax.lines[-1].set_label(label)
                 ax.lines[-1].set_linewidth(2.2)
-    for ax, name in zip(axes, ("evaluation SR", "evaluation reward"), strict=True):
+    for ax, name in zip(axes[0], panels, strict=True):
         ax.set_xlabel("environment steps")
-        ax.set_ylabel(name)
+        ax.set_ylabel(f"validation {name}")
         _style(ax)
-    axes[0].set_title("Learning curves", fontsize=11, loc="left")
-    axes[0].legend(frameon=False, fontsize=9)
+    axes[0, 0].set_title("Learning curves", fontsize=11, loc="left")
+    axes[0, 0].legend(frameon=False, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
+    what = " and ".join(panels)
+    note = "" if "reward" in panels else " (the runs logged no reward)"
     return Plot(
         path,
-        "Learning curves: evaluation success rate and mean reward against environment steps "
-        "(thin: one seed; thick: mean over seeds).",
+        f"Learning curves: evaluation {what} against environment steps{note}; thin: one seed, thick: mean "
+        "over seeds.",
         "learning curves",
     )
 

@@ -124,6 +124,7 @@ def to_markdown(report: Report) -> str:
             ]
         for plot in report.table_plots.get(index, []):
             out += [f"![{plot.alt}]({plot.path.name})", "", f"_{plot.caption}_", ""]
+    out += _train_rows_markdown(report)
     out += ["## Learning curves", ""]
     if report.learning is not None:
         out += [
@@ -165,6 +166,31 @@ def to_markdown(report: Report) -> str:
         out.append(f"- note: {note}")
     out.append("")
     return "\n".join(out)
+
+
+def _train_rows_markdown(report: Report) -> list[str]:
+    if not report.train_rows:
+        return []
+    out = [
+        "## Training runs: their own test summaries",
+        "",
+        "| configuration | runs | steps | " + " | ".join(METRICS) + " |",
+        "|---|---|---:|" + "---:|" * len(METRICS),
+    ]
+    for row in report.train_rows:
+        cells = [f"{_num(row.metrics[m].mean, m)} {_ci(row.metrics[m], m)}" for m in METRICS]
+        runs = ", ".join(r.info.name for r in row.runs)
+        steps = "/".join(f"{t:,}" for t in row.timesteps)
+        out.append(f"| {row.label} | {runs} | {steps} | " + " | ".join(cells) + " |")
+    out += ["", f"_{TRAIN_ROWS_NOTE}_", ""]
+    return out
+
+
+TRAIN_ROWS_NOTE = (
+    "As each run's summary.json states them: the trained policy on its own test conversations (bootstrap CI "
+    "for one run, Student-t across seeds for several); not recomputed and not paired. Evaluate the runs with "
+    "`crs eval --policy <run>` on one seed to compare them on the same conversations above."
+)
 
 
 def _ci_text(table: Table) -> str:
@@ -429,6 +455,26 @@ def to_html(report: Report) -> str:
         body.append(_table_html(table, colors, index))
         plots = report.table_plots.get(index, [])
         body.append('<div class="grid">' + "".join(_img(p) for p in plots) + "</div>")
+    if report.train_rows:
+        body.append("<h2>Training runs: their own test summaries</h2>")
+        head = "".join(f"<th>{_esc(m)}</th>" for m in METRICS)
+        lines = [
+            '<div class="card"><table class="train"><thead><tr><th>configuration</th><th class="text">runs'
+            "</th>"
+            f"<th>steps</th>{head}</tr></thead><tbody>"
+        ]
+        for row in report.train_rows:
+            cells = "".join(_metric_cell(row.metrics[m], m) for m in METRICS)
+            swatch = f'<span class="swatch" style="background:{colors.get(row.label, "#999")}"></span>'
+            runs = ", ".join(r.info.name for r in row.runs)
+            steps = "/".join(f"{t:,}" for t in row.timesteps)
+            lines.append(
+                f'<tr><td class="label">{swatch}{_esc(row.label)}</td><td class="text small">{_esc(runs)}'
+                "</td>"
+                f"<td>{_esc(steps)}</td>{cells}</tr>"
+            )
+        lines.append(f'</tbody></table><p class="note">{_md_inline(TRAIN_ROWS_NOTE)}</p></div>')
+        body.append("\n".join(lines))
     body.append("<h2>Learning curves</h2>")
     if report.learning is not None:
         body.append(f'<div class="grid">{_img(report.learning)}</div>')
@@ -579,12 +625,12 @@ def to_metrics(report: Report) -> dict[str, Any]:
                 "run": str(run.info.path),
                 "seed": run.info.seed,
                 "steps": None if run.curve is None else run.curve.steps.tolist(),
-                "sr": None
+                "series": None
                 if run.curve is None
-                else [None if math.isnan(v) else v for v in run.curve.sr.tolist()],
-                "reward": None
-                if run.curve is None
-                else [None if math.isnan(v) else v for v in run.curve.reward.tolist()],
+                else {
+                    name: [None if math.isnan(v) else v for v in values.tolist()]
+                    for name, values in run.curve.series.items()
+                },
                 "missing": list(run.missing),
             }
             for run in runs
@@ -599,6 +645,18 @@ def to_metrics(report: Report) -> dict[str, Any]:
         "verdicts": report.verdicts,
         "tables": tables,
         "learning_curves": learning,
+        "train_summaries": [
+            {
+                "label": row.label,
+                "ablation": row.ablation,
+                "runs": [str(r.info.path) for r in row.runs],
+                "ci": row.ci,
+                "timesteps": list(row.timesteps),
+                "test_episodes": list(row.test_episodes),
+                "metrics": {m: _summary(row.metrics[m]) for m in METRICS},
+            }
+            for row in report.train_rows
+        ],
         "persona": persona,
         "examples": [
             {

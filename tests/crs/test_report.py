@@ -8,7 +8,6 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from scipy import stats
@@ -197,24 +196,34 @@ def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) ->
 
 
 def _train_run(root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1) -> Path:
-    """A train-run folder: config with the ablation flags, an evaluation curve, and a final test evaluation
-    (the real records of a rule policy stand in for the trained policy's)."""
+    """A run folder laid out as `crs train` writes it (config.yaml with the settings, eval.csv, summary.json
+    with the final test comparison), plus episode records in ``eval/`` as ``crs eval --policy <run> -o
+    <run>/eval`` writes them; the real records of a rule policy stand in for the trained policy's."""
     run = root / name
     run.mkdir(parents=True)
-    config = {
+    settings = {
         "dataset": "persona_world",
         "seed": seed,
-        "rl": {"persona_attention": persona, "aspect_attention": aspect},
+        "persona_attention": persona,
+        "aspect_attention": aspect,
     }
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    steps = np.array([1000, 2000, 3000])
-    sr = {"full": [0.2, 0.5, 0.8]}.get(name.split("-s")[0], [0.1, 0.3, 0.4])
-    rows = [
-        {"timesteps": int(s), "metrics": {"SR@15": v, "reward": v - 0.5}}
-        for s, v in zip(steps, sr, strict=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"settings": settings, "name": name, "seed": seed}))
+    sr = [0.2, 0.5, 0.8] if name.startswith("full") else [0.1, 0.3, 0.4]
+    lines = ["timesteps,seconds,SR@5,SR@10,SR@15,AT,hDCG,best"]
+    lines += [
+        f"{s},{s / 100},0.1,0.2,{v},9.0,{v / 2},False" for s, v in zip((1000, 2000, 3000), sr, strict=True)
     ]
-    (run / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _eval(run / "eval", policy)
+    (run / "eval.csv").write_text("\n".join(lines) + "\n")
+    result = run_evaluation(policy, episodes=EPISODES, seed=1, out=run / "eval", show_progress=False)
+    test = {f"RL ({name})": {m: vars(v) for m, v in result.metrics.items()}}
+    summary = {
+        "name": name,
+        "dataset": "persona_world",
+        "timesteps": 3000,
+        "test_episodes": EPISODES,
+        "test": test,
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
     return run
 
 
@@ -256,6 +265,12 @@ def test_train_runs_give_ablation_rows_learning_curves_and_an_answer(ablations, 
         and curve.steps.tolist() == [1000, 2000, 3000]
         and curve.sr.tolist() == [0.2, 0.5, 0.8]
     )
+    assert curve.series["hDCG"].tolist() == [0.1, 0.25, 0.4] and "reward" not in curve.series
+    assert "hDCG" in report.learning.caption and "logged no reward" in report.learning.caption
+    # The runs' own test summaries: one run per configuration, so its row is that run's figures.
+    train_rows = {row.label: row for row in report.train_rows}
+    assert set(train_rows) == {"full", "persona-blind", "aspect-blind", "both-off"}
+    assert train_rows["full"].metrics["SR@15"] == table.row("full").metrics["SR@15"]
     diffs = {d.label: d.metrics["SR@15"] for d in table.diffs}
     assert all(d.low > 0 for d in diffs.values()), diffs  # the stand-ins make "full" win clearly
     assert report.verdicts == {"persona_world (world seed 0)": "yes"}
