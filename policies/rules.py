@@ -145,7 +145,9 @@ class MaxEntropyPolicy(RulePolicy):
         if candidates.size <= env.slate_size or aspects.size == 0:
             return self.slate(env)
         scores = self._require_ranker().item_scores(state.facts(), candidates)
-        weights = np.exp(scores - scores.max())
+        # standardised first: raw scores (e.g. popularity counts) would put all weight on one item
+        z = (scores - scores.mean()) / (scores.std() + 1e-12)
+        weights = np.exp(z - z.max())
         weights /= weights.sum()
         # share of candidate weight holding each aspect: (n_aspects,)
         share = env.catalog.item_aspects[candidates][:, aspects].T @ weights

@@ -52,7 +52,8 @@ def test_max_entropy_asks_the_most_even_split_until_few_candidates(env) -> None:
     candidates = state.candidate_items()
     assert action["kind"] == 0 and candidates.size > env.slate_size
     # the asked aspect's (popularity-weighted) share of candidates is the closest to 1/2
-    weights = np.exp(PopularityRanker(env.catalog).item_scores(state.facts(), candidates) - 0.0)
+    scores = PopularityRanker(env.catalog).item_scores(state.facts(), candidates)
+    weights = np.exp((scores - scores.mean()) / scores.std())
     weights = weights / weights.sum()
     aspects = state.reachable_aspects()
     share = env.catalog.item_aspects[candidates][:, aspects].T @ weights
