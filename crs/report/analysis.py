@@ -444,9 +444,8 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 word = "is within noise of"
             parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}")
         n_ablations = sum(a in rows for a in ABLATIONS[1:])
-        n_conv = min(
-            d.n_pairs for d in table.diffs if d.label in {rows[a].label for a in rows if a != "full"}
-        )
+        ablation_labels = {rows[a].label for a in ABLATIONS[1:] if a in rows}
+        n_conv = min(d.n_pairs for d in table.diffs if d.label in ablation_labels)
         text = (
             f"On {dataset} ({table.test_set.split} split, {table.test_set.setting} setting, {n_conv} paired "
             f"conversations), the full model reaches {PRIMARY} {_fmt(full.metrics[PRIMARY])} and "

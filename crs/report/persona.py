@@ -2,13 +2,14 @@
 ground truth, and an explanation-faithfulness deletion test.
 
 All of it is read through the ranker's public interface (`PersonaRanker`: ``persona_of``,
-``prototype_of``, ``explain``, ``item_scores`` and its exported weight arrays) on the (user, target)
-pairs of the evaluated conversations, without dialogue facts.
+``prototype_of``, ``explain``, ``item_scores``, and a ranker built from its exported weight arrays with
+one persona or one item aspect removed) on the (user, target) pairs of the evaluated conversations,
+without dialogue facts; nothing re-derives the ranker's internal formulas.
 
 - **Usage**: share of pairs whose arg-max persona (AMP-CF's α) maps to each shared prototype.
-- **Heatmap**: for prototype j and aspect group g, Σ over pairs and the user's personas k with
-  prototype j of α_k(v) · ω_{k,a}(v) over the target's aspects a in g, each row normalised to 1;
-  ω_{k,a}(v) = softmax over v's aspects of p_k·e_a (aspect attention), 1/|A(v)| when it is uniform.
+- **Heatmap**: each user's top `TOP_ITEMS` items are explained (persona k* = arg-max α, aspect a* =
+  arg-max of k*'s aspect attention); cell (j, g) = share of prototype j's explanations whose aspect is
+  in group g (rows sum to 1).
 - **Ground truth** (persona world): the arg-max persona's prototype against the persona that really
   produced the interaction, after the best one-to-one matching (Hungarian); chance = the same score
   with the model's labels shuffled.
@@ -35,6 +36,7 @@ from simulators.catalog import Catalog
 REQUIRED = ("persona_of", "prototype_of", "explain", "item_scores", "personas", "log_prior", "item", "aspect")
 DELETED_LOG_PRIOR = -1.0e9
 MAX_PAIRS = 300
+TOP_ITEMS = 20
 CHANCE_SHUFFLES = 50
 
 
@@ -67,7 +69,8 @@ class PersonaAnalysis:
         prototype_names: Display name of each shared prototype ("P3 · jazz, calm").
         usage: Share of pairs explained by each prototype, shape (P,).
         group_names: Aspect-group names (None when the catalogue has no groups).
-        heatmap: Prototype × group attention, rows sum to 1 (0 for unused prototypes), shape (P, G).
+        heatmap: Prototype × aspect-group shares of explanations, rows sum to 1 (0 for unused prototypes),
+            shape (P, G).
         agreement: Matched accuracy against the ground-truth personas, when known.
         chance: Its value with shuffled model labels.
         n_truth_personas: Ground-truth personas present in the pairs.
@@ -94,11 +97,6 @@ class PersonaAnalysis:
 def has_personas(ranker: object) -> bool:
     """Whether `ranker` exposes the persona interface this analysis reads."""
     return all(hasattr(ranker, name) for name in REQUIRED)
-
-
-def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    z = np.exp(x - x.max(axis=axis, keepdims=True))
-    return z / z.sum(axis=axis, keepdims=True)
 
 
 def analysis_pairs(runs: Sequence[EvalRun], rng: np.random.Generator, limit: int = MAX_PAIRS) -> np.ndarray:
@@ -135,24 +133,29 @@ def aspect_groups(catalog: Catalog) -> tuple[np.ndarray, tuple[str, ...]] | None
 
 
 def persona_heatmap(
-    ranker, catalog: Catalog, pairs: np.ndarray, groups: np.ndarray, n_groups: int
+    ranker, pairs: np.ndarray, groups: np.ndarray, n_groups: int, top: int = TOP_ITEMS
 ) -> np.ndarray:
-    """Prototype × group attention mass α_k(v)·ω_{k,a}(v) over the pairs, rows normalised; shape (P, G)."""
+    """Prototype × aspect-group shares of the explanations of each user's top items; shape (P, G).
+
+    Args:
+        ranker: The persona ranker.
+        pairs: (user, item, goal) rows; each distinct user is explained once.
+        groups: Group of each aspect, shape (A,).
+        n_groups: G.
+        top: Items explained per user (the ranker's best-scored ones, no dialogue facts).
+    """
     n_prototypes = np.asarray(ranker.prototypes).shape[0]
     heat = np.zeros((n_prototypes, n_groups))
-    for user, item, _ in pairs.tolist():
-        aspects = catalog.aspects_of(item)
-        if aspects.size == 0:
-            continue
-        personas = np.asarray(ranker.personas[user], dtype=np.float64)  # (K, d)
-        alpha = _softmax(ranker.log_prior[user] + personas @ ranker.item[item], axis=0)  # (K,)
-        if ranker.aspect_mode == "uniform":
-            omega = np.full((personas.shape[0], aspects.size), 1.0 / aspects.size)
-        else:
-            omega = _softmax(personas @ np.asarray(ranker.aspect[aspects]).T, axis=1)  # (K, |A(v)|)
-        prototypes = ranker.prototype_of(user)
-        for k in range(personas.shape[0]):
-            np.add.at(heat[prototypes[k]], groups[aspects], alpha[k] * omega[k])
+    empty = np.zeros(0, dtype=np.int64)
+    every_item = np.arange(np.asarray(ranker.item).shape[0])
+    for user in np.unique(pairs[:, 0]).tolist():
+        facts = DialogueFacts(int(user), empty, empty, empty)
+        scores = ranker.item_scores(facts, every_item)
+        best = np.argsort(-scores, kind="stable")[:top]
+        prototypes = ranker.prototype_of(int(user))
+        for persona, aspect in ranker.explain(facts, best):
+            if aspect >= 0:
+                heat[prototypes[persona], groups[aspect]] += 1.0
     totals = heat.sum(axis=1, keepdims=True)
     return np.divide(heat, totals, out=np.zeros_like(heat), where=totals > 0)
 
@@ -249,13 +252,15 @@ def persona_deletion(
 
 
 def aspect_deletion(
-    ranker, catalog: Catalog, pairs: np.ndarray, rng: np.random.Generator, seed: int = 0
+    ranker, pairs: np.ndarray, rng: np.random.Generator, seed: int = 0
 ) -> DeletionResult | None:
-    """Deletion test of the explaining aspect against a random other aspect of the same item."""
+    """Deletion test of the explaining aspect against a random other aspect of the same item (items with
+    fewer than two aspects are skipped)."""
     empty = np.zeros(0, dtype=np.int64)
+    matrix = sp.csr_matrix(ranker.item_aspects)
     keep, explaining, others = [], [], []
     for index, (user, item, _) in enumerate(pairs.tolist()):
-        aspects = catalog.aspects_of(item)
+        aspects = matrix.indices[matrix.indptr[item] : matrix.indptr[item + 1]]
         aspect = ranker.explain(DialogueFacts(user, empty, empty, empty), np.array([item]))[0][1]
         if aspects.size < 2 or aspect < 0:
             continue
@@ -290,7 +295,6 @@ def analyse_personas(
     pairs = analysis_pairs(runs, rng)
     names = prototype_names(ranker, catalog)
     n_prototypes = len(names)
-    empty = np.zeros(0, dtype=np.int64)
     slots = np.array(
         [int(ranker.persona_of(int(u), np.array([v]))[0]) for u, v, _ in pairs.tolist()], dtype=np.int64
     )
@@ -308,7 +312,7 @@ def analyse_personas(
         notes.append("this ranker was trained without aspect attention: no persona × aspect-group heatmap")
     else:
         groups, group_names = grouping
-        heatmap = persona_heatmap(ranker, catalog, pairs, groups, len(group_names))
+        heatmap = persona_heatmap(ranker, pairs, groups, len(group_names))
 
     agreement, chance, n_truth = None, None, 0
     split = runs[0].split
@@ -326,12 +330,10 @@ def analyse_personas(
             n_truth = int(np.unique(truth).size)
         else:
             notes.append("too few conversations matched their ground-truth interaction to score agreement")
-
-    del empty
     deletion_persona = persona_deletion(ranker, pairs, rng, seed)
     if deletion_persona is None:
         notes.append("one persona per user: no persona deletion test")
-    deletion_aspect = aspect_deletion(ranker, catalog, pairs, rng, seed)
+    deletion_aspect = aspect_deletion(ranker, pairs, rng, seed)
     if deletion_aspect is None:
         notes.append("no item with two or more aspects among the targets: no aspect deletion test")
     elif getattr(ranker, "aspect_mode", "attention") == "none":

@@ -241,7 +241,7 @@ def plot_heatmap(
 ) -> Plot:  # fmt: skip
     """Prototype × aspect-group attention; beside it the world's true persona × group weights, if known."""
     assert analysis.heatmap is not None and analysis.group_names is not None
-    panels = [(analysis.heatmap, analysis.prototype_names, "Learned: persona × aspect-group attention")]
+    panels = [(analysis.heatmap, analysis.prototype_names, "Learned: persona × aspect group of explanations")]
     if truth_groups is not None and truth_names is not None:
         panels.append((np.asarray(truth_groups), tuple(truth_names), "Ground truth: persona × group weights"))
     fig, axes = plt.subplots(
@@ -268,8 +268,9 @@ def plot_heatmap(
     fig.tight_layout()
     _save(fig, path)
     caption = (
-        "Persona × aspect-group attention: for each shared prototype, where its attention α·ω over the "
-        "target items' aspects goes, by aspect group (rows sum to 1)."
+        "Persona × aspect-group attention: each user's top-20 items are explained by a persona (arg-max of "
+        "persona attention α) and an aspect (arg-max of that persona's aspect attention ω); a row is the "
+        "share of a prototype's explanations whose aspect falls in each group (rows sum to 1)."
     )
     if len(panels) > 1:
         caption += " Right: the persona world's true personas and their group weights (rows are not aligned)."

@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from scipy import stats
@@ -18,6 +19,7 @@ from crs.eval_cmd import run_evaluation
 from crs.report import build_report, build_tables, load_inputs, write_report
 from crs.report.analysis import METRICS, answer
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
+from envs.ranker import DialogueFacts
 from simulators.errors import CRSError
 
 runner = CliRunner()
@@ -355,3 +357,50 @@ def test_cli_writes_every_file(runs, tmp_path) -> None:
     assert not math.isnan(
         json.loads((out / "metrics.json").read_text())["tables"][0]["rows"][0]["metrics"]["AT"]["mean"]
     )
+
+
+def _one_user_ranker(personas=((2.0, 0.0), (0.0, 1.0)), item_aspects=((1.0, 1.0),)):
+    """One user, one item e_v = (1, 0), aspects e_a0 = (1, 0) and e_a1 = (0, 1), d = 2; each persona is its
+    own prototype (so persona k's aspect attention and its item affinity use the same vector)."""
+    import scipy.sparse as sp
+
+    from policies.pretrain.ranker import PersonaRanker
+
+    k = len(personas)
+    weights = {
+        "user": np.zeros((1, 2)),
+        "item": np.array([[1.0, 0.0]]),
+        "aspect": np.eye(2),
+        "personas": np.array([personas]),
+        "log_prior": np.zeros((1, k)),
+        "mixtures": np.eye(k)[None],
+        "prototypes": np.array(personas),
+    }
+    return PersonaRanker(weights, sp.csr_matrix(np.array(item_aspects)), "attention")
+
+
+def test_deletion_test_removes_exactly_the_explaining_persona_or_aspect() -> None:
+    from crs.report.persona import _score, aspect_deletion, persona_deletion
+
+    ranker = _one_user_ranker()
+    pairs = np.array([[0, 0, 0]])
+    score = _score(ranker, 0, 0)
+    # p0 = (2, 0) has affinity 2 with the item and 2 with its aspect a0; p1 = (0, 1) has 0 and 1: the item is
+    # explained by persona 0 and aspect a0.
+    empty = np.zeros(0, dtype=np.int64)
+    assert ranker.explain(DialogueFacts(0, empty, empty, empty), np.array([0])) == [(0, 0)]
+    # Removing persona 0 must score the item as a user who only has persona 1 (and vice versa); the only
+    # "random other" persona of a two-persona user is the other one.
+    only_p1 = _score(_one_user_ranker(personas=((0.0, 1.0),)), 0, 0)
+    only_p0 = _score(_one_user_ranker(personas=((2.0, 0.0),)), 0, 0)
+    persona = persona_deletion(ranker, pairs, np.random.default_rng(0))
+    assert persona.drop_explained == pytest.approx(score - only_p1)
+    assert persona.drop_random == pytest.approx(score - only_p0)
+    assert persona.rate.mean == float(score - only_p1 > score - only_p0) == 1.0 and persona.n == 1
+    # Removing aspect a0 must score the item as if it only had a1 (and the random other aspect is a1).
+    without_a0 = _score(_one_user_ranker(item_aspects=((0.0, 1.0),)), 0, 0)
+    without_a1 = _score(_one_user_ranker(item_aspects=((1.0, 0.0),)), 0, 0)
+    aspect = aspect_deletion(ranker, pairs, np.random.default_rng(0))
+    assert aspect.drop_explained == pytest.approx(score - without_a0)
+    assert aspect.drop_random == pytest.approx(score - without_a1)
+    assert aspect.rate.mean == float(without_a0 < without_a1) == 1.0

@@ -1,0 +1,87 @@
+"""`crs report` over a real (tiny) `crs train` run and `crs eval` of it: the run is recognised by its
+config, its curve and test summary are read as written, its pre-trained ranker gives the persona
+analysis, and its conversations replay exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from crs.eval_cmd import run_evaluation
+from crs.report import build_report, write_report
+from crs.train_cmd import make_settings, run_training
+
+pytestmark = pytest.mark.slow
+EPISODES = 20
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    settings = make_settings(
+        {
+            "steps": 256,
+            "envs": 2,
+            "seed": 1,
+            "eval_every": 256,
+            "eval_episodes": 10,
+            "test_episodes": 10,
+            "checkpoint_every": 256,
+            "pretrain_epochs": 1,
+            "ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 1},
+        }
+    )
+    run_training(settings, name="full-s1", runs_dir=root / "runs", show=False)
+    run = root / "runs" / "full-s1"
+    evals = root / "eval"
+    run_evaluation(str(run), episodes=EPISODES, seed=1, out=evals / "full-s1", show_progress=False)
+    run_evaluation(
+        "ask-4",
+        episodes=EPISODES,
+        seed=1,
+        ranker=str(run / "ranker"),
+        out=evals / "ask-4",
+        show_progress=False,
+    )
+    return root, run, evals
+
+
+def test_report_of_a_real_train_run(trained) -> None:
+    root, run, evals = trained
+    report = build_report([run, evals], root / "report", examples=2)
+    files = write_report(report)
+    (table,) = report.tables
+    full = table.row("full")
+    assert full.ablation == "full" and full.kind == "trained" and full.seeds == (1,)
+    assert table.reference == "full" and [d.label for d in table.diffs] == ["ask-4"]
+    assert table.diffs[0].n_pairs == EPISODES  # same seed and size: the same 20 conversations
+
+    (train,) = report.inputs.trains
+    with (run / "eval.csv").open() as handle:
+        logged = list(csv.DictReader(handle))
+    assert train.curve is not None
+    assert train.curve.steps.tolist() == [float(r["timesteps"]) for r in logged]
+    assert train.curve.sr.tolist() == [float(r["SR@15"]) for r in logged]
+    assert report.learning is not None and report.learning.path in files
+
+    stated = json.loads((run / "summary.json").read_text())["test"]["RL (full-s1)"]
+    (row,) = report.train_rows
+    assert {m: vars(v) for m, v in row.metrics.items()} == stated
+
+    (analysis,) = report.persona
+    assert analysis.source.endswith("full-s1/ranker")
+    assert analysis.usage.sum() == pytest.approx(1.0)
+    assert analysis.heatmap is not None
+    sums = analysis.heatmap.sum(axis=1)
+    assert np.all(np.isclose(sums, 1.0) | np.isclose(sums, 0.0))
+    assert 0.0 <= analysis.chance <= analysis.agreement.high <= 1.0
+    for result in (analysis.deletion_persona, analysis.deletion_aspect):
+        assert result is not None and 0.0 <= result.rate.low <= result.rate.mean <= result.rate.high <= 1.0
+
+    assert report.examples and all(d.matches_record for d in report.examples)
+    assert any(turn.explanation for d in report.examples for turn in d.turns)
+    html = (root / "report" / "report.html").read_text()
+    assert "Training runs: their own test summaries" in html and "persona_usage" in html
