@@ -67,7 +67,7 @@ def _row_note(row: Row) -> str:
 
 def _ranker_text(row: Row) -> str:
     rankers = sorted({run.ranker for run in row.runs})
-    return ", ".join(Path(r).name if "/" in r else r for r in rankers)
+    return ", ".join("/".join(Path(r).parts[-2:]) if "/" in r else r for r in rankers)
 
 
 # ------------------------------------------------------------------------------------------ markdown
