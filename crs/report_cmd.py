@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from crs.common import DATA_DIR_HELP, console, friendly_errors, metrics_table
-from crs.report import build_report, write_report
 
 
 @friendly_errors
@@ -45,6 +44,8 @@ def report_command(
 
       crs report runs/full-s1 runs/persona-blind-s1 runs/aspect-blind-s1 runs/both-off-s1 --out out/ablation
     """
+    from crs.report import build_report, write_report  # matplotlib and scipy.stats load only here
+
     started = time.perf_counter()
     with console.status("building the report"):
         report = build_report(
