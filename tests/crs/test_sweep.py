@@ -228,3 +228,35 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_tasks(tmp_path)
     config = load_sweep_config(config_path)
     rows = {task.name: read_metrics(task_dir(out, task.name)) for task in expand_grid(config)}
     assert table_text("t", rows) == table_text("t", serial_rows(config))
+
+
+@pytest.mark.slow
+def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(tmp_path) -> None:
+    from crs.train_cmd import make_settings, run_training
+
+    config = SweepConfig.model_validate(
+        {
+            "kind": "train",
+            "seeds": [0],
+            "ablations": {"blind": {"persona_attention": False, "aspect_attention": False}},
+            "train": {
+                "steps": 128,
+                "envs": 2,
+                "ranker": "popularity",
+                "eval_every": 0,
+                "eval_episodes": 10,
+                "test_episodes": 20,
+                "ppo": {"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+            },
+        }
+    )
+    (task,) = expand_grid(config)
+    assert task.name == "persona_world-rl-blind-s0" and task.settings["persona_attention"] is False
+    outcome = run_sweep(config, tmp_path / "sweep", workers=1, backend="process")
+    assert outcome.ran == [task.name]
+    folder = task_dir(tmp_path / "sweep", task.name)
+    serial = run_training(make_settings(dict(task.settings)), name=task.name, runs_dir=tmp_path, show=False)
+    expected = serial["test"][f"RL ({task.name})"]  # the trained policy's row of `crs train`'s table
+    assert {name: vars(value) for name, value in read_metrics(folder).items()} == expected
+    evaluated = run_evaluation(str(folder), episodes=5, out=tmp_path / "eval", show_progress=False)
+    assert len(evaluated.records) == 5
