@@ -78,7 +78,8 @@ class TaskResult:
             without that start counting against its retries.
         error: One line describing the last failure, None when the task succeeded.
         seconds: Wall time of the successful attempt (0.0 when it failed).
-        failures: Failed attempts charged to this task (retries + 1 when it finally failed).
+        failures: Failed attempts charged to this task (retries + 1 when it finally failed). A process-
+            pool crash is charged only once the task crashed while running alone (see `WorkerPool`).
     """
 
     name: str

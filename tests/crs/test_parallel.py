@@ -72,13 +72,15 @@ def test_process_pool_retries_a_crashed_worker_and_names_a_task_that_keeps_crash
         results = {r.name: r for r in pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))}
     assert [results[n].value for n in ("fine-a", "crash-once", "fine-b", "fine-c")] == [4, 9, 16, 36]
     once = results["crash-once"]
-    assert once.ok and once.failures == 1  # charged exactly one crash, then succeeded
+    # Crashed once, then succeeded. Its crash is charged only if it was alone in flight when the pool
+    # broke; otherwise every task in flight re-runs alone, uncharged, and its second run succeeds.
+    assert once.ok and once.attempts >= 2 and once.failures in (0, 1)
     doomed = results["doomed"]
     assert not doomed.ok and doomed.value is None and "died" in (doomed.error or "")
-    assert doomed.failures == 3  # retries=2: 1 + 2 charged crashes, then given up
-    # An innocent task in flight when a pool broke is started again, but never charged.
+    assert doomed.failures == 3  # retries=2: 1 + 2 crashes charged (each while running alone)
+    # An innocent task in flight when a pool broke may be started again, but is never charged.
     assert all(results[n].failures == 0 for n in ("fine-a", "fine-b", "fine-c"))
-    assert retried.count("doomed") == 2 and retried.count("crash-once") == 1
+    assert retried.count("doomed") == 2 and retried.count("crash-once") == once.failures
     assert (tmp_path / "marker").read_text() == "crashed once\n"
 
 
