@@ -84,19 +84,20 @@ def run_evaluation(
     user: str = "auto",
     world_seed: int = 0,
     show_progress: bool = True,
-    workers: int = 1,
+    workers: int | None = 1,
     backend: str = "auto",
     address: str | None = None,
 ) -> EvalResult:
     """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`.
 
-    With ``workers > 1`` (or a Ray ``address``) the conversations are split into chunks run by a
-    `crs.parallel.WorkerPool`; the records, merged in goal order, equal the serial run's.
+    With ``workers > 1`` (None: every core, or the cluster's CPUs with a Ray ``address``) the
+    conversations are split into chunks run by a `crs.parallel.WorkerPool`; the records, merged in
+    goal order, equal the serial run's.
     """
     check_dataset_name(dataset)
     if episodes < 1:
         raise CRSError(f"--episodes must be >= 1, got {episodes}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise CRSError(f"--workers must be >= 1, got {workers}")
     setup = EvalSetup(policy_spec, dataset, data_dir, ranker, split, user, world_seed)
     env, policy, policy_name, ranker_name = build_evaluation(setup)
@@ -183,7 +184,11 @@ def eval_command(
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
     world_seed: int = typer.Option(0, "--world-seed", help="Seed of the persona world (persona_world only)."),
     workers: int = typer.Option(
-        1, "--workers", "-w", help="Worker processes (Ray when installed, else a local process pool)."
+        None,
+        "--workers",
+        "-w",
+        help="Worker processes (Ray when installed, else a local process pool). Default 1; with "
+        "--address, the cluster's CPUs.",
     ),
     backend: str = typer.Option("auto", "--backend", help=f"Worker backend: {', '.join(BACKENDS)}."),
     address: str = typer.Option(None, "--address", help="Address of an existing Ray cluster to run on."),
@@ -213,7 +218,7 @@ def eval_command(
         out=out,
         user=user,
         world_seed=world_seed,
-        workers=workers,
+        workers=workers if workers is not None or address is not None else 1,
         backend=backend,
         address=address,
     )
