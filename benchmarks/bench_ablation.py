@@ -67,6 +67,7 @@ def main() -> None:
             print(f"pre-trained the ranker in {time.perf_counter() - started:.0f} s")
 
     results: dict[str, list[dict]] = {v: [] for v in args.variants}
+    baselines: dict[str, float] = {}
     for seed in args.seeds:
         for variant in args.variants:
             name = f"{variant}-s{seed}"
@@ -83,6 +84,8 @@ def main() -> None:
                         "test_episodes": args.test_episodes,
                         "eval_every": args.steps // 3,
                         **VARIANTS[variant],
+                        # the rule baselines once: the test conversations are the same for every run
+                        **({} if (seed, variant) == (args.seeds[0], args.variants[0]) else {"baselines": []}),
                     }
                 )
                 summary = run_training(settings, name=name, runs_dir=runs, show=False)
@@ -91,7 +94,10 @@ def main() -> None:
             metrics["seconds"] = summary["train_seconds_this_session"]
             results[variant].append(metrics)
             print(f"{name}: SR@15 {metrics['SR@15']:.3f} AT {metrics['AT']:.2f} hDCG {metrics['hDCG']:.3f}")
-        baselines = {k: v["SR@15"]["mean"] for k, v in summary["test"].items() if not k.startswith("RL")}
+            if (seed, variant) == (args.seeds[0], args.variants[0]):
+                baselines = {
+                    k: v["SR@15"]["mean"] for k, v in summary["test"].items() if not k.startswith("RL")
+                }
 
     print()
     print(

@@ -98,6 +98,7 @@ class TrainSettings(BaseModel):
     test_episodes: int = Field(600, ge=1)
     checkpoint_every: int = Field(5_000, ge=1)
     pretrain_epochs: int = Field(10, ge=1)
+    baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
 
@@ -391,7 +392,7 @@ def run_training(
     rows: dict[str, Any] = {}
     throughput: dict[str, float] = {}
     policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
-    policies += [(rule, make_rule_policy(rule, ranker)) for rule in RULE_BASELINES]
+    policies += [(rule, make_rule_policy(rule, ranker)) for rule in settings.baselines]
     for label, policy in policies:
         t0 = time.perf_counter()
         records = evaluate_policy(test_env, policy, test_indices, settings.seed)

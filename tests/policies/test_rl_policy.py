@@ -150,3 +150,15 @@ def test_short_training_beats_always_recommend_on_a_tiny_persona_world() -> None
     baseline = mean_metrics(evaluate_policy(test, make_rule_policy("always-recommend", ranker), indices, 0))
     # measured: always-recommend ~0.69-0.81, the trained policy ~0.80-0.96 after 12-30k steps
     assert learned["SR@15"] > baseline["SR@15"] + 0.03, (learned, baseline, elapsed)
+
+
+def test_batched_evaluator_replays_crs_evals_conversations(small) -> None:
+    # same seeds and goal order as envs.rollout.evaluate (what `crs eval` runs), so records are identical
+    from envs.rollout import evaluate
+
+    policy = make_rule_policy("ask-2", PopularityRanker(small))
+    env = make_env(catalog=small, split="test")
+    indices = evaluation_indices(env.goals.n_goals, 25, 7)
+    expected = evaluate(env, policy, indices, seed=7)
+    got = evaluate_policy(lambda: make_env(catalog=small, split="test"), policy, indices, seed=7, batch=6)
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
