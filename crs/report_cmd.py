@@ -13,7 +13,9 @@ from crs.common import DATA_DIR_HELP, console, friendly_errors, metrics_table
 @friendly_errors
 def report_command(
     inputs: list[Path] = typer.Argument(
-        ..., help="`crs eval` output folders and/or `crs train` run folders (or folders holding them)."
+        ...,
+        help="`crs eval` output folders, `crs train` run folders and/or `crs sweep` folders (or folders "
+        "holding them).",
     ),
     out: Path = typer.Option(Path("out/report"), "--out", "-o", help="Output folder."),
     data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
@@ -32,7 +34,9 @@ def report_command(
     hDCG with 95% CIs, paired differences), draws SR@t curves, turn distributions, action mixes and
     learning curves, analyses personas when a persona model is among the inputs, and answers whether
     persona and aspect attention work better together than apart. Inputs evaluated on different
-    datasets or conversations are never mixed in one table.
+    datasets or conversations are never mixed in one table. A sweep folder contributes its finished
+    tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds; unfinished tasks are
+    skipped with a note.
 
     Examples:
 
@@ -43,6 +47,8 @@ def report_command(
       crs report out/eval/ask-4 out/eval/max-entropy --out out/report
 
       crs report runs/full-s1 runs/persona-blind-s1 runs/aspect-blind-s1 runs/both-off-s1 --out out/ablation
+
+      crs report out/sweeps/rules --out out/report-rules
     """
     from crs.report import build_report, write_report  # matplotlib and scipy.stats load only here
 
@@ -52,6 +58,8 @@ def report_command(
             inputs, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
         )
         files = write_report(report)
+    for note in report.inputs.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     for table in report.tables:
         rows = {row.label: row.metrics for row in table.rows}
         console.print(metrics_table(table.title, rows))

@@ -5,7 +5,8 @@ Rules (each stated in the report):
 - Runs are compared in one table only when they share a **test set**: dataset (and persona-world
   seed), split, simulated user, question setting, turn limit, and the exact conversations walked
   (``summary.json``'s fingerprint). Anything else goes to a separate table with the reason.
-- A **configuration** is a rule policy with its ranker, or a train config without its seed. One run:
+- A **configuration** is a rule policy with its ranker, a train config without its seed, or a sweep's
+  (dataset, policy, ablation) with its settings (its tasks differ only by seed). One run:
   mean and 95% percentile-bootstrap CI over conversations (`envs.metrics.bootstrap_ci`, seeded
   as `crs eval` seeds it, so the figures equal ``summary.json``'s). Several runs (seeds): mean of the
   runs' means and a Student-t 95% CI across runs.
@@ -155,12 +156,16 @@ class Table:
 
 # ------------------------------------------------------------------------------------------- rows
 def _config_key(run: EvalRun) -> tuple[str, ...]:
+    if run.task is not None:
+        return ("sweep", *run.task.config_key())
     if run.train is not None:
         return ("train", run.train.config_key())
     return ("policy", run.policy, run.ranker)
 
 
 def _base_label(run: EvalRun) -> str:
+    if run.task is not None:
+        return run.task.label
     if run.train is not None:
         if run.train.ablation is not None:
             return run.train.ablation
@@ -318,7 +323,12 @@ def _table(
     for group, label in zip(groups, labels, strict=True):
         if counts[label] > 1:
             run = group[0]
-            suffix = run.train.name if run.train is not None else _short(run.ranker)
+            if run.task is not None:
+                suffix = run.task.sweep.name
+            elif run.train is not None:
+                suffix = run.train.name
+            else:
+                suffix = _short(run.ranker)
             label = f"{label} ({suffix})"
         metrics, ci = row_metrics(group)
         ablation = group[0].train.ablation if group[0].train is not None else None

@@ -146,6 +146,8 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
 def _train_label(run: TrainRun) -> str:
     import re
 
+    if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
+        return f"{run.task.dataset} · {run.task.label}"
     if run.info.ablation is not None:
         return run.info.ablation
     return re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
@@ -179,6 +181,7 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables, notes = build_tables(inputs.evals)
+    notes = [*inputs.notes, *notes]
     for run in inputs.evals:
         for note in run.summary.get("notes", []) or []:
             text = f"{run.dataset}: {note}"

@@ -1,9 +1,13 @@
-"""Reading the inputs of a report: `crs eval` output folders and `crs train` run folders.
+"""Reading the inputs of a report: `crs eval` output folders, `crs train` run folders, `crs sweep` folders.
 
 An **eval folder** holds ``summary.json`` and ``episodes.jsonl`` (one `EpisodeRecord` per line), as
 `crs.eval_cmd.run_evaluation` writes them. A **train run folder** is recognised by its config file
 (``config.yaml``); its learning curve and its final test evaluation are optional parts, read when
-present. A folder that is neither but holds such folders (e.g. ``out/eval``) is expanded one level.
+present. A **sweep folder** is recognised by ``sweep.json``: only its finished tasks (``runs/<task>/``
+with the ``done`` marker) are read, each tagged with its ``task.json`` so that the tasks of one
+configuration (dataset, policy, ablation) become one row over their seeds; unfinished task folders are
+not read and are named in a note. A folder that is none of these but holds such folders (e.g.
+``out/eval``) is expanded one level.
 
 Everything is validated on load: a missing or corrupt file is named in a `CRSError` that says how to
 fix it; nothing is silently skipped.
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from crs.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, is_finished, read_task, sweep_task_dirs
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from simulators.errors import CRSError
 
@@ -101,6 +106,51 @@ def ablation_label(persona_attention: bool, aspect_attention: bool) -> str:
     }[(bool(persona_attention), bool(aspect_attention))]
 
 
+SWEEP_TASK_KEYS: tuple[str, ...] = ("name", "group", "kind", "dataset", "policy", "ablation", "seed")
+
+
+@dataclass(frozen=True)
+class SweepTaskInfo:
+    """The sweep task a run folder is (its ``task.json``, as `crs.sweep.SweepTask.to_dict` writes it).
+
+    Attributes:
+        sweep: The sweep folder.
+        name: Task name (``<dataset>-<policy>-<ablation>-s<seed>``).
+        group: The configuration without the seed (the sweep's own grouping).
+        kind: "eval" or "train".
+        dataset: Dataset name.
+        policy: Policy spec (rule name or run directory; "rl" for train tasks).
+        ablation: Ablation name (a key of the sweep config's ``ablations``).
+        seed: The task's seed (eval seed, or training seed for train tasks).
+        settings: The task's eval (or train) settings.
+    """
+
+    sweep: Path
+    name: str
+    group: str
+    kind: str
+    dataset: str
+    policy: str
+    ablation: str
+    seed: int
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def policy_name(self) -> str:
+        """The policy as the sweep names it (a run directory by its folder name)."""
+        return Path(self.policy).name or self.policy
+
+    @property
+    def label(self) -> str:
+        """ "<policy> · <ablation>": the configuration within one dataset's table."""
+        return f"{self.policy_name} · {self.ablation}"
+
+    def config_key(self) -> tuple[str, ...]:
+        """What tasks of one configuration share: dataset, policy, ablation, settings (no seeds, paths)."""
+        settings = json.dumps(_strip_run_keys(dict(self.settings)), sort_keys=True, default=str)
+        return (self.dataset, self.policy, self.ablation, settings)
+
+
 @dataclass(frozen=True)
 class EvalRun:
     """One `crs eval` output: its summary and its episode records.
@@ -110,12 +160,14 @@ class EvalRun:
         summary: ``summary.json`` as read.
         records: One record per conversation, in file order.
         train: The train run whose policy this evaluates, when known.
+        task: The sweep task this folder is, when it came from a sweep.
     """
 
     path: Path
     summary: Mapping[str, Any] = field(repr=False)
     records: tuple[EpisodeRecord, ...] = field(repr=False)
     train: TrainInfo | None = None
+    task: SweepTaskInfo | None = None
 
     @property
     def policy(self) -> str:
@@ -164,7 +216,10 @@ class EvalRun:
 
     @property
     def replica_seed(self) -> int:
-        """The seed that tells repeated runs of one configuration apart (training seed, else eval seed)."""
+        """The seed that tells repeated runs of one configuration apart (the sweep task's seed, else the
+        training seed, else the eval seed)."""
+        if self.task is not None:
+            return self.task.seed
         if self.train is not None and self.train.seed is not None:
             return self.train.seed
         return self.seed
@@ -208,6 +263,7 @@ class TrainRun:
             the trained policy and rule baselines on the same conversations), if written.
         summary: The run's ``summary.json`` as read (empty when absent).
         missing: Optional parts that are absent, in words (shown in the report).
+        task: The sweep task this run folder is, when it came from a sweep (``kind: train``).
     """
 
     info: TrainInfo
@@ -216,6 +272,7 @@ class TrainRun:
     test_summary: Mapping[str, Mapping[str, MetricSummary]] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
     missing: tuple[str, ...] = ()
+    task: SweepTaskInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -225,10 +282,12 @@ class Inputs:
     Attributes:
         evals: Eval runs (those of train runs included), without duplicates.
         trains: Train runs.
+        notes: What was found but not read (unfinished sweep tasks), in words.
     """
 
     evals: tuple[EvalRun, ...]
     trains: tuple[TrainRun, ...]
+    notes: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -236,22 +295,30 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
     """Read every input folder.
 
     Args:
-        paths: `crs eval` output folders, `crs train` run folders, or folders holding either.
+        paths: `crs eval` output folders, `crs train` run folders, `crs sweep` folders, or folders
+            holding any of them.
 
     Returns:
-        The eval runs and train runs, each folder read once.
+        The eval runs and train runs, each folder read once, and notes on what was not read.
 
     Raises:
-        CRSError: No inputs, a path that does not exist or is neither kind of folder, or a missing
-            or corrupt file inside one.
+        CRSError: No inputs, a path that does not exist or is none of these folders, a sweep without
+            a finished task, or a missing or corrupt file inside one.
     """
     if not paths:
         raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
     evals: dict[Path, EvalRun] = {}
     trains: dict[Path, TrainRun] = {}
+    notes: list[str] = []
     for raw in paths:
         for folder in _expand(Path(raw)):
-            if is_train_run(folder):
+            if is_sweep_dir(folder):
+                sweep = read_sweep_dir(folder)
+                trains.update((run.info.path.resolve(), run) for run in sweep.trains)
+                for run in sweep.evals:
+                    evals.setdefault(run.path.resolve(), run)
+                notes.extend(note for note in sweep.notes if note not in notes)
+            elif is_train_run(folder):
                 run = read_train_run(folder)
                 trains[folder.resolve()] = run
                 if run.final_eval is not None:
@@ -262,7 +329,12 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
                     evals[key] = read_eval_dir(folder)
     if not evals and not trains:
         raise CRSError(f"no eval or train runs found in {', '.join(str(p) for p in paths)}")
-    return Inputs(evals=tuple(evals.values()), trains=tuple(trains.values()))
+    return Inputs(evals=tuple(evals.values()), trains=tuple(trains.values()), notes=tuple(notes))
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """A `crs sweep` folder: it holds ``sweep.json``."""
+    return (path / SWEEP_FILE).is_file()
 
 
 def is_eval_dir(path: Path) -> bool:
@@ -283,15 +355,143 @@ def _expand(path: Path) -> list[Path]:
             f"input {path} is a file; pass its folder (a `crs eval` output holds {SUMMARY_FILE} and "
             f"{EPISODES_FILE}, a `crs train` run holds {TRAIN_CONFIG_FILES[0]})"
         )
-    if is_eval_dir(path) or is_train_run(path):
+    if path.name == RUNS_DIR and is_sweep_dir(path.parent):
+        return [path.parent]  # a sweep's runs/ folder: read as its sweep (finished tasks only)
+    if is_sweep_dir(path) or is_eval_dir(path) or is_train_run(path):
         return [path]
-    children = sorted(c for c in path.iterdir() if c.is_dir() and (is_eval_dir(c) or is_train_run(c)))
+    children = sorted(
+        c
+        for c in path.iterdir()
+        if c.is_dir()
+        and not c.name.startswith(".")  # hidden: e.g. a sweep task's unfinished attempt
+        and (is_sweep_dir(c) or is_eval_dir(c) or is_train_run(c))
+    )
     if not children:
         raise CRSError(
-            f"input {path} is neither a `crs eval` output ({SUMMARY_FILE} + {EPISODES_FILE}) nor a "
-            f"`crs train` run ({TRAIN_CONFIG_FILES[0]}), and holds none"
+            f"input {path} is neither a `crs eval` output ({SUMMARY_FILE} + {EPISODES_FILE}), a "
+            f"`crs train` run ({TRAIN_CONFIG_FILES[0]}) nor a `crs sweep` folder ({SWEEP_FILE}), "
+            "and holds none"
         )
     return children
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+def read_sweep_task(path: Path, sweep: Path) -> SweepTaskInfo:
+    """Read a finished sweep task's ``task.json``.
+
+    Raises:
+        CRSError: The file is missing, not JSON, or lacks a field.
+    """
+    fix = f"delete {path} and rerun `crs sweep` with --out {sweep}"
+    try:
+        data = read_task(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CRSError(f"{path / TASK_FILE} is missing or corrupt ({exc}); {fix}") from exc
+    lacking = [key for key in SWEEP_TASK_KEYS if not isinstance(data, dict) or key not in data]
+    if lacking:
+        raise CRSError(f"{path / TASK_FILE} lacks {lacking}; {fix}")
+    try:
+        return SweepTaskInfo(
+            sweep=sweep,
+            name=str(data["name"]),
+            group=str(data["group"]),
+            kind=str(data["kind"]),
+            dataset=str(data["dataset"]),
+            policy=str(data["policy"]),
+            ablation=str(data["ablation"]),
+            seed=int(data["seed"]),
+            settings=dict(data.get("settings") or {}),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CRSError(f"{path / TASK_FILE} is corrupt ({exc}); {fix}") from exc
+
+
+def unfinished_task_dirs(path: Path) -> list[Path]:
+    """Folders under a sweep's ``runs/`` without the ``done`` marker (interrupted or half-copied tasks)."""
+    runs = path / RUNS_DIR
+    if not runs.is_dir():
+        return []
+    return sorted(child for child in runs.iterdir() if child.is_dir() and not is_finished(child))
+
+
+def _unfinished_name(folder: Path) -> str:
+    """A task's name from its folder (``.<task>.tmp-<id>`` for an interrupted attempt)."""
+    if folder.name.startswith(".") and ".tmp-" in folder.name:
+        return folder.name[1:].rsplit(".tmp-", 1)[0] + " (interrupted attempt)"
+    return folder.name
+
+
+def read_sweep_dir(path: str | Path) -> Inputs:
+    """Read a `crs sweep` folder: its finished tasks, each tagged with its task, and notes on the rest.
+
+    Eval tasks become `EvalRun`s, train tasks `TrainRun`s (with their final evaluation when kept).
+    Folders without the ``done`` marker are never read: they are named in a note, as are tasks of
+    ``sweep.json`` with no folder at all (not run yet, or failed).
+
+    Raises:
+        CRSError: ``sweep.json`` or ``runs/`` missing or corrupt, no finished task, or a corrupt file in
+            a finished task.
+    """
+    sweep = Path(path)
+    listing = _read_json(sweep / SWEEP_FILE, f"rerun `crs sweep CONFIG --out {sweep}`")
+    planned = [
+        str(task.get("name"))
+        for task in (listing.get("tasks") or [] if isinstance(listing, dict) else [])
+        if isinstance(task, dict)
+    ]
+    finished = sweep_task_dirs(sweep)
+    unfinished = unfinished_task_dirs(sweep)
+    notes: list[str] = []
+    rerun = f"rerun `crs sweep CONFIG --out {sweep}` to finish them"
+    if unfinished:
+        names = ", ".join(_unfinished_name(folder) for folder in unfinished)
+        notes.append(
+            f"sweep {sweep}: skipped {len(unfinished)} unfinished task folder(s) without the `{DONE_MARKER}` "
+            f"marker (not read): {names}; {rerun}"
+        )
+    present = {folder.name for folder in finished} | {
+        _unfinished_name(folder).removesuffix(" (interrupted attempt)") for folder in unfinished
+    }
+    absent = [name for name in planned if name not in present]
+    if absent:
+        notes.append(
+            f"sweep {sweep}: {len(absent)} of {len(planned)} task(s) in {SWEEP_FILE} have no folder (not run "
+            f"yet, or failed): {', '.join(absent)}; {rerun}"
+        )
+    if not finished:
+        raise CRSError(
+            f"sweep {sweep} has no finished task ({len(unfinished)} unfinished, {len(absent)} not run); "
+            + rerun
+        )
+    evals: list[EvalRun] = []
+    trains: list[TrainRun] = []
+    for folder in finished:
+        task = read_sweep_task(folder, sweep)
+        if task.kind == "train":
+            run = read_train_run(folder, task=task)
+            trains.append(run)
+            if run.final_eval is not None:
+                evals.append(run.final_eval)
+        else:
+            evals.append(read_eval_dir(folder, task=task))
+    return Inputs(evals=tuple(evals), trains=tuple(trains), notes=tuple(notes))
+
+
+def _task_of(folder: Path) -> SweepTaskInfo | None:
+    """The sweep task a folder passed on its own is, when it is one (``task.json``), else None.
+
+    Raises:
+        CRSError: The folder is an unfinished sweep task (no ``done`` marker).
+    """
+    if not (folder / TASK_FILE).is_file():
+        return None
+    sweep = folder.parent.parent
+    if not is_finished(folder):
+        raise CRSError(
+            f"{folder} is an unfinished sweep task (no `{DONE_MARKER}` marker); pass its sweep folder "
+            f"{sweep} (unfinished tasks are skipped) or rerun `crs sweep CONFIG --out {sweep}`"
+        )
+    return read_sweep_task(folder, sweep)
 
 
 def _read_json(path: Path, fix: str) -> Any:
@@ -303,8 +503,15 @@ def _read_json(path: Path, fix: str) -> Any:
         raise CRSError(f"{path} is corrupt ({exc}); {fix}") from exc
 
 
-def read_eval_dir(path: str | Path, train: TrainInfo | None = None) -> EvalRun:
+def read_eval_dir(
+    path: str | Path, train: TrainInfo | None = None, task: SweepTaskInfo | None = None
+) -> EvalRun:
     """Read and validate one `crs eval` output folder.
+
+    Args:
+        path: The folder.
+        train: The train run whose policy it evaluates (default: found from ``summary.json``).
+        task: The sweep task it is (default: read from its ``task.json`` when it has one).
 
     Raises:
         CRSError: ``summary.json`` or ``episodes.jsonl`` missing, not valid JSON, lacking fields, or
@@ -348,7 +555,9 @@ def read_eval_dir(path: str | Path, train: TrainInfo | None = None) -> EvalRun:
     _check_summary_metrics(summary, records, folder / SUMMARY_FILE, fix)
     if train is None:
         train = _train_of_policy(summary)
-    return EvalRun(path=folder, summary=summary, records=tuple(records), train=train)
+    if task is None:
+        task = _task_of(folder)
+    return EvalRun(path=folder, summary=summary, records=tuple(records), train=train, task=task)
 
 
 def _check_summary_metrics(
@@ -434,14 +643,20 @@ def _artifact_path(spec: str, run_dir: Path) -> str | None:
     return str(candidate) if candidate.is_dir() else None
 
 
-def read_train_run(path: str | Path) -> TrainRun:
+def read_train_run(path: str | Path, task: SweepTaskInfo | None = None) -> TrainRun:
     """Read a `crs train` run folder: config (required), curve and final evaluation (optional).
+
+    Args:
+        path: The run folder.
+        task: The sweep task it is (default: read from its ``task.json`` when it has one).
 
     Raises:
         CRSError: The config, or a present curve / evaluation file, is corrupt.
     """
     folder = Path(path)
     info = read_train_info(folder)
+    if task is None:
+        task = _task_of(folder)
     missing: list[str] = []
     curve = _read_curve(folder)
     if curve is None:
@@ -449,7 +664,7 @@ def read_train_run(path: str | Path) -> TrainRun:
     final = None
     final_dir = _final_eval_dir(folder)
     if final_dir is not None:
-        final = read_eval_dir(final_dir, train=info)
+        final = read_eval_dir(final_dir, train=info, task=task)
     summary: dict[str, Any] = {}
     test_summary = None
     if (folder / SUMMARY_FILE).is_file() and not (folder / EPISODES_FILE).is_file():
@@ -466,6 +681,7 @@ def read_train_run(path: str | Path) -> TrainRun:
         test_summary=test_summary,
         summary=summary,
         missing=tuple(missing),
+        task=task,
     )
 
 

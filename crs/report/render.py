@@ -210,6 +210,8 @@ def _input_text(run) -> str:
     )
     if run.train is not None:
         text += f", trained in {run.train.path} ({run.train.ablation or 'flags unknown'})"
+    if run.task is not None:
+        text += f", sweep task {run.task.name} of {run.task.sweep}"
     return text
 
 
@@ -554,6 +556,14 @@ def _deletion_json(result: DeletionResult | None) -> dict[str, Any] | None:
     }
 
 
+def _sweep_configuration(row: Row) -> dict[str, Any] | None:
+    """A sweep row's configuration (dataset, policy, ablation, the sweep's group), else None."""
+    task = row.runs[0].task
+    if task is None:
+        return None
+    return {"dataset": task.dataset, "policy": task.policy, "ablation": task.ablation, "group": task.group}
+
+
 def to_metrics(report: Report) -> dict[str, Any]:
     """Every figure of the report as JSON-ready data."""
     tables = []
@@ -575,6 +585,7 @@ def to_metrics(report: Report) -> dict[str, Any]:
                     {
                         "label": row.label,
                         "ablation": row.ablation,
+                        "sweep": _sweep_configuration(row),
                         "ci": row.ci,
                         "runs": [str(r.path) for r in row.runs],
                         "seeds": list(row.seeds),
