@@ -72,6 +72,35 @@ def wrapper_speed(dataset: str, seconds: float = 5.0) -> dict[str, float]:
     }
 
 
+def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baselines: list[str]) -> dict:
+    """Test-split figures of a run's best model and of the rule baselines (same conversations)."""
+    from envs.metrics import summarize
+    from envs.rollout import evaluation_indices
+    from policies.rl import load_trained_policy
+    from policies.rl.training import evaluate_policy, read_state
+    from policies.rules import make_rule_policy
+
+    catalog = load_catalog(dataset, None if dataset == "persona_world" else DATA_DIR)
+    policy = load_trained_policy(run_dir, catalog)
+
+    def factory():
+        return make_env(catalog=catalog, split="test")
+
+    indices = evaluation_indices(factory().goals.n_goals, episodes, seed)
+    out: dict = {"run": str(run_dir), "checkpoint_steps": read_state(run_dir).get("timesteps"), "test": {}}
+    for label, current in [("RL", policy)] + [
+        (n, make_rule_policy(n, policy.ranker)) for n in ("always-recommend", "ask-4", "ask-7", "max-entropy")
+    ]:
+        start = time.perf_counter()
+        records = evaluate_policy(factory, current, indices, seed, batch=64)
+        rate = len(records) / (time.perf_counter() - start)
+        metrics = summarize(records, seed=seed)
+        out["test"][label] = {k: round(v.mean, 3) for k, v in metrics.items()}
+        out["test"][label]["SR@15_CI"] = [round(metrics["SR@15"].low, 3), round(metrics["SR@15"].high, 3)]
+        out["test"][label]["conversations_per_s"] = round(rate, 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,10 +118,21 @@ def main() -> None:
         "--set", action="append", default=[], help="extra setting KEY=JSON, e.g. ppo.gamma=0.99"
     )
     parser.add_argument("--wrapper-only", action="store_true", help="only measure env vs wrapper steps/s")
+    parser.add_argument("--evaluate-run", default=None, help="only evaluate this run directory's best model")
+    parser.add_argument(
+        "--baselines", nargs="*", default=["always-recommend", "ask-4", "ask-7", "max-entropy"]
+    )
     args = parser.parse_args()
 
     if args.wrapper_only:
         print(json.dumps({"dataset": args.dataset, **wrapper_speed(args.dataset)}))
+        return
+    if args.evaluate_run:
+        print(
+            json.dumps(
+                evaluate_run(Path(args.evaluate_run), args.dataset, args.test_episodes, args.seed), indent=1
+            )
+        )
         return
 
     from crs.train_cmd import make_settings, run_training
