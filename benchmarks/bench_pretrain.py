@@ -22,13 +22,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from envs.transe import load_embedding_pickle
+from envs.transe import TransERanker
 from policies.pretrain.baselines import popularity_scores, train_mf_bpr
 from policies.pretrain.graph import pretrain_data
 from policies.pretrain.metrics import evaluation_users, rank_metrics
-from policies.pretrain.train import TrainConfig, pretrain
+from policies.pretrain.train import TrainConfig, pretrain, save_artifact
 from simulators.datasets import load_catalog
 
 
@@ -36,12 +37,15 @@ def report_row(ctx: dict, model: str, scores, seconds: float, epochs: int | None
     """Evaluate `scores` on the test split, print a Markdown row and keep the figures."""
     t0 = time.perf_counter()
     m = rank_metrics(scores, ctx["exclude"], ctx["truth"], ctx["users"], batch_size=64)
+    cold = rank_metrics(scores, ctx["exclude"], ctx["truth_cold"], ctx["users_cold"], batch_size=64)
     row = {
         "dataset": ctx["dataset"],
         "model": model,
         "recall@10": m.recall,
         "ndcg@10": m.ndcg,
         "test_users": m.n_users,
+        "cold_recall@10": cold.recall,
+        "cold_test_users": cold.n_users,
         "train_seconds": seconds,
         "epochs": epochs,
         "eval_seconds": time.perf_counter() - t0,
@@ -51,7 +55,8 @@ def report_row(ctx: dict, model: str, scores, seconds: float, epochs: int | None
     eps = f"{epochs / seconds:.3f}" if epochs and seconds else "-"
     name = ctx["dataset"]
     print(
-        f"| {name} | {model} | {m.recall:.4f} | {m.ndcg:.4f} | {epochs or '-'} | {seconds:.1f} | {eps} |",
+        f"| {name} | {model} | {m.recall:.4f} | {m.ndcg:.4f} | {cold.recall:.4f} | {epochs or '-'} "
+        f"| {seconds:.1f} | {eps} |",
         flush=True,
     )
 
@@ -68,7 +73,14 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--max-test-users", type=int, default=None, help="seeded sample of test users")
     parser.add_argument("--variants", default="full,k1,uniform", help="persona-model variants to train")
+    parser.add_argument("--persona-init", default="random", choices=("kmeans", "random"))
+    parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--json", default=None, help="write all figures here")
+    parser.add_argument(
+        "--save-dir",
+        default=None,
+        help="write each persona-model variant's artifact to SAVE_DIR/<dataset>-<variant>",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: list[dict] = []
@@ -79,13 +91,22 @@ def main() -> None:
         catalog = load_catalog(name, args.data_dir)
         U, I = catalog.n_users, catalog.n_items
         base = TrainConfig(
-            dim=args.dim, epochs=args.epochs, batch_size=args.batch_size, layers=args.layers, seed=0
+            dim=args.dim,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            layers=args.layers,
+            persona_init=args.persona_init,
+            patience=args.patience,
+            seed=0,
         )
         data = pretrain_data(catalog, np.random.default_rng(0), base.holdout_fraction)
         exclude = catalog.split(catalog.pretrain_split).by_user(U, I)
         truth = catalog.split("test").by_user(U, I)
         users = evaluation_users(truth, args.max_test_users, np.random.default_rng(1))
-        print(f"settings: epochs<={args.epochs} batch={args.batch_size} layers={args.layers} dim={args.dim}")
+        print(
+            f"settings: epochs<={args.epochs} patience={args.patience} batch={args.batch_size} "
+            f"layers={args.layers} dim={args.dim} persona_init={args.persona_init}"
+        )
         print(
             f"\n## {name}: {U} users, {I} items, {catalog.n_aspects} aspects; trained on "
             f"{data.train_split} ({len(data.train)}), validated on {data.valid_source} ({len(data.valid)}); "
@@ -93,22 +114,34 @@ def main() -> None:
             flush=True,
         )
 
-        ctx = {"results": results, "dataset": name, "exclude": exclude, "truth": truth, "users": users}
+        # Cold items: never in the pre-training split, so only their aspects can score them.
+        warm = np.zeros(I, dtype=bool)
+        warm[catalog.split(catalog.pretrain_split).items] = True
+        truth_cold = (truth @ sp.diags((~warm).astype(np.float64))).tocsr()
+        truth_cold.eliminate_zeros()
+        users_cold = np.intersect1d(users, np.flatnonzero(np.diff(truth_cold.indptr) > 0))
+        ctx = {
+            "results": results,
+            "dataset": name,
+            "exclude": exclude,
+            "truth": truth,
+            "users": users,
+            "truth_cold": truth_cold,
+            "users_cold": users_cold,
+        }
 
         def report(model: str, scores, seconds: float, epochs: int | None, ctx=ctx, **extra) -> None:
             report_row(ctx, model, scores, seconds, epochs, **extra)
 
-        print("| dataset | model | Recall@10 | NDCG@10 | epochs | train s | epochs/s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| dataset | model | Recall@10 | NDCG@10 | cold-item Recall@10 | epochs | train s | epochs/s |")
+        print("|---|---|---|---|---|---|---|---|")
         pop = popularity_scores(data.train, I)
         report("popularity", lambda b, pop=pop: np.broadcast_to(pop, (b.size, pop.size)), 0.0, None)
         mf = train_mf_bpr(data.train, data.valid, U, I, np.random.default_rng(0), dim=args.dim)
         report(f"MF/BPR d={args.dim}", mf.scores, mf.seconds, mf.epochs, best_epoch=mf.best_epoch)
         if name == "lastfm":
-            emb = load_embedding_pickle(Path(args.data_dir) / "lastfm" / "embeds" / "transe.pkl")
-            ui = np.asarray(emb["ui_emb"], dtype=np.float64)
-            user_e, item_e = ui[:U], ui[U : U + I]
-            report("UNICORN TransE (e_u·e_v)", lambda b, ue=user_e, ie=item_e: ue[b] @ ie.T, 0.0, None)
+            transe = TransERanker.from_file(Path(args.data_dir) / "lastfm" / "embeds" / "transe.pkl", catalog)
+            report("UNICORN TransE (e_u·e_v)", lambda b, t=transe: t.user_emb[b] @ t.item_emb.T, 0.0, None)
         variants = {
             "full": ("persona x aspect (K=3, P=8)", base),
             "k1": ("ablation K=1 (no personas)", replace(base, personas=1)),
@@ -117,6 +150,8 @@ def main() -> None:
         for key in args.variants.split(","):
             label, cfg = variants[key]
             res = pretrain(catalog, cfg)
+            if args.save_dir:
+                save_artifact(res, Path(args.save_dir) / f"{name}-{key}")
             report(
                 label,
                 res.ranker(catalog).full_scores,

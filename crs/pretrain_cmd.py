@@ -25,6 +25,14 @@ def pretrain_command(
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Positive interactions per step."),
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (same seed, same weights)."),
     out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o", help="Artifact directory to write."),
+    persona_init: str = typer.Option(
+        "kmeans",
+        "--persona-init",
+        help="Start personas from k-means clusters of the training items (kmeans) or at random (random).",
+    ),
+    no_shared_persona: bool = typer.Option(
+        False, "--no-shared-persona", help="Drop the shared persona c0 that every user holds beside the K."
+    ),
     no_aspect_attention: bool = typer.Option(
         False, "--no-aspect-attention", help="Ablation: uniform weights over an item's aspects."
     ),
@@ -57,6 +65,8 @@ def pretrain_command(
         epochs=epochs,
         patience=patience,
         batch_size=batch_size,
+        persona_init=persona_init,
+        shared_persona=not no_shared_persona,
         seed=seed,
     )
     config.model_config(catalog)  # validates K <= P before any work
@@ -117,7 +127,8 @@ def pretrain_command(
     summary.add_row(
         "model",
         f"K={config.personas}, P={result.model_config.prototypes}, dim={dim}, "
-        f"layers={layers}, aspects={config.aspect_mode}",
+        f"layers={layers}, aspects={config.aspect_mode}, shared persona={config.shared_persona}, "
+        f"persona init={config.persona_init}",
     )
     summary.add_row("best epoch", f"{result.best_epoch} of {len(result.history)}")
     summary.add_row("time", f"{result.seconds:.1f} s ({result.epochs_per_second:.3f} epochs/s)")

@@ -19,8 +19,13 @@ prototypes, K personas per user.
   ``ω_{k,a}(v) = softmax_{a ∈ A(v)}(q_k·e_a)``, ``h_k(v) = Σ_a ω_{k,a}(v) e_a``, and the score uses
   ``⟨q_k, h_k(v)⟩ = Σ_a ω_{k,a}(v) (q_k·e_a)``.
   Ablations: "uniform" (ω = 1/|A(v)|) and "none" (h = 0).
-* **Score**: ``s(u, v) = g_u·e_v + Σ_k α_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)``. The base term ``g_u·e_v`` is
-  the same for every persona, so it never changes α.
+* **Shared persona** (optional, ``shared_persona``): one global taste vector ``c₀`` [d] that every user
+  holds outside the persona softmax, with its own aspect attention ``h₀(v)``
+  (``ω_{0,a}(v) = softmax_{a ∈ A(v)}(c₀·e_a)``). It is the K = 1 model's shared prototype kept next to
+  the K personas, so a K > 1 model contains the K = 1 model (personas that add nothing can fade to
+  zero) and cold items (no training interaction) are scored by their aspects through ``⟨c₀, h₀(v)⟩``.
+* **Score**: ``s(u, v) = g_u·e_v + ⟨c₀, e_v + h₀(v)⟩ + Σ_k α_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)``. The base
+  terms are the same for every persona, so they never change α.
 """
 
 from __future__ import annotations
@@ -121,6 +126,8 @@ class ModelConfig:
         layers: Propagation layers (0 = plain embeddings).
         attention_dim: Relation-space dimension of the KGAT attention.
         aspect_mode: "attention", "uniform" or "none".
+        shared_persona: Add the shared persona ``c₀`` (see the module docstring). False in artifacts
+            written before it existed.
     """
 
     n_users: int
@@ -132,6 +139,7 @@ class ModelConfig:
     layers: int = 2
     attention_dim: int = 16
     aspect_mode: str = "attention"
+    shared_persona: bool = False
 
     def __post_init__(self) -> None:
         if self.aspect_mode not in ASPECT_MODES:
@@ -227,6 +235,7 @@ class PersonaModel(nn.Module):
             [AttentivePropagation(d, config.attention_dim, ranges) for _ in range(config.layers)]
         )
         self.prototypes = nn.Parameter(torch.empty(P, d))
+        self.shared = nn.Parameter(torch.zeros(d)) if config.shared_persona else None
         self.slot_logits = nn.Parameter(torch.empty(U, K, P))
         self.slot_offset = nn.Parameter(torch.zeros(U, K, d))
         self.prior_logits = nn.Parameter(torch.zeros(U, K))
@@ -239,6 +248,8 @@ class PersonaModel(nn.Module):
             for layer in self.layers:
                 layer.reset_parameters(generator)
             self.prototypes.normal_(0.0, 0.1, generator=generator)
+            if self.shared is not None:
+                self.shared.normal_(0.0, 0.1, generator=generator)
             self.slot_logits.normal_(0.0, 1.0, generator=generator)
             self.slot_offset.zero_()
             self.prior_logits.zero_()
@@ -272,7 +283,11 @@ class PersonaModel(nn.Module):
         return vectors, torch.log_softmax(self.prior_logits[users], dim=-1)
 
     def aspect_term(
-        self, mixtures: torch.Tensor, items: torch.Tensor, aspect_emb: torch.Tensor
+        self,
+        mixtures: torch.Tensor,
+        items: torch.Tensor,
+        aspect_emb: torch.Tensor,
+        prototypes: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """⟨q_k, h_k(v)⟩ for every pair, under the configured aspect mode.
 
@@ -284,6 +299,7 @@ class PersonaModel(nn.Module):
             mixtures: m, shape (B, K, P).
             items: Item ids, shape (B, M).
             aspect_emb: e_a, shape (A, d).
+            prototypes: The vectors the mixtures weigh, shape (P, d); default the persona prototypes C.
 
         Returns:
             Shape (B, M, K); zeros in mode "none" and for items without aspects.
@@ -299,7 +315,8 @@ class PersonaModel(nn.Module):
         first = torch.cumsum(counts, 0) - counts
         pos = torch.arange(pair.shape[0]) - first[pair] + starts[pair]
         aspects = self.ia_indices[pos]
-        proto_sims = (self.prototypes @ aspect_emb.T).T  # (A, P)
+        protos = self.prototypes if prototypes is None else prototypes
+        proto_sims = (protos @ aspect_emb.T).T  # (A, P)
         sims = torch.einsum("ekp,ep->ek", mixtures[pair // M], proto_sims[aspects])  # (E, K)
         if self.config.aspect_mode == "attention":
             weight = softmax(sims, pair, num_nodes=flat.shape[0])
@@ -325,6 +342,10 @@ class PersonaModel(nn.Module):
         per_persona = torch.einsum("bkd,bmd->bmk", p, ev) + self.aspect_term(mixtures, items, reps.aspect)
         alpha = torch.softmax(log_prior.unsqueeze(1) + per_persona, dim=-1)
         base = torch.einsum("bd,bmd->bm", reps.user[users], ev)
+        if self.shared is not None:
+            one = mixtures.new_ones(users.shape[0], 1, 1)
+            shared_aspects = self.aspect_term(one, items, reps.aspect, self.shared.unsqueeze(0))
+            base = base + ev @ self.shared + shared_aspects.squeeze(-1)
         scores = base + (alpha * per_persona).sum(-1)
         return PairOutput(scores, alpha, mixtures)
 
@@ -334,7 +355,8 @@ class PersonaModel(nn.Module):
 
         Returns:
             "user" [U, d], "item" [I, d], "aspect" [A, d], "personas" [U, K, d],
-            "log_prior" [U, K], "mixtures" [U, K, P], "prototypes" [P, d].
+            "log_prior" [U, K], "mixtures" [U, K, P], "prototypes" [P, d], and "shared" [d] (zeros
+            without the shared persona).
         """
         reps = self.represent()
         users = torch.arange(self.config.n_users)
@@ -347,5 +369,6 @@ class PersonaModel(nn.Module):
             "log_prior": log_prior,
             "mixtures": self.mixtures(users),
             "prototypes": self.prototypes,
+            "shared": self.shared if self.shared is not None else self.prototypes.new_zeros(self.config.dim),
         }
         return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.items()}

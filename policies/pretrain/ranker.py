@@ -9,11 +9,14 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
 * persona posterior ``log β_k = log π_k + Σ_{a ∈ acc} c_{k,a} − Σ_{a ∈ rej} c_{k,a}`` (normalised),
   where ``c_{k,a} = q_k·e_a − mean_k' q_k'·e_a`` is persona k's affinity to aspect a relative to
   the user's other personas (so evidence moves β only where personas disagree);
-* item score ``g_u·e_v + Σ_k α'_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩) + e_v·(Σ_acc e_a − Σ_rej e_a)``
+* item score ``g_u·e_v + ⟨c₀, e_v + h₀(v)⟩ + Σ_k α'_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)
+  + e_v·(Σ_acc e_a − Σ_rej e_a)``
   with ``α'_k(v) = softmax_k(log β_k + ⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)`` (the training-time α when
   there are no facts); items already rejected are pushed below every other item by
   ``REJECTED_PENALTY``;
-* aspect score ``Σ_k β_k q_k·e_a + g_u·e_a + e_a·(Σ_acc e_a' − Σ_rej e_a')``.
+* aspect score ``Σ_k β_k q_k·e_a + (g_u + c₀)·e_a + e_a·(Σ_acc e_a' − Σ_rej e_a')``,
+
+where ``c₀`` is the shared persona (zeros for models trained without it, or artifacts older than it).
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ from simulators.errors import CRSError
 
 REJECTED_PENALTY = 1.0e6
 WEIGHT_KEYS: tuple[str, ...] = ("user", "item", "aspect", "personas", "log_prior", "mixtures", "prototypes")
+OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
+"""Weights a model may lack (treated as zeros): the shared persona c₀ [d]."""
 
 
 @dataclass(frozen=True)
 class _UserCache:
     affinity: np.ndarray  # (K, I) p_k·e_v
     aspect_term: np.ndarray  # (K, I) ⟨q_k, h_k(v)⟩
-    base: np.ndarray  # (I,) g_u·e_v
+    base: np.ndarray  # (I,) g_u·e_v + ⟨c₀, e_v + h₀(v)⟩
     aspect_sims: np.ndarray  # (K, A) q_k·e_a with q_k = m_k C, the persona's prototype part
     relative: np.ndarray  # (K, A) c_{k,a}
 
@@ -54,7 +59,7 @@ class PersonaRanker:
     Args:
         weights: Arrays named as `PersonaModel.export` returns them ("user" [U, d], "item" [I, d],
             "aspect" [A, d], "personas" [U, K, d], "log_prior" [U, K], "mixtures" [U, K, P],
-            "prototypes" [P, d]).
+            "prototypes" [P, d]; optional "shared" [d], zeros when absent).
         item_aspects: Item x aspect boolean CSR matrix, shape (I, A).
         aspect_mode: "attention", "uniform" or "none" (as trained).
         cache_size: Users whose item-side arrays are kept.
@@ -80,6 +85,10 @@ class PersonaRanker:
         self.mixtures = np.asarray(weights["mixtures"], dtype=np.float64)
         self.prototypes = np.asarray(weights["prototypes"], dtype=np.float64)
         self.aspect_mode = aspect_mode
+        d = self.item.shape[1]
+        self.shared = np.asarray(weights.get("shared", np.zeros(d)), dtype=np.float64).reshape(-1)
+        if self.shared.shape != (d,):
+            raise CRSError(f"shared persona has shape {self.shared.shape}, expected ({d},)")
         U, I, A = self.user.shape[0], self.item.shape[0], self.aspect.shape[0]
         if item_aspects.shape != (I, A):
             raise CRSError(f"item_aspects has shape {item_aspects.shape}, weights need ({I}, {A})")
@@ -89,6 +98,9 @@ class PersonaRanker:
             )
         self.item_aspects = sp.csr_matrix(item_aspects, dtype=np.float64)
         self._aspect_counts = np.asarray(self.item_aspects.sum(axis=1)).ravel()
+        # ⟨c₀, e_v + h₀(v)⟩ of every item, shape (I,): the same for every user.
+        shared_sims = (self.aspect @ self.shared)[None, :]
+        self._shared_item = self.item @ self.shared + self._aspect_terms(shared_sims)[0]
         self._cache: OrderedDict[int, _UserCache] = OrderedDict()
         self._cache_size = cache_size
 
@@ -133,7 +145,7 @@ class PersonaRanker:
         cached = _UserCache(
             affinity=p @ self.item.T,
             aspect_term=self._aspect_terms(sims),
-            base=self.item @ self.user[user],
+            base=self.item @ self.user[user] + self._shared_item,
             aspect_sims=sims,
             relative=sims - sims.mean(axis=0, keepdims=True),
         )
@@ -177,7 +189,7 @@ class PersonaRanker:
         cache = self._user(facts.user)
         beta = np.exp(self._log_posterior(facts, cache))
         scores = beta @ cache.aspect_sims[:, aspects]
-        scores += self.aspect[aspects] @ (self.user[facts.user] + self._dialogue_vector(facts))
+        scores += self.aspect[aspects] @ (self.user[facts.user] + self.shared + self._dialogue_vector(facts))
         return scores
 
     # ------------------------------------------------------------------------- persona interface
@@ -247,4 +259,5 @@ class PersonaRanker:
         terms = self._aspect_terms(q @ self.aspect.T).reshape(b, K, -1)
         per_persona = affinity + terms
         alpha = _softmax(self.log_prior[users][:, :, None] + per_persona, axis=1)
-        return self.user[users] @ self.item.T + (alpha * per_persona).sum(axis=1)
+        base = self.user[users] @ self.item.T + self._shared_item
+        return base + (alpha * per_persona).sum(axis=1)

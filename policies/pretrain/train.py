@@ -40,7 +40,7 @@ from policies.pretrain.graph import (
 )
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
 from policies.pretrain.model import ModelConfig, PersonaModel
-from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
+from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -50,6 +50,7 @@ ARTIFACT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
+PERSONA_INITS: tuple[str, ...] = ("kmeans", "random")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class TrainConfig:
         prototypes: P shared prototypes (forced to 1 when K = 1).
         layers: Propagation layers.
         aspect_mode: "attention", "uniform" or "none".
+        shared_persona: Add the shared persona c₀ next to the K personas (see `policies.pretrain.model`).
         epochs: Maximum epochs.
         batch_size: Positives per step.
         negatives: Uniform negatives per positive.
@@ -79,6 +81,9 @@ class TrainConfig:
         holdout_fraction: Share of each user's interactions held out for validation when the
             catalogue has no separate validation split for its pre-training split (Yelp*).
         data_init: Start from `initialise_from_data` (else from random weights).
+        persona_init: With `data_init`, also start the personas from k-means clusters of the training
+            items ("kmeans") or leave them random ("random"; only the embeddings start spectral).
+        prototype_scale: With "kmeans", a member item's affinity to its cluster's prototype at the start.
         seed: Seed of all randomness.
     """
 
@@ -87,6 +92,7 @@ class TrainConfig:
     prototypes: int = 8
     layers: int = 2
     aspect_mode: str = "attention"
+    shared_persona: bool = True
     epochs: int = 40
     batch_size: int = 1024
     negatives: int = 16
@@ -102,7 +108,15 @@ class TrainConfig:
     max_valid_users: int | None = 2000
     holdout_fraction: float = 0.1
     data_init: bool = True
+    persona_init: str = "kmeans"
+    prototype_scale: float = 2.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.persona_init not in PERSONA_INITS:
+            raise CRSError(f"persona_init must be one of {PERSONA_INITS}, got {self.persona_init!r}")
+        if not self.prototype_scale > 0:
+            raise CRSError(f"prototype_scale must be > 0, got {self.prototype_scale}")
 
     def model_config(self, catalog: Catalog) -> ModelConfig:
         """The model shape for `catalog`."""
@@ -115,6 +129,7 @@ class TrainConfig:
             prototypes=1 if self.personas == 1 else self.prototypes,
             layers=self.layers,
             aspect_mode=self.aspect_mode,
+            shared_persona=self.shared_persona,
         )
 
 
@@ -213,7 +228,12 @@ def _regularisers(
 
 
 def initialise_from_data(
-    model: PersonaModel, graph: PretrainGraph, data: PretrainData, rng: np.random.Generator
+    model: PersonaModel,
+    graph: PretrainGraph,
+    data: PretrainData,
+    rng: np.random.Generator,
+    persona_init: str = "kmeans",
+    prototype_scale: float = 2.0,
 ) -> None:
     """Data-driven start: spectral node embeddings, k-means prototypes, per-user persona slots.
 
@@ -228,7 +248,7 @@ def initialise_from_data(
     with torch.no_grad():
         model.node_emb.copy_(torch.from_numpy(emb))
     K, P, U = cfg.personas, cfg.prototypes, cfg.n_users
-    if K == 1:
+    if K == 1 or persona_init == "random":
         return
     points = emb[U + data.train.items].astype(np.float64)
     labels = kmeans(points, P, rng)
@@ -240,7 +260,7 @@ def initialise_from_data(
         direction = members.mean(axis=0)
         direction /= max(np.linalg.norm(direction), 1e-12)
         spread = float(np.mean(members @ direction))
-        protos[j] = direction * (2.0 / max(spread, 1e-6))
+        protos[j] = direction * (prototype_scale / max(spread, 1e-6))
     counts = np.zeros((U, P))
     np.add.at(counts, (data.train.users, labels), 1.0)
     noisy = counts + rng.random((U, P)) * 0.5
@@ -282,7 +302,7 @@ def pretrain(
     ia = catalog.item_aspects
     model = PersonaModel(mcfg, graph, (ia.indptr, ia.indices), gen)
     if config.data_init:
-        initialise_from_data(model, graph, data, rng)
+        initialise_from_data(model, graph, data, rng, config.persona_init, config.prototype_scale)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     U, I = catalog.n_users, catalog.n_items
     exclude = data.train.by_user(U, I)
@@ -487,7 +507,7 @@ def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
     for key, shape in expected.items():
         if tuple(tensors[key].shape) != shape:
             raise CRSError(f"artifact {path}: {key} has shape {tuple(tensors[key].shape)}, expected {shape}")
-    weights = {k: tensors[k].numpy() for k in WEIGHT_KEYS}
+    weights = {k: tensors[k].numpy() for k in WEIGHT_KEYS + OPTIONAL_KEYS if k in tensors}
     return PersonaRanker(weights, catalog.item_aspects, model["aspect_mode"])
 
 

@@ -223,6 +223,8 @@ def test_k_must_not_exceed_prototypes(tiny: Catalog) -> None:
         TrainConfig(personas=5, prototypes=3).model_config(tiny)
     with pytest.raises(CRSError, match="aspect_mode"):
         TrainConfig(aspect_mode="sometimes").model_config(tiny)
+    with pytest.raises(CRSError, match="persona_init must be one of"):
+        TrainConfig(persona_init="spectral")
 
 
 def test_ablations_train_and_rank(tiny: Catalog) -> None:
@@ -238,3 +240,17 @@ def test_ranker_rejects_bad_weights(tiny: Catalog, trained) -> None:
     del weights["aspect"]
     with pytest.raises(CRSError, match="lack"):
         PersonaRanker(weights, tiny.item_aspects)
+
+
+def test_shared_persona_adds_one_item_term_for_everyone(tiny: Catalog, trained) -> None:
+    weights = dict(trained.weights)
+    assert weights["shared"].shape == (FAST.dim,) and np.any(weights["shared"] != 0)
+    users = np.arange(tiny.n_users)
+    zero = PersonaRanker({**weights, "shared": np.zeros(FAST.dim)}, tiny.item_aspects)
+    # Artifacts written before the shared persona existed lack the key: they score as c₀ = 0.
+    older = PersonaRanker({k: v for k, v in weights.items() if k != "shared"}, tiny.item_aspects)
+    np.testing.assert_allclose(older.full_scores(users), zero.full_scores(users))
+    # c₀ sits outside the persona softmax, so it adds the same ⟨c₀, e_v + h₀(v)⟩ to every user's row.
+    diff = trained.ranker(tiny).full_scores(users) - zero.full_scores(users)
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[0], diff.shape), atol=1e-9)
+    assert np.ptp(diff[0]) > 0
