@@ -128,11 +128,9 @@ def main() -> None:
         print(json.dumps({"dataset": args.dataset, **wrapper_speed(args.dataset)}))
         return
     if args.evaluate_run:
-        print(
-            json.dumps(
-                evaluate_run(Path(args.evaluate_run), args.dataset, args.test_episodes, args.seed), indent=1
-            )
-        )
+        run = Path(args.evaluate_run)
+        figures = evaluate_run(run, args.dataset, args.test_episodes, args.seed, args.baselines)
+        print(json.dumps(figures, indent=1))
         return
 
     from crs.train_cmd import make_settings, run_training
