@@ -88,9 +88,8 @@ def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baseline
 
     indices = evaluation_indices(factory().goals.n_goals, episodes, seed)
     out: dict = {"run": str(run_dir), "checkpoint_steps": read_state(run_dir).get("timesteps"), "test": {}}
-    for label, current in [("RL", policy)] + [
-        (n, make_rule_policy(n, policy.ranker)) for n in ("always-recommend", "ask-4", "ask-7", "max-entropy")
-    ]:
+    rules = [(name, make_rule_policy(name, policy.ranker)) for name in baselines]
+    for label, current in [("RL", policy), *rules]:
         start = time.perf_counter()
         records = evaluate_policy(factory, current, indices, seed, batch=64)
         rate = len(records) / (time.perf_counter() - start)
