@@ -14,9 +14,14 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
   with ``α'_k(v) = softmax_k(log β_k + ⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)`` (the training-time α when
   there are no facts); items already rejected are pushed below every other item by
   ``REJECTED_PENALTY``;
-* aspect score ``Σ_k β_k q_k·e_a + (g_u + c₀)·e_a + e_a·(Σ_acc e_a' − Σ_rej e_a')``,
+* aspect score: how likely the wanted item has aspect a, ``log Σ_{v ∈ C, a ∈ A(v)} softmax_{v ∈ C}(s(v))``
+  over the items C still consistent with the dialogue (every accepted aspect, not rejected), with
+  ``s`` the item score above; ties (and an empty C) are broken by the affinity
+  ``Σ_k β_k q_k·e_a + (g_u + c₀)·e_a + e_a·(Σ_acc e_a' − Σ_rej e_a')``,
 
 where ``c₀`` is the shared persona (zeros for models trained without it, or artifacts older than it).
+Asking the aspect the wanted item most likely has (rather than the one the user is most similar to)
+is what makes a binary question pay off: a rare aspect the user likes is usually answered "no".
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class PersonaRanker:
             )
         self.item_aspects = sp.csr_matrix(item_aspects, dtype=np.float64)
         self._aspect_counts = np.asarray(self.item_aspects.sum(axis=1)).ravel()
+        self._aspect_items = self.item_aspects.tocsc()
         # ⟨c₀, e_v + h₀(v)⟩ of every item, shape (I,): the same for every user.
         shared_sims = (self.aspect @ self.shared)[None, :]
         self._shared_item = self.item @ self.shared + self._aspect_terms(shared_sims)[0]
@@ -183,14 +189,37 @@ class PersonaRanker:
             scores[np.isin(items, facts.rejected_items)] -= REJECTED_PENALTY
         return scores
 
+    def consistent_items(self, facts: DialogueFacts) -> np.ndarray:
+        """Items holding every accepted aspect and not rejected, shape (n,), int64 ascending."""
+        accepted = np.asarray(facts.accepted, dtype=np.int64)
+        if accepted.size:
+            held = np.asarray(self._aspect_items[:, accepted].sum(axis=1)).ravel()
+            keep = held >= accepted.size
+        else:
+            keep = np.ones(self.n_items, dtype=bool)
+        if len(facts.rejected_items):
+            keep[np.asarray(facts.rejected_items, dtype=np.int64)] = False
+        return np.flatnonzero(keep)
+
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
-        """Scores of `aspects` (shape (n,), int64) given the dialogue; float64, shape (n,)."""
+        """Scores of `aspects` (shape (n,), int64) given the dialogue; float64, shape (n,).
+
+        log of the dialogue-conditioned item distribution's mass on items having the aspect, plus
+        1e-6 × the persona/user affinity to break ties (see the module docstring).
+        """
         aspects = np.asarray(aspects, dtype=np.int64)
         cache = self._user(facts.user)
         beta = np.exp(self._log_posterior(facts, cache))
-        scores = beta @ cache.aspect_sims[:, aspects]
-        scores += self.aspect[aspects] @ (self.user[facts.user] + self.shared + self._dialogue_vector(facts))
-        return scores
+        affinity = beta @ cache.aspect_sims[:, aspects]
+        affinity += self.aspect[aspects] @ (
+            self.user[facts.user] + self.shared + self._dialogue_vector(facts)
+        )
+        items = self.consistent_items(facts)
+        if items.size == 0:
+            return affinity
+        p = _softmax(self.item_scores(facts, items), axis=0)
+        mass = (self.item_aspects[items].T @ p)[aspects]
+        return np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
 
     # ------------------------------------------------------------------------- persona interface
     def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:

@@ -254,3 +254,24 @@ def test_shared_persona_adds_one_item_term_for_everyone(tiny: Catalog, trained) 
     diff = trained.ranker(tiny).full_scores(users) - zero.full_scores(users)
     np.testing.assert_allclose(diff, np.broadcast_to(diff[0], diff.shape), atol=1e-9)
     assert np.ptp(diff[0]) > 0
+
+
+def test_aspect_score_is_the_log_mass_of_consistent_items_holding_it(tiny: Catalog, trained) -> None:
+    ranker = trained.ranker(tiny)
+    ia = tiny.item_aspects.toarray().astype(bool)  # (I, A)
+    accepted = np.array([int(np.argmax(ia.sum(axis=0)))])  # the most common aspect
+    facts = DialogueFacts(3, accepted, EMPTY, np.array([int(np.flatnonzero(ia[:, accepted[0]])[0])]))
+    # Consistent items: hold the accepted aspect and are not the rejected item.
+    items = np.flatnonzero(ia[:, accepted[0]])[1:]
+    np.testing.assert_array_equal(ranker.consistent_items(facts), items)
+    s = ranker.item_scores(facts, items)
+    p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    aspects = np.arange(tiny.n_aspects)
+    mass = ia[items].T.astype(float) @ p
+    scores = ranker.aspect_scores(facts, aspects)
+    held = mass > 0
+    # log(mass) up to the 1e-6 x affinity tie-breaker.
+    np.testing.assert_allclose(scores[held], np.log(mass[held]), atol=1e-3)
+    # Every consistent item holds the accepted aspect: mass 1, log 0.
+    assert abs(scores[accepted[0]]) < 1e-3
+    assert np.all(scores[~held] < scores[held].min())
