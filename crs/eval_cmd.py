@@ -20,7 +20,7 @@ from crs.parallel import BACKENDS, EvalSetup, WorkerPool, evaluate_in_parallel
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import USER_KINDS, make_env
-from envs.rollout import ConversationPolicy, evaluate, evaluation_indices
+from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from policies.rankers import build_ranker, default_ranker_spec
 from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
@@ -116,8 +116,15 @@ def run_evaluation(
         transient=True,
     ) as progress:
         task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
-        if workers == 1 and address is None:
-            records = evaluate(env, policy, indices, seed, on_episode=lambda _: progress.advance(task))
+        advance = lambda _: progress.advance(task)  # noqa: E731
+        if workers == 1 and address is None and hasattr(policy, "act_batch"):
+            # a trained policy scores many conversations in one forward pass; same records as `evaluate`
+            def another_env() -> ConversationEnv:
+                return make_env(catalog=env.catalog, split=split, user=user)  # type: ignore[arg-type]
+
+            records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
+        elif workers == 1 and address is None:
+            records = evaluate(env, policy, indices, seed, on_episode=advance)
         else:
             with WorkerPool(
                 workers,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,6 +23,20 @@ class ConversationPolicy(Protocol):
         ...
 
 
+def _record(env: ConversationEnv, info: dict[str, Any], total: float, kinds: list[str]) -> EpisodeRecord:
+    """The record of the conversation that just ended in `env` (its last `info`)."""
+    return EpisodeRecord(
+        goal_index=int(info["goal_index"]),
+        user=env.state.user,
+        targets=tuple(info["targets"]),
+        success=bool(info["success"]),
+        agent_actions=int(info["agent_actions"]),
+        rank=info["rank"],
+        total_reward=total,
+        kinds=tuple(kinds),
+    )
+
+
 def run_episode(
     env: ConversationEnv,
     policy: ConversationPolicy,
@@ -41,16 +55,7 @@ def run_episode(
         total += reward
         kinds.append(info["kind"])
         done = terminated or truncated
-    return EpisodeRecord(
-        goal_index=int(info["goal_index"]),
-        user=env.state.user,
-        targets=tuple(info["targets"]),
-        success=bool(info["success"]),
-        agent_actions=int(info["agent_actions"]),
-        rank=info["rank"],
-        total_reward=total,
-        kinds=tuple(kinds),
-    )
+    return _record(env, info, total, kinds)
 
 
 def evaluation_indices(n_goals: int, episodes: int, seed: int) -> np.ndarray:
@@ -93,3 +98,71 @@ def evaluate(
         if on_episode is not None:
             on_episode(record)
     return records
+
+
+class BatchPolicy(ConversationPolicy, Protocol):
+    """A policy that acts for several conversations in one call (e.g. one network forward pass)."""
+
+    def act_batch(self, envs: Sequence[ConversationEnv]) -> list[dict[str, Any]]:
+        """The next action of each env, in order."""
+        ...
+
+
+def evaluate_batched(
+    env_factory: Callable[[], ConversationEnv],
+    policy: ConversationPolicy,
+    indices: np.ndarray,
+    seed: int,
+    *,
+    batch: int = 32,
+    on_episode: Callable[[EpisodeRecord], None] | None = None,
+) -> list[EpisodeRecord]:
+    """Like `evaluate`, with up to `batch` conversations running side by side.
+
+    Every conversation is reset exactly as `evaluate` resets it, so the records are the same; a
+    policy with ``act_batch`` acts for all running conversations in one call, any other policy acts
+    env by env. Records come back in `indices` order.
+
+    Args:
+        env_factory: Builds one env over the evaluation split (called up to `batch` times).
+        policy: A `ConversationPolicy`, ideally a `BatchPolicy`.
+        indices: Goal indices of the split (see `evaluation_indices`).
+        seed: Base seed.
+        batch: Conversations run side by side.
+        on_episode: Called with each finished record.
+    """
+    queue = [(position, int(index)) for position, index in enumerate(np.asarray(indices).reshape(-1))]
+    queue.reverse()  # pop() from the end walks indices in order
+    envs = [env_factory() for _ in range(min(batch, len(queue)))]
+    running: list[tuple[int, float, list[str]] | None] = [None] * len(envs)
+    records: dict[int, EpisodeRecord] = {}
+
+    def start(slot: int) -> None:
+        if not queue:
+            running[slot] = None
+            return
+        position, index = queue.pop()
+        conversation_seed = episode_seed(seed, index)
+        envs[slot].reset(seed=conversation_seed, options={"goal_index": index})
+        policy.reset(np.random.default_rng(conversation_seed))
+        running[slot] = (position, 0.0, [])
+
+    for slot in range(len(envs)):
+        start(slot)
+    act_batch = getattr(policy, "act_batch", None)
+    while any(entry is not None for entry in running):
+        active = [slot for slot, entry in enumerate(running) if entry is not None]
+        batch_envs = [envs[slot] for slot in active]
+        actions = act_batch(batch_envs) if act_batch else [policy.act(env) for env in batch_envs]
+        for slot, action in zip(active, actions, strict=True):
+            position, total, kinds = running[slot]  # type: ignore[misc]
+            _, reward, terminated, truncated, info = envs[slot].step(action)
+            kinds.append(info["kind"])
+            running[slot] = (position, total + reward, kinds)
+            if terminated or truncated:
+                record = _record(envs[slot], info, total + reward, kinds)
+                records[position] = record
+                if on_episode is not None:
+                    on_episode(record)
+                start(slot)
+    return [records[position] for position in range(len(records))]

@@ -67,7 +67,8 @@ class PersonaRanker:
             "prototypes" [P, d]; optional "shared" [d], zeros when absent).
         item_aspects: Item x aspect boolean CSR matrix, shape (I, A).
         aspect_mode: "attention", "uniform" or "none" (as trained).
-        cache_size: Users whose item-side arrays are kept.
+        cache_size: Users whose item-side arrays are kept (more than the 64 conversations that
+            `crs eval` runs side by side).
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class PersonaRanker:
         weights: dict[str, np.ndarray],
         item_aspects: sp.csr_matrix,
         aspect_mode: str = "attention",
-        cache_size: int = 16,
+        cache_size: int = 80,
     ) -> None:
         missing = [k for k in WEIGHT_KEYS if k not in weights]
         if missing:

@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
 from envs.ranker import PreferenceRanker
-from envs.rollout import episode_seed
+from envs.rollout import evaluate_batched as evaluate_policy  # noqa: F401 (public name in policies.rl)
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from policies.rl.policy import SlatePolicy
 from simulators.errors import CRSError
@@ -269,81 +269,6 @@ class RLPolicy:
             dist = self.policy.get_distribution(_stack(observations), action_masks=masks)
             actions = dist.mode().numpy()
         return [w.to_env_action(a) for w, a in zip(wrappers, actions, strict=True)]
-
-
-def evaluate_policy(
-    env_factory: Callable[[], ConversationEnv],
-    policy: Any,
-    indices: np.ndarray,
-    seed: int,
-    *,
-    batch: int = 32,
-    on_episode: Callable[[EpisodeRecord], None] | None = None,
-) -> list[EpisodeRecord]:
-    """Play the conversations `indices` of a split, `batch` at a time, and return their records.
-
-    Conversation i is reset exactly as `envs.rollout.evaluate` does it (``seed=episode_seed(seed, i)``,
-    ``options={"goal_index": i}``, policy rng ``default_rng(episode_seed(seed, i))``), so records match
-    `crs eval`'s. A policy with ``act_batch`` acts on all running conversations in one call; any other
-    `ConversationPolicy` acts env by env. Records come back in `indices` order.
-
-    Args:
-        env_factory: Builds one env over the evaluation split (called up to `batch` times).
-        policy: An `RLPolicy` or any `ConversationPolicy`.
-        indices: Goal indices of the split (see `envs.evaluation_indices`).
-        seed: Base seed.
-        batch: Conversations run side by side.
-        on_episode: Called with each finished record.
-    """
-    indices = [int(i) for i in np.asarray(indices).reshape(-1)]
-    envs = [env_factory() for _ in range(min(batch, len(indices)))]
-    slots: list[dict[str, Any] | None] = [None] * len(envs)
-    records: dict[int, EpisodeRecord] = {}
-    queue = list(enumerate(indices))
-
-    def start(slot: int) -> None:
-        if not queue:
-            slots[slot] = None
-            return
-        position, index = queue.pop(0)
-        env = envs[slot]
-        conversation_seed = episode_seed(seed, index)
-        env.reset(seed=conversation_seed, options={"goal_index": index})
-        if hasattr(policy, "reset"):
-            policy.reset(np.random.default_rng(conversation_seed))
-        slots[slot] = {"position": position, "total": 0.0, "kinds": []}
-
-    for slot in range(len(envs)):
-        start(slot)
-    batched = hasattr(policy, "act_batch")
-    while any(s is not None for s in slots):
-        active = [i for i, s in enumerate(slots) if s is not None]
-        if batched:
-            actions = policy.act_batch([envs[i] for i in active])
-        else:
-            actions = [policy.act(envs[i]) for i in active]
-        for slot, action in zip(active, actions, strict=True):
-            env, info_slot = envs[slot], slots[slot]
-            assert info_slot is not None
-            _, reward, terminated, truncated, info = env.step(action)
-            info_slot["total"] += reward
-            info_slot["kinds"].append(info["kind"])
-            if terminated or truncated:
-                record = EpisodeRecord(
-                    goal_index=int(info["goal_index"]),
-                    user=env.state.user,
-                    targets=tuple(info["targets"]),
-                    success=bool(info["success"]),
-                    agent_actions=int(info["agent_actions"]),
-                    rank=info["rank"],
-                    total_reward=float(info_slot["total"]),
-                    kinds=tuple(info_slot["kinds"]),
-                )
-                records[info_slot["position"]] = record
-                if on_episode is not None:
-                    on_episode(record)
-                start(slot)
-    return [records[i] for i in range(len(indices))]
 
 
 def mean_metrics(records: Sequence[EpisodeRecord], max_turns: int = 15) -> dict[str, float]:
