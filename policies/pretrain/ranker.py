@@ -10,10 +10,12 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
   where ``c_{k,a} = q_k·e_a − mean_k' q_k'·e_a`` is persona k's affinity to aspect a relative to
   the user's other personas (so evidence moves β only where personas disagree);
 * item score ``g_u·e_v + ⟨c₀, e_v + h₀(v)⟩ + Σ_k α'_k(v) (⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)
-  + e_v·(Σ_acc e_a − Σ_rej e_a)``
+  + e_v·(Σ_acc e_a − Σ_rej e_a) − REJECTED_ASPECT_PENALTY · |A(v) ∩ rej|``
   with ``α'_k(v) = softmax_k(log β_k + ⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩)`` (the training-time α when
-  there are no facts); items already rejected are pushed below every other item by
-  ``REJECTED_PENALTY``;
+  there are no facts); an item holding an aspect the user rejected is very unlikely to be the wanted
+  one (a truthful user rejects the aspects the item lacks), so each such aspect costs
+  ``REJECTED_ASPECT_PENALTY`` (a likelihood ratio of e^-5 per aspect: soft, so a noisy answer is
+  not fatal); items already rejected are pushed below every other item by ``REJECTED_PENALTY``;
 * aspect score: how likely the wanted item has aspect a, ``log Σ_{v ∈ C, a ∈ A(v)} softmax_{v ∈ C}(s(v))``
   over the items C still consistent with the dialogue (every accepted aspect, not rejected), with
   ``s`` the item score above; ties (and an empty C) are broken by the affinity
@@ -37,6 +39,7 @@ from policies.pretrain.model import ASPECT_MODES
 from simulators.errors import CRSError
 
 REJECTED_PENALTY = 1.0e6
+REJECTED_ASPECT_PENALTY = 5.0
 WEIGHT_KEYS: tuple[str, ...] = ("user", "item", "aspect", "personas", "log_prior", "mixtures", "prototypes")
 OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
 """Weights a model may lack (treated as zeros): the shared persona c₀ [d]."""
@@ -186,6 +189,10 @@ class PersonaRanker:
         per_persona = cache.affinity[:, items] + cache.aspect_term[:, items]
         scores = cache.base[items] + (alpha * per_persona).sum(axis=0)
         scores += self.item[items] @ self._dialogue_vector(facts)
+        rejected = np.asarray(facts.rejected, dtype=np.int64)
+        if rejected.size:
+            held = np.asarray(self._aspect_items[:, rejected].sum(axis=1)).ravel()  # (I,)
+            scores -= REJECTED_ASPECT_PENALTY * held[items]
         if len(facts.rejected_items):
             scores[np.isin(items, facts.rejected_items)] -= REJECTED_PENALTY
         return scores

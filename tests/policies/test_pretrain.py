@@ -275,3 +275,21 @@ def test_aspect_score_is_the_log_mass_of_consistent_items_holding_it(tiny: Catal
     # Every consistent item holds the accepted aspect: mass 1, log 0.
     assert abs(scores[accepted[0]]) < 1e-3
     assert np.all(scores[~held] < scores[held].min())
+
+
+def test_items_holding_a_rejected_aspect_pay_the_penalty_per_aspect(
+    tiny: Catalog, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import policies.pretrain.ranker as ranker_module
+
+    ia = tiny.item_aspects.toarray().astype(bool)
+    rejected = np.argsort(-ia.sum(axis=0))[:2]  # the two most common aspects
+    facts = DialogueFacts(1, EMPTY, rejected, EMPTY)
+    items = np.arange(tiny.n_items)
+    with_penalty = trained.ranker(tiny).item_scores(facts, items)
+    monkeypatch.setattr(ranker_module, "REJECTED_ASPECT_PENALTY", 0.0)
+    without = trained.ranker(tiny).item_scores(facts, items)
+    # Each rejected aspect an item holds costs 5: items holding 0, 1 or 2 of them drop by 0, 5 or 10.
+    held = ia[:, rejected].sum(axis=1)
+    assert set(held.tolist()) >= {0, 1}
+    np.testing.assert_allclose(without - with_penalty, 5.0 * held, atol=1e-9)
