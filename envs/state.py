@@ -89,7 +89,7 @@ class DialogueState:
 
     @property
     def n_candidates(self) -> int:
-        return int(self.candidates.sum())
+        return int(np.count_nonzero(self.candidates))
 
     def facts(self) -> DialogueFacts:
         """The state as a preference ranker sees it."""
@@ -102,9 +102,14 @@ class DialogueState:
 
     def reachable_aspects(self) -> np.ndarray:
         """Aspects held by at least one candidate item, neither accepted nor rejected, ascending."""
-        candidate_rows = self.catalog.item_aspects[self.candidate_items()]
+        item_aspects = self.catalog.item_aspects
+        candidates = self.candidate_items()
+        starts, ends = item_aspects.indptr[candidates], item_aspects.indptr[candidates + 1]
+        lengths = ends - starts
+        # positions of the candidates' entries in the CSR arrays, without slicing a new matrix
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         held = np.zeros(self.catalog.n_aspects, dtype=np.bool_)
-        held[candidate_rows.indices] = True
+        held[item_aspects.indices[offsets + np.arange(offsets.size)]] = True
         return np.flatnonzero(held & ~self.accepted & ~self.rejected)
 
     def reachable_categories(self) -> np.ndarray:

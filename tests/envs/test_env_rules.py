@@ -159,3 +159,20 @@ def test_render_ansi_shows_the_dialogue(tiny) -> None:
     env.step(recommend([2]))
     text = env.render()
     assert "a2" in text and "accepts 'item2' (rank 1)" in text and text.count("\n") == 3
+
+
+def test_reachable_aspects_are_the_candidates_unsettled_aspects() -> None:
+    from envs import make_env
+
+    env = make_env("persona_world", split="test")
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        env.reset(seed=seed)
+        state = env.state
+        state.candidates &= rng.random(state.candidates.size) < 0.3  # an arbitrary candidate subset
+        state.rejected[rng.integers(0, env.catalog.n_aspects, 5)] = True
+        naive = set()
+        for item in state.candidate_items():
+            naive.update(int(a) for a in env.catalog.aspects_of(item))
+        naive -= set(np.flatnonzero(state.accepted | state.rejected).tolist())
+        assert state.reachable_aspects().tolist() == sorted(naive)
