@@ -28,7 +28,8 @@ def pretrain_command(
     persona_init: str = typer.Option(
         "kmeans",
         "--persona-init",
-        help="Start personas from k-means clusters of the training items (kmeans) or at random (random).",
+        help="Start personas from k-means clusters of the training items (kmeans: recovers the persona "
+        "world's personas) or at random (random: better ranking on LastFM*/Yelp*, see BENCHMARKS.md).",
     ),
     no_shared_persona: bool = typer.Option(
         False, "--no-shared-persona", help="Drop the shared persona c0 that every user holds beside the K."
@@ -47,7 +48,7 @@ def pretrain_command(
 
         crs pretrain --out runs/pw-ranker
 
-        crs pretrain --dataset lastfm_star --data-dir ../shared/data --out runs/lastfm-star-ranker
+        crs pretrain --dataset lastfm_star --data-dir ../shared/data --persona-init random --out runs/lfs
 
         crs pretrain --dataset yelp_star --data-dir ../shared/data --personas 1 --out runs/yelp-k1
     """
