@@ -26,10 +26,11 @@ def pretrain_command(
     seed: int = typer.Option(0, "--seed", help="Seed of all randomness (same seed, same weights)."),
     out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o", help="Artifact directory to write."),
     persona_init: str = typer.Option(
-        "kmeans",
+        "auto",
         "--persona-init",
         help="Start personas from k-means clusters of the training items (kmeans: recovers the persona "
-        "world's personas) or at random (random: better ranking on LastFM*/Yelp*, see BENCHMARKS.md).",
+        "world's personas) or at random (random: better ranking on LastFM*/Yelp*, see BENCHMARKS.md); "
+        "auto: kmeans on the persona world, random on real data.",
     ),
     no_shared_persona: bool = typer.Option(
         False, "--no-shared-persona", help="Drop the shared persona c0 that every user holds beside the K."
@@ -48,7 +49,7 @@ def pretrain_command(
 
         crs pretrain --out runs/pw-ranker
 
-        crs pretrain --dataset lastfm_star --data-dir ../shared/data --persona-init random --out runs/lfs
+        crs pretrain --dataset lastfm_star --data-dir ../shared/data --out runs/lfs
 
         crs pretrain --dataset yelp_star --data-dir ../shared/data --personas 1 --out runs/yelp-k1
     """
@@ -129,7 +130,7 @@ def pretrain_command(
         "model",
         f"K={config.personas}, P={result.model_config.prototypes}, dim={dim}, "
         f"layers={layers}, aspects={config.aspect_mode}, shared persona={config.shared_persona}, "
-        f"persona init={config.persona_init}",
+        f"persona init={result.train_config.persona_init}",
     )
     summary.add_row("best epoch", f"{result.best_epoch} of {len(result.history)}")
     summary.add_row("time", f"{result.seconds:.1f} s ({result.epochs_per_second:.3f} epochs/s)")

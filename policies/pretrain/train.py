@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ ARTIFACT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
-PERSONA_INITS: tuple[str, ...] = ("kmeans", "random")
+PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,8 @@ class TrainConfig:
         data_init: Start from `initialise_from_data` (else from random weights).
         persona_init: With `data_init`, also start the personas from k-means clusters of the training
             items ("kmeans") or leave them random ("random"; only the embeddings start spectral).
+            "auto": k-means on the persona world (it recovers the true personas), random on real
+            data (k-means overfits there; see BENCHMARKS.md).
         prototype_scale: With "kmeans", a member item's affinity to its cluster's prototype at the start.
         seed: Seed of all randomness.
     """
@@ -108,7 +110,7 @@ class TrainConfig:
     max_valid_users: int | None = 2000
     holdout_fraction: float = 0.1
     data_init: bool = True
-    persona_init: str = "kmeans"
+    persona_init: str = "auto"
     prototype_scale: float = 2.0
     seed: int = 0
 
@@ -294,6 +296,8 @@ def pretrain(
     """
     torch.set_num_threads(1)
     start = time.perf_counter()
+    if config.persona_init == "auto":
+        config = replace(config, persona_init="kmeans" if catalog.truth is not None else "random")
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     data = pretrain_data(catalog, rng, config.holdout_fraction)

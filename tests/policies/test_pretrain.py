@@ -293,3 +293,11 @@ def test_items_holding_a_rejected_aspect_pay_the_penalty_per_aspect(
     held = ia[:, rejected].sum(axis=1)
     assert set(held.tolist()) >= {0, 1}
     np.testing.assert_allclose(without - with_penalty, 5.0 * held, atol=1e-9)
+
+
+def test_auto_persona_init_is_kmeans_on_the_world_and_random_on_real_data(tiny: Catalog, trained) -> None:
+    # replace_splits drops the ground truth, as a real dataset has none
+    without_truth = replace_splits(tiny, dict(tiny.splits))
+    assert FAST.persona_init == "auto"
+    assert trained.train_config.persona_init == "kmeans"
+    assert pretrain(without_truth, replace(FAST, epochs=1)).train_config.persona_init == "random"
