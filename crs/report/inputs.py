@@ -26,7 +26,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from crs.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, is_finished, read_task, sweep_task_dirs
+from crs.sweep import (
+    DONE_MARKER,
+    RUNS_DIR,
+    SWEEP_FILE,
+    TASK_FILE,
+    SweepTask,
+    is_finished,
+    read_task,
+    sweep_task_dirs,
+)
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from simulators.errors import CRSError
 
@@ -110,30 +119,14 @@ SWEEP_TASK_KEYS: tuple[str, ...] = ("name", "group", "kind", "dataset", "policy"
 
 
 @dataclass(frozen=True)
-class SweepTaskInfo:
-    """The sweep task a run folder is (its ``task.json``, as `crs.sweep.SweepTask.to_dict` writes it).
+class SweepTaskInfo(SweepTask):
+    """The sweep task a run folder is: its ``task.json`` (a `crs.sweep.SweepTask`) and its sweep.
 
     Attributes:
         sweep: The sweep folder.
-        name: Task name (``<dataset>-<policy>-<ablation>-s<seed>``).
-        group: The configuration without the seed (the sweep's own grouping).
-        kind: "eval" or "train".
-        dataset: Dataset name.
-        policy: Policy spec (rule name or run directory; "rl" for train tasks).
-        ablation: Ablation name (a key of the sweep config's ``ablations``).
-        seed: The task's seed (eval seed, or training seed for train tasks).
-        settings: The task's eval (or train) settings.
     """
 
-    sweep: Path
-    name: str
-    group: str
-    kind: str
-    dataset: str
-    policy: str
-    ablation: str
-    seed: int
-    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    sweep: Path = Path()
 
     @property
     def policy_name(self) -> str:
