@@ -237,6 +237,7 @@ def run_training(
     runs_dir: Path = Path("runs"),
     resume: bool = False,
     steps: int | None = None,
+    ppo: dict[str, float] | None = None,
     show: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) a run and return its summary (also written to summary.json).
@@ -247,6 +248,8 @@ def run_training(
         runs_dir: Parent of the run directory.
         resume: Continue from the run's checkpoint.zip.
         steps: Budget override (with `resume`: extend the run to this many steps).
+        ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
+            `resume` they replace the checkpoint's values from now on (a fine-tuning phase).
         show: Print progress and the summary with rich.
 
     Raises:
@@ -287,6 +290,9 @@ def run_training(
             )
     if steps is not None:
         settings = settings.model_copy(update={"steps": steps})
+    if ppo:
+        merged = {**settings.ppo.model_dump(), **ppo}
+        settings = make_settings({**settings.model_dump(), "ppo": merged})
     run_dir.mkdir(parents=True, exist_ok=True)
 
     world = {"seed": settings.world_seed, **settings.world} if settings.dataset == "persona_world" else {}
@@ -325,7 +331,20 @@ def run_training(
     vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
     best_score = (-1.0, -1.0)
     if resume:
-        model = MaskablePPO.load(checkpoint, env=vec, device="cpu")
+        rate = float(config.learning_rate)
+        model = MaskablePPO.load(
+            checkpoint,
+            env=vec,
+            device="cpu",
+            # the run's (possibly changed) settings win over the values saved in the checkpoint
+            custom_objects={
+                "learning_rate": rate,
+                "lr_schedule": lambda _: rate,
+                "ent_coef": config.ent_coef,
+                "clip_range": lambda _: config.clip_range,
+                "n_epochs": config.n_epochs,
+            },
+        )
         best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
     else:
         model = build_model(vec, ranker, config, seed=settings.seed)
@@ -469,6 +488,12 @@ def train_command(
     resume: bool = typer.Option(
         False, "--resume", help="Continue run --name from its last checkpoint (--steps extends the budget)."
     ),
+    learning_rate: float | None = typer.Option(
+        None, "--learning-rate", min=0.0, help="PPO learning rate (default 1e-3); with --resume: from now on."
+    ),
+    ent_coef: float | None = typer.Option(
+        None, "--ent-coef", min=0.0, help="PPO entropy bonus (default 0.01); with --resume: from now on."
+    ),
 ) -> None:
     """Train the graph RL policy (ask / probe / recommend) with MaskablePPO; compare with rule baselines.
 
@@ -477,6 +502,8 @@ def train_command(
         crs train                                   # persona world, a few minutes on 2 cores
 
         crs train --steps 200000 --name pw-long --resume
+
+        crs train --steps 260000 --name pw-long --resume --learning-rate 3e-4 --ent-coef 0.003  # fine-tune
 
         crs train --dataset lastfm --data-dir ../shared/data --ranker transe
 
@@ -491,10 +518,13 @@ def train_command(
         "envs": envs,
         "seed": seed,
     }
+    ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
     if resume:
-        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps)
+        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
         return
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if ppo:
+        data["ppo"] = {**data.get("ppo", {}), **ppo}
     if no_persona_attention:
         data["persona_attention"] = False
     if no_aspect_attention:
