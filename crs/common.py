@@ -5,16 +5,23 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from envs.metrics import MetricSummary
 from simulators.errors import CRSError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,3 +76,30 @@ def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -
             policy, *(format_metric(metrics[name], 2 if name == "AT" else 3) for name in METRIC_ORDER)
         )
     return table
+
+
+def read_settings_file(path: Path, what: str) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file holding a mapping.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages ("config file", "sweep config").
+
+    Raises:
+        CRSError: Missing file, unknown suffix, unparsable text, or not a mapping.
+    """
+    if not path.is_file():
+        raise CRSError(f"{what} {path} not found; pass a .yaml, .yml or .toml file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise CRSError(f"{what} {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        raise CRSError(f"{what} {path} is not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(data, dict):
+        raise CRSError(f"{what} {path} must hold a mapping of settings, got {type(data).__name__}")
+    return data

@@ -51,10 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crs.common import write_json_atomic
+from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool
 from crs.train_cmd import make_settings
 from envs.metrics import MetricSummary
@@ -215,22 +214,7 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         CRSError: Missing file, unreadable syntax, or invalid keys/values (each bad key named).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CRSError(f"sweep config {path} not found; pass a .yaml or .toml file")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise CRSError(f"sweep config {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
-    except (yaml.YAMLError, ValueError) as error:
-        raise CRSError(f"sweep config {path} is not valid {path.suffix[1:].upper()}: {error}") from None
-    if not isinstance(data, dict):
-        raise CRSError(f"sweep config {path} must be a mapping of keys (name, seeds, policies, ...)")
+    data = read_settings_file(path, "sweep config")
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as error:

@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,7 +30,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crs import __version__
-from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors, metrics_table, write_json_atomic
+from crs.common import (
+    DATA_DIR_HELP,
+    DATASET_HELP,
+    console,
+    friendly_errors,
+    metrics_table,
+    read_settings_file,
+    write_json_atomic,
+)
 from envs.metrics import summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
@@ -113,29 +120,6 @@ class TrainSettings(BaseModel):
             wrapper=WrapperConfig(**self.wrapper.model_dump()),
             **self.ppo.model_dump(),
         )
-
-
-def read_settings_file(path: Path) -> dict[str, Any]:
-    """Read a YAML or TOML settings file into a dict.
-
-    Raises:
-        CRSError: Missing file, unknown suffix or unparsable text.
-    """
-    if not path.is_file():
-        raise CRSError(f"config file {path} not found; pass a .yaml, .yml or .toml file")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        else:
-            raise CRSError(f"config file {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise CRSError(f"config file {path} is not valid: {error}") from error
-    if not isinstance(data, dict):
-        raise CRSError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
-    return data
 
 
 def make_settings(data: dict[str, Any]) -> TrainSettings:
@@ -509,7 +493,7 @@ def train_command(
 
         crs train --no-persona-attention --no-aspect-attention --seed 1
     """
-    data = read_settings_file(config) if config else {}
+    data = read_settings_file(config, "config file") if config else {}
     overrides = {
         "dataset": dataset,
         "data_dir": data_dir,
