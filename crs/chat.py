@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crs.common import write_json_atomic
-from envs.actions import ActionKind, ParsedAction, parse_action
+from envs.actions import ActionKind, ParsedAction
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
 from envs.ranker import DialogueFacts, PreferenceRanker
@@ -194,15 +194,7 @@ class Question:
 
 def read_question(env: ConversationEnv, action: dict[str, Any]) -> Question:
     """Validate the policy's `action` with the env's rules and describe what it asks."""
-    parsed = parse_action(
-        action,
-        n_aspects=env.catalog.n_aspects,
-        n_categories=env.n_categories,
-        n_items=env.catalog.n_items,
-        n_personas=env.n_personas,
-        max_choices=env.max_choices,
-        slate_size=env.slate_size,
-    )
+    parsed = env.parse(action)
     if parsed.kind is ActionKind.RECOMMEND:
         return Question(parsed)
     if parsed.kind is ActionKind.ASK and env.enumerated:

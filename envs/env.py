@@ -215,15 +215,7 @@ class ConversationEnv(gym.Env):
             raise InvalidActionError("step() before reset(): call reset() to start a conversation")
         if self._done:
             raise InvalidActionError("the conversation has ended; call reset() to start a new one")
-        parsed = parse_action(
-            action,
-            n_aspects=self.catalog.n_aspects,
-            n_categories=self.n_categories,
-            n_items=self.catalog.n_items,
-            n_personas=self.n_personas,
-            max_choices=self.max_choices,
-            slate_size=self.slate_size,
-        )
+        parsed = self.parse(action)
         state = self._state
         state.turn += 1
         if parsed.kind is ActionKind.RECOMMEND:
@@ -240,6 +232,22 @@ class ConversationEnv(gym.Env):
         self._done = terminated or truncated
         info = self._info(record, success=success)
         return self._observation(), float(reward), bool(terminated), bool(truncated), info
+
+    def parse(self, action: dict[str, Any]) -> ParsedAction:
+        """Validate `action` against this env's sizes and setting, without acting on it.
+
+        Raises:
+            InvalidActionError: the action is not valid here (see `envs.actions.parse_action`).
+        """
+        return parse_action(
+            action,
+            n_aspects=self.catalog.n_aspects,
+            n_categories=self.n_categories,
+            n_items=self.catalog.n_items,
+            n_personas=self.n_personas,
+            max_choices=self.max_choices,
+            slate_size=self.slate_size,
+        )
 
     def render(self) -> str | None:
         """The dialogue so far as text (render_mode="ansi")."""
