@@ -33,7 +33,8 @@ ablations:                                # name -> overrides of the eval (or tr
   default: {}
   single-user: {user: single}             # train: e.g. {persona_attention: false}
 eval: {episodes: 600, split: test, ranker: null, user: auto, world_seed: 0, data_dir: null}
-train: {steps: 40000, ranker: popularity} # kind train: `crs train` settings but dataset and seed
+train: {steps: 40000, ranker: popularity} # kind train: `crs train` settings but dataset and seed;
+                                          # envs run in the task's process unless ppo.subprocess: true
 retries: 2                                # extra attempts of a crashing task
 ```
 """
@@ -179,6 +180,8 @@ class SweepConfig(BaseModel):
                     raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
             try:
                 merged = {**self.train, **overrides, "dataset": dataset, "seed": seed}
+                # the sweep runs its tasks side by side, so each task's envs stay in its own process
+                merged["ppo"] = {"subprocess": False, **merged.get("ppo", {})}
                 return make_settings(merged).model_dump()
             except CRSError as error:
                 raise CRSError(f"ablations.{ablation}: {error}") from None

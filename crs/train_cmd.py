@@ -46,6 +46,11 @@ from simulators.datasets import check_dataset_name, load_catalog
 from simulators.errors import CRSError
 
 DEFAULT_STEPS = 40_000
+ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
+MIN_ROLLOUT_STEPS_PER_ENV = 32
+# Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
+# batched over 8 conversations (on 2 cores 8 workers train ~1.3x faster than 2; BENCHMARKS.md).
+MIN_DEFAULT_ENVS = 8
 RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
 
 
@@ -64,7 +69,9 @@ class PPOSettings(BaseModel):
     """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
-    n_steps: int = Field(64, ge=1)
+    n_steps: int | None = Field(
+        None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
+    )
     batch_size: int = Field(256, ge=2)
     n_epochs: int = Field(4, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -77,7 +84,7 @@ class PPOSettings(BaseModel):
     embed_dim: int = Field(32, ge=2)
     train_embeddings: bool = False
     slate_entropy_scale: float | None = None
-    subprocess: bool = False
+    subprocess: bool = Field(True, description="each env in its own SubprocVecEnv worker process")
 
 
 class TrainSettings(BaseModel):
@@ -90,7 +97,7 @@ class TrainSettings(BaseModel):
         None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)
-    envs: int = Field(8, ge=1)
+    envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
     seed: int = 0
     world_seed: int = 0
     world: dict[str, int] = Field(
@@ -123,7 +130,10 @@ class TrainSettings(BaseModel):
 
 
 def make_settings(data: dict[str, Any]) -> TrainSettings:
-    """Validate settings; errors name the key and the problem."""
+    """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
+    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32). Errors name the key
+    and the problem.
+    """
     try:
         settings = TrainSettings(**data)
     except ValidationError as error:
@@ -131,7 +141,11 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = ", ".join(TrainSettings.model_fields)
         raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
     check_dataset_name(settings.dataset)
-    return settings
+    envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
+    n_steps = settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV)
+    return settings.model_copy(
+        update={"envs": envs, "ppo": settings.ppo.model_copy(update={"n_steps": n_steps})}
+    )
 
 
 def system_info() -> dict[str, Any]:
@@ -221,7 +235,7 @@ def run_training(
     runs_dir: Path = Path("runs"),
     resume: bool = False,
     steps: int | None = None,
-    ppo: dict[str, float] | None = None,
+    ppo: dict[str, Any] | None = None,
     show: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) a run and return its summary (also written to summary.json).
@@ -233,7 +247,8 @@ def run_training(
         resume: Continue from the run's checkpoint.zip.
         steps: Budget override (with `resume`: extend the run to this many steps).
         ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
-            `resume` they replace the checkpoint's values from now on (a fine-tuning phase).
+            `resume` they replace the checkpoint's values from now on (a fine-tuning phase);
+            ``{"subprocess": False}`` runs the envs in-process.
         show: Print progress and the summary with rich.
 
     Raises:
@@ -313,80 +328,83 @@ def run_training(
         },
     )
     vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
-    best_score = (-1.0, -1.0)
-    if resume:
-        rate = float(config.learning_rate)
-        model = MaskablePPO.load(
-            checkpoint,
-            env=vec,
-            device="cpu",
-            # the run's (possibly changed) settings win over the values saved in the checkpoint
-            custom_objects={
-                "learning_rate": rate,
-                "lr_schedule": lambda _: rate,
-                "ent_coef": config.ent_coef,
-                "clip_range": lambda _: config.clip_range,
-                "n_epochs": config.n_epochs,
-            },
-        )
-        best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
-    else:
-        model = build_model(vec, ranker, config, seed=settings.seed)
-    set_logger(model, run_dir / "tb")
-    valid_n = train_env().goals.n_goals
-    valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
-
-    def evaluate_now(current: Any) -> dict[str, float]:
-        policy = RLPolicy(current.policy, ranker, config.wrapper)
-        records = evaluate_policy(train_env, policy, valid_indices, settings.seed + 1)
-        current.policy.set_training_mode(False)
-        return mean_metrics(records)
-
-    curve = _Curve(run_dir)
-    start_steps = model.num_timesteps
-    remaining = settings.steps - start_steps
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=console,
-        disable=not show,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(f"training {name}", total=settings.steps, completed=start_steps, note="")
-
-        def on_progress(steps: int, seconds: float) -> None:
-            rate = (steps - start_steps) / max(seconds, 1e-9)
-            progress.update(task, completed=min(steps, settings.steps), note=f"{rate:,.0f} steps/s")
-
-        def on_eval(point: Any) -> None:
-            curve.add(point)
-            star = " (best)" if point.best else ""
-            progress.console.print(
-                f"  step {point.timesteps:>8,}: valid SR@15 {point.metrics['SR@15']:.3f}, "
-                f"AT {point.metrics['AT']:.2f}, hDCG {point.metrics['hDCG']:.3f}{star}"
+    try:
+        best_score = (-1.0, -1.0)
+        if resume:
+            rate = float(config.learning_rate)
+            model = MaskablePPO.load(
+                checkpoint,
+                env=vec,
+                device="cpu",
+                # the run's (possibly changed) settings win over the values saved in the checkpoint
+                custom_objects={
+                    "learning_rate": rate,
+                    "lr_schedule": lambda _: rate,
+                    "ent_coef": config.ent_coef,
+                    "clip_range": lambda _: config.clip_range,
+                    "n_epochs": config.n_epochs,
+                },
             )
-
-        callback = TrainingCallback(
-            run_dir,
-            evaluate_now,
-            settings.eval_every,
-            settings.checkpoint_every,
-            on_eval=on_eval,
-            on_progress=on_progress,
-            best_score=best_score,  # type: ignore[arg-type]
-        )
-        if remaining > 0:
-            model.learn(remaining, callback=callback, reset_num_timesteps=False)
+            best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
         else:
-            callback.init_callback(model)
-        callback.run_eval()  # the final policy competes for best_model.zip too
-    elapsed = time.perf_counter() - started
-    atomic_save(model, run_dir / "model.zip")
-    callback.checkpoint()
+            model = build_model(vec, ranker, config, seed=settings.seed)
+        set_logger(model, run_dir / "tb")
+        valid_n = train_env().goals.n_goals
+        valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
+
+        def evaluate_now(current: Any) -> dict[str, float]:
+            policy = RLPolicy(current.policy, ranker, config.wrapper)
+            records = evaluate_policy(train_env, policy, valid_indices, settings.seed + 1)
+            current.policy.set_training_mode(False)
+            return mean_metrics(records)
+
+        curve = _Curve(run_dir)
+        start_steps = model.num_timesteps
+        remaining = settings.steps - start_steps
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+            disable=not show,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"training {name}", total=settings.steps, completed=start_steps, note="")
+
+            def on_progress(steps: int, seconds: float) -> None:
+                rate = (steps - start_steps) / max(seconds, 1e-9)
+                progress.update(task, completed=min(steps, settings.steps), note=f"{rate:,.0f} steps/s")
+
+            def on_eval(point: Any) -> None:
+                curve.add(point)
+                star = " (best)" if point.best else ""
+                progress.console.print(
+                    f"  step {point.timesteps:>8,}: valid SR@15 {point.metrics['SR@15']:.3f}, "
+                    f"AT {point.metrics['AT']:.2f}, hDCG {point.metrics['hDCG']:.3f}{star}"
+                )
+
+            callback = TrainingCallback(
+                run_dir,
+                evaluate_now,
+                settings.eval_every,
+                settings.checkpoint_every,
+                on_eval=on_eval,
+                on_progress=on_progress,
+                best_score=best_score,  # type: ignore[arg-type]
+            )
+            if remaining > 0:
+                model.learn(remaining, callback=callback, reset_num_timesteps=False)
+            else:
+                callback.init_callback(model)
+            callback.run_eval()  # the final policy competes for best_model.zip too
+        elapsed = time.perf_counter() - started
+        atomic_save(model, run_dir / "model.zip")
+        callback.checkpoint()
+    finally:
+        vec.close()  # stops the worker processes
 
     # final comparison on the test split -------------------------------------------------------
     best = MaskablePPO.load(run_dir / "best_model.zip", device="cpu")
@@ -408,6 +426,8 @@ def run_training(
         "timesteps": int(model.num_timesteps),
         "train_seconds_this_session": round(elapsed, 1),
         "steps_per_second": round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
+        "envs": config.n_envs,
+        "env_processes": config.n_envs if config.subprocess else 0,
         "test_episodes": len(test_indices),
         "best_valid": {"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
         "test": {label: {k: asdict(v) for k, v in metrics.items()} for label, metrics in rows.items()},
@@ -427,7 +447,12 @@ def run_training(
         info.add_column()
         info.add_row("run directory", str(run_dir))
         info.add_row("ranker", ranker_entry)
-        info.add_row("training", f"{elapsed:.0f} s this session, {summary['steps_per_second']:,} steps/s")
+        where = "worker processes" if config.subprocess else "this process"
+        info.add_row(
+            "training",
+            f"{elapsed:.0f} s this session, {summary['steps_per_second']:,} steps/s, "
+            f"{config.n_envs} envs in {where}",
+        )
         info.add_row("evaluation", f"{throughput[f'RL ({name})']:.0f} conversations/s (trained policy)")
         info.add_row("evaluate again", f"crs eval --policy {run_dir}")
         console.print(info)
@@ -458,7 +483,17 @@ def train_command(
     steps: int | None = typer.Option(
         None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."
     ),
-    envs: int | None = typer.Option(None, "--envs", min=1, help="Parallel training envs (default 8)."),
+    envs: int | None = typer.Option(
+        None,
+        "--envs",
+        min=1,
+        help="Simulated-user envs, each in its own SubprocVecEnv worker process (default: one per core, "
+        f"at least {MIN_DEFAULT_ENVS}: {max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)} here). PPO collects "
+        "max(512 // envs, 32) steps per env between updates unless ppo.n_steps is set.",
+    ),
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Run the envs in this process (DummyVecEnv) instead of worker processes."
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the model, the envs and the evaluation order."
     ),
@@ -503,6 +538,8 @@ def train_command(
         "seed": seed,
     }
     ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
+    if in_process:
+        ppo["subprocess"] = False
     if resume:
         run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
         return

@@ -227,6 +227,18 @@ class SlateActionWrapper(gym.Wrapper):
         self._items = np.zeros(0, dtype=np.int64)
 
     # ----------------------------------------------------------------------------------------- API
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The catalogue and slot sizes a policy network needs (readable across processes)."""
+        catalog = self.base.catalog
+        return {
+            "n_users": catalog.n_users,
+            "n_items": catalog.n_items,
+            "n_aspects": catalog.n_aspects,
+            "n_categories": self.base.n_categories,
+            "n_probes": self.n_probes,
+        }
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

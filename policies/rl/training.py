@@ -25,6 +25,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from threadpoolctl import threadpool_limits
 
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
@@ -119,17 +120,16 @@ def pretrained_arrays(ranker: PreferenceRanker) -> dict[str, np.ndarray] | None:
     return None
 
 
-def encoder_kwargs(env: SlateActionWrapper, ranker: PreferenceRanker, config: RLConfig) -> dict[str, Any]:
-    """The `PersonaAspectEncoder` arguments for a wrapped env, ranker and config."""
-    catalog = env.base.catalog
+def encoder_kwargs(sizes: dict[str, int], ranker: PreferenceRanker, config: RLConfig) -> dict[str, Any]:
+    """The `PersonaAspectEncoder` arguments for a wrapped env's `SlateActionWrapper.sizes`."""
     arrays = pretrained_arrays(ranker)
-    n_personas = int(arrays["personas"].shape[1]) if arrays else max(env.n_probes, 1)
+    n_personas = int(arrays["personas"].shape[1]) if arrays else max(sizes["n_probes"], 1)
     embed_dim = int(arrays["item"].shape[1]) if arrays else config.embed_dim
     return {
-        "n_users": catalog.n_users,
-        "n_items": catalog.n_items,
-        "n_aspects": catalog.n_aspects,
-        "n_categories": env.base.n_categories,
+        "n_users": sizes["n_users"],
+        "n_items": sizes["n_items"],
+        "n_aspects": sizes["n_aspects"],
+        "n_categories": sizes["n_categories"],
         "n_personas": n_personas,
         "embed_dim": embed_dim,
         "hidden": config.hidden,
@@ -147,6 +147,10 @@ def make_vec_env(
 ) -> VecEnv:
     """`config.n_envs` wrapped training envs (Monitor-ed), seeded seed, seed + 1, ...
 
+    With ``config.subprocess`` every env runs in its own `SubprocVecEnv` worker process (the
+    factory and the ranker are pickled to it once); otherwise all run in this process
+    (`DummyVecEnv`). Both give the same observations, masks and rewards for the same seed.
+
     Args:
         env_factory: Builds one `ConversationEnv` over the training split (called once per env).
         ranker: The fixed preference ranker.
@@ -155,6 +159,10 @@ def make_vec_env(
     """
 
     def build() -> Monitor:
+        if config.subprocess:
+            # one worker per core: BLAS or torch threads inside a worker would only fight the others
+            threadpool_limits(1)
+            torch.set_num_threads(1)
         return Monitor(SlateActionWrapper(env_factory(), ranker, config.wrapper))
 
     builders = [build] * config.n_envs
@@ -172,8 +180,7 @@ def build_model(
 ) -> MaskablePPO:
     """A fresh MaskablePPO model with the `SlatePolicy`, its encoder initialised from the ranker."""
     torch.set_num_threads(1)
-    probe_env = SlateActionWrapper(_first_base_env(vec_env), ranker, config.wrapper)
-    kwargs = encoder_kwargs(probe_env, ranker, config)
+    sizes = vec_env.get_attr("sizes", indices=[0])[0]
     model = MaskablePPO(
         SlatePolicy,
         vec_env,
@@ -187,7 +194,7 @@ def build_model(
         ent_coef=config.ent_coef,
         vf_coef=config.vf_coef,
         policy_kwargs={
-            "features_extractor_kwargs": kwargs,
+            "features_extractor_kwargs": encoder_kwargs(sizes, ranker, config),
             "slate_entropy_scale": config.slate_entropy_scale,
         },
         tensorboard_log=tensorboard_log,
@@ -212,12 +219,6 @@ def set_logger(model: MaskablePPO, tensorboard_dir: str | Path | None) -> None:
         model.set_logger(Logger(folder=None, output_formats=[]))
     else:
         model.set_logger(configure_logger(str(tensorboard_dir), ["tensorboard"]))
-
-
-def _first_base_env(vec_env: VecEnv) -> ConversationEnv:
-    if isinstance(vec_env, DummyVecEnv):
-        return vec_env.envs[0].unwrapped  # type: ignore[return-value]
-    raise CRSError("build_model needs a DummyVecEnv to read the env's sizes; pass one built in-process")
 
 
 # --------------------------------------------------------------------------------- acting & eval

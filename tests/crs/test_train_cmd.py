@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from simulators.errors import CRSError
 
 runner = CliRunner()
 WORLD = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "interactions_per_user": 12}
+TINY_PPO = {"n_steps": 32, "batch_size": 32, "n_epochs": 1}
 
 
 def tiny_settings(**overrides):
@@ -31,14 +33,16 @@ def tiny_settings(**overrides):
         "eval_episodes": 8,
         "test_episodes": 12,
         "checkpoint_every": 64,
-        "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+        "ppo": {**TINY_PPO, "subprocess": False},  # in-process: faster; the first test runs the default
     }
     data.update(overrides)
     return make_settings(data)
 
 
 def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
-    summary = run_training(tiny_settings(), name="run", runs_dir=tmp_path, show=False)
+    # the default: each env in its own SubprocVecEnv worker process
+    summary = run_training(tiny_settings(ppo=TINY_PPO), name="run", runs_dir=tmp_path, show=False)
+    assert summary["envs"] == 2 and summary["env_processes"] == 2
     run = tmp_path / "run"
     for file in ("config.yaml", "policy.json", "checkpoint.zip", "state.json", "best_model.zip", "model.zip"):
         assert (run / file).is_file(), file
@@ -115,13 +119,40 @@ def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
         "[ppo]\nn_steps = 32\nbatch_size = 32\nn_epochs = 1\n"
     )
     result = runner.invoke(
-        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "cli", "--seed", "3"]
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--runs-dir",
+            str(tmp_path),
+            "--name",
+            "cli",
+            "--seed",
+            "3",
+            "--in-process",
+        ],
     )
     assert result.exit_code == 0, result.output
+    assert "2 envs in this process" in result.output
     assert "always-recommend" in result.output and "SR@15" in result.output
     saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["settings"]
     assert saved["seed"] == 3 and saved["steps"] == 64 and saved["ppo"]["n_steps"] == 32
+    assert saved["ppo"]["subprocess"] is False
     bad = tmp_path / "bad.yaml"
     bad.write_text("stpes: 10\n")
     result = runner.invoke(app, ["train", "--config", str(bad), "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "stpes" in result.output
+
+
+def test_default_envs_are_one_per_core_with_a_fixed_rollout_size() -> None:
+    envs = max(os.cpu_count() or 1, 8)  # one per core, at least 8
+    settings = make_settings({})
+    assert settings.envs == envs and settings.ppo.subprocess
+    # 512 steps per PPO update, split over the envs, at least 32 per env
+    assert settings.ppo.n_steps == max(512 // envs, 32)
+    assert make_settings({"envs": 4}).ppo.n_steps == 128
+    assert make_settings({"envs": 64}).ppo.n_steps == 32
+    assert make_settings({"envs": 4, "ppo": {"n_steps": 10}}).ppo.n_steps == 10
+    with pytest.raises(CRSError, match="envs"):
+        make_settings({"envs": 0})
