@@ -49,8 +49,11 @@ DEFAULT_STEPS = 40_000
 ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
 MIN_ROLLOUT_STEPS_PER_ENV = 32
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
-# batched over 8 conversations (on 2 cores 8 workers train ~1.3x faster than 2; BENCHMARKS.md).
+# batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
 MIN_DEFAULT_ENVS = 8
+# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
+# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
+MIN_CORES_FOR_WORKERS = 3
 RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
 
 
@@ -84,7 +87,9 @@ class PPOSettings(BaseModel):
     embed_dim: int = Field(32, ge=2)
     train_embeddings: bool = False
     slate_entropy_scale: float | None = None
-    subprocess: bool = Field(True, description="each env in its own SubprocVecEnv worker process")
+    subprocess: bool | None = Field(
+        None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
+    )
 
 
 class TrainSettings(BaseModel):
@@ -131,8 +136,8 @@ class TrainSettings(BaseModel):
 
 def make_settings(data: dict[str, Any]) -> TrainSettings:
     """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
-    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32). Errors name the key
-    and the problem.
+    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
+    = whether the machine has more than 2 cores. Errors name the key and the problem.
     """
     try:
         settings = TrainSettings(**data)
@@ -141,11 +146,15 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = ", ".join(TrainSettings.model_fields)
         raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
     check_dataset_name(settings.dataset)
-    envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
-    n_steps = settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV)
-    return settings.model_copy(
-        update={"envs": envs, "ppo": settings.ppo.model_copy(update={"n_steps": n_steps})}
-    )
+    cores = os.cpu_count() or 1
+    envs = settings.envs or max(cores, MIN_DEFAULT_ENVS)
+    ppo = {
+        "n_steps": settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV),
+        "subprocess": cores >= MIN_CORES_FOR_WORKERS
+        if settings.ppo.subprocess is None
+        else settings.ppo.subprocess,
+    }
+    return settings.model_copy(update={"envs": envs, "ppo": settings.ppo.model_copy(update=ppo)})
 
 
 def system_info() -> dict[str, Any]:
@@ -487,12 +496,16 @@ def train_command(
         None,
         "--envs",
         min=1,
-        help="Simulated-user envs, each in its own SubprocVecEnv worker process (default: one per core, "
-        f"at least {MIN_DEFAULT_ENVS}: {max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)} here). PPO collects "
+        help="Simulated-user envs (default: one per core, at least "
+        f"{MIN_DEFAULT_ENVS}: {max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)} here), each in its own "
+        "SubprocVecEnv worker process on machines with more than 2 cores. PPO collects "
         "max(512 // envs, 32) steps per env between updates unless ppo.n_steps is set.",
     ),
-    in_process: bool = typer.Option(
-        False, "--in-process", help="Run the envs in this process (DummyVecEnv) instead of worker processes."
+    in_process: bool | None = typer.Option(
+        None,
+        "--in-process/--workers",
+        help="Run the envs in this process (DummyVecEnv) or in SubprocVecEnv worker processes "
+        "(default: workers when the machine has more than 2 cores; on 2 cores in-process is faster).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Seed of the model, the envs and the evaluation order."
@@ -538,8 +551,8 @@ def train_command(
         "seed": seed,
     }
     ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
-    if in_process:
-        ppo["subprocess"] = False
+    if in_process is not None:
+        ppo["subprocess"] = not in_process
     if resume:
         run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
         return
