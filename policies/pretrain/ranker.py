@@ -47,8 +47,7 @@ OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
 
 @dataclass(frozen=True)
 class _UserCache:
-    affinity: np.ndarray  # (K, I) p_k·e_v
-    aspect_term: np.ndarray  # (K, I) ⟨q_k, h_k(v)⟩
+    per_persona: np.ndarray  # (K, I) p_k·e_v + ⟨q_k, h_k(v)⟩
     base: np.ndarray  # (I,) g_u·e_v + ⟨c₀, e_v + h₀(v)⟩
     aspect_sims: np.ndarray  # (K, A) q_k·e_a with q_k = m_k C, the persona's prototype part
     relative: np.ndarray  # (K, A) c_{k,a}
@@ -59,6 +58,20 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     np.exp(z, out=z)
     z /= z.sum(axis=axis, keepdims=True)
     return z
+
+
+def _entries(matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored entries of rows (CSR) or columns (CSC) `majors`, without scipy's fancy indexing.
+
+    Returns:
+        (owner, minor): for every entry the position in `majors` it belongs to and its column (CSR)
+        or row (CSC) index, both int64 of shape (nnz of those rows or columns,).
+    """
+    starts = matrix.indptr[majors]
+    lengths = matrix.indptr[majors + 1] - starts
+    owner = np.repeat(np.arange(majors.size), lengths)
+    offsets = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + starts[owner]
+    return owner, matrix.indices[offsets].astype(np.int64)
 
 
 class PersonaRanker:
@@ -153,8 +166,7 @@ class PersonaRanker:
         p = self.personas[user]  # (K, d)
         sims = (self.mixtures[user] @ self.prototypes) @ self.aspect.T  # q_k·e_a, (K, A)
         cached = _UserCache(
-            affinity=p @ self.item.T,
-            aspect_term=self._aspect_terms(sims),
+            per_persona=p @ self.item.T + self._aspect_terms(sims),
             base=self.item @ self.user[user] + self._shared_item,
             aspect_sims=sims,
             relative=sims - sims.mean(axis=0, keepdims=True),
@@ -163,6 +175,11 @@ class PersonaRanker:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return cached
+
+    def _holding(self, aspects: np.ndarray) -> np.ndarray:
+        """How many of `aspects` (int64, shape (n,)) each item holds, shape (I,), int64."""
+        _, holders = _entries(self._aspect_items, aspects)
+        return np.bincount(holders, minlength=self.n_items)
 
     def _log_posterior(self, facts: DialogueFacts, cache: _UserCache) -> np.ndarray:
         evidence = cache.relative[:, np.asarray(facts.accepted, dtype=np.int64)].sum(axis=1)
@@ -177,22 +194,22 @@ class PersonaRanker:
 
     def _alpha(self, facts: DialogueFacts, cache: _UserCache, items: np.ndarray) -> np.ndarray:
         log_beta = self._log_posterior(facts, cache)
-        logits = cache.affinity[:, items] + cache.aspect_term[:, items]
-        return _softmax(log_beta[:, None] + logits, axis=0)  # (K, n)
+        return _softmax(log_beta[:, None] + cache.per_persona[:, items], axis=0)  # (K, n)
 
     # --------------------------------------------------------------------------- PreferenceRanker
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
         """Scores of `items` (shape (n,), int64) given the dialogue; float64, shape (n,)."""
         items = np.asarray(items, dtype=np.int64)
         cache = self._user(facts.user)
-        alpha = self._alpha(facts, cache, items)
-        per_persona = cache.affinity[:, items] + cache.aspect_term[:, items]
+        per_persona = cache.per_persona[:, items]
+        log_beta = self._log_posterior(facts, cache)
+        alpha = _softmax(log_beta[:, None] + per_persona, axis=0)
         scores = cache.base[items] + (alpha * per_persona).sum(axis=0)
-        scores += self.item[items] @ self._dialogue_vector(facts)
+        if len(facts.accepted) or len(facts.rejected):
+            scores += (self.item @ self._dialogue_vector(facts))[items]
         rejected = np.asarray(facts.rejected, dtype=np.int64)
         if rejected.size:
-            held = np.asarray(self._aspect_items[:, rejected].sum(axis=1)).ravel()  # (I,)
-            scores -= REJECTED_ASPECT_PENALTY * held[items]
+            scores -= REJECTED_ASPECT_PENALTY * self._holding(rejected)[items]
         if len(facts.rejected_items):
             scores[np.isin(items, facts.rejected_items)] -= REJECTED_PENALTY
         return scores
@@ -201,8 +218,7 @@ class PersonaRanker:
         """Items holding every accepted aspect and not rejected, shape (n,), int64 ascending."""
         accepted = np.asarray(facts.accepted, dtype=np.int64)
         if accepted.size:
-            held = np.asarray(self._aspect_items[:, accepted].sum(axis=1)).ravel()
-            keep = held >= accepted.size
+            keep = self._holding(accepted) >= accepted.size
         else:
             keep = np.ones(self.n_items, dtype=bool)
         if len(facts.rejected_items):
@@ -218,15 +234,17 @@ class PersonaRanker:
         aspects = np.asarray(aspects, dtype=np.int64)
         cache = self._user(facts.user)
         beta = np.exp(self._log_posterior(facts, cache))
-        affinity = beta @ cache.aspect_sims[:, aspects]
-        affinity += self.aspect[aspects] @ (
-            self.user[facts.user] + self.shared + self._dialogue_vector(facts)
-        )
+        # whole-vocabulary products, then a gather: cheaper than gathering (n, d) rows when n is large
+        affinity = (beta @ cache.aspect_sims)[aspects]
+        affinity += (self.aspect @ (self.user[facts.user] + self.shared + self._dialogue_vector(facts)))[
+            aspects
+        ]
         items = self.consistent_items(facts)
         if items.size == 0:
             return affinity
         p = _softmax(self.item_scores(facts, items), axis=0)
-        mass = (self.item_aspects[items].T @ p)[aspects]
+        owner, held = _entries(self.item_aspects, items)
+        mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)[aspects]
         return np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
 
     # ------------------------------------------------------------------------- persona interface
@@ -278,8 +296,7 @@ class PersonaRanker:
         """Arg-max persona (no dialogue facts) of `user` for each of `items`, shape (n,), int64."""
         cache = self._user(user)
         items = np.asarray(items, dtype=np.int64)
-        logits = cache.affinity[:, items] + cache.aspect_term[:, items]
-        return np.argmax(self.log_prior[user][:, None] + logits, axis=0)
+        return np.argmax(self.log_prior[user][:, None] + cache.per_persona[:, items], axis=0)
 
     def prototype_of(self, user: int) -> np.ndarray:
         """The prototype each of `user`'s K personas draws most from, shape (K,), int64."""
