@@ -25,7 +25,7 @@ from typing import Any
 
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -39,6 +39,7 @@ from crs.common import (
     read_settings_file,
     write_json_atomic,
 )
+from envs.env import Rewards
 from envs.metrics import summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
@@ -112,6 +113,10 @@ class TrainSettings(BaseModel):
     aspect_attention: bool = True
     user: str = "auto"
     user_kwargs: dict[str, Any] = Field(default_factory=dict)
+    rewards: dict[str, float] = Field(
+        default_factory=dict,
+        description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
+    )
     eval_every: int = Field(10_000, ge=0)
     eval_episodes: int = Field(200, ge=1)
     test_episodes: int = Field(600, ge=1)
@@ -120,6 +125,15 @@ class TrainSettings(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
     ppo: PPOSettings = Field(default_factory=PPOSettings)
     wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
+        known = set(Rewards.__dataclass_fields__)
+        unknown = sorted(set(rewards) - known)
+        if unknown:
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return rewards
 
     def rl_config(self) -> Any:
         from envs.sb3_wrapper import WrapperConfig
@@ -318,9 +332,10 @@ def run_training(
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
     config = settings.rl_config()
     env_options = {"user": settings.user, "user_kwargs": settings.user_kwargs}
+    train_rewards = Rewards(**settings.rewards)
 
     def train_env() -> Any:
-        return make_env(catalog=catalog, split="valid", **env_options)
+        return make_env(catalog=catalog, split="valid", rewards=train_rewards, **env_options)
 
     def test_env() -> Any:
         return make_env(catalog=catalog, split="test", **env_options)
@@ -333,6 +348,7 @@ def run_training(
             "ranker": ranker_entry,
             "rl": config.to_dict(),
             "env": env_options,
+            "train_rewards": asdict(train_rewards),
             "world_seed": settings.world_seed,
         },
     )

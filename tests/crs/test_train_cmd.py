@@ -161,3 +161,16 @@ def test_default_envs_are_one_per_core_with_a_fixed_rollout_size() -> None:
     assert make_settings({"envs": 4, "ppo": {"n_steps": 10}}).ppo.n_steps == 10
     with pytest.raises(CRSError, match="envs"):
         make_settings({"envs": 0})
+
+
+def test_training_rewards_override_the_table_and_unknown_ones_are_refused(tmp_path) -> None:
+    from envs.env import Rewards
+
+    run_training(
+        tiny_settings(steps=64, rewards={"quit_at_limit": -1.0}), name="w", runs_dir=tmp_path, show=False
+    )
+    meta = json.loads((tmp_path / "w" / "policy.json").read_text())
+    # only the named entry changes; the rest is UNICORN's table
+    assert meta["train_rewards"] == {**Rewards().__dict__, "quit_at_limit": -1.0}
+    with pytest.raises(CRSError, match="quit_penalty"):
+        make_settings({"rewards": {"quit_penalty": -1.0}})
