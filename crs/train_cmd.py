@@ -556,6 +556,10 @@ def train_command(
         crs train --dataset lastfm --data-dir ../shared/data --ranker transe
 
         crs train --no-persona-attention --no-aspect-attention --seed 1
+
+        crs train --envs 16 --workers               # 16 simulated users in 16 worker processes
+
+        crs train --config train.yaml               # any setting, e.g. rewards: {quit_at_limit: -1.0}
     """
     data = read_settings_file(config, "config file") if config else {}
     overrides = {
