@@ -149,6 +149,7 @@ def main() -> None:
             "full": ("persona x aspect (K=3, P=8)", base),
             "k1": ("ablation K=1 (no personas)", replace(base, personas=1)),
             "uniform": ("ablation no aspect attention (uniform)", replace(base, aspect_mode="uniform")),
+            "warmneg": ("persona x aspect, negatives from warm items", replace(base, negative_pool="warm")),
         }
         for key in args.variants.split(","):
             label, cfg = variants[key]

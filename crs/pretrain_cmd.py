@@ -38,6 +38,12 @@ def pretrain_command(
     no_aspect_attention: bool = typer.Option(
         False, "--no-aspect-attention", help="Ablation: uniform weights over an item's aspects."
     ),
+    negatives_from: str = typer.Option(
+        "all",
+        "--negatives-from",
+        help='Draw negatives from "all" items or only "warm" ones (seen in training), so that items '
+        "absent from training are scored by their aspects instead of being pushed down.",
+    ),
 ) -> None:
     """Pre-train item/aspect/user embeddings with personas and aspect attention; save a ranker.
 
@@ -69,6 +75,7 @@ def pretrain_command(
         batch_size=batch_size,
         persona_init=persona_init,
         shared_persona=not no_shared_persona,
+        negative_pool=negatives_from,
         seed=seed,
     )
     config.model_config(catalog)  # validates K <= P before any work

@@ -51,6 +51,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
 PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
+NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class TrainConfig:
         epochs: Maximum epochs.
         batch_size: Positives per step.
         negatives: Uniform negatives per positive.
+        negative_pool: Where negatives are drawn from: "all" items, or only "warm" ones (items with a
+            pre-training interaction), so items never seen in training are not pushed down for
+            being unseen and only their aspects (through propagation) score them.
         lr: Adam learning rate.
         l2: L2 weight (per example) on touched embeddings.
         offset_l2: L2 weight (per example) on the persona offsets δ of the batch's users; large
@@ -98,6 +102,7 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 1024
     negatives: int = 16
+    negative_pool: str = "all"
     lr: float = 5e-3
     l2: float = 1e-4
     offset_l2: float = 1e-2
@@ -117,6 +122,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.persona_init not in PERSONA_INITS:
             raise CRSError(f"persona_init must be one of {PERSONA_INITS}, got {self.persona_init!r}")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise CRSError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
         if not self.prototype_scale > 0:
             raise CRSError(f"prototype_scale must be > 0, got {self.prototype_scale}")
 
@@ -277,6 +284,17 @@ def initialise_from_data(
         model.prior_logits.copy_(torch.as_tensor(prior, dtype=torch.float32))
 
 
+def negative_candidates(negative_pool: str, train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """Item ids negatives are drawn from (uniformly): all items, or the "warm" ones of `train_items`.
+
+    Returns:
+        Ascending int64 ids, shape (n,).
+    """
+    if negative_pool == "warm":
+        return np.unique(train_items).astype(np.int64)
+    return np.arange(n_items, dtype=np.int64)
+
+
 def pretrain(
     catalog: Catalog,
     config: TrainConfig,
@@ -315,6 +333,7 @@ def pretrain(
     train_users = torch.as_tensor(np.array(data.train.users))
     train_items = torch.as_tensor(np.array(data.train.items))
     n = len(data.train)
+    pool = negative_candidates(config.negative_pool, np.asarray(data.train.items), I)
     steps = math.ceil(n / config.batch_size)
     history: list[EpochReport] = []
     best_ndcg, best_epoch, bad = -1.0, 0, 0
@@ -328,7 +347,7 @@ def pretrain(
         for step in range(steps):
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             users = train_users[idx]
-            neg = torch.as_tensor(rng.integers(0, I, size=(idx.shape[0], config.negatives)))
+            neg = torch.as_tensor(pool[rng.integers(0, pool.size, size=(idx.shape[0], config.negatives))])
             items = torch.cat([train_items[idx].unsqueeze(1), neg], dim=1)
             reps = model.represent()
             out = model.score_pairs(reps, users, items)

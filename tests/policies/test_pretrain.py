@@ -301,3 +301,16 @@ def test_auto_persona_init_is_kmeans_on_the_world_and_random_on_real_data(tiny: 
     assert FAST.persona_init == "auto"
     assert trained.train_config.persona_init == "kmeans"
     assert pretrain(without_truth, replace(FAST, epochs=1)).train_config.persona_init == "random"
+
+
+def test_warm_negatives_come_only_from_items_seen_in_training(tiny: Catalog) -> None:
+    from policies.pretrain.train import negative_candidates
+
+    train_items = np.array([5, 2, 5, 9])
+    np.testing.assert_array_equal(negative_candidates("warm", train_items, 12), [2, 5, 9])
+    np.testing.assert_array_equal(negative_candidates("all", train_items, 12), np.arange(12))
+    with pytest.raises(CRSError, match="negative_pool"):
+        TrainConfig(negative_pool="cold")
+    # a short run with warm negatives trains and ranks like any other
+    result = pretrain(tiny, TrainConfig(dim=8, epochs=1, negative_pool="warm", seed=0))
+    assert np.isfinite(result.ranker(tiny).full_scores(np.arange(3))).all()
