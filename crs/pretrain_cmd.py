@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
 from simulators.datasets import check_dataset_name, load_catalog
+from simulators.errors import CRSError
 
 
 @friendly_errors
@@ -60,9 +61,11 @@ def pretrain_command(
         crs pretrain --dataset yelp_star --data-dir ../shared/data --personas 1 --out runs/yelp-k1
     """
     from policies.pretrain.metrics import evaluation_users, rank_metrics  # torch only when run
-    from policies.pretrain.train import TrainConfig, pretrain, save_artifact
+    from policies.pretrain.train import NEGATIVE_POOLS, TrainConfig, pretrain, save_artifact
 
     check_dataset_name(dataset)
+    if negatives_from not in NEGATIVE_POOLS:
+        raise CRSError(f"--negatives-from must be one of {', '.join(NEGATIVE_POOLS)}, got {negatives_from!r}")
     catalog = load_catalog(dataset, data_dir)
     config = TrainConfig(
         dim=dim,

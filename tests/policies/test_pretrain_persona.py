@@ -103,3 +103,5 @@ def test_crs_pretrain_writes_a_loadable_artifact(tmp_path) -> None:
     assert ranker.personas_per_user == 2
     bad = CliRunner().invoke(app, ["pretrain", "--personas", "9", "--prototypes", "8", "--out", str(out)])
     assert bad.exit_code == 2 and "prototypes (8) must be >= personas per user (9)" in bad.output
+    bad = CliRunner().invoke(app, ["pretrain", "--negatives-from", "cold", "--out", str(out)])
+    assert bad.exit_code == 2 and "--negatives-from must be one of all, warm, got 'cold'" in bad.output
