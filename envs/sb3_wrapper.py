@@ -46,6 +46,7 @@ from gymnasium import spaces
 from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
 from envs.ranker import DialogueFacts, PreferenceRanker
+from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 
 QUESTION_FEATURES = ("score_z", "share_weighted", "share", "entropy_weighted", "ranker_pick", "log_count")
@@ -107,16 +108,6 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-
-
-def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (row position, column) pairs of CSR `rows`: shapes (nnz,), (nnz,). Vectorised, no scipy."""
-    starts, ends = indptr[rows], indptr[rows + 1]
-    lengths = ends - starts
-    total = int(lengths.sum())
-    position = np.repeat(np.arange(rows.size), lengths)
-    offsets = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return position, indices[np.repeat(starts, lengths) + offsets]
 
 
 def _membership(
@@ -220,7 +211,11 @@ class SlateActionWrapper(gym.Wrapper):
         if base.enumerated:
             taxonomy = catalog.taxonomy
             assert taxonomy is not None
-            self._members_t = taxonomy.members.T.tocsr().astype(np.float64)  # (n_aspects, n_parents)
+            members = taxonomy.members.T.tocsr().astype(np.float64)  # (n_aspects, n_parents)
+            self._members = members.toarray().astype(np.bool_)
+            # item -> categories it has an aspect of, CSR (n_items, n_parents)
+            self._item_categories = (catalog.item_aspects.astype(np.float64) @ members).tocsr()
+            self._item_categories.sort_indices()
         self._obs: dict[str, np.ndarray] = {}
         self._questions = np.zeros(0, dtype=np.int64)
         self._probes: list[np.ndarray] = []
@@ -329,16 +324,15 @@ class SlateActionWrapper(gym.Wrapper):
         ia = catalog.item_aspects
         A = catalog.n_aspects
         # (candidate position, aspect) pairs of the candidates and of the top items
-        c_pos, c_asp = _gather(ia.indptr, ia.indices, candidates)
-        t_pos, t_asp = _gather(ia.indptr, ia.indices, items)
+        c_pos, c_asp = compressed_entries(ia, candidates)
+        t_pos, t_asp = compressed_entries(ia, items)
 
         # questions: reachable aspects (or categories), half by ranker score, half by entropy
         counts = np.bincount(c_asp, minlength=A).astype(np.float64)
         weighted = np.bincount(c_asp, weights=weights[c_pos], minlength=A)  # (A,)
         open_aspects = (counts > 0) & ~state.accepted & ~state.rejected
         if base.enumerated:
-            rows = ia[candidates]
-            questions, q_feats = self._category_slots(facts, rows, weights, open_aspects)
+            questions, q_feats = self._category_slots(facts, candidates, weights, open_aspects)
         else:
             questions, q_feats = self._aspect_slots(facts, counts, weighted, open_aspects, n_c)
         self._questions = questions
@@ -380,8 +374,7 @@ class SlateActionWrapper(gym.Wrapper):
         item_question = np.zeros((N, Q), dtype=np.float32)
         if questions.size:
             if base.enumerated:
-                item_rows = ia[items].astype(np.float64)
-                held = (item_rows @ self._members_t[:, questions]).toarray() > 0
+                held = self._categories_held(items, questions)
             else:
                 held = _membership(t_pos, t_asp, questions, n_top, A)
             item_question[:n_top, : questions.size] = held
@@ -456,36 +449,49 @@ class SlateActionWrapper(gym.Wrapper):
         feats[:n, 5] = np.log1p(counts[chosen]) / np.log1p(n_candidates)
         return chosen, feats
 
+    def _categories_held(self, items: np.ndarray, categories: np.ndarray) -> np.ndarray:
+        """held[r, j] = item items[r] has an aspect of category categories[j]; bool, (n, len(categories))."""
+        position, category = compressed_entries(self._item_categories, items)
+        slot = np.full(self._members.shape[1], -1, dtype=np.int64)
+        slot[categories] = np.arange(categories.size)
+        column = slot[category]
+        keep = column >= 0
+        held = np.zeros((items.size, categories.size), dtype=np.bool_)
+        held[position[keep], column[keep]] = True
+        return held
+
     def _category_slots(
-        self, facts: DialogueFacts, rows: Any, weights: np.ndarray, open_aspects: np.ndarray
+        self,
+        facts: DialogueFacts,
+        candidates: np.ndarray,
+        weights: np.ndarray,
+        open_aspects: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Question slots over first-layer categories (enumerated envs): (ids, features (Q, 6))."""
+        """Question slots over first-layer categories (enumerated envs): (ids, features (Q, 6)).
+
+        Args:
+            facts: The dialogue facts.
+            candidates: Candidate item ids, shape (n_c,).
+            weights: The candidates' ranker softmax weights, shape (n_c,).
+            open_aspects: Reachable, unanswered aspects, bool, shape (A,).
+        """
         Q = self.n_questions
         state = self.base.state
         feats = np.zeros((Q, len(QUESTION_FEATURES)), dtype=np.float32)
         reachable = np.flatnonzero(open_aspects)
         if reachable.size == 0:
             return reachable, feats
-        members_t = self._members_t
-        open_cats = np.asarray(members_t[reachable].sum(axis=0)).ravel() > 0
-        open_cats &= ~state.asked_categories
-        categories = np.flatnonzero(open_cats)
+        members = self._members
+        categories = np.flatnonzero(members[reachable].any(axis=0) & ~state.asked_categories)
         if categories.size == 0:
             return categories, feats
-        held = (rows.astype(np.float64) @ members_t[:, categories]).toarray() > 0  # (n_c, C)
+        held = self._categories_held(candidates, categories)  # (n_c, C)
         share_w = weights @ held
         share = held.mean(axis=0)
-        aspect_scores = np.full(members_t.shape[0], -np.inf)
+        aspect_scores = np.full(members.shape[0], -np.inf)
         aspect_scores[reachable] = self.ranker.aspect_scores(facts, reachable)
-        sub = members_t[:, categories].tocsc()
-        cat_scores = np.array(
-            [
-                aspect_scores[sub.indices[sub.indptr[j] : sub.indptr[j + 1]]].max()
-                if sub.indptr[j + 1] > sub.indptr[j]
-                else -np.inf
-                for j in range(categories.size)
-            ]
-        )
+        # a category's score: its best member aspect's (-inf when none is reachable)
+        cat_scores = np.where(members[:, categories], aspect_scores[:, None], -np.inf).max(axis=0)
         cat_scores[~np.isfinite(cat_scores)] = np.nanmin(
             np.where(np.isfinite(cat_scores), cat_scores, np.nan)
         )

@@ -8,7 +8,7 @@ import numpy as np
 
 from envs.actions import ActionKind
 from envs.ranker import DialogueFacts
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, compressed_entries
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,9 @@ class DialogueState:
 
     def reachable_aspects(self) -> np.ndarray:
         """Aspects held by at least one candidate item, neither accepted nor rejected, ascending."""
-        item_aspects = self.catalog.item_aspects
-        candidates = self.candidate_items()
-        starts, ends = item_aspects.indptr[candidates], item_aspects.indptr[candidates + 1]
-        lengths = ends - starts
-        # positions of the candidates' entries in the CSR arrays, without slicing a new matrix
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        _, aspects = compressed_entries(self.catalog.item_aspects, self.candidate_items())
         held = np.zeros(self.catalog.n_aspects, dtype=np.bool_)
-        held[item_aspects.indices[offsets + np.arange(offsets.size)]] = True
+        held[aspects] = True
         return np.flatnonzero(held & ~self.accepted & ~self.rejected)
 
     def reachable_categories(self) -> np.ndarray:

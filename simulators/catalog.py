@@ -31,6 +31,26 @@ def _frozen_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     return csr
 
 
+def compressed_entries(
+    matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stored entries of rows (CSR) or columns (CSC) `majors`, without building a sliced matrix.
+
+    Args:
+        matrix: A CSR or CSC matrix (e.g. `Catalog.item_aspects` or `Catalog.aspect_items`).
+        majors: Row (CSR) or column (CSC) ids, int64, shape (n,); repeats allowed.
+
+    Returns:
+        (position, minor): for every entry its position in `majors` and its column (CSR) or row (CSC)
+        id, both int64 of shape (nnz of those rows or columns,), in storage order.
+    """
+    starts = matrix.indptr[majors]
+    lengths = matrix.indptr[majors + 1] - starts
+    position = np.repeat(np.arange(majors.size), lengths)
+    offsets = np.arange(position.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + starts[position]
+    return position, matrix.indices[offsets].astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Interactions:
     """One split of (user, item) interactions.

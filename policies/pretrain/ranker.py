@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from envs.ranker import DialogueFacts
 from policies.pretrain.model import ASPECT_MODES
+from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 
 REJECTED_PENALTY = 1.0e6
@@ -58,20 +59,6 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     np.exp(z, out=z)
     z /= z.sum(axis=axis, keepdims=True)
     return z
-
-
-def _entries(matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The stored entries of rows (CSR) or columns (CSC) `majors`, without scipy's fancy indexing.
-
-    Returns:
-        (owner, minor): for every entry the position in `majors` it belongs to and its column (CSR)
-        or row (CSC) index, both int64 of shape (nnz of those rows or columns,).
-    """
-    starts = matrix.indptr[majors]
-    lengths = matrix.indptr[majors + 1] - starts
-    owner = np.repeat(np.arange(majors.size), lengths)
-    offsets = np.arange(owner.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + starts[owner]
-    return owner, matrix.indices[offsets].astype(np.int64)
 
 
 class PersonaRanker:
@@ -178,7 +165,7 @@ class PersonaRanker:
 
     def _holding(self, aspects: np.ndarray) -> np.ndarray:
         """How many of `aspects` (int64, shape (n,)) each item holds, shape (I,), int64."""
-        _, holders = _entries(self._aspect_items, aspects)
+        _, holders = compressed_entries(self._aspect_items, aspects)
         return np.bincount(holders, minlength=self.n_items)
 
     def _log_posterior(self, facts: DialogueFacts, cache: _UserCache) -> np.ndarray:
@@ -243,7 +230,7 @@ class PersonaRanker:
         if items.size == 0:
             return affinity
         p = _softmax(self.item_scores(facts, items), axis=0)
-        owner, held = _entries(self.item_aspects, items)
+        owner, held = compressed_entries(self.item_aspects, items)
         mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)[aspects]
         return np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
 
