@@ -58,7 +58,9 @@ def pretrain_command(
 
         crs pretrain --dataset lastfm_star --data-dir ../shared/data --out runs/lfs
 
-        crs pretrain --dataset yelp_star --data-dir ../shared/data --personas 1 --out runs/yelp-k1
+        crs pretrain -d yelp_star --data-dir DATA --layers 1 --batch-size 8192 --epochs 8 -o runs/yelp
+
+        (Yelp*: one layer and large batches keep it to ~10 minutes; 2 layers at batch 1,024 take hours)
     """
     from policies.pretrain.metrics import evaluation_users, rank_metrics  # torch only when run
     from policies.pretrain.train import NEGATIVE_POOLS, TrainConfig, pretrain, save_artifact
