@@ -179,9 +179,9 @@ class PersonaRanker:
         rej = self.aspect[np.asarray(facts.rejected, dtype=np.int64)].sum(axis=0)
         return acc - rej
 
-    def _alpha(self, facts: DialogueFacts, cache: _UserCache, items: np.ndarray) -> np.ndarray:
-        log_beta = self._log_posterior(facts, cache)
-        return _softmax(log_beta[:, None] + cache.per_persona[:, items], axis=0)  # (K, n)
+    def _alpha(self, facts: DialogueFacts, cache: _UserCache, per_persona: np.ndarray) -> np.ndarray:
+        """α_k(v) given the dialogue, from the items' per-persona logits (K, n); shape (K, n)."""
+        return _softmax(self._log_posterior(facts, cache)[:, None] + per_persona, axis=0)
 
     # --------------------------------------------------------------------------- PreferenceRanker
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
@@ -189,8 +189,7 @@ class PersonaRanker:
         items = np.asarray(items, dtype=np.int64)
         cache = self._user(facts.user)
         per_persona = cache.per_persona[:, items]
-        log_beta = self._log_posterior(facts, cache)
-        alpha = _softmax(log_beta[:, None] + per_persona, axis=0)
+        alpha = self._alpha(facts, cache, per_persona)
         scores = cache.base[items] + (alpha * per_persona).sum(axis=0)
         if len(facts.accepted) or len(facts.rejected):
             scores += (self.item @ self._dialogue_vector(facts))[items]
@@ -268,7 +267,7 @@ class PersonaRanker:
         """
         items = np.asarray(items, dtype=np.int64)
         cache = self._user(facts.user)
-        best = self._alpha(facts, cache, items).argmax(axis=0)
+        best = self._alpha(facts, cache, cache.per_persona[:, items]).argmax(axis=0)
         ia = self.item_aspects
         out: list[tuple[int, int]] = []
         for item, k in zip(items.tolist(), best.tolist(), strict=True):
