@@ -452,13 +452,7 @@ class SlateActionWrapper(gym.Wrapper):
     def _categories_held(self, items: np.ndarray, categories: np.ndarray) -> np.ndarray:
         """held[r, j] = item items[r] has an aspect of category categories[j]; bool, (n, len(categories))."""
         position, category = compressed_entries(self._item_categories, items)
-        slot = np.full(self._members.shape[1], -1, dtype=np.int64)
-        slot[categories] = np.arange(categories.size)
-        column = slot[category]
-        keep = column >= 0
-        held = np.zeros((items.size, categories.size), dtype=np.bool_)
-        held[position[keep], column[keep]] = True
-        return held
+        return _membership(position, category, categories, items.size, self._members.shape[1]) > 0
 
     def _category_slots(
         self,
