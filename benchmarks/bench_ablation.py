@@ -9,6 +9,10 @@ Example (2 CPU cores):
 
     python benchmarks/bench_ablation.py --steps 30000 --seeds 0 1 2 --drift 0.1 --runs-dir runs/ablation
 
+With --no-ranker-features every variant's policy sees no feature computed from the ranker's scores
+or persona posterior (`envs.sb3_wrapper.RANKER_DERIVED`): the ranker still proposes the candidates,
+but only the encoder's own persona and aspect attention can rank them.
+
 A ranker artifact is pre-trained once into <runs-dir>/ranker unless --ranker names one.
 """
 
@@ -50,6 +54,11 @@ def main() -> None:
     parser.add_argument("--ranker", default=None, help="artifact path (default: pre-train one once)")
     parser.add_argument("--runs-dir", default="runs/ablation")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument(
+        "--no-ranker-features",
+        action="store_true",
+        help="hide the ranker's scores and persona posterior from every variant's policy",
+    )
     args = parser.parse_args()
 
     from crs.train_cmd import make_settings, run_training
@@ -84,6 +93,7 @@ def main() -> None:
                         "test_episodes": args.test_episodes,
                         "eval_every": args.steps // 3,
                         **VARIANTS[variant],
+                        "wrapper": {"ranker_features": not args.no_ranker_features},
                         # the rule baselines once: the test conversations are the same for every run
                         **({} if (seed, variant) == (args.seeds[0], args.variants[0]) else {"baselines": []}),
                     }
@@ -103,6 +113,7 @@ def main() -> None:
     print(
         f"persona world, drift {args.drift}, {args.steps:,} steps, seeds {args.seeds}, "
         f"{args.test_episodes} test conversations per run"
+        + (", ranker features hidden" if args.no_ranker_features else "")
     )
     print()
     print("| variant | SR@15 | AT | hDCG | SR@15 per seed |")

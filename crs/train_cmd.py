@@ -67,6 +67,9 @@ class WrapperSettings(BaseModel):
     probe_size: int = Field(3, ge=1)
     max_facts: int = Field(16, ge=1)
     probes: bool = True
+    ranker_features: bool = Field(
+        True, description="show the ranker's scores and persona posterior as features (False: ablation)"
+    )
 
 
 class PPOSettings(BaseModel):
@@ -490,6 +493,8 @@ def _default_name(settings: TrainSettings) -> str:
         parts.append("nopersona")
     if not settings.aspect_attention:
         parts.append("noaspect")
+    if not settings.wrapper.ranker_features:
+        parts.append("noscores")
     parts.append(f"s{settings.seed}")
     return "-".join(parts)
 
@@ -530,6 +535,12 @@ def train_command(
         False, "--no-persona-attention", help="Ablation: persona-blind."
     ),
     no_aspect_attention: bool = typer.Option(False, "--no-aspect-attention", help="Ablation: aspect-blind."),
+    no_ranker_features: bool = typer.Option(
+        False,
+        "--no-ranker-features",
+        help="Ablation: hide the ranker's scores and persona posterior from the policy (the ranker "
+        "still proposes the candidates; only the encoder's own attentions can rank them).",
+    ),
     config: Path | None = typer.Option(None, "--config", help="YAML/TOML settings file (CLI options win)."),
     name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of the run directory."),
@@ -583,5 +594,7 @@ def train_command(
         data["persona_attention"] = False
     if no_aspect_attention:
         data["aspect_attention"] = False
+    if no_ranker_features:
+        data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
     settings = make_settings(data)
     run_training(settings, name=name, runs_dir=runs_dir)

@@ -68,6 +68,19 @@ GLOBAL_FEATURES = (
     "top1_prob",
     "score_entropy",
 )
+# hand features computed from the ranker's scores or posterior (zeroed without ranker features)
+RANKER_DERIVED = {
+    "question_feats": ("score_z", "share_weighted", "entropy_weighted", "ranker_pick"),
+    "probe_feats": ("posterior", "share_weighted"),
+    "item_feats": ("score_z", "rank", "prob", "cum_prob"),
+    "global": ("topk_mass", "top1_prob", "score_entropy"),
+}
+FEATURE_NAMES = {
+    "question_feats": QUESTION_FEATURES,
+    "probe_feats": PROBE_FEATURES,
+    "item_feats": ITEM_FEATURES,
+    "global": GLOBAL_FEATURES,
+}
 
 
 class WrapperError(CRSError):
@@ -84,6 +97,9 @@ class WrapperConfig:
         probe_size: Aspects a probe lists (capped by the env's max_choices).
         max_facts: Accepted / rejected aspects kept in the observation (the latest ones).
         probes: Offer persona probes when the ranker and env allow them.
+        ranker_features: Show the policy the hand features computed from the ranker's scores and
+            persona posterior (`RANKER_DERIVED`). False zeroes them: the ranker still proposes the
+            candidates, but only the policy's own encoder can tell them apart (ablations).
     """
 
     n_questions: int = 10
@@ -91,6 +107,7 @@ class WrapperConfig:
     probe_size: int = 3
     max_facts: int = 16
     probes: bool = True
+    ranker_features: bool = True
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -216,6 +233,14 @@ class SlateActionWrapper(gym.Wrapper):
             # item -> categories it has an aspect of, CSR (n_items, n_parents)
             self._item_categories = (catalog.item_aspects.astype(np.float64) @ members).tocsr()
             self._item_categories.sort_indices()
+        self._hidden_columns = (
+            {}
+            if cfg.ranker_features
+            else {
+                key: [FEATURE_NAMES[key].index(name) for name in names]
+                for key, names in RANKER_DERIVED.items()
+            }
+        )
         self._obs: dict[str, np.ndarray] = {}
         self._questions = np.zeros(0, dtype=np.int64)
         self._probes: list[np.ndarray] = []
@@ -419,6 +444,9 @@ class SlateActionWrapper(gym.Wrapper):
         if P:
             obs["probe_aspects"] = probe_aspects
             obs["probe_feats"] = p_feats
+        for key, columns in self._hidden_columns.items():
+            if key in obs:
+                obs[key][..., columns] = 0.0
         self._obs = obs
         return obs
 

@@ -133,6 +133,7 @@ def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
             "--seed",
             "3",
             "--workers",
+            "--no-ranker-features",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -141,6 +142,10 @@ def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
     saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["settings"]
     assert saved["seed"] == 3 and saved["steps"] == 64 and saved["ppo"]["n_steps"] == 32
     assert saved["ppo"]["subprocess"] is True
+    # the ablation switch reaches the saved settings and the policy `crs eval` loads
+    assert saved["wrapper"]["ranker_features"] is False
+    policy = load_trained_policy(tmp_path / "cli", load_catalog("persona_world", seed=0, **WORLD))
+    assert policy.wrapper_config.ranker_features is False
     bad = tmp_path / "bad.yaml"
     bad.write_text("stpes: 10\n")
     result = runner.invoke(app, ["train", "--config", str(bad), "--runs-dir", str(tmp_path)])

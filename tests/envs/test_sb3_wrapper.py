@@ -7,7 +7,7 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 from envs import DialogueFacts, make_env
-from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig, WrapperError
+from envs.sb3_wrapper import FEATURE_NAMES, RANKER_DERIVED, SlateActionWrapper, WrapperConfig, WrapperError
 from envs.transe import PopularityRanker
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
@@ -95,6 +95,36 @@ def test_item_slots_are_the_rankers_top_candidates_best_first(world: Catalog) ->
     np.testing.assert_array_equal(env.candidate_items, expected)
     np.testing.assert_array_equal(obs["item_ids"][: expected.size].astype(np.int64), expected)
     assert obs["item_feats"][0, 1] == 0.0 and obs["item_feats"][1, 1] == pytest.approx(1 / env.n_items)
+
+
+def test_without_ranker_features_only_the_ranker_derived_columns_are_zero(world: Catalog) -> None:
+    shown = wrapped(world, TruthPersonaRanker(world))
+    hidden = wrapped(world, TruthPersonaRanker(world), ranker_features=False)
+    rng = np.random.default_rng(0)
+    a, _ = shown.reset(seed=5)
+    b, _ = hidden.reset(seed=5)
+    derived_seen = 0.0
+    for _ in range(40):
+        for key in a:
+            if key not in RANKER_DERIVED:
+                np.testing.assert_array_equal(a[key], b[key])  # same state, same slots, same graph
+                continue
+            names = FEATURE_NAMES[key]
+            columns = [names.index(name) for name in RANKER_DERIVED[key]]
+            kept = [i for i in range(len(names)) if i not in columns]
+            assert not b[key][..., columns].any()
+            np.testing.assert_array_equal(a[key][..., kept], b[key][..., kept])
+            derived_seen += float(np.abs(a[key][..., columns]).sum())
+        action = np.concatenate(
+            [[rng.choice(np.flatnonzero(shown.action_masks()[: shown.n_choices]))], rng.permutation(20)[:10]]
+        )
+        a, _, done, _, _ = shown.step(action)
+        b, _, done_b, _, _ = hidden.step(action)
+        assert done == done_b
+        if done:
+            a, _ = shown.reset()
+            b, _ = hidden.reset()
+    assert derived_seen > 0  # the default wrapper does show them
 
 
 def test_choices_map_to_the_slot_contents(world: Catalog) -> None:
