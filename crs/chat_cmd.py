@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 
 from crs.chat import run_chat
-from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
+from crs.common import (
+    DataDirOption,
+    DatasetOption,
+    PolicyOption,
+    RankerOption,
+    console,
+    friendly_errors,
+)
 from crs.eval_cmd import resolve_policy
 from envs.registry import make_env
 from simulators.datasets import check_dataset_name
@@ -15,20 +22,10 @@ from simulators.datasets import check_dataset_name
 
 @friendly_errors
 def chat_command(
-    policy: str = typer.Option(
-        "ask-4",
-        "--policy",
-        "-p",
-        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a trained run dir.",
-    ),
-    dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    ranker: str = typer.Option(
-        None,
-        "--ranker",
-        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir (persona x aspect "
-        "explanations). Default: transe on lastfm, popularity elsewhere.",
-    ),
+    policy: PolicyOption = "ask-4",
+    dataset: DatasetOption = "persona_world",
+    data_dir: DataDirOption = None,
+    ranker: RankerOption = None,
     seed: int = typer.Option(
         0, "--seed", help="Seed of the conversation (which user; in watch mode also the hidden target)."
     ),

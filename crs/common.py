@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import yaml
@@ -32,6 +32,26 @@ DATASET_HELP = "Dataset: persona_world (default, embedded), lastfm, lastfm_star 
 DATA_DIR_HELP = (
     "Folder holding the SCPR/UNICORN data (lastfm/, lastfm_star/, yelp_star/); default $CRS_DATA_DIR."
 )
+
+# options `crs eval` and `crs chat` share (a policy acting in one dataset's conversations)
+PolicyOption = Annotated[
+    str,
+    typer.Option(
+        "--policy",
+        "-p",
+        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a trained run dir.",
+    ),
+]
+DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]
+DataDirOption = Annotated[str | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
+RankerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ranker",
+        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir (persona x aspect "
+        "explanations). Default: transe on lastfm, popularity elsewhere.",
+    ),
+]
 
 
 def friendly_errors(function: F) -> F:

@@ -15,7 +15,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors, metrics_table, write_json_atomic
+from crs.common import (
+    DataDirOption,
+    DatasetOption,
+    PolicyOption,
+    RankerOption,
+    console,
+    friendly_errors,
+    metrics_table,
+    write_json_atomic,
+)
 from crs.parallel import BACKENDS, EvalSetup, WorkerPool, evaluate_in_parallel
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
@@ -168,20 +177,10 @@ def run_evaluation(
 
 @friendly_errors
 def eval_command(
-    policy: str = typer.Option(
-        "ask-4",
-        "--policy",
-        "-p",
-        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a run dir.",
-    ),
-    dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    ranker: str = typer.Option(
-        None,
-        "--ranker",
-        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir. Default: "
-        "transe on lastfm, popularity elsewhere.",
-    ),
+    policy: PolicyOption = "ask-4",
+    dataset: DatasetOption = "persona_world",
+    data_dir: DataDirOption = None,
+    ranker: RankerOption = None,
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
     episodes: int = typer.Option(600, "--episodes", "-n", help="Number of conversations."),
     seed: int = typer.Option(1, "--seed", help="Seed of the conversation order and the users."),
