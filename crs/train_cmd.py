@@ -254,6 +254,24 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
     return ranker, f"artifact:{Path(spec).resolve()}"
 
 
+def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any, str]:
+    """The valid interactions training may converse about (None: all) and a description of them.
+
+    A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, so
+    training and validation conversations then come only from its pre-training hold-out.
+    """
+    kind, _, where = ranker_entry.partition(":")
+    if kind != "artifact":
+        return None, "valid"
+    from policies.pretrain.train import unseen_valid_interactions
+
+    path = Path(where) if Path(where).is_absolute() else run_dir / where
+    held_out = unseen_valid_interactions(path, catalog)
+    if held_out is None:
+        return None, "valid"
+    return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
+
+
 def run_training(
     settings: TrainSettings | None,
     *,
@@ -337,8 +355,20 @@ def run_training(
     env_options = {"user": settings.user, "user_kwargs": settings.user_kwargs}
     train_rewards = Rewards(**settings.rewards)
 
+    goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
+    if show and goal_interactions is not None:
+        console.print(
+            f"[yellow]note:[/] the ranker was pre-trained on valid: training conversations from {train_goals}"
+        )
+
     def train_env() -> Any:
-        return make_env(catalog=catalog, split="valid", rewards=train_rewards, **env_options)
+        return make_env(
+            catalog=catalog,
+            split="valid",
+            rewards=train_rewards,
+            goal_interactions=goal_interactions,
+            **env_options,
+        )
 
     def test_env() -> Any:
         return make_env(catalog=catalog, split="test", **env_options)
@@ -352,6 +382,7 @@ def run_training(
             "rl": config.to_dict(),
             "env": env_options,
             "train_rewards": asdict(train_rewards),
+            "train_goals": train_goals,
             "world_seed": settings.world_seed,
         },
     )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import gymnasium as gym
 
 from envs.env import ConversationEnv, QuestionMode
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, Interactions
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from simulators.goals import GoalSampler, MultiTargetGoals, PairGoals, PersonaGoals
@@ -31,18 +31,25 @@ REGISTERED: dict[str, dict[str, Any]] = {
 
 
 def build_user(
-    catalog: Catalog, split: str, user: UserKind, **user_kwargs: Any
+    catalog: Catalog,
+    split: str,
+    user: UserKind,
+    goal_interactions: Interactions | None = None,
+    **user_kwargs: Any,
 ) -> tuple[UserModel, GoalSampler]:
-    """The user model and goal sampler of a kind ("auto": persona on the persona world, else single)."""
+    """The user model and goal sampler of a kind ("auto": persona on the persona world, else single).
+
+    ``goal_interactions`` restricts the goals to those interactions of the split (default: all).
+    """
     if user not in USER_KINDS:
         raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
     if user == "auto":
         user = "persona" if catalog.truth is not None else "single"
     if user == "single":
-        return SingleTargetUser(catalog), PairGoals(catalog, split)
+        return SingleTargetUser(catalog), PairGoals(catalog, split, goal_interactions)
     if user == "multi":
-        return MultiInterestUser(catalog), MultiTargetGoals(catalog, split)
-    return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split)
+        return MultiInterestUser(catalog), MultiTargetGoals(catalog, split, interactions=goal_interactions)
+    return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
 
 
 def make_env(
@@ -55,6 +62,7 @@ def make_env(
     user_kwargs: dict[str, Any] | None = None,
     world_kwargs: dict[str, Any] | None = None,
     question_mode: QuestionMode | None = None,
+    goal_interactions: Interactions | None = None,
     **env_kwargs: Any,
 ) -> ConversationEnv:
     """A `ConversationEnv` for a dataset with the field's defaults.
@@ -69,11 +77,12 @@ def make_env(
         world_kwargs: Arguments of `make_persona_world` (persona world only).
         question_mode: "binary" or "multiple_choice" (default: multiple choice for multi-interest
             and persona users, binary otherwise).
+        goal_interactions: Converse only about these interactions of `split` (default: all of it).
         **env_kwargs: Passed to `ConversationEnv`.
     """
     if catalog is None:
         catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))
-    model, goals = build_user(catalog, split, user, **(user_kwargs or {}))
+    model, goals = build_user(catalog, split, user, goal_interactions, **(user_kwargs or {}))
     if question_mode is None:
         question_mode = "binary" if isinstance(model, SingleTargetUser) else "multiple_choice"
     if isinstance(model, MultiInterestUser):

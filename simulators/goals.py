@@ -17,12 +17,19 @@ from simulators.users import Goal
 
 
 class GoalSampler(ABC):
-    """Maps a goal index to a `Goal`. Indices 0..n_goals-1 are the split's interactions."""
+    """Maps a goal index to a `Goal`. Indices 0..n_goals-1 are the split's interactions.
 
-    def __init__(self, catalog: Catalog, split: str) -> None:
+    Args:
+        catalog: The catalogue.
+        split: Split the goals come from.
+        interactions: Draw only these interactions of the split (e.g. the part of Yelp*'s valid
+            split that pre-training held out); default: the whole split.
+    """
+
+    def __init__(self, catalog: Catalog, split: str, interactions: Interactions | None = None) -> None:
         self.catalog = catalog
         self.split_name = split
-        self.interactions: Interactions = catalog.split(split)
+        self.interactions: Interactions = catalog.split(split) if interactions is None else interactions
         if len(self.interactions) == 0:
             raise CRSError(f"{catalog.name}: split {split!r} is empty; no conversation can be drawn")
 
@@ -62,8 +69,14 @@ class MultiTargetGoals(GoalSampler):
         n_targets: Number of targets, an int or an inclusive range (low, high), low >= 1.
     """
 
-    def __init__(self, catalog: Catalog, split: str, n_targets: int | tuple[int, int] = (2, 3)) -> None:
-        super().__init__(catalog, split)
+    def __init__(
+        self,
+        catalog: Catalog,
+        split: str,
+        n_targets: int | tuple[int, int] = (2, 3),
+        interactions: Interactions | None = None,
+    ) -> None:
+        super().__init__(catalog, split, interactions)
         low, high = (n_targets, n_targets) if isinstance(n_targets, int) else n_targets
         if not 1 <= low <= high:
             raise CRSError(
@@ -111,8 +124,8 @@ class PersonaGoals(GoalSampler):
             interaction's persona is not one of its user's personas.
     """
 
-    def __init__(self, catalog: Catalog, split: str) -> None:
-        super().__init__(catalog, split)
+    def __init__(self, catalog: Catalog, split: str, interactions: Interactions | None = None) -> None:
+        super().__init__(catalog, split, interactions)
         if catalog.truth is None or self.interactions.personas is None:
             raise CRSError(
                 f"PersonaGoals needs persona labels, but {catalog.name!r} split {split!r} has none; "

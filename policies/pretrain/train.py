@@ -41,7 +41,7 @@ from policies.pretrain.graph import (
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
 from policies.pretrain.model import ModelConfig, PersonaModel
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,25 @@ def negative_candidates(negative_pool: str, train_items: np.ndarray, n_items: in
     return np.arange(n_items, dtype=np.int64)
 
 
+def _seeded_split(
+    catalog: Catalog, seed: int, holdout_fraction: float
+) -> tuple[np.random.Generator, int, PretrainData]:
+    """The run's numpy generator, its torch seed and its split, in the order `pretrain` draws them."""
+    rng = np.random.default_rng(seed)
+    torch_seed = int(rng.integers(2**62))
+    return rng, torch_seed, pretrain_data(catalog, rng, holdout_fraction)
+
+
+def pretrain_split(catalog: Catalog, seed: int, holdout_fraction: float = 0.1) -> PretrainData:
+    """The interactions `pretrain` with this seed and hold-out fraction trained and validated on.
+
+    Yelp* has no train split, so pre-training learns from ``valid`` minus a seeded hold-out; RL
+    conversations drawn from ``valid`` would then be about items the ranker was trained on. This
+    re-derives the hold-out (``.valid``) without training, so RL can converse about it alone.
+    """
+    return _seeded_split(catalog, seed, holdout_fraction)[2]
+
+
 def pretrain(
     catalog: Catalog,
     config: TrainConfig,
@@ -316,9 +335,8 @@ def pretrain(
     start = time.perf_counter()
     if config.persona_init == "auto":
         config = replace(config, persona_init="kmeans" if catalog.truth is not None else "random")
-    rng = np.random.default_rng(config.seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    data = pretrain_data(catalog, rng, config.holdout_fraction)
+    rng, torch_seed, data = _seeded_split(catalog, config.seed, config.holdout_fraction)
+    gen = torch.Generator().manual_seed(torch_seed)
     graph = build_graph(catalog, data.train)
     mcfg = config.model_config(catalog)
     ia = catalog.item_aspects
@@ -532,6 +550,21 @@ def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
             raise CRSError(f"artifact {path}: {key} has shape {tuple(tensors[key].shape)}, expected {shape}")
     weights = {k: tensors[k].numpy() for k in WEIGHT_KEYS + OPTIONAL_KEYS if k in tensors}
     return PersonaRanker(weights, catalog.item_aspects, model["aspect_mode"])
+
+
+def unseen_valid_interactions(path: str | Path, catalog: Catalog) -> Interactions | None:
+    """The ``valid`` interactions an artifact's pre-training never trained on, if it trained on valid.
+
+    Returns None for artifacts pre-trained on ``train`` (LastFM, LastFM*, the persona world): all of
+    ``valid`` is unseen. For Yelp* (pre-trained on ``valid``) returns the seeded hold-out, the only
+    conversations whose target the ranker was not fitted to.
+    """
+    config = read_artifact_config(path)
+    check_artifact_matches(config, catalog, path)
+    split = config.get("split", {})
+    if not split.get("pretrained_on_valid"):
+        return None
+    return pretrain_split(catalog, int(config["seed"]), float(split["holdout_fraction"])).valid
 
 
 def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, dict[str, torch.Tensor]]:

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from envs import make_env
 from envs.ranker import DialogueFacts, PreferenceRanker
 from policies.pretrain.graph import build_graph, pretrain_data
 from policies.pretrain.metrics import rank_metrics
@@ -23,6 +24,7 @@ from policies.pretrain.train import (
     load_state_dict,
     pretrain,
     save_artifact,
+    unseen_valid_interactions,
 )
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
@@ -193,6 +195,35 @@ def test_artifact_round_trip(tmp_path: Path, tiny: Catalog, trained) -> None:
     np.testing.assert_allclose(loaded.full_scores(users), trained.ranker(tiny).full_scores(users), rtol=1e-6)
     model_config, state_dict = load_state_dict(path, tiny)
     assert model_config == trained.model_config and torch.equal(state_dict["prototypes"], state["prototypes"])
+
+
+def test_rl_on_valid_avoids_what_a_ranker_pretrained_on_valid_was_fitted_to(
+    tmp_path: Path, tiny: Catalog, trained
+) -> None:
+    from crs.train_cmd import _training_goals
+
+    # pre-trained on train: every valid interaction is unseen
+    on_train = save_artifact(trained, tmp_path / "on-train")
+    assert unseen_valid_interactions(on_train, tiny) is None
+    assert _training_goals(f"artifact:{on_train}", tmp_path, tiny)[0] is None
+    # no train split (Yelp*): pre-training learns from valid minus a seeded hold-out
+    no_train = replace_splits(tiny, {"valid": tiny.split("valid"), "test": tiny.split("test")})
+    result = pretrain(no_train, replace(FAST, epochs=1))
+    on_valid = save_artifact(result, tmp_path / "on-valid")
+    held = unseen_valid_interactions(on_valid, no_train)
+    assert held is not None and 0 < len(held) < len(no_train.split("valid"))
+    np.testing.assert_array_equal(held.users, result.data.valid.users)  # exactly what training held out
+    np.testing.assert_array_equal(held.items, result.data.valid.items)
+    goals, note = _training_goals(f"artifact:{on_valid}", tmp_path, no_train)
+    np.testing.assert_array_equal(goals.items, held.items)
+    assert f"{len(held):,} interactions" in note
+    # the training env converses only about held-out interactions
+    env = make_env(catalog=no_train, split="valid", user="single", goal_interactions=goals)
+    assert env.goals.n_goals == len(held)
+    pairs = set(zip(held.users.tolist(), held.items.tolist(), strict=True))
+    for seed in range(20):
+        env.reset(seed=seed)
+        assert (env.state.user, int(env.user.targets[0])) in pairs
 
 
 def test_mismatched_or_corrupt_artifact_is_refused(tmp_path: Path, tiny: Catalog, trained) -> None:
