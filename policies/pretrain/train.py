@@ -305,12 +305,7 @@ def _seeded_split(
 
 
 def pretrain_split(catalog: Catalog, seed: int, holdout_fraction: float = 0.1) -> PretrainData:
-    """The interactions `pretrain` with this seed and hold-out fraction trained and validated on.
-
-    Yelp* has no train split, so pre-training learns from ``valid`` minus a seeded hold-out; RL
-    conversations drawn from ``valid`` would then be about items the ranker was trained on. This
-    re-derives the hold-out (``.valid``) without training, so RL can converse about it alone.
-    """
+    """The interactions `pretrain` with this seed and hold-out fraction trains and validates on."""
     return _seeded_split(catalog, seed, holdout_fraction)[2]
 
 
