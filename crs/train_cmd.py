@@ -264,9 +264,9 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     if kind != "artifact":
         return None, "valid"
     from policies.pretrain.train import unseen_valid_interactions
+    from policies.rl.training import ranker_entry_path
 
-    path = Path(where) if Path(where).is_absolute() else run_dir / where
-    held_out = unseen_valid_interactions(path, catalog)
+    held_out = unseen_valid_interactions(ranker_entry_path(where, run_dir), catalog)
     if held_out is None:
         return None, "valid"
     return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"

@@ -361,6 +361,12 @@ def load_trained_policy(
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)  # type: ignore[arg-type]
 
 
+def ranker_entry_path(where: str, run_dir: Path) -> Path:
+    """The file or folder a ranker entry ("transe:<file>", "artifact:<dir>") names; relative: in the run."""
+    path = Path(where)
+    return path if path.is_absolute() else run_dir / path
+
+
 def ranker_from_meta(meta: dict[str, Any], catalog: Any, run_dir: Path) -> PreferenceRanker:
     """Rebuild the fixed ranker a run recorded: "popularity", "transe:<file>" or "artifact:<dir>"."""
     from envs.transe import PopularityRanker, TransERanker
@@ -369,9 +375,7 @@ def ranker_from_meta(meta: dict[str, Any], catalog: Any, run_dir: Path) -> Prefe
     if spec == "popularity":
         return PopularityRanker(catalog)
     kind, _, where = spec.partition(":")
-    path = Path(where)
-    if not path.is_absolute():
-        path = run_dir / path
+    path = ranker_entry_path(where, run_dir)
     if kind == "transe":
         return TransERanker.from_file(path, catalog)
     if kind == "artifact":
