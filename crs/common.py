@@ -98,6 +98,21 @@ def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -
     return table
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names one key twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding a mapping.
 
@@ -110,15 +125,15 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     """
     if not path.is_file():
         raise CRSError(f"{what} {path} not found; pass a .yaml, .yml or .toml file")
-    text = path.read_text()
     try:
+        text = path.read_text()
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader: builds no objects
         else:
             raise CRSError(f"{what} {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise CRSError(f"{what} {path} is not valid {path.suffix[1:].upper()}: {error}") from None
     if not isinstance(data, dict):
         raise CRSError(f"{what} {path} must hold a mapping of settings, got {type(data).__name__}")

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 import yaml
@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crs import __version__
+from crs.claims import FolderClaim
 from crs.common import (
     DATA_DIR_HELP,
     DATASET_HELP,
@@ -58,10 +59,14 @@ MIN_CORES_FOR_WORKERS = 3
 RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
 
 
+# Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 class WrapperSettings(BaseModel):
     """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     n_questions: int = Field(10, ge=1)
     n_items: int = Field(20, ge=1)
     probe_size: int = Field(3, ge=1)
@@ -75,7 +80,7 @@ class WrapperSettings(BaseModel):
 class PPOSettings(BaseModel):
     """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     n_steps: int | None = Field(
         None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
     )
@@ -90,16 +95,38 @@ class PPOSettings(BaseModel):
     hidden: int = Field(64, ge=4)
     embed_dim: int = Field(32, ge=2)
     train_embeddings: bool = False
-    slate_entropy_scale: float | None = None
+    slate_entropy_scale: float | None = Field(None, ge=0)
     subprocess: bool | None = Field(
         None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
     )
 
 
+class UserSettings(BaseModel):
+    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`)."""
+
+    model_config = STRICT
+    noise: float = Field(0.0, ge=0, le=1, description="probability of a flipped answer")
+    patience: int | None = Field(None, ge=1, description="rejected slates before leaving; None = never")
+    drift: float = Field(0.0, ge=0, le=1, description="per-turn probability that the active persona changes")
+
+
+class WorldSettings(BaseModel):
+    """Sizes of the persona world (`simulators.persona_world.make_persona_world`); None = its default."""
+
+    model_config = STRICT
+    n_users: int | None = Field(None, ge=1)
+    n_items: int | None = Field(None, ge=1)
+    n_groups: int | None = Field(None, ge=1)
+    aspects_per_group: int | None = Field(None, ge=1)
+    n_personas: int | None = Field(None, ge=1)
+    personas_per_user: int | None = Field(None, ge=1)
+    interactions_per_user: int | None = Field(None, ge=1)
+
+
 class TrainSettings(BaseModel):
     """Everything a training run depends on; read from --config (YAML/TOML), then CLI options."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     dataset: str = "persona_world"
     data_dir: str | None = None
     ranker: str | None = Field(
@@ -107,15 +134,13 @@ class TrainSettings(BaseModel):
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)
     envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
-    seed: int = 0
-    world_seed: int = 0
-    world: dict[str, int] = Field(
-        default_factory=dict, description="persona world sizes (make_persona_world)"
-    )
+    seed: int = Field(0, ge=0)
+    world_seed: int = Field(0, ge=0)
+    world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
     persona_attention: bool = True
     aspect_attention: bool = True
-    user: str = "auto"
-    user_kwargs: dict[str, Any] = Field(default_factory=dict)
+    user: Literal["auto", "single", "multi", "persona"] = "auto"
+    user_kwargs: UserSettings = Field(default_factory=UserSettings)
     rewards: dict[str, float] = Field(
         default_factory=dict,
         description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
@@ -138,6 +163,25 @@ class TrainSettings(BaseModel):
             raise ValueError(f"unknown reward(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return rewards
 
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, baselines: list[str]) -> list[str]:
+        from policies.rules import make_rule_policy
+
+        for name in baselines:
+            make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
+        return baselines
+
+    def world_kwargs(self) -> dict[str, int]:
+        """`make_persona_world` arguments: the seed and the sizes that were set (empty for real data)."""
+        if self.dataset != "persona_world":
+            return {}
+        return {"seed": self.world_seed, **self.world.model_dump(exclude_none=True)}
+
+    def env_options(self) -> dict[str, Any]:
+        """`envs.registry.make_env` user options (as recorded in policy.json)."""
+        return {"user": self.user, "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True)}
+
     def rl_config(self) -> Any:
         from envs.sb3_wrapper import WrapperConfig
         from policies.rl import RLConfig
@@ -158,6 +202,8 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     """
     try:
         settings = TrainSettings(**data)
+    except CRSError as error:
+        raise CRSError(f"bad training settings: {error}") from None
     except ValidationError as error:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         known = ", ".join(TrainSettings.model_fields)
@@ -203,7 +249,7 @@ def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class _Curve:
-    """Appends evaluation points to eval.csv and eval.jsonl."""
+    """The validation curve: eval.csv and eval.jsonl, one row per evaluation point."""
 
     FIELDS = ("timesteps", "seconds", "SR@5", "SR@10", "SR@15", "AT", "hDCG", "best")
 
@@ -211,8 +257,55 @@ class _Curve:
         self.csv = run_dir / "eval.csv"
         self.jsonl = run_dir / "eval.jsonl"
         if not self.csv.exists():
-            with self.csv.open("w", newline="") as handle:
-                csv.writer(handle).writerow(self.FIELDS)
+            self._write([])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows of eval.csv (numbers parsed).
+
+        Raises:
+            CRSError: eval.csv is damaged.
+        """
+        try:
+            with self.csv.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return [{k: float(v) if k != "best" else v == "True" for k, v in row.items()} for row in rows]
+        except (OSError, ValueError, TypeError) as error:
+            raise CRSError(
+                f"{self.csv} is damaged ({error}); delete it to resume without the earlier curve"
+            ) from None
+
+    def resume_at(
+        self, checkpoint_steps: int, best_model_steps: int | None
+    ) -> tuple[tuple[float, float], int]:
+        """Drop the rows newer than the checkpoint and return (best score to beat, last evaluated step).
+
+        The score to beat is the one measured for the model in best_model.zip (the row of its step),
+        so a resumed run never replaces it with a worse one; (-1, -1) when there is none.
+        """
+        rows = self.rows()
+        kept = [row for row in rows if row["timesteps"] <= checkpoint_steps]
+        best_rows = [row for row in rows if row["timesteps"] == best_model_steps] or [
+            row for row in kept if row["best"]
+        ]
+        best = max(((row["SR@15"], row["hDCG"]) for row in best_rows), default=(-1.0, -1.0))
+        if len(kept) < len(rows):
+            self._write(kept)
+        return best, int(kept[-1]["timesteps"]) if kept else -1
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        for path, text in (
+            (self.csv, ",".join(self.FIELDS) + "\n" + "".join(self._csv_line(row) for row in rows)),
+            (self.jsonl, "".join(json.dumps(self._typed(row)) + "\n" for row in rows)),
+        ):
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(text)
+            os.replace(temporary, path)
+
+    def _typed(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: int(row[k]) if k == "timesteps" else row[k] for k in self.FIELDS}
+
+    def _csv_line(self, row: dict[str, Any]) -> str:
+        return ",".join(str(v) for v in self._typed(row).values()) + "\n"
 
     def add(self, point: Any) -> None:
         row = {
@@ -222,9 +315,9 @@ class _Curve:
             "best": point.best,
         }
         with self.csv.open("a", newline="") as handle:
-            csv.writer(handle).writerow([row[f] for f in self.FIELDS])
+            handle.write(self._csv_line(row))
         with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+            handle.write(json.dumps(self._typed(row)) + "\n")
 
 
 def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
@@ -272,23 +365,58 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
 
 
+RUN_CONFIG = "config.yaml"
+# Files of a run that hold training progress; a resume without a checkpoint starts again without them.
+PROGRESS_FILES = ("eval.csv", "eval.jsonl", "state.json", "best_model.zip", "model.zip", "summary.json")
+
+
+def read_run_settings(run_dir: Path) -> TrainSettings:
+    """The settings a run recorded in its config.yaml.
+
+    Raises:
+        CRSError: config.yaml is missing, damaged or lacks its settings (the message names the command
+            that starts the run again).
+    """
+    path = run_dir / RUN_CONFIG
+    again = (
+        f"start the run again with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite`"
+    )
+    if not path.is_file():
+        raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+        raise CRSError(f"{path} holds no 'settings' mapping; {again}")
+    return make_settings(data["settings"])
+
+
 def run_training(
     settings: TrainSettings | None,
     *,
     name: str | None = None,
     runs_dir: Path = Path("runs"),
     resume: bool = False,
+    overwrite: bool = False,
     steps: int | None = None,
     ppo: dict[str, Any] | None = None,
     show: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) a run and return its summary (also written to summary.json).
 
+    The run directory is claimed for the whole call (`crs.claims.FolderClaim`): a second writer gets
+    a clear error. A resumed run continues from checkpoint.zip, whose weights include every step its
+    step count names; curve rows newer than the checkpoint are dropped and the best score to beat is
+    the one measured for best_model.zip. A run stopped before its first checkpoint starts again from
+    step 0 with its recorded settings.
+
     Args:
         settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
         name: Run name (default from the settings).
         runs_dir: Parent of the run directory.
-        resume: Continue from the run's checkpoint.zip.
+        resume: Continue the run (from its checkpoint.zip, or from step 0 when it has none).
+        overwrite: Delete an existing run of that name and start again.
         steps: Budget override (with `resume`: extend the run to this many steps).
         ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
             `resume` they replace the checkpoint's values from now on (a fine-tuning phase);
@@ -296,52 +424,69 @@ def run_training(
         show: Print progress and the summary with rich.
 
     Raises:
-        CRSError: Bad settings, an existing run without resume, or resume without a checkpoint.
+        CRSError: Bad settings, an existing or busy run, a damaged run file, or diverged training.
     """
+    if resume:
+        if name is None:
+            raise CRSError("--resume needs --name: the run to continue")
+        run_dir = runs_dir / name
+        if not run_dir.is_dir():
+            raise CRSError(f"--resume: there is no run {run_dir}; start it without --resume")
+        claim = FolderClaim(run_dir, "run", resume=True)
+    else:
+        if settings is None:
+            raise CRSError("run_training needs settings unless it resumes a run")
+        name = name or _default_name(settings)
+        run_dir = runs_dir / name
+        claim = FolderClaim(
+            run_dir,
+            "run",
+            overwrite=overwrite,
+            hint=f"continue it with `crs train --name {name} --resume`, start it again with --overwrite, "
+            "or pick another --name",
+        )
+    with claim:
+        if resume:
+            settings = read_run_settings(run_dir)
+        assert settings is not None
+        if steps is not None:
+            settings = settings.model_copy(update={"steps": steps})
+        if ppo:
+            merged = {**settings.ppo.model_dump(), **ppo}
+            settings = make_settings({**settings.model_dump(), "ppo": merged})
+        return _train(settings, name, run_dir, resume, show)
+
+
+def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> dict[str, Any]:
+    """The body of `run_training`, in a claimed run directory."""
     import torch
-    from sb3_contrib import MaskablePPO
 
     from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
+    from policies.rl.model_file import load_model, read_model_data
     from policies.rl.training import (
         TrainingCallback,
         atomic_save,
         mean_metrics,
-        read_state,
         set_logger,
         write_policy_meta,
     )
     from policies.rules import make_rule_policy
 
     torch.set_num_threads(1)
-    if resume:
-        if name is None:
-            raise CRSError("--resume needs --name: the run to continue")
-        run_dir = runs_dir / name
-        checkpoint = run_dir / "checkpoint.zip"
-        if not checkpoint.is_file():
-            raise CRSError(f"--resume: {run_dir} has no checkpoint.zip; start the run without --resume")
-        settings = make_settings(yaml.safe_load((run_dir / "config.yaml").read_text())["settings"])
-    else:
-        if settings is None:
-            raise CRSError("run_training needs settings unless it resumes a run")
-        name = name or _default_name(settings)
-        run_dir = runs_dir / name
-        checkpoint = run_dir / "checkpoint.zip"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise CRSError(
-                f"run directory {run_dir} already exists; pass --resume to continue it or pick --name"
+    checkpoint = run_dir / "checkpoint.zip"
+    if resume and not checkpoint.is_file():
+        for leftover in PROGRESS_FILES:
+            (run_dir / leftover).unlink(missing_ok=True)
+        if show:
+            console.print(
+                f"[yellow]note:[/] {run_dir} has no checkpoint yet: training starts again from step 0 "
+                f"with the run's recorded settings"
             )
-    if steps is not None:
-        settings = settings.model_copy(update={"steps": steps})
-    if ppo:
-        merged = {**settings.ppo.model_dump(), **ppo}
-        settings = make_settings({**settings.model_dump(), "ppo": merged})
-    run_dir.mkdir(parents=True, exist_ok=True)
+        resume = False
 
-    world = {"seed": settings.world_seed, **settings.world} if settings.dataset == "persona_world" else {}
-    catalog = load_catalog(settings.dataset, settings.data_dir, **world)
+    catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
     _write_yaml_atomic(
-        run_dir / "config.yaml",
+        run_dir / RUN_CONFIG,
         {
             "settings": settings.model_dump(),
             "name": name,
@@ -352,7 +497,7 @@ def run_training(
     )
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
     config = settings.rl_config()
-    env_options = {"user": settings.user, "user_kwargs": settings.user_kwargs}
+    env_options = settings.env_options()
     train_rewards = Rewards(**settings.rewards)
 
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
@@ -387,24 +532,26 @@ def run_training(
         },
     )
     vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
+    spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
+    curve = _Curve(run_dir)
     try:
-        best_score = (-1.0, -1.0)
+        best_score, last_eval = (-1.0, -1.0), -1
         if resume:
-            rate = float(config.learning_rate)
-            model = MaskablePPO.load(
+            model = load_model(
                 checkpoint,
                 env=vec,
-                device="cpu",
+                clip_range=config.clip_range,
+                **spaces,
                 # the run's (possibly changed) settings win over the values saved in the checkpoint
-                custom_objects={
-                    "learning_rate": rate,
-                    "lr_schedule": lambda _: rate,
+                overrides={
+                    "learning_rate": config.learning_rate,
                     "ent_coef": config.ent_coef,
-                    "clip_range": lambda _: config.clip_range,
                     "n_epochs": config.n_epochs,
                 },
             )
-            best_score = tuple(read_state(run_dir).get("best_score", best_score))  # type: ignore[assignment]
+            best_file = run_dir / "best_model.zip"
+            best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None
+            best_score, last_eval = curve.resume_at(model.num_timesteps, best_steps)
         else:
             model = build_model(vec, ranker, config, seed=settings.seed)
         set_logger(model, run_dir / "tb")
@@ -417,7 +564,6 @@ def run_training(
             current.policy.set_training_mode(False)
             return mean_metrics(records)
 
-        curve = _Curve(run_dir)
         start_steps = model.num_timesteps
         remaining = settings.steps - start_steps
         started = time.perf_counter()
@@ -453,20 +599,20 @@ def run_training(
                 on_eval=on_eval,
                 on_progress=on_progress,
                 best_score=best_score,  # type: ignore[arg-type]
+                last_eval=last_eval,
             )
             if remaining > 0:
                 model.learn(remaining, callback=callback, reset_num_timesteps=False)
             else:
                 callback.init_callback(model)
-            callback.run_eval()  # the final policy competes for best_model.zip too
+            callback.after_update(final=True)  # the final policy is checkpointed and competes for best
         elapsed = time.perf_counter() - started
         atomic_save(model, run_dir / "model.zip")
-        callback.checkpoint()
     finally:
         vec.close()  # stops the worker processes
 
     # final comparison on the test split -------------------------------------------------------
-    best = MaskablePPO.load(run_dir / "best_model.zip", device="cpu")
+    best = load_model(run_dir / "best_model.zip", clip_range=config.clip_range, **spaces)
     trained = RLPolicy(best.policy, ranker, config.wrapper, name=name)  # type: ignore[arg-type]
     test_indices = evaluation_indices(test_env().goals.n_goals, settings.test_episodes, settings.seed)
     rows: dict[str, Any] = {}
@@ -560,7 +706,7 @@ def train_command(
         "(default: workers when the machine has more than 2 cores; on 2 cores in-process is faster).",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", help="Seed of the model, the envs and the evaluation order."
+        None, "--seed", min=0, help="Seed of the model, the envs and the evaluation order."
     ),
     no_persona_attention: bool = typer.Option(
         False, "--no-persona-attention", help="Ablation: persona-blind."
@@ -576,7 +722,13 @@ def train_command(
     name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of the run directory."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue run --name from its last checkpoint (--steps extends the budget)."
+        False,
+        "--resume",
+        help="Continue run --name from its last checkpoint (--steps extends the budget); a run stopped "
+        "before its first checkpoint starts again from step 0 with its recorded settings.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the existing run of that name and train it again from scratch."
     ),
     learning_rate: float | None = typer.Option(
         None, "--learning-rate", min=0.0, help="PPO learning rate (default 1e-3); with --resume: from now on."
@@ -616,6 +768,8 @@ def train_command(
     if in_process is not None:
         ppo["subprocess"] = not in_process
     if resume:
+        if overwrite:
+            raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
         run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
         return
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -628,4 +782,4 @@ def train_command(
     if no_ranker_features:
         data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
     settings = make_settings(data)
-    run_training(settings, name=name, runs_dir=runs_dir)
+    run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)

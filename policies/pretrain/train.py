@@ -478,7 +478,21 @@ def read_artifact_config(path: str | Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
     if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
-        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={config.get('kind')!r})")
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")
+    model, split = config.get("model"), config.get("split")
+    complete = (
+        isinstance(model, dict)
+        and all(isinstance(model.get(key), int) for key in ("dim", "personas"))
+        and "aspect_mode" in model
+        and isinstance(split, dict)
+        and isinstance(config.get("seed"), int)
+    )
+    if not complete:
+        raise CRSError(
+            f"{cfg_path} lacks the model's dim, personas or aspect_mode, the split or the seed; "
+            "re-run `crs pretrain`"
+        )
     return config
 
 
@@ -516,6 +530,12 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         ) from exc
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CRSError(f"artifact file {file} is corrupt: expected a dict of tensors")
+    non_finite = [key for key, value in data.items() if not torch.isfinite(value).all()]
+    if non_finite:
+        raise CRSError(
+            f"artifact file {file}: {', '.join(map(str, non_finite[:5]))} hold NaN or inf values; "
+            "re-run `crs pretrain`"
+        )
     return data
 
 

@@ -30,8 +30,10 @@ from threadpoolctl import threadpool_limits
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
 from envs.ranker import PreferenceRanker
+from envs.registry import make_env
 from envs.rollout import evaluate_batched as evaluate_policy  # noqa: F401 (public name in policies.rl)
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
+from policies.rl.model_file import load_model
 from policies.rl.policy import SlatePolicy
 from simulators.errors import CRSError
 
@@ -297,24 +299,46 @@ def write_policy_meta(run_dir: Path, meta: dict[str, Any]) -> None:
     write_json_atomic(run_dir / POLICY_META, meta)
 
 
+def read_json_mapping(path: Path, required: Sequence[str] = ()) -> dict[str, Any]:
+    """A JSON file of a run holding a mapping with the `required` keys.
+
+    Raises:
+        CRSError: The file is unreadable, truncated, not a mapping, or lacks a required key.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CRSError(
+            f"{path} is damaged ({type(error).__name__}: {error}); restore it or train again"
+        ) from None
+    if not isinstance(data, dict):
+        raise CRSError(
+            f"{path} must hold a JSON mapping, found {type(data).__name__}; restore it or train again"
+        )
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise CRSError(f"{path} lacks {', '.join(missing)}; restore it or train again")
+    return data
+
+
 def read_state(run_dir: Path) -> dict[str, Any]:
     """The ``state.json`` of the last checkpoint ({} when none)."""
     path = run_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_mapping(path, ("timesteps", "best_score")) if path.is_file() else {}
 
 
 def read_policy_meta(run_dir: str | Path) -> dict[str, Any]:
     """Read ``policy.json`` of a run directory.
 
     Raises:
-        CRSError: The directory is not a trained run.
+        CRSError: The directory is not a trained run, or its policy.json is damaged.
     """
     path = Path(run_dir) / POLICY_META
     if not path.is_file():
         raise CRSError(
             f"{run_dir} is not a trained run directory (no {POLICY_META}); train one with `crs train`"
         )
-    return json.loads(path.read_text())
+    return read_json_mapping(path, ("catalog", "ranker", "rl"))
 
 
 def model_file(run_dir: str | Path) -> Path:
@@ -354,11 +378,36 @@ def load_trained_policy(
             f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes {meta['sizes']}, "
             f"but this one has {sizes}: evaluate with the same dataset (and persona-world arguments)"
         )
-    config = RLConfig.from_dict(meta["rl"])
+    config = rl_config_from_meta(meta, Path(run_dir))
     if ranker is None:
         ranker = ranker_from_meta(meta, catalog, Path(run_dir))
-    model = MaskablePPO.load(model_file(run_dir), device="cpu")
+    env_options = meta.get("env", {})
+    if not isinstance(env_options, dict):
+        raise CRSError(f"{Path(run_dir) / POLICY_META}: 'env' must be a mapping, found {env_options!r}")
+    wrapper = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", **env_options), ranker, config.wrapper
+    )
+    model = load_model(
+        model_file(run_dir),
+        observation_space=wrapper.observation_space,
+        action_space=wrapper.action_space,
+        clip_range=config.clip_range,
+    )
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)  # type: ignore[arg-type]
+
+
+def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
+    """The `RLConfig` a run's policy.json records.
+
+    Raises:
+        CRSError: The entry is not a mapping of `RLConfig` fields.
+    """
+    try:
+        return RLConfig.from_dict(meta["rl"])
+    except (TypeError, ValueError, AttributeError) as error:
+        raise CRSError(
+            f"{run_dir / POLICY_META}: bad 'rl' entry ({error}); restore it or train again"
+        ) from None
 
 
 def ranker_entry_path(where: str, run_dir: Path) -> Path:
@@ -396,17 +445,34 @@ class EvalPoint:
     best: bool
 
 
+class DivergedError(CRSError):
+    """Training produced a non-finite parameter; the last checkpoint written before it is kept."""
+
+
+def non_finite_parameters(model: MaskablePPO) -> list[str]:
+    """Names of the policy's parameters holding NaN or inf."""
+    return [name for name, value in model.policy.named_parameters() if not torch.isfinite(value).all()]
+
+
 class TrainingCallback(BaseCallback):
-    """Periodic evaluation (curve + best model), atomic checkpoints and progress reports.
+    """After every PPO update: a finiteness check, atomic checkpoints, periodic evaluation (curve and
+    best model) and progress reports.
+
+    SB3 calls ``on_rollout_end`` before the update that the rollout feeds, so checkpoints and
+    evaluations happen at the start of the next rollout (and in `after_update` once training ends):
+    a checkpoint's weights always include every step its step count names. At each point the
+    checkpoint is written before the evaluation, so no curve row and no best model is ever newer
+    than the last checkpoint.
 
     Args:
         run_dir: Where checkpoint.zip / best_model.zip go.
         evaluate: Returns the metrics of the current policy (e.g. SR@15 over validation goals).
         eval_every: Timesteps between evaluations (0 = never).
         checkpoint_every: Timesteps between checkpoints.
-        on_eval: Called with each `EvalPoint`.
+        on_eval: Called with each `EvalPoint` before best_model.zip is written (e.g. to log it).
         on_progress: Called with (num_timesteps, seconds) after every rollout.
         best_score: Score to beat (resume), by SR@15 then hDCG.
+        last_eval: Timesteps of the last evaluation already in the curve (resume), -1 for none.
     """
 
     def __init__(
@@ -418,6 +484,7 @@ class TrainingCallback(BaseCallback):
         on_eval: Callable[[EvalPoint], None] | None = None,
         on_progress: Callable[[int, float], None] | None = None,
         best_score: tuple[float, float] = (-1.0, -1.0),
+        last_eval: int = -1,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -427,12 +494,15 @@ class TrainingCallback(BaseCallback):
         self.on_eval = on_eval
         self.on_progress = on_progress
         self.best_score = best_score
+        self.last_eval = last_eval
+        self.last_checkpoint = -1
         self.started = time.perf_counter()
         self._next_eval = 0
         self._next_checkpoint = 0
+        self._start = 0
 
     def _on_training_start(self) -> None:
-        now = self.num_timesteps
+        now = self._start = self.model.num_timesteps
         self._next_eval = now + self.eval_every if self.eval_every else -1
         self._next_checkpoint = now + self.checkpoint_every
 
@@ -440,37 +510,59 @@ class TrainingCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        steps = self.num_timesteps
         if self.on_progress is not None:
-            self.on_progress(steps, time.perf_counter() - self.started)
-        if self.eval_every and steps >= self._next_eval:
-            self._next_eval = steps + self.eval_every
-            self.run_eval()
-        if steps >= self._next_checkpoint:
+            self.on_progress(self.model.num_timesteps, time.perf_counter() - self.started)
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps > self._start:  # the previous rollout's update has just been applied
+            self.after_update()
+
+    def after_update(self, final: bool = False) -> None:
+        """Check the weights, then checkpoint and evaluate when due (always when `final`).
+
+        Raises:
+            DivergedError: A parameter is NaN or inf; nothing is written, so the last checkpoint stays.
+        """
+        steps = self.model.num_timesteps
+        bad = non_finite_parameters(self.model)
+        if bad:
+            raise DivergedError(
+                f"training diverged before step {steps:,}: parameters {', '.join(bad[:3])} hold NaN or inf. "
+                f"The last good checkpoint (step {max(self.last_checkpoint, 0):,}) is kept; lower the "
+                "learning rate or check the reward settings, then resume or start again"
+            )
+        eval_due = (bool(self.eval_every) and steps >= self._next_eval) or final
+        eval_due = eval_due and self.evaluate_fn is not None and steps != self.last_eval
+        if eval_due or final or steps >= self._next_checkpoint:
             self._next_checkpoint = steps + self.checkpoint_every
             self.checkpoint()
+        if eval_due:
+            self._next_eval = steps + self.eval_every
+            self.run_eval()
 
     def checkpoint(self) -> None:
         """Write checkpoint.zip, then state.json (timesteps, best score), each atomically."""
         atomic_save(self.model, self.run_dir / "checkpoint.zip")
+        self.last_checkpoint = int(self.model.num_timesteps)
         write_json_atomic(
             self.run_dir / STATE_FILE,
-            {"timesteps": int(self.model.num_timesteps), "best_score": list(self.best_score)},
+            {"timesteps": self.last_checkpoint, "best_score": list(self.best_score)},
         )
 
     def run_eval(self) -> EvalPoint | None:
-        """Evaluate now; save best_model.zip when the score improves."""
+        """Evaluate now; report the point, then save best_model.zip when the score improves."""
         if self.evaluate_fn is None:
             return None
         metrics = self.evaluate_fn(self.model)
         score = (metrics["SR@15"], metrics["hDCG"])
         best = score > self.best_score
-        if best:
-            self.best_score = score
-            atomic_save(self.model, self.run_dir / "best_model.zip")
-        point = EvalPoint(self.num_timesteps, time.perf_counter() - self.started, metrics, best)
+        point = EvalPoint(self.model.num_timesteps, time.perf_counter() - self.started, metrics, best)
+        self.last_eval = point.timesteps
         for name, value in metrics.items():
             self.logger.record(f"eval/{name}", value)
         if self.on_eval is not None:
             self.on_eval(point)
+        if best:
+            self.best_score = score
+            atomic_save(self.model, self.run_dir / "best_model.zip")
         return point

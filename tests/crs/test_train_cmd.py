@@ -51,10 +51,10 @@ def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["seed"] == 0 and config["settings"]["steps"] == 128
     assert {"torch", "stable_baselines3", "sb3_contrib", "cpu_count"} <= set(config["versions"])
-    # 2 envs x 32 steps = 64 per rollout: evaluations at 64 and 128, plus the final one
+    # 2 envs x 32 steps = 64 per rollout: evaluations after the updates at 64 and 128 (the final one)
     rows = list(csv.DictReader((run / "eval.csv").open()))
-    assert [int(r["timesteps"]) for r in rows] == [64, 128, 128]
-    assert len((run / "eval.jsonl").read_text().splitlines()) == 3
+    assert [int(r["timesteps"]) for r in rows] == [64, 128]
+    assert len((run / "eval.jsonl").read_text().splitlines()) == 2
     assert any((run / "tb").rglob("events.out.tfevents*"))
     assert summary["timesteps"] == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
     assert set(summary["test"]) == {"RL (run)", "always-recommend", "ask-4", "max-entropy"}
@@ -68,8 +68,8 @@ def test_resume_continues_the_step_count_from_the_checkpoint(tmp_path) -> None:
     summary = run_training(None, name="r", runs_dir=tmp_path, resume=True, steps=192, show=False)
     assert summary["timesteps"] == 192
     rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
-    # first session: 64 (+ final); second: 128, 192 (+ final): the curve continues, never restarts at 0
-    assert [int(r["timesteps"]) for r in rows] == [64, 64, 128, 192, 192]
+    # first session: 64 (final); second: 128, 192 (final): the curve continues, never restarts at 0
+    assert [int(r["timesteps"]) for r in rows] == [64, 128, 192]
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["settings"]["steps"] == 192
 
 
@@ -108,7 +108,7 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path) -> No
     run_training(tiny_settings(steps=64), name="x", runs_dir=tmp_path, show=False)
     with pytest.raises(CRSError, match="--resume"):
         run_training(tiny_settings(steps=64), name="x", runs_dir=tmp_path, show=False)
-    with pytest.raises(CRSError, match="no checkpoint"):
+    with pytest.raises(CRSError, match="there is no run"):
         run_training(None, name="missing", runs_dir=tmp_path, resume=True, show=False)
 
 

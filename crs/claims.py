@@ -1,0 +1,137 @@
+"""Claiming an output folder or file so that no two commands write it at once and nothing is
+overwritten silently.
+
+A folder is claimed by creating its lock file ``.crs.lock`` with ``O_CREAT | O_EXCL`` (atomic on
+local file systems), holding the writer's PID, host and command. A second writer gets
+`OutputBusyError`; a lock left by a process that has died is reported with the command that
+clears it. A claimed folder must be empty unless the caller resumes it or passes ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from simulators.errors import CRSError
+
+LOCK_FILE = ".crs.lock"
+
+
+class OutputExistsError(CRSError):
+    """The output already holds results and the command was not asked to overwrite them."""
+
+
+class OutputBusyError(CRSError):
+    """Another process (alive, or dead without releasing it) holds the output's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
+    try:
+        holder = json.loads(lock.read_text())
+        pid, host, command = int(holder["pid"]), str(holder["host"]), str(holder.get("command", "?"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return OutputBusyError(
+            f"{folder} is locked by {lock}, which is unreadable; if no other crs command writes there, "
+            f"remove it with `rm {lock}` and run again"
+        )
+    if host == socket.gethostname() and not _alive(pid):
+        return OutputBusyError(
+            f"{folder} is locked by process {pid} ({command!r}), which is no longer running (killed or "
+            f"crashed); remove the stale lock with `rm {lock}` and run again"
+        )
+    return OutputBusyError(
+        f"{folder} is being written by process {pid} on {host} ({command!r}); wait for it to finish or "
+        "choose another output"
+    )
+
+
+class FolderClaim:
+    """An exclusive claim on an output folder, released on `release` or at the end of a `with` block.
+
+    Args:
+        folder: The folder (created with its parents if missing).
+        what: What the folder is, for messages ("run", "evaluation output").
+        overwrite: Empty the folder's previous content (the lock is taken first).
+        resume: Accept a folder with content (the caller continues it).
+        hint: How to proceed when the folder already holds results, e.g. "pass --resume".
+
+    Raises:
+        OutputBusyError: Another writer holds the lock, or a dead one left it.
+        OutputExistsError: The folder holds results, without `overwrite` or `resume`.
+        CRSError: The path exists and is not a folder.
+    """
+
+    def __init__(
+        self, folder: Path, what: str, *, overwrite: bool = False, resume: bool = False, hint: str = ""
+    ) -> None:
+        self.folder = folder
+        self.lock = folder / LOCK_FILE
+        if folder.exists() and not folder.is_dir():
+            raise CRSError(f"{what} {folder} is a file, not a folder; choose a folder path")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise _busy_error(folder, self.lock) from None
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(
+                {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)}, handle
+            )
+        self.held = True
+        try:
+            content = [entry for entry in folder.iterdir() if entry.name != LOCK_FILE]
+            if content and overwrite:
+                for entry in content:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            elif content and not resume:
+                raise OutputExistsError(
+                    f"{what} {folder} already holds results ({', '.join(sorted(e.name for e in content)[:4])}"
+                    f"{', ...' if len(content) > 4 else ''}); {hint or 'pass --overwrite to replace them'}"
+                )
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Remove the lock (once)."""
+        if self.held:
+            self.lock.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> FolderClaim:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def claim_new_file(path: Path, what: str, *, overwrite: bool = False) -> None:
+    """Refuse to replace an existing file unless `overwrite` (writers then replace it atomically).
+
+    Raises:
+        OutputExistsError: `path` exists and `overwrite` is False.
+        CRSError: `path` is a folder.
+    """
+    if path.is_dir():
+        raise CRSError(f"{what} {path} is a folder; give a file path")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{what} {path} already exists; pass --overwrite to replace it or choose another"
+        )
