@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulators.catalog import Catalog
@@ -44,8 +45,10 @@ def _load(console: Console, dataset: str, data_dir: Path | None, seed: int) -> C
         if dataset == "persona_world":
             return load_catalog(dataset, seed=seed)
         return load_catalog(dataset, data_dir)
-    except CRSError as error:
-        console.print(f"[bold red]error:[/] {error}", soft_wrap=True, highlight=False, markup=True)
+    except CRSError as error:  # escaped: a file's key such as "[keys]" or "[/]" is not markup
+        console.print(
+            f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False, markup=True
+        )
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -137,7 +140,7 @@ def validate(
     table.add_column("detail")
     style = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
     for check in checks:
-        table.add_row(check.name, style[check.status], check.detail)
+        table.add_row(check.name, style[check.status], escape(check.detail))
     console.print(table)
     summary = catalog.describe()
     counts = (

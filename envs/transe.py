@@ -77,6 +77,51 @@ def load_embedding_pickle(path: str | Path) -> dict[str, np.ndarray]:
     return data
 
 
+def _checked_embedding(
+    data: dict[str, object], key: str, path: str | Path, n_rows: int, what: str, width: int | None
+) -> np.ndarray:
+    """``data[key]`` checked to be a finite real float array of shape (n_rows, width).
+
+    Args:
+        data: The loaded pickle.
+        key: The entry to check ("ui_emb" or "feature_emb").
+        path: The pickle (for messages).
+        n_rows: The rows the catalogue needs.
+        what: What the rows are, in words (for messages).
+        width: The embedding width fixed by an earlier entry, or None to accept any width >= 1.
+
+    Returns:
+        The array, unchanged.
+
+    Raises:
+        DatasetError: Naming `key`, the expected shape and what was found.
+    """
+    shape_text = f"({n_rows}, {width if width is not None else 'd'})"
+    expected = f"a finite float array of shape {shape_text}: {n_rows} rows for the {what}"
+    if width is not None:
+        expected += f", width {width} as in ui_emb"
+    if key not in data:
+        raise DatasetError(path, key, expected, "no such key")
+    array = data[key]
+    if not isinstance(array, np.ndarray):
+        raise DatasetError(path, key, expected, f"a {type(array).__name__}")
+    right_width = array.ndim == 2 and (array.shape[1] == width if width is not None else array.shape[1] >= 1)
+    # dtype kind "f": real floats; refuses int, bool, complex, object, string and structured arrays.
+    if array.dtype.kind != "f" or array.shape[:1] != (n_rows,) or not right_width:
+        raise DatasetError(path, key, expected, f"shape {array.shape}, dtype {array.dtype}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        row, column = (int(i) for i in np.argwhere(~finite)[0])
+        raise DatasetError(
+            path,
+            key,
+            expected,
+            f"{int((~finite).sum())} NaN or infinite values (first {array[row, column]} at row {row}, "
+            f"column {column})",
+        )
+    return array
+
+
 class TransERanker:
     """UNICORN's preference scores from TransE embeddings (users first, then items, in ui_emb).
 
@@ -102,20 +147,29 @@ class TransERanker:
 
     @classmethod
     def from_file(cls, path: str | Path, catalog: Catalog) -> TransERanker:
-        """Load UNICORN's `transe.pkl` ({"ui_emb": (n_users + n_items, d), "feature_emb": (n_aspects, d)})."""
+        """Load UNICORN's `transe.pkl` ({"ui_emb": (n_users + n_items, d), "feature_emb": (n_aspects, d)}).
+
+        Loaded embeddings are checked to be finite, real-valued, 2-D, of one width d >= 1, with one row
+        per user and item (``ui_emb``, users first) and per aspect (``feature_emb``) of `catalog`.
+
+        Raises:
+            DatasetError: The file is missing or unreadable, or an array has the wrong shape, dtype or
+                non-finite values; the message names the key and the expected shape.
+            UnsafePickleError: The pickle names anything beyond builtins and numpy arrays.
+        """
         data = load_embedding_pickle(path)
-        for key in ("ui_emb", "feature_emb"):
-            if key not in data or not isinstance(data[key], np.ndarray) or data[key].ndim != 2:
-                raise DatasetError(path, key, "a 2-D float array", repr(type(data.get(key)).__name__))
+        rows = {
+            "ui_emb": (
+                catalog.n_users + catalog.n_items,
+                f"{catalog.n_users} users + {catalog.n_items} items of {catalog.name}",
+            ),
+            "feature_emb": (catalog.n_aspects, f"{catalog.n_aspects} aspects of {catalog.name}"),
+        }
+        width: int | None = None
+        for key, (n_rows, what) in rows.items():
+            array = _checked_embedding(data, key, path, n_rows, what, width)
+            width = array.shape[1]
         ui = data["ui_emb"]
-        if ui.shape[0] != catalog.n_users + catalog.n_items:
-            raise DatasetError(
-                path,
-                "ui_emb",
-                f"{catalog.n_users} users + {catalog.n_items} items = "
-                f"{catalog.n_users + catalog.n_items} rows for {catalog.name}",
-                f"{ui.shape[0]} rows",
-            )
         return cls(ui[: catalog.n_users], ui[catalog.n_users :], data["feature_emb"], catalog)
 
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:

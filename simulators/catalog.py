@@ -9,7 +9,7 @@ from types import MappingProxyType
 import numpy as np
 import scipy.sparse as sp
 
-from simulators.errors import CRSError, MissingSplitError
+from simulators.errors import CRSError, EmptySplitError, MissingSplitError
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -293,6 +293,22 @@ class Catalog:
         if name not in self.splits:
             raise MissingSplitError(f"{self.name} has no {name!r} split; available: {sorted(self.splits)}")
         return self.splits[name]
+
+    def conversation_split(self, name: str) -> Interactions:
+        """The interactions of split `name`, checked to give at least one conversation.
+
+        The one rule for "conversations can be drawn from this split": ``crs data validate`` applies it
+        to the valid and test splits (`simulators.datasets.check_catalog`); a goal sampler refuses the
+        same (an empty split) before drawing.
+
+        Raises:
+            MissingSplitError: The catalogue has no such split.
+            EmptySplitError: The split holds no interaction.
+        """
+        interactions = self.split(name)
+        if len(interactions) == 0:
+            raise EmptySplitError(f"{self.name}: split {name!r} is empty; no conversation can be drawn")
+        return interactions
 
     @property
     def pretrain_split(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from simulators.catalog import SPLITS, Catalog
-from simulators.errors import CRSError, DatasetError
+from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
 from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
 
 DATASET_NAMES: tuple[str, ...] = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
@@ -115,8 +115,9 @@ def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
 
     Checks: every item has an aspect (a conversation opens with one of the target's aspects); every
     aspect is held by an item; no (user, item) pair repeats within a split or appears in two splits
-    (a pair in train and test leaks the answer); the evaluation splits exist; users of the
-    evaluation splits have pre-training history; the taxonomy covers the aspects.
+    (a pair in train and test leaks the answer); the valid and test splits are present and not
+    empty (`Catalog.conversation_split`); users of the evaluation splits have pre-training history;
+    the taxonomy covers the aspects.
 
     Returns:
         The checks, in a fixed order.
@@ -145,10 +146,11 @@ def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
         )
     )
     for split in ("valid", "test"):
-        present = split in catalog.splits
-        checks.append(
-            Check(f"{split} split present", "ok" if present else "fail", "" if present else "missing")
-        )
+        try:
+            detail, status = f"{len(catalog.conversation_split(split))} pairs", "ok"
+        except (MissingSplitError, EmptySplitError) as error:
+            detail, status = str(error), "fail"
+        checks.append(Check(f"{split} split present and not empty", status, detail))
     keys = {}
     for split, inter in catalog.splits.items():
         pair = inter.users * catalog.n_items + inter.items

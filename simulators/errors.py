@@ -38,3 +38,7 @@ class MissingSplitError(CRSError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
         return str(self.args[0])
+
+
+class EmptySplitError(CRSError, ValueError):
+    """A catalogue's split holds no interaction, so no conversation can be drawn from it."""

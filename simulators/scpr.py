@@ -15,13 +15,24 @@ called "item 12" / "aspect 5" and a warning is logged.
 
 Every problem with the input raises one `DatasetError` naming the file, the field and what was
 expected: a missing folder or file, invalid JSON, a wrong shape, ids out of range, or a folder of
-another dataset.
+another dataset. The rules that a careless or hostile file could otherwise slip past:
+
+- An id (a JSON key naming a user, item or aspect, or a HetRec id) is written in canonical ASCII
+  decimal below 2**63 (`parse_id`): Python's ``int()`` would also take "１２", "٣", " 12", "+12" or
+  "1_2" and silently merge two keys into one id.
+- A JSON object never repeats a key (the parser would keep only the last one), and JSON nested too
+  deep for the parser is refused rather than crashing it.
+- User ids are dense (`_check_user_ids_dense`): every id up to the largest becomes a user, so one
+  stray key "2000000000" would otherwise allocate two billion users.
+- A split file holds at least one interaction: ``crs data validate`` refuses what ``crs eval`` and
+  ``crs train`` could not use.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from pathlib import Path
@@ -228,12 +239,34 @@ def _dataset_folder(data_dir: Path | str, name: str) -> Path:
 
 
 def _read_json(path: Path) -> object:
-    """Parse one JSON file; every failure is a DatasetError naming the file."""
+    """Parse one JSON file; every failure is a DatasetError naming the file.
+
+    Besides invalid JSON this refuses an object that repeats a key (the parser would silently keep
+    only the last value) and nesting too deep for the parser (a RecursionError otherwise).
+    """
     if not path.is_file():
         raise DatasetError(path, "", "a required file of the SCPR/UNICORN release", "missing")
+
+    def unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise DatasetError(
+                        path,
+                        key,
+                        "each key once in a JSON object",
+                        "the key twice (only the last would count)",
+                    )
+                seen.add(key)
+        return obj
+
     try:
         with path.open("rb") as handle:
-            return json.load(handle)
+            return json.load(handle, object_pairs_hook=unique_keys)
+    except DatasetError:  # a repeated key (DatasetError is also a ValueError: keep it as it is)
+        raise
     except json.JSONDecodeError as error:
         raise DatasetError(
             path,
@@ -243,6 +276,15 @@ def _read_json(path: Path) -> object:
         ) from None
     except (UnicodeDecodeError, OSError) as error:
         raise DatasetError(path, "", "a readable UTF-8 JSON file", str(error)) from None
+    except RecursionError:
+        raise DatasetError(
+            path,
+            "",
+            "JSON of the release's shape (objects and lists a few levels deep)",
+            "nesting too deep to parse",
+        ) from None
+    except ValueError as error:  # e.g. an integer literal of more than 4,300 digits
+        raise DatasetError(path, "", "valid JSON", str(error)) from None
 
 
 def _type_name(value: object) -> str:
@@ -257,17 +299,54 @@ def _require_dict(value: object, path: Path, field: str, expected: str) -> dict:
     return value
 
 
+# An id as the release writes it: "0", or an ASCII digit 1-9 followed by ASCII digits.
+_ID_TEXT = re.compile(r"0|[1-9][0-9]*")
+_MAX_ID = 2**63 - 1  # ids are stored as int64
+ID_RULE = "written in ASCII decimal digits (0, 1, 2, ...; no sign, space, leading zero or other digits)"
+
+
+def parse_id(text: str) -> int | None:
+    """The id that `text` writes, or None unless it is a canonical ASCII decimal below 2**63.
+
+    Python's ``int()`` also accepts "１２" (fullwidth), "٣" (Arabic-Indic), " 12", "+12", "012" and
+    "1_2"; taken as ids they would silently merge distinct keys into one id. Only the canonical form
+    is an id here.
+
+    Args:
+        text: A JSON key or a HetRec table's first column.
+
+    Returns:
+        The id, or None when `text` is not one.
+    """
+    if len(text) > len(str(_MAX_ID)) or _ID_TEXT.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= _MAX_ID else None
+
+
+def _bad_id(text: str) -> str:
+    """Describe a key that `parse_id` refused, for the `found` part of a DatasetError."""
+    if text.startswith("-") and _ID_TEXT.fullmatch(text[1:]):
+        return f"negative id {text}"
+    if _ID_TEXT.fullmatch(text):
+        return f"id {text} (too large: ids must be below 2**63)"
+    shown = repr(text) if text.isascii() else f"{text!r} (non-ASCII: {text!a})"
+    return f"key {shown}"
+
+
 def _int_keys(obj: Mapping[str, object], path: Path, what: str) -> np.ndarray:
-    """The keys of a JSON object as non-negative ints, shape (len(obj),)."""
-    keys = list(obj.keys())
-    try:
-        ids = np.array(keys, dtype=np.int64) if keys else np.zeros(0, dtype=np.int64)
-    except ValueError:
-        bad = next(k for k in keys if not k.strip().lstrip("-").isdigit())
-        raise DatasetError(path, "keys", f"{what} ids written as integers", repr(bad)) from None
-    if ids.size and ids.min() < 0:
-        raise DatasetError(path, "keys", f"non-negative {what} ids", f"id {int(ids.min())}")
-    return ids
+    """The keys of a JSON object as ids (`parse_id`), int64 of shape (len(obj),).
+
+    Raises:
+        DatasetError: A key is not an id; the message quotes the key.
+    """
+    ids: list[int] = []
+    for key in obj:
+        value = parse_id(key)
+        if value is None:
+            raise DatasetError(path, "keys", f"{what} ids {ID_RULE}", _bad_id(key))
+        ids.append(value)
+    return np.array(ids, dtype=np.int64)
 
 
 def _int_lists(
@@ -276,7 +355,7 @@ def _int_lists(
     """Flatten JSON lists of ints into (lengths, values) arrays; field names the bad entry.
 
     Args:
-        lists: One JSON value per key; each must be a list of ints.
+        lists: One JSON value per key; each must be a list of ints (bools are not ints here).
         keys: The JSON key of each value (for messages).
         path: The file (for messages).
         field: Format of the field in messages, with ``{key}`` for the entry's key.
@@ -295,7 +374,16 @@ def _int_lists(
                         path, field.format(key=key), "a list of integer ids", f"element {element!r}"
                     )
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))  # type: ignore[arg-type]
-    values = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))  # type: ignore[arg-type]
+    try:
+        values = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))  # type: ignore[arg-type]
+    except OverflowError:
+        for key, value in zip(keys, lists, strict=True):
+            for element in value:  # type: ignore[union-attr]
+                if not -_MAX_ID - 1 <= element <= _MAX_ID:
+                    raise DatasetError(
+                        path, field.format(key=key), "integer ids below 2**63", f"element {element}"
+                    ) from None
+        raise  # pragma: no cover - the loop above always finds the culprit
     return lengths, values
 
 
@@ -306,16 +394,16 @@ def _vocabulary_size(tag_map: object, path: Path) -> int:
     bad = next((v for v in values if type(v) is not int), None)
     if bad is not None or not values:
         raise DatasetError(path, "values", "a non-empty object of integer aspect ids", f"value {bad!r}")
-    ids = np.array(values, dtype=np.int64)
     n = len(values)
-    if not np.array_equal(np.sort(ids), np.arange(n)):
-        missing = np.setdiff1d(np.arange(n), ids)
+    expected = set(range(n))
+    if set(values) != expected:  # Python ints: no overflow however large the values
+        missing = sorted(expected.difference(values))
         raise DatasetError(
             path,
             "values",
             f"aspect ids 0..{n - 1}, each once",
-            f"ids from {int(ids.min())} to {int(ids.max())}"
-            + (f", first missing {int(missing[0])}" if missing.size else ", some repeated"),
+            f"ids from {min(values)} to {max(values)}"
+            + (f", first missing {missing[0]}" if missing else ", some repeated"),
         )
     return n
 
@@ -367,6 +455,19 @@ def _read_item_dict(path: Path, n_aspects: int) -> sp.csr_matrix:
     return sp.csr_matrix((ones, (rows, aspects)), shape=(n_items, n_aspects), dtype=np.bool_)
 
 
+# What each split is for, in the message that refuses an empty split file.
+_SPLIT_USE = {
+    "train": "it pre-trains the rankers",
+    "valid": "RL training conversations come from it (and pre-training when there is no train split)",
+    "test": "evaluation conversations come from it",
+}
+
+# User ids must be dense: the largest id may be at most this many times the number of distinct users
+# (plus `_USER_ID_SLACK`). The real releases number their users 0..n-1 with no gap.
+_USER_ID_FACTOR = 2
+_USER_ID_SLACK = 1000
+
+
 def _read_splits(
     folder: Path, n_items: int, required: tuple[str, ...]
 ) -> tuple[dict[str, Interactions], int]:
@@ -374,6 +475,10 @@ def _read_splits(
 
     Returns:
         The splits and the number of users (largest user id in any split + 1).
+
+    Raises:
+        DatasetError: A split file is malformed, holds no interaction, names an item outside the
+            item dict, or its user ids are not dense (`_check_user_ids_dense`).
     """
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in required:
@@ -382,7 +487,14 @@ def _read_splits(
         user_ids = _int_keys(obj, path, "user")
         keys = list(obj.keys())
         lengths, items = _int_lists(list(obj.values()), keys, path, "{key}")
-        if items.size and (items.min() < 0 or items.max() >= n_items):
+        if items.size == 0:
+            raise DatasetError(
+                path,
+                "",
+                f"at least one (user, item) interaction ({_SPLIT_USE[split]})",
+                "an empty object" if not obj else f"{len(obj)} users, every one with an empty list",
+            )
+        if items.min() < 0 or items.max() >= n_items:
             bad_at = int(np.flatnonzero((items < 0) | (items >= n_items))[0])
             owner = keys[int(np.searchsorted(np.cumsum(lengths), bad_at, side="right"))]
             raise DatasetError(
@@ -392,9 +504,41 @@ def _read_splits(
                 f"item id {int(items[bad_at])}",
             )
         raw[split] = (np.repeat(user_ids, lengths), items)
-    n_users = 1 + max((int(users.max()) for users, _ in raw.values() if users.size), default=-1)
+    _check_user_ids_dense(folder, {split: users for split, (users, _) in raw.items()})
+    n_users = 1 + max(int(users.max()) for users, _ in raw.values())
     splits = {split: Interactions(users=users, items=items) for split, (users, items) in raw.items()}
     return splits, n_users
+
+
+def _check_user_ids_dense(folder: Path, users_by_split: Mapping[str, np.ndarray]) -> None:
+    """Refuse user ids far beyond the number of users: n_users is the largest id + 1.
+
+    Rule: with n distinct users across the splits, every user id must be below
+    ``_USER_ID_FACTOR * n + _USER_ID_SLACK`` (2n + 1,000): gaps are allowed, but at most about half
+    of the id range may be unused, so the user count (and every per-user array) stays proportional to
+    the data. One stray key "2000000000" would otherwise make two billion users.
+
+    Args:
+        folder: The dataset folder (for messages).
+        users_by_split: The user of every interaction, per split, int64 of shape (n_interactions,).
+
+    Raises:
+        DatasetError: Naming the split file and the key of the largest user id.
+    """
+    n_distinct = int(np.unique(np.concatenate(list(users_by_split.values()))).size)
+    bound = _USER_ID_FACTOR * n_distinct + _USER_ID_SLACK
+    for split, users in users_by_split.items():
+        largest = int(users.max())
+        if largest >= bound:
+            raise DatasetError(
+                folder / UI / f"review_dict_{split}.json",
+                str(largest),
+                f"user ids below {bound:,}: ids must be dense, since every id up to the largest one "
+                f"becomes a user ({n_distinct:,} distinct users allow ids below "
+                f"{_USER_ID_FACTOR} x {n_distinct:,} + {_USER_ID_SLACK:,}); renumber the users "
+                f"0..{n_distinct - 1}",
+                f"user id {largest:,}",
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,9 +612,12 @@ def _read_hetrec_table(path: Path) -> dict[int, str] | None:
         if not line.strip():
             continue
         parts = line.split("\t")
-        if len(parts) < 2 or not parts[0].isdigit():
-            raise DatasetError(path, f"line {number}", "an integer id, a tab, then a name", repr(line[:60]))
-        table[int(parts[0])] = parts[1]
+        table_id = parse_id(parts[0]) if len(parts) >= 2 else None
+        if table_id is None:
+            raise DatasetError(
+                path, f"line {number}", f"an id {ID_RULE}, a tab, then a name", repr(line[:60])
+            )
+        table[table_id] = parts[1]
     return table
 
 
@@ -485,11 +632,12 @@ def _artist_names(folder: Path, n_items: int) -> list[str]:
     artists = _read_hetrec_table(_hetrec_dir(folder) / "artists.dat")
     if artists is None:
         return names
+    artist_ids = _int_keys(item_map, map_path, "HetRec artist")
     unnamed = 0
-    for artist_id, item in item_map.items():
+    for artist_id, (key, item) in zip(artist_ids.tolist(), item_map.items(), strict=True):
         if type(item) is not int or not 0 <= item < n_items:
-            raise DatasetError(map_path, artist_id, f"an item id in [0, {n_items})", repr(item))
-        name = artists.get(int(artist_id)) if artist_id.isdigit() else None
+            raise DatasetError(map_path, key, f"an item id in [0, {n_items})", repr(item))
+        name = artists.get(artist_id)
         if name is None:
             unnamed += 1
         else:
@@ -506,24 +654,25 @@ def _lastfm_aspect_names(path: Path, n_aspects: int) -> list[str]:
         _LOG.warning("%s not found: aspects are shown as 'aspect <id>'", path)
         return names
     obj = _require_dict(_read_json(path), path, "", 'a JSON object {aspect id: {"real_name": [...]}}')
-    for key, entry in obj.items():
+    for aspect, (key, entry) in zip(_int_keys(obj, path, "aspect").tolist(), obj.items(), strict=True):
         real = entry.get("real_name") if isinstance(entry, dict) else None
-        if not key.isdigit() or int(key) >= n_aspects:
+        if aspect >= n_aspects:
             raise DatasetError(path, key, f"an aspect id in [0, {n_aspects})", repr(key))
         if not isinstance(real, list) or not all(isinstance(r, str) for r in real):
             raise DatasetError(path, f"{key}.real_name", "a list of tag names", _type_name(real))
-        names[int(key)] = " / ".join(real)
+        names[aspect] = " / ".join(real)
     return names
 
 
 def _hetrec_tag_names(folder: Path, tag_map: Mapping[str, int], n_aspects: int) -> list[str]:
     """LastFM* aspect names: HetRec tags.dat through original_tag_map.json (HetRec tag id -> aspect)."""
+    tag_ids = _int_keys(tag_map, folder / GRAPH / "original_tag_map.json", "HetRec tag")
     names = [f"aspect {a}" for a in range(n_aspects)]
     tags = _read_hetrec_table(_hetrec_dir(folder) / "tags.dat")
     if tags is None:
         return names
-    for tag_id, aspect in tag_map.items():
-        name = tags.get(int(tag_id)) if tag_id.isdigit() else None
+    for tag_id, aspect in zip(tag_ids.tolist(), tag_map.values(), strict=True):
+        name = tags.get(tag_id)
         if name is not None:
             names[aspect] = name
     return names

@@ -135,3 +135,52 @@ def test_validate_real_lastfm(real_data_dir: Path) -> None:
         "OK lastfm: 1,801 users, 7,432 items, 33 aspects, train 52,910, valid 11,891, test 11,892"
         in result.output
     )
+
+
+def _validate_one_line_error(tmp_path: Path) -> str:
+    """Run `crs data validate lastfm` on tmp_path; assert exit 2, one line, no traceback; return it."""
+    result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_validate_a_huge_user_id_exits_2_in_one_line(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    (folder / "UI_Interaction_data" / "review_dict_test.json").write_text('{"0": [1], "2000000000": [1]}')
+    line = _validate_one_line_error(tmp_path)
+    assert "review_dict_test.json [2000000000]" in line and "user id 2,000,000,000" in line
+    assert "dense" in line
+
+
+def test_validate_an_empty_test_split_exits_2_like_eval_would(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    (folder / "UI_Interaction_data" / "review_dict_test.json").write_text('{"0": [], "1": []}')
+    line = _validate_one_line_error(tmp_path)
+    assert "review_dict_test.json" in line and "at least one (user, item) interaction" in line
+    assert "2 users, every one with an empty list" in line
+
+
+def test_validate_a_unicode_digit_user_key_exits_2(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    path = folder / "UI_Interaction_data" / "review_dict_valid.json"
+    path.write_text('{"1": [0], "\u0660": [1]}', encoding="utf-8")  # Arabic-Indic zero: int() reads 0
+    line = _validate_one_line_error(tmp_path)
+    assert "review_dict_valid.json [keys]" in line and r"'\u0660'" in line
+
+
+def test_validate_prints_keys_that_look_like_markup_verbatim(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    (folder / "UI_Interaction_data" / "review_dict_test.json").write_text('{"0": [1], "[/]": [1]}')
+    line = _validate_one_line_error(tmp_path)
+    assert "review_dict_test.json [keys]" in line and "key '[/]'" in line
+
+
+def test_validate_deeply_nested_json_exits_2(tmp_path: Path) -> None:
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    (folder / "Graph_generate_data" / "item_dict.json").write_text("[" * 200_000 + "]" * 200_000)
+    line = _validate_one_line_error(tmp_path)
+    assert "item_dict.json" in line and "nesting too deep" in line

@@ -66,3 +66,66 @@ def test_unicorns_lastfm_file_loads(real_data_dir) -> None:
     catalog = load_catalog("lastfm", real_data_dir)
     ranker = TransERanker.from_file(real_data_dir / "lastfm" / "embeds" / "transe.pkl", catalog)
     assert ranker.user_emb.shape == (1801, 64) and ranker.item_emb.shape == (7432, 64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile embedding files (issue 13): a DatasetError naming the key and the expected shape
+# ---------------------------------------------------------------------------------------------
+
+_GOOD = {"ui_emb": np.ones((7, 3)), "feature_emb": np.ones((4, 3))}  # tiny_catalog: 1 + 6 rows, 4 aspects
+
+
+def _with(key: str, value: object) -> dict[str, object]:
+    data: dict[str, object] = dict(_GOOD)
+    if value is None:
+        del data[key]
+    else:
+        data[key] = value
+    return data
+
+
+def _nan_at(shape: tuple[int, int], value: float) -> np.ndarray:
+    array = np.ones(shape)
+    array[1, 2] = value
+    return array
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "expected", "found"),
+    [
+        (_with("feature_emb", np.ones((4, 5))), "feature_emb", "(4, 3)", "shape (4, 5)"),
+        (_with("ui_emb", np.ones((7, 3), dtype=object)), "ui_emb", "(7, d)", "dtype object"),
+        (_with("ui_emb", np.full((7, 3), "x")), "ui_emb", "(7, d)", "dtype <U1"),
+        (_with("ui_emb", np.ones((7, 3), dtype=np.complex128)), "ui_emb", "(7, d)", "dtype complex128"),
+        (_with("ui_emb", np.ones((7, 3), dtype=np.int64)), "ui_emb", "(7, d)", "dtype int64"),
+        (_with("ui_emb", np.ones((7, 3), dtype=bool)), "ui_emb", "(7, d)", "dtype bool"),
+        (_with("ui_emb", np.ones((9, 3))), "ui_emb", "1 users + 6 items", "shape (9, 3)"),
+        (_with("feature_emb", np.ones((2, 3))), "feature_emb", "4 aspects", "shape (2, 3)"),
+        (_with("ui_emb", np.ones(7)), "ui_emb", "(7, d)", "shape (7,)"),
+        (_with("ui_emb", np.ones((7, 3, 1))), "ui_emb", "(7, d)", "shape (7, 3, 1)"),
+        (_with("ui_emb", np.ones((7, 0))), "ui_emb", "(7, d)", "shape (7, 0)"),
+        (_with("feature_emb", None), "feature_emb", "(4, 3)", "no such key"),
+        (_with("feature_emb", [[1.0, 2.0, 3.0]] * 4), "feature_emb", "(4, 3)", "a list"),
+        (_with("ui_emb", _nan_at((7, 3), np.nan)), "ui_emb", "finite", "nan at row 1, column 2"),
+        (_with("feature_emb", _nan_at((4, 3), -np.inf)), "feature_emb", "finite", "-inf at row 1"),
+    ],
+)
+def test_hostile_embedding_file_names_the_key_and_the_expected_shape(
+    tmp_path, data: dict[str, object], key: str, expected: str, found: str
+) -> None:
+    path = tmp_path / "transe.pkl"
+    path.write_bytes(pickle.dumps(data))
+    with pytest.raises(DatasetError) as info:
+        TransERanker.from_file(path, tiny_catalog())
+    error = info.value
+    assert (error.path, error.field) == (str(path), key)
+    assert expected in error.expected and found in error.found
+    assert str(path) in str(error) and f"[{key}]" in str(error)
+
+
+def test_well_formed_embedding_file_loads(tmp_path) -> None:
+    path = tmp_path / "transe.pkl"
+    path.write_bytes(pickle.dumps({"ui_emb": np.ones((7, 3), np.float32), "feature_emb": np.ones((4, 3))}))
+    ranker = TransERanker.from_file(path, tiny_catalog())
+    assert ranker.user_emb.shape == (1, 3) and ranker.item_emb.shape == (6, 3)
+    assert ranker.aspect_emb.dtype == np.float64

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, Interactions
 from simulators.datasets import (
     DATA_DIR_ENV,
     DATASET_NAMES,
@@ -16,7 +18,7 @@ from simulators.datasets import (
     load_catalog,
     resolve_data_dir,
 )
-from simulators.errors import CRSError, DatasetError
+from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
 
 
 def _write_tiny_lastfm(root: Path, items: dict[str, list[int]], test: dict[str, list[int]]) -> None:
@@ -124,3 +126,41 @@ def test_real_catalogs_pass_every_check_but_yelp_warnings(real_data_dir: Path) -
     # Yelp* warnings: 73 aspects in no category; 70 test users with no valid interaction.
     assert yelp["taxonomy covers the aspects"] == "warn"
     assert yelp["test users have valid history"] == "warn"
+
+
+def _catalog_with_splits(**splits: Interactions) -> Catalog:
+    """1 user, 2 items with one aspect each, and the given splits."""
+    return Catalog(
+        name="tiny",
+        item_aspects=sp.csr_matrix(np.array([[True], [True]])),
+        item_names=("item 0", "item 1"),
+        aspect_names=("aspect 0",),
+        n_users=1,
+        splits=splits,
+    )
+
+
+def test_an_empty_or_missing_conversation_split_fails_the_checks() -> None:
+    # The attack: a catalogue whose test split holds no interaction (crs eval cannot draw from it).
+    empty = Interactions(users=np.zeros(0, dtype=np.int64), items=np.zeros(0, dtype=np.int64))
+    one = Interactions(users=np.array([0]), items=np.array([1]))
+    catalog = _catalog_with_splits(train=one, test=empty)
+    checks = {check.name: check for check in check_catalog(catalog)}
+    assert checks["test split present and not empty"].status == "fail"
+    assert checks["test split present and not empty"].detail == (
+        "tiny: split 'test' is empty; no conversation can be drawn"
+    )
+    assert checks["valid split present and not empty"].status == "fail"
+    assert "no 'valid' split" in checks["valid split present and not empty"].detail
+    with pytest.raises(EmptySplitError, match="'test' is empty"):
+        catalog.conversation_split("test")
+    with pytest.raises(MissingSplitError):
+        catalog.conversation_split("valid")
+    assert catalog.conversation_split("train") is catalog.split("train")
+
+
+def test_an_empty_test_file_is_refused_when_loading(tmp_path: Path) -> None:
+    _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]}, {})
+    with pytest.raises(DatasetError) as info:
+        load_catalog("lastfm", tmp_path)
+    assert info.value.path.endswith("review_dict_test.json") and info.value.found == "an empty object"

@@ -293,6 +293,207 @@ def test_malformed_hetrec_table(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Hostile or careless files (issue 13): each attack is one DatasetError naming file, key and value
+# ---------------------------------------------------------------------------------------------
+
+_BIG = 2**63  # one past the largest int64
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "field", "found"),
+    [
+        # ids that do not fit in 64 bits (numpy's OverflowError before)
+        ("UI_Interaction_data/review_dict_test.json", f'{{"{_BIG}": [0]}}', "keys", f"id {_BIG} (too large"),
+        ("UI_Interaction_data/review_dict_train.json", f'{{"0": [{_BIG}]}}', "0", f"element {_BIG}"),
+        ("UI_Interaction_data/review_dict_train.json", f'{{"0": [-{_BIG + 1}]}}', "0", "element -"),
+        (
+            "Graph_generate_data/item_dict.json",
+            f'{{"0": {{"feature_index": [{_BIG}]}}}}',
+            "0.feature_index",
+            f"element {_BIG}",
+        ),
+        (
+            "Graph_generate_data/item_dict.json",
+            f'{{"{10**40}": {{"feature_index": [0]}}}}',
+            "keys",
+            "too large",
+        ),
+        ("Graph_generate_data/merged_tag_map.json", f'{{"13": 0, "18": {_BIG}}}', "values", f"to {_BIG}"),
+        ("UI_Interaction_data/review_dict_valid.json", '{"0": [' + "9" * 5000 + "]}", "", "4300 digits"),
+        # Unicode digits, signs, spaces, underscores, leading zeros: Python's int() takes them all
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "\uff12": [0]}', "keys", r"'\uff12'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "\u0662": [0]}', "keys", r"'\u0662'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "\u00b2": [0]}', "keys", r"'\xb2'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], " 2": [0]}', "keys", "key ' 2'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "+2": [0]}', "keys", "key '+2'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "02": [0]}', "keys", "key '02'"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "0_2": [0]}', "keys", "key '0_2'"),
+        (
+            "Graph_generate_data/item_dict.json",
+            '{"0": {"feature_index": [0]}, "\uff11": {}}',
+            "keys",
+            r"\uff11",
+        ),
+        ("ID_map_info/item_map.json", '{"10": 0, "\uff11\uff11": 1}', "keys", r"'\uff11\uff11'"),
+        ("ID_map_info/tag_reverse_map.json", '{"\u0660": {"real_name": ["x"]}}', "keys", r"'\u0660'"),
+        # a key written twice: json keeps the last one, silently dropping user 1's test pair
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [3], "2": [0], "1": [0]}', "1", "the key twice"),
+        # negative ids
+        ("UI_Interaction_data/review_dict_valid.json", '{"-1": [0]}', "keys", "negative id -1"),
+        ("Graph_generate_data/item_dict.json", '{"-1": {"feature_index": [0]}}', "keys", "negative id -1"),
+        ("Graph_generate_data/item_dict.json", '{"0": {"feature_index": [-1]}}', "0.feature_index", "id -1"),
+        ("Graph_generate_data/merged_tag_map.json", '{"13": 0, "18": -1, "73": 2}', "values", "from -1"),
+        ("ID_map_info/item_map.json", '{"10": -1}', "10", "-1"),
+        # bools where ids are expected (bool is an int subclass in Python)
+        ("UI_Interaction_data/review_dict_test.json", '{"1": [true]}', "1", "element True"),
+        (
+            "Graph_generate_data/item_dict.json",
+            '{"0": {"feature_index": [false]}}',
+            "0.feature_index",
+            "False",
+        ),
+        ("Graph_generate_data/merged_tag_map.json", '{"13": 0, "18": true, "73": 2}', "values", "True"),
+        ("ID_map_info/item_map.json", '{"10": true}', "10", "True"),
+        # the wrong JSON type
+        ("UI_Interaction_data/review_dict_test.json", "[[1, 3], [2, 0]]", "", "a list"),
+        ("Graph_generate_data/merged_tag_map.json", '["13", "18", "73"]', "", "a list"),
+        ("UI_Interaction_data/review_dict_test.json", '{"1": {"3": 1}}', "1", "an object"),
+        ("UI_Interaction_data/review_dict_test.json", "null", "", "null"),
+        # not JSON at all
+        ("UI_Interaction_data/review_dict_test.json", "user,item\n1,3\n", "line 1, column 1", "truncated"),
+        ("UI_Interaction_data/review_dict_test.json", "", "line 1, column 1", "truncated"),
+    ],
+)
+def test_hostile_lastfm_file(tmp_path: Path, file: str, text: str, field: str, found: str) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / file
+    path.write_text(text, encoding="utf-8")
+    error = _error(load_lastfm, tmp_path)
+    assert (error.path, error.field) == (str(path), field)
+    assert found in error.found
+    assert str(path) in str(error) and found in str(error)
+
+
+def test_hostile_hetrec_table_with_unicode_digits(tmp_path: Path) -> None:
+    write_lastfm(tmp_path)
+    path = tmp_path / "hetrec2011-lastfm-2k" / "artists.dat"
+    path.write_text("id\tname\n\uff11\uff10\tArtist Ten\n", encoding="utf-8")  # fullwidth "10"
+    error = _error(load_lastfm, tmp_path)
+    assert (error.path, error.field) == (str(path), "line 2") and "ASCII decimal digits" in error.expected
+
+
+def test_hostile_tag_map_key_of_lastfm_star(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path, "lastfm_star")
+    path = folder / "Graph_generate_data" / "original_tag_map.json"
+    path.write_text('{"13": 0, "\u0661\u0668": 1, "73": 2}', encoding="utf-8")  # Arabic-Indic "18"
+    error = _error(load_lastfm_star, tmp_path)
+    assert (error.path, error.field) == (str(path), "keys") and r"'\u0661\u0668'" in error.found
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "UI_Interaction_data" / "review_dict_test.json"
+    path.write_bytes(b'{"1": [3], "\xff": [0]}')
+    error = _error(load_lastfm, tmp_path)
+    assert error.path == str(path) and "UTF-8" in error.expected
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_deeply_nested_json_is_refused_not_a_recursion_error(tmp_path: Path, opening: str) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "UI_Interaction_data" / "review_dict_valid.json"
+    path.write_text(opening * 200_000 + "0" + opening[0].translate({91: 93, 123: 125}) * 200_000)
+    error = _error(load_lastfm, tmp_path)
+    assert error.path == str(path) and "nesting too deep" in error.found
+
+
+def test_a_huge_user_id_is_refused_instead_of_making_two_billion_users(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "UI_Interaction_data" / "review_dict_test.json"
+    _dump(path, {"1": [3], "2000000000": [0]})
+    error = _error(load_lastfm, tmp_path)
+    # 3 distinct users (0, 1, 2000000000) -> ids must be below 2 x 3 + 1,000 = 1,006.
+    assert (error.path, error.field) == (str(path), "2000000000")
+    assert error.found == "user id 2,000,000,000"
+    assert "user ids below 1,006" in error.expected and "dense" in error.expected
+    assert "renumber the users 0..2" in error.expected
+
+
+def test_user_ids_may_have_gaps_up_to_the_density_bound(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "UI_Interaction_data" / "review_dict_test.json"
+    # Users 0, 1 (train, valid) and 1, X (test): 3 distinct -> ids below 2 x 3 + 1,000 = 1,006.
+    _dump(path, {"1": [3], "1005": [0]})
+    assert load_lastfm(tmp_path).n_users == 1006
+    _dump(path, {"1": [3], "1006": [0]})
+    assert _error(load_lastfm, tmp_path).field == "1006"
+
+
+def test_users_with_empty_lists_do_not_count_towards_the_user_ids(tmp_path: Path) -> None:
+    folder = write_lastfm(tmp_path)
+    _dump(folder / "UI_Interaction_data" / "review_dict_test.json", {"1": [3], "2000000000": []})
+    assert load_lastfm(tmp_path).n_users == 2
+
+
+@pytest.mark.parametrize(("content", "found"), [({}, "an empty object"), ({"1": [], "2": []}, "2 users")])
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_an_empty_split_file_is_refused(tmp_path: Path, split: str, content: object, found: str) -> None:
+    folder = write_lastfm(tmp_path)
+    path = folder / "UI_Interaction_data" / f"review_dict_{split}.json"
+    _dump(path, content)
+    error = _error(load_lastfm, tmp_path)
+    assert (error.path, error.field) == (str(path), "")
+    assert "at least one (user, item) interaction" in error.expected and found in error.found
+
+
+def test_an_empty_yelp_test_split_is_refused(tmp_path: Path) -> None:
+    folder = write_yelp(tmp_path)
+    path = folder / "UI_Interaction_data" / "review_dict_test.json"
+    _dump(path, {})
+    error = _error(load_yelp_star, tmp_path)
+    assert error.path == str(path) and "evaluation conversations" in error.expected
+
+
+def _real_tree_with(real_data_dir: Path, root: Path, name: str, file: str, text: str) -> Path:
+    """Sym-link dataset `name` of the real release into root, every file but `file`, written as `text`."""
+    source = real_data_dir / name
+    for original in source.rglob("*"):
+        if original.is_file():
+            link = root / name / original.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if original.relative_to(source).as_posix() != file:
+                link.symlink_to(original)
+    path = root / name / file
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.real_data
+def test_real_lastfm_with_one_stray_user_id(real_data_dir: Path, tmp_path: Path) -> None:
+    file = "UI_Interaction_data/review_dict_test.json"
+    test = json.loads((real_data_dir / "lastfm" / file).read_text())
+    test["2000000000"] = test.pop("1800")
+    path = _real_tree_with(real_data_dir, tmp_path, "lastfm", file, json.dumps(test))
+    error = _error(load_lastfm, tmp_path)
+    # Users 0..1800 (1800 is still in train and valid) and 2000000000: 1,802 distinct users, so ids
+    # must be below 2 x 1,802 + 1,000 = 4,604.
+    assert (error.path, error.field, error.found) == (str(path), "2000000000", "user id 2,000,000,000")
+    assert "user ids below 4,604" in error.expected
+
+
+@pytest.mark.real_data
+def test_real_lastfm_star_with_a_fullwidth_user_key(real_data_dir: Path, tmp_path: Path) -> None:
+    file = "UI_Interaction_data/review_dict_valid.json"
+    valid = json.loads((real_data_dir / "lastfm_star" / file).read_text())
+    valid["\uff11\uff12"] = valid.pop("12")  # fullwidth "12": int() would read user 12
+    path = _real_tree_with(
+        real_data_dir, tmp_path, "lastfm_star", file, json.dumps(valid, ensure_ascii=False)
+    )
+    error = _error(load_lastfm_star, tmp_path)
+    assert (error.path, error.field) == (str(path), "keys") and r"'\uff11\uff12'" in error.found
+
+
+# ---------------------------------------------------------------------------------------------
 # Real data: exact counts of the SCPR/UNICORN releases
 # ---------------------------------------------------------------------------------------------
 
