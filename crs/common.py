@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from envs.metrics import MetricSummary
@@ -62,7 +63,7 @@ def friendly_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except CRSError as error:
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,358 @@
+"""Issue 13 for `crs train` and trained runs, each test written as the attack or fault itself: a model
+zip that would run code, two writers racing for one run, a kill before the first checkpoint, a stale
+best score, non-finite settings and divergence, damaged run files."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.claims import LOCK_FILE
+from crs.cli import app
+from crs.train_cmd import make_settings, run_training
+from policies.rl import load_trained_policy
+from policies.rl.model_file import ModelFileError, UnsafeModelFileError, read_model_data
+from simulators.datasets import load_catalog
+from simulators.errors import CRSError
+from tests.crs.test_train_cmd import WORLD, tiny_settings
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny trained run (popularity ranker): 128 steps, evaluations at 64 and 128."""
+    runs = tmp_path_factory.mktemp("runs")
+    run_training(tiny_settings(), name="good", runs_dir=runs, show=False)
+    return runs / "good"
+
+
+def copy_run(run: Path, where: Path) -> Path:
+    """A copy of a run directory (files only) to tamper with."""
+    where.mkdir()
+    for file in run.iterdir():
+        if file.is_file():
+            (where / file.name).write_bytes(file.read_bytes())
+    return where
+
+
+class _Payload:
+    """Unpickling this runs `os.system("touch <marker>")`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def poison(zip_path: Path, key: str, marker: Path) -> None:
+    """Replace (or add) the `key` field of a model zip's data JSON by a cloudpickle payload."""
+    import cloudpickle
+
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    data[key] = {
+        ":type:": "<class 'object'>",
+        ":serialized:": base64.b64encode(cloudpickle.dumps(_Payload(marker))).decode(),
+    }
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def catalog():
+    return load_catalog("persona_world", seed=0, **WORLD)
+
+
+# --------------------------------------------------------------------------------- code from a file
+@pytest.mark.parametrize("key", ["policy_class", "observation_space", "lr_schedule", "my_extra_field"])
+def test_a_model_zip_with_a_pickled_payload_never_runs_it(trained, tmp_path, key) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    marker = tmp_path / "pwned"
+    for name in ("best_model.zip", "model.zip", "checkpoint.zip"):
+        poison(run / name, key, marker)
+    if key == "my_extra_field":  # nothing rebuilds an unknown pickled field: the file is refused
+        with pytest.raises(UnsafeModelFileError, match="my_extra_field"):
+            load_trained_policy(run, catalog())
+    else:  # known fields are rebuilt from the run's config; the file's value is never unpickled
+        assert load_trained_policy(run, catalog()) is not None
+    assert not marker.exists()
+    # the same through the CLI's `crs train --resume` (the checkpoint is loaded to continue training)
+    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    assert not marker.exists()
+    if key == "my_extra_field":
+        assert result.exit_code == 2 and "my_extra_field" in flat(result.output)
+
+
+def test_policy_kwargs_beyond_the_policy_s_own_are_refused(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    for name in ("best_model.zip", "model.zip", "checkpoint.zip"):
+        with zipfile.ZipFile(run / name) as archive:
+            entries = {n: archive.read(n) for n in archive.namelist()}
+        data = json.loads(entries["data"])
+        data["policy_kwargs"]["features_extractor_class"] = "os.system"
+        entries["data"] = json.dumps(data).encode()
+        with zipfile.ZipFile(run / name, "w") as archive:
+            for n, content in entries.items():
+                archive.writestr(n, content)
+    with pytest.raises(UnsafeModelFileError, match="policy_kwargs"):
+        load_trained_policy(run, catalog())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "no data", "nan weights"])
+def test_a_damaged_model_zip_is_a_named_error_with_exit_2(trained, tmp_path, damage) -> None:
+    import torch
+
+    run = copy_run(trained, tmp_path / "run")
+    for name in ("best_model.zip", "checkpoint.zip"):
+        zip_path = run / name
+        if damage == "truncated":
+            zip_path.write_bytes(zip_path.read_bytes()[: zip_path.stat().st_size // 2])
+            continue
+        if damage == "not a zip":
+            zip_path.write_text("hello")
+            continue
+        with zipfile.ZipFile(zip_path) as archive:
+            entries = {n: archive.read(n) for n in archive.namelist()}
+        if damage == "no data":
+            del entries["data"]
+        else:
+            weights_file = tmp_path / "policy.pth"
+            weights_file.write_bytes(entries["policy.pth"])
+            weights = torch.load(weights_file, weights_only=True)
+            for key in weights:  # the shared extractor appears under three prefixes
+                if key.endswith("features_extractor.relation"):
+                    weights[key] = torch.full_like(weights[key], float("nan"))
+            torch.save(weights, weights_file)
+            entries["policy.pth"] = weights_file.read_bytes()
+        with zipfile.ZipFile(zip_path, "w") as archive:
+            for n, content in entries.items():
+                archive.writestr(n, content)
+    with pytest.raises(ModelFileError, match=r"best_model\.zip"):
+        load_trained_policy(run, catalog())
+    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and ".zip" in flat(result.output), result.output
+    assert "Traceback" not in result.output and not (run / LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [("policy.json", '{"catalog": "persona_world", "rank'), ("policy.json", "{}"), ("policy.json", "[1]")],
+)
+def test_a_damaged_policy_json_is_a_named_error(trained, tmp_path, file, text) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    (run / file).write_text(text)
+    with pytest.raises(CRSError, match=file):
+        load_trained_policy(run, catalog())
+
+
+# ------------------------------------------------------------------------------ settings and divergence
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"rewards": {"recommend_success": float("nan")}},
+        {"ppo": {"learning_rate": float("inf")}},
+        {"ppo": {"ent_coef": float("inf")}},
+        {"ppo": {"slate_entropy_scale": float("nan")}},
+        {"user_kwargs": {"noise": float("nan")}},
+        {"user_kwargs": {"nosie": 0.1}},
+        {"world": {"n_itmes": 10}},
+        {"world": {"n_items": 0}},
+        {"seed": -1},
+        {"world_seed": -3},
+        {"baselines": ["bogus"]},
+        {"user": "alien"},
+    ],
+)
+def test_bad_settings_are_refused_when_read(settings) -> None:
+    with pytest.raises(CRSError, match="bad training settings"):
+        make_settings(settings)
+
+
+def test_a_nan_reward_in_a_config_file_exits_2_before_training(tmp_path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("rewards: {recommend_success: .nan}\n")
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "recommend_success" in flat(result.output)
+    assert not (tmp_path / "runs").exists()  # nothing was started
+    config.write_text("steps: 10\nsteps: 20\n")
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "duplicate key" in flat(result.output)
+    for option in (["--learning-rate", "inf"], ["--ent-coef", "nan"], ["--seed", "-1"]):
+        result = runner.invoke(app, ["train", *option, "--runs-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 2, option
+
+
+def test_training_that_diverges_stops_with_a_named_error_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
+    # a finite but absurd learning rate blows the weights up within a few updates
+    settings = tiny_settings(
+        steps=640,
+        eval_every=0,
+        checkpoint_every=64,
+        ppo={"n_steps": 32, "batch_size": 32, "n_epochs": 4, "learning_rate": 1e12, "subprocess": False},
+    )
+    with pytest.raises(CRSError, match="diverged"):
+        run_training(settings, name="d", runs_dir=tmp_path, show=False)
+    run = tmp_path / "d"
+    assert not (run / LOCK_FILE).exists()  # the claim is released on the error
+    assert not (run / "model.zip").exists()
+    if (run / "checkpoint.zip").exists():  # whatever checkpoint there is holds finite weights
+        from policies.rl.training import RLConfig, read_policy_meta
+
+        assert RLConfig.from_dict(read_policy_meta(run)["rl"]).learning_rate == 1e12
+        state = json.loads((run / "state.json").read_text())
+        assert state["timesteps"] == read_model_data(run / "checkpoint.zip")["num_timesteps"]
+        load_trained_policy(run, catalog())  # loads: its weights are finite
+
+
+# ------------------------------------------------------------------------------------ exact resume
+def test_an_evaluation_scores_the_weights_after_the_update_its_step_count_includes(tmp_path) -> None:
+    # run A evaluates at 64 on the way to 128; run B stops at 64 and evaluates its final weights.
+    # Same seed: identical first rollout and update, so both rows at step 64 score the same weights.
+    run_training(tiny_settings(steps=128, eval_every=64), name="a", runs_dir=tmp_path, show=False)
+    run_training(tiny_settings(steps=64, eval_every=64), name="b", runs_dir=tmp_path, show=False)
+    a = next(r for r in csv.DictReader((tmp_path / "a" / "eval.csv").open()) if r["timesteps"] == "64")
+    b = next(r for r in csv.DictReader((tmp_path / "b" / "eval.csv").open()) if r["timesteps"] == "64")
+    assert {k: a[k] for k in ("SR@15", "AT", "hDCG")} == {k: b[k] for k in ("SR@15", "AT", "hDCG")}
+
+
+def test_resume_drops_orphan_rows_and_never_replaces_the_best_model_with_a_worse_one(
+    trained, tmp_path
+) -> None:
+    run = copy_run(trained, tmp_path / "r")
+    best_steps = read_model_data(run / "best_model.zip")["num_timesteps"]
+    best_bytes = (run / "best_model.zip").read_bytes()
+    # a kill can leave a stale state.json and rows newer than the checkpoint
+    (run / "state.json").write_text(json.dumps({"timesteps": 128, "best_score": [-1.0, -1.0]}))
+    rows = list(csv.DictReader((run / "eval.csv").open()))
+    for row in rows:  # make the best model's own score unbeatable
+        if int(row["timesteps"]) == best_steps:
+            row["SR@15"], row["hDCG"] = "1.0", "1.0"
+    rows.append({**rows[-1], "timesteps": "999", "SR@15": "0.0"})
+    with (run / "eval.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    run_training(None, name="r", runs_dir=tmp_path, resume=True, steps=256, show=False)
+    steps = [int(r["timesteps"]) for r in csv.DictReader((run / "eval.csv").open())]
+    assert 999 not in steps and steps == sorted(steps) and steps[-1] == 256
+    assert [json.loads(line)["timesteps"] for line in (run / "eval.jsonl").read_text().splitlines()] == steps
+    assert (run / "best_model.zip").read_bytes() == best_bytes  # nothing scored above 1.0
+    state = json.loads((run / "state.json").read_text())
+    assert state["timesteps"] == 256 == read_model_data(run / "checkpoint.zip")["num_timesteps"]
+
+
+# --------------------------------------------------------------------------- racing and killed runs
+def crs(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crs.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def tiny_config(path: Path, **extra) -> Path:
+    data = {
+        "ranker": "popularity",
+        "world": WORLD,
+        "envs": 2,
+        "steps": 128,
+        "eval_every": 64,
+        "eval_episodes": 8,
+        "test_episodes": 8,
+        "checkpoint_every": 64,
+        "baselines": ["ask-4"],
+        "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_two_runs_racing_for_one_name_one_wins_the_other_is_told(tmp_path) -> None:
+    config = tiny_config(tmp_path / "c.yaml")
+    common = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "same"]
+    first, second = crs(*common, "--seed", "1"), crs(*common, "--seed", "2")
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 2], outputs
+    loser = outputs[[first.returncode, second.returncode].index(2)]
+    assert "being written by process" in loser or "already holds results" in loser, loser
+    winner_seed = 1 if first.returncode == 0 else 2
+    run = tmp_path / "same"
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == winner_seed
+    assert len({int(r["timesteps"]) for r in csv.DictReader((run / "eval.csv").open())}) == 2
+    assert not (run / LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_is_continued_with_the_commands_the_errors_name(
+    tmp_path,
+) -> None:
+    # no checkpoint or evaluation before the end: the kill lands before the first checkpoint
+    config = tiny_config(tmp_path / "c.yaml", steps=100_000, eval_every=0, checkpoint_every=1_000_000)
+    process = crs("train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k")
+    run = tmp_path / "k"
+    deadline = time.time() + 120
+    while not (run / "policy.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "checkpoint.zip").exists()
+    # a plain rerun is told the run exists, and how to continue it
+    again = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"])
+    assert again.exit_code == 2 and "no longer running" in flat(again.output)
+    message = flat(again.output)
+    assert f"rm {run / LOCK_FILE}" in message
+    os.remove(run / LOCK_FILE)  # the command the error names
+    again = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"])
+    assert again.exit_code == 2 and "crs train --name k --resume" in flat(again.output)
+    resumed = runner.invoke(
+        app, ["train", "--name", "k", "--runs-dir", str(tmp_path), "--resume", "--steps", "128"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "starts again from step 0" in flat(resumed.output)
+    assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
+
+
+def test_resume_of_a_run_without_a_usable_config_names_the_restart_command(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "c")
+    (run / "config.yaml").write_text("settings: [1, 2")
+    result = runner.invoke(app, ["train", "--name", "c", "--runs-dir", str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and "--overwrite" in flat(result.output)
+    (run / "config.yaml").unlink()
+    result = runner.invoke(app, ["train", "--name", "c", "--runs-dir", str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and "--overwrite" in flat(result.output)
+    assert not (run / LOCK_FILE).exists()
+
+
+def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "o")
+    (run / "eval.csv").write_text("junk\n")
+    run_training(tiny_settings(steps=64), name="o", runs_dir=tmp_path, overwrite=True, show=False)
+    assert [int(r["timesteps"]) for r in csv.DictReader((run / "eval.csv").open())] == [64]
