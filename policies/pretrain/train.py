@@ -54,6 +54,17 @@ PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
 NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
 
 
+LOSS_WEIGHTS = (
+    "l2",
+    "offset_l2",
+    "entropy_weight",
+    "overlap_weight",
+    "sharpness_weight",
+    "usage_weight",
+    "prototype_weight",
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of pre-training.
@@ -120,6 +131,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CRSError(f"pre-training setting {name}={value} must be a finite number")
+        for name in ("lr", "epochs", "batch_size", "patience"):
+            if not getattr(self, name) > 0:
+                raise CRSError(f"pre-training setting {name}={getattr(self, name)} must be > 0")
+        for name in (*LOSS_WEIGHTS, "negatives", "seed"):
+            if getattr(self, name) < 0:
+                raise CRSError(f"pre-training setting {name}={getattr(self, name)} must be >= 0")
+        if not 0 < self.holdout_fraction < 1:
+            raise CRSError(f"holdout_fraction={self.holdout_fraction} must lie strictly between 0 and 1")
         if self.persona_init not in PERSONA_INITS:
             raise CRSError(f"persona_init must be one of {PERSONA_INITS}, got {self.persona_init!r}")
         if self.negative_pool not in NEGATIVE_POOLS:
@@ -370,6 +392,11 @@ def pretrain(
             l2 = config.l2 * model.node_emb[touched].pow(2).sum()
             l2 = l2 + config.offset_l2 * model.slot_offset[users].pow(2).sum()
             loss = loss + l2 / idx.shape[0]
+            if not torch.isfinite(loss):
+                raise CRSError(
+                    f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is {float(loss)}; "
+                    f"lower the learning rate (lr={config.lr}) or the loss weights and run again"
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -345,3 +345,47 @@ def test_warm_negatives_come_only_from_items_seen_in_training(tiny: Catalog) -> 
     # a short run with warm negatives trains and ranks like any other
     result = pretrain(tiny, TrainConfig(dim=8, epochs=1, negative_pool="warm", seed=0))
     assert np.isfinite(result.ranker(tiny).full_scores(np.arange(3))).all()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lr": float("nan")},
+        {"lr": float("inf")},
+        {"lr": 0.0},
+        {"entropy_weight": -1.0},
+        {"l2": float("nan")},
+        {"holdout_fraction": 1.0},
+        {"epochs": 0},
+    ],
+)
+def test_non_finite_or_out_of_range_pretraining_settings_are_refused(change) -> None:
+    with pytest.raises(CRSError, match=next(iter(change))):
+        replace(FAST, **change)
+
+
+def test_pretraining_that_diverges_stops_with_a_named_error(tiny: Catalog) -> None:
+    # a finite but absurd learning rate makes the loss non-finite within the first epochs
+    with pytest.raises(CRSError, match="diverged"):
+        pretrain(tiny, replace(FAST, lr=1e30, epochs=5))
+
+
+@pytest.mark.parametrize("attack", ["nan", "keyless config", "truncated"])
+def test_a_damaged_artifact_is_refused_with_a_named_error(tiny: Catalog, trained, tmp_path, attack) -> None:
+    path = save_artifact(trained, tmp_path / "art")
+    if attack == "nan":
+        tensors = torch.load(path / EXPORT_FILE, weights_only=True)
+        tensors["item"][0, 0] = float("nan")
+        torch.save(tensors, path / EXPORT_FILE)
+        match = "NaN or inf"
+    elif attack == "keyless config":
+        config = json.loads((path / "config.json").read_text())
+        del config["model"]["dim"]
+        (path / "config.json").write_text(json.dumps(config))
+        match = "lacks"
+    else:
+        data = (path / EXPORT_FILE).read_bytes()
+        (path / EXPORT_FILE).write_bytes(data[: len(data) // 2])
+        match = "corrupt"
+    with pytest.raises(CRSError, match=match):
+        load_ranker(path, tiny)
