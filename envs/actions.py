@@ -1,6 +1,6 @@
 """The structured action of a conversation turn: ask, probe a persona, or recommend a slate.
 
-An action is a dict with four entries (the env's Dict action space):
+An action is a dict with up to five entries (the env's Dict action space):
 
 - ``kind``: 0 = ask, 1 = probe, 2 = recommend.
 - ``aspects``: aspect ids of a question, shape (max_choices,). One distinct id = a binary question,
@@ -12,11 +12,20 @@ An action is a dict with four entries (the env's Dict action space):
 Id lists may be shorter than their slot count, padded with -1, or repeat ids: repeats count once, in
 order of first appearance. So every sample of the action space is a valid action, and the helpers
 `ask`, `probe` and `recommend` build the short form.
+
+Ids are integers and are never coerced: a scalar entry is a python ``int`` or a numpy integer (any
+integer dtype, 0-d arrays included); an id list is a list or tuple of those, or a 1-D numpy array of
+an integer dtype. Floats (even 3.0), bools, None, strings, NaN, values outside int64, nested lists
+and arrays of another shape raise `InvalidActionError`, whose message names the bad value. An entry
+the kind does not read (``items`` of an ask, ``category`` in an env without enumerated questions)
+may be left out; if present it must still be well-typed, but its ids are not range-checked (the
+helpers fill it with -1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import reprlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -53,18 +62,113 @@ class ParsedAction:
 
 
 PAD = -1
+ACTION_KEYS: tuple[str, ...] = ("kind", "aspects", "category", "persona", "items")
+KIND_EXPECTED = "one of 0=ask, 1=probe, 2=recommend"
+KIND_VALUES = frozenset(int(kind) for kind in ActionKind)
+BINARY_HINT = " (binary setting allows 1; create the env with question_mode='multiple_choice' for more)"
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 60
+_SHOW.maxlist = _SHOW.maxtuple = 8
 
 
-def _ids(values: Iterable[int] | int) -> list[int]:
-    if isinstance(values, int | np.integer):
-        return [int(values)]
-    return [int(v) for v in values]
+def _show(value: object) -> str:
+    """A short repr of `value` and its type, for error messages."""
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, threshold=8, edgeitems=3)
+        return f"{text} (ndarray of dtype {value.dtype}, shape {value.shape})"
+    return f"{_SHOW.repr(value)} ({type(value).__name__})"
+
+
+def _as_int(value: object) -> int | None:
+    """`value` as a python int if it is an integer within int64, else None (never coerced).
+
+    Integers are python ints and numpy integers of any int or uint dtype (0-d arrays included).
+    Bools, floats (even integer-valued ones), strings, None and everything else give None.
+    """
+    if isinstance(value, np.ndarray | np.generic):
+        if value.shape != () or value.dtype.kind not in "iu":
+            return None
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = int(value)
+    else:
+        return None
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
+def _scalar(name: str, value: object, expected: str) -> int:
+    """The integer of a scalar entry (``kind``, ``category``, ``persona``)."""
+    number = _as_int(value)
+    if number is None:
+        raise InvalidActionError(
+            f"action[{name!r}] must be an integer (python int or numpy integer within int64; never a "
+            f"float, bool or None): expected {expected}, got {_show(value)}"
+        )
+    return number
+
+
+def _id_list(name: str, value: object, expected: str) -> list[int]:
+    """The integers of an id-list entry (``aspects``, ``items``): a flat list, tuple or 1-D int array."""
+    problem = ""
+    numbers: list[int] = []
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            problem = f"a 1-D array, not one of shape {value.shape}"
+        elif value.dtype.kind not in "iu":
+            problem = f"an integer array, not one of dtype {value.dtype}"
+        else:
+            numbers = [int(v) for v in value.tolist()]
+            if any(not _INT64_MIN <= v <= _INT64_MAX for v in numbers):
+                problem = "an array of ids within int64"
+    elif isinstance(value, list | tuple):
+        for position, element in enumerate(value):
+            number = _as_int(element)
+            if number is None:
+                problem = f"a flat list of integers within int64, but entry {position} is {_show(element)}"
+                break
+            numbers.append(number)
+    else:
+        problem = "a list, tuple or 1-D integer numpy array"
+    if problem:
+        raise InvalidActionError(
+            f"action[{name!r}] must be {problem}: expected {expected}, padded with -1; got {_show(value)}"
+        )
+    return numbers
+
+
+def _unique(values: Iterable[int]) -> tuple[int, ...]:
+    """`values` without padding, each id once, in order of first appearance."""
+    seen: dict[int, None] = {}
+    for value in values:
+        if value != PAD:
+            seen.setdefault(value, None)
+    return tuple(seen)
+
+
+def _ids(values: Iterable[int] | int, name: str) -> list[int]:
+    """Helper input as python ints: one integer, or an iterable (list, tuple, 1-D array, range) of them."""
+    number = _as_int(values)
+    if number is not None:
+        return [number]
+    expected = f"integer {name} ids"
+    if isinstance(values, np.ndarray | list | tuple):
+        return _id_list(name, values, expected)
+    if isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping):
+        return _id_list(name, list(values), expected)
+    raise InvalidActionError(
+        f"{name} must be an integer id or an iterable of integer ids, got {_show(values)}"
+    )
 
 
 def ask(aspects: Iterable[int] | int) -> dict[str, object]:
     """An ask action: one aspect id (binary question), several (multiple choice), or for an env with
-    enumerated questions one category id."""
-    ids = _ids(aspects)
+    enumerated questions one category id.
+
+    Raises:
+        InvalidActionError: an id is not an integer.
+    """
+    ids = _ids(aspects, "aspects")
     return {
         "kind": int(ActionKind.ASK),
         "aspects": ids,
@@ -75,34 +179,42 @@ def ask(aspects: Iterable[int] | int) -> dict[str, object]:
 
 
 def probe(persona: int, aspects: Iterable[int] | int) -> dict[str, object]:
-    """A probe of persona slot `persona`: one multiple-choice question listing `aspects`."""
+    """A probe of persona slot `persona`: one multiple-choice question listing `aspects`.
+
+    Raises:
+        InvalidActionError: the persona or an id is not an integer.
+    """
     return {
         "kind": int(ActionKind.PROBE),
-        "aspects": _ids(aspects),
+        "aspects": _ids(aspects, "aspects"),
         "category": PAD,
-        "persona": int(persona),
+        "persona": _scalar("persona", persona, "a persona slot"),
         "items": [],
     }
 
 
 def recommend(items: Iterable[int]) -> dict[str, object]:
-    """A recommendation of the slate `items` (best first)."""
+    """A recommendation of the slate `items` (best first).
+
+    Raises:
+        InvalidActionError: an id is not an integer.
+    """
     return {
         "kind": int(ActionKind.RECOMMEND),
         "aspects": [],
         "category": PAD,
         "persona": 0,
-        "items": _ids(items),
+        "items": _ids(items, "items"),
     }
 
 
-def _unique(values: object) -> tuple[int, ...]:
-    array = np.asarray(values if values is not None else [], dtype=np.int64).reshape(-1)
-    seen: dict[int, None] = {}
-    for value in array.tolist():
-        if value != PAD:
-            seen.setdefault(value, None)
-    return tuple(seen)
+def _require(action: Mapping[object, object], name: str, word: str, expected: str) -> object:
+    if name not in action:
+        raise InvalidActionError(
+            f"{word} needs the action entry {name!r} ({expected}); "
+            "build actions with envs.ask/probe/recommend"
+        )
+    return action[name]
 
 
 def parse_action(
@@ -119,55 +231,83 @@ def parse_action(
 
     Padding (-1) is dropped and repeated ids are kept once, in order of first appearance. With
     `n_categories` > 0 (enumerated questions) an ask reads the ``category`` entry; its ParsedAction
-    carries the category id in `aspects`.
+    carries the category id in `aspects`. Nothing is coerced (see the module docstring).
 
     Raises:
-        InvalidActionError: unknown kind, id out of range, empty question or slate, too many ids.
+        InvalidActionError: not a dict, unknown entry, an entry that is not an integer (or a flat
+            list of them) of the right size, unknown kind, id out of range, empty question or slate,
+            too many ids. The message names the bad value and what is expected.
     """
-    if not isinstance(action, dict):
+    if not isinstance(action, Mapping):
         raise InvalidActionError(
-            f"action must be a dict with keys kind/aspects/persona/items (use envs.ask/probe/recommend), "
-            f"got {type(action).__name__}"
+            f"action must be a dict with entries {', '.join(ACTION_KEYS)} (use envs.ask/probe/recommend), "
+            f"got {_show(action)}"
         )
-    try:
-        kind = ActionKind(int(np.asarray(action.get("kind", -1)).reshape(-1)[0]))
-    except ValueError as error:
+    unknown = [key for key in action if key not in ACTION_KEYS]
+    if unknown:
         raise InvalidActionError(
-            f"action kind {action.get('kind')!r} is not one of 0=ask, 1=probe, 2=recommend"
-        ) from error
+            f"unknown action entr{'y' if len(unknown) == 1 else 'ies'} {unknown!r}; an action has the "
+            f"entries {', '.join(ACTION_KEYS)}"
+        )
+    aspects_expected = f"up to {max_choices} aspect id(s) in [0, {n_aspects})"
+    items_expected = f"up to slate_size={slate_size} item ids in [0, {n_items})"
+    category_expected = (
+        f"a category id in [0, {n_categories})" if n_categories else "an integer (not read by this env)"
+    )
+    persona_expected = f"a persona slot in [0, {n_personas})"
+    binary_hint = BINARY_HINT if max_choices == 1 else ""
+    kind_value = _scalar("kind", _require(action, "kind", "an action", KIND_EXPECTED), KIND_EXPECTED)
+    if kind_value not in KIND_VALUES:
+        raise InvalidActionError(f"action kind {kind_value!r} is not {KIND_EXPECTED}")
+    kind = ActionKind(kind_value)
+    # every entry present is type- and size-checked, even one this kind does not read
+    lists: dict[str, list[int]] = {}
+    for name, slots, expected, limit in (
+        ("aspects", max_choices, aspects_expected, f"{max_choices} per question{binary_hint}"),
+        ("items", slate_size, items_expected, f"at most slate_size={slate_size} items in a slate"),
+    ):
+        if name in action:
+            lists[name] = _id_list(name, action[name], expected)
+            if len(lists[name]) > slots:
+                raise InvalidActionError(
+                    f"action[{name!r}] lists {len(lists[name])} entries but this env allows {limit}"
+                )
+    scalars = {
+        name: _scalar(name, action[name], expected)
+        for name, expected in (("category", category_expected), ("persona", persona_expected))
+        if name in action
+    }
+
     if kind is ActionKind.RECOMMEND:
-        items = _unique(action.get("items"))
+        _require(action, "items", "recommend", items_expected)
+        items = _unique(lists["items"])
         if not items:
             raise InvalidActionError("recommend needs a non-empty slate of item ids (got none)")
-        if len(items) > slate_size:
-            raise InvalidActionError(f"slate of {len(items)} items exceeds slate_size={slate_size}")
         bad = [i for i in items if not 0 <= i < n_items]
         if bad:
             raise InvalidActionError(f"unknown item id(s) {bad}; item ids lie in [0, {n_items})")
         return ParsedAction(kind=kind, items=items)
     word = "ask" if kind is ActionKind.ASK else "probe"
     if kind is ActionKind.ASK and n_categories:
-        category = int(np.asarray(action.get("category", PAD)).reshape(-1)[0])
+        _require(action, "category", "ask", category_expected)
+        category = scalars["category"]
         if not 0 <= category < n_categories:
             raise InvalidActionError(
                 f"this env asks enumerated questions: ask needs a category id in [0, {n_categories}), "
                 f"got {category}"
             )
         return ParsedAction(kind=kind, aspects=(category,))
-    aspects = _unique(action.get("aspects"))
+    _require(action, "aspects", word, aspects_expected)
+    aspects = _unique(lists["aspects"])
     if not aspects:
         raise InvalidActionError(f"{word} needs at least one aspect id (got none)")
-    if len(aspects) > max_choices:
-        raise InvalidActionError(
-            f"{word} lists {len(aspects)} aspects but this env allows {max_choices} per question "
-            f"(binary setting allows 1; create the env with question_mode='multiple_choice' for more)"
-        )
     bad = [a for a in aspects if not 0 <= a < n_aspects]
     if bad:
         raise InvalidActionError(f"unknown aspect id(s) {bad}; aspect ids lie in [0, {n_aspects})")
     persona = None
     if kind is ActionKind.PROBE:
-        persona = int(np.asarray(action.get("persona", 0)).reshape(-1)[0])
+        _require(action, "persona", "probe", persona_expected)
+        persona = scalars["persona"]
         if not 0 <= persona < n_personas:
             raise InvalidActionError(f"probe persona {persona} outside [0, {n_personas})")
     return ParsedAction(kind=kind, aspects=aspects, persona=persona)

@@ -22,6 +22,8 @@ EpisodeOrder = Literal["random", "sequential"]
 
 # last_answer codes in the observation
 ANSWER_NONE, ANSWER_ACCEPTED, ANSWER_REJECTED, ANSWER_SLATE_REJECTED = 0, 1, 2, 3
+# info["rank"] and info["accepted_item"] when no item was accepted (ranks are 1-based, ids 0-based)
+NO_RANK, NO_ITEM = 0, -1
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,10 @@ class ConversationEnv(gym.Env):
     ``Dict(kind=Discrete(3), aspects=MultiDiscrete([n_aspects] * max_choices), persona=Discrete(n_personas),
     items=MultiDiscrete([n_items] * slate_size))`` plus ``category=Discrete(n_categories)`` when
     questions are enumerated. ``kind`` 0 = ask, 1 = probe, 2 = recommend. Repeated ids count once,
-    so every sample is valid; build actions with `envs.ask`, `envs.probe`, `envs.recommend`.
+    so every sample is valid; build actions with `envs.ask`, `envs.probe`, `envs.recommend`. Ids are
+    never coerced: anything outside the action space (a float, bool, None, string, NaN, a value
+    outside int64, a nested list, a wrong shape, an unknown entry) raises `InvalidActionError` and
+    leaves the dialogue unchanged (details in `envs.actions`).
 
     - ask aspects A: each accepted aspect filters the candidates (``candidate_rule="all"``: items
       having every accepted aspect; ``"any"``: items having at least one, MCMIPL's rule); the rest are
@@ -75,10 +80,21 @@ class ConversationEnv(gym.Env):
     ``truncated`` when the agent has taken ``max_turns - 1`` actions without success.
 
     ## Info
-    ``success``, ``rank`` (1-based slate rank of the hit or None), ``turn`` (turns so far, the
-    opening included), ``agent_actions``, ``answer`` (accepted aspects of the turn), ``rejected``
-    (aspects rejected this turn), ``n_candidates``, ``kind``; at the episode's end also ``targets``
-    and ``goal_index``.
+    Every key is present after ``reset`` and after every ``step``, always with the same type, so
+    ``gymnasium.vector`` envs can stack infos (they type a key's array by its first value):
+
+    - ``success`` (bool): the user accepted a recommended item this turn.
+    - ``rank`` (int): 1-based slate rank of the accepted item; 0 when no item was accepted.
+    - ``accepted_item`` (int): the item the user accepted; -1 when none was.
+    - ``turn`` (int): turns so far, the user's opening included (1 after reset).
+    - ``agent_actions`` (int): actions the agent has taken (``turn - 1``).
+    - ``kind`` (str): kind of the turn: "open" (after reset), "ask", "probe" or "recommend".
+    - ``answer`` (tuple[int, ...]): aspects the user accepted this turn (after reset: the opening).
+    - ``rejected`` (tuple[int, ...]): aspects recorded as rejected this turn.
+    - ``n_candidates`` (int): candidate items left.
+    - ``goal_index`` (int): index of the conversation's goal in its split.
+    - ``targets`` (tuple[int, ...]): the hidden target item(s), revealed once the episode has ended
+      (terminated or truncated); ``()`` before that.
 
     ## Arguments
     catalog: the catalogue. user: the simulated user model. goals: the goal sampler of a split.
@@ -342,22 +358,21 @@ class ConversationEnv(gym.Env):
         }
 
     def _info(self, record: TurnRecord, *, success: bool) -> dict[str, Any]:
+        """The info of a turn: every key always present with one type (see the class docstring)."""
         state = self.state
-        info: dict[str, Any] = {
-            "success": success,
-            "rank": record.rank,
-            "turn": state.turn,
-            "agent_actions": state.agent_actions,
-            "kind": record.kind,
-            "answer": record.accepted,
-            "rejected": record.rejected,
-            "accepted_item": record.accepted_item,
-            "n_candidates": state.n_candidates,
-            "goal_index": self._goal_index,
+        return {
+            "success": bool(success),
+            "rank": NO_RANK if record.rank is None else int(record.rank),
+            "accepted_item": NO_ITEM if record.accepted_item is None else int(record.accepted_item),
+            "turn": int(state.turn),
+            "agent_actions": int(state.agent_actions),
+            "kind": str(record.kind),
+            "answer": tuple(int(a) for a in record.accepted),
+            "rejected": tuple(int(a) for a in record.rejected),
+            "n_candidates": int(state.n_candidates),
+            "goal_index": int(self._goal_index),
+            "targets": tuple(int(t) for t in self.user.targets) if self._done else (),
         }
-        if self._done:
-            info["targets"] = tuple(self.user.targets)
-        return info
 
 
 def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
