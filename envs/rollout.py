@@ -31,7 +31,7 @@ def _record(env: ConversationEnv, info: dict[str, Any], total: float, kinds: lis
         targets=tuple(info["targets"]),
         success=bool(info["success"]),
         agent_actions=int(info["agent_actions"]),
-        rank=info["rank"],
+        rank=info["rank"] or None,  # info: 0 = no hit; records: None
         total_reward=total,
         kinds=tuple(kinds),
     )

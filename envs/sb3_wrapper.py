@@ -269,11 +269,12 @@ class SlateActionWrapper(gym.Wrapper):
         """Carry out a [choice, slot_1..slot_k] action (see the module docstring).
 
         A conversation that reaches the turn limit has ended for good (the user quits), so it is
-        reported as ``terminated`` (no value bootstrapping past it), with ``info["turn_limit"]`` True.
+        reported as ``terminated`` (no value bootstrapping past it), with ``info["turn_limit"]`` True
+        (False on every other step: one type per info key).
         """
         _, reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
+        info["turn_limit"] = bool(truncated)
         if terminated or truncated:
-            info["turn_limit"] = truncated
             return self._final_observation(), reward, True, False, info
         return self.observe(), reward, False, False, info
 
