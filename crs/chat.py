@@ -32,6 +32,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from crs.claims import claim_new_file
 from crs.common import write_json_atomic
 from envs.actions import ActionKind, ParsedAction
 from envs.env import ConversationEnv
@@ -1176,6 +1177,31 @@ def choose_goal(env: ConversationEnv, seed: int, user_id: int | None = None) -> 
     return int(mine[0])
 
 
+def check_transcript_path(path: Path, *, overwrite: bool = False) -> None:
+    """Refuse a transcript path before the chat starts rather than after it: an existing file
+    (unless `overwrite`), a folder, or a path below a file.
+
+    Raises:
+        OutputExistsError: `path` exists and `overwrite` is False.
+        CRSError: `path` is a folder.
+        ChatError: A parent of `path` is a file.
+    """
+    claim_new_file(path, "transcript", overwrite=overwrite)
+    parent = path.parent
+    while not parent.exists():  # the filesystem root always exists
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ChatError(f"could not write the transcript to {path} ({parent} is a file); pick another path")
+
+
+def _free_path(path: Path) -> Path:
+    """`path` with the first ``-N`` suffix (chat-1.json, chat-2.json, ...) that names no file yet."""
+    number = 1
+    while (candidate := path.with_name(f"{path.stem}-{number}{path.suffix}")).exists():
+        number += 1
+    return candidate
+
+
 def run_chat(
     env: ConversationEnv,
     policy: ConversationPolicy,
@@ -1189,6 +1215,7 @@ def run_chat(
     read: Reader | None = None,
     transcript: Path | None = None,
     meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ChatResult:
     """Hold one conversation between `policy` and a person (or, with `simulate`, `env`'s simulated
     user), and write its transcript.
@@ -1205,9 +1232,18 @@ def run_chat(
             as `crs eval --seed seed` seeds it.
         ranker: The policy's preference ranker, for explanations (default: ``policy.ranker``).
         read: Line reader (default: standard input).
-        transcript: Where to write the JSON transcript, or None.
+        transcript: Where to write the JSON transcript, or None. It is checked before the chat
+            starts (see `check_transcript_path`); a file another process creates there meanwhile is
+            kept, and the transcript goes to a free ``-N`` name beside it (with a warning).
         meta: Facts recorded at the top of the transcript.
+        overwrite: Replace an existing transcript file.
+
+    Raises:
+        ChatError: The user or goal cannot be chosen, or the transcript cannot be written.
+        OutputExistsError: `transcript` exists and `overwrite` is False.
     """
+    if transcript is not None:
+        check_transcript_path(transcript, overwrite=overwrite)
     if goal_index is None:
         goal_index = choose_goal(env, seed, user_id)
     chat_env = env if simulate else human_env(env)
@@ -1225,12 +1261,19 @@ def run_chat(
     )
     result = session.run()
     if transcript is not None:
+        target = transcript
+        if not overwrite and target.exists():  # created by someone else while the chat went on
+            target = _free_path(transcript)
+            console.print(
+                f"[yellow]warning:[/] {escape(str(transcript))} appeared during the chat; it is kept and "
+                f"this transcript goes to {escape(str(target))}"
+            )
         try:
-            transcript.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(transcript, result.transcript)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(target, result.transcript)
         except OSError as error:
             raise ChatError(
-                f"could not write the transcript to {transcript} ({error}); pick another path"
+                f"could not write the transcript to {target} ({error}); pick another path"
             ) from None
-        console.print(f"[dim]transcript written to {escape(str(transcript))}[/]")
+        console.print(f"[dim]transcript written to {escape(str(target))}[/]")
     return result

@@ -27,14 +27,21 @@ def chat_command(
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     seed: int = typer.Option(
-        0, "--seed", help="Seed of the conversation (which user; in watch mode also the hidden target)."
+        0,
+        "--seed",
+        min=0,
+        help="Seed of the conversation (which user; in watch mode also the hidden target).",
     ),
     simulate: bool = typer.Option(
         False, "--simulate", help="Watch a simulated user answer instead of answering yourself."
     ),
     transcript: Path = typer.Option(
-        None, "--transcript", "-t", help="Write the dialogue as JSON to this file."
+        None,
+        "--transcript",
+        "-t",
+        help="Write the dialogue as JSON to this file; an existing file is refused unless --overwrite.",
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --transcript file if it exists."),
     user_id: int = typer.Option(
         None, "--user-id", help="Play (or watch) this user id; default: a user drawn by --seed."
     ),
@@ -69,4 +76,5 @@ def chat_command(
         user_id=user_id,
         transcript=transcript,
         meta=meta,
+        overwrite=overwrite,
     )

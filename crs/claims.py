@@ -73,7 +73,7 @@ class FolderClaim:
     Raises:
         OutputBusyError: Another writer holds the lock, or a dead one left it.
         OutputExistsError: The folder holds results, without `overwrite` or `resume`.
-        CRSError: The path exists and is not a folder.
+        CRSError: The path exists and is not a folder, or cannot be created.
     """
 
     def __init__(
@@ -83,7 +83,10 @@ class FolderClaim:
         self.lock = folder / LOCK_FILE
         if folder.exists() and not folder.is_dir():
             raise CRSError(f"{what} {folder} is a file, not a folder; choose a folder path")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a parent is a file, no permission, ...
+            raise CRSError(f"cannot create {what} {folder} ({error.strerror}); choose another path") from None
         try:
             descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crs import __version__
+from crs.claims import FolderClaim
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -25,15 +28,59 @@ from crs.common import (
     metrics_table,
     write_json_atomic,
 )
-from crs.parallel import BACKENDS, EvalSetup, WorkerPool, evaluate_in_parallel
+from crs.parallel import BACKENDS, EvalSetup, WorkerPool, evaluate_in_parallel, resolve_backend
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import USER_KINDS, make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from policies.rankers import build_ranker, default_ranker_spec
 from policies.rules import make_rule_policy
-from simulators.datasets import check_dataset_name
+from simulators.datasets import DATA_DIR_ENV, check_dataset_name
 from simulators.errors import CRSError
+
+
+class OutputOverInputError(CRSError):
+    """An output folder is, holds, or (where refused) lies inside a folder the command reads."""
+
+
+def refuse_output_over_inputs(
+    out: Path, inputs: Iterable[tuple[str, Path | None]], *, inside: bool = False
+) -> None:
+    """Refuse an output folder that is one of the command's input folders or holds one.
+
+    Writing there would replace (with ``--overwrite``: delete) the input, so this holds whatever the
+    flags say.
+
+    Args:
+        out: The output folder.
+        inputs: (what the input is, e.g. "--policy run", its path) pairs; None paths are skipped.
+        inside: Also refuse an output that lies inside an input folder.
+
+    Raises:
+        OutputOverInputError: `out` is, holds, or (with `inside`) lies in one of `inputs`.
+    """
+    target = out.resolve()
+    for what, path in inputs:
+        if path is None or not path.exists():
+            continue
+        source = path.resolve()
+        if target == source or source.is_relative_to(target):
+            relation = "is" if target == source else "holds"
+            raise OutputOverInputError(
+                f"output folder {out} {relation} the {what} {path}, which this command reads; writing "
+                "there would destroy it (--overwrite does not allow this): choose another output folder"
+            )
+        if inside and target.is_relative_to(source):
+            raise OutputOverInputError(
+                f"output folder {out} lies inside the {what} {path}, which this command reads; the "
+                "output would become part of its own input: choose a folder outside it"
+            )
+
+
+def data_dir_input(data_dir: str | None) -> Path | None:
+    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV, "")
+    return Path(chosen).expanduser() if chosen else None
 
 
 @dataclass(frozen=True)
@@ -96,83 +143,117 @@ def run_evaluation(
     workers: int | None = 1,
     backend: str = "auto",
     address: str | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`.
 
     With ``workers > 1`` (None: every core, or the cluster's CPUs with a Ray ``address``) the
     conversations are split into chunks run by a `crs.parallel.WorkerPool`; the records, merged in
-    goal order, equal the serial run's.
+    goal order, equal the serial run's. The output folder is claimed (`crs.claims.FolderClaim`) from
+    before the first conversation until the files are written, so two evaluations never share it.
+
+    Args:
+        overwrite: Replace what `out` already holds; without it a folder with content is refused.
+
+    Raises:
+        CRSError: Bad arguments (negative seeds, unknown backend, ...), or an unusable policy or ranker.
+        OutputExistsError: `out` holds results and `overwrite` is False.
+        OutputBusyError: Another process writes `out` (or died and left its lock).
+        OutputOverInputError: `out` is or holds the policy run, the ranker artifact or the data folder.
     """
     check_dataset_name(dataset)
     if episodes < 1:
         raise CRSError(f"--episodes must be >= 1, got {episodes}")
     if workers is not None and workers < 1:
         raise CRSError(f"--workers must be >= 1, got {workers}")
+    for name, value in (("--seed", seed), ("--world-seed", world_seed)):
+        if value < 0:
+            raise CRSError(f"{name} must be >= 0, got {value}")
+    resolve_backend(backend, address)  # an unknown backend is an error even when one worker ignores it
     setup = EvalSetup(policy_spec, dataset, data_dir, ranker, split, user, world_seed)
     env, policy, policy_name, ranker_name = build_evaluation(setup)
-    indices = evaluation_indices(env.goals.n_goals, episodes, seed)
+    n_goals = env.goals.n_goals
+    if episodes > n_goals:
+        console.print(
+            f"[yellow]warning:[/] --episodes {episodes} is more than the {n_goals} conversations of "
+            f"{dataset}/{split}; evaluating all {n_goals}",
+            highlight=False,
+        )
+    indices = evaluation_indices(n_goals, episodes, seed)
     out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
-    out.mkdir(parents=True, exist_ok=True)
+    refuse_output_over_inputs(
+        out,
+        [
+            ("--policy run", Path(policy_spec) if Path(policy_spec).is_dir() else None),
+            ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+            ("data folder", data_dir_input(data_dir)),
+        ],
+    )
+    with FolderClaim(
+        out,
+        "evaluation output",
+        overwrite=overwrite,
+        hint="pass --overwrite to replace them, or -o to write elsewhere",
+    ):
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show_progress,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
+            advance = lambda _: progress.advance(task)  # noqa: E731
+            if workers == 1 and address is None and hasattr(policy, "act_batch"):
+                # a trained policy scores many conversations in one forward pass; same records as `evaluate`
+                def another_env() -> ConversationEnv:
+                    return make_env(catalog=env.catalog, split=split, user=user)  # type: ignore[arg-type]
 
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
-        advance = lambda _: progress.advance(task)  # noqa: E731
-        if workers == 1 and address is None and hasattr(policy, "act_batch"):
-            # a trained policy scores many conversations in one forward pass; same records as `evaluate`
-            def another_env() -> ConversationEnv:
-                return make_env(catalog=env.catalog, split=split, user=user)  # type: ignore[arg-type]
+                records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
+            elif workers == 1 and address is None:
+                records = evaluate(env, policy, indices, seed, on_episode=advance)
+            else:
+                with WorkerPool(
+                    workers,
+                    backend=backend,
+                    address=address,
+                    notify=lambda line: console.print(line, markup=False, highlight=False),
+                ) as pool:
+                    records = evaluate_in_parallel(
+                        pool, setup, indices, seed, on_chunk=lambda n: progress.advance(task, n)
+                    )
+        elapsed = time.perf_counter() - started
 
-            records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
-        elif workers == 1 and address is None:
-            records = evaluate(env, policy, indices, seed, on_episode=advance)
-        else:
-            with WorkerPool(
-                workers,
-                backend=backend,
-                address=address,
-                notify=lambda line: console.print(line, markup=False, highlight=False),
-            ) as pool:
-                records = evaluate_in_parallel(
-                    pool, setup, indices, seed, on_chunk=lambda n: progress.advance(task, n)
-                )
-    elapsed = time.perf_counter() - started
-
-    metrics = summarize(records, env.max_turns, seed=seed)
-    summary: dict[str, Any] = {
-        "policy": policy_name,
-        "policy_spec": policy_spec,
-        "dataset": dataset,
-        "split": split,
-        "ranker": ranker_name,
-        "user": user,
-        "setting": env.question_mode if not env.enumerated else "enumerated",
-        "episodes": len(records),
-        "seed": seed,
-        "world_seed": world_seed if dataset == "persona_world" else None,
-        "conversations": conversations_fingerprint(split, indices),
-        "max_turns": env.max_turns,
-        "notes": list(env.catalog.notes),
-        "metrics": {name: vars(value) for name, value in metrics.items()},
-        "seconds": round(elapsed, 3),
-        "conversations_per_second": round(len(records) / max(elapsed, 1e-9), 2),
-        "versions": {"persona-crs": __version__, "python": platform.python_version()},
-    }
-    temporary = out / "episodes.jsonl.tmp"
-    with temporary.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict()) + "\n")
-    temporary.replace(out / "episodes.jsonl")
-    write_json_atomic(out / "summary.json", summary)
-    return EvalResult(records=records, metrics=metrics, summary=summary, out=out)
+        metrics = summarize(records, env.max_turns, seed=seed)
+        summary: dict[str, Any] = {
+            "policy": policy_name,
+            "policy_spec": policy_spec,
+            "dataset": dataset,
+            "split": split,
+            "ranker": ranker_name,
+            "user": user,
+            "setting": env.question_mode if not env.enumerated else "enumerated",
+            "episodes": len(records),
+            "seed": seed,
+            "world_seed": world_seed if dataset == "persona_world" else None,
+            "conversations": conversations_fingerprint(split, indices),
+            "max_turns": env.max_turns,
+            "notes": list(env.catalog.notes),
+            "metrics": {name: vars(value) for name, value in metrics.items()},
+            "seconds": round(elapsed, 3),
+            "conversations_per_second": round(len(records) / max(elapsed, 1e-9), 2),
+            "versions": {"persona-crs": __version__, "python": platform.python_version()},
+        }
+        temporary = out / "episodes.jsonl.tmp"
+        with temporary.open("w") as handle:
+            for record in records:
+                handle.write(json.dumps(record.to_dict()) + "\n")
+        temporary.replace(out / "episodes.jsonl")
+        write_json_atomic(out / "summary.json", summary)
+        return EvalResult(records=records, metrics=metrics, summary=summary, out=out)
 
 
 @friendly_errors
@@ -183,12 +264,21 @@ def eval_command(
     ranker: RankerOption = None,
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
     episodes: int = typer.Option(600, "--episodes", "-n", help="Number of conversations."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the conversation order and the users."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed of the conversation order and the users."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Output folder (default out/eval/<dataset>-<policy>-s<seed>)."
+        None,
+        "--out",
+        "-o",
+        help="Output folder (default out/eval/<dataset>-<policy>-s<seed>); refused if it holds files, "
+        "unless --overwrite.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete what the output folder holds and write the new evaluation there."
     ),
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
-    world_seed: int = typer.Option(0, "--world-seed", help="Seed of the persona world (persona_world only)."),
+    world_seed: int = typer.Option(
+        0, "--world-seed", min=0, help="Seed of the persona world (persona_world only)."
+    ),
     workers: int = typer.Option(
         None,
         "--workers",
@@ -202,6 +292,8 @@ def eval_command(
     """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
 
     Writes one JSON line per conversation (episodes.jsonl) and summary.json into --out.
+
+    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
 
     Examples:
 
@@ -227,6 +319,7 @@ def eval_command(
         workers=workers if workers is not None or address is not None else 1,
         backend=backend,
         address=address,
+        overwrite=overwrite,
     )
     summary = result.summary
     title = (

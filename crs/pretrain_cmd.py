@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crs.claims import FolderClaim
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
+from crs.eval_cmd import data_dir_input, refuse_output_over_inputs
+from simulators.catalog import Catalog
 from simulators.datasets import check_dataset_name, load_catalog
 from simulators.errors import CRSError
+
+if TYPE_CHECKING:
+    from policies.pretrain.train import TrainConfig
 
 
 @friendly_errors
@@ -24,8 +31,18 @@ def pretrain_command(
     epochs: int = typer.Option(40, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
     patience: int = typer.Option(4, "--patience", min=1, help="Epochs without a better valid NDCG@10."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Positive interactions per step."),
-    seed: int = typer.Option(0, "--seed", help="Seed of all randomness (same seed, same weights)."),
-    out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o", help="Artifact directory to write."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of all randomness (same seed, same weights)."),
+    out: Path = typer.Option(
+        Path("runs/pretrain"),
+        "--out",
+        "-o",
+        help="Artifact directory to write; refused if it holds files, unless --overwrite.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Delete what the artifact directory holds (when training starts) and write the new artifact.",
+    ),
     persona_init: str = typer.Option(
         "auto",
         "--persona-init",
@@ -52,6 +69,8 @@ def pretrain_command(
     ranker.pt (inference arrays) and config.json (dataset, sizes, K, dim, seed, split used, metrics).
     Use it with `crs eval --ranker PATH`.
 
+    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
+
     Examples:
 
         crs pretrain --out runs/pw-ranker
@@ -62,8 +81,7 @@ def pretrain_command(
 
         (Yelp*: each step propagates over 1.3 M edges, so few layers and large batches; ~10 minutes)
     """
-    from policies.pretrain.metrics import evaluation_users, rank_metrics  # torch only when run
-    from policies.pretrain.train import NEGATIVE_POOLS, TrainConfig, pretrain, save_artifact
+    from policies.pretrain.train import NEGATIVE_POOLS, TrainConfig  # torch only when run
 
     check_dataset_name(dataset)
     if negatives_from not in NEGATIVE_POOLS:
@@ -84,6 +102,22 @@ def pretrain_command(
         seed=seed,
     )
     config.model_config(catalog)  # validates K <= P before any work
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))])
+    with FolderClaim(
+        out,
+        "pre-training artifact folder",
+        overwrite=overwrite,
+        hint="pass --overwrite to replace them, or --out to write elsewhere",
+    ):
+        _pretrain_into(out, catalog, config)
+
+
+def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
+    """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`."""
+    from policies.pretrain.metrics import evaluation_users, rank_metrics
+    from policies.pretrain.train import pretrain, save_artifact
+
+    epochs, dim, layers = config.epochs, config.dim, config.layers
     console.print(
         f"[bold]pre-training[/] {catalog.name}: {catalog.n_users} users, {catalog.n_items} items, "
         f"{catalog.n_aspects} aspects; on split [bold]{catalog.pretrain_split}[/]"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from crs.claims import FolderClaim
 from crs.common import DATA_DIR_HELP, console, friendly_errors, metrics_table
+from crs.eval_cmd import data_dir_input, refuse_output_over_inputs
 
 
 @friendly_errors
@@ -17,7 +19,16 @@ def report_command(
         help="`crs eval` output folders, `crs train` run folders and/or `crs sweep` folders (or folders "
         "holding them).",
     ),
-    out: Path = typer.Option(Path("out/report"), "--out", "-o", help="Output folder."),
+    out: Path = typer.Option(
+        Path("out/report"),
+        "--out",
+        "-o",
+        help="Output folder; refused if it holds files, unless --overwrite, and never one of the inputs, "
+        "a folder holding one, or a folder inside one.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete what the output folder holds and write the new report there."
+    ),
     data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
     examples: int = typer.Option(3, "--examples", help="Example dialogues to replay (0: none)."),
     persona: bool = typer.Option(
@@ -25,7 +36,7 @@ def report_command(
     ),
     title: str = typer.Option(None, "--title", help="Report title."),
     seed: int = typer.Option(
-        0, "--seed", help="Seed of the analysis' own sampling (persona pairs, baselines)."
+        0, "--seed", min=0, help="Seed of the analysis' own sampling (persona pairs, baselines)."
     ),
 ) -> None:
     """Write report.md, a self-contained report.html, metrics.json and PNG plots into --out.
@@ -37,6 +48,8 @@ def report_command(
     datasets or conversations are never mixed in one table. A sweep folder contributes its finished
     tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds; unfinished tasks are
     skipped with a note.
+
+    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
 
     Examples:
 
@@ -50,14 +63,23 @@ def report_command(
 
       crs report out/sweeps/rules --out out/report-rules
     """
-    from crs.report import build_report, write_report  # matplotlib and scipy.stats load only here
+    from crs.report import build_report, load_inputs, write_report  # matplotlib, scipy.stats load here
 
+    refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))])
     started = time.perf_counter()
     with console.status("building the report"):
-        report = build_report(
-            inputs, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
-        )
-        files = write_report(report)
+        loaded = load_inputs(inputs)  # unreadable inputs fail before the output is claimed (or emptied)
+        with FolderClaim(
+            out,
+            "report output",
+            overwrite=overwrite,
+            hint="pass --overwrite to replace them, or --out to write elsewhere",
+        ):
+            report = build_report(
+                loaded, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
+            )
+            files = write_report(report)
     for note in report.inputs.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     for table in report.tables:

@@ -154,7 +154,7 @@ def _train_label(run: TrainRun) -> str:
 
 
 def build_report(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path] | Inputs,
     out: str | Path,
     *,
     data_dir: str | Path | None = None,
@@ -166,7 +166,8 @@ def build_report(
     """Build the report of `paths` into `out` (plots included) and return it; `write_report` writes the files.
 
     Args:
-        paths: `crs eval` output folders and/or `crs train` run folders (or folders holding them).
+        paths: `crs eval` output folders and/or `crs train` run folders (or folders holding them), or
+            the `Inputs` that `load_inputs` read from them.
         out: Output folder (created).
         data_dir: Real-data folder, for real-data catalogues (persona analysis, example dialogues).
         examples: How many example dialogues to replay (0: none).
@@ -177,7 +178,7 @@ def build_report(
     Raises:
         CRSError: Unreadable inputs (see `load_inputs`).
     """
-    inputs = load_inputs(paths)
+    inputs = paths if isinstance(paths, Inputs) else load_inputs(paths)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables, notes = build_tables(inputs.evals)

@@ -41,8 +41,9 @@ def world() -> Catalog:
 
 
 def chat(tmp_path: Path, lines: list[str], *args: str) -> tuple[Any, dict[str, Any]]:
-    """Run `crs chat` with `lines` on standard input; return the CLI result and the transcript."""
-    path = tmp_path / "chat.json"
+    """Run `crs chat` with `lines` on standard input; return the CLI result and the transcript (a new
+    file per call: an existing transcript is refused)."""
+    path = tmp_path / f"chat-{len(list(tmp_path.glob('chat-*.json')))}.json"
     result = runner.invoke(
         app, ["chat", "--transcript", str(path), *args], input="".join(f"{x}\n" for x in lines)
     )

@@ -38,8 +38,9 @@ def test_same_seed_same_records_and_other_seed_other_conversations(tmp_path) -> 
         )
         return (out / "episodes.jsonl").read_text().splitlines()
 
-    assert records(5, "a") == records(5, "b")
-    assert records(5, "a") != records(6, "c")
+    first = records(5, "a")
+    assert first == records(5, "b")
+    assert first != records(6, "c")
 
 
 def test_bad_input_gives_one_line_errors(tmp_path) -> None:

@@ -1,0 +1,382 @@
+"""The careless or hostile user against `crs eval`, `crs report`, `crs pretrain` and `crs chat` outputs:
+two commands racing into one folder, a stale lock, silent overwrites, an output over its own input,
+an output that is a file, negative seeds, a bogus backend, more conversations than the split holds,
+and damaged artifacts. Every refusal is a one-line error with exit code 2 that leaves the old files
+as they were.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from crs.chat import run_chat
+from crs.claims import LOCK_FILE, FolderClaim, OutputBusyError
+from crs.cli import app
+from crs.eval_cmd import run_evaluation
+from envs.registry import make_env
+from policies.rankers import build_ranker
+from policies.rules import make_rule_policy
+from simulators.persona_world import make_persona_world
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+# a tiny pre-training (about 5 s): enough for an artifact that loads
+PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
+
+
+def squash(text: str) -> str:
+    """`text` without whitespace: rich wraps (and folds long paths) at 80 columns."""
+    return "".join(text.split())
+
+
+def says(output: str, *parts: str) -> bool:
+    """Whether `output` holds every one of `parts`, whitespace ignored."""
+    return all(squash(part) in squash(output) for part in parts)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file of `folder` (recursively) by relative path, to check that nothing was touched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(result, *parts: str) -> bool:
+    """A one-line error (exit code 2, no traceback) holding `parts`."""
+    return result.exit_code == 2 and "Traceback" not in result.output and says(result.output, *parts)
+
+
+def dead_pid() -> int:
+    """The PID of a process that has ended."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory) -> Path:
+    """A small `crs eval` output, the input of reports."""
+    out = tmp_path_factory.mktemp("inputs") / "ask-4"
+    run_evaluation("ask-4", episodes=20, seed=1, out=out, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    """A tiny `crs pretrain` artifact, written by the CLI."""
+    out = tmp_path_factory.mktemp("pretrain") / "art"
+    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# ----------------------------------------------------------------------------- concurrent writers
+
+
+def test_two_evals_started_together_into_one_folder_one_wins_the_other_is_refused(tmp_path: Path) -> None:
+    """The attack itself: two real `crs eval -o same` processes at once."""
+    command = [sys.executable, "-m", "crs.cli", "eval", "-p", "max-entropy", "-n", "2400", "-o", "same"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    racers = [
+        subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=300) for racer in racers]
+    codes = sorted(racer.returncode for racer in racers)
+    assert codes == [0, 2], outputs
+    winner, loser = (0, 1) if racers[0].returncode == 0 else (1, 0)
+    assert says(
+        outputs[loser][1], f"is being written by process {racers[winner].pid}", "choose another output"
+    )
+    assert "Traceback" not in outputs[loser][1]
+    # the survivor's output is whole: 2400 records that agree with its summary, no lock, no temporary
+    out = tmp_path / "same"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2400 == len((out / "episodes.jsonl").read_text().splitlines())
+    assert sorted(p.name for p in out.iterdir()) == ["episodes.jsonl", "summary.json"]
+
+
+def test_a_claimed_folder_refuses_a_second_claim_until_released(tmp_path: Path) -> None:
+    with FolderClaim(tmp_path / "out", "evaluation output") as claim:
+        with pytest.raises(OutputBusyError, match=f"process {os.getpid()}"):
+            FolderClaim(tmp_path / "out", "evaluation output")
+        assert claim.lock.is_file()
+    assert not (tmp_path / "out" / LOCK_FILE).exists()
+    FolderClaim(tmp_path / "out", "evaluation output").release()  # free again
+
+
+def test_every_command_refuses_a_folder_another_process_writes(tmp_path: Path, evaluation: Path) -> None:
+    out = tmp_path / "busy"
+    attempts = {
+        "eval": ["eval", "-n", "5", "-o", str(out)],
+        "pretrain": [*PRETRAIN, "--out", str(out)],
+        "report": ["report", str(evaluation), "--out", str(out), "--examples", "0"],
+    }
+    with FolderClaim(out, "output"):  # stands for a `crs` command still running
+        for command, args in attempts.items():
+            result = runner.invoke(app, args)
+            assert refused(result, f"is being written by process {os.getpid()}"), (command, result.output)
+            result = runner.invoke(app, [*args, "--overwrite"])  # --overwrite does not break a live lock
+            assert refused(result, f"is being written by process {os.getpid()}"), (command, result.output)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["eval", "pretrain", "report"])
+def test_a_stale_lock_is_reported_with_the_rm_command_that_clears_it(
+    command: str, tmp_path: Path, evaluation: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / LOCK_FILE
+    pid = dead_pid()
+    lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "command": "crs eval -o out"}))
+    args = {
+        "eval": ["eval", "-n", "5", "-o", str(out)],
+        "pretrain": [*PRETRAIN, "--out", str(out)],
+        "report": ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"],
+    }[command]
+    result = runner.invoke(app, args)
+    assert refused(result, f"locked by process {pid}", "no longer running", f"`rm {lock}`"), result.output
+    lock.unlink()  # what the message says to do
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not lock.exists()
+
+
+def test_a_failed_evaluation_releases_its_lock(tmp_path: Path, monkeypatch) -> None:
+    def crash(*args, **kwargs):
+        raise RuntimeError("a conversation crashed")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr("crs.eval_cmd.evaluate", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        run_evaluation("ask-4", episodes=5, out=out, show_progress=False)
+    assert list(out.iterdir()) == []  # no lock left behind, nothing half-written
+    monkeypatch.undo()
+    run_evaluation("ask-4", episodes=5, out=out, show_progress=False)  # the folder is free again
+
+
+# ----------------------------------------------------------------------------- silent overwrites
+
+
+def test_eval_refuses_an_existing_output_and_replaces_it_with_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["eval", "-n", "5", "--seed", "1", "-o", str(out)]).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    before = files(out)
+    result = runner.invoke(app, ["eval", "-n", "5", "--seed", "2", "-o", str(out)])
+    assert refused(result, "already holds results", "--overwrite"), result.output
+    assert files(out) == before
+    result = runner.invoke(app, ["eval", "-n", "5", "--seed", "2", "-o", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["seed"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["episodes.jsonl", "summary.json"]
+
+
+def test_rerunning_an_eval_into_its_default_folder_says_how_to_proceed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["eval", "-n", "5"]).exit_code == 0
+    default = Path("out") / "eval" / "persona_world-ask-4-s1"
+    before = files(default)
+    result = runner.invoke(app, ["eval", "-n", "5"])
+    assert refused(result, str(default), "already holds results", "--overwrite", "-o"), result.output
+    assert files(default) == before
+
+
+def test_report_refuses_someone_elses_report_and_replaces_it_with_overwrite(
+    tmp_path: Path, evaluation: Path
+) -> None:
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("someone else's report")
+    args = ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"]
+    result = runner.invoke(app, args)
+    assert refused(result, "already holds results", "report.md", "--overwrite"), result.output
+    assert (out / "report.md").read_text() == "someone else's report"
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.md").read_text().startswith("# persona-crs evaluation report")
+
+
+def test_rerunning_a_report_into_its_default_folder_is_refused(
+    tmp_path: Path, evaluation: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["report", str(evaluation), "--examples", "0", "--no-persona"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, args)
+    assert refused(result, str(Path("out") / "report"), "already holds results", "--overwrite"), result.output
+
+
+@pytest.mark.parametrize("where", ["the input", "above the input", "inside the input"])
+def test_report_never_writes_over_its_own_input_even_with_overwrite(
+    where: str, tmp_path: Path, evaluation: Path
+) -> None:
+    root = tmp_path / "evals"
+    shutil.copytree(evaluation, root / "ask-4")
+    source = root / "ask-4"
+    out = {"the input": source, "above the input": root, "inside the input": source / "report"}[where]
+    before = files(root)
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["report", str(source), "--out", str(out), "--examples", "0", *extra])
+        assert refused(result, "which this command reads", "choose"), (extra, result.output)
+    assert files(root) == before
+    assert not (source / "report").exists()
+
+
+def test_eval_never_writes_over_its_ranker_or_data_folder_even_with_overwrite(
+    tmp_path: Path, artifact: Path
+) -> None:
+    data = tmp_path / "data"
+    (data / "lastfm").mkdir(parents=True)
+    (data / "lastfm" / "item_dict.json").write_text("{}")
+    before_data, before_artifact = files(data), files(artifact)
+    for args in (
+        ["--data-dir", str(data), "-o", str(data)],
+        ["--data-dir", str(data / "lastfm"), "-o", str(data)],
+        ["--ranker", str(artifact), "-o", str(artifact)],
+        ["--ranker", str(artifact), "-o", str(artifact.parent)],
+    ):
+        result = runner.invoke(app, ["eval", "-n", "5", *args, "--overwrite"])
+        assert refused(result, "which this command reads"), (args, result.output)
+    assert files(data) == before_data and files(artifact) == before_artifact
+
+
+def test_pretrain_refuses_an_existing_artifact_and_replaces_it_with_overwrite(
+    tmp_path: Path, artifact: Path
+) -> None:
+    out = tmp_path / "art"
+    shutil.copytree(artifact, out)
+    before = files(out)
+    result = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--seed", "1"])
+    assert refused(result, "already holds results", "config.json", "--overwrite"), result.output
+    assert files(out) == before
+    result = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--seed", "1", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+
+def test_pretrain_refuses_its_default_folder_when_it_exists(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "pretrain").mkdir(parents=True)
+    (tmp_path / "runs" / "pretrain" / "config.json").write_text("{}")
+    result = runner.invoke(app, PRETRAIN)
+    assert refused(result, str(Path("runs") / "pretrain"), "already holds results", "--overwrite")
+
+
+def test_chat_refuses_an_existing_transcript_before_the_chat_and_replaces_it_with_overwrite(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.json"
+    path.write_text("yesterday's chat")
+    result = runner.invoke(app, ["chat", "--simulate", "--transcript", str(path)])
+    assert refused(result, "already exists", "--overwrite"), result.output
+    assert "How about" not in result.output  # refused before the conversation, not after it
+    assert path.read_text() == "yesterday's chat"
+    result = runner.invoke(app, ["chat", "--simulate", "--transcript", str(path), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["meta"]["mode"] == "simulate"
+
+
+def test_a_transcript_created_during_the_chat_is_kept(tmp_path: Path) -> None:
+    world = make_persona_world()
+    path = tmp_path / "chat.json"
+
+    def read(prompt: str) -> str:  # someone else writes the transcript while the user types
+        path.write_text("theirs")
+        return "quit"
+
+    out = io.StringIO()
+    policy = make_rule_policy("ask-2", build_ranker("popularity", world))
+    env = make_env(catalog=world, split="test")
+    run_chat(env, policy, seed=0, console=Console(file=out, width=200), read=read, transcript=path)
+    assert path.read_text() == "theirs"
+    assert json.loads((tmp_path / "chat-1.json").read_text())["outcome"]["ended"] == "quit"
+    assert "appeared during the chat" in out.getvalue()
+
+
+# ----------------------------------------------------------------------------- bad values
+
+
+def test_an_output_that_is_a_file_is_a_named_error(tmp_path: Path, evaluation: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for args in (
+        ["eval", "-n", "5", "-o", str(blocker)],
+        ["report", str(evaluation), "--out", str(blocker), "--examples", "0"],
+        [*PRETRAIN, "--out", str(blocker)],
+    ):
+        result = runner.invoke(app, args)
+        assert refused(result, "is a file, not a folder"), (args, result.output)
+    result = runner.invoke(app, ["eval", "-n", "5", "-o", str(blocker / "sub")])
+    assert refused(result, "cannot create", "Not a directory"), result.output
+    result = runner.invoke(app, ["chat", "--simulate", "--transcript", str(tmp_path)])
+    assert refused(result, "is a folder"), result.output
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--seed", "-1"],
+        ["eval", "--world-seed", "-1"],
+        ["chat", "--simulate", "--seed", "-1"],
+        [*PRETRAIN, "--seed", "-1"],
+        ["report", "in", "--seed", "-1"],
+    ],
+    ids=["eval-seed", "eval-world-seed", "chat-seed", "pretrain-seed", "report-seed"],
+)
+def test_negative_seeds_are_refused_when_parsed(args: list[str], tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert says(result.output, f"Invalid value for '{args[args.index('-1') - 1]}'"), result.output
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_a_bogus_backend_is_refused_even_with_one_worker(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "-n", "5", "--backend", "bogus", "-o", str(tmp_path / "out")])
+    assert refused(result, "bogus"), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_conversations_than_the_split_holds_says_how_many_were_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["eval", "-n", "100000000", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert says(result.output, "warning: --episodes 100000000", "evaluating all 2400")
+    assert json.loads((out / "summary.json").read_text())["episodes"] == 2400
+
+
+def test_damaged_pretrain_artifacts_are_named_errors(tmp_path: Path, artifact: Path) -> None:
+    config = (artifact / "config.json").read_text()
+    damages = {
+        "truncated config": ("config.json", config[: len(config) // 2], "config.json is corrupt"),
+        "keyless config": ("config.json", '{"kind": "persona_pretrain"}', "config.json lacks"),
+        "truncated weights": ("ranker.pt", None, "ranker.pt is corrupt"),
+    }
+    for name, (file, text, message) in damages.items():
+        damaged = tmp_path / name.replace(" ", "-")
+        shutil.copytree(artifact, damaged)
+        if text is None:
+            data = (damaged / file).read_bytes()
+            (damaged / file).write_bytes(data[: len(data) // 2])
+        else:
+            (damaged / file).write_text(text)
+        for args in (
+            ["eval", "-n", "5", "--ranker", str(damaged), "-o", str(tmp_path / "out" / damaged.name)],
+            ["chat", "--simulate", "--ranker", str(damaged)],
+        ):
+            result = runner.invoke(app, args)
+            assert refused(result, message), (name, args, result.output)
