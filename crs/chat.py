@@ -463,6 +463,11 @@ class ChatResult:
     warm_up_seconds: float = 0.0
 
 
+def _accepted(info: dict[str, Any]) -> int | None:
+    """The item the user took in a step's `info` (whose ``accepted_item`` is -1 for none), else None."""
+    return int(info["accepted_item"]) if info.get("success") else None
+
+
 class ChatSession:
     """One conversation shown in the terminal, answered by a person or by the env's simulated user.
 
@@ -669,18 +674,18 @@ class ChatSession:
         accepted = [int(a) for a in info["answer"]]
         if said is None:  # simulated
             if question.is_recommend:
-                said = "accept" if info["accepted_item"] is not None else "reject"
+                said = "accept" if _accepted(info) is not None else "reject"
             elif question.is_binary:
                 said = "yes" if accepted else "no"
             else:
                 said = "choose"
         answer: dict[str, Any] = {"said": said}
         if question.is_recommend:
-            item = info["accepted_item"]
+            item = _accepted(info)
             answer.update(
                 accepted_item=item,
                 accepted_item_name=self.catalog.item_names[item] if item is not None else None,
-                rank=info["rank"],
+                rank=info["rank"] or None,
             )
         else:
             rejected = [int(a) for a in info["rejected"]]
@@ -857,7 +862,7 @@ class ChatSession:
     def _say_simulated(self, question: Question, info: dict[str, Any]) -> None:
         user = "[bold]User:[/]"
         if question.is_recommend:
-            item = info["accepted_item"]
+            item = _accepted(info)
             if item is None:
                 self.console.print(f"{user} None of these.")
             else:
@@ -1070,7 +1075,7 @@ class ChatSession:
             targets=tuple(int(t) for t in info.get("targets", ())),
             success=bool(info["success"]),
             agent_actions=int(info["agent_actions"]),
-            rank=info["rank"],
+            rank=info["rank"] or None,
             total_reward=self.total_reward,
             kinds=tuple(self.kinds),
         )
@@ -1088,13 +1093,11 @@ class ChatSession:
         outcome: dict[str, Any] = {
             "ended": ended,
             "success": bool(info.get("success", False)),
-            "accepted_item": info.get("accepted_item"),
+            "accepted_item": _accepted(info),
             "accepted_item_name": (
-                self.catalog.item_names[info["accepted_item"]]
-                if info.get("accepted_item") is not None
-                else None
+                self.catalog.item_names[item] if (item := _accepted(info)) is not None else None
             ),
-            "rank": info.get("rank"),
+            "rank": info.get("rank") or None,
             "agent_actions": int(info.get("agent_actions", 0)),
             "total_reward": round(self.total_reward, 6),
             "metrics": None,

@@ -230,6 +230,14 @@ def test_watch_mode_needs_no_input_and_shows_every_turn(tmp_path: Path) -> None:
     result, transcript = chat(tmp_path, [], "--simulate", "--seed", "5", "--policy", "always-recommend")
     assert result.output.count("How about one of these?") == len(transcript["turns"]) - 1
     assert transcript["meta"]["mode"] == "simulate"
+    # a rejected slate is said, recorded and shown as a rejection (the env's info holds -1 / 0 there)
+    *rejected, last = transcript["turns"][1:]
+    assert rejected and all(t["answer"]["said"] == "reject" for t in rejected)
+    assert all(t["answer"]["accepted_item"] is None and t["answer"]["rank"] is None for t in rejected)
+    assert result.output.count("None of these.") == len(rejected) + (not transcript["outcome"]["success"])
+    assert "I'll take #0" not in result.output
+    if not transcript["outcome"]["success"]:
+        assert last["answer"]["said"] == "reject" and transcript["outcome"]["accepted_item"] is None
 
 
 # ----------------------------------------------------------------------------- multiple choice
