@@ -9,12 +9,23 @@ One small API over three engines, so commands never schedule work themselves:
   is not installed (``pip install 'persona-crs[ray]'``), announced with a one-line notice.
 - ``serial``: in this process, for references and debugging (no protection against a crash).
 
-`WorkerPool.run` keeps at most ``workers`` tasks in flight, hands results back in task order, and
-retries a task that raised or whose worker process died, at most ``retries`` times; a task that keeps
-failing comes back with ``ok == False``, its name and its last error, and the others still finish.
-A process pool cannot tell which of its processes died with which task (the whole pool breaks), so
-after a break the tasks that were in flight are re-run one at a time: a crash then blames exactly one
-task. Ray attributes a dead worker to its task directly.
+`WorkerPool.run` keeps at most ``workers`` tasks in flight and hands results back in task order. A task
+whose worker process died (or whose Ray worker or node was lost) is retried, at most ``retries`` times;
+a task that *raised* is not: its inputs and seeds are fixed, so a retry would only repeat the error
+(a `CRSError` names a bad setting; any other exception is a bug) — it fails at once, named with its
+error, and the others still finish (`MemoryError` alone counts as a crash: memory may free up). A
+process pool cannot tell which of its processes died with which task (the whole pool breaks), so after
+a break the tasks that were in flight are re-run one at a time: a crash then blames exactly one task.
+Ray attributes a dead worker to its task directly.
+
+Process-pool workers die with the process that started them, even when it is killed with SIGKILL (no
+orphan keeps computing, or blocks forever on a pipe nobody reads): on Linux each worker asks the kernel
+for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a watchdog thread exits the
+worker once its parent process is gone. The kernel sends that signal when the *thread* that started
+the worker exits, so call `WorkerPool.run` from a thread that outlives the pool (the CLI uses the main
+thread). Multiprocessing's resource tracker then exits by itself: the workers held its pipe open.
+An interrupted `run` (e.g. Ctrl-C) kills the workers instead of waiting for their tasks, and cancels
+the Ray tasks in flight.
 
 Task functions must be importable module-level functions (they travel by reference); each worker
 process may cache what it loads (e.g. a catalogue) across the tasks it runs.
@@ -22,8 +33,13 @@ process may cache what it loads (e.g. a catalogue) across the tasks it runs.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -45,6 +61,9 @@ logger = logging.getLogger(__name__)
 Backend = Literal["auto", "ray", "process", "serial"]
 BACKENDS: tuple[str, ...] = ("auto", "ray", "process", "serial")
 DEFAULT_RETRIES = 2
+RETRIED_EXCEPTIONS: tuple[type[BaseException], ...] = (MemoryError,)  # raised, yet retried like a crash
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 0.5  # the watchdog's period where PR_SET_PDEATHSIG is unavailable
 RAY_MISSING_NOTICE = (
     "Ray is not installed (pip install 'persona-crs[ray]'); "
     "running {workers} worker(s) in a local process pool."
@@ -73,13 +92,14 @@ class TaskResult:
     Attributes:
         name: The task's name.
         value: The function's return value (None when the task failed).
-        attempts: How many times it was started (1 = first try succeeded). With the process pool a
-            task that was merely in flight when another task killed the pool is started again,
-            without that start counting against its retries.
+        attempts: How many times it was started (1 = first try succeeded or the task raised). With the
+            process pool a task that was merely in flight when another task killed the pool is started
+            again, without that start counting against its retries.
         error: One line describing the last failure, None when the task succeeded.
         seconds: Wall time of the successful attempt (0.0 when it failed).
-        failures: Failed attempts charged to this task (retries + 1 when it finally failed). A process-
-            pool crash is charged only once the task crashed while running alone (see `WorkerPool`).
+        failures: Failed attempts charged to this task (1 when it raised; retries + 1 when it kept
+            crashing). A process-pool crash is charged only once the task crashed while running alone
+            (see `WorkerPool`).
     """
 
     name: str
@@ -122,7 +142,7 @@ def resolve_backend(backend: str, address: str | None) -> str:
             but not installed.
     """
     if backend not in BACKENDS:
-        raise CRSError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        raise CRSError(f"unknown backend {backend!r}; use --backend with one of: {', '.join(BACKENDS)}")
     if address is not None and backend not in ("auto", "ray"):
         raise CRSError(f"--address {address} needs the ray backend, not {backend!r}")
     if backend == "auto":
@@ -141,10 +161,82 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _init_process_worker() -> None:
-    """Process-pool initializer: one math thread per worker (the workers already fill the cores)."""
+@dataclass(frozen=True)
+class _Raised:
+    """A task's exception, carried back to the driver as plain data.
+
+    Exceptions themselves do not always survive pickling (e.g. `simulators.errors.DatasetError`'s
+    constructor takes four arguments; unpickling it fails, and the process pool would then report a
+    broken pool — a crash, retried — for what is a bad setting).
+
+    Attributes:
+        error: One line, 'Type: message'.
+        retry: True only for the exceptions that count as crashes (`RETRIED_EXCEPTIONS`).
+    """
+
+    error: str
+    retry: bool
+
+
+def _call_task(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Worker side of every backend: ``function(*args)``, or a `_Raised` for the exception it raised."""
+    try:
+        return function(*args)
+    except Exception as error:
+        return _Raised(_one_line(error), isinstance(error, RETRIED_EXCEPTIONS))
+
+
+def _set_parent_death_signal() -> bool:
+    """Ask the Linux kernel to SIGKILL this process when its parent thread exits; False where unsupported.
+
+    Caveat: the kernel tracks the *thread* that forked this process, not the whole parent process.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter runs on (glibc, musl)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # no libc, or no prctl symbol
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Watchdog thread: exit this worker at once when its parent process is gone (re-parented)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker die with the process `parent_pid` that started it (PR_SET_PDEATHSIG on Linux,
+    else a watchdog thread). A parent that died before this call is noticed here: exit at once."""
+    armed = _set_parent_death_signal()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True
+        ).start()
+
+
+def _init_process_worker(parent_pid: int) -> None:
+    """Process-pool initializer: die with the driver `parent_pid`; one math thread per worker (the
+    workers already fill the cores)."""
+    _die_with_parent(parent_pid)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
+
+
+def check_pool_request(workers: int | None, backend: str, address: str | None) -> str:
+    """Validate a pool request before any work starts (whatever the worker count); the concrete backend.
+
+    Raises:
+        CRSError: For ``workers < 1``, an unknown backend name (the choices are listed), ``address``
+            without Ray, or Ray asked for but not installed.
+    """
+    if workers is not None and workers < 1:
+        raise CRSError(f"--workers must be >= 1, got {workers}")
+    return resolve_backend(backend, address)
 
 
 class WorkerPool:
@@ -170,17 +262,15 @@ class WorkerPool:
         address: str | None = None,
         notify: Callable[[str], None] | None = None,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise CRSError(f"--workers must be >= 1, got {workers}")
         self.address = address
-        self.backend = resolve_backend(backend, address)
+        self.backend = check_pool_request(workers, backend, address)
         # With a cluster address and no count, the cluster's CPUs are read once Ray is connected.
         self.workers = workers or (0 if address is not None else max(1, os.cpu_count() or 1))
         if backend == "auto" and self.backend == "process":
             (notify or logger.warning)(RAY_MISSING_NOTICE.format(workers=self.workers))
         self._executor: ProcessPoolExecutor | None = None
         self._ray_started_here = False
-        self._remote_cache: dict[Callable[..., Any], Any] = {}
+        self._remote: Any = None  # `_call_task` as a Ray remote function, made once
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> WorkerPool:
@@ -191,7 +281,7 @@ class WorkerPool:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.close()
+        self.close(kill=error is not None)
 
     def _start_ray(self) -> None:
         import ray
@@ -215,9 +305,16 @@ class WorkerPool:
             )
         self._ray_started_here = True
 
-    def close(self) -> None:
-        """Stop the workers (and the local Ray instance this pool started; a cluster keeps running)."""
+    def close(self, *, kill: bool = False) -> None:
+        """Stop the workers (and the local Ray instance this pool started; a cluster keeps running).
+
+        Args:
+            kill: Kill the process-pool workers instead of letting their running tasks finish (after an
+                interrupt or an error: nobody will read those results).
+        """
         if self._executor is not None:
+            if kill:
+                self._kill_workers()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         if self._ray_started_here:
@@ -225,6 +322,13 @@ class WorkerPool:
 
             ray.shutdown()
             self._ray_started_here = False
+
+    def _kill_workers(self) -> None:
+        """SIGKILL the process pool's workers (ProcessPoolExecutor has no public way before Python 3.14)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(OSError, ValueError):  # already gone, or already closed
+                process.kill()
 
     # ------------------------------------------------------------------ running
     def run(
@@ -239,12 +343,16 @@ class WorkerPool:
 
         Args:
             tasks: Tasks with unique names.
-            retries: Extra attempts for a task that raised or whose worker died (0 = no retry).
+            retries: Extra attempts for a task whose worker died (0 = no retry). A task that raised is
+                not retried (`MemoryError` excepted): it fails at once with its error.
             on_result: Called in the driver as each task finishes (success or final failure).
             on_retry: Called as ``on_retry(name, failed_attempt, error)`` before a task is re-run.
 
         Returns:
             One `TaskResult` per task, in the order of `tasks`.
+
+        Raises:
+            CRSError: For repeated task names or ``retries < 0``.
         """
         names = [task.name for task in tasks]
         if len(set(names)) != len(names):
@@ -255,15 +363,23 @@ class WorkerPool:
         slots = [_Slot(index, task) for index, task in enumerate(tasks)]
         results: list[TaskResult | None] = [None] * len(slots)
 
-        def failed(slot: _Slot, error: str) -> bool:
-            """Record a failed attempt; True when the task is retried."""
+        def failed(slot: _Slot, error: str, retry: bool) -> bool:
+            """Record a failed attempt (`retry`: a crash, not an exception); True when it runs again."""
             slot.failures += 1
-            if slot.failures <= retries:
+            if retry and slot.failures <= retries:
                 logger.info("task %s failed (attempt %d): %s; retrying", slot.task.name, slot.attempts, error)
                 if on_retry is not None:
                     on_retry(slot.task.name, slot.attempts, error)
                 return True
             done(slot, TaskResult(slot.task.name, None, slot.attempts, error, 0.0, slot.failures))
+            return False
+
+        def finished(slot: _Slot, value: Any) -> bool:
+            """Record what an attempt returned (a value or a `_Raised`); True when it runs again."""
+            if isinstance(value, _Raised):
+                return failed(slot, value.error, value.retry)
+            seconds = time.perf_counter() - slot.started
+            done(slot, TaskResult(slot.task.name, value, slot.attempts, None, seconds, slot.failures))
             return False
 
         def done(slot: _Slot, result: TaskResult) -> None:
@@ -272,47 +388,26 @@ class WorkerPool:
                 on_result(result)
 
         if self.backend == "serial":
-            self._run_serial(slots, failed, done)
+            self._run_serial(slots, finished)
         elif self.backend == "ray":
-            self._run_ray(slots, failed, done)
+            self._run_ray(slots, failed, finished)
         else:
-            self._run_processes(slots, failed, done)
+            self._run_processes(slots, failed, finished)
         return [result for result in results if result is not None]
 
-    def _run_serial(
-        self,
-        slots: list[_Slot],
-        failed: Callable[[_Slot, str], bool],
-        done: Callable[[_Slot, TaskResult], None],
-    ) -> None:
+    def _run_serial(self, slots: list[_Slot], finished: Callable[[_Slot, Any], bool]) -> None:
         for slot in slots:
-            while True:
+            again = True
+            while again:
                 slot.attempts += 1
-                started = time.perf_counter()
-                try:
-                    value = slot.task.function(*slot.task.args)
-                except Exception as error:
-                    if failed(slot, _one_line(error)):
-                        continue
-                    break
-                done(
-                    slot,
-                    TaskResult(
-                        slot.task.name,
-                        value,
-                        slot.attempts,
-                        None,
-                        time.perf_counter() - started,
-                        slot.failures,
-                    ),
-                )
-                break
+                slot.started = time.perf_counter()
+                again = finished(slot, _call_task(slot.task.function, slot.task.args))
 
     def _run_processes(
         self,
         slots: list[_Slot],
-        failed: Callable[[_Slot, str], bool],
-        done: Callable[[_Slot, TaskResult], None],
+        failed: Callable[[_Slot, str, bool], bool],
+        finished: Callable[[_Slot, Any], bool],
     ) -> None:
         queue = list(slots)
         isolate: list[_Slot] = []  # tasks in flight when the pool broke: re-run one at a time
@@ -323,6 +418,7 @@ class WorkerPool:
                     max_workers=self.workers,
                     mp_context=get_context("spawn"),
                     initializer=_init_process_worker,
+                    initargs=(os.getpid(),),
                 )
             limit = 1 if isolate else self.workers
             source = isolate if isolate else queue
@@ -330,24 +426,19 @@ class WorkerPool:
                 slot = source.pop(0)
                 slot.attempts += 1
                 slot.started = time.perf_counter()
-                in_flight[self._executor.submit(slot.task.function, *slot.task.args)] = slot
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                in_flight[self._executor.submit(_call_task, slot.task.function, slot.task.args)] = slot
+            ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
-            for future in finished:
+            for future in ready:
                 error = future.exception()
                 if isinstance(error, BrokenProcessPool):
                     broken = True
                     continue
                 slot = in_flight.pop(future)
-                if error is None:
-                    seconds = time.perf_counter() - slot.started
-                    done(
-                        slot,
-                        TaskResult(
-                            slot.task.name, future.result(), slot.attempts, None, seconds, slot.failures
-                        ),
-                    )
-                elif failed(slot, _one_line(error)):
+                # An exception here was raised outside the task (e.g. its arguments or its return value
+                # do not pickle): as deterministic as the task's own exceptions, so not retried.
+                again = failed(slot, _one_line(error), False) if error else finished(slot, future.result())
+                if again:
                     queue.insert(0, slot)
             if broken:
                 # The pool is unusable: every task still in flight died with it.
@@ -356,48 +447,55 @@ class WorkerPool:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
                 if len(suspects) == 1:
-                    if failed(suspects[0], "worker process died (BrokenProcessPool)"):
+                    if failed(suspects[0], "worker process died (BrokenProcessPool)", True):
                         isolate.insert(0, suspects[0])
                 else:  # no blame yet: each suspect re-runs alone, this attempt not charged
                     isolate = suspects + isolate
 
-    def _remote(self, function: Callable[..., Any]) -> Any:
+    def _remote_call(self) -> Any:
+        """`_call_task` as a Ray remote function (no retries of Ray's own: `run` decides)."""
         import ray
 
-        if function not in self._remote_cache:
-            self._remote_cache[function] = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(
-                function
-            )
-        return self._remote_cache[function]
+        if self._remote is None:
+            self._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_call_task)
+        return self._remote
 
     def _run_ray(
         self,
         slots: list[_Slot],
-        failed: Callable[[_Slot, str], bool],
-        done: Callable[[_Slot, TaskResult], None],
+        failed: Callable[[_Slot, str, bool], bool],
+        finished: Callable[[_Slot, Any], bool],
     ) -> None:
         import ray
 
         self._start_ray()
         queue = list(slots)
         in_flight: dict[Any, _Slot] = {}
-        while queue or in_flight:
-            while queue and len(in_flight) < self.workers:
-                slot = queue.pop(0)
-                slot.attempts += 1
-                slot.started = time.perf_counter()
-                in_flight[self._remote(slot.task.function).remote(*slot.task.args)] = slot
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in ready:
-                slot = in_flight.pop(ref)
-                try:
-                    value = ray.get(ref)
-                except ray.exceptions.RayError as error:
-                    if failed(slot, _one_line(error)):
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < self.workers:
+                    slot = queue.pop(0)
+                    slot.attempts += 1
+                    slot.started = time.perf_counter()
+                    in_flight[self._remote_call().remote(slot.task.function, slot.task.args)] = slot
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    slot = in_flight.pop(ref)
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayTaskError as error:  # raised outside the task: not retried
+                        again = failed(slot, _one_line(error), False)
+                    except ray.exceptions.RayError as error:  # worker, node or object lost: a crash
+                        again = failed(slot, _one_line(error), True)
+                    else:
+                        again = finished(slot, value)
+                    if again:
                         queue.insert(0, slot)
-                    continue
-                seconds = time.perf_counter() - slot.started
-                done(slot, TaskResult(slot.task.name, value, slot.attempts, None, seconds, slot.failures))
+        except BaseException:  # interrupted: a cluster would otherwise run the tasks in flight to the end
+            for ref in in_flight:
+                with contextlib.suppress(Exception):  # best effort: the task may have finished meanwhile
+                    ray.cancel(ref, force=True)
+            raise
 
 
 # ---------------------------------------------------------------------- parallel evaluation
@@ -471,7 +569,9 @@ def evaluate_in_parallel(
     failures = [result for result in results if not result.ok]
     if failures:
         named = "; ".join(
-            f"{result.name} after {result.attempts} attempts: {result.error}" for result in failures
+            f"{result.name} after {result.attempts} attempt{'s' if result.attempts != 1 else ''}: "
+            f"{result.error}"
+            for result in failures
         )
         raise CRSError(f"evaluation failed in {len(failures)} chunk(s): {named}")
     return [record for result in results for record in result.value]

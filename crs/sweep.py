@@ -35,13 +35,20 @@ ablations:                                # name -> overrides of the eval (or tr
 eval: {episodes: 600, split: test, ranker: null, user: auto, world_seed: 0, data_dir: null}
 train: {steps: 40000, ranker: popularity} # kind train: `crs train` settings but dataset and seed;
                                           # envs run in the task's process unless ppo.subprocess: true
-retries: 2                                # extra attempts of a crashing task
+retries: 2                                # extra attempts of a task whose worker process died
 ```
+
+Everything is checked when the config is read, before any task starts (`load_sweep_config`): seeds
+are integers in [0, 2**32 - 1], counts are integers (not booleans or floats), every number anywhere in
+the config (``train`` and ``ablations`` included) is finite — a NaN or an infinity is an error that
+names its key. A task that raises (e.g. a `CRSError` for a data folder that does not exist) fails at
+once, without retries; only a crashed worker process is retried.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -50,15 +57,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crs.common import read_settings_file, write_json_atomic
-from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool
+from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from crs.train_cmd import make_settings
 from envs.metrics import MetricSummary
 from policies.rules import make_rule_policy
+from simulators.catalog import SPLITS
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
@@ -68,6 +76,10 @@ RUNS_DIR = "runs"
 TASK_FILE = "task.json"
 DONE_MARKER = "done"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by Stable-Baselines3) takes seeds below 2**32
+
+# Strict: a YAML `true` or `2.0` is not silently taken for an integer.
+Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
 class EvalSettings(BaseModel):
@@ -75,12 +87,19 @@ class EvalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    episodes: int = Field(600, ge=1, description="Conversations per task.")
-    split: str = Field("test", description="Split the conversations come from.")
+    episodes: int = Field(600, ge=1, strict=True, description="Conversations per task.")
+    split: str = Field("test", description=f"Split the conversations come from ({', '.join(SPLITS)}).")
     ranker: str | None = Field(None, description="Ranker of rule policies (None: the dataset's default).")
     user: Literal["auto", "single", "multi", "persona"] = "auto"
-    world_seed: int = Field(0, description="Seed of the persona world.")
+    world_seed: Seed = Field(0, description="Seed of the persona world.")
     data_dir: str | None = Field(None, description="Real-data folder (lastfm, lastfm_star, yelp_star).")
+
+    @field_validator("split")
+    @classmethod
+    def _known_split(cls, split: str) -> str:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return split
 
 
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
@@ -95,7 +114,7 @@ class SweepConfig(BaseModel):
     kind: Literal["eval", "train"] = Field(
         "eval", description="eval: `crs eval` per task; train: `crs train` per task (then its test table)."
     )
-    seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [1], min_length=1)
     datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
     policies: list[str] | None = Field(None, min_length=1, description="eval only (default [ask-4]).")
     ablations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}}, min_length=1)
@@ -103,7 +122,17 @@ class SweepConfig(BaseModel):
     train: dict[str, Any] = Field(
         default_factory=dict, description="`crs train` settings (TrainSettings keys but dataset and seed)."
     )
-    retries: int = Field(DEFAULT_RETRIES, ge=0, le=10)
+    retries: int = Field(
+        DEFAULT_RETRIES, ge=0, le=10, strict=True, description="Extra attempts of a crashed task."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data: Any) -> Any:
+        bad = _non_finite(data)
+        if bad:
+            raise ValueError(f"{'; '.join(bad)} (every number must be finite)")
+        return data
 
     @field_validator("datasets")
     @classmethod
@@ -191,6 +220,21 @@ class SweepConfig(BaseModel):
             raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSettings)) from None
 
 
+def _non_finite(value: Any, path: str = "") -> list[str]:
+    """'key.path: nan is not a finite number' for each NaN or infinity anywhere in a nested config value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path or 'value'}: {value} is not a finite number"]
+    if isinstance(value, Mapping):
+        return [
+            bad
+            for key, item in value.items()
+            for bad in _non_finite(item, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(value, (list, tuple)):
+        return [bad for index, item in enumerate(value) for bad in _non_finite(item, f"{path}.{index}")]
+    return []
+
+
 def _describe(error: ValidationError, prefix: str = "", known: type[BaseModel] | None = None) -> str:
     """One part per pydantic error, 'key.path: message'; an unknown key lists the known ones."""
     parts = []
@@ -211,10 +255,11 @@ def _describe(error: ValidationError, prefix: str = "", known: type[BaseModel] |
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep config (.yaml/.yml or .toml).
+    """Read and validate a sweep config (.yaml/.yml or .toml), before any task runs.
 
     Raises:
-        CRSError: Missing file, unreadable syntax, or invalid keys/values (each bad key named).
+        CRSError: Missing file, unreadable syntax, or invalid keys/values (each bad key named): e.g. a
+            negative seed, a NaN or infinite number, an unknown key, dataset, policy or split.
     """
     path = Path(path)
     data = read_settings_file(path, "sweep config")
@@ -471,7 +516,12 @@ def run_sweep(
         notify: One-line notices (e.g. the process-pool fallback).
         on_result: Called as each task finishes or finally fails.
         on_retry: Called as ``(name, failed_attempt, error)`` before a task is re-run.
+
+    Raises:
+        CRSError: For a bad pool request (unknown backend, ``workers < 1``, ...), checked before anything
+            is written, or a finished task folder made by another configuration.
     """
+    check_pool_request(workers, backend, address)
     tasks = expand_grid(config)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_attempts(out)

@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from crs.common import console, friendly_errors, metrics_table
-from crs.parallel import BACKENDS, TaskResult
+from crs.parallel import BACKENDS, TaskResult, check_pool_request
 from crs.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
 
 EXIT_TASKS_FAILED = 1
@@ -32,8 +32,10 @@ def sweep_command(
     """Run every (dataset, policy, ablation, seed) of a config as its own evaluation task.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
-    interrupting and rerunning the same command skips finished tasks. A crashing task is retried
-    (`retries` in the config, default 2) and named if it keeps failing (exit code 1).
+    interrupting and rerunning the same command skips finished tasks. A task whose worker process
+    crashed is retried (`retries` in the config, default 2); a task that raised an error (e.g. a missing
+    data folder) is not. Failed tasks are named (exit code 1). The options and the whole config are
+    checked before any task starts (exit code 2 on a bad value). Killing the sweep kills its workers.
 
     Example config (sweep.yaml):
 
@@ -49,6 +51,7 @@ def sweep_command(
 
       crs sweep sweep.yaml --out out/sweeps/rules --workers 8 --address ray://head:10001
     """
+    check_pool_request(workers, backend, address)  # before anything runs, whatever the worker count
     settings = load_sweep_config(config)
     tasks = expand_grid(settings)
     already = finished_tasks(out, tasks) if out.is_dir() else set()
@@ -71,9 +74,9 @@ def sweep_command(
             if result.ok:
                 console.print(f"[green]done[/] {result.name} ({result.seconds:.1f} s)", highlight=False)
             else:
+                attempts = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
                 console.print(
-                    f"[bold red]failed[/] {result.name} after {result.attempts} attempts: {result.error}",
-                    highlight=False,
+                    f"[bold red]failed[/] {result.name} after {attempts}: {result.error}", highlight=False
                 )
 
         def retrying(name: str, attempt: int, error: str) -> None:

@@ -1,4 +1,5 @@
-"""Worker pools without Ray: order of results, bounded retries, crash isolation, `crs eval --workers`."""
+"""Worker pools without Ray: order of results, bounded retries of crashes (never of raised errors),
+crash isolation, `crs eval --workers`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crs.parallel import RAY_MISSING_NOTICE, Task, WorkerPool, resolve_backend
-from simulators.errors import CRSError
+from crs.parallel import RAY_MISSING_NOTICE, Task, WorkerPool, check_pool_request, resolve_backend
+from simulators.errors import CRSError, DatasetError
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,19 @@ def raise_on_first_attempt(marker: str, value: int) -> int:
 
 def always_raise(value: int) -> int:
     raise ValueError(f"task {value} is broken")
+
+
+def raise_dataset_error(value: int) -> int:
+    """A user error whose exception does not survive pickling (four constructor arguments)."""
+    raise DatasetError(f"data/{value}.json", "items", "a list of items", "nothing")
+
+
+def memory_error_on_first_attempt(marker: str, value: int) -> int:
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("out of memory once\n")
+        raise MemoryError
+    return value * value
 
 
 def test_results_come_back_in_task_order() -> None:
@@ -85,21 +99,42 @@ def test_process_pool_retries_a_crashed_worker_and_names_a_task_that_keeps_crash
 
 
 @pytest.mark.parametrize("backend", ["serial", "process"])
-def test_an_exception_is_retried_then_reported_with_its_message(tmp_path, backend) -> None:
+def test_a_raised_error_is_reported_at_once_and_never_retried(tmp_path, backend) -> None:
+    """Inputs and seeds are fixed, so a raised error would only repeat: no retry, whatever `retries`."""
     tasks = [
         Task("flaky", raise_on_first_attempt, (str(tmp_path / f"{backend}.marker"), 7)),
         Task("broken", always_raise, (8,)),
+        Task("bad-data", raise_dataset_error, (9,)),
+        Task("fine", square, (3,)),
     ]
+    retried: list[str] = []
     with WorkerPool(2, backend=backend) as pool:
-        flaky, broken = pool.run(tasks, retries=1)
-    assert flaky.ok and flaky.value == 49 and flaky.attempts == 2
-    assert not broken.ok and broken.attempts == 2  # 1 try + 1 retry
-    assert broken.error == "ValueError: task 8 is broken"
+        flaky, broken, bad_data, fine = pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))
+    assert retried == []
+    assert not flaky.ok and flaky.attempts == 1 and flaky.failures == 1
+    assert flaky.error == "ValueError: first attempt of 7 fails"
+    assert not broken.ok and broken.attempts == 1 and broken.error == "ValueError: task 8 is broken"
+    # Not mistaken for a crash (the exception itself would not unpickle in the driver):
+    assert not bad_data.ok and bad_data.attempts == 1
+    assert bad_data.error == "DatasetError: data/9.json [items]: expected a list of items, found nothing"
+    assert fine.ok and fine.value == 9
+
+
+@pytest.mark.parametrize("backend", ["serial", "process"])
+def test_a_memory_error_is_retried_like_a_crash(tmp_path, backend) -> None:
+    with WorkerPool(1, backend=backend) as pool:
+        (result,) = pool.run([Task("hungry", memory_error_on_first_attempt, (str(tmp_path / "m"), 5))])
+    assert result.ok and result.value == 25 and result.attempts == 2 and result.failures == 1
 
 
 def test_bad_requests_are_typed_errors() -> None:
-    with pytest.raises(CRSError, match="not one of"):
+    choices = "use --backend with one of: auto, ray, process, serial"
+    with pytest.raises(CRSError, match=f"unknown backend 'dask'; {choices}"):
         resolve_backend("dask", None)
+    with pytest.raises(CRSError, match=f"unknown backend 'bogus'; {choices}"):
+        check_pool_request(1, "bogus", None)  # whatever the worker count
+    with pytest.raises(CRSError, match="--workers must be >= 1, got 0"):
+        check_pool_request(0, "serial", None)
     with pytest.raises(CRSError, match="needs the ray backend"):
         resolve_backend("process", "ray://head:10001")
     with pytest.raises(CRSError, match="--workers must be >= 1"):

@@ -1,5 +1,6 @@
 """The Ray backend on a local instance (started once for this module, 2 CPUs): a sweep's table equals
-the serial run, `crs eval --workers 2` equals the serial records, a crashed worker's task is retried."""
+the serial run, `crs eval --workers 2` equals the serial records, a crashed worker's task is retried
+and a raised error is not."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def always_crash(value: int) -> int:
 
 def square(value: int) -> int:
     return value * value
+
+
+def always_raise(value: int) -> int:
+    raise ValueError(f"task {value} is broken")
+
+
+def raise_dataset_error(value: int) -> int:
+    from simulators.errors import DatasetError
+
+    raise DatasetError(f"data/{value}.json", "items", "a list of items", "nothing")
 
 
 def table_text(rows: dict) -> str:
@@ -112,3 +123,15 @@ def test_ray_retries_a_task_whose_worker_died_and_names_one_that_keeps_dying(tmp
     assert once.ok and once.value == 16 and once.attempts == 2 and once.failures == 1
     assert not doomed.ok and doomed.attempts == 3 and doomed.failures == 3  # Ray blames exactly
     assert doomed.error is not None and doomed.error.startswith("WorkerCrashedError")
+
+
+def test_ray_reports_a_raised_error_at_once_without_retrying() -> None:
+    """Only a lost worker is retried: an error the task raised would only repeat."""
+    tasks = [Task("broken", always_raise, (8,)), Task("bad-data", raise_dataset_error, (9,))]
+    retried: list[str] = []
+    with WorkerPool(2, backend="ray") as pool:
+        broken, bad_data = pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))
+    assert retried == []
+    assert not broken.ok and broken.attempts == 1 and broken.error == "ValueError: task 8 is broken"
+    assert not bad_data.ok and bad_data.attempts == 1
+    assert bad_data.error == "DatasetError: data/9.json [items]: expected a list of items, found nothing"

@@ -1,5 +1,6 @@
-"""`crs sweep`: config validation, the grid, atomic task folders, skipping finished tasks on a rerun,
-failing tasks named, and a sweep killed mid-way that a rerun completes without redoing finished tasks."""
+"""`crs sweep`: config validation (before any task runs), the grid, atomic task folders, skipping
+finished tasks on a rerun, failing tasks named (a raised error is never retried), and a sweep killed
+mid-way that a rerun completes without redoing finished tasks (see test_sweep_kill.py for its workers)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from crs.common import metrics_table
 from crs.eval_cmd import run_evaluation
 from crs.sweep import (
     DONE_MARKER,
+    MAX_SEED,
     RUNS_DIR,
     SweepConfig,
     expand_grid,
@@ -43,12 +45,18 @@ def table_text(title: str, rows: dict) -> str:
     return console.export_text()
 
 
-def serial_rows(config: SweepConfig) -> dict:
-    """The reference: every task of the grid run one by one with `run_evaluation`, in this process."""
+def serial_rows(config: SweepConfig, out: Path) -> dict:
+    """The reference: every task of the grid run one by one with `run_evaluation`, in this process
+    (its files written under `out`)."""
     rows = {}
     for task in expand_grid(config):
         result = run_evaluation(
-            task.policy, dataset=task.dataset, seed=task.seed, out=None, show_progress=False, **task.settings
+            task.policy,
+            dataset=task.dataset,
+            seed=task.seed,
+            out=out / task.name,
+            show_progress=False,
+            **task.settings,
         )
         rows[task.name] = result.metrics
     return rows
@@ -92,6 +100,79 @@ def test_config_errors_name_each_bad_key(tmp_path) -> None:
         load_sweep_config(write(tmp_path / "sweep.json", "{}"))
 
 
+def test_seeds_counts_and_splits_are_checked_when_the_config_is_read(tmp_path) -> None:
+    bad = write(
+        tmp_path / "bad.yaml",
+        f"seeds: [-1, {MAX_SEED + 1}, true, 2.0]\nretries: -1\n"
+        "eval: {episodes: 0, split: tset, world_seed: -3}\n",
+    )
+    with pytest.raises(CRSError) as caught:
+        load_sweep_config(bad)
+    message = str(caught.value)
+    for part in (
+        "seeds.0: Input should be greater than or equal to 0",
+        f"seeds.1: Input should be less than or equal to {MAX_SEED}",
+        "seeds.2: Input should be a valid integer",  # a boolean is not a seed
+        "seeds.3: Input should be a valid integer",
+        "retries: Input should be greater than or equal to 0",
+        "eval.episodes: Input should be greater than or equal to 1",
+        "eval.split: unknown split 'tset'; use one of train, valid, test",
+        "eval.world_seed: Input should be greater than or equal to 0",
+    ):
+        assert part in message, (part, message)
+
+
+def test_nan_and_infinity_anywhere_in_the_config_are_named(tmp_path) -> None:
+    yaml_config = write(
+        tmp_path / "nan.yaml",
+        "kind: train\ntrain: {ppo: {ent_coef: .inf}}\nablations: {hot: {rewards: {recommend_fail: .nan}}}\n",
+    )
+    with pytest.raises(CRSError) as caught:
+        load_sweep_config(yaml_config)
+    assert "train.ppo.ent_coef: inf is not a finite number" in str(caught.value)
+    assert "ablations.hot.rewards.recommend_fail: nan is not a finite number" in str(caught.value)
+    toml_config = write(tmp_path / "nan.toml", "seeds = [1, -inf]\n[eval]\nepisodes = nan\n")
+    with pytest.raises(CRSError, match=r"seeds\.1: -inf is not a finite number; eval\.episodes: nan is not"):
+        load_sweep_config(toml_config)
+
+
+def test_a_key_written_twice_is_refused_not_silently_overridden(tmp_path) -> None:
+    twice = write(tmp_path / "twice.yaml", "seeds: [1, 2, 3]\neval: {episodes: 5}\nseeds: [4]\n")
+    with pytest.raises(CRSError, match="duplicate key 'seeds'"):
+        load_sweep_config(twice)
+
+
+def cli_sweep(tmp_path: Path, config_text: str, *options: str) -> tuple[int, str, Path]:
+    """`crs sweep` on `config_text`: exit code, output, and the --out folder (not created beforehand)."""
+    from crs.cli import app
+
+    config = write(tmp_path / "sweep.yaml", config_text)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(out), *options], env={"COLUMNS": "250"})
+    return result.exit_code, result.output, out
+
+
+def test_an_unknown_backend_is_refused_before_anything_runs_even_with_one_worker(tmp_path) -> None:
+    code, output, out = cli_sweep(tmp_path, "eval: {episodes: 5}\n", "--workers", "1", "--backend", "bogus")
+    assert code == 2, output
+    assert "unknown backend 'bogus'; use --backend with one of: auto, ray, process, serial" in output
+    assert not out.exists() and "tasks" not in output  # nothing read, written or run
+
+
+def test_a_negative_seed_is_refused_before_any_task_starts(tmp_path) -> None:
+    code, output, out = cli_sweep(tmp_path, "seeds: [-1]\neval: {episodes: 5}\n", "--backend", "serial")
+    assert code == 2, output
+    assert "seeds.0: Input should be greater than or equal to 0" in output
+    assert not out.exists() and "retry" not in output and "failed" not in output
+
+
+def test_nan_in_a_sweep_config_exits_2_before_any_task_starts(tmp_path) -> None:
+    code, output, out = cli_sweep(tmp_path, "eval: {episodes: .nan}\n", "--backend", "serial")
+    assert code == 2, output
+    assert "eval.episodes: nan is not a finite number" in output
+    assert not out.exists()
+
+
 def test_grid_is_datasets_x_policies_x_ablations_x_seeds(tmp_path) -> None:
     config = load_sweep_config(
         write(
@@ -126,7 +207,7 @@ def test_sweep_table_equals_serial_runs_and_a_rerun_skips_finished_tasks(tmp_pat
     names = [task.name for task in expand_grid(config)]
     assert outcome.ran and sorted(outcome.ran) == sorted(names) and not outcome.failed and not outcome.skipped
     assert list(outcome.rows) == names  # grid order, whatever order the workers finished in
-    assert table_text("t", outcome.rows) == table_text("t", serial_rows(config))
+    assert table_text("t", outcome.rows) == table_text("t", serial_rows(config, tmp_path / "serial"))
 
     markers = {name: (task_dir(out, name) / DONE_MARKER).stat().st_mtime_ns for name in names}
     again = run_sweep(config, out, workers=2, backend="process")
@@ -139,7 +220,9 @@ def test_sweep_table_equals_serial_runs_and_a_rerun_skips_finished_tasks(tmp_pat
     assert all([p.name[-2:] for p in members] == ["s1", "s2"] for members in groups.values())
 
 
-def test_a_task_that_keeps_failing_is_named_and_the_others_finish(tmp_path) -> None:
+def test_a_task_that_raises_a_user_error_is_named_at_once_not_retried_and_the_others_finish(
+    tmp_path,
+) -> None:
     from crs.cli import app
 
     config = write(
@@ -150,8 +233,9 @@ def test_a_task_that_keeps_failing_is_named_and_the_others_finish(tmp_path) -> N
     args = ["sweep", str(config), "--out", str(out), "--backend", "serial"]
     result = runner.invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 1, result.output
-    assert "failed lastfm-ask-4-default-s1 after 3 attempts" in result.output  # 1 + 2 retries
-    assert result.output.count("retry lastfm-ask-4-default-s1") == 2
+    # The data folder does not exist (a CRSError): retrying cannot help, so it is not retried.
+    assert "failed lastfm-ask-4-default-s1 after 1 attempt:" in result.output
+    assert "retry lastfm" not in result.output
     assert "1 task(s) failed: lastfm-ask-4-default-s1" in result.output
     assert [path.name for path in sweep_task_dirs(out)] == ["persona_world-ask-4-default-s1"]
     results = json.loads((out / "results.json").read_text())
@@ -227,7 +311,7 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_tasks(tmp_path)
     assert not list((out / RUNS_DIR).glob(".*"))  # the killed attempt's scratch folder is gone
     config = load_sweep_config(config_path)
     rows = {task.name: read_metrics(task_dir(out, task.name)) for task in expand_grid(config)}
-    assert table_text("t", rows) == table_text("t", serial_rows(config))
+    assert table_text("t", rows) == table_text("t", serial_rows(config, tmp_path / "serial"))
 
 
 @pytest.mark.slow

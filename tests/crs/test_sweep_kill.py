@@ -1,0 +1,201 @@
+"""Killing a sweep (or `crs eval --workers`) leaves no process behind: the attack itself.
+
+Each test starts the real command in a subprocess, finds its children through /proc (those whose
+parent pid is the command's), kills the command alone — not its process group — and checks that
+every child (pool workers and multiprocessing's resource tracker) is gone within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crs.sweep import RUNS_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+GONE_WITHIN_SECONDS = 10.0
+STARTUP_SECONDS = 120.0
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), None when the pid is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+
+
+def children(parent: int) -> dict[int, str]:
+    """{pid: start time (clock ticks since boot)} of the live processes whose parent is `parent`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == parent and fields[0] not in "ZX":
+                found[int(entry.name)] = fields[19]
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int, started: str) -> bool:
+    """True while `pid` is the same process (same start time) and neither a zombie nor dead."""
+    fields = _stat(pid)
+    return fields is not None and fields[19] == started and fields[0] not in "ZX"
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `crs ...` in its own session (so that a failing test can still clean up its group)."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "crs.cli", *command],
+            cwd=REPO,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_for_workers(process: subprocess.Popen[bytes], workers: int, finished: Path | None = None) -> None:
+    """Until `process` has `workers` pool workers and, with `finished` (a sweep directory), until its
+    quick tasks are finished: its workers are then busy with the long ones."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        assert process.poll() is None, "the command ended before it could be killed"
+        assert time.monotonic() < deadline, "its workers did not start in time"
+        spawned = [pid for pid in children(process.pid) if "spawn_main" in command_line(pid)]
+        runs = finished / RUNS_DIR if finished is not None else None
+        quick_done = runs is None or (runs.is_dir() and len(list(runs.glob("*quick*"))) == len(QUICK_SEEDS))
+        if len(spawned) >= workers and quick_done:
+            return
+        time.sleep(0.05)
+
+
+QUICK_SEEDS = (1, 2)
+# Grid order is ablations x seeds: the two quick tasks first, then two long ones (seconds each).
+SWEEP_CONFIG = (
+    f"seeds: {list(QUICK_SEEDS)}\npolicies: [max-entropy]\n"
+    "ablations: {quick: {episodes: 20}, long: {episodes: 2400}}\n"
+)
+
+
+def kill_and_check_orphans(
+    process: subprocess.Popen[bytes], how: signal.Signals, log: Path, *, tracker: bool = True
+) -> float:
+    """Send `how` to `process` alone; assert every child it had is gone in time; the seconds it took.
+
+    With `tracker`, multiprocessing's resource tracker must be among those children.
+    """
+    before = children(process.pid)
+    names = {pid: command_line(pid) for pid in before}
+    assert before, "no child to check"
+    assert not tracker or any("resource_tracker" in name for name in names.values()), names
+    try:
+        os.kill(process.pid, how)
+        killed = time.monotonic()
+        process.wait(timeout=GONE_WITHIN_SECONDS)
+        while any(alive(pid, started) for pid, started in before.items()):
+            left = {pid: names[pid] for pid, started in before.items() if alive(pid, started)}
+            text = log.read_text() if log.exists() else ""
+            assert time.monotonic() - killed < GONE_WITHIN_SECONDS, f"left behind: {left}\n{text}"
+            time.sleep(0.05)
+        return time.monotonic() - killed
+    finally:
+        for pid, started in before.items():  # clean up after a failure: only the processes it started
+            if alive(pid, started):
+                os.kill(pid, signal.SIGKILL)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_sweep_mid_task_kills_its_workers_and_the_resource_tracker(tmp_path) -> None:
+    """Killed once the quick tasks are finished: both workers are in the middle of a long task."""
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SWEEP_CONFIG)
+    out = tmp_path / "out"
+    log = tmp_path / "sweep.log"
+    sweep = start(["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log)
+    wait_for_workers(sweep, 2, finished=out)
+    kill_and_check_orphans(sweep, signal.SIGKILL, log)
+    assert sweep.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_of_eval_workers_as_soon_as_they_start_leaves_none_behind(tmp_path) -> None:
+    """`crs eval --workers` uses the same pool; killed while its workers may still be starting."""
+    log = tmp_path / "eval.log"
+    command = ["eval", "-p", "max-entropy", "-n", "2400", "-o", str(tmp_path / "eval")]
+    evaluation = start([*command, "--workers", "2", "--backend", "process"], log)
+    wait_for_workers(evaluation, 2)
+    kill_and_check_orphans(evaluation, signal.SIGKILL, log)
+    assert evaluation.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_kills_its_workers_instead_of_waiting_for_their_tasks(tmp_path) -> None:
+    """SIGINT to the sweep alone (its workers do not see it): exit 130 at once, no worker left."""
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SWEEP_CONFIG)
+    out = tmp_path / "out"
+    log = tmp_path / "sweep.log"
+    sweep = start(["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log)
+    wait_for_workers(sweep, 2, finished=out)
+    seconds = kill_and_check_orphans(sweep, signal.SIGINT, log)
+    assert sweep.returncode == 130, log.read_text()
+    assert "interrupted" in log.read_text()
+    assert seconds < 3.0  # the long tasks in flight (seconds each) were not waited for
+
+
+GUARDED_CHILD = """
+import sys, threading, time
+from pathlib import Path
+from crs import parallel
+
+parent = int(sys.argv[1])
+if sys.argv[2] == "pdeathsig":
+    assert parallel._set_parent_death_signal(), "prctl(PR_SET_PDEATHSIG) failed"
+else:
+    threading.Thread(target=parallel._watch_parent, args=(parent,), daemon=True).start()
+Path(sys.argv[3]).write_text("armed")
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("guard", ["pdeathsig", "watchdog"])
+def test_each_worker_guard_alone_ends_a_worker_whose_parent_is_killed(tmp_path, guard) -> None:
+    """PR_SET_PDEATHSIG (Linux) and the polling watchdog (the fallback elsewhere), each on its own: a
+    middle process starts a guarded child, which arms its guard; then the middle one is SIGKILLed."""
+    armed = tmp_path / "armed"
+    middle = (
+        "import os, subprocess, sys, time\n"
+        f"code, guard, armed = {(GUARDED_CHILD, guard, str(armed))!r}\n"
+        "subprocess.Popen([sys.executable, '-c', code, str(os.getpid()), guard, armed])\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", middle], cwd=REPO, start_new_session=True)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    try:
+        while not armed.exists():
+            assert parent.poll() is None and time.monotonic() < deadline, "the guarded child did not start"
+            time.sleep(0.02)
+    except BaseException:
+        os.killpg(parent.pid, signal.SIGKILL)
+        raise
+    seconds = kill_and_check_orphans(parent, signal.SIGKILL, tmp_path / "no.log", tracker=False)
+    assert seconds < (0.5 if guard == "pdeathsig" else 2.0)  # the kernel at once; the watchdog in a poll

@@ -1,0 +1,31 @@
+"""`crs.yaml_safe`: a key written twice is an error; merges, anchors and odd keys behave as in PyYAML."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from crs.yaml_safe import safe_load_unique
+
+
+def test_a_key_written_twice_is_named_with_both_lines() -> None:
+    with pytest.raises(yaml.YAMLError, match=r"duplicate key 'seeds' \(first on line 1, again on line 3\)"):
+        safe_load_unique("seeds: [1, 2]\nname: a\nseeds: [3]\n")
+    with pytest.raises(yaml.YAMLError, match="duplicate key 'user'"):
+        safe_load_unique("ablations:\n  single: {user: single, user: multi}\n")
+
+
+def test_everything_else_reads_as_with_safe_load() -> None:
+    texts = [
+        "seeds: [1, 2]\neval: {episodes: 5}\n",
+        # A merge key whose merged keys are overridden on purpose: not a duplicate.
+        "base: &b {episodes: 5, user: single}\nablations:\n  a: *b\n  b:\n    <<: *b\n    user: multi\n",
+        "",
+        "- 1\n- 2\n",
+    ]
+    for text in texts:
+        assert safe_load_unique(text) == yaml.safe_load(text)
+    with pytest.raises(yaml.YAMLError, match="unhashable"):  # PyYAML's own error, not a TypeError
+        safe_load_unique("? [1, 2]\n: v\n")
+    with pytest.raises(yaml.YAMLError):  # still a safe loader: no Python objects
+        safe_load_unique("x: !!python/object/apply:os.system ['true']\n")
