@@ -91,6 +91,8 @@ class FolderClaim:
             descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             raise _busy_error(folder, self.lock) from None
+        except OSError as error:  # a read-only folder, ...
+            raise CRSError(f"cannot write {what} {folder} ({error.strerror}); choose another path") from None
         with os.fdopen(descriptor, "w") as handle:
             json.dump(
                 {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)}, handle

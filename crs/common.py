@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
 from simulators.errors import CRSError
 
@@ -99,21 +100,6 @@ def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -
     return table
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that names one key twice (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) file holding a mapping.
 
@@ -131,7 +117,7 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # a SafeLoader: builds no objects
+            data = safe_load_unique(text) or {}
         else:
             raise CRSError(f"{what} {path}: unknown suffix {path.suffix!r}; use .yaml, .yml or .toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:

@@ -57,6 +57,7 @@ MIN_DEFAULT_ENVS = 8
 # passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
 MIN_CORES_FOR_WORKERS = 3
 RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
 
 
 # Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
@@ -134,8 +135,8 @@ class TrainSettings(BaseModel):
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)
     envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
-    seed: int = Field(0, ge=0)
-    world_seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    world_seed: int = Field(0, ge=0, le=MAX_SEED)
     world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
     persona_attention: bool = True
     aspect_attention: bool = True
@@ -706,7 +707,7 @@ def train_command(
         "(default: workers when the machine has more than 2 cores; on 2 cores in-process is faster).",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", min=0, help="Seed of the model, the envs and the evaluation order."
+        None, "--seed", min=0, max=MAX_SEED, help="Seed of the model, the envs and the evaluation order."
     ),
     no_persona_attention: bool = typer.Option(
         False, "--no-persona-attention", help="Ablation: persona-blind."
