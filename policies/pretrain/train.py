@@ -394,7 +394,7 @@ def pretrain(
             loss = loss + l2 / idx.shape[0]
             if not torch.isfinite(loss):
                 raise CRSError(
-                    f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is {float(loss)}; "
+                    f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is {float(loss.detach())}; "
                     f"lower the learning rate (lr={config.lr}) or the loss weights and run again"
                 )
             opt.zero_grad()

@@ -23,20 +23,21 @@ WORLD = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "
 TINY_PPO = {"n_steps": 32, "batch_size": 32, "n_epochs": 1}
 
 
+TINY = {
+    "ranker": "popularity",
+    "world": WORLD,
+    "envs": 2,
+    "steps": 128,
+    "eval_every": 64,
+    "eval_episodes": 8,
+    "test_episodes": 12,
+    "checkpoint_every": 64,
+    "ppo": {**TINY_PPO, "subprocess": False},  # in-process: faster; the first test uses workers
+}
+
+
 def tiny_settings(**overrides):
-    data = {
-        "ranker": "popularity",
-        "world": WORLD,
-        "envs": 2,
-        "steps": 128,
-        "eval_every": 64,
-        "eval_episodes": 8,
-        "test_episodes": 12,
-        "checkpoint_every": 64,
-        "ppo": {**TINY_PPO, "subprocess": False},  # in-process: faster; the first test uses workers
-    }
-    data.update(overrides)
-    return make_settings(data)
+    return make_settings({**TINY, **overrides})
 
 
 def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:

@@ -26,7 +26,7 @@ from policies.rl import load_trained_policy
 from policies.rl.model_file import ModelFileError, UnsafeModelFileError, read_model_data
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
-from tests.crs.test_train_cmd import WORLD, tiny_settings
+from tests.crs.test_train_cmd import TINY, WORLD, tiny_settings
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -276,20 +276,8 @@ def crs(*args: str) -> subprocess.Popen:
 
 
 def tiny_config(path: Path, **extra) -> Path:
-    data = {
-        "ranker": "popularity",
-        "world": WORLD,
-        "envs": 2,
-        "steps": 128,
-        "eval_every": 64,
-        "eval_episodes": 8,
-        "test_episodes": 8,
-        "checkpoint_every": 64,
-        "baselines": ["ask-4"],
-        "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False},
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(data))
+    """The tiny test settings as a YAML config file for the CLI."""
+    path.write_text(yaml.safe_dump({**TINY, "test_episodes": 8, "baselines": ["ask-4"], **extra}))
     return path
 
 
