@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -28,6 +29,10 @@ class OutputExistsError(CRSError):
 
 class OutputBusyError(CRSError):
     """Another process (alive, or dead without releasing it) holds the output's lock."""
+
+
+class OutputOverInputError(CRSError):
+    """An output folder is, holds, or (where refused) lies inside a folder the command reads."""
 
 
 def _alive(pid: int) -> bool:
@@ -140,3 +145,37 @@ def claim_new_file(path: Path, what: str, *, overwrite: bool = False) -> None:
         raise OutputExistsError(
             f"{what} {path} already exists; pass --overwrite to replace it or choose another"
         )
+
+
+def refuse_output_over_inputs(
+    out: Path, inputs: Iterable[tuple[str, Path | None]], *, inside: bool = False
+) -> None:
+    """Refuse an output folder that is one of the command's input folders or holds one.
+
+    Writing there would replace (with ``--overwrite``: delete) the input, so this holds whatever the
+    flags say.
+
+    Args:
+        out: The output folder.
+        inputs: (what the input is, e.g. "--policy run", its path) pairs; None paths are skipped.
+        inside: Also refuse an output that lies inside an input folder.
+
+    Raises:
+        OutputOverInputError: `out` is, holds, or (with `inside`) lies in one of `inputs`.
+    """
+    target = out.resolve()
+    for what, path in inputs:
+        if path is None or not path.exists():
+            continue
+        source = path.resolve()
+        if target == source or source.is_relative_to(target):
+            relation = "is" if target == source else "holds"
+            raise OutputOverInputError(
+                f"output folder {out} {relation} the {what} {path}, which this command reads; writing "
+                "there would destroy it (--overwrite does not allow this): choose another output folder"
+            )
+        if inside and target.is_relative_to(source):
+            raise OutputOverInputError(
+                f"output folder {out} lies inside the {what} {path}, which this command reads; the "
+                "output would become part of its own input: choose a folder outside it"
+            )

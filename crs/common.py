@@ -18,6 +18,7 @@ from rich.table import Table
 
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
+from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
 
 if sys.version_info >= (3, 11):
@@ -125,3 +126,9 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CRSError(f"{what} {path} must hold a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def data_dir_input(data_dir: str | None) -> Path | None:
+    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV, "")
+    return Path(chosen).expanduser() if chosen else None

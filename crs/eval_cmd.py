@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.claims import FolderClaim
+from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import (
     DataDirOption,
     DatasetOption,
     PolicyOption,
     RankerOption,
     console,
+    data_dir_input,
     friendly_errors,
     metrics_table,
     write_json_atomic,
@@ -35,52 +34,8 @@ from envs.registry import USER_KINDS, make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from policies.rankers import build_ranker, default_ranker_spec
 from policies.rules import make_rule_policy
-from simulators.datasets import DATA_DIR_ENV, check_dataset_name
+from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
-
-
-class OutputOverInputError(CRSError):
-    """An output folder is, holds, or (where refused) lies inside a folder the command reads."""
-
-
-def refuse_output_over_inputs(
-    out: Path, inputs: Iterable[tuple[str, Path | None]], *, inside: bool = False
-) -> None:
-    """Refuse an output folder that is one of the command's input folders or holds one.
-
-    Writing there would replace (with ``--overwrite``: delete) the input, so this holds whatever the
-    flags say.
-
-    Args:
-        out: The output folder.
-        inputs: (what the input is, e.g. "--policy run", its path) pairs; None paths are skipped.
-        inside: Also refuse an output that lies inside an input folder.
-
-    Raises:
-        OutputOverInputError: `out` is, holds, or (with `inside`) lies in one of `inputs`.
-    """
-    target = out.resolve()
-    for what, path in inputs:
-        if path is None or not path.exists():
-            continue
-        source = path.resolve()
-        if target == source or source.is_relative_to(target):
-            relation = "is" if target == source else "holds"
-            raise OutputOverInputError(
-                f"output folder {out} {relation} the {what} {path}, which this command reads; writing "
-                "there would destroy it (--overwrite does not allow this): choose another output folder"
-            )
-        if inside and target.is_relative_to(source):
-            raise OutputOverInputError(
-                f"output folder {out} lies inside the {what} {path}, which this command reads; the "
-                "output would become part of its own input: choose a folder outside it"
-            )
-
-
-def data_dir_input(data_dir: str | None) -> Path | None:
-    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None."""
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV, "")
-    return Path(chosen).expanduser() if chosen else None
 
 
 @dataclass(frozen=True)

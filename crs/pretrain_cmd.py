@@ -9,9 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crs.claims import FolderClaim
-from crs.common import DATA_DIR_HELP, DATASET_HELP, console, friendly_errors
-from crs.eval_cmd import data_dir_input, refuse_output_over_inputs
+from crs.claims import FolderClaim, refuse_output_over_inputs
+from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
 from simulators.catalog import Catalog
 from simulators.datasets import check_dataset_name, load_catalog
 from simulators.errors import CRSError

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 
-from crs.claims import FolderClaim
-from crs.common import DATA_DIR_HELP, console, friendly_errors, metrics_table
-from crs.eval_cmd import data_dir_input, refuse_output_over_inputs
+from crs.claims import FolderClaim, refuse_output_over_inputs
+from crs.common import DATA_DIR_HELP, console, data_dir_input, friendly_errors, metrics_table
 
 
 @friendly_errors
