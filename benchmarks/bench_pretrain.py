@@ -29,10 +29,11 @@ import scipy.sparse as sp
 import torch
 
 from envs.transe import TransERanker
+from policies.pretrain.artifact import save_artifact
 from policies.pretrain.baselines import popularity_scores, train_mf_bpr
 from policies.pretrain.graph import pretrain_data
 from policies.pretrain.metrics import evaluation_users, rank_metrics
-from policies.pretrain.train import TrainConfig, pretrain, save_artifact
+from policies.pretrain.train import TrainConfig, pretrain
 from simulators.datasets import load_catalog
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
+from policies.atomic_json import write_json_atomic  # noqa: F401 (re-exported for the commands)
 from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
 
@@ -69,13 +69,6 @@ def friendly_errors(function: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to `path` through a temporary file and an atomic rename."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(temporary, path)
 
 
 def format_metric(summary: MetricSummary, digits: int = 3) -> str:

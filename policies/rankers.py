@@ -42,7 +42,7 @@ def build_ranker(spec: str, catalog: Catalog, data_dir: str | Path | None = None
         return TransERanker.from_file(resolve_data_dir(data_dir) / TRANSE_FILE, catalog)
     path = Path(spec)
     if path.exists():
-        from policies.pretrain.train import load_ranker  # torch is imported only when needed
+        from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 
         return load_ranker(path, catalog)
     raise CRSError(

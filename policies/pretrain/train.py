@@ -1,4 +1,4 @@
-"""Pre-training loop, early stopping, and the artifact (weights + config JSON) with its checks.
+"""Pre-training loop and early stopping (the artifact it is saved as: `policies.pretrain.artifact`).
 
 Loss per batch of B training interactions, each with ``n_neg`` uniformly drawn negative items:
 
@@ -18,13 +18,11 @@ negatives) and a ``torch.Generator`` seeded from it (initial weights); torch run
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,16 +38,12 @@ from policies.pretrain.graph import (
 )
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
 from policies.pretrain.model import ModelConfig, PersonaModel
-from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
-from simulators.catalog import Catalog, Interactions
+from policies.pretrain.ranker import PersonaRanker
+from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.pt"
-EXPORT_FILE = "ranker.pt"
 PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
 NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
 
@@ -394,7 +388,8 @@ def pretrain(
             loss = loss + l2 / idx.shape[0]
             if not torch.isfinite(loss):
                 raise CRSError(
-                    f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is {float(loss.detach())}; "
+                    f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is "
+                    f"{float(loss.detach())}; "
                     f"lower the learning rate (lr={config.lr}) or the loss weights and run again"
                 )
             opt.zero_grad()
@@ -433,184 +428,3 @@ def pretrain(
         seconds=time.perf_counter() - start,
         fingerprint=catalog_fingerprint(catalog),
     )
-
-
-# ------------------------------------------------------------------------------------------ artifact
-def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics | None = None) -> Path:
-    """Write the artifact directory: weights.pt (state dict), ranker.pt (inference arrays), config.json.
-
-    Args:
-        result: Output of `pretrain`.
-        path: Directory to create (or overwrite files in).
-        test: Optional test-split metrics to record.
-
-    Returns:
-        The directory.
-    """
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(result.state_dict, out / WEIGHTS_FILE)
-    torch.save({k: torch.from_numpy(v) for k, v in result.weights.items()}, out / EXPORT_FILE)
-    best = next((h for h in result.history if h.epoch == result.best_epoch), None)
-    config = {
-        "artifact_version": ARTIFACT_VERSION,
-        "kind": "persona_pretrain",
-        "dataset": result.catalog_name,
-        "n_users": result.model_config.n_users,
-        "n_items": result.model_config.n_items,
-        "n_aspects": result.model_config.n_aspects,
-        "fingerprint": result.fingerprint,
-        "model": asdict(result.model_config),
-        "train": asdict(result.train_config),
-        "seed": result.train_config.seed,
-        "split": {
-            "train": result.data.train_split,
-            "valid": result.data.valid_source,
-            "holdout_fraction": result.data.holdout_fraction,
-            "pretrained_on_valid": result.data.train_split == "valid",
-        },
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "seconds": result.seconds,
-        "metrics": {
-            "valid": None if best is None else asdict(best.valid),
-            "test": None if test is None else asdict(test),
-        },
-        "history": [
-            {
-                "epoch": h.epoch,
-                "loss": h.loss,
-                "recall": h.valid.recall,
-                "ndcg": h.valid.ndcg,
-                "seconds": h.seconds,
-            }
-            for h in result.history
-        ],
-    }
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2))
-    tmp.replace(out / CONFIG_FILE)
-    return out
-
-
-def read_artifact_config(path: str | Path) -> dict:
-    """The config.json of an artifact directory; CRSError if missing or unreadable."""
-    cfg_path = Path(path) / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CRSError(
-            f"{path} is not a pre-training artifact: {CONFIG_FILE} is missing (run `crs pretrain`)"
-        )
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
-    if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
-        kind = config.get("kind") if isinstance(config, dict) else None
-        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")
-    model, split = config.get("model"), config.get("split")
-    complete = (
-        isinstance(model, dict)
-        and all(isinstance(model.get(key), int) for key in ("dim", "personas"))
-        and "aspect_mode" in model
-        and isinstance(split, dict)
-        and isinstance(config.get("seed"), int)
-    )
-    if not complete:
-        raise CRSError(
-            f"{cfg_path} lacks the model's dim, personas or aspect_mode, the split or the seed; "
-            "re-run `crs pretrain`"
-        )
-    return config
-
-
-def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> None:
-    """Refuse an artifact made for another dataset, other sizes, or another catalogue."""
-    if config.get("dataset") != catalog.name:
-        raise CRSError(
-            f"artifact {path} was trained on dataset {config.get('dataset')!r}, not {catalog.name!r}; "
-            "pre-train on this dataset or pass the matching --dataset"
-        )
-    for key, value in (
-        ("n_users", catalog.n_users),
-        ("n_items", catalog.n_items),
-        ("n_aspects", catalog.n_aspects),
-    ):
-        if config.get(key) != value:
-            raise CRSError(
-                f"artifact {path} has {key}={config.get(key)}, catalogue {catalog.name!r} has {value}"
-            )
-    if config.get("fingerprint") != catalog_fingerprint(catalog):
-        raise CRSError(
-            f"artifact {path} was trained on a different {catalog.name!r} catalogue (same sizes, other item "
-            "aspects or interactions, e.g. another generator seed); re-run `crs pretrain` on this one"
-        )
-
-
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
-    if not file.is_file():
-        raise CRSError(f"artifact file {file} is missing; re-run `crs pretrain`")
-    try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise CRSError(
-            f"artifact file {file} is corrupt ({type(exc).__name__}: {exc}); re-run `crs pretrain`"
-        ) from exc
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CRSError(f"artifact file {file} is corrupt: expected a dict of tensors")
-    non_finite = [key for key, value in data.items() if not torch.isfinite(value).all()]
-    if non_finite:
-        raise CRSError(
-            f"artifact file {file}: {', '.join(map(str, non_finite[:5]))} hold NaN or inf values; "
-            "re-run `crs pretrain`"
-        )
-    return data
-
-
-def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
-    """Load a `PersonaRanker` from an artifact directory, checked against `catalog`.
-
-    Raises:
-        CRSError: Missing or corrupt files, or an artifact for another dataset / sizes / catalogue.
-    """
-    config = read_artifact_config(path)
-    check_artifact_matches(config, catalog, path)
-    tensors = _load_tensors(Path(path) / EXPORT_FILE)
-    missing = [k for k in WEIGHT_KEYS if k not in tensors]
-    if missing:
-        raise CRSError(f"artifact {path}: {EXPORT_FILE} lacks {missing}; re-run `crs pretrain`")
-    model = config["model"]
-    d, K = model["dim"], model["personas"]
-    expected = {
-        "user": (catalog.n_users, d),
-        "item": (catalog.n_items, d),
-        "aspect": (catalog.n_aspects, d),
-        "personas": (catalog.n_users, K, d),
-        "log_prior": (catalog.n_users, K),
-    }
-    for key, shape in expected.items():
-        if tuple(tensors[key].shape) != shape:
-            raise CRSError(f"artifact {path}: {key} has shape {tuple(tensors[key].shape)}, expected {shape}")
-    weights = {k: tensors[k].numpy() for k in WEIGHT_KEYS + OPTIONAL_KEYS if k in tensors}
-    return PersonaRanker(weights, catalog.item_aspects, model["aspect_mode"])
-
-
-def unseen_valid_interactions(path: str | Path, catalog: Catalog) -> Interactions | None:
-    """The ``valid`` interactions an artifact's pre-training never trained on, if it trained on valid.
-
-    Returns None for artifacts pre-trained on ``train`` (LastFM, LastFM*, the persona world): all of
-    ``valid`` is unseen. For Yelp* (pre-trained on ``valid``) returns the seeded hold-out, the only
-    conversations whose target the ranker was not fitted to.
-    """
-    config = read_artifact_config(path)
-    check_artifact_matches(config, catalog, path)
-    split = config.get("split", {})
-    if not split.get("pretrained_on_valid"):
-        return None
-    return pretrain_split(catalog, int(config["seed"]), float(split["holdout_fraction"])).valid
-
-
-def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """The model config and full state dict of an artifact (to initialise a policy's encoder)."""
-    config = read_artifact_config(path)
-    check_artifact_matches(config, catalog, path)
-    return ModelConfig(**config["model"]), _load_tensors(Path(path) / WEIGHTS_FILE)

@@ -13,7 +13,8 @@ from envs import evaluation_indices, make_env
 from envs.transe import PopularityRanker
 from policies.pretrain.ranker import PersonaRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
-from policies.rl.training import atomic_save, load_trained_policy, mean_metrics, write_policy_meta
+from policies.rl.acting import load_trained_policy, mean_metrics
+from policies.rl.run_files import atomic_save, write_policy_meta
 from policies.rules import make_rule_policy
 from simulators.datasets import load_catalog
 

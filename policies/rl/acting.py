@@ -1,0 +1,159 @@
+"""A trained graph RL policy as a `ConversationPolicy`: acting in envs, and loading one from a run
+directory of `crs train` (its policy.json, fixed ranker and model zip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.env import ConversationEnv
+from envs.metrics import EpisodeRecord, per_episode_metrics
+from envs.ranker import PreferenceRanker
+from envs.registry import make_env
+from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
+from envs.transe import PopularityRanker, TransERanker
+from policies.rl.config import RLConfig
+from policies.rl.model_file import load_model
+from policies.rl.policy import SlatePolicy
+from policies.rl.run_files import POLICY_META, model_file, read_policy_meta
+from simulators.errors import CRSError
+
+
+def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    return {key: torch.as_tensor(np.stack([o[key] for o in observations])) for key in observations[0]}
+
+
+class RLPolicy:
+    """A trained `SlatePolicy` as a `ConversationPolicy` (deterministic: arg-max choice, top-k slate).
+
+    Args:
+        policy: The SB3 policy.
+        ranker: The fixed ranker the policy was trained with.
+        wrapper_config: The wrapper sizes it was trained with.
+        name: Display name.
+    """
+
+    def __init__(
+        self, policy: SlatePolicy, ranker: PreferenceRanker, wrapper_config: WrapperConfig, name: str = "rl"
+    ) -> None:
+        self.policy = policy
+        self.policy.set_training_mode(False)
+        self.ranker = ranker
+        self.wrapper_config = wrapper_config
+        self.name = name
+        self._wrappers: dict[int, SlateActionWrapper] = {}
+
+    def reset(self, rng: np.random.Generator) -> None:
+        """Nothing to reset: the policy is deterministic and reads the whole state every turn."""
+
+    def wrapper_for(self, env: ConversationEnv) -> SlateActionWrapper:
+        """The (cached) SB3 wrapper view of `env`."""
+        key = id(env)
+        wrapper = self._wrappers.get(key)
+        if wrapper is None or wrapper.env is not env:
+            wrapper = SlateActionWrapper(env, self.ranker, self.wrapper_config)
+            self._wrappers[key] = wrapper
+        return wrapper
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        return self.act_batch([env])[0]
+
+    def act_batch(self, envs: Sequence[ConversationEnv]) -> list[dict[str, Any]]:
+        """Actions for several envs at once (one forward pass)."""
+        wrappers = [self.wrapper_for(env.unwrapped) for env in envs]  # type: ignore[arg-type]
+        observations = [w.observe() for w in wrappers]
+        masks = np.stack([w.action_masks() for w in wrappers])
+        with torch.no_grad():
+            dist = self.policy.get_distribution(_stack(observations), action_masks=masks)
+            actions = dist.mode().numpy()
+        return [w.to_env_action(a) for w, a in zip(wrappers, actions, strict=True)]
+
+
+def mean_metrics(records: Sequence[EpisodeRecord], max_turns: int = 15) -> dict[str, float]:
+    """Means of SR@5/10/15, AT and hDCG over records."""
+    return {k: float(v.mean()) for k, v in per_episode_metrics(records, max_turns).items()}
+
+
+def load_trained_policy(
+    run_dir: str | Path, catalog: Any, ranker: PreferenceRanker | None = None
+) -> RLPolicy:
+    """Load a trained run as a deterministic `ConversationPolicy`.
+
+    Args:
+        run_dir: A ``runs/<name>/`` directory written by `crs train`.
+        catalog: The catalogue of the envs it will act in (must match the run's dataset).
+        ranker: The fixed ranker; default: rebuilt from the run's ``policy.json`` ranker entry.
+
+    Raises:
+        CRSError: Not a run directory, no model, or a catalogue of another dataset.
+    """
+    torch.set_num_threads(1)
+    meta = read_policy_meta(run_dir)
+    if meta.get("catalog") and meta["catalog"] != catalog.name:
+        raise CRSError(
+            f"run {run_dir} was trained on {meta['catalog']!r} but the env's catalogue is {catalog.name!r}"
+        )
+    sizes = [catalog.n_users, catalog.n_items, catalog.n_aspects]
+    if meta.get("sizes") and list(meta["sizes"]) != sizes:
+        raise CRSError(
+            f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes {meta['sizes']}, "
+            f"but this one has {sizes}: evaluate with the same dataset (and persona-world arguments)"
+        )
+    config = rl_config_from_meta(meta, Path(run_dir))
+    if ranker is None:
+        ranker = ranker_from_meta(meta, catalog, Path(run_dir))
+    env_options = meta.get("env", {})
+    if not isinstance(env_options, dict):
+        raise CRSError(f"{Path(run_dir) / POLICY_META}: 'env' must be a mapping, found {env_options!r}")
+    wrapper = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", **env_options), ranker, config.wrapper
+    )
+    model = load_model(
+        model_file(run_dir),
+        observation_space=wrapper.observation_space,
+        action_space=wrapper.action_space,
+        clip_range=config.clip_range,
+    )
+    return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)  # type: ignore[arg-type]
+
+
+def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
+    """The `RLConfig` a run's policy.json records.
+
+    Raises:
+        CRSError: The entry is not a mapping of `RLConfig` fields.
+    """
+    try:
+        return RLConfig.from_dict(meta["rl"])
+    except (TypeError, ValueError, AttributeError) as error:
+        raise CRSError(
+            f"{run_dir / POLICY_META}: bad 'rl' entry ({error}); restore it or train again"
+        ) from None
+
+
+def ranker_entry_path(where: str, run_dir: Path) -> Path:
+    """The file or folder a ranker entry ("transe:<file>", "artifact:<dir>") names; relative: in the run."""
+    path = Path(where)
+    return path if path.is_absolute() else run_dir / path
+
+
+def ranker_from_meta(meta: dict[str, Any], catalog: Any, run_dir: Path) -> PreferenceRanker:
+    """Rebuild the fixed ranker a run recorded: "popularity", "transe:<file>" or "artifact:<dir>"."""
+    spec = str(meta.get("ranker", "popularity"))
+    if spec == "popularity":
+        return PopularityRanker(catalog)
+    kind, _, where = spec.partition(":")
+    path = ranker_entry_path(where, run_dir)
+    if kind == "transe":
+        return TransERanker.from_file(path, catalog)
+    if kind == "artifact":
+        # policies.pretrain loads torch_geometric: only for runs whose ranker is an artifact
+        from policies.pretrain.artifact import load_ranker
+
+        return load_ranker(path, catalog)
+    raise CRSError(f"run {run_dir}: unknown ranker entry {spec!r} in {POLICY_META}")
