@@ -61,8 +61,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from crs.train_cmd import make_settings, run_training
-    from policies.pretrain.train import TrainConfig, pretrain, save_artifact
+    from crs.app.training import make_settings, run_training
+    from policies.pretrain.artifact import save_artifact
+    from policies.pretrain.train import TrainConfig, pretrain
     from simulators.datasets import load_catalog
 
     runs = Path(args.runs_dir)

@@ -25,8 +25,8 @@ import time
 import numpy as np
 from rich.console import Console
 
+from crs.app.evaluation import resolve_policy
 from crs.chat import run_chat
-from crs.eval_cmd import resolve_policy
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
 

@@ -26,8 +26,8 @@ from contextlib import ExitStack
 import numpy as np
 from scipy import sparse
 
-from crs.eval_cmd import build_evaluation
-from crs.parallel import EvalSetup, Task, WorkerPool, evaluate_chunk, ray_installed
+from crs.app.evaluation import EvalSetup, build_evaluation, evaluate_chunk
+from crs.parallel import Task, WorkerPool, ray_installed
 from envs.rollout import evaluate, evaluation_indices
 
 

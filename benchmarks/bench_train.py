@@ -76,8 +76,8 @@ def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baseline
     """Test-split figures of a run's best model and of the rule baselines (same conversations)."""
     from envs.metrics import summarize
     from envs.rollout import evaluation_indices
-    from policies.rl import load_trained_policy
-    from policies.rl.training import evaluate_policy, read_state
+    from policies.rl import evaluate_policy, load_trained_policy
+    from policies.rl.run_files import read_state
     from policies.rules import make_rule_policy
 
     catalog = load_catalog(dataset, None if dataset == "persona_world" else DATA_DIR)
@@ -132,9 +132,8 @@ def main() -> None:
         print(json.dumps(figures, indent=1))
         return
 
-    from crs.train_cmd import make_settings, run_training
-    from policies.rl import load_trained_policy
-    from policies.rl.training import evaluate_policy
+    from crs.app.training import make_settings, run_training
+    from policies.rl import evaluate_policy, load_trained_policy
 
     data: dict = {
         "dataset": args.dataset,

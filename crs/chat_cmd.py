@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from crs.app.evaluation import resolve_policy
 from crs.chat import run_chat
 from crs.common import (
     DataDirOption,
@@ -15,7 +16,6 @@ from crs.common import (
     console,
     friendly_errors,
 )
-from crs.eval_cmd import resolve_policy
 from envs.registry import make_env
 from simulators.datasets import check_dataset_name
 

@@ -50,10 +50,6 @@ from multiprocessing import get_context
 from types import TracebackType
 from typing import Any, Literal
 
-import numpy as np
-
-from envs.metrics import EpisodeRecord
-from envs.rollout import evaluate
 from simulators.errors import CRSError
 
 logger = logging.getLogger(__name__)
@@ -496,82 +492,3 @@ class WorkerPool:
                 with contextlib.suppress(Exception):  # best effort: the task may have finished meanwhile
                     ray.cancel(ref, force=True)
             raise
-
-
-# ---------------------------------------------------------------------- parallel evaluation
-@dataclass(frozen=True)
-class EvalSetup:
-    """Everything a worker needs to rebuild an evaluation's env and policy (see `crs.eval_cmd`)."""
-
-    policy_spec: str
-    dataset: str = "persona_world"
-    data_dir: str | None = None
-    ranker: str | None = None
-    split: str = "test"
-    user: str = "auto"
-    world_seed: int = 0
-
-
-_worker_cache: dict[str, Any] = {}
-
-
-def evaluate_chunk(setup: EvalSetup, indices: Sequence[int], seed: int) -> list[EpisodeRecord]:
-    """Worker side of `evaluate_in_parallel`: run the conversations `indices` of `setup`.
-
-    The env and policy are built once per worker process and reused while the setup stays the
-    same. Each conversation is seeded by ``(seed, goal index)`` alone (`envs.rollout.episode_seed`),
-    so a chunk's records equal the serial run's records for the same goals.
-    """
-    if _worker_cache.get("setup") != setup:
-        from crs.eval_cmd import build_evaluation  # the driver imported it already; workers load lazily
-
-        env, policy, _, _ = build_evaluation(setup)
-        _worker_cache.update(setup=setup, env=env, policy=policy)
-    return evaluate(_worker_cache["env"], _worker_cache["policy"], np.asarray(indices, dtype=np.int64), seed)
-
-
-def evaluate_in_parallel(
-    pool: WorkerPool,
-    setup: EvalSetup,
-    indices: np.ndarray,
-    seed: int,
-    *,
-    chunks_per_worker: int = 4,
-    on_chunk: Callable[[int], None] | None = None,
-) -> list[EpisodeRecord]:
-    """Split the goals `indices` (shape (n,)) into contiguous chunks, run them on the pool's workers,
-    and return the records in the order of `indices` — the same list a serial `evaluate` returns.
-
-    Args:
-        pool: An entered `WorkerPool`.
-        setup: What each worker builds (once per process).
-        indices: Goal indices in evaluation order; shape (n,).
-        seed: Run seed (conversation seeds derive from it and the goal index).
-        chunks_per_worker: Chunks per worker (more = smoother progress and load balance).
-        on_chunk: Called in the driver with the number of conversations of each finished chunk.
-
-    Raises:
-        CRSError: When a chunk still fails after its retries (its goals and error are named).
-    """
-    n_chunks = max(1, min(len(indices), pool.workers * chunks_per_worker))
-    parts = [part for part in np.array_split(np.asarray(indices, dtype=np.int64), n_chunks) if part.size]
-    tasks = [
-        Task(
-            f"chunk {number + 1}/{len(parts)} (goals {part[0]}..{part[-1]})",
-            evaluate_chunk,
-            (setup, part.tolist(), seed),
-        )
-        for number, part in enumerate(parts)
-    ]
-    results = pool.run(
-        tasks, on_result=lambda result: on_chunk(len(result.value or ())) if on_chunk else None
-    )
-    failures = [result for result in results if not result.ok]
-    if failures:
-        named = "; ".join(
-            f"{result.name} after {result.attempts} attempt{'s' if result.attempts != 1 else ''}: "
-            f"{result.error}"
-            for result in failures
-        )
-        raise CRSError(f"evaluation failed in {len(failures)} chunk(s): {named}")
-    return [record for result in results for record in result.value]

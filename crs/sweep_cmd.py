@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from crs.app.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
 from crs.common import console, friendly_errors, metrics_table
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
-from crs.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
 
 EXIT_TASKS_FAILED = 1
 EXIT_INTERRUPTED = 130

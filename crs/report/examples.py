@@ -2,8 +2,8 @@
 
 A conversation of `crs eval` is fixed by (eval seed, goal index) (`envs.rollout.episode_seed`), so it
 is replayed exactly by rebuilding the env and the policy; the replay is checked against the record.
-When a persona ranker is at hand, each slate's accepted (else first) item gets its explanation pair
-(persona, aspect) from ``ranker.explain`` given the facts before that turn.
+When a persona ranker is at hand, each slate's accepted (else first) item gets its explanation
+(`crs.explain.prototype_explanations`, given the facts before that turn).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from crs.explain import prototype_explanations
 from crs.report.inputs import EvalRun
+from crs.report.persona import prototype_names
 from envs.env import render_dialogue
 from envs.metrics import EpisodeRecord
 from envs.registry import make_env
@@ -75,7 +77,7 @@ def replay(
     Raises:
         CRSError: The policy cannot be rebuilt (e.g. its run folder or ranker is gone).
     """
-    from crs.eval_cmd import resolve_policy  # the same policy factory `crs eval` used
+    from crs.app.evaluation import resolve_policy  # the same policy factory `crs eval` used
 
     env = make_env(catalog=catalog, split=run.split, user=run.user)  # type: ignore[arg-type]
     if env.max_turns != run.max_turns:
@@ -86,6 +88,7 @@ def replay(
     seed = episode_seed(run.seed, record.goal_index)
     env.reset(seed=seed, options={"goal_index": record.goal_index})
     policy.reset(np.random.default_rng(seed))
+    names = None if explainer is None else prototype_names(explainer, catalog)
     enumerated = bool(getattr(env, "enumerated", False))
     turns = [DialogueTurn(render_dialogue(catalog, env.state.history, enumerated=enumerated).strip(), "open")]
     done, info = False, {}
@@ -96,9 +99,10 @@ def replay(
         turn = env.state.history[-1]
         text = render_dialogue(catalog, [turn], enumerated=enumerated).strip()
         explanation = ""
-        if turn.kind == "recommend" and explainer is not None and turn.slate:
+        if turn.kind == "recommend" and names is not None and turn.slate:
             item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]
-            explanation = explain_item(explainer, catalog, facts, item)
+            (why,) = prototype_explanations(explainer, facts, [item], names)
+            explanation = why.report_text(catalog)
         turns.append(DialogueTurn(text, turn.kind, explanation, turn.accepted_item is not None))
     matches = (
         bool(info.get("success")) == record.success
@@ -108,17 +112,6 @@ def replay(
     outcome = f"success after {record.agent_actions} actions" if record.success else "failure"
     title = f"{label}: user {record.user} looking for {target!r}, {outcome}"
     return ExampleDialogue(label, record.goal_index, title, tuple(turns), matches)
-
-
-def explain_item(explainer, catalog: Catalog, facts, item: int) -> str:
-    """'"Velvet Harbor": your persona 1 (P3 · jazz, calm), because of "jazz"'."""
-    from crs.report.persona import prototype_names
-
-    persona, aspect = explainer.explain(facts, np.array([item]))[0]
-    prototype = int(explainer.prototype_of(facts.user)[persona])
-    name = prototype_names(explainer, catalog)[prototype]
-    aspect_text = f'because of "{catalog.aspect_names[aspect]}"' if aspect >= 0 else "no aspect"
-    return f'"{catalog.item_names[item]}": your persona {persona} ({name}), {aspect_text}'
 
 
 def pick_examples(

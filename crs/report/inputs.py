@@ -1,7 +1,7 @@
 """Reading the inputs of a report: `crs eval` output folders, `crs train` run folders, `crs sweep` folders.
 
 An **eval folder** holds ``summary.json`` and ``episodes.jsonl`` (one `EpisodeRecord` per line), as
-`crs.eval_cmd.run_evaluation` writes them. A **train run folder** is recognised by its config file
+`crs.app.evaluation.run_evaluation` writes them. A **train run folder** is recognised by its config file
 (``config.yaml``); its learning curve and its final test evaluation are optional parts, read when
 present. A **sweep folder** is recognised by ``sweep.json``: only its finished tasks (``runs/<task>/``
 with the ``done`` marker) are read, each tagged with its ``task.json`` so that the tasks of one
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from crs.sweep import (
+from crs.app.sweep import (
     DONE_MARKER,
     RUNS_DIR,
     SWEEP_FILE,
@@ -120,7 +120,7 @@ SWEEP_TASK_KEYS: tuple[str, ...] = ("name", "group", "kind", "dataset", "policy"
 
 @dataclass(frozen=True)
 class SweepTaskInfo(SweepTask):
-    """The sweep task a run folder is: its ``task.json`` (a `crs.sweep.SweepTask`) and its sweep.
+    """The sweep task a run folder is: its ``task.json`` (a `crs.app.sweep.SweepTask`) and its sweep.
 
     Attributes:
         sweep: The sweep folder.

@@ -20,10 +20,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from crs.app.evaluation import run_evaluation
 from crs.chat import run_chat
 from crs.claims import LOCK_FILE, FolderClaim, OutputBusyError
 from crs.cli import app
-from crs.eval_cmd import run_evaluation
 from envs.registry import make_env
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
@@ -159,7 +159,7 @@ def test_a_failed_evaluation_releases_its_lock(tmp_path: Path, monkeypatch) -> N
         raise RuntimeError("a conversation crashed")
 
     out = tmp_path / "out"
-    monkeypatch.setattr("crs.eval_cmd.evaluate", crash)
+    monkeypatch.setattr("crs.app.evaluation.evaluate", crash)
     with pytest.raises(RuntimeError, match="crashed"):
         run_evaluation("ask-4", episodes=5, out=out, show_progress=False)
     assert list(out.iterdir()) == []  # no lock left behind, nothing half-written

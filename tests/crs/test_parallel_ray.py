@@ -68,8 +68,8 @@ def table_text(rows: dict) -> str:
 
 @pytest.mark.slow
 def test_sweep_on_ray_gives_the_table_of_the_serial_run(tmp_path) -> None:
-    from crs.eval_cmd import run_evaluation
-    from crs.sweep import SweepConfig, expand_grid, run_sweep, sweep_task_dirs
+    from crs.app.evaluation import run_evaluation
+    from crs.app.sweep import SweepConfig, expand_grid, run_sweep, sweep_task_dirs
 
     config = SweepConfig.model_validate(
         {
@@ -97,7 +97,7 @@ def test_sweep_on_ray_gives_the_table_of_the_serial_run(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_eval_with_two_ray_workers_equals_the_serial_run(tmp_path) -> None:
-    from crs.eval_cmd import run_evaluation
+    from crs.app.evaluation import run_evaluation
 
     common = {"episodes": 90, "seed": 4, "show_progress": False}
     serial = run_evaluation("max-entropy", out=tmp_path / "serial", **common)

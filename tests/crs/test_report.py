@@ -14,8 +14,8 @@ import yaml
 from scipy import stats
 from typer.testing import CliRunner
 
+from crs.app.evaluation import run_evaluation
 from crs.cli import app
-from crs.eval_cmd import run_evaluation
 from crs.report import build_report, build_tables, load_inputs, write_report
 from crs.report.analysis import METRICS, answer
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics

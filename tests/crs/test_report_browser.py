@@ -18,7 +18,7 @@ import pytest
 from matplotlib import colors as mcolors
 from matplotlib import image as mimage
 
-from crs.eval_cmd import run_evaluation
+from crs.app.evaluation import run_evaluation
 from crs.report import build_report, write_report
 
 FLAGS = (

@@ -13,11 +13,11 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
+from crs.app.evaluation import run_evaluation
+from crs.app.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, SweepConfig, run_sweep, task_dir
 from crs.cli import app
-from crs.eval_cmd import run_evaluation
 from crs.report import build_report, load_inputs, read_sweep_dir
 from crs.report.analysis import METRICS
-from crs.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, SweepConfig, run_sweep, task_dir
 from simulators.errors import CRSError
 
 runner = CliRunner()

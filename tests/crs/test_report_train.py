@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from crs.eval_cmd import run_evaluation
+from crs.app.evaluation import run_evaluation
+from crs.app.training import make_settings, run_training
 from crs.report import build_report, write_report
-from crs.train_cmd import make_settings, run_training
 
 pytestmark = pytest.mark.slow
 EPISODES = 20

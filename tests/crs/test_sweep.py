@@ -17,9 +17,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from crs.common import metrics_table
-from crs.eval_cmd import run_evaluation
-from crs.sweep import (
+from crs.app.evaluation import run_evaluation
+from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
     RUNS_DIR,
@@ -32,6 +31,7 @@ from crs.sweep import (
     sweep_task_dirs,
     task_dir,
 )
+from crs.common import metrics_table
 from simulators.errors import CRSError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,7 +316,7 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_tasks(tmp_path)
 
 @pytest.mark.slow
 def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(tmp_path) -> None:
-    from crs.train_cmd import make_settings, run_training
+    from crs.app.training import make_settings, run_training
 
     config = SweepConfig.model_validate(
         {

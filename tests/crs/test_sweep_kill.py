@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crs.sweep import RUNS_DIR
+from crs.app.sweep import RUNS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 GONE_WITHIN_SECONDS = 10.0

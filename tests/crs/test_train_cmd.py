@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from crs.app.training import make_settings, run_training
 from crs.cli import app
-from crs.train_cmd import make_settings, run_training
 from envs import make_env
 from envs.rollout import evaluate, evaluation_indices
 from policies.rl import load_trained_policy

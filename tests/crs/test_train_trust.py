@@ -19,9 +19,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from crs.app.training import make_settings, run_training
 from crs.claims import LOCK_FILE
 from crs.cli import app
-from crs.train_cmd import make_settings, run_training
 from policies.rl import load_trained_policy
 from policies.rl.model_file import ModelFileError, UnsafeModelFileError, read_model_data
 from simulators.datasets import load_catalog
@@ -218,7 +218,8 @@ def test_training_that_diverges_stops_with_a_named_error_and_keeps_the_last_good
     assert not (run / LOCK_FILE).exists()  # the claim is released on the error
     assert not (run / "model.zip").exists()
     if (run / "checkpoint.zip").exists():  # whatever checkpoint there is holds finite weights
-        from policies.rl.training import RLConfig, read_policy_meta
+        from policies.rl.config import RLConfig
+        from policies.rl.run_files import read_policy_meta
 
         assert RLConfig.from_dict(read_policy_meta(run)["rl"]).learning_rate == 1e12
         state = json.loads((run / "state.json").read_text())

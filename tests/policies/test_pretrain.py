@@ -13,19 +13,18 @@ import torch
 
 from envs import make_env
 from envs.ranker import DialogueFacts, PreferenceRanker
+from policies.pretrain.artifact import (
+    EXPORT_FILE,
+    load_ranker,
+    load_state_dict,
+    save_artifact,
+    unseen_valid_interactions,
+)
 from policies.pretrain.graph import build_graph, pretrain_data
 from policies.pretrain.metrics import rank_metrics
 from policies.pretrain.model import ModelConfig, PersonaModel
 from policies.pretrain.ranker import REJECTED_PENALTY, PersonaRanker
-from policies.pretrain.train import (
-    EXPORT_FILE,
-    TrainConfig,
-    load_ranker,
-    load_state_dict,
-    pretrain,
-    save_artifact,
-    unseen_valid_interactions,
-)
+from policies.pretrain.train import TrainConfig, pretrain
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 from simulators.persona_world import make_persona_world
@@ -200,7 +199,7 @@ def test_artifact_round_trip(tmp_path: Path, tiny: Catalog, trained) -> None:
 def test_rl_on_valid_avoids_what_a_ranker_pretrained_on_valid_was_fitted_to(
     tmp_path: Path, tiny: Catalog, trained
 ) -> None:
-    from crs.train_cmd import _training_goals
+    from crs.app.training import _training_goals
 
     # pre-trained on train: every valid interaction is unseen
     on_train = save_artifact(trained, tmp_path / "on-train")

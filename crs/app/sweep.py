@@ -61,9 +61,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crs.app.training import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
-from crs.train_cmd import make_settings
 from envs.metrics import MetricSummary
 from policies.rules import make_rule_policy
 from simulators.catalog import SPLITS
@@ -83,7 +83,7 @@ Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
 class EvalSettings(BaseModel):
-    """Settings of every evaluation task (`crs.eval_cmd.run_evaluation` arguments)."""
+    """Settings of every evaluation task (`crs.app.evaluation.run_evaluation` arguments)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -353,13 +353,13 @@ def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
     the driver to commit. eval: ``summary.json`` + ``episodes.jsonl``; train: the whole run directory."""
     with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
         if task.kind == "train":
-            from crs.train_cmd import make_settings, run_training  # lazily: workers import what they run
+            from crs.app.training import make_settings, run_training  # lazily: workers import what they run
 
             run_training(
                 make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
             )
             return _read_tree(Path(scratch) / task.name)
-        from crs.eval_cmd import run_evaluation
+        from crs.app.evaluation import run_evaluation
 
         run_evaluation(
             task.policy,

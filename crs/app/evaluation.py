@@ -1,0 +1,282 @@
+"""Evaluating a policy on seeded conversations: the use case behind `crs eval`, sweeps and reports.
+
+`run_evaluation` builds the env and the policy (a rule or a trained run), walks the conversations
+(serially, batched for a trained policy, or in chunks on a `crs.parallel.WorkerPool`) and writes
+``episodes.jsonl`` and ``summary.json`` into a claimed output folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from crs import __version__
+from crs.claims import FolderClaim, refuse_output_over_inputs
+from crs.common import console, data_dir_input, write_json_atomic
+from crs.parallel import Task, WorkerPool, resolve_backend
+from envs.env import ConversationEnv
+from envs.metrics import EpisodeRecord, MetricSummary, summarize
+from envs.registry import make_env
+from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
+from policies.rankers import build_ranker, default_ranker_spec
+from policies.rules import make_rule_policy
+from simulators.datasets import check_dataset_name
+from simulators.errors import CRSError
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """Everything a worker needs to rebuild an evaluation's env and policy."""
+
+    policy_spec: str
+    dataset: str = "persona_world"
+    data_dir: str | None = None
+    ranker: str | None = None
+    split: str = "test"
+    user: str = "auto"
+    world_seed: int = 0
+
+
+_worker_cache: dict[str, Any] = {}
+
+
+def evaluate_chunk(setup: EvalSetup, indices: Sequence[int], seed: int) -> list[EpisodeRecord]:
+    """Worker side of `evaluate_in_parallel`: run the conversations `indices` of `setup`.
+
+    The env and policy are built once per worker process and reused while the setup stays the
+    same. Each conversation is seeded by ``(seed, goal index)`` alone (`envs.rollout.episode_seed`),
+    so a chunk's records equal the serial run's records for the same goals.
+    """
+    if _worker_cache.get("setup") != setup:
+        env, policy, _, _ = build_evaluation(setup)
+        _worker_cache.update(setup=setup, env=env, policy=policy)
+    return evaluate(_worker_cache["env"], _worker_cache["policy"], np.asarray(indices, dtype=np.int64), seed)
+
+
+def evaluate_in_parallel(
+    pool: WorkerPool,
+    setup: EvalSetup,
+    indices: np.ndarray,
+    seed: int,
+    *,
+    chunks_per_worker: int = 4,
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[EpisodeRecord]:
+    """Split the goals `indices` (shape (n,)) into contiguous chunks, run them on the pool's workers,
+    and return the records in the order of `indices` — the same list a serial `evaluate` returns.
+
+    Args:
+        pool: An entered `WorkerPool`.
+        setup: What each worker builds (once per process).
+        indices: Goal indices in evaluation order; shape (n,).
+        seed: Run seed (conversation seeds derive from it and the goal index).
+        chunks_per_worker: Chunks per worker (more = smoother progress and load balance).
+        on_chunk: Called in the driver with the number of conversations of each finished chunk.
+
+    Raises:
+        CRSError: When a chunk still fails after its retries (its goals and error are named).
+    """
+    n_chunks = max(1, min(len(indices), pool.workers * chunks_per_worker))
+    parts = [part for part in np.array_split(np.asarray(indices, dtype=np.int64), n_chunks) if part.size]
+    tasks = [
+        Task(
+            f"chunk {number + 1}/{len(parts)} (goals {part[0]}..{part[-1]})",
+            evaluate_chunk,
+            (setup, part.tolist(), seed),
+        )
+        for number, part in enumerate(parts)
+    ]
+    results = pool.run(
+        tasks, on_result=lambda result: on_chunk(len(result.value or ())) if on_chunk else None
+    )
+    failures = [result for result in results if not result.ok]
+    if failures:
+        named = "; ".join(
+            f"{result.name} after {result.attempts} attempt{'s' if result.attempts != 1 else ''}: "
+            f"{result.error}"
+            for result in failures
+        )
+        raise CRSError(f"evaluation failed in {len(failures)} chunk(s): {named}")
+    return [record for result in results for record in result.value]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation produced: its records, summary and output folder."""
+
+    records: list[EpisodeRecord]
+    metrics: dict[str, MetricSummary]
+    summary: dict[str, Any]
+    out: Path
+
+
+def conversations_fingerprint(split: str, indices: np.ndarray) -> str:
+    """A short hash of the conversations an evaluation walked (same hash = same test conversations)."""
+    digest = hashlib.sha1(split.encode() + np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()
+    return digest[:16]
+
+
+def resolve_policy(
+    spec: str, env: ConversationEnv, ranker_spec: str | None, data_dir: str | None
+) -> tuple[ConversationPolicy, str, str]:
+    """The policy named by `spec` (a rule name or a trained run directory), its display name and ranker."""
+    path = Path(spec)
+    if path.is_dir():
+        from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
+
+        return load_trained_policy(path, env.catalog), path.name, "run"
+    ranker_name = ranker_spec or default_ranker_spec(env.catalog.name)
+    ranker = build_ranker(ranker_name, env.catalog, data_dir)
+    return make_rule_policy(spec, ranker), spec, ranker_name
+
+
+def build_evaluation(setup: EvalSetup) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
+    """The env, policy, policy display name and ranker name of an evaluation (driver and workers)."""
+    world = {"seed": setup.world_seed} if setup.dataset == "persona_world" else {}
+    env = make_env(
+        setup.dataset,
+        data_dir=setup.data_dir,
+        split=setup.split,
+        user=setup.user,  # type: ignore[arg-type]
+        world_kwargs=world,
+    )
+    policy, policy_name, ranker_name = resolve_policy(setup.policy_spec, env, setup.ranker, setup.data_dir)
+    return env, policy, policy_name, ranker_name
+
+
+def run_evaluation(
+    policy_spec: str,
+    *,
+    dataset: str = "persona_world",
+    data_dir: str | None = None,
+    ranker: str | None = None,
+    split: str = "test",
+    episodes: int = 600,
+    seed: int = 1,
+    out: Path | None = None,
+    user: str = "auto",
+    world_seed: int = 0,
+    show_progress: bool = True,
+    workers: int | None = 1,
+    backend: str = "auto",
+    address: str | None = None,
+    overwrite: bool = False,
+) -> EvalResult:
+    """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`.
+
+    With ``workers > 1`` (None: every core, or the cluster's CPUs with a Ray ``address``) the
+    conversations are split into chunks run by a `crs.parallel.WorkerPool`; the records, merged in
+    goal order, equal the serial run's. The output folder is claimed (`crs.claims.FolderClaim`) from
+    before the first conversation until the files are written, so two evaluations never share it.
+
+    Args:
+        overwrite: Replace what `out` already holds; without it a folder with content is refused.
+
+    Raises:
+        CRSError: Bad arguments (negative seeds, unknown backend, ...), or an unusable policy or ranker.
+        OutputExistsError: `out` holds results and `overwrite` is False.
+        OutputBusyError: Another process writes `out` (or died and left its lock).
+        OutputOverInputError: `out` is or holds the policy run, the ranker artifact or the data folder.
+    """
+    check_dataset_name(dataset)
+    if episodes < 1:
+        raise CRSError(f"--episodes must be >= 1, got {episodes}")
+    if workers is not None and workers < 1:
+        raise CRSError(f"--workers must be >= 1, got {workers}")
+    for name, value in (("--seed", seed), ("--world-seed", world_seed)):
+        if value < 0:
+            raise CRSError(f"{name} must be >= 0, got {value}")
+    resolve_backend(backend, address)  # an unknown backend is an error even when one worker ignores it
+    setup = EvalSetup(policy_spec, dataset, data_dir, ranker, split, user, world_seed)
+    env, policy, policy_name, ranker_name = build_evaluation(setup)
+    n_goals = env.goals.n_goals
+    if episodes > n_goals:
+        console.print(
+            f"[yellow]warning:[/] --episodes {episodes} is more than the {n_goals} conversations of "
+            f"{dataset}/{split}; evaluating all {n_goals}",
+            highlight=False,
+        )
+    indices = evaluation_indices(n_goals, episodes, seed)
+    out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
+    refuse_output_over_inputs(
+        out,
+        [
+            ("--policy run", Path(policy_spec) if Path(policy_spec).is_dir() else None),
+            ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+            ("data folder", data_dir_input(data_dir)),
+        ],
+    )
+    with FolderClaim(
+        out,
+        "evaluation output",
+        overwrite=overwrite,
+        hint="pass --overwrite to replace them, or -o to write elsewhere",
+    ):
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show_progress,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
+            advance = lambda _: progress.advance(task)  # noqa: E731
+            if workers == 1 and address is None and hasattr(policy, "act_batch"):
+                # a trained policy scores many conversations in one forward pass; same records as `evaluate`
+                def another_env() -> ConversationEnv:
+                    return make_env(catalog=env.catalog, split=split, user=user)  # type: ignore[arg-type]
+
+                records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
+            elif workers == 1 and address is None:
+                records = evaluate(env, policy, indices, seed, on_episode=advance)
+            else:
+                with WorkerPool(
+                    workers,
+                    backend=backend,
+                    address=address,
+                    notify=lambda line: console.print(line, markup=False, highlight=False),
+                ) as pool:
+                    records = evaluate_in_parallel(
+                        pool, setup, indices, seed, on_chunk=lambda n: progress.advance(task, n)
+                    )
+        elapsed = time.perf_counter() - started
+
+        metrics = summarize(records, env.max_turns, seed=seed)
+        summary: dict[str, Any] = {
+            "policy": policy_name,
+            "policy_spec": policy_spec,
+            "dataset": dataset,
+            "split": split,
+            "ranker": ranker_name,
+            "user": user,
+            "setting": env.question_mode if not env.enumerated else "enumerated",
+            "episodes": len(records),
+            "seed": seed,
+            "world_seed": world_seed if dataset == "persona_world" else None,
+            "conversations": conversations_fingerprint(split, indices),
+            "max_turns": env.max_turns,
+            "notes": list(env.catalog.notes),
+            "metrics": {name: vars(value) for name, value in metrics.items()},
+            "seconds": round(elapsed, 3),
+            "conversations_per_second": round(len(records) / max(elapsed, 1e-9), 2),
+            "versions": {"persona-crs": __version__, "python": platform.python_version()},
+        }
+        temporary = out / "episodes.jsonl.tmp"
+        with temporary.open("w") as handle:
+            for record in records:
+                handle.write(json.dumps(record.to_dict()) + "\n")
+        temporary.replace(out / "episodes.jsonl")
+        write_json_atomic(out / "summary.json", summary)
+        return EvalResult(records=records, metrics=metrics, summary=summary, out=out)

@@ -1,0 +1,670 @@
+"""Training the graph RL policy with MaskablePPO into a run directory, and compare it with
+the rule baselines on the same test conversations.
+
+A run directory ``runs/<name>/`` holds:
+
+- ``config.yaml``: the resolved settings, seed, package versions and system info;
+- ``policy.json``: what `policies.rl.load_trained_policy` needs (`crs eval --policy runs/<name>`);
+- ``checkpoint.zip`` + ``state.json``: the latest checkpoint (written atomically) for ``--resume``;
+- ``best_model.zip`` (best validation SR@15, then hDCG), ``model.zip`` (final);
+- ``eval.csv`` / ``eval.jsonl``: the validation curve; ``tb/``: TensorBoard logs;
+- ``summary.json``: the final test comparison; ``ranker/``: a ranker pre-trained on the fly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crs import __version__
+from crs.claims import FolderClaim
+from crs.common import (
+    console,
+    metrics_table,
+    write_json_atomic,
+)
+from envs.env import Rewards
+from envs.metrics import summarize
+from envs.registry import make_env
+from envs.rollout import evaluation_indices
+from simulators.datasets import check_dataset_name, load_catalog
+from simulators.errors import CRSError
+
+DEFAULT_STEPS = 40_000
+ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
+MIN_ROLLOUT_STEPS_PER_ENV = 32
+# Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
+# batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
+MIN_DEFAULT_ENVS = 8
+# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
+# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
+MIN_CORES_FOR_WORKERS = 3
+RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
+
+
+# Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class WrapperSettings(BaseModel):
+    """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
+
+    model_config = STRICT
+    n_questions: int = Field(10, ge=1)
+    n_items: int = Field(20, ge=1)
+    probe_size: int = Field(3, ge=1)
+    max_facts: int = Field(16, ge=1)
+    probes: bool = True
+    ranker_features: bool = Field(
+        True, description="show the ranker's scores and persona posterior as features (False: ablation)"
+    )
+
+
+class PPOSettings(BaseModel):
+    """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
+
+    model_config = STRICT
+    n_steps: int | None = Field(
+        None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
+    )
+    batch_size: int = Field(256, ge=2)
+    n_epochs: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    hidden: int = Field(64, ge=4)
+    embed_dim: int = Field(32, ge=2)
+    train_embeddings: bool = False
+    slate_entropy_scale: float | None = Field(None, ge=0)
+    subprocess: bool | None = Field(
+        None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
+    )
+
+
+class UserSettings(BaseModel):
+    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`)."""
+
+    model_config = STRICT
+    noise: float = Field(0.0, ge=0, le=1, description="probability of a flipped answer")
+    patience: int | None = Field(None, ge=1, description="rejected slates before leaving; None = never")
+    drift: float = Field(0.0, ge=0, le=1, description="per-turn probability that the active persona changes")
+
+
+class WorldSettings(BaseModel):
+    """Sizes of the persona world (`simulators.persona_world.make_persona_world`); None = its default."""
+
+    model_config = STRICT
+    n_users: int | None = Field(None, ge=1)
+    n_items: int | None = Field(None, ge=1)
+    n_groups: int | None = Field(None, ge=1)
+    aspects_per_group: int | None = Field(None, ge=1)
+    n_personas: int | None = Field(None, ge=1)
+    personas_per_user: int | None = Field(None, ge=1)
+    interactions_per_user: int | None = Field(None, ge=1)
+
+
+class TrainSettings(BaseModel):
+    """Everything a training run depends on; read from --config (YAML/TOML), then CLI options."""
+
+    model_config = STRICT
+    dataset: str = "persona_world"
+    data_dir: str | None = None
+    ranker: str | None = Field(
+        None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
+    )
+    steps: int = Field(DEFAULT_STEPS, ge=1)
+    envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    world_seed: int = Field(0, ge=0, le=MAX_SEED)
+    world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
+    persona_attention: bool = True
+    aspect_attention: bool = True
+    user: Literal["auto", "single", "multi", "persona"] = "auto"
+    user_kwargs: UserSettings = Field(default_factory=UserSettings)
+    rewards: dict[str, float] = Field(
+        default_factory=dict,
+        description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
+    )
+    eval_every: int = Field(10_000, ge=0)
+    eval_episodes: int = Field(200, ge=1)
+    test_episodes: int = Field(600, ge=1)
+    checkpoint_every: int = Field(5_000, ge=1)
+    pretrain_epochs: int = Field(10, ge=1)
+    baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+    wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
+        known = set(Rewards.__dataclass_fields__)
+        unknown = sorted(set(rewards) - known)
+        if unknown:
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return rewards
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, baselines: list[str]) -> list[str]:
+        from policies.rules import make_rule_policy
+
+        for name in baselines:
+            make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
+        return baselines
+
+    def world_kwargs(self) -> dict[str, int]:
+        """`make_persona_world` arguments: the seed and the sizes that were set (empty for real data)."""
+        if self.dataset != "persona_world":
+            return {}
+        return {"seed": self.world_seed, **self.world.model_dump(exclude_none=True)}
+
+    def env_options(self) -> dict[str, Any]:
+        """`envs.registry.make_env` user options (as recorded in policy.json)."""
+        return {"user": self.user, "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True)}
+
+    def rl_config(self) -> Any:
+        from envs.sb3_wrapper import WrapperConfig
+        from policies.rl import RLConfig
+
+        return RLConfig(
+            n_envs=self.envs,
+            persona_attention=self.persona_attention,
+            aspect_attention=self.aspect_attention,
+            wrapper=WrapperConfig(**self.wrapper.model_dump()),
+            **self.ppo.model_dump(),
+        )
+
+
+def make_settings(data: dict[str, Any]) -> TrainSettings:
+    """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
+    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
+    = whether the machine has more than 2 cores. Errors name the key and the problem.
+    """
+    try:
+        settings = TrainSettings(**data)
+    except CRSError as error:
+        raise CRSError(f"bad training settings: {error}") from None
+    except ValidationError as error:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        known = ", ".join(TrainSettings.model_fields)
+        raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
+    check_dataset_name(settings.dataset)
+    cores = os.cpu_count() or 1
+    envs = settings.envs or max(cores, MIN_DEFAULT_ENVS)
+    ppo = {
+        "n_steps": settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV),
+        "subprocess": cores >= MIN_CORES_FOR_WORKERS
+        if settings.ppo.subprocess is None
+        else settings.ppo.subprocess,
+    }
+    return settings.model_copy(update={"envs": envs, "ppo": settings.ppo.model_copy(update=ppo)})
+
+
+def system_info() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run."""
+    import gymnasium
+    import numpy
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    return {
+        "persona_crs": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),
+        "gymnasium": gymnasium.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": 1,
+    }
+
+
+def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(temporary, path)
+
+
+class _Curve:
+    """The validation curve: eval.csv and eval.jsonl, one row per evaluation point."""
+
+    FIELDS = ("timesteps", "seconds", "SR@5", "SR@10", "SR@15", "AT", "hDCG", "best")
+
+    def __init__(self, run_dir: Path) -> None:
+        self.csv = run_dir / "eval.csv"
+        self.jsonl = run_dir / "eval.jsonl"
+        if not self.csv.exists():
+            self._write([])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows of eval.csv (numbers parsed).
+
+        Raises:
+            CRSError: eval.csv is damaged.
+        """
+        try:
+            with self.csv.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return [{k: float(v) if k != "best" else v == "True" for k, v in row.items()} for row in rows]
+        except (OSError, ValueError, TypeError) as error:
+            raise CRSError(
+                f"{self.csv} is damaged ({error}); delete it to resume without the earlier curve"
+            ) from None
+
+    def resume_at(
+        self, checkpoint_steps: int, best_model_steps: int | None
+    ) -> tuple[tuple[float, float], int]:
+        """Drop the rows newer than the checkpoint and return (best score to beat, last evaluated step).
+
+        The score to beat is the one measured for the model in best_model.zip (the row of its step),
+        so a resumed run never replaces it with a worse one; (-1, -1) when there is none.
+        """
+        rows = self.rows()
+        kept = [row for row in rows if row["timesteps"] <= checkpoint_steps]
+        best_rows = [row for row in rows if row["timesteps"] == best_model_steps] or [
+            row for row in kept if row["best"]
+        ]
+        best = max(((row["SR@15"], row["hDCG"]) for row in best_rows), default=(-1.0, -1.0))
+        if len(kept) < len(rows):
+            self._write(kept)
+        return best, int(kept[-1]["timesteps"]) if kept else -1
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        for path, text in (
+            (self.csv, ",".join(self.FIELDS) + "\n" + "".join(self._csv_line(row) for row in rows)),
+            (self.jsonl, "".join(json.dumps(self._typed(row)) + "\n" for row in rows)),
+        ):
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(text)
+            os.replace(temporary, path)
+
+    def _typed(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: int(row[k]) if k == "timesteps" else row[k] for k in self.FIELDS}
+
+    def _csv_line(self, row: dict[str, Any]) -> str:
+        return ",".join(str(v) for v in self._typed(row).values()) + "\n"
+
+    def add(self, point: Any) -> None:
+        row = {
+            "timesteps": point.timesteps,
+            "seconds": round(point.seconds, 2),
+            **point.metrics,
+            "best": point.best,
+        }
+        with self.csv.open("a", newline="") as handle:
+            handle.write(self._csv_line(row))
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(self._typed(row)) + "\n")
+
+
+def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
+    """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
+    from policies.rankers import TRANSE_FILE, build_ranker, default_ranker_spec
+    from simulators.datasets import resolve_data_dir
+
+    spec = settings.ranker
+    if spec is None:
+        spec = "pretrain" if settings.dataset == "persona_world" else default_ranker_spec(settings.dataset)
+    if spec == "pretrain":
+        artifact = run_dir / "ranker"
+        if not (artifact / "config.json").is_file():
+            from policies.pretrain.artifact import save_artifact
+            from policies.pretrain.train import TrainConfig, pretrain
+
+            if show:
+                console.print(f"[bold]pre-training[/] the ranker ({settings.pretrain_epochs} epochs max)")
+            config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed)
+            result = pretrain(catalog, config)
+            save_artifact(result, artifact)
+        return build_ranker(str(artifact), catalog), "artifact:ranker"
+    ranker = build_ranker(spec, catalog, settings.data_dir)
+    if spec == "popularity":
+        return ranker, "popularity"
+    if spec == "transe":
+        return ranker, f"transe:{(resolve_data_dir(settings.data_dir) / TRANSE_FILE).resolve()}"
+    return ranker, f"artifact:{Path(spec).resolve()}"
+
+
+def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any, str]:
+    """The valid interactions training may converse about (None: all) and a description of them.
+
+    A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, so
+    training and validation conversations then come only from its pre-training hold-out.
+    """
+    kind, _, where = ranker_entry.partition(":")
+    if kind != "artifact":
+        return None, "valid"
+    from policies.pretrain.artifact import unseen_valid_interactions
+    from policies.rl.acting import ranker_entry_path
+
+    held_out = unseen_valid_interactions(ranker_entry_path(where, run_dir), catalog)
+    if held_out is None:
+        return None, "valid"
+    return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
+
+
+RUN_CONFIG = "config.yaml"
+# Files of a run that hold training progress; a resume without a checkpoint starts again without them.
+PROGRESS_FILES = ("eval.csv", "eval.jsonl", "state.json", "best_model.zip", "model.zip", "summary.json")
+
+
+def read_run_settings(run_dir: Path) -> TrainSettings:
+    """The settings a run recorded in its config.yaml.
+
+    Raises:
+        CRSError: config.yaml is missing, damaged or lacks its settings (the message names the command
+            that starts the run again).
+    """
+    path = run_dir / RUN_CONFIG
+    again = (
+        f"start the run again with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite`"
+    )
+    if not path.is_file():
+        raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+        raise CRSError(f"{path} holds no 'settings' mapping; {again}")
+    return make_settings(data["settings"])
+
+
+def run_training(
+    settings: TrainSettings | None,
+    *,
+    name: str | None = None,
+    runs_dir: Path = Path("runs"),
+    resume: bool = False,
+    overwrite: bool = False,
+    steps: int | None = None,
+    ppo: dict[str, Any] | None = None,
+    show: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) a run and return its summary (also written to summary.json).
+
+    The run directory is claimed for the whole call (`crs.claims.FolderClaim`): a second writer gets
+    a clear error. A resumed run continues from checkpoint.zip, whose weights include every step its
+    step count names; curve rows newer than the checkpoint are dropped and the best score to beat is
+    the one measured for best_model.zip. A run stopped before its first checkpoint starts again from
+    step 0 with its recorded settings.
+
+    Args:
+        settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
+        name: Run name (default from the settings).
+        runs_dir: Parent of the run directory.
+        resume: Continue the run (from its checkpoint.zip, or from step 0 when it has none).
+        overwrite: Delete an existing run of that name and start again.
+        steps: Budget override (with `resume`: extend the run to this many steps).
+        ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
+            `resume` they replace the checkpoint's values from now on (a fine-tuning phase);
+            ``{"subprocess": False}`` runs the envs in-process.
+        show: Print progress and the summary with rich.
+
+    Raises:
+        CRSError: Bad settings, an existing or busy run, a damaged run file, or diverged training.
+    """
+    if resume:
+        if name is None:
+            raise CRSError("--resume needs --name: the run to continue")
+        run_dir = runs_dir / name
+        if not run_dir.is_dir():
+            raise CRSError(f"--resume: there is no run {run_dir}; start it without --resume")
+        claim = FolderClaim(run_dir, "run", resume=True)
+    else:
+        if settings is None:
+            raise CRSError("run_training needs settings unless it resumes a run")
+        name = name or _default_name(settings)
+        run_dir = runs_dir / name
+        claim = FolderClaim(
+            run_dir,
+            "run",
+            overwrite=overwrite,
+            hint=f"continue it with `crs train --name {name} --resume`, start it again with --overwrite, "
+            "or pick another --name",
+        )
+    with claim:
+        if resume:
+            settings = read_run_settings(run_dir)
+        assert settings is not None
+        if steps is not None:
+            settings = settings.model_copy(update={"steps": steps})
+        if ppo:
+            merged = {**settings.ppo.model_dump(), **ppo}
+            settings = make_settings({**settings.model_dump(), "ppo": merged})
+        return _train(settings, name, run_dir, resume, show)
+
+
+def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> dict[str, Any]:
+    """The body of `run_training`, in a claimed run directory."""
+    import torch
+
+    from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
+    from policies.rl.acting import mean_metrics
+    from policies.rl.callbacks import TrainingCallback
+    from policies.rl.model import set_logger
+    from policies.rl.model_file import load_model, read_model_data
+    from policies.rl.run_files import atomic_save, write_policy_meta
+    from policies.rules import make_rule_policy
+
+    torch.set_num_threads(1)
+    checkpoint = run_dir / "checkpoint.zip"
+    if resume and not checkpoint.is_file():
+        for leftover in PROGRESS_FILES:
+            (run_dir / leftover).unlink(missing_ok=True)
+        if show:
+            console.print(
+                f"[yellow]note:[/] {run_dir} has no checkpoint yet: training starts again from step 0 "
+                f"with the run's recorded settings"
+            )
+        resume = False
+
+    catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
+    _write_yaml_atomic(
+        run_dir / RUN_CONFIG,
+        {
+            "settings": settings.model_dump(),
+            "name": name,
+            "seed": settings.seed,
+            "versions": system_info(),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
+    config = settings.rl_config()
+    env_options = settings.env_options()
+    train_rewards = Rewards(**settings.rewards)
+
+    goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
+    if show and goal_interactions is not None:
+        console.print(
+            f"[yellow]note:[/] the ranker was pre-trained on valid: training conversations from {train_goals}"
+        )
+
+    def train_env() -> Any:
+        return make_env(
+            catalog=catalog,
+            split="valid",
+            rewards=train_rewards,
+            goal_interactions=goal_interactions,
+            **env_options,
+        )
+
+    def test_env() -> Any:
+        return make_env(catalog=catalog, split="test", **env_options)
+
+    write_policy_meta(
+        run_dir,
+        {
+            "catalog": catalog.name,
+            "sizes": [catalog.n_users, catalog.n_items, catalog.n_aspects],
+            "ranker": ranker_entry,
+            "rl": config.to_dict(),
+            "env": env_options,
+            "train_rewards": asdict(train_rewards),
+            "train_goals": train_goals,
+            "world_seed": settings.world_seed,
+        },
+    )
+    vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
+    spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
+    curve = _Curve(run_dir)
+    try:
+        best_score, last_eval = (-1.0, -1.0), -1
+        if resume:
+            model = load_model(
+                checkpoint,
+                env=vec,
+                clip_range=config.clip_range,
+                **spaces,
+                # the run's (possibly changed) settings win over the values saved in the checkpoint
+                overrides={
+                    "learning_rate": config.learning_rate,
+                    "ent_coef": config.ent_coef,
+                    "n_epochs": config.n_epochs,
+                },
+            )
+            best_file = run_dir / "best_model.zip"
+            best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None
+            best_score, last_eval = curve.resume_at(model.num_timesteps, best_steps)
+        else:
+            model = build_model(vec, ranker, config, seed=settings.seed)
+        set_logger(model, run_dir / "tb")
+        valid_n = train_env().goals.n_goals
+        valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
+
+        def evaluate_now(current: Any) -> dict[str, float]:
+            policy = RLPolicy(current.policy, ranker, config.wrapper)
+            records = evaluate_policy(train_env, policy, valid_indices, settings.seed + 1)
+            current.policy.set_training_mode(False)
+            return mean_metrics(records)
+
+        start_steps = model.num_timesteps
+        remaining = settings.steps - start_steps
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console,
+            disable=not show,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"training {name}", total=settings.steps, completed=start_steps, note="")
+
+            def on_progress(steps: int, seconds: float) -> None:
+                rate = (steps - start_steps) / max(seconds, 1e-9)
+                progress.update(task, completed=min(steps, settings.steps), note=f"{rate:,.0f} steps/s")
+
+            def on_eval(point: Any) -> None:
+                curve.add(point)
+                star = " (best)" if point.best else ""
+                progress.console.print(
+                    f"  step {point.timesteps:>8,}: valid SR@15 {point.metrics['SR@15']:.3f}, "
+                    f"AT {point.metrics['AT']:.2f}, hDCG {point.metrics['hDCG']:.3f}{star}"
+                )
+
+            callback = TrainingCallback(
+                run_dir,
+                evaluate_now,
+                settings.eval_every,
+                settings.checkpoint_every,
+                on_eval=on_eval,
+                on_progress=on_progress,
+                best_score=best_score,  # type: ignore[arg-type]
+                last_eval=last_eval,
+            )
+            if remaining > 0:
+                model.learn(remaining, callback=callback, reset_num_timesteps=False)
+            else:
+                callback.init_callback(model)
+            callback.after_update(final=True)  # the final policy is checkpointed and competes for best
+        elapsed = time.perf_counter() - started
+        atomic_save(model, run_dir / "model.zip")
+    finally:
+        vec.close()  # stops the worker processes
+
+    # final comparison on the test split -------------------------------------------------------
+    best = load_model(run_dir / "best_model.zip", clip_range=config.clip_range, **spaces)
+    trained = RLPolicy(best.policy, ranker, config.wrapper, name=name)  # type: ignore[arg-type]
+    test_indices = evaluation_indices(test_env().goals.n_goals, settings.test_episodes, settings.seed)
+    rows: dict[str, Any] = {}
+    throughput: dict[str, float] = {}
+    policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
+    policies += [(rule, make_rule_policy(rule, ranker)) for rule in settings.baselines]
+    for label, policy in policies:
+        t0 = time.perf_counter()
+        records = evaluate_policy(test_env, policy, test_indices, settings.seed)
+        throughput[label] = len(records) / (time.perf_counter() - t0)
+        rows[label] = summarize(records, seed=settings.seed)
+    summary = {
+        "name": name,
+        "dataset": catalog.name,
+        "ranker": ranker_entry,
+        "timesteps": int(model.num_timesteps),
+        "train_seconds_this_session": round(elapsed, 1),
+        "steps_per_second": round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
+        "envs": config.n_envs,
+        "env_processes": config.n_envs if config.subprocess else 0,
+        "test_episodes": len(test_indices),
+        "best_valid": {"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
+        "test": {label: {k: asdict(v) for k, v in metrics.items()} for label, metrics in rows.items()},
+        "conversations_per_second": {k: round(v, 1) for k, v in throughput.items()},
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    if show:
+        console.print(
+            metrics_table(
+                f"{catalog.name} / test: {len(test_indices)} conversations (same for every policy), "
+                f"after {model.num_timesteps:,} steps",
+                rows,
+            )
+        )
+        info = Table(show_header=False, title="run", title_justify="left")
+        info.add_column(style="bold")
+        info.add_column()
+        info.add_row("run directory", str(run_dir))
+        info.add_row("ranker", ranker_entry)
+        where = "worker processes" if config.subprocess else "this process"
+        info.add_row(
+            "training",
+            f"{elapsed:.0f} s this session, {summary['steps_per_second']:,} steps/s, "
+            f"{config.n_envs} envs in {where}",
+        )
+        info.add_row("evaluation", f"{throughput[f'RL ({name})']:.0f} conversations/s (trained policy)")
+        info.add_row("evaluate again", f"crs eval --policy {run_dir}")
+        console.print(info)
+    return summary
+
+
+def _default_name(settings: TrainSettings) -> str:
+    parts = [settings.dataset]
+    if not settings.persona_attention:
+        parts.append("nopersona")
+    if not settings.aspect_attention:
+        parts.append("noaspect")
+    if not settings.wrapper.ranker_features:
+        parts.append("noscores")
+    parts.append(f"s{settings.seed}")
+    return "-".join(parts)
