@@ -61,7 +61,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from crs.app.training import make_settings, run_training
+    from crs.app.settings import make_settings
+    from crs.app.training import run_training
     from policies.pretrain.artifact import save_artifact
     from policies.pretrain.train import TrainConfig, pretrain
     from simulators.datasets import load_catalog

@@ -132,7 +132,8 @@ def main() -> None:
         print(json.dumps(figures, indent=1))
         return
 
-    from crs.app.training import make_settings, run_training
+    from crs.app.settings import make_settings
+    from crs.app.training import run_training
     from policies.rl import evaluate_policy, load_trained_policy
 
     data: dict = {

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from crs.app.training import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, run_training
+from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings
+from crs.app.training import run_training
 from crs.common import DATA_DIR_HELP, DATASET_HELP, friendly_errors, read_settings_file
 from simulators.errors import CRSError
 

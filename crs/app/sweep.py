@@ -61,7 +61,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crs.app.training import make_settings
+from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
@@ -353,7 +353,7 @@ def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
     the driver to commit. eval: ``summary.json`` + ``episodes.jsonl``; train: the whole run directory."""
     with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
         if task.kind == "train":
-            from crs.app.training import make_settings, run_training  # lazily: workers import what they run
+            from crs.app.training import run_training  # lazily: workers import what they run
 
             run_training(
                 make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False

@@ -13,22 +13,20 @@ A run directory ``runs/<name>/`` holds:
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import platform
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crs import __version__
+from crs.app.run_folder import PROGRESS_FILES, RUN_CONFIG, CurveFile, read_run_settings, write_yaml_atomic
+from crs.app.settings import TrainSettings, make_settings
 from crs.claims import FolderClaim
 from crs.common import (
     console,
@@ -39,181 +37,8 @@ from envs.env import Rewards
 from envs.metrics import summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
-from simulators.datasets import check_dataset_name, load_catalog
+from simulators.datasets import load_catalog
 from simulators.errors import CRSError
-
-DEFAULT_STEPS = 40_000
-ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
-MIN_ROLLOUT_STEPS_PER_ENV = 32
-# Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
-# batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
-MIN_DEFAULT_ENVS = 8
-# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
-# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
-MIN_CORES_FOR_WORKERS = 3
-RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
-
-
-# Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
-STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class WrapperSettings(BaseModel):
-    """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
-
-    model_config = STRICT
-    n_questions: int = Field(10, ge=1)
-    n_items: int = Field(20, ge=1)
-    probe_size: int = Field(3, ge=1)
-    max_facts: int = Field(16, ge=1)
-    probes: bool = True
-    ranker_features: bool = Field(
-        True, description="show the ranker's scores and persona posterior as features (False: ablation)"
-    )
-
-
-class PPOSettings(BaseModel):
-    """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
-
-    model_config = STRICT
-    n_steps: int | None = Field(
-        None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
-    )
-    batch_size: int = Field(256, ge=2)
-    n_epochs: int = Field(4, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    gae_lambda: float = Field(0.95, gt=0, le=1)
-    clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.01, ge=0)
-    vf_coef: float = Field(0.5, ge=0)
-    hidden: int = Field(64, ge=4)
-    embed_dim: int = Field(32, ge=2)
-    train_embeddings: bool = False
-    slate_entropy_scale: float | None = Field(None, ge=0)
-    subprocess: bool | None = Field(
-        None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
-    )
-
-
-class UserSettings(BaseModel):
-    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`)."""
-
-    model_config = STRICT
-    noise: float = Field(0.0, ge=0, le=1, description="probability of a flipped answer")
-    patience: int | None = Field(None, ge=1, description="rejected slates before leaving; None = never")
-    drift: float = Field(0.0, ge=0, le=1, description="per-turn probability that the active persona changes")
-
-
-class WorldSettings(BaseModel):
-    """Sizes of the persona world (`simulators.persona_world.make_persona_world`); None = its default."""
-
-    model_config = STRICT
-    n_users: int | None = Field(None, ge=1)
-    n_items: int | None = Field(None, ge=1)
-    n_groups: int | None = Field(None, ge=1)
-    aspects_per_group: int | None = Field(None, ge=1)
-    n_personas: int | None = Field(None, ge=1)
-    personas_per_user: int | None = Field(None, ge=1)
-    interactions_per_user: int | None = Field(None, ge=1)
-
-
-class TrainSettings(BaseModel):
-    """Everything a training run depends on; read from --config (YAML/TOML), then CLI options."""
-
-    model_config = STRICT
-    dataset: str = "persona_world"
-    data_dir: str | None = None
-    ranker: str | None = Field(
-        None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
-    )
-    steps: int = Field(DEFAULT_STEPS, ge=1)
-    envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    world_seed: int = Field(0, ge=0, le=MAX_SEED)
-    world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
-    persona_attention: bool = True
-    aspect_attention: bool = True
-    user: Literal["auto", "single", "multi", "persona"] = "auto"
-    user_kwargs: UserSettings = Field(default_factory=UserSettings)
-    rewards: dict[str, float] = Field(
-        default_factory=dict,
-        description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
-    )
-    eval_every: int = Field(10_000, ge=0)
-    eval_episodes: int = Field(200, ge=1)
-    test_episodes: int = Field(600, ge=1)
-    checkpoint_every: int = Field(5_000, ge=1)
-    pretrain_epochs: int = Field(10, ge=1)
-    baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
-    ppo: PPOSettings = Field(default_factory=PPOSettings)
-    wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
-
-    @field_validator("rewards")
-    @classmethod
-    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
-        known = set(Rewards.__dataclass_fields__)
-        unknown = sorted(set(rewards) - known)
-        if unknown:
-            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return rewards
-
-    @field_validator("baselines")
-    @classmethod
-    def _known_baselines(cls, baselines: list[str]) -> list[str]:
-        from policies.rules import make_rule_policy
-
-        for name in baselines:
-            make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
-        return baselines
-
-    def world_kwargs(self) -> dict[str, int]:
-        """`make_persona_world` arguments: the seed and the sizes that were set (empty for real data)."""
-        if self.dataset != "persona_world":
-            return {}
-        return {"seed": self.world_seed, **self.world.model_dump(exclude_none=True)}
-
-    def env_options(self) -> dict[str, Any]:
-        """`envs.registry.make_env` user options (as recorded in policy.json)."""
-        return {"user": self.user, "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True)}
-
-    def rl_config(self) -> Any:
-        from envs.sb3_wrapper import WrapperConfig
-        from policies.rl import RLConfig
-
-        return RLConfig(
-            n_envs=self.envs,
-            persona_attention=self.persona_attention,
-            aspect_attention=self.aspect_attention,
-            wrapper=WrapperConfig(**self.wrapper.model_dump()),
-            **self.ppo.model_dump(),
-        )
-
-
-def make_settings(data: dict[str, Any]) -> TrainSettings:
-    """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
-    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
-    = whether the machine has more than 2 cores. Errors name the key and the problem.
-    """
-    try:
-        settings = TrainSettings(**data)
-    except CRSError as error:
-        raise CRSError(f"bad training settings: {error}") from None
-    except ValidationError as error:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        known = ", ".join(TrainSettings.model_fields)
-        raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
-    check_dataset_name(settings.dataset)
-    cores = os.cpu_count() or 1
-    envs = settings.envs or max(cores, MIN_DEFAULT_ENVS)
-    ppo = {
-        "n_steps": settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV),
-        "subprocess": cores >= MIN_CORES_FOR_WORKERS
-        if settings.ppo.subprocess is None
-        else settings.ppo.subprocess,
-    }
-    return settings.model_copy(update={"envs": envs, "ppo": settings.ppo.model_copy(update=ppo)})
 
 
 def system_info() -> dict[str, Any]:
@@ -236,84 +61,6 @@ def system_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": 1,
     }
-
-
-def _write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(temporary, path)
-
-
-class _Curve:
-    """The validation curve: eval.csv and eval.jsonl, one row per evaluation point."""
-
-    FIELDS = ("timesteps", "seconds", "SR@5", "SR@10", "SR@15", "AT", "hDCG", "best")
-
-    def __init__(self, run_dir: Path) -> None:
-        self.csv = run_dir / "eval.csv"
-        self.jsonl = run_dir / "eval.jsonl"
-        if not self.csv.exists():
-            self._write([])
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The rows of eval.csv (numbers parsed).
-
-        Raises:
-            CRSError: eval.csv is damaged.
-        """
-        try:
-            with self.csv.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            return [{k: float(v) if k != "best" else v == "True" for k, v in row.items()} for row in rows]
-        except (OSError, ValueError, TypeError) as error:
-            raise CRSError(
-                f"{self.csv} is damaged ({error}); delete it to resume without the earlier curve"
-            ) from None
-
-    def resume_at(
-        self, checkpoint_steps: int, best_model_steps: int | None
-    ) -> tuple[tuple[float, float], int]:
-        """Drop the rows newer than the checkpoint and return (best score to beat, last evaluated step).
-
-        The score to beat is the one measured for the model in best_model.zip (the row of its step),
-        so a resumed run never replaces it with a worse one; (-1, -1) when there is none.
-        """
-        rows = self.rows()
-        kept = [row for row in rows if row["timesteps"] <= checkpoint_steps]
-        best_rows = [row for row in rows if row["timesteps"] == best_model_steps] or [
-            row for row in kept if row["best"]
-        ]
-        best = max(((row["SR@15"], row["hDCG"]) for row in best_rows), default=(-1.0, -1.0))
-        if len(kept) < len(rows):
-            self._write(kept)
-        return best, int(kept[-1]["timesteps"]) if kept else -1
-
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        for path, text in (
-            (self.csv, ",".join(self.FIELDS) + "\n" + "".join(self._csv_line(row) for row in rows)),
-            (self.jsonl, "".join(json.dumps(self._typed(row)) + "\n" for row in rows)),
-        ):
-            temporary = path.with_name(path.name + ".tmp")
-            temporary.write_text(text)
-            os.replace(temporary, path)
-
-    def _typed(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {k: int(row[k]) if k == "timesteps" else row[k] for k in self.FIELDS}
-
-    def _csv_line(self, row: dict[str, Any]) -> str:
-        return ",".join(str(v) for v in self._typed(row).values()) + "\n"
-
-    def add(self, point: Any) -> None:
-        row = {
-            "timesteps": point.timesteps,
-            "seconds": round(point.seconds, 2),
-            **point.metrics,
-            "best": point.best,
-        }
-        with self.csv.open("a", newline="") as handle:
-            handle.write(self._csv_line(row))
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(self._typed(row)) + "\n")
 
 
 def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
@@ -360,33 +107,6 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     if held_out is None:
         return None, "valid"
     return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
-
-
-RUN_CONFIG = "config.yaml"
-# Files of a run that hold training progress; a resume without a checkpoint starts again without them.
-PROGRESS_FILES = ("eval.csv", "eval.jsonl", "state.json", "best_model.zip", "model.zip", "summary.json")
-
-
-def read_run_settings(run_dir: Path) -> TrainSettings:
-    """The settings a run recorded in its config.yaml.
-
-    Raises:
-        CRSError: config.yaml is missing, damaged or lacks its settings (the message names the command
-            that starts the run again).
-    """
-    path = run_dir / RUN_CONFIG
-    again = (
-        f"start the run again with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite`"
-    )
-    if not path.is_file():
-        raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
-        raise CRSError(f"{path} holds no 'settings' mapping; {again}")
-    return make_settings(data["settings"])
 
 
 def run_training(
@@ -479,7 +199,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         resume = False
 
     catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
-    _write_yaml_atomic(
+    write_yaml_atomic(
         run_dir / RUN_CONFIG,
         {
             "settings": settings.model_dump(),
@@ -527,7 +247,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
     )
     vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
     spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
-    curve = _Curve(run_dir)
+    curve = CurveFile(run_dir)
     try:
         best_score, last_eval = (-1.0, -1.0), -1
         if resume:

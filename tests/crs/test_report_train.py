@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from crs.app.evaluation import run_evaluation
-from crs.app.training import make_settings, run_training
+from crs.app.settings import make_settings
+from crs.app.training import run_training
 from crs.report import build_report, write_report
 
 pytestmark = pytest.mark.slow

@@ -316,7 +316,8 @@ def test_a_sweep_killed_mid_way_resumes_without_redoing_finished_tasks(tmp_path)
 
 @pytest.mark.slow
 def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(tmp_path) -> None:
-    from crs.app.training import make_settings, run_training
+    from crs.app.settings import make_settings
+    from crs.app.training import run_training
 
     config = SweepConfig.model_validate(
         {

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.training import make_settings, run_training
+from crs.app.settings import make_settings
+from crs.app.training import run_training
 from crs.cli import app
 from envs import make_env
 from envs.rollout import evaluate, evaluation_indices

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.training import make_settings, run_training
+from crs.app.settings import make_settings
+from crs.app.training import run_training
 from crs.claims import LOCK_FILE
 from crs.cli import app
 from policies.rl import load_trained_policy

@@ -1,0 +1,194 @@
+"""The settings of a training run: one pydantic model per block of the config file, read from
+YAML/TOML (`crs train --config`), the CLI, sweep grids and a run's config.yaml alike.
+
+Every model refuses unknown keys and non-finite numbers, and `make_settings` resolves the
+machine-dependent defaults (recorded in the run's config.yaml).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from envs.env import Rewards
+from envs.sb3_wrapper import WrapperConfig
+from simulators.datasets import check_dataset_name
+from simulators.errors import CRSError
+
+if TYPE_CHECKING:
+    from policies.rl.config import RLConfig
+
+DEFAULT_STEPS = 40_000
+ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
+MIN_ROLLOUT_STEPS_PER_ENV = 32
+# Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
+# batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
+MIN_DEFAULT_ENVS = 8
+# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
+# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
+MIN_CORES_FOR_WORKERS = 3
+RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
+
+
+# Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class WrapperSettings(BaseModel):
+    """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
+
+    model_config = STRICT
+    n_questions: int = Field(10, ge=1)
+    n_items: int = Field(20, ge=1)
+    probe_size: int = Field(3, ge=1)
+    max_facts: int = Field(16, ge=1)
+    probes: bool = True
+    ranker_features: bool = Field(
+        True, description="show the ranker's scores and persona posterior as features (False: ablation)"
+    )
+
+
+class PPOSettings(BaseModel):
+    """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
+
+    model_config = STRICT
+    n_steps: int | None = Field(
+        None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
+    )
+    batch_size: int = Field(256, ge=2)
+    n_epochs: int = Field(4, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    gae_lambda: float = Field(0.95, gt=0, le=1)
+    clip_range: float = Field(0.2, gt=0)
+    ent_coef: float = Field(0.01, ge=0)
+    vf_coef: float = Field(0.5, ge=0)
+    hidden: int = Field(64, ge=4)
+    embed_dim: int = Field(32, ge=2)
+    train_embeddings: bool = False
+    slate_entropy_scale: float | None = Field(None, ge=0)
+    subprocess: bool | None = Field(
+        None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
+    )
+
+
+class UserSettings(BaseModel):
+    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`)."""
+
+    model_config = STRICT
+    noise: float = Field(0.0, ge=0, le=1, description="probability of a flipped answer")
+    patience: int | None = Field(None, ge=1, description="rejected slates before leaving; None = never")
+    drift: float = Field(0.0, ge=0, le=1, description="per-turn probability that the active persona changes")
+
+
+class WorldSettings(BaseModel):
+    """Sizes of the persona world (`simulators.persona_world.make_persona_world`); None = its default."""
+
+    model_config = STRICT
+    n_users: int | None = Field(None, ge=1)
+    n_items: int | None = Field(None, ge=1)
+    n_groups: int | None = Field(None, ge=1)
+    aspects_per_group: int | None = Field(None, ge=1)
+    n_personas: int | None = Field(None, ge=1)
+    personas_per_user: int | None = Field(None, ge=1)
+    interactions_per_user: int | None = Field(None, ge=1)
+
+
+class TrainSettings(BaseModel):
+    """Everything a training run depends on; read from --config (YAML/TOML), then CLI options."""
+
+    model_config = STRICT
+    dataset: str = "persona_world"
+    data_dir: str | None = None
+    ranker: str | None = Field(
+        None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
+    )
+    steps: int = Field(DEFAULT_STEPS, ge=1)
+    envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    world_seed: int = Field(0, ge=0, le=MAX_SEED)
+    world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
+    persona_attention: bool = True
+    aspect_attention: bool = True
+    user: Literal["auto", "single", "multi", "persona"] = "auto"
+    user_kwargs: UserSettings = Field(default_factory=UserSettings)
+    rewards: dict[str, float] = Field(
+        default_factory=dict,
+        description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
+    )
+    eval_every: int = Field(10_000, ge=0)
+    eval_episodes: int = Field(200, ge=1)
+    test_episodes: int = Field(600, ge=1)
+    checkpoint_every: int = Field(5_000, ge=1)
+    pretrain_epochs: int = Field(10, ge=1)
+    baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
+    ppo: PPOSettings = Field(default_factory=PPOSettings)
+    wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: dict[str, float]) -> dict[str, float]:
+        known = set(Rewards.__dataclass_fields__)
+        unknown = sorted(set(rewards) - known)
+        if unknown:
+            raise ValueError(f"unknown reward(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return rewards
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, baselines: list[str]) -> list[str]:
+        from policies.rules import make_rule_policy
+
+        for name in baselines:
+            make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
+        return baselines
+
+    def world_kwargs(self) -> dict[str, int]:
+        """`make_persona_world` arguments: the seed and the sizes that were set (empty for real data)."""
+        if self.dataset != "persona_world":
+            return {}
+        return {"seed": self.world_seed, **self.world.model_dump(exclude_none=True)}
+
+    def env_options(self) -> dict[str, Any]:
+        """`envs.registry.make_env` user options (as recorded in policy.json)."""
+        return {"user": self.user, "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True)}
+
+    def rl_config(self) -> RLConfig:
+        """The `RLConfig` of the policy these settings train."""
+        from policies.rl.config import RLConfig  # policies.rl loads torch: not at CLI start-up
+
+        return RLConfig(
+            n_envs=self.envs,
+            persona_attention=self.persona_attention,
+            aspect_attention=self.aspect_attention,
+            wrapper=WrapperConfig(**self.wrapper.model_dump()),
+            **self.ppo.model_dump(),
+        )
+
+
+def make_settings(data: dict[str, Any]) -> TrainSettings:
+    """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
+    ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
+    = whether the machine has more than 2 cores. Errors name the key and the problem.
+    """
+    try:
+        settings = TrainSettings(**data)
+    except CRSError as error:
+        raise CRSError(f"bad training settings: {error}") from None
+    except ValidationError as error:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+        known = ", ".join(TrainSettings.model_fields)
+        raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
+    check_dataset_name(settings.dataset)
+    cores = os.cpu_count() or 1
+    envs = settings.envs or max(cores, MIN_DEFAULT_ENVS)
+    ppo = {
+        "n_steps": settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV),
+        "subprocess": cores >= MIN_CORES_FOR_WORKERS
+        if settings.ppo.subprocess is None
+        else settings.ppo.subprocess,
+    }
+    return settings.model_copy(update={"envs": envs, "ppo": settings.ppo.model_copy(update=ppo)})
