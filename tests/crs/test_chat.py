@@ -19,8 +19,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from crs.chat import ChatError, Explainer, HumanUser, PersonAnswer, human_env, run_chat
+from crs.chat import ChatError, HumanUser, PersonAnswer, human_env, run_chat
 from crs.cli import app
+from crs.explain import Explainer
 from envs.actions import probe, recommend
 from envs.env import ConversationEnv
 from envs.metrics import hdcg_value

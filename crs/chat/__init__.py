@@ -1,0 +1,48 @@
+"""`crs chat`'s dialogue: a person plays the user (or watches a simulated one) and a policy asks,
+probes and recommends, explaining every recommendation with a persona x aspect pair.
+
+The env's answers come from a `UserModel`. For a person that model is `HumanUser`: the chat reads
+the person's reply before the env steps, tells it to the `HumanUser`, and the env gets it back when
+it asks. The env therefore runs with its usual rules and bookkeeping; the person has no hidden
+target (``targets`` is empty) and a conversation succeeds when the person accepts an item.
+
+Modules, by job:
+
+- `session`: one conversation (its state, stepping the env, `back`) and `run_chat`;
+- `person`: the person as the env's user model (`HumanUser`, `PersonAnswer`, `human_env`);
+- `question`: what the policy's action asks, in the person's terms;
+- `replies`: reading a typed line and turning it into an answer, or a hint;
+- `view`: drawing the dialogue with rich;
+- `transcript`: the JSON-ready record and its file;
+- `errors`: how a chat stops early.
+
+Explanations (`Explainer`, `Explanation`) live in `crs.explain`, shared with the report.
+"""
+
+from crs.chat.errors import ChatEndedError, ChatError
+from crs.chat.person import HumanUser, PersonAnswer, human_env
+from crs.chat.question import Question, candidates_after, read_question
+from crs.chat.replies import Reader, terminal_reader
+from crs.chat.session import ChatResult, ChatSession, choose_goal, run_chat
+from crs.chat.transcript import check_transcript_path
+from crs.explain import Explainer, Explanation
+
+__all__ = [
+    "ChatEndedError",
+    "ChatError",
+    "ChatResult",
+    "ChatSession",
+    "Explainer",
+    "Explanation",
+    "HumanUser",
+    "PersonAnswer",
+    "Question",
+    "Reader",
+    "candidates_after",
+    "check_transcript_path",
+    "choose_goal",
+    "human_env",
+    "read_question",
+    "run_chat",
+    "terminal_reader",
+]

@@ -1,0 +1,98 @@
+"""What the policy's action asks of the user, in the person's terms (the options of a question, the
+candidates an answer would keep)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from envs.actions import ActionKind, ParsedAction
+from envs.env import ConversationEnv
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the policy's action asks of the user, in the person's terms.
+
+    Attributes:
+        parsed: The validated action.
+        options: Aspect ids the user chooses among (an enumerated ask: the category's fine aspects
+            that a candidate still has); empty for a recommendation.
+        category: Category id of an enumerated ask, else None.
+        hidden: Fine aspects of the category left out of `options` (no candidate has them).
+    """
+
+    parsed: ParsedAction
+    options: tuple[int, ...] = ()
+    category: int | None = None
+    hidden: int = 0
+
+    @property
+    def kind(self) -> str:
+        """The action's kind as the transcript names it: "ask", "probe" or "recommend"."""
+        return {ActionKind.ASK: "ask", ActionKind.PROBE: "probe", ActionKind.RECOMMEND: "recommend"}[
+            self.parsed.kind
+        ]
+
+    @property
+    def is_recommend(self) -> bool:
+        return self.parsed.kind is ActionKind.RECOMMEND
+
+    @property
+    def is_binary(self) -> bool:
+        """A yes/no question: one aspect, not an enumerated category."""
+        return not self.is_recommend and self.category is None and len(self.options) == 1
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Identity of the question, compared when a replay checks the policy still asks it."""
+        return (int(self.parsed.kind), self.parsed.aspects, self.parsed.persona, self.parsed.items)
+
+
+def read_question(env: ConversationEnv, action: dict[str, Any]) -> Question:
+    """Validate the policy's `action` with the env's rules and describe what it asks."""
+    parsed = env.parse(action)
+    if parsed.kind is ActionKind.RECOMMEND:
+        return Question(parsed)
+    if parsed.kind is ActionKind.ASK and env.enumerated:
+        taxonomy = env.catalog.taxonomy
+        assert taxonomy is not None
+        category = parsed.aspects[0]
+        fine = taxonomy.children(category)
+        held = _candidates_holding(env, fine)
+        shown = fine[held > 0] if (held > 0).any() else fine
+        shown = shown[np.argsort(-held[held > 0], kind="stable")] if (held > 0).any() else shown
+        return Question(
+            parsed,
+            options=tuple(int(a) for a in shown),
+            category=category,
+            hidden=int(fine.size - shown.size),
+        )
+    return Question(parsed, options=parsed.aspects)
+
+
+def _candidates_holding(env: ConversationEnv, aspects: np.ndarray) -> np.ndarray:
+    """How many candidate items have each aspect; int64, shape (n,)."""
+    candidates = env.state.candidates
+    return np.array([int(candidates[env.catalog.items_with(int(a))].sum()) for a in aspects], dtype=np.int64)
+
+
+def candidates_after(env: ConversationEnv, accepted: Sequence[int]) -> int:
+    """Candidates the env would keep if the user accepted `accepted` (the env's candidate rule)."""
+    mask = env.state.candidates.copy()
+    if not accepted:
+        return int(mask.sum())
+    if env.candidate_rule == "all":
+        for aspect in accepted:
+            keep = np.zeros_like(mask)
+            keep[env.catalog.items_with(int(aspect))] = True
+            mask &= keep
+    else:
+        keep = np.zeros_like(mask)
+        for aspect in accepted:
+            keep[env.catalog.items_with(int(aspect))] = True
+        mask &= keep
+    return int(mask.sum())

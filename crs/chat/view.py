@@ -1,0 +1,286 @@
+"""How the chat looks in the terminal: panels, turn headers, questions, slates with their explanations,
+hints and the closing summary, drawn with rich."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from crs.chat.question import Question, candidates_after
+from crs.chat.replies import ShowOptions
+from crs.chat.transcript import accepted_item
+from crs.explain import Explainer, Explanation
+from envs.actions import ActionKind
+from envs.env import ConversationEnv
+
+OPTIONS_SHOWN = 30
+"""Options of a multiple-choice question listed at first (the rest on `more`)."""
+TAGS_SHOWN = 3
+"""Aspects of an item shown in a recommendation table."""
+RECOMMENDER = "[bold cyan]Recommender:[/]"
+USER = "[bold]User:[/]"
+
+
+class ChatView:
+    """Draws one conversation on a console.
+
+    Args:
+        console: Where to draw.
+        env: The conversation's env (its catalogue, rules and current state are shown).
+        explainer: Persona labels, user histories and aspect frequencies.
+    """
+
+    def __init__(self, console: Console, env: ConversationEnv, explainer: Explainer) -> None:
+        self.console = console
+        self.env = env
+        self.catalog = env.catalog
+        self.explainer = explainer
+
+    # ------------------------------------------------------------------------------- words
+    def noun(self, singular: bool = False) -> str:
+        """What the catalogue's items are called: "artists", "businesses" or "items"."""
+        one, many = {"lastfm": ("artist", "artists"), "lastfm_star": ("artist", "artists")}.get(
+            self.catalog.name,
+            ("business", "businesses") if self.catalog.name == "yelp_star" else ("item", "items"),
+        )
+        return one if singular else many
+
+    def count(self, n: int, one: str = "", many: str = "") -> str:
+        """'1 item has' / '5 items have' (the verb only when given)."""
+        verb = (one if n == 1 else many) if one or many else ""
+        return f"{n} {self.noun(singular=n == 1)}" + (f" {verb}" if verb else "")
+
+    def aspect(self, aspect: int) -> str:
+        return self.catalog.aspect_names[int(aspect)]
+
+    # ------------------------------------------------------------------------------- openings
+    def intro(self, user: int, policy: str) -> None:
+        """The panel a person reads first: who they play, what the recommender knows, the commands."""
+        history = self.explainer.history(user)
+        liked = ", ".join(escape(self.catalog.item_names[int(i)]) for i in history[:5])
+        more = f" and {history.size - 5} more" if history.size > 5 else ""
+        lines = [
+            f"You play user [bold]{user}[/] of [bold]{escape(self.catalog.name)}[/]; the recommender "
+            f"([bold]{escape(policy)}[/]) knows their history" + (f": {liked}{more}." if liked else "."),
+            f"It may take {self.env.max_turns - 1} turns. Commands at any prompt: "
+            "[bold]help[/], [bold]back[/] (undo your last answer), [bold]quit[/].",
+        ]
+        self.console.print(Panel("\n".join(lines), title="crs chat", expand=False))
+
+    def ask_opening(self, ideas: Sequence[int]) -> None:
+        self.console.print(
+            f"{RECOMMENDER} Tell me one thing you like. Some ideas ({self.noun()} in brackets):"
+        )
+        self.numbered(ideas, counts=True)
+
+    def opened(self, aspect: int) -> None:
+        """How many candidates the person's opening leaves."""
+        self.console.print(
+            f"[dim]{self.count(self.env.state.n_candidates, 'has', 'have')} {escape(self.aspect(aspect))}.[/]"
+        )
+
+    def watch_intro(self, user: int, policy: str, opening: int) -> None:
+        """The panel of watch mode and the simulated user's opening."""
+        self.console.print(
+            Panel(
+                f"Watching user {user} of {escape(self.catalog.name)} (simulated) talk to "
+                f"{escape(policy)}. Its target is hidden until the end.",
+                title="crs chat --simulate",
+                expand=False,
+            )
+        )
+        self.console.print(f"{USER} I'd like something with [bold]{escape(self.aspect(opening))}[/].")
+        self.console.print(f"[dim]{self.count(self.env.state.n_candidates, 'has', 'have')} it.[/]")
+
+    # ------------------------------------------------------------------------------- a turn
+    def question(self, question: Question, explanations: list[Explanation]) -> None:
+        """The turn's header and what the recommender asks (or recommends, with explanations)."""
+        state = self.env.state
+        self.console.rule(f"turn {state.turn + 1} of {self.env.max_turns}", style="dim")
+        if question.is_recommend:
+            one = len(question.parsed.items) == 1
+            self.console.print(f"{RECOMMENDER} How about {'this one' if one else 'one of these'}?")
+            self.console.print(self._slate_table(question.parsed.items, explanations))
+        elif question.is_binary:
+            aspect = question.options[0]
+            share = f"{candidates_after(self.env, [aspect])} of the {self.count(state.n_candidates)} left"
+            self.console.print(
+                f"{RECOMMENDER} Do you want [bold]{escape(self.aspect(aspect))}[/]? [dim]({share})[/]"
+            )
+        else:
+            self._choices(question)
+
+    def _choices(self, question: Question) -> None:
+        parsed = question.parsed
+        if question.category is not None:
+            taxonomy = self.catalog.taxonomy
+            assert taxonomy is not None
+            topic = escape(taxonomy.parent_names[question.category])
+            self.console.print(f"{RECOMMENDER} About [bold]{topic}[/]: which of these fits you today?")
+        else:
+            side = ""
+            if parsed.kind is ActionKind.PROBE and parsed.persona is not None and self.explainer.has_personas:
+                label = self.explainer.persona_label(self.env.state.facts(), parsed.persona)
+                side = f" [dim](asking about your {escape(label)} side)[/]"
+            self.console.print(f"{RECOMMENDER} Which of these fits you today?{side}")
+        self.numbered(question.options, OPTIONS_SHOWN)
+        notes = []
+        if len(question.options) > OPTIONS_SHOWN:
+            notes.append(
+                f"{len(question.options) - OPTIONS_SHOWN} rarer ones not shown: "
+                "type [bold]more[/] to list all"
+            )
+        if question.hidden:
+            notes.append(f"{question.hidden} left out that no remaining {self.noun(singular=True)} has")
+        if notes:
+            self.console.print(f"[dim]({'; '.join(notes)})[/]")
+
+    def numbered(self, aspects: Sequence[int], limit: int | None = None, counts: bool = False) -> None:
+        """Print `aspects` numbered from 1, in columns; only the first `limit` when given; with
+        `counts`, each with the number of items having it."""
+        shown = aspects if limit is None else aspects[:limit]
+        cells = [
+            f"[bold]{n:>3}[/] {escape(self.aspect(a))}"
+            + (f" [dim]({int(self.explainer.aspect_frequency[a])})[/]" if counts else "")
+            for n, a in enumerate(shown, start=1)
+        ]
+        if len(cells) <= 6:
+            for cell in cells:
+                self.console.print(cell)
+            return
+        table = Table.grid(padding=(0, 3))
+        columns = 3 if len(cells) > 12 else 2
+        for _ in range(columns):
+            table.add_column()
+        rows = -(-len(cells) // columns)
+        for r in range(rows):
+            table.add_row(*(cells[c * rows + r] if c * rows + r < len(cells) else "" for c in range(columns)))
+        self.console.print(table)
+
+    def _tags(self, item: int, said: set[int]) -> str:
+        """A few of the item's aspects that the dialogue has not settled (every candidate has the
+        accepted ones), best known first, e.g. "soul, trumpet, calm +3" (plain text)."""
+        own = self.catalog.aspects_of(item)
+        open_ = own[~np.isin(own, np.fromiter(said, dtype=np.int64, count=len(said)))]
+        order = open_[np.argsort(-self.explainer.aspect_frequency[open_], kind="stable")]
+        chosen = [self.aspect(int(a)) for a in order[:TAGS_SHOWN]]
+        extra = order.size - len(chosen)
+        return ", ".join(chosen) + (f" +{extra}" if extra > 0 else "")
+
+    def _slate_table(self, items: Sequence[int], explanations: list[Explanation]) -> Table:
+        """The slate as a table: number, name (and a few other tags), explanation. Cells are built
+        as `Text` (no markup parsing: it halves the time rich needs for the table)."""
+        facts = self.env.state.facts()
+        said = set(facts.accepted.tolist()) | set(facts.rejected.tolist())
+        table = Table(show_edge=False, pad_edge=False, expand=False)
+        table.add_column("#", justify="right", style="bold", no_wrap=True)
+        table.add_column(Text.assemble(self.noun(singular=True), (" (other tags)", "dim")))
+        table.add_column("why")
+        for n, (item, why) in enumerate(zip(items, explanations, strict=True), start=1):
+            tags = self._tags(item, said)
+            name = Text(self.catalog.item_names[item], style="bold")
+            if tags:
+                name.append("\n" + tags, style="dim")
+            # `Explanation.text`'s words, styled
+            text = Text.assemble(
+                "for your ",
+                (why.persona_label, "italic"),
+                " side, because of ",
+                (why.reason(self.catalog), "bold"),
+            )
+            table.add_row(str(n), name, text)
+        return table
+
+    def simulated_reply(self, question: Question, info: dict[str, Any]) -> None:
+        """What the simulated user answered (watch mode)."""
+        if question.is_recommend:
+            item = accepted_item(info)
+            if item is None:
+                self.console.print(f"{USER} None of these.")
+            else:
+                name = escape(self.catalog.item_names[item])
+                self.console.print(f"{USER} I'll take #{info['rank']}, [bold green]{name}[/]!")
+            return
+        accepted = [self.aspect(a) for a in info["answer"]]
+        if question.is_binary:
+            self.console.print(f"{USER} {'Yes.' if accepted else 'No.'}")
+        else:
+            said = ", ".join(escape(a) for a in accepted) if accepted else "none of these"
+            self.console.print(f"{USER} {said}.")
+
+    def left(self, question: Question, info: dict[str, Any] | None) -> None:
+        """How many candidates are left, unless the conversation is over."""
+        if self.env.done or (question.is_recommend and info and info["success"]):
+            return
+        self.console.print(f"[dim]{self.count(self.env.state.n_candidates)} left.[/]")
+
+    # ------------------------------------------------------------------------------- replies
+    def hint(self, text: str) -> None:
+        self.console.print(f"[yellow]{text}[/]", highlight=False)
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/]")
+
+    def help(self, what: str) -> None:
+        self.console.print(
+            Panel(
+                f"{what}\n[bold]back[/]: undo your last answer   [bold]quit[/]: end the conversation   "
+                "[bold]help[/]: this text\nCtrl-D (end of input) or Ctrl-C also end it, with a summary.",
+                title="help",
+                expand=False,
+            )
+        )
+
+    def options(self, listing: ShowOptions) -> None:
+        if listing.heading:
+            self.console.print(listing.heading)
+        self.numbered(listing.aspects, counts=listing.counts)
+
+    def replay_diverged(self) -> None:
+        self.console.print("[yellow]The recommender now asks something else; answer from here.[/]")
+
+    def undone(self, said: str) -> None:
+        self.console.print(f"[yellow]Undone ({said}). Back at turn {self.env.state.turn + 1}.[/]")
+
+    def undone_opening(self) -> None:
+        self.console.print("[yellow]Undone your opening. Start again:[/]")
+
+    # ------------------------------------------------------------------------------- the end
+    def summary(self, transcript: dict[str, Any]) -> None:
+        """The closing panel: how it ended, the hidden target (watch mode), the metrics."""
+        outcome = transcript["outcome"]
+        ended = outcome["ended"]
+        subject = "You" if transcript["meta"]["mode"] == "human" else "The user"
+        if ended == "accepted":
+            line = (
+                f"{subject} took [bold green]{escape(outcome['accepted_item_name'])}[/] "
+                f"(rank {outcome['rank']}) after {outcome['agent_actions']} recommender turns."
+            )
+        elif ended == "turn limit":
+            line = f"No item was taken within {self.env.max_turns} turns."
+        elif ended == "no candidates":
+            line = f"No {self.noun(singular=True)} is left that fits everything that was said."
+        elif ended == "user left":
+            line = "The user ran out of patience and left."
+        else:
+            turns = max(len(transcript["turns"]) - 1, 0)
+            line = f"Conversation ended ({ended}) after {turns} recommender turns."
+        lines = [line]
+        if "targets" in outcome:
+            names = ", ".join(escape(n) for n in outcome["target_names"])
+            lines.append(f"Hidden target: [bold]{names}[/] (item {', '.join(map(str, outcome['targets']))}).")
+            if "active_persona" in outcome:
+                lines.append(f"Active persona: [bold]{escape(outcome['active_persona'])}[/].")
+        metrics = outcome["metrics"]
+        if metrics is not None:
+            lines.append(
+                f"SR@15 {metrics['SR@15']:.0f}   turns (AT) {metrics['AT']:.0f}   hDCG {metrics['hDCG']:.3f}"
+            )
+        self.console.print(Panel("\n".join(lines), title="summary", expand=False))

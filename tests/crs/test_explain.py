@@ -1,0 +1,102 @@
+"""Explanations as `crs chat` and the report's example dialogues show them, pinned on seeded
+conversations: the words a person reads must not change when the code behind them moves."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from crs.chat import run_chat
+from crs.report.examples import replay
+from crs.report.inputs import EvalRun
+from envs.metrics import EpisodeRecord
+from envs.registry import make_env
+from policies.pretrain.ranker import PersonaRanker
+from policies.rankers import build_ranker
+from policies.rules import make_rule_policy
+from simulators.catalog import Catalog
+from simulators.persona_world import make_persona_world
+
+
+@pytest.fixture(scope="module")
+def world() -> Catalog:
+    return make_persona_world()
+
+
+@pytest.fixture(scope="module")
+def persona_ranker(world: Catalog) -> PersonaRanker:
+    """A persona ranker with seeded random weights: 2 personas per user, 3 prototypes, d = 4."""
+    rng = np.random.default_rng(7)
+    users, items, aspects, k, p, d = world.n_users, world.n_items, world.n_aspects, 2, 3, 4
+    weights = {
+        "user": rng.normal(size=(users, d)),
+        "item": rng.normal(size=(items, d)),
+        "aspect": rng.normal(size=(aspects, d)),
+        "personas": rng.normal(size=(users, k, d)),
+        "log_prior": np.zeros((users, k)),
+        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
+        "prototypes": rng.normal(size=(p, d)),
+    }
+    return PersonaRanker(weights, world.item_aspects, "attention")
+
+
+def _simulated_explanations(world: Catalog, ranker: Any, seed: int) -> list[list[str]]:
+    """The explanation texts of every slate of a watched (simulated) `ask-4` conversation."""
+    env = make_env(catalog=world, split="test")
+    console = Console(file=io.StringIO(), width=120)
+    result = run_chat(env, make_rule_policy("ask-4", ranker), seed=seed, console=console, simulate=True)
+    return [[e["text"] for e in t["explanation"]] for t in result.transcript["turns"] if t["explanation"]]
+
+
+def test_report_example_explanations_are_pinned(world: Catalog, persona_ranker: PersonaRanker) -> None:
+    summary = {"policy": "ask-4", "dataset": "persona_world", "split": "test", "seed": 1, "max_turns": 15}
+    run = EvalRun(Path("pinned"), summary, ())
+    shown = {}
+    for goal in (5, 11):
+        record = EpisodeRecord(
+            goal_index=goal,
+            user=0,
+            targets=(0,),
+            success=True,
+            agent_actions=3,
+            rank=1,
+            total_reward=0.0,
+            kinds=(),
+        )
+        dialogue = replay(run, record, world, "ask-4", None, persona_ranker)
+        shown[goal] = [turn.explanation for turn in dialogue.turns if turn.explanation]
+    assert shown == {
+        5: [
+            '"Quiet Meadow": your persona 0 (P1 · sixties, rock), because of "sixties"',
+            '"Painted Fountain": your persona 0 (P1 · sixties, rock), because of "falsetto"',
+        ],
+        11: ['"Distant Ribbon": your persona 1 (P0 · forest, soul), because of "italian"'],
+    }
+
+
+def test_chat_explanations_from_a_persona_ranker_are_pinned(
+    world: Catalog, persona_ranker: PersonaRanker
+) -> None:
+    slates = _simulated_explanations(world, persona_ranker, seed=3)
+    assert len(slates) == 6
+    assert slates[0][:3] == [
+        "for your sixties & rock side, because of blues",
+        "for your sixties & rock side, because of german",
+        "for your sixties & rock side, because of german",
+    ]
+    assert slates[-1][:3] == [
+        "for your sixties & rock side, because of german",
+        "for your sixties & rock side, because of german",
+        "for your soul & forest side, because of german",
+    ]
+
+
+def test_chat_fallback_explanations_are_pinned(world: Catalog) -> None:
+    slates = _simulated_explanations(world, build_ranker("popularity", world), seed=3)
+    assert len(slates) == 4
+    assert slates[0][:4] == ["for your reggae & rock side, because of swahili"] * 4
