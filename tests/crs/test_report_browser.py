@@ -31,7 +31,7 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-BEST_CELL = "#dff3e4"  # td.best background in crs/report/render.py's CSS
+BEST_CELL = "#dff3e4"  # td.best background (--best) in crs/report/report.css
 
 CHECK_SCRIPT = """
 <script>

@@ -1,0 +1,110 @@
+"""What report.md and report.html say the same way, written once: numbers, CIs, shared sentences, row texts.
+
+Both pages call these helpers, so a figure reads identically in Markdown and in HTML. What only one
+format needs (Markdown bold, HTML classes and escaping) stays in `render_markdown` / `render_html`;
+metrics.json (`render_metrics`) stores raw numbers and uses none of this.
+
+To change how every figure is printed (digits, the dash for a missing value), edit `number`. To add a
+column to a report table, see `crs.report.columns`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from crs.report.analysis import Row, Table
+from crs.report.inputs import EvalRun, TrainRun
+from envs.metrics import MetricSummary
+
+QUESTION = (
+    "Do persona attention (a user is several competing tastes; the candidate decides which one speaks) and "
+    "aspect attention (which item features matter to this user) work better together than apart?"
+)
+SETTING_NOTE = {
+    "binary": "binary setting: every question names one aspect (compare with EAR / SCPR / UNICORN figures)",
+    "multiple_choice": (
+        "multiple-choice setting: probes list several aspects (compare with MCMIPL / SAPIENT figures)"
+    ),
+    "enumerated": "enumerated questions (Yelp*: a category per question, as in SCPR / UNICORN)",
+}
+TRAIN_ROWS_NOTE = (
+    "As each run's summary.json states them: the trained policy on its own test conversations (bootstrap CI "
+    "for one run, Student-t across seeds for several); not recomputed and not paired. Evaluate the runs with "
+    "`crs eval --policy <run>` on one seed to compare them on the same conversations above."
+)
+INTERACTION_METRIC = "SR@15"
+"""The metric whose ablation interaction (full − persona-blind − aspect-blind + both-off) the pages show."""
+MISSING = "–"
+"""How a missing (None or NaN) figure is printed."""
+
+
+def number(value: float | None, metric: str, signed: bool = False) -> str:
+    """One figure of `metric`: 2 decimals for AT (turns), 3 for the rates; `MISSING` for None or NaN.
+
+    Args:
+        value: The figure.
+        metric: Its metric name (decides the decimals).
+        signed: Whether to print a "+" before positive values (differences).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    digits = 2 if metric == "AT" else 3
+    return f"{value:{'+' if signed else ''}.{digits}f}"
+
+
+def interval(summary: MetricSummary, metric: str, signed: bool = False) -> str:
+    """The 95% CI of `summary` as "[low, high]"."""
+    return f"[{number(summary.low, metric, signed)}, {number(summary.high, metric, signed)}]"
+
+
+def figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
+    """Mean and 95% CI as "mean [low, high]"."""
+    return f"{number(summary.mean, metric, signed)} {interval(summary, metric, signed)}"
+
+
+def setting_note(table: Table) -> str:
+    """What the table's question setting means (and which published figures it compares with)."""
+    return SETTING_NOTE.get(table.test_set.setting, table.test_set.setting)
+
+
+def ci_text(table: Table) -> str:
+    """How the table's CIs were computed, for the kinds of rows it holds."""
+    kinds = {row.ci for row in table.rows}
+    parts = []
+    if "conversations" in kinds:
+        parts.append("bootstrap over conversations for single runs")
+    if "seeds" in kinds:
+        parts.append("Student-t across seeds for repeated runs")
+    return "; ".join(parts)
+
+
+def runs_note(row: Row) -> str:
+    """A comparison row's runs: "2 seeds (1, 2)" or "1 run, seed 1"."""
+    if row.ci == "seeds":
+        return f"{row.n_runs} seeds ({', '.join(str(s) for s in row.seeds)})"
+    return f"1 run, seed {row.seeds[0]}"
+
+
+def ranker_text(row: Row) -> str:
+    """A comparison row's rankers, artifact paths shortened to their last two parts."""
+    rankers = sorted({run.ranker for run in row.runs})
+    return ", ".join("/".join(Path(r).parts[-2:]) if "/" in r else r for r in rankers)
+
+
+def input_text(run: EvalRun) -> str:
+    """One evaluation input in words (policy, test set, seed, ranker, and where it came from)."""
+    text = (
+        f"{run.policy} on {run.dataset}/{run.split}, {len(run.records)} conversations, seed {run.seed}, "
+        f"ranker {run.ranker}, {run.setting} setting"
+    )
+    if run.train is not None:
+        text += f", trained in {run.train.path} ({run.train.ablation or 'flags unknown'})"
+    if run.task is not None:
+        text += f", sweep task {run.task.name} of {run.task.sweep}"
+    return text
+
+
+def train_input_text(run: TrainRun) -> str:
+    """One train-run input in words: "train run (<ablation>, seed <seed>)"."""
+    return f"train run ({run.info.ablation or 'flags unknown'}, seed {run.info.seed})"

@@ -1,0 +1,188 @@
+"""report.md: the report as Markdown, plots linked as the PNG files beside it.
+
+`to_markdown` lists the sections in page order; each section is one function returning its lines.
+Where to edit:
+
+- a column of a table: `crs.report.columns` (shared with report.html);
+- how a figure or a shared sentence reads: `crs.report.formatting` (shared with report.html);
+- Markdown-only wording or layout of a section: its `_section` function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crs import __version__
+from crs.report.analysis import METRICS, Table
+from crs.report.build import Report
+from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
+from crs.report.formatting import (
+    INTERACTION_METRIC,
+    QUESTION,
+    TRAIN_ROWS_NOTE,
+    ci_text,
+    figure,
+    input_text,
+    setting_note,
+    train_input_text,
+)
+from crs.report.persona import DeletionResult, PersonaAnalysis
+from crs.report.plots import Plot
+
+
+def to_markdown(report: Report) -> str:
+    """The report as Markdown (plots linked as the PNG files beside it)."""
+    out = _title(report) + _answer(report)
+    for index, table in enumerate(report.tables):
+        out += _comparison(table, report.table_plots.get(index, []))
+    out += _train_summaries(report)
+    out += _learning_curves(report)
+    out += _persona_analysis(report)
+    out += _example_dialogues(report)
+    out += _inputs_and_notes(report)
+    return "\n".join(out)
+
+
+def _plot(plot: Plot) -> list[str]:
+    return [f"![{plot.alt}]({plot.path.name})", "", f"_{plot.caption}_", ""]
+
+
+def _unavailable(report: Report, section: str) -> list[str]:
+    return [f"_Unavailable: {report.unavailable.get(section, '')}._", ""]
+
+
+def _table(layout: TableLayout[RowT], rows: Sequence[RowT]) -> list[str]:
+    """A Markdown table of `rows` laid out by `layout` (see `crs.report.columns`)."""
+    headers = [layout.label_header, *(c.header for c in layout.columns), *METRICS]
+    rule = "|---|" + "".join("---|" if c.left else "---:|" for c in layout.columns) + "---:|" * len(METRICS)
+    out = ["| " + " | ".join(headers) + " |", rule]
+    for row in rows:
+        best = layout.best(row)
+        cells = []
+        for m in METRICS:
+            text = figure(row.metrics[m], m)
+            cells.append(f"**{text}**" if m in best else text)
+        texts = [c.text(row) for c in layout.columns]
+        out.append("| " + " | ".join([row.label, *texts, *cells]) + " |")
+    return out
+
+
+def _title(report: Report) -> list[str]:
+    return [f"# {report.title}", "", f"_{report.created} · persona-crs {__version__}_", ""]
+
+
+def _answer(report: Report) -> list[str]:
+    return ["## The answer", "", f"> {QUESTION}", "", report.answer, ""]
+
+
+def _comparison(table: Table, plots: list[Plot]) -> list[str]:
+    out = [f"## Comparison — {table.title}", ""]
+    if table.separated:
+        out += [f"_Separate table: {table.separated}._", ""]
+    out += _table(COMPARISON, table.rows)
+    out += [
+        "",
+        f"Mean and 95% CI ({ci_text(table)}); **bold**: best in the column; {setting_note(table)}; "
+        f"{table.rows[0].n_conversations} conversations per run.",
+        "",
+    ]
+    if table.diffs:
+        out += [
+            f"**Paired differences** ({table.reference} minus row, same conversations, 95% bootstrap CI; "
+            "✓ = CI excludes 0):",
+            "",
+            "| row | pairs | " + " | ".join(METRICS) + " |",
+            "|---|---:|" + "---:|" * len(METRICS),
+        ]
+        for d in table.diffs:
+            cells = [f"{figure(d.metrics[m], m, True)}{' ✓' if d.significant(m) else ''}" for m in METRICS]
+            out.append(f"| {d.label} | {d.n_pairs} | " + " | ".join(cells) + " |")
+        out.append("")
+    if table.interaction is not None:
+        inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
+        out += [
+            f"Interaction (full − persona-blind − aspect-blind + both-off), {INTERACTION_METRIC}: {inter} on "
+            f"{table.n_interaction} conversations.",
+            "",
+        ]
+    for plot in plots:
+        out += _plot(plot)
+    return out
+
+
+def _train_summaries(report: Report) -> list[str]:
+    if not report.train_rows:
+        return []
+    out = ["## Training runs: their own test summaries", ""]
+    out += _table(TRAIN_SUMMARY, report.train_rows)
+    return [*out, "", f"_{TRAIN_ROWS_NOTE}_", ""]
+
+
+def _learning_curves(report: Report) -> list[str]:
+    out = ["## Learning curves", ""]
+    out += _plot(report.learning) if report.learning is not None else _unavailable(report, "learning")
+    for label, runs in report.train_groups.items():
+        for run in runs:
+            if run.missing:
+                out.append(f"- {label} ({run.info.path}): missing {', '.join(run.missing)}")
+    return [*out, ""]
+
+
+def _persona_analysis(report: Report) -> list[str]:
+    out = ["## Persona analysis", ""]
+    if not report.persona:
+        out += _unavailable(report, "persona")
+    for index, analysis in enumerate(report.persona):
+        out += _persona(analysis, report.persona_plots.get(index, []))
+    return out
+
+
+def _deletion(result: DeletionResult | None) -> str:
+    if result is None:
+        return "n/a"
+    return (
+        f"{result.rate.mean:.1%} [{result.rate.low:.1%}, {result.rate.high:.1%}] of {result.n} items "
+        f"(mean score drop {result.drop_explained:+.3f} vs {result.drop_random:+.3f} for a random one)"
+    )
+
+
+def _persona(analysis: PersonaAnalysis, plots: list[Plot]) -> list[str]:
+    out = [f"### {analysis.dataset}: persona ranker `{analysis.source}`", ""]
+    out.append(f"- pairs analysed: {analysis.n_pairs} (user, target) pairs of the evaluated conversations")
+    if analysis.agreement is not None:
+        a = analysis.agreement
+        out.append(
+            f"- agreement with the ground-truth personas (Hungarian-matched): {a.mean:.1%} [{a.low:.1%}, "
+            f"{a.high:.1%}] vs {analysis.chance:.1%} by chance (shuffled labels), "
+            f"{analysis.n_truth_personas} true personas"
+        )
+    out.append(f"- deletion test, explaining persona: {_deletion(analysis.deletion_persona)}")
+    out.append(f"- deletion test, explaining aspect: {_deletion(analysis.deletion_aspect)}")
+    out += [f"- note: {note}" for note in analysis.notes]
+    out.append("")
+    for plot in plots:
+        out += _plot(plot)
+    return out
+
+
+def _example_dialogues(report: Report) -> list[str]:
+    out = ["## Example dialogues", ""]
+    if not report.examples:
+        out += _unavailable(report, "examples")
+    for dialogue in report.examples:
+        out += [f"**{dialogue.title}**", "", "```"]
+        for turn in dialogue.turns:
+            out.append(turn.text)
+            if turn.explanation:
+                out.append(f"       why: {turn.explanation}")
+        out += ["```", ""]
+    return out
+
+
+def _inputs_and_notes(report: Report) -> list[str]:
+    out = ["## Inputs and notes", ""]
+    out += [f"- `{run.path}`: {input_text(run)}" for run in report.inputs.evals]
+    out += [f"- `{run.info.path}`: {train_input_text(run)}" for run in report.inputs.trains]
+    out.append("")
+    out += [f"- note: {note}" for note in report.notes]
+    return [*out, ""]
