@@ -7,7 +7,7 @@
 from envs.actions import ActionKind, InvalidActionError, ask, probe, recommend
 from envs.env import ConversationEnv, Rewards, render_dialogue
 from envs.metrics import EpisodeRecord, summarize
-from envs.ranker import DialogueFacts, PreferenceRanker
+from envs.ranker import DialogueFacts, ExplainablePersonaRanker, PersonaAwareRanker, PreferenceRanker
 from envs.registry import make_env, register_envs
 from envs.rollout import ConversationPolicy, evaluation_indices, run_episode
 from envs.state import DialogueState, TurnRecord
@@ -21,7 +21,9 @@ __all__ = [
     "DialogueFacts",
     "DialogueState",
     "EpisodeRecord",
+    "ExplainablePersonaRanker",
     "InvalidActionError",
+    "PersonaAwareRanker",
     "PreferenceRanker",
     "Rewards",
     "TurnRecord",

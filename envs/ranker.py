@@ -1,7 +1,13 @@
-"""The preference-ranker protocol: scores items and aspects given the facts of a dialogue.
+"""The preference-ranker protocols: scores items and aspects given the facts of a dialogue.
 
-`envs` defines the protocol; `policies` implements learned rankers; the caller injects an instance
+`envs` defines the protocols; `policies` implements learned rankers; the caller injects an instance
 into the SB3 wrapper or a rule policy. A ranker is fixed during RL: nothing here updates it.
+
+- `PreferenceRanker`: item and aspect scores (every ranker);
+- `PersonaAwareRanker`: also a persona posterior and each persona's signature aspects (the SB3
+  wrapper's persona probes);
+- `ExplainablePersonaRanker`: also (persona, aspect) explanations and the exported embeddings (the
+  report's persona analysis; `policies.pretrain.ranker.PersonaRanker` is one).
 """
 
 from __future__ import annotations
@@ -39,4 +45,62 @@ class PreferenceRanker(Protocol):
 
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
         """Scores of `aspects` (shape (n,), int64), returned as float64 of shape (n,)."""
+        ...
+
+
+@runtime_checkable
+class PersonaAwareRanker(PreferenceRanker, Protocol):
+    """A preference ranker that sees each user as K personas: what the SB3 wrapper's persona probes read.
+
+    ``isinstance(ranker, PersonaAwareRanker)`` checks that the members exist (not their signatures).
+    """
+
+    @property
+    def personas_per_user(self) -> int:
+        """K, the personas of every user."""
+        ...
+
+    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
+        """The user's belief over their K personas given the dialogue, float64 of shape (K,), sums to 1."""
+        ...
+
+    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
+        """Up to m aspect ids that best distinguish persona k of `user`, best first, int64 of shape (<= m,).
+
+        Args:
+            user: User id.
+            k: Persona index in [0, K).
+            m: How many aspects at most.
+            among: Aspect ids to choose from, shape (n,), int64 (None: every aspect).
+        """
+        ...
+
+
+@runtime_checkable
+class ExplainablePersonaRanker(PersonaAwareRanker, Protocol):
+    """A persona ranker that also explains its scores and exports its embeddings: what the report's persona
+    analysis (`crs.report.persona`) reads.
+
+    Attributes:
+        item: Item embeddings, shape (I, d).
+        aspect: Aspect embeddings, shape (A, d).
+        personas: Persona embeddings of every user, shape (U, K, d).
+        log_prior: Log prior weight of every user's personas, shape (U, K).
+    """
+
+    item: np.ndarray
+    aspect: np.ndarray
+    personas: np.ndarray
+    log_prior: np.ndarray
+
+    def explain(self, facts: DialogueFacts, items: np.ndarray) -> list[tuple[int, int]]:
+        """The (persona, aspect) explaining each of `items` (shape (n,), int64); aspect -1 if it has none."""
+        ...
+
+    def persona_of(self, user: int, items: np.ndarray) -> np.ndarray:
+        """The persona of `user` (no dialogue facts) behind each of `items` (shape (n,)), int64, (n,)."""
+        ...
+
+    def prototype_of(self, user: int) -> np.ndarray:
+        """The shared prototype each of `user`'s K personas draws most from, int64 of shape (K,)."""
         ...

@@ -7,8 +7,8 @@ caller; never updated here) and a padded local dialogue graph around them:
 - question slots: the ranker's best reachable aspects (half the slots) completed by the aspects that
   split the score-weighted candidates most evenly; in envs with enumerated questions (Yelp*) the
   slots hold first-layer categories instead;
-- persona slots: one probe per persona of the user (only with a ranker that offers
-  ``signature_aspects`` and an env that asks multiple-choice questions); a probe lists up to
+- persona slots: one probe per persona of the user (only with a `PersonaAwareRanker` and an env
+  that asks multiple-choice questions); a probe lists up to
   ``probe_size`` of that persona's signature aspects among the reachable ones;
 - one "recommend" choice; its slate is chosen by the policy among the ranker's top
   ``n_items`` candidate items.
@@ -32,6 +32,10 @@ is -1). Q = n_questions, P = n_probes, M = probe_size, N = n_items, F = max_fact
 
 `action_masks()` returns ``choice_mask`` followed by ``item_mask`` repeated ``slate_size`` times
 (sb3-contrib expects sum(nvec) entries). At least one choice is always valid.
+
+## Layout
+This module holds the wrapper (spaces, actions, masks); `envs.sb3_slots` builds each turn's slots and
+their feature blocks; `envs.sb3_features` names the features and their scales.
 """
 
 from __future__ import annotations
@@ -45,42 +49,41 @@ from gymnasium import spaces
 
 from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
-from envs.ranker import DialogueFacts, PreferenceRanker
-from simulators.catalog import compressed_entries
+from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
+from envs.sb3_features import (
+    FEATURE_NAMES,
+    GLOBAL_FEATURES,
+    ITEM_FEATURES,
+    PROBE_FEATURES,
+    QUESTION_FEATURES,
+    RANKER_DERIVED,
+    hide_ranker_derived,
+)
+from envs.sb3_slots import (
+    CategoryIndex,
+    QuestionSlots,
+    RankedCandidates,
+    aspect_questions,
+    category_questions,
+    global_features,
+    item_slots,
+    pad,
+    probe_slots,
+    rank_candidates,
+)
 from simulators.errors import CRSError
 
-QUESTION_FEATURES = ("score_z", "share_weighted", "share", "entropy_weighted", "ranker_pick", "log_count")
-PROBE_FEATURES = ("posterior", "share_weighted", "share", "n_aspects")
-ITEM_FEATURES = ("score_z", "rank", "prob", "rejected_aspects", "cum_prob")
-GLOBAL_FEATURES = (
-    "turn",
-    "turns_left",
-    "log_candidates",
-    "few_candidates",
-    "answer_none",
-    "answer_accepted",
-    "answer_rejected",
-    "answer_slate_rejected",
-    "n_accepted",
-    "n_rejected",
-    "n_rejected_items",
-    "topk_mass",
-    "top1_prob",
-    "score_entropy",
-)
-# hand features computed from the ranker's scores or posterior (zeroed without ranker features)
-RANKER_DERIVED = {
-    "question_feats": ("score_z", "share_weighted", "entropy_weighted", "ranker_pick"),
-    "probe_feats": ("posterior", "share_weighted"),
-    "item_feats": ("score_z", "rank", "prob", "cum_prob"),
-    "global": ("topk_mass", "top1_prob", "score_entropy"),
-}
-FEATURE_NAMES = {
-    "question_feats": QUESTION_FEATURES,
-    "probe_feats": PROBE_FEATURES,
-    "item_feats": ITEM_FEATURES,
-    "global": GLOBAL_FEATURES,
-}
+__all__ = [
+    "FEATURE_NAMES",
+    "GLOBAL_FEATURES",
+    "ITEM_FEATURES",
+    "PROBE_FEATURES",
+    "QUESTION_FEATURES",
+    "RANKER_DERIVED",
+    "SlateActionWrapper",
+    "WrapperConfig",
+    "WrapperError",
+]
 
 
 class WrapperError(CRSError):
@@ -110,60 +113,14 @@ class WrapperConfig:
     ranker_features: bool = True
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max())
-    return z / z.sum()
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    if x.size == 0:
-        return x
-    std = x.std()
-    return (x - x.mean()) / (std if std > 1e-9 else 1.0)
-
-
-def _binary_entropy(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
-    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-
-
-def _membership(
-    position: np.ndarray, cols: np.ndarray, targets: np.ndarray, n_rows: int, n_cols: int
-) -> np.ndarray:
-    """held[r, j] = row r has column targets[j]; from gathered pairs; shape (n_rows, len(targets))."""
-    slot = np.full(n_cols, -1, dtype=np.int64)
-    slot[targets] = np.arange(targets.size)
-    hit = slot[cols]
-    keep = hit >= 0
-    held = np.zeros((n_rows, targets.size), dtype=np.float32)
-    held[position[keep], hit[keep]] = 1.0
-    return held
-
-
-def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the n best scores, best first, ties broken by lower id (exact at the cut too)."""
-    if ids.size > n:
-        kth = np.partition(scores, ids.size - n)[ids.size - n]
-        keep = np.flatnonzero(scores >= kth)
-    else:
-        keep = np.arange(ids.size)
-    return keep[np.lexsort((ids[keep], -scores[keep]))][:n]
-
-
-def _pad(values: np.ndarray, size: int) -> np.ndarray:
-    out = np.full(size, -1.0, dtype=np.float32)
-    n = min(size, values.size)
-    out[:n] = values[:n]
-    return out
-
-
 class SlateActionWrapper(gym.Wrapper):
     """A `ConversationEnv` seen by SB3: flat MultiDiscrete actions, flat Dict-of-Box observations.
 
     Args:
         env: The conversation env (a `ConversationEnv`, possibly inside Gymnasium wrappers).
-        ranker: A fixed `PreferenceRanker`. If it also has ``signature_aspects(user, k, m, among)``,
-            ``persona_posterior(facts)`` and ``personas_per_user``, persona probes are offered.
+        ranker: A fixed `PreferenceRanker`. If it is also a `PersonaAwareRanker`
+            (``signature_aspects(user, k, m, among)``, ``persona_posterior(facts)``,
+            ``personas_per_user``), persona probes are offered.
         config: Slot counts (`WrapperConfig`).
 
     Raises:
@@ -187,26 +144,34 @@ class SlateActionWrapper(gym.Wrapper):
         self.ranker = ranker
         self.config = cfg
         self.slate_size = base.slate_size
-        has_personas = all(
-            hasattr(ranker, name) for name in ("signature_aspects", "persona_posterior", "personas_per_user")
-        )
-        probes_allowed = cfg.probes and has_personas and base.question_mode == "multiple_choice"
-        self.n_probes = int(ranker.personas_per_user) if probes_allowed else 0  # type: ignore[attr-defined]
-        self.n_probes = min(self.n_probes, base.n_personas)
+        self._persona_ranker: PersonaAwareRanker | None = None
+        if cfg.probes and isinstance(ranker, PersonaAwareRanker) and base.question_mode == "multiple_choice":
+            self._persona_ranker = ranker
+        n_personas = 0 if self._persona_ranker is None else int(self._persona_ranker.personas_per_user)
+        self.n_probes = min(n_personas, base.n_personas)
         self.probe_size = min(cfg.probe_size, base.max_choices)
         self.n_questions = cfg.n_questions
         self.n_items = cfg.n_items
         self.n_choices = self.n_questions + self.n_probes + 1
         self.recommend_choice = self.n_choices - 1
         self.action_space = spaces.MultiDiscrete([self.n_choices] + [self.n_items] * self.slate_size)
-        Q, P, M, N, F = self.n_questions, self.n_probes, self.probe_size, self.n_items, cfg.max_facts
-        catalog = base.catalog
-        top_id = float(max(catalog.n_items, catalog.n_aspects, base.n_categories, catalog.n_users))
+        self.observation_space = self._build_observation_space()
+        self._categories = CategoryIndex(base.catalog) if base.enumerated else None
+        self._obs: dict[str, np.ndarray] = {}
+        self._questions = np.zeros(0, dtype=np.int64)
+        self._probes: list[np.ndarray] = []
+        self._items = np.zeros(0, dtype=np.int64)
+
+    def _build_observation_space(self) -> spaces.Dict:
+        """The Dict of float32 Boxes described in the module docstring."""
+        Q, P, M, N, F = self.n_questions, self.n_probes, self.probe_size, self.n_items, self.config.max_facts
+        catalog = self.base.catalog
+        top_id = float(max(catalog.n_items, catalog.n_aspects, self.base.n_categories, catalog.n_users))
 
         def box(shape: tuple[int, ...], low: float = -np.inf, high: float = np.inf) -> spaces.Box:
             return spaces.Box(low, high, shape=shape, dtype=np.float32)
 
-        self.observation_space = spaces.Dict(
+        space = spaces.Dict(
             {
                 "choice_mask": box((self.n_choices,), 0.0, 1.0),
                 "item_mask": box((N,), 0.0, 1.0),
@@ -223,28 +188,9 @@ class SlateActionWrapper(gym.Wrapper):
             }
         )
         if P:
-            self.observation_space["probe_aspects"] = box((P, M), -1.0, top_id)
-            self.observation_space["probe_feats"] = box((P, len(PROBE_FEATURES)))
-        if base.enumerated:
-            taxonomy = catalog.taxonomy
-            assert taxonomy is not None
-            members = taxonomy.members.T.tocsr().astype(np.float64)  # (n_aspects, n_parents)
-            self._members = members.toarray().astype(np.bool_)
-            # item -> categories it has an aspect of, CSR (n_items, n_parents)
-            self._item_categories = (catalog.item_aspects.astype(np.float64) @ members).tocsr()
-            self._item_categories.sort_indices()
-        self._hidden_columns = (
-            {}
-            if cfg.ranker_features
-            else {
-                key: [FEATURE_NAMES[key].index(name) for name in names]
-                for key, names in RANKER_DERIVED.items()
-            }
-        )
-        self._obs: dict[str, np.ndarray] = {}
-        self._questions = np.zeros(0, dtype=np.int64)
-        self._probes: list[np.ndarray] = []
-        self._items = np.zeros(0, dtype=np.int64)
+            space["probe_aspects"] = box((P, M), -1.0, top_id)
+            space["probe_feats"] = box((P, len(PROBE_FEATURES)))
+        return space
 
     # ----------------------------------------------------------------------------------------- API
     @property
@@ -315,6 +261,7 @@ class SlateActionWrapper(gym.Wrapper):
 
     # ------------------------------------------------------------------------------------ internals
     def _final_observation(self) -> dict[str, np.ndarray]:
+        """The observation past the end (or of no candidate left): empty slots, only recommend valid."""
         obs = {key: np.zeros(space.shape, dtype=np.float32) for key, space in self.observation_space.items()}
         for key in ("question_ids", "probe_aspects", "item_ids", "accepted_ids", "rejected_ids"):
             if key in obs:
@@ -329,220 +276,60 @@ class SlateActionWrapper(gym.Wrapper):
 
     def observe(self) -> dict[str, np.ndarray]:
         """The observation of the env's current state (also sets the action mask and the slots)."""
-        base, cfg = self.base, self.config
-        state = base.state
-        catalog = base.catalog
-        facts = state.facts()
-        Q, N, F = self.n_questions, self.n_items, cfg.max_facts
+        state = self.base.state
         candidates = state.candidate_items()
-        n_c = candidates.size
-        if n_c == 0:
+        if candidates.size == 0:
             return self._final_observation()
-
-        # items: ranker scores over every candidate, the top N become the item slots
-        scores = np.asarray(self.ranker.item_scores(facts, candidates), dtype=np.float64)
-        z = _zscore(scores)
-        weights = _softmax(z)
-        n_top = min(N, n_c)
-        top = _top(candidates, scores, n_top)
-        items = candidates[top]
-        self._items = items
-        ia = catalog.item_aspects
-        A = catalog.n_aspects
-        # (candidate position, aspect) pairs of the candidates and of the top items
-        c_pos, c_asp = compressed_entries(ia, candidates)
-        t_pos, t_asp = compressed_entries(ia, items)
-
-        # questions: reachable aspects (or categories), half by ranker score, half by entropy
-        counts = np.bincount(c_asp, minlength=A).astype(np.float64)
-        weighted = np.bincount(c_asp, weights=weights[c_pos], minlength=A)  # (A,)
-        open_aspects = (counts > 0) & ~state.accepted & ~state.rejected
-        if base.enumerated:
-            questions, q_feats = self._category_slots(facts, candidates, weights, open_aspects)
-        else:
-            questions, q_feats = self._aspect_slots(facts, counts, weighted, open_aspects, n_c)
-        self._questions = questions
-
-        # probes: each persona's signature aspects among the reachable ones
-        P, M = self.n_probes, self.probe_size
-        probe_aspects = np.full((P, M), -1.0, dtype=np.float32)
-        p_feats = np.zeros((P, len(PROBE_FEATURES)), dtype=np.float32)
-        self._probes = []
-        if P:
-            reachable = np.flatnonzero(open_aspects)
-            posterior = np.asarray(self.ranker.persona_posterior(facts), dtype=np.float64)  # type: ignore[attr-defined]
-            for k in range(P):
-                aspects = np.asarray(
-                    self.ranker.signature_aspects(facts.user, k, M, among=reachable),  # type: ignore[attr-defined]
-                    dtype=np.int64,
-                )
-                self._probes.append(aspects)
-                probe_aspects[k, : aspects.size] = aspects
-                if aspects.size:
-                    listed = np.zeros(A, dtype=np.bool_)
-                    listed[aspects] = True
-                    has_any = np.bincount(c_pos[listed[c_asp]], minlength=n_c) > 0
-                    p_feats[k] = (posterior[k], weights[has_any].sum(), has_any.mean(), aspects.size / M)
-
-        # item features and the local graph's item-aspect edges
-        order_prob = weights[top]
-        i_feats = np.zeros((N, len(ITEM_FEATURES)), dtype=np.float32)
+        facts = state.facts()
+        F = self.config.max_facts
+        cands = rank_candidates(self.ranker, state, facts, candidates, self.n_items)
+        questions = self._question_slots(facts, cands)
+        probes = probe_slots(self._persona_ranker, facts, cands, self.n_probes, self.probe_size)
         rejected_ids = facts.rejected[-F:]
-        item_rejected = np.zeros((N, F), dtype=np.float32)
-        if rejected_ids.size:
-            held_rejected = _membership(t_pos, t_asp, rejected_ids, n_top, A)
-            item_rejected[:n_top, : rejected_ids.size] = held_rejected
-        i_feats[:n_top, 0] = z[top]
-        i_feats[:n_top, 1] = np.arange(n_top) / N
-        i_feats[:n_top, 2] = order_prob
-        i_feats[:n_top, 3] = item_rejected[:n_top].sum(axis=1) / 4.0
-        i_feats[:n_top, 4] = np.cumsum(order_prob)
-        item_question = np.zeros((N, Q), dtype=np.float32)
-        if questions.size:
-            if base.enumerated:
-                held = self._categories_held(items, questions)
-            else:
-                held = _membership(t_pos, t_asp, questions, n_top, A)
-            item_question[:n_top, : questions.size] = held
-
-        # masks: questions present, probes with aspects, recommend always (items exist)
-        choice_mask = np.zeros(self.n_choices, dtype=np.float32)
-        choice_mask[: questions.size] = 1.0
-        for k, aspects in enumerate(self._probes):
-            choice_mask[Q + k] = float(aspects.size > 0)
-        choice_mask[self.recommend_choice] = 1.0
-        item_mask = np.zeros(N, dtype=np.float32)
-        item_mask[:n_top] = 1.0
-
-        g = np.zeros(len(GLOBAL_FEATURES), dtype=np.float32)
-        T = base.max_turns
-        g[0] = state.turn / T
-        g[1] = (T - state.turn) / T
-        g[2] = np.log1p(n_c) / np.log1p(catalog.n_items)
-        g[3] = float(n_c <= self.slate_size)
-        g[4 + int(state.last_answer)] = 1.0
-        g[8] = facts.accepted.size / 8.0
-        g[9] = facts.rejected.size / 8.0
-        g[10] = facts.rejected_items.size / (self.slate_size * T)
-        g[11] = order_prob[: self.slate_size].sum()
-        g[12] = order_prob[0]
-        g[13] = -(weights * np.log(weights + 1e-12)).sum() / np.log(max(n_c, 2))
-
+        items = item_slots(
+            cands, questions.ids, rejected_ids, self._categories, (self.n_items, self.n_questions, F)
+        )
+        self._items, self._questions, self._probes = cands.items, questions.ids, probes.aspects
         obs: dict[str, np.ndarray] = {
-            "choice_mask": choice_mask,
-            "item_mask": item_mask,
+            "choice_mask": self._choice_mask(questions.ids.size, probes.aspects),
+            "item_mask": self._item_mask(cands.items.size),
             "user": np.array([facts.user], dtype=np.float32),
-            "question_ids": _pad(questions, Q),
-            "question_feats": q_feats,
-            "item_ids": _pad(items, N),
-            "item_feats": i_feats,
-            "accepted_ids": _pad(facts.accepted[-F:], F),
-            "rejected_ids": _pad(rejected_ids, F),
-            "item_question": item_question,
-            "item_rejected": item_rejected,
-            "global": g,
+            "question_ids": pad(questions.ids, self.n_questions),
+            "question_feats": questions.feats,
+            "item_ids": pad(cands.items, self.n_items),
+            "item_feats": items.feats,
+            "accepted_ids": pad(facts.accepted[-F:], F),
+            "rejected_ids": pad(rejected_ids, F),
+            "item_question": items.question,
+            "item_rejected": items.rejected,
+            "global": global_features(state, facts, cands, self.base.max_turns, self.slate_size),
         }
-        if P:
-            obs["probe_aspects"] = probe_aspects
-            obs["probe_feats"] = p_feats
-        for key, columns in self._hidden_columns.items():
-            if key in obs:
-                obs[key][..., columns] = 0.0
+        if self.n_probes:
+            obs["probe_aspects"] = probes.padded
+            obs["probe_feats"] = probes.feats
+        if not self.config.ranker_features:
+            hide_ranker_derived(obs)
         self._obs = obs
         return obs
 
-    def _aspect_slots(
-        self,
-        facts: DialogueFacts,
-        counts: np.ndarray,
-        weighted: np.ndarray,
-        open_aspects: np.ndarray,
-        n_candidates: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Question slots over aspects: (ids (<= Q,), features (Q, 6))."""
-        Q = self.n_questions
-        reachable = np.flatnonzero(open_aspects)
-        feats = np.zeros((Q, len(QUESTION_FEATURES)), dtype=np.float32)
-        if reachable.size == 0:
-            return reachable, feats
-        scores = np.asarray(self.ranker.aspect_scores(facts, reachable), dtype=np.float64)
-        entropy = _binary_entropy(weighted[reachable])
-        chosen, is_pick = self._pick(reachable, scores, entropy)
-        index = np.searchsorted(reachable, chosen)
-        n = chosen.size
-        feats[:n, 0] = _zscore(scores)[index]
-        feats[:n, 1] = weighted[chosen]
-        feats[:n, 2] = counts[chosen] / n_candidates
-        feats[:n, 3] = entropy[index]
-        feats[:n, 4] = is_pick
-        feats[:n, 5] = np.log1p(counts[chosen]) / np.log1p(n_candidates)
-        return chosen, feats
+    def _question_slots(self, facts: DialogueFacts, cands: RankedCandidates) -> QuestionSlots:
+        """Aspect question slots, or category ones in enumerated envs."""
+        if self._categories is None:
+            return aspect_questions(self.ranker, facts, cands, self.n_questions)
+        asked = self.base.state.asked_categories
+        return category_questions(self.ranker, facts, cands, self._categories, asked, self.n_questions)
 
-    def _categories_held(self, items: np.ndarray, categories: np.ndarray) -> np.ndarray:
-        """held[r, j] = item items[r] has an aspect of category categories[j]; bool, (n, len(categories))."""
-        position, category = compressed_entries(self._item_categories, items)
-        return _membership(position, category, categories, items.size, self._members.shape[1]) > 0
+    def _choice_mask(self, n_questions: int, probes: list[np.ndarray]) -> np.ndarray:
+        """Valid choices: the occupied question slots, probes that list aspects, and recommend; (Q+P+1,)."""
+        mask = np.zeros(self.n_choices, dtype=np.float32)
+        mask[:n_questions] = 1.0
+        for k, aspects in enumerate(probes):
+            mask[self.n_questions + k] = float(aspects.size > 0)
+        mask[self.recommend_choice] = 1.0
+        return mask
 
-    def _category_slots(
-        self,
-        facts: DialogueFacts,
-        candidates: np.ndarray,
-        weights: np.ndarray,
-        open_aspects: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Question slots over first-layer categories (enumerated envs): (ids, features (Q, 6)).
-
-        Args:
-            facts: The dialogue facts.
-            candidates: Candidate item ids, shape (n_c,).
-            weights: The candidates' ranker softmax weights, shape (n_c,).
-            open_aspects: Reachable, unanswered aspects, bool, shape (A,).
-        """
-        Q = self.n_questions
-        state = self.base.state
-        feats = np.zeros((Q, len(QUESTION_FEATURES)), dtype=np.float32)
-        reachable = np.flatnonzero(open_aspects)
-        if reachable.size == 0:
-            return reachable, feats
-        members = self._members
-        categories = np.flatnonzero(members[reachable].any(axis=0) & ~state.asked_categories)
-        if categories.size == 0:
-            return categories, feats
-        held = self._categories_held(candidates, categories)  # (n_c, C)
-        share_w = weights @ held
-        share = held.mean(axis=0)
-        aspect_scores = np.full(members.shape[0], -np.inf)
-        aspect_scores[reachable] = self.ranker.aspect_scores(facts, reachable)
-        # a category's score: its best member aspect's (-inf when none is reachable)
-        cat_scores = np.where(members[:, categories], aspect_scores[:, None], -np.inf).max(axis=0)
-        cat_scores[~np.isfinite(cat_scores)] = np.nanmin(
-            np.where(np.isfinite(cat_scores), cat_scores, np.nan)
-        )
-        entropy = _binary_entropy(share_w)
-        chosen, is_pick = self._pick(categories, cat_scores, entropy)
-        index = np.searchsorted(categories, chosen)
-        n = chosen.size
-        feats[:n, 0] = _zscore(cat_scores)[index]
-        feats[:n, 1] = share_w[index]
-        feats[:n, 2] = share[index]
-        feats[:n, 3] = entropy[index]
-        feats[:n, 4] = is_pick
-        feats[:n, 5] = np.log1p(held.sum(axis=0)[index]) / np.log1p(held.shape[0])
-        return chosen, feats
-
-    def _pick(
-        self, ids: np.ndarray, scores: np.ndarray, entropy: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Half the slots by ranker score, the rest by entropy; returns (ids, 1 for ranker picks)."""
-        Q = self.n_questions
-        if ids.size <= Q:
-            order = np.lexsort((ids, -scores))
-            return ids[order], np.ones(ids.size, dtype=np.float32)
-        n_rank = (Q + 1) // 2
-        by_score = _top(ids, scores, n_rank)
-        rest = entropy.copy()
-        rest[by_score] = -np.inf
-        by_entropy = _top(ids, rest, Q - n_rank)
-        chosen = np.concatenate([by_score, by_entropy])
-        flags = np.concatenate([np.ones(n_rank), np.zeros(Q - n_rank)]).astype(np.float32)
-        return ids[chosen], flags
+    def _item_mask(self, n_top: int) -> np.ndarray:
+        """Valid item slots: the first n_top (one per candidate item shown); (N,)."""
+        mask = np.zeros(self.n_items, dtype=np.float32)
+        mask[:n_top] = 1.0
+        return mask

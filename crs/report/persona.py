@@ -30,10 +30,9 @@ from scipy.optimize import linear_sum_assignment
 
 from crs.report.inputs import EvalRun
 from envs.metrics import MetricSummary, bootstrap_ci
-from envs.ranker import DialogueFacts
+from envs.ranker import DialogueFacts, ExplainablePersonaRanker
 from simulators.catalog import Catalog
 
-REQUIRED = ("persona_of", "prototype_of", "explain", "item_scores", "personas", "log_prior", "item", "aspect")
 DELETED_LOG_PRIOR = -1.0e9
 MAX_PAIRS = 300
 TOP_ITEMS = 20
@@ -95,8 +94,8 @@ class PersonaAnalysis:
 
 
 def has_personas(ranker: object) -> bool:
-    """Whether `ranker` exposes the persona interface this analysis reads."""
-    return all(hasattr(ranker, name) for name in REQUIRED)
+    """Whether `ranker` exposes the persona interface this analysis reads (`ExplainablePersonaRanker`)."""
+    return isinstance(ranker, ExplainablePersonaRanker)
 
 
 def analysis_pairs(runs: Sequence[EvalRun], rng: np.random.Generator, limit: int = MAX_PAIRS) -> np.ndarray:

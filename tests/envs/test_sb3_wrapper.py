@@ -7,8 +7,9 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 from envs import DialogueFacts, make_env
+from envs.sb3_features import ANSWER_FEATURES, FACT_COUNT_SCALE, REJECTED_ASPECTS_SCALE, column, write
 from envs.sb3_wrapper import FEATURE_NAMES, RANKER_DERIVED, SlateActionWrapper, WrapperConfig, WrapperError
-from envs.transe import PopularityRanker
+from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
 from tests.envs.conftest import tiny_catalog
@@ -187,3 +188,177 @@ def test_enumerated_env_offers_categories() -> None:
 def test_bad_configuration_names_the_fix(world: Catalog) -> None:
     with pytest.raises(WrapperError, match="n_items >= 10"):
         wrapped(world, n_items=5)
+
+
+def feature(obs: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:
+    """The named feature's column of an observation block, shape block.shape[:-1]."""
+    return obs[key][..., column(key, name)]
+
+
+def holders(env: SlateActionWrapper, candidates: np.ndarray, aspect_sets: list[np.ndarray]) -> np.ndarray:
+    """held[i, j] = candidate i holds an aspect of aspect_sets[j], computed from the catalogue; bool."""
+    matrix = env.base.catalog.item_aspects[candidates].toarray().astype(bool)  # (n_c, A)
+    return np.stack([matrix[:, aspects].any(axis=1) for aspects in aspect_sets], axis=1)
+
+
+def question_aspects(env: SlateActionWrapper) -> list[np.ndarray]:
+    """The aspects each question slot asks about: itself, or its category's members when enumerated."""
+    taxonomy = env.base.catalog.taxonomy
+    if not env.base.enumerated:
+        return [np.array([q]) for q in env.question_ids.tolist()]
+    assert taxonomy is not None
+    return [np.flatnonzero(np.asarray(taxonomy.parent_of) == q) for q in env.question_ids.tolist()]
+
+
+def ranker_weights(
+    env: SlateActionWrapper, facts: DialogueFacts, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z-scored ranker scores, their softmax) over the candidates, recomputed here; each (n_c,)."""
+    scores = np.asarray(env.ranker.item_scores(facts, candidates), dtype=np.float64)
+    std = scores.std()
+    z = (scores - scores.mean()) / (std if std > 1e-9 else 1.0)
+    weights = np.exp(z - z.max())
+    return z, weights / weights.sum()
+
+
+def binary_entropy_bits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def check_global(env: SlateActionWrapper, obs: dict[str, np.ndarray], weights: np.ndarray) -> None:
+    state, T, k = env.base.state, env.base.max_turns, env.slate_size
+    facts, n_c = state.facts(), weights.size
+    approx = pytest.approx
+
+    def g(name: str) -> float:
+        return float(feature(obs, "global", name))
+
+    assert g("turn") == approx(state.turn / T) and g("turns_left") == approx((T - state.turn) / T)
+    assert g("log_candidates") == approx(np.log1p(n_c) / np.log1p(env.base.catalog.n_items))
+    assert g("few_candidates") == float(n_c <= k)
+    answers = [g(name) for name in ANSWER_FEATURES.values()]
+    assert answers == [float(code == state.last_answer) for code in ANSWER_FEATURES]
+    assert g("n_accepted") == approx(facts.accepted.size / FACT_COUNT_SCALE)
+    assert g("n_rejected") == approx(facts.rejected.size / FACT_COUNT_SCALE)
+    assert g("n_rejected_items") == approx(facts.rejected_items.size / (k * T))
+    shown = np.sort(weights)[::-1][: env.n_items]
+    assert g("top1_prob") == approx(shown[0], rel=1e-5)
+    assert g("topk_mass") == approx(shown[:k].sum(), rel=1e-5)
+    entropy = -(weights * np.log(weights + 1e-12)).sum() / np.log(max(n_c, 2))
+    assert g("score_entropy") == approx(entropy, rel=1e-5, abs=1e-6)
+
+
+def check_items(
+    env: SlateActionWrapper, obs: dict[str, np.ndarray], z: np.ndarray, weights: np.ndarray
+) -> None:
+    state, N = env.base.state, env.n_items
+    at = np.searchsorted(state.candidate_items(), env.candidate_items)  # slot -> candidate position
+    n_top = at.size
+    close = np.testing.assert_allclose
+    close(feature(obs, "item_feats", "score_z")[:n_top], z[at], rtol=1e-5, atol=1e-6)
+    close(feature(obs, "item_feats", "prob")[:n_top], weights[at], rtol=1e-5)
+    close(feature(obs, "item_feats", "cum_prob")[:n_top], np.cumsum(weights[at]), rtol=1e-5)
+    close(feature(obs, "item_feats", "rank")[:n_top], np.arange(n_top) / N, rtol=1e-6)
+    rejected = state.facts().rejected[-env.config.max_facts :]
+    if rejected.size:
+        held = env.base.catalog.item_aspects[env.candidate_items][:, rejected].toarray().sum(axis=1)
+        close(feature(obs, "item_feats", "rejected_aspects")[:n_top], held / REJECTED_ASPECTS_SCALE)
+    assert not obs["item_feats"][n_top:].any()
+
+
+def check_questions(env: SlateActionWrapper, obs: dict[str, np.ndarray], weights: np.ndarray) -> None:
+    """share / log_count / share_weighted / entropy_weighted count the candidates holding the slot's aspect
+    (an aspect of its category); score_z is checked for aspect slots."""
+    state, n_q = env.base.state, env.question_ids.size
+    candidates, close = state.candidate_items(), np.testing.assert_allclose
+    assert not obs["question_feats"][n_q:].any()
+    if n_q == 0:
+        return
+    held = holders(env, candidates, question_aspects(env))  # (n_c, n_q)
+    count, share_w = held.sum(axis=0), weights @ held
+    close(feature(obs, "question_feats", "share")[:n_q], count / candidates.size, rtol=1e-6)
+    close(
+        feature(obs, "question_feats", "log_count")[:n_q],
+        np.log1p(count) / np.log1p(candidates.size),
+        rtol=1e-6,
+    )
+    close(feature(obs, "question_feats", "share_weighted")[:n_q], share_w, rtol=1e-5, atol=1e-7)
+    entropy = feature(obs, "question_feats", "entropy_weighted")[:n_q]
+    close(entropy, binary_entropy_bits(share_w), rtol=1e-4, atol=1e-5)
+    picks = feature(obs, "question_feats", "ranker_pick")[:n_q]
+    assert set(picks.tolist()) <= {0.0, 1.0} and picks[0] == 1.0
+    if not env.base.enumerated:
+        reachable = state.reachable_aspects()
+        scores = np.asarray(env.ranker.aspect_scores(state.facts(), reachable), dtype=np.float64)
+        std = scores.std()
+        z = (scores - scores.mean()) / (std if std > 1e-9 else 1.0)
+        at = np.searchsorted(reachable, env.question_ids)
+        close(feature(obs, "question_feats", "score_z")[:n_q], z[at], rtol=1e-5, atol=1e-6)
+
+
+def check_probes(env: SlateActionWrapper, obs: dict[str, np.ndarray], weights: np.ndarray) -> None:
+    """posterior: the ranker's; share(_weighted): candidates with a listed aspect; n_aspects: listed / M."""
+    facts, candidates = env.base.state.facts(), env.base.state.candidate_items()
+    posterior = env.ranker.persona_posterior(facts)
+    approx = pytest.approx
+    for p, aspects in enumerate(env._probes):
+        if aspects.size == 0:
+            assert not obs["probe_feats"][p].any()
+            continue
+        held = holders(env, candidates, [aspects])[:, 0]
+        assert feature(obs, "probe_feats", "posterior")[p] == approx(posterior[p], rel=1e-6)
+        assert feature(obs, "probe_feats", "share")[p] == approx(held.mean(), rel=1e-6)
+        assert feature(obs, "probe_feats", "share_weighted")[p] == approx(weights[held].sum(), rel=1e-5)
+        assert feature(obs, "probe_feats", "n_aspects")[p] == approx(aspects.size / env.probe_size)
+
+
+def check_named_features(env: SlateActionWrapper, obs: dict[str, np.ndarray]) -> None:
+    """Every hand feature, read by name, equals its definition recomputed from the env's state."""
+    state = env.base.state
+    z, weights = ranker_weights(env, state.facts(), state.candidate_items())
+    check_global(env, obs, weights)
+    check_items(env, obs, z, weights)
+    check_questions(env, obs, weights)
+    if env.n_probes:
+        check_probes(env, obs, weights)
+
+
+def run_checked(env: SlateActionWrapper, steps: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        check_named_features(env, obs)
+        choice = rng.choice(np.flatnonzero(env.action_masks()[: env.n_choices]))
+        obs, _, done, _, _ = env.step(
+            np.concatenate([[choice], rng.permutation(env.n_items)[: env.slate_size]])
+        )
+        if done:
+            obs, _ = env.reset()
+
+
+def test_each_named_feature_lands_in_its_named_column(world: Catalog) -> None:
+    env = wrapped(world, TruthPersonaRanker(world), max_facts=4)
+    assert env.n_probes == 3
+    run_checked(env, steps=120, seed=4)
+
+
+def test_named_features_of_enumerated_questions() -> None:
+    taxonomy = Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1"))
+    catalog = tiny_catalog(taxonomy=taxonomy, n_extra_items=30)
+    env = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", user="single"), PopularityRanker(catalog), WrapperConfig()
+    )
+    run_checked(env, steps=30, seed=0)
+
+
+def test_feature_writer_is_keyed_by_name() -> None:
+    block = np.zeros((2, len(FEATURE_NAMES["item_feats"])), dtype=np.float32)
+    write(block, "item_feats", "cum_prob", [0.5, 1.0])
+    assert block[:, FEATURE_NAMES["item_feats"].index("cum_prob")].tolist() == [0.5, 1.0]
+    assert block.sum() == 1.5
+    with pytest.raises(KeyError, match="item_feats has no feature 'turn'"):
+        write(block, "item_feats", "turn", 1.0)
+    # every ranker-derived feature is one of its block's named features
+    for key, names in RANKER_DERIVED.items():
+        assert set(names) <= set(FEATURE_NAMES[key])
