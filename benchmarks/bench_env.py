@@ -15,7 +15,7 @@ import numpy as np
 
 from envs import make_env
 from envs.rollout import evaluate, evaluation_indices
-from policies.rankers import build_ranker, default_ranker_spec
+from policies.rankers import RankerSpec
 from policies.rules import make_rule_policy
 
 
@@ -24,7 +24,7 @@ def measure(
 ) -> tuple[float, float, float]:
     """(env-only steps/s, policy+env steps/s, conversations/s) over `episodes` test conversations."""
     env = make_env(dataset, data_dir=data_dir, split="test")
-    ranker = build_ranker(default_ranker_spec(dataset), env.catalog, data_dir)
+    ranker = RankerSpec.default(dataset).build(env.catalog, data_dir)
     policy = make_rule_policy(policy_name, ranker)
     indices = evaluation_indices(env.goals.n_goals, episodes, 0)
     evaluate(env, policy, indices[:5], seed=0)  # warm caches
@@ -72,7 +72,7 @@ def main() -> None:
         data_dir = None if dataset == "persona_world" else args.data_dir
         env_rate, both_rate, conv_rate = measure(dataset, data_dir, args.policy, args.episodes)
         print(
-            f"{dataset:<14} {default_ranker_spec(dataset):<11} {env_rate:>12,.0f} {both_rate:>17,.0f} "
+            f"{dataset:<14} {RankerSpec.default(dataset).name:<11} {env_rate:>12,.0f} {both_rate:>17,.0f} "
             f"{conv_rate:>8,.1f}"
         )
 

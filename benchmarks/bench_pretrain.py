@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from envs.transe import TransERanker
+from policies.baseline_rankers import TransERanker
 from policies.pretrain.artifact import save_artifact
 from policies.pretrain.baselines import popularity_scores, train_mf_bpr
 from policies.pretrain.graph import pretrain_data

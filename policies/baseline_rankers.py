@@ -1,4 +1,6 @@
-"""UNICORN's TransE embeddings as a preference ranker, and a popularity ranker (numpy only).
+"""The fixed baseline preference rankers (numpy only): UNICORN's TransE embeddings, and popularity.
+
+They implement `envs.ranker.PreferenceRanker`; `policies.rankers.RankerSpec` names and builds them.
 
 UNICORN's preference scores, with e_u the user, A+ the accepted and A- the rejected aspects:
 

@@ -1,50 +1,191 @@
-"""Choosing a preference ranker by name or path: "transe", "popularity", or a pre-trained artifact."""
+"""Naming, recording and building a preference ranker: `RankerSpec`, the one reader of ranker strings.
+
+A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
+
+- a name, as typed (``--ranker``, ``ranker:`` in a training config) and as an evaluation's summary.json
+  shows it: "popularity", "transe" (UNICORN's LastFM embeddings in the data folder), "pretrain" (`crs
+  train` only: pre-train one into the run), the path of a `crs pretrain` artifact, or "run" (a trained
+  run's own ranker);
+- an entry, as a run's policy.json records it (and its summary.json shows it): "popularity",
+  "transe:<file>" or "artifact:<dir>"; a relative <file> or <dir> lies in the run folder
+  ("artifact:ranker").
+
+Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
+add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
 
 from envs.ranker import PreferenceRanker
-from envs.transe import PopularityRanker, TransERanker
+from policies.baseline_rankers import PopularityRanker, TransERanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
 from simulators.errors import CRSError
 
-RANKER_NAMES = ("transe", "popularity")
+RankerKind = Literal["popularity", "transe", "pretrain", "run", "artifact"]
+KINDS: tuple[RankerKind, ...] = ("popularity", "transe", "pretrain", "run", "artifact")
+NAMES: tuple[RankerKind, ...] = ("popularity", "transe", "pretrain", "run")  # names that are a whole kind
+ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
+RANKER_NAMES = ("transe", "popularity")  # what `crs eval --ranker` takes besides an artifact
 TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"
+PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
+CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
+ENTRY_CHOICES = "'popularity', 'transe:<file>' or 'artifact:<dir>'"
 
 
-def default_ranker_spec(dataset: str) -> str:
-    """UNICORN's TransE ranker on LastFM (the only dataset it ships for), popularity elsewhere."""
-    return "transe" if dataset == "lastfm" else "popularity"
+@dataclass(frozen=True)
+class RankerSpec:
+    """A preference ranker by kind and place, before it is built.
+
+    Attributes:
+        kind: "popularity", "transe", "pretrain", "run" (a trained run's own ranker) or "artifact".
+        where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
+    """
+
+    kind: RankerKind
+    where: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"ranker kind {self.kind!r} is not one of {KINDS}")
+        if self.kind == "artifact" and not self.where:
+            raise ValueError("an artifact ranker needs its folder")
+        if self.kind in ("popularity", "pretrain", "run") and self.where:
+            raise ValueError(f"ranker {self.kind!r} reads no file, not {self.where!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> RankerSpec:
+        """The ranker a name ("popularity", "transe", "pretrain", "run", an artifact path) or a policy.json
+        entry ("popularity", "transe:<file>", "artifact:<dir>") names; paths are kept as written.
+
+        Raises:
+            CRSError: Empty, or an entry without its file or folder; names the text and the choices.
+        """
+        if text in NAMES:
+            return cls(cast(RankerKind, text))
+        kind, sep, where = text.partition(":")
+        if sep and kind in ENTRY_KINDS:
+            if not where:
+                raise CRSError(f"ranker {text!r} names no {kind} file or folder: use {ENTRY_CHOICES}")
+            return cls(cast(RankerKind, kind), where)
+        if not text.strip():
+            raise CRSError(f"ranker {text!r} is empty: use {CHOICES}")
+        return cls("artifact", text)
+
+    @classmethod
+    def from_entry(cls, entry: str, origin: str) -> RankerSpec:
+        """The ranker a run's policy.json entry names; `origin` says where the entry is (for messages).
+
+        Raises:
+            CRSError: Not "popularity", "transe:<file>" or "artifact:<dir>".
+        """
+        try:
+            spec = cls.parse(entry)
+        except CRSError:
+            spec = None
+        if spec is None or not spec.recordable or spec.entry != entry:
+            raise CRSError(f"{origin}: unknown ranker entry {entry!r} (expected {ENTRY_CHOICES})")
+        return spec
+
+    @classmethod
+    def default(cls, dataset: str) -> RankerSpec:
+        """UNICORN's TransE ranker on LastFM (the only dataset it ships for), popularity elsewhere."""
+        return cls("transe" if dataset == "lastfm" else "popularity")
+
+    @property
+    def name(self) -> str:
+        """The name shown for it (an evaluation's summary.json): parses back to the same spec."""
+        if self.kind == "artifact":
+            return self.where
+        return f"{self.kind}:{self.where}" if self.where else self.kind
+
+    @property
+    def recordable(self) -> bool:
+        """Whether it is a policy.json entry as it stands (`for_run` makes one)."""
+        return self.kind == "popularity" or (self.kind in ENTRY_KINDS and bool(self.where))
+
+    @property
+    def entry(self) -> str:
+        """The policy.json entry: "popularity", "transe:<file>" or "artifact:<dir>".
+
+        Raises:
+            ValueError: Not `recordable` (default TransE, "pretrain", "run"): record `for_run(...)`.
+        """
+        if not self.recordable:
+            raise ValueError(f"ranker {self.name!r} is not a policy.json entry; record its for_run()")
+        return self.kind if self.kind == "popularity" else f"{self.kind}:{self.where}"
+
+    @property
+    def path(self) -> Path | None:
+        """The TransE file or artifact folder it names (None: none or TransE's default file)."""
+        return Path(self.where) if self.where else None
+
+    def resolve(self, run_dir: str | Path) -> RankerSpec:
+        """The same ranker with a relative file or folder (a policy.json entry's) in `run_dir`."""
+        path = self.path
+        if path is None or path.is_absolute():
+            return self
+        return RankerSpec(self.kind, str(Path(run_dir) / path))
+
+    def for_run(self, data_dir: str | Path | None = None) -> RankerSpec:
+        """What a `crs train` run records: TransE's file and artifacts as absolute paths, "pretrain" as
+        the run's own "artifact:ranker".
+
+        Raises:
+            CRSError: "run" (a trained run's own ranker) trains nothing.
+        """
+        if self.kind == "popularity":
+            return self
+        if self.kind == "pretrain":
+            return RankerSpec("artifact", PRETRAIN_DIR)
+        if self.kind == "run":
+            raise CRSError(f"ranker 'run' is a trained run's own ranker: train with {CHOICES}")
+        path = self.path if self.path is not None else resolve_data_dir(data_dir) / TRANSE_FILE
+        return RankerSpec(self.kind, str(path.resolve()))
+
+    def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
+        """The ranker for `catalog`; relative paths are taken from the working directory (see `resolve`).
+
+        Args:
+            catalog: The catalogue the ranker scores.
+            data_dir: Real-data directory (for TransE's default file; default $CRS_DATA_DIR).
+
+        Raises:
+            CRSError: "pretrain" or "run" (not buildable on their own), TransE's default file asked for
+                a dataset other than LastFM, a missing or bad file or artifact.
+        """
+        if self.kind == "popularity":
+            return PopularityRanker(catalog)
+        if self.kind == "transe":
+            if self.path is not None:
+                return TransERanker.from_file(self.path, catalog)
+            if catalog.name != "lastfm":
+                raise CRSError(
+                    f"TransE embeddings are published for lastfm only, not {catalog.name}; use --ranker "
+                    f"popularity or a `crs pretrain` artifact"
+                )
+            return TransERanker.from_file(resolve_data_dir(data_dir) / TRANSE_FILE, catalog)
+        if self.kind == "pretrain":
+            raise CRSError(f"ranker 'pretrain' pre-trains one into a `crs train` run; here use {CHOICES}")
+        if self.kind == "run":
+            raise CRSError("ranker 'run' is a trained run's own ranker: evaluate the run folder itself")
+        if not Path(self.where).exists():
+            raise CRSError(
+                f"ranker {self.where!r} is neither one of {RANKER_NAMES} nor an existing pre-training "
+                f"artifact directory"
+            )
+        from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
+
+        return load_ranker(self.where, catalog)
+
+
+RUN_RANKER = RankerSpec("run")  # an evaluation of a trained run: the run's own ranker
 
 
 def build_ranker(spec: str, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
-    """The ranker named by `spec`.
-
-    Args:
-        spec: "transe" (UNICORN's LastFM embeddings), "popularity", or the path of a `crs pretrain`
-            artifact directory.
-        catalog: The catalogue the ranker scores.
-        data_dir: Real-data directory (for "transe"; default $CRS_DATA_DIR).
-
-    Raises:
-        CRSError: unknown spec, TransE asked for a dataset other than LastFM, or a bad artifact.
-    """
-    if spec == "popularity":
-        return PopularityRanker(catalog)
-    if spec == "transe":
-        if catalog.name != "lastfm":
-            raise CRSError(
-                f"TransE embeddings are published for lastfm only, not {catalog.name}; use --ranker "
-                f"popularity or a `crs pretrain` artifact"
-            )
-        return TransERanker.from_file(resolve_data_dir(data_dir) / TRANSE_FILE, catalog)
-    path = Path(spec)
-    if path.exists():
-        from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
-
-        return load_ranker(path, catalog)
-    raise CRSError(
-        f"--ranker {spec!r} is neither one of {RANKER_NAMES} nor an existing pre-training artifact directory"
-    )
+    """Shorthand for ``RankerSpec.parse(spec).build(catalog, data_dir)``."""
+    return RankerSpec.parse(spec).build(catalog, data_dir)

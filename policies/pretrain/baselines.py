@@ -1,6 +1,7 @@
 """Baseline rankers for the pre-training benchmark: popularity and MF/BPR of the same dimension.
 
-UNICORN's TransE embeddings are read by `envs.transe.load_embedding_pickle` (restricted unpickler).
+UNICORN's TransE embeddings are read by `policies.baseline_rankers.load_embedding_pickle` (a restricted
+unpickler).
 """
 
 from __future__ import annotations

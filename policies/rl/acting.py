@@ -16,7 +16,7 @@ from envs.metrics import EpisodeRecord, per_episode_metrics
 from envs.ranker import PreferenceRanker
 from envs.registry import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
-from envs.transe import PopularityRanker, TransERanker
+from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
 from policies.rl.model_file import load_model
 from policies.rl.policy import SlatePolicy
@@ -136,24 +136,8 @@ def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
         ) from None
 
 
-def ranker_entry_path(where: str, run_dir: Path) -> Path:
-    """The file or folder a ranker entry ("transe:<file>", "artifact:<dir>") names; relative: in the run."""
-    path = Path(where)
-    return path if path.is_absolute() else run_dir / path
-
-
 def ranker_from_meta(meta: dict[str, Any], catalog: Any, run_dir: Path) -> PreferenceRanker:
     """Rebuild the fixed ranker a run recorded: "popularity", "transe:<file>" or "artifact:<dir>"."""
-    spec = str(meta.get("ranker", "popularity"))
-    if spec == "popularity":
-        return PopularityRanker(catalog)
-    kind, _, where = spec.partition(":")
-    path = ranker_entry_path(where, run_dir)
-    if kind == "transe":
-        return TransERanker.from_file(path, catalog)
-    if kind == "artifact":
-        # policies.pretrain loads torch_geometric: only for runs whose ranker is an artifact
-        from policies.pretrain.artifact import load_ranker
-
-        return load_ranker(path, catalog)
-    raise CRSError(f"run {run_dir}: unknown ranker entry {spec!r} in {POLICY_META}")
+    entry = str(meta.get("ranker", "popularity"))
+    spec = RankerSpec.from_entry(entry, f"run {run_dir} ({POLICY_META})")
+    return spec.resolve(run_dir).build(catalog)

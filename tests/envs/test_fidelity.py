@@ -11,7 +11,7 @@ import pytest
 from envs import make_env
 from envs.metrics import summarize
 from envs.rollout import evaluate, evaluation_indices
-from envs.transe import TransERanker
+from policies.baseline_rankers import TransERanker
 from policies.rules import make_rule_policy
 
 UNICORN = {"ask-4": (0.680, 10.35), "ask-7": (0.782, 10.64)}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from envs.ranker import DialogueFacts
-from envs.transe import TransERanker, UnsafePickleError, load_embedding_pickle
+from policies.baseline_rankers import TransERanker, UnsafePickleError, load_embedding_pickle
 from simulators.errors import CRSError, DatasetError
 from tests.envs.conftest import tiny_catalog
 

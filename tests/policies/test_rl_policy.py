@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from envs import evaluation_indices, make_env
-from envs.transe import PopularityRanker
+from policies.baseline_rankers import PopularityRanker
 from policies.pretrain.ranker import PersonaRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import load_trained_policy, mean_metrics

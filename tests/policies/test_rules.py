@@ -7,7 +7,7 @@ import pytest
 from envs import make_env
 from envs.metrics import summarize
 from envs.rollout import evaluate, evaluation_indices
-from envs.transe import PopularityRanker
+from policies.baseline_rankers import PopularityRanker
 from policies.rules import make_rule_policy, top_k
 from simulators.errors import CRSError
 

@@ -9,7 +9,7 @@ from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from envs import make_env
-from envs.transe import PopularityRanker
+from policies.baseline_rankers import PopularityRanker
 from policies.rl import RLConfig, build_model, make_vec_env
 from simulators.datasets import load_catalog
 

@@ -1,0 +1,117 @@
+"""`RankerSpec`, the one reader of ranker strings: names and policy.json entries round-trip, relative
+entries lie in the run, bad ones are named with the choices, and the built rankers are the right ones."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.baseline_rankers import PopularityRanker, TransERanker
+from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker
+from policies.rl.acting import ranker_from_meta
+from simulators.errors import CRSError
+from tests.envs.conftest import tiny_catalog
+
+# names as typed (--ranker, a training config) and as an evaluation's summary.json shows them
+NAMES = ["popularity", "transe", "pretrain", "run", "runs/pw-ranker", "/abs/pw-ranker/", "transe:/x/t.pkl"]
+# entries as a run's policy.json records them (and its summary.json shows them)
+ENTRIES = [
+    "popularity",
+    "transe:/data/lastfm/embeds/transe.pkl",
+    "artifact:ranker",
+    "artifact:/abs/pw-ranker",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_round_trips(name: str) -> None:
+    spec = RankerSpec.parse(name)
+    assert spec.name == name
+    assert RankerSpec.parse(spec.name) == spec
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_policy_json_entry_round_trips(entry: str) -> None:
+    spec = RankerSpec.from_entry(entry, "policy.json")
+    assert spec.entry == entry
+    assert RankerSpec.parse(entry) == spec
+
+
+def test_the_two_formats_of_an_artifact_are_one_ranker() -> None:
+    assert (
+        RankerSpec.parse("runs/pw")
+        == RankerSpec.parse("artifact:runs/pw")
+        == RankerSpec("artifact", "runs/pw")
+    )
+    assert RankerSpec.parse("runs/pw").entry == "artifact:runs/pw"
+    assert RankerSpec.parse("artifact:runs/pw").name == "runs/pw"
+
+
+def test_what_a_run_records(tmp_path: Path) -> None:
+    assert RankerSpec.parse("popularity").for_run().entry == "popularity"
+    assert RankerSpec.parse("pretrain").for_run().entry == "artifact:ranker"
+    transe = RankerSpec.parse("transe").for_run(tmp_path).entry
+    assert transe == f"transe:{(tmp_path / TRANSE_FILE).resolve()}"
+    relative = RankerSpec.parse("some/artifact").for_run().entry
+    assert relative == f"artifact:{Path('some/artifact').resolve()}"
+    with pytest.raises(CRSError, match="'run'"):
+        RUN_RANKER.for_run()
+    with pytest.raises(ValueError, match="for_run"):
+        _ = RankerSpec.parse("transe").entry
+
+
+def test_relative_entries_resolve_against_the_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert RankerSpec.parse("artifact:ranker").resolve(run) == RankerSpec("artifact", str(run / "ranker"))
+    assert RankerSpec.parse("transe:e/t.pkl").resolve(run).path == run / "e" / "t.pkl"
+    absolute = RankerSpec.parse("artifact:/abs/pw")
+    assert absolute.resolve(run) == absolute
+    assert RankerSpec.parse("popularity").resolve(run) == RankerSpec("popularity")
+
+
+@pytest.mark.parametrize("text", ["", " ", "transe:", "artifact:"])
+def test_a_bad_spec_names_itself_and_the_choices(text: str) -> None:
+    with pytest.raises(CRSError) as info:
+        RankerSpec.parse(text)
+    assert repr(text) in str(info.value) and "popularity" in str(info.value)
+
+
+def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> None:
+    with pytest.raises(CRSError, match=r"'nope' is neither one of \('transe', 'popularity'\)"):
+        RankerSpec.parse("nope").build(tiny_catalog())
+    for keyword in ("pretrain", "run"):
+        with pytest.raises(CRSError, match=f"'{keyword}'"):
+            RankerSpec.parse(keyword).build(tiny_catalog())
+
+
+@pytest.mark.parametrize("entry", ["transe", "pretrain", "run", "/abs/pw", "foo:bar", ""])
+def test_an_unknown_policy_json_entry_names_the_run_and_the_entry_choices(entry: str) -> None:
+    with pytest.raises(CRSError) as info:
+        ranker_from_meta({"ranker": entry}, tiny_catalog(), Path("runs/x"))
+    message = str(info.value)
+    assert "runs/x" in message and repr(entry) in message and "artifact:<dir>" in message
+
+
+def test_transe_on_another_dataset_names_the_fix() -> None:
+    with pytest.raises(CRSError, match="lastfm only"):
+        RankerSpec.parse("transe").build(tiny_catalog())
+
+
+def test_builds_the_named_ranker(tmp_path: Path) -> None:
+    catalog = tiny_catalog()
+    assert isinstance(build_ranker("popularity", catalog), PopularityRanker)
+    assert isinstance(ranker_from_meta({}, catalog, tmp_path), PopularityRanker)  # old runs: no entry
+    embeds = tmp_path / "embeds"
+    embeds.mkdir()
+    data = {"ui_emb": np.ones((7, 3)), "feature_emb": np.ones((4, 3))}  # 1 user + 6 items, 4 aspects
+    (embeds / "t.pkl").write_bytes(pickle.dumps(data))
+    ranker = ranker_from_meta({"ranker": "transe:embeds/t.pkl"}, catalog, tmp_path)  # in the run
+    assert isinstance(ranker, TransERanker) and ranker.item_emb.shape == (6, 3)
+
+
+def test_default_rankers() -> None:
+    assert RankerSpec.default("lastfm") == RankerSpec("transe")
+    assert RankerSpec.default("yelp_star").name == "popularity"
