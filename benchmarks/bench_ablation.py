@@ -100,7 +100,7 @@ def main() -> None:
                         **({} if (seed, variant) == (args.seeds[0], args.variants[0]) else {"baselines": []}),
                     }
                 )
-                summary = run_training(settings, name=name, runs_dir=runs, show=False)
+                summary = run_training(settings, name=name, runs_dir=runs, show=False).to_dict()
             label = f"RL ({name})"
             metrics = {k: v["mean"] for k, v in summary["test"][label].items()}
             metrics["seconds"] = summary["train_seconds_this_session"]

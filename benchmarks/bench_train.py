@@ -25,7 +25,7 @@ import numpy as np
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
-from envs.transe import PopularityRanker
+from policies.baseline_rankers import PopularityRanker
 from simulators.datasets import load_catalog
 
 DATA_DIR = os.environ.get("CRS_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -156,7 +156,7 @@ def main() -> None:
     settings = make_settings(data)
     runs_dir = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="bench_train_"))
     name = args.name or f"bench-{args.dataset}-s{args.seed}"
-    summary = run_training(settings, name=name, runs_dir=runs_dir, show=False)
+    summary = run_training(settings, name=name, runs_dir=runs_dir, show=False).to_dict()
 
     # one-conversation-at-a-time throughput of the loaded policy (what `crs eval` sees)
     from envs.rollout import evaluate, evaluation_indices

@@ -87,13 +87,13 @@ def eval_command(
     )
     summary = result.summary
     title = (
-        f"{summary['dataset']} / {summary['split']}: {summary['episodes']} conversations, seed {seed}, "
-        f"{summary['setting']} setting, ranker {summary['ranker']}"
+        f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}, "
+        f"{summary.setting} setting, ranker {summary.ranker}"
     )
-    console.print(metrics_table(title, {summary["policy"]: result.metrics}))
-    for note in summary["notes"]:
+    console.print(metrics_table(title, {summary.policy: result.metrics}))
+    for note in summary.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(
-        f"{summary['conversations_per_second']:.1f} conversations/s; records in [bold]{result.out}[/] "
+        f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{result.out}[/] "
         f"(episodes.jsonl, summary.json)"
     )

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -20,14 +19,15 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crs import __version__
+from crs.app.run_folder import EvalSummary, write_episodes
 from crs.claims import FolderClaim, refuse_output_over_inputs
-from crs.common import console, data_dir_input, write_json_atomic
+from crs.common import console, data_dir_input
 from crs.parallel import Task, WorkerPool, resolve_backend
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
-from policies.rankers import build_ranker, default_ranker_spec
+from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
@@ -115,7 +115,7 @@ class EvalResult:
 
     records: list[EpisodeRecord]
     metrics: dict[str, MetricSummary]
-    summary: dict[str, Any]
+    summary: EvalSummary
     out: Path
 
 
@@ -133,10 +133,9 @@ def resolve_policy(
     if path.is_dir():
         from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
 
-        return load_trained_policy(path, env.catalog), path.name, "run"
-    ranker_name = ranker_spec or default_ranker_spec(env.catalog.name)
-    ranker = build_ranker(ranker_name, env.catalog, data_dir)
-    return make_rule_policy(spec, ranker), spec, ranker_name
+        return load_trained_policy(path, env.catalog), path.name, RUN_RANKER.name
+    ranker = RankerSpec.parse(ranker_spec) if ranker_spec else RankerSpec.default(env.catalog.name)
+    return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
 def build_evaluation(setup: EvalSetup) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
@@ -254,29 +253,25 @@ def run_evaluation(
         elapsed = time.perf_counter() - started
 
         metrics = summarize(records, env.max_turns, seed=seed)
-        summary: dict[str, Any] = {
-            "policy": policy_name,
-            "policy_spec": policy_spec,
-            "dataset": dataset,
-            "split": split,
-            "ranker": ranker_name,
-            "user": user,
-            "setting": env.question_mode if not env.enumerated else "enumerated",
-            "episodes": len(records),
-            "seed": seed,
-            "world_seed": world_seed if dataset == "persona_world" else None,
-            "conversations": conversations_fingerprint(split, indices),
-            "max_turns": env.max_turns,
-            "notes": list(env.catalog.notes),
-            "metrics": {name: vars(value) for name, value in metrics.items()},
-            "seconds": round(elapsed, 3),
-            "conversations_per_second": round(len(records) / max(elapsed, 1e-9), 2),
-            "versions": {"persona-crs": __version__, "python": platform.python_version()},
-        }
-        temporary = out / "episodes.jsonl.tmp"
-        with temporary.open("w") as handle:
-            for record in records:
-                handle.write(json.dumps(record.to_dict()) + "\n")
-        temporary.replace(out / "episodes.jsonl")
-        write_json_atomic(out / "summary.json", summary)
+        summary = EvalSummary(
+            policy=policy_name,
+            policy_spec=policy_spec,
+            dataset=dataset,
+            split=split,
+            ranker=ranker_name,
+            user=user,
+            setting=env.question_mode if not env.enumerated else "enumerated",
+            episodes=len(records),
+            seed=seed,
+            world_seed=world_seed if dataset == "persona_world" else None,
+            conversations=conversations_fingerprint(split, indices),
+            max_turns=env.max_turns,
+            notes=tuple(env.catalog.notes),
+            metrics=metrics,
+            seconds=round(elapsed, 3),
+            conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),
+            versions={"persona-crs": __version__, "python": platform.python_version()},
+        )
+        write_episodes(out, records)
+        summary.write(out)
         return EvalResult(records=records, metrics=metrics, summary=summary, out=out)

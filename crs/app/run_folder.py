@@ -18,41 +18,79 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from crs.app.settings import TrainSettings, make_settings
+from envs.metrics import EpisodeRecord, MetricSummary
+from policies.atomic_json import write_json_atomic
 from simulators.errors import CRSError
 
 RUN_CONFIG = "config.yaml"
+CURVE_CSV = "eval.csv"
+CURVE_JSONL = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
 EPISODES_FILE = "episodes.jsonl"
 # Files of a run that hold training progress; a resume without a checkpoint starts again without them.
-PROGRESS_FILES = ("eval.csv", "eval.jsonl", "state.json", "best_model.zip", "model.zip", "summary.json")
+PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, "state.json", "best_model.zip", "model.zip", SUMMARY_FILE)
 
 
-def read_run_settings(run_dir: Path) -> TrainSettings:
-    """The settings a run recorded in its config.yaml.
+@dataclass(frozen=True)
+class RunRecord:
+    """``config.yaml`` of a run: the resolved settings and where they ran.
 
-    Raises:
-        CRSError: config.yaml is missing, damaged or lacks its settings (the message names the command
-            that starts the run again).
+    Attributes:
+        settings: The run's settings (machine-dependent defaults resolved).
+        name: Run name.
+        versions: Package versions and machine facts (`crs.app.training.system_info`).
+        written: When the file was written (ISO 8601, UTC).
     """
-    path = run_dir / RUN_CONFIG
-    again = (
-        f"start the run again with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite`"
-    )
-    if not path.is_file():
-        raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
-        raise CRSError(f"{path} holds no 'settings' mapping; {again}")
-    return make_settings(data["settings"])
+
+    settings: TrainSettings
+    name: str
+    versions: dict[str, Any]
+    written: str
+
+    def write(self, run_dir: Path) -> None:
+        data = {
+            "settings": self.settings.model_dump(),
+            "name": self.name,
+            "seed": self.settings.seed,
+            "versions": self.versions,
+            "written": self.written,
+        }
+        write_yaml_atomic(run_dir / RUN_CONFIG, data)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """Read ``run_dir/config.yaml``.
+
+        Raises:
+            CRSError: config.yaml is missing, damaged or lacks its settings (the message names the
+                command that starts the run again).
+        """
+        path = run_dir / RUN_CONFIG
+        command = f"crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite"
+        again = f"start the run again with `{command}`"
+        if not path.is_file():
+            raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
+            raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
+            raise CRSError(f"{path} holds no 'settings' mapping; {again}")
+        versions = data.get("versions")
+        return cls(
+            settings=make_settings(data["settings"]),
+            name=str(data.get("name") or run_dir.name),
+            versions=versions if isinstance(versions, dict) else {},
+            written=str(data.get("written") or ""),
+        )
 
 
 def write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -67,10 +105,11 @@ class CurveFile:
     FIELDS = ("timesteps", "seconds", "SR@5", "SR@10", "SR@15", "AT", "hDCG", "best")
 
     def __init__(self, run_dir: Path) -> None:
-        self.csv = run_dir / "eval.csv"
-        self.jsonl = run_dir / "eval.jsonl"
-        if not self.csv.exists():
-            self._write([])
+        self.csv = run_dir / CURVE_CSV
+        self.jsonl = run_dir / CURVE_JSONL
+
+    def exists(self) -> bool:
+        return self.csv.is_file()
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows of eval.csv (numbers parsed).
@@ -78,6 +117,8 @@ class CurveFile:
         Raises:
             CRSError: eval.csv is damaged.
         """
+        if not self.exists():
+            return []
         try:
             with self.csv.open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
@@ -121,6 +162,9 @@ class CurveFile:
         return ",".join(str(v) for v in self._typed(row).values()) + "\n"
 
     def add(self, point: Any) -> None:
+        """Append one `policies.rl.callbacks.EvalPoint`."""
+        if not self.exists():
+            self._write([])
         row = {
             "timesteps": point.timesteps,
             "seconds": round(point.seconds, 2),
@@ -131,3 +175,235 @@ class CurveFile:
             handle.write(self._csv_line(row))
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(self._typed(row)) + "\n")
+
+
+# ----------------------------------------------------------------------------------- summaries
+MetricTable = dict[str, MetricSummary]
+
+
+def _metric_table(data: Any, where: str) -> MetricTable:
+    """``{"SR@15": {"mean", "low", "high"}, ...}`` read into `MetricSummary`s."""
+    try:
+        return {
+            str(name): MetricSummary(float(v["mean"]), float(v["low"]), float(v["high"]))
+            for name, v in data.items()
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise CRSError(f"{where} is corrupt ({error}); expected metric -> mean/low/high") from None
+
+
+def _read_summary(path: Path, required: tuple[str, ...], fix: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise CRSError(f"{path} is missing; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CRSError(f"{path} is corrupt ({error}); {fix}") from None
+    if not isinstance(data, dict):
+        raise CRSError(f"{path} is corrupt: expected a JSON object; {fix}")
+    lacking = [key for key in required if key not in data]
+    if lacking:
+        raise CRSError(f"{path} lacks {lacking}; {fix}")
+    return data
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
+
+    Attributes:
+        policy: Display name of the policy.
+        policy_spec: What `--policy` said (a rule name or a run folder).
+        dataset: Dataset name.
+        split: Split the conversations came from.
+        ranker: Ranker display name ("run" for a trained policy's own ranker).
+        user: Simulated user kind.
+        setting: "binary", "multiple_choice" or "enumerated".
+        episodes: Conversations evaluated (lines of episodes.jsonl).
+        seed: Seed of the conversation order.
+        world_seed: Persona world seed (None on real data).
+        conversations: Hash of the conversations walked (`conversations_fingerprint`).
+        max_turns: Turn limit T.
+        notes: The catalogue's notes (e.g. "Yelp* pre-trains on valid").
+        metrics: SR@5/10/15, AT, hDCG with 95% CIs.
+        seconds: Wall time of the evaluation.
+        conversations_per_second: Throughput.
+        versions: persona-crs and Python versions.
+    """
+
+    policy: str
+    policy_spec: str
+    dataset: str
+    split: str
+    ranker: str
+    user: str
+    setting: str
+    episodes: int
+    seed: int
+    world_seed: int | None
+    conversations: str
+    max_turns: int
+    notes: tuple[str, ...]
+    metrics: MetricTable
+    seconds: float
+    conversations_per_second: float
+    versions: dict[str, str]
+
+    REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        data["metrics"] = {name: vars(value) for name, value in self.metrics.items()}
+        return data
+
+    @classmethod
+    def read(cls, folder: Path) -> EvalSummary:
+        """Read and check ``folder/summary.json``.
+
+        Raises:
+            CRSError: Missing, corrupt, or lacking a required key (the message says how to fix it).
+        """
+        path = folder / SUMMARY_FILE
+        fix = f"re-run `crs eval --out {folder}`"
+        return cls.from_dict(_read_summary(path, cls.REQUIRED, fix), f"{path}", fix)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "summary", fix: str = "") -> EvalSummary:
+        """The summary of a mapping holding `REQUIRED`; keys written by older versions get defaults.
+
+        Raises:
+            CRSError: A value of the wrong type (named with `where` and `fix`).
+        """
+        try:
+            return cls(
+                policy=str(data["policy"]),
+                policy_spec=str(data.get("policy_spec", data["policy"])),
+                dataset=str(data["dataset"]),
+                split=str(data["split"]),
+                ranker=str(data.get("ranker", "")),
+                user=str(data.get("user", "auto")),
+                setting=str(data.get("setting", "unknown")),
+                episodes=int(data.get("episodes", 0)),
+                seed=int(data["seed"]),
+                world_seed=None if data.get("world_seed") is None else int(data["world_seed"]),
+                conversations=str(data.get("conversations") or ""),
+                max_turns=int(data["max_turns"]),
+                notes=tuple(str(note) for note in data.get("notes") or ()),
+                metrics=_metric_table(data.get("metrics") or {}, f"{where} [metrics]"),
+                seconds=float(data.get("seconds", 0.0)),
+                conversations_per_second=float(data.get("conversations_per_second", 0.0)),
+                versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None
+
+    def write(self, folder: Path) -> None:
+        write_json_atomic(folder / SUMMARY_FILE, self.to_dict())
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """``summary.json`` of a `crs train` run: the final test comparison on shared conversations.
+
+    Attributes:
+        name: Run name.
+        dataset: Dataset trained and tested on.
+        ranker: The run's ranker entry (as in policy.json).
+        timesteps: Training steps done.
+        train_seconds_this_session: Training time of the last session (a resumed run: since resuming).
+        steps_per_second: Training throughput of that session.
+        envs: Simulated-user envs.
+        env_processes: Worker processes running them (0: in-process).
+        test_episodes: Test conversations (the same for every row of `test`).
+        best_valid: Validation SR@15 and hDCG of best_model.zip.
+        test: Label ("RL (<name>)", a rule baseline) -> metrics.
+        conversations_per_second: Label -> evaluation throughput.
+    """
+
+    name: str
+    dataset: str
+    ranker: str
+    timesteps: int
+    train_seconds_this_session: float
+    steps_per_second: float
+    envs: int
+    env_processes: int
+    test_episodes: int
+    best_valid: dict[str, float]
+    test: dict[str, MetricTable]
+    conversations_per_second: dict[str, float]
+
+    @property
+    def trained_label(self) -> str:
+        """The row of the trained policy in `test`."""
+        return f"RL ({self.name})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["test"] = {label: {k: vars(v) for k, v in row.items()} for label, row in self.test.items()}
+        return data
+
+    @classmethod
+    def read(cls, run_dir: Path) -> TrainSummary:
+        """Read ``run_dir/summary.json``.
+
+        Raises:
+            CRSError: Missing, corrupt or lacking a key (the run has not finished: resume it).
+        """
+        path = run_dir / SUMMARY_FILE
+        fix = f"finish the run with `crs train --name {run_dir.name} --resume`"
+        data = _read_summary(path, tuple(f.name for f in fields(cls)), fix)
+        test = data["test"]
+        if not isinstance(test, dict):
+            raise CRSError(f"{path} [test] is corrupt: expected label -> metrics; {fix}")
+        try:
+            return cls(
+                **{f.name: data[f.name] for f in fields(cls) if f.name != "test"},
+                test={
+                    str(label): _metric_table(row, f"{path} [test][{label}]") for label, row in test.items()
+                },
+            )
+        except TypeError as error:
+            raise CRSError(f"{path} is corrupt ({error}); {fix}") from None
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(run_dir / SUMMARY_FILE, self.to_dict())
+
+
+def write_episodes(folder: Path, records: Sequence[EpisodeRecord]) -> None:
+    """Write ``episodes.jsonl`` (one `EpisodeRecord` per line) through a temporary file."""
+    temporary = folder / (EPISODES_FILE + ".tmp")
+    with temporary.open("w") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_dict()) + "\n")
+    os.replace(temporary, folder / EPISODES_FILE)
+
+
+def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
+    """Read ``episodes.jsonl``.
+
+    Raises:
+        CRSError: Missing, unreadable, a corrupt line (named), or no record at all.
+    """
+    path = folder / EPISODES_FILE
+    fix = f"re-run `crs eval --out {folder}`"
+    if not path.is_file():
+        raise CRSError(f"{path} is missing; {fix}")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CRSError(f"{path} is unreadable ({error}); {fix}") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(EpisodeRecord.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise CRSError(
+                f"{path} line {number} is corrupt ({type(error).__name__}: {error}); {fix}"
+            ) from None
+    if not records:
+        raise CRSError(f"{path} holds no records; {fix}")
+    return tuple(records)

@@ -61,6 +61,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crs.app.run_folder import EvalSummary, TrainSummary
 from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
@@ -449,6 +450,24 @@ def sweep_task_dirs(path: str | Path) -> list[Path]:
     return sorted(child for child in runs.iterdir() if not child.name.startswith(".") and is_finished(child))
 
 
+def planned_tasks(path: str | Path) -> list[str]:
+    """The task names a sweep folder's ``sweep.json`` plans.
+
+    Raises:
+        CRSError: sweep.json is missing or corrupt.
+    """
+    file = Path(path) / SWEEP_FILE
+    fix = f"rerun `crs sweep CONFIG --out {Path(path)}`"
+    if not file.is_file():
+        raise CRSError(f"{file} is missing; {fix}")
+    try:
+        listing = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CRSError(f"{file} is corrupt ({error}); {fix}") from None
+    tasks = listing.get("tasks") if isinstance(listing, dict) else None
+    return [str(task.get("name")) for task in tasks or [] if isinstance(task, dict)]
+
+
 def read_task(path: str | Path) -> dict[str, Any]:
     """A finished task's ``task.json`` (`SweepTask.to_dict`)."""
     return json.loads((Path(path) / TASK_FILE).read_text())
@@ -466,12 +485,11 @@ def sweep_groups(path: str | Path) -> dict[str, list[Path]]:
 
 def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
     """The metrics of a finished task: its evaluation (eval), or its trained policy's test row (train)."""
-    summary = json.loads((Path(path) / "summary.json").read_text())
-    if read_task(path)["kind"] == "train":
-        row = next(values for label, values in summary["test"].items() if label.startswith("RL ("))
-    else:
-        row = summary["metrics"]
-    return {name: MetricSummary(**values) for name, values in row.items()}
+    folder = Path(path)
+    if read_task(folder)["kind"] == "train":
+        summary = TrainSummary.read(folder)
+        return summary.test[summary.trained_label]
+    return EvalSummary.read(folder).metrics
 
 
 # ---------------------------------------------------------------------- running

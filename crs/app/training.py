@@ -1,15 +1,5 @@
-"""Training the graph RL policy with MaskablePPO into a run directory, and compare it with
-the rule baselines on the same test conversations.
-
-A run directory ``runs/<name>/`` holds:
-
-- ``config.yaml``: the resolved settings, seed, package versions and system info;
-- ``policy.json``: what `policies.rl.load_trained_policy` needs (`crs eval --policy runs/<name>`);
-- ``checkpoint.zip`` + ``state.json``: the latest checkpoint (written atomically) for ``--resume``;
-- ``best_model.zip`` (best validation SR@15, then hDCG), ``model.zip`` (final);
-- ``eval.csv`` / ``eval.jsonl``: the validation curve; ``tb/``: TensorBoard logs;
-- ``summary.json``: the final test comparison; ``ranker/``: a ranker pre-trained on the fly.
-"""
+"""Training the graph RL policy with MaskablePPO into a run directory, and comparing it with the rule
+baselines on the same test conversations (the run directory's files: `crs.app.run_folder`)."""
 
 from __future__ import annotations
 
@@ -25,13 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from crs import __version__
-from crs.app.run_folder import PROGRESS_FILES, RUN_CONFIG, CurveFile, read_run_settings, write_yaml_atomic
+from crs.app.run_folder import (
+    PROGRESS_FILES,
+    CurveFile,
+    RunRecord,
+    TrainSummary,
+)
 from crs.app.settings import TrainSettings, make_settings
 from crs.claims import FolderClaim
 from crs.common import (
     console,
     metrics_table,
-    write_json_atomic,
 )
 from envs.env import Rewards
 from envs.metrics import summarize
@@ -65,15 +59,17 @@ def system_info() -> dict[str, Any]:
 
 def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
     """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
-    from policies.rankers import TRANSE_FILE, build_ranker, default_ranker_spec
-    from simulators.datasets import resolve_data_dir
+    from policies.rankers import RankerSpec
 
-    spec = settings.ranker
-    if spec is None:
-        spec = "pretrain" if settings.dataset == "persona_world" else default_ranker_spec(settings.dataset)
-    if spec == "pretrain":
-        artifact = run_dir / "ranker"
-        if not (artifact / "config.json").is_file():
+    if settings.ranker is not None:
+        spec = RankerSpec.parse(settings.ranker)
+    else:
+        world = settings.dataset == "persona_world"
+        spec = RankerSpec("pretrain") if world else RankerSpec.default(settings.dataset)
+    if spec.kind == "pretrain":
+        recorded = spec.for_run()  # "artifact:ranker": a folder in the run
+        artifact = recorded.resolve(run_dir)
+        if not (Path(artifact.where) / "config.json").is_file():
             from policies.pretrain.artifact import save_artifact
             from policies.pretrain.train import TrainConfig, pretrain
 
@@ -81,14 +77,10 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
                 console.print(f"[bold]pre-training[/] the ranker ({settings.pretrain_epochs} epochs max)")
             config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed)
             result = pretrain(catalog, config)
-            save_artifact(result, artifact)
-        return build_ranker(str(artifact), catalog), "artifact:ranker"
-    ranker = build_ranker(spec, catalog, settings.data_dir)
-    if spec == "popularity":
-        return ranker, "popularity"
-    if spec == "transe":
-        return ranker, f"transe:{(resolve_data_dir(settings.data_dir) / TRANSE_FILE).resolve()}"
-    return ranker, f"artifact:{Path(spec).resolve()}"
+            save_artifact(result, artifact.where)
+        return artifact.build(catalog), recorded.entry
+    ranker = spec.build(catalog, settings.data_dir)
+    return ranker, spec.for_run(settings.data_dir).entry
 
 
 def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any, str]:
@@ -97,13 +89,14 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, so
     training and validation conversations then come only from its pre-training hold-out.
     """
-    kind, _, where = ranker_entry.partition(":")
-    if kind != "artifact":
+    from policies.rankers import RankerSpec
+
+    spec = RankerSpec.parse(ranker_entry).resolve(run_dir)
+    if spec.kind != "artifact":
         return None, "valid"
     from policies.pretrain.artifact import unseen_valid_interactions
-    from policies.rl.acting import ranker_entry_path
 
-    held_out = unseen_valid_interactions(ranker_entry_path(where, run_dir), catalog)
+    held_out = unseen_valid_interactions(spec.where, catalog)
     if held_out is None:
         return None, "valid"
     return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
@@ -119,7 +112,7 @@ def run_training(
     steps: int | None = None,
     ppo: dict[str, Any] | None = None,
     show: bool = True,
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train (or resume) a run and return its summary (also written to summary.json).
 
     The run directory is claimed for the whole call (`crs.claims.FolderClaim`): a second writer gets
@@ -164,7 +157,7 @@ def run_training(
         )
     with claim:
         if resume:
-            settings = read_run_settings(run_dir)
+            settings = RunRecord.read(run_dir).settings
         assert settings is not None
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
@@ -174,7 +167,7 @@ def run_training(
         return _train(settings, name, run_dir, resume, show)
 
 
-def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> dict[str, Any]:
+def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> TrainSummary:
     """The body of `run_training`, in a claimed run directory."""
     import torch
 
@@ -199,16 +192,12 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         resume = False
 
     catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
-    write_yaml_atomic(
-        run_dir / RUN_CONFIG,
-        {
-            "settings": settings.model_dump(),
-            "name": name,
-            "seed": settings.seed,
-            "versions": system_info(),
-            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+    RunRecord(
+        settings=settings,
+        name=name,
+        versions=system_info(),
+        written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    ).write(run_dir)
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
     config = settings.rl_config()
     env_options = settings.env_options()
@@ -338,21 +327,21 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         records = evaluate_policy(test_env, policy, test_indices, settings.seed)
         throughput[label] = len(records) / (time.perf_counter() - t0)
         rows[label] = summarize(records, seed=settings.seed)
-    summary = {
-        "name": name,
-        "dataset": catalog.name,
-        "ranker": ranker_entry,
-        "timesteps": int(model.num_timesteps),
-        "train_seconds_this_session": round(elapsed, 1),
-        "steps_per_second": round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
-        "envs": config.n_envs,
-        "env_processes": config.n_envs if config.subprocess else 0,
-        "test_episodes": len(test_indices),
-        "best_valid": {"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
-        "test": {label: {k: asdict(v) for k, v in metrics.items()} for label, metrics in rows.items()},
-        "conversations_per_second": {k: round(v, 1) for k, v in throughput.items()},
-    }
-    write_json_atomic(run_dir / "summary.json", summary)
+    summary = TrainSummary(
+        name=name,
+        dataset=catalog.name,
+        ranker=ranker_entry,
+        timesteps=int(model.num_timesteps),
+        train_seconds_this_session=round(elapsed, 1),
+        steps_per_second=round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
+        envs=config.n_envs,
+        env_processes=config.n_envs if config.subprocess else 0,
+        test_episodes=len(test_indices),
+        best_valid={"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
+        test=rows,
+        conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
+    )
+    summary.write(run_dir)
     if show:
         console.print(
             metrics_table(
@@ -369,7 +358,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         where = "worker processes" if config.subprocess else "this process"
         info.add_row(
             "training",
-            f"{elapsed:.0f} s this session, {summary['steps_per_second']:,} steps/s, "
+            f"{elapsed:.0f} s this session, {summary.steps_per_second:,} steps/s, "
             f"{config.n_envs} envs in {where}",
         )
         info.add_row("evaluation", f"{throughput[f'RL ({name})']:.0f} conversations/s (trained policy)")

@@ -27,6 +27,7 @@ from scipy import stats
 
 from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, sr_at
+from policies.rankers import RUN_RANKER
 
 METRICS: tuple[str, ...] = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"AT"})
@@ -101,7 +102,9 @@ class Row:
 
     @property
     def kind(self) -> str:
-        return "trained" if self.runs[0].train is not None or self.runs[0].ranker == "run" else "rule"
+        return (
+            "trained" if self.runs[0].train is not None or self.runs[0].ranker == RUN_RANKER.name else "rule"
+        )
 
 
 @dataclass(frozen=True)
@@ -578,8 +581,8 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
                 runs=tuple(run for run, _ in entries),
                 metrics=metrics,
                 ci=ci,
-                timesteps=tuple(int(run.summary.get("timesteps", 0)) for run, _ in entries),
-                test_episodes=tuple(int(run.summary.get("test_episodes", 0)) for run, _ in entries),
+                timesteps=tuple(run.summary.timesteps if run.summary else 0 for run, _ in entries),
+                test_episodes=tuple(run.summary.test_episodes if run.summary else 0 for run, _ in entries),
             )
         )
     return rows

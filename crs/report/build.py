@@ -127,8 +127,17 @@ def check_catalog(run: EvalRun, catalog: Catalog) -> None:
             )
 
 
-def _is_pretrain_artifact(spec: str | None) -> bool:
-    return bool(spec) and (Path(str(spec)) / PRETRAIN_CONFIG).is_file()
+def _pretrain_artifact(name: str | None) -> Path | None:
+    """The `crs pretrain` artifact folder a ranker name names, else None."""
+    from policies.rankers import RankerSpec
+
+    try:
+        spec = RankerSpec.parse(name) if name else None
+    except CRSError:
+        return None
+    if spec is None or spec.kind != "artifact" or not (Path(spec.where) / PRETRAIN_CONFIG).is_file():
+        return None
+    return Path(spec.where)
 
 
 def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
@@ -137,9 +146,10 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     sources: dict[str, list[EvalRun]] = {}
     for row in sorted(table.rows, key=lambda r: r.ablation != "full"):
         for run in row.runs:
-            for spec in (run.ranker, run.train.pretrained if run.train is not None else None):
-                if spec and _is_pretrain_artifact(spec):
-                    sources.setdefault(str(Path(spec)), []).append(run)
+            for name in (run.ranker, run.train.pretrained if run.train is not None else None):
+                artifact = _pretrain_artifact(name)
+                if artifact is not None:
+                    sources.setdefault(str(artifact), []).append(run)
     return sources
 
 
@@ -184,7 +194,7 @@ def build_report(
     tables, notes = build_tables(inputs.evals)
     notes = [*inputs.notes, *notes]
     for run in inputs.evals:
-        for note in run.summary.get("notes", []) or []:
+        for note in run.summary.notes:
             text = f"{run.dataset}: {note}"
             if text not in notes:
                 notes.append(text)
@@ -268,10 +278,10 @@ def _persona_sections(report: Report, catalogs: _Catalogs, explainers: dict[str,
             )
         for source, runs in list(sources.items())[:1]:
             try:
-                from policies.rankers import build_ranker
+                from policies.rankers import RankerSpec
 
                 catalog = catalogs.get(runs[0])
-                ranker = build_ranker(source, catalog)
+                ranker = RankerSpec("artifact", source).build(catalog)
             except (CRSError, ImportError, OSError) as exc:
                 reasons.append(
                     f"{table.test_set.dataset_label}: could not load persona ranker {source} ({exc})"

@@ -21,6 +21,7 @@ from envs.env import render_dialogue
 from envs.metrics import EpisodeRecord
 from envs.registry import make_env
 from envs.rollout import episode_seed
+from policies.rankers import RUN_RANKER
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -82,8 +83,8 @@ def replay(
     env = make_env(catalog=catalog, split=run.split, user=run.user)  # type: ignore[arg-type]
     if env.max_turns != run.max_turns:
         raise CRSError(f"{run.path}: evaluated with T = {run.max_turns}, the env now has {env.max_turns}")
-    spec = str(run.summary.get("policy_spec", run.policy))
-    ranker = None if run.ranker in ("", "run") else run.ranker
+    spec = run.summary.policy_spec
+    ranker = None if run.ranker in ("", RUN_RANKER.name) else run.ranker
     policy, _, _ = resolve_policy(spec, env, ranker, data_dir)
     seed = episode_seed(run.seed, record.goal_index)
     env.reset(seed=seed, options={"goal_index": record.goal_index})

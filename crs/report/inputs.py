@@ -15,7 +15,6 @@ fix it; nothing is silently skipped.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -24,8 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from crs.app.run_folder import (
+    CURVE_CSV,
+    EPISODES_FILE,
+    RUN_CONFIG,
+    SUMMARY_FILE,
+    CurveFile,
+    EvalSummary,
+    RunRecord,
+    TrainSummary,
+    read_episodes,
+)
 from crs.app.sweep import (
     DONE_MARKER,
     RUNS_DIR,
@@ -33,40 +42,17 @@ from crs.app.sweep import (
     TASK_FILE,
     SweepTask,
     is_finished,
+    planned_tasks,
     read_task,
     sweep_task_dirs,
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
+from policies.rankers import RankerSpec
+from policies.rl.run_files import POLICY_META, read_policy_meta
 from simulators.errors import CRSError
 
-SUMMARY_FILE = "summary.json"
-EPISODES_FILE = "episodes.jsonl"
-TRAIN_CONFIG_FILES: tuple[str, ...] = ("config.yaml", "config.yml", "policy.json")
-"""A train run is recognised by any of these (``policy.json``: what `crs eval` needs to load the policy)."""
-CURVE_FILES: tuple[str, ...] = (
-    "eval.jsonl",
-    "eval.csv",
-    "eval_curve.csv",
-    "eval_curve.jsonl",
-    "evaluations.csv",
-    "evaluations.jsonl",
-    "curve.csv",
-    "curve.jsonl",
-    "metrics.csv",
-    "metrics.jsonl",
-)
-"""Learning-curve files of a train run, first found wins."""
-
-STEP_KEYS: tuple[str, ...] = ("timesteps", "steps", "step", "num_timesteps", "global_step")
-CURVE_SERIES: dict[str, tuple[str, ...]] = {
-    "SR@15": ("SR@15", "sr@15", "sr15", "SR", "sr", "success_rate", "success"),
-    "reward": ("reward", "mean_reward", "eval_reward", "return", "mean_return"),
-    "hDCG": ("hDCG", "hdcg"),
-    "AT": ("AT", "at", "average_turns"),
-}
-"""Series a learning curve may log, each under any of its aliases (SR@15 or reward is required)."""
-REQUIRED_SUMMARY_KEYS: tuple[str, ...] = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
-ABLATION_KEYS: tuple[str, ...] = ("persona_attention", "aspect_attention")
+CURVE_SERIES: tuple[str, ...] = ("SR@15", "hDCG", "AT")
+"""Series of a learning curve (eval.csv columns) the report draws."""
 
 
 @dataclass(frozen=True)
@@ -157,55 +143,53 @@ class EvalRun:
     """
 
     path: Path
-    summary: Mapping[str, Any] = field(repr=False)
+    summary: EvalSummary = field(repr=False)
     records: tuple[EpisodeRecord, ...] = field(repr=False)
     train: TrainInfo | None = None
     task: SweepTaskInfo | None = None
 
     @property
     def policy(self) -> str:
-        return str(self.summary["policy"])
+        return self.summary.policy
 
     @property
     def dataset(self) -> str:
-        return str(self.summary["dataset"])
+        return self.summary.dataset
 
     @property
     def split(self) -> str:
-        return str(self.summary["split"])
+        return self.summary.split
 
     @property
     def seed(self) -> int:
-        return int(self.summary["seed"])
+        return self.summary.seed
 
     @property
     def max_turns(self) -> int:
-        return int(self.summary["max_turns"])
+        return self.summary.max_turns
 
     @property
     def ranker(self) -> str:
-        return str(self.summary.get("ranker", ""))
+        return self.summary.ranker
 
     @property
     def world_seed(self) -> int | None:
-        value = self.summary.get("world_seed")
-        return None if value is None else int(value)
+        return self.summary.world_seed
 
     @property
     def fingerprint(self) -> str:
         """Hash of the conversations walked (falls back to the goal indices when absent)."""
-        value = self.summary.get("conversations")
-        if value:
-            return str(value)
+        if self.summary.conversations:
+            return self.summary.conversations
         return "goals:" + str(hash(tuple(r.goal_index for r in self.records)))
 
     @property
     def setting(self) -> str:
-        return str(self.summary.get("setting", "unknown"))
+        return self.summary.setting
 
     @property
     def user(self) -> str:
-        return str(self.summary.get("user", "auto"))
+        return self.summary.user
 
     @property
     def replica_seed(self) -> int:
@@ -224,8 +208,7 @@ class Curve:
 
     Attributes:
         steps: Environment steps at each evaluation, shape (n,).
-        series: Logged values per name in `CURVE_SERIES` ("SR@15", "reward", "hDCG", "AT"), each shape
-            (n,), NaN where a point lacks it; only the names the file has.
+        series: Values per name in `CURVE_SERIES` ("SR@15", "hDCG", "AT"), each shape (n,).
         source: The file it was read from.
     """
 
@@ -238,11 +221,6 @@ class Curve:
         """SR@15 at each evaluation (NaN when not logged), shape (n,)."""
         return self.series.get("SR@15", np.full(self.steps.shape, np.nan))
 
-    @property
-    def reward(self) -> np.ndarray:
-        """Mean reward at each evaluation (NaN when not logged), shape (n,)."""
-        return self.series.get("reward", np.full(self.steps.shape, np.nan))
-
 
 @dataclass(frozen=True)
 class TrainRun:
@@ -252,9 +230,8 @@ class TrainRun:
         info: What its config says.
         curve: Its evaluation curve, if one was logged.
         final_eval: Episode records of a test evaluation kept inside the run folder, if any.
-        test_summary: The run's own final test comparison (``summary.json``: label -> metric -> mean/CI,
-            the trained policy and rule baselines on the same conversations), if written.
-        summary: The run's ``summary.json`` as read (empty when absent).
+        summary: The run's own final test comparison (``summary.json``: the trained policy and rule
+            baselines on the same conversations), if written.
         missing: Optional parts that are absent, in words (shown in the report).
         task: The sweep task this run folder is, when it came from a sweep (``kind: train``).
     """
@@ -262,10 +239,14 @@ class TrainRun:
     info: TrainInfo
     curve: Curve | None
     final_eval: EvalRun | None
-    test_summary: Mapping[str, Mapping[str, MetricSummary]] | None = None
-    summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    summary: TrainSummary | None = None
     missing: tuple[str, ...] = ()
     task: SweepTaskInfo | None = None
+
+    @property
+    def test_summary(self) -> Mapping[str, Mapping[str, MetricSummary]] | None:
+        """Label -> metrics of the run's final test comparison, if written."""
+        return None if self.summary is None else self.summary.test
 
 
 @dataclass(frozen=True)
@@ -337,7 +318,7 @@ def is_eval_dir(path: Path) -> bool:
 
 def is_train_run(path: Path) -> bool:
     """A folder holding a train config file."""
-    return any((path / name).is_file() for name in TRAIN_CONFIG_FILES)
+    return (path / RUN_CONFIG).is_file()
 
 
 def _expand(path: Path) -> list[Path]:
@@ -346,7 +327,7 @@ def _expand(path: Path) -> list[Path]:
     if not path.is_dir():
         raise CRSError(
             f"input {path} is a file; pass its folder (a `crs eval` output holds {SUMMARY_FILE} and "
-            f"{EPISODES_FILE}, a `crs train` run holds {TRAIN_CONFIG_FILES[0]})"
+            f"{EPISODES_FILE}, a `crs train` run holds {RUN_CONFIG})"
         )
     if path.name == RUNS_DIR and is_sweep_dir(path.parent):
         return [path.parent]  # a sweep's runs/ folder: read as its sweep (finished tasks only)
@@ -362,7 +343,7 @@ def _expand(path: Path) -> list[Path]:
     if not children:
         raise CRSError(
             f"input {path} is neither a `crs eval` output ({SUMMARY_FILE} + {EPISODES_FILE}), a "
-            f"`crs train` run ({TRAIN_CONFIG_FILES[0]}) nor a `crs sweep` folder ({SWEEP_FILE}), "
+            f"`crs train` run ({RUN_CONFIG}) nor a `crs sweep` folder ({SWEEP_FILE}), "
             "and holds none"
         )
     return children
@@ -426,12 +407,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
             a finished task.
     """
     sweep = Path(path)
-    listing = _read_json(sweep / SWEEP_FILE, f"rerun `crs sweep CONFIG --out {sweep}`")
-    planned = [
-        str(task.get("name"))
-        for task in (listing.get("tasks") or [] if isinstance(listing, dict) else [])
-        if isinstance(task, dict)
-    ]
+    planned = planned_tasks(sweep)
     finished = sweep_task_dirs(sweep)
     unfinished = unfinished_task_dirs(sweep)
     notes: list[str] = []
@@ -487,19 +463,10 @@ def _task_of(folder: Path) -> SweepTaskInfo | None:
     return read_sweep_task(folder, sweep)
 
 
-def _read_json(path: Path, fix: str) -> Any:
-    if not path.is_file():
-        raise CRSError(f"{path} is missing; {fix}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CRSError(f"{path} is corrupt ({exc}); {fix}") from exc
-
-
 def read_eval_dir(
     path: str | Path, train: TrainInfo | None = None, task: SweepTaskInfo | None = None
 ) -> EvalRun:
-    """Read and validate one `crs eval` output folder.
+    """Read and validate one `crs eval` output folder (`crs.app.run_folder` defines its files).
 
     Args:
         path: The folder.
@@ -512,34 +479,12 @@ def read_eval_dir(
     """
     folder = Path(path)
     fix = "re-run `crs eval --out " + str(folder) + "`"
-    summary = _read_json(folder / SUMMARY_FILE, fix)
-    if not isinstance(summary, dict):
-        raise CRSError(f"{folder / SUMMARY_FILE} is corrupt: expected a JSON object; {fix}")
-    lacking = [key for key in REQUIRED_SUMMARY_KEYS if key not in summary]
-    if lacking:
-        raise CRSError(f"{folder / SUMMARY_FILE} lacks {lacking}; {fix}")
+    summary = EvalSummary.read(folder)
+    records = read_episodes(folder)
     episodes = folder / EPISODES_FILE
-    if not episodes.is_file():
-        raise CRSError(f"{episodes} is missing; {fix}")
-    records: list[EpisodeRecord] = []
-    try:
-        lines = episodes.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CRSError(f"{episodes} is unreadable ({exc}); {fix}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(EpisodeRecord.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise CRSError(
-                f"{episodes} line {number} is corrupt ({type(exc).__name__}: {exc}); {fix}"
-            ) from exc
-    if not records:
-        raise CRSError(f"{episodes} holds no records; {fix}")
-    if len(records) != int(summary["episodes"]):
+    if len(records) != summary.episodes:
         raise CRSError(
-            f"{episodes} holds {len(records)} records but {SUMMARY_FILE} says {summary['episodes']} "
+            f"{episodes} holds {len(records)} records but {SUMMARY_FILE} says {summary.episodes} "
             f"(an interrupted or edited run); {fix}"
         )
     goals = [r.goal_index for r in records]
@@ -550,90 +495,61 @@ def read_eval_dir(
         train = _train_of_policy(summary)
     if task is None:
         task = _task_of(folder)
-    return EvalRun(path=folder, summary=summary, records=tuple(records), train=train, task=task)
+    return EvalRun(path=folder, summary=summary, records=records, train=train, task=task)
 
 
 def _check_summary_metrics(
-    summary: Mapping[str, Any], records: Sequence[EpisodeRecord], path: Path, fix: str
+    summary: EvalSummary, records: Sequence[EpisodeRecord], path: Path, fix: str
 ) -> None:
     """The metric means summary.json states must be those of its episode records."""
-    stated = summary.get("metrics")
-    if not isinstance(stated, dict):
-        return
-    values = per_episode_metrics(records, int(summary["max_turns"]))
+    values = per_episode_metrics(records, summary.max_turns)
     for name, per_conversation in values.items():
-        entry = stated.get(name)
-        if not isinstance(entry, dict) or "mean" not in entry:
+        stated = summary.metrics.get(name)
+        if stated is None:
             continue
         mean = float(per_conversation.mean())
-        if not math.isclose(float(entry["mean"]), mean, rel_tol=1e-6, abs_tol=1e-9):
+        if not math.isclose(stated.mean, mean, rel_tol=1e-6, abs_tol=1e-9):
             raise CRSError(
-                f"{path} says {name} = {entry['mean']} but its {EPISODES_FILE} gives {mean:.6g} "
+                f"{path} says {name} = {stated.mean} but its {EPISODES_FILE} gives {mean:.6g} "
                 f"(the files do not belong together); {fix}"
             )
 
 
-def _train_of_policy(summary: Mapping[str, Any]) -> TrainInfo | None:
+def _train_of_policy(summary: EvalSummary) -> TrainInfo | None:
     """The train run an eval's policy came from, when its spec names a run folder that still exists."""
-    spec = summary.get("policy_spec")
-    if not spec:
-        return None
-    folder = Path(str(spec))
-    if folder.is_dir() and is_train_run(folder):
+    folder = Path(summary.policy_spec)
+    if summary.policy_spec and folder.is_dir() and is_train_run(folder):
         return read_train_info(folder)
     return None
 
 
 # ------------------------------------------------------------------------------------- train runs
 def read_train_info(path: Path) -> TrainInfo:
-    """Read a train run's config file.
+    """Read a train run's config.yaml (and the ranker entry of its policy.json, when written).
 
     Raises:
-        CRSError: The config is missing, not YAML, or not a mapping.
+        CRSError: config.yaml is missing, damaged, or holds bad settings; policy.json is damaged.
     """
-    files = [path / n for n in TRAIN_CONFIG_FILES if (path / n).is_file()]
-    if not files:
-        raise CRSError(f"{path / TRAIN_CONFIG_FILES[0]} is missing; {path} is not a `crs train` run")
-    config: dict[str, Any] = {}
-    for config_path in files:  # config.yaml first; policy.json fills in what it lacks
-        try:
-            data = yaml.safe_load(config_path.read_text())  # JSON is YAML
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise CRSError(
-                f"{config_path} is corrupt ({exc}); re-run `crs train` or repair the file"
-            ) from exc
-        if not isinstance(data, dict):
-            raise CRSError(f"{config_path} is corrupt: expected a mapping, found {type(data).__name__}")
-        config = data if not config else {**config, "policy_meta": data}
-    persona, aspect = (_find_key(config, key) for key in ABLATION_KEYS)
-    seed = _find_key(config, "seed")
-    dataset = _find_key(config, "dataset") or _find_key(config, "catalog")
+    settings = RunRecord.read(path).settings
     pretrained = None
-    for key in ("pretrained", "pretrain_artifact", "artifact", "ranker"):
-        for value in _find_all(config, key):
-            if isinstance(value, str) and value and pretrained is None:
-                pretrained = _artifact_path(value, path)
+    if (path / POLICY_META).is_file():
+        pretrained = _artifact_path(str(read_policy_meta(path)["ranker"]), path)
     return TrainInfo(
         path=path,
         name=path.name,
-        persona_attention=None if persona is None else bool(persona),
-        aspect_attention=None if aspect is None else bool(aspect),
-        seed=None if seed is None else int(seed),
-        dataset=None if dataset is None else str(dataset),
+        persona_attention=settings.persona_attention,
+        aspect_attention=settings.aspect_attention,
+        seed=settings.seed,
+        dataset=settings.dataset,
         pretrained=pretrained,
-        config=config,
+        config=settings.model_dump(),
     )
 
 
-def _artifact_path(spec: str, run_dir: Path) -> str | None:
-    """The pre-training artifact a ranker entry names ("artifact:<dir>" or a folder), else None."""
-    kind, sep, where = spec.partition(":")
-    if sep and kind != "artifact":
-        return None  # "transe:<file>" and the like carry no personas
-    candidate = Path(where if sep else spec)
-    if not candidate.is_absolute() and not candidate.exists() and (run_dir / candidate).exists():
-        candidate = run_dir / candidate
-    return str(candidate) if candidate.is_dir() else None
+def _artifact_path(entry: str, run_dir: Path) -> str | None:
+    """The pre-training artifact folder a policy.json ranker entry names (relative: in the run), else None."""
+    spec = RankerSpec.from_entry(entry, f"{run_dir / POLICY_META}").resolve(run_dir)
+    return spec.where if spec.kind == "artifact" and Path(spec.where).is_dir() else None
 
 
 def read_train_run(path: str | Path, task: SweepTaskInfo | None = None) -> TrainRun:
@@ -644,7 +560,7 @@ def read_train_run(path: str | Path, task: SweepTaskInfo | None = None) -> Train
         task: The sweep task it is (default: read from its ``task.json`` when it has one).
 
     Raises:
-        CRSError: The config, or a present curve / evaluation file, is corrupt.
+        CRSError: The config, or a present curve / evaluation / summary file, is corrupt.
     """
     folder = Path(path)
     info = read_train_info(folder)
@@ -653,49 +569,17 @@ def read_train_run(path: str | Path, task: SweepTaskInfo | None = None) -> Train
     missing: list[str] = []
     curve = _read_curve(folder)
     if curve is None:
-        missing.append("learning curve (no " + " / ".join(CURVE_FILES[:2]) + ")")
+        missing.append(f"learning curve (no {CURVE_CSV})")
     final = None
     final_dir = _final_eval_dir(folder)
     if final_dir is not None:
         final = read_eval_dir(final_dir, train=info, task=task)
-    summary: dict[str, Any] = {}
-    test_summary = None
-    if (folder / SUMMARY_FILE).is_file() and not (folder / EPISODES_FILE).is_file():
-        summary = _read_json(folder / SUMMARY_FILE, "re-run `crs train --resume` or remove the file")
-        if not isinstance(summary, dict):
-            raise CRSError(f"{folder / SUMMARY_FILE} is corrupt: expected a JSON object")
-        test_summary = _test_summary(summary.get("test"), folder / SUMMARY_FILE)
-    if test_summary is None and final is None:
+    summary = TrainSummary.read(folder) if (folder / SUMMARY_FILE).is_file() else None
+    if summary is None and final is None:
         missing.append("final test comparison (no summary.json: the run has not finished)")
     return TrainRun(
-        info=info,
-        curve=curve,
-        final_eval=final,
-        test_summary=test_summary,
-        summary=summary,
-        missing=tuple(missing),
-        task=task,
+        info=info, curve=curve, final_eval=final, summary=summary, missing=tuple(missing), task=task
     )
-
-
-def _test_summary(data: Any, path: Path) -> dict[str, dict[str, MetricSummary]] | None:
-    """``{"label": {"SR@15": {"mean", "low", "high"}, ...}}`` read into `MetricSummary`s."""
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise CRSError(f"{path} [test] is corrupt: expected label -> metrics, found {type(data).__name__}")
-    out: dict[str, dict[str, MetricSummary]] = {}
-    for label, metrics in data.items():
-        try:
-            out[str(label)] = {
-                str(name): MetricSummary(float(v["mean"]), float(v["low"]), float(v["high"]))
-                for name, v in metrics.items()
-            }
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise CRSError(
-                f"{path} [test][{label}] is corrupt ({exc}); expected metric -> mean/low/high"
-            ) from exc
-    return out
 
 
 def _final_eval_dir(folder: Path) -> Path | None:
@@ -709,96 +593,15 @@ def _final_eval_dir(folder: Path) -> Path | None:
 
 
 def _read_curve(folder: Path) -> Curve | None:
-    for name in CURVE_FILES:
-        path = folder / name
-        if path.is_file():
-            rows = _read_rows(path)
-            curve = _curve_from_rows(rows, path)
-            if curve is not None:
-                return curve
-    return None
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CRSError(f"{path} is unreadable ({exc})") from exc
-    if path.suffix == ".csv":
-        return list(csv.DictReader(text.splitlines()))
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CRSError(f"{path} line {number} is corrupt ({exc}); re-run `crs train`") from exc
-        if isinstance(row, dict):
-            rows.append(_flatten(row))
-    return rows
-
-
-def _curve_from_rows(rows: list[dict[str, Any]], path: Path) -> Curve | None:
+    """The run's validation curve (eval.csv), ordered by step; None when it has no row."""
+    file = CurveFile(folder)
+    rows = file.rows()
     if not rows:
         return None
-    keys = set().union(*(row.keys() for row in rows))
-    step_key = next((k for k in STEP_KEYS if k in keys), None)
-    found = {name: next((k for k in aliases if k in keys), None) for name, aliases in CURVE_SERIES.items()}
-    found = {name: key for name, key in found.items() if key is not None}
-    if step_key is None or not ({"SR@15", "reward"} & found.keys()):
-        return None
-    kept = [row for row in rows if not math.isnan(_number(row.get(step_key)))]
-    if not kept:
-        return None
-    steps = np.array([_number(row[step_key]) for row in kept])
+    steps = np.array([row["timesteps"] for row in rows], dtype=np.float64)
     order = np.argsort(steps, kind="stable")
-    series = {name: np.array([_number(row.get(key)) for row in kept])[order] for name, key in found.items()}
-    return Curve(steps=steps[order], series=series, source=path)
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, dict):
-        value = value.get("mean")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested metric dicts ({"metrics": {"SR@15": {"mean": ..}}}) flattened to their leaf names."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, dict) and "mean" not in value:
-            out.update(_flatten(value, prefix))
-        else:
-            out.setdefault(str(key), value)
-    return out
-
-
-def _find_all(config: Any, key: str) -> list[Any]:
-    """Every value of `key` in a nested mapping, breadth-first."""
-    found, queue = [], [config]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            if key in node:
-                found.append(node[key])
-            queue.extend(v for v in node.values() if isinstance(v, dict))
-    return found
-
-
-def _find_key(config: Any, key: str) -> Any:
-    """The first value of `key` in a nested mapping (breadth-first), or None."""
-    queue = [config]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            if key in node:
-                return node[key]
-            queue.extend(v for v in node.values() if isinstance(v, dict))
-    return None
+    series = {name: np.array([row[name] for row in rows], dtype=np.float64)[order] for name in CURVE_SERIES}
+    return Curve(steps=steps[order], series=series, source=file.csv)
 
 
 RUN_KEYS = frozenset(

@@ -166,8 +166,7 @@ def plot_action_mix(table: Table, path: Path) -> Plot:
 def plot_learning_curves(
     groups: Mapping[str, Sequence[TrainRun]], colors: Mapping[str, str], path: Path
 ) -> Plot:
-    """Evaluation SR@15 and reward (hDCG when no reward was logged) against training steps; thin lines
-    per seed, thick the mean over seeds."""
+    """Validation SR@15 and hDCG against training steps; thin lines per seed, thick the mean over seeds."""
     curves_of = {label: [r.curve for r in runs if r.curve is not None] for label, runs in groups.items()}
     logged = {
         name
@@ -176,8 +175,7 @@ def plot_learning_curves(
         for name, v in c.series.items()
         if np.isfinite(v).any()
     }
-    second = next((name for name in ("reward", "hDCG", "AT") if name in logged), None)
-    panels = ["SR@15"] + ([second] if second else [])
+    panels = [name for name in ("SR@15", "hDCG") if name in logged] or ["SR@15"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.25 * len(panels), 3.6), squeeze=False)
     for label, curves in curves_of.items():
         color = colors.get(label, "#333333")
@@ -208,10 +206,9 @@ def plot_learning_curves(
     fig.tight_layout()
     _save(fig, path)
     what = " and ".join(panels)
-    note = "" if "reward" in panels else " (the runs logged no reward)"
     return Plot(
         path,
-        f"Learning curves: evaluation {what} against environment steps{note}; thin: one seed, thick: mean "
+        f"Learning curves: evaluation {what} against environment steps; thin: one seed, thick: mean "
         "over seeds.",
         "learning curves",
     )

@@ -18,8 +18,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from threadpoolctl import threadpool_limits
 
 from envs.env import ConversationEnv
-from envs.ranker import PreferenceRanker
+from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.sb3_wrapper import SlateActionWrapper
+from policies.baseline_rankers import TransERanker
 from policies.rl.config import RLConfig
 from policies.rl.policy import SlatePolicy
 
@@ -30,18 +31,18 @@ def pretrained_arrays(ranker: PreferenceRanker) -> dict[str, np.ndarray] | None:
     A persona ranker gives "item", "aspect", "personas" (U, K, d), "log_prior" (U, K); a TransE ranker
     gives its user vectors as one persona each. Other rankers give None (random initialisation).
     """
-    if all(hasattr(ranker, k) for k in ("item", "aspect", "personas", "log_prior")):
+    if isinstance(ranker, ExplainablePersonaRanker):
         return {
-            "item": np.asarray(ranker.item),  # type: ignore[attr-defined]
-            "aspect": np.asarray(ranker.aspect),  # type: ignore[attr-defined]
-            "personas": np.asarray(ranker.personas),  # type: ignore[attr-defined]
-            "log_prior": np.asarray(ranker.log_prior),  # type: ignore[attr-defined]
+            "item": np.asarray(ranker.item),
+            "aspect": np.asarray(ranker.aspect),
+            "personas": np.asarray(ranker.personas),
+            "log_prior": np.asarray(ranker.log_prior),
         }
-    if all(hasattr(ranker, k) for k in ("user_emb", "item_emb", "aspect_emb")):
-        user = np.asarray(ranker.user_emb)  # type: ignore[attr-defined]
+    if isinstance(ranker, TransERanker):
+        user = np.asarray(ranker.user_emb)
         return {
-            "item": np.asarray(ranker.item_emb),  # type: ignore[attr-defined]
-            "aspect": np.asarray(ranker.aspect_emb),  # type: ignore[attr-defined]
+            "item": np.asarray(ranker.item_emb),
+            "aspect": np.asarray(ranker.aspect_emb),
             "personas": user[:, None, :],
             "log_prior": np.zeros((user.shape[0], 1)),
         }

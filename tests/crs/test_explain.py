@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from crs.app.run_folder import EvalSummary
 from crs.chat import run_chat
 from crs.report.examples import replay
 from crs.report.inputs import EvalRun
@@ -55,7 +56,7 @@ def _simulated_explanations(world: Catalog, ranker: Any, seed: int) -> list[list
 
 def test_report_example_explanations_are_pinned(world: Catalog, persona_ranker: PersonaRanker) -> None:
     summary = {"policy": "ask-4", "dataset": "persona_world", "split": "test", "seed": 1, "max_turns": 15}
-    run = EvalRun(Path("pinned"), summary, ())
+    run = EvalRun(Path("pinned"), EvalSummary.from_dict(summary), ())
     shown = {}
     for goal in (5, 11):
         record = EpisodeRecord(

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from scipy import stats
 from typer.testing import CliRunner
 
 from crs.app.evaluation import run_evaluation
+from crs.app.run_folder import CurveFile, RunRecord, TrainSummary
+from crs.app.settings import make_settings
 from crs.cli import app
 from crs.report import build_report, build_tables, load_inputs, write_report
 from crs.report.analysis import METRICS, answer
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
+from policies.rl.callbacks import EvalPoint
 from simulators.errors import CRSError
 
 runner = CliRunner()
@@ -198,34 +200,33 @@ def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) ->
 
 
 def _train_run(root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1) -> Path:
-    """A run folder laid out as `crs train` writes it (config.yaml with the settings, eval.csv, summary.json
-    with the final test comparison), plus episode records in ``eval/`` as ``crs eval --policy <run> -o
-    <run>/eval`` writes them; the real records of a rule policy stand in for the trained policy's."""
+    """A run folder written with `crs train`'s own writers (config.yaml, eval.csv, summary.json with the
+    final test comparison), plus episode records in ``eval/`` as ``crs eval --policy <run> -o <run>/eval``
+    writes them; the real records of a rule policy stand in for the trained policy's."""
     run = root / name
     run.mkdir(parents=True)
-    settings = {
-        "dataset": "persona_world",
-        "seed": seed,
-        "persona_attention": persona,
-        "aspect_attention": aspect,
-    }
-    (run / "config.yaml").write_text(yaml.safe_dump({"settings": settings, "name": name, "seed": seed}))
+    settings = make_settings({"seed": seed, "persona_attention": persona, "aspect_attention": aspect})
+    RunRecord(settings=settings, name=name, versions={}, written="").write(run)
+    curve = CurveFile(run)
     sr = [0.2, 0.5, 0.8] if name.startswith("full") else [0.1, 0.3, 0.4]
-    lines = ["timesteps,seconds,SR@5,SR@10,SR@15,AT,hDCG,best"]
-    lines += [
-        f"{s},{s / 100},0.1,0.2,{v},9.0,{v / 2},False" for s, v in zip((1000, 2000, 3000), sr, strict=True)
-    ]
-    (run / "eval.csv").write_text("\n".join(lines) + "\n")
+    for steps, value in zip((1000, 2000, 3000), sr, strict=True):
+        metrics = {"SR@5": 0.1, "SR@10": 0.2, "SR@15": value, "AT": 9.0, "hDCG": value / 2}
+        curve.add(EvalPoint(steps, steps / 100, metrics, best=False))
     result = run_evaluation(policy, episodes=EPISODES, seed=1, out=run / "eval", show_progress=False)
-    test = {f"RL ({name})": {m: vars(v) for m, v in result.metrics.items()}}
-    summary = {
-        "name": name,
-        "dataset": "persona_world",
-        "timesteps": 3000,
-        "test_episodes": EPISODES,
-        "test": test,
-    }
-    (run / "summary.json").write_text(json.dumps(summary))
+    TrainSummary(
+        name=name,
+        dataset="persona_world",
+        ranker="popularity",
+        timesteps=3000,
+        train_seconds_this_session=30.0,
+        steps_per_second=100.0,
+        envs=8,
+        env_processes=0,
+        test_episodes=EPISODES,
+        best_valid={"SR@15": sr[-1], "hDCG": sr[-1] / 2},
+        test={f"RL ({name})": result.metrics},
+        conversations_per_second={f"RL ({name})": 100.0},
+    ).write(run)
     return run
 
 
@@ -267,8 +268,8 @@ def test_train_runs_give_ablation_rows_learning_curves_and_an_answer(ablations, 
         and curve.steps.tolist() == [1000, 2000, 3000]
         and curve.sr.tolist() == [0.2, 0.5, 0.8]
     )
-    assert curve.series["hDCG"].tolist() == [0.1, 0.25, 0.4] and "reward" not in curve.series
-    assert "hDCG" in report.learning.caption and "logged no reward" in report.learning.caption
+    assert curve.series["hDCG"].tolist() == [0.1, 0.25, 0.4]
+    assert "SR@15 and hDCG" in report.learning.caption
     # The runs' own test summaries: one run per configuration, so its row is that run's figures.
     train_rows = {row.label: row for row in report.train_rows}
     assert set(train_rows) == {"full", "persona-blind", "aspect-blind", "both-off"}
@@ -315,10 +316,11 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
 def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_path) -> None:
     run = tmp_path / "bare-s3"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 3, "persona_attention": False}))
+    settings = make_settings({"seed": 3, "persona_attention": False})
+    RunRecord(settings=settings, name=run.name, versions={}, written="").write(run)
     (inputs := load_inputs([run]))
     (train,) = inputs.trains
-    assert train.info.seed == 3 and train.info.persona_attention is False and train.info.ablation is None
+    assert train.info.seed == 3 and train.info.ablation == "persona-blind"
     assert train.curve is None and train.final_eval is None and len(train.missing) == 2
     report = build_report([run], tmp_path / "r", examples=0)
     write_report(report)

@@ -341,7 +341,7 @@ def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(
     assert outcome.ran == [task.name]
     folder = task_dir(tmp_path / "sweep", task.name)
     serial = run_training(make_settings(dict(task.settings)), name=task.name, runs_dir=tmp_path, show=False)
-    expected = serial["test"][f"RL ({task.name})"]  # the trained policy's row of `crs train`'s table
-    assert {name: vars(value) for name, value in read_metrics(folder).items()} == expected
+    expected = serial.test[serial.trained_label]  # the trained policy's row of `crs train`'s table
+    assert read_metrics(folder) == expected
     evaluated = run_evaluation(str(folder), episodes=5, out=tmp_path / "eval", show_progress=False)
     assert len(evaluated.records) == 5

@@ -46,7 +46,7 @@ def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
     summary = run_training(
         tiny_settings(ppo={**TINY_PPO, "subprocess": True}), name="run", runs_dir=tmp_path, show=False
     )
-    assert summary["envs"] == 2 and summary["env_processes"] == 2
+    assert summary.envs == 2 and summary.env_processes == 2
     run = tmp_path / "run"
     for file in ("config.yaml", "policy.json", "checkpoint.zip", "state.json", "best_model.zip", "model.zip"):
         assert (run / file).is_file(), file
@@ -58,9 +58,9 @@ def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
     assert [int(r["timesteps"]) for r in rows] == [64, 128]
     assert len((run / "eval.jsonl").read_text().splitlines()) == 2
     assert any((run / "tb").rglob("events.out.tfevents*"))
-    assert summary["timesteps"] == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
-    assert set(summary["test"]) == {"RL (run)", "always-recommend", "ask-4", "max-entropy"}
-    assert summary["test_episodes"] == 12
+    assert summary.timesteps == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
+    assert set(summary.test) == {"RL (run)", "always-recommend", "ask-4", "max-entropy"}
+    assert summary.test_episodes == 12
 
 
 def test_resume_continues_the_step_count_from_the_checkpoint(tmp_path) -> None:
@@ -68,7 +68,7 @@ def test_resume_continues_the_step_count_from_the_checkpoint(tmp_path) -> None:
     assert json.loads((tmp_path / "r" / "state.json").read_text())["timesteps"] == 64
     # an interrupted run (kill -9) leaves checkpoint.zip + state.json; resuming to 192 trains 128 more steps
     summary = run_training(None, name="r", runs_dir=tmp_path, resume=True, steps=192, show=False)
-    assert summary["timesteps"] == 192
+    assert summary.timesteps == 192
     rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
     # first session: 64 (final); second: 128, 192 (final): the curve continues, never restarts at 0
     assert [int(r["timesteps"]) for r in rows] == [64, 128, 192]
