@@ -64,7 +64,8 @@ def main() -> None:
     from crs.app.settings import make_settings
     from crs.app.training import run_training
     from policies.pretrain.artifact import save_artifact
-    from policies.pretrain.train import TrainConfig, pretrain
+    from policies.pretrain.config import TrainConfig
+    from policies.pretrain.train import pretrain
     from simulators.datasets import load_catalog
 
     runs = Path(args.runs_dir)

@@ -31,9 +31,10 @@ import torch
 from policies.baseline_rankers import TransERanker
 from policies.pretrain.artifact import save_artifact
 from policies.pretrain.baselines import popularity_scores, train_mf_bpr
+from policies.pretrain.config import TrainConfig
 from policies.pretrain.graph import pretrain_data
 from policies.pretrain.metrics import evaluation_users, rank_metrics
-from policies.pretrain.train import TrainConfig, pretrain
+from policies.pretrain.train import pretrain
 from simulators.datasets import load_catalog
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -11,26 +10,38 @@ from rich.table import Table
 
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
+from policies.pretrain.config import NEGATIVE_POOLS, TrainConfig
 from simulators.catalog import Catalog
 from simulators.datasets import check_dataset_name, load_catalog
 from simulators.errors import CRSError
 
-if TYPE_CHECKING:
-    from policies.pretrain.train import TrainConfig
+DEFAULTS = TrainConfig()  # every option's default is the pre-training setting's own
 
 
 @friendly_errors
 def pretrain_command(
     dataset: str = typer.Option("persona_world", "--dataset", "-d", help=DATASET_HELP),
     data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    personas: int = typer.Option(3, "--personas", "-k", min=1, help="K personas per user (1 = no personas)."),
-    prototypes: int = typer.Option(8, "--prototypes", min=1, help="P shared persona prototypes (>= K)."),
-    dim: int = typer.Option(64, "--dim", min=2, help="Embedding dimension."),
-    layers: int = typer.Option(2, "--layers", min=0, max=4, help="KGAT propagation layers."),
-    epochs: int = typer.Option(40, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
-    patience: int = typer.Option(4, "--patience", min=1, help="Epochs without a better valid NDCG@10."),
-    batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Positive interactions per step."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of all randomness (same seed, same weights)."),
+    personas: int = typer.Option(
+        DEFAULTS.personas, "--personas", "-k", min=1, help="K personas per user (1 = no personas)."
+    ),
+    prototypes: int = typer.Option(
+        DEFAULTS.prototypes, "--prototypes", min=1, help="P shared persona prototypes (>= K)."
+    ),
+    dim: int = typer.Option(DEFAULTS.dim, "--dim", min=2, help="Embedding dimension."),
+    layers: int = typer.Option(DEFAULTS.layers, "--layers", min=0, max=4, help="KGAT propagation layers."),
+    epochs: int = typer.Option(
+        DEFAULTS.epochs, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."
+    ),
+    patience: int = typer.Option(
+        DEFAULTS.patience, "--patience", min=1, help="Epochs without a better valid NDCG@10."
+    ),
+    batch_size: int = typer.Option(
+        DEFAULTS.batch_size, "--batch-size", min=1, help="Positive interactions per step."
+    ),
+    seed: int = typer.Option(
+        DEFAULTS.seed, "--seed", min=0, help="Seed of all randomness (same seed, same weights)."
+    ),
     out: Path = typer.Option(
         Path("runs/pretrain"),
         "--out",
@@ -43,7 +54,7 @@ def pretrain_command(
         help="Delete what the artifact directory holds (when training starts) and write the new artifact.",
     ),
     persona_init: str = typer.Option(
-        "auto",
+        DEFAULTS.persona_init,
         "--persona-init",
         help="Start personas from k-means clusters of the training items (kmeans: recovers the persona "
         "world's personas) or at random (random: better ranking on LastFM*/Yelp*, see BENCHMARKS.md); "
@@ -56,7 +67,7 @@ def pretrain_command(
         False, "--no-aspect-attention", help="Ablation: uniform weights over an item's aspects."
     ),
     negatives_from: str = typer.Option(
-        "all",
+        DEFAULTS.negative_pool,
         "--negatives-from",
         help='Draw negatives from "all" items or only "warm" ones (seen in training), so that items '
         "absent from training are scored by their aspects instead of being pushed down.",
@@ -80,8 +91,6 @@ def pretrain_command(
 
         (Yelp*: each step propagates over 1.3 M edges, so few layers and large batches; ~10 minutes)
     """
-    from policies.pretrain.train import NEGATIVE_POOLS, TrainConfig  # torch only when run
-
     check_dataset_name(dataset)
     if negatives_from not in NEGATIVE_POOLS:
         raise CRSError(f"--negatives-from must be one of {', '.join(NEGATIVE_POOLS)}, got {negatives_from!r}")

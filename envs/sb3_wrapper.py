@@ -112,6 +112,12 @@ class WrapperConfig:
     probes: bool = True
     ranker_features: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("n_questions", "n_items", "probe_size", "max_facts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise WrapperError(f"WrapperConfig.{name}={value!r} must be an integer >= 1")
+
 
 class SlateActionWrapper(gym.Wrapper):
     """A `ConversationEnv` seen by SB3: flat MultiDiscrete actions, flat Dict-of-Box observations.
@@ -133,8 +139,6 @@ class SlateActionWrapper(gym.Wrapper):
         if not isinstance(base, ConversationEnv):
             raise WrapperError(f"SlateActionWrapper needs a ConversationEnv, got {type(base).__name__}")
         cfg = config or WrapperConfig()
-        if cfg.n_questions < 1 or cfg.max_facts < 1 or cfg.probe_size < 1:
-            raise WrapperError(f"WrapperConfig sizes must be >= 1, got {cfg}")
         if cfg.n_items < base.slate_size:
             raise WrapperError(
                 f"WrapperConfig.n_items={cfg.n_items} < slate size {base.slate_size}: the slate is chosen "

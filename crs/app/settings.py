@@ -8,71 +8,27 @@ machine-dependent defaults (recorded in the run's config.yaml).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict, replace
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from envs.env import Rewards
 from envs.sb3_wrapper import WrapperConfig
+from policies.rl.config import PPOConfig, RLConfig
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
-if TYPE_CHECKING:
-    from policies.rl.config import RLConfig
-
 DEFAULT_STEPS = 40_000
-ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
-MIN_ROLLOUT_STEPS_PER_ENV = 32
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
 # batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
 MIN_DEFAULT_ENVS = 8
-# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
-# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
-MIN_CORES_FOR_WORKERS = 3
 RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
 
 
 # Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class WrapperSettings(BaseModel):
-    """Candidate-set sizes of the SB3 wrapper (see `envs.sb3_wrapper.WrapperConfig`)."""
-
-    model_config = STRICT
-    n_questions: int = Field(10, ge=1)
-    n_items: int = Field(20, ge=1)
-    probe_size: int = Field(3, ge=1)
-    max_facts: int = Field(16, ge=1)
-    probes: bool = True
-    ranker_features: bool = Field(
-        True, description="show the ranker's scores and persona posterior as features (False: ablation)"
-    )
-
-
-class PPOSettings(BaseModel):
-    """MaskablePPO and encoder hyper-parameters (see `policies.rl.RLConfig`)."""
-
-    model_config = STRICT
-    n_steps: int | None = Field(
-        None, ge=1, description=f"rollout steps per env; None = max({ROLLOUT_STEPS} // envs, 32)"
-    )
-    batch_size: int = Field(256, ge=2)
-    n_epochs: int = Field(4, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    gae_lambda: float = Field(0.95, gt=0, le=1)
-    clip_range: float = Field(0.2, gt=0)
-    ent_coef: float = Field(0.01, ge=0)
-    vf_coef: float = Field(0.5, ge=0)
-    hidden: int = Field(64, ge=4)
-    embed_dim: int = Field(32, ge=2)
-    train_embeddings: bool = False
-    slate_entropy_scale: float | None = Field(None, ge=0)
-    subprocess: bool | None = Field(
-        None, description="each env in its own SubprocVecEnv worker; None = when the machine has > 2 cores"
-    )
 
 
 class UserSettings(BaseModel):
@@ -125,8 +81,8 @@ class TrainSettings(BaseModel):
     checkpoint_every: int = Field(5_000, ge=1)
     pretrain_epochs: int = Field(10, ge=1)
     baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
-    ppo: PPOSettings = Field(default_factory=PPOSettings)
-    wrapper: WrapperSettings = Field(default_factory=WrapperSettings)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    wrapper: WrapperConfig = Field(default_factory=WrapperConfig)
 
     @field_validator("rewards")
     @classmethod
@@ -158,14 +114,12 @@ class TrainSettings(BaseModel):
 
     def rl_config(self) -> RLConfig:
         """The `RLConfig` of the policy these settings train."""
-        from policies.rl.config import RLConfig  # policies.rl loads torch: not at CLI start-up
-
         return RLConfig(
-            n_envs=self.envs,
+            n_envs=self.envs or MIN_DEFAULT_ENVS,
             persona_attention=self.persona_attention,
             aspect_attention=self.aspect_attention,
-            wrapper=WrapperConfig(**self.wrapper.model_dump()),
-            **self.ppo.model_dump(),
+            wrapper=self.wrapper,
+            **asdict(self.ppo),
         )
 
 
@@ -183,12 +137,6 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = ", ".join(TrainSettings.model_fields)
         raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
     check_dataset_name(settings.dataset)
-    cores = os.cpu_count() or 1
-    envs = settings.envs or max(cores, MIN_DEFAULT_ENVS)
-    ppo = {
-        "n_steps": settings.ppo.n_steps or max(ROLLOUT_STEPS // envs, MIN_ROLLOUT_STEPS_PER_ENV),
-        "subprocess": cores >= MIN_CORES_FOR_WORKERS
-        if settings.ppo.subprocess is None
-        else settings.ppo.subprocess,
-    }
-    return settings.model_copy(update={"envs": envs, "ppo": settings.ppo.model_copy(update=ppo)})
+    envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
+    ppo = replace(settings.ppo, **settings.ppo.resolved(envs))
+    return settings.model_copy(update={"envs": envs, "ppo": ppo})

@@ -71,7 +71,8 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
         artifact = recorded.resolve(run_dir)
         if not (Path(artifact.where) / "config.json").is_file():
             from policies.pretrain.artifact import save_artifact
-            from policies.pretrain.train import TrainConfig, pretrain
+            from policies.pretrain.config import TrainConfig
+            from policies.pretrain.train import pretrain
 
             if show:
                 console.print(f"[bold]pre-training[/] the ranker ({settings.pretrain_epochs} epochs max)")
@@ -162,7 +163,7 @@ def run_training(
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
         if ppo:
-            merged = {**settings.ppo.model_dump(), **ppo}
+            merged = {**asdict(settings.ppo), **ppo}
             settings = make_settings({**settings.model_dump(), "ppo": merged})
         return _train(settings, name, run_dir, resume, show)
 

@@ -1,28 +1,36 @@
-"""Persona × aspect pre-training: graph, model, training loop, artifact, ranker, baselines and metrics."""
+"""Persona × aspect pre-training: graph, model, training loop, artifact, ranker, baselines and metrics.
 
-from policies.pretrain.artifact import load_ranker, load_state_dict, save_artifact
-from policies.pretrain.graph import PretrainData, PretrainGraph, build_graph, pretrain_data
-from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
-from policies.pretrain.model import ModelConfig, PersonaModel
-from policies.pretrain.ranker import PersonaRanker
-from policies.pretrain.train import EpochReport, PretrainResult, TrainConfig, pretrain
+The names below load on first use, so that ``policies.pretrain.config`` imports without torch.
+"""
 
-__all__ = [
-    "EpochReport",
-    "ModelConfig",
-    "PersonaModel",
-    "PersonaRanker",
-    "PretrainData",
-    "PretrainGraph",
-    "PretrainResult",
-    "RankingMetrics",
-    "TrainConfig",
-    "build_graph",
-    "evaluation_users",
-    "load_ranker",
-    "load_state_dict",
-    "pretrain",
-    "pretrain_data",
-    "rank_metrics",
-    "save_artifact",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "EpochReport": "policies.pretrain.train",
+    "ModelConfig": "policies.pretrain.model",
+    "PersonaModel": "policies.pretrain.model",
+    "PersonaRanker": "policies.pretrain.ranker",
+    "PretrainData": "policies.pretrain.graph",
+    "PretrainGraph": "policies.pretrain.graph",
+    "PretrainResult": "policies.pretrain.train",
+    "RankingMetrics": "policies.pretrain.metrics",
+    "TrainConfig": "policies.pretrain.config",
+    "build_graph": "policies.pretrain.graph",
+    "evaluation_users": "policies.pretrain.metrics",
+    "load_ranker": "policies.pretrain.artifact",
+    "load_state_dict": "policies.pretrain.artifact",
+    "pretrain": "policies.pretrain.train",
+    "pretrain_data": "policies.pretrain.graph",
+    "rank_metrics": "policies.pretrain.metrics",
+    "save_artifact": "policies.pretrain.artifact",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'policies.pretrain' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from policies.pretrain.config import ModelConfig
 from policies.pretrain.metrics import RankingMetrics
-from policies.pretrain.model import ModelConfig
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
 from policies.pretrain.train import PretrainResult, catalog_fingerprint, pretrain_split
 from simulators.catalog import Catalog, Interactions

@@ -38,10 +38,9 @@ from torch import nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter, softmax
 
+from policies.pretrain.config import ModelConfig
 from policies.pretrain.graph import N_RELATIONS, PretrainGraph
 from simulators.errors import CRSError
-
-ASPECT_MODES: tuple[str, ...] = ("attention", "uniform", "none")
 
 
 class AttentivePropagation(MessagePassing):
@@ -110,49 +109,6 @@ class AttentivePropagation(MessagePassing):
 
     def message(self, x_j: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return weight.unsqueeze(-1) * x_j
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape and switches of a `PersonaModel`.
-
-    Attributes:
-        n_users: U.
-        n_items: I.
-        n_aspects: A.
-        dim: Embedding dimension d.
-        personas: K, personas per user (1 = no personas).
-        prototypes: P, shared persona prototypes (>= K when K > 1; 1 when K = 1).
-        layers: Propagation layers (0 = plain embeddings).
-        attention_dim: Relation-space dimension of the KGAT attention.
-        aspect_mode: "attention", "uniform" or "none".
-        shared_persona: Add the shared persona ``c₀`` (see the module docstring). False in artifacts
-            written before it existed.
-    """
-
-    n_users: int
-    n_items: int
-    n_aspects: int
-    dim: int = 64
-    personas: int = 3
-    prototypes: int = 8
-    layers: int = 2
-    attention_dim: int = 16
-    aspect_mode: str = "attention"
-    shared_persona: bool = False
-
-    def __post_init__(self) -> None:
-        if self.aspect_mode not in ASPECT_MODES:
-            raise CRSError(f"aspect_mode must be one of {ASPECT_MODES}, got {self.aspect_mode!r}")
-        if self.personas < 1 or self.prototypes < 1:
-            raise CRSError(f"personas and prototypes must be >= 1, got {self.personas}, {self.prototypes}")
-        if self.personas > 1 and self.prototypes < self.personas:
-            raise CRSError(
-                f"prototypes ({self.prototypes}) must be >= personas per user ({self.personas}); "
-                "raise --prototypes or lower --personas"
-            )
-        if self.dim < 1 or self.layers < 0:
-            raise CRSError(f"dim must be >= 1 and layers >= 0, got dim={self.dim}, layers={self.layers}")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from envs.ranker import DialogueFacts
-from policies.pretrain.model import ASPECT_MODES
+from policies.pretrain.config import ASPECT_MODES
 from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 

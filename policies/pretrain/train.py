@@ -22,12 +22,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch.nn import functional
 
+from policies.pretrain.config import ModelConfig, TrainConfig
 from policies.pretrain.graph import (
     PretrainData,
     PretrainGraph,
@@ -37,125 +38,12 @@ from policies.pretrain.graph import (
     spectral_embedding,
 )
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
-from policies.pretrain.model import ModelConfig, PersonaModel
+from policies.pretrain.model import PersonaModel
 from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 log = logging.getLogger(__name__)
-
-PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
-NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
-
-
-LOSS_WEIGHTS = (
-    "l2",
-    "offset_l2",
-    "entropy_weight",
-    "overlap_weight",
-    "sharpness_weight",
-    "usage_weight",
-    "prototype_weight",
-)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of pre-training.
-
-    Attributes:
-        dim: Embedding dimension d.
-        personas: K personas per user (1 = no personas).
-        prototypes: P shared prototypes (forced to 1 when K = 1).
-        layers: Propagation layers.
-        aspect_mode: "attention", "uniform" or "none".
-        shared_persona: Add the shared persona c₀ next to the K personas (see `policies.pretrain.model`).
-        epochs: Maximum epochs.
-        batch_size: Positives per step.
-        negatives: Uniform negatives per positive.
-        negative_pool: Where negatives are drawn from: "all" items, or only "warm" ones (items with a
-            pre-training interaction), so items never seen in training are not pushed down for
-            being unseen and only their aspects (through propagation) score them.
-        lr: Adam learning rate.
-        l2: L2 weight (per example) on touched embeddings.
-        offset_l2: L2 weight (per example) on the persona offsets δ of the batch's users; large
-            values keep personas close to their prototypes (so persona k means the same taste).
-        entropy_weight: λ_ent.
-        overlap_weight: λ_overlap.
-        sharpness_weight: λ_sharp.
-        usage_weight: λ_usage.
-        prototype_weight: λ_proto.
-        patience: Epochs without a better validation NDCG@10 before stopping.
-        max_valid_users: Users sampled for per-epoch validation (None = all).
-        holdout_fraction: Share of each user's interactions held out for validation when the
-            catalogue has no separate validation split for its pre-training split (Yelp*).
-        data_init: Start from `initialise_from_data` (else from random weights).
-        persona_init: With `data_init`, also start the personas from k-means clusters of the training
-            items ("kmeans") or leave them random ("random"; only the embeddings start spectral).
-            "auto": k-means on the persona world (it recovers the true personas), random on real
-            data (k-means overfits there; see BENCHMARKS.md).
-        prototype_scale: With "kmeans", a member item's affinity to its cluster's prototype at the start.
-        seed: Seed of all randomness.
-    """
-
-    dim: int = 64
-    personas: int = 3
-    prototypes: int = 8
-    layers: int = 2
-    aspect_mode: str = "attention"
-    shared_persona: bool = True
-    epochs: int = 40
-    batch_size: int = 1024
-    negatives: int = 16
-    negative_pool: str = "all"
-    lr: float = 5e-3
-    l2: float = 1e-4
-    offset_l2: float = 1e-2
-    entropy_weight: float = 0.1
-    overlap_weight: float = 1.0
-    sharpness_weight: float = 0.1
-    usage_weight: float = 1.0
-    prototype_weight: float = 0.1
-    patience: int = 4
-    max_valid_users: int | None = 2000
-    holdout_fraction: float = 0.1
-    data_init: bool = True
-    persona_init: str = "auto"
-    prototype_scale: float = 2.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise CRSError(f"pre-training setting {name}={value} must be a finite number")
-        for name in ("lr", "epochs", "batch_size", "patience"):
-            if not getattr(self, name) > 0:
-                raise CRSError(f"pre-training setting {name}={getattr(self, name)} must be > 0")
-        for name in (*LOSS_WEIGHTS, "negatives", "seed"):
-            if getattr(self, name) < 0:
-                raise CRSError(f"pre-training setting {name}={getattr(self, name)} must be >= 0")
-        if not 0 < self.holdout_fraction < 1:
-            raise CRSError(f"holdout_fraction={self.holdout_fraction} must lie strictly between 0 and 1")
-        if self.persona_init not in PERSONA_INITS:
-            raise CRSError(f"persona_init must be one of {PERSONA_INITS}, got {self.persona_init!r}")
-        if self.negative_pool not in NEGATIVE_POOLS:
-            raise CRSError(f"negative_pool must be one of {NEGATIVE_POOLS}, got {self.negative_pool!r}")
-        if not self.prototype_scale > 0:
-            raise CRSError(f"prototype_scale must be > 0, got {self.prototype_scale}")
-
-    def model_config(self, catalog: Catalog) -> ModelConfig:
-        """The model shape for `catalog`."""
-        return ModelConfig(
-            n_users=catalog.n_users,
-            n_items=catalog.n_items,
-            n_aspects=catalog.n_aspects,
-            dim=self.dim,
-            personas=self.personas,
-            prototypes=1 if self.personas == 1 else self.prototypes,
-            layers=self.layers,
-            aspect_mode=self.aspect_mode,
-            shared_persona=self.shared_persona,
-        )
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,68 @@
-"""`RLConfig`: the hyper-parameters of the graph RL policy and of MaskablePPO (stored in policy.json)."""
+"""The hyper-parameters of the graph RL policy and of MaskablePPO, each declared once.
+
+`PPOConfig` is the ``ppo`` block of a training config (`crs.app.settings.TrainSettings` embeds it);
+`RLConfig` adds what the run's other settings fix (envs, attention switches, wrapper sizes) and is
+stored flat in policy.json. Both check themselves; importing this module does not load torch.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from envs.sb3_wrapper import WrapperConfig
+from simulators.errors import CRSError
+
+ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
+MIN_ROLLOUT_STEPS_PER_ENV = 32
+# Worker processes by default only above this many cores: on 2 cores the main process (policy forward
+# passes) is the bottleneck and in-process envs train 1.04-1.45x faster than SubprocVecEnv workers.
+MIN_CORES_FOR_WORKERS = 3
+
+# (name, lowest allowed, whether the lowest is allowed) of every number of `PPOConfig`
+_LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
+    ("n_steps", 1, True),
+    ("batch_size", 2, True),
+    ("n_epochs", 1, True),
+    ("learning_rate", 0.0, False),
+    ("gamma", 0.0, False),
+    ("gae_lambda", 0.0, False),
+    ("clip_range", 0.0, False),
+    ("ent_coef", 0.0, True),
+    ("vf_coef", 0.0, True),
+    ("hidden", 4, True),
+    ("embed_dim", 2, True),
+    ("slate_entropy_scale", 0.0, True),
+)
 
 
 @dataclass(frozen=True)
-class RLConfig:
-    """Hyper-parameters of the policy and of MaskablePPO.
+class PPOConfig:
+    """MaskablePPO and encoder hyper-parameters.
 
     Attributes:
-        n_envs: Parallel training envs.
-        n_steps: Rollout steps per env between updates.
+        n_steps: Rollout steps per env between updates; None = max(512 // envs, 32).
         batch_size: PPO minibatch size.
         n_epochs: PPO epochs per update.
         learning_rate: Adam learning rate.
-        gamma: Discount.
-        gae_lambda: GAE λ.
+        gamma: Discount, in (0, 1].
+        gae_lambda: GAE λ, in (0, 1].
         clip_range: PPO clip range.
         ent_coef: Entropy bonus.
         vf_coef: Value loss weight.
         hidden: Encoder width.
         embed_dim: Embedding width when no pre-trained embeddings are given.
-        persona_attention: Persona attention switch (ablation).
-        aspect_attention: Aspect attention switch (ablation).
         train_embeddings: Fine-tune the embedding tables.
         slate_entropy_scale: Weight of the slate entropy (None = 1/k).
-        subprocess: Run the envs in worker processes (SubprocVecEnv) instead of in-process.
-        wrapper: Candidate-set sizes of the SB3 wrapper.
+        subprocess: Run each env in its own SubprocVecEnv worker process; None = when the machine has
+            more than 2 cores.
+
+    Raises:
+        CRSError: A value out of its range (named).
     """
 
-    n_envs: int = 8
-    n_steps: int = 64
+    n_steps: int | None = None
     batch_size: int = 256
     n_epochs: int = 4
     learning_rate: float = 1e-3
@@ -45,12 +73,53 @@ class RLConfig:
     vf_coef: float = 0.5
     hidden: int = 64
     embed_dim: int = 32
-    persona_attention: bool = True
-    aspect_attention: bool = True
     train_embeddings: bool = False
     slate_entropy_scale: float | None = None
-    subprocess: bool = False
+    subprocess: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name, lowest, inclusive in _LOWER_BOUNDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (value >= lowest if inclusive else value > lowest):
+                raise CRSError(f"{name}={value} must be {'>=' if inclusive else '>'} {lowest}")
+        for name in ("gamma", "gae_lambda"):
+            if getattr(self, name) > 1:
+                raise CRSError(f"{name}={getattr(self, name)} must be <= 1")
+
+    def resolved(self, n_envs: int) -> dict[str, Any]:
+        """The machine-dependent defaults for `n_envs` envs: n_steps and subprocess when None."""
+        return {
+            "n_steps": self.n_steps or max(ROLLOUT_STEPS // n_envs, MIN_ROLLOUT_STEPS_PER_ENV),
+            "subprocess": (os.cpu_count() or 1) >= MIN_CORES_FOR_WORKERS
+            if self.subprocess is None
+            else self.subprocess,
+        }
+
+
+@dataclass(frozen=True)
+class RLConfig(PPOConfig):
+    """Everything that shapes the policy and its training (stored flat in policy.json's ``rl``).
+
+    Attributes (besides `PPOConfig`'s; its None defaults are resolved for `n_envs`):
+        n_envs: Parallel training envs.
+        persona_attention: Persona attention switch (ablation).
+        aspect_attention: Aspect attention switch (ablation).
+        wrapper: Candidate-set sizes of the SB3 wrapper.
+    """
+
+    n_envs: int = 8
+    persona_attention: bool = True
+    aspect_attention: bool = True
     wrapper: WrapperConfig = field(default_factory=WrapperConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_envs < 1:
+            raise CRSError(f"n_envs={self.n_envs} must be >= 1")
+        for name, value in self.resolved(self.n_envs).items():
+            object.__setattr__(self, name, value)  # frozen: resolve the None defaults once
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

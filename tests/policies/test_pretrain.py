@@ -20,11 +20,12 @@ from policies.pretrain.artifact import (
     save_artifact,
     unseen_valid_interactions,
 )
+from policies.pretrain.config import ModelConfig, TrainConfig
 from policies.pretrain.graph import build_graph, pretrain_data
 from policies.pretrain.metrics import rank_metrics
-from policies.pretrain.model import ModelConfig, PersonaModel
+from policies.pretrain.model import PersonaModel
 from policies.pretrain.ranker import REJECTED_PENALTY, PersonaRanker
-from policies.pretrain.train import TrainConfig, pretrain
+from policies.pretrain.train import pretrain
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 from simulators.persona_world import make_persona_world

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from envs.ranker import DialogueFacts
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.baselines import popularity_scores
+from policies.pretrain.config import TrainConfig
 from policies.pretrain.metrics import evaluation_users, rank_metrics
-from policies.pretrain.train import PretrainResult, TrainConfig, pretrain
+from policies.pretrain.train import PretrainResult, pretrain
 from simulators.catalog import Catalog, Interactions
 from simulators.persona_world import make_persona_world
 
