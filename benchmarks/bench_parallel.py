@@ -26,7 +26,7 @@ from contextlib import ExitStack
 import numpy as np
 from scipy import sparse
 
-from crs.app.evaluation import EvalSetup, build_evaluation, evaluate_chunk
+from crs.app.evaluation import EvalSpec, build_evaluation, evaluate_chunk
 from crs.parallel import Task, WorkerPool, ray_installed
 from envs.rollout import evaluate, evaluation_indices
 
@@ -51,14 +51,14 @@ def array_megabytes(obj: object, seen: set[int] | None = None) -> float:
     return 0.0
 
 
-def timed_chunk(setup: EvalSetup, indices: list[int], seed: int) -> tuple[list, float]:
+def timed_chunk(setup: EvalSpec, indices: list[int], seed: int) -> tuple[list, float]:
     """`evaluate_chunk` plus the CPU seconds the worker process spent on it."""
     cpu = time.process_time()
     records = evaluate_chunk(setup, indices, seed)
     return records, time.process_time() - cpu
 
 
-def parallel_run(pool: WorkerPool, setup: EvalSetup, indices: np.ndarray, seed: int) -> tuple[list, float]:
+def parallel_run(pool: WorkerPool, setup: EvalSpec, indices: np.ndarray, seed: int) -> tuple[list, float]:
     """`evaluate_in_parallel`'s chunking (4 chunks per worker), with the workers' CPU seconds summed."""
     parts = np.array_split(indices, min(len(indices), 4 * pool.workers))
     results = pool.run(
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="Warm rounds (after the cold one).")
     args = parser.parse_args()
 
-    setup = EvalSetup(args.policy, args.dataset, args.data_dir)
+    setup = EvalSpec(policy=args.policy, dataset=args.dataset, data_dir=args.data_dir)
     started = time.perf_counter()
     env, policy, _, _ = build_evaluation(setup)
     build_seconds = time.perf_counter() - started

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from crs.app.evaluation import run_evaluation
+from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -27,7 +27,7 @@ def eval_command(
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
-    episodes: int = typer.Option(600, "--episodes", "-n", help="Number of conversations."),
+    episodes: int = typer.Option(600, "--episodes", "-n", min=1, help="Number of conversations."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the conversation order and the users."),
     out: Path = typer.Option(
         None,
@@ -69,17 +69,20 @@ def eval_command(
 
       crs eval --policy max-entropy --episodes 2400 --workers 2
     """
-    result = run_evaluation(
-        policy,
+    spec = EvalSpec.of(
+        policy=policy,
         dataset=dataset,
         data_dir=data_dir,
         ranker=ranker,
         split=split,
         episodes=episodes,
         seed=seed,
-        out=out,
         user=user,
         world_seed=world_seed,
+    )
+    result = run_evaluation(
+        spec,
+        out=out,
         workers=workers if workers is not None or address is not None else 1,
         backend=backend,
         address=address,

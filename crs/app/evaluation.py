@@ -13,13 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crs import __version__
 from crs.app.run_folder import EvalSummary, write_episodes
+from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
 from crs.parallel import Task, WorkerPool, resolve_backend
@@ -33,38 +35,70 @@ from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
 
-@dataclass(frozen=True)
-class EvalSetup:
-    """Everything a worker needs to rebuild an evaluation's env and policy."""
+class EvalSpec(BaseModel):
+    """What an evaluation is: the policy, the conversations and the ranker of rule policies.
 
-    policy_spec: str
+    One declaration for `crs eval`, sweep tasks and the workers that rebuild an evaluation.
+
+    Attributes:
+        policy: A rule policy name (ask-4, max-entropy, ...) or a trained run folder.
+        dataset: Dataset name.
+        data_dir: Real-data folder (default $CRS_DATA_DIR).
+        ranker: Ranker of rule policies (None: the dataset's default); a trained run brings its own.
+        split: Split the conversations come from.
+        user: Simulated user kind.
+        world_seed: Persona world seed (persona world only).
+        episodes: Conversations (at most the split's; more are capped with a warning).
+        seed: Seed of the conversation order and of each conversation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    policy: str = "ask-4"
     dataset: str = "persona_world"
     data_dir: str | None = None
     ranker: str | None = None
-    split: str = "test"
-    user: str = "auto"
-    world_seed: int = 0
+    split: Literal["train", "valid", "test"] = "test"
+    user: Literal["auto", "single", "multi", "persona"] = "auto"
+    world_seed: int = Field(0, ge=0, le=MAX_SEED)
+    episodes: int = Field(600, ge=1)
+    seed: int = Field(1, ge=0, le=MAX_SEED)
+
+    @classmethod
+    def of(cls, **settings: Any) -> EvalSpec:
+        """An `EvalSpec` from keyword settings.
+
+        Raises:
+            CRSError: An unknown setting or a bad value (each named).
+        """
+        try:
+            spec = cls(**settings)
+        except ValidationError as error:
+            parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
+            raise CRSError(f"bad evaluation settings: {'; '.join(parts)}") from None
+        check_dataset_name(spec.dataset)
+        return spec
 
 
 _worker_cache: dict[str, Any] = {}
 
 
-def evaluate_chunk(setup: EvalSetup, indices: Sequence[int], seed: int) -> list[EpisodeRecord]:
-    """Worker side of `evaluate_in_parallel`: run the conversations `indices` of `setup`.
+def evaluate_chunk(spec: EvalSpec, indices: Sequence[int], seed: int) -> list[EpisodeRecord]:
+    """Worker side of `evaluate_in_parallel`: run the conversations `indices` of `spec`.
 
-    The env and policy are built once per worker process and reused while the setup stays the
+    The env and policy are built once per worker process and reused while the spec stays the
     same. Each conversation is seeded by ``(seed, goal index)`` alone (`envs.rollout.episode_seed`),
     so a chunk's records equal the serial run's records for the same goals.
     """
-    if _worker_cache.get("setup") != setup:
-        env, policy, _, _ = build_evaluation(setup)
-        _worker_cache.update(setup=setup, env=env, policy=policy)
+    if _worker_cache.get("spec") != spec:
+        env, policy, _, _ = build_evaluation(spec)
+        _worker_cache.update(spec=spec, env=env, policy=policy)
     return evaluate(_worker_cache["env"], _worker_cache["policy"], np.asarray(indices, dtype=np.int64), seed)
 
 
 def evaluate_in_parallel(
     pool: WorkerPool,
-    setup: EvalSetup,
+    spec: EvalSpec,
     indices: np.ndarray,
     seed: int,
     *,
@@ -76,7 +110,7 @@ def evaluate_in_parallel(
 
     Args:
         pool: An entered `WorkerPool`.
-        setup: What each worker builds (once per process).
+        spec: What each worker builds (once per process).
         indices: Goal indices in evaluation order; shape (n,).
         seed: Run seed (conversation seeds derive from it and the goal index).
         chunks_per_worker: Chunks per worker (more = smoother progress and load balance).
@@ -91,7 +125,7 @@ def evaluate_in_parallel(
         Task(
             f"chunk {number + 1}/{len(parts)} (goals {part[0]}..{part[-1]})",
             evaluate_chunk,
-            (setup, part.tolist(), seed),
+            (spec, part.tolist(), seed),
         )
         for number, part in enumerate(parts)
     ]
@@ -138,37 +172,24 @@ def resolve_policy(
     return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
-def build_evaluation(setup: EvalSetup) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
+def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
     """The env, policy, policy display name and ranker name of an evaluation (driver and workers)."""
-    world = {"seed": setup.world_seed} if setup.dataset == "persona_world" else {}
-    env = make_env(
-        setup.dataset,
-        data_dir=setup.data_dir,
-        split=setup.split,
-        user=setup.user,  # type: ignore[arg-type]
-        world_kwargs=world,
-    )
-    policy, policy_name, ranker_name = resolve_policy(setup.policy_spec, env, setup.ranker, setup.data_dir)
+    world = {"seed": spec.world_seed} if spec.dataset == "persona_world" else {}
+    env = make_env(spec.dataset, data_dir=spec.data_dir, split=spec.split, user=spec.user, world_kwargs=world)
+    policy, policy_name, ranker_name = resolve_policy(spec.policy, env, spec.ranker, spec.data_dir)
     return env, policy, policy_name, ranker_name
 
 
 def run_evaluation(
-    policy_spec: str,
+    spec: EvalSpec | str,
     *,
-    dataset: str = "persona_world",
-    data_dir: str | None = None,
-    ranker: str | None = None,
-    split: str = "test",
-    episodes: int = 600,
-    seed: int = 1,
     out: Path | None = None,
-    user: str = "auto",
-    world_seed: int = 0,
     show_progress: bool = True,
     workers: int | None = 1,
     backend: str = "auto",
     address: str | None = None,
     overwrite: bool = False,
+    **settings: Any,
 ) -> EvalResult:
     """Evaluate a policy and write ``episodes.jsonl`` and ``summary.json`` into `out`.
 
@@ -178,25 +199,31 @@ def run_evaluation(
     before the first conversation until the files are written, so two evaluations never share it.
 
     Args:
+        spec: The evaluation, or a policy name whose other settings are the keyword `settings`
+            (`EvalSpec` fields, e.g. ``run_evaluation("ask-4", episodes=100, seed=3)``).
+        out: Output folder (default ``out/eval/<dataset>-<policy>-s<seed>``).
+        show_progress: Draw a progress bar.
+        workers: Worker processes (1: in this process).
+        backend: Worker backend (`crs.parallel.BACKENDS`).
+        address: A Ray cluster to run on.
         overwrite: Replace what `out` already holds; without it a folder with content is refused.
+        **settings: `EvalSpec` fields when `spec` is a policy name.
 
     Raises:
-        CRSError: Bad arguments (negative seeds, unknown backend, ...), or an unusable policy or ranker.
+        CRSError: Bad settings (named), an unknown backend, or an unusable policy or ranker.
         OutputExistsError: `out` holds results and `overwrite` is False.
         OutputBusyError: Another process writes `out` (or died and left its lock).
         OutputOverInputError: `out` is or holds the policy run, the ranker artifact or the data folder.
     """
-    check_dataset_name(dataset)
-    if episodes < 1:
-        raise CRSError(f"--episodes must be >= 1, got {episodes}")
+    if isinstance(spec, str):
+        spec = EvalSpec.of(policy=spec, **settings)
+    elif settings:
+        raise CRSError(f"run_evaluation: pass settings {sorted(settings)} inside the EvalSpec")
     if workers is not None and workers < 1:
         raise CRSError(f"--workers must be >= 1, got {workers}")
-    for name, value in (("--seed", seed), ("--world-seed", world_seed)):
-        if value < 0:
-            raise CRSError(f"{name} must be >= 0, got {value}")
     resolve_backend(backend, address)  # an unknown backend is an error even when one worker ignores it
-    setup = EvalSetup(policy_spec, dataset, data_dir, ranker, split, user, world_seed)
-    env, policy, policy_name, ranker_name = build_evaluation(setup)
+    env, policy, policy_name, ranker_name = build_evaluation(spec)
+    dataset, split, seed, episodes = spec.dataset, spec.split, spec.seed, spec.episodes
     n_goals = env.goals.n_goals
     if episodes > n_goals:
         console.print(
@@ -209,9 +236,9 @@ def run_evaluation(
     refuse_output_over_inputs(
         out,
         [
-            ("--policy run", Path(policy_spec) if Path(policy_spec).is_dir() else None),
-            ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
-            ("data folder", data_dir_input(data_dir)),
+            ("--policy run", Path(spec.policy) if Path(spec.policy).is_dir() else None),
+            ("--ranker artifact", Path(spec.ranker) if spec.ranker and Path(spec.ranker).is_dir() else None),
+            ("data folder", data_dir_input(spec.data_dir)),
         ],
     )
     with FolderClaim(
@@ -235,7 +262,7 @@ def run_evaluation(
             if workers == 1 and address is None and hasattr(policy, "act_batch"):
                 # a trained policy scores many conversations in one forward pass; same records as `evaluate`
                 def another_env() -> ConversationEnv:
-                    return make_env(catalog=env.catalog, split=split, user=user)  # type: ignore[arg-type]
+                    return make_env(catalog=env.catalog, split=split, user=spec.user)
 
                 records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
             elif workers == 1 and address is None:
@@ -248,22 +275,22 @@ def run_evaluation(
                     notify=lambda line: console.print(line, markup=False, highlight=False),
                 ) as pool:
                     records = evaluate_in_parallel(
-                        pool, setup, indices, seed, on_chunk=lambda n: progress.advance(task, n)
+                        pool, spec, indices, seed, on_chunk=lambda n: progress.advance(task, n)
                     )
         elapsed = time.perf_counter() - started
 
         metrics = summarize(records, env.max_turns, seed=seed)
         summary = EvalSummary(
             policy=policy_name,
-            policy_spec=policy_spec,
+            policy_spec=spec.policy,
             dataset=dataset,
             split=split,
             ranker=ranker_name,
-            user=user,
+            user=spec.user,
             setting=env.question_mode if not env.enumerated else "enumerated",
             episodes=len(records),
             seed=seed,
-            world_seed=world_seed if dataset == "persona_world" else None,
+            world_seed=spec.world_seed if dataset == "persona_world" else None,
             conversations=conversations_fingerprint(split, indices),
             max_turns=env.max_turns,
             notes=tuple(env.catalog.notes),

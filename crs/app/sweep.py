@@ -61,13 +61,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crs.app.evaluation import EvalSpec
 from crs.app.run_folder import EvalSummary, TrainSummary
 from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
 from policies.rules import make_rule_policy
-from simulators.catalog import SPLITS
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
@@ -83,24 +83,7 @@ MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by Stable-Baselines3) takes
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
-class EvalSettings(BaseModel):
-    """Settings of every evaluation task (`crs.app.evaluation.run_evaluation` arguments)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    episodes: int = Field(600, ge=1, strict=True, description="Conversations per task.")
-    split: str = Field("test", description=f"Split the conversations come from ({', '.join(SPLITS)}).")
-    ranker: str | None = Field(None, description="Ranker of rule policies (None: the dataset's default).")
-    user: Literal["auto", "single", "multi", "persona"] = "auto"
-    world_seed: Seed = Field(0, description="Seed of the persona world.")
-    data_dir: str | None = Field(None, description="Real-data folder (lastfm, lastfm_star, yelp_star).")
-
-    @field_validator("split")
-    @classmethod
-    def _known_split(cls, split: str) -> str:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        return split
+GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec` fields the grid sets
 
 
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
@@ -119,7 +102,7 @@ class SweepConfig(BaseModel):
     datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
     policies: list[str] | None = Field(None, min_length=1, description="eval only (default [ask-4]).")
     ablations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}}, min_length=1)
-    eval: EvalSettings = Field(default_factory=EvalSettings)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
     train: dict[str, Any] = Field(
         default_factory=dict, description="`crs train` settings (TrainSettings keys but dataset and seed)."
     )
@@ -134,6 +117,14 @@ class SweepConfig(BaseModel):
         if bad:
             raise ValueError(f"{'; '.join(bad)} (every number must be finite)")
         return data
+
+    @field_validator("eval")
+    @classmethod
+    def _no_grid_keys_in_eval(cls, spec: EvalSpec) -> EvalSpec:
+        grid = sorted(GRID_KEYS_OF_EVAL & spec.model_fields_set)
+        if grid:
+            raise ValueError(f"{', '.join(grid)} come from the grid: list them under policies/datasets/seeds")
+        return spec
 
     @field_validator("datasets")
     @classmethod
@@ -215,10 +206,13 @@ class SweepConfig(BaseModel):
                 return make_settings(merged).model_dump()
             except CRSError as error:
                 raise CRSError(f"ablations.{ablation}: {error}") from None
+        for key in GRID_KEYS_OF_EVAL & set(overrides):
+            raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
         try:
-            return EvalSettings.model_validate({**self.eval.model_dump(), **overrides}).model_dump()
+            merged = EvalSpec.model_validate({**self.eval.model_dump(exclude=GRID_KEYS_OF_EVAL), **overrides})
         except ValidationError as error:
-            raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSettings)) from None
+            raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSpec)) from None
+        return merged.model_dump(exclude=GRID_KEYS_OF_EVAL)
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:
@@ -283,7 +277,7 @@ class SweepTask:
         policy: Policy spec (rule name or run directory).
         ablation: Ablation name (key of the config's ``ablations``).
         seed: Run seed.
-        settings: The task's eval settings (`EvalSettings` as a dict).
+        settings: The task's eval settings (`EvalSpec` fields but policy, dataset and seed).
     """
 
     name: str

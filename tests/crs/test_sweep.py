@@ -80,7 +80,7 @@ def test_config_errors_name_each_bad_key(tmp_path) -> None:
         "seeds.1: Input should be a valid integer",
         "unknown rule policy 'ask-lots'",
         "unknown dataset 'netflix'",
-        "eval.episods: Extra inputs are not permitted (known keys: episodes,",
+        "eval.episods: Extra inputs are not permitted (known keys: policy, dataset, data_dir, ranker, split,",
         "foo: Extra inputs are not permitted",
     ):
         assert part in message, (part, message)
@@ -116,7 +116,7 @@ def test_seeds_counts_and_splits_are_checked_when_the_config_is_read(tmp_path) -
         "seeds.3: Input should be a valid integer",
         "retries: Input should be greater than or equal to 0",
         "eval.episodes: Input should be greater than or equal to 1",
-        "eval.split: unknown split 'tset'; use one of train, valid, test",
+        "eval.split: Input should be 'train', 'valid' or 'test'",
         "eval.world_seed: Input should be greater than or equal to 0",
     ):
         assert part in message, (part, message)
