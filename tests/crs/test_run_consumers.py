@@ -1,0 +1,91 @@
+"""One run written by `crs train` and read by every consumer through the run-folder schema
+(`crs.app.run_folder`): `crs eval`, `crs chat`, `crs report` and `crs train --resume`. No fixture
+writes a run file by hand, so writer and readers cannot drift apart without this test failing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.app.run_folder import CurveFile, EvalSummary, RunRecord, TrainSummary, read_episodes
+from crs.cli import app
+from crs.report import build_report, load_inputs
+from policies.rl.run_files import read_policy_meta, read_state
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+# the default persona world (the one `crs eval` and `crs chat` build), a fixed ranker, 2 x 64 steps
+SETTINGS = {
+    "ranker": "popularity",
+    "envs": 2,
+    "steps": 128,
+    "eval_every": 64,
+    "eval_episodes": 8,
+    "test_episodes": 8,
+    "checkpoint_every": 64,
+    "baselines": ["ask-4"],
+    "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False},
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    config = root / "train.yaml"
+    config.write_text(yaml.safe_dump(SETTINGS))
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(root), "--name", "r"])
+    assert result.exit_code == 0, result.output
+    return root / "r"
+
+
+def test_the_run_reads_back_through_its_schema(run: Path) -> None:
+    record = RunRecord.read(run)
+    assert record.name == "r" and record.settings.steps == 128 and record.settings.ppo.n_steps == 32
+    summary = TrainSummary.read(run)
+    assert summary.timesteps == 128 and set(summary.test) == {summary.trained_label, "ask-4"}
+    assert [row["timesteps"] for row in CurveFile(run).rows()] == [64, 128]
+    assert read_state(run)["timesteps"] == 128
+    assert read_policy_meta(run)["ranker"] == "popularity"
+
+
+def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--policy", str(run), "-n", "12", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    evaluation = EvalSummary.read(out)
+    assert evaluation.policy == "r" and evaluation.policy_spec == str(run) and evaluation.ranker == "run"
+    assert len(read_episodes(out)) == 12 == evaluation.episodes
+
+    transcript = tmp_path / "chat.json"
+    chat = ["chat", "--policy", str(run), "--simulate", "--seed", "2", "--transcript", str(transcript)]
+    result = runner.invoke(app, chat)
+    assert result.exit_code == 0, result.output
+    assert json.loads(transcript.read_text())["meta"]["policy"] == "r"
+
+    inputs = load_inputs([run, out])
+    (train,) = inputs.trains
+    assert train.info.seed == 0 and train.info.ablation == "full" and train.summary is not None
+    assert train.curve is not None and train.curve.steps.tolist() == [64.0, 128.0]
+    (evaluated,) = [e for e in inputs.evals if e.path == out]
+    assert evaluated.train is not None and evaluated.train.path == run  # found through policy_spec
+    report = build_report([run, out], tmp_path / "report", examples=0)
+    assert report.tables and report.train_groups
+
+
+def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "runs" / "r"
+    copy.mkdir(parents=True)
+    for file in run.iterdir():
+        if file.is_file():
+            (copy / file.name).write_bytes(file.read_bytes())
+    result = runner.invoke(
+        app, ["train", "--name", "r", "--runs-dir", str(copy.parent), "--resume", "--steps", "192"]
+    )
+    assert result.exit_code == 0, result.output
+    assert TrainSummary.read(copy).timesteps == 192 == read_state(copy)["timesteps"]
+    assert [row["timesteps"] for row in CurveFile(copy).rows()] == [64, 128, 192]
+    assert RunRecord.read(copy).settings.steps == 192
