@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import yaml
@@ -17,7 +17,7 @@ from rich.table import Table
 
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
-from policies.atomic_json import write_json_atomic  # noqa: F401 (re-exported for the commands)
+from policies.atomic import write_json_atomic  # noqa: F401 (re-exported for the commands)
 from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
 
@@ -29,7 +29,8 @@ else:  # Python 3.10
 console = Console()
 err_console = Console(stderr=True)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DATASET_HELP = "Dataset: persona_world (default, embedded), lastfm, lastfm_star or yelp_star."
 DATA_DIR_HELP = (
@@ -57,18 +58,18 @@ RankerOption = Annotated[
 ]
 
 
-def friendly_errors(function: F) -> F:
+def friendly_errors(function: Callable[P, R]) -> Callable[P, R]:
     """Turn the project's typed errors into a one-line red message and exit code 2 (no traceback)."""
 
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
         except CRSError as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def format_metric(summary: MetricSummary, digits: int = 3) -> str:

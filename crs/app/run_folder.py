@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -27,7 +26,7 @@ import yaml
 
 from crs.app.settings import TrainSettings, make_settings
 from envs.metrics import EpisodeRecord, MetricSummary
-from policies.atomic_json import write_json_atomic
+from policies.atomic import write_json_atomic, write_text_atomic
 from simulators.errors import CRSError
 
 RUN_CONFIG = "config.yaml"
@@ -94,9 +93,7 @@ class RunRecord:
 
 
 def write_yaml_atomic(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(temporary, path)
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 
 class CurveFile:
@@ -151,9 +148,7 @@ class CurveFile:
             (self.csv, ",".join(self.FIELDS) + "\n" + "".join(self._csv_line(row) for row in rows)),
             (self.jsonl, "".join(json.dumps(self._typed(row)) + "\n" for row in rows)),
         ):
-            temporary = path.with_name(path.name + ".tmp")
-            temporary.write_text(text)
-            os.replace(temporary, path)
+            write_text_atomic(path, text)
 
     def _typed(self, row: dict[str, Any]) -> dict[str, Any]:
         return {k: int(row[k]) if k == "timesteps" else row[k] for k in self.FIELDS}
@@ -373,11 +368,7 @@ class TrainSummary:
 
 def write_episodes(folder: Path, records: Sequence[EpisodeRecord]) -> None:
     """Write ``episodes.jsonl`` (one `EpisodeRecord` per line) through a temporary file."""
-    temporary = folder / (EPISODES_FILE + ".tmp")
-    with temporary.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict()) + "\n")
-    os.replace(temporary, folder / EPISODES_FILE)
+    write_text_atomic(folder / EPISODES_FILE, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
 
 
 def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crs.common import write_json_atomic
 from crs.report.build import Report
 from crs.report.render_html import to_html
 from crs.report.render_markdown import to_markdown
 from crs.report.render_metrics import to_metrics
+from policies.atomic import write_json_atomic, write_text_atomic
 
 __all__ = ["to_html", "to_markdown", "to_metrics", "write_report"]
 
@@ -28,10 +28,8 @@ __all__ = ["to_html", "to_markdown", "to_metrics", "write_report"]
 def write_report(report: Report) -> list[Path]:
     """Write report.md, report.html and metrics.json into ``report.out``; return every file of the report."""
     out = report.out
-    (out / "report.md").write_text(to_markdown(report))
-    temporary = out / "report.html.tmp"
-    temporary.write_text(to_html(report))
-    temporary.replace(out / "report.html")
+    write_text_atomic(out / "report.md", to_markdown(report))
+    write_text_atomic(out / "report.html", to_html(report))
     write_json_atomic(out / "metrics.json", to_metrics(report))
     plots = [p.path for ps in report.table_plots.values() for p in ps]
     plots += [p.path for ps in report.persona_plots.values() for p in ps]

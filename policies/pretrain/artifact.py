@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from policies.atomic import write_text_atomic
 from policies.pretrain.config import ModelConfig
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
@@ -76,9 +77,7 @@ def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics
             for h in result.history
         ],
     }
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2))
-    tmp.replace(out / CONFIG_FILE)
+    write_text_atomic(out / CONFIG_FILE, json.dumps(config, indent=2))
     return out
 
 

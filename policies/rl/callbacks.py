@@ -13,7 +13,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.atomic_json import write_json_atomic
+from policies.atomic import write_json_atomic
 from policies.rl.run_files import STATE_FILE, atomic_save
 from simulators.errors import CRSError
 
@@ -57,6 +57,8 @@ class TrainingCallback(BaseCallback):
         best_score: Score to beat (resume), by SR@15 then hDCG.
         last_eval: Timesteps of the last evaluation already in the curve (resume), -1 for none.
     """
+
+    model: MaskablePPO  # SB3 declares BaseAlgorithm; this callback is only given to MaskablePPO.learn
 
     def __init__(
         self,

@@ -8,14 +8,13 @@ model zips are ``best_model.zip``, ``model.zip`` and ``checkpoint.zip``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sb3_contrib import MaskablePPO
 
-from policies.atomic_json import write_json_atomic
+from policies.atomic import atomic_path, write_json_atomic
 from simulators.errors import CRSError
 
 POLICY_META = "policy.json"
@@ -25,9 +24,8 @@ MODEL_FILES = ("best_model.zip", "model.zip", "checkpoint.zip")
 
 def atomic_save(model: MaskablePPO, path: Path) -> None:
     """Save an SB3 model zip through a temporary file and an atomic rename."""
-    temporary = path.with_name(path.stem + ".tmp.zip")
-    model.save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def write_policy_meta(run_dir: Path, meta: dict[str, Any]) -> None:
