@@ -180,6 +180,45 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
     return env, policy, policy_name, ranker_name
 
 
+def _walk(
+    spec: EvalSpec,
+    env: ConversationEnv,
+    policy: ConversationPolicy,
+    indices: np.ndarray,
+    description: str,
+    show_progress: bool,
+    pool: tuple[int | None, str, str | None],
+) -> list[EpisodeRecord]:
+    """The records of the conversations `indices`, with a progress bar: in this process (a trained
+    policy batched, one forward pass for many conversations) when `pool` = (workers, backend, address)
+    asks for one worker and no cluster, else on a `WorkerPool`. Every way gives the same records."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=len(indices))
+        workers, backend, address = pool
+        if workers != 1 or address is not None:
+            notify = lambda line: console.print(line, markup=False, highlight=False)  # noqa: E731
+            with WorkerPool(workers, backend=backend, address=address, notify=notify) as running:
+                return evaluate_in_parallel(
+                    running, spec, indices, spec.seed, on_chunk=lambda n: progress.advance(task, n)
+                )
+        advance = lambda _: progress.advance(task)  # noqa: E731
+        if hasattr(policy, "act_batch"):
+
+            def another_env() -> ConversationEnv:
+                return make_env(catalog=env.catalog, split=spec.split, user=spec.user)
+
+            return evaluate_batched(another_env, policy, indices, spec.seed, batch=64, on_episode=advance)
+        return evaluate(env, policy, indices, spec.seed, on_episode=advance)
+
+
 def run_evaluation(
     spec: EvalSpec | str,
     *,
@@ -248,35 +287,8 @@ def run_evaluation(
         hint="pass --overwrite to replace them, or -o to write elsewhere",
     ):
         started = time.perf_counter()
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show_progress,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(f"{policy_name} on {dataset}/{split}", total=len(indices))
-            advance = lambda _: progress.advance(task)  # noqa: E731
-            if workers == 1 and address is None and hasattr(policy, "act_batch"):
-                # a trained policy scores many conversations in one forward pass; same records as `evaluate`
-                def another_env() -> ConversationEnv:
-                    return make_env(catalog=env.catalog, split=split, user=spec.user)
-
-                records = evaluate_batched(another_env, policy, indices, seed, batch=64, on_episode=advance)
-            elif workers == 1 and address is None:
-                records = evaluate(env, policy, indices, seed, on_episode=advance)
-            else:
-                with WorkerPool(
-                    workers,
-                    backend=backend,
-                    address=address,
-                    notify=lambda line: console.print(line, markup=False, highlight=False),
-                ) as pool:
-                    records = evaluate_in_parallel(
-                        pool, spec, indices, seed, on_chunk=lambda n: progress.advance(task, n)
-                    )
+        description = f"{policy_name} on {dataset}/{split}"
+        records = _walk(spec, env, policy, indices, description, show_progress, (workers, backend, address))
         elapsed = time.perf_counter() - started
 
         metrics = summarize(records, env.max_turns, seed=seed)

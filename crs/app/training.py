@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ from crs.common import (
     console,
     metrics_table,
 )
-from envs.env import Rewards
+from envs.env import ConversationEnv, Rewards
 from envs.metrics import summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
+from policies.rl.config import RLConfig
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
+
+CHECKPOINT = "checkpoint.zip"
 
 
 def system_info() -> dict[str, Any]:
@@ -168,21 +172,39 @@ def run_training(
         return _train(settings, name, run_dir, resume, show)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What a training session works with, once the run directory is set up."""
+
+    settings: TrainSettings
+    name: str
+    run_dir: Path
+    catalog: Any
+    ranker: Any
+    ranker_entry: str
+    config: RLConfig
+    train_env: Callable[[], ConversationEnv]
+    test_env: Callable[[], ConversationEnv]
+    show: bool
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What a training session did: the final model's steps, its speed, the best validation score."""
+
+    start_steps: int
+    timesteps: int
+    seconds: float
+    best_score: tuple[float, float]
+    spaces: dict[str, Any]
+
+
 def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> TrainSummary:
     """The body of `run_training`, in a claimed run directory."""
-    import torch
-
-    from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
-    from policies.rl.acting import mean_metrics
-    from policies.rl.callbacks import TrainingCallback
-    from policies.rl.model import set_logger
-    from policies.rl.model_file import load_model, read_model_data
-    from policies.rl.run_files import atomic_save, write_policy_meta
-    from policies.rules import make_rule_policy
+    import torch  # torch loads only when training runs, not at CLI start-up
 
     torch.set_num_threads(1)
-    checkpoint = run_dir / "checkpoint.zip"
-    if resume and not checkpoint.is_file():
+    if resume and not (run_dir / CHECKPOINT).is_file():
         for leftover in PROGRESS_FILES:
             (run_dir / leftover).unlink(missing_ok=True)
         if show:
@@ -191,6 +213,17 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
                 f"with the run's recorded settings"
             )
         resume = False
+    prepared = _prepare(settings, name, run_dir, show)
+    session = _learn(prepared, resume)
+    summary, throughput = _test(prepared, session)
+    if show:
+        _show(prepared, session, summary, throughput)
+    return summary
+
+
+def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:
+    """Record the settings, resolve the ranker and the conversations, write policy.json."""
+    from policies.rl.run_files import write_policy_meta  # policies.rl loads torch
 
     catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
     RunRecord(
@@ -203,14 +236,13 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
     config = settings.rl_config()
     env_options = settings.env_options()
     train_rewards = Rewards(**settings.rewards)
-
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
     if show and goal_interactions is not None:
         console.print(
             f"[yellow]note:[/] the ranker was pre-trained on valid: training conversations from {train_goals}"
         )
 
-    def train_env() -> Any:
+    def train_env() -> ConversationEnv:
         return make_env(
             catalog=catalog,
             split="valid",
@@ -219,7 +251,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
             **env_options,
         )
 
-    def test_env() -> Any:
+    def test_env() -> ConversationEnv:
         return make_env(catalog=catalog, split="test", **env_options)
 
     write_policy_meta(
@@ -235,14 +267,30 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
             "world_seed": settings.world_seed,
         },
     )
-    vec = make_vec_env(train_env, ranker, config, seed=settings.seed)
+    return _Prepared(
+        settings, name, run_dir, catalog, ranker, ranker_entry, config, train_env, test_env, show
+    )
+
+
+def _learn(prepared: _Prepared, resume: bool) -> _Session:
+    """Build (or load from the checkpoint) the model and train it to the settings' steps, with progress,
+    checkpoints and validation; save model.zip."""
+    from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env  # torch
+    from policies.rl.acting import mean_metrics
+    from policies.rl.callbacks import TrainingCallback
+    from policies.rl.model import set_logger
+    from policies.rl.model_file import load_model, read_model_data
+    from policies.rl.run_files import atomic_save
+
+    settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
+    vec = make_vec_env(prepared.train_env, prepared.ranker, config, seed=settings.seed)
     spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
     curve = CurveFile(run_dir)
     try:
         best_score, last_eval = (-1.0, -1.0), -1
         if resume:
             model = load_model(
-                checkpoint,
+                run_dir / CHECKPOINT,
                 env=vec,
                 clip_range=config.clip_range,
                 **spaces,
@@ -257,19 +305,18 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
             best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None
             best_score, last_eval = curve.resume_at(model.num_timesteps, best_steps)
         else:
-            model = build_model(vec, ranker, config, seed=settings.seed)
+            model = build_model(vec, prepared.ranker, config, seed=settings.seed)
         set_logger(model, run_dir / "tb")
-        valid_n = train_env().goals.n_goals
+        valid_n = prepared.train_env().goals.n_goals
         valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
 
         def evaluate_now(current: Any) -> dict[str, float]:
-            policy = RLPolicy(current.policy, ranker, config.wrapper)
-            records = evaluate_policy(train_env, policy, valid_indices, settings.seed + 1)
+            policy = RLPolicy(current.policy, prepared.ranker, config.wrapper)
+            records = evaluate_policy(prepared.train_env, policy, valid_indices, settings.seed + 1)
             current.policy.set_training_mode(False)
             return mean_metrics(records)
 
         start_steps = model.num_timesteps
-        remaining = settings.steps - start_steps
         started = time.perf_counter()
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -278,10 +325,12 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
             TimeElapsedColumn(),
             TextColumn("{task.fields[note]}"),
             console=console,
-            disable=not show,
+            disable=not prepared.show,
             transient=False,
         ) as progress:
-            task = progress.add_task(f"training {name}", total=settings.steps, completed=start_steps, note="")
+            task = progress.add_task(
+                f"training {prepared.name}", total=settings.steps, completed=start_steps, note=""
+            )
 
             def on_progress(steps: int, seconds: float) -> None:
                 rate = (steps - start_steps) / max(seconds, 1e-9)
@@ -302,11 +351,11 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
                 settings.checkpoint_every,
                 on_eval=on_eval,
                 on_progress=on_progress,
-                best_score=best_score,  # type: ignore[arg-type]
+                best_score=best_score,
                 last_eval=last_eval,
             )
-            if remaining > 0:
-                model.learn(remaining, callback=callback, reset_num_timesteps=False)
+            if settings.steps > start_steps:
+                model.learn(settings.steps - start_steps, callback=callback, reset_num_timesteps=False)
             else:
                 callback.init_callback(model)
             callback.after_update(final=True)  # the final policy is checkpointed and competes for best
@@ -314,58 +363,75 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         atomic_save(model, run_dir / "model.zip")
     finally:
         vec.close()  # stops the worker processes
+    return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
 
-    # final comparison on the test split -------------------------------------------------------
-    best = load_model(run_dir / "best_model.zip", clip_range=config.clip_range, **spaces)
-    trained = RLPolicy(best.policy, ranker, config.wrapper, name=name)  # type: ignore[arg-type]
-    test_indices = evaluation_indices(test_env().goals.n_goals, settings.test_episodes, settings.seed)
+
+def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float]]:
+    """Compare the best model with the rule baselines on the same test conversations; write
+    summary.json. Returns the summary and each policy's evaluation throughput (conversations/s)."""
+    from policies.rl import RLPolicy, evaluate_policy  # torch
+    from policies.rl.model_file import load_model
+    from policies.rules import make_rule_policy
+
+    settings, config, name = prepared.settings, prepared.config, prepared.name
+    best = load_model(prepared.run_dir / "best_model.zip", clip_range=config.clip_range, **session.spaces)
+    trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name)
+    test_indices = evaluation_indices(
+        prepared.test_env().goals.n_goals, settings.test_episodes, settings.seed
+    )
     rows: dict[str, Any] = {}
     throughput: dict[str, float] = {}
     policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
-    policies += [(rule, make_rule_policy(rule, ranker)) for rule in settings.baselines]
+    policies += [(rule, make_rule_policy(rule, prepared.ranker)) for rule in settings.baselines]
     for label, policy in policies:
         t0 = time.perf_counter()
-        records = evaluate_policy(test_env, policy, test_indices, settings.seed)
+        records = evaluate_policy(prepared.test_env, policy, test_indices, settings.seed)
         throughput[label] = len(records) / (time.perf_counter() - t0)
         rows[label] = summarize(records, seed=settings.seed)
     summary = TrainSummary(
         name=name,
-        dataset=catalog.name,
-        ranker=ranker_entry,
-        timesteps=int(model.num_timesteps),
-        train_seconds_this_session=round(elapsed, 1),
-        steps_per_second=round((model.num_timesteps - start_steps) / max(elapsed, 1e-9), 1),
+        dataset=prepared.catalog.name,
+        ranker=prepared.ranker_entry,
+        timesteps=session.timesteps,
+        train_seconds_this_session=round(session.seconds, 1),
+        steps_per_second=round((session.timesteps - session.start_steps) / max(session.seconds, 1e-9), 1),
         envs=config.n_envs,
         env_processes=config.n_envs if config.subprocess else 0,
         test_episodes=len(test_indices),
-        best_valid={"SR@15": callback.best_score[0], "hDCG": callback.best_score[1]},
+        best_valid={"SR@15": session.best_score[0], "hDCG": session.best_score[1]},
         test=rows,
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
     )
-    summary.write(run_dir)
-    if show:
-        console.print(
-            metrics_table(
-                f"{catalog.name} / test: {len(test_indices)} conversations (same for every policy), "
-                f"after {model.num_timesteps:,} steps",
-                rows,
-            )
+    summary.write(prepared.run_dir)
+    return summary, throughput
+
+
+def _show(
+    prepared: _Prepared, session: _Session, summary: TrainSummary, throughput: dict[str, float]
+) -> None:
+    """Print the test table and the run's facts."""
+    config = prepared.config
+    console.print(
+        metrics_table(
+            f"{prepared.catalog.name} / test: {summary.test_episodes} conversations (same for every policy), "
+            f"after {session.timesteps:,} steps",
+            summary.test,
         )
-        info = Table(show_header=False, title="run", title_justify="left")
-        info.add_column(style="bold")
-        info.add_column()
-        info.add_row("run directory", str(run_dir))
-        info.add_row("ranker", ranker_entry)
-        where = "worker processes" if config.subprocess else "this process"
-        info.add_row(
-            "training",
-            f"{elapsed:.0f} s this session, {summary.steps_per_second:,} steps/s, "
-            f"{config.n_envs} envs in {where}",
-        )
-        info.add_row("evaluation", f"{throughput[f'RL ({name})']:.0f} conversations/s (trained policy)")
-        info.add_row("evaluate again", f"crs eval --policy {run_dir}")
-        console.print(info)
-    return summary
+    )
+    info = Table(show_header=False, title="run", title_justify="left")
+    info.add_column(style="bold")
+    info.add_column()
+    info.add_row("run directory", str(prepared.run_dir))
+    info.add_row("ranker", prepared.ranker_entry)
+    where = "worker processes" if config.subprocess else "this process"
+    info.add_row(
+        "training",
+        f"{session.seconds:.0f} s this session, {summary.steps_per_second:,} steps/s, "
+        f"{config.n_envs} envs in {where}",
+    )
+    info.add_row("evaluation", f"{throughput[summary.trained_label]:.0f} conversations/s (trained policy)")
+    info.add_row("evaluate again", f"crs eval --policy {prepared.run_dir}")
+    console.print(info)
 
 
 def _default_name(settings: TrainSettings) -> str:
