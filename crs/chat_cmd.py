@@ -64,7 +64,7 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
-    env = make_env(dataset, data_dir=data_dir, split="test")  # type: ignore[arg-type]
+    env = make_env(dataset, data_dir=data_dir, split="test")
     chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
     meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
     run_chat(

@@ -75,6 +75,7 @@ def _summary_table(catalog: Catalog) -> Table:
         table.add_row("taxonomy", "none (binary questions on single aspects)")
     else:
         tax = catalog.taxonomy
+        assert tax.members is not None  # set in Taxonomy.__post_init__
         sizes = tax.members.indptr[1:] - tax.members.indptr[:-1]
         table.add_row(
             "taxonomy",

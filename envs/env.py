@@ -19,6 +19,8 @@ from simulators.users import UserModel
 QuestionMode = Literal["binary", "multiple_choice"]
 CandidateRule = Literal["all", "any"]
 EpisodeOrder = Literal["random", "sequential"]
+# An observation: arrays per the Box/MultiBinary spaces, and the Discrete "last_answer" as an np.int64
+Observation = dict[str, np.ndarray | np.int64]
 
 # last_answer codes in the observation
 ANSWER_NONE, ANSWER_ACCEPTED, ANSWER_REJECTED, ANSWER_SLATE_REJECTED = 0, 1, 2, 3
@@ -200,7 +202,7 @@ class ConversationEnv(gym.Env):
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> tuple[Observation, dict[str, Any]]:
         """Start a conversation.
 
         Args:
@@ -225,7 +227,7 @@ class ConversationEnv(gym.Env):
         info = self._info(state.history[-1], success=False)
         return self._observation(), info
 
-    def step(self, action: dict[str, Any]) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: dict[str, Any]) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         """Carry out one agent action. Invalid actions raise InvalidActionError, state unchanged."""
         if self._state is None:
             raise InvalidActionError("step() before reset(): call reset() to start a conversation")
@@ -293,7 +295,9 @@ class ConversationEnv(gym.Env):
         assert state is not None
         if parsed.kind is ActionKind.ASK and self.enumerated:
             category = parsed.aspects[0]
-            fine = tuple(int(a) for a in self.catalog.taxonomy.children(category))  # type: ignore[union-attr]
+            taxonomy = self.catalog.taxonomy
+            assert taxonomy is not None  # an enumerated env's catalogue has a taxonomy
+            fine = tuple(int(a) for a in taxonomy.children(category))
             state.asked_categories[category] = True
             asked = fine
         else:
@@ -345,7 +349,7 @@ class ConversationEnv(gym.Env):
         )
         return record, success, reaction.leaves
 
-    def _observation(self) -> dict[str, np.ndarray]:
+    def _observation(self) -> Observation:
         state = self.state
         return {
             "user": np.array([state.user], dtype=np.int64),

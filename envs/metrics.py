@@ -10,8 +10,9 @@ Used by training, `crs eval` and reports alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -50,16 +51,17 @@ class EpisodeRecord:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> EpisodeRecord:
+    def from_dict(cls, data: Mapping[str, Any]) -> EpisodeRecord:
+        """The record of `to_dict`'s output read back from JSON (values are converted here)."""
         return cls(
-            goal_index=int(data["goal_index"]),  # type: ignore[arg-type]
-            user=int(data["user"]),  # type: ignore[arg-type]
-            targets=tuple(int(t) for t in data["targets"]),  # type: ignore[union-attr]
+            goal_index=int(data["goal_index"]),
+            user=int(data["user"]),
+            targets=tuple(int(t) for t in data["targets"]),
             success=bool(data["success"]),
-            agent_actions=int(data["agent_actions"]),  # type: ignore[arg-type]
-            rank=None if data.get("rank") is None else int(data["rank"]),  # type: ignore[arg-type]
-            total_reward=float(data["total_reward"]),  # type: ignore[arg-type]
-            kinds=tuple(str(k) for k in data.get("kinds", ())),  # type: ignore[union-attr]
+            agent_actions=int(data["agent_actions"]),
+            rank=None if data.get("rank") is None else int(data["rank"]),
+            total_reward=float(data["total_reward"]),
+            kinds=tuple(str(k) for k in data.get("kinds", ())),
         )
 
 

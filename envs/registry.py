@@ -21,7 +21,7 @@ from simulators.users import MultiInterestUser, PersonaUser, SingleTargetUser, U
 UserKind = Literal["auto", "single", "multi", "persona"]
 USER_KINDS: tuple[str, ...] = ("auto", "single", "multi", "persona")
 
-REGISTERED: dict[str, dict[str, Any]] = {
+REGISTERED: dict[str, dict[str, str]] = {
     "crs/PersonaWorld-v0": {"dataset": "persona_world"},
     "crs/LastFM-v0": {"dataset": "lastfm"},
     "crs/LastFMStar-v0": {"dataset": "lastfm_star"},

@@ -48,7 +48,8 @@ def run_episode(
     """Play one conversation to its end and return its record."""
     env.reset(seed=seed, options=options)
     policy.reset(rng)
-    total, kinds, info = 0.0, [], {}
+    total, kinds = 0.0, []
+    info: dict[str, Any] = {}
     done = False
     while not done:
         _, reward, terminated, truncated, info = env.step(policy.act(env))
@@ -155,7 +156,9 @@ def evaluate_batched(
         batch_envs = [envs[slot] for slot in active]
         actions = act_batch(batch_envs) if act_batch else [policy.act(env) for env in batch_envs]
         for slot, action in zip(active, actions, strict=True):
-            position, total, kinds = running[slot]  # type: ignore[misc]
+            entry = running[slot]
+            assert entry is not None  # `active` holds the slots whose entry is set
+            position, total, kinds = entry
             _, reward, terminated, truncated, info = envs[slot].step(action)
             kinds.append(info["kind"])
             running[slot] = (position, total + reward, kinds)

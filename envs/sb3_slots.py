@@ -31,7 +31,8 @@ from simulators.catalog import Catalog, compressed_entries
 def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax of a 1-D array, same shape."""
     z = np.exp(x - x.max())
-    return z / z.sum()
+    out: np.ndarray = z / z.sum()  # numpy types arithmetic on np.ndarray as Any
+    return out
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -39,13 +40,15 @@ def zscore(x: np.ndarray) -> np.ndarray:
     if x.size == 0:
         return x
     std = x.std()
-    return (x - x.mean()) / (std if std > 1e-9 else 1.0)
+    out: np.ndarray = (x - x.mean()) / (std if std > 1e-9 else 1.0)  # numpy types this as Any
+    return out
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy in bits of Bernoulli(p), elementwise, same shape."""
     p = np.clip(p, 1e-9, 1 - 1e-9)
-    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    out: np.ndarray = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))  # numpy types this as Any
+    return out
 
 
 def membership(
@@ -161,6 +164,7 @@ class CategoryIndex:
     def __init__(self, catalog: Catalog) -> None:
         taxonomy = catalog.taxonomy
         assert taxonomy is not None, "enumerated questions need a taxonomy"
+        assert taxonomy.members is not None  # set in Taxonomy.__post_init__
         members = taxonomy.members.T.tocsr().astype(np.float64)  # (A, C)
         self.members = members.toarray().astype(np.bool_)
         self.item_categories = (catalog.item_aspects.astype(np.float64) @ members).tocsr()
@@ -258,7 +262,7 @@ def category_scores(
     """
     aspect_scores = np.full(members.shape[0], -np.inf)
     aspect_scores[reachable] = ranker.aspect_scores(facts, reachable)
-    scores = np.where(members[:, categories], aspect_scores[:, None], -np.inf).max(axis=0)
+    scores: np.ndarray = np.where(members[:, categories], aspect_scores[:, None], -np.inf).max(axis=0)
     scores[~np.isfinite(scores)] = np.nanmin(np.where(np.isfinite(scores), scores, np.nan))
     return scores
 

@@ -222,7 +222,8 @@ class SlateActionWrapper(gym.Wrapper):
         reported as ``terminated`` (no value bootstrapping past it), with ``info["turn_limit"]`` True
         (False on every other step: one type per info key).
         """
-        _, reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
+        _, env_reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
+        reward = float(env_reward)  # already a float (ConversationEnv.step); gym types it SupportsFloat
         info["turn_limit"] = bool(truncated)
         if terminated or truncated:
             return self._final_observation(), reward, True, False, info
@@ -266,7 +267,12 @@ class SlateActionWrapper(gym.Wrapper):
     # ------------------------------------------------------------------------------------ internals
     def _final_observation(self) -> dict[str, np.ndarray]:
         """The observation past the end (or of no candidate left): empty slots, only recommend valid."""
-        obs = {key: np.zeros(space.shape, dtype=np.float32) for key, space in self.observation_space.items()}
+        observation_space = self.observation_space
+        assert isinstance(observation_space, spaces.Dict)  # set by _build_observation_space
+        obs: dict[str, np.ndarray] = {}
+        for key, space in observation_space.items():
+            assert space.shape is not None  # a Box: every space of the Dict is one
+            obs[key] = np.zeros(space.shape, dtype=np.float32)
         for key in ("question_ids", "probe_aspects", "item_ids", "accepted_ids", "rejected_ids"):
             if key in obs:
                 obs[key][...] = -1.0

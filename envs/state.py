@@ -61,11 +61,11 @@ class DialogueState:
     catalog: Catalog
     user: int
     turn: int = 0
-    accepted: np.ndarray = field(default=None)  # type: ignore[assignment]
-    rejected: np.ndarray = field(default=None)  # type: ignore[assignment]
-    asked_categories: np.ndarray = field(default=None)  # type: ignore[assignment]
-    rejected_items: np.ndarray = field(default=None)  # type: ignore[assignment]
-    candidates: np.ndarray = field(default=None)  # type: ignore[assignment]
+    accepted: np.ndarray = field(init=False)  # set in __post_init__
+    rejected: np.ndarray = field(init=False)  # set in __post_init__
+    asked_categories: np.ndarray = field(init=False)  # set in __post_init__
+    rejected_items: np.ndarray = field(init=False)  # set in __post_init__
+    candidates: np.ndarray = field(init=False)  # set in __post_init__
     history: list[TurnRecord] = field(default_factory=list)
     last_answer: int = 0
 
@@ -113,7 +113,8 @@ class DialogueState:
         if taxonomy is None:
             return np.zeros(0, dtype=np.int64)
         parents = taxonomy.parents_of(self.reachable_aspects())
-        return parents[~self.asked_categories[parents]]
+        unasked: np.ndarray = parents[~self.asked_categories[parents]]  # numpy types fancy indexing as Any
+        return unasked
 
     def keep_items_with(self, aspect: int) -> None:
         """candidates ∩= items having `aspect`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def load_embedding_pickle(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _checked_embedding(
-    data: dict[str, object], key: str, path: str | Path, n_rows: int, what: str, width: int | None
+    data: Mapping[str, object], key: str, path: str | Path, n_rows: int, what: str, width: int | None
 ) -> np.ndarray:
     """``data[key]`` checked to be a finite real float array of shape (n_rows, width).
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker
@@ -66,12 +66,12 @@ class RankerSpec:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices.
         """
         if text in NAMES:
-            return cls(cast(RankerKind, text))
+            return cls(text)
         kind, sep, where = text.partition(":")
         if sep and kind in ENTRY_KINDS:
             if not where:
                 raise CRSError(f"ranker {text!r} names no {kind} file or folder: use {ENTRY_CHOICES}")
-            return cls(cast(RankerKind, kind), where)
+            return cls(kind, where)
         if not text.strip():
             raise CRSError(f"ranker {text!r} is empty: use {CHOICES}")
         return cls("artifact", text)

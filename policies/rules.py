@@ -80,7 +80,7 @@ class RulePolicy:
         aspects = state.reachable_aspects()
         if env.enumerated and aspects.size:
             taxonomy = env.catalog.taxonomy
-            assert taxonomy is not None
+            assert taxonomy is not None and taxonomy.members is not None  # enumerated: set in __post_init__
             open_categories = taxonomy.members[~state.asked_categories].tocsc()
             aspects = aspects[np.diff(open_categories[:, aspects].tocsc().indptr) > 0]
         return aspects

@@ -146,7 +146,8 @@ class Taxonomy:
         """Fine aspects under `parent`, shape (n_children,), sorted."""
         members = self.members
         assert members is not None  # set in __post_init__
-        return members.indices[members.indptr[parent] : members.indptr[parent + 1]]
+        indices: np.ndarray = members.indices  # scipy is untyped: name the array type
+        return indices[members.indptr[parent] : members.indptr[parent + 1]]
 
     def parents_of(self, aspects: np.ndarray) -> np.ndarray:
         """Every category listing at least one of `aspects`, shape (n,), sorted (never -1)."""
@@ -281,12 +282,14 @@ class Catalog:
     def aspects_of(self, item: int) -> np.ndarray:
         """Aspect ids of `item`, shape (n,), sorted."""
         ia = self.item_aspects
-        return ia.indices[ia.indptr[item] : ia.indptr[item + 1]]
+        indices: np.ndarray = ia.indices  # scipy is untyped: name the array type
+        return indices[ia.indptr[item] : ia.indptr[item + 1]]
 
     def items_with(self, aspect: int) -> np.ndarray:
         """Item ids having `aspect`, shape (n,), sorted."""
         ai = self.aspect_items
-        return ai.indices[ai.indptr[aspect] : ai.indptr[aspect + 1]]
+        indices: np.ndarray = ai.indices  # scipy is untyped: name the array type
+        return indices[ai.indptr[aspect] : ai.indptr[aspect + 1]]
 
     def split(self, name: str) -> Interactions:
         """The interactions of split `name`; raises MissingSplitError naming the splits present."""

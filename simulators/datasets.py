@@ -187,8 +187,10 @@ def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
             )
         )
     if catalog.taxonomy is not None:
+        members = catalog.taxonomy.members
+        assert members is not None  # set in Taxonomy.__post_init__
         orphans = int((catalog.taxonomy.parent_of < 0).sum())
-        empty = int((np.diff(catalog.taxonomy.members.indptr) == 0).sum())
+        empty = int((np.diff(members.indptr) == 0).sum())
         detail = (
             f"{catalog.taxonomy.n_parents} categories; {orphans} aspects under none; {empty} empty categories"
         )

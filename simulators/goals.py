@@ -87,6 +87,7 @@ class MultiTargetGoals(GoalSampler):
         for inter in catalog.splits.values():
             matrix = inter.by_user(catalog.n_users, catalog.n_items)
             history = matrix if history is None else history + matrix
+        assert history is not None  # the goals' split is one of catalog.splits, so there is at least one
         self._history = history.tocsr()
 
     def goal(self, index: int, rng: np.random.Generator) -> Goal:

@@ -36,6 +36,7 @@ import re
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,8 +94,8 @@ def load_lastfm(data_dir: Path | str) -> Catalog:
     return Catalog(
         name="lastfm",
         item_aspects=item_aspects,
-        item_names=item_names,
-        aspect_names=aspect_names,
+        item_names=tuple(item_names),
+        aspect_names=tuple(aspect_names),
         n_users=n_users,
         splits=splits,
     )
@@ -120,6 +121,7 @@ def load_lastfm_star(data_dir: Path | str) -> Catalog:
     tag_map_path = folder / GRAPH / "original_tag_map.json"
     tag_map = _read_json(tag_map_path)
     n_aspects = _vocabulary_size(tag_map, tag_map_path)
+    assert isinstance(tag_map, dict)  # _vocabulary_size checked it
     item_aspects = _read_item_dict(folder / GRAPH / "item_dict.json", n_aspects)
     splits, n_users = _read_splits(folder, item_aspects.shape[0], required=("train", "valid", "test"))
     aspect_names = _hetrec_tag_names(folder, tag_map, n_aspects)
@@ -127,8 +129,8 @@ def load_lastfm_star(data_dir: Path | str) -> Catalog:
     return Catalog(
         name="lastfm_star",
         item_aspects=item_aspects,
-        item_names=item_names,
-        aspect_names=aspect_names,
+        item_names=tuple(item_names),
+        aspect_names=tuple(aspect_names),
         n_users=n_users,
         splits=splits,
     )
@@ -159,6 +161,7 @@ def load_yelp_star(data_dir: Path | str) -> Catalog:
     names_path = folder / GRAPH / "second-layer_oringinal_tag_map.json"
     fine_map = _read_json(names_path)
     n_aspects = _vocabulary_size(fine_map, names_path)
+    assert isinstance(fine_map, dict)  # _vocabulary_size checked it
     item_aspects = _read_item_dict(folder / GRAPH / "item_dict-original_tag.json", n_aspects)
     has_train = (folder / UI / "review_dict_train.json").is_file()
     required = ("train", "valid", "test") if has_train else ("valid", "test")
@@ -167,6 +170,7 @@ def load_yelp_star(data_dir: Path | str) -> Catalog:
     for name, index in fine_map.items():
         aspect_names[index] = _yelp_display_name(name)
     taxonomy = _read_yelp_taxonomy(folder, n_aspects)
+    assert taxonomy.members is not None  # set in Taxonomy.__post_init__
     n_multi = int((np.diff(taxonomy.members.tocsc().indptr) > 1).sum())
     n_orphans = int((taxonomy.parent_of < 0).sum())
     notes = [
@@ -183,7 +187,7 @@ def load_yelp_star(data_dir: Path | str) -> Catalog:
         name="yelp_star",
         item_aspects=item_aspects,
         item_names=tuple(f"item {i}" for i in range(item_aspects.shape[0])),
-        aspect_names=aspect_names,
+        aspect_names=tuple(aspect_names),
         n_users=n_users,
         splits=splits,
         taxonomy=taxonomy,
@@ -293,7 +297,8 @@ def _type_name(value: object) -> str:
     )
 
 
-def _require_dict(value: object, path: Path, field: str, expected: str) -> dict:
+def _require_dict(value: object, path: Path, field: str, expected: str) -> dict[str, Any]:
+    """`value` if it is a JSON object; its values are parsed JSON (Any), checked where they are used."""
     if not isinstance(value, dict):
         raise DatasetError(path, field, expected, _type_name(value))
     return value
@@ -366,19 +371,21 @@ def _int_lists(
     for key, value in zip(keys, lists, strict=True):
         if type(value) is not list:
             raise DatasetError(path, field.format(key=key), "a list of integer ids", _type_name(value))
-    if not set(map(type, chain.from_iterable(lists))) <= {int}:  # type: ignore[arg-type]
-        for key, value in zip(keys, lists, strict=True):
-            for element in value:  # type: ignore[union-attr]
+    rows = cast("Sequence[list[object]]", lists)  # each value is a list: checked just above
+    if not set(map(type, chain.from_iterable(rows))) <= {int}:
+        for key, row in zip(keys, rows, strict=True):
+            for element in row:
                 if type(element) is not int:
                     raise DatasetError(
                         path, field.format(key=key), "a list of integer ids", f"element {element!r}"
                     )
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))  # type: ignore[arg-type]
+    int_rows = cast("Sequence[list[int]]", rows)  # each element is an int: checked just above
+    lengths = np.fromiter(map(len, int_rows), dtype=np.int64, count=len(int_rows))
     try:
-        values = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))  # type: ignore[arg-type]
+        values = np.fromiter(chain.from_iterable(int_rows), dtype=np.int64, count=int(lengths.sum()))
     except OverflowError:
-        for key, value in zip(keys, lists, strict=True):
-            for element in value:  # type: ignore[union-attr]
+        for key, value in zip(keys, int_rows, strict=True):
+            for element in value:
                 if not -_MAX_ID - 1 <= element <= _MAX_ID:
                     raise DatasetError(
                         path, field.format(key=key), "integer ids below 2**63", f"element {element}"

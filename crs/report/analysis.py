@@ -558,8 +558,8 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
     """One row per train configuration with a final test summary."""
     rows = []
     for label, runs in groups.items():
-        entries = [(run, _trained_entry(run)) for run in runs]
-        entries = [(run, e) for run, e in entries if e is not None and all(m in e for m in METRICS)]
+        found = [(run, _trained_entry(run)) for run in runs]
+        entries = [(run, e) for run, e in found if e is not None and all(m in e for m in METRICS)]
         if not entries:
             continue
         if len(entries) == 1:

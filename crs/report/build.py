@@ -215,8 +215,8 @@ def build_report(
         )
 
     train_groups: dict[str, list[TrainRun]] = {}
-    for run in inputs.trains:
-        train_groups.setdefault(_train_label(run), []).append(run)
+    for train_run in inputs.trains:
+        train_groups.setdefault(_train_label(train_run), []).append(train_run)
     report.train_groups = train_groups
     report.train_rows = train_summary_rows(train_groups)
     if not report.verdicts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from crs.report.inputs import EvalRun
 from crs.report.persona import prototype_names
 from envs.env import render_dialogue
 from envs.metrics import EpisodeRecord
-from envs.registry import make_env
+from envs.registry import UserKind, make_env
 from envs.rollout import episode_seed
 from policies.rankers import RUN_RANKER
 from simulators.catalog import Catalog
@@ -80,7 +81,8 @@ def replay(
     """
     from crs.app.evaluation import resolve_policy  # the same policy factory `crs eval` used
 
-    env = make_env(catalog=catalog, split=run.split, user=run.user)  # type: ignore[arg-type]
+    user = cast(UserKind, run.user)  # a str read from the run folder; make_env checks it is a UserKind
+    env = make_env(catalog=catalog, split=run.split, user=user)
     if env.max_turns != run.max_turns:
         raise CRSError(f"{run.path}: evaluated with T = {run.max_turns}, the env now has {env.max_turns}")
     spec = run.summary.policy_spec
@@ -92,7 +94,8 @@ def replay(
     names = None if explainer is None else prototype_names(explainer, catalog)
     enumerated = bool(getattr(env, "enumerated", False))
     turns = [DialogueTurn(render_dialogue(catalog, env.state.history, enumerated=enumerated).strip(), "open")]
-    done, info = False, {}
+    done = False
+    info: dict[str, Any] = {}
     while not done:
         facts = env.state.facts()
         _, _, terminated, truncated, info = env.step(policy.act(env))

@@ -293,10 +293,10 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
                     evals.setdefault(run.path.resolve(), run)
                 notes.extend(note for note in sweep.notes if note not in notes)
             elif is_train_run(folder):
-                run = read_train_run(folder)
-                trains[folder.resolve()] = run
-                if run.final_eval is not None:
-                    evals[run.final_eval.path.resolve()] = run.final_eval
+                train_run = read_train_run(folder)
+                trains[folder.resolve()] = train_run
+                if train_run.final_eval is not None:
+                    evals[train_run.final_eval.path.resolve()] = train_run.final_eval
             else:
                 key = folder.resolve()
                 if key not in evals:

@@ -57,7 +57,7 @@ def palette(labels: Sequence[str], ablations: Mapping[str, str | None] | None = 
         if label in out:
             continue
         ablation = ablations.get(label)
-        if ablation in ABLATION_COLORS:
+        if ablation is not None and ablation in ABLATION_COLORS:
             out[label] = ABLATION_COLORS[ablation]
         else:
             out[label] = free[index % len(free)]

@@ -6,7 +6,16 @@ The names below load on first use, so that ``policies.pretrain.config`` imports 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for the type checker (F401: ruff cannot read the computed __all__)
+    from policies.pretrain.artifact import load_ranker, load_state_dict, save_artifact  # noqa: F401
+    from policies.pretrain.config import ModelConfig, TrainConfig  # noqa: F401
+    from policies.pretrain.graph import PretrainData, PretrainGraph, build_graph, pretrain_data  # noqa: F401
+    from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics  # noqa: F401
+    from policies.pretrain.model import PersonaModel  # noqa: F401
+    from policies.pretrain.ranker import PersonaRanker  # noqa: F401
+    from policies.pretrain.train import EpochReport, PretrainResult, pretrain  # noqa: F401
 
 _EXPORTS = {
     "EpochReport": "policies.pretrain.train",

@@ -108,7 +108,11 @@ def train_mf_bpr(
             loss.backward()
             opt.step()
         U, V = user.detach().numpy(), item.detach().numpy()
-        ndcg = rank_metrics(lambda b, U=U, V=V: U[b] @ V.T, exclude, truth, val_users).ndcg
+
+        def score(b: np.ndarray, U: np.ndarray = U, V: np.ndarray = V) -> np.ndarray:
+            return U[b] @ V.T
+
+        ndcg = rank_metrics(score, exclude, truth, val_users).ndcg
         log.debug("MF epoch %d: valid NDCG@10 %.4f", epoch, ndcg)
         if ndcg > best:
             best, best_epoch, bad = ndcg, epoch, 0

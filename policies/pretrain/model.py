@@ -31,6 +31,7 @@ prototypes, K personas per user.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -151,6 +152,12 @@ class PersonaModel(nn.Module):
         generator: Seeded torch generator for the initial weights.
     """
 
+    # buffers registered in __init__, declared for the type checker (nn.Module types them Tensor | Module)
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    ia_indptr: torch.Tensor
+    ia_indices: torch.Tensor
+
     def __init__(
         self,
         config: ModelConfig,
@@ -202,7 +209,7 @@ class PersonaModel(nn.Module):
         with torch.no_grad():
             self.node_emb.normal_(0.0, 0.1, generator=generator)
             for layer in self.layers:
-                layer.reset_parameters(generator)
+                cast(AttentivePropagation, layer).reset_parameters(generator)  # self.layers holds only these
             self.prototypes.normal_(0.0, 0.1, generator=generator)
             if self.shared is not None:
                 self.shared.normal_(0.0, 0.1, generator=generator)

@@ -10,7 +10,16 @@ The names below load on first use, so that ``policies.rl.config`` (settings) imp
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for the type checker (F401: ruff cannot read the computed __all__)
+    from envs.rollout import evaluate_batched as evaluate_policy  # noqa: F401
+    from policies.rl.acting import RLPolicy, load_trained_policy  # noqa: F401
+    from policies.rl.config import PPOConfig, RLConfig  # noqa: F401
+    from policies.rl.distribution import SlateDistribution  # noqa: F401
+    from policies.rl.encoder import PersonaAspectEncoder  # noqa: F401
+    from policies.rl.model import build_model, make_vec_env, pretrained_arrays  # noqa: F401
+    from policies.rl.policy import SlatePolicy, SplitLatent  # noqa: F401
 
 _EXPORTS = {
     "PersonaAspectEncoder": "policies.rl.encoder",

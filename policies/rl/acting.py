@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -21,6 +22,7 @@ from policies.rl.config import RLConfig
 from policies.rl.model_file import load_model
 from policies.rl.policy import SlatePolicy
 from policies.rl.run_files import POLICY_META, model_file, read_policy_meta
+from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 
@@ -51,8 +53,8 @@ class RLPolicy:
     def reset(self, rng: np.random.Generator) -> None:
         """Nothing to reset: the policy is deterministic and reads the whole state every turn."""
 
-    def wrapper_for(self, env: ConversationEnv) -> SlateActionWrapper:
-        """The (cached) SB3 wrapper view of `env`."""
+    def wrapper_for(self, env: gym.Env) -> SlateActionWrapper:
+        """The (cached) SB3 wrapper view of `env` (a `ConversationEnv`, e.g. another env's ``unwrapped``)."""
         key = id(env)
         wrapper = self._wrappers.get(key)
         if wrapper is None or wrapper.env is not env:
@@ -65,7 +67,7 @@ class RLPolicy:
 
     def act_batch(self, envs: Sequence[ConversationEnv]) -> list[dict[str, Any]]:
         """Actions for several envs at once (one forward pass)."""
-        wrappers = [self.wrapper_for(env.unwrapped) for env in envs]  # type: ignore[arg-type]
+        wrappers = [self.wrapper_for(env.unwrapped) for env in envs]
         observations = [w.observe() for w in wrappers]
         masks = np.stack([w.action_masks() for w in wrappers])
         with torch.no_grad():
@@ -80,7 +82,7 @@ def mean_metrics(records: Sequence[EpisodeRecord], max_turns: int = 15) -> dict[
 
 
 def load_trained_policy(
-    run_dir: str | Path, catalog: Any, ranker: PreferenceRanker | None = None
+    run_dir: str | Path, catalog: Catalog, ranker: PreferenceRanker | None = None
 ) -> RLPolicy:
     """Load a trained run as a deterministic `ConversationPolicy`.
 
@@ -119,7 +121,8 @@ def load_trained_policy(
         action_space=wrapper.action_space,
         clip_range=config.clip_range,
     )
-    return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)  # type: ignore[arg-type]
+    policy = cast(SlatePolicy, model.policy)  # load_model rebuilds the zip's policy as a SlatePolicy
+    return RLPolicy(policy, ranker, config.wrapper, name=Path(run_dir).name)
 
 
 def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
@@ -136,7 +139,7 @@ def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
         ) from None
 
 
-def ranker_from_meta(meta: dict[str, Any], catalog: Any, run_dir: Path) -> PreferenceRanker:
+def ranker_from_meta(meta: dict[str, Any], catalog: Catalog, run_dir: Path) -> PreferenceRanker:
     """Rebuild the fixed ranker a run recorded: "popularity", "transe:<file>" or "artifact:<dir>"."""
     entry = str(meta.get("ranker", "popularity"))
     spec = RankerSpec.from_entry(entry, f"run {run_dir} ({POLICY_META})")

@@ -28,6 +28,7 @@ Output: ``[choice logits (Q + P + 1), item logits (N), value hidden (H)]`` of wi
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -83,7 +84,11 @@ class PersonaAspectEncoder(BaseFeaturesExtractor):
         aspect_attention: bool = True,
         train_embeddings: bool = True,
     ) -> None:
-        shapes = {key: space.shape for key, space in observation_space.spaces.items()}
+        # every space of the wrapper's Dict is a Box, whose shape is set (gym types it Optional)
+        shapes = cast(
+            "dict[str, tuple[int, ...]]",
+            {key: space.shape for key, space in observation_space.spaces.items()},
+        )
         self.n_questions = shapes["question_ids"][0]
         self.n_probes = shapes["probe_feats"][0] if "probe_feats" in shapes else 0
         self.n_items_slots = shapes["item_ids"][0]

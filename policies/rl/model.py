@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
@@ -22,6 +23,7 @@ from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.sb3_wrapper import SlateActionWrapper
 from policies.baseline_rankers import TransERanker
 from policies.rl.config import RLConfig
+from policies.rl.encoder import PersonaAspectEncoder
 from policies.rl.policy import SlatePolicy
 
 
@@ -94,7 +96,7 @@ def make_vec_env(
             torch.set_num_threads(1)
         return Monitor(SlateActionWrapper(env_factory(), ranker, config.wrapper))
 
-    builders = [build] * config.n_envs
+    builders: list[Callable[[], gym.Env]] = [build] * config.n_envs
     vec: VecEnv = SubprocVecEnv(builders) if config.subprocess else DummyVecEnv(builders)
     vec.seed(seed)
     return vec
@@ -110,6 +112,7 @@ def build_model(
     """A fresh MaskablePPO model with the `SlatePolicy`, its encoder initialised from the ranker."""
     torch.set_num_threads(1)
     sizes = vec_env.get_attr("sizes", indices=[0])[0]
+    assert config.n_steps is not None  # RLConfig.__post_init__ resolves it
     model = MaskablePPO(
         SlatePolicy,
         vec_env,
@@ -133,7 +136,8 @@ def build_model(
     )
     arrays = pretrained_arrays(ranker)
     if arrays is not None:
-        model.policy.features_extractor.load_pretrained(arrays)
+        encoder = cast(PersonaAspectEncoder, model.policy.features_extractor)  # SlatePolicy's extractor class
+        encoder.load_pretrained(arrays)
     set_logger(model, tensorboard_log)
     return model
 

@@ -75,7 +75,8 @@ class SlatePolicy(MaskableActorCriticPolicy):
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = SplitLatent(self.features_dim, self.n_choices + self.n_items)
+        latent = SplitLatent(self.features_dim, self.n_choices + self.n_items)
+        self.mlp_extractor = latent  # type: ignore[assignment]  # SB3 wants an MlpExtractor; same interface
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
@@ -84,7 +85,11 @@ class SlatePolicy(MaskableActorCriticPolicy):
         )
         self.action_net = nn.Identity()
         trainable = [p for p in self.parameters() if p.requires_grad]
-        self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(  # SB3's own _build makes the same call
+            trainable,
+            lr=lr_schedule(1),  # type: ignore[call-arg]  # SB3 types optimizer_class as type[Optimizer]
+            **self.optimizer_kwargs,
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
