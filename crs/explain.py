@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from envs.env import ConversationEnv
-from envs.ranker import DialogueFacts, PreferenceRanker
+from envs.ranker import DialogueFacts, ExplainablePersonaRanker, PreferenceRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -112,7 +112,10 @@ def explanation_pairs(
 
 
 def prototype_explanations(
-    ranker: Any, facts: DialogueFacts, items: Sequence[int], prototype_names: Sequence[str]
+    ranker: ExplainablePersonaRanker,
+    facts: DialogueFacts,
+    items: Sequence[int],
+    prototype_names: Sequence[str],
 ) -> list[Explanation]:
     """Explanations by a persona ranker, each persona named by the shared prototype it draws most from.
 

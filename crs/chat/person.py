@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from crs.chat.errors import ChatError
+from crs.chat.question import QuestionKey
 from envs.env import ConversationEnv
 from simulators.catalog import Catalog
 from simulators.users import Goal, SlateReaction, UserModel
@@ -26,7 +26,7 @@ class PersonAnswer:
         item: Accepted item id, or None.
     """
 
-    question: tuple[Any, ...] | None
+    question: QuestionKey | None
     said: str
     aspects: tuple[int, ...] = ()
     item: int | None = None

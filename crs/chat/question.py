@@ -12,6 +12,9 @@ import numpy as np
 from envs.actions import ActionKind, ParsedAction
 from envs.env import ConversationEnv
 
+# `Question.key`: (action kind, question ids, persona slot, slate)
+QuestionKey = tuple[int, tuple[int, ...], int | None, tuple[int, ...]]
+
 
 @dataclass(frozen=True)
 class Question:
@@ -47,7 +50,7 @@ class Question:
         return not self.is_recommend and self.category is None and len(self.options) == 1
 
     @property
-    def key(self) -> tuple[Any, ...]:
+    def key(self) -> QuestionKey:
         """Identity of the question, compared when a replay checks the policy still asks it."""
         return (int(self.parsed.kind), self.parsed.aspects, self.parsed.persona, self.parsed.items)
 

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from crs.report.analysis import (
     PRIMARY,
@@ -31,6 +30,7 @@ from crs.report.plots import (
     plot_sr_curves,
     plot_turns,
 )
+from envs.ranker import ExplainablePersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -245,7 +245,7 @@ def build_report(
         report.unavailable["learning"] = "no `crs train` run among the inputs"
 
     catalogs = _Catalogs(data_dir)
-    explainers: dict[str, Any] = {}
+    explainers: dict[str, ExplainablePersonaRanker] = {}
     if not persona:
         report.unavailable["persona"] = "persona analysis switched off (--no-persona)"
     else:
@@ -258,7 +258,9 @@ def build_report(
     return report
 
 
-def _persona_sections(report: Report, catalogs: _Catalogs, explainers: dict[str, Any], seed: int) -> None:
+def _persona_sections(
+    report: Report, catalogs: _Catalogs, explainers: dict[str, ExplainablePersonaRanker], seed: int
+) -> None:
     reasons: list[str] = []
     for table in report.tables:
         sources = persona_sources(table)
@@ -316,7 +318,11 @@ def _persona_sections(report: Report, catalogs: _Catalogs, explainers: dict[str,
 
 
 def _examples(
-    report: Report, catalogs: _Catalogs, explainers: dict[str, Any], data_dir: str | Path | None, limit: int
+    report: Report,
+    catalogs: _Catalogs,
+    explainers: dict[str, ExplainablePersonaRanker],
+    data_dir: str | Path | None,
+    limit: int,
 ) -> None:
     table = report.tables[0]
     reference = table.row(table.reference) if table.reference else table.rows[0]

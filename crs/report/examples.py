@@ -20,6 +20,7 @@ from crs.report.inputs import EvalRun
 from crs.report.persona import prototype_names
 from envs.env import render_dialogue
 from envs.metrics import EpisodeRecord
+from envs.ranker import ExplainablePersonaRanker
 from envs.registry import UserKind, make_env
 from envs.rollout import episode_seed
 from policies.rankers import RUN_RANKER
@@ -64,7 +65,7 @@ def replay(
     catalog: Catalog,
     label: str,
     data_dir: str | None = None,
-    explainer=None,
+    explainer: ExplainablePersonaRanker | None = None,
 ) -> ExampleDialogue:
     """Replay `record` of `run` and render it.
 
@@ -103,7 +104,7 @@ def replay(
         turn = env.state.history[-1]
         text = render_dialogue(catalog, [turn], enumerated=enumerated).strip()
         explanation = ""
-        if turn.kind == "recommend" and names is not None and turn.slate:
+        if turn.kind == "recommend" and explainer is not None and names is not None and turn.slate:
             item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]
             (why,) = prototype_explanations(explainer, facts, [item], names)
             explanation = why.report_text(catalog)
@@ -149,7 +150,7 @@ def example_dialogues(
     picks: list[tuple[str, EvalRun, EpisodeRecord]],
     catalog: Catalog,
     data_dir: str | Path | None,
-    explainer=None,
+    explainer: ExplainablePersonaRanker | None = None,
 ) -> tuple[list[ExampleDialogue], list[str]]:
     """Replay the picked conversations; problems become notes, not failures of the whole report."""
     dialogues, notes = [], []

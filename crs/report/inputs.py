@@ -622,7 +622,7 @@ RUN_KEYS = frozenset(
 """Config keys that differ between runs of one configuration (seeds, names, paths, provenance)."""
 
 
-def _strip_run_keys(config: Any) -> Any:
+def _strip_run_keys(config: object) -> object:
     if isinstance(config, dict):
         return {k: _strip_run_keys(v) for k, v in config.items() if k not in RUN_KEYS}
     return config

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,7 +94,7 @@ class PersonaAnalysis:
     notes: tuple[str, ...] = ()
 
 
-def has_personas(ranker: object) -> bool:
+def has_personas(ranker: object) -> TypeGuard[ExplainablePersonaRanker]:
     """Whether `ranker` exposes the persona interface this analysis reads (`ExplainablePersonaRanker`)."""
     return isinstance(ranker, ExplainablePersonaRanker)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
@@ -20,7 +21,6 @@ from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
 from policies.rl.model_file import load_model
-from policies.rl.policy import SlatePolicy
 from policies.rl.run_files import POLICY_META, model_file, read_policy_meta
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -34,14 +34,18 @@ class RLPolicy:
     """A trained `SlatePolicy` as a `ConversationPolicy` (deterministic: arg-max choice, top-k slate).
 
     Args:
-        policy: The SB3 policy.
+        policy: The SB3 policy (the `SlatePolicy` of a trained run).
         ranker: The fixed ranker the policy was trained with.
         wrapper_config: The wrapper sizes it was trained with.
         name: Display name.
     """
 
     def __init__(
-        self, policy: SlatePolicy, ranker: PreferenceRanker, wrapper_config: WrapperConfig, name: str = "rl"
+        self,
+        policy: MaskableActorCriticPolicy,
+        ranker: PreferenceRanker,
+        wrapper_config: WrapperConfig,
+        name: str = "rl",
     ) -> None:
         self.policy = policy
         self.policy.set_training_mode(False)
@@ -121,8 +125,7 @@ def load_trained_policy(
         action_space=wrapper.action_space,
         clip_range=config.clip_range,
     )
-    policy = cast(SlatePolicy, model.policy)  # load_model rebuilds the zip's policy as a SlatePolicy
-    return RLPolicy(policy, ranker, config.wrapper, name=Path(run_dir).name)
+    return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)
 
 
 def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
