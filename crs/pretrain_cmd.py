@@ -122,7 +122,7 @@ def pretrain_command(
 
 def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
     """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`."""
-    from policies.pretrain.artifact import save_artifact
+    from policies.pretrain.artifact import save_artifact  # torch and PyG load only when it runs
     from policies.pretrain.metrics import evaluation_users, rank_metrics
     from policies.pretrain.train import pretrain
 

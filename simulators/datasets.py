@@ -17,6 +17,7 @@ import numpy as np
 
 from simulators.catalog import SPLITS, Catalog
 from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
+from simulators.persona_world import make_persona_world
 from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
 
 DATASET_NAMES: tuple[str, ...] = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
@@ -75,8 +76,6 @@ def load_catalog(name: str, data_dir: str | Path | None = None, **world_kwargs: 
     """
     check_dataset_name(name)
     if name == "persona_world":
-        from simulators.persona_world import make_persona_world
-
         return make_persona_world(**world_kwargs)
     if world_kwargs:
         raise CRSError(

@@ -97,6 +97,30 @@ def test_no_command_imports_another_command() -> None:
         assert not others, f"{command} imports the commands {others}: move what they share to crs.app"
 
 
+def lazy_import_reasons(path: Path) -> list[str]:
+    """'file:line: import' for each project import inside a function whose block of consecutive import
+    lines carries no comment saying why it is lazy."""
+    lines = path.read_text().splitlines()
+    missing = []
+    for _, line, inner in project_imports(path):
+        if not inner:
+            continue
+        first = line - 1
+        while first > 0 and lines[first - 1].strip().startswith(("from ", "import ")):
+            first -= 1
+        last = line - 1
+        while last + 1 < len(lines) and lines[last + 1].strip().startswith(("from ", "import ")):
+            last += 1
+        if not any("#" in text for text in lines[first : last + 1]):
+            missing.append(f"{path.relative_to(REPO)}:{line}: {lines[line - 1].strip()}")
+    return missing
+
+
+def test_imports_inside_functions_say_why_they_are_lazy() -> None:
+    missing = [entry for path in MODULES.values() for entry in lazy_import_reasons(path)]
+    assert not missing, "imports inside functions without a comment saying why:\n" + "\n".join(missing)
+
+
 def test_the_layering_test_sees_a_back_edge() -> None:
     # the test above would pass vacuously if the graph were empty or missed `from x import y`
     assert "envs.env" in GRAPH["envs.registry"] and "simulators.catalog" in GRAPH["envs.registry"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from envs.env import Rewards
 from envs.sb3_wrapper import WrapperConfig
 from policies.rl.config import PPOConfig, RLConfig
+from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
@@ -96,8 +97,6 @@ class TrainSettings(BaseModel):
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, baselines: list[str]) -> list[str]:
-        from policies.rules import make_rule_policy
-
         for name in baselines:
             make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
         return baselines

@@ -61,7 +61,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crs.app.evaluation import EvalSpec
+from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary, TrainSummary
 from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
@@ -354,8 +354,6 @@ def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
                 make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
             )
             return _read_tree(Path(scratch) / task.name)
-        from crs.app.evaluation import run_evaluation
-
         run_evaluation(
             task.policy,
             dataset=task.dataset,

@@ -32,7 +32,9 @@ from envs.env import ConversationEnv, Rewards
 from envs.metrics import summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
+from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
+from policies.rules import make_rule_policy
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 
@@ -63,8 +65,6 @@ def system_info() -> dict[str, Any]:
 
 def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
     """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
-    from policies.rankers import RankerSpec
-
     if settings.ranker is not None:
         spec = RankerSpec.parse(settings.ranker)
     else:
@@ -74,7 +74,7 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
         recorded = spec.for_run()  # "artifact:ranker": a folder in the run
         artifact = recorded.resolve(run_dir)
         if not (Path(artifact.where) / "config.json").is_file():
-            from policies.pretrain.artifact import save_artifact
+            from policies.pretrain.artifact import save_artifact  # torch and PyG load only here
             from policies.pretrain.config import TrainConfig
             from policies.pretrain.train import pretrain
 
@@ -94,12 +94,10 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, so
     training and validation conversations then come only from its pre-training hold-out.
     """
-    from policies.rankers import RankerSpec
-
     spec = RankerSpec.parse(ranker_entry).resolve(run_dir)
     if spec.kind != "artifact":
         return None, "valid"
-    from policies.pretrain.artifact import unseen_valid_interactions
+    from policies.pretrain.artifact import unseen_valid_interactions  # torch loads only here
 
     held_out = unseen_valid_interactions(spec.where, catalog)
     if held_out is None:
@@ -276,7 +274,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     """Build (or load from the checkpoint) the model and train it to the settings' steps, with progress,
     checkpoints and validation; save model.zip."""
     from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env  # torch
-    from policies.rl.acting import mean_metrics
+    from policies.rl.acting import mean_metrics  # torch and SB3 load only when training runs
     from policies.rl.callbacks import TrainingCallback
     from policies.rl.model import set_logger
     from policies.rl.model_file import load_model, read_model_data
@@ -370,8 +368,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     """Compare the best model with the rule baselines on the same test conversations; write
     summary.json. Returns the summary and each policy's evaluation throughput (conversations/s)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
-    from policies.rl.model_file import load_model
-    from policies.rules import make_rule_policy
+    from policies.rl.model_file import load_model  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
     best = load_model(prepared.run_dir / "best_model.zip", clip_range=config.clip_range, **session.spaces)
