@@ -89,6 +89,10 @@ GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec` field
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
 
 
+def _default_ablations() -> dict[str, dict[str, Any]]:
+    return {"default": {}}
+
+
 class SweepConfig(BaseModel):
     """A sweep: the grid and the settings shared by its tasks (unknown keys are errors)."""
 
@@ -101,7 +105,7 @@ class SweepConfig(BaseModel):
     seeds: list[Seed] = Field(default_factory=lambda: [1], min_length=1)
     datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
     policies: list[str] | None = Field(None, min_length=1, description="eval only (default [ask-4]).")
-    ablations: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"default": {}}, min_length=1)
+    ablations: dict[str, dict[str, Any]] = Field(default_factory=_default_ablations, min_length=1)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     train: dict[str, Any] = Field(
         default_factory=dict, description="`crs train` settings (TrainSettings keys but dataset and seed)."
@@ -208,11 +212,12 @@ class SweepConfig(BaseModel):
                 raise CRSError(f"ablations.{ablation}: {error}") from None
         for key in GRID_KEYS_OF_EVAL & set(overrides):
             raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
+        exclude = set(GRID_KEYS_OF_EVAL)  # model_dump's IncEx is typed with set, not frozenset
         try:
-            merged = EvalSpec.model_validate({**self.eval.model_dump(exclude=GRID_KEYS_OF_EVAL), **overrides})
+            spec = EvalSpec.model_validate({**self.eval.model_dump(exclude=exclude), **overrides})
         except ValidationError as error:
             raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSpec)) from None
-        return merged.model_dump(exclude=GRID_KEYS_OF_EVAL)
+        return spec.model_dump(exclude=exclude)
 
 
 def _non_finite(value: Any, path: str = "") -> list[str]:

@@ -31,7 +31,9 @@ from crs.report.plots import (
     plot_turns,
 )
 from envs.ranker import ExplainablePersonaRanker
+from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
+from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,6 @@ class _Catalogs:
         self._cache: dict[tuple[str, int | None], Catalog] = {}
 
     def get(self, run: EvalRun) -> Catalog:
-        from simulators.datasets import load_catalog
-
         key = (run.dataset, run.world_seed)
         if key not in self._cache:
             kwargs = (
@@ -129,8 +129,6 @@ def check_catalog(run: EvalRun, catalog: Catalog) -> None:
 
 def _pretrain_artifact(name: str | None) -> Path | None:
     """The `crs pretrain` artifact folder a ranker name names, else None."""
-    from policies.rankers import RankerSpec
-
     try:
         spec = RankerSpec.parse(name) if name else None
     except CRSError:
@@ -280,8 +278,6 @@ def _persona_sections(
             )
         for source, runs in list(sources.items())[:1]:
             try:
-                from policies.rankers import RankerSpec
-
                 catalog = catalogs.get(runs[0])
                 ranker = RankerSpec("artifact", source).build(catalog)
             except (CRSError, ImportError, OSError) as exc:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from crs.app.evaluation import resolve_policy
 from crs.explain import prototype_explanations
 from crs.report.inputs import EvalRun
 from crs.report.persona import prototype_names
@@ -80,8 +81,6 @@ def replay(
     Raises:
         CRSError: The policy cannot be rebuilt (e.g. its run folder or ranker is gone).
     """
-    from crs.app.evaluation import resolve_policy  # the same policy factory `crs eval` used
-
     user = cast(UserKind, run.user)  # a str read from the run folder; make_env checks it is a UserKind
     env = make_env(catalog=catalog, split=run.split, user=user)
     if env.max_turns != run.max_turns:
