@@ -24,6 +24,7 @@ helpers fill it with -1).
 
 from __future__ import annotations
 
+import functools
 import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -118,9 +119,13 @@ def _id_list(name: str, value: object, expected: str) -> list[int]:
         elif value.dtype.kind not in "iu":
             problem = f"an integer array, not one of dtype {value.dtype}"
         else:
-            numbers = [int(v) for v in value.tolist()]
-            if any(not _INT64_MIN <= v <= _INT64_MAX for v in numbers):
+            numbers = value.tolist()
+            if value.dtype.kind == "u" and numbers and max(numbers) > _INT64_MAX:
                 problem = "an array of ids within int64"
+    elif isinstance(value, list | tuple) and all(type(element) is int for element in value):
+        numbers = list(value)  # plain ints (a bool's type is bool): the common, fast case
+        if numbers and not (min(numbers) >= _INT64_MIN and max(numbers) <= _INT64_MAX):
+            problem = "a flat list of integers within int64"
     elif isinstance(value, list | tuple):
         for position, element in enumerate(value):
             number = _as_int(element)
@@ -217,6 +222,20 @@ def _require(action: Mapping[object, object], name: str, word: str, expected: st
     return action[name]
 
 
+@functools.lru_cache(maxsize=64)
+def _expectations(
+    n_aspects: int, n_categories: int, n_items: int, n_personas: int, max_choices: int, slate_size: int
+) -> tuple[str, str, str, str, str]:
+    """The "expected ..." phrases of an env's error messages (built once per env shape, not per step)."""
+    return (
+        f"up to {max_choices} aspect id(s) in [0, {n_aspects})",
+        f"up to slate_size={slate_size} item ids in [0, {n_items})",
+        f"a category id in [0, {n_categories})" if n_categories else "an integer (not read by this env)",
+        f"a persona slot in [0, {n_personas})",
+        BINARY_HINT if max_choices == 1 else "",
+    )
+
+
 def parse_action(
     action: object,
     *,
@@ -249,13 +268,9 @@ def parse_action(
             f"unknown action entr{'y' if len(unknown) == 1 else 'ies'} {unknown!r}; an action has the "
             f"entries {', '.join(ACTION_KEYS)}"
         )
-    aspects_expected = f"up to {max_choices} aspect id(s) in [0, {n_aspects})"
-    items_expected = f"up to slate_size={slate_size} item ids in [0, {n_items})"
-    category_expected = (
-        f"a category id in [0, {n_categories})" if n_categories else "an integer (not read by this env)"
+    aspects_expected, items_expected, category_expected, persona_expected, binary_hint = _expectations(
+        n_aspects, n_categories, n_items, n_personas, max_choices, slate_size
     )
-    persona_expected = f"a persona slot in [0, {n_personas})"
-    binary_hint = BINARY_HINT if max_choices == 1 else ""
     kind_value = _scalar("kind", _require(action, "kind", "an action", KIND_EXPECTED), KIND_EXPECTED)
     if kind_value not in KIND_VALUES:
         raise InvalidActionError(f"action kind {kind_value!r} is not {KIND_EXPECTED}")
