@@ -6,7 +6,8 @@ Plain frozen dataclasses that check themselves, importable without torch (CLI de
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -15,33 +16,30 @@ ASPECT_MODES: tuple[str, ...] = ("attention", "uniform", "none")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Shape and switches of a `PersonaModel`.
+class ModelShape:
+    """The shape and switches of a `PersonaModel` that do not depend on the catalogue.
 
     Attributes:
-        n_users: U.
-        n_items: I.
-        n_aspects: A.
         dim: Embedding dimension d.
         personas: K, personas per user (1 = no personas).
-        prototypes: P, shared persona prototypes (>= K when K > 1; 1 when K = 1).
+        prototypes: P, shared persona prototypes (>= K when K > 1; the model uses 1 when K = 1).
         layers: Propagation layers (0 = plain embeddings).
         attention_dim: Relation-space dimension of the KGAT attention.
         aspect_mode: "attention", "uniform" or "none".
-        shared_persona: Add the shared persona ``c₀`` (see the module docstring). False in artifacts
-            written before it existed.
+        shared_persona: Add the shared persona ``c₀`` next to the K personas (see
+            `policies.pretrain.model`).
+
+    Raises:
+        CRSError: A value out of range (named, with the fix).
     """
 
-    n_users: int
-    n_items: int
-    n_aspects: int
     dim: int = 64
     personas: int = 3
     prototypes: int = 8
     layers: int = 2
     attention_dim: int = 16
     aspect_mode: str = "attention"
-    shared_persona: bool = False
+    shared_persona: bool = True
 
     def __post_init__(self) -> None:
         if self.aspect_mode not in ASPECT_MODES:
@@ -55,6 +53,27 @@ class ModelConfig:
             )
         if self.dim < 1 or self.layers < 0:
             raise CRSError(f"dim must be >= 1 and layers >= 0, got dim={self.dim}, layers={self.layers}")
+
+    def shape(self) -> dict[str, Any]:
+        """The `ModelShape` fields and their values."""
+        return {f.name: getattr(self, f.name) for f in fields(ModelShape)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelShape):
+    """A `ModelShape` for one catalogue (what an artifact's config.json records as ``model``).
+
+    Attributes:
+        n_users: U.
+        n_items: I.
+        n_aspects: A.
+        shared_persona: As in `ModelShape`, but False by default: artifacts written before it existed.
+    """
+
+    n_users: int
+    n_items: int
+    n_aspects: int
+    shared_persona: bool = False
 
 
 PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
@@ -73,16 +92,10 @@ LOSS_WEIGHTS = (
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of pre-training.
+class TrainConfig(ModelShape):
+    """Hyper-parameters of pre-training: the model's shape (`ModelShape`) and the training run.
 
-    Attributes:
-        dim: Embedding dimension d.
-        personas: K personas per user (1 = no personas).
-        prototypes: P shared prototypes (forced to 1 when K = 1).
-        layers: Propagation layers.
-        aspect_mode: "attention", "uniform" or "none".
-        shared_persona: Add the shared persona c₀ next to the K personas (see `policies.pretrain.model`).
+    Attributes (besides `ModelShape`'s):
         epochs: Maximum epochs.
         batch_size: Positives per step.
         negatives: Uniform negatives per positive.
@@ -111,12 +124,6 @@ class TrainConfig:
         seed: Seed of all randomness.
     """
 
-    dim: int = 64
-    personas: int = 3
-    prototypes: int = 8
-    layers: int = 2
-    aspect_mode: str = "attention"
-    shared_persona: bool = True
     epochs: int = 40
     batch_size: int = 1024
     negatives: int = 16
@@ -138,6 +145,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, value in asdict(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise CRSError(f"pre-training setting {name}={value} must be a finite number")
@@ -158,14 +166,7 @@ class TrainConfig:
 
     def model_config(self, catalog: Catalog) -> ModelConfig:
         """The model shape for `catalog`."""
+        shape = {**self.shape(), "prototypes": 1 if self.personas == 1 else self.prototypes}
         return ModelConfig(
-            n_users=catalog.n_users,
-            n_items=catalog.n_items,
-            n_aspects=catalog.n_aspects,
-            dim=self.dim,
-            personas=self.personas,
-            prototypes=1 if self.personas == 1 else self.prototypes,
-            layers=self.layers,
-            aspect_mode=self.aspect_mode,
-            shared_persona=self.shared_persona,
+            n_users=catalog.n_users, n_items=catalog.n_items, n_aspects=catalog.n_aspects, **shape
         )

@@ -113,7 +113,7 @@ def test_attention_is_normalised_over_each_nodes_neighbours(tiny: Catalog) -> No
     graph = build_graph(tiny, data.train)
     ia = tiny.item_aspects
     model = PersonaModel(
-        ModelConfig(tiny.n_users, tiny.n_items, tiny.n_aspects, dim=8),
+        ModelConfig(n_users=tiny.n_users, n_items=tiny.n_items, n_aspects=tiny.n_aspects, dim=8),
         graph,
         (ia.indptr, ia.indices),
         torch.Generator().manual_seed(0),
