@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulators.catalog import Catalog
-from simulators.datasets import DATASET_NAMES, check_catalog, check_dataset_name, load_catalog
+from simulators.datasets import DATASET_NAMES, DatasetSpec, check_catalog, check_dataset_name
 from simulators.errors import CRSError
 
 EXIT_BAD_INPUT = 2  # unknown dataset name, missing or malformed data
@@ -42,9 +42,7 @@ def _load(console: Console, dataset: str, data_dir: Path | None, seed: int) -> C
     """Load a catalogue, or print the error in red and exit with EXIT_BAD_INPUT."""
     try:
         check_dataset_name(dataset)
-        if dataset == "persona_world":
-            return load_catalog(dataset, seed=seed)
-        return load_catalog(dataset, data_dir)
+        return DatasetSpec(dataset, None if data_dir is None else str(data_dir), seed).load()
     except CRSError as error:  # escaped: a file's key such as "[keys]" or "[/]" is not markup
         console.print(
             f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False, markup=True

@@ -57,6 +57,39 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
     )
 
 
+PERSONA_WORLD = "persona_world"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which catalogue: a dataset, where its files are (real data) and the persona world's arguments.
+
+    Attributes:
+        name: One of `DATASET_NAMES`.
+        data_dir: Directory holding the SCPR/UNICORN folders (real data; default ``$CRS_DATA_DIR``).
+        world_seed: Seed of the persona world (ignored for real data).
+        world: Other `make_persona_world` arguments (sizes; persona world only).
+    """
+
+    name: str = PERSONA_WORLD
+    data_dir: str | None = None
+    world_seed: int = 0
+    world: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_world(self) -> bool:
+        """Whether this is the synthetic persona world (seeded, with ground truth)."""
+        return self.name == PERSONA_WORLD
+
+    def world_kwargs(self) -> dict[str, int]:
+        """`make_persona_world` arguments (empty for real data)."""
+        return {"seed": self.world_seed, **dict(self.world)} if self.is_world else {}
+
+    def load(self) -> Catalog:
+        """The catalogue (see `load_catalog`)."""
+        return load_catalog(self.name, self.data_dir, **self.world_kwargs())
+
+
 def load_catalog(name: str, data_dir: str | Path | None = None, **world_kwargs: int) -> Catalog:
     """Load the catalogue `name`.
 

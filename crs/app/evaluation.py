@@ -31,7 +31,7 @@ from envs.registry import make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rules import make_rule_policy
-from simulators.datasets import check_dataset_name
+from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 
 
@@ -63,6 +63,10 @@ class EvalSpec(BaseModel):
     world_seed: int = Field(0, ge=0, le=MAX_SEED)
     episodes: int = Field(600, ge=1)
     seed: int = Field(1, ge=0, le=MAX_SEED)
+
+    def dataset_spec(self) -> DatasetSpec:
+        """The catalogue the conversations come from."""
+        return DatasetSpec(self.dataset, self.data_dir, self.world_seed)
 
     @classmethod
     def of(cls, **settings: Any) -> EvalSpec:
@@ -174,8 +178,7 @@ def resolve_policy(
 
 def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
     """The env, policy, policy display name and ranker name of an evaluation (driver and workers)."""
-    world = {"seed": spec.world_seed} if spec.dataset == "persona_world" else {}
-    env = make_env(spec.dataset, data_dir=spec.data_dir, split=spec.split, user=spec.user, world_kwargs=world)
+    env = make_env(catalog=spec.dataset_spec().load(), split=spec.split, user=spec.user)
     policy, policy_name, ranker_name = resolve_policy(spec.policy, env, spec.ranker, spec.data_dir)
     return env, policy, policy_name, ranker_name
 
@@ -302,7 +305,7 @@ def run_evaluation(
             setting=env.question_mode if not env.enumerated else "enumerated",
             episodes=len(records),
             seed=seed,
-            world_seed=spec.world_seed if dataset == "persona_world" else None,
+            world_seed=spec.world_seed if spec.dataset_spec().is_world else None,
             conversations=conversations_fingerprint(split, indices),
             max_turns=env.max_turns,
             notes=tuple(env.catalog.notes),

@@ -17,7 +17,7 @@ from envs.env import Rewards
 from envs.sb3_wrapper import WrapperConfig
 from policies.rl.config import PPOConfig, RLConfig
 from policies.rules import make_rule_policy
-from simulators.datasets import check_dataset_name
+from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 
 DEFAULT_STEPS = 40_000
@@ -101,11 +101,10 @@ class TrainSettings(BaseModel):
             make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
         return baselines
 
-    def world_kwargs(self) -> dict[str, int]:
-        """`make_persona_world` arguments: the seed and the sizes that were set (empty for real data)."""
-        if self.dataset != "persona_world":
-            return {}
-        return {"seed": self.world_seed, **self.world.model_dump(exclude_none=True)}
+    def dataset_spec(self) -> DatasetSpec:
+        """The catalogue these settings train on."""
+        sizes = tuple(sorted(self.world.model_dump(exclude_none=True).items()))
+        return DatasetSpec(self.dataset, self.data_dir, self.world_seed, sizes)
 
     def env_options(self) -> dict[str, Any]:
         """`envs.registry.make_env` user options (as recorded in policy.json)."""

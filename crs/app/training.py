@@ -35,7 +35,6 @@ from envs.rollout import evaluation_indices
 from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
 from policies.rules import make_rule_policy
-from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 
 CHECKPOINT = "checkpoint.zip"
@@ -68,7 +67,7 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
     if settings.ranker is not None:
         spec = RankerSpec.parse(settings.ranker)
     else:
-        world = settings.dataset == "persona_world"
+        world = settings.dataset_spec().is_world  # a persona ranker is pre-trained into the run
         spec = RankerSpec("pretrain") if world else RankerSpec.default(settings.dataset)
     if spec.kind == "pretrain":
         recorded = spec.for_run()  # "artifact:ranker": a folder in the run
@@ -223,7 +222,7 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     """Record the settings, resolve the ranker and the conversations, write policy.json."""
     from policies.rl.run_files import write_policy_meta  # policies.rl loads torch
 
-    catalog = load_catalog(settings.dataset, settings.data_dir, **settings.world_kwargs())
+    catalog = settings.dataset_spec().load()
     RunRecord(
         settings=settings,
         name=name,

@@ -33,7 +33,7 @@ from crs.report.plots import (
 from envs.ranker import ExplainablePersonaRanker
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
-from simulators.datasets import load_catalog
+from simulators.datasets import DatasetSpec
 from simulators.errors import CRSError
 
 log = logging.getLogger(__name__)
@@ -94,12 +94,8 @@ class _Catalogs:
     def get(self, run: EvalRun) -> Catalog:
         key = (run.dataset, run.world_seed)
         if key not in self._cache:
-            kwargs = (
-                {"seed": run.world_seed}
-                if run.dataset == "persona_world" and run.world_seed is not None
-                else {}
-            )
-            self._cache[key] = load_catalog(run.dataset, self.data_dir, **kwargs)
+            data_dir = None if self.data_dir is None else str(self.data_dir)
+            self._cache[key] = DatasetSpec(run.dataset, data_dir, run.world_seed or 0).load()
         catalog = self._cache[key]
         check_catalog(run, catalog)
         return catalog
