@@ -220,7 +220,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
 
 def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:
     """Record the settings, resolve the ranker and the conversations, write policy.json."""
-    from policies.rl.run_files import write_policy_meta  # policies.rl loads torch
+    from policies.rl.run_files import PolicyMeta  # policies.rl.run_files loads torch and SB3
 
     catalog = settings.dataset_spec().load()
     RunRecord(
@@ -251,19 +251,16 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     def test_env() -> ConversationEnv:
         return make_env(catalog=catalog, split="test", **env_options)
 
-    write_policy_meta(
-        run_dir,
-        {
-            "catalog": catalog.name,
-            "sizes": [catalog.n_users, catalog.n_items, catalog.n_aspects],
-            "ranker": ranker_entry,
-            "rl": config.to_dict(),
-            "env": env_options,
-            "train_rewards": asdict(train_rewards),
-            "train_goals": train_goals,
-            "world_seed": settings.world_seed,
-        },
-    )
+    PolicyMeta(
+        catalog=catalog.name,
+        sizes=(catalog.n_users, catalog.n_items, catalog.n_aspects),
+        ranker=ranker_entry,
+        rl=config,
+        env=env_options,
+        train_rewards=asdict(train_rewards),
+        train_goals=train_goals,
+        world_seed=settings.world_seed,
+    ).write(run_dir)
     return _Prepared(
         settings, name, run_dir, catalog, ranker, ranker_entry, config, train_env, test_env, show
     )

@@ -48,7 +48,7 @@ from crs.app.sweep import (
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from policies.rankers import RankerSpec
-from policies.rl.run_files import POLICY_META, read_policy_meta
+from policies.rl.run_files import POLICY_META, PolicyMeta
 from simulators.errors import CRSError
 
 CURVE_SERIES: tuple[str, ...] = ("SR@15", "hDCG", "AT")
@@ -533,7 +533,7 @@ def read_train_info(path: Path) -> TrainInfo:
     settings = RunRecord.read(path).settings
     pretrained = None
     if (path / POLICY_META).is_file():
-        pretrained = _artifact_path(str(read_policy_meta(path)["ranker"]), path)
+        pretrained = _artifact_path(PolicyMeta.read(path).ranker, path)
     return TrainInfo(
         path=path,
         name=path.name,

@@ -19,9 +19,8 @@ from envs.ranker import PreferenceRanker
 from envs.registry import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from policies.rankers import RankerSpec
-from policies.rl.config import RLConfig
 from policies.rl.model_file import load_model
-from policies.rl.run_files import POLICY_META, model_file, read_policy_meta
+from policies.rl.run_files import POLICY_META, PolicyMeta, model_file
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -99,26 +98,22 @@ def load_trained_policy(
         CRSError: Not a run directory, no model, or a catalogue of another dataset.
     """
     torch.set_num_threads(1)
-    meta = read_policy_meta(run_dir)
-    if meta.get("catalog") and meta["catalog"] != catalog.name:
+    meta = PolicyMeta.read(run_dir)
+    if meta.catalog != catalog.name:
         raise CRSError(
-            f"run {run_dir} was trained on {meta['catalog']!r} but the env's catalogue is {catalog.name!r}"
+            f"run {run_dir} was trained on {meta.catalog!r} but the env's catalogue is {catalog.name!r}"
         )
-    sizes = [catalog.n_users, catalog.n_items, catalog.n_aspects]
-    if meta.get("sizes") and list(meta["sizes"]) != sizes:
+    sizes = (catalog.n_users, catalog.n_items, catalog.n_aspects)
+    if meta.sizes and meta.sizes != sizes:
         raise CRSError(
-            f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes {meta['sizes']}, "
-            f"but this one has {sizes}: evaluate with the same dataset (and persona-world arguments)"
+            f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes "
+            f"{list(meta.sizes)}, but this one has {list(sizes)}: evaluate with the same dataset (and "
+            "persona-world arguments)"
         )
-    config = rl_config_from_meta(meta, Path(run_dir))
+    config = meta.rl
     if ranker is None:
-        ranker = ranker_from_meta(meta, catalog, Path(run_dir))
-    env_options = meta.get("env", {})
-    if not isinstance(env_options, dict):
-        raise CRSError(f"{Path(run_dir) / POLICY_META}: 'env' must be a mapping, found {env_options!r}")
-    wrapper = SlateActionWrapper(
-        make_env(catalog=catalog, split="test", **env_options), ranker, config.wrapper
-    )
+        ranker = ranker_from_meta(meta.ranker, catalog, Path(run_dir))
+    wrapper = SlateActionWrapper(make_env(catalog=catalog, split="test", **meta.env), ranker, config.wrapper)
     model = load_model(
         model_file(run_dir),
         observation_space=wrapper.observation_space,
@@ -128,22 +123,8 @@ def load_trained_policy(
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)
 
 
-def rl_config_from_meta(meta: dict[str, Any], run_dir: Path) -> RLConfig:
-    """The `RLConfig` a run's policy.json records.
-
-    Raises:
-        CRSError: The entry is not a mapping of `RLConfig` fields.
-    """
-    try:
-        return RLConfig.from_dict(meta["rl"])
-    except (TypeError, ValueError, AttributeError) as error:
-        raise CRSError(
-            f"{run_dir / POLICY_META}: bad 'rl' entry ({error}); restore it or train again"
-        ) from None
-
-
-def ranker_from_meta(meta: dict[str, Any], catalog: Catalog, run_dir: Path) -> PreferenceRanker:
-    """Rebuild the fixed ranker a run recorded: "popularity", "transe:<file>" or "artifact:<dir>"."""
-    entry = str(meta.get("ranker", "popularity"))
+def ranker_from_meta(entry: str, catalog: Catalog, run_dir: Path) -> PreferenceRanker:
+    """Rebuild the fixed ranker a run recorded (policy.json's entry: "popularity", "transe:<file>" or
+    "artifact:<dir>"; relative paths lie in the run)."""
     spec = RankerSpec.from_entry(entry, f"run {run_dir} ({POLICY_META})")
     return spec.resolve(run_dir).build(catalog)

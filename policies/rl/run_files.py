@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sb3_contrib import MaskablePPO
 
 from policies.atomic import atomic_path, write_json_atomic
+from policies.rl.config import RLConfig
 from simulators.errors import CRSError
 
 POLICY_META = "policy.json"
@@ -26,11 +28,6 @@ def atomic_save(model: MaskablePPO, path: Path) -> None:
     """Save an SB3 model zip through a temporary file and an atomic rename."""
     with atomic_path(path) as temporary:
         model.save(temporary)
-
-
-def write_policy_meta(run_dir: Path, meta: dict[str, Any]) -> None:
-    """Write ``policy.json`` (dataset, ranker spec, RL config, env options) atomically."""
-    write_json_atomic(run_dir / POLICY_META, meta)
 
 
 def read_json_mapping(path: Path, required: Sequence[str] = ()) -> dict[str, Any]:
@@ -61,18 +58,73 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     return read_json_mapping(path, ("timesteps", "best_score")) if path.is_file() else {}
 
 
-def read_policy_meta(run_dir: str | Path) -> dict[str, Any]:
-    """Read ``policy.json`` of a run directory.
+@dataclass(frozen=True)
+class PolicyMeta:
+    """``policy.json``: what loading a trained policy needs besides the model zip.
 
-    Raises:
-        CRSError: The directory is not a trained run, or its policy.json is damaged.
+    Attributes:
+        catalog: The catalogue's name (dataset).
+        sizes: Its (users, items, aspects), to refuse another persona world.
+        ranker: The fixed ranker's entry (`policies.rankers.RankerSpec.entry`).
+        rl: The policy's and PPO's configuration.
+        env: The env's user options (``user``, ``user_kwargs``) for `envs.registry.make_env`.
+        train_rewards: The reward table training used (the test uses UNICORN's).
+        train_goals: Which conversations training came from, in words.
+        world_seed: The persona world's seed.
     """
-    path = Path(run_dir) / POLICY_META
-    if not path.is_file():
-        raise CRSError(
-            f"{run_dir} is not a trained run directory (no {POLICY_META}); train one with `crs train`"
-        )
-    return read_json_mapping(path, ("catalog", "ranker", "rl"))
+
+    catalog: str
+    ranker: str
+    rl: RLConfig
+    sizes: tuple[int, int, int] | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+    train_rewards: dict[str, float] = field(default_factory=dict)
+    train_goals: str = "valid"
+    world_seed: int = 0
+
+    def write(self, run_dir: Path) -> None:
+        data = {
+            "catalog": self.catalog,
+            "sizes": list(self.sizes) if self.sizes else None,
+            "ranker": self.ranker,
+            "rl": self.rl.to_dict(),
+            "env": self.env,
+            "train_rewards": self.train_rewards,
+            "train_goals": self.train_goals,
+            "world_seed": self.world_seed,
+        }
+        write_json_atomic(run_dir / POLICY_META, data)
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> PolicyMeta:
+        """Read ``policy.json`` of a run directory (keys older runs lack get their defaults).
+
+        Raises:
+            CRSError: The directory is not a trained run, or its policy.json is damaged.
+        """
+        path = Path(run_dir) / POLICY_META
+        if not path.is_file():
+            raise CRSError(
+                f"{run_dir} is not a trained run directory (no {POLICY_META}); train one with `crs train`"
+            )
+        data = read_json_mapping(path, ("catalog", "rl"))
+        try:
+            sizes = data.get("sizes")
+            env = data.get("env") or {}
+            if not isinstance(env, dict):
+                raise TypeError(f"'env' must be a mapping, found {env!r}")
+            return cls(
+                catalog=str(data["catalog"]),
+                ranker=str(data.get("ranker", "popularity")),  # runs older than the entry
+                rl=RLConfig.from_dict(data["rl"]),
+                sizes=None if not sizes else (int(sizes[0]), int(sizes[1]), int(sizes[2])),
+                env=env,
+                train_rewards=dict(data.get("train_rewards") or {}),
+                train_goals=str(data.get("train_goals", "valid")),
+                world_seed=int(data.get("world_seed") or 0),
+            )
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
+            raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None
 
 
 def model_file(run_dir: str | Path) -> Path:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from crs.app.run_folder import CurveFile, EvalSummary, RunRecord, TrainSummary, read_episodes
 from crs.cli import app
 from crs.report import build_report, load_inputs
-from policies.rl.run_files import read_policy_meta, read_state
+from policies.rl.run_files import PolicyMeta, read_state
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -49,7 +49,7 @@ def test_the_run_reads_back_through_its_schema(run: Path) -> None:
     assert summary.timesteps == 128 and set(summary.test) == {summary.trained_label, "ask-4"}
     assert [row["timesteps"] for row in CurveFile(run).rows()] == [64, 128]
     assert read_state(run)["timesteps"] == 128
-    assert read_policy_meta(run)["ranker"] == "popularity"
+    assert PolicyMeta.read(run).ranker == "popularity"
 
 
 def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> None:

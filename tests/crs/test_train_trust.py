@@ -219,10 +219,9 @@ def test_training_that_diverges_stops_with_a_named_error_and_keeps_the_last_good
     assert not (run / LOCK_FILE).exists()  # the claim is released on the error
     assert not (run / "model.zip").exists()
     if (run / "checkpoint.zip").exists():  # whatever checkpoint there is holds finite weights
-        from policies.rl.config import RLConfig
-        from policies.rl.run_files import read_policy_meta
+        from policies.rl.run_files import PolicyMeta
 
-        assert RLConfig.from_dict(read_policy_meta(run)["rl"]).learning_rate == 1e12
+        assert PolicyMeta.read(run).rl.learning_rate == 1e12
         state = json.loads((run / "state.json").read_text())
         assert state["timesteps"] == read_model_data(run / "checkpoint.zip")["num_timesteps"]
         load_trained_policy(run, catalog())  # loads: its weights are finite

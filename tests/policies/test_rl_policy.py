@@ -14,7 +14,7 @@ from policies.baseline_rankers import PopularityRanker
 from policies.pretrain.ranker import PersonaRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import load_trained_policy, mean_metrics
-from policies.rl.run_files import atomic_save, write_policy_meta
+from policies.rl.run_files import PolicyMeta, atomic_save
 from policies.rules import make_rule_policy
 from simulators.datasets import load_catalog
 
@@ -106,7 +106,7 @@ def test_saved_policy_reloads_and_acts_identically(small, tmp_path: Path) -> Non
     model, ranker, config = model_for(small)
     model.learn(256)
     atomic_save(model, tmp_path / "model.zip")
-    write_policy_meta(tmp_path, {"catalog": small.name, "ranker": "popularity", "rl": config.to_dict()})
+    PolicyMeta(catalog=small.name, ranker="popularity", rl=config).write(tmp_path)
     live = RLPolicy(model.policy, ranker, config.wrapper)
     loaded = load_trained_policy(tmp_path, small)
     test = lambda: make_env(catalog=small, split="test")  # noqa: E731
