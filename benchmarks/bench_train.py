@@ -77,7 +77,7 @@ def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baseline
     from envs.metrics import summarize
     from envs.rollout import evaluation_indices
     from policies.rl import evaluate_policy, load_trained_policy
-    from policies.rl.run_files import read_state
+    from policies.rl.run_files import CheckpointState
     from policies.rules import make_rule_policy
 
     catalog = load_catalog(dataset, None if dataset == "persona_world" else DATA_DIR)
@@ -87,7 +87,11 @@ def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baseline
         return make_env(catalog=catalog, split="test")
 
     indices = evaluation_indices(factory().goals.n_goals, episodes, seed)
-    out: dict = {"run": str(run_dir), "checkpoint_steps": read_state(run_dir).get("timesteps"), "test": {}}
+    out: dict = {
+        "run": str(run_dir),
+        "checkpoint_steps": getattr(CheckpointState.read(run_dir), "timesteps", None),
+        "test": {},
+    }
     rules = [(name, make_rule_policy(name, policy.ranker)) for name in baselines]
     for label, current in [("RL", policy), *rules]:
         start = time.perf_counter()

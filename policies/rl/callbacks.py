@@ -13,8 +13,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.atomic import write_json_atomic
-from policies.rl.run_files import STATE_FILE, atomic_save
+from policies.rl.run_files import CheckpointState, atomic_save
 from simulators.errors import CRSError
 
 
@@ -129,10 +128,7 @@ class TrainingCallback(BaseCallback):
         """Write checkpoint.zip, then state.json (timesteps, best score), each atomically."""
         atomic_save(self.model, self.run_dir / "checkpoint.zip")
         self.last_checkpoint = int(self.model.num_timesteps)
-        write_json_atomic(
-            self.run_dir / STATE_FILE,
-            {"timesteps": self.last_checkpoint, "best_score": list(self.best_score)},
-        )
+        CheckpointState(self.last_checkpoint, self.best_score).write(self.run_dir)
 
     def run_eval(self) -> EvalPoint | None:
         """Evaluate now; report the point, then save best_model.zip when the score improves."""

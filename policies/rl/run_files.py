@@ -52,10 +52,40 @@ def read_json_mapping(path: Path, required: Sequence[str] = ()) -> dict[str, Any
     return data
 
 
-def read_state(run_dir: Path) -> dict[str, Any]:
-    """The ``state.json`` of the last checkpoint ({} when none)."""
-    path = run_dir / STATE_FILE
-    return read_json_mapping(path, ("timesteps", "best_score")) if path.is_file() else {}
+@dataclass(frozen=True)
+class CheckpointState:
+    """``state.json``: the step count and best validation score when checkpoint.zip was written.
+
+    (On resume the step count is read from checkpoint.zip itself and the best score from the curve;
+    this file says the same for people and scripts.)
+    """
+
+    timesteps: int
+    best_score: tuple[float, float]
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(
+            run_dir / STATE_FILE, {"timesteps": self.timesteps, "best_score": list(self.best_score)}
+        )
+
+    @classmethod
+    def read(cls, run_dir: Path) -> CheckpointState | None:
+        """The state of the last checkpoint, or None before the first one.
+
+        Raises:
+            CRSError: state.json is damaged.
+        """
+        path = run_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        data = read_json_mapping(path, ("timesteps", "best_score"))
+        try:
+            sr, hdcg = data["best_score"]
+            return cls(int(data["timesteps"]), (float(sr), float(hdcg)))
+        except (TypeError, ValueError) as error:
+            raise CRSError(
+                f"{path}: bad entry ({error}); resume rewrites it at the next checkpoint"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from crs.app.run_folder import CurveFile, EvalSummary, RunRecord, TrainSummary, read_episodes
 from crs.cli import app
 from crs.report import build_report, load_inputs
-from policies.rl.run_files import PolicyMeta, read_state
+from policies.rl.run_files import CheckpointState, PolicyMeta
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -48,7 +48,8 @@ def test_the_run_reads_back_through_its_schema(run: Path) -> None:
     summary = TrainSummary.read(run)
     assert summary.timesteps == 128 and set(summary.test) == {summary.trained_label, "ask-4"}
     assert [row["timesteps"] for row in CurveFile(run).rows()] == [64, 128]
-    assert read_state(run)["timesteps"] == 128
+    state = CheckpointState.read(run)
+    assert state is not None and state.timesteps == 128
     assert PolicyMeta.read(run).ranker == "popularity"
 
 
@@ -86,6 +87,7 @@ def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> N
         app, ["train", "--name", "r", "--runs-dir", str(copy.parent), "--resume", "--steps", "192"]
     )
     assert result.exit_code == 0, result.output
-    assert TrainSummary.read(copy).timesteps == 192 == read_state(copy)["timesteps"]
+    state = CheckpointState.read(copy)
+    assert state is not None and TrainSummary.read(copy).timesteps == 192 == state.timesteps
     assert [row["timesteps"] for row in CurveFile(copy).rows()] == [64, 128, 192]
     assert RunRecord.read(copy).settings.steps == 192
