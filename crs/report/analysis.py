@@ -176,6 +176,23 @@ def _base_label(run: EvalRun) -> str:
     return run.policy
 
 
+PROPORTIONS: frozenset[str] = frozenset({"SR@5", "SR@10", "SR@15", "hDCG"})
+"""Metrics that lie in [0, 1]: their intervals are clipped to it."""
+
+
+def seeds_interval(metric: str, means: Sequence[float]) -> MetricSummary:
+    """Mean over seeds and its 95% Student-t interval (n − 1 degrees of freedom), clipped to [0, 1] for
+    a proportion (a t-interval over a few seeds can otherwise leave it, e.g. [0.646, 1.154])."""
+    values = np.asarray(means, dtype=np.float64)
+    n = values.size
+    half = float(stats.t.ppf(0.975, n - 1)) * values.std(ddof=1) / math.sqrt(n)
+    mean = float(values.mean())
+    low, high = mean - half, mean + half
+    if metric in PROPORTIONS:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return MetricSummary(mean, low, high)
+
+
 def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]:
     """Mean and 95% CI per metric of one configuration, and how the CI was formed.
 
@@ -185,14 +202,7 @@ def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]
     per_run = [per_episode_metrics(run.records, run.max_turns) for run in runs]
     if len(runs) == 1:
         return {m: bootstrap_ci(per_run[0][m], seed=runs[0].seed) for m in METRICS}, "conversations"
-    out = {}
-    n = len(runs)
-    quantile = float(stats.t.ppf(0.975, n - 1))
-    for m in METRICS:
-        means = np.array([values[m].mean() for values in per_run])
-        half = quantile * means.std(ddof=1) / math.sqrt(n)
-        out[m] = MetricSummary(float(means.mean()), float(means.mean() - half), float(means.mean() + half))
-    return out, "seeds"
+    return {m: seeds_interval(m, [values[m].mean() for values in per_run]) for m in METRICS}, "seeds"
 
 
 def conversation_values(runs: Sequence[EvalRun]) -> dict[str, dict[tuple[str, int], float]]:
@@ -565,15 +575,7 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
         if len(entries) == 1:
             metrics, ci = dict(entries[0][1]), "conversations"
         else:
-            n = len(entries)
-            quantile = float(stats.t.ppf(0.975, n - 1))
-            metrics = {}
-            for m in METRICS:
-                means = np.array([e[m].mean for _, e in entries])
-                half = quantile * means.std(ddof=1) / math.sqrt(n)
-                metrics[m] = MetricSummary(
-                    float(means.mean()), float(means.mean() - half), float(means.mean() + half)
-                )
+            metrics = {m: seeds_interval(m, [e[m].mean for _, e in entries]) for m in METRICS}
             ci = "seeds"
         rows.append(
             TrainSummaryRow(

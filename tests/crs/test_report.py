@@ -18,7 +18,7 @@ from crs.app.run_folder import CurveFile, RunRecord, TrainSummary
 from crs.app.settings import make_settings
 from crs.cli import app
 from crs.report import build_report, build_tables, load_inputs, write_report
-from crs.report.analysis import METRICS, answer
+from crs.report.analysis import METRICS, PROPORTIONS, answer, seeds_interval
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
 from policies.rl.callbacks import EvalPoint
@@ -142,9 +142,25 @@ def test_several_seeds_of_one_configuration_give_a_ci_across_seeds(runs) -> None
         # n = 2 runs: mean (m1 + m2) / 2; sd = |m1 − m2| / √2; half-width = t(0.975, 1) · sd / √2.
         half = stats.t.ppf(0.975, 1) * abs(m1 - m2) / 2
         assert ask.metrics[metric].mean == pytest.approx((m1 + m2) / 2)
-        assert ask.metrics[metric].high - ask.metrics[metric].mean == pytest.approx(half)
+        # a proportion's interval is clipped to [0, 1] (a t-interval over 2 seeds is wide)
+        top = min((m1 + m2) / 2 + half, 1.0) if metric in PROPORTIONS else (m1 + m2) / 2 + half
+        assert ask.metrics[metric].high == pytest.approx(top)
     # Paired differences pool both seeds' 40 conversations each.
     assert table.diffs[0].n_pairs == 2 * EPISODES
+
+
+def test_a_proportion_s_interval_over_seeds_stays_within_0_and_1() -> None:
+    # the README recipe's case: SR@15 of three seeds, t(0.975, 2) = 4.30 makes the raw interval leave [0, 1]
+    means = [0.98, 1.0, 0.72]
+    raw_half = stats.t.ppf(0.975, 2) * np.std(means, ddof=1) / math.sqrt(3)
+    assert np.mean(means) + raw_half > 1  # the raw interval would leave [0, 1]
+    sr = seeds_interval("SR@15", means)
+    assert sr.mean == pytest.approx(np.mean(means)) and sr.high == 1.0
+    assert sr.low == pytest.approx(np.mean(means) - raw_half)
+    at = seeds_interval("AT", [3.0, 3.5, 9.0])  # turns are not a proportion: not clipped at 1
+    assert at.high > 1 and at.low == pytest.approx(
+        np.mean([3.0, 3.5, 9.0]) - stats.t.ppf(0.975, 2) * np.std([3.0, 3.5, 9.0], ddof=1) / math.sqrt(3)
+    )
 
 
 def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(runs, tmp_path) -> None:

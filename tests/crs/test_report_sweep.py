@@ -17,7 +17,7 @@ from crs.app.evaluation import run_evaluation
 from crs.app.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, SweepConfig, run_sweep, task_dir
 from crs.cli import app
 from crs.report import build_report, load_inputs, read_sweep_dir
-from crs.report.analysis import METRICS
+from crs.report.analysis import METRICS, PROPORTIONS
 from simulators.errors import CRSError
 
 runner = CliRunner()
@@ -105,8 +105,11 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
             half = stats.t.ppf(0.975, 1) * sd / math.sqrt(2)
             summary = row["metrics"][metric]
             assert summary["mean"] == pytest.approx(mean, abs=1e-12), (policy, metric)
-            assert summary["low"] == pytest.approx(mean - half, abs=1e-9)
-            assert summary["high"] == pytest.approx(mean + half, abs=1e-9)
+            low, high = mean - half, mean + half
+            if metric in PROPORTIONS:  # clipped to [0, 1]
+                low, high = max(low, 0.0), min(high, 1.0)
+            assert summary["low"] == pytest.approx(low, abs=1e-9)
+            assert summary["high"] == pytest.approx(high, abs=1e-9)
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "2 seeds (1, 2)" in markdown and "sweep task persona_world-ask-4-default-s1" in markdown
 
