@@ -23,7 +23,7 @@ app = typer.Typer(
         "name (lastfm, lastfm_star, yelp_star) for the real benchmarks."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
 )
 
@@ -36,7 +36,7 @@ app.command("train")(train_command)
 app.command("pretrain")(pretrain_command)
 
 
-def _version(value: bool) -> None:
+def _version(value: bool | None) -> None:
     if value:
         typer.echo(f"persona-crs {__version__}")
         raise typer.Exit()
@@ -44,10 +44,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    version: bool | None = typer.Option(
+        None, "--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit."
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", metavar="", help="Log debug messages."),
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

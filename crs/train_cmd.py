@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import typer
+import yaml
 
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings
 from crs.app.training import run_training
@@ -56,7 +57,16 @@ def train_command(
         help="Ablation: hide the ranker's scores and persona posterior from the policy (the ranker "
         "still proposes the candidates; only the encoder's own attentions can rank them).",
     ),
-    config: Path | None = typer.Option(None, "--config", help="YAML/TOML settings file (CLI options win)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="YAML/TOML settings file (CLI options win); a run's config.yaml replays that run's settings.",
+    ),
+    print_config: bool = typer.Option(
+        False,
+        "--print-config",
+        help="Print the resolved settings as a config file and exit (trains nothing).",
+    ),
     name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of the run directory."),
     resume: bool = typer.Option(
@@ -92,8 +102,14 @@ def train_command(
         crs train --envs 16 --workers               # 16 simulated users in 16 worker processes
 
         crs train --config train.yaml               # any setting, e.g. rewards: {quit_at_limit: -1.0}
+
+        crs train --print-config > train.yaml       # every setting with its value, as a config file
+
+        crs train --config runs/pw/config.yaml --name pw-again   # replay a run's settings
     """
     data = read_settings_file(config, "config file") if config else {}
+    if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
+        data = dict(data["settings"])
     overrides = {
         "dataset": dataset,
         "data_dir": data_dir,
@@ -120,4 +136,7 @@ def train_command(
     if no_ranker_features:
         data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
     settings = make_settings(data)
+    if print_config:
+        typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
+        return
     run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)

@@ -33,6 +33,7 @@ RUN_CONFIG = "config.yaml"
 CURVE_CSV = "eval.csv"
 CURVE_JSONL = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
+MODEL_CARD = "MODEL_CARD.md"
 EPISODES_FILE = "episodes.jsonl"
 # Files of a run that hold training progress; a resume without a checkpoint starts again without them.
 PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, "state.json", "best_model.zip", "model.zip", SUMMARY_FILE)
@@ -398,3 +399,41 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
     if not records:
         raise CRSError(f"{path} holds no records; {fix}")
     return tuple(records)
+
+
+def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:
+    """Write ``MODEL_CARD.md``: what the run's policy was trained on, how, how well it did, and the
+    commands that evaluate it and train it again."""
+    settings = record.settings
+    switches = ", ".join(
+        f"{name} {'on' if on else 'off'}"
+        for name, on in (
+            ("persona attention", settings.persona_attention),
+            ("aspect attention", settings.aspect_attention),
+            ("ranker features", settings.wrapper.ranker_features),
+        )
+    )
+    rows = "\n".join(
+        f"| {label} | {m['SR@15'].mean:.3f} [{m['SR@15'].low:.3f}, {m['SR@15'].high:.3f}] "
+        f"| {m['AT'].mean:.2f} | {m['hDCG'].mean:.3f} |"
+        for label, m in summary.test.items()
+    )
+    version = record.versions.get("persona_crs", "?")
+    text = f"""# Model card: {summary.name}
+
+- **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
+- **Data**: {summary.dataset}; training conversations from {train_goals}; tested on
+  {summary.test_episodes} conversations of the test split (the same for every row below).
+- **Ranker** (fixed during training): `{summary.ranker}`.
+- **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
+  {summary.envs} simulated users, seed {settings.seed}. Tested model: `best_model.zip` (validation
+  SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}).
+
+| policy | SR@15 [95% CI] | AT | hDCG |
+|---|---|---:|---:|
+{rows}
+
+Evaluate it again: `crs eval --policy {run_dir}`. Train it again with the same settings:
+`crs train --config {run_dir / RUN_CONFIG} --name {summary.name}-again`. All settings: `{RUN_CONFIG}`.
+"""
+    write_text_atomic(run_dir / MODEL_CARD, text)

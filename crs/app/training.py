@@ -21,6 +21,7 @@ from crs.app.run_folder import (
     CurveFile,
     RunRecord,
     TrainSummary,
+    write_model_card,
 )
 from crs.app.settings import TrainSettings, make_settings
 from crs.claims import FolderClaim
@@ -182,6 +183,7 @@ class _Prepared:
     config: RLConfig
     train_env: Callable[[], ConversationEnv]
     test_env: Callable[[], ConversationEnv]
+    train_goals: str
     show: bool
 
 
@@ -262,7 +264,7 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
         world_seed=settings.world_seed,
     ).write(run_dir)
     return _Prepared(
-        settings, name, run_dir, catalog, ranker, ranker_entry, config, train_env, test_env, show
+        settings, name, run_dir, catalog, ranker, ranker_entry, config, train_env, test_env, train_goals, show
     )
 
 
@@ -396,6 +398,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
     )
     summary.write(prepared.run_dir)
+    write_model_card(prepared.run_dir, RunRecord.read(prepared.run_dir), summary, prepared.train_goals)
     return summary, throughput
 
 

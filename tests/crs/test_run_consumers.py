@@ -91,3 +91,18 @@ def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> N
     assert state is not None and TrainSummary.read(copy).timesteps == 192 == state.timesteps
     assert [row["timesteps"] for row in CurveFile(copy).rows()] == [64, 128, 192]
     assert RunRecord.read(copy).settings.steps == 192
+
+
+def test_a_run_s_config_yaml_replays_with_crs_train_config(run: Path) -> None:
+    result = runner.invoke(app, ["train", "--config", str(run / "config.yaml"), "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output) == RunRecord.read(run).settings.model_dump()
+
+
+def test_the_model_card_says_what_was_trained_and_how_to_rerun_it(run: Path) -> None:
+    card = (run / "MODEL_CARD.md").read_text()
+    summary = TrainSummary.read(run)
+    assert f"{summary.timesteps:,} steps" in card and "seed 0" in card and "`popularity`" in card
+    trained = summary.test[summary.trained_label]["SR@15"]
+    assert f"| {summary.trained_label} | {trained.mean:.3f} [{trained.low:.3f}, {trained.high:.3f}]" in card
+    assert f"crs train --config {run / 'config.yaml'} --name r-again" in card
