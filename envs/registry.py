@@ -79,6 +79,11 @@ def make_env(
             and persona users, binary otherwise).
         goal_interactions: Converse only about these interactions of `split` (default: all of it).
         **env_kwargs: Passed to `ConversationEnv`.
+
+    Raises:
+        DatasetError: A real dataset with no data folder (neither ``data_dir=`` nor ``$CRS_DATA_DIR``),
+            a folder without the dataset, or malformed files; the message says which and how to fix it.
+        CRSError: An unknown dataset or user kind, or world arguments given for a real dataset.
     """
     if catalog is None:
         catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))

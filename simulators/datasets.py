@@ -23,6 +23,8 @@ from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
 DATASET_NAMES: tuple[str, ...] = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
 REAL_DATASETS: tuple[str, ...] = ("lastfm", "lastfm_star", "yelp_star")
 DATA_DIR_ENV = "CRS_DATA_DIR"
+# How to name the data folder, for Python callers (make_env, gym.make, load_catalog) and the CLI alike.
+DATA_DIR_HINT = f"pass data_dir=PATH (Python), --data-dir PATH (CLI) or set {DATA_DIR_ENV}=PATH"
 
 _LOADERS: dict[str, Callable[[Path], Catalog]] = {
     "lastfm": load_lastfm,
@@ -50,10 +52,10 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
     if from_env:
         return Path(from_env).expanduser()
     raise DatasetError(
-        "--data-dir",
+        "data_dir",
         "",
-        f"the directory of the real datasets (pass --data-dir PATH or set {DATA_DIR_ENV})",
-        "neither is set",
+        "the folder of the real datasets (lastfm/, lastfm_star/, yelp_star/)",
+        f"none given: {DATA_DIR_HINT}",
     )
 
 
@@ -114,7 +116,15 @@ def load_catalog(name: str, data_dir: str | Path | None = None, **world_kwargs: 
         raise CRSError(
             f"{name} is read from files and takes no generator arguments; got {sorted(world_kwargs)}"
         )
-    return _load_real(name, resolve_data_dir(data_dir).resolve())
+    folder = resolve_data_dir(data_dir).resolve()
+    try:
+        return _load_real(name, folder)
+    except DatasetError as error:
+        if not error.found.startswith("no such directory"):
+            raise
+        # The loaders' hint names only the CLI flag: say it for Python callers and the CLI alike.
+        found = f"no such directory: {DATA_DIR_HINT} (the folder that holds {name}/)"
+        raise DatasetError(error.path, error.field, error.expected, found) from None
 
 
 @functools.lru_cache(maxsize=8)
