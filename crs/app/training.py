@@ -12,7 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from crs import __version__
@@ -26,11 +34,12 @@ from crs.app.run_folder import (
 from crs.app.settings import TrainSettings, make_settings
 from crs.claims import FolderClaim
 from crs.common import (
+    METRIC_ORDER,
     console,
     metrics_table,
 )
 from envs.env import ConversationEnv, Rewards
-from envs.metrics import summarize
+from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
 from policies.rankers import RankerSpec
@@ -63,6 +72,22 @@ def system_info() -> dict[str, Any]:
     }
 
 
+def _progress(show: bool) -> Progress:
+    """A progress display with elapsed and remaining time and a free note per task."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        disable=not show,
+        transient=False,
+    )
+
+
 def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
     """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
     if settings.ranker is not None:
@@ -78,11 +103,24 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
             from policies.pretrain.config import TrainConfig
             from policies.pretrain.train import pretrain
 
-            if show:
-                console.print(f"[bold]pre-training[/] the ranker ({settings.pretrain_epochs} epochs max)")
             config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed)
-            result = pretrain(catalog, config)
+            with _progress(show) as progress:
+                task = progress.add_task("pre-training", total=config.epochs, note="")
+                result = pretrain(
+                    catalog,
+                    config,
+                    on_epoch=lambda report: progress.update(
+                        task, completed=report.epoch, note=f"valid NDCG@10 {report.valid.ndcg:.4f}"
+                    ),
+                )
             save_artifact(result, artifact.where)
+            best = next(h for h in result.history if h.epoch == result.best_epoch)
+            if show:
+                console.print(
+                    f"ranker: validation Recall@10 {best.valid.recall:.4f}, NDCG@10 {best.valid.ndcg:.4f} "
+                    f"(epoch {result.best_epoch} of {len(result.history)}; popularity and random rankers: "
+                    "`crs pretrain --help`)"
+                )
         return artifact.build(catalog), recorded.entry
     ranker = spec.build(catalog, settings.data_dir)
     return ranker, spec.for_run(settings.data_dir).entry
@@ -214,9 +252,9 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         resume = False
     prepared = _prepare(settings, name, run_dir, show)
     session = _learn(prepared, resume)
-    summary, throughput = _test(prepared, session)
+    summary, throughput, verdict_rows = _test(prepared, session)
     if show:
-        _show(prepared, session, summary, throughput)
+        _show(prepared, session, summary, throughput, verdict_rows)
     return summary
 
 
@@ -314,19 +352,8 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
 
         start_steps = model.num_timesteps
         started = time.perf_counter()
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=console,
-            disable=not prepared.show,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(
-                f"training {prepared.name}", total=settings.steps, completed=start_steps, note=""
-            )
+        with _progress(prepared.show) as progress:
+            task = progress.add_task("training", total=settings.steps, completed=start_steps, note="")
 
             def on_progress(steps: int, seconds: float) -> None:
                 rate = (steps - start_steps) / max(seconds, 1e-9)
@@ -362,9 +389,10 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
 
 
-def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float]]:
+def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float], list[Verdict]]:
     """Compare the best model with the rule baselines on the same test conversations; write
-    summary.json. Returns the summary and each policy's evaluation throughput (conversations/s)."""
+    summary.json and MODEL_CARD.md. Returns the summary, each policy's evaluation throughput
+    (conversations/s) and the verdict lines (`verdicts`)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
     from policies.rl.model_file import load_model  # torch
 
@@ -376,13 +404,24 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     )
     rows: dict[str, Any] = {}
     throughput: dict[str, float] = {}
+    per_episode: dict[str, dict[str, np.ndarray]] = {}
     policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
     policies += [(rule, make_rule_policy(rule, prepared.ranker)) for rule in settings.baselines]
-    for label, policy in policies:
-        t0 = time.perf_counter()
-        records = evaluate_policy(prepared.test_env, policy, test_indices, settings.seed)
-        throughput[label] = len(records) / (time.perf_counter() - t0)
-        rows[label] = summarize(records, seed=settings.seed)
+    with _progress(prepared.show) as progress:
+        task = progress.add_task("testing", total=len(policies) * len(test_indices), note="")
+        for label, policy in policies:
+            progress.update(task, note=label)
+            t0 = time.perf_counter()
+            records = evaluate_policy(
+                prepared.test_env,
+                policy,
+                test_indices,
+                settings.seed,
+                on_episode=lambda _: progress.advance(task),
+            )
+            throughput[label] = len(records) / (time.perf_counter() - t0)
+            rows[label] = summarize(records, seed=settings.seed)
+            per_episode[label] = per_episode_metrics(records)
     summary = TrainSummary(
         name=name,
         dataset=prepared.catalog.name,
@@ -399,25 +438,101 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     )
     summary.write(prepared.run_dir)
     write_model_card(prepared.run_dir, RunRecord.read(prepared.run_dir), summary, prepared.train_goals)
-    return summary, throughput
+    return summary, throughput, verdicts(f"RL ({name})", per_episode, settings.seed)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The trained policy against the best baseline on one metric, paired over the same conversations.
+
+    Attributes:
+        metric: SR@5/10/15, AT or hDCG.
+        trained: The trained policy's mean.
+        baseline: The best baseline on this metric.
+        baseline_mean: Its mean.
+        difference: Mean and 95% bootstrap CI of trained − baseline per conversation.
+        word: "better", "worse" or "tie" (the CI holds 0); AT is better when lower.
+    """
+
+    metric: str
+    trained: float
+    baseline: str
+    baseline_mean: float
+    difference: MetricSummary
+    word: str
+
+
+def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]], seed: int) -> list[Verdict]:
+    """One `Verdict` per metric: the trained policy against the best baseline on that metric.
+
+    Args:
+        trained: The trained policy's label in `per_episode`.
+        per_episode: Label -> metric -> per-conversation values (same conversations, same order).
+        seed: Seed of the bootstrap.
+    """
+    baselines = [label for label in per_episode if label != trained]
+    out = []
+    for metric in METRIC_ORDER if baselines else ():
+        lower = metric == "AT"  # fewer turns is better
+        means = {label: float(per_episode[label][metric].mean()) for label in baselines}
+        best = (min if lower else max)(means, key=lambda label: means[label])
+        diff = bootstrap_ci(per_episode[trained][metric] - per_episode[best][metric], seed=seed)
+        better = diff.high < 0 if lower else diff.low > 0
+        worse = diff.low > 0 if lower else diff.high < 0
+        word = "better" if better else "worse" if worse else "tie"
+        out.append(Verdict(metric, float(per_episode[trained][metric].mean()), best, means[best], diff, word))
+    return out
+
+
+def _verdict_table(rows: list[Verdict]) -> Table:
+    """The verdicts as a table that fits an 80-column terminal."""
+    table = Table(
+        title="trained policy vs the best baseline per metric (paired, same conversations)",
+        title_justify="left",
+    )
+    table.add_column("metric", no_wrap=True)
+    table.add_column("trained", justify="right", no_wrap=True)
+    table.add_column("best baseline")
+    table.add_column("difference [95% CI]", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for v in rows:
+        digits = 2 if v.metric == "AT" else 3
+        d = v.difference
+        table.add_row(
+            v.metric,
+            f"{v.trained:.{digits}f}",
+            f"{v.baseline_mean:.{digits}f} {v.baseline}",
+            f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]",
+            v.word,
+        )
+    return table
 
 
 def _show(
-    prepared: _Prepared, session: _Session, summary: TrainSummary, throughput: dict[str, float]
+    prepared: _Prepared,
+    session: _Session,
+    summary: TrainSummary,
+    throughput: dict[str, float],
+    verdict_rows: list[Verdict],
 ) -> None:
-    """Print the test table and the run's facts."""
-    config = prepared.config
+    """Print the test table, the verdicts, the run's facts and what to run next."""
+    from policies.rl.model_file import read_model_data  # torch
+
+    config, run_dir = prepared.config, prepared.run_dir
+    tested = read_model_data(run_dir / "best_model.zip").get("num_timesteps", "?")
     console.print(
         metrics_table(
-            f"{prepared.catalog.name} / test: {summary.test_episodes} conversations (same for every policy), "
-            f"after {session.timesteps:,} steps",
+            f"{prepared.catalog.name} / test: {summary.test_episodes} conversations, the same for every "
+            f"policy; trained policy = best_model.zip from step {tested:,} of {session.timesteps:,}",
             summary.test,
         )
     )
+    if verdict_rows:
+        console.print(_verdict_table(verdict_rows))
     info = Table(show_header=False, title="run", title_justify="left")
-    info.add_column(style="bold")
-    info.add_column()
-    info.add_row("run directory", str(prepared.run_dir))
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column(overflow="fold")
+    info.add_row("run directory", str(run_dir))
     info.add_row("ranker", prepared.ranker_entry)
     where = "worker processes" if config.subprocess else "this process"
     info.add_row(
@@ -426,7 +541,9 @@ def _show(
         f"{config.n_envs} envs in {where}",
     )
     info.add_row("evaluation", f"{throughput[summary.trained_label]:.0f} conversations/s (trained policy)")
-    info.add_row("evaluate again", f"crs eval --policy {prepared.run_dir}")
+    info.add_row("next", f"crs report {run_dir} --out {run_dir}/report")
+    info.add_row("", f"crs eval --policy {run_dir}")
+    info.add_row("", f"tensorboard --logdir {run_dir}/tb")
     console.print(info)
 
 
