@@ -181,3 +181,25 @@ def test_training_rewards_override_the_table_and_unknown_ones_are_refused(tmp_pa
     assert meta["train_rewards"] == {**Rewards().__dict__, "quit_at_limit": -1.0}
     with pytest.raises(CRSError, match="quit_penalty"):
         make_settings({"rewards": {"quit_penalty": -1.0}})
+
+
+def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() -> None:
+    import numpy as np
+
+    from crs.app.training import verdicts
+
+    n = 200
+    ones, zeros, half = np.ones(n), np.zeros(n), np.r_[np.ones(n // 2), np.zeros(n // 2)]
+    per_episode = {
+        "RL (x)": {"SR@5": half, "SR@10": ones, "SR@15": ones, "AT": np.full(n, 3.0), "hDCG": half},
+        "ask-4": {"SR@5": zeros, "SR@10": ones, "SR@15": half, "AT": np.full(n, 5.0), "hDCG": ones},
+        "random": {"SR@5": zeros, "SR@10": zeros, "SR@15": zeros, "AT": np.full(n, 2.0), "hDCG": zeros},
+    }
+    found = {v.metric: v for v in verdicts("RL (x)", per_episode, seed=0)}
+    # SR@15: the best baseline is ask-4 (0.5); trained 1.0 on every conversation: +0.5, CI above 0
+    assert found["SR@15"].baseline == "ask-4" and found["SR@15"].word == "better"
+    assert found["SR@15"].difference.mean == 0.5
+    assert found["SR@10"].word == "tie"  # identical on every conversation: a CI of [0, 0]
+    # AT: fewer turns are better, so the best baseline is random's 2.0 and 3.0 is worse
+    assert found["AT"].baseline == "random" and found["AT"].word == "worse"
+    assert found["hDCG"].baseline == "ask-4" and found["hDCG"].word == "worse"
