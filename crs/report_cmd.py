@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, console, data_dir_input, friendly_errors, metrics_table
@@ -80,16 +81,17 @@ def report_command(
             )
             files = write_report(report)
     for note in report.inputs.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     for table in report.tables:
         rows = {row.label: row.metrics for row in table.rows}
         console.print(metrics_table(table.title, rows))
         if table.separated:
-            console.print(f"[yellow]separate table:[/] {table.separated}")
+            console.print(f"[yellow]separate table:[/] {escape(table.separated)}", soft_wrap=True)
     console.print(f"\n[bold]The answer.[/] {report.answer.replace('**', '')}\n", highlight=False)
     for section, reason in report.unavailable.items():
-        console.print(f"[dim]{section}: unavailable ({reason})[/]", highlight=False)
+        console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)
     console.print(
         f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s: "
-        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}"
+        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}",
+        soft_wrap=True,
     )
