@@ -1,5 +1,6 @@
-"""Writing a file atomically: into a temporary file beside it, then one rename, so a reader or a crash
-never sees half a file. Every layer that writes results uses it.
+"""Writing a file atomically (into a temporary file beside it, then one rename, so a reader or a crash
+never sees half a file), and reading a JSON mapping back with a named error. Every layer that writes
+or reads run files uses them.
 
 It lives directly in `policies` (not in `policies.rl`) so that `crs` can import it without torch.
 """
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from simulators.errors import CRSError
 
 
 @contextmanager
@@ -39,3 +42,30 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write `data` as indented JSON (with a final newline) to `path` atomically."""
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json_mapping(
+    path: Path, required: Sequence[str] = (), fix: str = "restore it or train again"
+) -> dict[str, Any]:
+    """A JSON file holding a mapping with the `required` keys.
+
+    Args:
+        path: The file.
+        required: Keys it must hold.
+        fix: What to do about a bad file, for the message.
+
+    Raises:
+        CRSError: The file is missing, unreadable, truncated, not a mapping, or lacks a required key.
+    """
+    if not path.is_file():
+        raise CRSError(f"{path} is missing; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CRSError(f"{path} is corrupt ({type(error).__name__}: {error}); {fix}") from None
+    if not isinstance(data, dict):
+        raise CRSError(f"{path} must hold a JSON mapping, found {type(data).__name__}; {fix}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise CRSError(f"{path} lacks {', '.join(missing)}; {fix}")
+    return data

@@ -26,7 +26,7 @@ import yaml
 
 from crs.app.settings import TrainSettings, make_settings
 from envs.metrics import EpisodeRecord, MetricSummary
-from policies.atomic import write_json_atomic, write_text_atomic
+from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
 from simulators.errors import CRSError
 
 RUN_CONFIG = "config.yaml"
@@ -188,21 +188,6 @@ def _metric_table(data: Any, where: str) -> MetricTable:
         raise CRSError(f"{where} is corrupt ({error}); expected metric -> mean/low/high") from None
 
 
-def _read_summary(path: Path, required: tuple[str, ...], fix: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise CRSError(f"{path} is missing; {fix}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise CRSError(f"{path} is corrupt ({error}); {fix}") from None
-    if not isinstance(data, dict):
-        raise CRSError(f"{path} is corrupt: expected a JSON object; {fix}")
-    lacking = [key for key in required if key not in data]
-    if lacking:
-        raise CRSError(f"{path} lacks {lacking}; {fix}")
-    return data
-
-
 @dataclass(frozen=True)
 class EvalSummary:
     """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
@@ -262,7 +247,7 @@ class EvalSummary:
         """
         path = folder / SUMMARY_FILE
         fix = f"re-run `crs eval --out {folder}`"
-        return cls.from_dict(_read_summary(path, cls.REQUIRED, fix), f"{path}", fix)
+        return cls.from_dict(read_json_mapping(path, cls.REQUIRED, fix), f"{path}", fix)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "summary", fix: str = "") -> EvalSummary:
@@ -349,7 +334,7 @@ class TrainSummary:
         """
         path = run_dir / SUMMARY_FILE
         fix = f"finish the run with `crs train --name {run_dir.name} --resume`"
-        data = _read_summary(path, tuple(f.name for f in fields(cls)), fix)
+        data = read_json_mapping(path, tuple(f.name for f in fields(cls)), fix)
         test = data["test"]
         if not isinstance(test, dict):
             raise CRSError(f"{path} [test] is corrupt: expected label -> metrics; {fix}")

@@ -67,6 +67,7 @@ from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
+from policies.atomic import read_json_mapping
 from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
@@ -453,15 +454,8 @@ def planned_tasks(path: str | Path) -> list[str]:
     Raises:
         CRSError: sweep.json is missing or corrupt.
     """
-    file = Path(path) / SWEEP_FILE
-    fix = f"rerun `crs sweep CONFIG --out {Path(path)}`"
-    if not file.is_file():
-        raise CRSError(f"{file} is missing; {fix}")
-    try:
-        listing = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise CRSError(f"{file} is corrupt ({error}); {fix}") from None
-    tasks = listing.get("tasks") if isinstance(listing, dict) else None
+    listing = read_json_mapping(Path(path) / SWEEP_FILE, fix=f"rerun `crs sweep CONFIG --out {Path(path)}`")
+    tasks = listing.get("tasks")
     return [str(task.get("name")) for task in tasks or [] if isinstance(task, dict)]
 
 

@@ -7,15 +7,13 @@ model zips are ``best_model.zip``, ``model.zip`` and ``checkpoint.zip``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sb3_contrib import MaskablePPO
 
-from policies.atomic import atomic_path, write_json_atomic
+from policies.atomic import atomic_path, read_json_mapping, write_json_atomic
 from policies.rl.config import RLConfig
 from simulators.errors import CRSError
 
@@ -28,28 +26,6 @@ def atomic_save(model: MaskablePPO, path: Path) -> None:
     """Save an SB3 model zip through a temporary file and an atomic rename."""
     with atomic_path(path) as temporary:
         model.save(temporary)
-
-
-def read_json_mapping(path: Path, required: Sequence[str] = ()) -> dict[str, Any]:
-    """A JSON file of a run holding a mapping with the `required` keys.
-
-    Raises:
-        CRSError: The file is unreadable, truncated, not a mapping, or lacks a required key.
-    """
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise CRSError(
-            f"{path} is damaged ({type(error).__name__}: {error}); restore it or train again"
-        ) from None
-    if not isinstance(data, dict):
-        raise CRSError(
-            f"{path} must hold a JSON mapping, found {type(data).__name__}; restore it or train again"
-        )
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise CRSError(f"{path} lacks {', '.join(missing)}; restore it or train again")
-    return data
 
 
 @dataclass(frozen=True)
