@@ -19,6 +19,8 @@ from crs.common import (
 from envs.registry import make_env
 from simulators.datasets import check_dataset_name
 
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
+
 
 @friendly_errors
 def chat_command(
@@ -67,7 +69,7 @@ def chat_command(
     env = make_env(dataset, data_dir=data_dir, split="test")
     chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
     meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
-    run_chat(
+    result = run_chat(
         env,
         chat_policy,
         seed=seed,
@@ -78,3 +80,5 @@ def chat_command(
         meta=meta,
         overwrite=overwrite,
     )
+    if result.ended == "interrupted":
+        raise typer.Exit(INTERRUPTED)

@@ -261,7 +261,7 @@ class ChatView:
         if ended == "accepted":
             line = (
                 f"{subject} took [bold green]{escape(outcome['accepted_item_name'])}[/] "
-                f"(rank {outcome['rank']}) after {outcome['agent_actions']} recommender turns."
+                f"(rank {outcome['rank']}) after {_turns(outcome['agent_actions'])}."
             )
         elif ended == "turn limit":
             line = f"No item was taken within {self.env.max_turns} turns."
@@ -271,7 +271,7 @@ class ChatView:
             line = "The user ran out of patience and left."
         else:
             turns = max(len(transcript["turns"]) - 1, 0)
-            line = f"Conversation ended ({ended}) after {turns} recommender turns."
+            line = f"Conversation ended ({ended}) after {_turns(turns)}."
         lines = [line]
         if "targets" in outcome:
             names = ", ".join(escape(n) for n in outcome["target_names"])
@@ -284,3 +284,8 @@ class ChatView:
                 f"SR@15 {metrics['SR@15']:.0f}   turns (AT) {metrics['AT']:.0f}   hDCG {metrics['hDCG']:.3f}"
             )
         self.console.print(Panel("\n".join(lines), title="summary", expand=False))
+
+
+def _turns(n: int) -> str:
+    """'1 recommender turn', '3 recommender turns'."""
+    return f"{n} recommender turn{'' if n == 1 else 's'}"

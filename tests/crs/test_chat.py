@@ -476,3 +476,29 @@ def test_works_in_a_terminal(tmp_path: Path) -> None:
         os.close(controller)
     transcript = json.loads(path.read_text())
     assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
+
+
+def test_one_recommender_turn_is_said_in_the_singular(tmp_path: Path) -> None:
+    for seed in range(60):  # a watched always-recommend conversation whose first slate hits
+        result, transcript = chat(
+            tmp_path / str(seed), [], "--simulate", "--seed", str(seed), "--policy", "always-recommend"
+        )
+        if transcript["outcome"]["success"] and transcript["outcome"]["agent_actions"] == 1:
+            break
+    else:
+        pytest.fail("no first-slate hit among 60 seeds")
+    flat = " ".join(result.output.split())
+    assert "after 1 recommender turn." in flat and "1 recommender turns" not in flat
+
+
+def test_ctrl_c_ends_with_the_summary_and_exit_status_130(tmp_path: Path, monkeypatch) -> None:
+    from crs.chat.session import ChatSession
+
+    def interrupted(self: ChatSession) -> None:  # the person presses Ctrl-C mid-conversation
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ChatSession, "_watch", interrupted)
+    result = runner.invoke(app, ["chat", "--simulate", "--transcript", str(tmp_path / "t.json")])
+    assert result.exit_code == 130, result.output
+    assert "Conversation ended (interrupted) after 0 recommender turns." in " ".join(result.output.split())
+    assert json.loads((tmp_path / "t.json").read_text())["outcome"]["ended"] == "interrupted"
