@@ -177,7 +177,7 @@ def test_end_of_input_ends_with_a_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert transcript["outcome"]["ended"] == "end of input"
     assert transcript["outcome"]["metrics"] is None  # the conversation did not finish
-    assert "Conversation ended (end of input) after 1 recommender turns." in result.output
+    assert "Conversation ended (end of input) after 1 recommender turn." in result.output
     assert "summary" in result.output
 
 
