@@ -27,6 +27,7 @@ import yaml
 from crs.app.settings import TrainSettings, make_settings
 from envs.metrics import EpisodeRecord, MetricSummary
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
+from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
 from simulators.errors import CRSError
 
 RUN_CONFIG = "config.yaml"
@@ -36,7 +37,7 @@ SUMMARY_FILE = "summary.json"
 MODEL_CARD = "MODEL_CARD.md"
 EPISODES_FILE = "episodes.jsonl"
 # Files of a run that hold training progress; a resume without a checkpoint starts again without them.
-PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, "state.json", "best_model.zip", "model.zip", SUMMARY_FILE)
+PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, STATE_FILE, BEST_MODEL, FINAL_MODEL, SUMMARY_FILE)
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,9 @@ from envs.registry import make_env
 from envs.rollout import evaluation_indices
 from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
+from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
-
-CHECKPOINT = "checkpoint.zip"
 
 
 def system_info() -> dict[str, Any]:
@@ -222,6 +221,7 @@ class _Prepared:
     train_env: Callable[[], ConversationEnv]
     test_env: Callable[[], ConversationEnv]
     train_goals: str
+    record: RunRecord
     show: bool
 
 
@@ -260,15 +260,14 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
 
 def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:
     """Record the settings, resolve the ranker and the conversations, write policy.json."""
-    from policies.rl.run_files import PolicyMeta  # policies.rl.run_files loads torch and SB3
-
     catalog = settings.dataset_spec().load()
-    RunRecord(
+    record = RunRecord(
         settings=settings,
         name=name,
         versions=system_info(),
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    ).write(run_dir)
+    )
+    record.write(run_dir)
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
     config = settings.rl_config()
     env_options = settings.env_options()
@@ -302,7 +301,18 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
         world_seed=settings.world_seed,
     ).write(run_dir)
     return _Prepared(
-        settings, name, run_dir, catalog, ranker, ranker_entry, config, train_env, test_env, train_goals, show
+        settings,
+        name,
+        run_dir,
+        catalog,
+        ranker,
+        ranker_entry,
+        config,
+        train_env,
+        test_env,
+        train_goals,
+        record,
+        show,
     )
 
 
@@ -335,7 +345,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                     "n_epochs": config.n_epochs,
                 },
             )
-            best_file = run_dir / "best_model.zip"
+            best_file = run_dir / BEST_MODEL
             best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None
             best_score, last_eval = curve.resume_at(model.num_timesteps, best_steps)
         else:
@@ -383,7 +393,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                 callback.init_callback(model)
             callback.after_update(final=True)  # the final policy is checkpointed and competes for best
         elapsed = time.perf_counter() - started
-        atomic_save(model, run_dir / "model.zip")
+        atomic_save(model, run_dir / FINAL_MODEL)
     finally:
         vec.close()  # stops the worker processes
     return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
@@ -397,7 +407,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     from policies.rl.model_file import load_model  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
-    best = load_model(prepared.run_dir / "best_model.zip", clip_range=config.clip_range, **session.spaces)
+    best = load_model(prepared.run_dir / BEST_MODEL, clip_range=config.clip_range, **session.spaces)
     trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name)
     test_indices = evaluation_indices(
         prepared.test_env().goals.n_goals, settings.test_episodes, settings.seed
@@ -437,7 +447,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
     )
     summary.write(prepared.run_dir)
-    write_model_card(prepared.run_dir, RunRecord.read(prepared.run_dir), summary, prepared.train_goals)
+    write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals)
     return summary, throughput, verdicts(f"RL ({name})", per_episode, settings.seed)
 
 
@@ -519,7 +529,7 @@ def _show(
     from policies.rl.model_file import read_model_data  # torch
 
     config, run_dir = prepared.config, prepared.run_dir
-    tested = read_model_data(run_dir / "best_model.zip").get("num_timesteps", "?")
+    tested = read_model_data(run_dir / BEST_MODEL).get("num_timesteps", "?")
     console.print(
         metrics_table(
             f"{prepared.catalog.name} / test: {summary.test_episodes} conversations, the same for every "

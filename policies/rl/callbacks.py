@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.rl.run_files import CheckpointState, atomic_save
+from policies.rl.model_file import non_finite_weights
+from policies.rl.run_files import BEST_MODEL, CHECKPOINT, CheckpointState, atomic_save
 from simulators.errors import CRSError
 
 
@@ -29,11 +29,6 @@ class EvalPoint:
 
 class DivergedError(CRSError):
     """Training produced a non-finite parameter; the last checkpoint written before it is kept."""
-
-
-def non_finite_parameters(model: MaskablePPO) -> list[str]:
-    """Names of the policy's parameters holding NaN or inf."""
-    return [name for name, value in model.policy.named_parameters() if not torch.isfinite(value).all()]
 
 
 class TrainingCallback(BaseCallback):
@@ -108,7 +103,7 @@ class TrainingCallback(BaseCallback):
             DivergedError: A parameter is NaN or inf; nothing is written, so the last checkpoint stays.
         """
         steps = self.model.num_timesteps
-        bad = non_finite_parameters(self.model)
+        bad = non_finite_weights(self.model)
         if bad:
             raise DivergedError(
                 f"training diverged before step {steps:,}: parameters {', '.join(bad[:3])} hold NaN or inf. "
@@ -126,7 +121,7 @@ class TrainingCallback(BaseCallback):
 
     def checkpoint(self) -> None:
         """Write checkpoint.zip, then state.json (timesteps, best score), each atomically."""
-        atomic_save(self.model, self.run_dir / "checkpoint.zip")
+        atomic_save(self.model, self.run_dir / CHECKPOINT)
         self.last_checkpoint = int(self.model.num_timesteps)
         CheckpointState(self.last_checkpoint, self.best_score).write(self.run_dir)
 
@@ -145,5 +140,5 @@ class TrainingCallback(BaseCallback):
             self.on_eval(point)
         if best:
             self.best_score = score
-            atomic_save(self.model, self.run_dir / "best_model.zip")
+            atomic_save(self.model, self.run_dir / BEST_MODEL)
         return point

@@ -101,6 +101,11 @@ def safe_custom_objects(
     return objects
 
 
+def non_finite_weights(model: MaskablePPO) -> list[str]:
+    """Names of the policy's weights (parameters and buffers) holding NaN or inf."""
+    return [name for name, tensor in model.policy.state_dict().items() if not torch.isfinite(tensor).all()]
+
+
 def load_model(
     path: Path,
     *,
@@ -140,7 +145,7 @@ def load_model(
             f"model file {path} cannot be loaded for this run ({type(error).__name__}: {error}); "
             "it is damaged or belongs to another run"
         ) from None
-    bad = [name for name, tensor in model.policy.state_dict().items() if not torch.isfinite(tensor).all()]
+    bad = non_finite_weights(model)
     if bad:
         raise ModelFileError(
             f"model file {path} holds non-finite (NaN or inf) weights in {', '.join(bad[:5])}; "

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sb3_contrib import MaskablePPO
+from typing import TYPE_CHECKING, Any
 
 from policies.atomic import atomic_path, read_json_mapping, write_json_atomic
 from policies.rl.config import RLConfig
 from simulators.errors import CRSError
 
+if TYPE_CHECKING:  # SB3 loads torch; this module stays light for crs.app
+    from sb3_contrib import MaskablePPO
+
 POLICY_META = "policy.json"
 STATE_FILE = "state.json"
-MODEL_FILES = ("best_model.zip", "model.zip", "checkpoint.zip")
+BEST_MODEL = "best_model.zip"
+FINAL_MODEL = "model.zip"
+CHECKPOINT = "checkpoint.zip"
+MODEL_FILES = (BEST_MODEL, FINAL_MODEL, CHECKPOINT)  # what a run offers for evaluation, in order
 
 
 def atomic_save(model: MaskablePPO, path: Path) -> None:

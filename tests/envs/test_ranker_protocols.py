@@ -13,6 +13,7 @@ from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import load_catalog
 from tests.envs.test_sb3_wrapper import WORLD, TruthPersonaRanker
+from tests.policies.test_rl_policy import random_persona_ranker
 
 EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -22,20 +23,9 @@ def world() -> Catalog:
     return load_catalog("persona_world", **WORLD)
 
 
-def persona_ranker(catalog: Catalog, k: int = 2, d: int = 4, n_prototypes: int = 3) -> PersonaRanker:
-    """A `PersonaRanker` over random weights with k personas per user."""
-    rng = np.random.default_rng(0)
-    U, I, A = catalog.n_users, catalog.n_items, catalog.n_aspects
-    weights = {
-        "user": rng.normal(size=(U, d)),
-        "item": rng.normal(size=(I, d)),
-        "aspect": rng.normal(size=(A, d)),
-        "personas": rng.normal(size=(U, k, d)),
-        "log_prior": np.log(np.full((U, k), 1.0 / k)),
-        "mixtures": np.full((U, k, n_prototypes), 1.0 / n_prototypes),
-        "prototypes": rng.normal(size=(n_prototypes, d)),
-    }
-    return PersonaRanker(weights, catalog.item_aspects)
+def persona_ranker(catalog: Catalog) -> PersonaRanker:
+    """A `PersonaRanker` over random weights with 2 personas per user."""
+    return random_persona_ranker(catalog, k=2, d=4, prototypes=3)
 
 
 def transe_ranker(catalog: Catalog, d: int = 4) -> TransERanker:
@@ -78,9 +68,9 @@ def test_the_wrapper_offers_probes_exactly_to_persona_aware_rankers(world: Catal
         env = make_env(catalog=world, split="valid", **env_kwargs)
         return SlateActionWrapper(env, ranker, WrapperConfig()).n_probes
 
-    assert n_probes(persona_ranker(world, k=2)) == 2
+    assert n_probes(persona_ranker(world)) == 2
     assert n_probes(TruthPersonaRanker(world)) == world.truth.personas_per_user
     assert n_probes(PopularityRanker(world)) == 0
     assert n_probes(transe_ranker(world)) == 0
     # binary questions never probe, whatever the ranker
-    assert n_probes(persona_ranker(world, k=2), question_mode="binary") == 0
+    assert n_probes(persona_ranker(world), question_mode="binary") == 0
