@@ -1,8 +1,10 @@
 """The dataset registry: one name per catalogue, one function that loads any of them.
 
 ``persona_world`` is the embedded synthetic default (no files); ``lastfm``, ``lastfm_star`` and
-``yelp_star`` are the SCPR/UNICORN benchmarks, read from a data directory given as an argument or
-through ``$CRS_DATA_DIR``.
+``yelp_star`` are the SCPR/UNICORN benchmarks, and ``mcmipl_lastfm_star`` and ``mcmipl_movie`` MCMIPL's
+multi-interest release (``mcmipl/``; its target groups and attribute types:
+`simulators.mcmipl.release_for`), all read from a data directory given as an argument or through
+``$CRS_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from simulators import mcmipl
 from simulators.catalog import SPLITS, Catalog
 from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
+from simulators.mcmipl import load_mcmipl_lastfm_star, load_mcmipl_movie
 from simulators.persona_world import make_persona_world
 from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
 
-DATASET_NAMES: tuple[str, ...] = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
-REAL_DATASETS: tuple[str, ...] = ("lastfm", "lastfm_star", "yelp_star")
+DATASET_NAMES: tuple[str, ...] = (
+    "persona_world",
+    "lastfm",
+    "lastfm_star",
+    "yelp_star",
+    "mcmipl_lastfm_star",
+    "mcmipl_movie",
+)
+REAL_DATASETS: tuple[str, ...] = DATASET_NAMES[1:]
 DATA_DIR_ENV = "CRS_DATA_DIR"
 # How to name the data folder, for Python callers (make_env, gym.make, load_catalog) and the CLI alike.
 DATA_DIR_HINT = f"pass data_dir=PATH (Python), --data-dir PATH (CLI) or set {DATA_DIR_ENV}=PATH"
@@ -30,6 +41,13 @@ _LOADERS: dict[str, Callable[[Path], Catalog]] = {
     "lastfm": load_lastfm,
     "lastfm_star": load_lastfm_star,
     "yelp_star": load_yelp_star,
+    "mcmipl_lastfm_star": load_mcmipl_lastfm_star,
+    "mcmipl_movie": load_mcmipl_movie,
+}
+# The folder under the data directory that holds each real dataset (for messages).
+_FOLDERS: dict[str, str] = {
+    **{name: name for name in ("lastfm", "lastfm_star", "yelp_star")},
+    **{name: f"{mcmipl.MCMIPL}/{sub}" for name, sub in mcmipl.FOLDERS.items()},
 }
 
 
@@ -123,7 +141,7 @@ def load_catalog(name: str, data_dir: str | Path | None = None, **world_kwargs: 
         if not error.found.startswith("no such directory"):
             raise
         # The loaders' hint names only the CLI flag: say it for Python callers and the CLI alike.
-        found = f"no such directory: {DATA_DIR_HINT} (the folder that holds {name}/)"
+        found = f"no such directory: {DATA_DIR_HINT} (the folder that holds {_FOLDERS[name]}/)"
         raise DatasetError(error.path, error.field, error.expected, found) from None
 
 
@@ -135,6 +153,7 @@ def _load_real(name: str, data_dir: Path) -> Catalog:
 def clear_cache() -> None:
     """Forget cached real catalogues (e.g. after the files changed on disk)."""
     _load_real.cache_clear()
+    mcmipl.clear_cache()
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ def _fresh_cache() -> None:
 
 
 def test_dataset_names() -> None:
-    assert DATASET_NAMES == ("persona_world", "lastfm", "lastfm_star", "yelp_star")
+    assert DATASET_NAMES == (
+        "persona_world",
+        "lastfm",
+        "lastfm_star",
+        "yelp_star",
+        "mcmipl_lastfm_star",
+        "mcmipl_movie",
+    )
 
 
 def test_unknown_name_lists_the_valid_names() -> None:
