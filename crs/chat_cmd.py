@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
-from crs.app.evaluation import resolve_policy
+from crs.app.evaluation import policy_setting, resolve_policy
 from crs.chat import run_chat
 from crs.common import (
     DataDirOption,
     DatasetOption,
     PolicyOption,
     RankerOption,
+    SettingOption,
     console,
     friendly_errors,
 )
@@ -28,6 +29,7 @@ def chat_command(
     dataset: DatasetOption = "persona_world",
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
+    setting: SettingOption = None,
     seed: int = typer.Option(
         0,
         "--seed",
@@ -66,7 +68,7 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
-    env = make_env(dataset, data_dir=data_dir, split="test")
+    env = make_env(dataset, data_dir=data_dir, split="test", setting=policy_setting(policy, setting))
     chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
     meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
     result = run_chat(

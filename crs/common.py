@@ -37,6 +37,14 @@ DATA_DIR_HELP = (
     "Folder holding the SCPR/UNICORN data (lastfm/, lastfm_star/, yelp_star/); default $CRS_DATA_DIR."
 )
 
+SETTING_HELP = (
+    "Question setting: binary (one aspect per question; UNICORN's LastFM, LastFM*, Yelp*), enumerated "
+    "(a category per question; UNICORN's YELP, Yelp* only) or multiple_choice (several aspects and "
+    "persona probes; MCMIPL). Default: multiple_choice on the persona world, binary on real data "
+    "(a trained run: its own)."
+)
+SettingOption = Annotated[str | None, typer.Option("--setting", help=SETTING_HELP)]
+
 # options `crs eval` and `crs chat` share (a policy acting in one dataset's conversations)
 PolicyOption = Annotated[
     str,

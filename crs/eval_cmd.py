@@ -12,6 +12,7 @@ from crs.common import (
     DatasetOption,
     PolicyOption,
     RankerOption,
+    SettingOption,
     console,
     friendly_errors,
     metrics_table,
@@ -26,6 +27,7 @@ def eval_command(
     dataset: DatasetOption = "persona_world",
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
+    setting: SettingOption = None,
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
     episodes: int = typer.Option(600, "--episodes", "-n", min=1, help="Number of conversations."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the conversation order and the users."),
@@ -67,6 +69,8 @@ def eval_command(
 
       crs eval --policy runs/my-run --dataset lastfm_star --data-dir ../shared/data
 
+      crs eval -p ask-7 -d yelp_star --data-dir ../shared/data --setting enumerated  # UNICORN's YELP
+
       crs eval --policy max-entropy --episodes 2400 --workers 2
     """
     spec = EvalSpec.of(
@@ -74,6 +78,7 @@ def eval_command(
         dataset=dataset,
         data_dir=data_dir,
         ranker=ranker,
+        setting=setting,
         split=split,
         episodes=episodes,
         seed=seed,

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 import yaml
 
-from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings
+from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
 from crs.app.training import run_training
-from crs.common import DATA_DIR_HELP, DATASET_HELP, friendly_errors, read_settings_file
+from crs.common import DATA_DIR_HELP, DATASET_HELP, SettingOption, friendly_errors, read_settings_file
 from simulators.errors import CRSError
 
 
@@ -19,6 +19,7 @@ from simulators.errors import CRSError
 def train_command(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
     data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    setting: SettingOption = None,
     ranker: str | None = typer.Option(
         None,
         "--ranker",
@@ -97,6 +98,8 @@ def train_command(
 
         crs train --dataset lastfm --data-dir ../shared/data --ranker transe
 
+        crs train --dataset yelp_star --data-dir ../shared/data --setting enumerated   # UNICORN's YELP
+
         crs train --no-persona-attention --no-aspect-attention --seed 1
 
         crs train --envs 16 --workers               # 16 simulated users in 16 worker processes
@@ -109,10 +112,11 @@ def train_command(
     """
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
-        data = dict(data["settings"])
+        data = recorded_settings(data["settings"])
     overrides = {
         "dataset": dataset,
         "data_dir": data_dir,
+        "setting": setting,
         "ranker": ranker,
         "steps": steps,
         "envs": envs,

@@ -66,7 +66,7 @@ PAD = -1
 ACTION_KEYS: tuple[str, ...] = ("kind", "aspects", "category", "persona", "items")
 KIND_EXPECTED = "one of 0=ask, 1=probe, 2=recommend"
 KIND_VALUES = frozenset(int(kind) for kind in ActionKind)
-BINARY_HINT = " (binary setting allows 1; create the env with question_mode='multiple_choice' for more)"
+BINARY_HINT = " (binary setting allows 1; create the env with setting='multiple_choice' for more)"
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _SHOW = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = 60

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ActionKind, InvalidActionError, ParsedAction, parse_action
+from envs.setting import SETTINGS, Setting
 from envs.state import KIND_NAMES, DialogueState, TurnRecord
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -45,12 +46,14 @@ class ConversationEnv(gym.Env):
 
     One episode is one conversation about one goal (a user and hidden target item(s)) drawn from a
     split. Turn 1 is the user's: they state one aspect of the target, which is accepted, and the
-    candidates become the items having it. Then the agent acts, up to ``max_turns - 1`` times.
+    candidates become the items having it (enumerated setting: they name a category of the target,
+    answered like an enumerated question, as UNICORN's YELP env opens). Then the agent acts, up to
+    ``max_turns - 1`` times.
 
     ## Action Space
     ``Dict(kind=Discrete(3), aspects=MultiDiscrete([n_aspects] * max_choices), persona=Discrete(n_personas),
     items=MultiDiscrete([n_items] * slate_size))`` plus ``category=Discrete(n_categories)`` when
-    questions are enumerated. ``kind`` 0 = ask, 1 = probe, 2 = recommend. Repeated ids count once,
+    the setting is "enumerated". ``kind`` 0 = ask, 1 = probe, 2 = recommend. Repeated ids count once,
     so every sample is valid; build actions with `envs.ask`, `envs.probe`, `envs.recommend`. Ids are
     never coerced: anything outside the action space (a float, bool, None, string, NaN, a value
     outside int64, a nested list, a wrong shape, an unknown entry) raises `InvalidActionError` and
@@ -59,7 +62,7 @@ class ConversationEnv(gym.Env):
     - ask aspects A: each accepted aspect filters the candidates (``candidate_rule="all"``: items
       having every accepted aspect; ``"any"``: items having at least one, MCMIPL's rule); the rest are
       recorded as rejected (items are scored down by rankers, not removed).
-    - enumerated ask of category c (Yelp*): the user answers with the fine aspects of c the target
+    - enumerated ask of category c (UNICORN's YELP): the user answers with the fine aspects of c the target
       has; those are accepted (candidates filtered by each), c's other fine aspects are rejected; if
       none fits, c and all its fine aspects are rejected.
     - probe persona p with aspects A: one multiple-choice question, answered like an ask; the persona
@@ -100,8 +103,9 @@ class ConversationEnv(gym.Env):
 
     ## Arguments
     catalog: the catalogue. user: the simulated user model. goals: the goal sampler of a split.
-    question_mode: "binary" (one aspect per question) or "multiple_choice".
-    enumerated: ask first-layer categories (default: True when the catalogue has a taxonomy).
+    setting: "binary" (one aspect per question), "enumerated" (a question asks a first-layer category;
+    the catalogue needs a taxonomy) or "multiple_choice" (several aspects per question, persona
+    probes); see `envs.setting`.
     candidate_rule: "all" or "any" (see above). max_turns: T, counting the opening (15).
     slate_size: k (10). max_choices: aspects per multiple-choice question (5). n_personas: persona
     slots a probe may name (4). episode_order: "random" draws goals uniformly; "sequential" walks them
@@ -117,8 +121,7 @@ class ConversationEnv(gym.Env):
         user: UserModel,
         goals: GoalSampler,
         *,
-        question_mode: QuestionMode = "binary",
-        enumerated: bool | None = None,
+        setting: Setting = "binary",
         candidate_rule: CandidateRule = "all",
         max_turns: int = 15,
         slate_size: int = 10,
@@ -128,7 +131,7 @@ class ConversationEnv(gym.Env):
         rewards: Rewards | None = None,
         render_mode: str | None = None,
     ) -> None:
-        _check_choice("question_mode", question_mode, ("binary", "multiple_choice"))
+        _check_choice("setting", setting, SETTINGS)
         _check_choice("candidate_rule", candidate_rule, ("all", "any"))
         _check_choice("episode_order", episode_order, ("random", "sequential"))
         _check_choice("render_mode", render_mode, (None, "ansi"))
@@ -141,19 +144,21 @@ class ConversationEnv(gym.Env):
             )
         if goals.catalog is not catalog or user.catalog is not catalog:
             raise CRSError("user model, goal sampler and env must share one Catalog instance")
-        if enumerated is None:
-            enumerated = catalog.taxonomy is not None
-        if enumerated and catalog.taxonomy is None:
-            raise CRSError(f"enumerated questions need a catalogue with a taxonomy; {catalog.name} has none")
+        if setting == "enumerated" and catalog.taxonomy is None:
+            raise CRSError(
+                f"the enumerated setting asks categories and needs a catalogue with a taxonomy; "
+                f"{catalog.name} has none (use setting='binary')"
+            )
         self.catalog = catalog
         self.user = user
         self.goals = goals
-        self.question_mode: QuestionMode = question_mode
-        self.enumerated = bool(enumerated)
+        self.setting: Setting = setting
+        self.question_mode: QuestionMode = "multiple_choice" if setting == "multiple_choice" else "binary"
+        self.enumerated = setting == "enumerated"
         self.candidate_rule: CandidateRule = candidate_rule
         self.max_turns = max_turns
         self.slate_size = slate_size
-        self.max_choices = 1 if question_mode == "binary" else max_choices
+        self.max_choices = 1 if self.question_mode == "binary" else max_choices
         self.n_personas = n_personas
         self.episode_order: EpisodeOrder = episode_order
         self.rewards = rewards or Rewards()
@@ -214,14 +219,25 @@ class ConversationEnv(gym.Env):
         goal = self.goals.goal(index, self.np_random)
         self.user.reset(goal, self.np_random)
         state = DialogueState(self.catalog, goal.user)
-        opening = self.user.opening_aspect()
-        state.accepted[opening] = True
-        state.keep_items_with(opening)
-        state.turn = 1
-        state.history.append(
-            TurnRecord(turn=1, kind="open", accepted=(opening,), n_candidates=state.n_candidates)
-        )
         self._state = state
+        state.turn = 1
+        if self.enumerated:
+            category = self.user.opening_category()
+            accepted, rejected = self._answer(self._ask_category(category))
+            opening = TurnRecord(
+                turn=1,
+                kind="open",
+                asked=(category,),
+                accepted=accepted,
+                rejected=rejected,
+                n_candidates=state.n_candidates,
+            )
+        else:
+            aspect = self.user.opening_aspect()
+            state.accepted[aspect] = True
+            state.keep_items_with(aspect)
+            opening = TurnRecord(turn=1, kind="open", accepted=(aspect,), n_candidates=state.n_candidates)
+        state.history.append(opening)
         self._goal_index = index
         self._done = False
         info = self._info(state.history[-1], success=False)
@@ -294,24 +310,10 @@ class ConversationEnv(gym.Env):
         state = self._state
         assert state is not None
         if parsed.kind is ActionKind.ASK and self.enumerated:
-            category = parsed.aspects[0]
-            taxonomy = self.catalog.taxonomy
-            assert taxonomy is not None  # an enumerated env's catalogue has a taxonomy
-            fine = tuple(int(a) for a in taxonomy.children(category))
-            state.asked_categories[category] = True
-            asked = fine
+            asked = self._ask_category(parsed.aspects[0])
         else:
             asked = parsed.aspects
-        accepted = tuple(sorted(self.user.answer(asked)))
-        rejected = tuple(a for a in asked if a not in set(accepted))
-        state.accepted[list(accepted)] = True
-        state.rejected[list(rejected)] = True
-        if accepted:
-            if self.candidate_rule == "all":
-                for aspect in accepted:
-                    state.keep_items_with(aspect)
-            else:
-                state.keep_items_with_any(accepted)
+        accepted, rejected = self._answer(asked)
         state.last_answer = ANSWER_ACCEPTED if accepted else ANSWER_REJECTED
         reward = self.rewards.ask_accepted if accepted else self.rewards.ask_rejected
         if state.n_candidates == 0:
@@ -326,6 +328,32 @@ class ConversationEnv(gym.Env):
             reward=reward,
             n_candidates=state.n_candidates,
         )
+
+    def _ask_category(self, category: int) -> tuple[int, ...]:
+        """Mark `category` asked; return the fine aspects an enumerated question about it lists."""
+        taxonomy = self.catalog.taxonomy
+        assert taxonomy is not None  # an enumerated env's catalogue has a taxonomy
+        self.state.asked_categories[category] = True
+        return tuple(int(a) for a in taxonomy.children(category))
+
+    def _answer(self, asked: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Put `asked` to the user; record the answer and filter the candidates by it.
+
+        Returns:
+            (accepted, rejected) aspects, accepted ascending, rejected in the order asked.
+        """
+        state = self.state
+        accepted = tuple(sorted(self.user.answer(asked)))
+        rejected = tuple(a for a in asked if a not in set(accepted))
+        state.accepted[list(accepted)] = True
+        state.rejected[list(rejected)] = True
+        if accepted:
+            if self.candidate_rule == "all":
+                for aspect in accepted:
+                    state.keep_items_with(aspect)
+            else:
+                state.keep_items_with_any(accepted)
+        return accepted, rejected
 
     def _recommend(self, parsed: ParsedAction) -> tuple[TurnRecord, bool, bool]:
         state = self._state
@@ -389,7 +417,11 @@ def render_dialogue(catalog: Catalog, history: list[TurnRecord], *, enumerated: 
     aspect = catalog.aspect_names
     lines = []
     for record in history:
-        if record.kind == "open":
+        if record.kind == "open" and record.asked and catalog.taxonomy is not None:  # enumerated opening
+            category = catalog.taxonomy.parent_names[record.asked[0]]
+            said = ", ".join(aspect[a] for a in record.accepted)
+            lines.append(f"[{record.turn:2d}] user: I'd like something in {category!r}: {said}.")
+        elif record.kind == "open":
             lines.append(f"[{record.turn:2d}] user: I'd like something {aspect[record.accepted[0]]!r}.")
         elif record.kind == "recommend":
             names = ", ".join(catalog.item_names[i] for i in record.slate[:3])

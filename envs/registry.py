@@ -7,11 +7,12 @@ directory may also come from the ``CRS_DATA_DIR`` environment variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gymnasium as gym
 
-from envs.env import ConversationEnv, QuestionMode
+from envs.env import ConversationEnv
+from envs.setting import Setting, check_setting, default_setting
 from simulators.catalog import Catalog, Interactions
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
@@ -26,6 +27,7 @@ REGISTERED: dict[str, dict[str, str]] = {
     "crs/LastFM-v0": {"dataset": "lastfm"},
     "crs/LastFMStar-v0": {"dataset": "lastfm_star"},
     "crs/YelpStar-v0": {"dataset": "yelp_star"},
+    "crs/Yelp-v0": {"dataset": "yelp_star", "setting": "enumerated"},
     "crs/LastFMStarMulti-v0": {"dataset": "lastfm_star", "user": "multi"},
 }
 
@@ -37,7 +39,8 @@ def build_user(
     goal_interactions: Interactions | None = None,
     **user_kwargs: Any,
 ) -> tuple[UserModel, GoalSampler]:
-    """The user model and goal sampler of a kind ("auto": persona on the persona world, else single).
+    """The user model and goal sampler of a kind ("auto": persona on the persona world, else single;
+    `make_env` resolves "auto" by the setting).
 
     ``goal_interactions`` restricts the goals to those interactions of the split (default: all).
     """
@@ -52,6 +55,29 @@ def build_user(
     return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
 
 
+def resolve_user_and_setting(
+    user: UserKind | str, setting: Setting | str | None, *, world: bool
+) -> tuple[UserKind, Setting]:
+    """The user kind and setting an env gets when "auto" or None is asked for.
+
+    Args:
+        user: A `USER_KINDS` entry; "auto" is the persona user on the persona world and, on real data,
+            MCMIPL's multi-interest user in the multiple-choice setting, else UNICORN's single user.
+        setting: A setting, or None: binary for a single-target user, else multiple choice.
+        world: The catalogue is the persona world.
+
+    Raises:
+        CRSError: An unknown user kind or setting.
+    """
+    if user not in USER_KINDS:
+        raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
+    if setting is not None:
+        setting = check_setting(setting)
+    if user == "auto":
+        user = "persona" if world else ("multi" if setting == "multiple_choice" else "single")
+    return cast(UserKind, user), setting or default_setting(single_target=user == "single")
+
+
 def make_env(
     dataset: str = "persona_world",
     *,
@@ -61,7 +87,7 @@ def make_env(
     user: UserKind = "auto",
     user_kwargs: dict[str, Any] | None = None,
     world_kwargs: dict[str, Any] | None = None,
-    question_mode: QuestionMode | None = None,
+    setting: Setting | None = None,
     goal_interactions: Interactions | None = None,
     **env_kwargs: Any,
 ) -> ConversationEnv:
@@ -72,27 +98,28 @@ def make_env(
         data_dir: Folder holding the SCPR/UNICORN data (real datasets; else $CRS_DATA_DIR).
         catalog: An already-loaded catalogue (skips loading; `dataset` is then ignored).
         split: Split the conversations come from ("valid" for training, "test" for evaluation).
-        user: "single" (UNICORN), "multi" (MCMIPL), "persona", or "auto".
+        user: "single" (UNICORN), "multi" (MCMIPL), "persona", or "auto" (persona on the persona
+            world; on real data multi in the multiple-choice setting, else single).
         user_kwargs: Arguments of the user model (PersonaUser: noise, patience, drift).
         world_kwargs: Arguments of `make_persona_world` (persona world only).
-        question_mode: "binary" or "multiple_choice" (default: multiple choice for multi-interest
-            and persona users, binary otherwise).
+        setting: "binary", "enumerated" or "multiple_choice" (`envs.setting`; default: multiple
+            choice for the persona world and multi-interest users, binary otherwise, as UNICORN runs
+            LastFM, LastFM* and Yelp*). "enumerated" is UNICORN's YELP setting (``crs/Yelp-v0``).
         goal_interactions: Converse only about these interactions of `split` (default: all of it).
         **env_kwargs: Passed to `ConversationEnv`.
 
     Raises:
         DatasetError: A real dataset with no data folder (neither ``data_dir=`` nor ``$CRS_DATA_DIR``),
             a folder without the dataset, or malformed files; the message says which and how to fix it.
-        CRSError: An unknown dataset or user kind, or world arguments given for a real dataset.
+        CRSError: An unknown dataset, setting or user kind, or world arguments given for a real dataset.
     """
     if catalog is None:
         catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))
+    user, setting = resolve_user_and_setting(user, setting, world=catalog.truth is not None)
     model, goals = build_user(catalog, split, user, goal_interactions, **(user_kwargs or {}))
-    if question_mode is None:
-        question_mode = "binary" if isinstance(model, SingleTargetUser) else "multiple_choice"
     if isinstance(model, MultiInterestUser):
         env_kwargs.setdefault("candidate_rule", "any")
-    return ConversationEnv(catalog, model, goals, question_mode=question_mode, **env_kwargs)
+    return ConversationEnv(catalog, model, goals, setting=setting, **env_kwargs)
 
 
 def register_envs() -> None:

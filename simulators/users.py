@@ -87,6 +87,28 @@ class UserModel(ABC):
     def opening_aspect(self) -> int:
         """The aspect the user states in the opening turn."""
 
+    def opening_category(self) -> int:
+        """The first-layer category the user opens with when questions are enumerated (UNICORN's YELP).
+
+        Drawn uniformly among the categories listing an aspect that every target has (ascending ids,
+        as UNICORN's ``random.choice`` over the target's sorted ``belong_to_large``); the env then
+        answers it like an enumerated question.
+
+        Raises:
+            CRSError: The catalogue has no taxonomy, or no category lists a shared aspect of the targets.
+        """
+        taxonomy = self.catalog.taxonomy
+        if taxonomy is None or taxonomy.members is None:
+            raise CRSError(f"{self.catalog.name} has no category taxonomy: an enumerated opening needs one")
+        shared = _shared_aspects(self.catalog, self.targets)
+        categories = np.flatnonzero(np.asarray(taxonomy.members[:, shared].sum(axis=1)).ravel())
+        if categories.size == 0:
+            raise CRSError(
+                f"no category of {self.catalog.name} lists an aspect of targets {self.targets}; "
+                "the enumerated setting cannot open this conversation"
+            )
+        return int(self.rng.choice(categories))
+
     @abstractmethod
     def answer(self, aspects: Sequence[int]) -> frozenset[int]:
         """The subset of `aspects` the user accepts."""

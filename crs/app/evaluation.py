@@ -29,7 +29,9 @@ from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
+from envs.setting import Setting, check_setting
 from policies.rankers import RUN_RANKER, RankerSpec
+from policies.rl.run_files import trained_setting
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
@@ -45,6 +47,7 @@ class EvalSpec(BaseModel):
         dataset: Dataset name.
         data_dir: Real-data folder (default $CRS_DATA_DIR).
         ranker: Ranker of rule policies (None: the dataset's default); a trained run brings its own.
+        setting: Question setting (`envs.setting`; None: a trained run's own, else the dataset's).
         split: Split the conversations come from.
         user: Simulated user kind.
         world_seed: Persona world seed (persona world only).
@@ -58,6 +61,7 @@ class EvalSpec(BaseModel):
     dataset: str = "persona_world"
     data_dir: str | None = None
     ranker: str | None = None
+    setting: Setting | None = None
     split: Literal["train", "valid", "test"] = "test"
     user: Literal["auto", "single", "multi", "persona"] = "auto"
     world_seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -176,9 +180,22 @@ def resolve_policy(
     return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
+def policy_setting(policy: str, setting: str | None) -> Setting | None:
+    """The setting to run `policy` in: `setting` if named, else a trained run's own (None: the
+    dataset's default, which `envs.registry.make_env` resolves).
+
+    Raises:
+        CRSError: `setting` is not a setting (`envs.setting.SETTINGS`).
+    """
+    if setting is not None:
+        return check_setting(setting)
+    return trained_setting(policy) if Path(policy).is_dir() else None
+
+
 def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolicy, str, str]:
     """The env, policy, policy display name and ranker name of an evaluation (driver and workers)."""
-    env = make_env(catalog=spec.dataset_spec().load(), split=spec.split, user=spec.user)
+    setting = policy_setting(spec.policy, spec.setting)
+    env = make_env(catalog=spec.dataset_spec().load(), split=spec.split, user=spec.user, setting=setting)
     policy, policy_name, ranker_name = resolve_policy(spec.policy, env, spec.ranker, spec.data_dir)
     return env, policy, policy_name, ranker_name
 
@@ -216,7 +233,7 @@ def _walk(
         if hasattr(policy, "act_batch"):
 
             def another_env() -> ConversationEnv:
-                return make_env(catalog=env.catalog, split=spec.split, user=spec.user)
+                return make_env(catalog=env.catalog, split=spec.split, user=spec.user, setting=env.setting)
 
             return evaluate_batched(another_env, policy, indices, spec.seed, batch=64, on_episode=advance)
         return evaluate(env, policy, indices, spec.seed, on_episode=advance)
@@ -302,7 +319,7 @@ def run_evaluation(
             split=split,
             ranker=ranker_name,
             user=spec.user,
-            setting=env.question_mode if not env.enumerated else "enumerated",
+            setting=env.setting,
             episodes=len(records),
             seed=seed,
             world_seed=spec.world_seed if spec.dataset_spec().is_world else None,

@@ -18,13 +18,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from crs.app.settings import TrainSettings, make_settings
+from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from envs.metrics import EpisodeRecord, MetricSummary
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
@@ -87,7 +87,7 @@ class RunRecord:
             raise CRSError(f"{path} holds no 'settings' mapping; {again}")
         versions = data.get("versions")
         return cls(
-            settings=make_settings(data["settings"]),
+            settings=make_settings(recorded_settings(data["settings"])),
             name=str(data.get("name") or run_dir.name),
             versions=versions if isinstance(versions, dict) else {},
             written=str(data.get("written") or ""),
@@ -301,6 +301,7 @@ class TrainSummary:
         best_valid: Validation SR@15 and hDCG of best_model.zip.
         test: Label ("RL (<name>)", a rule baseline) -> metrics.
         conversations_per_second: Label -> evaluation throughput.
+        setting: The question setting trained and tested in (`envs.setting`; "" in older runs).
     """
 
     name: str
@@ -315,6 +316,7 @@ class TrainSummary:
     best_valid: dict[str, float]
     test: dict[str, MetricTable]
     conversations_per_second: dict[str, float]
+    setting: str = ""
 
     @property
     def trained_label(self) -> str:
@@ -335,13 +337,14 @@ class TrainSummary:
         """
         path = run_dir / SUMMARY_FILE
         fix = f"finish the run with `crs train --name {run_dir.name} --resume`"
-        data = read_json_mapping(path, tuple(f.name for f in fields(cls)), fix)
+        required = tuple(f.name for f in fields(cls) if f.default is MISSING)
+        data = read_json_mapping(path, required, fix)
         test = data["test"]
         if not isinstance(test, dict):
             raise CRSError(f"{path} [test] is corrupt: expected label -> metrics; {fix}")
         try:
             return cls(
-                **{f.name: data[f.name] for f in fields(cls) if f.name != "test"},
+                **{f.name: data[f.name] for f in fields(cls) if f.name != "test" and f.name in data},
                 test={
                     str(label): _metric_table(row, f"{path} [test][{label}]") for label, row in test.items()
                 },
@@ -408,7 +411,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
     text = f"""# Model card: {summary.name}
 
 - **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
-- **Data**: {summary.dataset}; training conversations from {train_goals}; tested on
+- **Data**: {summary.dataset}, {summary.setting or "default"} setting; training conversations from
+  {train_goals}; tested on
   {summary.test_episodes} conversations of the test split (the same for every row below).
 - **Ranker** (fixed during training): `{summary.ranker}`.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from envs.env import Rewards
+from envs.registry import resolve_user_and_setting
 from envs.sb3_wrapper import WrapperConfig
+from envs.setting import LEGACY_SETTINGS, Setting
 from policies.rl.config import PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
@@ -70,6 +72,9 @@ class TrainSettings(BaseModel):
     world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
     persona_attention: bool = True
     aspect_attention: bool = True
+    setting: Setting | None = Field(
+        None, description="binary, enumerated or multiple_choice (envs.setting); None = the dataset's own"
+    )
     user: Literal["auto", "single", "multi", "persona"] = "auto"
     user_kwargs: UserSettings = Field(default_factory=UserSettings)
     rewards: dict[str, float] = Field(
@@ -107,8 +112,12 @@ class TrainSettings(BaseModel):
         return DatasetSpec(self.dataset, self.data_dir, self.world_seed, sizes)
 
     def env_options(self) -> dict[str, Any]:
-        """`envs.registry.make_env` user options (as recorded in policy.json)."""
-        return {"user": self.user, "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True)}
+        """`envs.registry.make_env` user and setting options (as recorded in policy.json)."""
+        return {
+            "user": self.user,
+            "setting": self.setting,
+            "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True),
+        }
 
     def rl_config(self) -> RLConfig:
         """The `RLConfig` of the policy these settings train."""
@@ -121,8 +130,17 @@ class TrainSettings(BaseModel):
         )
 
 
+def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings mapping of a run's config.yaml; runs written before the setting was recorded get
+    the one they ran in (`envs.setting.LEGACY_SETTINGS`)."""
+    if "setting" in data:
+        return data
+    return {**data, "setting": LEGACY_SETTINGS.get(str(data.get("dataset", "")))}
+
+
 def make_settings(data: dict[str, Any]) -> TrainSettings:
-    """Validate settings and resolve the machine-dependent defaults (recorded in config.yaml):
+    """Validate settings and resolve the defaults that depend on the machine or the dataset (recorded
+    in config.yaml): ``setting`` = the dataset's own (`envs.registry.resolve_user_and_setting`),
     ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
     = whether the machine has more than 2 cores. Errors name the key and the problem.
     """
@@ -135,6 +153,9 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = ", ".join(TrainSettings.model_fields)
         raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
     check_dataset_name(settings.dataset)
+    _, setting = resolve_user_and_setting(
+        settings.user, settings.setting, world=settings.dataset_spec().is_world
+    )
     envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
     ppo = replace(settings.ppo, **settings.ppo.resolved(envs))
-    return settings.model_copy(update={"envs": envs, "ppo": ppo})
+    return settings.model_copy(update={"setting": setting, "envs": envs, "ppo": ppo})

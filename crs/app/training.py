@@ -408,10 +408,9 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
     best = load_model(prepared.run_dir / BEST_MODEL, clip_range=config.clip_range, **session.spaces)
-    trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name)
-    test_indices = evaluation_indices(
-        prepared.test_env().goals.n_goals, settings.test_episodes, settings.seed
-    )
+    test_env = prepared.test_env()
+    trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name, setting=test_env.setting)
+    test_indices = evaluation_indices(test_env.goals.n_goals, settings.test_episodes, settings.seed)
     rows: dict[str, Any] = {}
     throughput: dict[str, float] = {}
     per_episode: dict[str, dict[str, np.ndarray]] = {}
@@ -445,6 +444,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         best_valid={"SR@15": session.best_score[0], "hDCG": session.best_score[1]},
         test=rows,
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
+        setting=test_env.setting,
     )
     summary.write(prepared.run_dir)
     write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals)

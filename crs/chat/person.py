@@ -68,6 +68,19 @@ class HumanUser(UserModel):
             raise ChatError(f"the opening names exactly one aspect, got {list(reply.aspects)}")
         return int(reply.aspects[0])
 
+    def opening_category(self) -> int:
+        """The category of the aspect the person opened with (enumerated setting); the env's answer to
+        it is that aspect alone, so the category's other aspects count as rejected, as UNICORN's YELP
+        opening rejects them."""
+        aspect = self.opening_aspect()
+        taxonomy = self.catalog.taxonomy
+        category = -1 if taxonomy is None else int(taxonomy.parent_of[aspect])
+        if category < 0:
+            name = self.catalog.aspect_names[aspect]
+            raise ChatError(f"{name!r} is in no category; the enumerated setting opens with a listed one")
+        self._reply = PersonAnswer(None, "open", (aspect,))
+        return category
+
     def answer(self, aspects: Sequence[int]) -> frozenset[int]:
         reply = self._take("an answer")
         asked = {int(a) for a in aspects}
@@ -92,8 +105,7 @@ def human_env(env: ConversationEnv) -> ConversationEnv:
         env.catalog,
         HumanUser(env.catalog),
         env.goals,
-        question_mode=env.question_mode,
-        enumerated=env.enumerated,
+        setting=env.setting,
         candidate_rule=env.candidate_rule,
         max_turns=env.max_turns,
         slate_size=env.slate_size,

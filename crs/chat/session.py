@@ -318,7 +318,7 @@ class ChatSession:
 
     def transcript(self, ended: str) -> dict[str, Any]:
         """The dialogue as JSON-ready data (the keys are listed in `crs.chat.transcript`)."""
-        setting = "enumerated" if self.env.enumerated else self.env.question_mode
+        setting = self.env.setting
         return {
             "meta": {
                 **self.meta,

@@ -303,6 +303,14 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                 )
                 notes.append(f"{test_set.dataset_label} table {index + 1}: {separated}")
             tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
+    for dataset in sorted({t.test_set.dataset_label for t in tables}):
+        settings = sorted({t.test_set.setting for t in tables if t.test_set.dataset_label == dataset})
+        if len(settings) > 1:
+            notes.append(
+                f"{dataset} was evaluated in {len(settings)} question settings ({', '.join(settings)}): each "
+                "has its own table and no figure is compared across them (envs.setting says which "
+                "published figures each one compares with)"
+            )
     datasets = sorted({t.test_set.dataset_label for t in tables})
     if len(datasets) > 1:
         notes.append(

@@ -147,14 +147,19 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     return sources
 
 
-def _train_label(run: TrainRun) -> str:
+def _train_label(run: TrainRun, mixed: bool) -> str:
+    """The train configuration `run` belongs to; `mixed`: the runs span datasets or settings, which
+    then lead the label so that runs of different ones are never pooled."""
     import re
 
     if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
-        return f"{run.task.dataset} · {run.task.label}"
+        label = f"{run.task.dataset} · {run.task.label}"
+        return f"{label} · {run.info.setting}" if mixed else label
     if run.info.ablation is not None:
-        return run.info.ablation
-    return re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
+        label = run.info.ablation
+    else:
+        label = re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
+    return f"{run.info.dataset} · {run.info.setting} · {label}" if mixed else label
 
 
 def build_report(
@@ -209,11 +214,12 @@ def build_report(
         )
 
     train_groups: dict[str, list[TrainRun]] = {}
+    mixed = len({(run.info.dataset, run.info.setting) for run in inputs.trains}) > 1
     for train_run in inputs.trains:
-        train_groups.setdefault(_train_label(train_run), []).append(train_run)
+        train_groups.setdefault(_train_label(train_run, mixed), []).append(train_run)
     report.train_groups = train_groups
     report.train_rows = train_summary_rows(train_groups)
-    if not report.verdicts:
+    if not report.verdicts and not mixed:  # the unpaired answer compares runs of one dataset and setting
         unpaired = unpaired_answer(report.train_rows)
         if unpaired is not None:
             report.answer = unpaired

@@ -16,18 +16,12 @@ from pathlib import Path
 from crs.report.analysis import Row, Table
 from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
+from envs.setting import SETTING_NOTES
 
 QUESTION = (
     "Do persona attention (a user is several competing tastes; the candidate decides which one speaks) and "
     "aspect attention (which item features matter to this user) work better together than apart?"
 )
-SETTING_NOTE = {
-    "binary": "binary setting: every question names one aspect (compare with EAR / SCPR / UNICORN figures)",
-    "multiple_choice": (
-        "multiple-choice setting: probes list several aspects (compare with MCMIPL / SAPIENT figures)"
-    ),
-    "enumerated": "enumerated questions (Yelp*: a category per question, as in SCPR / UNICORN)",
-}
 TRAIN_ROWS_NOTE = (
     "As each run's summary.json states them: the trained policy on its own test conversations (bootstrap CI "
     "for one run, Student-t across seeds for several); not recomputed and not paired. Evaluate the runs with "
@@ -65,7 +59,7 @@ def figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
 
 def setting_note(table: Table) -> str:
     """What the table's question setting means (and which published figures it compares with)."""
-    return SETTING_NOTE.get(table.test_set.setting, table.test_set.setting)
+    return SETTING_NOTES.get(table.test_set.setting, f"{table.test_set.setting} setting")
 
 
 def ci_text(table: Table) -> str:

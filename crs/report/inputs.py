@@ -80,6 +80,11 @@ class TrainInfo:
     config: Mapping[str, Any] = field(repr=False)
 
     @property
+    def setting(self) -> str:
+        """The question setting the run trained in (`envs.setting`)."""
+        return str(self.config.get("setting") or "")
+
+    @property
     def ablation(self) -> str | None:
         """ "full", "persona-blind", "aspect-blind", "both-off", or None when the flags are unknown."""
         if self.persona_attention is None or self.aspect_attention is None:

@@ -18,6 +18,7 @@ from envs.metrics import EpisodeRecord, per_episode_metrics
 from envs.ranker import PreferenceRanker
 from envs.registry import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
+from envs.setting import Setting
 from policies.rankers import RankerSpec
 from policies.rl.model_file import load_model
 from policies.rl.run_files import POLICY_META, PolicyMeta, model_file
@@ -37,6 +38,7 @@ class RLPolicy:
         ranker: The fixed ranker the policy was trained with.
         wrapper_config: The wrapper sizes it was trained with.
         name: Display name.
+        setting: The question setting it was trained in; envs of another setting are refused.
     """
 
     def __init__(
@@ -45,12 +47,14 @@ class RLPolicy:
         ranker: PreferenceRanker,
         wrapper_config: WrapperConfig,
         name: str = "rl",
+        setting: Setting | None = None,
     ) -> None:
         self.policy = policy
         self.policy.set_training_mode(False)
         self.ranker = ranker
         self.wrapper_config = wrapper_config
         self.name = name
+        self.setting = setting
         self._wrappers: dict[int, SlateActionWrapper] = {}
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -61,6 +65,12 @@ class RLPolicy:
         key = id(env)
         wrapper = self._wrappers.get(key)
         if wrapper is None or wrapper.env is not env:
+            setting = getattr(env, "setting", None)
+            if self.setting is not None and setting != self.setting:
+                raise CRSError(
+                    f"policy {self.name} was trained in the {self.setting} setting and cannot act in an "
+                    f"env of the {setting} setting; evaluate it with --setting {self.setting}"
+                )
             wrapper = SlateActionWrapper(env, self.ranker, self.wrapper_config)
             self._wrappers[key] = wrapper
         return wrapper
@@ -120,7 +130,8 @@ def load_trained_policy(
         action_space=wrapper.action_space,
         clip_range=config.clip_range,
     )
-    return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name)
+    setting = wrapper.base.setting
+    return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name, setting=setting)
 
 
 def ranker_from_meta(entry: str, catalog: Catalog, run_dir: Path) -> PreferenceRanker:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envs.setting import LEGACY_SETTINGS, Setting, check_setting
 from policies.atomic import atomic_path, read_json_mapping, write_json_atomic
 from policies.rl.config import RLConfig
 from simulators.errors import CRSError
@@ -123,6 +124,8 @@ class PolicyMeta:
             env = data.get("env") or {}
             if not isinstance(env, dict):
                 raise TypeError(f"'env' must be a mapping, found {env!r}")
+            if env.get("setting") is None:  # a run from before the setting was recorded
+                env = {**env, "setting": LEGACY_SETTINGS.get(str(data["catalog"]))}
             return cls(
                 catalog=str(data["catalog"]),
                 ranker=str(data.get("ranker", "popularity")),  # runs older than the entry
@@ -135,6 +138,16 @@ class PolicyMeta:
             )
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
             raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None
+
+
+def trained_setting(run_dir: str | Path) -> Setting | None:
+    """The question setting a trained run learned in (None: its dataset's default, for old runs).
+
+    Raises:
+        CRSError: The directory is not a trained run, or its policy.json is damaged.
+    """
+    setting = PolicyMeta.read(run_dir).env.get("setting")
+    return None if setting is None else check_setting(str(setting))
 
 
 def model_file(run_dir: str | Path) -> Path:

@@ -317,7 +317,16 @@ def test_multiple_choice_none_and_impossible_combinations(world: Catalog) -> Non
 
 @pytest.mark.real_data
 def test_enumerated_questions_on_yelp_star(tmp_path: Path, real_data_dir: Path) -> None:
-    args = ["--dataset", "yelp_star", "--data-dir", str(real_data_dir), "--policy", "ask-2"]
+    args = [
+        "--dataset",
+        "yelp_star",
+        "--data-dir",
+        str(real_data_dir),
+        "--policy",
+        "ask-2",
+        "--setting",
+        "enumerated",
+    ]
     result, transcript = chat(tmp_path, ["Pizza", "1", "none", "quit"], *args)
     ask = transcript["turns"][1]
     assert ask["kind"] == "ask" and "category_name" in ask["action"]

@@ -179,6 +179,25 @@ def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(ru
     assert html.count('<table class="comparison"') == 3 and "Separate table" in html
 
 
+def test_runs_of_different_settings_get_separate_tables_and_are_never_pooled(
+    runs, ablations, tmp_path
+) -> None:
+    binary = tmp_path / "ask-4-binary"
+    run_evaluation("ask-4", episodes=EPISODES, seed=1, out=binary, setting="binary", show_progress=False)
+    report = build_report([runs["ask-4-s1"], binary], tmp_path / "r", examples=0, persona=False)
+    assert sorted(t.test_set.setting for t in report.tables) == ["binary", "multiple_choice"]
+    assert all(len(t.rows) == 1 and not t.diffs for t in report.tables)
+    assert any("2 question settings (binary, multiple_choice)" in note for note in report.notes)
+    # train runs: a full run in another setting is its own configuration, never a seed of "full"
+    other = _train_run(tmp_path / "train", "full-s2", "ask-4", True, True, seed=2, setting="binary")
+    trains = build_report([ablations["full"], other], tmp_path / "t", examples=0, persona=False)
+    assert sorted(trains.train_groups) == [
+        "persona_world · binary · full",
+        "persona_world · multiple_choice · full",
+    ]
+    assert all(len(runs) == 1 for runs in trains.train_groups.values())
+
+
 def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) -> None:
     with pytest.raises(CRSError, match="does not exist"):
         load_inputs([tmp_path / "nowhere"])
@@ -215,20 +234,26 @@ def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) ->
     assert "broken/summary.json is corrupt" in flat and "Traceback" not in flat
 
 
-def _train_run(root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1) -> Path:
+def _train_run(
+    root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1, setting: str | None = None
+) -> Path:
     """A run folder written with `crs train`'s own writers (config.yaml, eval.csv, summary.json with the
     final test comparison), plus episode records in ``eval/`` as ``crs eval --policy <run> -o <run>/eval``
     writes them; the real records of a rule policy stand in for the trained policy's."""
     run = root / name
     run.mkdir(parents=True)
-    settings = make_settings({"seed": seed, "persona_attention": persona, "aspect_attention": aspect})
+    settings = make_settings(
+        {"seed": seed, "persona_attention": persona, "aspect_attention": aspect, "setting": setting}
+    )
     RunRecord(settings=settings, name=name, versions={}, written="").write(run)
     curve = CurveFile(run)
     sr = [0.2, 0.5, 0.8] if name.startswith("full") else [0.1, 0.3, 0.4]
     for steps, value in zip((1000, 2000, 3000), sr, strict=True):
         metrics = {"SR@5": 0.1, "SR@10": 0.2, "SR@15": value, "AT": 9.0, "hDCG": value / 2}
         curve.add(EvalPoint(steps, steps / 100, metrics, best=False))
-    result = run_evaluation(policy, episodes=EPISODES, seed=1, out=run / "eval", show_progress=False)
+    result = run_evaluation(
+        policy, episodes=EPISODES, seed=1, out=run / "eval", setting=settings.setting, show_progress=False
+    )
     TrainSummary(
         name=name,
         dataset="persona_world",

@@ -77,6 +77,42 @@ def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> Non
     assert report.tables and report.train_groups
 
 
+def test_the_setting_is_recorded_and_a_policy_acts_only_in_its_own(run: Path, tmp_path: Path) -> None:
+    assert RunRecord.read(run).settings.setting == "multiple_choice"  # the persona world's own, resolved
+    assert TrainSummary.read(run).setting == "multiple_choice"
+    assert PolicyMeta.read(run).env["setting"] == "multiple_choice"
+    out = tmp_path / "binary"
+    result = runner.invoke(
+        app, ["eval", "--policy", str(run), "-n", "4", "--setting", "binary", "-o", str(out)]
+    )
+    assert result.exit_code == 2 and "trained in the multiple_choice setting" in result.output
+    assert "--setting multiple_choice" in result.output and not (out / "summary.json").exists()
+    result = runner.invoke(
+        app, ["eval", "--policy", "ask-4", "-n", "4", "--setting", "yes-no", "-o", str(out)]
+    )
+    assert (
+        result.exit_code == 2
+        and "setting: Input should be 'binary', 'enumerated' or 'multiple_choice'"
+        in " ".join(result.output.split())
+    )
+
+
+def test_runs_from_before_the_setting_was_recorded_keep_theirs(run: Path, tmp_path: Path) -> None:
+    """Yelp* was enumerated by default before settings were recorded: an old Yelp* run stays so."""
+    old = tmp_path / "old"
+    old.mkdir()
+    meta = json.loads((run / "policy.json").read_text())
+    del meta["env"]["setting"]
+    for catalog, expected in (("yelp_star", "enumerated"), ("persona_world", None)):
+        (old / "policy.json").write_text(json.dumps({**meta, "catalog": catalog}))
+        assert PolicyMeta.read(old).env["setting"] == expected
+    record = yaml.safe_load((run / "config.yaml").read_text())
+    del record["settings"]["setting"]
+    record["settings"]["dataset"] = "yelp_star"
+    (old / "config.yaml").write_text(yaml.safe_dump(record))
+    assert RunRecord.read(old).settings.setting == "enumerated"
+
+
 def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "runs" / "r"
     copy.mkdir(parents=True)

@@ -106,7 +106,9 @@ def world_env(**kwargs: Any) -> ConversationEnv:
 def enumerated_env() -> ConversationEnv:
     """The tiny catalogue with two categories, c0 = {0, 1, 3} and c1 = {2}: asks name a category."""
     catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 0]), parent_names=("c0", "c1")))
-    return ConversationEnv(catalog, SingleTargetUser(catalog), PairGoals(catalog, "test"))
+    return ConversationEnv(
+        catalog, SingleTargetUser(catalog), PairGoals(catalog, "test"), setting="enumerated"
+    )
 
 
 def snapshot(env: ConversationEnv) -> tuple[object, ...]:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from envs import ConversationEnv, InvalidActionError, Rewards, ask, probe, recommend
+from envs.env import render_dialogue
 from simulators.catalog import Taxonomy
+from simulators.errors import CRSError
 from simulators.goals import PairGoals
 from simulators.users import SingleTargetUser
 from tests.envs.conftest import YesUser, tiny_catalog
@@ -86,21 +89,21 @@ def test_turn_limit_truncates_after_14_actions_with_quit_penalty(tiny) -> None:
 
 
 def test_no_candidates_left_terminates_with_penalty(tiny) -> None:
-    env = make(tiny, user=YesUser(tiny), question_mode="multiple_choice")
+    env = make(tiny, user=YesUser(tiny), setting="multiple_choice")
     env.reset(seed=0)  # YesUser opens with aspect 0: items {0, 1, 2, 5}
     _, reward, terminated, _, _ = env.step(ask([1, 2]))  # no item has 0, 1 and 2
     assert terminated and reward == pytest.approx(R.no_candidates) and env.state.n_candidates == 0
 
 
 def test_any_rule_keeps_items_with_at_least_one_accepted_aspect(tiny) -> None:
-    env = make(tiny, user=YesUser(tiny), question_mode="multiple_choice", candidate_rule="any")
+    env = make(tiny, user=YesUser(tiny), setting="multiple_choice", candidate_rule="any")
     env.reset(seed=0)  # candidates {0, 1, 2, 5}
     env.step(ask([1, 2]))  # union of items with 1 or 2 = {0,1,2,3,4}; ∩ {0,1,2,5} = {0,1,2}
     assert env.state.candidate_items().tolist() == [0, 1, 2]
 
 
 def test_probe_is_one_multiple_choice_turn(tiny) -> None:
-    env = make(tiny, question_mode="multiple_choice", n_personas=2)
+    env = make(tiny, setting="multiple_choice", n_personas=2)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(probe(1, [1, 2, 3]))
     # target 2 has {0, 1, 3}: accepted {1, 3}, rejected {2}
@@ -112,18 +115,70 @@ def test_probe_is_one_multiple_choice_turn(tiny) -> None:
 def test_enumerated_questions_accept_fine_aspects_or_reject_the_category() -> None:
     # categories: c0 = {0, 1}, c1 = {2, 3}
     catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1")))
-    env = make(catalog)
+    env = make(catalog, setting="enumerated")
     assert env.enumerated
-    env.reset(seed=0)
+    reset_to_opening(env, category=0)
     _, reward, _, _, info = env.step(ask(1))  # category c1: target 2 has 3, not 2
     assert info["answer"] == (3,) and info["rejected"] == (2,) and reward == pytest.approx(R.ask_accepted)
     assert env.state.asked_categories[1] and env.state.accepted[3] and env.state.rejected[2]
 
 
+def reset_to_opening(env: ConversationEnv, category: int) -> None:
+    """Reset `env` with the first seed whose enumerated opening names `category`."""
+    for seed in range(100):
+        env.reset(seed=seed)
+        if env.state.history[0].asked == (category,):
+            return
+    raise AssertionError(f"no seed below 100 opens with category {category}")
+
+
+def test_enumerated_opening_is_a_category_of_the_target_answered_like_a_question() -> None:
+    """UNICORN's YELP opening (RL/env_enumerated_question.py, reset): a random category of the target
+    (`belong_to_large`), marked asked; its fine aspects the target has are accepted and filter the
+    candidates, its others are rejected. Categories: c0 = {0, 1}, c1 = {2, 3}, c2 = {2};
+    target 2 = {0, 1, 3} lies in c0 and c1, never in c2."""
+    taxonomy = Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1", "c2"))
+    members = taxonomy.members.toarray()
+    members[2, 2] = True
+    catalog = tiny_catalog(Taxonomy(taxonomy.parent_of, taxonomy.parent_names, sp.csr_matrix(members)))
+    env = make(catalog, setting="enumerated")
+    opened = {}
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        record = env.state.history[0]
+        opened[record.asked] = (record.accepted, record.rejected, env.state.candidate_items().tolist())
+        assert record.kind == "open" and info["answer"] == record.accepted
+        assert env.state.asked_categories.tolist() == [c in record.asked for c in range(3)]
+    # c0: target has 0 and 1 -> items with both: {0, 2}; c1: target has 3, not 2 -> items with 3: {2, 4, 5}
+    assert opened == {(0,): ((0, 1), (), [0, 2]), (1,): ((3,), (2,), [2, 4, 5])}
+    assert "in 'c1': a3" in render_dialogue(catalog, [make_opening(env, 1)])
+
+
+def make_opening(env: ConversationEnv, category: int):
+    reset_to_opening(env, category)
+    return env.state.history[0]
+
+
+def test_binary_setting_ignores_the_taxonomy_and_opens_with_an_aspect() -> None:
+    """UNICORN's YELP_STAR (Yelp*) is binary: one fine aspect per question, even with a taxonomy."""
+    catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1")))
+    env = make(catalog)
+    _, info = env.reset(seed=0)
+    assert env.setting == "binary" and not env.enumerated and "category" not in env.action_space.spaces
+    assert len(info["answer"]) == 1 and env.state.history[0].asked == ()
+    _, _, _, _, info = env.step(ask(3))
+    assert info["answer"] == (3,) and not env.state.asked_categories.any()
+
+
+def test_enumerated_setting_needs_a_taxonomy(tiny) -> None:
+    with pytest.raises(CRSError, match="needs a catalogue with a taxonomy"):
+        make(tiny, setting="enumerated")
+
+
 def test_enumerated_category_without_target_aspects_rejects_all() -> None:
     # c0 = {0, 1, 3} (target 2's aspects), c1 = {2}
     catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 0]), parent_names=("c0", "c1")))
-    env = make(catalog)
+    env = make(catalog, setting="enumerated")
     env.reset(seed=0)
     _, reward, _, _, info = env.step(ask(1))
     assert info["answer"] == () and info["rejected"] == (2,) and reward == pytest.approx(R.ask_rejected)

@@ -73,4 +73,4 @@ def test_the_wrapper_offers_probes_exactly_to_persona_aware_rankers(world: Catal
     assert n_probes(PopularityRanker(world)) == 0
     assert n_probes(transe_ranker(world)) == 0
     # binary questions never probe, whatever the ranker
-    assert n_probes(persona_ranker(world), question_mode="binary") == 0
+    assert n_probes(persona_ranker(world), setting="binary") == 0

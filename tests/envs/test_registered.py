@@ -66,3 +66,20 @@ def test_sequential_order_walks_a_seeded_permutation() -> None:
     walked = [env._goal_index] + [env.reset()[1]["goal_index"] for _ in range(4)]
     expected = np.random.default_rng(3).permutation(env.goals.n_goals)[:5].tolist()
     assert walked == expected
+
+
+@pytest.mark.real_data
+def test_yelp_star_is_binary_as_unicorn_runs_it_and_yelp_is_the_enumerated_setting(real_data_dir) -> None:
+    """UNICORN runs YELP_STAR in its binary env (590 fine aspects, one per question) and only YELP in
+    the enumerated one (RL_model.py / evaluate.py of dengyang17/unicorn)."""
+    star = gym.make("crs/YelpStar-v0", data_dir=real_data_dir).unwrapped
+    _, info = star.reset(seed=0)
+    assert star.setting == "binary" and "category" not in star.action_space.spaces
+    assert len(info["answer"]) == 1 and star.state.history[0].asked == ()
+    yelp = gym.make("crs/Yelp-v0", data_dir=real_data_dir).unwrapped
+    _, info = yelp.reset(seed=0)
+    assert yelp.setting == "enumerated" and yelp.action_space["category"].n == 29
+    (category,) = yelp.state.history[0].asked
+    assert yelp.state.asked_categories[category] and info["answer"]
+    taxonomy = yelp.catalog.taxonomy
+    assert set(info["answer"]) <= set(taxonomy.children(category).tolist())
