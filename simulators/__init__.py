@@ -2,10 +2,11 @@
 
 from simulators.catalog import Catalog, CatalogSummary, Interactions, PersonaTruth, Taxonomy
 from simulators.errors import CRSError, DatasetError, MissingSplitError
-from simulators.goals import GoalSampler, MultiTargetGoals, PairGoals, PersonaGoals
+from simulators.goals import GoalSampler, GroupGoals, MultiTargetGoals, PairGoals, PersonaGoals
 from simulators.persona_world import make_persona_world
 from simulators.users import (
     Goal,
+    MCMIPLUser,
     MultiInterestUser,
     PersonaUser,
     SingleTargetUser,
@@ -20,7 +21,9 @@ __all__ = [
     "DatasetError",
     "Goal",
     "GoalSampler",
+    "GroupGoals",
     "Interactions",
+    "MCMIPLUser",
     "MissingSplitError",
     "MultiInterestUser",
     "MultiTargetGoals",

@@ -13,6 +13,7 @@ import numpy as np
 
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
+from simulators.mcmipl import TargetGroups
 from simulators.users import Goal
 
 
@@ -44,6 +45,11 @@ class GoalSampler(ABC):
     @abstractmethod
     def goal(self, index: int, rng: np.random.Generator) -> Goal:
         """The goal of conversation `index`; `rng` resolves any further randomness."""
+
+    def sample_index(self, rng: np.random.Generator) -> int:
+        """The goal index of a training conversation (random order): uniform over the goals, i.e.
+        interaction-uniform (UNICORN's draw), with one ``rng.integers`` call."""
+        return int(rng.integers(self.n_goals))
 
 
 class PairGoals(GoalSampler):
@@ -151,3 +157,63 @@ class PersonaGoals(GoalSampler):
             targets=(int(self.interactions.items[index]),),
             persona=int(self._slots[index]),
         )
+
+
+class GroupGoals(GoalSampler):
+    """MCMIPL's multi-interest target groups: goal g is group g of the split's ``UI_data`` pickle.
+
+    The targets are the group's items as listed, repeats kept (``[i, i]`` is a single-target
+    conversation; `simulators.users.MCMIPLUser` accepts it), in the listed order MCMIPL reports the rank
+    by. ``interactions`` lists (group user, group's first item) per goal: the first items of a user's
+    groups are exactly the user's interactions of the paired split (`simulators.mcmipl`), so
+    ``interactions.users[g]`` is goal g's user, as for the other samplers.
+
+    Training draws (`sample_index`) as MCMIPL's ``reset`` in train mode: a user uniformly (MCMIPL
+    draws over the users of ``review_dict_valid.json``, the very users of ``train.pkl``'s groups), then
+    one of that user's groups uniformly; so training is user-uniform, not group-uniform.
+
+    Args:
+        catalog: The release's catalogue.
+        split: "valid" (groups of ``UI_data/train.pkl``, RL training) or "test" (``UI_data/test.pkl``).
+        groups: The split's groups: ``simulators.mcmipl.release_for(catalog).groups_of(split)``.
+
+    Raises:
+        CRSError: A group names a user or item outside the catalogue.
+    """
+
+    def __init__(self, catalog: Catalog, split: str, groups: TargetGroups) -> None:
+        if groups.users.max() >= catalog.n_users or groups.items.max() >= catalog.n_items:
+            raise CRSError(
+                f"target groups of {groups.source} name users or items outside {catalog.name} "
+                f"({catalog.n_users} users, {catalog.n_items} items); load the release's own catalogue"
+            )
+        first_items = groups.items[groups.offsets[:-1]]
+        super().__init__(catalog, split, Interactions(users=groups.users, items=first_items))
+        self.groups = groups
+        self._by_user = np.argsort(groups.users, kind="stable")  # goal indices grouped by user
+        _, self._user_start, self._user_count = np.unique(
+            groups.users[self._by_user], return_index=True, return_counts=True
+        )
+
+    def goal(self, index: int, rng: np.random.Generator) -> Goal:
+        self._check(index)
+        return Goal(user=int(self.groups.users[index]), targets=self.groups.targets(index))
+
+    def sample_index(self, rng: np.random.Generator) -> int:
+        """A user uniformly, then one of the user's groups uniformly (two ``rng.integers`` calls)."""
+        user = int(rng.integers(self._user_count.size))
+        within = int(rng.integers(self._user_count[user]))
+        return int(self._by_user[self._user_start[user] + within])
+
+    def protocol_order(self, seed: int = 1, size: int | None = None) -> np.ndarray:
+        """MCMIPL's evaluation conversations: the first `size` goals of
+        ``np.random.RandomState(seed).permutation(n_goals)`` (its ``np.random.shuffle`` of the groups in
+        file order right after ``set_random_seed(seed)``); shape (min(size, n_goals),), int64.
+
+        Args:
+            seed: MCMIPL's seed (1 by default there).
+            size: Conversations (None: all); MCMIPL runs
+                `simulators.mcmipl.EVALUATION_CONVERSATIONS` of them (4,000 on LastFM*).
+        """
+        order = np.random.RandomState(seed).permutation(self.n_goals).astype(np.int64)
+        return order if size is None else order[:size]

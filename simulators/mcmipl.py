@@ -86,6 +86,11 @@ GROUP_FILES: Mapping[str, str] = MappingProxyType({"valid": "train.pkl", "test":
 _TYPE_FILES: Mapping[str, str] = MappingProxyType(
     {"mcmipl_lastfm_star": f"{GRAPH}/fea_large.pkl", "mcmipl_movie": f"{FEA_ITEM}/small_to_large.pkl"}
 )
+# Conversations MCMIPL's evaluation runs (evaluate.py, default --eval_num 0): the first 4,000 of its
+# seeded order on LastFM*, 2,500 on every other dataset (`simulators.goals.GroupGoals.protocol_order`).
+EVALUATION_CONVERSATIONS: Mapping[str, int] = MappingProxyType(
+    {"mcmipl_lastfm_star": 4000, "mcmipl_movie": 2500}
+)
 _MAX_ID = 2**63 - 1
 # Attribute-type ids must be dense like user ids: below 2 x (distinct types) + this slack.
 _TYPE_ID_SLACK = 1000
@@ -320,14 +325,20 @@ def load_release(name: str, data_dir: Path | str) -> MultiInterestRelease:
     return release
 
 
+def find_release(catalog: Catalog) -> MultiInterestRelease | None:
+    """The release `catalog` was loaded from in this process, or None for any other catalogue."""
+    release = _BY_CATALOG.get(id(catalog))
+    return release if release is not None and release.catalog is catalog else None
+
+
 def release_for(catalog: Catalog) -> MultiInterestRelease:
     """The release a catalogue of ``load_catalog("mcmipl_*", ...)`` (or `load_release`) belongs to.
 
     Raises:
         CRSError: `catalog` was not loaded from MCMIPL's release in this process.
     """
-    release = _BY_CATALOG.get(id(catalog))
-    if release is None or release.catalog is not catalog:
+    release = find_release(catalog)
+    if release is None:
         raise CRSError(
             f"catalogue {catalog.name!r} was not loaded from MCMIPL's release; load it with "
             f"load_catalog(name, data_dir) for name in {', '.join(FOLDERS)}"

@@ -163,13 +163,17 @@ def _shared_aspects(catalog: Catalog, targets: Sequence[int]) -> np.ndarray:
     return shared
 
 
-def _check_targets(catalog: Catalog, goal: Goal, need_shared: bool) -> np.ndarray:
-    """Validate a goal's targets; return the aspects all targets share, shape (n,)."""
+def _check_targets(catalog: Catalog, goal: Goal, need_shared: bool, *, distinct: bool = True) -> np.ndarray:
+    """Validate a goal's targets (repeats refused when `distinct`); return the aspects all targets
+    share, shape (n,)."""
     targets = goal.targets
     if len(targets) == 0:
         raise CRSError(f"goal of user {goal.user} has no target item; give at least one")
-    if len(set(targets)) != len(targets):
-        raise CRSError(f"goal targets {targets} repeat an item; multi-interest targets must be distinct")
+    if distinct and len(set(targets)) != len(targets):
+        raise CRSError(
+            f"goal targets {targets} repeat an item; multi-interest targets must be distinct "
+            "(MCMIPL's groups, which may name an item twice, run with MCMIPLUser)"
+        )
     for target in targets:
         if not 0 <= target < catalog.n_items:
             raise CRSError(f"goal target {target} outside [0, {catalog.n_items}) of {catalog.name}")
@@ -194,8 +198,11 @@ class MultiInterestUser(UserModel):
         CRSError: at `reset`, when the targets are empty, repeat an item, or share no aspect.
     """
 
+    # whether `reset` refuses a goal that names an item twice
+    distinct_targets = True
+
     def reset(self, goal: Goal, rng: np.random.Generator) -> None:
-        self._shared = _check_targets(self.catalog, goal, need_shared=True)
+        self._shared = _check_targets(self.catalog, goal, need_shared=True, distinct=self.distinct_targets)
         super().reset(goal, rng)
 
     def opening_aspect(self) -> int:
@@ -206,6 +213,31 @@ class MultiInterestUser(UserModel):
 
     def react(self, slate: Sequence[int]) -> SlateReaction:
         return _first_hit(slate, self.targets)
+
+
+class MCMIPLUser(MultiInterestUser):
+    """MCMIPL's user exactly as its code has it (``MultiChoiceRecommendEnv`` of ZYM6-6/MCMIPL), for its
+    target groups (`simulators.goals.GroupGoals`).
+
+    - Targets: the group as listed; an item named twice (``[i, i]``, 2,812 of LastFM*'s 11,892 test
+      groups) is accepted and makes a single-target conversation.
+    - Opening and answers: as `MultiInterestUser` (an aspect of the targets' intersection, drawn
+      uniformly; the union rule).
+    - Slate: success iff some target is in it; the accepted item and rank are those of the first target
+      *in listed order* that is in the slate (``_recommend_update``), not of the best-ranked target.
+
+    Raises:
+        CRSError: at `reset`, when the targets are empty or share no aspect.
+    """
+
+    distinct_targets = False
+
+    def react(self, slate: Sequence[int]) -> SlateReaction:
+        items = [int(item) for item in slate]
+        for target in self.targets:
+            if target in items:
+                return SlateReaction(accepted=target, rank=items.index(target) + 1)
+        return SlateReaction(accepted=None, rank=None)
 
 
 class PersonaUser(UserModel):
