@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ActionKind, InvalidActionError, ParsedAction, parse_action
+from envs.question_types import QuestionTypes, TypedQuestionSpace, check_one_type
 from envs.setting import SETTINGS, Setting
 from envs.state import KIND_NAMES, DialogueState, TurnRecord
 from simulators.catalog import Catalog
@@ -18,7 +19,8 @@ from simulators.goals import GoalSampler
 from simulators.users import UserModel
 
 QuestionMode = Literal["binary", "multiple_choice"]
-CandidateRule = Literal["all", "any"]
+CandidateRule = Literal["all", "any", "mcmipl"]
+CANDIDATE_RULES: tuple[CandidateRule, ...] = ("all", "any", "mcmipl")
 EpisodeOrder = Literal["random", "sequential"]
 # An observation: arrays per the Box/MultiBinary spaces, and the Discrete "last_answer" as an np.int64
 Observation = dict[str, np.ndarray | np.int64]
@@ -60,14 +62,20 @@ class ConversationEnv(gym.Env):
     leaves the dialogue unchanged (details in `envs.actions`).
 
     - ask aspects A: each accepted aspect filters the candidates (``candidate_rule="all"``: items
-      having every accepted aspect; ``"any"``: items having at least one, MCMIPL's rule); the rest are
-      recorded as rejected (items are scored down by rankers, not removed).
+      having every accepted aspect; ``"any"``: items having at least one, MCMIPL's union); the rest are
+      recorded as rejected (items are scored down by rankers, not removed). ``"mcmipl"``: MCMIPL's
+      own update (``_update_cand_items``): C' = (∪_{a accepted} C ∩ items(a)) minus the items having
+      a rejected aspect (C minus those when none is accepted); C is kept when C' would be empty.
+    - typed questions (``question_types`` given, MCMIPL): the aspects of an ask share one question
+      type, else `InvalidActionError` names the types (`envs.question_types`); probes may mix types.
     - enumerated ask of category c (UNICORN's YELP): the user answers with the fine aspects of c the target
       has; those are accepted (candidates filtered by each), c's other fine aspects are rejected; if
       none fits, c and all its fine aspects are rejected.
     - probe persona p with aspects A: one multiple-choice question, answered like an ask; the persona
       slot is kept for explanations.
-    - recommend slate S: success iff a target is in S; otherwise S leaves the candidates.
+    - recommend slate S: success iff a target is in S; otherwise S leaves the candidates (with
+      ``candidate_rule="mcmipl"`` only when more than ``slate_size`` candidates are left, as MCMIPL's
+      ``_recommend_update``; S is recorded as rejected either way).
 
     ## Observation Space
     ``Dict`` of fixed-size arrays: ``user`` (1,), ``turn`` (1,), ``accepted`` / ``rejected``
@@ -78,7 +86,9 @@ class ConversationEnv(gym.Env):
     ## Rewards
     recommend success +1, recommend fail -0.1, question with an accepted aspect +0.01, question
     rejected -0.1, no candidates left -0.1 (replaces the question's reward), and -0.3 added when the
-    user quits at the turn limit. Success is read from ``info["success"]``, never from the reward.
+    user quits at the turn limit. With ``candidate_rule="mcmipl"`` a question pays per listed value,
+    as MCMIPL: +0.01 per accepted and -0.1 per rejected aspect, summed (the candidates never empty
+    there). Success is read from ``info["success"]``, never from the reward.
 
     ## Episode End
     ``terminated`` when the user accepts an item, leaves (patience), or no candidate is left;
@@ -106,11 +116,13 @@ class ConversationEnv(gym.Env):
     setting: "binary" (one aspect per question), "enumerated" (a question asks a first-layer category;
     the catalogue needs a taxonomy) or "multiple_choice" (several aspects per question, persona
     probes); see `envs.setting`.
-    candidate_rule: "all" or "any" (see above). max_turns: T, counting the opening (15).
-    slate_size: k (10). max_choices: aspects per multiple-choice question (5). n_personas: persona
-    slots a probe may name (4). episode_order: "random" draws goals uniformly; "sequential" walks them
-    in an order drawn from the seed of the last ``reset(seed=...)``. rewards: the reward table.
-    render_mode: None or "ansi".
+    candidate_rule: "all", "any" or "mcmipl" (see above; "mcmipl" only in the multiple-choice setting).
+    question_types: `envs.question_types.QuestionTypes` making asks typed (multiple-choice setting
+    only), or None. max_turns: T, counting the opening (15). slate_size: k (10). max_choices: aspects
+    per multiple-choice question (5). n_personas: persona slots a probe may name (4). episode_order:
+    "random" draws each goal with the sampler's ``sample_index`` (uniform over the goals, user-uniform
+    for MCMIPL's `GroupGoals`); "sequential" walks them in an order drawn from the seed of the last
+    ``reset(seed=...)``. rewards: the reward table. render_mode: None or "ansi".
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 (gymnasium's convention)
@@ -123,6 +135,7 @@ class ConversationEnv(gym.Env):
         *,
         setting: Setting = "binary",
         candidate_rule: CandidateRule = "all",
+        question_types: QuestionTypes | None = None,
         max_turns: int = 15,
         slate_size: int = 10,
         max_choices: int = 5,
@@ -132,7 +145,7 @@ class ConversationEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         _check_choice("setting", setting, SETTINGS)
-        _check_choice("candidate_rule", candidate_rule, ("all", "any"))
+        _check_choice("candidate_rule", candidate_rule, CANDIDATE_RULES)
         _check_choice("episode_order", episode_order, ("random", "sequential"))
         _check_choice("render_mode", render_mode, (None, "ansi"))
         if max_turns < 2:
@@ -149,6 +162,17 @@ class ConversationEnv(gym.Env):
                 f"the enumerated setting asks categories and needs a catalogue with a taxonomy; "
                 f"{catalog.name} has none (use setting='binary')"
             )
+        if setting != "multiple_choice" and (candidate_rule == "mcmipl" or question_types is not None):
+            raise CRSError(
+                f"candidate_rule='mcmipl' and question_types are MCMIPL's multiple-choice rules; "
+                f"setting={setting!r} asks one aspect or a category per question: use "
+                "setting='multiple_choice'"
+            )
+        if question_types is not None and question_types.n_aspects != catalog.n_aspects:
+            raise CRSError(
+                f"question_types cover {question_types.n_aspects} aspects, {catalog.name} has "
+                f"{catalog.n_aspects}: build them from this catalogue's release"
+            )
         self.catalog = catalog
         self.user = user
         self.goals = goals
@@ -156,6 +180,7 @@ class ConversationEnv(gym.Env):
         self.question_mode: QuestionMode = "multiple_choice" if setting == "multiple_choice" else "binary"
         self.enumerated = setting == "enumerated"
         self.candidate_rule: CandidateRule = candidate_rule
+        self.question_types = question_types
         self.max_turns = max_turns
         self.slate_size = slate_size
         self.max_choices = 1 if self.question_mode == "binary" else max_choices
@@ -173,7 +198,9 @@ class ConversationEnv(gym.Env):
         }
         if self.enumerated:
             action["category"] = spaces.Discrete(self.n_categories)
-        self.action_space = spaces.Dict(action)
+        self.action_space = (
+            spaces.Dict(action) if question_types is None else TypedQuestionSpace(action, question_types)
+        )
         count = spaces.Box(0, np.iinfo(np.int64).max, shape=(1,), dtype=np.int64)
         self.observation_space = spaces.Dict(
             {
@@ -257,6 +284,8 @@ class ConversationEnv(gym.Env):
         else:
             record, success, leaves = self._question(parsed), False, False
         reward = record.reward
+        # MCMIPL's rules never empty the candidates (its cand_none never fires)
+        assert self.candidate_rule != "mcmipl" or state.n_candidates > 0
         terminated = success or leaves or state.n_candidates == 0
         truncated = not terminated and state.turn >= self.max_turns
         if truncated:
@@ -271,9 +300,10 @@ class ConversationEnv(gym.Env):
         """Validate `action` against this env's sizes and setting, without acting on it.
 
         Raises:
-            InvalidActionError: the action is not valid here (see `envs.actions.parse_action`).
+            InvalidActionError: the action is not valid here (see `envs.actions.parse_action`), or an
+                ask of a typed env lists aspects of several question types.
         """
-        return parse_action(
+        parsed = parse_action(
             action,
             n_aspects=self.catalog.n_aspects,
             n_categories=self.n_categories,
@@ -282,6 +312,9 @@ class ConversationEnv(gym.Env):
             max_choices=self.max_choices,
             slate_size=self.slate_size,
         )
+        if self.question_types is not None and parsed.kind is ActionKind.ASK:
+            check_one_type(parsed.aspects, self.question_types)
+        return parsed
 
     def render(self) -> str | None:
         """The dialogue so far as text (render_mode="ansi")."""
@@ -298,7 +331,7 @@ class ConversationEnv(gym.Env):
                 raise CRSError(f"options['goal_index']={index} outside [0, {n})")
             return index
         if self.episode_order == "random":
-            return int(self.np_random.integers(n))
+            return self.goals.sample_index(self.np_random)
         if seed is not None or self._order is None:
             self._order = self.np_random.permutation(n)
             self._cursor = 0
@@ -315,7 +348,10 @@ class ConversationEnv(gym.Env):
             asked = parsed.aspects
         accepted, rejected = self._answer(asked)
         state.last_answer = ANSWER_ACCEPTED if accepted else ANSWER_REJECTED
-        reward = self.rewards.ask_accepted if accepted else self.rewards.ask_rejected
+        if self.candidate_rule == "mcmipl":  # MCMIPL pays each listed value
+            reward = len(accepted) * self.rewards.ask_accepted + len(rejected) * self.rewards.ask_rejected
+        else:
+            reward = self.rewards.ask_accepted if accepted else self.rewards.ask_rejected
         if state.n_candidates == 0:
             reward = self.rewards.no_candidates
         return TurnRecord(
@@ -347,7 +383,9 @@ class ConversationEnv(gym.Env):
         rejected = tuple(a for a in asked if a not in set(accepted))
         state.accepted[list(accepted)] = True
         state.rejected[list(rejected)] = True
-        if accepted:
+        if self.candidate_rule == "mcmipl":
+            state.candidates[:] = state.mcmipl_candidates(accepted, rejected)
+        elif accepted:
             if self.candidate_rule == "all":
                 for aspect in accepted:
                     state.keep_items_with(aspect)
@@ -362,7 +400,9 @@ class ConversationEnv(gym.Env):
         success = reaction.accepted is not None
         if not success:
             slate = list(parsed.items)
-            state.candidates[slate] = False
+            # MCMIPL removes a failed slate only when more than slate_size candidates are left
+            if self.candidate_rule != "mcmipl" or state.n_candidates > self.slate_size:
+                state.candidates[slate] = False
             state.rejected_items[slate] = True
         state.last_answer = ANSWER_ACCEPTED if success else ANSWER_SLATE_REJECTED
         reward = self.rewards.recommend_success if success else self.rewards.recommend_fail

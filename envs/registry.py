@@ -12,12 +12,14 @@ from typing import Any, Literal, cast
 import gymnasium as gym
 
 from envs.env import ConversationEnv
+from envs.question_types import QuestionTypes
 from envs.setting import Setting, check_setting, default_setting
 from simulators.catalog import Catalog, Interactions
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
-from simulators.goals import GoalSampler, MultiTargetGoals, PairGoals, PersonaGoals
-from simulators.users import MultiInterestUser, PersonaUser, SingleTargetUser, UserModel
+from simulators.goals import GoalSampler, GroupGoals, MultiTargetGoals, PairGoals, PersonaGoals
+from simulators.mcmipl import find_release
+from simulators.users import MCMIPLUser, MultiInterestUser, PersonaUser, SingleTargetUser, UserModel
 
 UserKind = Literal["auto", "single", "multi", "persona"]
 USER_KINDS: tuple[str, ...] = ("auto", "single", "multi", "persona")
@@ -29,7 +31,13 @@ REGISTERED: dict[str, dict[str, str]] = {
     "crs/YelpStar-v0": {"dataset": "yelp_star"},
     "crs/Yelp-v0": {"dataset": "yelp_star", "setting": "enumerated"},
     "crs/LastFMStarMulti-v0": {"dataset": "lastfm_star", "user": "multi"},
+    # MCMIPL's MIMCR protocol on its own release (docs/protocols/mcmipl.md); MovieLens is degenerate
+    # (23 distinct test items): for loader and env checks, not for claims.
+    "crs/MCMIPLLastFMStar-v0": {"dataset": "mcmipl_lastfm_star"},
+    "crs/MCMIPLMovie-v0": {"dataset": "mcmipl_movie"},
 }
+# MCMIPL's values per question in evaluation (its env's default choice_num; its training passes 4)
+MCMIPL_MAX_CHOICES = 2
 
 
 def build_user(
@@ -43,6 +51,11 @@ def build_user(
     `make_env` resolves "auto" by the setting).
 
     ``goal_interactions`` restricts the goals to those interactions of the split (default: all).
+    "multi" on a catalogue of MCMIPL's release is MCMIPL's own user over the release's target groups
+    (`MCMIPLUser`, `GroupGoals`), elsewhere `MultiInterestUser` with drawn targets (`MultiTargetGoals`).
+
+    Raises:
+        CRSError: An unknown kind, or `goal_interactions` with MCMIPL's groups (they are fixed).
     """
     if user not in USER_KINDS:
         raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
@@ -50,21 +63,31 @@ def build_user(
         user = "persona" if catalog.truth is not None else "single"
     if user == "single":
         return SingleTargetUser(catalog), PairGoals(catalog, split, goal_interactions)
+    release = find_release(catalog)
+    if user == "multi" and release is not None:
+        if goal_interactions is not None:
+            raise CRSError(
+                f"{catalog.name}: MCMIPL's conversations are the fixed target groups of its release; "
+                "goal_interactions cannot restrict them (leave it None)"
+            )
+        return MCMIPLUser(catalog), GroupGoals(catalog, split, release.groups_of(split))
     if user == "multi":
         return MultiInterestUser(catalog), MultiTargetGoals(catalog, split, interactions=goal_interactions)
     return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
 
 
 def resolve_user_and_setting(
-    user: UserKind | str, setting: Setting | str | None, *, world: bool
+    user: UserKind | str, setting: Setting | str | None, *, world: bool, mcmipl: bool = False
 ) -> tuple[UserKind, Setting]:
     """The user kind and setting an env gets when "auto" or None is asked for.
 
     Args:
         user: A `USER_KINDS` entry; "auto" is the persona user on the persona world and, on real data,
-            MCMIPL's multi-interest user in the multiple-choice setting, else UNICORN's single user.
+            MCMIPL's multi-interest user in the multiple-choice setting (on MCMIPL's release also when
+            no setting is named), else UNICORN's single user.
         setting: A setting, or None: binary for a single-target user, else multiple choice.
         world: The catalogue is the persona world.
+        mcmipl: The catalogue is one of MCMIPL's multi-interest releases (``mcmipl_*``).
 
     Raises:
         CRSError: An unknown user kind or setting.
@@ -74,7 +97,8 @@ def resolve_user_and_setting(
     if setting is not None:
         setting = check_setting(setting)
     if user == "auto":
-        user = "persona" if world else ("multi" if setting == "multiple_choice" else "single")
+        multi = setting == "multiple_choice" or (mcmipl and setting is None)
+        user = "persona" if world else ("multi" if multi else "single")
     return cast(UserKind, user), setting or default_setting(single_target=user == "single")
 
 
@@ -93,8 +117,14 @@ def make_env(
 ) -> ConversationEnv:
     """A `ConversationEnv` for a dataset with the field's defaults.
 
+    On MCMIPL's release (``mcmipl_lastfm_star``, ``mcmipl_movie``) the default user ("auto") is MCMIPL's
+    multi-interest user over the release's target groups in the multiple-choice setting, with MCMIPL's
+    rules (docs/protocols/mcmipl.md): ``candidate_rule="mcmipl"``, asks typed by the release's question
+    types, ``max_choices=2`` (its evaluation value; pass ``max_choices=4`` for its training value).
+
     Args:
-        dataset: "persona_world", "lastfm", "lastfm_star" or "yelp_star".
+        dataset: "persona_world", "lastfm", "lastfm_star", "yelp_star", "mcmipl_lastfm_star" or
+            "mcmipl_movie".
         data_dir: Folder holding the SCPR/UNICORN data (real datasets; else $CRS_DATA_DIR).
         catalog: An already-loaded catalogue (skips loading; `dataset` is then ignored).
         split: Split the conversations come from ("valid" for training, "test" for evaluation).
@@ -115,9 +145,16 @@ def make_env(
     """
     if catalog is None:
         catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))
-    user, setting = resolve_user_and_setting(user, setting, world=catalog.truth is not None)
+    release = find_release(catalog)
+    user, setting = resolve_user_and_setting(
+        user, setting, world=catalog.truth is not None, mcmipl=release is not None
+    )
     model, goals = build_user(catalog, split, user, goal_interactions, **(user_kwargs or {}))
-    if isinstance(model, MultiInterestUser):
+    if release is not None and isinstance(model, MCMIPLUser) and setting == "multiple_choice":
+        env_kwargs.setdefault("candidate_rule", "mcmipl")
+        env_kwargs.setdefault("question_types", QuestionTypes.from_attribute_types(release.attribute_types))
+        env_kwargs.setdefault("max_choices", MCMIPL_MAX_CHOICES)
+    elif isinstance(model, MultiInterestUser):
         env_kwargs.setdefault("candidate_rule", "any")
     return ConversationEnv(catalog, model, goals, setting=setting, **env_kwargs)
 

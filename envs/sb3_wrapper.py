@@ -6,7 +6,9 @@ caller; never updated here) and a padded local dialogue graph around them:
 
 - question slots: the ranker's best reachable aspects (half the slots) completed by the aspects that
   split the score-weighted candidates most evenly; in envs with enumerated questions (Yelp*) the
-  slots hold first-layer categories instead;
+  slots hold first-layer categories instead; in envs with typed multiple-choice questions (MCMIPL's
+  protocol) a slot's question lists its aspect and the ranker's next best reachable values of the same
+  type, up to the env's ``max_choices`` (`envs.question_types.typed_question`, as the rule baselines);
 - persona slots: one probe per persona of the user (only with a `PersonaAwareRanker` and an env
   that asks multiple-choice questions); a probe lists up to
   ``probe_size`` of that persona's signature aspects among the reachable ones;
@@ -49,6 +51,7 @@ from gymnasium import spaces
 
 from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
+from envs.question_types import typed_question
 from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
 from envs.sb3_features import (
     FEATURE_NAMES,
@@ -242,7 +245,7 @@ class SlateActionWrapper(gym.Wrapper):
         if not 0 <= choice < self.n_choices:
             raise WrapperError(f"choice {choice} outside [0, {self.n_choices})")
         if choice < self.n_questions and choice < self._questions.size:
-            return ask(int(self._questions[choice]))
+            return ask(self._question_aspects(int(self._questions[choice])))
         if self.n_questions <= choice < self.recommend_choice:
             persona = choice - self.n_questions
             if persona < len(self._probes) and self._probes[persona].size:
@@ -321,6 +324,17 @@ class SlateActionWrapper(gym.Wrapper):
             hide_ranker_derived(obs)
         self._obs = obs
         return obs
+
+    def _question_aspects(self, aspect: int) -> tuple[int, ...]:
+        """What a question slot about `aspect` asks: the aspect alone, or in a typed env (MCMIPL) the
+        aspect and the ranker's best reachable values of its type (`typed_question`)."""
+        types = self.base.question_types
+        if types is None:
+            return (aspect,)
+        state = self.base.state
+        reachable = state.reachable_aspects()
+        scores = self.ranker.aspect_scores(state.facts(), reachable)
+        return typed_question(aspect, reachable, scores, types, self.base.max_choices)
 
     def _question_slots(self, facts: DialogueFacts, cands: RankedCandidates) -> QuestionSlots:
         """Aspect question slots, or category ones in enumerated envs."""

@@ -122,12 +122,30 @@ class DialogueState:
         mask[self.catalog.items_with(aspect)] = True
         self.candidates &= mask
 
-    def keep_items_with_any(self, aspects: tuple[int, ...]) -> None:
-        """candidates ∩= items having at least one of `aspects` (MCMIPL's union rule)."""
+    def items_with_any(self, aspects: tuple[int, ...]) -> np.ndarray:
+        """Items having at least one of `aspects`, boolean mask of shape (n_items,)."""
         mask = np.zeros_like(self.candidates)
         for aspect in aspects:
             mask[self.catalog.items_with(aspect)] = True
-        self.candidates &= mask
+        return mask
+
+    def keep_items_with_any(self, aspects: tuple[int, ...]) -> None:
+        """candidates ∩= items having at least one of `aspects` (``candidate_rule="any"``)."""
+        self.candidates &= self.items_with_any(aspects)
+
+    def mcmipl_candidates(self, accepted: tuple[int, ...], rejected: tuple[int, ...]) -> np.ndarray:
+        """The candidates after a question answered (`accepted`, `rejected`), by MCMIPL's rule
+        (``_update_cand_items``; docs/protocols/mcmipl.md section 4.7); the state is not changed.
+
+        With C the candidates: C' = (∪_{a ∈ accepted} C ∩ items(a)) minus the items having any
+        rejected aspect; with nothing accepted, C' = C minus those items; when C' is empty, C is kept.
+
+        Returns:
+            Boolean mask of shape (n_items,).
+        """
+        kept = self.candidates & self.items_with_any(accepted) if accepted else self.candidates.copy()
+        kept &= ~self.items_with_any(rejected)
+        return kept if kept.any() else self.candidates.copy()
 
 
 KIND_NAMES = {ActionKind.ASK: "ask", ActionKind.PROBE: "probe", ActionKind.RECOMMEND: "recommend"}
