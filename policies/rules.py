@@ -8,7 +8,11 @@
 - ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from
   rejected slates: candidates sharing aspects with rejected items move down.
 
-In envs with enumerated questions (Yelp*) "asking an aspect" asks a category that lists it.
+In envs with enumerated questions (Yelp*) "asking an aspect" asks a category that lists it. In envs
+with typed multiple-choice questions (MCMIPL's protocol, ``env.question_types``) it asks that aspect
+and the next best reachable values of its type by the policy's own score (the ranker's for ask-N,
+the split entropy for max-entropy, a random one for random), up to ``env.max_choices`` values
+(`envs.question_types.typed_question`); so every rule runs unchanged by name there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from envs.actions import ask, recommend
 from envs.env import ConversationEnv
+from envs.question_types import typed_question
 from envs.ranker import PreferenceRanker
 from simulators.errors import CRSError
 
@@ -85,9 +90,21 @@ class RulePolicy:
             aspects = aspects[np.diff(open_categories[:, aspects].tocsc().indptr) > 0]
         return aspects
 
-    @staticmethod
-    def question(env: ConversationEnv, aspect: int) -> dict[str, Any]:
-        """Ask `aspect`, or in an enumerated env the first unasked category listing it."""
+    def question(self, env: ConversationEnv, aspect: int, scores: np.ndarray | None = None) -> dict[str, Any]:
+        """Ask `aspect`; in an enumerated env the first unasked category listing it; in a typed
+        multiple-choice env (MCMIPL) `aspect` and the best-scored askable values of its type.
+
+        Args:
+            env: The env.
+            aspect: The aspect the policy chose.
+            scores: The policy's score of each of ``askable_aspects(env)``, shape (n,); read only in a
+                typed env (None: the ranker's aspect scores).
+        """
+        if env.question_types is not None:
+            pool = self.askable_aspects(env)
+            if scores is None:
+                scores = self._require_ranker().aspect_scores(env.state.facts(), pool)
+            return ask(typed_question(aspect, pool, scores, env.question_types, env.max_choices))
         if not env.enumerated:
             return ask(aspect)
         taxonomy = env.catalog.taxonomy
@@ -103,7 +120,10 @@ class RandomPolicy(RulePolicy):
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         aspects = self.askable_aspects(env)
         if aspects.size and self.rng.random() < 0.5:
-            return self.question(env, int(self.rng.choice(aspects)))
+            aspect = int(self.rng.choice(aspects))
+            # a typed question's other values: random ones of its type (drawn only in typed envs)
+            scores = self.rng.random(aspects.size) if env.question_types is not None else None
+            return self.question(env, aspect, scores)
         candidates = env.state.candidate_items()
         size = min(env.slate_size, candidates.size)
         return recommend(self.rng.choice(candidates, size=size, replace=False))
@@ -153,7 +173,7 @@ class MaxEntropyPolicy(RulePolicy):
         share = env.catalog.item_aspects[candidates][:, aspects].T @ weights
         share = np.clip(share, 1e-12, 1 - 1e-12)
         entropy = -(share * np.log2(share) + (1 - share) * np.log2(1 - share))
-        return self.question(env, int(top_k(aspects, entropy, 1)[0]))
+        return self.question(env, int(top_k(aspects, entropy, 1)[0]), entropy)
 
 
 class AbsGreedyPolicy(RulePolicy):
