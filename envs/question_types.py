@@ -73,7 +73,7 @@ class QuestionTypes:
         return members
 
     def describe(self, aspect: int) -> str:
-        """'aspect 17 (type 3 "rock")', for messages."""
+        """The aspect and its type for messages, e.g. "aspect 17 (type 3 'rock')"."""
         question_type = int(self.of_aspect[aspect])
         return f"aspect {aspect} (type {question_type} {self.names[question_type]!r})"
 
