@@ -139,17 +139,19 @@ def test_batched_and_one_by_one_evaluation_agree(small) -> None:
 def test_short_training_beats_always_recommend_on_a_tiny_persona_world() -> None:
     catalog = load_catalog("persona_world", **LEARNING)
     ranker = PopularityRanker(catalog)
-    config = RLConfig()
+    # 10 PPO epochs per rollout: with the default 4, 15k-30k steps reached only SR@15 0.66-0.75 on the
+    # session-5 machine (seeds 0-2), against 0.83-0.87 with 10 epochs after 10k-15k steps
+    config = RLConfig(n_epochs=10)
     vec = make_vec_env(lambda: make_env(catalog=catalog, split="valid"), ranker, config, seed=0)
     model = build_model(vec, ranker, config, seed=0)
     started = time.perf_counter()
-    model.learn(15_000)
+    model.learn(12_000)
     elapsed = time.perf_counter() - started
     test = lambda: make_env(catalog=catalog, split="test")  # noqa: E731
     indices = evaluation_indices(test().goals.n_goals, 10_000, 0)  # all 240 test conversations
     learned = mean_metrics(evaluate_policy(test, RLPolicy(model.policy, ranker, config.wrapper), indices, 0))
     baseline = mean_metrics(evaluate_policy(test, make_rule_policy("always-recommend", ranker), indices, 0))
-    # measured: always-recommend ~0.69-0.81, the trained policy ~0.80-0.96 after 12-30k steps
+    # measured: always-recommend 0.708 (ask-4 0.867, max-entropy 0.938) on these 240 conversations
     assert learned["SR@15"] > baseline["SR@15"] + 0.03, (learned, baseline, elapsed)
 
 
