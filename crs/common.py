@@ -18,7 +18,7 @@ from rich.table import Table
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
 from policies.atomic import write_json_atomic  # noqa: F401 (re-exported for the commands)
-from simulators.datasets import DATA_DIR_ENV
+from simulators.datasets import DATA_DIR_ENV, REAL_DATASETS
 from simulators.errors import CRSError
 
 if sys.version_info >= (3, 11):
@@ -32,9 +32,10 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DATASET_HELP = "Dataset: persona_world (default, embedded), lastfm, lastfm_star or yelp_star."
+DATASET_HELP = f"Dataset: persona_world (default, embedded), {', '.join(REAL_DATASETS)}."
 DATA_DIR_HELP = (
-    "Folder holding the SCPR/UNICORN data (lastfm/, lastfm_star/, yelp_star/); default $CRS_DATA_DIR."
+    "Folder holding the SCPR/UNICORN data (lastfm/, lastfm_star/, yelp_star/) and MCMIPL's (mcmipl/); "
+    "default $CRS_DATA_DIR."
 )
 
 SETTING_HELP = (

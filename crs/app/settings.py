@@ -21,6 +21,7 @@ from policies.rl.config import PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
+from simulators.mcmipl import FOLDERS as MCMIPL_DATASETS
 
 DEFAULT_STEPS = 40_000
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
@@ -153,9 +154,8 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = ", ".join(TrainSettings.model_fields)
         raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
     check_dataset_name(settings.dataset)
-    _, setting = resolve_user_and_setting(
-        settings.user, settings.setting, world=settings.dataset_spec().is_world
-    )
+    world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
+    _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
     envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
     ppo = replace(settings.ppo, **settings.ppo.resolved(envs))
     return settings.model_copy(update={"setting": setting, "envs": envs, "ppo": ppo})

@@ -112,4 +112,5 @@ def human_env(env: ConversationEnv) -> ConversationEnv:
         max_choices=max(env.max_choices, 1),
         n_personas=env.n_personas,
         rewards=env.rewards,
+        question_types=env.question_types,
     )

@@ -83,11 +83,26 @@ def _candidates_holding(env: ConversationEnv, aspects: np.ndarray) -> np.ndarray
     return np.array([int(candidates[env.catalog.items_with(int(a))].sum()) for a in aspects], dtype=np.int64)
 
 
-def candidates_after(env: ConversationEnv, accepted: Sequence[int]) -> int:
-    """Candidates the env would keep if the user accepted `accepted` (the env's candidate rule)."""
+def candidates_after(env: ConversationEnv, accepted: Sequence[int], rejected: Sequence[int] = ()) -> int:
+    """Candidates the env would keep if the user accepted `accepted` and rejected `rejected` (the env's
+    candidate rule; only MCMIPL's reads the rejected aspects)."""
+    if env.candidate_rule == "mcmipl":
+        kept = env.state.mcmipl_candidates(tuple(int(a) for a in accepted), tuple(int(a) for a in rejected))
+        return int(kept.sum())
     mask = env.state.candidates.copy()
     if not accepted:
         return int(mask.sum())
+    if env.candidate_rule == "all":
+        for aspect in accepted:
+            keep = np.zeros_like(mask)
+            keep[env.catalog.items_with(int(aspect))] = True
+            mask &= keep
+    else:
+        keep = np.zeros_like(mask)
+        for aspect in accepted:
+            keep[env.catalog.items_with(int(aspect))] = True
+        mask &= keep
+    return int(mask.sum())
     if env.candidate_rule == "all":
         for aspect in accepted:
             keep = np.zeros_like(mask)

@@ -195,7 +195,7 @@ class ChoicePrompt:
                 f"{', '.join(map(str, bad))}: not on the list; use numbers between 1 and {len(options)}."
             )
         chosen = tuple(options[n - 1] for n in numbers)
-        if candidates_after(self.env, chosen) == 0:
+        if candidates_after(self.env, chosen, tuple(a for a in options if a not in chosen)) == 0:
             names = ", ".join(escape(self.env.catalog.aspect_names[int(a)]) for a in chosen)
             return Hint(f"No remaining {self.noun} has all of {names}; pick fewer.")
         return Take(PersonAnswer(self.question.key, "choose", tuple(sorted(chosen))))

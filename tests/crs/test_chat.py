@@ -30,6 +30,8 @@ from envs.rollout import evaluate
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
+from simulators.datasets import load_catalog
+from simulators.mcmipl import load_release
 from simulators.persona_world import make_persona_world
 from simulators.users import Goal
 
@@ -511,3 +513,25 @@ def test_ctrl_c_ends_with_the_summary_and_exit_status_130(tmp_path: Path, monkey
     assert result.exit_code == 130, result.output
     assert "Conversation ended (interrupted) after 0 recommender turns." in " ".join(result.output.split())
     assert json.loads((tmp_path / "t.json").read_text())["outcome"]["ended"] == "interrupted"
+
+
+@pytest.mark.real_data
+def test_mcmipl_questions_list_values_of_one_type_and_follow_its_candidate_rule(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    """On MCMIPL's LastFM* a question lists 2 values of one attribute type; the person's answer keeps
+    the candidates having a chosen value and drops those having the other (MCMIPL's rule)."""
+    args = ["--dataset", "mcmipl_lastfm_star", "--data-dir", str(real_data_dir), "--policy", "ask-2"]
+    result, transcript = chat(tmp_path, ["rock", "1", "quit"], *args)
+    assert result.exit_code == 0 and transcript["meta"]["setting"] == "multiple_choice"
+    opened, asked = transcript["turns"][0], transcript["turns"][1]
+    options = asked["action"]["aspects"]
+    types = load_release("mcmipl_lastfm_star", real_data_dir).attribute_types.question_type
+    assert len(options) == 2 and len({types[a] for a in options}) == 1
+    assert asked["answer"]["accepted"] == [options[0]]
+    catalog = load_catalog("mcmipl_lastfm_star", real_data_dir)
+    before = set(catalog.items_with(opened["answer"]["accepted"][0]).tolist())
+    expected = (before & set(catalog.items_with(options[0]).tolist())) - set(
+        catalog.items_with(options[1]).tolist()
+    )
+    assert asked["candidates_left"] == len(expected)

@@ -203,3 +203,18 @@ def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() ->
     # AT: fewer turns are better, so the best baseline is random's 2.0 and 3.0 is worse
     assert found["AT"].baseline == "random" and found["AT"].word == "worse"
     assert found["hDCG"].baseline == "ask-4" and found["hDCG"].word == "worse"
+
+
+@pytest.mark.parametrize(
+    ("args", "setting"),
+    [
+        ([], "multiple_choice"),  # the persona world
+        (["--dataset", "yelp_star"], "binary"),  # UNICORN's YELP_STAR
+        (["--dataset", "yelp_star", "--setting", "enumerated"], "enumerated"),  # UNICORN's YELP
+        (["--dataset", "mcmipl_lastfm_star"], "multiple_choice"),  # MCMIPL's multi-interest release
+    ],
+)
+def test_each_dataset_s_own_setting_is_resolved_and_recorded(args: list[str], setting: str) -> None:
+    result = runner.invoke(app, ["train", *args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output)["setting"] == setting
