@@ -103,14 +103,3 @@ def candidates_after(env: ConversationEnv, accepted: Sequence[int], rejected: Se
             keep[env.catalog.items_with(int(aspect))] = True
         mask &= keep
     return int(mask.sum())
-    if env.candidate_rule == "all":
-        for aspect in accepted:
-            keep = np.zeros_like(mask)
-            keep[env.catalog.items_with(int(aspect))] = True
-            mask &= keep
-    else:
-        keep = np.zeros_like(mask)
-        for aspect in accepted:
-            keep[env.catalog.items_with(int(aspect))] = True
-        mask &= keep
-    return int(mask.sum())
