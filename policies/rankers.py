@@ -16,6 +16,7 @@ add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSp
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -147,6 +148,18 @@ class RankerSpec:
         path = self.path if self.path is not None else resolve_data_dir(data_dir) / TRANSE_FILE
         return RankerSpec(self.kind, str(path.resolve()))
 
+    def identity(self) -> str:
+        """What the ranker is by content, so that two copies of one ranker compare equal: "popularity";
+        "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor files>" (a folder
+        that cannot be read: its absolute path); "pretrain" and "run" name no ranker by themselves."""
+        if self.kind == "transe" and self.path is not None and self.path.is_file():
+            return f"transe:{_digest([self.path])}"
+        if self.kind == "artifact" and self.path is not None and self.path.is_dir():
+            files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
+            if files:
+                return f"artifact:{_digest(files)}"
+        return self.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
+
     def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
         """The ranker for `catalog`; relative paths are taken from the working directory (see `resolve`).
 
@@ -181,6 +194,14 @@ class RankerSpec:
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 
         return load_ranker(self.where, catalog)
+
+
+def _digest(files: list[Path]) -> str:
+    """A short SHA-1 of the files' names and bytes, in the order given."""
+    digest = hashlib.sha1()
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 RUN_RANKER = RankerSpec("run")  # an evaluation of a trained run: the run's own ranker

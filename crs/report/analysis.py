@@ -135,6 +135,7 @@ class Table:
         interaction: full − persona-blind − aspect-blind + both-off per metric, when all four exist.
         n_interaction: Conversations the interaction was computed on.
         separated: Why this table is not merged with another of the same dataset, or "".
+        unpaired: Rows left out of the paired differences because another ranker scored them, in words.
     """
 
     test_set: TestSet
@@ -145,6 +146,7 @@ class Table:
     interaction: Mapping[str, MetricSummary] | None = None
     n_interaction: int = 0
     separated: str = ""
+    unpaired: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -361,14 +363,39 @@ def _table(
     rows = [Row(r.label, r.runs, r.metrics, r.ci, r.ablation, best[r.label], r.values) for r in rows]
     reference = _reference(rows)
     diffs: tuple[PairedDiff, ...] = ()
+    unpaired: tuple[str, ...] = ()
     interaction, n_interaction = None, 0
     if reference is not None:
         ref_row = next(r for r in rows if r.label == reference)
-        diffs = tuple(paired_difference(ref_row, r) for r in rows if r.label != reference)
-        by_ablation = {r.ablation: r for r in rows if r.ablation is not None}
+        same = [r for r in rows if r.label != reference and _rankers(r) == _rankers(ref_row)]
+        diffs = tuple(paired_difference(ref_row, r) for r in same)
+        unpaired = tuple(
+            f"{r.label} (ranker {_ranker_names(r)}) is not paired with {reference} (ranker "
+            f"{_ranker_names(ref_row)}): a difference would mix the policy with its ranker; evaluate "
+            f"it with {reference}'s ranker (`crs eval --ranker ...`) to compare them"
+            for r in rows
+            if r.label != reference and r not in same
+        )
+        by_ablation = {r.ablation: r for r in [ref_row, *same] if r.ablation is not None}
         if all(a in by_ablation for a in ABLATIONS):
             interaction, n_interaction = interaction_contrast(by_ablation)
-    return Table(test_set, fingerprints, tuple(rows), reference, diffs, interaction, n_interaction, separated)
+    return Table(
+        test_set, fingerprints, tuple(rows), reference, diffs, interaction, n_interaction, separated, unpaired
+    )
+
+
+def _rankers(row: Row) -> frozenset[str]:
+    """The rankers of a row's runs, by content (`EvalRun.ranker_identity`)."""
+    return frozenset(run.ranker_identity for run in row.runs)
+
+
+def _ranker_names(row: Row) -> str:
+    """The rankers of a row's runs as shown: a trained policy's is its run's ranker."""
+    names = {
+        run.train.ranker.name if run.ranker == "run" and run.train and run.train.ranker else run.ranker
+        for run in row.runs
+    }
+    return ", ".join(sorted(names))
 
 
 def _short(ranker: str) -> str:

@@ -15,6 +15,7 @@ fix it; nothing is silently skipped.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -47,7 +48,7 @@ from crs.app.sweep import (
     sweep_task_dirs,
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
-from policies.rankers import RankerSpec
+from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.run_files import POLICY_META, PolicyMeta
 from simulators.errors import CRSError
 
@@ -68,6 +69,7 @@ class TrainInfo:
         dataset: Dataset trained on (None when the config does not say).
         pretrained: Pre-training artifact the run used (None when none is named).
         config: The whole config, as read.
+        ranker: The ranker the run recorded in policy.json, resolved (None when not written yet).
     """
 
     path: Path
@@ -78,6 +80,7 @@ class TrainInfo:
     dataset: str | None
     pretrained: str | None
     config: Mapping[str, Any] = field(repr=False)
+    ranker: RankerSpec | None = None
 
     @property
     def setting(self) -> str:
@@ -191,6 +194,19 @@ class EvalRun:
     @property
     def setting(self) -> str:
         return self.summary.setting
+
+    @property
+    def ranker_identity(self) -> str:
+        """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's is its
+        run's ranker; copies of one ranker in different folders compare equal."""
+        if self.ranker == RUN_RANKER.name:
+            if self.train is None or self.train.ranker is None:
+                return f"run {self.summary.policy_spec}"  # the run folder is gone: unknown
+            return _identity(self.train.ranker)
+        try:
+            return _identity(RankerSpec.parse(self.ranker))
+        except CRSError:
+            return self.ranker
 
     @property
     def user(self) -> str:
@@ -536,9 +552,11 @@ def read_train_info(path: Path) -> TrainInfo:
         CRSError: config.yaml is missing, damaged, or holds bad settings; policy.json is damaged.
     """
     settings = RunRecord.read(path).settings
-    pretrained = None
+    pretrained, ranker = None, None
     if (path / POLICY_META).is_file():
-        pretrained = _artifact_path(PolicyMeta.read(path).ranker, path)
+        entry = PolicyMeta.read(path).ranker
+        ranker = RankerSpec.from_entry(entry, f"{path / POLICY_META}").resolve(path)
+        pretrained = _artifact_path(entry, path)
     return TrainInfo(
         path=path,
         name=path.name,
@@ -547,8 +565,14 @@ def read_train_info(path: Path) -> TrainInfo:
         seed=settings.seed,
         dataset=settings.dataset,
         pretrained=pretrained,
+        ranker=ranker,
         config=settings.model_dump(),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(spec: RankerSpec) -> str:
+    return spec.identity()
 
 
 def _artifact_path(entry: str, run_dir: Path) -> str | None:

@@ -179,6 +179,7 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     )
     if table.diffs:
         lines += _paired_differences(table)
+    lines += [f'<div class="sep">Not paired: {_esc(line)}.</div>' for line in table.unpaired]
     return "\n".join(lines)
 
 

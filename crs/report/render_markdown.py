@@ -98,6 +98,7 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
             cells = [f"{figure(d.metrics[m], m, True)}{' ✓' if d.significant(m) else ''}" for m in METRICS]
             out.append(f"| {d.label} | {d.n_pairs} | " + " | ".join(cells) + " |")
         out.append("")
+    out += [f"_Not paired: {line}._" for line in table.unpaired] + ([""] if table.unpaired else [])
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         out += [

@@ -64,6 +64,7 @@ def _table_json(table: Table) -> dict[str, Any]:
         "reference": table.reference,
         "rows": [_row_json(row) for row in table.rows],
         "paired_differences": [_diff_json(d) for d in table.diffs],
+        "unpaired": list(table.unpaired),
         "interaction": None
         if table.interaction is None
         else {

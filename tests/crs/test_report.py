@@ -198,6 +198,34 @@ def test_runs_of_different_settings_get_separate_tables_and_are_never_pooled(
     assert all(len(runs) == 1 for runs in trains.train_groups.values())
 
 
+def test_rows_scored_by_different_rankers_are_not_paired_and_copies_of_one_ranker_are(runs, tmp_path) -> None:
+    """#15: a difference between a policy with one ranker and a policy with another mixes the two; a
+    ranker copied to another folder is the same ranker (compared by content)."""
+    artifact, copy = tmp_path / "art", tmp_path / "copy"
+    tiny = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3", "--out"]
+    assert runner.invoke(app, [*tiny, str(artifact)]).exit_code == 0
+    shutil.copytree(artifact, copy)
+    config = copy / "config.json"  # timings differ between two identical pre-trainings: not compared
+    config.write_text(config.read_text().replace('"seconds"', '"seconds" '))
+    ask = tmp_path / "ask-4-art"
+    entropy = tmp_path / "max-entropy-copy"
+    run_evaluation("ask-4", episodes=EPISODES, seed=1, out=ask, ranker=str(artifact), show_progress=False)
+    run_evaluation(
+        "max-entropy", episodes=EPISODES, seed=1, out=entropy, ranker=str(copy), show_progress=False
+    )
+    inputs = [runs["ask-4-s1"], runs["max-entropy-s1"], ask, entropy]  # popularity, popularity, art, copy
+    report = build_report(inputs, tmp_path / "r", examples=0, persona=False)
+    (table,) = report.tables
+    identity = {row.label: row.runs[0].ranker_identity for row in table.rows}
+    assert len(set(identity.values())) == 2  # the copy is the same ranker as the artifact
+    reference = identity[table.reference]
+    paired = {d.label for d in table.diffs}
+    assert paired == {label for label, i in identity.items() if i == reference and label != table.reference}
+    assert len(table.unpaired) == 2 and all("is not paired with" in line for line in table.unpaired)
+    write_report(report)
+    assert (tmp_path / "r" / "report.md").read_text().count("_Not paired:") == 2
+
+
 def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) -> None:
     with pytest.raises(CRSError, match="does not exist"):
         load_inputs([tmp_path / "nowhere"])

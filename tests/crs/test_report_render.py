@@ -72,7 +72,15 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
         "persona", "examples", "unavailable", "notes", "inputs",
     ]  # fmt: skip
     (table,) = saved["tables"]
-    assert list(table) == ["test_set", "separated", "reference", "rows", "paired_differences", "interaction"]
+    assert list(table) == [
+        "test_set",
+        "separated",
+        "reference",
+        "rows",
+        "paired_differences",
+        "unpaired",
+        "interaction",
+    ]
     assert list(table["test_set"]) == [
         "dataset", "world_seed", "split", "user", "setting", "max_turns", "conversations",
     ]  # fmt: skip
