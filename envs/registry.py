@@ -35,6 +35,8 @@ REGISTERED: dict[str, dict[str, str]] = {
     # (23 distinct test items): for loader and env checks, not for claims.
     "crs/MCMIPLLastFMStar-v0": {"dataset": "mcmipl_lastfm_star"},
     "crs/MCMIPLMovie-v0": {"dataset": "mcmipl_movie"},
+    # Yelp* in MCMIPL's setting, its groups built with MCMIPL's rule (simulators.mcmipl_groups)
+    "crs/MCMIPLYelpStar-v0": {"dataset": "mcmipl_yelp_star"},
 }
 # MCMIPL's values per question in evaluation (its env's default choice_num; its training passes 4)
 MCMIPL_MAX_CHOICES = 2
@@ -117,14 +119,15 @@ def make_env(
 ) -> ConversationEnv:
     """A `ConversationEnv` for a dataset with the field's defaults.
 
-    On MCMIPL's release (``mcmipl_lastfm_star``, ``mcmipl_movie``) the default user ("auto") is MCMIPL's
+    On MCMIPL's release (``mcmipl_lastfm_star``, ``mcmipl_movie``, and ``mcmipl_yelp_star``, built with
+    its rule) the default user ("auto") is MCMIPL's
     multi-interest user over the release's target groups in the multiple-choice setting, with MCMIPL's
     rules (docs/protocols/mcmipl.md): ``candidate_rule="mcmipl"``, asks typed by the release's question
     types, ``max_choices=2`` (its evaluation value; pass ``max_choices=4`` for its training value).
 
     Args:
-        dataset: "persona_world", "lastfm", "lastfm_star", "yelp_star", "mcmipl_lastfm_star" or
-            "mcmipl_movie".
+        dataset: "persona_world", "lastfm", "lastfm_star", "yelp_star", "mcmipl_lastfm_star",
+            "mcmipl_movie" or "mcmipl_yelp_star".
         data_dir: Folder holding the SCPR/UNICORN data (real datasets; else $CRS_DATA_DIR).
         catalog: An already-loaded catalogue (skips loading; `dataset` is then ignored).
         split: Split the conversations come from ("valid" for training, "test" for evaluation).

@@ -1,10 +1,11 @@
 """The dataset registry: one name per catalogue, one function that loads any of them.
 
 ``persona_world`` is the embedded synthetic default (no files); ``lastfm``, ``lastfm_star`` and
-``yelp_star`` are the SCPR/UNICORN benchmarks, and ``mcmipl_lastfm_star`` and ``mcmipl_movie`` MCMIPL's
+``yelp_star`` are the SCPR/UNICORN benchmarks, ``mcmipl_lastfm_star`` and ``mcmipl_movie`` MCMIPL's
 multi-interest release (``mcmipl/``; its target groups and attribute types:
-`simulators.mcmipl.release_for`), all read from a data directory given as an argument or through
-``$CRS_DATA_DIR``.
+`simulators.mcmipl.release_for`), and ``mcmipl_yelp_star`` Yelp* in MCMIPL's setting, built from
+``yelp_star/`` with MCMIPL's rule (its Yelp* groups were not released); all read from a data directory
+given as an argument or through ``$CRS_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from simulators import mcmipl
 from simulators.catalog import SPLITS, Catalog
 from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
-from simulators.mcmipl import load_mcmipl_lastfm_star, load_mcmipl_movie
+from simulators.mcmipl import load_mcmipl_lastfm_star, load_mcmipl_movie, load_mcmipl_yelp_star
 from simulators.persona_world import make_persona_world
 from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
 
@@ -31,6 +32,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "yelp_star",
     "mcmipl_lastfm_star",
     "mcmipl_movie",
+    "mcmipl_yelp_star",
 )
 REAL_DATASETS: tuple[str, ...] = DATASET_NAMES[1:]
 DATA_DIR_ENV = "CRS_DATA_DIR"
@@ -43,11 +45,13 @@ _LOADERS: dict[str, Callable[[Path], Catalog]] = {
     "yelp_star": load_yelp_star,
     "mcmipl_lastfm_star": load_mcmipl_lastfm_star,
     "mcmipl_movie": load_mcmipl_movie,
+    "mcmipl_yelp_star": load_mcmipl_yelp_star,
 }
 # The folder under the data directory that holds each real dataset (for messages).
 _FOLDERS: dict[str, str] = {
     **{name: name for name in ("lastfm", "lastfm_star", "yelp_star")},
     **{name: f"{mcmipl.MCMIPL}/{sub}" for name, sub in mcmipl.FOLDERS.items()},
+    **mcmipl.BUILT_FROM,  # built from an SCPR folder, not read from mcmipl/
 }
 
 

@@ -1,4 +1,5 @@
-"""Loader for MCMIPL's multi-interest (MIMCR) release: LastFM* and MovieLens as MCMIPL publishes them.
+"""Loader for MCMIPL's multi-interest (MIMCR) release: LastFM* and MovieLens as MCMIPL publishes them,
+and Yelp* built here with MCMIPL's rule (its Yelp* target groups were not released).
 
 MCMIPL (Zhang et al., WWW 2022; code ZYM6-6/MCMIPL) ships its own layout (see
 ``../shared/data/README.md``, section ``mcmipl/``)::
@@ -17,6 +18,12 @@ MCMIPL (Zhang et al., WWW 2022; code ZYM6-6/MCMIPL) ships its own layout (see
             UI_data/               train.pkl, test.pkl
 
 `data_dir` may be the folder holding ``mcmipl/``, ``mcmipl/`` itself, or the dataset folder.
+
+``mcmipl_yelp_star`` is not read from ``mcmipl/``: it is built from SCPR's ``yelp_star/`` release
+(`simulators.scpr.load_yelp_star`; `data_dir` is then the folder holding ``yelp_star/``, or that
+folder) with the rule MCMIPL's LastFM* groups obey (`simulators.mcmipl_groups`,
+`build_target_groups`), drawn with the fixed seed `BUILD_SEED`; its attribute types are Yelp*'s 29
+first-layer categories (`BUILT_FROM`, `load_mcmipl_yelp_star`).
 
 What this module returns, per dataset, is a `MultiInterestRelease`:
 
@@ -43,6 +50,7 @@ that global is touched. Every other problem raises one `DatasetError` naming the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import io
@@ -57,8 +65,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError, DatasetError
+from simulators.mcmipl_groups import MIN_SHARED, draw_partners, partner_candidates
 from simulators.scpr import (
     GRAPH,
     ID_MAP,
@@ -68,6 +77,7 @@ from simulators.scpr import (
     _read_json,
     _read_splits,
     _vocabulary_size,
+    load_yelp_star,
     parse_id,
 )
 
@@ -76,6 +86,12 @@ _LOG = logging.getLogger(__name__)
 MCMIPL = "mcmipl"
 # Dataset name (as `simulators.datasets` registers it) -> folder under mcmipl/.
 FOLDERS: Mapping[str, str] = MappingProxyType({"mcmipl_lastfm_star": "lastfm_star", "mcmipl_movie": "movie"})
+# Datasets MCMIPL did not release, built here with its rule -> the SCPR folder they are built from.
+BUILT_FROM: Mapping[str, str] = MappingProxyType({"mcmipl_yelp_star": "yelp_star"})
+# Every dataset of MCMIPL's setting (read or built): `load_release` takes each.
+DATASETS: tuple[str, ...] = (*FOLDERS, *BUILT_FROM)
+# The seed the built datasets' partners are drawn with (MCMIPL's default seed); recorded in their notes.
+BUILD_SEED = 1
 UI_DATA = "UI_data"
 FEA_ITEM = "fea_item"
 # Conversation split -> the UI_data pickle its target groups come from (MCMIPL's
@@ -89,7 +105,7 @@ _TYPE_FILES: Mapping[str, str] = MappingProxyType(
 # Conversations MCMIPL's evaluation runs (evaluate.py, default --eval_num 0): the first 4,000 of its
 # seeded order on LastFM*, 2,500 on every other dataset (`simulators.goals.GroupGoals.protocol_order`).
 EVALUATION_CONVERSATIONS: Mapping[str, int] = MappingProxyType(
-    {"mcmipl_lastfm_star": 4000, "mcmipl_movie": 2500}
+    {"mcmipl_lastfm_star": 4000, "mcmipl_movie": 2500, "mcmipl_yelp_star": 2500}
 )
 _MAX_ID = 2**63 - 1
 # Attribute-type ids must be dense like user ids: below 2 x (distinct types) + this slack.
@@ -304,11 +320,13 @@ class MultiInterestRelease:
 
 
 def load_release(name: str, data_dir: Path | str) -> MultiInterestRelease:
-    """Load one dataset of MCMIPL's release, cached per (name, resolved directory).
+    """Load one dataset of MCMIPL's release, or build one it did not release; cached per (name, directory).
 
     Args:
-        name: "mcmipl_lastfm_star" or "mcmipl_movie".
-        data_dir: The folder holding ``mcmipl/``, ``mcmipl/`` itself, or the dataset folder.
+        name: "mcmipl_lastfm_star" or "mcmipl_movie" (read from ``mcmipl/``), or "mcmipl_yelp_star"
+            (built from SCPR's ``yelp_star/`` with MCMIPL's rule: `load_mcmipl_yelp_star`).
+        data_dir: The folder holding ``mcmipl/``, ``mcmipl/`` itself, or the dataset folder; for a built
+            dataset the folder holding its SCPR folder (``yelp_star/``), or that folder.
 
     Returns:
         The release (immutable; the same instance, and so the same `Catalog`, on every call).
@@ -318,8 +336,8 @@ def load_release(name: str, data_dir: Path | str) -> MultiInterestRelease:
         DatasetError: A missing folder or file, a malformed file, or an unsafe pickle
             (`UnsafePickleError`).
     """
-    if name not in FOLDERS:
-        raise CRSError(f"unknown MCMIPL dataset {name!r}; valid names: {', '.join(FOLDERS)}")
+    if name not in DATASETS:
+        raise CRSError(f"unknown MCMIPL dataset {name!r}; valid names: {', '.join(DATASETS)}")
     release = _cached_release(name, Path(data_dir).expanduser().resolve())
     _BY_CATALOG[id(release.catalog)] = release
     return release
@@ -341,7 +359,7 @@ def release_for(catalog: Catalog) -> MultiInterestRelease:
     if release is None:
         raise CRSError(
             f"catalogue {catalog.name!r} was not loaded from MCMIPL's release; load it with "
-            f"load_catalog(name, data_dir) for name in {', '.join(FOLDERS)}"
+            f"load_catalog(name, data_dir) for name in {', '.join(DATASETS)}"
         )
     return release
 
@@ -356,6 +374,15 @@ def load_mcmipl_movie(data_dir: Path | str) -> Catalog:
     return load_release("mcmipl_movie", data_dir).catalog
 
 
+def load_mcmipl_yelp_star(data_dir: Path | str) -> Catalog:
+    """The catalogue of Yelp* in MCMIPL's setting, built from SCPR's ``yelp_star/`` (see `load_release`).
+
+    27,675 users, 70,311 items, 590 attributes; questions over its 29 first-layer categories plus
+    "other"; target groups for the valid (RL training) and test splits, 211,319 each.
+    """
+    return load_release("mcmipl_yelp_star", data_dir).catalog
+
+
 def clear_cache() -> None:
     """Forget the cached releases (e.g. after the files changed on disk)."""
     _cached_release.cache_clear()
@@ -367,6 +394,8 @@ _BY_CATALOG: dict[int, MultiInterestRelease] = {}
 
 @functools.lru_cache(maxsize=4)
 def _cached_release(name: str, data_dir: Path) -> MultiInterestRelease:
+    if name in BUILT_FROM:
+        return _BUILDERS[name](data_dir)
     folder = _release_folder(data_dir, name)
     return _READERS[name](folder)
 
@@ -446,6 +475,90 @@ _READERS: dict[str, Callable[[Path], MultiInterestRelease]] = {
     "mcmipl_lastfm_star": _read_lastfm_star,
     "mcmipl_movie": _read_movie,
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets MCMIPL did not release: built with its rule
+# ----------------------------------------------------------------------------------------------
+
+
+def build_target_groups(
+    item_aspects: sp.csr_matrix,
+    interactions: Interactions,
+    rng: np.random.Generator,
+    *,
+    source: str,
+    min_shared: int = MIN_SHARED,
+) -> TargetGroups:
+    """The target groups MCMIPL's rule gives a split: one group ``[i, j]`` per interaction, in its order.
+
+    ``i`` is the interaction's item; ``j`` is drawn uniformly among the other items of the same user's
+    list in this split sharing at least `min_shared` attributes with ``i``, or is ``i`` when there is
+    none (`simulators.mcmipl_groups`; measured on MCMIPL's LastFM* release, docs/protocols/mcmipl.md).
+
+    Args:
+        item_aspects: Item x attribute boolean CSR matrix, shape (n_items, n_attributes).
+        interactions: The split; a user's list is the user's interactions in this order.
+        rng: The generator the partners are drawn with (one ``rng.random(n)`` call).
+        source: What the groups were built from, for messages (`TargetGroups.source`).
+        min_shared: Attributes a partner must share (MCMIPL's release: 3).
+
+    Returns:
+        The groups: group g is interaction g's, ``targets(g) == (items[g], j)``.
+
+    Raises:
+        CRSError: An item outside `item_aspects`, an empty split or `min_shared` < 1.
+    """
+    if len(interactions) == 0:
+        raise CRSError(f"build_target_groups: {source} has no interaction to build a group from")
+    items = interactions.items
+    candidates = partner_candidates(item_aspects, interactions.users, items, min_shared=min_shared)
+    partners = draw_partners(candidates, items, rng)
+    return TargetGroups(
+        source=source,
+        users=interactions.users,
+        offsets=np.arange(0, 2 * items.size + 1, 2, dtype=np.int64),
+        items=np.column_stack([items, partners]).ravel(),
+    )
+
+
+def _build_yelp_star(data_dir: Path) -> MultiInterestRelease:
+    """Yelp* in MCMIPL's setting: SCPR's catalogue, groups by MCMIPL's rule, categories as types.
+
+    An attribute's types are the first-layer categories listing it in ``2-layer taxonomy.json``
+    (`Taxonomy.members`) and its question type the lowest of them (`Taxonomy.parent_of`), as MCMIPL's
+    env does with UNICORN's Yelp graph (``link_to_feature`` sorted, first element); the 73 attributes
+    under no category form MCMIPL's extra "other" type (`AttributeTypes.question_type`).
+    """
+    scpr = load_yelp_star(data_dir)
+    taxonomy = scpr.taxonomy
+    assert taxonomy is not None and taxonomy.members is not None  # load_yelp_star reads the taxonomy
+    types = AttributeTypes(members=taxonomy.members, primary=taxonomy.parent_of, names=taxonomy.parent_names)
+    streams = np.random.SeedSequence(BUILD_SEED).spawn(len(GROUP_FILES))
+    groups = {
+        split: build_target_groups(
+            scpr.item_aspects,
+            scpr.splits[split],
+            np.random.default_rng(stream),
+            source=f"yelp_star {split} split, MCMIPL's rule (>= {MIN_SHARED} shared), seed {BUILD_SEED}",
+        )
+        for split, stream in zip(GROUP_FILES, streams, strict=True)
+    }
+    test = groups["test"]
+    repeats = int(np.count_nonzero(test.items[0::2] == test.items[1::2]))  # every group is [i, j]
+    notes = (
+        *scpr.notes,
+        f"MCMIPL did not release Yelp*'s target groups: built here with the rule its LastFM* groups obey "
+        f"(j drawn uniformly among the user's other items of the split sharing >= {MIN_SHARED} attributes "
+        f"with i, else [i, i]), seed {BUILD_SEED}: {len(test):,} test groups, {repeats:,} of them [i, i]",
+        f"multiple-choice questions are asked over {types.n_types} first-layer categories; "
+        f"{int((types.primary < 0).sum())} attributes have none (MCMIPL's 'other' type)",
+    )
+    catalog = dataclasses.replace(scpr, name="mcmipl_yelp_star", notes=notes)
+    return MultiInterestRelease(catalog=catalog, groups=groups, attribute_types=types)
+
+
+_BUILDERS: dict[str, Callable[[Path], MultiInterestRelease]] = {"mcmipl_yelp_star": _build_yelp_star}
 
 
 def _release_folder(data_dir: Path, name: str) -> Path:

@@ -49,6 +49,7 @@ def test_dataset_names() -> None:
         "yelp_star",
         "mcmipl_lastfm_star",
         "mcmipl_movie",
+        "mcmipl_yelp_star",
     )
 
 
