@@ -550,7 +550,7 @@ def _build_yelp_star(data_dir: Path) -> MultiInterestRelease:
         *scpr.notes,
         f"MCMIPL did not release Yelp*'s target groups: built here with the rule its LastFM* groups obey "
         f"(j drawn uniformly among the user's other items of the split sharing >= {MIN_SHARED} attributes "
-        f"with i, else [i, i]), seed {BUILD_SEED}: {len(test):,} test groups, {repeats:,} of them [i, i]",
+        f"with i, else i itself), seed {BUILD_SEED}: {len(test):,} test groups, {repeats:,} of them (i, i)",
         f"multiple-choice questions are asked over {types.n_types} first-layer categories; "
         f"{int((types.primary < 0).sum())} attributes have none (MCMIPL's 'other' type)",
     )
