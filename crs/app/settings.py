@@ -21,7 +21,7 @@ from policies.rl.config import PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
-from simulators.mcmipl import FOLDERS as MCMIPL_DATASETS
+from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 
 DEFAULT_STEPS = 40_000
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is

@@ -212,6 +212,7 @@ def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() ->
         (["--dataset", "yelp_star"], "binary"),  # UNICORN's YELP_STAR
         (["--dataset", "yelp_star", "--setting", "enumerated"], "enumerated"),  # UNICORN's YELP
         (["--dataset", "mcmipl_lastfm_star"], "multiple_choice"),  # MCMIPL's multi-interest release
+        (["--dataset", "mcmipl_yelp_star"], "multiple_choice"),  # built the way MCMIPL builds its groups
     ],
 )
 def test_each_dataset_s_own_setting_is_resolved_and_recorded(args: list[str], setting: str) -> None:
