@@ -138,12 +138,15 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     """Persona rankers named by a table's runs (pre-training artifacts), with the runs that use each;
     the full model's first, then in row order."""
     sources: dict[str, list[EvalRun]] = {}
+    path_of: dict[str, str] = {}  # ranker identity -> the first path naming it (copies are one ranker)
     for row in sorted(table.rows, key=lambda r: r.ablation != "full"):
         for run in row.runs:
             for name in (run.ranker, run.train.pretrained if run.train is not None else None):
                 artifact = _pretrain_artifact(name)
                 if artifact is not None:
-                    sources.setdefault(str(artifact), []).append(run)
+                    path = path_of.setdefault(RankerSpec("artifact", str(artifact)).identity(), str(artifact))
+                    if run not in sources.setdefault(path, []):
+                        sources[path].append(run)
     return sources
 
 
