@@ -58,6 +58,12 @@ def alive(pid: int, started: str) -> bool:
     return fields is not None and fields[19] == started and fields[0] not in "ZX"
 
 
+def _default_sigint() -> None:
+    # a shell without job control starts background jobs with SIGINT ignored, and children inherit it:
+    # give the command the default a terminal's Ctrl-C meets, whoever started the tests
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     """Start `crs ...` in its own session (so that a failing test can still clean up its group)."""
     with log.open("wb") as sink:
@@ -67,6 +73,7 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
 
 
