@@ -182,17 +182,35 @@ PROPORTIONS: frozenset[str] = frozenset({"SR@5", "SR@10", "SR@15", "hDCG"})
 """Metrics that lie in [0, 1]: their intervals are clipped to it."""
 
 
-def seeds_interval(metric: str, means: Sequence[float]) -> MetricSummary:
+def seeds_interval(metric: str, means: Sequence[float], *, clip: bool = True) -> MetricSummary:
     """Mean over seeds and its 95% Student-t interval (n − 1 degrees of freedom), clipped to [0, 1] for
-    a proportion (a t-interval over a few seeds can otherwise leave it, e.g. [0.646, 1.154])."""
+    a proportion (a t-interval over a few seeds can otherwise leave it, e.g. [0.646, 1.154]) unless
+    `clip` is False (a difference of proportions lies in [−1, 1])."""
     values = np.asarray(means, dtype=np.float64)
     n = values.size
     half = float(stats.t.ppf(0.975, n - 1)) * values.std(ddof=1) / math.sqrt(n)
     mean = float(values.mean())
     low, high = mean - half, mean + half
-    if metric in PROPORTIONS:
+    if clip and metric in PROPORTIONS:
         low, high = max(low, 0.0), min(high, 1.0)
     return MetricSummary(mean, low, high)
+
+
+def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSummary | None:
+    """Σ weight × row mean on `metric`, per training seed (runs matched by replica seed), Student-t
+    over the seeds; None unless at least 2 seeds are in every row. E.g. ((full, 1), (both-off, −1)):
+    full minus both-off across seeds, the seeds' spread included (a bootstrap over conversations
+    leaves it out)."""
+    by_seed = [({run.replica_seed: run for run in row.runs}, weight) for row, weight in weighted]
+    seeds = sorted(set.intersection(*(set(runs) for runs, _ in by_seed)))
+    if len(seeds) < 2:
+        return None
+
+    def mean(run: EvalRun) -> float:
+        return float(per_episode_metrics(run.records, run.max_turns)[metric].mean())
+
+    values = [sum(weight * mean(runs[seed]) for runs, weight in by_seed) for seed in seeds]
+    return seeds_interval(metric, values, clip=False)
 
 
 def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]:
@@ -491,7 +509,8 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             if ablation not in rows:
                 continue
             d = diffs[rows[ablation].label]
-            m = d.metrics[PRIMARY]
+            across_seeds = seed_contrast(((full, 1), (rows[ablation], -1)), PRIMARY)
+            m = d.metrics[PRIMARY] if across_seeds is None else across_seeds
             if m.low > 0:
                 wins += 1
                 word = "beats"
@@ -500,7 +519,8 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 word = "loses to"
             else:
                 word = "is within noise of"
-            parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}")
+            seeds = "" if across_seeds is None else " across training seeds"
+            parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}{seeds}")
         n_ablations = sum(a in rows for a in ABLATIONS[1:])
         ablation_labels = {rows[a].label for a in ABLATIONS[1:] if a in rows}
         n_conv = min(d.n_pairs for d in table.diffs if d.label in ablation_labels)
@@ -530,7 +550,10 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 "every ablation (a CI includes zero); more conversations or seeds would narrow it."
             )
         if table.interaction is not None:
-            inter = table.interaction[PRIMARY]
+            signs = (1, -1, -1, 1)  # full − persona-blind − aspect-blind + both-off
+            weighted = tuple((rows[a], w) for a, w in zip(ABLATIONS, signs, strict=True))
+            seeded = seed_contrast(weighted, PRIMARY)
+            inter = table.interaction[PRIMARY] if seeded is None else seeded
             if inter.low > 0:
                 how = "more than the sum of their separate gains (they help each other)"
             elif inter.high < 0:
@@ -539,7 +562,7 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 how = "about the sum of their separate gains (no evidence of interaction)"
             text += (
                 " The interaction full − persona-blind − aspect-blind + both-off is "
-                f"{_fmt(inter, signed=True)}: "
+                f"{_fmt(inter, signed=True)}{'' if seeded is None else ' across training seeds'}: "
                 f"together they add {how}."
             )
         verdicts[dataset] = verdict

@@ -18,7 +18,7 @@ from crs.app.run_folder import CurveFile, RunRecord, TrainSummary
 from crs.app.settings import make_settings
 from crs.cli import app
 from crs.report import build_report, build_tables, load_inputs, write_report
-from crs.report.analysis import METRICS, PROPORTIONS, answer, seeds_interval
+from crs.report.analysis import METRICS, PROPORTIONS, Row, answer, seed_contrast, seeds_interval
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
 from policies.rl.callbacks import EvalPoint
@@ -177,6 +177,30 @@ def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(ru
     assert any("2 datasets" in note for note in report.notes)
     html = (tmp_path / "r" / "report.html").read_text()
     assert html.count('<table class="comparison"') == 3 and "Separate table" in html
+
+
+def test_a_contrast_across_seeds_pairs_runs_by_seed_and_keeps_the_seeds_spread(runs) -> None:
+    """The answer's verdict with several training seeds per row: per seed the difference of the runs'
+    means, then Student-t over seeds (t(0.975, 1) = 12.706 for two seeds), never clipped to [0, 1]."""
+    by_path = {run.path: run for run in load_inputs(list(runs.values())).evals}
+    evals = {key: by_path[path] for key, path in runs.items()}
+
+    def row(label: str, *keys: str) -> Row:
+        return Row(label, tuple(evals[k] for k in keys), {}, "seeds", None)
+
+    def sr(key: str) -> float:
+        return float(np.mean([r.success and r.agent_actions <= 14 for r in evals[key].records]))
+
+    a, b = row("a", "ask-4-s1", "ask-4-s2"), row("b", "max-entropy-s1", "max-entropy-s2")
+    got = seed_contrast(((a, 1), (b, -1)), "SR@15")
+    per_seed = [sr("ask-4-s1") - sr("max-entropy-s1"), sr("ask-4-s2") - sr("max-entropy-s2")]
+    half = 12.706 * np.std(per_seed, ddof=1) / math.sqrt(2)
+    assert got is not None and got.mean == pytest.approx(np.mean(per_seed))
+    assert (got.low, got.high) == pytest.approx(
+        (np.mean(per_seed) - half, np.mean(per_seed) + half), abs=1e-3
+    )
+    assert seed_contrast(((b, 1), (a, -1)), "SR@15").mean == pytest.approx(-got.mean)  # a signed difference
+    assert seed_contrast(((a, 1), (row("one seed", "max-entropy-s1"), -1)), "SR@15") is None
 
 
 def test_runs_of_different_settings_get_separate_tables_and_are_never_pooled(
