@@ -29,6 +29,7 @@ from simulators.mcmipl import (
     release_for,
 )
 from simulators.scpr import load_lastfm_star
+from tests.conftest import data_missing
 
 
 @pytest.fixture(autouse=True)
@@ -270,10 +271,7 @@ def test_pickle_of_the_wrong_shape_names_file_and_field(
 def mcmipl_dir(real_data_dir: Path) -> Path:
     """``../shared/data`` with ``mcmipl/`` in it: skipped locally without it, a failure under CI=true."""
     if not (real_data_dir / "mcmipl").is_dir():
-        message = f"MCMIPL's release not found at {real_data_dir / 'mcmipl'}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        data_missing(f"MCMIPL's release not found at {real_data_dir / 'mcmipl'}")
     return real_data_dir
 
 
