@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.question_types import QuestionTypes
 from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
 from envs.sb3_features import (
     ANSWER_FEATURES,
@@ -324,14 +325,27 @@ class ProbeSlots:
     feats: np.ndarray
 
 
+PROBE_POOL = 16
+"""A probe chooses among this many reachable aspects: those the ranker's favoured candidates hold most."""
+
+
 def probe_slots(
     ranker: PersonaAwareRanker | None,
     facts: DialogueFacts,
     cands: RankedCandidates,
     n_probes: int,
     probe_size: int,
+    types: QuestionTypes | None = None,
 ) -> ProbeSlots:
-    """One probe per persona: up to M of its signature aspects among the reachable ones.
+    """One probe per persona: up to M of its signature aspects among the plausible reachable ones.
+
+    The pool is the `PROBE_POOL` reachable aspects with the largest score-weighted share of the
+    candidates (the aspects a question could sensibly ask); each persona lists its most distinctive
+    aspects of that pool. A persona's rarest signature aspects are mostly rejected: measured on MCMIPL
+    LastFM*, 18% of such probes had a value accepted against 65% of question slots (the pool of 16: 54%;
+    persona world: 45% against 39% without the pool). With `types`
+    (typed multiple-choice envs) a probe lists values of one question type, as an ask does: the type of
+    the persona's most distinctive pool aspect.
 
     Args:
         ranker: The persona ranker (read only when ``n_probes > 0``).
@@ -339,6 +353,7 @@ def probe_slots(
         cands: The turn's ranked candidates.
         n_probes: P (0: no probes).
         probe_size: M.
+        types: The env's question types (None: a probe may list aspects of several types).
     """
     P, M = n_probes, probe_size
     padded = np.full((P, M), -1.0, dtype=np.float32)
@@ -347,9 +362,15 @@ def probe_slots(
     if P == 0 or ranker is None:
         return ProbeSlots(listed_aspects, padded, feats)
     reachable = np.flatnonzero(cands.open_aspects)
+    weighted = np.bincount(cands.asp, weights=cands.weights[cands.pos], minlength=cands.counts.size)  # (A,)
+    pool = top_positions(reachable, weighted[reachable], PROBE_POOL)
+    pool = np.sort(reachable[pool])
     posterior = np.asarray(ranker.persona_posterior(facts), dtype=np.float64)
     for k in range(P):
-        aspects = np.asarray(ranker.signature_aspects(facts.user, k, M, among=reachable), dtype=np.int64)
+        ranked = np.asarray(ranker.signature_aspects(facts.user, k, pool.size, among=pool), dtype=np.int64)
+        if types is not None and ranked.size:
+            ranked = ranked[types.of_aspect[ranked] == types.of_aspect[ranked[0]]]
+        aspects = ranked[:M]
         listed_aspects.append(aspects)
         padded[k, : aspects.size] = aspects
         if aspects.size == 0:

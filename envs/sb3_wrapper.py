@@ -11,7 +11,8 @@ caller; never updated here) and a padded local dialogue graph around them:
   type, up to the env's ``max_choices`` (`envs.question_types.typed_question`, as the rule baselines);
 - persona slots: one probe per persona of the user (only with a `PersonaAwareRanker` and an env
   that asks multiple-choice questions); a probe lists up to
-  ``probe_size`` of that persona's signature aspects among the reachable ones;
+  ``probe_size`` of that persona's signature aspects among the reachable aspects of largest weighted
+  share, of one question type in typed envs (`envs.sb3_slots.probe_slots`);
 - one "recommend" choice; its slate is chosen by the policy among the ranker's top
   ``n_items`` candidate items.
 
@@ -297,7 +298,9 @@ class SlateActionWrapper(gym.Wrapper):
         F = self.config.max_facts
         cands = rank_candidates(self.ranker, state, facts, candidates, self.n_items)
         questions = self._question_slots(facts, cands)
-        probes = probe_slots(self._persona_ranker, facts, cands, self.n_probes, self.probe_size)
+        probes = probe_slots(
+            self._persona_ranker, facts, cands, self.n_probes, self.probe_size, self.base.question_types
+        )
         rejected_ids = facts.rejected[-F:]
         items = item_slots(
             cands, questions.ids, rejected_ids, self._categories, (self.n_items, self.n_questions, F)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_checker import check_env
 
-from envs import DialogueFacts, make_env
+from envs import ConversationEnv, DialogueFacts, make_env
+from envs.question_types import QuestionTypes
 from envs.sb3_features import ANSWER_FEATURES, FACT_COUNT_SCALE, REJECTED_ASPECTS_SCALE, column, write
+from envs.sb3_slots import PROBE_POOL
 from envs.sb3_wrapper import FEATURE_NAMES, RANKER_DERIVED, SlateActionWrapper, WrapperConfig, WrapperError
 from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog, Taxonomy
@@ -309,6 +311,15 @@ def check_probes(env: SlateActionWrapper, obs: dict[str, np.ndarray], weights: n
         if aspects.size == 0:
             assert not obs["probe_feats"][p].any()
             continue
+        # listed: the signature order over the PROBE_POOL reachable aspects of largest weighted share
+        reachable = env.base.state.reachable_aspects()
+        share = weights @ holders(env, candidates, [np.array([a]) for a in reachable])
+        pool = reachable[np.lexsort((reachable, -share))][:PROBE_POOL]
+        signature = env.ranker.signature_aspects(facts.user, p, pool.size, among=np.sort(pool))
+        if env.base.question_types is not None:
+            types = env.base.question_types.of_aspect
+            signature = signature[types[signature] == types[signature[0]]]
+        np.testing.assert_array_equal(aspects, signature[: env.probe_size])
         held = holders(env, candidates, [aspects])[:, 0]
         assert feature(obs, "probe_feats", "posterior")[p] == approx(posterior[p], rel=1e-6)
         assert feature(obs, "probe_feats", "share")[p] == approx(held.mean(), rel=1e-6)
@@ -344,6 +355,21 @@ def test_each_named_feature_lands_in_its_named_column(world: Catalog) -> None:
     env = wrapped(world, TruthPersonaRanker(world), max_facts=4)
     assert env.n_probes == 3
     run_checked(env, steps=120, seed=4)
+
+
+def test_probes_of_a_typed_env_list_one_question_type(world: Catalog) -> None:
+    """MCMIPL's rule for asks holds for probes too: every value a probe lists has one question type."""
+    base = make_env(catalog=world, split="valid")
+    types = QuestionTypes(of_aspect=np.arange(world.n_aspects) % 3, names=("a", "b", "c"))
+    typed = ConversationEnv(
+        world, base.user, base.goals, setting="multiple_choice", question_types=types, max_choices=3
+    )
+    env = SlateActionWrapper(typed, TruthPersonaRanker(world), WrapperConfig())
+    run_checked(env, steps=60, seed=2)
+    env.reset(seed=3)
+    listed = [aspects for aspects in env._probes if aspects.size]
+    assert listed and all(len(set(types.of_aspect[a].tolist())) == 1 for a in listed)
+    assert any(a.size > 1 for a in listed)
 
 
 def test_named_features_of_enumerated_questions() -> None:
