@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, console, data_dir_input, friendly_errors, metrics_table
+
+if TYPE_CHECKING:
+    from crs.report.ledger import InputLine
 
 
 @friendly_errors
@@ -46,8 +50,9 @@ def report_command(
     learning curves, analyses personas when a persona model is among the inputs, and answers whether
     persona and aspect attention work better together than apart. Inputs evaluated on different
     datasets or conversations are never mixed in one table. A sweep folder contributes its finished
-    tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds; unfinished tasks are
-    skipped with a note.
+    tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds. The output opens with
+    the inputs used (by table) and those left out with the reason: duplicates, a sweep's unfinished
+    tasks, and unreadable or foreign folders inside a folder of inputs.
 
     An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
 
@@ -80,13 +85,10 @@ def report_command(
                 loaded, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
             )
             files = write_report(report)
-    for note in report.inputs.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    for table in report.tables:
+    print_input_list(report.input_list)
+    for index, table in enumerate(report.tables):
         rows = {row.label: row.metrics for row in table.rows}
-        console.print(metrics_table(table.title, rows))
-        if table.separated:
-            console.print(f"[yellow]separate table:[/] {escape(table.separated)}", soft_wrap=True)
+        console.print(metrics_table(f"table {index + 1}: {table.title}", rows))
     console.print(f"\n[bold]The answer.[/] {report.answer.replace('**', '')}\n", highlight=False)
     for section, reason in report.unavailable.items():
         console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)
@@ -95,3 +97,14 @@ def report_command(
         f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}",
         soft_wrap=True,
     )
+
+
+def print_input_list(lines: list[InputLine]) -> None:
+    """Print which inputs the report used (and where) and which it left out, with the reasons."""
+    from crs.report.ledger import counts
+
+    console.print(f"[bold]inputs:[/] {counts(lines)}", highlight=False)
+    for line in lines:
+        head = escape(line.head) if line.used else f"[yellow]{escape(line.head)}[/]"
+        text = escape(line.text().removeprefix(line.head))
+        console.print(f"  {head}{text}", highlight=False, soft_wrap=True)

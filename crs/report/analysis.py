@@ -9,7 +9,9 @@ Rules (each stated in the report):
   (dataset, policy, ablation) with its settings (its tasks differ only by seed). One run:
   mean and 95% percentile-bootstrap CI over conversations (`envs.metrics.bootstrap_ci`, seeded
   as `crs eval` seeds it, so the figures equal ``summary.json``'s). Several runs (seeds): mean of the
-  runs' means and a Student-t 95% CI across runs.
+  runs' means and a Student-t 95% CI across runs. A run repeating another (same configuration, seed
+  and conversations) is read once; a second run of one seed on other conversations is no second seed:
+  it goes to the table of its conversations.
 - **Paired differences**: reference minus row on the conversations both were evaluated on (each
   conversation's value averaged over a configuration's runs), 95% bootstrap CI over conversations.
   The reference is the full model when the table has one, else the best row by SR@15.
@@ -278,35 +280,51 @@ def interaction_contrast(rows: Mapping[str, Row]) -> tuple[dict[str, MetricSumma
 
 
 # ----------------------------------------------------------------------------------------- tables
+def duplicates(runs: Iterable[EvalRun]) -> list[tuple[EvalRun, EvalRun]]:
+    """Runs that repeat an earlier one (same test set, configuration, seed and conversations), each
+    with the run it repeats, in input order; `build_tables` reads each such pair once."""
+    seen: dict[tuple[object, ...], EvalRun] = {}
+    repeats: list[tuple[EvalRun, EvalRun]] = []
+    for run in runs:
+        key = (TestSet.of(run), _config_key(run), run.replica_seed, run.fingerprint)
+        if key in seen:
+            repeats.append((run, seen[key]))
+        else:
+            seen[key] = run
+    return repeats
+
+
 def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
-    """Group runs into comparison tables.
+    """Group runs into comparison tables (a run that repeats another, see `duplicates`, is read once).
 
     Returns:
-        The tables (one per test set and conversation set) and notes about what was set aside
-        (duplicate runs) or split apart, in words.
+        The tables (one per test set and conversation set) and notes about what was split apart, in
+        words (the datasets and question settings the inputs cover).
     """
+    runs = list(runs)
+    repeats = {id(run) for run, _ in duplicates(runs)}
     notes: list[str] = []
-    by_test: dict[TestSet, dict[tuple[str, ...], list[EvalRun]]] = {}
+    by_test: dict[TestSet, dict[tuple[str, ...], list[list[EvalRun]]]] = {}
     for run in runs:
-        configs = by_test.setdefault(TestSet.of(run), {})
-        group = configs.setdefault(_config_key(run), [])
-        twin = next(
-            (r for r in group if (r.replica_seed, r.fingerprint) == (run.replica_seed, run.fingerprint)), None
-        )
-        if twin is not None:
-            notes.append(
-                f"{run.path} repeats {twin.path} (same configuration, seed and conversations); read once"
-            )
+        if id(run) in repeats:
             continue
-        group.append(run)
+        groups = by_test.setdefault(TestSet.of(run), {}).setdefault(_config_key(run), [])
+        # runs of one configuration are its seeds; another run with a seed already in the group walked
+        # other conversations (a duplicate was dropped above): it starts a group of its own, which lands
+        # in the table of its conversations
+        group = next((g for g in groups if run.replica_seed not in {r.replica_seed for r in g}), None)
+        if group is None:
+            groups.append([run])
+        else:
+            group.append(run)
 
     tables: list[Table] = []
     for test_set, configs in by_test.items():
         by_conversations: dict[frozenset[str], list[list[EvalRun]]] = {}
-        for group in configs.values():
+        for group in (g for groups in configs.values() for g in groups):
             by_conversations.setdefault(frozenset(r.fingerprint for r in group), []).append(group)
         subsets = list(by_conversations.items())
-        for index, (fingerprints, groups) in enumerate(subsets):
+        for fingerprints, groups in subsets:
             separated = ""
             if len(subsets) > 1:
                 others = [_describe_conversations(g) for f, g in subsets if f != fingerprints]
@@ -321,7 +339,6 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                     "eval` with "
                     "the same --episodes and --seed on the same data to compare them"
                 )
-                notes.append(f"{test_set.dataset_label} table {index + 1}: {separated}")
             tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
     for dataset in sorted({t.test_set.dataset_label for t in tables}):
         settings = sorted({t.test_set.setting for t in tables if t.test_set.dataset_label == dataset})
@@ -338,6 +355,48 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
             "figures from different datasets are not comparable"
         )
     return tables, notes
+
+
+def separation(table: Table, first: Table) -> str:
+    """What sets `table` apart from `first` (the report's table 1), in a few words.
+
+    E.g. "other question setting (binary)", or for the same test set on other conversations their sizes
+    and seeds, and the fix when sizes and seeds agree (the data differed).
+    """
+    mine, theirs = table.test_set, first.test_set
+    parts = []
+    if mine.dataset != theirs.dataset:
+        parts.append(f"other dataset ({mine.dataset_label})")
+    elif mine.world_seed != theirs.world_seed:
+        parts.append(f"other persona world (world seed {mine.world_seed})")
+    if mine.split != theirs.split:
+        parts.append(f"other split ({mine.split})")
+    if mine.setting != theirs.setting:
+        parts.append(f"other question setting ({mine.setting})")
+    if mine.user != theirs.user:
+        parts.append(f"other simulated user ({mine.user})")
+    if mine.max_turns != theirs.max_turns:
+        parts.append(f"other turn limit (T = {mine.max_turns})")
+    if parts:
+        return ", ".join(parts)
+    here, there = _sizes_and_seeds(table), _sizes_and_seeds(first)
+    if here != there:
+        return f"other test conversations ({here}; table 1: {there})"
+    return (
+        f"other test conversations of the same size and seed ({here}): the data differed (another world "
+        "size or data version); re-run `crs eval` on the same data to compare them"
+    )
+
+
+def _sizes_and_seeds(table: Table) -> str:
+    """ "40 conversations, eval seed 1": the sizes and eval seeds of a table's runs."""
+    runs = [run for row in table.rows for run in row.runs]
+    sizes = sorted({len(run.records) for run in runs})
+    seeds = sorted({run.seed for run in runs})
+    return (
+        f"{'/'.join(str(s) for s in sizes)} conversations, eval seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(str(s) for s in seeds)}"
+    )
 
 
 def _labels(groups: Iterable[list[EvalRun]]) -> list[str]:

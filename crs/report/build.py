@@ -19,6 +19,7 @@ from crs.report.analysis import (
 )
 from crs.report.examples import ExampleDialogue, example_dialogues, pick_examples
 from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
+from crs.report.ledger import InputLine, input_lines
 from crs.report.persona import PersonaAnalysis, analyse_personas, has_personas
 from crs.report.plots import (
     Plot,
@@ -51,7 +52,7 @@ class Report:
         created: Creation time (ISO 8601).
         inputs: What was read.
         tables: Comparison tables.
-        notes: Facts about the inputs a reader must know (separations, duplicates, dataset notes).
+        notes: Facts about the inputs a reader must know (datasets and settings covered, dataset notes).
         answer: The generated answer paragraph (Markdown emphasis allowed).
         verdicts: "yes" / "no" / "inconclusive" per dataset label with a full model and ablations.
         table_plots: Plots per table index.
@@ -63,6 +64,8 @@ class Report:
         examples: Replayed example dialogues.
         unavailable: Section name -> why it is missing.
         colors: Colour of each configuration label in the plots and tables.
+        input_list: Which inputs were used (and in which table) and which were left out, with the
+            reasons (`crs.report.ledger`); shown at the top of every output.
     """
 
     out: Path
@@ -82,6 +85,7 @@ class Report:
     examples: list[ExampleDialogue] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     colors: dict[str, str] = field(default_factory=dict)
+    input_list: list[InputLine] = field(default_factory=list)
 
 
 class _Catalogs:
@@ -194,7 +198,6 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables, notes = build_tables(inputs.evals)
-    notes = [*inputs.notes, *notes]
     for run in inputs.evals:
         for note in run.summary.notes:
             text = f"{run.dataset}: {note}"
@@ -210,6 +213,7 @@ def build_report(
         notes=notes,
         answer=text,
         verdicts=verdicts,
+        input_list=input_lines(inputs, tables),
     )
     if not tables:
         report.unavailable["comparison"] = (

@@ -6,11 +6,14 @@ An **eval folder** holds ``summary.json`` and ``episodes.jsonl`` (one `EpisodeRe
 present. A **sweep folder** is recognised by ``sweep.json``: only its finished tasks (``runs/<task>/``
 with the ``done`` marker) are read, each tagged with its ``task.json`` so that the tasks of one
 configuration (dataset, policy, ablation) become one row over their seeds; unfinished task folders are
-not read and are named in a note. A folder that is none of these but holds such folders (e.g.
-``out/eval``) is expanded one level.
+not read. A folder that is none of these but holds such folders (e.g. ``out/eval``) is expanded one
+level.
 
 Everything is validated on load: a missing or corrupt file is named in a `CRSError` that says how to
-fix it; nothing is silently skipped.
+fix it. Nothing is silently skipped: a folder passed by name must read, while what a folder expanded
+one level holds and cannot be used (an unreadable run, a folder of something else, a sweep's unfinished
+tasks) is left out and named in `Inputs.left_out` with the reason; the report lists it up front. Hidden
+folders (a sweep task's staging attempt, editor or notebook caches) are not inputs.
 """
 
 from __future__ import annotations
@@ -271,60 +274,100 @@ class TrainRun:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """An input that was found but not read, and why.
+
+    Attributes:
+        path: The folder (for a sweep's unfinished or missing tasks: the sweep's ``runs/`` or the sweep).
+        reason: Why it was not read, in words, ending with the fix when there is one.
+    """
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class Inputs:
     """Everything a report reads.
 
     Attributes:
         evals: Eval runs (those of train runs included), without duplicates.
         trains: Train runs.
-        notes: What was found but not read (unfinished sweep tasks), in words.
+        left_out: What was found but not read (unreadable or foreign folders beside the inputs, a
+            sweep's unfinished or missing tasks), each with the reason.
     """
 
     evals: tuple[EvalRun, ...]
     trains: tuple[TrainRun, ...]
-    notes: tuple[str, ...] = ()
+    left_out: tuple[LeftOut, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ loading
 def load_inputs(paths: Sequence[str | Path]) -> Inputs:
     """Read every input folder.
 
+    A folder passed by name must read. A folder that holds inputs is expanded one level: what it holds
+    that cannot be read, or is no input at all, is left out with the reason (`Inputs.left_out`) rather
+    than stopping the report.
+
     Args:
         paths: `crs eval` output folders, `crs train` run folders, `crs sweep` folders, or folders
             holding any of them.
 
     Returns:
-        The eval runs and train runs, each folder read once, and notes on what was not read.
+        The eval runs and train runs, each folder read once, and what was left out.
 
     Raises:
         CRSError: No inputs, a path that does not exist or is none of these folders, a sweep without
-            a finished task, or a missing or corrupt file inside one.
+            a finished task, a missing or corrupt file inside a folder passed by name, or nothing
+            readable at all.
     """
     if not paths:
         raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
     evals: dict[Path, EvalRun] = {}
     trains: dict[Path, TrainRun] = {}
-    notes: list[str] = []
+    left_out: list[LeftOut] = []
     for raw in paths:
-        for folder in _expand(Path(raw)):
-            if is_sweep_dir(folder):
-                sweep = read_sweep_dir(folder)
-                trains.update((run.info.path.resolve(), run) for run in sweep.trains)
-                for run in sweep.evals:
+        folders, foreign = _expand(Path(raw))
+        left_out.extend(foreign)
+        expanded = folders != [Path(raw)]
+        for folder in folders:
+            try:
+                read = _read_folder(folder)
+            except (CRSError, OSError) as exc:
+                if not expanded:
+                    raise
+                left_out.append(LeftOut(folder, f"unreadable: {exc}"))
+                continue
+            for train_run in read.trains:
+                trains[train_run.info.path.resolve()] = train_run
+            for run in read.evals:
+                if is_train_run(folder):  # the run's own evaluation, tagged with its run, wins
+                    evals[run.path.resolve()] = run
+                else:
                     evals.setdefault(run.path.resolve(), run)
-                notes.extend(note for note in sweep.notes if note not in notes)
-            elif is_train_run(folder):
-                train_run = read_train_run(folder)
-                trains[folder.resolve()] = train_run
-                if train_run.final_eval is not None:
-                    evals[train_run.final_eval.path.resolve()] = train_run.final_eval
-            else:
-                key = folder.resolve()
-                if key not in evals:
-                    evals[key] = read_eval_dir(folder)
+            left_out.extend(read.left_out)
     if not evals and not trains:
-        raise CRSError(f"no eval or train runs found in {', '.join(str(p) for p in paths)}")
-    return Inputs(evals=tuple(evals.values()), trains=tuple(trains.values()), notes=tuple(notes))
+        found = "".join(f"; {entry.path} left out ({entry.reason})" for entry in left_out)
+        raise CRSError(f"no eval or train runs found in {', '.join(str(p) for p in paths)}{found}")
+    return Inputs(
+        evals=tuple(evals.values()), trains=tuple(trains.values()), left_out=tuple(dict.fromkeys(left_out))
+    )
+
+
+def _read_folder(folder: Path) -> Inputs:
+    """Read one sweep, train run or eval folder.
+
+    Raises:
+        CRSError: It does not read (see `read_sweep_dir`, `read_train_run`, `read_eval_dir`).
+    """
+    if is_sweep_dir(folder):
+        return read_sweep_dir(folder)
+    if is_train_run(folder):
+        train_run = read_train_run(folder)
+        final = () if train_run.final_eval is None else (train_run.final_eval,)
+        return Inputs(evals=final, trains=(train_run,))
+    return Inputs(evals=(read_eval_dir(folder),), trains=())
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -342,7 +385,26 @@ def is_train_run(path: Path) -> bool:
     return (path / RUN_CONFIG).is_file()
 
 
-def _expand(path: Path) -> list[Path]:
+def _is_input(path: Path) -> bool:
+    """A folder that is (or is meant to be) an input: a sweep, a train run, or an eval output (its summary
+    or its records: one without the other is an unreadable eval, not a foreign folder)."""
+    return is_sweep_dir(path) or is_eval_dir(path) or is_train_run(path) or (path / EPISODES_FILE).is_file()
+
+
+FOREIGN = (
+    f"not an input (no {SUMMARY_FILE} + {EPISODES_FILE} of `crs eval`, no {RUN_CONFIG} of `crs train`, "
+    f"no {SWEEP_FILE} of `crs sweep`)"
+)
+"""Why a folder found beside the inputs is left out."""
+
+
+def _expand(path: Path) -> tuple[list[Path], list[LeftOut]]:
+    """The input folders `path` is or holds, and the folders it holds that are left out (non-hidden
+    folders that are no input; a folder of inputs one level deeper is named as such).
+
+    Raises:
+        CRSError: `path` does not exist, is a file, or is no input and holds none.
+    """
     if not path.exists():
         raise CRSError(f"input {path} does not exist; pass a `crs eval --out` or `crs train` run folder")
     if not path.is_dir():
@@ -351,23 +413,34 @@ def _expand(path: Path) -> list[Path]:
             f"{EPISODES_FILE}, a `crs train` run holds {RUN_CONFIG})"
         )
     if path.name == RUNS_DIR and is_sweep_dir(path.parent):
-        return [path.parent]  # a sweep's runs/ folder: read as its sweep (finished tasks only)
+        return [path.parent], []  # a sweep's runs/ folder: read as its sweep (finished tasks only)
     if is_sweep_dir(path) or is_eval_dir(path) or is_train_run(path):
-        return [path]
-    children = sorted(
-        c
-        for c in path.iterdir()
-        if c.is_dir()
-        and not c.name.startswith(".")  # hidden: e.g. a sweep task's unfinished attempt
-        and (is_sweep_dir(c) or is_eval_dir(c) or is_train_run(c))
-    )
-    if not children:
+        return [path], []
+    inputs: list[Path] = []
+    left_out: list[LeftOut] = []
+    for child in sorted(_folders(path)):
+        try:
+            if _is_input(child):
+                inputs.append(child)
+            elif any(_is_input(c) for c in _folders(child)):
+                reason = f"a folder of inputs (only those directly in {path} are read); pass it as an input"
+                left_out.append(LeftOut(child, reason))
+            else:
+                left_out.append(LeftOut(child, FOREIGN))
+        except OSError as exc:
+            left_out.append(LeftOut(child, f"unreadable: {exc}"))
+    if not inputs:
         raise CRSError(
             f"input {path} is neither a `crs eval` output ({SUMMARY_FILE} + {EPISODES_FILE}), a "
             f"`crs train` run ({RUN_CONFIG}) nor a `crs sweep` folder ({SWEEP_FILE}), "
             "and holds none"
         )
-    return children
+    return inputs, left_out
+
+
+def _folders(path: Path) -> list[Path]:
+    """The non-hidden folders in `path`."""
+    return [c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")]
 
 
 # ------------------------------------------------------------------------------------------ sweeps
@@ -417,11 +490,12 @@ def _unfinished_name(folder: Path) -> str:
 
 
 def read_sweep_dir(path: str | Path) -> Inputs:
-    """Read a `crs sweep` folder: its finished tasks, each tagged with its task, and notes on the rest.
+    """Read a `crs sweep` folder: its finished tasks, each tagged with its task, and what was left out.
 
     Eval tasks become `EvalRun`s, train tasks `TrainRun`s (with their final evaluation when kept).
-    Folders without the ``done`` marker are never read: they are named in a note, as are tasks of
-    ``sweep.json`` with no folder at all (not run yet, or failed).
+    Folders without the ``done`` marker are never read: they are left out (`Inputs.left_out`, the
+    sweep's ``runs/`` with their names), as are tasks of ``sweep.json`` with no folder at all (not run
+    yet, or failed; the sweep with their names).
 
     Raises:
         CRSError: ``sweep.json`` or ``runs/`` missing or corrupt, no finished task, or a corrupt file in
@@ -431,22 +505,28 @@ def read_sweep_dir(path: str | Path) -> Inputs:
     planned = planned_tasks(sweep)
     finished = sweep_task_dirs(sweep)
     unfinished = unfinished_task_dirs(sweep)
-    notes: list[str] = []
+    left_out: list[LeftOut] = []
     rerun = f"rerun `crs sweep CONFIG --out {sweep}` to finish them"
     if unfinished:
         names = ", ".join(_unfinished_name(folder) for folder in unfinished)
-        notes.append(
-            f"sweep {sweep}: skipped {len(unfinished)} unfinished task folder(s) without the `{DONE_MARKER}` "
-            f"marker (not read): {names}; {rerun}"
+        left_out.append(
+            LeftOut(
+                sweep / RUNS_DIR,
+                f"skipped {len(unfinished)} unfinished task folder(s) without the `{DONE_MARKER}` marker "
+                f"(not read): {names}; {rerun}",
+            )
         )
     present = {folder.name for folder in finished} | {
         _unfinished_name(folder).removesuffix(" (interrupted attempt)") for folder in unfinished
     }
     absent = [name for name in planned if name not in present]
     if absent:
-        notes.append(
-            f"sweep {sweep}: {len(absent)} of {len(planned)} task(s) in {SWEEP_FILE} have no folder (not run "
-            f"yet, or failed): {', '.join(absent)}; {rerun}"
+        left_out.append(
+            LeftOut(
+                sweep,
+                f"{len(absent)} of {len(planned)} task(s) in {SWEEP_FILE} have no folder (not run yet, or "
+                f"failed): {', '.join(absent)}; {rerun}",
+            )
         )
     if not finished:
         raise CRSError(
@@ -464,7 +544,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
                 evals.append(run.final_eval)
         else:
             evals.append(read_eval_dir(folder, task=task))
-    return Inputs(evals=tuple(evals), trains=tuple(trains), notes=tuple(notes))
+    return Inputs(evals=tuple(evals), trains=tuple(trains), left_out=tuple(left_out))
 
 
 def _task_of(folder: Path) -> SweepTaskInfo | None:

@@ -33,6 +33,7 @@ from crs.report.formatting import (
     setting_note,
     train_input_text,
 )
+from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
 from envs.metrics import MetricSummary
@@ -45,7 +46,7 @@ WIDE_PLOTS = ("action_mix", "learning_curves", "persona_heatmap")
 
 def to_html(report: Report) -> str:
     """The report as one self-contained HTML page (inline CSS, plots as data: URIs, no scripts)."""
-    body = [_header(report), _answer(report)]
+    body = [_header(report), _input_list(report), _answer(report)]
     body += _comparisons(report)
     body += _train_summaries(report)
     body += _learning_curves(report)
@@ -139,6 +140,20 @@ def _header(report: Report) -> str:
         f'<header><h1>{_esc(report.title)}</h1><div class="meta">{_esc(report.created)} · persona-crs '
         f"{_esc(__version__)} · {len(report.inputs.evals)} evaluation runs, {len(report.inputs.trains)} "
         "train runs</div></header>"
+    )
+
+
+def _input_list(report: Report) -> str:
+    """Which inputs were used, where, and which were left out and why (details: "Inputs and notes")."""
+    items = []
+    for line in report.input_list:
+        paths = ", ".join(f"<code>{_esc(path)}</code>" for path in line.paths)
+        reason = f" — {_md_inline(line.reason)}" if line.reason else ""
+        css = "" if line.used else ' class="left-out"'
+        items.append(f"<li{css}><strong>{_esc(line.head)}</strong>: {paths}{reason}</li>")
+    return (
+        f'<section id="input-list"><p class="note">Inputs: {_esc(counts(report.input_list))}</p>'
+        f'<ul class="inputs">{"".join(items)}</ul></section>'
     )
 
 

@@ -26,13 +26,14 @@ from crs.report.formatting import (
     setting_note,
     train_input_text,
 )
+from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
 
 
 def to_markdown(report: Report) -> str:
     """The report as Markdown (plots linked as the PNG files beside it)."""
-    out = _title(report) + _answer(report)
+    out = _title(report) + _input_list(report) + _answer(report)
     for index, table in enumerate(report.tables):
         out += _comparison(table, report.table_plots.get(index, []))
     out += _train_summaries(report)
@@ -69,6 +70,16 @@ def _table(layout: TableLayout[RowT], rows: Sequence[RowT]) -> list[str]:
 
 def _title(report: Report) -> list[str]:
     return [f"# {report.title}", "", f"_{report.created} · persona-crs {__version__}_", ""]
+
+
+def _input_list(report: Report) -> list[str]:
+    """Which inputs were used, where, and which were left out and why (details: "Inputs and notes")."""
+    out = [f"**Inputs** ({counts(report.input_list)}):", ""]
+    for line in report.input_list:
+        paths = ", ".join(f"`{path}`" for path in line.paths)
+        head = line.head if line.used else "**left out**"
+        out.append(f"- {head}: {paths}" + (f" — {line.reason}" if line.reason else ""))
+    return [*out, ""]
 
 
 def _answer(report: Report) -> list[str]:

@@ -23,6 +23,7 @@ from crs.report.analysis import METRICS, PairedDiff, Row, Table, TestSet, TrainS
 from crs.report.build import Report
 from crs.report.examples import ExampleDialogue
 from crs.report.inputs import TrainRun
+from crs.report.ledger import InputLine
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from envs.metrics import MetricSummary
 
@@ -46,7 +47,12 @@ def to_metrics(report: Report) -> dict[str, Any]:
             "evals": [str(r.path) for r in report.inputs.evals],
             "trains": [str(r.info.path) for r in report.inputs.trains],
         },
+        "input_list": [_input_line_json(line) for line in report.input_list],
     }
+
+
+def _input_line_json(line: InputLine) -> dict[str, Any]:
+    return {"used": line.used, "where": line.where, "reason": line.reason, "paths": list(line.paths)}
 
 
 def _summary(summary: MetricSummary) -> dict[str, float]:

@@ -69,7 +69,7 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
     saved = json.loads((out / "metrics.json").read_text())
     assert list(saved) == [
         "title", "created", "version", "answer", "verdicts", "tables", "learning_curves", "train_summaries",
-        "persona", "examples", "unavailable", "notes", "inputs",
+        "persona", "examples", "unavailable", "notes", "inputs", "input_list",
     ]  # fmt: skip
     (table,) = saved["tables"]
     assert list(table) == [

@@ -1,6 +1,6 @@
 """`crs report` on a `crs sweep` folder: one row per configuration (dataset, policy, ablation) whose
 figures are the mean over seeds of each task's metrics, with a Student-t CI across seeds; unfinished
-task folders are never read and are named in a note."""
+task folders are never read and are listed as left out."""
 
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
         env={"COLUMNS": "250"},
     )
     assert result.exit_code == 0, result.output
-    # The unfinished folders are named in a visible note, and not read (the corrupt one would raise).
-    assert "skipped 2 unfinished task folder(s) without the `done` marker (not read)" in result.output
+    # The unfinished folders are listed up front as left out, and not read (the corrupt one would raise).
+    assert result.output.startswith(f"inputs: 1 used, 1 left out\n  table 1: {sweep} (4 tasks)\n")
+    unfinished = "skipped 2 unfinished task folder(s) without the `done` marker (not read)"
+    assert f"left out: {sweep / RUNS_DIR} — {unfinished}" in result.output
     assert "persona_world-ask-4-default-s3" in result.output
     assert "persona_world-max-entropy-default-s3 (interrupted attempt)" in result.output
 
@@ -118,7 +120,7 @@ def test_a_sweeps_runs_folder_reads_as_the_sweep_and_a_lone_unfinished_task_is_r
     whole = read_sweep_dir(sweep)
     via_runs = load_inputs([sweep / RUNS_DIR])
     assert [run.path for run in via_runs.evals] == [run.path for run in whole.evals]
-    assert len(whole.evals) == 4 and via_runs.notes == whole.notes
+    assert len(whole.evals) == 4 and via_runs.left_out == whole.left_out and len(whole.left_out) == 1
     assert sorted({run.task.group for run in whole.evals}) == [f"persona_world-{p}-default" for p in POLICIES]
     with pytest.raises(CRSError, match=r"unfinished sweep task .*no `done` marker"):
         load_inputs([task_dir(sweep, "persona_world-ask-4-default-s3")])

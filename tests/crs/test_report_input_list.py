@@ -1,0 +1,164 @@
+"""`crs report` on a folder of evaluations says up front, in one list, which inputs it used (and in which
+table) and which it left out, each with the reason: other settings and conversations, duplicates,
+unreadable runs, folders of something else, and folders of inputs one level too deep."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crs.app.evaluation import run_evaluation
+from crs.cli import app
+from crs.report import build_report, load_inputs, write_report
+from crs.report.ledger import TRAIN_ONLY
+from simulators.errors import CRSError
+from tests.crs.test_report import _train_run
+
+runner = CliRunner()
+EPISODES = 20
+
+
+def _eval(out: Path, policy: str, *, episodes: int = EPISODES, setting: str | None = None) -> Path:
+    run_evaluation(policy, episodes=episodes, seed=1, out=out, setting=setting, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def evals(tmp_path_factory) -> Path:
+    """``out/eval`` as a user leaves it: two policies on the same conversations, one run in another
+    question setting, one on fewer conversations, a copy, a corrupt run, a folder of something else and
+    a folder holding runs one level further down."""
+    root = tmp_path_factory.mktemp("inputs") / "eval"
+    _eval(root / "ask-4", "ask-4")
+    _eval(root / "max-entropy", "max-entropy")
+    _eval(root / "ask-4-binary", "ask-4", setting="binary")
+    _eval(root / "ask-4-15", "ask-4", episodes=15)
+    shutil.copytree(root / "ask-4", root / "ask-4-copy")
+    shutil.copytree(root / "max-entropy", root / "broken")
+    (root / "broken" / "summary.json").write_text("{")
+    (root / "plots").mkdir()
+    (root / "plots" / "sr.png").write_bytes(b"")
+    shutil.copytree(root / "max-entropy", root / "older" / "max-entropy")
+    (root / ".ipynb_checkpoints").mkdir()  # hidden: no input, and not worth a line
+    return root
+
+
+LEFT_OUT = {
+    "ask-4-copy": "repeats {root}/ask-4 (same configuration, seed and conversations); read once",
+    "broken": "unreadable: {root}/broken/summary.json is corrupt",
+    "plots": "not an input (no summary.json + episodes.jsonl of `crs eval`",
+    "older": "a folder of inputs (only those directly in {root} are read); pass it as an input",
+}
+
+
+def _fingerprints(root: Path) -> set[str]:
+    """The conversation hashes of the runs under `root` (what the list must not be made of)."""
+    summaries = [path for path in root.glob("*/summary.json") if path.parent.name != "broken"]
+    return {json.loads(path.read_text())["conversations"] for path in summaries}
+
+
+def test_the_terminal_lists_used_and_left_out_inputs_first_with_reasons(evals, tmp_path) -> None:
+    result = runner.invoke(
+        app,
+        ["report", str(evals), "--out", str(tmp_path / "r"), "--examples", "0", "--no-persona"],
+        env={"COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    head, _, rest = result.output.partition("table 1: persona_world")
+    lines = head.splitlines()
+    assert lines[0] == "inputs: 4 used, 4 left out", result.output
+    assert lines[1] == f"  table 1: {evals}/ask-4, {evals}/max-entropy"
+    assert lines[2] == (
+        f"  table 2: {evals}/ask-4-15 — separate from table 1: other test conversations (15 conversations, "
+        "eval seed 1; table 1: 20 conversations, eval seed 1)"
+    )
+    assert lines[3] == (
+        f"  table 3: {evals}/ask-4-binary — separate from table 1: other question setting (binary)"
+    )
+    left = {line.split(" — ")[0].removeprefix("  left out: "): line for line in lines[4:] if line.strip()}
+    assert sorted(left) == sorted(str(evals / name) for name in LEFT_OUT)
+    for name, reason in LEFT_OUT.items():
+        assert reason.format(root=evals) in left[str(evals / name)], left[str(evals / name)]
+    assert ".ipynb_checkpoints" not in result.output
+    # the list replaced the warnings: no conversation hash anywhere in the terminal output
+    assert not any(fingerprint in result.output for fingerprint in _fingerprints(evals))
+    assert "table 2: persona_world" in rest and "table 3: persona_world" in rest
+
+
+def test_the_pages_open_with_the_same_list(evals, tmp_path) -> None:
+    report = build_report([evals], tmp_path / "r", examples=0, persona=False)
+    write_report(report)
+    assert [(line.used, line.where) for line in report.input_list] == [
+        (True, "table 1"),
+        (True, "table 2"),
+        (True, "table 3"),
+        *[(False, "")] * 4,
+    ]
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    top = markdown.split("## The answer", 1)[0]
+    assert "**Inputs** (4 used, 4 left out):" in top
+    assert f"- table 1: `{evals}/ask-4`, `{evals}/max-entropy`" in top
+    for name, reason in LEFT_OUT.items():
+        assert f"- **left out**: `{evals / name}` — {reason.format(root=evals)}" in top
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.index('id="input-list"') < html.index('id="answer"')
+    section = html.split('<section id="input-list">', 1)[1].split("</section>", 1)[0]
+    assert "Inputs: 4 used, 4 left out" in section and section.count('<li class="left-out">') == 4
+    assert f"<code>{evals}/broken</code>" in section
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())["input_list"]
+    assert saved == [
+        {"used": line.used, "where": line.where, "reason": line.reason, "paths": list(line.paths)}
+        for line in report.input_list
+    ]
+    # the notes no longer repeat what the list says
+    assert not any("repeats" in note or "other test conversations" in note for note in report.notes)
+
+
+def test_a_configuration_on_other_conversations_is_not_pooled_as_a_second_seed(evals, tmp_path) -> None:
+    """ask-4 on 20 and on 15 conversations, both eval seed 1: two runs of one seed are not two seeds;
+    each sits in the table of its conversations."""
+    report = build_report(
+        [evals / "ask-4", evals / "ask-4-15", evals / "max-entropy"],
+        tmp_path / "r",
+        examples=0,
+        persona=False,
+    )
+    first, second = report.tables
+    assert [(row.label, row.n_runs, row.n_conversations) for row in first.rows] == [
+        ("ask-4", 1, EPISODES),
+        ("max-entropy", 1, EPISODES),
+    ]
+    assert [(row.label, row.n_runs, row.n_conversations) for row in second.rows] == [("ask-4", 1, 15)]
+
+
+def test_a_folder_passed_by_name_must_read_and_nothing_readable_is_an_error(evals, tmp_path) -> None:
+    with pytest.raises(CRSError, match=r"broken/summary\.json is corrupt"):
+        load_inputs([evals / "broken"])
+    only_broken = tmp_path / "only"
+    shutil.copytree(evals / "broken", only_broken / "broken")
+    (only_broken / "notes").mkdir()
+    with pytest.raises(CRSError) as error:
+        load_inputs([only_broken])
+    message = str(error.value)
+    assert message.startswith(f"no eval or train runs found in {only_broken}")
+    assert f"{only_broken}/broken left out (unreadable: " in message
+    assert re.search(r"re-run `crs eval --out [^`]*broken`", message)
+    assert f"{only_broken}/notes left out (not an input" in message
+
+
+def test_train_runs_are_listed_by_their_folder(tmp_path) -> None:
+    """A train run stands for its own eval/ records in a table; one without records is listed as such."""
+    full = _train_run(tmp_path / "runs", "full-s1", "ask-4", True, True)
+    bare = tmp_path / "runs" / "bare-s1"
+    shutil.copytree(full, bare)
+    shutil.rmtree(bare / "eval")
+    report = build_report([tmp_path / "runs"], tmp_path / "r", examples=0, persona=False)
+    assert [line.text() for line in report.input_list] == [
+        f"table 1: {full}",
+        f"{TRAIN_ONLY}: {bare}",
+    ]
