@@ -39,7 +39,7 @@ class Rewards:
     recommend_fail: float = -0.1
     ask_accepted: float = 0.01
     ask_rejected: float = -0.1
-    quit_at_limit: float = -0.3
+    quit_at_limit: float = -0.3  # also when a user with patience leaves
     no_candidates: float = -0.1
 
 
@@ -86,7 +86,7 @@ class ConversationEnv(gym.Env):
     ## Rewards
     recommend success +1, recommend fail -0.1, question with an accepted aspect +0.01, question
     rejected -0.1, no candidates left -0.1 (replaces the question's reward), and -0.3 added when the
-    user quits at the turn limit. With ``candidate_rule="mcmipl"`` a question pays per listed value,
+    user quits: at the turn limit, or out of patience (the slate that makes them leave). With ``candidate_rule="mcmipl"`` a question pays per listed value,
     as MCMIPL: +0.01 per accepted and -0.1 per rejected aspect, summed (the candidates never empty
     there). Success is read from ``info["success"]``, never from the reward.
 
@@ -288,7 +288,7 @@ class ConversationEnv(gym.Env):
         assert self.candidate_rule != "mcmipl" or state.n_candidates > 0
         terminated = success or leaves or state.n_candidates == 0
         truncated = not terminated and state.turn >= self.max_turns
-        if truncated:
+        if truncated or leaves:  # a user who runs out of patience quits, as one at the turn limit
             reward += self.rewards.quit_at_limit
             record = replace(record, reward=reward)
         state.history.append(record)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from envs import ConversationEnv, InvalidActionError, Rewards, ask, probe, recommend
+from envs import ConversationEnv, InvalidActionError, Rewards, ask, make_env, probe, recommend
 from envs.env import render_dialogue
 from simulators.catalog import Taxonomy
 from simulators.errors import CRSError
@@ -86,6 +86,21 @@ def test_turn_limit_truncates_after_14_actions_with_quit_penalty(tiny) -> None:
     assert rewards[-1] == pytest.approx(R.ask_rejected + R.quit_at_limit)
     with pytest.raises(InvalidActionError, match="ended"):
         env.step(ask(1))
+
+
+def test_a_user_out_of_patience_quits_with_the_quit_penalty() -> None:
+    """A persona-world user with patience 2 leaves at the second failed slate: that slate pays the
+    failure plus the quit penalty, and the conversation terminates (not truncated) before the limit."""
+    env = make_env("persona_world", world_kwargs={"n_users": 10, "n_items": 60}, user_kwargs={"patience": 2})
+    env.reset(seed=0)
+    steps = []
+    for _ in range(2):
+        wrong = [i for i in env.state.candidate_items().tolist() if i not in env.user.targets][:3]
+        _, reward, terminated, truncated, info = env.step(recommend(wrong))
+        steps.append((reward, terminated, truncated))
+    assert steps[0] == (pytest.approx(R.recommend_fail), False, False)
+    assert steps[1] == (pytest.approx(R.recommend_fail + R.quit_at_limit), True, False)
+    assert not info["success"] and info["turn"] == 3
 
 
 def test_no_candidates_left_terminates_with_penalty(tiny) -> None:
