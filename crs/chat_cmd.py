@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -15,17 +16,21 @@ from crs.common import (
     RankerOption,
     SettingOption,
     console,
+    err_console,
     friendly_errors,
 )
 from envs.registry import make_env
 from simulators.datasets import check_dataset_name
 
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
+DEFAULT_POLICY = "ask-4"
+PRETRAIN_OUT = "runs/pretrain"
+"""Where the suggested `crs pretrain` writes its artifact (one folder per dataset)."""
 
 
 @friendly_errors
 def chat_command(
-    policy: PolicyOption = "ask-4",
+    policy: PolicyOption = DEFAULT_POLICY,
     dataset: DatasetOption = "persona_world",
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
@@ -68,8 +73,12 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
-    env = make_env(dataset, data_dir=data_dir, split="test", setting=policy_setting(policy, setting))
-    chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
+    try:
+        env = make_env(dataset, data_dir=data_dir, split="test", setting=policy_setting(policy, setting))
+        chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
+    except KeyboardInterrupt:  # Ctrl-C while loading: no conversation yet, so no summary
+        err_console.print("interrupted before the chat started")
+        raise typer.Exit(INTERRUPTED) from None
     meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
     result = run_chat(
         env,
@@ -81,6 +90,26 @@ def chat_command(
         transcript=transcript,
         meta=meta,
         overwrite=overwrite,
+        personal_commands=personal_commands(dataset, data_dir, policy, setting),
     )
     if result.ended == "interrupted":
         raise typer.Exit(INTERRUPTED)
+
+
+def personal_commands(dataset: str, data_dir: str | None, policy: str, setting: str | None) -> list[str]:
+    """The commands that give personal recommendations: pre-train a persona ranker for `dataset`,
+    then chat with it (the same options otherwise); none for a trained run, whose ranker is its own.
+
+    Example: ``["crs pretrain -d lastfm_star --data-dir DATA -o runs/pretrain/lastfm_star",
+    "crs chat -d lastfm_star --data-dir DATA --ranker runs/pretrain/lastfm_star"]``.
+    """
+    if Path(policy).is_dir():
+        return []
+    data = f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""
+    out = shlex.quote(str(Path(PRETRAIN_OUT) / dataset))
+    chat = f"crs chat -d {shlex.quote(dataset)}{data}"
+    if policy != DEFAULT_POLICY:
+        chat += f" --policy {shlex.quote(policy)}"
+    if setting:
+        chat += f" --setting {shlex.quote(setting)}"
+    return [f"crs pretrain -d {shlex.quote(dataset)}{data} -o {out}", f"{chat} --ranker {out}"]

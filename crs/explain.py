@@ -1,11 +1,13 @@
-"""Why an item is recommended: a persona of the user and an aspect of the item.
+"""Why an item is recommended: what the person asked for that the item has, and the persona of the
+user it serves (with an aspect of the item), or the ranking's own reason when there is no persona.
 
 One module for every explanation a person reads:
 
-- `crs chat` explains each item of a slate with `Explainer`: the (persona, aspect) pair comes from
-  the policy, else the ranker, else a fallback that needs no persona model, and the persona is named
-  by its signature aspects. `Explanation.text` words it ("for your jazz & calm side, because of
-  trumpet").
+- `crs chat` explains each item of a slate with `Explainer`: the item's own aspects among those the
+  person accepted; the (persona, aspect) pair from the policy, else the ranker, when they model
+  personas; else the ranking's reason (popularity: how many users have the item in their history;
+  another ranker: the item's other aspect it scores highest). `Explanation.text` words it ("has
+  jazz & trumpet, as you asked; for your calm & steady side, because of cello").
 - The report's example dialogues explain a slate's accepted (else first) item with a persona ranker
   (`prototype_explanations`); the persona is named by the shared prototype it draws most from.
   `Explanation.report_text` words it ('"Velvet Harbor": your persona 1 (P3 · jazz, calm), because of
@@ -24,13 +26,19 @@ import numpy as np
 
 from envs.env import ConversationEnv
 from envs.ranker import DialogueFacts, ExplainablePersonaRanker, PreferenceRanker
+from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 LABEL_ASPECTS = 2
 """Signature aspects that make a persona's label ("jazz & melancholic")."""
+MATCHED_SHOWN = 3
+"""Accepted aspects of an item named in the chat's explanation (the rest as "+N")."""
 NO_ASPECT_REASON = "how well it fits you"
-"""The chat's reason for an item that has no aspect."""
+"""The chat's reason for an item with nothing else to say about it."""
+
+Segment = tuple[str, str]
+"""A piece of an explanation's words and its style for the chat ("", "bold" or "italic")."""
 
 
 class ExplanationError(CRSError):
@@ -39,30 +47,68 @@ class ExplanationError(CRSError):
 
 @dataclass(frozen=True)
 class Explanation:
-    """Why an item is recommended: a persona of the user and an aspect of the item.
+    """Why an item is recommended.
 
     Attributes:
         item: Item id.
-        persona: Persona slot among the user's personas (0 when the source has a single taste).
+        persona: Persona slot among the user's personas, or None when the source models no personas
+            (a popularity ranking, a ranker with one taste per user).
         persona_label: Readable name of the persona: its signature aspects in the chat ("jazz &
-            melancholic"), its prototype in the report ("P3 · jazz, calm").
-        aspect: Aspect id, or -1 when the item has none.
-        source: "policy", "ranker" or "fallback".
+            melancholic"), its prototype in the report ("P3 · jazz, calm"); "" without a persona.
+        aspect: An aspect of the item that explains it beyond what the person asked for (the
+            persona's, or the ranker's best-scored one), or -1 for none.
+        source: "policy", "ranker", "popularity" or "fallback".
+        matched: The item's own aspects among those the person accepted, in the order accepted.
+        popularity: Users having the item in their pre-training history, when the ranking is by
+            popularity; else None.
     """
 
     item: int
-    persona: int
+    persona: int | None
     persona_label: str
     aspect: int
     source: str
+    matched: tuple[int, ...] = ()
+    popularity: int | None = None
 
-    def reason(self, catalog: Catalog) -> str:
-        """The aspect's name, or `NO_ASPECT_REASON` for an item without aspects."""
-        return catalog.aspect_names[self.aspect] if self.aspect >= 0 else NO_ASPECT_REASON
+    def segments(self, catalog: Catalog) -> list[Segment]:
+        """The chat's words in styled pieces; `text` joins them.
+
+        Up to three parts, joined by "; ": what the item has of what was asked ("has jazz & trumpet,
+        as you asked"); the persona ("for your calm & steady side, because of cello"), else the
+        ranking's reason ("ranked by popularity: 212 users have it in their history", "also cello,
+        close to your taste"); `NO_ASPECT_REASON` when there is nothing else to say.
+        """
+        names = catalog.aspect_names
+        parts: list[list[Segment]] = []
+        if self.matched:
+            shown = [names[a] for a in self.matched[:MATCHED_SHOWN]]
+            extra = len(self.matched) - len(shown)
+            listed = " & ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+            listed += f" (+{extra})" if extra > 0 else ""
+            parts.append([("has ", ""), (listed, "bold"), (", as you asked", "")])
+        if self.persona is not None:
+            part: list[Segment] = [("for your ", ""), (self.persona_label, "italic"), (" side", "")]
+            if self.aspect >= 0:
+                part += [(", because of ", ""), (names[self.aspect], "bold")]
+            parts.append(part)
+        elif self.popularity is not None:
+            users = "1 user has" if self.popularity == 1 else f"{self.popularity} users have"
+            parts.append([(f"ranked by popularity: {users} it in their history", "")])
+        elif self.aspect >= 0:
+            parts.append([("also ", ""), (names[self.aspect], "bold"), (", close to your taste", "")])
+        if not parts:
+            parts.append([(NO_ASPECT_REASON, "")])
+        out: list[Segment] = []
+        for n, part in enumerate(parts):
+            out += ([("; ", "")] if n else []) + part
+        return out
 
     def text(self, catalog: Catalog) -> str:
-        """The chat's words: 'for your <persona label> side, because of <aspect>'."""
-        return f"for your {self.persona_label} side, because of {self.reason(catalog)}"
+        """The chat's words, e.g. 'has jazz & trumpet, as you asked; for your calm & steady side,
+        because of cello' or 'has jazz, as you asked; ranked by popularity: 212 users have it in
+        their history'."""
+        return "".join(text for text, _ in self.segments(catalog))
 
     def report_text(self, catalog: Catalog) -> str:
         """The report's words: '"<item>": your persona <k> (<prototype>), because of "<aspect>"'."""
@@ -77,9 +123,12 @@ class Explanation:
             "item": self.item,
             "item_name": catalog.item_names[self.item],
             "persona": self.persona,
-            "persona_label": self.persona_label,
+            "persona_label": self.persona_label or None,
             "aspect": self.aspect,
             "aspect_name": catalog.aspect_names[self.aspect] if self.aspect >= 0 else None,
+            "matched": list(self.matched),
+            "matched_names": [catalog.aspect_names[a] for a in self.matched],
+            "popularity": self.popularity,
             "source": self.source,
             "text": self.text(catalog),
         }
@@ -142,15 +191,23 @@ def prototype_explanations(
 class Explainer:
     """Explanations for the chat's recommended items, from the best source available.
 
-    1. the policy, when it has ``explain(env, items) -> [(persona, aspect), ...]``;
-    2. the ranker, when it has ``explain(facts, items) -> [(persona, aspect), ...]``;
-    3. a fallback that needs no persona model: persona slot 0, labelled by the user's history, and
-       the most specific accepted aspect the item has (fewest items in the catalogue), else the
-       item's own aspect with the highest ranker aspect score.
+    Every explanation names the item's own aspects among those the person accepted (`matched`), then:
+
+    1. the policy's persona, when it has ``explain(env, items) -> [(persona, aspect), ...]`` and
+       models several personas;
+    2. else the ranker's, when it has ``explain(facts, items)`` and models several personas;
+    3. else no persona: with a popularity ranker, how many users have the item in their history;
+       with another ranker, the item's aspect (other than the accepted ones) it scores highest.
+
+    A persona's aspect is the source's; when the person accepted it (so every candidate may have it,
+    and it tells items apart no more than `matched` does), it is the item's other aspect that best
+    marks the persona (``signature_aspects(user, k, 1, among)``), or none.
 
     Persona labels come from ``signature_aspects(user, k, m)`` of the policy or ranker when they
     have it, else from the user's history: the aspects most over-represented in the items the user
     interacted with in the pre-training split (count x log(n_items / items having the aspect)).
+    A source models several personas when it has ``signature_aspects`` and does not say it has one
+    persona per user (``personas_per_user == 1``).
 
     Args:
         catalog: The catalogue.
@@ -171,8 +228,14 @@ class Explainer:
 
     @property
     def has_personas(self) -> bool:
-        """Whether the policy or ranker can label several personas (``signature_aspects``)."""
-        return self._signature_source() is not None
+        """Whether the policy or ranker models several personas per user and can label them."""
+        source = self._signature_source()
+        return source is not None and getattr(source, "personas_per_user", 2) != 1
+
+    @property
+    def by_popularity(self) -> bool:
+        """Whether items are ranked by popularity (the same for everyone), not for the user."""
+        return isinstance(self.ranker, PopularityRanker)
 
     def _signature_source(self) -> Any:
         for source in (self.policy, self.ranker):
@@ -188,32 +251,65 @@ class Explainer:
         """
         items = [int(i) for i in items]
         facts = env.state.facts()
-        for source, name, argument in ((self.policy, "policy", env), (self.ranker, "ranker", facts)):
-            pairs = explanation_pairs(source, argument, items, name)
-            if pairs is not None:
-                return [
-                    Explanation(item, k, self.persona_label(facts, k), a, name)
-                    for item, (k, a) in zip(items, pairs, strict=True)
-                ]
-        return self._fallback(facts, items)
+        accepted = _accepted_in_order(env)
+        matched = {item: self._matched(item, accepted) for item in items}
+        if self.has_personas:
+            for source, name, argument in ((self.policy, "policy", env), (self.ranker, "ranker", facts)):
+                pairs = explanation_pairs(source, argument, items, name)
+                if pairs is not None:
+                    return [
+                        Explanation(
+                            item,
+                            k,
+                            self.persona_label(facts, k),
+                            self._persona_aspect(facts, item, k, a, accepted),
+                            name,
+                            matched[item],
+                        )
+                        for item, (k, a) in zip(items, pairs, strict=True)
+                    ]
+        if isinstance(self.ranker, PopularityRanker):
+            popularity = self.ranker.item_popularity
+            return [
+                Explanation(item, None, "", -1, "popularity", matched[item], int(popularity[item]))
+                for item in items
+            ]
+        return [
+            Explanation(item, None, "", self._ranker_aspect(facts, item, accepted), "fallback", matched[item])
+            for item in items
+        ]
 
-    def _fallback(self, facts: DialogueFacts, items: list[int]) -> list[Explanation]:
-        label = self.persona_label(facts, 0)
-        accepted = set(facts.accepted.tolist())
-        out = []
-        for item in items:
-            own = self.catalog.aspects_of(item)
-            shared = np.array([a for a in own.tolist() if a in accepted], dtype=np.int64)
-            pool = shared if shared.size else own
-            if pool.size == 0:
-                out.append(Explanation(item, 0, label, -1, "fallback"))
-                continue
-            if shared.size or self.ranker is None:  # the most specific thing the user asked for
-                scores = -self.aspect_frequency[pool]
-            else:
-                scores = np.asarray(self.ranker.aspect_scores(facts, pool), dtype=np.float64)
-            out.append(Explanation(item, 0, label, int(pool[int(np.argmax(scores))]), "fallback"))
-        return out
+    def _matched(self, item: int, accepted: Sequence[int]) -> tuple[int, ...]:
+        """The item's own aspects among `accepted`, in that order."""
+        own = set(self.catalog.aspects_of(item).tolist())
+        return tuple(a for a in accepted if a in own)
+
+    def _others(self, item: int, accepted: Sequence[int]) -> np.ndarray:
+        """The item's own aspects the person did not accept, ascending."""
+        own = self.catalog.aspects_of(item)
+        return own[~np.isin(own, np.asarray(accepted, dtype=np.int64))]
+
+    def _persona_aspect(
+        self, facts: DialogueFacts, item: int, k: int, aspect: int, accepted: Sequence[int]
+    ) -> int:
+        """The source's `aspect` for persona `k`, unless the person accepted it: then the item's other
+        aspect that best marks persona `k`, or -1."""
+        if aspect not in set(accepted):
+            return aspect
+        others = self._others(item, accepted)
+        if others.size == 0:
+            return -1
+        source = self._signature_source()
+        best = np.asarray(source.signature_aspects(facts.user, k, 1, others), dtype=np.int64)
+        return int(best[0]) if best.size and int(best[0]) in set(others.tolist()) else -1
+
+    def _ranker_aspect(self, facts: DialogueFacts, item: int, accepted: Sequence[int]) -> int:
+        """The item's aspect (not accepted) the ranker scores highest; -1 without a ranker or one."""
+        others = self._others(item, accepted)
+        if self.ranker is None or others.size == 0:
+            return -1
+        scores = np.asarray(self.ranker.aspect_scores(facts, others), dtype=np.float64)
+        return int(others[int(np.argmax(scores))])
 
     def persona_label(self, facts: DialogueFacts, k: int) -> str:
         """Readable label of persona slot `k` of the dialogue's user, e.g. "jazz & melancholic".
@@ -255,3 +351,12 @@ class Explainer:
                 held = np.flatnonzero(counts > 0)
                 self._profiles[user] = held[np.lexsort((held, -score[held]))]
         return self._profiles[user]
+
+
+def _accepted_in_order(env: ConversationEnv) -> list[int]:
+    """The aspects the user accepted, in the order the dialogue accepted them."""
+    order: dict[int, None] = {}
+    for record in env.state.history:
+        order.update((int(a), None) for a in record.accepted)
+    order.update((int(a), None) for a in env.state.facts().accepted.tolist())
+    return list(order)

@@ -1,5 +1,7 @@
 """`crs chat`'s dialogue: a person plays the user (or watches a simulated one) and a policy asks,
-probes and recommends, explaining every recommendation with a persona x aspect pair.
+probes and recommends, explaining every recommendation by what the item has of what the person
+asked for and by the persona it serves (or, without a persona model, by the ranking's own reason),
+and saying after every answer why the candidates changed (or did not).
 
 The env's answers come from a `UserModel`. For a person that model is `HumanUser`: the chat reads
 the person's reply before the env steps, tells it to the `HumanUser`, and the env gets it back when

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from envs.actions import ActionKind, ParsedAction
 from envs.env import ConversationEnv
+from envs.ranker import DialogueFacts, PreferenceRanker
+
+RejectionEffect = Literal["lower", "ignored", "higher"]
+"""How a ranker treats the candidates having a rejected aspect (`rejection_effect`)."""
+TOLERANCE = 1e-9
+"""Score changes within this count as none."""
 
 # `Question.key`: (action kind, question ids, persona slot, slate)
 QuestionKey = tuple[int, tuple[int, ...], int | None, tuple[int, ...]]
@@ -103,3 +109,41 @@ def candidates_after(env: ConversationEnv, accepted: Sequence[int], rejected: Se
             keep[env.catalog.items_with(int(aspect))] = True
         mask &= keep
     return int(mask.sum())
+
+
+def rejection_effect(
+    env: ConversationEnv, ranker: PreferenceRanker | None, aspects: Sequence[int]
+) -> RejectionEffect | None:
+    """What rejecting `aspects` (already in the env's state) does to the ranking of the candidates.
+
+    The candidates having any of `aspects` are scored with and without those rejections; "lower" when
+    their scores drop against the other candidates' (the rejection ranks them lower), "ignored" when
+    no score moves differently (the ranker does not use it), "higher" when they rise.
+
+    Returns:
+        "lower", "ignored", "higher", or None when it cannot tell: no ranker, nothing rejected, or
+        no candidate (or every candidate) has one of `aspects`.
+    """
+    if ranker is None or not aspects:
+        return None
+    items = env.state.candidate_items()
+    holds = np.zeros(env.catalog.n_items, dtype=np.bool_)
+    for aspect in aspects:
+        holds[env.catalog.items_with(int(aspect))] = True
+    holders = holds[items]
+    if not holders.any() or holders.all():
+        return None
+    facts = env.state.facts()
+    without = DialogueFacts(
+        facts.user,
+        facts.accepted,
+        np.setdiff1d(facts.rejected, np.asarray(aspects, dtype=np.int64)),
+        facts.rejected_items,
+    )
+    change = np.asarray(ranker.item_scores(facts, items), dtype=np.float64) - np.asarray(
+        ranker.item_scores(without, items), dtype=np.float64
+    )
+    gap = float(change[holders].mean() - change[~holders].mean())
+    if abs(gap) <= TOLERANCE:
+        return "ignored"
+    return "lower" if gap < 0 else "higher"

@@ -13,6 +13,7 @@ there and the person answers from that turn on).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ class ChatSession:
         read: Reads the person's lines (`terminal_reader` by default).
         ranker: The policy's preference ranker (explanations), or None.
         meta: Facts written at the top of the transcript (dataset, policy, ranker, ...).
+        personal_commands: Commands that give personal recommendations, shown at the start when the
+            ranking is by popularity (see `ChatView.intro`).
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class ChatSession:
         read: Reader | None = None,
         ranker: PreferenceRanker | None = None,
         meta: dict[str, Any] | None = None,
+        personal_commands: Sequence[str] = (),
     ) -> None:
         self.env = env
         self.catalog = env.catalog
@@ -114,6 +118,7 @@ class ChatSession:
         self.explainer = Explainer(env.catalog, policy, ranker)
         self.view = ChatView(console, env, self.explainer)
         self.meta = dict(meta or {})
+        self.personal_commands = list(personal_commands)
         self.human = env.user if isinstance(env.user, HumanUser) else None
         self.turns: list[dict[str, Any]] = []
         self.info: dict[str, Any] | None = None
@@ -168,7 +173,7 @@ class ChatSession:
     def _converse(self, human: HumanUser) -> None:
         """A person answers each turn until the conversation ends (or the person leaves)."""
         answers: list[PersonAnswer] = []
-        self.view.intro(self.user, str(self.meta.get("policy", "policy")))
+        self.view.intro(self.user, str(self.meta.get("policy", "policy")), self.personal_commands)
         while True:
             if not answers:
                 answers.append(self._ask_opening())
@@ -191,8 +196,9 @@ class ChatSession:
                 continue
             answers.append(reply)
             human.tell(reply)
+            before = self.env.state.n_candidates
             self._step(action, question, explanations, reply.said)
-            self.view.left(question, self.info)
+            self.view.left(question, self.info, before, reply.said)
 
     def _watch(self) -> None:
         """The env's simulated user answers each turn until the conversation ends."""
@@ -203,9 +209,10 @@ class ChatSession:
             started = time.perf_counter()
             action, question, explanations = self._next()
             self.view.question(question, explanations)
+            before = self.env.state.n_candidates
             info = self._step(action, question, explanations, None)
             self.view.simulated_reply(question, info)
-            self.view.left(question, self.info)
+            self.view.left(question, info, before, simulated_said(question, info))
             self.turn_seconds.append(time.perf_counter() - started)
 
     # --------------------------------------------------------------------------------- the env
@@ -255,7 +262,7 @@ class ChatSession:
         self.kinds.append(info["kind"])
         persona = question.parsed.persona
         label = None
-        if not question.is_recommend and persona is not None:
+        if not question.is_recommend and persona is not None and self.explainer.has_personas:
             label = self.explainer.persona_label(self.env.state.facts(), persona)
         said = simulated_said(question, info) if said is None else said
         self.turns.append(agent_turn(self.catalog, question, info, reward, explanations, said, label))
@@ -374,6 +381,7 @@ def run_chat(
     transcript: Path | None = None,
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    personal_commands: Sequence[str] = (),
 ) -> ChatResult:
     """Hold one conversation between `policy` and a person (or, with `simulate`, `env`'s simulated
     user), and write its transcript.
@@ -395,6 +403,8 @@ def run_chat(
             kept, and the transcript goes to a free ``-N`` name beside it (with a warning).
         meta: Facts recorded at the top of the transcript.
         overwrite: Replace an existing transcript file.
+        personal_commands: Commands that give personal recommendations, shown at the start when
+            `policy` ranks by popularity (e.g. pre-train a ranker, then chat with ``--ranker``).
 
     Raises:
         ChatError: The user or goal cannot be chosen, or the transcript cannot be written.
@@ -413,6 +423,7 @@ def run_chat(
         read=read,
         ranker=getattr(policy, "ranker", None) if ranker is None else ranker,
         meta=meta,
+        personal_commands=personal_commands,
     )
     result = session.run()
     if transcript is not None:

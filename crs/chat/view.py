@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from crs.chat.question import Question, candidates_after
+from crs.chat.question import Question, candidates_after, rejection_effect
 from crs.chat.replies import ShowOptions
 from crs.chat.transcript import accepted_item
 from crs.explain import Explainer, Explanation
@@ -61,17 +61,36 @@ class ChatView:
         return self.catalog.aspect_names[int(aspect)]
 
     # ------------------------------------------------------------------------------- openings
-    def intro(self, user: int, policy: str) -> None:
-        """The panel a person reads first: who they play, what the recommender knows, the commands."""
+    def intro(self, user: int, policy: str, personal_commands: Sequence[str] | None = None) -> None:
+        """The panel a person reads first: who they play, what the recommender knows, the commands,
+        and, when items are ranked by popularity, that they are not personal and how to get
+        personal ones.
+
+        Args:
+            user: The user the person plays.
+            policy: The policy's name.
+            personal_commands: Commands that give personal recommendations (pre-train a ranker, chat
+                with it); shown when the ranking is by popularity.
+        """
         history = self.explainer.history(user)
         liked = ", ".join(escape(self.catalog.item_names[int(i)]) for i in history[:5])
         more = f" and {history.size - 5} more" if history.size > 5 else ""
+        by_popularity = self.explainer.by_popularity
+        knows = "has their history (for ideas to start with)" if by_popularity else "knows their history"
         lines = [
             f"You play user [bold]{user}[/] of [bold]{escape(self.catalog.name)}[/]; the recommender "
-            f"([bold]{escape(policy)}[/]) knows their history" + (f": {liked}{more}." if liked else "."),
+            f"([bold]{escape(policy)}[/]) {knows}" + (f": {liked}{more}." if liked else "."),
             f"It may take {self.env.max_turns - 1} turns. Commands at any prompt: "
             "[bold]help[/], [bold]back[/] (undo your last answer), [bold]quit[/].",
         ]
+        if by_popularity:
+            lines.append(
+                f"[yellow]Recommendations are popularity-based, not personal:[/] your answers narrow the "
+                f"{self.noun()}, and the most popular of those left come first, the same for everyone."
+            )
+            if personal_commands:
+                lines.append("For personal ones, pre-train a ranker and chat with it:")
+                lines += [f"  [bold]{escape(command)}[/]" for command in personal_commands]
         self.console.print(Panel("\n".join(lines), title="crs chat", expand=False))
 
     def ask_opening(self, ideas: Sequence[int]) -> None:
@@ -110,7 +129,9 @@ class ChatView:
             self.console.print(self._slate_table(question.parsed.items, explanations))
         elif question.is_binary:
             aspect = question.options[0]
-            share = f"{candidates_after(self.env, [aspect])} of the {self.count(state.n_candidates)} left"
+            share = (
+                f"{candidates_after(self.env, [aspect])} of the {self.count(state.n_candidates)} left have it"
+            )
             self.console.print(
                 f"{RECOMMENDER} Do you want [bold]{escape(self.aspect(aspect))}[/]? [dim]({share})[/]"
             )
@@ -188,14 +209,7 @@ class ChatView:
             name = Text(self.catalog.item_names[item], style="bold")
             if tags:
                 name.append("\n" + tags, style="dim")
-            # `Explanation.text`'s words, styled
-            text = Text.assemble(
-                "for your ",
-                (why.persona_label, "italic"),
-                " side, because of ",
-                (why.reason(self.catalog), "bold"),
-            )
-            table.add_row(str(n), name, text)
+            table.add_row(str(n), name, Text.assemble(*why.segments(self.catalog)))
         return table
 
     def simulated_reply(self, question: Question, info: dict[str, Any]) -> None:
@@ -215,11 +229,84 @@ class ChatView:
             said = ", ".join(escape(a) for a in accepted) if accepted else "none of these"
             self.console.print(f"{USER} {said}.")
 
-    def left(self, question: Question, info: dict[str, Any] | None) -> None:
-        """How many candidates are left, unless the conversation is over."""
-        if self.env.done or (question.is_recommend and info and info["success"]):
+    def left(self, question: Question, info: dict[str, Any] | None, before: int, said: str) -> None:
+        """How many candidates are left and why (unless the conversation is over), e.g. "23 items
+        left (of 340: only those with blues)" or "340 items left (a 'no' rules nothing out; those
+        with nineties are ranked lower)".
+
+        Args:
+            question: What the recommender asked.
+            info: The env's info of the step.
+            before: Candidates before the answer.
+            said: The answer in a person's words ("yes", "no", "skip", "none", "choose", "reject").
+        """
+        if info is None or self.env.done or (question.is_recommend and info["success"]):
             return
-        self.console.print(f"[dim]{self.count(self.env.state.n_candidates)} left.[/]")
+        after = self.env.state.n_candidates
+        why = (
+            self._slate_left(question, before, after)
+            if question.is_recommend
+            else self._answer_left(question, info, before, after, said)
+        )
+        self.console.print(f"[dim]{self.count(after)} left ({why}).[/]")
+
+    def _slate_left(self, question: Question, before: int, after: int) -> str:
+        gone = before - after
+        if gone:
+            shown = len(question.parsed.items)
+            return (
+                f"the {shown} shown are ruled out"
+                if gone == shown
+                else f"{gone} of those shown are ruled out"
+            )
+        return (
+            f"with {self.env.slate_size} or fewer left, this rule keeps the ones shown; "
+            "they are not offered again"
+        )
+
+    def _answer_left(
+        self, question: Question, info: dict[str, Any], before: int, after: int, said: str
+    ) -> str:
+        accepted = [self.aspect(a) for a in info["answer"]]
+        rejected = [int(a) for a in info["rejected"]]
+        names = _listed([self.aspect(a) for a in rejected], "or")
+        rule = self.env.candidate_rule
+        if rule == "mcmipl":  # accepted values keep their items, rejected ones drop theirs
+            if after == before:
+                state = self.env.state
+                kept = state.candidates & ~state.items_with_any(tuple(rejected))
+                if info["answer"]:
+                    kept &= state.items_with_any(tuple(int(a) for a in info["answer"]))
+                if kept.any():
+                    return "nothing ruled out"
+                return "nothing ruled out: no item left fits the answer, so this rule keeps them all"
+            kept = f"only those with {_listed(accepted, 'or')}" if accepted else ""
+            dropped = (
+                (f", without {names}" if accepted else f"those with {names} are ruled out")
+                if rejected
+                else ""
+            )
+            return f"of {before}: {kept}{dropped}"
+        parts = []
+        if accepted:
+            joined = _listed(accepted, "and" if rule == "all" else "or")
+            parts.append(f"of {before}: only those with {joined}" if after < before else f"all have {joined}")
+        elif question.is_binary:
+            word = "a 'skip' counts as a 'no', which" if said == "skip" else "a 'no'"
+            parts.append(f"{word} rules nothing out")
+        else:
+            parts.append("'none' rules nothing out")
+        if rejected:
+            effect = rejection_effect(self.env, self.explainer.ranker, rejected)
+            if effect == "lower":
+                parts.append(f"those with {names} are ranked lower")
+            elif effect == "ignored" and accepted:
+                parts.append(f"the ranking ignores the 'no' to {names}")
+            elif effect == "ignored":
+                parts[-1] += ", and the ranking ignores it"
+            elif effect == "higher":
+                parts.append(f"those with {names} are ranked higher")
+        return "; ".join(parts)
 
     # ------------------------------------------------------------------------------- replies
     def hint(self, text: str) -> None:
@@ -289,3 +376,13 @@ class ChatView:
 def _turns(n: int) -> str:
     """'1 recommender turn', '3 recommender turns'."""
     return f"{n} recommender turn{'' if n == 1 else 's'}"
+
+
+def _listed(names: list[str], conjunction: str, most: int = 3) -> str:
+    """'a', 'a and b', 'a, b or c', 'any of these 12' (names escaped for markup)."""
+    names = [escape(n) for n in names]
+    if len(names) > most:
+        return f"any of these {len(names)}" if conjunction == "or" else f"all of these {len(names)}"
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -20,13 +21,16 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from crs.chat import ChatError, HumanUser, PersonAnswer, human_env, run_chat
+from crs.chat.question import rejection_effect
+from crs.chat_cmd import personal_commands
 from crs.cli import app
 from crs.explain import Explainer
-from envs.actions import probe, recommend
+from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
 from envs.metrics import hdcg_value
 from envs.registry import make_env
 from envs.rollout import evaluate
+from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
@@ -87,21 +91,40 @@ def test_binary_questions_then_accept(tmp_path: Path, world: Catalog) -> None:
     # the printed dialogue: the question, the slate with names and explanations, the summary
     assert f"Do you want {yes_aspect}?" in result.output
     assert world.item_names[slate[0]] in result.output
-    assert "for your " in result.output and " side, because of " in result.output
+    assert turns[3]["explanation"][0]["text"].startswith(f"has jazz & {yes_aspect}, as you asked; ranked by")
+    assert "as you asked; ranked by" in result.output
     assert f"You took {world.item_names[slate[0]]} (rank 1)" in result.output
 
 
-def test_explanations_in_transcript_name_item_persona_and_aspect(tmp_path: Path, world: Catalog) -> None:
+def test_explanations_in_transcript_name_item_match_and_popularity(tmp_path: Path, world: Catalog) -> None:
     _, transcript = chat(tmp_path, ["jazz", "1"], "--policy", "always-recommend")
     explanations = transcript["turns"][1]["explanation"]
     assert len(explanations) == 10
+    popularity = build_ranker("popularity", world).item_popularity  # type: ignore[attr-defined]
     for entry, item in zip(explanations, transcript["turns"][1]["action"]["items"], strict=True):
         assert entry["item"] == item and entry["item_name"] == world.item_names[item]
-        # fallback: the most specific accepted aspect the item has; only jazz is accepted
-        assert entry["aspect_name"] == "jazz" and entry["source"] == "fallback"
-        assert entry["text"] == f"for your {entry['persona_label']} side, because of jazz"
-        # the label is made of aspect names ("calm & steady")
-        assert all(part in world.aspect_names for part in entry["persona_label"].split(" & "))
+        # a popularity ranking has no personas: the item's match and its popularity, no persona claimed
+        assert entry["source"] == "popularity" and entry["persona"] is None and entry["persona_label"] is None
+        assert entry["matched_names"] == ["jazz"] and entry["popularity"] == int(popularity[item])
+        users = "1 user has" if entry["popularity"] == 1 else f"{entry['popularity']} users have"
+        assert entry["text"] == f"has jazz, as you asked; ranked by popularity: {users} it in their history"
+    # items of different popularity read differently
+    texts = {e["text"] for e in explanations}
+    assert len(texts) == len({e["popularity"] for e in explanations}) > 1
+
+
+def test_explanations_name_every_accepted_aspect_the_item_has(tmp_path: Path, world: Catalog) -> None:
+    """The aspect just accepted is named beside the opening (it used to be dropped for the rarer one)."""
+    result, transcript = chat(tmp_path, ["jazz", "y", "n"], "--policy", "ask-1")
+    yes_aspect = transcript["turns"][1]["action"]["aspect_names"][0]
+    turn = transcript["turns"][2]
+    assert turn["kind"] == "recommend"
+    for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
+        own = {world.aspect_names[a] for a in world.aspects_of(item)}
+        assert entry["matched_names"] == [n for n in ("jazz", yes_aspect) if n in own] == ["jazz", yes_aspect]
+        assert entry["text"].startswith(f"has jazz & {yes_aspect}, as you asked; ")
+    assert " side" not in " ".join(e["text"] for e in turn["explanation"])
+    assert "for your" not in result.output  # no persona model, no persona claimed
 
 
 def test_skip_counts_as_no_but_is_recorded(tmp_path: Path) -> None:
@@ -293,6 +316,7 @@ def test_multiple_choice_probe_with_several_numbers(world: Catalog) -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "Which of these fits you today?" in text
     assert "asking about your" not in text  # no persona model: a probe's persona has no label
+    assert probe_turn["action"]["persona_label"] is None
     assert result.transcript["turns"][2]["answer"]["said"] == "reject"
 
 
@@ -370,7 +394,7 @@ class ExplainingRanker:
         return [(1, int(self.catalog.aspects_of(int(i))[-1])) for i in items]
 
     def signature_aspects(self, user: int, k: int, m: int, among: Any = None) -> np.ndarray:
-        return np.array([k - 1, k][:m])
+        return np.array([k - 1, k][:m]) if among is None else np.asarray(among)[-m:]
 
 
 class ExplainingPolicy:
@@ -395,9 +419,19 @@ def test_explanations_come_from_the_ranker_with_signature_labels(world: Catalog)
     result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
     turn = result.transcript["turns"][1]
     label = f"{world.aspect_names[0]} & {world.aspect_names[1]}"  # signature_aspects(user, 1, 2) = [0, 1]
+    jazz = world.aspect_names.index("jazz")
     for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
         assert entry["source"] == "ranker" and entry["persona"] == 1 and entry["persona_label"] == label
-        assert entry["aspect"] == int(world.aspects_of(item)[-1])
+        own = world.aspects_of(item)
+        # the ranker's aspect; when it is the accepted jazz, the item's other aspect the persona's
+        # signature ranks first among them (this ranker's: the last)
+        others = own[own != jazz]
+        assert entry["aspect"] == (int(own[-1]) if own[-1] != jazz else int(others[-1]))
+        assert (
+            entry["text"]
+            == f"has jazz, as you asked; for your {label} side, because of "
+            + (world.aspect_names[entry["aspect"]])
+        )
 
 
 def test_explanations_prefer_the_policy(world: Catalog) -> None:
@@ -406,9 +440,14 @@ def test_explanations_prefer_the_policy(world: Catalog) -> None:
     result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
     turn = result.transcript["turns"][1]
     label = f"{world.aspect_names[1]} & {world.aspect_names[2]}"  # signature_aspects(user, 2, 2) = [1, 2]
+    jazz = world.aspect_names.index("jazz")
+    replaced = 0
     for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
         assert entry["source"] == "policy" and entry["persona"] == 2 and entry["persona_label"] == label
-        assert entry["aspect"] == int(world.aspects_of(item)[0])
+        own = world.aspects_of(item)
+        replaced += int(own[0]) == jazz
+        assert entry["aspect"] == (int(own[0]) if own[0] != jazz else int(own[own != jazz][-1]))
+    assert replaced  # every item has jazz, the first aspect id: the policy's aspect is the accepted one
 
 
 # ------------------------------------------------------------------------------- the human user
@@ -535,3 +574,131 @@ def test_mcmipl_questions_list_values_of_one_type_and_follow_its_candidate_rule(
         catalog.items_with(options[1]).tolist()
     )
     assert asked["candidates_left"] == len(expected)
+    kept, dropped = (catalog.aspect_names[a] for a in options)
+    assert 0 < len(expected) < len(before)
+    said = f"{len(expected)} items left (of {len(before)}: only those with {kept}, without {dropped})."
+    assert said in flat(result.output)
+
+
+# ------------------------------------------------------------------------- why candidates change
+def random_persona_ranker(world: Catalog, personas: int) -> PersonaRanker:
+    """A persona ranker with seeded random weights (`personas` per user, 3 prototypes, d = 4)."""
+    rng = np.random.default_rng(7)
+    users, items, aspects, k, p, d = world.n_users, world.n_items, world.n_aspects, personas, 3, 4
+    weights = {
+        "user": rng.normal(size=(users, d)),
+        "item": rng.normal(size=(items, d)),
+        "aspect": rng.normal(size=(aspects, d)),
+        "personas": rng.normal(size=(users, k, d)),
+        "log_prior": np.zeros((users, k)),
+        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
+        "prototypes": rng.normal(size=(p, d)),
+    }
+    return PersonaRanker(weights, world.item_aspects, "attention")
+
+
+def flat(text: str) -> str:
+    """`text` without panel borders and line breaks (rich wraps long lines in an 80-column console)."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def test_candidate_counts_say_why_they_changed(tmp_path: Path, world: Catalog) -> None:
+    result, transcript = chat(tmp_path, ["jazz", "y", "n", "skip", "n", "quit"], "--policy", "ask-3")
+    out = flat(result.output)
+    turns = transcript["turns"]
+    yes, no, skipped = (turns[t]["action"]["aspect_names"][0] for t in (1, 2, 3))
+    jazz, kept = turns[0]["candidates_left"], turns[1]["candidates_left"]
+    assert kept < jazz
+    assert f"{kept} items left (of {jazz}: only those with {yes})." in out
+    # a "no" keeps the candidates, and the popularity ranking does not read it
+    assert f"{kept} items left (a 'no' rules nothing out, and the ranking ignores it)." in out
+    assert f"{kept} items left (a 'skip' counts as a 'no', which rules nothing out, and the ranking" in out
+    assert turns[2]["candidates_left"] == turns[3]["candidates_left"] == kept
+    assert {no, skipped} <= set(world.aspect_names)
+    assert turns[4]["kind"] == "recommend" and turns[4]["candidates_left"] == kept - 10
+    assert f"{kept - 10} items left (the 10 shown are ruled out)." in out
+    assert f"{kept} items left." not in out  # every count says why
+
+
+def test_a_no_is_said_to_rank_lower_when_the_ranker_scores_it_down(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("ask-2", random_persona_ranker(world, 2))
+    console = quiet()
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz", "n", "quit"]))
+    turn = result.transcript["turns"][1]
+    (aspect,) = turn["action"]["aspect_names"]
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    left = turn["candidates_left"]
+    assert f"{left} items left (a 'no' rules nothing out; those with {aspect} are ranked lower)." in text
+
+
+def test_rejection_effect_reads_the_rankers_scores(world: Catalog) -> None:
+    env = human_env(make_env(catalog=world, split="test"))
+    jazz = world.aspect_names.index("jazz")
+    env.user.tell(PersonAnswer(question=None, said="open", aspects=(jazz,)))
+    env.reset(seed=0, options={"goal_index": 0})
+    asked = int(env.state.reachable_aspects()[0])
+    env.user.tell(PersonAnswer(question=None, said="no"))
+    env.step(ask([asked]))
+    assert rejection_effect(env, random_persona_ranker(world, 2), [asked]) == "lower"
+    assert rejection_effect(env, build_ranker("popularity", world), [asked]) == "ignored"
+    assert rejection_effect(env, None, [asked]) is None
+    assert rejection_effect(env, build_ranker("popularity", world), [jazz]) is None  # every candidate has it
+
+
+# ------------------------------------------------------------------------ popularity, not personal
+def test_a_popularity_ranking_says_so_and_how_to_get_personal_ones(tmp_path: Path) -> None:
+    result, _ = chat(tmp_path, ["quit"], "--policy", "ask-2")
+    out = flat(result.output)
+    assert "Recommendations are popularity-based, not personal" in out
+    pretrain = "crs pretrain -d persona_world -o runs/pretrain/persona_world"
+    again = "crs chat -d persona_world --policy ask-2 --ranker runs/pretrain/persona_world"
+    assert pretrain in out and again in out
+    # the suggested options exist (--help parses them all, then stops)
+    for command in (pretrain, again):
+        shown = runner.invoke(app, [*shlex.split(command)[1:], "--help"])
+        assert shown.exit_code == 0, shown.output
+
+
+def test_the_suggested_commands_keep_the_data_folder_and_setting() -> None:
+    assert personal_commands("yelp_star", "/my data", "ask-4", "enumerated") == [
+        "crs pretrain -d yelp_star --data-dir '/my data' -o runs/pretrain/yelp_star",
+        "crs chat -d yelp_star --data-dir '/my data' --setting enumerated --ranker runs/pretrain/yelp_star",
+    ]
+
+
+def test_a_persona_ranker_is_personal_and_names_personas(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    console = quiet()
+    policy = make_rule_policy("always-recommend", random_persona_ranker(world, 2))
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz", "n"]))
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert "popularity" not in text and "knows their history" in text
+    explanations = result.transcript["turns"][1]["explanation"]
+    assert all(e["text"].startswith("has jazz, as you asked; for your ") for e in explanations)
+    assert all(e["aspect_name"] != "jazz" for e in explanations)  # the asked-for aspect is said already
+    # same words only for the same reasons
+    reasons = {(tuple(e["matched"]), e["persona"], e["aspect"]) for e in explanations}
+    assert len({e["text"] for e in explanations}) == len(reasons) > 1
+
+
+def test_a_ranker_with_one_persona_claims_none(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("always-recommend", random_persona_ranker(world, 1))
+    result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
+    for entry in result.transcript["turns"][1]["explanation"]:
+        assert entry["persona"] is None and " side" not in entry["text"]
+        assert entry["text"].startswith("has jazz, as you asked; also ")
+        assert entry["text"].endswith(", close to your taste")
+
+
+def test_ctrl_c_while_loading_exits_130_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crs.chat_cmd
+
+    def interrupted(*args: Any, **kwargs: Any) -> ConversationEnv:  # Ctrl-C while the data loads
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crs.chat_cmd, "make_env", interrupted)
+    result = runner.invoke(app, ["chat"], input="")
+    assert result.exit_code == 130
+    assert result.output.strip() == "interrupted before the chat started"

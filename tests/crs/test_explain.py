@@ -85,19 +85,39 @@ def test_chat_explanations_from_a_persona_ranker_are_pinned(
 ) -> None:
     slates = _simulated_explanations(world, persona_ranker, seed=3)
     assert len(slates) == 6
+    # the accepted swahili and german are named as asked for; the persona's aspect is another one
+    # of the item's (german, which every candidate has, used to be the reason for most items)
     assert slates[0][:3] == [
-        "for your sixties & rock side, because of blues",
-        "for your sixties & rock side, because of german",
-        "for your sixties & rock side, because of german",
+        "has swahili & german, as you asked; for your sixties & rock side, because of blues",
+        "has swahili & german, as you asked; for your sixties & rock side, because of cello",
+        "has swahili & german, as you asked; for your sixties & rock side, because of driving",
     ]
     assert slates[-1][:3] == [
-        "for your sixties & rock side, because of german",
-        "for your sixties & rock side, because of german",
-        "for your soul & forest side, because of german",
+        "has swahili & german, as you asked; for your sixties & rock side, because of joyful",
+        "has swahili & german, as you asked; for your sixties & rock side, because of banjo",
+        "has swahili & german, as you asked; for your soul & forest side, because of calm",
     ]
 
 
 def test_chat_fallback_explanations_are_pinned(world: Catalog) -> None:
+    """A popularity ranking claims no persona: what was asked for, and how popular the item is."""
     slates = _simulated_explanations(world, build_ranker("popularity", world), seed=3)
     assert len(slates) == 4
-    assert slates[0][:4] == ["for your reggae & rock side, because of swahili"] * 4
+    assert slates[0][:4] == [
+        f"has swahili, as you asked; ranked by popularity: {n} users have it in their history"
+        for n in (118, 59, 43, 38)
+    ]
+
+
+def test_same_words_only_for_the_same_reasons(world: Catalog, persona_ranker: PersonaRanker) -> None:
+    env = make_env(catalog=world, split="test")
+    console = Console(file=io.StringIO(), width=120)
+    result = run_chat(env, make_rule_policy("ask-4", persona_ranker), seed=3, console=console, simulate=True)
+    for turn in result.transcript["turns"]:
+        if not turn["explanation"]:
+            continue
+        reasons = {}
+        for entry in turn["explanation"]:
+            reason = (tuple(entry["matched"]), entry["persona"], entry["aspect"])
+            assert reasons.setdefault(entry["text"], reason) == reason
+        assert len(reasons) > 1
