@@ -101,7 +101,7 @@ def report_command(
 
 def print_input_list(lines: list[InputLine]) -> None:
     """Print which inputs the report used (and where) and which it left out, with the reasons."""
-    from crs.report.ledger import counts
+    from crs.report.ledger import counts  # crs.report loads matplotlib and scipy.stats: only when reporting
 
     console.print(f"[bold]inputs:[/] {counts(lines)}", highlight=False)
     for line in lines:
