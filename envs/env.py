@@ -86,9 +86,10 @@ class ConversationEnv(gym.Env):
     ## Rewards
     recommend success +1, recommend fail -0.1, question with an accepted aspect +0.01, question
     rejected -0.1, no candidates left -0.1 (replaces the question's reward), and -0.3 added when the
-    user quits: at the turn limit, or out of patience (the slate that makes them leave). With ``candidate_rule="mcmipl"`` a question pays per listed value,
-    as MCMIPL: +0.01 per accepted and -0.1 per rejected aspect, summed (the candidates never empty
-    there). Success is read from ``info["success"]``, never from the reward.
+    user quits: at the turn limit, or out of patience (the slate that makes them leave). With
+    ``candidate_rule="mcmipl"`` a question pays per listed value, as MCMIPL: +0.01 per accepted and
+    -0.1 per rejected aspect, summed (the candidates never empty there). Success is read from
+    ``info["success"]``, never from the reward.
 
     ## Episode End
     ``terminated`` when the user accepts an item, leaves (patience), or no candidate is left;
