@@ -6,6 +6,7 @@ directory may also come from the ``CRS_DATA_DIR`` environment variable.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -19,6 +20,7 @@ from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from simulators.goals import GoalSampler, GroupGoals, MultiTargetGoals, PairGoals, PersonaGoals
 from simulators.mcmipl import find_release
+from simulators.persona_world import WORLD_USER
 from simulators.users import MCMIPLUser, MultiInterestUser, PersonaUser, SingleTargetUser, UserModel
 
 UserKind = Literal["auto", "single", "multi", "persona"]
@@ -75,6 +77,8 @@ def build_user(
         return MCMIPLUser(catalog), GroupGoals(catalog, split, release.groups_of(split))
     if user == "multi":
         return MultiInterestUser(catalog), MultiTargetGoals(catalog, split, interactions=goal_interactions)
+    if catalog.truth is not None:  # the persona world's users: its defaults, then the caller's
+        user_kwargs = {**asdict(WORLD_USER), **user_kwargs}
     return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
 
 
@@ -133,7 +137,8 @@ def make_env(
         split: Split the conversations come from ("valid" for training, "test" for evaluation).
         user: "single" (UNICORN), "multi" (MCMIPL), "persona", or "auto" (persona on the persona
             world; on real data multi in the multiple-choice setting, else single).
-        user_kwargs: Arguments of the user model (PersonaUser: noise, patience, drift).
+        user_kwargs: Arguments of the user model (PersonaUser: noise, patience, drift; on the persona
+            world each one not given is the world's, `simulators.persona_world.WORLD_USER`).
         world_kwargs: Arguments of `make_persona_world` (persona world only).
         setting: "binary", "enumerated" or "multiple_choice" (`envs.setting`; default: multiple
             choice for the persona world and multi-interest users, binary otherwise, as UNICORN runs

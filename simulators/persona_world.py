@@ -27,6 +27,7 @@ held-out test split with ground-truth scorers.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +46,29 @@ POPULARITY_STD: float = 0.5
 
 WEIGHT_CONCENTRATION: float = 2.0
 """Dirichlet concentration of each user's persona weights (larger: more evenly mixed users)."""
+
+
+@dataclass(frozen=True)
+class WorldUser:
+    """How the persona world's simulated users behave unless told otherwise (`PersonaUser` arguments).
+
+    Realistic about rejections and imprecise, so that a recommender's choices matter: with users who
+    never leave and always answer truly, recommending every turn already succeeds about 9 times in 10
+    and a fixed rule about 99 in 100 (BENCHMARKS.md, "the showcase world").
+
+    Attributes:
+        noise: Probability that an answer flips an aspect's truth.
+        patience: Failed slates after which the user leaves (None: never).
+        drift: Per-turn probability that the active persona changes.
+    """
+
+    noise: float = 0.05
+    patience: int | None = 2
+    drift: float = 0.0
+
+
+WORLD_USER = WorldUser()
+"""The persona world's default user (`envs.make_env`, `crs train`/`eval`/`chat --simulate`)."""
 
 SPLIT_FRACTIONS: tuple[float, float] = (0.15, 0.15)
 """Fractions of each user's interactions held out for valid and test (at least one each)."""

@@ -22,12 +22,16 @@ from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
+from simulators.persona_world import WORLD_USER
 
 DEFAULT_STEPS = 40_000
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
 # batched over 8 conversations (on 2 cores 8 envs train 1.3-1.7x faster than 2; BENCHMARKS.md).
 MIN_DEFAULT_ENVS = 8
-RULE_BASELINES = ("always-recommend", "ask-4", "max-entropy")
+RULE_BASELINES = ("always-recommend", "ask-4", "ask-7", "max-entropy")
+TRAIN_REWARDS = {"quit_at_limit": -1.0}
+"""Training reward overrides by default: a user who quits (turn limit, patience) costs -1, not UNICORN's
+-0.3, so that a policy does not learn to spend slates on users who leave (the test keeps UNICORN's)."""
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
 
 
@@ -36,12 +40,17 @@ STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class UserSettings(BaseModel):
-    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`)."""
+    """Arguments of the persona world's simulated user (`simulators.users.PersonaUser`); the defaults are
+    the world's (`simulators.persona_world.WORLD_USER`)."""
 
     model_config = STRICT
-    noise: float = Field(0.0, ge=0, le=1, description="probability of a flipped answer")
-    patience: int | None = Field(None, ge=1, description="rejected slates before leaving; None = never")
-    drift: float = Field(0.0, ge=0, le=1, description="per-turn probability that the active persona changes")
+    noise: float = Field(WORLD_USER.noise, ge=0, le=1, description="probability of a flipped answer")
+    patience: int | None = Field(
+        WORLD_USER.patience, ge=1, description="rejected slates before leaving; None = never"
+    )
+    drift: float = Field(
+        WORLD_USER.drift, ge=0, le=1, description="per-turn probability that the active persona changes"
+    )
 
 
 class WorldSettings(BaseModel):
@@ -79,7 +88,7 @@ class TrainSettings(BaseModel):
     user: Literal["auto", "single", "multi", "persona"] = "auto"
     user_kwargs: UserSettings = Field(default_factory=UserSettings)
     rewards: dict[str, float] = Field(
-        default_factory=dict,
+        default_factory=lambda: dict(TRAIN_REWARDS),
         description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
     )
     eval_every: int = Field(10_000, ge=0)

@@ -48,7 +48,8 @@ def persona_ranker(world: Catalog) -> PersonaRanker:
 
 def _simulated_explanations(world: Catalog, ranker: Any, seed: int) -> list[list[str]]:
     """The explanation texts of every slate of a watched (simulated) `ask-4` conversation."""
-    env = make_env(catalog=world, split="test")
+    # a user who never leaves and answers truly: 6 slates to pin (the world's defaults leave after 2)
+    env = make_env(catalog=world, split="test", user_kwargs={"noise": 0.0, "patience": None})
     console = Console(file=io.StringIO(), width=120)
     result = run_chat(env, make_rule_policy("ask-4", ranker), seed=seed, console=console, simulate=True)
     return [[e["text"] for e in t["explanation"]] for t in result.transcript["turns"] if t["explanation"]]
@@ -110,7 +111,8 @@ def test_chat_fallback_explanations_are_pinned(world: Catalog) -> None:
 
 
 def test_same_words_only_for_the_same_reasons(world: Catalog, persona_ranker: PersonaRanker) -> None:
-    env = make_env(catalog=world, split="test")
+    # a user who never leaves and answers truly: 6 slates to pin (the world's defaults leave after 2)
+    env = make_env(catalog=world, split="test", user_kwargs={"noise": 0.0, "patience": None})
     console = Console(file=io.StringIO(), width=120)
     result = run_chat(env, make_rule_policy("ask-4", persona_ranker), seed=3, console=console, simulate=True)
     for turn in result.transcript["turns"]:

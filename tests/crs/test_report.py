@@ -303,8 +303,16 @@ def _train_run(
     for steps, value in zip((1000, 2000, 3000), sr, strict=True):
         metrics = {"SR@5": 0.1, "SR@10": 0.2, "SR@15": value, "AT": 9.0, "hDCG": value / 2}
         curve.add(EvalPoint(steps, steps / 100, metrics, best=False))
+    # single-target users, truthful and never leaving: the stand-ins' gaps do not move with the
+    # persona world's default users
     result = run_evaluation(
-        policy, episodes=EPISODES, seed=1, out=run / "eval", setting=settings.setting, show_progress=False
+        policy,
+        episodes=EPISODES,
+        seed=1,
+        user="single",
+        out=run / "eval",
+        setting=settings.setting,
+        show_progress=False,
     )
     TrainSummary(
         name=name,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.settings import make_settings
+from crs.app.settings import RULE_BASELINES, make_settings
 from crs.app.training import run_training
 from crs.cli import app
 from envs import make_env
@@ -59,7 +59,7 @@ def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
     assert len((run / "eval.jsonl").read_text().splitlines()) == 2
     assert any((run / "tb").rglob("events.out.tfevents*"))
     assert summary.timesteps == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
-    assert set(summary.test) == {"RL (run)", "always-recommend", "ask-4", "max-entropy"}
+    assert set(summary.test) == {"RL (run)", *RULE_BASELINES}
     assert summary.test_episodes == 12
 
 
