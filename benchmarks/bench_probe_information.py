@@ -7,8 +7,9 @@ user's answer the ranker re-scores the candidates; the figure is the target's ra
 first; for several targets, the best). Printed per kind: the mean log2 rank after the ranker's own
 first pick (question slot 0 / the probe of the persona with the highest posterior) and after the
 best slot of that kind (an oracle over the slots, i.e. what a policy that chose well could get),
-plus how often any listed aspect was accepted. Lower rank = the answer moved the target up = more
-information for the slate.
+plus how often any listed aspect was accepted. A noisy "yes" can drop the target from the
+candidates: such answers count as "target lost" and the ranks are over the rest. Lower rank = the
+answer moved the target up = more information for the slate.
 
 Example (persona world with the main job's defaults and a pre-trained ranker):
 
@@ -81,12 +82,14 @@ def main() -> None:
         f"persona world test, {len(indices)} conversations (seed {args.seed}), user {args.user}, "
         f"ranker {args.ranker}; mean log2 target rank before turn 2: {np.mean(before):.2f}"
     )
-    print("| turn 2 | n | log2 rank, ranker's first pick | log2 rank, best slot | any value accepted |")
-    print("|---|---:|---:|---:|---:|")
+    print("| turn 2 | n | first pick: log2 rank | target lost | best slot: log2 rank | any value accepted |")
+    print("|---|---:|---:|---:|---:|---:|")
     for kind, r in results.items():
+        first, best = np.asarray(r["first"]), np.asarray(r["best"])
+        kept = np.isfinite(first)
         print(
-            f"| {kind} | {len(r['first'])} | {np.mean(r['first']):.2f} | {np.mean(r['best']):.2f} | "
-            f"{np.mean(r['accepted']):.3f} |"
+            f"| {kind} | {first.size} | {first[kept].mean():.2f} | {1 - kept.mean():.3f} | "
+            f"{best[np.isfinite(best)].mean():.2f} | {np.mean(r['accepted']):.3f} |"
         )
 
 
