@@ -53,9 +53,10 @@ def test_sb3_env_checker_passes_with_and_without_probes(world: Catalog) -> None:
     assert plain.n_probes == 0 and "probe_feats" not in plain.observation_space.spaces
     check_env(plain, warn=False)
     with_probes = wrapped(world, TruthPersonaRanker(world))
-    # K = 3 personas per user in the persona world: 10 question slots + 3 probes + recommend = 14 choices
+    # K = 3 personas per user in the persona world: 10 question slots + 3 probes + recommend = 14 choices;
+    # each of the 10 slate positions picks one of the n_items = 10 item slots
     assert with_probes.n_probes == world.truth.personas_per_user == 3
-    assert with_probes.action_space.nvec.tolist() == [14] + [20] * 10
+    assert with_probes.action_space.nvec.tolist() == [14] + [10] * 10
     check_env(with_probes, warn=False)
 
 
