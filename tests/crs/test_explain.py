@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from rich.console import Console
 
@@ -22,6 +21,7 @@ from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
 from simulators.persona_world import make_persona_world
+from tests.crs.test_chat import random_persona_ranker
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +32,7 @@ def world() -> Catalog:
 @pytest.fixture(scope="module")
 def persona_ranker(world: Catalog) -> PersonaRanker:
     """A persona ranker with seeded random weights: 2 personas per user, 3 prototypes, d = 4."""
-    rng = np.random.default_rng(7)
-    users, items, aspects, k, p, d = world.n_users, world.n_items, world.n_aspects, 2, 3, 4
-    weights = {
-        "user": rng.normal(size=(users, d)),
-        "item": rng.normal(size=(items, d)),
-        "aspect": rng.normal(size=(aspects, d)),
-        "personas": rng.normal(size=(users, k, d)),
-        "log_prior": np.zeros((users, k)),
-        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
-        "prototypes": rng.normal(size=(p, d)),
-    }
-    return PersonaRanker(weights, world.item_aspects, "attention")
+    return random_persona_ranker(world, personas=2)
 
 
 def _simulated_explanations(world: Catalog, ranker: Any, seed: int) -> list[list[str]]:
