@@ -31,6 +31,13 @@ def eval_command(
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
     episodes: int = typer.Option(600, "--episodes", "-n", min=1, help="Number of conversations."),
     seed: int = typer.Option(1, "--seed", min=0, help="Seed of the conversation order and the users."),
+    order: str = typer.Option(
+        "seeded",
+        "--order",
+        help="Which conversations: seeded (a seeded sample of the split, every dataset) or mcmipl "
+        "(MCMIPL's own evaluation order of its release's test groups, the first --episodes of its "
+        "shuffle with --seed; MCMIPL ran 4,000 on LastFM* with seed 1).",
+    ),
     out: Path = typer.Option(
         None,
         "--out",
@@ -72,6 +79,8 @@ def eval_command(
       crs eval -p ask-7 -d yelp_star --data-dir ../shared/data --setting enumerated  # UNICORN's YELP
 
       crs eval --policy max-entropy --episodes 2400 --workers 2
+
+      crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA --order mcmipl -n 4000
     """
     spec = EvalSpec.of(
         policy=policy,
@@ -82,6 +91,7 @@ def eval_command(
         split=split,
         episodes=episodes,
         seed=seed,
+        order=order,
         user=user,
         world_seed=world_seed,
     )
@@ -95,7 +105,8 @@ def eval_command(
     )
     summary = result.summary
     title = (
-        f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}, "
+        f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}"
+        f"{' (MCMIPL order)' if summary.order == 'mcmipl' else ''}, "
         f"{summary.setting} setting, ranker {summary.ranker}"
     )
     console.print(metrics_table(title, {summary.policy: result.metrics}))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,12 @@ from policies.rl.run_files import trained_setting
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
+from simulators.goals import GroupGoals
+from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
+
+Order = Literal["seeded", "mcmipl"]
+ORDERS: tuple[str, ...] = get_args(Order)
+"""How an evaluation picks its conversations (`EvalSpec.order`)."""
 
 
 class EvalSpec(BaseModel):
@@ -53,6 +59,10 @@ class EvalSpec(BaseModel):
         world_seed: Persona world seed (persona world only).
         episodes: Conversations (at most the split's; more are capped with a warning).
         seed: Seed of the conversation order and of each conversation.
+        order: Which conversations (`ORDERS`): "seeded", crs's seeded sample of the split
+            (`envs.evaluation_indices`), or "mcmipl", MCMIPL's own evaluation order on its release: the
+            first `episodes` of its shuffle of the test groups with `seed` (1 there;
+            `simulators.goals.GroupGoals.protocol_order`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
@@ -67,6 +77,7 @@ class EvalSpec(BaseModel):
     world_seed: int = Field(0, ge=0, le=MAX_SEED)
     episodes: int = Field(600, ge=1)
     seed: int = Field(1, ge=0, le=MAX_SEED)
+    order: Order = "seeded"
 
     def dataset_spec(self) -> DatasetSpec:
         """The catalogue the conversations come from."""
@@ -180,6 +191,23 @@ def resolve_policy(
     return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
+def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
+    """The goal indices an evaluation walks, in order (`EvalSpec.order`), int64 of shape (n,).
+
+    Raises:
+        CRSError: "mcmipl" on a dataset that is not MCMIPL's release (its groups define the order).
+    """
+    if spec.order == "seeded":
+        return evaluation_indices(env.goals.n_goals, spec.episodes, spec.seed)
+    if not isinstance(env.goals, GroupGoals):
+        raise CRSError(
+            f"--order mcmipl is MCMIPL's order of its release's target groups; {spec.dataset} with user "
+            f"{spec.user!r} has none: use -d {', -d '.join(MCMIPL_DATASETS)} (user auto or multi), or "
+            "--order seeded"
+        )
+    return env.goals.protocol_order(spec.seed, spec.episodes)
+
+
 def policy_setting(policy: str, setting: str | None) -> Setting | None:
     """The setting to run `policy` in: `setting` if named, else a trained run's own (None: the
     dataset's default, which `envs.registry.make_env` resolves).
@@ -290,7 +318,7 @@ def run_evaluation(
             f"{dataset}/{split}; evaluating all {n_goals}",
             highlight=False,
         )
-    indices = evaluation_indices(n_goals, episodes, seed)
+    indices = conversation_indices(spec, env)
     out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
     refuse_output_over_inputs(
         out,
@@ -324,6 +352,7 @@ def run_evaluation(
             seed=seed,
             world_seed=spec.world_seed if spec.dataset_spec().is_world else None,
             conversations=conversations_fingerprint(split, indices),
+            order=spec.order,
             max_turns=env.max_turns,
             notes=tuple(env.catalog.notes),
             metrics=metrics,

@@ -205,6 +205,7 @@ class EvalSummary:
         seed: Seed of the conversation order.
         world_seed: Persona world seed (None on real data).
         conversations: Hash of the conversations walked (`conversations_fingerprint`).
+        order: How the conversations were chosen (`crs.app.evaluation.ORDERS`).
         max_turns: Turn limit T.
         notes: The catalogue's notes (e.g. "Yelp* pre-trains on valid").
         metrics: SR@5/10/15, AT, hDCG with 95% CIs.
@@ -230,6 +231,7 @@ class EvalSummary:
     seconds: float
     conversations_per_second: float
     versions: dict[str, str]
+    order: str = "seeded"
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -276,6 +278,7 @@ class EvalSummary:
                 seconds=float(data.get("seconds", 0.0)),
                 conversations_per_second=float(data.get("conversations_per_second", 0.0)),
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
+                order=str(data.get("order", "seeded")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None

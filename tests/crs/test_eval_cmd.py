@@ -8,6 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from crs.cli import app
+from envs import evaluation_indices, make_env
 from envs.metrics import EpisodeRecord, per_episode_metrics
 
 runner = CliRunner()
@@ -54,3 +55,23 @@ def test_bad_input_gives_one_line_errors(tmp_path) -> None:
         assert result.exit_code == 2, (args, result.output)
         flat = " ".join(result.output.replace("│", " ").split())  # click's error box may wrap
         assert message in flat and "Traceback" not in result.output
+
+
+def test_mcmipl_order_walks_mcmipls_own_test_conversations(tmp_path, real_data_dir) -> None:
+    out = tmp_path / "mcmipl"
+    args = ["eval", "--policy", "ask-2", "-d", "mcmipl_lastfm_star", "--data-dir", str(real_data_dir)]
+    result = runner.invoke(app, [*args, "--order", "mcmipl", "-n", "6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(MCMIPL order)" in " ".join(result.output.split())  # the title, however it wraps
+    goals = make_env("mcmipl_lastfm_star", data_dir=real_data_dir, split="test").goals
+    expected = np.random.RandomState(1).permutation(goals.n_goals)[:6].tolist()  # MCMIPL's shuffle, seed 1
+    walked = [json.loads(line)["goal_index"] for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert walked == expected != evaluation_indices(goals.n_goals, 6, 1).tolist()
+    assert json.loads((out / "summary.json").read_text())["order"] == "mcmipl"
+
+
+def test_mcmipl_order_without_mcmipls_groups_is_refused(tmp_path) -> None:
+    result = runner.invoke(app, ["eval", "--order", "mcmipl", "-n", "5", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    assert "--order mcmipl" in result.output and "mcmipl_lastfm_star" in result.output
+    assert not (tmp_path / "x").exists()
