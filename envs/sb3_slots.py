@@ -218,6 +218,11 @@ def pick_questions(
     return ids[chosen], flags
 
 
+def weighted_shares(cands: RankedCandidates) -> np.ndarray:
+    """Each aspect's score-weighted share of the candidates (Σ weights of those holding it), float64 (A,)."""
+    return np.bincount(cands.asp, weights=cands.weights[cands.pos], minlength=cands.counts.size)
+
+
 def aspect_questions(
     ranker: PreferenceRanker, facts: DialogueFacts, cands: RankedCandidates, n_questions: int
 ) -> QuestionSlots:
@@ -226,7 +231,7 @@ def aspect_questions(
     reachable = np.flatnonzero(cands.open_aspects)
     if reachable.size == 0:
         return QuestionSlots(reachable, feats)
-    weighted = np.bincount(cands.asp, weights=cands.weights[cands.pos], minlength=cands.counts.size)  # (A,)
+    weighted = weighted_shares(cands)
     scores = np.asarray(ranker.aspect_scores(facts, reachable), dtype=np.float64)
     entropy = binary_entropy(weighted[reachable])
     chosen, is_pick = pick_questions(reachable, scores, entropy, n_questions)
@@ -341,11 +346,11 @@ def probe_slots(
 
     The pool is the `PROBE_POOL` reachable aspects with the largest score-weighted share of the
     candidates (the aspects a question could sensibly ask); each persona lists its most distinctive
-    aspects of that pool. A persona's rarest signature aspects are mostly rejected: measured on MCMIPL
-    LastFM*, 18% of such probes had a value accepted against 65% of question slots (the pool of 16: 54%;
-    persona world: 45% against 39% without the pool). With `types`
-    (typed multiple-choice envs) a probe lists values of one question type, as an ask does: the type of
-    the persona's most distinctive pool aspect.
+    aspects of that pool. A persona's rarest signature aspects are mostly rejected: on MCMIPL LastFM*,
+    18% of such probes had a value accepted against 65% of the question slots (with the pool of 16:
+    54%; persona world: 45%, against 39% without the pool). With `types` (typed multiple-choice envs) a
+    probe lists values of one question type, as an ask does: the type of the persona's most distinctive
+    pool aspect.
 
     Args:
         ranker: The persona ranker (read only when ``n_probes > 0``).
@@ -362,7 +367,7 @@ def probe_slots(
     if P == 0 or ranker is None:
         return ProbeSlots(listed_aspects, padded, feats)
     reachable = np.flatnonzero(cands.open_aspects)
-    weighted = np.bincount(cands.asp, weights=cands.weights[cands.pos], minlength=cands.counts.size)  # (A,)
+    weighted = weighted_shares(cands)
     pool = top_positions(reachable, weighted[reachable], PROBE_POOL)
     pool = np.sort(reachable[pool])
     posterior = np.asarray(ranker.persona_posterior(facts), dtype=np.float64)

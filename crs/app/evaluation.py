@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,7 +39,6 @@ from simulators.goals import GroupGoals
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 
 Order = Literal["seeded", "mcmipl"]
-ORDERS: tuple[str, ...] = get_args(Order)
 """How an evaluation picks its conversations (`EvalSpec.order`)."""
 
 
@@ -59,7 +58,7 @@ class EvalSpec(BaseModel):
         world_seed: Persona world seed (persona world only).
         episodes: Conversations (at most the split's; more are capped with a warning).
         seed: Seed of the conversation order and of each conversation.
-        order: Which conversations (`ORDERS`): "seeded", crs's seeded sample of the split
+        order: Which conversations (`Order`): "seeded", crs's seeded sample of the split
             (`envs.evaluation_indices`), or "mcmipl", MCMIPL's own evaluation order on its release: the
             first `episodes` of its shuffle of the test groups with `seed` (1 there;
             `simulators.goals.GroupGoals.protocol_order`).

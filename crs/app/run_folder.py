@@ -205,7 +205,7 @@ class EvalSummary:
         seed: Seed of the conversation order.
         world_seed: Persona world seed (None on real data).
         conversations: Hash of the conversations walked (`conversations_fingerprint`).
-        order: How the conversations were chosen (`crs.app.evaluation.ORDERS`).
+        order: How the conversations were chosen (`crs.app.evaluation.Order`).
         max_turns: Turn limit T.
         notes: The catalogue's notes (e.g. "Yelp* pre-trains on valid").
         metrics: SR@5/10/15, AT, hDCG with 95% CIs.
