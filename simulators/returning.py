@@ -1,0 +1,285 @@
+"""Returning users: one simulated user over several sessions whose persona mixture may change.
+
+The first brick of "personas that evolve" (issue #16), in the simulator only. A returning sequence is
+S sessions of one persona-world user; each session has a persona mixture over the user's persona
+slots, an active slot drawn from it, and a one-item goal picked by the active persona. Four regimes say
+how the mixture moves across sessions:
+
+- ``"stable"``: the user's own weights (`PersonaTruth.user_weights`) every session.
+- ``"drift"``: a random walk on the simplex from the user's weights: session s draws
+  ``Dirichlet(DRIFT_CONCENTRATION * mixture[s - 1] + DRIFT_FLOOR)``.
+- ``"switch"``: from a change session s* in [1, S-1] on, the user's lowest-weight persona swaps its
+  weight with the top one, so the minor persona dominates and stays dominant.
+- ``"new"``: from s* on, a persona the user never had (a prototype of the world not among the user's
+  K) takes `NEW_PERSONA_SHARE` of the mass and the user's K personas share the rest in their old
+  proportions; before s* it has weight 0. Its slot is K (the last one), so K' = K + 1.
+
+A memory-based recommender should track the stable user, follow the drift, notice the switch and
+discover the new persona; this module only produces the sequences and their ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import scipy.sparse as sp
+
+from simulators.catalog import Catalog, PersonaTruth
+from simulators.errors import CRSError
+from simulators.users import Goal
+
+Regime = Literal["stable", "drift", "switch", "new"]
+"""How a returning user's persona mixture moves across sessions (see the module docstring)."""
+
+REGIMES: tuple[Regime, ...] = get_args(Regime)
+"""The regimes, in order: ("stable", "drift", "switch", "new")."""
+
+DRIFT_CONCENTRATION: float = 20.0
+"""Dirichlet concentration of the drift walk: session s draws Dirichlet(c * mixture[s-1] + floor), so
+each weight moves by about sqrt(m (1 - m) / (c + 1)) per session (about 0.1 for m = 0.5)."""
+
+DRIFT_FLOOR: float = 0.1
+"""Added to every Dirichlet parameter of the drift walk, so a faded persona can come back and the
+parameters stay away from 0."""
+
+NEW_PERSONA_SHARE: float = 0.7
+"""Mass of the new persona from the change session on (regime "new"); the user's K personas share
+the rest in their old proportions, so the new persona dominates."""
+
+
+def _read_only(array: np.ndarray, dtype: type) -> np.ndarray:
+    out: np.ndarray = np.array(array, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class ReturningSequence:
+    """One user's S sessions, with the ground truth of the persona behind each.
+
+    Slots index `personas`: slots 0..K-1 are the user's K personas in the order of
+    `PersonaTruth.user_personas[user]`; regime "new" adds slot K, the new persona.
+
+    Attributes:
+        user: User id.
+        regime: How the mixture moves across sessions.
+        goals: One goal per session, shape (S,): `Goal(user, (target,), persona=active[s])`.
+        mixtures: The user's persona mixture in each session, float64, shape (S, K'); rows sum to 1.
+        active: The active persona slot of each session (ground truth), int64, shape (S,).
+        personas: Persona ids of the slots, int64, shape (K',): K' = K, or K + 1 for regime "new".
+        change_session: Session (in [1, S-1]) where the switch or the new persona starts; None for
+            "stable" and "drift".
+    """
+
+    user: int
+    regime: Regime
+    goals: tuple[Goal, ...]
+    mixtures: np.ndarray
+    active: np.ndarray
+    personas: np.ndarray
+    change_session: int | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "goals", tuple(self.goals))
+        object.__setattr__(self, "mixtures", _read_only(self.mixtures, np.float64))
+        object.__setattr__(self, "active", _read_only(self.active, np.int64))
+        object.__setattr__(self, "personas", _read_only(self.personas, np.int64))
+        sessions = len(self.goals)
+        if self.mixtures.shape != (sessions, self.personas.shape[0]) or self.active.shape != (sessions,):
+            raise CRSError(
+                f"ReturningSequence of user {self.user}: {sessions} goals need mixtures of shape "
+                f"({sessions}, {self.personas.shape[0]}) and active of shape ({sessions},), got "
+                f"{self.mixtures.shape} and {self.active.shape}"
+            )
+
+    @property
+    def n_sessions(self) -> int:
+        """S, the number of sessions."""
+        return len(self.goals)
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """The target item of each session, shape (S,)."""
+        return tuple(goal.targets[0] for goal in self.goals)
+
+
+def returning_sequences(
+    catalog: Catalog,
+    n_sequences: int,
+    sessions: int,
+    regime: Regime,
+    rng: np.random.Generator,
+    split: str = "test",
+) -> list[ReturningSequence]:
+    """Draw returning-user sequences of one regime from the persona world.
+
+    Users: drawn uniformly among the users with at least one interaction in `split`, without
+    replacement when there are at least `n_sequences` of them, else with replacement.
+
+    Mixtures: see the module docstring (`DRIFT_CONCENTRATION`, `DRIFT_FLOOR`, `NEW_PERSONA_SHARE`);
+    the change session s* of "switch" and "new" is uniform in [1, S-1], and the new persona of "new"
+    uniform among the world's personas the user does not have.
+
+    Targets (one item per session), for the active slot's persona p, in this order of preference:
+
+    1. one of the user's `split` interactions labelled p (ground-truth `Interactions.personas`) not yet
+       a target of this sequence;
+    2. else (always so for a new persona) an item with at least one of p's signature aspects that is
+       none of the user's interactions in any split, nor yet a target of this sequence; so with the
+       default split "test", no target was seen in pre-training (train) or RL training (valid);
+    3. else (a pool exhausted; not met in the persona world) a repeat of one of those.
+
+    Randomness: all from `rng`, in a fixed order: the users; then per sequence the regime's draws
+    (change session, new persona, drift walk), then per session the active slot and the target. The
+    same seed gives the same sequences.
+
+    Args:
+        catalog: A catalogue with persona ground truth (`make_persona_world`).
+        n_sequences: Number of sequences (>= 1).
+        sessions: S, sessions per sequence (>= 2).
+        regime: One of `REGIMES`.
+        rng: Source of all randomness.
+        split: Split whose persona-labelled interactions give the targets.
+
+    Returns:
+        `n_sequences` sequences, in the order their users were drawn.
+
+    Raises:
+        CRSError: The catalogue has no persona truth or the split no persona labels; `sessions`,
+            `n_sequences` or `regime` is out of range; "switch" with K = 1 persona per user, or "new"
+            with K = n_personas (no unseen persona). The message names the value and the fix.
+    """
+    truth = _check_arguments(catalog, n_sequences, sessions, regime)
+    held_out = catalog.conversation_split(split)
+    if held_out.personas is None:
+        raise CRSError(
+            f"returning_sequences: split {split!r} of {catalog.name!r} has no persona labels; "
+            "use make_persona_world(), whose splits carry them"
+        )
+    users_with_held_out = np.unique(held_out.users)
+    replace = n_sequences > users_with_held_out.size
+    users = rng.choice(users_with_held_out, size=n_sequences, replace=replace)
+
+    history = _history(catalog)
+    signature_counts = np.asarray(
+        sp.csr_matrix(catalog.item_aspects, dtype=np.int64) @ truth.persona_aspects.T.astype(np.int64)
+    )
+    sequences = []
+    for user in users.tolist():
+        mixtures, personas, change = _mixtures(truth, int(user), sessions, regime, rng)
+        labelled = held_out.users == user
+        seen = history.indices[history.indptr[user] : history.indptr[user + 1]]
+        goals: list[Goal] = []
+        active = np.empty(sessions, dtype=np.int64)
+        used: list[int] = []
+        for session in range(sessions):
+            slot = int(rng.choice(personas.size, p=mixtures[session]))
+            persona = int(personas[slot])
+            own = held_out.items[labelled & (held_out.personas == persona)]
+            signature_pool = np.setdiff1d(np.flatnonzero(signature_counts[:, persona] > 0), seen)
+            target = _draw_target(own, signature_pool, used, rng)
+            used.append(target)
+            active[session] = slot
+            goals.append(Goal(user=int(user), targets=(target,), persona=slot))
+        sequences.append(
+            ReturningSequence(
+                user=int(user),
+                regime=regime,
+                goals=tuple(goals),
+                mixtures=mixtures,
+                active=active,
+                personas=personas,
+                change_session=change,
+            )
+        )
+    return sequences
+
+
+def _check_arguments(catalog: Catalog, n_sequences: int, sessions: int, regime: str) -> PersonaTruth:
+    """The catalogue's persona truth, once the arguments are checked."""
+    truth = catalog.truth
+    if truth is None:
+        raise CRSError(
+            f"returning_sequences needs persona ground truth, but catalogue {catalog.name!r} has none; "
+            "use make_persona_world()"
+        )
+    if sessions < 2:
+        raise CRSError(f"returning_sequences: sessions={sessions} must be >= 2 (a user who returns)")
+    if n_sequences < 1:
+        raise CRSError(f"returning_sequences: n_sequences={n_sequences} must be >= 1")
+    if regime not in REGIMES:
+        raise CRSError(f"returning_sequences: unknown regime {regime!r}; use one of {REGIMES}")
+    k = truth.personas_per_user
+    if regime == "switch" and k < 2:
+        raise CRSError(
+            "returning_sequences: regime 'switch' needs >= 2 personas per user, the world has 1; "
+            "build it with make_persona_world(personas_per_user >= 2)"
+        )
+    if regime == "new" and k >= truth.n_personas:
+        raise CRSError(
+            f"returning_sequences: regime 'new' needs a persona the user does not have, but every user "
+            f"has all {truth.n_personas} personas; build the world with personas_per_user < n_personas"
+        )
+    return truth
+
+
+def _history(catalog: Catalog) -> sp.csr_matrix:
+    """Every interaction of every split, as a user x item boolean CSR matrix (n_users, n_items)."""
+    history = sp.csr_matrix((catalog.n_users, catalog.n_items), dtype=np.bool_)
+    for interactions in catalog.splits.values():
+        history = history + interactions.by_user(catalog.n_users, catalog.n_items)
+    history = sp.csr_matrix(history)
+    history.sort_indices()
+    return history
+
+
+def _mixtures(
+    truth: PersonaTruth, user: int, sessions: int, regime: Regime, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The regime's mixtures, shape (S, K'), slot persona ids, shape (K',), and change session."""
+    weights = np.asarray(truth.user_weights[user], dtype=np.float64)
+    personas = np.asarray(truth.user_personas[user], dtype=np.int64)
+    mixtures = np.tile(weights, (sessions, 1))
+    if regime == "stable":
+        return mixtures, personas, None
+    if regime == "drift":
+        for session in range(1, sessions):
+            mixtures[session] = rng.dirichlet(DRIFT_CONCENTRATION * mixtures[session - 1] + DRIFT_FLOOR)
+        return mixtures, personas, None
+    change = int(rng.integers(1, sessions))
+    if regime == "switch":
+        top, minor = int(np.argmax(weights)), int(np.argmin(weights))
+        switched = weights.copy()
+        switched[[top, minor]] = weights[[minor, top]]
+        mixtures[change:] = switched
+        return mixtures, personas, change
+    unseen = np.setdiff1d(np.arange(truth.n_personas), personas)
+    new_persona = int(rng.choice(unseen))
+    grown = np.zeros((sessions, personas.size + 1))
+    grown[:change, :-1] = weights
+    grown[change:, :-1] = (1.0 - NEW_PERSONA_SHARE) * weights
+    grown[change:, -1] = NEW_PERSONA_SHARE
+    return grown, np.append(personas, new_persona), change
+
+
+def _draw_target(
+    own: np.ndarray, signature_pool: np.ndarray, used: list[int], rng: np.random.Generator
+) -> int:
+    """A target: an unused labelled item, else an unused signature item, else a repeat (see
+    `returning_sequences`).
+
+    Args:
+        own: The user's held-out items labelled with the persona, shape (n,).
+        signature_pool: Items with a signature aspect of the persona that the user never had, shape (m,).
+        used: Targets of the earlier sessions of the sequence.
+        rng: Source of randomness (one `choice` call).
+    """
+    for pool in (np.setdiff1d(own, used), np.setdiff1d(signature_pool, used), own, signature_pool):
+        if pool.size:
+            return int(rng.choice(pool))
+    raise CRSError(
+        "returning_sequences: a persona has no signature item the user did not already have; "
+        "build the world with more items (make_persona_world(n_items=...))"
+    )

@@ -1,0 +1,228 @@
+"""Returning users: the four regimes' mixtures, ground-truth goals, leak-free targets, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache, lru_cache
+
+import numpy as np
+import pytest
+
+from simulators import Catalog, CRSError, make_persona_world
+from simulators.returning import (
+    NEW_PERSONA_SHARE,
+    REGIMES,
+    Regime,
+    ReturningSequence,
+    returning_sequences,
+)
+
+SESSIONS = 6
+N_SEQUENCES = 40
+
+
+@lru_cache(maxsize=1)
+def world() -> Catalog:
+    return make_persona_world(n_users=60, n_items=400, interactions_per_user=20, seed=0)
+
+
+@cache
+def sequences(regime: Regime, seed: int = 0) -> tuple[ReturningSequence, ...]:
+    return tuple(returning_sequences(world(), N_SEQUENCES, SESSIONS, regime, np.random.default_rng(seed)))
+
+
+def same(a: ReturningSequence, b: ReturningSequence) -> bool:
+    return (
+        a.user == b.user
+        and a.goals == b.goals
+        and a.change_session == b.change_session
+        and np.array_equal(a.mixtures, b.mixtures)
+        and np.array_equal(a.active, b.active)
+        and np.array_equal(a.personas, b.personas)
+    )
+
+
+@cache
+def seen_items(user: int) -> set[int]:
+    """The user's train and valid items: what pre-training and RL training saw."""
+    seen: set[int] = set()
+    for name in ("train", "valid"):
+        split = world().split(name)
+        seen.update(split.items[split.users == user].tolist())
+    return seen
+
+
+@cache
+def signature_items(persona: int) -> set[int]:
+    """Items having at least one signature aspect of `persona`."""
+    truth = world().truth
+    assert truth is not None
+    signature = np.flatnonzero(truth.persona_aspects[persona])
+    items = range(world().n_items)
+    return {item for item in items if np.intersect1d(world().aspects_of(item), signature).size}
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_same_seed_same_sequences_other_seed_others(regime: Regime) -> None:
+    again = returning_sequences(world(), N_SEQUENCES, SESSIONS, regime, np.random.default_rng(0))
+    assert all(same(a, b) for a, b in zip(sequences(regime), again, strict=True))
+    other = sequences(regime, seed=1)
+    assert not all(same(a, b) for a, b in zip(sequences(regime), other, strict=True))
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_shapes_goals_follow_active_and_users_differ(regime: Regime) -> None:
+    truth = world().truth
+    assert truth is not None
+    k = truth.personas_per_user
+    drawn = sequences(regime)
+    assert len(drawn) == N_SEQUENCES
+    assert len({seq.user for seq in drawn}) == N_SEQUENCES  # 60 users: drawn without replacement
+    for seq in drawn:
+        k_slots = k + 1 if regime == "new" else k
+        assert seq.mixtures.shape == (SESSIONS, k_slots) and seq.mixtures.dtype == np.float64
+        assert seq.active.shape == (SESSIONS,) and seq.active.dtype == np.int64
+        assert seq.personas.shape == (k_slots,) and seq.personas.dtype == np.int64
+        np.testing.assert_array_equal(seq.personas[:k], truth.user_personas[seq.user])
+        assert [goal.persona for goal in seq.goals] == seq.active.tolist()
+        assert all(goal.user == seq.user and len(goal.targets) == 1 for goal in seq.goals)
+        assert seq.mixtures[np.arange(SESSIONS), seq.active].min() > 0  # never an impossible slot
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_targets_never_seen_in_train_or_valid_and_not_repeated(regime: Regime) -> None:
+    for seq in sequences(regime):
+        assert not set(seq.targets) & seen_items(seq.user), (seq.user, seq.targets)
+        assert len(set(seq.targets)) == SESSIONS
+
+
+@pytest.mark.parametrize("regime", REGIMES)
+def test_targets_belong_to_the_active_persona(regime: Regime) -> None:
+    test = world().split("test")
+    assert test.personas is not None
+    labelled_used = 0
+    for seq in sequences(regime):
+        mine = test.users == seq.user
+        labels = dict(zip(test.items[mine].tolist(), test.personas[mine].tolist(), strict=True))
+        for session, target in enumerate(seq.targets):
+            persona = int(seq.personas[seq.active[session]])
+            if target in labels:
+                assert labels[target] == persona  # a held-out interaction of this very persona
+                labelled_used += 1
+            else:
+                assert target in signature_items(persona)
+                # the fallback only when every labelled item of that persona is already a target
+                unused = {i for i, p in labels.items() if p == persona} - set(seq.targets[:session])
+                assert not unused
+    assert labelled_used > 0
+
+
+def test_stable_keeps_the_users_weights() -> None:
+    truth = world().truth
+    assert truth is not None
+    for seq in sequences("stable"):
+        assert seq.change_session is None
+        np.testing.assert_array_equal(seq.mixtures, np.tile(truth.user_weights[seq.user], (SESSIONS, 1)))
+
+
+def test_drift_walks_on_the_simplex_from_the_users_weights() -> None:
+    truth = world().truth
+    assert truth is not None
+    for seq in sequences("drift"):
+        assert seq.change_session is None
+        np.testing.assert_array_equal(seq.mixtures[0], truth.user_weights[seq.user])
+        assert seq.mixtures.min() >= 0.0
+        np.testing.assert_allclose(seq.mixtures.sum(axis=1), 1.0)
+        steps = np.abs(np.diff(seq.mixtures, axis=0)).sum(axis=1)
+        assert steps.min() > 0.0  # every session moves
+    spread = np.concatenate([np.abs(seq.mixtures[-1] - seq.mixtures[0]) for seq in sequences("drift")])
+    assert spread.mean() > 0.05  # the walk goes somewhere, not just jitter
+
+
+def test_switch_makes_the_minor_persona_dominant_from_change_session_on() -> None:
+    truth = world().truth
+    assert truth is not None
+    changes = set()
+    for seq in sequences("switch"):
+        weights = truth.user_weights[seq.user]
+        top, minor = int(np.argmax(weights)), int(np.argmin(weights))
+        change = seq.change_session
+        assert change is not None and 1 <= change <= SESSIONS - 1
+        changes.add(change)
+        dominant = np.argmax(seq.mixtures, axis=1)
+        assert (dominant[:change] == top).all()
+        assert (dominant[change:] == minor).all()
+        np.testing.assert_array_equal(seq.mixtures[:change], np.tile(weights, (change, 1)))
+        assert seq.mixtures[change, minor] == weights[top]
+        assert seq.mixtures[change, top] == weights[minor]
+    assert len(changes) > 1  # the change session is drawn, not fixed
+
+
+def test_new_persona_is_unseen_dominates_from_change_session_and_gets_its_items() -> None:
+    truth = world().truth
+    assert truth is not None
+    k = truth.personas_per_user
+    new_sessions = 0
+    for seq in sequences("new"):
+        new = int(seq.personas[k])
+        assert new not in truth.user_personas[seq.user].tolist()
+        change = seq.change_session
+        assert change is not None and 1 <= change <= SESSIONS - 1
+        assert (seq.mixtures[:change, k] == 0).all()
+        assert (seq.mixtures[change:, k] == NEW_PERSONA_SHARE).all()
+        assert (np.argmax(seq.mixtures[change:], axis=1) == k).all()
+        np.testing.assert_allclose(seq.mixtures.sum(axis=1), 1.0)
+        assert (seq.active[:change] < k).all()
+        signature = np.flatnonzero(truth.persona_aspects[new])
+        for session in np.flatnonzero(seq.active == k).tolist():
+            new_sessions += 1
+            target = seq.targets[session]
+            assert np.intersect1d(world().aspects_of(target), signature).size > 0
+    assert new_sessions > 0
+
+
+def test_users_repeat_only_when_there_are_fewer_users_than_sequences() -> None:
+    drawn = returning_sequences(world(), 100, 2, "stable", np.random.default_rng(3))
+    assert len(drawn) == 100 and len({seq.user for seq in drawn}) <= world().n_users
+
+
+def test_sequence_is_frozen() -> None:
+    seq = sequences("stable")[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seq.user = 1  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        seq.mixtures[0, 0] = 0.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"sessions": 1}, "sessions=1 must be >= 2"),
+        ({"n_sequences": 0}, "n_sequences=0 must be >= 1"),
+        ({"regime": "sudden"}, "unknown regime 'sudden'"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], fragment: str) -> None:
+    arguments: dict[str, object] = {"n_sequences": 2, "sessions": 3, "regime": "stable"}
+    arguments.update(kwargs)
+    with pytest.raises(CRSError, match=fragment):
+        returning_sequences(world(), rng=np.random.default_rng(0), **arguments)  # type: ignore[arg-type]
+
+
+def test_catalogue_without_truth_is_refused() -> None:
+    bare = dataclasses.replace(world(), truth=None)
+    with pytest.raises(CRSError, match="make_persona_world"):
+        returning_sequences(bare, 2, 3, "stable", np.random.default_rng(0))
+
+
+def test_new_needs_an_unseen_persona() -> None:
+    full = make_persona_world(n_users=10, n_items=60, n_personas=3, personas_per_user=3, seed=0)
+    with pytest.raises(CRSError, match="personas_per_user < n_personas"):
+        returning_sequences(full, 2, 3, "new", np.random.default_rng(0))
+    assert len(returning_sequences(full, 2, 3, "switch", np.random.default_rng(0))) == 2
+
+
+def test_switch_needs_two_personas() -> None:
+    single = make_persona_world(n_users=10, n_items=60, personas_per_user=1, seed=0)
+    with pytest.raises(CRSError, match="personas_per_user >= 2"):
+        returning_sequences(single, 2, 3, "switch", np.random.default_rng(0))
