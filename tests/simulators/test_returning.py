@@ -135,8 +135,10 @@ def test_drift_walks_on_the_simplex_from_the_users_weights() -> None:
         np.testing.assert_allclose(seq.mixtures.sum(axis=1), 1.0)
         steps = np.abs(np.diff(seq.mixtures, axis=0)).sum(axis=1)
         assert steps.min() > 0.0  # every session moves
-    spread = np.concatenate([np.abs(seq.mixtures[-1] - seq.mixtures[0]) for seq in sequences("drift")])
-    assert spread.mean() > 0.05  # the walk goes somewhere, not just jitter
+    # a walk spreads: the distance from the start grows with the sessions (about doubles by session
+    # 5 here), where draws around the start would stay at the session-1 distance
+    away = np.array([np.abs(seq.mixtures - seq.mixtures[0]).sum(axis=1) for seq in sequences("drift")])
+    assert away[:, -1].mean() > 1.5 * away[:, 1].mean()
 
 
 def test_switch_makes_the_minor_persona_dominant_from_change_session_on() -> None:
