@@ -3,7 +3,8 @@
 from simulators.catalog import Catalog, CatalogSummary, Interactions, PersonaTruth, Taxonomy
 from simulators.errors import CRSError, DatasetError, MissingSplitError
 from simulators.goals import GoalSampler, GroupGoals, MultiTargetGoals, PairGoals, PersonaGoals
-from simulators.persona_world import make_persona_world
+from simulators.persona_world import WORLD_USER, WorldUser, make_persona_world
+from simulators.returning import REGIMES, Regime, ReturningSequence, returning_sequences
 from simulators.users import (
     Goal,
     MCMIPLUser,
@@ -15,6 +16,8 @@ from simulators.users import (
 )
 
 __all__ = [
+    "REGIMES",
+    "WORLD_USER",
     "CRSError",
     "Catalog",
     "CatalogSummary",
@@ -31,9 +34,13 @@ __all__ = [
     "PersonaGoals",
     "PersonaTruth",
     "PersonaUser",
+    "Regime",
+    "ReturningSequence",
     "SingleTargetUser",
     "SlateReaction",
     "Taxonomy",
     "UserModel",
+    "WorldUser",
     "make_persona_world",
+    "returning_sequences",
 ]
