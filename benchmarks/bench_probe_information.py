@@ -63,9 +63,11 @@ def main() -> None:
         wrapper.reset(seed=int(index), options={"goal_index": int(index)})
         before.append(np.log2(target_rank(env, ranker)))
         posterior = ranker.persona_posterior(env.state.facts())
+        valid = wrapper.action_masks()[: wrapper.n_choices]  # a probe slot is valid when it lists aspects
+        probes = [wrapper.n_questions + int(k) for k in np.argsort(-posterior) if k < wrapper.n_probes]
         slots = {
             "question": list(range(wrapper.question_ids.size)),
-            "probe": [wrapper.n_questions + k for k in np.argsort(-posterior) if wrapper._probes[k].size],
+            "probe": [choice for choice in probes if valid[choice]],
         }
         for kind, choices in slots.items():
             ranks, accepted = [], []
