@@ -20,6 +20,8 @@ from crs.common import (
 from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
 
+ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
+
 
 @friendly_errors
 def eval_command(
@@ -34,9 +36,10 @@ def eval_command(
     order: str = typer.Option(
         "seeded",
         "--order",
-        help="Which conversations: seeded (a seeded sample of the split, every dataset) or mcmipl "
-        "(MCMIPL's own evaluation order of its release's test groups, the first --episodes of its "
-        "shuffle with --seed; MCMIPL ran 4,000 on LastFM* with seed 1).",
+        help="Which conversations: seeded (a seeded sample of the split, every dataset); unicorn "
+        "(UNICORN's own evaluation order on lastfm, lastfm_star, yelp_star: the first --episodes of "
+        "its shuffle of the test pairs with --seed; UNICORN ran 4,000 on LastFM/LastFM*, 2,500 on "
+        "Yelp*, seed 1); or mcmipl (MCMIPL's order of its release's test groups; 4,000 on LastFM*).",
     ),
     out: Path = typer.Option(
         None,
@@ -80,6 +83,8 @@ def eval_command(
 
       crs eval --policy max-entropy --episodes 2400 --workers 2
 
+      crs eval --policy ask-7 -d yelp_star --data-dir DATA --ranker popularity --order unicorn -n 2500
+
       crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA --order mcmipl -n 4000
     """
     spec = EvalSpec.of(
@@ -106,7 +111,7 @@ def eval_command(
     summary = result.summary
     title = (
         f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}"
-        f"{' (MCMIPL order)' if summary.order == 'mcmipl' else ''}, "
+        f"{ORDER_TITLES.get(summary.order, '')}, "
         f"{summary.setting} setting, ranker {summary.ranker}"
     )
     console.print(metrics_table(title, {summary.policy: result.metrics}))

@@ -51,6 +51,24 @@ class GoalSampler(ABC):
         interaction-uniform (UNICORN's draw), with one ``rng.integers`` call."""
         return int(rng.integers(self.n_goals))
 
+    def protocol_order(self, seed: int = 1, size: int | None = None) -> np.ndarray:
+        """The field's own evaluation conversations: the first `size` goals of
+        ``np.random.RandomState(seed).permutation(n_goals)``; shape (min(size, n_goals),), int64.
+
+        UNICORN (``__test_tuple_generate__`` of both its envs) and MCMIPL build their test tuples in
+        file order (users in the split file's key order, each user's items or groups as listed,
+        which is the goal order here) and ``np.random.shuffle`` them right after
+        ``set_random_seed(seed)``; a shuffle of the rows draws the same swaps as this permutation.
+
+        Args:
+            seed: The protocol's seed (1 by default in both codes).
+            size: Conversations (None: all); UNICORN evaluates
+                `simulators.scpr.UNICORN_EVALUATION_CONVERSATIONS`, MCMIPL
+                `simulators.mcmipl.EVALUATION_CONVERSATIONS` of them.
+        """
+        order = np.random.RandomState(seed).permutation(self.n_goals).astype(np.int64)
+        return order if size is None else order[:size]
+
 
 class PairGoals(GoalSampler):
     """One target: the interaction's item."""
@@ -204,16 +222,3 @@ class GroupGoals(GoalSampler):
         user = int(rng.integers(self._user_count.size))
         within = int(rng.integers(self._user_count[user]))
         return int(self._by_user[self._user_start[user] + within])
-
-    def protocol_order(self, seed: int = 1, size: int | None = None) -> np.ndarray:
-        """MCMIPL's evaluation conversations: the first `size` goals of
-        ``np.random.RandomState(seed).permutation(n_goals)`` (its ``np.random.shuffle`` of the groups in
-        file order right after ``set_random_seed(seed)``); shape (min(size, n_goals),), int64.
-
-        Args:
-            seed: MCMIPL's seed (1 by default there).
-            size: Conversations (None: all); MCMIPL runs
-                `simulators.mcmipl.EVALUATION_CONVERSATIONS` of them (4,000 on LastFM*).
-        """
-        order = np.random.RandomState(seed).permutation(self.n_goals).astype(np.int64)
-        return order if size is None else order[:size]

@@ -36,6 +36,7 @@ import re
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import numpy as np
@@ -57,6 +58,12 @@ _MARKERS: dict[str, str] = {
     "lastfm_star": f"{GRAPH}/original_tag_map.json",
     "yelp_star": f"{GRAPH}/item_dict-original_tag.json",
 }
+# Conversations UNICORN's evaluation runs (RL/RL_evaluate.py, dqn_evaluate, default --eval_num): the
+# first 4,000 of its seeded order of the test pairs on LastFM and LastFM*, 2,500 on Yelp* and YELP
+# (`simulators.goals.GoalSampler.protocol_order`).
+UNICORN_EVALUATION_CONVERSATIONS: Mapping[str, int] = MappingProxyType(
+    {"lastfm": 4000, "lastfm_star": 4000, "yelp_star": 2500}
+)
 _ASPECT_KIND = {
     "lastfm": "33 coarse aspects",
     "lastfm_star": "8,438 original HetRec tags",

@@ -35,10 +35,11 @@ from policies.rl.run_files import trained_setting
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
-from simulators.goals import GroupGoals
+from simulators.goals import GroupGoals, PairGoals
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
+from simulators.scpr import UNICORN_EVALUATION_CONVERSATIONS
 
-Order = Literal["seeded", "mcmipl"]
+Order = Literal["seeded", "unicorn", "mcmipl"]
 """How an evaluation picks its conversations (`EvalSpec.order`)."""
 
 
@@ -59,9 +60,10 @@ class EvalSpec(BaseModel):
         episodes: Conversations (at most the split's; more are capped with a warning).
         seed: Seed of the conversation order and of each conversation.
         order: Which conversations (`Order`): "seeded", crs's seeded sample of the split
-            (`envs.evaluation_indices`), or "mcmipl", MCMIPL's own evaluation order on its release: the
-            first `episodes` of its shuffle of the test groups with `seed` (1 there;
-            `simulators.goals.GroupGoals.protocol_order`).
+            (`envs.evaluation_indices`); "unicorn", UNICORN's own evaluation order on LastFM, LastFM*
+            and Yelp*: the first `episodes` of its shuffle of the split's (user, item) pairs with `seed`
+            (1 there); or "mcmipl", MCMIPL's on its release: the same shuffle of the target groups
+            (`simulators.goals.GoalSampler.protocol_order`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
@@ -194,15 +196,23 @@ def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
     """The goal indices an evaluation walks, in order (`EvalSpec.order`), int64 of shape (n,).
 
     Raises:
-        CRSError: "mcmipl" on a dataset that is not MCMIPL's release (its groups define the order).
+        CRSError: "unicorn" or "mcmipl" where that code's order does not exist: UNICORN's walks the
+            single-target pairs of LastFM, LastFM* and Yelp*, MCMIPL's the target groups of its release.
     """
     if spec.order == "seeded":
         return evaluation_indices(env.goals.n_goals, spec.episodes, spec.seed)
-    if not isinstance(env.goals, GroupGoals):
+    if spec.order == "unicorn":
+        has_order = spec.dataset in UNICORN_EVALUATION_CONVERSATIONS and type(env.goals) is PairGoals
+        datasets, users = tuple(UNICORN_EVALUATION_CONVERSATIONS), "auto or single"
+        what = "order of the test (user, item) pairs"
+    else:
+        has_order = isinstance(env.goals, GroupGoals)
+        datasets, users = MCMIPL_DATASETS, "auto or multi"
+        what = "order of its release's target groups"
+    if not has_order:
         raise CRSError(
-            f"--order mcmipl is MCMIPL's order of its release's target groups; {spec.dataset} with user "
-            f"{spec.user!r} has none: use -d {', -d '.join(MCMIPL_DATASETS)} (user auto or multi), or "
-            "--order seeded"
+            f"--order {spec.order} is {spec.order.upper()}'s {what}; {spec.dataset} with user "
+            f"{spec.user!r} has none: use -d {', -d '.join(datasets)} (user {users}), or --order seeded"
         )
     return env.goals.protocol_order(spec.seed, spec.episodes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from crs.cli import app
@@ -68,6 +69,35 @@ def test_mcmipl_order_walks_mcmipls_own_test_conversations(tmp_path, real_data_d
     walked = [json.loads(line)["goal_index"] for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert walked == expected != evaluation_indices(goals.n_goals, 6, 1).tolist()
     assert json.loads((out / "summary.json").read_text())["order"] == "mcmipl"
+
+
+def test_unicorn_order_walks_unicorns_own_test_pairs(tmp_path, real_data_dir) -> None:
+    out = tmp_path / "unicorn"
+    args = ["eval", "--policy", "ask-2", "-d", "lastfm_star", "--data-dir", str(real_data_dir), "-n", "5"]
+    result = runner.invoke(app, [*args, "--order", "unicorn", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(UNICORN order)" in " ".join(result.output.split())
+    # UNICORN's __test_tuple_generate__, replayed: [user, item] rows in the JSON's order, shuffled in place
+    # by numpy's global generator right after set_random_seed(1)
+    split = json.loads((real_data_dir / "lastfm_star/UI_Interaction_data/review_dict_test.json").read_text())
+    ui_array = np.array([[int(user), item] for user, items in split.items() for item in items])
+    np.random.seed(1)
+    np.random.shuffle(ui_array)
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert [[r["user"], *r["targets"]] for r in records] == ui_array[:5].tolist()
+    assert json.loads((out / "summary.json").read_text())["order"] == "unicorn"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "user"), [("persona_world", "auto"), ("mcmipl_lastfm_star", "auto"), ("lastfm_star", "multi")]
+)
+def test_unicorn_order_without_unicorns_pairs_is_refused(tmp_path, real_data_dir, dataset, user) -> None:
+    args = ["eval", "-d", dataset, "--data-dir", str(real_data_dir), "--user", user, "--order", "unicorn"]
+    result = runner.invoke(app, [*args, "-n", "5", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert "--order unicorn" in flat and "-d lastfm_star" in flat and "--order seeded" in flat
+    assert not (tmp_path / "x").exists()
 
 
 def test_mcmipl_order_without_mcmipls_groups_is_refused(tmp_path) -> None:
