@@ -119,6 +119,7 @@ def make_env(
     world_kwargs: dict[str, Any] | None = None,
     setting: Setting | None = None,
     goal_interactions: Interactions | None = None,
+    goals: GoalSampler | None = None,
     **env_kwargs: Any,
 ) -> ConversationEnv:
     """A `ConversationEnv` for a dataset with the field's defaults.
@@ -144,6 +145,8 @@ def make_env(
             choice for the persona world and multi-interest users, binary otherwise, as UNICORN runs
             LastFM, LastFM* and Yelp*). "enumerated" is UNICORN's YELP setting (``crs/Yelp-v0``).
         goal_interactions: Converse only about these interactions of `split` (default: all of it).
+        goals: The conversations' goal sampler, over `catalog` (default: the user kind's sampler of
+            `split`), e.g. one returning user's sessions (`simulators.returning.SessionGoals`).
         **env_kwargs: Passed to `ConversationEnv`.
 
     Raises:
@@ -157,7 +160,8 @@ def make_env(
     user, setting = resolve_user_and_setting(
         user, setting, world=catalog.truth is not None, mcmipl=release is not None
     )
-    model, goals = build_user(catalog, split, user, goal_interactions, **(user_kwargs or {}))
+    model, split_goals = build_user(catalog, split, user, goal_interactions, **(user_kwargs or {}))
+    goals = split_goals if goals is None else goals
     if release is not None and isinstance(model, MCMIPLUser) and setting == "multiple_choice":
         env_kwargs.setdefault("candidate_rule", "mcmipl")
         env_kwargs.setdefault("question_types", QuestionTypes.from_attribute_types(release.attribute_types))

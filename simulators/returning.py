@@ -15,7 +15,8 @@ how the mixture moves across sessions:
   proportions; before s* it has weight 0. Its slot is K (the last one), so K' = K + 1.
 
 A memory-based recommender should track the stable user, follow the drift, notice the switch and
-discover the new persona; this module only produces the sequences and their ground truth.
+discover the new persona; this module produces the sequences and their ground truth, and what a
+simulated user needs to play one (`SessionGoals`, `session_user_personas`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Literal, get_args
 import numpy as np
 import scipy.sparse as sp
 
-from simulators.catalog import Catalog, PersonaTruth
+from simulators.catalog import Catalog, Interactions, PersonaTruth
 from simulators.errors import CRSError
+from simulators.goals import GoalSampler
 from simulators.users import Goal
 
 Regime = Literal["stable", "drift", "switch", "new"]
@@ -195,6 +197,59 @@ def returning_sequences(
             )
         )
     return sequences
+
+
+class SessionGoals(GoalSampler):
+    """The goals of one returning sequence: goal s is session s's goal (`ReturningSequence.goals`).
+
+    ``interactions`` lists (user, target) per session, without persona labels: the slot of a session's
+    active persona travels in its `Goal.persona` (slot K for the new persona of regime "new").
+
+    Args:
+        catalog: The catalogue the sequence was drawn from.
+        split: Split the targets were drawn from (recorded, as other samplers do).
+        sequence: The returning sequence.
+    """
+
+    def __init__(self, catalog: Catalog, split: str, sequence: ReturningSequence) -> None:
+        users = np.full(sequence.n_sessions, sequence.user, dtype=np.int64)
+        super().__init__(catalog, split, Interactions(users=users, items=np.asarray(sequence.targets)))
+        self.sequence = sequence
+
+    def goal(self, index: int, rng: np.random.Generator) -> Goal:
+        self._check(index)
+        return self.sequence.goals[index]
+
+
+def session_user_personas(catalog: Catalog, sequence: ReturningSequence) -> np.ndarray:
+    """The `PersonaUser` ``user_personas`` that plays `sequence`: shape (n_users, K').
+
+    Every row is the user's persona ids (`PersonaTruth.user_personas`); with regime "new" (K' = K + 1)
+    the sequence's user gets the new persona in column K, so session goals of slot K run, and every
+    other user repeats their first persona there (a placeholder no goal of the sequence names).
+
+    Raises:
+        CRSError: The catalogue has no persona truth, or `sequence` does not fit it (its user's slots
+            0..K-1 are not that user's personas).
+    """
+    truth = catalog.truth
+    if truth is None:
+        raise CRSError(
+            f"session_user_personas needs persona ground truth, but catalogue {catalog.name!r} has none; "
+            "use make_persona_world()"
+        )
+    own = np.asarray(truth.user_personas, dtype=np.int64)
+    k = own.shape[1]
+    if not 0 <= sequence.user < own.shape[0] or not np.array_equal(sequence.personas[:k], own[sequence.user]):
+        raise CRSError(
+            f"sequence of user {sequence.user} (personas {sequence.personas.tolist()}) was not drawn from "
+            f"catalogue {catalog.name!r}: draw it with returning_sequences(catalog, ...)"
+        )
+    if sequence.personas.size == k:
+        return own
+    grown = np.concatenate([own, own[:, :1]], axis=1)
+    grown[sequence.user] = sequence.personas
+    return grown
 
 
 def _check_arguments(catalog: Catalog, n_sequences: int, sessions: int, regime: str) -> PersonaTruth:

@@ -14,8 +14,11 @@ from simulators.returning import (
     REGIMES,
     Regime,
     ReturningSequence,
+    SessionGoals,
     returning_sequences,
+    session_user_personas,
 )
+from simulators.users import PersonaUser
 
 SESSIONS = 6
 N_SEQUENCES = 40
@@ -228,3 +231,52 @@ def test_switch_needs_two_personas() -> None:
     single = make_persona_world(n_users=10, n_items=60, personas_per_user=1, seed=0)
     with pytest.raises(CRSError, match="personas_per_user >= 2"):
         returning_sequences(single, 2, 3, "switch", np.random.default_rng(0))
+
+
+def test_session_goals_are_the_sequences_sessions() -> None:
+    seq = sequences("switch")[0]
+    goals = SessionGoals(world(), "test", seq)
+    assert goals.n_goals == SESSIONS
+    rng = np.random.default_rng(0)
+    assert [goals.goal(s, rng) for s in range(SESSIONS)] == list(seq.goals)
+    assert goals.interactions.users.tolist() == [seq.user] * SESSIONS
+    assert goals.interactions.items.tolist() == list(seq.targets)
+    with pytest.raises(CRSError, match="outside"):
+        goals.goal(SESSIONS, rng)
+
+
+def test_session_user_personas_adds_the_new_persona_for_this_user_only() -> None:
+    truth = world().truth
+    assert truth is not None
+    k = truth.personas_per_user
+    stable = sequences("stable")[0]
+    assert session_user_personas(world(), stable) is truth.user_personas  # K' = K: the truth as it is
+    seq = sequences("new")[0]
+    grown = session_user_personas(world(), seq)
+    assert grown.shape == (world().n_users, k + 1)
+    np.testing.assert_array_equal(grown[:, :k], truth.user_personas)
+    np.testing.assert_array_equal(grown[seq.user], seq.personas)
+    others = np.arange(world().n_users) != seq.user
+    np.testing.assert_array_equal(grown[others, k], truth.user_personas[others, 0])
+    # the gap it closes: a PersonaUser over the truth refuses slot K, over these columns it plays it
+    session = int(np.flatnonzero(seq.active == k)[0])
+    with pytest.raises(CRSError, match="outside"):
+        PersonaUser(world()).reset(seq.goals[session], np.random.default_rng(0))
+    user = PersonaUser(world(), user_personas=grown, persona_aspects=truth.persona_aspects)
+    user.reset(seq.goals[session], np.random.default_rng(0))
+    assert user.active_persona == k and user.active_persona_id == seq.personas[k]
+
+
+def test_session_user_personas_refuses_a_foreign_sequence() -> None:
+    other = make_persona_world(n_users=60, n_items=400, interactions_per_user=20, seed=1)
+    truth = world().truth
+    assert truth is not None
+    foreign = [
+        seq
+        for seq in returning_sequences(other, 10, 2, "stable", np.random.default_rng(0))
+        if not np.array_equal(seq.personas, truth.user_personas[seq.user])
+    ]
+    with pytest.raises(CRSError, match="was not drawn from"):
+        session_user_personas(world(), foreign[0])
+    with pytest.raises(CRSError, match="make_persona_world"):
+        session_user_personas(dataclasses.replace(world(), truth=None), foreign[0])
