@@ -284,6 +284,16 @@ class PersonaRanker:
         items = np.asarray(items, dtype=np.int64)
         return np.argmax(self.log_prior[user][:, None] + cache.per_persona[:, items], axis=0)
 
+    def persona_item_logits(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Persona k's logit for each of `items`, ``⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩``, shape (K, n), float64.
+
+        ``softmax_k(log_prior[user] + logits)`` is the persona attention α_k(v) without dialogue facts;
+        a persona memory reads it as the evidence an accepted item gives (`policies.memory`).
+        """
+        cache = self._user(user)
+        out: np.ndarray = cache.per_persona[:, np.asarray(items, dtype=np.int64)].copy()
+        return out
+
     def prototype_of(self, user: int) -> np.ndarray:
         """The prototype each of `user`'s K personas draws most from, shape (K,), int64."""
         return np.argmax(self.mixtures[user], axis=1)
