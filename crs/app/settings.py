@@ -17,7 +17,7 @@ from envs.env import Rewards
 from envs.registry import resolve_user_and_setting
 from envs.sb3_wrapper import WrapperConfig
 from envs.setting import LEGACY_SETTINGS, Setting
-from policies.rl.config import PPOConfig, RLConfig
+from policies.rl.config import ImitationConfig, PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
@@ -99,6 +99,9 @@ class TrainSettings(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     wrapper: WrapperConfig = Field(default_factory=WrapperConfig)
+    imitation: ImitationConfig | None = Field(
+        None, description="warm start: copy this rule before PPO (policies.rl.imitation); None = from scratch"
+    )
 
     @field_validator("rewards")
     @classmethod

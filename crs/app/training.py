@@ -43,10 +43,13 @@ from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summa
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
 from policies.rankers import RankerSpec
-from policies.rl.config import RLConfig
+from policies.rl.config import ImitationConfig, RLConfig
 from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
+
+# the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
+IMITATION_SEED_OFFSET = 7919
 
 
 def system_info() -> dict[str, Any]:
@@ -387,6 +390,10 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                 best_score=best_score,
                 last_eval=last_eval,
             )
+            if not resume and settings.imitation is not None:
+                _imitate(prepared, model, settings.imitation, progress)
+                callback.init_callback(model)
+                callback.after_update(final=True)  # step 0: checkpoint, curve point, best model so far
             if settings.steps > start_steps:
                 model.learn(settings.steps - start_steps, callback=callback, reset_num_timesteps=False)
             else:
@@ -397,6 +404,32 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     finally:
         vec.close()  # stops the worker processes
     return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
+
+
+def _imitate(prepared: _Prepared, model: Any, config: ImitationConfig, progress: Progress) -> None:
+    """Warm start: copy the rule `config.rule` (`policies.rl.imitation`) before PPO's first step."""
+    from policies.rl.imitation import clone, collect_demonstrations  # torch
+
+    task = progress.add_task(f"imitating {config.rule}", total=config.steps, note="demonstrations")
+    demos = collect_demonstrations(
+        prepared.train_env,
+        prepared.ranker,
+        prepared.config.wrapper,
+        config.rule,
+        config.steps,
+        prepared.config.gamma,
+        seed=prepared.settings.seed + IMITATION_SEED_OFFSET,
+        on_turn=lambda: progress.advance(task),
+    )
+    progress.update(task, note=f"fitting, {config.epochs} epochs")
+    result = clone(model, demos, config, seed=prepared.settings.seed)
+    progress.update(task, completed=config.steps, note="done")
+    if prepared.show:
+        progress.console.print(
+            f"  imitated {config.rule} on {result.turns:,} turns of {result.conversations:,} conversations "
+            f"(the rule succeeded in {result.rule_success:.1%}; {result.matched:.1%} of its actions fit the "
+            f"slots as they are): the policy now makes the rule's choice in {result.agreement:.1%} of them"
+        )
 
 
 def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float], list[Verdict]]:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from envs.sb3_wrapper import WrapperConfig
+from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 
 ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
@@ -129,3 +130,31 @@ class RLConfig(PPOConfig):
         data = dict(data)
         wrapper = WrapperConfig(**data.pop("wrapper", {}))
         return cls(**data, wrapper=wrapper)
+
+
+@dataclass(frozen=True)
+class ImitationConfig:
+    """The ``imitation`` block of a training config: which rule to copy and how much.
+
+    Attributes:
+        rule: A rule policy name (`policies.rules.make_rule_policy`), run with the training ranker.
+        steps: Demonstration turns collected from the rule (whole conversations, at least this many).
+        epochs: Passes over the demonstrations (20: on the showcase world 8,192 turns of ask-7 then give
+            92% agreement and the rule's test SR@15, BENCHMARKS.md).
+        batch_size: Minibatch size.
+
+    Raises:
+        CRSError: An unknown rule or a number below 1 (named).
+    """
+
+    rule: str = "ask-7"
+    steps: int = 8192
+    epochs: int = 20
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        make_rule_policy(self.rule, None)  # CRSError names an unknown rule and the choices
+        for name in ("steps", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CRSError(f"imitation.{name}={value!r} must be an integer >= 1")
