@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from crs.app.evaluation import EvalSpec, run_evaluation
+from crs.app.run_folder import EvalSummary
+from crs.app.sessions import check_session_options, run_session_evaluation
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -19,6 +22,8 @@ from crs.common import (
 )
 from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
+from policies.memory import MEMORY_MODES
+from simulators.returning import REGIMES
 
 ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
 
@@ -64,6 +69,25 @@ def eval_command(
     ),
     backend: str = typer.Option("auto", "--backend", help=f"Worker backend: {', '.join(BACKENDS)}."),
     address: str = typer.Option(None, "--address", help="Address of an existing Ray cluster to run on."),
+    sessions: int = typer.Option(
+        None,
+        "--sessions",
+        help="Returning users (persona world only): each of --episodes users comes back for this many "
+        "sessions (>= 2), one conversation each, with --regime and --memory; needs --ranker with a "
+        "`crs pretrain` artifact. Per-session SR@15, AT, hDCG and persona tracking go to summary.json.",
+    ),
+    regime: str = typer.Option(
+        None,
+        "--regime",
+        help=f"With --sessions: how the users' persona mixtures move: {', '.join(REGIMES)}.",
+    ),
+    memory: str = typer.Option(
+        None,
+        "--memory",
+        help=f"With --sessions: the persona memory: {', '.join(MEMORY_MODES)} (frozen: the pre-trained "
+        "prior; update: moved after each session by its feedback; oracle: concentrated on the true "
+        "active persona, an upper bound).",
+    ),
 ) -> None:
     """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
 
@@ -86,7 +110,44 @@ def eval_command(
       crs eval --policy ask-7 -d yelp_star --data-dir DATA --ranker popularity --order unicorn -n 2500
 
       crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA --order mcmipl -n 4000
+
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
     """
+    if sessions is not None or regime is not None or memory is not None:
+        check_session_options(
+            sessions=sessions,
+            regime=regime,
+            memory=memory,
+            given={
+                "--order": order != "seeded",
+                "--setting": setting is not None,
+                "--user": user not in ("auto", "persona"),
+                "--workers": workers not in (None, 1),
+                "--address": address is not None,
+                "--data-dir": data_dir is not None,
+            },
+        )
+        assert sessions is not None and regime is not None and memory is not None  # checked above
+        summary, _, folder = run_session_evaluation(
+            policy=policy,
+            ranker=ranker,
+            regime=regime,
+            sessions=sessions,
+            sequences=episodes,
+            memory=memory,
+            seed=seed,
+            world_seed=world_seed,
+            dataset=dataset,
+            split=split,
+            out=out,
+            overwrite=overwrite,
+        )
+        console.print(sessions_table(summary))
+        console.print(
+            f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{folder}[/] "
+            f"(episodes.jsonl, summary.json)"
+        )
+        return
     spec = EvalSpec.of(
         policy=policy,
         dataset=dataset,
@@ -121,3 +182,29 @@ def eval_command(
         f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{result.out}[/] "
         f"(episodes.jsonl, summary.json)"
     )
+
+
+def sessions_table(summary: EvalSummary) -> Table:
+    """Per-session SR@15, AT, hDCG and persona tracking of a `crs eval --sessions` summary."""
+    block = summary.sessions
+    assert block is not None  # written by run_session_evaluation
+    table = Table(
+        title=f"{summary.policy}: {block.sequences} returning users x {block.sessions} sessions, regime "
+        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker}"
+    )
+    for column in ("session", "SR@15 [95% CI]", "AT", "hDCG", "tracking", "dominant", "active = dominant"):
+        table.add_column(column, justify="right")
+    for row in block.rows:
+        sr = row.metrics["SR@15"]
+        tracking = "-" if row.tracking is None else f"{row.tracking.mean:.3f}"
+        dominant = "-" if row.dominant_tracking is None else f"{row.dominant_tracking.mean:.3f}"
+        table.add_row(
+            str(row.session),
+            f"{sr.mean:.3f} [{sr.low:.3f}, {sr.high:.3f}]",
+            f"{row.metrics['AT'].mean:.2f}",
+            f"{row.metrics['hDCG'].mean:.3f}",
+            tracking,
+            dominant,
+            f"{row.active_is_dominant:.3f}",
+        )
+    return table

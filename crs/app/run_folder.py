@@ -189,6 +189,107 @@ def _metric_table(data: Any, where: str) -> MetricTable:
         raise CRSError(f"{where} is corrupt ({error}); expected metric -> mean/low/high") from None
 
 
+def _summary_or_none(data: Any, where: str) -> MetricSummary | None:
+    if data is None:
+        return None
+    return _metric_table({"value": data}, where)["value"]
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One session of a returning-user evaluation (`crs eval --sessions`).
+
+    Attributes:
+        session: Session index (0-based).
+        episodes: Conversations of this session (one per sequence).
+        metrics: SR@5/10/15, AT, hDCG with 95% CIs over them.
+        tracking: Share of sequences whose memory's most likely persona before this session was the
+            session's true active one, with its CI; None for the oracle (it is handed the truth).
+        dominant_tracking: The same against the session mixture's largest persona; None for the oracle.
+        active_is_dominant: Share of sessions whose active persona is the mixture's largest (what a
+            perfect prior-only guess of the active persona reaches).
+    """
+
+    session: int
+    episodes: int
+    metrics: MetricTable
+    tracking: MetricSummary | None
+    dominant_tracking: MetricSummary | None
+    active_is_dominant: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": self.session,
+            "episodes": self.episodes,
+            "metrics": {name: vars(value) for name, value in self.metrics.items()},
+            "tracking": None if self.tracking is None else vars(self.tracking),
+            "dominant_tracking": None if self.dominant_tracking is None else vars(self.dominant_tracking),
+            "active_is_dominant": self.active_is_dominant,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> SessionRow:
+        return cls(
+            session=int(data["session"]),
+            episodes=int(data.get("episodes", 0)),
+            metrics=_metric_table(data.get("metrics") or {}, f"{where} [metrics]"),
+            tracking=_summary_or_none(data.get("tracking"), f"{where} [tracking]"),
+            dominant_tracking=_summary_or_none(data.get("dominant_tracking"), f"{where} [dominant_tracking]"),
+            active_is_dominant=float(data.get("active_is_dominant", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class SessionsSummary:
+    """The ``sessions`` block of a `crs eval --sessions` summary.json: returning users, per session.
+
+    Attributes:
+        regime: How the users' persona mixtures moved (`simulators.returning.REGIMES`).
+        sessions: S, sessions per user.
+        sequences: N, returning users (sequences).
+        memory: "frozen", "update" or "oracle" (`policies.memory.MEMORY_MODES`).
+        rule: The update's constants (`policies.memory.UpdateRule`; empty unless memory "update").
+        rows: One `SessionRow` per session, in order.
+        after_change: Metrics over the sessions from each sequence's change session on (regimes
+            "switch" and "new"; empty otherwise).
+        after_change_episodes: How many sessions that is.
+    """
+
+    regime: str
+    sessions: int
+    sequences: int
+    memory: str
+    rule: dict[str, float]
+    rows: tuple[SessionRow, ...]
+    after_change: MetricTable
+    after_change_episodes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "regime": self.regime,
+            "sessions": self.sessions,
+            "sequences": self.sequences,
+            "memory": self.memory,
+            "rule": dict(self.rule),
+            "rows": [row.to_dict() for row in self.rows],
+            "after_change": {name: vars(value) for name, value in self.after_change.items()},
+            "after_change_episodes": self.after_change_episodes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> SessionsSummary:
+        return cls(
+            regime=str(data["regime"]),
+            sessions=int(data["sessions"]),
+            sequences=int(data["sequences"]),
+            memory=str(data["memory"]),
+            rule={str(k): float(v) for k, v in (data.get("rule") or {}).items()},
+            rows=tuple(SessionRow.from_dict(row, f"{where} [rows]") for row in data.get("rows") or ()),
+            after_change=_metric_table(data.get("after_change") or {}, f"{where} [after_change]"),
+            after_change_episodes=int(data.get("after_change_episodes", 0)),
+        )
+
+
 @dataclass(frozen=True)
 class EvalSummary:
     """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
@@ -212,6 +313,9 @@ class EvalSummary:
         seconds: Wall time of the evaluation.
         conversations_per_second: Throughput.
         versions: persona-crs and Python versions.
+        order: How the conversations were chosen.
+        sessions: Returning users (`crs eval --sessions`): per-session results; None otherwise (and in
+            files written before it existed).
     """
 
     policy: str
@@ -232,6 +336,7 @@ class EvalSummary:
     conversations_per_second: float
     versions: dict[str, str]
     order: str = "seeded"
+    sessions: SessionsSummary | None = None
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -239,6 +344,10 @@ class EvalSummary:
         data = asdict(self)
         data["notes"] = list(self.notes)
         data["metrics"] = {name: vars(value) for name, value in self.metrics.items()}
+        if self.sessions is None:
+            del data["sessions"]  # files without returning users look as they always did
+        else:
+            data["sessions"] = self.sessions.to_dict()
         return data
 
     @classmethod
@@ -279,6 +388,9 @@ class EvalSummary:
                 conversations_per_second=float(data.get("conversations_per_second", 0.0)),
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
                 order=str(data.get("order", "seeded")),
+                sessions=None
+                if data.get("sessions") is None
+                else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None
@@ -362,6 +474,12 @@ class TrainSummary:
 def write_episodes(folder: Path, records: Sequence[EpisodeRecord]) -> None:
     """Write ``episodes.jsonl`` (one `EpisodeRecord` per line) through a temporary file."""
     write_text_atomic(folder / EPISODES_FILE, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
+
+
+def write_json_lines(folder: Path, lines: Sequence[dict[str, Any]]) -> None:
+    """Write ``episodes.jsonl`` from dicts that extend `EpisodeRecord.to_dict` (e.g. a session's
+    `envs.sessions.SessionRecord.to_dict`); `read_episodes` reads their episode fields."""
+    write_text_atomic(folder / EPISODES_FILE, "".join(json.dumps(line) + "\n" for line in lines))
 
 
 def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:

@@ -1,0 +1,488 @@
+"""Evaluating a policy on returning users: S sessions per user, with a persona memory (issue #16).
+
+`evaluate_returning` draws N returning-user sequences of a regime on the persona world
+(`simulators.returning`), plays each session with a rule policy over the memory's ranker view
+(`policies.memory.PersonaMemory.ranker_for`), updates the memory from the session's feedback, and
+summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap CIs (`envs.metrics.summarize`), and
+persona-tracking accuracy. `run_session_evaluation` is `crs eval --sessions`: the same, written into an
+output folder (``episodes.jsonl`` and ``summary.json`` with a ``sessions`` block).
+
+Persona tracking compares the memory's belief with the simulator's truth, so it needs the ranker's
+personas matched to the user's true ones: `match_personas` matches them per user by the ground-truth
+persona labels of the user's *train* interactions (which the ranker was pre-trained on), read by the
+evaluation only, never by the memory or the policy.
+
+- ``tracking`` of session s: the memory's most likely persona before session s (after session s − 1;
+  session 0: the pre-trained prior) is the session's true active persona. The active persona is drawn
+  from the session's mixture, so no prior-only guess beats ``active_is_dominant``, the share of
+  sessions whose active persona is the mixture's largest.
+- ``dominant_tracking``: the memory's most likely persona is the mixture's largest in session s.
+
+A new persona (regime "new") has no persona of the ranker: a session it drives is never tracked
+correctly, and the oracle's prior for it is uniform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from scipy.optimize import linear_sum_assignment
+
+from crs import __version__
+from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
+from crs.claims import FolderClaim, refuse_output_over_inputs
+from crs.common import console
+from envs.env import ConversationEnv
+from envs.metrics import (
+    DEFAULT_MAX_TURNS,
+    EpisodeRecord,
+    MetricSummary,
+    bootstrap_ci,
+    per_episode_metrics,
+    summarize,
+)
+from envs.ranker import ExplainablePersonaRanker
+from envs.registry import resolve_user_and_setting
+from envs.rollout import ConversationPolicy
+from envs.sessions import SessionRecord, run_sequences
+from policies.memory import DEFAULT_RULE, MEMORY_MODES, MemoryMode, PersonaMemory, SessionEvidence, UpdateRule
+from policies.rankers import RankerSpec
+from policies.rules import make_rule_policy
+from simulators.catalog import Catalog
+from simulators.datasets import DatasetSpec
+from simulators.errors import CRSError
+from simulators.returning import REGIMES, Regime, ReturningSequence, returning_sequences
+
+SESSION_METRICS = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
+
+
+def match_personas(ranker: ExplainablePersonaRanker, catalog: Catalog, split: str = "train") -> np.ndarray:
+    """The ranker's persona slot of each of every user's true persona slots: int64, (n_users, K_true).
+
+    Per user, a K_ranker x K_true table counts the user's `split` interactions by the ranker's persona
+    (`persona_of`, no dialogue) and the true persona (ground-truth labels); the one-to-one matching
+    that covers most interactions (Hungarian) pairs them. A true slot left unmatched (more true than
+    ranker personas, or a user without interactions) gets -1.
+
+    Raises:
+        CRSError: The catalogue has no persona truth or the split no persona labels.
+    """
+    truth = catalog.truth
+    interactions = catalog.split(split)
+    if truth is None or interactions.personas is None:
+        raise CRSError(
+            f"match_personas needs persona ground truth, which {catalog.name!r} split {split!r} lacks; "
+            "persona tracking is measured on the persona world only"
+        )
+    k_true = truth.user_personas.shape[1]
+    k_ranker = int(np.asarray(ranker.log_prior).shape[1])
+    out = np.full((catalog.n_users, k_true), -1, dtype=np.int64)
+    order = np.argsort(interactions.users, kind="stable")
+    users = interactions.users[order]
+    starts = np.searchsorted(users, np.arange(catalog.n_users + 1))
+    for user in range(catalog.n_users):
+        rows = order[starts[user] : starts[user + 1]]
+        if rows.size == 0:
+            continue
+        labels = interactions.personas[rows]
+        true_slots = np.argmax(truth.user_personas[user][None, :] == labels[:, None], axis=1)
+        model_slots = ranker.persona_of(user, interactions.items[rows])
+        table = np.zeros((k_ranker, k_true))
+        np.add.at(table, (model_slots, true_slots), 1.0)
+        model, true = linear_sum_assignment(-table)
+        out[user, true] = model
+    return out
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What the memory believed before one session, next to the truth.
+
+    Attributes:
+        sequence: Sequence index.
+        session: Session index.
+        believed: The memory's most likely ranker persona slot before the session.
+        active: The ranker slot matched to the session's true active persona (-1: none, a new persona).
+        dominant: The ranker slot matched to the session mixture's largest persona (-1: none).
+        active_is_dominant: The true active persona is the mixture's largest.
+    """
+
+    sequence: int
+    session: int
+    believed: int
+    active: int
+    dominant: int
+    active_is_dominant: bool
+
+
+@dataclass(frozen=True)
+class ReturningResult:
+    """The records of a returning-user evaluation, with per-session summaries.
+
+    Attributes:
+        records: One per session of every sequence, sequence by sequence.
+        tracking: What the memory believed before each session, in the same order.
+        sequences: The sequences played.
+        summary: The per-session summary (`crs.app.run_folder.SessionsSummary`).
+    """
+
+    records: list[SessionRecord]
+    tracking: list[Tracking]
+    sequences: list[ReturningSequence]
+    summary: SessionsSummary
+
+
+def check_memory_mode(mode: str) -> MemoryMode:
+    """`mode` if it is one of `MEMORY_MODES`, else a CRSError naming the choices."""
+    if mode not in MEMORY_MODES:
+        raise CRSError(f"--memory {mode!r} is not one of {', '.join(MEMORY_MODES)}")
+    return mode
+
+
+def check_regime(regime: str) -> Regime:
+    """`regime` if it is one of `simulators.returning.REGIMES`, else a CRSError naming the choices."""
+    if regime not in REGIMES:
+        raise CRSError(f"--regime {regime!r} is not one of {', '.join(REGIMES)}")
+    return regime
+
+
+def check_session_options(
+    *, sessions: int | None, regime: str | None, memory: str | None, given: dict[str, bool]
+) -> None:
+    """Refuse a `crs eval --sessions` command line that cannot run, naming the option and the fix.
+
+    Args:
+        sessions: --sessions.
+        regime: --regime.
+        memory: --memory.
+        given: Other options by name -> whether the command line set them to something returning
+            users do not support (e.g. ``{"--workers": True}``).
+
+    Raises:
+        CRSError: --regime or --memory without --sessions or the reverse, a bad value, or an option
+            returning users do not take.
+    """
+    if sessions is None:
+        named = [name for name, value in (("--regime", regime), ("--memory", memory)) if value is not None]
+        raise CRSError(f"{' and '.join(named)} only go with --sessions S (returning users); add --sessions 8")
+    if sessions < 2:
+        raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
+    if regime is None or memory is None:
+        raise CRSError(
+            f"--sessions needs --regime ({', '.join(REGIMES)}) and --memory ({', '.join(MEMORY_MODES)})"
+        )
+    check_regime(regime)
+    check_memory_mode(memory)
+    unsupported = sorted(name for name, set_ in given.items() if set_)
+    if unsupported:
+        raise CRSError(
+            f"--sessions does not take {', '.join(unsupported)}: returning users run in this process on "
+            "the persona world's own users, setting and seeded sequences"
+        )
+
+
+def evaluate_returning(
+    catalog: Catalog,
+    ranker: ExplainablePersonaRanker,
+    policy: str,
+    *,
+    regime: Regime,
+    sessions: int,
+    sequences: int,
+    memory: MemoryMode,
+    seed: int,
+    rule: UpdateRule = DEFAULT_RULE,
+    split: str = "test",
+    user_kwargs: dict[str, Any] | None = None,
+    on_sequence: Callable[[list[SessionRecord]], None] | None = None,
+) -> ReturningResult:
+    """Play `sequences` returning users of `regime` for `sessions` sessions each with a rule policy over
+    a persona memory, and summarise per session.
+
+    The sequences are ``returning_sequences(catalog, sequences, sessions, regime, default_rng(seed))``
+    and session s of sequence n is seeded by ``envs.sessions.session_seed(seed, n, s)``: every memory
+    mode and policy plays the same conversations with the same users' randomness (paired). The memory
+    starts from the ranker's prior for each sequence (a user drawn twice starts afresh).
+
+    Args:
+        catalog: The persona world.
+        ranker: Its pre-trained persona ranker.
+        policy: A rule policy name (`policies.rules.make_rule_policy`).
+        regime: How the mixtures move (`simulators.returning.REGIMES`).
+        sessions: S >= 2.
+        sequences: N >= 1.
+        memory: "frozen", "update" or "oracle".
+        seed: Run seed.
+        rule: The update's constants (memory "update").
+        split: Split the targets come from.
+        user_kwargs: `PersonaUser` arguments (default the world's).
+        on_sequence: Called with each finished sequence's records.
+
+    Raises:
+        CRSError: Bad arguments (named), a catalogue without persona truth, a ranker without personas.
+    """
+    mode = check_memory_mode(memory)
+    check_regime(regime)
+    drawn = returning_sequences(catalog, sequences, sessions, regime, np.random.default_rng(seed), split)
+    matched = match_personas(ranker, catalog)
+    k_true = matched.shape[1]
+    keeper = PersonaMemory(ranker, mode, rule)
+    tracking: list[Tracking] = []
+    make_rule_policy(policy, ranker)  # an unknown policy name fails before the first conversation
+
+    def slot_of(user: int, true_slot: int) -> int:
+        return int(matched[user, true_slot]) if true_slot < k_true else -1
+
+    def policy_for(index: int, sequence: ReturningSequence, session: int) -> ConversationPolicy:
+        user = sequence.user
+        if session == 0:
+            keeper.forget(user)  # each sequence is a user's own history
+        active = slot_of(user, int(sequence.active[session]))
+        mixture = sequence.mixtures[session]
+        tracking.append(
+            Tracking(
+                sequence=index,
+                session=session,
+                believed=keeper.most_likely(user),
+                active=active,
+                dominant=slot_of(user, int(np.argmax(mixture))),
+                active_is_dominant=bool(sequence.active[session] == np.argmax(mixture)),
+            )
+        )
+        oracle = (active if active >= 0 else None) if mode == "oracle" else None
+        return make_rule_policy(policy, keeper.ranker_for(user, active=oracle))
+
+    def after_session(
+        index: int, sequence: ReturningSequence, session: int, env: ConversationEnv, record: EpisodeRecord
+    ) -> None:
+        keeper.update(SessionEvidence.from_state(env.state))
+
+    records = run_sequences(
+        catalog,
+        drawn,
+        policy_for,
+        seed,
+        after_session=after_session,
+        on_sequence=on_sequence,
+        split=split,
+        user_kwargs=user_kwargs,
+    )
+    summary = summarize_sessions(records, tracking, drawn, regime=regime, memory=mode, rule=rule, seed=seed)
+    return ReturningResult(records=records, tracking=tracking, sequences=drawn, summary=summary)
+
+
+def _share(flags: Sequence[bool], seed: int) -> MetricSummary:
+    return bootstrap_ci(np.asarray(flags, dtype=np.float64), seed=seed)
+
+
+def summarize_sessions(
+    records: Sequence[SessionRecord],
+    tracking: Sequence[Tracking],
+    sequences: Sequence[ReturningSequence],
+    *,
+    regime: str,
+    memory: str,
+    rule: UpdateRule,
+    seed: int,
+    max_turns: int = DEFAULT_MAX_TURNS,
+) -> SessionsSummary:
+    """Per-session metrics and tracking, and the metrics of the sessions from each change session on.
+
+    Tracking is None for memory "oracle" (it is handed the truth).
+    """
+    n_sessions = max((r.session for r in records), default=-1) + 1
+    rows = []
+    for session in range(n_sessions):
+        mine = [r.episode for r in records if r.session == session]
+        seen = [t for t in tracking if t.session == session]
+        tracked = memory != "oracle"
+        rows.append(
+            SessionRow(
+                session=session,
+                episodes=len(mine),
+                metrics=summarize(mine, max_turns, seed=seed),
+                tracking=_share([t.believed == t.active for t in seen], seed) if tracked else None,
+                dominant_tracking=_share([t.believed == t.dominant for t in seen], seed) if tracked else None,
+                active_is_dominant=float(np.mean([t.active_is_dominant for t in seen])) if seen else 0.0,
+            )
+        )
+    after = [r.episode for r in records if r.change_session is not None and r.session >= r.change_session]
+    return SessionsSummary(
+        regime=regime,
+        sessions=n_sessions,
+        sequences=len(sequences),
+        memory=memory,
+        rule=dataclasses.asdict(rule) if memory == "update" else {},
+        rows=tuple(rows),
+        after_change=summarize(after, max_turns, seed=seed) if after else {},
+        after_change_episodes=len(after),
+    )
+
+
+def paired_after_change(
+    a: Sequence[SessionRecord], b: Sequence[SessionRecord], metric: str = "SR@15", seed: int = 0
+) -> tuple[MetricSummary, int]:
+    """a − b on `metric` over the sessions from each sequence's change session on, paired by (sequence,
+    session): each sequence's mean difference, then a 95% bootstrap CI over sequences. Also returns the
+    number of sequences.
+
+    Raises:
+        CRSError: The two runs did not play the same sessions (not the same sequences and seed).
+    """
+    keys_a = [(r.sequence, r.session, r.episode.targets) for r in a]
+    if keys_a != [(r.sequence, r.session, r.episode.targets) for r in b]:
+        raise CRSError(
+            "paired_after_change: the runs played different sessions; use the same seed and sequences"
+        )
+    values = {
+        "a": _metric_values(a, metric),
+        "b": _metric_values(b, metric),
+    }
+    by_sequence: dict[int, list[float]] = {}
+    for i, record in enumerate(a):
+        if record.change_session is not None and record.session >= record.change_session:
+            by_sequence.setdefault(record.sequence, []).append(values["a"][i] - values["b"][i])
+    means = np.array([np.mean(v) for v in by_sequence.values()])
+    return bootstrap_ci(means, seed=seed), len(means)
+
+
+def _metric_values(records: Sequence[SessionRecord], metric: str) -> np.ndarray:
+    return per_episode_metrics([r.episode for r in records])[metric]
+
+
+def conversations_of(sequences: Sequence[ReturningSequence], split: str, regime: str, seed: int) -> str:
+    """A short hash of the sessions played (same hash = same users, targets and personas)."""
+    digest = hashlib.sha1(f"{split}|{regime}|{seed}".encode())
+    for sequence in sequences:
+        digest.update(np.asarray([sequence.user, *sequence.targets, *sequence.active.tolist()]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_session_evaluation(
+    *,
+    policy: str,
+    ranker: str | None,
+    regime: str,
+    sessions: int,
+    sequences: int,
+    memory: str,
+    seed: int,
+    world_seed: int = 0,
+    dataset: str = "persona_world",
+    split: str = "test",
+    out: Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> tuple[EvalSummary, ReturningResult, Path]:
+    """`crs eval --sessions`: `evaluate_returning` written into an output folder.
+
+    ``episodes.jsonl`` holds one line per session (`envs.sessions.SessionRecord.to_dict`; its
+    ``goal_index`` is ``sequence * S + session``, unique per conversation), ``summary.json`` the overall
+    metrics of every session together and a ``sessions`` block (`SessionsSummary`).
+
+    Raises:
+        CRSError: Real data (not supported yet), a trained run as the policy, a ranker without personas,
+            or a bad value (named).
+    """
+    data = DatasetSpec(dataset, None, world_seed)
+    if not data.is_world:
+        raise CRSError(
+            f"--sessions runs returning users of the persona world only; {dataset} is real data, whose "
+            "sessions are not built yet (issue #16): use --dataset persona_world"
+        )
+    if Path(policy).is_dir():
+        raise CRSError(
+            f"--sessions evaluates rule policies (e.g. ask-4) for now; {policy} is a trained run, whose "
+            "policy copies the persona prior into its encoder when it is built"
+        )
+    if ranker is None:
+        raise CRSError(
+            "--sessions needs a persona ranker for the memory: pass --ranker with a `crs pretrain` "
+            "artifact (e.g. `crs pretrain --out runs/pw-ranker`, then --ranker runs/pw-ranker)"
+        )
+    if sessions < 2:
+        raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
+    mode = check_memory_mode(memory)
+    checked_regime = check_regime(regime)
+    catalog = data.load()
+    spec = RankerSpec.parse(ranker)
+    built = spec.build(catalog)
+    if not isinstance(built, ExplainablePersonaRanker):
+        raise CRSError(
+            f"--ranker {ranker} has no personas (log_prior, personas); the memory needs a `crs pretrain` "
+            "artifact"
+        )
+    out = out or Path("out") / "eval" / f"{dataset}-{policy}-{checked_regime}-{mode}-S{sessions}-s{seed}"
+    refuse_output_over_inputs(out, [("--ranker artifact", Path(ranker) if Path(ranker).is_dir() else None)])
+    with FolderClaim(
+        out,
+        "evaluation output",
+        overwrite=overwrite,
+        hint="pass --overwrite to replace them, or -o to write elsewhere",
+    ):
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show_progress,
+            transient=True,
+        ) as progress:
+            task = progress.add_task(
+                f"{policy}, memory {mode}, {checked_regime} x {sessions}", total=sequences
+            )
+            result = evaluate_returning(
+                catalog,
+                built,
+                policy,
+                regime=checked_regime,
+                sessions=sessions,
+                sequences=sequences,
+                memory=mode,
+                seed=seed,
+                split=split,
+                on_sequence=lambda _: progress.advance(task),
+            )
+        elapsed = time.perf_counter() - started
+        episodes = [
+            dataclasses.replace(r.episode, goal_index=r.sequence * sessions + r.session)
+            for r in result.records
+        ]
+        lines = [
+            {**r.to_dict(), "goal_index": episode.goal_index}
+            for r, episode in zip(result.records, episodes, strict=True)
+        ]
+        summary = EvalSummary(
+            policy=f"{policy} (memory {mode})",
+            policy_spec=policy,
+            dataset=dataset,
+            split=split,
+            ranker=spec.name,
+            user="persona",
+            setting=resolve_user_and_setting("persona", None, world=True)[1],
+            episodes=len(episodes),
+            seed=seed,
+            world_seed=world_seed,
+            conversations=conversations_of(result.sequences, split, checked_regime, seed),
+            max_turns=DEFAULT_MAX_TURNS,
+            notes=tuple(catalog.notes),
+            metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
+            seconds=round(elapsed, 3),
+            conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
+            versions={"persona-crs": __version__, "python": platform.python_version()},
+            sessions=result.summary,
+        )
+        write_json_lines(out, lines)
+        summary.write(out)
+    return summary, result, out

@@ -1,0 +1,234 @@
+"""Returning-user evaluation (#16): per-session metrics and persona tracking recomputed from the records,
+paired runs across memory modes, the persona matching, and `crs eval --sessions` end to end."""
+
+from __future__ import annotations
+
+import json
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crs.app.run_folder import EvalSummary, read_episodes
+from crs.app.sessions import ReturningResult, evaluate_returning, match_personas, paired_after_change
+from crs.cli import app
+from envs.metrics import EpisodeRecord, per_episode_metrics, summarize
+from envs.sessions import SessionRecord
+from policies.memory import MemoryMode
+from policies.pretrain.ranker import PersonaRanker
+from simulators import Catalog, make_persona_world
+from simulators.returning import Regime
+
+runner = CliRunner()
+SESSIONS = 4
+PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
+
+
+@lru_cache(maxsize=1)
+def world() -> Catalog:
+    return make_persona_world(n_users=40, n_items=300, interactions_per_user=20, seed=0)
+
+
+@lru_cache(maxsize=1)
+def ranker() -> PersonaRanker:
+    """Seeded random persona weights over the small world (K = 3, as the world's users)."""
+    rng = np.random.default_rng(7)
+    users, k, p, d = world().n_users, 3, 4, 6
+    weights = {
+        "user": rng.normal(size=(users, d)),
+        "item": rng.normal(size=(world().n_items, d)),
+        "aspect": rng.normal(size=(world().n_aspects, d)),
+        "personas": rng.normal(size=(users, k, d)),
+        "log_prior": np.log(rng.dirichlet(np.ones(k), size=users)),
+        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
+        "prototypes": rng.normal(size=(p, d)),
+    }
+    return PersonaRanker(weights, world().item_aspects, "attention")
+
+
+@cache
+def run(memory: MemoryMode, regime: Regime = "switch", seed: int = 2) -> ReturningResult:
+    return evaluate_returning(
+        world(),
+        ranker(),
+        "ask-2",
+        regime=regime,
+        sessions=SESSIONS,
+        sequences=12,
+        memory=memory,
+        seed=seed,
+    )
+
+
+def test_per_session_rows_are_the_sessions_records_and_tracking_flags() -> None:
+    result = run("update")
+    block = result.summary
+    assert block.sessions == SESSIONS and block.sequences == 12 and len(block.rows) == SESSIONS
+    assert block.rule["forgetting"] > 0  # the update's constants are recorded
+    for row in block.rows:
+        mine = [r.episode for r in result.records if r.session == row.session]
+        assert row.episodes == 12 == len(mine)
+        assert row.metrics["SR@15"] == summarize(mine)["SR@15"]
+        seen = [t for t in result.tracking if t.session == row.session]
+        assert row.tracking is not None and row.dominant_tracking is not None
+        assert row.tracking.mean == pytest.approx(np.mean([t.believed == t.active for t in seen]))
+        assert row.dominant_tracking.mean == pytest.approx(np.mean([t.believed == t.dominant for t in seen]))
+        assert row.active_is_dominant == pytest.approx(np.mean([t.active_is_dominant for t in seen]))
+    after = [r.episode for r in result.records if r.session >= (r.change_session or SESSIONS)]
+    assert block.after_change_episodes == len(after) > 0
+    assert block.after_change["SR@15"].mean == pytest.approx(per_episode_metrics(after)["SR@15"].mean())
+
+
+def test_modes_play_the_same_sessions_and_frozen_believes_the_prior() -> None:
+    frozen, update, oracle = run("frozen"), run("update"), run("oracle")
+    key = [(r.sequence, r.session, r.user, r.episode.targets, r.active) for r in frozen.records]
+    assert key == [(r.sequence, r.session, r.user, r.episode.targets, r.active) for r in update.records]
+    assert key == [(r.sequence, r.session, r.user, r.episode.targets, r.active) for r in oracle.records]
+    for t in frozen.tracking:
+        user = frozen.sequences[t.sequence].user
+        assert t.believed == int(np.argmax(ranker().log_prior[user]))
+    # the update moved some belief within a sequence; each sequence starts from the ranker's prior
+    assert any(
+        t.session > 0 and t.believed != f.believed
+        for t, f in zip(update.tracking, frozen.tracking, strict=True)
+    )
+    assert all(
+        t.believed == f.believed
+        for t, f in zip(update.tracking, frozen.tracking, strict=True)
+        if t.session == 0
+    )
+    assert oracle.summary.rows[0].tracking is None and oracle.summary.rule == {}
+
+
+def test_the_same_seed_replays_and_another_seed_draws_other_users() -> None:
+    again = evaluate_returning(
+        world(), ranker(), "ask-2", regime="switch", sessions=SESSIONS, sequences=12, memory="update", seed=2
+    )
+    assert again.records == run("update").records and again.tracking == run("update").tracking
+    other = run("update", seed=3)
+    assert [s.user for s in other.sequences] != [s.user for s in run("update").sequences]
+
+
+class ShiftedRanker:
+    """Not the thing under test: a persona ranker whose persona k is the truth's slot (k - 1) mod K, for
+    every item of the world (its persona_of reads the ground truth)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        truth = catalog.truth
+        assert truth is not None
+        self.truth, self.log_prior = truth, np.zeros((catalog.n_users, 3))
+        labels: dict[tuple[int, int], int] = {}
+        for name in catalog.splits:
+            split = catalog.split(name)
+            assert split.personas is not None
+            for user, item, persona in zip(split.users, split.items, split.personas, strict=True):
+                labels[(int(user), int(item))] = int(persona)
+        self.labels = labels
+
+    def persona_of(self, user: int, items: np.ndarray) -> np.ndarray:
+        slots = [list(self.truth.user_personas[user]).index(self.labels[(user, int(i))]) for i in items]
+        return (np.asarray(slots) + 1) % 3
+
+
+def test_match_personas_pairs_each_true_slot_with_the_rankers() -> None:
+    matched = match_personas(ShiftedRanker(world()), world())  # type: ignore[arg-type]
+    assert matched.shape == (world().n_users, 3)
+    # true slot j is the ranker's persona j + 1 (mod 3) for users with train items of all three
+    full = [u for u in range(world().n_users) if (matched[u] >= 0).all()]
+    assert full
+    for user in full:
+        assert matched[user].tolist() == [1, 2, 0]
+
+
+def session_record(sequence: int, session: int, success: bool, change: int | None) -> SessionRecord:
+    episode = EpisodeRecord(session, 0, (sequence * 10 + session,), success, 3 if success else 15, 1, 0.0)
+    return SessionRecord(sequence, session, 0, 0, change, episode)
+
+
+def test_paired_after_change_averages_per_sequence_then_over_sequences() -> None:
+    # sequence 0 changes at 1: sessions 1, 2 differ by +1, 0 -> mean +0.5; sequence 1 changes at 2:
+    # session 2 differs by -1 -> mean -1; over the two sequences: (0.5 - 1) / 2 = -0.25
+    a = [session_record(0, s, ok, 1) for s, ok in enumerate([True, True, False])]
+    a += [session_record(1, s, ok, 2) for s, ok in enumerate([False, False, False])]
+    b = [session_record(0, s, ok, 1) for s, ok in enumerate([False, False, False])]
+    b += [session_record(1, s, ok, 2) for s, ok in enumerate([True, True, True])]
+    difference, n = paired_after_change(a, b)
+    assert n == 2 and difference.mean == pytest.approx(-0.25)
+    with pytest.raises(Exception, match="different sessions"):
+        paired_after_change(a, b[:-1])
+
+
+# ------------------------------------------------------------------------------------- the command
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: Any) -> Path:
+    """A tiny `crs pretrain` artifact of the default persona world."""
+    out = tmp_path_factory.mktemp("pretrain") / "art"
+    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return Path(out)
+
+
+def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: Path) -> None:
+    out = tmp_path / "sessions"
+    args = ["eval", "-p", "ask-2", "--ranker", str(artifact), "--sessions", "3", "--regime", "switch"]
+    result = runner.invoke(app, [*args, "--memory", "update", "-n", "5", "--seed", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "tracking" in result.output and "returning users" in result.output
+    summary = EvalSummary.read(out)
+    assert summary.sessions is not None and summary.episodes == 15
+    assert [row.session for row in summary.sessions.rows] == [0, 1, 2]
+    assert summary.sessions.memory == "update" and summary.sessions.regime == "switch"
+    lines = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert sorted(line["goal_index"] for line in lines) == list(range(15))  # sequence * 3 + session
+    assert all(line["goal_index"] == line["sequence"] * 3 + line["session"] for line in lines)
+    records = read_episodes(out)  # the report's reader takes them as episode records
+    assert summary.metrics["SR@15"].mean == pytest.approx(per_episode_metrics(records)["SR@15"].mean())
+    for row in summary.sessions.rows:
+        mine = [r for r, line in zip(records, lines, strict=True) if line["session"] == row.session]
+        assert row.metrics["SR@15"].mean == pytest.approx(per_episode_metrics(mine)["SR@15"].mean())
+
+
+def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
+    data = {"policy": "ask-4", "dataset": "persona_world", "split": "test", "episodes": 3, "seed": 1}
+    data |= {"max_turns": 15, "metrics": {"SR@15": {"mean": 0.5, "low": 0.1, "high": 0.9}}}
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    summary = EvalSummary.read(tmp_path)
+    assert summary.sessions is None and "sessions" not in summary.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--regime", "switch"], "--regime only go with --sessions"),
+        (["--sessions", "1", "--regime", "switch", "--memory", "update"], "--sessions 1 must be >= 2"),
+        (["--sessions", "3", "--memory", "update"], "--sessions needs --regime"),
+        (["--sessions", "3", "--regime", "sudden", "--memory", "update"], "--regime 'sudden' is not one of"),
+        (["--sessions", "3", "--regime", "switch", "--memory", "sticky"], "--memory 'sticky' is not one of"),
+        (
+            ["--sessions", "3", "--regime", "stable", "--memory", "update", "-w", "2"],
+            "does not take --workers",
+        ),
+        (["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "lastfm"], "real data"),
+        (["--sessions", "3", "--regime", "stable", "--memory", "update"], "needs a persona ranker"),
+        (
+            ["--sessions", "3", "--regime", "stable", "--memory", "update", "--ranker", "popularity"],
+            "has no personas",
+        ),
+    ],
+)
+def test_bad_session_options_are_one_line_errors(tmp_path: Path, extra: list[str], message: str) -> None:
+    result = runner.invoke(app, ["eval", *extra, "-n", "2", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2, result.output
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert message in flat and "Traceback" not in result.output
+
+
+def test_a_trained_run_is_refused_with_sessions(tmp_path: Path) -> None:
+    run_dir = tmp_path / "my-run"
+    run_dir.mkdir()
+    args = ["eval", "-p", str(run_dir), "--sessions", "3", "--regime", "stable", "--memory", "frozen"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "rule policies" in " ".join(result.output.replace("│", " ").split())
