@@ -253,6 +253,10 @@ class SessionsSummary:
         after_change: Metrics over the sessions from each sequence's change session on (regimes
             "switch" and "new"; empty otherwise).
         after_change_episodes: How many sessions that is.
+        tracking_after_change: Persona tracking over the sessions after each change session (the
+            memory has seen at least one session of the new mixture); None for the oracle and for
+            regimes without a change.
+        dominant_tracking_after_change: The same against the mixture's largest persona.
     """
 
     regime: str
@@ -263,8 +267,12 @@ class SessionsSummary:
     rows: tuple[SessionRow, ...]
     after_change: MetricTable
     after_change_episodes: int = 0
+    tracking_after_change: MetricSummary | None = None
+    dominant_tracking_after_change: MetricSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        tracked = self.tracking_after_change
+        dominant = self.dominant_tracking_after_change
         return {
             "regime": self.regime,
             "sessions": self.sessions,
@@ -274,6 +282,8 @@ class SessionsSummary:
             "rows": [row.to_dict() for row in self.rows],
             "after_change": {name: vars(value) for name, value in self.after_change.items()},
             "after_change_episodes": self.after_change_episodes,
+            "tracking_after_change": None if tracked is None else vars(tracked),
+            "dominant_tracking_after_change": None if dominant is None else vars(dominant),
         }
 
     @classmethod
@@ -287,6 +297,10 @@ class SessionsSummary:
             rows=tuple(SessionRow.from_dict(row, f"{where} [rows]") for row in data.get("rows") or ()),
             after_change=_metric_table(data.get("after_change") or {}, f"{where} [after_change]"),
             after_change_episodes=int(data.get("after_change_episodes", 0)),
+            tracking_after_change=_summary_or_none(data.get("tracking_after_change"), where),
+            dominant_tracking_after_change=_summary_or_none(
+                data.get("dominant_tracking_after_change"), where
+            ),
         )
 
 

@@ -316,6 +316,13 @@ def summarize_sessions(
             )
         )
     after = [r.episode for r in records if r.change_session is not None and r.session >= r.change_session]
+    changes = {(r.sequence, r.session): r.change_session for r in records}
+    seen_after = [
+        t
+        for t in tracking
+        if (change := changes.get((t.sequence, t.session))) is not None and t.session > change
+    ]
+    tracked_after = memory != "oracle" and bool(seen_after)
     return SessionsSummary(
         regime=regime,
         sessions=n_sessions,
@@ -325,6 +332,12 @@ def summarize_sessions(
         rows=tuple(rows),
         after_change=summarize(after, max_turns, seed=seed) if after else {},
         after_change_episodes=len(after),
+        tracking_after_change=_share([t.believed == t.active for t in seen_after], seed)
+        if tracked_after
+        else None,
+        dominant_tracking_after_change=_share([t.believed == t.dominant for t in seen_after], seed)
+        if tracked_after
+        else None,
     )
 
 
@@ -386,8 +399,10 @@ def run_session_evaluation(
     """`crs eval --sessions`: `evaluate_returning` written into an output folder.
 
     ``episodes.jsonl`` holds one line per session (`envs.sessions.SessionRecord.to_dict`; its
-    ``goal_index`` is ``sequence * S + session``, unique per conversation), ``summary.json`` the overall
-    metrics of every session together and a ``sessions`` block (`SessionsSummary`).
+    ``goal_index`` is ``sequence * S + session``, unique per conversation; plus the memory's belief
+    before the session, `Tracking`'s ``believed``, ``active_slot``, ``dominant_slot`` and
+    ``active_is_dominant``), ``summary.json`` the overall metrics of every session together and a
+    ``sessions`` block (`SessionsSummary`).
 
     Raises:
         CRSError: Real data (not supported yet), a trained run as the policy, a ranker without personas,
@@ -460,8 +475,15 @@ def run_session_evaluation(
             for r in result.records
         ]
         lines = [
-            {**r.to_dict(), "goal_index": episode.goal_index}
-            for r, episode in zip(result.records, episodes, strict=True)
+            {
+                **r.to_dict(),
+                "goal_index": episode.goal_index,
+                "believed": t.believed,
+                "active_slot": t.active,
+                "dominant_slot": t.dominant,
+                "active_is_dominant": t.active_is_dominant,
+            }
+            for r, episode, t in zip(result.records, episodes, result.tracking, strict=True)
         ]
         summary = EvalSummary(
             policy=f"{policy} (memory {mode})",

@@ -79,6 +79,11 @@ def test_per_session_rows_are_the_sessions_records_and_tracking_flags() -> None:
         assert row.active_is_dominant == pytest.approx(np.mean([t.active_is_dominant for t in seen]))
     after = [r.episode for r in result.records if r.session >= (r.change_session or SESSIONS)]
     assert block.after_change_episodes == len(after) > 0
+    # tracking after the change: sessions whose memory saw at least one session of the new mixture
+    changes = {(r.sequence, r.session): r.change_session for r in result.records}
+    seen = [t for t in result.tracking if t.session > (changes[(t.sequence, t.session)] or SESSIONS)]
+    assert seen and block.tracking_after_change is not None
+    assert block.tracking_after_change.mean == pytest.approx(np.mean([t.believed == t.active for t in seen]))
     assert block.after_change["SR@15"].mean == pytest.approx(per_episode_metrics(after)["SR@15"].mean())
 
 
@@ -101,6 +106,8 @@ def test_modes_play_the_same_sessions_and_frozen_believes_the_prior() -> None:
         if t.session == 0
     )
     assert oracle.summary.rows[0].tracking is None and oracle.summary.rule == {}
+    assert oracle.summary.tracking_after_change is None
+    assert run("frozen", "stable").summary.tracking_after_change is None  # no change in "stable"
 
 
 def test_the_same_seed_replays_and_another_seed_draws_other_users() -> None:
@@ -171,6 +178,7 @@ def artifact(tmp_path_factory: Any) -> Path:
     return Path(out)
 
 
+@pytest.mark.slow  # the tiny `crs pretrain` artifact takes ~20 s on a shared 2-core machine
 def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: Path) -> None:
     out = tmp_path / "sessions"
     args = ["eval", "-p", "ask-2", "--ranker", str(artifact), "--sessions", "3", "--regime", "switch"]
@@ -184,6 +192,11 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
     lines = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert sorted(line["goal_index"] for line in lines) == list(range(15))  # sequence * 3 + session
     assert all(line["goal_index"] == line["sequence"] * 3 + line["session"] for line in lines)
+    rows = summary.sessions.rows
+    for session, row in enumerate(rows):  # the lines carry the memory's belief the tracking counts
+        mine = [line for line in lines if line["session"] == session]
+        assert row.tracking is not None
+        assert row.tracking.mean == pytest.approx(np.mean([x["believed"] == x["active_slot"] for x in mine]))
     records = read_episodes(out)  # the report's reader takes them as episode records
     assert summary.metrics["SR@15"].mean == pytest.approx(per_episode_metrics(records)["SR@15"].mean())
     for row in summary.sessions.rows:
