@@ -346,6 +346,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                     "learning_rate": config.learning_rate,
                     "ent_coef": config.ent_coef,
                     "n_epochs": config.n_epochs,
+                    "target_kl": config.target_kl,
                 },
             )
             best_file = run_dir / BEST_MODEL

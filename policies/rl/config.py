@@ -35,6 +35,7 @@ _LOWER_BOUNDS: tuple[tuple[str, float, bool], ...] = (
     ("hidden", 4, True),
     ("embed_dim", 2, True),
     ("slate_entropy_scale", 0.0, True),
+    ("target_kl", 0.0, False),
 )
 
 
@@ -56,6 +57,8 @@ class PPOConfig:
         embed_dim: Embedding width when no pre-trained embeddings are given.
         train_embeddings: Fine-tune the embedding tables.
         slate_entropy_scale: Weight of the slate entropy (None = 1/k).
+        target_kl: Stop an update's epochs early once the approximate KL between the old and new
+            policy exceeds 1.5x this (SB3's ``target_kl``); None = never.
         subprocess: Run each env in its own SubprocVecEnv worker process; None = when the machine has
             more than 2 cores.
 
@@ -76,6 +79,7 @@ class PPOConfig:
     embed_dim: int = 32
     train_embeddings: bool = False
     slate_entropy_scale: float | None = None
+    target_kl: float | None = None
     subprocess: bool | None = None
 
     def __post_init__(self) -> None:

@@ -125,6 +125,7 @@ def build_model(
         clip_range=config.clip_range,
         ent_coef=config.ent_coef,
         vf_coef=config.vf_coef,
+        target_kl=config.target_kl,
         policy_kwargs={
             "features_extractor_kwargs": encoder_kwargs(sizes, ranker, config),
             "slate_entropy_scale": config.slate_entropy_scale,

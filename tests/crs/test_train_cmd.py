@@ -79,14 +79,14 @@ def test_resume_with_new_ppo_settings_fine_tunes_with_them(tmp_path) -> None:
     from sb3_contrib import MaskablePPO
 
     run_training(tiny_settings(steps=64), name="f", runs_dir=tmp_path, show=False)
-    ppo = {"learning_rate": 3e-4, "ent_coef": 0.003}
+    ppo = {"learning_rate": 3e-4, "ent_coef": 0.003, "target_kl": 0.05}
     run_training(None, name="f", runs_dir=tmp_path, resume=True, steps=128, ppo=ppo, show=False)
     settings = yaml.safe_load((tmp_path / "f" / "config.yaml").read_text())["settings"]
     assert settings["ppo"]["learning_rate"] == 3e-4 and settings["ppo"]["ent_coef"] == 0.003
     assert settings["ppo"]["n_steps"] == 32  # the rest of the run's settings is kept
     model = MaskablePPO.load(tmp_path / "f" / "checkpoint.zip", device="cpu")
     # the second session trained with the new values (defaults were 1e-3 and 0.01)
-    assert model.ent_coef == 0.003 and model.lr_schedule(1.0) == 3e-4
+    assert model.ent_coef == 0.003 and model.lr_schedule(1.0) == 3e-4 and model.target_kl == 0.05
     assert model.policy.optimizer.param_groups[0]["lr"] == 3e-4
     assert model.num_timesteps == 128
 

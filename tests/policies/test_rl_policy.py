@@ -160,6 +160,16 @@ def test_short_training_beats_always_recommend_on_a_tiny_persona_world() -> None
     assert learned["SR@15"] > baseline["SR@15"] + 0.03, (learned, baseline, elapsed)
 
 
+@pytest.mark.parametrize(("target_kl", "epochs_run"), [(None, 5), (1e-12, 2)])
+def test_target_kl_stops_an_updates_epochs_once_the_policy_has_moved(small, target_kl, epochs_run) -> None:
+    model, _, _ = model_for(small, n_epochs=5, target_kl=target_kl)
+    assert model.target_kl == target_kl
+    model.learn(64)  # one rollout of 2 envs x 32 steps = one minibatch per epoch, then one update
+    # epoch 1 sees the unchanged policy (KL 0) and steps; epoch 2 finds it moved (KL > 1.5e-12) and stops
+    # SB3 counts both
+    assert model._n_updates == epochs_run
+
+
 def test_batched_evaluator_replays_crs_evals_conversations(small) -> None:
     # same seeds and goal order as envs.rollout.evaluate (what `crs eval` runs), so records are identical
     from envs.rollout import evaluate
