@@ -28,9 +28,11 @@ from crs.report.plots import (
     plot_heatmap,
     plot_learning_curves,
     plot_persona_usage,
+    plot_sessions,
     plot_sr_curves,
     plot_turns,
 )
+from crs.report.sessions import SessionComparison, session_comparisons
 from envs.ranker import ExplainablePersonaRanker
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
@@ -66,6 +68,8 @@ class Report:
         colors: Colour of each configuration label in the plots and tables.
         input_list: Which inputs were used (and in which table) and which were left out, with the
             reasons (`crs.report.ledger`); shown at the top of every output.
+        sessions: Returning-user comparisons of `crs eval --sessions` folders (`crs.report.sessions`).
+        session_plots: Their per-session curves, by comparison index.
     """
 
     out: Path
@@ -86,6 +90,8 @@ class Report:
     unavailable: dict[str, str] = field(default_factory=dict)
     colors: dict[str, str] = field(default_factory=dict)
     input_list: list[InputLine] = field(default_factory=list)
+    sessions: list[SessionComparison] = field(default_factory=list)
+    session_plots: dict[int, Plot] = field(default_factory=dict)
 
 
 class _Catalogs:
@@ -96,6 +102,11 @@ class _Catalogs:
         self._cache: dict[tuple[str, int | None], Catalog] = {}
 
     def get(self, run: EvalRun) -> Catalog:
+        if run.summary.sessions is not None:
+            raise CRSError(
+                f"{run.path} is a returning-user run (`crs eval --sessions`): its conversations are "
+                "sessions of returning users, not goals of the split; see its per-session curves instead"
+            )
         key = (run.dataset, run.world_seed)
         if key not in self._cache:
             data_dir = None if self.data_dir is None else str(self.data_dir)
@@ -243,6 +254,11 @@ def build_report(
             plot_turns(table, colors, out / f"turns{suffix}.png"),
             plot_action_mix(table, out / f"action_mix{suffix}.png"),
         ]
+
+    report.sessions = session_comparisons(inputs.evals)
+    for index, comparison in enumerate(report.sessions):
+        suffix = "" if index == 0 else f"_{index + 1}"
+        report.session_plots[index] = plot_sessions(comparison, out / f"sessions{suffix}.png")
 
     if any(run.curve is not None for run in inputs.trains):
         report.learning = plot_learning_curves(train_groups, colors, out / "learning_curves.png")

@@ -20,6 +20,7 @@ import numpy as np
 from crs.report.analysis import ACTION_KINDS, Table, action_mix, sr_curve, turn_distribution
 from crs.report.inputs import TrainRun
 from crs.report.persona import PersonaAnalysis
+from crs.report.sessions import METRIC, SessionComparison
 
 COLORS: tuple[str, ...] = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
@@ -33,6 +34,8 @@ ABLATION_COLORS: Mapping[str, str] = {
     "aspect-blind": "#ff7f0e",
     "both-off": "#7f7f7f",
 }
+MEMORY_COLORS: Mapping[str, str] = {"frozen": "#7f7f7f", "update": "#1f77b4", "oracle": "#2ca02c"}
+"""Colour of each memory mode in the returning-user curves (others: the tab10 order)."""
 KIND_COLORS: Mapping[str, str] = {"ask": "#4c72b0", "probe": "#dd8452", "recommend": "#55a868"}
 DPI = 110
 
@@ -272,3 +275,58 @@ def plot_heatmap(
     if len(panels) > 1:
         caption += " Right: the persona world's true personas and their group weights (rows are not aligned)."
     return Plot(path, caption, "heatmap of persona by aspect-group attention")
+
+
+def plot_sessions(comparison: SessionComparison, path: Path) -> Plot:
+    """Per-session SR@15 of each memory mode with its 95% band; with a change session, a second panel
+    by sessions since the change, the level before it dashed."""
+    panels = 2 if comparison.has_change else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.0 * panels, 3.9), squeeze=False)
+    spare = [c for c in COLORS if c not in MEMORY_COLORS.values()]
+    colors = {
+        s.memory: MEMORY_COLORS.get(s.memory, spare[i % len(spare)]) for i, s in enumerate(comparison.series)
+    }
+    ax = axes[0, 0]
+    for series in comparison.series:
+        x = np.arange(len(series.by_session))
+        mean = np.array([v.mean for v in series.by_session])
+        low = np.array([v.low for v in series.by_session])
+        high = np.array([v.high for v in series.by_session])
+        color = colors[series.memory]
+        ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+        ax.plot(x, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=series.memory)
+        ax.set_xticks(x)
+    ax.set_xlabel("session")
+    ax.set_ylabel(METRIC)
+    ax.set_title(f"{METRIC} per session — regime {comparison.regime}", fontsize=11, loc="left")
+    _style(ax)
+    ax.legend(frameon=False, fontsize=9)
+    if comparison.has_change:
+        ax = axes[0, 1]
+        for series in comparison.series:
+            offsets = np.array(sorted(series.by_offset))
+            mean = np.array([series.by_offset[d].mean for d in offsets])
+            low = np.array([series.by_offset[d].low for d in offsets])
+            high = np.array([series.by_offset[d].high for d in offsets])
+            color = colors[series.memory]
+            ax.fill_between(offsets, low, high, color=color, alpha=0.15, linewidth=0)
+            ax.plot(offsets, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=series.memory)
+            if series.before_change is not None:
+                ax.axhline(series.before_change.mean, color=color, linestyle="--", linewidth=1)
+            ax.set_xticks(offsets)
+        ax.axvline(-0.5, color="#444444", linewidth=1)
+        ax.set_xlabel("sessions since the change (0: the first session of the new mixture)")
+        ax.set_ylabel(METRIC)
+        ax.set_title("aligned on the change", fontsize=11, loc="left")
+        _style(ax)
+    _save(fig, path)
+    caption = (
+        f"{METRIC} per session of returning users, per memory mode (95% bootstrap band over users, seeds "
+        "pooled)."
+    )
+    if comparison.has_change:
+        caption += (
+            " Right: by sessions since the change session (fewer users at the far ends); dashed: each "
+            "mode's level before the change."
+        )
+    return Plot(path, caption, f"line chart of {METRIC} per session for each memory mode")

@@ -36,11 +36,12 @@ from crs.report.formatting import (
 from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
+from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
 from envs.metrics import MetricSummary
 
 STYLE_SHEET = "report.css"
 """The page's CSS, a file of this package."""
-WIDE_PLOTS = ("action_mix", "learning_curves", "persona_heatmap")
+WIDE_PLOTS = ("action_mix", "learning_curves", "persona_heatmap", "sessions")
 """Plots (by file-name prefix) that span the whole width of their grid."""
 
 
@@ -48,6 +49,7 @@ def to_html(report: Report) -> str:
     """The report as one self-contained HTML page (inline CSS, plots as data: URIs, no scripts)."""
     body = [_header(report), _input_list(report), _answer(report)]
     body += _comparisons(report)
+    body += _returning_users(report)
     body += _train_summaries(report)
     body += _learning_curves(report)
     body += _persona_analysis(report)
@@ -236,6 +238,28 @@ def _paired_differences(table: Table) -> list[str]:
         )
     lines.append("</div>")
     return lines
+
+
+def _returning_users(report: Report) -> list[str]:
+    """Per-session curves of returning users (`crs eval --sessions` inputs), one block per comparison."""
+    out: list[str] = []
+    for index, comparison in enumerate(report.sessions):
+        out.append(f"<h2>Returning users — {_esc(comparison.title)}</h2>")
+        head = "".join(f"<th>{_esc(h)}</th>" for h in SESSION_HEADERS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in cells) + "</tr>"
+            for cells in session_rows(comparison)
+        )
+        out.append(
+            f'<div class="card"><table class="sessions"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>"
+        )
+        items = "".join(f"<li>{_esc(sentence)}</li>" for sentence in session_sentences(comparison))
+        out.append(f'<ul class="inputs">{items}</ul>')
+        plot = report.session_plots.get(index)
+        if plot is not None:
+            out.append(_grid([plot]))
+    return out
 
 
 def _train_summaries(report: Report) -> list[str]:

@@ -29,6 +29,7 @@ from crs.report.formatting import (
 from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
+from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
 
 
 def to_markdown(report: Report) -> str:
@@ -36,6 +37,7 @@ def to_markdown(report: Report) -> str:
     out = _title(report) + _input_list(report) + _answer(report)
     for index, table in enumerate(report.tables):
         out += _comparison(table, report.table_plots.get(index, []))
+    out += _returning_users(report)
     out += _train_summaries(report)
     out += _learning_curves(report)
     out += _persona_analysis(report)
@@ -119,6 +121,22 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
         ]
     for plot in plots:
         out += _plot(plot)
+    return out
+
+
+def _returning_users(report: Report) -> list[str]:
+    """Per-session curves of returning users (`crs eval --sessions` inputs), one block per comparison."""
+    out: list[str] = []
+    for index, comparison in enumerate(report.sessions):
+        out += [f"## Returning users — {comparison.title}", ""]
+        out += ["| " + " | ".join(SESSION_HEADERS) + " |", "|---|---|" + "---:|" * (len(SESSION_HEADERS) - 2)]
+        out += ["| " + " | ".join(cells) + " |" for cells in session_rows(comparison)]
+        out.append("")
+        out += [f"- {sentence}" for sentence in session_sentences(comparison)]
+        out.append("")
+        plot = report.session_plots.get(index)
+        if plot is not None:
+            out += _plot(plot)
     return out
 
 

@@ -25,6 +25,7 @@ from crs.report.examples import ExampleDialogue
 from crs.report.inputs import TrainRun
 from crs.report.ledger import InputLine
 from crs.report.persona import DeletionResult, PersonaAnalysis
+from crs.report.sessions import sessions_json
 from envs.metrics import MetricSummary
 
 
@@ -48,6 +49,7 @@ def to_metrics(report: Report) -> dict[str, Any]:
             "trains": [str(r.info.path) for r in report.inputs.trains],
         },
         "input_list": [_input_line_json(line) for line in report.input_list],
+        "sessions": [sessions_json(comparison) for comparison in report.sessions],
     }
 
 

@@ -69,8 +69,9 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
     saved = json.loads((out / "metrics.json").read_text())
     assert list(saved) == [
         "title", "created", "version", "answer", "verdicts", "tables", "learning_curves", "train_summaries",
-        "persona", "examples", "unavailable", "notes", "inputs", "input_list",
+        "persona", "examples", "unavailable", "notes", "inputs", "input_list", "sessions",
     ]  # fmt: skip
+    assert saved["sessions"] == []  # returning-user comparisons only with `crs eval --sessions` inputs
     (table,) = saved["tables"]
     assert list(table) == [
         "test_set",

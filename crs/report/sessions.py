@@ -1,0 +1,484 @@
+"""Returning users in a report: per-session curves of `crs eval --sessions` folders (issue #16).
+
+A `crs eval --sessions` folder's ``summary.json`` has a ``sessions`` block and its ``episodes.jsonl``
+one line per session (`envs.sessions.SessionRecord`, plus the memory's belief). Folders that played
+the same returning users (dataset, world seed, split, regime, S, policy, ranker) form one
+`SessionComparison`, one `MemorySeries` per memory mode ("frozen", "update", "oracle"), each pooling its
+run seeds. For each series:
+
+- SR@15 per session with a 95% bootstrap CI over the (seed, sequence) conversations of that session;
+- for a regime with a change session (switch, new persona), SR@15 by *sessions since the change*
+  (offset d = session − change session; d < 0 before it), the level before the change (every session
+  with d < 0 pooled), and the **recovery**: the first d >= 0 whose SR@15 is back within
+  `RECOVERY_TOLERANCE` (0.02) of that level (0: no drop to recover from; None: not within the S
+  sessions);
+- persona tracking from the session after the change (the memory's most likely persona before the
+  session is the true active one), pooled over seeds; none for the oracle.
+
+Paired differences against the "frozen" series use the conversations both played (same seed, sequence
+and session, same target): per (seed, sequence) the mean difference over the sessions from the change
+on (every session without a change), then a 95% bootstrap CI over those; and per offset d, the same
+difference at d. "Gap closed" at d is (update − frozen) / (oracle − frozen) of the means at d.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crs.app.run_folder import EPISODES_FILE
+from crs.report.inputs import EvalRun
+from envs.metrics import EpisodeRecord, MetricSummary, bootstrap_ci, per_episode_metrics
+from simulators.errors import CRSError
+
+METRIC = "SR@15"
+"""The metric of the per-session curves."""
+
+RECOVERY_TOLERANCE: float = 0.02
+"""SR@15 counts as recovered once within this of its level before the change (issue #16)."""
+
+MEMORY_ORDER: tuple[str, ...] = ("frozen", "update", "oracle")
+"""Series order in tables and plots; other memory names follow."""
+
+REFERENCE = "frozen"
+"""The series paired differences are taken against."""
+
+
+@dataclass(frozen=True)
+class SessionLine:
+    """One session of a returning-user evaluation, as the report needs it.
+
+    Attributes:
+        seed: The run seed.
+        sequence: Sequence index.
+        session: Session index.
+        change_session: The sequence's change session, or None.
+        targets: The session's target items (pairing check).
+        value: The session's `METRIC` (0 or 1 for SR@15).
+        tracked: The memory's most likely persona before the session was the true active one (None when
+            the line does not say, e.g. an oracle run's).
+    """
+
+    seed: int
+    sequence: int
+    session: int
+    change_session: int | None
+    targets: tuple[int, ...]
+    value: float
+    tracked: bool | None
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.seed, self.sequence, self.session)
+
+    @property
+    def offset(self) -> int | None:
+        """Sessions since the change (negative before it), or None without a change."""
+        return None if self.change_session is None else self.session - self.change_session
+
+
+def read_session_lines(run: EvalRun, metric: str = METRIC) -> list[SessionLine]:
+    """The session lines of a `crs eval --sessions` folder.
+
+    Raises:
+        CRSError: The folder has no sessions block, or a line lacks the session fields (named).
+    """
+    block = run.summary.sessions
+    if block is None:
+        raise CRSError(f"{run.path}: not a `crs eval --sessions` folder (no sessions block in summary.json)")
+    path = run.path / EPISODES_FILE
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        raise CRSError(f"{path} is unreadable ({error}); re-run `crs eval --sessions`") from None
+    try:
+        values = per_episode_metrics([EpisodeRecord.from_dict(row) for row in rows], run.max_turns)[metric]
+        lines = []
+        for row, value in zip(rows, values, strict=True):
+            change = row.get("change_session")
+            believed, active = row.get("believed"), row.get("active_slot")
+            tracked = (
+                None if believed is None or active is None or block.memory == "oracle" else believed == active
+            )
+            lines.append(
+                SessionLine(
+                    seed=run.seed,
+                    sequence=int(row["sequence"]),
+                    session=int(row["session"]),
+                    change_session=None if change is None else int(change),
+                    targets=tuple(int(t) for t in row["targets"]),
+                    value=float(value),
+                    tracked=tracked,
+                )
+            )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CRSError(
+            f"{path}: a line lacks the session fields ({error}); re-run `crs eval --sessions`"
+        ) from None
+    return lines
+
+
+@dataclass(frozen=True)
+class MemorySeries:
+    """One memory mode's runs (seeds) of a returning-user comparison.
+
+    Attributes:
+        memory: "frozen", "update", "oracle" (`policies.memory.MEMORY_MODES`).
+        runs: Its eval folders, one per seed.
+        overall: `METRIC` over every session of every seed.
+        by_session: `METRIC` per session (index = session), pooled over seeds.
+        by_offset: `METRIC` per sessions-since-the-change (regimes with a change; else empty).
+        before_change: `METRIC` over every session before the change, or None.
+        after_change: `METRIC` over every session from the change on, or None.
+        recovery: First offset d >= 0 with `METRIC` >= before_change − `RECOVERY_TOLERANCE`; None when
+            none within the sessions or no change.
+        tracking_by_session: Persona tracking per session (None for the oracle).
+        tracking_all: Persona tracking over every session (None for the oracle).
+        tracking_after_change: Persona tracking over the sessions after the change session, or None.
+    """
+
+    memory: str
+    runs: tuple[EvalRun, ...]
+    overall: MetricSummary
+    by_session: tuple[MetricSummary, ...]
+    by_offset: Mapping[int, MetricSummary]
+    before_change: MetricSummary | None
+    after_change: MetricSummary | None
+    recovery: int | None
+    tracking_by_session: tuple[MetricSummary, ...] | None
+    tracking_all: MetricSummary | None
+    tracking_after_change: MetricSummary | None
+    lines: tuple[SessionLine, ...] = field(repr=False, default=())
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted({run.seed for run in self.runs}))
+
+
+@dataclass(frozen=True)
+class PairedSessions:
+    """A series minus the reference ("frozen") on the conversations both played.
+
+    Attributes:
+        memory: The series' memory.
+        after_change: Mean per-(seed, sequence) difference over the sessions from the change on (all
+            sessions without a change), 95% bootstrap CI over sequences.
+        per_seed: The same, per seed.
+        by_offset: The difference at each sessions-since-the-change offset.
+        n_sequences: Sequences paired.
+    """
+
+    memory: str
+    after_change: MetricSummary
+    per_seed: Mapping[int, MetricSummary]
+    by_offset: Mapping[int, MetricSummary]
+    n_sequences: int
+
+    def significant(self) -> bool:
+        """The CI excludes 0."""
+        return self.after_change.low > 0 or self.after_change.high < 0
+
+
+@dataclass(frozen=True)
+class SessionComparison:
+    """Memory modes played on the same returning users.
+
+    Attributes:
+        title: "<dataset> · <policy> · regime <regime> · S sessions · N users".
+        regime: The regime.
+        sessions: S.
+        sequences: N per seed.
+        series: One per memory mode, in `MEMORY_ORDER`.
+        paired: Each non-reference series minus "frozen" (empty without a frozen series).
+        gap_closed: Offset d -> (update − frozen) / (oracle − frozen) at d, for d >= 0 (empty unless all
+            three series and a change).
+    """
+
+    title: str
+    regime: str
+    sessions: int
+    sequences: int
+    series: tuple[MemorySeries, ...]
+    paired: tuple[PairedSessions, ...]
+    gap_closed: Mapping[int, float]
+
+    @property
+    def has_change(self) -> bool:
+        return any(s.by_offset for s in self.series)
+
+
+def _ci(values: Sequence[float]) -> MetricSummary:
+    return bootstrap_ci(np.asarray(values, dtype=np.float64), seed=0)
+
+
+def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries:
+    lines = [line for run in sorted(runs, key=lambda r: r.seed) for line in read_session_lines(run)]
+    by_session = tuple(_ci([x.value for x in lines if x.session == s]) for s in range(sessions))
+    offsets = sorted({x.offset for x in lines if x.offset is not None})
+    by_offset = {d: _ci([x.value for x in lines if x.offset == d]) for d in offsets}
+    before = [x.value for x in lines if x.offset is not None and x.offset < 0]
+    after = [x.value for x in lines if x.offset is not None and x.offset >= 0]
+    before_change = _ci(before) if before else None
+    recovery = None
+    if before_change is not None:
+        recovery = next(
+            (d for d in offsets if d >= 0 and by_offset[d].mean >= before_change.mean - RECOVERY_TOLERANCE),
+            None,
+        )
+    tracked = all(x.tracked is not None for x in lines)
+    tracking_by_session = (
+        tuple(_ci([float(bool(x.tracked)) for x in lines if x.session == s]) for s in range(sessions))
+        if tracked
+        else None
+    )
+    tracked_after = [float(bool(x.tracked)) for x in lines if x.offset is not None and x.offset > 0]
+    return MemorySeries(
+        memory=memory,
+        runs=tuple(runs),
+        overall=_ci([x.value for x in lines]),
+        by_session=by_session,
+        by_offset=by_offset,
+        before_change=before_change,
+        after_change=_ci(after) if after else None,
+        recovery=recovery,
+        tracking_by_session=tracking_by_session,
+        tracking_all=_ci([float(bool(x.tracked)) for x in lines]) if tracked else None,
+        tracking_after_change=_ci(tracked_after) if tracked and tracked_after else None,
+        lines=tuple(lines),
+    )
+
+
+def _paired(series: MemorySeries, reference: MemorySeries) -> PairedSessions | None:
+    """`series` − `reference` on the sessions both played; None when they share none."""
+    mine = {x.key: x for x in series.lines}
+    pairs = [(x, mine[x.key]) for x in reference.lines if x.key in mine]
+    if not pairs:
+        return None
+    for ref, other in pairs:
+        if ref.targets != other.targets:
+            raise CRSError(
+                f"memory {series.memory} and {reference.memory}: seed {ref.seed}, sequence {ref.sequence}, "
+                f"session {ref.session} had different targets; compare runs of the same `crs eval "
+                "--sessions` command line with only --memory changed"
+            )
+    by_sequence: dict[tuple[int, int], list[float]] = {}
+    by_offset: dict[int, list[float]] = {}
+    for ref, other in pairs:
+        if ref.offset is None or ref.offset >= 0:
+            by_sequence.setdefault((ref.seed, ref.sequence), []).append(other.value - ref.value)
+        if ref.offset is not None:
+            by_offset.setdefault(ref.offset, []).append(other.value - ref.value)
+    means = {key: float(np.mean(v)) for key, v in by_sequence.items()}
+    seeds = sorted({seed for seed, _ in means})
+    return PairedSessions(
+        memory=series.memory,
+        after_change=_ci(list(means.values())),
+        per_seed={seed: _ci([m for (s, _), m in means.items() if s == seed]) for seed in seeds},
+        by_offset={d: _ci(v) for d, v in sorted(by_offset.items())},
+        n_sequences=len(means),
+    )
+
+
+def _group_key(run: EvalRun) -> tuple[object, ...]:
+    block = run.summary.sessions
+    assert block is not None
+    return (
+        run.dataset,
+        run.world_seed,
+        run.split,
+        block.regime,
+        block.sessions,
+        block.sequences,
+        run.summary.policy_spec,
+        run.ranker_identity,
+    )
+
+
+def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
+    """The returning-user comparisons among `runs` (those with a sessions block), in input order.
+
+    Raises:
+        CRSError: Two runs of one memory mode and seed in one comparison (a duplicate), or runs said to
+            pair that played different targets.
+    """
+    groups: dict[tuple[object, ...], dict[str, list[EvalRun]]] = {}
+    for run in runs:
+        block = run.summary.sessions
+        if block is None:
+            continue
+        by_memory = groups.setdefault(_group_key(run), {})
+        same = [r for r in by_memory.get(block.memory, []) if r.seed == run.seed]
+        if same:
+            raise CRSError(
+                f"{run.path} and {same[0].path} are the same returning-user run (memory {block.memory}, seed "
+                f"{run.seed}); pass one of them"
+            )
+        by_memory.setdefault(block.memory, []).append(run)
+    out = []
+    for key, by_memory in groups.items():
+        dataset, _, split, regime, sessions, sequences, policy, _ = key
+        assert isinstance(sessions, int) and isinstance(sequences, int)
+        order = sorted(by_memory, key=lambda m: (MEMORY_ORDER.index(m) if m in MEMORY_ORDER else 99, m))
+        series = tuple(_series(memory, by_memory[memory], sessions) for memory in order)
+        named = {s.memory: s for s in series}
+        paired: list[PairedSessions] = []
+        if REFERENCE in named:
+            for s in series:
+                if s.memory != REFERENCE and (diff := _paired(s, named[REFERENCE])) is not None:
+                    paired.append(diff)
+        gap: dict[int, float] = {}
+        if {"frozen", "update", "oracle"} <= set(named):
+            frozen, update, oracle = named["frozen"], named["update"], named["oracle"]
+            for d, f in frozen.by_offset.items():
+                if d >= 0 and d in update.by_offset and d in oracle.by_offset:
+                    span = oracle.by_offset[d].mean - f.mean
+                    if span > 0:
+                        gap[d] = (update.by_offset[d].mean - f.mean) / span
+        seeds = sorted({run.seed for runs_ in by_memory.values() for run in runs_})
+        title = (
+            f"{dataset} ({split}) · {policy} · regime {regime} · {sessions} sessions · {sequences} users x "
+            f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+        )
+        out.append(
+            SessionComparison(
+                title=title,
+                regime=str(regime),
+                sessions=sessions,
+                sequences=sequences,
+                series=series,
+                paired=tuple(paired),
+                gap_closed=gap,
+            )
+        )
+    return out
+
+
+def recovery_text(series: MemorySeries) -> str:
+    """The recovery in words: "0 sessions (no drop)", "2 sessions", "not within the sessions", "n/a"."""
+    if series.before_change is None:
+        return "n/a"
+    if series.recovery is None:
+        return "not within the sessions"
+    if series.recovery == 0:
+        return "0 sessions (no drop)"
+    return f"{series.recovery} session{'s' if series.recovery > 1 else ''}"
+
+
+def sessions_json(comparison: SessionComparison) -> dict[str, object]:
+    """A comparison as JSON-ready data (metrics.json)."""
+
+    def summary(value: MetricSummary | None) -> dict[str, float] | None:
+        return None if value is None else {"mean": value.mean, "low": value.low, "high": value.high}
+
+    return {
+        "title": comparison.title,
+        "regime": comparison.regime,
+        "sessions": comparison.sessions,
+        "sequences": comparison.sequences,
+        "metric": METRIC,
+        "series": [
+            {
+                "memory": s.memory,
+                "overall": summary(s.overall),
+                "tracking_all": summary(s.tracking_all),
+                "paths": [str(run.path) for run in s.runs],
+                "seeds": list(s.seeds),
+                "by_session": [summary(v) for v in s.by_session],
+                "by_offset": {str(d): summary(v) for d, v in s.by_offset.items()},
+                "before_change": summary(s.before_change),
+                "after_change": summary(s.after_change),
+                "recovery": s.recovery,
+                "tracking_by_session": None
+                if s.tracking_by_session is None
+                else [summary(v) for v in s.tracking_by_session],
+                "tracking_after_change": summary(s.tracking_after_change),
+            }
+            for s in comparison.series
+        ],
+        "paired": [
+            {
+                "memory": p.memory,
+                "reference": REFERENCE,
+                "after_change": summary(p.after_change),
+                "per_seed": {str(seed): summary(v) for seed, v in p.per_seed.items()},
+                "by_offset": {str(d): summary(v) for d, v in p.by_offset.items()},
+                "n_sequences": p.n_sequences,
+            }
+            for p in comparison.paired
+        ],
+        "gap_closed": {str(d): v for d, v in comparison.gap_closed.items()},
+    }
+
+
+SESSION_HEADERS: tuple[str, ...] = (
+    "memory",
+    "seeds",
+    f"{METRIC} all sessions",
+    f"{METRIC} before the change",
+    f"{METRIC} from the change on",
+    "recovery",
+    "tracking",
+)
+"""Columns of a returning-user table (`session_rows`)."""
+
+
+def _text(value: MetricSummary | None, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if percent:
+        return f"{value.mean:.1%} [{value.low:.1%}, {value.high:.1%}]"
+    return f"{value.mean:.3f} [{value.low:.3f}, {value.high:.3f}]"
+
+
+def session_rows(comparison: SessionComparison) -> list[list[str]]:
+    """The table's cells, one row per memory mode (`SESSION_HEADERS`); tracking is over the sessions
+    after the change when there is one, else over every session."""
+    rows = []
+    for s in comparison.series:
+        tracking = s.tracking_after_change if comparison.has_change else s.tracking_all
+        rows.append(
+            [
+                s.memory,
+                ", ".join(map(str, s.seeds)),
+                _text(s.overall),
+                _text(s.before_change),
+                _text(s.after_change),
+                recovery_text(s),
+                "n/a (handed the truth)" if s.tracking_all is None else _text(tracking, percent=True),
+            ]
+        )
+    return rows
+
+
+def session_sentences(comparison: SessionComparison) -> list[str]:
+    """The paired differences and the gap closed, one sentence each (plain text)."""
+    where = "from the change session on" if comparison.has_change else "over every session"
+    out = []
+    for p in comparison.paired:
+        seeds = "; ".join(f"seed {seed} {_signed(v)}" for seed, v in p.per_seed.items())
+        verdict = "CI excludes 0" if p.significant() else "CI includes 0"
+        out.append(
+            f"{p.memory} − {REFERENCE}, {METRIC} {where}, paired per user: {_signed(p.after_change)} "
+            f"({verdict}; {p.n_sequences} users; {seeds})."
+        )
+        if comparison.has_change:
+            steps = ", ".join(f"d={d}: {_signed(v)}" for d, v in p.by_offset.items() if d >= 0)
+            out.append(f"{p.memory} − {REFERENCE} by sessions since the change: {steps}.")
+    if comparison.gap_closed:
+        gaps = ", ".join(f"d={d}: {v:.0%}" for d, v in comparison.gap_closed.items())
+        out.append(
+            f"Share of the frozen-to-oracle gap the update closes, by sessions since the change: {gaps}."
+        )
+    out.append(
+        f"Recovery: sessions after the change until {METRIC} is back within {RECOVERY_TOLERANCE} of the "
+        "level before it. Tracking: the memory's most likely persona before a session is the true active "
+        "one" + (" (sessions after the change session)." if comparison.has_change else ".")
+    )
+    return out
+
+
+def _signed(value: MetricSummary) -> str:
+    return f"{value.mean:+.3f} [{value.low:+.3f}, {value.high:+.3f}]"

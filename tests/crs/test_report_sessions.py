@@ -1,0 +1,226 @@
+"""`crs report` on returning-user folders (`crs eval --sessions`, issue #16): per-session SR@15 with CIs
+per memory mode, aligned on the change, recovery, tracking, paired differences, the plot and every
+output file. The folders are written by hand with known successes, so every figure is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crs.app.run_folder import EvalSummary, SessionsSummary, write_json_lines
+from crs.cli import app
+from crs.report import build_report, load_inputs, write_report
+from crs.report.sessions import RECOVERY_TOLERANCE, session_comparisons
+from envs.metrics import bootstrap_ci
+from simulators.errors import CRSError
+
+runner = CliRunner()
+SESSIONS = 4
+SEQUENCES = 30
+CHANGE = 2  # every sequence switches at session 2
+
+
+def success(memory: str, seed: int, sequence: int, session: int) -> bool:
+    """Known outcomes: before the change everyone succeeds 80% of the time; at the change frozen and
+    update drop to 40%; update is back to 80% one session later, frozen never; the oracle stays at 80%."""
+    base = (sequence * 7 + session * 3 + seed) % 10 < 8  # 80%, the same conversations in every mode
+    if session < CHANGE or memory == "oracle":
+        return base
+    if memory == "update" and session > CHANGE:
+        return base
+    return base and sequence % 2 == 0  # half of them: 40%
+
+
+def write_folder(root: Path, memory: str, seed: int, regime: str = "switch", targets_shift: int = 0) -> Path:
+    out = root / f"{regime}-{memory}-s{seed}"
+    out.mkdir(parents=True)
+    lines = []
+    for sequence in range(SEQUENCES):
+        for session in range(SESSIONS):
+            ok = success(memory, seed, sequence, session)
+            lines.append(
+                {
+                    "sequence": sequence,
+                    "session": session,
+                    "active": 0,
+                    "persona": 0,
+                    "change_session": CHANGE if regime == "switch" else None,
+                    "goal_index": sequence * SESSIONS + session,
+                    "user": sequence,
+                    "targets": [100 * sequence + session + targets_shift],
+                    "success": ok,
+                    "agent_actions": 3 if ok else 15,
+                    "rank": 1 if ok else None,
+                    "total_reward": 1.0 if ok else -1.0,
+                    "kinds": ["ask", "ask", "recommend"] if ok else ["ask"] * 15,
+                    # update tracks from the session after the change; frozen never after it
+                    "believed": 1 if session >= CHANGE and memory != "update" else 0,
+                    "active_slot": 1 if session >= CHANGE else 0,
+                    "dominant_slot": 0,
+                    "active_is_dominant": True,
+                }
+            )
+    block = SessionsSummary(
+        regime=regime,
+        sessions=SESSIONS,
+        sequences=SEQUENCES,
+        memory=memory,
+        rule={},
+        rows=(),
+        after_change={},
+    )
+    summary = EvalSummary(
+        policy=f"ask-4 (memory {memory})",
+        policy_spec="ask-4",
+        dataset="persona_world",
+        split="test",
+        ranker="popularity",
+        user="persona",
+        setting="binary",
+        episodes=len(lines),
+        seed=seed,
+        world_seed=0,
+        conversations=f"{regime}-{seed}",
+        max_turns=15,
+        notes=(),
+        metrics={},
+        seconds=1.0,
+        conversations_per_second=1.0,
+        versions={},
+        sessions=block,
+    )
+    write_json_lines(out, lines)
+    summary.write(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sessions")
+    return {
+        f"{memory}-s{seed}": write_folder(root, memory, seed)
+        for memory in ("oracle", "frozen", "update")
+        for seed in (0, 1)
+    }
+
+
+def outcomes(memory: str, seeds: tuple[int, ...], session: int) -> np.ndarray:
+    return np.array(
+        [success(memory, seed, n, session) for seed in seeds for n in range(SEQUENCES)], dtype=np.float64
+    )
+
+
+def test_per_session_curves_pool_the_seeds_with_bootstrap_cis(folders: dict[str, Path]) -> None:
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    assert [s.memory for s in comparison.series] == ["frozen", "update", "oracle"]  # fixed order
+    assert comparison.regime == "switch" and comparison.sessions == SESSIONS
+    for series in comparison.series:
+        assert series.seeds == (0, 1)
+        for session in range(SESSIONS):
+            expected = bootstrap_ci(outcomes(series.memory, (0, 1), session), seed=0)
+            assert series.by_session[session] == expected
+    # aligned on the change: every sequence changes at session 2, so offset d is session 2 + d
+    frozen = comparison.series[0]
+    assert sorted(frozen.by_offset) == [-2, -1, 0, 1]
+    assert frozen.by_offset[1] == frozen.by_session[3]
+
+
+def test_recovery_counts_sessions_until_back_within_the_tolerance(folders: dict[str, Path]) -> None:
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    named = {s.memory: s for s in comparison.series}
+    before = np.concatenate([outcomes("frozen", (0, 1), s) for s in range(CHANGE)]).mean()
+    assert named["frozen"].before_change is not None
+    assert named["frozen"].before_change.mean == pytest.approx(before)
+    assert named["update"].recovery == 1  # back at 80% one session after the change
+    assert named["frozen"].recovery is None  # never back
+    oracle = named["oracle"]
+    assert (
+        oracle.before_change is not None
+        and oracle.by_offset[0].mean >= oracle.before_change.mean - RECOVERY_TOLERANCE
+    )
+    assert oracle.recovery == 0  # no drop
+
+
+def test_tracking_after_the_change_and_none_for_the_oracle(folders: dict[str, Path]) -> None:
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    named = {s.memory: s for s in comparison.series}
+    assert named["update"].tracking_after_change is not None
+    assert named["update"].tracking_after_change.mean == 0.0  # believed 0, active 1 after the change
+    assert named["frozen"].tracking_after_change is not None
+    assert named["frozen"].tracking_after_change.mean == 1.0
+    assert named["oracle"].tracking_all is None and named["oracle"].tracking_after_change is None
+
+
+def test_paired_differences_against_frozen_per_user_and_per_offset(folders: dict[str, Path]) -> None:
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    by_memory = {p.memory: p for p in comparison.paired}
+    assert set(by_memory) == {"update", "oracle"}
+    update = by_memory["update"]
+    means = [
+        np.mean(
+            [success("update", seed, n, s) - success("frozen", seed, n, s) for s in range(CHANGE, SESSIONS)]
+        )
+        for seed in (0, 1)
+        for n in range(SEQUENCES)
+    ]
+    assert update.after_change == bootstrap_ci(np.array(means), seed=0)
+    assert update.n_sequences == 2 * SEQUENCES and set(update.per_seed) == {0, 1}
+    assert update.by_offset[0].mean == 0.0  # at the change update and frozen play alike
+    assert update.by_offset[1].mean > 0.3
+    # the gap closed: none at the change, all of it a session later
+    assert comparison.gap_closed[0] == pytest.approx(0.0)
+    assert comparison.gap_closed[1] == pytest.approx(1.0)
+
+
+def test_runs_with_other_targets_are_refused_and_duplicates_named(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    other = write_folder(tmp_path, "update", 0, targets_shift=1)
+    with pytest.raises(CRSError, match="different targets"):
+        session_comparisons(load_inputs([folders["frozen-s0"], other]).evals)
+    copy = write_folder(tmp_path / "copy", "frozen", 0)
+    with pytest.raises(CRSError, match="same returning-user run"):
+        session_comparisons(load_inputs([folders["frozen-s0"], copy]).evals)
+
+
+def test_a_stable_regime_has_no_change_panel_and_compares_every_session(tmp_path: Path) -> None:
+    runs = [write_folder(tmp_path, memory, 0, regime="stable") for memory in ("frozen", "update")]
+    (comparison,) = session_comparisons(load_inputs(runs).evals)
+    assert not comparison.has_change and comparison.gap_closed == {}
+    (update,) = comparison.paired
+    assert update.n_sequences == SEQUENCES and update.by_offset == {}
+    assert all(s.recovery is None and s.before_change is None for s in comparison.series)
+
+
+def test_report_files_show_the_returning_users_section(folders: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", *map(str, folders.values()), "--out", str(out), "--examples", "0"])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    assert "## Returning users — persona_world (test) · ask-4 · regime switch · 4 sessions" in markdown
+    assert (
+        "| update | 0, 1 |" in markdown
+        and "1 session |" in markdown
+        and "not within the sessions" in markdown
+    )
+    assert "![line chart of SR@15 per session for each memory mode](sessions.png)" in markdown
+    assert (out / "sessions.png").stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert "Returning users" in html and 'data-plot="sessions"' in html
+    metrics = json.loads((out / "metrics.json").read_text())
+    (block,) = metrics["sessions"]
+    assert [s["memory"] for s in block["series"]] == ["frozen", "update", "oracle"]
+    assert block["series"][1]["recovery"] == 1 and block["gap_closed"]["1"] == pytest.approx(1.0)
+
+
+def test_one_memory_mode_alone_still_gets_its_curve_and_no_pairs(tmp_path: Path) -> None:
+    report = build_report([write_folder(tmp_path, "frozen", 0)], tmp_path / "r", examples=1, persona=False)
+    write_report(report)
+    assert len(report.sessions) == 1 and report.session_plots[0].path.name == "sessions.png"
+    assert report.sessions[0].paired == () and report.sessions[0].gap_closed == {}
+    # the per-conversation sections say why they skip it (its goal indices are sessions, not the split's)
+    assert "returning-user run" in report.unavailable["examples"]
