@@ -23,6 +23,7 @@ from envs.rollout import run_episode
 from envs.state import DialogueState, TurnRecord
 from policies.baseline_rankers import PopularityRanker
 from policies.memory import (
+    DEFAULT_RULE,
     MEMORY_MODES,
     ORACLE_MASS,
     PersonaMemory,
@@ -248,3 +249,14 @@ def test_an_update_costs_well_under_50_ms_on_the_persona_world() -> None:
         memory.ranker_for(user)
         seconds.append(time.perf_counter() - started)
     assert np.median(seconds) < 0.05, seconds
+
+
+def test_the_default_rule_follows_a_switch_within_two_sessions_where_the_old_one_did_not() -> None:
+    """DEFAULT_RULE (chosen on valid, its docstring): a user whose prior favours persona 0 at 0.8 and
+    who then shows persona 1 twice (accepting aspect 1 and item 1) is believed to be persona 1 after
+    two sessions; the earlier constants (rho 0.1, w_a 1, w_i 0.1) still believed persona 0."""
+    for rule, believed in ((DEFAULT_RULE, 1), (UpdateRule(0.1, 1.0, 0.1, 0.0, 0.05), 0)):
+        memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update", rule)
+        for _ in range(2):
+            memory.update(evidence(accepted=np.array([1]), accepted_item=1))
+        assert memory.most_likely(0) == believed, rule
