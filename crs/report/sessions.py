@@ -297,6 +297,11 @@ def _group_key(run: EvalRun) -> tuple[object, ...]:
     )
 
 
+def _rule(run: EvalRun) -> dict[str, float]:
+    block = run.summary.sessions
+    return {} if block is None else dict(block.rule)
+
+
 def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
     """The returning-user comparisons among `runs` (those with a sessions block), in input order.
 
@@ -316,6 +321,12 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
                 f"{run.path} and {same[0].path} are the same returning-user run (memory {block.memory}, seed "
                 f"{run.seed}); pass one of them"
             )
+        for other in by_memory.get(block.memory, [])[:1]:
+            if _rule(other) != block.rule:
+                raise CRSError(
+                    f"{run.path} and {other.path} ran memory {block.memory} with different update constants "
+                    f"({block.rule} vs {_rule(other)}); report them separately"
+                )
         by_memory.setdefault(block.memory, []).append(run)
     out = []
     for key, by_memory in groups.items():

@@ -35,7 +35,14 @@ def success(memory: str, seed: int, sequence: int, session: int) -> bool:
     return base and sequence % 2 == 0  # half of them: 40%
 
 
-def write_folder(root: Path, memory: str, seed: int, regime: str = "switch", targets_shift: int = 0) -> Path:
+def write_folder(
+    root: Path,
+    memory: str,
+    seed: int,
+    regime: str = "switch",
+    targets_shift: int = 0,
+    rule: dict[str, float] | None = None,
+) -> Path:
     out = root / f"{regime}-{memory}-s{seed}"
     out.mkdir(parents=True)
     lines = []
@@ -69,7 +76,7 @@ def write_folder(root: Path, memory: str, seed: int, regime: str = "switch", tar
         sessions=SESSIONS,
         sequences=SEQUENCES,
         memory=memory,
-        rule={},
+        rule=rule or {},
         rows=(),
         after_change={},
     )
@@ -185,6 +192,10 @@ def test_runs_with_other_targets_are_refused_and_duplicates_named(
     copy = write_folder(tmp_path / "copy", "frozen", 0)
     with pytest.raises(CRSError, match="same returning-user run"):
         session_comparisons(load_inputs([folders["frozen-s0"], copy]).evals)
+    # seeds of one memory mode are pooled only when they ran the same update constants
+    ruled = write_folder(tmp_path / "ruled", "update", 1, rule={"forgetting": 0.3})
+    with pytest.raises(CRSError, match="different update constants"):
+        session_comparisons(load_inputs([folders["update-s0"], ruled]).evals)
 
 
 def test_a_stable_regime_has_no_change_panel_and_compares_every_session(tmp_path: Path) -> None:
