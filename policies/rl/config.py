@@ -58,7 +58,10 @@ class PPOConfig:
         train_embeddings: Fine-tune the embedding tables.
         slate_entropy_scale: Weight of the slate entropy (None = 1/k).
         target_kl: Stop an update's epochs early once the approximate KL between the old and new
-            policy exceeds 1.5x this (SB3's ``target_kl``); None = never.
+            policy exceeds 1.5x this (SB3's ``target_kl``); None = never. Updates move the policy by
+            an approximate KL of 0.25-1.0 without it; 0.02 helped the showcase world's main job (SR@15
+            0.813 / AT 4.71 / hDCG 0.486 against 0.798 / 5.29 / 0.421) but stopped the learning tests'
+            small worlds from learning in 12k-20k steps, so it is not the default (BENCHMARKS.md).
         subprocess: Run each env in its own SubprocVecEnv worker process; None = when the machine has
             more than 2 cores.
 
