@@ -118,9 +118,9 @@ class UpdateRule:
 DEFAULT_RULE = UpdateRule(forgetting=0.3, aspect_weight=4.0, item_weight=1.0, floor=0.05)
 """The update's constants, chosen by measurement on the persona world's *valid* split (the reported
 figures use test), after the returning-user simulator changed (#16: targets drawn the same way every
-session, and a switch that gives the minor persona 0.9 of the mass). Script and grid:
-``out/issue16b/tune/tune.py`` (not part of the package). ask-4 with the world's pre-trained ranker
-(``runs/issue16/pw-ranker``) played 500 returning users x 8 sessions (seed 100, valid targets) of the
+session, and a switch that gives the minor persona 0.9 of the mass), with
+``benchmarks/tune_memory_update.py --ranker runs/issue16/pw-ranker --users 500``: ask-4 with the
+world's pre-trained ranker played 500 returning users x 8 sessions (seed 100, valid targets) of the
 switch and of the stable regime with the frozen prior; each session's evidence was replayed through the
 update for a grid (ρ 0.1/0.2/0.3/0.5/0.7/0.9, w_a 0.5/1/2/3/4, w_i 0/0.1/0.5/1, floor 0.02/0.05, w_r 0),
 scoring the memory's mean log-probability of the true active persona before each session (switch:
