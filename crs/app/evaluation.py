@@ -237,6 +237,19 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
     return env, policy, policy_name, ranker_name
 
 
+def evaluation_progress(show: bool) -> Progress:
+    """The progress bar of an evaluation (conversations done of all, time left), gone when it ends."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
+        transient=True,
+    )
+
+
 def _walk(
     spec: EvalSpec,
     env: ConversationEnv,
@@ -249,15 +262,7 @@ def _walk(
     """The records of the conversations `indices`, with a progress bar: in this process (a trained
     policy batched, one forward pass for many conversations) when `pool` = (workers, backend, address)
     asks for one worker and no cluster, else on a `WorkerPool`. Every way gives the same records."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not show_progress,
-        transient=True,
-    ) as progress:
+    with evaluation_progress(show_progress) as progress:
         task = progress.add_task(description, total=len(indices))
         workers, backend, address = pool
         if workers != 1 or address is not None:

@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
+from crs.app.evaluation import evaluation_progress
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
 from crs.claims import FolderClaim, refuse_output_over_inputs
-from crs.common import console
 from envs.env import ConversationEnv
 from envs.metrics import (
     DEFAULT_MAX_TURNS,
@@ -445,15 +444,7 @@ def run_session_evaluation(
         hint="pass --overwrite to replace them, or -o to write elsewhere",
     ):
         started = time.perf_counter()
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=not show_progress,
-            transient=True,
-        ) as progress:
+        with evaluation_progress(show_progress) as progress:
             task = progress.add_task(
                 f"{policy}, memory {mode}, {checked_regime} x {sessions}", total=sequences
             )
