@@ -543,6 +543,13 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         for label, m in summary.test.items()
     )
     version = record.versions.get("persona_crs", "?")
+    imitation = settings.imitation
+    warm_start = (
+        f" It first imitated the rule `{imitation.rule}` ({imitation.steps:,} turns, "
+        f"{imitation.epochs} epochs; `policies.rl.imitation`)."
+        if imitation is not None
+        else ""
+    )
     text = f"""# Model card: {summary.name}
 
 - **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
@@ -551,7 +558,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
   {summary.test_episodes} conversations of the test split (the same for every row below).
 - **Ranker** (fixed during training): `{summary.ranker}`.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
-  {summary.envs} simulated users, seed {settings.seed}. Tested model: `best_model.zip` (validation
+  {summary.envs} simulated users, seed {settings.seed}.{warm_start} Tested model: `best_model.zip` (validation
   SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}).
 
 | policy | SR@15 [95% CI] | AT | hDCG |

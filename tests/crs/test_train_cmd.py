@@ -96,6 +96,7 @@ def test_a_warm_started_run_imitates_once_and_its_curve_starts_at_step_0(tmp_pat
     run_training(tiny_settings(steps=64, imitation=imitation), name="w", runs_dir=tmp_path, show=False)
     rows = list(csv.DictReader((tmp_path / "w" / "eval.csv").open()))
     assert [int(r["timesteps"]) for r in rows] == [0, 64]  # the imitated policy is evaluated first
+    assert "imitated the rule `ask-2` (64 turns" in (tmp_path / "w" / "MODEL_CARD.md").read_text()
     recorded = yaml.safe_load((tmp_path / "w" / "config.yaml").read_text())["settings"]["imitation"]
     assert recorded == {**imitation, "batch_size": 256}  # the block as given, plus its defaults
     run_training(None, name="w", runs_dir=tmp_path, resume=True, steps=128, show=False)
