@@ -81,8 +81,8 @@ def demonstration_action(wrapper: SlateActionWrapper, env_action: dict[str, Any]
 
     A question becomes the question slot that holds its (first) aspect or category; a slate becomes the
     recommend choice with its items' candidate slots, in slate order, completed by the best remaining
-    slots. A question that no slot holds becomes question slot 0 (the ranker's best), or recommend
-    when no question is allowed.
+    slots. A question that no slot holds becomes the first open question slot (slot 0 holds the ranker's
+    best), or recommend when no question is open.
 
     Returns:
         The action (int64, shape (1 + k,)) and whether it expresses the rule's action exactly.
