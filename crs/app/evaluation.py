@@ -237,6 +237,16 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
     return env, policy, policy_name, ranker_name
 
 
+def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
+    """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`)."""
+    return FolderClaim(
+        out,
+        "evaluation output",
+        overwrite=overwrite,
+        hint="pass --overwrite to replace them, or -o to write elsewhere",
+    )
+
+
 def evaluation_progress(show: bool) -> Progress:
     """The progress bar of an evaluation (conversations done of all, time left), gone when it ends."""
     return Progress(
@@ -342,12 +352,7 @@ def run_evaluation(
             ("data folder", data_dir_input(spec.data_dir)),
         ],
     )
-    with FolderClaim(
-        out,
-        "evaluation output",
-        overwrite=overwrite,
-        hint="pass --overwrite to replace them, or -o to write elsewhere",
-    ):
+    with claim_evaluation_output(out, overwrite):
         started = time.perf_counter()
         description = f"{policy_name} on {dataset}/{split}"
         records = _walk(spec, env, policy, indices, description, show_progress, (workers, backend, address))

@@ -37,9 +37,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
-from crs.app.evaluation import evaluation_progress
+from crs.app.evaluation import claim_evaluation_output, evaluation_progress
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
-from crs.claims import FolderClaim, refuse_output_over_inputs
+from crs.claims import refuse_output_over_inputs
 from envs.env import ConversationEnv
 from envs.metrics import (
     DEFAULT_MAX_TURNS,
@@ -437,12 +437,7 @@ def run_session_evaluation(
         )
     out = out or Path("out") / "eval" / f"{dataset}-{policy}-{checked_regime}-{mode}-S{sessions}-s{seed}"
     refuse_output_over_inputs(out, [("--ranker artifact", Path(ranker) if Path(ranker).is_dir() else None)])
-    with FolderClaim(
-        out,
-        "evaluation output",
-        overwrite=overwrite,
-        hint="pass --overwrite to replace them, or -o to write elsewhere",
-    ):
+    with claim_evaluation_output(out, overwrite):
         started = time.perf_counter()
         with evaluation_progress(show_progress) as progress:
             task = progress.add_task(
