@@ -62,6 +62,9 @@ class PPOConfig:
             an approximate KL of 0.25-1.0 without it; 0.02 helped the showcase world's main job (SR@15
             0.813 / AT 4.71 / hDCG 0.486 against 0.798 / 5.29 / 0.421) but stopped the learning tests'
             small worlds from learning in 12k-20k steps, so it is not the default (BENCHMARKS.md).
+        learn_slate_order: The policy orders the slate by its item logits, a Plackett-Luce draw (True),
+            or recommends the ranker's top k as ranked, so that PPO learns only the choice among
+            asking, probing and recommending (False; the slate then adds nothing to PPO's ratio).
         subprocess: Run each env in its own SubprocVecEnv worker process; None = when the machine has
             more than 2 cores.
 
@@ -83,6 +86,7 @@ class PPOConfig:
     train_embeddings: bool = False
     slate_entropy_scale: float | None = None
     target_kl: float | None = None
+    learn_slate_order: bool = True
     subprocess: bool | None = None
 
     def __post_init__(self) -> None:

@@ -6,6 +6,10 @@ the masked item logits, sampled exactly by Gumbel-top-k. The log-probability is
 ``log p(choice) + [choice = recommend] · log PL(slate)``; deterministic actions are the arg-max choice
 and the top-k items. Masked logits are set to -1e8 (not -inf, which yields NaNs); slate positions that
 hold a masked item (fewer than k valid items) are padding and add nothing to the log-probability.
+
+With ``learn_order=False`` the slate is the first k item slots (the wrapper fills them in the
+ranker's order, best first) and only the choice is random: its log-probability and entropy are the
+choice's alone.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ class SlateDistribution(MaskableDistribution):
         slate_size: k.
         slate_entropy_scale: Weight of the slate's entropy term (default 1/k, so the slate's ≈ k·log N
             entropy does not swamp the choice's).
+        learn_order: Draw the slate from the item logits (True) or show the first k slots (False).
     """
 
     def __init__(
-        self, n_choices: int, n_items: int, slate_size: int, slate_entropy_scale: float | None = None
+        self,
+        n_choices: int,
+        n_items: int,
+        slate_size: int,
+        slate_entropy_scale: float | None = None,
+        learn_order: bool = True,
     ):
         super().__init__()
         self.n_choices = n_choices
@@ -40,6 +50,7 @@ class SlateDistribution(MaskableDistribution):
         self.slate_size = slate_size
         self.recommend = n_choices - 1
         self.slate_entropy_scale = 1.0 / slate_size if slate_entropy_scale is None else slate_entropy_scale
+        self.learn_order = learn_order
         self.choice_logits: torch.Tensor | None = None
         self.item_logits: torch.Tensor | None = None
         self.choice_mask: torch.Tensor | None = None
@@ -83,6 +94,8 @@ class SlateDistribution(MaskableDistribution):
     def sample(self) -> torch.Tensor:
         choice_logits, item_logits = self._masked()
         choice = torch.distributions.Categorical(logits=choice_logits).sample()
+        if not self.learn_order:
+            return torch.cat([choice[:, None], self._first_slots(choice)], dim=1)
         uniform = torch.rand_like(item_logits).clamp_(1e-10, 1.0 - 1e-7)
         gumbel = -torch.log(-torch.log(uniform))
         slate = torch.topk(item_logits + gumbel, self.slate_size, dim=1).indices
@@ -91,8 +104,14 @@ class SlateDistribution(MaskableDistribution):
     def mode(self) -> torch.Tensor:
         choice_logits, item_logits = self._masked()
         choice = choice_logits.argmax(dim=1)
+        if not self.learn_order:
+            return torch.cat([choice[:, None], self._first_slots(choice)], dim=1)
         slate = torch.topk(item_logits, self.slate_size, dim=1).indices
         return torch.cat([choice[:, None], slate], dim=1).long()
+
+    def _first_slots(self, choice: torch.Tensor) -> torch.Tensor:
+        """Slots 0..k-1 for every row, shape (B, k): the ranker's top k (masked slots the wrapper drops)."""
+        return torch.arange(self.slate_size, device=choice.device).expand(choice.shape[0], -1)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         """log p(choice) + [recommend] · Σ_j (l[s_j] − logsumexp(l over items not in s_<j)), shape (B,)."""
@@ -101,6 +120,8 @@ class SlateDistribution(MaskableDistribution):
         choice = actions[:, 0]
         slate = actions[:, 1 : 1 + self.slate_size]
         choice_lp = torch.log_softmax(choice_logits, dim=1).gather(1, choice[:, None]).squeeze(1)
+        if not self.learn_order:
+            return choice_lp
         return choice_lp + (choice == self.recommend).float() * self._slate_log_prob(item_logits, slate)
 
     def _slate_log_prob(self, item_logits: torch.Tensor, slate: torch.Tensor) -> torch.Tensor:
@@ -122,6 +143,8 @@ class SlateDistribution(MaskableDistribution):
         choice_logits, item_logits = self._masked()
         choice_lp = torch.log_softmax(choice_logits, dim=1)
         choice_entropy = -(choice_lp.exp() * choice_lp).sum(dim=1)
+        if not self.learn_order:
+            return choice_entropy
         item_lp = torch.log_softmax(item_logits, dim=1)
         item_entropy = -(item_lp.exp() * item_lp).sum(dim=1)
         p_recommend = choice_lp[:, self.recommend].exp()

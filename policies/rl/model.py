@@ -129,6 +129,7 @@ def build_model(
         policy_kwargs={
             "features_extractor_kwargs": encoder_kwargs(sizes, ranker, config),
             "slate_entropy_scale": config.slate_entropy_scale,
+            "learn_slate_order": config.learn_slate_order,
         },
         tensorboard_log=tensorboard_log,
         seed=seed,

@@ -36,7 +36,7 @@ RESET_FIELDS = (
     "ep_info_buffer",
     "ep_success_buffer",
 )
-POLICY_KWARGS = frozenset({"features_extractor_kwargs", "slate_entropy_scale"})
+POLICY_KWARGS = frozenset({"features_extractor_kwargs", "slate_entropy_scale", "learn_slate_order"})
 
 
 class ModelFileError(CRSError):

@@ -49,6 +49,7 @@ class SlatePolicy(MaskableActorCriticPolicy):
         action_space: ``MultiDiscrete([n_choices] + [n_items] * k)``.
         lr_schedule: Learning-rate schedule.
         slate_entropy_scale: Weight of the slate entropy (default 1/k).
+        learn_slate_order: The policy orders the slate (True) or shows the ranker's top k (False).
         **kwargs: Passed to `MaskableActorCriticPolicy` (``features_extractor_kwargs`` carries the
             encoder's sizes and ablation switches).
     """
@@ -59,6 +60,7 @@ class SlatePolicy(MaskableActorCriticPolicy):
         action_space: spaces.MultiDiscrete,
         lr_schedule: Schedule,
         slate_entropy_scale: float | None = None,
+        learn_slate_order: bool = True,
         **kwargs: Any,
     ) -> None:
         nvec = [int(n) for n in getattr(action_space, "nvec", [])]
@@ -69,6 +71,7 @@ class SlatePolicy(MaskableActorCriticPolicy):
             )
         self.n_choices, self.n_items, self.slate_size = nvec[0], nvec[1], len(nvec) - 1
         self.slate_entropy_scale = slate_entropy_scale
+        self.learn_slate_order = learn_slate_order
         kwargs.setdefault("features_extractor_class", PersonaAspectEncoder)
         kwargs.setdefault("ortho_init", False)
         kwargs.setdefault("net_arch", [])
@@ -81,7 +84,7 @@ class SlatePolicy(MaskableActorCriticPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
         self.action_dist = SlateDistribution(
-            self.n_choices, self.n_items, self.slate_size, self.slate_entropy_scale
+            self.n_choices, self.n_items, self.slate_size, self.slate_entropy_scale, self.learn_slate_order
         )
         self.action_net = nn.Identity()
         trainable = [p for p in self.parameters() if p.requires_grad]
@@ -94,4 +97,5 @@ class SlatePolicy(MaskableActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data["slate_entropy_scale"] = self.slate_entropy_scale
+        data["learn_slate_order"] = self.learn_slate_order
         return data

@@ -95,3 +95,19 @@ def test_entropy_scales_the_slate_term_by_one_over_k() -> None:
     dist = SlateDistribution(2, n, k).proba_distribution(torch.zeros(1, 2 + n))
     # uniform choices (log 2) + p(rec) = 1/2 times (1/k) * k * log 8
     assert dist.entropy().item() == pytest.approx(math.log(2) + 0.5 * math.log(8), abs=1e-5)
+
+
+def test_ranker_order_slate_shows_the_first_k_slots_and_only_the_choice_is_random() -> None:
+    choice, items = [0.5, -0.2, 1.0], [0.3, -1.0, 2.0, 0.0]
+    dist = SlateDistribution(n_choices=3, n_items=4, slate_size=2, learn_order=False)
+    dist.proba_distribution(torch.tensor([choice + items] * 50, dtype=torch.float32))
+    torch.manual_seed(0)
+    sampled = dist.sample()
+    assert (sampled[:, 1:] == torch.tensor([0, 1])).all()  # slot 0 and 1, whatever the item logits say
+    assert set(sampled[:, 0].tolist()) == {0, 1, 2}  # the choice is still drawn
+    assert dist.mode()[0].tolist() == [2, 0, 1]
+    # the slate adds nothing: log p = log p(choice), entropy = the choice's entropy
+    recommend = torch.tensor([[2, 0, 1]])
+    assert dist.log_prob(recommend)[0].item() == pytest.approx(choice[2] - lse(choice), abs=1e-5)
+    probs = [math.exp(c - lse(choice)) for c in choice]
+    assert dist.entropy()[0].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)

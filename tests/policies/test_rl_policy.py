@@ -102,8 +102,9 @@ def test_persona_and_aspect_switches_change_the_scores(small) -> None:
         assert gap > 1e-3, (key, gap)
 
 
-def test_saved_policy_reloads_and_acts_identically(small, tmp_path: Path) -> None:
-    model, ranker, config = model_for(small)
+@pytest.mark.parametrize("learn_slate_order", [True, False])
+def test_saved_policy_reloads_and_acts_identically(small, tmp_path: Path, learn_slate_order: bool) -> None:
+    model, ranker, config = model_for(small, learn_slate_order=learn_slate_order)
     model.learn(256)
     atomic_save(model, tmp_path / "model.zip")
     PolicyMeta(catalog=small.name, ranker="popularity", rl=config).write(tmp_path)
@@ -115,6 +116,7 @@ def test_saved_policy_reloads_and_acts_identically(small, tmp_path: Path) -> Non
     b = evaluate_policy(test, loaded, indices, seed=0)
     assert [r.kinds for r in a] == [r.kinds for r in b]
     assert [r.success for r in a] == [r.success for r in b]
+    assert loaded.policy.action_dist.learn_order is learn_slate_order
 
 
 def test_batched_and_one_by_one_evaluation_agree(small) -> None:
