@@ -232,3 +232,21 @@ def test_each_dataset_s_own_setting_is_resolved_and_recorded(args: list[str], se
     result = runner.invoke(app, ["train", *args, "--print-config"])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(result.output)["setting"] == setting
+
+
+def test_the_same_seed_trains_the_same_policy_and_another_seed_another(tmp_path) -> None:
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    def weights(name: str, seed: int) -> dict[str, torch.Tensor]:
+        run_training(tiny_settings(steps=64, seed=seed), name=name, runs_dir=tmp_path, show=False)
+        model = MaskablePPO.load(tmp_path / name / "model.zip", device="cpu")
+        return model.policy.state_dict()
+
+    a, b, c = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "eval.csv").read_text().split("\n")[1].split(",")[2:] == (
+        (tmp_path / "b" / "eval.csv").read_text().split("\n")[1].split(",")[2:]
+    )
+    assert any(not torch.equal(a[k], c[k]) for k in a)
