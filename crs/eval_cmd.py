@@ -73,8 +73,10 @@ def eval_command(
         None,
         "--sessions",
         help="Returning users (persona world only): each of --episodes users comes back for this many "
-        "sessions (>= 2), one conversation each, with --regime and --memory; needs --ranker with a "
-        "`crs pretrain` artifact. Per-session SR@15, AT, hDCG and persona tracking go to summary.json.",
+        "sessions (>= 2), one conversation each, with --regime and --memory. A rule policy needs --ranker "
+        "with a `crs pretrain` artifact; a trained run (--policy runs/NAME) brings its own persona ranker "
+        "and reads the memory's prior through its usual features, no retraining. Per-session SR@15, AT, "
+        "hDCG and persona tracking go to summary.json.",
     ),
     regime: str = typer.Option(
         None,
@@ -112,6 +114,8 @@ def eval_command(
       crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA --order mcmipl -n 4000
 
       crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
+
+      crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300  # a trained run
     """
     if sessions is not None or regime is not None or memory is not None:
         check_session_options(

@@ -55,7 +55,10 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 import numpy as np
 
 from envs.ranker import DialogueFacts, ExplainablePersonaRanker
+from envs.rollout import ConversationPolicy
+from envs.setting import Setting
 from envs.state import DialogueState, TurnRecord
+from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 
 MemoryMode = Literal["frozen", "update", "oracle"]
@@ -85,6 +88,48 @@ class MemoryRanker(ExplainablePersonaRanker, Protocol):
         """s_k(v): persona k's logit for each of `items` (shape (n,), int64), float64 of shape (K, n);
         softmax over k (plus the log prior) is the persona attention α_k(v)."""
         ...
+
+
+class BeliefPolicy(Protocol):
+    """A policy that plays each session of a returning user from the memory's belief.
+
+    `for_session` gets the session's ranker view (`PersonaMemory.ranker_for`, whose ``log_prior`` row
+    of `user` is the memory's prior) and returns the policy that plays the session: a rule policy over
+    the view (`RuleBeliefPolicy`), or a trained RL policy whose wrapper reads the view and whose encoder
+    reads the same prior row (`policies.rl.acting.RLPolicy.for_session`).
+
+    Attributes:
+        name: Display name.
+        setting: The question setting the policy must act in (None: the world's default).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def setting(self) -> Setting | None: ...
+
+    def for_session(self, ranker: ExplainablePersonaRanker, user: int) -> ConversationPolicy:
+        """The policy of one session of `user`, acting with `ranker` (the memory's view)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuleBeliefPolicy:
+    """A rule policy (`policies.rules.make_rule_policy`) as a `BeliefPolicy`: built afresh over each
+    session's ranker view, so its scores and the ranker's posterior start from the memory's prior.
+
+    Attributes:
+        name: The rule's name, e.g. "ask-4".
+        setting: Always None (rules act in any setting).
+    """
+
+    name: str
+    setting: Setting | None = None
+
+    def for_session(self, ranker: ExplainablePersonaRanker, user: int) -> ConversationPolicy:
+        """``make_rule_policy(name, ranker)``; `user` is the view's business, not the rule's."""
+        return make_rule_policy(self.name, ranker)
 
 
 @dataclass(frozen=True)
@@ -283,7 +328,9 @@ class PersonaMemory:
         """The ranker a session of `user` runs with: the shared ranker with `user`'s prior row replaced.
 
         A shallow copy: it shares the ranker's arrays and per-user caches (none depends on the prior)
-        and owns a new ``log_prior`` array, read-only, equal to the ranker's except row `user`.
+        and owns a new ``log_prior`` array, read-only, equal to the ranker's except row `user`. While
+        the memory holds the ranker's own prior for `user` (mode "frozen", or "update" before the
+        user's first session) that row is the ranker's too, exactly: the view plays as the ranker.
 
         Args:
             user: User id.
@@ -295,14 +342,16 @@ class PersonaMemory:
             PersonaMemoryError: `user` out of range; `active` given outside mode "oracle" or out of range.
         """
         user = self._check_user(user)
+        row: np.ndarray | None = None
         if self.mode == "oracle":
             row = self.oracle_prior(active) if active is not None else np.full(self.personas_per_user, 1.0)
         elif active is not None:
             raise PersonaMemoryError(f"the true active persona is for mode 'oracle' only, not {self.mode!r}")
         else:
-            row = self.prior(user)
+            row = self._priors.get(user)  # None: the ranker's prior, whose row is kept bit for bit
         log_prior = np.array(self._shared_log_prior, dtype=np.float64, copy=True)
-        log_prior[user] = np.log(row / row.sum())
+        if row is not None:
+            log_prior[user] = np.log(row / row.sum())
         log_prior.setflags(write=False)
         view = copy.copy(self.ranker)
         view.log_prior = log_prior

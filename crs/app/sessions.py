@@ -1,11 +1,13 @@
 """Evaluating a policy on returning users: S sessions per user, with a persona memory (issue #16).
 
 `evaluate_returning` draws N returning-user sequences of a regime on the persona world
-(`simulators.returning`), plays each session with a rule policy over the memory's ranker view
-(`policies.memory.PersonaMemory.ranker_for`), updates the memory from the session's feedback, and
-summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap CIs (`envs.metrics.summarize`), and
-persona-tracking accuracy. `run_session_evaluation` is `crs eval --sessions`: the same, written into an
-output folder (``episodes.jsonl`` and ``summary.json`` with a ``sessions`` block).
+(`simulators.returning`), plays each session with a policy over the memory's ranker view
+(`policies.memory.PersonaMemory.ranker_for`; a rule, or a trained run that reads the view's prior in
+its wrapper and its encoder, `policies.memory.BeliefPolicy`), updates the memory from the session's
+feedback, and summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap CIs
+(`envs.metrics.summarize`), and persona-tracking accuracy. `run_session_evaluation` is
+`crs eval --sessions`: the same, written into an output folder (``episodes.jsonl`` and
+``summary.json`` with a ``sessions`` block).
 
 Persona tracking compares the memory's belief with the simulator's truth, so it needs the ranker's
 personas matched to the user's true ones: `match_personas` matches them per user by the ground-truth
@@ -53,8 +55,17 @@ from envs.ranker import ExplainablePersonaRanker
 from envs.registry import resolve_user_and_setting
 from envs.rollout import ConversationPolicy
 from envs.sessions import SessionRecord, run_sequences
-from policies.memory import DEFAULT_RULE, MEMORY_MODES, MemoryMode, PersonaMemory, SessionEvidence, UpdateRule
-from policies.rankers import RankerSpec
+from policies.memory import (
+    DEFAULT_RULE,
+    MEMORY_MODES,
+    BeliefPolicy,
+    MemoryMode,
+    PersonaMemory,
+    RuleBeliefPolicy,
+    SessionEvidence,
+    UpdateRule,
+)
+from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
@@ -192,7 +203,7 @@ def check_session_options(
 def evaluate_returning(
     catalog: Catalog,
     ranker: ExplainablePersonaRanker,
-    policy: str,
+    policy: str | BeliefPolicy,
     *,
     regime: Regime,
     sessions: int,
@@ -204,8 +215,13 @@ def evaluate_returning(
     user_kwargs: dict[str, Any] | None = None,
     on_sequence: Callable[[list[SessionRecord]], None] | None = None,
 ) -> ReturningResult:
-    """Play `sequences` returning users of `regime` for `sessions` sessions each with a rule policy over
-    a persona memory, and summarise per session.
+    """Play `sequences` returning users of `regime` for `sessions` sessions each with a policy over a
+    persona memory, and summarise per session.
+
+    Each session is played by ``policy.for_session(memory.ranker_for(user, ...), user)``: a rule built
+    over the memory's ranker view, or a trained RL policy reading the view in its wrapper and the
+    view's prior row in its encoder (`policies.memory.BeliefPolicy`). The env is made in the policy's
+    setting (`BeliefPolicy.setting`; None: the world's default).
 
     The sequences are ``returning_sequences(catalog, sequences, sessions, regime, default_rng(seed))``
     and session s of sequence n is seeded by ``envs.sessions.session_seed(seed, n, s)``: every memory
@@ -215,7 +231,8 @@ def evaluate_returning(
     Args:
         catalog: The persona world.
         ranker: Its pre-trained persona ranker.
-        policy: A rule policy name (`policies.rules.make_rule_policy`).
+        policy: A rule policy name (`policies.rules.make_rule_policy`) or a `BeliefPolicy` (e.g. a
+            trained run's `policies.rl.acting.RLPolicy`, built over `ranker`).
         regime: How the mixtures move (`simulators.returning.REGIMES`).
         sessions: S >= 2.
         sequences: N >= 1.
@@ -236,7 +253,9 @@ def evaluate_returning(
     k_true = matched.shape[1]
     keeper = PersonaMemory(ranker, mode, rule)
     tracking: list[Tracking] = []
-    make_rule_policy(policy, ranker)  # an unknown policy name fails before the first conversation
+    if isinstance(policy, str):
+        make_rule_policy(policy, ranker)  # an unknown policy name fails before the first conversation
+    player = RuleBeliefPolicy(policy) if isinstance(policy, str) else policy
 
     def slot_of(user: int, true_slot: int) -> int:
         return int(matched[user, true_slot]) if true_slot < k_true else -1
@@ -258,7 +277,7 @@ def evaluate_returning(
             )
         )
         oracle = (active if active >= 0 else None) if mode == "oracle" else None
-        return make_rule_policy(policy, keeper.ranker_for(user, active=oracle))
+        return player.for_session(keeper.ranker_for(user, active=oracle), user)
 
     def after_session(
         index: int, sequence: ReturningSequence, session: int, env: ConversationEnv, record: EpisodeRecord
@@ -274,6 +293,7 @@ def evaluate_returning(
         on_sequence=on_sequence,
         split=split,
         user_kwargs=user_kwargs,
+        setting=player.setting,
     )
     summary = summarize_sessions(records, tracking, drawn, regime=regime, memory=mode, rule=rule, seed=seed)
     return ReturningResult(records=records, tracking=tracking, sequences=drawn, summary=summary)
@@ -379,6 +399,119 @@ def conversations_of(sequences: Sequence[ReturningSequence], split: str, regime:
     return digest.hexdigest()[:16]
 
 
+class SessionPolicyError(CRSError):
+    """A policy (or ranker) that cannot play returning users' sessions, named with the fix."""
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """What plays a `crs eval --sessions` evaluation.
+
+    Attributes:
+        player: Makes each session's policy from the memory's ranker view.
+        ranker: The pre-trained persona ranker the memory keeps priors over.
+        name: Display name (a rule's name, a run folder's name).
+        ranker_name: The ranker's name in summary.json ("run": a trained run's own).
+        notes: What a reader of the results should know (summary.json's notes).
+    """
+
+    player: BeliefPolicy
+    ranker: ExplainablePersonaRanker
+    name: str
+    ranker_name: str
+    notes: tuple[str, ...] = ()
+
+
+def resolve_session_policy(
+    policy: str, ranker: str | None, catalog: Catalog, world_seed: int
+) -> SessionPolicy:
+    """The policy and persona ranker of `crs eval --sessions`: a rule over `ranker`, or a trained run.
+
+    A trained run (a directory) plays with its own ranker (its ``policy.json`` entry, e.g. its
+    ``ranker/`` artifact), which must be a persona ranker; `ranker`, if given, must hold the same
+    personas and priors. Each session, the run's wrapper reads the memory's view of that ranker and its
+    encoder the view's prior row of the user (`policies.rl.acting.RLPolicy.for_session`): no retraining.
+
+    Args:
+        policy: A rule policy name, or a `crs train` run directory.
+        ranker: --ranker: a `crs pretrain` artifact (needed by a rule; optional with a run).
+        catalog: The persona world the sessions are drawn from.
+        world_seed: Its seed (a run must have been trained on the same world).
+
+    Raises:
+        SessionPolicyError: A rule without a persona ranker; a run trained on another dataset or world,
+            with a ranker without personas, or given another --ranker than its own.
+        CRSError: An unknown rule or ranker, a damaged run (named).
+    """
+    run = Path(policy)
+    if not run.is_dir():
+        if ranker is None:
+            raise SessionPolicyError(
+                "--sessions needs a persona ranker for the memory: pass --ranker with a `crs pretrain` "
+                "artifact (e.g. `crs pretrain --out runs/pw-ranker`, then --ranker runs/pw-ranker)"
+            )
+        spec = RankerSpec.parse(ranker)
+        built = spec.build(catalog)
+        if not isinstance(built, ExplainablePersonaRanker):
+            raise SessionPolicyError(
+                f"--ranker {ranker} has no personas (log_prior, personas); the memory needs a `crs pretrain` "
+                "artifact"
+            )
+        make_rule_policy(policy, built)  # an unknown rule is named before the output folder is claimed
+        return SessionPolicy(RuleBeliefPolicy(policy), built, policy, spec.name)
+
+    from policies.rl.acting import load_trained_policy  # torch only when a trained run is asked for
+    from policies.rl.run_files import PolicyMeta
+
+    meta = PolicyMeta.read(run)
+    if meta.catalog != catalog.name:
+        raise SessionPolicyError(
+            f"--policy {policy} was trained on {meta.catalog!r}, but --sessions plays the persona world's "
+            f"returning users ({catalog.name!r}): pass a run trained on persona_world "
+            "(`crs train -d persona_world --ranker <crs pretrain artifact>`)"
+        )
+    if meta.world_seed != world_seed:
+        raise SessionPolicyError(
+            f"--policy {policy} was trained on the persona world of seed {meta.world_seed}, not "
+            f"--world-seed {world_seed}: pass --world-seed {meta.world_seed}"
+        )
+    trained = load_trained_policy(run, catalog)
+    own = trained.ranker
+    if not isinstance(own, ExplainablePersonaRanker):
+        raise SessionPolicyError(
+            f"--policy {policy} was trained with the ranker {meta.ranker!r}, which has no personas; the "
+            "memory needs a run trained with a persona ranker (`crs train --ranker <crs pretrain artifact>`)"
+        )
+    if ranker is not None and not _same_personas(RankerSpec.parse(ranker).build(catalog), own):
+        raise SessionPolicyError(
+            f"--ranker {ranker} is not the ranker {policy} was trained with ({meta.ranker!r} in its "
+            f"policy.json); leave --ranker out, a trained run brings its own"
+        )
+    encoder_prior = trained.encoder.log_prior.weight.detach().numpy().astype(np.float64)
+    notes: tuple[str, ...] = ()
+    if not np.allclose(_log_normalised(encoder_prior), _log_normalised(own.log_prior), atol=1e-4):
+        notes = (
+            f"{run.name} fine-tuned its encoder's persona priors; here each session's encoder row is the "
+            "memory's prior (from the ranker: in mode frozen, the ranker's own), so frozen differs from "
+            "a plain `crs eval` of the run",
+        )
+    return SessionPolicy(trained, own, run.name, RUN_RANKER.name, notes)
+
+
+def _same_personas(a: object, b: ExplainablePersonaRanker) -> bool:
+    return (
+        isinstance(a, ExplainablePersonaRanker)
+        and np.array_equal(np.asarray(a.log_prior), np.asarray(b.log_prior))
+        and np.array_equal(np.asarray(a.personas), np.asarray(b.personas))
+    )
+
+
+def _log_normalised(log_prior: np.ndarray) -> np.ndarray:
+    values = np.asarray(log_prior, dtype=np.float64)
+    out: np.ndarray = values - np.logaddexp.reduce(values, axis=1, keepdims=True)
+    return out
+
+
 def run_session_evaluation(
     *,
     policy: str,
@@ -403,9 +536,14 @@ def run_session_evaluation(
     ``active_is_dominant``), ``summary.json`` the overall metrics of every session together and a
     ``sessions`` block (`SessionsSummary`).
 
+    Args:
+        policy: A rule policy name (with `ranker`, a `crs pretrain` artifact) or a trained run directory
+            of the persona world (its own ranker; see `resolve_session_policy`).
+        (the others: see `evaluate_returning` and `crs eval`)
+
     Raises:
-        CRSError: Real data (not supported yet), a trained run as the policy, a ranker without personas,
-            or a bad value (named).
+        CRSError: Real data (not supported yet), a ranker without personas, or a bad value (named);
+            `SessionPolicyError` for a policy that cannot play the sessions.
     """
     data = DatasetSpec(dataset, None, world_seed)
     if not data.is_world:
@@ -413,40 +551,31 @@ def run_session_evaluation(
             f"--sessions runs returning users of the persona world only; {dataset} is real data, whose "
             "sessions are not built yet (issue #16): use --dataset persona_world"
         )
-    if Path(policy).is_dir():
-        raise CRSError(
-            f"--sessions evaluates rule policies (e.g. ask-4) for now; {policy} is a trained run, whose "
-            "policy copies the persona prior into its encoder when it is built"
-        )
-    if ranker is None:
-        raise CRSError(
-            "--sessions needs a persona ranker for the memory: pass --ranker with a `crs pretrain` "
-            "artifact (e.g. `crs pretrain --out runs/pw-ranker`, then --ranker runs/pw-ranker)"
-        )
     if sessions < 2:
         raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
     mode = check_memory_mode(memory)
     checked_regime = check_regime(regime)
     catalog = data.load()
-    spec = RankerSpec.parse(ranker)
-    built = spec.build(catalog)
-    if not isinstance(built, ExplainablePersonaRanker):
-        raise CRSError(
-            f"--ranker {ranker} has no personas (log_prior, personas); the memory needs a `crs pretrain` "
-            "artifact"
-        )
-    out = out or Path("out") / "eval" / f"{dataset}-{policy}-{checked_regime}-{mode}-S{sessions}-s{seed}"
-    refuse_output_over_inputs(out, [("--ranker artifact", Path(ranker) if Path(ranker).is_dir() else None)])
+    chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
+    setting = chosen.player.setting or resolve_user_and_setting("persona", None, world=True)[1]
+    out = out or Path("out") / "eval" / f"{dataset}-{chosen.name}-{checked_regime}-{mode}-S{sessions}-s{seed}"
+    refuse_output_over_inputs(
+        out,
+        [
+            ("--policy run", Path(policy) if Path(policy).is_dir() else None),
+            ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+        ],
+    )
     with claim_evaluation_output(out, overwrite):
         started = time.perf_counter()
         with evaluation_progress(show_progress) as progress:
             task = progress.add_task(
-                f"{policy}, memory {mode}, {checked_regime} x {sessions}", total=sequences
+                f"{chosen.name}, memory {mode}, {checked_regime} x {sessions}", total=sequences
             )
             result = evaluate_returning(
                 catalog,
-                built,
-                policy,
+                chosen.ranker,
+                chosen.player,
                 regime=checked_regime,
                 sessions=sessions,
                 sequences=sequences,
@@ -472,19 +601,19 @@ def run_session_evaluation(
             for r, episode, t in zip(result.records, episodes, result.tracking, strict=True)
         ]
         summary = EvalSummary(
-            policy=f"{policy} (memory {mode})",
+            policy=f"{chosen.name} (memory {mode})",
             policy_spec=policy,
             dataset=dataset,
             split=split,
-            ranker=spec.name,
+            ranker=chosen.ranker_name,
             user="persona",
-            setting=resolve_user_and_setting("persona", None, world=True)[1],
+            setting=setting,
             episodes=len(episodes),
             seed=seed,
             world_seed=world_seed,
             conversations=conversations_of(result.sequences, split, checked_regime, seed),
             max_turns=DEFAULT_MAX_TURNS,
-            notes=tuple(catalog.notes),
+            notes=(*catalog.notes, *chosen.notes),
             metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),

@@ -4,7 +4,8 @@ directory of `crs train` (its policy.json, fixed ranker and model zip).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
-from envs.ranker import PreferenceRanker
+from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.registry import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from envs.setting import Setting
 from policies.rankers import RankerSpec
+from policies.rl.encoder import PersonaAspectEncoder
 from policies.rl.model_file import load_model
 from policies.rl.run_files import POLICY_META, PolicyMeta, model_file
 from simulators.catalog import Catalog
@@ -30,15 +32,25 @@ def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Ten
     return {key: torch.as_tensor(np.stack([o[key] for o in observations])) for key in observations[0]}
 
 
+class PriorRowError(CRSError):
+    """A persona prior row cannot go into a trained policy's encoder (a user or a size it lacks)."""
+
+
 class RLPolicy:
     """A trained `SlatePolicy` as a `ConversationPolicy` (deterministic: arg-max choice, top-k slate).
 
     Args:
         policy: The SB3 policy (the `SlatePolicy` of a trained run).
-        ranker: The fixed ranker the policy was trained with.
+        ranker: The fixed ranker the policy was trained with (or a view of it, `for_session`).
         wrapper_config: The wrapper sizes it was trained with.
         name: Display name.
         setting: The question setting it was trained in; envs of another setting are refused.
+        prior: ``(user, log prior row)``: while this policy acts, its encoder's ``log_prior`` row of
+            that user holds the row, and the trained row is put back after each forward pass; None:
+            the encoder as trained (`for_session` sets it).
+
+    Raises:
+        PriorRowError: `prior`'s user or width is outside the encoder's ``log_prior`` table.
     """
 
     def __init__(
@@ -48,6 +60,7 @@ class RLPolicy:
         wrapper_config: WrapperConfig,
         name: str = "rl",
         setting: Setting | None = None,
+        prior: tuple[int, np.ndarray] | None = None,
     ) -> None:
         self.policy = policy
         self.policy.set_training_mode(False)
@@ -56,6 +69,68 @@ class RLPolicy:
         self.name = name
         self.setting = setting
         self._wrappers: dict[int, SlateActionWrapper] = {}
+        self._prior: tuple[int, torch.Tensor] | None = None
+        if prior is not None:
+            self._prior = self._checked_prior(*prior)
+
+    @property
+    def encoder(self) -> PersonaAspectEncoder:
+        """The encoder the policy's actions read (SB3's actor features extractor)."""
+        encoder = self.policy.pi_features_extractor
+        if not isinstance(encoder, PersonaAspectEncoder):
+            raise PriorRowError(
+                f"policy {self.name} has a {type(encoder).__name__} encoder, not a PersonaAspectEncoder "
+                "with persona priors"
+            )
+        return encoder
+
+    def _checked_prior(self, user: int, row: np.ndarray) -> tuple[int, torch.Tensor]:
+        table = self.encoder.log_prior.weight
+        values = np.asarray(row, dtype=np.float64).reshape(-1)
+        if not 0 <= user < table.shape[0] or values.shape[0] != table.shape[1]:
+            raise PriorRowError(
+                f"policy {self.name}: a prior row of user {user} with {values.shape[0]} personas does not "
+                f"fit its encoder's log_prior table of {table.shape[0]} users x {table.shape[1]} personas; "
+                "use the ranker the run was trained with (its ranker/ folder)"
+            )
+        return int(user), torch.tensor(values, dtype=table.dtype)
+
+    def for_session(self, ranker: ExplainablePersonaRanker, user: int) -> RLPolicy:
+        """This policy for one session of `user` with a persona memory (`policies.memory.BeliefPolicy`).
+
+        The returned policy shares the network; its wrappers read `ranker` (the memory's view,
+        `policies.memory.PersonaMemory.ranker_for`: scores and posterior features start from the
+        memory's prior) and its encoder reads ``ranker.log_prior[user]`` as `user`'s log prior, so the
+        policy sees the memory's belief through the features it was trained on. Other users' rows and
+        the loaded network stay as trained.
+
+        Raises:
+            PriorRowError: `user` or the view's persona count does not fit the encoder.
+        """
+        log_prior = np.asarray(ranker.log_prior)
+        if not 0 <= user < log_prior.shape[0]:
+            raise PriorRowError(
+                f"policy {self.name}: user {user} outside [0, {log_prior.shape[0]}) of the ranker"
+            )
+        row = log_prior[user]
+        return RLPolicy(self.policy, ranker, self.wrapper_config, self.name, self.setting, (user, row))
+
+    @contextmanager
+    def _encoder_prior(self) -> Iterator[None]:
+        """The encoder with this policy's prior row written in, put back as trained on exit."""
+        if self._prior is None:
+            yield
+            return
+        user, row = self._prior
+        weight = self.encoder.log_prior.weight
+        with torch.no_grad():
+            trained = weight[user].clone()
+            weight[user] = row
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                weight[user] = trained
 
     def reset(self, rng: np.random.Generator) -> None:
         """Nothing to reset: the policy is deterministic and reads the whole state every turn."""
@@ -83,7 +158,7 @@ class RLPolicy:
         wrappers = [self.wrapper_for(env.unwrapped) for env in envs]
         observations = [w.observe() for w in wrappers]
         masks = np.stack([w.action_masks() for w in wrappers])
-        with torch.no_grad():
+        with torch.no_grad(), self._encoder_prior():
             dist = self.policy.get_distribution(_stack(observations), action_masks=masks)
             actions = dist.mode().numpy()
         return [w.to_env_action(a) for w, a in zip(wrappers, actions, strict=True)]

@@ -239,9 +239,10 @@ def test_bad_session_options_are_one_line_errors(tmp_path: Path, extra: list[str
     assert message in flat and "Traceback" not in result.output
 
 
-def test_a_trained_run_is_refused_with_sessions(tmp_path: Path) -> None:
-    run_dir = tmp_path / "my-run"
+def test_a_folder_that_is_not_a_run_is_named_with_sessions(tmp_path: Path) -> None:
+    run_dir = tmp_path / "my-run"  # a trained run plays too (tests/crs/test_sessions_rl.py); this is none
     run_dir.mkdir()
     args = ["eval", "-p", str(run_dir), "--sessions", "3", "--regime", "stable", "--memory", "frozen"]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "rule policies" in " ".join(result.output.replace("│", " ").split())
+    flat = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "is not a trained run directory" in flat, result.output
