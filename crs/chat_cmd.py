@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from crs.app.evaluation import policy_setting, resolve_policy
-from crs.chat import run_chat
+from crs.chat import ChatError, choose_goal, policy_with_memory, run_chat
+from crs.chat.memory import PERSONA_RANKER_FIX
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -52,7 +53,17 @@ def chat_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --transcript file if it exists."),
     user_id: int = typer.Option(
-        None, "--user-id", help="Play (or watch) this user id; default: a user drawn by --seed."
+        None,
+        "--user-id",
+        help="Play (or watch) this user id; default: the --memory file's user, else one drawn by --seed.",
+    ),
+    memory: Path = typer.Option(
+        None,
+        "--memory",
+        help="Remember this person between chats in this JSON file: the chat opens with what it "
+        "believes about your personas and ends by saving how the conversation changed that belief. "
+        "A new file starts a new person; delete it to forget them. Needs a persona ranker (--ranker "
+        "<a crs pretrain artifact>, or a --policy run trained with one).",
     ),
 ) -> None:
     """Talk to the recommender: you play the user, it asks, probes and recommends with explanations.
@@ -62,6 +73,10 @@ def chat_command(
     (or n) to a slate of recommendations. At any prompt: help, back (undo your last answer), quit.
     Ctrl-C or end of input ends the chat with a summary. Input may come from a pipe.
 
+    With --memory FILE the recommender remembers you: it opens by saying which of your sides (personas)
+    it believes in charge, and at the end (whatever the ending, once you have opened) it moves that
+    belief by what you said and chose, saves FILE and shows before → after.
+
     Examples:
 
       crs chat
@@ -70,12 +85,33 @@ def chat_command(
 
       crs chat --simulate --seed 3 --transcript chat.json
 
+      crs chat --ranker runs/pretrain/persona_world --memory me.json
+
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
+    if memory is not None and transcript is not None and memory.resolve() == transcript.resolve():
+        raise ChatError(f"--memory and --transcript are both {memory}; give them different files")
+    chat_memory = None
+    commands = personal_commands(dataset, data_dir, policy, setting)
     try:
         env = make_env(dataset, data_dir=data_dir, split="test", setting=policy_setting(policy, setting))
-        chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
+        if memory is None:
+            chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
+        else:
+            drawn = int(env.goals.interactions.users[choose_goal(env, seed, user_id)])
+            fix = PERSONA_RANKER_FIX + (f"; make one with: {commands[0]}" if commands else "")
+            chat_policy, policy_name, ranker_name, chat_memory = policy_with_memory(
+                policy,
+                env,
+                ranker,
+                data_dir,
+                memory,
+                user_id=user_id,
+                drawn_user=drawn,
+                fix=fix,
+            )
+            user_id = chat_memory.user
     except KeyboardInterrupt:  # Ctrl-C while loading: no conversation yet, so no summary
         err_console.print("interrupted before the chat started")
         raise typer.Exit(INTERRUPTED) from None
@@ -90,7 +126,8 @@ def chat_command(
         transcript=transcript,
         meta=meta,
         overwrite=overwrite,
-        personal_commands=personal_commands(dataset, data_dir, policy, setting),
+        personal_commands=commands,
+        memory=chat_memory,
     )
     if result.ended == "interrupted":
         raise typer.Exit(INTERRUPTED)

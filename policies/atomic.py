@@ -22,15 +22,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path to write; renamed onto `path` when the block ends without an error.
 
     The temporary keeps the suffix (``best_model.tmp.zip``), since some writers (SB3) add a suffix
-    that is missing.
+    that is missing. When the block or the rename fails, the temporary is removed and `path` is left
+    as it was.
     """
     temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
     try:
         yield temporary
+        os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    os.replace(temporary, path)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -417,6 +417,25 @@ class PersonaMemory:
         """Drop `user`'s memory: their prior is the ranker's again."""
         self._priors.pop(self._check_user(user), None)
 
+    def restore(self, user: int, prior: Sequence[float] | np.ndarray) -> None:
+        """Set `user`'s prior to one an earlier memory reached (mode "update"), e.g. read from a memory
+        file (`policies.memory_file`); the next `update` moves it from there.
+
+        Raises:
+            PersonaMemoryError: Another mode than "update", `user` out of range, or `prior` not K finite
+                weights >= 0 with a positive sum (it is normalised).
+        """
+        user = self._check_user(user)
+        if self.mode != "update":
+            raise PersonaMemoryError(f"a memory in mode {self.mode!r} keeps no prior; restore needs 'update'")
+        row = np.asarray(prior, dtype=np.float64).reshape(-1)
+        k = self.personas_per_user
+        if row.shape[0] != k or not np.isfinite(row).all() or (row < 0).any() or not row.sum() > 0:
+            raise PersonaMemoryError(
+                f"prior {row.tolist()} of user {user} must be {k} finite weights >= 0 with a positive sum"
+            )
+        self._priors[user] = _frozen(row / row.sum(), np.float64)
+
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = np.exp(np.asarray(x, dtype=np.float64) - np.max(x))

@@ -16,12 +16,14 @@ Modules, by job:
 - `replies`: reading a typed line and turning it into an answer, or a hint;
 - `view`: drawing the dialogue with rich;
 - `transcript`: the JSON-ready record and its file;
+- `memory`: the person's persona memory kept between chats (``--memory FILE``);
 - `errors`: how a chat stops early.
 
 Explanations (`Explainer`, `Explanation`) live in `crs.explain`, shared with the report.
 """
 
 from crs.chat.errors import ChatEndedError, ChatError
+from crs.chat.memory import ChatMemory, MemoryChange, policy_with_memory
 from crs.chat.person import HumanUser, PersonAnswer, human_env
 from crs.chat.question import Question, candidates_after, read_question
 from crs.chat.replies import Reader, terminal_reader
@@ -32,11 +34,13 @@ from crs.explain import Explainer, Explanation
 __all__ = [
     "ChatEndedError",
     "ChatError",
+    "ChatMemory",
     "ChatResult",
     "ChatSession",
     "Explainer",
     "Explanation",
     "HumanUser",
+    "MemoryChange",
     "PersonAnswer",
     "Question",
     "Reader",
@@ -44,6 +48,7 @@ __all__ = [
     "check_transcript_path",
     "choose_goal",
     "human_env",
+    "policy_with_memory",
     "read_question",
     "run_chat",
     "terminal_reader",

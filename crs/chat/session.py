@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from crs.chat.errors import ChatEndedError, ChatError, UndoRequestedError
+from crs.chat.memory import ChatMemory, MemoryChange
 from crs.chat.person import HumanUser, PersonAnswer, human_env
 from crs.chat.question import Question, read_question
 from crs.chat.replies import (
@@ -67,6 +68,8 @@ class ChatResult:
         turn_seconds: Watch mode: seconds of each whole agent turn (the above, ``env.step`` and
             rendering the turn).
         warm_up_seconds: Seconds the ranker took to build its per-user caches before the first turn.
+        memory: What the chat did to the person's memory file (``--memory``), or None (no memory, or
+            the chat ended before the person said anything).
     """
 
     transcript: dict[str, Any]
@@ -75,6 +78,7 @@ class ChatResult:
     act_seconds: list[float] = field(default_factory=list)
     turn_seconds: list[float] = field(default_factory=list)
     warm_up_seconds: float = 0.0
+    memory: MemoryChange | None = None
 
 
 class ChatSession:
@@ -93,6 +97,7 @@ class ChatSession:
         meta: Facts written at the top of the transcript (dataset, policy, ranker, ...).
         personal_commands: Commands that give personal recommendations, shown at the start when the
             ranking is by popularity (see `ChatView.intro`).
+        memory: The person's persona memory (``--memory``): its belief is said before the first turn.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class ChatSession:
         ranker: PreferenceRanker | None = None,
         meta: dict[str, Any] | None = None,
         personal_commands: Sequence[str] = (),
+        memory: ChatMemory | None = None,
     ) -> None:
         self.env = env
         self.catalog = env.catalog
@@ -119,6 +125,7 @@ class ChatSession:
         self.view = ChatView(console, env, self.explainer)
         self.meta = dict(meta or {})
         self.personal_commands = list(personal_commands)
+        self.memory = memory
         self.human = env.user if isinstance(env.user, HumanUser) else None
         self.turns: list[dict[str, Any]] = []
         self.info: dict[str, Any] | None = None
@@ -174,6 +181,8 @@ class ChatSession:
         """A person answers each turn until the conversation ends (or the person leaves)."""
         answers: list[PersonAnswer] = []
         self.view.intro(self.user, str(self.meta.get("policy", "policy")), self.personal_commands)
+        if self.memory is not None:
+            self.view.remembered(self.memory)
         while True:
             if not answers:
                 answers.append(self._ask_opening())
@@ -204,7 +213,10 @@ class ChatSession:
         """The env's simulated user answers each turn until the conversation ends."""
         self._reset()
         opening = self.turns[0]["answer"]["accepted"][0]
-        self.view.watch_intro(self.user, str(self.meta.get("policy", "the policy")), opening)
+        self.view.watch_intro(self.user, str(self.meta.get("policy", "the policy")))
+        if self.memory is not None:
+            self.view.remembered(self.memory, watched=True)
+        self.view.watch_opening(opening)
         while not self.env.done:
             started = time.perf_counter()
             action, question, explanations = self._next()
@@ -382,6 +394,7 @@ def run_chat(
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
     personal_commands: Sequence[str] = (),
+    memory: ChatMemory | None = None,
 ) -> ChatResult:
     """Hold one conversation between `policy` and a person (or, with `simulate`, `env`'s simulated
     user), and write its transcript.
@@ -405,10 +418,15 @@ def run_chat(
         overwrite: Replace an existing transcript file.
         personal_commands: Commands that give personal recommendations, shown at the start when
             `policy` ranks by popularity (e.g. pre-train a ranker, then chat with ``--ranker``).
+        memory: The person's persona memory (``--memory``; `policy` must act with ``memory.ranker()``
+            and `user_id` be ``memory.user``): its belief is said before the first turn; once the
+            person has opened, the conversation's evidence moves it, the file is saved (after the
+            transcript) and the change is shown, whatever the ending (accepted, quit, Ctrl-C).
 
     Raises:
         ChatError: The user or goal cannot be chosen, or the transcript cannot be written.
         OutputExistsError: `transcript` exists and `overwrite` is False.
+        MemoryFileError: The memory file cannot be written (the old one is kept).
     """
     if transcript is not None:
         check_transcript_path(transcript, overwrite=overwrite)
@@ -424,8 +442,12 @@ def run_chat(
         ranker=getattr(policy, "ranker", None) if ranker is None else ranker,
         meta=meta,
         personal_commands=personal_commands,
+        memory=memory,
     )
     result = session.run()
+    if memory is not None and result.transcript["turns"]:  # the person said at least their opening
+        result.memory = memory.update(session.env.state, result.ended)
+        result.transcript["memory"] = result.memory.to_json()
     if transcript is not None:
         target = transcript
         if not overwrite and target.exists():  # created by someone else while the chat went on
@@ -436,4 +458,10 @@ def run_chat(
             )
         write_transcript(target, result.transcript)
         console.print(f"[dim]transcript written to {escape(str(target))}[/]")
+    if memory is not None:
+        if result.memory is None:
+            session.view.nothing_remembered(memory)
+        else:
+            memory.save(result.memory)
+            session.view.belief_change(result.memory, watched=simulate)
     return result

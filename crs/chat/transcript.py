@@ -4,7 +4,8 @@ A transcript has ``meta`` (dataset, policy, ranker, seed, mode, setting), ``user
 ``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``, ``explanation``,
 and after the opening ``reward``) and ``outcome`` (``ended``, ``success``, ``accepted_item``, ``rank``,
 ``agent_actions``, ``total_reward``, ``metrics`` of the finished conversation, and in watch mode
-``targets``).
+``targets``); with ``--memory``, ``memory`` (``file``, ``user``, ``conversations`` remembered,
+the persona prior ``before`` and ``after`` the chat; `crs.chat.memory.MemoryChange.to_json`).
 """
 
 from __future__ import annotations

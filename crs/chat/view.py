@@ -7,23 +7,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from crs.chat.memory import ChatMemory, MemoryChange
 from crs.chat.question import Question, candidates_after, rejection_effect
 from crs.chat.replies import ShowOptions
 from crs.chat.transcript import accepted_item
 from crs.explain import Explainer, Explanation
 from envs.actions import ActionKind
 from envs.env import ConversationEnv
+from envs.ranker import DialogueFacts
 
 OPTIONS_SHOWN = 30
 """Options of a multiple-choice question listed at first (the rest on `more`)."""
 TAGS_SHOWN = 3
 """Aspects of an item shown in a recommendation table."""
+PERSONAS_SHOWN = 3
+"""Personas listed in the memory's belief change at the end of a chat (the most likely after it)."""
 RECOMMENDER = "[bold cyan]Recommender:[/]"
 USER = "[bold]User:[/]"
 
@@ -105,8 +109,8 @@ class ChatView:
             f"[dim]{self.count(self.env.state.n_candidates, 'has', 'have')} {escape(self.aspect(aspect))}.[/]"
         )
 
-    def watch_intro(self, user: int, policy: str, opening: int) -> None:
-        """The panel of watch mode and the simulated user's opening."""
+    def watch_intro(self, user: int, policy: str) -> None:
+        """The panel of watch mode."""
         self.console.print(
             Panel(
                 f"Watching user {user} of {escape(self.catalog.name)} (simulated) talk to "
@@ -115,8 +119,79 @@ class ChatView:
                 expand=False,
             )
         )
+
+    def watch_opening(self, opening: int) -> None:
+        """The simulated user's opening and the candidates it leaves."""
         self.console.print(f"{USER} I'd like something with [bold]{escape(self.aspect(opening))}[/].")
         self.console.print(f"[dim]{self.count(self.env.state.n_candidates, 'has', 'have')} it.[/]")
+
+    # ------------------------------------------------------------------------------- memory
+    def persona(self, user: int, k: int) -> str:
+        """The label of `user`'s persona slot `k`, as the chat's explanations name it ("calm & steady")."""
+        empty = np.zeros(0, dtype=np.int64)
+        return self.explainer.persona_label(DialogueFacts(user, empty, empty, empty), k)
+
+    def remembered(self, memory: ChatMemory, watched: bool = False) -> None:
+        """What the recommender believes about the person before the chat: "Last time your calm & steady
+        side was in charge (62%).", or that it remembers nothing yet (a new memory file)."""
+        path = escape(str(memory.path))
+        if memory.record is None or memory.conversations == 0:
+            who = f"user {memory.user}" if watched else "you"
+            self.console.print(
+                f"{RECOMMENDER} I don't remember {who} yet; I start from "
+                f"{'their' if watched else 'your'} history. [dim](new memory: {path})[/]"
+            )
+            return
+        prior = memory.prior()
+        k = int(np.argmax(prior))
+        whose = f"user {memory.user}'s" if watched else "your"
+        times = "1 conversation" if memory.conversations == 1 else f"{memory.conversations} conversations"
+        self.console.print(
+            f"{RECOMMENDER} Last time {whose} [italic]{escape(self.persona(memory.user, k))}[/] side was in "
+            f"charge ({prior[k]:.0%}). [dim](remembered from {times} in {path}; delete it to forget)[/]"
+        )
+
+    def belief_change(self, change: MemoryChange, watched: bool = False) -> None:
+        """How the chat changed the memory's belief: the most likely personas before → after, and
+        whether the one in charge changed."""
+        user, before, after = change.record.user, change.before, change.after
+        order = np.argsort(-after, kind="stable")
+        table = Table.grid(padding=(0, 2))
+        table.add_column()
+        table.add_column(justify="right")
+        table.add_column()
+        for k in order[:PERSONAS_SHOWN]:
+            step = after[k] - before[k]
+            arrow = "[green]▲[/]" if step > 5e-4 else "[red]▼[/]" if step < -5e-4 else "[dim]=[/]"
+            table.add_row(
+                f"[italic]{escape(self.persona(user, int(k)))}[/]", f"{before[k]:.0%} → {after[k]:.0%}", arrow
+            )
+        hidden = len(order) - PERSONAS_SHOWN
+        if hidden > 0:
+            table.add_row(f"[dim]+{hidden} more[/]", "", "")
+        was, now = int(np.argmax(before)), int(order[0])
+        whose = f"User {user}'s" if watched else "Your"
+        label = f"[italic]{escape(self.persona(user, now))}[/]"
+        lead = (
+            f"{whose} {label} side is still in charge."
+            if was == now
+            else f"{whose} {label} side is in charge now "
+            f"(it was {'their' if watched else 'your'} [italic]{escape(self.persona(user, was))}[/] side)."
+        )
+        conversations = change.record.conversations
+        times = "1 conversation" if conversations == 1 else f"{conversations} conversations"
+        saved = f"[dim]Saved to {escape(str(change.path))} ({times} remembered; delete it to forget).[/]"
+        self.console.print(
+            Panel(
+                Group("What I believe now, before → after this conversation:", table, lead, saved),
+                title="memory",
+                expand=False,
+            )
+        )
+
+    def nothing_remembered(self, memory: ChatMemory) -> None:
+        """The chat ended before the person said anything: the memory is left as it was."""
+        self.console.print(f"[dim]Nothing to remember: {escape(str(memory.path))} is unchanged.[/]")
 
     # ------------------------------------------------------------------------------- a turn
     def question(self, question: Question, explanations: list[Explanation]) -> None:

@@ -1,0 +1,282 @@
+"""`crs chat --memory FILE`: the chat says what it remembers, runs from that belief, updates and saves it
+atomically at the end (whatever the ending), refuses a ranker without personas or a bad file, and
+forgets the person when the file is deleted."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from crs.chat import ChatError, ChatMemory, run_chat
+from crs.cli import app
+from envs.registry import make_env
+from policies.memory_file import MemoryFileError, read_memory
+from policies.pretrain.artifact import load_ranker
+from policies.pretrain.ranker import PersonaRanker
+from policies.rules import make_rule_policy
+from simulators.catalog import Catalog
+from simulators.persona_world import make_persona_world
+from tests.crs.test_chat import flat, lines_reader, quiet, random_persona_ranker
+
+runner = CliRunner()
+PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
+SCRIPT = ["jazz", "y", "n", "1"]  # open with jazz, yes, no, take the first of the slate
+
+
+@pytest.fixture(scope="module")
+def world() -> Catalog:
+    return make_persona_world()
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny `crs pretrain` artifact of the persona world (3 personas per user), written by the CLI."""
+    out = tmp_path_factory.mktemp("pretrain") / "art"
+    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def chat(tmp_path: Path, lines: list[str], *args: str) -> tuple[Any, dict[str, Any] | None]:
+    """Run `crs chat` with `lines` on standard input; the result and the transcript (if written)."""
+    path = tmp_path / f"chat-{len(list(tmp_path.glob('chat-*.json')))}.json"
+    result = runner.invoke(
+        app, ["chat", "--transcript", str(path), *args], input="".join(f"{x}\n" for x in lines)
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    return result, json.loads(path.read_text()) if path.exists() else None
+
+
+def label(ranker: PersonaRanker, world: Catalog, user: int, k: int) -> str:
+    """Persona `k`'s label as the chat words it (its two signature aspects)."""
+    return " & ".join(world.aspect_names[int(a)] for a in ranker.signature_aspects(user, k, 2))
+
+
+def softmax(row: np.ndarray) -> np.ndarray:
+    z = np.exp(row - row.max())
+    out: np.ndarray = z / z.sum()
+    return out
+
+
+# ------------------------------------------------------------------------------- the CLI, twice
+def test_two_chats_remember_the_person(tmp_path: Path, artifact: Path, world: Catalog) -> None:
+    memory = tmp_path / "me.json"
+    args = ["--ranker", str(artifact), "--memory", str(memory), "--policy", "ask-2"]
+    first, transcript = chat(tmp_path, SCRIPT, *args)
+    assert first.exit_code == 0, first.output
+    assert transcript is not None and transcript["outcome"]["ended"] == "accepted"
+    out = flat(first.output)
+    assert "Recommender: I don't remember you yet; I start from your history." in out
+    assert out.index("I don't remember you yet") < out.index("Tell me one thing you like")
+    ranker = load_ranker(artifact, world)
+    user = transcript["user"]
+    shared = softmax(ranker.log_prior[user])
+    # the file: this user, one conversation, the prior the transcript says it moved to
+    saved = json.loads(memory.read_text())
+    assert saved["user"] == user and saved["conversations"] == 1
+    assert saved["history"][0]["ended"] == "accepted"
+    np.testing.assert_allclose(transcript["memory"]["before"], shared)
+    np.testing.assert_allclose(saved["prior"], transcript["memory"]["after"])
+    assert not np.allclose(saved["prior"], shared)  # the conversation moved the belief
+    assert "What I believe now, before → after this conversation:" in out
+    after = np.array(saved["prior"])
+    top = int(np.argmax(after))
+    assert f"{label(ranker, world, user, top)} {shared[top]:.0%} → {after[top]:.0%}" in out
+    assert f"Saved to {memory} (1 conversation remembered; delete it to forget)" in out.replace("\n", "")
+
+    # the second chat opens with the remembered belief and runs from it
+    second, transcript2 = chat(tmp_path, SCRIPT, *args)
+    assert second.exit_code == 0, second.output
+    assert transcript2 is not None and transcript2["user"] == user  # the file's user, not a new draw
+    out2 = flat(second.output)
+    name = label(ranker, world, user, top)
+    assert f"Recommender: Last time your {name} side was in charge ({after[top]:.0%})." in out2
+    assert "remembered from 1 conversation in" in out2
+    np.testing.assert_allclose(transcript2["memory"]["before"], after)
+    saved2 = json.loads(memory.read_text())
+    assert saved2["conversations"] == 2 and [h["conversation"] for h in saved2["history"]] == [1, 2]
+    np.testing.assert_allclose(saved2["prior"], transcript2["memory"]["after"])
+    assert not np.allclose(saved2["prior"], after)
+
+    # deleting the file forgets the person: the next chat starts from the ranker's prior again
+    memory.unlink()
+    third, transcript3 = chat(tmp_path, SCRIPT, *args, "--user-id", str(user))
+    assert third.exit_code == 0, third.output
+    assert "I don't remember you yet" in flat(third.output)
+    assert transcript3 is not None
+    np.testing.assert_allclose(transcript3["memory"]["before"], shared)
+    np.testing.assert_allclose(transcript3["memory"]["after"], transcript["memory"]["after"])
+
+
+def test_a_popularity_ranker_is_refused(tmp_path: Path) -> None:
+    memory = tmp_path / "me.json"
+    result, transcript = chat(tmp_path, SCRIPT, "--memory", str(memory))
+    assert result.exit_code == 2 and transcript is None
+    out = flat(result.output)
+    assert "--memory keeps what the recommender believes about your personas, but ranker 'popularity'" in out
+    assert "models no personas" in out and "--ranker <a `crs pretrain` artifact>" in out
+    assert "crs pretrain -d persona_world -o runs/pretrain/persona_world" in out
+    assert not memory.exists()
+
+
+@pytest.mark.parametrize("damage", ["corrupt json", "wrong version", "wrong ranker", "wrong length"])
+def test_a_bad_file_stops_the_chat_before_it_starts_and_is_kept(
+    tmp_path: Path, artifact: Path, damage: str
+) -> None:
+    memory = tmp_path / "me.json"
+    args = ["--ranker", str(artifact), "--memory", str(memory), "--policy", "ask-2"]
+    assert chat(tmp_path, ["jazz", "quit"], *args)[0].exit_code == 0
+    data = json.loads(memory.read_text())
+    if damage == "corrupt json":
+        text = memory.read_text()[:40]
+    else:
+        if damage == "wrong version":
+            data["version"] = 99
+        elif damage == "wrong ranker":
+            data["ranker"]["fingerprint"] = "f" * 16
+        else:
+            data["prior"] = [*data["prior"], 0.0]
+        text = json.dumps(data)
+    memory.write_text(text)
+    result, transcript = chat(tmp_path, SCRIPT, *args)
+    assert result.exit_code == 2 and transcript is None
+    out = flat(result.output).replace(" ", "")
+    assert f"error:memoryfile{memory}:".replace(" ", "") in out
+    expected = {
+        "corrupt json": "iscorrupt(JSONDecodeError",
+        "wrong version": "hasformatversion99;thiscrsreadsversion1",
+        "wrong ranker": "wasmadewithranker",
+        "wrong length": "priorhas4weights,buttherankerhas3personasperuser",
+    }[damage]
+    assert expected in out and "deleteittoforgetthisperson" in out
+    assert memory.read_text() == text  # refused, not overwritten
+
+
+def test_user_id_must_be_the_files_user_and_files_must_differ(tmp_path: Path, artifact: Path) -> None:
+    memory = tmp_path / "me.json"
+    args = ["--ranker", str(artifact), "--memory", str(memory)]
+    assert chat(tmp_path, ["jazz", "quit"], *args, "--user-id", "5")[0].exit_code == 0
+    assert json.loads(memory.read_text())["user"] == 5
+    result, _ = chat(tmp_path, SCRIPT, *args, "--user-id", "6")
+    assert result.exit_code == 2
+    assert f"memory file {memory} remembers user 5, not --user-id 6" in flat(result.output)
+    same = runner.invoke(app, ["chat", *args, "--transcript", str(memory), "--overwrite"], input="quit\n")
+    assert same.exit_code == 2 and "give them different files" in flat(same.output)
+    assert json.loads(memory.read_text())["user"] == 5
+
+
+def test_the_help_names_the_option() -> None:
+    result = runner.invoke(app, ["chat", "--help"])
+    assert result.exit_code == 0
+    assert "--memory" in result.output and "delete it to forget" in flat(result.output)
+
+
+# ------------------------------------------------------------------------ in process: the endings
+def open_memory(path: Path, ranker: PersonaRanker, world: Catalog, user: int = 3) -> ChatMemory:
+    return ChatMemory.open(path, ranker, world, "random", user_id=None, drawn_user=user)
+
+
+def hold(path: Path, ranker: PersonaRanker, world: Catalog, read: Any) -> tuple[Any, str]:
+    """One chat of ask-2 over the memory's view; the result and the printed text."""
+    memory = open_memory(path, ranker, world)
+    console = quiet()
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("ask-2", memory.ranker())
+    result = run_chat(env, policy, seed=0, console=console, read=read, user_id=memory.user, memory=memory)
+    return result, flat(console.file.getvalue())  # type: ignore[attr-defined]
+
+
+def test_the_chat_runs_with_the_remembered_prior(tmp_path: Path, world: Catalog) -> None:
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    hold(path, ranker, world, lines_reader(SCRIPT))
+    record = json.loads(path.read_text())
+    memory = open_memory(path, ranker, world)
+    view = memory.ranker()
+    assert isinstance(view, PersonaRanker)
+    np.testing.assert_allclose(softmax(view.log_prior[3]), record["prior"], atol=1e-12)
+    np.testing.assert_array_equal(view.log_prior[4], ranker.log_prior[4])  # other users as pre-trained
+    np.testing.assert_array_equal(ranker.log_prior, 0.0)  # the shared ranker is never written
+    # the opening names the most likely persona as the explanations do
+    _, text = hold(path, ranker, world, lines_reader(["quit"]))
+    name = label(ranker, world, 3, int(np.argmax(record["prior"])))
+    assert f"Last time your {name} side was in charge ({max(record['prior']):.0%})." in text
+
+
+def test_quitting_at_the_opening_remembers_nothing(tmp_path: Path, world: Catalog) -> None:
+    path = tmp_path / "me.json"
+    result, text = hold(path, random_persona_ranker(world, 3), world, lines_reader(["quit"]))
+    assert result.ended == "quit" and result.memory is None and "memory" not in result.transcript
+    assert not path.exists()
+    assert f"Nothing to remember: {path} is unchanged." in text
+
+
+@pytest.mark.parametrize("ending", ["quit", "end of input", "interrupted"])
+def test_every_ending_after_the_opening_updates_and_saves(
+    tmp_path: Path, world: Catalog, ending: str
+) -> None:
+    lines = iter(["jazz", "n"])
+
+    def read(prompt: str) -> str:
+        line = next(lines, None)
+        if line is not None:
+            return line
+        if ending == "quit":
+            return "quit"
+        raise EOFError if ending == "end of input" else KeyboardInterrupt
+
+    path = tmp_path / "me.json"
+    result, text = hold(path, random_persona_ranker(world, 3), world, read)
+    assert result.ended == ending and result.memory is not None
+    record = read_memory(path, result.memory.record.context)
+    assert record is not None and record.conversations == 1 and record.history[0].ended == ending
+    np.testing.assert_allclose(record.prior, result.memory.after)
+    assert not np.allclose(result.memory.after, result.memory.before)  # jazz and a "no" moved it
+    assert "What I believe now" in text and text.index("summary") < text.index("What I believe now")
+
+
+def test_a_failed_save_keeps_the_old_file_intact(
+    tmp_path: Path, world: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    hold(path, ranker, world, lines_reader(SCRIPT))
+    before = path.read_bytes()
+    real = os.replace
+
+    def crash(source: Any, target: Any) -> None:
+        if Path(target) == path:
+            raise OSError(13, "Permission denied")
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(MemoryFileError, match=f"memory file {path}: cannot be written"):
+        hold(path, ranker, world, lines_reader(SCRIPT))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.json"]
+
+
+def test_a_ranker_with_one_persona_is_refused(tmp_path: Path, world: Catalog) -> None:
+    with pytest.raises(ChatError, match="models one persona per user"):
+        open_memory(tmp_path / "me.json", random_persona_ranker(world, 1), world)
+    with pytest.raises(MemoryFileError, match=r"its folder .* does not exist"):
+        open_memory(tmp_path / "no" / "me.json", random_persona_ranker(world, 3), world)
+
+
+def test_watch_mode_remembers_the_simulated_user(tmp_path: Path, artifact: Path) -> None:
+    memory = tmp_path / "sim.json"
+    args = ["--ranker", str(artifact), "--memory", str(memory), "--simulate", "--seed", "3"]
+    first, transcript = chat(tmp_path, [], *args)
+    assert first.exit_code == 0 and transcript is not None
+    user = transcript["user"]
+    assert f"I don't remember user {user} yet; I start from their history." in flat(first.output)
+    second, _ = chat(tmp_path, [], *args)
+    assert f"Last time user {user}'s " in flat(second.output)
+    assert json.loads(memory.read_text())["conversations"] == 2
