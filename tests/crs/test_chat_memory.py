@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from envs.registry import make_env
 from policies.memory_file import MemoryFileError, read_memory
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import PersonaRanker
+from policies.rankers import RankerSpec
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
 from simulators.persona_world import make_persona_world
@@ -280,3 +282,64 @@ def test_watch_mode_remembers_the_simulated_user(tmp_path: Path, artifact: Path)
     second, _ = chat(tmp_path, [], *args)
     assert f"Last time user {user}'s " in flat(second.output)
     assert json.loads(memory.read_text())["conversations"] == 2
+
+
+# ------------------------------------------------------------------------------- a trained run
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, artifact: Path, world: Catalog) -> Path:
+    """A loadable run folder (an untrained model) whose ranker/ is the tiny artifact."""
+    from policies.rl import RLConfig, build_model, make_vec_env  # torch only for this test
+    from policies.rl.run_files import BEST_MODEL, PolicyMeta, atomic_save
+
+    run = tmp_path_factory.mktemp("runs") / "tiny-run"
+    shutil.copytree(artifact, run / "ranker")
+    ranker = RankerSpec.parse(str(run / "ranker")).build(world)
+    config = RLConfig(n_envs=1, n_steps=32, batch_size=32, hidden=16)
+    env = make_env(catalog=world, split="valid")
+    model = build_model(make_vec_env(lambda: env, ranker, config, seed=0), ranker, config, seed=0)
+    atomic_save(model, run / BEST_MODEL)
+    sizes = (world.n_users, world.n_items, world.n_aspects)
+    options = {"user": "auto", "setting": env.setting}
+    PolicyMeta(world.name, "artifact:ranker", config, sizes, options).write(run)
+    return run
+
+
+@pytest.mark.slow  # builds a run's model (torch)
+def test_a_trained_run_plays_from_the_memory(
+    tmp_path: Path, trained_run: Path, artifact: Path, world: Catalog
+) -> None:
+    from crs.chat import policy_with_memory
+    from policies.rl import RLPolicy
+
+    memory = tmp_path / "run.json"
+    args = ["--policy", str(trained_run), "--memory", str(memory), "--simulate", "--seed", "3"]
+    first, transcript = chat(tmp_path, [], *args)
+    assert first.exit_code == 0, first.output
+    assert transcript is not None and transcript["meta"]["policy"] == "tiny-run"
+    after = np.array(json.loads(memory.read_text())["prior"])
+    # the run's ranker is the artifact: the file is the same ranker's, and a rule over it may read it
+    second, _ = chat(tmp_path, ["quit"], "--ranker", str(artifact), "--memory", str(memory))
+    assert "Last time your " in flat(second.output) and f"({after.max():.0%})" in flat(second.output)
+    env = make_env(catalog=world, split="test")
+    policy, name, _, kept = policy_with_memory(
+        str(trained_run), env, None, None, memory, user_id=None, drawn_user=0
+    )
+    assert isinstance(policy, RLPolicy) and name == "tiny-run" and kept.user == transcript["user"]
+    view = policy.ranker
+    assert isinstance(view, PersonaRanker)
+    np.testing.assert_allclose(softmax(view.log_prior[kept.user]), after, atol=1e-12)
+    encoder = policy.encoder.log_prior.weight.detach().numpy()
+    trained_row = encoder[kept.user].copy()
+    goal = int(np.flatnonzero(env.goals.interactions.users == kept.user)[0])
+    env.reset(seed=0, options={"goal_index": goal})
+    seen = []
+    original = policy.policy.get_distribution
+
+    def spy(*args: Any, **kwargs: Any) -> Any:  # the encoder's row of the user while the policy acts
+        seen.append(policy.encoder.log_prior.weight.detach().numpy()[kept.user].copy())
+        return original(*args, **kwargs)
+
+    policy.policy.get_distribution = spy  # type: ignore[method-assign]
+    policy.act(env)
+    np.testing.assert_allclose(softmax(seen[0]), after, atol=1e-6)  # it acted from the memory's belief
+    np.testing.assert_array_equal(encoder[kept.user], trained_row)  # and the trained row is put back
