@@ -73,9 +73,9 @@ def chat_command(
     (or n) to a slate of recommendations. At any prompt: help, back (undo your last answer), quit.
     Ctrl-C or end of input ends the chat with a summary. Input may come from a pipe.
 
-    With --memory FILE the recommender remembers you: it opens by saying which of your sides (personas)
-    it believes in charge, and at the end (whatever the ending, once you have opened) it moves that
-    belief by what you said and chose, saves FILE and shows before → after.
+    With --memory FILE the recommender remembers you: it opens by saying which of your sides
+    (personas) it believes in charge, and at the end (whatever the ending, once you have opened)
+    it moves that belief by what you said and chose, saves FILE and shows before → after.
 
     Examples:
 
