@@ -2,7 +2,11 @@
 
 Everything is computed from the arrays `PersonaModel.export` returns; no torch and no graph at
 inference. Per user the ranker caches the item-side arrays it needs (persona affinities, aspect
-terms, base scores for every item), so repeated calls during one conversation cost O(n K).
+terms, base scores for every item), so repeated calls during one conversation cost O(n K). Per
+dialogue state it also keeps the last `FACTS_CACHE_SIZE` full score vectors (every item, every
+aspect): one turn asks for item and aspect scores several times with the same facts (candidate
+ranking, question slots, the chosen question), and each item's or aspect's score depends only on
+itself and the facts, so a later call gathers from the vector computed first (bit-identical).
 
 Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
 
@@ -29,6 +33,7 @@ is what makes a binary question pay off: a rare aspect the user likes is usually
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +45,7 @@ from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 
 REJECTED_PENALTY = 1.0e6
+FACTS_CACHE_SIZE = 32  # more than the 2 dialogue states per env x 8 envs that one rollout step touches
 REJECTED_ASPECT_PENALTY = 5.0
 WEIGHT_KEYS: tuple[str, ...] = ("user", "item", "aspect", "personas", "log_prior", "mixtures", "prototypes")
 OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
@@ -72,6 +78,8 @@ class PersonaRanker:
         aspect_mode: "attention", "uniform" or "none" (as trained).
         cache_size: Users whose item-side arrays are kept (more than the 64 conversations that
             `crs eval` runs side by side).
+        facts_cache_size: Dialogue states whose full item and aspect scores are kept (0: none, every
+            call recomputes; benchmarks/bench_train.py compares the two).
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class PersonaRanker:
         item_aspects: sp.csr_matrix,
         aspect_mode: str = "attention",
         cache_size: int = 80,
+        facts_cache_size: int = FACTS_CACHE_SIZE,
     ) -> None:
         missing = [k for k in WEIGHT_KEYS if k not in weights]
         if missing:
@@ -113,6 +122,8 @@ class PersonaRanker:
         self._shared_item = self.item @ self.shared + self._aspect_terms(shared_sims)[0]
         self._cache: OrderedDict[int, _UserCache] = OrderedDict()
         self._cache_size = cache_size
+        self._scored: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+        self._scored_size = facts_cache_size
 
     @property
     def n_users(self) -> int:
@@ -186,18 +197,45 @@ class PersonaRanker:
     # --------------------------------------------------------------------------- PreferenceRanker
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
         """Scores of `items` (shape (n,), int64) given the dialogue; float64, shape (n,)."""
-        items = np.asarray(items, dtype=np.int64)
+        scores: np.ndarray = self._remembered("items", facts, self._all_item_scores)[
+            np.asarray(items, dtype=np.int64)
+        ]
+        return scores
+
+    def _remembered(
+        self, kind: str, facts: DialogueFacts, compute: Callable[[DialogueFacts], np.ndarray]
+    ) -> np.ndarray:
+        """`compute(facts)`, kept for the last ``facts_cache_size`` (kind, facts, prior) keys."""
+        key = (
+            kind,
+            facts.user,
+            self.log_prior[facts.user].tobytes(),  # a persona memory's view has its own prior row
+            *(np.asarray(a, dtype=np.int64).tobytes() for a in (facts.accepted, facts.rejected)),
+            np.asarray(facts.rejected_items, dtype=np.int64).tobytes(),
+        )
+        cached = self._scored.get(key)
+        if cached is not None:
+            self._scored.move_to_end(key)
+            return cached
+        values = compute(facts)
+        values.flags.writeable = False
+        self._scored[key] = values
+        if len(self._scored) > self._scored_size:
+            self._scored.popitem(last=False)
+        return values
+
+    def _all_item_scores(self, facts: DialogueFacts) -> np.ndarray:
+        """The score of every item given the dialogue, float64, shape (I,)."""
         cache = self._user(facts.user)
-        per_persona = cache.per_persona[:, items]
-        alpha = self._alpha(facts, cache, per_persona)
-        scores = cache.base[items] + (alpha * per_persona).sum(axis=0)
+        alpha = self._alpha(facts, cache, cache.per_persona)
+        scores: np.ndarray = cache.base + (alpha * cache.per_persona).sum(axis=0)
         if len(facts.accepted) or len(facts.rejected):
-            scores += (self.item @ self._dialogue_vector(facts))[items]
+            scores += self.item @ self._dialogue_vector(facts)
         rejected = np.asarray(facts.rejected, dtype=np.int64)
         if rejected.size:
-            scores -= REJECTED_ASPECT_PENALTY * self._holding(rejected)[items]
+            scores -= REJECTED_ASPECT_PENALTY * self._holding(rejected)
         if len(facts.rejected_items):
-            scores[np.isin(items, facts.rejected_items)] -= REJECTED_PENALTY
+            scores[np.asarray(facts.rejected_items, dtype=np.int64)] -= REJECTED_PENALTY
         return scores
 
     def consistent_items(self, facts: DialogueFacts) -> np.ndarray:
@@ -217,21 +255,26 @@ class PersonaRanker:
         log of the dialogue-conditioned item distribution's mass on items having the aspect, plus
         1e-6 × the persona/user affinity to break ties (see the module docstring).
         """
-        aspects = np.asarray(aspects, dtype=np.int64)
+        scores: np.ndarray = self._remembered("aspects", facts, self._all_aspect_scores)[
+            np.asarray(aspects, dtype=np.int64)
+        ]
+        return scores
+
+    def _all_aspect_scores(self, facts: DialogueFacts) -> np.ndarray:
+        """The score of every aspect given the dialogue, float64, shape (A,)."""
         cache = self._user(facts.user)
         beta = np.exp(self._log_posterior(facts, cache))
         # whole-vocabulary products, then a gather: cheaper than gathering (n, d) rows when n is large
-        affinity = (beta @ cache.aspect_sims)[aspects]
-        affinity += (self.aspect @ (self.user[facts.user] + self.shared + self._dialogue_vector(facts)))[
-            aspects
-        ]
+        affinity = beta @ cache.aspect_sims
+        affinity += self.aspect @ (self.user[facts.user] + self.shared + self._dialogue_vector(facts))
         items = self.consistent_items(facts)
         if items.size == 0:
             return affinity
         p = _softmax(self.item_scores(facts, items), axis=0)
         owner, held = compressed_entries(self.item_aspects, items)
-        mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)[aspects]
-        return np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
+        mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)
+        out: np.ndarray = np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
+        return out
 
     # ------------------------------------------------------------------------- persona interface
     def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:

@@ -389,3 +389,38 @@ def test_a_damaged_artifact_is_refused_with_a_named_error(tiny: Catalog, trained
         match = "corrupt"
     with pytest.raises(CRSError, match=match):
         load_ranker(path, tiny)
+
+
+def test_the_per_dialogue_score_cache_serves_what_recomputing_gives(tiny: Catalog, trained) -> None:
+    import copy
+
+    cached = trained.ranker(tiny)
+    uncached = PersonaRanker(dict(trained.weights), tiny.item_aspects, facts_cache_size=0)
+    rng = np.random.default_rng(0)
+    facts = [
+        DialogueFacts(
+            int(rng.integers(tiny.n_users)),
+            rng.choice(tiny.n_aspects, int(rng.integers(0, 3)), replace=False),
+            rng.choice(tiny.n_aspects, int(rng.integers(0, 4)), replace=False),
+            rng.choice(tiny.n_items, int(rng.integers(0, 3)), replace=False),
+        )
+        for _ in range(10)
+    ]
+    for fact in [*facts, *facts[::-1], *facts]:  # repeats are served from the cache
+        items = rng.choice(tiny.n_items, 30, replace=False)
+        aspects = rng.choice(tiny.n_aspects, 12, replace=False)
+        got = cached.item_scores(fact, items)
+        np.testing.assert_array_equal(got, uncached.item_scores(fact, items))
+        np.testing.assert_array_equal(
+            cached.aspect_scores(fact, aspects), uncached.aspect_scores(fact, aspects)
+        )
+        got += 1.0  # the caller's copy, not the cache
+        np.testing.assert_array_equal(cached.item_scores(fact, items), uncached.item_scores(fact, items))
+    # A persona memory's view (a shallow copy with its own prior row) never gets the base ranker's scores.
+    fact = facts[0]
+    view = copy.copy(cached)
+    view.log_prior = cached.log_prior.copy()
+    view.log_prior[fact.user] = np.log(np.full(FAST.personas, 1e-3) + np.eye(FAST.personas)[0])
+    items = np.arange(tiny.n_items)
+    assert not np.array_equal(view.item_scores(fact, items), cached.item_scores(fact, items))
+    np.testing.assert_array_equal(cached.item_scores(fact, items), uncached.item_scores(fact, items))
