@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from crs.app.run_folder import EvalSummary
 from crs.app.sessions import ReturningResult, evaluate_returning
@@ -21,41 +20,15 @@ from envs.ranker import ExplainablePersonaRanker
 from envs.registry import make_env
 from envs.sessions import run_sequences
 from policies.memory import PersonaMemory
-from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import RankerSpec
 from policies.rl import RLConfig, RLPolicy, build_model, make_vec_env
 from policies.rl.acting import PriorRowError
 from policies.rl.run_files import BEST_MODEL, PolicyMeta, atomic_save
-from simulators import Catalog, make_persona_world
 from simulators.datasets import DatasetSpec
-
-runner = CliRunner()
-PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
+from tests.crs.test_sessions_eval import PRETRAIN, ranker, runner, world
 
 SESSIONS = 3
 SEQUENCES = 8
-
-
-@lru_cache(maxsize=1)
-def world() -> Catalog:
-    return make_persona_world(n_users=40, n_items=300, interactions_per_user=20, seed=0)
-
-
-@lru_cache(maxsize=1)
-def ranker() -> PersonaRanker:
-    """Seeded random persona weights over the small world (K = 3, as the world's users)."""
-    rng = np.random.default_rng(7)
-    users, k, p, d = world().n_users, 3, 4, 6
-    weights = {
-        "user": rng.normal(size=(users, d)),
-        "item": rng.normal(size=(world().n_items, d)),
-        "aspect": rng.normal(size=(world().n_aspects, d)),
-        "personas": rng.normal(size=(users, k, d)),
-        "log_prior": np.log(rng.dirichlet(np.ones(k), size=users)),
-        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
-        "prototypes": rng.normal(size=(p, d)),
-    }
-    return PersonaRanker(weights, world().item_aspects, "attention")
 
 
 @lru_cache(maxsize=1)
