@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_train import wrapped_steps_per_second  # this folder is on sys.path when run as a script
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
@@ -29,22 +29,6 @@ from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
 from simulators.datasets import load_catalog
 
 DATA_DIR = os.environ.get("CRS_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def steps_per_second(wrapped: SlateActionWrapper, seconds: float, seed: int) -> tuple[float, int]:
-    """Steps/s of random valid choices (half of them "recommend") and the number of steps played."""
-    rng = np.random.default_rng(seed)
-    wrapped.reset(seed=seed)
-    slots = np.arange(wrapped.slate_size)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        choices = np.flatnonzero(wrapped.action_masks()[: wrapped.n_choices])
-        choice = choices[rng.integers(choices.size)] if rng.random() < 0.5 else wrapped.recommend_choice
-        _, _, terminated, truncated, _ = wrapped.step(np.concatenate([[choice], slots]))
-        steps += 1
-        if terminated or truncated:
-            wrapped.reset()
-    return steps / (time.perf_counter() - start), steps
 
 
 def main() -> None:
@@ -68,7 +52,7 @@ def main() -> None:
             wrapped = SlateActionWrapper(
                 make_env(catalog=catalog, split="valid"), ranker, WrapperConfig(n_items=args.n_items)
             )
-            rate, _ = steps_per_second(wrapped, args.seconds, seed=round_)
+            rate = wrapped_steps_per_second(wrapped, args.seconds, np.random.default_rng(round_))
             rates[name].append(rate)
     off, on = float(np.mean(rates["cache_off"])), float(np.mean(rates["cache_on"]))
     print(
