@@ -67,6 +67,8 @@ def membership(
 
 def top_positions(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
     """Positions of the n best scores, best first, ties broken by lower id (exact at the cut too)."""
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
     if ids.size > n:
         kth = np.partition(scores, ids.size - n)[ids.size - n]
         keep = np.flatnonzero(scores >= kth)

@@ -394,3 +394,18 @@ def test_feature_writer_is_keyed_by_name() -> None:
     # every ranker-derived feature is one of its block's named features
     for key, names in RANKER_DERIVED.items():
         assert set(names) <= set(FEATURE_NAMES[key])
+
+
+def test_one_question_slot_holds_the_rankers_best_aspect(world: Catalog) -> None:
+    ranker = PopularityRanker(world)
+    env = wrapped(world, ranker, n_questions=1)
+    env.reset(seed=0)
+    for _ in range(5):
+        state = env.base.state
+        reachable = state.reachable_aspects()
+        assert env.question_ids.size == 1
+        scores = ranker.aspect_scores(state.facts(), reachable)
+        assert scores[reachable == env.question_ids[0]][0] == scores.max()
+        _, _, terminated, truncated, _ = env.step(np.array([0, *range(10)]))  # ask it
+        if terminated or truncated:
+            break
