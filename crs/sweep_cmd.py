@@ -1,4 +1,5 @@
-"""`crs sweep CONFIG --out DIR`: run a grid of evaluations on Ray (or a local process pool)."""
+"""`crs sweep CONFIG --out DIR`: run a grid of evaluations, trainings or returning-user evaluations on Ray
+(or a local process pool)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ EXIT_INTERRUPTED = 130
 @friendly_errors
 def sweep_command(
     config: Path = typer.Argument(
-        ..., help="Sweep config (.yaml or .toml): seeds, datasets, policies, ablations."
+        ..., help="Sweep config (.yaml or .toml): kind, seeds, datasets, policies, ablations."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Sweep directory (a rerun skips its finished tasks)."),
     workers: int = typer.Option(
@@ -29,7 +30,12 @@ def sweep_command(
         None, "--address", help="Existing Ray cluster (e.g. ray://head:10001); default: a local instance."
     ),
 ) -> None:
-    """Run every (dataset, policy, ablation, seed) of a config as its own evaluation task.
+    """Run every (dataset, policy, ablation, seed) of a config as its own task.
+
+    The config's kind says what a task is: eval (default), one `crs eval` with the `eval:` block;
+    train, one `crs train` with the `train:` block, then its test comparison; sessions, one `crs eval
+    --sessions` (returning users of the persona world) with the `sessions:` block. The ablations
+    override the block's keys.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
     interrupting and rerunning the same command skips finished tasks. A task whose worker process
@@ -41,9 +47,21 @@ def sweep_command(
 
       seeds: [1, 2, 3]
 
-      policies: [ask-4, max-entropy]
+      policies: \\[ask-4, max-entropy]
 
       eval: {episodes: 600}
+
+    Returning users, frozen vs updated memory (then `crs report DIR` draws the per-session curves):
+
+      kind: sessions
+
+      seeds: [0, 1, 2]
+
+      policies: \\[ask-4]
+
+      sessions: {ranker: runs/pw-ranker, regime: switch, sessions: 8, sequences: 1000}
+
+      ablations: {frozen: {memory: frozen}, update: {memory: update}, oracle: {memory: oracle}}
 
     Examples:
 

@@ -7,7 +7,8 @@ its wrapper and its encoder, `policies.memory.BeliefPolicy`), updates the memory
 feedback, and summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap CIs
 (`envs.metrics.summarize`), and persona-tracking accuracy. `run_session_evaluation` is
 `crs eval --sessions`: the same, written into an output folder (``episodes.jsonl`` and
-``summary.json`` with a ``sessions`` block).
+``summary.json`` with a ``sessions`` block); `SessionSpec` declares its settings for `crs sweep`'s
+``kind: sessions`` tasks.
 
 Persona tracking compares the memory's belief with the simulator's truth, so it needs the ranker's
 personas matched to the user's true ones: `match_personas` matches them per user by the ground-truth
@@ -33,14 +34,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
 from crs.app.evaluation import claim_evaluation_output, evaluation_progress
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
+from crs.app.settings import MAX_SEED
 from crs.claims import refuse_output_over_inputs
 from envs.env import ConversationEnv
 from envs.metrics import (
@@ -510,6 +513,62 @@ def _log_normalised(log_prior: np.ndarray) -> np.ndarray:
     values = np.asarray(log_prior, dtype=np.float64)
     out: np.ndarray = values - np.logaddexp.reduce(values, axis=1, keepdims=True)
     return out
+
+
+class SessionSpec(BaseModel):
+    """What a returning-user evaluation is: `run_session_evaluation`'s settings, one declaration for the
+    tasks of `crs sweep` ``kind: sessions`` (its ``sessions:`` block, which the ablations override).
+
+    Every value is checked when it is read (strict: a YAML ``true`` or ``2.0`` is no count; unknown keys
+    are errors), so a sweep refuses a bad one before any task starts.
+
+    Attributes:
+        policy: A rule policy name, or a `crs train` run directory of the persona world.
+        dataset: The dataset (the persona world: `run_session_evaluation` refuses real data).
+        ranker: A `crs pretrain` artifact folder (the memory's personas); a rule policy needs one, a
+            trained run brings its own.
+        regime: How the users' persona mixtures move (`simulators.returning.REGIMES`).
+        sessions: Sessions per returning user, S >= 2.
+        sequences: Returning users, N >= 1.
+        memory: The persona memory (`policies.memory.MEMORY_MODES`).
+        seed: Run seed (the users, their sessions and each conversation).
+        world_seed: Persona world seed.
+        split: Split the sessions' targets come from.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    policy: str = "ask-4"
+    dataset: str = "persona_world"
+    ranker: str | None = None
+    regime: Regime = "switch"
+    sessions: int = Field(8, ge=2)
+    sequences: int = Field(600, ge=1)
+    memory: MemoryMode = "update"
+    seed: int = Field(1, ge=0, le=MAX_SEED)
+    world_seed: int = Field(0, ge=0, le=MAX_SEED)
+    split: Literal["train", "valid", "test"] = "test"
+
+    @field_validator("ranker")
+    @classmethod
+    def _persona_artifact(cls, ranker: str | None) -> str | None:
+        if ranker is None:
+            return None
+        try:
+            spec = RankerSpec.parse(ranker)
+        except CRSError as error:
+            raise ValueError(str(error)) from None
+        if spec.kind != "artifact":
+            raise ValueError(
+                f"{ranker!r} has no personas; the memory needs a `crs pretrain` artifact folder "
+                "(e.g. `crs pretrain --out runs/pw-ranker`, then ranker: runs/pw-ranker)"
+            )
+        if not Path(spec.where).is_dir():
+            raise ValueError(
+                f"{spec.where!r} is not a folder; pass a `crs pretrain` artifact folder "
+                "(e.g. `crs pretrain --out runs/pw-ranker`, then ranker: runs/pw-ranker)"
+            )
+        return ranker
 
 
 def run_session_evaluation(

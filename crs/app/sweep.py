@@ -1,7 +1,9 @@
 """Sweeps: a grid of runs (seeds × ablations × datasets × policies) from one config file.
 
-Each task is a `crs eval` run (``kind: eval``) or a `crs train` run followed by its test comparison
-(``kind: train``). A sweep directory is the only state; rerunning a sweep skips what it proves finished:
+Each task is a `crs eval` run (``kind: eval``), a `crs train` run followed by its test comparison
+(``kind: train``), or a `crs eval --sessions` run of returning users (``kind: sessions``, persona world
+only: `crs.app.sessions.run_session_evaluation`). A sweep directory is the only state; rerunning a
+sweep skips what it proves finished:
 
 ```
 DIR/
@@ -11,6 +13,8 @@ DIR/
       task.json               its configuration (`SweepTask.to_dict`: kind, group, seed, settings, ...)
       done                    the completion marker (written before the rename)
       summary.json            eval: as written by `crs eval` (+ episodes.jsonl);
+                              sessions: as written by `crs eval --sessions` (+ episodes.jsonl,
+                              one line per session; `crs report DIR` draws the per-session curves);
                               train: the whole `crs train` run directory (summary.json's "test"
                               table, policy.json, model zips: `crs eval --policy DIR/runs/<task>`)
   runs/.<task>.tmp-<id>/      an unfinished attempt: never read, removed by the next run
@@ -25,11 +29,11 @@ Config (YAML or TOML), every key optional:
 
 ```yaml
 name: rules-vs-seeds
-kind: eval                                # or train
+kind: eval                                # or train, or sessions
 seeds: [1, 2, 3]
 datasets: [persona_world]
-policies: [ask-4, max-entropy]            # eval only: rule names or trained run directories
-ablations:                                # name -> overrides of the eval (or train) settings
+policies: [ask-4, max-entropy]            # eval, sessions: rule names or trained run directories
+ablations:                                # name -> overrides of the eval (train, sessions) settings
   default: {}
   single-user: {user: single}             # train: e.g. {persona_attention: false}
 eval: {episodes: 600, split: test, ranker: null, user: auto, world_seed: 0, data_dir: null}
@@ -38,11 +42,27 @@ train: {steps: 40000, ranker: popularity} # kind train: `crs train` settings but
 retries: 2                                # extra attempts of a task whose worker process died
 ```
 
+and for returning users (`crs eval --sessions` per task; its settings are the `sessions:` block,
+`crs.app.sessions.SessionSpec`, which the ablations override; no `eval:` or `train:` block):
+
+```yaml
+name: memory-switch
+kind: sessions
+seeds: [0, 1, 2]
+policies: [ask-4]                         # a rule needs `ranker` (a `crs pretrain` artifact)
+sessions: {ranker: runs/pw-ranker, regime: switch, sessions: 8, sequences: 1000,
+           memory: update, world_seed: 0, split: test}
+ablations: {frozen: {memory: frozen}, update: {memory: update}, oracle: {memory: oracle}}
+```
+
 Everything is checked when the config is read, before any task starts (`load_sweep_config`): seeds
 are integers in [0, 2**32 - 1], counts are integers (not booleans or floats), every number anywhere in
 the config (``train`` and ``ablations`` included) is finite — a NaN or an infinity is an error that
-names its key. A task that raises (e.g. a `CRSError` for a data folder that does not exist) fails at
-once, without retries; only a crashed worker process is retried.
+names its key. Kind sessions also refuses a real dataset, an `eval:` or `train:` block, two ablations
+with the same settings, and a rule policy without a persona ranker (`sessions.ranker`, an existing
+artifact folder). A task that raises
+(e.g. a `CRSError` for a data folder that does not exist) fails at once, without retries; only a
+crashed worker process is retried.
 """
 
 from __future__ import annotations
@@ -63,13 +83,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary, TrainSummary
+from crs.app.sessions import SessionSpec, run_session_evaluation
 from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
 from policies.atomic import read_json_mapping
 from policies.rules import make_rule_policy
-from simulators.datasets import check_dataset_name
+from simulators.datasets import PERSONA_WORLD, check_dataset_name
 from simulators.errors import CRSError
 
 SWEEP_FILE = "sweep.json"
@@ -84,7 +105,7 @@ MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by Stable-Baselines3) takes
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
-GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec` fields the grid sets
+GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec`, `SessionSpec` fields the grid sets
 
 
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
@@ -100,16 +121,25 @@ class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "sweep"
-    kind: Literal["eval", "train"] = Field(
-        "eval", description="eval: `crs eval` per task; train: `crs train` per task (then its test table)."
+    kind: Literal["eval", "train", "sessions"] = Field(
+        "eval",
+        description="eval: `crs eval` per task; train: `crs train` per task (then its test table); "
+        "sessions: `crs eval --sessions` per task (returning users of the persona world).",
     )
     seeds: list[Seed] = Field(default_factory=lambda: [1], min_length=1)
     datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
-    policies: list[str] | None = Field(None, min_length=1, description="eval only (default [ask-4]).")
+    policies: list[str] | None = Field(
+        None, min_length=1, description="eval and sessions only (default [ask-4])."
+    )
     ablations: dict[str, dict[str, Any]] = Field(default_factory=_default_ablations, min_length=1)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     train: dict[str, Any] = Field(
         default_factory=dict, description="`crs train` settings (TrainSettings keys but dataset and seed)."
+    )
+    sessions: SessionSpec = Field(
+        default_factory=SessionSpec,
+        description="kind sessions: `crs eval --sessions` settings (SessionSpec keys but policy, dataset "
+        "and seed).",
     )
     retries: int = Field(
         DEFAULT_RETRIES, ge=0, le=10, strict=True, description="Extra attempts of a crashed task."
@@ -123,9 +153,9 @@ class SweepConfig(BaseModel):
             raise ValueError(f"{'; '.join(bad)} (every number must be finite)")
         return data
 
-    @field_validator("eval")
+    @field_validator("eval", "sessions")
     @classmethod
-    def _no_grid_keys_in_eval(cls, spec: EvalSpec) -> EvalSpec:
+    def _no_grid_keys_in_eval(cls, spec: EvalSpec | SessionSpec) -> EvalSpec | SessionSpec:
         grid = sorted(GRID_KEYS_OF_EVAL & spec.model_fields_set)
         if grid:
             raise ValueError(f"{', '.join(grid)} come from the grid: list them under policies/datasets/seeds")
@@ -178,6 +208,8 @@ class SweepConfig(BaseModel):
     def _consistent(self) -> SweepConfig:
         if self.kind == "train" and self.policies is not None:
             raise ValueError("policies: not used by kind 'train' (each task trains the RL policy); remove it")
+        if self.kind != "sessions" and "sessions" in self.model_fields_set:
+            raise ValueError(f"sessions: used by kind 'sessions' only, not {self.kind!r}; remove it")
         for name in self.ablations:
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"ablation name {name!r} may only use letters, digits, '_', '.', '-'")
@@ -185,16 +217,53 @@ class SweepConfig(BaseModel):
                 self.settings(name, self.datasets[0], self.seeds[0])
             except CRSError as error:
                 raise ValueError(str(error)) from None
+        if self.kind == "sessions":
+            self._check_sessions_kind()
         return self
+
+    def _check_sessions_kind(self) -> None:
+        """Kind sessions: the persona world only, no eval or train block, ablations that differ (the
+        report pairs one run per memory mode and seed), a persona ranker for rule policies."""
+        for block in ("eval", "train"):
+            if block in self.model_fields_set:
+                raise ValueError(
+                    f"{block}: not used by kind 'sessions' (its settings are the sessions: block); remove it"
+                )
+        real = [name for name in self.datasets if name != PERSONA_WORLD]
+        if real:
+            raise ValueError(
+                f"datasets: kind 'sessions' plays returning users of the persona world only; "
+                f"{', '.join(real)}: real data, whose returning-user sessions are not built yet (issue #16); "
+                f"use datasets: [{PERSONA_WORLD}]"
+            )
+        seen: dict[str, str] = {}
+        for name in self.ablations:  # `crs report` pairs memory modes: one run per mode and seed
+            settings = json.dumps(self.settings(name, self.datasets[0], self.seeds[0]), sort_keys=True)
+            if settings in seen:
+                raise ValueError(
+                    f"ablations.{name}: the same settings as ablations.{seen[settings]} (every task would "
+                    "run twice); remove one or change a key (e.g. memory)"
+                )
+            seen[settings] = name
+        rules = [spec for spec in self.policy_specs if not Path(spec).is_dir()]
+        for name in self.ablations if rules else ():
+            if self.settings(name, self.datasets[0], self.seeds[0])["ranker"] is None:
+                key = f"ablations.{name}.ranker" if "ranker" in self.ablations[name] else "sessions.ranker"
+                raise ValueError(
+                    f"{key}: the rule policy {rules[0]!r} needs a persona ranker for the memory; give a "
+                    "`crs pretrain` artifact folder (e.g. `crs pretrain --out runs/pw-ranker`, then "
+                    "sessions: {ranker: runs/pw-ranker})"
+                )
 
     @property
     def policy_specs(self) -> list[str]:
-        """The policies of the grid: the given ones (eval), or the trained RL policy ("rl", train)."""
+        """The policies of the grid: the given ones (eval, sessions), or the trained RL policy ("rl",
+        train)."""
         return ["rl"] if self.kind == "train" else (self.policies or ["ask-4"])
 
     def settings(self, ablation: str, dataset: str, seed: int) -> dict[str, Any]:
-        """A task's settings: the `eval` block (eval) or the `train` block with dataset and seed
-        (train), with the ablation's overrides.
+        """A task's settings: the `eval` block (eval), the `sessions` block (sessions), or the `train`
+        block with dataset and seed (train), with the ablation's overrides.
 
         Raises:
             CRSError: When an override names an unknown key or a bad value (the key is named).
@@ -214,10 +283,12 @@ class SweepConfig(BaseModel):
         for key in GRID_KEYS_OF_EVAL & set(overrides):
             raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
         exclude = set(GRID_KEYS_OF_EVAL)  # model_dump's IncEx is typed with set, not frozenset
+        kind: type[EvalSpec] | type[SessionSpec] = SessionSpec if self.kind == "sessions" else EvalSpec
+        block = self.sessions if self.kind == "sessions" else self.eval
         try:
-            spec = EvalSpec.model_validate({**self.eval.model_dump(exclude=exclude), **overrides})
+            spec = kind.model_validate({**block.model_dump(exclude=exclude), **overrides})
         except ValidationError as error:
-            raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=EvalSpec)) from None
+            raise CRSError(_describe(error, prefix=f"ablations.{ablation}.", known=kind)) from None
         return spec.model_dump(exclude=exclude)
 
 
@@ -278,12 +349,13 @@ class SweepTask:
     Attributes:
         name: Unique, filesystem-safe: ``<dataset>-<policy>-<ablation>-s<seed>``.
         group: The configuration without the seed (runs of one group differ only by seed).
-        kind: "eval".
+        kind: "eval", "train" or "sessions" (`SweepConfig.kind`).
         dataset: Dataset name.
-        policy: Policy spec (rule name or run directory).
+        policy: Policy spec (rule name or run directory; "rl" for train).
         ablation: Ablation name (key of the config's ``ablations``).
         seed: Run seed.
-        settings: The task's eval settings (`EvalSpec` fields but policy, dataset and seed).
+        settings: The task's settings (`SweepConfig.settings`): eval, `EvalSpec` fields but policy,
+            dataset and seed; sessions, `SessionSpec` fields but those; train, `TrainSettings`.
     """
 
     name: str
@@ -351,7 +423,8 @@ def _read_tree(root: Path) -> dict[str, bytes]:
 
 def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
     """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
-    the driver to commit. eval: ``summary.json`` + ``episodes.jsonl``; train: the whole run directory."""
+    the driver to commit. eval and sessions: ``summary.json`` + ``episodes.jsonl``; train: the whole run
+    directory."""
     with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
         if task.kind == "train":
             from crs.app.training import run_training  # lazily: workers import what they run
@@ -360,6 +433,16 @@ def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
                 make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
             )
             return _read_tree(Path(scratch) / task.name)
+        if task.kind == "sessions":
+            run_session_evaluation(
+                policy=task.policy,
+                dataset=task.dataset,
+                seed=task.seed,
+                out=Path(scratch),
+                show_progress=False,
+                **task.settings,
+            )
+            return {name: (Path(scratch) / name).read_bytes() for name in EVAL_FILES}
         run_evaluation(
             task.policy,
             dataset=task.dataset,
@@ -475,7 +558,8 @@ def sweep_groups(path: str | Path) -> dict[str, list[Path]]:
 
 
 def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
-    """The metrics of a finished task: its evaluation (eval), or its trained policy's test row (train)."""
+    """The metrics of a finished task: its evaluation (eval; sessions: every session of every user), or its
+    trained policy's test row (train)."""
     folder = Path(path)
     if read_task(folder)["kind"] == "train":
         summary = TrainSummary.read(folder)
