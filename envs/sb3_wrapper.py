@@ -110,6 +110,11 @@ class WrapperConfig:
         ranker_features: Show the policy the hand features computed from the ranker's scores and
             persona posterior (`RANKER_DERIVED`). False zeroes them: the ranker still proposes the
             candidates, but only the policy's own encoder can tell them apart (ablations).
+        max_slates_in_a_row: After this many rejected slates in a row, "recommend" is masked while a
+            question or probe is available, so the next turn asks. None: no cap. `crs train` sets
+            it to the training users' patience (`crs.app.settings.make_settings`): a policy trained
+            on users who leave after that many failed slates never acted past it, and a person (or a
+            user who never leaves) must not get slate after slate from an untrained state.
     """
 
     n_questions: int = 10
@@ -118,10 +123,13 @@ class WrapperConfig:
     max_facts: int = 16
     probes: bool = True
     ranker_features: bool = True
+    max_slates_in_a_row: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_questions", "n_items", "probe_size", "max_facts"):
+        for name in ("n_questions", "n_items", "probe_size", "max_facts", "max_slates_in_a_row"):
             value = getattr(self, name)
+            if value is None and name == "max_slates_in_a_row":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WrapperError(f"WrapperConfig.{name}={value!r} must be an integer >= 1")
 
@@ -350,13 +358,25 @@ class SlateActionWrapper(gym.Wrapper):
         return category_questions(self.ranker, facts, cands, self._categories, asked, self.n_questions)
 
     def _choice_mask(self, n_questions: int, probes: list[np.ndarray]) -> np.ndarray:
-        """Valid choices: the occupied question slots, probes that list aspects, and recommend; (Q+P+1,)."""
+        """Valid choices: the occupied question slots, probes that list aspects, and recommend (unless
+        ``max_slates_in_a_row`` slates were just rejected and a question or probe is valid); (Q+P+1,)."""
         mask = np.zeros(self.n_choices, dtype=np.float32)
         mask[:n_questions] = 1.0
         for k, aspects in enumerate(probes):
             mask[self.n_questions + k] = float(aspects.size > 0)
-        mask[self.recommend_choice] = 1.0
+        cap = self.config.max_slates_in_a_row
+        if cap is None or not mask.any() or self._slates_in_a_row() < cap:
+            mask[self.recommend_choice] = 1.0
         return mask
+
+    def _slates_in_a_row(self) -> int:
+        """Slates shown since the last question or probe (each rejected: the dialogue goes on)."""
+        count = 0
+        for record in reversed(self.base.state.history):
+            if record.kind != "recommend":
+                break
+            count += 1
+        return count
 
     def _item_mask(self, n_top: int) -> np.ndarray:
         """Valid item slots: the first n_top (one per candidate item shown); (N,)."""

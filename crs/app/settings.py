@@ -155,7 +155,9 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     """Validate settings and resolve the defaults that depend on the machine or the dataset (recorded
     in config.yaml): ``setting`` = the dataset's own (`envs.registry.resolve_user_and_setting`),
     ``envs`` = one per core but at least 8, ``ppo.n_steps`` = max(512 // envs, 32), ``ppo.subprocess``
-    = whether the machine has more than 2 cores. Errors name the key and the problem.
+    = whether the machine has more than 2 cores, ``wrapper.max_slates_in_a_row`` = the persona
+    world's user patience when not given (real data's users never leave: no cap). Errors name the
+    key and the problem.
     """
     try:
         settings = TrainSettings(**data)
@@ -170,4 +172,7 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
     envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
     ppo = replace(settings.ppo, **settings.ppo.resolved(envs))
-    return settings.model_copy(update={"setting": setting, "envs": envs, "ppo": ppo})
+    wrapper = settings.wrapper
+    if world and wrapper.max_slates_in_a_row is None:
+        wrapper = replace(wrapper, max_slates_in_a_row=settings.user_kwargs.patience)
+    return settings.model_copy(update={"setting": setting, "envs": envs, "ppo": ppo, "wrapper": wrapper})

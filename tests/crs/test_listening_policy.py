@@ -1,7 +1,10 @@
 """A policy that listens (#15): trained with `crs train`'s defaults on the persona world, whose users leave
 after two failed slates, it answers rejected slates by asking or probing instead of showing slate after
 slate (session 4's main-job policy showed a person who kept saying no 9 slates in a row). Slow: it
-trains the main job's first 20,480 steps (the main job's best model is that step's, BENCHMARKS.md)."""
+trains the main job's first 20,480 steps (the main job's best model is that step's, BENCHMARKS.md).
+What the weights do after 2 rejected slates was never trained (the world's users leave there) and
+differed between machines (session 8: 11 slates in a row on one), so `crs train` caps slates in a
+row at the users' patience (`WrapperConfig.max_slates_in_a_row`); these tests check the whole."""
 
 from __future__ import annotations
 

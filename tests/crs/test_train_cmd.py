@@ -250,3 +250,29 @@ def test_the_same_seed_trains_the_same_policy_and_another_seed_another(tmp_path)
         (tmp_path / "b" / "eval.csv").read_text().split("\n")[1].split(",")[2:]
     )
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_slates_in_a_row_are_capped_at_the_training_users_patience_on_the_persona_world() -> None:
+    from simulators.persona_world import WORLD_USER
+
+    assert make_settings({}).wrapper.max_slates_in_a_row == WORLD_USER.patience == 2
+    assert make_settings({"user_kwargs": {"patience": 3}}).wrapper.max_slates_in_a_row == 3
+    assert make_settings({"user_kwargs": {"patience": None}}).wrapper.max_slates_in_a_row is None
+    assert make_settings({"wrapper": {"max_slates_in_a_row": 5}}).wrapper.max_slates_in_a_row == 5
+    # real data: UNICORN's and MCMIPL's users never leave, so no cap unless asked for
+    assert make_settings({"dataset": "lastfm"}).wrapper.max_slates_in_a_row is None
+    with pytest.raises(CRSError, match="max_slates_in_a_row"):
+        make_settings({"wrapper": {"max_slates_in_a_row": 0}})
+
+
+def test_the_cap_never_binds_in_training_where_users_leave_at_it(tmp_path) -> None:
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    def weights(name: str, cap: int) -> dict[str, torch.Tensor]:
+        settings = tiny_settings(steps=64, wrapper={"max_slates_in_a_row": cap})
+        run_training(settings, name=name, runs_dir=tmp_path, show=False)
+        return MaskablePPO.load(tmp_path / name / "model.zip", device="cpu").policy.state_dict()
+
+    capped, free = weights("capped", 2), weights("free", 14)  # the world's users leave after 2 failed slates
+    assert all(torch.equal(capped[k], free[k]) for k in capped)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from stable_baselines3.common.env_checker import check_env
@@ -14,6 +16,7 @@ from envs.sb3_wrapper import FEATURE_NAMES, RANKER_DERIVED, SlateActionWrapper, 
 from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
+from simulators.users import PersonaUser, SlateReaction
 from tests.envs.conftest import tiny_catalog
 
 WORLD = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "interactions_per_user": 12}
@@ -409,3 +412,36 @@ def test_one_question_slot_holds_the_rankers_best_aspect(world: Catalog) -> None
         _, _, terminated, truncated, _ = env.step(np.array([0, *range(10)]))  # ask it
         if terminated or truncated:
             break
+
+
+class NoSayer(PersonaUser):
+    """Answers questions as the persona world's users do, rejects every slate (and never leaves here)."""
+
+    def react(self, slate: Sequence[int]) -> SlateReaction:
+        return SlateReaction(accepted=None, rank=None)
+
+
+@pytest.mark.parametrize("cap", [None, 1, 2])
+def test_after_max_slates_in_a_row_rejected_slates_the_next_turn_asks(
+    world: Catalog, cap: int | None
+) -> None:
+    valid = make_env(catalog=world, split="valid")
+    base = ConversationEnv(world, NoSayer(world, patience=None), valid.goals, setting=valid.setting)
+    env = SlateActionWrapper(base, PopularityRanker(world), WrapperConfig(max_slates_in_a_row=cap))
+    env.reset(seed=3)
+    in_a_row, longest = 0, 0
+    for _ in range(14):
+        mask = env.action_masks()[: env.n_choices]
+        asks = mask[: env.recommend_choice].any()
+        capped = cap is not None and in_a_row >= cap and asks
+        assert bool(mask[env.recommend_choice]) is not capped, (in_a_row, cap)
+        if not mask[env.recommend_choice]:
+            choice, in_a_row = int(np.flatnonzero(mask)[0]), 0  # the capped policy must ask
+        else:
+            choice, in_a_row = env.recommend_choice, in_a_row + 1
+        longest = max(longest, in_a_row)
+        _, _, terminated, truncated, _ = env.step(np.array([choice, *range(10)]))
+        if terminated or truncated:
+            break
+    # the cap is reached and never passed; without it, slate after slate until the dialogue ends
+    assert longest == cap if cap else longest > 2
