@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,13 @@ from envs.registry import make_env
 from policies.memory_file import MemoryFileError, read_memory
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import PersonaRanker
-from policies.rankers import RankerSpec
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
 from simulators.persona_world import make_persona_world
 from tests.crs.test_chat import flat, lines_reader, quiet, random_persona_ranker
+from tests.crs.tiny_runs import pretrain_tiny, untrained_run
 
 runner = CliRunner()
-PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
 SCRIPT = ["jazz", "y", "n", "1"]  # open with jazz, yes, no, take the first of the slate
 
 
@@ -39,10 +37,7 @@ def world() -> Catalog:
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny `crs pretrain` artifact of the persona world (3 personas per user), written by the CLI."""
-    out = tmp_path_factory.mktemp("pretrain") / "art"
-    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return pretrain_tiny(tmp_path_factory.mktemp("pretrain") / "art")
 
 
 def chat(tmp_path: Path, lines: list[str], *args: str) -> tuple[Any, dict[str, Any] | None]:
@@ -288,20 +283,7 @@ def test_watch_mode_remembers_the_simulated_user(tmp_path: Path, artifact: Path)
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, artifact: Path, world: Catalog) -> Path:
     """A loadable run folder (an untrained model) whose ranker/ is the tiny artifact."""
-    from policies.rl import RLConfig, build_model, make_vec_env  # torch only for this test
-    from policies.rl.run_files import BEST_MODEL, PolicyMeta, atomic_save
-
-    run = tmp_path_factory.mktemp("runs") / "tiny-run"
-    shutil.copytree(artifact, run / "ranker")
-    ranker = RankerSpec.parse(str(run / "ranker")).build(world)
-    config = RLConfig(n_envs=1, n_steps=32, batch_size=32, hidden=16)
-    env = make_env(catalog=world, split="valid")
-    model = build_model(make_vec_env(lambda: env, ranker, config, seed=0), ranker, config, seed=0)
-    atomic_save(model, run / BEST_MODEL)
-    sizes = (world.n_users, world.n_items, world.n_aspects)
-    options = {"user": "auto", "setting": env.setting}
-    PolicyMeta(world.name, "artifact:ranker", config, sizes, options).write(run)
-    return run
+    return untrained_run(tmp_path_factory.mktemp("runs") / "tiny-run", artifact, world)
 
 
 @pytest.mark.slow  # builds a run's model (torch)

@@ -28,11 +28,10 @@ from envs.registry import make_env
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
 from simulators.persona_world import make_persona_world
+from tests.crs.tiny_runs import PRETRAIN  # a tiny pre-training: an artifact that loads
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-# a tiny pre-training (about 5 s): enough for an artifact that loads
-PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
 
 
 def squash(text: str) -> str:

@@ -21,10 +21,10 @@ from policies.memory import MemoryMode
 from policies.pretrain.ranker import PersonaRanker
 from simulators import Catalog, make_persona_world
 from simulators.returning import Regime
+from tests.crs.tiny_runs import pretrain_tiny
 
 runner = CliRunner()
 SESSIONS = 4
-PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
 
 
 @lru_cache(maxsize=1)
@@ -172,10 +172,7 @@ def test_paired_after_change_averages_per_sequence_then_over_sequences() -> None
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: Any) -> Path:
     """A tiny `crs pretrain` artifact of the default persona world."""
-    out = tmp_path_factory.mktemp("pretrain") / "art"
-    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return Path(out)
+    return pretrain_tiny(tmp_path_factory.mktemp("pretrain") / "art")
 
 
 @pytest.mark.slow  # the tiny `crs pretrain` artifact takes ~20 s on a shared 2-core machine

@@ -3,7 +3,6 @@ in its wrapper's ranker and in its encoder's prior row, and nothing of one sessi
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -20,12 +19,12 @@ from envs.ranker import ExplainablePersonaRanker
 from envs.registry import make_env
 from envs.sessions import run_sequences
 from policies.memory import PersonaMemory
-from policies.rankers import RankerSpec
 from policies.rl import RLConfig, RLPolicy, build_model, make_vec_env
 from policies.rl.acting import PriorRowError
-from policies.rl.run_files import BEST_MODEL, PolicyMeta, atomic_save
+from policies.rl.run_files import PolicyMeta
 from simulators.datasets import DatasetSpec
-from tests.crs.test_sessions_eval import PRETRAIN, ranker, runner, world
+from tests.crs.test_sessions_eval import ranker, runner, world
+from tests.crs.tiny_runs import pretrain_tiny, untrained_run
 
 SESSIONS = 3
 SEQUENCES = 8
@@ -167,22 +166,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder as `crs train` writes one, on the default persona world: a tiny `crs pretrain`
     artifact as its ranker/ and an untrained (but loadable) model with the encoder's priors from it."""
     root = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(app, [*PRETRAIN, "--out", str(root / "pretrain")])
-    assert result.exit_code == 0, result.output
-    run = root / "tiny-run"
-    shutil.copytree(root / "pretrain", run / "ranker")
     catalog = DatasetSpec("persona_world", None, 0).load()
-    ranker = RankerSpec.parse(str(run / "ranker")).build(catalog)
-    config = RLConfig(n_envs=1, n_steps=32, batch_size=32, hidden=16)
-    env = make_env(catalog=catalog, split="valid")
-    model = build_model(make_vec_env(lambda: env, ranker, config, seed=0), ranker, config, seed=0)
-    atomic_save(model, run / BEST_MODEL)
-    sizes = (catalog.n_users, catalog.n_items, catalog.n_aspects)
-    meta = PolicyMeta(
-        catalog.name, "artifact:ranker", config, sizes, {"user": "auto", "setting": env.setting}
-    )
-    meta.write(run)
-    return run
+    return untrained_run(root / "tiny-run", pretrain_tiny(root / "pretrain"), catalog)
 
 
 def sessions_args(run: Path, memory: str, out: Path) -> list[str]:

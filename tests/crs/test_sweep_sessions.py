@@ -29,9 +29,9 @@ from crs.cli import app
 from crs.report import load_inputs
 from crs.report.sessions import session_comparisons
 from simulators.errors import CRSError
+from tests.crs.tiny_runs import pretrain_tiny
 
 runner = CliRunner()
-PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
 SESSIONS, SEQUENCES = 3, 6
 MODES = ("frozen", "update")
 SEEDS = (0, 1)
@@ -146,10 +146,7 @@ def test_bad_sessions_configs_are_refused_before_any_task_starts_naming_the_key(
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: Any) -> Path:
     """A tiny `crs pretrain` artifact of the default persona world (what `crs eval --sessions` loads)."""
-    out = tmp_path_factory.mktemp("pretrain") / "art"
-    result = runner.invoke(app, [*PRETRAIN, "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return Path(out)
+    return pretrain_tiny(tmp_path_factory.mktemp("pretrain") / "art")
 
 
 @pytest.fixture(scope="module")
