@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 import numpy as np
-from bench_train import wrapped_steps_per_second  # this folder is on sys.path when run as a script
+from bench_train import DATA_DIR, wrapped_steps_per_second  # this folder is on sys.path as a script
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
 from simulators.datasets import load_catalog
-
-DATA_DIR = os.environ.get("CRS_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def main() -> None:

@@ -68,6 +68,7 @@ from policies.memory import (
     SessionEvidence,
     UpdateRule,
 )
+from policies.memory_file import ranker_fingerprint
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
@@ -485,7 +486,10 @@ def resolve_session_policy(
             f"--policy {policy} was trained with the ranker {meta.ranker!r}, which has no personas; the "
             "memory needs a run trained with a persona ranker (`crs train --ranker <crs pretrain artifact>`)"
         )
-    if ranker is not None and not _same_personas(RankerSpec.parse(ranker).build(catalog), own):
+    given = RankerSpec.parse(ranker).build(catalog) if ranker is not None else own
+    if not isinstance(given, ExplainablePersonaRanker) or (
+        ranker_fingerprint(given) != ranker_fingerprint(own)
+    ):
         raise SessionPolicyError(
             f"--ranker {ranker} is not the ranker {policy} was trained with ({meta.ranker!r} in its "
             f"policy.json); leave --ranker out, a trained run brings its own"
@@ -499,14 +503,6 @@ def resolve_session_policy(
             "a plain `crs eval` of the run",
         )
     return SessionPolicy(trained, own, run.name, RUN_RANKER.name, notes)
-
-
-def _same_personas(a: object, b: ExplainablePersonaRanker) -> bool:
-    return (
-        isinstance(a, ExplainablePersonaRanker)
-        and np.array_equal(np.asarray(a.log_prior), np.asarray(b.log_prior))
-        and np.array_equal(np.asarray(a.personas), np.asarray(b.personas))
-    )
 
 
 def _log_normalised(log_prior: np.ndarray) -> np.ndarray:
