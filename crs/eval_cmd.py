@@ -72,8 +72,11 @@ def eval_command(
     sessions: int = typer.Option(
         None,
         "--sessions",
-        help="Returning users (persona world only): each of --episodes users comes back for this many "
-        "sessions (>= 2), one conversation each, with --regime and --memory. A rule policy needs --ranker "
+        help="Returning users: each of --episodes users comes back for this many sessions (>= 2), one "
+        "conversation each, with --regime and --memory. On the persona world the users' personas are "
+        "simulated; on lastfm, lastfm_star and yelp_star (binary) the sessions are each user's held-out "
+        "items grouped by the ranker's personas (regimes stable, switch; fewer users when fewer have "
+        "S held-out items). A rule policy needs --ranker "
         "with a `crs pretrain` artifact; a trained run (--policy runs/NAME) brings its own persona ranker "
         "and reads the memory's prior through its usual features, no retraining. Per-session SR@15, AT, "
         "hDCG and persona tracking go to summary.json.",
@@ -116,6 +119,9 @@ def eval_command(
       crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
 
       crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300  # a trained run
+
+      crs eval -p ask-7 -d lastfm_star --data-dir DATA --ranker runs/lastfm-ranker --sessions 6
+      --regime switch --memory update -n 1000  # held-out items of real users
     """
     if sessions is not None or regime is not None or memory is not None:
         check_session_options(
@@ -128,7 +134,6 @@ def eval_command(
                 "--user": user not in ("auto", "persona"),
                 "--workers": workers not in (None, 1),
                 "--address": address is not None,
-                "--data-dir": data_dir is not None,
             },
         )
         assert sessions is not None and regime is not None and memory is not None  # checked above
@@ -142,6 +147,7 @@ def eval_command(
             seed=seed,
             world_seed=world_seed,
             dataset=dataset,
+            data_dir=data_dir,
             split=split,
             out=out,
             overwrite=overwrite,

@@ -4,7 +4,9 @@ A returning sequence (`simulators.returning.returning_sequences`) is S sessions 
 user, each with its own goal and active persona. `run_sequence` plays them in order, one conversation
 per session, in an env made by `envs.registry.make_env` whose goals are the sequence's sessions
 (`simulators.returning.SessionGoals`) and whose `PersonaUser` knows the sequence's persona slots (so
-the new persona of regime "new", slot K, runs too). Before each session it asks the caller for the
+the new persona of regime "new", slot K, runs too); on real data
+(`simulators.returning.held_out_sequences`) the dataset's own user plays the sessions' targets.
+Before each session it asks the caller for the
 session's policy, after each it hands the finished env to the caller: that is where a per-user memory
 reads the session's feedback and where the next session's policy gets the updated belief.
 
@@ -97,11 +99,12 @@ def sequence_env(
     user_kwargs: dict[str, Any] | None = None,
     **env_kwargs: Any,
 ) -> ConversationEnv:
-    """The env that plays `sequence`: `make_env` with a persona user over the sequence's slots and the
-    sequence's sessions as goals (goal s = session s).
+    """The env that plays `sequence`: `make_env` with the sequence's sessions as goals (goal s = session
+    s) and, on the persona world, a persona user over the sequence's slots (on real data, the dataset's
+    default user: UNICORN's single-target user in the binary setting).
 
     Args:
-        catalog: The persona world the sequence was drawn from.
+        catalog: The catalogue the sequence was drawn from (persona world or real data).
         sequence: The returning sequence.
         split: Split the targets came from (`returning_sequences`' split).
         user_kwargs: `PersonaUser` arguments (noise, patience, drift; default the world's `WORLD_USER`);
@@ -109,9 +112,17 @@ def sequence_env(
         **env_kwargs: Passed to `make_env` (e.g. ``setting``, ``max_turns``).
 
     Raises:
-        CRSError: The catalogue has no persona truth, the sequence is not of this catalogue, or
-            ``user_personas`` / ``persona_aspects`` were given.
+        CRSError: On the persona world: the sequence is not of this catalogue, or ``user_personas`` /
+            ``persona_aspects`` were given.
     """
+    if catalog.truth is None:  # real data (`simulators.returning.held_out_sequences`): the dataset's user
+        return make_env(
+            catalog=catalog,
+            split=split,
+            user_kwargs=user_kwargs,
+            goals=SessionGoals(catalog, split, sequence),
+            **env_kwargs,
+        )
     fixed = {"user_personas", "persona_aspects"} & set(user_kwargs or {})
     if fixed:
         raise CRSError(f"sequence_env: {sorted(fixed)} come from the sequence; leave them out of user_kwargs")

@@ -34,6 +34,30 @@ draw widen to p's labelled interactions of every split, with the same exclusions
 depends on the session index, so a session's target is as hard as any other's, and per-session curves
 measure the memory, not the target pool.
 
+## Real data: held-out sessions grouped by the pre-trained model's personas
+
+Real datasets have no persona truth, so `held_out_sequences` builds returning users from each user's
+own held-out (`split`) interactions, labelled by a pre-trained persona ranker: item v of user u is
+persona ``persona_of(u, v)`` (the arg-max of the model's persona attention with the user's prior, no
+dialogue), a slot 0..K-1 of the ranker's personas, which is also the session's "active" persona.
+Only "stable" and "switch" exist there (drift and a new persona need a generative truth):
+
+- ``"stable"``: S of the user's held-out items in a random order; every session's mixture is the
+  user's share of held-out items per persona.
+- ``"switch"``: the switched-to persona B is the one the pre-trained prior weighs least (as the
+  world's switch makes the minor persona dominant) among those for which a change session fits;
+  the change session c is uniform among those that the user's items allow ([max(1, S - n_B),
+  min(S - 1, n_other)], n_B items of B and n_other of the other personas); sessions 0..c-1 are
+  items of the other personas, c..S-1 items of B, each part in a random order. Mixtures: the other
+  personas' shares before, all on B from c on.
+
+Users need at least S held-out items (and, for "switch", a feasible change session); the others
+are left out, and there are at most as many sequences as eligible users (drawn without replacement).
+Targets are the user's own held-out interactions, never one of the user's items in another split,
+so nothing a session asks for was seen in pre-training (train) or RL training (valid). **This is a
+simulation protocol over logged interactions, not logged returning behaviour**: the order of the
+sessions, and therefore the shift, is constructed; the personas are the model's, not a truth.
+
 (The rule before: the user's own test items of p first, then any unseen item carrying one of p's
 signature aspects. Users have about 4 test items, so by session 7 of 8, 87% of targets came from that
 fallback, which ask-4 found at SR@15 about 0.50 against 0.78 for the user's own items: SR@15 of the
@@ -42,6 +66,7 @@ stable regime fell from 0.741 in session 0 to 0.534 in session 7 with nothing ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -58,6 +83,9 @@ Regime = Literal["stable", "drift", "switch", "new"]
 
 REGIMES: tuple[Regime, ...] = get_args(Regime)
 """The regimes, in order: ("stable", "drift", "switch", "new")."""
+
+HELD_OUT_REGIMES: tuple[Regime, ...] = ("stable", "switch")
+"""The regimes `held_out_sequences` builds on real data (the others need a generative persona truth)."""
 
 DRIFT_CONCENTRATION: float = 20.0
 """Dirichlet concentration of the drift walk: session s draws Dirichlet(c * mixture[s-1] + floor), so
@@ -227,6 +255,114 @@ def returning_sequences(
             )
         )
     return sequences
+
+
+def held_out_sequences(
+    catalog: Catalog,
+    persona_of: Callable[[int, np.ndarray], np.ndarray],
+    log_prior: np.ndarray,
+    n_sequences: int,
+    sessions: int,
+    regime: Regime,
+    rng: np.random.Generator,
+    split: str = "test",
+) -> list[ReturningSequence]:
+    """Returning users of a real dataset from their own held-out interactions (module docstring, "Real
+    data"): each session's target is one of the user's `split` items, its active persona the
+    pre-trained model's persona of that item.
+
+    Randomness: all from `rng`, in a fixed order: the users (a permutation of the eligible ones), then
+    per sequence the change session (regime "switch") and the order of the items. The same seed gives
+    the same sequences.
+
+    Args:
+        catalog: A real catalogue (any catalogue works; its persona truth is not read).
+        persona_of: ``persona_of(user, items)``: the ranker's persona slot of each item, int (n,)
+            (`envs.ranker.ExplainablePersonaRanker.persona_of`).
+        log_prior: The ranker's persona log-prior, shape (n_users, K): picks the switched-to persona.
+        n_sequences: Number of sequences (>= 1); fewer when fewer users are eligible.
+        sessions: S, sessions per sequence (>= 2).
+        regime: "stable" or "switch" (`HELD_OUT_REGIMES`).
+        rng: Source of all randomness.
+        split: The held-out split the targets come from.
+
+    Returns:
+        Up to `n_sequences` sequences; slots are the ranker's personas (``personas`` = 0..K-1).
+
+    Raises:
+        CRSError: A bad count or regime, or no user eligible (named, with the fix).
+    """
+    if sessions < 2:
+        raise CRSError(f"held_out_sequences: sessions={sessions} must be >= 2 (a user who returns)")
+    if n_sequences < 1:
+        raise CRSError(f"held_out_sequences: n_sequences={n_sequences} must be >= 1")
+    if regime not in HELD_OUT_REGIMES:
+        raise CRSError(
+            f"regime {regime!r} needs a generative persona truth; on real data use one of {HELD_OUT_REGIMES}"
+        )
+    log_prior = np.asarray(log_prior, dtype=np.float64)
+    k = log_prior.shape[1]
+    if regime == "switch" and k < 2:
+        raise CRSError("held_out_sequences: regime 'switch' needs a ranker with >= 2 personas per user")
+    held_out = catalog.conversation_split(split).by_user(catalog.n_users, catalog.n_items)
+    elsewhere = _history(catalog, exclude=split)
+    slots = np.arange(k, dtype=np.int64)
+    sequences: list[ReturningSequence] = []
+    for user in rng.permutation(catalog.n_users).tolist():
+        items = held_out.indices[held_out.indptr[user] : held_out.indptr[user + 1]].astype(np.int64)
+        items = np.setdiff1d(items, elsewhere.indices[elsewhere.indptr[user] : elsewhere.indptr[user + 1]])
+        if items.size < sessions:
+            continue
+        labels = np.asarray(persona_of(user, items), dtype=np.int64)
+        shares = np.bincount(labels, minlength=k) / labels.size
+        if regime == "stable":
+            order = rng.permutation(items.size)[:sessions]
+            targets, active = items[order], labels[order]
+            mixtures = np.tile(shares, (sessions, 1))
+            change = None
+        else:
+            picked = _switch_plan(labels, log_prior[user], sessions, rng)
+            if picked is None:
+                continue
+            persona, change = picked
+            before, after = np.flatnonzero(labels != persona), np.flatnonzero(labels == persona)
+            order = np.concatenate(
+                [rng.permutation(before)[:change], rng.permutation(after)[: sessions - change]]
+            )
+            targets, active = items[order], labels[order]
+            others = shares.copy()
+            others[persona] = 0.0
+            mixtures = np.tile(np.eye(k)[persona], (sessions, 1))
+            mixtures[:change] = others / others.sum()
+        goals = tuple(Goal(int(user), (int(t),), int(a)) for t, a in zip(targets, active, strict=True))
+        sequences.append(ReturningSequence(int(user), regime, goals, mixtures, active, slots, change))
+        if len(sequences) == n_sequences:
+            break
+    if not sequences:
+        raise CRSError(
+            f"held_out_sequences: no user of {catalog.name!r} has {sessions} held-out {split!r} items"
+            + (" with a feasible switch" if regime == "switch" else "")
+            + "; ask for fewer --sessions"
+        )
+    return sequences
+
+
+def _switch_plan(
+    labels: np.ndarray, log_prior: np.ndarray, sessions: int, rng: np.random.Generator
+) -> tuple[int, int] | None:
+    """(switched-to persona, change session) of one user's held-out items, or None when none fits.
+
+    The persona is the least-prior one for which some change session c fits: c in
+    [max(1, S - n_B), min(S - 1, n_other)] (n_B items of it, n_other of the other personas), drawn
+    uniformly there (one ``integers`` call).
+    """
+    counts = np.bincount(labels, minlength=log_prior.size)
+    for persona in np.argsort(log_prior, kind="stable").tolist():
+        n_b, n_other = int(counts[persona]), int(labels.size - counts[persona])
+        low, high = max(1, sessions - n_b), min(sessions - 1, n_other)
+        if low <= high:
+            return persona, int(rng.integers(low, high + 1))
+    return None
 
 
 class SessionGoals(GoalSampler):

@@ -1,9 +1,12 @@
 """Evaluating a policy on returning users: S sessions per user, with a persona memory (issue #16).
 
 `evaluate_returning` draws N returning-user sequences of a regime on the persona world
-(`simulators.returning`), plays each session with a policy over the memory's ranker view
-(`policies.memory.PersonaMemory.ranker_for`; a rule, or a trained run that reads the view's prior in
-its wrapper and its encoder, `policies.memory.BeliefPolicy`), updates the memory from the session's
+(`simulators.returning.returning_sequences`) or, on a real single-target dataset (LastFM, LastFM*,
+Yelp*; binary setting), from each user's held-out items grouped by the ranker's personas
+(`simulators.returning.held_out_sequences`: a simulation protocol, not logged behaviour), plays
+each session with a policy over the memory's ranker view (`policies.memory.PersonaMemory.ranker_for`;
+a rule, or a trained run that reads the view's prior in its wrapper and its encoder,
+`policies.memory.BeliefPolicy`), updates the memory from the session's
 feedback, and summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap CIs
 (`envs.metrics.summarize`), and persona-tracking accuracy. `run_session_evaluation` is
 `crs eval --sessions`: the same, written into an output folder (``episodes.jsonl`` and
@@ -13,7 +16,9 @@ feedback, and summarises per session: SR@5/10/15, AT and hDCG with 95% bootstrap
 Persona tracking compares the memory's belief with the simulator's truth, so it needs the ranker's
 personas matched to the user's true ones: `match_personas` matches them per user by the ground-truth
 persona labels of the user's *train* interactions (which the ranker was pre-trained on), read by the
-evaluation only, never by the memory or the policy.
+evaluation only, never by the memory or the policy. On real data the sessions' personas are the
+ranker's own (`held_out_sequences`), so no matching is needed: tracking asks whether the memory's
+most likely persona is the pre-trained model's persona of the session's target.
 
 - ``tracking`` of session s: the memory's most likely persona before session s (after session s − 1;
   session 0: the pre-trained prior) is the session's true active persona. The active persona is drawn
@@ -74,9 +79,20 @@ from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
 from simulators.errors import CRSError
-from simulators.returning import REGIMES, Regime, ReturningSequence, returning_sequences
+from simulators.returning import (
+    HELD_OUT_REGIMES,
+    REGIMES,
+    Regime,
+    ReturningSequence,
+    held_out_sequences,
+    returning_sequences,
+)
 
 SESSION_METRICS = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
+
+SESSION_DATASETS = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
+"""Datasets whose returning users `crs eval --sessions` builds: the persona world, and the real
+single-target datasets (binary setting) from their held-out items."""
 
 
 def match_personas(ranker: ExplainablePersonaRanker, catalog: Catalog, split: str = "train") -> np.ndarray:
@@ -200,7 +216,7 @@ def check_session_options(
     if unsupported:
         raise CRSError(
             f"--sessions does not take {', '.join(unsupported)}: returning users run in this process on "
-            "the persona world's own users, setting and seeded sequences"
+            "the dataset's own users and setting, with seeded sequences"
         )
 
 
@@ -228,12 +244,14 @@ def evaluate_returning(
     setting (`BeliefPolicy.setting`; None: the world's default).
 
     The sequences are ``returning_sequences(catalog, sequences, sessions, regime, default_rng(seed))``
-    and session s of sequence n is seeded by ``envs.sessions.session_seed(seed, n, s)``: every memory
-    mode and policy plays the same conversations with the same users' randomness (paired). The memory
-    starts from the ranker's prior for each sequence (a user drawn twice starts afresh).
+    on the persona world, ``held_out_sequences(catalog, ranker.persona_of, ranker.log_prior, ...)`` (the
+    same arguments) on real data (fewer when fewer users are eligible), and session s of sequence n
+    is seeded by ``envs.sessions.session_seed(seed, n, s)``: every memory mode and policy plays the
+    same conversations with the same users' randomness (paired). The memory starts from the ranker's
+    prior for each sequence (a user drawn twice starts afresh).
 
     Args:
-        catalog: The persona world.
+        catalog: The persona world, or a real single-target dataset (`SESSION_DATASETS`).
         ranker: Its pre-trained persona ranker.
         policy: A rule policy name (`policies.rules.make_rule_policy`) or a `BeliefPolicy` (e.g. a
             trained run's `policies.rl.acting.RLPolicy`, built over `ranker`).
@@ -248,12 +266,20 @@ def evaluate_returning(
         on_sequence: Called with each finished sequence's records.
 
     Raises:
-        CRSError: Bad arguments (named), a catalogue without persona truth, a ranker without personas.
+        CRSError: Bad arguments (named), a regime real data does not have, a ranker without personas.
     """
     mode = check_memory_mode(memory)
     check_regime(regime)
-    drawn = returning_sequences(catalog, sequences, sessions, regime, np.random.default_rng(seed), split)
-    matched = match_personas(ranker, catalog)
+    rng = np.random.default_rng(seed)
+    if catalog.truth is None:  # real data: the sessions' personas are the ranker's own slots
+        log_prior = np.asarray(ranker.log_prior)
+        drawn = held_out_sequences(
+            catalog, ranker.persona_of, log_prior, sequences, sessions, regime, rng, split
+        )
+        matched = np.tile(np.arange(log_prior.shape[1], dtype=np.int64), (catalog.n_users, 1))
+    else:
+        drawn = returning_sequences(catalog, sequences, sessions, regime, rng, split)
+        matched = match_personas(ranker, catalog)
     k_true = matched.shape[1]
     keeper = PersonaMemory(ranker, mode, rule)
     tracking: list[Tracking] = []
@@ -439,8 +465,8 @@ def resolve_session_policy(
     Args:
         policy: A rule policy name, or a `crs train` run directory.
         ranker: --ranker: a `crs pretrain` artifact (needed by a rule; optional with a run).
-        catalog: The persona world the sessions are drawn from.
-        world_seed: Its seed (a run must have been trained on the same world).
+        catalog: The catalogue the sessions are drawn from.
+        world_seed: The persona world's seed (a run must have been trained on the same world).
 
     Raises:
         SessionPolicyError: A rule without a persona ranker; a run trained on another dataset or world,
@@ -470,11 +496,11 @@ def resolve_session_policy(
     meta = PolicyMeta.read(run)
     if meta.catalog != catalog.name:
         raise SessionPolicyError(
-            f"--policy {policy} was trained on {meta.catalog!r}, but --sessions plays the persona world's "
-            f"returning users ({catalog.name!r}): pass a run trained on persona_world "
-            "(`crs train -d persona_world --ranker <crs pretrain artifact>`)"
+            f"--policy {policy} was trained on {meta.catalog!r}, but --sessions plays returning users of "
+            f"{catalog.name!r}: pass a run trained on {catalog.name} with a persona ranker "
+            "(`crs train --ranker <crs pretrain artifact>`), or --dataset of the run"
         )
-    if meta.world_seed != world_seed:
+    if catalog.truth is not None and meta.world_seed != world_seed:
         raise SessionPolicyError(
             f"--policy {policy} was trained on the persona world of seed {meta.world_seed}, not "
             f"--world-seed {world_seed}: pass --world-seed {meta.world_seed}"
@@ -519,8 +545,9 @@ class SessionSpec(BaseModel):
     are errors), so a sweep refuses a bad one before any task starts.
 
     Attributes:
-        policy: A rule policy name, or a `crs train` run directory of the persona world.
-        dataset: The dataset (the persona world: `run_session_evaluation` refuses real data).
+        policy: A rule policy name, or a `crs train` run directory of the same dataset.
+        dataset: The dataset (`SESSION_DATASETS`; the grid's ``dataset`` sets it).
+        data_dir: Folder of the real datasets (default ``$CRS_DATA_DIR``).
         ranker: A `crs pretrain` artifact folder (the memory's personas); a rule policy needs one, a
             trained run brings its own.
         regime: How the users' persona mixtures move (`simulators.returning.REGIMES`).
@@ -536,6 +563,7 @@ class SessionSpec(BaseModel):
 
     policy: str = "ask-4"
     dataset: str = "persona_world"
+    data_dir: str | None = None
     ranker: str | None = None
     regime: Regime = "switch"
     sessions: int = Field(8, ge=2)
@@ -578,6 +606,7 @@ def run_session_evaluation(
     seed: int,
     world_seed: int = 0,
     dataset: str = "persona_world",
+    data_dir: str | None = None,
     split: str = "test",
     out: Path | None = None,
     overwrite: bool = False,
@@ -593,26 +622,35 @@ def run_session_evaluation(
 
     Args:
         policy: A rule policy name (with `ranker`, a `crs pretrain` artifact) or a trained run directory
-            of the persona world (its own ranker; see `resolve_session_policy`).
+            of the same dataset (its own ranker; see `resolve_session_policy`).
+        dataset: One of `SESSION_DATASETS`.
+        data_dir: Folder of the real datasets (default ``$CRS_DATA_DIR``).
         (the others: see `evaluate_returning` and `crs eval`)
 
     Raises:
-        CRSError: Real data (not supported yet), a ranker without personas, or a bad value (named);
-            `SessionPolicyError` for a policy that cannot play the sessions.
+        CRSError: A dataset outside `SESSION_DATASETS`, a regime real data does not have, a ranker
+            without personas, or a bad value (named); `SessionPolicyError` for a policy that cannot
+            play the sessions.
     """
-    data = DatasetSpec(dataset, None, world_seed)
-    if not data.is_world:
+    if dataset not in SESSION_DATASETS:
         raise CRSError(
-            f"--sessions runs returning users of the persona world only; {dataset} is real data, whose "
-            "sessions are not built yet (issue #16): use --dataset persona_world"
+            f"--sessions builds returning users on {', '.join(SESSION_DATASETS)}, not {dataset!r} (MCMIPL's "
+            "releases have multi-item target groups, which sessions do not draw yet)"
         )
+    data = DatasetSpec(dataset, data_dir, world_seed)
     if sessions < 2:
         raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
     mode = check_memory_mode(memory)
     checked_regime = check_regime(regime)
+    if not data.is_world and checked_regime not in HELD_OUT_REGIMES:
+        raise CRSError(
+            f"--regime {checked_regime} needs the persona world's generative truth; on real data use "
+            f"{' or '.join(HELD_OUT_REGIMES)}"
+        )
     catalog = data.load()
     chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
-    setting = chosen.player.setting or resolve_user_and_setting("persona", None, world=True)[1]
+    user, default = resolve_user_and_setting("auto", None, world=data.is_world)
+    setting = chosen.player.setting or default
     out = out or Path("out") / "eval" / f"{dataset}-{chosen.name}-{checked_regime}-{mode}-S{sessions}-s{seed}"
     refuse_output_over_inputs(
         out,
@@ -661,7 +699,7 @@ def run_session_evaluation(
             dataset=dataset,
             split=split,
             ranker=chosen.ranker_name,
-            user="persona",
+            user=user,
             setting=setting,
             episodes=len(episodes),
             seed=seed,

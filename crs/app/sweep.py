@@ -83,14 +83,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary, TrainSummary
-from crs.app.sessions import SessionSpec, run_session_evaluation
+from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import make_settings
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
 from policies.atomic import read_json_mapping
 from policies.rules import make_rule_policy
-from simulators.datasets import PERSONA_WORLD, check_dataset_name
+from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
 SWEEP_FILE = "sweep.json"
@@ -222,19 +222,19 @@ class SweepConfig(BaseModel):
         return self
 
     def _check_sessions_kind(self) -> None:
-        """Kind sessions: the persona world only, no eval or train block, ablations that differ (the
+        """Kind sessions: `SESSION_DATASETS` only, no eval or train block, ablations that differ (the
         report pairs one run per memory mode and seed), a persona ranker for rule policies."""
         for block in ("eval", "train"):
             if block in self.model_fields_set:
                 raise ValueError(
                     f"{block}: not used by kind 'sessions' (its settings are the sessions: block); remove it"
                 )
-        real = [name for name in self.datasets if name != PERSONA_WORLD]
-        if real:
+        other = [name for name in self.datasets if name not in SESSION_DATASETS]
+        if other:
             raise ValueError(
-                f"datasets: kind 'sessions' plays returning users of the persona world only; "
-                f"{', '.join(real)}: real data, whose returning-user sessions are not built yet (issue #16); "
-                f"use datasets: [{PERSONA_WORLD}]"
+                f"datasets: kind 'sessions' plays returning users of {', '.join(SESSION_DATASETS)}; "
+                f"{', '.join(other)}: not one of them (MCMIPL's releases have multi-item target groups, "
+                "which sessions do not draw yet)"
             )
         seen: dict[str, str] = {}
         for name in self.ablations:  # `crs report` pairs memory modes: one run per mode and seed

@@ -221,7 +221,10 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-w", "2"],
             "does not take --workers",
         ),
-        (["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "lastfm"], "real data"),
+        (
+            ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],
+            "MCMIPL's releases have multi-item target groups",
+        ),
         (["--sessions", "3", "--regime", "stable", "--memory", "update"], "needs a persona ranker"),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "--ranker", "popularity"],

@@ -91,15 +91,16 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
     [
         (
             {"sessions": "{ranker: RANKER, memroy: update}"},
-            "sessions.memroy: Extra inputs are not permitted (known keys: policy, dataset, ranker, regime,",
+            "sessions.memroy: Extra inputs are not permitted (known keys: policy, dataset, data_dir, ranker,",
         ),
         (
             {"ablations": "{frozen: {memory: frozen}, forgetful: {memory: forgetful}}"},
             "ablations.forgetful.memory: Input should be 'frozen', 'update' or 'oracle'",
         ),
         (
-            {"datasets": "[persona_world, lastfm]"},
-            "datasets: kind 'sessions' plays returning users of the persona world only; lastfm: real data",
+            {"datasets": "[persona_world, mcmipl_lastfm_star]"},
+            "datasets: kind 'sessions' plays returning users of persona_world, lastfm, lastfm_star, "
+            "yelp_star; mcmipl_lastfm_star: not one of them",
         ),
         ({"train": "{steps: 128}"}, "train: not used by kind 'sessions'"),
         ({"eval": "{episodes: 5}"}, "eval: not used by kind 'sessions'"),
