@@ -193,7 +193,7 @@ def test_runs_with_other_targets_are_refused_and_duplicates_named(
     with pytest.raises(CRSError, match="same returning-user run"):
         session_comparisons(load_inputs([folders["frozen-s0"], copy]).evals)
     # seeds of one memory mode are pooled only when they ran the same update constants
-    ruled = write_folder(tmp_path / "ruled", "update", 1, rule={"forgetting": 0.3})
+    ruled = write_folder(tmp_path / "ruled", "update", 1, rule={"switch_rate": 0.3})
     with pytest.raises(CRSError, match="different update constants"):
         session_comparisons(load_inputs([folders["update-s0"], ruled]).evals)
 

@@ -67,7 +67,7 @@ def test_per_session_rows_are_the_sessions_records_and_tracking_flags() -> None:
     result = run("update")
     block = result.summary
     assert block.sessions == SESSIONS and block.sequences == 12 and len(block.rows) == SESSIONS
-    assert block.rule["forgetting"] > 0  # the update's constants are recorded
+    assert block.rule["switch_rate"] > 0  # the update's constants are recorded
     for row in block.rows:
         mine = [r.episode for r in result.records if r.session == row.session]
         assert row.episodes == 12 == len(mine)

@@ -1,5 +1,5 @@
-"""The per-user persona memory: frozen, update (closed-form, with forgetting) and oracle priors, ranker
-views that never write the shared ranker, and the evidence read from a finished conversation.
+"""The per-user persona memory: frozen, update (a switching filter, closed form) and oracle priors,
+ranker views that never write the shared ranker, and the evidence read from a finished conversation.
 
 The hand-built ranker (aspect attention off, so every score is a dot product):
 personas of both users p_0 = (1, 0), p_1 = (0, 1); items e_0 = (2, 0), e_1 = (0, 2), e_2 = (1, 1),
@@ -36,7 +36,9 @@ from policies.rules import make_rule_policy
 from simulators import make_persona_world
 
 EMPTY = np.zeros(0, dtype=np.int64)
-ITEM_ONLY = UpdateRule(forgetting=0.5, aspect_weight=0.0, item_weight=1.0, floor=0.0)
+ITEM_ONLY = UpdateRule(
+    switch_rate=0.2, dominance=0.8, aspect_weight=0.0, item_weight=1.0, rejected_item_weight=0
+)
 
 
 def tiny_ranker(prior: tuple[float, float] = (0.5, 0.5)) -> PersonaRanker:
@@ -52,6 +54,41 @@ def tiny_ranker(prior: tuple[float, float] = (0.5, 0.5)) -> PersonaRanker:
     }
     item_aspects = sp.csr_matrix(np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=bool))
     return PersonaRanker(weights, item_aspects, aspect_mode="none")
+
+
+def random_ranker(k: int = 3, users: int = 4, seed: int = 0) -> PersonaRanker:
+    """A small ranker with `k` personas per user and random weights (aspect attention on)."""
+    rng = np.random.default_rng(seed)
+    d, n_items, n_aspects, p = 8, 30, 6, 4
+    weights = {
+        "user": rng.normal(size=(users, d)),
+        "item": rng.normal(size=(n_items, d)),
+        "aspect": rng.normal(size=(n_aspects, d)),
+        "personas": rng.normal(size=(users, k, d)),
+        "log_prior": np.log(rng.dirichlet(np.ones(k), size=users)),
+        "mixtures": rng.dirichlet(np.ones(p), size=(users, k)),
+        "prototypes": rng.normal(size=(p, d)),
+    }
+    item_aspects = sp.csr_matrix(rng.random((n_items, n_aspects)) < 0.3)
+    return PersonaRanker(weights, item_aspects, "attention")
+
+
+def filter_step(d: np.ndarray, log_likelihood: np.ndarray, rule: UpdateRule) -> tuple[np.ndarray, ...]:
+    """The filter by hand, with explicit sums: (responsibilities, the next dominant belief, the prior)."""
+    k = d.shape[0]
+    E = np.array(
+        [[rule.dominance if a == b else (1 - rule.dominance) / (k - 1) for b in range(k)] for a in range(k)]
+    )
+    T = np.array(
+        [[1 - rule.switch_rate if a == b else rule.switch_rate / (k - 1) for b in range(k)] for a in range(k)]
+    )
+    L = np.exp(log_likelihood)
+    post = np.array([d[i] * sum(E[i, a] * L[a] for a in range(k)) for i in range(k)])
+    post /= post.sum()
+    resp = np.array([sum(d[i] * E[i, a] for i in range(k)) * L[a] for a in range(k)])
+    following = np.array([sum(post[i] * T[i, j] for i in range(k)) for j in range(k)])
+    prior = np.array([sum(following[i] * E[i, a] for i in range(k)) for a in range(k)])
+    return resp / resp.sum(), following, prior
 
 
 def popularity() -> Any:
@@ -74,50 +111,130 @@ def test_frozen_keeps_the_rankers_prior_whatever_the_sessions_say() -> None:
     assert memory.remembered_users() == ()
 
 
-def test_update_is_one_em_step_with_forgetting_from_the_accepted_item() -> None:
-    memory = PersonaMemory(tiny_ranker(), "update", ITEM_ONLY)
+def test_update_is_one_filter_step_from_the_accepted_item() -> None:
+    memory = PersonaMemory(tiny_ranker((0.7, 0.3)), "update", ITEM_ONLY)
     update = memory.update(evidence(accepted_item=0))
-    # item 0's logits (2, 0): r = softmax(log .5 + (2, 0)) = (e²/(e²+1), 1/(e²+1)) = (0.8808, 0.1192)
-    r = np.array([np.e**2, 1.0]) / (np.e**2 + 1.0)
-    np.testing.assert_allclose(update.log_likelihood, [0.0, -2.0])  # shifted so the max is 0
-    np.testing.assert_allclose(update.responsibilities, r)
-    # ρ = 0.5: π = 0.5 · (0.5, 0.5) + 0.5 · r = (0.6904, 0.3096)
-    np.testing.assert_allclose(update.after, 0.5 * np.array([0.5, 0.5]) + 0.5 * r)
+    np.testing.assert_allclose(update.log_likelihood, [0.0, -2.0])  # item 0's logits (2, 0), max shifted to 0
+    np.testing.assert_allclose(update.before, [0.7, 0.3])  # a never-updated user's prior is the ranker's
+    # d = (.7, .3); E = [[.8, .2], [.2, .8]]; L = (1, e⁻²) = (1, .1353)
+    # d_post ∝ (.7 (.8 + .2 · .1353), .3 (.2 + .8 · .1353)) = (.5789, .0925) → (.8622, .1378)
+    # d' = d_post T = (.8622 · .8 + .1378 · .2, ...) = (.7173, .2827); prior = d' E = (.6304, .3696)
+    resp, following, prior = filter_step(np.array([0.7, 0.3]), np.array([0.0, -2.0]), ITEM_ONLY)
+    np.testing.assert_allclose(following, [0.71733, 0.28267], atol=1e-4)
+    np.testing.assert_allclose(prior, [0.63040, 0.36960], atol=1e-4)
+    # responsibilities ∝ (d E) ⊙ L = (.62, .38) ⊙ (1, .1353)
+    np.testing.assert_allclose(resp, np.array([0.62, 0.38 * np.exp(-2)]) / (0.62 + 0.38 * np.exp(-2)))
+    np.testing.assert_allclose(update.responsibilities, resp, rtol=1e-12)
+    np.testing.assert_allclose(update.after, prior, rtol=1e-12)
     np.testing.assert_allclose(memory.prior(0), update.after)
     assert memory.most_likely(0) == 0
+    # the second step starts from d', not from the prior d' E
+    second = memory.update(evidence(accepted_item=1))
+    resp, _, prior = filter_step(following, np.array([-2.0, 0.0]), ITEM_ONLY)
+    np.testing.assert_allclose(second.responsibilities, resp, rtol=1e-12)
+    np.testing.assert_allclose(second.after, prior, rtol=1e-12)
+
+
+def test_one_update_is_the_hand_filter_step_with_three_personas() -> None:
+    ranker = random_ranker(k=3)
+    rule = UpdateRule(
+        switch_rate=0.25, dominance=0.7, aspect_weight=1.5, item_weight=0.5, rejected_item_weight=0.5
+    )
+    memory = PersonaMemory(ranker, "update", rule)
+    session = evidence(
+        user=2, accepted=np.array([1, 4]), rejected=np.array([0]), rejected_items=np.array([3, 7, 11]),
+        accepted_item=5,
+    )  # fmt: skip
+    update = memory.update(session)
+    d = np.exp(ranker.log_prior[2]) / np.exp(ranker.log_prior[2]).sum()
+    resp, following, prior = filter_step(d, update.log_likelihood, rule)
+    np.testing.assert_allclose(update.responsibilities, resp, rtol=1e-12)
+    np.testing.assert_allclose(update.after, prior, rtol=1e-12)
+    np.testing.assert_allclose(following @ rule.emission(3), prior, rtol=1e-12)
+    c = (1 - rule.dominance) / 2
+    assert update.after.min() >= c - 1e-15  # every persona keeps at least (1 − m)/(K − 1)
 
 
 def test_aspect_evidence_is_the_rankers_relative_affinity() -> None:
-    rule = UpdateRule(forgetting=1.0, aspect_weight=1.0, item_weight=0.0, floor=0.0)
+    rule = UpdateRule(aspect_weight=1.0, item_weight=0.0, rejected_item_weight=0.0)
     memory = PersonaMemory(tiny_ranker(), "update", rule)
     # accepted a_0 and rejected a_1: ℓ = c[:, 0] − c[:, 1] = (.5, −.5) − (−.5, .5) = (1, −1)
     update = memory.update(evidence(accepted=np.array([0]), rejected=np.array([1])))
     np.testing.assert_allclose(update.log_likelihood, [0.0, -2.0])
-    # ρ = 1: the prior is the responsibilities, softmax(log .5 + (1, −1)) = (e, e⁻¹) / (e + e⁻¹)
-    np.testing.assert_allclose(update.after, np.array([np.e, 1 / np.e]) / (np.e + 1 / np.e))
+    # from the uniform prior d E is uniform: the responsibilities are softmax((1, −1)) = (e, e⁻¹)/(e + e⁻¹)
+    np.testing.assert_allclose(update.responsibilities, np.array([np.e, 1 / np.e]) / (np.e + 1 / np.e))
+    assert memory.most_likely(0) == 0
 
 
-def test_rejected_slates_count_against_the_personas_that_liked_them() -> None:
-    rule = UpdateRule(forgetting=1.0, aspect_weight=0.0, item_weight=0.0, rejected_item_weight=1.0, floor=0)
+def test_rejected_slates_count_for_the_personas_that_score_them_high() -> None:
+    """The ranker served the rejected slates from the session's belief, which the answers had moved
+    towards the active persona: their items are evidence for the personas that score them high."""
+    rule = UpdateRule(aspect_weight=0.0, item_weight=0.0, rejected_item_weight=1.0)
     memory = PersonaMemory(tiny_ranker(), "update", rule)
     # rejected items 0 and 2: logits (2, 0) and (1, 1), centred (1, −1) and (0, 0), mean (.5, −.5)
     update = memory.update(evidence(rejected_items=np.array([0, 2])))
-    np.testing.assert_allclose(update.log_likelihood, [-1.0, 0.0])
+    np.testing.assert_allclose(update.log_likelihood, [0.0, -1.0])
+    assert update.responsibilities[0] > 0.5 and update.after[0] > 0.5
+    assert memory.most_likely(0) == 0
+    # weight 0: the rejected items say nothing
+    silent = PersonaMemory(
+        tiny_ranker(), "update", UpdateRule(aspect_weight=0, item_weight=0, rejected_item_weight=0)
+    )
+    np.testing.assert_allclose(silent.update(evidence(rejected_items=np.array([0, 2]))).after, [0.5, 0.5])
 
 
-def test_a_switch_is_followed_and_the_floor_keeps_the_old_persona() -> None:
-    rule = UpdateRule(forgetting=0.3, aspect_weight=0.0, item_weight=50.0, floor=0.05)
-    memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update", rule)
-    # item 1 with weight 50: r ≈ (0, 1). π: (.8, .2) → (.56, .44) → (.392, .608): persona 1 after two
-    firsts = []
-    for _ in range(12):
-        memory.update(evidence(accepted_item=1))
-        firsts.append(memory.most_likely(0))
-    assert firsts[:2] == [0, 1] and set(firsts[1:]) == {1}
-    # 0.8 · 0.7^n falls below the floor 0.05 at n = 8; then the floor, renormalised, holds it at the
-    # fixed point of x = 0.05 / (0.05 + 1 − 0.7 x): 0.7 x² − 1.05 x + 0.05 = 0, x = 0.04924
-    x = (1.05 - np.sqrt(1.05**2 - 4 * 0.7 * 0.05)) / (2 * 0.7)
-    np.testing.assert_allclose(memory.prior(0), [x, 1 - x], atol=1e-6)
+def test_sessions_naming_a_persona_are_followed_within_two_sessions_and_back() -> None:
+    memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update")
+    persona_1 = evidence(accepted=np.array([1]), accepted_item=1)
+    persona_0 = evidence(accepted=np.array([0]), accepted_item=0)
+    believed = []
+    for _ in range(8):
+        memory.update(persona_1)
+        believed.append(memory.most_likely(0))
+    assert believed[1:] == [1] * 7
+    # the transition keeps the old persona recoverable: no floor needed, d E >= (1 − m)/(K − 1) always
+    assert memory.prior(0)[0] >= 1 - DEFAULT_RULE.dominance - 1e-15
+    believed = []
+    for _ in range(2):
+        memory.update(persona_0)
+        believed.append(memory.most_likely(0))
+    assert believed[-1] == 0
+    # a session with no evidence only lets the belief drift towards uniform by the switch rate
+    before = memory.prior(0)
+    after = memory.update(evidence()).after
+    assert abs(after[0] - 0.5) < abs(before[0] - 0.5) and memory.most_likely(0) == 0
+
+
+def test_restoring_the_prior_continues_the_filter_exactly() -> None:
+    for ranker, user in ((tiny_ranker((0.6, 0.4)), 1), (random_ranker(k=3), 3)):
+        sessions = [
+            evidence(user=user, accepted=np.array([1]), accepted_item=2),
+            evidence(user=user, accepted=np.array([0]), rejected_items=np.array([0, 1]), accepted_item=1),
+            evidence(user=user, accepted_item=0),
+        ]
+        one = PersonaMemory(ranker, "update")
+        one.update(sessions[0])
+        stored = [float(p) for p in one.prior(user)]  # what a memory file keeps
+        other = PersonaMemory(ranker, "update")
+        other.restore(user, stored)
+        np.testing.assert_array_equal(other.prior(user), np.array(stored) / np.sum(stored))
+        np.testing.assert_allclose(other.prior(user), one.prior(user), rtol=0, atol=1e-15)
+        for session in sessions[1:]:
+            a, b = one.update(session), other.update(session)
+            np.testing.assert_allclose(b.responsibilities, a.responsibilities, rtol=0, atol=1e-14)
+            np.testing.assert_allclose(b.after, a.after, rtol=0, atol=1e-14)
+        assert other.remembered_users() == (user,)
+
+
+def test_a_never_updated_users_view_is_the_ranker_bit_for_bit() -> None:
+    for ranker in (tiny_ranker((0.7, 0.3)), random_ranker(k=3)):
+        memory = PersonaMemory(ranker, "update")
+        np.testing.assert_array_equal(memory.ranker_for(0).log_prior, ranker.log_prior)
+        np.testing.assert_allclose(memory.prior(1), np.exp(ranker.log_prior[1]), rtol=1e-12)
+        memory.update(evidence(user=1, accepted_item=1))
+        np.testing.assert_array_equal(memory.ranker_for(0).log_prior[0], ranker.log_prior[0])
+        memory.forget(1)
+        np.testing.assert_array_equal(memory.ranker_for(1).log_prior, ranker.log_prior)
 
 
 def test_a_session_touches_only_its_user_and_never_the_shared_ranker() -> None:
@@ -138,8 +255,9 @@ def test_a_session_touches_only_its_user_and_never_the_shared_ranker() -> None:
 
 def test_a_view_runs_the_session_with_the_memorys_prior() -> None:
     ranker = tiny_ranker()
-    memory = PersonaMemory(ranker, "update", UpdateRule(forgetting=1.0, item_weight=50.0, floor=0.0))
-    memory.update(evidence(accepted_item=1))  # the memory now believes persona 1 (≈ 1.0)
+    rule = UpdateRule(switch_rate=0.01, dominance=1.0, item_weight=50.0)
+    memory = PersonaMemory(ranker, "update", rule)
+    memory.update(evidence(accepted_item=1))  # the memory now believes persona 1 (0.99)
     view = memory.ranker_for(0)
     none = DialogueFacts(0, EMPTY, EMPTY, EMPTY)
     np.testing.assert_allclose(view.persona_posterior(none), memory.prior(0))
@@ -178,9 +296,17 @@ def test_same_evidence_same_priors() -> None:
     [
         (lambda: PersonaMemory(tiny_ranker(), "sticky"), "unknown memory mode 'sticky'"),  # type: ignore[arg-type]
         (lambda: PersonaMemory(popularity(), "frozen"), "needs a persona ranker"),
-        (lambda: UpdateRule(forgetting=0.0), "forgetting=0.0"),
+        (lambda: UpdateRule(switch_rate=0.0), "switch_rate=0.0 must lie in"),
+        (lambda: UpdateRule(switch_rate=1.0), "switch_rate=1.0 must lie in"),
+        (lambda: UpdateRule(dominance=0.0), "dominance=0.0 must lie in"),
+        (lambda: UpdateRule(dominance=1.5), "dominance=1.5 must lie in"),
         (lambda: UpdateRule(item_weight=-1.0), "item_weight=-1.0"),
-        (lambda: UpdateRule(floor=0.5), "floor=0.5"),
+        (lambda: UpdateRule(rejected_item_weight=float("nan")), "rejected_item_weight=nan"),
+        (lambda: PersonaMemory(tiny_ranker(), "update", UpdateRule(dominance=0.5)), "exceed 1/K = 0.5"),
+        (
+            lambda: PersonaMemory(random_ranker(k=3), "update", UpdateRule(dominance=0.3)),
+            "exceed 1/K = 0.3333",
+        ),
         (lambda: PersonaMemory(tiny_ranker()).prior(2), "user 2 outside"),
         (lambda: PersonaMemory(tiny_ranker()).update(evidence(user=-1)), "user -1 outside"),
     ],
@@ -251,12 +377,27 @@ def test_an_update_costs_well_under_50_ms_on_the_persona_world() -> None:
     assert np.median(seconds) < 0.05, seconds
 
 
-def test_the_default_rule_follows_a_switch_within_two_sessions_where_the_old_one_did_not() -> None:
-    """DEFAULT_RULE (chosen on valid, its docstring): a user whose prior favours persona 0 at 0.8 and
-    who then shows persona 1 twice (accepting aspect 1 and item 1) is believed to be persona 1 after
-    two sessions; the earlier constants (rho 0.1, w_a 1, w_i 0.1) still believed persona 0."""
-    for rule, believed in ((DEFAULT_RULE, 1), (UpdateRule(0.1, 1.0, 0.1, 0.0, 0.05), 0)):
+def test_the_default_rule_follows_a_switch_within_two_sessions_where_a_slow_one_does_not() -> None:
+    """DEFAULT_RULE (chosen on valid, its docstring): a user whose prior favours persona 0 at 0.8, who
+    shows persona 0 in six sessions (accepting aspect 0 and item 0), then switches to persona 1 (aspect 1,
+    item 1), is believed to be persona 1 within two sessions of it (here after the first: h = 0.3 keeps
+    the belief in the old persona from hardening); a slow, EM-like rule (switch rate 0.01: the
+    dominant persona hardly ever changes, otherwise the same constants) still believes persona 0 after
+    three."""
+    slow = UpdateRule(
+        switch_rate=0.01,
+        dominance=DEFAULT_RULE.dominance,
+        aspect_weight=DEFAULT_RULE.aspect_weight,
+        item_weight=DEFAULT_RULE.item_weight,
+        rejected_item_weight=DEFAULT_RULE.rejected_item_weight,
+    )
+    for rule, believed in ((DEFAULT_RULE, [1, 1, 1]), (slow, [0, 0, 0])):
         memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update", rule)
-        for _ in range(2):
+        for _ in range(6):
+            memory.update(evidence(accepted=np.array([0]), accepted_item=0))
+        assert memory.most_likely(0) == 0
+        after_switch = []
+        for _ in range(3):
             memory.update(evidence(accepted=np.array([1]), accepted_item=1))
-        assert memory.most_likely(0) == believed, rule
+            after_switch.append(memory.most_likely(0))
+        assert after_switch == believed, (rule, after_switch)

@@ -56,7 +56,7 @@ def test_round_trip_keeps_every_field_and_the_schema(tmp_path: Path) -> None:
     assert data["history"][-1]["prior"] == data["prior"] == list(record.prior)
     back = read_memory(path, context)
     assert back == record
-    assert back is not None and back.prior[0] > 0.7  # item 0 is persona 0's: the belief moved towards it
+    assert back is not None and back.prior[0] > 0.5  # item 0 is persona 0's: the belief favours it
 
 
 def test_a_missing_file_is_a_new_person(tmp_path: Path) -> None:
