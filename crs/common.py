@@ -61,8 +61,9 @@ RankerOption = Annotated[
     str | None,
     typer.Option(
         "--ranker",
-        help="transe (lastfm), popularity, or a `crs pretrain` artifact dir (persona x aspect "
-        "explanations). Default: transe on lastfm, popularity elsewhere.",
+        help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), or a `crs "
+        "pretrain` artifact dir (persona x aspect explanations). Default: transe on lastfm, popularity "
+        "elsewhere.",
     ),
 ]
 

@@ -23,9 +23,9 @@ def train_command(
     ranker: str | None = typer.Option(
         None,
         "--ranker",
-        help='Fixed ranker: "popularity", "transe" (LastFM), "pretrain" (pre-train one into the run), '
-        "or a `crs pretrain` artifact path. Default: pretrain on the persona world, "
-        "else the dataset's default.",
+        help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
+        "(pre-train one into the run), or a `crs pretrain` artifact path. Default: pretrain on the "
+        "persona world, else the dataset's default.",
     ),
     steps: int | None = typer.Option(
         None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."

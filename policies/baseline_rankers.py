@@ -1,4 +1,5 @@
-"""The fixed baseline preference rankers (numpy only): UNICORN's TransE embeddings, and popularity.
+"""The fixed baseline preference rankers (numpy only): UNICORN's TransE embeddings, popularity, and
+"uniform", a ranker without preferences.
 
 They implement `envs.ranker.PreferenceRanker`; `policies.rankers.RankerSpec` names and builds them.
 
@@ -6,6 +7,13 @@ UNICORN's preference scores, with e_u the user, A+ the accepted and A- the rejec
 
 - item v: e_u·e_v + Σ_{a∈A+} e_a·e_v − Σ_{a∈A−, a∈aspects(v)} σ(e_a·e_v)
 - aspect a: e_u·e_a + Σ_{b∈A+} e_b·e_a
+
+"uniform" (`uniform_ranker`) is the pre-trained persona ranker's dialogue logic with every learned
+weight zero and one persona per user: every item scores the same until the dialogue speaks, then
+items holding a rejected aspect lose ``REJECTED_ASPECT_PENALTY`` per aspect and rejected items drop to
+the bottom; a question's score is the share of the still-consistent items holding the aspect. It
+answers "what do the learned preferences add over the dialogue alone?" (on LastFM*, they cost: the
+trained ranker scores items never seen in training near the bottom; BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.ranker import DialogueFacts
+from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError, DatasetError
 
@@ -209,3 +218,19 @@ class PopularityRanker:
 
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
         return self.aspect_popularity[np.asarray(aspects, dtype=np.int64)]
+
+
+def uniform_ranker(catalog: Catalog) -> PersonaRanker:
+    """The persona ranker's dialogue logic without preferences: all-zero weights, one persona per user
+    (module docstring). Cheap: a few arrays of zeros next to the catalogue's item-aspect matrix."""
+    users, items, aspects = catalog.n_users, catalog.n_items, catalog.n_aspects
+    weights = {
+        "user": np.zeros((users, 1)),
+        "item": np.zeros((items, 1)),
+        "aspect": np.zeros((aspects, 1)),
+        "personas": np.zeros((users, 1, 1)),
+        "log_prior": np.zeros((users, 1)),
+        "mixtures": np.ones((users, 1, 1)),
+        "prototypes": np.zeros((1, 1)),
+    }
+    return PersonaRanker(weights, catalog.item_aspects, "attention")

@@ -3,10 +3,11 @@
 A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
 
 - a name, as typed (``--ranker``, ``ranker:`` in a training config) and as an evaluation's summary.json
-  shows it: "popularity", "transe" (UNICORN's LastFM embeddings in the data folder), "pretrain" (`crs
-  train` only: pre-train one into the run), the path of a `crs pretrain` artifact, or "run" (a trained
-  run's own ranker);
-- an entry, as a run's policy.json records it (and its summary.json shows it): "popularity",
+  shows it: "popularity", "uniform" (no preferences: the persona ranker's dialogue logic over all-zero
+  weights, `policies.baseline_rankers.uniform_ranker`), "transe" (UNICORN's LastFM embeddings in the
+  data folder), "pretrain" (`crs train` only: pre-train one into the run), the path of a `crs
+  pretrain` artifact, or "run" (a trained run's own ranker);
+- an entry, as a run's policy.json records it (and its summary.json shows it): "popularity", "uniform",
   "transe:<file>" or "artifact:<dir>"; a relative <file> or <dir> lies in the run folder
   ("artifact:ranker").
 
@@ -22,20 +23,21 @@ from pathlib import Path
 from typing import Literal
 
 from envs.ranker import PreferenceRanker
-from policies.baseline_rankers import PopularityRanker, TransERanker
+from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
 from simulators.errors import CRSError
 
-RankerKind = Literal["popularity", "transe", "pretrain", "run", "artifact"]
-KINDS: tuple[RankerKind, ...] = ("popularity", "transe", "pretrain", "run", "artifact")
-NAMES: tuple[RankerKind, ...] = ("popularity", "transe", "pretrain", "run")  # names that are a whole kind
+RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "artifact"]
+KINDS: tuple[RankerKind, ...] = ("popularity", "uniform", "transe", "pretrain", "run", "artifact")
+NAMES: tuple[RankerKind, ...] = ("popularity", "uniform", "transe", "pretrain", "run")  # a whole kind by name
 ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
-RANKER_NAMES = ("transe", "popularity")  # what `crs eval --ranker` takes besides an artifact
+DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
+RANKER_NAMES = ("transe", "popularity", "uniform")  # what `crs eval --ranker` takes besides an artifact
 TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"
 PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
-ENTRY_CHOICES = "'popularity', 'transe:<file>' or 'artifact:<dir>'"
+ENTRY_CHOICES = "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>'"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class RankerSpec:
     """A preference ranker by kind and place, before it is built.
 
     Attributes:
-        kind: "popularity", "transe", "pretrain", "run" (a trained run's own ranker) or "artifact".
+        kind: "popularity", "uniform", "transe", "pretrain", "run" (a trained run's own ranker) or
+            "artifact".
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
     """
 
@@ -55,7 +58,7 @@ class RankerSpec:
             raise ValueError(f"ranker kind {self.kind!r} is not one of {KINDS}")
         if self.kind == "artifact" and not self.where:
             raise ValueError("an artifact ranker needs its folder")
-        if self.kind in ("popularity", "pretrain", "run") and self.where:
+        if self.kind in (*DATA_FREE, "pretrain", "run") and self.where:
             raise ValueError(f"ranker {self.kind!r} reads no file, not {self.where!r}")
 
     @classmethod
@@ -107,18 +110,18 @@ class RankerSpec:
     @property
     def recordable(self) -> bool:
         """Whether it is a policy.json entry as it stands (`for_run` makes one)."""
-        return self.kind == "popularity" or (self.kind in ENTRY_KINDS and bool(self.where))
+        return self.kind in DATA_FREE or (self.kind in ENTRY_KINDS and bool(self.where))
 
     @property
     def entry(self) -> str:
-        """The policy.json entry: "popularity", "transe:<file>" or "artifact:<dir>".
+        """The policy.json entry: "popularity", "uniform", "transe:<file>" or "artifact:<dir>".
 
         Raises:
             ValueError: Not `recordable` (default TransE, "pretrain", "run"): record `for_run(...)`.
         """
         if not self.recordable:
             raise ValueError(f"ranker {self.name!r} is not a policy.json entry; record its for_run()")
-        return self.kind if self.kind == "popularity" else f"{self.kind}:{self.where}"
+        return self.kind if self.kind in DATA_FREE else f"{self.kind}:{self.where}"
 
     @property
     def path(self) -> Path | None:
@@ -139,7 +142,7 @@ class RankerSpec:
         Raises:
             CRSError: "run" (a trained run's own ranker) trains nothing.
         """
-        if self.kind == "popularity":
+        if self.kind in DATA_FREE:
             return self
         if self.kind == "pretrain":
             return RankerSpec("artifact", PRETRAIN_DIR)
@@ -149,7 +152,8 @@ class RankerSpec:
         return RankerSpec(self.kind, str(path.resolve()))
 
     def identity(self) -> str:
-        """What the ranker is by content, so that two copies of one ranker compare equal: "popularity";
+        """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
+        "uniform";
         "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor files>" (a folder
         that cannot be read: its absolute path); "pretrain" and "run" name no ranker by themselves."""
         if self.kind == "transe" and self.path is not None and self.path.is_file():
@@ -173,6 +177,8 @@ class RankerSpec:
         """
         if self.kind == "popularity":
             return PopularityRanker(catalog)
+        if self.kind == "uniform":
+            return uniform_ranker(catalog)
         if self.kind == "transe":
             if self.path is not None:
                 return TransERanker.from_file(self.path, catalog)

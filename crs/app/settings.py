@@ -73,7 +73,9 @@ class TrainSettings(BaseModel):
     dataset: str = "persona_world"
     data_dir: str | None = None
     ranker: str | None = Field(
-        None, description='"popularity", "transe", "pretrain", an artifact path; None = the dataset default'
+        None,
+        description='"popularity", "uniform", "transe", "pretrain", an artifact path; None = the dataset '
+        "default",
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)
     envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")

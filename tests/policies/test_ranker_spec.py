@@ -9,17 +9,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from envs.ranker import DialogueFacts
 from policies.baseline_rankers import PopularityRanker, TransERanker
+from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, PersonaRanker
 from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker
 from policies.rl.acting import ranker_from_meta
 from simulators.errors import CRSError
 from tests.envs.conftest import tiny_catalog
 
 # names as typed (--ranker, a training config) and as an evaluation's summary.json shows them
-NAMES = ["popularity", "transe", "pretrain", "run", "runs/pw-ranker", "/abs/pw-ranker/", "transe:/x/t.pkl"]
+NAMES = [
+    "popularity",
+    "uniform",
+    "transe",
+    "pretrain",
+    "run",
+    "runs/pw-ranker",
+    "/abs/pw-ranker/",
+    "transe:/x/t.pkl",
+]
 # entries as a run's policy.json records them (and its summary.json shows them)
 ENTRIES = [
     "popularity",
+    "uniform",
     "transe:/data/lastfm/embeds/transe.pkl",
     "artifact:ranker",
     "artifact:/abs/pw-ranker",
@@ -80,7 +92,7 @@ def test_a_bad_spec_names_itself_and_the_choices(text: str) -> None:
 
 
 def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> None:
-    with pytest.raises(CRSError, match=r"'nope' is neither one of \('transe', 'popularity'\)"):
+    with pytest.raises(CRSError, match=r"'nope' is neither one of \('transe', 'popularity', 'uniform'\)"):
         RankerSpec.parse("nope").build(tiny_catalog())
     for keyword in ("pretrain", "run"):
         with pytest.raises(CRSError, match=f"'{keyword}'"):
@@ -115,3 +127,24 @@ def test_builds_the_named_ranker(tmp_path: Path) -> None:
 def test_default_rankers() -> None:
     assert RankerSpec.default("lastfm") == RankerSpec("transe")
     assert RankerSpec.default("yelp_star").name == "popularity"
+
+
+def test_uniform_ranks_by_the_dialogue_alone() -> None:
+    """No preferences: every item ties until the dialogue speaks; a rejected aspect costs its holders the
+    penalty; a question scores the log share of the consistent items holding the aspect."""
+    catalog = tiny_catalog()
+    ranker = build_ranker("uniform", catalog)
+    assert isinstance(ranker, PersonaRanker) and ranker.personas_per_user == 1
+    items = np.arange(catalog.n_items)
+    empty = np.zeros(0, dtype=np.int64)
+    none = DialogueFacts(0, empty, empty, empty)
+    assert np.ptp(ranker.item_scores(none, items)) == 0.0
+    rejected = 0
+    holders = catalog.item_aspects[:, rejected].toarray().ravel() > 0
+    assert 0 < holders.sum() < catalog.n_items
+    facts = DialogueFacts(0, empty, np.array([rejected]), empty)
+    scores = ranker.item_scores(facts, items)
+    assert np.allclose(scores[~holders].max() - scores[holders], REJECTED_ASPECT_PENALTY)
+    shares = np.asarray(catalog.item_aspects.sum(axis=0)).ravel() / catalog.n_items
+    aspects = np.flatnonzero(shares)
+    assert np.allclose(ranker.aspect_scores(none, aspects), np.log(shares[aspects]), atol=1e-5)
