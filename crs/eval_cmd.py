@@ -22,7 +22,7 @@ from crs.common import (
 )
 from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
-from policies.memory import MEMORY_MODES
+from policies.memory import DEFAULT_RULE, MEMORY_MODES, MEMORY_UPDATES
 from simulators.returning import REGIMES
 
 ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
@@ -93,6 +93,14 @@ def eval_command(
         "prior; update: moved after each session by its feedback; oracle: concentrated on the true "
         "active persona, an upper bound).",
     ),
+    memory_update: str = typer.Option(
+        None,
+        "--memory-update",
+        help=f"With --memory update: what a session's feedback moves: {', '.join(MEMORY_UPDATES)} (prior: "
+        "the user's persona prior; aspects: per-persona aspect weights only, the prior stays the "
+        "ranker's; both: the two together). Default: the default rule's, "
+        f"{DEFAULT_RULE.variant}.",
+    ),
 ) -> None:
     """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
 
@@ -118,16 +126,20 @@ def eval_command(
 
       crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
 
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update
+      --memory-update both -n 1000  # the prior and per-persona aspect weights together
+
       crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300  # a trained run
 
       crs eval -p ask-7 -d lastfm_star --data-dir DATA --ranker runs/lastfm-ranker --sessions 6
       --regime switch --memory update -n 1000  # held-out items of real users
     """
-    if sessions is not None or regime is not None or memory is not None:
+    if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(
             sessions=sessions,
             regime=regime,
             memory=memory,
+            memory_update=memory_update,
             given={
                 "--order": order != "seeded",
                 "--setting": setting is not None,
@@ -145,6 +157,7 @@ def eval_command(
             sequences=episodes,
             memory=memory,
             seed=seed,
+            memory_update=memory_update,
             world_seed=world_seed,
             dataset=dataset,
             data_dir=data_dir,

@@ -72,8 +72,30 @@ with this sign and 0.18 with the opposite one (the earlier rule's "rejected: not
 The constants (`DEFAULT_RULE`) were chosen by measurement on the persona world's valid split (see
 `DEFAULT_RULE`).
 
+## Learned per-persona aspect weights (``UpdateRule.aspect_rate``)
+
+With ``aspect_rate`` η > 0 the memory also keeps, per user, aspect weights W (K, A), float64, zeros
+until that user's first update. After each session, with r the session's responsibilities (above):
+
+    W[:, a] += η · r    for each aspect a the session accepted (the opening and probes included)
+    W[:, a] −= η · r    for each aspect a it rejected
+
+(each aspect once per session, however often it was answered). The session's view
+(`ranker_for`) applies W for its user only (`AspectWeightRanker.with_aspect_weights`; for
+`policies.pretrain.ranker.PersonaRanker`: c_{k,a} + W_{k,a} − mean_k' W_{k',a} in the posterior's
+aspect evidence, so a persona seen accepting aspect a gains belief when a is accepted again, and
+mean_{a ∈ A(v)} W_{k,a} added to persona k's item term), so persona and aspect attention move together.
+The evidence ℓ is always read through the shared ranker, without W: the filter's belief never feeds
+on its own weights. ``update_prior`` False keeps the prior the ranker's (the filter's belief stays
+the ranker's prior each session; it still gives the responsibilities) while W moves. The three
+variants (`MEMORY_UPDATES`, `rule_of`): "prior" (η = 0, today's update bit for bit), "aspects"
+(prior kept, W moves) and "both". W lives in this process only: a memory file stores the prior
+(`policies.memory_file`).
+
 Cost: one ``persona_posterior`` and one ``persona_item_logits`` call of the ranker (its per-user
-cache, O(K · I) the first time) and O(K²) arithmetic; measured well under the 50 ms bound.
+cache, O(K · I) the first time) and O(K²) arithmetic; measured well under the 50 ms bound. With W,
+O(K · A) more per update and, per view, one O(K · I) copy of the user's item terms plus O(K · nnz) of
+the item-aspect entries of the aspects W touches, when the view first scores.
 Deterministic: no randomness at all. Only `update` (and `restore`, `forget`) write, and only the
 evidence's user's entry.
 """
@@ -81,6 +103,7 @@ evidence's user's entry.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -99,6 +122,13 @@ MemoryMode = Literal["frozen", "update", "oracle"]
 
 MEMORY_MODES: tuple[MemoryMode, ...] = get_args(MemoryMode)
 """The modes, in order: ("frozen", "update", "oracle")."""
+
+MemoryUpdateVariant = Literal["prior", "aspects", "both"]
+"""What mode "update" moves (module docstring): the persona prior only, the per-persona aspect
+weights only, or both."""
+
+MEMORY_UPDATES: tuple[MemoryUpdateVariant, ...] = get_args(MemoryUpdateVariant)
+"""The update variants, in order: ("prior", "aspects", "both")."""
 
 ORACLE_MASS: float = 0.95
 """Prior mass the oracle puts on the true active persona; the other K - 1 share the rest equally.
@@ -120,6 +150,20 @@ class MemoryRanker(ExplainablePersonaRanker, Protocol):
     def persona_item_logits(self, user: int, items: np.ndarray) -> np.ndarray:
         """s_k(v): persona k's logit for each of `items` (shape (n,), int64), float64 of shape (K, n);
         softmax over k (plus the log prior) is the persona attention α_k(v)."""
+        ...
+
+
+@runtime_checkable
+class AspectWeightRanker(MemoryRanker, Protocol):
+    """A memory ranker whose views can apply one user's learned per-persona aspect weights (what
+    ``UpdateRule.aspect_rate`` > 0 needs). `policies.pretrain.ranker.PersonaRanker` is one."""
+
+    @property
+    def n_aspects(self) -> int: ...
+
+    def with_aspect_weights(self, user: int, weights: np.ndarray) -> ExplainablePersonaRanker:
+        """A shallow-copy view in which `user` has the aspect weights `weights` (K, A); the ranker itself
+        and every other user unchanged."""
         ...
 
 
@@ -178,6 +222,10 @@ class UpdateRule:
         item_weight: w_i >= 0, weight of the accepted item's evidence.
         rejected_item_weight: w_r >= 0, weight of the rejected slates' evidence (for the personas that
             score their items high).
+        aspect_rate: η >= 0, the step of the learned per-persona aspect weights (module docstring; 0:
+            none are learned).
+        update_prior: Whether the filter moves the prior (False: the prior stays the ranker's and only
+            the aspect weights move, which then needs aspect_rate > 0).
     """
 
     switch_rate: float = 0.3
@@ -185,6 +233,8 @@ class UpdateRule:
     aspect_weight: float = 1.0
     item_weight: float = 1.0
     rejected_item_weight: float = 0.25
+    aspect_rate: float = 0.0
+    update_prior: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.switch_rate < 1.0:
@@ -202,6 +252,23 @@ class UpdateRule:
                 raise PersonaMemoryError(
                     f"UpdateRule {name}={getattr(self, name)} must be >= 0 (0 ignores that evidence)"
                 )
+        if not 0.0 <= self.aspect_rate < float("inf"):
+            raise PersonaMemoryError(
+                f"UpdateRule aspect_rate={self.aspect_rate} must be finite and >= 0 (0 learns no aspect "
+                "weights)"
+            )
+        if not self.update_prior and not self.aspect_rate > 0.0:
+            raise PersonaMemoryError(
+                "UpdateRule update_prior=False with aspect_rate=0 updates nothing; use memory mode "
+                "'frozen', or an aspect_rate > 0"
+            )
+
+    @property
+    def variant(self) -> MemoryUpdateVariant:
+        """What the rule moves: "prior", "aspects" or "both" (`MEMORY_UPDATES`)."""
+        if not self.aspect_rate > 0.0:
+            return "prior"
+        return "both" if self.update_prior else "aspects"
 
     def check_personas(self, k: int) -> None:
         """Raise unless the rule can filter a user's `k` personas: dominance above 1/k (k >= 2).
@@ -248,7 +315,13 @@ class UpdateRule:
 
 
 DEFAULT_RULE = UpdateRule(
-    switch_rate=0.3, dominance=0.8, aspect_weight=1.0, item_weight=1.0, rejected_item_weight=0.25
+    switch_rate=0.3,
+    dominance=0.8,
+    aspect_weight=1.0,
+    item_weight=1.0,
+    rejected_item_weight=0.25,
+    aspect_rate=0.0,
+    update_prior=True,
 )
 """The filter's constants, chosen by measurement on the persona world's *valid* split (the reported
 figures use test) with ``benchmarks/tune_memory_update.py --ranker runs/main-s8/ranker --users 500``:
@@ -266,7 +339,41 @@ in 42.7% of stable sessions (frozen 48.7%). A more confident m = 0.9 tracks the 
 w_a 2, w_i 1, w_r 0.5: 67.7%, the grid's best) and costs the stable user more (log-probability −1.147).
 
 The earlier rule, one step of online EM with forgetting (ρ 0.3, w_a 4, w_i 1, floor 0.05), replayed on
-the same evidence reached 57.2% after the switch (log-probability −1.193) and 44.4% stable (−1.120)."""
+the same evidence reached 57.2% after the switch (log-probability −1.193) and 44.4% stable (−1.120).
+
+It learns no per-persona aspect weights (aspect_rate 0: the update variant "prior"): on valid, no
+aspect rate improved SR@15 beyond the noise (`ASPECT_RATE`)."""
+
+ASPECT_RATE: float = 0.25
+"""η of the variants "aspects" and "both" (`rule_of`) when the base rule learns none (`DEFAULT_RULE`'s
+aspect_rate is 0).
+
+Chosen on the persona world's *valid* split: ask-4 with the world's pre-trained ranker
+(``runs/main-s8/ranker``), `crs.app.sessions.evaluate_returning` with ``split="valid"``, seed 100, 500
+returning users x 8 sessions, "both" with η 0.1 / 0.25 / 0.5 / 1 / 2 against "prior" (η = 0), paired per
+user (SR@15 from the change on in the switch regime, every session in the stable one; mean of the
+per-user differences, 95% bootstrap CI): switch −0.002 [−0.008, +0.003] / +0.003 [−0.004, +0.010] /
++0.002 [−0.007, +0.010] / −0.004 [−0.016, +0.008] / −0.006 [−0.019, +0.008]; stable +0.000 [−0.001,
++0.002] / +0.001 [−0.002, +0.005] / −0.002 [−0.006, +0.003] / −0.006 [−0.011, +0.001] / −0.016 [−0.023,
+−0.009]. η = 0.25 is the best in both regimes, but no η helps beyond the noise, so `DEFAULT_RULE` keeps
+aspect_rate 0 (the prior alone). "aspects" (the prior kept) at η 0.25 / 0.5 / 1: switch −0.006 /
+−0.012 / −0.009 (0.5: CI [−0.024, −0.001]), stable +0.003 / −0.001 / −0.006, all others' CIs across 0."""
+
+
+def rule_of(variant: MemoryUpdateVariant, base: UpdateRule = DEFAULT_RULE) -> UpdateRule:
+    """`base` as update variant `variant` (`MEMORY_UPDATES`): "prior" with aspect_rate 0, "aspects" with
+    update_prior False, "both" with both; the aspects' η is `base`'s, or `ASPECT_RATE` if it has none.
+    The filter's other constants are `base`'s.
+
+    Raises:
+        PersonaMemoryError: An unknown variant.
+    """
+    if variant not in MEMORY_UPDATES:
+        raise PersonaMemoryError(f"unknown memory update {variant!r}; use one of {', '.join(MEMORY_UPDATES)}")
+    rate = base.aspect_rate if base.aspect_rate > 0.0 else ASPECT_RATE
+    if variant == "prior":
+        return dataclasses.replace(base, aspect_rate=0.0, update_prior=True)
+    return dataclasses.replace(base, aspect_rate=rate, update_prior=variant == "both")
 
 
 def _frozen(values: np.ndarray | Sequence[int], dtype: type) -> np.ndarray:
@@ -372,6 +479,12 @@ class PersonaMemory:
                 f"memory mode 'update' reads per-persona item logits; {type(ranker).__name__} has no "
                 "persona_item_logits (a `crs pretrain` artifact's PersonaRanker has)"
             )
+        if mode == "update" and rule.aspect_rate > 0.0 and not isinstance(ranker, AspectWeightRanker):
+            raise PersonaMemoryError(
+                f"UpdateRule aspect_rate={rule.aspect_rate} learns aspect weights, which "
+                f"{type(ranker).__name__} cannot apply (no with_aspect_weights; a `crs pretrain` "
+                "artifact's PersonaRanker can); use aspect_rate 0 (update 'prior')"
+            )
         self.ranker = ranker
         self.mode: MemoryMode = mode
         self.rule = rule
@@ -384,6 +497,8 @@ class PersonaMemory:
         # per updated user: the belief d over the dominant persona, and the prior d E it predicts
         self._dominant: dict[int, np.ndarray] = {}
         self._priors: dict[int, np.ndarray] = {}
+        # per user whose sessions moved them (aspect_rate > 0): the learned aspect weights W (K, A)
+        self._aspect_weights: dict[int, np.ndarray] = {}
 
     @property
     def personas_per_user(self) -> int:
@@ -404,6 +519,11 @@ class PersonaMemory:
         if kept is not None:
             return kept
         return _frozen(_softmax(self._shared_log_prior[user]), np.float64)
+
+    def aspect_weights(self, user: int) -> np.ndarray | None:
+        """`user`'s learned per-persona aspect weights W (K, A), read-only, or None while there are none
+        (aspect_rate 0, or no session yet)."""
+        return self._aspect_weights.get(self._check_user(user))
 
     def most_likely(self, user: int) -> int:
         """The persona slot the memory believes most likely for `user`'s next session (first on ties)."""
@@ -431,6 +551,8 @@ class PersonaMemory:
         and owns a new ``log_prior`` array, read-only, equal to the ranker's except row `user`. While
         the memory holds the ranker's own prior for `user` (mode "frozen", or "update" before the
         user's first session) that row is the ranker's too, exactly: the view plays as the ranker.
+        With learned aspect weights (``UpdateRule.aspect_rate`` > 0, after the user's first session)
+        the view also applies `user`'s W (`AspectWeightRanker.with_aspect_weights`), for `user` only.
 
         Args:
             user: User id.
@@ -455,6 +577,10 @@ class PersonaMemory:
         log_prior.setflags(write=False)
         view = copy.copy(self.ranker)
         view.log_prior = log_prior
+        weights = self._aspect_weights.get(user) if self.mode == "update" else None
+        if weights is not None:
+            assert isinstance(view, AspectWeightRanker)  # checked in __init__ for aspect_rate > 0
+            return view.with_aspect_weights(user, weights)
         return view
 
     def log_likelihood(self, evidence: SessionEvidence) -> np.ndarray:
@@ -487,10 +613,12 @@ class PersonaMemory:
 
     def update(self, evidence: SessionEvidence) -> MemoryUpdate:
         """Move `evidence.user`'s belief by one session's feedback, one step of the switching filter
-        (mode "update"; the others keep the prior).
+        (mode "update"; the others keep the prior), and the user's aspect weights by the session's
+        responsibilities (``aspect_rate`` > 0). With ``update_prior`` False the prior stays the
+        ranker's (``after`` is ``before``).
 
         Raises:
-            PersonaMemoryError: The user is outside the ranker.
+            PersonaMemoryError: The user is outside the ranker, or (aspect_rate > 0) an aspect outside it.
         """
         user = self._check_user(evidence.user)
         before = self.prior(user)
@@ -507,29 +635,52 @@ class PersonaMemory:
             joint = dominant[:, None] * self._emission
         posterior = joint.sum(axis=1)
         responsibilities = joint.sum(axis=0)
+        responsibilities = _frozen(responsibilities / responsibilities.sum(), np.float64)
+        if self.rule.aspect_rate > 0.0:
+            self._learn_aspects(evidence, responsibilities)
+        if not self.rule.update_prior:  # "aspects": the belief stays the ranker's prior
+            return MemoryUpdate(user, before, _frozen(likelihood, np.float64), responsibilities, before)
         following = (posterior / posterior.sum()) @ self._transition
         following = following / following.sum()
         after = following @ self._emission
         after = _frozen(after / after.sum(), np.float64)
         self._dominant[user] = _frozen(following, np.float64)
         self._priors[user] = after
-        return MemoryUpdate(
-            user,
-            before,
-            _frozen(likelihood, np.float64),
-            _frozen(responsibilities / responsibilities.sum(), np.float64),
-            after,
-        )
+        return MemoryUpdate(user, before, _frozen(likelihood, np.float64), responsibilities, after)
+
+    def _learn_aspects(self, evidence: SessionEvidence, responsibilities: np.ndarray) -> None:
+        """W[:, a] ± η·r for each accepted (+) and rejected (−) aspect of the session (module docstring)."""
+        user = evidence.user
+        ranker = self.ranker
+        assert isinstance(ranker, AspectWeightRanker)  # checked in __init__ for aspect_rate > 0
+        n_aspects = ranker.n_aspects
+        accepted, rejected = np.unique(evidence.accepted), np.unique(evidence.rejected)
+        for aspects in (accepted, rejected):
+            if aspects.size and not (aspects[0] >= 0 and aspects[-1] < n_aspects):
+                raise PersonaMemoryError(
+                    f"session of user {user}: aspects {aspects.tolist()} outside [0, {n_aspects}) of the "
+                    "ranker"
+                )
+        if not (accepted.size or rejected.size):
+            return
+        kept = self._aspect_weights.get(user)
+        weights = np.zeros((self.personas_per_user, n_aspects)) if kept is None else kept.copy()
+        step = self.rule.aspect_rate * responsibilities[:, None]
+        weights[:, accepted] += step
+        weights[:, rejected] -= step
+        weights.setflags(write=False)
+        self._aspect_weights[user] = weights
 
     def remembered_users(self) -> tuple[int, ...]:
         """Users whose prior a session has updated (or `restore` set), ascending."""
         return tuple(sorted(self._priors))
 
     def forget(self, user: int) -> None:
-        """Drop `user`'s memory: their prior is the ranker's again."""
+        """Drop `user`'s memory: their prior is the ranker's again, and their aspect weights are gone."""
         user = self._check_user(user)
         self._priors.pop(user, None)
         self._dominant.pop(user, None)
+        self._aspect_weights.pop(user, None)
 
     def restore(self, user: int, prior: Sequence[float] | np.ndarray) -> None:
         """Set `user`'s prior to one an earlier memory reached (mode "update"), e.g. read from a memory
@@ -539,13 +690,21 @@ class PersonaMemory:
         dominant persona by inverting the emission (`UpdateRule.dominant_of`): for a prior that
         `prior` wrote, the next update is the one the writing memory would have made.
 
+        The user's aspect weights (``aspect_rate`` > 0) are left as they are (a file holds none).
+
         Raises:
-            PersonaMemoryError: Another mode than "update", `user` out of range, or `prior` not K finite
-                weights >= 0 with a positive sum (it is normalised).
+            PersonaMemoryError: Another mode than "update" or a rule that keeps the ranker's prior
+                (``update_prior`` False), `user` out of range, or `prior` not K finite weights >= 0 with
+                a positive sum (it is normalised).
         """
         user = self._check_user(user)
         if self.mode != "update":
             raise PersonaMemoryError(f"a memory in mode {self.mode!r} keeps no prior; restore needs 'update'")
+        if not self.rule.update_prior:
+            raise PersonaMemoryError(
+                "this memory's rule keeps the ranker's prior (update_prior False, update 'aspects'); "
+                "restore needs a rule that updates it"
+            )
         row = np.asarray(prior, dtype=np.float64).reshape(-1)
         k = self.personas_per_user
         if row.shape[0] != k or not np.isfinite(row).all() or (row < 0).any() or not row.sum() > 0:

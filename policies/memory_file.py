@@ -28,6 +28,9 @@ of the wrong length, negative, non-finite or not summing to 1, a malformed histo
 `MemoryFileError`, naming the file, what is wrong and the fix. Writing (`write_memory`) is atomic
 (`policies.atomic`): a reader or a crash sees the old file or the new one, never half of one.
 Deleting the file forgets the person. Plain JSON only, never pickle.
+
+The file keeps the prior only: per-persona aspect weights a memory learns (``UpdateRule.aspect_rate``
+> 0, `policies.memory`) are not saved, so across restarts a chat keeps prior-only semantics.
 """
 
 from __future__ import annotations

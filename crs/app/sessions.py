@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
@@ -66,12 +66,15 @@ from envs.sessions import SessionRecord, run_sequences
 from policies.memory import (
     DEFAULT_RULE,
     MEMORY_MODES,
+    MEMORY_UPDATES,
     BeliefPolicy,
     MemoryMode,
+    MemoryUpdateVariant,
     PersonaMemory,
     RuleBeliefPolicy,
     SessionEvidence,
     UpdateRule,
+    rule_of,
 )
 from policies.memory_file import ranker_fingerprint
 from policies.rankers import RUN_RANKER, RankerSpec
@@ -178,6 +181,25 @@ def check_memory_mode(mode: str) -> MemoryMode:
     return mode
 
 
+def check_memory_update(memory: str, memory_update: str | None) -> UpdateRule:
+    """The update rule of memory mode `memory` with ``--memory-update`` `memory_update`: `DEFAULT_RULE`
+    when None, else ``policies.memory.rule_of(memory_update)``.
+
+    Raises:
+        CRSError: `memory_update` given with another mode than "update", or not one of `MEMORY_UPDATES`.
+    """
+    if memory_update is None:
+        return DEFAULT_RULE
+    if memory != "update":
+        raise CRSError(
+            f"--memory-update {memory_update} only goes with --memory update (memory {memory} keeps no "
+            "learned state); drop --memory-update or use --memory update"
+        )
+    if memory_update not in MEMORY_UPDATES:
+        raise CRSError(f"--memory-update {memory_update!r} is not one of {', '.join(MEMORY_UPDATES)}")
+    return rule_of(memory_update)
+
+
 def check_regime(regime: str) -> Regime:
     """`regime` if it is one of `simulators.returning.REGIMES`, else a CRSError naming the choices."""
     if regime not in REGIMES:
@@ -186,7 +208,12 @@ def check_regime(regime: str) -> Regime:
 
 
 def check_session_options(
-    *, sessions: int | None, regime: str | None, memory: str | None, given: dict[str, bool]
+    *,
+    sessions: int | None,
+    regime: str | None,
+    memory: str | None,
+    given: dict[str, bool],
+    memory_update: str | None = None,
 ) -> None:
     """Refuse a `crs eval --sessions` command line that cannot run, naming the option and the fix.
 
@@ -196,13 +223,15 @@ def check_session_options(
         memory: --memory.
         given: Other options by name -> whether the command line set them to something returning
             users do not support (e.g. ``{"--workers": True}``).
+        memory_update: --memory-update.
 
     Raises:
-        CRSError: --regime or --memory without --sessions or the reverse, a bad value, or an option
-            returning users do not take.
+        CRSError: --regime, --memory or --memory-update without --sessions or the reverse, a bad value,
+            --memory-update without --memory update, or an option returning users do not take.
     """
     if sessions is None:
-        named = [name for name, value in (("--regime", regime), ("--memory", memory)) if value is not None]
+        options = (("--regime", regime), ("--memory", memory), ("--memory-update", memory_update))
+        named = [name for name, value in options if value is not None]
         raise CRSError(f"{' and '.join(named)} only go with --sessions S (returning users); add --sessions 8")
     if sessions < 2:
         raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
@@ -212,6 +241,7 @@ def check_session_options(
         )
     check_regime(regime)
     check_memory_mode(memory)
+    check_memory_update(memory, memory_update)
     unsupported = sorted(name for name, set_ in given.items() if set_)
     if unsupported:
         raise CRSError(
@@ -554,6 +584,8 @@ class SessionSpec(BaseModel):
         sessions: Sessions per returning user, S >= 2.
         sequences: Returning users, N >= 1.
         memory: The persona memory (`policies.memory.MEMORY_MODES`).
+        memory_update: With memory "update": what it moves, "prior", "aspects" or "both"
+            (`policies.memory.rule_of`); None: `policies.memory.DEFAULT_RULE`.
         seed: Run seed (the users, their sessions and each conversation).
         world_seed: Persona world seed.
         split: Split the sessions' targets come from.
@@ -569,6 +601,7 @@ class SessionSpec(BaseModel):
     sessions: int = Field(8, ge=2)
     sequences: int = Field(600, ge=1)
     memory: MemoryMode = "update"
+    memory_update: MemoryUpdateVariant | None = None
     seed: int = Field(1, ge=0, le=MAX_SEED)
     world_seed: int = Field(0, ge=0, le=MAX_SEED)
     split: Literal["train", "valid", "test"] = "test"
@@ -594,6 +627,15 @@ class SessionSpec(BaseModel):
             )
         return ranker
 
+    @model_validator(mode="after")
+    def _update_variant_with_update(self) -> SessionSpec:
+        if self.memory_update is not None and self.memory != "update":
+            raise ValueError(
+                f"memory_update: {self.memory_update} only goes with memory: update (memory {self.memory} "
+                "keeps no learned state); remove memory_update or set memory: update"
+            )
+        return self
+
 
 def run_session_evaluation(
     *,
@@ -604,6 +646,7 @@ def run_session_evaluation(
     sequences: int,
     memory: str,
     seed: int,
+    memory_update: str | None = None,
     world_seed: int = 0,
     dataset: str = "persona_world",
     data_dir: str | None = None,
@@ -623,14 +666,18 @@ def run_session_evaluation(
     Args:
         policy: A rule policy name (with `ranker`, a `crs pretrain` artifact) or a trained run directory
             of the same dataset (its own ranker; see `resolve_session_policy`).
+        memory_update: With memory "update": "prior", "aspects" or "both" (`policies.memory.rule_of`;
+            None: `policies.memory.DEFAULT_RULE`). The rule's constants, ``aspect_rate`` and
+            ``update_prior`` included, go to summary.json's ``sessions.rule``, and the variant to its
+            ``policy`` name ("ask-4 (memory update: both)").
         dataset: One of `SESSION_DATASETS`.
         data_dir: Folder of the real datasets (default ``$CRS_DATA_DIR``).
         (the others: see `evaluate_returning` and `crs eval`)
 
     Raises:
         CRSError: A dataset outside `SESSION_DATASETS`, a regime real data does not have, a ranker
-            without personas, or a bad value (named); `SessionPolicyError` for a policy that cannot
-            play the sessions.
+            without personas, --memory-update with another memory than "update", or a bad value
+            (named); `SessionPolicyError` for a policy that cannot play the sessions.
     """
     if dataset not in SESSION_DATASETS:
         raise CRSError(
@@ -641,6 +688,7 @@ def run_session_evaluation(
     if sessions < 2:
         raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
     mode = check_memory_mode(memory)
+    rule = check_memory_update(mode, memory_update)
     checked_regime = check_regime(regime)
     if not data.is_world and checked_regime not in HELD_OUT_REGIMES:
         raise CRSError(
@@ -651,7 +699,13 @@ def run_session_evaluation(
     chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
     setting = chosen.player.setting or default
-    out = out or Path("out") / "eval" / f"{dataset}-{chosen.name}-{checked_regime}-{mode}-S{sessions}-s{seed}"
+    memory_name = mode if memory_update is None else f"{mode}-{memory_update}"
+    out = (
+        out
+        or Path("out")
+        / "eval"
+        / f"{dataset}-{chosen.name}-{checked_regime}-{memory_name}-S{sessions}-s{seed}"
+    )
     refuse_output_over_inputs(
         out,
         [
@@ -663,7 +717,7 @@ def run_session_evaluation(
         started = time.perf_counter()
         with evaluation_progress(show_progress) as progress:
             task = progress.add_task(
-                f"{chosen.name}, memory {mode}, {checked_regime} x {sessions}", total=sequences
+                f"{chosen.name}, memory {memory_name}, {checked_regime} x {sessions}", total=sequences
             )
             result = evaluate_returning(
                 catalog,
@@ -674,6 +728,7 @@ def run_session_evaluation(
                 sequences=sequences,
                 memory=mode,
                 seed=seed,
+                rule=rule,
                 split=split,
                 on_sequence=lambda _: progress.advance(task),
             )
@@ -694,7 +749,9 @@ def run_session_evaluation(
             for r, episode, t in zip(result.records, episodes, result.tracking, strict=True)
         ]
         summary = EvalSummary(
-            policy=f"{chosen.name} (memory {mode})",
+            policy=f"{chosen.name} (memory {mode})"
+            if memory_update is None
+            else f"{chosen.name} (memory {mode}: {memory_update})",
             policy_spec=policy,
             dataset=dataset,
             split=split,

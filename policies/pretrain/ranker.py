@@ -28,10 +28,23 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
 where ``c₀`` is the shared persona (zeros for models trained without it, or artifacts older than it).
 Asking the aspect the wanted item most likely has (rather than the one the user is most similar to)
 is what makes a binary question pay off: a rare aspect the user likes is usually answered "no".
+
+Learned aspect weights (a persona memory's, `policies.memory`, #16): `with_aspect_weights(user, W)`
+returns a shallow-copy view in which one user's per-persona aspect weights W (K, A) shift that user's
+per-user arrays: ``c_{k,a}`` becomes ``c_{k,a} + W_{k,a} − mean_k' W_{k',a}`` (the posterior's aspect
+evidence, and the probes' signature aspects) and each persona's item term gains the mean of W_k over
+the item's aspects (``⟨p_k, e_v⟩ + ⟨q_k, h_k(v)⟩ + mean_{a ∈ A(v)} W_{k,a}``; +0 for an item without
+aspects). The view builds that user's adjusted arrays once, from the shared per-user cache, in
+O(K · nnz) of the aspects W touches (plus an O(K · I) copy), and keeps them to itself: the shared
+ranker's caches are never written with them, other users read the shared ones, and the per-dialogue
+score cache's key carries a digest of W, so a view and the plain ranker never share an entry.
+`full_scores` (offline Recall/NDCG) ignores W.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +73,15 @@ class _UserCache:
     relative: np.ndarray  # (K, A) c_{k,a}
 
 
+@dataclass(frozen=True)
+class _AspectWeights:
+    """One user's learned per-persona aspect weights, as a view of `PersonaRanker` applies them."""
+
+    user: int
+    weights: np.ndarray  # (K, A) W, read-only
+    token: bytes  # digest of W: part of the per-dialogue score cache's key for `user`
+
+
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
@@ -81,6 +103,11 @@ class PersonaRanker:
         facts_cache_size: Dialogue states whose full item and aspect scores are kept (0: none, every
             call recomputes; benchmarks/bench_train.py compares the two).
     """
+
+    # a view's learned aspect weights of one user (`with_aspect_weights`) and that user's arrays, built
+    # on first use; class defaults, so a ranker made without them (the plain one) has none
+    _aspect_weights: _AspectWeights | None = None
+    _adjusted: _UserCache | None = None
 
     def __init__(
         self,
@@ -155,6 +182,15 @@ class PersonaRanker:
         return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
     def _user(self, user: int) -> _UserCache:
+        adjustment = self._aspect_weights
+        if adjustment is not None and user == adjustment.user:
+            if self._adjusted is None:  # this view's own arrays, never in the shared cache
+                self._adjusted = self._adjusted_user(self._shared_user(user), adjustment.weights)
+            return self._adjusted
+        return self._shared_user(user)
+
+    def _shared_user(self, user: int) -> _UserCache:
+        """`user`'s arrays as the plain ranker has them, from the per-user cache shared with its views."""
         if not 0 <= user < self.n_users:
             raise CRSError(f"user {user} outside [0, {self.n_users})")
         cached = self._cache.get(user)
@@ -173,6 +209,51 @@ class PersonaRanker:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return cached
+
+    def _adjusted_user(self, plain: _UserCache, weights: np.ndarray) -> _UserCache:
+        """`plain` with learned aspect weights W (K, A) applied (module docstring); new arrays, read-only."""
+        relative = plain.relative + (weights - weights.mean(axis=0, keepdims=True))
+        per_persona = plain.per_persona.copy()
+        touched = np.flatnonzero(np.any(weights != 0.0, axis=0))
+        if touched.size:
+            # Σ_{a ∈ A(v)} W_{k,a} over the touched aspects' columns only, then the mean over |A(v)|
+            held = self._aspect_items[:, touched]  # (I, n) CSC: O(nnz of those columns)
+            total = np.asarray(held @ weights[:, touched].T).T  # (K, I)
+            per_persona += total / np.maximum(self._aspect_counts, 1.0)
+        for values in (per_persona, relative):
+            values.setflags(write=False)
+        return _UserCache(per_persona, plain.base, plain.aspect_sims, relative)
+
+    def with_aspect_weights(self, user: int, weights: np.ndarray) -> PersonaRanker:
+        """A view of this ranker in which `user` has learned per-persona aspect weights `weights` (K, A).
+
+        A shallow copy (it shares the weights and the per-user and per-dialogue caches, which it never
+        writes with adjusted values): `user`'s posterior evidence uses ``c_{k,a} + W_{k,a} −
+        mean_k' W_{k',a}`` and persona k's item term gains ``mean_{a ∈ A(v)} W_{k,a}`` (module
+        docstring); every other user scores as in this ranker. Replaces the aspect weights this ranker
+        may already apply (a view holds one user's). All-zero weights give a view that scores as this
+        ranker, bit for bit.
+
+        Raises:
+            CRSError: `user` out of range, or `weights` not a finite (K, A) array.
+        """
+        if not 0 <= user < self.n_users:
+            raise CRSError(f"user {user} outside [0, {self.n_users})")
+        values = np.array(weights, dtype=np.float64, copy=True)
+        shape = (self.personas_per_user, self.n_aspects)
+        if values.shape != shape or not np.isfinite(values).all():
+            raise CRSError(
+                f"aspect weights of user {user} must be a finite array of shape {shape} (got {values.shape})"
+            )
+        values.setflags(write=False)
+        view = copy.copy(self)
+        view._adjusted = None
+        if not values.any():
+            view._aspect_weights = None
+            return view
+        token = hashlib.blake2b(values.tobytes(), digest_size=16).digest()
+        view._aspect_weights = _AspectWeights(int(user), values, token)
+        return view
 
     def _holding(self, aspects: np.ndarray) -> np.ndarray:
         """How many of `aspects` (int64, shape (n,)) each item holds, shape (I,), int64."""
@@ -210,6 +291,7 @@ class PersonaRanker:
             kind,
             facts.user,
             self.log_prior[facts.user].tobytes(),  # a persona memory's view has its own prior row
+            self._weights_token(facts.user),  # ... and maybe the user's learned aspect weights
             *(np.asarray(a, dtype=np.int64).tobytes() for a in (facts.accepted, facts.rejected)),
             np.asarray(facts.rejected_items, dtype=np.int64).tobytes(),
         )
@@ -223,6 +305,11 @@ class PersonaRanker:
         if len(self._scored) > self._scored_size:
             self._scored.popitem(last=False)
         return values
+
+    def _weights_token(self, user: int) -> bytes:
+        """The digest of `user`'s learned aspect weights in this view; b"" for none (the plain ranker)."""
+        adjustment = self._aspect_weights
+        return adjustment.token if adjustment is not None and adjustment.user == user else b""
 
     def _all_item_scores(self, facts: DialogueFacts) -> np.ndarray:
         """The score of every item given the dialogue, float64, shape (I,)."""

@@ -13,13 +13,21 @@ import pytest
 from typer.testing import CliRunner
 
 from crs.app.run_folder import EvalSummary, read_episodes
-from crs.app.sessions import ReturningResult, evaluate_returning, match_personas, paired_after_change
+from crs.app.sessions import (
+    ReturningResult,
+    SessionSpec,
+    check_memory_update,
+    evaluate_returning,
+    match_personas,
+    paired_after_change,
+)
 from crs.cli import app
 from envs.metrics import EpisodeRecord, per_episode_metrics, summarize
 from envs.sessions import SessionRecord
-from policies.memory import MemoryMode
+from policies.memory import DEFAULT_RULE, MemoryMode, rule_of
 from policies.pretrain.ranker import PersonaRanker
 from simulators import Catalog, make_persona_world
+from simulators.errors import CRSError
 from simulators.returning import Regime
 from tests.crs.tiny_runs import pretrain_tiny
 
@@ -201,6 +209,56 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
         assert row.metrics["SR@15"].mean == pytest.approx(per_episode_metrics(mine)["SR@15"].mean())
 
 
+@pytest.mark.slow  # the tiny `crs pretrain` artifact (shared with the test above)
+def test_crs_eval_sessions_memory_update_picks_the_variant(tmp_path: Path, artifact: Path) -> None:
+    args = ["eval", "-p", "ask-2", "--ranker", str(artifact), "--sessions", "3", "--regime", "switch"]
+    args += ["--memory", "update", "-n", "4", "--seed", "4"]
+    rules = {}
+    for variant in ("prior", "both", None):
+        out = tmp_path / str(variant)
+        extra = [] if variant is None else ["--memory-update", variant]
+        result = runner.invoke(app, [*args, *extra, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        summary = EvalSummary.read(out)
+        assert summary.sessions is not None
+        rules[variant] = summary.sessions.rule
+        assert summary.policy == (
+            "ask-2 (memory update)" if variant is None else f"ask-2 (memory update: {variant})"
+        )
+        if variant is not None:
+            written = json.loads((out / "summary.json").read_text())["sessions"]["rule"]
+            assert written["aspect_rate"] == rule_of(variant).aspect_rate and written["update_prior"] is True
+    assert rules["both"]["aspect_rate"] > 0.0 and rules["prior"]["aspect_rate"] == 0.0
+    assert rules[None]["aspect_rate"] == DEFAULT_RULE.aspect_rate
+
+
+def test_memory_update_variants_pick_the_rule_and_refuse_other_memories() -> None:
+    assert check_memory_update("update", None) is DEFAULT_RULE
+    for variant in ("prior", "aspects", "both"):
+        assert check_memory_update("update", variant) == rule_of(variant)
+    both = evaluate_returning(
+        world(), ranker(), "ask-2", regime="switch", sessions=SESSIONS, sequences=12, memory="update", seed=2,
+        rule=rule_of("both"),
+    )  # fmt: skip
+    block = both.summary
+    assert block.rule["aspect_rate"] == rule_of("both").aspect_rate > 0 and block.rule["update_prior"]
+    key = [(r.sequence, r.session, r.episode.targets) for r in both.records]  # paired with the others
+    assert key == [(r.sequence, r.session, r.episode.targets) for r in run("update").records]
+    aspects = evaluate_returning(
+        world(), ranker(), "ask-2", regime="switch", sessions=SESSIONS, sequences=12, memory="update", seed=2,
+        rule=rule_of("aspects"),
+    )  # fmt: skip
+    for t in aspects.tracking:  # the prior stays the ranker's: the belief is the pre-trained one
+        user = aspects.sequences[t.sequence].user
+        assert t.believed == int(np.argmax(ranker().log_prior[user]))
+    with pytest.raises(CRSError, match="--memory-update aspects only goes with --memory update"):
+        check_memory_update("oracle", "aspects")
+    spec = SessionSpec(memory="update", memory_update="both")
+    assert spec.model_dump()["memory_update"] == "both" and SessionSpec().memory_update is None
+    with pytest.raises(ValueError, match="memory_update: both only goes with memory: update"):
+        SessionSpec(memory="frozen", memory_update="both")
+
+
 def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
     data = {"policy": "ask-4", "dataset": "persona_world", "split": "test", "episodes": 3, "seed": 1}
     data |= {"max_turns": 15, "metrics": {"SR@15": {"mean": 0.5, "low": 0.1, "high": 0.9}}}
@@ -224,6 +282,16 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],
             "MCMIPL's releases have multi-item target groups",
+        ),
+        (["--memory-update", "both"], "--memory-update only go with --sessions"),
+        (
+            ["--sessions", "3", "--regime", "switch", "--memory", "frozen", "--memory-update", "both"],
+            "--memory-update both only goes with --memory update (memory frozen keeps no learned state); "
+            "drop --memory-update or use --memory update",
+        ),
+        (
+            ["--sessions", "3", "--regime", "switch", "--memory", "update", "--memory-update", "all"],
+            "--memory-update 'all' is not one of prior, aspects, both",
         ),
         (["--sessions", "3", "--regime", "stable", "--memory", "update"], "needs a persona ranker"),
         (

@@ -10,6 +10,7 @@ q_k·e_a is the identity and the relative affinity c_{k,a} = q_k·e_a − mean_k
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -23,13 +24,16 @@ from envs.rollout import run_episode
 from envs.state import DialogueState, TurnRecord
 from policies.baseline_rankers import PopularityRanker
 from policies.memory import (
+    ASPECT_RATE,
     DEFAULT_RULE,
     MEMORY_MODES,
+    MEMORY_UPDATES,
     ORACLE_MASS,
     PersonaMemory,
     PersonaMemoryError,
     SessionEvidence,
     UpdateRule,
+    rule_of,
 )
 from policies.pretrain.ranker import PersonaRanker
 from policies.rules import make_rule_policy
@@ -307,6 +311,20 @@ def test_same_evidence_same_priors() -> None:
             lambda: PersonaMemory(random_ranker(k=3), "update", UpdateRule(dominance=0.3)),
             "exceed 1/K = 0.3333",
         ),
+        (lambda: UpdateRule(aspect_rate=-0.5), "aspect_rate=-0.5 must be finite and >= 0"),
+        (lambda: UpdateRule(aspect_rate=float("inf")), "aspect_rate=inf must be finite"),
+        (lambda: UpdateRule(update_prior=False), "update_prior=False with aspect_rate=0 updates nothing"),
+        (lambda: rule_of("everything"), "unknown memory update 'everything'"),  # type: ignore[arg-type]
+        (
+            lambda: PersonaMemory(tiny_ranker(), "update", rule_of("aspects")).restore(0, [0.5, 0.5]),
+            "keeps the ranker's prior",
+        ),
+        (
+            lambda: PersonaMemory(
+                tiny_ranker(), "update", dataclasses.replace(rule_of("both"), aspect_weight=0.0)
+            ).update(evidence(accepted=np.array([2]))),
+            r"aspects \[2\] outside \[0, 2\)",
+        ),
         (lambda: PersonaMemory(tiny_ranker()).prior(2), "user 2 outside"),
         (lambda: PersonaMemory(tiny_ranker()).update(evidence(user=-1)), "user -1 outside"),
     ],
@@ -401,3 +419,208 @@ def test_the_default_rule_follows_a_switch_within_two_sessions_where_a_slow_one_
             memory.update(evidence(accepted=np.array([1]), accepted_item=1))
             after_switch.append(memory.most_likely(0))
         assert after_switch == believed, (rule, after_switch)
+
+
+# ------------------------------------------------------------------- learned per-persona aspect weights
+ASPECT_ITEMS = UpdateRule(
+    switch_rate=0.2,
+    dominance=0.8,
+    aspect_weight=0.0,
+    item_weight=1.0,
+    rejected_item_weight=0,
+    aspect_rate=1.0,
+)
+"""The item alone names the active persona; the accepted and rejected aspects only move W."""
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    out: np.ndarray = z / z.sum()
+    return out
+
+
+def test_the_variants_are_the_default_rule_with_or_without_prior_and_aspects() -> None:
+    assert MEMORY_UPDATES == ("prior", "aspects", "both")
+    prior, aspects, both = (rule_of(v) for v in MEMORY_UPDATES)
+    assert (prior.variant, aspects.variant, both.variant) == MEMORY_UPDATES
+    assert prior.aspect_rate == 0.0 and prior.update_prior
+    assert not aspects.update_prior and aspects.aspect_rate == both.aspect_rate > 0.0 and both.update_prior
+    rate = DEFAULT_RULE.aspect_rate or ASPECT_RATE
+    assert both.aspect_rate == rate
+    for rule in (prior, aspects, both):  # the filter's own constants are the default rule's
+        for name in ("switch_rate", "dominance", "aspect_weight", "item_weight", "rejected_item_weight"):
+            assert getattr(rule, name) == getattr(DEFAULT_RULE, name)
+    assert rule_of("both", UpdateRule(aspect_rate=2.0)).aspect_rate == 2.0
+
+
+def sessions_of(user: int) -> list[SessionEvidence]:
+    return [
+        evidence(user=user, accepted=np.array([1, 4]), rejected=np.array([0]), accepted_item=5),
+        evidence(user=user, accepted=np.array([2]), rejected_items=np.array([3, 7, 11]), accepted_item=2),
+        evidence(user=user, accepted=np.array([4, 4]), rejected=np.array([3, 5]), accepted_item=None),
+        evidence(user=user, accepted_item=9),
+    ]
+
+
+def test_prior_only_is_the_prior_update_bit_for_bit_and_both_moves_the_same_prior() -> None:
+    """rule_of("prior") is the plain update, whose views score as before; "both" moves the prior exactly
+    as "prior" does (its evidence is read without W) and only adds W; "aspects" keeps the prior."""
+    ranker = random_ranker(k=3)
+    plain = PersonaMemory(
+        ranker, "update", DEFAULT_RULE if DEFAULT_RULE.variant == "prior" else rule_of("prior")
+    )
+    memories = {
+        variant: PersonaMemory(random_ranker(k=3), "update", rule_of(variant)) for variant in MEMORY_UPDATES
+    }
+    for session in sessions_of(2):
+        reference = plain.update(session)
+        for variant, memory in memories.items():
+            update = memory.update(session)
+            np.testing.assert_array_equal(update.log_likelihood, reference.log_likelihood)
+            if variant == "aspects":  # the filter's belief stays the ranker's prior: d = π every session
+                np.testing.assert_array_equal(update.after, update.before)
+                np.testing.assert_allclose(memory.prior(2), softmax(ranker.log_prior[2]), rtol=1e-12)
+            else:
+                np.testing.assert_array_equal(update.responsibilities, reference.responsibilities)
+                np.testing.assert_array_equal(update.after, reference.after)
+    assert memories["prior"].aspect_weights(2) is None and plain.aspect_weights(2) is None
+    assert (
+        memories["both"].aspect_weights(2) is not None and memories["aspects"].aspect_weights(2) is not None
+    )
+    # aspects only: the prior and the view's prior table are the ranker's, bit for bit
+    aspects = memories["aspects"]
+    np.testing.assert_array_equal(aspects.ranker_for(2).log_prior, ranker.log_prior)
+    np.testing.assert_allclose(aspects.prior(2), softmax(ranker.log_prior[2]), rtol=1e-12)
+    assert aspects.remembered_users() == ()
+    # prior only: the view is the plain one (log_prior row replaced, nothing else)
+    view = plain.ranker_for(2)
+    facts = DialogueFacts(2, np.array([1]), np.array([0]), EMPTY)
+    reference_ranker = random_ranker(k=3)
+    reference_ranker.log_prior = np.array(view.log_prior)
+    items = np.arange(30)
+    np.testing.assert_array_equal(view.item_scores(facts, items), reference_ranker.item_scores(facts, items))
+    np.testing.assert_array_equal(view.persona_posterior(facts), reference_ranker.persona_posterior(facts))
+
+
+def test_aspect_weights_move_by_the_responsibilities_for_the_evidences_user_only() -> None:
+    memory = PersonaMemory(tiny_ranker(), "update", ASPECT_ITEMS)
+    first = memory.update(
+        evidence(user=1, accepted=np.array([0, 0]), rejected=np.array([1]), accepted_item=1)
+    )
+    weights = memory.aspect_weights(1)
+    assert weights is not None and weights.shape == (2, 2) and not weights.flags.writeable
+    r = first.responsibilities
+    assert r[1] > 0.5  # item 1 is persona 1's
+    np.testing.assert_array_equal(weights, np.stack([r, -r], axis=1))  # each aspect once per session
+    assert memory.aspect_weights(0) is None
+    second = memory.update(evidence(user=1, accepted=np.array([0]), accepted_item=0))
+    expected = np.stack([r + second.responsibilities, -r], axis=1)
+    for _ in range(2):
+        weights = memory.aspect_weights(1)
+        assert weights is not None
+        np.testing.assert_allclose(weights, expected)
+        memory.update(evidence(user=1))  # no aspects: W stays
+    memory.forget(1)
+    assert memory.aspect_weights(1) is None
+    np.testing.assert_array_equal(memory.ranker_for(1).log_prior, tiny_ranker().log_prior)
+
+
+def test_a_view_applies_w_to_its_user_as_the_posterior_evidence_and_the_item_terms() -> None:
+    """W from sessions of persona 1 (item 1) that accepted aspect 0: when aspect 0 is accepted again, the
+    view's posterior gives persona 1 more than the ranker's relative affinity c[:, 0] = (.5, −.5) does;
+    each persona's item term gains the mean of W_k over the item's aspects."""
+    ranker = tiny_ranker()
+    memory = PersonaMemory(ranker, "update", dataclasses.replace(ASPECT_ITEMS, update_prior=False))
+    for _ in range(2):
+        memory.update(evidence(accepted=np.array([0]), accepted_item=1))
+    weights = memory.aspect_weights(0)
+    assert weights is not None and weights[1, 0] > weights[0, 0] > 0.0 and (weights[:, 1] == 0).all()
+    view = memory.ranker_for(0)
+    np.testing.assert_array_equal(view.log_prior, ranker.log_prior)  # aspects only: the prior is the ranker's
+    accepted = DialogueFacts(0, np.array([0]), EMPTY, EMPTY)
+    c = np.array([[0.5, -0.5], [-0.5, 0.5]])
+    shifted = c[:, 0] + weights[:, 0] - weights[:, 0].mean()
+    np.testing.assert_allclose(view.persona_posterior(accepted), softmax(np.log([0.5, 0.5]) + shifted))
+    np.testing.assert_allclose(ranker.persona_posterior(accepted), softmax(c[:, 0]))
+    assert view.persona_posterior(accepted)[1] > ranker.persona_posterior(accepted)[1]
+    # item terms: items 0 (aspect 0), 1 (aspect 1), 2 (aspects 0 and 1), 3 (none: +0)
+    items = np.arange(4)
+    gain = np.stack([weights[:, 0], weights[:, 1], weights.mean(axis=1), np.zeros(2)], axis=1)
+    assert isinstance(view, PersonaRanker)
+    np.testing.assert_allclose(
+        view.persona_item_logits(0, items), ranker.persona_item_logits(0, items) + gain, rtol=0, atol=1e-15
+    )
+
+
+def test_w_never_changes_the_shared_ranker_nor_another_users_scores() -> None:
+    """The plain ranker and a view with W share the per-user and per-dialogue caches: scoring through
+    one must never hand the other its values (same user, same facts, same prior row)."""
+    ranker = random_ranker(k=3, users=4)
+    memory = PersonaMemory(ranker, "update", rule_of("aspects"))  # the prior row stays the ranker's
+    items, aspects = np.arange(30), np.arange(6)
+    facts = {user: DialogueFacts(user, np.array([1]), np.array([0]), np.array([3])) for user in (1, 2)}
+
+    def scores(r: Any, user: int) -> tuple[np.ndarray, ...]:
+        f = facts[user]
+        return (
+            np.array(r.item_scores(f, items)),
+            np.array(r.aspect_scores(f, aspects)),
+            np.array(r.persona_posterior(f)),
+            np.array(r.persona_item_logits(user, items)),
+            np.array(r.signature_aspects(user, 0, 3)),
+        )
+
+    before = {user: scores(ranker, user) for user in (1, 2)}  # fills the shared caches first
+    for session in sessions_of(2):
+        memory.update(session)
+    view = memory.ranker_for(2)
+    np.testing.assert_array_equal(view.log_prior, ranker.log_prior)
+    with_w = scores(view, 2)
+    assert not np.allclose(with_w[0], before[2][0]) and not np.allclose(with_w[2], before[2][2])
+    for user in (1, 2):  # the shared ranker, after the view scored
+        for got, want in zip(scores(ranker, user), before[user], strict=True):
+            np.testing.assert_array_equal(got, want)
+    for got, want in zip(scores(view, 1), before[1], strict=True):  # another user in the same view
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(scores(memory.ranker_for(1), 1), before[1], strict=True):  # another user's view
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(scores(view, 2), with_w, strict=True):  # the view again, from the caches
+        np.testing.assert_array_equal(got, want)
+    learned = memory.aspect_weights(2)
+    assert learned is not None
+    fresh = random_ranker(k=3, users=4).with_aspect_weights(2, learned)  # cold caches
+    for got, want in zip(scores(fresh, 2), with_w, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # zero weights: a view that scores as the ranker, bit for bit
+    zero = ranker.with_aspect_weights(2, np.zeros((3, 6)))
+    for got, want in zip(scores(zero, 2), before[2], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_an_update_with_aspect_weights_and_the_views_first_scores_cost_well_under_50_ms() -> None:
+    world = make_persona_world(seed=0)
+    rng = np.random.default_rng(7)
+    d, k, p = 64, 3, 8
+    weights = {
+        "user": rng.normal(size=(world.n_users, d)),
+        "item": rng.normal(size=(world.n_items, d)),
+        "aspect": rng.normal(size=(world.n_aspects, d)),
+        "personas": rng.normal(size=(world.n_users, k, d)),
+        "log_prior": np.log(rng.dirichlet(np.ones(k), size=world.n_users)),
+        "mixtures": rng.dirichlet(np.ones(p), size=(world.n_users, k)),
+        "prototypes": rng.normal(size=(p, d)),
+    }
+    memory = PersonaMemory(PersonaRanker(weights, world.item_aspects, "attention"), "update", rule_of("both"))
+    seconds = []
+    items = np.arange(world.n_items)
+    for user in range(20):
+        session = evidence(
+            user=user, accepted=np.array([1, 5, 9]), rejected=np.array([2, 3]), accepted_item=user,
+            rejected_items=np.arange(100, 110),
+        )  # fmt: skip
+        memory.update(session)  # W is non-zero from here on
+        started = time.perf_counter()
+        memory.update(session)
+        memory.ranker_for(user).item_scores(DialogueFacts(user, EMPTY, EMPTY, EMPTY), items)
+        seconds.append(time.perf_counter() - started)
+    assert np.median(seconds) < 0.05, seconds
