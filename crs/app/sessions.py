@@ -527,8 +527,8 @@ def resolve_session_policy(
     if meta.catalog != catalog.name:
         raise SessionPolicyError(
             f"--policy {policy} was trained on {meta.catalog!r}, but --sessions plays returning users of "
-            f"{catalog.name!r}: pass a run trained on {catalog.name} with a persona ranker "
-            "(`crs train --ranker <crs pretrain artifact>`), or --dataset of the run"
+            f"{catalog.name!r}: pass a run trained there (`crs train -d {catalog.name} --ranker <crs "
+            f"pretrain artifact>`), or play this run's own dataset (--dataset {meta.catalog})"
         )
     if catalog.truth is not None and meta.world_seed != world_seed:
         raise SessionPolicyError(
