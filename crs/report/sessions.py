@@ -3,8 +3,9 @@
 A `crs eval --sessions` folder's ``summary.json`` has a ``sessions`` block and its ``episodes.jsonl``
 one line per session (`envs.sessions.SessionRecord`, plus the memory's belief). Folders that played
 the same returning users (dataset, world seed, split, regime, S, policy, ranker) form one
-`SessionComparison`, one `MemorySeries` per memory mode ("frozen", "update", "oracle"), each pooling its
-run seeds. For each series:
+`SessionComparison`, one `MemorySeries` per memory mode ("frozen", "update", "oracle"; an update that
+also learns aspect weights is its own series, "update (both)" or "update (aspects)", `series_name`),
+each pooling its run seeds. For each series:
 
 - SR@15 per session with a 95% bootstrap CI over the (seed, sequence) conversations of that session;
 - for a regime with a change session (switch, new persona), SR@15 by *sessions since the change*
@@ -297,9 +298,25 @@ def _group_key(run: EvalRun) -> tuple[object, ...]:
     )
 
 
+RULE_DEFAULTS: dict[str, float] = {"aspect_rate": 0.0, "update_prior": 1.0}
+"""Update constants that runs before them did not record, at the value those runs used (summary.json
+reads every constant as a float: update_prior True is 1.0)."""
+
+
 def _rule(run: EvalRun) -> dict[str, float]:
     block = run.summary.sessions
-    return {} if block is None else dict(block.rule)
+    return {} if block is None or not block.rule else {**RULE_DEFAULTS, **block.rule}
+
+
+def series_name(run: EvalRun) -> str:
+    """The series a run belongs to: its memory mode, plus what an update moves when it learns aspect
+    weights ("update (both)": prior and aspect weights; "update (aspects)": aspect weights only)."""
+    block = run.summary.sessions
+    assert block is not None
+    rule = _rule(run)
+    if block.memory != "update" or not rule.get("aspect_rate", 0.0) > 0.0:
+        return block.memory
+    return "update (both)" if rule.get("update_prior", 1.0) else "update (aspects)"
 
 
 def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
@@ -315,19 +332,20 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
         if block is None:
             continue
         by_memory = groups.setdefault(_group_key(run), {})
-        same = [r for r in by_memory.get(block.memory, []) if r.seed == run.seed]
+        name = series_name(run)
+        same = [r for r in by_memory.get(name, []) if r.seed == run.seed]
         if same:
             raise CRSError(
-                f"{run.path} and {same[0].path} are the same returning-user run (memory {block.memory}, seed "
+                f"{run.path} and {same[0].path} are the same returning-user run (memory {name}, seed "
                 f"{run.seed}); pass one of them"
             )
-        for other in by_memory.get(block.memory, [])[:1]:
-            if _rule(other) != block.rule:
+        for other in by_memory.get(name, [])[:1]:
+            if _rule(other) != _rule(run):
                 raise CRSError(
-                    f"{run.path} and {other.path} ran memory {block.memory} with different update constants "
-                    f"({block.rule} vs {_rule(other)}); report them separately"
+                    f"{run.path} and {other.path} ran memory {name} with different update constants "
+                    f"({_rule(run)} vs {_rule(other)}); report them separately"
                 )
-        by_memory.setdefault(block.memory, []).append(run)
+        by_memory.setdefault(name, []).append(run)
     out = []
     for key, by_memory in groups.items():
         dataset, _, split, regime, sessions, sequences, policy, _ = key

@@ -198,6 +198,26 @@ def test_runs_with_other_targets_are_refused_and_duplicates_named(
         session_comparisons(load_inputs([folders["update-s0"], ruled]).evals)
 
 
+def test_what_an_update_moves_makes_its_own_series_and_old_runs_pool_with_the_prior_variant(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    old = {"switch_rate": 0.3, "dominance": 0.8}  # a run from before aspect weights: neither key recorded
+    prior = write_folder(tmp_path / "prior", "update", 0, rule=old)
+    same = write_folder(tmp_path / "same", "update", 1, rule={**old, "aspect_rate": 0.0, "update_prior": 1.0})
+    both = write_folder(
+        tmp_path / "both", "update", 0, rule={**old, "aspect_rate": 0.25, "update_prior": 1.0}
+    )
+    aspects = write_folder(
+        tmp_path / "aspects", "update", 0, rule={**old, "aspect_rate": 0.25, "update_prior": 0.0}
+    )
+    runs = [folders["frozen-s0"], folders["frozen-s1"], prior, same, both, aspects]
+    (comparison,) = session_comparisons(load_inputs(runs).evals)
+    named = {s.memory: s for s in comparison.series}
+    assert set(named) == {"frozen", "update", "update (both)", "update (aspects)"}
+    assert len(named["update"].runs) == 2 and len(named["update (both)"].runs) == 1
+    assert {p.memory for p in comparison.paired} == {"update", "update (both)", "update (aspects)"}
+
+
 def test_a_stable_regime_has_no_change_panel_and_compares_every_session(tmp_path: Path) -> None:
     runs = [write_folder(tmp_path, memory, 0, regime="stable") for memory in ("frozen", "update")]
     (comparison,) = session_comparisons(load_inputs(runs).evals)
