@@ -53,10 +53,11 @@ def test_run_directory_holds_config_curves_models_and_summary(tmp_path) -> None:
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["seed"] == 0 and config["settings"]["steps"] == 128
     assert {"torch", "stable_baselines3", "sb3_contrib", "cpu_count"} <= set(config["versions"])
-    # 2 envs x 32 steps = 64 per rollout: evaluations after the updates at 64 and 128 (the final one)
+    # 2 envs x 32 steps = 64 per rollout: the copy of ask-7 (the persona world's recipe imitates it) at
+    # step 0, then evaluations after the updates at 64 and 128 (the final one)
     rows = list(csv.DictReader((run / "eval.csv").open()))
-    assert [int(r["timesteps"]) for r in rows] == [64, 128]
-    assert len((run / "eval.jsonl").read_text().splitlines()) == 2
+    assert [int(r["timesteps"]) for r in rows] == [0, 64, 128]
+    assert len((run / "eval.jsonl").read_text().splitlines()) == 3
     assert any((run / "tb").rglob("events.out.tfevents*"))
     assert summary.timesteps == 128 and json.loads((run / "state.json").read_text())["timesteps"] == 128
     assert set(summary.test) == {"RL (run)", *RULE_BASELINES}
@@ -70,8 +71,9 @@ def test_resume_continues_the_step_count_from_the_checkpoint(tmp_path) -> None:
     summary = run_training(None, name="r", runs_dir=tmp_path, resume=True, steps=192, show=False)
     assert summary.timesteps == 192
     rows = list(csv.DictReader((tmp_path / "r" / "eval.csv").open()))
-    # first session: 64 (final); second: 128, 192 (final): the curve continues, never restarts at 0
-    assert [int(r["timesteps"]) for r in rows] == [64, 128, 192]
+    # first session: the copy at 0, then 64 (final); second: 128, 192 (final): the curve continues, and
+    # the resumed session does not imitate again
+    assert [int(r["timesteps"]) for r in rows] == [0, 64, 128, 192]
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["settings"]["steps"] == 192
 
 
@@ -190,8 +192,8 @@ def test_training_rewards_override_the_table_and_unknown_ones_are_refused(tmp_pa
         tiny_settings(steps=64, rewards={"quit_at_limit": -1.0}), name="w", runs_dir=tmp_path, show=False
     )
     meta = json.loads((tmp_path / "w" / "policy.json").read_text())
-    # only the named entry changes; the rest is UNICORN's table
-    assert meta["train_rewards"] == {**Rewards().__dict__, "quit_at_limit": -1.0}
+    # only the named entry and the persona world recipe's change; the rest is UNICORN's table
+    assert meta["train_rewards"] == {**Rewards().__dict__, "quit_at_limit": -1.0, "ask_rejected": 0.0}
     with pytest.raises(CRSError, match="quit_penalty"):
         make_settings({"rewards": {"quit_penalty": -1.0}})
 
@@ -276,3 +278,28 @@ def test_the_cap_never_binds_in_training_where_users_leave_at_it(tmp_path) -> No
 
     capped, free = weights("capped", 2), weights("free", 14)  # the world's users leave after 2 failed slates
     assert all(torch.equal(capped[k], free[k]) for k in capped)
+
+
+def test_the_persona_world_trains_with_its_recipe_unless_a_key_says_otherwise() -> None:
+    from crs.app.settings import WORLD_RECIPE
+
+    default = make_settings({})
+    assert (
+        default.imitation is not None
+        and default.imitation.rule == "ask-7"
+        and default.imitation.steps == 8192
+    )
+    assert default.ppo.gamma == 1.0 and default.ppo.target_kl == 0.02 and not default.ppo.learn_slate_order
+    assert default.wrapper.n_questions == 1 and default.rewards == {
+        "quit_at_limit": -1.0,
+        "ask_rejected": 0.0,
+    }
+    mine = make_settings(
+        {"ppo": {"gamma": 0.99}, "wrapper": {"n_items": 20}, "imitation": None, "steps": 512}
+    )
+    assert mine.ppo.gamma == 0.99 and mine.ppo.target_kl == WORLD_RECIPE["ppo"]["target_kl"]  # key by key
+    assert mine.wrapper.n_items == 20 and mine.wrapper.n_questions == 1 and mine.imitation is None
+    short = make_settings({"steps": 512})
+    assert short.imitation is not None and short.imitation.steps == 512  # not all copying
+    real = make_settings({"dataset": "lastfm_star"})  # real data: no recipe
+    assert real.imitation is None and real.ppo.gamma == 0.99 and real.wrapper.n_questions == 10

@@ -344,4 +344,7 @@ def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "o")
     (run / "eval.csv").write_text("junk\n")
     run_training(tiny_settings(steps=64), name="o", runs_dir=tmp_path, overwrite=True, show=False)
-    assert [int(r["timesteps"]) for r in csv.DictReader((run / "eval.csv").open())] == [64]
+    assert [int(r["timesteps"]) for r in csv.DictReader((run / "eval.csv").open())] == [
+        0,
+        64,
+    ]  # copy, then 64
