@@ -80,13 +80,23 @@ def train_command(
         False, "--overwrite", help="Delete the existing run of that name and train it again from scratch."
     ),
     learning_rate: float | None = typer.Option(
-        None, "--learning-rate", min=0.0, help="PPO learning rate (default 1e-3); with --resume: from now on."
+        None,
+        "--learning-rate",
+        min=0.0,
+        help="PPO learning rate (default 1e-3; persona world 2e-4); with --resume: from now on.",
     ),
     ent_coef: float | None = typer.Option(
-        None, "--ent-coef", min=0.0, help="PPO entropy bonus (default 0.01); with --resume: from now on."
+        None,
+        "--ent-coef",
+        min=0.0,
+        help="PPO entropy bonus (default 0.01; persona world 0.001); with --resume: from now on.",
     ),
 ) -> None:
     """Train the graph RL policy (ask / probe / recommend) with MaskablePPO; compare with rule baselines.
+
+    On the persona world, training follows its recipe unless the config or options say otherwise
+    (`crs.app.settings.WORLD_RECIPE`, shown by --print-config): copy ask-7, then PPO learns when to
+    stop asking (one question slot, gamma 1, target_kl 0.02); `imitation: null` trains from scratch.
 
     Examples:
 
