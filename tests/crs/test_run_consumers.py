@@ -47,7 +47,7 @@ def test_the_run_reads_back_through_its_schema(run: Path) -> None:
     assert record.name == "r" and record.settings.steps == 128 and record.settings.ppo.n_steps == 32
     summary = TrainSummary.read(run)
     assert summary.timesteps == 128 and set(summary.test) == {summary.trained_label, "ask-4"}
-    assert [row["timesteps"] for row in CurveFile(run).rows()] == [64, 128]
+    assert [row["timesteps"] for row in CurveFile(run).rows()] == [0, 64, 128]  # 0: the copy of ask-7
     state = CheckpointState.read(run)
     assert state is not None and state.timesteps == 128
     assert PolicyMeta.read(run).ranker == "popularity"
@@ -70,7 +70,7 @@ def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> Non
     inputs = load_inputs([run, out])
     (train,) = inputs.trains
     assert train.info.seed == 0 and train.info.ablation == "full" and train.summary is not None
-    assert train.curve is not None and train.curve.steps.tolist() == [64.0, 128.0]
+    assert train.curve is not None and train.curve.steps.tolist() == [0.0, 64.0, 128.0]
     (evaluated,) = [e for e in inputs.evals if e.path == out]
     assert evaluated.train is not None and evaluated.train.path == run  # found through policy_spec
     report = build_report([run, out], tmp_path / "report", examples=0)
@@ -125,7 +125,7 @@ def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     state = CheckpointState.read(copy)
     assert state is not None and TrainSummary.read(copy).timesteps == 192 == state.timesteps
-    assert [row["timesteps"] for row in CurveFile(copy).rows()] == [64, 128, 192]
+    assert [row["timesteps"] for row in CurveFile(copy).rows()] == [0, 64, 128, 192]
     assert RunRecord.read(copy).settings.steps == 192
 
 
