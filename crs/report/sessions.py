@@ -33,6 +33,7 @@ import numpy as np
 from crs.app.run_folder import EPISODES_FILE
 from crs.report.inputs import EvalRun
 from envs.metrics import EpisodeRecord, MetricSummary, bootstrap_ci, per_episode_metrics
+from policies.memory import UpdateRule
 from simulators.errors import CRSError
 
 METRIC = "SR@15"
@@ -298,9 +299,11 @@ def _group_key(run: EvalRun) -> tuple[object, ...]:
     )
 
 
-RULE_DEFAULTS: dict[str, float] = {"aspect_rate": 0.0, "update_prior": 1.0}
-"""Update constants that runs before them did not record, at the value those runs used (summary.json
-reads every constant as a float: update_prior True is 1.0)."""
+RULE_DEFAULTS: dict[str, float] = {
+    name: float(getattr(UpdateRule, name)) for name in ("aspect_rate", "update_prior")
+}
+"""Update constants that runs before them did not record, at `UpdateRule`'s defaults, which those runs
+used (summary.json reads every constant as a float: update_prior True is 1.0)."""
 
 
 def _rule(run: EvalRun) -> dict[str, float]:
