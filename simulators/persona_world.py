@@ -53,8 +53,8 @@ class WorldUser:
     """How the persona world's simulated users behave unless told otherwise (`PersonaUser` arguments).
 
     Realistic about rejections and imprecise, so that a recommender's choices matter: with users who
-    never leave and always answer truly, recommending every turn already succeeds about 9 times in 10
-    and a fixed rule about 99 in 100 (BENCHMARKS.md, "the showcase world").
+    never leave and always answer truly, recommending every turn succeeded about 9 times in 10 and a
+    fixed rule about 99 in 100 (three personas per user; BENCHMARKS.md, "the showcase world").
 
     Attributes:
         noise: Probability that an answer flips an aspect's truth.
@@ -69,6 +69,13 @@ class WorldUser:
 
 WORLD_USER = WorldUser()
 """The persona world's default user (`envs.make_env`, `crs train`/`eval`/`chat --simulate`)."""
+
+WORLD_PERSONAS_PER_USER: int = 4
+"""K, the distinct personas each user of the default world has (of `n_personas`). Four competing tastes
+rather than three (the default before session 10) make the user's history a weaker guide to today's
+target: recommending every turn then succeeds in fewer than half of the conversations, and asking or
+probing is what finds the side that speaks today (BENCHMARKS.md, "the showcase world", #15). The
+pre-trained ranker keeps its own K (`policies.pretrain.config.ModelShape.personas`, 3)."""
 
 SPLIT_FRACTIONS: tuple[float, float] = (0.15, 0.15)
 """Fractions of each user's interactions held out for valid and test (at least one each)."""
@@ -109,7 +116,7 @@ def make_persona_world(
     n_groups: int = 8,
     aspects_per_group: int = 6,
     n_personas: int = 8,
-    personas_per_user: int = 3,
+    personas_per_user: int = WORLD_PERSONAS_PER_USER,
     interactions_per_user: int = 30,
     seed: int = 0,
 ) -> Catalog:

@@ -52,10 +52,11 @@ copy ask-7 first (`imitation`, on at most as many turns as PPO then trains), the
 top 10 as the slate (``learn_slate_order: false``), a return that counts what SR@15 counts (``gamma``
 1, a rejected question costs nothing; a user who leaves costs `TRAIN_REWARDS`' -1), and small steps
 that keep the copy (``target_kl`` 0.02, learning rate 2e-4, entropy 0.001). Measured on the main job's
-600 test conversations (BENCHMARKS.md, sc15): SR@15 0.860 against ask-7's 0.813, paired +0.047 [+0.027,
-+0.068], in fewer turns than any rule; every earlier recipe (from scratch, imitation with ten
-question slots) tied ask-7 or lost to it. A key a config or command line sets wins over the recipe's,
-key by key inside ``rewards``, ``ppo`` and ``wrapper``; ``imitation: null`` trains from scratch."""
+600 test conversations (BENCHMARKS.md, main-s10, four personas per user): SR@15 0.825 against ask-7's
+0.797, paired +0.028 [+0.008, +0.050], in fewer turns than any rule; every earlier recipe (from
+scratch, imitation with ten question slots) tied ask-7 or lost to it. A key a config or command line
+sets wins over the recipe's, key by key inside ``rewards``, ``ppo`` and ``wrapper``; ``imitation:
+null`` trains from scratch."""
 
 
 # Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.

@@ -134,7 +134,8 @@ class ShiftedRanker:
     def __init__(self, catalog: Catalog) -> None:
         truth = catalog.truth
         assert truth is not None
-        self.truth, self.log_prior = truth, np.zeros((catalog.n_users, 3))
+        self.k = truth.personas_per_user
+        self.truth, self.log_prior = truth, np.zeros((catalog.n_users, self.k))
         labels: dict[tuple[int, int], int] = {}
         for name in catalog.splits:
             split = catalog.split(name)
@@ -145,17 +146,19 @@ class ShiftedRanker:
 
     def persona_of(self, user: int, items: np.ndarray) -> np.ndarray:
         slots = [list(self.truth.user_personas[user]).index(self.labels[(user, int(i))]) for i in items]
-        return (np.asarray(slots) + 1) % 3
+        return (np.asarray(slots) + 1) % self.k
 
 
 def test_match_personas_pairs_each_true_slot_with_the_rankers() -> None:
-    matched = match_personas(ShiftedRanker(world()), world())  # type: ignore[arg-type]
-    assert matched.shape == (world().n_users, 3)
-    # true slot j is the ranker's persona j + 1 (mod 3) for users with train items of all three
+    shifted = ShiftedRanker(world())
+    k = shifted.k
+    matched = match_personas(shifted, world())  # type: ignore[arg-type]
+    assert k > 2 and matched.shape == (world().n_users, k)
+    # true slot j is the ranker's persona j + 1 (mod K) for users with train items of all K
     full = [u for u in range(world().n_users) if (matched[u] >= 0).all()]
     assert full
     for user in full:
-        assert matched[user].tolist() == [1, 2, 0]
+        assert matched[user].tolist() == [*range(1, k), 0]
 
 
 def session_record(sequence: int, session: int, success: bool, change: int | None) -> SessionRecord:

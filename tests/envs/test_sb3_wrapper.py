@@ -56,10 +56,10 @@ def test_sb3_env_checker_passes_with_and_without_probes(world: Catalog) -> None:
     assert plain.n_probes == 0 and "probe_feats" not in plain.observation_space.spaces
     check_env(plain, warn=False)
     with_probes = wrapped(world, TruthPersonaRanker(world))
-    # K = 3 personas per user in the persona world: 10 question slots + 3 probes + recommend = 14 choices;
+    # K = 4 personas per user in this world: 10 question slots + 4 probes + recommend = 15 choices;
     # each of the 10 slate positions picks one of the n_items = 10 item slots
-    assert with_probes.n_probes == world.truth.personas_per_user == 3
-    assert with_probes.action_space.nvec.tolist() == [14] + [10] * 10
+    assert with_probes.n_probes == world.truth.personas_per_user == 4
+    assert with_probes.action_space.nvec.tolist() == [15] + [10] * 10
     check_env(with_probes, warn=False)
 
 
@@ -357,7 +357,7 @@ def run_checked(env: SlateActionWrapper, steps: int, seed: int) -> None:
 
 def test_each_named_feature_lands_in_its_named_column(world: Catalog) -> None:
     env = wrapped(world, TruthPersonaRanker(world), max_facts=4)
-    assert env.n_probes == 3
+    assert env.n_probes == world.truth.personas_per_user == 4
     run_checked(env, steps=120, seed=4)
 
 

@@ -28,7 +28,8 @@ totals 0.1, so no spread group reaches 0.2."""
 
 @pytest.fixture(scope="module")
 def world() -> Catalog:
-    return make_persona_world(n_users=400, n_items=1500, seed=0)
+    # K = 3 true personas per user, as many as the model has: recovery is measured where K matches
+    return make_persona_world(n_users=400, n_items=1500, personas_per_user=3, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_default_shapes_and_metadata() -> None:
     catalog = world()
     truth = catalog.truth
     assert truth is not None
-    # 8 groups x 6 aspects = 48 aspects; 600 users, 3000 items, K = 3 of 8 personas.
+    # 8 groups x 6 aspects = 48 aspects; 600 users, 3000 items, K = 4 of 8 personas.
     assert (catalog.name, catalog.n_users, catalog.n_items, catalog.n_aspects) == (
         "persona_world",
         600,
@@ -62,8 +62,8 @@ def test_default_shapes_and_metadata() -> None:
     np.testing.assert_array_equal(np.bincount(truth.aspect_group), np.full(8, 6))
     assert truth.persona_groups.shape == (8, 8)
     assert truth.persona_aspects.shape == (8, 48)
-    assert truth.user_personas.shape == (600, 3)
-    assert truth.user_weights.shape == (600, 3)
+    assert truth.user_personas.shape == (600, 4)
+    assert truth.user_weights.shape == (600, 4)
     assert len(truth.group_names) == 8 and len(truth.persona_names) == 8
     assert truth.group_names[:2] == ("genre", "mood")
 

@@ -359,5 +359,5 @@ def test_persona_user_on_data_with_given_personas() -> None:
 
 def test_persona_user_rejects_a_slot_outside_the_users_personas() -> None:
     user = PersonaUser(world())
-    with pytest.raises(CRSError, match="persona slot 3"):
-        user.reset(Goal(user=0, targets=(0,), persona=3), np.random.default_rng(0))
+    with pytest.raises(CRSError, match="persona slot 4"):
+        user.reset(Goal(user=0, targets=(0,), persona=4), np.random.default_rng(0))
