@@ -89,6 +89,7 @@ from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
 from policies.atomic import read_json_mapping
+from policies.memory import DEFAULT_RULE
 from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
@@ -238,7 +239,10 @@ class SweepConfig(BaseModel):
             )
         seen: dict[str, str] = {}
         for name in self.ablations:  # `crs report` pairs memory modes: one run per mode and seed
-            settings = json.dumps(self.settings(name, self.datasets[0], self.seeds[0]), sort_keys=True)
+            task = self.settings(name, self.datasets[0], self.seeds[0])
+            if task["memory"] == "update" and task["memory_update"] is None:
+                task["memory_update"] = DEFAULT_RULE.variant  # what None runs: the same tasks
+            settings = json.dumps(task, sort_keys=True)
             if settings in seen:
                 raise ValueError(
                     f"ablations.{name}: the same settings as ablations.{seen[settings]} (every task would "

@@ -126,6 +126,10 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
             {"ablations": "{a: {memory: update}, b: {memory: update}}"},
             "ablations.b: the same settings as ablations.a",
         ),
+        (  # no memory_update runs DEFAULT_RULE, whose variant is "prior": the same tasks
+            {"ablations": "{a: {memory: update}, b: {memory: update, memory_update: prior}}"},
+            "ablations.b: the same settings as ablations.a",
+        ),
     ],
 )
 def test_bad_sessions_configs_are_refused_before_any_task_starts_naming_the_key(
