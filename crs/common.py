@@ -52,7 +52,7 @@ PolicyOption = Annotated[
     typer.Option(
         "--policy",
         "-p",
-        help="random, always-recommend, ask-N, max-entropy, abs-greedy, or a trained run dir.",
+        help="random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy, or a trained run dir.",
     ),
 ]
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]
@@ -61,7 +61,8 @@ RankerOption = Annotated[
     str | None,
     typer.Option(
         "--ranker",
-        help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), or a `crs "
+        help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), uniform-split "
+        "(the same, asking the question that halves the consistent candidates), or a `crs "
         "pretrain` artifact dir (persona x aspect explanations). Default: transe on lastfm, popularity "
         "elsewhere.",
     ),

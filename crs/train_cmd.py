@@ -23,7 +23,8 @@ def train_command(
     ranker: str | None = typer.Option(
         None,
         "--ranker",
-        help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
+        help='Fixed ranker: "popularity", "uniform" (no preferences), "uniform-split" (no preferences, '
+        'splitting questions), "transe" (LastFM), "pretrain" '
         "(pre-train one into the run), or a `crs pretrain` artifact path. Default: pretrain on the "
         "persona world, else the dataset's default.",
     ),

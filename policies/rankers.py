@@ -4,10 +4,12 @@ A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
 
 - a name, as typed (``--ranker``, ``ranker:`` in a training config) and as an evaluation's summary.json
   shows it: "popularity", "uniform" (no preferences: the persona ranker's dialogue logic over all-zero
-  weights, `policies.baseline_rankers.uniform_ranker`), "transe" (UNICORN's LastFM embeddings in the
+  weights, `policies.baseline_rankers.uniform_ranker`), "uniform-split" (the same, asking the question
+  that splits the consistent items most evenly), "transe" (UNICORN's LastFM embeddings in the
   data folder), "pretrain" (`crs train` only: pre-train one into the run), the path of a `crs
   pretrain` artifact, or "run" (a trained run's own ranker);
 - an entry, as a run's policy.json records it (and its summary.json shows it): "popularity", "uniform",
+  "uniform-split",
   "transe:<file>" or "artifact:<dir>"; a relative <file> or <dir> lies in the run folder
   ("artifact:ranker").
 
@@ -28,16 +30,16 @@ from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
 from simulators.errors import CRSError
 
-RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "artifact"]
-KINDS: tuple[RankerKind, ...] = ("popularity", "uniform", "transe", "pretrain", "run", "artifact")
-NAMES: tuple[RankerKind, ...] = ("popularity", "uniform", "transe", "pretrain", "run")  # a whole kind by name
+RankerKind = Literal["popularity", "uniform", "uniform-split", "transe", "pretrain", "run", "artifact"]
+DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform", "uniform-split")  # from the catalogue alone
+KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
+NAMES: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run")  # a whole kind by name
 ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
-DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
-RANKER_NAMES = ("transe", "popularity", "uniform")  # what `crs eval --ranker` takes besides an artifact
+RANKER_NAMES = ("transe", *DATA_FREE)  # what `crs eval --ranker` takes besides an artifact
 TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"
 PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
-ENTRY_CHOICES = "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>'"
+ENTRY_CHOICES = "'popularity', 'uniform', 'uniform-split', 'transe:<file>' or 'artifact:<dir>'"
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class RankerSpec:
     """A preference ranker by kind and place, before it is built.
 
     Attributes:
-        kind: "popularity", "uniform", "transe", "pretrain", "run" (a trained run's own ranker) or
-            "artifact".
+        kind: "popularity", "uniform", "uniform-split", "transe", "pretrain", "run" (a trained run's
+            own ranker) or "artifact".
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
     """
 
@@ -114,7 +116,8 @@ class RankerSpec:
 
     @property
     def entry(self) -> str:
-        """The policy.json entry: "popularity", "uniform", "transe:<file>" or "artifact:<dir>".
+        """The policy.json entry: "popularity", "uniform", "uniform-split", "transe:<file>" or
+        "artifact:<dir>".
 
         Raises:
             ValueError: Not `recordable` (default TransE, "pretrain", "run"): record `for_run(...)`.
@@ -153,9 +156,9 @@ class RankerSpec:
 
     def identity(self) -> str:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
-        "uniform";
-        "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor files>" (a folder
-        that cannot be read: its absolute path); "pretrain" and "run" name no ranker by themselves."""
+        "uniform", "uniform-split"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the
+        artifact's tensor files>" (a folder that cannot be read: its absolute path); "pretrain" and
+        "run" name no ranker by themselves."""
         if self.kind == "transe" and self.path is not None and self.path.is_file():
             return f"transe:{_digest([self.path])}"
         if self.kind == "artifact" and self.path is not None and self.path.is_dir():
@@ -179,6 +182,8 @@ class RankerSpec:
             return PopularityRanker(catalog)
         if self.kind == "uniform":
             return uniform_ranker(catalog)
+        if self.kind == "uniform-split":
+            return uniform_ranker(catalog, questions="split")
         if self.kind == "transe":
             if self.path is not None:
                 return TransERanker.from_file(self.path, catalog)

@@ -3,6 +3,9 @@
 - ``random``: ask a random reachable aspect or recommend random candidates, with equal odds.
 - ``always-recommend``: recommend the ranker's top-k candidates every turn.
 - ``ask-N``: ask the ranker's best reachable aspect N times, then recommend the top-k every turn.
+- ``ask-until-K``: ask the ranker's best reachable aspect while more than K candidates are consistent
+  with every answer (they hold no rejected aspect), then recommend the top-k every turn; with the
+  ``uniform-split`` ranker this is "halve the consistent candidates until K are left".
 - ``max-entropy``: SCPR's rule: recommend when at most k candidates are left, otherwise ask the
   aspect whose presence splits the (score-weighted) candidates most evenly.
 - ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from
@@ -28,7 +31,7 @@ from envs.question_types import typed_question
 from envs.ranker import PreferenceRanker
 from simulators.errors import CRSError
 
-RULE_POLICY_NAMES = ("random", "always-recommend", "ask-N", "max-entropy", "abs-greedy")
+RULE_POLICY_NAMES = ("random", "always-recommend", "ask-N", "ask-until-K", "max-entropy", "abs-greedy")
 
 
 def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -155,6 +158,35 @@ class AskThenRecommendPolicy(RulePolicy):
         return self.slate(env)
 
 
+class AskUntilPolicy(RulePolicy):
+    """Ask the best aspect while more than `k` candidates hold no rejected aspect, then recommend."""
+
+    def __init__(self, ranker: PreferenceRanker | None, k: int) -> None:
+        super().__init__(ranker)
+        if k < 1:
+            raise CRSError(f"ask-until-K needs K >= 1, got {k}")
+        self.k = k
+        self.name = f"ask-until-{k}"
+
+    @staticmethod
+    def n_consistent(env: ConversationEnv) -> int:
+        """Candidates holding none of the rejected aspects (those a truthful user's answers allow)."""
+        state = env.state
+        candidates = state.candidate_items()
+        rejected = np.flatnonzero(state.rejected)
+        if rejected.size == 0 or candidates.size == 0:
+            return int(candidates.size)
+        holding = env.catalog.item_aspects[candidates][:, rejected].getnnz(axis=1)
+        return int(np.count_nonzero(holding == 0))
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        if self.n_consistent(env) > self.k:
+            aspect = self.best_aspect(env)
+            if aspect is not None:
+                return self.question(env, aspect)
+        return self.slate(env)
+
+
 class MaxEntropyPolicy(RulePolicy):
     name = "max-entropy"
 
@@ -200,10 +232,14 @@ class AbsGreedyPolicy(RulePolicy):
 
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
-    """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), max-entropy, abs-greedy."""
+    """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
+    ask-until-80), max-entropy, abs-greedy."""
     match = re.fullmatch(r"ask-(\d+)", name)
     if match:
         return AskThenRecommendPolicy(ranker, int(match.group(1)))
+    match = re.fullmatch(r"ask-until-(\d+)", name)
+    if match:
+        return AskUntilPolicy(ranker, int(match.group(1)))
     table = {
         "random": RandomPolicy,
         "always-recommend": AlwaysRecommendPolicy,

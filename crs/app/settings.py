@@ -98,7 +98,8 @@ class TrainSettings(BaseModel):
     data_dir: str | None = None
     ranker: str | None = Field(
         None,
-        description='"popularity", "uniform", "transe", "pretrain", an artifact path; None = the dataset '
+        description='"popularity", "uniform", "uniform-split", "transe", "pretrain", an artifact path; None '
+        "= the dataset "
         "default",
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)

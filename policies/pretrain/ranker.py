@@ -28,6 +28,9 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
 where ``c₀`` is the shared persona (zeros for models trained without it, or artifacts older than it).
 Asking the aspect the wanted item most likely has (rather than the one the user is most similar to)
 is what makes a binary question pay off: a rare aspect the user likes is usually answered "no".
+With ``questions="split"`` the aspect score is instead the binary entropy (nats) of that mass m,
+``−m log m − (1 − m) log(1 − m)``: the question whose answer splits the consistent items most evenly
+(SCPR's rule, under the ranker's belief), with the same affinity tie-break.
 
 Learned aspect weights (a persona memory's, `policies.memory`, #16): `with_aspect_weights(user, W)`
 returns a shallow-copy view in which one user's per-persona aspect weights W (K, A) shift that user's
@@ -60,6 +63,9 @@ from simulators.errors import CRSError
 REJECTED_PENALTY = 1.0e6
 FACTS_CACHE_SIZE = 32  # more than the 2 dialogue states per env x 8 envs that one rollout step touches
 REJECTED_ASPECT_PENALTY = 5.0
+QUESTION_RULES = ("likely", "split")
+"""How aspects are scored: "likely" (the aspect the wanted item most likely has) or "split" (the
+question whose answer splits the consistent items most evenly); module docstring."""
 WEIGHT_KEYS: tuple[str, ...] = ("user", "item", "aspect", "personas", "log_prior", "mixtures", "prototypes")
 OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
 """Weights a model may lack (treated as zeros): the shared persona c₀ [d]."""
@@ -102,6 +108,7 @@ class PersonaRanker:
             `crs eval` runs side by side).
         facts_cache_size: Dialogue states whose full item and aspect scores are kept (0: none, every
             call recomputes; benchmarks/bench_train.py compares the two).
+        questions: One of `QUESTION_RULES`: how aspects are scored (module docstring).
     """
 
     # a view's learned aspect weights of one user (`with_aspect_weights`) and that user's arrays, built
@@ -116,7 +123,11 @@ class PersonaRanker:
         aspect_mode: str = "attention",
         cache_size: int = 80,
         facts_cache_size: int = FACTS_CACHE_SIZE,
+        questions: str = "likely",
     ) -> None:
+        if questions not in QUESTION_RULES:
+            raise CRSError(f"questions must be one of {QUESTION_RULES}, got {questions!r}")
+        self.questions = questions
         missing = [k for k in WEIGHT_KEYS if k not in weights]
         if missing:
             raise CRSError(f"persona weights lack {missing}; expected keys {WEIGHT_KEYS}")
@@ -360,6 +371,11 @@ class PersonaRanker:
         p = _softmax(self.item_scores(facts, items), axis=0)
         owner, held = compressed_entries(self.item_aspects, items)
         mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)
+        if self.questions == "split":
+            m = np.clip(mass, 1e-300, 1.0)
+            rest = np.clip(1.0 - mass, 1e-300, 1.0)
+            split: np.ndarray = -(m * np.log(m) + rest * np.log(rest)) + 1e-6 * affinity
+            return split
         out: np.ndarray = np.log(np.maximum(mass, 1e-300)) + 1e-6 * affinity
         return out
 

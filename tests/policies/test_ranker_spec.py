@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from envs.ranker import DialogueFacts
-from policies.baseline_rankers import PopularityRanker, TransERanker
+from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
 from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, PersonaRanker
 from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker
 from policies.rl.acting import ranker_from_meta
@@ -21,6 +21,7 @@ from tests.envs.conftest import tiny_catalog
 NAMES = [
     "popularity",
     "uniform",
+    "uniform-split",
     "transe",
     "pretrain",
     "run",
@@ -32,6 +33,7 @@ NAMES = [
 ENTRIES = [
     "popularity",
     "uniform",
+    "uniform-split",
     "transe:/data/lastfm/embeds/transe.pkl",
     "artifact:ranker",
     "artifact:/abs/pw-ranker",
@@ -92,7 +94,8 @@ def test_a_bad_spec_names_itself_and_the_choices(text: str) -> None:
 
 
 def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> None:
-    with pytest.raises(CRSError, match=r"'nope' is neither one of \('transe', 'popularity', 'uniform'\)"):
+    choices = r"\('transe', 'popularity', 'uniform', 'uniform-split'\)"
+    with pytest.raises(CRSError, match=rf"'nope' is neither one of {choices}"):
         RankerSpec.parse("nope").build(tiny_catalog())
     for keyword in ("pretrain", "run"):
         with pytest.raises(CRSError, match=f"'{keyword}'"):
@@ -148,3 +151,27 @@ def test_uniform_ranks_by_the_dialogue_alone() -> None:
     shares = np.asarray(catalog.item_aspects.sum(axis=0)).ravel() / catalog.n_items
     aspects = np.flatnonzero(shares)
     assert np.allclose(ranker.aspect_scores(none, aspects), np.log(shares[aspects]), atol=1e-5)
+
+
+def test_uniform_split_asks_the_question_that_halves_the_consistent_items() -> None:
+    """ "uniform-split" scores items as "uniform" does, but scores a question by the binary entropy of the
+    share of consistent items holding it, so a question held by half of them beats a common one."""
+    catalog = tiny_catalog()
+    likely, split = build_ranker("uniform", catalog), build_ranker("uniform-split", catalog)
+    assert isinstance(split, PersonaRanker) and split.questions == "split"
+    items = np.arange(catalog.n_items)
+    empty = np.zeros(0, dtype=np.int64)
+    none = DialogueFacts(0, empty, empty, empty)
+    assert np.array_equal(split.item_scores(none, items), likely.item_scores(none, items))
+    shares = np.asarray(catalog.item_aspects.sum(axis=0)).ravel() / catalog.n_items
+    aspects = np.flatnonzero((shares > 0) & (shares < 1))
+    p = shares[aspects]
+    entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    assert np.allclose(split.aspect_scores(none, aspects), entropy, atol=1e-5)
+    # the two rules disagree on this catalogue: the most common aspect is not the best split
+    assert np.argmax(likely.aspect_scores(none, aspects)) != np.argmax(split.aspect_scores(none, aspects))
+
+
+def test_unknown_question_rule_is_refused() -> None:
+    with pytest.raises(CRSError, match="questions must be one of"):
+        uniform_ranker(tiny_catalog(), questions="cheapest")

@@ -64,6 +64,35 @@ def test_max_entropy_asks_the_most_even_split_until_few_candidates(env) -> None:
     assert policy.act(env) == recommend(action_items := policy.slate(env)["items"]) and len(action_items) == 5
 
 
+def test_ask_until_k_asks_while_more_than_k_candidates_hold_no_rejected_aspect(env) -> None:
+    """ask-until-K stops asking exactly when at most K candidates are consistent with every answer
+    (rejected aspects remove their holders from the count, not from the env's candidates)."""
+    import numpy as np
+
+    k = 40
+    policy = make_rule_policy(f"ask-until-{k}", PopularityRanker(env.catalog))
+    for record in run(env, f"ask-until-{k}", 30):
+        kinds = list(record.kinds)
+        first_slate = kinds.index("recommend") if "recommend" in kinds else len(kinds)
+        assert set(kinds[:first_slate]) <= {"ask"} and set(kinds[first_slate:]) <= {"recommend"}
+    env.reset(seed=0)
+    policy.reset(np.random.default_rng(0))
+    state = env.state
+    candidates = state.candidate_items()
+    assert candidates.size > k and policy.act(env)["kind"] == 0  # many left: it asks
+    # reject aspects until at most K candidates hold none of them: then it recommends, though the
+    # env's candidate set is unchanged
+    holders = env.catalog.item_aspects[candidates].toarray() > 0
+    for aspect in np.argsort(-holders.sum(axis=0)):
+        state.rejected[aspect] = True
+        consistent = int((~holders[:, state.rejected]).all(axis=1).sum())
+        if consistent <= k:
+            break
+        assert policy.act(env)["kind"] == 0
+    assert consistent <= k and state.candidate_items().size == candidates.size
+    assert policy.act(env)["kind"] != 0
+
+
 def test_top_k_orders_by_score_then_id() -> None:
     import numpy as np
 
