@@ -61,10 +61,10 @@ RankerOption = Annotated[
     str | None,
     typer.Option(
         "--ranker",
-        help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), uniform-split "
-        "(the same, asking the question that halves the consistent candidates), or a `crs "
-        "pretrain` artifact dir (persona x aspect explanations). Default: transe on lastfm, popularity "
-        "elsewhere.",
+        help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), or a `crs "
+        "pretrain` artifact dir (persona x aspect explanations); uniform or an artifact followed by +split "
+        "asks the question that halves the consistent candidates (e.g. uniform+split). Default: transe "
+        "on lastfm, popularity elsewhere.",
     ),
 ]
 

@@ -23,10 +23,10 @@ def train_command(
     ranker: str | None = typer.Option(
         None,
         "--ranker",
-        help='Fixed ranker: "popularity", "uniform" (no preferences), "uniform-split" (no preferences, '
-        'splitting questions), "transe" (LastFM), "pretrain" '
-        "(pre-train one into the run), or a `crs pretrain` artifact path. Default: pretrain on the "
-        "persona world, else the dataset's default.",
+        help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
+        "(pre-train one into the run), or a `crs pretrain` artifact path; +split after uniform, pretrain "
+        "or an artifact asks splitting questions. Default: pretrain on the persona world, else the "
+        "dataset's default.",
     ),
     steps: int | None = typer.Option(
         None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."

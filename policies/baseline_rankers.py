@@ -1,5 +1,5 @@
 """The fixed baseline preference rankers (numpy only): UNICORN's TransE embeddings, popularity, and
-"uniform" and "uniform-split", rankers without preferences.
+"uniform", a ranker without preferences.
 
 They implement `envs.ranker.PreferenceRanker`; `policies.rankers.RankerSpec` names and builds them.
 
@@ -13,9 +13,9 @@ weight zero and one persona per user: every item scores the same until the dialo
 items holding a rejected aspect lose ``REJECTED_ASPECT_PENALTY`` per aspect and rejected items drop to
 the bottom; a question's score is the share of the still-consistent items holding the aspect. It
 answers "what do the learned preferences add over the dialogue alone?" (on LastFM*, they cost: the
-trained ranker scores items never seen in training near the bottom; BENCHMARKS.md). "uniform-split"
-is the same ranker asking the question whose answer splits the consistent items most evenly (the
-persona ranker's ``questions="split"``) instead of the aspect the wanted item most likely has.
+trained ranker scores items never seen in training near the bottom; BENCHMARKS.md). "uniform+split"
+is the same ranker asking the question whose answer splits the consistent items most evenly
+(`PersonaRanker.with_questions`) instead of the aspect the wanted item most likely has.
 """
 
 from __future__ import annotations
@@ -222,15 +222,9 @@ class PopularityRanker:
         return self.aspect_popularity[np.asarray(aspects, dtype=np.int64)]
 
 
-def uniform_ranker(catalog: Catalog, questions: str = "likely") -> PersonaRanker:
+def uniform_ranker(catalog: Catalog) -> PersonaRanker:
     """The persona ranker's dialogue logic without preferences: all-zero weights, one persona per user
-    (module docstring). Cheap: a few arrays of zeros next to the catalogue's item-aspect matrix.
-
-    Args:
-        catalog: The catalogue.
-        questions: "likely" (ask what the wanted item most likely has: "uniform") or "split" (ask what
-            splits the consistent items most evenly: "uniform-split"); `QUESTION_RULES`.
-    """
+    (module docstring). Cheap: a few arrays of zeros next to the catalogue's item-aspect matrix."""
     users, items, aspects = catalog.n_users, catalog.n_items, catalog.n_aspects
     weights = {
         "user": np.zeros((users, 1)),
@@ -241,4 +235,4 @@ def uniform_ranker(catalog: Catalog, questions: str = "likely") -> PersonaRanker
         "mixtures": np.ones((users, 1, 1)),
         "prototypes": np.zeros((1, 1)),
     }
-    return PersonaRanker(weights, catalog.item_aspects, "attention", questions=questions)
+    return PersonaRanker(weights, catalog.item_aspects, "attention")

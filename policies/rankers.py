@@ -4,14 +4,16 @@ A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
 
 - a name, as typed (``--ranker``, ``ranker:`` in a training config) and as an evaluation's summary.json
   shows it: "popularity", "uniform" (no preferences: the persona ranker's dialogue logic over all-zero
-  weights, `policies.baseline_rankers.uniform_ranker`), "uniform-split" (the same, asking the question
-  that splits the consistent items most evenly), "transe" (UNICORN's LastFM embeddings in the
+  weights, `policies.baseline_rankers.uniform_ranker`), "transe" (UNICORN's LastFM embeddings in the
   data folder), "pretrain" (`crs train` only: pre-train one into the run), the path of a `crs
   pretrain` artifact, or "run" (a trained run's own ranker);
 - an entry, as a run's policy.json records it (and its summary.json shows it): "popularity", "uniform",
-  "uniform-split",
   "transe:<file>" or "artifact:<dir>"; a relative <file> or <dir> lies in the run folder
   ("artifact:ranker").
+
+A persona ranker ("uniform", "pretrain", an artifact) may end in ``+split`` (`SPLIT_SUFFIX`), in
+names and entries alike: it then asks the question whose answer splits the consistent candidates most
+evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`).
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -20,18 +22,21 @@ add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSp
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
+from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
 from simulators.errors import CRSError
 
-RankerKind = Literal["popularity", "uniform", "uniform-split", "transe", "pretrain", "run", "artifact"]
-DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform", "uniform-split")  # from the catalogue alone
+RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "artifact"]
+DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
+PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
+SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
 NAMES: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run")  # a whole kind by name
 ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
@@ -39,7 +44,10 @@ RANKER_NAMES = ("transe", *DATA_FREE)  # what `crs eval --ranker` takes besides 
 TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"
 PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
-ENTRY_CHOICES = "'popularity', 'uniform', 'uniform-split', 'transe:<file>' or 'artifact:<dir>'"
+ENTRY_CHOICES = (
+    "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
+    "in '+split')"
+)
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,16 @@ class RankerSpec:
     """A preference ranker by kind and place, before it is built.
 
     Attributes:
-        kind: "popularity", "uniform", "uniform-split", "transe", "pretrain", "run" (a trained run's
-            own ranker) or "artifact".
+        kind: "popularity", "uniform", "transe", "pretrain", "run" (a trained run's own ranker) or
+            "artifact".
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
+        questions: How a persona ranker scores questions, one of `QUESTION_RULES` ("split": named
+            with `SPLIT_SUFFIX`).
     """
 
     kind: RankerKind
     where: str = ""
+    questions: str = "likely"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,6 +73,13 @@ class RankerSpec:
             raise ValueError("an artifact ranker needs its folder")
         if self.kind in (*DATA_FREE, "pretrain", "run") and self.where:
             raise ValueError(f"ranker {self.kind!r} reads no file, not {self.where!r}")
+        if self.questions not in QUESTION_RULES:
+            raise ValueError(f"questions {self.questions!r} is not one of {QUESTION_RULES}")
+        if self.questions != "likely" and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} cannot ask splitting questions ({SPLIT_SUFFIX}): only a persona "
+                f"ranker can, one of {PERSONA_KINDS}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> RankerSpec:
@@ -69,8 +87,11 @@ class RankerSpec:
         entry ("popularity", "transe:<file>", "artifact:<dir>") names; paths are kept as written.
 
         Raises:
-            CRSError: Empty, or an entry without its file or folder; names the text and the choices.
+            CRSError: Empty, or an entry without its file or folder; names the text and the choices;
+                `SPLIT_SUFFIX` after a ranker that is not a persona ranker.
         """
+        if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
+            return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
         if text in NAMES:
             return cls(text)
         kind, sep, where = text.partition(":")
@@ -106,8 +127,12 @@ class RankerSpec:
     def name(self) -> str:
         """The name shown for it (an evaluation's summary.json): parses back to the same spec."""
         if self.kind == "artifact":
-            return self.where
-        return f"{self.kind}:{self.where}" if self.where else self.kind
+            return self.where + self._suffix
+        return (f"{self.kind}:{self.where}" if self.where else self.kind) + self._suffix
+
+    @property
+    def _suffix(self) -> str:
+        return SPLIT_SUFFIX if self.questions == "split" else ""
 
     @property
     def recordable(self) -> bool:
@@ -116,15 +141,15 @@ class RankerSpec:
 
     @property
     def entry(self) -> str:
-        """The policy.json entry: "popularity", "uniform", "uniform-split", "transe:<file>" or
-        "artifact:<dir>".
+        """The policy.json entry: "popularity", "uniform", "transe:<file>" or "artifact:<dir>" (the
+        persona ones with `SPLIT_SUFFIX` when they ask splitting questions).
 
         Raises:
             ValueError: Not `recordable` (default TransE, "pretrain", "run"): record `for_run(...)`.
         """
         if not self.recordable:
             raise ValueError(f"ranker {self.name!r} is not a policy.json entry; record its for_run()")
-        return self.kind if self.kind in DATA_FREE else f"{self.kind}:{self.where}"
+        return (self.kind if self.kind in DATA_FREE else f"{self.kind}:{self.where}") + self._suffix
 
     @property
     def path(self) -> Path | None:
@@ -136,7 +161,7 @@ class RankerSpec:
         path = self.path
         if path is None or path.is_absolute():
             return self
-        return RankerSpec(self.kind, str(Path(run_dir) / path))
+        return replace(self, where=str(Path(run_dir) / path))
 
     def for_run(self, data_dir: str | Path | None = None) -> RankerSpec:
         """What a `crs train` run records: TransE's file and artifacts as absolute paths, "pretrain" as
@@ -148,24 +173,28 @@ class RankerSpec:
         if self.kind in DATA_FREE:
             return self
         if self.kind == "pretrain":
-            return RankerSpec("artifact", PRETRAIN_DIR)
+            return replace(self, kind="artifact", where=PRETRAIN_DIR)
         if self.kind == "run":
             raise CRSError(f"ranker 'run' is a trained run's own ranker: train with {CHOICES}")
         path = self.path if self.path is not None else resolve_data_dir(data_dir) / TRANSE_FILE
-        return RankerSpec(self.kind, str(path.resolve()))
+        return replace(self, where=str(path.resolve()))
 
     def identity(self) -> str:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
-        "uniform", "uniform-split"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the
-        artifact's tensor files>" (a folder that cannot be read: its absolute path); "pretrain" and
-        "run" name no ranker by themselves."""
+        "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
+        files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
+        by themselves; each with `SPLIT_SUFFIX` when it asks splitting questions."""
+        return self._identity() + self._suffix
+
+    def _identity(self) -> str:
         if self.kind == "transe" and self.path is not None and self.path.is_file():
             return f"transe:{_digest([self.path])}"
         if self.kind == "artifact" and self.path is not None and self.path.is_dir():
             files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
             if files:
                 return f"artifact:{_digest(files)}"
-        return self.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
+        plain = replace(self, questions="likely")
+        return plain.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
 
     def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
         """The ranker for `catalog`; relative paths are taken from the working directory (see `resolve`).
@@ -178,12 +207,17 @@ class RankerSpec:
             CRSError: "pretrain" or "run" (not buildable on their own), TransE's default file asked for
                 a dataset other than LastFM, a missing or bad file or artifact.
         """
+        ranker = self._build(catalog, data_dir)
+        if self.questions != "likely":
+            assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
+            return ranker.with_questions(self.questions)
+        return ranker
+
+    def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:
         if self.kind == "popularity":
             return PopularityRanker(catalog)
         if self.kind == "uniform":
             return uniform_ranker(catalog)
-        if self.kind == "uniform-split":
-            return uniform_ranker(catalog, questions="split")
         if self.kind == "transe":
             if self.path is not None:
                 return TransERanker.from_file(self.path, catalog)

@@ -5,7 +5,7 @@
 - ``ask-N``: ask the ranker's best reachable aspect N times, then recommend the top-k every turn.
 - ``ask-until-K``: ask the ranker's best reachable aspect while more than K candidates are consistent
   with every answer (they hold no rejected aspect), then recommend the top-k every turn; with the
-  ``uniform-split`` ranker this is "halve the consistent candidates until K are left".
+  ``uniform+split`` ranker this is "halve the consistent candidates until K are left".
 - ``max-entropy``: SCPR's rule: recommend when at most k candidates are left, otherwise ask the
   aspect whose presence splits the (score-weighted) candidates most evenly.
 - ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from

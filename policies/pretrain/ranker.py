@@ -28,7 +28,7 @@ Dialogue conditioning (facts = accepted / rejected aspects, rejected items):
 where ``c₀`` is the shared persona (zeros for models trained without it, or artifacts older than it).
 Asking the aspect the wanted item most likely has (rather than the one the user is most similar to)
 is what makes a binary question pay off: a rare aspect the user likes is usually answered "no".
-With ``questions="split"`` the aspect score is instead the binary entropy (nats) of that mass m,
+With ``with_questions("split")`` the aspect score is instead the binary entropy (nats) of that mass m,
 ``−m log m − (1 − m) log(1 − m)``: the question whose answer splits the consistent items most evenly
 (SCPR's rule, under the ranker's belief), with the same affinity tie-break.
 
@@ -108,13 +108,13 @@ class PersonaRanker:
             `crs eval` runs side by side).
         facts_cache_size: Dialogue states whose full item and aspect scores are kept (0: none, every
             call recomputes; benchmarks/bench_train.py compares the two).
-        questions: One of `QUESTION_RULES`: how aspects are scored (module docstring).
     """
 
     # a view's learned aspect weights of one user (`with_aspect_weights`) and that user's arrays, built
     # on first use; class defaults, so a ranker made without them (the plain one) has none
     _aspect_weights: _AspectWeights | None = None
     _adjusted: _UserCache | None = None
+    questions: str = "likely"  # how aspects are scored, one of QUESTION_RULES (`with_questions`)
 
     def __init__(
         self,
@@ -123,11 +123,7 @@ class PersonaRanker:
         aspect_mode: str = "attention",
         cache_size: int = 80,
         facts_cache_size: int = FACTS_CACHE_SIZE,
-        questions: str = "likely",
     ) -> None:
-        if questions not in QUESTION_RULES:
-            raise CRSError(f"questions must be one of {QUESTION_RULES}, got {questions!r}")
-        self.questions = questions
         missing = [k for k in WEIGHT_KEYS if k not in weights]
         if missing:
             raise CRSError(f"persona weights lack {missing}; expected keys {WEIGHT_KEYS}")
@@ -266,6 +262,21 @@ class PersonaRanker:
         view._aspect_weights = _AspectWeights(int(user), values, token)
         return view
 
+    def with_questions(self, questions: str) -> PersonaRanker:
+        """A view of this ranker that scores questions by `questions`, one of `QUESTION_RULES`
+        ("likely": the aspect the wanted item most likely has; "split": the one whose answer splits the
+        consistent items most evenly; module docstring). Item scores are unchanged; a shallow copy that
+        shares every cache (aspect scores are kept per rule).
+
+        Raises:
+            CRSError: `questions` is not one of `QUESTION_RULES`.
+        """
+        if questions not in QUESTION_RULES:
+            raise CRSError(f"questions must be one of {QUESTION_RULES}, got {questions!r}")
+        view = copy.copy(self)
+        view.questions = questions
+        return view
+
     def _holding(self, aspects: np.ndarray) -> np.ndarray:
         """How many of `aspects` (int64, shape (n,)) each item holds, shape (I,), int64."""
         _, holders = compressed_entries(self._aspect_items, aspects)
@@ -300,6 +311,7 @@ class PersonaRanker:
         """`compute(facts)`, kept for the last ``facts_cache_size`` (kind, facts, prior) keys."""
         key = (
             kind,
+            self.questions if kind == "aspects" else "",  # a `with_questions` view shares this cache
             facts.user,
             self.log_prior[facts.user].tobytes(),  # a persona memory's view has its own prior row
             self._weights_token(facts.user),  # ... and maybe the user's learned aspect weights

@@ -21,9 +21,10 @@ from tests.envs.conftest import tiny_catalog
 NAMES = [
     "popularity",
     "uniform",
-    "uniform-split",
+    "uniform+split",
     "transe",
     "pretrain",
+    "pretrain+split",
     "run",
     "runs/pw-ranker",
     "/abs/pw-ranker/",
@@ -33,7 +34,8 @@ NAMES = [
 ENTRIES = [
     "popularity",
     "uniform",
-    "uniform-split",
+    "uniform+split",
+    "artifact:ranker+split",
     "transe:/data/lastfm/embeds/transe.pkl",
     "artifact:ranker",
     "artifact:/abs/pw-ranker",
@@ -94,8 +96,7 @@ def test_a_bad_spec_names_itself_and_the_choices(text: str) -> None:
 
 
 def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> None:
-    choices = r"\('transe', 'popularity', 'uniform', 'uniform-split'\)"
-    with pytest.raises(CRSError, match=rf"'nope' is neither one of {choices}"):
+    with pytest.raises(CRSError, match=r"'nope' is neither one of \('transe', 'popularity', 'uniform'\)"):
         RankerSpec.parse("nope").build(tiny_catalog())
     for keyword in ("pretrain", "run"):
         with pytest.raises(CRSError, match=f"'{keyword}'"):
@@ -153,12 +154,12 @@ def test_uniform_ranks_by_the_dialogue_alone() -> None:
     assert np.allclose(ranker.aspect_scores(none, aspects), np.log(shares[aspects]), atol=1e-5)
 
 
-def test_uniform_split_asks_the_question_that_halves_the_consistent_items() -> None:
-    """ "uniform-split" scores items as "uniform" does, but scores a question by the binary entropy of the
+def test_split_questions_halve_the_consistent_items() -> None:
+    """`uniform+split` scores items as `uniform` does, but scores a question by the binary entropy of the
     share of consistent items holding it, so a question held by half of them beats a common one."""
     catalog = tiny_catalog()
-    likely, split = build_ranker("uniform", catalog), build_ranker("uniform-split", catalog)
-    assert isinstance(split, PersonaRanker) and split.questions == "split"
+    likely, split = build_ranker("uniform", catalog), build_ranker("uniform+split", catalog)
+    assert isinstance(split, PersonaRanker) and split.questions == "split" and likely.questions == "likely"
     items = np.arange(catalog.n_items)
     empty = np.zeros(0, dtype=np.int64)
     none = DialogueFacts(0, empty, empty, empty)
@@ -168,10 +169,21 @@ def test_uniform_split_asks_the_question_that_halves_the_consistent_items() -> N
     p = shares[aspects]
     entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
     assert np.allclose(split.aspect_scores(none, aspects), entropy, atol=1e-5)
-    # the two rules disagree on this catalogue: the most common aspect is not the best split
+    # the two rules disagree on this catalogue, and a view never reads the other's cached scores
     assert np.argmax(likely.aspect_scores(none, aspects)) != np.argmax(split.aspect_scores(none, aspects))
+    assert np.allclose(likely.with_questions("split").aspect_scores(none, aspects), entropy, atol=1e-5)
+    assert np.allclose(likely.aspect_scores(none, aspects), np.log(p), atol=1e-5)
 
 
-def test_unknown_question_rule_is_refused() -> None:
+def test_split_names_round_trip_and_only_persona_rankers_take_it(tmp_path: Path) -> None:
+    spec = RankerSpec.parse("runs/pw-ranker+split")
+    assert spec == RankerSpec("artifact", "runs/pw-ranker", "split")
+    assert spec.name == "runs/pw-ranker+split" and spec.entry == "artifact:runs/pw-ranker+split"
+    assert RankerSpec.parse("pretrain+split").for_run() == RankerSpec("artifact", "ranker", "split")
+    assert spec.resolve(tmp_path) == RankerSpec("artifact", str(tmp_path / "runs/pw-ranker"), "split")
+    assert RankerSpec.parse("uniform+split").identity() != RankerSpec.parse("uniform").identity()
+    for text in ("popularity+split", "transe+split", "run+split"):
+        with pytest.raises(CRSError, match="only a persona ranker"):
+            RankerSpec.parse(text)
     with pytest.raises(CRSError, match="questions must be one of"):
-        uniform_ranker(tiny_catalog(), questions="cheapest")
+        uniform_ranker(tiny_catalog()).with_questions("cheapest")
