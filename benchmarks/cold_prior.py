@@ -14,7 +14,7 @@ every item, and cold items keep their prior mass instead of the ranker's near-ze
 follow (they are the mass of the consistent items holding each aspect under s').
 
     python benchmarks/cold_prior.py --ranker runs/pretrain/lastfm_star-full --policy ask-7 -n 5000 \
-        --seed 1 --out out/issue17/cold
+        --seed 1 --out out/issue17/cold [--temperatures 3 --rules-only --questions split]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
 from envs.rollout import evaluate
-from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
+from policies.pretrain.ranker import QUESTION_RULES, REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
 from policies.rules import RulePolicy
 from simulators.catalog import Catalog
 
@@ -115,6 +115,9 @@ def main() -> None:
         "--rules-only", action="store_true", help="move cold items by the rejection rules only, not e_v"
     )
     parser.add_argument("--no-base", dest="with_base", action="store_false", help="skip the plain ranker")
+    parser.add_argument(
+        "--questions", choices=QUESTION_RULES, default="likely", help="how every variant scores questions"
+    )
     args = parser.parse_args()
 
     spec = EvalSpec.of(
@@ -126,8 +129,8 @@ def main() -> None:
     valid = env.catalog.split("valid").items
     shares = args.shares or [float(cold[valid].mean())]
     assert isinstance(policy, RulePolicy), "--policy must name a rule"
-    base = policy.ranker
-    assert isinstance(base, PersonaRanker), "--ranker must be a crs pretrain artifact folder"
+    assert isinstance(policy.ranker, PersonaRanker), "--ranker must be a crs pretrain artifact folder"
+    base = policy.ranker.with_questions(args.questions)
     print(
         f"{args.dataset}: {int(cold.sum())} of {cold.size} items cold; cold share of valid interactions "
         f"{cold[valid].mean():.3f}"
@@ -136,7 +139,7 @@ def main() -> None:
     variants += [
         (
             f"cold prior rho={share:.3f} T={t:g}" + (" rules" if args.rules_only else ""),
-            ColdPriorRanker(base, cold, share, t, args.rules_only),
+            ColdPriorRanker(base, cold, share, t, args.rules_only).with_questions(args.questions),
         )
         for share in shares
         for t in args.temperatures
