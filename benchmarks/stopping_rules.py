@@ -1,4 +1,4 @@
-"""When to stop asking on Yelp* binary (#18): fixed ask-N, an oracle over N, and confident early slates.
+"""When to stop asking (#17, #18): fixed ask-N, an oracle over N, confident early slates, a final reserve.
 
 Every variant plays the same conversations with the same ranker (question rule included):
 
@@ -8,12 +8,17 @@ Every variant plays the same conversations with the same ranker (question rule i
   the bound is chance (each N sees a different question sequence);
 - ``ask-N, confident θ``: ask-N, except that it recommends whenever the ranker puts at least θ of its
   softmax mass over the candidates on the top-k slate (k the env's slate size); after a rejected slate it
-  goes on asking while fewer than N questions were asked.
+  goes on asking while fewer than N questions were asked;
+- ``ask-until-K, last R``: ask-until-K that recommends in the last R agent turns whatever is left (a
+  question in the last turn can never lead to a success; in the last few a slate may beat one more
+  question).
 
 Paired differences (95% bootstrap CI over conversations) are against ``ask-{--reference}``.
 
     python benchmarks/stopping_rules.py -d yelp_star --ranker runs/pretrain/yelp_star-l1+split -n 600 \
         --seed 0 --asks 8 9 10 11 12 13 --confident 12:0.7 12:0.8 12:0.9 11:0.8
+    python benchmarks/stopping_rules.py -d lastfm_star --ranker uniform+split -n 5000 --seed 1 \
+        --split valid --asks 7 --reference 7 --until-reserve 60:0 60:1 60:2 60:3 60:4 60:5
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from envs.env import ConversationEnv
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.ranker import PreferenceRanker
 from envs.rollout import evaluate
-from policies.rules import AskThenRecommendPolicy
+from policies.rules import AskThenRecommendPolicy, AskUntilPolicy, RulePolicy
 
 
 class ConfidentAskPolicy(AskThenRecommendPolicy):
@@ -51,12 +56,26 @@ class ConfidentAskPolicy(AskThenRecommendPolicy):
         return super().act(env)
 
 
-def _confident(text: str) -> tuple[int, float]:
-    n, _, threshold = text.partition(":")
+class ReserveAskUntilPolicy(AskUntilPolicy):
+    """ask-until-K that recommends in the last `reserve` agent turns, whatever is left."""
+
+    def __init__(self, ranker: PreferenceRanker | None, k: int, reserve: int) -> None:
+        super().__init__(ranker, k)
+        self.reserve = reserve
+        self.name = f"ask-until-{k}, last {reserve}"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        if env.max_turns - env.state.turn <= self.reserve:
+            return self.slate(env)
+        return super().act(env)
+
+
+def _pair(text: str) -> tuple[int, float]:
+    n, _, value = text.partition(":")
     try:
-        return int(n), float(threshold)
+        return int(n), float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N:THETA such as 12:0.8, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected N:VALUE such as 12:0.8, got {text!r}") from None
 
 
 def main() -> None:
@@ -67,7 +86,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--asks", type=int, nargs="+", default=[8, 9, 10, 11, 12, 13])
     parser.add_argument("--reference", type=int, default=12, help="the ask-N the others are paired with")
-    parser.add_argument("--confident", type=_confident, nargs="*", default=[], help="N:THETA pairs")
+    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    parser.add_argument("--confident", type=_pair, nargs="*", default=[], help="N:THETA pairs")
+    parser.add_argument("--until-reserve", type=_pair, nargs="*", default=[], help="K:R pairs")
     args = parser.parse_args()
     if args.reference not in args.asks:
         parser.error(f"--reference {args.reference} must be one of --asks {args.asks}")
@@ -78,15 +99,17 @@ def main() -> None:
         ranker=args.ranker,
         episodes=args.episodes,
         seed=args.seed,
+        split=args.split,
     )
     env, reference, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)
     assert isinstance(reference, AskThenRecommendPolicy)
     ranker = reference.ranker
     first_reference = sorted(args.asks, key=lambda n: n != args.reference)  # paired with it from the start
-    policies = [AskThenRecommendPolicy(ranker, n) for n in first_reference]
+    policies: list[RulePolicy] = [AskThenRecommendPolicy(ranker, n) for n in first_reference]
     policies += [ConfidentAskPolicy(ranker, n, threshold) for n, threshold in args.confident]
-    print(f"{args.dataset}, ranker {args.ranker}: {len(indices)} conversations (seed {args.seed})")
+    policies += [ReserveAskUntilPolicy(ranker, k, int(r)) for k, r in args.until_reserve]
+    print(f"{args.dataset} {args.split}, {args.ranker}: {len(indices)} conversations (seed {args.seed})")
     success: dict[str, np.ndarray] = {}
     for policy in policies:
         metrics = per_episode_metrics(evaluate(env, policy, indices, args.seed))
