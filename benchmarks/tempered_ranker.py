@@ -2,7 +2,8 @@
 
 The item score s(v) of `PersonaRanker` is the learned preference part plus the dialogue rules (each
 rejected aspect the item holds costs ``REJECTED_ASPECT_PENALTY``, a rejected item
-``REJECTED_PENALTY``). Here the preference part is divided by a temperature T and the rules are kept:
+``REJECTED_PENALTY``). `PersonaRanker.with_temperature(T)` (a ranker name's ``@T``) divides the
+preference part by a temperature T and keeps the rules:
 
     s_T(v) = (s(v) − rules(v)) / T + rules(v)
 
@@ -16,36 +17,12 @@ the slates and, with ``+split``, the questions. Every T plays the same conversat
 from __future__ import annotations
 
 import argparse
-import copy
-from collections import OrderedDict
-
-import numpy as np
 
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import bootstrap_ci, per_episode_metrics
-from envs.ranker import DialogueFacts
 from envs.rollout import evaluate
-from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
+from policies.pretrain.ranker import PersonaRanker
 from policies.rules import RulePolicy
-
-
-class TemperedRanker(PersonaRanker):
-    """`base` with its preference part divided by `temperature` (a shallow copy with fresh caches)."""
-
-    def __init__(self, base: PersonaRanker, temperature: float) -> None:
-        self.__dict__.update(copy.copy(base.__dict__))
-        self._cache, self._scored = OrderedDict(), OrderedDict()
-        self.temperature = temperature
-
-    def _all_item_scores(self, facts: DialogueFacts) -> np.ndarray:
-        scores = super()._all_item_scores(facts)
-        rules = np.zeros(self.n_items)
-        if len(facts.rejected):
-            rules -= REJECTED_ASPECT_PENALTY * self._holding(np.asarray(facts.rejected, dtype=np.int64))
-        if len(facts.rejected_items):
-            rules[np.asarray(facts.rejected_items, dtype=np.int64)] -= REJECTED_PENALTY
-        tempered: np.ndarray = (scores - rules) / self.temperature + rules
-        return tempered
 
 
 def main() -> None:
@@ -78,7 +55,7 @@ def main() -> None:
     )
     first = None
     for temperature in [1.0, *args.temperatures]:
-        policy.ranker = TemperedRanker(base, temperature).with_questions(base.questions)
+        policy.ranker = base.with_temperature(temperature)
         metrics = per_episode_metrics(evaluate(env, policy, indices, args.seed))
         line = ", ".join(f"{k} {v.mean():.3f}" for k, v in metrics.items())
         if first is None:

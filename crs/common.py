@@ -63,8 +63,9 @@ RankerOption = Annotated[
         "--ranker",
         help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), or a `crs "
         "pretrain` artifact dir (persona x aspect explanations); uniform or an artifact followed by +split "
-        "asks the question that halves the consistent candidates (e.g. uniform+split). Default: transe "
-        "on lastfm, popularity elsewhere.",
+        "asks the question that halves the consistent candidates (e.g. uniform+split); a final @T divides "
+        "an artifact's learned preferences by T (e.g. DIR+split@4). Default: transe on lastfm, popularity "
+        "elsewhere.",
     ),
 ]
 

@@ -25,8 +25,8 @@ def train_command(
         "--ranker",
         help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
         "(pre-train one into the run), or a `crs pretrain` artifact path; +split after uniform, pretrain "
-        "or an artifact asks splitting questions. Default: pretrain on the persona world, else the "
-        "dataset's default.",
+        "or an artifact asks splitting questions, a final @T tempers the learned preferences (DIR+split@4). "
+        "Default: pretrain on the persona world, else the dataset's default.",
     ),
     steps: int | None = typer.Option(
         None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."

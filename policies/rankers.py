@@ -13,7 +13,10 @@ A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
 
 A persona ranker ("uniform", "pretrain", an artifact) may end in ``+split`` (`SPLIT_SUFFIX`), in
 names and entries alike: it then asks the question whose answer splits the consistent candidates most
-evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`).
+evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It may
+also end in ``@T`` (`TEMPERATURE_MARK`, after ``+split`` if both), a number above 0: its learned
+preferences are divided by T, its rejection rules kept (`PersonaRanker.with_temperature`), e.g.
+``runs/pretrain/yelp_star-l1+split@4``.
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -22,6 +25,7 @@ add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSp
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -37,6 +41,7 @@ RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "arti
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
+TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
 NAMES: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run")  # a whole kind by name
 ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
@@ -46,7 +51,7 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+split')"
+    "in '+split' and then '@T')"
 )
 
 
@@ -60,11 +65,14 @@ class RankerSpec:
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
         questions: How a persona ranker scores questions, one of `QUESTION_RULES` ("split": named
             with `SPLIT_SUFFIX`).
+        temperature: What a persona ranker's learned preferences are divided by (not 1: named with
+            `TEMPERATURE_MARK`).
     """
 
     kind: RankerKind
     where: str = ""
     questions: str = "likely"
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,6 +88,16 @@ class RankerSpec:
                 f"ranker {self.kind!r} cannot ask splitting questions ({SPLIT_SUFFIX}): only a persona "
                 f"ranker can, one of {PERSONA_KINDS}"
             )
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise CRSError(
+                f"ranker temperature {self.temperature!r} must be a finite number above 0, e.g. "
+                f"{TEMPERATURE_MARK}4"
+            )
+        if self.temperature != 1.0 and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} has no learned preferences to temper ({TEMPERATURE_MARK}T): only a "
+                f"persona ranker has, one of {PERSONA_KINDS}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> RankerSpec:
@@ -92,6 +110,9 @@ class RankerSpec:
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
+        head, mark, tail = text.rpartition(TEMPERATURE_MARK)
+        if mark and head and _is_number(tail):
+            return replace(cls.parse(head), temperature=float(tail))
         if text in NAMES:
             return cls(text)
         kind, sep, where = text.partition(":")
@@ -132,7 +153,8 @@ class RankerSpec:
 
     @property
     def _suffix(self) -> str:
-        return SPLIT_SUFFIX if self.questions == "split" else ""
+        split = SPLIT_SUFFIX if self.questions == "split" else ""
+        return split + (f"{TEMPERATURE_MARK}{self.temperature:g}" if self.temperature != 1.0 else "")
 
     @property
     def recordable(self) -> bool:
@@ -142,7 +164,7 @@ class RankerSpec:
     @property
     def entry(self) -> str:
         """The policy.json entry: "popularity", "uniform", "transe:<file>" or "artifact:<dir>" (the
-        persona ones with `SPLIT_SUFFIX` when they ask splitting questions).
+        persona ones with `SPLIT_SUFFIX` and `TEMPERATURE_MARK` as in `name`).
 
         Raises:
             ValueError: Not `recordable` (default TransE, "pretrain", "run"): record `for_run(...)`.
@@ -183,7 +205,8 @@ class RankerSpec:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
         files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
-        by themselves; each with `SPLIT_SUFFIX` when it asks splitting questions."""
+        by themselves; each with `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK`
+        and T when it is tempered."""
         return self._identity() + self._suffix
 
     def _identity(self) -> str:
@@ -193,7 +216,7 @@ class RankerSpec:
             files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
             if files:
                 return f"artifact:{_digest(files)}"
-        plain = replace(self, questions="likely")
+        plain = replace(self, questions="likely", temperature=1.0)
         return plain.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
 
     def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
@@ -208,10 +231,10 @@ class RankerSpec:
                 a dataset other than LastFM, a missing or bad file or artifact.
         """
         ranker = self._build(catalog, data_dir)
-        if self.questions != "likely":
-            assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
-            return ranker.with_questions(self.questions)
-        return ranker
+        if self.questions == "likely" and self.temperature == 1.0:
+            return ranker
+        assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
+        return ranker.with_questions(self.questions).with_temperature(self.temperature)
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:
         if self.kind == "popularity":
@@ -239,6 +262,15 @@ class RankerSpec:
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 
         return load_ranker(self.where, catalog)
+
+
+def _is_number(text: str) -> bool:
+    """Whether `text` reads as a float (what may follow `TEMPERATURE_MARK`)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _digest(files: list[Path]) -> str:

@@ -99,7 +99,8 @@ class TrainSettings(BaseModel):
     ranker: str | None = Field(
         None,
         description='"popularity", "uniform", "transe", "pretrain", an artifact path (uniform, pretrain '
-        'and artifacts may end in "+split": splitting questions); None = the dataset default',
+        'and artifacts may end in "+split": splitting questions, then "@T": preferences divided by T); '
+        "None = the dataset default",
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)
     envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")

@@ -11,11 +11,12 @@ import pytest
 
 from envs.ranker import DialogueFacts
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
-from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, PersonaRanker
+from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
 from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker
 from policies.rl.acting import ranker_from_meta
 from simulators.errors import CRSError
 from tests.envs.conftest import tiny_catalog
+from tests.policies.test_memory import random_ranker
 
 # names as typed (--ranker, a training config) and as an evaluation's summary.json shows them
 NAMES = [
@@ -25,6 +26,8 @@ NAMES = [
     "transe",
     "pretrain",
     "pretrain+split",
+    "runs/pw-ranker+split@4",
+    "uniform@2.5",
     "run",
     "runs/pw-ranker",
     "/abs/pw-ranker/",
@@ -36,6 +39,7 @@ ENTRIES = [
     "uniform",
     "uniform+split",
     "artifact:ranker+split",
+    "artifact:ranker+split@4",
     "transe:/data/lastfm/embeds/transe.pkl",
     "artifact:ranker",
     "artifact:/abs/pw-ranker",
@@ -187,3 +191,51 @@ def test_split_names_round_trip_and_only_persona_rankers_take_it(tmp_path: Path)
             RankerSpec.parse(text)
     with pytest.raises(CRSError, match="questions must be one of"):
         uniform_ranker(tiny_catalog()).with_questions("cheapest")
+
+
+def test_temperature_names_round_trip_and_only_persona_rankers_take_it() -> None:
+    spec = RankerSpec.parse("runs/pw-ranker+split@4")
+    assert spec == RankerSpec("artifact", "runs/pw-ranker", "split", 4.0)
+    assert RankerSpec.parse("runs/pw-ranker@4+split") == spec  # either order, one canonical name
+    assert spec.name == "runs/pw-ranker+split@4" and spec.entry == "artifact:runs/pw-ranker+split@4"
+    assert RankerSpec.parse("pretrain@4").for_run() == RankerSpec("artifact", "ranker", temperature=4.0)
+    assert RankerSpec.parse("runs/a@b") == RankerSpec("artifact", "runs/a@b")  # not a number: a path
+    assert RankerSpec.parse("uniform@2").identity() != RankerSpec.parse("uniform").identity()
+    for text in ("popularity@2", "transe@2"):
+        with pytest.raises(CRSError, match="no learned preferences"):
+            RankerSpec.parse(text)
+    for text in ("uniform@0", "uniform@-1", "uniform@nan", "uniform@inf"):
+        with pytest.raises(CRSError, match="finite number above 0"):
+            RankerSpec.parse(text)
+    with pytest.raises(CRSError, match="finite number above 0"):
+        random_ranker().with_temperature(0.0)
+
+
+def test_tempering_divides_the_preferences_and_keeps_the_rules() -> None:
+    """At T the scores are the plain ranker's preference part over T plus the same rejection rules, so
+    the items a rejected aspect pushes down stay down, and the softmax over the rest flattens."""
+    plain = random_ranker()
+    tempered = plain.with_temperature(4.0)
+    items = np.arange(plain.n_items)
+    empty = np.zeros(0, dtype=np.int64)
+    none = DialogueFacts(1, empty, empty, empty)
+    assert np.allclose(tempered.item_scores(none, items), plain.item_scores(none, items) / 4.0)
+    rejected = np.array([0])
+    holders = plain.item_aspects[:, 0].toarray().ravel() > 0
+    assert 0 < holders.sum() < plain.n_items
+    facts = DialogueFacts(1, np.array([1]), rejected, np.array([5]))
+    rules = -REJECTED_ASPECT_PENALTY * holders
+    rules[5] -= REJECTED_PENALTY
+    expected = (plain.item_scores(facts, items) - rules) / 4.0 + rules
+    assert np.allclose(tempered.item_scores(facts, items), expected)
+    # the shared score cache keeps each temperature apart, and T 1 is the ranker as trained
+    assert not np.allclose(plain.item_scores(facts, items), tempered.item_scores(facts, items))
+    assert np.array_equal(
+        plain.with_temperature(1.0).item_scores(facts, items), plain.item_scores(facts, items)
+    )
+    # questions read the flatter softmax: the split entropy of the consistent mass changes with T
+    aspects = np.arange(2, plain.n_aspects)
+    split = plain.with_questions("split")
+    assert not np.allclose(
+        split.aspect_scores(facts, aspects), split.with_temperature(4.0).aspect_scores(facts, aspects)
+    )
