@@ -106,7 +106,8 @@ class RankerSpec:
 
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
-                `SPLIT_SUFFIX` after a ranker that is not a persona ranker.
+                `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker that is not a persona ranker, a T that
+                is not a finite number above 0.
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
