@@ -53,7 +53,7 @@ class ColdPriorRanker(PersonaRanker):
         self.rules_only_for_cold = rules_only
         self._cache, self._scored = OrderedDict(), OrderedDict()
         self.cold = cold
-        self.temperature = temperature
+        self.warm_temperature = temperature  # not `temperature`: PersonaRanker reads that one itself
         self.log_cold = np.log(share) - np.log(max(int(cold.sum()), 1))
         self.log_warm = np.log(1.0 - share)
         self._empty: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -63,7 +63,7 @@ class ColdPriorRanker(PersonaRanker):
         kept = self._empty.get(user)
         if kept is None:
             plain = super()._all_item_scores(DialogueFacts(user, EMPTY, EMPTY, EMPTY))
-            tempered = plain / self.temperature
+            tempered = plain / self.warm_temperature
             warm = tempered[~self.cold]
             top = warm.max()
             log_warm = self.log_warm + tempered - (top + np.log(np.exp(warm - top).sum()))
