@@ -1,0 +1,183 @@
+"""How well could any persona memory track the switch on the persona world? (#16, tracking ≥ 80%)
+
+Plays ask-4 over a ranker with the frozen prior on returning users of the switch regime (test
+targets, as `crs eval --sessions`), then scores each session's feedback with the persona world's *own*
+generative model instead of a learned one: for each of the user's true personas p,
+
+    success (item v* accepted):  ℓ_p = log P(v* | p)
+    failure:                     ℓ_p = log Σ_{v ∉ rejected slates} P(v | p) · Π_{asked a} P(answer_a | v)
+
+with P(v | p) = softmax_v(u_p(v)) the world's item distribution of p (`simulators.persona_world`, its
+popularity term recovered from the world's seed) and P(answer | v) = 1 − ε when the answer is what v
+implies, ε otherwise (ε: the world user's answer noise). That is the Bayes-optimal evidence of the
+session about its active persona, given the dialogue the policy had. The switching filter
+(`policies.memory`) then runs over the user's true persona slots, starting from the user's true
+mixture, for a grid of constants, and the best tracking after the switch (the memory's top persona is
+the true active one, sessions after the change, as `crs.app.sessions`) is the ceiling of what a memory
+reaches from these dialogues. Printed beside it:
+
+- how often one session's true evidence names the active persona, in successful and failed sessions;
+- the tracking of a memory told every session's active persona (perfect evidence) and of one that
+  knows the dominant persona after the switch (the share of sessions whose active persona is it);
+- what caps a memory over the ranker's K persona slots: the share of the sessions after the switch
+  whose active persona has no slot (`crs.app.sessions.match_personas`: K below the user's personas),
+  and how often the ranker's persona of a test interaction (`persona_of`) is the matched true one.
+
+    nice python benchmarks/tracking_ceiling.py --ranker runs/main-s10/ranker --users 1000 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+from scipy.special import logsumexp
+from tune_memory_update import SESSIONS, replay  # this folder is on sys.path as a script
+
+from crs.app.sessions import match_personas
+from envs.sessions import run_sequences
+from policies.memory import PersonaMemory, SessionEvidence, UpdateRule
+from policies.rankers import RankerSpec
+from policies.rules import make_rule_policy
+from simulators import persona_world as world
+from simulators.catalog import Catalog
+from simulators.datasets import DatasetSpec
+from simulators.returning import returning_sequences
+
+FILTERS = (
+    (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),  # switch rate h
+    (0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99),  # dominance m
+    (0.25, 0.5, 1.0, 2.0),  # weight of the session's log-likelihood
+)
+"""The filters tried (`policies.memory.UpdateRule`), wider than `tune_memory_update.GRID`'s."""
+
+
+def world_log_item_probs(catalog: Catalog, seed: int = 0) -> np.ndarray:
+    """log P(v | p) of the default persona world (n_personas, n_items), popularity included.
+
+    `make_persona_world` keeps no popularity, so its draws are replayed in the same order from its seed;
+    the replayed item aspects must equal the catalogue's, which guards against a changed generator.
+    """
+    truth = catalog.truth
+    assert truth is not None
+    n_groups = int(truth.aspect_group.max()) + 1
+    per_group = catalog.n_aspects // n_groups
+    rng = np.random.default_rng(seed)
+    item_aspects = world._draw_items(rng, catalog.n_items, n_groups, per_group)
+    world._item_names(rng, catalog.n_items)
+    world._draw_personas(rng, truth.n_personas, n_groups, per_group)
+    for _ in range(catalog.n_users):
+        rng.choice(truth.n_personas, size=truth.personas_per_user, replace=False)
+    rng.dirichlet(np.full(truth.personas_per_user, world.WEIGHT_CONCENTRATION), size=catalog.n_users)
+    if (item_aspects != catalog.item_aspects).nnz:
+        raise SystemExit("the persona world's generator changed: update world_log_item_probs")
+    utilities = world.persona_utilities(
+        catalog.item_aspects, truth.aspect_group, truth.persona_groups, truth.persona_aspects
+    )
+    utilities = utilities + rng.normal(0.0, world.POPULARITY_STD, size=catalog.n_items)[None, :]
+    return utilities - logsumexp(utilities, axis=1, keepdims=True)
+
+
+def true_evidence(
+    evidence: SessionEvidence, personas: np.ndarray, log_items: np.ndarray, item_aspects, noise: float
+) -> np.ndarray:
+    """ℓ over the user's true persona slots (module docstring), shape (K,)."""
+    if evidence.accepted_item is not None:
+        return log_items[personas, evidence.accepted_item]
+    has = item_aspects.tocsc()
+    log_answers = np.zeros(log_items.shape[1])
+    for aspects, said_yes in ((evidence.accepted, True), (evidence.rejected, False)):
+        if aspects.size == 0:
+            continue
+        holds = np.asarray(has[:, aspects].todense(), dtype=bool)  # (n_items, n_asked)
+        fits = holds if said_yes else ~holds
+        log_answers += np.where(fits, np.log1p(-noise), np.log(noise)).sum(axis=1)
+    log_answers[evidence.rejected_items] = -np.inf
+    return logsumexp(log_items[personas] + log_answers[None, :], axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranker", required=True, help="persona world ranker the policy plays with")
+    parser.add_argument("--users", type=int, default=1000, help="returning users (switch regime)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    catalog = DatasetSpec("persona_world", None, 0).load()
+    truth = catalog.truth
+    assert truth is not None
+    log_items = world_log_item_probs(catalog)
+    ranker = RankerSpec.parse(args.ranker).build(catalog)
+    frozen = PersonaMemory(ranker, "frozen")
+    sequences = returning_sequences(catalog, args.users, SESSIONS, "switch", np.random.default_rng(args.seed))
+    evidence: dict[tuple[int, int], SessionEvidence] = {}
+
+    def policy_for(i, sequence, s):
+        return make_rule_policy("ask-4", frozen.ranker_for(sequence.user))
+
+    def after(i, sequence, s, env, record):
+        evidence[(i, s)] = SessionEvidence.from_state(env.state)
+
+    started = time.perf_counter()
+    run_sequences(catalog, sequences, policy_for, args.seed, after_session=after)
+    print(f"{args.users} x {SESSIONS} switch sessions played in {time.perf_counter() - started:.0f} s")
+    k = truth.personas_per_user
+    ll = np.zeros((args.users, SESSIONS, k))
+    for (i, s), found in evidence.items():
+        ll[i, s] = true_evidence(
+            found, sequences[i].personas, log_items, catalog.item_aspects, world.WORLD_USER.noise
+        )
+    active = np.stack([sequence.active for sequence in sequences])
+    success = np.array(
+        [[evidence[(i, s)].accepted_item is not None for s in range(SESSIONS)] for i in range(args.users)]
+    )
+    change = np.array([sequence.change_session for sequence in sequences])
+    after_change = np.arange(SESSIONS)[None, :] > change[:, None]
+    named = ll.argmax(-1) == active
+    print(f"SR@15 of the sessions: {success.mean():.3f}")
+    print(
+        f"one session's true evidence names the active persona: successful {named[success].mean():.3f}, "
+        f"failed {named[~success].mean():.3f}, all {named.mean():.3f}"
+    )
+    matched = match_personas(ranker, catalog)
+    no_slot = np.array([[matched[q.user, q.active[s]] < 0 for s in range(SESSIONS)] for q in sequences])
+    share = no_slot[after_change].mean()
+    print(f"sessions after the switch whose active persona has no ranker slot: {share:.3f}")
+    test = catalog.split("test")
+    assert test.personas is not None
+    true_slots = np.argmax(truth.user_personas[test.users] == test.personas[:, None], axis=1)
+    model_slots = np.concatenate(
+        [ranker.persona_of(int(u), [int(v)]) for u, v in zip(test.users, test.items, strict=True)]
+    )
+    print(
+        f"the ranker's persona of a test interaction is the matched true one: "
+        f"{(matched[test.users, true_slots] == model_slots).mean():.3f}"
+    )
+    dominant = np.stack([sequence.mixtures.argmax(1) for sequence in sequences])
+    share = (active == dominant)[after_change].mean()
+    print(f"the dominant persona's share of the sessions after the switch: {share:.3f}")
+    base = {
+        "prior": np.array(truth.user_weights[[s.user for s in sequences]]),
+        "active": active,
+        "change": change,
+    }
+    zeros = np.zeros_like(ll)
+    perfect = np.where(np.arange(k)[None, None, :] == active[..., None], 10.0, 0.0)
+    for name, scores in (("the world's own model", ll), ("told the active persona", perfect)):
+        data = {**base, "aspects": scores, "item": zeros, "rejected": zeros}
+        rows = []
+        for h, m, weight in itertools.product(*FILTERS):
+            rule = UpdateRule(
+                switch_rate=h, dominance=m, aspect_weight=weight, item_weight=0.0, rejected_item_weight=0.0
+            )
+            rows.append((replay(rule, data, "switch")[0], h, m, weight))
+        best = max(rows)
+        print(
+            f"best tracking after the switch, evidence from {name}: {best[0]:.3f} "
+            f"(switch rate {best[1]}, dominance {best[2]}, evidence weight {best[3]}; {len(rows)} filters)"
+        )
+
+
+if __name__ == "__main__":
+    main()
