@@ -21,6 +21,7 @@ score, questions asked, slates shown, accepted and rejected aspects.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,19 +68,35 @@ def features(policy: AskThenRecommendPolicy, env: ConversationEnv) -> list[float
 
 
 class DeviatingPolicy(AskThenRecommendPolicy):
-    """ask-N that takes the opposite action where `deviate(features)` says so; records features."""
+    """ask-N that takes the opposite action at turn `at_turn`, or wherever `rule(turn, features)` says so.
 
-    def __init__(self, ranker: PreferenceRanker | None, n_asks: int, deviate: Any = None) -> None:
+    Without `at_turn` it computes the state's features every turn and keeps them in `seen`; a replay
+    that deviates at one given turn computes none.
+    """
+
+    def __init__(
+        self,
+        ranker: PreferenceRanker | None,
+        n_asks: int,
+        *,
+        at_turn: int | None = None,
+        rule: Callable[[int, list[float]], bool] | None = None,
+    ) -> None:
         super().__init__(ranker, n_asks)
-        self.deviate = deviate  # callable(turn, features) -> bool, or None
+        self.at_turn = at_turn
+        self.rule = rule
         self.seen: dict[int, list[float]] = {}
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         action = super().act(env)
-        x = features(self, env)
-        self.seen[env.state.turn] = x
-        if self.deviate is None or not self.deviate(env.state.turn, x):
-            return action
+        turn = env.state.turn
+        if self.at_turn is not None:
+            if turn != self.at_turn:
+                return action
+        else:
+            x = self.seen[turn] = features(self, env)
+            if self.rule is None or not self.rule(turn, x):
+                return action
         slate = self.slate(env)
         if action["kind"] != slate["kind"]:
             return slate
@@ -102,7 +119,7 @@ def collect(
         base = DeviatingPolicy(ranker, n_asks)
         ok = run_episode(env, base, np.random.default_rng(s), seed=s, options={"goal_index": index}).success
         for turn in sorted(t for t in base.seen if t >= first):
-            policy = DeviatingPolicy(ranker, n_asks, lambda t, _x, at=turn: t == at)
+            policy = DeviatingPolicy(ranker, n_asks, at_turn=turn)
             dev = run_episode(
                 env, policy, np.random.default_rng(s), seed=s, options={"goal_index": index}
             ).success
@@ -204,7 +221,7 @@ def main() -> None:
             return turn >= args.first_turn and float(model.predict(np.array(feats))[0]) > args.tau
 
         learned = per_episode_metrics(
-            evaluate(test_env, DeviatingPolicy(ranker, args.asks, deviate), indices, args.seed)
+            evaluate(test_env, DeviatingPolicy(ranker, args.asks, rule=deviate), indices, args.seed)
         )
         d = bootstrap_ci(learned["SR@15"] - first["SR@15"])
         line = ", ".join(f"{k} {v.mean():.3f}" for k, v in learned.items())
