@@ -19,6 +19,13 @@ reaches from these dialogues. Printed beside it:
 - how often one session's true evidence names the active persona, in successful and failed sessions;
 - the tracking of a memory told every session's active persona (perfect evidence) and of one that
   knows the dominant persona after the switch (the share of sessions whose active persona is it);
+- a label-free middle ground: a mixture of P global log-linear personas fitted by EM on the train
+  interactions (`fit_persona_mixture`: the world's own model family, its parameters learned), whose
+  components are mapped onto each user's ranker slots by the Hungarian matching of the two models'
+  personas of the user's train items; its evidence drives the filter over the ranker's slots, scored
+  against the true active persona's matched slot as `crs eval --sessions` scores the memory;
+- the same filter grid on the memory's own evidence (`PersonaMemory.log_likelihood`, `DEFAULT_RULE`'s
+  weights), for comparison;
 - what caps a memory over the ranker's K persona slots: the share of the sessions after the switch
   whose active persona has no slot (`crs.app.sessions.match_personas`: K below the user's personas),
   and how often the ranker's persona of a test interaction (`persona_of`) is the matched true one.
@@ -33,6 +40,8 @@ import itertools
 import time
 
 import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from tune_memory_update import SESSIONS, replay  # this folder is on sys.path as a script
 
@@ -96,6 +105,72 @@ def true_evidence(
         log_answers += np.where(fits, np.log1p(-noise), np.log(noise)).sum(axis=1)
     log_answers[evidence.rejected_items] = -np.inf
     return logsumexp(log_items[personas] + log_answers[None, :], axis=1)
+
+
+def fit_persona_mixture(
+    catalog: Catalog, components: int = 8, iterations: int = 200, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """EM for a mixture of log-linear personas over the train interactions, the world's model family.
+
+    P(v | p) = softmax_v(w_p · x_v + b_v) (x_v the item's aspects, b shared), each user a mixture π_u
+    over the P components. E-step: responsibilities ∝ π_u,p P(v | p); M-step: π_u from them (+0.1
+    smoothing), then 10 Adam steps on w, b (lr 0.05, L2 1e-3). Reads no persona label.
+
+    Returns:
+        log P(v | p), shape (P, n_items), and π, shape (n_users, P); float64.
+    """
+    torch.set_num_threads(1)
+    train = catalog.split("train")
+    x = torch.tensor(catalog.item_aspects.toarray(), dtype=torch.float32)  # (I, A)
+    generator = torch.Generator().manual_seed(seed)
+    w = (0.1 * torch.randn(components, x.shape[1], generator=generator)).requires_grad_()
+    b = torch.zeros(x.shape[0], requires_grad=True)
+    users, items = torch.as_tensor(np.array(train.users)), torch.as_tensor(np.array(train.items))
+    mixture = torch.full((catalog.n_users, components), 1.0 / components)
+    optimiser = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(iterations):
+        with torch.no_grad():
+            log_items = torch.log_softmax(w @ x.T + b, dim=1)
+            resp = torch.softmax(torch.log(mixture[users]) + log_items[:, items].T, dim=1)  # (n, P)
+            mixture = torch.zeros_like(mixture).index_add_(0, users, resp) + 0.1
+            mixture = mixture / mixture.sum(1, keepdim=True)
+        for _ in range(10):
+            optimiser.zero_grad()
+            log_items = torch.log_softmax(w @ x.T + b, dim=1)
+            loss = -(resp * log_items[:, items].T).sum() / len(items) + 1e-3 * (w**2).sum()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        log_items = torch.log_softmax(w @ x.T + b, dim=1)
+    return log_items.numpy().astype(np.float64), mixture.numpy().astype(np.float64)
+
+
+def slot_components(catalog: Catalog, ranker, log_items: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """The mixture component of each ranker persona slot per user, (n_users, K): the Hungarian
+    matching of the ranker's `persona_of` and the mixture's arg-max component on the user's train items."""
+    train = catalog.split("train")
+    k = int(np.asarray(ranker.log_prior).shape[1])
+    out = np.zeros((catalog.n_users, k), dtype=np.int64)
+    for user in range(catalog.n_users):
+        items = train.items[train.users == user]
+        table = np.zeros((k, log_items.shape[0]))
+        component = np.argmax(np.log(mixture[user])[:, None] + log_items[:, items], axis=0)
+        np.add.at(table, (ranker.persona_of(user, items), component), 1.0)
+        slots, components = linear_sum_assignment(-table)
+        out[user, slots] = components
+    return out
+
+
+def best_filter(data: dict[str, np.ndarray]) -> tuple[float, float, float, float]:
+    """(tracking after the switch, switch rate, dominance, weight) of the best of `FILTERS` on `data`."""
+    zeros = np.zeros_like(data["aspects"])
+    rows = []
+    for h, m, weight in itertools.product(*FILTERS):
+        rule = UpdateRule(
+            switch_rate=h, dominance=m, aspect_weight=weight, item_weight=0.0, rejected_item_weight=0.0
+        )
+        rows.append((replay(rule, {**data, "item": zeros, "rejected": zeros}, "switch")[0], h, m, weight))
+    return max(rows)
 
 
 def main() -> None:
@@ -162,20 +237,53 @@ def main() -> None:
         "active": active,
         "change": change,
     }
-    zeros = np.zeros_like(ll)
     perfect = np.where(np.arange(k)[None, None, :] == active[..., None], 10.0, 0.0)
-    for name, scores in (("the world's own model", ll), ("told the active persona", perfect)):
-        data = {**base, "aspects": scores, "item": zeros, "rejected": zeros}
-        rows = []
-        for h, m, weight in itertools.product(*FILTERS):
-            rule = UpdateRule(
-                switch_rate=h, dominance=m, aspect_weight=weight, item_weight=0.0, rejected_item_weight=0.0
-            )
-            rows.append((replay(rule, data, "switch")[0], h, m, weight))
-        best = max(rows)
+    log_mixture, mixture = fit_persona_mixture(catalog)
+    components = slot_components(catalog, ranker, log_mixture, mixture)
+    mixture_ll = np.zeros((args.users, SESSIONS, components.shape[1]))
+    for (i, s), found in evidence.items():
+        mixture_ll[i, s] = true_evidence(
+            found, components[sequences[i].user], log_mixture, catalog.item_aspects, world.WORLD_USER.noise
+        )
+    train = catalog.split("train")
+    table = np.zeros((log_mixture.shape[0], truth.n_personas))
+    np.add.at(
+        table,
+        (np.argmax(np.log(mixture[train.users]) + log_mixture[:, train.items].T, axis=1), train.personas),
+        1,
+    )
+    prototype = np.zeros(log_mixture.shape[0], dtype=np.int64)
+    rows, columns = linear_sum_assignment(-table)
+    prototype[rows] = columns
+    named_by_mixture = prototype[
+        np.argmax(np.log(mixture[test.users]) + log_mixture[:, test.items].T, axis=1)
+    ]
+    accuracy = (named_by_mixture == test.personas).mean()
+    print(
+        "the EM mixture's persona of a test interaction is the true one (components matched to the "
+        f"world's personas on train labels, for this measurement only): {accuracy:.3f}"
+    )
+    own = PersonaMemory(ranker, "update")  # the memory's own evidence, DEFAULT_RULE's weights
+    own_ll = np.zeros_like(mixture_ll)
+    for (i, s), found in evidence.items():
+        own_ll[i, s] = own.log_likelihood(found)
+    over_slots = {
+        "prior": np.stack([frozen.prior(q.user) for q in sequences]),
+        "active": np.array([[matched[q.user, q.active[s]] for s in range(SESSIONS)] for q in sequences]),
+        "change": change,
+    }
+    cases = (
+        ("the world's own model", {**base, "aspects": ll}),
+        ("told the active persona", {**base, "aspects": perfect}),
+        ("the EM persona mixture, over the ranker's slots", {**over_slots, "aspects": mixture_ll}),
+        ("the memory's own (the ranker's), over its slots", {**over_slots, "aspects": own_ll}),
+    )
+    n_filters = len(list(itertools.product(*FILTERS)))
+    for name, data in cases:
+        tracking, h, m, weight = best_filter(data)
         print(
-            f"best tracking after the switch, evidence from {name}: {best[0]:.3f} "
-            f"(switch rate {best[1]}, dominance {best[2]}, evidence weight {best[3]}; {len(rows)} filters)"
+            f"best tracking after the switch, evidence from {name}: {tracking:.3f} "
+            f"(switch rate {h}, dominance {m}, evidence weight {weight}; of {n_filters} filters)"
         )
 
 
