@@ -76,7 +76,7 @@ class ModelConfig(ModelShape):
     shared_persona: bool = False
 
 
-PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "random")
+PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "mixture", "random")
 NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
 
 
@@ -116,11 +116,14 @@ class TrainConfig(ModelShape):
         holdout_fraction: Share of each user's interactions held out for validation when the
             catalogue has no separate validation split for its pre-training split (Yelp*).
         data_init: Start from `initialise_from_data` (else from random weights).
-        persona_init: With `data_init`, also start the personas from k-means clusters of the training
-            items ("kmeans") or leave them random ("random"; only the embeddings start spectral).
-            "auto": k-means on the persona world (it recovers the true personas), random on real
-            data (k-means overfits there; see BENCHMARKS.md).
-        prototype_scale: With "kmeans", a member item's affinity to its cluster's prototype at the start.
+        persona_init: With `data_init`, also start the personas from clusters of the training
+            interactions: k-means of their items' spectral coordinates ("kmeans") or the personas of
+            an EM-fitted persona mixture over the items' aspects ("mixture",
+            `policies.pretrain.mixture`); or leave them random ("random"; only the embeddings start
+            spectral). "auto": k-means on the persona world, random on real data (k-means overfits
+            there; see BENCHMARKS.md).
+        prototype_scale: With "kmeans" or "mixture", a member item's affinity to its cluster's
+            prototype at the start.
         seed: Seed of all randomness.
     """
 

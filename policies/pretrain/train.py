@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.nn import functional
 
@@ -38,6 +39,7 @@ from policies.pretrain.graph import (
     spectral_embedding,
 )
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
+from policies.pretrain.mixture import fit_persona_mixture
 from policies.pretrain.model import PersonaModel
 from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
@@ -147,14 +149,20 @@ def initialise_from_data(
     rng: np.random.Generator,
     persona_init: str = "kmeans",
     prototype_scale: float = 2.0,
+    item_aspects: sp.spmatrix | None = None,
 ) -> None:
-    """Data-driven start: spectral node embeddings, k-means prototypes, per-user persona slots.
+    """Data-driven start: spectral node embeddings, clustered prototypes, per-user persona slots.
 
-    Layer-0 embeddings = `spectral_embedding` of the graph. With K > 1, the training interactions'
-    item coordinates are clustered into P groups (spherical k-means); prototype j starts at cluster
-    j's direction (scaled so a member item's affinity is about 2); user u's K personas start on the
-    K clusters that hold most of u's training items (ties and missing ones filled at random), with
-    mixture logit 4 on that prototype and prior log-weight log(1 + count).
+    Layer-0 embeddings = `spectral_embedding` of the graph. With K > 1, the training interactions are
+    clustered into P groups: "kmeans" clusters their items' spectral coordinates (spherical k-means);
+    "mixture" labels each with its most likely persona of an EM-fitted persona mixture over the items'
+    aspects (`policies.pretrain.mixture`; needs `item_aspects`). Prototype j starts at cluster j's
+    direction in the spectral coordinates (scaled so a member item's affinity is about 2); user u's K
+    personas start on the K clusters that hold most of u's training interactions (ties and missing
+    ones filled at random), with mixture logit 4 on that prototype and prior log-weight log(1 + count).
+
+    Raises:
+        CRSError: "mixture" without `item_aspects`.
     """
     cfg = model.config
     emb = spectral_embedding(graph, cfg.dim, rng)
@@ -164,7 +172,13 @@ def initialise_from_data(
     if K == 1 or persona_init == "random":
         return
     points = emb[U + data.train.items].astype(np.float64)
-    labels = kmeans(points, P, rng)
+    if persona_init == "mixture":
+        if item_aspects is None:
+            raise CRSError("persona_init='mixture' needs the catalogue's item_aspects")
+        mixture = fit_persona_mixture(item_aspects, data.train, U, P, rng)
+        labels = mixture.persona_of(data.train.users, data.train.items)
+    else:
+        labels = kmeans(points, P, rng)
     protos = np.zeros((P, cfg.dim))
     for j in range(P):
         members = points[labels == j]
@@ -241,7 +255,9 @@ def pretrain(
     ia = catalog.item_aspects
     model = PersonaModel(mcfg, graph, (ia.indptr, ia.indices), gen)
     if config.data_init:
-        initialise_from_data(model, graph, data, rng, config.persona_init, config.prototype_scale)
+        initialise_from_data(
+            model, graph, data, rng, config.persona_init, config.prototype_scale, catalog.item_aspects
+        )
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     U, I = catalog.n_users, catalog.n_items
     exclude = data.train.by_user(U, I)
