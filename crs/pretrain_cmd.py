@@ -58,8 +58,9 @@ def pretrain_command(
         "--persona-init",
         help="Start personas from k-means clusters of the training items (kmeans), from an EM-fitted "
         "persona mixture over the items' aspects (mixture: on the persona world, personas right for 0.90 "
-        "of test interactions against 0.74, and a higher NDCG@10), or at random (random: better ranking "
-        "on LastFM*/Yelp*, see BENCHMARKS.md); auto: kmeans on the persona world, random on real data.",
+        "of test interactions against 0.74 and a higher NDCG@10; worse ranking on LastFM*), or at random "
+        "(random: better ranking on LastFM*/Yelp*, see BENCHMARKS.md); auto: kmeans on the persona world, "
+        "random on real data.",
     ),
     no_shared_persona: bool = typer.Option(
         False, "--no-shared-persona", help="Drop the shared persona c0 that every user holds beside the K."
