@@ -19,8 +19,8 @@ reaches from these dialogues. Printed beside it:
 - how often one session's true evidence names the active persona, in successful and failed sessions;
 - the tracking of a memory told every session's active persona (perfect evidence) and of one that
   knows the dominant persona after the switch (the share of sessions whose active persona is it);
-- a label-free middle ground: a mixture of P global log-linear personas fitted by EM on the train
-  interactions (`fit_persona_mixture`: the world's own model family, its parameters learned), whose
+- a label-free middle ground: a mixture of 8 global log-linear personas fitted by EM on the train
+  interactions (`policies.pretrain.mixture`: the world's own model family, its parameters learned), whose
   components are mapped onto each user's ranker slots by the Hungarian matching of the two models'
   personas of the user's train items; its evidence drives the filter over the ranker's slots, scored
   against the true active persona's matched slot as `crs eval --sessions` scores the memory;
@@ -48,6 +48,7 @@ from tune_memory_update import SESSIONS, replay  # this folder is on sys.path as
 from crs.app.sessions import match_personas
 from envs.sessions import run_sequences
 from policies.memory import PersonaMemory, SessionEvidence, UpdateRule
+from policies.pretrain.mixture import PersonaMixture, fit_persona_mixture
 from policies.rankers import RankerSpec
 from policies.rules import make_rule_policy
 from simulators import persona_world as world
@@ -107,55 +108,18 @@ def true_evidence(
     return logsumexp(log_items[personas] + log_answers[None, :], axis=1)
 
 
-def fit_persona_mixture(
-    catalog: Catalog, components: int = 8, iterations: int = 200, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """EM for a mixture of log-linear personas over the train interactions, the world's model family.
-
-    P(v | p) = softmax_v(w_p · x_v + b_v) (x_v the item's aspects, b shared), each user a mixture π_u
-    over the P components. E-step: responsibilities ∝ π_u,p P(v | p); M-step: π_u from them (+0.1
-    smoothing), then 10 Adam steps on w, b (lr 0.05, L2 1e-3). Reads no persona label.
-
-    Returns:
-        log P(v | p), shape (P, n_items), and π, shape (n_users, P); float64.
-    """
-    torch.set_num_threads(1)
-    train = catalog.split("train")
-    x = torch.tensor(catalog.item_aspects.toarray(), dtype=torch.float32)  # (I, A)
-    generator = torch.Generator().manual_seed(seed)
-    w = (0.1 * torch.randn(components, x.shape[1], generator=generator)).requires_grad_()
-    b = torch.zeros(x.shape[0], requires_grad=True)
-    users, items = torch.as_tensor(np.array(train.users)), torch.as_tensor(np.array(train.items))
-    mixture = torch.full((catalog.n_users, components), 1.0 / components)
-    optimiser = torch.optim.Adam([w, b], lr=0.05)
-    for _ in range(iterations):
-        with torch.no_grad():
-            log_items = torch.log_softmax(w @ x.T + b, dim=1)
-            resp = torch.softmax(torch.log(mixture[users]) + log_items[:, items].T, dim=1)  # (n, P)
-            mixture = torch.zeros_like(mixture).index_add_(0, users, resp) + 0.1
-            mixture = mixture / mixture.sum(1, keepdim=True)
-        for _ in range(10):
-            optimiser.zero_grad()
-            log_items = torch.log_softmax(w @ x.T + b, dim=1)
-            loss = -(resp * log_items[:, items].T).sum() / len(items) + 1e-3 * (w**2).sum()
-            loss.backward()
-            optimiser.step()
-    with torch.no_grad():
-        log_items = torch.log_softmax(w @ x.T + b, dim=1)
-    return log_items.numpy().astype(np.float64), mixture.numpy().astype(np.float64)
-
-
-def slot_components(catalog: Catalog, ranker, log_items: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+def slot_components(catalog: Catalog, ranker, mixture: PersonaMixture) -> np.ndarray:
     """The mixture component of each ranker persona slot per user, (n_users, K): the Hungarian
-    matching of the ranker's `persona_of` and the mixture's arg-max component on the user's train items."""
+    matching of the ranker's `persona_of` and the mixture's on the user's train items."""
     train = catalog.split("train")
     k = int(np.asarray(ranker.log_prior).shape[1])
     out = np.zeros((catalog.n_users, k), dtype=np.int64)
     for user in range(catalog.n_users):
         items = train.items[train.users == user]
-        table = np.zeros((k, log_items.shape[0]))
-        component = np.argmax(np.log(mixture[user])[:, None] + log_items[:, items], axis=0)
-        np.add.at(table, (ranker.persona_of(user, items), component), 1.0)
+        table = np.zeros((k, mixture.log_item_probs.shape[0]))
+        np.add.at(
+            table, (ranker.persona_of(user, items), mixture.persona_of(np.full(items.size, user), items)), 1.0
+        )
         slots, components = linear_sum_assignment(-table)
         out[user, slots] = components
     return out
@@ -238,26 +202,27 @@ def main() -> None:
         "change": change,
     }
     perfect = np.where(np.arange(k)[None, None, :] == active[..., None], 10.0, 0.0)
-    log_mixture, mixture = fit_persona_mixture(catalog)
-    components = slot_components(catalog, ranker, log_mixture, mixture)
+    torch.set_num_threads(1)
+    mixture = fit_persona_mixture(
+        catalog.item_aspects, catalog.split("train"), catalog.n_users, 8, np.random.default_rng(0)
+    )
+    components = slot_components(catalog, ranker, mixture)
     mixture_ll = np.zeros((args.users, SESSIONS, components.shape[1]))
     for (i, s), found in evidence.items():
         mixture_ll[i, s] = true_evidence(
-            found, components[sequences[i].user], log_mixture, catalog.item_aspects, world.WORLD_USER.noise
+            found,
+            components[sequences[i].user],
+            mixture.log_item_probs,
+            catalog.item_aspects,
+            world.WORLD_USER.noise,
         )
     train = catalog.split("train")
-    table = np.zeros((log_mixture.shape[0], truth.n_personas))
-    np.add.at(
-        table,
-        (np.argmax(np.log(mixture[train.users]) + log_mixture[:, train.items].T, axis=1), train.personas),
-        1,
-    )
-    prototype = np.zeros(log_mixture.shape[0], dtype=np.int64)
+    table = np.zeros((mixture.log_item_probs.shape[0], truth.n_personas))
+    np.add.at(table, (mixture.persona_of(train.users, train.items), train.personas), 1)
+    prototype = np.zeros(mixture.log_item_probs.shape[0], dtype=np.int64)
     rows, columns = linear_sum_assignment(-table)
     prototype[rows] = columns
-    named_by_mixture = prototype[
-        np.argmax(np.log(mixture[test.users]) + log_mixture[:, test.items].T, axis=1)
-    ]
+    named_by_mixture = prototype[mixture.persona_of(test.users, test.items)]
     accuracy = (named_by_mixture == test.personas).mean()
     print(
         "the EM mixture's persona of a test interaction is the true one (components matched to the "
