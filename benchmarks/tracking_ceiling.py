@@ -40,6 +40,7 @@ import itertools
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
@@ -91,17 +92,20 @@ def world_log_item_probs(catalog: Catalog, seed: int = 0) -> np.ndarray:
 
 
 def true_evidence(
-    evidence: SessionEvidence, personas: np.ndarray, log_items: np.ndarray, item_aspects, noise: float
+    evidence: SessionEvidence,
+    personas: np.ndarray,
+    log_items: np.ndarray,
+    holders: sp.csc_matrix,
+    noise: float,
 ) -> np.ndarray:
-    """ℓ over the user's true persona slots (module docstring), shape (K,)."""
+    """ℓ over `personas` (module docstring), shape (K,); `holders` is the item x aspect matrix (CSC)."""
     if evidence.accepted_item is not None:
         return log_items[personas, evidence.accepted_item]
-    has = item_aspects.tocsc()
     log_answers = np.zeros(log_items.shape[1])
     for aspects, said_yes in ((evidence.accepted, True), (evidence.rejected, False)):
         if aspects.size == 0:
             continue
-        holds = np.asarray(has[:, aspects].todense(), dtype=bool)  # (n_items, n_asked)
+        holds = np.asarray(holders[:, aspects].todense(), dtype=bool)  # (n_items, n_asked)
         fits = holds if said_yes else ~holds
         log_answers += np.where(fits, np.log1p(-noise), np.log(noise)).sum(axis=1)
     log_answers[evidence.rejected_items] = -np.inf
@@ -162,11 +166,10 @@ def main() -> None:
     run_sequences(catalog, sequences, policy_for, args.seed, after_session=after)
     print(f"{args.users} x {SESSIONS} switch sessions played in {time.perf_counter() - started:.0f} s")
     k = truth.personas_per_user
+    holders = catalog.item_aspects.tocsc()  # one conversion for every failed session's answers
     ll = np.zeros((args.users, SESSIONS, k))
     for (i, s), found in evidence.items():
-        ll[i, s] = true_evidence(
-            found, sequences[i].personas, log_items, catalog.item_aspects, world.WORLD_USER.noise
-        )
+        ll[i, s] = true_evidence(found, sequences[i].personas, log_items, holders, world.WORLD_USER.noise)
     active = np.stack([sequence.active for sequence in sequences])
     success = np.array(
         [[evidence[(i, s)].accepted_item is not None for s in range(SESSIONS)] for i in range(args.users)]
@@ -213,7 +216,7 @@ def main() -> None:
             found,
             components[sequences[i].user],
             mixture.log_item_probs,
-            catalog.item_aspects,
+            holders,
             world.WORLD_USER.noise,
         )
     train = catalog.split("train")
