@@ -62,10 +62,11 @@ RankerOption = Annotated[
     typer.Option(
         "--ranker",
         help="transe (lastfm), popularity, uniform (no preferences: the dialogue alone), or a `crs "
-        "pretrain` artifact dir (persona x aspect explanations); uniform or an artifact followed by +split "
-        "asks the question that halves the consistent candidates (e.g. uniform+split); a final @T divides "
-        "an artifact's learned preferences by T (e.g. DIR+split@4). Default: transe on lastfm, popularity "
-        "elsewhere.",
+        "pretrain` artifact dir (persona x aspect explanations); uniform or an artifact followed by "
+        "+profile adds each user's tag profile (how much an item's aspects look like their history); "
+        "then +split asks the question that halves the consistent candidates (e.g. "
+        "uniform+profile+split); a final @T divides an artifact's learned preferences by T (e.g. "
+        "DIR+split@4). Default: transe on lastfm, popularity elsewhere.",
     ),
 ]
 

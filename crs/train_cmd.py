@@ -24,8 +24,9 @@ def train_command(
         None,
         "--ranker",
         help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
-        "(pre-train one into the run), or a `crs pretrain` artifact path; +split after uniform, pretrain "
-        "or an artifact asks splitting questions, a final @T tempers the learned preferences (DIR+split@4). "
+        "(pre-train one into the run), or a `crs pretrain` artifact path; after uniform, pretrain or an "
+        "artifact, +profile adds the users' tag profiles, then +split asks splitting questions "
+        "(uniform+profile+split), a final @T tempers the learned preferences (DIR+split@4). "
         "Default: pretrain on the persona world, else the dataset's default.",
     ),
     steps: int | None = typer.Option(

@@ -11,12 +11,15 @@ A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
   "transe:<file>" or "artifact:<dir>"; a relative <file> or <dir> lies in the run folder
   ("artifact:ranker").
 
-A persona ranker ("uniform", "pretrain", an artifact) may end in ``+split`` (`SPLIT_SUFFIX`), in
-names and entries alike: it then asks the question whose answer splits the consistent candidates most
-evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It may
-also end in ``@T`` (`TEMPERATURE_MARK`, after ``+split`` if both), a number above 0: its learned
-preferences are divided by T, its rejection rules kept (`PersonaRanker.with_temperature`), e.g.
-``runs/pretrain/yelp_star-l1+split@4``.
+A persona ranker ("uniform", "pretrain", an artifact) may end in ``+profile`` (`PROFILE_SUFFIX`), in
+names and entries alike: each item's score then gains the user's tag profile score, how much its
+aspects look like those of the user's pre-training items (`policies.content_profile`,
+`PersonaRanker.with_profile`), e.g. ``uniform+profile``. It may end in ``+split`` (`SPLIT_SUFFIX`,
+after ``+profile`` if both): it then asks the question whose answer splits the consistent candidates
+most evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It
+may also end in ``@T`` (`TEMPERATURE_MARK`, at the very end), a number above 0: its learned
+preferences (and profile) are divided by T, its rejection rules kept (`PersonaRanker.with_temperature`),
+e.g. ``runs/pretrain/yelp_star-l1+split@4``. A name is written in that order (`RankerSpec.name`).
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -32,6 +35,7 @@ from typing import Literal
 
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
+from policies.content_profile import ContentProfile
 from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
@@ -40,6 +44,7 @@ from simulators.errors import CRSError
 RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "artifact"]
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
+PROFILE_SUFFIX = "+profile"  # a persona ranker with the users' tag profiles (module docstring)
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
@@ -51,7 +56,7 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+split' and then '@T')"
+    "in '+profile', then '+split', then '@T')"
 )
 
 
@@ -67,12 +72,15 @@ class RankerSpec:
             with `SPLIT_SUFFIX`).
         temperature: What a persona ranker's learned preferences are divided by (not 1: named with
             `TEMPERATURE_MARK`).
+        profile: Whether a persona ranker adds the users' tag profiles to its item scores (named with
+            `PROFILE_SUFFIX`).
     """
 
     kind: RankerKind
     where: str = ""
     questions: str = "likely"
     temperature: float = 1.0
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -87,6 +95,11 @@ class RankerSpec:
             raise CRSError(
                 f"ranker {self.kind!r} cannot ask splitting questions ({SPLIT_SUFFIX}): only a persona "
                 f"ranker can, one of {PERSONA_KINDS}"
+            )
+        if self.profile and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} cannot add tag profiles ({PROFILE_SUFFIX}): only a persona ranker "
+                f"can, one of {PERSONA_KINDS}"
             )
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise CRSError(
@@ -106,11 +119,13 @@ class RankerSpec:
 
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
-                `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker that is not a persona ranker, a T that
-                is not a finite number above 0.
+                `PROFILE_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker that is not a
+                persona ranker, a T that is not a finite number above 0.
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
+        if text.endswith(PROFILE_SUFFIX) and len(text) > len(PROFILE_SUFFIX):
+            return replace(cls.parse(text[: -len(PROFILE_SUFFIX)]), profile=True)
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
             return replace(cls.parse(head), temperature=float(tail))
@@ -154,8 +169,10 @@ class RankerSpec:
 
     @property
     def _suffix(self) -> str:
+        profile = PROFILE_SUFFIX if self.profile else ""
         split = SPLIT_SUFFIX if self.questions == "split" else ""
-        return split + (f"{TEMPERATURE_MARK}{self.temperature:g}" if self.temperature != 1.0 else "")
+        tempered = f"{TEMPERATURE_MARK}{self.temperature:g}" if self.temperature != 1.0 else ""
+        return profile + split + tempered
 
     @property
     def recordable(self) -> bool:
@@ -206,8 +223,8 @@ class RankerSpec:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
         files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
-        by themselves; each with `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK`
-        and T when it is tempered."""
+        by themselves; each with `PROFILE_SUFFIX` when it adds tag profiles, `SPLIT_SUFFIX` when it asks
+        splitting questions and `TEMPERATURE_MARK` and T when it is tempered."""
         return self._identity() + self._suffix
 
     def _identity(self) -> str:
@@ -217,7 +234,7 @@ class RankerSpec:
             files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
             if files:
                 return f"artifact:{_digest(files)}"
-        plain = replace(self, questions="likely", temperature=1.0)
+        plain = replace(self, questions="likely", temperature=1.0, profile=False)
         return plain.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
 
     def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
@@ -232,9 +249,11 @@ class RankerSpec:
                 a dataset other than LastFM, a missing or bad file or artifact.
         """
         ranker = self._build(catalog, data_dir)
-        if self.questions == "likely" and self.temperature == 1.0:
+        if self.questions == "likely" and self.temperature == 1.0 and not self.profile:
             return ranker
         assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
+        if self.profile:
+            ranker = ranker.with_profile(ContentProfile.of(catalog))
         return ranker.with_questions(self.questions).with_temperature(self.temperature)
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:

@@ -47,6 +47,11 @@ O(K · nnz) of the aspects W touches (plus an O(K · I) copy), and keeps them to
 ranker's caches are never written with them, other users read the shared ones, and the per-dialogue
 score cache's key carries a digest of W, so a view and the plain ranker never share an entry.
 `full_scores` (offline Recall/NDCG) ignores W.
+
+A tag profile (`policies.content_profile`, a ranker name's ``+profile``): `with_profile(profile)` returns
+a view whose base score of every item gains the user's profile score, weight · cos(profile_u, x_v), in
+the dialogue and in `full_scores` alike. It is part of the preference (a tempered view divides it by T
+too). The view keeps caches of its own, since its per-user base scores differ from the plain ranker's.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from envs.ranker import DialogueFacts
+from policies.content_profile import ContentProfile
 from policies.pretrain.config import ASPECT_MODES
 from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
@@ -121,6 +127,7 @@ class PersonaRanker:
     _adjusted: _UserCache | None = None
     questions: str = "likely"  # how aspects are scored, one of QUESTION_RULES (`with_questions`)
     temperature: float = 1.0  # the preference part of item scores is divided by it (`with_temperature`)
+    profile: ContentProfile | None = None  # a tag profile added to every item's base score (`with_profile`)
 
     def __init__(
         self,
@@ -214,7 +221,7 @@ class PersonaRanker:
         sims = (self.mixtures[user] @ self.prototypes) @ self.aspect.T  # q_k·e_a, (K, A)
         cached = _UserCache(
             per_persona=p @ self.item.T + self._aspect_terms(sims),
-            base=self.item @ self.user[user] + self._shared_item,
+            base=self.item @ self.user[user] + self._shared_item + self._profile_scores(np.array([user]))[0],
             aspect_sims=sims,
             relative=sims - sims.mean(axis=0, keepdims=True),
         )
@@ -295,6 +302,25 @@ class PersonaRanker:
             raise CRSError(f"temperature must be a finite number above 0, got {temperature!r}")
         view = copy.copy(self)
         view.temperature = float(temperature)
+        return view
+
+    def with_profile(self, profile: ContentProfile) -> PersonaRanker:
+        """A view of this ranker whose base score of every item gains the user's tag profile score
+        (`policies.content_profile`; module docstring), with per-user and per-dialogue caches of its own.
+
+        Raises:
+            CRSError: The profile is of another number of users or aspects.
+        """
+        if profile.n_users != self.n_users or profile.items.shape != (self.n_aspects, self.n_items):
+            raise CRSError(
+                f"a tag profile of {profile.n_users} users over {profile.items.shape} (aspects, items) "
+                f"does not fit this ranker's {self.n_users} users, {self.n_aspects} aspects and "
+                f"{self.n_items} items"
+            )
+        view = copy.copy(self)
+        view.profile = profile
+        view._cache = OrderedDict()
+        view._scored = OrderedDict()
         return view
 
     def _holding(self, aspects: np.ndarray) -> np.ndarray:
@@ -490,5 +516,12 @@ class PersonaRanker:
         terms = self._aspect_terms(q @ self.aspect.T).reshape(b, K, -1)
         per_persona = affinity + terms
         alpha = _softmax(self.log_prior[users][:, :, None] + per_persona, axis=1)
-        base = self.user[users] @ self.item.T + self._shared_item
+        base = self.user[users] @ self.item.T + self._shared_item + self._profile_scores(users)
         return base + (alpha * per_persona).sum(axis=1)
+
+    def _profile_scores(self, users: np.ndarray) -> np.ndarray:
+        """The tag profile's scores of every item for `users` (b,), shape (b, I); zeros of shape (b, 1)
+        without a profile."""
+        if self.profile is None:
+            return np.zeros((np.asarray(users).size, 1))
+        return self.profile.scores(users)
