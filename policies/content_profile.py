@@ -9,6 +9,11 @@ profile is the sum of x_v over their items in the catalogue's pre-training split
 (0 for a user without pre-training items or an item without aspects). No training and no labels: the
 catalogue alone, built in well under a second on LastFM* and Yelp*.
 
+The user's items are those `crs pretrain` learns from with the same seed (`pretrain_split`): the
+``train`` split where there is one (LastFM, LastFM*, the persona world), else (Yelp*) ``valid`` minus
+the seeded hold-out that pre-training validates on. So the hold-out stays unseen by the profile as by
+the ranker, and `crs train` converses only about it there (`profile_holdout`).
+
 It is the content half of a recommender, and it knows what a learned embedding does not: the items
 never seen in pre-training (38% of LastFM* test targets), which it scores through their aspects like
 any other. Offline it ranks far better than the pre-trained persona ranker on LastFM* (test Recall@10
@@ -25,8 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from simulators.catalog import Catalog
+from policies.pretrain.config import TrainConfig
+from policies.pretrain.graph import pretrain_split
+from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
+
+DEFAULT_SPLIT = TrainConfig()
+"""Whose pre-training split a profile follows by default: `crs pretrain`'s default seed and hold-out."""
 
 PROFILE_WEIGHT: float = 0.1
 """The profile score's weight in a persona ranker's item score (`PersonaRanker.with_profile`).
@@ -63,15 +73,22 @@ class ContentProfile:
             )
 
     @classmethod
-    def of(cls, catalog: Catalog, weight: float = PROFILE_WEIGHT) -> ContentProfile:
-        """The profiles of `catalog`'s users from its pre-training split (`Catalog.pretrain_split`)."""
+    def of(
+        cls,
+        catalog: Catalog,
+        weight: float = PROFILE_WEIGHT,
+        seed: int = DEFAULT_SPLIT.seed,
+        holdout_fraction: float = DEFAULT_SPLIT.holdout_fraction,
+    ) -> ContentProfile:
+        """The profiles of `catalog`'s users from the interactions `crs pretrain` with `seed` and
+        `holdout_fraction` learns from (module docstring)."""
         n_items = catalog.n_items
         holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64)
         holds.data[:] = 1.0
         holders = np.diff(holds.tocsc().indptr)
         idf = np.log((n_items + 1.0) / (holders + 1.0))
         items = _normalised_rows(holds @ sp.diags(idf))
-        chosen = catalog.split(catalog.pretrain_split).by_user(catalog.n_users, n_items)
+        chosen = pretrain_split(catalog, seed, holdout_fraction).train.by_user(catalog.n_users, n_items)
         chosen.data[:] = 1.0
         users = _normalised_rows(chosen @ items)
         return cls(users, sp.csr_matrix(items.T), float(weight))
@@ -93,6 +110,16 @@ class ContentProfile:
         out: np.ndarray = (self.users[users] @ self.items).toarray()
         out *= self.weight
         return out
+
+
+def profile_holdout(
+    catalog: Catalog, seed: int = DEFAULT_SPLIT.seed, holdout_fraction: float = DEFAULT_SPLIT.holdout_fraction
+) -> Interactions | None:
+    """The ``valid`` interactions a profile of `catalog` (`ContentProfile.of`, same seed and fraction)
+    does not hold, when it is built from ``valid`` (Yelp*); None when it is built from ``train``, so
+    that all of ``valid`` is unseen."""
+    split = pretrain_split(catalog, seed, holdout_fraction)
+    return split.valid if split.train_split == "valid" else None
 
 
 def _normalised_rows(matrix: sp.spmatrix) -> sp.csr_matrix:

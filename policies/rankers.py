@@ -253,8 +253,22 @@ class RankerSpec:
             return ranker
         assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
         if self.profile:
-            ranker = ranker.with_profile(ContentProfile.of(catalog))
+            ranker = ranker.with_profile(self._profile(catalog))
         return ranker.with_questions(self.questions).with_temperature(self.temperature)
+
+    def _profile(self, catalog: Catalog) -> ContentProfile:
+        """The users' tag profiles, from the interactions this ranker's pre-training learned from (an
+        artifact pre-trained on ``valid`` holds out its own seeded slice), else `crs pretrain`'s default."""
+        if self.kind == "artifact":
+            from policies.pretrain.artifact import read_artifact_config  # torch loads only here
+
+            config = read_artifact_config(self.where)
+            split = config["split"]
+            if split.get("pretrained_on_valid"):
+                return ContentProfile.of(
+                    catalog, seed=int(config["seed"]), holdout_fraction=float(split["holdout_fraction"])
+                )
+        return ContentProfile.of(catalog)
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:
         if self.kind == "popularity":

@@ -42,6 +42,7 @@ from envs.env import ConversationEnv, Rewards
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
+from policies.content_profile import profile_holdout
 from policies.rankers import RankerSpec
 from policies.rl.config import ImitationConfig, RLConfig
 from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta
@@ -131,18 +132,22 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
 def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any, str]:
     """The valid interactions training may converse about (None: all) and a description of them.
 
-    A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, so
-    training and validation conversations then come only from its pre-training hold-out.
+    A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, and tag
+    profiles (``+profile``) hold them, so training and validation conversations then come only from the
+    pre-training hold-out (`policies.content_profile.profile_holdout`).
     """
     spec = RankerSpec.parse(ranker_entry).resolve(run_dir)
-    if spec.kind != "artifact":
-        return None, "valid"
-    from policies.pretrain.artifact import unseen_valid_interactions  # torch loads only here
+    if spec.kind == "artifact":
+        from policies.pretrain.artifact import unseen_valid_interactions  # torch loads only here
 
-    held_out = unseen_valid_interactions(spec.where, catalog)
+        held_out = unseen_valid_interactions(spec.where, catalog)
+    elif spec.profile:
+        held_out = profile_holdout(catalog)
+    else:
+        held_out = None
     if held_out is None:
         return None, "valid"
-    return held_out, f"valid, the {len(held_out):,} interactions the ranker's pre-training held out"
+    return held_out, f"valid, the {len(held_out):,} interactions held out of the ranker's pre-training data"
 
 
 def run_training(

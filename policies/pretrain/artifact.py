@@ -14,9 +14,10 @@ import torch
 
 from policies.atomic import write_text_atomic
 from policies.pretrain.config import ModelConfig
+from policies.pretrain.graph import pretrain_split
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
-from policies.pretrain.train import PretrainResult, catalog_fingerprint, pretrain_split
+from policies.pretrain.train import PretrainResult, catalog_fingerprint
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 

@@ -97,6 +97,21 @@ def pretrain_data(catalog: Catalog, rng: np.random.Generator, holdout_fraction: 
     return PretrainData(take(idx_keep), take(idx_hold), split, f"holdout of {split}", holdout_fraction)
 
 
+def seeded_split(
+    catalog: Catalog, seed: int, holdout_fraction: float
+) -> tuple[np.random.Generator, int, PretrainData]:
+    """A pre-training run's numpy generator, its torch seed and its split, in the order
+    `policies.pretrain.train.pretrain` draws them from `seed`."""
+    rng = np.random.default_rng(seed)
+    torch_seed = int(rng.integers(2**62))
+    return rng, torch_seed, pretrain_data(catalog, rng, holdout_fraction)
+
+
+def pretrain_split(catalog: Catalog, seed: int, holdout_fraction: float = 0.1) -> PretrainData:
+    """The interactions `pretrain` with this seed and hold-out fraction trains and validates on."""
+    return seeded_split(catalog, seed, holdout_fraction)[2]
+
+
 @dataclass(frozen=True)
 class PretrainGraph:
     """The typed, directed user–item–aspect graph.

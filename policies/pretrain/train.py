@@ -35,7 +35,7 @@ from policies.pretrain.graph import (
     PretrainGraph,
     build_graph,
     kmeans,
-    pretrain_data,
+    seeded_split,
     spectral_embedding,
 )
 from policies.pretrain.metrics import RankingMetrics, evaluation_users, rank_metrics
@@ -213,20 +213,6 @@ def negative_candidates(negative_pool: str, train_items: np.ndarray, n_items: in
     return np.arange(n_items, dtype=np.int64)
 
 
-def _seeded_split(
-    catalog: Catalog, seed: int, holdout_fraction: float
-) -> tuple[np.random.Generator, int, PretrainData]:
-    """The run's numpy generator, its torch seed and its split, in the order `pretrain` draws them."""
-    rng = np.random.default_rng(seed)
-    torch_seed = int(rng.integers(2**62))
-    return rng, torch_seed, pretrain_data(catalog, rng, holdout_fraction)
-
-
-def pretrain_split(catalog: Catalog, seed: int, holdout_fraction: float = 0.1) -> PretrainData:
-    """The interactions `pretrain` with this seed and hold-out fraction trains and validates on."""
-    return _seeded_split(catalog, seed, holdout_fraction)[2]
-
-
 def pretrain(
     catalog: Catalog,
     config: TrainConfig,
@@ -248,7 +234,7 @@ def pretrain(
     start = time.perf_counter()
     if config.persona_init == "auto":
         config = replace(config, persona_init="kmeans" if catalog.truth is not None else "random")
-    rng, torch_seed, data = _seeded_split(catalog, config.seed, config.holdout_fraction)
+    rng, torch_seed, data = seeded_split(catalog, config.seed, config.holdout_fraction)
     gen = torch.Generator().manual_seed(torch_seed)
     graph = build_graph(catalog, data.train)
     mcfg = config.model_config(catalog)

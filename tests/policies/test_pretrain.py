@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from envs import make_env
 from envs.ranker import DialogueFacts, PreferenceRanker
+from policies.content_profile import profile_holdout
 from policies.pretrain.artifact import (
     EXPORT_FILE,
     load_ranker,
@@ -27,6 +28,7 @@ from policies.pretrain.metrics import rank_metrics
 from policies.pretrain.model import PersonaModel
 from policies.pretrain.ranker import REJECTED_PENALTY, PersonaRanker
 from policies.pretrain.train import pretrain
+from policies.rankers import RankerSpec
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 from simulators.persona_world import make_persona_world
@@ -218,6 +220,20 @@ def test_rl_on_valid_avoids_what_a_ranker_pretrained_on_valid_was_fitted_to(
     goals, note = _training_goals(f"artifact:{on_valid}", tmp_path, no_train)
     np.testing.assert_array_equal(goals.items, held.items)
     assert f"{len(held):,} interactions" in note
+    # tag profiles hold what the artifact learned from and never its hold-out, the profile's too
+    profile = RankerSpec.parse(f"{on_valid}+profile").build(no_train).profile  # type: ignore[attr-defined]
+    kept = result.data.train.by_user(no_train.n_users, no_train.n_items)
+    kept.data[:] = 1.0
+    rows = (kept @ profile.items.T).toarray()
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    expected = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+    np.testing.assert_allclose(profile.users.toarray(), expected, atol=1e-12)
+    default_holdout = profile_holdout(no_train)  # `crs pretrain`'s default seed: another slice
+    assert default_holdout is not None and 0 < len(default_holdout) < len(no_train.split("valid"))
+    uniform_goals, _ = _training_goals("uniform+profile", tmp_path, no_train)
+    np.testing.assert_array_equal(uniform_goals.items, default_holdout.items)
+    assert _training_goals("uniform+split", tmp_path, no_train)[0] is None  # no profile: all of valid
+    assert _training_goals("uniform+profile", tmp_path, tiny)[0] is None  # a train split: all unseen
     # the training env converses only about held-out interactions
     env = make_env(catalog=no_train, split="valid", user="single", goal_interactions=goals)
     assert env.goals.n_goals == len(held)
