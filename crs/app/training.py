@@ -283,7 +283,8 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
     if show and goal_interactions is not None:
         console.print(
-            f"[yellow]note:[/] the ranker was pre-trained on valid: training conversations from {train_goals}"
+            "[yellow]note:[/] the ranker (or its tag profiles) learned from valid: training conversations "
+            f"from {train_goals}"
         )
 
     def train_env() -> ConversationEnv:
