@@ -2,7 +2,7 @@
 
 For each item v, x_v is its row of the item x aspect matrix with each aspect a weighted by its inverse
 document frequency, log((I + 1) / (n_a + 1)) (n_a: the items holding a), then L2-normalised. A user's
-profile is the sum of x_v over their items in the catalogue's pre-training split, L2-normalised, and
+profile is the sum of x_v over their pre-training items (below), L2-normalised, and
 
     profile score(u, v) = weight · cos(profile_u, x_v)       in [0, weight]
 
@@ -17,10 +17,11 @@ the ranker, and `crs train` converses only about it there (`profile_holdout`).
 It is the content half of a recommender, and it knows what a learned embedding does not: the items
 never seen in pre-training (38% of LastFM* test targets), which it scores through their aspects like
 any other. Offline it ranks far better than the pre-trained persona ranker on LastFM* (test Recall@10
-0.059 against 0.018, cold-item Recall@10 0.033 against 0.0004; BENCHMARKS.md). In a conversation it
-enters a persona ranker's item score as a small per-user term (`PersonaRanker.with_profile`, a ranker
-name's ``+profile``): with the default `PROFILE_WEIGHT` it orders the items that the dialogue rules
-leave tied, so the slates and the splitting questions favour what looks like the user's history.
+0.053 against 0.018, cold-item Recall@10 0.042 against 0.0004; BENCHMARKS.md, "Tag profiles"). In a
+conversation it enters a persona ranker's item score as a small per-user term
+(`PersonaRanker.with_profile`, a ranker name's ``+profile``): with the default `PROFILE_WEIGHT` it
+orders the items that the dialogue rules leave tied, so the slates and the splitting questions favour
+what looks like the user's history.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ DEFAULT_SPLIT = TrainConfig()
 PROFILE_WEIGHT: float = 0.1
 """The profile score's weight in a persona ranker's item score (`PersonaRanker.with_profile`).
 
-Chosen on the valid splits with rules over ``uniform+profile+split`` (BENCHMARKS.md, "A tag profile"):
-on LastFM* (ask-7, 1,000 conversations) weights 0.01, 0.03 and 0.1 tie, all +0.011 SR@15 over no
-profile; on Yelp* binary (ask-12, 600 conversations) 0.1 is best of 0.03 / 0.1 / 0.3. Larger weights
-hurt: the profile then outweighs the dialogue, and the softmax that the splitting questions read
-concentrates on a few items (weight 1 on LastFM* test: −0.18)."""
+Chosen on LastFM*'s valid split with ask-7 over ``uniform+profile+split`` (1,000 conversations;
+BENCHMARKS.md, "Tag profiles"): weights 0.01, 0.03 and 0.1 tie, each +0.011 SR@15 over no profile.
+(Yelp*'s valid split cannot choose it: its profiles hold the valid targets.) Larger weights hurt: the
+profile then outweighs the dialogue, and the softmax that the splitting questions read concentrates on
+a few items (weight 1 on LastFM* test: −0.18)."""
 
 
 @dataclass(frozen=True, eq=False)
