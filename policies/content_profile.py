@@ -43,7 +43,8 @@ PROFILE_WEIGHT: float = 0.1
 """The profile score's weight in a persona ranker's item score (`PersonaRanker.with_profile`).
 
 Chosen on LastFM*'s valid split with ask-7 over ``uniform+profile+split`` (1,000 conversations;
-BENCHMARKS.md, "Tag profiles"): weights 0.01, 0.03 and 0.1 tie, each +0.011 SR@15 over no profile.
+BENCHMARKS.md, "Tag profiles"): weights 0.01, 0.03 and 0.1 tie, each +0.011 SR@15 over no profile
+(measured with an earlier scratch normalisation; this one gives 0.997 at 0.1 there).
 (Yelp*'s valid split cannot choose it: its profiles hold the valid targets.) Larger weights hurt: the
 profile then outweighs the dialogue, and the softmax that the splitting questions read concentrates on
 a few items (weight 1 on LastFM* test: −0.18)."""
@@ -86,7 +87,7 @@ class ContentProfile:
         n_items = catalog.n_items
         holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64)
         holds.data[:] = 1.0
-        holders = np.diff(holds.tocsc().indptr)
+        holders = np.diff(catalog.aspect_items.indptr)  # items per aspect
         idf = np.log((n_items + 1.0) / (holders + 1.0))
         items = _normalised_rows(holds @ sp.diags(idf))
         chosen = pretrain_split(catalog, seed, holdout_fraction).train.by_user(catalog.n_users, n_items)
