@@ -14,7 +14,9 @@ A ranker is named in one of two formats, and `RankerSpec.parse` reads both:
 A persona ranker ("uniform", "pretrain", an artifact) may end in ``+profile`` (`PROFILE_SUFFIX`), in
 names and entries alike: each item's score then gains the user's tag profile score, how much its
 aspects look like those of the user's pre-training items (`policies.content_profile`,
-`PersonaRanker.with_profile`), e.g. ``uniform+profile``. It may end in ``+split`` (`SPLIT_SUFFIX`,
+`PersonaRanker.with_profile`), e.g. ``uniform+profile``; ``+profile:W`` sets its weight W (default
+`PROFILE_WEIGHT`), e.g. ``DIR+profile:20@20`` for an artifact whose preferences are divided by 20 and
+whose profile then weighs 1. It may end in ``+split`` (`SPLIT_SUFFIX`,
 after ``+profile`` if both): it then asks the question whose answer splits the consistent candidates
 most evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It
 may also end in ``@T`` (`TEMPERATURE_MARK`, at the very end), a number above 0: its learned
@@ -35,7 +37,7 @@ from typing import Literal
 
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
-from policies.content_profile import ContentProfile
+from policies.content_profile import PROFILE_WEIGHT, ContentProfile
 from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
@@ -45,6 +47,7 @@ RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "arti
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
 PROFILE_SUFFIX = "+profile"  # a persona ranker with the users' tag profiles (module docstring)
+PROFILE_WEIGHT_MARK = ":"  # "+profile:W": the profile's weight W (module docstring)
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
@@ -56,7 +59,7 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+profile', then '+split', then '@T')"
+    "in '+profile' or '+profile:W', then '+split', then '@T')"
 )
 
 
@@ -74,6 +77,8 @@ class RankerSpec:
             `TEMPERATURE_MARK`).
         profile: Whether a persona ranker adds the users' tag profiles to its item scores (named with
             `PROFILE_SUFFIX`).
+        profile_weight: The profile score's weight (not `PROFILE_WEIGHT`: named with
+            `PROFILE_WEIGHT_MARK` and W after `PROFILE_SUFFIX`); divided by T like the preferences.
     """
 
     kind: RankerKind
@@ -81,6 +86,7 @@ class RankerSpec:
     questions: str = "likely"
     temperature: float = 1.0
     profile: bool = False
+    profile_weight: float = PROFILE_WEIGHT
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -101,6 +107,13 @@ class RankerSpec:
                 f"ranker {self.kind!r} cannot add tag profiles ({PROFILE_SUFFIX}): only a persona ranker "
                 f"can, one of {PERSONA_KINDS}"
             )
+        if not (math.isfinite(self.profile_weight) and self.profile_weight > 0):
+            raise CRSError(
+                f"profile weight {self.profile_weight!r} must be a finite number above 0, e.g. "
+                f"{PROFILE_SUFFIX}{PROFILE_WEIGHT_MARK}1"
+            )
+        if self.profile_weight != PROFILE_WEIGHT and not self.profile:
+            raise ValueError(f"a profile weight ({self.profile_weight}) needs profile=True")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise CRSError(
                 f"ranker temperature {self.temperature!r} must be a finite number above 0, e.g. "
@@ -120,12 +133,14 @@ class RankerSpec:
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
                 `PROFILE_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker that is not a
-                persona ranker, a T that is not a finite number above 0.
+                persona ranker, a profile weight W or a T that is not a finite number above 0.
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
-        if text.endswith(PROFILE_SUFFIX) and len(text) > len(PROFILE_SUFFIX):
-            return replace(cls.parse(text[: -len(PROFILE_SUFFIX)]), profile=True)
+        head, mark, tail = text.rpartition(PROFILE_SUFFIX)
+        weight_mark, weight = tail[:1], tail[1:]
+        if mark and head and (not tail or (weight_mark == PROFILE_WEIGHT_MARK and _is_number(weight))):
+            return replace(cls.parse(head), profile=True, profile_weight=float(weight or PROFILE_WEIGHT))
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
             return replace(cls.parse(head), temperature=float(tail))
@@ -170,6 +185,8 @@ class RankerSpec:
     @property
     def _suffix(self) -> str:
         profile = PROFILE_SUFFIX if self.profile else ""
+        if self.profile_weight != PROFILE_WEIGHT:
+            profile += f"{PROFILE_WEIGHT_MARK}{self.profile_weight:g}"
         split = SPLIT_SUFFIX if self.questions == "split" else ""
         tempered = f"{TEMPERATURE_MARK}{self.temperature:g}" if self.temperature != 1.0 else ""
         return profile + split + tempered
@@ -223,8 +240,8 @@ class RankerSpec:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
         files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
-        by themselves; each with `PROFILE_SUFFIX` when it adds tag profiles, `SPLIT_SUFFIX` when it asks
-        splitting questions and `TEMPERATURE_MARK` and T when it is tempered."""
+        by themselves; each with `PROFILE_SUFFIX` (and its weight) when it adds tag profiles,
+        `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK` and T when it is tempered."""
         return self._identity() + self._suffix
 
     def _identity(self) -> str:
@@ -234,7 +251,7 @@ class RankerSpec:
             files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
             if files:
                 return f"artifact:{_digest(files)}"
-        plain = replace(self, questions="likely", temperature=1.0, profile=False)
+        plain = RankerSpec(self.kind, self.where)
         return plain.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
 
     def build(self, catalog: Catalog, data_dir: str | Path | None = None) -> PreferenceRanker:
@@ -266,9 +283,12 @@ class RankerSpec:
             split = config["split"]
             if split.get("pretrained_on_valid"):
                 return ContentProfile.of(
-                    catalog, seed=int(config["seed"]), holdout_fraction=float(split["holdout_fraction"])
+                    catalog,
+                    self.profile_weight,
+                    seed=int(config["seed"]),
+                    holdout_fraction=float(split["holdout_fraction"]),
                 )
-        return ContentProfile.of(catalog)
+        return ContentProfile.of(catalog, self.profile_weight)
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:
         if self.kind == "popularity":

@@ -92,3 +92,21 @@ def test_the_ranker_name_adds_a_profile_to_persona_rankers_only() -> None:
     assert RankerSpec.parse("uniform+split").build(two_user_catalog()).profile is None  # type: ignore[union-attr]
     with pytest.raises(CRSError, match="only a persona ranker"):
         RankerSpec.parse("popularity+profile")
+
+
+def test_the_ranker_name_sets_the_profile_weight() -> None:
+    spec = RankerSpec.parse("uniform+profile:2.5+split@5")
+    assert spec.profile and spec.profile_weight == 2.5 and spec.temperature == 5.0
+    assert spec.name == "uniform+profile:2.5+split@5" and RankerSpec.parse(spec.entry) == spec
+    assert RankerSpec.parse(f"uniform+profile:{PROFILE_WEIGHT}") == RankerSpec.parse("uniform+profile")
+    assert spec.identity() != RankerSpec.parse("uniform+profile+split@5").identity()
+    catalog = two_user_catalog()
+    heavy = RankerSpec.parse("uniform+profile:2.5").build(catalog)
+    assert isinstance(heavy, PersonaRanker) and heavy.profile is not None
+    users = np.array([0, 1])
+    np.testing.assert_allclose(  # the weight scales the profile's scores, nothing else
+        heavy.profile.scores(users), ContentProfile.of(catalog).scores(users) * 2.5 / PROFILE_WEIGHT
+    )
+    for bad in ("0", "-1", "inf"):
+        with pytest.raises(CRSError, match="profile weight"):
+            RankerSpec.parse(f"uniform+profile:{bad}")
