@@ -1,0 +1,77 @@
+"""Which conversations fail, by how many aspects the target holds: success per bin of the target's aspect
+count for each given evaluation (`crs eval -o` folders over the same conversations), the failures they
+share, and whether the first folder's failed targets could be isolated by their own aspects.
+
+    python benchmarks/failure_anatomy.py -d lastfm_star --data-dir ../shared/data \
+        out/issue17/s14/ask-7-uniform+profile+split out/issue17/s14/rl-lfs-profile-s1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from simulators.datasets import load_catalog
+
+BINS = ((1, 3), (4, 6), (7, 10), (11, None))  # the target's aspect count, inclusive; None: no upper end
+
+
+def successes(folder: Path) -> dict[int, tuple[int, bool]]:
+    """goal index -> (first target, success) of an evaluation folder's episodes.jsonl."""
+    with (folder / "episodes.jsonl").open() as lines:
+        rows = [json.loads(line) for line in lines]
+    return {int(r["goal_index"]): (int(r["targets"][0]), bool(r["success"])) for r in rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="`crs eval -o` folders, same conversations")
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("-d", "--dataset", default="lastfm_star")
+    args = parser.parse_args()
+    holds = sp.csr_matrix(load_catalog(args.dataset, args.data_dir).item_aspects, dtype=np.float64, copy=True)
+    holds.data[:] = 1.0
+    n_aspects = np.diff(holds.indptr)
+    runs = {folder.name: successes(folder) for folder in args.folders}
+    first = next(iter(runs.values()))
+    if any(set(run) != set(first) for run in runs.values()):
+        raise SystemExit(
+            "the folders hold different conversations: evaluate them with the same -n and --seed"
+        )
+    goals = sorted(first)
+    counts = np.array([n_aspects[first[g][0]] for g in goals])
+    print(f"{args.dataset}: {len(goals)} conversations; target aspects median {np.median(counts):g}")
+    print("| target's aspects | conversations | " + " | ".join(runs) + " |")
+    print("|---|---:|" + "---:|" * len(runs))
+    for low, high in BINS:
+        inside = (counts >= low) & (counts <= (high if high is not None else counts.max()))
+        shares = [
+            np.mean([run[g][1] for g, keep in zip(goals, inside, strict=True) if keep])
+            for run in runs.values()
+        ]
+        label = f"{low}–{high}" if high is not None else f"{low} or more"
+        print(
+            f"| {label} | {inside.sum()} ({inside.mean():.0%}) | "
+            + " | ".join(f"{s:.3f}" for s in shares)
+            + " |"
+        )
+    failed = {name: {g for g in goals if not run[g][1]} for name, run in runs.items()}
+    print("failures: " + ", ".join(f"{name} {len(f)}" for name, f in failed.items()))
+    print(f"failed by all: {len(set.intersection(*failed.values()))}")
+    base = next(iter(failed))
+    for name, f in list(failed.items())[1:]:
+        print(f"{name} vs {base}: wins back {len(failed[base] - f)}, loses {len(f - failed[base])}")
+    targets = [first[g][0] for g in sorted(failed[base])]
+    print(f"{base}'s failed targets, aspects: {sorted(int(n_aspects[t]) for t in targets)}")
+    isolating = [
+        int((np.asarray(holds[:, holds[t].indices].sum(1)).ravel() == n_aspects[t]).sum()) for t in targets
+    ]
+    print(f"... items holding all of the target's aspects: {sorted(isolating)}")
+
+
+if __name__ == "__main__":
+    main()
