@@ -186,9 +186,9 @@ class RankerSpec:
     def _suffix(self) -> str:
         profile = PROFILE_SUFFIX if self.profile else ""
         if self.profile_weight != PROFILE_WEIGHT:
-            profile += f"{PROFILE_WEIGHT_MARK}{self.profile_weight:g}"
+            profile += PROFILE_WEIGHT_MARK + _number(self.profile_weight)
         split = SPLIT_SUFFIX if self.questions == "split" else ""
-        tempered = f"{TEMPERATURE_MARK}{self.temperature:g}" if self.temperature != 1.0 else ""
+        tempered = TEMPERATURE_MARK + _number(self.temperature) if self.temperature != 1.0 else ""
         return profile + split + tempered
 
     @property
@@ -316,6 +316,12 @@ class RankerSpec:
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 
         return load_ranker(self.where, catalog)
+
+
+def _number(value: float) -> str:
+    """`value` as short as it reads back exactly ("10", "2.5", "0.1234567"): names parse back to a spec."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _is_number(text: str) -> bool:

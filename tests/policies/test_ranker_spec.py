@@ -201,6 +201,9 @@ def test_temperature_names_round_trip_and_only_persona_rankers_take_it() -> None
     assert RankerSpec.parse("pretrain@4").for_run() == RankerSpec("artifact", "ranker", temperature=4.0)
     assert RankerSpec.parse("runs/a@b") == RankerSpec("artifact", "runs/a@b")  # not a number: a path
     assert RankerSpec.parse("uniform@2").identity() != RankerSpec.parse("uniform").identity()
+    precise = RankerSpec.parse("uniform+profile:0.1234567@2.0000001")  # beyond 6 significant digits
+    assert RankerSpec.parse(precise.name) == precise and RankerSpec.parse(precise.entry) == precise
+    assert precise.identity() != RankerSpec.parse("uniform+profile:0.123457@2").identity()
     for text in ("popularity@2", "transe@2"):
         with pytest.raises(CRSError, match="no learned preferences"):
             RankerSpec.parse(text)
