@@ -15,6 +15,12 @@ Example (persona world with the main job's defaults and a pre-trained ranker):
 
     crs pretrain -o runs/pretrain/pw
     python benchmarks/bench_probe_information.py --ranker runs/pretrain/pw --conversations 300
+
+On MCMIPL's LastFM* (multiple choice: a question slot is an attribute-type question), over the ranker
+of the probing runs (any ranker name `crs eval --ranker` takes):
+
+    python benchmarks/bench_probe_information.py -d mcmipl_lastfm_star --data-dir ../shared/data \
+        --ranker runs/pretrain/mcmipl_lastfm_star+profile:10@10 --conversations 300
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
-from policies.pretrain.artifact import load_ranker
+from policies.pretrain.ranker import PersonaRanker
+from policies.rankers import RankerSpec
 
 
 def target_rank(env, ranker) -> float:
@@ -43,15 +50,21 @@ def target_rank(env, ranker) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ranker", required=True, help="persona ranker artifact (crs pretrain --out)")
-    parser.add_argument("--conversations", type=int, default=300)
+    parser.add_argument("-d", "--dataset", default="persona_world", help="a dataset `crs eval -d` takes")
+    parser.add_argument("--data-dir", default=None, help="real data folder (default $CRS_DATA_DIR)")
     parser.add_argument(
-        "--user", default="{}", help="persona-user arguments as JSON, e.g. '{\"noise\": 0.1}'"
+        "--ranker",
+        required=True,
+        help="a persona ranker: an artifact (crs pretrain --out) or its name with suffixes",
     )
+    parser.add_argument("--conversations", type=int, default=300)
+    parser.add_argument("--user", default="{}", help="user-model arguments as JSON, e.g. '{\"noise\": 0.1}'")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    env = make_env("persona_world", split="test", user_kwargs=json.loads(args.user))
-    ranker = load_ranker(args.ranker, env.catalog)
+    env = make_env(args.dataset, data_dir=args.data_dir, split="test", user_kwargs=json.loads(args.user))
+    ranker = RankerSpec.parse(args.ranker).build(env.catalog, args.data_dir)
+    if not isinstance(ranker, PersonaRanker):
+        parser.error(f"--ranker {args.ranker!r} has no personas to probe: give a persona ranker's artifact")
     wrapper = SlateActionWrapper(env, ranker, WrapperConfig())
     rng = np.random.default_rng(args.seed)
     indices = rng.permutation(env.goals.n_goals)[: args.conversations]
@@ -81,7 +94,7 @@ def main() -> None:
                 results[kind]["best"].append(min(ranks))
                 results[kind]["accepted"].extend(accepted)
     print(
-        f"persona world test, {len(indices)} conversations (seed {args.seed}), user {args.user}, "
+        f"{args.dataset} test, {len(indices)} conversations (seed {args.seed}), user {args.user}, "
         f"ranker {args.ranker}; mean log2 target rank before turn 2: {np.mean(before):.2f}"
     )
     print("| turn 2 | n | first pick: log2 rank | target lost | best slot: log2 rank | any value accepted |")
