@@ -176,7 +176,7 @@ def _base_label(run: EvalRun) -> str:
     if run.train is not None:
         if run.train.ablation is not None:
             return run.train.ablation
-        return re.sub(r"[-_.]?(s|seed)\d+$", "", run.train.name) or run.train.name
+        return _without_seed(run.train.name)
     return run.policy
 
 
@@ -417,19 +417,9 @@ def _describe_conversations(groups: Sequence[list[EvalRun]]) -> str:
 def _table(
     test_set: TestSet, fingerprints: tuple[str, ...], groups: list[list[EvalRun]], separated: str
 ) -> Table:
-    labels = [_base_label(g[0]) for g in groups]
-    counts = {label: labels.count(label) for label in labels}
+    labels = _row_labels(groups)
     rows = []
     for group, label in zip(groups, labels, strict=True):
-        if counts[label] > 1:
-            run = group[0]
-            if run.task is not None:
-                suffix = run.task.sweep.name
-            elif run.train is not None:
-                suffix = run.train.name
-            else:
-                suffix = _short(run.ranker)
-            label = f"{label} ({suffix})"
         metrics, ci = row_metrics(group)
         ablation = group[0].train.ablation if group[0].train is not None else None
         rows.append(Row(label, tuple(group), metrics, ci, ablation, values=conversation_values(group)))
@@ -459,6 +449,34 @@ def _table(
     return Table(
         test_set, fingerprints, tuple(rows), reference, diffs, interaction, n_interaction, separated, unpaired
     )
+
+
+def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
+    """One label per group: its base label, and where two groups share one, what tells them apart (the
+    sweep, the train run's name without its seed, else the full name, or the ranker)."""
+    labels = [_base_label(g[0]) for g in groups]
+    shared = {label for label in labels if labels.count(label) > 1}
+
+    def suffix(run: EvalRun, keep_seed: bool) -> str:
+        if run.task is not None:
+            return run.task.sweep.name
+        if run.train is not None:
+            return run.train.name if keep_seed else _without_seed(run.train.name)
+        return _short(run.ranker)
+
+    def named(keep_seed: bool) -> list[str]:
+        return [
+            f"{label} ({suffix(g[0], keep_seed)})" if label in shared else label
+            for g, label in zip(groups, labels, strict=True)
+        ]
+
+    short = named(keep_seed=False)
+    return short if len(set(short)) == len(short) else named(keep_seed=True)
+
+
+def _without_seed(name: str) -> str:
+    """A run name without a trailing seed ("full-s1" -> "full"; a name that is only a seed is kept)."""
+    return re.sub(r"[-_.]?(s|seed)\d+$", "", name) or name
 
 
 def _rankers(row: Row) -> frozenset[str]:

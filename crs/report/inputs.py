@@ -726,9 +726,14 @@ RUN_KEYS = frozenset(
         "system",
         "written",
         "data_dir",
+        # what the run does after training, not the policy it trains: its own final test and checkpoints
+        "test_episodes",
+        "baselines",
+        "checkpoint_every",
     }
 )
-"""Config keys that differ between runs of one configuration (seeds, names, paths, provenance)."""
+"""Config keys that differ between runs of one configuration (seeds, names, paths, provenance, and the
+settings of the run's own final test), so that `config_key` does not split one configuration's seeds."""
 
 
 def _strip_run_keys(config: object) -> object:

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -287,7 +288,14 @@ def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) ->
 
 
 def _train_run(
-    root: Path, name: str, policy: str, persona: bool, aspect: bool, seed: int = 1, setting: str | None = None
+    root: Path,
+    name: str,
+    policy: str,
+    persona: bool,
+    aspect: bool,
+    seed: int = 1,
+    setting: str | None = None,
+    **other_settings: Any,
 ) -> Path:
     """A run folder written with `crs train`'s own writers (config.yaml, eval.csv, summary.json with the
     final test comparison), plus episode records in ``eval/`` as ``crs eval --policy <run> -o <run>/eval``
@@ -296,6 +304,7 @@ def _train_run(
     run.mkdir(parents=True)
     settings = make_settings(
         {"seed": seed, "persona_attention": persona, "aspect_attention": aspect, "setting": setting}
+        | other_settings
     )
     RunRecord(settings=settings, name=name, versions={}, written="").write(run)
     curve = CurveFile(run)
@@ -342,6 +351,29 @@ def ablations(tmp_path_factory) -> dict[str, Path]:
         "aspect-blind": _train_run(root, "aspect-blind-s1", "ask-14", True, False),
         "both-off": _train_run(root, "both-off-s1", "ask-14", False, False),
     }
+
+
+def test_seeds_of_one_configuration_are_pooled_whatever_their_own_final_test(tmp_path) -> None:
+    """Two arms (probes on / off) × two training seeds; seed 2's runs tested themselves on fewer
+    conversations against other baselines, which does not change the policy they trained."""
+    runs = [
+        _train_run(
+            tmp_path,
+            f"{arm}-s{seed}",
+            "abs-greedy" if probes else "random",
+            True,
+            True,
+            seed=seed,
+            wrapper={"probes": probes},
+            **({"test_episodes": 100, "baselines": ["ask-4"], "checkpoint_every": 99} if seed == 2 else {}),
+        )
+        for arm, probes in (("probes", True), ("no-probes", False))
+        for seed in (1, 2)
+    ]
+    (table,), _ = build_tables(load_inputs(runs).evals)
+    # one row per arm with both seeds, named by the arm's run name without its seed
+    assert sorted(row.label for row in table.rows) == ["full (no-probes)", "full (probes)"]
+    assert all(row.n_runs == 2 and sorted(row.seeds) == [1, 2] for row in table.rows)
 
 
 def _expected_verdict(lows_highs: list[tuple[float, float]]) -> str:
