@@ -32,6 +32,10 @@ from simulators.errors import CRSError
 
 LABEL_ASPECTS = 2
 """Signature aspects that make a persona's label ("jazz & melancholic")."""
+LABEL_POOL = 20
+"""A persona's label is chosen among this many of the user's most characteristic aspects (`profile`):
+over all of LastFM*'s 8,438 tags a persona's most distinctive ones were tags the user's own history
+held in 4% of labels ("industri & fucking selfdeep"); among the profile's 20, "songwriters & live"."""
 MATCHED_SHOWN = 3
 """Accepted aspects of an item named in the chat's explanation (the rest as "+N")."""
 NO_ASPECT_REASON = "how well it fits you"
@@ -312,17 +316,23 @@ class Explainer:
         return int(others[int(np.argmax(scores))])
 
     def persona_label(self, facts: DialogueFacts, k: int) -> str:
-        """Readable label of persona slot `k` of the dialogue's user, e.g. "jazz & melancholic".
+        """Readable label of persona slot `k` of the dialogue's user, e.g. "jazz & melancholic": the
+        persona's signature aspects among the user's `LABEL_POOL` most characteristic ones (`profile`),
+        so that a label names tags of the user's own history.
 
         The first label asked for a (user, slot) is kept for the rest of the conversation.
         """
         key = (facts.user, k)
         if key not in self._labels:
             source = self._signature_source()
+            own = self.profile(facts.user)[:LABEL_POOL]
             if source is not None:
-                aspects = np.asarray(source.signature_aspects(facts.user, k, LABEL_ASPECTS), dtype=np.int64)
+                among = own if own.size else None
+                aspects = np.asarray(
+                    source.signature_aspects(facts.user, k, LABEL_ASPECTS, among=among), dtype=np.int64
+                )
             else:
-                aspects = self.profile(facts.user)[:LABEL_ASPECTS]
+                aspects = own[:LABEL_ASPECTS]
             if aspects.size == 0:  # a user without history: name the taste by what they said
                 aspects = np.asarray(facts.accepted, dtype=np.int64)[:LABEL_ASPECTS]
             names = [self.catalog.aspect_names[int(a)] for a in aspects]

@@ -24,10 +24,11 @@ from crs.chat import ChatError, HumanUser, PersonAnswer, human_env, run_chat
 from crs.chat.question import rejection_effect
 from crs.chat_cmd import personal_commands
 from crs.cli import app
-from crs.explain import Explainer
+from crs.explain import LABEL_ASPECTS, LABEL_POOL, Explainer
 from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
 from envs.metrics import hdcg_value
+from envs.ranker import DialogueFacts
 from envs.registry import make_env
 from envs.rollout import evaluate
 from policies.pretrain.ranker import PersonaRanker
@@ -397,6 +398,12 @@ class ExplainingRanker:
         return np.array([k - 1, k][:m]) if among is None else np.asarray(among)[-m:]
 
 
+def _stub_label(world: Catalog, user: int) -> str:
+    """A persona's label with `ExplainingRanker`'s signatures: the last two of the user's profile pool."""
+    pool = Explainer(world, None, None).profile(user)[:LABEL_POOL]
+    return " & ".join(world.aspect_names[int(a)] for a in pool[-2:])
+
+
 class ExplainingPolicy:
     def __init__(self, ranker: Any) -> None:
         self.rule = make_rule_policy("always-recommend", ranker)
@@ -418,7 +425,7 @@ def test_explanations_come_from_the_ranker_with_signature_labels(world: Catalog)
     policy = make_rule_policy("always-recommend", ranker)
     result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
     turn = result.transcript["turns"][1]
-    label = f"{world.aspect_names[0]} & {world.aspect_names[1]}"  # signature_aspects(user, 1, 2) = [0, 1]
+    label = _stub_label(world, result.transcript["user"])
     jazz = world.aspect_names.index("jazz")
     for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):
         assert entry["source"] == "ranker" and entry["persona"] == 1 and entry["persona_label"] == label
@@ -434,12 +441,27 @@ def test_explanations_come_from_the_ranker_with_signature_labels(world: Catalog)
         )
 
 
+def test_a_persona_is_labelled_with_aspects_of_the_user_s_own_history(world: Catalog) -> None:
+    """Over all aspects a persona's most distinctive ones need not be tags the user ever met (LastFM*:
+    4% were); the label picks them among the user's own most characteristic aspects."""
+    ranker = random_persona_ranker(world, 3)
+    explainer = Explainer(world, None, ranker)
+    empty = np.zeros(0, dtype=np.int64)
+    for user in range(0, world.n_users, 7):
+        counts = np.asarray(world.item_aspects[explainer.history(user)].sum(axis=0)).ravel()
+        pool = set(explainer.profile(user)[:LABEL_POOL].tolist())
+        assert pool and pool <= set(np.flatnonzero(counts > 0).tolist())
+        for k in range(3):
+            names = explainer.persona_label(DialogueFacts(user, empty, empty, empty), k).split(" & ")
+            assert len(names) == LABEL_ASPECTS and {world.aspect_names.index(n) for n in names} <= pool
+
+
 def test_explanations_prefer_the_policy(world: Catalog) -> None:
     env = make_env(catalog=world, split="test")
     policy = ExplainingPolicy(ExplainingRanker(world))
     result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
     turn = result.transcript["turns"][1]
-    label = f"{world.aspect_names[1]} & {world.aspect_names[2]}"  # signature_aspects(user, 2, 2) = [1, 2]
+    label = _stub_label(world, result.transcript["user"])
     jazz = world.aspect_names.index("jazz")
     replaced = 0
     for entry, item in zip(turn["explanation"], turn["action"]["items"], strict=True):

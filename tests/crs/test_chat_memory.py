@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from crs.chat import ChatError, ChatMemory, run_chat
 from crs.cli import app
+from crs.explain import Explainer
+from envs.ranker import DialogueFacts
 from envs.registry import make_env
 from policies.memory_file import MemoryFileError, read_memory
 from policies.pretrain.artifact import load_ranker
@@ -52,8 +54,9 @@ def chat(tmp_path: Path, lines: list[str], *args: str) -> tuple[Any, dict[str, A
 
 
 def label(ranker: PersonaRanker, world: Catalog, user: int, k: int) -> str:
-    """Persona `k`'s label as the chat words it (its two signature aspects)."""
-    return " & ".join(world.aspect_names[int(a)] for a in ranker.signature_aspects(user, k, 2))
+    """Persona `k`'s label as the chat's explainer words it."""
+    empty = np.zeros(0, dtype=np.int64)
+    return Explainer(world, None, ranker).persona_label(DialogueFacts(user, empty, empty, empty), k)
 
 
 def softmax(row: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_chat_explanations_from_a_persona_ranker_are_pinned(
     assert slates[-1][:3] == [
         "has swahili & german, as you asked; for your sixties & rock side, because of joyful",
         "has swahili & german, as you asked; for your sixties & rock side, because of banjo",
-        "has swahili & german, as you asked; for your soul & forest side, because of calm",
+        "has swahili & german, as you asked; for your soul & dreamy side, because of calm",
     ]
 
 
