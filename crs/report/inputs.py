@@ -733,7 +733,7 @@ RUN_KEYS = frozenset(
     }
 )
 """Config keys that differ between runs of one configuration (seeds, names, paths, provenance, and the
-settings of the run's own final test), so that `config_key` does not split one configuration's seeds."""
+settings of the run's own final test and checkpoints), so that `config_key` does not split its seeds."""
 
 
 def _strip_run_keys(config: object) -> object:
