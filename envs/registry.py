@@ -56,10 +56,11 @@ def build_user(
 
     ``goal_interactions`` restricts the goals to those interactions of the split (default: all).
     "multi" on a catalogue of MCMIPL's release is MCMIPL's own user over the release's target groups
-    (`MCMIPLUser`, `GroupGoals`), elsewhere `MultiInterestUser` with drawn targets (`MultiTargetGoals`).
+    (`MCMIPLUser`, `GroupGoals`; with ``goal_interactions``, the groups all of whose targets are among
+    them: `TargetGroups.within`), elsewhere `MultiInterestUser` with drawn targets (`MultiTargetGoals`).
 
     Raises:
-        CRSError: An unknown kind, or `goal_interactions` with MCMIPL's groups (they are fixed).
+        CRSError: An unknown kind, or `goal_interactions` that leave none of MCMIPL's groups.
     """
     if user not in USER_KINDS:
         raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
@@ -69,12 +70,15 @@ def build_user(
         return SingleTargetUser(catalog), PairGoals(catalog, split, goal_interactions)
     release = find_release(catalog)
     if user == "multi" and release is not None:
+        groups = release.groups_of(split)
         if goal_interactions is not None:
-            raise CRSError(
-                f"{catalog.name}: MCMIPL's conversations are the fixed target groups of its release; "
-                "goal_interactions cannot restrict them (leave it None)"
-            )
-        return MCMIPLUser(catalog), GroupGoals(catalog, split, release.groups_of(split))
+            groups = groups.within(goal_interactions)
+            if not len(groups):
+                raise CRSError(
+                    f"{catalog.name}: no {split} target group has all its targets among the "
+                    f"{goal_interactions.users.size:,} goal interactions; pass more, or None for all groups"
+                )
+        return MCMIPLUser(catalog), GroupGoals(catalog, split, groups)
     if user == "multi":
         return MultiInterestUser(catalog), MultiTargetGoals(catalog, split, interactions=goal_interactions)
     if catalog.truth is not None:  # the persona world's users: its defaults, then the caller's

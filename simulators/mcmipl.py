@@ -194,6 +194,25 @@ class TargetGroups:
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
         return tuple(int(i) for i in self.items[start:stop])
 
+    def within(self, interactions: Interactions) -> TargetGroups:
+        """The groups every target of which is one of `interactions` (that user, that item), in order.
+
+        Training keeps only such groups when the ranker learned from part of the split (Yelp*: no train
+        split), so that no training conversation is about an interaction the ranker was fitted to.
+        """
+        sizes = np.diff(self.offsets)
+        group_of = np.repeat(np.arange(len(self)), sizes)  # (offsets[-1],)
+        n_items = max(int(self.items.max(initial=0)), int(interactions.items.max(initial=0))) + 1
+        allowed = np.unique(interactions.users * n_items + interactions.items)
+        held = np.isin(self.users[group_of] * n_items + self.items, allowed)
+        keep = np.bincount(group_of, weights=~held, minlength=len(self)) == 0  # (n_groups,)
+        return TargetGroups(
+            source=f"{self.source}, the groups within {interactions.users.size:,} interactions",
+            users=self.users[keep],
+            offsets=np.concatenate([[0], np.cumsum(sizes[keep])]),
+            items=self.items[keep[group_of]],
+        )
+
     def distinct_targets(self, index: int) -> tuple[int, ...]:
         """Items of group `index` without repeats, in first-listed order."""
         return tuple(dict.fromkeys(self.targets(index)))

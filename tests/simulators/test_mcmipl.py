@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulators.catalog import Catalog
+from envs.registry import make_env
+from simulators.catalog import Catalog, Interactions
 from simulators.datasets import clear_cache, load_catalog
 from simulators.errors import CRSError, DatasetError
 from simulators.mcmipl import (
@@ -111,6 +112,28 @@ def test_tiny_tree_loads_exactly_what_the_files_say(tmp_path: Path, caplog: pyte
     assert "original_tag_map.json not found" in caplog.text
     with pytest.raises(CRSError, match="available: \\['test', 'valid'\\]"):
         release.groups_of("train")
+
+
+def test_goal_interactions_keep_the_groups_all_of_whose_targets_they_hold(tmp_path: Path) -> None:
+    release = load_release("mcmipl_lastfm_star", write_tiny(tmp_path))
+    test = release.groups_of("test")  # user 0: [1, 1]; user 1: [0, 2] and [2, 0]
+    both = test.within(Interactions(users=np.array([1, 1, 0]), items=np.array([0, 2, 2])))
+    assert both.users.tolist() == [1, 1] and [both.targets(g) for g in range(2)] == [(0, 2), (2, 0)]
+    partial = test.within(Interactions(users=np.array([1, 0]), items=np.array([0, 1])))  # not (1, 2)
+    assert partial.users.tolist() == [0] and partial.targets(0) == (1, 1)
+    # the env converses only about the kept groups, and says so when none is left
+    only = Interactions(users=np.array([0]), items=np.array([1]))
+    env = make_env(catalog=release.catalog, split="test", user="multi", goal_interactions=only)
+    assert env.goals.n_goals == 1
+    env.reset(seed=0)
+    assert env.user.goal.user == 0 and set(env.user.targets) == {1}
+    with pytest.raises(CRSError, match="no test target group has all its targets among the 1 goal"):
+        make_env(
+            catalog=release.catalog,
+            split="test",
+            user="multi",
+            goal_interactions=Interactions(users=np.array([0]), items=np.array([2])),
+        )
 
 
 def test_folder_may_be_the_mcmipl_folder_or_the_dataset_folder(tmp_path: Path) -> None:
