@@ -9,12 +9,12 @@ share, and whether the first folder's failed targets could be isolated by their 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from crs.app.run_folder import read_episodes
 from simulators.datasets import load_catalog
 
 BINS = ((1, 3), (4, 6), (7, 10), (11, None))  # the target's aspect count, inclusive; None: no upper end
@@ -22,9 +22,7 @@ BINS = ((1, 3), (4, 6), (7, 10), (11, None))  # the target's aspect count, inclu
 
 def successes(folder: Path) -> dict[int, tuple[int, bool]]:
     """goal index -> (first target, success) of an evaluation folder's episodes.jsonl."""
-    with (folder / "episodes.jsonl").open() as lines:
-        rows = [json.loads(line) for line in lines]
-    return {int(r["goal_index"]): (int(r["targets"][0]), bool(r["success"])) for r in rows}
+    return {r.goal_index: (r.targets[0], r.success) for r in read_episodes(folder)}
 
 
 def main() -> None:
