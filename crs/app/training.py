@@ -48,6 +48,7 @@ from policies.rl.config import ImitationConfig, RLConfig
 from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
+from simulators.mcmipl import find_release
 
 # the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
 IMITATION_SEED_OFFSET = 7919
@@ -147,7 +148,13 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
         held_out = None
     if held_out is None:
         return None, "valid"
-    return held_out, f"valid, the {len(held_out):,} interactions held out of the ranker's pre-training data"
+    goals = f"valid, the {len(held_out):,} interactions held out of the ranker's pre-training data"
+    release = find_release(catalog)
+    if release is not None:
+        groups = release.groups_of("valid")
+        kept = len(groups.within(held_out))
+        goals += f" (MCMIPL's groups all of whose targets are among them: {kept:,} of {len(groups):,})"
+    return held_out, goals
 
 
 def run_training(

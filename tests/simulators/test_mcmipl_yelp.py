@@ -276,3 +276,21 @@ def test_make_env_runs_mcmipls_protocol_on_yelp_star(real_data_dir: Path) -> Non
     env.reset(seed=0)
     # SCPR's Yelp* keeps UNICORN's setting: it is another catalogue, without a release.
     assert find_release(load_catalog("yelp_star", real_data_dir)) is None
+
+
+@pytest.mark.real_data
+def test_train_says_how_many_yelp_star_groups_it_keeps(
+    tmp_path: Path, yelp_release: MultiInterestRelease
+) -> None:
+    from crs.app.training import _training_goals
+
+    catalog = yelp_release.catalog
+    held, note = _training_goals("uniform+profile", tmp_path, catalog)  # profiles learn from valid
+    assert held is not None and 0 < len(held) < len(catalog.split("valid"))
+    kept = yelp_release.groups_of("valid").within(held)
+    assert 0 < len(kept) < 211319
+    assert note.endswith(f"{len(kept):,} of 211,319)")
+    # every kept group's targets are held-out interactions of its user
+    allowed = set(zip(held.users.tolist(), held.items.tolist(), strict=True))
+    for g in range(0, len(kept), max(1, len(kept) // 200)):
+        assert all((int(kept.users[g]), item) in allowed for item in kept.targets(g))
