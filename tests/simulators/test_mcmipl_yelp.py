@@ -279,11 +279,10 @@ def test_make_env_runs_mcmipls_protocol_on_yelp_star(real_data_dir: Path) -> Non
 
 
 @pytest.mark.real_data
-def test_train_says_how_many_yelp_star_groups_it_keeps(
-    tmp_path: Path, yelp_release: MultiInterestRelease
-) -> None:
+def test_train_says_how_many_yelp_star_groups_it_keeps(tmp_path: Path, real_data_dir: Path) -> None:
     from crs.app.training import _training_goals
 
+    yelp_release = load_release("mcmipl_yelp_star", real_data_dir)  # registered now (a test clears the cache)
     catalog = yelp_release.catalog
     held, note = _training_goals("uniform+profile", tmp_path, catalog)  # profiles learn from valid
     assert held is not None and 0 < len(held) < len(catalog.split("valid"))
