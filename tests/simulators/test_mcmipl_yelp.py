@@ -282,6 +282,7 @@ def test_make_env_runs_mcmipls_protocol_on_yelp_star(real_data_dir: Path) -> Non
 def test_train_says_how_many_yelp_star_groups_it_keeps(tmp_path: Path, real_data_dir: Path) -> None:
     from crs.app.training import _training_goals
 
+    _require(real_data_dir / "yelp_star")
     yelp_release = load_release("mcmipl_yelp_star", real_data_dir)  # registered now (a test clears the cache)
     catalog = yelp_release.catalog
     held, note = _training_goals("uniform+profile", tmp_path, catalog)  # profiles learn from valid
