@@ -52,7 +52,10 @@ PolicyOption = Annotated[
     typer.Option(
         "--policy",
         "-p",
-        help="random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy, or a trained run dir.",
+        help=(
+            "random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy, probe-K-ask-N "
+            "(multiple-choice setting, persona ranker), or a trained run dir."
+        ),
     ),
 ]
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]

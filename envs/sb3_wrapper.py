@@ -279,6 +279,11 @@ class SlateActionWrapper(gym.Wrapper):
         """The current question slot ids (aspects, or categories when enumerated)."""
         return self._questions
 
+    @property
+    def probe_aspects(self) -> list[np.ndarray]:
+        """The aspects each persona slot's probe lists this turn, int64 (<= M,) each (empty: none)."""
+        return self._probes
+
     # ------------------------------------------------------------------------------------ internals
     def _final_observation(self) -> dict[str, np.ndarray]:
         """The observation past the end (or of no candidate left): empty slots, only recommend valid."""

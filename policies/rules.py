@@ -10,6 +10,9 @@
   aspect whose presence splits the (score-weighted) candidates most evenly.
 - ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from
   rejected slates: candidates sharing aspects with rejected items move down.
+- ``probe-K-ask-N``: probe the user's most likely persona K times, then ask-N, then recommend every
+  turn. A probe is the one the RL policy's persona slot lists (`envs.sb3_slots.probe_slots`, the
+  wrapper's default probe size): the multiple-choice setting and a persona ranker only.
 
 In envs with enumerated questions (Yelp*) "asking an aspect" asks a category that lists it. In envs
 with typed multiple-choice questions (MCMIPL's protocol, ``env.question_types``) it asks that aspect
@@ -25,13 +28,23 @@ from typing import Any
 
 import numpy as np
 
-from envs.actions import ask, recommend
+from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
-from envs.ranker import PreferenceRanker
+from envs.ranker import PersonaAwareRanker, PreferenceRanker
+from envs.sb3_slots import probe_slots, rank_candidates
+from envs.sb3_wrapper import WrapperConfig
 from simulators.errors import CRSError
 
-RULE_POLICY_NAMES = ("random", "always-recommend", "ask-N", "ask-until-K", "max-entropy", "abs-greedy")
+RULE_POLICY_NAMES = (
+    "random",
+    "always-recommend",
+    "ask-N",
+    "ask-until-K",
+    "max-entropy",
+    "abs-greedy",
+    "probe-K-ask-N",
+)
 
 
 def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -158,6 +171,66 @@ class AskThenRecommendPolicy(RulePolicy):
         return self.slate(env)
 
 
+class ProbeThenAskPolicy(RulePolicy):
+    """Probe the most likely persona `n_probes` times, then ask the best aspect `n_asks` times, then
+    recommend every turn.
+
+    Each probe lists what the RL policy's slot for that persona would list this turn, so a copy of this
+    rule (`policies.rl.imitation`) is expressed exactly. The persona is the posterior's most likely one
+    among those with a non-empty probe; with none, the turn asks instead (it still counts as a probe).
+
+    Raises:
+        CRSError: The ranker is not persona-aware (at construction), or the env offers no probes (the
+            binary and enumerated settings, at the first turn).
+    """
+
+    def __init__(self, ranker: PreferenceRanker | None, n_probes: int, n_asks: int) -> None:
+        super().__init__(ranker)
+        self.name = f"probe-{n_probes}-ask-{n_asks}"
+        if ranker is not None and not isinstance(ranker, PersonaAwareRanker):
+            raise CRSError(
+                f"{self.name} probes personas: it needs a persona ranker (a pre-trained artifact), "
+                f"not {type(ranker).__name__}"
+            )
+        self.n_probes = n_probes
+        self.n_asks = n_asks
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        questions = sum(1 for r in env.state.history if r.kind in ("ask", "probe"))
+        if questions < self.n_probes:
+            chosen = self.best_probe(env)
+            if chosen is not None:
+                return chosen
+        if questions < self.n_probes + self.n_asks:
+            aspect = self.best_aspect(env)
+            if aspect is not None:
+                return self.question(env, aspect)
+        return self.slate(env)
+
+    def best_probe(self, env: ConversationEnv) -> dict[str, Any] | None:
+        """The probe of the most likely persona with something to list, or None when none has."""
+        if env.question_mode != "multiple_choice":
+            raise CRSError(
+                f"{self.name} probes personas, which only the multiple-choice setting offers; this env is "
+                f"{env.setting!r}: use ask-N here"
+            )
+        ranker = self._require_ranker()
+        assert isinstance(ranker, PersonaAwareRanker)  # checked at construction
+        state = env.state
+        facts = state.facts()
+        candidates = state.candidate_items()
+        cands = rank_candidates(ranker, state, facts, candidates, env.slate_size)
+        n_personas = min(int(ranker.personas_per_user), env.n_personas)
+        size = min(WrapperConfig.probe_size, env.max_choices)
+        probes = probe_slots(ranker, facts, cands, n_personas, size, env.question_types).aspects
+        posterior = np.asarray(ranker.persona_posterior(facts), dtype=np.float64)[:n_personas]
+        offered = np.array([aspects.size > 0 for aspects in probes])
+        if not offered.any():
+            return None
+        persona = int(np.argmax(np.where(offered, posterior, -np.inf)))
+        return probe(persona, probes[persona])
+
+
 class AskUntilPolicy(RulePolicy):
     """Ask the best aspect while more than `k` candidates hold no rejected aspect, then recommend."""
 
@@ -233,7 +306,10 @@ class AbsGreedyPolicy(RulePolicy):
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
-    ask-until-80), max-entropy, abs-greedy."""
+    ask-until-80), max-entropy, abs-greedy, probe-K-ask-N (e.g. probe-1-ask-6)."""
+    match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name)
+    if match:
+        return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
     match = re.fullmatch(r"ask-(\d+)", name)
     if match:
         return AskThenRecommendPolicy(ranker, int(match.group(1)))

@@ -79,10 +79,12 @@ class CloneResult:
 def demonstration_action(wrapper: SlateActionWrapper, env_action: dict[str, Any]) -> tuple[np.ndarray, bool]:
     """The wrapper action ``[choice, slot_1..slot_k]`` closest to a rule's env action this turn.
 
-    A question becomes the question slot that holds its (first) aspect or category; a slate becomes the
-    recommend choice with its items' candidate slots, in slate order, completed by the best remaining
-    slots. A question that no slot holds becomes the first open question slot (slot 0 holds the ranker's
-    best), or recommend when no question is open.
+    A probe becomes its persona's slot (exact when the slot lists the same aspects, as the probes of
+    ``probe-K-ask-N`` do); a question becomes the question slot that holds its (first) aspect or
+    category; a slate becomes the recommend choice with its items' candidate slots, in slate order,
+    completed by the best remaining slots. A question that no slot holds (or a probe whose persona slot
+    is closed) becomes the first open question slot (slot 0 holds the ranker's best), or recommend when
+    no question is open.
 
     Returns:
         The action (int64, shape (1 + k,)) and whether it expresses the rule's action exactly.
@@ -92,6 +94,12 @@ def demonstration_action(wrapper: SlateActionWrapper, env_action: dict[str, Any]
     action = np.zeros(1 + wrapper.slate_size, dtype=np.int64)
     matched = True
     kind = int(env_action["kind"])
+    if kind == int(ActionKind.PROBE):
+        persona = int(env_action["persona"])
+        slot = wrapper.n_questions + persona
+        if persona < wrapper.n_probes and choice_mask[slot]:
+            action[0] = slot
+            return action, np.array_equal(wrapper.probe_aspects[persona], env_action["aspects"])
     if kind != int(ActionKind.RECOMMEND):
         hits = np.flatnonzero(wrapper.question_ids == int(env_action["aspects"][0]))
         hits = hits[choice_mask[hits]]

@@ -1,4 +1,5 @@
-"""Tiny hand-built catalogues whose every candidate set can be worked out by hand."""
+"""Tiny hand-built catalogues whose every candidate set can be worked out by hand, and a persona ranker
+that reads the persona world's ground truth."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from envs.ranker import DialogueFacts
+from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog, Interactions, Taxonomy
 from simulators.goals import PairGoals
 from simulators.users import SingleTargetUser, SlateReaction, UserModel
@@ -64,3 +67,22 @@ def tiny() -> Catalog:
 @pytest.fixture
 def tiny_parts(tiny: Catalog) -> tuple[Catalog, SingleTargetUser, PairGoals]:
     return tiny, SingleTargetUser(tiny), PairGoals(tiny, "test")
+
+
+class TruthPersonaRanker(PopularityRanker):
+    """Popularity scores plus the persona interface, read from the persona world's ground truth."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__(catalog)
+        assert catalog.truth is not None
+        self.truth = catalog.truth
+        self.personas_per_user = catalog.truth.personas_per_user
+
+    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
+        return self.truth.user_weights[facts.user]
+
+    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
+        signature = np.flatnonzero(self.truth.persona_aspects[self.truth.user_personas[user, k]])
+        if among is not None:
+            signature = signature[np.isin(signature, among)]
+        return signature[:m]

@@ -17,28 +17,9 @@ from policies.baseline_rankers import PopularityRanker
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
 from simulators.users import PersonaUser, SlateReaction
-from tests.envs.conftest import tiny_catalog
+from tests.envs.conftest import TruthPersonaRanker, tiny_catalog
 
 WORLD = {"n_users": 40, "n_items": 300, "n_groups": 4, "aspects_per_group": 5, "interactions_per_user": 12}
-
-
-class TruthPersonaRanker(PopularityRanker):
-    """Popularity scores plus the persona interface, read from the persona world's ground truth."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        super().__init__(catalog)
-        assert catalog.truth is not None
-        self.truth = catalog.truth
-        self.personas_per_user = catalog.truth.personas_per_user
-
-    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
-        return self.truth.user_weights[facts.user]
-
-    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
-        signature = np.flatnonzero(self.truth.persona_aspects[self.truth.user_personas[user, k]])
-        if among is not None:
-            signature = signature[np.isin(signature, among)]
-        return signature[:m]
 
 
 @pytest.fixture(scope="module")

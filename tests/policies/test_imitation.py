@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from envs import evaluation_indices, make_env
-from envs.actions import ask, recommend
+from envs.actions import ask, probe, recommend
 from envs.sb3_wrapper import SlateActionWrapper
 from policies.baseline_rankers import PopularityRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
@@ -16,6 +16,7 @@ from policies.rl.imitation import clone, collect_demonstrations, demonstration_a
 from policies.rules import make_rule_policy
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
+from tests.envs.conftest import TruthPersonaRanker
 
 WORLD = {"n_users": 60, "n_items": 600, "n_groups": 3, "aspects_per_group": 5, "interactions_per_user": 12}
 
@@ -62,6 +63,29 @@ def test_a_slate_becomes_its_items_slots_in_order_then_distinct_padding(world) -
     assert wrapper.to_env_action(action)["items"][:2] == slate
     _, exact = demonstration_action(wrapper, recommend([int(items[0]), -5 % world[0].n_items]))
     assert exact == bool(np.any(items == -5 % world[0].n_items))
+
+
+def test_a_probing_rules_demonstrations_take_the_probed_personas_slot(world) -> None:
+    catalog = world[0]
+    ranker = TruthPersonaRanker(catalog)
+    factory = lambda: make_env(catalog=catalog, split="valid")  # noqa: E731
+    config = RLConfig().wrapper
+    demos = collect_demonstrations(factory, ranker, config, "probe-1-ask-1", 200, 0.99, seed=1)
+    wrapper = SlateActionWrapper(factory(), ranker, config)
+    personas = np.arange(wrapper.n_questions, wrapper.n_questions + wrapper.n_probes)
+    starts = np.r_[0, np.flatnonzero(demos.ends[:-1]) + 1]
+    # every conversation opens with a probe, expressed exactly as that persona's slot
+    assert wrapper.n_probes == 4 and np.all(np.isin(demos.actions[starts, 0], personas))
+    assert demos.matched[starts].all()
+    assert len(set(demos.actions[starts, 0].tolist())) > 1  # the persona follows the user
+    # a probe whose persona slot lists other aspects is not exact
+    wrapper.reset(seed=3)
+    persona = next(p for p, aspects in enumerate(wrapper.probe_aspects) if aspects.size)
+    action, exact = demonstration_action(wrapper, probe(persona, wrapper.probe_aspects[persona]))
+    assert exact and action[0] == wrapper.n_questions + persona
+    other = next(a for a in range(catalog.n_aspects) if a not in wrapper.probe_aspects[persona])
+    action, exact = demonstration_action(wrapper, probe(persona, [other]))
+    assert not exact and action[0] == wrapper.n_questions + persona
 
 
 def test_demonstrations_are_the_rules_conversations_and_replay_with_the_seed(world) -> None:

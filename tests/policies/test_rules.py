@@ -10,6 +10,7 @@ from envs.rollout import evaluate, evaluation_indices
 from policies.baseline_rankers import PopularityRanker
 from policies.rules import make_rule_policy, top_k
 from simulators.errors import CRSError
+from tests.envs.conftest import TruthPersonaRanker
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,39 @@ def test_top_k_orders_by_score_then_id() -> None:
 def test_unknown_rule_names_the_choices() -> None:
     with pytest.raises(CRSError, match="ask-N"):
         make_rule_policy("ask-many", None)
+
+
+def test_probe_k_ask_n_probes_the_most_likely_persona_k_times_then_asks_n_times(env) -> None:
+    ranker = TruthPersonaRanker(env.catalog)
+    policy = make_rule_policy("probe-2-ask-3", ranker)
+    records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 30, 0), seed=0)
+    for record in records:
+        kinds = list(record.kinds)
+        questions = kinds[: kinds.index("recommend")] if "recommend" in kinds else kinds
+        # two probes, then up to 3 asks (fewer when nothing is left to ask), then recommend every turn
+        assert questions[:2] == ["probe", "probe"][: len(questions)] and len(questions) <= 5
+        assert set(questions[2:]) <= {"ask"} and set(kinds[len(questions) :]) <= {"recommend"}
+    assert sum(record.kinds[:5] == ("probe", "probe", "ask", "ask", "ask") for record in records) >= 20
+    # the probe of the first turn names the persona the ranker believes most likely (this user's truth)
+    env.reset(seed=4)
+    action = policy.act(env)
+    weights = ranker.persona_posterior(env.state.facts())
+    assert action["kind"] == 1 and action["persona"] == int(weights.argmax())
+    signature = ranker.signature_aspects(env.state.user, action["persona"], 100)
+    assert set(action["aspects"]) <= set(signature.tolist()) and 0 < len(action["aspects"]) <= 3
+
+
+def test_a_probing_rule_beats_random(env) -> None:
+    random_sr = summarize(run(env, "random"))["SR@15"].mean
+    policy = make_rule_policy("probe-1-ask-3", TruthPersonaRanker(env.catalog))
+    records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 150, 0), seed=0)
+    assert summarize(records)["SR@15"].mean > random_sr + 0.1
+
+
+def test_probing_rules_need_a_persona_ranker_and_the_multiple_choice_setting(env) -> None:
+    with pytest.raises(CRSError, match="persona ranker"):
+        make_rule_policy("probe-1-ask-6", PopularityRanker(env.catalog))
+    binary = make_env("persona_world", split="test", setting="binary")
+    binary.reset(seed=0)
+    with pytest.raises(CRSError, match="multiple-choice setting"):
+        make_rule_policy("probe-1-ask-6", TruthPersonaRanker(binary.catalog)).act(binary)
