@@ -11,6 +11,7 @@ from rich.table import Table
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
 from policies.pretrain.config import NEGATIVE_POOLS, TrainConfig
+from policies.pretrain.graph import HOLDOUT_UNITS
 from simulators.catalog import Catalog
 from simulators.datasets import check_dataset_name, load_catalog
 from simulators.errors import CRSError
@@ -74,6 +75,13 @@ def pretrain_command(
         help='Draw negatives from "all" items or only "warm" ones (seen in training), so that items '
         "absent from training are scored by their aspects instead of being pushed down.",
     ),
+    holdout_unit: str = typer.Option(
+        DEFAULTS.holdout_unit,
+        "--holdout-unit",
+        help="Yelp* only (no train split: pre-training holds part of valid out): hold out single "
+        '"interaction"s or whole target "group"s of MCMIPL\'s release (mcmipl_yelp_star: `crs train` '
+        "then converses about every held-out group, where single interactions leave few whole pairs).",
+    ),
 ) -> None:
     """Pre-train item/aspect/user embeddings with personas and aspect attention; save a ranker.
 
@@ -92,10 +100,15 @@ def pretrain_command(
         crs pretrain -d yelp_star --data-dir DATA --layers 1 --batch-size 8192 --epochs 8 -o runs/yelp
 
         (Yelp*: each step propagates over 1.3 M edges, so few layers and large batches; ~10 minutes)
+
+        crs pretrain -d mcmipl_yelp_star --data-dir DATA --layers 1 --batch-size 8192 --epochs 5
+        --holdout-unit group -o runs/pretrain/mcmipl_yelp_star-groups
     """
     check_dataset_name(dataset)
     if negatives_from not in NEGATIVE_POOLS:
         raise CRSError(f"--negatives-from must be one of {', '.join(NEGATIVE_POOLS)}, got {negatives_from!r}")
+    if holdout_unit not in HOLDOUT_UNITS:
+        raise CRSError(f"--holdout-unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
     catalog = load_catalog(dataset, data_dir)
     config = TrainConfig(
         dim=dim,
@@ -109,6 +122,7 @@ def pretrain_command(
         persona_init=persona_init,
         shared_persona=not no_shared_persona,
         negative_pool=negatives_from,
+        holdout_unit=holdout_unit,
         seed=seed,
     )
     config.model_config(catalog)  # validates K <= P before any work

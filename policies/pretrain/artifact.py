@@ -58,6 +58,7 @@ def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics
             "train": result.data.train_split,
             "valid": result.data.valid_source,
             "holdout_fraction": result.data.holdout_fraction,
+            "holdout_unit": result.data.holdout_unit,
             "pretrained_on_valid": result.data.train_split == "valid",
         },
         "best_epoch": result.best_epoch,
@@ -188,14 +189,16 @@ def unseen_valid_interactions(path: str | Path, catalog: Catalog) -> Interaction
 
     Returns None for artifacts pre-trained on ``train`` (LastFM, LastFM*, the persona world): all of
     ``valid`` is unseen. For Yelp* (pre-trained on ``valid``) returns the seeded hold-out, the only
-    conversations whose target the ranker was not fitted to.
+    conversations whose target the ranker was not fitted to (artifacts written before the hold-out unit
+    was recorded held out single interactions).
     """
     config = read_artifact_config(path)
     check_artifact_matches(config, catalog, path)
     split = config.get("split", {})
     if not split.get("pretrained_on_valid"):
         return None
-    return pretrain_split(catalog, int(config["seed"]), float(split["holdout_fraction"])).valid
+    unit = str(split.get("holdout_unit", "interaction"))
+    return pretrain_split(catalog, int(config["seed"]), float(split["holdout_fraction"]), unit).valid
 
 
 def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, dict[str, torch.Tensor]]:

@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from policies.pretrain.graph import HOLDOUT_UNITS
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
@@ -115,6 +116,9 @@ class TrainConfig(ModelShape):
         max_valid_users: Users sampled for per-epoch validation (None = all).
         holdout_fraction: Share of each user's interactions held out for validation when the
             catalogue has no separate validation split for its pre-training split (Yelp*).
+        holdout_unit: What that hold-out is made of: single interactions, or whole target groups of
+            the catalogue's MCMIPL release ("group", MCMIPL's Yelp*: `crs train` then keeps every
+            held-out group, where single interactions leave few whole pairs; `policies.pretrain.graph`).
         data_init: Start from `initialise_from_data` (else from random weights).
         persona_init: With `data_init`, also start the personas from clusters of the training
             interactions: k-means of their items' spectral coordinates ("kmeans") or the personas of
@@ -142,6 +146,7 @@ class TrainConfig(ModelShape):
     patience: int = 4
     max_valid_users: int | None = 2000
     holdout_fraction: float = 0.1
+    holdout_unit: str = "interaction"
     data_init: bool = True
     persona_init: str = "auto"
     prototype_scale: float = 2.0
@@ -160,6 +165,8 @@ class TrainConfig(ModelShape):
                 raise CRSError(f"pre-training setting {name}={getattr(self, name)} must be >= 0")
         if not 0 < self.holdout_fraction < 1:
             raise CRSError(f"holdout_fraction={self.holdout_fraction} must lie strictly between 0 and 1")
+        if self.holdout_unit not in HOLDOUT_UNITS:
+            raise CRSError(f"holdout_unit must be one of {HOLDOUT_UNITS}, got {self.holdout_unit!r}")
         if self.persona_init not in PERSONA_INITS:
             raise CRSError(f"persona_init must be one of {PERSONA_INITS}, got {self.persona_init!r}")
         if self.negative_pool not in NEGATIVE_POOLS:

@@ -16,7 +16,9 @@ relation    direction          meaning
 Only interactions of the pre-training split enter the graph: ``train`` for LastFM / LastFM* and the
 persona world, ``valid`` for Yelp* (which has no train split; the artifact config flags it). When
 the pre-training split is also the only source of validation (Yelp*), a seeded per-user slice of it
-is held out for early stopping and never enters the graph.
+is held out for early stopping and never enters the graph: single interactions, or (`HOLDOUT_UNITS`
+"group", MCMIPL's Yelp*) whole target groups of the catalogue's MCMIPL release, so that conversations
+about held-out groups are leak-free.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import scipy.sparse as sp
 
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
+from simulators.mcmipl import find_release
+
+HOLDOUT_UNITS: tuple[str, ...] = ("interaction", "group")
+"""What a hold-out slice is made of: single interactions, or whole target groups of an MCMIPL release."""
 
 RELATIONS: tuple[str, ...] = ("user->item", "item->user", "aspect->item", "item->aspect")
 N_RELATIONS = len(RELATIONS)
@@ -44,6 +50,7 @@ class PretrainData:
         valid_source: How ``valid`` was made: "valid" (the catalogue's valid split) or
             "holdout of <split>" (a seeded per-user slice of the pre-training split).
         holdout_fraction: Fraction of each user's pre-training interactions held out (0 if none).
+        holdout_unit: What the hold-out is made of (`HOLDOUT_UNITS`).
     """
 
     train: Interactions
@@ -51,65 +58,136 @@ class PretrainData:
     train_split: str
     valid_source: str
     holdout_fraction: float
+    holdout_unit: str = "interaction"
 
 
-def pretrain_data(catalog: Catalog, rng: np.random.Generator, holdout_fraction: float = 0.1) -> PretrainData:
+def pretrain_data(
+    catalog: Catalog,
+    rng: np.random.Generator,
+    holdout_fraction: float = 0.1,
+    holdout_unit: str = "interaction",
+) -> PretrainData:
     """Choose the pre-training and validation interactions of `catalog`.
 
     Uses ``catalog.pretrain_split`` for training. Validation is the catalogue's ``valid`` split when
     training uses ``train``; otherwise (Yelp*: train absent) a seeded slice of ``holdout_fraction``
-    of each user's pre-training interactions (users with at least 2 of them) is held out.
+    of each user's pre-training interactions (users with at least 2 of them) is held out: single
+    interactions, or with ``holdout_unit="group"`` whole target groups of the catalogue's MCMIPL release
+    (`held_out_groups`).
 
     Args:
         catalog: The catalogue.
         rng: Randomness for the hold-out slice.
         holdout_fraction: Fraction held out when there is no separate validation split, in (0, 1).
+        holdout_unit: "interaction" or "group" (`HOLDOUT_UNITS`).
 
     Returns:
         The chosen interactions.
+
+    Raises:
+        CRSError: An empty pre-training split, a fraction outside (0, 1), an unknown unit, or "group" for a
+            catalogue that holds nothing out or has no MCMIPL release.
     """
+    if holdout_unit not in HOLDOUT_UNITS:
+        raise CRSError(f"holdout unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
     split = catalog.pretrain_split
     source = catalog.split(split)
     if len(source) == 0:
         raise CRSError(f"{catalog.name}: pre-training split {split!r} is empty; nothing to learn from")
     if split == "train" and "valid" in catalog.splits:
+        if holdout_unit != "interaction":
+            raise CRSError(
+                f"{catalog.name} pre-trains on train and validates on its valid split, so nothing is held "
+                f"out: drop the {holdout_unit!r} hold-out unit (it is for Yelp*, which has no train split)"
+            )
         return PretrainData(source, catalog.split("valid"), split, "valid", 0.0)
     if not 0.0 < holdout_fraction < 1.0:
         raise CRSError(f"holdout_fraction must lie in (0, 1), got {holdout_fraction}")
-    order = rng.permutation(len(source))
-    users = source.users[order]
-    # Rank of each interaction within its user's (shuffled) list; hold out the first ceil-ish share.
-    by_user = np.argsort(users, kind="stable")
-    sorted_users = users[by_user]
-    starts = np.searchsorted(sorted_users, sorted_users, side="left")
-    rank = np.empty(len(users), dtype=np.int64)
-    rank[by_user] = np.arange(len(users)) - starts
-    counts = np.bincount(users, minlength=catalog.n_users)
+    counts = np.bincount(source.users, minlength=catalog.n_users)
     n_hold = np.floor(counts * holdout_fraction).astype(np.int64)
     n_hold[(counts >= 2) & (n_hold == 0)] = 1
-    held = rank < n_hold[users]
-    idx_hold, idx_keep = np.sort(order[held]), np.sort(order[~held])
+    if holdout_unit == "group":
+        held = held_out_groups(catalog, source, split, n_hold, rng)
+        source_name = f"holdout of {split}, whole target groups"
+    else:
+        order = rng.permutation(len(source))
+        users = source.users[order]
+        # Rank of each interaction within its user's (shuffled) list; hold out the first ceil-ish share.
+        by_user = np.argsort(users, kind="stable")
+        sorted_users = users[by_user]
+        starts = np.searchsorted(sorted_users, sorted_users, side="left")
+        rank = np.empty(len(users), dtype=np.int64)
+        rank[by_user] = np.arange(len(users)) - starts
+        held = np.zeros(len(source), dtype=np.bool_)
+        held[order] = rank < n_hold[users]
+        source_name = f"holdout of {split}"
+    idx_hold, idx_keep = np.flatnonzero(held), np.flatnonzero(~held)
 
     def take(idx: np.ndarray) -> Interactions:
         personas = None if source.personas is None else source.personas[idx]
         return Interactions(source.users[idx], source.items[idx], personas)
 
-    return PretrainData(take(idx_keep), take(idx_hold), split, f"holdout of {split}", holdout_fraction)
+    return PretrainData(take(idx_keep), take(idx_hold), split, source_name, holdout_fraction, holdout_unit)
+
+
+def held_out_groups(
+    catalog: Catalog, source: Interactions, split: str, n_hold: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Which interactions of `source` to hold out, whole MCMIPL target groups at a time.
+
+    The groups of `split` are visited in a seeded random order; a group is held out (every (user, item)
+    pair it lists, all copies) while its user has fewer than ``n_hold[user]`` interactions held out and
+    would keep at least one for training. A pair can overshoot a user's share by one interaction.
+
+    Args:
+        catalog: A catalogue with an MCMIPL release (`simulators.mcmipl.find_release`).
+        source: The pre-training split's interactions, n of them.
+        split: Its name.
+        n_hold: Interactions to hold out per user, shape (n_users,), int64.
+        rng: Randomness for the order of the groups.
+
+    Returns:
+        The held-out mask over `source`, bool of shape (n,).
+    """
+    release = find_release(catalog)
+    if release is None:
+        raise CRSError(
+            f"{catalog.name} has no MCMIPL target groups to hold out whole: use the 'interaction' hold-out "
+            "unit (groups are for mcmipl_* datasets)"
+        )
+    groups = release.groups_of(split)
+    n_items = catalog.n_items
+    counts = np.bincount(source.users, minlength=catalog.n_users)
+    held_count = np.zeros(catalog.n_users, dtype=np.int64)
+    held_keys: set[int] = set()
+    for g in rng.permutation(len(groups)).tolist():
+        user = int(groups.users[g])
+        if held_count[user] >= n_hold[user]:
+            continue
+        new = {user * n_items + item for item in groups.targets(g)} - held_keys
+        if held_count[user] + len(new) > counts[user] - 1:
+            continue
+        held_keys |= new
+        held_count[user] += len(new)
+    keys = source.users.astype(np.int64) * n_items + source.items
+    return np.isin(keys, np.fromiter(held_keys, dtype=np.int64, count=len(held_keys)))
 
 
 def seeded_split(
-    catalog: Catalog, seed: int, holdout_fraction: float
+    catalog: Catalog, seed: int, holdout_fraction: float, holdout_unit: str = "interaction"
 ) -> tuple[np.random.Generator, int, PretrainData]:
     """A pre-training run's numpy generator, its torch seed and its split, in the order
     `policies.pretrain.train.pretrain` draws them from `seed`."""
     rng = np.random.default_rng(seed)
     torch_seed = int(rng.integers(2**62))
-    return rng, torch_seed, pretrain_data(catalog, rng, holdout_fraction)
+    return rng, torch_seed, pretrain_data(catalog, rng, holdout_fraction, holdout_unit)
 
 
-def pretrain_split(catalog: Catalog, seed: int, holdout_fraction: float = 0.1) -> PretrainData:
-    """The interactions `pretrain` with this seed and hold-out fraction trains and validates on."""
-    return seeded_split(catalog, seed, holdout_fraction)[2]
+def pretrain_split(
+    catalog: Catalog, seed: int, holdout_fraction: float = 0.1, holdout_unit: str = "interaction"
+) -> PretrainData:
+    """The interactions `pretrain` with this seed and hold-out fraction and unit trains and validates on."""
+    return seeded_split(catalog, seed, holdout_fraction, holdout_unit)[2]
 
 
 @dataclass(frozen=True)

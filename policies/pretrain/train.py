@@ -234,7 +234,7 @@ def pretrain(
     start = time.perf_counter()
     if config.persona_init == "auto":
         config = replace(config, persona_init="kmeans" if catalog.truth is not None else "random")
-    rng, torch_seed, data = seeded_split(catalog, config.seed, config.holdout_fraction)
+    rng, torch_seed, data = seeded_split(catalog, config.seed, config.holdout_fraction, config.holdout_unit)
     gen = torch.Generator().manual_seed(torch_seed)
     graph = build_graph(catalog, data.train)
     mcfg = config.model_config(catalog)

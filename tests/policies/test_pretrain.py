@@ -86,6 +86,18 @@ def test_pretrain_data_holds_out_a_slice_when_there_is_no_train_split(tiny: Cata
     assert np.array_equal(held[counts >= 2], np.maximum(counts[counts >= 2] // 2, 1))
 
 
+def test_a_group_hold_out_needs_a_release_and_a_split_to_hold_out_of(tiny: Catalog) -> None:
+    with pytest.raises(CRSError, match="nothing is held out"):
+        pretrain_data(tiny, np.random.default_rng(0), holdout_unit="group")
+    no_train = replace_splits(tiny, {"valid": tiny.split("valid"), "test": tiny.split("test")})
+    with pytest.raises(CRSError, match="no MCMIPL target groups"):
+        pretrain_data(no_train, np.random.default_rng(0), holdout_unit="group")
+    with pytest.raises(CRSError, match="interaction, group"):
+        pretrain_data(no_train, np.random.default_rng(0), holdout_unit="user")
+    with pytest.raises(CRSError, match="holdout_unit"):
+        TrainConfig(holdout_unit="pairs")
+
+
 def replace_splits(catalog: Catalog, splits: dict[str, Interactions]) -> Catalog:
     return Catalog(
         name=catalog.name,

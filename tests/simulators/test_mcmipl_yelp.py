@@ -294,3 +294,34 @@ def test_train_says_how_many_yelp_star_groups_it_keeps(tmp_path: Path, real_data
     allowed = set(zip(held.users.tolist(), held.items.tolist(), strict=True))
     for g in range(0, len(kept), max(1, len(kept) // 200)):
         assert all((int(kept.users[g]), item) in allowed for item in kept.targets(g))
+
+
+@pytest.mark.real_data
+def test_a_group_hold_out_keeps_whole_yelp_star_groups_for_training(real_data_dir: Path) -> None:
+    from policies.pretrain.graph import pretrain_split
+
+    _require(real_data_dir / "yelp_star")
+    release = load_release("mcmipl_yelp_star", real_data_dir)  # registered now (a test clears the cache)
+    catalog, groups = release.catalog, release.groups_of("valid")
+    by_interaction = pretrain_split(catalog, 0, 0.1)
+    by_group = pretrain_split(catalog, 0, 0.1, "group")
+    again = pretrain_split(catalog, 0, 0.1, "group")
+    assert np.array_equal(by_group.valid.items, again.valid.items)
+    assert by_group.holdout_unit == "group" and "whole target groups" in by_group.valid_source
+    valid = catalog.split("valid")
+    assert len(by_group.train) + len(by_group.valid) == len(valid)
+    pairs = lambda part: set(zip(part.users.tolist(), part.items.tolist(), strict=True))  # noqa: E731
+    assert not pairs(by_group.train) & pairs(by_group.valid)
+    # every held-out interaction is a target of a group kept whole, so training converses about all of them
+    kept = groups.within(by_group.valid)
+    covered = {(int(kept.users[g]), item) for g in range(len(kept)) for item in kept.targets(g)}
+    assert covered == pairs(by_group.valid)
+    assert len(kept) > 10 * len(groups.within(by_interaction.valid))
+    # ... and as rarely single-target as the test groups, where single interactions give mostly [i, i]
+    test = release.groups_of("test")
+    share = lambda g: float(np.mean(g.distinct_sizes() == 1))  # noqa: E731
+    assert share(kept) < 2 * share(test) and share(groups.within(by_interaction.valid)) > 0.5
+    # no user is held out whole: each keeps a training interaction
+    counts = np.bincount(valid.users, minlength=catalog.n_users)
+    trained = np.bincount(by_group.train.users, minlength=catalog.n_users)
+    assert np.all(trained[counts > 0] > 0)
