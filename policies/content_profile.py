@@ -81,16 +81,19 @@ class ContentProfile:
         weight: float = PROFILE_WEIGHT,
         seed: int = DEFAULT_SPLIT.seed,
         holdout_fraction: float = DEFAULT_SPLIT.holdout_fraction,
+        holdout_unit: str = DEFAULT_SPLIT.holdout_unit,
     ) -> ContentProfile:
-        """The profiles of `catalog`'s users from the interactions `crs pretrain` with `seed` and
-        `holdout_fraction` learns from (module docstring)."""
+        """The profiles of `catalog`'s users from the interactions `crs pretrain` with `seed`,
+        `holdout_fraction` and `holdout_unit` learns from (module docstring)."""
         n_items = catalog.n_items
         holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64)
         holds.data[:] = 1.0
         holders = np.diff(catalog.aspect_items.indptr)  # items per aspect
         idf = np.log((n_items + 1.0) / (holders + 1.0))
         items = _normalised_rows(holds @ sp.diags(idf))
-        chosen = pretrain_split(catalog, seed, holdout_fraction).train.by_user(catalog.n_users, n_items)
+        chosen = pretrain_split(catalog, seed, holdout_fraction, holdout_unit).train.by_user(
+            catalog.n_users, n_items
+        )
         chosen.data[:] = 1.0
         users = _normalised_rows(chosen @ items)
         return cls(users, sp.csr_matrix(items.T), float(weight))

@@ -277,17 +277,12 @@ class RankerSpec:
         """The users' tag profiles, from the interactions this ranker's pre-training learned from (an
         artifact pre-trained on ``valid`` holds out its own seeded slice), else `crs pretrain`'s default."""
         if self.kind == "artifact":
-            from policies.pretrain.artifact import read_artifact_config  # torch loads only here
+            from policies.pretrain.artifact import pretraining_holdout, read_artifact_config  # torch
 
-            config = read_artifact_config(self.where)
-            split = config["split"]
-            if split.get("pretrained_on_valid"):
-                return ContentProfile.of(
-                    catalog,
-                    self.profile_weight,
-                    seed=int(config["seed"]),
-                    holdout_fraction=float(split["holdout_fraction"]),
-                )
+            holdout = pretraining_holdout(read_artifact_config(self.where))
+            if holdout is not None:
+                seed, fraction, unit = holdout
+                return ContentProfile.of(catalog, self.profile_weight, seed, fraction, unit)
         return ContentProfile.of(catalog, self.profile_weight)
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:

@@ -184,21 +184,36 @@ def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
     return PersonaRanker(weights, catalog.item_aspects, model["aspect_mode"])
 
 
+def pretraining_holdout(config: dict) -> tuple[int, float, str] | None:
+    """How an artifact pre-trained on ``valid`` held part of it out: its seed, fraction and unit
+    (`policies.pretrain.graph.pretrain_split`'s arguments); None when it pre-trained on ``train``.
+
+    Artifacts written before the unit was recorded held out single interactions.
+
+    Args:
+        config: The artifact's config (`read_artifact_config`).
+    """
+    split = config.get("split", {})
+    if not split.get("pretrained_on_valid"):
+        return None
+    return (
+        int(config["seed"]),
+        float(split["holdout_fraction"]),
+        str(split.get("holdout_unit", "interaction")),
+    )
+
+
 def unseen_valid_interactions(path: str | Path, catalog: Catalog) -> Interactions | None:
     """The ``valid`` interactions an artifact's pre-training never trained on, if it trained on valid.
 
     Returns None for artifacts pre-trained on ``train`` (LastFM, LastFM*, the persona world): all of
     ``valid`` is unseen. For Yelp* (pre-trained on ``valid``) returns the seeded hold-out, the only
-    conversations whose target the ranker was not fitted to (artifacts written before the hold-out unit
-    was recorded held out single interactions).
+    conversations whose target the ranker was not fitted to.
     """
     config = read_artifact_config(path)
     check_artifact_matches(config, catalog, path)
-    split = config.get("split", {})
-    if not split.get("pretrained_on_valid"):
-        return None
-    unit = str(split.get("holdout_unit", "interaction"))
-    return pretrain_split(catalog, int(config["seed"]), float(split["holdout_fraction"]), unit).valid
+    holdout = pretraining_holdout(config)
+    return None if holdout is None else pretrain_split(catalog, *holdout).valid
 
 
 def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, dict[str, torch.Tensor]]:

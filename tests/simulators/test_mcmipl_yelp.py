@@ -325,3 +325,31 @@ def test_a_group_hold_out_keeps_whole_yelp_star_groups_for_training(real_data_di
     counts = np.bincount(valid.users, minlength=catalog.n_users)
     trained = np.bincount(by_group.train.users, minlength=catalog.n_users)
     assert np.all(trained[counts > 0] > 0)
+
+
+@pytest.mark.real_data
+def test_an_artifacts_tag_profiles_leave_out_what_its_pre_training_held_out(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    import json
+
+    from policies.content_profile import ContentProfile
+    from policies.rankers import RankerSpec
+
+    _require(real_data_dir / "yelp_star")
+    catalog = load_release("mcmipl_yelp_star", real_data_dir).catalog
+    config = {
+        "kind": "persona_pretrain",
+        "model": {"dim": 8, "personas": 2, "aspect_mode": "attention"},
+        "split": {"pretrained_on_valid": True, "holdout_fraction": 0.1, "holdout_unit": "group"},
+        "seed": 0,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    profile = RankerSpec.parse(f"{tmp_path}+profile")._profile(catalog)
+    by_group = ContentProfile.of(catalog, holdout_unit="group").users
+    by_interaction = ContentProfile.of(catalog).users
+    assert (profile.users != by_group).nnz == 0 and (profile.users != by_interaction).nnz > 0
+    # an artifact written before the unit was recorded held out single interactions
+    del config["split"]["holdout_unit"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert (RankerSpec.parse(f"{tmp_path}+profile")._profile(catalog).users != by_interaction).nnz == 0
