@@ -136,8 +136,8 @@ def held_out_groups(
     """Which interactions of `source` to hold out, whole MCMIPL target groups at a time.
 
     The groups of `split` are visited in a seeded random order; a group is held out (every (user, item)
-    pair it lists, all copies) while its user has fewer than ``n_hold[user]`` interactions held out and
-    would keep at least one for training. A pair can overshoot a user's share by one interaction.
+    pair it lists, all copies) while its user has fewer than ``n_hold[user]`` pairs held out and would
+    keep at least one item for training. A pair can overshoot a user's share by one interaction.
 
     Args:
         catalog: A catalogue with an MCMIPL release (`simulators.mcmipl.find_release`).
@@ -157,7 +157,8 @@ def held_out_groups(
         )
     groups = release.groups_of(split)
     n_items = catalog.n_items
-    counts = np.bincount(source.users, minlength=catalog.n_users)
+    keys = source.users.astype(np.int64) * n_items + source.items
+    distinct = np.bincount(np.unique(keys) // n_items, minlength=catalog.n_users)  # distinct items per user
     held_count = np.zeros(catalog.n_users, dtype=np.int64)
     held_keys: set[int] = set()
     for g in rng.permutation(len(groups)).tolist():
@@ -165,11 +166,10 @@ def held_out_groups(
         if held_count[user] >= n_hold[user]:
             continue
         new = {user * n_items + item for item in groups.targets(g)} - held_keys
-        if held_count[user] + len(new) > counts[user] - 1:
+        if held_count[user] + len(new) > distinct[user] - 1:
             continue
         held_keys |= new
         held_count[user] += len(new)
-    keys = source.users.astype(np.int64) * n_items + source.items
     return np.isin(keys, np.fromiter(held_keys, dtype=np.int64, count=len(held_keys)))
 
 
