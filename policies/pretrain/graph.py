@@ -48,7 +48,8 @@ class PretrainData:
         valid: Interactions for per-epoch validation (never in the graph).
         train_split: Name of the catalogue split ``train`` came from ("train", or "valid" for Yelp*).
         valid_source: How ``valid`` was made: "valid" (the catalogue's valid split) or
-            "holdout of <split>" (a seeded per-user slice of the pre-training split).
+            "holdout of <split>" (a seeded per-user slice of the pre-training split; "holdout of <split>,
+            whole target groups" when it is made of groups).
         holdout_fraction: Fraction of each user's pre-training interactions held out (0 if none).
         holdout_unit: What the hold-out is made of (`HOLDOUT_UNITS`).
     """
