@@ -546,7 +546,9 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
     imitation = settings.imitation
     warm_start = (
         f" It first imitated the rule `{imitation.rule}` ({imitation.steps:,} turns, "
-        f"{imitation.epochs} epochs; `policies.rl.imitation`)."
+        f"{imitation.epochs} epochs"
+        + (f", learning rate {imitation.learning_rate:g}" if imitation.learning_rate is not None else "")
+        + "; `policies.rl.imitation`)."
         if imitation is not None
         else ""
     )

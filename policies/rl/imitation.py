@@ -184,7 +184,8 @@ def collect_demonstrations(
 
 def clone(model: MaskablePPO, demos: Demonstrations, config: ImitationConfig, seed: int) -> CloneResult:
     """Fit ``model.policy`` to the demonstrations: the rule's actions by maximum likelihood, the value
-    head to the discounted returns (weighted by the model's ``vf_coef``), with the model's optimizer.
+    head to the discounted returns (weighted by the model's ``vf_coef``), with the model's optimizer
+    at ``config.learning_rate`` (PPO's own rate when None; PPO's rate is restored afterwards).
     """
     policy = model.policy
     n = demos.actions.shape[0]
@@ -193,6 +194,11 @@ def clone(model: MaskablePPO, demos: Demonstrations, config: ImitationConfig, se
     masks = torch.as_tensor(demos.masks)
     returns = torch.as_tensor(demos.returns, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
+    groups = policy.optimizer.param_groups
+    ppo_rates = [group["lr"] for group in groups]
+    if config.learning_rate is not None:
+        for group in groups:
+            group["lr"] = config.learning_rate
     policy.set_training_mode(True)
     epoch_loss = 0.0
     for _ in range(config.epochs):
@@ -213,6 +219,8 @@ def clone(model: MaskablePPO, demos: Demonstrations, config: ImitationConfig, se
             policy.optimizer.step()
             total += float(nll.detach()) * len(batch)
         epoch_loss = total / n
+    for group, rate in zip(groups, ppo_rates, strict=True):
+        group["lr"] = rate
     policy.set_training_mode(False)
     with torch.no_grad():
         chosen = torch.cat(

@@ -139,3 +139,25 @@ def test_cloning_copies_the_rule_and_beats_the_untrained_policy(world) -> None:
 def test_bad_imitation_settings_are_named(kwargs, message) -> None:
     with pytest.raises(CRSError, match=message):
         ImitationConfig(**kwargs)
+
+
+def test_the_copy_learning_rate_fits_faster_and_leaves_ppo_rate_alone(world) -> None:
+    catalog, ranker = world
+    factory = lambda: make_env(catalog=catalog, split="valid")  # noqa: E731
+    config = RLConfig(n_envs=2, n_steps=32, batch_size=64, learning_rate=1e-5)
+    demos = collect_demonstrations(factory, ranker, config.wrapper, "ask-4", 1500, config.gamma, seed=2)
+    results = {}
+    for rate in (None, 3e-3):
+        model = build_model(make_vec_env(factory, ranker, config, seed=0), ranker, config, seed=0)
+        copy = ImitationConfig(rule="ask-4", epochs=5, learning_rate=rate)
+        results[rate] = clone(model, demos, copy, seed=0)
+        assert [group["lr"] for group in model.policy.optimizer.param_groups] == [1e-5]
+    # at PPO's tiny rate the copy barely moves; at its own rate it fits the rule
+    assert results[3e-3].loss < results[None].loss - 0.5, results
+    assert results[3e-3].agreement > results[None].agreement + 0.1, results
+
+
+@pytest.mark.parametrize("rate", [0, -1e-3, 1.5, True, "fast"])
+def test_a_bad_copy_learning_rate_is_named(rate) -> None:
+    with pytest.raises(CRSError, match=r"imitation\.learning_rate"):
+        ImitationConfig(learning_rate=rate)
