@@ -158,7 +158,7 @@ class ImitationConfig:
             ask-7's copy agreed on 65% of held-out turns at 2e-4 and 82% at 3e-3 (BENCHMARKS.md).
 
     Raises:
-        CRSError: An unknown rule, a number below 1 or a learning rate that is not positive (named).
+        CRSError: An unknown rule, a number below 1, or a learning rate outside (0, 1) (named).
     """
 
     rule: str = "ask-7"
