@@ -94,11 +94,12 @@ def test_resume_with_new_ppo_settings_fine_tunes_with_them(tmp_path) -> None:
 
 
 def test_a_warm_started_run_imitates_once_and_its_curve_starts_at_step_0(tmp_path) -> None:
-    imitation = {"rule": "ask-2", "steps": 64, "epochs": 2}
+    imitation = {"rule": "ask-2", "steps": 64, "epochs": 2, "learning_rate": 0.003}
     run_training(tiny_settings(steps=64, imitation=imitation), name="w", runs_dir=tmp_path, show=False)
     rows = list(csv.DictReader((tmp_path / "w" / "eval.csv").open()))
     assert [int(r["timesteps"]) for r in rows] == [0, 64]  # the imitated policy is evaluated first
-    assert "imitated the rule `ask-2` (64 turns" in (tmp_path / "w" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "w" / "MODEL_CARD.md").read_text()
+    assert "imitated the rule `ask-2` (64 turns, 2 epochs, learning rate 0.003;" in card
     recorded = yaml.safe_load((tmp_path / "w" / "config.yaml").read_text())["settings"]["imitation"]
     assert recorded == {**imitation, "batch_size": 256}  # the block as given, plus its defaults
     run_training(None, name="w", runs_dir=tmp_path, resume=True, steps=128, show=False)
