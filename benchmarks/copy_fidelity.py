@@ -23,10 +23,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
-from sb3_contrib import MaskablePPO
 
 from crs.app.settings import make_settings
 from crs.app.training import _prepare
@@ -34,7 +32,7 @@ from envs.rollout import evaluation_indices
 from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import mean_metrics
 from policies.rl.config import ImitationConfig
-from policies.rl.imitation import Demonstrations, clone, collect_demonstrations
+from policies.rl.imitation import Demonstrations, clone, collect_demonstrations, deterministic_choices
 from policies.rules import make_rule_policy
 
 
@@ -49,19 +47,6 @@ def part(demos: Demonstrations, turns: slice) -> Demonstrations:
         ends=demos.ends[turns],
         matched=demos.matched[turns],
     )
-
-
-def copy_choices(model: MaskablePPO, demos: Demonstrations) -> np.ndarray:
-    """The policy's deterministic choice at each demonstrated turn, int64 (n,)."""
-    obs = {key: torch.as_tensor(value) for key, value in demos.observations.items()}
-    with torch.no_grad():
-        chosen = [
-            model.policy.get_distribution(
-                {key: value[batch] for key, value in obs.items()}, action_masks=demos.masks[batch.numpy()]
-            ).get_actions(deterministic=True)[:, 0]
-            for batch in torch.arange(len(demos.actions)).split(1024)
-        ]
-    return torch.cat(chosen).numpy()
 
 
 def main() -> None:
@@ -129,7 +114,7 @@ def main() -> None:
         )
         agreement = {}
         for label, part_demos in (("fitted", fitted), ("held", held)):
-            agree = copy_choices(model, part_demos) == part_demos.actions[:, 0]
+            agree = deterministic_choices(model, part_demos) == part_demos.actions[:, 0]
             agreement[label] = agree.mean()
             if label == "held":
                 asks = part_demos.actions[:, 0] != recommend

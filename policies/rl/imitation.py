@@ -182,6 +182,21 @@ def collect_demonstrations(
     )
 
 
+def deterministic_choices(model: MaskablePPO, demos: Demonstrations) -> np.ndarray:
+    """The policy's deterministic choice (question slot, probe or recommend) at each demonstrated turn,
+    int64 (n,)."""
+    obs = {key: torch.as_tensor(value) for key, value in demos.observations.items()}
+    with torch.no_grad():
+        chosen = [
+            model.policy.get_distribution(
+                {key: value[batch] for key, value in obs.items()},
+                action_masks=demos.masks[batch.numpy()],
+            ).get_actions(deterministic=True)[:, 0]
+            for batch in torch.arange(len(demos.actions)).split(1024)
+        ]
+    return torch.cat(chosen).numpy()
+
+
 def clone(model: MaskablePPO, demos: Demonstrations, config: ImitationConfig, seed: int) -> CloneResult:
     """Fit ``model.policy`` to the demonstrations: the rule's actions by maximum likelihood, the value
     head to the discounted returns (weighted by the model's ``vf_coef``), with the model's optimizer
@@ -222,20 +237,12 @@ def clone(model: MaskablePPO, demos: Demonstrations, config: ImitationConfig, se
     for group, rate in zip(groups, ppo_rates, strict=True):
         group["lr"] = rate
     policy.set_training_mode(False)
-    with torch.no_grad():
-        chosen = torch.cat(
-            [
-                policy.get_distribution(
-                    {key: value[batch] for key, value in obs.items()}, action_masks=demos.masks[batch.numpy()]
-                ).get_actions(deterministic=True)[:, 0]
-                for batch in torch.arange(n).split(1024)
-            ]
-        )
+    chosen = deterministic_choices(model, demos)
     return CloneResult(
         turns=n,
         conversations=demos.conversations,
         rule_success=demos.successes / demos.conversations,
         matched=float(demos.matched.mean()),
-        agreement=float((chosen == actions[:, 0]).float().mean()),
+        agreement=float((chosen == demos.actions[:, 0]).mean()),
         loss=epoch_loss,
     )
