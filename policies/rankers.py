@@ -16,12 +16,16 @@ names and entries alike: each item's score then gains the user's tag profile sco
 aspects look like those of the user's pre-training items (`policies.content_profile`,
 `PersonaRanker.with_profile`), e.g. ``uniform+profile``; ``+profile:W`` sets its weight W (default
 `PROFILE_WEIGHT`), e.g. ``DIR+profile:20@20`` for an artifact whose preferences are divided by 20 and
-whose profile then weighs 1. It may end in ``+split`` (`SPLIT_SUFFIX`,
-after ``+profile`` if both): it then asks the question whose answer splits the consistent candidates
+whose profile then weighs 1. It may then end in ``+pop`` (`POPULARITY_SUFFIX`): each item's score gains
+an item popularity prior, weight · log(1 + how often the pre-training interactions hold it)
+(`policies.popularity_prior`, `PersonaRanker.with_popularity`); ``+pop:W`` sets its weight W (default
+`POPULARITY_WEIGHT`), e.g. ``uniform+profile+pop``. It may end in ``+split`` (`SPLIT_SUFFIX`,
+after ``+profile`` and ``+pop``): it then asks the question whose answer splits the consistent candidates
 most evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It
 may also end in ``@T`` (`TEMPERATURE_MARK`, at the very end), a number above 0: its learned
-preferences (and profile) are divided by T, its rejection rules kept (`PersonaRanker.with_temperature`),
-e.g. ``runs/pretrain/yelp_star-l1+split@4``. A name is written in that order (`RankerSpec.name`).
+preferences (and profile and prior) are divided by T, its rejection rules kept
+(`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``. A name is written in
+that order (`RankerSpec.name`).
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -37,7 +41,8 @@ from typing import Literal
 
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
-from policies.content_profile import PROFILE_WEIGHT, ContentProfile
+from policies.content_profile import DEFAULT_SPLIT, PROFILE_WEIGHT, ContentProfile
+from policies.popularity_prior import POPULARITY_WEIGHT, popularity_prior
 from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
@@ -47,7 +52,8 @@ RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "arti
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
 PROFILE_SUFFIX = "+profile"  # a persona ranker with the users' tag profiles (module docstring)
-PROFILE_WEIGHT_MARK = ":"  # "+profile:W": the profile's weight W (module docstring)
+PROFILE_WEIGHT_MARK = ":"  # "+profile:W" / "+pop:W": the profile's or prior's weight W (module docstring)
+POPULARITY_SUFFIX = "+pop"  # a persona ranker with an item popularity prior (module docstring)
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
@@ -59,7 +65,7 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+profile' or '+profile:W', then '+split', then '@T')"
+    "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+split', then '@T')"
 )
 
 
@@ -79,6 +85,9 @@ class RankerSpec:
             `PROFILE_SUFFIX`).
         profile_weight: The profile score's weight (not `PROFILE_WEIGHT`: named with
             `PROFILE_WEIGHT_MARK` and W after `PROFILE_SUFFIX`); divided by T like the preferences.
+        popularity_weight: The weight of a persona ranker's item popularity prior; 0 for none (named
+            with `POPULARITY_SUFFIX`, and `PROFILE_WEIGHT_MARK` and W unless it is `POPULARITY_WEIGHT`);
+            divided by T like the preferences.
     """
 
     kind: RankerKind
@@ -87,6 +96,7 @@ class RankerSpec:
     temperature: float = 1.0
     profile: bool = False
     profile_weight: float = PROFILE_WEIGHT
+    popularity_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -112,6 +122,16 @@ class RankerSpec:
                 f"profile weight {self.profile_weight!r} must be a finite number above 0, e.g. "
                 f"{PROFILE_SUFFIX}{PROFILE_WEIGHT_MARK}1"
             )
+        if not (math.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
+            raise CRSError(
+                f"popularity weight {self.popularity_weight!r} must be a finite number >= 0 (0: no prior), "
+                f"e.g. {POPULARITY_SUFFIX}{PROFILE_WEIGHT_MARK}{POPULARITY_WEIGHT}"
+            )
+        if self.popularity_weight and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} cannot add a popularity prior ({POPULARITY_SUFFIX}): only a persona "
+                f"ranker can, one of {PERSONA_KINDS}"
+            )
         if self.profile_weight != PROFILE_WEIGHT and not self.profile:
             raise ValueError(f"a profile weight ({self.profile_weight}) needs profile=True")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -132,14 +152,21 @@ class RankerSpec:
 
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
-                `PROFILE_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker that is not a
-                persona ranker, a profile weight W or a T that is not a finite number above 0.
+                `PROFILE_SUFFIX`, `POPULARITY_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker
+                that is not a persona ranker, a weight W or a T that is not a finite number above 0.
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
-        head, mark, tail = text.rpartition(PROFILE_SUFFIX)
-        weight_mark, weight = tail[:1], tail[1:]
-        if mark and head and (not tail or (weight_mark == PROFILE_WEIGHT_MARK and _is_number(weight))):
+        head, weight = _weighted_suffix(text, POPULARITY_SUFFIX)
+        if head:
+            if weight and not float(weight) > 0:  # 0 would silently mean "no prior"
+                raise CRSError(
+                    f"popularity weight {weight!r} in {text!r} must be above 0, e.g. "
+                    f"{POPULARITY_SUFFIX}{PROFILE_WEIGHT_MARK}{POPULARITY_WEIGHT}"
+                )
+            return replace(cls.parse(head), popularity_weight=float(weight or POPULARITY_WEIGHT))
+        head, weight = _weighted_suffix(text, PROFILE_SUFFIX)
+        if head:
             return replace(cls.parse(head), profile=True, profile_weight=float(weight or PROFILE_WEIGHT))
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
@@ -187,9 +214,12 @@ class RankerSpec:
         profile = PROFILE_SUFFIX if self.profile else ""
         if self.profile_weight != PROFILE_WEIGHT:
             profile += PROFILE_WEIGHT_MARK + _number(self.profile_weight)
+        popularity = POPULARITY_SUFFIX if self.popularity_weight else ""
+        if self.popularity_weight not in (0.0, POPULARITY_WEIGHT):
+            popularity += PROFILE_WEIGHT_MARK + _number(self.popularity_weight)
         split = SPLIT_SUFFIX if self.questions == "split" else ""
         tempered = TEMPERATURE_MARK + _number(self.temperature) if self.temperature != 1.0 else ""
-        return profile + split + tempered
+        return profile + popularity + split + tempered
 
     @property
     def recordable(self) -> bool:
@@ -266,24 +296,28 @@ class RankerSpec:
                 a dataset other than LastFM, a missing or bad file or artifact.
         """
         ranker = self._build(catalog, data_dir)
-        if self.questions == "likely" and self.temperature == 1.0 and not self.profile:
+        plain = not (self.profile or self.popularity_weight)
+        if self.questions == "likely" and self.temperature == 1.0 and plain:
             return ranker
         assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
+        split = self._pretraining_split()
         if self.profile:
-            ranker = ranker.with_profile(self._profile(catalog))
+            ranker = ranker.with_profile(ContentProfile.of(catalog, self.profile_weight, *split))
+        if self.popularity_weight:
+            ranker = ranker.with_popularity(popularity_prior(catalog, self.popularity_weight, *split))
         return ranker.with_questions(self.questions).with_temperature(self.temperature)
 
-    def _profile(self, catalog: Catalog) -> ContentProfile:
-        """The users' tag profiles, from the interactions this ranker's pre-training learned from (an
-        artifact pre-trained on ``valid`` holds out its own seeded slice), else `crs pretrain`'s default."""
+    def _pretraining_split(self) -> tuple[int, float, str]:
+        """The (seed, hold-out fraction, hold-out unit) of the interactions that the tag profiles and the
+        popularity prior are built from: those this ranker's pre-training learned from (an artifact
+        pre-trained on ``valid`` holds out its own seeded slice), else `crs pretrain`'s default."""
         if self.kind == "artifact":
             from policies.pretrain.artifact import pretraining_holdout, read_artifact_config  # torch
 
             holdout = pretraining_holdout(read_artifact_config(self.where))
             if holdout is not None:
-                seed, fraction, unit = holdout
-                return ContentProfile.of(catalog, self.profile_weight, seed, fraction, unit)
-        return ContentProfile.of(catalog, self.profile_weight)
+                return holdout
+        return DEFAULT_SPLIT.seed, DEFAULT_SPLIT.holdout_fraction, DEFAULT_SPLIT.holdout_unit
 
     def _build(self, catalog: Catalog, data_dir: str | Path | None) -> PreferenceRanker:
         if self.kind == "popularity":
@@ -311,6 +345,15 @@ class RankerSpec:
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 
         return load_ranker(self.where, catalog)
+
+
+def _weighted_suffix(text: str, suffix: str) -> tuple[str, str]:
+    """(head, W) when `text` is head + `suffix`, optionally + ":W" with W a number; ("", "") otherwise."""
+    head, mark, tail = text.rpartition(suffix)
+    weight_mark, weight = tail[:1], tail[1:]
+    if mark and head and (not tail or (weight_mark == PROFILE_WEIGHT_MARK and _is_number(weight))):
+        return head, weight
+    return "", ""
 
 
 def _number(value: float) -> str:

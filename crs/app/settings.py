@@ -100,7 +100,8 @@ class TrainSettings(BaseModel):
         None,
         description='"popularity", "uniform", "transe", "pretrain", an artifact path (uniform, pretrain '
         'and artifacts may end in "+profile" or "+profile:W": the users\' tag profiles, weight W, then '
-        '"+split": splitting questions, then "@T": preferences divided by T); '
+        '"+pop" or "+pop:W": an item popularity prior, then "+split": splitting questions, then "@T": '
+        "preferences divided by T); "
         "None = the dataset default",
     )
     steps: int = Field(DEFAULT_STEPS, ge=1)

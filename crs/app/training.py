@@ -134,15 +134,15 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     """The valid interactions training may converse about (None: all) and a description of them.
 
     A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, and tag
-    profiles (``+profile``) hold them, so training and validation conversations then come only from the
-    pre-training hold-out (`policies.content_profile.profile_holdout`).
+    profiles (``+profile``) and a popularity prior (``+pop``) count them, so training and validation
+    conversations then come only from the pre-training hold-out (`policies.content_profile.profile_holdout`).
     """
     spec = RankerSpec.parse(ranker_entry).resolve(run_dir)
     if spec.kind == "artifact":
         from policies.pretrain.artifact import unseen_valid_interactions  # torch loads only here
 
         held_out = unseen_valid_interactions(spec.where, catalog)
-    elif spec.profile:
+    elif spec.profile or spec.popularity_weight:
         held_out = profile_holdout(catalog)
     else:
         held_out = None

@@ -52,6 +52,9 @@ A tag profile (`policies.content_profile`, a ranker name's ``+profile``): `with_
 a view whose base score of every item gains the user's profile score, weight · cos(profile_u, x_v), in
 the dialogue and in `full_scores` alike. It is part of the preference (a tempered view divides it by T
 too). The view keeps caches of its own, since its per-user base scores differ from the plain ranker's.
+An item popularity prior (`policies.popularity_prior`, a ranker name's ``+pop``): `with_popularity(prior)`
+returns a view whose base score of every item gains prior(v) = weight · log(1 + n_v), the same for every
+user, in the dialogue and in `full_scores`; tempered like the profile, with caches of its own.
 """
 
 from __future__ import annotations
@@ -319,6 +322,28 @@ class PersonaRanker:
             )
         view = copy.copy(self)
         view.profile = profile
+        view._cache = OrderedDict()
+        view._scored = OrderedDict()
+        return view
+
+    def with_popularity(self, prior: np.ndarray) -> PersonaRanker:
+        """A view of this ranker whose base score of every item gains `prior` (an item popularity prior,
+        `policies.popularity_prior`; module docstring), with per-user and per-dialogue caches of its own.
+
+        Args:
+            prior: Every item's prior, finite float64 of shape (I,).
+
+        Raises:
+            CRSError: `prior` is not one finite number per item.
+        """
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.shape != (self.n_items,) or not np.isfinite(prior).all():
+            raise CRSError(
+                f"a popularity prior needs one finite number per item ({self.n_items}), got shape "
+                f"{prior.shape}"
+            )
+        view = copy.copy(self)
+        view._shared_item = self._shared_item + prior
         view._cache = OrderedDict()
         view._scored = OrderedDict()
         return view

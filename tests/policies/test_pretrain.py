@@ -240,10 +240,24 @@ def test_rl_on_valid_avoids_what_a_ranker_pretrained_on_valid_was_fitted_to(
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     expected = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
     np.testing.assert_allclose(profile.users.toarray(), expected, atol=1e-12)
+    # ... and so does the popularity prior: it counts what the artifact learned from
+    facts = DialogueFacts(
+        user=0,
+        accepted=np.array([], dtype=np.int64),
+        rejected=np.array([], dtype=np.int64),
+        rejected_items=np.array([], dtype=np.int64),
+    )
+    items = np.arange(no_train.n_items)
+    with_prior = RankerSpec.parse(f"{on_valid}+pop:1").build(no_train).item_scores(facts, items)
+    without = RankerSpec.parse(str(on_valid)).build(no_train).item_scores(facts, items)
+    counts = np.bincount(result.data.train.items, minlength=no_train.n_items)
+    np.testing.assert_allclose(with_prior - without, np.log1p(counts), atol=1e-9)
     default_holdout = profile_holdout(no_train)  # `crs pretrain`'s default seed: another slice
     assert default_holdout is not None and 0 < len(default_holdout) < len(no_train.split("valid"))
     uniform_goals, _ = _training_goals("uniform+profile", tmp_path, no_train)
     np.testing.assert_array_equal(uniform_goals.items, default_holdout.items)
+    pop_goals, _ = _training_goals("uniform+pop", tmp_path, no_train)  # counts valid: its hold-out too
+    np.testing.assert_array_equal(pop_goals.items, default_holdout.items)
     assert _training_goals("uniform+split", tmp_path, no_train)[0] is None  # no profile: all of valid
     assert _training_goals("uniform+profile", tmp_path, tiny)[0] is None  # a train split: all unseen
     # the training env converses only about held-out interactions
