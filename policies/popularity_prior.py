@@ -24,7 +24,7 @@ from policies.pretrain.graph import pretrain_split
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
-POPULARITY_WEIGHT: float = 0.03
+POPULARITY_WEIGHT: float = 0.01
 """The prior's weight in a persona ranker's item score (`PersonaRanker.with_popularity`).
 
 Chosen on Yelp*'s pre-training hold-out (valid interactions no profile or count saw) with ask-10 over

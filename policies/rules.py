@@ -10,6 +10,9 @@
   aspect whose presence splits the (score-weighted) candidates most evenly.
 - ``abs-greedy``: recommend only (Christakopoulou et al.'s absolute greedy), updating online from
   rejected slates: candidates sharing aspects with rejected items move down.
+- ``lookahead-D``: ask-N's question or ask-N's slate each turn, whichever a depth-D search of the
+  questions' yes/no answers values more under the ranker's belief about the target (binary setting
+  only; `LookaheadPolicy`): it stops asking when no answer would shrink the candidates enough.
 - ``probe-K-ask-N``: probe the user's most likely persona K times, then ask-N, then recommend every
   turn. A probe is the one the RL policy's persona slot lists (`envs.sb3_slots.probe_slots`, the
   wrapper's default probe size): the multiple-choice setting and a persona ranker only.
@@ -24,6 +27,7 @@ the split entropy for max-entropy, a random one for random), up to ``env.max_cho
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,9 +35,10 @@ import numpy as np
 from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
-from envs.ranker import PersonaAwareRanker, PreferenceRanker
+from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
 from envs.sb3_slots import probe_slots, rank_candidates
 from envs.sb3_wrapper import WrapperConfig
+from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 
 RULE_POLICY_NAMES = (
@@ -43,6 +48,7 @@ RULE_POLICY_NAMES = (
     "ask-until-K",
     "max-entropy",
     "abs-greedy",
+    "lookahead-D",
     "probe-K-ask-N",
 )
 
@@ -304,9 +310,121 @@ class AbsGreedyPolicy(RulePolicy):
         return recommend(top_k(candidates, scores, env.slate_size))
 
 
+@dataclass(frozen=True)
+class _Node:
+    """A dialogue state that `LookaheadPolicy`'s belief allows.
+
+    Attributes:
+        facts: The dialogue's facts at the node.
+        candidates: Candidate item ids, shape (n,), ascending.
+        possible: Of the turn's candidates, those the node's answers leave possible as the target,
+            boolean mask of shape (N,).
+    """
+
+    facts: DialogueFacts
+    candidates: np.ndarray
+    possible: np.ndarray
+
+
+class LookaheadPolicy(RulePolicy):
+    """ask-N's question or ask-N's slate, whichever a depth-`depth` search under the belief values more.
+
+    The belief about the target is the softmax of the ranker's item scores over the turn's candidates.
+    A node of the search is a dialogue state the belief allows, and its value is the belief's mass on
+    the targets that would be found from it:
+
+    - recommend from here on: the mass of the first k·r items of the node's ranking that its answers
+      allow (k the slate size, r the agent turns left);
+    - ask (below `depth`, r >= 2): the node's best aspect (the ranker's, as ask-N asks it), answered yes
+      (the candidates keep its holders) or no (it is rejected); the two children's values summed.
+
+    The turn asks when asking is worth more, or as much while the slates cannot yet cover everything
+    the belief allows. Binary setting only: the search models yes/no answers and UNICORN's candidate rule.
+
+    Raises:
+        CRSError: `depth` < 1 (at construction); the env is not in the binary setting (at the first turn).
+    """
+
+    def __init__(self, ranker: PreferenceRanker | None, depth: int) -> None:
+        super().__init__(ranker)
+        if depth < 1:
+            raise CRSError(f"lookahead-D needs a depth D >= 1, got {depth}")
+        self.depth = depth
+        self.name = f"lookahead-{depth}"
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        if env.setting != "binary" or env.candidate_rule != "all":
+            raise CRSError(
+                f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}; "
+                f"use ask-N here"
+            )
+        state = env.state
+        turns_left = env.max_turns - state.turn
+        candidates = state.candidate_items()
+        if turns_left <= 1 or candidates.size <= env.slate_size:
+            return self.slate(env)
+        scores = self._require_ranker().item_scores(state.facts(), candidates)
+        belief = np.exp(scores - scores.max())
+        self._env, self._items, self._belief = env, candidates, belief / belief.sum()
+        root = _Node(state.facts(), candidates, np.ones(candidates.size, dtype=bool))
+        aspect = self._best_aspect(root)
+        if aspect is None:
+            return self.slate(env)
+        recommend_value = self._recommend_all(root, turns_left)
+        ask_value = sum(self._value(child, turns_left - 1, 1) for child in self._answers(root, aspect))
+        tie = abs(ask_value - recommend_value) <= 1e-9  # the two sums add the same masses in another order
+        if (ask_value > recommend_value and not tie) or (tie and recommend_value < 1.0 - 1e-9):
+            return self.question(env, aspect)
+        return self.slate(env)
+
+    def _value(self, node: _Node, turns_left: int, depth: int) -> float:
+        best = self._recommend_all(node, turns_left)
+        if depth >= self.depth or turns_left <= 1 or best >= self._belief[node.possible].sum() - 1e-12:
+            return best
+        aspect = self._best_aspect(node)
+        if aspect is not None:
+            children = self._answers(node, aspect)
+            best = max(best, sum(self._value(child, turns_left - 1, depth + 1) for child in children))
+        return best
+
+    def _recommend_all(self, node: _Node, turns_left: int) -> float:
+        scores = self._require_ranker().item_scores(node.facts, node.candidates)
+        shown = top_k(node.candidates, scores, self._env.slate_size * turns_left)
+        return float(self._belief[node.possible & np.isin(self._items, shown)].sum())
+
+    def _best_aspect(self, node: _Node) -> int | None:
+        catalog = self._env.catalog
+        _, held = compressed_entries(catalog.item_aspects, node.candidates)
+        open_ = np.zeros(catalog.n_aspects, dtype=bool)
+        open_[held] = True
+        open_[node.facts.accepted] = False
+        open_[node.facts.rejected] = False
+        aspects = np.flatnonzero(open_)
+        if aspects.size == 0:
+            return None
+        scores = self._require_ranker().aspect_scores(node.facts, aspects)
+        return int(top_k(aspects, scores, 1)[0])
+
+    def _answers(self, node: _Node, aspect: int) -> tuple[_Node, _Node]:
+        holders = self._env.catalog.items_with(aspect)
+        held = np.isin(self._items, holders)
+        facts = node.facts
+        yes = DialogueFacts(
+            facts.user, np.union1d(facts.accepted, [aspect]), facts.rejected, facts.rejected_items
+        )
+        no = DialogueFacts(
+            facts.user, facts.accepted, np.union1d(facts.rejected, [aspect]), facts.rejected_items
+        )
+        return (
+            _Node(yes, node.candidates[np.isin(node.candidates, holders)], node.possible & held),
+            _Node(no, node.candidates, node.possible & ~held),
+        )
+
+
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
-    ask-until-80), max-entropy, abs-greedy, probe-K-ask-N (e.g. probe-1-ask-6)."""
+    ask-until-80), max-entropy, abs-greedy, lookahead-D (e.g. lookahead-2), probe-K-ask-N (e.g.
+    probe-1-ask-6)."""
     match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name)
     if match:
         return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
@@ -316,6 +434,9 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     match = re.fullmatch(r"ask-until-(\d+)", name)
     if match:
         return AskUntilPolicy(ranker, int(match.group(1)))
+    match = re.fullmatch(r"lookahead-(\d+)", name)
+    if match:
+        return LookaheadPolicy(ranker, int(match.group(1)))
     table = {
         "random": RandomPolicy,
         "always-recommend": AlwaysRecommendPolicy,

@@ -140,3 +140,57 @@ def test_probing_rules_need_a_persona_ranker_and_the_multiple_choice_setting(env
     binary.reset(seed=0)
     with pytest.raises(CRSError, match="multiple-choice setting"):
         make_rule_policy("probe-1-ask-6", TruthPersonaRanker(binary.catalog)).act(binary)
+
+
+@pytest.fixture(scope="module")
+def truthful_env():
+    """The persona world in the binary setting with UNICORN's truthful single-target user."""
+    return make_env("persona_world", split="test", setting="binary", user="single")
+
+
+def test_lookahead_asks_only_while_the_slates_left_cannot_show_every_candidate(truthful_env) -> None:
+    import numpy as np
+
+    from policies.baseline_rankers import uniform_ranker
+
+    env = truthful_env
+    policy = make_rule_policy("lookahead-2", uniform_ranker(env.catalog))
+    asked = 0
+    for seed in range(30):
+        env.reset(seed=seed)
+        policy.reset(np.random.default_rng(seed))
+        done = False
+        while not done:
+            n_candidates, turns_left = env.state.n_candidates, env.max_turns - env.state.turn
+            action = policy.act(env)
+            if action["kind"] == 0:  # a question: the slates left could not show every candidate
+                asked += 1
+                assert n_candidates > env.slate_size * turns_left
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    assert asked > 30  # it does ask when the candidates are many
+
+
+def test_lookahead_finds_as_often_as_ask_n_in_fewer_turns_with_truthful_users(truthful_env) -> None:
+    from policies.baseline_rankers import uniform_ranker
+
+    env = truthful_env
+    indices = evaluation_indices(env.goals.n_goals, 100, 0)
+    ranker = uniform_ranker(env.catalog)
+    plans = summarize(evaluate(env, make_rule_policy("lookahead-2", ranker), indices, seed=0))
+    fixed = summarize(evaluate(env, make_rule_policy("ask-7", ranker), indices, seed=0))
+    assert plans["SR@15"].mean >= fixed["SR@15"].mean > 0.9
+    assert plans["AT"].mean < fixed["AT"].mean - 0.5
+
+
+def test_lookahead_needs_a_depth_and_the_binary_setting(env) -> None:
+    import numpy as np
+
+    with pytest.raises(CRSError, match="depth"):
+        make_rule_policy("lookahead-0", PopularityRanker(env.catalog))
+    multiple_choice = make_env("persona_world", split="test", setting="multiple_choice")
+    policy = make_rule_policy("lookahead-2", PopularityRanker(multiple_choice.catalog))
+    multiple_choice.reset(seed=0)
+    policy.reset(np.random.default_rng(0))
+    with pytest.raises(CRSError, match="binary setting"):
+        policy.act(multiple_choice)
