@@ -52,7 +52,7 @@ RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "arti
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
 PROFILE_SUFFIX = "+profile"  # a persona ranker with the users' tag profiles (module docstring)
-PROFILE_WEIGHT_MARK = ":"  # "+profile:W" / "+pop:W": the profile's or prior's weight W (module docstring)
+WEIGHT_MARK = ":"  # "+profile:W" / "+pop:W": the profile's or prior's weight W (module docstring)
 POPULARITY_SUFFIX = "+pop"  # a persona ranker with an item popularity prior (module docstring)
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
@@ -84,9 +84,9 @@ class RankerSpec:
         profile: Whether a persona ranker adds the users' tag profiles to its item scores (named with
             `PROFILE_SUFFIX`).
         profile_weight: The profile score's weight (not `PROFILE_WEIGHT`: named with
-            `PROFILE_WEIGHT_MARK` and W after `PROFILE_SUFFIX`); divided by T like the preferences.
+            `WEIGHT_MARK` and W after `PROFILE_SUFFIX`); divided by T like the preferences.
         popularity_weight: The weight of a persona ranker's item popularity prior; 0 for none (named
-            with `POPULARITY_SUFFIX`, and `PROFILE_WEIGHT_MARK` and W unless it is `POPULARITY_WEIGHT`);
+            with `POPULARITY_SUFFIX`, and `WEIGHT_MARK` and W unless it is `POPULARITY_WEIGHT`);
             divided by T like the preferences.
     """
 
@@ -120,12 +120,12 @@ class RankerSpec:
         if not (math.isfinite(self.profile_weight) and self.profile_weight > 0):
             raise CRSError(
                 f"profile weight {self.profile_weight!r} must be a finite number above 0, e.g. "
-                f"{PROFILE_SUFFIX}{PROFILE_WEIGHT_MARK}1"
+                f"{PROFILE_SUFFIX}{WEIGHT_MARK}1"
             )
         if not (math.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
             raise CRSError(
                 f"popularity weight {self.popularity_weight!r} must be a finite number >= 0 (0: no prior), "
-                f"e.g. {POPULARITY_SUFFIX}{PROFILE_WEIGHT_MARK}{POPULARITY_WEIGHT}"
+                f"e.g. {POPULARITY_SUFFIX}{WEIGHT_MARK}{POPULARITY_WEIGHT}"
             )
         if self.popularity_weight and self.kind not in PERSONA_KINDS:
             raise CRSError(
@@ -162,7 +162,7 @@ class RankerSpec:
             if weight and not float(weight) > 0:  # 0 would silently mean "no prior"
                 raise CRSError(
                     f"popularity weight {weight!r} in {text!r} must be above 0, e.g. "
-                    f"{POPULARITY_SUFFIX}{PROFILE_WEIGHT_MARK}{POPULARITY_WEIGHT}"
+                    f"{POPULARITY_SUFFIX}{WEIGHT_MARK}{POPULARITY_WEIGHT}"
                 )
             return replace(cls.parse(head), popularity_weight=float(weight or POPULARITY_WEIGHT))
         head, weight = _weighted_suffix(text, PROFILE_SUFFIX)
@@ -213,10 +213,10 @@ class RankerSpec:
     def _suffix(self) -> str:
         profile = PROFILE_SUFFIX if self.profile else ""
         if self.profile_weight != PROFILE_WEIGHT:
-            profile += PROFILE_WEIGHT_MARK + _number(self.profile_weight)
+            profile += WEIGHT_MARK + _number(self.profile_weight)
         popularity = POPULARITY_SUFFIX if self.popularity_weight else ""
         if self.popularity_weight not in (0.0, POPULARITY_WEIGHT):
-            popularity += PROFILE_WEIGHT_MARK + _number(self.popularity_weight)
+            popularity += WEIGHT_MARK + _number(self.popularity_weight)
         split = SPLIT_SUFFIX if self.questions == "split" else ""
         tempered = TEMPERATURE_MARK + _number(self.temperature) if self.temperature != 1.0 else ""
         return profile + popularity + split + tempered
@@ -300,11 +300,12 @@ class RankerSpec:
         if self.questions == "likely" and self.temperature == 1.0 and plain:
             return ranker
         assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
-        split = self._pretraining_split()
-        if self.profile:
-            ranker = ranker.with_profile(ContentProfile.of(catalog, self.profile_weight, *split))
-        if self.popularity_weight:
-            ranker = ranker.with_popularity(popularity_prior(catalog, self.popularity_weight, *split))
+        if not plain:
+            split = self._pretraining_split()
+            if self.profile:
+                ranker = ranker.with_profile(ContentProfile.of(catalog, self.profile_weight, *split))
+            if self.popularity_weight:
+                ranker = ranker.with_popularity(popularity_prior(catalog, self.popularity_weight, *split))
         return ranker.with_questions(self.questions).with_temperature(self.temperature)
 
     def _pretraining_split(self) -> tuple[int, float, str]:
@@ -351,7 +352,7 @@ def _weighted_suffix(text: str, suffix: str) -> tuple[str, str]:
     """(head, W) when `text` is head + `suffix`, optionally + ":W" with W a number; ("", "") otherwise."""
     head, mark, tail = text.rpartition(suffix)
     weight_mark, weight = tail[:1], tail[1:]
-    if mark and head and (not tail or (weight_mark == PROFILE_WEIGHT_MARK and _is_number(weight))):
+    if mark and head and (not tail or (weight_mark == WEIGHT_MARK and _is_number(weight))):
         return head, weight
     return "", ""
 
