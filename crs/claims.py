@@ -1,8 +1,9 @@
 """Claiming an output folder or file so that no two commands write it at once and nothing is
 overwritten silently.
 
-A folder is claimed by creating its lock file ``.crs.lock`` with ``O_CREAT | O_EXCL`` (atomic on
-local file systems), holding the writer's PID, host and command. A second writer gets
+A folder is claimed by creating its lock file ``.crs.lock``, holding the writer's PID, host and
+command, in one atomic step: the content is written first and hard-linked to the lock's name, which
+fails when the lock exists (``O_CREAT | O_EXCL`` where hard links are not supported). A second writer gets
 `OutputBusyError`; a lock left by a process that has died is reported with the command that
 clears it. A claimed folder must be empty unless the caller resumes it or passes ``overwrite``.
 """
@@ -65,6 +66,30 @@ def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
     )
 
 
+def _create_lock(lock: Path) -> None:
+    """Create `lock` holding this process's PID, host and command, or raise FileExistsError.
+
+    The content is written to a file of this process's own first and then hard-linked to `lock` (which
+    fails when `lock` exists), so a second writer never reads a lock that is still empty. Where hard
+    links are not supported, `lock` is created with ``O_CREAT | O_EXCL`` and then written.
+    """
+    holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)})
+    draft = lock.with_name(f"{lock.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    draft.write_text(holder)
+    try:
+        os.link(draft, lock)
+        return
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system
+        pass
+    finally:
+        draft.unlink(missing_ok=True)
+    descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(holder)
+
+
 class FolderClaim:
     """An exclusive claim on an output folder, released on `release` or at the end of a `with` block.
 
@@ -93,15 +118,11 @@ class FolderClaim:
         except OSError as error:  # a parent is a file, no permission, ...
             raise CRSError(f"cannot create {what} {folder} ({error.strerror}); choose another path") from None
         try:
-            descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create_lock(self.lock)
         except FileExistsError:
             raise _busy_error(folder, self.lock) from None
         except OSError as error:  # a read-only folder, ...
             raise CRSError(f"cannot write {what} {folder} ({error.strerror}); choose another path") from None
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(
-                {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)}, handle
-            )
         self.held = True
         try:
             content = [entry for entry in folder.iterdir() if entry.name != LOCK_FILE]

@@ -114,6 +114,9 @@ def test_a_claimed_folder_refuses_a_second_claim_until_released(tmp_path: Path) 
         with pytest.raises(OutputBusyError, match=f"process {os.getpid()}"):
             FolderClaim(tmp_path / "out", "evaluation output")
         assert claim.lock.is_file()
+        # the lock is written whole before it appears, and neither claim leaves its draft behind
+        assert [entry.name for entry in (tmp_path / "out").iterdir()] == [LOCK_FILE]
+        assert json.loads(claim.lock.read_text())["pid"] == os.getpid()
     assert not (tmp_path / "out" / LOCK_FILE).exists()
     FolderClaim(tmp_path / "out", "evaluation output").release()  # free again
 

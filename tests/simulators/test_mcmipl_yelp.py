@@ -345,11 +345,12 @@ def test_an_artifacts_tag_profiles_leave_out_what_its_pre_training_held_out(
         "seed": 0,
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    profile = RankerSpec.parse(f"{tmp_path}+profile")._profile(catalog)
+    profile = ContentProfile.of(catalog, 0.1, *RankerSpec.parse(f"{tmp_path}+profile")._pretraining_split())
     by_group = ContentProfile.of(catalog, holdout_unit="group").users
     by_interaction = ContentProfile.of(catalog).users
     assert (profile.users != by_group).nnz == 0 and (profile.users != by_interaction).nnz > 0
     # an artifact written before the unit was recorded held out single interactions
     del config["split"]["holdout_unit"]
     (tmp_path / "config.json").write_text(json.dumps(config))
-    assert (RankerSpec.parse(f"{tmp_path}+profile")._profile(catalog).users != by_interaction).nnz == 0
+    split = RankerSpec.parse(f"{tmp_path}+profile")._pretraining_split()
+    assert (ContentProfile.of(catalog, 0.1, *split).users != by_interaction).nnz == 0
