@@ -13,6 +13,7 @@
 - ``lookahead-D``: ask-N's question or ask-N's slate each turn, whichever a depth-D search of the
   questions' yes/no answers values more under the ranker's belief about the target (binary setting
   only; `LookaheadPolicy`): it stops asking when no answer would shrink the candidates enough.
+  ``lookahead-DxQ`` weighs the ranker's Q best questions that way and asks the one worth most.
 - ``probe-K-ask-N``: probe the user's most likely persona K times, then ask-N, then recommend every
   turn. A probe is the one the RL policy's persona slot lists (`envs.sb3_slots.probe_slots`, the
   wrapper's default probe size): the multiple-choice setting and a persona ranker only.
@@ -338,19 +339,27 @@ class LookaheadPolicy(RulePolicy):
     - ask (below `depth`, r >= 2): the node's best aspect (the ranker's, as ask-N asks it), answered yes
       (the candidates keep its holders) or no (it is rejected); the two children's values summed.
 
+    With `questions` Q > 1 (``lookahead-DxQ``) the turn weighs the ranker's Q best aspects the same way
+    and asks the one worth most (deeper nodes still ask the best one), so it may ask another question
+    than ask-N does.
+
     The turn asks when asking is worth more, or as much while the slates cannot yet cover everything
     the belief allows. Binary setting only: the search models yes/no answers and UNICORN's candidate rule.
 
     Raises:
-        CRSError: `depth` < 1 (at construction); the env is not in the binary setting (at the first turn).
+        CRSError: `depth` or `questions` < 1 (at construction); the env is not in the binary setting (at
+            the first turn).
     """
 
-    def __init__(self, ranker: PreferenceRanker | None, depth: int) -> None:
+    def __init__(self, ranker: PreferenceRanker | None, depth: int, questions: int = 1) -> None:
         super().__init__(ranker)
-        if depth < 1:
-            raise CRSError(f"lookahead-D needs a depth D >= 1, got {depth}")
+        if depth < 1 or questions < 1:
+            raise CRSError(
+                f"lookahead-DxQ needs a depth D >= 1 and Q >= 1 questions, got D {depth} and Q {questions}"
+            )
         self.depth = depth
-        self.name = f"lookahead-{depth}"
+        self.questions = questions
+        self.name = f"lookahead-{depth}" + (f"x{questions}" if questions > 1 else "")
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         if env.setting != "binary" or env.candidate_rule != "all":
@@ -367,11 +376,15 @@ class LookaheadPolicy(RulePolicy):
         belief = np.exp(scores - scores.max())
         self._env, self._items, self._belief = env, candidates, belief / belief.sum()
         root = _Node(state.facts(), candidates, np.ones(candidates.size, dtype=bool))
-        aspect = self._best_aspect(root)
-        if aspect is None:
+        options = self._best_aspects(root, self.questions)
+        if options.size == 0:
             return self.slate(env)
         recommend_value = self._recommend_all(root, turns_left)
-        ask_value = sum(self._value(child, turns_left - 1, 1) for child in self._answers(root, aspect))
+        ask_value, aspect = -1.0, int(options[0])
+        for option in options.tolist():  # best first: a later one must be worth strictly more
+            value = sum(self._value(child, turns_left - 1, 1) for child in self._answers(root, option))
+            if value > ask_value + 1e-9:
+                ask_value, aspect = value, option
         tie = abs(ask_value - recommend_value) <= 1e-9  # the two sums add the same masses in another order
         if (ask_value > recommend_value and not tie) or (tie and recommend_value < 1.0 - 1e-9):
             return self.question(env, aspect)
@@ -381,9 +394,9 @@ class LookaheadPolicy(RulePolicy):
         best = self._recommend_all(node, turns_left)
         if depth >= self.depth or turns_left <= 1 or best >= self._belief[node.possible].sum() - 1e-12:
             return best
-        aspect = self._best_aspect(node)
-        if aspect is not None:
-            children = self._answers(node, aspect)
+        aspects = self._best_aspects(node, 1)
+        if aspects.size:
+            children = self._answers(node, int(aspects[0]))
             best = max(best, sum(self._value(child, turns_left - 1, depth + 1) for child in children))
         return best
 
@@ -392,7 +405,9 @@ class LookaheadPolicy(RulePolicy):
         shown = top_k(node.candidates, scores, self._env.slate_size * turns_left)
         return float(self._belief[node.possible & np.isin(self._items, shown)].sum())
 
-    def _best_aspect(self, node: _Node) -> int | None:
+    def _best_aspects(self, node: _Node, n: int) -> np.ndarray:
+        """The ranker's n best-scored aspects that the node's candidates hold and no answer settled,
+        best first (empty when none is left)."""
         catalog = self._env.catalog
         _, held = compressed_entries(catalog.item_aspects, node.candidates)
         open_ = np.zeros(catalog.n_aspects, dtype=bool)
@@ -401,9 +416,8 @@ class LookaheadPolicy(RulePolicy):
         open_[node.facts.rejected] = False
         aspects = np.flatnonzero(open_)
         if aspects.size == 0:
-            return None
-        scores = self._require_ranker().aspect_scores(node.facts, aspects)
-        return int(top_k(aspects, scores, 1)[0])
+            return aspects
+        return top_k(aspects, self._require_ranker().aspect_scores(node.facts, aspects), n)
 
     def _answers(self, node: _Node, aspect: int) -> tuple[_Node, _Node]:
         holders = self._env.catalog.items_with(aspect)
@@ -423,8 +437,8 @@ class LookaheadPolicy(RulePolicy):
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
-    ask-until-80), max-entropy, abs-greedy, lookahead-D (e.g. lookahead-2), probe-K-ask-N (e.g.
-    probe-1-ask-6)."""
+    ask-until-80), max-entropy, abs-greedy, lookahead-D or lookahead-DxQ (e.g. lookahead-2x3),
+    probe-K-ask-N (e.g. probe-1-ask-6)."""
     match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name)
     if match:
         return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
@@ -434,9 +448,9 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     match = re.fullmatch(r"ask-until-(\d+)", name)
     if match:
         return AskUntilPolicy(ranker, int(match.group(1)))
-    match = re.fullmatch(r"lookahead-(\d+)", name)
+    match = re.fullmatch(r"lookahead-(\d+)(?:x(\d+))?", name)
     if match:
-        return LookaheadPolicy(ranker, int(match.group(1)))
+        return LookaheadPolicy(ranker, int(match.group(1)), int(match.group(2) or 1))
     table = {
         "random": RandomPolicy,
         "always-recommend": AlwaysRecommendPolicy,

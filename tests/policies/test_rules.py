@@ -186,11 +186,43 @@ def test_lookahead_finds_as_often_as_ask_n_in_fewer_turns_with_truthful_users(tr
 def test_lookahead_needs_a_depth_and_the_binary_setting(env) -> None:
     import numpy as np
 
-    with pytest.raises(CRSError, match="depth"):
-        make_rule_policy("lookahead-0", PopularityRanker(env.catalog))
+    for bad in ("lookahead-0", "lookahead-2x0"):
+        with pytest.raises(CRSError, match="depth D >= 1 and Q >= 1"):
+            make_rule_policy(bad, PopularityRanker(env.catalog))
+    assert make_rule_policy("lookahead-2x3", PopularityRanker(env.catalog)).name == "lookahead-2x3"
     multiple_choice = make_env("persona_world", split="test", setting="multiple_choice")
     policy = make_rule_policy("lookahead-2", PopularityRanker(multiple_choice.catalog))
     multiple_choice.reset(seed=0)
     policy.reset(np.random.default_rng(0))
     with pytest.raises(CRSError, match="binary setting"):
         policy.act(multiple_choice)
+
+
+def test_lookahead_with_q_questions_asks_one_of_the_rankers_q_best(truthful_env) -> None:
+    import numpy as np
+
+    from policies.baseline_rankers import uniform_ranker
+
+    env = truthful_env
+    ranker = uniform_ranker(env.catalog)
+    policy = make_rule_policy("lookahead-2x3", ranker)
+    asked, other = 0, 0
+    for seed in range(20):
+        env.reset(seed=seed)
+        policy.reset(np.random.default_rng(seed))
+        done = False
+        while not done:
+            aspects = env.state.reachable_aspects()
+            best = (
+                top_k(aspects, ranker.aspect_scores(env.state.facts(), aspects), 3)
+                if aspects.size
+                else aspects
+            )
+            action = policy.act(env)
+            if action["kind"] == 0:
+                asked += 1
+                assert int(action["aspects"][0]) in best.tolist()
+                other += int(action["aspects"][0]) != int(best[0])
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+    assert asked > 20 and other > 0  # it asks, and not always ask-N's question
