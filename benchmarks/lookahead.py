@@ -2,14 +2,15 @@
 
 `policies.rules.LookaheadPolicy` asks ask-N's question or shows ask-N's slate each turn, whichever a
 depth-D search of the answers values more under the ranker's belief. This plays ask-{--reference} and
-lookahead-D for each D in --depths on the same conversations and prints each one's metrics and its
-SR@15 paired with ask-{--reference} (95% bootstrap CI over conversations) and its run time.
+lookahead-DxQ for each D in --depths and Q in --questions on the same conversations and prints each
+one's metrics, its SR@15 paired with ask-{--reference} (95% bootstrap CI over conversations) and its
+run time.
 
 --holdout plays the valid interactions that the tag profiles (and the popularity prior) left out, the
 conversations `crs train` validates on with such a ranker on Yelp* (its test split stays untouched).
 
     python benchmarks/lookahead.py -d yelp_star --ranker uniform+profile+pop+split -n 2000 --seed 1 \\
-        --holdout --depths 2
+        --holdout --depths 2 --questions 1 3
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=10, help="the ask-N the others are paired with")
     parser.add_argument("--depths", type=int, nargs="+", default=[2])
     parser.add_argument(
+        "--questions", type=int, nargs="+", default=[1], help="Q values: lookahead-DxQ weighs Q questions"
+    )
+    parser.add_argument(
         "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
     )
     args = parser.parse_args()
@@ -60,7 +64,10 @@ def main() -> None:
         indices = evaluation_indices(env.goals.n_goals, args.episodes, args.seed)
         split = "valid hold-out"
     assert isinstance(reference, AskThenRecommendPolicy)
-    policies: list[RulePolicy] = [reference, *(LookaheadPolicy(reference.ranker, d) for d in args.depths)]
+    policies: list[RulePolicy] = [
+        reference,
+        *(LookaheadPolicy(reference.ranker, d, q) for d in args.depths for q in args.questions),
+    ]
     print(f"{args.dataset} {split}, {args.ranker}: {len(indices)} conversations (seed {args.seed})")
     first: np.ndarray | None = None
     for policy in policies:

@@ -61,6 +61,13 @@ def train_command(
         help="Ablation: hide the ranker's scores and persona posterior from the policy (the ranker "
         "still proposes the candidates; only the encoder's own attentions can rank them).",
     ),
+    plan_depth: int | None = typer.Option(
+        None,
+        "--plan-depth",
+        min=1,
+        help="Show the policy a depth-D search of the yes/no answers (each question slot's value, "
+        "as lookahead-D weighs it; binary setting only; about lookahead-DxQ's time per turn).",
+    ),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -152,6 +159,8 @@ def train_command(
         data["aspect_attention"] = False
     if no_ranker_features:
         data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
+    if plan_depth is not None:
+        data["wrapper"] = {**data.get("wrapper", {}), "plan_depth": plan_depth}
     settings = make_settings(data)
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)

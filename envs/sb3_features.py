@@ -23,6 +23,13 @@ over the candidates):
   `FACT_COUNT_SCALE`; ``n_rejected_items`` over k·T (a full slate rejected every turn);
   ``topk_mass`` the weight of the first k item slots; ``top1_prob`` the first slot's weight;
   ``score_entropy`` the weights' entropy over log(max(n_c, 2)) (1 = uniform).
+- plan (only with ``WrapperConfig.plan_depth``, appended after the block's own columns; binary setting):
+  a depth-limited search of the yes/no answers under the ranker's belief (`envs.answer_search`)
+  values each choice by the belief's mass on the targets it would find. Question ``plan_gain``: the
+  mass found by asking the slot's aspect now, minus the mass found by recommending from here on;
+  ``plan_pick`` 1 on the slot the search would ask (the best gain, when asking wins; the choice of
+  ``lookahead-DxQ`` over these slots). Global ``plan_recommend``: the mass found by recommending from
+  here on. All 0 at the last turn or when one slate shows every candidate.
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ RANKER_DERIVED = {
     "item_feats": ("score_z", "rank", "prob", "cum_prob"),
     "global": ("topk_mass", "top1_prob", "score_entropy"),
 }
+# the search's features, appended to these blocks with ``WrapperConfig.plan_depth`` (see above)
+PLAN_FEATURES = {"question_feats": ("plan_gain", "plan_pick"), "global": ("plan_recommend",)}
 FEATURE_NAMES = {
     "question_feats": QUESTION_FEATURES,
     "probe_feats": PROBE_FEATURES,

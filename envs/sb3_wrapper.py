@@ -30,7 +30,8 @@ is -1). Q = n_questions, P = n_probes, M = probe_size, N = n_items, F = max_fact
 - ``user`` (1,); ``question_ids`` (Q,); ``probe_aspects`` (P, M) (only when P > 0); ``item_ids`` (N,);
   ``accepted_ids`` / ``rejected_ids`` (F,): the latest accepted / rejected aspects;
 - ``question_feats`` (Q, 6), ``probe_feats`` (P, 4) (when P > 0), ``item_feats`` (N, 5), ``global`` (14,):
-  hand features (see `QUESTION_FEATURES`, `PROBE_FEATURES`, `ITEM_FEATURES`, `GLOBAL_FEATURES`);
+  hand features (see `QUESTION_FEATURES`, `PROBE_FEATURES`, `ITEM_FEATURES`, `GLOBAL_FEATURES`), with
+  ``plan_depth`` also `PLAN_FEATURES`: ``question_feats`` (Q, 8), ``global`` (15,);
 - ``item_question`` (N, Q), ``item_rejected`` (N, F): the local graph's item–aspect edges.
 
 `action_masks()` returns ``choice_mask`` followed by ``item_mask`` repeated ``slate_size`` times
@@ -51,6 +52,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ask, probe, recommend
+from envs.answer_search import AnswerSearch, plan_asks
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
 from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
@@ -58,6 +60,7 @@ from envs.sb3_features import (
     FEATURE_NAMES,
     GLOBAL_FEATURES,
     ITEM_FEATURES,
+    PLAN_FEATURES,
     PROBE_FEATURES,
     QUESTION_FEATURES,
     RANKER_DERIVED,
@@ -81,6 +84,7 @@ __all__ = [
     "FEATURE_NAMES",
     "GLOBAL_FEATURES",
     "ITEM_FEATURES",
+    "PLAN_FEATURES",
     "PROBE_FEATURES",
     "QUESTION_FEATURES",
     "RANKER_DERIVED",
@@ -110,6 +114,9 @@ class WrapperConfig:
         ranker_features: Show the policy the hand features computed from the ranker's scores and
             persona posterior (`RANKER_DERIVED`). False zeroes them: the ranker still proposes the
             candidates, but only the policy's own encoder can tell them apart (ablations).
+        plan_depth: Show the policy the values of a depth-`plan_depth` search of the yes/no answers
+            (`PLAN_FEATURES`, `envs.answer_search`; the binary setting only). None: no search. It costs
+            a search per question slot per turn (about lookahead-DxQ's time).
         max_slates_in_a_row: After this many rejected slates in a row, "recommend" is masked while a
             question or probe is available, so the next turn asks. None: no cap. `crs train` sets
             it to the training users' patience (`crs.app.settings.make_settings`): a policy trained
@@ -123,12 +130,20 @@ class WrapperConfig:
     max_facts: int = 16
     probes: bool = True
     ranker_features: bool = True
+    plan_depth: int | None = None
     max_slates_in_a_row: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_questions", "n_items", "probe_size", "max_facts", "max_slates_in_a_row"):
+        for name in (
+            "n_questions",
+            "n_items",
+            "probe_size",
+            "max_facts",
+            "plan_depth",
+            "max_slates_in_a_row",
+        ):
             value = getattr(self, name)
-            if value is None and name == "max_slates_in_a_row":
+            if value is None and name in ("plan_depth", "max_slates_in_a_row"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WrapperError(f"WrapperConfig.{name}={value!r} must be an integer >= 1")
@@ -158,6 +173,16 @@ class SlateActionWrapper(gym.Wrapper):
             raise WrapperError(
                 f"WrapperConfig.n_items={cfg.n_items} < slate size {base.slate_size}: the slate is chosen "
                 f"among the candidate items, so use n_items >= {base.slate_size}"
+            )
+        if cfg.plan_depth is not None and (base.setting != "binary" or base.candidate_rule != "all"):
+            raise WrapperError(
+                f"WrapperConfig.plan_depth={cfg.plan_depth} searches yes/no answers: it needs the binary "
+                f"setting, not {base.setting!r}; set plan_depth to None (null) here"
+            )
+        if cfg.plan_depth is not None and not cfg.ranker_features:
+            raise WrapperError(
+                "WrapperConfig.plan_depth shows values computed from the ranker, which ranker_features="
+                "False hides: set plan_depth to None (null) or ranker_features to True"
             )
         self.base: ConversationEnv = base
         self.ranker = ranker
@@ -196,14 +221,14 @@ class SlateActionWrapper(gym.Wrapper):
                 "item_mask": box((N,), 0.0, 1.0),
                 "user": box((1,), 0.0, top_id),
                 "question_ids": box((Q,), -1.0, top_id),
-                "question_feats": box((Q, len(QUESTION_FEATURES))),
+                "question_feats": box((Q, len(QUESTION_FEATURES) + self._plan_columns("question_feats"))),
                 "item_ids": box((N,), -1.0, top_id),
                 "item_feats": box((N, len(ITEM_FEATURES))),
                 "accepted_ids": box((F,), -1.0, top_id),
                 "rejected_ids": box((F,), -1.0, top_id),
                 "item_question": box((N, Q), 0.0, 1.0),
                 "item_rejected": box((N, F), 0.0, 1.0),
-                "global": box((len(GLOBAL_FEATURES),)),
+                "global": box((len(GLOBAL_FEATURES) + self._plan_columns("global"),)),
             }
         )
         if P:
@@ -339,10 +364,47 @@ class SlateActionWrapper(gym.Wrapper):
         if self.n_probes:
             obs["probe_aspects"] = probes.padded
             obs["probe_feats"] = probes.feats
+        if self.config.plan_depth is not None:
+            plan_questions, plan_global = self._plan_features(facts, cands, questions.ids)
+            obs["question_feats"] = np.concatenate([obs["question_feats"], plan_questions], axis=1)
+            obs["global"] = np.concatenate([obs["global"], plan_global])
         if not self.config.ranker_features:
             hide_ranker_derived(obs)
         self._obs = obs
         return obs
+
+    def _plan_columns(self, key: str) -> int:
+        """How many `PLAN_FEATURES` columns the block `key` gets (0 without ``plan_depth``)."""
+        return len(PLAN_FEATURES[key]) if self.config.plan_depth is not None else 0
+
+    def _plan_features(
+        self, facts: DialogueFacts, cands: RankedCandidates, question_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `PLAN_FEATURES` of the question slots, float32 (Q, 2), and the global ones, float32 (1,)."""
+        assert self.config.plan_depth is not None  # only called with it
+        questions = np.zeros((self.n_questions, len(PLAN_FEATURES["question_feats"])), dtype=np.float32)
+        glob = np.zeros(len(PLAN_FEATURES["global"]), dtype=np.float32)
+        turns_left = self.base.max_turns - self.base.state.turn
+        if turns_left <= 1 or cands.ids.size <= self.slate_size:
+            return questions, glob
+        search = AnswerSearch(
+            self.base.catalog,
+            self.ranker,
+            self.slate_size,
+            self.config.plan_depth,
+            facts,
+            cands.ids,
+            cands.scores,
+        )
+        recommend_value = search.recommend_value(search.root, turns_left)
+        glob[0] = recommend_value
+        if question_ids.size == 0:
+            return questions, glob
+        values = np.array([search.ask_value(search.root, int(a), turns_left) for a in question_ids])
+        questions[: values.size, 0] = values - recommend_value
+        best = int(np.argmax(values))  # the first of equal values, as lookahead-DxQ keeps the first
+        questions[best, 1] = float(plan_asks(float(values[best]), recommend_value))
+        return questions, glob
 
     def _question_aspects(self, aspect: int) -> tuple[int, ...]:
         """What a question slot about `aspect` asks: the aspect alone, or in a typed env (MCMIPL) the

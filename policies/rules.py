@@ -28,18 +28,17 @@ the split entropy for max-entropy, a random one for random), up to ``env.max_cho
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from envs.actions import ask, probe, recommend
+from envs.answer_search import AnswerSearch, plan_asks, top_k
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
-from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
+from envs.ranker import PersonaAwareRanker, PreferenceRanker
 from envs.sb3_slots import probe_slots, rank_candidates
 from envs.sb3_wrapper import WrapperConfig
-from simulators.catalog import compressed_entries
 from simulators.errors import CRSError
 
 RULE_POLICY_NAMES = (
@@ -52,16 +51,6 @@ RULE_POLICY_NAMES = (
     "lookahead-D",
     "probe-K-ask-N",
 )
-
-
-def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """The k best-scored items, best first; ties broken by lower item id. Shape (min(k, n),)."""
-    if items.size <= k:
-        order = np.lexsort((items, -scores))
-        return items[order]
-    part = np.argpartition(-scores, k - 1)[:k]
-    order = np.lexsort((items[part], -scores[part]))
-    return items[part][order]
 
 
 class RulePolicy:
@@ -311,33 +300,11 @@ class AbsGreedyPolicy(RulePolicy):
         return recommend(top_k(candidates, scores, env.slate_size))
 
 
-@dataclass(frozen=True)
-class _Node:
-    """A dialogue state that `LookaheadPolicy`'s belief allows.
-
-    Attributes:
-        facts: The dialogue's facts at the node.
-        candidates: Candidate item ids, shape (n,), ascending.
-        possible: Of the turn's candidates, those the node's answers leave possible as the target,
-            boolean mask of shape (N,).
-    """
-
-    facts: DialogueFacts
-    candidates: np.ndarray
-    possible: np.ndarray
-
-
 class LookaheadPolicy(RulePolicy):
     """ask-N's question or ask-N's slate, whichever a depth-`depth` search under the belief values more.
 
-    The belief about the target is the softmax of the ranker's item scores over the turn's candidates.
-    A node of the search is a dialogue state the belief allows, and its value is the belief's mass on
-    the targets that would be found from it:
-
-    - recommend from here on: the mass of the first k·r items of the node's ranking that its answers
-      allow (k the slate size, r the agent turns left);
-    - ask (below `depth`, r >= 2): the node's best aspect (the ranker's, as ask-N asks it), answered yes
-      (the candidates keep its holders) or no (it is rejected); the two children's values summed.
+    The search (`envs.answer_search`) values each choice by the mass of the ranker's belief about the
+    target that it would find; its deeper nodes ask the ranker's best aspect, as ask-N asks it.
 
     With `questions` Q > 1 (``lookahead-DxQ``) the turn weighs the ranker's Q best aspects the same way
     and asks the one worth most (deeper nodes still ask the best one), so it may ask another question
@@ -372,67 +339,21 @@ class LookaheadPolicy(RulePolicy):
         candidates = state.candidate_items()
         if turns_left <= 1 or candidates.size <= env.slate_size:
             return self.slate(env)
-        scores = self._require_ranker().item_scores(state.facts(), candidates)
-        belief = np.exp(scores - scores.max())
-        self._env, self._items, self._belief = env, candidates, belief / belief.sum()
-        root = _Node(state.facts(), candidates, np.ones(candidates.size, dtype=bool))
-        options = self._best_aspects(root, self.questions)
+        search = AnswerSearch(
+            env.catalog, self._require_ranker(), env.slate_size, self.depth, state.facts(), candidates
+        )
+        options = search.best_aspects(search.root, self.questions)
         if options.size == 0:
             return self.slate(env)
-        recommend_value = self._recommend_all(root, turns_left)
+        recommend_value = search.recommend_value(search.root, turns_left)
         ask_value, aspect = -1.0, int(options[0])
         for option in options.tolist():  # best first: a later one must be worth strictly more
-            value = sum(self._value(child, turns_left - 1, 1) for child in self._answers(root, option))
+            value = search.ask_value(search.root, option, turns_left)
             if value > ask_value + 1e-9:
                 ask_value, aspect = value, option
-        tie = abs(ask_value - recommend_value) <= 1e-9  # the two sums add the same masses in another order
-        if (ask_value > recommend_value and not tie) or (tie and recommend_value < 1.0 - 1e-9):
+        if plan_asks(ask_value, recommend_value):
             return self.question(env, aspect)
         return self.slate(env)
-
-    def _value(self, node: _Node, turns_left: int, depth: int) -> float:
-        best = self._recommend_all(node, turns_left)
-        if depth >= self.depth or turns_left <= 1 or best >= self._belief[node.possible].sum() - 1e-12:
-            return best
-        aspects = self._best_aspects(node, 1)
-        if aspects.size:
-            children = self._answers(node, int(aspects[0]))
-            best = max(best, sum(self._value(child, turns_left - 1, depth + 1) for child in children))
-        return best
-
-    def _recommend_all(self, node: _Node, turns_left: int) -> float:
-        scores = self._require_ranker().item_scores(node.facts, node.candidates)
-        shown = top_k(node.candidates, scores, self._env.slate_size * turns_left)
-        return float(self._belief[node.possible & np.isin(self._items, shown)].sum())
-
-    def _best_aspects(self, node: _Node, n: int) -> np.ndarray:
-        """The ranker's n best-scored aspects that the node's candidates hold and no answer settled,
-        best first (empty when none is left)."""
-        catalog = self._env.catalog
-        _, held = compressed_entries(catalog.item_aspects, node.candidates)
-        open_ = np.zeros(catalog.n_aspects, dtype=bool)
-        open_[held] = True
-        open_[node.facts.accepted] = False
-        open_[node.facts.rejected] = False
-        aspects = np.flatnonzero(open_)
-        if aspects.size == 0:
-            return aspects
-        return top_k(aspects, self._require_ranker().aspect_scores(node.facts, aspects), n)
-
-    def _answers(self, node: _Node, aspect: int) -> tuple[_Node, _Node]:
-        holders = self._env.catalog.items_with(aspect)
-        held = np.isin(self._items, holders)
-        facts = node.facts
-        yes = DialogueFacts(
-            facts.user, np.union1d(facts.accepted, [aspect]), facts.rejected, facts.rejected_items
-        )
-        no = DialogueFacts(
-            facts.user, facts.accepted, np.union1d(facts.rejected, [aspect]), facts.rejected_items
-        )
-        return (
-            _Node(yes, node.candidates[np.isin(node.candidates, holders)], node.possible & held),
-            _Node(no, node.candidates, node.possible & ~held),
-        )
 
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:

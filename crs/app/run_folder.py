@@ -535,6 +535,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
             ("persona attention", settings.persona_attention),
             ("aspect attention", settings.aspect_attention),
             ("ranker features", settings.wrapper.ranker_features),
+            ("planned features", settings.wrapper.plan_depth is not None),
         )
     )
     rows = "\n".join(

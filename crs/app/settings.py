@@ -224,6 +224,12 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     check_dataset_name(settings.dataset)
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
+    if settings.wrapper.plan_depth is not None and setting != "binary":
+        raise CRSError(
+            f"bad training settings: wrapper.plan_depth={settings.wrapper.plan_depth} searches yes/no "
+            f"answers, but {settings.dataset} trains in the {setting} setting: add setting: binary (or "
+            f"--setting binary), or drop plan_depth"
+        )
     envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
     ppo = replace(settings.ppo, **settings.ppo.resolved(envs))
     wrapper = settings.wrapper

@@ -304,3 +304,24 @@ def test_the_persona_world_trains_with_its_recipe_unless_a_key_says_otherwise() 
     assert short.imitation is not None and short.imitation.steps == 512  # not all copying
     real = make_settings({"dataset": "lastfm_star"})  # real data: no recipe
     assert real.imitation is None and real.ppo.gamma == 0.99 and real.wrapper.n_questions == 10
+
+
+def test_plan_depth_trains_a_policy_that_reads_the_search_and_needs_the_binary_setting(tmp_path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({**TINY, "setting": "binary", "imitation": None, "baselines": ["ask-4"]})
+    )
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "plan"]
+    result = runner.invoke(app, [*args, "--plan-depth", "2"])
+    assert result.exit_code == 0, result.output
+    assert (
+        yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())["settings"]["wrapper"]["plan_depth"]
+        == 2
+    )
+    policy = load_trained_policy(tmp_path / "plan", load_catalog("persona_world", seed=0, **WORLD))
+    assert policy.wrapper_config.plan_depth == 2
+    env = make_env(catalog=load_catalog("persona_world", seed=0, **WORLD), split="test", setting="binary")
+    records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 4, 0), seed=0)
+    assert len(records) == 4
+    refused = runner.invoke(app, ["train", "--plan-depth", "2", "--print-config"])  # the world's own setting
+    assert refused.exit_code != 0 and "setting: binary" in refused.output

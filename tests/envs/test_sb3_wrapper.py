@@ -9,11 +9,22 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 from envs import ConversationEnv, DialogueFacts, make_env
+from envs.actions import ActionKind
 from envs.question_types import QuestionTypes
 from envs.sb3_features import ANSWER_FEATURES, FACT_COUNT_SCALE, REJECTED_ASPECTS_SCALE, column, write
 from envs.sb3_slots import PROBE_POOL
-from envs.sb3_wrapper import FEATURE_NAMES, RANKER_DERIVED, SlateActionWrapper, WrapperConfig, WrapperError
+from envs.sb3_wrapper import (
+    FEATURE_NAMES,
+    GLOBAL_FEATURES,
+    PLAN_FEATURES,
+    QUESTION_FEATURES,
+    RANKER_DERIVED,
+    SlateActionWrapper,
+    WrapperConfig,
+    WrapperError,
+)
 from policies.baseline_rankers import PopularityRanker
+from policies.rules import LookaheadPolicy
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
 from simulators.users import PersonaUser, SlateReaction
@@ -426,3 +437,48 @@ def test_after_max_slates_in_a_row_rejected_slates_the_next_turn_asks(
             break
     # the cap is reached and never passed; without it, slate after slate until the dialogue ends
     assert longest == cap if cap else longest > 2
+
+
+def plan_column(key: str, name: str) -> int:
+    """The column of a `PLAN_FEATURES` feature: after the block's own ones."""
+    return len(FEATURE_NAMES[key]) + PLAN_FEATURES[key].index(name)
+
+
+def test_plan_features_choose_what_lookahead_chooses() -> None:
+    """With one question slot (the ranker's best aspect) and plan_depth D, plan_pick marks the slot
+    exactly when lookahead-D asks, and plan_gain's sign agrees; a wrong search, column or sign fails."""
+    env = make_env("persona_world", split="test", setting="binary", user="single")
+    ranker = TruthPersonaRanker(env.catalog)
+    wrapper = SlateActionWrapper(env, ranker, WrapperConfig(n_questions=1, plan_depth=2, probes=False))
+    check_env(wrapper, warn=False)
+    assert wrapper.observation_space["question_feats"].shape == (1, len(QUESTION_FEATURES) + 2)
+    assert wrapper.observation_space["global"].shape == (len(GLOBAL_FEATURES) + 1,)
+    rule = LookaheadPolicy(ranker, 2)
+    pick, gain = plan_column("question_feats", "plan_pick"), plan_column("question_feats", "plan_gain")
+    turns, agree, asked = 0, 0, 0
+    for seed in range(25):
+        obs, _ = wrapper.reset(seed=seed)
+        done = False
+        while not done:
+            rule_asks = rule.act(env.unwrapped)["kind"] == int(ActionKind.ASK)
+            picked = bool(obs["question_feats"][0, pick])
+            turns, agree, asked = turns + 1, agree + (picked == rule_asks), asked + picked
+            if picked:
+                assert obs["question_feats"][0, gain] >= -1e-6
+            assert 0.0 <= obs["global"][-1] <= 1.0 + 1e-6  # plan_recommend is a mass of the belief
+            choice = 0 if picked else wrapper.recommend_choice
+            obs, _, done, _, _ = wrapper.step(np.array([choice, *range(10)]))
+    assert 0 < asked < turns
+    assert agree == turns
+
+
+def test_plan_depth_needs_the_binary_setting_and_ranker_features(world: Catalog) -> None:
+    with pytest.raises(WrapperError, match="plan_depth=0 must be an integer >= 1"):
+        WrapperConfig(plan_depth=0)
+    enumerated = make_env(catalog=world, split="valid", setting="multiple_choice")
+    with pytest.raises(WrapperError, match="binary setting"):
+        SlateActionWrapper(enumerated, PopularityRanker(world), WrapperConfig(plan_depth=2))
+    binary = make_env(catalog=world, split="valid", setting="binary")
+    hidden = WrapperConfig(plan_depth=2, ranker_features=False)
+    with pytest.raises(WrapperError, match="ranker_features"):
+        SlateActionWrapper(binary, PopularityRanker(world), hidden)
