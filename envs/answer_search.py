@@ -25,7 +25,12 @@ from simulators.catalog import Catalog, compressed_entries
 
 
 def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """The k best-scored items, best first; ties broken by lower item id. Shape (min(k, n),)."""
+    """The k best-scored items, best first, equal scores by lower item id; shape (min(k, n),).
+
+    Which of the items tied at the k-th best score are kept is `np.argpartition`'s choice (fixed, but
+    not always the lowest ids; `envs.sb3_slots.top_positions` keeps the lowest). The rules' published
+    figures were measured with it, so it stays.
+    """
     if items.size <= k:
         order = np.lexsort((items, -scores))
         return items[order]
