@@ -134,16 +134,10 @@ class WrapperConfig:
     max_slates_in_a_row: int | None = None
 
     def __post_init__(self) -> None:
-        for name in (
-            "n_questions",
-            "n_items",
-            "probe_size",
-            "max_facts",
-            "plan_depth",
-            "max_slates_in_a_row",
-        ):
+        optional = ("plan_depth", "max_slates_in_a_row")
+        for name in ("n_questions", "n_items", "probe_size", "max_facts", *optional):
             value = getattr(self, name)
-            if value is None and name in ("plan_depth", "max_slates_in_a_row"):
+            if value is None and name in optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WrapperError(f"WrapperConfig.{name}={value!r} must be an integer >= 1")
