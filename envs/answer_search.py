@@ -55,6 +55,21 @@ class SearchNode:
     possible: np.ndarray
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the search makes of one turn's options.
+
+    Attributes:
+        recommend_value: The belief's mass found by recommending from here on.
+        ask_values: The mass found by asking each option now, float64 (n,).
+        ask: The option the search asks (its position in the options), None: recommend.
+    """
+
+    recommend_value: float
+    ask_values: np.ndarray
+    ask: int | None
+
+
 class AnswerSearch:
     """The search from one turn's state (see the module docstring).
 
@@ -82,12 +97,29 @@ class AnswerSearch:
         if scores is None:
             scores = ranker.item_scores(facts, candidates)
         belief = np.exp(scores - scores.max())
-        self.items, self.belief = candidates, belief / belief.sum()
+        self.items, self.belief, self.scores = candidates, belief / belief.sum(), scores
         self.root = SearchNode(facts, candidates, np.ones(candidates.size, dtype=bool))
+
+    def plan(self, options: np.ndarray, turns_left: int) -> Plan:
+        """Weigh asking each of `options` (aspect ids, best first, shape (n,)) at the root against
+        recommending: the search asks the first option worth the most (a later one must be worth
+        strictly more), when asking is worth more than recommending, or as much while the slates cannot
+        yet cover everything the belief allows (recommending is worth less than 1)."""
+        recommend_value = self.recommend_value(self.root, turns_left)
+        values = np.array([self.ask_value(self.root, int(a), turns_left) for a in options], dtype=np.float64)
+        if values.size == 0:
+            return Plan(recommend_value, values, None)
+        best = 0
+        for k in range(1, values.size):
+            if values[k] > values[best] + 1e-9:
+                best = k
+        tie = abs(values[best] - recommend_value) <= 1e-9  # two sums of the same masses in another order
+        asks = (values[best] > recommend_value and not tie) or (tie and recommend_value < 1.0 - 1e-9)
+        return Plan(recommend_value, values, best if asks else None)
 
     def recommend_value(self, node: SearchNode, turns_left: int) -> float:
         """The belief's mass found by showing the node's ranking, a slate per turn left."""
-        scores = self.ranker.item_scores(node.facts, node.candidates)
+        scores = self.scores if node is self.root else self.ranker.item_scores(node.facts, node.candidates)
         shown = top_k(node.candidates, scores, self.slate_size * turns_left)
         return float(self.belief[node.possible & np.isin(self.items, shown)].sum())
 
@@ -135,10 +167,3 @@ class AnswerSearch:
             SearchNode(yes, node.candidates[np.isin(node.candidates, holders)], node.possible & held),
             SearchNode(no, node.candidates, node.possible & ~held),
         )
-
-
-def plan_asks(ask_value: float, recommend_value: float) -> bool:
-    """Whether the search's choice is to ask: asking is worth more than recommending, or as much while
-    the slates cannot yet cover everything the belief allows (recommending is worth less than 1)."""
-    tie = abs(ask_value - recommend_value) <= 1e-9  # the two sums add the same masses in another order
-    return (ask_value > recommend_value and not tie) or (tie and recommend_value < 1.0 - 1e-9)

@@ -52,7 +52,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ask, probe, recommend
-from envs.answer_search import AnswerSearch, plan_asks
+from envs.answer_search import AnswerSearch
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
 from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
@@ -390,14 +390,11 @@ class SlateActionWrapper(gym.Wrapper):
             cands.ids,
             cands.scores,
         )
-        recommend_value = search.recommend_value(search.root, turns_left)
-        glob[0] = recommend_value
-        if question_ids.size == 0:
-            return questions, glob
-        values = np.array([search.ask_value(search.root, int(a), turns_left) for a in question_ids])
-        questions[: values.size, 0] = values - recommend_value
-        best = int(np.argmax(values))  # the first of equal values, as lookahead-DxQ keeps the first
-        questions[best, 1] = float(plan_asks(float(values[best]), recommend_value))
+        plan = search.plan(question_ids, turns_left)
+        glob[0] = plan.recommend_value
+        questions[: question_ids.size, 0] = plan.ask_values - plan.recommend_value
+        if plan.ask is not None:
+            questions[plan.ask, 1] = 1.0
         return questions, glob
 
     def _question_aspects(self, aspect: int) -> tuple[int, ...]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from envs.actions import ask, probe, recommend
-from envs.answer_search import AnswerSearch, plan_asks, top_k
+from envs.answer_search import AnswerSearch, top_k
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
 from envs.ranker import PersonaAwareRanker, PreferenceRanker
@@ -345,15 +345,10 @@ class LookaheadPolicy(RulePolicy):
         options = search.best_aspects(search.root, self.questions)
         if options.size == 0:
             return self.slate(env)
-        recommend_value = search.recommend_value(search.root, turns_left)
-        ask_value, aspect = -1.0, int(options[0])
-        for option in options.tolist():  # best first: a later one must be worth strictly more
-            value = search.ask_value(search.root, option, turns_left)
-            if value > ask_value + 1e-9:
-                ask_value, aspect = value, option
-        if plan_asks(ask_value, recommend_value):
-            return self.question(env, aspect)
-        return self.slate(env)
+        plan = search.plan(options, turns_left)
+        if plan.ask is None:
+            return self.slate(env)
+        return self.question(env, int(options[plan.ask]))
 
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
