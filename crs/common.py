@@ -53,9 +53,9 @@ PolicyOption = Annotated[
         "--policy",
         "-p",
         help=(
-            "random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy, lookahead-D or "
-            "lookahead-DxQ (binary setting), probe-K-ask-N (multiple-choice setting, persona ranker), "
-            "or a trained run dir."
+            "random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy, lookahead-D, "
+            "lookahead-DxQ or lookahead-DxQtT (binary setting; T: the belief's temperature), "
+            "probe-K-ask-N (multiple-choice setting, persona ranker), or a trained run dir."
         ),
     ),
 ]

@@ -68,6 +68,12 @@ def train_command(
         help="Show the policy a depth-D search of the yes/no answers (each question slot's value, "
         "as lookahead-D weighs it; binary setting only; about lookahead-DxQ's time per turn).",
     ),
+    plan_temperature: float | None = typer.Option(
+        None,
+        "--plan-temperature",
+        help="The search's belief temperature with --plan-depth (default 1; lower trusts the ranker's "
+        "order more; benchmarks/belief_temperature.py fits it on held-out targets).",
+    ),
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -161,6 +167,8 @@ def train_command(
         data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
     if plan_depth is not None:
         data["wrapper"] = {**data.get("wrapper", {}), "plan_depth": plan_depth}
+    if plan_temperature is not None:
+        data["wrapper"] = {**data.get("wrapper", {}), "plan_temperature": plan_temperature}
     settings = make_settings(data)
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)

@@ -1,8 +1,10 @@
 """A depth-limited search of a binary dialogue's yes/no answers under the ranker's belief.
 
-The belief about the target is the softmax of the ranker's item scores over the turn's candidates. A
-node of the search is a dialogue state the belief allows, and its value is the belief's mass on the
-targets that would be found from it:
+The belief about the target is the softmax of the ranker's item scores over the turn's candidates,
+divided by a temperature (1: the scores as they are; lower: sharper). A ranker's scores only order
+items, so their scale need not be a calibrated probability: ``benchmarks/belief_temperature.py``
+measures how well each temperature predicts real targets. A node of the search is a dialogue state the
+belief allows, and its value is the belief's mass on the targets that would be found from it:
 
 - recommend from here on: the mass of the first k·r items of the node's ranking that its answers allow
   (k the slate size, r the agent turns left);
@@ -22,6 +24,7 @@ import numpy as np
 
 from envs.ranker import DialogueFacts, PreferenceRanker
 from simulators.catalog import Catalog, compressed_entries
+from simulators.errors import CRSError
 
 
 def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -37,6 +40,25 @@ def top_k(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1)[:k]
     order = np.lexsort((items[part], -scores[part]))
     return items[part][order]
+
+
+def check_temperature(temperature: float) -> None:
+    """Raise a CRSError naming `temperature` unless it is a finite number > 0."""
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (number and np.isfinite(temperature) and temperature > 0.0):
+        raise CRSError(f"belief temperature {temperature!r} must be a finite number > 0, e.g. 1.0 or 0.01")
+
+
+def log_belief(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """log softmax(scores / temperature) over the candidates, float64 of `scores`' shape (N,).
+
+    Raises:
+        CRSError: `temperature` is not a finite number > 0.
+    """
+    check_temperature(temperature)
+    z = (np.asarray(scores, dtype=np.float64) - np.max(scores)) / temperature
+    result: np.ndarray = z - np.log(np.exp(z).sum())
+    return result
 
 
 @dataclass(frozen=True)
@@ -81,6 +103,10 @@ class AnswerSearch:
         facts: The turn's dialogue facts.
         candidates: The turn's candidate item ids, shape (N,), ascending, N >= 1.
         scores: The ranker's scores of `candidates`, shape (N,); None: scored here.
+        temperature: The belief's temperature, > 0: softmax(scores / temperature).
+
+    Raises:
+        CRSError: `temperature` is not a finite number > 0.
     """
 
     def __init__(
@@ -92,12 +118,12 @@ class AnswerSearch:
         facts: DialogueFacts,
         candidates: np.ndarray,
         scores: np.ndarray | None = None,
+        temperature: float = 1.0,
     ) -> None:
         self.catalog, self.ranker, self.slate_size, self.depth = catalog, ranker, slate_size, depth
         if scores is None:
             scores = ranker.item_scores(facts, candidates)
-        belief = np.exp(scores - scores.max())
-        self.items, self.belief, self.scores = candidates, belief / belief.sum(), scores
+        self.items, self.belief, self.scores = candidates, np.exp(log_belief(scores, temperature)), scores
         self.root = SearchNode(facts, candidates, np.ones(candidates.size, dtype=bool))
 
     def plan(self, options: np.ndarray, turns_left: int) -> Plan:

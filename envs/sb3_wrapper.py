@@ -52,7 +52,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ask, probe, recommend
-from envs.answer_search import AnswerSearch
+from envs.answer_search import AnswerSearch, check_temperature
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
 from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
@@ -117,6 +117,7 @@ class WrapperConfig:
         plan_depth: Show the policy the values of a depth-`plan_depth` search of the yes/no answers
             (`PLAN_FEATURES`, `envs.answer_search`; the binary setting only). None: no search. It costs
             a search per question slot per turn (about lookahead-DxQ's time).
+        plan_temperature: The search's belief temperature (`envs.answer_search`; lookahead-DxQtT's T).
         max_slates_in_a_row: After this many rejected slates in a row, "recommend" is masked while a
             question or probe is available, so the next turn asks. None: no cap. `crs train` sets
             it to the training users' patience (`crs.app.settings.make_settings`): a policy trained
@@ -131,6 +132,7 @@ class WrapperConfig:
     probes: bool = True
     ranker_features: bool = True
     plan_depth: int | None = None
+    plan_temperature: float = 1.0
     max_slates_in_a_row: int | None = None
 
     def __post_init__(self) -> None:
@@ -141,6 +143,15 @@ class WrapperConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise WrapperError(f"WrapperConfig.{name}={value!r} must be an integer >= 1")
+        try:
+            check_temperature(self.plan_temperature)
+        except CRSError as error:
+            raise WrapperError(f"WrapperConfig.plan_temperature: {error}") from None
+        if self.plan_temperature != 1.0 and self.plan_depth is None:
+            raise WrapperError(
+                f"WrapperConfig.plan_temperature={self.plan_temperature} tempers the search that "
+                "plan_depth asks for: set plan_depth too (e.g. 2)"
+            )
 
 
 class SlateActionWrapper(gym.Wrapper):
@@ -389,6 +400,7 @@ class SlateActionWrapper(gym.Wrapper):
             facts,
             cands.ids,
             cands.scores,
+            self.config.plan_temperature,
         )
         plan = search.plan(question_ids, turns_left)
         glob[0] = plan.recommend_value

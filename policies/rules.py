@@ -13,7 +13,8 @@
 - ``lookahead-D``: ask-N's question or ask-N's slate each turn, whichever a depth-D search of the
   questions' yes/no answers values more under the ranker's belief about the target (binary setting
   only; `LookaheadPolicy`): it stops asking when no answer would shrink the candidates enough.
-  ``lookahead-DxQ`` weighs the ranker's Q best questions that way and asks the one worth most.
+  ``lookahead-DxQ`` weighs the ranker's Q best questions that way and asks the one worth most;
+  ``lookahead-DxQtT`` (e.g. ``lookahead-2x3t0.01``) does so under a belief at temperature T.
 - ``probe-K-ask-N``: probe the user's most likely persona K times, then ask-N, then recommend every
   turn. A probe is the one the RL policy's persona slot lists (`envs.sb3_slots.probe_slots`, the
   wrapper's default probe size): the multiple-choice setting and a persona ranker only.
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from envs.actions import ask, probe, recommend
-from envs.answer_search import AnswerSearch, top_k
+from envs.answer_search import AnswerSearch, check_temperature, top_k
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
 from envs.ranker import PersonaAwareRanker, PreferenceRanker
@@ -48,7 +49,7 @@ RULE_POLICY_NAMES = (
     "ask-until-K",
     "max-entropy",
     "abs-greedy",
-    "lookahead-D",
+    "lookahead-D[xQ[tT]]",
     "probe-K-ask-N",
 )
 
@@ -313,20 +314,31 @@ class LookaheadPolicy(RulePolicy):
     The turn asks when asking is worth more, or as much while the slates cannot yet cover everything
     the belief allows. Binary setting only: the search models yes/no answers and UNICORN's candidate rule.
 
+    With `temperature` T != 1 (``lookahead-DxQtT``) the belief is softmax(scores / T): a sharper belief
+    trusts the ranker's order more and stops asking sooner (`envs.answer_search`).
+
     Raises:
-        CRSError: `depth` or `questions` < 1 (at construction); the env is not in the binary setting (at
-            the first turn).
+        CRSError: `depth` or `questions` < 1, or `temperature` is not a finite number > 0 (at
+            construction); the env is not in the binary setting (at the first turn).
     """
 
-    def __init__(self, ranker: PreferenceRanker | None, depth: int, questions: int = 1) -> None:
+    def __init__(
+        self, ranker: PreferenceRanker | None, depth: int, questions: int = 1, temperature: float = 1.0
+    ) -> None:
         super().__init__(ranker)
         if depth < 1 or questions < 1:
             raise CRSError(
                 f"lookahead-DxQ needs a depth D >= 1 and Q >= 1 questions, got D {depth} and Q {questions}"
             )
+        check_temperature(temperature)
         self.depth = depth
         self.questions = questions
-        self.name = f"lookahead-{depth}" + (f"x{questions}" if questions > 1 else "")
+        self.temperature = temperature
+        self.name = (
+            f"lookahead-{depth}"
+            + (f"x{questions}" if questions > 1 or temperature != 1.0 else "")
+            + (f"t{temperature:g}" if temperature != 1.0 else "")
+        )
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         if env.setting != "binary" or env.candidate_rule != "all":
@@ -340,7 +352,13 @@ class LookaheadPolicy(RulePolicy):
         if turns_left <= 1 or candidates.size <= env.slate_size:
             return self.slate(env)
         search = AnswerSearch(
-            env.catalog, self._require_ranker(), env.slate_size, self.depth, state.facts(), candidates
+            env.catalog,
+            self._require_ranker(),
+            env.slate_size,
+            self.depth,
+            state.facts(),
+            candidates,
+            temperature=self.temperature,
         )
         options = search.best_aspects(search.root, self.questions)
         if options.size == 0:
@@ -353,8 +371,8 @@ class LookaheadPolicy(RulePolicy):
 
 def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
-    ask-until-80), max-entropy, abs-greedy, lookahead-D or lookahead-DxQ (e.g. lookahead-2x3),
-    probe-K-ask-N (e.g. probe-1-ask-6)."""
+    ask-until-80), max-entropy, abs-greedy, lookahead-D, lookahead-DxQ or lookahead-DxQtT (e.g.
+    lookahead-2x3, lookahead-2x3t0.01), probe-K-ask-N (e.g. probe-1-ask-6)."""
     match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name)
     if match:
         return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
@@ -364,9 +382,10 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     match = re.fullmatch(r"ask-until-(\d+)", name)
     if match:
         return AskUntilPolicy(ranker, int(match.group(1)))
-    match = re.fullmatch(r"lookahead-(\d+)(?:x(\d+))?", name)
+    match = re.fullmatch(r"lookahead-(\d+)(?:x(\d+)(?:t(\d*\.?\d+(?:e-?\d+)?))?)?", name)
     if match:
-        return LookaheadPolicy(ranker, int(match.group(1)), int(match.group(2) or 1))
+        depth, questions, temperature = match.groups()
+        return LookaheadPolicy(ranker, int(depth), int(questions or 1), float(temperature or 1.0))
     table = {
         "random": RandomPolicy,
         "always-recommend": AlwaysRecommendPolicy,

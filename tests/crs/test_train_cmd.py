@@ -312,14 +312,12 @@ def test_plan_depth_trains_a_policy_that_reads_the_search_and_needs_the_binary_s
         yaml.safe_dump({**TINY, "setting": "binary", "imitation": None, "baselines": ["ask-4"]})
     )
     args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "plan"]
-    result = runner.invoke(app, [*args, "--plan-depth", "2"])
+    result = runner.invoke(app, [*args, "--plan-depth", "2", "--plan-temperature", "0.5"])
     assert result.exit_code == 0, result.output
-    assert (
-        yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())["settings"]["wrapper"]["plan_depth"]
-        == 2
-    )
+    recorded = yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())["settings"]["wrapper"]
+    assert recorded["plan_depth"] == 2 and recorded["plan_temperature"] == 0.5
     policy = load_trained_policy(tmp_path / "plan", load_catalog("persona_world", seed=0, **WORLD))
-    assert policy.wrapper_config.plan_depth == 2
+    assert policy.wrapper_config.plan_depth == 2 and policy.wrapper_config.plan_temperature == 0.5
     env = make_env(catalog=load_catalog("persona_world", seed=0, **WORLD), split="test", setting="binary")
     records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 4, 0), seed=0)
     assert len(records) == 4

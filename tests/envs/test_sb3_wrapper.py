@@ -444,16 +444,19 @@ def plan_column(key: str, name: str) -> int:
     return len(FEATURE_NAMES[key]) + PLAN_FEATURES[key].index(name)
 
 
-def test_plan_features_choose_what_lookahead_chooses() -> None:
+@pytest.mark.parametrize("temperature", [1.0, 100.0])
+def test_plan_features_choose_what_lookahead_chooses(temperature: float) -> None:
     """With one question slot (the ranker's best aspect) and plan_depth D, plan_pick marks the slot
-    exactly when lookahead-D asks, and plan_gain's sign agrees; a wrong search, column or sign fails."""
+    exactly when lookahead-D asks, and plan_gain's sign agrees; a wrong search, column or sign fails.
+    At temperature 100 the rule asks far longer than at 1, so a wrapper that ignored it fails too."""
     env = make_env("persona_world", split="test", setting="binary", user="single")
     ranker = TruthPersonaRanker(env.catalog)
-    wrapper = SlateActionWrapper(env, ranker, WrapperConfig(n_questions=1, plan_depth=2, probes=False))
+    config = WrapperConfig(n_questions=1, plan_depth=2, plan_temperature=temperature, probes=False)
+    wrapper = SlateActionWrapper(env, ranker, config)
     check_env(wrapper, warn=False)
     assert wrapper.observation_space["question_feats"].shape == (1, len(QUESTION_FEATURES) + 2)
     assert wrapper.observation_space["global"].shape == (len(GLOBAL_FEATURES) + 1,)
-    rule = LookaheadPolicy(ranker, 2)
+    rule = LookaheadPolicy(ranker, 2, temperature=temperature)
     pick, gain = plan_column("question_feats", "plan_pick"), plan_column("question_feats", "plan_gain")
     turns, agree, asked = 0, 0, 0
     for seed in range(25):
@@ -475,6 +478,11 @@ def test_plan_features_choose_what_lookahead_chooses() -> None:
 def test_plan_depth_needs_the_binary_setting_and_ranker_features(world: Catalog) -> None:
     with pytest.raises(WrapperError, match="plan_depth=0 must be an integer >= 1"):
         WrapperConfig(plan_depth=0)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), "warm", True):
+        with pytest.raises(WrapperError, match=r"plan_temperature: belief temperature .* must be a finite"):
+            WrapperConfig(plan_depth=2, plan_temperature=bad)  # type: ignore[arg-type]
+    with pytest.raises(WrapperError, match="set plan_depth too"):
+        WrapperConfig(plan_temperature=0.5)
     enumerated = make_env(catalog=world, split="valid", setting="multiple_choice")
     with pytest.raises(WrapperError, match="binary setting"):
         SlateActionWrapper(enumerated, PopularityRanker(world), WrapperConfig(plan_depth=2))

@@ -198,6 +198,25 @@ def test_lookahead_needs_a_depth_and_the_binary_setting(env) -> None:
         policy.act(multiple_choice)
 
 
+def test_lookahead_at_a_temperature_is_named_checked_and_changes_when_it_stops(truthful_env) -> None:
+    env = truthful_env
+    ranker = PopularityRanker(env.catalog)
+    for name in ("lookahead-2x3t0.01", "lookahead-2x1t100", "lookahead-3x2t1e-05"):
+        assert make_rule_policy(name, ranker).name == name  # the name round-trips
+    assert make_rule_policy("lookahead-2x3t1", ranker).name == "lookahead-2x3"
+    for bad in ("lookahead-2x3t0", "lookahead-2x3t0.0"):
+        with pytest.raises(CRSError, match=r"temperature 0\.0 must be a finite number > 0"):
+            make_rule_policy(bad, ranker)
+    with pytest.raises(CRSError, match="unknown rule policy"):
+        make_rule_policy("lookahead-2t0.5", ranker)  # the temperature follows xQ
+    indices = evaluation_indices(env.goals.n_goals, 40, 0)
+    sharp = summarize(evaluate(env, make_rule_policy("lookahead-2", ranker), indices, seed=0))
+    flat = summarize(evaluate(env, make_rule_policy("lookahead-2x1t100", ranker), indices, seed=0))
+    # popularity counts are far apart at T = 1; at T = 100 the belief is nearly flat, so recommending
+    # finds little of it and the search keeps asking
+    assert flat["AT"].mean > sharp["AT"].mean + 2.0
+
+
 def test_lookahead_with_q_questions_asks_one_of_the_rankers_q_best(truthful_env) -> None:
     import numpy as np
 
