@@ -538,6 +538,11 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
             ("planned features", settings.wrapper.plan_depth is not None),
         )
     )
+    if settings.wrapper.plan_depth is not None:
+        switches += (
+            f" (a depth-{settings.wrapper.plan_depth} search, belief temperature "
+            f"{settings.wrapper.plan_temperature:g})"
+        )
     rows = "\n".join(
         f"| {label} | {m['SR@15'].mean:.3f} [{m['SR@15'].low:.3f}, {m['SR@15'].high:.3f}] "
         f"| {m['AT'].mean:.2f} | {m['hDCG'].mean:.3f} |"

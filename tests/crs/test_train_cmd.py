@@ -318,6 +318,8 @@ def test_plan_depth_trains_a_policy_that_reads_the_search_and_needs_the_binary_s
     assert recorded["plan_depth"] == 2 and recorded["plan_temperature"] == 0.5
     policy = load_trained_policy(tmp_path / "plan", load_catalog("persona_world", seed=0, **WORLD))
     assert policy.wrapper_config.plan_depth == 2 and policy.wrapper_config.plan_temperature == 0.5
+    card = (tmp_path / "plan" / "MODEL_CARD.md").read_text()
+    assert "planned features on (a depth-2 search, belief temperature 0.5)" in card
     env = make_env(catalog=load_catalog("persona_world", seed=0, **WORLD), split="test", setting="binary")
     records = evaluate(env, policy, evaluation_indices(env.goals.n_goals, 4, 0), seed=0)
     assert len(records) == 4
