@@ -17,12 +17,12 @@ import argparse
 
 import numpy as np
 
-from crs.app.evaluation import EvalSpec, build_evaluation
+from crs.app.evaluation import EvalSpec
 from envs.answer_search import log_belief
 from envs.registry import make_env
 from envs.rollout import episode_seed, evaluation_indices
 from policies.content_profile import profile_holdout
-from policies.rules import RulePolicy
+from policies.rankers import build_ranker
 
 TEMPERATURES = (1.0, 0.3, 0.1, 0.05, 0.03, 0.02, 0.015, 0.01, 0.007, 0.005, 0.003)
 
@@ -40,17 +40,18 @@ def main() -> None:
     parser.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
     args = parser.parse_args()
 
-    spec = EvalSpec.of(policy="ask-1", dataset=args.dataset, ranker=args.ranker, split=args.split)
-    env, policy, _, _ = build_evaluation(spec)
-    assert isinstance(policy, RulePolicy) and policy.ranker is not None
-    ranker = policy.ranker
+    spec = EvalSpec.of(dataset=args.dataset, ranker=args.ranker, split=args.split)
+    catalog = spec.dataset_spec().load()
+    ranker = build_ranker(args.ranker, catalog, spec.data_dir)
     split = args.split
     if args.holdout:
-        held_out = profile_holdout(env.catalog)
+        held_out = profile_holdout(catalog)
         if held_out is None:
             parser.error(f"{args.dataset} pre-trains on train: its whole valid split is held out")
-        env = make_env(catalog=env.catalog, split="valid", goal_interactions=held_out)
+        env = make_env(catalog=catalog, split="valid", goal_interactions=held_out)
         split = "valid hold-out"
+    else:
+        env = make_env(catalog=catalog, split=split)
     totals = np.zeros(len(args.temperatures))
     scored = excluded = 0
     for index in evaluation_indices(env.goals.n_goals, args.episodes, args.seed):
