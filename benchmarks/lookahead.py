@@ -2,9 +2,9 @@
 
 `policies.rules.LookaheadPolicy` asks ask-N's question or shows ask-N's slate each turn, whichever a
 depth-D search of the answers values more under the ranker's belief. This plays ask-{--reference} and
-lookahead-DxQ for each D in --depths and Q in --questions on the same conversations and prints each
-one's metrics, its SR@15 paired with ask-{--reference} (95% bootstrap CI over conversations) and its
-run time.
+lookahead-DxQtT for each D in --depths, Q in --questions and T in --temperatures on the same
+conversations and prints each one's metrics, its SR@15 paired with ask-{--reference} (95% bootstrap
+CI over conversations) and its run time.
 
 --holdout plays the valid interactions that the tag profiles (and the popularity prior) left out, the
 conversations `crs train` validates on with such a ranker on Yelp* (its test split stays untouched).
@@ -41,6 +41,9 @@ def main() -> None:
         "--questions", type=int, nargs="+", default=[1], help="Q values: lookahead-DxQ weighs Q questions"
     )
     parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=[1.0], help="the belief's T values (lookahead-DxQtT)"
+    )
+    parser.add_argument(
         "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
     )
     args = parser.parse_args()
@@ -66,7 +69,12 @@ def main() -> None:
     assert isinstance(reference, AskThenRecommendPolicy)
     policies: list[RulePolicy] = [
         reference,
-        *(LookaheadPolicy(reference.ranker, d, q) for d in args.depths for q in args.questions),
+        *(
+            LookaheadPolicy(reference.ranker, d, q, t)
+            for d in args.depths
+            for q in args.questions
+            for t in args.temperatures
+        ),
     ]
     print(f"{args.dataset} {split}, {args.ranker}: {len(indices)} conversations (seed {args.seed})")
     first: np.ndarray | None = None
