@@ -69,7 +69,8 @@ RankerOption = Annotated[
         "pretrain` artifact dir (persona x aspect explanations); uniform or an artifact followed by "
         "+profile adds each user's tag profile (how much an item's aspects look like their history; "
         "+profile:W weighs it W, default 0.1); then +pop adds an item popularity prior (+pop:W, "
-        "default 0.01); "
+        "default 0.01); then +open the binary opening's likelihood, favouring items with fewer aspects "
+        "(+open:W, default 0.005); "
         "then +split asks the question that halves the consistent candidates (e.g. "
         "uniform+profile+pop+split); a final @T divides an artifact's learned preferences by T (e.g. "
         "DIR+split@4). Default: transe on lastfm, popularity elsewhere.",

@@ -26,7 +26,8 @@ def train_command(
         help='Fixed ranker: "popularity", "uniform" (no preferences), "transe" (LastFM), "pretrain" '
         "(pre-train one into the run), or a `crs pretrain` artifact path; after uniform, pretrain or an "
         "artifact, +profile (or +profile:W, weight W) adds the users' tag profiles, +pop (or +pop:W) an "
-        "item popularity prior, then +split asks splitting questions (uniform+profile+pop+split), a final "
+        "item popularity prior, +open (or +open:W) the opening's likelihood, then +split asks splitting "
+        "questions (uniform+profile+pop+split), a final "
         "@T tempers the learned preferences (DIR+split@4). "
         "Default: pretrain on the persona world, else the dataset's default.",
     ),

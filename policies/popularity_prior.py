@@ -7,7 +7,7 @@ where n_v counts item v among the interactions `crs pretrain` learns from with t
 one, else (Yelp*) ``valid`` minus the seeded hold-out that pre-training validates on. So the hold-out
 stays unseen, and `crs train` converses only about it there.
 
-It enters a persona ranker's item score for every user alike (`PersonaRanker.with_popularity`, a ranker
+It enters a persona ranker's item score for every user alike (`PersonaRanker.with_item_prior`, a ranker
 name's ``+pop``). With the default `POPULARITY_WEIGHT` it is small beside the dialogue's rules (a
 rejected aspect costs 5): it orders what the answers and the tag profile leave nearly tied, so that of
 two items equally consistent with the dialogue the one more people chose comes first. On Yelp* binary,
@@ -25,7 +25,7 @@ from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 POPULARITY_WEIGHT: float = 0.01
-"""The prior's weight in a persona ranker's item score (`PersonaRanker.with_popularity`).
+"""The prior's weight in a persona ranker's item score (`PersonaRanker.with_item_prior`).
 
 Chosen on Yelp*'s pre-training hold-out (valid interactions no profile or count saw) with ask-10 over
 ``uniform+profile+pop+split`` (BENCHMARKS.md, "A popularity prior")."""

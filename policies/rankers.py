@@ -18,14 +18,16 @@ aspects look like those of the user's pre-training items (`policies.content_prof
 `PROFILE_WEIGHT`), e.g. ``DIR+profile:20@20`` for an artifact whose preferences are divided by 20 and
 whose profile then weighs 1. It may then end in ``+pop`` (`POPULARITY_SUFFIX`): each item's score gains
 an item popularity prior, weight · log(1 + how often the pre-training interactions hold it)
-(`policies.popularity_prior`, `PersonaRanker.with_popularity`); ``+pop:W`` sets its weight W (default
-`POPULARITY_WEIGHT`), e.g. ``uniform+profile+pop``. It may end in ``+split`` (`SPLIT_SUFFIX`,
-after ``+profile`` and ``+pop``): it then asks the question whose answer splits the consistent candidates
-most evenly instead of the aspect the wanted item most likely has (`PersonaRanker.with_questions`). It
-may also end in ``@T`` (`TEMPERATURE_MARK`, at the very end), a number above 0: its learned
-preferences (and profile and prior) are divided by T, its rejection rules kept
-(`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``. A name is written in
-that order (`RankerSpec.name`).
+(`policies.popularity_prior`, `PersonaRanker.with_item_prior`); ``+pop:W`` sets its weight W (default
+`POPULARITY_WEIGHT`), e.g. ``uniform+profile+pop``. It may then end in ``+open`` (`OPENING_SUFFIX`):
+each item's score gains the likelihood of the binary setting's opening, −weight · log(how many aspects
+the item holds) (`policies.opening_prior`); ``+open:W`` sets its weight W (default `OPENING_WEIGHT`).
+It may end in ``+split`` (`SPLIT_SUFFIX`, after ``+profile``, ``+pop`` and ``+open``): it then asks
+the question whose answer splits the consistent candidates most evenly instead of the aspect the wanted
+item most likely has (`PersonaRanker.with_questions`). It may also end in ``@T`` (`TEMPERATURE_MARK`,
+at the very end), a number above 0: its learned preferences (and profile and priors) are divided by T,
+its rejection rules kept (`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``.
+A name is written in that order (`RankerSpec.name`).
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -42,6 +44,7 @@ from typing import Literal
 from envs.ranker import PreferenceRanker
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
 from policies.content_profile import DEFAULT_SPLIT, PROFILE_WEIGHT, ContentProfile
+from policies.opening_prior import OPENING_WEIGHT, opening_prior
 from policies.popularity_prior import POPULARITY_WEIGHT, popularity_prior
 from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
@@ -52,8 +55,9 @@ RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "arti
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
 PERSONA_KINDS: tuple[RankerKind, ...] = ("uniform", "pretrain", "artifact")  # build a `PersonaRanker`
 PROFILE_SUFFIX = "+profile"  # a persona ranker with the users' tag profiles (module docstring)
-WEIGHT_MARK = ":"  # "+profile:W" / "+pop:W": the profile's or prior's weight W (module docstring)
+WEIGHT_MARK = ":"  # "+profile:W" / "+pop:W" / "+open:W": the profile's or a prior's weight W
 POPULARITY_SUFFIX = "+pop"  # a persona ranker with an item popularity prior (module docstring)
+OPENING_SUFFIX = "+open"  # a persona ranker with the opening's likelihood (module docstring)
 SPLIT_SUFFIX = "+split"  # a persona ranker asking splitting questions (module docstring)
 TEMPERATURE_MARK = "@"  # "<ranker>@T": a persona ranker with tempered preferences (module docstring)
 KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artifact")
@@ -65,7 +69,8 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+split', then '@T')"
+    "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split', "
+    "then '@T')"
 )
 
 
@@ -88,6 +93,9 @@ class RankerSpec:
         popularity_weight: The weight of a persona ranker's item popularity prior; 0 for none (named
             with `POPULARITY_SUFFIX`, and `WEIGHT_MARK` and W unless it is `POPULARITY_WEIGHT`);
             divided by T like the preferences.
+        opening_weight: The weight of a persona ranker's opening likelihood (`policies.opening_prior`);
+            0 for none (named with `OPENING_SUFFIX`, and `WEIGHT_MARK` and W unless it is
+            `OPENING_WEIGHT`); divided by T like the preferences.
     """
 
     kind: RankerKind
@@ -97,6 +105,7 @@ class RankerSpec:
     profile: bool = False
     profile_weight: float = PROFILE_WEIGHT
     popularity_weight: float = 0.0
+    opening_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -132,6 +141,16 @@ class RankerSpec:
                 f"ranker {self.kind!r} cannot add a popularity prior ({POPULARITY_SUFFIX}): only a persona "
                 f"ranker can, one of {PERSONA_KINDS}"
             )
+        if not (math.isfinite(self.opening_weight) and self.opening_weight >= 0):
+            raise CRSError(
+                f"opening weight {self.opening_weight!r} must be a finite number >= 0 (0: no prior), "
+                f"e.g. {OPENING_SUFFIX}{WEIGHT_MARK}{OPENING_WEIGHT}"
+            )
+        if self.opening_weight and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} cannot add the opening's likelihood ({OPENING_SUFFIX}): only a "
+                f"persona ranker can, one of {PERSONA_KINDS}"
+            )
         if self.profile_weight != PROFILE_WEIGHT and not self.profile:
             raise ValueError(f"a profile weight ({self.profile_weight}) needs profile=True")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -152,22 +171,22 @@ class RankerSpec:
 
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
-                `PROFILE_SUFFIX`, `POPULARITY_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK` after a ranker
+                `PROFILE_SUFFIX`, `POPULARITY_SUFFIX`, `OPENING_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK`
+                after a ranker
                 that is not a persona ranker, a weight W or a T that is not a finite number above 0.
         """
         if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
             return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
-        head, weight = _weighted_suffix(text, POPULARITY_SUFFIX)
+        head, weight = _prior_suffix_weight(text, "popularity", POPULARITY_SUFFIX, POPULARITY_WEIGHT)
         if head:
-            if weight and not float(weight) > 0:  # 0 would silently mean "no prior"
-                raise CRSError(
-                    f"popularity weight {weight!r} in {text!r} must be above 0, e.g. "
-                    f"{POPULARITY_SUFFIX}{WEIGHT_MARK}{POPULARITY_WEIGHT}"
-                )
-            return replace(cls.parse(head), popularity_weight=float(weight or POPULARITY_WEIGHT))
-        head, weight = _weighted_suffix(text, PROFILE_SUFFIX)
+            return replace(cls.parse(head), popularity_weight=weight)
+        head, weight = _prior_suffix_weight(text, "opening", OPENING_SUFFIX, OPENING_WEIGHT)
         if head:
-            return replace(cls.parse(head), profile=True, profile_weight=float(weight or PROFILE_WEIGHT))
+            return replace(cls.parse(head), opening_weight=weight)
+        head, profile_weight = _weighted_suffix(text, PROFILE_SUFFIX)
+        if head:
+            weight_of_profile = float(profile_weight or PROFILE_WEIGHT)
+            return replace(cls.parse(head), profile=True, profile_weight=weight_of_profile)
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
             return replace(cls.parse(head), temperature=float(tail))
@@ -214,12 +233,11 @@ class RankerSpec:
         profile = PROFILE_SUFFIX if self.profile else ""
         if self.profile_weight != PROFILE_WEIGHT:
             profile += WEIGHT_MARK + _number(self.profile_weight)
-        popularity = POPULARITY_SUFFIX if self.popularity_weight else ""
-        if self.popularity_weight not in (0.0, POPULARITY_WEIGHT):
-            popularity += WEIGHT_MARK + _number(self.popularity_weight)
+        popularity = _prior_suffix(POPULARITY_SUFFIX, self.popularity_weight, POPULARITY_WEIGHT)
+        opening = _prior_suffix(OPENING_SUFFIX, self.opening_weight, OPENING_WEIGHT)
         split = SPLIT_SUFFIX if self.questions == "split" else ""
         tempered = TEMPERATURE_MARK + _number(self.temperature) if self.temperature != 1.0 else ""
-        return profile + popularity + split + tempered
+        return profile + popularity + opening + split + tempered
 
     @property
     def recordable(self) -> bool:
@@ -270,7 +288,8 @@ class RankerSpec:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
         files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
-        by themselves; each with `PROFILE_SUFFIX` (and its weight) when it adds tag profiles,
+        by themselves; each with `PROFILE_SUFFIX` (and its weight) when it adds tag profiles, its
+        priors' suffixes (and weights),
         `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK` and T when it is tempered."""
         return self._identity() + self._suffix
 
@@ -296,16 +315,18 @@ class RankerSpec:
                 a dataset other than LastFM, a missing or bad file or artifact.
         """
         ranker = self._build(catalog, data_dir)
-        plain = not (self.profile or self.popularity_weight)
+        plain = not (self.profile or self.popularity_weight or self.opening_weight)
         if self.questions == "likely" and self.temperature == 1.0 and plain:
             return ranker
         assert isinstance(ranker, PersonaRanker)  # __post_init__: only persona kinds
-        if not plain:
+        if self.profile or self.popularity_weight:
             split = self._pretraining_split()
             if self.profile:
                 ranker = ranker.with_profile(ContentProfile.of(catalog, self.profile_weight, *split))
             if self.popularity_weight:
-                ranker = ranker.with_popularity(popularity_prior(catalog, self.popularity_weight, *split))
+                ranker = ranker.with_item_prior(popularity_prior(catalog, self.popularity_weight, *split))
+        if self.opening_weight:
+            ranker = ranker.with_item_prior(opening_prior(catalog, self.opening_weight))
         return ranker.with_questions(self.questions).with_temperature(self.temperature)
 
     def _pretraining_split(self) -> tuple[int, float, str]:
@@ -355,6 +376,29 @@ def _weighted_suffix(text: str, suffix: str) -> tuple[str, str]:
     if mark and head and (not tail or (weight_mark == WEIGHT_MARK and _is_number(weight))):
         return head, weight
     return "", ""
+
+
+def _prior_suffix_weight(text: str, prior: str, suffix: str, default: float) -> tuple[str, float]:
+    """(head, W) when `text` is head + `suffix` (W `default`) or head + `suffix` + ":W"; ("", 0) otherwise.
+
+    Raises:
+        CRSError: W is 0 or below (0 would silently mean "no `prior` prior").
+    """
+    head, weight = _weighted_suffix(text, suffix)
+    if not head:
+        return "", 0.0
+    if weight and not float(weight) > 0:
+        raise CRSError(
+            f"{prior} weight {weight!r} in {text!r} must be above 0, e.g. {suffix}{WEIGHT_MARK}{default}"
+        )
+    return head, float(weight or default)
+
+
+def _prior_suffix(suffix: str, weight: float, default: float) -> str:
+    """`suffix` for a prior of `weight` ("" for 0), with `WEIGHT_MARK` and the weight unless `default`."""
+    if not weight:
+        return ""
+    return suffix if weight == default else suffix + WEIGHT_MARK + _number(weight)
 
 
 def _number(value: float) -> str:

@@ -52,9 +52,10 @@ A tag profile (`policies.content_profile`, a ranker name's ``+profile``): `with_
 a view whose base score of every item gains the user's profile score, weight · cos(profile_u, x_v), in
 the dialogue and in `full_scores` alike. It is part of the preference (a tempered view divides it by T
 too). The view keeps caches of its own, since its per-user base scores differ from the plain ranker's.
-An item popularity prior (`policies.popularity_prior`, a ranker name's ``+pop``): `with_popularity(prior)`
-returns a view whose base score of every item gains prior(v) = weight · log(1 + n_v), the same for every
-user, in the dialogue and in `full_scores`; tempered like the profile, with caches of its own.
+An item prior, the same for every user: `with_item_prior(prior)` returns a view whose base score of every
+item gains prior(v), in the dialogue and in `full_scores`; tempered like the profile, with caches of its
+own. Two are named: a popularity prior (`policies.popularity_prior`, a ranker name's ``+pop``),
+weight · log(1 + n_v), and the opening's likelihood (`policies.opening_prior`, ``+open``).
 """
 
 from __future__ import annotations
@@ -326,9 +327,10 @@ class PersonaRanker:
         view._scored = OrderedDict()
         return view
 
-    def with_popularity(self, prior: np.ndarray) -> PersonaRanker:
-        """A view of this ranker whose base score of every item gains `prior` (an item popularity prior,
-        `policies.popularity_prior`; module docstring), with per-user and per-dialogue caches of its own.
+    def with_item_prior(self, prior: np.ndarray) -> PersonaRanker:
+        """A view of this ranker whose base score of every item gains `prior` (the same for every user,
+        e.g. `policies.popularity_prior`; module docstring), with per-user and per-dialogue caches of its
+        own.
 
         Args:
             prior: Every item's prior, finite float64 of shape (I,).
@@ -339,8 +341,7 @@ class PersonaRanker:
         prior = np.asarray(prior, dtype=np.float64)
         if prior.shape != (self.n_items,) or not np.isfinite(prior).all():
             raise CRSError(
-                f"a popularity prior needs one finite number per item ({self.n_items}), got shape "
-                f"{prior.shape}"
+                f"an item prior needs one finite number per item ({self.n_items}), got shape {prior.shape}"
             )
         view = copy.copy(self)
         view._shared_item = self._shared_item + prior

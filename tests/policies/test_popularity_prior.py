@@ -43,7 +43,7 @@ def test_a_popularity_view_orders_the_items_the_dialogue_leaves_tied() -> None:
     catalog = chosen_catalog()
     plain = uniform_ranker(catalog)
     prior = popularity_prior(catalog)
-    view = plain.with_popularity(prior)
+    view = plain.with_item_prior(prior)
     items = np.arange(6)
     # items 0, 1, 2 and 5 hold aspect 0; the rejected aspect 2 is held by items 1, 4 and 5
     facts = DialogueFacts(user=0, accepted=np.array([0]), rejected=np.array([2]), rejected_items=np.array([]))
@@ -58,7 +58,7 @@ def test_a_popularity_view_orders_the_items_the_dialogue_leaves_tied() -> None:
     tempered = view.with_temperature(4.0)  # divided by T like every preference; the rules are not
     np.testing.assert_allclose(tempered.item_scores(facts, items) - before, prior / 4.0, atol=1e-12)
     with pytest.raises(CRSError, match="one finite number per item"):
-        plain.with_popularity(prior[:3])
+        plain.with_item_prior(prior[:3])
 
 
 def test_the_ranker_name_adds_a_prior_to_persona_rankers_only() -> None:
