@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from crs.app.evaluation import EvalSpec
-from envs.answer_search import log_belief
+from envs.belief_fit import FIT_TEMPERATURES, fit_temperature
 from envs.registry import make_env
-from envs.rollout import episode_seed, evaluation_indices
+from envs.rollout import evaluation_indices
 from policies.content_profile import profile_holdout
 from policies.rankers import build_ranker
-
-TEMPERATURES = (1.0, 0.3, 0.1, 0.05, 0.03, 0.02, 0.015, 0.01, 0.007, 0.005, 0.003)
 
 
 def main() -> None:
@@ -37,7 +33,7 @@ def main() -> None:
     parser.add_argument(
         "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
     )
-    parser.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
+    parser.add_argument("--temperatures", type=float, nargs="+", default=list(FIT_TEMPERATURES))
     args = parser.parse_args()
 
     spec = EvalSpec.of(dataset=args.dataset, ranker=args.ranker, split=args.split)
@@ -52,27 +48,15 @@ def main() -> None:
         split = "valid hold-out"
     else:
         env = make_env(catalog=catalog, split=split)
-    totals = np.zeros(len(args.temperatures))
-    scored = excluded = 0
-    for index in evaluation_indices(env.goals.n_goals, args.episodes, args.seed):
-        env.reset(seed=episode_seed(args.seed, int(index)), options={"goal_index": int(index)})
-        candidates = env.state.candidate_items()
-        target = int(env.user.targets[0])
-        position = int(np.searchsorted(candidates, target))
-        if position >= candidates.size or candidates[position] != target:
-            excluded += 1
-            continue
-        scores = ranker.item_scores(env.state.facts(), candidates)
-        totals += [log_belief(scores, t)[position] for t in args.temperatures]
-        scored += 1
+    indices = evaluation_indices(env.goals.n_goals, args.episodes, args.seed)
+    fit = fit_temperature(env, ranker, indices, args.seed, args.temperatures)
     print(
-        f"{args.dataset} {split}, {args.ranker}: {scored} conversations (seed {args.seed}); "
-        f"{excluded} whose opening excluded the target left out"
+        f"{args.dataset} {split}, {args.ranker}: {fit.scored} conversations (seed {args.seed}); "
+        f"{fit.excluded} whose opening excluded the target left out"
     )
-    means = totals / max(scored, 1)
-    for temperature, mean in zip(args.temperatures, means, strict=True):
+    for temperature, mean in zip(fit.temperatures, fit.log_likelihoods, strict=True):
         print(f"T {temperature:g}: mean log-likelihood of the target {mean:.3f}")
-    print(f"best T: {args.temperatures[int(np.argmax(means))]:g}")
+    print(f"best T: {fit.best:g}")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,13 @@ def train_command(
         None,
         "--plan-temperature",
         help="The search's belief temperature with --plan-depth (default 1; lower trusts the ranker's "
-        "order more; benchmarks/belief_temperature.py fits it on held-out targets).",
+        "order more; --fit-plan-temperature fits it instead).",
+    ),
+    fit_plan_temperature: bool = typer.Option(
+        False,
+        "--fit-plan-temperature",
+        help="With --plan-depth: fit the belief temperature to the training conversations' targets "
+        "before training (the one under which their openings' targets are likeliest) and record it.",
     ),
     config: Path | None = typer.Option(
         None,
@@ -170,6 +176,8 @@ def train_command(
         data["wrapper"] = {**data.get("wrapper", {}), "plan_depth": plan_depth}
     if plan_temperature is not None:
         data["wrapper"] = {**data.get("wrapper", {}), "plan_temperature": plan_temperature}
+    if fit_plan_temperature:
+        data["fit_plan_temperature"] = True
     settings = make_settings(data)
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)

@@ -2,8 +2,9 @@
 
 The belief about the target is the softmax of the ranker's item scores over the turn's candidates,
 divided by a temperature (1: the scores as they are; lower: sharper). A ranker's scores only order
-items, so their scale need not be a calibrated probability: ``benchmarks/belief_temperature.py``
-measures how well each temperature predicts real targets. A node of the search is a dialogue state the
+items, so their scale need not be a calibrated probability: `envs.belief_fit` measures how well each
+temperature predicts real targets (``benchmarks/belief_temperature.py``, ``crs train
+--fit-plan-temperature``). A node of the search is a dialogue state the
 belief allows, and its value is the belief's mass on the targets that would be found from it:
 
 - recommend from here on: the mass of the first k·r items of the node's ranking that its answers allow

@@ -541,7 +541,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
     if settings.wrapper.plan_depth is not None:
         switches += (
             f" (a depth-{settings.wrapper.plan_depth} search, belief temperature "
-            f"{settings.wrapper.plan_temperature:g})"
+            f"{settings.wrapper.plan_temperature:g}"
+            f"{', fitted on the training conversations' if settings.fit_plan_temperature else ''})"
         )
     rows = "\n".join(
         f"| {label} | {m['SR@15'].mean:.3f} [{m['SR@15'].low:.3f}, {m['SR@15'].high:.3f}] "

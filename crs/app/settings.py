@@ -128,6 +128,11 @@ class TrainSettings(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     wrapper: WrapperConfig = Field(default_factory=WrapperConfig)
+    fit_plan_temperature: bool = Field(
+        False,
+        description="fit wrapper.plan_temperature to the training conversations' targets before training "
+        "(envs.belief_fit); needs wrapper.plan_depth",
+    )
     imitation: ImitationConfig | None = Field(
         None, description="warm start: copy this rule before PPO (policies.rl.imitation); None = from scratch"
     )
@@ -229,6 +234,11 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
             f"bad training settings: wrapper.plan_depth={settings.wrapper.plan_depth} searches yes/no "
             f"answers, but {settings.dataset} trains in the {setting} setting: add setting: binary (or "
             f"--setting binary), or drop plan_depth"
+        )
+    if settings.fit_plan_temperature and settings.wrapper.plan_depth is None:
+        raise CRSError(
+            "bad training settings: fit_plan_temperature fits the belief of the search that "
+            "wrapper.plan_depth turns on: add plan_depth (or --plan-depth D), or drop it"
         )
     envs = settings.envs or max(os.cpu_count() or 1, MIN_DEFAULT_ENVS)
     ppo = replace(settings.ppo, **settings.ppo.resolved(envs))

@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from crs.common import (
     console,
     metrics_table,
 )
+from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summarize
 from envs.registry import make_env
@@ -52,6 +53,7 @@ from simulators.mcmipl import find_release
 
 # the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
 IMITATION_SEED_OFFSET = 7919
+FIT_CONVERSATIONS = 1000  # openings `--fit-plan-temperature` fits the belief temperature on
 
 
 def system_info() -> dict[str, Any]:
@@ -284,7 +286,6 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     )
     record.write(run_dir)
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
-    config = settings.rl_config()
     env_options = settings.env_options()
     train_rewards = Rewards(**settings.rewards)
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
@@ -302,6 +303,12 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
             goal_interactions=goal_interactions,
             **env_options,
         )
+
+    if settings.fit_plan_temperature:
+        settings = _fit_plan_temperature(settings, ranker, train_env(), show)
+        record = replace(record, settings=settings)
+        record.write(run_dir)
+    config = settings.rl_config()
 
     def test_env() -> ConversationEnv:
         return make_env(catalog=catalog, split="test", **env_options)
@@ -330,6 +337,23 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
         record,
         show,
     )
+
+
+def _fit_plan_temperature(
+    settings: TrainSettings, ranker: Any, env: ConversationEnv, show: bool
+) -> TrainSettings:
+    """`settings` with ``wrapper.plan_temperature`` fitted on `FIT_CONVERSATIONS` training conversations
+    (seeded by ``seed + 2``, apart from validation's ``seed + 1``; `envs.belief_fit`)."""
+    indices = evaluation_indices(env.goals.n_goals, FIT_CONVERSATIONS, settings.seed + 2)
+    fit = fit_temperature(env, ranker, indices, settings.seed + 2)
+    if show:
+        best = fit.log_likelihoods[fit.temperatures.index(fit.best)]
+        console.print(
+            f"fitted the plan's belief temperature: T {fit.best:g} (the target's mean log-likelihood "
+            f"{best:.3f} over {fit.scored:,} training openings; {fit.excluded} excluded their target)"
+        )
+    wrapper = replace(settings.wrapper, plan_temperature=fit.best)
+    return settings.model_copy(update={"wrapper": wrapper})
 
 
 def _learn(prepared: _Prepared, resume: bool) -> _Session:

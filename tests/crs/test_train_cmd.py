@@ -11,10 +11,12 @@ import yaml
 from typer.testing import CliRunner
 
 from crs.app.settings import RULE_BASELINES, make_settings
-from crs.app.training import run_training
+from crs.app.training import FIT_CONVERSATIONS, run_training
 from crs.cli import app
 from envs import make_env
+from envs.belief_fit import fit_temperature
 from envs.rollout import evaluate, evaluation_indices
+from policies.rankers import build_ranker
 from policies.rl import load_trained_policy
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
@@ -325,3 +327,28 @@ def test_plan_depth_trains_a_policy_that_reads_the_search_and_needs_the_binary_s
     assert len(records) == 4
     refused = runner.invoke(app, ["train", "--plan-depth", "2", "--print-config"])  # the world's own setting
     assert refused.exit_code != 0 and "setting: binary" in refused.output
+
+
+def test_fit_plan_temperature_records_the_temperature_the_training_openings_like_best(tmp_path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump({**TINY, "setting": "binary", "imitation": None, "baselines": ["ask-4"], "steps": 64})
+    )
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "fit"]
+    result = runner.invoke(app, [*args, "--plan-depth", "2", "--fit-plan-temperature"])
+    assert result.exit_code == 0, result.output
+    settings = yaml.safe_load((tmp_path / "fit" / "config.yaml").read_text())["settings"]
+    catalog = load_catalog("persona_world", seed=0, **WORLD)
+    env = make_env(catalog=catalog, split="valid", setting="binary")  # popularity: all valid goals
+    indices = evaluation_indices(env.goals.n_goals, FIT_CONVERSATIONS, 2)  # seed 0 + 2
+    fit = fit_temperature(env, build_ranker("popularity", catalog), indices, 2)
+    assert fit.best != 1.0  # else a run that ignored the fit would pass
+    assert settings["fit_plan_temperature"] and settings["wrapper"]["plan_temperature"] == fit.best
+    assert f"fitted the plan's belief temperature: T {fit.best:g}" in result.output
+    policy = load_trained_policy(tmp_path / "fit", catalog)
+    assert policy.wrapper_config.plan_temperature == fit.best
+    card = (tmp_path / "fit" / "MODEL_CARD.md").read_text()
+    assert f"belief temperature {fit.best:g}, fitted on the training conversations" in card
+    refused = runner.invoke(app, [*args[:3], "--fit-plan-temperature", "--print-config"])  # no plan_depth
+    assert refused.exit_code != 0
+    assert "fit_plan_temperature" in refused.output and "plan_depth" in refused.output

@@ -1,4 +1,4 @@
-"""The search's belief: softmax(scores / temperature), and the temperature's checks."""
+"""The search's belief: softmax(scores / temperature), the temperature's checks, and its fit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from envs.answer_search import log_belief
+from envs.belief_fit import FIT_TEMPERATURES, fit_temperature
+from envs.registry import make_env
+from envs.rollout import episode_seed
+from policies.rankers import build_ranker
 from simulators.errors import CRSError
+from tests.envs.conftest import tiny_catalog
 
 
 def test_the_belief_is_the_softmax_of_the_scores_over_the_temperature() -> None:
@@ -25,3 +30,23 @@ def test_the_belief_is_the_softmax_of_the_scores_over_the_temperature() -> None:
 def test_a_temperature_must_be_a_finite_number_above_zero(bad: object) -> None:
     with pytest.raises(CRSError, match="must be a finite number > 0"):
         log_belief(np.zeros(3), bad)  # type: ignore[arg-type]
+
+
+def test_fitting_the_temperature_trusts_a_ranker_that_puts_the_target_first() -> None:
+    """On the tiny catalogue user 0 chose item 2 in train and wants it in test: the tag profile ranks it
+    first, so the sharpest belief is the likeliest; with no preferences every candidate ties and every
+    temperature gives the target 1 / (candidates) exactly."""
+    catalog = tiny_catalog()
+    env = make_env(catalog=catalog, split="test", setting="binary")
+    profile = fit_temperature(env, build_ranker("uniform+profile", catalog), [0], seed=3)
+    assert profile.scored == 1 and profile.excluded == 0
+    assert list(profile.log_likelihoods) == sorted(profile.log_likelihoods)  # FIT_TEMPERATURES descend
+    assert profile.best == min(FIT_TEMPERATURES) and profile.log_likelihoods[-1] > -0.05
+    flat = fit_temperature(env, build_ranker("uniform", catalog), [0], seed=3, temperatures=(1.0, 0.01))
+    env.reset(seed=episode_seed(3, 0), options={"goal_index": 0})
+    expected = -np.log(env.state.n_candidates)
+    assert flat.log_likelihoods == pytest.approx((expected, expected)) and flat.best == 1.0
+    with pytest.raises(CRSError, match="at least one temperature"):
+        fit_temperature(env, build_ranker("uniform", catalog), [0], seed=3, temperatures=())
+    with pytest.raises(CRSError, match="must be a finite number > 0"):
+        fit_temperature(env, build_ranker("uniform", catalog), [0], seed=3, temperatures=(0.0,))
