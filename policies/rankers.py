@@ -131,26 +131,8 @@ class RankerSpec:
                 f"profile weight {self.profile_weight!r} must be a finite number above 0, e.g. "
                 f"{PROFILE_SUFFIX}{WEIGHT_MARK}1"
             )
-        if not (math.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
-            raise CRSError(
-                f"popularity weight {self.popularity_weight!r} must be a finite number >= 0 (0: no prior), "
-                f"e.g. {POPULARITY_SUFFIX}{WEIGHT_MARK}{POPULARITY_WEIGHT}"
-            )
-        if self.popularity_weight and self.kind not in PERSONA_KINDS:
-            raise CRSError(
-                f"ranker {self.kind!r} cannot add a popularity prior ({POPULARITY_SUFFIX}): only a persona "
-                f"ranker can, one of {PERSONA_KINDS}"
-            )
-        if not (math.isfinite(self.opening_weight) and self.opening_weight >= 0):
-            raise CRSError(
-                f"opening weight {self.opening_weight!r} must be a finite number >= 0 (0: no prior), "
-                f"e.g. {OPENING_SUFFIX}{WEIGHT_MARK}{OPENING_WEIGHT}"
-            )
-        if self.opening_weight and self.kind not in PERSONA_KINDS:
-            raise CRSError(
-                f"ranker {self.kind!r} cannot add the opening's likelihood ({OPENING_SUFFIX}): only a "
-                f"persona ranker can, one of {PERSONA_KINDS}"
-            )
+        self._check_prior("popularity", self.popularity_weight, POPULARITY_SUFFIX, POPULARITY_WEIGHT)
+        self._check_prior("opening", self.opening_weight, OPENING_SUFFIX, OPENING_WEIGHT)
         if self.profile_weight != PROFILE_WEIGHT and not self.profile:
             raise ValueError(f"a profile weight ({self.profile_weight}) needs profile=True")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -162,6 +144,19 @@ class RankerSpec:
             raise CRSError(
                 f"ranker {self.kind!r} has no learned preferences to temper ({TEMPERATURE_MARK}T): only a "
                 f"persona ranker has, one of {PERSONA_KINDS}"
+            )
+
+    def _check_prior(self, prior: str, weight: float, suffix: str, default: float) -> None:
+        """Raise a CRSError unless `weight` is a finite number >= 0, and 0 unless a persona ranker."""
+        if not (math.isfinite(weight) and weight >= 0):
+            raise CRSError(
+                f"{prior} weight {weight!r} must be a finite number >= 0 (0: no prior), e.g. "
+                f"{suffix}{WEIGHT_MARK}{default}"
+            )
+        if weight and self.kind not in PERSONA_KINDS:
+            raise CRSError(
+                f"ranker {self.kind!r} cannot add the {prior} prior ({suffix}): only a persona ranker can, "
+                f"one of {PERSONA_KINDS}"
             )
 
     @classmethod
