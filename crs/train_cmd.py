@@ -177,6 +177,11 @@ def train_command(
     if plan_temperature is not None:
         data["wrapper"] = {**data.get("wrapper", {}), "plan_temperature": plan_temperature}
     if fit_plan_temperature:
+        if plan_temperature is not None:
+            raise CRSError(
+                f"--plan-temperature {plan_temperature:g} sets the belief temperature and "
+                "--fit-plan-temperature fits one: pass one of them"
+            )
         data["fit_plan_temperature"] = True
     settings = make_settings(data)
     if print_config:

@@ -130,8 +130,8 @@ class TrainSettings(BaseModel):
     wrapper: WrapperConfig = Field(default_factory=WrapperConfig)
     fit_plan_temperature: bool = Field(
         False,
-        description="fit wrapper.plan_temperature to the training conversations' targets before training "
-        "(envs.belief_fit); needs wrapper.plan_depth",
+        description="fit wrapper.plan_temperature to the training conversations' targets before training, "
+        "in place of any given (envs.belief_fit); needs wrapper.plan_depth",
     )
     imitation: ImitationConfig | None = Field(
         None, description="warm start: copy this rule before PPO (policies.rl.imitation); None = from scratch"

@@ -352,3 +352,6 @@ def test_fit_plan_temperature_records_the_temperature_the_training_openings_like
     refused = runner.invoke(app, [*args[:3], "--fit-plan-temperature", "--print-config"])  # no plan_depth
     assert refused.exit_code != 0
     assert "fit_plan_temperature" in refused.output and "plan_depth" in refused.output
+    both_flags = ["--plan-depth", "2", "--plan-temperature", "0.5", "--fit-plan-temperature"]
+    both = runner.invoke(app, [*args, *both_flags])
+    assert both.exit_code != 0 and "pass one of them" in both.output
