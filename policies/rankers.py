@@ -24,7 +24,9 @@ each item's score gains the likelihood of the binary setting's opening, −weigh
 the item holds) (`policies.opening_prior`); ``+open:W`` sets its weight W (default `OPENING_WEIGHT`).
 It may end in ``+split`` (`SPLIT_SUFFIX`, after ``+profile``, ``+pop`` and ``+open``): it then asks
 the question whose answer splits the consistent candidates most evenly instead of the aspect the wanted
-item most likely has (`PersonaRanker.with_questions`). It may also end in ``@T`` (`TEMPERATURE_MARK`,
+item most likely has (`PersonaRanker.with_questions`); ``+split:T`` weighs the candidates by
+softmax(scores / T) when it splits them (T < 1: by what the ranker finds likely; the slates keep its
+order). It may also end in ``@T`` (`TEMPERATURE_MARK`,
 at the very end), a number above 0: its learned preferences (and profile and priors) are divided by T,
 its rejection rules kept (`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``.
 A name is written in that order (`RankerSpec.name`).
@@ -70,7 +72,7 @@ CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` ar
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
     "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split', "
-    "then '@T')"
+    "then '+split' or '+split:T', then '@T')"
 )
 
 
@@ -84,6 +86,8 @@ class RankerSpec:
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
         questions: How a persona ranker scores questions, one of `QUESTION_RULES` ("split": named
             with `SPLIT_SUFFIX`).
+        question_temperature: What splitting questions divide the item scores by before they weigh the
+            candidates (not 1: named with `WEIGHT_MARK` and T after `SPLIT_SUFFIX`).
         temperature: What a persona ranker's learned preferences are divided by (not 1: named with
             `TEMPERATURE_MARK`).
         profile: Whether a persona ranker adds the users' tag profiles to its item scores (named with
@@ -106,6 +110,7 @@ class RankerSpec:
     profile_weight: float = PROFILE_WEIGHT
     popularity_weight: float = 0.0
     opening_weight: float = 0.0
+    question_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -121,6 +126,13 @@ class RankerSpec:
                 f"ranker {self.kind!r} cannot ask splitting questions ({SPLIT_SUFFIX}): only a persona "
                 f"ranker can, one of {PERSONA_KINDS}"
             )
+        if not (math.isfinite(self.question_temperature) and self.question_temperature > 0):
+            raise CRSError(
+                f"question temperature {self.question_temperature!r} must be a finite number above 0, "
+                f"e.g. {SPLIT_SUFFIX}{WEIGHT_MARK}0.03"
+            )
+        if self.question_temperature != 1.0 and self.questions != "split":
+            raise ValueError(f"a question temperature ({self.question_temperature}) needs questions='split'")
         if self.profile and self.kind not in PERSONA_KINDS:
             raise CRSError(
                 f"ranker {self.kind!r} cannot add tag profiles ({PROFILE_SUFFIX}): only a persona ranker "
@@ -170,12 +182,13 @@ class RankerSpec:
                 after a ranker
                 that is not a persona ranker, a weight W or a T that is not a finite number above 0.
         """
-        if text.endswith(SPLIT_SUFFIX) and len(text) > len(SPLIT_SUFFIX):
-            return replace(cls.parse(text[: -len(SPLIT_SUFFIX)]), questions="split")
-        head, weight = _prior_suffix_weight(text, "popularity", POPULARITY_SUFFIX, POPULARITY_WEIGHT)
+        head, weight = _positive_suffix(text, SPLIT_SUFFIX, "question temperature", 1.0)
+        if head:
+            return replace(cls.parse(head), questions="split", question_temperature=weight)
+        head, weight = _positive_suffix(text, POPULARITY_SUFFIX, "popularity weight", POPULARITY_WEIGHT)
         if head:
             return replace(cls.parse(head), popularity_weight=weight)
-        head, weight = _prior_suffix_weight(text, "opening", OPENING_SUFFIX, OPENING_WEIGHT)
+        head, weight = _positive_suffix(text, OPENING_SUFFIX, "opening weight", OPENING_WEIGHT)
         if head:
             return replace(cls.parse(head), opening_weight=weight)
         head, profile_weight = _weighted_suffix(text, PROFILE_SUFFIX)
@@ -231,6 +244,8 @@ class RankerSpec:
         popularity = _prior_suffix(POPULARITY_SUFFIX, self.popularity_weight, POPULARITY_WEIGHT)
         opening = _prior_suffix(OPENING_SUFFIX, self.opening_weight, OPENING_WEIGHT)
         split = SPLIT_SUFFIX if self.questions == "split" else ""
+        if self.question_temperature != 1.0:
+            split += WEIGHT_MARK + _number(self.question_temperature)
         tempered = TEMPERATURE_MARK + _number(self.temperature) if self.temperature != 1.0 else ""
         return profile + popularity + opening + split + tempered
 
@@ -322,7 +337,9 @@ class RankerSpec:
                 ranker = ranker.with_item_prior(popularity_prior(catalog, self.popularity_weight, *split))
         if self.opening_weight:
             ranker = ranker.with_item_prior(opening_prior(catalog, self.opening_weight))
-        return ranker.with_questions(self.questions).with_temperature(self.temperature)
+        return ranker.with_questions(self.questions, self.question_temperature).with_temperature(
+            self.temperature
+        )
 
     def _pretraining_split(self) -> tuple[int, float, str]:
         """The (seed, hold-out fraction, hold-out unit) of the interactions that the tag profiles and the
@@ -373,19 +390,17 @@ def _weighted_suffix(text: str, suffix: str) -> tuple[str, str]:
     return "", ""
 
 
-def _prior_suffix_weight(text: str, prior: str, suffix: str, default: float) -> tuple[str, float]:
+def _positive_suffix(text: str, suffix: str, what: str, default: float) -> tuple[str, float]:
     """(head, W) when `text` is head + `suffix` (W `default`) or head + `suffix` + ":W"; ("", 0) otherwise.
 
     Raises:
-        CRSError: W is 0 or below (0 would silently mean "no `prior` prior").
+        CRSError: W, `what`, is 0 or below (for a prior's weight 0 would silently mean "no prior").
     """
     head, weight = _weighted_suffix(text, suffix)
     if not head:
         return "", 0.0
     if weight and not float(weight) > 0:
-        raise CRSError(
-            f"{prior} weight {weight!r} in {text!r} must be above 0, e.g. {suffix}{WEIGHT_MARK}{default}"
-        )
+        raise CRSError(f"{what} {weight!r} in {text!r} must be above 0, e.g. {suffix}{WEIGHT_MARK}{default}")
     return head, float(weight or default)
 
 

@@ -35,7 +35,10 @@ Yelp* binary T 4 lifts ask-12 with splitting questions by +0.053 SR@15 (`benchma
 `full_scores` (offline Recall/NDCG) ignores T.
 With ``with_questions("split")`` the aspect score is instead the binary entropy (nats) of that mass m,
 ``−m log m − (1 − m) log(1 − m)``: the question whose answer splits the consistent items most evenly
-(SCPR's rule, under the ranker's belief), with the same affinity tie-break.
+(SCPR's rule, under the ranker's belief), with the same affinity tie-break. ``with_questions("split",
+T)`` weighs the consistent items by softmax(item scores / T) instead: a sharper belief (T < 1) splits what
+the ranker finds likely, and its rejection rules then all but exclude the items they penalise, while the
+slates keep the ranker's order.
 
 Learned aspect weights (a persona memory's, `policies.memory`, #16): `with_aspect_weights(user, W)`
 returns a shallow-copy view in which one user's per-persona aspect weights W (K, A) shift that user's
@@ -130,6 +133,7 @@ class PersonaRanker:
     _aspect_weights: _AspectWeights | None = None
     _adjusted: _UserCache | None = None
     questions: str = "likely"  # how aspects are scored, one of QUESTION_RULES (`with_questions`)
+    question_temperature: float = 1.0  # the "split" mass is of softmax(item scores / it) (`with_questions`)
     temperature: float = 1.0  # the preference part of item scores is divided by it (`with_temperature`)
     profile: ContentProfile | None = None  # a tag profile added to every item's base score (`with_profile`)
 
@@ -279,19 +283,26 @@ class PersonaRanker:
         view._aspect_weights = _AspectWeights(int(user), values, token)
         return view
 
-    def with_questions(self, questions: str) -> PersonaRanker:
+    def with_questions(self, questions: str, temperature: float = 1.0) -> PersonaRanker:
         """A view of this ranker that scores questions by `questions`, one of `QUESTION_RULES`
         ("likely": the aspect the wanted item most likely has; "split": the one whose answer splits the
-        consistent items most evenly; module docstring). Item scores are unchanged; a shallow copy that
-        shares every cache (aspect scores are kept per rule).
+        consistent items most evenly, weighted by softmax(item scores / `temperature`); module
+        docstring). Item scores are unchanged; a shallow copy that shares every cache (aspect scores are
+        kept per rule and temperature).
 
         Raises:
-            CRSError: `questions` is not one of `QUESTION_RULES`.
+            CRSError: `questions` is not one of `QUESTION_RULES`; `temperature` is not a finite number
+                above 0, or not 1 with "likely".
         """
         if questions not in QUESTION_RULES:
             raise CRSError(f"questions must be one of {QUESTION_RULES}, got {questions!r}")
+        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
+            raise CRSError(f"question temperature must be a finite number above 0, got {temperature!r}")
+        if temperature != 1.0 and questions != "split":
+            raise CRSError(f"a question temperature ({temperature}) weighs splitting questions only")
         view = copy.copy(self)
         view.questions = questions
+        view.question_temperature = float(temperature)
         return view
 
     def with_temperature(self, temperature: float) -> PersonaRanker:
@@ -384,6 +395,7 @@ class PersonaRanker:
         key = (
             kind,
             self.questions if kind == "aspects" else "",  # a `with_questions` view shares this cache
+            self.question_temperature if kind == "aspects" else 1.0,
             self.temperature,  # ... and so does a `with_temperature` view
             facts.user,
             self.log_prior[facts.user].tobytes(),  # a persona memory's view has its own prior row
@@ -455,7 +467,7 @@ class PersonaRanker:
         items = self.consistent_items(facts)
         if items.size == 0:
             return affinity
-        p = _softmax(self.item_scores(facts, items), axis=0)
+        p = _softmax(self.item_scores(facts, items) / self.question_temperature, axis=0)
         owner, held = compressed_entries(self.item_aspects, items)
         mass = np.bincount(held, weights=p[owner], minlength=self.n_aspects)
         if self.questions == "split":

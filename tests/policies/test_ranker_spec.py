@@ -182,6 +182,40 @@ def test_split_questions_halve_the_consistent_items() -> None:
     assert np.allclose(likely.aspect_scores(none, aspects), np.log(p), atol=1e-5)
 
 
+def test_a_question_temperature_splits_the_sharpened_belief_and_keeps_the_slates() -> None:
+    """`+split:T` scores a question by the binary entropy of the mass softmax(item scores / T) puts on its
+    holders; the item scores, so the slates, are those of `+split`. On the tiny catalogue the profile
+    prefers item 2, then items 0 and 5: at T 1 aspects 1, 2 and 3 split the items alike; at T 0.01 aspects
+    1 and 3, which tell item 2 from one of its rivals, beat aspect 2, held by the unlikely items only."""
+    catalog = tiny_catalog()
+    items, aspects = np.arange(catalog.n_items), np.arange(4)
+    empty = np.zeros(0, dtype=np.int64)
+    none = DialogueFacts(0, empty, empty, empty)
+    plain = build_ranker("uniform+profile+split", catalog)
+    holds = catalog.item_aspects.toarray().astype(float)
+    scores = plain.item_scores(none, items)
+    for temperature in (1.0, 0.05, 0.01):
+        sharp = build_ranker(f"uniform+profile+split:{temperature:g}", catalog)
+        assert np.array_equal(sharp.item_scores(none, items), scores)
+        belief = np.exp(scores / temperature) / np.exp(scores / temperature).sum()
+        m = belief @ holds
+        entropy = -(m * np.log(m) + (1 - m) * np.log(1 - m))
+        assert np.allclose(sharp.aspect_scores(none, aspects), entropy, atol=1e-5)
+    sharp = build_ranker("uniform+profile+split:0.01", catalog)
+    flat, sharpened = plain.aspect_scores(none, aspects), sharp.aspect_scores(none, aspects)
+    assert np.allclose(flat[1:], np.log(2), atol=1e-3)  # three of six items, nearly half the mass, each
+    assert sharpened[[1, 3]].min() > 5 * sharpened[2]
+    spec = RankerSpec.parse("uniform+profile+pop+split:0.03")
+    assert spec.question_temperature == 0.03 and spec.name == "uniform+profile+pop+split:0.03"
+    assert RankerSpec.parse(spec.entry) == spec
+    assert spec.identity() != RankerSpec.parse("uniform+profile+pop+split").identity()
+    for text in ("uniform+split:0", "uniform+split:-1", "uniform+split:inf"):
+        with pytest.raises(CRSError, match="question temperature"):
+            RankerSpec.parse(text)
+    with pytest.raises(CRSError, match="weighs splitting questions only"):
+        plain.with_questions("likely", 0.5)
+
+
 def test_split_names_round_trip_and_only_persona_rankers_take_it(tmp_path: Path) -> None:
     spec = RankerSpec.parse("runs/pw-ranker+split")
     assert spec == RankerSpec("artifact", "runs/pw-ranker", "split")
