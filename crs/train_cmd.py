@@ -27,8 +27,8 @@ def train_command(
         "(pre-train one into the run), or a `crs pretrain` artifact path; after uniform, pretrain or an "
         "artifact, +profile (or +profile:W, weight W) adds the users' tag profiles, +pop (or +pop:W) an "
         "item popularity prior, +open (or +open:W) the opening's likelihood, then +split asks splitting "
-        "questions (uniform+profile+pop+split), a final "
-        "@T tempers the learned preferences (DIR+split@4). "
+        "questions (uniform+profile+pop+split; +split:T weighs the candidates by softmax(scores / T)), "
+        "a final @T tempers the learned preferences (DIR+split@4). "
         "Default: pretrain on the persona world, else the dataset's default.",
     ),
     steps: int | None = typer.Option(
