@@ -26,10 +26,10 @@ It may end in ``+split`` (`SPLIT_SUFFIX`, after ``+profile``, ``+pop`` and ``+op
 the question whose answer splits the consistent candidates most evenly instead of the aspect the wanted
 item most likely has (`PersonaRanker.with_questions`); ``+split:T`` weighs the candidates by
 softmax(scores / T) when it splits them (T < 1: by what the ranker finds likely; the slates keep its
-order). It may also end in ``@T`` (`TEMPERATURE_MARK`,
-at the very end), a number above 0: its learned preferences (and profile and priors) are divided by T,
-its rejection rules kept (`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``.
-A name is written in that order (`RankerSpec.name`).
+order). It may also end in ``@T`` (`TEMPERATURE_MARK`, at the very end), a number above 0: its learned
+preferences (and profile and priors) are divided by T, its rejection rules kept
+(`PersonaRanker.with_temperature`), e.g. ``runs/pretrain/yelp_star-l1+split@4``. A name is written in
+that order (`RankerSpec.name`).
 
 Adding a ranker: implement `envs.ranker.PreferenceRanker` (numpy-only ones in `policies.baseline_rankers`),
 add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSpec.build`.
@@ -71,8 +71,8 @@ PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifac
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
-    "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split', "
-    "then '+split' or '+split:T', then '@T')"
+    "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split' "
+    "or '+split:T', then '@T')"
 )
 
 
@@ -86,8 +86,6 @@ class RankerSpec:
         where: The TransE file or artifact folder as written ("": TransE's file in the data folder).
         questions: How a persona ranker scores questions, one of `QUESTION_RULES` ("split": named
             with `SPLIT_SUFFIX`).
-        question_temperature: What splitting questions divide the item scores by before they weigh the
-            candidates (not 1: named with `WEIGHT_MARK` and T after `SPLIT_SUFFIX`).
         temperature: What a persona ranker's learned preferences are divided by (not 1: named with
             `TEMPERATURE_MARK`).
         profile: Whether a persona ranker adds the users' tag profiles to its item scores (named with
@@ -100,6 +98,8 @@ class RankerSpec:
         opening_weight: The weight of a persona ranker's opening likelihood (`policies.opening_prior`);
             0 for none (named with `OPENING_SUFFIX`, and `WEIGHT_MARK` and W unless it is
             `OPENING_WEIGHT`); divided by T like the preferences.
+        question_temperature: What splitting questions divide the item scores by before they weigh the
+            candidates (not 1: named with `WEIGHT_MARK` and T after `SPLIT_SUFFIX`).
     """
 
     kind: RankerKind
@@ -179,8 +179,8 @@ class RankerSpec:
         Raises:
             CRSError: Empty, or an entry without its file or folder; names the text and the choices;
                 `PROFILE_SUFFIX`, `POPULARITY_SUFFIX`, `OPENING_SUFFIX`, `SPLIT_SUFFIX` or `TEMPERATURE_MARK`
-                after a ranker
-                that is not a persona ranker, a weight W or a T that is not a finite number above 0.
+                after a ranker that is not a persona ranker, a weight W or a T that is not a finite number
+                above 0.
         """
         head, weight = _positive_suffix(text, SPLIT_SUFFIX, "question temperature", 1.0)
         if head:
