@@ -1,6 +1,14 @@
 """Which conversations fail, by how many aspects the target holds: success per bin of the target's aspect
 count for each given evaluation (`crs eval -o` folders over the same conversations), the failures they
-share, and whether the first folder's failed targets could be isolated by their own aspects.
+share, whether the first folder's failed targets could be isolated by their own aspects, and whether
+questions alone could have reached them (binary setting).
+
+Reaching a target by questions alone: from the conversation's own opening, ask the aspect that splits the
+consistent items most evenly by count, answered as the target would, "no" dropping the aspect's holders (a
+hard version of the ranker's rejection penalty); after q questions, q + ceil(|S_q| / k) agent turns show
+every consistent item in slates of k. A failed conversation is reachable if that fits the turn limit for
+some q, whatever order the slates take. Greedy questions are not the best possible questions, so this is a
+rough guide, not a bound.
 
     python benchmarks/failure_anatomy.py -d lastfm_star --data-dir ../shared/data \
         out/issue17/s14/ask-7-uniform+profile+split out/issue17/s14/rl-lfs-profile-s1
@@ -14,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from crs.app.run_folder import read_episodes
+from crs.app.run_folder import EvalSummary, read_episodes
+from envs.registry import make_env
+from envs.rollout import episode_seed
+from envs.setting import check_setting
 from simulators.datasets import load_catalog
 
 BINS = ((1, 3), (4, 6), (7, 10), (11, None))  # the target's aspect count, inclusive; None: no upper end
@@ -30,8 +41,10 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="`crs eval -o` folders, same conversations")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("-d", "--dataset", default="lastfm_star")
+    parser.add_argument("--slate", type=int, default=10, help="items per slate")
     args = parser.parse_args()
-    holds = sp.csr_matrix(load_catalog(args.dataset, args.data_dir).item_aspects, dtype=np.float64, copy=True)
+    catalog = load_catalog(args.dataset, args.data_dir)
+    holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64, copy=True)
     holds.data[:] = 1.0
     n_aspects = np.diff(holds.indptr)
     runs = {folder.name: successes(folder) for folder in args.folders}
@@ -69,6 +82,39 @@ def main() -> None:
         int((np.asarray(holds[:, holds[t].indices].sum(1)).ravel() == n_aspects[t]).sum()) for t in targets
     ]
     print(f"... items holding all of the target's aspects: {sorted(isolating)}")
+    summary = EvalSummary.read(args.folders[0])
+    env = make_env(catalog=catalog, split=summary.split, setting=check_setting(summary.setting))
+    turns = summary.max_turns - 1  # the user's opening is turn 1
+    reachable = 0
+    for goal in sorted(failed[base]):
+        env.reset(seed=episode_seed(summary.seed, goal), options={"goal_index": goal})
+        left = counting_questions(holds, env.state.candidates, env.user.targets[0], turns, args.slate)
+        reachable += min(q + -(-n // args.slate) for q, n in enumerate(left)) <= turns
+        print(f"goal {goal}: consistent items after 0, 1, ... count-halving questions: {left}")
+    print(f"{base}'s failures reachable by count-halving questions: {reachable} of {len(failed[base])}")
+
+
+def counting_questions(
+    holds: sp.csr_matrix, candidates: np.ndarray, target: int, n: int, k: int
+) -> list[int]:
+    """Consistent items after 0..n greedy count-halving questions (module docstring), stopping once the
+    rest fits in one slate of `k`; `holds` (items, aspects) holds 1 where an item has an aspect."""
+    by_aspect = holds.tocsc()
+    consistent = candidates.copy()
+    asked = np.zeros(holds.shape[1], dtype=np.bool_)
+    left = [int(consistent.sum())]
+    for _ in range(n):
+        if left[-1] <= k:
+            break
+        count = np.asarray(by_aspect[consistent].sum(0)).ravel()
+        balance = np.where(asked, -1.0, np.minimum(count, left[-1] - count))
+        aspect = int(np.argmax(balance))
+        asked[aspect] = True
+        holders = np.zeros_like(consistent)
+        holders[by_aspect[:, aspect].indices] = True
+        consistent &= holders if holds[target, aspect] else ~holders
+        left.append(int(consistent.sum()))
+    return left
 
 
 if __name__ == "__main__":
