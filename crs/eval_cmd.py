@@ -79,7 +79,8 @@ def eval_command(
         "S held-out items). A rule policy needs --ranker "
         "with a `crs pretrain` artifact; a trained run (--policy runs/NAME) brings its own persona ranker "
         "and reads the memory's prior through its usual features, no retraining. Per-session SR@15, AT, "
-        "hDCG and persona tracking go to summary.json.",
+        'hDCG, persona tracking and how often chat\'s "last time" sentence would be right go to '
+        "summary.json.",
     ),
     regime: str = typer.Option(
         None,
@@ -213,14 +214,28 @@ def sessions_table(summary: EvalSummary) -> Table:
     assert block is not None  # written by run_session_evaluation
     table = Table(
         title=f"{summary.policy}: {block.sequences} returning users x {block.sessions} sessions, regime "
-        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker}"
+        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker}",
+        caption="tracking: the memory's most likely persona before the session is the session's active "
+        "one (dominant: the mixture's largest); last time: it is the previous session's active one, as "
+        "`crs chat --memory` says when it opens",
     )
-    for column in ("session", "SR@15 [95% CI]", "AT", "hDCG", "tracking", "dominant", "active = dominant"):
+    columns = (
+        "session",
+        "SR@15 [95% CI]",
+        "AT",
+        "hDCG",
+        "tracking",
+        "dominant",
+        "active = dominant",
+        "last time",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     for row in block.rows:
         sr = row.metrics["SR@15"]
         tracking = "-" if row.tracking is None else f"{row.tracking.mean:.3f}"
         dominant = "-" if row.dominant_tracking is None else f"{row.dominant_tracking.mean:.3f}"
+        last_time = "-" if row.last_time is None else f"{row.last_time.mean:.3f}"
         table.add_row(
             str(row.session),
             f"{sr.mean:.3f} [{sr.low:.3f}, {sr.high:.3f}]",
@@ -229,5 +244,6 @@ def sessions_table(summary: EvalSummary) -> Table:
             tracking,
             dominant,
             f"{row.active_is_dominant:.3f}",
+            last_time,
         )
     return table

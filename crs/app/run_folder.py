@@ -208,6 +208,9 @@ class SessionRow:
         dominant_tracking: The same against the session mixture's largest persona; None for the oracle.
         active_is_dominant: Share of sessions whose active persona is the mixture's largest (what a
             perfect prior-only guess of the active persona reaches).
+        last_time: Share of sequences whose memory's most likely persona before this session was the
+            *previous* session's true active one: how often `crs chat --memory`'s opening "Last time
+            your ... side was in charge" would be right. None for session 0 and for the oracle.
     """
 
     session: int
@@ -216,6 +219,7 @@ class SessionRow:
     tracking: MetricSummary | None
     dominant_tracking: MetricSummary | None
     active_is_dominant: float
+    last_time: MetricSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -225,6 +229,7 @@ class SessionRow:
             "tracking": None if self.tracking is None else vars(self.tracking),
             "dominant_tracking": None if self.dominant_tracking is None else vars(self.dominant_tracking),
             "active_is_dominant": self.active_is_dominant,
+            "last_time": None if self.last_time is None else vars(self.last_time),
         }
 
     @classmethod
@@ -236,6 +241,7 @@ class SessionRow:
             tracking=_summary_or_none(data.get("tracking"), f"{where} [tracking]"),
             dominant_tracking=_summary_or_none(data.get("dominant_tracking"), f"{where} [dominant_tracking]"),
             active_is_dominant=float(data.get("active_is_dominant", 0.0)),
+            last_time=_summary_or_none(data.get("last_time"), f"{where} [last_time]"),
         )
 
 
@@ -257,6 +263,7 @@ class SessionsSummary:
             memory has seen at least one session of the new mixture); None for the oracle and for
             regimes without a change.
         dominant_tracking_after_change: The same against the mixture's largest persona.
+        last_time_after_change: `SessionRow.last_time` over the same sessions.
     """
 
     regime: str
@@ -269,10 +276,12 @@ class SessionsSummary:
     after_change_episodes: int = 0
     tracking_after_change: MetricSummary | None = None
     dominant_tracking_after_change: MetricSummary | None = None
+    last_time_after_change: MetricSummary | None = None
 
     def to_dict(self) -> dict[str, Any]:
         tracked = self.tracking_after_change
         dominant = self.dominant_tracking_after_change
+        last_time = self.last_time_after_change
         return {
             "regime": self.regime,
             "sessions": self.sessions,
@@ -284,6 +293,7 @@ class SessionsSummary:
             "after_change_episodes": self.after_change_episodes,
             "tracking_after_change": None if tracked is None else vars(tracked),
             "dominant_tracking_after_change": None if dominant is None else vars(dominant),
+            "last_time_after_change": None if last_time is None else vars(last_time),
         }
 
     @classmethod
@@ -301,6 +311,7 @@ class SessionsSummary:
             dominant_tracking_after_change=_summary_or_none(
                 data.get("dominant_tracking_after_change"), where
             ),
+            last_time_after_change=_summary_or_none(data.get("last_time_after_change"), where),
         )
 
 

@@ -25,6 +25,9 @@ most likely persona is the pre-trained model's persona of the session's target.
   from the session's mixture, so no prior-only guess beats ``active_is_dominant``, the share of
   sessions whose active persona is the mixture's largest.
 - ``dominant_tracking``: the memory's most likely persona is the mixture's largest in session s.
+- ``last_time`` of session s >= 1: the memory's most likely persona before session s was the true active
+  one of session s − 1, whose feedback it has seen. This is what `crs chat --memory` says when it opens
+  ("Last time your ... side was in charge"), so it measures how often that sentence is right.
 
 A new persona (regime "new") has no persona of the ranker: a session it drives is never tracked
 correctly, and the oracle's prior for it is uniform.
@@ -379,11 +382,18 @@ def summarize_sessions(
     Tracking is None for memory "oracle" (it is handed the truth).
     """
     n_sessions = max((r.session for r in records), default=-1) + 1
+    tracked = memory != "oracle"
+    before = {(t.sequence, t.session): t for t in tracking}
+
+    def last_time(seen: Sequence[Tracking]) -> MetricSummary | None:
+        """How often the belief before each session of `seen` names the previous session's active persona."""
+        flags = [t.believed == before[(t.sequence, t.session - 1)].active for t in seen if t.session > 0]
+        return _share(flags, seed) if tracked and flags else None
+
     rows = []
     for session in range(n_sessions):
         mine = [r.episode for r in records if r.session == session]
         seen = [t for t in tracking if t.session == session]
-        tracked = memory != "oracle"
         rows.append(
             SessionRow(
                 session=session,
@@ -392,6 +402,7 @@ def summarize_sessions(
                 tracking=_share([t.believed == t.active for t in seen], seed) if tracked else None,
                 dominant_tracking=_share([t.believed == t.dominant for t in seen], seed) if tracked else None,
                 active_is_dominant=float(np.mean([t.active_is_dominant for t in seen])) if seen else 0.0,
+                last_time=last_time(seen),
             )
         )
     after = [r.episode for r in records if r.change_session is not None and r.session >= r.change_session]
@@ -401,7 +412,7 @@ def summarize_sessions(
         for t in tracking
         if (change := changes.get((t.sequence, t.session))) is not None and t.session > change
     ]
-    tracked_after = memory != "oracle" and bool(seen_after)
+    tracked_after = tracked and bool(seen_after)
     return SessionsSummary(
         regime=regime,
         sessions=n_sessions,
@@ -417,6 +428,7 @@ def summarize_sessions(
         dominant_tracking_after_change=_share([t.believed == t.dominant for t in seen_after], seed)
         if tracked_after
         else None,
+        last_time_after_change=last_time(seen_after),
     )
 
 

@@ -95,6 +95,30 @@ def test_per_session_rows_are_the_sessions_records_and_tracking_flags() -> None:
     assert block.after_change["SR@15"].mean == pytest.approx(per_episode_metrics(after)["SR@15"].mean())
 
 
+def test_last_time_compares_the_belief_with_the_previous_sessions_active_persona() -> None:
+    result = run("update")
+    active = {(t.sequence, t.session): t.active for t in result.tracking}
+    hits = {t.session: [] for t in result.tracking}
+    for t in result.tracking:
+        if t.session > 0:
+            hits[t.session].append(t.believed == active[(t.sequence, t.session - 1)])
+    assert result.summary.rows[0].last_time is None  # nothing was seen before the first session
+    for row in result.summary.rows[1:]:
+        assert row.last_time is not None
+        assert row.last_time.mean == pytest.approx(np.mean(hits[row.session]))
+    # not the same measure as tracking: the active persona changes between sessions
+    assert any(row.last_time != row.tracking for row in result.summary.rows[1:])
+    changes = {(r.sequence, r.session): r.change_session for r in result.records}
+    after = [
+        t.believed == active[(t.sequence, t.session - 1)]
+        for t in result.tracking
+        if t.session > (changes[(t.sequence, t.session)] or SESSIONS)
+    ]
+    assert result.summary.last_time_after_change is not None
+    assert result.summary.last_time_after_change.mean == pytest.approx(np.mean(after))
+    assert run("oracle").summary.last_time_after_change is None  # the oracle is handed the truth
+
+
 def test_modes_play_the_same_sessions_and_frozen_believes_the_prior() -> None:
     frozen, update, oracle = run("frozen"), run("update"), run("oracle")
     key = [(r.sequence, r.session, r.user, r.episode.targets, r.active) for r in frozen.records]
