@@ -14,7 +14,10 @@ each pooling its run seeds. For each series:
   `RECOVERY_TOLERANCE` (0.02) of that level (0: no drop to recover from; None: not within the S
   sessions);
 - persona tracking from the session after the change (the memory's most likely persona before the
-  session is the true active one), pooled over seeds; none for the oracle.
+  session is the true active one), pooled over seeds; none for the oracle;
+- "last time" over the same sessions (every session but the first without a change): the memory's most
+  likely persona before the session is the *previous* session's active one, as `crs chat --memory` says
+  when it opens (`crs.app.sessions`).
 
 Paired differences against the "frozen" series use the conversations both played (same seed, sequence
 and session, same target): per (seed, sequence) the mean difference over the sessions from the change
@@ -62,6 +65,8 @@ class SessionLine:
         value: The session's `METRIC` (0 or 1 for SR@15).
         tracked: The memory's most likely persona before the session was the true active one (None when
             the line does not say, e.g. an oracle run's).
+        last_time: It was the previous session's true active one (None for a first session, and when
+            the lines do not say).
     """
 
     seed: int
@@ -71,6 +76,7 @@ class SessionLine:
     targets: tuple[int, ...]
     value: float
     tracked: bool | None
+    last_time: bool | None = None
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -98,13 +104,15 @@ def read_session_lines(run: EvalRun, metric: str = METRIC) -> list[SessionLine]:
         raise CRSError(f"{path} is unreadable ({error}); re-run `crs eval --sessions`") from None
     try:
         values = per_episode_metrics([EpisodeRecord.from_dict(row) for row in rows], run.max_turns)[metric]
+        active_of = {(int(row["sequence"]), int(row["session"])): row.get("active_slot") for row in rows}
         lines = []
         for row, value in zip(rows, values, strict=True):
             change = row.get("change_session")
             believed, active = row.get("believed"), row.get("active_slot")
-            tracked = (
-                None if believed is None or active is None or block.memory == "oracle" else believed == active
-            )
+            before = active_of.get((int(row["sequence"]), int(row["session"]) - 1))
+            said = believed is not None and block.memory != "oracle"
+            tracked = believed == active if said and active is not None else None
+            last_time = believed == before if said and before is not None else None
             lines.append(
                 SessionLine(
                     seed=run.seed,
@@ -114,6 +122,7 @@ def read_session_lines(run: EvalRun, metric: str = METRIC) -> list[SessionLine]:
                     targets=tuple(int(t) for t in row["targets"]),
                     value=float(value),
                     tracked=tracked,
+                    last_time=last_time,
                 )
             )
     except (KeyError, TypeError, ValueError) as error:
@@ -140,6 +149,8 @@ class MemorySeries:
         tracking_by_session: Persona tracking per session (None for the oracle).
         tracking_all: Persona tracking over every session (None for the oracle).
         tracking_after_change: Persona tracking over the sessions after the change session, or None.
+        last_time: "Last time" over the sessions after the change session (every session but the first
+            without a change); None for the oracle.
     """
 
     memory: str
@@ -153,6 +164,7 @@ class MemorySeries:
     tracking_by_session: tuple[MetricSummary, ...] | None
     tracking_all: MetricSummary | None
     tracking_after_change: MetricSummary | None
+    last_time: MetricSummary | None = None
     lines: tuple[SessionLine, ...] = field(repr=False, default=())
 
     @property
@@ -237,6 +249,12 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         else None
     )
     tracked_after = [float(bool(x.tracked)) for x in lines if x.offset is not None and x.offset > 0]
+    changed = any(x.offset is not None for x in lines)
+    last_time = [
+        float(x.last_time)
+        for x in lines
+        if x.last_time is not None and (not changed or (x.offset is not None and x.offset > 0))
+    ]
     return MemorySeries(
         memory=memory,
         runs=tuple(runs),
@@ -249,6 +267,7 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         tracking_by_session=tracking_by_session,
         tracking_all=_ci([float(bool(x.tracked)) for x in lines]) if tracked else None,
         tracking_after_change=_ci(tracked_after) if tracked and tracked_after else None,
+        last_time=_ci(last_time) if last_time else None,
         lines=tuple(lines),
     )
 
@@ -427,6 +446,7 @@ def sessions_json(comparison: SessionComparison) -> dict[str, object]:
                 if s.tracking_by_session is None
                 else [summary(v) for v in s.tracking_by_session],
                 "tracking_after_change": summary(s.tracking_after_change),
+                "last_time": summary(s.last_time),
             }
             for s in comparison.series
         ],
@@ -453,6 +473,7 @@ SESSION_HEADERS: tuple[str, ...] = (
     f"{METRIC} from the change on",
     "recovery",
     "tracking",
+    "last time",
 )
 """Columns of a returning-user table (`session_rows`)."""
 
@@ -466,8 +487,8 @@ def _text(value: MetricSummary | None, percent: bool = False) -> str:
 
 
 def session_rows(comparison: SessionComparison) -> list[list[str]]:
-    """The table's cells, one row per memory mode (`SESSION_HEADERS`); tracking is over the sessions
-    after the change when there is one, else over every session."""
+    """The table's cells, one row per memory mode (`SESSION_HEADERS`); tracking and "last time" are over
+    the sessions after the change when there is one, else over every session."""
     rows = []
     for s in comparison.series:
         tracking = s.tracking_after_change if comparison.has_change else s.tracking_all
@@ -480,6 +501,7 @@ def session_rows(comparison: SessionComparison) -> list[list[str]]:
                 _text(s.after_change),
                 recovery_text(s),
                 "n/a (handed the truth)" if s.tracking_all is None else _text(tracking, percent=True),
+                "n/a (handed the truth)" if s.last_time is None else _text(s.last_time, percent=True),
             ]
         )
     return rows
@@ -507,7 +529,8 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
     out.append(
         f"Recovery: sessions after the change until {METRIC} is back within {RECOVERY_TOLERANCE} of the "
         "level before it. Tracking: the memory's most likely persona before a session is the true active "
-        "one" + (" (sessions after the change session)." if comparison.has_change else ".")
+        "one; last time: it is the previous session's active one, as `crs chat --memory` says when it "
+        "opens" + (" (both over the sessions after the change session)." if comparison.has_change else ".")
     )
     return out
 

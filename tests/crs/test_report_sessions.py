@@ -162,6 +162,19 @@ def test_tracking_after_the_change_and_none_for_the_oracle(folders: dict[str, Pa
     assert named["oracle"].tracking_all is None and named["oracle"].tracking_after_change is None
 
 
+def test_last_time_compares_with_the_previous_sessions_active_persona(folders: dict[str, Path]) -> None:
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    named = {s.memory: s for s in comparison.series}
+    # after the change (session 3): the previous session's active slot is 1; frozen believes 1, update 0
+    assert named["frozen"].last_time is not None and named["frozen"].last_time.mean == 1.0
+    assert named["update"].last_time is not None and named["update"].last_time.mean == 0.0
+    assert named["oracle"].last_time is None
+    first = [x for x in named["frozen"].lines if x.session == 0]
+    assert first and all(x.last_time is None for x in first)  # no session before the first
+    change = [x for x in named["frozen"].lines if x.session == CHANGE]
+    assert all(x.last_time is False for x in change)  # believed 1, session 1's active slot 0
+
+
 def test_paired_differences_against_frozen_per_user_and_per_offset(folders: dict[str, Path]) -> None:
     (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
     by_memory = {p.memory: p for p in comparison.paired}
