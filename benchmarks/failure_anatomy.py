@@ -60,6 +60,8 @@ def main() -> None:
     print("|---|---:|" + "---:|" * len(runs))
     for low, high in BINS:
         inside = (counts >= low) & (counts <= (high if high is not None else counts.max()))
+        if not inside.any():
+            continue
         shares = [
             np.mean([run[g][1] for g, keep in zip(goals, inside, strict=True) if keep])
             for run in runs.values()
