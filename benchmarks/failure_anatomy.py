@@ -87,23 +87,23 @@ def main() -> None:
     summary = EvalSummary.read(args.folders[0])
     env = make_env(catalog=catalog, split=summary.split, setting=check_setting(summary.setting))
     turns = summary.max_turns - 1  # the user's opening is turn 1
+    by_aspect = holds.tocsc()
     reachable = 0
     for goal in sorted(failed[base]):
         env.reset(seed=episode_seed(summary.seed, goal), options={"goal_index": goal})
-        left = counting_questions(holds, env.state.candidates, env.user.targets[0], turns, args.slate)
+        left = counting_questions(by_aspect, env.state.candidates, env.user.targets[0], turns, args.slate)
         reachable += min(q + -(-n // args.slate) for q, n in enumerate(left)) <= turns
         print(f"goal {goal}: consistent items after 0, 1, ... count-halving questions: {left}")
     print(f"{base}'s failures reachable by count-halving questions: {reachable} of {len(failed[base])}")
 
 
 def counting_questions(
-    holds: sp.csr_matrix, candidates: np.ndarray, target: int, n: int, k: int
+    by_aspect: sp.csc_matrix, candidates: np.ndarray, target: int, n: int, k: int
 ) -> list[int]:
     """Consistent items after 0..n greedy count-halving questions (module docstring), stopping once the
-    rest fits in one slate of `k`; `holds` (items, aspects) holds 1 where an item has an aspect."""
-    by_aspect = holds.tocsc()
+    rest fits in one slate of `k`; `by_aspect` (items, aspects) holds 1 where an item has an aspect."""
     consistent = candidates.copy()
-    asked = np.zeros(holds.shape[1], dtype=np.bool_)
+    asked = np.zeros(by_aspect.shape[1], dtype=np.bool_)
     left = [int(consistent.sum())]
     for _ in range(n):
         if left[-1] <= k:
@@ -114,7 +114,7 @@ def counting_questions(
         asked[aspect] = True
         holders = np.zeros_like(consistent)
         holders[by_aspect[:, aspect].indices] = True
-        consistent &= holders if holds[target, aspect] else ~holders
+        consistent &= holders if by_aspect[target, aspect] else ~holders
         left.append(int(consistent.sum()))
     return left
 

@@ -89,6 +89,12 @@ OPTIONAL_KEYS: tuple[str, ...] = ("shared",)
 """Weights a model may lack (treated as zeros): the shared persona c₀ [d]."""
 
 
+def _check_positive(value: float, what: str) -> None:
+    """Raise a CRSError naming `what` unless `value` is a finite number above 0."""
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+        raise CRSError(f"{what} must be a finite number above 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class _UserCache:
     per_persona: np.ndarray  # (K, I) p_k·e_v + ⟨q_k, h_k(v)⟩
@@ -296,8 +302,7 @@ class PersonaRanker:
         """
         if questions not in QUESTION_RULES:
             raise CRSError(f"questions must be one of {QUESTION_RULES}, got {questions!r}")
-        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-            raise CRSError(f"question temperature must be a finite number above 0, got {temperature!r}")
+        _check_positive(temperature, "question temperature")
         if temperature != 1.0 and questions != "split":
             raise CRSError(f"a question temperature ({temperature}) weighs splitting questions only")
         view = copy.copy(self)
@@ -313,8 +318,7 @@ class PersonaRanker:
         Raises:
             CRSError: `temperature` is not a finite number above 0.
         """
-        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature > 0):
-            raise CRSError(f"temperature must be a finite number above 0, got {temperature!r}")
+        _check_positive(temperature, "temperature")
         view = copy.copy(self)
         view.temperature = float(temperature)
         return view
