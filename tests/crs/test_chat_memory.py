@@ -18,6 +18,7 @@ from crs.cli import app
 from crs.explain import Explainer
 from envs.ranker import DialogueFacts
 from envs.registry import make_env
+from policies.memory import DEFAULT_RULE
 from policies.memory_file import MemoryFileError, read_memory
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import PersonaRanker
@@ -201,7 +202,9 @@ def test_the_chat_runs_with_the_remembered_prior(tmp_path: Path, world: Catalog)
     memory = open_memory(path, ranker, world)
     view = memory.ranker()
     assert isinstance(view, PersonaRanker)
-    np.testing.assert_allclose(softmax(view.log_prior[3]), record["prior"], atol=1e-12)
+    # the session trusts the remembered belief more than its calibrated probabilities (view_power)
+    sharpened = np.asarray(record["prior"]) ** DEFAULT_RULE.view_power
+    np.testing.assert_allclose(softmax(view.log_prior[3]), sharpened / sharpened.sum(), atol=1e-12)
     np.testing.assert_array_equal(view.log_prior[4], ranker.log_prior[4])  # other users as pre-trained
     np.testing.assert_array_equal(ranker.log_prior, 0.0)  # the shared ranker is never written
     # the opening names the most likely persona as the explanations do
@@ -312,7 +315,9 @@ def test_a_trained_run_plays_from_the_memory(
     assert isinstance(policy, RLPolicy) and name == "tiny-run" and kept.user == transcript["user"]
     view = policy.ranker
     assert isinstance(view, PersonaRanker)
-    np.testing.assert_allclose(softmax(view.log_prior[kept.user]), after, atol=1e-12)
+    sharpened = after**DEFAULT_RULE.view_power
+    held = sharpened / sharpened.sum()  # the view trusts the belief more than its probabilities
+    np.testing.assert_allclose(softmax(view.log_prior[kept.user]), held, atol=1e-12)
     encoder = policy.encoder.log_prior.weight.detach().numpy()
     trained_row = encoder[kept.user].copy()
     goal = int(np.flatnonzero(env.goals.interactions.users == kept.user)[0])
@@ -326,5 +331,5 @@ def test_a_trained_run_plays_from_the_memory(
 
     policy.policy.get_distribution = spy  # type: ignore[method-assign]
     policy.act(env)
-    np.testing.assert_allclose(softmax(seen[0]), after, atol=1e-6)  # it acted from the memory's belief
+    np.testing.assert_allclose(softmax(seen[0]), held, atol=1e-6)  # it acted from the memory's belief
     np.testing.assert_array_equal(encoder[kept.user], trained_row)  # and the trained row is put back

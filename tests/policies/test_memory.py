@@ -271,6 +271,25 @@ def test_a_view_runs_the_session_with_the_memorys_prior() -> None:
     assert ranker.item_scores(none, np.array([0, 1])) @ [-1, 1] == pytest.approx(0.0)
 
 
+def test_a_view_holds_the_memorys_prior_raised_to_view_power() -> None:
+    """The view's row is prior^p renormalised for a user the memory updated (p = 2 by default): more
+    mass on the believed persona, the same argmax; p = 1 hands the prior over as it is."""
+    sessions = [evidence(accepted=np.array([1]), accepted_item=1)] * 2
+    rows = {}
+    for power in (1.0, 2.0, 3.0):
+        rule = dataclasses.replace(DEFAULT_RULE, view_power=power)
+        memory = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
+        for session in sessions:
+            memory.update(session)
+        prior = memory.prior(0)
+        rows[power] = np.exp(memory.ranker_for(0).log_prior[0])
+        np.testing.assert_allclose(rows[power], prior**power / (prior**power).sum(), rtol=1e-12)
+        np.testing.assert_allclose(memory.view_prior(0), rows[power], rtol=1e-12)
+        assert int(np.argmax(rows[power])) == memory.most_likely(0) == 1
+    assert rows[1.0][1] < rows[2.0][1] < rows[3.0][1]
+    assert DEFAULT_RULE.view_power == 2.0
+
+
 def test_oracle_concentrates_on_the_active_persona_and_never_learns() -> None:
     memory = PersonaMemory(tiny_ranker((0.9, 0.1)), "oracle")
     view = memory.ranker_for(0, active=1)
@@ -314,6 +333,8 @@ def test_same_evidence_same_priors() -> None:
         (lambda: UpdateRule(aspect_rate=-0.5), "aspect_rate=-0.5 must be finite and >= 0"),
         (lambda: UpdateRule(aspect_rate=float("inf")), "aspect_rate=inf must be finite"),
         (lambda: UpdateRule(update_prior=False), "update_prior=False with aspect_rate=0 updates nothing"),
+        (lambda: UpdateRule(view_power=0.0), "view_power=0.0 must be finite and > 0"),
+        (lambda: UpdateRule(view_power=float("nan")), "view_power=nan must be finite"),
         (lambda: rule_of("everything"), "unknown memory update 'everything'"),  # type: ignore[arg-type]
         (
             lambda: PersonaMemory(tiny_ranker(), "update", rule_of("aspects")).restore(0, [0.5, 0.5]),
