@@ -239,7 +239,7 @@ class UpdateRule:
         update_prior: Whether the filter moves the prior (False: the prior stays the ranker's and only
             the aspect weights move, which then needs aspect_rate > 0).
         view_power: p > 0: the session's ranker view holds the memory's prior raised to p and
-            renormalised (`PersonaMemory.view_prior`; 1: the filter's prior as it is, > 1: trusted more).
+            renormalised (`view_of`; 1: the filter's prior as it is, > 1: trusted more).
     """
 
     switch_rate: float = 0.3
@@ -289,6 +289,15 @@ class UpdateRule:
         if not self.aspect_rate > 0.0:
             return "prior"
         return "both" if self.update_prior else "aspects"
+
+    def view_of(self, prior: np.ndarray) -> np.ndarray:
+        """The row a session's ranker view holds for a remembered `prior` (K,): prior^p renormalised, p =
+        view_power (module docstring); `prior` itself when p = 1. Read-only, shape (K,)."""
+        if self.view_power == 1.0:
+            return _frozen(prior, np.float64)
+        with np.errstate(divide="ignore"):  # a persona the filter rules out (dominance 1) stays out
+            log_row = self.view_power * np.log(prior)
+        return _frozen(_softmax(log_row), np.float64)
 
     def check_personas(self, k: int) -> None:
         """Raise unless the rule can filter a user's `k` personas: dominance above 1/k (k >= 2).
@@ -568,13 +577,12 @@ class PersonaMemory:
 
     def view_prior(self, user: int) -> np.ndarray:
         """The persona prior of `user` that a session's ranker view holds, shape (K,): in mode "update",
-        once a session updated `user`, `prior` raised to ``rule.view_power`` and renormalised (module
-        docstring); otherwise `prior` itself."""
+        once a session updated `user`, ``rule.view_of(prior)`` (`prior` sharpened); otherwise `prior`
+        itself."""
         prior = self.prior(user)
-        if self.mode != "update" or user not in self._priors or self.rule.view_power == 1.0:
+        if self.mode != "update" or user not in self._priors:
             return prior
-        sharpened = prior**self.rule.view_power
-        return _frozen(sharpened / sharpened.sum(), np.float64)
+        return self.rule.view_of(prior)
 
     def most_likely(self, user: int) -> int:
         """The persona slot the memory believes most likely for `user`'s next session (first on ties)."""

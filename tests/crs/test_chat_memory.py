@@ -202,9 +202,9 @@ def test_the_chat_runs_with_the_remembered_prior(tmp_path: Path, world: Catalog)
     memory = open_memory(path, ranker, world)
     view = memory.ranker()
     assert isinstance(view, PersonaRanker)
-    # the session trusts the remembered belief more than its calibrated probabilities (view_power)
-    sharpened = np.asarray(record["prior"]) ** DEFAULT_RULE.view_power
-    np.testing.assert_allclose(softmax(view.log_prior[3]), sharpened / sharpened.sum(), atol=1e-12)
+    # the session's view of the remembered belief (`UpdateRule.view_of`)
+    want = DEFAULT_RULE.view_of(np.asarray(record["prior"]))
+    np.testing.assert_allclose(softmax(view.log_prior[3]), want, atol=1e-12)
     np.testing.assert_array_equal(view.log_prior[4], ranker.log_prior[4])  # other users as pre-trained
     np.testing.assert_array_equal(ranker.log_prior, 0.0)  # the shared ranker is never written
     # the opening names the most likely persona as the explanations do
@@ -315,8 +315,7 @@ def test_a_trained_run_plays_from_the_memory(
     assert isinstance(policy, RLPolicy) and name == "tiny-run" and kept.user == transcript["user"]
     view = policy.ranker
     assert isinstance(view, PersonaRanker)
-    sharpened = after**DEFAULT_RULE.view_power
-    held = sharpened / sharpened.sum()  # the view trusts the belief more than its probabilities
+    held = DEFAULT_RULE.view_of(after)  # the row the session's view holds
     np.testing.assert_allclose(softmax(view.log_prior[kept.user]), held, atol=1e-12)
     encoder = policy.encoder.log_prior.weight.detach().numpy()
     trained_row = encoder[kept.user].copy()

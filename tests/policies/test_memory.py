@@ -273,7 +273,7 @@ def test_a_view_runs_the_session_with_the_memorys_prior() -> None:
 
 def test_a_view_holds_the_memorys_prior_raised_to_view_power() -> None:
     """The view's row is prior^p renormalised for a user the memory updated (p = 2 by default): more
-    mass on the believed persona, the same argmax; p = 1 hands the prior over as it is."""
+    mass on the believed persona, the same argmax; p = 1 hands the prior over bit for bit."""
     sessions = [evidence(accepted=np.array([1]), accepted_item=1)] * 2
     rows = {}
     for power in (1.0, 2.0, 3.0):
@@ -285,6 +285,8 @@ def test_a_view_holds_the_memorys_prior_raised_to_view_power() -> None:
         rows[power] = np.exp(memory.ranker_for(0).log_prior[0])
         np.testing.assert_allclose(rows[power], prior**power / (prior**power).sum(), rtol=1e-12)
         np.testing.assert_allclose(memory.view_prior(0), rows[power], rtol=1e-12)
+        if power == 1.0:
+            np.testing.assert_array_equal(memory.view_prior(0), prior)
         assert int(np.argmax(rows[power])) == memory.most_likely(0) == 1
     assert rows[1.0][1] < rows[2.0][1] < rows[3.0][1]
     assert DEFAULT_RULE.view_power == 2.0
