@@ -15,8 +15,7 @@ in one of three modes (`MemoryMode`):
 A session runs with ``memory.ranker_for(user)``: a view of the shared ranker whose ``log_prior`` row of
 that user is the memory's (`PersonaMemory.view_prior`), so a rule policy built on it
 (``make_rule_policy("ask-4", view)``) and the ranker's own dialogue posterior start from the memory's
-belief. The shared ranker is never written;
-another user's row in a view is the ranker's own.
+belief. The shared ranker is never written; another user's row in a view is the ranker's own.
 
 ## The update (mode "update"): a switching (hidden Markov) filter, closed form
 
@@ -49,16 +48,16 @@ and the session's responsibilities (`MemoryUpdate.responsibilities`), the poster
 active this session", are ∝ (d E) ⊙ L. ``prior`` is what a memory file stores and what
 `PersonaMemory.most_likely` takes the argmax of; a user the memory never updated keeps the ranker's
 prior exactly, and their first update takes the ranker's prior as d.
+`PersonaMemory.restore` recovers d from a stored prior by inverting E (E = a·I + c·11ᵀ, c = (1 − m)/(K
+− 1), a = m − c: d = (q − c)/a, exact for a prior made by d E).
 
 The session's ranker view holds ``prior`` sharpened, ``prior^p`` renormalised (p = ``view_power``,
 `PersonaMemory.view_prior`): the filter's d E is its calibrated guess of the next active persona, and
 with m = 0.8 and h = 0.3 it never puts more than about 0.6 on one persona, while the ranker's posterior
 reads its prior as one more piece of evidence. Measured on valid (`DEFAULT_RULE`), trusting the belief
-more (p = 2) pays after a switch and costs a stable user nothing; sharpening the *ranker's* prior the
-same way does not help (frozen, p = 2), so the gain is the memory's. A user the memory never updated
-keeps the ranker's row bit for bit.
-`PersonaMemory.restore` recovers d from a stored prior by inverting E (E = a·I + c·11ᵀ, c = (1 − m)/(K
-− 1), a = m − c: d = (q − c)/a, exact for a prior made by d E).
+more (p = 2) pays after a switch and costs a stable user no more than p = 1 does; sharpening the
+*ranker's* prior the same way does not help (frozen, p = 2), so the gain is the memory's. A user the
+memory never updated keeps the ranker's row bit for bit.
 
 Why a filter rather than the earlier step of online EM with forgetting: one session's evidence is
 noisy about the active persona (aspects, accepted item and rejected slates, each with weight 1, name
@@ -608,9 +607,9 @@ class PersonaMemory:
 
         A shallow copy: it shares the ranker's arrays and per-user caches (none depends on the prior)
         and owns a new ``log_prior`` array, read-only, equal to the ranker's except row `user`, which
-        is `view_prior` (mode "oracle": `oracle_prior`). While
-        the memory holds the ranker's own prior for `user` (mode "frozen", or "update" before the
-        user's first session) that row is the ranker's too, exactly: the view plays as the ranker.
+        is `view_prior` (mode "oracle": `oracle_prior`). While the memory holds the ranker's own prior
+        for `user` (mode "frozen", or "update" before the user's first session) that row is the
+        ranker's too, exactly: the view plays as the ranker.
         With learned aspect weights (``UpdateRule.aspect_rate`` > 0, after the user's first session)
         the view also applies `user`'s W (`AspectWeightRanker.with_aspect_weights`), for `user` only.
 
