@@ -80,6 +80,31 @@ with this sign and 0.18 with the opposite one (the earlier rule's "rejected: not
 The constants (`DEFAULT_RULE`) were chosen by measurement on the persona world's valid split (see
 `DEFAULT_RULE`).
 
+## A home state (``UpdateRule.home_rate``)
+
+The filter above starts from the ranker's prior as its belief over the dominant persona and, after a
+few sessions of a stable user, predicts the most seen persona with about m = 0.8, sharper than the
+user's real mixture (the persona world's users weigh their largest persona 0.47 on average with K = 4).
+Every session of a stable user is a fresh draw from that mixture, which the ranker's prior already
+estimates, so the evidence can only add noise (replayed on valid: no counting of the sessions'
+responsibilities beats the ranker's prior there), and the sharper prediction cost the stable user SR@15.
+
+With h₀ = ``home_rate`` > 0 the filter has one more state, *home*: the user is still in their
+pre-trained mixture, and the session's active persona is drawn from the ranker's prior π (its emission
+row is π). Every user starts home; between sessions home is left with chance h₀, for each dominant
+persona alike (h₀/K), and never re-entered; the dominant states move as before. So
+
+    E⁺ = [E; π] (K + 1, K),   T⁺ = [[T, 0], [h₀/K · 1ᵀ, 1 − h₀]] (K + 1, K + 1),   prior = b E⁺
+
+for the belief b (K + 1,) over the K dominant personas and home. A stable user's sessions keep most of
+b at home (a draw from π is likeliest under π), so the prior stays near the ranker's; a switched user's
+sessions keep naming one persona and move b to it. The view sharpens the prior only as far as the user
+has left home: prior^p' with p' = 1 + (p − 1)(1 − home) (`UpdateRule.view_of`), so a user surely home
+plays from the memory's prior as it is, no sharper than the ranker's own. `PersonaMemory.home` gives
+b's home entry, `MemoryUpdate.home` its value after a session, and a memory file keeps it
+(`policies.memory_file`) so that `restore` continues exactly: d is recovered by inverting E on what is
+not home, (prior − home·π)/(1 − home).
+
 ## Learned per-persona aspect weights (``UpdateRule.aspect_rate``)
 
 With ``aspect_rate`` η > 0 the memory also keeps, per user, aspect weights W (K, A), float64, zeros
@@ -239,6 +264,9 @@ class UpdateRule:
             the aspect weights move, which then needs aspect_rate > 0).
         view_power: p > 0: the session's ranker view holds the memory's prior raised to p and
             renormalised (`view_of`; 1: the filter's prior as it is, > 1: trusted more).
+        home_rate: h₀ in [0, 1): with h₀ > 0 the filter has a *home* state, the user's pre-trained
+            mixture (module docstring), which the user leaves with chance h₀ between two sessions;
+            0: no home state.
     """
 
     switch_rate: float = 0.3
@@ -249,6 +277,7 @@ class UpdateRule:
     aspect_rate: float = 0.0
     update_prior: bool = True
     view_power: float = 1.0
+    home_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.switch_rate < 1.0:
@@ -276,6 +305,11 @@ class UpdateRule:
                 f"UpdateRule view_power={self.view_power} must be finite and > 0 (1 hands the view the "
                 "memory's prior as it is; e.g. 2)"
             )
+        if not 0.0 <= self.home_rate < 1.0:
+            raise PersonaMemoryError(
+                f"UpdateRule home_rate={self.home_rate} must lie in [0, 1): the chance that a user still "
+                "in their pre-trained mixture leaves it before the next session (0: no home state)"
+            )
         if not self.update_prior and not self.aspect_rate > 0.0:
             raise PersonaMemoryError(
                 "UpdateRule update_prior=False with aspect_rate=0 updates nothing; use memory mode "
@@ -289,13 +323,15 @@ class UpdateRule:
             return "prior"
         return "both" if self.update_prior else "aspects"
 
-    def view_of(self, prior: np.ndarray) -> np.ndarray:
-        """The row a session's ranker view holds for a remembered `prior` (K,): prior^p renormalised, p =
-        view_power (module docstring); `prior` itself when p = 1. Read-only, shape (K,)."""
-        if self.view_power == 1.0:
+    def view_of(self, prior: np.ndarray, home: float = 0.0) -> np.ndarray:
+        """The row a session's ranker view holds for a remembered `prior` (K,) whose user is still home
+        with probability `home`: prior^p' renormalised, p' = 1 + (p − 1)(1 − home), p = view_power
+        (module docstring); `prior` itself when p' = 1. Read-only, shape (K,)."""
+        power = 1.0 + (self.view_power - 1.0) * (1.0 - home)
+        if power == 1.0:
             return _frozen(prior, np.float64)
         with np.errstate(divide="ignore"):  # a persona the filter rules out (dominance 1) stays out
-            log_row = self.view_power * np.log(prior)
+            log_row = power * np.log(prior)
         return _frozen(_softmax(log_row), np.float64)
 
     def check_personas(self, k: int) -> None:
@@ -320,12 +356,20 @@ class UpdateRule:
         return out
 
     def transition(self, k: int) -> np.ndarray:
-        """T (k, k): T[d, d'] = P(the dominant persona of the next session is d' | it is d now)."""
-        if k == 1:
-            return np.ones((1, 1))
-        out = np.full((k, k), self.switch_rate / (k - 1))
-        np.fill_diagonal(out, 1.0 - self.switch_rate)
-        return out
+        """T (k, k), or (k + 1, k + 1) with a home state (``home_rate`` > 0, the last state): T[d, d'] =
+        P(the state of the next session is d' | it is d now). Home leaves for each dominant persona
+        with h₀/k; no state returns home."""
+        out = np.ones((1, 1))
+        if k > 1:
+            out = np.full((k, k), self.switch_rate / (k - 1))
+            np.fill_diagonal(out, 1.0 - self.switch_rate)
+        if not self.home_rate > 0.0:
+            return out
+        full = np.zeros((k + 1, k + 1))
+        full[:k, :k] = out
+        full[k, :k] = self.home_rate / k
+        full[k, k] = 1.0 - self.home_rate
+        return full
 
     def dominant_of(self, prior: np.ndarray) -> np.ndarray:
         """The belief d over the dominant persona whose predicted active distribution d E is `prior`
@@ -480,6 +524,8 @@ class MemoryUpdate:
             (mode "update"; the prior before it otherwise).
         after: The prior after the session (the next session's predicted active persona, d E), shape
             (K,), sums to 1.
+        home: The filter's probability after the session that the user is still home (a rule with a
+            home state), or None.
     """
 
     user: int
@@ -487,6 +533,7 @@ class MemoryUpdate:
     log_likelihood: np.ndarray
     responsibilities: np.ndarray
     after: np.ndarray
+    home: float | None = None
 
 
 class PersonaMemory:
@@ -532,7 +579,9 @@ class PersonaMemory:
             rule.check_personas(k)
         self._emission = rule.emission(k)
         self._transition = rule.transition(k)
-        # per updated user: the belief d over the dominant persona, and the prior d E it predicts
+        self._home = rule.home_rate > 0.0
+        # per updated user: the belief d over the dominant persona (and, last, home, with a home state),
+        # and the prior d E it predicts
         self._dominant: dict[int, np.ndarray] = {}
         self._priors: dict[int, np.ndarray] = {}
         # per user whose sessions moved them (aspect_rate > 0): the learned aspect weights W, kept as
@@ -576,12 +625,20 @@ class PersonaMemory:
 
     def view_prior(self, user: int) -> np.ndarray:
         """The persona prior of `user` that a session's ranker view holds, shape (K,): in mode "update",
-        once a session updated `user`, ``rule.view_of(prior)`` (`prior` sharpened); otherwise `prior`
-        itself."""
+        once a session updated `user`, ``rule.view_of(prior, home(user))`` (`prior` sharpened, the more
+        the less the user is still home); otherwise `prior` itself."""
         prior = self.prior(user)
         if self.mode != "update" or user not in self._priors:
             return prior
-        return self.rule.view_of(prior)
+        return self.rule.view_of(prior, self.home(user))
+
+    def home(self, user: int) -> float:
+        """The filter's probability that `user` is still in their pre-trained mixture (the home state):
+        1 until a session updates them, then the filter's; always 0 for a rule without a home state."""
+        if not self._home:
+            return 0.0
+        state = self._dominant.get(self._check_user(user))
+        return 1.0 if state is None else float(state[-1])
 
     def most_likely(self, user: int) -> int:
         """The persona slot the memory believes most likely for `user`'s next session (first on ties)."""
@@ -685,13 +742,15 @@ class PersonaMemory:
             zero = np.zeros(self.personas_per_user)
             return MemoryUpdate(user, before, zero, before, before)
         dominant = self._dominant.get(user)
-        if dominant is None:  # the first update: the ranker's prior as the belief over the dominant one
-            dominant = _softmax(self._shared_log_prior[user])
+        shared = _softmax(self._shared_log_prior[user])
+        if dominant is None:  # the first update: home, or the ranker's prior as the belief over d
+            dominant = np.append(np.zeros(len(shared)), 1.0) if self._home else shared
+        emission = np.vstack([self._emission, shared]) if self._home else self._emission
         likelihood = self.log_likelihood(evidence)
         # joint[d, a] ∝ P(dominant d, active a, evidence) = d_d E[d, a] L_a; max L = 1 (ℓ's max is 0)
-        joint = dominant[:, None] * self._emission * np.exp(likelihood)[None, :]
+        joint = dominant[:, None] * emission * np.exp(likelihood)[None, :]
         if not joint.sum() > 0.0:  # only with dominance 1 and a prior that rules out every likely one
-            joint = dominant[:, None] * self._emission
+            joint = dominant[:, None] * emission
         posterior = joint.sum(axis=1)
         responsibilities = joint.sum(axis=0)
         responsibilities = _frozen(responsibilities / responsibilities.sum(), np.float64)
@@ -701,11 +760,12 @@ class PersonaMemory:
             return MemoryUpdate(user, before, _frozen(likelihood, np.float64), responsibilities, before)
         following = (posterior / posterior.sum()) @ self._transition
         following = following / following.sum()
-        after = following @ self._emission
+        after = following @ emission
         after = _frozen(after / after.sum(), np.float64)
         self._dominant[user] = _frozen(following, np.float64)
         self._priors[user] = after
-        return MemoryUpdate(user, before, _frozen(likelihood, np.float64), responsibilities, after)
+        home = float(following[-1]) if self._home else None
+        return MemoryUpdate(user, before, _frozen(likelihood, np.float64), responsibilities, after, home)
 
     def _learn_aspects(self, evidence: SessionEvidence, responsibilities: np.ndarray) -> None:
         """W[:, a] ± η·r for each accepted (+) and rejected (−) aspect of the session (module docstring)."""
@@ -745,20 +805,22 @@ class PersonaMemory:
         self._dominant.pop(user, None)
         self._aspect_weights.pop(user, None)
 
-    def restore(self, user: int, prior: Sequence[float] | np.ndarray) -> None:
+    def restore(self, user: int, prior: Sequence[float] | np.ndarray, home: float | None = None) -> None:
         """Set `user`'s prior to one an earlier memory reached (mode "update"), e.g. read from a memory
         file (`policies.memory_file`); the next `update` moves it from there.
 
         The memory keeps `prior` (normalised) as the user's prior and recovers the belief over the
         dominant persona by inverting the emission (`UpdateRule.dominant_of`): for a prior that
-        `prior` wrote, the next update is the one the writing memory would have made.
+        `prior` wrote, the next update is the one the writing memory would have made. With a home state
+        (``home_rate`` > 0) `home` is the writing memory's `MemoryUpdate.home` (None: 0, as if the user
+        had left home), and the emission is inverted on what is not home: (prior − home·π)/(1 − home).
 
         The user's aspect weights (``aspect_rate`` > 0) are left as they are (a file holds none).
 
         Raises:
             PersonaMemoryError: Another mode than "update" or a rule that keeps the ranker's prior
-                (``update_prior`` False), `user` out of range, or `prior` not K finite weights >= 0 with
-                a positive sum (it is normalised).
+                (``update_prior`` False), `user` out of range, `prior` not K finite weights >= 0 with
+                a positive sum (it is normalised), or `home` outside [0, 1].
         """
         user = self._check_user(user)
         if self.mode != "update":
@@ -775,7 +837,18 @@ class PersonaMemory:
                 f"prior {row.tolist()} of user {user} must be {k} finite weights >= 0 with a positive sum"
             )
         row = row / row.sum()
-        self._dominant[user] = _frozen(self.rule.dominant_of(row), np.float64)
+        if home is not None and not 0.0 <= home <= 1.0:
+            raise PersonaMemoryError(f"home {home!r} of user {user} must lie in [0, 1]")
+        if self._home:
+            stay = 0.0 if home is None else float(home)
+            away = np.zeros(k)
+            if stay < 1.0:
+                away = (1.0 - stay) * self.rule.dominant_of(
+                    np.maximum(row - stay * _softmax(self._shared_log_prior[user]), 0.0)
+                )
+            self._dominant[user] = _frozen(np.append(away, stay), np.float64)
+        else:
+            self._dominant[user] = _frozen(self.rule.dominant_of(row), np.float64)
         self._priors[user] = _frozen(row, np.float64)
 
 

@@ -11,6 +11,7 @@ format, version `MEMORY_VERSION` of schema `MEMORY_SCHEMA`::
       "ranker": {"fingerprint": "3f1c...", "personas": 4, "name": "runs/pretrain/persona_world"},
       "user": 12,                                       # ... the user ...
       "prior": [0.61, 0.24, 0.1, 0.05],                 # ... and the memory's belief over their K personas
+      "home": 0.42,                                     # (optional) the chance they are still home
       "conversations": 3,                               # conversations remembered
       "history": [                                      # the belief after each of the last ones
         {"conversation": 3, "ended": "accepted", "prior": [0.61, 0.24, 0.1, 0.05]}, ...
@@ -29,8 +30,14 @@ of the wrong length, negative, non-finite or not summing to 1, a malformed histo
 (`policies.atomic`): a reader or a crash sees the old file or the new one, never half of one.
 Deleting the file forgets the person. Plain JSON only, never pickle.
 
-The file keeps the prior only: per-persona aspect weights a memory learns (``UpdateRule.aspect_rate``
-> 0, `policies.memory`) are not saved, so across restarts a chat keeps prior-only semantics.
+``home`` (optional, added in session 26 without a version change: a file without it reads as before)
+is the filter's probability that the person is still in their pre-trained mixture, for a rule with a
+home state (`policies.memory.UpdateRule.home_rate`); with it, a restored memory continues exactly where
+the writing one stopped (`PersonaMemory.restore`). It must lie in [0, 1].
+
+The file keeps the prior (and home) only: per-persona aspect weights a memory learns
+(``UpdateRule.aspect_rate`` > 0, `policies.memory`) are not saved, so across restarts a chat keeps
+prior-only semantics.
 """
 
 from __future__ import annotations
@@ -155,10 +162,14 @@ class MemoryRecord:
         prior: The memory's prior over the user's K personas, K finite floats >= 0 summing to 1.
         conversations: Conversations remembered (>= 0).
         history: The beliefs after the last conversations, oldest first (at most `HISTORY_KEPT`).
+        home: The filter's probability that the user is still in their pre-trained mixture
+            (`policies.memory.MemoryUpdate.home`), or None (a rule without a home state, or nothing
+            remembered yet).
 
     Raises:
         ValueError: A prior of the wrong length, negative, non-finite or not summing to 1, a negative
-            user or count, or a history entry like that (`read_memory` names the file instead).
+            user or count, a home outside [0, 1], or a history entry like that (`read_memory` names
+            the file instead).
     """
 
     context: MemoryContext
@@ -166,6 +177,7 @@ class MemoryRecord:
     prior: tuple[float, ...]
     conversations: int = 0
     history: tuple[Belief, ...] = ()
+    home: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prior", _checked_prior(self.prior, self.context.personas, "prior"))
@@ -173,6 +185,11 @@ class MemoryRecord:
             raise ValueError(f"user {self.user} and conversations {self.conversations} must be >= 0")
         for belief in self.history:
             _checked_prior(belief.prior, self.context.personas, f"history entry {belief.conversation}")
+        if self.home is not None:
+            home = self.home
+            if isinstance(home, bool) or not isinstance(home, float | int) or not 0 <= home <= 1:
+                raise ValueError(f"home must be a number in [0, 1], not {self.home!r}")
+            object.__setattr__(self, "home", float(self.home))
 
     @classmethod
     def new(cls, context: MemoryContext, user: int, prior: Sequence[float] | np.ndarray) -> MemoryRecord:
@@ -190,7 +207,7 @@ class MemoryRecord:
         prior = tuple(float(p) for p in np.asarray(update.after).reshape(-1))
         count = self.conversations + 1
         history = (*self.history, Belief(count, prior, ended))[-HISTORY_KEPT:]
-        return replace(self, prior=prior, conversations=count, history=history)
+        return replace(self, prior=prior, conversations=count, history=history, home=update.home)
 
     def most_likely(self) -> int:
         """The persona slot the memory believes most likely (first on ties)."""
@@ -206,6 +223,7 @@ class MemoryRecord:
             "prior": list(self.prior),
             "conversations": self.conversations,
             "history": [belief.to_json() for belief in self.history],
+            **({} if self.home is None else {"home": self.home}),
         }
 
 
@@ -289,7 +307,10 @@ def memory_from_json(data: object, path: Path, context: MemoryContext) -> Memory
                 entry["ended"],
             )
         )
-    return MemoryRecord(context, user, prior, conversations, tuple(history))
+    try:
+        return MemoryRecord(context, user, prior, conversations, tuple(history), data.get("home"))
+    except ValueError as error:
+        raise MemoryFileError(path, str(error)) from None
 
 
 def _check_context(data: dict[str, Any], path: Path, context: MemoryContext) -> None:

@@ -144,7 +144,7 @@ class ChatMemory:
         user = record.user if record is not None else (drawn_user if user_id is None else user_id)
         memory = PersonaMemory(ranker, "update")
         if record is not None:
-            memory.restore(user, record.prior)
+            memory.restore(user, record.prior, record.home)
         return cls(path, memory, context, user, record)
 
     @property

@@ -43,6 +43,8 @@ EMPTY = np.zeros(0, dtype=np.int64)
 ITEM_ONLY = UpdateRule(
     switch_rate=0.2, dominance=0.8, aspect_weight=0.0, item_weight=1.0, rejected_item_weight=0
 )
+NO_HOME = dataclasses.replace(DEFAULT_RULE, home_rate=0.0)
+"""The default rule's filter without a home state."""
 
 
 def tiny_ranker(prior: tuple[float, float] = (0.5, 0.5)) -> PersonaRanker:
@@ -337,6 +339,9 @@ def test_same_evidence_same_priors() -> None:
         (lambda: UpdateRule(update_prior=False), "update_prior=False with aspect_rate=0 updates nothing"),
         (lambda: UpdateRule(view_power=0.0), "view_power=0.0 must be finite and > 0"),
         (lambda: UpdateRule(view_power=float("nan")), "view_power=nan must be finite"),
+        (lambda: UpdateRule(home_rate=1.0), r"home_rate=1.0 must lie in \[0, 1\)"),
+        (lambda: UpdateRule(home_rate=-0.1), r"home_rate=-0.1 must lie in \[0, 1\)"),
+        (lambda: PersonaMemory(tiny_ranker()).restore(0, [0.5, 0.5], 1.5), r"home 1.5 of user 0 must lie"),
         (lambda: rule_of("everything"), "unknown memory update 'everything'"),  # type: ignore[arg-type]
         (
             lambda: PersonaMemory(tiny_ranker(), "update", rule_of("aspects")).restore(0, [0.5, 0.5]),
@@ -641,3 +646,99 @@ def test_an_update_with_aspect_weights_and_the_views_first_scores_cost_well_unde
         memory.ranker_for(user).item_scores(DialogueFacts(user, EMPTY, EMPTY, EMPTY), items)
         seconds.append(time.perf_counter() - started)
     assert np.median(seconds) < 0.05, seconds
+
+
+# ------------------------------------------------------------------------------------------ home state
+HOME = UpdateRule(switch_rate=0.25, dominance=0.7, aspect_weight=1.0, item_weight=1.0, home_rate=0.3)
+
+
+def home_filter_step(
+    b: np.ndarray, log_likelihood: np.ndarray, rule: UpdateRule, pi: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The filter with a home state by hand, explicit sums over K + 1 states (the last is home, whose
+    active persona is drawn from the ranker's prior `pi`): (responsibilities, next belief, prior)."""
+    k = pi.shape[0]
+    m, h, h0 = rule.dominance, rule.switch_rate, rule.home_rate
+    E = [[m if a == d else (1 - m) / (k - 1) for a in range(k)] for d in range(k)] + [list(pi)]
+    T = [[(1 - h if d == e else h / (k - 1)) if d < k else h0 / k for e in range(k)] for d in range(k + 1)]
+    for d in range(k + 1):
+        T[d].append(1 - h0 if d == k else 0.0)
+    L = np.exp(log_likelihood)
+    post = np.array([b[d] * sum(E[d][a] * L[a] for a in range(k)) for d in range(k + 1)])
+    post /= post.sum()
+    resp = np.array([sum(b[d] * E[d][a] for d in range(k + 1)) * L[a] for a in range(k)])
+    following = np.array([sum(post[d] * T[d][e] for d in range(k + 1)) for e in range(k + 1)])
+    prior = np.array([sum(following[d] * E[d][a] for d in range(k + 1)) for a in range(k)])
+    return resp / resp.sum(), following, prior
+
+
+def test_a_home_state_filter_starts_home_and_is_the_hand_computation() -> None:
+    """With home_rate h₀ > 0 a user starts in their pre-trained mixture (home, emission = the ranker's
+    prior): the first session's responsibilities are π ⊙ L, and each step is the (K + 1)-state filter."""
+    ranker = random_ranker(k=3)
+    memory = PersonaMemory(ranker, "update", HOME)
+    pi = np.exp(ranker.log_prior[1]) / np.exp(ranker.log_prior[1]).sum()
+    assert memory.home(1) == 1.0 and PersonaMemory(ranker, "update", NO_HOME).home(1) == 0.0
+    b = np.array([0.0, 0.0, 0.0, 1.0])
+    sessions = [
+        evidence(user=1, accepted=np.array([2]), accepted_item=4),
+        evidence(user=1, accepted=np.array([2, 5]), rejected_items=np.array([1, 8]), accepted_item=9),
+        evidence(user=1),
+    ]
+    for n, session in enumerate(sessions):
+        update = memory.update(session)
+        resp, b, prior = home_filter_step(b, update.log_likelihood, HOME, pi)
+        if n == 0:
+            likelihood = np.exp(update.log_likelihood)
+            np.testing.assert_allclose(resp, pi * likelihood / (pi @ likelihood))
+        np.testing.assert_allclose(update.responsibilities, resp, rtol=1e-12)
+        np.testing.assert_allclose(update.after, prior, rtol=1e-12)
+        assert update.home == pytest.approx(b[-1], rel=1e-12) == memory.home(1)
+    assert 0.0 < memory.home(1) < (1 - HOME.home_rate) ** 2  # two sessions away from π lowered it
+    # with no evidence at all, home only leaks by h₀ per session: the prior stays π
+    quiet = PersonaMemory(ranker, "update", HOME)
+    update = quiet.update(evidence(user=1))
+    assert update.home == pytest.approx(1 - HOME.home_rate)
+    np.testing.assert_allclose(update.after, (1 - HOME.home_rate) * pi + HOME.home_rate / 3, rtol=1e-12)
+
+
+def test_a_home_user_keeps_the_pretrained_view_and_a_departed_one_gets_it_sharpened() -> None:
+    """The view raises the prior to 1 + (p − 1)(1 − home): while the user is surely home it is the
+    memory's prior as it is (no sharper than the ranker's own), once they surely left it is prior^p."""
+    rule = dataclasses.replace(HOME, view_power=3.0, dominance=0.9)
+    memory = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
+    for _ in range(3):
+        memory.update(evidence(accepted=np.array([1]), accepted_item=1))
+    home, prior = memory.home(0), memory.prior(0)
+    assert 0.0 < home < 0.5 and memory.most_likely(0) == 1
+    power = 1 + 2 * (1 - home)
+    np.testing.assert_allclose(memory.view_prior(0), prior**power / (prior**power).sum(), rtol=1e-12)
+    np.testing.assert_allclose(rule.view_of(prior, home=1.0), prior, rtol=0, atol=0)
+    np.testing.assert_allclose(rule.view_of(prior, home=0.0), prior**3 / (prior**3).sum(), rtol=1e-12)
+    assert prior[1] < memory.view_prior(0)[1] < rule.view_of(prior)[1]
+
+
+def test_restoring_prior_and_home_continues_a_home_filter_exactly() -> None:
+    ranker, user = random_ranker(k=3), 2
+    sessions = [
+        evidence(user=user, accepted=np.array([1]), accepted_item=2),
+        evidence(user=user, accepted=np.array([0]), rejected_items=np.array([0, 1]), accepted_item=1),
+        evidence(user=user, accepted_item=0),
+    ]
+    one = PersonaMemory(ranker, "update", HOME)
+    first = one.update(sessions[0])
+    assert first.home is not None and 0.0 < first.home < 1.0
+    other = PersonaMemory(ranker, "update", HOME)
+    other.restore(user, [float(p) for p in first.after], first.home)
+    assert other.home(user) == pytest.approx(first.home, rel=1e-12)
+    np.testing.assert_allclose(other.view_prior(user), one.view_prior(user), rtol=0, atol=1e-14)
+    for session in sessions[1:]:
+        a, b = one.update(session), other.update(session)
+        np.testing.assert_allclose(b.after, a.after, rtol=0, atol=1e-12)
+        assert b.home == pytest.approx(a.home, abs=1e-12)
+    # without its home the same prior is read as a user who surely left: another next step
+    lost, exact = PersonaMemory(ranker, "update", HOME), PersonaMemory(ranker, "update", HOME)
+    lost.restore(user, first.after)
+    exact.update(sessions[0])
+    assert lost.home(user) == 0.0
+    assert not np.allclose(lost.update(sessions[1]).after, exact.update(sessions[1]).after, atol=1e-6)

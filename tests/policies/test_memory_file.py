@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from policies.memory import DEFAULT_RULE, PersonaMemory, PersonaMemoryError, SessionEvidence
+from policies.memory import DEFAULT_RULE, PersonaMemory, PersonaMemoryError, SessionEvidence, UpdateRule
 from policies.memory_file import (
     HISTORY_KEPT,
     MEMORY_SCHEMA,
@@ -25,7 +25,7 @@ from policies.memory_file import (
     write_memory,
 )
 from policies.pretrain.ranker import PersonaRanker
-from tests.policies.test_memory import tiny_ranker
+from tests.policies.test_memory import HOME, NO_HOME, tiny_ranker
 
 
 def context_of(ranker: PersonaRanker, name: str = "tiny") -> MemoryContext:
@@ -75,26 +75,30 @@ def test_history_keeps_the_last_beliefs(tmp_path: Path) -> None:
     assert read_memory(tmp_path / "m.json", context_of(ranker)) == record
 
 
-def test_restoring_a_file_continues_the_memory_exactly(tmp_path: Path) -> None:
-    """Two sessions in one process, or one, a file, a new process and the second: the same prior."""
+@pytest.mark.parametrize("rule", [DEFAULT_RULE, NO_HOME, HOME], ids=["default", "no home", "home"])
+def test_restoring_a_file_continues_the_memory_exactly(tmp_path: Path, rule: UpdateRule) -> None:
+    """Two sessions in one process, or one, a file, a new process and the second: the same prior (and,
+    with a home state, the same chance of being home, which the file keeps)."""
     sessions = [SessionEvidence(user=1, accepted_item=0), SessionEvidence(user=1, accepted_item=1)]
-    one = PersonaMemory(tiny_ranker((0.6, 0.4)), "update")
+    one = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
     for evidence in sessions:
         one.update(evidence)
-    first = PersonaMemory(tiny_ranker((0.6, 0.4)), "update")
+    first = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
     context = context_of(first.ranker)  # type: ignore[arg-type]
     update = first.update(sessions[0])
     write_memory(tmp_path / "m.json", MemoryRecord.new(context, 1, update.before).after(update, "accepted"))
+    assert ("home" in json.loads((tmp_path / "m.json").read_text())) == (rule.home_rate > 0)
     record = read_memory(tmp_path / "m.json", context)
-    assert record is not None
-    second = PersonaMemory(tiny_ranker((0.6, 0.4)), "update")
-    second.restore(1, record.prior)
+    assert record is not None and record.home == update.home
+    second = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
+    second.restore(1, record.prior, record.home)
     np.testing.assert_allclose(second.prior(1), first.prior(1), rtol=0, atol=1e-15)
+    assert second.home(1) == pytest.approx(first.home(1), abs=1e-15)
     view_row = np.exp(second.ranker_for(1).log_prior[1])
-    want = DEFAULT_RULE.view_of(np.asarray(record.prior))
+    want = rule.view_of(np.asarray(record.prior), record.home or 0.0)
     np.testing.assert_allclose(view_row, want, atol=1e-15)
     second.update(sessions[1])
-    np.testing.assert_allclose(second.prior(1), one.prior(1), atol=1e-15)
+    np.testing.assert_allclose(second.prior(1), one.prior(1), atol=1e-14)
     np.testing.assert_allclose(second.prior(0), [0.6, 0.4])  # another user's prior is the ranker's
 
 
@@ -146,6 +150,10 @@ def damaged(data: dict[str, Any], change: str) -> Any:
         data["history"][0]["prior"] = [1.0]
     elif change == "missing history":
         del data["history"]
+    elif change == "home out of range":
+        data["home"] = 1.5
+    elif change == "home not a number":
+        data["home"] = "most likely"
     elif change == "not an object":
         return [data]
     return data
@@ -166,6 +174,8 @@ PROBLEMS = {
     "bad history": "history[0].prior has 1 weights",
     "missing history": "history must be a list",
     "not an object": "must hold a JSON object, not list",
+    "home out of range": "home must be a number in [0, 1], not 1.5",
+    "home not a number": "home must be a number in [0, 1], not 'most likely'",
 }
 
 
