@@ -19,6 +19,9 @@ ranker, users and seed), so the grid can be rerun without playing again.
 
 The replay is an approximation: the evidence comes from play under the frozen prior, not from play
 under each rule.
+
+It replays the filter without a home state (``home_rate`` 0, `policies.memory`); the home state and the
+view were chosen by SR@15 with ``benchmarks/compare_memory_rules.py``.
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ def test_rejected_slates_count_for_the_personas_that_score_them_high() -> None:
 
 
 def test_sessions_naming_a_persona_are_followed_within_two_sessions_and_back() -> None:
-    memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update")
+    memory = PersonaMemory(tiny_ranker((0.8, 0.2)), "update", NO_HOME)
     persona_1 = evidence(accepted=np.array([1]), accepted_item=1)
     persona_0 = evidence(accepted=np.array([0]), accepted_item=0)
     believed = []
@@ -212,6 +212,7 @@ def test_sessions_naming_a_persona_are_followed_within_two_sessions_and_back() -
 
 
 def test_restoring_the_prior_continues_the_filter_exactly() -> None:
+    """With the default rule (a home state): the prior and the chance of being home, as a file keeps them."""
     for ranker, user in ((tiny_ranker((0.6, 0.4)), 1), (random_ranker(k=3), 3)):
         sessions = [
             evidence(user=user, accepted=np.array([1]), accepted_item=2),
@@ -219,10 +220,10 @@ def test_restoring_the_prior_continues_the_filter_exactly() -> None:
             evidence(user=user, accepted_item=0),
         ]
         one = PersonaMemory(ranker, "update")
-        one.update(sessions[0])
+        home = one.update(sessions[0]).home
         stored = [float(p) for p in one.prior(user)]  # what a memory file keeps
         other = PersonaMemory(ranker, "update")
-        other.restore(user, stored)
+        other.restore(user, stored, home)
         np.testing.assert_array_equal(other.prior(user), np.array(stored) / np.sum(stored))
         np.testing.assert_allclose(other.prior(user), one.prior(user), rtol=0, atol=1e-15)
         for session in sessions[1:]:
@@ -274,12 +275,12 @@ def test_a_view_runs_the_session_with_the_memorys_prior() -> None:
 
 
 def test_a_view_holds_the_memorys_prior_raised_to_view_power() -> None:
-    """The view's row is prior^p renormalised for a user the memory updated (p = 2 by default): more
+    """Without a home state the view's row is prior^p renormalised for a user the memory updated: more
     mass on the believed persona, the same argmax; p = 1 hands the prior over bit for bit."""
     sessions = [evidence(accepted=np.array([1]), accepted_item=1)] * 2
     rows = {}
     for power in (1.0, 2.0, 3.0):
-        rule = dataclasses.replace(DEFAULT_RULE, view_power=power)
+        rule = dataclasses.replace(NO_HOME, view_power=power)
         memory = PersonaMemory(tiny_ranker((0.6, 0.4)), "update", rule)
         for session in sessions:
             memory.update(session)
@@ -291,7 +292,6 @@ def test_a_view_holds_the_memorys_prior_raised_to_view_power() -> None:
             np.testing.assert_array_equal(memory.view_prior(0), prior)
         assert int(np.argmax(rows[power])) == memory.most_likely(0) == 1
     assert rows[1.0][1] < rows[2.0][1] < rows[3.0][1]
-    assert DEFAULT_RULE.view_power == 2.0
 
 
 def test_oracle_concentrates_on_the_active_persona_and_never_learns() -> None:
