@@ -70,6 +70,7 @@ class MemoryChange:
             "conversations": self.record.conversations,
             "before": [float(p) for p in self.before],
             "after": [float(p) for p in self.after],
+            **({} if self.update.home is None else {"home": self.update.home}),
         }
 
 

@@ -178,6 +178,10 @@ class ChatView:
             else f"{whose} {label} side is in charge now "
             f"(it was {'their' if watched else 'your'} [italic]{escape(self.persona(user, was))}[/] side)."
         )
+        home = change.update.home
+        if home is not None:  # the filter's home state: the pre-trained mixture of sides still holds
+            mix = "their" if watched else "your"
+            lead += f" I am {home:.0%} sure {mix} usual mix of sides still holds."
         conversations = change.record.conversations
         times = "1 conversation" if conversations == 1 else f"{conversations} conversations"
         saved = f"[dim]Saved to {escape(str(change.path))} ({times} remembered; delete it to forget).[/]"

@@ -91,6 +91,9 @@ def test_two_chats_remember_the_person(tmp_path: Path, artifact: Path, world: Ca
     top = int(np.argmax(after))
     assert f"{label(ranker, world, user, top)} {shared[top]:.0%} → {after[top]:.0%}" in out
     assert f"Saved to {memory} (1 conversation remembered; delete it to forget)" in out.replace("\n", "")
+    # the first conversation is had at home: it leaves the usual mix by the home rate only
+    assert saved["home"] == transcript["memory"]["home"] == pytest.approx(1 - DEFAULT_RULE.home_rate)
+    assert f"I am {saved['home']:.0%} sure your usual mix of sides still holds." in out
 
     # the second chat opens with the remembered belief and runs from it
     second, transcript2 = chat(tmp_path, SCRIPT, *args)
