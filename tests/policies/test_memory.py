@@ -695,11 +695,11 @@ def test_a_home_state_filter_starts_home_and_is_the_hand_computation() -> None:
         np.testing.assert_allclose(update.after, prior, rtol=1e-12)
         assert update.home == pytest.approx(b[-1], rel=1e-12) == memory.home(1)
     assert 0.0 < memory.home(1) < (1 - HOME.home_rate) ** 2  # two sessions away from π lowered it
-    # with no evidence at all, home only leaks by h₀ per session: the prior stays π
-    quiet = PersonaMemory(ranker, "update", HOME)
-    update = quiet.update(evidence(user=1))
-    assert update.home == pytest.approx(1 - HOME.home_rate)
-    np.testing.assert_allclose(update.after, (1 - HOME.home_rate) * pi + HOME.home_rate / 3, rtol=1e-12)
+    # the first session is had at home for sure: whatever it said, the next prior is (1 − h₀)π + h₀/K
+    for said in (sessions[0], evidence(user=1)):
+        update = PersonaMemory(ranker, "update", HOME).update(said)
+        assert update.home == pytest.approx(1 - HOME.home_rate)
+        np.testing.assert_allclose(update.after, (1 - HOME.home_rate) * pi + HOME.home_rate / 3, rtol=1e-12)
 
 
 def test_a_home_user_keeps_the_pretrained_view_and_a_departed_one_gets_it_sharpened() -> None:
