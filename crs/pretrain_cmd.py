@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
+from crs.progress import LoggedProgress
 from policies.pretrain.config import NEGATIVE_POOLS, TrainConfig
 from policies.pretrain.graph import HOLDOUT_UNITS
 from simulators.catalog import Catalog
@@ -151,7 +152,7 @@ def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
     table = Table(title="validation per epoch", title_justify="left")
     for column in ("epoch", "loss", "Recall@10", "NDCG@10", "s"):
         table.add_column(column, justify="right")
-    with Progress(
+    with LoggedProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

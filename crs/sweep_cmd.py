@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from crs.app.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
 from crs.common import console, friendly_errors, metrics_table
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
+from crs.progress import LoggedProgress
 
 EXIT_TASKS_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -77,7 +78,7 @@ def sweep_command(
         f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks, {len(already)} already finished in {out}",
         highlight=False,
     )
-    with Progress(
+    with LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

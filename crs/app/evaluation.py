@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from crs import __version__
 from crs.app.run_folder import EvalSummary, write_episodes
@@ -25,6 +25,7 @@ from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
 from crs.parallel import Task, WorkerPool, resolve_backend
+from crs.progress import LoggedProgress
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
 from envs.registry import make_env
@@ -247,9 +248,9 @@ def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
     )
 
 
-def evaluation_progress(show: bool) -> Progress:
+def evaluation_progress(show: bool) -> LoggedProgress:
     """The progress bar of an evaluation (conversations done of all, time left), gone when it ends."""
-    return Progress(
+    return LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -38,6 +38,7 @@ from crs.common import (
     console,
     metrics_table,
 )
+from crs.progress import LoggedProgress
 from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summarize
@@ -78,9 +79,9 @@ def system_info() -> dict[str, Any]:
     }
 
 
-def _progress(show: bool) -> Progress:
+def _progress(show: bool) -> LoggedProgress:
     """A progress display with elapsed and remaining time and a free note per task."""
-    return Progress(
+    return LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -1,0 +1,104 @@
+"""Progress on long work, drawn in a terminal and written as plain lines into a log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import Progress, Task, TaskID
+
+LOG_STEPS = 10
+"""A console that is not a terminal gets a line each time a task passes another 1/LOG_STEPS of its total..."""
+QUIET_SECONDS = 10.0
+"""... once the task has run this long: work that ends sooner leaves no lines."""
+
+
+class LoggedProgress(Progress):
+    """A rich `Progress` that also reports to a console that is not a terminal.
+
+    rich draws a bar only on a terminal; sent to a file, a pipe or a CI log it prints the bar once, when
+    the work ends, so a 50-minute training shows nothing until then. Here such a console gets a plain
+    line ("training: 4,096/20,480 (20%), 0:09:58 elapsed, 0:39:52 left, 7 steps/s") each time a task
+    passes another tenth of its total, from its tenth second on; a task added without a total is not
+    logged. On a terminal, or when disabled, it is rich's `Progress` unchanged.
+    """
+
+    def __init__(self, *columns: Any, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self._logged_step: dict[TaskID, int] = {}
+
+    def add_task(
+        self,
+        description: str,
+        start: bool = True,
+        total: float | None = 100.0,
+        completed: int = 0,
+        visible: bool = True,
+        **fields: Any,
+    ) -> TaskID:
+        task_id = super().add_task(description, start, total, completed, visible, **fields)
+        if total is not None:  # a task without a total when added (e.g. batches of an epoch) is not logged
+            self._logged_step[task_id] = self._step(self._task(task_id))  # a resumed task starts where it is
+        return task_id
+
+    def update(
+        self,
+        task_id: TaskID,
+        *,
+        total: float | None = None,
+        completed: float | None = None,
+        advance: float | None = None,
+        description: str | None = None,
+        visible: bool | None = None,
+        refresh: bool = False,
+        **fields: Any,
+    ) -> None:
+        super().update(
+            task_id,
+            total=total,
+            completed=completed,
+            advance=advance,
+            description=description,
+            visible=visible,
+            refresh=refresh,
+            **fields,
+        )
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def _task(self, task_id: TaskID) -> Task:
+        return next(task for task in self.tasks if task.id == task_id)
+
+    @staticmethod
+    def _step(task: Task) -> int:
+        """How many whole tenths of its total the task has done (0 while it has no total)."""
+        if not task.total:
+            return 0
+        return min(LOG_STEPS, int(LOG_STEPS * task.completed / task.total))
+
+    def _log(self, task_id: TaskID) -> None:
+        if self.disable or self.console.is_terminal or task_id not in self._logged_step:
+            return
+        task = self._task(task_id)
+        step = self._step(task)
+        if step <= self._logged_step[task_id]:
+            return
+        self._logged_step[task_id] = step
+        if task.elapsed is None or task.elapsed < QUIET_SECONDS:
+            return
+        parts = [f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} ({task.percentage:.0f}%)"]
+        parts.append(f"{_clock(task.elapsed)} elapsed")
+        if task.time_remaining is not None and not task.finished:
+            parts.append(f"{_clock(task.time_remaining)} left")
+        note = task.fields.get("note")
+        if note:
+            parts.append(str(note))
+        self.console.print(", ".join(parts), markup=False, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as h:mm:ss."""
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
