@@ -95,7 +95,7 @@ class LoggedProgress(Progress):
         note = task.fields.get("note")
         if note:
             parts.append(str(note))
-        self.console.print(", ".join(parts), markup=False, highlight=False)
+        self.console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)  # never wrapped
 
 
 def _clock(seconds: float) -> str:

@@ -21,7 +21,7 @@ class Clock:
 
 def logged(terminal: bool) -> tuple[LoggedProgress, io.StringIO, Clock]:
     out = io.StringIO()
-    console = Console(file=out, force_terminal=terminal, width=120)
+    console = Console(file=out, force_terminal=terminal, width=40)  # narrower than a line: none may wrap
     clock = Clock()
     return LoggedProgress(console=console, get_time=clock, auto_refresh=False), out, clock
 
