@@ -25,6 +25,10 @@ class LoggedProgress(Progress):
     def __init__(self, *columns: Any, **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
         self._logged_step: dict[TaskID, int] = {}
+        # (time, completed) when the task first moved; (None, completed when added) until then. Time left
+        # is measured from there: rich's own estimate needs several updates within 30 s, and a log's tasks
+        # often move in chunks minutes apart (PPO rollouts, a worker pool's batches) after a slow start.
+        self._moved: dict[TaskID, tuple[float | None, float]] = {}
 
     def add_task(
         self,
@@ -38,6 +42,7 @@ class LoggedProgress(Progress):
         task_id = super().add_task(description, start, total, completed, visible, **fields)
         if total is not None:  # a task without a total when added (e.g. batches of an epoch) is not logged
             self._logged_step[task_id] = self._step(self._task(task_id))  # a resumed task starts where it is
+            self._moved[task_id] = (None, float(completed))
         return task_id
 
     def update(
@@ -82,6 +87,9 @@ class LoggedProgress(Progress):
         if self.disable or self.console.is_terminal or task_id not in self._logged_step:
             return
         task = self._task(task_id)
+        moved_at, done_then = self._moved[task_id]
+        if moved_at is None and task.completed > done_then:
+            self._moved[task_id] = (self.get_time(), task.completed)
         step = self._step(task)
         if step <= self._logged_step[task_id]:
             return
@@ -90,12 +98,23 @@ class LoggedProgress(Progress):
             return
         parts = [f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} ({task.percentage:.0f}%)"]
         parts.append(f"{_clock(task.elapsed)} elapsed")
-        if task.time_remaining is not None and not task.finished:
-            parts.append(f"{_clock(task.time_remaining)} left")
+        left = self._time_left(task)
+        if left is not None:
+            parts.append(f"{_clock(left)} left")
         note = task.fields.get("note")
         if note:
             parts.append(str(note))
         self.console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)  # never wrapped
+
+    def _time_left(self, task: Task) -> float | None:
+        """Seconds left at the pace since the task first moved; None before it has a pace, or when done."""
+        since, done_then = self._moved[task.id]
+        if since is None or task.finished or task.total is None:
+            return None
+        done, seconds = task.completed - done_then, self.get_time() - since
+        if done <= 0 or seconds <= 0:
+            return None
+        return (task.total - task.completed) * seconds / done
 
 
 def _clock(seconds: float) -> str:

@@ -44,6 +44,21 @@ def test_a_log_gets_a_line_per_tenth_with_elapsed_and_left_time() -> None:
     assert lines[-1] == "work: 200/200 (100%), 0:03:20 elapsed, 7 steps/s"
 
 
+def test_time_left_follows_the_pace_since_the_first_move_when_work_comes_in_chunks() -> None:
+    progress, out, clock = logged(terminal=False)
+    with progress:
+        task = progress.add_task("work", total=200)
+        clock.now = 600.0  # a slow start (a copy before PPO, workers starting)
+        for _ in range(4):
+            progress.advance(task, 50)
+            clock.now += 100.0
+    lines = progress_lines(out.getvalue())
+    assert lines[0] == "work: 50/200 (25%), 0:10:00 elapsed"  # no pace yet
+    assert lines[1] == "work: 100/200 (50%), 0:11:40 elapsed, 0:03:20 left"  # 50 per 100 s, 100 to go
+    assert lines[2] == "work: 150/200 (75%), 0:13:20 elapsed, 0:01:40 left"
+    assert len(lines) == 4
+
+
 def test_short_work_leaves_no_lines() -> None:
     progress, out, clock = logged(terminal=False)
     with progress:
