@@ -96,8 +96,10 @@ class LoggedProgress(Progress):
         self._logged_step[task_id] = step
         if task.elapsed is None or task.elapsed < QUIET_SECONDS:
             return
-        parts = [f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} ({task.percentage:.0f}%)"]
-        parts.append(f"{_clock(task.elapsed)} elapsed")
+        parts = [
+            f"{task.description}: {task.completed:,.0f}/{task.total:,.0f} ({task.percentage:.0f}%)",
+            f"{_clock(task.elapsed)} elapsed",
+        ]
         left = self._time_left(task)
         if left is not None:
             parts.append(f"{_clock(left)} left")
