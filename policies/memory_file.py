@@ -185,11 +185,11 @@ class MemoryRecord:
             raise ValueError(f"user {self.user} and conversations {self.conversations} must be >= 0")
         for belief in self.history:
             _checked_prior(belief.prior, self.context.personas, f"history entry {belief.conversation}")
-        if self.home is not None:
-            home = self.home
+        home = self.home
+        if home is not None:
             if isinstance(home, bool) or not isinstance(home, float | int) or not 0 <= home <= 1:
-                raise ValueError(f"home must be a number in [0, 1], not {self.home!r}")
-            object.__setattr__(self, "home", float(self.home))
+                raise ValueError(f"home must be a number in [0, 1], not {home!r}")
+            object.__setattr__(self, "home", float(home))
 
     @classmethod
     def new(cls, context: MemoryContext, user: int, prior: Sequence[float] | np.ndarray) -> MemoryRecord:
