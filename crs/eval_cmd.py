@@ -197,7 +197,7 @@ def eval_command(
     title = (
         f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}"
         f"{ORDER_TITLES.get(summary.order, '')}, "
-        f"{summary.setting} setting, ranker {summary.ranker}"
+        f"{summary.setting} setting, ranker {summary.ranker_label}"
     )
     console.print(metrics_table(title, {summary.policy: result.metrics}))
     for note in summary.notes:
@@ -214,7 +214,7 @@ def sessions_table(summary: EvalSummary) -> Table:
     assert block is not None  # written by run_session_evaluation
     table = Table(
         title=f"{summary.policy}: {block.sequences} returning users x {block.sessions} sessions, regime "
-        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker}",
+        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker_label}",
         caption="tracking: the memory's most likely persona before the session is the session's active "
         "one (dominant: the mixture's largest); last time: it is the previous session's active one, as "
         "`crs chat --memory` says when it opens",

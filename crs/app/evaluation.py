@@ -32,7 +32,7 @@ from envs.registry import make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from envs.setting import Setting, check_setting
 from policies.rankers import RUN_RANKER, RankerSpec
-from policies.rl.run_files import trained_setting
+from policies.rl.run_files import run_ranker, trained_setting
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
@@ -191,6 +191,11 @@ def resolve_policy(
         return load_trained_policy(path, env.catalog), path.name, RUN_RANKER.name
     ranker = RankerSpec.parse(ranker_spec) if ranker_spec else RankerSpec.default(env.catalog.name)
     return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
+
+
+def run_ranker_name(policy: str, ranker_name: str) -> str | None:
+    """summary.json's ``run_ranker``: a trained run's own ranker (its `ranker_name` is "run"), else None."""
+    return run_ranker(policy).name if ranker_name == RUN_RANKER.name else None
 
 
 def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
@@ -379,6 +384,7 @@ def run_evaluation(
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},
+            run_ranker=run_ranker_name(spec.policy, ranker_name),
         )
         write_episodes(out, records)
         summary.write(out)

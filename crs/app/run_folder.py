@@ -341,6 +341,10 @@ class EvalSummary:
         order: How the conversations were chosen.
         sessions: Returning users (`crs eval --sessions`): per-session results; None otherwise (and in
             files written before it existed).
+        run_ranker: A trained policy's own ranker as its run recorded it (the name of
+            `policies.rl.run_files.run_ranker`, e.g. ``uniform+profile+pop+split:0.03`` or ``runs/x/ranker``),
+            so the figure names its ranker when the run folder is gone; None for a rule (and in files
+            written before it existed).
     """
 
     policy: str
@@ -362,8 +366,14 @@ class EvalSummary:
     versions: dict[str, str]
     order: str = "seeded"
     sessions: SessionsSummary | None = None
+    run_ranker: str | None = None
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
+
+    @property
+    def ranker_label(self) -> str:
+        """The ranker in words: a trained policy's as "run (its ranker)"."""
+        return self.ranker if self.run_ranker is None else f"{self.ranker} ({self.run_ranker})"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -373,6 +383,8 @@ class EvalSummary:
             del data["sessions"]  # files without returning users look as they always did
         else:
             data["sessions"] = self.sessions.to_dict()
+        if self.run_ranker is None:
+            del data["run_ranker"]  # a rule's summary names its ranker in "ranker"
         return data
 
     @classmethod
@@ -416,6 +428,7 @@ class EvalSummary:
                 sessions=None
                 if data.get("sessions") is None
                 else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]"),
+                run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
-from crs.app.evaluation import claim_evaluation_output, evaluation_progress
+from crs.app.evaluation import claim_evaluation_output, evaluation_progress, run_ranker_name
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
 from crs.app.settings import MAX_SEED
 from crs.claims import refuse_output_over_inputs
@@ -781,6 +781,7 @@ def run_session_evaluation(
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},
             sessions=result.summary,
+            run_ranker=run_ranker_name(policy, chosen.ranker_name),
         )
         write_json_lines(out, lines)
         summary.write(out)

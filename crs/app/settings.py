@@ -52,8 +52,8 @@ copy ask-7 first (`imitation`, on at most as many turns as PPO then trains), the
 top 10 as the slate (``learn_slate_order: false``), a return that counts what SR@15 counts (``gamma``
 1, a rejected question costs nothing; a user who leaves costs `TRAIN_REWARDS`' -1), and small steps
 that keep the copy (``target_kl`` 0.02, learning rate 2e-4, entropy 0.001). Measured on the main job's
-600 test conversations (BENCHMARKS.md, main-s10, four personas per user): SR@15 0.825 against ask-7's
-0.797, paired +0.028 [+0.008, +0.050], in fewer turns than any rule; every earlier recipe (from
+600 test conversations (BENCHMARKS.md, the showcase world, session 28): SR@15 0.827 against ask-7's
+0.797, paired +0.030 [+0.007, +0.052], in fewer turns than any rule; every earlier recipe (from
 scratch, imitation with ten question slots) tied ask-7 or lost to it. A key a config or command line
 sets wins over the recipe's, key by key inside ``rewards``, ``ppo`` and ``wrapper``; ``imitation:
 null`` trains from scratch."""

@@ -224,9 +224,9 @@ def policy_with_memory(
     run = Path(policy)
     if run.is_dir():
         from policies.rl.acting import load_trained_policy  # torch only for a trained run
-        from policies.rl.run_files import PolicyMeta
+        from policies.rl.run_files import run_ranker
 
-        name = RankerSpec.from_entry(PolicyMeta.read(run).ranker, str(run)).resolve(run).name
+        name = run_ranker(run).name
         trained = load_trained_policy(run, env.catalog)
         memory = ChatMemory.open(
             path, trained.ranker, env.catalog, name, user_id=user_id, drawn_user=drawn_user, fix=RUN_FIX

@@ -462,7 +462,7 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
             return run.task.sweep.name
         if run.train is not None:
             return run.train.name if keep_seed else _without_seed(run.train.name)
-        return _short(run.ranker)
+        return _short(run.ranker_name)
 
     def named(keep_seed: bool) -> list[str]:
         return [
@@ -486,11 +486,7 @@ def _rankers(row: Row) -> frozenset[str]:
 
 def _ranker_names(row: Row) -> str:
     """The rankers of a row's runs as shown: a trained policy's is its run's ranker."""
-    names = {
-        run.train.ranker.name if run.ranker == "run" and run.train and run.train.ranker else run.ranker
-        for run in row.runs
-    }
-    return ", ".join(sorted(names))
+    return ", ".join(sorted({run.ranker_name for run in row.runs}))
 
 
 def _short(ranker: str) -> str:

@@ -288,7 +288,7 @@ def _persona_sections(
     for table in report.tables:
         sources = persona_sources(table)
         if not sources:
-            rankers = sorted({run.ranker for row in table.rows for run in row.runs})
+            rankers = sorted({run.ranker_name for row in table.rows for run in row.runs})
             reasons.append(
                 f"{table.test_set.dataset_label}: no persona model among the inputs (rankers: "
                 f"{', '.join(rankers)}); evaluate with `--ranker <crs pretrain artifact>` or add `crs "

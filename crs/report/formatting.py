@@ -82,7 +82,7 @@ def runs_note(row: Row) -> str:
 
 def ranker_text(row: Row) -> str:
     """A comparison row's rankers, artifact paths shortened to their last two parts."""
-    rankers = sorted({run.ranker for run in row.runs})
+    rankers = sorted({run.ranker_name for run in row.runs})
     return ", ".join("/".join(Path(r).parts[-2:]) if "/" in r else r for r in rankers)
 
 
@@ -90,7 +90,7 @@ def input_text(run: EvalRun) -> str:
     """One evaluation input in words (policy, test set, seed, ranker, and where it came from)."""
     text = (
         f"{run.policy} on {run.dataset}/{run.split}, {len(run.records)} conversations, seed {run.seed}, "
-        f"ranker {run.ranker}, {run.setting} setting"
+        f"ranker {run.ranker_name}, {run.setting} setting"
     )
     if run.train is not None:
         text += f", trained in {run.train.path} ({run.train.ablation or 'flags unknown'})"

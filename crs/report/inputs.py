@@ -52,7 +52,7 @@ from crs.app.sweep import (
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from policies.rankers import RUN_RANKER, RankerSpec
-from policies.rl.run_files import POLICY_META, PolicyMeta
+from policies.rl.run_files import POLICY_META, run_ranker
 from simulators.errors import CRSError
 
 CURVE_SERIES: tuple[str, ...] = ("SR@15", "hDCG", "AT")
@@ -184,6 +184,18 @@ class EvalRun:
         return self.summary.ranker
 
     @property
+    def ranker_name(self) -> str:
+        """The ranker as shown: a trained policy's is its run's own (summary.json's ``run_ranker``, else
+        the run folder's policy.json), "run" when neither is known."""
+        if self.ranker != RUN_RANKER.name:
+            return self.ranker
+        if self.summary.run_ranker is not None:
+            return self.summary.run_ranker
+        if self.train is not None and self.train.ranker is not None:
+            return self.train.ranker.name
+        return self.ranker
+
+    @property
     def world_seed(self) -> int | None:
         return self.summary.world_seed
 
@@ -202,14 +214,14 @@ class EvalRun:
     def ranker_identity(self) -> str:
         """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's is its
         run's ranker; copies of one ranker in different folders compare equal."""
-        if self.ranker == RUN_RANKER.name:
-            if self.train is None or self.train.ranker is None:
-                return f"run {self.summary.policy_spec}"  # the run folder is gone: unknown
+        if self.ranker == RUN_RANKER.name and self.train is not None and self.train.ranker is not None:
             return _identity(self.train.ranker)
+        if self.ranker_name == RUN_RANKER.name:
+            return f"run {self.summary.policy_spec}"  # the run folder is gone and its summary is older
         try:
-            return _identity(RankerSpec.parse(self.ranker))
+            return _identity(RankerSpec.parse(self.ranker_name))
         except CRSError:
-            return self.ranker
+            return self.ranker_name
 
     @property
     def user(self) -> str:
@@ -634,9 +646,8 @@ def read_train_info(path: Path) -> TrainInfo:
     settings = RunRecord.read(path).settings
     pretrained, ranker = None, None
     if (path / POLICY_META).is_file():
-        entry = PolicyMeta.read(path).ranker
-        ranker = RankerSpec.from_entry(entry, f"{path / POLICY_META}").resolve(path)
-        pretrained = _artifact_path(entry, path)
+        ranker = run_ranker(path)
+        pretrained = _artifact_path(ranker)
     return TrainInfo(
         path=path,
         name=path.name,
@@ -655,9 +666,8 @@ def _identity(spec: RankerSpec) -> str:
     return spec.identity()
 
 
-def _artifact_path(entry: str, run_dir: Path) -> str | None:
-    """The pre-training artifact folder a policy.json ranker entry names (relative: in the run), else None."""
-    spec = RankerSpec.from_entry(entry, f"{run_dir / POLICY_META}").resolve(run_dir)
+def _artifact_path(spec: RankerSpec) -> str | None:
+    """The pre-training artifact folder a run's ranker is (`policies.rl.run_files.run_ranker`), else None."""
     return spec.where if spec.kind == "artifact" and Path(spec.where).is_dir() else None
 
 

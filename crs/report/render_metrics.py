@@ -110,7 +110,7 @@ def _row_json(row: Row) -> dict[str, Any]:
         "ci": row.ci,
         "runs": [str(r.path) for r in row.runs],
         "seeds": list(row.seeds),
-        "rankers": sorted({r.ranker for r in row.runs}),
+        "rankers": sorted({r.ranker_name for r in row.runs}),
         "conversations": row.n_conversations,
         "best": sorted(row.best),
         "metrics": _metrics_json(row.metrics),

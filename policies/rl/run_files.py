@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from envs.setting import LEGACY_SETTINGS, Setting, check_setting
 from policies.atomic import atomic_path, read_json_mapping, write_json_atomic
+from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
 from simulators.errors import CRSError
 
@@ -138,6 +139,17 @@ class PolicyMeta:
             )
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
             raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None
+
+
+def run_ranker(run_dir: str | Path) -> RankerSpec:
+    """The fixed ranker a trained run recorded in policy.json, a relative file or folder resolved in the run.
+
+    Raises:
+        CRSError: The directory is not a trained run, or its policy.json is damaged or names an unknown
+            ranker.
+    """
+    run = Path(run_dir)
+    return RankerSpec.from_entry(PolicyMeta.read(run).ranker, f"run {run} ({POLICY_META})").resolve(run)
 
 
 def trained_setting(run_dir: str | Path) -> Setting | None:

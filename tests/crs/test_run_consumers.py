@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from crs.app.run_folder import CurveFile, EvalSummary, RunRecord, TrainSummary, read_episodes
 from crs.cli import app
 from crs.report import build_report, load_inputs
+from crs.report.formatting import input_text, ranker_text
 from policies.rl.run_files import CheckpointState, PolicyMeta
 
 pytestmark = pytest.mark.slow
@@ -59,6 +60,8 @@ def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     evaluation = EvalSummary.read(out)
     assert evaluation.policy == "r" and evaluation.policy_spec == str(run) and evaluation.ranker == "run"
+    assert evaluation.run_ranker == "popularity"  # the run's own ranker, named in the summary
+    assert "ranker run (popularity)" in " ".join(result.output.split())
     assert len(read_episodes(out)) == 12 == evaluation.episodes
 
     transcript = tmp_path / "chat.json"
@@ -142,3 +145,29 @@ def test_the_model_card_says_what_was_trained_and_how_to_rerun_it(run: Path) -> 
     trained = summary.test[summary.trained_label]["SR@15"]
     assert f"| {summary.trained_label} | {trained.mean:.3f} [{trained.low:.3f}, {trained.high:.3f}]" in card
     assert f"crs train --config {run / 'config.yaml'} --name r-again" in card
+
+
+def test_a_report_names_a_trained_policys_ranker_even_when_its_run_is_gone(run: Path, tmp_path: Path) -> None:
+    """The report's ranker column shows the run's own ranker, not "run": from the run folder, else from
+    summary.json's ``run_ranker``; a summary from before that field, with its run gone, says "run"."""
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--policy", str(run), "-n", "6", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+    def rankers_shown(folder: Path) -> tuple[str, str]:
+        """The comparison table's ranker column, and the ranker its input line names."""
+        report = build_report([folder], tmp_path / "report", examples=0, persona=False)
+        ((row,),) = [table.rows for table in report.tables]
+        (evaluated,) = row.runs
+        return ranker_text(row), input_text(evaluated).split("ranker ")[1].split(",")[0]
+
+    assert rankers_shown(out) == ("popularity", "popularity")  # found through policy_spec
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    summary = json.loads((out / "summary.json").read_text())
+    (gone / "episodes.jsonl").write_text((out / "episodes.jsonl").read_text())
+    (gone / "summary.json").write_text(json.dumps({**summary, "policy_spec": str(tmp_path / "moved")}))
+    assert rankers_shown(gone) == ("popularity", "popularity")  # from summary.json alone
+    del summary["run_ranker"]
+    (gone / "summary.json").write_text(json.dumps({**summary, "policy_spec": str(tmp_path / "moved")}))
+    assert rankers_shown(gone) == ("run", "run")
