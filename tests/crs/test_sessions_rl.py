@@ -189,6 +189,7 @@ def test_crs_eval_sessions_runs_a_trained_run_and_records_it(trained_run: Path, 
     oracle = written["oracle"]
     assert oracle.policy == "tiny-run (memory oracle)" and oracle.policy_spec == str(trained_run)
     assert oracle.ranker == "run" and oracle.episodes == 12 and oracle.notes == written["frozen"].notes
+    assert oracle.run_ranker == str(trained_run / "ranker")  # its own artifact, named where it lies
     assert oracle.sessions is not None and oracle.sessions.memory == "oracle"
     assert oracle.conversations == written["frozen"].conversations  # the same sessions in both modes
     assert not any("fine-tuned" in note for note in oracle.notes)  # its encoder's priors are the ranker's
