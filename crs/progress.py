@@ -29,6 +29,14 @@ class LoggedProgress(Progress):
         # is measured from there: rich's own estimate needs several updates within 30 s, and a log's tasks
         # often move in chunks minutes apart (PPO rollouts, a worker pool's batches) after a slow start.
         self._moved: dict[TaskID, tuple[float | None, float]] = {}
+        self._logged_done: set[TaskID] = set()  # tasks whose 100% line is in the log
+
+    def stop(self) -> None:
+        """Stop. rich then prints the bars once more to a console that is not a terminal; when every
+        task has written its 100% line that would only repeat it, so the bars are left out."""
+        if not self.console.is_terminal and self.tasks and all(t.id in self._logged_done for t in self.tasks):
+            self.live.transient = True
+        super().stop()
 
     def add_task(
         self,
@@ -107,6 +115,8 @@ class LoggedProgress(Progress):
         if note:
             parts.append(str(note))
         self.console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)  # never wrapped
+        if step == LOG_STEPS:
+            self._logged_done.add(task_id)
 
     def _time_left(self, task: Task) -> float | None:
         """Seconds left at the pace since the task first moved; None before it has a pace, or when done."""

@@ -7,8 +7,8 @@ A `crs train` run directory ``runs/<name>/`` holds:
 - ``checkpoint.zip`` + ``state.json``: the latest checkpoint for ``--resume`` (`policies.rl.run_files`);
 - ``best_model.zip`` (best validation SR@15, then hDCG), ``model.zip`` (final);
 - ``eval.csv`` / ``eval.jsonl`` (`CurveFile`): the validation curve; ``tb/``: TensorBoard logs;
-- ``summary.json`` (`TRAIN_SUMMARY`): the final test comparison; ``ranker/``: a ranker pre-trained on
-  the fly.
+- ``summary.json`` (`TRAIN_SUMMARY`): the final test comparison; ``tested/`` (`TEST_DIR`): its records,
+  a `crs eval` folder per policy; ``ranker/``: a ranker pre-trained on the fly.
 
 A `crs eval` folder holds ``summary.json`` and ``episodes.jsonl`` (`EVAL_SUMMARY`, `EPISODES_FILE`).
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
@@ -36,6 +38,11 @@ CURVE_JSONL = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
 MODEL_CARD = "MODEL_CARD.md"
 EPISODES_FILE = "episodes.jsonl"
+TEST_DIR = "tested"
+"""A run's test comparison, one `crs eval`-style folder per policy (`write_test_folders`); not "test",
+which users may give `crs eval --out` for a run's own evaluation (`crs.report.inputs`)."""
+TRAINED_TEST = "trained"
+"""The trained policy's folder in `TEST_DIR` (the baselines' are named by their rule)."""
 # Files of a run that hold training progress; a resume without a checkpoint starts again without them.
 PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, STATE_FILE, BEST_MODEL, FINAL_MODEL, SUMMARY_FILE)
 
@@ -514,6 +521,34 @@ def write_episodes(folder: Path, records: Sequence[EpisodeRecord]) -> None:
     write_text_atomic(folder / EPISODES_FILE, "".join(json.dumps(r.to_dict()) + "\n" for r in records))
 
 
+def write_test_folders(
+    run_dir: Path, tested: Sequence[tuple[str, EvalSummary, Sequence[EpisodeRecord]]]
+) -> None:
+    """Write a run's test comparison as ``TEST_DIR/<folder>/`` (summary.json and episodes.jsonl, as
+    `crs eval` writes them), so `crs report <run>` compares the policies on the same conversations.
+
+    The folders are written beside the run's `TEST_DIR` and swapped in whole, so a resumed run's new
+    test replaces the old one (and baselines no longer tested leave with it), and an interrupted write
+    leaves the old one.
+
+    Args:
+        run_dir: The run folder.
+        tested: (folder name, summary, records) per tested policy.
+    """
+    final = run_dir / TEST_DIR
+    partial, old = run_dir / f".{TEST_DIR}.partial", run_dir / f".{TEST_DIR}.old"
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for folder, summary, records in tested:
+        (partial / folder).mkdir(parents=True)
+        write_episodes(partial / folder, records)
+        summary.write(partial / folder)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(partial, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_json_lines(folder: Path, lines: Sequence[dict[str, Any]]) -> None:
     """Write ``episodes.jsonl`` from dicts that extend `EpisodeRecord.to_dict` (e.g. a session's
     `envs.sessions.SessionRecord.to_dict`); `read_episodes` reads their episode fields."""
@@ -598,7 +633,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 |---|---|---:|---:|
 {rows}
 
-Evaluate it again: `crs eval --policy {run_dir}`. Train it again with the same settings:
+Each row's records are in `{TEST_DIR}/`; `crs report {run_dir}` compares them, paired. Evaluate it
+again: `crs eval --policy {run_dir}`. Train it again with the same settings:
 `crs train --config {run_dir / RUN_CONFIG} --name {summary.name}-again`. All settings: `{RUN_CONFIG}`.
 """
     write_text_atomic(run_dir / MODEL_CARD, text)

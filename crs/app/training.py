@@ -24,12 +24,16 @@ from rich.progress import (
 from rich.table import Table
 
 from crs import __version__
+from crs.app.evaluation import conversations_fingerprint
 from crs.app.run_folder import (
     PROGRESS_FILES,
+    TRAINED_TEST,
     CurveFile,
+    EvalSummary,
     RunRecord,
     TrainSummary,
     write_model_card,
+    write_test_folders,
 )
 from crs.app.settings import TrainSettings, make_settings
 from crs.claims import FolderClaim
@@ -41,13 +45,13 @@ from crs.common import (
 from crs.progress import LoggedProgress
 from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
-from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, summarize
+from envs.metrics import EpisodeRecord, MetricSummary, bootstrap_ci, per_episode_metrics, summarize
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
 from policies.content_profile import profile_holdout
-from policies.rankers import RankerSpec
+from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.config import ImitationConfig, RLConfig
-from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta
+from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta, run_ranker
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 from simulators.mcmipl import find_release
@@ -489,6 +493,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     per_episode: dict[str, dict[str, np.ndarray]] = {}
     policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
     policies += [(rule, make_rule_policy(rule, prepared.ranker)) for rule in settings.baselines]
+    tested: list[tuple[str, EvalSummary, list[EpisodeRecord]]] = []
     with _progress(prepared.show) as progress:
         task = progress.add_task("testing", total=len(policies) * len(test_indices), note="")
         for label, policy in policies:
@@ -501,9 +506,19 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
                 settings.seed,
                 on_episode=lambda _: progress.advance(task),
             )
-            throughput[label] = len(records) / (time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            throughput[label] = len(records) / seconds
             rows[label] = summarize(records, seed=settings.seed)
             per_episode[label] = per_episode_metrics(records)
+            is_trained = policy is trained
+            tested.append(
+                (
+                    TRAINED_TEST if is_trained else label,
+                    _test_summary(prepared, label, is_trained, test_env, test_indices, rows[label], seconds),
+                    records,
+                )
+            )
+    write_test_folders(prepared.run_dir, tested)
     summary = TrainSummary(
         name=name,
         dataset=prepared.catalog.name,
@@ -522,6 +537,45 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     summary.write(prepared.run_dir)
     write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals)
     return summary, throughput, verdicts(f"RL ({name})", per_episode, settings.seed)
+
+
+def _test_summary(
+    prepared: _Prepared,
+    label: str,
+    is_trained: bool,
+    env: ConversationEnv,
+    indices: np.ndarray,
+    metrics: dict[str, MetricSummary],
+    seconds: float,
+) -> EvalSummary:
+    """The summary.json of one tested policy's folder in the run's `TEST_DIR`, as `crs eval --policy
+    <run or rule> --seed <the run's seed> -n <its test conversations>` writes it: the same conversations."""
+    settings, run_dir = prepared.settings, prepared.run_dir
+    ranker = run_ranker(run_dir).name
+    user_options = settings.env_options()["user_kwargs"]
+    notes = tuple(prepared.catalog.notes)
+    if user_options:
+        notes += (f"simulated users with the run's options {user_options} (`crs eval` uses the defaults)",)
+    return EvalSummary(
+        policy=prepared.name if is_trained else label,
+        policy_spec=str(run_dir) if is_trained else label,
+        dataset=prepared.catalog.name,
+        split="test",
+        ranker=RUN_RANKER.name if is_trained else ranker,
+        user=settings.user,
+        setting=env.setting,
+        episodes=len(indices),
+        seed=settings.seed,
+        world_seed=settings.world_seed if prepared.catalog.truth is not None else None,
+        conversations=conversations_fingerprint("test", indices),
+        max_turns=env.max_turns,
+        notes=notes,
+        metrics=metrics,
+        seconds=round(seconds, 3),
+        conversations_per_second=round(len(indices) / max(seconds, 1e-9), 2),
+        versions={"persona-crs": __version__, "python": platform.python_version()},
+        run_ranker=ranker if is_trained else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -616,7 +670,7 @@ def _show(
     info.add_column(style="bold", no_wrap=True)
     info.add_column(overflow="fold")
     info.add_row("run directory", str(run_dir))
-    info.add_row("ranker", prepared.ranker_entry)
+    info.add_row("ranker", run_ranker(run_dir).name)
     where = "worker processes" if config.subprocess else "this process"
     info.add_row(
         "training",
@@ -624,10 +678,19 @@ def _show(
         f"{config.n_envs} envs in {where}",
     )
     info.add_row("evaluation", f"{throughput[summary.trained_label]:.0f} conversations/s (trained policy)")
-    info.add_row("next", f"crs report {run_dir} --out {run_dir}/report")
-    info.add_row("", f"crs eval --policy {run_dir}")
-    info.add_row("", f"tensorboard --logdir {run_dir}/tb")
+    for index, command in enumerate(next_commands(run_dir)):
+        info.add_row("next" if index == 0 else "", command)
     console.print(info)
+
+
+def next_commands(run_dir: Path) -> list[str]:
+    """What a finished training suggests running next, each command as it works when typed (a report
+    cannot be written inside the run it reads)."""
+    return [
+        f"crs report {run_dir} --out out/report-{run_dir.name}",
+        f"crs eval --policy {run_dir}",
+        f"tensorboard --logdir {run_dir}/tb",
+    ]
 
 
 def _default_name(settings: TrainSettings) -> str:

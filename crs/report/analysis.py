@@ -167,7 +167,7 @@ def _config_key(run: EvalRun) -> tuple[str, ...]:
         return ("sweep", *run.task.config_key())
     if run.train is not None:
         return ("train", run.train.config_key())
-    return ("policy", run.policy, run.ranker)
+    return ("policy", run.policy, run.ranker_identity)  # a ranker by content: copies are one ranker
 
 
 def _base_label(run: EvalRun) -> str:

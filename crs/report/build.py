@@ -278,6 +278,8 @@ def build_report(
         _examples(report, catalogs, explainers, data_dir, examples)
     elif examples <= 0:
         report.unavailable["examples"] = "example dialogues switched off (--examples 0)"
+    else:
+        report.unavailable["examples"] = "no evaluation records to replay"
     return report
 
 

@@ -33,6 +33,8 @@ from crs.app.run_folder import (
     EPISODES_FILE,
     RUN_CONFIG,
     SUMMARY_FILE,
+    TEST_DIR,
+    TRAINED_TEST,
     CurveFile,
     EvalSummary,
     RunRecord,
@@ -185,15 +187,24 @@ class EvalRun:
 
     @property
     def ranker_name(self) -> str:
-        """The ranker as shown: a trained policy's is its run's own (summary.json's ``run_ranker``, else
-        the run folder's policy.json), "run" when neither is known."""
-        if self.ranker != RUN_RANKER.name:
-            return self.ranker
-        if self.summary.run_ranker is not None:
+        """The ranker as shown: a trained policy's is its run's own (`run_spec`, else summary.json's
+        ``run_ranker``), "run" when neither is known."""
+        spec = self.run_spec
+        if spec is not None:
+            return spec.name
+        if self.ranker == RUN_RANKER.name and self.summary.run_ranker is not None:
             return self.summary.run_ranker
-        if self.train is not None and self.train.ranker is not None:
-            return self.train.ranker.name
         return self.ranker
+
+    @property
+    def run_spec(self) -> RankerSpec | None:
+        """The ranker of the train run this evaluation is bound to, resolved where the run lies now: a
+        trained policy's run, or the run whose own test (`tested_in`) holds this baseline, which ranked
+        with the run's ranker. None for other evaluations, or when the run folder cannot say."""
+        if self.ranker == RUN_RANKER.name:
+            return None if self.train is None else self.train.ranker
+        tested = tested_in(self)
+        return run_ranker(tested) if tested is not None and (tested / POLICY_META).is_file() else None
 
     @property
     def world_seed(self) -> int | None:
@@ -214,8 +225,9 @@ class EvalRun:
     def ranker_identity(self) -> str:
         """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's is its
         run's ranker; copies of one ranker in different folders compare equal."""
-        if self.ranker == RUN_RANKER.name and self.train is not None and self.train.ranker is not None:
-            return _identity(self.train.ranker)
+        spec = self.run_spec
+        if spec is not None:
+            return _identity(spec)
         if self.ranker_name == RUN_RANKER.name:
             return f"run {self.summary.policy_spec}"  # the run folder is gone and its summary is older
         try:
@@ -338,6 +350,7 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
         raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
     evals: dict[Path, EvalRun] = {}
     trains: dict[Path, TrainRun] = {}
+    baselines: set[tuple[object, ...]] = set()  # `_run_baseline_key`s kept
     left_out: list[LeftOut] = []
     for raw in paths:
         folders, foreign = _expand(Path(raw))
@@ -354,6 +367,11 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
             for train_run in read.trains:
                 trains[train_run.info.path.resolve()] = train_run
             for run in read.evals:
+                key = _run_baseline_key(run)
+                if key is not None:
+                    if key in baselines:
+                        continue  # another run's test holds the same evaluation
+                    baselines.add(key)
                 if is_train_run(folder):  # the run's own evaluation, tagged with its run, wins
                     evals[run.path.resolve()] = run
                 else:
@@ -377,9 +395,51 @@ def _read_folder(folder: Path) -> Inputs:
         return read_sweep_dir(folder)
     if is_train_run(folder):
         train_run = read_train_run(folder)
-        final = () if train_run.final_eval is None else (train_run.final_eval,)
+        final = _test_evals(train_run) if train_run.final_eval is None else (train_run.final_eval,)
         return Inputs(evals=final, trains=(train_run,))
     return Inputs(evals=(read_eval_dir(folder),), trains=())
+
+
+def _test_evals(train_run: TrainRun) -> tuple[EvalRun, ...]:
+    """The run's own test comparison (`crs.app.run_folder.TEST_DIR`), the trained policy first and
+    tagged with its run, then the baselines; none for runs written before `crs train` kept it."""
+    test = train_run.info.path / TEST_DIR
+    if not test.is_dir():
+        return ()
+    folders = sorted(
+        (c for c in test.iterdir() if c.is_dir() and not c.name.startswith(".")),
+        key=lambda c: (c.name != TRAINED_TEST, c.name),
+    )
+    return tuple(
+        read_eval_dir(c, train=train_run.info, task=train_run.task)
+        if c.name == TRAINED_TEST
+        else read_eval_dir(c)
+        for c in folders
+    )
+
+
+def tested_in(run: EvalRun) -> Path | None:
+    """The train run whose own test comparison (`_test_evals`) holds this evaluation, else None."""
+    parent = run.path.parent
+    return parent.parent if parent.name == TEST_DIR and is_train_run(parent.parent) else None
+
+
+def _run_baseline_key(run: EvalRun) -> tuple[object, ...] | None:
+    """What makes a baseline of a run's own test (`_test_evals`) the same as another run's: two runs
+    tested on the same conversations over the same ranker hold one evaluation twice. None for others."""
+    if run.train is not None or tested_in(run) is None:
+        return None
+    s = run.summary
+    return (
+        s.policy_spec,
+        run.ranker_identity,
+        run.fingerprint,
+        s.dataset,
+        s.split,
+        s.setting,
+        s.user,
+        s.max_turns,
+    )
 
 
 def is_sweep_dir(path: Path) -> bool:

@@ -3,8 +3,9 @@
 One short list at the top of the terminal output, report.md and report.html (and ``input_list`` in
 metrics.json), instead of warnings scattered through the pages. An input is a folder as the user
 passed it or as a passed folder held it: a sweep counts once (with its number of tasks), a train run
-stands for its own ``eval/`` records. Used inputs are grouped by the table they are in (a table other
-than table 1 says what sets it apart); inputs left out are grouped by their reason:
+stands for its own records (an ``eval/`` folder in it, or `crs train`'s ``tested/``). Used inputs are
+grouped by the table they are in (a table other than table 1 says what sets it apart); inputs left out
+are grouped by their reason:
 
 - found beside the inputs but unreadable, or no input at all (`crs.report.inputs.load_inputs`);
 - a sweep's unfinished or missing tasks (`crs.report.inputs.read_sweep_dir`);
@@ -17,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from crs.app.run_folder import TEST_DIR
 from crs.report.analysis import Table, duplicates, separation
-from crs.report.inputs import EvalRun, Inputs, TrainRun
+from crs.report.inputs import EvalRun, Inputs, TrainRun, tested_in
 
 TRAIN_ONLY = "train runs without episode records (learning curves and their own test summaries only)"
 """Where train runs go whose policy was not evaluated among the inputs."""
@@ -68,9 +70,7 @@ def input_lines(inputs: Inputs, tables: Sequence[Table]) -> list[InputLine]:
         reason = "" if index == 0 else f"separate from table 1: {separation(table, tables[0])}"
         lines.append(InputLine(True, f"table {index + 1}", reason, _grouped(_unit(run) for run in runs)))
     alone = [
-        _train_unit(run)
-        for run in inputs.trains
-        if run.final_eval is None or run.final_eval.path not in compared
+        _train_unit(run) for run in inputs.trains if not any(_is_own_eval(run, path) for path in compared)
     ]
     if alone:
         lines.append(InputLine(True, TRAIN_ONLY, "", _grouped(alone)))
@@ -99,7 +99,14 @@ def _unit(run: EvalRun) -> tuple[str, bool]:
         return str(run.task.sweep), True
     if run.train is not None and run.path.parent == run.train.path:
         return str(run.train.path), False
-    return str(run.path), False
+    tested = tested_in(run)
+    return str(run.path if tested is None else tested), False
+
+
+def _is_own_eval(run: TrainRun, path: Path) -> bool:
+    """Whether `path` holds records of the train run's own (its final evaluation, or its test)."""
+    final = run.final_eval is not None and path == run.final_eval.path
+    return final or path.parent == run.info.path / TEST_DIR
 
 
 def _train_unit(run: TrainRun) -> tuple[str, bool]:

@@ -42,6 +42,7 @@ def test_a_log_gets_a_line_per_tenth_with_elapsed_and_left_time() -> None:
     assert len(lines) == 10
     assert lines[0] == "work: 20/200 (10%), 0:00:20 elapsed, 0:03:00 left, 7 steps/s"
     assert lines[-1] == "work: 200/200 (100%), 0:03:20 elapsed, 7 steps/s"
+    assert [line for line in out.getvalue().splitlines() if line] == lines  # no bar: it would repeat them
 
 
 def test_time_left_follows_the_pace_since_the_first_move_when_work_comes_in_chunks() -> None:
@@ -67,6 +68,7 @@ def test_short_work_leaves_no_lines() -> None:
             clock.now += QUIET_SECONDS / 20
             progress.update(task, advance=1)
     assert progress_lines(out.getvalue()) == []
+    assert "work ━" in out.getvalue()  # rich's final bar is the one record of it
 
 
 def test_a_resumed_task_reports_only_what_it_adds_and_a_task_without_total_nothing() -> None:

@@ -29,7 +29,8 @@ def trained(tmp_path_factory):
             "seed": 1,
             "eval_every": 256,
             "eval_episodes": 10,
-            "test_episodes": 10,
+            "test_episodes": EPISODES,  # the run's own test (tested/) repeats the evaluations below
+            "baselines": ["ask-4"],
             "checkpoint_every": 256,
             "pretrain_epochs": 1,
             "ppo": {"n_steps": 128, "batch_size": 64, "n_epochs": 1},
@@ -59,6 +60,8 @@ def test_report_of_a_real_train_run(trained) -> None:
     assert full.ablation == "full" and full.kind == "trained" and full.seeds == (1,)
     assert table.reference == "full" and [d.label for d in table.diffs] == ["ask-4"]
     assert table.diffs[0].n_pairs == EPISODES  # same seed and size: the same 20 conversations
+    repeats = [line.text() for line in report.input_list if not line.used]  # each read once
+    assert len(repeats) == 2 and all("repeats" in line and "/tested/" in line for line in repeats)
 
     (train,) = report.inputs.trains
     with (run / "eval.csv").open() as handle:

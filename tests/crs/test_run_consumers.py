@@ -5,13 +5,25 @@ writes a run file by hand, so writer and readers cannot drift apart without this
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.run_folder import CurveFile, EvalSummary, RunRecord, TrainSummary, read_episodes
+from crs.app.run_folder import (
+    TEST_DIR,
+    TRAINED_TEST,
+    CurveFile,
+    EvalSummary,
+    RunRecord,
+    TrainSummary,
+    read_episodes,
+    write_test_folders,
+)
+from crs.app.training import next_commands
 from crs.cli import app
 from crs.report import build_report, load_inputs
 from crs.report.formatting import input_text, ranker_text
@@ -171,3 +183,81 @@ def test_a_report_names_a_trained_policys_ranker_even_when_its_run_is_gone(run: 
     del summary["run_ranker"]
     (gone / "summary.json").write_text(json.dumps({**summary, "policy_spec": str(tmp_path / "moved")}))
     assert rankers_shown(gone) == ("run", "run")
+
+
+def test_the_runs_test_is_kept_as_eval_folders_that_crs_eval_reproduces(run: Path, tmp_path: Path) -> None:
+    """`crs train` keeps each tested policy's records in tested/<policy>/, exactly as `crs eval` of the
+    run (or of the rule over the run's ranker) on the run's seed writes them, so `crs report <run>` pairs
+    the trained policy with its baselines and replays its dialogues."""
+    assert sorted(p.name for p in (run / TEST_DIR).iterdir()) == ["ask-4", TRAINED_TEST]
+    for folder, args in (
+        (TRAINED_TEST, ["-p", str(run)]),
+        ("ask-4", ["-p", "ask-4", "--ranker", "popularity"]),
+    ):
+        out = tmp_path / folder
+        result = runner.invoke(app, ["eval", *args, "-n", "8", "--seed", "0", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        kept, again = EvalSummary.read(run / TEST_DIR / folder), EvalSummary.read(out)
+        assert (kept.policy, kept.policy_spec, kept.ranker, kept.run_ranker, kept.conversations) == (
+            again.policy,
+            again.policy_spec,
+            again.ranker,
+            again.run_ranker,
+            again.conversations,
+        )
+        assert read_episodes(run / TEST_DIR / folder) == read_episodes(out)
+
+    report = build_report([run], tmp_path / "report", examples=1, persona=False)
+    ((full, ask4),) = [table.rows for table in report.tables]
+    assert (full.label, ask4.label) == ("full", "ask-4") and full.runs[0].train is not None
+    (difference,) = [d for d in report.tables[0].diffs if d.label == "ask-4"]
+    assert difference.n_pairs == 8  # paired over the run's own test conversations
+    assert [line.text() for line in report.input_list] == [f"table 1: {run}"]
+    assert report.examples and "examples" not in report.unavailable
+
+
+def test_a_new_test_replaces_the_old_one_whole_and_runs_share_their_baselines(
+    run: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (trained,) = [e for e in load_inputs([copy]).evals if e.train is not None]
+    write_test_folders(copy, [(TRAINED_TEST, trained.summary, trained.records)])  # as a resume re-tests
+    assert [p.name for p in (copy / TEST_DIR).iterdir()] == [TRAINED_TEST]  # ask-4 is no longer tested
+    assert sorted(p.name for p in copy.iterdir() if p.name.startswith(".")) == []  # nothing left behind
+
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)  # the same test conversations, over the same ranker
+    evals = load_inputs([run, twin]).evals
+    assert sorted(e.policy for e in evals) == ["ask-4", "r", "r"]  # each run's own, one ask-4
+
+
+def test_a_runs_baselines_rank_with_its_own_ranker_wherever_the_run_lies(run: Path, tmp_path: Path) -> None:
+    """A baseline of tested/ names its ranker as it was when the run trained (a pre-trained ranker/ as
+    a path then); moved or copied, the run still pairs it with the trained policy through its own ranker."""
+    moved = tmp_path / "elsewhere" / "r"
+    shutil.copytree(run, moved)
+    summary = moved / TEST_DIR / "ask-4" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "ranker": "/gone/runs/r/ranker"}))
+    report = build_report([moved], tmp_path / "report", examples=0, persona=False)
+    ((full, ask4),) = [table.rows for table in report.tables]
+    assert ranker_text(ask4) == "popularity" == ranker_text(full)
+    assert [d.label for d in report.tables[0].diffs] == ["ask-4"]  # paired: one ranker by content
+
+
+def test_the_commands_a_training_suggests_next_work_as_printed(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # they write relative to the working directory
+    commands = [shlex.split(command) for command in next_commands(run)]
+    assert [command[:2] for command in commands] == [
+        ["crs", "report"],
+        ["crs", "eval"],
+        ["tensorboard", "--logdir"],
+    ]
+    for command in commands[:2]:
+        result = runner.invoke(
+            app, [*command[1:], "--episodes", "4"] if command[1] == "eval" else command[1:]
+        )
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / f"report-{run.name}" / "report.html").is_file()
