@@ -24,8 +24,9 @@ QUESTION = (
 )
 TRAIN_ROWS_NOTE = (
     "As each run's summary.json states them: the trained policy on its own test conversations (bootstrap CI "
-    "for one run, Student-t across seeds for several); not recomputed and not paired. Evaluate the runs with "
-    "`crs eval --policy <run>` on one seed to compare them on the same conversations above."
+    "for one run, Student-t across seeds for several); not recomputed and not paired. The comparison above "
+    "pairs the runs whose records the inputs hold: a run's own test (its `tested/` folder), or "
+    "`crs eval --policy <run>`."
 )
 INTERACTION_METRIC = "SR@15"
 """The metric whose ablation interaction (full − persona-blind − aspect-blind + both-off) the pages show."""
