@@ -194,7 +194,7 @@ def compare(a: str, b: str, seeds: list[int]) -> None:
                 _per_user(Path(a.format(seed=seed)), after),
                 _per_user(Path(b.format(seed=seed)), after),
             )
-            first += [users_a[u] for u in users_a]
+            first += list(users_a.values())
             second += [users_b[u] for u in users_a]
         diff = np.array(first) - np.array(second)
         means = diff[np.random.default_rng(0).integers(0, diff.size, (2000, diff.size))].mean(axis=1)

@@ -494,6 +494,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     policies: list[tuple[str, Any]] = [(f"RL ({name})", trained)]
     policies += [(rule, make_rule_policy(rule, prepared.ranker)) for rule in settings.baselines]
     tested: list[tuple[str, EvalSummary, list[EpisodeRecord]]] = []
+    ranker_name = run_ranker(prepared.run_dir).name
     with _progress(prepared.show) as progress:
         task = progress.add_task("testing", total=len(policies) * len(test_indices), note="")
         for label, policy in policies:
@@ -514,7 +515,9 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
             tested.append(
                 (
                     TRAINED_TEST if is_trained else label,
-                    _test_summary(prepared, label, is_trained, test_env, test_indices, rows[label], seconds),
+                    _test_summary(
+                        prepared, label, is_trained, ranker_name, test_env, test_indices, rows[label], seconds
+                    ),
                     records,
                 )
             )
@@ -543,15 +546,16 @@ def _test_summary(
     prepared: _Prepared,
     label: str,
     is_trained: bool,
+    ranker: str,
     env: ConversationEnv,
     indices: np.ndarray,
     metrics: dict[str, MetricSummary],
     seconds: float,
 ) -> EvalSummary:
     """The summary.json of one tested policy's folder in the run's `TEST_DIR`, as `crs eval --policy
-    <run or rule> --seed <the run's seed> -n <its test conversations>` writes it: the same conversations."""
+    <run or rule> --seed <the run's seed> -n <its test conversations>` writes it: the same conversations.
+    `ranker` is the run's ranker by name (`policies.rl.run_files.run_ranker`)."""
     settings, run_dir = prepared.settings, prepared.run_dir
-    ranker = run_ranker(run_dir).name
     user_options = settings.env_options()["user_kwargs"]
     notes = tuple(prepared.catalog.notes)
     if user_options:

@@ -196,11 +196,12 @@ class EvalRun:
             return self.summary.run_ranker
         return self.ranker
 
-    @property
+    @functools.cached_property
     def run_spec(self) -> RankerSpec | None:
         """The ranker of the train run this evaluation is bound to, resolved where the run lies now: a
         trained policy's run, or the run whose own test (`tested_in`) holds this baseline, which ranked
-        with the run's ranker. None for other evaluations, or when the run folder cannot say."""
+        with the run's ranker. None for other evaluations, or when the run folder cannot say. Read once:
+        the report asks for a run's ranker name and identity per row, label and pairing."""
         if self.ranker == RUN_RANKER.name:
             return None if self.train is None else self.train.ranker
         tested = tested_in(self)
