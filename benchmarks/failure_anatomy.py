@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from crs.app.evaluation import EvalSpec, build_evaluation
 from crs.app.run_folder import EvalSummary, read_episodes
+from envs.actions import ActionKind
 from envs.registry import make_env
 from envs.rollout import episode_seed
 from envs.setting import check_setting
@@ -42,6 +44,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("-d", "--dataset", default="lastfm_star")
     parser.add_argument("--slate", type=int, default=10, help="items per slate")
+    parser.add_argument(
+        "--final-ranks",
+        action="store_true",
+        help="replay the first folder's failures: target ranks at the last slate",
+    )
     args = parser.parse_args()
     catalog = load_catalog(args.dataset, args.data_dir)
     holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64, copy=True)
@@ -95,6 +102,50 @@ def main() -> None:
         reachable += min(q + -(-n // args.slate) for q, n in enumerate(left)) <= turns
         print(f"goal {goal}: consistent items after 0, 1, ... count-halving questions: {left}")
     print(f"{base}'s failures reachable by count-halving questions: {reachable} of {len(failed[base])}")
+    if args.final_ranks:
+        ranks = final_slate_ranks(summary, args.data_dir, sorted(failed[base]))
+        print(f"{base}'s failures, the target's rank among the candidates at the last slate:")
+        for top in (2 * args.slate, 3 * args.slate, 5 * args.slate):
+            print(f"  within the first {top}: {sum(r <= top for r in ranks)} of {len(ranks)}")
+        print(f"  median {np.median(ranks):g}; all: {sorted(ranks)}")
+
+
+def final_slate_ranks(summary: EvalSummary, data_dir: str, goals: list[int]) -> list[int]:
+    """The target's rank (1 = best) among the candidates by the policy's ranker when each conversation of
+    `goals` showed its last slate, replayed with the evaluation's own rule policy and seeds."""
+    spec = EvalSpec.of(
+        policy=summary.policy_spec,
+        dataset=summary.dataset,
+        data_dir=data_dir,
+        ranker=summary.ranker,
+        setting=summary.setting,
+        split=summary.split,
+        user=summary.user,
+        seed=summary.seed,
+    )
+    env, policy, _, _ = build_evaluation(spec)
+    ranker = getattr(policy, "ranker", None)
+    if ranker is None:
+        raise SystemExit(f"{summary.policy_spec} is not a rule policy over a ranker: nothing to replay")
+    ranks = []
+    for goal in goals:
+        seed = episode_seed(summary.seed, goal)
+        env.reset(seed=seed, options={"goal_index": goal})
+        policy.reset(np.random.default_rng(seed))
+        rank, done = 0, False
+        while not done:
+            action = policy.act(env)
+            if action["kind"] == ActionKind.RECOMMEND:
+                state = env.state
+                candidates = state.candidate_items()
+                scores = ranker.item_scores(state.facts(), candidates)
+                where = np.flatnonzero(candidates == env.user.targets[0])
+                target = scores[where[0]] if where.size else -np.inf  # no longer a candidate: last
+                rank = int((scores > target).sum()) + 1
+            _, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        ranks.append(rank)
+    return ranks
 
 
 def counting_questions(

@@ -161,7 +161,7 @@ class ConversationEnv(gym.Env):
         if setting == "enumerated" and catalog.taxonomy is None:
             raise CRSError(
                 f"the enumerated setting asks categories and needs a catalogue with a taxonomy; "
-                f"{catalog.name} has none (use setting='binary')"
+                f"{catalog.name} has none: use the binary setting (`--setting binary`)"
             )
         if setting != "multiple_choice" and (candidate_rule == "mcmipl" or question_types is not None):
             raise CRSError(
