@@ -1,7 +1,7 @@
 """A policy that listens (#15): trained with `crs train`'s defaults on the persona world, whose users leave
 after two failed slates, it answers rejected slates by asking or probing instead of showing slate after
 slate (session 4's main-job policy showed a person who kept saying no 9 slates in a row). Slow: it
-trains the main job's first 20,480 steps.
+trains the main job's recipe for its first 10,240 PPO steps, after its copy of ask-7.
 What the weights do after 2 rejected slates was never trained (the world's users leave there) and
 differed between machines (session 8: 11 slates in a row on one), so `crs train` caps slates in a
 row at the users' patience (`WrapperConfig.max_slates_in_a_row`); these tests check the whole."""
@@ -28,7 +28,7 @@ from simulators.users import PersonaUser, SlateReaction
 
 pytestmark = pytest.mark.slow
 
-STEPS = 20_480
+STEPS = 10_240
 
 
 class RejectingUser(PersonaUser):
