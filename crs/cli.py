@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import typer
@@ -27,6 +28,15 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+def reflowed(doc: str) -> str:
+    """A command's docstring as its --help text: each prose paragraph on one line, so the terminal wraps it
+    at its own width (rich keeps a docstring's line breaks); indented lines (examples, configs) as they are.
+    """
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
+
+
 app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
 app.command("sweep")(sweep_command)
@@ -34,6 +44,9 @@ app.command("chat")(chat_command)
 app.command("report")(report_command)
 app.command("train")(train_command)
 app.command("pretrain")(pretrain_command)
+for _command in (*app.registered_commands, *data_app.registered_commands):
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = reflowed(_command.callback.__doc__)
 
 
 def _version(value: bool | None) -> None:

@@ -1,0 +1,52 @@
+"""Every command's --help: its description fills the terminal's width, paragraph by paragraph, instead of
+keeping the docstring's line breaks (which left ragged half-lines on an 80-column terminal)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from typer.testing import CliRunner
+
+from crs.cli import app, reflowed
+
+COMMANDS = (["eval"], ["sweep"], ["chat"], ["report"], ["train"], ["pretrain"], ["data", "info"])
+WIDTH = 80
+
+
+def description_lines(output: str) -> list[str]:
+    """The lines of a --help output between its usage line and its first panel, edges stripped."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "Usage:" in line) + 1
+    end = next(i for i, line in enumerate(lines) if line.lstrip().startswith("╭"))
+    return [line[1:].rstrip() for line in lines[start:end]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_each_prose_line_is_as_full_as_the_next_word_allows(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": ""})
+    assert result.exit_code == 0, result.output
+    lines = description_lines(result.output)
+    assert len(lines) > 3, result.output
+    for line, following in itertools.pairwise(lines):
+        if not line or not following or line.startswith(" ") or following.startswith(" "):
+            continue  # a paragraph's end, or an example kept as written
+        # a greedy wrap breaks a line only where the next word would not fit on it
+        assert len(line) + 1 + len(following.split()[0]) > WIDTH - 2, f"{line!r} then {following!r}"
+
+
+def test_reflowed_joins_prose_lines_and_keeps_indented_ones() -> None:
+    doc = """Summary line.
+
+    A paragraph
+    over two lines.
+
+    Examples:
+
+      crs eval --policy ask-4
+      crs eval --policy ask-7
+    """
+    assert reflowed(doc) == (
+        "Summary line.\n\nA paragraph over two lines.\n\n"
+        "Examples:\n\n  crs eval --policy ask-4\n  crs eval --policy ask-7"
+    )
