@@ -425,6 +425,34 @@ def _read_tree(root: Path) -> dict[str, bytes]:
     }
 
 
+TASK_DIR_MARKER = "<crs sweep task folder>"
+"""Stands for a train task's folder in the files a worker returns (`_relocatable`), until `commit_task`
+writes the folder's path in its place."""
+
+RELOCATED_SUFFIXES = (".json", ".jsonl", ".md", ".yaml", ".csv")
+
+
+def _relocatable(files: dict[str, bytes], run_dir: Path) -> dict[str, bytes]:
+    """A run's text files with the path of the scratch folder it trained in (its tested/ summaries, model
+    card and commands name it) replaced by `TASK_DIR_MARKER`."""
+    paths = sorted({str(run_dir), str(run_dir.resolve())}, key=len, reverse=True)
+    out = dict(files)
+    for name, data in files.items():
+        if name.endswith(RELOCATED_SUFFIXES):
+            for path in paths:  # a temporary folder's path: nothing in it that JSON escapes
+                data = data.replace(path.encode(), TASK_DIR_MARKER.encode())
+            out[name] = data
+    return out
+
+
+def _relocated(name: str, data: bytes, folder: Path) -> bytes:
+    """A file of `_relocatable` with `folder`, where the task now lies, in place of `TASK_DIR_MARKER`."""
+    if TASK_DIR_MARKER.encode() not in data:
+        return data
+    path = json.dumps(str(folder))[1:-1] if name.endswith((".json", ".jsonl")) else str(folder)
+    return data.replace(TASK_DIR_MARKER.encode(), path.encode())
+
+
 def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
     """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
     the driver to commit. eval and sessions: ``summary.json`` + ``episodes.jsonl``; train: the whole run
@@ -436,7 +464,7 @@ def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
             run_training(
                 make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
             )
-            return _read_tree(Path(scratch) / task.name)
+            return _relocatable(_read_tree(Path(scratch) / task.name), Path(scratch) / task.name)
         if task.kind == "sessions":
             run_session_evaluation(
                 policy=task.policy,
@@ -476,17 +504,17 @@ def commit_task(out: Path, task: SweepTask, files: Mapping[str, bytes]) -> Path:
     runs.mkdir(parents=True, exist_ok=True)
     staging = runs / f".{task.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
+    final = task_dir(out, task.name)
     for name, data in files.items():
         target = staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(_relocated(name, data, final))
     (staging / TASK_FILE).write_text(json.dumps(task.to_dict(), indent=2) + "\n")
     (staging / DONE_MARKER).write_text("finished\n")
     for path in staging.rglob("*"):  # data on disk before the rename makes it visible
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
-    final = task_dir(out, task.name)
     if final.exists():  # a stale, unfinished folder (no marker): replaced
         shutil.rmtree(final)
     os.rename(staging, final)

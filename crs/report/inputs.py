@@ -396,14 +396,16 @@ def _read_folder(folder: Path) -> Inputs:
         return read_sweep_dir(folder)
     if is_train_run(folder):
         train_run = read_train_run(folder)
-        final = _test_evals(train_run) if train_run.final_eval is None else (train_run.final_eval,)
-        return Inputs(evals=final, trains=(train_run,))
+        return Inputs(evals=_test_evals(train_run), trains=(train_run,))
     return Inputs(evals=(read_eval_dir(folder),), trains=())
 
 
 def _test_evals(train_run: TrainRun) -> tuple[EvalRun, ...]:
     """The run's own test comparison (`crs.app.run_folder.TEST_DIR`), the trained policy first and
-    tagged with its run, then the baselines; none for runs written before `crs train` kept it."""
+    tagged with its run, then the baselines; for runs written before `crs train` kept it, the test
+    evaluation kept in the run folder, if any."""
+    if train_run.final_eval is not None:
+        return (train_run.final_eval,)
     test = train_run.info.path / TEST_DIR
     if not test.is_dir():
         return ()
@@ -613,8 +615,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
         if task.kind == "train":
             run = read_train_run(folder, task=task)
             trains.append(run)
-            if run.final_eval is not None:
-                evals.append(run.final_eval)
+            evals.extend(_test_evals(run))
         else:
             evals.append(read_eval_dir(folder, task=task))
     return Inputs(evals=tuple(evals), trains=tuple(trains), left_out=tuple(left_out))

@@ -234,15 +234,24 @@ def test_a_new_test_replaces_the_old_one_whole_and_runs_share_their_baselines(
 
 def test_a_runs_baselines_rank_with_its_own_ranker_wherever_the_run_lies(run: Path, tmp_path: Path) -> None:
     """A baseline of tested/ names its ranker as it was when the run trained (a pre-trained ranker/ as
-    a path then); moved or copied, the run still pairs it with the trained policy through its own ranker."""
+    a path then), and the trained policy names the run's folder then; moved or copied, the run still
+    pairs them through its own ranker, and its dialogues replay from where it lies now."""
     moved = tmp_path / "elsewhere" / "r"
     shutil.copytree(run, moved)
-    summary = moved / TEST_DIR / "ask-4" / "summary.json"
-    summary.write_text(json.dumps({**json.loads(summary.read_text()), "ranker": "/gone/runs/r/ranker"}))
-    report = build_report([moved], tmp_path / "report", examples=0, persona=False)
+    for folder, key, gone in (
+        ("ask-4", "ranker", "/gone/runs/r/ranker"),
+        (TRAINED_TEST, "policy_spec", "/gone/runs/r"),
+    ):
+        summary = moved / TEST_DIR / folder / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), key: gone}))
+    report = build_report([moved], tmp_path / "report", examples=2, persona=False)
     ((full, ask4),) = [table.rows for table in report.tables]
     assert ranker_text(ask4) == "popularity" == ranker_text(full)
     assert [d.label for d in report.tables[0].diffs] == ["ask-4"]  # paired: one ranker by content
+    assert "examples" not in report.unavailable
+    assert {e.policy for e in report.examples} == {"full", "ask-4"} and all(
+        e.matches_record for e in report.examples
+    )
 
 
 def test_the_commands_a_training_suggests_next_work_as_printed(

@@ -18,10 +18,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from crs.app.evaluation import run_evaluation
+from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary
 from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
     RUNS_DIR,
+    TASK_DIR_MARKER,
     SweepConfig,
     expand_grid,
     load_sweep_config,
@@ -32,6 +34,7 @@ from crs.app.sweep import (
     task_dir,
 )
 from crs.common import metrics_table
+from crs.report import build_report
 from simulators.errors import CRSError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -345,3 +348,13 @@ def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(
     assert read_metrics(folder) == expected
     evaluated = run_evaluation(str(folder), episodes=5, out=tmp_path / "eval", show_progress=False)
     assert len(evaluated.records) == 5
+    # the task trained in a worker's scratch folder; its files name the folder where it lies now
+    texts = {p: p.read_text() for p in folder.rglob("*") if p.suffix in (".json", ".jsonl", ".md", ".yaml")}
+    assert not [p for p, text in texts.items() if "crs-task-" in text or TASK_DIR_MARKER in text]
+    assert f"crs eval --policy {folder}`" in texts[folder / "MODEL_CARD.md"]
+    assert EvalSummary.read(folder / TEST_DIR / TRAINED_TEST).policy_spec == str(folder)
+    # so `crs report` on the sweep pairs the trained policy with its baselines and replays its dialogues
+    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=1, persona=False)
+    ((*rows,),) = [table.rows for table in report.tables]
+    assert [row.label for row in rows][:1] == ["rl · blind"] and len(rows) > 1, [r.label for r in rows]
+    assert report.tables[0].diffs and report.examples and "examples" not in report.unavailable
