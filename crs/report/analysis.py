@@ -165,6 +165,8 @@ class Table:
 def _config_key(run: EvalRun) -> tuple[str, ...]:
     if run.task is not None:
         return ("sweep", *run.task.config_key())
+    if run.tested_by is not None:  # one baseline of a sweep's tasks: its seeds are the tasks' seeds
+        return ("sweep baseline", str(run.tested_by.sweep), run.tested_by.dataset, run.policy)
     if run.train is not None:
         return ("train", run.train.config_key())
     return ("policy", run.policy, run.ranker_identity)  # a ranker by content: copies are one ranker
@@ -321,7 +323,9 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
     tables: list[Table] = []
     for test_set, configs in by_test.items():
         by_conversations: dict[frozenset[str], list[list[EvalRun]]] = {}
-        for group in (g for groups in configs.values() for g in groups):
+        all_groups = [g for groups in configs.values() for g in groups]
+        # trained policies first, then the rest (rules, baselines), each in the order they were read
+        for group in sorted(all_groups, key=lambda g: g[0].train is None):
             by_conversations.setdefault(frozenset(r.fingerprint for r in group), []).append(group)
         subsets = list(by_conversations.items())
         for fingerprints, groups in subsets:

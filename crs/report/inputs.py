@@ -22,7 +22,7 @@ import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,8 @@ class EvalRun:
         records: One record per conversation, in file order.
         train: The train run whose policy this evaluates, when known.
         task: The sweep task this folder is, when it came from a sweep.
+        tested_by: The sweep task whose own test (tested/) holds this baseline: its seed is the
+            baseline's replica seed, so a sweep's baselines pool over its seeds as its tasks do.
     """
 
     path: Path
@@ -160,6 +162,7 @@ class EvalRun:
     records: tuple[EpisodeRecord, ...] = field(repr=False)
     train: TrainInfo | None = None
     task: SweepTaskInfo | None = None
+    tested_by: SweepTaskInfo | None = None
 
     @property
     def policy(self) -> str:
@@ -242,10 +245,11 @@ class EvalRun:
 
     @property
     def replica_seed(self) -> int:
-        """The seed that tells repeated runs of one configuration apart (the sweep task's seed, else the
-        training seed, else the eval seed)."""
-        if self.task is not None:
-            return self.task.seed
+        """The seed that tells repeated runs of one configuration apart (the sweep task's seed, or that of
+        the sweep task that tested this baseline, else the training seed, else the eval seed)."""
+        task = self.task or self.tested_by
+        if task is not None:
+            return task.seed
         if self.train is not None and self.train.seed is not None:
             return self.train.seed
         return self.seed
@@ -416,7 +420,7 @@ def _test_evals(train_run: TrainRun) -> tuple[EvalRun, ...]:
     return tuple(
         read_eval_dir(c, train=train_run.info, task=train_run.task)
         if c.name == TRAINED_TEST
-        else read_eval_dir(c)
+        else replace(read_eval_dir(c), tested_by=train_run.task)
         for c in folders
     )
 

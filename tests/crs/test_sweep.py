@@ -358,3 +358,34 @@ def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(
     ((*rows,),) = [table.rows for table in report.tables]
     assert [row.label for row in rows][:1] == ["rl · blind"] and len(rows) > 1, [r.label for r in rows]
     assert report.tables[0].diffs and report.examples and "examples" not in report.unavailable
+
+
+@pytest.mark.slow
+def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path) -> None:
+    """Each task's own test holds the baselines on its seed's conversations, over the ranker it pre-trained
+    with its seed; the report puts them in the tasks' table, one row per baseline over the sweep's seeds,
+    paired conversation by conversation."""
+    config = SweepConfig.model_validate(
+        {
+            "kind": "train",
+            "seeds": [0, 1],
+            "train": {
+                "steps": 64,
+                "envs": 2,
+                "pretrain_epochs": 1,
+                "eval_every": 0,
+                "test_episodes": 12,
+                "baselines": ["ask-4"],
+                "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
+            },
+        }
+    )
+    run_sweep(config, tmp_path / "sweep", workers=1, backend="serial")
+    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False)
+    (table,) = report.tables
+    assert [(row.label, sorted(r.replica_seed for r in row.runs)) for row in table.rows] == [
+        ("rl · default", [0, 1]),
+        ("ask-4", [0, 1]),
+    ]
+    ((difference,),) = [table.diffs]
+    assert difference.label == "ask-4" and difference.n_pairs == 24  # 12 conversations per seed
