@@ -121,6 +121,7 @@ def final_slate_ranks(summary: EvalSummary, data_dir: str, goals: list[int]) -> 
         setting=summary.setting,
         split=summary.split,
         user=summary.user,
+        world_seed=summary.world_seed or 0,
         seed=summary.seed,
     )
     env, policy, _, _ = build_evaluation(spec)

@@ -94,9 +94,11 @@ def counts(lines: Iterable[InputLine]) -> str:
 
 def _unit(run: EvalRun) -> tuple[str, bool]:
     """The input an eval run came from (its sweep, the train run it is the evaluation of, or itself),
-    and whether it is a sweep's task."""
+    and whether it is a sweep's task (a baseline in a task's own test is part of the task's sweep)."""
     if run.task is not None:
         return str(run.task.sweep), True
+    if run.tested_by is not None:
+        return str(run.tested_by.sweep), False
     if run.train is not None and run.path.parent == run.train.path:
         return str(run.train.path), False
     tested = tested_in(run)

@@ -389,3 +389,5 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
     ]
     ((difference,),) = [table.diffs]
     assert difference.label == "ask-4" and difference.n_pairs == 24  # 12 conversations per seed
+    # the input list names the sweep once, not the task folders that hold the baselines
+    assert [line.text() for line in report.input_list] == [f"table 1: {tmp_path / 'sweep'} (2 tasks)"]
