@@ -43,7 +43,7 @@ def report_command(
         0, "--seed", min=0, help="Seed of the analysis' own sampling (persona pairs, baselines)."
     ),
 ) -> None:
-    """Write report.md, a self-contained report.html, metrics.json and PNG plots into --out.
+    """Write report.md, a self-contained report.html, metrics.json, tables.tex and PNG plots into --out.
 
     Compares policies, rule baselines and ablations on the same test conversations (SR@5/10/15, AT,
     hDCG with 95% CIs, paired differences), draws SR@t curves, turn distributions, action mixes and
@@ -52,7 +52,8 @@ def report_command(
     datasets or conversations are never mixed in one table. A sweep folder contributes its finished
     tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds. The output opens with
     the inputs used (by table) and those left out with the reason: duplicates, a sweep's unfinished
-    tasks, and unreadable or foreign folders inside a folder of inputs.
+    tasks, and unreadable or foreign folders inside a folder of inputs. tables.tex holds the comparison
+    tables as LaTeX for a paper (booktabs; the caption names dataset, setting, user and conversations).
 
     An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
 
@@ -94,7 +95,7 @@ def report_command(
         console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)
     console.print(
         f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s: "
-        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}",
+        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}, {out / 'tables.tex'}",
         soft_wrap=True,
     )
 

@@ -1,8 +1,9 @@
-"""The columns of the report's tables, declared once for report.md and report.html.
+"""The columns of the report's tables, declared once for report.md, report.html and tables.tex.
 
 Each table is a `TableLayout`: the row label first (with its colour swatch in HTML), then its
 `TextColumn`s in order, then one column per metric of `crs.report.analysis.METRICS`.
-`render_markdown` and `render_html` both draw a table from its layout, so:
+`render_markdown`, `render_html` and `render_latex` (comparison tables only) draw a table from its
+layout, so:
 
 - to add a text column to the comparison table (or the training-runs table) of both pages, add a
   `TextColumn` to `COMPARISON` (or `TRAIN_SUMMARY`) below: a header and a function of the row;

@@ -1,15 +1,18 @@
 """Writing a built report: report.md, a self-contained report.html (plots inline as base64 PNG, no
-network), and metrics.json with every figure the pages show.
+network), metrics.json with every figure the pages show, and tables.tex with the comparison tables
+for a paper.
 
 One module per file written, with what they share in one place:
 
 - `crs.report.render_markdown` — report.md (`to_markdown`);
 - `crs.report.render_html` — report.html (`to_html`), styled by `crs/report/report.css`;
 - `crs.report.render_metrics` — metrics.json (`to_metrics`);
+- `crs.report.render_latex` — tables.tex (`to_latex`);
 - `crs.report.columns` — the tables' columns, shared by report.md and report.html: add a column there;
 - `crs.report.formatting` — numbers, CIs and sentences both pages print the same way.
 
-This module writes the three files; `to_markdown`, `to_html` and `to_metrics` stay importable from here.
+This module writes the four files; `to_markdown`, `to_html`, `to_metrics` and `to_latex` stay importable
+from here.
 """
 
 from __future__ import annotations
@@ -18,21 +21,23 @@ from pathlib import Path
 
 from crs.report.build import Report
 from crs.report.render_html import to_html
+from crs.report.render_latex import to_latex
 from crs.report.render_markdown import to_markdown
 from crs.report.render_metrics import to_metrics
 from policies.atomic import write_json_atomic, write_text_atomic
 
-__all__ = ["to_html", "to_markdown", "to_metrics", "write_report"]
+__all__ = ["to_html", "to_latex", "to_markdown", "to_metrics", "write_report"]
 
 
 def write_report(report: Report) -> list[Path]:
-    """Write report.md, report.html and metrics.json into ``report.out``; return every file of the report."""
+    """Write report.md, report.html, metrics.json and tables.tex into ``report.out``; return the files."""
     out = report.out
     write_text_atomic(out / "report.md", to_markdown(report))
     write_text_atomic(out / "report.html", to_html(report))
     write_json_atomic(out / "metrics.json", to_metrics(report))
+    write_text_atomic(out / "tables.tex", to_latex(report))
     plots = [p.path for ps in report.table_plots.values() for p in ps]
     plots += [p.path for ps in report.persona_plots.values() for p in ps]
     if report.learning is not None:
         plots.append(report.learning.path)
-    return [out / "report.md", out / "report.html", out / "metrics.json", *plots]
+    return [out / "report.md", out / "report.html", out / "metrics.json", out / "tables.tex", *plots]

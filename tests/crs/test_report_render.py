@@ -1,6 +1,6 @@
 """Rendering a built report: report.md and report.html print every figure the same way (one formatting
 module), draw the same columns (one layout per table), report.html inlines the packaged style sheet as it
-is, and metrics.json keeps its key order (the file format)."""
+is, metrics.json keeps its key order (the file format), and tables.tex is well-formed LaTeX."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from crs.report.analysis import METRICS
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
 from crs.report.formatting import figure, interval, number
-from crs.report.render import to_html, to_markdown, to_metrics
+from crs.report.render import to_html, to_latex, to_markdown, to_metrics
 from crs.report.render_html import style_sheet
+from crs.report.render_latex import escape
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,45 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
     ]  # fmt: skip
     assert list(table["rows"][0]["metrics"]) == list(METRICS)
     assert list(table["paired_differences"][0]) == ["row", "reference", "pairs", "metrics"]
+
+
+def test_latex_escapes_every_special_character() -> None:
+    assert escape("lastfm_star 5% & #1 {a} ~b^c \\d $e") == (
+        r"lastfm\_star 5\% \& \#1 \{a\} \textasciitilde{}b\textasciicircum{}c \textbackslash{}d \$e"
+    )
+    assert escape("Yelp* −0.01 [x]") == r"Yelp$^*$ $-$0.01 {[}x{]}"
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for index, char in enumerate(text):
+        if char in "{}" and text[index - 1] != "\\":
+            depth += 1 if char == "{" else -1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def test_latex_tables_show_every_row_figure_and_best_mark(written) -> None:
+    report, out = written
+    tex = (out / "tables.tex").read_text()
+    assert tex == to_latex(report)
+    (table,) = report.tables
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    assert r"\toprule" in tex and r"\label{tab:crs-comparison-1}" in tex
+    assert _balanced(tex)
+    body = [line for line in tex.splitlines() if not line.startswith("%")]
+    assert "persona_world" not in "\n".join(body)  # escaped in the caption
+    assert "persona\\_world (world seed 0), test split" in tex
+    assert f"{table.rows[0].n_conversations:,} conversations per run" in tex
+    n_columns = 1 + len(COMPARISON.columns) + len(METRICS)
+    for row in table.rows:
+        line = next(line for line in body if line.startswith(escape(row.label) + " & "))  # diffs come later
+        assert line.count(" & ") == n_columns - 1 and line.endswith(r" \\")
+        assert line.count(r"\textbf{") == len(row.best)
+        for m in METRICS:
+            mean = number(row.metrics[m].mean, m)
+            assert (rf"\textbf{{{mean} " if m in row.best else f"& {mean} ") in line
+    (diff,) = table.diffs
+    (line,) = [line for line in body if line.startswith(escape(diff.label) + f" & {diff.n_pairs:,} & ")]
+    assert line.count(r"$^\dagger$") == sum(diff.significant(m) for m in METRICS)

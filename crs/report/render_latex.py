@@ -1,0 +1,131 @@
+"""tables.tex: the report's comparison tables as LaTeX, ready to ``\\input`` into a paper.
+
+One ``table`` float per comparison. Its first tabular has the columns of `crs.report.columns.COMPARISON`
+and one per metric, each figure "mean [low, high]" as report.md prints it, the best in bold. A second
+tabular holds the paired differences (reference minus row, † where the 95% CI excludes 0). The caption
+names what a reader needs to compare like with like: dataset, split, setting, simulated user, turn
+limit, conversations per run and how the CIs were computed.
+
+The file needs ``\\usepackage{booktabs}`` in the paper's preamble, nothing else. Where to edit:
+
+- a column: `crs.report.columns` (shared with report.md and report.html);
+- how a number is written: `crs.report.formatting.number` (shared), then `_math` here for the minus sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crs import __version__
+from crs.report.analysis import METRICS, Table
+from crs.report.build import Report
+from crs.report.columns import COMPARISON
+from crs.report.formatting import INTERACTION_METRIC, ci_text, interval, number, setting_note
+from envs.metrics import MetricSummary
+
+_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "−": "$-$",
+    "×": r"$\times$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "→": r"$\rightarrow$",
+    "✓": r"$\checkmark$",
+    "*": r"$^*$",
+    "[": "{[}",
+    "]": "{]}",
+}
+"""Characters that LaTeX reads as commands, or that its default fonts lack, and what to write instead."""
+SIGNIFICANT = r"$^\dagger$"
+"""The mark of a paired difference whose 95% CI excludes 0."""
+
+
+def escape(text: str) -> str:
+    """`text` with every LaTeX special character (and the few Unicode signs reports use) written out.
+
+    Example: ``escape("lastfm_star 5%")`` is ``lastfm\\_star 5\\%``; ``escape("Yelp*")`` is ``Yelp$^*$``.
+    """
+    return "".join(_SPECIAL.get(char, char) for char in text)
+
+
+def _math(text: str) -> str:
+    """A printed figure with its minus signs as math minus ("-0.012" reads as a hyphen in text mode)."""
+    return text.replace("-", "$-$")
+
+
+def _figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
+    return (
+        _math(number(summary.mean, metric, signed))
+        + r" {\scriptsize "
+        + _math(interval(summary, metric, signed))
+        + "}"
+    )
+
+
+def _tabular(headers: Sequence[str], aligns: str, rows: Sequence[Sequence[str]]) -> list[str]:
+    out = [rf"\begin{{tabular}}{{{aligns}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
+    out += [" & ".join(cells) + r" \\" for cells in rows]
+    return [*out, r"\bottomrule", r"\end{tabular}"]
+
+
+def _comparison(index: int, table: Table) -> list[str]:
+    layout = COMPARISON
+    headers = [escape(layout.label_header), *(escape(c.header) for c in layout.columns), *METRICS]
+    aligns = "l" + "".join("l" if c.left else "r" for c in layout.columns) + "r" * len(METRICS)
+    rows = []
+    for row in table.rows:
+        cells = [_figure(row.metrics[m], m) for m in METRICS]
+        cells = [rf"\textbf{{{c}}}" if m in row.best else c for m, c in zip(METRICS, cells, strict=True)]
+        rows.append([escape(row.label), *(escape(c.text(row)) for c in layout.columns), *cells])
+    out = [r"\begin{table}[t]", r"\centering", r"\small", *_tabular(headers, aligns, rows)]
+    caption = (
+        f"{escape(table.title)}. Mean and 95\\% CI ({escape(ci_text(table))}); bold: best in the column; "
+        f"{escape(setting_note(table))}; {table.rows[0].n_conversations:,} conversations per run."
+    )
+    if table.separated:
+        caption += f" Separate table: {escape(table.separated)}."
+    if table.diffs:
+        diff_rows = [
+            [
+                escape(d.label),
+                f"{d.n_pairs:,}",
+                *(_figure(d.metrics[m], m, True) + SIGNIFICANT * d.significant(m) for m in METRICS),
+            ]
+            for d in table.diffs
+        ]
+        out += [r"\par\medskip", *_tabular(["row", "pairs", *METRICS], "lr" + "r" * len(METRICS), diff_rows)]
+        caption += (
+            f" Below: {escape(table.reference or '')} minus each row on the same conversations, 95\\% "
+            f"bootstrap CI; {SIGNIFICANT}: the CI excludes 0."
+        )
+    caption += "".join(f" Not paired: {escape(line)}." for line in table.unpaired)
+    if table.interaction is not None:
+        inter = _figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
+        caption += (
+            f" Interaction (full $-$ persona-blind $-$ aspect-blind $+$ both-off), {INTERACTION_METRIC}: "
+            f"{inter} on {table.n_interaction:,} conversations."
+        )
+    return [*out, rf"\caption{{{caption}}}", rf"\label{{tab:crs-comparison-{index + 1}}}", r"\end{table}", ""]
+
+
+def to_latex(report: Report) -> str:
+    """The report's comparison tables as LaTeX (one ``table`` float each; needs ``booktabs``)."""
+    out = [
+        f"% {escape(report.title)}: comparison tables written by persona-crs {__version__} (crs report).",
+        "% \\input this file; the preamble needs \\usepackage{booktabs}.",
+        "",
+    ]
+    if not report.tables:
+        out += ["% No comparison table: the inputs hold no evaluation records.", ""]
+    for index, table in enumerate(report.tables):
+        out += _comparison(index, table)
+    return "\n".join(out)
