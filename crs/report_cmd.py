@@ -43,7 +43,7 @@ def report_command(
         0, "--seed", min=0, help="Seed of the analysis' own sampling (persona pairs, baselines)."
     ),
 ) -> None:
-    """Write report.md, a self-contained report.html, metrics.json, tables.tex and PNG plots into --out.
+    """Write report.md, a self-contained report.html, metrics.json, tables.tex and plots into --out.
 
     Compares policies, rule baselines and ablations on the same test conversations (SR@5/10/15, AT,
     hDCG with 95% CIs, paired differences), draws SR@t curves, turn distributions, action mixes and
@@ -53,7 +53,8 @@ def report_command(
     tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds. The output opens with
     the inputs used (by table) and those left out with the reason: duplicates, a sweep's unfinished
     tasks, and unreadable or foreign folders inside a folder of inputs. tables.tex holds the comparison
-    tables as LaTeX for a paper (booktabs; the caption names dataset, setting, user and conversations).
+    tables as LaTeX for a paper (booktabs; the caption names dataset, setting, user and conversations);
+    every plot is written as PNG (for the pages) and as vector PDF (for a paper).
 
     An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
 

@@ -1,7 +1,8 @@
-"""The report's figures, drawn with matplotlib's Agg backend (no display) and saved as PNG.
+"""The report's figures, drawn with matplotlib's Agg backend (no display), saved as PNG and PDF.
 
-Every function draws one figure into `path` and returns a `Plot` (file, caption, alt text). Colours are
-fixed per configuration label (`palette`), so a policy has the same colour in every figure.
+Every function draws one figure into `path` (PNG, for the pages) and the same figure as vector PDF
+beside it (`Plot.pdf`, for a paper), and returns a `Plot` (file, caption, alt text). Colours are fixed
+per configuration label (`palette`), so a policy has the same colour in every figure.
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ DPI = 110
 
 @dataclass(frozen=True)
 class Plot:
-    """A saved figure: its PNG file, a caption, and alt text."""
+    """A saved figure: its PNG file (and a PDF beside it), a caption, and alt text."""
 
     path: Path
     caption: str
     alt: str
+
+    @property
+    def pdf(self) -> Path:
+        """The same figure as vector PDF, for a paper."""
+        return self.path.with_suffix(".pdf")
 
 
 def palette(labels: Sequence[str], ablations: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -77,6 +83,8 @@ def _style(ax: plt.Axes) -> None:
 def _save(fig: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    # No creation date: the same inputs give the same file.
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
 
 

@@ -36,8 +36,10 @@ def write_report(report: Report) -> list[Path]:
     write_text_atomic(out / "report.html", to_html(report))
     write_json_atomic(out / "metrics.json", to_metrics(report))
     write_text_atomic(out / "tables.tex", to_latex(report))
-    plots = [p.path for ps in report.table_plots.values() for p in ps]
-    plots += [p.path for ps in report.persona_plots.values() for p in ps]
+    plots = [p for ps in report.table_plots.values() for p in ps]
+    plots += [p for ps in report.persona_plots.values() for p in ps]
+    plots += list(report.session_plots.values())
     if report.learning is not None:
-        plots.append(report.learning.path)
-    return [out / "report.md", out / "report.html", out / "metrics.json", out / "tables.tex", *plots]
+        plots.append(report.learning)
+    files = [out / "report.md", out / "report.html", out / "metrics.json", out / "tables.tex"]
+    return files + [path for plot in plots for path in (plot.path, plot.pdf)]

@@ -486,6 +486,9 @@ def test_cli_writes_every_file(runs, tmp_path) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("sr_curves.png", "turns.png", "action_mix.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pdf = (out / name).with_suffix(".pdf").read_bytes()  # the same figure as vector PDF, for a paper
+        assert pdf.startswith(b"%PDF-") and b"/CreationDate" not in pdf
+    assert f"wrote {len(list(out.iterdir()))} files" in result.output  # every file written is counted
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert "http://" not in html and "https://" not in html and "<script" not in html
