@@ -1,10 +1,12 @@
-"""tables.tex: the report's comparison tables as LaTeX, ready to ``\\input`` into a paper.
+"""tables.tex: the report's tables as LaTeX, ready to ``\\input`` into a paper.
 
 One ``table`` float per comparison. Its first tabular has the columns of `crs.report.columns.COMPARISON`
 and one per metric, each figure "mean [low, high]" as report.md prints it, the best in bold. A second
 tabular holds the paired differences (reference minus row, † where the 95% CI excludes 0). The caption
 names what a reader needs to compare like with like: dataset, split, setting, simulated user, turn
-limit, conversations per run and how the CIs were computed.
+limit, conversations per run and how the CIs were computed. Then one float per returning-user
+comparison (`crs eval --sessions` inputs): the columns of `crs.report.sessions.SESSION_HEADERS`, and
+its sentences (paired differences, the gap closed, what recovery and tracking mean) as the caption.
 
 The file needs ``\\usepackage{booktabs}`` in the paper's preamble, nothing else. Where to edit:
 
@@ -21,6 +23,7 @@ from crs.report.analysis import METRICS, Table
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
 from crs.report.formatting import INTERACTION_METRIC, ci_text, interval, number, setting_note
+from crs.report.sessions import SESSION_HEADERS, SessionComparison, session_rows, session_sentences
 from envs.metrics import MetricSummary
 
 _SPECIAL = {
@@ -77,6 +80,19 @@ def _tabular(headers: Sequence[str], aligns: str, rows: Sequence[Sequence[str]])
     return [*out, r"\bottomrule", r"\end{tabular}"]
 
 
+def _float(tabulars: list[str], caption: str, label: str) -> list[str]:
+    return [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        *tabulars,
+        rf"\caption{{{caption}}}",
+        rf"\label{{tab:crs-{label}}}",
+        r"\end{table}",
+        "",
+    ]
+
+
 def _comparison(index: int, table: Table) -> list[str]:
     layout = COMPARISON
     headers = [escape(layout.label_header), *(escape(c.header) for c in layout.columns), *METRICS]
@@ -86,7 +102,7 @@ def _comparison(index: int, table: Table) -> list[str]:
         cells = [_figure(row.metrics[m], m) for m in METRICS]
         cells = [rf"\textbf{{{c}}}" if m in row.best else c for m, c in zip(METRICS, cells, strict=True)]
         rows.append([escape(row.label), *(escape(c.text(row)) for c in layout.columns), *cells])
-    out = [r"\begin{table}[t]", r"\centering", r"\small", *_tabular(headers, aligns, rows)]
+    out = _tabular(headers, aligns, rows)
     caption = (
         f"{escape(table.title)}. Mean and 95\\% CI ({escape(ci_text(table))}); bold: best in the column; "
         f"{escape(setting_note(table))}; {table.rows[0].n_conversations:,} conversations per run."
@@ -114,18 +130,29 @@ def _comparison(index: int, table: Table) -> list[str]:
             f" Interaction (full $-$ persona-blind $-$ aspect-blind $+$ both-off), {INTERACTION_METRIC}: "
             f"{inter} on {table.n_interaction:,} conversations."
         )
-    return [*out, rf"\caption{{{caption}}}", rf"\label{{tab:crs-comparison-{index + 1}}}", r"\end{table}", ""]
+    return _float(out, caption, f"comparison-{index + 1}")
+
+
+def _sessions(index: int, comparison: SessionComparison) -> list[str]:
+    rows = [[_math(escape(cell)) for cell in cells] for cells in session_rows(comparison)]
+    out = _tabular([escape(h) for h in SESSION_HEADERS], "ll" + "r" * (len(SESSION_HEADERS) - 2), rows)
+    caption = " ".join(
+        [f"Returning users: {escape(comparison.title)}.", *map(escape, session_sentences(comparison))]
+    )
+    return _float(out, caption, f"sessions-{index + 1}")
 
 
 def to_latex(report: Report) -> str:
-    """The report's comparison tables as LaTeX (one ``table`` float each; needs ``booktabs``)."""
+    """The report's tables as LaTeX (one ``table`` float each; needs ``booktabs``)."""
     out = [
-        f"% {escape(report.title)}: comparison tables written by persona-crs {__version__} (crs report).",
+        f"% {escape(report.title)}: tables written by persona-crs {__version__} (crs report).",
         "% \\input this file; the preamble needs \\usepackage{booktabs}.",
         "",
     ]
-    if not report.tables:
-        out += ["% No comparison table: the inputs hold no evaluation records.", ""]
+    if not report.tables and not report.sessions:
+        out += ["% No table: the inputs hold no evaluation records.", ""]
     for index, table in enumerate(report.tables):
         out += _comparison(index, table)
+    for index, comparison in enumerate(report.sessions):
+        out += _sessions(index, comparison)
     return "\n".join(out)

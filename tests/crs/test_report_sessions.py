@@ -259,6 +259,11 @@ def test_report_files_show_the_returning_users_section(folders: dict[str, Path],
     (block,) = metrics["sessions"]
     assert [s["memory"] for s in block["series"]] == ["frozen", "update", "oracle"]
     assert block["series"][1]["recovery"] == 1 and block["gap_closed"]["1"] == pytest.approx(1.0)
+    tex = (out / "tables.tex").read_text()  # the same table as LaTeX, its sentences as the caption
+    assert r"\label{tab:crs-sessions-1}" in tex and "regime switch" in tex
+    (row,) = [line for line in tex.splitlines() if line.startswith("update & 0, 1 & ")]
+    assert row.count(" & ") == 7 and "1 session &" in row and r"\%" in row
+    assert r"update $-$ frozen, SR@15 from the change session on, paired per user" in tex
 
 
 def test_one_memory_mode_alone_still_gets_its_curve_and_no_pairs(tmp_path: Path) -> None:
