@@ -53,7 +53,7 @@ def report_command(
     tasks, one row per (dataset, policy, ablation) with a 95% CI across its seeds. The output opens with
     the inputs used (by table) and those left out with the reason: duplicates, a sweep's unfinished
     tasks, and unreadable or foreign folders inside a folder of inputs. tables.tex holds the tables
-    as LaTeX for a paper (booktabs; each caption names dataset, setting, user and conversations);
+    as LaTeX for a paper (booktabs, graphicx; each caption names dataset, setting, user and conversations);
     every plot is written as PNG (for the pages) and as vector PDF (for a paper).
 
     An --out folder holding files is refused unless --overwrite; one another crs command writes, always.

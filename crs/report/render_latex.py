@@ -8,7 +8,8 @@ limit, conversations per run and how the CIs were computed. Then one float per r
 comparison (`crs eval --sessions` inputs): the columns of `crs.report.sessions.SESSION_HEADERS`, and
 its sentences (paired differences, the gap closed, what recovery and tracking mean) as the caption.
 
-The file needs ``\\usepackage{booktabs}`` in the paper's preamble, nothing else. Where to edit:
+The file needs ``\\usepackage{booktabs,graphicx}`` in the paper's preamble, nothing else (a table wider
+than the line is shrunk to it). Where to edit:
 
 - a column: `crs.report.columns` (shared with report.md and report.html);
 - how a number is written: `crs.report.formatting.number` (shared), then `_math` here for the minus sign.
@@ -75,9 +76,11 @@ def _figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
 
 
 def _tabular(headers: Sequence[str], aligns: str, rows: Sequence[Sequence[str]]) -> list[str]:
-    out = [rf"\begin{{tabular}}{{{aligns}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
+    """A booktabs tabular, shrunk to the line's width when wider (a CI beside every figure is wide)."""
+    out = [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"]
+    out += [rf"\begin{{tabular}}{{{aligns}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     out += [" & ".join(cells) + r" \\" for cells in rows]
-    return [*out, r"\bottomrule", r"\end{tabular}"]
+    return [*out, r"\bottomrule", r"\end{tabular}}"]
 
 
 def _float(tabulars: list[str], caption: str, label: str) -> list[str]:
@@ -143,10 +146,10 @@ def _sessions(index: int, comparison: SessionComparison) -> list[str]:
 
 
 def to_latex(report: Report) -> str:
-    """The report's tables as LaTeX (one ``table`` float each; needs ``booktabs``)."""
+    """The report's tables as LaTeX (one ``table`` float each; needs ``booktabs`` and ``graphicx``)."""
     out = [
         f"% {escape(report.title)}: tables written by persona-crs {__version__} (crs report).",
-        "% \\input this file; the preamble needs \\usepackage{booktabs}.",
+        "% \\input this file; the preamble needs \\usepackage{booktabs,graphicx}.",
         "",
     ]
     if not report.tables and not report.sessions:
