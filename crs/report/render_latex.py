@@ -66,17 +66,19 @@ def _math(text: str) -> str:
     return text.replace("-", "$-$")
 
 
-def _figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
-    return (
-        _math(number(summary.mean, metric, signed))
-        + r" {\scriptsize "
-        + _math(interval(summary, metric, signed))
-        + "}"
-    )
+def _figure(
+    summary: MetricSummary, metric: str, signed: bool = False, bold: bool = False, mark: str = ""
+) -> str:
+    """The mean (bold when best, then `mark`) above its 95% CI in small type, right-aligned."""
+    mean = _math(number(summary.mean, metric, signed))
+    if bold:
+        mean = rf"\textbf{{{mean}}}"
+    ci = _math(interval(summary, metric, signed))
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{mean}{mark}\\{{\scriptsize {ci}}}\end{{tabular}}"
 
 
 def _tabular(headers: Sequence[str], aligns: str, rows: Sequence[Sequence[str]]) -> list[str]:
-    """A booktabs tabular, shrunk to the line's width when wider (a CI beside every figure is wide)."""
+    """A booktabs tabular, shrunk to the line's width when wider."""
     out = [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"]
     out += [rf"\begin{{tabular}}{{{aligns}}}", r"\toprule", " & ".join(headers) + r" \\", r"\midrule"]
     out += [" & ".join(cells) + r" \\" for cells in rows]
@@ -97,18 +99,21 @@ def _float(tabulars: list[str], caption: str, label: str) -> list[str]:
 
 
 def _comparison(index: int, table: Table) -> list[str]:
-    layout = COMPARISON
-    headers = [escape(layout.label_header), *(escape(c.header) for c in layout.columns), *METRICS]
-    aligns = "l" + "".join("l" if c.left else "r" for c in layout.columns) + "r" * len(METRICS)
+    # A text column every row shares (one ranker, one seed) moves to the caption: the table stays narrow.
+    shared = {c.header: c.text(table.rows[0]) for c in COMPARISON.columns}
+    columns = [c for c in COMPARISON.columns if any(c.text(row) != shared[c.header] for row in table.rows)]
+    headers = [escape(COMPARISON.label_header), *(escape(c.header) for c in columns), *METRICS]
+    aligns = "l" + "".join("l" if c.left else "r" for c in columns) + "r" * len(METRICS)
     rows = []
     for row in table.rows:
-        cells = [_figure(row.metrics[m], m) for m in METRICS]
-        cells = [rf"\textbf{{{c}}}" if m in row.best else c for m, c in zip(METRICS, cells, strict=True)]
-        rows.append([escape(row.label), *(escape(c.text(row)) for c in layout.columns), *cells])
+        cells = [_figure(row.metrics[m], m, bold=m in row.best) for m in METRICS]
+        rows.append([escape(row.label), *(escape(c.text(row)) for c in columns), *cells])
     out = _tabular(headers, aligns, rows)
+    every_row = "; ".join(f"{c.header} {shared[c.header]}" for c in COMPARISON.columns if c not in columns)
     caption = (
-        f"{escape(table.title)}. Mean and 95\\% CI ({escape(ci_text(table))}); bold: best in the column; "
-        f"{escape(setting_note(table))}; {table.rows[0].n_conversations:,} conversations per run."
+        f"{escape(table.title)}{escape(f'; every row: {every_row}' if every_row else '')}. Mean and 95\\% CI "
+        f"({escape(ci_text(table))}); bold: best in the column; {escape(setting_note(table))}; "
+        f"{table.rows[0].n_conversations:,} conversations per run."
     )
     if table.separated:
         caption += f" Separate table: {escape(table.separated)}."
@@ -117,7 +122,7 @@ def _comparison(index: int, table: Table) -> list[str]:
             [
                 escape(d.label),
                 f"{d.n_pairs:,}",
-                *(_figure(d.metrics[m], m, True) + SIGNIFICANT * d.significant(m) for m in METRICS),
+                *(_figure(d.metrics[m], m, True, mark=SIGNIFICANT * d.significant(m)) for m in METRICS),
             ]
             for d in table.diffs
         ]

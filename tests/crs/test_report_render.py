@@ -101,9 +101,11 @@ def test_latex_escapes_every_special_character() -> None:
 
 
 def _balanced(text: str) -> bool:
+    """Whether the braces that LaTeX reads as groups (not ``\\{``, but ``\\\\{``) balance."""
     depth = 0
     for index, char in enumerate(text):
-        if char in "{}" and text[index - 1] != "\\":
+        backslashes = len(text[:index]) - len(text[:index].rstrip("\\"))
+        if char in "{}" and backslashes % 2 == 0:
             depth += 1 if char == "{" else -1
             if depth < 0:
                 return False
@@ -122,14 +124,17 @@ def test_latex_tables_show_every_row_figure_and_best_mark(written) -> None:
     assert "persona_world" not in "\n".join(body)  # escaped in the caption
     assert "persona\\_world (world seed 0), test split" in tex
     assert f"{table.rows[0].n_conversations:,} conversations per run" in tex
-    n_columns = 1 + len(COMPARISON.columns) + len(METRICS)
+    shared = [c for c in COMPARISON.columns if len({c.text(row) for row in table.rows}) == 1]
+    assert "every row: " + "; ".join(f"{c.header} {c.text(table.rows[0])}" for c in shared) in tex
+    n_columns = 1 + len(COMPARISON.columns) - len(shared) + len(METRICS)
     for row in table.rows:
         line = next(line for line in body if line.startswith(escape(row.label) + " & "))  # diffs come later
         assert line.count(" & ") == n_columns - 1 and line.endswith(r" \\")
         assert line.count(r"\textbf{") == len(row.best)
         for m in METRICS:
             mean = number(row.metrics[m].mean, m)
-            assert (rf"\textbf{{{mean} " if m in row.best else f"& {mean} ") in line
+            cell = rf"\textbf{{{mean}}}" if m in row.best else rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{mean}\\"
+            assert cell in line
     (diff,) = table.diffs
     (line,) = [line for line in body if line.startswith(escape(diff.label) + f" & {diff.n_pairs:,} & ")]
     assert line.count(r"$^\dagger$") == sum(diff.significant(m) for m in METRICS)
