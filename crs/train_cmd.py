@@ -53,9 +53,20 @@ def train_command(
         None, "--seed", min=0, max=MAX_SEED, help="Seed of the model, the envs and the evaluation order."
     ),
     no_persona_attention: bool = typer.Option(
-        False, "--no-persona-attention", help="Ablation: persona-blind."
+        False,
+        "--no-persona-attention",
+        help="Ablation: persona-blind (the policy, and a ranker the run pre-trains: one persona per user).",
     ),
-    no_aspect_attention: bool = typer.Option(False, "--no-aspect-attention", help="Ablation: aspect-blind."),
+    no_aspect_attention: bool = typer.Option(
+        False,
+        "--no-aspect-attention",
+        help="Ablation: aspect-blind (the policy, and a ranker the run pre-trains: uniform aspect weights).",
+    ),
+    policy_only_ablation: bool = typer.Option(
+        False,
+        "--policy-only-ablation",
+        help="Ablate only the policy's encoder; the ranker is pre-trained whole (`ablate_ranker: false`).",
+    ),
     no_ranker_features: bool = typer.Option(
         False,
         "--no-ranker-features",
@@ -170,6 +181,8 @@ def train_command(
         data["persona_attention"] = False
     if no_aspect_attention:
         data["aspect_attention"] = False
+    if policy_only_ablation:
+        data["ablate_ranker"] = False
     if no_ranker_features:
         data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
     if plan_depth is not None:

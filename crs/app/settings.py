@@ -111,6 +111,12 @@ class TrainSettings(BaseModel):
     world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
     persona_attention: bool = True
     aspect_attention: bool = True
+    ablate_ranker: bool = Field(
+        True,
+        description="a ranker the run pre-trains has the switched-off attentions switched off too: one "
+        "persona per user (K = 1) without persona attention, uniform aspect weights without aspect "
+        "attention; false: only the policy's encoder is ablated",
+    )
     setting: Setting | None = Field(
         None, description="binary, enumerated or multiple_choice (envs.setting); None = the dataset's own"
     )
@@ -166,6 +172,16 @@ class TrainSettings(BaseModel):
             "user_kwargs": self.user_kwargs.model_dump(exclude_defaults=True),
         }
 
+    def ranker_switches(self) -> dict[str, Any]:
+        """The `policies.pretrain.config.ModelShape` switches of a ranker this run pre-trains: the
+        ablation's when `ablate_ranker`, else none (the full persona × aspect model)."""
+        if not self.ablate_ranker:
+            return {}
+        return {
+            **({} if self.persona_attention else {"personas": 1}),
+            **({} if self.aspect_attention else {"aspect_mode": "uniform"}),
+        }
+
     def rl_config(self) -> RLConfig:
         """The `RLConfig` of the policy these settings train."""
         return RLConfig(
@@ -178,8 +194,10 @@ class TrainSettings(BaseModel):
 
 
 def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
-    """The settings mapping of a run's config.yaml; runs written before the setting was recorded get
-    the one they ran in (`envs.setting.LEGACY_SETTINGS`)."""
+    """The settings mapping of a run's config.yaml; runs written before a key was recorded get what they
+    ran with: the setting of `envs.setting.LEGACY_SETTINGS`, and a ranker pre-trained whole whatever
+    the ablation (``ablate_ranker: false``)."""
+    data = {"ablate_ranker": False, **data}
     if "setting" in data:
         return data
     return {**data, "setting": LEGACY_SETTINGS.get(str(data.get("dataset", "")))}

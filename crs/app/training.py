@@ -115,7 +115,8 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
             from policies.pretrain.config import TrainConfig
             from policies.pretrain.train import pretrain
 
-            config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed)
+            switches = settings.ranker_switches()
+            config = TrainConfig(epochs=settings.pretrain_epochs, seed=settings.seed, **switches)
             with _progress(show) as progress:
                 task = progress.add_task("pre-training", total=config.epochs, note="")
                 result = pretrain(
@@ -128,8 +129,10 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
             save_artifact(result, artifact.where)
             best = next(h for h in result.history if h.epoch == result.best_epoch)
             if show:
+                ablated = ", ".join(f"{key} {value}" for key, value in switches.items())
                 console.print(
-                    f"ranker: validation Recall@10 {best.valid.recall:.4f}, NDCG@10 {best.valid.ndcg:.4f} "
+                    f"ranker{f' ({ablated}: the ablation)' if ablated else ''}: validation Recall@10 "
+                    f"{best.valid.recall:.4f}, NDCG@10 {best.valid.ndcg:.4f} "
                     f"(epoch {result.best_epoch} of {len(result.history)}; popularity and random rankers: "
                     "`crs pretrain --help`)"
                 )

@@ -138,6 +138,8 @@ class Table:
         n_interaction: Conversations the interaction was computed on.
         separated: Why this table is not merged with another of the same dataset, or "".
         unpaired: Rows left out of the paired differences because another ranker scored them, in words.
+        whole: Ablation rows paired with the reference although their rankers differ: every run of both
+            pre-trained its own ranker with its variant's switches, so the variants compare whole.
     """
 
     test_set: TestSet
@@ -149,6 +151,7 @@ class Table:
     n_interaction: int = 0
     separated: str = ""
     unpaired: tuple[str, ...] = ()
+    whole: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -166,7 +169,8 @@ def _config_key(run: EvalRun) -> tuple[str, ...]:
     if run.task is not None:
         return ("sweep", *run.task.config_key())
     if run.tested_by is not None:  # one baseline of a sweep's tasks: its seeds are the tasks' seeds
-        return ("sweep baseline", str(run.tested_by.sweep), run.tested_by.dataset, run.policy)
+        variant = run.ranker_variant or ""
+        return ("sweep baseline", str(run.tested_by.sweep), run.tested_by.dataset, run.policy, variant)
     if run.train is not None:
         return ("train", run.train.config_key())
     return ("policy", run.policy, run.ranker_identity)  # a ranker by content: copies are one ranker
@@ -179,6 +183,8 @@ def _base_label(run: EvalRun) -> str:
         if run.train.ablation is not None:
             return run.train.ablation
         return _without_seed(run.train.name)
+    if run.ranker_variant is not None:
+        return f"{run.policy} ({run.ranker_variant} ranker)"
     return run.policy
 
 
@@ -435,10 +441,18 @@ def _table(
     reference = _reference(rows)
     diffs: tuple[PairedDiff, ...] = ()
     unpaired: tuple[str, ...] = ()
+    whole: tuple[str, ...] = ()
     interaction, n_interaction = None, 0
     if reference is not None:
         ref_row = next(r for r in rows if r.label == reference)
-        same = [r for r in rows if r.label != reference and _rankers(r) == _rankers(ref_row)]
+        whole = tuple(
+            r.label
+            for r in rows
+            if r.label != reference and _rankers(r) != _rankers(ref_row) and _whole_variants(r, ref_row)
+        )
+        same = [
+            r for r in rows if r.label != reference and (_rankers(r) == _rankers(ref_row) or r.label in whole)
+        ]
         diffs = tuple(paired_difference(ref_row, r) for r in same)
         unpaired = tuple(
             f"{r.label} (ranker {_ranker_names(r)}) is not paired with {reference} (ranker "
@@ -451,7 +465,16 @@ def _table(
         if all(a in by_ablation for a in ABLATIONS):
             interaction, n_interaction = interaction_contrast(by_ablation)
     return Table(
-        test_set, fingerprints, tuple(rows), reference, diffs, interaction, n_interaction, separated, unpaired
+        test_set,
+        fingerprints,
+        tuple(rows),
+        reference,
+        diffs,
+        interaction,
+        n_interaction,
+        separated,
+        unpaired,
+        whole,
     )
 
 
@@ -486,6 +509,17 @@ def _without_seed(name: str) -> str:
 def _rankers(row: Row) -> frozenset[str]:
     """The rankers of a row's runs, by content (`EvalRun.ranker_identity`)."""
     return frozenset(run.ranker_identity for run in row.runs)
+
+
+def _whole_variants(row: Row, reference: Row) -> bool:
+    """Whether two ablation rows are variants compared whole: every run of both trained a policy over a
+    ranker it pre-trained with its own switches (`crs.report.inputs.TrainInfo.ranker_follows_ablation`)."""
+    runs = (*row.runs, *reference.runs)
+    return (
+        row.ablation is not None
+        and reference.ablation is not None
+        and all(run.train is not None and run.train.ranker_follows_ablation for run in runs)
+    )
 
 
 def _ranker_names(row: Row) -> str:
@@ -574,7 +608,8 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
     sentences: list[str] = []
     verdicts: dict[str, str] = {}
     for table in tables:
-        rows = table.by_ablation()
+        paired = {d.label for d in table.diffs}  # an ablation scored by another ranker is not compared
+        rows = {a: r for a, r in table.by_ablation().items() if a == "full" or r.label in paired}
         if "full" not in rows or len(rows) < 2:
             continue
         dataset = table.test_set.dataset_label

@@ -74,6 +74,17 @@ def ci_text(table: Table) -> str:
     return "; ".join(parts)
 
 
+def whole_note(table: Table) -> str:
+    """Why ablation rows with other rankers than the reference are paired with it; "" when none are."""
+    if not table.whole:
+        return ""
+    return (
+        f"{', '.join(table.whole)} and {table.reference} each pre-trained their own ranker with their "
+        "attentions switched as the variant says (`ablate_ranker`), so their paired differences compare the "
+        "variants whole: the slate's ranker and the policy"
+    )
+
+
 def runs_note(row: Row) -> str:
     """A comparison row's runs: "2 seeds (1, 2)" or "1 run, seed 1"."""
     if row.ci == "seeds":

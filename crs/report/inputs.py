@@ -53,7 +53,7 @@ from crs.app.sweep import (
     sweep_task_dirs,
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
-from policies.rankers import RUN_RANKER, RankerSpec
+from policies.rankers import PRETRAIN_DIR, RUN_RANKER, RankerSpec
 from policies.rl.run_files import POLICY_META, run_ranker
 from simulators.errors import CRSError
 
@@ -98,6 +98,17 @@ class TrainInfo:
         if self.persona_attention is None or self.aspect_attention is None:
             return None
         return ablation_label(self.persona_attention, self.aspect_attention)
+
+    @property
+    def ranker_follows_ablation(self) -> bool:
+        """Whether the run pre-trained its own ranker with its ablation's switches (``ablate_ranker``): the
+        ranker is then part of the variant, so variants compare whole (ranker and policy)."""
+        own = (self.path / PRETRAIN_DIR).resolve()
+        return (
+            bool(self.config.get("ablate_ranker"))
+            and self.pretrained is not None
+            and Path(self.pretrained).resolve() == own
+        )
 
     def config_key(self) -> str:
         """The config without seeds, names and paths: runs sharing it are seeds of one configuration."""
@@ -155,6 +166,9 @@ class EvalRun:
         task: The sweep task this folder is, when it came from a sweep.
         tested_by: The sweep task whose own test (tested/) holds this baseline: its seed is the
             baseline's replica seed, so a sweep's baselines pool over its seeds as its tasks do.
+        ranker_variant: The ablation (not "full") whose run pre-trained the ranker that scored this
+            baseline with that ablation's switches (`TrainInfo.ranker_follows_ablation`): such a
+            baseline is a row of its own, named after the variant.
     """
 
     path: Path
@@ -163,6 +177,7 @@ class EvalRun:
     train: TrainInfo | None = None
     task: SweepTaskInfo | None = None
     tested_by: SweepTaskInfo | None = None
+    ranker_variant: str | None = None
 
     @property
     def policy(self) -> str:
@@ -417,10 +432,12 @@ def _test_evals(train_run: TrainRun) -> tuple[EvalRun, ...]:
         (c for c in test.iterdir() if c.is_dir() and not c.name.startswith(".")),
         key=lambda c: (c.name != TRAINED_TEST, c.name),
     )
+    info = train_run.info
+    variant = info.ablation if info.ranker_follows_ablation and info.ablation != "full" else None
     return tuple(
-        read_eval_dir(c, train=train_run.info, task=train_run.task)
+        read_eval_dir(c, train=info, task=train_run.task)
         if c.name == TRAINED_TEST
-        else replace(read_eval_dir(c), tested_by=train_run.task)
+        else replace(read_eval_dir(c), tested_by=train_run.task, ranker_variant=variant)
         for c in folders
     )
 

@@ -32,6 +32,7 @@ from crs.report.formatting import (
     number,
     setting_note,
     train_input_text,
+    whole_note,
 )
 from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
@@ -197,6 +198,8 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     if table.diffs:
         lines += _paired_differences(table)
     lines += [f'<div class="sep">Not paired: {_esc(line)}.</div>' for line in table.unpaired]
+    if table.whole:
+        lines.append(f'<div class="sep">Paired whole: {_esc(whole_note(table))}.</div>')
     return "\n".join(lines)
 
 

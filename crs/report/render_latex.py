@@ -23,7 +23,7 @@ from crs import __version__
 from crs.report.analysis import METRICS, Table
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
-from crs.report.formatting import INTERACTION_METRIC, ci_text, interval, number, setting_note
+from crs.report.formatting import INTERACTION_METRIC, ci_text, interval, number, setting_note, whole_note
 from crs.report.sessions import SESSION_HEADERS, SessionComparison, session_rows, session_sentences
 from envs.metrics import MetricSummary
 
@@ -132,6 +132,8 @@ def _comparison(index: int, table: Table) -> list[str]:
             f"bootstrap CI; {SIGNIFICANT}: the CI excludes 0."
         )
     caption += "".join(f" Not paired: {escape(line)}." for line in table.unpaired)
+    if table.whole:
+        caption += f" Paired whole: {escape(whole_note(table))}."
     if table.interaction is not None:
         inter = _figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         caption += (

@@ -25,6 +25,7 @@ from crs.report.formatting import (
     input_text,
     setting_note,
     train_input_text,
+    whole_note,
 )
 from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
@@ -112,6 +113,7 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
             out.append(f"| {d.label} | {d.n_pairs} | " + " | ".join(cells) + " |")
         out.append("")
     out += [f"_Not paired: {line}._" for line in table.unpaired] + ([""] if table.unpaired else [])
+    out += [f"_Paired whole: {whole_note(table)}._", ""] if table.whole else []
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         out += [

@@ -73,6 +73,7 @@ def _table_json(table: Table) -> dict[str, Any]:
         "rows": [_row_json(row) for row in table.rows],
         "paired_differences": [_diff_json(d) for d in table.diffs],
         "unpaired": list(table.unpaired),
+        "paired_whole": list(table.whole),
         "interaction": None
         if table.interaction is None
         else {

@@ -81,6 +81,7 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
         "rows",
         "paired_differences",
         "unpaired",
+        "paired_whole",
         "interaction",
     ]
     assert list(table["test_set"]) == [

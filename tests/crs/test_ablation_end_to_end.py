@@ -1,0 +1,110 @@
+"""The ablation end to end: a `crs train` run that pre-trains its own ranker switches the ranker's attentions
+off as the policy's (`ablate_ranker`, the default), runs written before the key replay as they ran, and the
+report pairs such variants whole although their rankers differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.app.settings import make_settings, recorded_settings
+from crs.app.training import run_training
+from crs.cli import app
+from crs.report import build_report
+from crs.report.render import to_latex, to_markdown
+from tests.crs.test_train_cmd import TINY
+
+runner = CliRunner()
+OWN_RANKER = {**TINY, "ranker": "pretrain", "pretrain_epochs": 1}
+
+
+def _model(run: Path) -> dict:
+    return json.loads((run / "ranker" / "config.json").read_text())["model"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    variants = {
+        "full": {},
+        "persona-blind": {"persona_attention": False},
+        "persona-blind-policy": {"persona_attention": False, "ablate_ranker": False},
+        "full-policy": {"ablate_ranker": False},
+    }
+    for name, switches in variants.items():
+        run_training(make_settings({**OWN_RANKER, **switches}), name=name, runs_dir=root, show=False)
+    return {name: root / name for name in variants}
+
+
+def test_each_switch_ablates_the_ranker_the_run_pretrains_unless_told_not_to() -> None:
+    assert make_settings(OWN_RANKER).ranker_switches() == {}
+    assert make_settings({**OWN_RANKER, "persona_attention": False}).ranker_switches() == {"personas": 1}
+    both = make_settings({**OWN_RANKER, "persona_attention": False, "aspect_attention": False})
+    assert both.ranker_switches() == {"personas": 1, "aspect_mode": "uniform"}
+    policy_only = make_settings({**OWN_RANKER, "aspect_attention": False, "ablate_ranker": False})
+    assert policy_only.ranker_switches() == {}
+
+
+def test_the_pretrained_rankers_have_the_variants_shape(runs: dict[str, Path]) -> None:
+    assert _model(runs["full"])["personas"] == 3
+    assert _model(runs["persona-blind"])["personas"] == 1
+    assert _model(runs["persona-blind-policy"]) == _model(runs["full"])
+    recorded = yaml.safe_load((runs["persona-blind"] / "config.yaml").read_text())["settings"]
+    assert recorded["ablate_ranker"] is True
+
+
+def test_a_run_recorded_before_the_key_replays_with_a_whole_ranker() -> None:
+    legacy = {**OWN_RANKER, "persona_attention": False}  # a config.yaml's settings without `ablate_ranker`
+    assert make_settings(recorded_settings(legacy)).ranker_switches() == {}
+    assert make_settings(recorded_settings({**legacy, "ablate_ranker": True})).ranker_switches() == {
+        "personas": 1
+    }
+
+
+def test_the_cli_flag_ablates_the_policy_only(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(OWN_RANKER))
+    args = ["train", "--config", str(config), "--no-persona-attention", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--policy-only-ablation", "--print-config"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["ablate_ranker"] is False and printed["persona_attention"] is False
+
+
+def test_the_report_pairs_variants_whole_only_when_each_pretrained_its_own(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    report = build_report(
+        [runs["full"], runs["persona-blind"]], tmp_path / "whole", examples=0, persona=False
+    )
+    (table,) = report.tables
+    assert table.reference == "full" and table.whole == ("persona-blind",)
+    assert table.diffs[0].label == "persona-blind"
+    # each variant's baselines are rows of their own, named after the ranker that scored them; the
+    # persona-blind ranker's are not paired with the full model (they would mix a rule with its ranker)
+    labels = [row.label for row in table.rows]
+    assert "ask-7" in labels and "ask-7 (persona-blind ranker)" in labels and len(set(labels)) == len(labels)
+    assert [line.split(" (ranker ")[0] for line in table.unpaired] == [
+        f"{rule} (persona-blind ranker)" for rule in ("always-recommend", "ask-4", "ask-7", "max-entropy")
+    ]
+    assert "Paired whole: persona-blind and full each pre-trained their own ranker" in to_markdown(report)
+    assert "Paired whole: persona-blind and full" in to_latex(report)
+    # a full run whose ranker did not follow a switch (recorded before the key) is no such variant
+    mixed = build_report(
+        [runs["full-policy"], runs["persona-blind"]], tmp_path / "mixed", examples=0, persona=False
+    )
+    (table,) = mixed.tables
+    assert table.whole == () and "persona-blind" not in {d.label for d in table.diffs}
+    assert any(line.startswith("persona-blind (ranker ") for line in table.unpaired)
+    assert mixed.answer.startswith("From the train runs' own test summaries (unpaired")  # no paired verdict
+    policy_only = build_report(
+        [runs["full"], runs["persona-blind-policy"]], tmp_path / "same", examples=0, persona=False
+    )
+    (same,) = policy_only.tables
+    # the policy-only variant shares the full model's ranker by content: paired as before, no note
+    assert same.whole == () and same.diffs[0].label == "persona-blind" and not same.unpaired
+    assert "ask-7 (persona-blind ranker)" not in [row.label for row in same.rows]
