@@ -298,6 +298,12 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     env_options = settings.env_options()
     train_rewards = Rewards(**settings.rewards)
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
+    if show and settings.ranker_switches() and ranker_entry != RankerSpec("pretrain").for_run().entry:
+        console.print(
+            f"[yellow]note:[/] the ranker {ranker_entry} is used as it is, so only the policy is ablated; "
+            "for the ranker too, train with `--ranker pretrain` or give one `crs pretrain -k 1` "
+            "(or `--no-aspect-attention`) wrote"
+        )
     if show and goal_interactions is not None:
         console.print(
             "[yellow]note:[/] the ranker (or its tag profiles) learned from valid: training conversations "

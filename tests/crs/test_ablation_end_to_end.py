@@ -75,6 +75,17 @@ def test_the_cli_flag_ablates_the_policy_only(tmp_path: Path) -> None:
     assert printed["ablate_ranker"] is False and printed["persona_attention"] is False
 
 
+def test_a_given_ranker_is_used_as_it_is_and_the_run_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))  # ranker: popularity
+    args = ["train", "--config", str(config), "--no-aspect-attention", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "the ranker popularity is used as it is, so only the policy is ablated" in " ".join(
+        result.output.split()
+    )
+
+
 def test_the_report_pairs_variants_whole_only_when_each_pretrained_its_own(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
