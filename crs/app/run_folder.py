@@ -29,6 +29,7 @@ import yaml
 from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from envs.metrics import EpisodeRecord, MetricSummary
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
+from policies.rankers import PRETRAIN_DIR
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
 from simulators.errors import CRSError
 
@@ -584,6 +585,21 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
     return tuple(records)
 
 
+def _own_ranker(run_dir: Path) -> str:
+    """ ", pre-trained by this run: K = 3 personas per user, aspect attention" for a ranker the run
+    pre-trained (`PRETRAIN_DIR`), else ""."""
+    config = run_dir / PRETRAIN_DIR / "config.json"
+    if not config.is_file():
+        return ""
+    model = read_json_mapping(config, ("model",), "train the run again")["model"]
+    aspects = (
+        "aspect attention"
+        if model.get("aspect_mode") == "attention"
+        else f"aspects {model.get('aspect_mode')}"
+    )
+    return f", pre-trained by this run: K = {model.get('personas')} personas per user, {aspects}"
+
+
 def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:
     """Write ``MODEL_CARD.md``: what the run's policy was trained on, how, how well it did, and the
     commands that evaluate it and train it again."""
@@ -624,7 +640,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 - **Data**: {summary.dataset}, {summary.setting or "default"} setting; training conversations from
   {train_goals}; tested on
   {summary.test_episodes} conversations of the test split (the same for every row below).
-- **Ranker** (fixed during training): `{summary.ranker}`.
+- **Ranker** (fixed during training): `{summary.ranker}`{_own_ranker(run_dir)}.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
   {summary.envs} simulated users, seed {settings.seed}.{warm_start} Tested model: `best_model.zip` (validation
   SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}).

@@ -55,6 +55,8 @@ def test_the_pretrained_rankers_have_the_variants_shape(runs: dict[str, Path]) -
     assert _model(runs["persona-blind-policy"]) == _model(runs["full"])
     recorded = yaml.safe_load((runs["persona-blind"] / "config.yaml").read_text())["settings"]
     assert recorded["ablate_ranker"] is True
+    card = " ".join((runs["persona-blind"] / "MODEL_CARD.md").read_text().split())
+    assert "pre-trained by this run: K = 1 personas per user, aspect attention" in card
 
 
 def test_a_run_recorded_before_the_key_replays_with_a_whole_ranker() -> None:
