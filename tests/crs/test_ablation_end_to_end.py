@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from crs.app.settings import make_settings, recorded_settings
+from crs.app.sweep import SweepConfig, run_sweep
 from crs.app.training import run_training
 from crs.cli import app
 from crs.report import build_report
@@ -121,3 +122,33 @@ def test_the_report_pairs_variants_whole_only_when_each_pretrained_its_own(
     # the policy-only variant shares the full model's ranker by content: paired as before, no note
     assert same.whole == () and same.diffs[0].label == "persona-blind" and not same.unpaired
     assert "ask-7 (persona-blind ranker)" not in [row.label for row in same.rows]
+
+
+@pytest.mark.slow
+def test_a_sweep_of_whole_variants_pairs_them_and_pools_each_variants_baselines_over_seeds(
+    tmp_path: Path,
+) -> None:
+    config = SweepConfig.model_validate(
+        {
+            "kind": "train",
+            "seeds": [0, 1],
+            "ablations": {"full": {}, "persona-blind": {"persona_attention": False}},
+            "train": {
+                **{key: OWN_RANKER[key] for key in ("world", "envs", "steps", "pretrain_epochs")},
+                "eval_every": 0,
+                "test_episodes": 12,
+                "baselines": ["ask-4"],
+                "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+            },
+        }
+    )
+    run_sweep(config, tmp_path / "sweep", workers=1, backend="serial")
+    (table,) = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False).tables
+    assert [(row.label, sorted(r.replica_seed for r in row.runs)) for row in table.rows] == [
+        ("rl · full", [0, 1]),
+        ("rl · persona-blind", [0, 1]),
+        ("ask-4", [0, 1]),
+        ("ask-4 (persona-blind ranker)", [0, 1]),
+    ]
+    assert table.whole == ("rl · persona-blind",)
+    assert {d.label: d.n_pairs for d in table.diffs} == {"rl · persona-blind": 24, "ask-4": 24}
