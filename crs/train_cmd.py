@@ -144,9 +144,9 @@ def train_command(
 
         crs train --dataset yelp_star --data-dir ../shared/data --setting enumerated   # UNICORN's YELP
 
-        crs train --no-persona-attention --no-aspect-attention --seed 1   # ablated end to end
+        crs train --no-persona-attention --no-aspect-attention --seed 1
 
-        crs train --no-persona-attention --policy-only-ablation --seed 1  # the policy's encoder only
+        crs train --no-persona-attention --policy-only-ablation   # encoder only
 
         crs train --envs 16 --workers               # 16 simulated users in 16 worker processes
 
