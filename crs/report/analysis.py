@@ -165,6 +165,15 @@ class Table:
 
 
 # ------------------------------------------------------------------------------------------- rows
+def _row_order(group: Sequence[EvalRun]) -> tuple[bool, int, bool]:
+    """Trained policies first (the full model and its ablations in `ABLATIONS` order), then the rest, the
+    baselines over an ablation's own ranker last; otherwise in the order they were read."""
+    run = group[0]
+    ablation = run.train.ablation if run.train is not None else None
+    rank = ABLATIONS.index(ablation) if ablation in ABLATIONS else len(ABLATIONS)
+    return run.train is None, rank, run.ranker_variant is not None
+
+
 def _config_key(run: EvalRun) -> tuple[str, ...]:
     if run.task is not None:
         return ("sweep", *run.task.config_key())
@@ -330,8 +339,7 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
     for test_set, configs in by_test.items():
         by_conversations: dict[frozenset[str], list[list[EvalRun]]] = {}
         all_groups = [g for groups in configs.values() for g in groups]
-        # trained policies first, then the rest (rules, baselines), each in the order they were read
-        for group in sorted(all_groups, key=lambda g: g[0].train is None):
+        for group in sorted(all_groups, key=_row_order):
             by_conversations.setdefault(frozenset(r.fingerprint for r in group), []).append(group)
         subsets = list(by_conversations.items())
         for fingerprints, groups in subsets:
@@ -454,12 +462,21 @@ def _table(
             r for r in rows if r.label != reference and (_rankers(r) == _rankers(ref_row) or r.label in whole)
         ]
         diffs = tuple(paired_difference(ref_row, r) for r in same)
+        others = [r for r in rows if r.label != reference and r not in same]
+        variants = [r.label for r in others if r.runs[0].ranker_variant is not None]
         unpaired = tuple(
             f"{r.label} (ranker {_ranker_names(r)}) is not paired with {reference} (ranker "
             f"{_ranker_names(ref_row)}): a difference would mix the policy with its ranker; evaluate "
             f"it with {reference}'s ranker (`crs eval --ranker ...`) to compare them"
-            for r in rows
-            if r.label != reference and r not in same
+            for r in others
+            if r.label not in variants
+        ) + (
+            (
+                f"{', '.join(variants)}: rules over an ablation's own ranker, not paired with {reference} (a "
+                "difference would mix the rule with that ranker)",
+            )
+            if variants
+            else ()
         )
         by_ablation = {r.ablation: r for r in [ref_row, *same] if r.ablation is not None}
         if all(a in by_ablation for a in ABLATIONS):
