@@ -17,6 +17,7 @@ from crs.report.analysis import Row, Table
 from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
 from envs.setting import SETTING_NOTES
+from policies.rankers import PRETRAIN_DIR
 
 QUESTION = (
     "Do persona attention (a user is several competing tastes; the candidate decides which one speaks) and "
@@ -93,8 +94,11 @@ def runs_note(row: Row) -> str:
 
 
 def ranker_text(row: Row) -> str:
-    """A comparison row's rankers, artifact paths shortened to their last two parts."""
+    """A comparison row's rankers, artifact paths shortened to their last two parts; "each run's own (5)"
+    for several runs' own pre-trained rankers (`crs train` writes them to `<run>/ranker`)."""
     rankers = sorted({run.ranker_name for run in row.runs})
+    if len(rankers) > 1 and all(Path(r).name == PRETRAIN_DIR for r in rankers):
+        return f"each run's own ({len(rankers)})"
     return ", ".join("/".join(Path(r).parts[-2:]) if "/" in r else r for r in rankers)
 
 

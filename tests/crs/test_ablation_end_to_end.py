@@ -16,6 +16,7 @@ from crs.app.sweep import SweepConfig, run_sweep
 from crs.app.training import run_training
 from crs.cli import app
 from crs.report import build_report
+from crs.report.formatting import ranker_text
 from crs.report.render import to_latex, to_markdown
 from tests.crs.test_train_cmd import TINY
 
@@ -155,4 +156,5 @@ def test_a_sweep_of_whole_variants_pairs_them_and_pools_each_variants_baselines_
         ("ask-4 (persona-blind ranker)", [0, 1]),
     ]
     assert table.whole == ("rl · persona-blind",)
+    assert {ranker_text(row) for row in table.rows} == {"each run's own (2)"}  # not 2 paths per row
     assert {d.label: d.n_pairs for d in table.diffs} == {"rl · persona-blind": 24, "ask-4": 24}
