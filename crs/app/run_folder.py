@@ -588,16 +588,14 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
 def _own_ranker(run_dir: Path) -> str:
     """ ", pre-trained by this run: K = 3 personas per user, aspect attention" for a ranker the run
     pre-trained (`PRETRAIN_DIR`), else ""."""
-    config = run_dir / PRETRAIN_DIR / "config.json"
-    if not config.is_file():
+    from policies.pretrain.artifact import CONFIG_FILE, read_artifact_config  # torch: only at a run's end
+
+    if not (run_dir / PRETRAIN_DIR / CONFIG_FILE).is_file():
         return ""
-    model = read_json_mapping(config, ("model",), "train the run again")["model"]
-    aspects = (
-        "aspect attention"
-        if model.get("aspect_mode") == "attention"
-        else f"aspects {model.get('aspect_mode')}"
-    )
-    return f", pre-trained by this run: K = {model.get('personas')} personas per user, {aspects}"
+    model = read_artifact_config(run_dir / PRETRAIN_DIR)["model"]
+    mode = model["aspect_mode"]
+    aspects = "aspect attention" if mode == "attention" else f"aspects {mode}"
+    return f", pre-trained by this run: K = {model['personas']} personas per user, {aspects}"
 
 
 def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:

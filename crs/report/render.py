@@ -1,6 +1,5 @@
 """Writing a built report: report.md, a self-contained report.html (plots inline as base64 PNG, no
-network), metrics.json with every figure the pages show, and tables.tex with the comparison tables
-for a paper.
+network), metrics.json with every figure the pages show, and tables.tex with the tables for a paper.
 
 One module per file written, with what they share in one place:
 
@@ -8,7 +7,8 @@ One module per file written, with what they share in one place:
 - `crs.report.render_html` — report.html (`to_html`), styled by `crs/report/report.css`;
 - `crs.report.render_metrics` — metrics.json (`to_metrics`);
 - `crs.report.render_latex` — tables.tex (`to_latex`);
-- `crs.report.columns` — the tables' columns, shared by report.md and report.html: add a column there;
+- `crs.report.columns` — the tables' columns, shared by report.md, report.html and tables.tex: add a
+  column there;
 - `crs.report.formatting` — numbers, CIs and sentences both pages print the same way.
 
 This module writes the four files; `to_markdown`, `to_html`, `to_metrics` and `to_latex` stay importable

@@ -23,7 +23,15 @@ from crs import __version__
 from crs.report.analysis import METRICS, Table
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
-from crs.report.formatting import INTERACTION_METRIC, ci_text, interval, number, setting_note, whole_note
+from crs.report.formatting import (
+    INTERACTION_METRIC,
+    ci_text,
+    figure,
+    interval,
+    number,
+    setting_note,
+    whole_note,
+)
 from crs.report.sessions import SESSION_HEADERS, SessionComparison, session_rows, session_sentences
 from envs.metrics import MetricSummary
 
@@ -135,7 +143,7 @@ def _comparison(index: int, table: Table) -> list[str]:
     if table.whole:
         caption += f" Paired whole: {escape(whole_note(table))}."
     if table.interaction is not None:
-        inter = _figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
+        inter = _math(figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True))  # inline
         caption += (
             f" Interaction (full $-$ persona-blind $-$ aspect-blind $+$ both-off), {INTERACTION_METRIC}: "
             f"{inter} on {table.n_interaction:,} conversations."
