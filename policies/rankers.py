@@ -48,6 +48,7 @@ from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ra
 from policies.content_profile import DEFAULT_SPLIT, PROFILE_WEIGHT, ContentProfile
 from policies.opening_prior import OPENING_WEIGHT, opening_prior
 from policies.popularity_prior import POPULARITY_WEIGHT, popularity_prior
+from policies.pretrain.config import CONFIG_FILE, read_artifact_config, shape_attentions
 from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
@@ -294,6 +295,19 @@ class RankerSpec:
         path = self.path if self.path is not None else resolve_data_dir(data_dir) / TRANSE_FILE
         return replace(self, where=str(path.resolve()))
 
+    def attentions(self) -> tuple[bool, bool] | None:
+        """(persona attention, aspect attention) of the persona model an artifact ranker was pre-trained
+        as (`policies.pretrain.config.shape_attentions`): an ablation variant whose flags these are
+        compares with the others whole, ranker and policy. None for other kinds and for a folder (or
+        relative path) with no artifact config.
+
+        Raises:
+            CRSError: The artifact's config is corrupt or incomplete.
+        """
+        if self.kind != "artifact" or self.path is None or not (self.path / CONFIG_FILE).is_file():
+            return None
+        return shape_attentions(read_artifact_config(self.path)["model"])
+
     def identity(self) -> str:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
@@ -346,7 +360,7 @@ class RankerSpec:
         popularity prior are built from: those this ranker's pre-training learned from (an artifact
         pre-trained on ``valid`` holds out its own seeded slice), else `crs pretrain`'s default."""
         if self.kind == "artifact":
-            from policies.pretrain.artifact import pretraining_holdout, read_artifact_config  # torch
+            from policies.pretrain.artifact import pretraining_holdout  # torch
 
             holdout = pretraining_holdout(read_artifact_config(self.where))
             if holdout is not None:

@@ -29,7 +29,8 @@ import yaml
 from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from envs.metrics import EpisodeRecord, MetricSummary
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
-from policies.rankers import PRETRAIN_DIR
+from policies.pretrain.config import read_artifact_config
+from policies.rankers import PRETRAIN_DIR, RankerSpec
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
 from simulators.errors import CRSError
 
@@ -585,17 +586,17 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
     return tuple(records)
 
 
-def _own_ranker(run_dir: Path) -> str:
-    """ ", pre-trained by this run: K = 3 personas per user, aspect attention" for a ranker the run
-    pre-trained (`PRETRAIN_DIR`), else ""."""
-    from policies.pretrain.artifact import CONFIG_FILE, read_artifact_config  # torch: only at a run's end
-
-    if not (run_dir / PRETRAIN_DIR / CONFIG_FILE).is_file():
+def _ranker_shape(run_dir: Path, entry: str) -> str:
+    """ ", pre-trained by this run: K = 3 personas per user, aspect attention" (", pre-trained as: ..." for
+    one `crs pretrain` wrote) when the run's ranker (policy.json's `entry`) is a persona model, else ""."""
+    spec = RankerSpec.parse(entry).resolve(run_dir)
+    if spec.attentions() is None or spec.path is None:
         return ""
-    model = read_artifact_config(run_dir / PRETRAIN_DIR)["model"]
+    model = read_artifact_config(spec.path)["model"]
     mode = model["aspect_mode"]
     aspects = "aspect attention" if mode == "attention" else f"aspects {mode}"
-    return f", pre-trained by this run: K = {model['personas']} personas per user, {aspects}"
+    whose = "by this run" if spec.path.resolve() == (run_dir / PRETRAIN_DIR).resolve() else "as"
+    return f", pre-trained {whose}: K = {model['personas']} personas per user, {aspects}"
 
 
 def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:
@@ -638,7 +639,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 - **Data**: {summary.dataset}, {summary.setting or "default"} setting; training conversations from
   {train_goals}; tested on
   {summary.test_episodes} conversations of the test split (the same for every row below).
-- **Ranker** (fixed during training): `{summary.ranker}`{_own_ranker(run_dir)}.
+- **Ranker** (fixed during training): `{summary.ranker}`{_ranker_shape(run_dir, summary.ranker)}.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
   {summary.envs} simulated users, seed {settings.seed}.{warm_start} Tested model: `best_model.zip` (validation
   SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}).

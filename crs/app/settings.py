@@ -182,6 +182,12 @@ class TrainSettings(BaseModel):
             **({} if self.aspect_attention else {"aspect_mode": "uniform"}),
         }
 
+    def ranker_is_variants(self, attentions: tuple[bool, bool] | None) -> bool:
+        """Whether a ranker pre-trained with these attentions (`policies.rankers.RankerSpec.attentions`;
+        None: not a persona model) belongs to this run's ablation variant, so the variant is ablated
+        whole: its own pre-trained ranker, or one `crs pretrain` wrote with the same switches."""
+        return attentions == (self.persona_attention, self.aspect_attention)
+
     def rl_config(self) -> RLConfig:
         """The `RLConfig` of the policy these settings train."""
         return RLConfig(

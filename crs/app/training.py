@@ -299,9 +299,13 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
     train_rewards = Rewards(**settings.rewards)
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
     if show and settings.ranker_switches() and ranker_entry != RankerSpec("pretrain").for_run().entry:
+        attentions = RankerSpec.parse(ranker_entry).resolve(run_dir).attentions()
         console.print(
-            f"[yellow]note:[/] the ranker {ranker_entry} is used as it is, so only the policy is ablated; "
-            "for the ranker too, train with `--ranker pretrain` or give one `crs pretrain -k 1` "
+            f"[yellow]note:[/] the ranker {ranker_entry} was pre-trained with this variant's switches, so "
+            "the variant is ablated whole (ranker and policy)"
+            if settings.ranker_is_variants(attentions)
+            else f"[yellow]note:[/] the ranker {ranker_entry} is used as it is, so only the policy is "
+            "ablated; for the ranker too, train with `--ranker pretrain` or give one `crs pretrain -k 1` "
             "(or `--no-aspect-attention`) wrote"
         )
     if show and goal_interactions is not None:

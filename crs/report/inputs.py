@@ -53,7 +53,7 @@ from crs.app.sweep import (
     sweep_task_dirs,
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
-from policies.rankers import PRETRAIN_DIR, RUN_RANKER, RankerSpec
+from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.run_files import POLICY_META, run_ranker
 from simulators.errors import CRSError
 
@@ -75,6 +75,8 @@ class TrainInfo:
         pretrained: Pre-training artifact the run used (None when none is named).
         config: The whole config, as read.
         ranker: The ranker the run recorded in policy.json, resolved (None when not written yet).
+        ranker_attentions: (persona attention, aspect attention) of the persona model the ranker was
+            pre-trained as (`policies.rankers.RankerSpec.attentions`); None when it is none.
     """
 
     path: Path
@@ -86,6 +88,7 @@ class TrainInfo:
     pretrained: str | None
     config: Mapping[str, Any] = field(repr=False)
     ranker: RankerSpec | None = None
+    ranker_attentions: tuple[bool, bool] | None = None
 
     @property
     def setting(self) -> str:
@@ -101,13 +104,12 @@ class TrainInfo:
 
     @property
     def ranker_follows_ablation(self) -> bool:
-        """Whether the run pre-trained its own ranker with its ablation's switches (``ablate_ranker``): the
-        ranker is then part of the variant, so variants compare whole (ranker and policy)."""
-        own = (self.path / PRETRAIN_DIR).resolve()
-        return (
-            bool(self.config.get("ablate_ranker"))
-            and self.pretrained is not None
-            and Path(self.pretrained).resolve() == own
+        """Whether the run's ranker was pre-trained with its ablation's switches (pre-trained by the run with
+        ``ablate_ranker``, or given after `crs pretrain -k 1` / `--no-aspect-attention`): the ranker is
+        then part of the variant, so variants compare whole (ranker and policy)."""
+        return self.ranker_attentions is not None and self.ranker_attentions == (
+            self.persona_attention,
+            self.aspect_attention,
         )
 
     def config_key(self) -> str:
@@ -740,6 +742,7 @@ def read_train_info(path: Path) -> TrainInfo:
         dataset=settings.dataset,
         pretrained=pretrained,
         ranker=ranker,
+        ranker_attentions=None if ranker is None or pretrained is None else ranker.attentions(),
         config=settings.model_dump(),
     )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from policies.atomic import write_text_atomic
-from policies.pretrain.config import ModelConfig
+from policies.pretrain.config import CONFIG_FILE, ModelConfig, read_artifact_config
 from policies.pretrain.graph import pretrain_split
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
@@ -22,7 +22,6 @@ from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 
 ARTIFACT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
 
@@ -81,36 +80,6 @@ def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics
     }
     write_text_atomic(out / CONFIG_FILE, json.dumps(config, indent=2))
     return out
-
-
-def read_artifact_config(path: str | Path) -> dict:
-    """The config.json of an artifact directory; CRSError if missing or unreadable."""
-    cfg_path = Path(path) / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CRSError(
-            f"{path} is not a pre-training artifact: {CONFIG_FILE} is missing (run `crs pretrain`)"
-        )
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
-    if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
-        kind = config.get("kind") if isinstance(config, dict) else None
-        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")
-    model, split = config.get("model"), config.get("split")
-    complete = (
-        isinstance(model, dict)
-        and all(isinstance(model.get(key), int) for key in ("dim", "personas"))
-        and "aspect_mode" in model
-        and isinstance(split, dict)
-        and isinstance(config.get("seed"), int)
-    )
-    if not complete:
-        raise CRSError(
-            f"{cfg_path} lacks the model's dim, personas or aspect_mode, the split or the seed; "
-            "re-run `crs pretrain`"
-        )
-    return config
 
 
 def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> None:

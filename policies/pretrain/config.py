@@ -5,8 +5,11 @@ Plain frozen dataclasses that check themselves, importable without torch (CLI de
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from policies.pretrain.graph import HOLDOUT_UNITS
@@ -14,6 +17,9 @@ from simulators.catalog import Catalog
 from simulators.errors import CRSError
 
 ASPECT_MODES: tuple[str, ...] = ("attention", "uniform", "none")
+
+CONFIG_FILE = "config.json"
+"""A pre-training artifact's config (`policies.pretrain.artifact`): JSON, read without torch."""
 
 
 @dataclass(frozen=True)
@@ -180,3 +186,43 @@ class TrainConfig(ModelShape):
         return ModelConfig(
             n_users=catalog.n_users, n_items=catalog.n_items, n_aspects=catalog.n_aspects, **shape
         )
+
+
+def read_artifact_config(path: str | Path) -> dict:
+    """The config.json of an artifact directory; CRSError if missing or unreadable."""
+    cfg_path = Path(path) / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CRSError(
+            f"{path} is not a pre-training artifact: {CONFIG_FILE} is missing (run `crs pretrain`)"
+        )
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
+    if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")
+    model, split = config.get("model"), config.get("split")
+    complete = (
+        isinstance(model, dict)
+        and all(isinstance(model.get(key), int) for key in ("dim", "personas"))
+        and "aspect_mode" in model
+        and isinstance(split, dict)
+        and isinstance(config.get("seed"), int)
+    )
+    if not complete:
+        raise CRSError(
+            f"{cfg_path} lacks the model's dim, personas or aspect_mode, the split or the seed; "
+            "re-run `crs pretrain`"
+        )
+    return config
+
+
+def shape_attentions(model: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Which attentions a pre-trained model has, from its recorded shape (an artifact config's ``model``).
+
+    Returns:
+        (persona attention: more than one persona per user, aspect attention: attention over an item's
+        aspects), the flags of the ablation variant this ranker belongs to.
+    """
+    return int(model["personas"]) > 1, model["aspect_mode"] == "attention"

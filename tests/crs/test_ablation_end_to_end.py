@@ -1,6 +1,7 @@
 """The ablation end to end: a `crs train` run that pre-trains its own ranker switches the ranker's attentions
-off as the policy's (`ablate_ranker`, the default), runs written before the key replay as they ran, and the
-report pairs such variants whole although their rankers differ."""
+off as the policy's (`ablate_ranker`, the default), runs written before the key replay as they ran, a given
+ranker pre-trained with the variant's switches counts as the variant's, and the report pairs such variants
+whole although their rankers differ."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from crs.cli import app
 from crs.report import build_report
 from crs.report.formatting import ranker_text
 from crs.report.render import to_latex, to_markdown
+from policies.rankers import RankerSpec
+from simulators.errors import CRSError
 from tests.crs.test_train_cmd import TINY
 
 runner = CliRunner()
@@ -39,7 +42,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     for name, switches in variants.items():
         run_training(make_settings({**OWN_RANKER, **switches}), name=name, runs_dir=root, show=False)
-    return {name: root / name for name in variants}
+    given = {  # a persona-blind policy over a ranker it did not pre-train: one-persona, then popularity
+        "persona-blind-given": str(root / "persona-blind" / "ranker"),
+        "persona-blind-popularity": "popularity",
+    }
+    for name, ranker in given.items():
+        settings = make_settings({**OWN_RANKER, "ranker": ranker, "persona_attention": False})
+        run_training(settings, name=name, runs_dir=root, show=False)
+    return {name: root / name for name in (*variants, *given)}
 
 
 def test_each_switch_ablates_the_ranker_the_run_pretrains_unless_told_not_to() -> None:
@@ -59,6 +69,19 @@ def test_the_pretrained_rankers_have_the_variants_shape(runs: dict[str, Path]) -
     assert recorded["ablate_ranker"] is True
     card = " ".join((runs["persona-blind"] / "MODEL_CARD.md").read_text().split())
     assert "pre-trained by this run: K = 1 personas per user, aspect attention" in card
+    given = " ".join((runs["persona-blind-given"] / "MODEL_CARD.md").read_text().split())
+    assert "pre-trained as: K = 1 personas per user, aspect attention" in given
+
+
+def test_a_rankers_attentions_are_read_from_its_artifact(runs: dict[str, Path], tmp_path: Path) -> None:
+    assert RankerSpec.parse(str(runs["full"] / "ranker")).attentions() == (True, True)
+    assert RankerSpec.parse(str(runs["persona-blind"] / "ranker")).attentions() == (False, True)
+    assert RankerSpec.parse("popularity").attentions() is None
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"kind": "persona_pretrain"}')
+    with pytest.raises(CRSError, match="lacks the model"):
+        RankerSpec.parse(str(broken)).attentions()
 
 
 def test_a_run_recorded_before_the_key_replays_with_a_whole_ranker() -> None:
@@ -90,7 +113,20 @@ def test_a_given_ranker_is_used_as_it_is_and_the_run_says_so(tmp_path: Path) -> 
     )
 
 
-def test_the_report_pairs_variants_whole_only_when_each_pretrained_its_own(
+def test_a_given_ranker_with_the_variants_switches_ablates_it_whole_and_the_run_says_so(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**OWN_RANKER, "ranker": str(runs["persona-blind"] / "ranker")}))
+    args = ["train", "--config", str(config), "--no-persona-attention", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "was pre-trained with this variant's switches, so the variant is ablated whole" in " ".join(
+        result.output.split()
+    )
+
+
+def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_switches(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
     report = build_report(
@@ -112,9 +148,14 @@ def test_the_report_pairs_variants_whole_only_when_each_pretrained_its_own(
     )
     assert "Paired whole: persona-blind and full each pre-trained their own ranker" in to_markdown(report)
     assert "Paired whole: persona-blind and full" in to_latex(report)
-    # a full run whose ranker did not follow a switch (recorded before the key) is no such variant
+    # a ranker `crs pretrain -k 1` wrote, given to the persona-blind variant, is that variant's too; and a
+    # full model is whole whichever `ablate_ranker` it was trained with
+    for full, blind in (("full", "persona-blind-given"), ("full-policy", "persona-blind")):
+        given = build_report([runs[full], runs[blind]], tmp_path / blind, examples=0, persona=False)
+        assert given.tables[0].whole == ("persona-blind",)
+    # a persona-blind policy over a ranker without the variant's switches is no such variant
     mixed = build_report(
-        [runs["full-policy"], runs["persona-blind"]], tmp_path / "mixed", examples=0, persona=False
+        [runs["full"], runs["persona-blind-popularity"]], tmp_path / "mixed", examples=0, persona=False
     )
     (table,) = mixed.tables
     assert table.whole == () and "persona-blind" not in {d.label for d in table.diffs}
