@@ -102,28 +102,26 @@ def test_the_cli_flag_ablates_the_policy_only(tmp_path: Path) -> None:
     assert printed["ablate_ranker"] is False and printed["persona_attention"] is False
 
 
-def test_a_given_ranker_is_used_as_it_is_and_the_run_says_so(tmp_path: Path) -> None:
+def _train_output(tmp_path: Path, settings: dict, switch: str) -> str:
+    """What `crs train` prints for a tiny run with `settings` and an ablation `switch`, on one line."""
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))  # ranker: popularity
-    args = ["train", "--config", str(config), "--no-aspect-attention", "--runs-dir", str(tmp_path)]
-    result = runner.invoke(app, args)
+    config.write_text(yaml.safe_dump(settings))
+    result = runner.invoke(app, ["train", "--config", str(config), switch, "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "the ranker popularity is used as it is, so only the policy is ablated" in " ".join(
-        result.output.split()
-    )
+    return " ".join(result.output.split())
+
+
+def test_a_given_ranker_is_used_as_it_is_and_the_run_says_so(tmp_path: Path) -> None:
+    output = _train_output(tmp_path, TINY, "--no-aspect-attention")  # ranker: popularity
+    assert "the ranker popularity is used as it is, so only the policy is ablated" in output
 
 
 def test_a_given_ranker_with_the_variants_switches_ablates_it_whole_and_the_run_says_so(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**OWN_RANKER, "ranker": str(runs["persona-blind"] / "ranker")}))
-    args = ["train", "--config", str(config), "--no-persona-attention", "--runs-dir", str(tmp_path)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "was pre-trained with this variant's switches, so the variant is ablated whole" in " ".join(
-        result.output.split()
-    )
+    settings = {**OWN_RANKER, "ranker": str(runs["persona-blind"] / "ranker")}
+    output = _train_output(tmp_path, settings, "--no-persona-attention")
+    assert "was pre-trained with this variant's switches, so the variant is ablated whole" in output
 
 
 def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_switches(
