@@ -139,7 +139,7 @@ class Table:
         separated: Why this table is not merged with another of the same dataset, or "".
         unpaired: Rows left out of the paired differences because another ranker scored them, in words.
         whole: Ablation rows paired with the reference although their rankers differ: every run of both
-            pre-trained its own ranker with its variant's switches, so the variants compare whole.
+            ran over a ranker pre-trained with its variant's switches, so the variants compare whole.
     """
 
     test_set: TestSet
@@ -530,7 +530,7 @@ def _rankers(row: Row) -> frozenset[str]:
 
 def _whole_variants(row: Row, reference: Row) -> bool:
     """Whether two ablation rows are variants compared whole: every run of both trained a policy over a
-    ranker it pre-trained with its own switches (`crs.report.inputs.TrainInfo.ranker_follows_ablation`)."""
+    ranker pre-trained with its variant's switches (`crs.report.inputs.TrainInfo.ranker_follows_ablation`)."""
     runs = (*row.runs, *reference.runs)
     return (
         row.ablation is not None

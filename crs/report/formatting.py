@@ -80,9 +80,9 @@ def whole_note(table: Table) -> str:
     if not table.whole:
         return ""
     return (
-        f"{', '.join(table.whole)} and {table.reference} each pre-trained their own ranker with their "
-        "attentions switched as the variant says (`ablate_ranker`), so their paired differences compare the "
-        "variants whole: the slate's ranker and the policy"
+        f"{', '.join(table.whole)} and {table.reference} each ran over a ranker pre-trained with their "
+        "attentions switched as the variant says (their own with `ablate_ranker`, or one `crs pretrain` "
+        "wrote so), so their paired differences compare the variants whole: the slate's ranker and the policy"
     )
 
 

@@ -168,8 +168,8 @@ class EvalRun:
         task: The sweep task this folder is, when it came from a sweep.
         tested_by: The sweep task whose own test (tested/) holds this baseline: its seed is the
             baseline's replica seed, so a sweep's baselines pool over its seeds as its tasks do.
-        ranker_variant: The ablation (not "full") whose run pre-trained the ranker that scored this
-            baseline with that ablation's switches (`TrainInfo.ranker_follows_ablation`): such a
+        ranker_variant: The ablation (not "full") of the run whose ranker, pre-trained with that
+            ablation's switches (`TrainInfo.ranker_follows_ablation`), scored this baseline: such a
             baseline is a row of its own, named after the variant.
     """
 
