@@ -1,12 +1,10 @@
-"""Benchmark analysis: the ranker half of an end-to-end ablation, each rule over the full ranker and over
-every variant's ablated ranker, paired on the same conversations.
+"""Benchmark analysis: the rankers alone in an end-to-end ablation, per seed.
 
-`crs report` gives a rule over an ablation's own ranker a row of its own ("ask-4 (persona-blind ranker)")
-and does not pair it with the full model (the difference would mix the rule with the ranker). Paired
-with the same rule over the full model's ranker, it measures what the ranker's attention is worth on its
-own. Prints, as Markdown, per rule and variant: the rule over the full ranker minus the rule over the
-variant's ranker on SR@15 (or --metric), with the report's 95% bootstrap CI over the paired
-conversations, then the difference per seed (the sweep tasks that tested the rule).
+`crs report` pairs each rule over an ablation's own ranker ("ask-4 (persona-blind ranker)") with the same
+rule over the full model's ranker ("The rankers alone", `crs.report.analysis.Table.ranker_diffs`): what
+the attention the ablation switched off is worth to the ranker alone, over all the paired conversations.
+This prints those differences on SR@15 (or --metric) as Markdown, with the difference on each seed's own
+conversations (the sweep tasks that tested the rule) beside them.
 
 Example:
 
@@ -19,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from crs.report.analysis import METRICS, Row, build_tables, paired_difference
+from crs.report.analysis import METRICS, Row, build_tables
 from crs.report.inputs import load_inputs
 
 
@@ -42,22 +40,17 @@ def main() -> None:
     parser.add_argument("--metric", default="SR@15", choices=METRICS)
     args = parser.parse_args()
     tables, _ = build_tables(load_inputs(args.inputs).evals)
-    head = f"rule: full ranker − variant's ranker, {args.metric}"
-    print(f"| {head} | pairs | over the conversations | per seed |")
+    print(f"| the rankers alone, {args.metric} | pairs | over the conversations | per seed |")
     print("|---|---:|---|---|")
     for table in tables:
-        rows = {row.label: row for row in table.rows}
-        for row in table.rows:
-            variant = row.runs[0].ranker_variant
-            base = rows.get(row.runs[0].policy)
-            if variant is None or base is None:
-                continue
-            diff = paired_difference(base, row)
+        for diff in table.ranker_diffs:
             ci = diff.metrics[args.metric]
-            seeds = ", ".join(f"s{seed} {value:+.3f}" for seed, value in per_seed(base, row, args.metric))
+            seeds = per_seed(table.row(diff.reference), table.row(diff.label), args.metric)
             print(
-                f"| {base.label}: full − {variant} | {diff.n_pairs} | "
-                f"{ci.mean:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] | {seeds} |"
+                f"| {diff.reference} − {diff.label} | {diff.n_pairs} | "
+                f"{ci.mean:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}] | "
+                + ", ".join(f"s{seed} {value:+.3f}" for seed, value in seeds)
+                + " |"
             )
 
 

@@ -140,6 +140,8 @@ class Table:
         unpaired: Rows left out of the paired differences because another ranker scored them, in words.
         whole: Ablation rows paired with the reference although their rankers differ: every run of both
             ran over a ranker pre-trained with its variant's switches, so the variants compare whole.
+        ranker_diffs: The rankers alone: each rule over the reference's ranker minus the same rule over
+            an ablation's own ranker ("ask-4" minus "ask-4 (persona-blind ranker)"), same conversations.
     """
 
     test_set: TestSet
@@ -152,6 +154,7 @@ class Table:
     separated: str = ""
     unpaired: tuple[str, ...] = ()
     whole: tuple[str, ...] = ()
+    ranker_diffs: tuple[PairedDiff, ...] = ()
 
     @property
     def title(self) -> str:
@@ -450,6 +453,7 @@ def _table(
     diffs: tuple[PairedDiff, ...] = ()
     unpaired: tuple[str, ...] = ()
     whole: tuple[str, ...] = ()
+    ranker_diffs: tuple[PairedDiff, ...] = ()
     interaction, n_interaction = None, 0
     if reference is not None:
         ref_row = next(r for r in rows if r.label == reference)
@@ -464,6 +468,7 @@ def _table(
         diffs = tuple(paired_difference(ref_row, r) for r in same)
         others = [r for r in rows if r.label != reference and r not in same]
         variants = [r.label for r in others if r.runs[0].ranker_variant is not None]
+        ranker_diffs = _rankers_alone(ref_row, rows, [r for r in others if r.label in variants])
         unpaired = tuple(
             f"{r.label} (ranker {_ranker_names(r)}) is not paired with {reference} (ranker "
             f"{_ranker_names(ref_row)}): a difference would mix the policy with its ranker; evaluate "
@@ -473,7 +478,12 @@ def _table(
         ) + (
             (
                 f"{', '.join(variants)}: rules over an ablation's own ranker, not paired with {reference} (a "
-                "difference would mix the rule with that ranker)",
+                "difference would mix the rule with that ranker)"
+                + (
+                    f"; each is paired with the same rule over {reference}'s ranker (the rankers alone)"
+                    if ranker_diffs
+                    else ""
+                ),
             )
             if variants
             else ()
@@ -492,6 +502,22 @@ def _table(
         separated,
         unpaired,
         whole,
+        ranker_diffs,
+    )
+
+
+def _rankers_alone(
+    reference: Row, rows: Sequence[Row], variant_rules: Sequence[Row]
+) -> tuple[PairedDiff, ...]:
+    """Each rule over an ablation's own ranker, paired with the same rule over the reference's ranker (the
+    one row of that policy whose rankers are the reference's), where the table holds it."""
+    candidates = [r for r in rows if r.ablation is None and _rankers(r) == _rankers(reference)]
+    policies = [r.runs[0].policy for r in candidates]
+    over_reference = {p: r for p, r in zip(policies, candidates, strict=True) if policies.count(p) == 1}
+    return tuple(
+        paired_difference(over_reference[r.runs[0].policy], r)
+        for r in variant_rules
+        if r.runs[0].policy in over_reference
     )
 
 

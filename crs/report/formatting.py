@@ -86,6 +86,17 @@ def whole_note(table: Table) -> str:
     )
 
 
+def rankers_alone_note(table: Table) -> str:
+    """What `Table.ranker_diffs` measure; "" when there are none."""
+    if not table.ranker_diffs:
+        return ""
+    return (
+        f"each rule over {table.reference}'s ranker minus the same rule over an ablation's own ranker, on "
+        "the same conversations, 95% bootstrap CI: what the attentions the ablation switched off are worth "
+        "to the ranker alone"
+    )
+
+
 def runs_note(row: Row) -> str:
     """A comparison row's runs: "2 seeds (1, 2)" or "1 run, seed 1"."""
     if row.ci == "seeds":

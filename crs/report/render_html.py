@@ -30,6 +30,7 @@ from crs.report.formatting import (
     input_text,
     interval,
     number,
+    rankers_alone_note,
     setting_note,
     train_input_text,
     whole_note,
@@ -200,6 +201,9 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     lines += [f'<div class="sep">Not paired: {_esc(line)}.</div>' for line in table.unpaired]
     if table.whole:
         lines.append(f'<div class="sep">Paired whole: {_esc(whole_note(table))}.</div>')
+    if table.ranker_diffs:
+        lines.append(_diff_card(table.ranker_diffs, "the rankers alone", name_reference=True))
+        lines.append(f'<p class="note">The rankers alone: {_esc(rankers_alone_note(table))}.</p></div>')
     return "\n".join(lines)
 
 
@@ -214,19 +218,27 @@ def _favours_reference(diff: PairedDiff, metric: str) -> int:
     return 0
 
 
-def _paired_differences(table: Table) -> list[str]:
+def _diff_card(diffs: Sequence[PairedDiff], head: str, name_reference: bool = False) -> str:
+    """An open card holding paired differences, a row each (named "reference − row" with `name_reference`),
+    green where the CI favours the reference, red where it favours the row."""
     lines = [
-        f'<div class="card"><table class="diffs"><thead><tr><th>{_esc(table.reference)} minus</th>'
+        f'<div class="card"><table class="diffs"><thead><tr><th>{_esc(head)}</th>'
         f"<th>pairs</th>{_metric_headers()}</tr></thead><tbody>"
     ]
-    for d in table.diffs:
+    for d in diffs:
         cells = []
         for m in METRICS:
             favour = _favours_reference(d, m)
             css = "pos" if favour > 0 else "neg" if favour < 0 else ""
             cells.append(_metric_cell(d.metrics[m], m, css, signed=True))
-        lines.append(f'<tr><td class="label">{_esc(d.label)}</td><td>{d.n_pairs}</td>{"".join(cells)}</tr>')
+        label = f"{d.reference} − {d.label}" if name_reference else d.label
+        lines.append(f'<tr><td class="label">{_esc(label)}</td><td>{d.n_pairs}</td>{"".join(cells)}</tr>')
     lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _paired_differences(table: Table) -> list[str]:
+    lines = [_diff_card(table.diffs, f"{table.reference} minus")]
     lines.append(
         f'<p class="note">Paired differences on the same conversations ({_esc(table.reference)} minus row), '
         "95% bootstrap CI over conversations. Green: the CI says the reference is better; red: worse; "

@@ -17,10 +17,10 @@ than the line is shrunk to it). Where to edit:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from crs import __version__
-from crs.report.analysis import METRICS, Table
+from crs.report.analysis import METRICS, PairedDiff, Table
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
 from crs.report.formatting import (
@@ -29,6 +29,7 @@ from crs.report.formatting import (
     figure,
     interval,
     number,
+    rankers_alone_note,
     setting_note,
     whole_note,
 )
@@ -126,15 +127,7 @@ def _comparison(index: int, table: Table) -> list[str]:
     if table.separated:
         caption += f" Separate table: {escape(table.separated)}."
     if table.diffs:
-        diff_rows = [
-            [
-                escape(d.label),
-                f"{d.n_pairs:,}",
-                *(_figure(d.metrics[m], m, True, mark=SIGNIFICANT * d.significant(m)) for m in METRICS),
-            ]
-            for d in table.diffs
-        ]
-        out += [r"\par\medskip", *_tabular(["row", "pairs", *METRICS], "lr" + "r" * len(METRICS), diff_rows)]
+        out += [r"\par\medskip", *_diff_tabular(table.diffs, "row", lambda d: escape(d.label))]
         caption += (
             f" Below: {escape(table.reference or '')} minus each row on the same conversations, 95\\% "
             f"bootstrap CI; {SIGNIFICANT}: the CI excludes 0."
@@ -142,6 +135,12 @@ def _comparison(index: int, table: Table) -> list[str]:
     caption += "".join(f" Not paired: {escape(line)}." for line in table.unpaired)
     if table.whole:
         caption += f" Paired whole: {escape(whole_note(table))}."
+    if table.ranker_diffs:
+        rules = _diff_tabular(
+            table.ranker_diffs, "rankers alone", lambda d: f"{escape(d.reference)} $-$ {escape(d.label)}"
+        )
+        out += [r"\par\medskip", *rules]
+        caption += f" Last, the rankers alone: {escape(rankers_alone_note(table))}."
     if table.interaction is not None:
         inter = _math(figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True))  # inline
         caption += (
@@ -149,6 +148,20 @@ def _comparison(index: int, table: Table) -> list[str]:
             f"{inter} on {table.n_interaction:,} conversations."
         )
     return _float(out, caption, f"comparison-{index + 1}")
+
+
+def _diff_tabular(diffs: Sequence[PairedDiff], head: str, label: Callable[[PairedDiff], str]) -> list[str]:
+    """Paired differences as a tabular, a row each named by `label` (LaTeX), with `SIGNIFICANT` where the
+    CI excludes 0."""
+    rows = [
+        [
+            label(d),
+            f"{d.n_pairs:,}",
+            *(_figure(d.metrics[m], m, True, mark=SIGNIFICANT * d.significant(m)) for m in METRICS),
+        ]
+        for d in diffs
+    ]
+    return _tabular([escape(head), "pairs", *METRICS], "lr" + "r" * len(METRICS), rows)
 
 
 def _sessions(index: int, comparison: SessionComparison) -> list[str]:

@@ -10,10 +10,10 @@ Where to edit:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from crs import __version__
-from crs.report.analysis import METRICS, Table
+from crs.report.analysis import METRICS, PairedDiff, Table
 from crs.report.build import Report
 from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
 from crs.report.formatting import (
@@ -23,6 +23,7 @@ from crs.report.formatting import (
     ci_text,
     figure,
     input_text,
+    rankers_alone_note,
     setting_note,
     train_input_text,
     whole_note,
@@ -105,15 +106,13 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
             f"**Paired differences** ({table.reference} minus row, same conversations, 95% bootstrap CI; "
             "✓ = CI excludes 0):",
             "",
-            "| row | pairs | " + " | ".join(METRICS) + " |",
-            "|---|---:|" + "---:|" * len(METRICS),
+            *_diff_table(table.diffs),
         ]
-        for d in table.diffs:
-            cells = [f"{figure(d.metrics[m], m, True)}{' ✓' if d.significant(m) else ''}" for m in METRICS]
-            out.append(f"| {d.label} | {d.n_pairs} | " + " | ".join(cells) + " |")
-        out.append("")
     out += [f"_Not paired: {line}._" for line in table.unpaired] + ([""] if table.unpaired else [])
     out += [f"_Paired whole: {whole_note(table)}._", ""] if table.whole else []
+    if table.ranker_diffs:
+        out += [f"**The rankers alone** ({rankers_alone_note(table)}; ✓ = CI excludes 0):", ""]
+        out += _diff_table(table.ranker_diffs, label=lambda d: f"{d.reference} − {d.label}")
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         out += [
@@ -124,6 +123,17 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
     for plot in plots:
         out += _plot(plot)
     return out
+
+
+def _diff_table(
+    diffs: Sequence[PairedDiff], label: Callable[[PairedDiff], str] = lambda d: d.label
+) -> list[str]:
+    """Paired differences as a Markdown table, a row each (named by `label`), then a blank line."""
+    out = ["| row | pairs | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
+    for d in diffs:
+        cells = [f"{figure(d.metrics[m], m, True)}{' ✓' if d.significant(m) else ''}" for m in METRICS]
+        out.append(f"| {label(d)} | {d.n_pairs} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _returning_users(report: Report) -> list[str]:

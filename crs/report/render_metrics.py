@@ -74,6 +74,7 @@ def _table_json(table: Table) -> dict[str, Any]:
         "paired_differences": [_diff_json(d) for d in table.diffs],
         "unpaired": list(table.unpaired),
         "paired_whole": list(table.whole),
+        "rankers_alone": [_diff_json(d) for d in table.ranker_diffs],
         "interaction": None
         if table.interaction is None
         else {

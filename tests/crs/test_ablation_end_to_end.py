@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from crs.app.training import run_training
 from crs.cli import app
 from crs.report import build_report
 from crs.report.formatting import ranker_text
-from crs.report.render import to_latex, to_markdown
+from crs.report.render import to_html, to_latex, to_markdown, to_metrics
 from policies.rankers import RankerSpec
 from simulators.errors import CRSError
 from tests.crs.test_train_cmd import TINY
@@ -142,8 +143,28 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     )
     assert table.unpaired == (
         f"{rules}: rules over an ablation's own ranker, not paired with full "
-        "(a difference would mix the rule with that ranker)",
+        "(a difference would mix the rule with that ranker); each is paired with the same rule over full's "
+        "ranker (the rankers alone)",
     )
+    # the rankers alone: each rule over the full ranker minus the same rule over the one-persona ranker
+    alone = {d.label: d for d in table.ranker_diffs}
+    assert sorted(alone) == sorted(rules.split(", ")) and {d.reference for d in alone.values()} == {
+        "always-recommend",
+        "ask-4",
+        "ask-7",
+        "max-entropy",
+    }
+    full_rule, blind_rule = table.row("ask-7"), table.row("ask-7 (persona-blind ranker)")
+    keys = sorted(full_rule.values["SR@15"])
+    assert keys == sorted(blind_rule.values["SR@15"]) and alone["ask-7 (persona-blind ranker)"].n_pairs == 12
+    by_hand = np.mean([full_rule.values["SR@15"][k] - blind_rule.values["SR@15"][k] for k in keys])
+    assert alone["ask-7 (persona-blind ranker)"].metrics["SR@15"].mean == pytest.approx(by_hand)
+    assert "**The rankers alone**" in to_markdown(report) and "ask-7 $-$ ask-7 (persona-blind ranker)" in (
+        to_latex(report)
+    )
+    assert "ask-7 − ask-7 (persona-blind ranker)" in to_html(report)
+    (written,) = to_metrics(report)["tables"]
+    assert {d["row"] for d in written["rankers_alone"]} == set(alone)
     whole = "Paired whole: persona-blind and full each ran over a ranker pre-trained with"
     assert whole in to_markdown(report)
     assert "Paired whole: persona-blind and full" in to_latex(report)
