@@ -720,6 +720,15 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 f"{_fmt(inter, signed=True)}{'' if seeded is None else ' across training seeds'}: "
                 f"together they add {how}."
             )
+        if table.ranker_diffs:
+            alone = "; ".join(
+                f"{d.reference} − {d.label} {_fmt(d.metrics[PRIMARY], signed=True)}"
+                for d in table.ranker_diffs
+            )
+            text += (
+                f" The rankers alone, each rule over the full model's ranker minus the same rule over an "
+                f"ablation's own ({PRIMARY}, same conversations): {alone}."
+            )
         verdicts[dataset] = verdict
         sentences.append(text)
     if not sentences:

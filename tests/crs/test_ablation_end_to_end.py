@@ -163,6 +163,7 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
         to_latex(report)
     )
     assert "ask-7 − ask-7 (persona-blind ranker)" in to_html(report)
+    assert "The rankers alone, each rule over the full model's ranker" in report.answer
     (written,) = to_metrics(report)["tables"]
     assert {d["row"] for d in written["rankers_alone"]} == set(alone)
     whole = "Paired whole: persona-blind and full each ran over a ranker pre-trained with"
