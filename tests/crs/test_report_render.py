@@ -82,6 +82,7 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
         "paired_differences",
         "unpaired",
         "paired_whole",
+        "rankers_alone",
         "interaction",
     ]
     assert list(table["test_set"]) == [
