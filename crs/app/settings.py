@@ -182,7 +182,7 @@ class TrainSettings(BaseModel):
             **({} if self.aspect_attention else {"aspect_mode": "uniform"}),
         }
 
-    def ranker_is_variants(self, attentions: tuple[bool, bool] | None) -> bool:
+    def ranker_matches_variant(self, attentions: tuple[bool, bool] | None) -> bool:
         """Whether a ranker pre-trained with these attentions (`policies.rankers.RankerSpec.attentions`;
         None: not a persona model) belongs to this run's ablation variant, so the variant is ablated
         whole: its own pre-trained ranker, or one `crs pretrain` wrote with the same switches."""

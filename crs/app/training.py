@@ -303,7 +303,7 @@ def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _
         console.print(
             f"[yellow]note:[/] the ranker {ranker_entry} was pre-trained with this variant's switches, so "
             "the variant is ablated whole (ranker and policy)"
-            if settings.ranker_is_variants(attentions)
+            if settings.ranker_matches_variant(attentions)
             else f"[yellow]note:[/] the ranker {ranker_entry} is used as it is, so only the policy is "
             "ablated; for the ranker too, train with `--ranker pretrain` or give one `crs pretrain -k 1` "
             "(or `--no-aspect-attention`) wrote"

@@ -742,7 +742,7 @@ def read_train_info(path: Path) -> TrainInfo:
         dataset=settings.dataset,
         pretrained=pretrained,
         ranker=ranker,
-        ranker_attentions=None if ranker is None or pretrained is None else ranker.attentions(),
+        ranker_attentions=None if ranker is None else ranker.attentions(),
         config=settings.model_dump(),
     )
 
