@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from crs.app.sweep import RESULTS_FILE, RUNS_DIR, expand_grid, finished_tasks, load_sweep_config, run_sweep
+from crs.app.sweep import (
+    RESULTS_FILE,
+    RUNS_DIR,
+    expand_grid,
+    extend_tasks,
+    finished_tasks,
+    load_sweep_config,
+    run_sweep,
+    with_train_steps,
+)
 from crs.common import console, friendly_errors, metrics_table
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
 from crs.progress import LoggedProgress
@@ -30,6 +39,15 @@ def sweep_command(
     address: str = typer.Option(
         None, "--address", help="Existing Ray cluster (e.g. ray://head:10001); default: a local instance."
     ),
+    steps: int = typer.Option(
+        None, "--steps", min=1, help="Kind train: set train.steps (e.g. a longer budget with --extend)."
+    ),
+    extend: Path = typer.Option(
+        None,
+        "--extend",
+        help="Kind train: an earlier sweep of this config whose runs each task continues to train.steps "
+        "(that folder is only read; --out must be another).",
+    ),
 ) -> None:
     """Run every (dataset, policy, ablation, seed) of a config as its own task.
 
@@ -43,6 +61,9 @@ def sweep_command(
     crashed is retried (`retries` in the config, default 2); a task that raised an error (e.g. a missing
     data folder) is not. Failed tasks are named (exit code 1). The options and the whole config are
     checked before any task starts (exit code 2 on a bad value). Killing the sweep kills its workers.
+
+    Curves still rising? `--extend OLD --steps N` continues each run of the training sweep OLD (same
+    config, fewer steps) to N steps in a new sweep folder, tests it again, and leaves OLD as it was.
 
     Example config (sweep.yaml):
 
@@ -69,13 +90,19 @@ def sweep_command(
       crs sweep sweep.yaml --out out/sweeps/rules
 
       crs sweep sweep.yaml --out out/sweeps/rules --workers 8 --address ray://head:10001
+
+      crs sweep train.yaml --out runs/sweeps/ablation-80k --extend runs/sweeps/ablation --steps 81920
     """
     check_pool_request(workers, backend, address)  # before anything runs, whatever the worker count
     settings = load_sweep_config(config)
-    tasks = expand_grid(settings)
+    if steps is not None:
+        settings = with_train_steps(settings, steps)
+    tasks = expand_grid(settings) if extend is None else extend_tasks(settings, extend, out)
     already = finished_tasks(out, tasks) if out.is_dir() else set()
+    continued = f", continuing the runs of {extend}" if extend is not None else ""
     console.print(
-        f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks, {len(already)} already finished in {out}",
+        f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks{continued}, "
+        f"{len(already)} already finished in {out}",
         highlight=False,
     )
     with LoggedProgress(
@@ -111,6 +138,7 @@ def sweep_command(
                 notify=lambda line: console.print(line, markup=False, highlight=False),
                 on_result=finished,
                 on_retry=retrying,
+                extend=extend,
             )
         except KeyboardInterrupt:
             progress.stop()

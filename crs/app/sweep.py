@@ -20,6 +20,10 @@ DIR/
   runs/.<task>.tmp-<id>/      an unfinished attempt: never read, removed by the next run
 ```
 
+A training sweep can be continued to a longer budget in a new folder (`extend_tasks`, `crs sweep --extend
+OLD --steps N`): each task resumes its finished namesake of OLD, whose run files the driver sends to the
+worker, and records it as ``extends`` in its ``task.json``; OLD is only read.
+
 Workers return a task's files to the driver, which writes them (first into the hidden temporary
 folder, then one rename), so a cluster needs no shared filesystem and an interrupted sweep never
 leaves a folder that looks finished. `sweep_task_dirs`, `sweep_groups`, `read_task` and
@@ -75,7 +79,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -360,6 +364,8 @@ class SweepTask:
         seed: Run seed.
         settings: The task's settings (`SweepConfig.settings`): eval, `EvalSpec` fields but policy,
             dataset and seed; sessions, `SessionSpec` fields but those; train, `TrainSettings`.
+        extends: Train only: the finished task folder of an earlier sweep that this task continues to
+            ``settings["steps"]`` (`extend_tasks`); empty when it trains from step 0.
     """
 
     name: str
@@ -370,9 +376,10 @@ class SweepTask:
     ablation: str
     seed: int
     settings: Mapping[str, Any] = field(default_factory=dict)
+    extends: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (written as ``task.json``)."""
+        """JSON form (written as ``task.json``; ``extends`` only when set)."""
         return {
             "name": self.name,
             "group": self.group,
@@ -382,7 +389,7 @@ class SweepTask:
             "ablation": self.ablation,
             "seed": self.seed,
             "settings": dict(self.settings),
-        }
+        } | ({"extends": self.extends} if self.extends else {})
 
 
 def _safe(text: str) -> str:
@@ -453,18 +460,44 @@ def _relocated(name: str, data: bytes, folder: Path) -> bytes:
     return data.replace(TASK_DIR_MARKER.encode(), path.encode())
 
 
-def run_sweep_task(task: SweepTask) -> dict[str, bytes]:
+def _run_files(folder: Path) -> dict[str, bytes]:
+    """A finished train task's run directory for a worker to continue (`run_sweep_task`): its files but
+    the sweep's ``task.json`` and ``done``, with the folder's path replaced by `TASK_DIR_MARKER`."""
+    files = _read_tree(folder)
+    return _relocatable(
+        {name: data for name, data in files.items() if name not in (TASK_FILE, DONE_MARKER)}, folder
+    )
+
+
+def run_sweep_task(task: SweepTask, run_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
     the driver to commit. eval and sessions: ``summary.json`` + ``episodes.jsonl``; train: the whole run
-    directory."""
+    directory.
+
+    Args:
+        task: The task.
+        run_files: Train only: the run directory of the task it extends (`_run_files`), which the worker
+            writes into its scratch folder and resumes to ``task.settings["steps"]``.
+    """
     with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
         if task.kind == "train":
             from crs.app.training import run_training  # lazily: workers import what they run
 
-            run_training(
-                make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
-            )
-            return _relocatable(_read_tree(Path(scratch) / task.name), Path(scratch) / task.name)
+            run_dir = Path(scratch) / task.name
+            if run_files is None:
+                run_training(
+                    make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
+                )
+            else:
+                for name, data in run_files.items():
+                    target = run_dir / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(_relocated(name, data, run_dir))
+                steps = int(task.settings["steps"])
+                run_training(
+                    None, name=task.name, runs_dir=Path(scratch), resume=True, steps=steps, show=False
+                )
+            return _relocatable(_read_tree(run_dir), run_dir)
         if task.kind == "sessions":
             run_session_evaluation(
                 policy=task.policy,
@@ -579,6 +612,79 @@ def read_task(path: str | Path) -> dict[str, Any]:
     return json.loads((Path(path) / TASK_FILE).read_text())
 
 
+def with_train_steps(config: SweepConfig, steps: int) -> SweepConfig:
+    """`config` with ``train.steps`` set to `steps` (`crs sweep --steps`).
+
+    Raises:
+        CRSError: When the config's kind is not train, or `steps` is not a valid budget.
+    """
+    if config.kind != "train":
+        raise CRSError(f"--steps sets train.steps: the config's kind must be 'train', not {config.kind!r}")
+    data = config.model_dump(exclude_unset=True) | {"train": {**config.train, "steps": steps}}
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as error:
+        raise CRSError(f"--steps {steps}: {_describe(error)}") from None
+
+
+def extend_tasks(config: SweepConfig, base: Path, out: Path) -> list[SweepTask]:
+    """The tasks of a training sweep, each continuing its finished namesake in the sweep folder `base` to
+    the config's ``train.steps``; `base` is only read.
+
+    `base` must have run this config with fewer steps: with its tasks' steps, the config gives exactly
+    their settings. Each task keeps the earlier task's settings but steps, as `crs train --resume
+    --steps` keeps a run's (e.g. its imitation, which a resumed run does not repeat).
+
+    Raises:
+        CRSError: When the kind is not train, `base` is `out` or not a sweep folder, or a task has no
+            finished namesake in `base`, differs from it in a setting other than steps, or does not
+            raise the steps it has trained.
+    """
+    if config.kind != "train":
+        raise CRSError(
+            f"--extend continues training runs: the config's kind must be 'train', not {config.kind!r}"
+        )
+    if base.resolve() == out.resolve():
+        raise CRSError(
+            f"--extend {base}: the same folder as --out; give a new --out (the earlier sweep is kept)"
+        )
+    sweep_task_dirs(base)  # a folder that is not a sweep is an error
+    grids: dict[int, dict[str, SweepTask]] = {}  # the config's tasks with the steps of an earlier sweep
+    extended = []
+    for task in expand_grid(config):
+        old = task_dir(base, task.name)
+        if not is_finished(old):
+            raise CRSError(
+                f"--extend {base}: it has no finished task {task.name}; finish that sweep first "
+                f"(`crs sweep CONFIG --out {base}`) or leave out --extend"
+            )
+        fix = f"delete {old} and finish that sweep again"
+        earlier = read_json_mapping(old / TASK_FILE, ("settings",), fix)["settings"]
+        if not isinstance(earlier, dict) or not isinstance(earlier.get("steps"), int):
+            raise CRSError(f"{old / TASK_FILE} [settings] is corrupt (no steps); {fix}")
+        if earlier["steps"] not in grids:
+            then = with_train_steps(config, earlier["steps"])
+            grids[earlier["steps"]] = {other.name: other for other in expand_grid(then)}
+        expected = json.loads(json.dumps(dict(grids[earlier["steps"]][task.name].settings)))
+        changed = sorted(
+            key for key in earlier.keys() | expected.keys() if earlier.get(key) != expected.get(key)
+        )
+        if changed:
+            raise CRSError(
+                f"--extend: {old} differs from task {task.name} in {', '.join(changed)}; only train.steps "
+                "may change (e.g. --steps), so give the config that sweep ran"
+            )
+        steps = int(task.settings["steps"])
+        trained = TrainSummary.read(old).timesteps  # a run resumed by hand may exceed its task's steps
+        if steps <= trained:
+            raise CRSError(
+                f"--extend: {old} was trained to {trained:,} steps, this config asks for {steps:,}; "
+                "raise train.steps above that (e.g. --steps with twice as many)"
+            )
+        extended.append(replace(task, settings={**earlier, "steps": steps}, extends=str(old)))
+    return extended
+
+
 def sweep_groups(path: str | Path) -> dict[str, list[Path]]:
     """Finished task folders grouped by configuration (same dataset, policy, ablation; seeds differ),
     each group sorted by seed — what a report needs for confidence intervals across seeds."""
@@ -629,12 +735,15 @@ def run_sweep(
     notify: Callable[[str], None] | None = None,
     on_result: Callable[[TaskResult], None] | None = None,
     on_retry: Callable[[str, int, str], None] | None = None,
+    extend: Path | None = None,
 ) -> SweepOutcome:
     """Run the unfinished tasks of `config` on a `WorkerPool` and write the sweep directory `out`.
 
     Args:
         config: The validated sweep config.
         out: Sweep directory (created; a rerun skips its finished tasks).
+        extend: An earlier sweep folder of this config (kind train) whose runs the tasks continue to
+            the config's ``train.steps`` (`extend_tasks`); it is only read.
         workers: Tasks at once (default: the cores, or the cluster's CPUs with `address`).
         backend: "auto", "ray", "process" or "serial" (see `crs.parallel`).
         address: Existing Ray cluster.
@@ -643,11 +752,11 @@ def run_sweep(
         on_retry: Called as ``(name, failed_attempt, error)`` before a task is re-run.
 
     Raises:
-        CRSError: For a bad pool request (unknown backend, ``workers < 1``, ...), checked before anything
-            is written, or a finished task folder made by another configuration.
+        CRSError: For a bad pool request (unknown backend, ``workers < 1``, ...) or a bad `extend`,
+            checked before anything is written, or a finished task folder made by another configuration.
     """
     check_pool_request(workers, backend, address)
-    tasks = expand_grid(config)
+    tasks = expand_grid(config) if extend is None else extend_tasks(config, extend, out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_attempts(out)
     finished = finished_tasks(out, tasks)
@@ -671,7 +780,14 @@ def run_sweep(
             min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
         ) as pool:
             results = pool.run(
-                [Task(task.name, run_sweep_task, (task,)) for task in todo],
+                [
+                    Task(
+                        task.name,
+                        run_sweep_task,
+                        (task, _run_files(Path(task.extends))) if task.extends else (task,),
+                    )
+                    for task in todo
+                ],
                 retries=config.retries,
                 on_result=committed,
                 on_retry=on_retry,
