@@ -742,14 +742,14 @@ def run_sweep(
     Args:
         config: The validated sweep config.
         out: Sweep directory (created; a rerun skips its finished tasks).
-        extend: An earlier sweep folder of this config (kind train) whose runs the tasks continue to
-            the config's ``train.steps`` (`extend_tasks`); it is only read.
         workers: Tasks at once (default: the cores, or the cluster's CPUs with `address`).
         backend: "auto", "ray", "process" or "serial" (see `crs.parallel`).
         address: Existing Ray cluster.
         notify: One-line notices (e.g. the process-pool fallback).
         on_result: Called as each task finishes or finally fails.
         on_retry: Called as ``(name, failed_attempt, error)`` before a task is re-run.
+        extend: An earlier sweep folder of this config (kind train) whose runs the tasks continue to
+            the config's ``train.steps`` (`extend_tasks`); it is only read.
 
     Raises:
         CRSError: For a bad pool request (unknown backend, ``workers < 1``, ...) or a bad `extend`,
