@@ -142,6 +142,8 @@ class Table:
             ran over a ranker pre-trained with its variant's switches, so the variants compare whole.
         ranker_diffs: The rankers alone: each rule over the reference's ranker minus the same rule over
             an ablation's own ranker ("ask-4" minus "ask-4 (persona-blind ranker)"), same conversations.
+        own_rule_diffs: Each variant paired whole minus each rule over its own ranker ("rl · persona-blind"
+            minus "ask-4 (persona-blind ranker)"): what its trained policy adds to the rule it sits on.
     """
 
     test_set: TestSet
@@ -155,6 +157,7 @@ class Table:
     unpaired: tuple[str, ...] = ()
     whole: tuple[str, ...] = ()
     ranker_diffs: tuple[PairedDiff, ...] = ()
+    own_rule_diffs: tuple[PairedDiff, ...] = ()
 
     @property
     def title(self) -> str:
@@ -454,6 +457,7 @@ def _table(
     unpaired: tuple[str, ...] = ()
     whole: tuple[str, ...] = ()
     ranker_diffs: tuple[PairedDiff, ...] = ()
+    own_rule_diffs: tuple[PairedDiff, ...] = ()
     interaction, n_interaction = None, 0
     if reference is not None:
         ref_row = next(r for r in rows if r.label == reference)
@@ -468,7 +472,15 @@ def _table(
         diffs = tuple(paired_difference(ref_row, r) for r in same)
         others = [r for r in rows if r.label != reference and r not in same]
         variants = [r.label for r in others if r.runs[0].ranker_variant is not None]
-        ranker_diffs = _rankers_alone(ref_row, rows, [r for r in others if r.label in variants])
+        variant_rules = [r for r in others if r.label in variants]
+        ranker_diffs = _rankers_alone(ref_row, rows, variant_rules)
+        own_rule_diffs = tuple(
+            paired_difference(row, rule)
+            for row in rows
+            if row.label in whole
+            for rule in variant_rules
+            if _rankers(rule) == _rankers(row)
+        )
         unpaired = tuple(
             f"{r.label} (ranker {_ranker_names(r)}) is not paired with {reference} (ranker "
             f"{_ranker_names(ref_row)}): a difference would mix the policy with its ranker; evaluate "
@@ -483,7 +495,8 @@ def _table(
                     f"; each is paired with the same rule over {reference}'s ranker (the rankers alone)"
                     if ranker_diffs
                     else ""
-                ),
+                )
+                + ("; and with the variant over its ranker" if own_rule_diffs else ""),
             )
             if variants
             else ()
@@ -503,6 +516,7 @@ def _table(
         unpaired,
         whole,
         ranker_diffs,
+        own_rule_diffs,
     )
 
 

@@ -97,6 +97,16 @@ def rankers_alone_note(table: Table) -> str:
     )
 
 
+def own_rules_note(table: Table) -> str:
+    """What `Table.own_rule_diffs` measure; "" when there are none."""
+    if not table.own_rule_diffs:
+        return ""
+    return (
+        "each variant paired whole minus each rule over the variant's own ranker, on the same conversations, "
+        "95% bootstrap CI: what the trained policy adds to the rule over the ranker it sits on"
+    )
+
+
 def runs_note(row: Row) -> str:
     """A comparison row's runs: "2 seeds (1, 2)" or "1 run, seed 1"."""
     if row.ci == "seeds":

@@ -30,6 +30,7 @@ from crs.report.formatting import (
     input_text,
     interval,
     number,
+    own_rules_note,
     rankers_alone_note,
     setting_note,
     train_input_text,
@@ -201,9 +202,13 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     lines += [f'<div class="sep">Not paired: {_esc(line)}.</div>' for line in table.unpaired]
     if table.whole:
         lines.append(f'<div class="sep">Paired whole: {_esc(whole_note(table))}.</div>')
-    if table.ranker_diffs:
-        lines.append(_diff_card(table.ranker_diffs, "the rankers alone", name_reference=True))
-        lines.append(f'<p class="note">The rankers alone: {_esc(rankers_alone_note(table))}.</p></div>')
+    for diffs, title, note in (
+        (table.ranker_diffs, "The rankers alone", rankers_alone_note(table)),
+        (table.own_rule_diffs, "Over their own rankers", own_rules_note(table)),
+    ):
+        if diffs:
+            lines.append(_diff_card(diffs, title.lower(), name_reference=True))
+            lines.append(f'<p class="note">{title}: {_esc(note)}.</p></div>')
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from crs.report.formatting import (
     figure,
     interval,
     number,
+    own_rules_note,
     rankers_alone_note,
     setting_note,
     whole_note,
@@ -135,12 +136,14 @@ def _comparison(index: int, table: Table) -> list[str]:
     caption += "".join(f" Not paired: {escape(line)}." for line in table.unpaired)
     if table.whole:
         caption += f" Paired whole: {escape(whole_note(table))}."
-    if table.ranker_diffs:
-        rules = _diff_tabular(
-            table.ranker_diffs, "rankers alone", lambda d: f"{escape(d.reference)} $-$ {escape(d.label)}"
-        )
-        out += [r"\par\medskip", *rules]
-        caption += f" Last, the rankers alone: {escape(rankers_alone_note(table))}."
+    for diffs, head, note in (
+        (table.ranker_diffs, "the rankers alone", rankers_alone_note(table)),
+        (table.own_rule_diffs, "over their own rankers", own_rules_note(table)),
+    ):
+        if diffs:
+            named = _diff_tabular(diffs, head, lambda d: f"{escape(d.reference)} $-$ {escape(d.label)}")
+            out += [r"\par\medskip", *named]
+            caption += f" Then {head}: {escape(note)}."
     if table.interaction is not None:
         inter = _math(figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True))  # inline
         caption += (

@@ -23,6 +23,7 @@ from crs.report.formatting import (
     ci_text,
     figure,
     input_text,
+    own_rules_note,
     rankers_alone_note,
     setting_note,
     train_input_text,
@@ -110,9 +111,13 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
         ]
     out += [f"_Not paired: {line}._" for line in table.unpaired] + ([""] if table.unpaired else [])
     out += [f"_Paired whole: {whole_note(table)}._", ""] if table.whole else []
-    if table.ranker_diffs:
-        out += [f"**The rankers alone** ({rankers_alone_note(table)}; ✓ = CI excludes 0):", ""]
-        out += _diff_table(table.ranker_diffs, label=lambda d: f"{d.reference} − {d.label}")
+    for diffs, title, note in (
+        (table.ranker_diffs, "The rankers alone", rankers_alone_note(table)),
+        (table.own_rule_diffs, "Over their own rankers", own_rules_note(table)),
+    ):
+        if diffs:
+            out += [f"**{title}** ({note}; ✓ = CI excludes 0):", ""]
+            out += _diff_table(diffs, label=lambda d: f"{d.reference} − {d.label}")
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         out += [

@@ -75,6 +75,7 @@ def _table_json(table: Table) -> dict[str, Any]:
         "unpaired": list(table.unpaired),
         "paired_whole": list(table.whole),
         "rankers_alone": [_diff_json(d) for d in table.ranker_diffs],
+        "over_own_rankers": [_diff_json(d) for d in table.own_rule_diffs],
         "interaction": None
         if table.interaction is None
         else {

@@ -144,7 +144,7 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     assert table.unpaired == (
         f"{rules}: rules over an ablation's own ranker, not paired with full "
         "(a difference would mix the rule with that ranker); each is paired with the same rule over full's "
-        "ranker (the rankers alone)",
+        "ranker (the rankers alone); and with the variant over its ranker",
     )
     # the rankers alone: each rule over the full ranker minus the same rule over the one-persona ranker
     alone = {d.label: d for d in table.ranker_diffs}
@@ -164,8 +164,20 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     )
     assert "ask-7 − ask-7 (persona-blind ranker)" in to_html(report)
     assert "The rankers alone, each rule over the full model's ranker" in report.answer
+    # over their own rankers: the persona-blind variant minus each rule over its one-persona ranker
+    own = {d.label: d for d in table.own_rule_diffs}
+    assert sorted(own) == sorted(alone) and {d.reference for d in own.values()} == {"persona-blind"}
+    variant = table.row("persona-blind").values["SR@15"]
+    by_hand = np.mean([variant[k] - blind_rule.values["SR@15"][k] for k in keys])
+    assert own["ask-7 (persona-blind ranker)"].metrics["SR@15"].mean == pytest.approx(by_hand)
+    assert "**Over their own rankers**" in to_markdown(report)
+    assert "persona-blind − ask-7 (persona-blind ranker)" in to_html(report)
+    assert "persona-blind $-$ ask-7 (persona-blind ranker)" in to_latex(report)
     (written,) = to_metrics(report)["tables"]
     assert {d["row"] for d in written["rankers_alone"]} == set(alone)
+    assert {(d["reference"], d["row"]) for d in written["over_own_rankers"]} == {
+        ("persona-blind", r) for r in own
+    }
     whole = "Paired whole: persona-blind and full each ran over a ranker pre-trained with"
     assert whole in to_markdown(report)
     assert "Paired whole: persona-blind and full" in to_latex(report)
@@ -180,6 +192,7 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     )
     (table,) = mixed.tables
     assert table.whole == () and "persona-blind" not in {d.label for d in table.diffs}
+    assert table.own_rule_diffs == ()
     assert any(line.startswith("persona-blind (ranker ") for line in table.unpaired)
     assert mixed.answer.startswith("From the train runs' own test summaries (unpaired")  # no paired verdict
     policy_only = build_report(
@@ -220,3 +233,6 @@ def test_a_sweep_of_whole_variants_pairs_them_and_pools_each_variants_baselines_
     assert table.whole == ("rl · persona-blind",)
     assert {ranker_text(row) for row in table.rows} == {"each run's own (2)"}  # not 2 paths per row
     assert {d.label: d.n_pairs for d in table.diffs} == {"rl · persona-blind": 24, "ask-4": 24}
+    # the variant over each seed's own one-persona ranker against the rule over the same rankers
+    own = {(d.reference, d.label): d.n_pairs for d in table.own_rule_diffs}
+    assert own == {("rl · persona-blind", "ask-4 (persona-blind ranker)"): 24}

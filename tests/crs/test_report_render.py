@@ -83,6 +83,7 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
         "unpaired",
         "paired_whole",
         "rankers_alone",
+        "over_own_rankers",
         "interaction",
     ]
     assert list(table["test_set"]) == [
