@@ -15,7 +15,9 @@ from crs.app.sweep import (
     extend_tasks,
     finished_tasks,
     load_sweep_config,
+    parse_seeds,
     run_sweep,
+    with_seeds,
     with_train_steps,
 )
 from crs.common import console, friendly_errors, metrics_table
@@ -42,6 +44,12 @@ def sweep_command(
     steps: int = typer.Option(
         None, "--steps", min=1, help="Kind train: set train.steps (e.g. a longer budget with --extend)."
     ),
+    seeds: str = typer.Option(
+        None,
+        "--seeds",
+        help="Run these seeds instead of the config's, e.g. 0-9 or 0,2,5 (into the same --out, only the new "
+        "seeds run).",
+    ),
     extend: Path = typer.Option(
         None,
         "--extend",
@@ -61,6 +69,9 @@ def sweep_command(
     crashed is retried (`retries` in the config, default 2); a task that raised an error (e.g. a missing
     data folder) is not. Failed tasks are named (exit code 1). The options and the whole config are
     checked before any task starts (exit code 2 on a bad value). Killing the sweep kills its workers.
+
+    More seeds? `--seeds 0-9` runs the config with those seeds; into the sweep folder of the same config
+    with fewer seeds, only the new seeds' tasks run.
 
     Curves still rising? `--extend OLD --steps N` continues each run of the training sweep OLD (same
     config, fewer steps) to N steps in a new sweep folder, tests it again, and leaves OLD as it was.
@@ -91,12 +102,16 @@ def sweep_command(
 
       crs sweep sweep.yaml --out out/sweeps/rules --workers 8 --address ray://head:10001
 
+      crs sweep train.yaml --out runs/sweeps/ablation --seeds 0-9
+
       crs sweep train.yaml --out runs/sweeps/ablation-80k --extend runs/sweeps/ablation --steps 81920
     """
     check_pool_request(workers, backend, address)  # before anything runs, whatever the worker count
     settings = load_sweep_config(config)
     if steps is not None:
         settings = with_train_steps(settings, steps)
+    if seeds is not None:
+        settings = with_seeds(settings, parse_seeds(seeds))
     tasks = expand_grid(settings) if extend is None else extend_tasks(settings, extend, out)
     already = finished_tasks(out, tasks) if out.is_dir() else set()
     continued = f", continuing the runs of {extend}" if extend is not None else ""

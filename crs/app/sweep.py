@@ -627,6 +627,48 @@ def with_train_steps(config: SweepConfig, steps: int) -> SweepConfig:
         raise CRSError(f"--steps {steps}: {_describe(error)}") from None
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds written as `crs sweep --seeds` takes them: comma-separated seeds or inclusive ranges.
+
+    Example: ``"0-4,7"`` gives ``[0, 1, 2, 3, 4, 7]``.
+
+    Raises:
+        CRSError: When a part is not a seed or a range ``A-B`` with ``A <= B``, or a seed repeats.
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise CRSError(
+                f"--seeds {text!r}: {part.strip()!r} is not a seed or a range; write e.g. 0-9 or 0,2,5"
+            ) from None
+        if last < first:
+            raise CRSError(
+                f"--seeds {text!r}: the range {part.strip()!r} runs backwards; write {last}-{first}"
+            )
+        seeds.extend(range(first, last + 1))
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise CRSError(f"--seeds {text!r}: seed {repeated[0]} is listed twice; list each seed once")
+    return seeds
+
+
+def with_seeds(config: SweepConfig, seeds: list[int]) -> SweepConfig:
+    """`config` with its ``seeds`` replaced (`crs sweep --seeds`): more seeds into the same sweep folder run
+    only the new ones, since a task's name and settings do not depend on the other seeds.
+
+    Raises:
+        CRSError: When a seed is out of range.
+    """
+    try:
+        return SweepConfig.model_validate(config.model_dump(exclude_unset=True) | {"seeds": seeds})
+    except ValidationError as error:
+        raise CRSError(f"--seeds: {_describe(error)}") from None
+
+
 def extend_tasks(config: SweepConfig, base: Path, out: Path) -> list[SweepTask]:
     """The tasks of a training sweep, each continuing its finished namesake in the sweep folder `base` to
     the config's ``train.steps``; `base` is only read.

@@ -27,6 +27,7 @@ from crs.app.sweep import (
     SweepConfig,
     expand_grid,
     load_sweep_config,
+    parse_seeds,
     read_metrics,
     run_sweep,
     sweep_groups,
@@ -192,6 +193,49 @@ def test_grid_is_datasets_x_policies_x_ablations_x_seeds(tmp_path) -> None:
     assert len({task.group for task in tasks}) == 8
     single = [task for task in tasks if task.ablation == "single"]
     assert all(t.settings["user"] == "single" and t.settings["episodes"] == 50 for t in single)
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"), [("0-4,7", [0, 1, 2, 3, 4, 7]), ("3", [3]), (" 2 , 5-6 ", [2, 5, 6]), ("4-4", [4])]
+)
+def test_seeds_option_reads_seeds_and_inclusive_ranges(text, seeds) -> None:
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5-2", "the range '5-2' runs backwards; write 2-5"),
+        ("1,x", "'x' is not a seed or a range"),
+        ("0-2,2", "seed 2 is listed twice"),
+        ("", "'' is not a seed or a range"),
+    ],
+)
+def test_bad_seeds_option_is_refused_before_anything_runs(tmp_path, text, message) -> None:
+    code, output, out = cli_sweep(tmp_path, "eval: {episodes: 5}\n", "--seeds", text, "--backend", "serial")
+    assert code == 2, output
+    assert message in " ".join(output.split())
+    assert not out.exists()
+
+
+def test_more_seeds_into_a_sweep_folder_run_only_the_new_seeds(tmp_path) -> None:
+    config = "seeds: [1]\npolicies: [ask-4]\neval: {episodes: 5}\n"
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 0, output
+    first = task_dir(out, "persona_world-ask-4-default-s1")
+    before = {path.name: path.read_bytes() for path in first.iterdir()}
+    marker = (first / DONE_MARKER).stat().st_mtime_ns
+
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial", "--seeds", "1-3")
+    assert code == 0, output
+    assert "3 tasks, 1 already finished" in " ".join(output.split())
+    assert [path.name for path in sweep_task_dirs(out)] == [
+        f"persona_world-ask-4-default-s{s}" for s in (1, 2, 3)
+    ]
+    assert (first / DONE_MARKER).stat().st_mtime_ns == marker  # seed 1 was not run again
+    assert {path.name: path.read_bytes() for path in first.iterdir()} == before
+    seeds = [json.loads((path / "task.json").read_text())["seed"] for path in sweep_task_dirs(out)]
+    assert seeds == [1, 2, 3]
 
 
 # ------------------------------------------------------------------ running
