@@ -3,12 +3,16 @@
 SB3 stores some fields of a model zip's ``data`` JSON as base64 cloudpickle (``":serialized:"``) and
 `BaseAlgorithm.load` unpickles them, so a shared zip could run any code when loaded. Here every such
 field is replaced, through SB3's ``custom_objects``, by a value rebuilt from the run's own config and
-env before SB3 reads the file; a zip holding a pickled field outside that list is refused. The
-tensors (``*.pth``) are read by SB3 with ``torch.load(weights_only=True)``.
+env before SB3 reads the file; a zip holding a pickled field outside that list is refused. SB3 also
+copies every plain field onto the model, and acts on some (a file's ``env`` string goes to `gym.make`,
+which imports the module it names), so every other field must be one `crs train` writes
+(`PLAIN_FIELDS`), with its JSON type. The tensors (``*.pth``) are read by SB3 with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -37,6 +41,39 @@ RESET_FIELDS = (
     "ep_success_buffer",
 )
 POLICY_KWARGS = frozenset({"features_extractor_kwargs", "slate_entropy_scale", "learn_slate_order"})
+_NUMBER = (int, float)
+# Every other field SB3 writes for a `MaskablePPO` of `crs train`, with the JSON types it may hold. SB3
+# copies every field of the file onto the model, and some act when loading (a file's ``env`` string is
+# passed to `gym.make`, which imports the module it names), so a field outside this list is refused.
+PLAIN_FIELDS: dict[str, tuple[type, ...]] = {
+    "verbose": (int,),
+    "num_timesteps": (int,),
+    "_total_timesteps": (int,),
+    "_num_timesteps_at_start": (int,),
+    "seed": (int, type(None)),
+    "start_time": _NUMBER,
+    "learning_rate": _NUMBER,
+    "tensorboard_log": (str, type(None)),  # unused: `set_logger` always sets the logger
+    "_episode_num": (int,),
+    "use_sde": (bool,),
+    "sde_sample_freq": (int,),
+    "_current_progress_remaining": _NUMBER,
+    "_stats_window_size": (int,),
+    "_n_updates": (int,),
+    "n_envs": (int,),
+    "n_steps": (int,),
+    "gamma": _NUMBER,
+    "gae_lambda": _NUMBER,
+    "ent_coef": _NUMBER,
+    "vf_coef": _NUMBER,
+    "max_grad_norm": _NUMBER,
+    "rollout_buffer_kwargs": (dict,),  # must be empty: checked in `safe_custom_objects`
+    "batch_size": (int,),
+    "n_epochs": (int,),
+    "clip_range_vf": (type(None),),
+    "normalize_advantage": (bool,),
+    "target_kl": (*_NUMBER, type(None)),
+}
 
 
 class ModelFileError(CRSError):
@@ -53,10 +90,21 @@ def read_model_data(path: Path) -> dict[str, Any]:
     Raises:
         ModelFileError: The file is missing, not a zip, or has no readable ``data`` mapping.
     """
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} not found")
+    return _model_data(_read_model_file(path), path)
+
+
+def _read_model_file(path: Path) -> bytes:
+    """The bytes of a model zip, read once: what is checked is what SB3 then loads."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        return path.read_bytes()
+    except OSError:
+        raise ModelFileError(f"model file {path} not found or unreadable") from None
+
+
+def _model_data(raw: bytes, path: Path) -> dict[str, Any]:
+    """The ``data`` JSON of the model zip `raw`, read from `path` (`read_model_data`)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             text = archive.read("data")
         data = json.loads(text)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError) as error:
@@ -70,27 +118,48 @@ def read_model_data(path: Path) -> dict[str, Any]:
 
 
 def safe_custom_objects(
-    path: Path, rebuilt: dict[str, Any], overrides: dict[str, Any] | None = None
+    path: Path, data: dict[str, Any], rebuilt: dict[str, Any], overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """SB3 ``custom_objects`` that leave nothing of `path` to unpickle.
+    """SB3 ``custom_objects`` that leave nothing of the model zip `path` to unpickle or act on.
 
     Args:
-        path: The model zip.
+        path: The model zip (named in errors).
+        data: Its ``data`` JSON (`read_model_data`).
         rebuilt: Values rebuilt from the run's config for the fields SB3 pickles (policy_class,
             observation_space, action_space, clip_range, ...).
         overrides: Further plain values to use instead of the file's (e.g. a new learning rate).
 
     Raises:
-        UnsafeModelFileError: A pickled field that nothing rebuilds, or policy_kwargs with other keys.
+        UnsafeModelFileError: A pickled field that nothing rebuilds, a field `crs train` does not write
+            or of another type, or policy_kwargs with other keys.
     """
-    data = read_model_data(path)
     objects = {key: None for key in RESET_FIELDS} | rebuilt | (overrides or {})
     for key, value in data.items():
-        if isinstance(value, dict) and SERIALIZED in value and key not in objects:
+        if key in objects or key == "policy_kwargs":
+            continue
+        if isinstance(value, dict) and SERIALIZED in value:
             raise UnsafeModelFileError(
                 f"model file {path}: field {key!r} holds a pickled Python object, which loading would "
                 f"execute; refused (only {', '.join(sorted(objects))} are rebuilt from the run's config). "
                 "Only load model files written by `crs train`"
+            )
+        if key not in PLAIN_FIELDS:
+            raise UnsafeModelFileError(
+                f"model file {path}: field {key!r} is not one `crs train` writes, and loading would act on "
+                "it; refused. Only load model files written by `crs train`"
+            )
+        if not isinstance(value, PLAIN_FIELDS[key]) or (key == "rollout_buffer_kwargs" and value):
+            expected = (
+                "{}"
+                if key == "rollout_buffer_kwargs"
+                else " or ".join(
+                    "null" if kind is type(None) else kind.__name__ for kind in PLAIN_FIELDS[key]
+                )
+            )
+            raise UnsafeModelFileError(
+                f"model file {path}: field {key!r} holds {repr(value)[:60]}, where `crs train` writes "
+                f"{expected}; "
+                "refused. Only load model files written by `crs train`"
             )
     kwargs = data.get("policy_kwargs", {})
     if not isinstance(kwargs, dict) or SERIALIZED in kwargs or set(kwargs) - POLICY_KWARGS:
@@ -126,7 +195,8 @@ def load_model(
         overrides: Plain values to use instead of the file's (e.g. learning_rate, ent_coef).
 
     Raises:
-        UnsafeModelFileError: The zip holds a pickled field nothing rebuilds.
+        UnsafeModelFileError: The zip holds a pickled field nothing rebuilds, or a field `crs train`
+            does not write.
         ModelFileError: The zip is damaged, does not fit the run's spaces, or holds non-finite weights.
     """
     rebuilt = {
@@ -135,9 +205,10 @@ def load_model(
         "action_space": action_space,
         "clip_range": clip_range,
     }
-    objects = safe_custom_objects(path, rebuilt, overrides)
+    raw = _read_model_file(path)
+    objects = safe_custom_objects(path, _model_data(raw, path), rebuilt, overrides)
     try:
-        model = MaskablePPO.load(path, env=env, device="cpu", custom_objects=objects)
+        model = MaskablePPO.load(io.BytesIO(raw), env=env, device="cpu", custom_objects=objects)
     except CRSError:
         raise
     except Exception as error:  # SB3 and torch raise many types for a damaged or foreign zip

@@ -8,6 +8,7 @@ import base64
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,21 +66,24 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def poison(zip_path: Path, key: str, marker: Path) -> None:
-    """Replace (or add) the `key` field of a model zip's data JSON by a cloudpickle payload."""
-    import cloudpickle
-
+def set_field(zip_path: Path, key: str, value: object) -> None:
+    """Replace (or add) the `key` field of a model zip's data JSON by `value`."""
     with zipfile.ZipFile(zip_path) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
     data = json.loads(entries["data"])
-    data[key] = {
-        ":type:": "<class 'object'>",
-        ":serialized:": base64.b64encode(cloudpickle.dumps(_Payload(marker))).decode(),
-    }
+    data[key] = value
     entries["data"] = json.dumps(data).encode()
     with zipfile.ZipFile(zip_path, "w") as archive:
         for name, content in entries.items():
             archive.writestr(name, content)
+
+
+def poison(zip_path: Path, key: str, marker: Path) -> None:
+    """Replace (or add) the `key` field of a model zip's data JSON by a cloudpickle payload."""
+    import cloudpickle
+
+    payload = base64.b64encode(cloudpickle.dumps(_Payload(marker))).decode()
+    set_field(zip_path, key, {":type:": "<class 'object'>", ":serialized:": payload})
 
 
 def catalog():
@@ -87,7 +91,18 @@ def catalog():
 
 
 # --------------------------------------------------------------------------------- code from a file
-@pytest.mark.parametrize("key", ["policy_class", "observation_space", "lr_schedule", "my_extra_field"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "policy_class",
+        "observation_space",
+        "action_space",
+        "clip_range",
+        "lr_schedule",
+        "rollout_buffer_class",
+        "my_extra_field",
+    ],
+)
 def test_a_model_zip_with_a_pickled_payload_never_runs_it(trained, tmp_path, key) -> None:
     run = copy_run(trained, tmp_path / "run")
     marker = tmp_path / "pwned"
@@ -104,6 +119,38 @@ def test_a_model_zip_with_a_pickled_payload_never_runs_it(trained, tmp_path, key
     assert not marker.exists()
     if key == "my_extra_field":
         assert result.exit_code == 2 and "my_extra_field" in flat(result.output)
+
+
+def test_a_model_zip_naming_a_module_as_its_env_never_imports_it(trained, tmp_path, monkeypatch) -> None:
+    """SB3 passes a file's ``env`` string to `gym.make`, which imports the module an id like
+    ``module:Env-v0`` names: a run folder could ship that module beside its zips."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "shipped_env.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = copy_run(trained, tmp_path / "run")
+    for name in ("best_model.zip", "model.zip", "checkpoint.zip"):
+        set_field(run / name, "env", "shipped_env:Pwn-v0")
+    with pytest.raises(UnsafeModelFileError, match="field 'env' is not one `crs train` writes"):
+        load_trained_policy(run, catalog())  # what `crs eval`, `crs chat` and `crs report` load through
+    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    assert not marker.exists()
+    assert result.exit_code == 2 and "field 'env'" in flat(result.output), result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("n_steps", "256", "writes int"),
+        ("tensorboard_log", 3, "writes str or null"),
+        ("rollout_buffer_kwargs", {"device": "cuda"}, "writes {}"),
+        ("target_kl", [0.02], "writes int or float or null"),
+    ],
+)
+def test_a_model_zip_field_of_another_type_is_refused(trained, tmp_path, key, value, expected) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    set_field(run / "best_model.zip", key, value)
+    with pytest.raises(UnsafeModelFileError, match=f"field '{key}' holds .*{re.escape(expected)}"):
+        load_trained_policy(run, catalog())
 
 
 def test_policy_kwargs_beyond_the_policy_s_own_are_refused(trained, tmp_path) -> None:
