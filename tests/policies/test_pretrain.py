@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from envs.ranker import DialogueFacts, PreferenceRanker
 from policies.content_profile import profile_holdout
 from policies.pretrain.artifact import (
     EXPORT_FILE,
+    WEIGHTS_FILE,
     load_ranker,
     load_state_dict,
     save_artifact,
@@ -432,6 +434,30 @@ def test_a_damaged_artifact_is_refused_with_a_named_error(tiny: Catalog, trained
         match = "corrupt"
     with pytest.raises(CRSError, match=match):
         load_ranker(path, tiny)
+
+
+class _Payload:
+    """Unpickling this runs `os.system("touch <marker>")`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("file", [EXPORT_FILE, WEIGHTS_FILE])
+def test_an_artifact_file_holding_a_pickled_payload_never_runs_it(
+    tiny: Catalog, trained, tmp_path, file
+) -> None:
+    path = save_artifact(trained, tmp_path / "art")
+    marker = tmp_path / "pwned"
+    tensors = torch.load(path / file, weights_only=True)
+    torch.save({**tensors, "payload": _Payload(marker)}, path / file)
+    load = load_ranker if file == EXPORT_FILE else load_state_dict
+    with pytest.raises(CRSError, match=f"{file} is corrupt"):
+        load(path, tiny)
+    assert not marker.exists()
 
 
 def test_the_per_dialogue_score_cache_serves_what_recomputing_gives(tiny: Catalog, trained) -> None:
