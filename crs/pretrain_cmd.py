@@ -127,7 +127,7 @@ def pretrain_command(
         seed=seed,
     )
     config.model_config(catalog)  # validates K <= P before any work
-    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))])
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     with FolderClaim(
         out,
         "pre-training artifact folder",

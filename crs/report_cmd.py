@@ -73,7 +73,7 @@ def report_command(
     from crs.report import build_report, load_inputs, write_report  # matplotlib, scipy.stats load here
 
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
-    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))])
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     started = time.perf_counter()
     with console.status("building the report"):
         loaded = load_inputs(inputs)  # unreadable inputs fail before the output is claimed (or emptied)

@@ -330,7 +330,8 @@ def run_evaluation(
         CRSError: Bad settings (named), an unknown backend, or an unusable policy or ranker.
         OutputExistsError: `out` holds results and `overwrite` is False.
         OutputBusyError: Another process writes `out` (or died and left its lock).
-        OutputOverInputError: `out` is or holds the policy run, the ranker artifact or the data folder.
+        OutputOverInputError: `out` is or holds the policy run, the ranker artifact or the data folder, or
+            lies in the data folder.
     """
     if isinstance(spec, str):
         spec = EvalSpec.of(policy=spec, **settings)
@@ -355,9 +356,9 @@ def run_evaluation(
         [
             ("--policy run", Path(spec.policy) if Path(spec.policy).is_dir() else None),
             ("--ranker artifact", Path(spec.ranker) if spec.ranker and Path(spec.ranker).is_dir() else None),
-            ("data folder", data_dir_input(spec.data_dir)),
         ],
     )
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(spec.data_dir))], inside=True)
     with claim_evaluation_output(out, overwrite):
         started = time.perf_counter()
         description = f"{policy_name} on {dataset}/{split}"

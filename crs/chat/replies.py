@@ -34,8 +34,9 @@ MORE_WORDS = frozenset({"more", "list", "all options"})
 YES_WORDS = frozenset({"y", "yes", "yeah", "yep", "sure", "ok"})
 NO_WORDS = frozenset({"n", "no", "nope", "nah"})
 SKIP_WORDS = frozenset({"s", "skip", "pass", "-", "dunno", "whatever"})
-NONE_WORDS = frozenset({"none", "n", "no", "0", "-", "nothing"})
-REJECT_WORDS = frozenset({"n", "no", "none", "0", "r", "reject", "-", "nothing"})
+# Not "0": the options are numbered from 1, so a 0 is more likely a slip than a "none".
+NONE_WORDS = frozenset({"none", "n", "no", "-", "nothing"})
+REJECT_WORDS = frozenset({"n", "no", "none", "r", "reject", "-", "nothing"})
 YOU = "[bold]you>[/] "
 """The start of every prompt."""
 

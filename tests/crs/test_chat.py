@@ -153,14 +153,14 @@ def test_rejecting_every_slate_runs_to_the_turn_limit(tmp_path: Path, world: Cat
 
 # -------------------------------------------------------------------------------- robust to people
 def test_bad_input_reprompts_with_a_hint(tmp_path: Path) -> None:
-    lines = ["zzqqxx", "99", "jazz", "maybe", "", "y", "n", "11", "two", "2"]
+    lines = ["zzqqxx", "99", "jazz", "maybe", "", "y", "n", "11", "two", "0", "2"]
     result, transcript = chat(tmp_path, lines, "--policy", "ask-2")
     assert result.exit_code == 0
     out = result.output
     assert "I know nothing called 'zzqqxx'" in out
     assert "99 is not on the list" in out
     assert out.count("Type y, n or skip (or help, back, quit).") == 2  # "maybe" and ""
-    assert out.count("Type a number between 1 and 10, or n to reject them all.") == 2  # "11" and "two"
+    assert out.count("Type a number between 1 and 10, or n to reject them all.") == 3  # "11", "two", "0"
     assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
     assert transcript["outcome"]["rank"] == 2
 

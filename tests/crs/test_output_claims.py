@@ -250,12 +250,28 @@ def test_eval_never_writes_over_its_ranker_or_data_folder_even_with_overwrite(
     for args in (
         ["--data-dir", str(data), "-o", str(data)],
         ["--data-dir", str(data / "lastfm"), "-o", str(data)],
+        ["--data-dir", str(data), "-o", str(data / "lastfm")],  # inside the data folder
+        ["--data-dir", str(data), "-o", str(data / "lastfm" / "new")],
         ["--ranker", str(artifact), "-o", str(artifact)],
         ["--ranker", str(artifact), "-o", str(artifact.parent)],
     ):
         result = runner.invoke(app, ["eval", "-n", "5", *args, "--overwrite"])
         assert refused(result, "which this command reads"), (args, result.output)
     assert files(data) == before_data and files(artifact) == before_artifact
+
+
+def test_pretrain_and_report_never_write_inside_the_data_folder(tmp_path: Path, evaluation: Path) -> None:
+    data = tmp_path / "data"
+    (data / "lastfm").mkdir(parents=True)
+    (data / "lastfm" / "item_dict.json").write_text("{}")
+    before = files(data)
+    for args in (
+        [*PRETRAIN, "--data-dir", str(data), "--out", str(data / "lastfm"), "--overwrite"],
+        ["report", str(evaluation), "--data-dir", str(data), "--out", str(data / "report"), "--examples", "0"],
+    ):
+        result = runner.invoke(app, args)
+        assert refused(result, "lies inside the data folder"), (args, result.output)
+    assert files(data) == before
 
 
 def test_pretrain_refuses_an_existing_artifact_and_replaces_it_with_overwrite(
