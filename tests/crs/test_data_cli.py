@@ -57,6 +57,13 @@ def test_info_seed_changes_the_world() -> None:
     assert result.exit_code == 0 and "seed 5" in result.output
 
 
+@pytest.mark.parametrize("command", ["info", "validate"])
+def test_a_negative_world_seed_is_a_usage_error(command) -> None:
+    result = runner.invoke(app, ["data", command, "persona_world", "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_unknown_dataset_is_a_one_line_error() -> None:
     result = runner.invoke(app, ["data", "info", "lastfm-star"])
     assert result.exit_code == 2
