@@ -17,6 +17,7 @@ from crs.common import (
     RankerOption,
     SettingOption,
     console,
+    data_dir_input,
     err_console,
     friendly_errors,
 )
@@ -90,8 +91,8 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
-    if memory is not None and transcript is not None and memory.resolve() == transcript.resolve():
-        raise ChatError(f"--memory and --transcript are both {memory}; give them different files")
+    if transcript is not None:
+        check_transcript_outside_inputs(transcript, policy, ranker, data_dir, memory)
     chat_memory = None
     commands = personal_commands(dataset, data_dir, policy, setting)
     try:
@@ -131,6 +132,31 @@ def chat_command(
     )
     if result.ended == "interrupted":
         raise typer.Exit(INTERRUPTED)
+
+
+def check_transcript_outside_inputs(
+    transcript: Path, policy: str, ranker: str | None, data_dir: str | None, memory: Path | None
+) -> None:
+    """Refuse a --transcript that is the --memory file or lies in a folder the chat reads, where it could
+    replace one of its files (e.g. a run's ``policy.json`` with ``--overwrite``).
+
+    Raises:
+        ChatError: Naming the input and what to do.
+    """
+    target = transcript.resolve()
+    if memory is not None and memory.resolve() == target:
+        raise ChatError(f"--memory and --transcript are both {memory}; give them different files")
+    inputs = [
+        ("--policy run", Path(policy) if Path(policy).is_dir() else None),
+        ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+        ("data folder", data_dir_input(data_dir)),
+    ]
+    for what, folder in inputs:
+        if folder is not None and folder.exists() and target.is_relative_to(folder.resolve()):
+            raise ChatError(
+                f"--transcript {transcript} lies in the {what} {folder}, which this chat reads; "
+                "write the transcript outside it"
+            )
 
 
 def personal_commands(dataset: str, data_dir: str | None, policy: str, setting: str | None) -> list[str]:

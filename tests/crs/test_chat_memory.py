@@ -176,6 +176,21 @@ def test_user_id_must_be_the_files_user_and_files_must_differ(tmp_path: Path, ar
     assert json.loads(memory.read_text())["user"] == 5
 
 
+def test_a_transcript_never_replaces_a_file_the_chat_reads(tmp_path: Path, artifact: Path) -> None:
+    data = tmp_path / "data"
+    (data / "lastfm").mkdir(parents=True)
+    for target, args in [
+        (artifact / "config.json", ["--ranker", str(artifact)]),
+        (data / "lastfm" / "chat.json", ["--data-dir", str(data)]),
+    ]:
+        before = target.read_bytes() if target.exists() else None
+        result = runner.invoke(
+            app, ["chat", *args, "--transcript", str(target), "--overwrite"], input="quit\n"
+        )
+        assert result.exit_code == 2 and "which this chat reads" in flat(result.output), result.output
+        assert (target.read_bytes() if target.exists() else None) == before
+
+
 def test_the_help_names_the_option() -> None:
     result = runner.invoke(app, ["chat", "--help"])
     assert result.exit_code == 0
