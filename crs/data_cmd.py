@@ -35,7 +35,9 @@ _DATA_DIR_HELP = (
     "Default: $CRS_DATA_DIR. Not used by persona_world."
 )
 _DataDir = Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP)]
-_Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the persona world (ignored for real data).")]
+_Seed = Annotated[
+    int, typer.Option("--seed", min=0, help="Seed of the persona world (ignored for real data).")
+]
 
 
 def _load(console: Console, dataset: str, data_dir: Path | None, seed: int) -> Catalog:

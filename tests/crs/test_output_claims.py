@@ -267,7 +267,16 @@ def test_pretrain_and_report_never_write_inside_the_data_folder(tmp_path: Path, 
     before = files(data)
     for args in (
         [*PRETRAIN, "--data-dir", str(data), "--out", str(data / "lastfm"), "--overwrite"],
-        ["report", str(evaluation), "--data-dir", str(data), "--out", str(data / "report"), "--examples", "0"],
+        [
+            "report",
+            str(evaluation),
+            "--data-dir",
+            str(data),
+            "--out",
+            str(data / "report"),
+            "--examples",
+            "0",
+        ],
     ):
         result = runner.invoke(app, args)
         assert refused(result, "lies inside the data folder"), (args, result.output)
