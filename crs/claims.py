@@ -90,15 +90,24 @@ def _create_lock(lock: Path) -> None:
         handle.write(holder)
 
 
+def _listed(entries: list[Path]) -> str:
+    """The first few names of `entries`, sorted: "a.json, b.json, ..."."""
+    names = sorted(entry.name for entry in entries)
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
 class FolderClaim:
     """An exclusive claim on an output folder, released on `release` or at the end of a `with` block.
 
     Args:
         folder: The folder (created with its parents if missing).
         what: What the folder is, for messages ("run", "evaluation output").
-        overwrite: Empty the folder's previous content (the lock is taken first).
+        overwrite: Empty the folder's previous content (the lock is taken first), which must then be an
+            earlier output of the command: hold every file of `marks`.
         resume: Accept a folder with content (the caller continues it).
         hint: How to proceed when the folder already holds results, e.g. "pass --resume".
+        marks: Files every earlier output of the command holds (e.g. ``summary.json``), so that
+            `overwrite` never empties a folder of something else.
 
     Raises:
         OutputBusyError: Another writer holds the lock, or a dead one left it.
@@ -107,7 +116,14 @@ class FolderClaim:
     """
 
     def __init__(
-        self, folder: Path, what: str, *, overwrite: bool = False, resume: bool = False, hint: str = ""
+        self,
+        folder: Path,
+        what: str,
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        hint: str = "",
+        marks: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
         self.lock = folder / LOCK_FILE
@@ -126,13 +142,19 @@ class FolderClaim:
         self.held = True
         try:
             content = [entry for entry in folder.iterdir() if entry.name != LOCK_FILE]
+            missing = [name for name in marks if not (folder / name).exists()]
+            if content and overwrite and missing:
+                raise OutputExistsError(
+                    f"{what} {folder} holds {_listed(content)} but no {', '.join(missing)}, so it is not an "
+                    f"earlier {what}; --overwrite only replaces one of those: choose another folder"
+                )
             if content and overwrite:
                 for entry in content:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
             elif content and not resume:
                 raise OutputExistsError(
-                    f"{what} {folder} already holds results ({', '.join(sorted(e.name for e in content)[:4])}"
-                    f"{', ...' if len(content) > 4 else ''}); {hint or 'pass --overwrite to replace them'}"
+                    f"{what} {folder} already holds results ({_listed(content)}); "
+                    f"{hint or 'pass --overwrite to replace them'}"
                 )
         except BaseException:
             self.release()

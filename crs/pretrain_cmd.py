@@ -11,7 +11,7 @@ from rich.table import Table
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
 from crs.progress import LoggedProgress
-from policies.pretrain.config import NEGATIVE_POOLS, TrainConfig
+from policies.pretrain.config import CONFIG_FILE, NEGATIVE_POOLS, TrainConfig
 from policies.pretrain.graph import HOLDOUT_UNITS
 from simulators.catalog import Catalog
 from simulators.datasets import check_dataset_name, load_catalog
@@ -133,6 +133,7 @@ def pretrain_command(
         "pre-training artifact folder",
         overwrite=overwrite,
         hint="pass --overwrite to replace them, or --out to write elsewhere",
+        marks=(CONFIG_FILE,),
     ):
         _pretrain_into(out, catalog, config)
 

@@ -82,6 +82,7 @@ def report_command(
             "report output",
             overwrite=overwrite,
             hint="pass --overwrite to replace them, or --out to write elsewhere",
+            marks=("report.md",),
         ):
             report = build_report(
                 loaded, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed

@@ -260,6 +260,30 @@ def test_eval_never_writes_over_its_ranker_or_data_folder_even_with_overwrite(
     assert files(data) == before_data and files(artifact) == before_artifact
 
 
+@pytest.mark.parametrize("command", ["eval", "pretrain", "report"])
+def test_overwrite_never_empties_a_folder_that_is_not_an_earlier_output_of_the_command(
+    tmp_path: Path, evaluation: Path, artifact: Path, command: str
+) -> None:
+    out = tmp_path / "mine"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "todo.txt").write_text("my own files")
+    (out / "summary.json").write_text("{}")  # one file of a crs eval output is not enough
+    before = files(out)
+    args = {
+        "eval": ["eval", "-n", "5", "-o", str(out)],
+        "pretrain": [*PRETRAIN, "--out", str(out)],
+        "report": ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"],
+    }[command]
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert refused(result, "is not an earlier", "choose another folder"), result.output
+    assert files(out) == before
+    earlier = {"eval": evaluation, "pretrain": artifact, "report": None}[command]
+    if earlier is not None:  # an earlier output of the command is replaced
+        shutil.copytree(earlier, tmp_path / "earlier")
+        args[args.index(str(out))] = str(tmp_path / "earlier")
+        assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
 def test_pretrain_and_report_never_write_inside_the_data_folder(tmp_path: Path, evaluation: Path) -> None:
     data = tmp_path / "data"
     (data / "lastfm").mkdir(parents=True)
