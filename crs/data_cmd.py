@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulators.catalog import Catalog
-from simulators.datasets import DATASET_NAMES, DatasetSpec, check_catalog, check_dataset_name
+from simulators.datasets import DATASET_NAMES, Check, DatasetSpec, check_catalog, check_dataset_name
 from simulators.errors import CRSError
 
 EXIT_BAD_INPUT = 2  # unknown dataset name, missing or malformed data
@@ -115,6 +115,21 @@ def info(
     console.print(_summary_table(catalog))
 
 
+def _transe_check(catalog: Catalog, data_dir: Path | None) -> Check:
+    """Whether LastFM's TransE embeddings (UNICORN's ranker, `--ranker transe`) load for `catalog`."""
+    from policies.baseline_rankers import TransERanker  # only this check needs the rankers
+    from policies.rankers import transe_file
+
+    path = transe_file(data_dir)
+    if not path.is_file():
+        return Check("TransE embeddings", "warn", f"{path} is missing; only --ranker transe needs it")
+    try:
+        TransERanker.from_file(path, catalog)
+    except CRSError as error:
+        return Check("TransE embeddings", "fail", str(error))
+    return Check("TransE embeddings", "ok", f"{path} fits {catalog.name}")
+
+
 @data_app.command(
     "validate",
     epilog=(
@@ -134,7 +149,9 @@ def validate(
     """Load a dataset with full validation, then run consistency checks (pairs, splits, taxonomy)."""
     console = Console()
     catalog = _load(Console(stderr=True), dataset, data_dir, seed)
-    checks = check_catalog(catalog)
+    checks = check_catalog(catalog) + (
+        (_transe_check(catalog, data_dir),) if catalog.name == "lastfm" else ()
+    )
     table = Table(title=f"checks of {catalog.name}", title_justify="left")
     table.add_column("check")
     table.add_column("status")

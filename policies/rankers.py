@@ -67,7 +67,7 @@ KINDS: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run", "artif
 NAMES: tuple[RankerKind, ...] = (*DATA_FREE, "transe", "pretrain", "run")  # a whole kind by name
 ENTRY_KINDS: tuple[RankerKind, ...] = ("transe", "artifact")  # "kind:<where>" entries
 RANKER_NAMES = ("transe", *DATA_FREE)  # what `crs eval --ranker` takes besides an artifact
-TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"
+TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"  # under the data folder
 PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
 ENTRY_CHOICES = (
@@ -75,6 +75,16 @@ ENTRY_CHOICES = (
     "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split' "
     "or '+split:T', then '@T')"
 )
+
+
+def transe_file(data_dir: str | Path | None) -> Path:
+    """UNICORN's TransE file under the data folder, or under the lastfm folder itself when that is the
+    folder given (as the datasets' loaders accept it)."""
+    base = resolve_data_dir(data_dir)
+    in_dataset = TRANSE_FILE.relative_to(TRANSE_FILE.parts[0])  # embeds/transe.pkl
+    if not (base / TRANSE_FILE.parts[0]).is_dir() and (base / in_dataset.parent).is_dir():
+        return base / in_dataset
+    return base / TRANSE_FILE
 
 
 @dataclass(frozen=True)
@@ -292,7 +302,7 @@ class RankerSpec:
             return replace(self, kind="artifact", where=PRETRAIN_DIR)
         if self.kind == "run":
             raise CRSError(f"ranker 'run' is a trained run's own ranker: train with {CHOICES}")
-        path = self.path if self.path is not None else resolve_data_dir(data_dir) / TRANSE_FILE
+        path = self.path if self.path is not None else transe_file(data_dir)
         return replace(self, where=str(path.resolve()))
 
     def attentions(self) -> tuple[bool, bool] | None:
@@ -380,7 +390,7 @@ class RankerSpec:
                     f"TransE embeddings are published for lastfm only, not {catalog.name}; use --ranker "
                     f"popularity or a `crs pretrain` artifact"
                 )
-            return TransERanker.from_file(resolve_data_dir(data_dir) / TRANSE_FILE, catalog)
+            return TransERanker.from_file(transe_file(data_dir), catalog)
         if self.kind == "pretrain":
             raise CRSError(f"ranker 'pretrain' pre-trains one into a `crs train` run; here use {CHOICES}")
         if self.kind == "run":

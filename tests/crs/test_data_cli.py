@@ -86,6 +86,27 @@ def test_validate_tiny_tree_ok(tmp_path: Path) -> None:
     assert "OK lastfm: 2 users, 2 items, 3 aspects, train 1, valid 1, test 2" in result.output
 
 
+@pytest.mark.parametrize("given", ["data folder", "lastfm folder"])
+def test_validate_lastfm_checks_its_transe_embeddings(tmp_path: Path, given: str) -> None:
+    import pickle
+
+    import numpy as np
+
+    folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
+    args = ["data", "validate", "lastfm", "--data-dir", str(tmp_path if given == "data folder" else folder)]
+    missing = runner.invoke(app, args, env={"COLUMNS": "300"})  # table cells unwrapped
+    assert missing.exit_code == 0 and "only --ranker transe needs it" in " ".join(missing.output.split())
+    embeds = folder / "embeds"
+    embeds.mkdir()
+    (embeds / "transe.pkl").write_bytes(b"")
+    empty = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert empty.exit_code == 1 and "FAILED lastfm: 1 check(s) failed" in empty.output, empty.output
+    good = {"ui_emb": np.zeros((2 + 2, 4)), "feature_emb": np.zeros((3, 4))}  # 2 users + 2 items, 3 aspects
+    (embeds / "transe.pkl").write_bytes(pickle.dumps(good))
+    fits = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert fits.exit_code == 0 and "fits lastfm" in " ".join(fits.output.split()), fits.output
+
+
 def test_validate_corrupt_json_exits_2_naming_file_and_field(tmp_path: Path) -> None:
     folder = _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
     path = folder / "UI_Interaction_data" / "review_dict_test.json"

@@ -12,7 +12,7 @@ import pytest
 from envs.ranker import DialogueFacts
 from policies.baseline_rankers import PopularityRanker, TransERanker, uniform_ranker
 from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
-from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker
+from policies.rankers import RUN_RANKER, TRANSE_FILE, RankerSpec, build_ranker, transe_file
 from policies.rl.acting import ranker_from_meta
 from simulators.errors import CRSError
 from tests.envs.conftest import tiny_catalog
@@ -71,6 +71,13 @@ def test_the_two_formats_of_an_artifact_are_one_ranker() -> None:
     )
     assert RankerSpec.parse("runs/pw").entry == "artifact:runs/pw"
     assert RankerSpec.parse("artifact:runs/pw").name == "runs/pw"
+
+
+def test_the_transe_file_is_found_from_the_data_folder_or_the_lastfm_folder(tmp_path: Path) -> None:
+    (tmp_path / "lastfm" / "embeds").mkdir(parents=True)
+    expected = tmp_path / "lastfm" / "embeds" / "transe.pkl"
+    assert transe_file(tmp_path) == expected
+    assert transe_file(tmp_path / "lastfm") == expected  # the folder the datasets' loaders also accept
 
 
 def test_what_a_run_records(tmp_path: Path) -> None:
