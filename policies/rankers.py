@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -85,6 +86,27 @@ def transe_file(data_dir: str | Path | None) -> Path:
     if not (base / TRANSE_FILE.parts[0]).is_dir() and (base / in_dataset.parent).is_dir():
         return base / in_dataset
     return base / TRANSE_FILE
+
+
+def _unknown_part(text: str) -> str:
+    """ " (+x is not one of ...)" for the first part of `text` after a "+" that names no modifier."""
+    modifiers = (PROFILE_SUFFIX, POPULARITY_SUFFIX, OPENING_SUFFIX, SPLIT_SUFFIX)
+    for part in text.split("+")[1:]:
+        name = "+" + part.partition(WEIGHT_MARK)[0].partition(TEMPERATURE_MARK)[0]
+        if name not in modifiers:
+            return f" ({name} is not one of {', '.join(modifiers)})"
+    return ""
+
+
+def _once(text: str, mark: str, inner: RankerSpec, has_it: Callable[[RankerSpec], bool]) -> RankerSpec:
+    """`inner` (what `text` names before its last `mark`), checked not to have that part already.
+
+    Raises:
+        CRSError: `mark` is given twice in `text`.
+    """
+    if has_it(inner):
+        raise CRSError(f"ranker {text!r} gives {mark} twice; give it once")
+    return inner
 
 
 @dataclass(frozen=True)
@@ -195,20 +217,25 @@ class RankerSpec:
         """
         head, weight = _positive_suffix(text, SPLIT_SUFFIX, "question temperature", 1.0)
         if head:
-            return replace(cls.parse(head), questions="split", question_temperature=weight)
+            inner = _once(text, SPLIT_SUFFIX, cls.parse(head), lambda spec: spec.questions == "split")
+            return replace(inner, questions="split", question_temperature=weight)
         head, weight = _positive_suffix(text, POPULARITY_SUFFIX, "popularity weight", POPULARITY_WEIGHT)
         if head:
-            return replace(cls.parse(head), popularity_weight=weight)
+            inner = _once(text, POPULARITY_SUFFIX, cls.parse(head), lambda spec: spec.popularity_weight > 0)
+            return replace(inner, popularity_weight=weight)
         head, weight = _positive_suffix(text, OPENING_SUFFIX, "opening weight", OPENING_WEIGHT)
         if head:
-            return replace(cls.parse(head), opening_weight=weight)
+            inner = _once(text, OPENING_SUFFIX, cls.parse(head), lambda spec: spec.opening_weight > 0)
+            return replace(inner, opening_weight=weight)
         head, profile_weight = _weighted_suffix(text, PROFILE_SUFFIX)
         if head:
             weight_of_profile = float(profile_weight or PROFILE_WEIGHT)
-            return replace(cls.parse(head), profile=True, profile_weight=weight_of_profile)
+            inner = _once(text, PROFILE_SUFFIX, cls.parse(head), lambda spec: spec.profile)
+            return replace(inner, profile=True, profile_weight=weight_of_profile)
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
-            return replace(cls.parse(head), temperature=float(tail))
+            inner = _once(text, TEMPERATURE_MARK, cls.parse(head), lambda spec: spec.temperature != 1.0)
+            return replace(inner, temperature=float(tail))
         if text in NAMES:
             return cls(text)
         kind, sep, where = text.partition(":")
@@ -398,7 +425,7 @@ class RankerSpec:
         if not Path(self.where).exists():
             raise CRSError(
                 f"ranker {self.where!r} is neither one of {RANKER_NAMES} nor an existing pre-training "
-                f"artifact directory"
+                f"artifact directory{_unknown_part(self.where)}"
             )
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 

@@ -393,7 +393,8 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
         "abs-greedy": AbsGreedyPolicy,
     }
     if name not in table:
+        run = " or a trained run's folder (none is there)" if "/" in name or "\\" in name else ""
         raise CRSError(
-            f"unknown rule policy {name!r}; choose one of {', '.join(RULE_POLICY_NAMES)} (e.g. ask-4)"
+            f"unknown rule policy {name!r}; choose one of {', '.join(RULE_POLICY_NAMES)} (e.g. ask-4){run}"
         )
     return table[name](ranker)

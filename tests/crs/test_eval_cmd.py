@@ -48,6 +48,7 @@ def test_same_seed_same_records_and_other_seed_other_conversations(tmp_path) -> 
 def test_bad_input_gives_one_line_errors(tmp_path) -> None:
     for args, message in [
         (["eval", "--policy", "ask-many"], "unknown rule policy"),
+        (["eval", "--policy", "runs/nothere"], "or a trained run's folder (none is there)"),
         (["eval", "--dataset", "netflix"], "unknown dataset"),
         (["eval", "--episodes", "0"], "greater than or equal to 1"),
         (["eval", "--ranker", "nope"], "neither one of"),

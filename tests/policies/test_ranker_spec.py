@@ -4,6 +4,7 @@ entries lie in the run, bad ones are named with the choices, and the built ranke
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,27 @@ def test_the_two_formats_of_an_artifact_are_one_ranker() -> None:
     )
     assert RankerSpec.parse("runs/pw").entry == "artifact:runs/pw"
     assert RankerSpec.parse("artifact:runs/pw").name == "runs/pw"
+
+
+@pytest.mark.parametrize(
+    ("text", "mark"),
+    [
+        ("uniform+profile:0.1+profile:5", "+profile"),
+        ("uniform+pop+pop:2", "+pop"),
+        ("uniform+open+open", "+open"),
+        ("uniform+split+split:0.1", "+split"),
+        ("uniform@0.1@0.2", "@"),
+    ],
+)
+def test_a_ranker_part_given_twice_is_refused_not_overridden(text: str, mark: str) -> None:
+    with pytest.raises(CRSError, match=f"gives {re.escape(mark)} twice"):
+        RankerSpec.parse(text)
+
+
+@pytest.mark.parametrize(("text", "part"), [("uniform+bogus", "+bogus"), ("uniform+profile+pop+x:3", "+x")])
+def test_an_unknown_ranker_part_is_named(text: str, part: str) -> None:
+    with pytest.raises(CRSError, match=f"{re.escape(part)} is not one of"):
+        build_ranker(text, tiny_catalog())
 
 
 def test_the_transe_file_is_found_from_the_data_folder_or_the_lastfm_folder(tmp_path: Path) -> None:
