@@ -404,7 +404,7 @@ class EvalSummary:
             CRSError: Missing, corrupt, or lacking a required key (the message says how to fix it).
         """
         path = folder / SUMMARY_FILE
-        fix = f"re-run `crs eval --out {folder}`"
+        fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
         return cls.from_dict(read_json_mapping(path, cls.REQUIRED, fix), f"{path}", fix)
 
     @classmethod
@@ -564,7 +564,7 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
         CRSError: Missing, unreadable, a corrupt line (named), or no record at all.
     """
     path = folder / EPISODES_FILE
-    fix = f"re-run `crs eval --out {folder}`"
+    fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
     if not path.is_file():
         raise CRSError(f"{path} is missing; {fix}")
     try:

@@ -676,7 +676,7 @@ def read_eval_dir(
             disagreeing with each other (record count, conversations, metric means).
     """
     folder = Path(path)
-    fix = "re-run `crs eval --out " + str(folder) + "`"
+    fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
     summary = EvalSummary.read(folder)
     records = read_episodes(folder)
     episodes = folder / EPISODES_FILE

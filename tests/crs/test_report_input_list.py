@@ -147,7 +147,7 @@ def test_a_folder_passed_by_name_must_read_and_nothing_readable_is_an_error(eval
     message = str(error.value)
     assert message.startswith(f"no eval or train runs found in {only_broken}")
     assert f"{only_broken}/broken left out (unreadable: " in message
-    assert re.search(r"re-run `crs eval --out [^`]*broken`", message)
+    assert re.search(r"re-run `crs eval --out [^`]*broken --overwrite`", message)
     assert f"{only_broken}/notes left out (not an input" in message
 
 
