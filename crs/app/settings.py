@@ -247,9 +247,14 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     except CRSError as error:
         raise CRSError(f"bad training settings: {error}") from None
     except ValidationError as error:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
-        known = ", ".join(TrainSettings.model_fields)
-        raise CRSError(f"bad training settings: {'; '.join(parts)} (known keys: {known})") from None
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            + ("" if e["type"] == "extra_forbidden" else f", got {repr(e['input'])[:40]}")
+            for e in error.errors()
+        ]
+        unknown = any(e["type"] == "extra_forbidden" for e in error.errors())
+        known = f" (known keys: {', '.join(TrainSettings.model_fields)})" if unknown else ""
+        raise CRSError(f"bad training settings: {'; '.join(parts)}{known}") from None
     check_dataset_name(settings.dataset)
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)

@@ -238,6 +238,14 @@ def test_bad_settings_are_refused_when_read(settings) -> None:
         make_settings(settings)
 
 
+def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(CRSError, match=r"steps: .*got '1e3'") as wrong_type:
+        make_settings({"steps": "1e3"})
+    assert "known keys" not in str(wrong_type.value)
+    with pytest.raises(CRSError, match=r"stepz: Extra inputs are not permitted \(known keys: dataset"):
+        make_settings({"stepz": 3})
+
+
 def test_a_nan_reward_in_a_config_file_exits_2_before_training(tmp_path) -> None:
     config = tmp_path / "train.yaml"
     config.write_text("rewards: {recommend_success: .nan}\n")
