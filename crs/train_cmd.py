@@ -10,13 +10,17 @@ import typer
 import yaml
 
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
-from crs.app.training import run_training
+from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, run_training
 from crs.common import DATA_DIR_HELP, DATASET_HELP, SettingOption, friendly_errors, read_settings_file
 from simulators.errors import CRSError
+
+# what `--resume` applies to a run; it keeps every other setting the run recorded
+RESUME_OPTIONS = ("resume", "name", "runs_dir", "steps", "learning_rate", "ent_coef", "in_process")
 
 
 @friendly_errors
 def train_command(
+    ctx: typer.Context,
     dataset: str | None = typer.Option(None, "--dataset", "-d", help=DATASET_HELP),
     data_dir: str | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     setting: SettingOption = None,
@@ -103,12 +107,13 @@ def train_command(
         help="Print the resolved settings as a config file and exit (trains nothing).",
     ),
     name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Parent of the run directory."),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Parent of the run directory."),
     resume: bool = typer.Option(
         False,
         "--resume",
-        help="Continue run --name from its last checkpoint (--steps extends the budget); a run stopped "
-        "before its first checkpoint starts again from step 0 with its recorded settings.",
+        help="Continue run --name from its last checkpoint with its recorded settings (--steps extends the "
+        "budget; only --steps, --learning-rate, --ent-coef and --in-process/--workers may change); a run "
+        "stopped before its first checkpoint starts again from step 0 with its recorded settings.",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the existing run of that name and train it again from scratch."
@@ -156,6 +161,15 @@ def train_command(
 
         crs train --config runs/pw/config.yaml --name pw-again   # replay a run's settings
     """
+    ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
+    if in_process is not None:
+        ppo["subprocess"] = not in_process
+    if resume:
+        if overwrite:
+            raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
+        refuse_options_resume_ignores(ctx)
+        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
+        return
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
         data = recorded_settings(data["settings"])
@@ -168,14 +182,6 @@ def train_command(
         "envs": envs,
         "seed": seed,
     }
-    ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
-    if in_process is not None:
-        ppo["subprocess"] = not in_process
-    if resume:
-        if overwrite:
-            raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
-        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
-        return
     data.update({k: v for k, v in overrides.items() if v is not None})
     if ppo:
         data["ppo"] = {**data.get("ppo", {}), **ppo}
@@ -203,3 +209,30 @@ def train_command(
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return
     run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
+
+
+def refuse_options_resume_ignores(ctx: typer.Context) -> None:
+    """Refuse the options the user gave that `--resume` cannot apply (it keeps the run's settings).
+
+    Raises:
+        ResumeOptionError: Names each such option, and the options --resume accepts.
+    """
+    given = []
+    for param in ctx.command.params:
+        if param.name is None or param.name in RESUME_OPTIONS:
+            continue
+        source = ctx.get_parameter_source(param.name)  # typer's own click: compare the enum by name
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.append(max(param.opts, key=len))  # its long form
+    if given:
+        params = {param.name: param for param in ctx.command.params}
+        accepted = ", ".join(
+            max(params[key].opts, key=len) + "".join(f"/{o}" for o in params[key].secondary_opts)
+            for key in RESUME_OPTIONS
+            if key != "resume"
+        )
+        raise ResumeOptionError(
+            f"--resume cannot apply {', '.join(given)}: a resumed run keeps the settings its config.yaml "
+            f"recorded. --resume accepts only {accepted}; to train with other settings, start a new "
+            "run (another --name, or --overwrite without --resume)"
+        )

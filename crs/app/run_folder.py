@@ -498,7 +498,7 @@ class TrainSummary:
             CRSError: Missing, corrupt or lacking a key (the run has not finished: resume it).
         """
         path = run_dir / SUMMARY_FILE
-        fix = f"finish the run with `crs train --name {run_dir.name} --resume`"
+        fix = f"finish the run with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --resume`"
         required = tuple(f.name for f in fields(cls) if f.default is MISSING)
         data = read_json_mapping(path, required, fix)
         test = data["test"]

@@ -3,8 +3,11 @@ baselines on the same test conversations (the run directory's files: `crs.app.ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -36,10 +39,11 @@ from crs.app.run_folder import (
     write_test_folders,
 )
 from crs.app.settings import TrainSettings, make_settings
-from crs.claims import FolderClaim
+from crs.claims import LOCK_FILE, FolderClaim, refuse_output_over_inputs
 from crs.common import (
     METRIC_ORDER,
     console,
+    data_dir_input,
     metrics_table,
 )
 from crs.progress import LoggedProgress
@@ -59,6 +63,19 @@ from simulators.mcmipl import find_release
 # the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
 IMITATION_SEED_OFFSET = 7919
 FIT_CONVERSATIONS = 1000  # openings `--fit-plan-temperature` fits the belief temperature on
+DEFAULT_RUNS_DIR = Path("runs")  # `crs train --runs-dir`'s default
+
+
+class RunNameError(CRSError):
+    """A run name that is not one plain folder name (it would write outside the runs folder)."""
+
+
+class ResumeStepsError(CRSError):
+    """A resumed run asked to train to a step count it has already reached."""
+
+
+class ResumeOptionError(CRSError):
+    """An option that `crs train --resume` cannot apply: a resumed run keeps its recorded settings."""
 
 
 def system_info() -> dict[str, Any]:
@@ -172,7 +189,7 @@ def run_training(
     settings: TrainSettings | None,
     *,
     name: str | None = None,
-    runs_dir: Path = Path("runs"),
+    runs_dir: Path = DEFAULT_RUNS_DIR,
     resume: bool = False,
     overwrite: bool = False,
     steps: int | None = None,
@@ -185,52 +202,123 @@ def run_training(
     a clear error. A resumed run continues from checkpoint.zip, whose weights include every step its
     step count names; curve rows newer than the checkpoint are dropped and the best score to beat is
     the one measured for best_model.zip. A run stopped before its first checkpoint starts again from
-    step 0 with its recorded settings.
+    step 0 with its recorded settings. A new run that fails before training (a bad ranker, missing
+    data) leaves no run directory behind.
 
     Args:
         settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
-        name: Run name (default from the settings).
+        name: Run name (default from the settings): one plain folder name inside `runs_dir`.
         runs_dir: Parent of the run directory.
         resume: Continue the run (from its checkpoint.zip, or from step 0 when it has none).
         overwrite: Delete an existing run of that name and start again.
-        steps: Budget override (with `resume`: extend the run to this many steps).
+        steps: Budget override (with `resume`: extend the run to this many steps, above those it has).
         ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
             `resume` they replace the checkpoint's values from now on (a fine-tuning phase);
             ``{"subprocess": False}`` runs the envs in-process.
         show: Print progress and the summary with rich.
 
     Raises:
+        RunNameError: `name` is not one plain folder name.
+        ResumeStepsError: With `resume`, `steps` is not above the steps the run has trained.
+        OutputOverInputError: The run directory is or holds the ranker artifact or the data folder.
         CRSError: Bad settings, an existing or busy run, a damaged run file, or diverged training.
     """
+    if name is not None:
+        check_run_name(name, runs_dir)
     if resume:
         if name is None:
             raise CRSError("--resume needs --name: the run to continue")
         run_dir = runs_dir / name
         if not run_dir.is_dir():
             raise CRSError(f"--resume: there is no run {run_dir}; start it without --resume")
+        made_here = False
         claim = FolderClaim(run_dir, "run", resume=True)
     else:
         if settings is None:
             raise CRSError("run_training needs settings unless it resumes a run")
         name = name or _default_name(settings)
         run_dir = runs_dir / name
+        # --overwrite empties the run directory: refuse before, whatever the flags say
+        refuse_output_over_inputs(run_dir, training_inputs(settings))
+        made_here = not run_dir.exists()
         claim = FolderClaim(
             run_dir,
             "run",
             overwrite=overwrite,
-            hint=f"continue it with `crs train --name {name} --resume`, start it again with --overwrite, "
-            "or pick another --name",
+            hint=f"continue it with `crs train {run_options(name, runs_dir)} --resume`, start it again "
+            "with --overwrite, or pick another --name",
         )
-    with claim:
-        if resume:
-            settings = RunRecord.read(run_dir).settings
-        assert settings is not None
-        if steps is not None:
-            settings = settings.model_copy(update={"steps": steps})
-        if ppo:
-            merged = {**asdict(settings.ppo), **ppo}
-            settings = make_settings({**settings.model_dump(), "ppo": merged})
-        return _train(settings, name, run_dir, resume, show)
+    try:
+        with claim:
+            if resume:
+                settings = RunRecord.read(run_dir).settings
+                if steps is not None:
+                    _refuse_steps_not_above(run_dir, steps)
+            assert settings is not None
+            if steps is not None:
+                settings = settings.model_copy(update={"steps": steps})
+            if ppo:
+                merged = {**asdict(settings.ppo), **ppo}
+                settings = make_settings({**settings.model_dump(), "ppo": merged})
+            return _train(settings, name, run_dir, resume, show)
+    except Exception:
+        if made_here:  # a new run that failed before training (`_discard_start`) leaves no folder
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only when empty
+        raise
+
+
+def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
+    """Refuse a run name that is not one plain folder name inside `runs_dir`.
+
+    Raises:
+        RunNameError: `name` is empty, "." or "..", or holds a path separator (or a NUL).
+    """
+    if name in ("", ".", "..") or any(mark in name for mark in ("/", "\\", "\0")):
+        raise RunNameError(
+            f"run name {name!r} is not a plain folder name: --name is one folder inside --runs-dir "
+            f"({runs_dir}), without '/' or '\\', and not empty, '.' or '..'; to write elsewhere, give "
+            "the parent folder as --runs-dir and the folder's own name as --name"
+        )
+
+
+def run_options(name: str, runs_dir: Path) -> str:
+    """The ``--name`` (and, unless it is the default, ``--runs-dir``) options that name a run in a
+    command to type, e.g. ``--name rc1 --runs-dir .``."""
+    options = f"--name {shlex.quote(name)}"
+    if runs_dir != DEFAULT_RUNS_DIR:
+        options += f" --runs-dir {shlex.quote(str(runs_dir))}"
+    return options
+
+
+def training_inputs(settings: TrainSettings) -> list[tuple[str, Path | None]]:
+    """What a new run reads that its run directory must not be or hold (`--overwrite` would delete it):
+    the ranker artifact or TransE file its settings name, and the real-data folder (None: none)."""
+    ranker = RankerSpec.parse(settings.ranker) if settings.ranker is not None else None
+    ranker_path = ranker.path if ranker is not None else None
+    what = "--ranker artifact" if ranker is not None and ranker.kind == "artifact" else "--ranker file"
+    data = None if settings.dataset_spec().is_world else data_dir_input(settings.data_dir)
+    return [(what, ranker_path), ("data folder", data)]
+
+
+def _refuse_steps_not_above(run_dir: Path, steps: int) -> None:
+    """Refuse to resume `run_dir` to `steps` when its checkpoint already has that many.
+
+    Raises:
+        ResumeStepsError: `steps` is not above the checkpoint's step count.
+        ModelFileError: checkpoint.zip is damaged.
+    """
+    from policies.rl.model_file import read_model_data  # torch
+
+    checkpoint = run_dir / CHECKPOINT
+    if not checkpoint.is_file():  # stopped before its first checkpoint: it starts again from step 0
+        return
+    trained = int(read_model_data(checkpoint).get("num_timesteps", 0))
+    if steps <= trained:
+        raise ResumeStepsError(
+            f"run {run_dir} has trained {trained:,} steps: --resume --steps {steps:,} must be above "
+            f"{trained:,} to train more (e.g. --steps {2 * trained}); the run is unchanged"
+        )
 
 
 @dataclass(frozen=True)
@@ -267,6 +355,7 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
     import torch  # torch loads only when training runs, not at CLI start-up
 
     torch.set_num_threads(1)
+    new_run = not resume
     if resume and not (run_dir / CHECKPOINT).is_file():
         for leftover in PROGRESS_FILES:
             (run_dir / leftover).unlink(missing_ok=True)
@@ -276,12 +365,28 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
                 f"with the run's recorded settings"
             )
         resume = False
-    prepared = _prepare(settings, name, run_dir, show)
+    try:
+        prepared = _prepare(settings, name, run_dir, show)
+    except Exception:
+        if new_run:  # nothing durable yet: leave nothing that blocks the corrected command
+            _discard_start(run_dir)
+        raise
     session = _learn(prepared, resume)
     summary, throughput, verdict_rows = _test(prepared, session)
     if show:
         _show(prepared, session, summary, throughput, verdict_rows)
     return summary
+
+
+def _discard_start(run_dir: Path) -> None:
+    """Delete what a new run wrote in its (claimed) run directory before training started."""
+    for entry in run_dir.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:

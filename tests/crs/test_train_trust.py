@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -375,7 +376,8 @@ def test_a_run_killed_before_its_first_checkpoint_is_continued_with_the_commands
     assert f"rm {run / LOCK_FILE}" in message
     os.remove(run / LOCK_FILE)  # the command the error names
     again = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"])
-    assert again.exit_code == 2 and "crs train --name k --resume" in flat(again.output)
+    named = f"crs train --name k --runs-dir {shlex.quote(str(tmp_path))} --resume"  # not the default
+    assert again.exit_code == 2 and named in flat(again.output)
     resumed = runner.invoke(
         app, ["train", "--name", "k", "--runs-dir", str(tmp_path), "--resume", "--steps", "128"]
     )

@@ -1,0 +1,185 @@
+"""`crs train` and what its user gives it: the run folder never holds the run's inputs, --resume
+refuses what it cannot apply, a failed start leaves nothing behind, a run name stays inside
+--runs-dir, and the commands the errors name work as typed."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.app.training import (
+    ResumeStepsError,
+    RunNameError,
+    check_run_name,
+    run_options,
+    run_training,
+)
+from crs.cli import app
+from policies.rl.model_file import read_model_data
+from tests.crs.test_train_cmd import TINY, tiny_settings
+
+runner = CliRunner()
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def tiny_config(path: Path, **overrides: object) -> Path:
+    path.write_text(yaml.safe_dump({**TINY, "steps": 64, **overrides}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny trained run of 64 steps (checkpoint at 64)."""
+    runs = tmp_path_factory.mktemp("runs")
+    run_training(tiny_settings(steps=64), name="done", runs_dir=runs, show=False)
+    return runs / "done"
+
+
+# defect 1: --overwrite never deletes the run's own inputs
+@pytest.mark.parametrize("input_kind", ["ranker", "data"])
+def test_overwrite_refuses_a_run_folder_that_holds_an_input_before_deleting_anything(
+    tmp_path, input_kind
+) -> None:
+    run = tmp_path / "runs" / "x"
+    (run / "ranker").mkdir(parents=True)
+    (run / "ranker" / "config.json").write_text("{}")
+    (run / "data" / "lastfm").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    before = snapshot(run)
+    args = ["train", "--overwrite", "--name", "x", "--runs-dir", str(tmp_path / "runs")]
+    if input_kind == "ranker":
+        args += ["--ranker", str(run / "ranker")]
+    else:
+        args += ["--dataset", "lastfm", "--data-dir", str(run / "data")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    message = flat(result.output)
+    assert f"holds the {'--ranker artifact' if input_kind == 'ranker' else 'data folder'}" in message
+    assert "Traceback" not in result.output
+    assert snapshot(run) == before  # nothing deleted
+
+
+# defect 2: --resume --steps N needs N above the steps the run has
+@pytest.mark.parametrize("steps", [32, 64])
+def test_resume_to_steps_the_run_already_has_is_refused_and_changes_nothing(trained, steps) -> None:
+    before = snapshot(trained)
+    args = ["train", "--name", trained.name, "--runs-dir", str(trained.parent), "--resume"]
+    result = runner.invoke(app, [*args, "--steps", str(steps)])
+    assert result.exit_code == 2, result.output
+    message = flat(result.output)
+    assert "has trained 64 steps" in message and f"--steps {steps} must be above 64" in message
+    assert snapshot(trained) == before
+    with pytest.raises(ResumeStepsError, match="must be above 64"):
+        run_training(None, name=trained.name, runs_dir=trained.parent, resume=True, steps=steps, show=False)
+    assert snapshot(trained) == before
+
+
+# defect 3: --resume refuses the options it cannot apply, naming them
+@pytest.mark.parametrize(
+    ("option", "shown"),
+    [
+        (["--seed", "0"], "--seed"),
+        (["--config", "CONFIG"], "--config"),
+        (["--dataset", "persona_world"], "--dataset"),
+        (["-d", "persona_world"], "--dataset"),
+        (["--ranker", "popularity"], "--ranker"),
+        (["--setting", "binary"], "--setting"),
+        (["--envs", "2"], "--envs"),
+        (["--no-persona-attention"], "--no-persona-attention"),
+        (["--policy-only-ablation"], "--policy-only-ablation"),
+        (["--plan-depth", "2"], "--plan-depth"),
+        (["--fit-plan-temperature"], "--fit-plan-temperature"),
+        (["--print-config"], "--print-config"),
+    ],
+)
+def test_resume_refuses_an_option_it_cannot_apply(trained, tmp_path, option, shown) -> None:
+    config = tiny_config(tmp_path / "c.yaml")
+    option = [str(config) if part == "CONFIG" else part for part in option]
+    before = snapshot(trained)
+    args = ["train", "--name", trained.name, "--runs-dir", str(trained.parent), "--resume"]
+    result = runner.invoke(app, [*args, "--steps", "128", *option])
+    assert result.exit_code == 2, result.output
+    message = flat(result.output)
+    assert f"--resume cannot apply {shown}:" in message
+    assert "keeps the settings its config.yaml recorded" in message
+    assert "--steps, --learning-rate, --ent-coef, --in-process/--workers" in message
+    assert snapshot(trained) == before
+
+
+def test_resume_applies_the_options_it_accepts(trained, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    run = runs / "copy"
+    run.mkdir(parents=True)
+    for path, data in snapshot(trained).items():
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        (run / path).write_bytes(data)
+    args = ["train", "--name", "copy", "--runs-dir", str(runs), "--resume", "--steps", "128"]
+    result = runner.invoke(app, [*args, "--ent-coef", "0.003", "--in-process"])
+    assert result.exit_code == 0, result.output
+    assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
+    settings = yaml.safe_load((run / "config.yaml").read_text())["settings"]
+    assert settings["steps"] == 128 and settings["ppo"]["ent_coef"] == 0.003
+
+
+# defect 4: a start that fails before training leaves no run folder
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--ranker", "bogus"],
+        ["--dataset", "bogus"],
+        ["--dataset", "lastfm", "--data-dir", "MISSING"],
+    ],
+)
+def test_a_failed_start_leaves_no_run_folder_and_the_corrected_command_runs(tmp_path, bad) -> None:
+    config = tiny_config(tmp_path / "c.yaml")
+    bad = [str(tmp_path / "missing") if part == "MISSING" else part for part in bad]
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs"), "--name", "x2"]
+    result = runner.invoke(app, [*args, *bad])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "runs" / "x2").exists()
+    if bad[0] == "--ranker":
+        corrected = runner.invoke(app, args)
+        assert corrected.exit_code == 0, corrected.output
+        assert (tmp_path / "runs" / "x2" / "summary.json").is_file()
+
+
+# defect 5: a run name is one plain folder name
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", "a\\b", "", ".", ".."])
+def test_a_run_name_that_is_not_a_plain_folder_name_is_refused(tmp_path, name) -> None:
+    config = tiny_config(tmp_path / "c.yaml")
+    runs = tmp_path / "area" / "runs"
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(runs), "--name", name])
+    assert result.exit_code == 2, result.output
+    message = flat(result.output)
+    assert "not a plain folder name" in message and "--runs-dir" in message
+    assert not (tmp_path / "area").exists()  # nothing written, inside --runs-dir or out of it
+    resumed = runner.invoke(app, ["train", "--runs-dir", str(runs), "--name", name, "--resume"])
+    assert resumed.exit_code == 2 and "not a plain folder name" in flat(resumed.output)
+    with pytest.raises(RunNameError):
+        check_run_name(name)
+
+
+# defect 6: the commands the errors name carry a --runs-dir that is not the default
+def test_the_continue_hint_names_a_runs_dir_that_is_not_the_default(tmp_path) -> None:
+    (tmp_path / "rc1").mkdir()
+    (tmp_path / "rc1" / "summary.json").write_text("{")
+    config = tiny_config(tmp_path / "c.yaml")
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "rc1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"crs train --name rc1 --runs-dir {shlex.quote(str(tmp_path))} --resume" in flat(result.output)
+    assert run_options("rc1", Path("runs")) == run_options("rc1", Path("./runs")) == "--name rc1"
+    assert run_options("rc1", Path(".")) == "--name rc1 --runs-dir ."
