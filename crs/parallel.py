@@ -270,6 +270,11 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> WorkerPool:
+        """Start the pool; the ray backend starts Ray or connects to ``address`` here.
+
+        Raises:
+            CRSError: The Ray cluster at ``address`` cannot be reached (or it is not an address).
+        """
         if self.backend == "ray":
             self._start_ray()
         return self
@@ -291,7 +296,14 @@ class WorkerPool:
         import ray
 
         if self.address is not None:
-            ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            except (ConnectionError, ValueError) as error:  # nothing answers there, or not an address
+                raise CRSError(
+                    f"--address {self.address}: cannot connect to a Ray cluster there ({_one_line(error)}); "
+                    "start one (`ray start --head`) and give its address (e.g. ray://head:10001 or "
+                    "head:6379), or leave out --address to run on this machine"
+                ) from None
         else:
             ray.init(
                 num_cpus=self.workers,

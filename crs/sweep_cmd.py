@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from crs.app.sweep import (
     RESULTS_FILE,
     RUNS_DIR,
+    check_sweep_folder,
     expand_grid,
     extend_tasks,
     finished_tasks,
@@ -33,7 +34,13 @@ def sweep_command(
     config: Path = typer.Argument(
         ..., help="Sweep config (.yaml or .toml): kind, seeds, datasets, policies, ablations."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Sweep directory (a rerun skips its finished tasks)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Sweep directory: new, empty, or an earlier sweep of this config (a rerun skips its finished "
+        "tasks).",
+    ),
     workers: int = typer.Option(
         None, "--workers", "-w", help="Tasks at once (default: all cores, or the cluster's CPUs)."
     ),
@@ -65,10 +72,12 @@ def sweep_command(
     override the block's keys.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
-    interrupting and rerunning the same command skips finished tasks. A task whose worker process
-    crashed is retried (`retries` in the config, default 2); a task that raised an error (e.g. a missing
-    data folder) is not. Failed tasks are named (exit code 1). The options and the whole config are
-    checked before any task starts (exit code 2 on a bad value). Killing the sweep kills its workers.
+    interrupting and rerunning the same command skips finished tasks. DIR holds one config: a folder
+    with another config's finished tasks, or a non-empty folder that is not a sweep folder, is refused
+    (use another --out). A task whose worker process crashed is retried (`retries` in the config,
+    default 2); a task that raised an error (e.g. a missing data folder) is not. Failed tasks are named
+    (exit code 1). The options and the whole config are checked before any task starts (exit code 2 on
+    a bad value). Killing the sweep kills its workers.
 
     More seeds? `--seeds 0-9` runs the config with those seeds; into the sweep folder of the same config
     with fewer seeds, only the new seeds' tasks run.
@@ -113,7 +122,8 @@ def sweep_command(
     if seeds is not None:
         settings = with_seeds(settings, parse_seeds(seeds))
     tasks = expand_grid(settings) if extend is None else extend_tasks(settings, extend, out)
-    already = finished_tasks(out, tasks) if out.is_dir() else set()
+    check_sweep_folder(out, settings, tasks)  # one config per folder, nothing else's files
+    already = finished_tasks(out, tasks)
     continued = f", continuing the runs of {extend}" if extend is not None else ""
     console.print(
         f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks{continued}, "

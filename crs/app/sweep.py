@@ -64,9 +64,15 @@ are integers in [0, 2**32 - 1], counts are integers (not booleans or floats), ev
 the config (``train`` and ``ablations`` included) is finite — a NaN or an infinity is an error that
 names its key. Kind sessions also refuses a real dataset, an `eval:` or `train:` block, two ablations
 with the same settings, and a rule policy without a persona ranker (`sessions.ranker`, an existing
-artifact folder). A task that raises
-(e.g. a `CRSError` for a data folder that does not exist) fails at once, without retries; only a
-crashed worker process is retried.
+artifact folder). An empty config is refused. Each task's ranker is checked by its name alone
+(`check_ranker`: its syntax; kind eval, also an existing artifact folder or TransE file). A task that
+raises (e.g. a `CRSError` for a data folder that does not exist) fails at once, without retries; only
+a crashed worker process is retried.
+
+The sweep folder holds one config (`check_sweep_folder`, before anything is written): it must be new,
+empty, or a sweep folder (``sweep.json``) whose finished tasks are all tasks of this config (any seeds:
+``--seeds`` adds some), so neither another command's output nor another config's tasks are mixed in.
+Nothing is written into it before the worker pool is up (a Ray cluster reached).
 """
 
 from __future__ import annotations
@@ -94,11 +100,13 @@ from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_po
 from envs.metrics import MetricSummary
 from policies.atomic import read_json_mapping
 from policies.memory import DEFAULT_RULE
+from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
 SWEEP_FILE = "sweep.json"
+SHOWN_NAMES = 3  # entries or tasks an error names before "and N more"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 TASK_FILE = "task.json"
@@ -223,8 +231,23 @@ class SweepConfig(BaseModel):
             except CRSError as error:
                 raise ValueError(str(error)) from None
         if self.kind == "sessions":
-            self._check_sessions_kind()
+            self._check_sessions_kind()  # its ranker: `SessionSpec` checks it
+        else:
+            self._check_rankers()
         return self
+
+    def _check_rankers(self) -> None:
+        """Kinds eval and train: each task's ranker is one it can use (`check_ranker`), named by its key."""
+        block = "train" if self.kind == "train" else "eval"
+        for name in self.ablations:
+            key = f"ablations.{name}.ranker" if "ranker" in self.ablations[name] else f"{block}.ranker"
+            for dataset in self.datasets:
+                ranker = self.settings(name, dataset, self.seeds[0])["ranker"]
+                if ranker is not None:
+                    try:
+                        check_ranker(ranker, dataset, self.kind)
+                    except CRSError as error:
+                        raise ValueError(f"{key}: {error}") from None
 
     def _check_sessions_kind(self) -> None:
         """Kind sessions: `SESSION_DATASETS` only, no eval or train block, ablations that differ (the
@@ -300,6 +323,35 @@ class SweepConfig(BaseModel):
         return spec.model_dump(exclude=exclude)
 
 
+def check_ranker(text: str, dataset: str, kind: str) -> None:
+    """Raise unless a task of `kind` ("eval" or "train") on `dataset` can use the ranker named `text`, as
+    far as the name tells (no file is read): its syntax (`RankerSpec.parse`) and kind, TransE's default
+    file for lastfm only; kind eval, also an artifact folder or TransE file that exists (kind train may
+    name an artifact that `crs pretrain` writes before the sweep runs, as the benchmark configs do).
+
+    Raises:
+        CRSError: The ranker named, with the fix.
+    """
+    spec = RankerSpec.parse(text)
+    if spec.kind == "run" or (spec.kind == "pretrain" and kind != "train"):
+        raise CRSError(f"ranker {text!r} cannot be used by kind {kind!r}; use {CHOICES}")
+    if spec.kind == "transe" and spec.path is None and dataset != "lastfm":
+        raise CRSError(
+            f"ranker {text!r}: TransE embeddings are published for lastfm only, not {dataset}; use "
+            "popularity or a `crs pretrain` artifact folder"
+        )
+    if kind != "eval" or spec.path is None:
+        return
+    if spec.kind == "artifact" and not spec.path.is_dir():
+        raise CRSError(
+            f"ranker {text!r} is neither one of {RANKER_NAMES} (a persona one with its suffixes, e.g. "
+            "uniform+profile) nor an existing `crs pretrain` artifact folder; fix the name or give the "
+            "folder"
+        )
+    if spec.kind == "transe" and not spec.path.is_file():
+        raise CRSError(f"ranker {text!r}: no TransE file {spec.where}; give an existing file")
+
+
 def _non_finite(value: Any, path: str = "") -> list[str]:
     """'key.path: nan is not a finite number' for each NaN or infinity anywhere in a nested config value."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -338,11 +390,17 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     """Read and validate a sweep config (.yaml/.yml or .toml), before any task runs.
 
     Raises:
-        CRSError: Missing file, unreadable syntax, or invalid keys/values (each bad key named): e.g. a
-            negative seed, a NaN or infinite number, an unknown key, dataset, policy or split.
+        CRSError: Missing or empty file, unreadable syntax, or invalid keys/values (each bad key named):
+            e.g. a negative seed, a NaN or infinite number, an unknown key, dataset, policy, split or
+            ranker.
     """
     path = Path(path)
     data = read_settings_file(path, "sweep config")
+    if not data:
+        raise CRSError(
+            f"sweep config {path} is empty; a config says what to run, e.g. `policies: [ask-4]` and "
+            "`eval: {episodes: 600}` (see `crs sweep --help`)"
+        )
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as error:
@@ -554,6 +612,69 @@ def commit_task(out: Path, task: SweepTask, files: Mapping[str, bytes]) -> Path:
     return final
 
 
+def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> None:
+    """Refuse an `out` that a sweep of `config` (its `tasks`) must not write into; reads only.
+
+    `out` may be missing, an empty folder, or a sweep folder (``sweep.json``) whose finished tasks are
+    each one of `tasks` or a task of `config` with another seed (what ``--seeds`` ran): a rerun skips
+    them, and `crs report` on the folder reads no other config's tasks.
+
+    Raises:
+        CRSError: `out` or a folder above it is a file; `out` is a non-empty folder without
+            ``sweep.json`` (e.g. a `crs eval` output); it holds finished tasks of another config.
+    """
+    existing = next((path for path in (out, *out.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CRSError(
+            f"--out {out}: {existing} is a file, not a folder; give a new folder (or an earlier sweep "
+            "folder of this config)"
+        )
+    entries = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    if SWEEP_FILE not in entries:
+        raise CRSError(
+            f"--out {out} is not a sweep folder (no {SWEEP_FILE}) and not empty: it holds "
+            f"{_a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
+        )
+    foreign = _tasks_of_other_configs(out, config, tasks)
+    if foreign:
+        raise CRSError(
+            f"--out {out} holds {len(foreign)} finished task(s) of another config: {_a_few(foreign)}; use "
+            "another --out (a sweep folder holds one config, and `crs report` reads all its tasks)"
+        )
+
+
+def _a_few(names: list[str]) -> str:
+    """The first `SHOWN_NAMES` names, then how many more."""
+    more = len(names) - SHOWN_NAMES
+    return ", ".join(names[:SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
+
+
+def _tasks_of_other_configs(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> list[str]:
+    """The finished task folders of `out` that are neither named like one of `tasks` (`finished_tasks`
+    compares those) nor, by their ``task.json``, the task `config` gives for their seed. A folder whose
+    ``task.json`` cannot be read counts as another config's."""
+    names = {task.name for task in tasks}
+    grids: dict[int, dict[str, dict[str, Any]]] = {}  # seed -> the config's tasks with that seed alone
+    foreign = []
+    for folder in sweep_task_dirs(out) if (out / RUNS_DIR).is_dir() else []:
+        if folder.name in names:
+            continue
+        try:
+            recorded = json.loads((folder / TASK_FILE).read_text())
+        except (OSError, ValueError):
+            recorded = None
+        seed = recorded.get("seed") if isinstance(recorded, dict) else None
+        if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+            if seed not in grids:
+                grids[seed] = {task.name: task.to_dict() for task in expand_grid(with_seeds(config, [seed]))}
+            if grids[seed].get(folder.name) == recorded:
+                continue
+        foreign.append(folder.name)
+    return foreign
+
+
 def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
     """Names of `tasks` already finished in `out`.
 
@@ -748,6 +869,24 @@ def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
 
 
 # ---------------------------------------------------------------------- running
+def _start_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> None:
+    """Create `out`, remove its unfinished attempts and write ``sweep.json`` (the config and its tasks).
+
+    Raises:
+        CRSError: `out` cannot be created (e.g. no permission).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CRSError(
+            f"--out {out}: cannot create it ({error.strerror or error}); give a writable folder"
+        ) from None
+    remove_stale_attempts(out)
+    write_json_atomic(
+        out / SWEEP_FILE, {"config": config.model_dump(), "tasks": [task.to_dict() for task in tasks]}
+    )
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     """What one `run_sweep` call did.
@@ -794,17 +933,15 @@ def run_sweep(
             the config's ``train.steps`` (`extend_tasks`); it is only read.
 
     Raises:
-        CRSError: For a bad pool request (unknown backend, ``workers < 1``, ...) or a bad `extend`,
-            checked before anything is written, or a finished task folder made by another configuration.
+        CRSError: Before anything is written: a bad pool request (unknown backend, ``workers < 1``, a Ray
+            cluster that cannot be reached, ...), a bad `extend`, an `out` that is not a new folder or a
+            sweep folder of this config (`check_sweep_folder`), or a finished task folder made by another
+            configuration.
     """
     check_pool_request(workers, backend, address)
     tasks = expand_grid(config) if extend is None else extend_tasks(config, extend, out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_attempts(out)
+    check_sweep_folder(out, config, tasks)
     finished = finished_tasks(out, tasks)
-    write_json_atomic(
-        out / SWEEP_FILE, {"config": config.model_dump(), "tasks": [task.to_dict() for task in tasks]}
-    )
     todo = [task for task in tasks if task.name not in finished]
     by_name = {task.name: task for task in tasks}
     ran: list[str] = []
@@ -820,7 +957,8 @@ def run_sweep(
     if todo:
         with WorkerPool(
             min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
-        ) as pool:
+        ) as pool:  # a Ray cluster is reached (or refused) here, before anything is written
+            _start_sweep_folder(out, config, tasks)
             results = pool.run(
                 [
                     Task(
@@ -835,6 +973,8 @@ def run_sweep(
                 on_retry=on_retry,
             )
         failed = [result for result in results if not result.ok]
+    else:
+        _start_sweep_folder(out, config, tasks)
     rows = {
         task.name: read_metrics(task_dir(out, task.name))
         for task in tasks

@@ -23,6 +23,7 @@ from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
     RUNS_DIR,
+    SWEEP_FILE,
     TASK_DIR_MARKER,
     SweepConfig,
     expand_grid,
@@ -297,9 +298,11 @@ def test_unfinished_folders_are_never_taken_for_finished_ones(tmp_path) -> None:
     config = SweepConfig.model_validate({"seeds": [1, 2], "eval": {"episodes": 8}})
     out = tmp_path / "out"
     first, second = (task.name for task in expand_grid(config))
-    # An interrupted attempt and a folder without its `done` marker (e.g. copied by hand, half-written):
+    # An interrupted attempt and a folder without its `done` marker (e.g. copied by hand, half-written),
+    # in a sweep folder (a sweep writes sweep.json before any task):
     stale = out / RUNS_DIR / f".{first}.tmp-0123abcd"
     stale.mkdir(parents=True)
+    (out / SWEEP_FILE).write_text("{}")
     (stale / "summary.json").write_text("{")
     half = task_dir(out, second)
     half.mkdir()
