@@ -34,7 +34,7 @@ def report_command(
         False, "--overwrite", help="Delete what the output folder holds and write the new report there."
     ),
     data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
-    examples: int = typer.Option(3, "--examples", help="Example dialogues to replay (0: none)."),
+    examples: int = typer.Option(3, "--examples", min=0, help="Example dialogues to replay (0: none)."),
     persona: bool = typer.Option(
         True, "--persona/--no-persona", help="Run the persona analysis when possible."
     ),

@@ -30,6 +30,7 @@ from crs import __version__
 from crs.app.evaluation import conversations_fingerprint
 from crs.app.run_folder import (
     PROGRESS_FILES,
+    RUN_CONFIG,
     TRAINED_TEST,
     CurveFile,
     EvalSummary,
@@ -247,6 +248,7 @@ def run_training(
             overwrite=overwrite,
             hint=f"continue it with `crs train {run_options(name, runs_dir)} --resume`, start it again "
             "with --overwrite, or pick another --name",
+            marks=(RUN_CONFIG,),
         )
     try:
         with claim:

@@ -284,6 +284,12 @@ def test_overwrite_never_empties_a_folder_that_is_not_an_earlier_output_of_the_c
         assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
 
 
+def test_report_refuses_a_negative_number_of_examples(tmp_path: Path, evaluation: Path) -> None:
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(evaluation), "--out", str(out), "--examples", "-1"])
+    assert result.exit_code == 2 and "--examples" in result.output and not out.exists()
+
+
 def test_pretrain_and_report_never_write_inside_the_data_folder(tmp_path: Path, evaluation: Path) -> None:
     data = tmp_path / "data"
     (data / "lastfm").mkdir(parents=True)

@@ -397,6 +397,15 @@ def test_resume_of_a_run_without_a_usable_config_names_the_restart_command(train
     assert not (run / LOCK_FILE).exists()
 
 
+def test_overwrite_never_empties_a_folder_that_is_no_run(tmp_path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own file")
+    with pytest.raises(CRSError, match=r"no config\.yaml, so it is not an earlier run"):
+        run_training(tiny_settings(steps=64), name="mine", runs_dir=tmp_path, overwrite=True, show=False)
+    assert [path.name for path in mine.iterdir()] == ["notes.txt"]
+
+
 def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "o")
     (run / "eval.csv").write_text("junk\n")
