@@ -104,10 +104,12 @@ class TrainSettings(BaseModel):
         "preferences divided by T); "
         "None = the dataset default",
     )
-    steps: int = Field(DEFAULT_STEPS, ge=1)
-    envs: int | None = Field(None, ge=1, description="simulated-user envs; None = one per core, at least 8")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    world_seed: int = Field(0, ge=0, le=MAX_SEED)
+    steps: int = Field(DEFAULT_STEPS, ge=1, strict=True)
+    envs: int | None = Field(
+        None, ge=1, description="simulated-user envs; None = one per core, at least 8", strict=True
+    )
+    seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)
+    world_seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)
     world: WorldSettings = Field(default_factory=WorldSettings, description="persona world sizes")
     persona_attention: bool = True
     aspect_attention: bool = True
@@ -126,11 +128,11 @@ class TrainSettings(BaseModel):
         default_factory=lambda: dict(TRAIN_REWARDS),
         description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
     )
-    eval_every: int = Field(10_000, ge=0)
-    eval_episodes: int = Field(200, ge=1)
-    test_episodes: int = Field(600, ge=1)
-    checkpoint_every: int = Field(5_000, ge=1)
-    pretrain_epochs: int = Field(10, ge=1)
+    eval_every: int = Field(10_000, ge=0, strict=True)
+    eval_episodes: int = Field(200, ge=1, strict=True)
+    test_episodes: int = Field(600, ge=1, strict=True)
+    checkpoint_every: int = Field(5_000, ge=1, strict=True)
+    pretrain_epochs: int = Field(10, ge=1, strict=True)
     baselines: list[str] = Field(default_factory=lambda: list(RULE_BASELINES))
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     wrapper: WrapperConfig = Field(default_factory=WrapperConfig)

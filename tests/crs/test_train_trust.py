@@ -247,6 +247,12 @@ def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> 
         make_settings({"stepz": 3})
 
 
+@pytest.mark.parametrize("value", [True, 1000.0, "1000"])
+def test_a_count_is_an_integer_not_a_boolean_float_or_string(value) -> None:
+    with pytest.raises(CRSError, match=f"steps: Input should be a valid integer, got {value!r}"):
+        make_settings({"steps": value})
+
+
 def test_a_nan_reward_in_a_config_file_exits_2_before_training(tmp_path) -> None:
     config = tmp_path / "train.yaml"
     config.write_text("rewards: {recommend_success: .nan}\n")
