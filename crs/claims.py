@@ -10,6 +10,7 @@ clears it. A claimed folder must be empty unless the caller resumes it or passes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,6 +130,7 @@ class FolderClaim:
         self.lock = folder / LOCK_FILE
         if folder.exists() and not folder.is_dir():
             raise CRSError(f"{what} {folder} is a file, not a folder; choose a folder path")
+        self.created = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:  # a parent is a file, no permission, ...
@@ -161,10 +163,14 @@ class FolderClaim:
             raise
 
     def release(self) -> None:
-        """Remove the lock (once)."""
+        """Remove the lock (once), and the folder if the claim created it and nothing was written there
+        (e.g. the command failed before writing)."""
         if self.held:
             self.lock.unlink(missing_ok=True)
             self.held = False
+            if self.created:
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    self.folder.rmdir()
 
     def __enter__(self) -> FolderClaim:
         return self

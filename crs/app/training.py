@@ -3,7 +3,6 @@ baselines on the same test conversations (the run directory's files: `crs.app.ru
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shlex
@@ -232,7 +231,6 @@ def run_training(
         run_dir = runs_dir / name
         if not run_dir.is_dir():
             raise CRSError(f"--resume: there is no run {run_dir}; start it without --resume")
-        made_here = False
         claim = FolderClaim(run_dir, "run", resume=True)
     else:
         if settings is None:
@@ -241,7 +239,6 @@ def run_training(
         run_dir = runs_dir / name
         # --overwrite empties the run directory: refuse before, whatever the flags say
         refuse_output_over_inputs(run_dir, training_inputs(settings))
-        made_here = not run_dir.exists()
         claim = FolderClaim(
             run_dir,
             "run",
@@ -250,24 +247,18 @@ def run_training(
             "with --overwrite, or pick another --name",
             marks=(RUN_CONFIG,),
         )
-    try:
-        with claim:
-            if resume:
-                settings = RunRecord.read(run_dir).settings
-                if steps is not None:
-                    _refuse_steps_not_above(run_dir, steps)
-            assert settings is not None
+    with claim:  # a new run that failed before training (`_discard_start`) leaves no folder
+        if resume:
+            settings = RunRecord.read(run_dir).settings
             if steps is not None:
-                settings = settings.model_copy(update={"steps": steps})
-            if ppo:
-                merged = {**asdict(settings.ppo), **ppo}
-                settings = make_settings({**settings.model_dump(), "ppo": merged})
-            return _train(settings, name, run_dir, resume, show)
-    except Exception:
-        if made_here:  # a new run that failed before training (`_discard_start`) leaves no folder
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()  # only when empty
-        raise
+                _refuse_steps_not_above(run_dir, steps)
+        assert settings is not None
+        if steps is not None:
+            settings = settings.model_copy(update={"steps": steps})
+        if ppo:
+            merged = {**asdict(settings.ppo), **ppo}
+            settings = make_settings({**settings.model_dump(), "ppo": merged})
+        return _train(settings, name, run_dir, resume, show)
 
 
 def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
