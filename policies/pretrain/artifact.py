@@ -101,7 +101,8 @@ def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> 
     if config.get("fingerprint") != catalog_fingerprint(catalog):
         raise CRSError(
             f"artifact {path} was trained on a different {catalog.name!r} catalogue (same sizes, other item "
-            "aspects or interactions, e.g. another generator seed); re-run `crs pretrain` on this one"
+            "aspects or interactions, e.g. another generator seed): use the catalogue it was trained on "
+            "(the same --world-seed, data folder and dataset), or re-run `crs pretrain` on this one"
         )
 
 
