@@ -74,6 +74,12 @@ def palette(labels: Sequence[str], ablations: Mapping[str, str | None] | None = 
     return out
 
 
+def _plain(text: str) -> str:
+    """`text` (a name from an input) as matplotlib prints it: its ``$`` escaped, so that a name holding
+    two is not read as math (a bad formula, e.g. ``$\\input$``, would fail the whole report)."""
+    return text.replace("$", r"\$")
+
+
 def _style(ax: plt.Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
@@ -95,12 +101,14 @@ def plot_sr_curves(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
         ts, mean, low, high = sr_curve(row)
         color = colors[row.label]
         ax.fill_between(ts, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.plot(ts, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=row.label)
+        ax.plot(ts, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_plain(row.label))
     ax.set_xlabel("agent actions t")
     ax.set_ylabel("SR@t")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(ts)
-    ax.set_title(f"Success within t actions — {table.test_set.dataset_label}", fontsize=11, loc="left")
+    ax.set_title(
+        f"Success within t actions — {_plain(table.test_set.dataset_label)}", fontsize=11, loc="left"
+    )
     _style(ax)
     ax.legend(frameon=False, fontsize=9, loc="upper left")
     _save(fig, path)
@@ -120,12 +128,12 @@ def plot_turns(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
         ts, shares, fail = turn_distribution(row)
         offset = (i - (n - 1) / 2) * width
         color = colors[row.label]
-        ax.bar(ts + offset, shares, width=width, color=color, label=row.label)
+        ax.bar(ts + offset, shares, width=width, color=color, label=_plain(row.label))
         ax.bar([ts[-1] + 1.5 + offset], [fail], width=width, color=color, hatch="//", edgecolor="white")
     ax.set_xticks([*ts.tolist(), ts[-1] + 1.5], [*(str(t) for t in ts), "fail"])
     ax.set_xlabel("agent actions to success")
     ax.set_ylabel("share of conversations")
-    ax.set_title(f"When conversations end — {table.test_set.dataset_label}", fontsize=11, loc="left")
+    ax.set_title(f"When conversations end — {_plain(table.test_set.dataset_label)}", fontsize=11, loc="left")
     _style(ax)
     ax.legend(frameon=False, fontsize=9)
     _save(fig, path)
@@ -154,7 +162,7 @@ def plot_action_mix(table: Table, path: Path) -> Plot:
             bottom += values
         total = max(running[0], 1)
         ax.plot(ts, running / total, color="black", linewidth=1.2, linestyle=":", label="still running")
-        ax.set_title(row.label, fontsize=10, loc="left")
+        ax.set_title(_plain(row.label), fontsize=10, loc="left")
         ax.set_xlabel("agent action t", fontsize=9)
         ax.set_ylim(0, 1.05)
         ax.spines[["top", "right"]].set_visible(False)
@@ -163,7 +171,9 @@ def plot_action_mix(table: Table, path: Path) -> Plot:
     fig.legend(
         handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.06)
     )
-    fig.suptitle(f"Action mix per turn — {table.test_set.dataset_label}", x=0.01, ha="left", fontsize=11)
+    fig.suptitle(
+        f"Action mix per turn — {_plain(table.test_set.dataset_label)}", x=0.01, ha="left", fontsize=11
+    )
     fig.tight_layout()
     _save(fig, path)
     return Plot(
@@ -204,9 +214,9 @@ def plot_learning_curves(
                 grid = np.unique(np.concatenate([s for s, _ in series]))
                 stacked = np.array([np.interp(grid, s, v, left=np.nan, right=np.nan) for s, v in series])
                 mean = np.nanmean(stacked, axis=0)
-                ax.plot(grid, mean, color=color, linewidth=2.2, label=f"{label} (n={len(series)})")
+                ax.plot(grid, mean, color=color, linewidth=2.2, label=f"{_plain(label)} (n={len(series)})")
             else:
-                ax.lines[-1].set_label(label)
+                ax.lines[-1].set_label(_plain(label))
                 ax.lines[-1].set_linewidth(2.2)
     for ax, name in zip(axes[0], panels, strict=True):
         ax.set_xlabel("environment steps")
@@ -229,7 +239,7 @@ def plot_persona_usage(analysis: PersonaAnalysis, path: Path) -> Plot:
     """Share of the evaluated targets each shared persona prototype explains."""
     fig, ax = plt.subplots(figsize=(6.0, 0.42 * len(analysis.prototype_names) + 1.0))
     order = np.arange(len(analysis.prototype_names))[::-1]
-    ax.barh([analysis.prototype_names[i] for i in order], analysis.usage[order], color="#4c72b0")
+    ax.barh([_plain(analysis.prototype_names[i]) for i in order], analysis.usage[order], color="#4c72b0")
     for y, i in enumerate(order):
         ax.text(analysis.usage[i] + 0.005, y, f"{analysis.usage[i]:.0%}", va="center", fontsize=8)
     ax.set_xlabel("share of target items explained")
@@ -258,9 +268,13 @@ def plot_heatmap(
     for ax, (matrix, names, title) in zip(axes[0], panels, strict=True):
         image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-9), aspect="auto")
         ax.set_xticks(
-            range(len(analysis.group_names)), analysis.group_names, rotation=35, ha="right", fontsize=9
+            range(len(analysis.group_names)),
+            [_plain(name) for name in analysis.group_names],
+            rotation=35,
+            ha="right",
+            fontsize=9,
         )
-        ax.set_yticks(range(len(names)), names, fontsize=9)
+        ax.set_yticks(range(len(names)), [_plain(name) for name in names], fontsize=9)
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(
                 j,
@@ -302,11 +316,11 @@ def plot_sessions(comparison: SessionComparison, path: Path) -> Plot:
         high = np.array([v.high for v in series.by_session])
         color = colors[series.memory]
         ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.plot(x, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=series.memory)
+        ax.plot(x, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_plain(series.memory))
         ax.set_xticks(x)
     ax.set_xlabel("session")
     ax.set_ylabel(METRIC)
-    ax.set_title(f"{METRIC} per session — regime {comparison.regime}", fontsize=11, loc="left")
+    ax.set_title(f"{METRIC} per session — regime {_plain(comparison.regime)}", fontsize=11, loc="left")
     _style(ax)
     ax.legend(frameon=False, fontsize=9)
     if comparison.has_change:
@@ -318,7 +332,15 @@ def plot_sessions(comparison: SessionComparison, path: Path) -> Plot:
             high = np.array([series.by_offset[d].high for d in offsets])
             color = colors[series.memory]
             ax.fill_between(offsets, low, high, color=color, alpha=0.15, linewidth=0)
-            ax.plot(offsets, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=series.memory)
+            ax.plot(
+                offsets,
+                mean,
+                marker="o",
+                markersize=3.5,
+                linewidth=2,
+                color=color,
+                label=_plain(series.memory),
+            )
             if series.before_change is not None:
                 ax.axhline(series.before_change.mean, color=color, linestyle="--", linewidth=1)
             ax.set_xticks(offsets)

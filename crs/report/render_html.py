@@ -356,7 +356,7 @@ def _example_dialogues(report: Report) -> list[str]:
         lines = []
         for turn in dialogue.turns:
             css = "success" if turn.success else turn.kind
-            lines.append(f'<div class="{css}">{_esc(turn.text)}</div>')
+            lines.append(f'<div class="{_esc(css)}">{_esc(turn.text)}</div>')
             if turn.explanation:
                 lines.append(f'<div class="why">why: {_esc(turn.explanation)}</div>')
         out.append(

@@ -53,12 +53,18 @@ _SPECIAL = {
     "≤": r"$\leq$",
     "≥": r"$\geq$",
     "→": r"$\rightarrow$",
-    "✓": r"$\checkmark$",
+    "✓": r"$\surd$",  # \checkmark needs amssymb
     "*": r"$^*$",
     "[": "{[}",
     "]": "{]}",
+    "<": "$<$",
+    ">": "$>$",
+    "|": r"$\vert$",
+    **{char: " " for char in map(chr, (*range(32), 127))},
 }
-"""Characters that LaTeX reads as commands, or that its default fonts lack, and what to write instead."""
+"""Characters that LaTeX reads as commands, or that its default fonts lack, and what to write instead
+(line breaks and other control characters as spaces: a blank line ends a caption with an error, and the
+end of a line ends a ``%`` comment)."""
 SIGNIFICANT = r"$^\dagger$"
 """The mark of a paired difference whose 95% CI excludes 0."""
 

@@ -6,10 +6,15 @@ Where to edit:
 - a column of a table: `crs.report.columns` (shared with report.html);
 - how a figure or a shared sentence reads: `crs.report.formatting` (shared with report.html);
 - Markdown-only wording or layout of a section: its `_section` function here.
+
+Every string that comes from an input (names, paths, notes, the title) is hostile: it goes through
+`escape` (plain text, table cells included), `_inline` (a sentence of ours holding names, whose own
+``**bold**`` and `` `code` `` stay markup), `_code` (a code span) or `_fence` (a code block), never raw.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from crs import __version__
@@ -34,6 +39,60 @@ from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
 from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
 
+_SPECIAL = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    **{char: "\\" + char for char in "\\`*_[]|"},
+    **{char: " " for char in map(chr, (*range(32), 127))},
+}
+"""What Markdown reads as markup in a line of text, and what to write instead: the HTML characters as
+entities (no raw HTML, in any renderer), emphasis, code, link and table-cell characters backslash-escaped,
+line breaks and other control characters as spaces (a name cannot end a table row, list item or heading)."""
+_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
+"""Our own sentences' markup that `_inline` keeps (as `render_html._md_inline` turns it into HTML)."""
+
+
+def escape(text: str) -> str:
+    """`text` as Markdown that reads as itself, also inside a table cell (an ``_`` between letters, as in
+    ``lastfm_star``, is left as it is: it cannot start or end emphasis there).
+
+    Example: ``escape("a|b <i>_x_</i>")`` is ``a\\|b &lt;i&gt;\\_x\\_&lt;/i&gt;``.
+    """
+    return "".join(
+        char
+        if char == "_" and 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+        else _SPECIAL.get(char, char)
+        for i, char in enumerate(text)
+    )
+
+
+def _inline(text: str) -> str:
+    """A sentence of ours that holds names: its ``**bold**`` and `` `code` `` kept, every other character
+    escaped (`escape`), so a name can add emphasis or a code span at worst, never HTML or a link."""
+    out, start = [], 0
+    for match in _MARKUP.finditer(text):
+        out.append(escape(text[start : match.start()]))
+        bold, code = match.groups()
+        out.append(f"**{escape(bold)}**" if bold is not None else f"`{code}`")
+        start = match.end()
+    return "".join(out) + escape(text[start:])
+
+
+def _code(text: str) -> str:
+    """`text` as a code span: fenced by more backticks than it holds in a row, on one line."""
+    text = " ".join(text.splitlines())
+    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fence(lines: Sequence[str]) -> list[str]:
+    """`lines` as a code block: fenced by more backticks than any line holds in a row (at least 3)."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return [ticks, *lines, ticks]
+
 
 def to_markdown(report: Report) -> str:
     """The report as Markdown (plots linked as the PNG files beside it)."""
@@ -54,7 +113,7 @@ def _plot(plot: Plot) -> list[str]:
 
 
 def _unavailable(report: Report, section: str) -> list[str]:
-    return [f"_Unavailable: {report.unavailable.get(section, '')}._", ""]
+    return [f"_Unavailable: {_inline(report.unavailable.get(section, ''))}._", ""]
 
 
 def _table(layout: TableLayout[RowT], rows: Sequence[RowT]) -> list[str]:
@@ -68,55 +127,55 @@ def _table(layout: TableLayout[RowT], rows: Sequence[RowT]) -> list[str]:
         for m in METRICS:
             text = figure(row.metrics[m], m)
             cells.append(f"**{text}**" if m in best else text)
-        texts = [c.text(row) for c in layout.columns]
-        out.append("| " + " | ".join([row.label, *texts, *cells]) + " |")
+        texts = [escape(c.text(row)) for c in layout.columns]
+        out.append("| " + " | ".join([escape(row.label), *texts, *cells]) + " |")
     return out
 
 
 def _title(report: Report) -> list[str]:
-    return [f"# {report.title}", "", f"_{report.created} · persona-crs {__version__}_", ""]
+    return [f"# {escape(report.title)}", "", f"_{report.created} · persona-crs {__version__}_", ""]
 
 
 def _input_list(report: Report) -> list[str]:
     """Which inputs were used, where, and which were left out and why (details: "Inputs and notes")."""
     out = [f"**Inputs** ({counts(report.input_list)}):", ""]
     for line in report.input_list:
-        paths = ", ".join(f"`{path}`" for path in line.paths)
-        head = line.head if line.used else "**left out**"
-        out.append(f"- {head}: {paths}" + (f" — {line.reason}" if line.reason else ""))
+        paths = ", ".join(_code(path) for path in line.paths)
+        head = escape(line.head) if line.used else "**left out**"
+        out.append(f"- {head}: {paths}" + (f" — {_inline(line.reason)}" if line.reason else ""))
     return [*out, ""]
 
 
 def _answer(report: Report) -> list[str]:
-    return ["## The answer", "", f"> {QUESTION}", "", report.answer, ""]
+    return ["## The answer", "", f"> {QUESTION}", "", _inline(report.answer), ""]
 
 
 def _comparison(table: Table, plots: list[Plot]) -> list[str]:
-    out = [f"## Comparison — {table.title}", ""]
+    out = [f"## Comparison — {escape(table.title)}", ""]
     if table.separated:
-        out += [f"_Separate table: {table.separated}._", ""]
+        out += [f"_Separate table: {_inline(table.separated)}._", ""]
     out += _table(COMPARISON, table.rows)
     out += [
         "",
-        f"Mean and 95% CI ({ci_text(table)}); **bold**: best in the column; {setting_note(table)}; "
+        f"Mean and 95% CI ({ci_text(table)}); **bold**: best in the column; {escape(setting_note(table))}; "
         f"{table.rows[0].n_conversations} conversations per run.",
         "",
     ]
     if table.diffs:
         out += [
-            f"**Paired differences** ({table.reference} minus row, same conversations, 95% bootstrap CI; "
-            "✓ = CI excludes 0):",
+            f"**Paired differences** ({escape(table.reference or '')} minus row, same conversations, 95% "
+            "bootstrap CI; ✓ = CI excludes 0):",
             "",
             *_diff_table(table.diffs),
         ]
-    out += [f"_Not paired: {line}._" for line in table.unpaired] + ([""] if table.unpaired else [])
-    out += [f"_Paired whole: {whole_note(table)}._", ""] if table.whole else []
+    out += [f"_Not paired: {_inline(line)}._" for line in table.unpaired] + ([""] if table.unpaired else [])
+    out += [f"_Paired whole: {_inline(whole_note(table))}._", ""] if table.whole else []
     for diffs, title, note in (
         (table.ranker_diffs, "The rankers alone", rankers_alone_note(table)),
         (table.own_rule_diffs, "Over their own rankers", own_rules_note(table)),
     ):
         if diffs:
-            out += [f"**{title}** ({note}; ✓ = CI excludes 0):", ""]
+            out += [f"**{title}** ({_inline(note)}; ✓ = CI excludes 0):", ""]
             out += _diff_table(diffs, label=lambda d: f"{d.reference} − {d.label}")
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
@@ -137,7 +196,7 @@ def _diff_table(
     out = ["| row | pairs | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
     for d in diffs:
         cells = [f"{figure(d.metrics[m], m, True)}{' ✓' if d.significant(m) else ''}" for m in METRICS]
-        out.append(f"| {label(d)} | {d.n_pairs} | " + " | ".join(cells) + " |")
+        out.append(f"| {escape(label(d))} | {d.n_pairs} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
@@ -145,11 +204,11 @@ def _returning_users(report: Report) -> list[str]:
     """Per-session curves of returning users (`crs eval --sessions` inputs), one block per comparison."""
     out: list[str] = []
     for index, comparison in enumerate(report.sessions):
-        out += [f"## Returning users — {comparison.title}", ""]
+        out += [f"## Returning users — {escape(comparison.title)}", ""]
         out += ["| " + " | ".join(SESSION_HEADERS) + " |", "|---|---|" + "---:|" * (len(SESSION_HEADERS) - 2)]
-        out += ["| " + " | ".join(cells) + " |" for cells in session_rows(comparison)]
+        out += ["| " + " | ".join(map(escape, cells)) + " |" for cells in session_rows(comparison)]
         out.append("")
-        out += [f"- {sentence}" for sentence in session_sentences(comparison)]
+        out += [f"- {_inline(sentence)}" for sentence in session_sentences(comparison)]
         out.append("")
         plot = report.session_plots.get(index)
         if plot is not None:
@@ -171,7 +230,8 @@ def _learning_curves(report: Report) -> list[str]:
     for label, runs in report.train_groups.items():
         for run in runs:
             if run.missing:
-                out.append(f"- {label} ({run.info.path}): missing {', '.join(run.missing)}")
+                missing = ", ".join(run.missing)
+                out.append(f"- {escape(label)} ({escape(str(run.info.path))}): missing {escape(missing)}")
     return [*out, ""]
 
 
@@ -194,7 +254,7 @@ def _deletion(result: DeletionResult | None) -> str:
 
 
 def _persona(analysis: PersonaAnalysis, plots: list[Plot]) -> list[str]:
-    out = [f"### {analysis.dataset}: persona ranker `{analysis.source}`", ""]
+    out = [f"### {escape(analysis.dataset)}: persona ranker {_code(analysis.source)}", ""]
     out.append(f"- pairs analysed: {analysis.n_pairs} (user, target) pairs of the evaluated conversations")
     if analysis.agreement is not None:
         a = analysis.agreement
@@ -205,7 +265,7 @@ def _persona(analysis: PersonaAnalysis, plots: list[Plot]) -> list[str]:
         )
     out.append(f"- deletion test, explaining persona: {_deletion(analysis.deletion_persona)}")
     out.append(f"- deletion test, explaining aspect: {_deletion(analysis.deletion_aspect)}")
-    out += [f"- note: {note}" for note in analysis.notes]
+    out += [f"- note: {_inline(note)}" for note in analysis.notes]
     out.append("")
     for plot in plots:
         out += _plot(plot)
@@ -217,19 +277,19 @@ def _example_dialogues(report: Report) -> list[str]:
     if not report.examples:
         out += _unavailable(report, "examples")
     for dialogue in report.examples:
-        out += [f"**{dialogue.title}**", "", "```"]
+        lines = []
         for turn in dialogue.turns:
-            out.append(turn.text)
+            lines.append(turn.text)
             if turn.explanation:
-                out.append(f"       why: {turn.explanation}")
-        out += ["```", ""]
+                lines.append(f"       why: {turn.explanation}")
+        out += [f"**{escape(dialogue.title)}**", "", *_fence(lines), ""]
     return out
 
 
 def _inputs_and_notes(report: Report) -> list[str]:
     out = ["## Inputs and notes", ""]
-    out += [f"- `{run.path}`: {input_text(run)}" for run in report.inputs.evals]
-    out += [f"- `{run.info.path}`: {train_input_text(run)}" for run in report.inputs.trains]
+    out += [f"- {_code(str(run.path))}: {escape(input_text(run))}" for run in report.inputs.evals]
+    out += [f"- {_code(str(run.info.path))}: {escape(train_input_text(run))}" for run in report.inputs.trains]
     out.append("")
-    out += [f"- note: {note}" for note in report.notes]
+    out += [f"- note: {_inline(note)}" for note in report.notes]
     return [*out, ""]
