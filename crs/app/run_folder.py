@@ -649,7 +649,9 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 {rows}
 
 Each row's records are in `{TEST_DIR}/`; `crs report {run_dir}` compares them, paired. Evaluate it
-again: `crs eval --policy {run_dir}`. Train it again with the same settings:
+again on the same conversations:
+`crs eval --policy {run_dir} --seed {settings.seed} -n {summary.test_episodes}`.
+Train it again with the same settings:
 `crs train --config {run_dir / RUN_CONFIG} --name {summary.name}-again`. All settings: `{RUN_CONFIG}`.
 """
     write_text_atomic(run_dir / MODEL_CARD, text)

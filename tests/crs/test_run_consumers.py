@@ -159,6 +159,16 @@ def test_the_model_card_says_what_was_trained_and_how_to_rerun_it(run: Path) -> 
     assert f"crs train --config {run / 'config.yaml'} --name r-again" in card
 
 
+def test_the_model_card_s_evaluation_replays_the_run_s_test(run: Path, tmp_path: Path) -> None:
+    card = " ".join((run / "MODEL_CARD.md").read_text().split())
+    command = card.split("Evaluate it again on the same conversations: `")[1].split("`")[0]
+    args = shlex.split(command)
+    assert args[:2] == ["crs", "eval"]
+    result = runner.invoke(app, [*args[1:], "-o", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    assert read_episodes(tmp_path / "again") == read_episodes(run / TEST_DIR / TRAINED_TEST)
+
+
 def test_a_report_names_a_trained_policys_ranker_even_when_its_run_is_gone(run: Path, tmp_path: Path) -> None:
     """The report's ranker column shows the run's own ranker, not "run": from the run folder, else from
     summary.json's ``run_ranker``; a summary from before that field, with its run gone, says "run"."""
