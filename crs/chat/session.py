@@ -440,7 +440,7 @@ def run_chat(
         console=console,
         read=read,
         ranker=getattr(policy, "ranker", None) if ranker is None else ranker,
-        meta=meta,
+        meta={**(meta or {}), "chat_seed": seed},
         personal_commands=personal_commands,
         memory=memory,
     )

@@ -1,6 +1,7 @@
 """The chat transcript: JSON-ready records of each turn and of the outcome, and writing the file.
 
-A transcript has ``meta`` (dataset, policy, ranker, seed, mode, setting), ``user``, ``goal_index``,
+A transcript has ``meta`` (dataset, policy, ranker, seed: the conversation's own, chat_seed: the
+``crs chat --seed`` that chose it, mode, setting), ``user``, ``goal_index``,
 ``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``, ``explanation``,
 and after the opening ``reward``) and ``outcome`` (``ended``, ``success``, ``accepted_item``, ``rank``,
 ``agent_actions``, ``total_reward``, ``metrics`` of the finished conversation, and in watch mode

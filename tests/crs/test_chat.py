@@ -165,6 +165,15 @@ def test_bad_input_reprompts_with_a_hint(tmp_path: Path) -> None:
     assert transcript["outcome"]["rank"] == 2
 
 
+def test_a_watched_chat_s_transcript_names_the_seed_that_replays_it(tmp_path: Path) -> None:
+    _, first = chat(tmp_path, [], "--simulate", "--seed", "3", "--policy", "ask-2")
+    assert first["meta"]["chat_seed"] == 3
+    _, again = chat(
+        tmp_path, [], "--simulate", "--seed", str(first["meta"]["chat_seed"]), "--policy", "ask-2"
+    )
+    assert again == first
+
+
 def test_opening_by_number_and_by_close_spelling(tmp_path: Path, world: Catalog) -> None:
     _, by_number = chat(tmp_path, ["1", "quit"], "--policy", "ask-2")
     suggested = by_number["turns"][0]["answer"]["accepted"][0]
