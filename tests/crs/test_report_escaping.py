@@ -26,6 +26,7 @@ from crs.report.examples import DialogueTurn, ExampleDialogue
 from crs.report.formatting import ranker_text
 from crs.report.persona import PersonaAnalysis
 from crs.report.render import to_html, to_latex, to_markdown
+from tests.crs.test_report_render import balanced
 
 SCRIPT = "<script>alert(1)</script>"
 POLICIES = (
@@ -151,21 +152,9 @@ def test_markdown_shows_every_input_string_escaped(report: Report) -> None:
     assert escaped == "a\\|b &lt;i&gt;\\_x\\_&lt;/i&gt; lastfm_star"
 
 
-def _balanced(text: str) -> bool:
-    """Whether the braces that LaTeX reads as groups (not ``\\{``, but ``\\\\{``) balance."""
-    depth = 0
-    for index, char in enumerate(text):
-        backslashes = len(text[:index]) - len(text[:index].rstrip("\\"))
-        if char in "{}" and backslashes % 2 == 0:
-            depth += 1 if char == "{" else -1
-            if depth < 0:
-                return False
-    return depth == 0
-
-
 def test_latex_shows_every_input_string_escaped(report: Report, tmp_path: Path) -> None:
     tex = to_latex(report)
-    assert _balanced(tex)
+    assert balanced(tex)
     commands = [
         (line, name) for line in tex.splitlines() for name in re.findall(r"(?<!\\)\\([a-z]+\d*)", line)
     ]

@@ -103,7 +103,7 @@ def test_latex_escapes_every_special_character() -> None:
     assert escape("Yelp* −0.01 [x]") == r"Yelp$^*$ $-$0.01 {[}x{]}"
 
 
-def _balanced(text: str) -> bool:
+def balanced(text: str) -> bool:
     """Whether the braces that LaTeX reads as groups (not ``\\{``, but ``\\\\{``) balance."""
     depth = 0
     for index, char in enumerate(text):
@@ -122,7 +122,7 @@ def test_latex_tables_show_every_row_figure_and_best_mark(written) -> None:
     (table,) = report.tables
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
     assert r"\toprule" in tex and r"\label{tab:crs-comparison-1}" in tex
-    assert _balanced(tex)
+    assert balanced(tex)
     body = [line for line in tex.splitlines() if not line.startswith("%")]
     assert "persona_world" not in "\n".join(body)  # escaped in the caption
     assert "persona\\_world (world seed 0), test split" in tex
