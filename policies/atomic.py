@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,13 +22,19 @@ from simulators.errors import CRSError
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path to write; renamed onto `path` when the block ends without an error.
 
-    The temporary keeps the suffix (``best_model.tmp.zip``), since some writers (SB3) add a suffix
-    that is missing. When the block or the rename fails, the temporary is removed and `path` is left
-    as it was.
+    The temporary is hidden, named for this process and a random tag (two writers never share one, and
+    no file of the user's is taken for it), and keeps the suffix (``.best_model.<pid>.<tag>.tmp.zip``),
+    since some writers (SB3) add a suffix that is missing. A `path` that is a symbolic link is written
+    through it, and an existing file keeps its permissions. When the block or the rename fails, the
+    temporary is removed and `path` is left as it was.
     """
-    temporary = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    if path.is_symlink():
+        path = path.resolve()
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp{path.suffix}")
     try:
         yield temporary
+        if path.exists():
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -36,8 +43,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` atomically."""
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
+    with atomic_path(path) as temporary, temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())  # on disk before the rename makes it the file
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

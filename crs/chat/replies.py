@@ -187,7 +187,7 @@ class ChoicePrompt:
         if word == "all":
             text = " ".join(str(n) for n in range(1, len(options) + 1))
         parts = [p for p in re.split(r"[\s,;]+", text) if p]
-        if not parts or not all(p.isdigit() for p in parts):
+        if not parts or not all(_is_number(p) for p in parts):
             return Hint(f"Type numbers between 1 and {len(options)} (e.g. 1 3), or none.")
         numbers = sorted({int(p) for p in parts})
         bad = [n for n in numbers if not 1 <= n <= len(options)]
@@ -222,7 +222,7 @@ class SlatePrompt:
         if word in REJECT_WORDS:
             return Take(PersonAnswer(self.question.key, "reject"))
         number = word.lstrip("#")
-        if number.isdigit() and 1 <= int(number) <= len(self.items):
+        if _is_number(number) and 1 <= int(number) <= len(self.items):
             return Take(PersonAnswer(self.question.key, "accept", item=int(self.items[int(number) - 1])))
         return Hint(f"Type a number between 1 and {len(self.items)}, or n to reject them all.")
 
@@ -259,7 +259,7 @@ class OpeningPrompt:
             return ShowHelp()
         if not text:
             return Hint(f"Type a name (e.g. {escape(self.names[self.ideas[0]])}) or a number from the list.")
-        if text.isdigit():
+        if _is_number(text):
             number = int(text)
             if 1 <= number <= len(self.suggestions):
                 return self._take(self.suggestions[number - 1])
@@ -308,6 +308,12 @@ def prompt_for(question: Question, env: ConversationEnv, noun: str) -> Prompt:
     if question.is_binary:
         return BinaryPrompt(question, env.catalog.aspect_names[int(question.options[0])])
     return ChoicePrompt(question, env, noun)
+
+
+def _is_number(text: str) -> bool:
+    """Whether `text` is a whole number `int` reads and an option could have: decimal digits (any script,
+    not superscripts like '²'), at most 6 of them."""
+    return text.isdecimal() and len(text) <= 6
 
 
 def _normal(text: str) -> str:

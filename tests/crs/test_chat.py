@@ -174,6 +174,13 @@ def test_a_watched_chat_s_transcript_names_the_seed_that_replays_it(tmp_path: Pa
     assert again == first
 
 
+def test_digits_int_cannot_read_get_a_hint_not_a_traceback(tmp_path: Path) -> None:
+    result, transcript = chat(tmp_path, ["²", "9" * 5000, "jazz", "y", "n", "²", "2"], "--policy", "ask-2")
+    assert result.exit_code == 0, result.output
+    assert "Type a number between 1 and 10, or n to reject them all." in result.output  # the slate's "²"
+    assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
+
+
 def test_opening_by_number_and_by_close_spelling(tmp_path: Path, world: Catalog) -> None:
     _, by_number = chat(tmp_path, ["1", "quit"], "--policy", "ask-2")
     suggested = by_number["turns"][0]["answer"]["accepted"][0]
