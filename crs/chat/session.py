@@ -200,7 +200,8 @@ class ChatSession:
                 if answers:
                     self._restart(human, answers)
                     self.view.undone(undone.said)
-                else:
+                else:  # nothing said yet, as before the opening: nothing to record or remember
+                    self.turns, self.info, self.total_reward, self.kinds = [], None, 0.0, []
                     self.view.undone_opening()
                 continue
             answers.append(reply)

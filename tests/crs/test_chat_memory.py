@@ -163,6 +163,16 @@ def test_a_bad_file_stops_the_chat_before_it_starts_and_is_kept(
     assert memory.read_text() == text  # refused, not overwritten
 
 
+def test_an_undone_opening_is_neither_remembered_nor_recorded(tmp_path: Path, artifact: Path) -> None:
+    memory = tmp_path / "me.json"
+    result, transcript = chat(
+        tmp_path, ["jazz", "back", "quit"], "--ranker", str(artifact), "--memory", str(memory)
+    )
+    assert result.exit_code == 0, result.output
+    assert "Nothing to remember" in " ".join(result.output.split()) and not memory.exists()
+    assert transcript is not None and transcript["turns"] == []
+
+
 def test_user_id_must_be_the_files_user_and_files_must_differ(tmp_path: Path, artifact: Path) -> None:
     memory = tmp_path / "me.json"
     args = ["--ranker", str(artifact), "--memory", str(memory)]
