@@ -524,10 +524,12 @@ def resolve_session_policy(
             )
         spec = RankerSpec.parse(ranker)
         built = spec.build(catalog)
-        if not isinstance(built, ExplainablePersonaRanker):
+        personas = np.asarray(getattr(built, "log_prior", np.zeros((0, 0)))).shape[-1]
+        if not isinstance(built, ExplainablePersonaRanker) or personas < 2:
+            has = "one persona per user" if isinstance(built, ExplainablePersonaRanker) else "no personas"
             raise SessionPolicyError(
-                f"--ranker {ranker} has no personas (log_prior, personas); the memory needs a `crs pretrain` "
-                "artifact"
+                f"--ranker {ranker} models {has}, so there is no persona to track; the memory needs a "
+                "`crs pretrain` artifact with several personas per user"
             )
         make_rule_policy(policy, built)  # an unknown rule is named before the output folder is claimed
         return SessionPolicy(RuleBeliefPolicy(policy), built, policy, spec.name)

@@ -323,7 +323,11 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
         (["--sessions", "3", "--regime", "stable", "--memory", "update"], "needs a persona ranker"),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "--ranker", "popularity"],
-            "has no personas",
+            "models no personas",
+        ),
+        (
+            ["--sessions", "3", "--regime", "switch", "--memory", "update", "--ranker", "uniform"],
+            "models one persona per user, so there is no persona to track",
         ),
     ],
 )
