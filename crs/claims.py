@@ -91,10 +91,18 @@ def _create_lock(lock: Path) -> None:
         handle.write(holder)
 
 
-def _listed(entries: list[Path]) -> str:
-    """The first few names of `entries`, sorted: "a.json, b.json, ..."."""
-    names = sorted(entry.name for entry in entries)
-    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+def a_few(names: list[str], shown: int = 4) -> str:
+    """The first `shown` of `names`, then how many more: "a.json, b.json and 3 more"."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def empty_folder(folder: Path) -> None:
+    """Delete everything `folder` holds but its lock file."""
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 class FolderClaim:
@@ -143,19 +151,18 @@ class FolderClaim:
             raise CRSError(f"cannot write {what} {folder} ({error.strerror}); choose another path") from None
         self.held = True
         try:
-            content = [entry for entry in folder.iterdir() if entry.name != LOCK_FILE]
+            names = sorted(entry.name for entry in folder.iterdir() if entry.name != LOCK_FILE)
             missing = [name for name in marks if not (folder / name).exists()]
-            if content and overwrite and missing:
+            if names and overwrite and missing:
                 raise OutputExistsError(
-                    f"{what} {folder} holds {_listed(content)} but no {', '.join(missing)}, so it is not an "
+                    f"{what} {folder} holds {a_few(names)} but no {', '.join(missing)}, so it is not an "
                     f"earlier {what}; --overwrite only replaces one of those: choose another folder"
                 )
-            if content and overwrite:
-                for entry in content:
-                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-            elif content and not resume:
+            if names and overwrite:
+                empty_folder(folder)
+            elif names and not resume:
                 raise OutputExistsError(
-                    f"{what} {folder} already holds results ({_listed(content)}); "
+                    f"{what} {folder} already holds results ({a_few(names)}); "
                     f"{hint or 'pass --overwrite to replace them'}"
                 )
         except BaseException:

@@ -95,6 +95,7 @@ from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary, TrainSummary
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import make_settings
+from crs.claims import a_few
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
@@ -106,7 +107,6 @@ from simulators.datasets import check_dataset_name
 from simulators.errors import CRSError
 
 SWEEP_FILE = "sweep.json"
-SHOWN_NAMES = 3  # entries or tasks an error names before "and N more"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 TASK_FILE = "task.json"
@@ -635,20 +635,14 @@ def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -
     if SWEEP_FILE not in entries:
         raise CRSError(
             f"--out {out} is not a sweep folder (no {SWEEP_FILE}) and not empty: it holds "
-            f"{_a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
+            f"{a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
         )
     foreign = _tasks_of_other_configs(out, config, tasks)
     if foreign:
         raise CRSError(
-            f"--out {out} holds {len(foreign)} finished task(s) of another config: {_a_few(foreign)}; use "
+            f"--out {out} holds {len(foreign)} finished task(s) of another config: {a_few(foreign)}; use "
             "another --out (a sweep folder holds one config, and `crs report` reads all its tasks)"
         )
-
-
-def _a_few(names: list[str]) -> str:
-    """The first `SHOWN_NAMES` names, then how many more."""
-    more = len(names) - SHOWN_NAMES
-    return ", ".join(names[:SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
 
 
 def _tasks_of_other_configs(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> list[str]:

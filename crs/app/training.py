@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -39,7 +38,7 @@ from crs.app.run_folder import (
     write_test_folders,
 )
 from crs.app.settings import TrainSettings, make_settings
-from crs.claims import LOCK_FILE, FolderClaim, refuse_output_over_inputs
+from crs.claims import FolderClaim, empty_folder, refuse_output_over_inputs
 from crs.common import (
     METRIC_ORDER,
     console,
@@ -247,7 +246,7 @@ def run_training(
             "with --overwrite, or pick another --name",
             marks=(RUN_CONFIG,),
         )
-    with claim:  # a new run that failed before training (`_discard_start`) leaves no folder
+    with claim:  # a new run that failed before training (`_train`) leaves no folder
         if resume:
             settings = RunRecord.read(run_dir).settings
             if steps is not None:
@@ -362,24 +361,13 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
         prepared = _prepare(settings, name, run_dir, show)
     except Exception:
         if new_run:  # nothing durable yet: leave nothing that blocks the corrected command
-            _discard_start(run_dir)
+            empty_folder(run_dir)
         raise
     session = _learn(prepared, resume)
     summary, throughput, verdict_rows = _test(prepared, session)
     if show:
         _show(prepared, session, summary, throughput, verdict_rows)
     return summary
-
-
-def _discard_start(run_dir: Path) -> None:
-    """Delete what a new run wrote in its (claimed) run directory before training started."""
-    for entry in run_dir.iterdir():
-        if entry.name == LOCK_FILE:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
 
 
 def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:

@@ -148,18 +148,13 @@ def safe_custom_objects(
                 f"model file {path}: field {key!r} is not one `crs train` writes, and loading would act on "
                 "it; refused. Only load model files written by `crs train`"
             )
-        if not isinstance(value, PLAIN_FIELDS[key]) or (key == "rollout_buffer_kwargs" and value):
-            expected = (
-                "{}"
-                if key == "rollout_buffer_kwargs"
-                else " or ".join(
-                    "null" if kind is type(None) else kind.__name__ for kind in PLAIN_FIELDS[key]
-                )
-            )
+        kinds = PLAIN_FIELDS[key]
+        if not isinstance(value, kinds) or (key == "rollout_buffer_kwargs" and value):
+            expected = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
             raise UnsafeModelFileError(
                 f"model file {path}: field {key!r} holds {repr(value)[:60]}, where `crs train` writes "
-                f"{expected}; "
-                "refused. Only load model files written by `crs train`"
+                f"{'{}' if kinds == (dict,) else expected}; refused. Only load model files written by "
+                "`crs train`"
             )
     kwargs = data.get("policy_kwargs", {})
     if not isinstance(kwargs, dict) or SERIALIZED in kwargs or set(kwargs) - POLICY_KWARGS:
