@@ -1,6 +1,7 @@
 """Writing a file atomically (into a temporary file beside it, then one rename, so a reader or a crash
-never sees half a file), and reading a JSON mapping back with a named error. Every layer that writes
-or reads run files uses them.
+never sees half a file), reading a JSON mapping back with a named error, and a folder lock for a
+read-modify-write that two processes may do at once. Every layer that writes or reads run files uses
+them.
 
 It lives directly in `policies` (not in `policies.rl`) so that `crs` can import it without torch.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` while the block runs: another process's `folder_lock` on it
+    waits until the block ends. Advisory (``flock`` on the folder's descriptor: writers that do not take
+    it are not stopped) and leaves no file behind; where ``fcntl`` does not exist (Windows) it locks
+    nothing."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
 
 
 def write_text_atomic(path: Path, text: str) -> None:

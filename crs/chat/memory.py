@@ -8,6 +8,10 @@ row of the person's user is what the memory believes. The chat opens by saying t
 opened), `ChatMemory.update` moves the prior by the conversation's evidence (one step of the memory's
 online EM), `ChatMemory.save` writes the file atomically and the chat shows before → after
 (`ChatView.belief_change`). The file's format is `policies.memory_file`'s.
+
+Two chats may run on one file at once (two terminals). `save` holds a lock on the file's folder while
+it reads the file again and writes it; when another chat saved in between, this conversation's evidence
+moves the belief that chat left, so each conversation is remembered once and none is lost.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from envs.env import ConversationEnv
 from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.rollout import ConversationPolicy
 from envs.state import DialogueState
+from policies.atomic import folder_lock
 from policies.memory import MemoryRanker, MemoryUpdate, PersonaMemory, SessionEvidence
 from policies.memory_file import MemoryContext, MemoryFileError, MemoryRecord, read_memory, write_memory
 from policies.rankers import RUN_RANKER, RankerSpec
@@ -44,13 +49,17 @@ class MemoryChange:
 
     Attributes:
         path: The memory file.
-        update: The prior before and after, and the conversation's evidence (`PersonaMemory.update`).
+        update: The prior before and after (`PersonaMemory.update`).
         record: What the file holds after the chat.
+        evidence: The conversation's evidence, which moved the prior.
+        ended: How the conversation ended.
     """
 
     path: Path
     update: MemoryUpdate
     record: MemoryRecord
+    evidence: SessionEvidence
+    ended: str
 
     @property
     def before(self) -> np.ndarray:
@@ -172,18 +181,48 @@ class ChatMemory:
             raise ChatError(
                 f"the chat was with user {evidence.user}, but {self.path} remembers user {self.user}"
             )
+        return self._change(evidence, ended)
+
+    def _change(self, evidence: SessionEvidence, ended: str) -> MemoryChange:
         update = self.memory.update(evidence)
         start = self.record or MemoryRecord.new(self.context, self.user, update.before)
-        return MemoryChange(self.path, update, start.after(update, ended))
+        return MemoryChange(self.path, update, start.after(update, ended), evidence, ended)
 
-    def save(self, change: MemoryChange) -> None:
-        """Write the memory after `change` to the file, atomically.
+    def save(self, change: MemoryChange) -> MemoryChange:
+        """Write the memory after `change` to the file, atomically, under the folder's lock.
+
+        When the file no longer holds what this chat read (another chat on it saved meanwhile, or the
+        person was forgotten), `change`'s evidence moves what the file holds now instead (module
+        docstring).
+
+        Returns:
+            The change written: `change`, or the same evidence applied to the file's current belief.
 
         Raises:
-            MemoryFileError: The file cannot be written (the old one is kept).
+            MemoryFileError: The file cannot be written (the old one is kept), became unreadable, or
+                now remembers another user (it is kept; this conversation is not remembered).
         """
-        write_memory(self.path, change.record)
+        with folder_lock(self.path.parent):
+            current = read_memory(self.path, self.context)
+            if current != self.record:
+                change = self._rebased(change, current)
+            write_memory(self.path, change.record)
         self.record = change.record
+        return change
+
+    def _rebased(self, change: MemoryChange, current: MemoryRecord | None) -> MemoryChange:
+        """`change`'s evidence applied to `current`, what the file holds now (None: no file)."""
+        if current is not None and current.user != self.user:
+            raise MemoryFileError(
+                self.path,
+                f"another chat saved user {current.user} into it during this chat with user {self.user}",
+                "it is kept and this conversation is not remembered; pass another --memory file for it",
+            )
+        self.memory = PersonaMemory(self.memory.ranker, "update")
+        if current is not None:
+            self.memory.restore(self.user, current.prior, current.home)
+        self.record = current
+        return self._change(change.evidence, change.ended)
 
 
 def policy_with_memory(

@@ -52,6 +52,7 @@ from crs.explain import Explainer, Explanation
 from envs.env import ConversationEnv
 from envs.ranker import DialogueFacts, PreferenceRanker
 from envs.rollout import ConversationPolicy, episode_seed, evaluation_indices
+from policies.memory_file import MemoryFileError
 
 
 @dataclass
@@ -446,8 +447,13 @@ def run_chat(
         memory=memory,
     )
     result = session.run()
+    unsaved: MemoryFileError | None = None
     if memory is not None and result.transcript["turns"]:  # the person said at least their opening
         result.memory = memory.update(session.env.state, result.ended)
+        try:
+            result.memory = memory.save(result.memory)
+        except MemoryFileError as error:  # raised once the transcript is written
+            unsaved = error
         result.transcript["memory"] = result.memory.to_json()
     if transcript is not None:
         target = transcript
@@ -459,10 +465,11 @@ def run_chat(
             )
         write_transcript(target, result.transcript)
         console.print(f"[dim]transcript written to {escape(str(target))}[/]")
+    if unsaved is not None:
+        raise unsaved
     if memory is not None:
         if result.memory is None:
             session.view.nothing_remembered(memory)
         else:
-            memory.save(result.memory)
             session.view.belief_change(result.memory, watched=simulate)
     return result

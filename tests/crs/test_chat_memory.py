@@ -222,6 +222,57 @@ def hold(path: Path, ranker: PersonaRanker, world: Catalog, read: Any) -> tuple[
     return result, flat(console.file.getvalue())  # type: ignore[attr-defined]
 
 
+def talk(memory: ChatMemory, world: Catalog, lines: list[str]) -> Any:
+    """One chat of ask-2 over `memory` (opened earlier); the result."""
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("ask-2", memory.ranker())
+    return run_chat(
+        env, policy, seed=0, console=quiet(), read=lines_reader(lines), user_id=memory.user, memory=memory
+    )
+
+
+def test_two_chats_at_once_on_one_file_are_both_remembered(tmp_path: Path, world: Catalog) -> None:
+    """Both open the file before either saves: the second save moves the belief the first one left."""
+    ranker = random_persona_ranker(world, 3)
+    path, alone = tmp_path / "me.json", tmp_path / "alone.json"
+    hold(path, ranker, world, lines_reader(SCRIPT))  # a first chat, so that the belief can move
+    hold(alone, ranker, world, lines_reader(SCRIPT))
+    first, second = open_memory(path, ranker, world), open_memory(path, ranker, world)
+    talk(first, world, ["jazz", "n"])
+    result = talk(second, world, ["rock", "y"])
+    record = read_memory(path, first.context)
+    assert record is not None and record.conversations == 3
+    # the same two conversations one after the other
+    talk(open_memory(alone, ranker, world), world, ["jazz", "n"])
+    talk(open_memory(alone, ranker, world), world, ["rock", "y"])
+    np.testing.assert_allclose(record.prior, json.loads(alone.read_text())["prior"], atol=1e-12)
+    np.testing.assert_allclose(result.memory.after, record.prior)  # what the chat showed is what it saved
+    assert result.transcript["memory"]["conversations"] == 3
+
+
+def test_a_file_another_chat_gave_another_user_is_kept(tmp_path: Path, world: Catalog) -> None:
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    mine, theirs = open_memory(path, ranker, world, user=3), open_memory(path, ranker, world, user=5)
+    talk(theirs, world, SCRIPT)
+    before = path.read_bytes()
+    with pytest.raises(MemoryFileError, match="saved user 5 into it during this chat with user 3"):
+        talk(mine, world, SCRIPT)
+    assert path.read_bytes() == before
+
+
+def test_a_person_forgotten_during_the_chat_starts_again(tmp_path: Path, world: Catalog) -> None:
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    hold(path, ranker, world, lines_reader(SCRIPT))
+    memory = open_memory(path, ranker, world)
+    path.unlink()  # deleted while the chat goes on
+    result = talk(memory, world, SCRIPT)
+    record = read_memory(path, memory.context)
+    assert record is not None and record.conversations == 1
+    np.testing.assert_allclose(result.memory.before, softmax(ranker.log_prior[3]))
+
+
 def test_the_chat_runs_with_the_remembered_prior(tmp_path: Path, world: Catalog) -> None:
     ranker = random_persona_ranker(world, 3)
     path = tmp_path / "me.json"
