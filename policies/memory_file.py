@@ -24,8 +24,8 @@ artifact lies) and the catalogue by name and sizes; a file made for another rank
 refused. ``ranker.name`` is only for the messages.
 
 Reading (`read_memory`): a missing file is a new person (None: start from the ranker's prior); any
-other problem (unreadable, not JSON, another schema or version, another ranker or catalogue, a prior
-of the wrong length, negative, non-finite or not summing to 1, a malformed history) raises
+other problem (unreadable, not JSON, a key given twice, another schema or version, another ranker or
+catalogue, a prior of the wrong length, negative, non-finite or not summing to 1, a malformed history) raises
 `MemoryFileError`, naming the file, what is wrong and the fix. Writing (`write_memory`) is atomic
 (`policies.atomic`): a reader or a crash sees the old file or the new one, never half of one.
 Deleting the file forgets the person. Plain JSON only, never pickle.
@@ -258,10 +258,20 @@ def read_memory(path: Path, context: MemoryContext) -> MemoryRecord | None:
             path, "is not a file", "pass the path of a file (a new one starts a new memory)"
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise MemoryFileError(path, f"is corrupt ({type(error).__name__}: {error})") from None
     return memory_from_json(data, path, context)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice (a hand edit that added a second ``"user"``,
+    which JSON would silently take the last of) is a ValueError."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        twice = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"the key {twice[0]!r} is given twice")
+    return data
 
 
 def memory_from_json(data: object, path: Path, context: MemoryContext) -> MemoryRecord:

@@ -161,11 +161,10 @@ class ChatView:
         table.add_column(justify="right")
         table.add_column()
         for k in order[:PERSONAS_SHOWN]:
-            step = after[k] - before[k]
-            arrow = "[green]▲[/]" if step > 5e-4 else "[red]▼[/]" if step < -5e-4 else "[dim]=[/]"
-            table.add_row(
-                f"[italic]{escape(self.persona(user, int(k)))}[/]", f"{before[k]:.0%} → {after[k]:.0%}", arrow
-            )
+            was, now = f"{before[k]:.0%}", f"{after[k]:.0%}"
+            # an arrow only where the shown percentages differ ("40% → 40% ▲" would read as a contradiction)
+            arrow = "[dim]=[/]" if was == now else "[green]▲[/]" if after[k] > before[k] else "[red]▼[/]"
+            table.add_row(f"[italic]{escape(self.persona(user, int(k)))}[/]", f"{was} → {now}", arrow)
         hidden = len(order) - PERSONAS_SHOWN
         if hidden > 0:
             table.add_row(f"[dim]+{hidden} more[/]", "", "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from crs.chat import ChatError, ChatMemory, run_chat
+from crs.chat.memory import MemoryChange
+from crs.chat.view import ChatView
 from crs.cli import app
 from crs.explain import Explainer
 from envs.ranker import DialogueFacts
 from envs.registry import make_env
-from policies.memory import DEFAULT_RULE
-from policies.memory_file import MemoryFileError, read_memory
+from policies.memory import DEFAULT_RULE, MemoryUpdate, SessionEvidence
+from policies.memory_file import MemoryFileError, MemoryRecord, read_memory
 from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import PersonaRanker
 from policies.rules import make_rule_policy
@@ -352,6 +355,23 @@ def test_a_failed_save_keeps_the_old_file_intact(
         hold(path, ranker, world, lines_reader(SCRIPT))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["me.json"]
+
+
+def test_an_arrow_only_where_the_shown_belief_moved(tmp_path: Path, world: Catalog) -> None:
+    ranker = random_persona_ranker(world, 3)
+    memory = open_memory(tmp_path / "me.json", ranker, world)
+    before, after = np.array([0.4, 0.35, 0.25]), np.array([0.403, 0.2, 0.397])
+    update = MemoryUpdate(3, before, np.zeros(3), after, after)
+    evidence = SessionEvidence(user=3)
+    record = MemoryRecord.new(memory.context, 3, before).after(update, "quit")
+    console = quiet()
+    env = make_env(catalog=world, split="test")
+    ChatView(console, env, Explainer(world, None, ranker)).belief_change(
+        MemoryChange(memory.path, update, record, evidence, "quit")
+    )
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    rows = re.findall(r"(\d+%) → (\d+%)\s+(\S)", text)  # ordered by the belief after
+    assert rows == [("40%", "40%", "="), ("25%", "40%", "▲"), ("35%", "20%", "▼")]
 
 
 def test_a_ranker_with_one_persona_is_refused(tmp_path: Path, world: Catalog) -> None:

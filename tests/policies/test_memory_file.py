@@ -208,6 +208,16 @@ def test_corrupt_json_is_refused(tmp_path: Path, text: str) -> None:
         read_memory(path, context_of(tiny_ranker()))
 
 
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """A hand edit that adds a second "user" (JSON alone would take the last one silently)."""
+    path = tmp_path / "me.json"
+    remembered(path)
+    text = path.read_text()
+    path.write_text(text.replace('"user": ', '"user": 1, "user": ', 1))
+    with pytest.raises(MemoryFileError, match=r"is corrupt .*the key 'user' is given twice"):
+        read_memory(path, context_of(tiny_ranker()))
+
+
 def test_a_folder_is_not_a_memory_file(tmp_path: Path) -> None:
     with pytest.raises(MemoryFileError, match="is not a file"):
         read_memory(tmp_path, context_of(tiny_ranker()))
