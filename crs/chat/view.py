@@ -161,10 +161,11 @@ class ChatView:
         table.add_column(justify="right")
         table.add_column()
         for k in order[:PERSONAS_SHOWN]:
-            was, now = f"{before[k]:.0%}", f"{after[k]:.0%}"
+            shown = f"{before[k]:.0%}", f"{after[k]:.0%}"
             # an arrow only where the shown percentages differ ("40% → 40% ▲" would read as a contradiction)
-            arrow = "[dim]=[/]" if was == now else "[green]▲[/]" if after[k] > before[k] else "[red]▼[/]"
-            table.add_row(f"[italic]{escape(self.persona(user, int(k)))}[/]", f"{was} → {now}", arrow)
+            moved = "[green]▲[/]" if after[k] > before[k] else "[red]▼[/]"
+            arrow = "[dim]=[/]" if shown[0] == shown[1] else moved
+            table.add_row(f"[italic]{escape(self.persona(user, int(k)))}[/]", " → ".join(shown), arrow)
         hidden = len(order) - PERSONAS_SHOWN
         if hidden > 0:
             table.add_row(f"[dim]+{hidden} more[/]", "", "")
