@@ -7,11 +7,12 @@ machine-dependent defaults (recorded in the run's config.yaml).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from envs.env import Rewards
 from envs.registry import resolve_user_and_setting
@@ -59,8 +60,49 @@ sets wins over the recipe's, key by key inside ``rewards``, ``ppo`` and ``wrappe
 null`` trains from scratch."""
 
 
-# Every settings model refuses unknown keys and non-finite numbers (NaN, inf) when it is read.
-STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+# Every settings model refuses unknown keys, non-finite numbers (NaN, inf) and values of another type
+# (``true`` for a count, ``"0.1"`` for a rate, ``1`` for a switch) when it is read.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def plain_block(block: str, kind: type[Any], data: Any) -> Any:
+    """The ``ppo``, ``wrapper`` or ``imitation`` block `data` (a mapping from the config) as a `kind`
+    dataclass, each value checked against its field's type first: pydantic's strict mode takes only
+    instances of a dataclass, and its lax one would coerce ``true`` to 1 or ``"yes"`` to True.
+
+    Raises:
+        ValueError: An unknown key, a value of another type (named with its block, key and the type it
+            needs) or a non-finite number.
+        CRSError: A value out of its range (the dataclass's own check).
+    """
+    if not isinstance(data, dict):
+        return data  # an instance already, or pydantic names what it is
+    hints = get_type_hints(kind)
+    unknown = sorted(str(key) for key in data if key not in hints)
+    if unknown:
+        raise ValueError(f"{block}: unknown key(s) {', '.join(unknown)}; known: {', '.join(hints)}")
+    values = {}
+    for key, value in data.items():
+        types = tuple(t for t in get_args(hints[key]) or (hints[key],) if t is not type(None))
+        if value is not None or len(types) == len(get_args(hints[key])):  # None: an optional left out
+            if not _is_a(value, types):
+                need = " or ".join(t.__name__ for t in types)
+                raise ValueError(f"{block}.{key}={value!r} must be of type {need}")
+            if float in types and isinstance(value, int | float):
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(f"{block}.{key}={value} must be a finite number")
+        values[key] = value
+    return kind(**values)
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    """Whether `value` is one of `types`, as YAML writes them: a bool is no number, an int is a float."""
+    if isinstance(value, bool):
+        return bool in types
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, tuple(t for t in types if t is not bool))
 
 
 class UserSettings(BaseModel):
@@ -144,6 +186,12 @@ class TrainSettings(BaseModel):
     imitation: ImitationConfig | None = Field(
         None, description="warm start: copy this rule before PPO (policies.rl.imitation); None = from scratch"
     )
+
+    @field_validator("ppo", "wrapper", "imitation", mode="before")
+    @classmethod
+    def _plain_blocks(cls, data: Any, info: ValidationInfo) -> Any:
+        kinds = {"ppo": PPOConfig, "wrapper": WrapperConfig, "imitation": ImitationConfig}
+        return plain_block(str(info.field_name), kinds[str(info.field_name)], data)
 
     @field_validator("rewards")
     @classmethod

@@ -232,6 +232,17 @@ def test_a_damaged_policy_json_is_a_named_error(trained, tmp_path, file, text) -
         {"world_seed": -3},
         {"baselines": ["bogus"]},
         {"user": "alien"},
+        {"ppo": {"n_epochs": True}},
+        {"ppo": {"hidden": 64.5}},
+        {"ppo": {"learning_rate": "0.001"}},
+        {"ppo": {"train_embeddings": "yes"}},
+        {"ppo": {"target_kl": True}},
+        {"ppo": {"bogus": 1}},
+        {"wrapper": {"probes": 1}},
+        {"wrapper": {"n_items": True}},
+        {"imitation": {"steps": True}},
+        {"persona_attention": "yes"},
+        {"ablate_ranker": 1},
     ],
 )
 def test_bad_settings_are_refused_when_read(settings) -> None:
@@ -245,6 +256,16 @@ def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> 
     assert "known keys" not in str(wrong_type.value)
     with pytest.raises(CRSError, match=r"stepz: Extra inputs are not permitted \(known keys: dataset"):
         make_settings({"stepz": 3})
+
+
+def test_a_nested_value_of_another_type_is_named_and_an_integer_rate_is_a_float() -> None:
+    with pytest.raises(CRSError, match=r"ppo\.n_epochs=True must be of type int"):
+        make_settings({"ppo": {"n_epochs": True}})
+    with pytest.raises(CRSError, match=r"wrapper\.probes=1 must be of type bool"):
+        make_settings({"wrapper": {"probes": 1}})
+    settings = make_settings({"ppo": {"learning_rate": 1, "target_kl": None}, "wrapper": {"n_items": 12}})
+    assert isinstance(settings.ppo.learning_rate, float) and settings.ppo.learning_rate == 1.0
+    assert settings.ppo.target_kl is None and settings.wrapper.n_items == 12
 
 
 @pytest.mark.parametrize("value", [True, 1000.0, "1000"])
