@@ -174,7 +174,7 @@ def sweep_command(
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     title = (
-        f"sweep {settings.name}: {len(outcome.rows)}/{len(tasks)} tasks finished "
+        f"sweep {settings.name}: {len(outcome.rows)}/{len(outcome.planned)} tasks finished "
         f"({len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished)"
     )
     console.print(metrics_table(title, outcome.rows))

@@ -47,6 +47,24 @@ TRAINED_TEST = "trained"
 """The trained policy's folder in `TEST_DIR` (the baselines' are named by their rule)."""
 # Files of a run that hold training progress; a resume without a checkpoint starts again without them.
 PROGRESS_FILES = (CURVE_CSV, CURVE_JSONL, STATE_FILE, BEST_MODEL, FINAL_MODEL, SUMMARY_FILE)
+TASK_FILE = "task.json"
+"""A `crs sweep` task folder's task (`crs.app.sweep.SweepTask.to_dict`); the folder is a `crs eval` folder
+or a `crs train` run besides."""
+DONE_MARKER = "done"
+"""The marker a finished sweep task folder holds (written before the folder's final rename)."""
+
+
+def task_rerun_fix(folder: Path) -> str:
+    """How to make a sweep task folder's files again: delete it and rerun its sweep, which runs it again."""
+    sweep = folder.parent.parent
+    return f"delete {folder} and rerun `crs sweep CONFIG --out {sweep}` (it runs that task again)"
+
+
+def eval_fix(folder: Path) -> str:
+    """How to make a `crs eval` folder's files again (a sweep task's: `task_rerun_fix`)."""
+    if (folder / TASK_FILE).is_file():
+        return task_rerun_fix(folder)
+    return f"re-run `crs eval --out {folder} --overwrite` with its settings"
 
 
 @dataclass(frozen=True)
@@ -404,7 +422,7 @@ class EvalSummary:
             CRSError: Missing, corrupt, or lacking a required key (the message says how to fix it).
         """
         path = folder / SUMMARY_FILE
-        fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
+        fix = eval_fix(folder)
         return cls.from_dict(read_json_mapping(path, cls.REQUIRED, fix), f"{path}", fix)
 
     @classmethod
@@ -498,7 +516,8 @@ class TrainSummary:
             CRSError: Missing, corrupt or lacking a key (the run has not finished: resume it).
         """
         path = run_dir / SUMMARY_FILE
-        fix = f"finish the run with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --resume`"
+        resume = f"finish the run with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --resume`"
+        fix = task_rerun_fix(run_dir) if (run_dir / TASK_FILE).is_file() else resume
         required = tuple(f.name for f in fields(cls) if f.default is MISSING)
         data = read_json_mapping(path, required, fix)
         test = data["test"]
@@ -564,7 +583,7 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
         CRSError: Missing, unreadable, a corrupt line (named), or no record at all.
     """
     path = folder / EPISODES_FILE
-    fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
+    fix = eval_fix(folder)
     if not path.is_file():
         raise CRSError(f"{path} is missing; {fix}")
     try:

@@ -84,6 +84,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -92,7 +93,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crs.app.evaluation import EvalSpec, run_evaluation
-from crs.app.run_folder import EvalSummary, TrainSummary
+from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import make_settings
 from crs.claims import a_few
@@ -109,10 +110,9 @@ from simulators.errors import CRSError
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
-TASK_FILE = "task.json"
-DONE_MARKER = "done"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
 MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by Stable-Baselines3) takes seeds below 2**32
+MAX_SWEEP_SEEDS = 10_000  # `--seeds` in one call: a typo like 0-4294967295 is refused, not expanded
 
 # Strict: a YAML `true` or `2.0` is not silently taken for an integer.
 Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
@@ -200,7 +200,8 @@ class SweepConfig(BaseModel):
     def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
         if values is None:
             return None
-        repeated = sorted({str(value) for value in values if values.count(value) > 1})
+        counts = Counter(repr(value) for value in values)  # seeds, names: hashable by their repr
+        repeated = sorted({str(value) for value in values if counts[repr(value)] > 1})
         if repeated:
             raise ValueError(f"repeated entries: {', '.join(repeated)}")
         return values
@@ -224,8 +225,11 @@ class SweepConfig(BaseModel):
         if self.kind != "sessions" and "sessions" in self.model_fields_set:
             raise ValueError(f"sessions: used by kind 'sessions' only, not {self.kind!r}; remove it")
         for name in self.ablations:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-                raise ValueError(f"ablation name {name!r} may only use letters, digits, '_', '.', '-'")
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?", name):
+                raise ValueError(
+                    f"ablation name {name!r} may only use letters, digits, '_', '.', '-', and must begin "
+                    "and end with a letter or digit (task folders are named by it)"
+                )
             try:
                 self.settings(name, self.datasets[0], self.seeds[0])
             except CRSError as error:
@@ -472,11 +476,12 @@ def expand_grid(config: SweepConfig) -> list[SweepTask]:
                     tasks.append(
                         SweepTask(name, group, config.kind, dataset, policy, ablation, seed, settings)
                     )
-    names = [task.name for task in tasks]
-    if len(set(names)) != len(names):
-        repeated = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(task.name for task in tasks)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
         raise CRSError(
-            f"sweep tasks would share names {', '.join(repeated)}; give the policies distinct names"
+            f"sweep tasks would share names {a_few(repeated)}; give the policies (or datasets) names that "
+            "differ in their letters and digits"
         )
     return tasks
 
@@ -673,19 +678,20 @@ def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
     """Names of `tasks` already finished in `out`.
 
     Raises:
-        CRSError: When a finished folder was made by a different configuration (same name, other settings).
+        CRSError: When a finished folder was made by a different configuration (same name, other settings),
+            or its files cannot be read (found before any task runs; the message says to delete it).
     """
     finished = set()
     for task in tasks:
         path = task_dir(out, task.name)
         if not is_finished(path):
             continue
-        recorded = json.loads((path / TASK_FILE).read_text())
-        if recorded != task.to_dict():
+        if read_task(path) != task.to_dict():
             raise CRSError(
                 f"{path} was produced by a different configuration than task {task.name!r} of this config; "
                 "use another --out or delete that folder"
             )
+        read_metrics(path)  # the results table reads them once the sweep has run
         finished.add(task.name)
     return finished
 
@@ -723,8 +729,13 @@ def planned_tasks(path: str | Path) -> list[str]:
 
 
 def read_task(path: str | Path) -> dict[str, Any]:
-    """A finished task's ``task.json`` (`SweepTask.to_dict`)."""
-    return json.loads((Path(path) / TASK_FILE).read_text())
+    """A finished task's ``task.json`` (`SweepTask.to_dict`).
+
+    Raises:
+        CRSError: It is missing or corrupt (the message says to delete the task and rerun the sweep).
+    """
+    folder = Path(path)
+    return read_json_mapping(folder / TASK_FILE, ("name", "group", "kind", "seed"), task_rerun_fix(folder))
 
 
 def with_train_steps(config: SweepConfig, steps: int) -> SweepConfig:
@@ -764,8 +775,16 @@ def parse_seeds(text: str) -> list[int]:
             raise CRSError(
                 f"--seeds {text!r}: the range {part.strip()!r} runs backwards; write {last}-{first}"
             )
+        if first < 0 or last > MAX_SEED:
+            raise CRSError(f"--seeds {text!r}: seeds lie in 0-{MAX_SEED}; {part.strip()!r} does not")
+        if len(seeds) + last - first + 1 > MAX_SWEEP_SEEDS:
+            raise CRSError(
+                f"--seeds {text!r}: more than {MAX_SWEEP_SEEDS} seeds; run a few hundred at a time into "
+                "the same --out"
+            )
         seeds.extend(range(first, last + 1))
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    counts = Counter(seeds)
+    repeated = sorted(seed for seed, count in counts.items() if count > 1)
     if repeated:
         raise CRSError(f"--seeds {text!r}: seed {repeated[0]} is listed twice; list each seed once")
     return seeds
@@ -863,8 +882,13 @@ def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
 
 
 # ---------------------------------------------------------------------- running
-def _start_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> None:
-    """Create `out`, remove its unfinished attempts and write ``sweep.json`` (the config and its tasks).
+def _start_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> list[str]:
+    """Create `out`, remove its unfinished attempts and write ``sweep.json``: the config and its tasks,
+    with the seeds and tasks an earlier run into `out` planned (`--seeds` adds seeds to a sweep folder;
+    `check_sweep_folder` has checked they are this config's).
+
+    Returns:
+        The names of every task ``sweep.json`` now plans: the earlier ones, then this run's new ones.
 
     Raises:
         CRSError: `out` cannot be created (e.g. no permission).
@@ -876,9 +900,23 @@ def _start_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) 
             f"--out {out}: cannot create it ({error.strerror or error}); give a writable folder"
         ) from None
     remove_stale_attempts(out)
-    write_json_atomic(
-        out / SWEEP_FILE, {"config": config.model_dump(), "tasks": [task.to_dict() for task in tasks]}
-    )
+    try:
+        earlier = read_json_mapping(out / SWEEP_FILE)
+    except CRSError:  # a new folder (or a damaged listing, which this run replaces)
+        earlier = {}
+    mine = {task.name: task.to_dict() for task in tasks}
+    listed = [
+        task
+        for task in earlier.get("tasks") or []
+        if isinstance(task, dict) and isinstance(task.get("name"), str) and task["name"] not in mine
+    ]
+    listed += list(mine.values())
+    old_config = earlier.get("config")
+    old_seeds = old_config.get("seeds") if isinstance(old_config, dict) else None
+    seeds = [*(old_seeds if isinstance(old_seeds, list) else []), *config.seeds]
+    dumped = config.model_dump() | {"seeds": sorted(set(seeds), key=seeds.index)}
+    write_json_atomic(out / SWEEP_FILE, {"config": dumped, "tasks": listed})
+    return [task["name"] for task in listed]
 
 
 @dataclass(frozen=True)
@@ -890,7 +928,9 @@ class SweepOutcome:
         skipped: Tasks already finished before this run (not run again).
         ran: Tasks finished by this run.
         failed: Tasks that failed after their retries (name, attempts and last error).
-        rows: Metrics of every finished task, in grid order (the results table).
+        rows: Metrics of every finished task the sweep folder plans, earlier runs' seeds first (the
+            results table).
+        planned: Every task the sweep folder plans (``sweep.json``): this run's and earlier ones'.
     """
 
     tasks: list[SweepTask]
@@ -898,6 +938,7 @@ class SweepOutcome:
     ran: list[str]
     failed: list[TaskResult]
     rows: dict[str, dict[str, MetricSummary]]
+    planned: list[str]
 
 
 def run_sweep(
@@ -952,7 +993,7 @@ def run_sweep(
         with WorkerPool(
             min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
         ) as pool:  # a Ray cluster is reached (or refused) here, before anything is written
-            _start_sweep_folder(out, config, tasks)
+            planned = _start_sweep_folder(out, config, tasks)
             results = pool.run(
                 [
                     Task(
@@ -968,12 +1009,8 @@ def run_sweep(
             )
         failed = [result for result in results if not result.ok]
     else:
-        _start_sweep_folder(out, config, tasks)
-    rows = {
-        task.name: read_metrics(task_dir(out, task.name))
-        for task in tasks
-        if is_finished(task_dir(out, task.name))
-    }
+        planned = _start_sweep_folder(out, config, tasks)
+    rows = {name: read_metrics(task_dir(out, name)) for name in planned if is_finished(task_dir(out, name))}
     write_json_atomic(
         out / RESULTS_FILE,
         {
@@ -981,4 +1018,4 @@ def run_sweep(
             "failed": [{"name": r.name, "attempts": r.attempts, "error": r.error} for r in failed],
         },
     )
-    return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows)
+    return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows, planned)

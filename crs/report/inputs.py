@@ -30,22 +30,23 @@ import numpy as np
 
 from crs.app.run_folder import (
     CURVE_CSV,
+    DONE_MARKER,
     EPISODES_FILE,
     RUN_CONFIG,
     SUMMARY_FILE,
+    TASK_FILE,
     TEST_DIR,
     TRAINED_TEST,
     CurveFile,
     EvalSummary,
     RunRecord,
     TrainSummary,
+    eval_fix,
     read_episodes,
 )
 from crs.app.sweep import (
-    DONE_MARKER,
     RUNS_DIR,
     SWEEP_FILE,
-    TASK_FILE,
     SweepTask,
     is_finished,
     planned_tasks,
@@ -676,7 +677,7 @@ def read_eval_dir(
             disagreeing with each other (record count, conversations, metric means).
     """
     folder = Path(path)
-    fix = f"re-run `crs eval --out {folder} --overwrite` with its settings"
+    fix = eval_fix(folder)
     summary = EvalSummary.read(folder)
     records = read_episodes(folder)
     episodes = folder / EPISODES_FILE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary
 from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
+    RESULTS_FILE,
     RUNS_DIR,
     SWEEP_FILE,
     TASK_DIR_MARKER,
@@ -210,6 +212,8 @@ def test_seeds_option_reads_seeds_and_inclusive_ranges(text, seeds) -> None:
         ("1,x", "'x' is not a seed or a range"),
         ("0-2,2", "seed 2 is listed twice"),
         ("", "'' is not a seed or a range"),
+        ("0-4294967296", "seeds lie in 0-4294967295; '0-4294967296' does not"),
+        ("0-20000", "more than 10000 seeds"),
     ],
 )
 def test_bad_seeds_option_is_refused_before_anything_runs(tmp_path, text, message) -> None:
@@ -237,6 +241,41 @@ def test_more_seeds_into_a_sweep_folder_run_only_the_new_seeds(tmp_path) -> None
     assert {path.name: path.read_bytes() for path in first.iterdir()} == before
     seeds = [json.loads((path / "task.json").read_text())["seed"] for path in sweep_task_dirs(out)]
     assert seeds == [1, 2, 3]
+
+    # a run of one more seed alone keeps the earlier seeds in the folder's plan and results table
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial", "--seeds", "4")
+    assert code == 0, output
+    assert "4/4 tasks finished (1 run now, 0 skipped" in " ".join(output.split())
+    listing = json.loads((out / SWEEP_FILE).read_text())
+    assert listing["config"]["seeds"] == [1, 2, 3, 4]
+    assert [task["seed"] for task in listing["tasks"]] == [1, 2, 3, 4]
+    results = json.loads((out / RESULTS_FILE).read_text())["rows"]
+    assert sorted(results) == [f"persona_world-ask-4-default-s{s}" for s in (1, 2, 3, 4)]
+
+
+def test_a_finished_task_with_damaged_files_is_named_before_any_task_runs(tmp_path) -> None:
+    config = "seeds: [1, 2]\npolicies: [ask-4]\neval: {episodes: 5}\n"
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 0, output
+    task = task_dir(out, "persona_world-ask-4-default-s1")
+    for damage in ("task.json", "summary.json"):
+        (task / damage).write_text('{"na')
+        shutil.rmtree(task_dir(out, "persona_world-ask-4-default-s2"))
+        code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+        text = " ".join(output.split())
+        assert code == 2, output
+        assert f"{damage} is corrupt" in text and "Traceback" not in output
+        assert f"delete {task} and rerun `crs sweep CONFIG --out {out}`" in text
+        assert not task_dir(out, "persona_world-ask-4-default-s2").exists()  # nothing ran
+        shutil.rmtree(task)
+        code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")  # the fix works
+        assert code == 0, output
+
+
+def test_ablation_names_must_begin_and_end_with_a_letter_or_digit(tmp_path) -> None:
+    code, output, out = cli_sweep(tmp_path, "eval: {episodes: 5}\nablations: {a: {}, a_: {}}\n")
+    assert code == 2 and "ablation name 'a_' may only use" in " ".join(output.split()), output
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ running
