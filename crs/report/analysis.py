@@ -659,12 +659,14 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
     """The answer to "do persona and aspect attention work better together than apart?", from numbers.
 
     Returns:
-        The paragraph, and a verdict per dataset label ("yes", "no", "inconclusive"); datasets
-        without a full model and its ablations get no verdict.
+        The paragraph, and a verdict per dataset label ("yes", "no", "inconclusive"; a dataset with
+        several tables, e.g. two settings, gets one per table, named by setting and table number);
+        datasets without a full model and its ablations get no verdict.
     """
     sentences: list[str] = []
     verdicts: dict[str, str] = {}
-    for table in tables:
+    datasets = [table.test_set.dataset_label for table in tables]
+    for number, table in enumerate(tables, 1):
         paired = {d.label for d in table.diffs}  # an ablation scored by another ranker is not compared
         rows = {a: r for a, r in table.by_ablation().items() if a == "full" or r.label in paired}
         if "full" not in rows or len(rows) < 2:
@@ -743,7 +745,9 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 f" The rankers alone, each rule over the full model's ranker minus the same rule over an "
                 f"ablation's own ({PRIMARY}, same conversations): {alone}."
             )
-        verdicts[dataset] = verdict
+        # two tables of one dataset (e.g. two settings) each keep their verdict
+        where = f"{dataset} ({table.test_set.setting} setting, table {number})"
+        verdicts[where if datasets.count(dataset) > 1 else dataset] = verdict
         sentences.append(text)
     if not sentences:
         tops = [max(t.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean)) for t in tables]
@@ -827,17 +831,29 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
 
 
 def unpaired_answer(rows: Sequence[TrainSummaryRow]) -> str | None:
-    """What the train runs' own test summaries say about full vs ablations (unpaired), or None."""
-    by_ablation = {r.ablation: r for r in rows if r.ablation is not None}
+    """What the train runs' own test summaries say about full vs ablations (unpaired), or None.
+
+    Rows of two configurations of one ablation (e.g. two sweeps) are never pooled: the answer then says
+    that it compares one configuration at a time.
+    """
+    ablated = [r for r in rows if r.ablation is not None]
+    by_ablation = {r.ablation: r for r in ablated}
     if "full" not in by_ablation or len(by_ablation) < 2:
         return None
+    if len(ablated) > len(by_ablation):
+        labels = ", ".join(r.label for r in ablated)
+        return (
+            f"The inputs hold more than one configuration of the full model and its ablations ({labels}). "
+            "The tables compare them row by row, but no verdict is drawn across configurations: pass one "
+            "configuration (e.g. one sweep folder) to `crs report` for its answer."
+        )
     parts = [
         f"{a} {_fmt(by_ablation[a].metrics[PRIMARY])} ({len(by_ablation[a].runs)} run"
         f"{'s' if len(by_ablation[a].runs) > 1 else ''})"
         for a in ABLATIONS
         if a in by_ablation
     ]
-    names = " ".join(f"runs/{r.runs[0].info.name}" for r in by_ablation.values())
+    names = " ".join(str(r.runs[0].info.path) for r in by_ablation.values())
     return (
         "From the train runs' own test summaries (unpaired, not recomputed from episode records), "
         f"{PRIMARY} is: "

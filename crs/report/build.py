@@ -165,14 +165,17 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     return sources
 
 
-def _train_label(run: TrainRun, mixed: bool) -> str:
+def _train_label(run: TrainRun, mixed: bool, sweeps: int) -> str:
     """The train configuration `run` belongs to; `mixed`: the runs span datasets or settings, which
-    then lead the label so that runs of different ones are never pooled."""
+    then lead the label so that runs of different ones are never pooled; `sweeps`: how many sweep
+    folders the train runs come from (with two or more, a sweep's runs are named by their sweep, as the
+    comparison table names them, since two sweeps are two configurations)."""
     import re
 
     if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
         label = f"{run.task.dataset} · {run.task.label}"
-        return f"{label} · {run.info.setting}" if mixed else label
+        label = f"{label} · {run.info.setting}" if mixed else label
+        return f"{label} ({run.task.sweep.name})" if sweeps > 1 else label
     if run.info.ablation is not None:
         label = run.info.ablation
     else:
@@ -233,8 +236,9 @@ def build_report(
 
     train_groups: dict[str, list[TrainRun]] = {}
     mixed = len({(run.info.dataset, run.info.setting) for run in inputs.trains}) > 1
+    sweeps = len({run.task.sweep for run in inputs.trains if run.task is not None})
     for train_run in inputs.trains:
-        train_groups.setdefault(_train_label(train_run, mixed), []).append(train_run)
+        train_groups.setdefault(_train_label(train_run, mixed, sweeps), []).append(train_run)
     report.train_groups = train_groups
     report.train_rows = train_summary_rows(train_groups)
     if not report.verdicts and not mixed:  # the unpaired answer compares runs of one dataset and setting

@@ -19,7 +19,16 @@ from crs.app.run_folder import CurveFile, RunRecord, TrainSummary
 from crs.app.settings import make_settings
 from crs.cli import app
 from crs.report import build_report, build_tables, load_inputs, write_report
-from crs.report.analysis import METRICS, PROPORTIONS, Row, answer, seed_contrast, seeds_interval
+from crs.report.analysis import (
+    METRICS,
+    PROPORTIONS,
+    Row,
+    answer,
+    seed_contrast,
+    seeds_interval,
+    train_summary_rows,
+    unpaired_answer,
+)
 from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
 from policies.rl.callbacks import EvalPoint
@@ -437,6 +446,43 @@ def test_the_answer_follows_the_confidence_intervals(tmp_path, ablations) -> Non
         and "**not**" in text
         and "loses to persona-blind" in text
     )
+
+
+def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> None:
+    binary = [
+        _train_run(tmp_path, "full-s1", "abs-greedy", True, True, setting="binary"),
+        _train_run(tmp_path, "persona-blind-s1", "random", False, True, setting="binary"),
+    ]
+    report = build_report(
+        [ablations["full"], ablations["persona-blind"], *binary], tmp_path / "r", examples=0
+    )
+    assert sorted(t.test_set.setting for t in report.tables) == ["binary", "multiple_choice"]
+    order = [t.test_set.setting for t in report.tables]
+    assert sorted(report.verdicts) == sorted(
+        f"persona_world (world seed 0) ({setting} setting, table {order.index(setting) + 1})"
+        for setting in ("binary", "multiple_choice")
+    )
+
+
+def test_two_configurations_of_the_ablations_are_never_pooled_in_the_unpaired_answer(
+    ablations, tmp_path
+) -> None:
+    other = _train_run(tmp_path, "full-s1", "random", True, True, wrapper={"probes": False})
+    trains = load_inputs([ablations["full"], other, ablations["persona-blind"]]).trains
+    by_name = {run.info.path: run for run in trains}
+    rows = train_summary_rows(
+        {
+            "full (probes)": [by_name[ablations["full"]]],
+            "full (no probes)": [by_name[other]],
+            "persona-blind": [by_name[ablations["persona-blind"]]],
+        }
+    )
+    text = unpaired_answer(rows)
+    assert text is not None and "more than one configuration" in text and "full (no probes)" in text
+    assert "runs" not in text.split("(")[0]  # no pooled "N runs" figure
+    alone = unpaired_answer([row for row in rows if row.label != "full (no probes)"])
+    assert alone is not None and "No verdict without paired records" in alone
+    assert str(ablations["full"]) in alone  # the runs to evaluate, by their folders
 
 
 def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:

@@ -477,3 +477,16 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
     assert difference.label == "ask-4" and difference.n_pairs == 24  # 12 conversations per seed
     # the input list names the sweep once, not the task folders that hold the baselines
     assert [line.text() for line in report.input_list] == [f"table 1: {tmp_path / 'sweep'} (2 tasks)"]
+    # a second sweep of another configuration: its train runs are a group of their own, named by sweep
+    other = SweepConfig.model_validate(
+        config.model_dump(exclude_unset=True)
+        | {"train": {**config.train, "ppo": {"n_steps": 32, "n_epochs": 2}}}
+    )
+    run_sweep(other, tmp_path / "other", workers=1, backend="serial")
+    both = build_report(
+        [tmp_path / "sweep", tmp_path / "other"], tmp_path / "both", examples=0, persona=False
+    )
+    assert {label: len(runs) for label, runs in both.train_groups.items()} == {
+        "persona_world · rl · default (sweep)": 2,
+        "persona_world · rl · default (other)": 2,
+    }
