@@ -117,6 +117,9 @@ class FolderClaim:
         hint: How to proceed when the folder already holds results, e.g. "pass --resume".
         marks: Files every earlier output of the command holds (e.g. ``summary.json``), so that
             `overwrite` never empties a folder of something else.
+        defer: With `overwrite`, empty the folder only when the caller calls `clear` (right before it
+            writes), so that a command that fails or is interrupted first leaves the earlier output as it
+            was; without it, the folder is emptied at once.
 
     Raises:
         OutputBusyError: Another writer holds the lock, or a dead one left it.
@@ -133,8 +136,10 @@ class FolderClaim:
         resume: bool = False,
         hint: str = "",
         marks: tuple[str, ...] = (),
+        defer: bool = False,
     ) -> None:
         self.folder = folder
+        self.pending = False  # an earlier output that `clear` empties
         self.lock = folder / LOCK_FILE
         if folder.exists() and not folder.is_dir():
             raise CRSError(f"{what} {folder} is a file, not a folder; choose a folder path")
@@ -159,7 +164,9 @@ class FolderClaim:
                     f"earlier {what}; --overwrite only replaces one of those: choose another folder"
                 )
             if names and overwrite:
-                empty_folder(folder)
+                self.pending = True
+                if not defer:
+                    self.clear()
             elif names and not resume:
                 raise OutputExistsError(
                     f"{what} {folder} already holds results ({a_few(names)}); "
@@ -168,6 +175,12 @@ class FolderClaim:
         except BaseException:
             self.release()
             raise
+
+    def clear(self) -> None:
+        """Empty the earlier output that `overwrite` replaces (once; nothing when there is none)."""
+        if self.pending:
+            empty_folder(self.folder)
+            self.pending = False
 
     def release(self) -> None:
         """Remove the lock (once), and the folder if the claim created it and nothing was written there

@@ -23,6 +23,7 @@ from crs.common import (
 from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
 from policies.memory import DEFAULT_RULE, MEMORY_MODES, MEMORY_UPDATES
+from simulators.datasets import PERSONA_WORLD
 from simulators.returning import REGIMES
 
 ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
@@ -144,7 +145,8 @@ def eval_command(
             given={
                 "--order": order != "seeded",
                 "--setting": setting is not None,
-                "--user": user not in ("auto", "persona"),
+                # the persona world's returning users are persona users; real data's are single-target
+                "--user": user not in ("auto", "persona") or (user == "persona" and dataset != PERSONA_WORLD),
                 "--workers": workers not in (None, 1),
                 "--address": address is not None,
             },

@@ -68,7 +68,8 @@ def sweep_command(
 
     The config's kind says what a task is: eval (default), one `crs eval` with the `eval:` block;
     train, one `crs train` with the `train:` block, then its test comparison; sessions, one `crs eval
-    --sessions` (returning users of the persona world) with the `sessions:` block. The ablations
+    --sessions` (returning users of the persona world, lastfm, lastfm_star or yelp_star) with the
+    `sessions:` block. The ablations
     override the block's keys.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);

@@ -290,7 +290,7 @@ def memory_from_json(data: object, path: Path, context: MemoryContext) -> Memory
             "pass a file written by `crs chat --memory`, or a new path to start a memory",
         )
     version = data.get("version")
-    if version != MEMORY_VERSION:
+    if type(version) is not int or version != MEMORY_VERSION:  # 1.0 or true are no version 1
         raise MemoryFileError(
             path,
             f"has format version {version!r}; this crs reads version {MEMORY_VERSION}",
@@ -305,6 +305,12 @@ def memory_from_json(data: object, path: Path, context: MemoryContext) -> Memory
     entries = data.get("history")
     if not isinstance(entries, list):
         raise MemoryFileError(path, f"history must be a list, not {type(entries).__name__}")
+    if conversations < 1 or not 1 <= len(entries) <= min(conversations, HISTORY_KEPT):
+        raise MemoryFileError(
+            path,
+            f"remembers {conversations} conversation(s) with {len(entries)} history entries; a memory file "
+            f"is written after a conversation and keeps the beliefs after the last {HISTORY_KEPT}",
+        )
     history = []
     for n, entry in enumerate(entries):
         where = f"history[{n}]"
@@ -380,9 +386,12 @@ def _checked_prior(value: object, personas: int, name: str) -> tuple[float, ...]
         raise ValueError(f"{name} must be a list of {personas} numbers, not {value!r}")
     if len(value) != personas:
         raise ValueError(f"{name} has {len(value)} weights, but the ranker has {personas} personas per user")
-    prior = tuple(float(p) for p in value)
-    if not all(math.isfinite(p) and p >= 0.0 for p in prior):
-        raise ValueError(f"{name} {list(prior)} holds a negative, NaN or infinite weight")
+    try:
+        prior = tuple(float(p) for p in value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError(f"{name} holds a number too large for a probability") from None
+    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in prior):
+        raise ValueError(f"{name} {list(prior)} holds a weight outside [0, 1] or a NaN")
     if abs(math.fsum(prior) - 1.0) > SUM_TOLERANCE:
         raise ValueError(f"{name} {list(prior)} sums to {math.fsum(prior)}, not 1")
     return prior

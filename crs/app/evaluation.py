@@ -244,13 +244,16 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
 
 
 def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
-    """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`)."""
+    """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`). An
+    earlier evaluation it replaces is emptied only by `FolderClaim.clear`, once the new records are in
+    hand: an evaluation that fails or is interrupted keeps the earlier one."""
     return FolderClaim(
         out,
         "evaluation output",
         overwrite=overwrite,
         hint="pass --overwrite to replace them, or -o to write elsewhere",
         marks=(SUMMARY_FILE, EPISODES_FILE),
+        defer=True,
     )
 
 
@@ -360,7 +363,7 @@ def run_evaluation(
         ],
     )
     refuse_output_over_inputs(out, [("data folder", data_dir_input(spec.data_dir))], inside=True)
-    with claim_evaluation_output(out, overwrite):
+    with claim_evaluation_output(out, overwrite) as claim:
         started = time.perf_counter()
         description = f"{policy_name} on {dataset}/{split}"
         records = _walk(spec, env, policy, indices, description, show_progress, (workers, backend, address))
@@ -388,6 +391,7 @@ def run_evaluation(
             versions={"persona-crs": __version__, "python": platform.python_version()},
             run_ranker=run_ranker_name(spec.policy, ranker_name),
         )
+        claim.clear()
         write_episodes(out, records)
         summary.write(out)
         return EvalResult(records=records, metrics=metrics, summary=summary, out=out)

@@ -97,6 +97,8 @@ from simulators.returning import (
 SESSION_METRICS = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 
 SESSION_DATASETS = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
+MAX_SESSIONS = 1_000
+"""Sessions per returning user at most (a typo like ``--sessions 100000000`` is refused, not allocated)."""
 """Datasets whose returning users `crs eval --sessions` builds: the persona world, and the real
 single-target datasets (binary setting) from their held-out items."""
 
@@ -210,6 +212,11 @@ def check_regime(regime: str) -> Regime:
     return regime
 
 
+def _check_sessions(sessions: int) -> None:
+    if not 2 <= sessions <= MAX_SESSIONS:
+        raise CRSError(f"--sessions {sessions} must lie in 2-{MAX_SESSIONS} (a user who returns)")
+
+
 def check_session_options(
     *,
     sessions: int | None,
@@ -236,8 +243,7 @@ def check_session_options(
         options = (("--regime", regime), ("--memory", memory), ("--memory-update", memory_update))
         named = [name for name, value in options if value is not None]
         raise CRSError(f"{' and '.join(named)} only go with --sessions S (returning users); add --sessions 8")
-    if sessions < 2:
-        raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
+    _check_sessions(sessions)
     if regime is None or memory is None:
         raise CRSError(
             f"--sessions needs --regime ({', '.join(REGIMES)}) and --memory ({', '.join(MEMORY_MODES)})"
@@ -612,7 +618,7 @@ class SessionSpec(BaseModel):
     data_dir: str | None = None
     ranker: str | None = None
     regime: Regime = "switch"
-    sessions: int = Field(8, ge=2)
+    sessions: int = Field(8, ge=2, le=MAX_SESSIONS)
     sequences: int = Field(600, ge=1)
     memory: MemoryMode = "update"
     memory_update: MemoryUpdateVariant | None = None
@@ -699,8 +705,9 @@ def run_session_evaluation(
             "releases have multi-item target groups, which sessions do not draw yet)"
         )
     data = DatasetSpec(dataset, data_dir, world_seed)
-    if sessions < 2:
-        raise CRSError(f"--sessions {sessions} must be >= 2 (a user who returns)")
+    _check_sessions(sessions)
+    if not 0 <= seed <= MAX_SEED:
+        raise CRSError(f"--seed {seed} must lie in 0-{MAX_SEED}")
     mode = check_memory_mode(memory)
     rule = check_memory_update(mode, memory_update)
     checked_regime = check_regime(regime)
@@ -727,7 +734,7 @@ def run_session_evaluation(
             ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
         ],
     )
-    with claim_evaluation_output(out, overwrite):
+    with claim_evaluation_output(out, overwrite) as claim:
         started = time.perf_counter()
         with evaluation_progress(show_progress) as progress:
             task = progress.add_task(
@@ -747,6 +754,7 @@ def run_session_evaluation(
                 on_sequence=lambda _: progress.advance(task),
             )
         elapsed = time.perf_counter() - started
+        drawn = result.sequences
         episodes = [
             dataclasses.replace(r.episode, goal_index=r.sequence * sessions + r.session)
             for r in result.records
@@ -777,7 +785,7 @@ def run_session_evaluation(
             world_seed=world_seed,
             conversations=conversations_of(result.sequences, split, checked_regime, seed),
             max_turns=DEFAULT_MAX_TURNS,
-            notes=(*catalog.notes, *chosen.notes),
+            notes=(*catalog.notes, *chosen.notes, *_fewer_users(len(drawn), sequences, sessions, split)),
             metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
@@ -785,6 +793,17 @@ def run_session_evaluation(
             sessions=result.summary,
             run_ranker=run_ranker_name(policy, chosen.ranker_name),
         )
+        claim.clear()
         write_json_lines(out, lines)
         summary.write(out)
     return summary, result, out
+
+
+def _fewer_users(drawn: int, asked: int, sessions: int, split: str) -> tuple[str, ...]:
+    """A note when real data gave fewer returning users than asked for (`held_out_sequences`), or none."""
+    if drawn >= asked:
+        return ()
+    return (
+        f"{asked} returning users were asked for, but only {drawn} users have {sessions} held-out "
+        f"{split!r} items: {drawn} were played",
+    )

@@ -1,14 +1,14 @@
 """Sweeps: a grid of runs (seeds × ablations × datasets × policies) from one config file.
 
 Each task is a `crs eval` run (``kind: eval``), a `crs train` run followed by its test comparison
-(``kind: train``), or a `crs eval --sessions` run of returning users (``kind: sessions``, persona world
-only: `crs.app.sessions.run_session_evaluation`). A sweep directory is the only state; rerunning a
-sweep skips what it proves finished:
+(``kind: train``), or a `crs eval --sessions` run of returning users (``kind: sessions``, on
+`crs.app.sessions.SESSION_DATASETS`: `crs.app.sessions.run_session_evaluation`). A sweep directory
+is the only state; rerunning a sweep skips what it proves finished:
 
 ```
 DIR/
-  sweep.json                  the config and the task list of the latest run
-  results.json                the results table (rewritten at the end of each run)
+  sweep.json                  the config and the task list (every seed run into DIR)
+  results.json                the results table of every finished task (rewritten after each run)
   runs/<task>/                a FINISHED task, moved into place by one atomic rename:
       task.json               its configuration (`SweepTask.to_dict`: kind, group, seed, settings, ...)
       done                    the completion marker (written before the rename)
@@ -62,7 +62,8 @@ ablations: {frozen: {memory: frozen}, update: {memory: update}, oracle: {memory:
 Everything is checked when the config is read, before any task starts (`load_sweep_config`): seeds
 are integers in [0, 2**32 - 1], counts are integers (not booleans or floats), every number anywhere in
 the config (``train`` and ``ablations`` included) is finite — a NaN or an infinity is an error that
-names its key. Kind sessions also refuses a real dataset, an `eval:` or `train:` block, two ablations
+names its key. Kind sessions also refuses a dataset outside `crs.app.sessions.SESSION_DATASETS`, a
+regime that needs the persona world's truth on real data, an `eval:` or `train:` block, two ablations
 with the same settings, and a rule policy without a persona ranker (`sessions.ranker`, an existing
 artifact folder). An empty config is refused. Each task's ranker is checked by its name alone
 (`check_ranker`: its syntax; kind eval, also an existing artifact folder or TransE file). A task that
@@ -95,7 +96,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
-from crs.app.settings import make_settings
+from crs.app.settings import MAX_SEED, make_settings
 from crs.claims import a_few
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
@@ -104,14 +105,14 @@ from policies.atomic import read_json_mapping
 from policies.memory import DEFAULT_RULE
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
 from policies.rules import make_rule_policy
-from simulators.datasets import check_dataset_name
+from simulators.datasets import PERSONA_WORLD, check_dataset_name
 from simulators.errors import CRSError
+from simulators.returning import HELD_OUT_REGIMES
 
 SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
-MAX_SEED = 2**32 - 1  # NumPy's legacy seeding (used by Stable-Baselines3) takes seeds below 2**32
 MAX_SWEEP_SEEDS = 10_000  # `--seeds` in one call: a typo like 0-4294967295 is refused, not expanded
 
 # Strict: a YAML `true` or `2.0` is not silently taken for an integer.
@@ -137,7 +138,7 @@ class SweepConfig(BaseModel):
     kind: Literal["eval", "train", "sessions"] = Field(
         "eval",
         description="eval: `crs eval` per task; train: `crs train` per task (then its test table); "
-        "sessions: `crs eval --sessions` per task (returning users of the persona world).",
+        "sessions: `crs eval --sessions` per task (returning users).",
     )
     seeds: list[Seed] = Field(default_factory=lambda: [1], min_length=1)
     datasets: list[str] = Field(default_factory=lambda: ["persona_world"], min_length=1)
@@ -268,6 +269,16 @@ class SweepConfig(BaseModel):
                 f"{', '.join(other)}: not one of them (MCMIPL's releases have multi-item target groups, "
                 "which sessions do not draw yet)"
             )
+        for dataset in (name for name in self.datasets if name != PERSONA_WORLD):
+            for name in self.ablations:
+                regime = self.settings(name, dataset, self.seeds[0])["regime"]
+                if regime not in HELD_OUT_REGIMES:
+                    own = "regime" in self.ablations[name]
+                    key = f"ablations.{name}.regime" if own else "sessions.regime"
+                    raise ValueError(
+                        f"{key}: {regime} needs the persona world's generative truth; on {dataset} use "
+                        f"{' or '.join(HELD_OUT_REGIMES)}"
+                    )
         seen: dict[str, str] = {}
         for name in self.ablations:  # `crs report` pairs memory modes: one run per mode and seed
             task = self.settings(name, self.datasets[0], self.seeds[0])

@@ -170,6 +170,12 @@ def test_a_failed_evaluation_releases_its_lock(tmp_path: Path, monkeypatch) -> N
     assert not out.exists()  # no lock left behind, nothing half-written, no empty folder
     monkeypatch.undo()
     run_evaluation("ask-4", episodes=5, out=out, show_progress=False)  # the folder is free again
+    # an --overwrite evaluation that crashes (or is interrupted) keeps the earlier one
+    before = files(out)
+    monkeypatch.setattr("crs.app.evaluation.evaluate", crash)
+    with pytest.raises(RuntimeError, match="crashed"):
+        run_evaluation("ask-4", episodes=5, seed=2, out=out, overwrite=True, show_progress=False)
+    assert files(out) == before
 
 
 # ----------------------------------------------------------------------------- silent overwrites

@@ -234,6 +234,12 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
     for row in summary.sessions.rows:
         mine = [r for r, line in zip(records, lines, strict=True) if line["session"] == row.session]
         assert row.metrics["SR@15"].mean == pytest.approx(per_episode_metrics(mine)["SR@15"].mean())
+    # a run with --overwrite that fails (a split the world lacks) leaves the earlier results as they were
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    again = [*args, "--memory", "update", "-n", "5", "--split", "tset", "-o", str(out), "--overwrite"]
+    failed = runner.invoke(app, again)
+    assert failed.exit_code == 2 and "tset" in failed.output, failed.output
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
 @pytest.mark.slow  # the tiny `crs pretrain` artifact (shared with the test above)
@@ -298,7 +304,23 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
     ("extra", "message"),
     [
         (["--regime", "switch"], "--regime only go with --sessions"),
-        (["--sessions", "1", "--regime", "switch", "--memory", "update"], "--sessions 1 must be >= 2"),
+        (["--sessions", "1", "--regime", "switch", "--memory", "update"], "--sessions 1 must lie in 2-1000"),
+        (["--sessions", "10000000000", "--regime", "switch", "--memory", "update"], "must lie in 2-1000"),
+        (
+            [
+                "--sessions",
+                "3",
+                "--regime",
+                "stable",
+                "--memory",
+                "update",
+                "-d",
+                "lastfm",
+                "--user",
+                "persona",
+            ],
+            "does not take --user",
+        ),
         (["--sessions", "3", "--memory", "update"], "--sessions needs --regime"),
         (["--sessions", "3", "--regime", "sudden", "--memory", "update"], "--regime 'sudden' is not one of"),
         (["--sessions", "3", "--regime", "switch", "--memory", "sticky"], "--memory 'sticky' is not one of"),

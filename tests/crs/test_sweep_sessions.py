@@ -102,6 +102,16 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
             "datasets: kind 'sessions' plays returning users of persona_world, lastfm, lastfm_star, "
             "yelp_star; mcmipl_lastfm_star: not one of them",
         ),
+        (
+            {"datasets": "[persona_world, lastfm]", "sessions": "{ranker: RANKER, regime: drift}"},
+            "sessions.regime: drift needs the persona world's generative truth; on lastfm use stable or "
+            "switch",
+        ),
+        (
+            {"datasets": "[lastfm]", "ablations": "{a: {memory: update}, b: {memory: frozen, regime: new}}"},
+            "ablations.b.regime: new needs the persona world's generative truth",
+        ),
+        ({"sessions": "{ranker: RANKER, sessions: 5000}"}, "sessions.sessions: Input should be less than or"),
         ({"train": "{steps: 128}"}, "train: not used by kind 'sessions'"),
         ({"eval": "{episodes: 5}"}, "eval: not used by kind 'sessions'"),
         ({"kind": "eval"}, "sessions: used by kind 'sessions' only, not 'eval'; remove it"),

@@ -150,6 +150,16 @@ def damaged(data: dict[str, Any], change: str) -> Any:
         data["history"][0]["prior"] = [1.0]
     elif change == "missing history":
         del data["history"]
+    elif change == "huge weights":
+        data["prior"] = [1e308, 1e308]
+    elif change == "a weight of 400 digits":
+        data["prior"] = [10**400, 0]
+    elif change == "version 1.0":
+        data["version"] = 1.0
+    elif change == "no conversation":
+        data["conversations"] = 0
+    elif change == "more history than conversations":
+        data["conversations"] = 1
     elif change == "home out of range":
         data["home"] = 1.5
     elif change == "home not a number":
@@ -166,8 +176,13 @@ PROBLEMS = {
     "wrong catalogue": "belongs to another tiny_world catalogue",
     "wrong ranker": "was made with ranker tiny (fingerprint 0000000000000000",
     "wrong length": "prior has 3 weights, but the ranker has 2 personas per user",
-    "non-finite": "holds a negative, NaN or infinite weight",
-    "negative": "holds a negative, NaN or infinite weight",
+    "non-finite": "holds a weight outside [0, 1] or a NaN",
+    "negative": "holds a weight outside [0, 1] or a NaN",
+    "huge weights": "holds a weight outside [0, 1] or a NaN",
+    "a weight of 400 digits": "prior holds a number too large for a probability",
+    "version 1.0": "has format version 1.0; this crs reads version 1",
+    "no conversation": "remembers 0 conversation(s) with 2 history entries",
+    "more history than conversations": "remembers 1 conversation(s) with 2 history entries",
     "not summing to 1": "sums to 1.1",
     "user out of range": "user 7 is outside [0, 2) of tiny_world",
     "user not an integer": "user must be an integer >= 0, not True",
