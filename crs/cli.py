@@ -15,13 +15,14 @@ from crs.pretrain_cmd import pretrain_command
 from crs.report_cmd import report_command
 from crs.sweep_cmd import sweep_command
 from crs.train_cmd import train_command
+from simulators.datasets import REAL_DATASETS
 
 app = typer.Typer(
     name="crs",
     help=(
         "persona-crs: a conversational recommender trained with RL.\n\n"
         "Every command runs on the embedded persona world by default; pass --data-dir and a dataset "
-        "name (lastfm, lastfm_star, yelp_star) for the real benchmarks."
+        f"name ({', '.join(REAL_DATASETS)}) for the real benchmarks."
     ),
     no_args_is_help=True,
     add_completion=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,20 +30,21 @@ data_app = typer.Typer(
 )
 
 _DATA_DIR_HELP = (
-    "Folder that contains lastfm/, lastfm_star/, yelp_star/ (and hetrec2011-lastfm-2k/ for names). "
-    "Default: $CRS_DATA_DIR. Not used by persona_world."
+    "Folder that contains lastfm/, lastfm_star/, yelp_star/ (and hetrec2011-lastfm-2k/ for names) and "
+    "mcmipl/. Default: $CRS_DATA_DIR (also when empty). Not used by persona_world."
 )
-_DataDir = Annotated[Path | None, typer.Option("--data-dir", help=_DATA_DIR_HELP)]
+# str, not Path: typer would read an empty --data-dir "" as Path("."), the current folder
+_DataDir = Annotated[str | None, typer.Option("--data-dir", help=_DATA_DIR_HELP)]
 _Seed = Annotated[
     int, typer.Option("--seed", min=0, help="Seed of the persona world (ignored for real data).")
 ]
 
 
-def _load(console: Console, dataset: str, data_dir: Path | None, seed: int) -> Catalog:
+def _load(console: Console, dataset: str, data_dir: str | None, seed: int) -> Catalog:
     """Load a catalogue, or print the error in red and exit with EXIT_BAD_INPUT."""
     try:
         check_dataset_name(dataset)
-        return DatasetSpec(dataset, None if data_dir is None else str(data_dir), seed).load()
+        return DatasetSpec(dataset, data_dir or None, seed).load()
     except CRSError as error:  # escaped: a file's key such as "[keys]" or "[/]" is not markup
         console.print(
             f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False, markup=True
@@ -115,7 +115,7 @@ def info(
     console.print(_summary_table(catalog))
 
 
-def _transe_check(catalog: Catalog, data_dir: Path | None) -> Check:
+def _transe_check(catalog: Catalog, data_dir: str | None) -> Check:
     """Whether LastFM's TransE embeddings (UNICORN's ranker, `--ranker transe`) load for `catalog`."""
     from policies.baseline_rankers import TransERanker  # only this check needs the rankers
     from policies.rankers import transe_file

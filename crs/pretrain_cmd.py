@@ -90,7 +90,8 @@ def pretrain_command(
     ranker.pt (inference arrays) and config.json (dataset, sizes, K, dim, seed, split used, metrics).
     Use it with `crs eval --ranker PATH`.
 
-    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
+    An --out folder holding files is refused unless --overwrite, and a folder another crs command is
+    writing is always refused.
 
     Examples:
 

@@ -583,9 +583,8 @@ _BUILDERS: dict[str, Callable[[Path], MultiInterestRelease]] = {"mcmipl_yelp_sta
 def _release_folder(data_dir: Path, name: str) -> Path:
     """The dataset folder of `name` under `data_dir`, ``data_dir/mcmipl`` or `data_dir` itself."""
     if not data_dir.is_dir():
-        raise DatasetError(
-            data_dir, "", f"a directory holding {MCMIPL}/ (MCMIPL's data release)", "no such directory"
-        )
+        found = "a file, not a directory" if data_dir.exists() else "no such directory"
+        raise DatasetError(data_dir, "", f"a directory holding {MCMIPL}/ (MCMIPL's data release)", found)
     sub, marker = FOLDERS[name], _TYPE_FILES[name]
     for folder in (data_dir / MCMIPL / sub, data_dir / sub, data_dir):
         if (folder / marker).is_file():

@@ -223,7 +223,7 @@ def _dataset_folder(data_dir: Path | str, name: str) -> Path:
             data_dir,
             "",
             "a directory holding the SCPR/UNICORN data (lastfm/, lastfm_star/, yelp_star/)",
-            "no such directory",
+            "a file, not a directory" if data_dir.exists() else "no such directory",
         )
     folder = data_dir / name
     if not folder.is_dir():

@@ -78,6 +78,16 @@ def test_real_dataset_without_a_data_dir_says_how_to_give_one() -> None:
     assert "--data-dir" in result.output and "CRS_DATA_DIR" in result.output
 
 
+def test_an_empty_data_dir_is_no_data_dir_and_a_file_is_named_as_one(tmp_path: Path, monkeypatch) -> None:
+    _write_tiny_lastfm(tmp_path, {"0": [0]})  # a dataset in the current folder is not taken for ""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["data", "info", "lastfm", "--data-dir", ""])
+    assert result.exit_code == 2 and "none given" in result.output, result.output
+    (tmp_path / "notes.txt").write_text("not a folder")
+    result = runner.invoke(app, ["data", "info", "lastfm", "--data-dir", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 2 and "a file, not a directory" in " ".join(result.output.split())
+
+
 def test_validate_tiny_tree_ok(tmp_path: Path) -> None:
     _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [2]})
     result = runner.invoke(app, ["data", "validate", "lastfm", "--data-dir", str(tmp_path)])
