@@ -239,7 +239,24 @@ class SweepConfig(BaseModel):
             self._check_sessions_kind()  # its ranker: `SessionSpec` checks it
         else:
             self._check_rankers()
+        self._check_distinct_ablations()
         return self
+
+    def _check_distinct_ablations(self) -> None:
+        """Two ablations with the same settings would run every task twice (and `crs report` pairs one
+        run per variant and seed)."""
+        seen: dict[str, str] = {}
+        for name in self.ablations:
+            task = self.settings(name, self.datasets[0], self.seeds[0])
+            if self.kind == "sessions" and task["memory"] == "update" and task["memory_update"] is None:
+                task["memory_update"] = DEFAULT_RULE.variant  # what None runs: the same tasks
+            settings = json.dumps(task, sort_keys=True, default=str)
+            if settings in seen:
+                raise ValueError(
+                    f"ablations.{name}: the same settings as ablations.{seen[settings]} (every task would "
+                    "run twice); remove one or change a key"
+                )
+            seen[settings] = name
 
     def _check_rankers(self) -> None:
         """Kinds eval and train: each task's ranker is one it can use (`check_ranker`), named by its key."""
@@ -255,8 +272,8 @@ class SweepConfig(BaseModel):
                         raise ValueError(f"{key}: {error}") from None
 
     def _check_sessions_kind(self) -> None:
-        """Kind sessions: `SESSION_DATASETS` only, no eval or train block, ablations that differ (the
-        report pairs one run per memory mode and seed), a persona ranker for rule policies."""
+        """Kind sessions: `SESSION_DATASETS` only, regimes real data has, no eval or train block, a persona
+        ranker for rule policies."""
         for block in ("eval", "train"):
             if block in self.model_fields_set:
                 raise ValueError(
@@ -279,18 +296,6 @@ class SweepConfig(BaseModel):
                         f"{key}: {regime} needs the persona world's generative truth; on {dataset} use "
                         f"{' or '.join(HELD_OUT_REGIMES)}"
                     )
-        seen: dict[str, str] = {}
-        for name in self.ablations:  # `crs report` pairs memory modes: one run per mode and seed
-            task = self.settings(name, self.datasets[0], self.seeds[0])
-            if task["memory"] == "update" and task["memory_update"] is None:
-                task["memory_update"] = DEFAULT_RULE.variant  # what None runs: the same tasks
-            settings = json.dumps(task, sort_keys=True)
-            if settings in seen:
-                raise ValueError(
-                    f"ablations.{name}: the same settings as ablations.{seen[settings]} (every task would "
-                    "run twice); remove one or change a key (e.g. memory)"
-                )
-            seen[settings] = name
         rules = [spec for spec in self.policy_specs if not Path(spec).is_dir()]
         for name in self.ablations if rules else ():
             if self.settings(name, self.datasets[0], self.seeds[0])["ranker"] is None:

@@ -272,6 +272,16 @@ def test_a_finished_task_with_damaged_files_is_named_before_any_task_runs(tmp_pa
         assert code == 0, output
 
 
+@pytest.mark.parametrize("kind", ["eval", "train"])
+def test_two_ablations_with_the_same_settings_are_refused(tmp_path, kind) -> None:
+    block = "eval: {episodes: 5}" if kind == "eval" else "train: {steps: 64}"
+    config = f"kind: {kind}\n{block}\nablations: {{a: {{}}, b: {{user: auto}}, c: {{user: single}}}}\n"
+    code, output, out = cli_sweep(tmp_path, config)
+    text = " ".join(output.split())
+    assert code == 2 and "ablations.b: the same settings as ablations.a (every task would run twice)" in text
+    assert not out.exists()
+
+
 def test_ablation_names_must_begin_and_end_with_a_letter_or_digit(tmp_path) -> None:
     code, output, out = cli_sweep(tmp_path, "eval: {episodes: 5}\nablations: {a: {}, a_: {}}\n")
     assert code == 2 and "ablation name 'a_' may only use" in " ".join(output.split()), output
