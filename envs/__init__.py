@@ -1,8 +1,8 @@
 """The Gymnasium environment of conversational recommendation (numpy only, no torch).
 
 ``import envs`` registers the ids ``crs/PersonaWorld-v0``, ``crs/LastFM-v0``, ``crs/LastFMStar-v0``,
-``crs/YelpStar-v0``, ``crs/Yelp-v0``, ``crs/LastFMStarMulti-v0``, ``crs/MCMIPLLastFMStar-v0`` and
-``crs/MCMIPLMovie-v0`` with Gymnasium (`envs.registry.REGISTERED`).
+``crs/YelpStar-v0``, ``crs/Yelp-v0``, ``crs/LastFMStarMulti-v0``, ``crs/MCMIPLLastFMStar-v0``,
+``crs/MCMIPLMovie-v0`` and ``crs/MCMIPLYelpStar-v0`` with Gymnasium (`envs.registry.REGISTERED`).
 """
 
 from envs.actions import ActionKind, InvalidActionError, ask, probe, recommend

@@ -27,10 +27,14 @@ from __future__ import annotations
 import functools
 import reprlib
 from collections.abc import Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
 
 from simulators.errors import CRSError
 
@@ -73,7 +77,7 @@ _SHOW.maxstring = _SHOW.maxother = 60
 _SHOW.maxlist = _SHOW.maxtuple = 8
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     """A short repr of `value` and its type, for error messages."""
     if isinstance(value, np.ndarray):
         text = np.array2string(value, threshold=8, edgeitems=3)
@@ -104,7 +108,7 @@ def _scalar(name: str, value: object, expected: str) -> int:
     if number is None:
         raise InvalidActionError(
             f"action[{name!r}] must be an integer (python int or numpy integer within int64; never a "
-            f"float, bool or None): expected {expected}, got {_show(value)}"
+            f"float, bool or None): expected {expected}, got {show_value(value)}"
         )
     return number
 
@@ -130,14 +134,17 @@ def _id_list(name: str, value: object, expected: str) -> list[int]:
         for position, element in enumerate(value):
             number = _as_int(element)
             if number is None:
-                problem = f"a flat list of integers within int64, but entry {position} is {_show(element)}"
+                problem = (
+                    f"a flat list of integers within int64, but entry {position} is {show_value(element)}"
+                )
                 break
             numbers.append(number)
     else:
         problem = "a list, tuple or 1-D integer numpy array"
     if problem:
         raise InvalidActionError(
-            f"action[{name!r}] must be {problem}: expected {expected}, padded with -1; got {_show(value)}"
+            f"action[{name!r}] must be {problem}: expected {expected}, padded with -1; "
+            f"got {show_value(value)}"
         )
     return numbers
 
@@ -162,7 +169,7 @@ def _ids(values: Iterable[int] | int, name: str) -> list[int]:
     if isinstance(values, Iterable) and not isinstance(values, str | bytes | Mapping):
         return _id_list(name, list(values), expected)
     raise InvalidActionError(
-        f"{name} must be an integer id or an iterable of integer ids, got {_show(values)}"
+        f"{name} must be an integer id or an iterable of integer ids, got {show_value(values)}"
     )
 
 
@@ -245,22 +252,25 @@ def parse_action(
     n_personas: int,
     max_choices: int,
     slate_size: int,
+    probes: bool = True,
 ) -> ParsedAction:
     """Validate a raw action (dict from a helper or sampled from the action space).
 
     Padding (-1) is dropped and repeated ids are kept once, in order of first appearance. With
     `n_categories` > 0 (enumerated questions) an ask reads the ``category`` entry; its ParsedAction
-    carries the category id in `aspects`. Nothing is coerced (see the module docstring).
+    carries the category id in `aspects`. With `probes` False (a setting without persona probes,
+    `envs.setting.offers_probes`) a probe is refused. Nothing is coerced (see the module docstring).
 
     Raises:
         InvalidActionError: not a dict, unknown entry, an entry that is not an integer (or a flat
             list of them) of the right size, unknown kind, id out of range, empty question or slate,
-            too many ids. The message names the bad value and what is expected.
+            too many ids, a probe where `probes` is False. The message names the bad value and what
+            is expected.
     """
     if not isinstance(action, Mapping):
         raise InvalidActionError(
             f"action must be a dict with entries {', '.join(ACTION_KEYS)} (use envs.ask/probe/recommend), "
-            f"got {_show(action)}"
+            f"got {show_value(action)}"
         )
     unknown = [key for key in action if key not in ACTION_KEYS]
     if unknown:
@@ -275,6 +285,12 @@ def parse_action(
     if kind_value not in KIND_VALUES:
         raise InvalidActionError(f"action kind {kind_value!r} is not {KIND_EXPECTED}")
     kind = ActionKind(kind_value)
+    if kind is ActionKind.PROBE and not probes:
+        raise InvalidActionError(
+            f"action kind {kind_value} (probe) is not offered here: only the multiple-choice setting "
+            "offers persona probes; use kind 0 (ask) or 2 (recommend), or create the env with "
+            "setting='multiple_choice'"
+        )
     # every entry present is type- and size-checked, even one this kind does not read
     lists: dict[str, list[int]] = {}
     for name, slots, expected, limit in (
@@ -326,3 +342,50 @@ def parse_action(
         if not 0 <= persona < n_personas:
             raise InvalidActionError(f"probe persona {persona} outside [0, {n_personas})")
     return ParsedAction(kind=kind, aspects=aspects, persona=persona)
+
+
+class NoProbeSpace(spaces.Dict):
+    """The env's Dict action space in a setting without persona probes (binary, enumerated).
+
+    ``kind`` stays ``Discrete(3)`` (0 = ask, 1 = probe, 2 = recommend, as in every setting), but a
+    sample never probes: a plain sample is drawn, then each probe kind is redrawn uniformly between ask
+    and recommend, so every sample is a valid action. `contains` is False for a probe. The batched
+    space of a vector env (``gymnasium.vector.utils.batch_space``) is a `NoProbeSpace` too, redrawing
+    row by row. With a `mask` or `probability` the plain sample is returned as drawn.
+
+    Args:
+        subspaces: The entries of the env's action Dict (or of its batched form).
+        seed: Seed of the space's generators (as `gymnasium.spaces.Dict`).
+    """
+
+    def __init__(
+        self, subspaces: dict[str, spaces.Space[Any]], seed: int | np.random.Generator | None = None
+    ) -> None:
+        super().__init__(subspaces, seed=seed)
+
+    def sample(
+        self, mask: dict[str, Any] | None = None, probability: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        action = super().sample(mask=mask, probability=probability)
+        if mask is None and probability is None:
+            kinds = np.asarray(action["kind"])  # 0-d for one env, (n,) for a vector env
+            probing = kinds == int(ActionKind.PROBE)
+            if probing.any():
+                other = self.np_random.choice(
+                    [int(ActionKind.ASK), int(ActionKind.RECOMMEND)], size=kinds.shape
+                )
+                action["kind"] = np.where(probing, other, kinds).astype(kinds.dtype)[()]
+        return action
+
+    def contains(self, x: Any) -> bool:
+        if not super().contains(x):
+            return False
+        return not bool(np.any(np.asarray(x["kind"]) == int(ActionKind.PROBE)))
+
+
+@batch_space.register(NoProbeSpace)
+def _batch_no_probe_space(space: NoProbeSpace, n: int = 1) -> NoProbeSpace:
+    """The action space of `n` vector envs: without probes like one env's (Gymnasium's Dict rule)."""
+    return NoProbeSpace(
+        {key: batch_space(subspace, n=n) for key, subspace in space.items()}, seed=deepcopy(space.np_random)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -9,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import ActionKind, InvalidActionError, ParsedAction, parse_action
+from envs.actions import ActionKind, InvalidActionError, NoProbeSpace, ParsedAction, parse_action, show_value
 from envs.question_types import QuestionTypes, TypedQuestionSpace, check_one_type
-from envs.setting import SETTINGS, Setting
+from envs.setting import SETTINGS, Setting, offers_probes
 from envs.state import KIND_NAMES, DialogueState, TurnRecord
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -29,6 +30,12 @@ Observation = dict[str, np.ndarray | np.int64]
 ANSWER_NONE, ANSWER_ACCEPTED, ANSWER_REJECTED, ANSWER_SLATE_REJECTED = 0, 1, 2, 3
 # info["rank"] and info["accepted_item"] when no item was accepted (ranks are 1-based, ids 0-based)
 NO_RANK, NO_ITEM = 0, -1
+# the keys reset(options=...) reads
+RESET_OPTIONS: tuple[str, ...] = ("goal_index",)
+
+
+class ResetOptionsError(CRSError, ValueError):
+    """``reset(options=...)`` is not None or a mapping of known keys with valid values."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,10 @@ class ConversationEnv(gym.Env):
     ## Action Space
     ``Dict(kind=Discrete(3), aspects=MultiDiscrete([n_aspects] * max_choices), persona=Discrete(n_personas),
     items=MultiDiscrete([n_items] * slate_size))`` plus ``category=Discrete(n_categories)`` when
-    the setting is "enumerated". ``kind`` 0 = ask, 1 = probe, 2 = recommend. Repeated ids count once,
+    the setting is "enumerated". ``kind`` 0 = ask, 1 = probe, 2 = recommend. Only the multiple-choice
+    setting offers probes (``env.offers_probes``, `envs.setting.offers_probes`): in the binary and
+    enumerated settings a probe raises `InvalidActionError`, and the space (`envs.actions.NoProbeSpace`)
+    never samples one. Repeated ids count once,
     so every sample is valid; build actions with `envs.ask`, `envs.probe`, `envs.recommend`. Ids are
     never coerced: anything outside the action space (a float, bool, None, string, NaN, a value
     outside int64, a nested list, a wrong shape, an unknown entry) raises `InvalidActionError` and
@@ -71,8 +81,8 @@ class ConversationEnv(gym.Env):
     - enumerated ask of category c (UNICORN's YELP): the user answers with the fine aspects of c the target
       has; those are accepted (candidates filtered by each), c's other fine aspects are rejected; if
       none fits, c and all its fine aspects are rejected.
-    - probe persona p with aspects A: one multiple-choice question, answered like an ask; the persona
-      slot is kept for explanations.
+    - probe persona p with aspects A (multiple-choice setting only): one multiple-choice question,
+      answered like an ask; the persona slot is kept for explanations.
     - recommend slate S: success iff a target is in S; otherwise S leaves the candidates (with
       ``candidate_rule="mcmipl"`` only when more than ``slate_size`` candidates are left, as MCMIPL's
       ``_recommend_update``; S is recorded as rejected either way).
@@ -149,13 +159,10 @@ class ConversationEnv(gym.Env):
         _check_choice("candidate_rule", candidate_rule, CANDIDATE_RULES)
         _check_choice("episode_order", episode_order, ("random", "sequential"))
         _check_choice("render_mode", render_mode, (None, "ansi"))
-        if max_turns < 2:
-            raise CRSError(f"max_turns={max_turns} leaves the agent no action; use at least 2 (UNICORN: 15)")
-        if slate_size < 1 or max_choices < 1 or n_personas < 1:
-            raise CRSError(
-                f"slate_size, max_choices and n_personas must be >= 1, got "
-                f"{slate_size}, {max_choices}, {n_personas}"
-            )
+        max_turns = _check_count("max_turns", max_turns, 2, "UNICORN: 15; 2 leaves the agent one action")
+        slate_size = _check_count("slate_size", slate_size, 1, "UNICORN: 10")
+        max_choices = _check_count("max_choices", max_choices, 1, "5; MCMIPL: 2")
+        n_personas = _check_count("n_personas", n_personas, 1, "4")
         if goals.catalog is not catalog or user.catalog is not catalog:
             raise CRSError("user model, goal sampler and env must share one Catalog instance")
         if setting == "enumerated" and catalog.taxonomy is None:
@@ -180,6 +187,7 @@ class ConversationEnv(gym.Env):
         self.setting: Setting = setting
         self.question_mode: QuestionMode = "multiple_choice" if setting == "multiple_choice" else "binary"
         self.enumerated = setting == "enumerated"
+        self.offers_probes = offers_probes(setting)
         self.candidate_rule: CandidateRule = candidate_rule
         self.question_types = question_types
         self.max_turns = max_turns
@@ -199,9 +207,13 @@ class ConversationEnv(gym.Env):
         }
         if self.enumerated:
             action["category"] = spaces.Discrete(self.n_categories)
-        self.action_space = (
-            spaces.Dict(action) if question_types is None else TypedQuestionSpace(action, question_types)
-        )
+        self.action_space: spaces.Dict
+        if question_types is not None:  # the multiple-choice setting only (checked above)
+            self.action_space = TypedQuestionSpace(action, question_types)
+        elif not self.offers_probes:
+            self.action_space = NoProbeSpace(action)
+        else:
+            self.action_space = spaces.Dict(action)
         count = spaces.Box(0, np.iinfo(np.int64).max, shape=(1,), dtype=np.int64)
         self.observation_space = spaces.Dict(
             {
@@ -240,10 +252,16 @@ class ConversationEnv(gym.Env):
 
         Args:
             seed: Seeds the env's generator (and the sequential goal order).
-            options: ``{"goal_index": i}`` picks goal i of the split directly.
+            options: None, or a mapping whose only key is ``"goal_index"``: ``{"goal_index": i}``
+                picks goal i of the split directly (i an integer in [0, n_goals), not a bool).
+
+        Raises:
+            ResetOptionsError: `options` is not None or a mapping, has another key, or its goal index is
+                not an integer in range (never coerced); the env is left as it was.
         """
+        goal_index = self._goal_option(options)
         super().reset(seed=seed)
-        index = self._next_goal_index(seed, options or {})
+        index = self._next_goal_index(seed, goal_index)
         goal = self.goals.goal(index, self.np_random)
         self.user.reset(goal, self.np_random)
         state = DialogueState(self.catalog, goal.user)
@@ -272,7 +290,8 @@ class ConversationEnv(gym.Env):
         return self._observation(), info
 
     def step(self, action: dict[str, Any]) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
-        """Carry out one agent action. Invalid actions raise InvalidActionError, state unchanged."""
+        """Carry out one agent action. Invalid actions (a probe where `offers_probes` is False among
+        them) raise InvalidActionError, state unchanged."""
         if self._state is None:
             raise InvalidActionError("step() before reset(): call reset() to start a conversation")
         if self._done:
@@ -301,8 +320,9 @@ class ConversationEnv(gym.Env):
         """Validate `action` against this env's sizes and setting, without acting on it.
 
         Raises:
-            InvalidActionError: the action is not valid here (see `envs.actions.parse_action`), or an
-                ask of a typed env lists aspects of several question types.
+            InvalidActionError: the action is not valid here (see `envs.actions.parse_action`; a probe
+                in the binary or enumerated setting among them), or an ask of a typed env lists aspects
+                of several question types.
         """
         parsed = parse_action(
             action,
@@ -312,6 +332,7 @@ class ConversationEnv(gym.Env):
             n_personas=self.n_personas,
             max_choices=self.max_choices,
             slate_size=self.slate_size,
+            probes=self.offers_probes,
         )
         if self.question_types is not None and parsed.kind is ActionKind.ASK:
             check_one_type(parsed.aspects, self.question_types)
@@ -324,13 +345,39 @@ class ConversationEnv(gym.Env):
         return render_dialogue(self.catalog, self._state.history, enumerated=self.enumerated)
 
     # ------------------------------------------------------------------------------------ internals
-    def _next_goal_index(self, seed: int | None, options: dict[str, Any]) -> int:
+    def _goal_option(self, options: object) -> int | None:
+        """The goal index `options` asks for (None: none asked), or ResetOptionsError."""
+        if options is None:
+            return None
+        if not isinstance(options, Mapping):
+            raise ResetOptionsError(
+                f"reset(options=...) must be None or a dict like {{'goal_index': 3}}, got "
+                f"{show_value(options)}"
+            )
+        unknown = [key for key in options if key not in RESET_OPTIONS]
+        if unknown:
+            raise ResetOptionsError(
+                f"unknown reset option(s) {unknown!r}; the only option is 'goal_index' (an int goal index)"
+            )
+        if "goal_index" not in options:
+            return None
+        value = options["goal_index"]
         n = self.goals.n_goals
-        if "goal_index" in options:
-            index = int(options["goal_index"])
-            if not 0 <= index < n:
-                raise CRSError(f"options['goal_index']={index} outside [0, {n})")
-            return index
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise ResetOptionsError(
+                f"options['goal_index'] must be an integer in [0, {n}) (never a float, bool, string or "
+                f"None), got {show_value(value)}"
+            )
+        if not 0 <= value < n:
+            raise ResetOptionsError(
+                f"options['goal_index']={int(value)} outside [0, {n}) ({n} goals in the split)"
+            )
+        return int(value)
+
+    def _next_goal_index(self, seed: int | None, goal_index: int | None) -> int:
+        n = self.goals.n_goals
+        if goal_index is not None:
+            return goal_index
         if self.episode_order == "random":
             return self.goals.sample_index(self.np_random)
         if seed is not None or self._order is None:
@@ -446,6 +493,13 @@ class ConversationEnv(gym.Env):
             "goal_index": int(self._goal_index),
             "targets": tuple(int(t) for t in self.user.targets) if self._done else (),
         }
+
+
+def _check_count(name: str, value: object, least: int, usual: str) -> int:
+    """`value` as an int if it is an integer (python or numpy, not a bool) >= `least`, else CRSError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < least:
+        raise CRSError(f"{name}={value!r} must be an integer >= {least} (not a float or bool; {usual})")
+    return int(value)
 
 
 def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:

@@ -6,6 +6,8 @@ directory may also come from the ``CRS_DATA_DIR`` environment variable.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -20,7 +22,7 @@ from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from simulators.goals import GoalSampler, GroupGoals, MultiTargetGoals, PairGoals, PersonaGoals
 from simulators.mcmipl import find_release
-from simulators.persona_world import WORLD_USER
+from simulators.persona_world import WORLD_USER, make_persona_world
 from simulators.users import MCMIPLUser, MultiInterestUser, PersonaUser, SingleTargetUser, UserModel
 
 UserKind = Literal["auto", "single", "multi", "persona"]
@@ -42,6 +44,34 @@ REGISTERED: dict[str, dict[str, str]] = {
 }
 # MCMIPL's values per question in evaluation (its env's default choice_num; its training passes 4)
 MCMIPL_MAX_CHOICES = 2
+# ConversationEnv arguments make_env supplies itself (the rest pass through its **env_kwargs)
+_ENV_SUPPLIED = ("catalog", "user", "goals", "setting")
+
+
+def argument_names(target: Callable[..., Any], exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The named arguments `target` accepts by keyword (``self`` and `exclude` left out), in order."""
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(
+        name
+        for name, parameter in inspect.signature(target).parameters.items()
+        if parameter.kind in keyword and name != "self" and name not in exclude
+    )
+
+
+def check_arguments(what: str, given: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    """Raise CRSError naming the keys of `given` outside `valid`, and listing `valid`."""
+    unknown = [key for key in given if key not in valid]
+    if unknown:
+        raise CRSError(
+            f"{what}: unknown argument{'s' if len(unknown) > 1 else ''} {unknown!r}; valid arguments: "
+            f"{', '.join(valid)}"
+        )
+
+
+def make_env_arguments() -> tuple[str, ...]:
+    """Every keyword `make_env` (and ``gym.make("crs/...")``) accepts: its own, then `ConversationEnv`'s."""
+    own = argument_names(make_env)
+    return own + argument_names(ConversationEnv.__init__, exclude=(*_ENV_SUPPLIED, *own))
 
 
 def build_user(
@@ -60,7 +90,8 @@ def build_user(
     them: `TargetGroups.within`), elsewhere `MultiInterestUser` with drawn targets (`MultiTargetGoals`).
 
     Raises:
-        CRSError: An unknown kind, or `goal_interactions` that leave none of MCMIPL's groups.
+        CRSError: An unknown kind, an unknown `PersonaUser` argument in `user_kwargs` (the message lists
+            the valid ones), or `goal_interactions` that leave none of MCMIPL's groups.
     """
     if user not in USER_KINDS:
         raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
@@ -81,6 +112,9 @@ def build_user(
         return MCMIPLUser(catalog), GroupGoals(catalog, split, groups)
     if user == "multi":
         return MultiInterestUser(catalog), MultiTargetGoals(catalog, split, interactions=goal_interactions)
+    check_arguments(
+        "user_kwargs (PersonaUser)", user_kwargs, argument_names(PersonaUser.__init__, ("catalog",))
+    )
     if catalog.truth is not None:  # the persona world's users: its defaults, then the caller's
         user_kwargs = {**asdict(WORLD_USER), **user_kwargs}
     return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
@@ -156,8 +190,14 @@ def make_env(
     Raises:
         DatasetError: A real dataset with no data folder (neither ``data_dir=`` nor ``$CRS_DATA_DIR``),
             a folder without the dataset, or malformed files; the message says which and how to fix it.
-        CRSError: An unknown dataset, setting or user kind, or world arguments given for a real dataset.
+        CRSError: An unknown dataset, setting or user kind, an unknown argument (of make_env, in
+            `world_kwargs` or in a persona user's `user_kwargs`; the message lists the valid ones), an
+            integer argument of `ConversationEnv` that is not an int in range, or world arguments
+            given for a real dataset.
     """
+    check_arguments("make_env / gym.make", env_kwargs, make_env_arguments())
+    if catalog is None and dataset == "persona_world" and world_kwargs:
+        check_arguments("world_kwargs (make_persona_world)", world_kwargs, argument_names(make_persona_world))
     if catalog is None:
         catalog = load_catalog(dataset, data_dir, **(world_kwargs or {}))
     release = find_release(catalog)

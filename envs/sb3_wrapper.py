@@ -21,6 +21,9 @@ caller; never updated here) and a padded local dialogue graph around them:
 ordered: question slots ``[0, n_questions)``, persona slots ``[n_questions, n_questions + n_probes)``,
 recommend ``n_choices - 1``. The item slots index the candidate items of the observation; they are
 read only when the choice is "recommend" (masked or repeated slots are dropped from the slate).
+An action must be ``1 + slate_size`` whole numbers whose choice is valid in `action_masks`; anything
+else raises `WrapperError` naming the value (never coerced, nothing carried out). A recommendation
+with no valid item slot shows the first ``slate_size`` candidate items.
 
 ## Observation Space
 A ``Dict`` of float32 ``Box`` arrays (ids travel as float32 and are cast back by the policy; padding
@@ -35,7 +38,8 @@ is -1). Q = n_questions, P = n_probes, M = probe_size, N = n_items, F = max_fact
 - ``item_question`` (N, Q), ``item_rejected`` (N, F): the local graph's item–aspect edges.
 
 `action_masks()` returns ``choice_mask`` followed by ``item_mask`` repeated ``slate_size`` times
-(sb3-contrib expects sum(nvec) entries). At least one choice is always valid.
+(sb3-contrib expects sum(nvec) entries). At least one choice is always valid, and
+``action_space.sample()`` draws within the current mask (`MaskedActionSpace`).
 
 ## Layout
 This module holds the wrapper (spaces, actions, masks); `envs.sb3_slots` builds each turn's slots and
@@ -44,6 +48,7 @@ their feature blocks; `envs.sb3_features` names the features and their scales.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +56,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import ask, probe, recommend
+from envs.actions import ask, probe, recommend, show_value
 from envs.answer_search import AnswerSearch, check_temperature
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
@@ -88,6 +93,7 @@ __all__ = [
     "PROBE_FEATURES",
     "QUESTION_FEATURES",
     "RANKER_DERIVED",
+    "MaskedActionSpace",
     "SlateActionWrapper",
     "WrapperConfig",
     "WrapperError",
@@ -95,7 +101,8 @@ __all__ = [
 
 
 class WrapperError(CRSError):
-    """The SB3 wrapper was configured inconsistently with its env or ranker."""
+    """The SB3 wrapper was configured inconsistently with its env or ranker, or given an action outside
+    its action space or its mask."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,40 @@ class WrapperConfig:
             )
 
 
-class SlateActionWrapper(gym.Wrapper):
+class MaskedActionSpace(spaces.MultiDiscrete):
+    """The wrapper's ``MultiDiscrete`` action space, whose plain `sample` draws a valid action of the
+    current turn: each entry uniformly among those `masks` allows (the wrapper's `action_masks`), so
+    Gymnasium's and SB3's env checkers and random agents step with actions the wrapper carries out.
+
+    With an explicit `mask` or `probability`, before the first reset (`masks` returns None), and in a
+    copy or unpickled space (the callable is not carried along) it samples as a plain
+    ``MultiDiscrete``. Equality, bounds and `contains` are MultiDiscrete's.
+
+    Args:
+        nvec: Counts of the entries (as ``MultiDiscrete``).
+        masks: Returns the current flat mask (``sum(nvec)`` bools), or None when there is none yet.
+    """
+
+    def __init__(self, nvec: list[int], masks: Callable[[], np.ndarray | None] | None = None) -> None:
+        super().__init__(nvec, dtype=np.int64)
+        self._masks = masks
+
+    def sample(
+        self, mask: tuple[np.ndarray, ...] | None = None, probability: tuple[np.ndarray, ...] | None = None
+    ) -> np.ndarray:
+        flat = self._masks() if self._masks is not None and mask is None and probability is None else None
+        if flat is not None:
+            bounds = np.cumsum(self.nvec)[:-1]
+            mask = tuple(part.astype(np.int8) for part in np.split(np.asarray(flat, dtype=bool), bounds))
+        return super().sample(mask=mask, probability=probability)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_masks"] = None  # a pickled or copied space samples plainly (the wrapper stays behind)
+        return state
+
+
+class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """A `ConversationEnv` seen by SB3: flat MultiDiscrete actions, flat Dict-of-Box observations.
 
     Args:
@@ -164,12 +204,16 @@ class SlateActionWrapper(gym.Wrapper):
             ``personas_per_user``), persona probes are offered.
         config: Slot counts (`WrapperConfig`).
 
+    The wrapper records its arguments (`gymnasium.utils.RecordConstructorArgs`, the ranker by reference:
+    it is fixed), so ``env.spec`` lists it and Gymnasium's ``check_env`` accepts it over a ``gym.make`` env.
+
     Raises:
         WrapperError: ``n_items`` is smaller than the env's slate size, or a size is not positive.
     """
 
     def __init__(self, env: gym.Env, ranker: PreferenceRanker, config: WrapperConfig | None = None) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, ranker=ranker, config=config, _disable_deepcopy=True)
+        gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         if not isinstance(base, ConversationEnv):
             raise WrapperError(f"SlateActionWrapper needs a ConversationEnv, got {type(base).__name__}")
@@ -194,7 +238,7 @@ class SlateActionWrapper(gym.Wrapper):
         self.config = cfg
         self.slate_size = base.slate_size
         self._persona_ranker: PersonaAwareRanker | None = None
-        if cfg.probes and isinstance(ranker, PersonaAwareRanker) and base.question_mode == "multiple_choice":
+        if cfg.probes and isinstance(ranker, PersonaAwareRanker) and base.offers_probes:
             self._persona_ranker = ranker
         n_personas = 0 if self._persona_ranker is None else int(self._persona_ranker.personas_per_user)
         self.n_probes = min(n_personas, base.n_personas)
@@ -203,7 +247,9 @@ class SlateActionWrapper(gym.Wrapper):
         self.n_items = cfg.n_items
         self.n_choices = self.n_questions + self.n_probes + 1
         self.recommend_choice = self.n_choices - 1
-        self.action_space = spaces.MultiDiscrete([self.n_choices] + [self.n_items] * self.slate_size)
+        self.action_space = MaskedActionSpace(
+            [self.n_choices] + [self.n_items] * self.slate_size, masks=self._current_masks
+        )
         self.observation_space = self._build_observation_space()
         self._categories = CategoryIndex(base.catalog) if base.enumerated else None
         self._obs: dict[str, np.ndarray] = {}
@@ -257,7 +303,10 @@ class SlateActionWrapper(gym.Wrapper):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a conversation (see `ConversationEnv.reset`); ``info["turn_limit"]`` is False, so reset
+        and step infos have the same keys."""
         _, info = self.env.reset(seed=seed, options=options)
+        info["turn_limit"] = False
         return self.observe(), info
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -265,7 +314,10 @@ class SlateActionWrapper(gym.Wrapper):
 
         A conversation that reaches the turn limit has ended for good (the user quits), so it is
         reported as ``terminated`` (no value bootstrapping past it), with ``info["turn_limit"]`` True
-        (False on every other step: one type per info key).
+        (False on every other step and after reset: one type per info key).
+
+        Raises:
+            WrapperError: The action is outside the action space or its mask (see `to_env_action`).
         """
         _, env_reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
         reward = float(env_reward)  # already a float (ConversationEnv.step); gym types it SupportsFloat
@@ -280,23 +332,36 @@ class SlateActionWrapper(gym.Wrapper):
         items = self._obs["item_mask"] > 0.5
         return np.concatenate([choice, np.tile(items, self.slate_size)])
 
+    def _current_masks(self) -> np.ndarray | None:
+        """`action_masks` once there is an observation, else None (what `MaskedActionSpace` samples by)."""
+        return self.action_masks() if self._obs else None
+
     def to_env_action(self, action: np.ndarray) -> dict[str, Any]:
-        """The env's action dict for a [choice, slot_1..slot_k] action of the current turn."""
-        action = np.asarray(action, dtype=np.int64).reshape(-1)
-        choice = int(action[0])
-        if not 0 <= choice < self.n_choices:
-            raise WrapperError(f"choice {choice} outside [0, {self.n_choices})")
-        if choice < self.n_questions and choice < self._questions.size:
+        """The env's action dict for a [choice, slot_1..slot_k] action of the current turn.
+
+        The item slots of a recommendation that the item mask forbids (or that lie outside
+        ``[0, n_items)``) are dropped from the slate; when none is left, the slate is the first
+        ``slate_size`` candidate items (the ranker's best), as the module docstring says.
+
+        Raises:
+            WrapperError: No observation yet (call reset), the action is not ``1 + slate_size`` whole
+                numbers, its choice lies outside ``[0, n_choices)``, or its choice is masked this turn.
+                The message names the value and why; nothing is carried out.
+        """
+        if not self._obs:
+            raise WrapperError("the wrapper has no observation yet: call reset() before step()")
+        values = self._checked_action(action)
+        choice = int(values[0])
+        if not self.action_masks()[choice]:
+            raise WrapperError(f"choice {choice} is masked this turn: {self._masked_reason(choice)}")
+        if choice < self.n_questions:
             return ask(self._question_aspects(int(self._questions[choice])))
-        if self.n_questions <= choice < self.recommend_choice:
+        if choice < self.recommend_choice:
             persona = choice - self.n_questions
-            if persona < len(self._probes) and self._probes[persona].size:
-                return probe(persona, self._probes[persona])
-        slots = action[1:]
-        valid = slots[(slots >= 0) & (slots < self._items.size)]
-        slate = self._items[valid]
-        if slate.size == 0:
-            slate = self._items[: self.slate_size]
+            return probe(persona, self._probes[persona])
+        slots = values[1:]
+        shown = slots[(slots >= 0) & (slots < self._items.size)].astype(np.int64)  # the unmasked slots
+        slate = self._items[shown] if shown.size else self._items[: self.slate_size]
         return recommend(slate)
 
     @property
@@ -315,6 +380,53 @@ class SlateActionWrapper(gym.Wrapper):
         return self._probes
 
     # ------------------------------------------------------------------------------------ internals
+    def _checked_action(self, action: object) -> np.ndarray:
+        """`action` as an array of shape (1 + slate_size,) of whole numbers whose choice lies in
+        ``[0, n_choices)``, or WrapperError naming the bad value.
+
+        Integer arrays (and lists of ints) pass; float arrays pass only when every entry is a whole
+        number (as SB3 may hand them over). Bools, NaN, fractions, strings and other shapes are
+        refused, never coerced. Item slots are not range-checked here (`to_env_action` drops those
+        outside the item mask).
+        """
+        shape = (1 + self.slate_size,)
+        try:
+            array = np.asarray(action)
+        except (TypeError, ValueError):
+            array = np.asarray(None)
+        kind = array.dtype.kind
+        if array.shape != shape or kind not in "iuf":
+            raise WrapperError(
+                f"action must be [choice, slot_1..slot_{self.slate_size}]: {shape[0]} integers "
+                f"(shape {shape}), got {show_value(action)}"
+            )
+        if kind == "f" and not (np.isfinite(array).all() and (array == np.floor(array)).all()):
+            raise WrapperError(f"action entries must be whole numbers, got {show_value(action)}")
+        if not 0 <= array[0] < self.n_choices:
+            raise WrapperError(
+                f"action[0] (the choice) = {array[0].item()!r} lies outside [0, {self.n_choices}): "
+                f"{self.n_questions} question slots, {self.n_probes} persona slots, then recommend"
+            )
+        return array
+
+    def _masked_reason(self, choice: int) -> str:
+        """Why `choice` is masked this turn (for error messages)."""
+        if self.base.done:
+            return (
+                "the conversation has ended (only recommend is left in the final observation); call reset()"
+            )
+        if choice < self.n_questions:
+            return (
+                f"question slot {choice} is empty: {self._questions.size} question(s) open this turn, in "
+                f"slots [0, {self._questions.size})"
+            )
+        if choice < self.recommend_choice:
+            return f"persona slot {choice - self.n_questions} lists no aspects this turn (nothing to probe)"
+        return (
+            f"recommend is closed after {self._slates_in_a_row()} rejected slates in a row "
+            f"(WrapperConfig.max_slates_in_a_row={self.config.max_slates_in_a_row}): ask or probe"
+        )
+
     def _final_observation(self) -> dict[str, np.ndarray]:
         """The observation past the end (or of no candidate left): empty slots, only recommend valid."""
         observation_space = self.observation_space

@@ -42,6 +42,12 @@ def check_setting(value: str) -> Setting:
     return value
 
 
+def offers_probes(setting: Setting) -> bool:
+    """Whether `setting` offers persona probes: only "multiple_choice" does (a probe lists several
+    aspects; the binary and enumerated settings ask one aspect or one category per question)."""
+    return setting == "multiple_choice"
+
+
 def default_setting(*, single_target: bool) -> Setting:
     """The setting of an env unless one is named: "binary" for a single-target user (UNICORN's setting
     for LastFM, LastFM* and Yelp*), else "multiple_choice" (MCMIPL's multi-interest user, and the

@@ -84,7 +84,8 @@ def demonstration_action(wrapper: SlateActionWrapper, env_action: dict[str, Any]
     category; a slate becomes the recommend choice with its items' candidate slots, in slate order,
     completed by the best remaining slots. A question that no slot holds (or a probe whose persona slot
     is closed) becomes the first open question slot (slot 0 holds the ranker's best), or recommend when
-    no question is open.
+    no question is open. A slate while the wrapper masks "recommend" (``max_slates_in_a_row``) becomes
+    the first open choice (the wrapper refuses a masked one).
 
     Returns:
         The action (int64, shape (1 + k,)) and whether it expresses the rule's action exactly.
@@ -111,6 +112,9 @@ def demonstration_action(wrapper: SlateActionWrapper, env_action: dict[str, Any]
             action[0] = open_questions[0]
             return action, False
         matched = False  # nothing to ask: recommend the ranker's best instead
+    if not choice_mask[wrapper.recommend_choice]:  # slates capped (max_slates_in_a_row): ask instead
+        action[0] = int(np.flatnonzero(choice_mask)[0])
+        return action, False
     action[0] = wrapper.recommend_choice
     items = wrapper.candidate_items
     slate = [int(i) for i in env_action["items"]] if kind == int(ActionKind.RECOMMEND) else []

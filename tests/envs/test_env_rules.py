@@ -6,12 +6,13 @@ Tiny catalogue (tests/envs/conftest.py): item -> aspects
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from envs import ConversationEnv, InvalidActionError, Rewards, ask, make_env, probe, recommend
-from envs.env import render_dialogue
+from envs.env import ResetOptionsError, render_dialogue
 from simulators.catalog import Taxonomy
 from simulators.errors import CRSError
 from simulators.goals import PairGoals
@@ -205,7 +206,8 @@ def test_enumerated_category_without_target_aspects_rejects_all() -> None:
         (ask(9), "unknown aspect"),
         (recommend([99]), "unknown item"),
         (recommend([]), "non-empty slate"),
-        ({"kind": 1, "aspects": [], "persona": 0, "items": []}, "at least one aspect"),
+        ({"kind": 0, "aspects": [], "persona": 0, "items": []}, "at least one aspect"),
+        (probe(0, [1]), r"kind 1 \(probe\) is not offered here.*setting='multiple_choice'"),
         (ask([0, 1]), "allows 1 per question"),
         ({"kind": 7}, "not one of"),
         ("ask 3", "must be a dict"),
@@ -246,3 +248,95 @@ def test_reachable_aspects_are_the_candidates_unsettled_aspects() -> None:
             naive.update(int(a) for a in env.catalog.aspects_of(item))
         naive -= set(np.flatnonzero(state.accepted | state.rejected).tolist())
         assert state.reachable_aspects().tolist() == sorted(naive)
+
+
+# ------------------------------------------------------------------ probes only where the setting offers them
+def enumerated_tiny() -> ConversationEnv:
+    catalog = tiny_catalog(Taxonomy(parent_of=np.array([0, 0, 1, 1]), parent_names=("c0", "c1")))
+    return make(catalog, setting="enumerated")
+
+
+@pytest.mark.parametrize("setting", ["binary", "enumerated"])
+def test_settings_without_probes_refuse_a_probe_and_never_sample_one(tiny, setting: str) -> None:
+    env = enumerated_tiny() if setting == "enumerated" else make(tiny, setting=setting)
+    assert not env.offers_probes
+    env.reset(seed=0)
+    history = list(env.state.history)
+    with pytest.raises(InvalidActionError, match=r"kind 1 \(probe\) is not offered.*multiple_choice"):
+        env.step(probe(0, [1]))
+    assert env.state.history == history and env.state.turn == 1
+    # the action space keeps kind Discrete(3), but a sample never probes and contains() refuses a probe
+    assert env.action_space["kind"].n == 3
+    env.action_space.seed(0)
+    kinds = set()
+    for _ in range(300):
+        sample = env.action_space.sample()
+        kinds.add(int(sample["kind"]))
+        assert env.action_space.contains(sample)
+        assert not env.action_space.contains({**sample, "kind": np.int64(1)})
+    assert kinds == {0, 2}
+
+
+def test_multiple_choice_setting_still_offers_probes(tiny) -> None:
+    env = make(tiny, setting="multiple_choice", n_personas=2)
+    assert env.offers_probes
+    env.action_space.seed(0)
+    assert {int(env.action_space.sample()["kind"]) for _ in range(100)} == {0, 1, 2}
+
+
+def test_vector_envs_without_probes_never_sample_one() -> None:
+    world = {"n_users": 10, "n_items": 60, "interactions_per_user": 6}
+    vector = gym.vector.SyncVectorEnv(
+        [lambda: make_env("persona_world", world_kwargs=world, setting="binary", user="single")] * 2
+    )
+    vector.action_space.seed(0)
+    vector.reset(seed=0)
+    kinds = np.concatenate([vector.action_space.sample()["kind"] for _ in range(200)])
+    assert set(kinds.tolist()) == {0, 2}
+    for _ in range(50):
+        vector.step(vector.action_space.sample())  # every sample is carried out
+    vector.close()
+
+
+@pytest.mark.real_data
+def test_unicorns_enumerated_yelp_refuses_a_probe(real_data_dir) -> None:
+    env = gym.make("crs/Yelp-v0", data_dir=real_data_dir)
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="not offered"):
+        env.step(probe(0, [0]))
+
+
+# ------------------------------------------------------------------------------------ reset options
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"goal_index": 1.9}, r"must be an integer .* got 1\.9 \(float\)"),
+        ({"goal_index": 0.0}, r"got 0\.0 \(float\)"),
+        ({"goal_index": "0"}, r"got '0' \(str\)"),
+        ({"goal_index": True}, r"got True \(bool\)"),
+        ({"goal_index": np.bool_(False)}, r"must be an integer"),
+        ({"goal_index": None}, r"got None \(NoneType\)"),
+        ({"goal_index": "x"}, r"got 'x' \(str\)"),
+        ({"goal_index": 1}, r"options\['goal_index'\]=1 outside \[0, 1\)"),
+        ({"goal_index": -1}, r"=-1 outside \[0, 1\)"),
+        ({"goal_idx": 0}, r"unknown reset option\(s\) \['goal_idx'\]; the only option is 'goal_index'"),
+        ({"goal_index": 0, "seed": 3}, r"unknown reset option\(s\) \['seed'\]"),
+        ("goal_index", r"must be None or a dict like \{'goal_index': 3\}, got 'goal_index' \(str\)"),
+        ([("goal_index", 0)], r"must be None or a dict"),
+    ],
+)
+def test_bad_reset_options_raise_naming_the_value_and_leave_the_env_as_it_was(tiny, options, message) -> None:
+    env = make(tiny)
+    env.reset(seed=0)
+    env.step(ask(1))
+    history = list(env.state.history)
+    with pytest.raises(ResetOptionsError, match=message) as raised:
+        env.reset(seed=5, options=options)
+    assert isinstance(raised.value, CRSError)
+    assert env.state.history == history
+
+
+@pytest.mark.parametrize("options", [None, {}, {"goal_index": 0}, {"goal_index": np.int64(0)}])
+def test_valid_reset_options_pick_the_goal(tiny, options) -> None:
+    _, info = make(tiny).reset(seed=0, options=options)
+    assert info["goal_index"] == 0

@@ -1,13 +1,16 @@
-"""Errors met through the Python API say how to fix them in Python (``data_dir=``, ``CRS_DATA_DIR``)."""
+"""Errors met through the Python API say how to fix them in Python (``data_dir=``, ``CRS_DATA_DIR``), and
+name the bad argument with the valid ones."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import envs  # noqa: F401 (registers the crs/* ids)
+from envs import make_env
 from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
 
@@ -36,3 +39,51 @@ def test_a_missing_data_dir_argument_names_data_dir(tmp_path: Path) -> None:
         gym.make("crs/LastFM-v0", data_dir=tmp_path / "nowhere")
     message = str(info.value)
     assert "nowhere" in message and "data_dir=" in message and "CRS_DATA_DIR" in message
+
+
+# ------------------------------------------------------------------------------ constructor arguments
+SMALL_WORLD = {"n_users": 10, "n_items": 60, "interactions_per_user": 6}
+
+
+def test_an_unknown_argument_is_named_and_the_valid_ones_listed() -> None:
+    with pytest.raises(CRSError) as info:
+        gym.make("crs/PersonaWorld-v0", world_kwargs=SMALL_WORLD, bad_kwarg=1)
+    message = str(info.value)
+    assert "unknown argument ['bad_kwarg']" in message
+    for valid in ("data_dir", "world_kwargs", "user_kwargs", "setting", "max_turns", "slate_size", "rewards"):
+        assert valid in message
+
+
+def test_unknown_world_and_user_arguments_are_named_with_the_valid_ones() -> None:
+    with pytest.raises(
+        CRSError, match=r"world_kwargs .*unknown argument \['n_user'\]; valid arguments: n_users"
+    ):
+        gym.make("crs/PersonaWorld-v0", world_kwargs={"n_user": 10})
+    with pytest.raises(CRSError, match=r"user_kwargs .*unknown argument \['nosie'\]; valid arguments: noise"):
+        make_env("persona_world", world_kwargs=SMALL_WORLD, user_kwargs={"nosie": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("max_turns", "15"),
+        ("max_turns", 2.5),
+        ("max_turns", 15.0),
+        ("max_turns", True),
+        ("max_turns", 1),
+        ("max_turns", None),
+        ("slate_size", 0),
+        ("slate_size", 10.0),
+        ("max_choices", "5"),
+        ("n_personas", False),
+    ],
+)
+def test_integer_env_arguments_must_be_integers_in_range(name: str, value: object) -> None:
+    with pytest.raises(CRSError, match=rf"{name}={value!r} must be an integer >= \d"):
+        gym.make("crs/PersonaWorld-v0", world_kwargs=SMALL_WORLD, **{name: value})
+
+
+def test_numpy_integer_arguments_are_accepted() -> None:
+    env = make_env("persona_world", world_kwargs=SMALL_WORLD, max_turns=np.int64(5), slate_size=np.int32(3))
+    assert env.max_turns == 5 and type(env.max_turns) is int and env.slate_size == 3
+    assert env.observation_space["turn"].high.item() == 5

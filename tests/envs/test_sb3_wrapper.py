@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env
 
 from envs import ConversationEnv, DialogueFacts, make_env
@@ -490,3 +493,107 @@ def test_plan_depth_needs_the_binary_setting_and_ranker_features(world: Catalog)
     hidden = WrapperConfig(plan_depth=2, ranker_features=False)
     with pytest.raises(WrapperError, match="ranker_features"):
         SlateActionWrapper(binary, PopularityRanker(world), hidden)
+
+
+# ------------------------------------------------------------------ actions outside the space or the mask
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (np.full(11, 0.7), "whole numbers"),
+        ([0.0] * 10 + [np.nan], "whole numbers"),
+        (np.array([0]), r"11 integers \(shape \(11,\)\), got \[0\]"),
+        (np.zeros(12, dtype=np.int64), "shape"),
+        (np.zeros((1, 11), dtype=np.int64), "shape"),
+        (np.zeros(11, dtype=bool), "11 integers"),
+        (["0"] * 11, "11 integers"),
+        (None, "11 integers"),
+        (np.array([99] + [0] * 10), r"action\[0\] \(the choice\) = 99 lies outside \[0, 11\)"),
+        (np.array([-1.0] + [0] * 10), r"action\[0\] \(the choice\) = -1\.0 lies outside"),
+    ],
+)
+def test_malformed_actions_raise_and_change_nothing(world: Catalog, action: object, message: str) -> None:
+    env = wrapped(world)
+    env.reset(seed=0)
+    history = list(env.base.state.history)
+    with pytest.raises(WrapperError, match=message):
+        env.step(action)  # type: ignore[arg-type]
+    assert env.base.state.history == history
+
+
+def test_whole_float_actions_are_carried_out(world: Catalog) -> None:
+    env = wrapped(world)
+    env.reset(seed=0)
+    aspect = int(env.question_ids[0])
+    env.step(np.zeros(11, dtype=np.float32))
+    assert env.base.state.history[-1].asked == (aspect,)
+
+
+def test_masked_choices_raise_naming_the_choice_and_why() -> None:
+    catalog = tiny_catalog()  # 4 aspects: fewer open questions than the 10 question slots
+    env = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", user="single"), PopularityRanker(catalog), WrapperConfig()
+    )
+    with pytest.raises(WrapperError, match=r"call reset\(\)"):
+        env.step(np.zeros(11, dtype=np.int64))
+    env.reset(seed=0)
+    open_questions = env.question_ids.size
+    assert 0 < open_questions < env.n_questions and not env.action_masks()[open_questions]
+    history = list(env.base.state.history)
+    with pytest.raises(WrapperError, match=rf"choice {open_questions} is masked.*question slot .* is empty"):
+        env.step(np.array([open_questions] + [0] * 10))
+    assert env.base.state.history == history
+
+
+def test_recommend_masked_after_max_slates_in_a_row_raises(world: Catalog) -> None:
+    valid = make_env(catalog=world, split="valid")
+    base = ConversationEnv(world, NoSayer(world, patience=None), valid.goals, setting=valid.setting)
+    env = SlateActionWrapper(base, PopularityRanker(world), WrapperConfig(max_slates_in_a_row=1))
+    env.reset(seed=3)
+    env.step(np.array([env.recommend_choice, *range(10)]))
+    assert not env.action_masks()[env.recommend_choice]
+    with pytest.raises(
+        WrapperError, match=r"recommend is closed after 1 rejected slates.*max_slates_in_a_row=1"
+    ):
+        env.step(np.array([env.recommend_choice, *range(10)]))
+
+
+def test_action_space_samples_only_what_the_mask_allows() -> None:
+    catalog = tiny_catalog(n_extra_items=6)
+    env = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", user="single"), PopularityRanker(catalog), WrapperConfig()
+    )
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    masked_seen = 0
+    for _ in range(300):
+        mask = env.action_masks()
+        masked_seen += int(not mask.all())
+        action = env.action_space.sample()
+        assert mask[action[0]] and mask[env.n_choices + action[1:]].all()
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    assert masked_seen > 0  # the masks did forbid something
+    # a copy (as SB3 sends spaces between processes) samples as a plain MultiDiscrete
+    assert pickle.loads(pickle.dumps(env.action_space)) == env.action_space
+
+
+# ------------------------------------------------------------------ Gymnasium's checker and env.spec
+@pytest.mark.filterwarnings("ignore::UserWarning:gymnasium.utils.env_checker")  # unbounded Boxes: by design
+def test_gymnasium_check_env_and_spec_over_a_gym_make_env() -> None:
+    inner = gym.make("crs/PersonaWorld-v0", world_kwargs=WORLD)
+    ranker = PopularityRanker(inner.unwrapped.catalog)
+    env = SlateActionWrapper(inner, ranker, WrapperConfig(n_questions=3))
+    gym_check_env(env, skip_render_check=True)
+    last = env.spec.additional_wrappers[-1]
+    assert last.name == "SlateActionWrapper" and last.kwargs["ranker"] is ranker  # kept, not copied
+    again = gym.make(env.spec)
+    assert isinstance(again, SlateActionWrapper) and again.action_space == env.action_space
+
+
+def test_reset_and_step_infos_have_the_same_keys(world: Catalog) -> None:
+    env = wrapped(world)
+    _, reset_info = env.reset(seed=0)
+    _, _, _, _, step_info = env.step(np.array([env.recommend_choice, *range(10)]))
+    assert reset_info["turn_limit"] is False
+    assert set(reset_info) == set(step_info)

@@ -7,7 +7,7 @@ import pytest
 
 from envs import evaluation_indices, make_env
 from envs.actions import ask, probe, recommend
-from envs.sb3_wrapper import SlateActionWrapper
+from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from policies.baseline_rankers import PopularityRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import mean_metrics
@@ -63,6 +63,23 @@ def test_a_slate_becomes_its_items_slots_in_order_then_distinct_padding(world) -
     assert wrapper.to_env_action(action)["items"][:2] == slate
     _, exact = demonstration_action(wrapper, recommend([int(items[0]), -5 % world[0].n_items]))
     assert exact == bool(np.any(items == -5 % world[0].n_items))
+
+
+def test_a_slate_while_slates_are_capped_becomes_an_open_question(world) -> None:
+    catalog, ranker = world
+    wrapper = SlateActionWrapper(
+        make_env(catalog=catalog, split="valid"), ranker, WrapperConfig(max_slates_in_a_row=1)
+    )
+    for seed in range(20):  # a conversation whose first slate (candidates 5..6) fails and goes on
+        wrapper.reset(seed=seed)
+        slate = [int(i) for i in wrapper.candidate_items[5:7]]
+        wrapper.step(demonstration_action(wrapper, recommend(slate))[0])
+        if not wrapper.base.done:
+            break
+    assert not wrapper.base.done and not wrapper.action_masks()[wrapper.recommend_choice]
+    action, exact = demonstration_action(wrapper, recommend(slate))
+    assert not exact and action[0] != wrapper.recommend_choice and wrapper.action_masks()[action[0]]
+    wrapper.step(action)  # the wrapper carries it out
 
 
 def test_a_probing_rules_demonstrations_take_the_probed_personas_slot(world) -> None:
