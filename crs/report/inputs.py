@@ -375,7 +375,12 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
     trains: dict[Path, TrainRun] = {}
     baselines: set[tuple[object, ...]] = set()  # `_run_baseline_key`s kept
     left_out: list[LeftOut] = []
+    given: set[Path] = set()
     for raw in paths:
+        if Path(raw).resolve() in given:
+            left_out.append(LeftOut(Path(raw), "given twice: read once"))
+            continue
+        given.add(Path(raw).resolve())
         folders, foreign = _expand(Path(raw))
         left_out.extend(foreign)
         expanded = folders != [Path(raw)]

@@ -90,6 +90,14 @@ def test_the_terminal_lists_used_and_left_out_inputs_first_with_reasons(evals, t
     assert "table 2: persona_world" in rest and "table 3: persona_world" in rest
 
 
+def test_a_folder_given_twice_is_read_once_and_said(evals) -> None:
+    inputs = load_inputs([evals / "ask-4", evals / "max-entropy", f"{evals}/ask-4/"])
+    assert len(inputs.evals) == 2
+    assert [(entry.path, entry.reason) for entry in inputs.left_out] == [
+        (Path(f"{evals}/ask-4/"), "given twice: read once")
+    ]
+
+
 def test_the_pages_open_with_the_same_list(evals, tmp_path) -> None:
     report = build_report([evals], tmp_path / "r", examples=0, persona=False)
     write_report(report)
