@@ -30,7 +30,10 @@ prototypes, K personas per user.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -42,6 +45,17 @@ from torch_geometric.utils import scatter, softmax
 from policies.pretrain.config import ModelConfig
 from policies.pretrain.graph import N_RELATIONS, PretrainGraph
 from simulators.errors import CRSError
+
+
+def _remove_generated_source(module: str) -> None:
+    """Delete the file PyG rendered `module` (a layer's ``propagate``) into, once it is imported.
+
+    PyG writes one ``<module>_<class>_propagate_*.py`` into the temporary folder per process and never
+    removes it; the module stays in ``sys.modules`` (later layers reuse it), so the file is not needed.
+    """
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if path is not None and Path(path).parent == Path(tempfile.gettempdir()):
+        Path(path).unlink(missing_ok=True)
 
 
 class AttentivePropagation(MessagePassing):
@@ -56,6 +70,7 @@ class AttentivePropagation(MessagePassing):
 
     def __init__(self, dim: int, attention_dim: int, relation_ranges: list[tuple[int, int]]) -> None:
         super().__init__(aggr="add", node_dim=0)
+        _remove_generated_source(self.propagate.__module__)
         self.dim = dim
         self.attention_dim = attention_dim
         self.relation_ranges = relation_ranges

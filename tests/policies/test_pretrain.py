@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -538,3 +540,21 @@ def test_a_mixture_start_trains_and_needs_the_item_aspects(tiny: Catalog) -> Non
     model = PersonaModel(FAST.model_config(tiny), graph, aspects, torch.Generator())
     with pytest.raises(CRSError, match="needs the catalogue's item_aspects"):
         initialise_from_data(model, graph, data, np.random.default_rng(0), "mixture")
+
+
+def test_a_propagation_layer_leaves_no_generated_file_in_the_temporary_folder(tmp_path: Path) -> None:
+    """PyG renders each layer class's ``propagate`` into a file of the temporary folder; it is removed
+    once imported (a pre-training left one 8 KB file behind per process)."""
+    script = (
+        "from policies.pretrain.model import AttentivePropagation\n"
+        "import torch\n"
+        "layer = AttentivePropagation(4, 4, [(0, 3)])\n"
+        "AttentivePropagation(4, 4, [(0, 3)])\n"
+        "print(layer.propagate.__module__)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().endswith("_propagate")  # PyG's rendered propagate is in use
+    assert list(tmp_path.iterdir()) == []
