@@ -70,7 +70,7 @@ class AttentivePropagation(MessagePassing):
 
     def __init__(self, dim: int, attention_dim: int, relation_ranges: list[tuple[int, int]]) -> None:
         super().__init__(aggr="add", node_dim=0)
-        _remove_generated_source(self.propagate.__module__)
+        _remove_generated_source(f"{type(self).__module__}_{type(self).__name__}_propagate")  # PyG's name
         self.dim = dim
         self.attention_dim = attention_dim
         self.relation_ranges = relation_ranges
