@@ -69,6 +69,10 @@ class RulePolicy:
     def act(self, env: ConversationEnv) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check_env(self, env: ConversationEnv) -> None:
+        """Raise CRSError when the rule cannot play in `env`'s setting (checked at each turn too, so that
+        a caller can refuse before the first conversation). Every setting suits the base rules."""
+
     # helpers -----------------------------------------------------------------------------------
     def _require_ranker(self) -> PreferenceRanker:
         if self.ranker is None:
@@ -178,7 +182,7 @@ class ProbeThenAskPolicy(RulePolicy):
 
     Raises:
         CRSError: The ranker is not persona-aware (at construction), or the env offers no probes (the
-            binary and enumerated settings, at the first turn).
+            binary and enumerated settings: `check_env`, and at the first probe).
     """
 
     def __init__(self, ranker: PreferenceRanker | None, n_probes: int, n_asks: int) -> None:
@@ -204,13 +208,16 @@ class ProbeThenAskPolicy(RulePolicy):
                 return self.question(env, aspect)
         return self.slate(env)
 
-    def best_probe(self, env: ConversationEnv) -> dict[str, Any] | None:
-        """The probe of the most likely persona with something to list, or None when none has."""
-        if env.question_mode != "multiple_choice":
+    def check_env(self, env: ConversationEnv) -> None:
+        if not env.offers_probes:
             raise CRSError(
                 f"{self.name} probes personas, which only the multiple-choice setting offers; this env is "
                 f"{env.setting!r}: use ask-N here"
             )
+
+    def best_probe(self, env: ConversationEnv) -> dict[str, Any] | None:
+        """The probe of the most likely persona with something to list, or None when none has."""
+        self.check_env(env)
         ranker = self._require_ranker()
         assert isinstance(ranker, PersonaAwareRanker)  # checked at construction
         state = env.state
@@ -319,7 +326,7 @@ class LookaheadPolicy(RulePolicy):
 
     Raises:
         CRSError: `depth` or `questions` < 1, or `temperature` is not a finite number > 0 (at
-            construction); the env is not in the binary setting (at the first turn).
+            construction); the env is not in the binary setting (`check_env`, and at each turn).
     """
 
     def __init__(
@@ -340,12 +347,15 @@ class LookaheadPolicy(RulePolicy):
             + (f"t{temperature:g}" if temperature != 1.0 else "")
         )
 
-    def act(self, env: ConversationEnv) -> dict[str, Any]:
+    def check_env(self, env: ConversationEnv) -> None:
         if env.setting != "binary" or env.candidate_rule != "all":
             raise CRSError(
                 f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}; "
                 f"use ask-N here"
             )
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        self.check_env(env)
         state = env.state
         turns_left = env.max_turns - state.turn
         candidates = state.candidate_items()

@@ -190,7 +190,9 @@ def resolve_policy(
 
         return load_trained_policy(path, env.catalog), path.name, RUN_RANKER.name
     ranker = RankerSpec.parse(ranker_spec) if ranker_spec else RankerSpec.default(env.catalog.name)
-    return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
+    rule = make_rule_policy(spec, ranker.build(env.catalog, data_dir))
+    rule.check_env(env)  # a rule the setting does not suit is refused before any conversation
+    return rule, spec, ranker.name
 
 
 def run_ranker_name(policy: str, ranker_name: str) -> str | None:

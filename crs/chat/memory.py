@@ -281,4 +281,6 @@ def policy_with_memory(
         drawn_user=drawn_user,
         fix=fix,
     )
-    return make_rule_policy(policy, memory.ranker()), policy, spec.name, memory
+    rule = make_rule_policy(policy, memory.ranker())
+    rule.check_env(env)
+    return rule, policy, spec.name, memory

@@ -239,6 +239,10 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["chat", "--transcript", str(blocked / "chat.json")], input="quit\n")
     assert result.exit_code == 2 and "could not write the transcript" in result.output
     assert "Traceback" not in result.output
+    # a rule the setting does not suit is refused before the person types anything
+    result = runner.invoke(app, ["chat", "--policy", "lookahead-2"], input="jazz\n")
+    assert result.exit_code == 2 and "needs the binary setting" in " ".join(result.output.split())
+    assert "you>" not in result.output
 
 
 def test_user_id_picks_the_user(tmp_path: Path) -> None:

@@ -52,11 +52,17 @@ def test_bad_input_gives_one_line_errors(tmp_path) -> None:
         (["eval", "--dataset", "netflix"], "unknown dataset"),
         (["eval", "--episodes", "0"], "greater than or equal to 1"),
         (["eval", "--ranker", "nope"], "neither one of"),
+        (["eval", "--policy", "lookahead-2"], "lookahead-2 plans yes/no questions: it needs the binary"),
+        (
+            ["eval", "--policy", "probe-1-ask-4", "--setting", "binary", "--ranker", "uniform"],
+            "only the multiple-choice",
+        ),
     ]:
         result = runner.invoke(app, [*args, "--out", str(tmp_path / "x")])
         assert result.exit_code == 2, (args, result.output)
         flat = " ".join(result.output.replace("│", " ").split())  # click's error box may wrap
         assert message in flat and "Traceback" not in result.output
+        assert not (tmp_path / "x").exists()  # refused before any conversation or output
 
 
 def test_mcmipl_order_walks_mcmipls_own_test_conversations(tmp_path, real_data_dir) -> None:
