@@ -785,7 +785,7 @@ def run_session_evaluation(
             world_seed=world_seed,
             conversations=conversations_of(result.sequences, split, checked_regime, seed),
             max_turns=DEFAULT_MAX_TURNS,
-            notes=(*catalog.notes, *chosen.notes, *_fewer_users(len(drawn), sequences, sessions, split)),
+            notes=(*catalog.notes, *chosen.notes, *users_note(drawn, sequences, sessions, split)),
             metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
@@ -799,11 +799,18 @@ def run_session_evaluation(
     return summary, result, out
 
 
-def _fewer_users(drawn: int, asked: int, sessions: int, split: str) -> tuple[str, ...]:
-    """A note when real data gave fewer returning users than asked for (`held_out_sequences`), or none."""
-    if drawn >= asked:
-        return ()
-    return (
-        f"{asked} returning users were asked for, but only {drawn} users have {sessions} held-out "
-        f"{split!r} items: {drawn} were played",
-    )
+def users_note(drawn: Sequence[ReturningSequence], asked: int, sessions: int, split: str) -> tuple[str, ...]:
+    """A note when the returning users are not `asked` distinct users: real data had fewer eligible
+    users (`held_out_sequences`), or the persona world drew a user twice (`returning_sequences`)."""
+    users = len({sequence.user for sequence in drawn})
+    if len(drawn) < asked:
+        return (
+            f"{asked} returning users were asked for, but only {len(drawn)} users have {sessions} held-out "
+            f"{split!r} items: {len(drawn)} were played",
+        )
+    if users < len(drawn):
+        return (
+            f"{len(drawn)} returning-user sequences drew {users} distinct users (more sequences than "
+            "users with held-out items): a user drawn twice plays two independent histories",
+        )
+    return ()

@@ -20,6 +20,7 @@ from crs.app.sessions import (
     evaluate_returning,
     match_personas,
     paired_after_change,
+    users_note,
 )
 from crs.cli import app
 from envs.metrics import EpisodeRecord, per_episode_metrics, summarize
@@ -28,7 +29,7 @@ from policies.memory import DEFAULT_RULE, MemoryMode, rule_of
 from policies.pretrain.ranker import PersonaRanker
 from simulators import Catalog, make_persona_world
 from simulators.errors import CRSError
-from simulators.returning import Regime
+from simulators.returning import Regime, returning_sequences
 from tests.crs.tiny_runs import pretrain_tiny
 
 runner = CliRunner()
@@ -290,6 +291,18 @@ def test_memory_update_variants_pick_the_rule_and_refuse_other_memories() -> Non
     assert spec.model_dump()["memory_update"] == "both" and SessionSpec().memory_update is None
     with pytest.raises(ValueError, match="memory_update: both only goes with memory: update"):
         SessionSpec(memory="frozen", memory_update="both")
+
+
+def test_the_summary_notes_repeated_or_missing_users() -> None:
+    drawn = returning_sequences(world(), 60, 3, "stable", np.random.default_rng(0))  # 40 users
+    users = len({sequence.user for sequence in drawn})
+    assert users < 60
+    (note,) = users_note(drawn, 60, 3, "test")
+    assert f"60 returning-user sequences drew {users} distinct users" in note
+    distinct = list({sequence.user: sequence for sequence in drawn}.values())[:10]
+    assert users_note(distinct, 10, 3, "test") == ()  # as many distinct users as asked: nothing to say
+    (fewer,) = users_note(distinct, 2000, 12, "test")
+    assert "2000 returning users were asked for, but only 10 users have 12 held-out 'test' items" in fewer
 
 
 def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
