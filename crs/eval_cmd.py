@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crs.app.evaluation import EvalSpec, run_evaluation
@@ -169,6 +170,7 @@ def eval_command(
             overwrite=overwrite,
         )
         console.print(sessions_table(summary))
+        print_notes(summary.notes)
         console.print(
             f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{folder}[/] "
             f"(episodes.jsonl, summary.json)"
@@ -202,12 +204,17 @@ def eval_command(
         f"{summary.setting} setting, ranker {summary.ranker_label}"
     )
     console.print(metrics_table(title, {summary.policy: result.metrics}))
-    for note in summary.notes:
-        console.print(f"[yellow]note:[/] {note}")
+    print_notes(summary.notes)
     console.print(
         f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{result.out}[/] "
         f"(episodes.jsonl, summary.json)"
     )
+
+
+def print_notes(notes: tuple[str, ...]) -> None:
+    """An evaluation's notes (its catalogue's, its policy's, its users'), one line each."""
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def sessions_table(summary: EvalSummary) -> Table:
