@@ -36,7 +36,11 @@ def train_command(
         "Default: pretrain on the persona world, else the dataset's default.",
     ),
     steps: int | None = typer.Option(
-        None, "--steps", min=1, help=f"Training steps budget (default {DEFAULT_STEPS:,})."
+        None,
+        "--steps",
+        min=1,
+        help=f"Training steps budget (default {DEFAULT_STEPS:,}); PPO trains whole rollouts, so it rounds "
+        "up to a multiple of envs x ppo.n_steps (the model card states the steps trained).",
     ),
     envs: int | None = typer.Option(
         None,
@@ -140,6 +144,8 @@ def train_command(
     Examples:
 
         crs train                                   # persona world, a few minutes on 2 cores
+
+        crs train --name pw-long                    # then, to train it further:
 
         crs train --steps 200000 --name pw-long --resume
 

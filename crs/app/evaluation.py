@@ -357,14 +357,16 @@ def run_evaluation(
         )
     indices = conversation_indices(spec, env)
     out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
-    refuse_output_over_inputs(
+    run = Path(spec.policy) if Path(spec.policy).is_dir() else None
+    refuse_output_over_inputs(out, [("--policy run", run)])
+    refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else
         out,
         [
-            ("--policy run", Path(spec.policy) if Path(spec.policy).is_dir() else None),
             ("--ranker artifact", Path(spec.ranker) if spec.ranker and Path(spec.ranker).is_dir() else None),
+            ("data folder", data_dir_input(spec.data_dir)),
         ],
+        inside=True,
     )
-    refuse_output_over_inputs(out, [("data folder", data_dir_input(spec.data_dir))], inside=True)
     with claim_evaluation_output(out, overwrite) as claim:
         started = time.perf_counter()
         description = f"{policy_name} on {dataset}/{split}"

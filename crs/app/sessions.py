@@ -53,6 +53,7 @@ from crs.app.evaluation import claim_evaluation_output, evaluation_progress, run
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
 from crs.app.settings import MAX_SEED
 from crs.claims import refuse_output_over_inputs
+from crs.common import data_dir_input
 from envs.env import ConversationEnv
 from envs.metrics import (
     DEFAULT_MAX_TURNS,
@@ -727,12 +728,14 @@ def run_session_evaluation(
         / "eval"
         / f"{dataset}-{chosen.name}-{checked_regime}-{memory_name}-S{sessions}-s{seed}"
     )
-    refuse_output_over_inputs(
+    refuse_output_over_inputs(out, [("--policy run", Path(policy) if Path(policy).is_dir() else None)])
+    refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else
         out,
         [
-            ("--policy run", Path(policy) if Path(policy).is_dir() else None),
             ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+            ("data folder", data_dir_input(data_dir)),
         ],
+        inside=True,
     )
     with claim_evaluation_output(out, overwrite) as claim:
         started = time.perf_counter()

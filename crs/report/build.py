@@ -292,6 +292,12 @@ def _persona_sections(
 ) -> None:
     reasons: list[str] = []
     for table in report.tables:
+        if all(run.summary.sessions is not None for row in table.rows for run in row.runs):
+            reasons.append(
+                f"{table.test_set.dataset_label}: returning-user runs (`crs eval --sessions`), whose persona "
+                "tracking is drawn in the per-session curves instead"
+            )
+            continue
         sources = persona_sources(table)
         if not sources:
             rankers = sorted({run.ranker_name for row in table.rows for run in row.runs})

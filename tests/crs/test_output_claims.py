@@ -260,9 +260,15 @@ def test_eval_never_writes_over_its_ranker_or_data_folder_even_with_overwrite(
         ["--data-dir", str(data), "-o", str(data / "lastfm" / "new")],
         ["--ranker", str(artifact), "-o", str(artifact)],
         ["--ranker", str(artifact), "-o", str(artifact.parent)],
+        ["--ranker", str(artifact), "-o", str(artifact / "eval")],  # inside the ranker artifact
     ):
         result = runner.invoke(app, ["eval", "-n", "5", *args, "--overwrite"])
         assert refused(result, "which this command reads"), (args, result.output)
+        sessions = ["--sessions", "2", "--regime", "stable", "--memory", "update"]
+        if "--ranker" not in args:
+            sessions += ["--ranker", str(artifact)]
+        result = runner.invoke(app, ["eval", "-n", "2", *sessions, *args, "--overwrite"])
+        assert refused(result, "which this command reads"), ("--sessions", args, result.output)
     assert files(data) == before_data and files(artifact) == before_artifact
 
 
