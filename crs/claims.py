@@ -119,7 +119,8 @@ class FolderClaim:
             `overwrite` never empties a folder of something else.
         defer: With `overwrite`, empty the folder only when the caller calls `clear` (right before it
             writes), so that a command that fails or is interrupted first leaves the earlier output as it
-            was; without it, the folder is emptied at once.
+            was; without it, the folder is emptied at once. ``pending`` is True while an earlier output
+            waits for `clear`.
 
     Raises:
         OutputBusyError: Another writer holds the lock, or a dead one left it.

@@ -245,6 +245,7 @@ def run_training(
             hint=f"continue it with `crs train {run_options(name, runs_dir)} --resume`, start it again "
             "with --overwrite, or pick another --name",
             marks=(RUN_CONFIG,),
+            defer=True,  # an earlier run is emptied once the data has loaded (`_prepare`)
         )
     with claim:  # a new run that failed before training (`_train`) leaves no folder
         if resume:
@@ -257,7 +258,7 @@ def run_training(
         if ppo:
             merged = {**asdict(settings.ppo), **ppo}
             settings = make_settings({**settings.model_dump(), "ppo": merged})
-        return _train(settings, name, run_dir, resume, show)
+        return _train(settings, name, run_dir, resume, show, claim)
 
 
 def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
@@ -342,8 +343,11 @@ class _Session:
     spaces: dict[str, Any]
 
 
-def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool) -> TrainSummary:
-    """The body of `run_training`, in a claimed run directory."""
+def _train(
+    settings: TrainSettings, name: str, run_dir: Path, resume: bool, show: bool, claim: FolderClaim
+) -> TrainSummary:
+    """The body of `run_training`, in the run directory `claim` holds (its `FolderClaim.clear` empties
+    the earlier run that ``--overwrite`` replaces, once the data has loaded)."""
     import torch  # torch loads only when training runs, not at CLI start-up
 
     torch.set_num_threads(1)
@@ -358,10 +362,10 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
             )
         resume = False
     try:
-        prepared = _prepare(settings, name, run_dir, show)
+        prepared = _prepare(settings, name, run_dir, show, claim.clear)
     except Exception:
-        if new_run:  # nothing durable yet: leave nothing that blocks the corrected command
-            empty_folder(run_dir)
+        if new_run and not claim.pending:  # nothing durable yet: leave nothing that blocks the fix
+            empty_folder(run_dir)  # (an earlier run that --overwrite has not emptied yet stays)
         raise
     session = _learn(prepared, resume)
     summary, throughput, verdict_rows = _test(prepared, session)
@@ -370,9 +374,13 @@ def _train(settings: TrainSettings, name: str, run_dir: Path, resume: bool, show
     return summary
 
 
-def _prepare(settings: TrainSettings, name: str, run_dir: Path, show: bool) -> _Prepared:
-    """Record the settings, resolve the ranker and the conversations, write policy.json."""
+def _prepare(
+    settings: TrainSettings, name: str, run_dir: Path, show: bool, clear: Callable[[], None] = lambda: None
+) -> _Prepared:
+    """Record the settings, resolve the ranker and the conversations, write policy.json; `clear` is
+    called once the data has loaded (a missing or damaged data folder leaves an earlier run as it was)."""
     catalog = settings.dataset_spec().load()
+    clear()
     record = RunRecord(
         settings=settings,
         name=name,

@@ -433,6 +433,15 @@ def test_overwrite_never_empties_a_folder_that_is_no_run(tmp_path) -> None:
     assert [path.name for path in mine.iterdir()] == ["notes.txt"]
 
 
+def test_an_overwrite_that_cannot_load_its_data_keeps_the_earlier_run(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "o")
+    before = {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
+    settings = tiny_settings(dataset="lastfm", data_dir=str(tmp_path / "no-data"))
+    with pytest.raises(CRSError, match="no-data"):
+        run_training(settings, name="o", runs_dir=tmp_path, overwrite=True, show=False)
+    assert {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
+
+
 def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "o")
     (run / "eval.csv").write_text("junk\n")
