@@ -46,6 +46,7 @@ def main() -> None:
     m = per_seed(args.sweep, args.metric)
     full, persona, aspect, both = (m[v] for v in VARIANTS)
     print(f"| variant | {' | '.join(f'seed {i}' for i in range(full.size))} | mean |")
+    print("|---|" + "---|" * full.size + "---|")
     for variant in VARIANTS:
         print(f"| {variant} | {' | '.join(f'{x:.3f}' for x in m[variant])} | {m[variant].mean():.3f} |")
     contrasts = {

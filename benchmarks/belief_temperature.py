@@ -24,19 +24,33 @@ from policies.rankers import build_ranker
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-d", "--dataset", default="yelp_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", choices=("train", "valid", "test"), default="valid")
+    parser.add_argument("-n", "--episodes", type=int, default=1000, help="conversations to open")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
+    parser.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="valid",
+        help="split of the conversations (without --holdout)",
+    )
     parser.add_argument(
         "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
     )
-    parser.add_argument("--temperatures", type=float, nargs="+", default=list(FIT_TEMPERATURES))
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=list(FIT_TEMPERATURES),
+        help="the belief temperatures T to compare",
+    )
     args = parser.parse_args()
 
-    spec = EvalSpec.of(dataset=args.dataset, ranker=args.ranker, split=args.split)
+    spec = EvalSpec.of(dataset=args.dataset, ranker=args.ranker, split=args.split, data_dir=args.data_dir)
     catalog = spec.dataset_spec().load()
     ranker = build_ranker(args.ranker, catalog, spec.data_dir)
     split = args.split

@@ -130,7 +130,7 @@ def main() -> None:
         print(f"| {variant} | {' | '.join(cells)} | {per_seed} |")
     print()
     print(
-        "rule baselines (same conversations, last seed): "
+        f"rule baselines (same conversations, from run {args.variants[0]}-s{args.seeds[0]}): "
         + ", ".join(f"{k} {v:.3f}" for k, v in baselines.items())
     )
 

@@ -59,6 +59,14 @@ def measure(
     }
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,7 +75,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["lastfm_star", "persona_world"])
     parser.add_argument("--policies", nargs="+", default=["ask-4", "max-entropy"])
     parser.add_argument("--ranker", default=None, help="Ranker spec for every run (default per dataset).")
-    parser.add_argument("--conversations", type=int, default=100)
+    parser.add_argument("--conversations", type=positive_int, default=100)
     args = parser.parse_args()
     print(
         f"{'dataset':<14} {'policy':<12} {'turns':>6} {'policy ms p50/p95/max':>24} "

@@ -38,6 +38,14 @@ def _time(loader: Callable[[Path], Catalog], data_dir: Path) -> tuple[float, Cat
     return time.perf_counter() - start, catalog
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,7 +55,7 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", type=Path, default=Path(default_dir))
     parser.add_argument(
-        "--repeats", type=int, default=3, help="warm runs after the cold one (best is reported)"
+        "--repeats", type=positive_int, default=3, help="warm runs after the cold one (best is reported)"
     )
     args = parser.parse_args()
 

@@ -69,6 +69,14 @@ def parallel_run(pool: WorkerPool, setup: EvalSpec, indices: np.ndarray, seed: i
     return records, sum(result.value[1] for result in results)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,7 +88,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--backends", nargs="+", default=["process", "ray"])
-    parser.add_argument("--rounds", type=int, default=3, help="Warm rounds (after the cold one).")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="Warm rounds (after the cold one).")
     args = parser.parse_args()
 
     setup = EvalSpec(policy=args.policy, dataset=args.dataset, data_dir=args.data_dir)

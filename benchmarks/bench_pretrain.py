@@ -1,4 +1,4 @@
-"""Pre-training benchmark: test Recall@10 / NDCG@10 over all items (train items excluded).
+r"""Pre-training benchmark: test Recall@10 / NDCG@10 over all items (train items excluded).
 
 Rows per dataset, in one run: popularity, MF/BPR (same dim), the persona × aspect model, its
 ablations K = 1 (no personas) and uniform aspect weights (no aspect attention), and on LastFM
@@ -77,7 +77,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--max-test-users", type=int, default=None, help="seeded sample of test users")
-    parser.add_argument("--variants", default="full,k1,uniform", help="persona-model variants to train")
+    parser.add_argument(
+        "--variants",
+        default="full,k1,uniform",
+        help="comma-separated persona-model variants to train, of full, k1, uniform, warmneg",
+    )
     parser.add_argument("--persona-init", default="random", choices=("kmeans", "random"))
     parser.add_argument("--patience", type=int, default=4)
     parser.add_argument("--json", default=None, help="write all figures here")

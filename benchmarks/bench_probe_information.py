@@ -1,4 +1,4 @@
-"""Benchmark: does probing a persona tell the recommender more than asking one aspect?
+r"""Benchmark: does probing a persona tell the recommender more than asking one aspect?
 
 At turn 2 of each test conversation (right after the user's opening) the same dialogue is continued
 once with each question the SB3 wrapper offers the policy (the conversation replayed from its seed):
@@ -48,6 +48,14 @@ def target_rank(env, ranker) -> float:
     return float(min(np.flatnonzero(np.isin(order, targets))) + 1)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-d", "--dataset", default="persona_world", help="a dataset `crs eval -d` takes")
@@ -57,7 +65,7 @@ def main() -> None:
         required=True,
         help="a persona ranker: an artifact (crs pretrain --out) or its name with suffixes",
     )
-    parser.add_argument("--conversations", type=int, default=300)
+    parser.add_argument("--conversations", type=positive_int, default=300)
     parser.add_argument("--user", default="{}", help="user-model arguments as JSON, e.g. '{\"noise\": 0.1}'")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Offline ranking with the users' tag profiles (`policies.content_profile`): Recall@10 / NDCG@10 over all
+r"""Offline ranking with the users' tag profiles (`policies.content_profile`): Recall@10 / NDCG@10 over all
 items, pre-training items excluded, as `bench_pretrain.py` measures them, with cold-item Recall@10
 (targets absent from the pre-training split).
 
@@ -26,12 +26,19 @@ from simulators.datasets import load_catalog
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("-d", "--dataset", default="lastfm_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", default="../shared/data", help="folder of the real datasets")
+    parser.add_argument("-d", "--dataset", default="lastfm_star", help="dataset name")
     parser.add_argument("--artifacts", nargs="*", default=[], help="`crs pretrain` artifact folders")
     parser.add_argument("--weights", type=float, nargs="*", default=[0.1, 1.0], help="profile weights")
-    parser.add_argument("--split", choices=("valid", "test"), default="test")
+    parser.add_argument(
+        "--split",
+        choices=("valid", "test"),
+        default="test",
+        help="split evaluated (not the pre-training one)",
+    )
     parser.add_argument("--max-users", type=int, default=None, help="a seeded sample of evaluated users")
     args = parser.parse_args()
     catalog = load_catalog(args.dataset, args.data_dir)

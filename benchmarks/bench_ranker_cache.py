@@ -27,6 +27,14 @@ from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
 from simulators.datasets import load_catalog
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -35,7 +43,7 @@ def main() -> None:
     parser.add_argument("--ranker", required=True, help="a `crs pretrain` artifact folder")
     parser.add_argument("--n-items", type=int, default=20, help="the wrapper's item slots")
     parser.add_argument("--seconds", type=float, default=20.0, help="per round and setting")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     args = parser.parse_args()
 
     catalog = load_catalog(args.dataset, None if args.dataset == "persona_world" else DATA_DIR)

@@ -89,7 +89,12 @@ def main() -> None:
     )
     parser.add_argument("--dataset", default="persona_world")
     parser.add_argument("--ranker", default="popularity", help="popularity, transe or an artifact path")
-    parser.add_argument("--steps", type=int, default=10_240, help="timed steps per setting (x 512)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=10_240,
+        help="timed steps per setting, in whole 512-step rollouts (rounded up)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)

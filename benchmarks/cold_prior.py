@@ -1,4 +1,4 @@
-"""Benchmark (#17, cause 1): a cold-item prior over the pre-trained persona ranker, with a rule policy.
+r"""Benchmark (#17, cause 1): a cold-item prior over the pre-trained persona ranker, with a rule policy.
 
 The pre-trained ranker scores items that have no `train` interaction ("cold") near the bottom, and
 37.9% of LastFM* test targets are cold. This mixes the ranker's item distribution with a uniform one
@@ -98,12 +98,15 @@ def summary(values: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ranker", required=True, help="crs pretrain artifact folder")
-    parser.add_argument("--dataset", default="lastfm_star")
-    parser.add_argument("--policy", default="ask-7")
-    parser.add_argument("-n", "--episodes", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dataset", default="lastfm_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
+    parser.add_argument("--policy", default="ask-7", help="a rule policy")
+    parser.add_argument("-n", "--episodes", type=int, default=5000, help="conversations")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the conversations")
     parser.add_argument(
         "--shares", type=float, nargs="*", default=None, help="ρ values (default: valid's cold share)"
     )
@@ -121,7 +124,12 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = EvalSpec.of(
-        policy=args.policy, dataset=args.dataset, ranker=args.ranker, episodes=args.episodes, seed=args.seed
+        policy=args.policy,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        ranker=args.ranker,
+        episodes=args.episodes,
+        seed=args.seed,
     )
     env, policy, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)

@@ -51,14 +51,16 @@ def per_user(records: list[SessionRecord], regime: Regime) -> tuple[np.ndarray, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ranker", required=True, help="persona world ranker artifact (crs pretrain --out)")
     parser.add_argument("--rules", required=True, help="JSON: name -> UpdateRule fields")
     parser.add_argument("--users", type=int, default=1000, help="returning users per seed and regime")
     parser.add_argument("--seeds", default="100,101,102", help="comma-separated run seeds")
     parser.add_argument("--split", default="valid", help="target split (choose on valid)")
     parser.add_argument("--policy", default="ask-4", help="rule policy playing every session")
-    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--sessions", type=int, default=8, help="sessions per returning user")
     args = parser.parse_args()
     rules: dict[str, UpdateRule] = {
         name: dataclasses.replace(DEFAULT_RULE, **fields) for name, fields in json.loads(args.rules).items()
@@ -103,7 +105,10 @@ def main() -> None:
                 for offset in OFFSETS:
                     frozen = np.mean(offsets["frozen"][offset])
                     gap = np.mean(offsets["oracle"][offset]) - frozen
-                    shares.append(f"{(np.mean(offsets[name][offset]) - frozen) / gap:.0%}")
+                    if gap == 0:
+                        shares.append("n/a (no gap)")
+                    else:
+                        shares.append(f"{(np.mean(offsets[name][offset]) - frozen) / gap:.0%}")
                 line += f"; gap closed at +{'/+'.join(map(str, OFFSETS))}: {' / '.join(shares)}"
             print(line, flush=True)
 

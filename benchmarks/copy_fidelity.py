@@ -74,7 +74,8 @@ def main() -> None:
     rule = settings.imitation.rule
     epochs = args.epochs or settings.imitation.epochs
     torch.set_num_threads(1)
-    prepared = _prepare(settings, "copy-fidelity", Path(tempfile.mkdtemp()), show=False)
+    run_dir = tempfile.TemporaryDirectory()  # the run folder `_prepare` writes; removed at the end
+    prepared = _prepare(settings, "copy-fidelity", Path(run_dir.name), show=False)
     config = prepared.config
     started = time.perf_counter()
     demos = collect_demonstrations(
@@ -131,6 +132,7 @@ def main() -> None:
     if args.valid:
         rule_played = f"SR@15 {rule_metrics['SR@15']:.3f} (AT {rule_metrics['AT']:.2f})"
         print(f"\nthe rule on the same {len(indices):,} validation conversations: {rule_played}")
+    run_dir.cleanup()
 
 
 if __name__ == "__main__":

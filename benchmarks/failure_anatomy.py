@@ -1,4 +1,4 @@
-"""Which conversations fail, by how many aspects the target holds: success per bin of the target's aspect
+r"""Which conversations fail, by how many aspects the target holds: success per bin of the target's aspect
 count for each given evaluation (`crs eval -o` folders over the same conversations), the failures they
 share, whether the first folder's failed targets could be isolated by their own aspects, and whether
 questions alone could have reached them (binary setting).
@@ -39,10 +39,12 @@ def successes(folder: Path) -> dict[int, tuple[int, bool]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folders", nargs="+", type=Path, help="`crs eval -o` folders, same conversations")
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("-d", "--dataset", default="lastfm_star")
+    parser.add_argument("--data-dir", default="../shared/data", help="folder of the real datasets")
+    parser.add_argument("-d", "--dataset", default="lastfm_star", help="dataset of the folders")
     parser.add_argument("--slate", type=int, default=10, help="items per slate")
     parser.add_argument(
         "--final-ranks",

@@ -29,14 +29,24 @@ from policies.rules import AskThenRecommendPolicy, LookaheadPolicy, RulePolicy
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-d", "--dataset", default="yelp_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
+    parser.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        default="test",
+        help="split of the conversations (without --holdout)",
+    )
     parser.add_argument("--reference", type=int, default=10, help="the ask-N the others are paired with")
-    parser.add_argument("--depths", type=int, nargs="+", default=[2])
+    parser.add_argument(
+        "--depths", type=int, nargs="+", default=[2], help="D values: the search depth of lookahead-DxQtT"
+    )
     parser.add_argument(
         "--questions", type=int, nargs="+", default=[1], help="Q values: lookahead-DxQ weighs Q questions"
     )
@@ -55,6 +65,7 @@ def main() -> None:
         episodes=args.episodes,
         seed=args.seed,
         split=args.split,
+        data_dir=args.data_dir,
     )
     env, reference, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)

@@ -158,14 +158,25 @@ class GainModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-d", "--dataset", default="yelp_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
     parser.add_argument("--asks", type=int, default=12, help="N of the ask-N deviated from")
     parser.add_argument("-n", "--episodes", type=int, default=1000, help="validation conversations")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--first-turn", type=int, default=6)
-    parser.add_argument("--taus", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations and of the MLP")
+    parser.add_argument(
+        "--first-turn", type=int, default=6, help="the first turn at which a deviation is tried"
+    )
+    parser.add_argument(
+        "--taus",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.02, 0.05, 0.1],
+        help="thresholds τ on the predicted gain, out of fold",
+    )
     parser.add_argument("--test", type=int, default=0, help="test conversations (0: none)")
     parser.add_argument("--tau", type=float, default=0.02, help="the test policy's threshold")
     args = parser.parse_args()
@@ -178,6 +189,7 @@ def main() -> None:
             episodes=episodes,
             seed=args.seed,
             split=split,
+            data_dir=args.data_dir,
         )
 
     valid = spec("valid", args.episodes)

@@ -1,4 +1,4 @@
-"""When to stop asking (#17, #18): fixed ask-N, an oracle over N, confident early slates, a final reserve.
+r"""When to stop asking (#17, #18): fixed ask-N, an oracle over N, confident early slates, a final reserve.
 
 Every variant plays the same conversations with the same ranker (question rule included):
 
@@ -79,14 +79,21 @@ def _pair(text: str) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-d", "--dataset", default="yelp_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
-    parser.add_argument("-n", "--episodes", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--asks", type=int, nargs="+", default=[8, 9, 10, 11, 12, 13])
+    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
+    parser.add_argument(
+        "--asks", type=int, nargs="+", default=[8, 9, 10, 11, 12, 13], help="N values of ask-N"
+    )
     parser.add_argument("--reference", type=int, default=12, help="the ask-N the others are paired with")
-    parser.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    parser.add_argument(
+        "--split", choices=("train", "valid", "test"), default="test", help="split of the conversations"
+    )
     parser.add_argument("--confident", type=_pair, nargs="*", default=[], help="N:THETA pairs")
     parser.add_argument("--until-reserve", type=_pair, nargs="*", default=[], help="K:R pairs")
     args = parser.parse_args()
@@ -100,6 +107,7 @@ def main() -> None:
         episodes=args.episodes,
         seed=args.seed,
         split=args.split,
+        data_dir=args.data_dir,
     )
     env, reference, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)

@@ -1,4 +1,4 @@
-"""A persona ranker's learned preferences tempered, its dialogue rules untouched (#18, Yelp* binary).
+r"""A persona ranker's learned preferences tempered, its dialogue rules untouched (#18, Yelp* binary).
 
 The item score s(v) of `PersonaRanker` is the learned preference part plus the dialogue rules (each
 rejected aspect the item holds costs ``REJECTED_ASPECT_PENALTY``, a rejected item
@@ -26,14 +26,21 @@ from policies.rules import RulePolicy
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-d", "--dataset", default="yelp_star")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a persona ranker spec, e.g. DIR+split")
     parser.add_argument("--policy", default="ask-12", help="a rule policy")
-    parser.add_argument("-n", "--episodes", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", choices=("valid", "test"), default="test")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[2.0, 4.0])
+    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
+    parser.add_argument(
+        "--split", choices=("valid", "test"), default="test", help="split of the conversations"
+    )
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=[2.0, 4.0], help="T values played after T 1"
+    )
     args = parser.parse_args()
 
     spec = EvalSpec.of(
@@ -43,6 +50,7 @@ def main() -> None:
         episodes=args.episodes,
         seed=args.seed,
         split=args.split,
+        data_dir=args.data_dir,
     )
     env, policy, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)

@@ -142,10 +142,12 @@ def best_filter(data: dict[str, np.ndarray]) -> tuple[float, float, float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ranker", required=True, help="persona world ranker the policy plays with")
     parser.add_argument("--users", type=int, default=1000, help="returning users (switch regime)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the returning users and their sessions")
     args = parser.parse_args()
     catalog = DatasetSpec("persona_world", None, 0).load()
     truth = catalog.truth

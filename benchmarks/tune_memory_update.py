@@ -149,10 +149,14 @@ def names_the_active(data: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ranker", required=True, help="persona world ranker artifact (crs pretrain --out)")
     parser.add_argument("--users", type=int, default=500, help="returning users per regime")
-    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument(
+        "--seed", type=int, default=100, help="seed of the returning users and their sessions"
+    )
     parser.add_argument("--top", type=int, default=10, help="best rules to print")
     parser.add_argument("--cache", type=Path, default=None, help="npz file keeping the played evidence")
     args = parser.parse_args()
