@@ -192,7 +192,10 @@ def _rounds(keys: np.ndarray) -> list[np.ndarray]:
 
 
 def _clone(ranker, *, log_prior: np.ndarray | None = None, item_aspects: sp.csr_matrix | None = None):
-    """A ranker of the same class over edited weights (its constructor re-validates them)."""
+    """The same ranker over edited weights: a ranker of its class (the constructor re-validates them and
+    rebuilds its caches), with every weight of the original (the shared persona included) and what a
+    view of it adds (a profile, a temperature, an item prior...), so that an unedited clone scores
+    exactly as the original."""
     weights = {
         "user": ranker.user,
         "item": ranker.item,
@@ -201,9 +204,14 @@ def _clone(ranker, *, log_prior: np.ndarray | None = None, item_aspects: sp.csr_
         "log_prior": ranker.log_prior if log_prior is None else log_prior,
         "mixtures": ranker.mixtures,
         "prototypes": ranker.prototypes,
+        "shared": ranker.shared,
     }
     matrix = ranker.item_aspects if item_aspects is None else item_aspects
-    return type(ranker)(weights, matrix, ranker.aspect_mode)
+    clone = type(ranker)(weights, matrix, ranker.aspect_mode)
+    for name, value in vars(ranker).items():  # a view's own settings (`PersonaRanker.with_*`)
+        if name not in vars(clone):
+            setattr(clone, name, value)
+    return clone
 
 
 def _score(ranker, user: int, item: int) -> float:

@@ -543,7 +543,7 @@ def test_cli_writes_every_file(runs, tmp_path) -> None:
     )
 
 
-def _one_user_ranker(personas=((2.0, 0.0), (0.0, 1.0)), item_aspects=((1.0, 1.0),)):
+def _one_user_ranker(personas=((2.0, 0.0), (0.0, 1.0)), item_aspects=((1.0, 1.0),), shared=(0.0, 0.0)):
     """One user, one item e_v = (1, 0), aspects e_a0 = (1, 0) and e_a1 = (0, 1), d = 2; each persona is its
     own prototype (so persona k's aspect attention and its item affinity use the same vector)."""
     import scipy.sparse as sp
@@ -559,8 +559,19 @@ def _one_user_ranker(personas=((2.0, 0.0), (0.0, 1.0)), item_aspects=((1.0, 1.0)
         "log_prior": np.zeros((1, k)),
         "mixtures": np.eye(k)[None],
         "prototypes": np.array(personas),
+        "shared": np.array(shared),
     }
     return PersonaRanker(weights, sp.csr_matrix(np.array(item_aspects)), "attention")
+
+
+def test_the_deletion_tests_clone_of_a_ranker_scores_as_the_ranker() -> None:
+    """An unedited clone (the shared persona and a view's temperature kept) scores exactly as its
+    original, so that a drop measures the deletion alone."""
+    from crs.report.persona import _clone, _score
+
+    ranker = _one_user_ranker(shared=(0.5, -0.3)).with_temperature(2.0)
+    assert _score(_clone(ranker), 0, 0) == _score(ranker, 0, 0)
+    assert _score(_one_user_ranker(), 0, 0) != _score(ranker, 0, 0)  # the shared persona counts
 
 
 def test_deletion_test_removes_exactly_the_explaining_persona_or_aspect() -> None:
