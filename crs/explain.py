@@ -164,11 +164,37 @@ def explanation_pairs(
     return [(int(k), int(a)) for k, a in pairs]
 
 
+def unsettled_aspects(catalog: Catalog, facts: DialogueFacts, item: int) -> np.ndarray:
+    """The item's own aspects the dialogue has not settled (neither accepted nor rejected), ascending."""
+    own = catalog.aspects_of(item)
+    settled = np.concatenate([facts.accepted, facts.rejected]).astype(np.int64)
+    return own[~np.isin(own, settled)]
+
+
+def persona_reason(
+    catalog: Catalog, source: Any, facts: DialogueFacts, item: int, k: int, aspect: int
+) -> int:
+    """The aspect that explains `item` for persona `k`: the source's `aspect`, unless the dialogue
+    settled it (accepted: every candidate may have it, so it tells items apart no more than the asked
+    aspects do; rejected: the person said no to it), then the item's unsettled aspect that best marks
+    persona `k` (``source.signature_aspects``), or -1 when there is none."""
+    others = unsettled_aspects(catalog, facts, item)
+    if aspect in set(others.tolist()) or (
+        aspect >= 0 and aspect not in set(catalog.aspects_of(item).tolist())
+    ):
+        return aspect
+    if others.size == 0 or not callable(getattr(source, "signature_aspects", None)):
+        return -1
+    best = np.asarray(source.signature_aspects(facts.user, k, 1, others), dtype=np.int64)
+    return int(best[0]) if best.size and int(best[0]) in set(others.tolist()) else -1
+
+
 def prototype_explanations(
     ranker: ExplainablePersonaRanker,
     facts: DialogueFacts,
     items: Sequence[int],
     prototype_names: Sequence[str],
+    catalog: Catalog,
 ) -> list[Explanation]:
     """Explanations by a persona ranker, each persona named by the shared prototype it draws most from.
 
@@ -177,6 +203,8 @@ def prototype_explanations(
         facts: The dialogue facts the items are explained under.
         items: Item ids.
         prototype_names: Display name of each shared prototype ("P3 · jazz, calm").
+        catalog: The catalogue (an aspect the dialogue settled is replaced, as the chat replaces it:
+            `persona_reason`).
 
     Raises:
         ExplanationError: The ranker has no ``explain``, or explained a different number of items.
@@ -187,7 +215,13 @@ def prototype_explanations(
         raise ExplanationError(f"{type(ranker).__name__} has no explain(); it is not a persona ranker")
     prototypes = ranker.prototype_of(facts.user)
     return [
-        Explanation(item, k, prototype_names[int(prototypes[k])], a, "ranker")
+        Explanation(
+            item,
+            k,
+            prototype_names[int(prototypes[k])],
+            persona_reason(catalog, ranker, facts, item, k, a),
+            "ranker",
+        )
         for item, (k, a) in zip(items, pairs, strict=True)
     ]
 
@@ -201,11 +235,13 @@ class Explainer:
        models several personas;
     2. else the ranker's, when it has ``explain(facts, items)`` and models several personas;
     3. else no persona: with a popularity ranker, how many users have the item in their history;
-       with another ranker, the item's aspect (other than the accepted ones) it scores highest.
+       with another ranker, the item's aspect (neither accepted nor rejected) it scores highest.
 
     A persona's aspect is the source's; when the person accepted it (so every candidate may have it,
-    and it tells items apart no more than `matched` does), it is the item's other aspect that best
-    marks the persona (``signature_aspects(user, k, 1, among)``), or none.
+    and it tells items apart no more than `matched` does) or rejected it, it is the item's other
+    aspect that best marks the persona (``signature_aspects(user, k, 1, among)``), or none
+    (`persona_reason`, which the report's explanations share). No explanation names an aspect the
+    person said no to.
 
     Persona labels come from ``signature_aspects(user, k, m)`` of the policy or ranker when they
     have it, else from the user's history: the aspects most over-represented in the items the user
@@ -266,7 +302,7 @@ class Explainer:
                             item,
                             k,
                             self.persona_label(facts, k),
-                            self._persona_aspect(facts, item, k, a, accepted),
+                            persona_reason(self.catalog, self._signature_source(), facts, item, k, a),
                             name,
                             matched[item],
                         )
@@ -279,7 +315,7 @@ class Explainer:
                 for item in items
             ]
         return [
-            Explanation(item, None, "", self._ranker_aspect(facts, item, accepted), "fallback", matched[item])
+            Explanation(item, None, "", self._ranker_aspect(facts, item), "fallback", matched[item])
             for item in items
         ]
 
@@ -288,28 +324,10 @@ class Explainer:
         own = set(self.catalog.aspects_of(item).tolist())
         return tuple(a for a in accepted if a in own)
 
-    def _others(self, item: int, accepted: Sequence[int]) -> np.ndarray:
-        """The item's own aspects the person did not accept, ascending."""
-        own = self.catalog.aspects_of(item)
-        return own[~np.isin(own, np.asarray(accepted, dtype=np.int64))]
-
-    def _persona_aspect(
-        self, facts: DialogueFacts, item: int, k: int, aspect: int, accepted: Sequence[int]
-    ) -> int:
-        """The source's `aspect` for persona `k`, unless the person accepted it: then the item's other
-        aspect that best marks persona `k`, or -1."""
-        if aspect not in set(accepted):
-            return aspect
-        others = self._others(item, accepted)
-        if others.size == 0:
-            return -1
-        source = self._signature_source()
-        best = np.asarray(source.signature_aspects(facts.user, k, 1, others), dtype=np.int64)
-        return int(best[0]) if best.size and int(best[0]) in set(others.tolist()) else -1
-
-    def _ranker_aspect(self, facts: DialogueFacts, item: int, accepted: Sequence[int]) -> int:
-        """The item's aspect (not accepted) the ranker scores highest; -1 without a ranker or one."""
-        others = self._others(item, accepted)
+    def _ranker_aspect(self, facts: DialogueFacts, item: int) -> int:
+        """The item's aspect the dialogue has not settled that the ranker scores highest; -1 without a
+        ranker or such an aspect."""
+        others = unsettled_aspects(self.catalog, facts, item)
         if self.ranker is None or others.size == 0:
             return -1
         scores = np.asarray(self.ranker.aspect_scores(facts, others), dtype=np.float64)

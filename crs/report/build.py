@@ -94,6 +94,11 @@ class Report:
     session_plots: dict[int, Plot] = field(default_factory=dict)
 
 
+Explainers = tuple[ExplainablePersonaRanker, frozenset[Path]]
+"""A table's persona ranker (several personas per user) and the runs that rank with it: only their
+example dialogues are explained by it."""
+
+
 class _Catalogs:
     """Catalogues loaded once per (dataset, world seed)."""
 
@@ -272,7 +277,7 @@ def build_report(
         report.unavailable["learning"] = "no `crs train` run among the inputs"
 
     catalogs = _Catalogs(data_dir)
-    explainers: dict[str, ExplainablePersonaRanker] = {}
+    explainers: dict[str, Explainers] = {}
     if not persona:
         report.unavailable["persona"] = "persona analysis switched off (--no-persona)"
     else:
@@ -288,7 +293,7 @@ def build_report(
 
 
 def _persona_sections(
-    report: Report, catalogs: _Catalogs, explainers: dict[str, ExplainablePersonaRanker], seed: int
+    report: Report, catalogs: _Catalogs, explainers: dict[str, Explainers], seed: int
 ) -> None:
     reasons: list[str] = []
     for table in report.tables:
@@ -325,7 +330,8 @@ def _persona_sections(
             if not has_personas(ranker):
                 reasons.append(f"{source} has no persona interface")
                 continue
-            explainers[table.test_set.dataset_label] = ranker
+            if ranker.personas_per_user > 1:  # one persona per user explains nothing about sides
+                explainers[table.test_set.dataset_label] = (ranker, frozenset(run.path for run in runs))
             analysis = analyse_personas(
                 ranker, catalog, runs, source, table.test_set.dataset_label, seed=seed
             )
@@ -353,7 +359,7 @@ def _persona_sections(
 def _examples(
     report: Report,
     catalogs: _Catalogs,
-    explainers: dict[str, ExplainablePersonaRanker],
+    explainers: dict[str, Explainers],
     data_dir: str | Path | None,
     limit: int,
 ) -> None:
@@ -371,9 +377,8 @@ def _examples(
     except (CRSError, OSError) as exc:
         report.unavailable["examples"] = f"could not load the {reference.runs[0].dataset} catalogue ({exc})"
         return
-    dialogues, notes = example_dialogues(
-        picks, catalog, data_dir, explainers.get(table.test_set.dataset_label)
-    )
+    explainer, explained = explainers.get(table.test_set.dataset_label, (None, frozenset()))
+    dialogues, notes = example_dialogues(picks, catalog, data_dir, explainer, explained)
     report.examples = dialogues
     report.notes.extend(notes)
     if not dialogues:

@@ -107,7 +107,7 @@ def replay(
         explanation = ""
         if turn.kind == "recommend" and explainer is not None and names is not None and turn.slate:
             item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]
-            (why,) = prototype_explanations(explainer, facts, [item], names)
+            (why,) = prototype_explanations(explainer, facts, [item], names, catalog)
             explanation = why.report_text(catalog)
         turns.append(DialogueTurn(text, turn.kind, explanation, turn.accepted_item is not None))
     matches = (
@@ -152,13 +152,22 @@ def example_dialogues(
     catalog: Catalog,
     data_dir: str | Path | None,
     explainer: ExplainablePersonaRanker | None = None,
+    explained: frozenset[Path] = frozenset(),
 ) -> tuple[list[ExampleDialogue], list[str]]:
-    """Replay the picked conversations; problems become notes, not failures of the whole report."""
+    """Replay the picked conversations; problems become notes, not failures of the whole report.
+
+    Only the runs in `explained` (those that rank with `explainer`) get its explanations: a policy over
+    another ranker (popularity, TransE) had no persona to name."""
     dialogues, notes = [], []
     for label, run, record in picks:
         try:
             dialogue = replay(
-                run, record, catalog, label, None if data_dir is None else str(data_dir), explainer
+                run,
+                record,
+                catalog,
+                label,
+                None if data_dir is None else str(data_dir),
+                explainer if run.path in explained else None,
             )
         except (CRSError, ImportError, OSError) as exc:
             notes.append(f"could not replay a {label} conversation ({exc})")

@@ -7,14 +7,17 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from rich.console import Console
 
 from crs.app.run_folder import EvalSummary
 from crs.chat import run_chat
+from crs.explain import Explainer, persona_reason, prototype_explanations
 from crs.report.examples import replay
 from crs.report.inputs import EvalRun
 from envs.metrics import EpisodeRecord
+from envs.ranker import DialogueFacts
 from envs.registry import make_env
 from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import build_ranker
@@ -114,3 +117,25 @@ def test_same_words_only_for_the_same_reasons(world: Catalog, persona_ranker: Pe
             reason = (tuple(entry["matched"]), entry["persona"], entry["aspect"])
             assert reasons.setdefault(entry["text"], reason) == reason
         assert len(reasons) > 1
+
+
+def test_no_explanation_names_an_aspect_the_dialogue_settled(
+    world: Catalog, persona_ranker: PersonaRanker
+) -> None:
+    """An aspect the person rejected (or accepted) is replaced by the item's other aspect that best marks
+    the persona, in the chat (`Explainer`) and the report (`prototype_explanations`) alike."""
+    item = next(i for i in range(world.n_items) if world.aspects_of(i).size >= 4)
+    own = world.aspects_of(item)
+    rejected, accepted, free = int(own[0]), int(own[1]), int(own[2])
+    facts = DialogueFacts(0, np.array([accepted]), np.array([rejected]), np.zeros(0, dtype=np.int64))
+    for k in range(persona_ranker.personas_per_user):
+        for settled in (rejected, accepted):
+            reason = persona_reason(world, persona_ranker, facts, item, k, settled)
+            assert reason in set(own.tolist()) - {rejected, accepted}
+        assert persona_reason(world, persona_ranker, facts, item, k, free) == free
+    names = [f"P{p}" for p in range(persona_ranker.prototypes.shape[0])]
+    (why,) = prototype_explanations(persona_ranker, facts, [item], names, world)
+    assert why.aspect not in (rejected, accepted)
+    # without personas, the ranker's best aspect is chosen among the unsettled ones too
+    fallback = Explainer(world, None, random_persona_ranker(world, personas=1))
+    assert fallback._ranker_aspect(facts, item) in set(own.tolist()) - {rejected, accepted}

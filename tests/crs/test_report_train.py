@@ -89,3 +89,23 @@ def test_report_of_a_real_train_run(trained) -> None:
     assert any(turn.explanation for d in report.examples for turn in d.turns)
     html = (root / "report" / "report.html").read_text()
     assert "Training runs: their own test summaries" in html and "persona_usage" in html
+
+
+def test_examples_explain_only_the_runs_that_rank_with_the_persona_ranker(trained, tmp_path) -> None:
+    """A dialogue ranked by popularity had no persona to name: the report's example shows none."""
+    from crs.report.examples import example_dialogues
+    from crs.report.inputs import load_inputs
+    from policies.pretrain.artifact import load_ranker
+    from simulators.datasets import DatasetSpec
+
+    _, run, evals = trained
+    popular = tmp_path / "popularity"
+    run_evaluation("ask-4", episodes=EPISODES, seed=1, ranker="popularity", out=popular, show_progress=False)
+    runs = {r.path.name: r for r in load_inputs([evals / "ask-4", popular]).evals}
+    catalog = DatasetSpec("persona_world", None, 0).load()
+    picks = [(name, r, r.records[0]) for name, r in sorted(runs.items())]
+    ranker = load_ranker(run / "ranker", catalog)
+    dialogues, notes = example_dialogues(picks, catalog, None, ranker, frozenset({runs["ask-4"].path}))
+    assert not notes
+    explained = {d.policy: any(turn.explanation for turn in d.turns) for d in dialogues}
+    assert explained == {"ask-4": True, "popularity": False}
