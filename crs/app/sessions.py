@@ -98,10 +98,10 @@ from simulators.returning import (
 SESSION_METRICS = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 
 SESSION_DATASETS = ("persona_world", "lastfm", "lastfm_star", "yelp_star")
-MAX_SESSIONS = 1_000
-"""Sessions per returning user at most (a typo like ``--sessions 100000000`` is refused, not allocated)."""
 """Datasets whose returning users `crs eval --sessions` builds: the persona world, and the real
 single-target datasets (binary setting) from their held-out items."""
+MAX_SESSIONS = 1_000
+"""Sessions per returning user at most (a typo like ``--sessions 100000000`` is refused, not allocated)."""
 
 
 def match_personas(ranker: ExplainablePersonaRanker, catalog: Catalog, split: str = "train") -> np.ndarray:
@@ -757,7 +757,6 @@ def run_session_evaluation(
                 on_sequence=lambda _: progress.advance(task),
             )
         elapsed = time.perf_counter() - started
-        drawn = result.sequences
         episodes = [
             dataclasses.replace(r.episode, goal_index=r.sequence * sessions + r.session)
             for r in result.records
@@ -788,7 +787,11 @@ def run_session_evaluation(
             world_seed=world_seed,
             conversations=conversations_of(result.sequences, split, checked_regime, seed),
             max_turns=DEFAULT_MAX_TURNS,
-            notes=(*catalog.notes, *chosen.notes, *users_note(drawn, sequences, sessions, split)),
+            notes=(
+                *catalog.notes,
+                *chosen.notes,
+                *users_note(result.sequences, sequences, sessions, split),
+            ),
             metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
