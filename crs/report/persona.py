@@ -209,9 +209,10 @@ def _clone(ranker, *, log_prior: np.ndarray | None = None, item_aspects: sp.csr_
     matrix = ranker.item_aspects if item_aspects is None else item_aspects
     clone = type(ranker)(weights, matrix, ranker.aspect_mode)
     for name, value in vars(ranker).items():  # a view's own settings (`PersonaRanker.with_*`)
-        if name not in vars(clone):
+        if name not in vars(clone) and name != "item_prior":
             setattr(clone, name, value)
-    return clone
+    prior = getattr(ranker, "item_prior", None)  # folded into the base scores the constructor rebuilt
+    return clone if prior is None else clone.with_item_prior(prior)
 
 
 def _score(ranker, user: int, item: int) -> float:

@@ -142,6 +142,7 @@ class PersonaRanker:
     question_temperature: float = 1.0  # the "split" mass is of softmax(item scores / it) (`with_questions`)
     temperature: float = 1.0  # the preference part of item scores is divided by it (`with_temperature`)
     profile: ContentProfile | None = None  # a tag profile added to every item's base score (`with_profile`)
+    item_prior: np.ndarray | None = None  # what `with_item_prior` added to every item's base score, (I,)
 
     def __init__(
         self,
@@ -360,6 +361,7 @@ class PersonaRanker:
             )
         view = copy.copy(self)
         view._shared_item = self._shared_item + prior
+        view.item_prior = prior if self.item_prior is None else self.item_prior + prior
         view._cache = OrderedDict()
         view._scored = OrderedDict()
         return view

@@ -569,7 +569,7 @@ def test_the_deletion_tests_clone_of_a_ranker_scores_as_the_ranker() -> None:
     original, so that a drop measures the deletion alone."""
     from crs.report.persona import _clone, _score
 
-    ranker = _one_user_ranker(shared=(0.5, -0.3)).with_temperature(2.0)
+    ranker = _one_user_ranker(shared=(0.5, -0.3)).with_temperature(2.0).with_item_prior(np.array([0.7]))
     assert _score(_clone(ranker), 0, 0) == _score(ranker, 0, 0)
     assert _score(_one_user_ranker(), 0, 0) != _score(ranker, 0, 0)  # the shared persona counts
 
