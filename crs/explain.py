@@ -61,7 +61,9 @@ class Explanation:
             melancholic"), its prototype in the report ("P3 · jazz, calm"); "" without a persona.
         aspect: An aspect of the item that explains it beyond what the person asked for (the
             persona's, or the ranker's best-scored one), or -1 for none.
-        source: "policy", "ranker", "popularity" or "fallback".
+        source: "policy", "ranker", "popularity", "fallback" (the ranker's best other aspect) or
+            "dialogue" (the same from a ranker without preferences: the aspect most of the items left
+            have, `PersonaRanker.has_preferences`).
         matched: The item's own aspects among those the person accepted, in the order accepted.
         popularity: Users having the item in their pre-training history, when the ranking is by
             popularity; else None.
@@ -100,7 +102,8 @@ class Explanation:
             users = "1 user has" if self.popularity == 1 else f"{self.popularity} users have"
             parts.append([(f"ranked by popularity: {users} it in their history", "")])
         elif self.aspect >= 0:
-            parts.append([("also ", ""), (names[self.aspect], "bold"), (", close to your taste", "")])
+            why = ", common among the items left" if self.source == "dialogue" else ", close to your taste"
+            parts.append([("also ", ""), (names[self.aspect], "bold"), (why, "")])
         if not parts:
             parts.append([(NO_ASPECT_REASON, "")])
         out: list[Segment] = []
@@ -314,8 +317,9 @@ class Explainer:
                 Explanation(item, None, "", -1, "popularity", matched[item], int(popularity[item]))
                 for item in items
             ]
+        source = "fallback" if getattr(self.ranker, "has_preferences", True) else "dialogue"
         return [
-            Explanation(item, None, "", self._ranker_aspect(facts, item), "fallback", matched[item])
+            Explanation(item, None, "", self._ranker_aspect(facts, item), source, matched[item])
             for item in items
         ]
 

@@ -203,6 +203,14 @@ class PersonaRanker:
     def personas_per_user(self) -> int:
         return int(self.personas.shape[1])
 
+    @property
+    def has_preferences(self) -> bool:
+        """Whether scores hold any preference: a non-zero weight, a tag profile or an item prior. False
+        for `policies.baseline_rankers.uniform_ranker` (the dialogue logic alone), whose aspect scores
+        only say how many of the items left have the aspect."""
+        weights = (self.user, self.item, self.aspect, self.personas, self.prototypes, self.shared)
+        return self.profile is not None or self.item_prior is not None or any(np.any(w) for w in weights)
+
     # ----------------------------------------------------------------------------------- internals
     def _aspect_terms(self, sims: np.ndarray) -> np.ndarray:
         """⟨q_k, h_k(v)⟩ for every item, from sims = q·e_a of shape (R, A); returns (R, I)."""

@@ -139,3 +139,15 @@ def test_no_explanation_names_an_aspect_the_dialogue_settled(
     # without personas, the ranker's best aspect is chosen among the unsettled ones too
     fallback = Explainer(world, None, random_persona_ranker(world, personas=1))
     assert fallback._ranker_aspect(facts, item) in set(own.tolist()) - {rejected, accepted}
+
+
+def test_a_ranker_without_preferences_does_not_claim_your_taste(world: Catalog) -> None:
+    """`uniform` scores an aspect by how many of the items left have it: its reason says so."""
+    uniform = build_ranker("uniform", world)
+    assert not uniform.has_preferences and random_persona_ranker(world, personas=1).has_preferences
+    slates = _simulated_explanations(world, uniform, seed=3)
+    reasons = [text for slate in slates for text in slate if "also " in text]
+    assert reasons and all(text.endswith(", common among the items left") for text in reasons)
+    assert not any("close to your taste" in text for slate in slates for text in slate)
+    learned = _simulated_explanations(world, random_persona_ranker(world, personas=1), seed=3)
+    assert any(text.endswith(", close to your taste") for slate in learned for text in slate)
