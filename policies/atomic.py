@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def folder_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on `folder` while the block runs: another process's `folder_lock` on it
     waits until the block ends. Advisory (``flock`` on the folder's descriptor: writers that do not take
-    it are not stopped) and leaves no file behind; where ``fcntl`` does not exist (Windows) it locks
-    nothing."""
+    it are not stopped) and leaves no file behind; where ``fcntl`` does not exist (Windows) or the
+    folder cannot be locked (a file system without ``flock``), it locks nothing."""
     if sys.platform == "win32":
         yield
         return
@@ -56,7 +56,8 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
     descriptor = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with suppress(OSError):  # no flock on this file system: atomic writes still keep files whole
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)  # closing the descriptor releases the lock
