@@ -117,6 +117,8 @@ def build_user(
     )
     if catalog.truth is not None:  # the persona world's users: its defaults, then the caller's
         user_kwargs = {**asdict(WORLD_USER), **user_kwargs}
+    # a drift draws its new target from the conversation's split, never from the user's other items
+    user_kwargs = {"split": split, **user_kwargs}
     return PersonaUser(catalog, **user_kwargs), PersonaGoals(catalog, split, goal_interactions)
 
 

@@ -15,8 +15,9 @@ A seeded generator of:
              + GROUP_WEIGHT * Σ_{a ∈ aspects(i)} persona_groups[p, group(a)]
              + popularity(i),      popularity(i) ~ Normal(0, POPULARITY_STD).
 
-  Each interaction records the persona that produced it; each user's interactions are split
-  70/15/15 into train/valid/test with at least one in each split.
+  Each interaction records the persona that produced it; each user's interactions are split about
+  70/15/15 into train/valid/test (valid and test: 15% rounded half to even, so the default 30 per
+  user give 22/4/4), with at least one in each split.
 
 The signature term dominates the group term, so *which* aspects of an item matter (aspect attention)
 is decisive, and a user's personas are different enough that *which* persona speaks for a candidate
@@ -291,8 +292,8 @@ def _draw_personas(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Persona group distributions and signature aspects.
 
-    Each persona has a main group (weight ~0.7-0.9) and, with probability 1/2, a second group that
-    takes most of the rest; the small remainder is spread over all groups. Signatures: 2-4 aspects,
+    Each persona has a main group (weight ~0.9, or ~0.5-0.7 when it has a second group) and, with
+    probability 1/2, a second group that takes most of the rest; the small remainder is spread over all groups. Signatures: 2-4 aspects,
     drawn from the main group, and one from the second group when there is one. Main groups cycle
     through a seeded permutation of the groups so personas cover different groups.
 

@@ -255,8 +255,10 @@ class PersonaUser(UserModel):
       probability `drift` the active persona switches to another of the user's K personas (drawn
       uniformly) and the target becomes one item of the new persona: one of the user's interactions
       labelled with that persona (in `split`, or in all splits when `split` is None), else an item
-      having at least one of the persona's signature aspects. `targets` and `active_persona` show
-      the change. Nothing drifts when K = 1.
+      having at least one of the persona's signature aspects. With a `split`, the new target is never
+      one of the user's items of another split (a test conversation's drift never lands on an item the
+      recommender trained on; `envs.make_env` passes the conversation's split). `targets` and
+      `active_persona` show the change. Nothing drifts when K = 1.
 
     Randomness is drawn from the rng handed to `reset`, in a fixed order (opening draw; per answer:
     noise draws when noise > 0, then the drift draw(s) when drift > 0), so the same goal and seed
@@ -274,7 +276,8 @@ class PersonaUser(UserModel):
         user_personas: Persona ids of each user, shape (n_users, K); default `catalog.truth`.
         persona_aspects: Signature aspects of each persona, boolean, shape (n_personas, n_aspects);
             default `catalog.truth`.
-        split: Split whose interactions drift targets come from; None = all splits.
+        split: Split whose interactions drift targets come from, and whose user's items in the other
+            splits a drift never targets; None = all splits (no item is kept out).
 
     Raises:
         CRSError: An argument is out of range, or the catalogue has no persona ground truth and no
@@ -304,6 +307,7 @@ class PersonaUser(UserModel):
         self.patience = patience
         self.user_personas, self.persona_aspects = _persona_arrays(catalog, user_personas, persona_aspects)
         self._labelled = _labelled_interactions(catalog, split)
+        self._split = split
         self._targets: tuple[int, ...] = ()
         self._slot = 0
         self._failed = 0
@@ -391,6 +395,15 @@ class PersonaUser(UserModel):
             self._targets = (target,)
             self._shared = self.catalog.aspects_of(target)
 
+    def _held_elsewhere(self) -> np.ndarray:
+        """The user's items in the splits other than `split` (none without a split), int64."""
+        if self._split is None:
+            return np.zeros(0, dtype=np.int64)
+        parts = [part for name, part in self.catalog.splits.items() if name != self._split]
+        return np.concatenate(
+            [np.zeros(0, dtype=np.int64), *(part.items[part.users == self.goal.user] for part in parts)]
+        ).astype(np.int64)
+
     def _draw_target(self, persona: int) -> int | None:
         """An item of `persona` for this user, not a current target; None when there is none."""
         current = np.asarray(self._targets, dtype=np.int64)
@@ -402,7 +415,7 @@ class PersonaUser(UserModel):
                 return int(self.rng.choice(mine))
         signature = np.flatnonzero(self.persona_aspects[persona])
         hits = np.asarray(self.catalog.item_aspects[:, signature].sum(axis=1)).ravel()
-        pool = np.setdiff1d(np.flatnonzero(hits > 0), current)
+        pool = np.setdiff1d(np.flatnonzero(hits > 0), np.concatenate([current, self._held_elsewhere()]))
         if pool.size:
             return int(self.rng.choice(pool))
         return None

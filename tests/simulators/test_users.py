@@ -303,6 +303,34 @@ def test_drift_one_changes_persona_and_target_every_turn(index: int, seed: int, 
         assert user.targets[0] in own or (not (own - {before[0][0]}) and has_signature)
 
 
+def test_a_test_conversations_drift_never_targets_the_users_train_or_valid_items() -> None:
+    """With the conversation's split (as `envs.make_env` passes it), no drift lands on an item the
+    recommender trained or validated on; without one (all splits), it does."""
+    catalog = world()
+    goals = persona_goals()
+
+    def drifted(split: str | None) -> tuple[int, int]:
+        leaks = total = 0
+        for index in range(goals.n_goals):
+            goal = goals.goal(index, np.random.default_rng(index))
+            user = PersonaUser(catalog, drift=1.0, split=split)
+            user.reset(goal, np.random.default_rng(index))
+            seen = {
+                int(item)
+                for name in ("train", "valid")
+                for item in catalog.split(name).items[catalog.split(name).users == goal.user]
+            }
+            for _ in range(6):
+                user.answer([0])
+                total += 1
+                leaks += user.targets[0] in seen
+        return leaks, total
+
+    leaks, total = drifted("test")
+    assert total >= 200 and leaks == 0
+    assert drifted(None)[0] > 0  # the test is able to see a leak
+
+
 def test_drift_is_visible_to_the_opening_and_answers_of_the_new_target() -> None:
     catalog = world()
     user = PersonaUser(catalog, drift=1.0)
