@@ -293,9 +293,10 @@ def _draw_personas(
     """Persona group distributions and signature aspects.
 
     Each persona has a main group (weight ~0.9, or ~0.5-0.7 when it has a second group) and, with
-    probability 1/2, a second group that takes most of the rest; the small remainder is spread over all groups. Signatures: 2-4 aspects,
-    drawn from the main group, and one from the second group when there is one. Main groups cycle
-    through a seeded permutation of the groups so personas cover different groups.
+    probability 1/2, a second group that takes most of the rest; the small remainder is spread over
+    all groups. Signatures: 2-4 aspects, drawn from the main group, and one from the second group when
+    there is one. Main groups cycle through a seeded permutation of the groups so personas cover
+    different groups.
 
     Returns:
         persona_groups, shape (n_personas, n_groups), rows sum to 1; persona_aspects, boolean,
