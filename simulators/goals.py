@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import scipy.sparse as sp
 
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
@@ -83,9 +84,10 @@ class MultiTargetGoals(GoalSampler):
 
     For interaction (user, item): draw the number of targets n uniformly in `n_targets`; try the
     item's aspects in a random order as the pivot; the other n - 1 targets are items with the pivot,
-    the user's own items first (all splits), topped up from the catalogue. All targets therefore
-    share the pivot aspect. When no pivot has n - 1 other items, the pivot with the most gives fewer
-    targets (an item without aspects gives a single target).
+    the user's own items of the goal's split first, topped up from the catalogue but never from the
+    user's items of another split (a test goal never targets an item the recommender trained on). All
+    targets therefore share the pivot aspect. When no pivot has n - 1 other items, the pivot with the
+    most gives fewer targets (an item without aspects gives a single target).
 
     Args:
         catalog: The catalogue.
@@ -107,12 +109,11 @@ class MultiTargetGoals(GoalSampler):
                 f"n_targets={n_targets} must be an int >= 1 or a range (low, high), 1 <= low <= high"
             )
         self.n_targets = (int(low), int(high))
-        history = None
-        for inter in catalog.splits.values():
-            matrix = inter.by_user(catalog.n_users, catalog.n_items)
-            history = matrix if history is None else history + matrix
-        assert history is not None  # the goals' split is one of catalog.splits, so there is at least one
-        self._history = history.tocsr()
+        shape = (catalog.n_users, catalog.n_items)
+        by_split = {name: inter.by_user(*shape).tocsr() for name, inter in catalog.splits.items()}
+        self._own = by_split[split]  # the user's items of the goal's split
+        others = [matrix for name, matrix in by_split.items() if name != split]
+        self._elsewhere = sum(others, sp.csr_matrix(shape, dtype=self._own.dtype)).tocsr()
 
     def goal(self, index: int, rng: np.random.Generator) -> Goal:
         self._check(index)
@@ -120,7 +121,8 @@ class MultiTargetGoals(GoalSampler):
         item = int(self.interactions.items[index])
         low, high = self.n_targets
         n_more = int(rng.integers(low, high + 1)) - 1
-        own = self._history.indices[self._history.indptr[user] : self._history.indptr[user + 1]]
+        own = self._own.indices[self._own.indptr[user] : self._own.indptr[user + 1]]
+        held_out = self._elsewhere.indices[self._elsewhere.indptr[user] : self._elsewhere.indptr[user + 1]]
         best: list[int] = []
         for pivot in rng.permutation(self.catalog.aspects_of(item)):
             if n_more == 0:
@@ -129,7 +131,7 @@ class MultiTargetGoals(GoalSampler):
             mine = np.setdiff1d(np.intersect1d(own, with_pivot), [item])
             picked = rng.permutation(mine)[:n_more].tolist()
             if len(picked) < n_more:
-                others = np.setdiff1d(with_pivot, np.append(mine, item))
+                others = np.setdiff1d(with_pivot, np.concatenate([mine, [item], held_out]))
                 picked += rng.permutation(others)[: n_more - len(picked)].tolist()
             if len(picked) > len(best):
                 best = picked

@@ -56,22 +56,39 @@ def test_pair_goals_are_the_interactions() -> None:
         goals.goal(2, np.random.default_rng(0))
 
 
-def test_multi_target_goals_prefer_the_users_own_items() -> None:
-    # Valid goal 0 is (user 0, item 0), whose only aspect is 0. The user's other item with aspect 0
-    # is item 1, so with 2 targets the goal is always (0, 1), whatever the rng.
-    goals = MultiTargetGoals(toy_catalog(), "valid", n_targets=2)
+def test_multi_target_goals_prefer_the_users_own_items_of_the_split() -> None:
+    # The same items, but user 0 holds items 0 and 1 in valid and item 3 in train: valid goal 0 is
+    # (user 0, item 0), and with 2 targets it is always (0, 1), the user's other valid item with aspect 0.
+    toy = toy_catalog()
+    catalog = Catalog(
+        name="toy",
+        item_aspects=toy.item_aspects,
+        item_names=toy.item_names,
+        aspect_names=toy.aspect_names,
+        n_users=2,
+        splits={
+            "train": Interactions(users=np.array([0]), items=np.array([3])),
+            "valid": Interactions(users=np.array([0, 0]), items=np.array([0, 1])),
+            "test": Interactions(users=np.array([1]), items=np.array([4])),
+        },
+    )
+    goals = MultiTargetGoals(catalog, "valid", n_targets=2)
     for seed in range(20):
         assert goals.goal(0, np.random.default_rng(seed)).targets == (0, 1)
+    # 3 targets: the third is the catalogue's item 2, never the user's train item 3
+    goals = MultiTargetGoals(catalog, "valid", n_targets=3)
+    assert {goals.goal(0, np.random.default_rng(seed)).targets for seed in range(20)} == {(0, 1, 2)}
 
 
-def test_multi_target_goals_top_up_from_the_catalogue() -> None:
-    # 3 targets: item 0, the user's item 1, then one of the catalogue's items 2 or 3 with aspect 0.
-    goals = MultiTargetGoals(toy_catalog(), "valid", n_targets=3)
-    thirds = {goals.goal(0, np.random.default_rng(seed)).targets[2] for seed in range(30)}
-    assert thirds == {2, 3}
-    # 6 targets asked, but only 4 items hold aspect 0: the goal has the 4 available.
+def test_multi_target_goals_never_target_the_users_items_of_another_split() -> None:
+    # Valid goal 0 is (user 0, item 0); the user's items 0 and 1 are in train: item 1 is never a
+    # target (the recommender trained on it); the catalogue's items 2 and 3 top the goal up.
+    goals = MultiTargetGoals(toy_catalog(), "valid", n_targets=2)
+    seconds = {goals.goal(0, np.random.default_rng(seed)).targets[1] for seed in range(30)}
+    assert seconds == {2, 3}
+    # 6 targets asked, but only 3 items with aspect 0 may be targets: the goal has those 3.
     goals = MultiTargetGoals(toy_catalog(), "valid", n_targets=6)
-    assert sorted(goals.goal(0, np.random.default_rng(0)).targets) == [0, 1, 2, 3]
+    assert sorted(goals.goal(0, np.random.default_rng(0)).targets) == [0, 2, 3]
 
 
 def test_multi_target_goals_use_the_pivot_with_enough_items() -> None:
