@@ -188,7 +188,9 @@ def resolve_policy(
     if path.is_dir():
         from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
 
-        return load_trained_policy(path, env.catalog), path.name, RUN_RANKER.name
+        trained = load_trained_policy(path, env.catalog)
+        trained.check_env(env)  # a run of another setting is refused before any conversation
+        return trained, path.name, RUN_RANKER.name
     ranker = RankerSpec.parse(ranker_spec) if ranker_spec else RankerSpec.default(env.catalog.name)
     rule = make_rule_policy(spec, ranker.build(env.catalog, data_dir))
     rule.check_env(env)  # a rule the setting does not suit is refused before any conversation

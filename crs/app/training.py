@@ -379,6 +379,8 @@ def _prepare(
 ) -> _Prepared:
     """Record the settings, resolve the ranker and the conversations, write policy.json; `clear` is
     called once the data has loaded (a missing or damaged data folder leaves an earlier run as it was)."""
+    from policies.pretrain.train import catalog_fingerprint  # torch: loaded once training runs
+
     catalog = settings.dataset_spec().load()
     clear()
     record = RunRecord(
@@ -435,6 +437,7 @@ def _prepare(
         train_rewards=asdict(train_rewards),
         train_goals=train_goals,
         world_seed=settings.world_seed,
+        fingerprint=catalog_fingerprint(catalog),
     ).write(run_dir)
     return _Prepared(
         settings,

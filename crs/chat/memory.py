@@ -267,6 +267,7 @@ def policy_with_memory(
 
         name = run_ranker(run).name
         trained = load_trained_policy(run, env.catalog)
+        trained.check_env(env)
         memory = ChatMemory.open(
             path, trained.ranker, env.catalog, name, user_id=user_id, drawn_user=drawn_user, fix=RUN_FIX
         )

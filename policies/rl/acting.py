@@ -20,6 +20,7 @@ from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.registry import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from envs.setting import Setting
+from policies.pretrain.train import catalog_fingerprint
 from policies.rankers import RankerSpec
 from policies.rl.encoder import PersonaAspectEncoder
 from policies.rl.model_file import load_model
@@ -135,17 +136,22 @@ class RLPolicy:
     def reset(self, rng: np.random.Generator) -> None:
         """Nothing to reset: the policy is deterministic and reads the whole state every turn."""
 
+    def check_env(self, env: gym.Env) -> None:
+        """Raise CRSError when `env` is of another setting than the one the policy trained in (callers
+        check before the first conversation; `wrapper_for` checks each env)."""
+        setting = getattr(env, "setting", None)
+        if self.setting is not None and setting != self.setting:
+            raise CRSError(
+                f"policy {self.name} was trained in the {self.setting} setting and cannot act in an "
+                f"env of the {setting} setting; run it with --setting {self.setting}"
+            )
+
     def wrapper_for(self, env: gym.Env) -> SlateActionWrapper:
         """The (cached) SB3 wrapper view of `env` (a `ConversationEnv`, e.g. another env's ``unwrapped``)."""
         key = id(env)
         wrapper = self._wrappers.get(key)
         if wrapper is None or wrapper.env is not env:
-            setting = getattr(env, "setting", None)
-            if self.setting is not None and setting != self.setting:
-                raise CRSError(
-                    f"policy {self.name} was trained in the {self.setting} setting and cannot act in an "
-                    f"env of the {setting} setting; evaluate it with --setting {self.setting}"
-                )
+            self.check_env(env)
             wrapper = SlateActionWrapper(env, self.ranker, self.wrapper_config)
             self._wrappers[key] = wrapper
         return wrapper
@@ -194,6 +200,12 @@ def load_trained_policy(
             f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes "
             f"{list(meta.sizes)}, but this one has {list(sizes)}: evaluate with the same dataset (and "
             "persona-world arguments)"
+        )
+    if meta.fingerprint is not None and meta.fingerprint != catalog_fingerprint(catalog):
+        raise CRSError(
+            f"run {run_dir} was trained on another {catalog.name!r} catalogue of the same sizes (other item "
+            f"aspects or interactions): use the one it trained on"
+            + (f" (--world-seed {meta.world_seed})" if catalog.truth is not None else "")
         )
     config = meta.rl
     if ranker is None:

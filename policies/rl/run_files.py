@@ -83,6 +83,9 @@ class PolicyMeta:
         train_rewards: The reward table training used (the test uses UNICORN's).
         train_goals: Which conversations training came from, in words.
         world_seed: The persona world's seed.
+        fingerprint: `policies.pretrain.train.catalog_fingerprint` of the catalogue it trained on
+            (None in runs older than session 34): another catalogue of the same sizes (another world
+            seed) is refused.
     """
 
     catalog: str
@@ -93,6 +96,7 @@ class PolicyMeta:
     train_rewards: dict[str, float] = field(default_factory=dict)
     train_goals: str = "valid"
     world_seed: int = 0
+    fingerprint: str | None = None
 
     def write(self, run_dir: Path) -> None:
         data = {
@@ -104,6 +108,7 @@ class PolicyMeta:
             "train_rewards": self.train_rewards,
             "train_goals": self.train_goals,
             "world_seed": self.world_seed,
+            **({} if self.fingerprint is None else {"fingerprint": self.fingerprint}),
         }
         write_json_atomic(run_dir / POLICY_META, data)
 
@@ -136,6 +141,7 @@ class PolicyMeta:
                 train_rewards=dict(data.get("train_rewards") or {}),
                 train_goals=str(data.get("train_goals", "valid")),
                 world_seed=int(data.get("world_seed") or 0),
+                fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
             )
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
             raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None

@@ -91,6 +91,31 @@ def catalog():
     return load_catalog("persona_world", seed=0, **WORLD)
 
 
+def test_a_run_refuses_another_world_of_the_same_sizes(trained, tmp_path) -> None:
+    other = load_catalog("persona_world", seed=3, **WORLD)  # same sizes, other items and users
+    with pytest.raises(
+        CRSError, match=r"another 'persona_world' catalogue of the same sizes .*--world-seed 0"
+    ):
+        load_trained_policy(trained, other)
+    load_trained_policy(trained, catalog())  # its own world loads
+    # a run from before the fingerprint was recorded still loads (nothing to compare)
+    old = copy_run(trained, tmp_path / "old")
+    meta = json.loads((old / "policy.json").read_text())
+    del meta["fingerprint"]
+    (old / "policy.json").write_text(json.dumps(meta))
+    load_trained_policy(old, other)
+
+
+def test_a_run_of_another_setting_is_refused_before_any_conversation(trained) -> None:
+    """`resolve_policy` (what `crs eval` and `crs chat` build their policy with) refuses it at once."""
+    from crs.app.evaluation import resolve_policy
+    from envs.registry import make_env
+
+    env = make_env(catalog=catalog(), split="test", setting="binary")
+    with pytest.raises(CRSError, match=r"trained in the multiple_choice setting .* --setting multiple_c"):
+        resolve_policy(str(trained), env, None, None)
+
+
 # --------------------------------------------------------------------------------- code from a file
 @pytest.mark.parametrize(
     "key",
