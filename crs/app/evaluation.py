@@ -188,6 +188,12 @@ def resolve_policy(
     if path.is_dir():
         from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
 
+        if ranker_spec is not None and RankerSpec.parse(ranker_spec) != RUN_RANKER:
+            raise CRSError(
+                f"--ranker {ranker_spec}: the trained run {path} ranks with its own ranker (its ranker/ or "
+                "policy.json's entry), which its network was trained on; leave out --ranker"
+            )
+
         trained = load_trained_policy(path, env.catalog)
         trained.check_env(env)  # a run of another setting is refused before any conversation
         return trained, path.name, RUN_RANKER.name

@@ -111,6 +111,10 @@ def test_a_run_of_another_setting_is_refused_before_any_conversation(trained) ->
     from crs.app.evaluation import resolve_policy
     from envs.registry import make_env
 
+    own = make_env(catalog=catalog(), split="test")
+    with pytest.raises(CRSError, match=r"ranks with its own ranker .* leave out --ranker"):
+        resolve_policy(str(trained), own, "uniform", None)  # was silently ignored
+    resolve_policy(str(trained), own, "run", None)  # naming its own ranker is fine
     env = make_env(catalog=catalog(), split="test", setting="binary")
     with pytest.raises(CRSError, match=r"trained in the multiple_choice setting .* --setting multiple_c"):
         resolve_policy(str(trained), env, None, None)
