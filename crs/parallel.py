@@ -38,6 +38,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -146,6 +147,19 @@ def resolve_backend(backend: str, address: str | None) -> str:
     if backend == "ray" and not ray_installed():
         raise CRSError("the ray backend needs Ray: pip install 'persona-crs[ray]' (or use --backend process)")
     return backend
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise ConnectionError when nothing listens at a ``host:port`` address within `timeout` seconds
+    (Ray itself retries such an address for minutes before it gives up). Other forms (``auto``,
+    ``ray://...``) are left to Ray, which answers them at once."""
+    host, colon, port = address.rpartition(":")
+    if address.startswith("ray://") or not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"nothing answers at {address} ({error.strerror or error})") from None
 
 
 def _one_line(error: BaseException) -> str:
@@ -297,6 +311,7 @@ class WorkerPool:
 
         if self.address is not None:
             try:
+                _check_reachable(self.address)
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             except (ConnectionError, ValueError) as error:  # nothing answers there, or not an address
                 raise CRSError(

@@ -4,13 +4,15 @@ folder or is a file, a Ray cluster that cannot be reached, a ranker no task coul
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from crs.app.sweep import SWEEP_FILE, load_sweep_config, sweep_task_dirs
-from crs.parallel import WorkerPool
+from crs.parallel import WorkerPool, _check_reachable
 from simulators.errors import CRSError
 
 runner = CliRunner()
@@ -119,6 +121,7 @@ def test_a_ray_cluster_that_cannot_be_reached_is_named_and_nothing_is_written(
 
     monkeypatch.setattr(ray, "init", refuse)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr("crs.parallel._check_reachable", lambda address: None)  # ray.init's own refusal
     expected = (
         f"--address 1.2.3.4:1: cannot connect to a Ray cluster there ({type(error).__name__}: {error}); "
         "start one (`ray start --head`) and give its address"
@@ -133,6 +136,25 @@ def test_a_ray_cluster_that_cannot_be_reached_is_named_and_nothing_is_written(
     assert files_of(out) == before
     with pytest.raises(CRSError, match="cannot connect to a Ray cluster"), WorkerPool(address="1.2.3.4:1"):
         pass  # `crs eval --address` opens the same pool
+
+
+def test_a_host_port_where_nothing_listens_is_refused_at_once(tmp_path) -> None:
+    """Ray retries such an address for minutes; the pool asks the port first."""
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with (
+        pytest.raises(CRSError, match=f"nothing answers at 127.0.0.1:{port}"),
+        WorkerPool(address=f"127.0.0.1:{port}"),
+    ):
+        pass
+    assert time.perf_counter() - started < 30  # (Ray's own retries take minutes)
+    with socket.socket() as server:  # something listens: the check lets Ray try
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        _check_reachable(f"127.0.0.1:{server.getsockname()[1]}")
 
 
 # ------------------------------------------------------------------ the config
