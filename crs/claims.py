@@ -47,15 +47,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
+def _holder(lock: Path) -> tuple[int, str, str] | None:
+    """The (pid, host, command) a lock file names, or None when it cannot be read."""
     try:
         holder = json.loads(lock.read_text())
-        pid, host, command = int(holder["pid"]), str(holder["host"]), str(holder.get("command", "?"))
+        return int(holder["pid"]), str(holder["host"]), str(holder.get("command", "?"))
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stale(lock: Path) -> bool:
+    """Whether `lock` names a process of this host that is no longer running."""
+    holder = _holder(lock)
+    return holder is not None and holder[1] == socket.gethostname() and not _alive(holder[0])
+
+
+def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
+    holder = _holder(lock)
+    if holder is None:
         return OutputBusyError(
             f"{folder} is locked by {lock}, which is unreadable; if no other crs command writes there, "
             f"remove it with `rm {lock}` and run again"
         )
+    pid, host, command = holder
     if host == socket.gethostname() and not _alive(pid):
         return OutputBusyError(
             f"{folder} is locked by process {pid} ({command!r}), which is no longer running (killed or "
@@ -117,6 +131,8 @@ class FolderClaim:
         hint: How to proceed when the folder already holds results, e.g. "pass --resume".
         marks: Files every earlier output of the command holds (e.g. ``summary.json``), so that
             `overwrite` never empties a folder of something else.
+        take_stale: Replace a lock whose process of this host is no longer running (a command that is
+            rerun to continue, like `crs sweep`), instead of asking for its removal.
         defer: With `overwrite`, empty the folder only when the caller calls `clear` (right before it
             writes), so that a command that fails or is interrupted first leaves the earlier output as it
             was; without it, the folder is emptied at once. ``pending`` is True while an earlier output
@@ -138,6 +154,7 @@ class FolderClaim:
         hint: str = "",
         marks: tuple[str, ...] = (),
         defer: bool = False,
+        take_stale: bool = False,
     ) -> None:
         self.folder = folder
         self.pending = False  # an earlier output that `clear` empties
@@ -150,6 +167,8 @@ class FolderClaim:
         except OSError as error:  # a parent is a file, no permission, ...
             raise CRSError(f"cannot create {what} {folder} ({error.strerror}); choose another path") from None
         try:
+            if take_stale and _stale(self.lock):
+                self.lock.unlink(missing_ok=True)  # its process died; a live one racing here wins the link
             _create_lock(self.lock)
         except FileExistsError:
             raise _busy_error(folder, self.lock) from None

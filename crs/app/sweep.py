@@ -97,7 +97,7 @@ from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import MAX_SEED, make_settings
-from crs.claims import a_few
+from crs.claims import LOCK_FILE, FolderClaim, a_few
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
@@ -650,7 +650,7 @@ def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -
             f"--out {out}: {existing} is a file, not a folder; give a new folder (or an earlier sweep "
             "folder of this config)"
         )
-    entries = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    entries = sorted(path.name for path in out.iterdir() if path.name != LOCK_FILE) if out.is_dir() else []
     if not entries:
         return
     if SWEEP_FILE not in entries:
@@ -991,47 +991,51 @@ def run_sweep(
     """
     check_pool_request(workers, backend, address)
     tasks = expand_grid(config) if extend is None else extend_tasks(config, extend, out)
-    check_sweep_folder(out, config, tasks)
-    finished = finished_tasks(out, tasks)
-    todo = [task for task in tasks if task.name not in finished]
-    by_name = {task.name: task for task in tasks}
-    ran: list[str] = []
+    # one run at a time in a sweep folder: a second would run every task again, and race the commits
+    with FolderClaim(out, "sweep folder", resume=True, take_stale=True):  # a killed run's lock: rerun
+        check_sweep_folder(out, config, tasks)
+        finished = finished_tasks(out, tasks)
+        todo = [task for task in tasks if task.name not in finished]
+        by_name = {task.name: task for task in tasks}
+        ran: list[str] = []
 
-    def committed(result: TaskResult) -> None:
-        if result.ok:
-            commit_task(out, by_name[result.name], result.value)
-            ran.append(result.name)
-        if on_result is not None:
-            on_result(result)
+        def committed(result: TaskResult) -> None:
+            if result.ok:
+                commit_task(out, by_name[result.name], result.value)
+                ran.append(result.name)
+            if on_result is not None:
+                on_result(result)
 
-    failed: list[TaskResult] = []
-    if todo:
-        with WorkerPool(
-            min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
-        ) as pool:  # a Ray cluster is reached (or refused) here, before anything is written
+        failed: list[TaskResult] = []
+        if todo:
+            with WorkerPool(
+                min(workers, len(todo)) if workers else None, backend=backend, address=address, notify=notify
+            ) as pool:  # a Ray cluster is reached (or refused) here, before anything is written
+                planned = _start_sweep_folder(out, config, tasks)
+                results = pool.run(
+                    [
+                        Task(
+                            task.name,
+                            run_sweep_task,
+                            (task, _run_files(Path(task.extends))) if task.extends else (task,),
+                        )
+                        for task in todo
+                    ],
+                    retries=config.retries,
+                    on_result=committed,
+                    on_retry=on_retry,
+                )
+            failed = [result for result in results if not result.ok]
+        else:
             planned = _start_sweep_folder(out, config, tasks)
-            results = pool.run(
-                [
-                    Task(
-                        task.name,
-                        run_sweep_task,
-                        (task, _run_files(Path(task.extends))) if task.extends else (task,),
-                    )
-                    for task in todo
-                ],
-                retries=config.retries,
-                on_result=committed,
-                on_retry=on_retry,
-            )
-        failed = [result for result in results if not result.ok]
-    else:
-        planned = _start_sweep_folder(out, config, tasks)
-    rows = {name: read_metrics(task_dir(out, name)) for name in planned if is_finished(task_dir(out, name))}
-    write_json_atomic(
-        out / RESULTS_FILE,
-        {
-            "rows": {name: {k: vars(v) for k, v in metrics.items()} for name, metrics in rows.items()},
-            "failed": [{"name": r.name, "attempts": r.attempts, "error": r.error} for r in failed],
-        },
-    )
-    return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows, planned)
+        rows = {
+            name: read_metrics(task_dir(out, name)) for name in planned if is_finished(task_dir(out, name))
+        }
+        write_json_atomic(
+            out / RESULTS_FILE,
+            {
+                "rows": {name: {k: vars(v) for k, v in metrics.items()} for name, metrics in rows.items()},
+                "failed": [{"name": r.name, "attempts": r.attempts, "error": r.error} for r in failed],
+            },
+        )
+        return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows, planned)

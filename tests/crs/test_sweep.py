@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -280,6 +281,22 @@ def test_two_ablations_with_the_same_settings_are_refused(tmp_path, kind) -> Non
     text = " ".join(output.split())
     assert code == 2 and "ablations.b: the same settings as ablations.a (every task would run twice)" in text
     assert not out.exists()
+
+
+def test_a_sweep_folder_another_run_writes_is_refused_and_a_dead_runs_lock_is_taken(tmp_path) -> None:
+    from crs.claims import LOCK_FILE, FolderClaim
+
+    config = "seeds: [1]\npolicies: [ask-4]\neval: {episodes: 5}\n"
+    out = tmp_path / "out"
+    with FolderClaim(out, "sweep folder", resume=True):  # a run of this process, still going
+        code, output, _ = cli_sweep(tmp_path, config, "--backend", "serial")
+        assert code == 2 and "is being written by process" in " ".join(output.split()), output
+        assert not (out / "runs").exists()  # nothing ran
+    out.mkdir(exist_ok=True)
+    (out / LOCK_FILE).write_text(json.dumps({"pid": 2**22 + 7, "host": socket.gethostname(), "command": "x"}))
+    code, output, _ = cli_sweep(tmp_path, config, "--backend", "serial")  # a killed run's lock
+    assert code == 0, output
+    assert not (out / LOCK_FILE).exists()
 
 
 def test_ablation_names_must_begin_and_end_with_a_letter_or_digit(tmp_path) -> None:
