@@ -445,13 +445,19 @@ class WorkerPool:
                 )
             limit = 1 if isolate else self.workers
             source = isolate if isolate else queue
+            broken = False
             while source and len(in_flight) < limit:
-                slot = source.pop(0)
+                slot = source[0]
+                try:  # a worker may have died since the last wait (e.g. during a slow commit)
+                    future = self._executor.submit(_call_task, slot.task.function, slot.task.args)
+                except BrokenProcessPool:
+                    broken = True  # the slot did not start: it stays first in its list, not charged
+                    break
+                source.pop(0)
                 slot.attempts += 1
                 slot.started = time.perf_counter()
-                in_flight[self._executor.submit(_call_task, slot.task.function, slot.task.args)] = slot
-            ready, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
+                in_flight[future] = slot
+            ready = wait(in_flight, return_when=FIRST_COMPLETED)[0] if in_flight else set()
             for future in ready:
                 error = future.exception()
                 if isinstance(error, BrokenProcessPool):
@@ -469,10 +475,10 @@ class WorkerPool:
                 in_flight.clear()
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
-                if len(suspects) == 1:
+                if len(suspects) == 1 and limit == 1:  # it ran alone in the pool: its own crash
                     if failed(suspects[0], "worker process died (BrokenProcessPool)", True):
                         isolate.insert(0, suspects[0])
-                else:  # no blame yet: each suspect re-runs alone, this attempt not charged
+                else:  # no blame yet (an idle worker may have died): each re-runs alone, not charged
                     isolate = suspects + isolate
 
     def _remote_call(self) -> Any:

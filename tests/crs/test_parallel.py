@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,26 @@ def memory_error_on_first_attempt(marker: str, value: int) -> int:
     if not path.exists():
         path.write_text("out of memory once\n")
         raise MemoryError
+    return value * value
+
+
+def crash_later_on_first_attempt(marker: str, value: int) -> int:
+    """Like `crash_on_first_attempt`, but the worker dies after a second (while others go on)."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed once\n")
+        time.sleep(1.0)
+        os._exit(13)
+    return value * value
+
+
+def record_pid(path: str) -> int:
+    Path(path).write_text(str(os.getpid()))
+    return 0
+
+
+def sleep_then_square(seconds: float, value: int) -> int:
+    time.sleep(seconds)
     return value * value
 
 
@@ -182,3 +205,41 @@ def test_without_ray_workers_fall_back_to_a_process_pool_with_a_notice(tmp_path)
     notice = RAY_MISSING_NOTICE.format(workers=2)
     assert notice in done.stdout + done.stderr
     assert (out / "episodes.jsonl").read_text().splitlines() == serial_records
+
+
+@pytest.mark.slow
+def test_a_worker_dying_while_the_driver_commits_is_retried_not_a_traceback(tmp_path) -> None:
+    """A worker dies while the driver is busy with another result (a slow commit): the next submit meets
+    a broken pool, which is handled like any other break."""
+    tasks = [
+        Task("dies", crash_later_on_first_attempt, (str(tmp_path / "marker"), 3)),
+        Task("quick", square, (2,)),
+        Task("next", square, (4,)),
+    ]
+
+    def slow_commit(result: object) -> None:
+        time.sleep(2.0)  # the "dies" worker dies meanwhile
+
+    with WorkerPool(2, backend="process") as pool:
+        results = {r.name: r for r in pool.run(tasks, retries=1, on_result=slow_commit)}
+    assert all(r.ok for r in results.values()), results
+    assert [results[n].value for n in ("dies", "quick", "next")] == [9, 4, 16]
+
+
+@pytest.mark.slow
+def test_an_idle_worker_dying_is_not_charged_to_the_task_still_running(tmp_path) -> None:
+    pid_file = tmp_path / "pid"
+    tasks = [Task("done-first", record_pid, (str(pid_file),)), Task("long", sleep_then_square, (3.0, 5))]
+
+    def kill_the_idle_worker() -> None:
+        while not pid_file.exists() or not pid_file.read_text():
+            time.sleep(0.05)
+        time.sleep(0.5)  # its task has returned: the worker is idle (or runs "long", then it is fair)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_idle_worker)
+    killer.start()
+    with WorkerPool(2, backend="process") as pool:
+        results = {r.name: r for r in pool.run(tasks, retries=0)}
+    killer.join()
+    assert results["long"].ok and results["long"].value == 25 and results["long"].failures == 0
