@@ -352,7 +352,7 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise WrapperError("the wrapper has no observation yet: call reset() before step()")
         values = self._checked_action(action)
         choice = int(values[0])
-        if not self.action_masks()[choice]:
+        if not self._obs["choice_mask"][choice] > 0.5:  # the choice part of `action_masks`, no more
             raise WrapperError(f"choice {choice} is masked this turn: {self._masked_reason(choice)}")
         if choice < self.n_questions:
             return ask(self._question_aspects(int(self._questions[choice])))
