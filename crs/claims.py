@@ -111,10 +111,21 @@ def a_few(names: list[str], shown: int = 4) -> str:
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
+def _is_lock_entry(name: str) -> bool:
+    """Whether `name` is a lock file or a lock's draft (``.crs.lock.<pid>.<hex>``, which a racing
+    writer holds for an instant before it hard-links it to the lock)."""
+    return name == LOCK_FILE or name.startswith(f"{LOCK_FILE}.")
+
+
+def folder_entries(folder: Path) -> list[str]:
+    """The sorted names of what `folder` holds, leaving out its lock and lock drafts."""
+    return sorted(entry.name for entry in folder.iterdir() if not _is_lock_entry(entry.name))
+
+
 def empty_folder(folder: Path) -> None:
-    """Delete everything `folder` holds but its lock file."""
+    """Delete everything `folder` holds but its lock file and lock drafts."""
     for entry in folder.iterdir():
-        if entry.name == LOCK_FILE:
+        if _is_lock_entry(entry.name):
             continue
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
@@ -176,7 +187,7 @@ class FolderClaim:
             raise CRSError(f"cannot write {what} {folder} ({error.strerror}); choose another path") from None
         self.held = True
         try:
-            names = sorted(entry.name for entry in folder.iterdir() if entry.name != LOCK_FILE)
+            names = folder_entries(folder)
             missing = [name for name in marks if not (folder / name).exists()]
             if names and overwrite and missing:
                 raise OutputExistsError(

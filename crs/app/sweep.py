@@ -97,7 +97,7 @@ from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import MAX_SEED, make_settings
-from crs.claims import LOCK_FILE, FolderClaim, a_few
+from crs.claims import FolderClaim, a_few, folder_entries
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
@@ -650,7 +650,7 @@ def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -
             f"--out {out}: {existing} is a file, not a folder; give a new folder (or an earlier sweep "
             "folder of this config)"
         )
-    entries = sorted(path.name for path in out.iterdir() if path.name != LOCK_FILE) if out.is_dir() else []
+    entries = folder_entries(out) if out.is_dir() else []
     if not entries:
         return
     if SWEEP_FILE not in entries:

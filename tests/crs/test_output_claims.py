@@ -121,6 +121,18 @@ def test_a_claimed_folder_refuses_a_second_claim_until_released(tmp_path: Path) 
     FolderClaim(tmp_path / "out", "evaluation output").release()  # free again
 
 
+def test_a_racing_writers_lock_draft_is_not_taken_for_results(tmp_path: Path) -> None:
+    # CI caught two `crs train` racing for one name both refused: the loser's draft
+    # (.crs.lock.<pid>.<hex>, before its hard link fails) made the winner see "results"
+    out = tmp_path / "out"
+    out.mkdir()
+    draft = out / f"{LOCK_FILE}.4242.0a1b2c3d"
+    draft.write_text("{}")
+    with FolderClaim(out, "run") as claim:  # no resume, no overwrite: an empty folder but the draft
+        assert claim.held and not claim.pending
+    assert draft.exists()  # another writer's draft is left to it
+
+
 def test_every_command_refuses_a_folder_another_process_writes(tmp_path: Path, evaluation: Path) -> None:
     out = tmp_path / "busy"
     attempts = {
