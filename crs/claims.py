@@ -37,7 +37,8 @@ class OutputOverInputError(CRSError):
     """An output folder is, holds, or (where refused) lies inside a folder the command reads."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host (one of another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,7 +60,7 @@ def _holder(lock: Path) -> tuple[int, str, str] | None:
 def _stale(lock: Path) -> bool:
     """Whether `lock` names a process of this host that is no longer running."""
     holder = _holder(lock)
-    return holder is not None and holder[1] == socket.gethostname() and not _alive(holder[0])
+    return holder is not None and holder[1] == socket.gethostname() and not process_alive(holder[0])
 
 
 def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
@@ -70,7 +71,7 @@ def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
             f"remove it with `rm {lock}` and run again"
         )
     pid, host, command = holder
-    if host == socket.gethostname() and not _alive(pid):
+    if host == socket.gethostname() and not process_alive(pid):
         return OutputBusyError(
             f"{folder} is locked by process {pid} ({command!r}), which is no longer running (killed or "
             f"crashed); remove the stale lock with `rm {lock}` and run again"

@@ -97,7 +97,7 @@ from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import MAX_SEED, make_settings
-from crs.claims import FolderClaim, a_few, folder_entries
+from crs.claims import FolderClaim, a_few, folder_entries, process_alive
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
@@ -113,6 +113,7 @@ SWEEP_FILE = "sweep.json"
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
+SCRATCH_PREFIX = "crs-task-"  # a worker's scratch folder: crs-task-<its pid>-<random>
 MAX_SWEEP_SEEDS = 10_000  # `--seeds` in one call: a typo like 0-4294967295 is refused, not expanded
 
 # Strict: a YAML `true` or `2.0` is not silently taken for an integer.
@@ -548,6 +549,27 @@ def _run_files(folder: Path) -> dict[str, bytes]:
     )
 
 
+def remove_orphaned_scratch(temp_dir: Path | None = None) -> list[Path]:
+    """Delete the scratch folders that killed workers of this host left (their process is gone).
+
+    A worker's scratch folder is removed when its task ends, but not when the worker is killed (a
+    crashed worker, a Ctrl-C'd sweep); each task first removes those of dead workers.
+
+    Args:
+        temp_dir: The temporary folder (default: `tempfile.gettempdir()`).
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for path in Path(temp_dir or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)  # another worker may be removing it too
+            removed.append(path)
+    return removed
+
+
 def run_sweep_task(task: SweepTask, run_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
     the driver to commit. eval and sessions: ``summary.json`` + ``episodes.jsonl``; train: the whole run
@@ -558,7 +580,8 @@ def run_sweep_task(task: SweepTask, run_files: Mapping[str, bytes] | None = None
         run_files: Train only: the run directory of the task it extends (`_run_files`), which the worker
             writes into its scratch folder and resumes to ``task.settings["steps"]``.
     """
-    with tempfile.TemporaryDirectory(prefix="crs-task-") as scratch:
+    remove_orphaned_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         if task.kind == "train":
             from crs.app.training import run_training  # lazily: workers import what they run
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crs.app.sweep import RUNS_DIR
+from crs.app.sweep import RUNS_DIR, SCRATCH_PREFIX, remove_orphaned_scratch
 
 REPO = Path(__file__).resolve().parents[2]
 GONE_WITHIN_SECONDS = 10.0
@@ -64,8 +64,10 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start `crs ...` in its own session (so that a failing test can still clean up its group)."""
+def start(command: list[str], log: Path, temp_dir: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `crs ...` in its own session (so that a failing test can still clean up its group), with
+    `temp_dir` as its temporary folder if given."""
+    env = {**os.environ, "TMPDIR": str(temp_dir)} if temp_dir is not None else None
     with log.open("wb") as sink:
         return subprocess.Popen(
             [sys.executable, "-m", "crs.cli", *command],
@@ -74,6 +76,7 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_default_sigint,
+            env=env,
         )
 
 
@@ -141,6 +144,34 @@ def test_sigkill_of_a_sweep_mid_task_kills_its_workers_and_the_resource_tracker(
     wait_for_workers(sweep, 2, finished=out)
     kill_and_check_orphans(sweep, signal.SIGKILL, log)
     assert sweep.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_the_scratch_folders_of_killed_workers_are_removed_by_the_rerun(tmp_path) -> None:
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SWEEP_CONFIG)
+    out, temp_dir = tmp_path / "out", tmp_path / "tmp"
+    temp_dir.mkdir()
+    command = ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"]
+    sweep = start(command, tmp_path / "sweep.log", temp_dir)
+    wait_for_workers(sweep, 2, finished=out)
+    kill_and_check_orphans(sweep, signal.SIGKILL, tmp_path / "sweep.log")
+    assert list(temp_dir.glob(f"{SCRATCH_PREFIX}*"))  # left by the workers killed in a long task
+    rerun = start(command, tmp_path / "rerun.log", temp_dir)
+    assert rerun.wait(timeout=STARTUP_SECONDS) == 0, (tmp_path / "rerun.log").read_text()
+    assert not list(temp_dir.glob(f"{SCRATCH_PREFIX}*"))
+
+
+def test_only_the_scratch_folders_of_dead_workers_are_removed(tmp_path) -> None:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = tmp_path / f"{SCRATCH_PREFIX}{finished.pid}-abc"
+    live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def"
+    unnamed = tmp_path / f"{SCRATCH_PREFIX}xyz"  # not a worker's name: left alone
+    for folder in (dead, live, unnamed):
+        (folder / "run").mkdir(parents=True)
+    assert remove_orphaned_scratch(tmp_path) == [dead]
+    assert not dead.exists() and live.is_dir() and unnamed.is_dir()
 
 
 @pytest.mark.slow
