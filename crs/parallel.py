@@ -189,10 +189,14 @@ class _Raised:
 
 
 def _call_task(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """Worker side of every backend: ``function(*args)``, or a `_Raised` for the exception it raised."""
+    """Worker side of every backend: ``function(*args)``, or a `_Raised` for the exception it raised.
+
+    A `SystemExit` counts as a raised error too: it would otherwise end the driver (serial), fail the
+    task as raised outside it (process pool) or end the worker (Ray).
+    """
     try:
         return function(*args)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         return _Raised(_one_line(error), isinstance(error, RETRIED_EXCEPTIONS))
 
 

@@ -53,6 +53,10 @@ def always_raise(value: int) -> int:
     raise ValueError(f"task {value} is broken")
 
 
+def exit_early(value: int) -> int:
+    sys.exit(f"task {value} exits")
+
+
 def raise_dataset_error(value: int) -> int:
     """A user error whose exception does not survive pickling (four constructor arguments)."""
     raise DatasetError(f"data/{value}.json", "items", "a list of items", "nothing")
@@ -128,11 +132,14 @@ def test_a_raised_error_is_reported_at_once_and_never_retried(tmp_path, backend)
         Task("flaky", raise_on_first_attempt, (str(tmp_path / f"{backend}.marker"), 7)),
         Task("broken", always_raise, (8,)),
         Task("bad-data", raise_dataset_error, (9,)),
+        Task("exits", exit_early, (10,)),
         Task("fine", square, (3,)),
     ]
     retried: list[str] = []
     with WorkerPool(2, backend=backend) as pool:
-        flaky, broken, bad_data, fine = pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))
+        flaky, broken, bad_data, exits, fine = pool.run(
+            tasks, retries=2, on_retry=lambda n, a, e: retried.append(n)
+        )
     assert retried == []
     assert not flaky.ok and flaky.attempts == 1 and flaky.failures == 1
     assert flaky.error == "ValueError: first attempt of 7 fails"
@@ -140,6 +147,8 @@ def test_a_raised_error_is_reported_at_once_and_never_retried(tmp_path, backend)
     # Not mistaken for a crash (the exception itself would not unpickle in the driver):
     assert not bad_data.ok and bad_data.attempts == 1
     assert bad_data.error == "DatasetError: data/9.json [items]: expected a list of items, found nothing"
+    # sys.exit in a task neither ends the driver (serial) nor counts as a crash
+    assert not exits.ok and exits.attempts == 1 and exits.error == "SystemExit: task 10 exits"
     assert fine.ok and fine.value == 9
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,10 @@ def square(value: int) -> int:
 
 def always_raise(value: int) -> int:
     raise ValueError(f"task {value} is broken")
+
+
+def exit_early(value: int) -> int:
+    sys.exit(f"task {value} exits")
 
 
 def raise_dataset_error(value: int) -> int:
@@ -128,11 +133,16 @@ def test_ray_retries_a_task_whose_worker_died_and_names_one_that_keeps_dying(tmp
 
 def test_ray_reports_a_raised_error_at_once_without_retrying() -> None:
     """Only a lost worker is retried: an error the task raised would only repeat."""
-    tasks = [Task("broken", always_raise, (8,)), Task("bad-data", raise_dataset_error, (9,))]
+    tasks = [
+        Task("broken", always_raise, (8,)),
+        Task("bad-data", raise_dataset_error, (9,)),
+        Task("exits", exit_early, (10,)),
+    ]
     retried: list[str] = []
     with WorkerPool(2, backend="ray") as pool:
-        broken, bad_data = pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))
+        broken, bad_data, exits = pool.run(tasks, retries=2, on_retry=lambda n, a, e: retried.append(n))
     assert retried == []
     assert not broken.ok and broken.attempts == 1 and broken.error == "ValueError: task 8 is broken"
     assert not bad_data.ok and bad_data.attempts == 1
     assert bad_data.error == "DatasetError: data/9.json [items]: expected a list of items, found nothing"
+    assert not exits.ok and exits.attempts == 1 and exits.error == "SystemExit: task 10 exits"
