@@ -113,6 +113,24 @@ class MetricSummary:
     high: float
 
 
+MIN_PAIRED = 20
+"""Paired conversations (or sequences) below which a CI is shown but never counts as evidence: a
+percentile bootstrap over so few is unreliable (over one it is a point, [d, d])."""
+
+
+def ci_sign(summary: MetricSummary, n_pairs: int | None = None) -> int:
+    """+1 when the CI of a difference lies above 0, −1 when below, 0 when it includes 0.
+
+    Args:
+        summary: The difference and its CI.
+        n_pairs: The paired conversations (or sequences) behind a bootstrap CI: below `MIN_PAIRED` the
+            sign is 0 whatever the CI; None for an interval across seeds.
+    """
+    if n_pairs is not None and n_pairs < MIN_PAIRED:
+        return 0
+    return 1 if summary.low > 0 else -1 if summary.high < 0 else 0
+
+
 def bootstrap_ci(values: np.ndarray, seed: int = 0, n_resamples: int = 1000) -> MetricSummary:
     """Mean and 95% percentile-bootstrap CI over conversations (seeded, vectorised)."""
     values = np.asarray(values, dtype=np.float64)

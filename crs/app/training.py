@@ -48,7 +48,14 @@ from crs.common import (
 from crs.progress import LoggedProgress
 from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
-from envs.metrics import EpisodeRecord, MetricSummary, bootstrap_ci, per_episode_metrics, summarize
+from envs.metrics import (
+    EpisodeRecord,
+    MetricSummary,
+    bootstrap_ci,
+    ci_sign,
+    per_episode_metrics,
+    summarize,
+)
 from envs.registry import make_env
 from envs.rollout import evaluation_indices
 from policies.content_profile import profile_holdout
@@ -727,10 +734,10 @@ def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]], seed: 
         lower = metric == "AT"  # fewer turns is better
         means = {label: float(per_episode[label][metric].mean()) for label in baselines}
         best = (min if lower else max)(means, key=lambda label: means[label])
-        diff = bootstrap_ci(per_episode[trained][metric] - per_episode[best][metric], seed=seed)
-        better = diff.high < 0 if lower else diff.low > 0
-        worse = diff.low > 0 if lower else diff.high < 0
-        word = "better" if better else "worse" if worse else "tie"
+        paired = per_episode[trained][metric] - per_episode[best][metric]
+        diff = bootstrap_ci(paired, seed=seed)
+        side = ci_sign(diff, paired.size) * (-1 if lower else 1)
+        word = "better" if side > 0 else "worse" if side < 0 else "tie"
         out.append(Verdict(metric, float(per_episode[trained][metric].mean()), best, means[best], diff, word))
     return out
 

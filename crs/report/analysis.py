@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from crs.report.inputs import EvalRun, TrainRun
-from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics, sr_at
+from envs.metrics import MIN_PAIRED, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics, sr_at
 from policies.rankers import RUN_RANKER
 
 METRICS: tuple[str, ...] = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
@@ -119,9 +119,8 @@ class PairedDiff:
     n_pairs: int
 
     def significant(self, metric: str) -> bool:
-        """Whether the CI of `metric` excludes zero."""
-        m = self.metrics[metric]
-        return m.low > 0 or m.high < 0
+        """Whether the CI of `metric` excludes zero (over at least `MIN_PAIRED` pairs)."""
+        return ci_sign(self.metrics[metric], self.n_pairs) != 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +161,12 @@ class Table:
     @property
     def title(self) -> str:
         return self.test_set.describe()
+
+    @property
+    def conversations_per_run(self) -> str:
+        """The runs' sizes: "200", or "200/300" when they differ."""
+        sizes = sorted({len(run.records) for row in self.rows for run in row.runs})
+        return "/".join(f"{size:,}" for size in sizes)
 
     def row(self, label: str) -> Row:
         return next(r for r in self.rows if r.label == label)
@@ -223,9 +228,9 @@ def seeds_interval(metric: str, means: Sequence[float], *, clip: bool = True) ->
 
 def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSummary | None:
     """Σ weight × row mean on `metric`, per training seed (runs matched by replica seed), Student-t
-    over the seeds; None unless at least 2 seeds are in every row. E.g. ((full, 1), (both-off, −1)):
-    full minus both-off across seeds, the seeds' spread included (a bootstrap over conversations
-    leaves it out)."""
+    over the seeds; None unless at least 2 seeds are in every row and their values differ (no spread: a
+    zero-width interval that proves nothing). E.g. ((full, 1), (both-off, −1)): full minus both-off
+    across seeds, the seeds' spread included (a bootstrap over conversations leaves it out)."""
     by_seed = [({run.replica_seed: run for run in row.runs}, weight) for row, weight in weighted]
     seeds = sorted(set.intersection(*(set(runs) for runs, _ in by_seed)))
     if len(seeds) < 2:
@@ -235,6 +240,8 @@ def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSum
         return float(per_episode_metrics(run.records, run.max_turns)[metric].mean())
 
     values = [sum(weight * mean(runs[seed]) for runs, weight in by_seed) for seed in seeds]
+    if max(values) - min(values) == 0.0:
+        return None
     return seeds_interval(metric, values, clip=False)
 
 
@@ -352,16 +359,22 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
             separated = ""
             if len(subsets) > 1:
                 others = [_describe_conversations(g) for f, g in subsets if f != fingerprints]
+                shared = any(f != fingerprints and f & fingerprints for f, _ in subsets)
                 separated = (
                     "not compared with "
                     f"{', '.join(_labels(g for f, gs in subsets if f != fingerprints for g in gs))} "
                     "in one table: they were evaluated on other test conversations "
                     f"({_describe_conversations(groups)} "
-                    f"here; {'; '.join(others)} there). Same sizes and seeds with another conversation list "
-                    "mean the "
-                    "catalogue or its split differed (another world size or data version); re-run `crs "
-                    "eval` with "
-                    "the same --episodes and --seed on the same data to compare them"
+                    f"here; {'; '.join(others)} there). "
+                )
+                separated += (
+                    "Some conversation lists are shared: a row pools all its seeds' runs, so rows pair only "
+                    "when they walked the same lists; evaluate every row with the same seeds (or leave the "
+                    "extra runs out) to compare them"
+                    if shared
+                    else "Same sizes and seeds with another conversation list mean the catalogue or its "
+                    "split differed (another world size or data version); re-run `crs eval` with the same "
+                    "--episodes and --seed on the same data to compare them"
                 )
             tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
     for dataset in sorted({t.test_set.dataset_label for t in tables}):
@@ -379,6 +392,17 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
             "figures from different datasets are not comparable"
         )
     return tables, notes
+
+
+def pairing_note(table: Table) -> str:
+    """What a table's paired differences rest on, in words (no final period)."""
+    note = f"a CI counts only over at least {MIN_PAIRED} pairs"
+    if any(row.n_runs > 1 for row in table.rows):
+        note += (
+            "; rows of several training seeds are paired over their conversations here, which leaves out "
+            "the seeds' spread (the answer's comparisons use the interval across seeds)"
+        )
+    return note
 
 
 def separation(table: Table, first: Table) -> str:
@@ -682,17 +706,18 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             d = diffs[rows[ablation].label]
             across_seeds = seed_contrast(((full, 1), (rows[ablation], -1)), PRIMARY)
             m = d.metrics[PRIMARY] if across_seeds is None else across_seeds
-            if m.low > 0:
+            side = ci_sign(m, d.n_pairs if across_seeds is None else None)
+            if side > 0:
                 wins += 1
                 word = "beats"
-            elif m.high < 0:
+            elif side < 0:
                 losses += 1
                 word = "loses to"
             else:
                 word = "is within noise of"
             seeds = "" if across_seeds is None else " across training seeds"
             parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}{seeds}")
-        n_ablations = sum(a in rows for a in ABLATIONS[1:])
+        missing = [a for a in ABLATIONS[1:] if a not in rows]
         ablation_labels = {rows[a].label for a in ABLATIONS[1:] if a in rows}
         n_conv = min(d.n_pairs for d in table.diffs if d.label in ablation_labels)
         text = (
@@ -700,13 +725,26 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             f"conversations), the full model reaches {PRIMARY} {_fmt(full.metrics[PRIMARY])} and "
             f"{'; '.join(parts)} ({PRIMARY}, full minus ablation, 95% CI)."
         )
+        if n_conv < MIN_PAIRED:
+            text += (
+                f" Fewer than {MIN_PAIRED} paired conversations: no interval over them counts as evidence "
+                "either way."
+            )
         if losses:
             verdict = "no"
             text += (
                 " So on this dataset persona and aspect attention do **not** work better together: an "
                 "ablation does better."
             )
-        elif wins == n_ablations:
+        elif missing:
+            verdict = "inconclusive"
+            text += (
+                f" So on this dataset the question stays **open**: {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing (or scored by another ranker), and only the "
+                "full model against all three ablations (persona-blind, aspect-blind, both-off) says "
+                "whether the two attentions work better together than apart."
+            )
+        elif wins == len(ABLATIONS) - 1:
             verdict = "yes"
             text += (
                 " So on this dataset persona and aspect attention work **better together than apart**: the "
@@ -725,9 +763,10 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             weighted = tuple((rows[a], w) for a, w in zip(ABLATIONS, signs, strict=True))
             seeded = seed_contrast(weighted, PRIMARY)
             inter = table.interaction[PRIMARY] if seeded is None else seeded
-            if inter.low > 0:
+            side = ci_sign(inter, table.n_interaction if seeded is None else None)
+            if side > 0:
                 how = "more than the sum of their separate gains (they help each other)"
-            elif inter.high < 0:
+            elif side < 0:
                 how = "less than the sum of their separate gains (they overlap)"
             else:
                 how = "about the sum of their separate gains (no evidence of interaction)"

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 
 from crs import __version__
-from crs.report.analysis import LOWER_IS_BETTER, METRICS, PairedDiff, Table
+from crs.report.analysis import LOWER_IS_BETTER, METRICS, PairedDiff, Table, pairing_note
 from crs.report.build import Report
 from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
 from crs.report.formatting import (
@@ -40,7 +40,7 @@ from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
 from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
-from envs.metrics import MetricSummary
+from envs.metrics import MetricSummary, ci_sign
 
 STYLE_SHEET = "report.css"
 """The page's CSS, a file of this package."""
@@ -194,7 +194,7 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     lines.append("</tbody></table>")
     lines.append(
         f'<p class="note">Mean and 95% CI ({_esc(ci_text(table))}); green: best in the column (AT: lower is '
-        f"better); {table.rows[0].n_conversations} conversations per run; "
+        f"better); {table.conversations_per_run} conversations per run; "
         f"{_esc(setting_note(table))}.</p></div>"
     )
     if table.diffs:
@@ -214,13 +214,8 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
 
 def _favours_reference(diff: PairedDiff, metric: str) -> int:
     """+1 when the CI says the reference is better, −1 when worse, 0 when the CI includes zero."""
-    m = diff.metrics[metric]
     sign = -1 if metric in LOWER_IS_BETTER else 1
-    if m.low > 0:
-        return sign
-    if m.high < 0:
-        return -sign
-    return 0
+    return sign * ci_sign(diff.metrics[metric], diff.n_pairs)
 
 
 def _diff_card(diffs: Sequence[PairedDiff], head: str, name_reference: bool = False) -> str:
@@ -247,7 +242,7 @@ def _paired_differences(table: Table) -> list[str]:
     lines.append(
         f'<p class="note">Paired differences on the same conversations ({_esc(table.reference)} minus row), '
         "95% bootstrap CI over conversations. Green: the CI says the reference is better; red: worse; "
-        "plain: the CI includes zero.</p>"
+        f"plain: the CI includes zero; {_esc(pairing_note(table))}.</p>"
     )
     if table.interaction is not None:
         inter = table.interaction[INTERACTION_METRIC]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from crs import __version__
-from crs.report.analysis import METRICS, PairedDiff, Table
+from crs.report.analysis import METRICS, PairedDiff, Table, pairing_note
 from crs.report.build import Report
 from crs.report.columns import COMPARISON
 from crs.report.formatting import (
@@ -129,7 +129,7 @@ def _comparison(index: int, table: Table) -> list[str]:
     caption = (
         f"{escape(table.title)}{escape(f'; every row: {every_row}' if every_row else '')}. Mean and 95\\% CI "
         f"({escape(ci_text(table))}); bold: best in the column; {escape(setting_note(table))}; "
-        f"{table.rows[0].n_conversations:,} conversations per run."
+        f"{table.conversations_per_run} conversations per run."
     )
     if table.separated:
         caption += f" Separate table: {escape(table.separated)}."
@@ -137,7 +137,7 @@ def _comparison(index: int, table: Table) -> list[str]:
         out += [r"\par\medskip", *_diff_tabular(table.diffs, "row", lambda d: escape(d.label))]
         caption += (
             f" Below: {escape(table.reference or '')} minus each row on the same conversations, 95\\% "
-            f"bootstrap CI; {SIGNIFICANT}: the CI excludes 0."
+            f"bootstrap CI; {SIGNIFICANT}: the CI excludes 0; {escape(pairing_note(table))}."
         )
     caption += "".join(f" Not paired: {escape(line)}." for line in table.unpaired)
     if table.whole:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from crs import __version__
-from crs.report.analysis import METRICS, PairedDiff, Table
+from crs.report.analysis import METRICS, PairedDiff, Table, pairing_note
 from crs.report.build import Report
 from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
 from crs.report.formatting import (
@@ -38,6 +38,7 @@ from crs.report.ledger import counts
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.plots import Plot
 from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
+from envs.metrics import MIN_PAIRED
 
 _SPECIAL = {
     "&": "&amp;",
@@ -158,13 +159,13 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
     out += [
         "",
         f"Mean and 95% CI ({ci_text(table)}); **bold**: best in the column; {escape(setting_note(table))}; "
-        f"{table.rows[0].n_conversations} conversations per run.",
+        f"{table.conversations_per_run} conversations per run.",
         "",
     ]
     if table.diffs:
         out += [
             f"**Paired differences** ({escape(table.reference or '')} minus row, same conversations, 95% "
-            "bootstrap CI; ✓ = CI excludes 0):",
+            f"bootstrap CI; ✓ = CI excludes 0; {escape(pairing_note(table))}):",
             "",
             *_diff_table(table.diffs),
         ]
@@ -175,7 +176,7 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
         (table.own_rule_diffs, "Over their own rankers", own_rules_note(table)),
     ):
         if diffs:
-            out += [f"**{title}** ({_inline(note)}; ✓ = CI excludes 0):", ""]
+            out += [f"**{title}** ({_inline(note)}; ✓ = CI excludes 0 over at least {MIN_PAIRED} pairs):", ""]
             out += _diff_table(diffs, label=lambda d: f"{d.reference} − {d.label}")
     if table.interaction is not None:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)

@@ -35,7 +35,7 @@ import numpy as np
 
 from crs.app.run_folder import EPISODES_FILE
 from crs.report.inputs import EvalRun
-from envs.metrics import EpisodeRecord, MetricSummary, bootstrap_ci, per_episode_metrics
+from envs.metrics import MIN_PAIRED, EpisodeRecord, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics
 from policies.memory import UpdateRule
 from simulators.errors import CRSError
 
@@ -192,8 +192,8 @@ class PairedSessions:
     n_sequences: int
 
     def significant(self) -> bool:
-        """The CI excludes 0."""
-        return self.after_change.low > 0 or self.after_change.high < 0
+        """The CI excludes 0 (over at least `MIN_PAIRED` sequences)."""
+        return ci_sign(self.after_change, self.n_sequences) != 0
 
 
 @dataclass(frozen=True)
@@ -513,7 +513,10 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
     out = []
     for p in comparison.paired:
         seeds = "; ".join(f"seed {seed} {_signed(v)}" for seed, v in p.per_seed.items())
-        verdict = "CI excludes 0" if p.significant() else "CI includes 0"
+        if p.n_sequences < MIN_PAIRED:
+            verdict = f"fewer than {MIN_PAIRED} users: no evidence either way"
+        else:
+            verdict = "CI excludes 0" if p.significant() else "CI includes 0"
         out.append(
             f"{p.memory} − {REFERENCE}, {METRIC} {where}, paired per user: {_signed(p.after_change)} "
             f"({verdict}; {p.n_sequences} users; {seeds})."

@@ -22,6 +22,7 @@ from crs.report import build_report, build_tables, load_inputs, write_report
 from crs.report.analysis import (
     METRICS,
     PROPORTIONS,
+    PairedDiff,
     Row,
     answer,
     seed_contrast,
@@ -29,7 +30,7 @@ from crs.report.analysis import (
     train_summary_rows,
     unpaired_answer,
 )
-from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics
+from envs.metrics import MIN_PAIRED, EpisodeRecord, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics
 from envs.ranker import DialogueFacts
 from policies.rl.callbacks import EvalPoint
 from simulators.errors import CRSError
@@ -386,10 +387,11 @@ def test_seeds_of_one_configuration_are_pooled_whatever_their_own_final_test(tmp
 
 
 def _expected_verdict(lows_highs: list[tuple[float, float]]) -> str:
-    """The rule the answer states: yes when every CI of full − ablation is above 0, no when one is below."""
+    """The rule the answer states: yes when the CIs of full − each of the three ablations are all above
+    0, no when one is below."""
     if any(high < 0 for _, high in lows_highs):
         return "no"
-    return "yes" if all(low > 0 for low, _ in lows_highs) else "inconclusive"
+    return "yes" if len(lows_highs) == 3 and all(low > 0 for low, _ in lows_highs) else "inconclusive"
 
 
 def test_train_runs_give_ablation_rows_learning_curves_and_an_answer(ablations, tmp_path) -> None:
@@ -446,6 +448,26 @@ def test_the_answer_follows_the_confidence_intervals(tmp_path, ablations) -> Non
         and "**not**" in text
         and "loses to persona-blind" in text
     )
+
+
+def test_one_ablation_that_the_full_model_beats_leaves_the_question_open(tmp_path, ablations) -> None:
+    inputs = load_inputs([ablations["full"], ablations["persona-blind"]])
+    (table,), _ = build_tables(inputs.evals)
+    (diff,) = table.diffs
+    assert diff.significant("SR@15") and diff.metrics["SR@15"].low > 0  # full beats persona-blind
+    text, verdicts = answer([table])
+    assert verdicts == {"persona_world (world seed 0)": "inconclusive"}
+    assert "beats persona-blind" in text and "aspect-blind, both-off are missing" in text
+    assert "better together than apart**" not in text
+
+
+def test_a_ci_over_too_few_pairs_is_no_evidence() -> None:
+    # one conversation gave "+1.000 [+1.000, +1.000] ✓" and a verdict: a point, not evidence
+    above = {m: MetricSummary(0.5, 0.2, 0.8) for m in METRICS}
+    assert PairedDiff("a", "b", above, n_pairs=MIN_PAIRED).significant("SR@15")
+    assert not PairedDiff("a", "b", above, n_pairs=MIN_PAIRED - 1).significant("SR@15")
+    assert ci_sign(MetricSummary(1.0, 1.0, 1.0), n_pairs=1) == 0
+    assert ci_sign(MetricSummary(-0.2, -0.3, -0.1), n_pairs=None) == -1  # across seeds: no minimum
 
 
 def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> None:
