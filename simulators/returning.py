@@ -54,7 +54,8 @@ Only "stable" and "switch" exist there (drift and a new persona need a generativ
 Users need at least S held-out items (and, for "switch", a feasible change session); the others
 are left out, and there are at most as many sequences as eligible users (drawn without replacement).
 Targets are the user's own held-out interactions, never one of the user's items in another split,
-so nothing a session asks for was seen in pre-training (train) or RL training (valid). **This is a
+so with the test split nothing a session asks for was seen in pre-training (train) or RL training
+(valid); `crs eval --sessions` refuses the train split. **This is a
 simulation protocol over logged interactions, not logged returning behaviour**: the order of the
 sessions, and therefore the shift, is constructed; the personas are the model's, not a truth.
 
@@ -271,7 +272,8 @@ def held_out_sequences(
     data"): each session's target is one of the user's `split` items, its active persona the
     pre-trained model's persona of that item.
 
-    Randomness: all from `rng`, in a fixed order: the users (a permutation of the eligible ones), then
+    Randomness: all from `rng`, in a fixed order: the users (a permutation of all users, of which the
+    eligible ones are kept in that order), then
     per sequence the change session (regime "switch") and the order of the items. The same seed gives
     the same sequences.
 
@@ -304,13 +306,11 @@ def held_out_sequences(
     k = log_prior.shape[1]
     if regime == "switch" and k < 2:
         raise CRSError("held_out_sequences: regime 'switch' needs a ranker with >= 2 personas per user")
-    held_out = catalog.conversation_split(split).by_user(catalog.n_users, catalog.n_items)
-    elsewhere = _history(catalog, exclude=split)
+    usable = _held_out_items(catalog, split)
     slots = np.arange(k, dtype=np.int64)
     sequences: list[ReturningSequence] = []
     for user in rng.permutation(catalog.n_users).tolist():
-        items = held_out.indices[held_out.indptr[user] : held_out.indptr[user + 1]].astype(np.int64)
-        items = np.setdiff1d(items, elsewhere.indices[elsewhere.indptr[user] : elsewhere.indptr[user + 1]])
+        items = usable(user)
         if items.size < sessions:
             continue
         labels = np.asarray(persona_of(user, items), dtype=np.int64)
@@ -345,6 +345,25 @@ def held_out_sequences(
             + "; ask for fewer --sessions"
         )
     return sequences
+
+
+def _held_out_items(catalog: Catalog, split: str) -> Callable[[int], np.ndarray]:
+    """``items(user)``: the user's `split` items that none of the user's other splits holds, int (n,)."""
+    held_out = catalog.conversation_split(split).by_user(catalog.n_users, catalog.n_items)
+    elsewhere = _history(catalog, exclude=split)
+
+    def items(user: int) -> np.ndarray:
+        own = held_out.indices[held_out.indptr[user] : held_out.indptr[user + 1]].astype(np.int64)
+        return np.setdiff1d(own, elsewhere.indices[elsewhere.indptr[user] : elsewhere.indptr[user + 1]])
+
+    return items
+
+
+def users_with_held_out(catalog: Catalog, sessions: int, split: str = "test") -> int:
+    """How many users have at least `sessions` usable held-out `split` items (`held_out_sequences`'s
+    first condition; regime "switch" also needs a feasible change session)."""
+    items = _held_out_items(catalog, split)
+    return sum(items(user).size >= sessions for user in range(catalog.n_users))
 
 
 def _switch_plan(

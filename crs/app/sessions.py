@@ -93,6 +93,7 @@ from simulators.returning import (
     ReturningSequence,
     held_out_sequences,
     returning_sequences,
+    users_with_held_out,
 )
 
 SESSION_METRICS = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
@@ -213,6 +214,28 @@ def check_regime(regime: str) -> Regime:
     return regime
 
 
+def check_session_split(split: str) -> str:
+    """`split` if the sessions may draw their targets from it ("valid" or "test"), else a CRSError:
+    the train split's pairs are what the ranker was pre-trained on."""
+    if split not in ("valid", "test"):
+        raise CRSError(
+            f"--split {split} with --sessions: every target would be a pair the ranker was pre-trained on, "
+            "so the memory would be measured on what the model memorised; use --split test (or valid, "
+            "for tuning)"
+        )
+    return split
+
+
+def split_note(split: str) -> tuple[str, ...]:
+    """A note for sessions drawn from the valid split: `crs train` evaluates on it (best model)."""
+    if split != "valid":
+        return ()
+    return (
+        "the sessions' targets come from the valid split, which `crs train` evaluates on to pick its best "
+        "model: a tuning figure, not a test result",
+    )
+
+
 def _check_sessions(sessions: int) -> None:
     if not 2 <= sessions <= MAX_SESSIONS:
         raise CRSError(f"--sessions {sessions} must lie in 2-{MAX_SESSIONS} (a user who returns)")
@@ -256,7 +279,9 @@ def check_session_options(
     if unsupported:
         raise CRSError(
             f"--sessions does not take {', '.join(unsupported)}: returning users run in this process on "
-            "the dataset's own users and setting, with seeded sequences"
+            "the dataset's own users and setting, with seeded sequences; leave "
+            f"{'it' if len(unsupported) == 1 else 'them'} out (`crs sweep` with `kind: sessions` runs "
+            "several seeds or memories in parallel)"
         )
 
 
@@ -627,6 +652,14 @@ class SessionSpec(BaseModel):
     world_seed: int = Field(0, ge=0, le=MAX_SEED)
     split: Literal["train", "valid", "test"] = "test"
 
+    @field_validator("split")
+    @classmethod
+    def _held_out_split(cls, split: str) -> str:
+        try:
+            return check_session_split(split)
+        except CRSError as error:
+            raise ValueError(str(error)) from None
+
     @field_validator("ranker")
     @classmethod
     def _persona_artifact(cls, ranker: str | None) -> str | None:
@@ -707,6 +740,7 @@ def run_session_evaluation(
         )
     data = DatasetSpec(dataset, data_dir, world_seed)
     _check_sessions(sessions)
+    check_session_split(split)
     if not 0 <= seed <= MAX_SEED:
         raise CRSError(f"--seed {seed} must lie in 0-{MAX_SEED}")
     mode = check_memory_mode(memory)
@@ -757,6 +791,9 @@ def run_session_evaluation(
                 on_sequence=lambda _: progress.advance(task),
             )
         elapsed = time.perf_counter() - started
+        with_items = None
+        if not data.is_world and len(result.sequences) < sequences:
+            with_items = users_with_held_out(catalog, sessions, split)
         episodes = [
             dataclasses.replace(r.episode, goal_index=r.sequence * sessions + r.session)
             for r in result.records
@@ -790,7 +827,8 @@ def run_session_evaluation(
             notes=(
                 *catalog.notes,
                 *chosen.notes,
-                *users_note(result.sequences, sequences, sessions, split),
+                *users_note(result.sequences, sequences, sessions, split, with_items),
+                *split_note(split),
             ),
             metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
             seconds=round(elapsed, 3),
@@ -805,14 +843,33 @@ def run_session_evaluation(
     return summary, result, out
 
 
-def users_note(drawn: Sequence[ReturningSequence], asked: int, sessions: int, split: str) -> tuple[str, ...]:
+def users_note(
+    drawn: Sequence[ReturningSequence],
+    asked: int,
+    sessions: int,
+    split: str,
+    with_items: int | None = None,
+) -> tuple[str, ...]:
     """A note when the returning users are not `asked` distinct users: real data had fewer eligible
-    users (`held_out_sequences`), or the persona world drew a user twice (`returning_sequences`)."""
+    users (`held_out_sequences`), or the persona world drew a user twice (`returning_sequences`).
+
+    Args:
+        with_items: Real data: the users with `sessions` held-out items
+            (`simulators.returning.users_with_held_out`); more than were drawn when regime "switch"
+            found no feasible change session for some.
+    """
     users = len({sequence.user for sequence in drawn})
     if len(drawn) < asked:
+        played = len(drawn)
+        if with_items is not None and with_items > played:
+            return (
+                f"{asked} returning users were asked for, but only {played} users have {sessions} held-out "
+                f"{split!r} items and a feasible switch ({with_items} have {sessions} items; for the other "
+                f"{with_items - played}, no persona's items fit a change session): {played} were played",
+            )
         return (
-            f"{asked} returning users were asked for, but only {len(drawn)} users have {sessions} held-out "
-            f"{split!r} items: {len(drawn)} were played",
+            f"{asked} returning users were asked for, but only {played} users have {sessions} held-out "
+            f"{split!r} items: {played} were played",
         )
     if users < len(drawn):
         return (

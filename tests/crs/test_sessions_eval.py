@@ -20,6 +20,7 @@ from crs.app.sessions import (
     evaluate_returning,
     match_personas,
     paired_after_change,
+    split_note,
     users_note,
 )
 from crs.cli import app
@@ -303,6 +304,16 @@ def test_the_summary_notes_repeated_or_missing_users() -> None:
     assert users_note(distinct, 10, 3, "test") == ()  # as many distinct users as asked: nothing to say
     (fewer,) = users_note(distinct, 2000, 12, "test")
     assert "2000 returning users were asked for, but only 10 users have 12 held-out 'test' items" in fewer
+    (switch,) = users_note(distinct, 2000, 12, "test", with_items=25)  # 15 had no feasible switch
+    assert "only 10 users have 12 held-out 'test' items and a feasible switch (25 have 12 items" in switch
+    assert "for the other 15, no persona's items fit a change session" in switch
+
+
+def test_sessions_never_draw_the_pre_training_split() -> None:
+    with pytest.raises(ValueError, match="--split train with --sessions: every target would be a pair"):
+        SessionSpec(split="train")
+    assert SessionSpec(split="valid").split == "valid"
+    assert split_note("valid") and split_note("test") == ()
 
 
 def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
@@ -340,6 +351,10 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-w", "2"],
             "does not take --workers",
+        ),
+        (
+            ["--sessions", "3", "--regime", "stable", "--memory", "update", "--split", "train"],
+            "--split train with --sessions: every target would be a pair the ranker was pre-trained on",
         ),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],

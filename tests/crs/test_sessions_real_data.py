@@ -15,6 +15,7 @@ from crs.cli import app
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
+from simulators.returning import users_with_held_out
 
 runner = CliRunner()
 SESSIONS = 3
@@ -112,3 +113,20 @@ def test_real_data_refuses_regimes_it_cannot_build(
     result = runner.invoke(app, [*args, "--sessions", "3", "--regime", regime, "--memory", "update"])
     flat = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2 and message in flat, result.output
+
+
+@pytest.mark.slow
+def test_the_note_names_why_fewer_users_play_a_switch(
+    tmp_path: Path, data: str, artifact: Path, catalog: Catalog
+) -> None:
+    out = tmp_path / "many"
+    args = ["eval", "-p", "ask-2", "-d", "lastfm_star", "--data-dir", data, "--ranker", str(artifact)]
+    args += ["--sessions", "10", "--regime", "switch", "--memory", "frozen", "-n", "5000", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = EvalSummary.read(out)
+    played, with_items = summary.episodes // 10, users_with_held_out(catalog, 10)
+    assert 0 < played < with_items  # some users' items fit no change session
+    (note,) = [n for n in summary.notes if "returning users were asked for" in n]
+    assert f"only {played} users have 10 held-out 'test' items and a feasible switch" in note
+    assert f"({with_items} have 10 items; for the other {with_items - played}," in note
