@@ -8,13 +8,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
 from crs.progress import LoggedProgress
-from policies.pretrain.config import CONFIG_FILE, NEGATIVE_POOLS, TrainConfig
-from policies.pretrain.graph import HOLDOUT_UNITS
+from policies.pretrain.config import CONFIG_FILE, NEGATIVE_POOLS, PERSONA_INITS, TrainConfig
+from policies.pretrain.graph import HOLDOUT_UNITS, check_holdout_unit
 from simulators.catalog import Catalog
-from simulators.datasets import check_dataset_name, load_catalog
+from simulators.datasets import DatasetSpec, check_dataset_name, pretrain_overlap
 from simulators.errors import CRSError
 
 DEFAULTS = TrainConfig()  # every option's default is the pre-training setting's own
@@ -44,6 +45,9 @@ def pretrain_command(
     seed: int = typer.Option(
         DEFAULTS.seed, "--seed", min=0, help="Seed of all randomness (same seed, same weights)."
     ),
+    world_seed: int = typer.Option(
+        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
+    ),
     out: Path = typer.Option(
         Path("runs/pretrain"),
         "--out",
@@ -53,7 +57,8 @@ def pretrain_command(
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
-        help="Delete what the artifact directory holds (when training starts) and write the new artifact.",
+        help="Replace the artifact the directory holds; it is kept until the new one is written (a run "
+        "that fails or is interrupted leaves it as it was).",
     ),
     persona_init: str = typer.Option(
         DEFAULTS.persona_init,
@@ -111,7 +116,9 @@ def pretrain_command(
         raise CRSError(f"--negatives-from must be one of {', '.join(NEGATIVE_POOLS)}, got {negatives_from!r}")
     if holdout_unit not in HOLDOUT_UNITS:
         raise CRSError(f"--holdout-unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
-    catalog = load_catalog(dataset, data_dir)
+    if persona_init not in PERSONA_INITS:
+        raise CRSError(f"--persona-init must be one of {', '.join(PERSONA_INITS)}, got {persona_init!r}")
+    catalog = DatasetSpec(dataset, data_dir, world_seed).load()
     config = TrainConfig(
         dim=dim,
         personas=personas,
@@ -127,7 +134,8 @@ def pretrain_command(
         holdout_unit=holdout_unit,
         seed=seed,
     )
-    config.model_config(catalog)  # validates K <= P before any work
+    config.model_config(catalog)  # validates K <= P and the model's size before any work
+    check_holdout_unit(catalog, holdout_unit)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     with FolderClaim(
         out,
@@ -135,12 +143,14 @@ def pretrain_command(
         overwrite=overwrite,
         hint="pass --overwrite to replace them, or --out to write elsewhere",
         marks=(CONFIG_FILE,),
-    ):
-        _pretrain_into(out, catalog, config)
+        defer=True,
+    ) as claim:
+        _pretrain_into(out, catalog, config, claim)
 
 
-def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
-    """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`."""
+def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig, claim: FolderClaim) -> None:
+    """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`
+    (emptied of an earlier artifact, `claim.clear`, only then)."""
     from policies.pretrain.artifact import save_artifact  # torch and PyG load only when it runs
     from policies.pretrain.metrics import evaluation_users, rank_metrics
     from policies.pretrain.train import pretrain
@@ -151,6 +161,15 @@ def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
         f"{catalog.n_aspects} aspects; on split [bold]{catalog.pretrain_split}[/]"
         + (" [yellow](no train split: pre-training on valid)[/]" if catalog.pretrain_split == "valid" else "")
     )
+    overlap = pretrain_overlap(catalog)
+    leaked = {name: n for name, n in overlap.items() if n}
+    if leaked:
+        console.print(
+            f"[yellow]warning: the {catalog.pretrain_split} split holds "
+            + ", ".join(f"{n:,} {name} pairs" for name, n in leaked.items())
+            + ": the model sees those held-out pairs in training, so their figures measure memory, "
+            "not generalisation (config.json records it)[/]"
+        )
     table = Table(title="validation per epoch", title_justify="left")
     for column in ("epoch", "loss", "Recall@10", "NDCG@10", "s"):
         table.add_column(column, justify="right")
@@ -184,14 +203,23 @@ def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig) -> None:
             )
 
         result = pretrain(catalog, config, on_epoch=on_epoch, on_batch=on_batch)
-    test = None
-    if "test" in catalog.splits:
-        U, I = catalog.n_users, catalog.n_items
-        exclude = catalog.split(result.data.train_split).by_user(U, I)
-        truth = catalog.split("test").by_user(U, I)
-        users = evaluation_users(truth, None, None)
-        test = rank_metrics(result.ranker(catalog).full_scores, exclude, truth, users, batch_size=128)
-    path = save_artifact(result, out, test)
+        test = None
+        if "test" in catalog.splits:
+            U, I = catalog.n_users, catalog.n_items
+            exclude = catalog.split(result.data.train_split).by_user(U, I)
+            truth = catalog.split("test").by_user(U, I)
+            users = evaluation_users(truth, None, None)
+            test_task = progress.add_task("test ranking (users)", total=int(users.size))
+            test = rank_metrics(
+                result.ranker(catalog).full_scores,
+                exclude,
+                truth,
+                users,
+                batch_size=128,
+                on_batch=lambda done: progress.update(test_task, completed=done),
+            )
+    claim.clear()
+    path = save_artifact(result, out, test, overlap)
     console.print(table)
     summary = Table(title="pre-training summary", title_justify="left", show_header=False)
     summary.add_column(style="bold")

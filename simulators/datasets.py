@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from simulators import mcmipl
-from simulators.catalog import SPLITS, Catalog
+from simulators.catalog import SPLITS, Catalog, Interactions
 from simulators.errors import CRSError, DatasetError, EmptySplitError, MissingSplitError
 from simulators.mcmipl import load_mcmipl_lastfm_star, load_mcmipl_movie, load_mcmipl_yelp_star
 from simulators.persona_world import make_persona_world
@@ -175,6 +175,24 @@ class Check:
     detail: str
 
 
+def _pair_keys(catalog: Catalog, interactions: Interactions) -> np.ndarray:
+    """One int64 key per (user, item) pair of `interactions`."""
+    keys: np.ndarray = np.asarray(interactions.users, dtype=np.int64) * catalog.n_items + interactions.items
+    return keys
+
+
+def pretrain_overlap(catalog: Catalog) -> dict[str, int]:
+    """Per held-out split (every split but the one pre-training reads), how many of its distinct
+    (user, item) pairs the pre-training split holds too: pairs a pre-trained model has seen, whose
+    evaluation then measures memory. 0 everywhere for the benchmarks' own releases."""
+    source = np.unique(_pair_keys(catalog, catalog.split(catalog.pretrain_split)))
+    return {
+        name: int(np.intersect1d(source, np.unique(_pair_keys(catalog, split)), assume_unique=True).size)
+        for name, split in catalog.splits.items()
+        if name != catalog.pretrain_split
+    }
+
+
 def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
     """Consistency checks beyond what loading validates, for ``crs data validate``.
 
@@ -218,7 +236,7 @@ def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
         checks.append(Check(f"{split} split present and not empty", status, detail))
     keys = {}
     for split, inter in catalog.splits.items():
-        pair = inter.users * catalog.n_items + inter.items
+        pair = _pair_keys(catalog, inter)
         unique = np.unique(pair)
         repeats = len(pair) - unique.size
         keys[split] = unique

@@ -6,7 +6,11 @@ another catalogue.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
+import re
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,13 +30,20 @@ WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
 
 
-def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics | None = None) -> Path:
+def save_artifact(
+    result: PretrainResult,
+    path: str | Path,
+    test: RankingMetrics | None = None,
+    overlap: Mapping[str, int] | None = None,
+) -> Path:
     """Write the artifact directory: weights.pt (state dict), ranker.pt (inference arrays), config.json.
 
     Args:
         result: Output of `pretrain`.
         path: Directory to create (or overwrite files in).
         test: Optional test-split metrics to record.
+        overlap: Per held-out split, its pairs the pre-training split holds too
+            (`simulators.datasets.pretrain_overlap`), recorded as ``split.shared_pairs``.
 
     Returns:
         The directory.
@@ -44,6 +55,7 @@ def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics
     best = next((h for h in result.history if h.epoch == result.best_epoch), None)
     config = {
         "artifact_version": ARTIFACT_VERSION,
+        "sha256": {name: _sha256(out / name) for name in (WEIGHTS_FILE, EXPORT_FILE)},
         "kind": "persona_pretrain",
         "dataset": result.catalog_name,
         "n_users": result.model_config.n_users,
@@ -59,6 +71,7 @@ def save_artifact(result: PretrainResult, path: str | Path, test: RankingMetrics
             "holdout_fraction": result.data.holdout_fraction,
             "holdout_unit": result.data.holdout_unit,
             "pretrained_on_valid": result.data.train_split == "valid",
+            "shared_pairs": None if overlap is None else dict(overlap),
         },
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
@@ -106,17 +119,56 @@ def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> 
         )
 
 
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_tensors(file: Path, config: dict) -> dict[str, torch.Tensor]:
+    """The tensors of an artifact file, checked against the digest its config.json records (artifacts
+    written before digests were recorded have none) and refused unless a dict of finite float tensors.
+
+    Loading goes through torch's weights-only unpickler: a file holding anything else (objects whose
+    loading would run code) is refused, and nothing in it is built.
+    """
     if not file.is_file():
         raise CRSError(f"artifact file {file} is missing; re-run `crs pretrain`")
+    recorded = config.get("sha256", {}).get(file.name) if isinstance(config.get("sha256"), dict) else None
+    if recorded is not None and recorded != _sha256(file):
+        raise CRSError(
+            f"artifact file {file} is not the one its {CONFIG_FILE} describes (its sha256 differs: the file "
+            "was replaced or edited); re-run `crs pretrain`"
+        )
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
+    except pickle.UnpicklingError as exc:  # a global outside torch's allow-list, or a damaged stream
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(exc))
+        what = f"it references {found.group(1)}, which" if found else "its content"
         raise CRSError(
-            f"artifact file {file} is corrupt ({type(exc).__name__}: {exc}); re-run `crs pretrain`"
-        ) from exc
+            f"artifact file {file} refused: {what} is not a plain tensor and loading it could run code; "
+            "nothing was loaded. Re-run `crs pretrain`"
+        ) from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CRSError(
+            f"artifact file {file} is corrupt ({type(exc).__name__}: {first}); re-run `crs pretrain`"
+        ) from None
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CRSError(f"artifact file {file} is corrupt: expected a dict of tensors")
+    views = [str(key) for key, value in data.items() if not value.is_contiguous()]
+    if views:  # e.g. a one-element storage expanded to a huge shape: checking it would fill the memory
+        raise CRSError(
+            f"artifact file {file}: {', '.join(views[:5])} are views, not plain arrays; re-run `crs pretrain`"
+        )
+    not_float = [str(key) for key, value in data.items() if not value.is_floating_point()]
+    if not_float:
+        raise CRSError(
+            f"artifact file {file}: {', '.join(not_float[:5])} are not real float tensors; "
+            "re-run `crs pretrain`"
+        )
     non_finite = [key for key, value in data.items() if not torch.isfinite(value).all()]
     if non_finite:
         raise CRSError(
@@ -134,19 +186,24 @@ def load_ranker(path: str | Path, catalog: Catalog) -> PersonaRanker:
     """
     config = read_artifact_config(path)
     check_artifact_matches(config, catalog, path)
-    tensors = _load_tensors(Path(path) / EXPORT_FILE)
+    tensors = _load_tensors(Path(path) / EXPORT_FILE, config)
     missing = [k for k in WEIGHT_KEYS if k not in tensors]
     if missing:
         raise CRSError(f"artifact {path}: {EXPORT_FILE} lacks {missing}; re-run `crs pretrain`")
     model = config["model"]
     d, K = model["dim"], model["personas"]
+    P = tensors["prototypes"].shape[0] if tensors["prototypes"].dim() == 2 else -1
     expected = {
         "user": (catalog.n_users, d),
         "item": (catalog.n_items, d),
         "aspect": (catalog.n_aspects, d),
         "personas": (catalog.n_users, K, d),
         "log_prior": (catalog.n_users, K),
+        "prototypes": (model.get("prototypes", P), d),
+        "mixtures": (catalog.n_users, K, model.get("prototypes", P)),
     }
+    if "shared" in tensors:
+        expected["shared"] = (d,)
     for key, shape in expected.items():
         if tuple(tensors[key].shape) != shape:
             raise CRSError(f"artifact {path}: {key} has shape {tuple(tensors[key].shape)}, expected {shape}")
@@ -190,4 +247,10 @@ def load_state_dict(path: str | Path, catalog: Catalog) -> tuple[ModelConfig, di
     """The model config and full state dict of an artifact (to initialise a policy's encoder)."""
     config = read_artifact_config(path)
     check_artifact_matches(config, catalog, path)
-    return ModelConfig(**config["model"]), _load_tensors(Path(path) / WEIGHTS_FILE)
+    try:
+        model = ModelConfig(**config["model"])
+    except TypeError as error:  # a key the model has no field for, or one missing
+        raise CRSError(
+            f"artifact {path}: {CONFIG_FILE}'s model entry is damaged ({error}); re-run `crs pretrain`"
+        ) from None
+    return model, _load_tensors(Path(path) / WEIGHTS_FILE, config)

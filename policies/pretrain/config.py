@@ -82,6 +82,15 @@ class ModelConfig(ModelShape):
     n_aspects: int
     shared_persona: bool = False
 
+    def parameters(self) -> int:
+        """The model's parameters, about: node embeddings (U + I + A) x d, prototypes P x d, the persona
+        slots' logits U x K x P, offsets U x K x d and prior U x K."""
+        U, K, P, d = self.n_users, self.personas, self.prototypes, self.dim
+        return (U + self.n_items + self.n_aspects) * d + P * d + U * K * (P + d + 1)
+
+
+MAX_PARAMETERS = 500_000_000
+"""Pre-training refuses a larger model: with Adam's two moments and the gradients, 8 GB of float32."""
 
 PERSONA_INITS: tuple[str, ...] = ("auto", "kmeans", "mixture", "random")
 NEGATIVE_POOLS: tuple[str, ...] = ("all", "warm")
@@ -181,11 +190,22 @@ class TrainConfig(ModelShape):
             raise CRSError(f"prototype_scale must be > 0, got {self.prototype_scale}")
 
     def model_config(self, catalog: Catalog) -> ModelConfig:
-        """The model shape for `catalog`."""
+        """The model shape for `catalog`.
+
+        Raises:
+            CRSError: The model would not fit in memory (more than `MAX_PARAMETERS` parameters).
+        """
         shape = {**self.shape(), "prototypes": 1 if self.personas == 1 else self.prototypes}
-        return ModelConfig(
+        config = ModelConfig(
             n_users=catalog.n_users, n_items=catalog.n_items, n_aspects=catalog.n_aspects, **shape
         )
+        if config.parameters() > MAX_PARAMETERS:
+            raise CRSError(
+                f"a model of dim={self.dim}, personas={self.personas} and prototypes={config.prototypes} "
+                f"on {catalog.name} has {config.parameters():,} parameters, over the {MAX_PARAMETERS:,} "
+                "that fit in memory with the optimiser's state: lower --dim, --personas or --prototypes"
+            )
+        return config
 
 
 def read_artifact_config(path: str | Path) -> dict:
@@ -197,8 +217,8 @@ def read_artifact_config(path: str | Path) -> dict:
         )
     try:
         config = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CRSError(f"{cfg_path} is corrupt ({exc}); re-run `crs pretrain`") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
+        raise CRSError(f"{cfg_path} is corrupt ({type(exc).__name__}); re-run `crs pretrain`") from None
     if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
         kind = config.get("kind") if isinstance(config, dict) else None
         raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")

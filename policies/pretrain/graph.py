@@ -89,18 +89,12 @@ def pretrain_data(
         CRSError: An empty pre-training split, a fraction outside (0, 1), an unknown unit, or "group" for a
             catalogue that holds nothing out or has no MCMIPL release.
     """
-    if holdout_unit not in HOLDOUT_UNITS:
-        raise CRSError(f"holdout unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
+    check_holdout_unit(catalog, holdout_unit)
     split = catalog.pretrain_split
     source = catalog.split(split)
     if len(source) == 0:
         raise CRSError(f"{catalog.name}: pre-training split {split!r} is empty; nothing to learn from")
     if split == "train" and "valid" in catalog.splits:
-        if holdout_unit != "interaction":
-            raise CRSError(
-                f"{catalog.name} pre-trains on train and validates on its valid split, so nothing is held "
-                f"out: drop the {holdout_unit!r} hold-out unit (it is for Yelp*, which has no train split)"
-            )
         return PretrainData(source, catalog.split("valid"), split, "valid", 0.0)
     if not 0.0 < holdout_fraction < 1.0:
         raise CRSError(f"holdout_fraction must lie in (0, 1), got {holdout_fraction}")
@@ -129,6 +123,22 @@ def pretrain_data(
         return Interactions(source.users[idx], source.items[idx], personas)
 
     return PretrainData(take(idx_keep), take(idx_hold), split, source_name, holdout_fraction, holdout_unit)
+
+
+def check_holdout_unit(catalog: Catalog, holdout_unit: str) -> None:
+    """Refuse a hold-out unit that is unknown, or that `catalog` has no use for (it pre-trains on train
+    and validates on its own valid split: nothing is held out).
+
+    Raises:
+        CRSError: Named, with the fix.
+    """
+    if holdout_unit not in HOLDOUT_UNITS:
+        raise CRSError(f"holdout unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
+    if catalog.pretrain_split == "train" and "valid" in catalog.splits and holdout_unit != "interaction":
+        raise CRSError(
+            f"{catalog.name} pre-trains on train and validates on its valid split, so nothing is held "
+            f"out: drop the {holdout_unit!r} hold-out unit (it is for Yelp*, which has no train split)"
+        )
 
 
 def held_out_groups(

@@ -53,6 +53,7 @@ def rank_metrics(
     users: np.ndarray,
     k: int = 10,
     batch_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
 ) -> RankingMetrics:
     """Recall@k and NDCG@k over all items.
 
@@ -64,6 +65,7 @@ def rank_metrics(
         users: Users to evaluate, shape (n,); each must have a held-out item.
         k: Cut-off.
         batch_size: Users scored at once.
+        on_batch: Called with the number of users scored so far after each batch (progress).
 
     Returns:
         The averaged metrics.
@@ -87,5 +89,7 @@ def rank_metrics(
         recall_sum += float((hits.sum(axis=1) / n_true).sum())
         dcg = (hits * discounts).sum(axis=1)
         ndcg_sum += float((dcg / ideal[np.minimum(n_true, k) - 1]).sum())
+        if on_batch is not None:
+            on_batch(lo + batch.size)
     n = max(int(users.size), 1)
     return RankingMetrics(recall_sum / n, ndcg_sum / n, k, int(users.size))

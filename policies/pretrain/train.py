@@ -280,7 +280,8 @@ def pretrain(
                 raise CRSError(
                     f"pre-training diverged in epoch {epoch}, step {step + 1}: the loss is "
                     f"{float(loss.detach())}; "
-                    f"lower the learning rate (lr={config.lr}) or the loss weights and run again"
+                    f"lower the learning rate (lr={config.lr}; `TrainConfig.lr` from Python) or try "
+                    "another --seed or a larger --batch-size"
                 )
             opt.zero_grad()
             loss.backward()

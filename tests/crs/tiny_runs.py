@@ -16,9 +16,10 @@ from simulators.catalog import Catalog
 PRETRAIN = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3"]
 
 
-def pretrain_tiny(out: Path) -> Path:
-    """`crs pretrain` of the persona world (3 personas per user) into `out`, in about a second."""
-    result = CliRunner().invoke(app, [*PRETRAIN, "--out", str(out)])
+def pretrain_tiny(out: Path, *extra: str) -> Path:
+    """`crs pretrain` of the persona world (3 personas per user) into `out`, in about a second (`extra`:
+    more options)."""
+    result = CliRunner().invoke(app, [*PRETRAIN, *extra, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

@@ -1,0 +1,142 @@
+"""`crs pretrain` and its artifacts against a careless or hostile user: an --overwrite that fails keeps
+the earlier artifact, a model too large for memory, a file that would run code, tensors of another
+shape, type or run, another persona world, and held-out pairs inside the pre-training split."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from crs.cli import app
+from policies.pretrain.artifact import EXPORT_FILE, load_ranker
+from simulators.catalog import Interactions
+from simulators.datasets import load_catalog, pretrain_overlap
+from simulators.errors import CRSError
+from tests.crs.test_output_claims import files, refused
+from tests.crs.tiny_runs import PRETRAIN, pretrain_tiny
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pretrain_tiny(tmp_path_factory.mktemp("pretrain") / "art")
+
+
+def copy_without_digests(artifact: Path, out: Path) -> Path:
+    """A copy of `artifact` whose config.json records no file digests (as artifacts before them)."""
+    shutil.copytree(artifact, out)
+    config = json.loads((out / "config.json").read_text())
+    del config["sha256"]
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+def test_an_overwrite_that_fails_keeps_the_earlier_artifact(
+    tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "art"
+    shutil.copytree(artifact, out)
+    before = files(out)
+    refusal = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--holdout-unit", "group"])
+    assert refused(refusal, "drop the 'group' hold-out unit"), refusal.output
+    assert files(out) == before
+
+    def fail(*args, **kwargs):
+        raise CRSError("pre-training failed halfway")
+
+    monkeypatch.setattr("policies.pretrain.train.pretrain", fail)
+    failed = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--seed", "3"])
+    assert refused(failed, "pre-training failed halfway"), failed.output
+    assert files(out) == before  # emptied only right before the new artifact is written
+
+
+def test_a_model_too_large_for_memory_is_refused_before_any_work(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pretrain", "--dim", "99999999999999999999", "--out", str(tmp_path / "a")])
+    assert refused(result, "parameters", "lower --dim, --personas or --prototypes"), result.output
+    assert not (tmp_path / "a").exists()
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_artifact_that_would_run_code_is_refused_in_one_line(tmp_path: Path, artifact: Path) -> None:
+    marker = tmp_path / "PWNED"
+    hostile = copy_without_digests(artifact, tmp_path / "hostile")
+    torch.save({"user": _RunsCode(marker)}, hostile / EXPORT_FILE)
+    result = runner.invoke(app, ["eval", "-n", "2", "--ranker", str(hostile), "-o", str(tmp_path / "out")])
+    assert refused(result, "ranker.pt refused", "system", "loading it could run code"), result.output
+    assert "weights_only" not in result.output  # torch's advice to switch the guard off is not relayed
+    assert not marker.exists()
+
+
+def test_tensors_of_another_shape_type_or_run_are_refused(tmp_path: Path, artifact: Path) -> None:
+    catalog = load_catalog("persona_world")
+    for key, value, message in (
+        ("mixtures", torch.zeros(600, 3, 9), "mixtures has shape (600, 3, 9), expected (600, 3, 3)"),
+        ("prototypes", torch.zeros(8, 5), "prototypes has shape (8, 5)"),
+        ("log_prior", torch.zeros(600, 3, dtype=torch.int64), "log_prior are not real float tensors"),
+        # one stored number expanded to any shape: a huge one would fill the memory when checked
+        ("user", torch.zeros(1).expand(600, 8), "user are views, not plain arrays"),
+    ):
+        damaged = copy_without_digests(artifact, tmp_path / key)
+        tensors = torch.load(damaged / EXPORT_FILE, weights_only=True)
+        torch.save({**tensors, key: value}, damaged / EXPORT_FILE)
+        with pytest.raises(CRSError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_ranker(damaged, catalog)
+    other = pretrain_tiny(tmp_path / "seed-1", "--seed", "1")
+    swapped = tmp_path / "swapped"
+    shutil.copytree(artifact, swapped)
+    shutil.copy(other / EXPORT_FILE, swapped / EXPORT_FILE)  # another run's weights under this config
+    with pytest.raises(CRSError, match=r"ranker\.pt is not the one its config\.json describes"):
+        load_ranker(swapped, catalog)
+
+
+def test_pretrain_builds_an_artifact_for_another_persona_world(tmp_path: Path) -> None:
+    out = pretrain_tiny(tmp_path / "world-1", "--world-seed", "1")
+    assert json.loads((out / "config.json").read_text())["split"]["shared_pairs"] == {"valid": 0, "test": 0}
+    args = ["eval", "-n", "2", "--ranker", str(out)]
+    assert runner.invoke(app, [*args, "--world-seed", "1", "-o", str(tmp_path / "e1")]).exit_code == 0
+    refusal = runner.invoke(app, [*args, "-o", str(tmp_path / "e0")])
+    assert refused(refusal, "different 'persona_world' catalogue"), refusal.output
+
+
+def test_held_out_pairs_inside_the_pre_training_split_are_counted_and_recorded(tmp_path: Path) -> None:
+    catalog = load_catalog("persona_world")
+    assert pretrain_overlap(catalog) == {"valid": 0, "test": 0}
+    train, test = catalog.split("train"), catalog.split("test")
+    leaky = replace(
+        catalog,
+        splits={
+            **catalog.splits,
+            "train": Interactions(
+                np.concatenate([train.users, test.users[:50]]), np.concatenate([train.items, test.items[:50]])
+            ),
+        },
+    )
+    leaked = len(set(zip(test.users[:50].tolist(), test.items[:50].tolist(), strict=True)))
+    assert pretrain_overlap(leaky) == {"valid": 0, "test": leaked}
+
+
+@pytest.mark.parametrize("text", [b'{"kind": "\xff"}', b"[" * 100_000])
+def test_a_config_that_is_not_utf8_or_nested_too_deep_is_refused(
+    tmp_path: Path, artifact: Path, text: bytes
+) -> None:
+    damaged = tmp_path / "art"
+    shutil.copytree(artifact, damaged)
+    (damaged / "config.json").write_bytes(text)
+    with pytest.raises(CRSError, match=r"config\.json is corrupt"):
+        load_ranker(damaged, load_catalog("persona_world"))
