@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
+from policies.atomic import folder_lock
 from simulators.errors import CRSError
 
 LOCK_FILE = ".crs.lock"
@@ -53,7 +54,7 @@ def _holder(lock: Path) -> tuple[int, str, str] | None:
     try:
         holder = json.loads(lock.read_text())
         return int(holder["pid"]), str(holder["host"]), str(holder.get("command", "?"))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -106,6 +107,20 @@ def _create_lock(lock: Path) -> None:
         handle.write(holder)
 
 
+def _refuse_links(folder: Path, what: str) -> None:
+    """Refuse a folder to continue that holds a symbolic link: a folder from elsewhere (a shared run)
+    could point one at a file of the user's, which continuing would overwrite."""
+    for root, dirs, names in os.walk(folder):
+        for name in (*dirs, *names):
+            path = Path(root) / name
+            if path.is_symlink():
+                raise CRSError(
+                    f"{what} {folder} holds a symbolic link, {path.relative_to(folder)} -> "
+                    f"{os.readlink(path)}; continuing would write through it, outside the folder: replace "
+                    "the link by a copy of what it names, or remove it, and run again"
+                )
+
+
 def a_few(names: list[str], shown: int = 4) -> str:
     """The first `shown` of `names`, then how many more: "a.json, b.json and 3 more"."""
     more = len(names) - shown
@@ -139,7 +154,8 @@ class FolderClaim:
         what: What the folder is, for messages ("run", "evaluation output").
         overwrite: Empty the folder's previous content (the lock is taken first), which must then be an
             earlier output of the command: hold every file of `marks`.
-        resume: Accept a folder with content (the caller continues it).
+        resume: Accept a folder with content (the caller continues it), unless it holds a symbolic link
+            (continuing would write through it).
         hint: How to proceed when the folder already holds results, e.g. "pass --resume".
         marks: Files every earlier output of the command holds (e.g. ``summary.json``), so that
             `overwrite` never empties a folder of something else.
@@ -179,15 +195,22 @@ class FolderClaim:
         except OSError as error:  # a parent is a file, no permission, ...
             raise CRSError(f"cannot create {what} {folder} ({error.strerror}); choose another path") from None
         try:
-            if take_stale and _stale(self.lock):
-                self.lock.unlink(missing_ok=True)  # its process died; a live one racing here wins the link
-            _create_lock(self.lock)
+            if take_stale:
+                # two reruns racing for a dead lock take turns: else one could remove the other's new lock
+                with folder_lock(folder):
+                    if _stale(self.lock):
+                        self.lock.unlink(missing_ok=True)
+                    _create_lock(self.lock)
+            else:
+                _create_lock(self.lock)
         except FileExistsError:
             raise _busy_error(folder, self.lock) from None
         except OSError as error:  # a read-only folder, ...
             raise CRSError(f"cannot write {what} {folder} ({error.strerror}); choose another path") from None
         self.held = True
         try:
+            if resume:
+                _refuse_links(folder, what)
             names = folder_entries(folder)
             missing = [name for name in marks if not (folder / name).exists()]
             if names and overwrite and missing:

@@ -14,12 +14,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from crs import claims
 from crs.app.evaluation import run_evaluation
 from crs.chat import run_chat
 from crs.claims import LOCK_FILE, FolderClaim, OutputBusyError
@@ -27,6 +29,7 @@ from crs.cli import app
 from envs.registry import make_env
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
+from simulators.errors import CRSError
 from simulators.persona_world import make_persona_world
 from tests.crs.tiny_runs import PRETRAIN  # a tiny pre-training: an artifact that loads
 
@@ -131,6 +134,50 @@ def test_a_racing_writers_lock_draft_is_not_taken_for_results(tmp_path: Path) ->
     with FolderClaim(out, "run") as claim:  # no resume, no overwrite: an empty folder but the draft
         assert claim.held and not claim.pending
     assert draft.exists()  # another writer's draft is left to it
+
+
+def test_two_reruns_racing_for_a_dead_lock_take_turns(tmp_path: Path, monkeypatch) -> None:
+    # the interleaving an audit forced: B finds the dead lock stale, A takes it over, then B removed A's
+    # new lock and took it too: both ran one sweep folder
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / LOCK_FILE).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    outcome: dict[str, object] = {}
+    threads: list[threading.Thread] = []
+    real = claims._stale
+
+    def rerun_a() -> None:
+        try:
+            FolderClaim(folder, "sweep folder", resume=True, take_stale=True)
+            outcome["a"] = "took the folder"
+        except OutputBusyError:
+            outcome["a"] = "refused"
+
+    def stale_while_a_starts(lock: Path) -> bool:
+        answer = real(lock)
+        monkeypatch.setattr(claims, "_stale", real)
+        threads.append(threading.Thread(target=rerun_a))
+        threads[0].start()
+        threads[0].join(timeout=1.0)  # A waits for B's turn to end (before, it took the lock here)
+        return answer
+
+    monkeypatch.setattr(claims, "_stale", stale_while_a_starts)
+    b = FolderClaim(folder, "sweep folder", resume=True, take_stale=True)
+    threads[0].join(timeout=30)
+    assert b.held and outcome == {"a": "refused"}
+    assert json.loads((folder / LOCK_FILE).read_text())["pid"] == os.getpid()
+    b.release()
+
+
+def test_a_folder_holding_a_link_is_not_continued(tmp_path: Path) -> None:
+    # a shared run whose model card links to a file of the user's: resuming it wrote through the link
+    run, victim = tmp_path / "run", tmp_path / "bashrc"
+    run.mkdir()
+    victim.write_text("the user's file\n")
+    (run / "MODEL_CARD.md").symlink_to(victim)
+    with pytest.raises(CRSError, match=r"holds a symbolic link, MODEL_CARD\.md ->"):
+        FolderClaim(run, "run", resume=True)
+    assert not (run / LOCK_FILE).exists() and victim.read_text() == "the user's file\n"
 
 
 def test_every_command_refuses_a_folder_another_process_writes(tmp_path: Path, evaluation: Path) -> None:
