@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+class FolderBusyError(OSError):
+    """`folder_lock(..., wait=False)` found the folder locked by another process."""
+
+
 @contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path, *, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on `folder` while the block runs: another process's `folder_lock` on it
     waits until the block ends. Advisory (``flock`` on the folder's descriptor: writers that do not take
     it are not stopped) and leaves no file behind; where ``fcntl`` does not exist (Windows) or the
-    folder cannot be locked (a file system without ``flock``), it locks nothing."""
+    folder cannot be locked (a file system without ``flock``), it locks nothing.
+
+    Args:
+        folder: The folder.
+        wait: Wait for another holder to end; with False, raise `FolderBusyError` at once instead.
+    """
     if sys.platform == "win32":
         yield
         return
@@ -56,8 +65,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
     descriptor = os.open(folder, os.O_RDONLY)
     try:
-        with suppress(OSError):  # no flock on this file system: atomic writes still keep files whole
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise FolderBusyError(f"{folder} is locked by another process") from None
+        except OSError:  # no flock on this file system: atomic writes still keep files whole
+            pass
         yield
     finally:
         os.close(descriptor)  # closing the descriptor releases the lock

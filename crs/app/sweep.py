@@ -78,6 +78,7 @@ Nothing is written into it before the worker pool is up (a Ray cluster reached).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -101,7 +102,7 @@ from crs.claims import FolderClaim, a_few, folder_entries, process_alive
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
-from policies.atomic import read_json_mapping
+from policies.atomic import folder_lock, read_json_mapping
 from policies.memory import DEFAULT_RULE
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
 from policies.rules import make_rule_policy
@@ -550,10 +551,13 @@ def _run_files(folder: Path) -> dict[str, bytes]:
 
 
 def remove_orphaned_scratch(temp_dir: Path | None = None) -> list[Path]:
-    """Delete the scratch folders that killed workers of this host left (their process is gone).
+    """Delete the scratch folders that killed workers left (their process is gone and nothing holds the
+    folder's lock).
 
     A worker's scratch folder is removed when its task ends, but not when the worker is killed (a
-    crashed worker, a Ctrl-C'd sweep); each task first removes those of dead workers.
+    crashed worker, a Ctrl-C'd sweep); each task first removes those of dead workers. A running worker
+    holds its folder's lock (`folder_lock`), so a live worker that looks dead from here (another PID
+    namespace sharing the temporary folder) keeps its folder.
 
     Args:
         temp_dir: The temporary folder (default: `tempfile.gettempdir()`).
@@ -564,7 +568,9 @@ def remove_orphaned_scratch(temp_dir: Path | None = None) -> list[Path]:
     removed = []
     for path in Path(temp_dir or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
         pid = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and path.is_dir() and not process_alive(int(pid)):
+        if not (pid.isdigit() and path.is_dir() and not path.is_symlink()) or process_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError), folder_lock(path, wait=False):  # in use: left alone
             shutil.rmtree(path, ignore_errors=True)  # another worker may be removing it too
             removed.append(path)
     return removed
@@ -581,7 +587,10 @@ def run_sweep_task(task: SweepTask, run_files: Mapping[str, bytes] | None = None
             writes into its scratch folder and resumes to ``task.settings["steps"]``.
     """
     remove_orphaned_scratch()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch,
+        folder_lock(Path(scratch)),  # held while the task runs: `remove_orphaned_scratch` leaves it
+    ):
         if task.kind == "train":
             from crs.app.training import run_training  # lazily: workers import what they run
 

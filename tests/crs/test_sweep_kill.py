@@ -89,7 +89,9 @@ def wait_for_workers(process: subprocess.Popen[bytes], workers: int, finished: P
         assert time.monotonic() < deadline, "its workers did not start in time"
         spawned = [pid for pid in children(process.pid) if "spawn_main" in command_line(pid)]
         runs = finished / RUNS_DIR if finished is not None else None
-        quick_done = runs is None or (runs.is_dir() and len(list(runs.glob("*quick*"))) == len(QUICK_SEEDS))
+        # committed folders only: the hidden staging folder of a commit in progress ends in .tmp-*
+        committed = list(runs.glob("[!.]*quick*")) if runs is not None and runs.is_dir() else []
+        quick_done = runs is None or len(committed) == len(QUICK_SEEDS)
         if len(spawned) >= workers and quick_done:
             return
         time.sleep(0.05)
@@ -140,7 +142,9 @@ def test_sigkill_of_a_sweep_mid_task_kills_its_workers_and_the_resource_tracker(
     config.write_text(SWEEP_CONFIG)
     out = tmp_path / "out"
     log = tmp_path / "sweep.log"
-    sweep = start(["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log)
+    sweep = start(
+        ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log, tmp_path
+    )
     wait_for_workers(sweep, 2, finished=out)
     kill_and_check_orphans(sweep, signal.SIGKILL, log)
     assert sweep.returncode == -signal.SIGKILL
@@ -155,6 +159,10 @@ def test_the_scratch_folders_of_killed_workers_are_removed_by_the_rerun(tmp_path
     command = ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"]
     sweep = start(command, tmp_path / "sweep.log", temp_dir)
     wait_for_workers(sweep, 2, finished=out)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not list(temp_dir.glob(f"{SCRATCH_PREFIX}*")):  # a long task has started in a worker
+        assert time.monotonic() < deadline, "no task started"
+        time.sleep(0.05)
     kill_and_check_orphans(sweep, signal.SIGKILL, tmp_path / "sweep.log")
     assert list(temp_dir.glob(f"{SCRATCH_PREFIX}*"))  # left by the workers killed in a long task
     rerun = start(command, tmp_path / "rerun.log", temp_dir)
@@ -168,10 +176,30 @@ def test_only_the_scratch_folders_of_dead_workers_are_removed(tmp_path) -> None:
     dead = tmp_path / f"{SCRATCH_PREFIX}{finished.pid}-abc"
     live = tmp_path / f"{SCRATCH_PREFIX}{os.getpid()}-def"
     unnamed = tmp_path / f"{SCRATCH_PREFIX}xyz"  # not a worker's name: left alone
-    for folder in (dead, live, unnamed):
+    # a live worker of another PID namespace sharing the folder: its PID looks dead, its lock is held
+    elsewhere = tmp_path / f"{SCRATCH_PREFIX}{finished.pid}-ghi"
+    for folder in (dead, live, unnamed, elsewhere):
         (folder / "run").mkdir(parents=True)
-    assert remove_orphaned_scratch(tmp_path) == [dead]
-    assert not dead.exists() and live.is_dir() and unnamed.is_dir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(elsewhere)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert remove_orphaned_scratch(tmp_path) == [dead]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not dead.exists() and live.is_dir() and unnamed.is_dir() and elsewhere.is_dir()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from policies.atomic import folder_lock
+with folder_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
 
 
 @pytest.mark.slow
@@ -179,7 +207,7 @@ def test_sigkill_of_eval_workers_as_soon_as_they_start_leaves_none_behind(tmp_pa
     """`crs eval --workers` uses the same pool; killed while its workers may still be starting."""
     log = tmp_path / "eval.log"
     command = ["eval", "-p", "max-entropy", "-n", "2400", "-o", str(tmp_path / "eval")]
-    evaluation = start([*command, "--workers", "2", "--backend", "process"], log)
+    evaluation = start([*command, "--workers", "2", "--backend", "process"], log, tmp_path)
     wait_for_workers(evaluation, 2)
     kill_and_check_orphans(evaluation, signal.SIGKILL, log)
     assert evaluation.returncode == -signal.SIGKILL
@@ -192,7 +220,9 @@ def test_an_interrupted_sweep_kills_its_workers_instead_of_waiting_for_their_tas
     config.write_text(SWEEP_CONFIG)
     out = tmp_path / "out"
     log = tmp_path / "sweep.log"
-    sweep = start(["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log)
+    sweep = start(
+        ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log, tmp_path
+    )
     wait_for_workers(sweep, 2, finished=out)
     seconds = kill_and_check_orphans(sweep, signal.SIGINT, log)
     assert sweep.returncode == 130, log.read_text()

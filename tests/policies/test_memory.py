@@ -11,7 +11,6 @@ q_k·e_a is the identity and the relative affinity c_{k,a} = q_k·e_a − mean_k
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ from policies.memory import (
 )
 from policies.pretrain.ranker import PersonaRanker
 from policies.rules import make_rule_policy
-from simulators import Catalog, make_persona_world
+from simulators import make_persona_world
 
 EMPTY = np.zeros(0, dtype=np.int64)
 ITEM_ONLY = UpdateRule(
@@ -396,38 +395,6 @@ def test_evidence_reads_the_accepted_item_from_the_turns() -> None:
     assert SessionEvidence.from_state(state).accepted_item == 5
 
 
-def world_sized_ranker(world: Catalog) -> PersonaRanker:
-    """A persona ranker of the default world's size with seeded random weights (d 64, K 3, P 8)."""
-    rng = np.random.default_rng(7)
-    d, k, p = 64, 3, 8
-    weights = {
-        "user": rng.normal(size=(world.n_users, d)),
-        "item": rng.normal(size=(world.n_items, d)),
-        "aspect": rng.normal(size=(world.n_aspects, d)),
-        "personas": rng.normal(size=(world.n_users, k, d)),
-        "log_prior": np.log(rng.dirichlet(np.ones(k), size=world.n_users)),
-        "mixtures": rng.dirichlet(np.ones(p), size=(world.n_users, k)),
-        "prototypes": rng.normal(size=(p, d)),
-    }
-    return PersonaRanker(weights, world.item_aspects, "attention")
-
-
-def test_an_update_costs_well_under_50_ms_on_the_persona_world() -> None:
-    world = make_persona_world(seed=0)  # 3,000 items, 48 aspects, 600 users: the default world
-    memory = PersonaMemory(world_sized_ranker(world), "update")
-    seconds = []
-    for user in range(20):  # a new user each time: the ranker's per-user cache is cold
-        session = evidence(
-            user=user, accepted=np.array([1, 5, 9]), rejected=np.array([2, 3]), accepted_item=user,
-            rejected_items=np.arange(100, 110),
-        )  # fmt: skip
-        started = time.perf_counter()
-        memory.update(session)
-        memory.ranker_for(user)
-        seconds.append(time.perf_counter() - started)
-    assert np.median(seconds) < 0.05, seconds
-
-
 def test_the_default_rule_follows_a_switch_within_two_sessions_where_a_slow_one_does_not() -> None:
     """DEFAULT_RULE (chosen on valid, its docstring): a user whose prior favours persona 0 at 0.8, who
     shows persona 0 in six sessions (accepting aspect 0 and item 0), then switches to persona 1 (aspect 1,
@@ -628,24 +595,6 @@ def test_w_never_changes_the_shared_ranker_nor_another_users_scores() -> None:
     zero = ranker.with_aspect_weights(2, np.zeros((3, 6)))
     for got, want in zip(scores(zero, 2), before[2], strict=True):
         np.testing.assert_array_equal(got, want)
-
-
-def test_an_update_with_aspect_weights_and_the_views_first_scores_cost_well_under_50_ms() -> None:
-    world = make_persona_world(seed=0)
-    memory = PersonaMemory(world_sized_ranker(world), "update", rule_of("both"))
-    seconds = []
-    items = np.arange(world.n_items)
-    for user in range(20):
-        session = evidence(
-            user=user, accepted=np.array([1, 5, 9]), rejected=np.array([2, 3]), accepted_item=user,
-            rejected_items=np.arange(100, 110),
-        )  # fmt: skip
-        memory.update(session)  # W is non-zero from here on
-        started = time.perf_counter()
-        memory.update(session)
-        memory.ranker_for(user).item_scores(DialogueFacts(user, EMPTY, EMPTY, EMPTY), items)
-        seconds.append(time.perf_counter() - started)
-    assert np.median(seconds) < 0.05, seconds
 
 
 # ------------------------------------------------------------------------------------------ home state
