@@ -4,6 +4,7 @@ PyYAML's `yaml.safe_load` silently keeps the last of two equal keys, so a config
 ``seeds: [1, 2]`` and, further down, ``seeds: [3]`` runs only seed 3. `safe_load_unique` is
 `yaml.safe_load` with that case turned into an error naming the key and both lines. Keys merged in
 with ``<<: *anchor`` may still be overridden: only keys written in the mapping itself must be unique.
+A document that aliases expand beyond `MAX_VALUES` values is refused before it is built.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_VALUES = 1_000_000
+"""A document that expands to more values through its aliases is refused (a "billion laughs" file
+of a few hundred bytes would otherwise fill the memory of whatever walks it)."""
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -58,4 +62,33 @@ def safe_load_unique(text: str) -> Any:
         >>> safe_load_unique("seeds: [1, 2]\\nname: a\\n")
         {'seeds': [1, 2], 'name': 'a'}
     """
-    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: safe
+    loader = UniqueKeyLoader(text)  # a SafeLoader subclass: safe
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_VALUES:
+            raise yaml.YAMLError(
+                f"the document expands to {size:,} values through its aliases (*name of an &name), over "
+                f"{MAX_VALUES:,}: a config never needs that many (a file built to exhaust memory); write "
+                "the values out or use fewer aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Node, sizes: dict[int, int]) -> int:
+    """How many values `node` holds once every alias is expanded (each shared node counted per use;
+    `sizes` caches a node's count, so the walk visits each node once)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, MappingNode):
+        size += sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+    elif isinstance(node, SequenceNode):
+        size += sum(_expanded_size(item, sizes) for item in node.value)
+    sizes[id(node)] = size
+    return size

@@ -710,7 +710,7 @@ def _tasks_of_other_configs(out: Path, config: SweepConfig, tasks: list[SweepTas
             continue
         try:
             recorded = json.loads((folder / TASK_FILE).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             recorded = None
         seed = recorded.get("seed") if isinstance(recorded, dict) else None
         if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:

@@ -100,8 +100,10 @@ def read_session_lines(run: EvalRun, metric: str = METRIC) -> list[SessionLine]:
     path = run.path / EPISODES_FILE
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError) as error:
-        raise CRSError(f"{path} is unreadable ({error}); re-run `crs eval --sessions`") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise CRSError(
+            f"{path} is unreadable ({type(error).__name__}); re-run `crs eval --sessions`"
+        ) from None
     try:
         values = per_episode_metrics([EpisodeRecord.from_dict(row) for row in rows], run.max_turns)[metric]
         active_of = {(int(row["sequence"]), int(row["session"])): row.get("active_slot") for row in rows}

@@ -273,6 +273,25 @@ def test_a_finished_task_with_damaged_files_is_named_before_any_task_runs(tmp_pa
         assert code == 0, output
 
 
+def test_a_foreign_task_or_a_lock_nested_too_deep_is_named_not_a_traceback(tmp_path) -> None:
+    from crs.claims import LOCK_FILE
+
+    config = "seeds: [1]\npolicies: [ask-4]\neval: {episodes: 5}\n"
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 0, output
+    foreign = out / "runs" / "zzz"
+    foreign.mkdir()
+    (foreign / "done").write_text("finished\n")
+    (foreign / "task.json").write_text("[" * 100_000)  # RecursionError in json.loads
+    code, output, _ = cli_sweep(tmp_path, config, "--backend", "serial")
+    text = " ".join(output.split())
+    assert code == 2 and "finished task(s) of another config: zzz" in text and "Traceback" not in output
+    shutil.rmtree(foreign)
+    (out / LOCK_FILE).write_text("[" * 100_000)
+    code, output, _ = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 2 and "which is unreadable" in " ".join(output.split()) and "Traceback" not in output
+
+
 @pytest.mark.parametrize("kind", ["eval", "train"])
 def test_two_ablations_with_the_same_settings_are_refused(tmp_path, kind) -> None:
     block = "eval: {episodes: 5}" if kind == "eval" else "train: {steps: 64}"

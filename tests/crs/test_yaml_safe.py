@@ -29,3 +29,13 @@ def test_everything_else_reads_as_with_safe_load() -> None:
         safe_load_unique("? [1, 2]\n: v\n")
     with pytest.raises(yaml.YAMLError):  # still a safe loader: no Python objects
         safe_load_unique("x: !!python/object/apply:os.system ['true']\n")
+
+
+def test_a_document_that_aliases_blow_up_is_refused_before_it_is_built() -> None:
+    # "billion laughs": 450 bytes that expand to 9^9 values; repr() of it filled gigabytes
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    with pytest.raises(yaml.YAMLError, match=r"expands to [0-9,]{11} values through its aliases"):
+        safe_load_unique("\n".join([*lines, "seed: *a8"]) + "\n")
+    small = "\n".join([*lines[:3], "seed: *a2"]) + "\n"  # 9^3: aliases within reason still read
+    assert safe_load_unique(small) == yaml.safe_load(small)
