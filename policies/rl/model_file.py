@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,41 @@ class UnsafeModelFileError(ModelFileError):
     """A model zip holds a pickled field that loading would have to execute."""
 
 
+VARIABLES = "pytorch_variables.pth"
+ENTRIES = frozenset(
+    {"data", VARIABLES, "policy.pth", "policy.optimizer.pth", "_stable_baselines3_version", "system_info.txt"}
+)
+"""The entries of a model zip SB3 writes for a `MaskablePPO`: a zip with another is refused (SB3 would
+load an ``X.pth`` into the model's attribute X)."""
+MAX_INFLATION = 100
+"""An entry may hold at most this many times its stored size (SB3 stores them uncompressed)."""
+DAMAGED_ZIP = (
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,  # a pickled object torch's weights-only loader refuses
+    KeyError,
+    OSError,
+    ValueError,
+    RecursionError,
+    EOFError,
+    RuntimeError,
+)
+
+
+def _check_entries(archive: zipfile.ZipFile, path: Path) -> None:
+    names = {info.filename for info in archive.infolist()}
+    if names - ENTRIES or not {"data", VARIABLES, "policy.pth"} <= names:
+        raise UnsafeModelFileError(
+            f"model file {path} holds the entries {sorted(names)}, where `crs train` writes "
+            f"{sorted(ENTRIES)}; refused. Only load model files written by `crs train`"
+        )
+    for info in archive.infolist():
+        if info.file_size > MAX_INFLATION * max(info.compress_size, 1 << 16):
+            raise UnsafeModelFileError(
+                f"model file {path}: entry {info.filename} inflates from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes, which reading would hold in memory; refused"
+            )
+
+
 def read_model_data(path: Path) -> dict[str, Any]:
     """The ``data`` JSON of an SB3 model zip, read without unpickling anything.
 
@@ -102,12 +139,24 @@ def _read_model_file(path: Path) -> bytes:
 
 
 def _model_data(raw: bytes, path: Path) -> dict[str, Any]:
-    """The ``data`` JSON of the model zip `raw`, read from `path` (`read_model_data`)."""
+    """The ``data`` JSON of the model zip `raw`, read from `path` (`read_model_data`), once its entries
+    are checked: the ones SB3 writes (`ENTRIES`), none inflating to more than `MAX_INFLATION` times its
+    stored size (a zip of spaces that fills the memory when read), ``pytorch_variables.pth`` empty."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            _check_entries(archive, path)
             text = archive.read("data")
+            variables = torch.load(io.BytesIO(archive.read(VARIABLES)), map_location="cpu", weights_only=True)
+        if variables not in ({}, None):  # PPO saves none; SB3 would setattr each name it holds
+            raise UnsafeModelFileError(
+                f"model file {path}: {VARIABLES} holds {sorted(map(str, variables))[:3]}, where `crs train` "
+                "saves nothing; loading would set them on the model: refused. Only load model files "
+                "written by `crs train`"
+            )
         data = json.loads(text)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, RecursionError, EOFError) as error:
+    except CRSError:
+        raise
+    except DAMAGED_ZIP as error:
         raise ModelFileError(
             f"model file {path} is damaged ({type(error).__name__}: {error}); use another checkpoint "
             "or train again"
@@ -135,8 +184,8 @@ def safe_custom_objects(
     """
     objects = {key: None for key in RESET_FIELDS} | rebuilt | (overrides or {})
     for key, value in data.items():
-        if key in objects or key == "policy_kwargs":
-            continue
+        if (key in objects and key not in PLAIN_FIELDS) or key == "policy_kwargs":
+            continue  # rebuilt (plain fields are checked even where overridden: a file is whole or refused)
         if isinstance(value, dict) and SERIALIZED in value:
             raise UnsafeModelFileError(
                 f"model file {path}: field {key!r} holds a pickled Python object, which loading would "
@@ -163,6 +212,32 @@ def safe_custom_objects(
             f"{sorted(POLICY_KWARGS)}, found {sorted(kwargs) if isinstance(kwargs, dict) else kwargs!r}"
         )
     return objects
+
+
+ENCODER_SIZES = ("n_users", "n_items", "n_aspects", "n_categories", "n_personas", "embed_dim", "hidden")
+"""The encoder arguments that size its network."""
+
+
+def check_encoder_sizes(path: Path, encoder: Mapping[str, Any]) -> None:
+    """Refuse a model zip whose encoder sizes (`ENCODER_SIZES`) are not `encoder`'s, the arguments the
+    run's config gives (`policies.rl.model.encoder_kwargs`), before anything builds its network: a
+    file of a shared run cannot make loading allocate a network of its own size.
+
+    Raises:
+        ModelFileError: Other sizes (named), or a damaged file.
+    """
+    policy_kwargs = read_model_data(path).get("policy_kwargs")
+    kwargs = policy_kwargs.get("features_extractor_kwargs") if isinstance(policy_kwargs, dict) else None
+    found: dict[str, Any] = kwargs if isinstance(kwargs, dict) else {}
+    other = {
+        key: found.get(key) for key in ENCODER_SIZES if key in encoder and found.get(key) != encoder[key]
+    }
+    if other:
+        raise ModelFileError(
+            f"model file {path} has an encoder of other sizes than the run's config gives "
+            f"({', '.join(f'{key} {value!r}, not {encoder[key]!r}' for key, value in other.items())}): it "
+            "belongs to another run; use this run's own model files"
+        )
 
 
 def non_finite_weights(model: MaskablePPO) -> list[str]:

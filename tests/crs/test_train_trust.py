@@ -198,6 +198,71 @@ def test_policy_kwargs_beyond_the_policy_s_own_are_refused(trained, tmp_path) ->
         load_trained_policy(run, catalog())
 
 
+def rewrite_zip(zip_path: Path, change, compression: int = zipfile.ZIP_STORED) -> None:
+    """Rewrite a model zip with `change` applied to its {entry: bytes}."""
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    change(entries)
+    with zipfile.ZipFile(zip_path, "w", compression=compression) as archive:
+        for n, content in entries.items():
+            archive.writestr(n, content)
+
+
+def _torch_bytes(value: object) -> bytes:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _with_encoder(entries: dict[str, bytes], **kwargs: object) -> None:
+    data = json.loads(entries["data"])
+    data["policy_kwargs"]["features_extractor_kwargs"].update(kwargs)
+    entries["data"] = json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "compression", "message"),
+    [
+        # SB3 loads an X.pth entry into the model's attribute X
+        (
+            lambda e: e.update({"features_extractor.pth": e["policy.pth"]}),
+            zipfile.ZIP_STORED,
+            "holds the entries",
+        ),
+        # SB3 sets each name it holds on the model
+        (
+            lambda e: e.update({"pytorch_variables.pth": _torch_bytes({"policy.features_extractor.x": 1.0})}),
+            zipfile.ZIP_STORED,
+            "pytorch_variables.pth holds",
+        ),
+        # a data entry padded with 50 MB of spaces: 50 KB stored, 50 MB held in memory when read
+        (lambda e: e.update({"data": e["data"] + b" " * 50_000_000}), zipfile.ZIP_DEFLATED, "inflates from"),
+        # a network of the file's own size: built before any weight is checked
+        (lambda e: _with_encoder(e, hidden=100_000), zipfile.ZIP_STORED, "hidden 100000, not"),
+    ],
+    ids=["extra entry", "torch variables", "inflation", "encoder sizes"],
+)
+def test_a_model_zip_beyond_what_crs_train_writes_is_refused_before_it_is_built(
+    trained, tmp_path, change, compression, message
+) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    rewrite_zip(run / "best_model.zip", change, compression)
+    with pytest.raises(ModelFileError, match=message):
+        load_trained_policy(run, catalog())
+
+
+def test_a_model_zip_s_rollout_sizes_are_not_allocated_to_act(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    set_field(run / "best_model.zip", "n_steps", 3_000_000)  # a 3.6 GB rollout buffer if built as is
+    set_field(run / "best_model.zip", "n_envs", 1_000)
+    policy = load_trained_policy(run, catalog())
+    assert policy.name == "run"
+
+
 @pytest.mark.parametrize("damage", ["truncated", "not a zip", "no data", "nan weights"])
 def test_a_damaged_model_zip_is_a_named_error_with_exit_2(trained, tmp_path, damage) -> None:
     import torch
