@@ -10,6 +10,7 @@ import typer
 from crs.app.evaluation import policy_setting, resolve_policy
 from crs.chat import ChatError, choose_goal, policy_with_memory, run_chat
 from crs.chat.memory import PERSONA_RANKER_FIX
+from crs.chat.signals import EXIT_STATUS
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -24,7 +25,7 @@ from crs.common import (
 from envs.registry import make_env
 from simulators.datasets import check_dataset_name
 
-INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
+INTERRUPTED = EXIT_STATUS["interrupted"]  # the shell's exit status for Ctrl-C (128 + SIGINT)
 DEFAULT_POLICY = "ask-4"
 PRETRAIN_OUT = "runs/pretrain"
 """Where the suggested `crs pretrain` writes its artifact (one folder per dataset)."""
@@ -72,7 +73,8 @@ def chat_command(
     You open with one thing you like (a name, a close spelling, or a number from the suggestions);
     then answer y/n/skip to questions, numbers (or none) to multiple-choice questions, and a number
     (or n) to a slate of recommendations. At any prompt: help, back (undo your last answer), quit.
-    Ctrl-C or end of input ends the chat with a summary. Input may come from a pipe.
+    Ctrl-C, end of input or a closed terminal ends the chat with a summary (and the transcript and
+    memory are saved). Input may come from a pipe.
 
     With --memory FILE the recommender remembers you: it opens by saying which of your sides
     (personas) it believes in charge, and at the end (whatever the ending, once you have opened)
@@ -130,8 +132,8 @@ def chat_command(
         personal_commands=commands,
         memory=chat_memory,
     )
-    if result.ended == "interrupted":
-        raise typer.Exit(INTERRUPTED)
+    if result.ended in EXIT_STATUS:  # Ctrl-C, SIGHUP or SIGTERM: 128 + the signal's number
+        raise typer.Exit(EXIT_STATUS[result.ended])
 
 
 def check_transcript_outside_inputs(

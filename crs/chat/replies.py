@@ -9,7 +9,9 @@ numbered list of aspects (`ShowOptions`). Texts are rich markup; showing them is
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +39,11 @@ SKIP_WORDS = frozenset({"s", "skip", "pass", "-", "dunno", "whatever"})
 # Not "0": the options are numbered from 1, so a 0 is more likely a slip than a "none".
 NONE_WORDS = frozenset({"none", "n", "no", "-", "nothing"})
 REJECT_WORDS = frozenset({"n", "no", "none", "r", "reject", "-", "nothing"})
+NOT_TEXT = (
+    "That line held bytes that are not text in this terminal's encoding "
+    "(shown as \N{REPLACEMENT CHARACTER}); type it again."
+)
+"""The hint for a line that could not be decoded (`terminal_reader` reads such bytes as U+FFFD)."""
 YOU = "[bold]you>[/] "
 """The start of every prompt."""
 
@@ -47,7 +54,12 @@ Reader = Callable[[str], str]
 # ------------------------------------------------------------------------------------ reading
 def terminal_reader(console: Console) -> Reader:
     """Read lines from standard input: with line editing on a terminal; from a pipe, line by line,
-    echoing each line so the printed dialogue reads as a conversation."""
+    echoing each line so the printed dialogue reads as a conversation. Bytes that are not text in
+    the input's encoding read as U+FFFD (a strict decoding, e.g. ``PYTHONIOENCODING=utf-8``, would
+    end the chat with a traceback and lose its transcript)."""
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        with contextlib.suppress(ValueError, io.UnsupportedOperation):  # closed, or already read from
+            sys.stdin.reconfigure(errors="replace")
 
     def read(prompt: str) -> str:
         if sys.stdin.isatty():
@@ -62,7 +74,7 @@ def terminal_reader(console: Console) -> Reader:
             console.print()
             raise EOFError
         line = line.rstrip("\r\n")
-        console.print(escape(line), style="dim", highlight=False)
+        console.print(escape(line), style="dim", highlight=False, emoji=False)
         return line
 
     return read
@@ -235,6 +247,9 @@ class OpeningPrompt:
         ideas: The suggested aspects, as listed (numbers 1, 2, ... pick them).
         frequency: Items having each aspect, shape (n_aspects,) (orders close matches).
         nouns: What the catalogue's items are called, plural ("artists").
+        openable: Which aspects may open, boolean, shape (n_aspects,); default: all. In the enumerated
+            setting only those a category lists (the opening names the aspect's category): another
+            one typed gets a hint, and close matches list only openable ones.
     """
 
     prompt = YOU
@@ -244,9 +259,31 @@ class OpeningPrompt:
         "fine) or the number of a suggestion."
     )
 
-    def __init__(self, catalog: Catalog, ideas: Sequence[int], frequency: np.ndarray, nouns: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        ideas: Sequence[int],
+        frequency: np.ndarray,
+        nouns: str,
+        openable: np.ndarray | None = None,
+    ) -> None:
         self.names = catalog.aspect_names
         self.normal = [_normal(name) for name in self.names]
+        self.openable = (
+            np.ones(len(self.names), dtype=np.bool_)
+            if openable is None
+            else np.asarray(openable, dtype=np.bool_)
+        )
+        # Of aspects sharing one name (LastFM* has three tags "80s"), a name or a list means the one
+        # that can open and is most common: the person cannot tell the others apart.
+        named: dict[str, int] = {}
+        for aspect, name in enumerate(self.names):
+            best = named.setdefault(name, aspect)
+            if (self.openable[aspect], frequency[aspect]) > (self.openable[best], frequency[best]):
+                named[name] = aspect
+        self.distinct = np.zeros(len(self.names), dtype=np.bool_)
+        self.distinct[list(named.values())] = True
+        """Whether each aspect is the one its name means (see above)."""
         self.ideas = list(ideas)
         self.frequency = frequency
         self.nouns = nouns
@@ -267,32 +304,56 @@ class OpeningPrompt:
         key = _normal(text)
         if not key:
             return Hint("Type a name made of letters or digits, or a number from the list.")
-        same = [a for a, name in enumerate(self.normal) if name == key]
+        named = [a for a, name in enumerate(self.normal) if name == key and self.distinct[a]]
+        same = [a for a in named if self.openable[a]]
         if len(same) == 1:
             return self._take(same[0])
         matches = self._matches(key, same)
-        if len(matches) == 1 and not same:
+        # what the text names or spells closely but cannot open (enumerated setting: in no category)
+        closed = [a for a in named if not self.openable[a]]
+        if not closed and not matches:
+            closed = [a for a in self._spelled(key) if not self.openable[a]]
+        if len(matches) == 1 and not same and not closed:
             return self._take(matches[0], note=f"(taking {escape(self.names[matches[0]])})")
-        if not matches:
+        if not matches and not closed:
             return Hint(
-                f"I know nothing called {escape(text)!r}; try another word or a number from the list."
+                f"I know nothing called {escape(repr(text))}; try another word or a number from the list."
             )
+        no_category = (
+            f"{escape(repr(self.names[closed[0]]))} is in no category, and this chat (the enumerated "
+            "setting) opens with an aspect of a category"
+            if closed
+            else ""
+        )
+        if not matches:
+            return Hint(f"{no_category}; type another or a number from the list.")
         self.suggestions = matches
         heading = f"Did you mean one of these? (type its number; {self.nouns} in brackets)"
+        if closed:
+            heading = f"{no_category}. {heading}"
         return ShowOptions(tuple(matches), counts=True, heading=heading)
 
     def _matches(self, key: str, same: list[int]) -> list[int]:
-        """Aspects `key` may mean: same normal name (most common first), close spellings, then (for
-        three letters or more) names containing it (most common first); at most `SUGGESTIONS`."""
+        """Openable aspects `key` may mean: same normal name (most common first), close spellings, then
+        (for three letters or more) names containing it (most common first); at most `SUGGESTIONS`."""
         same = sorted(same, key=lambda a: -self.frequency[a])
-        close = difflib.get_close_matches(key, self.normal, n=8, cutoff=0.75)
-        spelled = [a for c in close for a, name in enumerate(self.normal) if name == c]
+        spelled = [a for a in self._spelled(key) if self.openable[a]]
         matches = list(dict.fromkeys(same + spelled))
         if len(key) >= 3:
-            contains = [a for a, name in enumerate(self.normal) if key in name and a not in matches]
+            contains = [
+                a
+                for a, name in enumerate(self.normal)
+                if key in name and a not in matches and self.openable[a] and self.distinct[a]
+            ]
             contains.sort(key=lambda a: -self.frequency[a])
             matches += contains
         return matches[:SUGGESTIONS]
+
+    def _spelled(self, key: str) -> list[int]:
+        """Aspects (one per name) whose normal name is a close spelling of `key`, closest first
+        (openable or not)."""
+        close = difflib.get_close_matches(key, self.normal, n=8, cutoff=0.75)
+        return [a for c in close for a, name in enumerate(self.normal) if name == c and self.distinct[a]]
 
     def _take(self, aspect: int, note: str = "") -> Take:
         return Take(PersonAnswer(question=None, said="open", aspects=(aspect,)), note)

@@ -12,6 +12,7 @@ there and the person answers from that turn on).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from crs.chat.memory import ChatMemory, MemoryChange
 from crs.chat.person import HumanUser, PersonAnswer, human_env
 from crs.chat.question import Question, read_question
 from crs.chat.replies import (
+    NOT_TEXT,
     SUGGESTIONS,
     Hint,
     OpeningPrompt,
@@ -38,12 +40,14 @@ from crs.chat.replies import (
     read_line,
     terminal_reader,
 )
+from crs.chat.signals import EndSignals, SignalEndError
 from crs.chat.transcript import (
     agent_turn,
     check_transcript_path,
     free_path,
     opening_turn,
     outcome_record,
+    pending_turn,
     simulated_said,
     write_transcript,
 )
@@ -61,8 +65,8 @@ class ChatResult:
 
     Attributes:
         transcript: The whole dialogue as JSON-ready data (see `crs.chat.transcript`).
-        ended: "accepted", "turn limit", "no candidates", "user left", "quit", "end of input" or
-            "interrupted".
+        ended: "accepted", "turn limit", "no candidates", "user left", "quit", "end of input",
+            "interrupted" (Ctrl-C), "hung up" (SIGHUP: the terminal closed) or "terminated" (SIGTERM).
         info: The env's info of the last step (None when no step was taken).
         act_seconds: Seconds each agent turn spent in `policy.act`, reading the action and
             explaining a slate.
@@ -99,6 +103,8 @@ class ChatSession:
         personal_commands: Commands that give personal recommendations, shown at the start when the
             ranking is by popularity (see `ChatView.intro`).
         memory: The person's persona memory (``--memory``): its belief is said before the first turn.
+        signals: The signal handlers in force (`run_chat`'s): told when the dialogue ends, so that
+            later signals wait until the memory and the transcript are written.
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class ChatSession:
         meta: dict[str, Any] | None = None,
         personal_commands: Sequence[str] = (),
         memory: ChatMemory | None = None,
+        signals: EndSignals | None = None,
     ) -> None:
         self.env = env
         self.catalog = env.catalog
@@ -127,8 +134,11 @@ class ChatSession:
         self.meta = dict(meta or {})
         self.personal_commands = list(personal_commands)
         self.memory = memory
+        self.signals = signals
         self.human = env.user if isinstance(env.user, HumanUser) else None
         self.turns: list[dict[str, Any]] = []
+        self.pending: tuple[Question, list[Explanation]] | None = None
+        """The question (or slate, with its explanations) shown and not answered yet."""
         self.info: dict[str, Any] | None = None
         self.total_reward = 0.0
         self.kinds: list[str] = []
@@ -143,22 +153,31 @@ class ChatSession:
 
     # --------------------------------------------------------------------------------- running
     def run(self) -> ChatResult:
-        """Hold the conversation to its end (or until the person leaves) and show a summary."""
+        """Hold the conversation to its end (or until the person leaves, or a signal ends it) and show
+        a summary (unless the terminal is gone)."""
         ended = ""
-        self._warm_up()
         try:
-            if self.human is None:
-                self._watch()
-            else:
-                self._converse(self.human)
+            try:
+                self._warm_up()
+                if self.human is None:
+                    self._watch()
+                else:
+                    self._converse(self.human)
+            finally:  # from here on, signals wait until the memory and the transcript are written
+                if self.signals is not None:
+                    self.signals.end()
         except ChatEndedError as end:
             ended = end.reason
+        except SignalEndError as stop:
+            ended = stop.reason
         except KeyboardInterrupt:
             ended = "interrupted"
         if not ended:
             ended = self._outcome()
         transcript = self.transcript(ended)
-        self.view.summary(transcript)
+        # a closed terminal (SIGHUP) cannot show the summary; the transcript and memory are still saved
+        with contextlib.suppress(OSError):
+            self.view.summary(transcript)
         return ChatResult(
             transcript=transcript,
             ended=ended,
@@ -194,6 +213,7 @@ class ChatSession:
                 return
             action, question, explanations = self._next()
             self.view.question(question, explanations)
+            self.pending = (question, explanations)
             try:
                 reply = self._ask(prompt_for(question, self.env, self.view.noun(singular=True)))
             except UndoRequestedError:
@@ -203,6 +223,7 @@ class ChatSession:
                     self.view.undone(undone.said)
                 else:  # nothing said yet, as before the opening: nothing to record or remember
                     self.turns, self.info, self.total_reward, self.kinds = [], None, 0.0, []
+                    self.pending = None
                     self.view.undone_opening()
                 continue
             answers.append(reply)
@@ -223,6 +244,7 @@ class ChatSession:
             started = time.perf_counter()
             action, question, explanations = self._next()
             self.view.question(question, explanations)
+            self.pending = (question, explanations)
             before = self.env.state.n_candidates
             info = self._step(action, question, explanations, None)
             self.view.simulated_reply(question, info)
@@ -233,6 +255,7 @@ class ChatSession:
     def _reset(self) -> None:
         """Start the conversation afresh from its seed; the user's opening is turn 1."""
         self.turns, self.info, self.total_reward, self.kinds = [], None, 0.0, []
+        self.pending = None
         _, info = self.env.reset(seed=self.seed, options={"goal_index": self.goal_index})
         self.policy.reset(np.random.default_rng(self.seed))
         self.turns.append(opening_turn(self.catalog, int(info["answer"][0]), int(info["n_candidates"])))
@@ -280,22 +303,43 @@ class ChatSession:
             label = self.explainer.persona_label(self.env.state.facts(), persona)
         said = simulated_said(question, info) if said is None else said
         self.turns.append(agent_turn(self.catalog, question, info, reward, explanations, said, label))
+        self.pending = None
         return info
+
+    def _pending_turn(self) -> dict[str, Any] | None:
+        """The record of the question (or slate) shown and not answered, or None."""
+        if self.pending is None:
+            return None
+        question, explanations = self.pending
+        state = self.env.state
+        persona = question.parsed.persona
+        label = None
+        if not question.is_recommend and persona is not None and self.explainer.has_personas:
+            label = self.explainer.persona_label(state.facts(), persona)
+        return pending_turn(self.catalog, question, explanations, state.turn + 1, state.n_candidates, label)
 
     # --------------------------------------------------------------------------------- reading
     def _ask_opening(self) -> PersonAnswer:
         """The person's opening: one thing they like (suggestions from their history and popular
-        aspects)."""
-        profile = self.explainer.profile(self.user).tolist()
-        popular = np.argsort(-np.diff(self.catalog.aspect_items.indptr), kind="stable")
-        ideas = list(
-            dict.fromkeys(profile[: SUGGESTIONS // 2] + [int(a) for a in popular[: SUGGESTIONS * 2]])
-        )
+        aspects; in the enumerated setting only aspects it can open with)."""
+        openable = self._openable()
+        profile = [a for a in self.explainer.profile(self.user).tolist() if openable[a]]
+        order = np.argsort(-np.diff(self.catalog.aspect_items.indptr), kind="stable")
+        popular = [int(a) for a in order if openable[a]]
+        ideas = list(dict.fromkeys(profile[: SUGGESTIONS // 2] + popular[: SUGGESTIONS * 2]))
         ideas = ideas[:SUGGESTIONS]
         self.view.ask_opening(ideas)
-        return self._ask(
-            OpeningPrompt(self.catalog, ideas, self.explainer.aspect_frequency, self.view.noun())
-        )
+        frequency = self.explainer.aspect_frequency
+        return self._ask(OpeningPrompt(self.catalog, ideas, frequency, self.view.noun(), openable))
+
+    def _openable(self) -> np.ndarray:
+        """Which aspects the person may open with, boolean, shape (n_aspects,): all, except in the
+        enumerated setting, whose opening names the aspect's category: there only aspects some
+        category lists (Yelp* lists 73 of its aspects under none)."""
+        taxonomy = self.catalog.taxonomy
+        if not self.env.enumerated or taxonomy is None:
+            return np.ones(self.catalog.n_aspects, dtype=np.bool_)
+        return taxonomy.parent_of >= 0
 
     def _ask(self, prompt: Prompt) -> PersonAnswer:
         """Read lines until one answers `prompt`, showing hints, help and lists in between.
@@ -311,6 +355,9 @@ class ChatSession:
                 if not prompt.undo_hint:
                     raise
                 self.view.hint(prompt.undo_hint)
+                continue
+            if "\N{REPLACEMENT CHARACTER}" in text:  # bytes the input's encoding could not decode
+                self.view.hint(NOT_TEXT)
                 continue
             reply = prompt.parse(text)
             if isinstance(reply, Take):
@@ -351,7 +398,13 @@ class ChatSession:
             "goal_index": self.goal_index,
             "turns": self.turns,
             "outcome": outcome_record(
-                self.env, self.info, self.total_reward, self.kinds, ended, watched=self.human is None
+                self.env,
+                self.info,
+                self.total_reward,
+                self.kinds,
+                ended,
+                watched=self.human is None,
+                pending=self._pending_turn(),
             ),
         }
 
@@ -425,6 +478,10 @@ def run_chat(
             person has opened, the conversation's evidence moves it, the file is saved (after the
             transcript) and the change is shown, whatever the ending (accepted, quit, Ctrl-C).
 
+    Run in the main thread, SIGHUP (the terminal closed) and SIGTERM end the dialogue as Ctrl-C does
+    (`crs.chat.signals`), and once it has ended (a second Ctrl-C) signals are ignored until the
+    memory and the transcript are written.
+
     Raises:
         ChatError: The user or goal cannot be chosen, or the transcript cannot be written.
         OutputExistsError: `transcript` exists and `overwrite` is False.
@@ -434,19 +491,41 @@ def run_chat(
         check_transcript_path(transcript, overwrite=overwrite)
     if goal_index is None:
         goal_index = choose_goal(env, seed, user_id)
-    session = ChatSession(
-        env if simulate else human_env(env),
-        policy,
-        goal_index=goal_index,
-        seed=episode_seed(seed, goal_index),
-        console=console,
-        read=read,
-        ranker=getattr(policy, "ranker", None) if ranker is None else ranker,
-        meta={**(meta or {}), "chat_seed": seed},
-        personal_commands=personal_commands,
-        memory=memory,
-    )
-    result = session.run()
+    with EndSignals() as signals:  # SIGHUP and SIGTERM end the dialogue as Ctrl-C does
+        session = ChatSession(
+            env if simulate else human_env(env),
+            policy,
+            goal_index=goal_index,
+            seed=episode_seed(seed, goal_index),
+            console=console,
+            read=read,
+            ranker=getattr(policy, "ranker", None) if ranker is None else ranker,
+            meta={**(meta or {}), "chat_seed": seed},
+            personal_commands=personal_commands,
+            memory=memory,
+            signals=signals,
+        )
+        result = session.run()
+        _save(session, result, console, transcript=transcript, overwrite=overwrite, watched=simulate)
+    return result
+
+
+def _save(
+    session: ChatSession,
+    result: ChatResult,
+    console: Console,
+    *,
+    transcript: Path | None,
+    overwrite: bool,
+    watched: bool,
+) -> None:
+    """Update and save the memory (``result.memory``), write the transcript, then say what was done.
+
+    Raises:
+        ChatError: The transcript cannot be written.
+        MemoryFileError: The memory file cannot be written (raised once the transcript is written).
+    """
+    memory = session.memory
     unsaved: MemoryFileError | None = None
     if memory is not None and result.transcript["turns"]:  # the person said at least their opening
         result.memory = memory.update(session.env.state, result.ended)
@@ -457,19 +536,24 @@ def run_chat(
         result.transcript["memory"] = result.memory.to_json()
     if transcript is not None:
         target = transcript
-        if not overwrite and target.exists():  # created by someone else while the chat went on
+        # created by someone else while the chat went on (with `overwrite`: not a regular file, which the
+        # atomic write would replace)
+        moved = target.exists() and not (overwrite and target.is_file())
+        if moved:
             target = free_path(transcript)
-            console.print(
-                f"[yellow]warning:[/] {escape(str(transcript))} appeared during the chat; it is kept and "
-                f"this transcript goes to {escape(str(target))}"
-            )
         write_transcript(target, result.transcript)
-        console.print(f"[dim]transcript written to {escape(str(target))}[/]")
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP); the file is written
+            if moved:
+                console.print(
+                    f"[yellow]warning:[/] {escape(str(transcript))} appeared during the chat; it is kept "
+                    f"and this transcript goes to {escape(str(target))}"
+                )
+            console.print(f"[dim]transcript written to {escape(str(target))}[/]")
     if unsaved is not None:
         raise unsaved
     if memory is not None:
-        if result.memory is None:
-            session.view.nothing_remembered(memory)
-        else:
-            session.view.belief_change(result.memory, watched=simulate)
-    return result
+        with contextlib.suppress(OSError):
+            if result.memory is None:
+                session.view.nothing_remembered(memory)
+            else:
+                session.view.belief_change(result.memory, watched=watched)

@@ -4,9 +4,11 @@ A transcript has ``meta`` (dataset, policy, ranker, seed: the conversation's own
 ``crs chat --seed`` that chose it, mode, setting), ``user``, ``goal_index``,
 ``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``, ``explanation``,
 and after the opening ``reward``) and ``outcome`` (``ended``, ``success``, ``accepted_item``, ``rank``,
-``agent_actions``, ``total_reward``, ``metrics`` of the finished conversation, and in watch mode
-``targets``); with ``--memory``, ``memory`` (``file``, ``user``, ``conversations`` remembered,
-the persona prior ``before`` and ``after`` the chat; `crs.chat.memory.MemoryChange.to_json`).
+``agent_actions``, ``total_reward``, ``metrics`` of the finished conversation, ``pending``: the
+question or slate shown but not answered when the conversation ended (``turn``, ``kind``, ``action``,
+``candidates_left``, ``explanation``; None when there was none), and in watch mode ``targets``);
+with ``--memory``, ``memory`` (``file``, ``user``, ``conversations`` remembered, the persona prior
+``before`` and ``after`` the chat; `crs.chat.memory.MemoryChange.to_json`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,34 @@ def opening_turn(catalog: Catalog, opening: int, n_candidates: int) -> dict[str,
         "answer": {"said": "open", "accepted": [opening], "accepted_names": [catalog.aspect_names[opening]]},
         "candidates_left": n_candidates,
         "explanation": None,
+    }
+
+
+def pending_turn(
+    catalog: Catalog,
+    question: Question,
+    explanations: list[Explanation],
+    turn: int,
+    n_candidates: int,
+    persona_label: str | None,
+) -> dict[str, Any]:
+    """The record of a recommender turn shown but not answered (the person left, or the input ended):
+    an `agent_turn` without its answer and reward.
+
+    Args:
+        catalog: The catalogue (names).
+        question: What the recommender asked.
+        explanations: The slate's explanations (a recommendation), else empty.
+        turn: The turn's number.
+        n_candidates: Candidates when it was asked.
+        persona_label: Label of the probed persona, for a probe of a persona; else None.
+    """
+    return {
+        "turn": turn,
+        "kind": question.kind,
+        "action": _action(catalog, question, persona_label),
+        "candidates_left": n_candidates,
+        "explanation": [e.to_json(catalog) for e in explanations] if question.is_recommend else None,
     }
 
 
@@ -146,6 +176,7 @@ def outcome_record(
     ended: str,
     *,
     watched: bool,
+    pending: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The transcript's ``outcome``.
 
@@ -156,6 +187,7 @@ def outcome_record(
         kinds: The env's kind of each agent turn.
         ended: How the conversation ended ("accepted", "quit", ...).
         watched: Watch mode: the simulated user's hidden target (and active persona) are revealed.
+        pending: The turn shown but not answered when the conversation ended (`pending_turn`), or None.
     """
     catalog = env.catalog
     record = episode_record(env, info, total_reward, kinds)
@@ -170,6 +202,7 @@ def outcome_record(
         "agent_actions": int(info.get("agent_actions", 0)),
         "total_reward": round(total_reward, 6),
         "metrics": None,
+        "pending": pending,
     }
     if record is not None:
         metrics = per_episode_metrics([record], env.max_turns)
@@ -187,13 +220,19 @@ def outcome_record(
 # ------------------------------------------------------------------------------------ the file
 def check_transcript_path(path: Path, *, overwrite: bool = False) -> None:
     """Refuse a transcript path before the chat starts rather than after it: an existing file
-    (unless `overwrite`), a folder, or a path below a file.
+    (unless `overwrite`), a folder, something else that is not a regular file (a FIFO, a device such
+    as /dev/null: the atomic write would replace it, even with `overwrite`), or a path below a file.
 
     Raises:
-        OutputExistsError: `path` exists and `overwrite` is False.
+        OutputExistsError: `path` is an existing file and `overwrite` is False.
         CRSError: `path` is a folder.
-        ChatError: A parent of `path` is a file.
+        ChatError: `path` exists and is neither a file nor a folder, or a parent of `path` is a file.
     """
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ChatError(
+            f"--transcript {path} is not a regular file (a FIFO, a device or a socket), and writing the "
+            "transcript would replace it; give the path of a file"
+        )
     claim_new_file(path, "transcript", overwrite=overwrite)
     parent = path.parent
     while not parent.exists():  # the filesystem root always exists

@@ -208,8 +208,9 @@ class ChatView:
             self.console.print(self._slate_table(question.parsed.items, explanations))
         elif question.is_binary:
             aspect = question.options[0]
+            having = candidates_after(self.env, [aspect])
             share = (
-                f"{candidates_after(self.env, [aspect])} of the {self.count(state.n_candidates)} left have it"
+                f"{having} of the {self.count(state.n_candidates)} left {'has' if having == 1 else 'have'} it"
             )
             self.console.print(
                 f"{RECOMMENDER} Do you want [bold]{escape(self.aspect(aspect))}[/]? [dim]({share})[/]"
@@ -389,7 +390,9 @@ class ChatView:
 
     # ------------------------------------------------------------------------------- replies
     def hint(self, text: str) -> None:
-        self.console.print(f"[yellow]{text}[/]", highlight=False)
+        """Say why a line was not taken (`text`: markup, whose typed words are escaped; no emoji codes,
+        so a typed ':smile:' reads as typed)."""
+        self.console.print(f"[yellow]{text}[/]", highlight=False, emoji=False)
 
     def note(self, text: str) -> None:
         self.console.print(f"[dim]{text}[/]")
@@ -437,7 +440,14 @@ class ChatView:
             line = "The user ran out of patience and left."
         else:
             turns = max(len(transcript["turns"]) - 1, 0)
-            line = f"Conversation ended ({ended}) after {_turns(turns)}."
+            pending = outcome.get("pending")
+            if pending is None:
+                line = f"Conversation ended ({ended}) after {_turns(turns)}."
+            else:  # a question or slate was shown: it counts, unanswered
+                what = "a slate" if pending["kind"] == "recommend" else "a question"
+                line = (
+                    f"Conversation ended ({ended}) after {_turns(turns + 1)}, the last ({what}) unanswered."
+                )
         lines = [line]
         if "targets" in outcome:
             names = ", ".join(escape(n) for n in outcome["target_names"])

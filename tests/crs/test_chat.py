@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import pty
+import re
 import select
 import shlex
+import signal
+import stat
 import subprocess
 import sys
 import time
@@ -17,11 +21,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from rich.console import Console
 from typer.testing import CliRunner
 
 from crs.chat import ChatError, HumanUser, PersonAnswer, human_env, run_chat
-from crs.chat.question import rejection_effect
+from crs.chat.question import candidates_after, rejection_effect
+from crs.chat.view import ChatView
 from crs.chat_cmd import personal_commands
 from crs.cli import app
 from crs.explain import LABEL_ASPECTS, LABEL_POOL, Explainer
@@ -34,7 +40,7 @@ from envs.rollout import evaluate
 from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
-from simulators.catalog import Catalog
+from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
 from simulators.mcmipl import load_release
 from simulators.persona_world import make_persona_world
@@ -165,6 +171,18 @@ def test_bad_input_reprompts_with_a_hint(tmp_path: Path) -> None:
     assert transcript["outcome"]["rank"] == 2
 
 
+def test_typed_markup_is_shown_as_typed_not_rendered(tmp_path: Path) -> None:
+    """Square brackets, rich's escaping backslash and emoji codes a person types are repeated as typed
+    (a typed "zzz[/]" used to crash the chat, and "[bold]..." to be rendered)."""
+    typed = ["zzz[/]", "[bold]zz[/bold]", "[link=https://evil.example]zzz[/link]", "a\\", ":smile:"]
+    result, transcript = chat(tmp_path, [*typed, "jazz", "quit"], "--policy", "ask-2")
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    for text in typed:
+        assert f"I know nothing called {text!r}; try another word" in out
+    assert transcript["turns"][0]["answer"]["accepted_names"] == ["jazz"]
+
+
 def test_a_watched_chat_s_transcript_names_the_seed_that_replays_it(tmp_path: Path) -> None:
     _, first = chat(tmp_path, [], "--simulate", "--seed", "3", "--policy", "ask-2")
     assert first["meta"]["chat_seed"] == 3
@@ -181,6 +199,19 @@ def test_digits_int_cannot_read_get_a_hint_not_a_traceback(tmp_path: Path) -> No
     assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes", "no", "accept"]
 
 
+def test_bytes_that_are_not_utf8_get_a_hint_not_a_traceback(tmp_path: Path) -> None:
+    """Standard input decoded strictly as UTF-8 (CliRunner's, or ``PYTHONIOENCODING=utf-8``): a line
+    holding other bytes is hinted at, and the chat goes on and writes its transcript."""
+    path = tmp_path / "chat.json"
+    typed = b"ja\xffzz\njazz\ny\xe9\ny\nquit\n"
+    result = runner.invoke(app, ["chat", "--policy", "ask-2", "--transcript", str(path)], input=typed)
+    assert result.exit_code == 0, result.output
+    assert flat(result.output).count("That line held bytes that are not text") == 2
+    transcript = json.loads(path.read_text())
+    assert [t["answer"]["said"] for t in transcript["turns"]] == ["open", "yes"]
+    assert transcript["turns"][0]["answer"]["accepted_names"] == ["jazz"]
+
+
 def test_opening_by_number_and_by_close_spelling(tmp_path: Path, world: Catalog) -> None:
     _, by_number = chat(tmp_path, ["1", "quit"], "--policy", "ask-2")
     suggested = by_number["turns"][0]["answer"]["accepted"][0]
@@ -189,6 +220,57 @@ def test_opening_by_number_and_by_close_spelling(tmp_path: Path, world: Catalog)
     # the first suggestion is the user's most characteristic aspect (their history profile)
     user = by_number["user"]
     assert suggested == int(Explainer(world, None, None).profile(user)[0])
+
+
+def test_aspects_of_one_name_are_one_choice(tmp_path: Path, world: Catalog) -> None:
+    """Two aspects with one name (LastFM* has three tags "80s") are not listed twice: the name opens
+    with the more common one."""
+    names = list(world.aspect_names)
+    jazz, folk = names.index("jazz"), names.index("folk")
+    names[folk] = "jazz"
+    catalog = dataclasses.replace(world, aspect_names=tuple(names))
+    frequency = np.diff(catalog.aspect_items.indptr)
+    assert frequency[jazz] != frequency[folk]
+    console = quiet()
+    env = make_env(catalog=catalog, split="test")
+    policy = make_rule_policy("ask-2", build_ranker("popularity", catalog))
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz", "quit"]))
+    assert "Did you mean" not in console.file.getvalue()  # type: ignore[attr-defined]
+    more_common = jazz if frequency[jazz] > frequency[folk] else folk
+    assert result.transcript["turns"][0]["answer"]["accepted"] == [more_common]
+
+
+class RareAskingPolicy:
+    """Asks about the aspect fewest candidates have (the person says yes, so they narrow) until one
+    only one candidate has was asked, then recommends."""
+
+    def __init__(self, ranker: Any) -> None:
+        self.ranker = ranker
+        self.rule = make_rule_policy("always-recommend", ranker)
+        self.done = False
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rule.reset(rng)
+        self.done = False
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        counts = {int(a): candidates_after(env, [a]) for a in env.state.reachable_aspects()}
+        counts = {a: n for a, n in counts.items() if 0 < n < env.state.n_candidates}
+        if self.done or not counts:
+            return self.rule.act(env)
+        rarest = min(counts, key=lambda a: counts[a])
+        self.done = counts[rarest] == 1
+        return ask([rarest])
+
+
+def test_one_item_having_an_aspect_is_said_in_the_singular(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    console = quiet()
+    policy = RareAskingPolicy(build_ranker("popularity", world))
+    run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz"] + ["y"] * 8 + ["quit"]))
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert re.search(r"\(1 of the \d+ items left has it\)", text), text[-3000:]
+    assert not re.search(r"\b1 of the \d+ items? left have it", text)
 
 
 def test_help_is_shown_and_changes_nothing(tmp_path: Path) -> None:
@@ -219,8 +301,33 @@ def test_end_of_input_ends_with_a_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert transcript["outcome"]["ended"] == "end of input"
     assert transcript["outcome"]["metrics"] is None  # the conversation did not finish
-    assert "Conversation ended (end of input) after 1 recommender turn." in result.output
+    # the second question was asked when the input ended: it counts, unanswered
+    said = "Conversation ended (end of input) after 2 recommender turns, the last (a question) unanswered."
+    assert said in flat(result.output)
     assert "summary" in result.output
+    pending = transcript["outcome"]["pending"]
+    assert pending["turn"] == 3 and pending["kind"] == "ask" and "answer" not in pending
+    assert pending["action"]["aspect_names"][0] in flat(result.output)
+    assert pending["candidates_left"] == transcript["turns"][-1]["candidates_left"]
+
+
+def test_a_slate_shown_but_not_answered_is_in_the_transcript(tmp_path: Path) -> None:
+    """Quitting at a slate records it (and its explanations) as the outcome's pending turn; the summary
+    counts it (it used to say "after 0 recommender turns" with no trace of the slate)."""
+    result, transcript = chat(tmp_path, ["1", "quit"], "--policy", "always-recommend")
+    assert [t["kind"] for t in transcript["turns"]] == ["open"]
+    pending = transcript["outcome"]["pending"]
+    assert pending["turn"] == 2 and pending["kind"] == "recommend"
+    assert len(pending["action"]["items"]) == len(pending["explanation"]) == 10
+    assert pending["action"]["item_names"][0] in result.output
+    out = flat(result.output)
+    assert "Conversation ended (quit) after 1 recommender turn, the last (a slate) unanswered." in out
+    # an answered slate leaves nothing pending
+    _, answered = chat(tmp_path, ["1", "n", "quit"], "--policy", "always-recommend")
+    assert answered["turns"][1]["action"] == pending["action"]
+    assert answered["outcome"]["pending"]["turn"] == 3
+    _, accepted = chat(tmp_path, ["1", "1"], "--policy", "always-recommend")
+    assert accepted["outcome"]["ended"] == "accepted" and accepted["outcome"]["pending"] is None
 
 
 def test_quit_at_the_opening_writes_an_empty_transcript(tmp_path: Path) -> None:
@@ -243,6 +350,18 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["chat", "--policy", "lookahead-2"], input="jazz\n")
     assert result.exit_code == 2 and "needs the binary setting" in " ".join(result.output.split())
     assert "you>" not in result.output
+
+
+def test_a_transcript_path_that_is_no_regular_file_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    """A FIFO (or a device) at --transcript would be replaced by the atomic write: refused before the
+    chat, and left as it is."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["chat", "--transcript", str(fifo), "--overwrite"], input="jazz\nquit\n")
+    assert result.exit_code == 2, result.output
+    assert f"--transcript {fifo} is not a regular file" in flat(result.output)
+    assert "you>" not in result.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_user_id_picks_the_user(tmp_path: Path) -> None:
@@ -382,6 +501,58 @@ def test_enumerated_questions_on_yelp_star(tmp_path: Path, real_data_dir: Path) 
     assert f"About {ask['action']['category_name']}: which of these fits you today?" in result.output
     assert transcript["turns"][2]["answer"]["accepted"] == []
     assert transcript["meta"]["setting"] == "enumerated"
+
+
+def world_with_categories(world: Catalog, unlisted: str) -> Catalog:
+    """`world` with a taxonomy of 4 categories that lists every aspect but `unlisted` (as Yelp* lists 73
+    of its aspects under no category)."""
+    parent = np.arange(world.n_aspects) % 4
+    parent[world.aspect_names.index(unlisted)] = -1
+    listed = np.flatnonzero(parent >= 0)
+    ones = np.ones(listed.size, dtype=np.bool_)
+    members = sp.csr_matrix((ones, (parent[listed], listed)), shape=(4, world.n_aspects))
+    return dataclasses.replace(world, taxonomy=Taxonomy(parent, ("a", "b", "c", "d"), members))
+
+
+def test_enumerated_opening_refuses_an_aspect_of_no_category_with_a_hint(
+    world: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enumerated opening names a category: an aspect of none is never suggested, and typed it gets
+    a hint and a new prompt (a suggestion of none used to end the chat with an error)."""
+    suggested: list[list[int]] = []
+    monkeypatch.setattr(ChatView, "ask_opening", lambda self, ideas: suggested.append(list(ideas)))
+    policy = make_rule_policy("ask-2", build_ranker("popularity", world))
+    run_chat(make_env(catalog=world, split="test"), policy, seed=0, console=quiet(), read=lines_reader([]))
+    first = suggested.pop()[0]  # the first suggestion without a taxonomy
+    name = world.aspect_names[first]
+    catalog = world_with_categories(world, name)
+    env = make_env(catalog=catalog, split="test", setting="enumerated")
+    console = quiet()
+    policy = make_rule_policy("ask-2", build_ranker("popularity", catalog))
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader([name, "1", "none", "quit"]))
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert f"{name!r} is in no category, and this chat (the enumerated setting) opens" in text
+    (ideas,) = suggested
+    assert len(ideas) == 10 and first not in ideas
+    assert result.transcript["turns"][0]["answer"]["accepted"] == [ideas[0]]
+    assert result.transcript["turns"][1]["action"]["category_name"] in ("a", "b", "c", "d")
+
+
+@pytest.mark.real_data
+def test_enumerated_yelp_star_opens_with_any_suggestion(real_data_dir: Path) -> None:
+    env = make_env("yelp_star", data_dir=real_data_dir, split="test", setting="enumerated")
+    taxonomy = env.catalog.taxonomy
+    assert taxonomy is not None
+    policy = make_rule_policy("ask-2", build_ranker("popularity", env.catalog))
+    for number in range(1, 11):
+        result = run_chat(env, policy, seed=0, console=quiet(), read=lines_reader([str(number), "quit"]))
+        (opening,) = result.transcript["turns"][0]["answer"]["accepted"]
+        assert taxonomy.parent_of[opening] >= 0
+    console = quiet()
+    lines = ["Restaurants", "Fast Food", "quit"]
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(lines))
+    assert "'Restaurants' is in no category" in flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert result.transcript["turns"][0]["answer"]["accepted_names"] == ["Fast Food"]
 
 
 @pytest.mark.real_data
@@ -594,6 +765,97 @@ def test_ctrl_c_ends_with_the_summary_and_exit_status_130(tmp_path: Path, monkey
     assert result.exit_code == 130, result.output
     assert "Conversation ended (interrupted) after 0 recommender turns." in " ".join(result.output.split())
     assert json.loads((tmp_path / "t.json").read_text())["outcome"]["ended"] == "interrupted"
+
+
+def signalled_chat(tmp_path: Path, signals: list[signal.Signals]) -> tuple[int, str, dict[str, Any]]:
+    """Run ``python -m crs.cli chat`` reading from a pipe that stays open; once it prompts for the first
+    answer, send it `signals` one after the other; return its exit status, its output and its
+    transcript."""
+    path = tmp_path / "chat.json"
+    command = [sys.executable, "-m", "crs.cli", "chat", "--policy", "ask-2", "--transcript", str(path)]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert process.stdin is not None and process.stdout is not None
+    output = b""
+    try:
+        process.stdin.write(b"jazz\n")
+        process.stdin.flush()
+        deadline = time.monotonic() + 60
+        while output.count(b"you>") < 2:  # the opening, then the first question's prompt
+            assert time.monotonic() < deadline, output.decode(errors="replace")[-2000:]
+            ready, _, _ = select.select([process.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 65536)
+                assert chunk, output.decode(errors="replace")[-2000:]  # it ended before asking
+                output += chunk
+        for signum in signals:
+            process.send_signal(signum)
+        rest, _ = process.communicate(timeout=60)
+        output += rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert path.exists(), output.decode(errors="replace")[-2000:]
+    return process.returncode, output.decode(errors="replace"), json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("signals", "status", "ended"),
+    [
+        ([signal.SIGTERM], 143, "terminated"),
+        ([signal.SIGHUP], 129, "hung up"),
+        ([signal.SIGINT, signal.SIGINT], 130, "interrupted"),
+    ],
+)
+def test_a_signal_ends_the_chat_and_keeps_its_transcript(
+    tmp_path: Path, signals: list[signal.Signals], status: int, ended: str
+) -> None:
+    """SIGTERM and SIGHUP (the terminal closed) end the chat as Ctrl-C does: summary, transcript, exit
+    status 128 + the signal (they used to kill it with nothing saved); Ctrl-C twice saves too."""
+    code, output, transcript = signalled_chat(tmp_path, signals)
+    assert code == status, output[-2000:]
+    assert transcript["outcome"]["ended"] == ended
+    assert transcript["turns"][0]["answer"]["accepted_names"] == ["jazz"]
+    assert transcript["outcome"]["pending"]["kind"] == "ask"  # the question it was waiting on
+    assert f"Conversation ended ({ended}) after 1 recommender turn" in flat(output)
+    assert "Traceback" not in output
+
+
+def test_ctrl_c_while_saving_waits_for_the_transcript(
+    tmp_path: Path, world: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second Ctrl-C while the transcript is written (the first ended the dialogue) is ignored until
+    it is written, instead of losing it."""
+    import crs.chat.session
+
+    write = crs.chat.session.write_transcript
+
+    def pressed_during(path: Path, transcript: dict[str, Any]) -> None:
+        signal.raise_signal(signal.SIGINT)  # a real SIGINT, handled as the chat's handler says
+        write(path, transcript)
+
+    def interrupted(prompt: str) -> str:
+        if prompt == "[bold]you>[/] ":
+            return "jazz"
+        raise KeyboardInterrupt  # Ctrl-C at the first question
+
+    monkeypatch.setattr(crs.chat.session, "write_transcript", pressed_during)
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("ask-2", build_ranker("popularity", world))
+    path = tmp_path / "chat.json"
+    try:
+        result = run_chat(env, policy, seed=0, console=quiet(), read=interrupted, transcript=path)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C interrupted the save")
+    assert result.ended == "interrupted"
+    assert json.loads(path.read_text())["outcome"]["ended"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after the chat
 
 
 @pytest.mark.real_data
