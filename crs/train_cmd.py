@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 import yaml
 
+from crs.app.run_folder import RunPhase
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
 from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, run_training
-from crs.common import DATA_DIR_HELP, DATASET_HELP, SettingOption, friendly_errors, read_settings_file
+from crs.common import (
+    DATA_DIR_HELP,
+    DATASET_HELP,
+    SettingOption,
+    console,
+    friendly_errors,
+    read_settings_file,
+)
 from simulators.errors import CRSError
 
 # what `--resume` applies to a run; it keeps every other setting the run recorded
@@ -178,6 +187,8 @@ def train_command(
         return
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
+        if not print_config:  # --print-config's output is a config file
+            note_resumed_changes(data.get("phases"), config)
         data = recorded_settings(data["settings"])
     overrides = {
         "dataset": dataset,
@@ -215,6 +226,23 @@ def train_command(
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return
     run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
+
+
+def note_resumed_changes(phases: Any, config: Path | None) -> None:
+    """Say that a replayed run's config.yaml holds its last session's settings when a resume changed
+    some (`crs.app.run_folder.RunPhase`): the replay trains straight through with them, another policy.
+    Phases that cannot be read are left to `crs.app.run_folder.RunRecord.read` to name."""
+    try:
+        changed = [RunPhase.from_dict(phase) for phase in phases or ()]
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        return
+    resumed = [phase.describe() for phase in changed if phase.changed]
+    if resumed:
+        console.print(
+            f"[yellow]note:[/] {config} is of a run resumed with changed settings ({'; '.join(resumed)}); "
+            "this replay trains straight through with its last session's settings, so it does not "
+            "reproduce that run"
+        )
 
 
 def refuse_options_resume_ignores(ctx: typer.Context) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -28,11 +29,13 @@ import yaml
 
 from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from envs.metrics import EpisodeRecord, MetricSummary
+from envs.registry import resolve_user_and_setting
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
 from policies.pretrain.config import read_artifact_config
 from policies.rankers import PRETRAIN_DIR, RankerSpec
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
 from simulators.errors import CRSError
+from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 
 RUN_CONFIG = "config.yaml"
 CURVE_CSV = "eval.csv"
@@ -68,20 +71,88 @@ def eval_fix(folder: Path) -> str:
 
 
 @dataclass(frozen=True)
+class RunPhase:
+    """One training session of a run: from the step it started at (0, or the checkpoint a resume
+    continued) towards its step budget, with the settings it changed.
+
+    Attributes:
+        start: Steps the session started from.
+        steps: Its step budget (``settings.steps``).
+        changed: Setting (dotted, e.g. ``ppo.learning_rate``) -> [value before, value in this
+            session], for what a resume changed besides ``steps``; empty for the first session.
+    """
+
+    start: int
+    steps: int
+    changed: dict[str, list[Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "steps": self.steps, "changed": self.changed}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunPhase:
+        """A phase from its ``config.yaml`` mapping.
+
+        Raises:
+            TypeError, ValueError, KeyError: Not a phase mapping.
+        """
+        changed = data.get("changed") or {}
+        if not isinstance(changed, dict):
+            raise TypeError(f"'changed' must be a mapping, found {changed!r}")
+        return cls(int(data["start"]), int(data["steps"]), {str(k): [v[0], v[1]] for k, v in changed.items()})
+
+    def describe(self) -> str:
+        """The phase in words, e.g. "steps 128 to 256 with ppo.learning_rate 0.0003 (was 0.001)"."""
+        changes = ", ".join(f"{key} {new!r} (was {old!r})" for key, (old, new) in self.changed.items())
+        return f"steps {self.start:,} to {self.steps:,}" + (f" with {changes}" if changes else "")
+
+
+def changed_settings(before: TrainSettings, after: TrainSettings) -> dict[str, list[Any]]:
+    """The settings (dotted names) `after` gives another value than `before`, ``steps`` aside, as
+    name -> [before, after]."""
+
+    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    old, new = flat(before.model_dump()), flat(after.model_dump())
+    return {
+        key: [old.get(key), new.get(key)]
+        for key in sorted(set(old) | set(new))
+        if key != "steps" and old.get(key) != new.get(key)
+    }
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """``config.yaml`` of a run: the resolved settings and where they ran.
 
     Attributes:
-        settings: The run's settings (machine-dependent defaults resolved).
+        settings: The run's settings (machine-dependent defaults resolved); a resumed run's are
+            those of its last session.
         name: Run name.
         versions: Package versions and machine facts (`crs.app.training.system_info`).
         written: When the file was written (ISO 8601, UTC).
+        phases: The run's training sessions in order (`RunPhase`); empty in runs written before
+            they were recorded. ``crs train --config`` reads only ``settings``.
     """
 
     settings: TrainSettings
     name: str
     versions: dict[str, Any]
     written: str
+    phases: tuple[RunPhase, ...] = ()
+
+    @property
+    def resumed_with_changes(self) -> bool:
+        """Whether a resume changed a setting besides ``steps`` (replaying the settings then trains
+        another policy)."""
+        return any(phase.changed for phase in self.phases)
 
     def write(self, run_dir: Path) -> None:
         data = {
@@ -90,6 +161,7 @@ class RunRecord:
             "seed": self.settings.seed,
             "versions": self.versions,
             "written": self.written,
+            "phases": [phase.to_dict() for phase in self.phases],
         }
         write_yaml_atomic(run_dir / RUN_CONFIG, data)
 
@@ -113,11 +185,19 @@ class RunRecord:
         if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
             raise CRSError(f"{path} holds no 'settings' mapping; {again}")
         versions = data.get("versions")
+        try:
+            phases = tuple(RunPhase.from_dict(phase) for phase in data.get("phases") or ())
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+            raise CRSError(
+                f"{path}: bad 'phases' entry ({error}); each phase is a mapping with start, steps and "
+                "changed (setting -> [before, after]); restore it, or delete the key to keep the settings"
+            ) from None
         return cls(
             settings=make_settings(recorded_settings(data["settings"])),
             name=str(data.get("name") or run_dir.name),
             versions=versions if isinstance(versions, dict) else {},
             written=str(data.get("written") or ""),
+            phases=phases,
         )
 
 
@@ -160,15 +240,23 @@ class CurveFile:
         """Drop the rows newer than the checkpoint and return (best score to beat, last evaluated step).
 
         The score to beat is the one measured for the model in best_model.zip (the row of its step),
-        so a resumed run never replaces it with a worse one; (-1, -1) when there is none.
+        so a resumed run never replaces it with a worse one. Without best_model.zip it is (-1, -1):
+        nothing was saved, so the next evaluation saves one. When the best model's row is missing (a
+        kill between saving it and writing its row), it is the best-flagged rows' up to its step, a
+        lower bound. A row flagged best that is newer than best_model.zip (written by a version that
+        wrote the row first, then killed before the model) is not trusted: its flag is cleared, as
+        its model was never saved.
         """
         rows = self.rows()
         kept = [row for row in rows if row["timesteps"] <= checkpoint_steps]
-        best_rows = [row for row in rows if row["timesteps"] == best_model_steps] or [
-            row for row in kept if row["best"]
-        ]
+        saved = -1.0 if best_model_steps is None else float(best_model_steps)
+        untrusted = [row for row in kept if row["best"] and row["timesteps"] > saved]
+        for row in untrusted:
+            row["best"] = False
+        own = [row for row in rows if row["timesteps"] == saved]
+        best_rows = own or [row for row in kept if row["best"]]  # now all at or before the best model
         best = max(((row["SR@15"], row["hDCG"]) for row in best_rows), default=(-1.0, -1.0))
-        if len(kept) < len(rows):
+        if len(kept) < len(rows) or untrusted:
             self._write(kept)
         return best, int(kept[-1]["timesteps"]) if kept else -1
 
@@ -618,6 +706,69 @@ def _ranker_shape(run_dir: Path, entry: str) -> str:
     return f", pre-trained {whose}: K = {model['personas']} personas per user, {aspects}"
 
 
+def eval_blocker(settings: TrainSettings) -> str | None:
+    """Why `crs eval` cannot evaluate a run of these settings on its test's conversations again (its
+    options do not reach them), or None when `eval_command` does."""
+    if settings.dataset_spec().is_world and settings.world.model_dump(exclude_none=True):
+        sizes = ", ".join(f"{k} {v}" for k, v in settings.world.model_dump(exclude_none=True).items())
+        return (
+            f"it was trained on a persona world of custom sizes ({sizes}), which `crs eval` cannot "
+            "build (it has no options for them); its test's records are in "
+            f"`{TEST_DIR}/{TRAINED_TEST}/`"
+        )
+    user_options = settings.user_kwargs.model_dump(exclude_defaults=True)
+    if user_options:
+        return (
+            f"its test's simulated users had the run's options {user_options}, and `crs eval` "
+            f"simulates users with the defaults; its test's records are in `{TEST_DIR}/{TRAINED_TEST}/`"
+        )
+    return None
+
+
+def eval_command(run_dir: Path, settings: TrainSettings, episodes: int) -> str:
+    """The `crs eval` command that evaluates a run's trained policy on its test's conversations again
+    (the same records as ``tested/trained``, where `eval_blocker` says None): its catalogue (dataset,
+    data folder, world seed), setting and user kind when not the dataset's defaults, its seed and
+    `episodes` test conversations."""
+    parts = ["crs", "eval", "--policy", str(run_dir), "--seed", str(settings.seed), "-n", str(episodes)]
+    world = settings.dataset_spec().is_world
+    if not world:
+        parts += ["--dataset", settings.dataset]
+        if settings.data_dir is not None:
+            parts += ["--data-dir", settings.data_dir]
+    elif settings.world_seed:
+        parts += ["--world-seed", str(settings.world_seed)]
+    mcmipl = settings.dataset in MCMIPL_DATASETS
+    _, default = resolve_user_and_setting(settings.user, None, world=world, mcmipl=mcmipl)
+    if settings.setting is not None and settings.setting != default:
+        parts += ["--setting", settings.setting]
+    if settings.user != "auto":
+        parts += ["--user", settings.user]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def _phases_text(record: RunRecord) -> str:
+    """What the model card says about a resumed run's sessions ("" for a run trained in one)."""
+    if len(record.phases) < 2:
+        return ""
+    listed = "; ".join(f"{index}. {phase.describe()}" for index, phase in enumerate(record.phases, 1))
+    if record.resumed_with_changes:
+        why = (
+            f"`{RUN_CONFIG}` holds the last session's settings, so replaying it trains one session "
+            "straight through with them: it does not reproduce this run, which a resume trained with "
+            "changed settings"
+        )
+    else:
+        why = (
+            f"replaying `{RUN_CONFIG}` trains straight through, which is not the same run as one "
+            "resumed (the simulated users' stream starts again at each resume): compare it with a run "
+            "resumed at the same steps"
+        )
+    return (
+        f"\nIt was trained in {len(record.phases)} sessions (`phases` in `{RUN_CONFIG}`): {listed}. {why}.\n"
+    )
+
+
 def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:
     """Write ``MODEL_CARD.md``: what the run's policy was trained on, how, how well it did, and the
     commands that evaluate it and train it again."""
@@ -652,6 +803,18 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         if imitation is not None
         else ""
     )
+    blocker = eval_blocker(settings)
+    evaluate = (
+        f"`crs eval` cannot evaluate it again: {blocker}."
+        if blocker is not None
+        else "Evaluate it again on the same conversations:\n"
+        f"`{eval_command(run_dir, settings, summary.test_episodes)}`."
+    )
+    again = (
+        "Train a run with its last session's settings"
+        if record.resumed_with_changes
+        else "Train it again with the same settings"
+    )
     text = f"""# Model card: {summary.name}
 
 - **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
@@ -667,10 +830,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 |---|---|---:|---:|
 {rows}
 
-Each row's records are in `{TEST_DIR}/`; `crs report {run_dir}` compares them, paired. Evaluate it
-again on the same conversations:
-`crs eval --policy {run_dir} --seed {settings.seed} -n {summary.test_episodes}`.
-Train it again with the same settings:
+Each row's records are in `{TEST_DIR}/`; `crs report {run_dir}` compares them, paired. {evaluate}
+{again}:
 `crs train --config {run_dir / RUN_CONFIG} --name {summary.name}-again`. All settings: `{RUN_CONFIG}`.
-"""
+{_phases_text(record)}"""
     write_text_atomic(run_dir / MODEL_CARD, text)

@@ -32,8 +32,12 @@ from crs.app.run_folder import (
     TRAINED_TEST,
     CurveFile,
     EvalSummary,
+    RunPhase,
     RunRecord,
     TrainSummary,
+    changed_settings,
+    eval_blocker,
+    eval_command,
     write_model_card,
     write_test_folders,
 )
@@ -206,10 +210,12 @@ def run_training(
 
     The run directory is claimed for the whole call (`crs.claims.FolderClaim`): a second writer gets
     a clear error. A resumed run continues from checkpoint.zip, whose weights include every step its
-    step count names; curve rows newer than the checkpoint are dropped and the best score to beat is
-    the one measured for best_model.zip. A run stopped before its first checkpoint starts again from
-    step 0 with its recorded settings. A new run that fails before training (a bad ranker, missing
-    data) leaves no run directory behind.
+    step count names; curve rows newer than the checkpoint are dropped, the best score to beat is
+    the one measured for best_model.zip, and an evaluation a kill interrupted at the checkpoint
+    (state.json's ``pending_eval``) runs first. Each session is recorded in config.yaml's
+    ``phases``. A run stopped before its first checkpoint starts again from step 0 with its
+    recorded settings. A new run that fails before training (a bad ranker, missing data) leaves no
+    run directory behind.
 
     Args:
         settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
@@ -368,8 +374,9 @@ def _train(
                 f"with the run's recorded settings"
             )
         resume = False
+    phases = _phases(run_dir, settings) if resume else (RunPhase(0, settings.steps, {}),)
     try:
-        prepared = _prepare(settings, name, run_dir, show, claim.clear)
+        prepared = _prepare(settings, name, run_dir, show, claim.clear, phases)
     except Exception:
         if new_run and not claim.pending:  # nothing durable yet: leave nothing that blocks the fix
             empty_folder(run_dir)  # (an earlier run that --overwrite has not emptied yet stays)
@@ -381,11 +388,33 @@ def _train(
     return summary
 
 
+def _phases(run_dir: Path, settings: TrainSettings) -> tuple[RunPhase, ...]:
+    """The sessions of a run resumed from its checkpoint with `settings`: those config.yaml recorded
+    (a run from before they were, one from step 0 with its recorded settings), then this one.
+
+    Raises:
+        CRSError: config.yaml is damaged.
+        ModelFileError: checkpoint.zip is damaged.
+    """
+    from policies.rl.model_file import read_model_data  # torch
+
+    record = RunRecord.read(run_dir)
+    earlier = record.phases or (RunPhase(0, record.settings.steps, {}),)
+    start = int(read_model_data(run_dir / CHECKPOINT).get("num_timesteps", 0))
+    return (*earlier, RunPhase(start, settings.steps, changed_settings(record.settings, settings)))
+
+
 def _prepare(
-    settings: TrainSettings, name: str, run_dir: Path, show: bool, clear: Callable[[], None] = lambda: None
+    settings: TrainSettings,
+    name: str,
+    run_dir: Path,
+    show: bool,
+    clear: Callable[[], None] = lambda: None,
+    phases: tuple[RunPhase, ...] = (),
 ) -> _Prepared:
-    """Record the settings, resolve the ranker and the conversations, write policy.json; `clear` is
-    called once the data has loaded (a missing or damaged data folder leaves an earlier run as it was)."""
+    """Record the settings (and the run's `phases`), resolve the ranker and the conversations, write
+    policy.json; `clear` is called once the data has loaded (a missing or damaged data folder leaves
+    an earlier run as it was)."""
     from policies.pretrain.train import catalog_fingerprint  # torch: loaded once training runs
 
     catalog = settings.dataset_spec().load()
@@ -395,6 +424,7 @@ def _prepare(
         name=name,
         versions=system_info(),
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        phases=phases,
     )
     record.write(run_dir)
     ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
@@ -490,11 +520,12 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     from policies.rl.run_files import atomic_save
 
     settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
+    pending = _pending_eval(run_dir) if resume else None
     vec = make_vec_env(prepared.train_env, prepared.ranker, config, seed=settings.seed)
     spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
     curve = CurveFile(run_dir)
     try:
-        best_score, last_eval = (-1.0, -1.0), -1
+        best_score, last_eval, last_checkpoint = (-1.0, -1.0), -1, -1
         if resume:
             model = load_model(
                 run_dir / CHECKPOINT,
@@ -512,6 +543,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
             best_file = run_dir / BEST_MODEL
             best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None
             best_score, last_eval = curve.resume_at(model.num_timesteps, best_steps)
+            last_checkpoint = int(model.num_timesteps)
         else:
             model = build_model(vec, prepared.ranker, config, seed=settings.seed)
         set_logger(model, run_dir / "tb")
@@ -550,7 +582,14 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                 on_progress=on_progress,
                 best_score=best_score,
                 last_eval=last_eval,
+                last_checkpoint=last_checkpoint,
             )
+            if pending is not None and pending == last_checkpoint > last_eval:
+                # killed during the checkpoint's own evaluation: evaluate it now, as training straight
+                # through did before its next update (a step-0 copy of a rule competes for best too)
+                callback.init_callback(model)
+                callback.pending_eval = pending
+                callback.run_eval()
             if not resume and settings.imitation is not None:
                 _imitate(prepared, model, settings.imitation, progress)
                 callback.init_callback(model)
@@ -565,6 +604,18 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     finally:
         vec.close()  # stops the worker processes
     return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
+
+
+def _pending_eval(run_dir: Path) -> int | None:
+    """The step of an evaluation state.json marks due and unfinished (None: none, or state.json is
+    missing or damaged: the next checkpoint rewrites it)."""
+    from policies.rl.run_files import CheckpointState
+
+    try:
+        state = CheckpointState.read(run_dir)
+    except CRSError:
+        return None
+    return None if state is None else state.pending_eval
 
 
 def _imitate(prepared: _Prepared, model: Any, config: ImitationConfig, progress: Progress) -> None:
@@ -801,17 +852,26 @@ def _show(
     info.add_row("evaluation", f"{throughput[summary.trained_label]:.0f} conversations/s (trained policy)")
     for index, command in enumerate(next_commands(run_dir)):
         info.add_row("next" if index == 0 else "", command)
+    blocker = eval_blocker(prepared.settings)
+    if blocker is not None:
+        info.add_row("", f"(no `crs eval`: {blocker})")
     console.print(info)
 
 
 def next_commands(run_dir: Path) -> list[str]:
     """What a finished training suggests running next, each command as it works when typed (a report
-    cannot be written inside the run it reads)."""
-    return [
-        f"crs report {run_dir} --out out/report-{run_dir.name}",
-        f"crs eval --policy {run_dir}",
-        f"tensorboard --logdir {run_dir}/tb",
-    ]
+    cannot be written inside the run it reads): the `crs eval` of its test's conversations
+    (`crs.app.run_folder.eval_command`, left out where `eval_blocker` says `crs eval` cannot).
+
+    Raises:
+        CRSError: config.yaml or summary.json is missing or damaged.
+    """
+    settings = RunRecord.read(run_dir).settings
+    commands = [f"crs report {shlex.quote(str(run_dir))} --out out/report-{shlex.quote(run_dir.name)}"]
+    if eval_blocker(settings) is None:
+        commands.append(eval_command(run_dir, settings, TrainSummary.read(run_dir).test_episodes))
+    commands.append(f"tensorboard --logdir {shlex.quote(f'{run_dir}/tb')}")
+    return commands
 
 
 def _default_name(settings: TrainSettings) -> str:

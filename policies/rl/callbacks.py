@@ -39,17 +39,23 @@ class TrainingCallback(BaseCallback):
     evaluations happen at the start of the next rollout (and in `after_update` once training ends):
     a checkpoint's weights always include every step its step count names. At each point the
     checkpoint is written before the evaluation, so no curve row and no best model is ever newer
-    than the last checkpoint.
+    than the last checkpoint. An evaluation due at a checkpoint is marked in state.json
+    (`CheckpointState.pending_eval`) before that checkpoint is written and cleared once its curve
+    row is, so a resume from that checkpoint evaluates it first (`run_eval`) instead of losing it.
+    An evaluation writes best_model.zip before its curve row, so a row flagged best always has its
+    model saved.
 
     Args:
         run_dir: Where checkpoint.zip / best_model.zip go.
         evaluate: Returns the metrics of the current policy (e.g. SR@15 over validation goals).
         eval_every: Timesteps between evaluations (0 = never).
         checkpoint_every: Timesteps between checkpoints.
-        on_eval: Called with each `EvalPoint` before best_model.zip is written (e.g. to log it).
+        on_eval: Called with each `EvalPoint` after best_model.zip is written (e.g. to add its
+            curve row).
         on_progress: Called with (num_timesteps, seconds) after every rollout.
         best_score: Score to beat (resume), by SR@15 then hDCG.
         last_eval: Timesteps of the last evaluation already in the curve (resume), -1 for none.
+        last_checkpoint: Timesteps of checkpoint.zip (resume), -1 for none.
     """
 
     model: MaskablePPO  # SB3 declares BaseAlgorithm; this callback is only given to MaskablePPO.learn
@@ -64,6 +70,7 @@ class TrainingCallback(BaseCallback):
         on_progress: Callable[[int, float], None] | None = None,
         best_score: tuple[float, float] = (-1.0, -1.0),
         last_eval: int = -1,
+        last_checkpoint: int = -1,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -74,7 +81,8 @@ class TrainingCallback(BaseCallback):
         self.on_progress = on_progress
         self.best_score = best_score
         self.last_eval = last_eval
-        self.last_checkpoint = -1
+        self.last_checkpoint = last_checkpoint
+        self.pending_eval: int | None = None  # the step of a due evaluation whose row is not written
         self.started = time.perf_counter()
         self._next_eval = 0
         self._next_checkpoint = 0
@@ -112,6 +120,9 @@ class TrainingCallback(BaseCallback):
             )
         eval_due = (bool(self.eval_every) and steps >= self._next_eval) or final
         eval_due = eval_due and self.evaluate_fn is not None and steps != self.last_eval
+        if eval_due:  # marked before the checkpoint: a kill from here on leaves the evaluation due
+            self.pending_eval = steps
+            self.write_state()
         if eval_due or final or steps >= self._next_checkpoint:
             self._next_checkpoint = steps + self.checkpoint_every
             self.checkpoint()
@@ -119,26 +130,38 @@ class TrainingCallback(BaseCallback):
             self._next_eval = steps + self.eval_every
             self.run_eval()
 
+    def write_state(self) -> None:
+        """Write state.json: the last checkpoint's steps, the best score and the pending evaluation."""
+        CheckpointState(self.last_checkpoint, self.best_score, self.pending_eval).write(self.run_dir)
+
     def checkpoint(self) -> None:
-        """Write checkpoint.zip, then state.json (timesteps, best score), each atomically."""
+        """Write checkpoint.zip, then state.json (timesteps, best score, pending evaluation), each
+        atomically."""
         atomic_save(self.model, self.run_dir / CHECKPOINT)
         self.last_checkpoint = int(self.model.num_timesteps)
-        CheckpointState(self.last_checkpoint, self.best_score).write(self.run_dir)
+        self.write_state()
 
     def run_eval(self) -> EvalPoint | None:
-        """Evaluate now; report the point, then save best_model.zip when the score improves."""
+        """Evaluate now; save best_model.zip when the score improves, then report the point (its
+        curve row), then clear the pending evaluation in state.json.
+
+        A resume calls it first when state.json says the checkpoint's own evaluation is pending.
+        """
         if self.evaluate_fn is None:
             return None
         metrics = self.evaluate_fn(self.model)
         score = (metrics["SR@15"], metrics["hDCG"])
         best = score > self.best_score
         point = EvalPoint(self.model.num_timesteps, time.perf_counter() - self.started, metrics, best)
+        if best:  # before the row: a row flagged best always has its model saved
+            atomic_save(self.model, self.run_dir / BEST_MODEL)
+            self.best_score = score
         self.last_eval = point.timesteps
         for name, value in metrics.items():
             self.logger.record(f"eval/{name}", value)
         if self.on_eval is not None:
             self.on_eval(point)
-        if best:
-            self.best_score = score
-            atomic_save(self.model, self.run_dir / BEST_MODEL)
+        if self.pending_eval is not None:
+            self.pending_eval = None
+            self.write_state()
         return point

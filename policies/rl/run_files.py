@@ -36,23 +36,38 @@ def atomic_save(model: MaskablePPO, path: Path) -> None:
 
 @dataclass(frozen=True)
 class CheckpointState:
-    """``state.json``: the step count and best validation score when checkpoint.zip was written.
+    """``state.json``: the step count and best validation score when checkpoint.zip was written, and
+    the evaluation that is due at a checkpoint and has not finished yet.
 
     (On resume the step count is read from checkpoint.zip itself and the best score from the curve;
     this file says the same for people and scripts.)
+
+    Attributes:
+        timesteps: Steps of the last checkpoint written (-1: none yet, the first is being written).
+        best_score: Best validation (SR@15, hDCG) so far.
+        pending_eval: Step of an evaluation that is due and has not written its curve row yet (None:
+            none). It is recorded before the checkpoint of that step and cleared once the row is
+            written, so a resume from that checkpoint knows to evaluate it first.
     """
 
     timesteps: int
     best_score: tuple[float, float]
+    pending_eval: int | None = None
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(
-            run_dir / STATE_FILE, {"timesteps": self.timesteps, "best_score": list(self.best_score)}
+            run_dir / STATE_FILE,
+            {
+                "timesteps": self.timesteps,
+                "best_score": list(self.best_score),
+                "pending_eval": self.pending_eval,
+            },
         )
 
     @classmethod
     def read(cls, run_dir: Path) -> CheckpointState | None:
-        """The state of the last checkpoint, or None before the first one.
+        """The state of the last checkpoint, or None before the first one (files written before
+        ``pending_eval`` existed have none pending).
 
         Raises:
             CRSError: state.json is damaged.
@@ -63,7 +78,10 @@ class CheckpointState:
         data = read_json_mapping(path, ("timesteps", "best_score"))
         try:
             sr, hdcg = data["best_score"]
-            return cls(int(data["timesteps"]), (float(sr), float(hdcg)))
+            pending = data.get("pending_eval")
+            return cls(
+                int(data["timesteps"]), (float(sr), float(hdcg)), None if pending is None else int(pending)
+            )
         except (TypeError, ValueError) as error:
             raise CRSError(
                 f"{path}: bad entry ({error}); resume rewrites it at the next checkpoint"

@@ -1,0 +1,233 @@
+"""`crs train` killed at the moments around an evaluation, then resumed: nothing is lost, the run is the
+one training straight through makes (a resume at step 0 continues exactly), and its files agree; the
+commands a run's model card prints work as pasted; a run resumed with changed settings says so."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.app.run_folder import TEST_DIR, TRAINED_TEST, CurveFile, RunRecord, read_episodes
+from crs.app.training import next_commands, run_training
+from crs.cli import app
+from policies.rl.model_file import read_model_data
+from tests.crs.test_train_cmd import TINY, tiny_settings
+
+runner = CliRunner()
+# a copy of ask-2 at step 0, then evaluations at 64 and 128 (the final one)
+COPY = {"rule": "ask-2", "steps": 64, "epochs": 2, "learning_rate": 0.003}
+KILLED = {"imitation": COPY, "baselines": ["ask-4"]}
+
+
+class KillError(Exception):
+    """Stands for a `kill -9` at that moment: the files written so far stay as they are."""
+
+
+def flat(text: str) -> str:
+    """Output or a card with line wrapping undone."""
+    return " ".join(text.split())
+
+
+def curve(run: Path) -> list[tuple[str, ...]]:
+    """eval.csv without the wall-clock column."""
+    rows = csv.DictReader((run / "eval.csv").open())
+    return [(r["timesteps"], r["SR@15"], r["AT"], r["hDCG"], r["best"]) for r in rows]
+
+
+def best_steps(run: Path) -> int:
+    return int(read_model_data(run / "best_model.zip")["num_timesteps"])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """The run trained straight through, without a kill."""
+    runs = tmp_path_factory.mktemp("runs")
+    run_training(tiny_settings(**KILLED), name="straight", runs_dir=runs, show=False)
+    return runs / "straight"
+
+
+def kill_at(monkeypatch: pytest.MonkeyPatch, moment: str, steps: int) -> None:
+    """Make the evaluation at `steps` raise `KillError` at `moment`: as it starts (before anything is
+    written), as its curve row is about to be written, or just after it is."""
+    from crs.app.run_folder import CurveFile
+    from policies.rl.callbacks import TrainingCallback
+
+    run_eval, add = TrainingCallback.run_eval, CurveFile.add
+
+    def dying_eval(self: TrainingCallback) -> Any:
+        if self.model.num_timesteps == steps:
+            raise KillError(moment)
+        return run_eval(self)
+
+    def dying_add(self: CurveFile, point: Any) -> None:
+        if point.timesteps == steps and moment == "before_row":
+            raise KillError(moment)
+        add(self, point)
+        if point.timesteps == steps and moment == "after_row":
+            raise KillError(moment)
+
+    if moment == "in_eval":
+        monkeypatch.setattr(TrainingCallback, "run_eval", dying_eval)
+    else:
+        monkeypatch.setattr(CurveFile, "add", dying_add)
+
+
+@pytest.mark.parametrize("moment", ["in_eval", "before_row", "after_row"])
+def test_a_kill_around_the_step_0_evaluation_loses_nothing_and_resumes_into_the_straight_run(
+    straight, tmp_path, monkeypatch, moment
+) -> None:
+    kill_at(monkeypatch, moment, 0)
+    with pytest.raises(KillError):
+        run_training(tiny_settings(**KILLED), name="k", runs_dir=tmp_path, show=False)
+    monkeypatch.undo()
+    run = tmp_path / "k"
+    assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 0  # the copy was checkpointed
+    summary = run_training(None, name="k", runs_dir=tmp_path, resume=True, show=False)
+    # the copy's evaluation is there (evaluated on resume where the kill lost it), and so the best
+    # model is never worse on validation than the copy
+    assert curve(run)[0][0] == "0" and curve(run) == curve(straight)
+    copy_score = float(curve(run)[0][1])
+    assert summary.best_valid["SR@15"] >= copy_score
+    assert best_steps(run) == best_steps(straight)
+    assert (run / "best_model.zip").is_file() and [r[0] for r in curve(run) if r[4] == "True"][-1] == str(
+        best_steps(run)
+    )  # the last row flagged best is the tested model's
+    trained = Path(TEST_DIR) / TRAINED_TEST
+    assert read_episodes(run / trained) == read_episodes(straight / trained)
+    assert json.loads((run / "state.json").read_text())["pending_eval"] is None
+
+
+def test_a_kill_during_a_later_evaluation_evaluates_the_checkpoint_first_on_resume(
+    tmp_path, monkeypatch
+) -> None:
+    kill_at(monkeypatch, "in_eval", 64)
+    with pytest.raises(KillError):
+        run_training(tiny_settings(**KILLED), name="k", runs_dir=tmp_path, show=False)
+    monkeypatch.undo()
+    marked = json.loads((tmp_path / "k" / "state.json").read_text()).get("pending_eval")
+    run_training(None, name="k", runs_dir=tmp_path, resume=True, show=False)
+    assert [row[0] for row in curve(tmp_path / "k")] == ["0", "64", "128"]
+    assert marked == 64  # state.json said the checkpoint's evaluation was due
+
+
+# ------------------------------------------------------------------- the best score a resume trusts
+ROW = {"seconds": 1.0, "SR@5": 0.1, "SR@10": 0.2, "AT": 9.0}
+
+
+def write_curve(run: Path, rows: list[tuple[int, float, bool]]) -> CurveFile:
+    """eval.csv and eval.jsonl with rows (timesteps, SR@15 = hDCG, best)."""
+    file = CurveFile(run)
+    file._write([{**ROW, "timesteps": t, "SR@15": sr, "hDCG": sr, "best": best} for t, sr, best in rows])
+    return file
+
+
+def test_without_best_model_zip_a_resume_has_no_score_to_beat(tmp_path) -> None:
+    # a row flagged best whose model was never saved (a kill between them) is no score to beat
+    file = write_curve(tmp_path, [(0, 0.75, True), (64, 0.5, False)])
+    assert file.resume_at(64, None) == ((-1.0, -1.0), 64)
+    assert [row["best"] for row in file.rows()] == [False, False]  # the flag without a model is cleared
+
+
+def test_a_row_flagged_best_newer_than_best_model_zip_is_not_trusted(tmp_path) -> None:
+    file = write_curve(tmp_path, [(0, 0.5, True), (64, 0.6, False), (128, 0.9, True)])
+    assert file.resume_at(128, 0) == ((0.5, 0.5), 128)
+    assert [row["best"] for row in file.rows()] == [True, False, False]
+    # the best model's own row missing (a kill between saving it and writing its row): the rows flagged
+    # best before it, a lower bound
+    file = write_curve(tmp_path, [(0, 0.5, True), (64, 0.6, False)])
+    assert file.resume_at(128, 128) == ((0.5, 0.5), 64)
+
+
+# ------------------------------------------------------------------ the commands a run's card prints
+@pytest.fixture(scope="module")
+def other_world(tmp_path_factory) -> Path:
+    """A tiny run on the default-size persona world of world seed 1 (`crs eval` can build it)."""
+    runs = tmp_path_factory.mktemp("runs")
+    settings = {k: v for k, v in TINY.items() if k != "world"}
+    settings.update(steps=64, eval_every=0, imitation=None, baselines=["ask-4"], world_seed=1)
+    config = runs / "ws.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(runs), "--name", "ws"])
+    assert result.exit_code == 0, result.output
+    return runs / "ws"
+
+
+def card_command(run: Path) -> str:
+    card = flat((run / "MODEL_CARD.md").read_text())
+    return card.split("Evaluate it again on the same conversations: `")[1].split("`")[0]
+
+
+def test_the_card_s_evaluation_of_another_world_seed_replays_the_test_as_pasted(
+    other_world, tmp_path
+) -> None:
+    command = card_command(other_world)
+    assert "--world-seed 1" in command
+    assert command in next_commands(other_world)  # `crs train` prints the same command
+    args = shlex.split(command)
+    assert args[:2] == ["crs", "eval"]
+    result = runner.invoke(app, [*args[1:], "-o", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    assert read_episodes(tmp_path / "again") == read_episodes(other_world / TEST_DIR / TRAINED_TEST)
+
+
+def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(real_data_dir, tmp_path) -> None:
+    settings = {k: v for k, v in TINY.items() if k != "world"}
+    settings.update(
+        dataset="lastfm_star",
+        data_dir=str(real_data_dir),
+        ranker="uniform+profile",
+        steps=64,
+        eval_every=0,
+        baselines=["ask-4"],
+    )
+    config = tmp_path / "lfs.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "l"]
+    )
+    assert result.exit_code == 0, result.output
+    command = card_command(tmp_path / "l")
+    assert f"--dataset lastfm_star --data-dir {real_data_dir}" in command
+    result = runner.invoke(app, [*shlex.split(command)[1:], "-o", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    assert read_episodes(tmp_path / "again") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
+
+
+def test_a_world_of_custom_sizes_is_said_to_be_beyond_crs_eval_instead_of_a_failing_command(tmp_path) -> None:
+    run_training(tiny_settings(steps=64, baselines=["ask-4"]), name="c", runs_dir=tmp_path, show=False)
+    card = flat((tmp_path / "c" / "MODEL_CARD.md").read_text())
+    assert "crs eval --policy" not in card
+    assert "`crs eval` cannot evaluate it again: it was trained on a persona world of custom sizes" in card
+    assert not [command for command in next_commands(tmp_path / "c") if command.startswith("crs eval")]
+
+
+# ------------------------------------------------------------------ a resume with changed settings
+def test_a_run_resumed_with_changed_settings_records_its_phases_and_says_replaying_differs(tmp_path) -> None:
+    run_training(tiny_settings(steps=64, baselines=["ask-4"]), name="f", runs_dir=tmp_path, show=False)
+    ppo = {"learning_rate": 3e-4}
+    run_training(None, name="f", runs_dir=tmp_path, resume=True, steps=128, ppo=ppo, show=False)
+    run = tmp_path / "f"
+    record = RunRecord.read(run)
+    assert [(p.start, p.steps, p.changed) for p in record.phases] == [
+        (0, 64, {}),
+        (64, 128, {"ppo.learning_rate": [2e-4, 3e-4]}),  # 2e-4: the persona world's recipe
+    ]
+    card = flat((run / "MODEL_CARD.md").read_text())
+    assert "Train it again with the same settings" not in card
+    assert "1. steps 0 to 64; 2. steps 64 to 128 with ppo.learning_rate 0.0003 (was 0.0002)" in card
+    assert "does not reproduce this run" in card
+    # a plain resume adds a phase without changes; a replayed config.yaml starts a run of one phase
+    run_training(None, name="f", runs_dir=tmp_path, resume=True, steps=192, show=False)
+    assert [(p.start, p.changed) for p in RunRecord.read(run).phases][-1] == (128, {})
+    replay = ["train", "--config", str(run / "config.yaml"), "--runs-dir", str(tmp_path), "--name", "g"]
+    result = runner.invoke(app, [*replay, "--steps", "64"])
+    assert result.exit_code == 0, result.output
+    assert "resumed with changed settings" in flat(result.output)  # the replay says it differs
+    assert [(p.start, p.steps, p.changed) for p in RunRecord.read(tmp_path / "g").phases] == [(0, 64, {})]
