@@ -179,10 +179,17 @@ class ChatView:
             f"(it was {'their' if watched else 'your'} [italic]{escape(self.persona(user, was))}[/] side)."
         )
         home = change.update.home
+        conversations = change.record.conversations
         if home is not None:  # the filter's home state: the pre-trained mixture of sides still holds
             mix = "their" if watched else "your"
             lead += f" I am {home:.0%} sure {mix} usual mix of sides still holds."
-        conversations = change.record.conversations
+            if conversations == 1:  # the first is had at home for sure: what was said cannot move it
+                said = "they said" if watched else "you said"
+                lead += (
+                    f" A first conversation is taken as {mix} usual self, so what {said} does not move "
+                    "this belief (only the chance of a change by the next one does); from the next "
+                    "conversation on, it does."
+                )
         times = "1 conversation" if conversations == 1 else f"{conversations} conversations"
         saved = f"[dim]Saved to {escape(str(change.path))} ({times} remembered; delete it to forget).[/]"
         self.console.print(
@@ -195,7 +202,8 @@ class ChatView:
 
     def nothing_remembered(self, memory: ChatMemory) -> None:
         """The chat ended before the person said anything: the memory is left as it was."""
-        self.console.print(f"[dim]Nothing to remember: {escape(str(memory.path))} is unchanged.[/]")
+        state = "is unchanged" if memory.path.exists() else "was not written"
+        self.console.print(f"[dim]Nothing to remember: {escape(str(memory.path))} {state}.[/]")
 
     # ------------------------------------------------------------------------------- a turn
     def question(self, question: Question, explanations: list[Explanation]) -> None:
