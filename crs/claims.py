@@ -39,14 +39,21 @@ class OutputOverInputError(CRSError):
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process `pid` runs on this host (one of another user's counts as running)."""
+    """Whether a process `pid` runs on this host (one of another user's counts as running; a zombie,
+    dead but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    if not Path("/proc/self/stat").exists():  # no /proc (macOS): the signal test is all there is
+        return True
+    try:  # Linux: a killed worker whose parent died too may stay a zombie where nothing reaps it
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it ended meanwhile
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 def _holder(lock: Path) -> tuple[int, str, str] | None:

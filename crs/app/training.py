@@ -65,7 +65,7 @@ from envs.rollout import evaluation_indices
 from policies.content_profile import profile_holdout
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.config import ImitationConfig, RLConfig
-from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, PolicyMeta, run_ranker
+from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, CheckpointState, PolicyMeta, run_ranker
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 from simulators.mcmipl import find_release
@@ -609,8 +609,6 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
 def _pending_eval(run_dir: Path) -> int | None:
     """The step of an evaluation state.json marks due and unfinished (None: none, or state.json is
     missing or damaged: the next checkpoint rewrites it)."""
-    from policies.rl.run_files import CheckpointState
-
     try:
         state = CheckpointState.read(run_dir)
     except CRSError:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,22 @@ def test_two_reruns_racing_for_a_dead_lock_take_turns(tmp_path: Path, monkeypatc
     assert b.held and outcome == {"a": "refused"}
     assert json.loads((folder / LOCK_FILE).read_text())["pid"] == os.getpid()
     b.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_zombie_process_counts_as_dead() -> None:
+    # a killed sweep worker whose parent died too stayed a zombie in CI, and its lock and scratch
+    # folder counted as a live process's
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":  # not reaped yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not claims.process_alive(child.pid)
+        assert claims.process_alive(os.getpid())
+    finally:
+        child.wait()
 
 
 def test_a_folder_holding_a_link_is_not_continued(tmp_path: Path) -> None:
