@@ -92,7 +92,8 @@ def pretrain_command(
     """Pre-train item/aspect/user embeddings with personas and aspect attention; save a ranker.
 
     The artifact directory holds weights.pt (state dict, loadable with torch.load(weights_only=True)),
-    ranker.pt (inference arrays) and config.json (dataset, sizes, K, dim, seed, split used, metrics).
+    ranker.pt (inference arrays) and config.json (dataset, sizes, K, dim, seed, split used, metrics,
+    and the sha256 of the two tensor files: a file replaced or edited afterwards is refused).
     Use it with `crs eval --ranker PATH`.
 
     An --out folder holding files is refused unless --overwrite, and a folder another crs command is
