@@ -70,7 +70,8 @@ def sweep_command(
     train, one `crs train` with the `train:` block, then its test comparison; sessions, one `crs eval
     --sessions` (returning users of the persona world, lastfm, lastfm_star or yelp_star) with the
     `sessions:` block. The ablations
-    override the block's keys.
+    override the block's keys; a mapping of the train block (ppo, wrapper, rewards, ...) is merged key by
+    key, so `{ppo: {ent_coef: 0.05}}` changes that one setting.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
     interrupting (or killing) and rerunning the same command skips finished tasks, while a second run

@@ -67,7 +67,7 @@ def safe_load_unique(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        size = _expanded_size(node, {})
+        size = _expanded_size(node, {}, set())
         if size > MAX_VALUES:
             raise yaml.YAMLError(
                 f"the document expands to {size:,} values through its aliases (*name of an &name), over "
@@ -79,16 +79,31 @@ def safe_load_unique(text: str) -> Any:
         loader.dispose()
 
 
-def _expanded_size(node: Node, sizes: dict[int, int]) -> int:
+def _expanded_size(node: Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
     """How many values `node` holds once every alias is expanded (each shared node counted per use;
-    `sizes` caches a node's count, so the walk visits each node once)."""
+    `sizes` caches a node's count, so the walk visits each node once; `open_nodes` are the nodes
+    being counted, which hold `node`).
+
+    Raises:
+        yaml.YAMLError: An alias refers to a node that holds it (a structure that contains itself).
+    """
     known = sizes.get(id(node))
     if known is not None:
         return known
+    if id(node) in open_nodes:
+        raise yaml.YAMLError(
+            f"line {node.start_mark.line + 1}: an alias refers to the node that holds it (a structure "
+            "that contains itself); a config never needs one: write the values out"
+        )
+    open_nodes.add(id(node))
     size = 1
     if isinstance(node, MappingNode):
-        size += sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+        size += sum(
+            _expanded_size(key, sizes, open_nodes) + _expanded_size(value, sizes, open_nodes)
+            for key, value in node.value
+        )
     elif isinstance(node, SequenceNode):
-        size += sum(_expanded_size(item, sizes) for item in node.value)
+        size += sum(_expanded_size(item, sizes, open_nodes) for item in node.value)
+    open_nodes.discard(id(node))
     sizes[id(node)] = size
     return size

@@ -118,15 +118,11 @@ MIN_PAIRED = 20
 percentile bootstrap over so few is unreliable (over one it is a point, [d, d])."""
 
 
-def ci_sign(summary: MetricSummary, n_pairs: int | None = None) -> int:
-    """+1 when the CI of a difference lies above 0, −1 when below, 0 when it includes 0.
-
-    Args:
-        summary: The difference and its CI.
-        n_pairs: The paired conversations (or sequences) behind a bootstrap CI: below `MIN_PAIRED` the
-            sign is 0 whatever the CI; None for an interval across seeds.
-    """
-    if n_pairs is not None and n_pairs < MIN_PAIRED:
+def ci_sign(summary: MetricSummary, n_pairs: int) -> int:
+    """+1 when the CI of a difference lies above 0, −1 when below, 0 when it includes 0 or rests on
+    fewer than `MIN_PAIRED` paired conversations (or sequences) `n_pairs`, whether the interval is a
+    bootstrap over them or spans training seeds whose means rest on them."""
+    if n_pairs < MIN_PAIRED:
         return 0
     return 1 if summary.low > 0 else -1 if summary.high < 0 else 0
 

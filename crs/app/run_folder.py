@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from crs.app.settings import TrainSettings, make_settings, recorded_settings
+from crs.yaml_safe import safe_load_unique
 from envs.metrics import EpisodeRecord, MetricSummary
 from envs.registry import resolve_user_and_setting
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
@@ -179,7 +180,7 @@ class RunRecord:
         if not path.is_file():
             raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = safe_load_unique(path.read_text())  # aliases expanding without bound refused
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
             raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
         if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):

@@ -37,7 +37,8 @@ kind: eval                                # or train, or sessions
 seeds: [1, 2, 3]
 datasets: [persona_world]
 policies: [ask-4, max-entropy]            # eval, sessions: rule names or trained run directories
-ablations:                                # name -> overrides of the eval (train, sessions) settings
+ablations:                                # name -> overrides of the eval (train, sessions) settings;
+                                          # a mapping (train: ppo, wrapper, rewards) merges key by key
   default: {}
   single-user: {user: single}             # train: e.g. {persona_attention: false}
 eval: {episodes: 600, split: test, ranker: null, user: auto, world_seed: 0, data_dir: null}
@@ -327,7 +328,11 @@ class SweepConfig(BaseModel):
                 if key in overrides:
                     raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
             try:
-                merged = {**self.train, **overrides, "dataset": dataset, "seed": seed}
+                merged = {**self.train, "dataset": dataset, "seed": seed}
+                for key, value in overrides.items():  # a mapping block merges key by key (ppo, rewards)
+                    base = self.train.get(key)
+                    both = isinstance(value, dict) and isinstance(base, dict)
+                    merged[key] = {**base, **value} if both else value
                 # the sweep runs its tasks side by side, so each task's envs stay in its own process
                 merged["ppo"] = {"subprocess": False, **merged.get("ppo", {})}
                 return make_settings(merged).model_dump()

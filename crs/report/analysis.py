@@ -400,7 +400,8 @@ def pairing_note(table: Table) -> str:
     if any(row.n_runs > 1 for row in table.rows):
         note += (
             "; rows of several training seeds are paired over their conversations here, which leaves out "
-            "the seeds' spread (the answer's comparisons use the interval across seeds)"
+            "the seeds' spread (the answer's comparisons use the interval across seeds where every row "
+            "compared has two seeds or more that differ)"
         )
     return note
 
@@ -706,7 +707,7 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             d = diffs[rows[ablation].label]
             across_seeds = seed_contrast(((full, 1), (rows[ablation], -1)), PRIMARY)
             m = d.metrics[PRIMARY] if across_seeds is None else across_seeds
-            side = ci_sign(m, d.n_pairs if across_seeds is None else None)
+            side = ci_sign(m, d.n_pairs)
             if side > 0:
                 wins += 1
                 word = "beats"
@@ -763,7 +764,7 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             weighted = tuple((rows[a], w) for a, w in zip(ABLATIONS, signs, strict=True))
             seeded = seed_contrast(weighted, PRIMARY)
             inter = table.interaction[PRIMARY] if seeded is None else seeded
-            side = ci_sign(inter, table.n_interaction if seeded is None else None)
+            side = ci_sign(inter, table.n_interaction)
             if side > 0:
                 how = "more than the sum of their separate gains (they help each other)"
             elif side < 0:

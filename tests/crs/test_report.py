@@ -467,7 +467,7 @@ def test_a_ci_over_too_few_pairs_is_no_evidence() -> None:
     assert PairedDiff("a", "b", above, n_pairs=MIN_PAIRED).significant("SR@15")
     assert not PairedDiff("a", "b", above, n_pairs=MIN_PAIRED - 1).significant("SR@15")
     assert ci_sign(MetricSummary(1.0, 1.0, 1.0), n_pairs=1) == 0
-    assert ci_sign(MetricSummary(-0.2, -0.3, -0.1), n_pairs=None) == -1  # across seeds: no minimum
+    assert ci_sign(MetricSummary(-0.2, -0.3, -0.1), n_pairs=MIN_PAIRED) == -1
 
 
 def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> None:

@@ -292,6 +292,23 @@ def test_a_foreign_task_or_a_lock_nested_too_deep_is_named_not_a_traceback(tmp_p
     assert code == 2 and "which is unreadable" in " ".join(output.split()) and "Traceback" not in output
 
 
+def test_an_ablation_s_mapping_changes_only_the_keys_it_names(tmp_path) -> None:
+    # {ppo: {ent_coef: 0.05}} replaced the whole ppo block: the ablation also ran 8x the rollout and
+    # 10 epochs instead of 1, and hot − base mixed those changes into what read as one
+    config = write(
+        tmp_path / "sweep.yaml",
+        "kind: train\nseeds: [0]\n"
+        "ablations: {base: {}, hot: {ppo: {ent_coef: 0.05}}, soft: {rewards: {ask_rejected: -0.2}}}\n"
+        "train: {ranker: popularity, steps: 128, ppo: {n_steps: 32, batch_size: 32, n_epochs: 1},\n"
+        "        rewards: {recommend_fail: -0.2}}\n",
+    )
+    tasks = {task.name.split("-")[2]: task.settings for task in expand_grid(load_sweep_config(config))}
+    assert tasks["hot"]["ppo"] == {**tasks["base"]["ppo"], "ent_coef": 0.05}
+    assert (tasks["hot"]["ppo"]["n_steps"], tasks["hot"]["ppo"]["n_epochs"]) == (32, 1)
+    assert tasks["soft"]["rewards"] == {**tasks["base"]["rewards"], "ask_rejected": -0.2}
+    assert tasks["soft"]["rewards"]["recommend_fail"] == -0.2
+
+
 @pytest.mark.parametrize("kind", ["eval", "train"])
 def test_two_ablations_with_the_same_settings_are_refused(tmp_path, kind) -> None:
     block = "eval: {episodes: 5}" if kind == "eval" else "train: {steps: 64}"

@@ -39,3 +39,16 @@ def test_a_document_that_aliases_blow_up_is_refused_before_it_is_built() -> None
         safe_load_unique("\n".join([*lines, "seed: *a8"]) + "\n")
     small = "\n".join([*lines[:3], "seed: *a2"]) + "\n"  # 9^3: aliases within reason still read
     assert safe_load_unique(small) == yaml.safe_load(small)
+    with pytest.raises(yaml.YAMLError, match="an alias refers to the node that holds it"):
+        safe_load_unique("a: &a [1, *a]\n")  # was a RecursionError
+
+
+def test_a_run_s_config_yaml_is_read_with_the_same_limits(tmp_path) -> None:
+    from crs.app.run_folder import RUN_CONFIG, RunRecord
+    from simulators.errors import CRSError
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (tmp_path / RUN_CONFIG).write_text("\n".join([*lines, "settings: {seed: *a8}"]) + "\n")
+    with pytest.raises(CRSError, match=r"config\.yaml is damaged"):  # a shared run's file, read by crs report
+        RunRecord.read(tmp_path)
