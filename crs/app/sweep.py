@@ -331,8 +331,9 @@ class SweepConfig(BaseModel):
                 merged = {**self.train, "dataset": dataset, "seed": seed}
                 for key, value in overrides.items():  # a mapping block merges key by key (ppo, rewards)
                     base = self.train.get(key)
-                    both = isinstance(value, dict) and isinstance(base, dict)
-                    merged[key] = {**base, **value} if both else value
+                    merged[key] = (
+                        {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+                    )
                 # the sweep runs its tasks side by side, so each task's envs stay in its own process
                 merged["ppo"] = {"subprocess": False, **merged.get("ppo", {})}
                 return make_settings(merged).model_dump()
