@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import typer
@@ -146,12 +149,18 @@ def pretrain_command(
         marks=(CONFIG_FILE,),
         defer=True,
     ) as claim:
-        _pretrain_into(out, catalog, config, claim)
+        _pretrain_into(out, catalog, config, claim, world_seed if catalog.truth is not None else None)
 
 
-def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig, claim: FolderClaim) -> None:
-    """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`
-    (emptied of an earlier artifact, `claim.clear`, only then)."""
+def _pretrain_into(
+    out: Path, catalog: Catalog, config: TrainConfig, claim: FolderClaim, world_seed: int | None
+) -> None:
+    """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`.
+
+    The artifact is written whole into a folder beside `out` first; only then is an earlier artifact
+    emptied (`claim.clear`) and the new files moved in, so a write that fails (a full disk) leaves the
+    earlier one as it was.
+    """
     from policies.pretrain.artifact import save_artifact  # torch and PyG load only when it runs
     from policies.pretrain.metrics import evaluation_users, rank_metrics
     from policies.pretrain.train import pretrain
@@ -219,8 +228,15 @@ def _pretrain_into(out: Path, catalog: Catalog, config: TrainConfig, claim: Fold
                 batch_size=128,
                 on_batch=lambda done: progress.update(test_task, completed=done),
             )
-    claim.clear()
-    path = save_artifact(result, out, test, overlap)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_artifact(result, staging, test, overlap, world_seed)
+        claim.clear()
+        for file in sorted(staging.iterdir()):
+            os.replace(file, out / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    path = out
     console.print(table)
     summary = Table(title="pre-training summary", title_justify="left", show_header=False)
     summary.add_column(style="bold")

@@ -55,7 +55,8 @@ Users need at least S held-out items (and, for "switch", a feasible change sessi
 are left out, and there are at most as many sequences as eligible users (drawn without replacement).
 Targets are the user's own held-out interactions, never one of the user's items in another split,
 so with the test split nothing a session asks for was seen in pre-training (train) or RL training
-(valid); `crs eval --sessions` refuses the train split. **This is a
+(valid); `crs eval --sessions` refuses the split the catalogue pre-trains on (train, or valid for
+Yelp*). **This is a
 simulation protocol over logged interactions, not logged returning behaviour**: the order of the
 sessions, and therefore the shift, is constructed; the personas are the model's, not a truth.
 

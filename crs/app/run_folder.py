@@ -108,9 +108,14 @@ class RunPhase:
         return f"steps {self.start:,} to {self.steps:,}" + (f" with {changes}" if changes else "")
 
 
+EXECUTION_ONLY = frozenset({"steps", "ppo.subprocess"})
+"""Settings that change how long or where a run trains, not what it learns (in-process and subprocess
+envs give the same observations): a resume that changes them is no change of settings."""
+
+
 def changed_settings(before: TrainSettings, after: TrainSettings) -> dict[str, list[Any]]:
-    """The settings (dotted names) `after` gives another value than `before`, ``steps`` aside, as
-    name -> [before, after]."""
+    """The settings (dotted names) `after` gives another value than `before`, `EXECUTION_ONLY` aside,
+    as name -> [before, after]."""
 
     def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -125,7 +130,7 @@ def changed_settings(before: TrainSettings, after: TrainSettings) -> dict[str, l
     return {
         key: [old.get(key), new.get(key)]
         for key in sorted(set(old) | set(new))
-        if key != "steps" and old.get(key) != new.get(key)
+        if key not in EXECUTION_ONLY and old.get(key) != new.get(key)
     }
 
 

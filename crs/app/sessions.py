@@ -214,14 +214,15 @@ def check_regime(regime: str) -> Regime:
     return regime
 
 
-def check_session_split(split: str) -> str:
-    """`split` if the sessions may draw their targets from it ("valid" or "test"), else a CRSError:
-    the train split's pairs are what the ranker was pre-trained on."""
-    if split not in ("valid", "test"):
+def check_session_split(split: str, pretrain_split: str = "train") -> str:
+    """`split` if the sessions may draw their targets from it ("valid" or "test", and not the split the
+    catalogue pre-trains on: Yelp* pre-trains on valid), else a CRSError: that split's pairs are what
+    the ranker was pre-trained on."""
+    if split not in ("valid", "test") or split == pretrain_split:
         raise CRSError(
-            f"--split {split} with --sessions: every target would be a pair the ranker was pre-trained on, "
-            "so the memory would be measured on what the model memorised; use --split test (or valid, "
-            "for tuning)"
+            f"--split {split} with --sessions: the targets would be pairs the ranker was pre-trained on "
+            f"(it pre-trains on {pretrain_split}), so the memory would be measured on what the model "
+            "memorised; use --split test" + (" (or valid, for tuning)" if pretrain_split != "valid" else "")
         )
     return split
 
@@ -752,6 +753,7 @@ def run_session_evaluation(
             f"{' or '.join(HELD_OUT_REGIMES)}"
         )
     catalog = data.load()
+    check_session_split(split, catalog.pretrain_split)
     chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
     setting = chosen.player.setting or default

@@ -35,6 +35,7 @@ def save_artifact(
     path: str | Path,
     test: RankingMetrics | None = None,
     overlap: Mapping[str, int] | None = None,
+    world_seed: int | None = None,
 ) -> Path:
     """Write the artifact directory: weights.pt (state dict), ranker.pt (inference arrays), config.json.
 
@@ -44,6 +45,8 @@ def save_artifact(
         test: Optional test-split metrics to record.
         overlap: Per held-out split, its pairs the pre-training split holds too
             (`simulators.datasets.pretrain_overlap`), recorded as ``split.shared_pairs``.
+        world_seed: The persona world's seed (None for real data), recorded to name it when the
+            artifact meets another world.
 
     Returns:
         The directory.
@@ -58,6 +61,7 @@ def save_artifact(
         "sha256": {name: _sha256(out / name) for name in (WEIGHTS_FILE, EXPORT_FILE)},
         "kind": "persona_pretrain",
         "dataset": result.catalog_name,
+        "world_seed": world_seed,
         "n_users": result.model_config.n_users,
         "n_items": result.model_config.n_items,
         "n_aspects": result.model_config.n_aspects,
@@ -112,10 +116,12 @@ def check_artifact_matches(config: dict, catalog: Catalog, path: str | Path) -> 
                 f"artifact {path} has {key}={config.get(key)}, catalogue {catalog.name!r} has {value}"
             )
     if config.get("fingerprint") != catalog_fingerprint(catalog):
+        seed = config.get("world_seed")
+        recorded = f"--world-seed {seed}" if isinstance(seed, int) else "the same --world-seed"
         raise CRSError(
             f"artifact {path} was trained on a different {catalog.name!r} catalogue (same sizes, other item "
             "aspects or interactions, e.g. another generator seed): use the catalogue it was trained on "
-            "(the same --world-seed, data folder and dataset), or re-run `crs pretrain` on this one"
+            f"({recorded}, data folder and dataset), or re-run `crs pretrain` on this one"
         )
 
 

@@ -57,6 +57,16 @@ def test_an_overwrite_that_fails_keeps_the_earlier_artifact(
     failed = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--seed", "3"])
     assert refused(failed, "pre-training failed halfway"), failed.output
     assert files(out) == before  # emptied only right before the new artifact is written
+    monkeypatch.undo()
+
+    def disk_full(result, path, *args):  # the new artifact's first file written, then no space left
+        (Path(path) / "weights.pt").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("policies.pretrain.artifact.save_artifact", disk_full)
+    runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--seed", "3"])
+    assert files(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]  # no staging folder left beside it
 
 
 def test_a_model_too_large_for_memory_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -111,7 +121,7 @@ def test_pretrain_builds_an_artifact_for_another_persona_world(tmp_path: Path) -
     args = ["eval", "-n", "2", "--ranker", str(out)]
     assert runner.invoke(app, [*args, "--world-seed", "1", "-o", str(tmp_path / "e1")]).exit_code == 0
     refusal = runner.invoke(app, [*args, "-o", str(tmp_path / "e0")])
-    assert refused(refusal, "different 'persona_world' catalogue"), refusal.output
+    assert refused(refusal, "different 'persona_world' catalogue", "(--world-seed 1,"), refusal.output
 
 
 def test_held_out_pairs_inside_the_pre_training_split_are_counted_and_recorded(tmp_path: Path) -> None:

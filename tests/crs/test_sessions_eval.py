@@ -17,6 +17,7 @@ from crs.app.sessions import (
     ReturningResult,
     SessionSpec,
     check_memory_update,
+    check_session_split,
     evaluate_returning,
     match_personas,
     paired_after_change,
@@ -310,8 +311,10 @@ def test_the_summary_notes_repeated_or_missing_users() -> None:
 
 
 def test_sessions_never_draw_the_pre_training_split() -> None:
-    with pytest.raises(ValueError, match="--split train with --sessions: every target would be a pair"):
+    with pytest.raises(ValueError, match="--split train with --sessions: the targets would be pairs"):
         SessionSpec(split="train")
+    with pytest.raises(CRSError, match=r"it pre-trains on valid\), so the memory"):  # Yelp*
+        check_session_split("valid", "valid")
     assert SessionSpec(split="valid").split == "valid"
     assert split_note("valid") and split_note("test") == ()
 
@@ -354,7 +357,7 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
         ),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "--split", "train"],
-            "--split train with --sessions: every target would be a pair the ranker was pre-trained on",
+            "--split train with --sessions: the targets would be pairs the ranker was pre-trained on",
         ),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],

@@ -231,3 +231,12 @@ def test_a_run_resumed_with_changed_settings_records_its_phases_and_says_replayi
     assert result.exit_code == 0, result.output
     assert "resumed with changed settings" in flat(result.output)  # the replay says it differs
     assert [(p.start, p.steps, p.changed) for p in RunRecord.read(tmp_path / "g").phases] == [(0, 64, {})]
+
+
+def test_where_the_envs_run_is_no_change_of_settings() -> None:
+    from crs.app.run_folder import changed_settings
+    from crs.app.settings import make_settings
+
+    before = make_settings({"ppo": {"subprocess": False}})
+    after = make_settings({"ppo": {"subprocess": True, "learning_rate": 3e-4}})  # `--in-process` undone
+    assert changed_settings(before, after) == {"ppo.learning_rate": [2e-4, 3e-4]}
