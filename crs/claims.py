@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +25,7 @@ from policies.atomic import folder_lock
 from simulators.errors import CRSError
 
 LOCK_FILE = ".crs.lock"
+STAGING_PREFIX = ".crs.staging-"
 
 
 class OutputExistsError(CRSError):
@@ -87,9 +89,10 @@ def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
             f"{folder} is locked by process {pid} ({command!r}), which is no longer running (killed or "
             f"crashed); remove the stale lock with `rm {lock}` and run again"
         )
+    unknown = " (if it no longer runs, remove the lock with `rm {lock}`)" if sys.platform == "win32" else ""
     return OutputBusyError(
         f"{folder} is being written by process {pid} on {host} ({command!r}); wait for it to finish or "
-        "choose another output"
+        f"choose another output{unknown.format(lock=lock)}"
     )
 
 
@@ -144,14 +147,20 @@ def _is_lock_entry(name: str) -> bool:
 
 
 def folder_entries(folder: Path) -> list[str]:
-    """The sorted names of what `folder` holds, leaving out its lock and lock drafts."""
-    return sorted(entry.name for entry in folder.iterdir() if not _is_lock_entry(entry.name))
+    """The sorted names of what `folder` holds, leaving out its lock, lock drafts and staging folders
+    (`FolderClaim.staging_folder`; one a killed writer left is no result)."""
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if not (_is_lock_entry(entry.name) or entry.name.startswith(STAGING_PREFIX))
+    )
 
 
-def empty_folder(folder: Path) -> None:
-    """Delete everything `folder` holds but its lock file and lock drafts."""
+def empty_folder(folder: Path, keep: Iterable[str] = ()) -> None:
+    """Delete everything `folder` holds but its lock file, lock drafts and the entries named `keep`."""
+    kept = set(keep)
     for entry in folder.iterdir():
-        if _is_lock_entry(entry.name):
+        if _is_lock_entry(entry.name) or entry.name in kept:
             continue
         shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
@@ -196,6 +205,7 @@ class FolderClaim:
     ) -> None:
         self.folder = folder
         self.pending = False  # an earlier output that `clear` empties
+        self.staging: list[Path] = []  # `staging_folder`s, which `clear` keeps
         self.lock = folder / LOCK_FILE
         if folder.exists() and not folder.is_dir():
             raise CRSError(f"{what} {folder} is a file, not a folder; choose a folder path")
@@ -242,10 +252,19 @@ class FolderClaim:
             raise
 
     def clear(self) -> None:
-        """Empty the earlier output that `overwrite` replaces (once; nothing when there is none)."""
+        """Empty the earlier output that `overwrite` replaces (once; nothing when there is none), but
+        this claim's staging folders."""
         if self.pending:
-            empty_folder(self.folder)
+            empty_folder(self.folder, keep=[path.name for path in self.staging])
             self.pending = False
+
+    def staging_folder(self) -> Path:
+        """A new hidden folder inside the claimed one (``.crs.staging-*``) to write a whole output into
+        before `clear` and a rename move it in: on the same file system, kept by `clear`, never taken
+        for results. The caller removes it."""
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder))
+        self.staging.append(path)
+        return path
 
     def release(self) -> None:
         """Remove the lock (once), and the folder if the claim created it and nothing was written there

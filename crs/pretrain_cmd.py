@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import typer
@@ -157,9 +156,9 @@ def _pretrain_into(
 ) -> None:
     """Pre-train on `catalog` with `config`, showing progress; save the artifact into the claimed `out`.
 
-    The artifact is written whole into a folder beside `out` first; only then is an earlier artifact
-    emptied (`claim.clear`) and the new files moved in, so a write that fails (a full disk) leaves the
-    earlier one as it was.
+    The artifact is written whole into a staging folder inside `out` first (`FolderClaim.staging_folder`);
+    only then is an earlier artifact emptied (`claim.clear`) and the new files moved in, so a write that
+    fails (a full disk) leaves the earlier one as it was.
     """
     from policies.pretrain.artifact import save_artifact  # torch and PyG load only when it runs
     from policies.pretrain.metrics import evaluation_users, rank_metrics
@@ -228,11 +227,18 @@ def _pretrain_into(
                 batch_size=128,
                 on_batch=lambda done: progress.update(test_task, completed=done),
             )
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = claim.staging_folder()
     try:
-        save_artifact(result, staging, test, overlap, world_seed)
+        try:
+            save_artifact(result, staging, test, overlap, world_seed)
+        except OSError as error:  # a full disk, ...: the earlier artifact is untouched
+            raise CRSError(
+                f"cannot write the artifact into {out} ({error.strerror or error}); nothing there changed"
+            ) from None
         claim.clear()
-        for file in sorted(staging.iterdir()):
+        # config.json last: a folder the moves were interrupted in holds no config.json, so it is never
+        # taken for a whole artifact
+        for file in sorted(staging.iterdir(), key=lambda file: file.name == CONFIG_FILE):
             os.replace(file, out / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -214,15 +214,19 @@ def check_regime(regime: str) -> Regime:
     return regime
 
 
-def check_session_split(split: str, pretrain_split: str = "train") -> str:
-    """`split` if the sessions may draw their targets from it ("valid" or "test", and not the split the
-    catalogue pre-trains on: Yelp* pre-trains on valid), else a CRSError: that split's pairs are what
-    the ranker was pre-trained on."""
+def check_session_split(split: str, pretrain_split: str | None = None) -> str:
+    """`split` if the sessions may draw their targets from it: "valid" or "test", and not the split
+    the catalogue pre-trains on (`pretrain_split`: train, or valid on Yelp*, which has no train split;
+    None before the catalogue is loaded: only train is refused then).
+
+    Raises:
+        CRSError: Another split (named, with the fix).
+    """
     if split not in ("valid", "test") or split == pretrain_split:
+        read = "valid: Yelp* has no train split" if split == "valid" else "train, or valid on Yelp*"
         raise CRSError(
-            f"--split {split} with --sessions: the targets would be pairs the ranker was pre-trained on "
-            f"(it pre-trains on {pretrain_split}), so the memory would be measured on what the model "
-            "memorised; use --split test" + (" (or valid, for tuning)" if pretrain_split != "valid" else "")
+            f"--split {split} with --sessions: pre-training reads {read}, so the targets would be pairs "
+            "the ranker memorised, and the memory would be measured on them; use --split test"
         )
     return split
 

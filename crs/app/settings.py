@@ -261,15 +261,16 @@ def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
 
 def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """`data` with `WORLD_RECIPE` under it: each recipe key the data leaves out, and inside ``rewards``,
-    ``ppo`` and ``wrapper`` each recipe entry the data's mapping leaves out; the imitation copies the
-    rule on at most ``steps`` turns (a short run is not all copying)."""
+    ``ppo``, ``wrapper`` and ``imitation`` each recipe entry the data's mapping leaves out; the
+    recipe's imitation copies the rule on at most ``steps`` turns (a short run is not all copying)."""
     out = dict(data)
     for key in ("rewards", "ppo", "wrapper"):
         given = out.get(key)
         if given is None or isinstance(given, dict):
             base = dict(TRAIN_REWARDS) if key == "rewards" and given is None else {}
             out[key] = {**base, **WORLD_RECIPE[key], **(given or {})}
-    if "imitation" not in out:
+    given = out.get("imitation", {})
+    if isinstance(given, dict):  # None turns the imitation off
         steps = out.get("steps", DEFAULT_STEPS)
         cap = (
             steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1 else DEFAULT_STEPS
@@ -277,6 +278,7 @@ def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
         out["imitation"] = {
             **WORLD_RECIPE["imitation"],
             "steps": min(WORLD_RECIPE["imitation"]["steps"], cap),
+            **given,
         }
     return out
 

@@ -335,7 +335,9 @@ class SweepConfig(BaseModel):
                         {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
                     )
                 # the sweep runs its tasks side by side, so each task's envs stay in its own process
-                merged["ppo"] = {"subprocess": False, **merged.get("ppo", {})}
+                ppo = merged.get("ppo")
+                if ppo is None or isinstance(ppo, dict):  # anything else: make_settings names it
+                    merged["ppo"] = {"subprocess": False, **(ppo or {})}
                 return make_settings(merged).model_dump()
             except CRSError as error:
                 raise CRSError(f"ablations.{ablation}: {error}") from None

@@ -147,11 +147,12 @@ def _model_data(raw: bytes, path: Path) -> dict[str, Any]:
             _check_entries(archive, path)
             text = archive.read("data")
             variables = torch.load(io.BytesIO(archive.read(VARIABLES)), map_location="cpu", weights_only=True)
-        if variables not in ({}, None):  # PPO saves none; SB3 would setattr each name it holds
+        if variables is not None and not (isinstance(variables, dict) and not variables):
+            # PPO saves none; SB3 would set each name it holds on the model
             raise UnsafeModelFileError(
-                f"model file {path}: {VARIABLES} holds {sorted(map(str, variables))[:3]}, where `crs train` "
-                "saves nothing; loading would set them on the model: refused. Only load model files "
-                "written by `crs train`"
+                f"model file {path}: {VARIABLES} holds {repr(variables)[:60]}, where `crs train` saves "
+                "nothing; loading would set it on the model: refused. Only load model files written by "
+                "`crs train`"
             )
         data = json.loads(text)
     except CRSError:

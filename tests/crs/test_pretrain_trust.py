@@ -64,9 +64,21 @@ def test_an_overwrite_that_fails_keeps_the_earlier_artifact(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("policies.pretrain.artifact.save_artifact", disk_full)
-    runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--seed", "3"])
-    assert files(out) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["art"]  # no staging folder left beside it
+    full = runner.invoke(app, [*PRETRAIN, "--out", str(out), "--overwrite", "--seed", "3"])
+    assert refused(full, "cannot write the artifact", "No space left on device", "nothing there changed")
+    assert files(out) == before  # the staging folder inside it is gone too
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]
+
+
+def test_an_overwrite_of_the_current_folder_replaces_its_artifact(
+    tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(artifact, tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")  # --out . : a staging folder beside it would lie inside it
+    result = runner.invoke(app, [*PRETRAIN, "--out", ".", "--overwrite", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path("config.json").read_text())["seed"] == 3
+    assert sorted(p.name for p in Path(".").iterdir()) == ["config.json", "ranker.pt", "weights.pt"]
 
 
 def test_a_model_too_large_for_memory_is_refused_before_any_work(tmp_path: Path) -> None:

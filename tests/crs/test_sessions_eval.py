@@ -311,9 +311,9 @@ def test_the_summary_notes_repeated_or_missing_users() -> None:
 
 
 def test_sessions_never_draw_the_pre_training_split() -> None:
-    with pytest.raises(ValueError, match="--split train with --sessions: the targets would be pairs"):
+    with pytest.raises(ValueError, match="--split train with --sessions: pre-training reads train"):
         SessionSpec(split="train")
-    with pytest.raises(CRSError, match=r"it pre-trains on valid\), so the memory"):  # Yelp*
+    with pytest.raises(CRSError, match=r"pre-training reads valid: Yelp\* has no train split"):
         check_session_split("valid", "valid")
     assert SessionSpec(split="valid").split == "valid"
     assert split_note("valid") and split_note("test") == ()
@@ -357,7 +357,7 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
         ),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "--split", "train"],
-            "--split train with --sessions: the targets would be pairs the ranker was pre-trained on",
+            "--split train with --sessions: pre-training reads train, or valid on Yelp*",
         ),
         (
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],

@@ -307,6 +307,15 @@ def test_an_ablation_s_mapping_changes_only_the_keys_it_names(tmp_path) -> None:
     assert (tasks["hot"]["ppo"]["n_steps"], tasks["hot"]["ppo"]["n_epochs"]) == (32, 1)
     assert tasks["soft"]["rewards"] == {**tasks["base"]["rewards"], "ask_rejected": -0.2}
     assert tasks["soft"]["rewards"]["recommend_fail"] == -0.2
+    # the persona world's recipe merges the same way: an imitation ablation keeps the capped steps
+    imitation = write(
+        tmp_path / "imitation.yaml",
+        "kind: train\nseeds: [0]\nablations: {long: {imitation: {epochs: 5}}, copyless: {imitation: null},\n"
+        "  bare: {ppo: null}}\ntrain: {ranker: popularity, steps: 4096}\n",
+    )
+    settings = {t.name.split("-")[2]: t.settings for t in expand_grid(load_sweep_config(imitation))}
+    assert settings["long"]["imitation"]["steps"] == 4096 and settings["long"]["imitation"]["epochs"] == 5
+    assert settings["copyless"]["imitation"] is None and settings["bare"]["ppo"]["subprocess"] is False
 
 
 @pytest.mark.parametrize("kind", ["eval", "train"])

@@ -243,8 +243,9 @@ def _with_encoder(entries: dict[str, bytes], **kwargs: object) -> None:
         (lambda e: e.update({"data": e["data"] + b" " * 50_000_000}), zipfile.ZIP_DEFLATED, "inflates from"),
         # a network of the file's own size: built before any weight is checked
         (lambda e: _with_encoder(e, hidden=100_000), zipfile.ZIP_STORED, "hidden 100000, not"),
+        (lambda e: e.update({"pytorch_variables.pth": _torch_bytes(7)}), zipfile.ZIP_STORED, "holds 7"),
     ],
-    ids=["extra entry", "torch variables", "inflation", "encoder sizes"],
+    ids=["extra entry", "torch variables", "inflation", "encoder sizes", "variables not a mapping"],
 )
 def test_a_model_zip_beyond_what_crs_train_writes_is_refused_before_it_is_built(
     trained, tmp_path, change, compression, message
