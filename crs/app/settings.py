@@ -84,7 +84,8 @@ def plain_block(block: str, kind: type[Any], data: Any) -> Any:
     values = {}
     for key, value in data.items():
         types = tuple(t for t in get_args(hints[key]) or (hints[key],) if t is not type(None))
-        if value is not None or len(types) == len(get_args(hints[key])):  # None: an optional left out
+        optional = type(None) in get_args(hints[key])
+        if value is not None or not optional:  # None: an optional left out
             if not _is_a(value, types):
                 need = " or ".join(t.__name__ for t in types)
                 raise ValueError(f"{block}.{key}={value!r} must be of type {need}")

@@ -354,6 +354,7 @@ class _Session:
     seconds: float
     best_score: tuple[float, float]
     spaces: dict[str, Any]
+    encoder: dict[str, Any]  # the encoder's arguments the run's settings give (`encoder_kwargs`)
 
 
 def _train(
@@ -515,18 +516,20 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env  # torch
     from policies.rl.acting import mean_metrics  # torch and SB3 load only when training runs
     from policies.rl.callbacks import TrainingCallback
-    from policies.rl.model import set_logger
-    from policies.rl.model_file import load_model, read_model_data
+    from policies.rl.model import encoder_kwargs, set_logger
+    from policies.rl.model_file import check_encoder_sizes, load_model, read_model_data
     from policies.rl.run_files import atomic_save
 
     settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
     pending = _pending_eval(run_dir) if resume else None
     vec = make_vec_env(prepared.train_env, prepared.ranker, config, seed=settings.seed)
     spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
+    encoder = encoder_kwargs(vec.get_attr("sizes", indices=[0])[0], prepared.ranker, config)
     curve = CurveFile(run_dir)
     try:
         best_score, last_eval, last_checkpoint = (-1.0, -1.0), -1, -1
         if resume:
+            check_encoder_sizes(run_dir / CHECKPOINT, encoder)  # a shared run's file builds no network
             model = load_model(
                 run_dir / CHECKPOINT,
                 env=vec,
@@ -603,7 +606,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
         atomic_save(model, run_dir / FINAL_MODEL)
     finally:
         vec.close()  # stops the worker processes
-    return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces)
+    return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces, encoder)
 
 
 def _pending_eval(run_dir: Path) -> int | None:
@@ -647,10 +650,16 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     summary.json and MODEL_CARD.md. Returns the summary, each policy's evaluation throughput
     (conversations/s) and the verdict lines (`verdicts`)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
-    from policies.rl.model_file import load_model  # torch
+    from policies.rl.model_file import check_encoder_sizes, load_model  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
-    best = load_model(prepared.run_dir / BEST_MODEL, clip_range=config.clip_range, **session.spaces)
+    check_encoder_sizes(prepared.run_dir / BEST_MODEL, session.encoder)
+    best = load_model(
+        prepared.run_dir / BEST_MODEL,
+        clip_range=config.clip_range,
+        overrides={"n_envs": 1, "n_steps": 1},  # acting only: no rollout buffer of the file's size
+        **session.spaces,
+    )
     test_env = prepared.test_env()
     trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name, setting=test_env.setting)
     test_indices = evaluation_indices(test_env.goals.n_goals, settings.test_episodes, settings.seed)

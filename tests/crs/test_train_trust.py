@@ -256,6 +256,14 @@ def test_a_model_zip_beyond_what_crs_train_writes_is_refused_before_it_is_built(
         load_trained_policy(run, catalog())
 
 
+def test_a_resume_refuses_a_checkpoint_of_other_encoder_sizes_before_building_it(trained, tmp_path) -> None:
+    run = copy_run(trained, tmp_path / "run")
+    rewrite_zip(run / "checkpoint.zip", lambda e: _with_encoder(e, hidden=100_000))
+    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and "hidden 100000, not" in flat(result.output), result.output
+    assert "Traceback" not in result.output and not (run / LOCK_FILE).exists()
+
+
 def test_a_model_zip_s_rollout_sizes_are_not_allocated_to_act(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     set_field(run / "best_model.zip", "n_steps", 3_000_000)  # a 3.6 GB rollout buffer if built as is
@@ -358,6 +366,8 @@ def test_a_nested_value_of_another_type_is_named_and_an_integer_rate_is_a_float(
         make_settings({"ppo": {"n_epochs": True}})
     with pytest.raises(CRSError, match=r"wrapper\.probes=1 must be of type bool"):
         make_settings({"wrapper": {"probes": 1}})
+    with pytest.raises(CRSError, match=r"ppo\.ent_coef=None must be of type float"):  # null: no default
+        make_settings({"ppo": {"ent_coef": None}})
     settings = make_settings({"ppo": {"learning_rate": 1, "target_kl": None}, "wrapper": {"n_items": 12}})
     assert isinstance(settings.ppo.learning_rate, float) and settings.ppo.learning_rate == 1.0
     assert settings.ppo.target_kl is None and settings.wrapper.n_items == 12
