@@ -89,10 +89,10 @@ def _busy_error(folder: Path, lock: Path) -> OutputBusyError:
             f"{folder} is locked by process {pid} ({command!r}), which is no longer running (killed or "
             f"crashed); remove the stale lock with `rm {lock}` and run again"
         )
-    unknown = " (if it no longer runs, remove the lock with `rm {lock}`)" if sys.platform == "win32" else ""
+    unknown = f" (if it no longer runs, remove the lock with `rm {lock}`)" if sys.platform == "win32" else ""
     return OutputBusyError(
         f"{folder} is being written by process {pid} on {host} ({command!r}); wait for it to finish or "
-        f"choose another output{unknown.format(lock=lock)}"
+        f"choose another output{unknown}"
     )
 
 
