@@ -160,6 +160,16 @@ class TypedQuestionSpace(spaces.Dict):
                 rows[row, 1:] = self.np_random.choice(peers, size=rows.shape[1] - 1)
         return action
 
+    def contains(self, x: Any) -> bool:
+        """Whether `x` is in the Dict space and every ask in it lists aspects of one type (the env
+        refuses any other ask, `check_one_type`)."""
+        if not super().contains(x):
+            return False
+        kinds = np.atleast_1d(np.asarray(x["kind"]))  # (n,): 1 row, or one per vector env
+        rows = np.atleast_2d(np.asarray(x["aspects"]))  # (n, max_choices)
+        asks = rows[kinds == int(ActionKind.ASK)]
+        return all(np.unique(self.types.of_aspect[row]).size == 1 for row in asks)
+
 
 @batch_space.register(TypedQuestionSpace)
 def _batch_typed_space(space: TypedQuestionSpace, n: int = 1) -> TypedQuestionSpace:

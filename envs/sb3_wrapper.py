@@ -168,7 +168,9 @@ class MaskedActionSpace(spaces.MultiDiscrete):
 
     With an explicit `mask` or `probability`, before the first reset (`masks` returns None), and in a
     copy or unpickled space (the callable is not carried along) it samples as a plain
-    ``MultiDiscrete``. Equality, bounds and `contains` are MultiDiscrete's.
+    ``MultiDiscrete``. Equality, bounds and `contains` are MultiDiscrete's. A Gymnasium vector env of
+    wrappers batches it as a plain space, which samples without the masks (they differ per env): draw
+    within each env's `action_masks` there.
 
     Args:
         nvec: Counts of the entries (as ``MultiDiscrete``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -251,6 +252,22 @@ class Catalog:
         object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "splits", MappingProxyType(dict(self.splits)))
         self._validate()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Catalog:
+        """The catalogue itself: it is immutable (Gymnasium deep-copies an env's spec, whose kwargs may
+        hold the catalogue: `gymnasium.make(id, catalog=...)`)."""
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling state: `splits` as a plain dict (a read-only view does not pickle)."""
+        return {**self.__dict__, "splits": dict(self.splits)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "splits", MappingProxyType(dict(self.splits)))
+        object.__setattr__(self, "item_aspects", _frozen_csr(self.item_aspects))
+        object.__setattr__(self, "aspect_items", _frozen_csr(self.aspect_items))
 
     def _validate(self) -> None:
         n_items, n_aspects = self.item_aspects.shape

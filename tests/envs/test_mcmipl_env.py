@@ -204,6 +204,16 @@ def test_sampled_asks_list_one_type_so_every_sample_is_valid() -> None:
     batch = vector_space.sample()
     for kind, aspects in zip(batch["kind"], batch["aspects"], strict=True):
         assert kind != 0 or len(set(types.of_aspect[aspects].tolist())) == 1
+    # the space holds what the env takes: an ask of two types is outside it, as `step` refuses it
+    env.reset(seed=0)
+    mixed = {**env.action_space.sample(), "kind": np.int64(0), "aspects": np.array([0, 1, 0])}
+    assert not env.action_space.contains(mixed)
+    with pytest.raises(InvalidActionError, match="question types"):
+        env.step(mixed)
+    assert env.action_space.contains({**mixed, "aspects": np.array([0, 3, 6])})  # one type (0 mod 3)
+    assert vector_space.contains(batch) and not vector_space.contains(
+        {**batch, "kind": np.zeros(4, dtype=np.int64), "aspects": np.tile([0, 1, 0], (4, 1))}
+    )
 
 
 def test_typed_question_lists_the_chosen_aspect_then_its_types_best() -> None:

@@ -83,3 +83,23 @@ def test_yelp_star_is_binary_as_unicorn_runs_it_and_yelp_is_the_enumerated_setti
     assert yelp.state.asked_categories[category] and info["answer"]
     taxonomy = yelp.catalog.taxonomy
     assert set(info["answer"]) <= set(taxonomy.children(category).tolist())
+
+
+def test_an_env_made_with_a_catalogue_keeps_its_spec_and_copies_and_pickles() -> None:
+    import copy
+    import pickle
+    import warnings
+
+    from simulators.datasets import load_catalog
+
+    catalog = load_catalog("persona_world")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Gymnasium warns, and drops the spec, when it cannot copy it
+        env = gym.make("crs/PersonaWorld-v0", catalog=catalog)
+        assert env.spec is not None and env.spec.kwargs["catalog"] is catalog
+    assert copy.deepcopy(env.unwrapped).catalog is catalog  # immutable: shared, not copied
+    again = pickle.loads(pickle.dumps(env))
+    restored = again.unwrapped.catalog
+    assert restored.n_users == catalog.n_users and restored.splits.keys() == catalog.splits.keys()
+    assert np.array_equal(restored.split("test").items, catalog.split("test").items)
+    assert trajectory(again, 3, episodes=1) == trajectory(gym.make("crs/PersonaWorld-v0"), 3, episodes=1)
