@@ -56,6 +56,7 @@ import importlib
 import io
 import logging
 import pickle
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -742,13 +743,23 @@ def read_pickle(path: Path | str) -> object:
 # ----------------------------------------------------------------------------------------------
 
 
+_REPR = reprlib.Repr()  # attributes set below (Python 3.10 and 3.11 take no keyword arguments)
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 4, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = 40
+
+
 def _describe(value: object) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     if isinstance(value, (list, tuple, set, frozenset, dict)):
         return f"a {type(value).__name__} of {len(value)} elements"
-    text = repr(value)
-    return f"a {type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    return f"a {type(value).__name__} {_short(value)}"
+
+
+def _short(value: object) -> str:
+    """`repr(value)` cut to about 40 characters, built without the whole text (a pickle can describe a
+    value whose full repr takes gigabytes: shared sub-lists nested 40 deep, or a long byte string)."""
+    return _REPR.repr(value)
 
 
 def _as_id(value: object) -> int | None:
@@ -780,7 +791,7 @@ def _id_sequence(value: object, path: Path, field: str, what: str) -> list[int]:
     for element in value:
         number = _as_id(element)
         if number is None:
-            raise DatasetError(path, field, f"{what} ids (integers from 0)", f"element {element!r}")
+            raise DatasetError(path, field, f"{what} ids (integers from 0)", f"element {_short(element)}")
         ids.append(number)
     return ids
 
@@ -791,7 +802,7 @@ def _dense_keys(obj: dict[Any, Any], path: Path, what: str, *, in_order: bool) -
     for key in obj:
         number = _key_id(key)
         if number is None:
-            raise DatasetError(path, "keys", f"{what} ids (integers from 0)", f"key {key!r}")
+            raise DatasetError(path, "keys", f"{what} ids (integers from 0)", f"key {_short(key)}")
         keys.append(number)
     if in_order and keys != list(range(len(keys))):
         first = next(i for i, number in enumerate(keys) if number != i)
@@ -899,10 +910,10 @@ def _read_groups(path: Path, n_users: int, n_items: int) -> TargetGroups:
         user = _key_id(key)
         if user is None or user >= n_users:
             raise DatasetError(
-                path, "keys", f"user ids in [0, {n_users}) (the users of the splits)", f"key {key!r}"
+                path, "keys", f"user ids in [0, {n_users}) (the users of the splits)", f"key {_short(key)}"
             )
         if user in seen:
-            raise DatasetError(path, str(key), "each user once", f"user {user} twice (as {key!r})")
+            raise DatasetError(path, str(key), "each user once", f"user {user} twice (as {_short(key)})")
         seen.add(user)
         if type(groups) is not list:
             raise DatasetError(path, str(key), "a list of target groups", _describe(groups))

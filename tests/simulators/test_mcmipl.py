@@ -431,3 +431,14 @@ def test_real_catalogues_through_the_registry(mcmipl_dir: Path) -> None:
     assert lastfm.name == "mcmipl_lastfm_star" and movie.name == "mcmipl_movie"
     with pytest.raises(CRSError):
         release_for(load_lastfm_star(mcmipl_dir))
+
+
+def test_a_value_named_in_an_error_is_cut_before_its_whole_text_is_built() -> None:
+    # a 265-byte pickle describes shared sub-lists nested 40 deep: its full repr never ends
+    from simulators.mcmipl import _describe, _short
+
+    nested: list = [1, 2]
+    for _ in range(40):
+        nested = [nested, nested]
+    assert len(_short(nested)) < 100
+    assert len(_describe(bytes(10**7))) < 100  # repr of the whole byte string took 4x its size
