@@ -43,6 +43,7 @@ from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
 from envs.sessions import sequence_env, session_seed
 from policies.memory import DEFAULT_RULE, PersonaMemory, SessionEvidence
 from policies.rl.acting import ranker_from_meta
+from policies.rl.model import encoder_kwargs
 from policies.rl.model_file import load_model
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, PolicyMeta, atomic_save
 from simulators.catalog import Catalog
@@ -136,6 +137,7 @@ def train(run: Path, mode: str, out: Path, steps: int, sequences: int) -> None:
         observation_space=shape.observation_space,
         action_space=shape.action_space,
         clip_range=config.clip_range,
+        encoder=encoder_kwargs(shape.get_wrapper_attr("sizes"), ranker, config),
     )
     rows = model.policy.features_extractor.log_prior.weight
     trained_rows = rows.detach().clone()

@@ -517,7 +517,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     from policies.rl.acting import mean_metrics  # torch and SB3 load only when training runs
     from policies.rl.callbacks import TrainingCallback
     from policies.rl.model import encoder_kwargs, set_logger
-    from policies.rl.model_file import check_encoder_sizes, load_model, read_model_data
+    from policies.rl.model_file import load_model, read_model_data
     from policies.rl.run_files import atomic_save
 
     settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
@@ -529,12 +529,13 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     try:
         best_score, last_eval, last_checkpoint = (-1.0, -1.0), -1, -1
         if resume:
-            check_encoder_sizes(run_dir / CHECKPOINT, encoder)  # a shared run's file builds no network
             model = load_model(
                 run_dir / CHECKPOINT,
                 env=vec,
                 clip_range=config.clip_range,
-                **spaces,
+                observation_space=spaces["observation_space"],
+                action_space=spaces["action_space"],
+                encoder=encoder,
                 # the run's (possibly changed) settings win over the values saved in the checkpoint
                 overrides={
                     "learning_rate": config.learning_rate,
@@ -650,15 +651,16 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     summary.json and MODEL_CARD.md. Returns the summary, each policy's evaluation throughput
     (conversations/s) and the verdict lines (`verdicts`)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
-    from policies.rl.model_file import check_encoder_sizes, load_model  # torch
+    from policies.rl.model_file import ACTING_OVERRIDES, load_model  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
-    check_encoder_sizes(prepared.run_dir / BEST_MODEL, session.encoder)
     best = load_model(
         prepared.run_dir / BEST_MODEL,
         clip_range=config.clip_range,
-        overrides={"n_envs": 1, "n_steps": 1},  # acting only: no rollout buffer of the file's size
-        **session.spaces,
+        observation_space=session.spaces["observation_space"],
+        action_space=session.spaces["action_space"],
+        encoder=session.encoder,
+        overrides=ACTING_OVERRIDES,
     )
     test_env = prepared.test_env()
     trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name, setting=test_env.setting)

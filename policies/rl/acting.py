@@ -24,7 +24,7 @@ from policies.pretrain.train import catalog_fingerprint
 from policies.rankers import RankerSpec
 from policies.rl.encoder import PersonaAspectEncoder
 from policies.rl.model import encoder_kwargs
-from policies.rl.model_file import check_encoder_sizes, load_model
+from policies.rl.model_file import ACTING_OVERRIDES, load_model
 from policies.rl.run_files import POLICY_META, PolicyMeta, model_file
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -212,14 +212,13 @@ def load_trained_policy(
     if ranker is None:
         ranker = ranker_from_meta(meta.ranker, catalog, Path(run_dir))
     wrapper = SlateActionWrapper(make_env(catalog=catalog, split="test", **meta.env), ranker, config.wrapper)
-    path = model_file(run_dir)
-    check_encoder_sizes(path, encoder_kwargs(wrapper.sizes, ranker, config))
     model = load_model(
-        path,
+        model_file(run_dir),
         observation_space=wrapper.observation_space,
         action_space=wrapper.action_space,
         clip_range=config.clip_range,
-        overrides={"n_envs": 1, "n_steps": 1},  # acting only: no rollout buffer of the file's size
+        encoder=encoder_kwargs(wrapper.sizes, ranker, config),
+        overrides=ACTING_OVERRIDES,
     )
     setting = wrapper.base.setting
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name, setting=setting)

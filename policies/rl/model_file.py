@@ -215,19 +215,20 @@ def safe_custom_objects(
     return objects
 
 
+ACTING_OVERRIDES: dict[str, Any] = {"n_envs": 1, "n_steps": 1}
+"""`load_model` overrides for a model that only acts: no rollout buffer of the file's sizes is built."""
 ENCODER_SIZES = ("n_users", "n_items", "n_aspects", "n_categories", "n_personas", "embed_dim", "hidden")
 """The encoder arguments that size its network."""
 
 
-def check_encoder_sizes(path: Path, encoder: Mapping[str, Any]) -> None:
-    """Refuse a model zip whose encoder sizes (`ENCODER_SIZES`) are not `encoder`'s, the arguments the
-    run's config gives (`policies.rl.model.encoder_kwargs`), before anything builds its network: a
-    file of a shared run cannot make loading allocate a network of its own size.
+def _check_encoder_sizes(path: Path, data: dict[str, Any], encoder: Mapping[str, Any]) -> None:
+    """Refuse the model zip `path` (its ``data`` JSON `data`) whose encoder sizes (`ENCODER_SIZES`) are
+    not `encoder`'s, before anything builds its network (`load_model`).
 
     Raises:
-        ModelFileError: Other sizes (named), or a damaged file.
+        ModelFileError: Other sizes (named).
     """
-    policy_kwargs = read_model_data(path).get("policy_kwargs")
+    policy_kwargs = data.get("policy_kwargs")
     kwargs = policy_kwargs.get("features_extractor_kwargs") if isinstance(policy_kwargs, dict) else None
     found: dict[str, Any] = kwargs if isinstance(kwargs, dict) else {}
     other = {
@@ -252,6 +253,7 @@ def load_model(
     observation_space: spaces.Space,
     action_space: spaces.Space,
     clip_range: float,
+    encoder: Mapping[str, Any],
     env: VecEnv | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> MaskablePPO:
@@ -263,7 +265,11 @@ def load_model(
         action_space: The wrapped env's action space.
         clip_range: The run's PPO clip range.
         env: The vectorised env to continue training in (None to act only).
-        overrides: Plain values to use instead of the file's (e.g. learning_rate, ent_coef).
+        encoder: The encoder arguments the run's config gives (`policies.rl.model.encoder_kwargs`): the
+            file's sizes (`ENCODER_SIZES`) must be these, so a file cannot make loading build a network
+            of its own size.
+        overrides: Plain values to use instead of the file's (e.g. learning_rate, ent_coef;
+            `ACTING_OVERRIDES` for a model that only acts).
 
     Raises:
         UnsafeModelFileError: The zip holds a pickled field nothing rebuilds, or a field `crs train`
@@ -277,7 +283,9 @@ def load_model(
         "clip_range": clip_range,
     }
     raw = _read_model_file(path)
-    objects = safe_custom_objects(path, _model_data(raw, path), rebuilt, overrides)
+    data = _model_data(raw, path)
+    _check_encoder_sizes(path, data, encoder)
+    objects = safe_custom_objects(path, data, rebuilt, overrides)
     try:
         model = MaskablePPO.load(io.BytesIO(raw), env=env, device="cpu", custom_objects=objects)
     except CRSError:
