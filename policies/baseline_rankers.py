@@ -20,8 +20,6 @@ is the same ranker asking the question whose answer splits the consistent items 
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,61 +29,18 @@ from envs.ranker import DialogueFacts
 from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError, DatasetError
-
-# The only globals a TransE embedding pickle may name: numpy array reconstruction.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-}
-
-
-class UnsafePickleError(CRSError):
-    """A third-party pickle names something other than builtins and numpy arrays."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if module == "builtins" and name in {
-            "dict",
-            "list",
-            "tuple",
-            "set",
-            "frozenset",
-            "int",
-            "float",
-            "str",
-        }:
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"refusing to load {module}.{name} from a third-party pickle: only builtins and numpy arrays "
-            f"are allowed in an embedding file"
-        )
+from simulators.safe_pickle import read_pickle
 
 
 def load_embedding_pickle(path: str | Path) -> dict[str, np.ndarray]:
-    """Load a pickled dict of numpy arrays with a restricted unpickler.
+    """Load a pickled dict of numpy arrays through the restricted reader (`simulators.safe_pickle`).
 
     Raises:
         DatasetError: the file is missing or not a pickled dict of arrays.
-        UnsafePickleError: the pickle names anything beyond builtins and numpy arrays.
+        UnsafePickleError: the pickle names a refused global or builds a refused value (a
+            `DatasetError` naming the file).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(
-            path, "", "a pickled dict {'ui_emb', 'feature_emb'} (UNICORN's transe.pkl)", "no file"
-        )
-    try:
-        data = _RestrictedUnpickler(io.BytesIO(path.read_bytes())).load()
-    except UnsafePickleError:
-        raise
-    except Exception as error:  # pickle raises many types on corrupt input
-        raise DatasetError(path, "", "a readable pickle", f"{type(error).__name__}: {error}") from error
+    data = read_pickle(path, "a pickled dict {'ui_emb', 'feature_emb'} (UNICORN's transe.pkl)")
     if not isinstance(data, dict):
         raise DatasetError(path, "", "a dict of arrays", type(data).__name__)
     return data
@@ -169,7 +124,7 @@ class TransERanker:
         Raises:
             DatasetError: The file is missing or unreadable, or an array has the wrong shape, dtype or
                 non-finite values; the message names the key and the expected shape.
-            UnsafePickleError: The pickle names anything beyond builtins and numpy arrays.
+            UnsafePickleError: The pickle names a refused global or builds a refused value.
         """
         data = load_embedding_pickle(path)
         rows = {

@@ -42,20 +42,18 @@ What this module returns, per dataset, is a `MultiInterestRelease`:
 `release_for(catalog)` gives back the whole release of a catalogue loaded either way, so an env can be
 built on the very `Catalog` instance the user model and goal sampler share.
 
-The pickles are a third party's: they are read only through a restricted unpickler that admits the
-builtin containers and scalars and numpy's scalar, dtype and array reconstruction, nothing else
-(`read_pickle`); a pickle naming any other global raises `UnsafePickleError` (a `DatasetError`) before
-that global is touched. Every other problem raises one `DatasetError` naming the file and the field.
+The pickles are a third party's: they are read only through the project's restricted reader
+(`simulators.safe_pickle`), which admits builtin containers and scalars and numpy's numeric scalars,
+dtypes and arrays, nothing else; a pickle naming any other global raises `UnsafePickleError` (a
+`DatasetError`) before that global is touched. Every other problem raises one `DatasetError` naming
+the file and the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import io
 import logging
-import pickle
 import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,6 +64,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from simulators import safe_pickle
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError, DatasetError
 from simulators.mcmipl_groups import MIN_SHARED, draw_partners, partner_candidates
@@ -111,13 +110,6 @@ EVALUATION_CONVERSATIONS: Mapping[str, int] = MappingProxyType(
 _MAX_ID = 2**63 - 1
 # Attribute-type ids must be dense like user ids: below 2 x (distinct types) + this slack.
 _TYPE_ID_SLACK = 1000
-
-
-class UnsafePickleError(DatasetError):
-    """A third-party pickle names a global other than builtin containers/scalars and numpy arrays.
-
-    Raised from the unpickler's ``find_class``, before the global is imported or called.
-    """
 
 
 # ----------------------------------------------------------------------------------------------
@@ -639,103 +631,14 @@ def _lastfm_type_names(root: Path, n_types: int) -> tuple[str, ...]:
     return tuple(f"type {t}" if name == f"aspect {t}" else name for t, name in enumerate(names))
 
 
-# ----------------------------------------------------------------------------------------------
-# The restricted unpickler
-# ----------------------------------------------------------------------------------------------
-
-_BUILTINS = frozenset(
-    {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bool"}
-)
-# numpy moved its internals from numpy.core to numpy._core (2.0); pickles name either.
-_NUMPY_GLOBALS: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
-    {
-        ("numpy", "dtype"): ("numpy", "dtype"),
-        ("numpy", "ndarray"): ("numpy", "ndarray"),
-        **{
-            (f"{package}.multiarray", name): ("multiarray", name)
-            for package in ("numpy.core", "numpy._core")
-            for name in ("scalar", "_reconstruct")
-        },
-        **{
-            (f"{package}.numeric", "_frombuffer"): ("numeric", "_frombuffer")
-            for package in ("numpy.core", "numpy._core")
-        },
-    }
-)
-
-
-def _numpy_global(module: str, name: str) -> Any:
-    """A numpy global from its current home (numpy._core, else numpy.core for numpy < 2)."""
-    if module == "numpy":
-        return getattr(np, name)
-    try:
-        home = importlib.import_module(f"numpy._core.{module}")
-    except ImportError:  # pragma: no cover - numpy < 2
-        home = importlib.import_module(f"numpy.core.{module}")
-    return getattr(home, name)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits builtin containers/scalars and numpy scalar, dtype and array reconstruction only."""
-
-    def __init__(self, data: bytes, path: Path) -> None:
-        super().__init__(io.BytesIO(data))
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _BUILTINS:
-            return super().find_class(module, name)
-        target = _NUMPY_GLOBALS.get((module, name))
-        if target is not None:
-            return _numpy_global(*target)
-        raise UnsafePickleError(
-            self._path,
-            f"global {module}.{name}",
-            "only builtin containers and scalars and numpy scalars, dtypes and arrays in a "
-            "third-party pickle",
-            f"a reference to {module}.{name}: refused, nothing was loaded",
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(
-            self._path, "persistent id", "a self-contained pickle", "a persistent id: refused"
-        )
-
-
 def read_pickle(path: Path | str) -> object:
-    """Read a third-party pickle through the restricted unpickler.
-
-    Args:
-        path: The pickle file.
-
-    Returns:
-        The unpickled object: builtin containers and scalars, numpy scalars and arrays.
+    """Read one pickle of MCMIPL's release through the restricted reader (`simulators.safe_pickle`).
 
     Raises:
-        UnsafePickleError: The pickle names any other global (a `DatasetError`, naming the file and
-            the refused global; the global is never imported or called).
+        UnsafePickleError: The pickle names a refused global or builds a refused value.
         DatasetError: The file is missing, unreadable, truncated or otherwise not a pickle.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(path, "", "a required file of MCMIPL's release", "missing")
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DatasetError(path, "", "a readable file", str(error)) from None
-    try:
-        return _RestrictedUnpickler(data, path).load()
-    except DatasetError:
-        raise
-    except RecursionError:
-        raise DatasetError(path, "", "a pickle of the release's shape", "nesting too deep to load") from None
-    except Exception as error:  # pickle raises many types on corrupt input
-        raise DatasetError(
-            path,
-            "",
-            "a readable pickle (Python's pickle format, as MCMIPL wrote it)",
-            f"{type(error).__name__}: {error} (truncated or corrupt file?)",
-        ) from None
+    return safe_pickle.read_pickle(path, "a required file of MCMIPL's release")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,11 +24,11 @@ from simulators.datasets import clear_cache, load_catalog
 from simulators.errors import CRSError, DatasetError
 from simulators.mcmipl import (
     MultiInterestRelease,
-    UnsafePickleError,
     load_release,
     read_pickle,
     release_for,
 )
+from simulators.safe_pickle import UnsafePickleError
 from simulators.scpr import load_lastfm_star
 from tests.conftest import data_missing
 
