@@ -58,10 +58,14 @@ DONE_MARKER = "done"
 """The marker a finished sweep task folder holds (written before the folder's final rename)."""
 
 
+def sweep_command(sweep: Path | str) -> str:
+    """The command that runs (or finishes) the sweep in folder `sweep`, quoted for a shell."""
+    return f"crs sweep CONFIG --out {shlex.quote(str(sweep))}"
+
+
 def task_rerun_fix(folder: Path) -> str:
     """How to make a sweep task folder's files again: delete it and rerun its sweep, which runs it again."""
-    sweep = folder.parent.parent
-    return f"delete {folder} and rerun `crs sweep CONFIG --out {sweep}` (it runs that task again)"
+    return f"delete {folder} and rerun `{sweep_command(folder.parent.parent)}` (it runs that task again)"
 
 
 def eval_fix(folder: Path) -> str:
@@ -180,7 +184,8 @@ class RunRecord:
                 command that starts the run again).
         """
         path = run_dir / RUN_CONFIG
-        command = f"crs train --name {run_dir.name} --runs-dir {run_dir.parent} --overwrite"
+        names = f"--name {shlex.quote(run_dir.name)} --runs-dir {shlex.quote(str(run_dir.parent))}"
+        command = f"crs train {names} --overwrite"
         again = f"start the run again with `{command}`"
         if not path.is_file():
             raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")

@@ -96,7 +96,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crs.app.evaluation import EvalSpec, run_evaluation
-from crs.app.run_folder import DONE_MARKER, TASK_FILE, EvalSummary, TrainSummary, task_rerun_fix
+from crs.app.run_folder import (
+    DONE_MARKER,
+    TASK_FILE,
+    EvalSummary,
+    TrainSummary,
+    sweep_command,
+    task_rerun_fix,
+)
 from crs.app.sessions import SESSION_DATASETS, SessionSpec, run_session_evaluation
 from crs.app.settings import MAX_SEED, make_settings
 from crs.claims import FolderClaim, a_few, folder_entries, process_alive
@@ -779,7 +786,7 @@ def planned_tasks(path: str | Path) -> list[str]:
     Raises:
         CRSError: sweep.json is missing or corrupt.
     """
-    listing = read_json_mapping(Path(path) / SWEEP_FILE, fix=f"rerun `crs sweep CONFIG --out {Path(path)}`")
+    listing = read_json_mapping(Path(path) / SWEEP_FILE, fix=f"rerun `{sweep_command(path)}`")
     tasks = listing.get("tasks")
     return [str(task.get("name")) for task in tasks or [] if isinstance(task, dict)]
 
@@ -888,7 +895,7 @@ def extend_tasks(config: SweepConfig, base: Path, out: Path) -> list[SweepTask]:
         if not is_finished(old):
             raise CRSError(
                 f"--extend {base}: it has no finished task {task.name}; finish that sweep first "
-                f"(`crs sweep CONFIG --out {base}`) or leave out --extend"
+                f"(`{sweep_command(base)}`) or leave out --extend"
             )
         fix = f"delete {old} and finish that sweep again"
         earlier = read_json_mapping(old / TASK_FILE, ("settings",), fix)["settings"]

@@ -43,6 +43,7 @@ from crs.app.run_folder import (
     TrainSummary,
     eval_fix,
     read_episodes,
+    sweep_command,
 )
 from crs.app.sweep import (
     RUNS_DIR,
@@ -610,7 +611,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
     finished = sweep_task_dirs(sweep)
     unfinished = unfinished_task_dirs(sweep)
     left_out: list[LeftOut] = []
-    rerun = f"rerun `crs sweep CONFIG --out {sweep}` to finish them"
+    rerun = f"rerun `{sweep_command(sweep)}` to finish them"
     if unfinished:
         names = ", ".join(_unfinished_name(folder) for folder in unfinished)
         left_out.append(
@@ -662,7 +663,7 @@ def _task_of(folder: Path) -> SweepTaskInfo | None:
     if not is_finished(folder):
         raise CRSError(
             f"{folder} is an unfinished sweep task (no `{DONE_MARKER}` marker); pass its sweep folder "
-            f"{sweep} (unfinished tasks are skipped) or rerun `crs sweep CONFIG --out {sweep}`"
+            f"{sweep} (unfinished tasks are skipped) or rerun `{sweep_command(sweep)}`"
         )
     return read_sweep_task(folder, sweep)
 

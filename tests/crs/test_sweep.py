@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from crs.app.evaluation import run_evaluation
-from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary
+from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary, RunRecord, task_rerun_fix
 from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
@@ -562,3 +563,23 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
         "persona_world · rl · default (sweep)": 2,
         "persona_world · rl · default (other)": 2,
     }
+
+
+def test_the_commands_errors_name_paste_into_a_shell_with_spaces_in_the_paths(tmp_path) -> None:
+    sweep = tmp_path / "my sweeps" / "rules; rm -rf x"
+    quoted = task_rerun_fix(sweep / "runs" / "task 1").split("`")[1]
+    assert shlex.split(quoted) == ["crs", "sweep", "CONFIG", "--out", str(sweep)]
+    run = tmp_path / "my runs" / "run 1"
+    run.mkdir(parents=True)
+    with pytest.raises(CRSError) as info:
+        RunRecord.read(run)
+    command = str(info.value).split("`")[1]
+    assert shlex.split(command) == [
+        "crs",
+        "train",
+        "--name",
+        "run 1",
+        "--runs-dir",
+        str(run.parent),
+        "--overwrite",
+    ]
