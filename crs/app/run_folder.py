@@ -58,6 +58,18 @@ DONE_MARKER = "done"
 """The marker a finished sweep task folder holds (written before the folder's final rename)."""
 
 
+DEFAULT_RUNS_DIR = Path("runs")  # `crs train --runs-dir`'s default
+
+
+def run_options(name: str, runs_dir: Path) -> str:
+    """The ``--name`` (and, unless it is the default, ``--runs-dir``) options that name a run in a
+    command to type, e.g. ``--name rc1 --runs-dir .``."""
+    options = f"--name {shlex.quote(name)}"
+    if runs_dir != DEFAULT_RUNS_DIR:
+        options += f" --runs-dir {shlex.quote(str(runs_dir))}"
+    return options
+
+
 def sweep_command(sweep: Path | str) -> str:
     """The command that runs (or finishes) the sweep in folder `sweep`, quoted for a shell."""
     return f"crs sweep CONFIG --out {shlex.quote(str(sweep))}"
@@ -72,7 +84,7 @@ def eval_fix(folder: Path) -> str:
     """How to make a `crs eval` folder's files again (a sweep task's: `task_rerun_fix`)."""
     if (folder / TASK_FILE).is_file():
         return task_rerun_fix(folder)
-    return f"re-run `crs eval --out {folder} --overwrite` with its settings"
+    return f"re-run `crs eval --out {shlex.quote(str(folder))} --overwrite` with its settings"
 
 
 @dataclass(frozen=True)
@@ -184,8 +196,7 @@ class RunRecord:
                 command that starts the run again).
         """
         path = run_dir / RUN_CONFIG
-        names = f"--name {shlex.quote(run_dir.name)} --runs-dir {shlex.quote(str(run_dir.parent))}"
-        command = f"crs train {names} --overwrite"
+        command = f"crs train {run_options(run_dir.name, run_dir.parent)} --overwrite"
         again = f"start the run again with `{command}`"
         if not path.is_file():
             raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
@@ -615,7 +626,7 @@ class TrainSummary:
             CRSError: Missing, corrupt or lacking a key (the run has not finished: resume it).
         """
         path = run_dir / SUMMARY_FILE
-        resume = f"finish the run with `crs train --name {run_dir.name} --runs-dir {run_dir.parent} --resume`"
+        resume = f"finish the run with `crs train {run_options(run_dir.name, run_dir.parent)} --resume`"
         fix = task_rerun_fix(run_dir) if (run_dir / TASK_FILE).is_file() else resume
         required = tuple(f.name for f in fields(cls) if f.default is MISSING)
         data = read_json_mapping(path, required, fix)
@@ -814,6 +825,9 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         if imitation is not None
         else ""
     )
+    report = f"crs report {shlex.quote(str(run_dir))}"
+    config = shlex.quote(str(run_dir / RUN_CONFIG))
+    replay = f"crs train --config {config} --name {shlex.quote(summary.name + '-again')}"
     blocker = eval_blocker(settings)
     evaluate = (
         f"`crs eval` cannot evaluate it again: {blocker}."
@@ -841,8 +855,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 |---|---|---:|---:|
 {rows}
 
-Each row's records are in `{TEST_DIR}/`; `crs report {run_dir}` compares them, paired. {evaluate}
+Each row's records are in `{TEST_DIR}/`; `{report}` compares them, paired. {evaluate}
 {again}:
-`crs train --config {run_dir / RUN_CONFIG} --name {summary.name}-again`. All settings: `{RUN_CONFIG}`.
+`{replay}`. All settings: `{RUN_CONFIG}`.
 {_phases_text(record)}"""
     write_text_atomic(run_dir / MODEL_CARD, text)

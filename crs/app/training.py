@@ -27,6 +27,7 @@ from rich.table import Table
 from crs import __version__
 from crs.app.evaluation import conversations_fingerprint
 from crs.app.run_folder import (
+    DEFAULT_RUNS_DIR,
     PROGRESS_FILES,
     RUN_CONFIG,
     TRAINED_TEST,
@@ -38,6 +39,7 @@ from crs.app.run_folder import (
     changed_settings,
     eval_blocker,
     eval_command,
+    run_options,
     write_model_card,
     write_test_folders,
 )
@@ -73,7 +75,6 @@ from simulators.mcmipl import find_release
 # the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
 IMITATION_SEED_OFFSET = 7919
 FIT_CONVERSATIONS = 1000  # openings `--fit-plan-temperature` fits the belief temperature on
-DEFAULT_RUNS_DIR = Path("runs")  # `crs train --runs-dir`'s default
 
 
 class RunNameError(CRSError):
@@ -286,15 +287,6 @@ def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
             f"({runs_dir}), without '/' or '\\', and not empty, '.' or '..'; to write elsewhere, give "
             "the parent folder as --runs-dir and the folder's own name as --name"
         )
-
-
-def run_options(name: str, runs_dir: Path) -> str:
-    """The ``--name`` (and, unless it is the default, ``--runs-dir``) options that name a run in a
-    command to type, e.g. ``--name rc1 --runs-dir .``."""
-    options = f"--name {shlex.quote(name)}"
-    if runs_dir != DEFAULT_RUNS_DIR:
-        options += f" --runs-dir {shlex.quote(str(runs_dir))}"
-    return options
 
 
 def training_inputs(settings: TrainSettings) -> list[tuple[str, Path | None]]:

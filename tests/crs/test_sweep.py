@@ -21,7 +21,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from crs.app.evaluation import run_evaluation
-from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary, RunRecord, task_rerun_fix
+from crs.app.run_folder import (
+    TEST_DIR,
+    TRAINED_TEST,
+    EvalSummary,
+    RunRecord,
+    task_rerun_fix,
+)
 from crs.app.sweep import (
     DONE_MARKER,
     MAX_SEED,
