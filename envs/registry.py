@@ -91,12 +91,18 @@ def build_user(
 
     Raises:
         CRSError: An unknown kind, an unknown `PersonaUser` argument in `user_kwargs` (the message lists
-            the valid ones), or `goal_interactions` that leave none of MCMIPL's groups.
+            the valid ones), `user_kwargs` for a user that takes none, or `goal_interactions` that leave
+            none of MCMIPL's groups.
     """
     if user not in USER_KINDS:
         raise CRSError(f"user={user!r} is not one of {USER_KINDS}")
     if user == "auto":
         user = "persona" if catalog.truth is not None else "single"
+    if user != "persona" and user_kwargs:
+        raise CRSError(
+            f"user_kwargs {sorted(user_kwargs)}: the {user} user takes no arguments (it answers by its "
+            "targets' aspects); only user='persona' does: leave them out or pass user='persona'"
+        )
     if user == "single":
         return SingleTargetUser(catalog), PairGoals(catalog, split, goal_interactions)
     release = find_release(catalog)

@@ -87,3 +87,9 @@ def test_numpy_integer_arguments_are_accepted() -> None:
     env = make_env("persona_world", world_kwargs=SMALL_WORLD, max_turns=np.int64(5), slate_size=np.int32(3))
     assert env.max_turns == 5 and type(env.max_turns) is int and env.slate_size == 3
     assert env.observation_space["turn"].high.item() == 5
+
+
+@pytest.mark.parametrize("user", ["single", "multi"])
+def test_user_arguments_for_a_user_that_takes_none_are_refused_not_ignored(user: str) -> None:
+    with pytest.raises(CRSError, match=rf"user_kwargs \['patience'\]: the {user} user takes no arguments"):
+        make_env("persona_world", world_kwargs=SMALL_WORLD, user=user, user_kwargs={"patience": 2})
