@@ -127,20 +127,48 @@ def ci_sign(summary: MetricSummary, n_pairs: int) -> int:
     return 1 if summary.low > 0 else -1 if summary.high < 0 else 0
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, n_resamples: int = 1000) -> MetricSummary:
-    """Mean and 95% percentile-bootstrap CI over conversations (seeded, vectorised)."""
+def bootstrap_ci(
+    values: np.ndarray, seed: int = 0, n_resamples: int = 1000, clusters: Sequence[int] | None = None
+) -> MetricSummary:
+    """Mean and 95% percentile-bootstrap CI over conversations (seeded, vectorised).
+
+    Args:
+        values: One value per conversation, shape (n,).
+        seed: Seed of the resampling.
+        n_resamples: Bootstrap resamples.
+        clusters: One label per value, or None. Given, whole clusters are resampled (a cluster
+            bootstrap): the sessions of one returning user are correlated, so they are drawn together
+            and the interval counts users, not sessions. Each resample's mean is over its sessions.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return MetricSummary(float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, values.size, size=(n_resamples, values.size))
-    means = values[idx].mean(axis=1)
+    if clusters is None:
+        idx = rng.integers(0, values.size, size=(n_resamples, values.size))
+        means = values[idx].mean(axis=1)
+    else:
+        labels = np.asarray(clusters, dtype=np.int64)
+        if labels.shape != values.shape:
+            raise ValueError(f"bootstrap_ci: {labels.size} cluster labels for {values.size} values")
+        _, inverse = np.unique(labels, return_inverse=True)
+        sums = np.bincount(inverse, weights=values)
+        counts = np.bincount(inverse).astype(np.float64)
+        idx = rng.integers(0, sums.size, size=(n_resamples, sums.size))
+        means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return MetricSummary(float(values.mean()), float(low), float(high))
 
 
 def summarize(
-    records: Sequence[EpisodeRecord], max_turns: int = DEFAULT_MAX_TURNS, seed: int = 0
+    records: Sequence[EpisodeRecord],
+    max_turns: int = DEFAULT_MAX_TURNS,
+    seed: int = 0,
+    clusters: Sequence[int] | None = None,
 ) -> dict[str, MetricSummary]:
-    """Mean and 95% CI of SR@5/10/15, AT and hDCG."""
-    return {name: bootstrap_ci(v, seed=seed) for name, v in per_episode_metrics(records, max_turns).items()}
+    """Mean and 95% CI of SR@5/10/15, AT and hDCG (with `clusters`, one per record: a cluster
+    bootstrap, see `bootstrap_ci`)."""
+    return {
+        name: bootstrap_ci(v, seed=seed, clusters=clusters)
+        for name, v in per_episode_metrics(records, max_turns).items()
+    }

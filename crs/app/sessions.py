@@ -399,8 +399,14 @@ def evaluate_returning(
     return ReturningResult(records=records, tracking=tracking, sequences=drawn, summary=summary)
 
 
-def _share(flags: Sequence[bool], seed: int) -> MetricSummary:
-    return bootstrap_ci(np.asarray(flags, dtype=np.float64), seed=seed)
+def _share(flags: Sequence[bool], seed: int, clusters: Sequence[int] | None = None) -> MetricSummary:
+    return bootstrap_ci(np.asarray(flags, dtype=np.float64), seed=seed, clusters=clusters)
+
+
+def sequence_of(records: Sequence[SessionRecord] | Sequence[Tracking]) -> list[int]:
+    """The returning user (sequence) of each record: the cluster a bootstrap over sessions of several
+    sessions per user resamples (`envs.metrics.bootstrap_ci`)."""
+    return [record.sequence for record in records]
 
 
 def summarize_sessions(
@@ -423,9 +429,11 @@ def summarize_sessions(
     before = {(t.sequence, t.session): t for t in tracking}
 
     def last_time(seen: Sequence[Tracking]) -> MetricSummary | None:
-        """How often the belief before each session of `seen` names the previous session's active persona."""
-        flags = [t.believed == before[(t.sequence, t.session - 1)].active for t in seen if t.session > 0]
-        return _share(flags, seed) if tracked and flags else None
+        """How often the belief before each session of `seen` names the previous session's active persona
+        (resampling whole users when `seen` holds several sessions of one)."""
+        later = [t for t in seen if t.session > 0]
+        flags = [t.believed == before[(t.sequence, t.session - 1)].active for t in later]
+        return _share(flags, seed, sequence_of(later)) if tracked and flags else None
 
     rows = []
     for session in range(n_sessions):
@@ -442,7 +450,8 @@ def summarize_sessions(
                 last_time=last_time(seen),
             )
         )
-    after = [r.episode for r in records if r.change_session is not None and r.session >= r.change_session]
+    after_records = [r for r in records if r.change_session is not None and r.session >= r.change_session]
+    after = [r.episode for r in after_records]
     changes = {(r.sequence, r.session): r.change_session for r in records}
     seen_after = [
         t
@@ -457,12 +466,18 @@ def summarize_sessions(
         memory=memory,
         rule=dataclasses.asdict(rule) if memory == "update" else {},
         rows=tuple(rows),
-        after_change=summarize(after, max_turns, seed=seed) if after else {},
+        after_change=summarize(after, max_turns, seed=seed, clusters=sequence_of(after_records))
+        if after
+        else {},
         after_change_episodes=len(after),
-        tracking_after_change=_share([t.believed == t.active for t in seen_after], seed)
+        tracking_after_change=_share(
+            [t.believed == t.active for t in seen_after], seed, sequence_of(seen_after)
+        )
         if tracked_after
         else None,
-        dominant_tracking_after_change=_share([t.believed == t.dominant for t in seen_after], seed)
+        dominant_tracking_after_change=_share(
+            [t.believed == t.dominant for t in seen_after], seed, sequence_of(seen_after)
+        )
         if tracked_after
         else None,
         last_time_after_change=last_time(seen_after),
@@ -836,7 +851,7 @@ def run_session_evaluation(
                 *users_note(result.sequences, sequences, sessions, split, with_items),
                 *split_note(split),
             ),
-            metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed),
+            metrics=summarize(episodes, DEFAULT_MAX_TURNS, seed=seed, clusters=sequence_of(result.records)),
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},

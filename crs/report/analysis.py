@@ -19,6 +19,7 @@ Rules (each stated in the report):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -80,6 +81,9 @@ class Row:
         ablation: "full", "persona-blind", "aspect-blind", "both-off", or None for other policies.
         best: Metric names in which this row is best (ties included).
         values: Per-conversation values per metric, keyed (fingerprint, goal index), averaged over runs.
+        units: The independent unit of each key of `values` in a row of returning-user runs (`crs eval
+            --sessions`): its user's sequence, as an int label; empty in other rows (each conversation is
+            its own unit). Bootstraps resample whole units, since one user's sessions are correlated.
     """
 
     label: str
@@ -89,6 +93,7 @@ class Row:
     ablation: str | None
     best: frozenset[str] = frozenset()
     values: Mapping[str, Mapping[tuple[str, int], float]] = field(default_factory=dict, repr=False)
+    units: Mapping[tuple[str, int], int] = field(default_factory=dict, repr=False)
 
     @property
     def n_runs(self) -> int:
@@ -248,12 +253,17 @@ def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSum
 def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]:
     """Mean and 95% CI per metric of one configuration, and how the CI was formed.
 
-    One run: `bootstrap_ci` over its conversations with the run's seed (what `crs eval` wrote).
+    One run: `bootstrap_ci` over its conversations (whole users in a `crs eval --sessions` run) with the
+    run's seed (what `crs eval` wrote).
     Several: the mean of the runs' means, Student-t interval with n−1 degrees of freedom.
     """
     per_run = [per_episode_metrics(run.records, run.max_turns) for run in runs]
     if len(runs) == 1:
-        return {m: bootstrap_ci(per_run[0][m], seed=runs[0].seed) for m in METRICS}, "conversations"
+        units = conversation_units(runs)
+        clusters = [units[(runs[0].fingerprint, r.goal_index)] for r in runs[0].records] if units else None
+        return {
+            m: bootstrap_ci(per_run[0][m], seed=runs[0].seed, clusters=clusters) for m in METRICS
+        }, "conversations"
     return {m: seeds_interval(m, [values[m].mean() for values in per_run]) for m in METRICS}, "seeds"
 
 
@@ -273,6 +283,29 @@ def conversation_values(runs: Sequence[EvalRun]) -> dict[str, dict[tuple[str, in
     return {m: {k: v / counts[k] for k, v in bucket.items()} for m, bucket in sums.items()}
 
 
+def conversation_units(runs: Sequence[EvalRun]) -> dict[tuple[str, int], int]:
+    """Each conversation's returning user, as an int label, when the runs are `crs eval --sessions`
+    runs (goal index = sequence × S + session); empty otherwise (see `Row.units`)."""
+    labels: dict[tuple[str, int], int] = {}
+    units: dict[tuple[str, int], int] = {}
+    for run in runs:
+        if run.summary.sessions is None:
+            continue
+        per_user = run.summary.sessions.sessions
+        for record in run.records:
+            unit = labels.setdefault((run.fingerprint, record.goal_index // per_user), len(labels))
+            units[(run.fingerprint, record.goal_index)] = unit
+    return units
+
+
+def _clusters(row: Row, keys: Sequence[tuple[str, int]]) -> tuple[list[int] | None, int]:
+    """The bootstrap clusters of `keys` in `row` (None: each key its own) and how many units they are."""
+    if not row.units:
+        return None, len(keys)
+    clusters = [row.units[key] for key in keys]
+    return clusters, len(set(clusters))
+
+
 def _best(rows: Sequence[Row]) -> dict[str, frozenset[str]]:
     best: dict[str, set[str]] = {r.label: set() for r in rows}
     if len(rows) < 2:
@@ -287,26 +320,28 @@ def _best(rows: Sequence[Row]) -> dict[str, frozenset[str]]:
 
 
 def paired_difference(reference: Row, other: Row) -> PairedDiff:
-    """Reference minus `other` on the conversations both walked; 95% bootstrap CI over them."""
+    """Reference minus `other` on the conversations both walked; 95% bootstrap CI over them (over
+    returning users in rows of `crs eval --sessions` runs, whose pairs are then counted in users)."""
     keys = sorted(set(reference.values[PRIMARY]) & set(other.values[PRIMARY]))
+    clusters, n_units = _clusters(reference, keys)
     out = {}
     for m in METRICS:
         d = np.array([reference.values[m][k] - other.values[m][k] for k in keys])
-        out[m] = bootstrap_ci(d, seed=DIFF_SEED)
-    return PairedDiff(label=other.label, reference=reference.label, metrics=out, n_pairs=len(keys))
+        out[m] = bootstrap_ci(d, seed=DIFF_SEED, clusters=clusters)
+    return PairedDiff(label=other.label, reference=reference.label, metrics=out, n_pairs=n_units)
 
 
 def interaction_contrast(rows: Mapping[str, Row]) -> tuple[dict[str, MetricSummary], int]:
     """full − persona-blind − aspect-blind + both-off per conversation (> 0: the two help each other)."""
     keys = set.intersection(*(set(rows[a].values[PRIMARY]) for a in ABLATIONS))
     ordered = sorted(keys)
+    clusters, n_units = _clusters(rows["full"], ordered)
     out = {}
     for m in METRICS:
         v = {a: np.array([rows[a].values[m][k] for k in ordered]) for a in ABLATIONS}
-        out[m] = bootstrap_ci(
-            v["full"] - v["persona-blind"] - v["aspect-blind"] + v["both-off"], seed=DIFF_SEED
-        )
-    return out, len(ordered)
+        contrast = v["full"] - v["persona-blind"] - v["aspect-blind"] + v["both-off"]
+        out[m] = bootstrap_ci(contrast, seed=DIFF_SEED, clusters=clusters)
+    return out, n_units
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -397,6 +432,11 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
 def pairing_note(table: Table) -> str:
     """What a table's paired differences rest on, in words (no final period)."""
     note = f"a CI counts only over at least {MIN_PAIRED} pairs"
+    if any(row.units for row in table.rows):
+        note += (
+            "; rows of returning-user runs (`crs eval --sessions`) pair session by session but resample "
+            "whole users (one user's sessions are correlated), and their pairs are counted in users"
+        )
     if any(row.n_runs > 1 for row in table.rows):
         note += (
             "; rows of several training seeds are paired over their conversations here, which leaves out "
@@ -471,12 +511,13 @@ def _table(
     for group, label in zip(groups, labels, strict=True):
         metrics, ci = row_metrics(group)
         ablation = group[0].train.ablation if group[0].train is not None else None
-        rows.append(Row(label, tuple(group), metrics, ci, ablation, values=conversation_values(group)))
+        values, units = conversation_values(group), conversation_units(group)
+        rows.append(Row(label, tuple(group), metrics, ci, ablation, values=values, units=units))
     ablations = [r.ablation for r in rows if r.ablation is not None]
     if len(set(ablations)) != len(ablations):  # two configs per ablation: do not guess which is "the" one
-        rows = [Row(r.label, r.runs, r.metrics, r.ci, None, values=r.values) for r in rows]
+        rows = [dataclasses.replace(r, ablation=None) for r in rows]
     best = _best(rows)
-    rows = [Row(r.label, r.runs, r.metrics, r.ci, r.ablation, best[r.label], r.values) for r in rows]
+    rows = [dataclasses.replace(r, best=best[r.label]) for r in rows]
     reference = _reference(rows)
     diffs: tuple[PairedDiff, ...] = ()
     unpaired: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from crs.app.run_folder import EvalSummary, SessionsSummary, write_json_lines
 from crs.cli import app
 from crs.report import build_report, load_inputs, write_report
+from crs.report.analysis import DIFF_SEED, build_tables, pairing_note
 from crs.report.sessions import RECOVERY_TOLERANCE, session_comparisons
 from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
@@ -273,3 +274,33 @@ def test_one_memory_mode_alone_still_gets_its_curve_and_no_pairs(tmp_path: Path)
     assert report.sessions[0].paired == () and report.sessions[0].gap_closed == {}
     # the per-conversation sections say why they skip it (its goal indices are sessions, not the split's)
     assert "returning-user run" in report.unavailable["examples"]
+
+
+def test_the_main_table_resamples_whole_users_of_returning_user_runs(folders: dict[str, Path]) -> None:
+    inputs = load_inputs([folders["frozen-s0"], folders["update-s0"]])
+    (table,) = [t for t in build_tables(inputs.evals)[0] if len(t.rows) == 2]
+    rows = {row.runs[0].summary.sessions.memory: row for row in table.rows}
+    (diff,) = table.diffs
+
+    def per_user(memory: str, other: str | None = None) -> np.ndarray:
+        """Each user's mean SR@15 over their sessions (minus `other`'s), in sequence order."""
+        return np.array(
+            [
+                np.mean(
+                    [
+                        success(memory, 0, n, s) - (success(other, 0, n, s) if other else 0)
+                        for s in range(SESSIONS)
+                    ]
+                )
+                for n in range(SEQUENCES)
+            ]
+        )
+
+    # equal sessions per user: a bootstrap over whole users is a bootstrap over their means
+    assert rows["frozen"].metrics["SR@15"] == bootstrap_ci(per_user("frozen"), seed=0)
+    reference, other = (diff.reference, diff.label)
+    first = next(m for m, row in rows.items() if row.label == reference)
+    second = next(m for m, row in rows.items() if row.label == other)
+    assert diff.metrics["SR@15"] == bootstrap_ci(per_user(first, second), seed=DIFF_SEED)
+    assert diff.n_pairs == SEQUENCES  # users, not their 4 x 30 sessions
+    assert "resample whole users" in pairing_note(table)

@@ -25,7 +25,7 @@ from crs.app.sessions import (
     users_note,
 )
 from crs.cli import app
-from envs.metrics import EpisodeRecord, per_episode_metrics, summarize
+from envs.metrics import EpisodeRecord, bootstrap_ci, per_episode_metrics, summarize
 from envs.sessions import SessionRecord
 from policies.memory import DEFAULT_RULE, MemoryMode, rule_of
 from policies.pretrain.ranker import PersonaRanker
@@ -96,6 +96,14 @@ def test_per_session_rows_are_the_sessions_records_and_tracking_flags() -> None:
     assert seen and block.tracking_after_change is not None
     assert block.tracking_after_change.mean == pytest.approx(np.mean([t.believed == t.active for t in seen]))
     assert block.after_change["SR@15"].mean == pytest.approx(per_episode_metrics(after)["SR@15"].mean())
+    # one user's sessions are correlated: the intervals over several sessions per user resample users
+    users = [r.sequence for r in result.records if r.session >= (r.change_session or SESSIONS)]
+    assert block.after_change == summarize(after, seed=2, clusters=users)
+    assert block.tracking_after_change == bootstrap_ci(
+        np.array([t.believed == t.active for t in seen], dtype=np.float64),
+        seed=2,
+        clusters=[t.sequence for t in seen],
+    )
 
 
 def test_last_time_compares_the_belief_with_the_previous_sessions_active_persona() -> None:

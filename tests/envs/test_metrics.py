@@ -49,3 +49,18 @@ def test_records_round_trip_through_dicts() -> None:
     original = record(True, 5, 3)
     assert EpisodeRecord.from_dict(original.to_dict()) == original
     assert set(summarize([original])) == {"SR@5", "SR@10", "SR@15", "AT", "hDCG"}
+
+
+def test_a_cluster_bootstrap_resamples_whole_clusters() -> None:
+    values = np.random.default_rng(3).random(40)
+    # each value its own cluster: the plain bootstrap, draw for draw
+    assert bootstrap_ci(values, seed=5, clusters=list(range(40))) == bootstrap_ci(values, seed=5)
+    # four identical copies per cluster: the bootstrap over the clusters' values, not a narrower one
+    copies = np.repeat(values, 4)
+    labels = np.repeat(np.arange(40), 4).tolist()
+    clustered = bootstrap_ci(copies, seed=5, clusters=labels)
+    assert clustered == bootstrap_ci(values, seed=5)
+    naive = bootstrap_ci(copies, seed=5)
+    assert naive.high - naive.low < 0.7 * (clustered.high - clustered.low)
+    with pytest.raises(ValueError, match="3 cluster labels for 40 values"):
+        bootstrap_ci(values, clusters=[0, 1, 2])
