@@ -266,6 +266,14 @@ class FolderClaim:
         self.staging.append(path)
         return path
 
+    def move_in(self, staging: Path, last: str) -> None:
+        """Empty the earlier output (`clear`) and move every file of `staging` into the folder, `last`
+        (the command's mark, e.g. config.json) last: a folder the moves were interrupted in lacks the
+        mark, so it is never taken for a whole output. `staging` is left empty for the caller to remove."""
+        self.clear()
+        for file in sorted(staging.iterdir(), key=lambda file: file.name == last):
+            os.replace(file, self.folder / file.name)
+
     def release(self) -> None:
         """Remove the lock (once), and the folder if the claim created it and nothing was written there
         (e.g. the command failed before writing)."""

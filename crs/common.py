@@ -80,14 +80,18 @@ RankerOption = Annotated[
 
 
 def friendly_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Turn the project's typed errors into a one-line red message and exit code 2 (no traceback)."""
+    """Turn the project's typed errors, and the system's (a full disk, a denied permission), into a
+    one-line red message and exit code 2 (no traceback)."""
 
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return function(*args, **kwargs)
-        except CRSError as error:
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        except (CRSError, OSError) as error:
+            message = str(error)
+            if isinstance(error, OSError) and error.strerror:
+                message = error.strerror + (f": {error.filename}" if error.filename else "")
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -104,8 +108,8 @@ METRIC_ORDER = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:
     """A rich table: one row per policy, SR@5/10/15, AT and hDCG, each mean above its 95% CI (so the
     table stays readable in an 80-column terminal)."""
-    table = Table(
-        title=title, title_justify="left", caption="mean above its [95% CI]", caption_justify="left"
+    table = Table(  # titles and labels carry names read from files: escaped, never markup
+        title=escape(title), title_justify="left", caption="mean above its [95% CI]", caption_justify="left"
     )
     table.add_column("policy", style="bold", overflow="fold")
     for name in METRIC_ORDER:
@@ -116,7 +120,7 @@ def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -
             digits = 2 if name == "AT" else 3
             m = metrics[name]
             cells.append(f"{m.mean:.{digits}f}\n[{m.low:.{digits}f},\n{m.high:.{digits}f}]")
-        table.add_row(policy, *cells)
+        table.add_row(escape(policy), *cells)
     return table
 
 

@@ -172,7 +172,8 @@ def eval_command(
         console.print(sessions_table(summary))
         print_notes(summary.notes)
         console.print(
-            f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{folder}[/] "
+            f"{summary.conversations_per_second:.1f} conversations/s; "
+            f"records in [bold]{escape(str(folder))}[/] "
             f"(episodes.jsonl, summary.json)"
         )
         return
@@ -206,7 +207,8 @@ def eval_command(
     console.print(metrics_table(title, {summary.policy: result.metrics}))
     print_notes(summary.notes)
     console.print(
-        f"{summary.conversations_per_second:.1f} conversations/s; records in [bold]{result.out}[/] "
+        f"{summary.conversations_per_second:.1f} conversations/s; "
+        f"records in [bold]{escape(str(result.out))}[/] "
         f"(episodes.jsonl, summary.json)"
     )
 

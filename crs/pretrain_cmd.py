@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -235,11 +234,7 @@ def _pretrain_into(
             raise CRSError(
                 f"cannot write the artifact into {out} ({error.strerror or error}); nothing there changed"
             ) from None
-        claim.clear()
-        # config.json last: a folder the moves were interrupted in holds no config.json, so it is never
-        # taken for a whole artifact
-        for file in sorted(staging.iterdir(), key=lambda file: file.name == CONFIG_FILE):
-            os.replace(file, out / file.name)
+        claim.move_in(staging, last=CONFIG_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     path = out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,7 @@ def report_command(
       crs report out/sweeps/rules --out out/report-rules
     """
     from crs.report import build_report, load_inputs, write_report  # matplotlib, scipy.stats load here
+    from crs.report.render import REPORT_MARK
 
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
@@ -82,22 +84,38 @@ def report_command(
             "report output",
             overwrite=overwrite,
             hint="pass --overwrite to replace them, or --out to write elsewhere",
-            marks=("report.md",),
-        ):
-            report = build_report(
-                loaded, out, data_dir=data_dir, examples=examples, persona=persona, title=title, seed=seed
-            )
-            files = write_report(report)
+            marks=(REPORT_MARK,),
+            defer=True,
+        ) as claim:
+            # built whole beside an earlier report, which is replaced only then: a build that fails
+            # leaves it as it was
+            staging = claim.staging_folder()
+            try:
+                report = build_report(
+                    loaded,
+                    staging,
+                    data_dir=data_dir,
+                    examples=examples,
+                    persona=persona,
+                    title=title,
+                    seed=seed,
+                )
+                files = [out / file.name for file in write_report(report)]
+                claim.move_in(staging, last=REPORT_MARK)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     print_input_list(report.input_list)
     for index, table in enumerate(report.tables):
         rows = {row.label: row.metrics for row in table.rows}
         console.print(metrics_table(f"table {index + 1}: {table.title}", rows))
-    console.print(f"\n[bold]The answer.[/] {report.answer.replace('**', '')}\n", highlight=False)
+    console.print(f"\n[bold]The answer.[/] {escape(report.answer.replace('**', ''))}\n", highlight=False)
     for section, reason in report.unavailable.items():
         console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)
+    written = ", ".join(
+        str(out / name) for name in ("report.html", REPORT_MARK, "metrics.json", "tables.tex")
+    )
     console.print(
-        f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s: "
-        f"[bold]{out / 'report.html'}[/], {out / 'report.md'}, {out / 'metrics.json'}, {out / 'tables.tex'}",
+        f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s: {escape(written)}",
         soft_wrap=True,
     )
 

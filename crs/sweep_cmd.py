@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from crs.app.sweep import (
@@ -127,10 +128,10 @@ def sweep_command(
     tasks = expand_grid(settings) if extend is None else extend_tasks(settings, extend, out)
     check_sweep_folder(out, settings, tasks)  # one config per folder, nothing else's files
     already = finished_tasks(out, tasks)
-    continued = f", continuing the runs of {extend}" if extend is not None else ""
+    continued = f", continuing the runs of {escape(str(extend))}" if extend is not None else ""
     console.print(
-        f"sweep [bold]{settings.name}[/]: {len(tasks)} tasks{continued}, "
-        f"{len(already)} already finished in {out}",
+        f"sweep [bold]{escape(settings.name)}[/]: {len(tasks)} tasks{continued}, "
+        f"{len(already)} already finished in {escape(str(out))}",
         highlight=False,
     )
     with LoggedProgress(
@@ -146,15 +147,19 @@ def sweep_command(
         def finished(result: TaskResult) -> None:
             progress.advance(bar)
             if result.ok:
-                console.print(f"[green]done[/] {result.name} ({result.seconds:.1f} s)", highlight=False)
+                console.print(
+                    f"[green]done[/] {escape(result.name)} ({result.seconds:.1f} s)", highlight=False
+                )
             else:
                 attempts = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
-                console.print(
-                    f"[bold red]failed[/] {result.name} after {attempts}: {result.error}", highlight=False
-                )
+                failure = escape(f"{result.name} after {attempts}: {result.error}")
+                console.print(f"[bold red]failed[/] {failure}", highlight=False)
 
         def retrying(name: str, attempt: int, error: str) -> None:
-            console.print(f"[yellow]retry[/] {name} (attempt {attempt} failed: {error})", highlight=False)
+            console.print(
+                f"[yellow]retry[/] {escape(name)} (attempt {attempt} failed: {escape(error)})",
+                highlight=False,
+            )
 
         try:
             outcome = run_sweep(
@@ -181,8 +186,8 @@ def sweep_command(
         f"({len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished)"
     )
     console.print(metrics_table(title, outcome.rows))
-    console.print(f"results in [bold]{out}[/] ({RESULTS_FILE}, {RUNS_DIR}/<task>/)")
+    console.print(f"results in [bold]{escape(str(out))}[/] ({RESULTS_FILE}, {RUNS_DIR}/<task>/)")
     if outcome.failed:
-        names = ", ".join(result.name for result in outcome.failed)
+        names = escape(", ".join(result.name for result in outcome.failed))
         console.print(f"[bold red]{len(outcome.failed)} task(s) failed:[/] {names}; rerun to retry them")
         raise typer.Exit(EXIT_TASKS_FAILED)

@@ -11,6 +11,8 @@ column to a report table, see `crs.report.columns`.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 from crs.report.analysis import Row, Table
@@ -18,6 +20,24 @@ from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
 from envs.setting import SETTING_NOTES
 from policies.rankers import PRETRAIN_DIR
+
+INLINE_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
+"""The markup of our own sentences (which hold names read from files): ``**bold**`` and `` `code` ``."""
+
+
+def render_inline(
+    text: str, plain: Callable[[str], str], bold: Callable[[str], str], code: Callable[[str], str]
+) -> str:
+    """`text` with its `INLINE_MARKUP` spans rendered by `bold` and `code` and the rest by `plain`, in
+    one pass, so that spans never cross (``**b `c** d`` is one bold span, then plain text)."""
+    out, start = [], 0
+    for match in INLINE_MARKUP.finditer(text):
+        out.append(plain(text[start : match.start()]))
+        strong, literal = match.groups()
+        out.append(bold(strong) if strong is not None else code(literal))
+        start = match.end()
+    return "".join(out) + plain(text[start:])
+
 
 QUESTION = (
     "Do persona attention (a user is several competing tastes; the candidate decides which one speaks) and "

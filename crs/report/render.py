@@ -29,10 +29,14 @@ from policies.atomic import write_json_atomic, write_text_atomic
 __all__ = ["to_html", "to_latex", "to_markdown", "to_metrics", "write_report"]
 
 
+REPORT_MARK = "report.md"
+"""The file every report output holds (`crs report --overwrite` replaces only a folder holding it)."""
+
+
 def write_report(report: Report) -> list[Path]:
     """Write report.md, report.html, metrics.json and tables.tex into ``report.out``; return the files."""
     out = report.out
-    write_text_atomic(out / "report.md", to_markdown(report))
+    write_text_atomic(out / REPORT_MARK, to_markdown(report))
     write_text_atomic(out / "report.html", to_html(report))
     write_json_atomic(out / "metrics.json", to_metrics(report))
     write_text_atomic(out / "tables.tex", to_latex(report))
@@ -41,5 +45,5 @@ def write_report(report: Report) -> list[Path]:
     plots += list(report.session_plots.values())
     if report.learning is not None:
         plots.append(report.learning)
-    files = [out / "report.md", out / "report.html", out / "metrics.json", out / "tables.tex"]
+    files = [out / REPORT_MARK, out / "report.html", out / "metrics.json", out / "tables.tex"]
     return files + [path for plot in plots for path in (plot.path, plot.pdf)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
@@ -32,6 +31,7 @@ from crs.report.formatting import (
     number,
     own_rules_note,
     rankers_alone_note,
+    render_inline,
     setting_note,
     train_input_text,
     whole_note,
@@ -79,10 +79,11 @@ def _esc(text: object) -> str:
 
 
 def _md_inline(text: str) -> str:
-    """Escape, then turn **x** into <strong>x</strong> and `x` into <code>x</code>."""
-    escaped = _esc(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+    """A sentence of ours that holds names: its **x** as <strong>x</strong> and `x` as <code>x</code>,
+    everything else escaped (`formatting.render_inline`)."""
+    return render_inline(
+        text, _esc, lambda bold: f"<strong>{_esc(bold)}</strong>", lambda code: f"<code>{_esc(code)}</code>"
+    )
 
 
 def _unavailable(report: Report, section: str) -> str:

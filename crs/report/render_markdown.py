@@ -30,6 +30,7 @@ from crs.report.formatting import (
     input_text,
     own_rules_note,
     rankers_alone_note,
+    render_inline,
     setting_note,
     train_input_text,
     whole_note,
@@ -50,8 +51,6 @@ _SPECIAL = {
 """What Markdown reads as markup in a line of text, and what to write instead: the HTML characters as
 entities (no raw HTML, in any renderer), emphasis, code, link and table-cell characters backslash-escaped,
 line breaks and other control characters as spaces (a name cannot end a table row, list item or heading)."""
-_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
-"""Our own sentences' markup that `_inline` keeps (as `render_html._md_inline` turns it into HTML)."""
 
 
 def escape(text: str) -> str:
@@ -71,13 +70,7 @@ def escape(text: str) -> str:
 def _inline(text: str) -> str:
     """A sentence of ours that holds names: its ``**bold**`` and `` `code` `` kept, every other character
     escaped (`escape`), so a name can add emphasis or a code span at worst, never HTML or a link."""
-    out, start = [], 0
-    for match in _MARKUP.finditer(text):
-        out.append(escape(text[start : match.start()]))
-        bold, code = match.groups()
-        out.append(f"**{escape(bold)}**" if bold is not None else f"`{code}`")
-        start = match.end()
-    return "".join(out) + escape(text[start:])
+    return render_inline(text, escape, lambda bold: f"**{escape(bold)}**", lambda code: f"`{code}`")
 
 
 def _code(text: str) -> str:

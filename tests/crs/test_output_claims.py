@@ -7,6 +7,7 @@ as they were.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -528,3 +529,36 @@ def test_damaged_pretrain_artifacts_are_named_errors(tmp_path: Path, artifact: P
         ):
             result = runner.invoke(app, args)
             assert refused(result, message), (name, args, result.output)
+
+
+def test_a_report_that_fails_to_write_leaves_the_earlier_one_as_it_was(
+    tmp_path: Path, evaluation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crs.report
+
+    out = tmp_path / "report"
+    args = ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = files(out)
+    write = crs.report.write_report
+
+    def full_disk(report: crs.report.Report) -> list[Path]:
+        write(report)  # the new report is written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(crs.report, "write_report", full_disk)
+    result = runner.invoke(app, [*args, "--overwrite", "--title", "another title"])
+    assert result.exit_code != 0 and "No space left" in result.output, result.output
+    assert files(out) == before  # the earlier report, whole, and nothing else
+    assert sorted(path.name for path in out.iterdir()) == sorted(before)
+    monkeypatch.undo()
+    result = runner.invoke(app, [*args, "--overwrite", "--title", "another title"])
+    assert result.exit_code == 0, result.output
+    assert "another title" in (out / "report.md").read_text()
+
+
+def test_an_output_path_that_looks_like_markup_is_printed_as_written(tmp_path: Path) -> None:
+    out = tmp_path / "o[red]x[/]"
+    result = runner.invoke(app, ["eval", "-p", "ask-4", "-n", "5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert says(result.output, f"records in {out}") and (out / "summary.json").is_file()

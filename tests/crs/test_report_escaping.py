@@ -193,3 +193,33 @@ def test_a_name_with_dollars_draws_as_text_in_the_plots(report: Report) -> None:
         "turns.png",
         "action_mix.png",
     }
+
+
+def test_the_terminal_shows_names_and_paths_as_written_never_as_markup(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from crs.cli import app
+
+    run_evaluation("ask-4", episodes=20, seed=1, out=tmp_path / "clean", show_progress=False)
+    folder = tmp_path / "hostile"
+    shutil.copytree(tmp_path / "clean", folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    policy = "[red]RED[/red][link=https://evil.example]click[/link] x[/]"
+    summary.update(policy=policy, policy_spec=policy, dataset="[bold]set")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "o[red]x[/]"
+    args = ["report", str(tmp_path / "clean"), str(folder), "--out", str(out), "--examples", "0"]
+    result = CliRunner().invoke(app, [*args, "--no-persona"])
+    assert result.exit_code == 0, result.output
+    text = "".join(result.output.split())
+    for written in (policy, "[bold]set", str(out / "report.html")):
+        assert "".join(written.split()) in text
+
+
+def test_bold_and_code_spans_never_cross_in_html_or_markdown() -> None:
+    from crs.report.render_html import _md_inline
+    from crs.report.render_markdown import _inline
+
+    text = "policy **b `c** d` then `<i>`"
+    assert _md_inline(text) == "policy <strong>b `c</strong> d<code> then </code>&lt;i&gt;`"
+    assert _inline(text) == "policy **b \\`c** d` then `&lt;i&gt;\\`"
