@@ -52,7 +52,8 @@ def eval_command(
         None,
         "--out",
         "-o",
-        help="Output folder (default out/eval/<dataset>-<policy>-s<seed>); refused if it holds files, "
+        help="Output folder (default: one in out/eval/ named after the dataset, policy and seed); "
+        "refused if it holds files, "
         "unless --overwrite.",
     ),
     overwrite: bool = typer.Option(
@@ -109,7 +110,8 @@ def eval_command(
 
     Writes one JSON line per conversation (episodes.jsonl) and summary.json into --out.
 
-    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
+    An --out folder holding files is refused unless --overwrite, and a folder another crs command is
+    writing is always refused.
 
     Examples:
 
@@ -129,13 +131,13 @@ def eval_command(
 
       crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
 
-      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update
-      --memory-update both -n 1000  # the prior and per-persona aspect weights together
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update \\
+        --memory-update both -n 1000  # the prior and per-persona aspect weights together
 
       crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300  # a trained run
 
-      crs eval -p ask-7 -d lastfm_star --data-dir DATA --ranker runs/lastfm-ranker --sessions 6
-      --regime switch --memory update -n 1000  # held-out items of real users
+      crs eval -p ask-7 -d lastfm_star --data-dir DATA --ranker runs/lastfm-ranker --sessions 6 \\
+        --regime switch --memory update -n 1000  # held-out items of real users
     """
     if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(

@@ -57,7 +57,8 @@ def report_command(
     as LaTeX for a paper (booktabs, graphicx; each caption names dataset, setting, user and conversations);
     every plot is written as PNG (for the pages) and as vector PDF (for a paper).
 
-    An --out folder holding files is refused unless --overwrite; one another crs command writes, always.
+    An --out folder holding files is refused unless --overwrite, and a folder another crs command is
+    writing is always refused.
 
     Examples:
 

@@ -119,7 +119,11 @@ def train_command(
         "--print-config",
         help="Print the resolved settings as a config file and exit (trains nothing).",
     ),
-    name: str | None = typer.Option(None, "--name", help="Run name (default <dataset>[-ablation]-s<seed>)."),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="Run name (default: the dataset, the ablation if any and the seed, e.g. persona_world-s0).",
+    ),
     runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="Parent of the run directory."),
     resume: bool = typer.Option(
         False,
@@ -134,8 +138,7 @@ def train_command(
     learning_rate: float | None = typer.Option(
         None,
         "--learning-rate",
-        min=0.0,
-        help="PPO learning rate (default 1e-3; persona world 2e-4); with --resume: from now on.",
+        help="PPO learning rate, > 0 (default 1e-3; persona world 2e-4); with --resume: from now on.",
     ),
     ent_coef: float | None = typer.Option(
         None,
