@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.actions import ActionKind, InvalidActionError, NoProbeSpace, ParsedAction, parse_action, show_value
+from envs.metrics import TURN_LIMITS
 from envs.question_types import QuestionTypes, TypedQuestionSpace, check_one_type
 from envs.setting import SETTINGS, Setting, offers_probes
 from envs.state import KIND_NAMES, DialogueState, TurnRecord
@@ -159,7 +160,13 @@ class ConversationEnv(gym.Env):
         _check_choice("candidate_rule", candidate_rule, CANDIDATE_RULES)
         _check_choice("episode_order", episode_order, ("random", "sequential"))
         _check_choice("render_mode", render_mode, (None, "ansi"))
-        max_turns = _check_count("max_turns", max_turns, 2, "UNICORN: 15; 2 leaves the agent one action")
+        max_turns = _check_count(
+            "max_turns",
+            max_turns,
+            TURN_LIMITS[0],
+            "UNICORN: 15; 2 leaves the agent one action",
+            TURN_LIMITS[-1],
+        )
         slate_size = _check_count("slate_size", slate_size, 1, "UNICORN: 10")
         max_choices = _check_count("max_choices", max_choices, 1, "5; MCMIPL: 2")
         n_personas = _check_count("n_personas", n_personas, 1, "4")
@@ -495,10 +502,16 @@ class ConversationEnv(gym.Env):
         }
 
 
-def _check_count(name: str, value: object, least: int, usual: str) -> int:
-    """`value` as an int if it is an integer (python or numpy, not a bool) >= `least`, else CRSError."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < least:
-        raise CRSError(f"{name}={value!r} must be an integer >= {least} (not a float or bool; {usual})")
+def _check_count(name: str, value: object, least: int, usual: str, most: int | None = None) -> int:
+    """`value` as an int if it is an integer (python or numpy, not a bool) in [least, most], else CRSError."""
+    if (
+        isinstance(value, bool | np.bool_)
+        or not isinstance(value, int | np.integer)
+        or value < least
+        or (most is not None and value > most)
+    ):
+        bound = f">= {least}" if most is None else f"between {least} and {most}"
+        raise CRSError(f"{name}={value!r} must be an integer {bound} (not a float or bool; {usual})")
     return int(value)
 
 

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_TURNS = 15
+TURN_LIMITS = range(2, 101)
+"""The turn limits T (``max_turns``, the user's opening included) an env accepts, and so a `crs eval`
+folder may state: from 2 (the opening and one agent action) to 100. UNICORN and MCMIPL use 15
+(`DEFAULT_MAX_TURNS`); a report draws and bootstraps every turn up to T."""
 SR_TURNS = (5, 10, 15)
 
 

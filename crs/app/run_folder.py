@@ -29,7 +29,7 @@ import yaml
 
 from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from crs.yaml_safe import safe_load_unique
-from envs.metrics import EpisodeRecord, MetricSummary
+from envs.metrics import TURN_LIMITS, EpisodeRecord, MetricSummary
 from envs.registry import resolve_user_and_setting
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
 from policies.pretrain.config import read_artifact_config
@@ -209,7 +209,7 @@ class RunRecord:
         versions = data.get("versions")
         try:
             phases = tuple(RunPhase.from_dict(phase) for phase in data.get("phases") or ())
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as error:
             raise CRSError(
                 f"{path}: bad 'phases' entry ({error}); each phase is a mapping with start, steps and "
                 "changed (setting -> [before, after]); restore it, or delete the key to keep the settings"
@@ -313,6 +313,23 @@ class CurveFile:
 
 # ----------------------------------------------------------------------------------- summaries
 MetricTable = dict[str, MetricSummary]
+
+
+def _integer(value: Any, where: str, least: int, most: int | None, fix: str) -> int:
+    """`value` as an int in [least, most] (`most` None: no upper bound).
+
+    Raises:
+        CRSError: Not an integer (e.g. a JSON number too large for one, ``1e999``) or out of the range,
+            naming `where` (the file and field), the value, the range and `fix`.
+    """
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if number is None or number < least or (most is not None and number > most):
+        bound = f">= {least}" if most is None else f"between {least} and {most}"
+        raise CRSError(f"{where} = {value!r} must be an integer {bound}; {fix}")
+    return number
 
 
 def _metric_table(data: Any, where: str) -> MetricTable:
@@ -434,10 +451,17 @@ class SessionsSummary:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str) -> SessionsSummary:
+    def from_dict(cls, data: dict[str, Any], where: str, fix: str = "") -> SessionsSummary:
+        """The block of a mapping; `where` names it and `fix` says how to make it again in errors.
+
+        Raises:
+            CRSError: ``sessions`` is below 1.
+            KeyError, TypeError, ValueError, AttributeError, OverflowError: A value is missing or of
+                the wrong type (`EvalSummary.from_dict` names it).
+        """
         return cls(
             regime=str(data["regime"]),
-            sessions=int(data["sessions"]),
+            sessions=_integer(data["sessions"], f"{where} [sessions]", 1, None, fix),
             sequences=int(data["sequences"]),
             memory=str(data["memory"]),
             rule={str(k): float(v) for k, v in (data.get("rule") or {}).items()},
@@ -540,7 +564,9 @@ class EvalSummary:
         """The summary of a mapping holding `REQUIRED`; keys written by older versions get defaults.
 
         Raises:
-            CRSError: A value of the wrong type (named with `where` and `fix`).
+            CRSError: A value of the wrong type, or out of the range `crs eval` writes: ``episodes``,
+                ``seed`` and ``world_seed`` >= 0, ``max_turns`` in `TURN_LIMITS`, the sessions block's
+                ``sessions`` >= 1 (named with `where` and `fix`).
         """
         try:
             return cls(
@@ -551,11 +577,15 @@ class EvalSummary:
                 ranker=str(data.get("ranker", "")),
                 user=str(data.get("user", "auto")),
                 setting=str(data.get("setting", "unknown")),
-                episodes=int(data.get("episodes", 0)),
-                seed=int(data["seed"]),
-                world_seed=None if data.get("world_seed") is None else int(data["world_seed"]),
+                episodes=_integer(data.get("episodes", 0), f"{where} [episodes]", 0, None, fix),
+                seed=_integer(data["seed"], f"{where} [seed]", 0, None, fix),
+                world_seed=None
+                if data.get("world_seed") is None
+                else _integer(data["world_seed"], f"{where} [world_seed]", 0, None, fix),
                 conversations=str(data.get("conversations") or ""),
-                max_turns=int(data["max_turns"]),
+                max_turns=_integer(
+                    data["max_turns"], f"{where} [max_turns]", TURN_LIMITS[0], TURN_LIMITS[-1], fix
+                ),
                 notes=tuple(str(note) for note in data.get("notes") or ()),
                 metrics=_metric_table(data.get("metrics") or {}, f"{where} [metrics]"),
                 seconds=float(data.get("seconds", 0.0)),
@@ -564,10 +594,10 @@ class EvalSummary:
                 order=str(data.get("order", "seeded")),
                 sessions=None
                 if data.get("sessions") is None
-                else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]"),
+                else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]", fix),
                 run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None
 
     def write(self, folder: Path) -> None:
@@ -686,11 +716,18 @@ def write_json_lines(folder: Path, lines: Sequence[dict[str, Any]]) -> None:
     write_text_atomic(folder / EPISODES_FILE, "".join(json.dumps(line) + "\n" for line in lines))
 
 
-def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
-    """Read ``episodes.jsonl``.
+def read_episodes(folder: Path, summary: EvalSummary | None = None) -> tuple[EpisodeRecord, ...]:
+    """Read ``episodes.jsonl``, each record checked against what an evaluation writes (`_check_record`).
+
+    Args:
+        folder: The `crs eval` folder.
+        summary: Its ``summary.json``, read: the records are then checked against its turn limit, and
+            the session indices they carry against its sessions block (each below ``sessions``, the
+            last one ``sessions`` - 1, as `crs eval --sessions` counts them).
 
     Raises:
-        CRSError: Missing, unreadable, a corrupt line (named), or no record at all.
+        CRSError: Missing, unreadable, a corrupt line or a value out of range (named), no record at all,
+            or records whose sessions disagree with `summary`.
     """
     path = folder / EPISODES_FILE
     fix = eval_fix(folder)
@@ -700,19 +737,49 @@ def read_episodes(folder: Path) -> tuple[EpisodeRecord, ...]:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise CRSError(f"{path} is unreadable ({error}); {fix}") from None
-    records = []
+    max_turns = None if summary is None else summary.max_turns
+    sessions = None if summary is None or summary.sessions is None else summary.sessions.sessions
+    records, carried = [], []  # the records' session indices, when they carry them
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        where = f"{path} line {number}"
         try:
-            records.append(EpisodeRecord.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError, RecursionError) as error:
-            raise CRSError(
-                f"{path} line {number} is corrupt ({type(error).__name__}: {error}); {fix}"
-            ) from None
+            data = json.loads(line)
+            _check_record(data, where, max_turns, fix)
+            record = EpisodeRecord.from_dict(data)
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as error:
+            raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None
+        records.append(record)
+        if sessions is not None and data.get("session") is not None:
+            carried.append(_integer(data["session"], f"{where} [session]", 0, sessions - 1, fix))
     if not records:
         raise CRSError(f"{path} holds no records; {fix}")
+    if sessions is not None and carried and max(carried) != sessions - 1:
+        raise CRSError(
+            f"{folder / SUMMARY_FILE} [sessions] [sessions] = {sessions} but the last session of {path} is "
+            f"{max(carried)} (the files do not belong together); {fix}"
+        )
     return tuple(records)
+
+
+def _check_record(data: Any, where: str, max_turns: int | None, fix: str) -> None:
+    """Check that a record's integers are ones a conversation of `envs.env.ConversationEnv` ends with:
+    goal index, user and target ids >= 0, 1 to ``max_turns`` - 1 agent actions (the user's opening is
+    turn 1 of ``max_turns``; no upper bound when `max_turns` is None), a slate rank >= 1 when one is given.
+
+    Raises:
+        CRSError: A value out of range, named with `where` (file and line) and `fix`.
+        KeyError, TypeError: `data` is no record (`read_episodes` names the line).
+    """
+    for key in ("goal_index", "user"):
+        _integer(data[key], f"{where} [{key}]", 0, None, fix)
+    for target in data["targets"]:
+        _integer(target, f"{where} [targets]", 0, None, fix)
+    most = None if max_turns is None else max_turns - 1
+    _integer(data["agent_actions"], f"{where} [agent_actions]", 1, most, fix)
+    if data.get("rank") is not None:
+        _integer(data["rank"], f"{where} [rank]", 1, None, fix)
 
 
 def _ranker_shape(run_dir: Path, entry: str) -> str:

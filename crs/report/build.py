@@ -17,7 +17,7 @@ from crs.report.analysis import (
     train_summary_rows,
     unpaired_answer,
 )
-from crs.report.examples import ExampleDialogue, example_dialogues, pick_examples
+from crs.report.examples import ExampleDialogue, check_targets, example_dialogues, pick_examples
 from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
 from crs.report.ledger import InputLine, input_lines
 from crs.report.persona import PersonaAnalysis, analyse_personas, has_personas
@@ -125,7 +125,8 @@ def check_catalog(run: EvalRun, catalog: Catalog) -> None:
     """Refuse a catalogue whose split does not hold the run's conversations (data or generator changed).
 
     Raises:
-        CRSError: A record's goal index is outside the split, or names another user.
+        CRSError: A record's goal index is outside the split, names another user, or a target outside
+            the catalogue (`check_targets`).
     """
     interactions = catalog.splits.get(run.split)
     if interactions is None:
@@ -141,6 +142,7 @@ def check_catalog(run: EvalRun, catalog: Catalog) -> None:
                 "catalogue loaded now differs (another world size, generator or data version); re-run `crs "
                 "eval`"
             )
+    check_targets(run, run.records, catalog)
 
 
 def _pretrain_artifact(name: str | None) -> Path | None:

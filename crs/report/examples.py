@@ -9,6 +9,7 @@ When a persona ranker is at hand, each slate's accepted (else first) item gets i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 from crs.app.evaluation import resolve_policy
+from crs.app.run_folder import EPISODES_FILE, eval_fix
 from crs.explain import prototype_explanations
 from crs.report.inputs import EvalRun
 from crs.report.persona import prototype_names
@@ -60,6 +62,23 @@ class ExampleDialogue:
     matches_record: bool
 
 
+def check_targets(run: EvalRun, records: Sequence[EpisodeRecord], catalog: Catalog) -> None:
+    """Refuse records naming a target that is no item of `catalog` (ids 0 .. n_items - 1): records of
+    another catalogue, or edited ones.
+
+    Raises:
+        CRSError: The first such record, with its conversation, the target and the fix.
+    """
+    for record in records:
+        outside = [t for t in record.targets if not 0 <= t < catalog.n_items]
+        if outside:
+            raise CRSError(
+                f"{run.path / EPISODES_FILE}: conversation {record.goal_index} [targets] = {outside}, no "
+                f"item of the {catalog.name} catalogue loaded now (ids 0 to {catalog.n_items - 1}); "
+                f"{eval_fix(run.path)}"
+            )
+
+
 def replay(
     run: EvalRun,
     record: EpisodeRecord,
@@ -79,8 +98,10 @@ def replay(
         explainer: A persona ranker (``explain``, ``prototype_of``) for explanations, or None.
 
     Raises:
-        CRSError: The policy cannot be rebuilt (e.g. its run folder or ranker is gone).
+        CRSError: The policy cannot be rebuilt (e.g. its run folder or ranker is gone), or the record
+            names a target outside `catalog` (`check_targets`).
     """
+    check_targets(run, [record], catalog)
     user = cast(UserKind, run.user)  # a str read from the run folder; make_env checks it is a UserKind
     env = make_env(catalog=catalog, split=run.split, user=user)
     if env.max_turns != run.max_turns:

@@ -575,7 +575,7 @@ def read_sweep_task(path: Path, sweep: Path) -> SweepTaskInfo:
             seed=int(data["seed"]),
             settings=dict(data.get("settings") or {}),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise CRSError(f"{path / TASK_FILE} is corrupt ({exc}); {fix}") from exc
 
 
@@ -679,13 +679,14 @@ def read_eval_dir(
         task: The sweep task it is (default: read from its ``task.json`` when it has one).
 
     Raises:
-        CRSError: ``summary.json`` or ``episodes.jsonl`` missing, not valid JSON, lacking fields, or
-            disagreeing with each other (record count, conversations, metric means).
+        CRSError: ``summary.json`` or ``episodes.jsonl`` missing, not valid JSON, lacking fields, holding
+            values out of range, or disagreeing with each other (turn limit, sessions, record count,
+            conversations, metric means).
     """
     folder = Path(path)
     fix = eval_fix(folder)
     summary = EvalSummary.read(folder)
-    records = read_episodes(folder)
+    records = read_episodes(folder, summary)
     episodes = folder / EPISODES_FILE
     if len(records) != summary.episodes:
         raise CRSError(

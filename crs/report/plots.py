@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from crs.report.analysis import ACTION_KINDS, Table, action_mix, sr_curve, turn_distribution
 from crs.report.inputs import TrainRun
@@ -80,6 +81,18 @@ def _plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+LEGEND_KEEP = "\u200b"
+"""A zero-width space. matplotlib leaves a label that starts with "_" out of a legend (its mark of a
+hidden artist); this before such a label keeps it in, unchanged to the eye."""
+
+
+def _legend_label(text: str) -> str:
+    """`text` (a name from an input) as a legend label: `_plain`, and kept in the legend when it starts
+    with "_" (`LEGEND_KEEP`)."""
+    plain = _plain(text)
+    return LEGEND_KEEP + plain if plain.startswith("_") else plain
+
+
 def _style(ax: plt.Axes) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(True, color="#e6e6e6", linewidth=0.8)
@@ -101,7 +114,9 @@ def plot_sr_curves(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
         ts, mean, low, high = sr_curve(row)
         color = colors[row.label]
         ax.fill_between(ts, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.plot(ts, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_plain(row.label))
+        ax.plot(
+            ts, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_legend_label(row.label)
+        )
     ax.set_xlabel("agent actions t")
     ax.set_ylabel("SR@t")
     ax.set_ylim(-0.02, 1.02)
@@ -128,7 +143,7 @@ def plot_turns(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
         ts, shares, fail = turn_distribution(row)
         offset = (i - (n - 1) / 2) * width
         color = colors[row.label]
-        ax.bar(ts + offset, shares, width=width, color=color, label=_plain(row.label))
+        ax.bar(ts + offset, shares, width=width, color=color, label=_legend_label(row.label))
         ax.bar([ts[-1] + 1.5 + offset], [fail], width=width, color=color, hatch="//", edgecolor="white")
     ax.set_xticks([*ts.tolist(), ts[-1] + 1.5], [*(str(t) for t in ts), "fail"])
     ax.set_xlabel("agent actions to success")
@@ -214,9 +229,11 @@ def plot_learning_curves(
                 grid = np.unique(np.concatenate([s for s, _ in series]))
                 stacked = np.array([np.interp(grid, s, v, left=np.nan, right=np.nan) for s, v in series])
                 mean = np.nanmean(stacked, axis=0)
-                ax.plot(grid, mean, color=color, linewidth=2.2, label=f"{_plain(label)} (n={len(series)})")
+                ax.plot(
+                    grid, mean, color=color, linewidth=2.2, label=_legend_label(f"{label} (n={len(series)})")
+                )
             else:
-                ax.lines[-1].set_label(_plain(label))
+                ax.lines[-1].set_label(_legend_label(label))
                 ax.lines[-1].set_linewidth(2.2)
     for ax, name in zip(axes[0], panels, strict=True):
         ax.set_xlabel("environment steps")
@@ -316,8 +333,10 @@ def plot_sessions(comparison: SessionComparison, path: Path) -> Plot:
         high = np.array([v.high for v in series.by_session])
         color = colors[series.memory]
         ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.plot(x, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_plain(series.memory))
-        ax.set_xticks(x)
+        ax.plot(
+            x, mean, marker="o", markersize=3.5, linewidth=2, color=color, label=_legend_label(series.memory)
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # every session up to about ten, then fewer
     ax.set_xlabel("session")
     ax.set_ylabel(METRIC)
     ax.set_title(f"{METRIC} per session — regime {_plain(comparison.regime)}", fontsize=11, loc="left")
@@ -339,11 +358,11 @@ def plot_sessions(comparison: SessionComparison, path: Path) -> Plot:
                 markersize=3.5,
                 linewidth=2,
                 color=color,
-                label=_plain(series.memory),
+                label=_legend_label(series.memory),
             )
             if series.before_change is not None:
                 ax.axhline(series.before_change.mean, color=color, linestyle="--", linewidth=1)
-            ax.set_xticks(offsets)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.axvline(-0.5, color="#444444", linewidth=1)
         ax.set_xlabel("sessions since the change (0: the first session of the new mixture)")
         ax.set_ylabel(METRIC)

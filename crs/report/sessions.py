@@ -127,7 +127,7 @@ def read_session_lines(run: EvalRun, metric: str = METRIC) -> list[SessionLine]:
                     last_time=last_time,
                 )
             )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise CRSError(
             f"{path}: a line lacks the session fields ({error}); re-run `crs eval --sessions`"
         ) from None
@@ -232,9 +232,16 @@ def _ci(values: Sequence[float]) -> MetricSummary:
 
 def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries:
     lines = [line for run in sorted(runs, key=lambda r: r.seed) for line in read_session_lines(run)]
-    by_session = tuple(_ci([x.value for x in lines if x.session == s]) for s in range(sessions))
-    offsets = sorted({x.offset for x in lines if x.offset is not None})
-    by_offset = {d: _ci([x.value for x in lines if x.offset == d]) for d in offsets}
+    # the lines grouped in one pass, not filtered once per session: S is as large as the records allow
+    of_session: dict[int, list[SessionLine]] = {}
+    of_offset: dict[int, list[SessionLine]] = {}
+    for x in lines:
+        of_session.setdefault(x.session, []).append(x)
+        if x.offset is not None:
+            of_offset.setdefault(x.offset, []).append(x)
+    by_session = tuple(_ci([x.value for x in of_session.get(s, [])]) for s in range(sessions))
+    offsets = sorted(of_offset)
+    by_offset = {d: _ci([x.value for x in of_offset[d]]) for d in offsets}
     before = [x.value for x in lines if x.offset is not None and x.offset < 0]
     after = [x.value for x in lines if x.offset is not None and x.offset >= 0]
     before_change = _ci(before) if before else None
@@ -246,7 +253,7 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         )
     tracked = all(x.tracked is not None for x in lines)
     tracking_by_session = (
-        tuple(_ci([float(bool(x.tracked)) for x in lines if x.session == s]) for s in range(sessions))
+        tuple(_ci([float(bool(x.tracked)) for x in of_session.get(s, [])]) for s in range(sessions))
         if tracked
         else None
     )

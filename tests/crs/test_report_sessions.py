@@ -61,10 +61,10 @@ def write_folder(
                     "user": sequence,
                     "targets": [100 * sequence + session + targets_shift],
                     "success": ok,
-                    "agent_actions": 3 if ok else 15,
+                    "agent_actions": 3 if ok else 14,  # a failure at the turn limit: T - 1 actions
                     "rank": 1 if ok else None,
                     "total_reward": 1.0 if ok else -1.0,
-                    "kinds": ["ask", "ask", "recommend"] if ok else ["ask"] * 15,
+                    "kinds": ["ask", "ask", "recommend"] if ok else ["ask"] * 14,
                     # update tracks from the session after the change; frozen never after it
                     "believed": 1 if session >= CHANGE and memory != "update" else 0,
                     "active_slot": 1 if session >= CHANGE else 0,

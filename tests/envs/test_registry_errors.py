@@ -72,6 +72,7 @@ def test_unknown_world_and_user_arguments_are_named_with_the_valid_ones() -> Non
         ("max_turns", True),
         ("max_turns", 1),
         ("max_turns", None),
+        ("max_turns", 101),
         ("slate_size", 0),
         ("slate_size", 10.0),
         ("max_choices", "5"),
@@ -79,7 +80,7 @@ def test_unknown_world_and_user_arguments_are_named_with_the_valid_ones() -> Non
     ],
 )
 def test_integer_env_arguments_must_be_integers_in_range(name: str, value: object) -> None:
-    with pytest.raises(CRSError, match=rf"{name}={value!r} must be an integer >= \d"):
+    with pytest.raises(CRSError, match=rf"{name}={value!r} must be an integer (>= \d|between 2 and 100)"):
         gym.make("crs/PersonaWorld-v0", world_kwargs=SMALL_WORLD, **{name: value})
 
 
