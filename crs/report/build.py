@@ -172,22 +172,37 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     return sources
 
 
+def _train_test_set(run: TrainRun) -> str:
+    """What a train run was tested on, in words: dataset, question setting, and on the persona world its
+    world seed and any world size it set. Runs of different ones never pool as seeds of one row."""
+    config = run.info.config
+    sizes = ", ".join(
+        f"{key} {value}" for key, value in (config.get("world") or {}).items() if value is not None
+    )
+    world = f" · world seed {config.get('world_seed') or 0}" + (f" ({sizes})" if sizes else "")
+    return f"{run.info.dataset}{world if run.info.dataset == 'persona_world' else ''} · {run.info.setting}"
+
+
 def _train_label(run: TrainRun, mixed: bool, sweeps: int) -> str:
-    """The train configuration `run` belongs to; `mixed`: the runs span datasets or settings, which
-    then lead the label so that runs of different ones are never pooled; `sweeps`: how many sweep
-    folders the train runs come from (with two or more, a sweep's runs are named by their sweep, as the
-    comparison table names them, since two sweeps are two configurations)."""
+    """The train configuration `run` belongs to; `mixed`: the runs span test sets (`_train_test_set`:
+    datasets, settings, persona worlds), which then lead the label so that runs of different ones are
+    never pooled; `sweeps`: how many sweep folders the train runs come from (with two or more, a sweep's
+    runs are named by their sweep, as the comparison table names them, since two sweeps are two
+    configurations)."""
     import re
 
     if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
-        label = f"{run.task.dataset} · {run.task.label}"
-        label = f"{label} · {run.info.setting}" if mixed else label
+        label = (
+            f"{_train_test_set(run)} · {run.task.label}"
+            if mixed
+            else f"{run.task.dataset} · {run.task.label}"
+        )
         return f"{label} ({run.task.sweep.name})" if sweeps > 1 else label
     if run.info.ablation is not None:
         label = run.info.ablation
     else:
         label = re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
-    return f"{run.info.dataset} · {run.info.setting} · {label}" if mixed else label
+    return f"{_train_test_set(run)} · {label}" if mixed else label
 
 
 def build_report(
@@ -242,7 +257,7 @@ def build_report(
         )
 
     train_groups: dict[str, list[TrainRun]] = {}
-    mixed = len({(run.info.dataset, run.info.setting) for run in inputs.trains}) > 1
+    mixed = len({_train_test_set(run) for run in inputs.trains}) > 1
     sweeps = len({run.task.sweep for run in inputs.trains if run.task is not None})
     for train_run in inputs.trains:
         train_groups.setdefault(_train_label(train_run, mixed, sweeps), []).append(train_run)

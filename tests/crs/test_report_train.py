@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -109,3 +110,16 @@ def test_examples_explain_only_the_runs_that_rank_with_the_persona_ranker(traine
     assert not notes
     explained = {d.policy: any(turn.explanation for turn in d.turns) for d in dialogues}
     assert explained == {"ask-4": True, "popularity": False}
+
+
+def test_train_runs_of_other_persona_worlds_are_never_pooled_as_seeds(trained, tmp_path) -> None:
+    _, run, _ = trained
+    other = tmp_path / "runs" / "full-s2"
+    shutil.copytree(run, other)
+    config = (other / "config.yaml").read_text()
+    assert "world_seed: 0\n" in config
+    (other / "config.yaml").write_text(config.replace("world_seed: 0\n", "world_seed: 3\n"))
+    report = build_report([run, other], tmp_path / "report", examples=0, persona=False)
+    labels = sorted(report.train_groups)
+    assert len(labels) == 2 and all(len(runs) == 1 for runs in report.train_groups.values())
+    assert "world seed 0" in labels[0] and "world seed 3" in labels[1]
