@@ -603,8 +603,14 @@ def _rankers_alone(
 
 def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
     """One label per group: its base label, and where two groups share one, what tells them apart (the
-    sweep, the train run's name without its seed, else the full name, or the ranker)."""
+    sweep, the train run's name without its seed, else the full name, or the ranker). A trained full
+    model is "full" only beside one of its ablations; alone, it is named after its run."""
     labels = [_base_label(g[0]) for g in groups]
+    if set(labels) & set(ABLATIONS) == {"full"}:
+        labels = [
+            _without_seed(g[0].train.name) if label == "full" and g[0].train is not None else label
+            for g, label in zip(groups, labels, strict=True)
+        ]
     shared = {label for label in labels if labels.count(label) > 1}
 
     def suffix(run: EvalRun, keep_seed: bool) -> str:
@@ -838,10 +844,11 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             for i, (t, top) in enumerate(zip(tables, tops, strict=True))
         ]
         return (
-            "These inputs cannot answer the question: they hold no trained full model together with its "
-            "ablations (train runs with persona_attention / aspect_attention switched off, evaluated on the "
-            "same test conversations). Add `crs train` runs of the full model and its ablations to the "
-            f"inputs. Among the policies compared, the best by {PRIMARY} is " + "; ".join(best) + ".",
+            f"Among the policies compared, the best by {PRIMARY} is "
+            + "; ".join(best)
+            + ". Whether persona and aspect attention work better together than apart needs a trained full "
+            "model and its ablations (train runs with persona_attention / aspect_attention switched off, "
+            "evaluated on the same test conversations): add those `crs train` runs to the inputs.",
             {},
         )
     summary = ", ".join(f"{d}: {v}" for d, v in verdicts.items())

@@ -179,16 +179,19 @@ def _train_test_set(run: TrainRun) -> str:
     sizes = ", ".join(
         f"{key} {value}" for key, value in (config.get("world") or {}).items() if value is not None
     )
-    world = f" · world seed {config.get('world_seed') or 0}" + (f" ({sizes})" if sizes else "")
+    seed = config.get("world_seed") or 0
+    # the default world (seed 0, default sizes) goes unnamed
+    world = f" · world seed {seed}" + (f" ({sizes})" if sizes else "") if seed or sizes else ""
     return f"{run.info.dataset}{world if run.info.dataset == 'persona_world' else ''} · {run.info.setting}"
 
 
-def _train_label(run: TrainRun, mixed: bool, sweeps: int) -> str:
+def _train_label(run: TrainRun, mixed: bool, sweeps: int, ablated: bool) -> str:
     """The train configuration `run` belongs to; `mixed`: the runs span test sets (`_train_test_set`:
     datasets, settings, persona worlds), which then lead the label so that runs of different ones are
     never pooled; `sweeps`: how many sweep folders the train runs come from (with two or more, a sweep's
     runs are named by their sweep, as the comparison table names them, since two sweeps are two
-    configurations)."""
+    configurations); `ablated`: an ablation is among the runs (a full model is "full" only beside one,
+    as in the comparison table; alone, it is named after its run)."""
     import re
 
     if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
@@ -198,7 +201,7 @@ def _train_label(run: TrainRun, mixed: bool, sweeps: int) -> str:
             else f"{run.task.dataset} · {run.task.label}"
         )
         return f"{label} ({run.task.sweep.name})" if sweeps > 1 else label
-    if run.info.ablation is not None:
+    if run.info.ablation is not None and (ablated or run.info.ablation != "full"):
         label = run.info.ablation
     else:
         label = re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
@@ -259,8 +262,9 @@ def build_report(
     train_groups: dict[str, list[TrainRun]] = {}
     mixed = len({_train_test_set(run) for run in inputs.trains}) > 1
     sweeps = len({run.task.sweep for run in inputs.trains if run.task is not None})
+    ablated = any(run.info.ablation not in (None, "full") for run in inputs.trains)
     for train_run in inputs.trains:
-        train_groups.setdefault(_train_label(train_run, mixed, sweeps), []).append(train_run)
+        train_groups.setdefault(_train_label(train_run, mixed, sweeps, ablated), []).append(train_run)
     report.train_groups = train_groups
     report.train_rows = train_summary_rows(train_groups)
     if not report.verdicts and not mixed:  # the unpaired answer compares runs of one dataset and setting

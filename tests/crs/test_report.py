@@ -381,8 +381,9 @@ def test_seeds_of_one_configuration_are_pooled_whatever_their_own_final_test(tmp
         for seed in (1, 2)
     ]
     (table,), _ = build_tables(load_inputs(runs).evals)
-    # one row per arm with both seeds, named by the arm's run name without its seed
-    assert sorted(row.label for row in table.rows) == ["full (no-probes)", "full (probes)"]
+    # one row per arm with both seeds, named by the arm's run name without its seed (no ablation is
+    # beside these full models)
+    assert sorted(row.label for row in table.rows) == ["no-probes", "probes"]
     assert all(row.n_runs == 2 and sorted(row.seeds) == [1, 2] for row in table.rows)
 
 
@@ -511,7 +512,17 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     inputs = load_inputs([runs["ask-4-s1"], runs["max-entropy-s1"]])
     tables, _ = build_tables(inputs.evals)
     text, verdicts = answer(tables)
-    assert verdicts == {} and text.startswith("These inputs cannot answer the question")
+    assert verdicts == {} and text.startswith("Among the policies compared, the best by SR@15 is")
+    assert "needs a trained full model and its ablations" in text
+
+
+def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(ablations, tmp_path) -> None:
+    mine = _train_run(tmp_path, "my-run-s1", "abs-greedy", True, True)
+    (alone,), _ = build_tables(load_inputs([mine]).evals)
+    assert [row.label for row in alone.rows] == ["my-run"] and alone.rows[0].ablation == "full"
+    (beside,), _ = build_tables(load_inputs([mine, ablations["persona-blind"]]).evals)
+    assert sorted(row.label for row in beside.rows) == ["full", "persona-blind"]
+    assert list(build_report([mine], tmp_path / "r", examples=0, persona=False).train_groups) == ["my-run"]
 
 
 def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_path) -> None:
