@@ -186,9 +186,9 @@ class ChatView:
             if conversations == 1:  # the first is had at home for sure: what was said cannot move it
                 said = "they said" if watched else "you said"
                 lead += (
-                    f" A first conversation is taken as {mix} usual self, so what {said} does not move "
-                    "this belief (only the chance of a change by the next one does); from the next "
-                    "conversation on, it does."
+                    f" A first conversation is taken as {mix} usual self, so what {said} moves the "
+                    f"sides above but not how sure I am that {mix} usual mix holds (only the chance of a "
+                    "change by the next conversation lowers it); from the next conversation on, it does."
                 )
         times = "1 conversation" if conversations == 1 else f"{conversations} conversations"
         saved = f"[dim]Saved to {escape(str(change.path))} ({times} remembered; delete it to forget).[/]"

@@ -98,7 +98,7 @@ def test_two_chats_remember_the_person(tmp_path: Path, artifact: Path, world: Ca
     assert saved["home"] == transcript["memory"]["home"] == pytest.approx(1 - DEFAULT_RULE.home_rate)
     assert f"I am {saved['home']:.0%} sure your usual mix of sides still holds." in out
     # the change does not depend on what was said, and the chat says so instead of claiming it does
-    assert "A first conversation is taken as your usual self, so what you said does not move" in out
+    assert "so what you said moves the sides above but not how sure I am that your usual mix holds" in out
 
     # the second chat opens with the remembered belief and runs from it
     second, transcript2 = chat(tmp_path, SCRIPT, *args)
