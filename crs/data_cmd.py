@@ -31,7 +31,7 @@ data_app = typer.Typer(
 
 _DATA_DIR_HELP = (
     "Folder that contains lastfm/, lastfm_star/, yelp_star/ (and hetrec2011-lastfm-2k/ for names) and "
-    "mcmipl/. Default: $CRS_DATA_DIR (also when empty). Not used by persona_world."
+    "mcmipl/. Default: $CRS_DATA_DIR (an empty --data-dir means it too). Not used by persona_world."
 )
 # str, not Path: typer would read an empty --data-dir "" as Path("."), the current folder
 _DataDir = Annotated[str | None, typer.Option("--data-dir", help=_DATA_DIR_HELP)]

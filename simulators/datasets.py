@@ -37,7 +37,7 @@ DATASET_NAMES: tuple[str, ...] = (
 REAL_DATASETS: tuple[str, ...] = DATASET_NAMES[1:]
 DATA_DIR_ENV = "CRS_DATA_DIR"
 # How to name the data folder, for Python callers (make_env, gym.make, load_catalog) and the CLI alike.
-DATA_DIR_HINT = f"pass data_dir=PATH (Python), --data-dir PATH (CLI) or set {DATA_DIR_ENV}=PATH"
+DATA_DIR_HINT = f"pass --data-dir PATH (data_dir=PATH from Python) or set {DATA_DIR_ENV}=PATH"
 
 _LOADERS: dict[str, Callable[[Path], Catalog]] = {
     "lastfm": load_lastfm,
