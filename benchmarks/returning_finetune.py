@@ -124,7 +124,7 @@ def train(run: Path, mode: str, out: Path, steps: int, sequences: int) -> None:
             f"{run} was trained on {meta.catalog}: returning users with a truth are the persona world's"
         )
     catalog = DatasetSpec("persona_world", None, meta.world_seed).load()
-    ranker = ranker_from_meta(meta.ranker, catalog, run)
+    ranker = ranker_from_meta(meta.ranker, catalog, run, meta.ranker_identity)
     config, rewards = meta.rl, Rewards(**meta.train_rewards)
 
     def conversations() -> gym.Env[Any, Any]:

@@ -23,7 +23,7 @@ from crs.common import (
     friendly_errors,
 )
 from envs.registry import make_env
-from simulators.datasets import check_dataset_name
+from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
 
 INTERRUPTED = EXIT_STATUS["interrupted"]  # the shell's exit status for Ctrl-C (128 + SIGINT)
 DEFAULT_POLICY = "ask-4"
@@ -38,6 +38,9 @@ def chat_command(
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     setting: SettingOption = None,
+    world_seed: int = typer.Option(
+        0, "--world-seed", min=0, help="Seed of the persona world (persona_world only)."
+    ),
     seed: int = typer.Option(
         0,
         "--seed",
@@ -96,9 +99,10 @@ def chat_command(
     if transcript is not None:
         check_transcript_outside_inputs(transcript, policy, ranker, data_dir, memory)
     chat_memory = None
-    commands = personal_commands(dataset, data_dir, policy, setting)
+    commands = personal_commands(dataset, data_dir, policy, setting, world_seed)
     try:
-        env = make_env(dataset, data_dir=data_dir, split="test", setting=policy_setting(policy, setting))
+        catalog = DatasetSpec(dataset, data_dir, world_seed).load()
+        env = make_env(catalog=catalog, split="test", setting=policy_setting(policy, setting))
         if memory is None:
             chat_policy, policy_name, ranker_name = resolve_policy(policy, env, ranker, data_dir)
         else:
@@ -118,7 +122,9 @@ def chat_command(
     except KeyboardInterrupt:  # Ctrl-C while loading: no conversation yet, so no summary
         err_console.print("interrupted before the chat started")
         raise typer.Exit(INTERRUPTED) from None
-    meta = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
+    meta: dict[str, object] = {"dataset": dataset, "policy": policy_name, "ranker": ranker_name}
+    if dataset == PERSONA_WORLD:
+        meta["world_seed"] = world_seed
     result = run_chat(
         env,
         chat_policy,
@@ -161,20 +167,27 @@ def check_transcript_outside_inputs(
             )
 
 
-def personal_commands(dataset: str, data_dir: str | None, policy: str, setting: str | None) -> list[str]:
-    """The commands that give personal recommendations: pre-train a persona ranker for `dataset`,
-    then chat with it (the same options otherwise); none for a trained run, whose ranker is its own.
+def personal_commands(
+    dataset: str, data_dir: str | None, policy: str, setting: str | None, world_seed: int = 0
+) -> list[str]:
+    """The commands that give personal recommendations: pre-train a persona ranker for `dataset` (the
+    persona world of `world_seed`), then chat with it (the same options otherwise); none for a trained
+    run, whose ranker is its own.
 
     Example: ``["crs pretrain -d lastfm_star --data-dir DATA -o runs/pretrain/lastfm_star",
     "crs chat -d lastfm_star --data-dir DATA --ranker runs/pretrain/lastfm_star"]``.
     """
     if Path(policy).is_dir():
         return []
-    data = f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""
-    out = shlex.quote(str(Path(PRETRAIN_OUT) / dataset))
-    chat = f"crs chat -d {shlex.quote(dataset)}{data}"
+    catalog = f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""  # the options naming it
+    folder = dataset
+    if world_seed and dataset == PERSONA_WORLD:
+        catalog += f" --world-seed {world_seed}"
+        folder += f"-w{world_seed}"
+    out = shlex.quote(str(Path(PRETRAIN_OUT) / folder))
+    chat = f"crs chat -d {shlex.quote(dataset)}{catalog}"
     if policy != DEFAULT_POLICY:
         chat += f" --policy {shlex.quote(policy)}"
     if setting:
         chat += f" --setting {shlex.quote(setting)}"
-    return [f"crs pretrain -d {shlex.quote(dataset)}{data} -o {out}", f"{chat} --ranker {out}"]
+    return [f"crs pretrain -d {shlex.quote(dataset)}{catalog} -o {out}", f"{chat} --ranker {out}"]

@@ -38,6 +38,7 @@ add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSp
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -54,6 +55,8 @@ from policies.pretrain.ranker import QUESTION_RULES, PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import resolve_data_dir
 from simulators.errors import CRSError
+
+log = logging.getLogger(__name__)
 
 RankerKind = Literal["popularity", "uniform", "transe", "pretrain", "run", "artifact"]
 DATA_FREE: tuple[RankerKind, ...] = ("popularity", "uniform")  # built from the catalogue alone, no file
@@ -86,6 +89,10 @@ def transe_file(data_dir: str | Path | None) -> Path:
     if not (base / TRANSE_FILE.parts[0]).is_dir() and (base / in_dataset.parent).is_dir():
         return base / in_dataset
     return base / TRANSE_FILE
+
+
+class RankerChangedError(CRSError):
+    """A trained run's ranker file or folder is gone, or holds another ranker than the run trained with."""
 
 
 def _unknown_part(text: str) -> str:
@@ -351,8 +358,46 @@ class RankerSpec:
         files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
         by themselves; each with `PROFILE_SUFFIX` (and its weight) when it adds tag profiles, its
         priors' suffixes (and weights),
-        `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK` and T when it is tempered."""
+        `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK` and T when it is tempered.
+        A trained run records it (policy.json's ``ranker_identity``) and is loaded only with the same
+        (`check_pinned`)."""
         return self._identity() + self._suffix
+
+    def check_pinned(self, identity: str | None, run: str | Path) -> None:
+        """Refuse this ranker, the one the trained run `run` recorded (its policy.json entry, resolved in
+        the run), unless its file or folder is still there and holds, by content, the ranker the run was
+        trained with: its `identity` then is the one the run recorded.
+
+        Args:
+            identity: The `identity` the run recorded when it trained (None: a run from before it was
+                recorded; then only the file or folder's presence is checked, and a warning logged).
+            run: The run folder (for messages).
+
+        Raises:
+            RankerChangedError: The file or folder is gone, or holds another ranker (both identities named).
+        """
+        if self.path is None:  # "popularity", "uniform": built from the catalogue alone
+            return
+        if not self.path.exists():
+            raise RankerChangedError(
+                f"run {run} was trained with ranker {self.name}, and {self.where} no longer exists: "
+                "restore it, or train again"
+            )
+        if identity is None:
+            log.warning(
+                "run %s records no identity of its ranker %s (trained before it was recorded): not checked "
+                "that it is still the ranker the run was trained with",
+                run,
+                self.name,
+            )
+            return
+        now = self.identity()
+        if now != identity:
+            what = "artifact" if self.kind == "artifact" else "file"
+            raise RankerChangedError(
+                f"run {run} was trained with ranker {self.name} (identity {identity}); {self.where} now "
+                f"holds another {what} (identity {now}): restore it, or train again"
+            )
 
     def _identity(self) -> str:
         if self.kind == "transe" and self.path is not None and self.path.is_file():

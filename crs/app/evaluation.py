@@ -180,6 +180,20 @@ def conversations_fingerprint(split: str, indices: np.ndarray) -> str:
     return digest[:16]
 
 
+def refuse_ranker_for_run(ranker_spec: str | None, run: Path) -> None:
+    """Refuse a --ranker given with the trained run `run` (`crs eval`, with --sessions too, and `crs
+    chat`): the run ranks with its own ranker; only "run", which names that one, is accepted.
+
+    Raises:
+        CRSError: `ranker_spec` is neither None nor "run".
+    """
+    if ranker_spec is not None and RankerSpec.parse(ranker_spec) != RUN_RANKER:
+        raise CRSError(
+            f"--ranker {ranker_spec}: the trained run {run} ranks with its own ranker (its ranker/ or "
+            "policy.json's entry), which its network was trained on; leave out --ranker"
+        )
+
+
 def resolve_policy(
     spec: str, env: ConversationEnv, ranker_spec: str | None, data_dir: str | None
 ) -> tuple[ConversationPolicy, str, str]:
@@ -188,12 +202,7 @@ def resolve_policy(
     if path.is_dir():
         from policies.rl import load_trained_policy  # torch only when a trained policy is asked for
 
-        if ranker_spec is not None and RankerSpec.parse(ranker_spec) != RUN_RANKER:
-            raise CRSError(
-                f"--ranker {ranker_spec}: the trained run {path} ranks with its own ranker (its ranker/ or "
-                "policy.json's entry), which its network was trained on; leave out --ranker"
-            )
-
+        refuse_ranker_for_run(ranker_spec, path)
         trained = load_trained_policy(path, env.catalog)
         trained.check_env(env)  # a run of another setting is refused before any conversation
         return trained, path.name, RUN_RANKER.name

@@ -49,7 +49,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from scipy.optimize import linear_sum_assignment
 
 from crs import __version__
-from crs.app.evaluation import claim_evaluation_output, evaluation_progress, run_ranker_name
+from crs.app.evaluation import (
+    claim_evaluation_output,
+    evaluation_progress,
+    refuse_ranker_for_run,
+    run_ranker_name,
+)
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary, write_json_lines
 from crs.app.settings import MAX_SEED
 from crs.claims import refuse_output_over_inputs
@@ -80,7 +85,6 @@ from policies.memory import (
     UpdateRule,
     rule_of,
 )
-from policies.memory_file import ranker_fingerprint
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.catalog import Catalog
@@ -552,20 +556,21 @@ def resolve_session_policy(
     """The policy and persona ranker of `crs eval --sessions`: a rule over `ranker`, or a trained run.
 
     A trained run (a directory) plays with its own ranker (its ``policy.json`` entry, e.g. its
-    ``ranker/`` artifact), which must be a persona ranker; `ranker`, if given, must hold the same
-    personas and priors. Each session, the run's wrapper reads the memory's view of that ranker and its
-    encoder the view's prior row of the user (`policies.rl.acting.RLPolicy.for_session`): no retraining.
+    ``ranker/`` artifact), which must be a persona ranker; `ranker` must then be None or "run"
+    (`crs.app.evaluation.refuse_ranker_for_run`, as plain `crs eval`). Each session, the run's wrapper
+    reads the memory's view of that ranker and its encoder the view's prior row of the user
+    (`policies.rl.acting.RLPolicy.for_session`): no retraining.
 
     Args:
         policy: A rule policy name, or a `crs train` run directory.
-        ranker: --ranker: a `crs pretrain` artifact (needed by a rule; optional with a run).
+        ranker: --ranker: a `crs pretrain` artifact (needed by a rule; None or "run" with a run).
         catalog: The catalogue the sessions are drawn from.
         world_seed: The persona world's seed (a run must have been trained on the same world).
 
     Raises:
         SessionPolicyError: A rule without a persona ranker; a run trained on another dataset or world,
-            with a ranker without personas, or given another --ranker than its own.
-        CRSError: An unknown rule or ranker, a damaged run (named).
+            or with a ranker without personas.
+        CRSError: A trained run given a --ranker, an unknown rule or ranker, a damaged run (named).
     """
     run = Path(policy)
     if not run.is_dir():
@@ -589,6 +594,7 @@ def resolve_session_policy(
     from policies.rl.acting import load_trained_policy  # torch only when a trained run is asked for
     from policies.rl.run_files import PolicyMeta
 
+    refuse_ranker_for_run(ranker, run)
     meta = PolicyMeta.read(run)
     if meta.catalog != catalog.name:
         raise SessionPolicyError(
@@ -607,14 +613,6 @@ def resolve_session_policy(
         raise SessionPolicyError(
             f"--policy {policy} was trained with the ranker {meta.ranker!r}, which has no personas; the "
             "memory needs a run trained with a persona ranker (`crs train --ranker <crs pretrain artifact>`)"
-        )
-    given = RankerSpec.parse(ranker).build(catalog) if ranker is not None else own
-    if not isinstance(given, ExplainablePersonaRanker) or (
-        ranker_fingerprint(given) != ranker_fingerprint(own)
-    ):
-        raise SessionPolicyError(
-            f"--ranker {ranker} is not the ranker {policy} was trained with ({meta.ranker!r} in its "
-            f"policy.json); leave --ranker out, a trained run brings its own"
         )
     encoder_prior = trained.encoder.log_prior.weight.detach().numpy().astype(np.float64)
     notes: tuple[str, ...] = ()

@@ -67,7 +67,15 @@ from envs.rollout import evaluation_indices
 from policies.content_profile import profile_holdout
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.config import ImitationConfig, RLConfig
-from policies.rl.run_files import BEST_MODEL, CHECKPOINT, FINAL_MODEL, CheckpointState, PolicyMeta, run_ranker
+from policies.rl.run_files import (
+    BEST_MODEL,
+    CHECKPOINT,
+    FINAL_MODEL,
+    POLICY_META,
+    CheckpointState,
+    PolicyMeta,
+    run_ranker,
+)
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 from simulators.mcmipl import find_release
@@ -128,10 +136,33 @@ def _progress(show: bool) -> LoggedProgress:
     )
 
 
-def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: bool) -> tuple[Any, str]:
-    """The fixed ranker and its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>")."""
+def _resolve_ranker(
+    settings: TrainSettings, catalog: Any, run_dir: Path, show: bool, resumed: bool
+) -> tuple[Any, str, str]:
+    """The fixed ranker, its policy.json entry ("popularity", "transe:<file>", "artifact:<dir>") and its
+    `RankerSpec.identity`.
+
+    A resumed run that has a policy.json keeps the ranker recorded there, checked to be the one it was
+    trained with (`RankerSpec.check_pinned`); config.yaml's ``ranker``, as typed, is read only by a run
+    that has none yet (a relative path then is taken from the current directory).
+
+    Raises:
+        RankerChangedError: A resumed run's ranker is gone or holds another ranker than it trained with.
+        CRSError: A ranker that cannot be built (a resumed run's relative path is named as config.yaml's).
+    """
+    if resumed and (run_dir / POLICY_META).is_file():
+        meta = PolicyMeta.read(run_dir)
+        pinned = RankerSpec.from_entry(meta.ranker, f"run {run_dir} ({POLICY_META})").resolve(run_dir)
+        pinned.check_pinned(meta.ranker_identity, run_dir)
+        return pinned.build(catalog, settings.data_dir), meta.ranker, pinned.identity()
     if settings.ranker is not None:
         spec = RankerSpec.parse(settings.ranker)
+        if resumed and spec.path is not None and not spec.path.exists():
+            raise CRSError(
+                f"run {run_dir}'s {RUN_CONFIG} records --ranker {settings.ranker!r} as it was typed, and "
+                f"{spec.path} is not there from the current directory ({Path.cwd()}): resume from the "
+                "directory the run was started in"
+            )
     else:
         world = settings.dataset_spec().is_world  # a persona ranker is pre-trained into the run
         spec = RankerSpec("pretrain") if world else RankerSpec.default(settings.dataset)
@@ -164,9 +195,10 @@ def _resolve_ranker(settings: TrainSettings, catalog: Any, run_dir: Path, show: 
                     f"(epoch {result.best_epoch} of {len(result.history)}; popularity and random rankers: "
                     "`crs pretrain --help`)"
                 )
-        return artifact.build(catalog), recorded.entry
+        return artifact.build(catalog), recorded.entry, artifact.identity()
     ranker = spec.build(catalog, settings.data_dir)
-    return ranker, spec.for_run(settings.data_dir).entry
+    recorded = spec.for_run(settings.data_dir)
+    return ranker, recorded.entry, recorded.identity()
 
 
 def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any, str]:
@@ -214,9 +246,16 @@ def run_training(
     step count names; curve rows newer than the checkpoint are dropped, the best score to beat is
     the one measured for best_model.zip, and an evaluation a kill interrupted at the checkpoint
     (state.json's ``pending_eval``) runs first. Each session is recorded in config.yaml's
-    ``phases``. A run stopped before its first checkpoint starts again from step 0 with its
-    recorded settings. A new run that fails before training (a bad ranker, missing data) leaves no
-    run directory behind.
+    ``phases`` once it is ready to train (a resume that fails before adds none). A run stopped before
+    its first checkpoint starts again from step 0 with its recorded settings. A new run that fails
+    before training (a bad ranker, missing data) leaves no run directory behind.
+
+    A resumed run keeps the ranker it was trained with: the one its policy.json recorded (an artifact or
+    TransE file by absolute path, a pre-trained ``ranker/`` in the run), never config.yaml's ``ranker``
+    as typed, so a relative ``--ranker`` means the same from any directory; if that file or folder is
+    gone or now holds another ranker (policy.json's ``ranker_identity``), the resume is refused naming
+    both. Only a run with no policy.json yet (stopped before its first session was prepared) reads
+    config.yaml's ``ranker``, a relative path from the current directory.
 
     Args:
         settings: The run's settings (ignored with `resume`: the run's config.yaml is used).
@@ -234,6 +273,7 @@ def run_training(
         RunNameError: `name` is not one plain folder name.
         ResumeStepsError: With `resume`, `steps` is not above the steps the run has trained.
         OutputOverInputError: The run directory is or holds the ranker artifact or the data folder.
+        RankerChangedError: With `resume`, the run's ranker is gone or holds another ranker.
         CRSError: Bad settings, an existing or busy run, a damaged run file, or diverged training.
     """
     if name is not None:
@@ -369,7 +409,7 @@ def _train(
         resume = False
     phases = _phases(run_dir, settings) if resume else (RunPhase(0, settings.steps, {}),)
     try:
-        prepared = _prepare(settings, name, run_dir, show, claim.clear, phases)
+        prepared = _prepare(settings, name, run_dir, show, claim.clear, phases, resumed=not new_run)
     except Exception:
         if new_run and not claim.pending:  # nothing durable yet: leave nothing that blocks the fix
             empty_folder(run_dir)  # (an earlier run that --overwrite has not emptied yet stays)
@@ -404,10 +444,13 @@ def _prepare(
     show: bool,
     clear: Callable[[], None] = lambda: None,
     phases: tuple[RunPhase, ...] = (),
+    resumed: bool = False,
 ) -> _Prepared:
-    """Record the settings (and the run's `phases`), resolve the ranker and the conversations, write
-    policy.json; `clear` is called once the data has loaded (a missing or damaged data folder leaves
-    an earlier run as it was)."""
+    """Resolve the ranker and the conversations, write policy.json, and return the run's record (its
+    settings and `phases`); `clear` is called once the data has loaded (a missing or damaged data folder
+    leaves an earlier run as it was). A new run writes its config.yaml at once (a run killed while its
+    ranker pre-trains can be resumed); a `resumed` one keeps its config.yaml until `_learn` writes the
+    record, so a resume that fails adds no phase."""
     from policies.pretrain.train import catalog_fingerprint  # torch: loaded once training runs
 
     catalog = settings.dataset_spec().load()
@@ -419,8 +462,9 @@ def _prepare(
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         phases=phases,
     )
-    record.write(run_dir)
-    ranker, ranker_entry = _resolve_ranker(settings, catalog, run_dir, show)
+    if not resumed:
+        record.write(run_dir)
+    ranker, ranker_entry, ranker_identity = _resolve_ranker(settings, catalog, run_dir, show, resumed)
     env_options = settings.env_options()
     train_rewards = Rewards(**settings.rewards)
     goal_interactions, train_goals = _training_goals(ranker_entry, run_dir, catalog)
@@ -452,7 +496,6 @@ def _prepare(
     if settings.fit_plan_temperature:
         settings = _fit_plan_temperature(settings, ranker, train_env(), show)
         record = replace(record, settings=settings)
-        record.write(run_dir)
     config = settings.rl_config()
 
     def test_env() -> ConversationEnv:
@@ -468,6 +511,7 @@ def _prepare(
         train_goals=train_goals,
         world_seed=settings.world_seed,
         fingerprint=catalog_fingerprint(catalog),
+        ranker_identity=ranker_identity,
     ).write(run_dir)
     return _Prepared(
         settings,
@@ -542,6 +586,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
             last_checkpoint = int(model.num_timesteps)
         else:
             model = build_model(vec, prepared.ranker, config, seed=settings.seed)
+        prepared.record.write(run_dir)  # this session's phase, once it is ready to train
         set_logger(model, run_dir / "tb")
         valid_n = prepared.train_env().goals.n_goals
         valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)

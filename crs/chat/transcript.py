@@ -1,14 +1,14 @@
 """The chat transcript: JSON-ready records of each turn and of the outcome, and writing the file.
 
-A transcript has ``meta`` (dataset, policy, ranker, seed: the conversation's own, chat_seed: the
-``crs chat --seed`` that chose it, mode, setting), ``user``, ``goal_index``,
-``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``, ``explanation``,
-and after the opening ``reward``) and ``outcome`` (``ended``, ``success``, ``accepted_item``, ``rank``,
-``agent_actions``, ``total_reward``, ``metrics`` of the finished conversation, ``pending``: the
-question or slate shown but not answered when the conversation ended (``turn``, ``kind``, ``action``,
-``candidates_left``, ``explanation``; None when there was none), and in watch mode ``targets``);
-with ``--memory``, ``memory`` (``file``, ``user``, ``conversations`` remembered, the persona prior
-``before`` and ``after`` the chat; `crs.chat.memory.MemoryChange.to_json`).
+A transcript has ``meta`` (dataset, world_seed on the persona world, policy, ranker, seed: the
+conversation's own, chat_seed: the ``crs chat --seed`` that chose it, mode, setting), ``user``,
+``goal_index``, ``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``,
+``explanation``, and after the opening ``reward``) and ``outcome`` (``ended``, ``success``,
+``accepted_item``, ``rank``, ``agent_actions``, ``total_reward``, ``metrics`` of the finished
+conversation, ``pending``: the question or slate shown but not answered when the conversation ended
+(``turn``, ``kind``, ``action``, ``candidates_left``, ``explanation``; None when there was none), and in
+watch mode ``targets``); with ``--memory``, ``memory`` (``file``, ``user``, ``conversations`` remembered,
+the persona prior ``before`` and ``after`` the chat; `crs.chat.memory.MemoryChange.to_json`).
 """
 
 from __future__ import annotations

@@ -184,23 +184,33 @@ def load_trained_policy(
     Args:
         run_dir: A ``runs/<name>/`` directory written by `crs train`.
         catalog: The catalogue of the envs it will act in (must match the run's dataset).
-        ranker: The fixed ranker; default: rebuilt from the run's ``policy.json`` ranker entry.
+        ranker: The fixed ranker; default: rebuilt from the run's ``policy.json`` ranker entry, which must
+            still be the ranker the run was trained with (`ranker_from_meta`).
 
     Raises:
-        CRSError: Not a run directory, no model, or a catalogue of another dataset.
+        RankerChangedError: The run's ranker file or folder is gone or holds another ranker.
+        CRSError: Not a run directory, no model, or a catalogue of another dataset, sizes or world.
     """
     torch.set_num_threads(1)
     meta = PolicyMeta.read(run_dir)
     if meta.catalog != catalog.name:
         raise CRSError(
-            f"run {run_dir} was trained on {meta.catalog!r} but the env's catalogue is {catalog.name!r}"
+            f"run {run_dir} was trained on {meta.catalog!r} but the env's catalogue is {catalog.name!r}: "
+            f"pass --dataset {meta.catalog}"
         )
     sizes = (catalog.n_users, catalog.n_items, catalog.n_aspects)
     if meta.sizes and meta.sizes != sizes:
+        # the records' folder is crs.app.run_folder's TEST_DIR / TRAINED_TEST (policies cannot import crs)
+        fix = (
+            "it was trained on a persona world of custom sizes, which `crs eval` and `crs chat` cannot "
+            "build (they have no options for them), so it cannot be evaluated again; its test's records "
+            f"are in {Path(run_dir) / 'tested' / 'trained'}/"
+            if catalog.truth is not None
+            else "evaluate it with the data folder it was trained on"
+        )
         raise CRSError(
             f"run {run_dir} was trained on a catalogue with (users, items, aspects) sizes "
-            f"{list(meta.sizes)}, but this one has {list(sizes)}: evaluate with the same dataset (and "
-            "persona-world arguments)"
+            f"{list(meta.sizes)}, but this one has {list(sizes)}: {fix}"
         )
     if meta.fingerprint is not None and meta.fingerprint != catalog_fingerprint(catalog):
         raise CRSError(
@@ -210,7 +220,7 @@ def load_trained_policy(
         )
     config = meta.rl
     if ranker is None:
-        ranker = ranker_from_meta(meta.ranker, catalog, Path(run_dir))
+        ranker = ranker_from_meta(meta.ranker, catalog, Path(run_dir), meta.ranker_identity)
     wrapper = SlateActionWrapper(make_env(catalog=catalog, split="test", **meta.env), ranker, config.wrapper)
     model = load_model(
         model_file(run_dir),
@@ -224,8 +234,22 @@ def load_trained_policy(
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name, setting=setting)
 
 
-def ranker_from_meta(entry: str, catalog: Catalog, run_dir: Path) -> PreferenceRanker:
+def ranker_from_meta(entry: str, catalog: Catalog, run_dir: Path, identity: str | None) -> PreferenceRanker:
     """Rebuild the fixed ranker a run recorded (policy.json's entry: "popularity", "transe:<file>" or
-    "artifact:<dir>"; relative paths lie in the run)."""
-    spec = RankerSpec.from_entry(entry, f"run {run_dir} ({POLICY_META})")
-    return spec.resolve(run_dir).build(catalog)
+    "artifact:<dir>"; relative paths lie in the run), refused unless it is still the one the run was
+    trained with (`policies.rankers.RankerSpec.check_pinned`).
+
+    Args:
+        entry: policy.json's ranker entry.
+        catalog: The catalogue the ranker scores.
+        run_dir: The run folder.
+        identity: policy.json's ``ranker_identity`` (None: not recorded; the file or folder is then
+            only checked to be there).
+
+    Raises:
+        RankerChangedError: The ranker's file or folder is gone, or holds another ranker.
+        CRSError: An unknown entry, or a ranker that cannot be built.
+    """
+    spec = RankerSpec.from_entry(entry, f"run {run_dir} ({POLICY_META})").resolve(run_dir)
+    spec.check_pinned(identity, run_dir)
+    return spec.build(catalog)

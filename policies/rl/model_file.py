@@ -235,10 +235,13 @@ def _check_encoder_sizes(path: Path, data: dict[str, Any], encoder: Mapping[str,
         key: found.get(key) for key in ENCODER_SIZES if key in encoder and found.get(key) != encoder[key]
     }
     if other:
+        # the personas come from the run's ranker, not from its config: a ranker replaced since training
+        ranker = " or the run's ranker was replaced by one of other personas" if "n_personas" in other else ""
+        fix = " and the ranker it was trained with" if ranker else ""
         raise ModelFileError(
-            f"model file {path} has an encoder of other sizes than the run's config gives "
+            f"model file {path} has an encoder of other sizes than the run's config and ranker give "
             f"({', '.join(f'{key} {value!r}, not {encoder[key]!r}' for key, value in other.items())}): it "
-            "belongs to another run; use this run's own model files"
+            f"belongs to another run{ranker}; use this run's own model files{fix}"
         )
 
 

@@ -104,6 +104,9 @@ class PolicyMeta:
         fingerprint: `policies.pretrain.train.catalog_fingerprint` of the catalogue it trained on
             (None in runs older than session 34): another catalogue of the same sizes (another world
             seed) is refused.
+        ranker_identity: The fixed ranker's `policies.rankers.RankerSpec.identity` when it trained (None
+            in older runs): a file or folder that now holds another ranker is refused
+            (`RankerSpec.check_pinned`).
     """
 
     catalog: str
@@ -115,6 +118,7 @@ class PolicyMeta:
     train_goals: str = "valid"
     world_seed: int = 0
     fingerprint: str | None = None
+    ranker_identity: str | None = None
 
     def write(self, run_dir: Path) -> None:
         data = {
@@ -127,6 +131,7 @@ class PolicyMeta:
             "train_goals": self.train_goals,
             "world_seed": self.world_seed,
             **({} if self.fingerprint is None else {"fingerprint": self.fingerprint}),
+            **({} if self.ranker_identity is None else {"ranker_identity": self.ranker_identity}),
         }
         write_json_atomic(run_dir / POLICY_META, data)
 
@@ -160,6 +165,7 @@ class PolicyMeta:
                 train_goals=str(data.get("train_goals", "valid")),
                 world_seed=int(data.get("world_seed") or 0),
                 fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
+                ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
             )
         except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
             raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None

@@ -193,15 +193,15 @@ def test_crs_eval_sessions_runs_a_trained_run_and_records_it(trained_run: Path, 
     assert oracle.sessions is not None and oracle.sessions.memory == "oracle"
     assert oracle.conversations == written["frozen"].conversations  # the same sessions in both modes
     assert not any("fine-tuned" in note for note in oracle.notes)  # its encoder's priors are the ranker's
-    # the run's own ranker named again is accepted; another ranker is refused
-    again = runner.invoke(
-        app, [*sessions_args(trained_run, "update", tmp_path / "u"), "--ranker", str(trained_run / "ranker")]
-    )
+    # "run" names the run's own ranker; any other --ranker is refused, as plain `crs eval` refuses it,
+    # even the run's own folder (with a modifier such as +profile it would be another ranker)
+    again = runner.invoke(app, [*sessions_args(trained_run, "update", tmp_path / "u"), "--ranker", "run"])
     assert again.exit_code == 0, again.output
-    other = runner.invoke(
-        app, [*sessions_args(trained_run, "update", tmp_path / "p"), "--ranker", "popularity"]
-    )
-    assert other.exit_code == 2 and "is not the ranker" in flat(other.output), other.output
+    for other_ranker in (str(trained_run / "ranker"), "popularity"):
+        other = runner.invoke(
+            app, [*sessions_args(trained_run, "update", tmp_path / "p"), "--ranker", other_ranker]
+        )
+        assert other.exit_code == 2 and "ranks with its own ranker" in flat(other.output), other.output
     seed = runner.invoke(app, [*sessions_args(trained_run, "update", tmp_path / "w"), "--world-seed", "3"])
     assert seed.exit_code == 2 and "pass --world-seed 0" in flat(seed.output), seed.output
 

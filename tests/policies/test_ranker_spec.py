@@ -142,7 +142,7 @@ def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> No
 @pytest.mark.parametrize("entry", ["transe", "pretrain", "run", "/abs/pw", "foo:bar", ""])
 def test_an_unknown_policy_json_entry_names_the_run_and_the_entry_choices(entry: str) -> None:
     with pytest.raises(CRSError) as info:
-        ranker_from_meta(entry, tiny_catalog(), Path("runs/x"))
+        ranker_from_meta(entry, tiny_catalog(), Path("runs/x"), None)
     message = str(info.value)
     assert "runs/x" in message and repr(entry) in message and "artifact:<dir>" in message
 
@@ -155,12 +155,12 @@ def test_transe_on_another_dataset_names_the_fix() -> None:
 def test_builds_the_named_ranker(tmp_path: Path) -> None:
     catalog = tiny_catalog()
     assert isinstance(build_ranker("popularity", catalog), PopularityRanker)
-    assert isinstance(ranker_from_meta("popularity", catalog, tmp_path), PopularityRanker)
+    assert isinstance(ranker_from_meta("popularity", catalog, tmp_path, None), PopularityRanker)
     embeds = tmp_path / "embeds"
     embeds.mkdir()
     data = {"ui_emb": np.ones((7, 3)), "feature_emb": np.ones((4, 3))}  # 1 user + 6 items, 4 aspects
     (embeds / "t.pkl").write_bytes(pickle.dumps(data))
-    ranker = ranker_from_meta("transe:embeds/t.pkl", catalog, tmp_path)  # in the run
+    ranker = ranker_from_meta("transe:embeds/t.pkl", catalog, tmp_path, None)  # in the run
     assert isinstance(ranker, TransERanker) and ranker.item_emb.shape == (6, 3)
 
 

@@ -1,0 +1,183 @@
+"""A trained run pins the ranker it was trained with: loading it (`crs eval`, `crs chat`, `crs eval
+--sessions`) or resuming it refuses a ranker file or folder that is gone or now holds another ranker,
+a resume from another directory keeps the recorded one, and the refusals name a fix the command has."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crs.app.evaluation import resolve_policy
+from crs.app.sessions import resolve_session_policy
+from crs.app.training import run_training
+from crs.chat_cmd import personal_commands
+from crs.cli import app
+from envs.registry import make_env
+from policies.rankers import RankerSpec
+from policies.rl import load_trained_policy
+from simulators.catalog import Catalog
+from simulators.datasets import load_catalog
+from simulators.errors import CRSError
+from tests.crs.test_train_cmd import WORLD, tiny_settings
+
+runner = CliRunner()
+
+
+@cache
+def catalog() -> Catalog:
+    """The tiny persona world of `tests.crs.test_train_cmd.WORLD`."""
+    return load_catalog("persona_world", None, seed=0, **WORLD)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three tiny `crs pretrain` artifacts of `catalog` (as `tests.crs.tiny_runs.PRETRAIN`): "a", another
+    seed "b", and "k2" with 2 personas."""
+    from policies.pretrain.artifact import save_artifact
+    from policies.pretrain.config import TrainConfig
+    from policies.pretrain.train import pretrain
+
+    root = tmp_path_factory.mktemp("artifacts")
+    configs = {"a": (0, 3), "b": (1, 3), "k2": (0, 2)}  # (seed, personas)
+    for name, (seed, personas) in configs.items():
+        config = TrainConfig(epochs=1, dim=8, layers=0, prototypes=3, seed=seed, personas=personas)
+        save_artifact(pretrain(catalog(), config), root / name)
+    return {name: root / name for name in configs}
+
+
+def train(runs: Path, ranker: str) -> Path:
+    """A tiny run (128 steps) with `ranker`, in `runs`."""
+    run_training(tiny_settings(ranker=ranker), name="run", runs_dir=runs, show=False)
+    return runs / "run"
+
+
+def replace_folder(folder: Path, source: Path) -> None:
+    """`folder` now holds a copy of `source` (what `crs pretrain --out folder --overwrite` leaves)."""
+    shutil.rmtree(folder)
+    shutil.copytree(source, folder)
+
+
+def phases(run: Path) -> list[dict[str, object]]:
+    return list(yaml.safe_load((run / "config.yaml").read_text())["phases"])
+
+
+# ----------------------------------------------------------------------------------- F1: loading
+@pytest.mark.parametrize("other", ["b", "k2"])  # another seed; other personas (a model-file error before)
+def test_a_run_refuses_an_artifact_replaced_since_it_trained(tmp_path, artifacts, other) -> None:
+    artifact = tmp_path / "ranker"
+    shutil.copytree(artifacts["a"], artifact)
+    run = train(tmp_path / "runs", str(artifact))
+    recorded = json.loads((run / "policy.json").read_text())["ranker_identity"]
+    assert recorded == RankerSpec.parse(str(artifact)).identity()
+    replace_folder(artifact, artifacts[other])
+    expected = (
+        rf"run {re.escape(str(run))} was trained with ranker {re.escape(str(artifact))} \(identity "
+        rf"{recorded}\); {re.escape(str(artifact))} now holds another artifact \(identity artifact:\w+\): "
+        "restore it, or train again"
+    )
+    with pytest.raises(CRSError, match=expected):
+        load_trained_policy(run, catalog())
+    replace_folder(artifact, artifacts["a"])  # a copy of the one it trained with is that ranker
+    load_trained_policy(run, catalog())
+
+
+def test_a_gone_ranker_names_the_run_and_an_old_run_loads_unchecked(tmp_path, artifacts, caplog) -> None:
+    artifact = tmp_path / "ranker"
+    shutil.copytree(artifacts["a"], artifact)
+    run = train(tmp_path / "runs", str(artifact))
+    shutil.rmtree(artifact)
+    gone = rf"run {re.escape(str(run))} was trained with ranker .* no longer exists: restore it"
+    with pytest.raises(CRSError, match=gone):
+        load_trained_policy(run, catalog())
+    # a run from before the identity was recorded loads whatever the folder holds, with a warning
+    shutil.copytree(artifacts["b"], artifact)
+    meta = json.loads((run / "policy.json").read_text())
+    del meta["ranker_identity"]
+    (run / "policy.json").write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="policies.rankers"):
+        load_trained_policy(run, catalog())
+    assert "records no identity of its ranker" in caplog.text
+
+
+# ----------------------------------------------------------------------------------- F2: resuming
+def test_a_resume_from_another_directory_keeps_the_recorded_ranker(tmp_path, artifacts, monkeypatch) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(artifacts["a"], first / "ranker")
+    shutil.copytree(artifacts["b"], second / "ranker")  # the same relative name, another artifact
+    monkeypatch.chdir(first)
+    run = train(tmp_path / "runs", "ranker")
+    before = json.loads((run / "policy.json").read_text())
+    monkeypatch.chdir(second)
+    run_training(None, name="run", runs_dir=tmp_path / "runs", resume=True, steps=192, show=False)
+    after = json.loads((run / "policy.json").read_text())
+    assert after["ranker"] == before["ranker"] == f"artifact:{first / 'ranker'}"
+    assert after["ranker_identity"] == before["ranker_identity"]
+    assert [phase["start"] for phase in phases(run)] == [0, 128]
+    # a run killed before it wrote policy.json reads config.yaml's --ranker as typed, and says so
+    (run / "policy.json").unlink()
+    (run / "checkpoint.zip").unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CRSError, match=r"config.yaml records --ranker 'ranker' as it was typed, and ranker"):
+        run_training(None, name="run", runs_dir=tmp_path / "runs", resume=True, show=False)
+
+
+def test_a_resume_with_a_changed_ranker_is_refused_and_adds_no_phase(tmp_path, artifacts) -> None:
+    artifact = tmp_path / "ranker"
+    shutil.copytree(artifacts["a"], artifact)
+    run = train(tmp_path / "runs", str(artifact))
+    recorded = RankerSpec.parse(str(artifact)).identity()
+    replace_folder(artifact, artifacts["b"])
+    for _ in range(2):  # repeated failed resumes leave config.yaml as it was
+        with pytest.raises(CRSError, match=rf"\(identity {recorded}\); .* another artifact \(identity "):
+            run_training(None, name="run", runs_dir=tmp_path / "runs", resume=True, steps=192, show=False)
+    shutil.rmtree(artifact)
+    with pytest.raises(CRSError, match="no longer exists: restore it"):
+        run_training(None, name="run", runs_dir=tmp_path / "runs", resume=True, steps=192, show=False)
+    assert [phase["start"] for phase in phases(run)] == [0]
+    assert json.loads((run / "policy.json").read_text())["ranker_identity"] == recorded
+
+
+# ----------------------------------------------------------------------------- F5: --sessions
+def test_sessions_refuse_a_ranker_for_a_trained_run_as_plain_eval_does(tmp_path, artifacts) -> None:
+    run = train(tmp_path / "runs", str(artifacts["a"]))
+    given = f"{artifacts['a']}+profile"  # the run's own personas and priors, but another ranker
+    with pytest.raises(CRSError) as sessions:
+        resolve_session_policy(str(run), given, catalog(), 0)
+    with pytest.raises(CRSError) as plain:
+        resolve_policy(str(run), make_env(catalog=catalog(), split="test"), given, None)
+    assert str(sessions.value) == str(plain.value)
+    assert "ranks with its own ranker" in str(sessions.value)
+    assert resolve_session_policy(str(run), "run", catalog(), 0).ranker_name == "run"
+
+
+# ---------------------------------------------------------------------- F6: fixes the command has
+def test_refusals_of_a_run_name_a_fix_the_command_has(tmp_path, artifacts) -> None:
+    run = train(tmp_path / "runs", str(artifacts["a"]))
+    default_world = load_catalog("persona_world", seed=0)
+    with pytest.raises(CRSError) as sizes:
+        load_trained_policy(run, default_world)
+    message = str(sizes.value)
+    assert "cannot be evaluated again" in message and str(run / "tested" / "trained") in message
+    assert (run / "tested" / "trained" / "summary.json").is_file()
+    meta = json.loads((run / "policy.json").read_text())
+    (run / "policy.json").write_text(json.dumps({**meta, "catalog": "lastfm"}))
+    with pytest.raises(CRSError, match="catalogue is 'persona_world': pass --dataset lastfm"):
+        load_trained_policy(run, catalog())
+
+
+def test_chat_takes_the_world_seed_as_eval_does(tmp_path) -> None:
+    transcript = tmp_path / "chat.json"
+    args = ["chat", "--world-seed", "1", "--simulate", "--policy", "ask-2", "--transcript", str(transcript)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(transcript.read_text())["meta"]["world_seed"] == 1
+    pretrain, chat = personal_commands("persona_world", None, "ask-2", None, world_seed=1)
+    assert "--world-seed 1" in pretrain and "--world-seed 1" in chat
