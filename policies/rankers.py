@@ -469,8 +469,9 @@ class RankerSpec:
             raise CRSError("ranker 'run' is a trained run's own ranker: evaluate the run folder itself")
         if not Path(self.where).exists():
             raise CRSError(
-                f"ranker {self.where!r} is neither one of {RANKER_NAMES} nor an existing pre-training "
-                f"artifact directory{_unknown_part(self.where)}"
+                f"ranker {self.where!r} is neither one of {', '.join(RANKER_NAMES)} nor an existing "
+                f"pre-training artifact directory{_unknown_part(self.where)}; make one with `crs pretrain "
+                f"--out {self.where}`"
             )
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 

@@ -381,9 +381,9 @@ def check_ranker(text: str, dataset: str, kind: str) -> None:
         return
     if spec.kind == "artifact" and not spec.path.is_dir():
         raise CRSError(
-            f"ranker {text!r} is neither one of {RANKER_NAMES} (a persona one with its suffixes, e.g. "
-            "uniform+profile) nor an existing `crs pretrain` artifact folder; fix the name or give the "
-            "folder"
+            f"ranker {text!r} is neither one of {', '.join(RANKER_NAMES)} (a persona one with its "
+            "suffixes, e.g. uniform+profile) nor an existing `crs pretrain` artifact folder; fix the name "
+            "or give the folder"
         )
     if spec.kind == "transe" and not spec.path.is_file():
         raise CRSError(f"ranker {text!r}: no TransE file {spec.where}; give an existing file")

@@ -163,7 +163,7 @@ def test_a_host_port_where_nothing_listens_is_refused_at_once(tmp_path) -> None:
     [
         (
             "eval: {episodes: 5, ranker: uniform+bogus}\n",
-            "eval.ranker: ranker 'uniform+bogus' is neither one of ('transe', 'popularity', 'uniform') (a "
+            "eval.ranker: ranker 'uniform+bogus' is neither one of transe, popularity, uniform (a "
             "persona one with its suffixes, e.g. uniform+profile) nor an existing `crs pretrain` artifact",
         ),
         (
