@@ -814,19 +814,23 @@ def eval_blocker(settings: TrainSettings) -> str | None:
     return None
 
 
+def catalogue_options(settings: TrainSettings) -> list[str]:
+    """The options that name a run's catalogue to `crs eval` and `crs chat`: ``--dataset`` (and
+    ``--data-dir``) on real data, ``--world-seed`` on a persona world other than seed 0's."""
+    if not settings.dataset_spec().is_world:
+        data_dir = [] if settings.data_dir is None else ["--data-dir", settings.data_dir]
+        return ["--dataset", settings.dataset, *data_dir]
+    return ["--world-seed", str(settings.world_seed)] if settings.world_seed else []
+
+
 def eval_command(run_dir: Path, settings: TrainSettings, episodes: int) -> str:
     """The `crs eval` command that evaluates a run's trained policy on its test's conversations again
     (the same records as ``tested/trained``, where `eval_blocker` says None): its catalogue (dataset,
     data folder, world seed), setting and user kind when not the dataset's defaults, its seed and
     `episodes` test conversations."""
     parts = ["crs", "eval", "--policy", str(run_dir), "--seed", str(settings.seed), "-n", str(episodes)]
+    parts += catalogue_options(settings)
     world = settings.dataset_spec().is_world
-    if not world:
-        parts += ["--dataset", settings.dataset]
-        if settings.data_dir is not None:
-            parts += ["--data-dir", settings.data_dir]
-    elif settings.world_seed:
-        parts += ["--world-seed", str(settings.world_seed)]
     mcmipl = settings.dataset in MCMIPL_DATASETS
     _, default = resolve_user_and_setting(settings.user, None, world=world, mcmipl=mcmipl)
     if settings.setting is not None and settings.setting != default:

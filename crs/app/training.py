@@ -36,6 +36,7 @@ from crs.app.run_folder import (
     RunPhase,
     RunRecord,
     TrainSummary,
+    catalogue_options,
     changed_settings,
     eval_blocker,
     eval_command,
@@ -192,8 +193,8 @@ def _resolve_ranker(
                 console.print(
                     f"ranker{f' ({ablated}: the ablation)' if ablated else ''}: validation Recall@10 "
                     f"{best.valid.recall:.4f}, NDCG@10 {best.valid.ndcg:.4f} "
-                    f"(epoch {result.best_epoch} of {len(result.history)}; popularity and random rankers: "
-                    "`crs pretrain --help`)"
+                    f"(epoch {result.best_epoch} of {len(result.history)}; against popularity and "
+                    "random rankers: BENCHMARKS.md, Pre-training)"
                 )
         return artifact.build(catalog), recorded.entry, artifact.identity()
     ranker = spec.build(catalog, settings.data_dir)
@@ -907,7 +908,8 @@ def _show(
 def next_commands(run_dir: Path) -> list[str]:
     """What a finished training suggests running next, each command as it works when typed (a report
     cannot be written inside the run it reads): the `crs eval` of its test's conversations
-    (`crs.app.run_folder.eval_command`, left out where `eval_blocker` says `crs eval` cannot).
+    (`crs.app.run_folder.eval_command`) and a `crs chat` with the trained policy, both left out where
+    `eval_blocker` says its catalogue or users cannot be built again.
 
     Raises:
         CRSError: config.yaml or summary.json is missing or damaged.
@@ -916,6 +918,8 @@ def next_commands(run_dir: Path) -> list[str]:
     commands = [f"crs report {shlex.quote(str(run_dir))} --out out/report-{shlex.quote(run_dir.name)}"]
     if eval_blocker(settings) is None:
         commands.append(eval_command(run_dir, settings, TrainSummary.read(run_dir).test_episodes))
+        chat = ["crs", "chat", "--policy", str(run_dir), *catalogue_options(settings)]
+        commands.append(" ".join(shlex.quote(part) for part in chat))
     commands.append(f"tensorboard --logdir {shlex.quote(f'{run_dir}/tb')}")
     return commands
 

@@ -272,11 +272,11 @@ def test_the_commands_a_training_suggests_next_work_as_printed(
     assert [command[:2] for command in commands] == [
         ["crs", "report"],
         ["crs", "eval"],
+        ["crs", "chat"],
         ["tensorboard", "--logdir"],
     ]
-    for command in commands[:2]:
-        result = runner.invoke(
-            app, [*command[1:], "--episodes", "4"] if command[1] == "eval" else command[1:]
-        )
+    for command in commands[:3]:
+        extra = ["--episodes", "4"] if command[1] == "eval" else []
+        result = runner.invoke(app, [*command[1:], *extra], input="quit\n")
         assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / f"report-{run.name}" / "report.html").is_file()

@@ -170,6 +170,7 @@ def test_the_card_s_evaluation_of_another_world_seed_replays_the_test_as_pasted(
     command = card_command(other_world)
     assert "--world-seed 1" in command
     assert command in next_commands(other_world)  # `crs train` prints the same command
+    assert f"crs chat --policy {other_world} --world-seed 1" in next_commands(other_world)
     args = shlex.split(command)
     assert args[:2] == ["crs", "eval"]
     result = runner.invoke(app, [*args[1:], "-o", str(tmp_path / "again")])
