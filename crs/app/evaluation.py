@@ -32,7 +32,7 @@ from envs.registry import make_env
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from envs.setting import Setting, check_setting
 from policies.rankers import RUN_RANKER, RankerSpec
-from policies.rl.run_files import run_ranker, trained_setting
+from policies.rl.run_files import PolicyMeta, run_ranker, trained_setting
 from policies.rules import make_rule_policy
 from simulators.datasets import DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
@@ -215,6 +215,16 @@ def resolve_policy(
 def run_ranker_name(policy: str, ranker_name: str) -> str | None:
     """summary.json's ``run_ranker``: a trained run's own ranker (its `ranker_name` is "run"), else None."""
     return run_ranker(policy).name if ranker_name == RUN_RANKER.name else None
+
+
+def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
+    """summary.json's ``ranker_identity``: the ranker by content as it is now (`RankerSpec.identity`), a
+    trained run's as the run recorded it when it trained (or, in a run older than that record, its
+    ranker's now)."""
+    if ranker_name != RUN_RANKER.name:
+        return RankerSpec.parse(ranker_name).identity()
+    recorded = PolicyMeta.read(Path(policy)).ranker_identity
+    return recorded if recorded is not None else run_ranker(policy).identity()
 
 
 def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
@@ -411,6 +421,7 @@ def run_evaluation(
             conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},
             run_ranker=run_ranker_name(spec.policy, ranker_name),
+            ranker_identity=evaluated_ranker_identity(spec.policy, ranker_name),
         )
         claim.clear()
         write_episodes(out, records)

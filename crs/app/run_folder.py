@@ -506,6 +506,10 @@ class EvalSummary:
             `policies.rl.run_files.run_ranker`, e.g. ``uniform+profile+pop+split:0.03`` or ``runs/x/ranker``),
             so the figure names its ranker when the run folder is gone; None for a rule (and in files
             written before it existed).
+        ranker_identity: The ranker by content when the evaluation ran (`policies.rankers.RankerSpec.
+            identity`; a trained policy's is its run's), so that a report reading it later, from
+            another folder or after the artifact was replaced, tells rankers apart by what they were;
+            None in files written before it existed.
     """
 
     policy: str
@@ -528,6 +532,7 @@ class EvalSummary:
     order: str = "seeded"
     sessions: SessionsSummary | None = None
     run_ranker: str | None = None
+    ranker_identity: str | None = None
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -546,6 +551,8 @@ class EvalSummary:
             data["sessions"] = self.sessions.to_dict()
         if self.run_ranker is None:
             del data["run_ranker"]  # a rule's summary names its ranker in "ranker"
+        if self.ranker_identity is None:
+            del data["ranker_identity"]
         return data
 
     @classmethod
@@ -596,6 +603,7 @@ class EvalSummary:
                 if data.get("sessions") is None
                 else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]", fix),
                 run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
+                ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None

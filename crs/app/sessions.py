@@ -51,6 +51,7 @@ from scipy.optimize import linear_sum_assignment
 from crs import __version__
 from crs.app.evaluation import (
     claim_evaluation_output,
+    evaluated_ranker_identity,
     evaluation_progress,
     refuse_ranker_for_run,
     run_ranker_name,
@@ -855,6 +856,7 @@ def run_session_evaluation(
             versions={"persona-crs": __version__, "python": platform.python_version()},
             sessions=result.summary,
             run_ranker=run_ranker_name(policy, chosen.ranker_name),
+            ranker_identity=evaluated_ranker_identity(policy, chosen.ranker_name),
         )
         claim.clear()
         write_json_lines(out, lines)

@@ -247,7 +247,10 @@ class EvalRun:
     @property
     def ranker_identity(self) -> str:
         """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's is its
-        run's ranker; copies of one ranker in different folders compare equal."""
+        run's ranker; copies of one ranker in different folders compare equal. As the evaluation
+        recorded it when it ran (summary.json's ``ranker_identity``), else as the files are now."""
+        if self.summary.ranker_identity is not None:
+            return self.summary.ranker_identity
         spec = self.run_spec
         if spec is not None:
             return _identity(spec)

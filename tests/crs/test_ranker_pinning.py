@@ -181,3 +181,25 @@ def test_chat_takes_the_world_seed_as_eval_does(tmp_path) -> None:
     assert json.loads(transcript.read_text())["meta"]["world_seed"] == 1
     pretrain, chat = personal_commands("persona_world", None, "ask-2", None, world_seed=1)
     assert "--world-seed 1" in pretrain and "--world-seed 1" in chat
+
+
+def test_a_report_tells_two_artifacts_of_one_typed_name_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crs.app.evaluation import run_evaluation
+    from crs.report import load_inputs
+    from crs.report.analysis import duplicates
+    from tests.crs.tiny_runs import pretrain_tiny
+
+    outs = []
+    for seed in ("1", "2"):  # "art" names another artifact in each folder
+        folder = tmp_path / f"from-{seed}"
+        pretrain_tiny(folder / "art", "--seed", seed)
+        monkeypatch.chdir(folder)
+        out = tmp_path / f"eval-{seed}"
+        run_evaluation("ask-4", episodes=20, seed=1, ranker="art", out=out, show_progress=False)
+        outs.append(out)
+    monkeypatch.chdir(tmp_path)  # where neither "art" is
+    runs = load_inputs(outs).evals
+    assert runs[0].ranker_identity != runs[1].ranker_identity
+    assert duplicates(runs) == []  # two rankers: neither run repeats the other
