@@ -269,7 +269,8 @@ def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
         given = out.get(key)
         if given is None or isinstance(given, dict):
             base = dict(TRAIN_REWARDS) if key == "rewards" and given is None else {}
-            out[key] = {**base, **WORLD_RECIPE[key], **(given or {})}
+            # sorted: the same settings are written in the same order whether given or from the recipe
+            out[key] = dict(sorted({**base, **WORLD_RECIPE[key], **(given or {})}.items()))
     given = out.get("imitation", {})
     if isinstance(given, dict):  # None turns the imitation off
         steps = out.get("steps", DEFAULT_STEPS)

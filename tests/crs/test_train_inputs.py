@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from crs.app.settings import make_settings
 from crs.app.training import (
     ResumeStepsError,
     RunNameError,
@@ -183,3 +184,9 @@ def test_the_continue_hint_names_a_runs_dir_that_is_not_the_default(tmp_path) ->
     assert f"crs train --name rc1 --runs-dir {shlex.quote(str(tmp_path))} --resume" in flat(result.output)
     assert run_options("rc1", Path("runs")) == run_options("rc1", Path("./runs")) == "--name rc1"
     assert run_options("rc1", Path(".")) == "--name rc1 --runs-dir ."
+
+
+def test_a_replayed_config_writes_its_rewards_in_the_same_order() -> None:
+    direct = make_settings({})
+    replayed = make_settings(direct.model_dump())
+    assert replayed.rewards == direct.rewards and list(replayed.rewards) == list(direct.rewards)
