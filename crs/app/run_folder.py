@@ -824,9 +824,10 @@ def eval_blocker(settings: TrainSettings) -> str | None:
 
 def catalogue_options(settings: TrainSettings) -> list[str]:
     """The options that name a run's catalogue to `crs eval` and `crs chat`: ``--dataset`` (and
-    ``--data-dir``) on real data, ``--world-seed`` on a persona world other than seed 0's."""
+    ``--data-dir``, made absolute from the current folder, where the run was started, so that the
+    command works from anywhere) on real data, ``--world-seed`` on a persona world other than seed 0's."""
     if not settings.dataset_spec().is_world:
-        data_dir = [] if settings.data_dir is None else ["--data-dir", settings.data_dir]
+        data_dir = ["--data-dir", str(Path(settings.data_dir).resolve())] if settings.data_dir else []
         return ["--dataset", settings.dataset, *data_dir]
     return ["--world-seed", str(settings.world_seed)] if settings.world_seed else []
 

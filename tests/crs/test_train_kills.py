@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -178,11 +179,14 @@ def test_the_card_s_evaluation_of_another_world_seed_replays_the_test_as_pasted(
     assert read_episodes(tmp_path / "again") == read_episodes(other_world / TEST_DIR / TRAINED_TEST)
 
 
-def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(real_data_dir, tmp_path) -> None:
+def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
+    real_data_dir, tmp_path, monkeypatch
+) -> None:
     settings = {k: v for k, v in TINY.items() if k != "world"}
+    monkeypatch.chdir(tmp_path)  # the run is started with a data folder relative to here
     settings.update(
         dataset="lastfm_star",
-        data_dir=str(real_data_dir),
+        data_dir=os.path.relpath(real_data_dir, tmp_path),
         ranker="uniform+profile",
         steps=64,
         eval_every=0,
@@ -195,7 +199,9 @@ def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(real_data
     )
     assert result.exit_code == 0, result.output
     command = card_command(tmp_path / "l")
-    assert f"--dataset lastfm_star --data-dir {real_data_dir}" in command
+    assert f"--dataset lastfm_star --data-dir {real_data_dir.resolve()}" in command
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the pasted command works from another folder
     result = runner.invoke(app, [*shlex.split(command)[1:], "-o", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert read_episodes(tmp_path / "again") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
