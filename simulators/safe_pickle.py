@@ -6,14 +6,19 @@ reader admits only what those files need, and checks every value before numpy bu
 - builtin containers and scalars, written by pickle's own opcodes; of the globals that protocols 0-3
   name to rebuild them, only ``set``, ``frozenset``, ``complex``, ``bytes()`` (empty) and
   ``_codecs.encode(text, "latin1")``, each called with values already in the file;
-- numpy scalars, dtypes and arrays of a plain numeric dtype (bool, integer, unsigned, float, complex;
-  no object, string, structured or sub-array dtype), whose size must match the raw bytes the file
-  holds. A numpy object array rebuilt from a pickle can crash the interpreter (a shape that does not
-  match its list segfaults numpy 2.4), and ``numpy.ndarray((3e8,), "O")`` or ``bytes(6e9)`` would
-  allocate gigabytes from a few dozen bytes, so none of these is ever called.
+- numpy scalars and arrays of a plain numeric dtype (bool, integer, unsigned, float, complex; no
+  object, string, structured or sub-array dtype), whose size must match the raw bytes the file holds.
+  A pickled dtype is read as its type code and byte order only, never as a numpy dtype whose state
+  the file sets (a state can flag an ``f8`` as holding objects); an array takes one state, once.
+  A numpy object array rebuilt from a pickle can crash the interpreter or read memory as objects, and
+  ``numpy.ndarray((3e8,), "O")`` or ``bytes(6e9)`` would allocate gigabytes from a few dozen bytes, so
+  none of these is ever built.
 
-Any other global raises `UnsafePickleError` before it is imported or called; every other fault raises
-a `DatasetError` naming the file.
+Before anything is unpickled, the opcode stream is read once (`_scan`): a memo index beyond the file's
+size (the C unpickler allocates its memo up to the index) and values nested deeper than `MAX_DEPTH`
+(hashing a tuple nested 300,000 deep overflows the C stack) are refused. Any other global raises
+`UnsafePickleError` before it is imported or called; every other fault raises a `DatasetError` naming
+the file. Not guarded: a file of keys that share one hash loads in time quadratic in its size.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import importlib
 import io
 import math
 import pickle
+import pickletools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,21 +70,39 @@ _RECONSTRUCT: Callable[..., np.ndarray] = _numpy_global("multiarray", "_reconstr
 _TYPE_CODE = "a numeric type code such as 'f8' or 'i8'"
 
 
+class _PickledDtype:
+    """A dtype as a pickle states it: a type code (``dtype("f8", False, True)``) and the byte order its
+    state sets; `_plain_dtype` turns it into a fresh numpy dtype where an array or scalar needs one."""
+
+    __slots__ = ("code", "order")
+
+    def __init__(self, code: str) -> None:
+        self.code, self.order = code, "="
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy's state of a plain dtype: (3, byte order, None, None, None, -1, -1, 0); nothing else
+        if (
+            type(state) is not tuple
+            or len(state) != 8
+            or state[0] != 3
+            or state[1] not in ("<", ">", "|", "=")
+            or state[2:] != (None, None, None, -1, -1, 0)
+        ):
+            raise _RefusedError("dtype", "a plain numeric dtype's state (a byte order only)", "another state")
+        self.order = state[1]
+
+
 def _plain_dtype(value: object) -> np.dtype:
-    """`value` as a plain numeric dtype, rebuilt from its type string: a pickled dtype's state can set
-    any fields and flags (an "f8" flagged as holding objects), so numpy only ever gets a fresh one."""
+    """A fresh numpy dtype of a `_PickledDtype` of a plain numeric type."""
     expected = "a numeric dtype (bool, integer, unsigned, float or complex)"
-    if not isinstance(value, np.dtype):
+    if not isinstance(value, _PickledDtype):
         raise _RefusedError("dtype", expected, f"a {type(value).__name__}")
-    plain = value.kind in _NUMERIC_KINDS and value.names is None and value.subdtype is None
-    if not plain or value.hasobject:
-        raise _RefusedError(
-            "dtype", expected, f"a dtype of kind {value.kind!r}, fields or flags beyond a number's"
-        )
-    fresh = np.dtype(value.str)
-    if fresh.itemsize != value.itemsize:
-        raise _RefusedError("dtype", expected, f"item size {value.itemsize} for type {value.str}")
-    return fresh
+    fresh = np.dtype(value.code)
+    if fresh.kind not in _NUMERIC_KINDS or fresh.names is not None or fresh.subdtype is not None:
+        raise _RefusedError("dtype", expected, f"type code {value.code!r}")
+    if value.order == "=" or value.order == "|":
+        return fresh
+    return fresh.newbyteorder("<" if value.order == "<" else ">")
 
 
 def _checked_shape(shape: object, dtype: np.dtype, n_bytes: int) -> tuple[int, ...]:
@@ -98,16 +122,27 @@ def _checked_shape(shape: object, dtype: np.dtype, n_bytes: int) -> tuple[int, .
     return shape
 
 
-def _dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
-    """numpy.dtype as a pickle calls it; always a copy (the state that follows may change it)."""
+class _StandIn:
+    """A checked stand-in for a global a pickle calls: slots only, so a pickle's BUILD cannot change it."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self._call = call
+
+    def __call__(self, *args: Any) -> Any:
+        return self._call(*args)
+
+
+def _dtype(spec: object, align: object = False, copy: object = True) -> _PickledDtype:
+    """numpy.dtype as a pickle calls it, read as its type code (checked when an array uses it)."""
     if not isinstance(spec, str) or len(spec) > 8:
         raise _RefusedError("dtype", _TYPE_CODE, f"a {type(spec).__name__}")
     try:
-        made = np.dtype(spec, align=False, copy=True)
+        _plain_dtype(_PickledDtype(spec))
     except TypeError:
         raise _RefusedError("dtype", _TYPE_CODE, "an unknown code") from None
-    _plain_dtype(made)
-    return made
+    return _PickledDtype(spec)
 
 
 def _bytes(*args: object) -> bytes:
@@ -137,16 +172,43 @@ def _scalar(dtype: object, data: object = None) -> Any:
     return _SCALAR(fresh, data)
 
 
+class _CheckedArray(np.ndarray):
+    """An array whose one pickled state is checked before numpy reads it; `_plain` makes it a plain
+    `np.ndarray` once the file is loaded."""
+
+    _built = False  # set on the instance once it holds its data: a second state is refused
+
+    def __setstate__(self, state: Any) -> None:
+        if self._built:
+            raise _RefusedError("array", "one state per array", "a second state")
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise _RefusedError(
+                "array", "numpy's array state (version, shape, dtype, order, bytes)", "another state"
+            )
+        version, shape, dtype, fortran, raw = state
+        fresh = _plain_dtype(dtype)
+        if not isinstance(raw, bytes) or type(version) is not int or type(fortran) is not bool:
+            raise _RefusedError("array", "an array's raw bytes", f"a {type(raw).__name__}")
+        checked: Any = (version, _checked_shape(shape, fresh, len(raw)), fresh, fortran, raw)
+        super().__setstate__(checked)  # numpy's stub wants numpy.bool; the C parser wants a Python bool
+        self._built = True
+
+
 def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> np.ndarray:
     fresh = _plain_dtype(dtype)
     if not isinstance(buffer, (bytes, bytearray)) or order not in ("C", "F"):
         raise _RefusedError("array", "in-band raw bytes in C or F order", f"a {type(buffer).__name__}")
     shape = _checked_shape(shape, fresh, len(buffer))
-    return np.frombuffer(bytes(buffer), dtype=fresh).reshape(shape, order="F" if order == "F" else "C")
+    array = np.frombuffer(bytes(buffer), dtype=fresh).reshape(shape, order="F" if order == "F" else "C")
+    checked = array.view(_CheckedArray)
+    checked._built = True  # it holds its data: a state a pickle sets on it afterwards is refused
+    return checked
 
 
 class _ArrayType:
     """Stands for ``numpy.ndarray`` in a pickle: passed to ``_reconstruct``, never called."""
+
+    __slots__ = ()
 
     def __call__(self, *args: object, **kwargs: object) -> None:
         raise _RefusedError(
@@ -159,52 +221,38 @@ class _ArrayType:
 _ARRAY_TYPE = _ArrayType()
 
 
-class _CheckedArray(np.ndarray):
-    """An array whose pickled state is checked before numpy reads it; `_plain` makes it a plain
-    `np.ndarray` once the file is loaded."""
+def _reconstruct(array_type: object, shape: object, code: object) -> np.ndarray:
+    # numpy pickles an array as _reconstruct(ndarray, (0,), b"b") followed by its state.
+    if array_type is not _ARRAY_TYPE or type(shape) is not tuple or shape != (0,):
+        expected = "numpy's array reconstruction (ndarray, (0,), code)"
+        raise _RefusedError("array", expected, "other arguments")
+    return _RECONSTRUCT(_CheckedArray, (0,), b"b")
 
-    def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, tuple) or len(state) != 5:
-            raise _RefusedError(
-                "array", "numpy's array state (version, shape, dtype, order, bytes)", "another state"
-            )
-        version, shape, dtype, fortran, raw = state
-        fresh = _plain_dtype(dtype)
-        if not isinstance(raw, bytes) or type(version) is not int or type(fortran) is not bool:
-            raise _RefusedError("array", "an array's raw bytes", f"a {type(raw).__name__}")
-        checked: Any = (version, _checked_shape(shape, fresh, len(raw)), fresh, fortran, raw)
-        super().__setstate__(checked)  # numpy's stub wants numpy.bool; the C parser wants a Python bool
+
+_BUILTINS = {"set": set, "frozenset": frozenset, "complex": complex, "bytes": _bytes}
+_GLOBALS: dict[tuple[str, str], Any] = {
+    **{(module, name): value for module in ("builtins", "__builtin__") for name, value in _BUILTINS.items()},
+    ("_codecs", "encode"): _latin1,
+    ("numpy", "dtype"): _dtype,
+    ("numpy", "ndarray"): _ARRAY_TYPE,
+    **{
+        (f"{package}.{module}", name): value
+        for package in ("numpy.core", "numpy._core")
+        for module, name, value in (
+            ("multiarray", "scalar", _scalar),
+            ("multiarray", "_reconstruct", _reconstruct),
+            ("numeric", "_frombuffer", _frombuffer),
+        )
+    },
+}
+_STAND_INS = {key: value if value is _ARRAY_TYPE else _StandIn(value) for key, value in _GLOBALS.items()}
 
 
 class _Reader(pickle.Unpickler):
     """`pickle.Unpickler` whose globals are checked stand-ins for the few callables data pickles use."""
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self.rebuilt_arrays = False
-        builtins = {"set": set, "frozenset": frozenset, "complex": complex, "bytes": _bytes}
-        self._globals: dict[tuple[str, str], Any] = {
-            **{
-                (module, name): value
-                for module in ("builtins", "__builtin__")
-                for name, value in builtins.items()
-            },
-            ("_codecs", "encode"): _latin1,
-            ("numpy", "dtype"): _dtype,
-            ("numpy", "ndarray"): _ARRAY_TYPE,
-            **{
-                (f"{package}.{module}", name): value
-                for package in ("numpy.core", "numpy._core")
-                for module, name, value in (
-                    ("multiarray", "scalar", _scalar),
-                    ("multiarray", "_reconstruct", self._reconstruct),
-                    ("numeric", "_frombuffer", _frombuffer),
-                )
-            },
-        }
-
     def find_class(self, module: str, name: str) -> Any:
-        value = self._globals.get((module, name))
+        value = _STAND_INS.get((module, name))
         if value is None:
             raise _RefusedError(
                 f"global {module}.{name}",
@@ -217,14 +265,58 @@ class _Reader(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         raise _RefusedError("persistent id", "a self-contained pickle", "a persistent id")
 
-    def _reconstruct(self, array_type: object, shape: object, code: object) -> np.ndarray:
-        # numpy pickles an array as _reconstruct(ndarray, (0,), b"b") followed by its state.
-        if array_type is not _ARRAY_TYPE or type(shape) is not tuple or shape != (0,):
-            raise _RefusedError(
-                "array", "numpy's array reconstruction (ndarray, (0,), code)", "other arguments"
-            )
-        self.rebuilt_arrays = True
-        return _RECONSTRUCT(_CheckedArray, (0,), b"b")
+
+MAX_DEPTH = 64
+"""How deep a pickle's values may nest (the releases' are at most 4 deep)."""
+# Opcodes that add to a container below them on the stack, which stays the same object.
+_FILLING = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def _scan(data: bytes) -> None:
+    """Read the opcode stream once, without building anything: refuse a memo index beyond the file's
+    size and values nested deeper than `MAX_DEPTH` (each stack item's depth is simulated).
+
+    Raises:
+        _RefusedError: Either.
+        ValueError: A truncated or malformed stream (pickletools' own error).
+    """
+    stack: list[int | None] = []  # depth of each stack item; None marks a MARK
+    memo: dict[int, int] = {}
+    mark = pickletools.markobject
+    for op, arg, _ in pickletools.genops(data):
+        name = op.name
+        if name == "MARK":
+            stack.append(None)
+            continue
+        if name in _MEMO_PUT or name == "MEMOIZE":
+            index = len(memo) if arg is None else int(arg)  # MEMOIZE: the next index
+            if index > len(data):
+                raise _RefusedError("memo", "memo indices within the file's size", f"index {index:,}")
+            memo[index] = stack[-1] or 0 if stack else 0
+            continue
+        if name in _MEMO_GET:
+            stack.append(memo.get(arg, 0) if isinstance(arg, int) else 0)
+            continue
+        popped: list[int] = []
+        before = op.stack_before
+        if mark in before:  # the items above the last MARK, the MARK, then those below it
+            while stack and stack[-1] is not None:
+                popped.append(stack.pop() or 0)
+            if stack:
+                stack.pop()
+            below = before.index(mark)
+        else:
+            below = len(before)
+        popped += [stack.pop() or 0 if stack else 0 for _ in range(below)]
+        if name in _FILLING:  # the container (bottom-most) keeps its identity, and holds the rest
+            depth = max(popped[-1], 1 + max(popped[:-1], default=0))
+        else:
+            depth = 1 + max(popped, default=-1)
+        if depth > MAX_DEPTH:
+            raise _RefusedError("nesting", f"values nested at most {MAX_DEPTH} deep", f"{depth} deep")
+        stack += [depth] * len(op.stack_after)
 
 
 def _plain(value: object, done: dict[int, object]) -> object:
@@ -271,10 +363,10 @@ def read_pickle(path: Path | str, what: str) -> object:
         data = path.read_bytes()
     except OSError as error:
         raise DatasetError(path, "", "a readable file", str(error)) from None
-    reader = _Reader(data)
     try:
-        loaded = reader.load()
-        return _plain(loaded, {}) if reader.rebuilt_arrays else loaded
+        _scan(data)
+        loaded = _Reader(io.BytesIO(data)).load()
+        return _plain(loaded, {}) if b"_reconstruct" in data or b"_frombuffer" in data else loaded
     except _RefusedError as refusal:
         found = f"{refusal.found}: refused, nothing was loaded"
         raise UnsafePickleError(path, refusal.field, refusal.expected, found) from None

@@ -219,7 +219,8 @@ def test_the_runs_test_is_kept_as_eval_folders_that_crs_eval_reproduces(run: Pat
 
     report = build_report([run], tmp_path / "report", examples=1, persona=False)
     ((full, ask4),) = [table.rows for table in report.tables]
-    assert (full.label, ask4.label) == ("full", "ask-4") and full.runs[0].train is not None
+    # a full model with no ablation beside it is named after its run
+    assert (full.label, ask4.label) == (run.name, "ask-4") and full.runs[0].train is not None
     (difference,) = [d for d in report.tables[0].diffs if d.label == "ask-4"]
     assert difference.n_pairs == 8  # paired over the run's own test conversations
     assert [line.text() for line in report.input_list] == [f"table 1: {run}"]

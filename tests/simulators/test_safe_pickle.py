@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from simulators.errors import DatasetError
-from simulators.safe_pickle import UnsafePickleError, read_pickle
+from simulators.safe_pickle import MAX_DEPTH, UnsafePickleError, read_pickle
 
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's multiarray._reconstruct
 
@@ -131,3 +131,40 @@ def test_a_missing_file_says_what_it_should_be(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         read_pickle(tmp_path / "nothing.pkl", "UNICORN's transe.pkl")
     assert "UNICORN's transe.pkl" in str(info.value) and info.value.found == "missing"
+
+
+_FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]  # numpy's numeric._frombuffer
+
+
+def _raw(tmp_path: Path, stream: bytes) -> Path:
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(stream)
+    return path
+
+
+def test_an_array_takes_one_state_so_a_second_cannot_make_it_an_object_array(tmp_path: Path) -> None:
+    built = _Reduce(
+        _FROMBUFFER, (b"", np.dtype("f8"), (0,), "C"), (1, (1,), np.dtype("f8"), False, b"\0" * 8)
+    )
+    assert _refusal(_write(tmp_path, {"x": built})).field == "array"
+
+
+def test_a_memo_index_beyond_the_file_is_refused_before_the_unpickler_allocates_it(tmp_path: Path) -> None:
+    # 9 bytes: None, then LONG_BINPUT 2**26 (the C unpickler would grow its memo to 2**26 entries)
+    stream = b"\x80\x04N" + b"r" + (2**26).to_bytes(4, "little") + b"."
+    assert _refusal(_raw(tmp_path, stream)).field == "memo"
+
+
+def test_values_nested_deeper_than_the_bound_are_refused_before_anything_is_built(tmp_path: Path) -> None:
+    deep = b"\x80\x02)" + b"\x85" * (MAX_DEPTH + 1) + b"."  # () in MAX_DEPTH + 1 one-tuples
+    assert _refusal(_raw(tmp_path, deep)).field == "nesting"
+    shallow = b"\x80\x02)" + b"\x85" * (MAX_DEPTH - 1) + b"."
+    assert read_pickle(_raw(tmp_path, shallow), "a test file") is not None
+
+
+def test_a_pickle_cannot_change_the_readers_own_callables(tmp_path: Path) -> None:
+    # GLOBAL _codecs.encode, then BUILD (None, {"__defaults__": ()}): setattr on the callable itself
+    stream = b"\x80\x02c_codecs\nencode\nN}X\x0c\x00\x00\x00__defaults__)s\x86b."
+    with pytest.raises(DatasetError):
+        read_pickle(_raw(tmp_path, stream), "a test file")
+    assert read_pickle(_write(tmp_path, {"b": b"\x00\xff"}, protocol=2), "a test file") == {"b": b"\x00\xff"}
