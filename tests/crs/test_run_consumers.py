@@ -260,7 +260,7 @@ def test_a_runs_baselines_rank_with_its_own_ranker_wherever_the_run_lies(run: Pa
     assert ranker_text(ask4) == "popularity" == ranker_text(full)
     assert [d.label for d in report.tables[0].diffs] == ["ask-4"]  # paired: one ranker by content
     assert "examples" not in report.unavailable
-    assert {e.policy for e in report.examples} == {"full", "ask-4"} and all(
+    assert {e.policy for e in report.examples} == {moved.name, "ask-4"} and all(
         e.matches_record for e in report.examples
     )
 
