@@ -38,6 +38,7 @@ add its name to `KINDS` (and `NAMES` or `ENTRY_KINDS`) and a branch to `RankerSp
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -74,6 +75,10 @@ RANKER_NAMES = ("transe", *DATA_FREE)  # what `crs eval --ranker` takes besides 
 TRANSE_FILE = Path("lastfm") / "embeds" / "transe.pkl"  # under the data folder
 PRETRAIN_DIR = "ranker"  # where `crs train --ranker pretrain` saves its artifact, in the run folder
 CHOICES = f"one of {RANKER_NAMES}, 'pretrain' (crs train) or a `crs pretrain` artifact directory"
+PINNED_CONFIG_KEYS = ("model", "split", "seed")
+"""The parts of an artifact's config.json its identity covers (`RankerSpec.identity`): what the ranker
+computes (``model``: its shape, ``aspect_mode``) and which data its pre-training held out (``split``, and
+``seed``, which draws the hold-out); not its timings, metrics or history."""
 ENTRY_CHOICES = (
     "'popularity', 'uniform', 'transe:<file>' or 'artifact:<dir>' ('uniform' and artifacts may end "
     "in '+profile' or '+profile:W', then '+pop' or '+pop:W', then '+open' or '+open:W', then '+split' "
@@ -355,12 +360,17 @@ class RankerSpec:
     def identity(self) -> str:
         """What the ranker is by content, so that two copies of one ranker compare equal: "popularity",
         "uniform"; "transe" or "transe:<sha1 of the file>"; "artifact:<sha1 of the artifact's tensor
-        files>" (a folder that cannot be read: its absolute path); "pretrain" and "run" name no ranker
-        by themselves; each with `PROFILE_SUFFIX` (and its weight) when it adds tag profiles, its
-        priors' suffixes (and weights),
-        `SPLIT_SUFFIX` when it asks splitting questions and `TEMPERATURE_MARK` and T when it is tempered.
+        files (``*.pt``) and of the parts of its config.json that set what it computes or which data it
+        held out (`PINNED_CONFIG_KEYS`: the model block, the split and the seed; not timings, metrics or
+        history)>" (a folder that cannot be read, or whose config.json cannot: its absolute path);
+        "pretrain" and "run" name no ranker by themselves; each with `PROFILE_SUFFIX` (and its weight)
+        when it adds tag profiles, its priors' suffixes (and weights), `SPLIT_SUFFIX` when it asks
+        splitting questions and `TEMPERATURE_MARK` and T when it is tempered. The same files give the
+        same identity, read after read.
+
         A trained run records it (policy.json's ``ranker_identity``) and is loaded only with the same
-        (`check_pinned`)."""
+        (`check_pinned`). Runs trained before config.json was covered recorded the digest of the
+        tensor files alone; `check_pinned` still accepts that form."""
         return self._identity() + self._suffix
 
     def check_pinned(self, identity: str | None, run: str | Path) -> None:
@@ -370,7 +380,9 @@ class RankerSpec:
 
         Args:
             identity: The `identity` the run recorded when it trained (None: a run from before it was
-                recorded; then only the file or folder's presence is checked, and a warning logged).
+                recorded; then only the file or folder's presence is checked, and a warning logged). An
+                artifact's identity of the form from before config.json was covered (its tensor files
+                alone) is checked in that form, with a warning: config.json is then not checked.
             run: The run folder (for messages).
 
         Raises:
@@ -392,20 +404,34 @@ class RankerSpec:
             )
             return
         now = self.identity()
-        if now != identity:
-            what = "artifact" if self.kind == "artifact" else "file"
-            raise RankerChangedError(
-                f"run {run} was trained with ranker {self.name} (identity {identity}); {self.where} now "
-                f"holds another {what} (identity {now}): restore it, or train again"
+        if now == identity:
+            return
+        if self.kind == "artifact" and identity == self._identity(with_config=False) + self._suffix:
+            log.warning(
+                "run %s records the identity of its ranker %s in the form from before %s was covered: its "
+                "tensor files were checked, not its model settings or hold-out",
+                run,
+                self.name,
+                CONFIG_FILE,
             )
+            return
+        what = "artifact" if self.kind == "artifact" else "file"
+        raise RankerChangedError(
+            f"run {run} was trained with ranker {self.name} (identity {identity}); {self.where} now "
+            f"holds another {what} (identity {now}): restore it, or train again"
+        )
 
-    def _identity(self) -> str:
+    def _identity(self, with_config: bool = True) -> str:
+        """`identity` without the suffixes; `with_config` False: an artifact's in the form from before
+        config.json was covered (its tensor files alone)."""
         if self.kind == "transe" and self.path is not None and self.path.is_file():
-            return f"transe:{_digest([self.path])}"
+            return f"transe:{_digest([(self.path.name, self.path.read_bytes())])}"
         if self.kind == "artifact" and self.path is not None and self.path.is_dir():
-            files = sorted(self.path.glob("*.pt"))  # the tensors: config.json also holds timings
-            if files:
-                return f"artifact:{_digest(files)}"
+            tensors = [(file.name, file.read_bytes()) for file in sorted(self.path.glob("*.pt"))]
+            pinned = _pinned_config(self.path) if with_config else b""
+            if tensors and pinned is not None:
+                config = [(CONFIG_FILE, pinned)] if with_config else []
+                return f"artifact:{_digest(tensors + config)}"
         plain = RankerSpec(self.kind, self.where)
         return plain.name if self.path is None else f"{self.kind}:{self.path.resolve()}"
 
@@ -523,12 +549,22 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _digest(files: list[Path]) -> str:
-    """A short SHA-1 of the files' names and bytes, in the order given."""
+def _digest(parts: list[tuple[str, bytes]]) -> str:
+    """A short SHA-1 of the (name, content) parts, in the order given."""
     digest = hashlib.sha1()
-    for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    for name, content in parts:
+        digest.update(name.encode() + b"\0" + content)
     return digest.hexdigest()[:16]
+
+
+def _pinned_config(artifact: Path) -> bytes | None:
+    """The `PINNED_CONFIG_KEYS` parts of an artifact's config.json, as canonical JSON (the same however
+    the file orders or spaces them); None when the config cannot be read."""
+    try:
+        config = read_artifact_config(artifact)
+    except CRSError:
+        return None
+    return json.dumps({key: config[key] for key in PINNED_CONFIG_KEYS}, sort_keys=True).encode()
 
 
 RUN_RANKER = RankerSpec("run")  # an evaluation of a trained run: the run's own ranker

@@ -220,7 +220,8 @@ def run_ranker_name(policy: str, ranker_name: str) -> str | None:
 def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
     """summary.json's ``ranker_identity``: the ranker by content as it is now (`RankerSpec.identity`), a
     trained run's as the run recorded it when it trained (or, in a run older than that record, its
-    ranker's now)."""
+    ranker's now). An evaluation takes it once its policy is built, before the first conversation: a
+    file replaced during the run is not recorded as the one used, and a failure here loses no results."""
     if ranker_name != RUN_RANKER.name:
         return RankerSpec.parse(ranker_name).identity()
     recorded = PolicyMeta.read(Path(policy)).ranker_identity
@@ -374,6 +375,9 @@ def run_evaluation(
         raise CRSError(f"--workers must be >= 1, got {workers}")
     resolve_backend(backend, address)  # an unknown backend is an error even when one worker ignores it
     env, policy, policy_name, ranker_name = build_evaluation(spec)
+    # the ranker as it is before the first conversation (`evaluated_ranker_identity`)
+    own_ranker = run_ranker_name(spec.policy, ranker_name)
+    ranker_identity = evaluated_ranker_identity(spec.policy, ranker_name)
     dataset, split, seed, episodes = spec.dataset, spec.split, spec.seed, spec.episodes
     n_goals = env.goals.n_goals
     if episodes > n_goals:
@@ -420,8 +424,8 @@ def run_evaluation(
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},
-            run_ranker=run_ranker_name(spec.policy, ranker_name),
-            ranker_identity=evaluated_ranker_identity(spec.policy, ranker_name),
+            run_ranker=own_ranker,
+            ranker_identity=ranker_identity,
         )
         claim.clear()
         write_episodes(out, records)

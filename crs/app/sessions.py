@@ -773,6 +773,9 @@ def run_session_evaluation(
     catalog = data.load()
     check_session_split(split, catalog.pretrain_split)
     chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
+    # the ranker as it is before the first conversation (`evaluated_ranker_identity`)
+    own_ranker = run_ranker_name(policy, chosen.ranker_name)
+    ranker_identity = evaluated_ranker_identity(policy, chosen.ranker_name)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
     setting = chosen.player.setting or default
     memory_name = mode if memory_update is None else f"{mode}-{memory_update}"
@@ -855,8 +858,8 @@ def run_session_evaluation(
             conversations_per_second=round(len(episodes) / max(elapsed, 1e-9), 2),
             versions={"persona-crs": __version__, "python": platform.python_version()},
             sessions=result.summary,
-            run_ranker=run_ranker_name(policy, chosen.ranker_name),
-            ranker_identity=evaluated_ranker_identity(policy, chosen.ranker_name),
+            run_ranker=own_ranker,
+            ranker_identity=ranker_identity,
         )
         claim.clear()
         write_json_lines(out, lines)

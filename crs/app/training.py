@@ -370,6 +370,7 @@ class _Prepared:
     catalog: Any
     ranker: Any
     ranker_entry: str
+    ranker_identity: str
     config: RLConfig
     train_env: Callable[[], ConversationEnv]
     test_env: Callable[[], ConversationEnv]
@@ -521,6 +522,7 @@ def _prepare(
         catalog,
         ranker,
         ranker_entry,
+        ranker_identity,
         config,
         train_env,
         test_env,
@@ -769,7 +771,8 @@ def _test_summary(
 ) -> EvalSummary:
     """The summary.json of one tested policy's folder in the run's `TEST_DIR`, as `crs eval --policy
     <run or rule> --seed <the run's seed> -n <its test conversations>` writes it: the same conversations.
-    `ranker` is the run's ranker by name (`policies.rl.run_files.run_ranker`)."""
+    `ranker` is the run's ranker by name (`policies.rl.run_files.run_ranker`); every policy, trained or
+    rule, ranked with it, so each records the run's ranker identity (policy.json's ``ranker_identity``)."""
     settings, run_dir = prepared.settings, prepared.run_dir
     user_options = settings.env_options()["user_kwargs"]
     notes = tuple(prepared.catalog.notes)
@@ -794,6 +797,7 @@ def _test_summary(
         conversations_per_second=round(len(indices) / max(seconds, 1e-9), 2),
         versions={"persona-crs": __version__, "python": platform.python_version()},
         run_ranker=ranker if is_trained else None,
+        ranker_identity=prepared.ranker_identity,
     )
 
 

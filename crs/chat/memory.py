@@ -246,7 +246,8 @@ def policy_with_memory(
     Args:
         policy: A rule's name or a trained run's folder.
         env: The chat's env.
-        ranker_spec: ``--ranker`` (a rule's ranker; None: the dataset's default).
+        ranker_spec: ``--ranker`` (a rule's ranker; None: the dataset's default; with a trained run only
+            None or "run", as `crs.app.evaluation.refuse_ranker_for_run` says).
         data_dir: The real-data folder.
         path: The memory file.
         user_id: ``--user-id``, or None.
@@ -258,13 +259,15 @@ def policy_with_memory(
 
     Raises:
         ChatError, MemoryFileError: See `ChatMemory.open`.
-        CRSError: The policy or ranker cannot be built.
+        CRSError: The policy or ranker cannot be built; a trained run given a --ranker.
     """
     run = Path(policy)
     if run.is_dir():
+        from crs.app.evaluation import refuse_ranker_for_run  # as plain chat, eval and --sessions refuse it
         from policies.rl.acting import load_trained_policy  # torch only for a trained run
         from policies.rl.run_files import run_ranker
 
+        refuse_ranker_for_run(ranker_spec, run)
         name = run_ranker(run).name
         trained = load_trained_policy(run, env.catalog)
         trained.check_env(env)

@@ -56,7 +56,7 @@ from crs.app.sweep import (
 )
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from policies.rankers import RUN_RANKER, RankerSpec
-from policies.rl.run_files import POLICY_META, run_ranker
+from policies.rl.run_files import POLICY_META, PolicyMeta, run_ranker
 from simulators.errors import CRSError
 
 CURVE_SERIES: tuple[str, ...] = ("SR@15", "hDCG", "AT")
@@ -77,6 +77,8 @@ class TrainInfo:
         pretrained: Pre-training artifact the run used (None when none is named).
         config: The whole config, as read.
         ranker: The ranker the run recorded in policy.json, resolved (None when not written yet).
+        ranker_identity: Its identity as policy.json recorded it when the run trained
+            (`policies.rankers.RankerSpec.identity`; None when not written yet, and in older runs).
         ranker_attentions: (persona attention, aspect attention) of the persona model the ranker was
             pre-trained as (`policies.rankers.RankerSpec.attentions`); None when it is none.
     """
@@ -90,6 +92,7 @@ class TrainInfo:
     pretrained: str | None
     config: Mapping[str, Any] = field(repr=False)
     ranker: RankerSpec | None = None
+    ranker_identity: str | None = None
     ranker_attentions: tuple[bool, bool] | None = None
 
     @property
@@ -218,16 +221,24 @@ class EvalRun:
             return self.summary.run_ranker
         return self.ranker
 
-    @functools.cached_property
+    @property
     def run_spec(self) -> RankerSpec | None:
-        """The ranker of the train run this evaluation is bound to, resolved where the run lies now: a
-        trained policy's run, or the run whose own test (`tested_in`) holds this baseline, which ranked
-        with the run's ranker. None for other evaluations, or when the run folder cannot say. Read once:
-        the report asks for a run's ranker name and identity per row, label and pairing."""
+        """The ranker of the train run this evaluation is bound to (`_bound_ranker`), else None."""
+        bound = self._bound_ranker
+        return None if bound is None else bound[0]
+
+    @functools.cached_property
+    def _bound_ranker(self) -> tuple[RankerSpec, str | None] | None:
+        """The ranker of the train run this evaluation is bound to, resolved where the run lies now, and
+        the identity its policy.json recorded (`read_run_ranker`): a trained policy's run, or the run
+        whose own test (`tested_in`) holds this baseline, which ranked with the run's ranker. None for
+        other evaluations, or when the run folder cannot say. Read once: the report asks for a run's
+        ranker name and identity per row, label and pairing."""
         if self.ranker == RUN_RANKER.name:
-            return None if self.train is None else self.train.ranker
+            train = self.train
+            return None if train is None or train.ranker is None else (train.ranker, train.ranker_identity)
         tested = tested_in(self)
-        return run_ranker(tested) if tested is not None and (tested / POLICY_META).is_file() else None
+        return read_run_ranker(tested) if tested is not None and (tested / POLICY_META).is_file() else None
 
     @property
     def world_seed(self) -> int | None:
@@ -246,14 +257,17 @@ class EvalRun:
 
     @property
     def ranker_identity(self) -> str:
-        """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's is its
-        run's ranker; copies of one ranker in different folders compare equal. As the evaluation
-        recorded it when it ran (summary.json's ``ranker_identity``), else as the files are now."""
+        """The ranker by content (`policies.rankers.RankerSpec.identity`): a trained policy's, and a
+        baseline's of a run's own test, is the run's ranker; copies of one ranker in different folders
+        compare equal. As the evaluation recorded it when it ran (summary.json's ``ranker_identity``),
+        else as the bound run recorded it when it trained (its policy.json's), else as the files are
+        now."""
         if self.summary.ranker_identity is not None:
             return self.summary.ranker_identity
-        spec = self.run_spec
-        if spec is not None:
-            return _identity(spec)
+        bound = self._bound_ranker
+        if bound is not None:
+            spec, recorded = bound
+            return recorded if recorded is not None else _identity(spec)
         if self.ranker_name == RUN_RANKER.name:
             return f"run {self.summary.policy_spec}"  # the run folder is gone and its summary is older
         try:
@@ -740,9 +754,9 @@ def read_train_info(path: Path) -> TrainInfo:
         CRSError: config.yaml is missing, damaged, or holds bad settings; policy.json is damaged.
     """
     settings = RunRecord.read(path).settings
-    pretrained, ranker = None, None
+    pretrained, ranker, identity = None, None, None
     if (path / POLICY_META).is_file():
-        ranker = run_ranker(path)
+        ranker, identity = read_run_ranker(path)
         pretrained = _artifact_path(ranker)
     return TrainInfo(
         path=path,
@@ -753,9 +767,20 @@ def read_train_info(path: Path) -> TrainInfo:
         dataset=settings.dataset,
         pretrained=pretrained,
         ranker=ranker,
+        ranker_identity=identity,
         ranker_attentions=None if ranker is None else ranker.attentions(),
         config=settings.model_dump(),
     )
+
+
+def read_run_ranker(run: Path) -> tuple[RankerSpec, str | None]:
+    """A train run's fixed ranker (`policies.rl.run_files.run_ranker`) and the identity its policy.json
+    recorded when it trained (None in older runs).
+
+    Raises:
+        CRSError: policy.json is missing or damaged, or names an unknown ranker.
+    """
+    return run_ranker(run), PolicyMeta.read(run).ranker_identity
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,9 +1,12 @@
 """A trained run pins the ranker it was trained with: loading it (`crs eval`, `crs chat`, `crs eval
---sessions`) or resuming it refuses a ranker file or folder that is gone or now holds another ranker,
-a resume from another directory keeps the recorded one, and the refusals name a fix the command has."""
+--sessions`) or resuming it refuses a ranker file or folder that is gone or now holds another ranker
+(an artifact's tensors or the model and hold-out its config.json records), a resume from another
+directory keeps the recorded one, and the refusals name a fix the command has. The run's own test and
+every evaluation record the ranker they started with, and a report reads that record."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -21,7 +24,7 @@ from crs.app.training import run_training
 from crs.chat_cmd import personal_commands
 from crs.cli import app
 from envs.registry import make_env
-from policies.rankers import RankerSpec
+from policies.rankers import RankerChangedError, RankerSpec
 from policies.rl import load_trained_policy
 from simulators.catalog import Catalog
 from simulators.datasets import load_catalog
@@ -203,3 +206,143 @@ def test_a_report_tells_two_artifacts_of_one_typed_name_apart(
     runs = load_inputs(outs).evals
     assert runs[0].ranker_identity != runs[1].ranker_identity
     assert duplicates(runs) == []  # two rankers: neither run repeats the other
+
+
+# ----------------------------------------------------- the identity covers the artifact's config.json
+def tensor_digest(artifact: Path) -> str:
+    """The identity runs recorded before config.json was covered: the SHA-1 of the tensor files alone."""
+    digest = hashlib.sha1()
+    for file in sorted(artifact.glob("*.pt")):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return f"artifact:{digest.hexdigest()[:16]}"
+
+
+def test_an_edited_model_block_or_hold_out_is_another_ranker_and_timings_are_not(tmp_path, artifacts) -> None:
+    artifact = tmp_path / "ranker"
+    shutil.copytree(artifacts["a"], artifact)
+    spec = RankerSpec.parse(str(artifact))
+    recorded = spec.identity()
+    assert spec.identity() == recorded  # read after read
+    config_file = artifact / "config.json"
+    config = json.loads(config_file.read_text())
+    # timings, metrics and history say how pre-training went, not what the ranker computes
+    config_file.write_text(json.dumps({**config, "seconds": 99.0, "metrics": {}, "history": []}))
+    assert spec.identity() == recorded
+    spec.check_pinned(recorded, "run")
+    edits = {
+        "model": {**config["model"], "aspect_mode": "none"},  # what load_ranker scores with
+        "split": {**config["split"], "holdout_fraction": 0.5},  # which data it held out
+        "seed": config["seed"] + 1,  # which slice it held out
+    }
+    for key, value in edits.items():
+        config_file.write_text(json.dumps({**config, key: value}))
+        with pytest.raises(
+            RankerChangedError, match=rf"\(identity {recorded}\); .* now holds another artifact"
+        ):
+            spec.check_pinned(recorded, "run")
+    config_file.write_text(json.dumps(config, indent=4))  # the same settings, written otherwise
+    assert spec.identity() == recorded
+
+
+def test_a_run_that_recorded_the_tensor_digest_alone_still_loads(tmp_path, artifacts, caplog) -> None:
+    artifact = tmp_path / "ranker"
+    shutil.copytree(artifacts["a"], artifact)
+    run = train(tmp_path / "runs", str(artifact))
+    meta = json.loads((run / "policy.json").read_text())
+    (run / "policy.json").write_text(json.dumps({**meta, "ranker_identity": tensor_digest(artifact)}))
+    with caplog.at_level(logging.WARNING, logger="policies.rankers"):
+        load_trained_policy(run, catalog())
+    assert "in the form from before config.json was covered" in caplog.text
+    replace_folder(artifact, artifacts["b"])  # its tensors are still checked
+    with pytest.raises(RankerChangedError, match="now holds another artifact"):
+        load_trained_policy(run, catalog())
+
+
+# ------------------------------------------------------- a run's own test records the run's ranker
+def test_a_report_keeps_each_runs_ranker_when_the_artifact_at_its_path_was_replaced(
+    tmp_path, artifacts
+) -> None:
+    from crs.report import load_inputs
+
+    artifact = tmp_path / "art"
+    shutil.copytree(artifacts["a"], artifact)
+    runs = tmp_path / "runs"
+    identities = {}
+    for name, source in (("run1", "a"), ("run2", "b")):  # `crs pretrain --out art --overwrite` between
+        replace_folder(artifact, artifacts[source])
+        run_training(tiny_settings(ranker=str(artifact)), name=name, runs_dir=runs, show=False)
+        identities[name] = json.loads((runs / name / "policy.json").read_text())["ranker_identity"]
+        for summary in (runs / name / "tested").glob("*/summary.json"):
+            assert json.loads(summary.read_text())["ranker_identity"] == identities[name], summary
+    assert identities["run1"] != identities["run2"]
+    tested = {folder for name in identities for folder in (runs / name / "tested").iterdir()}
+
+    def report_identities() -> dict[Path, str]:
+        evals = load_inputs([runs / "run1", runs / "run2"]).evals
+        return {run.path: run.ranker_identity for run in evals}
+
+    expected = {folder: identities[folder.parent.parent.name] for folder in tested}
+    assert report_identities() == expected  # no baseline of run2 is dropped as a repeat of run1's
+    for summary in (runs / "run1" / "tested").glob("*/summary.json"):  # a run older than that record
+        data = json.loads(summary.read_text())
+        del data["ranker_identity"]
+        summary.write_text(json.dumps(data))
+    assert report_identities() == expected  # its policy.json's identity, not the artifact's now
+
+
+# ------------------------------------------------------------ chat --memory refuses a run's --ranker
+def test_chat_memory_refuses_a_ranker_for_a_trained_run_as_plain_chat_does(tmp_path, artifacts) -> None:
+    from crs.chat import policy_with_memory
+
+    run = train(tmp_path / "runs", str(artifacts["a"]))
+    env = make_env(catalog=catalog(), split="test")
+    for given in ("popularity", str(artifacts["b"])):
+        with pytest.raises(CRSError) as memory:
+            policy_with_memory(str(run), env, given, None, tmp_path / "me.json", user_id=None, drawn_user=0)
+        with pytest.raises(CRSError) as plain:
+            resolve_policy(str(run), env, given, None)
+        assert str(memory.value) == str(plain.value)
+    assert not (tmp_path / "me.json").exists()
+    *_, ranker_name, _ = policy_with_memory(
+        str(run), env, "run", None, tmp_path / "me.json", user_id=None, drawn_user=0
+    )
+    assert ranker_name == "run"
+
+
+# ------------------------------------------- an evaluation records the ranker it started with
+def test_an_evaluation_records_the_ranker_it_started_with(tmp_path, monkeypatch) -> None:
+    import crs.app.evaluation as evaluation
+    import crs.app.sessions as sessions
+    from tests.crs.tiny_runs import pretrain_tiny
+
+    first = pretrain_tiny(tmp_path / "first")
+    artifact = tmp_path / "art"
+    shutil.copytree(first, artifact)
+    before = RankerSpec.parse(str(artifact)).identity()
+
+    def replacing(walk):  # the artifact changes once the conversations have started
+        def walk_and_replace(*args, **kwargs):
+            (artifact / "weights.pt").write_bytes(b"another")
+            return walk(*args, **kwargs)
+
+        return walk_and_replace
+
+    monkeypatch.setattr(evaluation, "_walk", replacing(evaluation._walk))
+    result = evaluation.run_evaluation(
+        "ask-4", episodes=5, seed=1, ranker=str(artifact), out=tmp_path / "eval", show_progress=False
+    )
+    assert result.summary.ranker_identity == before != RankerSpec.parse(str(artifact)).identity()
+    replace_folder(artifact, first)
+    monkeypatch.setattr(sessions, "evaluate_returning", replacing(sessions.evaluate_returning))
+    summary, *_ = sessions.run_session_evaluation(
+        policy="ask-2",
+        ranker=str(artifact),
+        regime="switch",
+        sessions=2,
+        sequences=2,
+        memory="update",
+        seed=0,
+        out=tmp_path / "sessions",
+        show_progress=False,
+    )
+    assert summary.ranker_identity == before != RankerSpec.parse(str(artifact)).identity()
