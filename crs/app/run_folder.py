@@ -731,7 +731,8 @@ def read_episodes(folder: Path, summary: EvalSummary | None = None) -> tuple[Epi
         folder: The `crs eval` folder.
         summary: Its ``summary.json``, read: the records are then checked against its turn limit, and
             the session indices they carry against its sessions block (each below ``sessions``, the
-            last one ``sessions`` - 1, as `crs eval --sessions` counts them).
+            last one ``sessions`` - 1, as `crs eval --sessions` counts them; a change session, when
+            given, from 0 to ``sessions``).
 
     Raises:
         CRSError: Missing, unreadable, a corrupt line or a value out of range (named), no record at all,
@@ -761,6 +762,8 @@ def read_episodes(folder: Path, summary: EvalSummary | None = None) -> tuple[Epi
         records.append(record)
         if sessions is not None and data.get("session") is not None:
             carried.append(_integer(data["session"], f"{where} [session]", 0, sessions - 1, fix))
+        if sessions is not None and data.get("change_session") is not None:
+            _integer(data["change_session"], f"{where} [change_session]", 0, sessions, fix)
     if not records:
         raise CRSError(f"{path} holds no records; {fix}")
     if sessions is not None and carried and max(carried) != sessions - 1:

@@ -3,10 +3,12 @@
 Rules (each stated in the report):
 
 - Runs are compared in one table only when they share a **test set**: dataset (and persona-world
-  seed), split, simulated user, question setting, turn limit, and the exact conversations walked
+  seed), split, simulated user, question setting, turn limit, returning users (`crs eval --sessions`:
+  sessions per user and regime; none for a plain `crs eval`), and the exact conversations walked
   (``summary.json``'s fingerprint). Anything else goes to a separate table with the reason.
 - A **configuration** is a rule policy with its ranker, a train config without its seed, or a sweep's
-  (dataset, policy, ablation) with its settings (its tasks differ only by seed). One run:
+  (dataset, policy, ablation) with its settings (its tasks differ only by seed); a returning-user run's
+  memory (`crs.report.sessions.series_name`) is part of it. One run:
   mean and 95% percentile-bootstrap CI over conversations (`envs.metrics.bootstrap_ci`, seeded
   as `crs eval` seeds it, so the figures equal ``summary.json``'s). Several runs (seeds): mean of the
   runs' means and a Student-t 95% CI across runs. A run repeating another (same configuration, seed
@@ -20,6 +22,7 @@ Rules (each stated in the report):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from crs.report.inputs import EvalRun, TrainRun
+from crs.report.sessions import series_name
 from envs.metrics import MIN_PAIRED, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics, sr_at
 from policies.rankers import RUN_RANKER
 
@@ -42,7 +46,13 @@ ACTION_KINDS: tuple[str, ...] = ("ask", "probe", "recommend")
 
 @dataclass(frozen=True)
 class TestSet:
-    """What must match for runs to share a table (the conversations' fingerprint aside)."""
+    """What must match for runs to share a table (the conversations' fingerprint aside).
+
+    Attributes:
+        sessions: Sessions per returning user of a `crs eval --sessions` run (its summary's sessions
+            block); None for a plain `crs eval`, whose conversations are independent.
+        regime: How those users' personas moved (`simulators.returning.REGIMES`); None without sessions.
+    """
 
     dataset: str
     world_seed: int | None
@@ -50,10 +60,14 @@ class TestSet:
     user: str
     setting: str
     max_turns: int
+    sessions: int | None = None
+    regime: str | None = None
 
     @classmethod
     def of(cls, run: EvalRun) -> TestSet:
-        return cls(run.dataset, run.world_seed, run.split, run.user, run.setting, run.max_turns)
+        block = run.summary.sessions
+        returning = (None, None) if block is None else (block.sessions, block.regime)
+        return cls(run.dataset, run.world_seed, run.split, run.user, run.setting, run.max_turns, *returning)
 
     @property
     def dataset_label(self) -> str:
@@ -62,10 +76,24 @@ class TestSet:
             return f"{self.dataset} (world seed {self.world_seed})"
         return self.dataset
 
+    @property
+    def returning_label(self) -> str:
+        """ "returning users (6 sessions, regime switch)", or "" for plain conversations."""
+        if self.sessions is None:
+            return ""
+        return f"returning users ({self.sessions} sessions, regime {self.regime})"
+
+    @property
+    def pair_unit(self) -> str:
+        """What its paired counts count: "users" for returning users (their bootstraps resample whole
+        users, `Row.units`), else "conversations"."""
+        return "conversations" if self.sessions is None else "users"
+
     def describe(self) -> str:
+        returning = f", {self.returning_label}" if self.sessions is not None else ""
         return (
             f"{self.dataset_label}, {self.split} split, {self.setting} setting, user {self.user}, "
-            f"T = {self.max_turns}"
+            f"T = {self.max_turns}{returning}"
         )
 
 
@@ -139,7 +167,7 @@ class Table:
         reference: Label of the reference row of the paired differences (None with one row).
         diffs: Reference minus every other row.
         interaction: full − persona-blind − aspect-blind + both-off per metric, when all four exist.
-        n_interaction: Conversations the interaction was computed on.
+        n_interaction: Conversations (users, for returning users) the interaction was computed on.
         separated: Why this table is not merged with another of the same dataset, or "".
         unpaired: Rows left out of the paired differences because another ranker scored them, in words.
         whole: Ablation rows paired with the reference although their rankers differ: every run of both
@@ -191,6 +219,13 @@ def _row_order(group: Sequence[EvalRun]) -> tuple[bool, int, bool]:
 
 
 def _config_key(run: EvalRun) -> tuple[str, ...]:
+    """The configuration of a run (see the module's rules): its policy, and a returning-user run's
+    memory (frozen and updating memory of one policy are two configurations)."""
+    memory = () if run.summary.sessions is None else (series_name(run),)
+    return (*_policy_key(run), *memory)
+
+
+def _policy_key(run: EvalRun) -> tuple[str, ...]:
     if run.task is not None:
         return ("sweep", *run.task.config_key())
     if run.tested_by is not None:  # one baseline of a sweep's tasks: its seeds are the tasks' seeds
@@ -299,10 +334,12 @@ def conversation_units(runs: Sequence[EvalRun]) -> dict[tuple[str, int], int]:
 
 
 def _clusters(row: Row, keys: Sequence[tuple[str, int]]) -> tuple[list[int] | None, int]:
-    """The bootstrap clusters of `keys` in `row` (None: each key its own) and how many units they are."""
+    """The bootstrap clusters of `keys` in `row` (None: each key its own) and how many units they are; a
+    key `row.units` does not hold (a conversation of no returning user) is a unit of its own."""
     if not row.units:
         return None, len(keys)
-    clusters = [row.units[key] for key in keys]
+    own = itertools.count(max(row.units.values()) + 1)
+    clusters = [row.units[key] if key in row.units else next(own) for key in keys]
     return clusters, len(set(clusters))
 
 
@@ -466,6 +503,8 @@ def separation(table: Table, first: Table) -> str:
         parts.append(f"other simulated user ({mine.user})")
     if mine.max_turns != theirs.max_turns:
         parts.append(f"other turn limit (T = {mine.max_turns})")
+    if (mine.sessions, mine.regime) != (theirs.sessions, theirs.regime):
+        parts.append(mine.returning_label or "plain conversations (no returning users)")
     if parts:
         return ", ".join(parts)
     here, there = _sizes_and_seeds(table), _sizes_and_seeds(first)
@@ -603,8 +642,9 @@ def _rankers_alone(
 
 def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
     """One label per group: its base label, and where two groups share one, what tells them apart (the
-    sweep, the train run's name without its seed, else the full name, or the ranker). A trained full
-    model is "full" only beside one of its ablations; alone, it is named after its run."""
+    sweep, the train run's name without its seed, else the full name, or the ranker; with a returning-user
+    run's memory, which a rule's name holds and a trained policy's does not). A trained full model is
+    "full" only beside one of its ablations; alone, it is named after its run."""
     labels = [_base_label(g[0]) for g in groups]
     if set(labels) & set(ABLATIONS) == {"full"}:
         labels = [
@@ -615,10 +655,12 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
 
     def suffix(run: EvalRun, keep_seed: bool) -> str:
         if run.task is not None:
-            return run.task.sweep.name
-        if run.train is not None:
-            return run.train.name if keep_seed else _without_seed(run.train.name)
-        return _short(run.ranker_name)
+            name = run.task.sweep.name
+        elif run.train is not None:
+            name = run.train.name if keep_seed else _without_seed(run.train.name)
+        else:
+            return _short(run.ranker_name)
+        return name if run.summary.sessions is None else f"{name}, memory {series_name(run)}"
 
     def named(keep_seed: bool) -> list[str]:
         return [
@@ -676,10 +718,14 @@ def pooled_records(row: Row) -> list:
 
 
 def sr_curve(row: Row) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """SR@t for t = 1 .. T−1 agent actions, pooled over runs: (t, mean, low, high), each shape (T−1,)."""
+    """SR@t for t = 1 .. T−1 agent actions, pooled over runs: (t, mean, low, high), each shape (T−1,);
+    the band resamples whole users in a row of returning-user runs (`Row.units`)."""
     records = pooled_records(row)
+    clusters, _ = _clusters(row, [(run.fingerprint, r.goal_index) for run in row.runs for r in run.records])
     ts = np.arange(1, row.runs[0].max_turns)
-    summaries = [bootstrap_ci(sr_at(records, int(t)), seed=DIFF_SEED, n_resamples=400) for t in ts]
+    summaries = [
+        bootstrap_ci(sr_at(records, int(t)), seed=DIFF_SEED, n_resamples=400, clusters=clusters) for t in ts
+    ]
     return (
         ts,
         np.array([s.mean for s in summaries]),
@@ -768,15 +814,16 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         missing = [a for a in ABLATIONS[1:] if a not in rows]
         ablation_labels = {rows[a].label for a in ABLATIONS[1:] if a in rows}
         n_conv = min(d.n_pairs for d in table.diffs if d.label in ablation_labels)
+        unit = table.test_set.pair_unit
         text = (
             f"On {dataset} ({table.test_set.split} split, {table.test_set.setting} setting, {n_conv} paired "
-            f"conversations), the full model reaches {PRIMARY} {_fmt(full.metrics[PRIMARY])} and "
+            f"{unit}), the full model reaches {PRIMARY} {_fmt(full.metrics[PRIMARY])} and "
             f"{'; '.join(parts)} ({PRIMARY}, full minus ablation, 95% CI)."
         )
         if n_conv < MIN_PAIRED:
             text += (
-                f" Fewer than {MIN_PAIRED} paired conversations: no interval over them counts as evidence "
-                "either way."
+                f" Fewer than {MIN_PAIRED} paired {unit}: no interval over them counts as evidence either "
+                "way."
             )
         if losses:
             verdict = "no"

@@ -250,7 +250,8 @@ def _paired_differences(table: Table) -> list[str]:
         lines.append(
             '<p class="note">Interaction full − persona-blind − aspect-blind + both-off '
             f"({INTERACTION_METRIC}): <strong>{number(inter.mean, INTERACTION_METRIC, True)}</strong> "
-            f"{interval(inter, INTERACTION_METRIC, True)} on {table.n_interaction} conversations.</p>"
+            f"{interval(inter, INTERACTION_METRIC, True)} on {table.n_interaction} "
+            f"{table.test_set.pair_unit}.</p>"
         )
     lines.append("</div>")
     return lines

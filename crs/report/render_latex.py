@@ -154,7 +154,7 @@ def _comparison(index: int, table: Table) -> list[str]:
         inter = _math(figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True))  # inline
         caption += (
             f" Interaction (full $-$ persona-blind $-$ aspect-blind $+$ both-off), {INTERACTION_METRIC}: "
-            f"{inter} on {table.n_interaction:,} conversations."
+            f"{inter} on {table.n_interaction:,} {table.test_set.pair_unit}."
         )
     return _float(out, caption, f"comparison-{index + 1}")
 

@@ -175,7 +175,7 @@ def _comparison(table: Table, plots: list[Plot]) -> list[str]:
         inter = figure(table.interaction[INTERACTION_METRIC], INTERACTION_METRIC, True)
         out += [
             f"Interaction (full − persona-blind − aspect-blind + both-off), {INTERACTION_METRIC}: {inter} on "
-            f"{table.n_interaction} conversations.",
+            f"{table.n_interaction} {table.test_set.pair_unit}.",
             "",
         ]
     for plot in plots:

@@ -19,6 +19,10 @@ each pooling its run seeds. For each series:
   likely persona before the session is the *previous* session's active one, as `crs chat --memory` says
   when it opens (`crs.app.sessions`).
 
+A figure over several sessions per user (every session, before or from the change, tracking, last time)
+has a cluster bootstrap CI that resamples whole (seed, sequence) users, as `crs eval --sessions` does:
+one user's sessions are correlated.
+
 Paired differences against the "frozen" series use the conversations both played (same seed, sequence
 and session, same target): per (seed, sequence) the mean difference over the sessions from the change
 on (every session without a change), then a 95% bootstrap CI over those; and per offset d, the same
@@ -28,7 +32,7 @@ difference at d. "Gap closed" at d is (update − frozen) / (oracle − frozen) 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -227,7 +231,24 @@ class SessionComparison:
 
 
 def _ci(values: Sequence[float]) -> MetricSummary:
+    """Mean and 95% bootstrap CI of values of one session (or one offset, or one mean) per user."""
     return bootstrap_ci(np.asarray(values, dtype=np.float64), seed=0)
+
+
+def _pooled(lines: Sequence[SessionLine], value: Callable[[SessionLine], float]) -> MetricSummary:
+    """Mean and 95% bootstrap CI of `value` over `lines`, several sessions per user: whole users, (seed,
+    sequence), are resampled (one user's sessions are correlated), as `crs eval --sessions` does."""
+    users: dict[tuple[int, int], int] = {}
+    clusters = [users.setdefault((x.seed, x.sequence), len(users)) for x in lines]
+    return bootstrap_ci(np.asarray([value(x) for x in lines], dtype=np.float64), seed=0, clusters=clusters)
+
+
+def _value(line: SessionLine) -> float:
+    return line.value
+
+
+def _tracked(line: SessionLine) -> float:
+    return float(bool(line.tracked))
 
 
 def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries:
@@ -242,9 +263,9 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
     by_session = tuple(_ci([x.value for x in of_session.get(s, [])]) for s in range(sessions))
     offsets = sorted(of_offset)
     by_offset = {d: _ci([x.value for x in of_offset[d]]) for d in offsets}
-    before = [x.value for x in lines if x.offset is not None and x.offset < 0]
-    after = [x.value for x in lines if x.offset is not None and x.offset >= 0]
-    before_change = _ci(before) if before else None
+    before = [x for x in lines if x.offset is not None and x.offset < 0]
+    after = [x for x in lines if x.offset is not None and x.offset >= 0]
+    before_change = _pooled(before, _value) if before else None
     recovery = None
     if before_change is not None:
         recovery = next(
@@ -253,30 +274,28 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         )
     tracked = all(x.tracked is not None for x in lines)
     tracking_by_session = (
-        tuple(_ci([float(bool(x.tracked)) for x in of_session.get(s, [])]) for s in range(sessions))
-        if tracked
-        else None
+        tuple(_ci([_tracked(x) for x in of_session.get(s, [])]) for s in range(sessions)) if tracked else None
     )
-    tracked_after = [float(bool(x.tracked)) for x in lines if x.offset is not None and x.offset > 0]
+    tracked_after = [x for x in lines if x.offset is not None and x.offset > 0]
     changed = any(x.offset is not None for x in lines)
     last_time = [
-        float(x.last_time)
+        x
         for x in lines
         if x.last_time is not None and (not changed or (x.offset is not None and x.offset > 0))
     ]
     return MemorySeries(
         memory=memory,
         runs=tuple(runs),
-        overall=_ci([x.value for x in lines]),
+        overall=_pooled(lines, _value),
         by_session=by_session,
         by_offset=by_offset,
         before_change=before_change,
-        after_change=_ci(after) if after else None,
+        after_change=_pooled(after, _value) if after else None,
         recovery=recovery,
         tracking_by_session=tracking_by_session,
-        tracking_all=_ci([float(bool(x.tracked)) for x in lines]) if tracked else None,
-        tracking_after_change=_ci(tracked_after) if tracked and tracked_after else None,
-        last_time=_ci(last_time) if last_time else None,
+        tracking_all=_pooled(lines, _tracked) if tracked else None,
+        tracking_after_change=_pooled(tracked_after, _tracked) if tracked and tracked_after else None,
+        last_time=_pooled(last_time, lambda x: float(bool(x.last_time))) if last_time else None,
         lines=tuple(lines),
     )
 
