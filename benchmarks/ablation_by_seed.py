@@ -16,24 +16,33 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _cli import run_script  # this folder is on sys.path as a script
 
 from crs.app.sweep import read_metrics, read_task, sweep_task_dirs
-from crs.report.analysis import seeds_interval
+from crs.report.analysis import ABLATIONS, METRICS, seeds_interval
+from simulators.errors import CRSError
 
-VARIANTS = ("full", "persona-blind", "aspect-blind", "both-off")
 
+def per_seed(sweep: str, metric: str) -> tuple[list[int], dict[str, np.ndarray]]:
+    """The finished training seeds, in order, and {variant: the metric's mean per seed, in that order};
+    every variant of `ABLATIONS` needs the same seeds.
 
-def per_seed(sweep: str, metric: str) -> dict[str, np.ndarray]:
-    """{variant: the metric's mean per training seed, in seed order}; every variant needs the same seeds."""
-    rows: dict[str, dict[int, float]] = {variant: {} for variant in VARIANTS}
+    Raises:
+        CRSError: The variants' finished seeds differ, or none finished.
+    """
+    rows: dict[str, dict[int, float]] = {variant: {} for variant in ABLATIONS}
     for folder in sweep_task_dirs(sweep):
         task = read_task(folder)
         if task["ablation"] in rows:
             rows[task["ablation"]][int(task["seed"])] = read_metrics(folder)[metric].mean
     seeds = sorted(rows["full"])
     if not seeds or any(sorted(values) != seeds for values in rows.values()):
-        raise SystemExit(f"{sweep}: every variant of {VARIANTS} needs the same finished seeds, got {rows}")
-    return {variant: np.array([values[s] for s in seeds]) for variant, values in rows.items()}
+        finished = "; ".join(f"{variant}: {sorted(values)}" for variant, values in rows.items())
+        raise CRSError(
+            f"{sweep}: every variant of {', '.join(ABLATIONS)} needs the same finished seeds, got "
+            f"{finished}; finish the sweep's tasks first"
+        )
+    return seeds, {variant: np.array([values[s] for s in seeds]) for variant, values in rows.items()}
 
 
 def main() -> None:
@@ -41,13 +50,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("sweep", help="a `crs sweep` directory of kind train with the four variants")
-    parser.add_argument("--metric", default="SR@15")
+    parser.add_argument("--metric", default="SR@15", choices=METRICS, help="the metric compared")
     args = parser.parse_args()
-    m = per_seed(args.sweep, args.metric)
-    full, persona, aspect, both = (m[v] for v in VARIANTS)
-    print(f"| variant | {' | '.join(f'seed {i}' for i in range(full.size))} | mean |")
-    print("|---|" + "---|" * full.size + "---|")
-    for variant in VARIANTS:
+    seeds, m = per_seed(args.sweep, args.metric)
+    full, persona, aspect, both = (m[v] for v in ABLATIONS)
+    print(f"| variant | {' | '.join(f'seed {seed}' for seed in seeds)} | mean |")
+    print("|---|" + "---|" * len(seeds) + "---|")
+    for variant in ABLATIONS:
         print(f"| {variant} | {' | '.join(f'{x:.3f}' for x in m[variant])} | {m[variant].mean():.3f} |")
     contrasts = {
         "full − persona-blind": full - persona,
@@ -65,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
+
 from crs.app.evaluation import EvalSpec
 from envs.belief_fit import FIT_TEMPERATURES, fit_temperature
 from envs.registry import make_env
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=int, default=1000, help="conversations to open")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=1000, help="conversations to open")
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
     parser.add_argument(
         "--split",
@@ -43,7 +45,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--temperatures",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=list(FIT_TEMPERATURES),
         help="the belief temperatures T to compare",
@@ -74,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

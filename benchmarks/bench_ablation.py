@@ -22,9 +22,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _cli import HelpFormatter, positive_int, run_script  # this folder is on sys.path as a script
 from scipy import stats
+
+from simulators.errors import CRSError
 
 VARIANTS = {
     "full": {"persona_attention": True, "aspect_attention": True},
@@ -43,23 +47,88 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(half)
 
 
+def run_settings(args: argparse.Namespace, seed: int, variant: str, ranker: str) -> dict[str, Any]:
+    """The settings (as `crs.app.settings.make_settings` takes them) of one run of the ablation; the
+    rule baselines only in the first run (the test conversations are the same for every run)."""
+    first = (seed, variant) == (args.seeds[0], args.variants[0])
+    return {
+        "ranker": ranker,
+        "steps": args.steps,
+        "seed": seed,
+        "user_kwargs": {"drift": args.drift},
+        "test_episodes": args.test_episodes,
+        "eval_every": max(args.steps // 3, 1),
+        **VARIANTS[variant],
+        "wrapper": {"ranker_features": not args.no_ranker_features},
+        **({} if first else {"baselines": []}),
+    }
+
+
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`data` with nested mappings flattened to dotted keys (``user_kwargs.drift``)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_reusable(run_dir: Path, requested: dict[str, Any]) -> None:
+    """Refuse to reuse a finished run whose config.yaml records other values of the settings this
+    benchmark sets (`run_settings`; ``baselines`` aside: only the first run plays them).
+
+    Raises:
+        CRSError: The settings differ (each differing key named, with the fix), or config.yaml is
+            missing or damaged.
+    """
+    from crs.app.run_folder import RunRecord
+    from crs.app.settings import make_settings
+
+    recorded = flat(RunRecord.read(run_dir).settings.model_dump())
+    resolved = flat(make_settings(requested).model_dump())
+    differing = [
+        f"{key} {recorded.get(key)!r} (asked {resolved.get(key)!r})"
+        for key in flat(requested)
+        if key != "baselines" and recorded.get(key) != resolved.get(key)
+    ]
+    if differing:
+        raise CRSError(
+            f"{run_dir} was trained with other settings: {', '.join(differing)}; pass another --runs-dir, "
+            f"or delete {run_dir} to train it again"
+        )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--steps", type=positive_int, default=30_000, help="PPO steps per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--drift", type=float, default=0.1, help="the simulated users' preference drift")
+    parser.add_argument("--test-episodes", type=positive_int, default=1000, help="test conversations per run")
+    parser.add_argument(
+        "--ranker",
+        default=None,
+        help="a `crs pretrain` artifact; none: pre-train one once into RUNS_DIR/ranker",
     )
-    parser.add_argument("--steps", type=int, default=30_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--drift", type=float, default=0.1)
-    parser.add_argument("--test-episodes", type=int, default=1000)
-    parser.add_argument("--ranker", default=None, help="artifact path (default: pre-train one once)")
-    parser.add_argument("--runs-dir", default="runs/ablation")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument(
+        "--runs-dir",
+        default="runs/ablation",
+        help="folder of the runs (relative to the working directory); a finished run there is reused "
+        "when its settings match",
+    )
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to train"
+    )
     parser.add_argument(
         "--no-ranker-features",
         action="store_true",
         help="hide the ranker's scores and persona posterior from every variant's policy",
     )
     args = parser.parse_args()
+    for option, values in (("--seeds", args.seeds), ("--variants", args.variants)):
+        if len(set(values)) < len(values):
+            parser.error(f"{option} {' '.join(map(str, values))} names one twice: give each once")
 
     from crs.app.settings import make_settings
     from crs.app.training import run_training
@@ -69,48 +138,36 @@ def main() -> None:
     from simulators.datasets import load_catalog
 
     runs = Path(args.runs_dir)
+    ranker = args.ranker if args.ranker is not None else str(runs / "ranker")
+    plan = []  # (variant, run name, its settings, whether a finished run is reused): refusals come first
+    for seed in args.seeds:
+        for variant in args.variants:
+            name, requested = f"{variant}-s{seed}", run_settings(args, seed, variant, ranker)
+            finished = (runs / name / "summary.json").is_file()
+            if finished:
+                check_reusable(runs / name, requested)
+            plan.append((variant, name, requested, finished))
+
     runs.mkdir(parents=True, exist_ok=True)
-    ranker = args.ranker
-    if ranker is None:
-        ranker = str(runs / "ranker")
-        if not (runs / "ranker" / "config.json").is_file():
-            started = time.perf_counter()
-            save_artifact(pretrain(load_catalog("persona_world"), TrainConfig(epochs=10, seed=0)), ranker)
-            print(f"pre-trained the ranker in {time.perf_counter() - started:.0f} s")
+    if args.ranker is None and not (runs / "ranker" / "config.json").is_file():
+        started = time.perf_counter()
+        save_artifact(pretrain(load_catalog("persona_world"), TrainConfig(epochs=10, seed=0)), ranker)
+        print(f"pre-trained the ranker in {time.perf_counter() - started:.0f} s")
 
     results: dict[str, list[dict]] = {v: [] for v in args.variants}
     baselines: dict[str, float] = {}
-    for seed in args.seeds:
-        for variant in args.variants:
-            name = f"{variant}-s{seed}"
-            summary_file = runs / name / "summary.json"
-            if summary_file.is_file():
-                summary = json.loads(summary_file.read_text())
-            else:
-                settings = make_settings(
-                    {
-                        "ranker": ranker,
-                        "steps": args.steps,
-                        "seed": seed,
-                        "user_kwargs": {"drift": args.drift},
-                        "test_episodes": args.test_episodes,
-                        "eval_every": args.steps // 3,
-                        **VARIANTS[variant],
-                        "wrapper": {"ranker_features": not args.no_ranker_features},
-                        # the rule baselines once: the test conversations are the same for every run
-                        **({} if (seed, variant) == (args.seeds[0], args.variants[0]) else {"baselines": []}),
-                    }
-                )
-                summary = run_training(settings, name=name, runs_dir=runs, show=False).to_dict()
-            label = f"RL ({name})"
-            metrics = {k: v["mean"] for k, v in summary["test"][label].items()}
-            metrics["seconds"] = summary["train_seconds_this_session"]
-            results[variant].append(metrics)
-            print(f"{name}: SR@15 {metrics['SR@15']:.3f} AT {metrics['AT']:.2f} hDCG {metrics['hDCG']:.3f}")
-            if (seed, variant) == (args.seeds[0], args.variants[0]):
-                baselines = {
-                    k: v["SR@15"]["mean"] for k, v in summary["test"].items() if not k.startswith("RL")
-                }
+    for variant, name, requested, finished in plan:
+        if finished:
+            summary = json.loads((runs / name / "summary.json").read_text())
+        else:
+            summary = run_training(make_settings(requested), name=name, runs_dir=runs, show=False).to_dict()
+        label = f"RL ({name})"
+        metrics = {k: v["mean"] for k, v in summary["test"][label].items()}
+        metrics["seconds"] = summary["train_seconds_this_session"]
+        results[variant].append(metrics)
+        print(f"{name}: SR@15 {metrics['SR@15']:.3f} AT {metrics['AT']:.2f} hDCG {metrics['hDCG']:.3f}")
+        if "baselines" not in requested:  # the first run: it played the rule baselines
+            baselines = {k: v["SR@15"]["mean"] for k, v in summary["test"].items() if not k.startswith("RL")}
 
     print()
     print(
@@ -136,4 +193,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -12,7 +12,7 @@ the dialogue rendered into memory, and times every agent turn:
 
 Target: under 50 ms per turn on LastFM* on these machines. Run:
 
-    python benchmarks/bench_chat.py --data-dir ../shared/data
+    python benchmarks/bench_chat.py --data-dir ../shared/data   # or with $CRS_DATA_DIR set
     python benchmarks/bench_chat.py --datasets lastfm_star --ranker /path/to/pretrain-artifact
 """
 
@@ -23,6 +23,7 @@ import io
 import time
 
 import numpy as np
+from _cli import HelpFormatter, positive_int, run_script  # this folder is on sys.path as a script
 from rich.console import Console
 
 from crs.app.evaluation import resolve_policy
@@ -59,23 +60,17 @@ def measure(
     }
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; none: $CRS_DATA_DIR")
+    parser.add_argument(
+        "--datasets", nargs="+", default=["lastfm_star", "persona_world"], help="datasets measured"
     )
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--datasets", nargs="+", default=["lastfm_star", "persona_world"])
-    parser.add_argument("--policies", nargs="+", default=["ask-4", "max-entropy"])
-    parser.add_argument("--ranker", default=None, help="Ranker spec for every run (default per dataset).")
-    parser.add_argument("--conversations", type=positive_int, default=100)
+    parser.add_argument("--policies", nargs="+", default=["ask-4", "max-entropy"], help="policies measured")
+    parser.add_argument("--ranker", default=None, help="ranker spec for every run; none: each dataset's own")
+    parser.add_argument(
+        "--conversations", type=positive_int, default=100, help="conversations per dataset and policy"
+    )
     args = parser.parse_args()
     print(
         f"{'dataset':<14} {'policy':<12} {'turns':>6} {'policy ms p50/p95/max':>24} "
@@ -96,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -3,7 +3,7 @@
 UNICORN's own environment runs 35-60 steps/s on LastFM on these 2-core machines (Python loops over
 candidates); the target is at least 100x that. Run:
 
-    python benchmarks/bench_env.py --data-dir ../shared/data
+    python benchmarks/bench_env.py --data-dir ../shared/data   # or with $CRS_DATA_DIR set
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import time
 
 import numpy as np
+from _cli import HelpFormatter, positive_int, run_script  # this folder is on sys.path as a script
 
 from envs import make_env
 from envs.rollout import evaluate, evaluation_indices
@@ -57,14 +58,15 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--policy", default="ask-4")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; none: $CRS_DATA_DIR")
+    parser.add_argument("--episodes", type=positive_int, default=300, help="test conversations per dataset")
+    parser.add_argument("--policy", default="ask-4", help="the rule policy played")
     parser.add_argument(
-        "--datasets", nargs="+", default=["persona_world", "lastfm", "lastfm_star", "yelp_star"]
+        "--datasets",
+        nargs="+",
+        default=["persona_world", "lastfm", "lastfm_star", "yelp_star"],
+        help="datasets measured, in order",
     )
     args = parser.parse_args()
     print(f"{'dataset':<14} {'ranker':<11} {'env steps/s':>12} {'env+rule steps/s':>17} {'conv/s':>8}")
@@ -78,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

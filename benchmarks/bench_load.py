@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from simulators.catalog import Catalog
 from simulators.scpr import load_lastfm, load_lastfm_star, load_yelp_star
@@ -36,14 +37,6 @@ def _time(loader: Callable[[Path], Catalog], data_dir: Path) -> tuple[float, Cat
     start = time.perf_counter()
     catalog = loader(data_dir)
     return time.perf_counter() - start, catalog
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main() -> None:
@@ -83,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,7 @@ import json
 import time
 
 import numpy as np
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 from threadpoolctl import threadpool_limits
 
 from envs.ranker import DialogueFacts
@@ -30,14 +31,6 @@ from policies.pretrain.artifact import load_ranker
 from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.datasets import PERSONA_WORLD, DatasetSpec
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def random_ranker(catalog: Catalog, seed: int = 7) -> PersonaRanker:
@@ -113,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

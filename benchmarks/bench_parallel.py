@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 
 import numpy as np
+from _cli import HelpFormatter, positive_int, run_script  # this folder is on sys.path as a script
 from scipy import sparse
 
 from crs.app.evaluation import EvalSpec, build_evaluation, evaluate_chunk
@@ -69,26 +70,20 @@ def parallel_run(pool: WorkerPool, setup: EvalSpec, indices: np.ndarray, seed: i
     return records, sum(result.value[1] for result in results)
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--dataset", default="persona_world", help="a dataset `crs eval -d` takes")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; none: $CRS_DATA_DIR")
+    parser.add_argument("--policy", default="max-entropy", help="the policy evaluated (a rule or a run)")
+    parser.add_argument("--episodes", type=positive_int, default=1200, help="test conversations per round")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the conversations")
+    parser.add_argument(
+        "--workers", type=positive_int, nargs="+", default=[1, 2], help="worker counts, one pool each"
     )
-    parser.add_argument("--dataset", default="persona_world")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--policy", default="max-entropy")
-    parser.add_argument("--episodes", type=int, default=1200)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--backends", nargs="+", default=["process", "ray"])
-    parser.add_argument("--rounds", type=positive_int, default=3, help="Warm rounds (after the cold one).")
+    parser.add_argument(
+        "--backends", nargs="+", choices=("process", "ray"), default=["process", "ray"], help="pool backends"
+    )
+    parser.add_argument("--rounds", type=positive_int, default=3, help="warm rounds (after the cold one)")
     args = parser.parse_args()
 
     setup = EvalSpec(policy=args.policy, dataset=args.dataset, data_dir=args.data_dir)
@@ -161,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

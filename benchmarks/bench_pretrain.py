@@ -27,6 +27,13 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    comma_names,
+    non_negative_int,
+    positive_int,
+    run_script,
+)
 
 from policies.baseline_rankers import TransERanker
 from policies.pretrain.artifact import save_artifact
@@ -35,7 +42,11 @@ from policies.pretrain.config import TrainConfig
 from policies.pretrain.graph import pretrain_data
 from policies.pretrain.metrics import evaluation_users, rank_metrics
 from policies.pretrain.train import pretrain
-from simulators.datasets import load_catalog
+from policies.rankers import transe_file
+from simulators.datasets import DATASET_NAMES, load_catalog
+
+VARIANTS = ("full", "k1", "uniform", "warmneg")
+"""The persona-model variants --variants chooses from (`main` builds their configs)."""
 
 
 def report_row(ctx: dict, model: str, scores, seconds: float, epochs: int | None, **extra) -> None:
@@ -67,23 +78,38 @@ def report_row(ctx: dict, model: str, scores, seconds: float, epochs: int | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; none: $CRS_DATA_DIR")
+    parser.add_argument(
+        "--datasets",
+        type=comma_names(DATASET_NAMES),
+        default="lastfm_star,yelp_star,lastfm",
+        help="comma-separated datasets, in order",
     )
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--datasets", default="lastfm_star,yelp_star,lastfm")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--max-test-users", type=int, default=None, help="seeded sample of test users")
+    parser.add_argument("--epochs", type=positive_int, default=12, help="most pre-training epochs")
+    parser.add_argument("--dim", type=positive_int, default=64, help="embedding width d")
+    parser.add_argument("--batch-size", type=positive_int, default=4096, help="positives per step")
+    parser.add_argument(
+        "--layers", type=non_negative_int, default=2, help="propagation layers (0: plain embeddings)"
+    )
+    parser.add_argument(
+        "--max-test-users", type=positive_int, default=None, help="a seeded sample of test users; none: all"
+    )
     parser.add_argument(
         "--variants",
+        type=comma_names(VARIANTS),
         default="full,k1,uniform",
-        help="comma-separated persona-model variants to train, of full, k1, uniform, warmneg",
+        help=f"comma-separated persona-model variants to train, of {', '.join(VARIANTS)}",
     )
-    parser.add_argument("--persona-init", default="random", choices=("kmeans", "random"))
-    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument(
+        "--persona-init", default="random", choices=("kmeans", "random"), help="how personas start"
+    )
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=4,
+        help="epochs without a better validation NDCG@10 before stopping",
+    )
     parser.add_argument("--json", default=None, help="write all figures here")
     parser.add_argument(
         "--save-dir",
@@ -96,7 +122,7 @@ def main() -> None:
     print(
         f"# bench_pretrain python {platform.python_version()} torch {torch.__version__} {platform.machine()}"
     )
-    for name in args.datasets.split(","):
+    for name in args.datasets:
         catalog = load_catalog(name, args.data_dir)
         U, I = catalog.n_users, catalog.n_items
         base = TrainConfig(
@@ -149,7 +175,7 @@ def main() -> None:
         mf = train_mf_bpr(data.train, data.valid, U, I, np.random.default_rng(0), dim=args.dim)
         report(f"MF/BPR d={args.dim}", mf.scores, mf.seconds, mf.epochs, best_epoch=mf.best_epoch)
         if name == "lastfm":
-            transe = TransERanker.from_file(Path(args.data_dir) / "lastfm" / "embeds" / "transe.pkl", catalog)
+            transe = TransERanker.from_file(transe_file(args.data_dir), catalog)
             report("UNICORN TransE (e_u·e_v)", lambda b, t=transe: t.user_emb[b] @ t.item_emb.T, 0.0, None)
         variants = {
             "full": ("persona x aspect (K=3, P=8)", base),
@@ -157,7 +183,7 @@ def main() -> None:
             "uniform": ("ablation no aspect attention (uniform)", replace(base, aspect_mode="uniform")),
             "warmneg": ("persona x aspect, negatives from warm items", replace(base, negative_pool="warm")),
         }
-        for key in args.variants.split(","):
+        for key in args.variants:
             label, cfg = variants[key]
             res = pretrain(catalog, cfg)
             if args.save_dir:
@@ -174,4 +200,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ import argparse
 import json
 
 import numpy as np
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
@@ -46,14 +47,6 @@ def target_rank(env, ranker) -> float:
     scores = np.asarray(ranker.item_scores(state.facts(), candidates), dtype=np.float64)
     order = candidates[np.lexsort((candidates, -scores))]
     return float(min(np.flatnonzero(np.isin(order, targets))) + 1)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main() -> None:
@@ -117,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,19 +17,21 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from policies.content_profile import ContentProfile
 from policies.pretrain.baselines import popularity_scores
 from policies.pretrain.metrics import evaluation_users, rank_metrics
 from policies.rankers import RankerSpec
 from simulators.datasets import load_catalog
+from simulators.errors import CRSError
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", default="../shared/data", help="folder of the real datasets")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("-d", "--dataset", default="lastfm_star", help="dataset name")
     parser.add_argument("--artifacts", nargs="*", default=[], help="`crs pretrain` artifact folders")
     parser.add_argument("--weights", type=float, nargs="*", default=[0.1, 1.0], help="profile weights")
@@ -39,13 +41,15 @@ def main() -> None:
         default="test",
         help="split evaluated (not the pre-training one)",
     )
-    parser.add_argument("--max-users", type=int, default=None, help="a seeded sample of evaluated users")
+    parser.add_argument(
+        "--max-users", type=positive_int, default=None, help="a seeded sample of evaluated users"
+    )
     args = parser.parse_args()
     catalog = load_catalog(args.dataset, args.data_dir)
     n_users, n_items = catalog.n_users, catalog.n_items
     pretrain = catalog.split(catalog.pretrain_split)
     if args.split == catalog.pretrain_split:
-        raise SystemExit(f"{args.dataset} pre-trains on {args.split}: evaluate on another split")
+        raise CRSError(f"{args.dataset} pre-trains on {args.split}: evaluate on another --split")
     exclude = pretrain.by_user(n_users, n_items)
     truth = catalog.split(args.split).by_user(n_users, n_items)
     users = evaluation_users(truth, args.max_users, np.random.default_rng(1))
@@ -81,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,6 +18,7 @@ import argparse
 import json
 
 import numpy as np
+from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
 from bench_train import DATA_DIR, wrapped_steps_per_second  # this folder is on sys.path as a script
 
 from envs import make_env
@@ -27,22 +28,14 @@ from policies.pretrain.ranker import WEIGHT_KEYS, PersonaRanker
 from simulators.datasets import load_catalog
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", default="mcmipl_lastfm_star")
     parser.add_argument("--ranker", required=True, help="a `crs pretrain` artifact folder")
-    parser.add_argument("--n-items", type=int, default=20, help="the wrapper's item slots")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per round and setting")
+    parser.add_argument("--n-items", type=positive_int, default=20, help="the wrapper's item slots")
+    parser.add_argument("--seconds", type=positive_float, default=20.0, help="per round and setting")
     parser.add_argument("--rounds", type=positive_int, default=3)
     args = parser.parse_args()
 
@@ -74,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

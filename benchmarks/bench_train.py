@@ -20,8 +20,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _cli import HelpFormatter, positive_int, run_script  # this folder is on sys.path as a script
 
 from envs import make_env
 from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
@@ -109,26 +111,44 @@ def evaluate_run(run_dir: Path, dataset: str, episodes: int, seed: int, baseline
     return out
 
 
+def extra_setting(text: str) -> tuple[str, Any]:
+    """An argparse type: ``KEY=JSON`` (a dotted key such as ``ppo.gamma``) as (key, the decoded value)."""
+    key, equals, value = text.partition("=")
+    try:
+        if not key or not equals:
+            raise ValueError("no KEY=")
+        return key, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEY=JSON such as ppo.gamma=0.99, got {text!r}") from None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dataset", default="persona_world")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--dataset", default="persona_world", help="a dataset `crs train` takes")
     parser.add_argument("--ranker", default=None, help="popularity, transe, pretrain or an artifact path")
-    parser.add_argument("--steps", type=int, default=40_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--envs", type=int, default=8)
-    parser.add_argument("--test-episodes", type=int, default=3000)
-    parser.add_argument("--eval-every", type=int, default=20_000)
-    parser.add_argument("--runs-dir", default=None, help="keep the run here (default: a temporary folder)")
-    parser.add_argument("--name", default=None)
+    parser.add_argument("--steps", type=positive_int, default=40_000, help="PPO steps")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (and of the test conversations)")
+    parser.add_argument("--envs", type=positive_int, default=8, help="parallel training envs")
+    parser.add_argument("--test-episodes", type=positive_int, default=3000, help="test conversations")
     parser.add_argument(
-        "--set", action="append", default=[], help="extra setting KEY=JSON, e.g. ppo.gamma=0.99"
+        "--eval-every", type=positive_int, default=20_000, help="steps between validation evaluations"
+    )
+    parser.add_argument("--runs-dir", default=None, help="keep the run here; none: a temporary folder")
+    parser.add_argument("--name", default=None, help="run name; none: bench-DATASET-sSEED")
+    parser.add_argument(
+        "--set",
+        type=extra_setting,
+        action="append",
+        default=[],
+        help="extra setting KEY=JSON, e.g. ppo.gamma=0.99 (repeatable)",
     )
     parser.add_argument("--wrapper-only", action="store_true", help="only measure env vs wrapper steps/s")
     parser.add_argument("--evaluate-run", default=None, help="only evaluate this run directory's best model")
     parser.add_argument(
-        "--baselines", nargs="*", default=["always-recommend", "ask-4", "ask-7", "max-entropy"]
+        "--baselines",
+        nargs="*",
+        default=["always-recommend", "ask-4", "ask-7", "max-entropy"],
+        help="rule policies tested on the same conversations",
     )
     args = parser.parse_args()
 
@@ -154,14 +174,14 @@ def main() -> None:
         "envs": args.envs,
         "test_episodes": args.test_episodes,
         "eval_every": args.eval_every,
+        "baselines": args.baselines,
     }
-    for item in args.set:
-        key, _, value = item.partition("=")
+    for key, value in args.set:
         target = data
         *parents, leaf = key.split(".")
         for parent in parents:
             target = target.setdefault(parent, {})
-        target[leaf] = json.loads(value)
+        target[leaf] = value
     settings = make_settings(data)
     runs_dir = Path(args.runs_dir) if args.runs_dir else Path(tempfile.mkdtemp(prefix="bench_train_"))
     name = args.name or f"bench-{args.dataset}-s{args.seed}"
@@ -203,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 from stable_baselines3.common.callbacks import BaseCallback
 
 from envs import make_env
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--ranker", default="popularity", help="popularity, transe or an artifact path")
     parser.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=10_240,
         help="timed steps per setting, in whole 512-step rollouts (rounded up)",
     )
@@ -125,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from _cli import (
+    open_fraction,
+    positive_float,
+    positive_int,
+    run_script,
+)  # this folder is on sys.path as a script
 
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics
@@ -34,6 +40,7 @@ from envs.rollout import evaluate
 from policies.pretrain.ranker import QUESTION_RULES, REJECTED_ASPECT_PENALTY, REJECTED_PENALTY, PersonaRanker
 from policies.rules import RulePolicy
 from simulators.catalog import Catalog
+from simulators.errors import CRSError
 
 EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -105,14 +112,18 @@ def main() -> None:
     parser.add_argument("--dataset", default="lastfm_star", help="dataset name")
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--policy", default="ask-7", help="a rule policy")
-    parser.add_argument("-n", "--episodes", type=int, default=5000, help="conversations")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=5000, help="conversations")
     parser.add_argument("--seed", type=int, default=1, help="seed of the conversations")
     parser.add_argument(
-        "--shares", type=float, nargs="*", default=None, help="ρ values (default: valid's cold share)"
+        "--shares",
+        type=open_fraction,
+        nargs="*",
+        default=None,
+        help="ρ values, each strictly between 0 and 1 (default: valid's cold share)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write each variant's episodes.jsonl here")
     parser.add_argument(
-        "--temperatures", type=float, nargs="*", default=[1.0], help="T values (1: as learned)"
+        "--temperatures", type=positive_float, nargs="*", default=[1.0], help="T values (1: as learned)"
     )
     parser.add_argument(
         "--rules-only", action="store_true", help="move cold items by the rejection rules only, not e_v"
@@ -136,8 +147,17 @@ def main() -> None:
     cold = cold_items(env.catalog)
     valid = env.catalog.split("valid").items
     shares = args.shares or [float(cold[valid].mean())]
-    assert isinstance(policy, RulePolicy), "--policy must name a rule"
-    assert isinstance(policy.ranker, PersonaRanker), "--ranker must be a crs pretrain artifact folder"
+    if not 0.0 < shares[0] < 1.0:
+        raise CRSError(
+            f"the cold share of {args.dataset}'s valid interactions is {shares[0]:g}: no prior to mix; "
+            "give --shares values between 0 and 1"
+        )
+    if not isinstance(policy, RulePolicy):
+        raise CRSError(f"--policy {args.policy!r} is not a rule policy; name one, e.g. ask-7")
+    if not isinstance(policy.ranker, PersonaRanker):
+        raise CRSError(
+            f"--ranker {args.ranker!r} is not a persona ranker; give a `crs pretrain` artifact folder"
+        )
     base = policy.ranker.with_questions(args.questions)
     print(
         f"{args.dataset}: {int(cold.sum())} of {cold.size} items cold; cold share of valid interactions "
@@ -175,4 +195,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

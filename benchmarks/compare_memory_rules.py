@@ -22,6 +22,7 @@ import json
 import time
 
 import numpy as np
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.sessions import evaluate_returning
 from envs.metrics import bootstrap_ci, per_episode_metrics
@@ -30,6 +31,7 @@ from envs.sessions import SessionRecord
 from policies.memory import DEFAULT_RULE, MemoryMode, UpdateRule
 from policies.rankers import RankerSpec
 from simulators.datasets import DatasetSpec
+from simulators.errors import CRSError
 from simulators.returning import Regime
 
 OFFSETS = (0, 1, 2)
@@ -50,26 +52,59 @@ def per_user(records: list[SessionRecord], regime: Regime) -> tuple[np.ndarray, 
     return np.array([np.mean(scored[n]) for n in sorted(scored)]), offsets
 
 
+def update_rules(text: str) -> dict[str, UpdateRule]:
+    """An argparse type: a JSON object of one or more rules, name -> `UpdateRule` fields over `DEFAULT_RULE`.
+
+    Raises:
+        PersonaMemoryError: A field's value is out of range (from `UpdateRule`).
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(data, dict) or not data or not all(isinstance(v, dict) for v in data.values()):
+        raise argparse.ArgumentTypeError(
+            f"expected a non-empty JSON object, rule name -> fields, e.g. '{{\"home\": {{}}}}'; got {text!r}"
+        )
+    if {"frozen", "oracle"} & set(data):
+        raise argparse.ArgumentTypeError("'frozen' and 'oracle' are always played: name the rules otherwise")
+    fields = {field.name for field in dataclasses.fields(UpdateRule)}
+    unknown = sorted({key for rule in data.values() for key in rule} - fields)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown UpdateRule fields {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+        )
+    return {name: dataclasses.replace(DEFAULT_RULE, **rule) for name, rule in data.items()}
+
+
+def seed_list(text: str) -> list[int]:
+    """An argparse type: comma-separated integer seeds, e.g. ``100,101,102``."""
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ranker", required=True, help="persona world ranker artifact (crs pretrain --out)")
-    parser.add_argument("--rules", required=True, help="JSON: name -> UpdateRule fields")
-    parser.add_argument("--users", type=int, default=1000, help="returning users per seed and regime")
-    parser.add_argument("--seeds", default="100,101,102", help="comma-separated run seeds")
+    parser.add_argument("--rules", type=update_rules, required=True, help="JSON: name -> UpdateRule fields")
+    parser.add_argument(
+        "--users", type=positive_int, default=1000, help="returning users per seed and regime"
+    )
+    parser.add_argument("--seeds", type=seed_list, default="100,101,102", help="comma-separated run seeds")
     parser.add_argument("--split", default="valid", help="target split (choose on valid)")
     parser.add_argument("--policy", default="ask-4", help="rule policy playing every session")
-    parser.add_argument("--sessions", type=int, default=8, help="sessions per returning user")
+    parser.add_argument("--sessions", type=positive_int, default=8, help="sessions per returning user")
     args = parser.parse_args()
-    rules: dict[str, UpdateRule] = {
-        name: dataclasses.replace(DEFAULT_RULE, **fields) for name, fields in json.loads(args.rules).items()
-    }
-    seeds = [int(seed) for seed in args.seeds.split(",")]
+    rules: dict[str, UpdateRule] = args.rules
+    seeds: list[int] = args.seeds
     catalog = DatasetSpec("persona_world", None, 0).load()
     ranker = RankerSpec.parse(args.ranker).build(catalog)
     if not isinstance(ranker, ExplainablePersonaRanker):
-        raise SystemExit(f"--ranker {args.ranker} is not a persona ranker; pass a `crs pretrain` artifact")
+        raise CRSError(f"--ranker {args.ranker} is not a persona ranker; pass a `crs pretrain` artifact")
     arms: list[tuple[str, MemoryMode, UpdateRule]] = [
         ("frozen", "frozen", DEFAULT_RULE),
         ("oracle", "oracle", DEFAULT_RULE),
@@ -114,4 +149,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -24,16 +24,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
+from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.settings import make_settings
 from crs.app.training import _prepare
+from crs.common import read_settings_file
 from envs.rollout import evaluation_indices
 from policies.rl import RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import mean_metrics
 from policies.rl.config import ImitationConfig
 from policies.rl.imitation import Demonstrations, clone, collect_demonstrations, deterministic_choices
 from policies.rules import make_rule_policy
+from simulators.errors import CRSError
 
 
 def part(demos: Demonstrations, turns: slice) -> Demonstrations:
@@ -56,16 +58,19 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="a crs train config with an imitation block")
     parser.add_argument("--data-dir", default=None, help="real data folder (as crs train --data-dir)")
     parser.add_argument(
-        "--steps", type=int, default=4096, help="demonstration turns (80%% fitted, 20%% held out)"
+        "--steps", type=positive_int, default=4096, help="demonstration turns (80%% fitted, 20%% held out)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="passes (default: the config's)")
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[2e-4, 3e-3])
+    parser.add_argument("--epochs", type=positive_int, default=None, help="passes (default: the config's)")
+    parser.add_argument("--learning-rates", type=positive_float, nargs="+", default=[2e-4, 3e-3])
     parser.add_argument(
-        "--valid", type=int, default=0, help="also play the copy on this many validation conversations"
+        "--valid",
+        type=positive_int,
+        default=None,
+        help="also play the copy on this many validation conversations",
     )
     args = parser.parse_args()
 
-    data = yaml.safe_load(Path(args.config).read_text())
+    data = read_settings_file(Path(args.config), "config file")
     if args.data_dir:
         data["data_dir"] = args.data_dir
     settings = make_settings(data)
@@ -83,6 +88,8 @@ def main() -> None:
     )
     n = len(demos.actions)
     cut = int(0.8 * n)
+    if not 0 < cut < n:
+        raise CRSError(f"{n} demonstration turns cannot be split 80% fitted / 20% held out; raise --steps")
     fitted, held = part(demos, slice(0, cut)), part(demos, slice(cut, n))
     print(
         f"{rule} over {settings.ranker}: {n:,} turns of {demos.conversations:,} conversations in "
@@ -90,8 +97,8 @@ def main() -> None:
         f"{demos.successes / demos.conversations:.1%}; "
         f"{demos.matched.mean():.1%} of its actions fit the slots)\n"
     )
-    indices = evaluation_indices(prepared.train_env().goals.n_goals, args.valid, settings.seed + 1)
-    if args.valid:
+    if args.valid is not None:
+        indices = evaluation_indices(prepared.train_env().goals.n_goals, args.valid, settings.seed + 1)
         rule_metrics = mean_metrics(
             evaluate_policy(
                 prepared.train_env, make_rule_policy(rule, prepared.ranker), indices, settings.seed + 1
@@ -121,7 +128,7 @@ def main() -> None:
                 asks = part_demos.actions[:, 0] != recommend
                 agreement["asks"], agreement["slates"] = agree[asks].mean(), agree[~asks].mean()
         played = ""
-        if args.valid:
+        if args.valid is not None:
             policy = RLPolicy(model.policy, prepared.ranker, config.wrapper)
             metrics = mean_metrics(evaluate_policy(prepared.train_env, policy, indices, settings.seed + 1))
             played = f"{metrics['SR@15']:.3f} ({metrics['AT']:.2f})"
@@ -129,11 +136,11 @@ def main() -> None:
             f"| {rate:g} | {agreement['fitted']:.3f} | {agreement['held']:.3f} | {agreement['asks']:.3f} "
             f"| {agreement['slates']:.3f} | {played} |"
         )
-    if args.valid:
+    if args.valid is not None:
         rule_played = f"SR@15 {rule_metrics['SR@15']:.3f} (AT {rule_metrics['AT']:.2f})"
         print(f"\nthe rule on the same {len(indices):,} validation conversations: {rule_played}")
     run_dir.cleanup()
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.evaluation import EvalSpec, build_evaluation
 from crs.app.run_folder import EvalSummary, read_episodes
@@ -28,7 +29,9 @@ from envs.actions import ActionKind
 from envs.registry import make_env
 from envs.rollout import episode_seed
 from envs.setting import check_setting
-from simulators.datasets import load_catalog
+from simulators.catalog import Catalog
+from simulators.datasets import DatasetSpec
+from simulators.errors import CRSError
 
 BINS = ((1, 3), (4, 6), (7, 10), (11, None))  # the target's aspect count, inclusive; None: no upper end
 
@@ -38,33 +41,62 @@ def successes(folder: Path) -> dict[int, tuple[int, bool]]:
     return {r.goal_index: (r.targets[0], r.success) for r in read_episodes(folder)}
 
 
+def folders_catalog(folders: list[Path], dataset: str | None, data_dir: str | None) -> Catalog:
+    """The catalogue every evaluation folder of `folders` was run on (their summary.json's dataset and
+    world seed), checked to be one and the same, and to be `dataset` when one is given.
+
+    Raises:
+        CRSError: A folder is given twice, the folders' catalogues differ or are not `dataset`, or a
+            summary.json is missing or damaged.
+    """
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        if folder.resolve() in seen:
+            raise CRSError(f"{folder} is given twice (as {seen[folder.resolve()]}): give each folder once")
+        seen[folder.resolve()] = folder
+    summaries = {folder: EvalSummary.read(folder) for folder in folders}
+    catalogs = {(s.dataset, s.world_seed or 0) for s in summaries.values()}
+    if len(catalogs) > 1:
+        each = ", ".join(
+            f"{f} {s.dataset}" + ("" if s.world_seed is None else f" (world seed {s.world_seed})")
+            for f, s in summaries.items()
+        )
+        raise CRSError(f"the folders were evaluated on different catalogues: {each}; compare one at a time")
+    ((name, world_seed),) = catalogs
+    if dataset is not None and dataset != name:
+        raise CRSError(
+            f"-d {dataset} but the folders were evaluated on {name}: pass -d {name}, or leave it out"
+        )
+    return DatasetSpec(name, data_dir, world_seed).load()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("folders", nargs="+", type=Path, help="`crs eval -o` folders, same conversations")
-    parser.add_argument("--data-dir", default="../shared/data", help="folder of the real datasets")
-    parser.add_argument("-d", "--dataset", default="lastfm_star", help="dataset of the folders")
-    parser.add_argument("--slate", type=int, default=10, help="items per slate")
+    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
+    parser.add_argument(
+        "-d", "--dataset", default=None, help="dataset of the folders (default: their summary.json's)"
+    )
+    parser.add_argument("--slate", type=positive_int, default=10, help="items per slate")
     parser.add_argument(
         "--final-ranks",
         action="store_true",
         help="replay the first folder's failures: target ranks at the last slate",
     )
     args = parser.parse_args()
-    catalog = load_catalog(args.dataset, args.data_dir)
+    catalog = folders_catalog(args.folders, args.dataset, args.data_dir)
     holds = sp.csr_matrix(catalog.item_aspects, dtype=np.float64, copy=True)
     holds.data[:] = 1.0
     n_aspects = np.diff(holds.indptr)
-    runs = {folder.name: successes(folder) for folder in args.folders}
+    runs = {str(folder): successes(folder) for folder in args.folders}
     first = next(iter(runs.values()))
     if any(set(run) != set(first) for run in runs.values()):
-        raise SystemExit(
-            "the folders hold different conversations: evaluate them with the same -n and --seed"
-        )
+        raise CRSError("the folders hold different conversations: evaluate them with the same -n and --seed")
     goals = sorted(first)
     counts = np.array([n_aspects[first[g][0]] for g in goals])
-    print(f"{args.dataset}: {len(goals)} conversations; target aspects median {np.median(counts):g}")
+    print(f"{catalog.name}: {len(goals)} conversations; target aspects median {np.median(counts):g}")
     print("| target's aspects | conversations | " + " | ".join(runs) + " |")
     print("|---|---:|" + "---:|" * len(runs))
     for low, high in BINS:
@@ -112,7 +144,7 @@ def main() -> None:
         print(f"  median {np.median(ranks):g}; all: {sorted(ranks)}")
 
 
-def final_slate_ranks(summary: EvalSummary, data_dir: str, goals: list[int]) -> list[int]:
+def final_slate_ranks(summary: EvalSummary, data_dir: str | None, goals: list[int]) -> list[int]:
     """The target's rank (1 = best) among the candidates by the policy's ranker when each conversation of
     `goals` showed its last slate, replayed with the evaluation's own rule policy and seeds."""
     spec = EvalSpec.of(
@@ -129,7 +161,7 @@ def final_slate_ranks(summary: EvalSummary, data_dir: str, goals: list[int]) -> 
     env, policy, _, _ = build_evaluation(spec)
     ranker = getattr(policy, "ranker", None)
     if ranker is None:
-        raise SystemExit(f"{summary.policy_spec} is not a rule policy over a ranker: nothing to replay")
+        raise CRSError(f"{summary.policy_spec} is not a rule policy over a ranker: nothing to replay")
     ranks = []
     for goal in goals:
         seed = episode_seed(summary.seed, goal)
@@ -174,4 +206,4 @@ def counting_questions(
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

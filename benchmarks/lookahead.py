@@ -19,6 +19,7 @@ import argparse
 import time
 
 import numpy as np
+from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import bootstrap_ci, per_episode_metrics
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
     parser.add_argument(
         "--split",
@@ -43,15 +44,29 @@ def main() -> None:
         default="test",
         help="split of the conversations (without --holdout)",
     )
-    parser.add_argument("--reference", type=int, default=10, help="the ask-N the others are paired with")
     parser.add_argument(
-        "--depths", type=int, nargs="+", default=[2], help="D values: the search depth of lookahead-DxQtT"
+        "--reference", type=positive_int, default=10, help="the ask-N the others are paired with"
     )
     parser.add_argument(
-        "--questions", type=int, nargs="+", default=[1], help="Q values: lookahead-DxQ weighs Q questions"
+        "--depths",
+        type=positive_int,
+        nargs="+",
+        default=[2],
+        help="D values: the search depth of lookahead-DxQtT",
     )
     parser.add_argument(
-        "--temperatures", type=float, nargs="+", default=[1.0], help="the belief's T values (lookahead-DxQtT)"
+        "--questions",
+        type=positive_int,
+        nargs="+",
+        default=[1],
+        help="Q values: lookahead-DxQ weighs Q questions",
+    )
+    parser.add_argument(
+        "--temperatures",
+        type=positive_float,
+        nargs="+",
+        default=[1.0],
+        help="the belief's T values (lookahead-DxQtT)",
     )
     parser.add_argument(
         "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
@@ -104,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

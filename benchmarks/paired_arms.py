@@ -20,10 +20,12 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _cli import run_script  # this folder is on sys.path as a script
 
 from crs.app.run_folder import read_episodes
 from crs.report.analysis import seeds_interval
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics
+from simulators.errors import CRSError
 
 METRICS = ("SR@15", "AT", "hDCG")
 
@@ -56,7 +58,7 @@ def main() -> None:
     goals = loaded[folders[0]][0]
     for folder, (other, _, _) in loaded.items():
         if not np.array_equal(other, goals):
-            raise SystemExit(f"{folder} holds other conversations than {folders[0]}: evaluate both alike")
+            raise CRSError(f"{folder} holds other conversations than {folders[0]}: evaluate both alike")
     metrics = {folder: m for folder, (_, m, _) in loaded.items()}
 
     print("| folder | SR@5 | SR@10 | SR@15 | AT | hDCG | conversations with a probe |")
@@ -88,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

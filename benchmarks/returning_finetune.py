@@ -34,6 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -48,6 +49,7 @@ from policies.rl.model_file import load_model
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, PolicyMeta, atomic_save
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
+from simulators.errors import CRSError
 from simulators.returning import ReturningSequence, returning_sequences
 
 SESSIONS = 8
@@ -117,10 +119,17 @@ class Conversations(gym.Wrapper[Any, Any, Any, Any]):
 
 
 def train(run: Path, mode: str, out: Path, steps: int, sequences: int) -> None:
+    """Fine-tune `run`'s best model `steps` PPO steps in `mode` and write the copy `out` (module docstring).
+
+    Raises:
+        CRSError: `out` exists, or `run` is not a persona-world run.
+    """
+    if out.exists():
+        raise CRSError(f"{out} exists: choose another --out")
     torch.set_num_threads(1)
     meta = PolicyMeta.read(run)
     if meta.catalog != "persona_world":
-        raise SystemExit(
+        raise CRSError(
             f"{run} was trained on {meta.catalog}: returning users with a truth are the persona world's"
         )
     catalog = DatasetSpec("persona_world", None, meta.world_seed).load()
@@ -169,8 +178,6 @@ def train(run: Path, mode: str, out: Path, steps: int, sequences: int) -> None:
     print(f"{mode}: {steps:,} PPO steps in {time.perf_counter() - started:.0f} s")
     with torch.no_grad():
         rows.copy_(trained_rows)
-    if out.exists():
-        raise SystemExit(f"{out} exists: choose another --out")
     shutil.copytree(run, out, ignore=shutil.ignore_patterns("tb", "tested"))
     atomic_save(model, out / BEST_MODEL)
     atomic_save(model, out / FINAL_MODEL)
@@ -178,26 +185,62 @@ def train(run: Path, mode: str, out: Path, steps: int, sequences: int) -> None:
 
 
 def _per_user(folder: Path, after: bool) -> dict[int, float]:
-    """Each returning user's mean success, over the sessions before (or from) its change session."""
+    """Each returning user's mean success, over the sessions before (or from) its change session.
+
+    Raises:
+        CRSError: ``episodes.jsonl`` is missing or is not a `crs eval --sessions` evaluation's.
+    """
+    path = folder / "episodes.jsonl"
+    if not path.is_file():
+        raise CRSError(f"{path} not found: give `crs eval --sessions` output folders")
     sessions: dict[int, list[float]] = {}
-    for line in (folder / "episodes.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        change = record["change_session"]
-        if change is not None and (record["session"] >= change) == after:
-            sessions.setdefault(record["sequence"], []).append(float(record["success"]))
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            change, session, sequence = record["change_session"], record["session"], record["sequence"]
+            success = float(record["success"])
+        except (ValueError, KeyError, TypeError):
+            raise CRSError(
+                f"{path} line {number} is no returning user's session: give `crs eval --sessions` output"
+            ) from None
+        if change is not None and (session >= change) == after:
+            sessions.setdefault(sequence, []).append(success)
     return {user: float(np.mean(values)) for user, values in sessions.items()}
 
 
 def compare(a: str, b: str, seeds: list[int]) -> None:
+    """Print A - B per returning user (module docstring) over the folders `a` and `b` of each seed.
+
+    Raises:
+        CRSError: With several seeds, `a` or `b` lacks ``{seed}`` (each seed would pool the same
+            folder again), a seed is given twice, or B lacks a user of A.
+    """
+    if len(set(seeds)) < len(seeds):
+        raise CRSError(f"--seeds {' '.join(map(str, seeds))} names a seed twice: give each once")
+    for name, pattern in (("A", a), ("B", b)):
+        if len(seeds) > 1 and "{seed}" not in pattern:
+            raise CRSError(
+                f"{name} {pattern!r} has no {{seed}}: each of the {len(seeds)} seeds would read the same "
+                f"folder; write it as e.g. '{pattern}-s{{seed}}', or give one --seeds value"
+            )
     for after in (False, True):
         first, second = [], []
         for seed in seeds:
             users_a, users_b = (
-                _per_user(Path(a.format(seed=seed)), after),
-                _per_user(Path(b.format(seed=seed)), after),
+                _per_user(Path(a.replace("{seed}", str(seed))), after),
+                _per_user(Path(b.replace("{seed}", str(seed))), after),
             )
+            missing = sorted(set(users_a) - set(users_b))
+            if missing:
+                raise CRSError(
+                    f"seed {seed}: B lacks the returning users {missing[:5]} of A; evaluate both with the "
+                    "same -n, --seed and --sessions"
+                )
             first += list(users_a.values())
             second += [users_b[u] for u in users_a]
+        if not first:
+            side = "from the change on" if after else "before the change"
+            raise CRSError(f"no returning user of A has a session {side}: evaluate with --regime switch")
         diff = np.array(first) - np.array(second)
         means = diff[np.random.default_rng(0).integers(0, diff.size, (2000, diff.size))].mean(axis=1)
         low, high = np.percentile(means, [2.5, 97.5])
@@ -216,8 +259,10 @@ def main() -> None:
     fine.add_argument("--run", type=Path, required=True, help="a persona-world `crs train` run folder")
     fine.add_argument("--mode", choices=("returning", "plain"), required=True)
     fine.add_argument("--out", type=Path, required=True, help="the fine-tuned run folder to write (new)")
-    fine.add_argument("--steps", type=int, default=20480, help="PPO steps (default 20480)")
-    fine.add_argument("--sequences", type=int, default=2000, help="returning users per env (default 2000)")
+    fine.add_argument("--steps", type=positive_int, default=20480, help="PPO steps (default 20480)")
+    fine.add_argument(
+        "--sequences", type=positive_int, default=2000, help="returning users per env (default 2000)"
+    )
     paired = commands.add_parser("compare", help="A - B per returning user, before and from the change on")
     paired.add_argument("a", help="evaluation folder of A, with {seed} for the seed")
     paired.add_argument("b", help="evaluation folder of B, with {seed} for the seed")
@@ -230,4 +275,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

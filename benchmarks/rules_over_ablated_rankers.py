@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _cli import run_script  # this folder is on sys.path as a script
 
 from crs.report.analysis import METRICS, Row, build_tables
 from crs.report.inputs import load_inputs
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

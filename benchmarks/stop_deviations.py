@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _cli import non_negative_int, positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.env import ConversationEnv
@@ -33,6 +34,7 @@ from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.ranker import PreferenceRanker
 from envs.rollout import episode_seed, evaluate, run_episode
 from policies.rules import AskThenRecommendPolicy, AskUntilPolicy
+from simulators.errors import CRSError
 
 N_FEATURES = 12
 
@@ -164,11 +166,11 @@ def main() -> None:
     parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
-    parser.add_argument("--asks", type=int, default=12, help="N of the ask-N deviated from")
-    parser.add_argument("-n", "--episodes", type=int, default=1000, help="validation conversations")
+    parser.add_argument("--asks", type=positive_int, default=12, help="N of the ask-N deviated from")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=1000, help="validation conversations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations and of the MLP")
     parser.add_argument(
-        "--first-turn", type=int, default=6, help="the first turn at which a deviation is tried"
+        "--first-turn", type=positive_int, default=6, help="the first turn at which a deviation is tried"
     )
     parser.add_argument(
         "--taus",
@@ -177,7 +179,7 @@ def main() -> None:
         default=[0.0, 0.02, 0.05, 0.1],
         help="thresholds τ on the predicted gain, out of fold",
     )
-    parser.add_argument("--test", type=int, default=0, help="test conversations (0: none)")
+    parser.add_argument("--test", type=non_negative_int, default=0, help="test conversations (0: none)")
     parser.add_argument("--tau", type=float, default=0.02, help="the test policy's threshold")
     args = parser.parse_args()
 
@@ -197,6 +199,11 @@ def main() -> None:
     assert isinstance(rule, AskThenRecommendPolicy)
     ranker = rule.ranker
     rows = collect(env, ranker, args.asks, conversation_indices(valid, env), args.seed, args.first_turn)
+    if rows.size == 0:
+        raise CRSError(
+            f"no conversation reached turn {args.first_turn} (--first-turn) before ending; the turn limit is "
+            f"{env.max_turns}: lower --first-turn"
+        )
     conversation, x, gain = rows[:, 0], rows[:, 1:-1], rows[:, -1]
     print(
         f"{args.dataset} valid: {len(np.unique(conversation))} conversations, {len(rows)} one-step deviations"
@@ -245,4 +252,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,7 @@ import argparse
 from typing import Any
 
 import numpy as np
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.env import ConversationEnv
@@ -85,12 +86,14 @@ def main() -> None:
     parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
-    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
     parser.add_argument(
-        "--asks", type=int, nargs="+", default=[8, 9, 10, 11, 12, 13], help="N values of ask-N"
+        "--asks", type=positive_int, nargs="+", default=[8, 9, 10, 11, 12, 13], help="N values of ask-N"
     )
-    parser.add_argument("--reference", type=int, default=12, help="the ask-N the others are paired with")
+    parser.add_argument(
+        "--reference", type=positive_int, default=12, help="the ask-N the others are paired with"
+    )
     parser.add_argument(
         "--split", choices=("train", "valid", "test"), default="test", help="split of the conversations"
     )
@@ -134,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 
+from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
+
 from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.rollout import evaluate
 from policies.pretrain.ranker import PersonaRanker
 from policies.rules import RulePolicy
+from simulators.errors import CRSError
 
 
 def main() -> None:
@@ -33,13 +36,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--ranker", required=True, help="a persona ranker spec, e.g. DIR+split")
     parser.add_argument("--policy", default="ask-12", help="a rule policy")
-    parser.add_argument("-n", "--episodes", type=int, default=600, help="conversations")
+    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
     parser.add_argument(
         "--split", choices=("valid", "test"), default="test", help="split of the conversations"
     )
     parser.add_argument(
-        "--temperatures", type=float, nargs="+", default=[2.0, 4.0], help="T values played after T 1"
+        "--temperatures", type=positive_float, nargs="+", default=[2.0, 4.0], help="T values played after T 1"
     )
     args = parser.parse_args()
 
@@ -54,9 +57,11 @@ def main() -> None:
     )
     env, policy, _, _ = build_evaluation(spec)
     indices = conversation_indices(spec, env)
-    assert isinstance(policy, RulePolicy), "--policy must name a rule"
+    if not isinstance(policy, RulePolicy):
+        raise CRSError(f"--policy {args.policy!r} is not a rule policy; name one, e.g. ask-12")
     base = policy.ranker
-    assert isinstance(base, PersonaRanker), "--ranker must be a persona ranker"
+    if not isinstance(base, PersonaRanker):
+        raise CRSError(f"--ranker {args.ranker!r} is not a persona ranker; give a `crs pretrain` artifact")
     print(
         f"{args.dataset} {args.split}, {args.policy}, {args.ranker}: {len(indices)} conversations "
         f"(seed {args.seed})"
@@ -77,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

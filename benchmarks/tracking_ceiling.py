@@ -42,6 +42,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
+from _cli import positive_int, run_script  # this folder is on sys.path as a script
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from tune_memory_update import SESSIONS, replay  # this folder is on sys.path as a script
@@ -146,7 +147,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ranker", required=True, help="persona world ranker the policy plays with")
-    parser.add_argument("--users", type=int, default=1000, help="returning users (switch regime)")
+    parser.add_argument("--users", type=positive_int, default=1000, help="returning users (switch regime)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the returning users and their sessions")
     args = parser.parse_args()
     catalog = DatasetSpec("persona_world", None, 0).load()
@@ -258,4 +259,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import npz_path, positive_int, run_script  # this folder is on sys.path as a script
 
 from crs.app.sessions import match_personas
 from envs.sessions import run_sequences
@@ -153,12 +154,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--ranker", required=True, help="persona world ranker artifact (crs pretrain --out)")
-    parser.add_argument("--users", type=int, default=500, help="returning users per regime")
+    parser.add_argument("--users", type=positive_int, default=500, help="returning users per regime")
     parser.add_argument(
         "--seed", type=int, default=100, help="seed of the returning users and their sessions"
     )
-    parser.add_argument("--top", type=int, default=10, help="best rules to print")
-    parser.add_argument("--cache", type=Path, default=None, help="npz file keeping the played evidence")
+    parser.add_argument("--top", type=positive_int, default=10, help="best rules to print")
+    parser.add_argument(
+        "--cache", type=npz_path, default=None, help="a .npz file keeping the played evidence"
+    )
     args = parser.parse_args()
     key = f"{Path(args.ranker).resolve()}|{args.users}|{args.seed}"
     data: dict[str, dict[str, np.ndarray]] = {}
@@ -204,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

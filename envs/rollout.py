@@ -9,6 +9,7 @@ import numpy as np
 
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord
+from simulators.errors import CRSError
 
 
 class ConversationPolicy(Protocol):
@@ -64,7 +65,12 @@ def evaluation_indices(n_goals: int, episodes: int, seed: int) -> np.ndarray:
 
     The same (n_goals, episodes, seed) gives the same conversations for every policy, so their
     records can be compared pairwise.
+
+    Raises:
+        CRSError: `episodes` is below 1 (a slice by it would walk almost the whole split).
     """
+    if episodes < 1:
+        raise CRSError(f"episodes must be at least 1, got {episodes}; ask for 1 or more conversations")
     order = np.random.default_rng(seed).permutation(n_goals)
     return order[: min(episodes, n_goals)]
 
