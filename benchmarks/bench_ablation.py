@@ -64,17 +64,6 @@ def run_settings(args: argparse.Namespace, seed: int, variant: str, ranker: str)
     }
 
 
-def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`data` with nested mappings flattened to dotted keys (``user_kwargs.drift``)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_reusable(run_dir: Path, requested: dict[str, Any]) -> None:
     """Refuse to reuse a finished run whose config.yaml records other values of the settings this
     benchmark sets (`run_settings`; ``baselines`` aside: only the first run plays them).
@@ -83,14 +72,14 @@ def check_reusable(run_dir: Path, requested: dict[str, Any]) -> None:
         CRSError: The settings differ (each differing key named, with the fix), or config.yaml is
             missing or damaged.
     """
-    from crs.app.run_folder import RunRecord
+    from crs.app.run_folder import RunRecord, flat_settings
     from crs.app.settings import make_settings
 
-    recorded = flat(RunRecord.read(run_dir).settings.model_dump())
-    resolved = flat(make_settings(requested).model_dump())
+    recorded = flat_settings(RunRecord.read(run_dir).settings.model_dump())
+    resolved = flat_settings(make_settings(requested).model_dump())
     differing = [
         f"{key} {recorded.get(key)!r} (asked {resolved.get(key)!r})"
-        for key in flat(requested)
+        for key in flat_settings(requested)
         if key != "baselines" and recorded.get(key) != resolved.get(key)
     ]
     if differing:

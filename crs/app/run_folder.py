@@ -129,20 +129,21 @@ EXECUTION_ONLY = frozenset({"steps", "ppo.subprocess"})
 envs give the same observations): a resume that changes them is no change of settings."""
 
 
+def flat_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`data` with nested mappings flattened to dotted keys (``user_kwargs.drift``)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def changed_settings(before: TrainSettings, after: TrainSettings) -> dict[str, list[Any]]:
     """The settings (dotted names) `after` gives another value than `before`, `EXECUTION_ONLY` aside,
     as name -> [before, after]."""
-
-    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    old, new = flat(before.model_dump()), flat(after.model_dump())
+    old, new = flat_settings(before.model_dump()), flat_settings(after.model_dump())
     return {
         key: [old.get(key), new.get(key)]
         for key in sorted(set(old) | set(new))
