@@ -373,7 +373,7 @@ class RankerSpec:
         tensor files alone; `check_pinned` still accepts that form."""
         return self._identity() + self._suffix
 
-    def check_pinned(self, identity: str | None, run: str | Path) -> None:
+    def check_pinned(self, identity: str | None, run: str | Path) -> str | None:
         """Refuse this ranker, the one the trained run `run` recorded (its policy.json entry, resolved in
         the run), unless its file or folder is still there and holds, by content, the ranker the run was
         trained with: its `identity` then is the one the run recorded.
@@ -385,11 +385,14 @@ class RankerSpec:
                 alone) is checked in that form, with a warning: config.json is then not checked.
             run: The run folder (for messages).
 
+        Returns:
+            The ranker's `identity` now, where the check computed it (else None).
+
         Raises:
             RankerChangedError: The file or folder is gone, or holds another ranker (both identities named).
         """
         if self.path is None:  # "popularity", "uniform": built from the catalogue alone
-            return
+            return None
         if not self.path.exists():
             raise RankerChangedError(
                 f"run {run} was trained with ranker {self.name}, and {self.where} no longer exists: "
@@ -402,10 +405,10 @@ class RankerSpec:
                 run,
                 self.name,
             )
-            return
+            return None
         now = self.identity()
         if now == identity:
-            return
+            return now
         if self.kind == "artifact" and identity == self._identity(with_config=False) + self._suffix:
             log.warning(
                 "run %s records the identity of its ranker %s in the form from before %s was covered: its "
@@ -414,7 +417,7 @@ class RankerSpec:
                 self.name,
                 CONFIG_FILE,
             )
-            return
+            return now
         what = "artifact" if self.kind == "artifact" else "file"
         raise RankerChangedError(
             f"run {run} was trained with ranker {self.name} (identity {identity}); {self.where} now "

@@ -154,8 +154,9 @@ def _resolve_ranker(
     if resumed and (run_dir / POLICY_META).is_file():
         meta = PolicyMeta.read(run_dir)
         pinned = RankerSpec.from_entry(meta.ranker, f"run {run_dir} ({POLICY_META})").resolve(run_dir)
-        pinned.check_pinned(meta.ranker_identity, run_dir)
-        return pinned.build(catalog, settings.data_dir), meta.ranker, pinned.identity()
+        now = pinned.check_pinned(meta.ranker_identity, run_dir)  # the identity, where the check hashed it
+        identity = now if now is not None else pinned.identity()
+        return pinned.build(catalog, settings.data_dir), meta.ranker, identity
     if settings.ranker is not None:
         spec = RankerSpec.parse(settings.ranker)
         if resumed and spec.path is not None and not spec.path.exists():

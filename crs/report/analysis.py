@@ -285,16 +285,17 @@ def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSum
     return seeds_interval(metric, values, clip=False)
 
 
-def row_metrics(runs: Sequence[EvalRun]) -> tuple[dict[str, MetricSummary], str]:
+def row_metrics(
+    runs: Sequence[EvalRun], units: Mapping[tuple[str, int], int]
+) -> tuple[dict[str, MetricSummary], str]:
     """Mean and 95% CI per metric of one configuration, and how the CI was formed.
 
-    One run: `bootstrap_ci` over its conversations (whole users in a `crs eval --sessions` run) with the
-    run's seed (what `crs eval` wrote).
+    One run: `bootstrap_ci` over its conversations (whole users in a `crs eval --sessions` run, by
+    `units`: `conversation_units` of the runs) with the run's seed (what `crs eval` wrote).
     Several: the mean of the runs' means, Student-t interval with n−1 degrees of freedom.
     """
     per_run = [per_episode_metrics(run.records, run.max_turns) for run in runs]
     if len(runs) == 1:
-        units = conversation_units(runs)
         clusters = [units[(runs[0].fingerprint, r.goal_index)] for r in runs[0].records] if units else None
         return {
             m: bootstrap_ci(per_run[0][m], seed=runs[0].seed, clusters=clusters) for m in METRICS
@@ -548,9 +549,9 @@ def _table(
     labels = _row_labels(groups)
     rows = []
     for group, label in zip(groups, labels, strict=True):
-        metrics, ci = row_metrics(group)
-        ablation = group[0].train.ablation if group[0].train is not None else None
         values, units = conversation_values(group), conversation_units(group)
+        metrics, ci = row_metrics(group, units)
+        ablation = group[0].train.ablation if group[0].train is not None else None
         rows.append(Row(label, tuple(group), metrics, ci, ablation, values=values, units=units))
     ablations = [r.ablation for r in rows if r.ablation is not None]
     if len(set(ablations)) != len(ablations):  # two configs per ablation: do not guess which is "the" one
