@@ -909,15 +909,16 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         if imitation is not None
         else ""
     )
-    report = f"crs report {shlex.quote(str(run_dir))}"
-    config = shlex.quote(str(run_dir / RUN_CONFIG))
+    here = run_dir.resolve()  # the card's commands work from any folder
+    report = f"crs report {shlex.quote(str(here))}"
+    config = shlex.quote(str(here / RUN_CONFIG))
     replay = f"crs train --config {config} --name {shlex.quote(summary.name + '-again')}"
     blocker = eval_blocker(settings)
     evaluate = (
         f"`crs eval` cannot evaluate it again: {blocker}."
         if blocker is not None
         else "Evaluate it again on the same conversations:\n"
-        f"`{eval_command(run_dir, settings, summary.test_episodes)}`."
+        f"`{eval_command(here, settings, summary.test_episodes)}`."
     )
     again = (
         "Train a run with its last session's settings"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -193,6 +194,12 @@ class TrainSettings(BaseModel):
     def _plain_blocks(cls, data: Any, info: ValidationInfo) -> Any:
         kinds = {"ppo": PPOConfig, "wrapper": WrapperConfig, "imitation": ImitationConfig}
         return plain_block(str(info.field_name), kinds[str(info.field_name)], data)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, data_dir: str | None) -> str | None:
+        # absolute, so that the run's config.yaml replays from any folder
+        return str(Path(data_dir).expanduser().resolve()) if data_dir else data_dir
 
     @field_validator("rewards")
     @classmethod

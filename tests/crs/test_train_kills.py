@@ -205,6 +205,11 @@ def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
     result = runner.invoke(app, [*shlex.split(command)[1:], "-o", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert read_episodes(tmp_path / "again") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
+    # the run's config.yaml records the data folder absolute, and the card's replay names it absolute,
+    # so both replay from here
+    assert RunRecord.read(tmp_path / "l").settings.data_dir == str(real_data_dir.resolve())
+    card = flat((tmp_path / "l" / "MODEL_CARD.md").read_text())
+    assert f"crs train --config {tmp_path / 'l' / 'config.yaml'} --name" in card
 
 
 def test_a_world_of_custom_sizes_is_said_to_be_beyond_crs_eval_instead_of_a_failing_command(tmp_path) -> None:
