@@ -52,6 +52,22 @@ def per_user(records: list[SessionRecord], regime: Regime) -> tuple[np.ndarray, 
     return np.array([np.mean(scored[n]) for n in sorted(scored)]), offsets
 
 
+def gap_shares(offsets: dict[str, dict[int, list[float]]], name: str) -> list[str]:
+    """The share of the frozen-to-oracle SR@15 gap rule `name` closes at each of `OFFSETS` sessions
+    after the change ("n/a" where there is no gap, or no session that far after a change)."""
+    shares = []
+    for offset in OFFSETS:
+        if not all(offsets[played].get(offset) for played in ("frozen", "oracle", name)):
+            shares.append("n/a (no session there)")  # every change came too late for this offset
+            continue
+        frozen = np.mean(offsets["frozen"][offset])
+        gap = np.mean(offsets["oracle"][offset]) - frozen
+        shares.append(
+            "n/a (no gap)" if gap == 0 else f"{(np.mean(offsets[name][offset]) - frozen) / gap:.0%}"
+        )
+    return shares
+
+
 def update_rules(text: str) -> dict[str, UpdateRule]:
     """An argparse type: a JSON object of one or more rules, name -> `UpdateRule` fields over `DEFAULT_RULE`.
 
@@ -136,14 +152,7 @@ def main() -> None:
                 f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]"
             )
             if regime == "switch":
-                shares = []
-                for offset in OFFSETS:
-                    frozen = np.mean(offsets["frozen"][offset])
-                    gap = np.mean(offsets["oracle"][offset]) - frozen
-                    if gap == 0:
-                        shares.append("n/a (no gap)")
-                    else:
-                        shares.append(f"{(np.mean(offsets[name][offset]) - frozen) / gap:.0%}")
+                shares = gap_shares(offsets, name)
                 line += f"; gap closed at +{'/+'.join(map(str, OFFSETS))}: {' / '.join(shares)}"
             print(line, flush=True)
 

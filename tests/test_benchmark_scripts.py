@@ -144,3 +144,15 @@ def test_failure_anatomy_refuses_folders_of_another_dataset(script, monkeypatch,
 def test_returning_finetune_compare_refuses_one_folder_for_several_seeds(script):
     with pytest.raises(CRSError, match=r"'out/a' has no \{seed\}"):
         script("returning_finetune").compare("out/a", "out/b-s{seed}", [0, 1])
+
+
+def test_compare_memory_rules_says_n_a_for_an_offset_no_change_reached(script) -> None:
+    rules = script("compare_memory_rules")
+    offsets = {  # every change came at the last session: only offset 0 was played
+        "frozen": {0: [0.0, 1.0], 1: [], 2: []},
+        "oracle": {0: [1.0, 1.0], 1: [], 2: []},
+        "home": {0: [1.0, 0.0], 1: [], 2: []},
+    }
+    assert rules.gap_shares(offsets, "home") == ["0%", "n/a (no session there)", "n/a (no session there)"]
+    offsets["oracle"][0] = [0.0, 1.0]  # the oracle no better than frozen
+    assert rules.gap_shares(offsets, "home")[0] == "n/a (no gap)"
