@@ -93,6 +93,9 @@ def _test_set_json(test_set: TestSet, fingerprints: tuple[str, ...]) -> dict[str
         "user": test_set.user,
         "setting": test_set.setting,
         "max_turns": test_set.max_turns,
+        "sessions": test_set.sessions,
+        "regime": test_set.regime,
+        "pair_unit": test_set.pair_unit,
         "conversations": list(fingerprints),
     }
 

@@ -258,6 +258,8 @@ def test_report_files_show_the_returning_users_section(folders: dict[str, Path],
     assert "Returning users" in html and 'data-plot="sessions"' in html
     metrics = json.loads((out / "metrics.json").read_text())
     (block,) = metrics["sessions"]
+    test_set = metrics["tables"][0]["test_set"]  # the main table says its rows are returning users
+    assert (test_set["sessions"], test_set["regime"], test_set["pair_unit"]) == (4, "switch", "users")
     assert [s["memory"] for s in block["series"]] == ["frozen", "update", "oracle"]
     assert block["series"][1]["recovery"] == 1 and block["gap_closed"]["1"] == pytest.approx(1.0)
     tex = (out / "tables.tex").read_text()  # the same table as LaTeX, its sentences as the caption
