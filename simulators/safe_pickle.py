@@ -251,8 +251,12 @@ _STAND_INS = {key: value if value is _ARRAY_TYPE else _StandIn(value) for key, v
 class _Reader(pickle.Unpickler):
     """`pickle.Unpickler` whose globals are checked stand-ins for the few callables data pickles use."""
 
+    builds_arrays = False  # set once the pickle names a global that builds arrays (`_plain` is then due)
+
     def find_class(self, module: str, name: str) -> Any:
         value = _STAND_INS.get((module, name))
+        if name in ("_reconstruct", "_frombuffer"):
+            self.builds_arrays = True
         if value is None:
             raise _RefusedError(
                 f"global {module}.{name}",
@@ -365,8 +369,9 @@ def read_pickle(path: Path | str, what: str) -> object:
         raise DatasetError(path, "", "a readable file", str(error)) from None
     try:
         _scan(data)
-        loaded = _Reader(io.BytesIO(data)).load()
-        return _plain(loaded, {}) if b"_reconstruct" in data or b"_frombuffer" in data else loaded
+        reader = _Reader(io.BytesIO(data))
+        loaded = reader.load()
+        return _plain(loaded, {}) if reader.builds_arrays else loaded
     except _RefusedError as refusal:
         found = f"{refusal.found}: refused, nothing was loaded"
         raise UnsafePickleError(path, refusal.field, refusal.expected, found) from None

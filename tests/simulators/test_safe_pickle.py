@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,17 @@ def test_a_pickle_cannot_change_the_readers_own_callables(tmp_path: Path) -> Non
     with pytest.raises(DatasetError):
         read_pickle(_raw(tmp_path, stream), "a test file")
     assert read_pickle(_write(tmp_path, {"b": b"\x00\xff"}, protocol=2), "a test file") == {"b": b"\x00\xff"}
+
+
+def test_an_array_whose_global_name_is_escaped_in_the_file_still_reads_back_plain(tmp_path: Path) -> None:
+    # protocol 0's UNICODE opcode decodes escapes: the name _reconstruct need not appear in the bytes
+    raw = pickle.dumps(np.arange(3), protocol=2)
+    named = re.search(rb"c(numpy\.[_a-z.]*multiarray)\n_reconstruct\n", raw)
+    assert named is not None
+    hidden = raw.replace(named.group(0), b"V" + named.group(1) + b"\nV\\u005freconstruct\n\x93")
+    assert b"_reconstruct" not in hidden
+    path = tmp_path / "data.pkl"
+    path.write_bytes(hidden)
+    loaded = read_pickle(path, "a test file")
+    assert type(loaded) is np.ndarray
+    np.testing.assert_array_equal(loaded, np.arange(3))
