@@ -727,8 +727,8 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
             )
             seconds = time.perf_counter() - t0
             throughput[label] = len(records) / seconds
-            rows[label] = summarize(records, seed=settings.seed)
-            per_episode[label] = per_episode_metrics(records)
+            rows[label] = summarize(records, test_env.max_turns, seed=settings.seed)
+            per_episode[label] = per_episode_metrics(records, test_env.max_turns)
             is_trained = policy is trained
             tested.append(
                 (
