@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import argparse
 
-from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    add_conversation_options,
+    positive_float,
+    run_script,
+)
 
 from crs.app.evaluation import EvalSpec
 from envs.belief_fit import FIT_TEMPERATURES, fit_temperature
@@ -26,22 +31,14 @@ from policies.rankers import build_ranker
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
-    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
-    parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=positive_int, default=1000, help="conversations to open")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
-    parser.add_argument(
-        "--split",
-        choices=("train", "valid", "test"),
-        default="valid",
-        help="split of the conversations (without --holdout)",
-    )
-    parser.add_argument(
-        "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_conversation_options(
+        parser,
+        ranker_help="a ranker spec, e.g. uniform+profile+pop+split",
+        episodes=1000,
+        episodes_help="conversations to open",
+        split="valid",
+        holdout=True,
     )
     parser.add_argument(
         "--temperatures",

@@ -26,14 +26,15 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from _cli import (
+from _cli import (  # this folder is on sys.path as a script
+    evaluation_from_args,
+    non_negative_int,
     open_fraction,
     positive_float,
     positive_int,
     run_script,
-)  # this folder is on sys.path as a script
+)
 
-from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import MetricSummary, bootstrap_ci, per_episode_metrics
 from envs.ranker import DialogueFacts
 from envs.rollout import evaluate
@@ -113,7 +114,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
     parser.add_argument("--policy", default="ask-7", help="a rule policy")
     parser.add_argument("-n", "--episodes", type=positive_int, default=5000, help="conversations")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the conversations")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="seed of the conversations")
     parser.add_argument(
         "--shares",
         type=open_fraction,
@@ -134,16 +135,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    spec = EvalSpec.of(
-        policy=args.policy,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        ranker=args.ranker,
-        episodes=args.episodes,
-        seed=args.seed,
-    )
-    env, policy, _, _ = build_evaluation(spec)
-    indices = conversation_indices(spec, env)
+    _, env, policy, indices = evaluation_from_args(args, args.policy, split="test")
     cold = cold_items(env.catalog)
     valid = env.catalog.split("valid").items
     shares = args.shares or [float(cold[valid].mean())]

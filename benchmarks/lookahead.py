@@ -19,9 +19,15 @@ import argparse
 import time
 
 import numpy as np
-from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    add_conversation_options,
+    evaluation_from_args,
+    positive_float,
+    positive_int,
+    run_script,
+)
 
-from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.registry import make_env
 from envs.rollout import evaluate, evaluation_indices
@@ -30,19 +36,9 @@ from policies.rules import AskThenRecommendPolicy, LookaheadPolicy, RulePolicy
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
-    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
-    parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. uniform+profile+pop+split")
-    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
-    parser.add_argument(
-        "--split",
-        choices=("train", "valid", "test"),
-        default="test",
-        help="split of the conversations (without --holdout)",
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_conversation_options(
+        parser, ranker_help="a ranker spec, e.g. uniform+profile+pop+split", holdout=True
     )
     parser.add_argument(
         "--reference", type=positive_int, default=10, help="the ask-N the others are paired with"
@@ -68,22 +64,9 @@ def main() -> None:
         default=[1.0],
         help="the belief's T values (lookahead-DxQtT)",
     )
-    parser.add_argument(
-        "--holdout", action="store_true", help="valid's interactions the tag profiles left out (Yelp*)"
-    )
     args = parser.parse_args()
 
-    spec = EvalSpec.of(
-        policy=f"ask-{args.reference}",
-        dataset=args.dataset,
-        ranker=args.ranker,
-        episodes=args.episodes,
-        seed=args.seed,
-        split=args.split,
-        data_dir=args.data_dir,
-    )
-    env, reference, _, _ = build_evaluation(spec)
-    indices = conversation_indices(spec, env)
+    _, env, reference, indices = evaluation_from_args(args, f"ask-{args.reference}")
     split = args.split
     if args.holdout:
         held_out = profile_holdout(env.catalog)

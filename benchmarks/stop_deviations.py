@@ -26,9 +26,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from _cli import non_negative_int, positive_int, run_script  # this folder is on sys.path as a script
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    add_conversation_options,
+    evaluation_from_args,
+    non_negative_int,
+    positive_int,
+    run_script,
+)
 
-from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.env import ConversationEnv
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.ranker import PreferenceRanker
@@ -160,15 +166,16 @@ class GainModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_conversation_options(
+        parser,
+        ranker_help="a ranker spec, e.g. DIR+split",
+        episodes=1000,
+        episodes_help="validation conversations",
+        seed_help="seed of the conversations and of the MLP",
+        splits=None,
     )
-    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
-    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
-    parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
     parser.add_argument("--asks", type=positive_int, default=12, help="N of the ask-N deviated from")
-    parser.add_argument("-n", "--episodes", type=positive_int, default=1000, help="validation conversations")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations and of the MLP")
     parser.add_argument(
         "--first-turn", type=positive_int, default=6, help="the first turn at which a deviation is tried"
     )
@@ -183,22 +190,10 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=0.02, help="the test policy's threshold")
     args = parser.parse_args()
 
-    def spec(split: str, episodes: int) -> EvalSpec:
-        return EvalSpec.of(
-            policy=f"ask-{args.asks}",
-            dataset=args.dataset,
-            ranker=args.ranker,
-            episodes=episodes,
-            seed=args.seed,
-            split=split,
-            data_dir=args.data_dir,
-        )
-
-    valid = spec("valid", args.episodes)
-    env, rule, _, _ = build_evaluation(valid)
+    _, env, rule, valid = evaluation_from_args(args, f"ask-{args.asks}", split="valid")
     assert isinstance(rule, AskThenRecommendPolicy)
     ranker = rule.ranker
-    rows = collect(env, ranker, args.asks, conversation_indices(valid, env), args.seed, args.first_turn)
+    rows = collect(env, ranker, args.asks, valid, args.seed, args.first_turn)
     if rows.size == 0:
         raise CRSError(
             f"no conversation reached turn {args.first_turn} (--first-turn) before ending; the turn limit is "
@@ -229,9 +224,9 @@ def main() -> None:
         )
     if args.test:
         model = GainModel(x, gain, args.seed)
-        test = spec("test", args.test)
-        test_env, _, _, _ = build_evaluation(test)
-        indices = conversation_indices(test, test_env)
+        _, test_env, _, indices = evaluation_from_args(
+            args, f"ask-{args.asks}", split="test", episodes=args.test
+        )
         first = per_episode_metrics(
             evaluate(test_env, AskThenRecommendPolicy(ranker, args.asks), indices, args.seed)
         )

@@ -27,9 +27,14 @@ import argparse
 from typing import Any
 
 import numpy as np
-from _cli import positive_int, run_script  # this folder is on sys.path as a script
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    add_conversation_options,
+    evaluation_from_args,
+    positive_int,
+    run_script,
+)
 
-from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.env import ConversationEnv
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.ranker import PreferenceRanker
@@ -80,22 +85,13 @@ def _pair(text: str) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
-    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
-    parser.add_argument("--ranker", required=True, help="a ranker spec, e.g. DIR+split")
-    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_conversation_options(parser, ranker_help="a ranker spec, e.g. DIR+split")
     parser.add_argument(
         "--asks", type=positive_int, nargs="+", default=[8, 9, 10, 11, 12, 13], help="N values of ask-N"
     )
     parser.add_argument(
         "--reference", type=positive_int, default=12, help="the ask-N the others are paired with"
-    )
-    parser.add_argument(
-        "--split", choices=("train", "valid", "test"), default="test", help="split of the conversations"
     )
     parser.add_argument("--confident", type=_pair, nargs="*", default=[], help="N:THETA pairs")
     parser.add_argument("--until-reserve", type=_pair, nargs="*", default=[], help="K:R pairs")
@@ -103,17 +99,7 @@ def main() -> None:
     if args.reference not in args.asks:
         parser.error(f"--reference {args.reference} must be one of --asks {args.asks}")
 
-    spec = EvalSpec.of(
-        policy=f"ask-{args.reference}",
-        dataset=args.dataset,
-        ranker=args.ranker,
-        episodes=args.episodes,
-        seed=args.seed,
-        split=args.split,
-        data_dir=args.data_dir,
-    )
-    env, reference, _, _ = build_evaluation(spec)
-    indices = conversation_indices(spec, env)
+    _, env, reference, indices = evaluation_from_args(args, f"ask-{args.reference}")
     assert isinstance(reference, AskThenRecommendPolicy)
     ranker = reference.ranker
     first_reference = sorted(args.asks, key=lambda n: n != args.reference)  # paired with it from the start

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import argparse
 
-from _cli import positive_float, positive_int, run_script  # this folder is on sys.path as a script
+from _cli import (  # this folder is on sys.path as a script
+    HelpFormatter,
+    add_conversation_options,
+    evaluation_from_args,
+    positive_float,
+    run_script,
+)
 
-from crs.app.evaluation import EvalSpec, build_evaluation, conversation_indices
 from envs.metrics import bootstrap_ci, per_episode_metrics
 from envs.rollout import evaluate
 from policies.pretrain.ranker import PersonaRanker
@@ -29,34 +34,17 @@ from simulators.errors import CRSError
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_conversation_options(
+        parser, ranker_help="a persona ranker spec, e.g. DIR+split", splits=("valid", "test")
     )
-    parser.add_argument("-d", "--dataset", default="yelp_star", help="dataset name")
-    parser.add_argument("--data-dir", default=None, help="folder of the real datasets; default $CRS_DATA_DIR")
-    parser.add_argument("--ranker", required=True, help="a persona ranker spec, e.g. DIR+split")
     parser.add_argument("--policy", default="ask-12", help="a rule policy")
-    parser.add_argument("-n", "--episodes", type=positive_int, default=600, help="conversations")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the conversations")
-    parser.add_argument(
-        "--split", choices=("valid", "test"), default="test", help="split of the conversations"
-    )
     parser.add_argument(
         "--temperatures", type=positive_float, nargs="+", default=[2.0, 4.0], help="T values played after T 1"
     )
     args = parser.parse_args()
 
-    spec = EvalSpec.of(
-        policy=args.policy,
-        dataset=args.dataset,
-        ranker=args.ranker,
-        episodes=args.episodes,
-        seed=args.seed,
-        split=args.split,
-        data_dir=args.data_dir,
-    )
-    env, policy, _, _ = build_evaluation(spec)
-    indices = conversation_indices(spec, env)
+    _, env, policy, indices = evaluation_from_args(args, args.policy)
     if not isinstance(policy, RulePolicy):
         raise CRSError(f"--policy {args.policy!r} is not a rule policy; name one, e.g. ask-12")
     base = policy.ranker

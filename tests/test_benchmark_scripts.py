@@ -1,6 +1,6 @@
 """The benchmark scripts' shared command line (benchmarks/_cli.py) and their most important refusals:
-counts below 1, a reused run of other settings, folders of another catalogue, one folder pooled as
-several seeds, and bad input as one ``error:`` line instead of a traceback."""
+counts below 1, a negative seed, a reused run of other settings, folders of another catalogue, one
+folder pooled as several seeds, and bad input as one ``error:`` line instead of a traceback."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 from crs.app.run_folder import EvalSummary, RunRecord
 from crs.app.settings import make_settings
 from envs.rollout import evaluation_indices
+from policies.baseline_rankers import PopularityRanker
+from policies.rules import AskThenRecommendPolicy
 from simulators.errors import CRSError
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -61,6 +64,70 @@ def test_evaluation_indices_refuses_fewer_than_one_episode(episodes: int) -> Non
 def test_argument_types_refuse_values_out_of_range(script, type_name: str, text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text) if type_name == "npz_path" else text):
         getattr(script("_cli"), type_name)(text)
+
+
+def conversation_parser(cli: ModuleType, **options: Any) -> argparse.ArgumentParser:
+    """A parser with only the shared conversation options (`_cli.add_conversation_options`)."""
+    parser = argparse.ArgumentParser(formatter_class=cli.HelpFormatter)
+    cli.add_conversation_options(parser, ranker_help="a ranker spec", **options)
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+        (["-n", "0"], "argument -n/--episodes: must be at least 1, got 0"),
+        (["--split", "train"], "argument --split: invalid choice: 'train'"),
+        (["--holdout"], "unrecognized arguments: --holdout"),  # only where a script asks for it
+    ],
+)
+def test_conversation_options_refuse_a_bad_value(script, capsys, argv: list[str], message: str) -> None:
+    parser = conversation_parser(script("_cli"), splits=("valid", "test"))
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--ranker", "popularity", *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_conversation_options_hold_each_scripts_defaults_and_require_a_ranker(script, capsys) -> None:
+    cli = script("_cli")
+    bare = conversation_parser(cli, splits=None)
+    assert vars(bare.parse_args(["--ranker", "r"])) == {
+        "dataset": "yelp_star",
+        "data_dir": None,
+        "ranker": "r",
+        "episodes": 600,
+        "seed": 0,
+    }
+    full = conversation_parser(cli, dataset="lastfm_star", episodes=5, split="valid", holdout=True)
+    args = full.parse_args(["--ranker", "r", "--holdout"])
+    assert (args.dataset, args.episodes, args.split, args.holdout) == ("lastfm_star", 5, "valid", True)
+    assert "a ranker spec\n" in full.format_help()  # required: no "(default: None)"
+    with pytest.raises(SystemExit):
+        full.parse_args([])
+    assert "the following arguments are required: --ranker" in capsys.readouterr().err
+
+
+def test_evaluation_from_args_builds_the_parsed_conversations(script) -> None:
+    cli = script("_cli")
+    parser = conversation_parser(cli, dataset="persona_world")
+    args = parser.parse_args(["--ranker", "popularity", "-n", "7", "--seed", "3", "--split", "valid"])
+    spec, env, policy, indices = cli.evaluation_from_args(args, "ask-2")
+    assert (spec.policy, spec.dataset, spec.ranker, spec.episodes, spec.seed, spec.split) == (
+        "ask-2",
+        "persona_world",
+        "popularity",
+        7,
+        3,
+        "valid",
+    )
+    assert isinstance(policy, AskThenRecommendPolicy) and policy.name == "ask-2"
+    assert isinstance(policy.ranker, PopularityRanker)
+    assert indices.tolist() == evaluation_indices(env.goals.n_goals, 7, 3).tolist()
+    test, _, _, test_indices = cli.evaluation_from_args(args, "ask-2", split="test", episodes=4)
+    assert (test.split, test.episodes, test.seed) == ("test", 4, 3)
+    assert test_indices.tolist() == indices[:4].tolist()
 
 
 def test_run_script_prints_a_typed_error_as_one_line_and_exits_2(script, capsys) -> None:
