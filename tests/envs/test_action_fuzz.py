@@ -200,6 +200,18 @@ def test_persona_that_is_not_an_integer_raises(fresh: ConversationEnv, value: ob
     assert_rejected(fresh, recommend([0]) | {"persona": value}, "action['persona'] must be an integer")
 
 
+@pytest.mark.parametrize("persona", [4, 5, 2**31, -1, np.int64(4)], ids=repr)
+def test_persona_slot_outside_n_personas_raises_naming_the_range(
+    fresh: ConversationEnv, persona: int
+) -> None:
+    # the world env has n_personas = 4 slots: 0..3
+    assert fresh.n_personas == 4
+    assert_rejected(
+        fresh, valid_probe(fresh) | {"persona": persona}, f"probe persona {persona} outside [0, 4)"
+    )
+    fresh.step(valid_probe(fresh) | {"persona": 3})  # the last slot, 3, is carried out
+
+
 @pytest.mark.parametrize("value", BAD_SCALARS, ids=repr)
 def test_category_that_is_not_an_integer_raises(fresh: ConversationEnv, value: object) -> None:
     env = enumerated_env()

@@ -12,8 +12,15 @@ import pytest
 import scipy.sparse as sp
 
 from envs import ConversationEnv, InvalidActionError, Rewards, ask, make_env, probe, recommend
-from envs.env import ResetOptionsError, render_dialogue
-from simulators.catalog import Taxonomy
+from envs.env import (
+    ANSWER_ACCEPTED,
+    ANSWER_NONE,
+    ANSWER_REJECTED,
+    ANSWER_SLATE_REJECTED,
+    ResetOptionsError,
+    render_dialogue,
+)
+from simulators.catalog import Interactions, Taxonomy
 from simulators.errors import CRSError
 from simulators.goals import PairGoals
 from simulators.users import SingleTargetUser
@@ -340,3 +347,80 @@ def test_bad_reset_options_raise_naming_the_value_and_leave_the_env_as_it_was(ti
 def test_valid_reset_options_pick_the_goal(tiny, options) -> None:
     _, info = make(tiny).reset(seed=0, options=options)
     assert info["goal_index"] == 0
+
+
+# ------------------------------------------------------------------------------ UNICORN's reward table
+def test_default_rewards_are_unicorns_reward_table() -> None:
+    """The defaults are UNICORN's ``reward_dict`` (dengyang17/unicorn, RL/env_binary_question.py,
+    ``BinaryRecommendEnv.__init__``; the same table in RL/env_enumerated_question.py), as DESIGN.md
+    lists it: rec_suc 1, rec_fail -0.1, ask_suc 0.01, ask_fail -0.1, until_T -0.3, cand_none -0.1."""
+    unicorn = {
+        "rec_suc": 1.0,
+        "rec_fail": -0.1,
+        "ask_suc": 0.01,
+        "ask_fail": -0.1,
+        "until_T": -0.3,
+        "cand_none": -0.1,
+    }
+    ours = {
+        "rec_suc": R.recommend_success,
+        "rec_fail": R.recommend_fail,
+        "ask_suc": R.ask_accepted,
+        "ask_fail": R.ask_rejected,
+        "until_T": R.quit_at_limit,
+        "cand_none": R.no_candidates,
+    }
+    assert ours == unicorn
+    assert make(tiny_catalog()).rewards == R  # an env given no `rewards` uses them
+
+
+# ------------------------------------------------------------------------------ the observed answer
+def test_last_answer_tells_accepted_rejected_and_slate_rejected_apart(tiny) -> None:
+    env = make(tiny)
+    obs, _ = env.reset(seed=0)
+    assert obs["last_answer"] == ANSWER_NONE
+    obs, *_ = env.step(ask(2))  # target 2 lacks aspect 2
+    assert obs["last_answer"] == ANSWER_REJECTED
+    obs, *_ = env.step(ask(3))  # target 2 has aspect 3 (unless the opening stated it: accepted again)
+    assert obs["last_answer"] == ANSWER_ACCEPTED
+    obs, *_ = env.step(recommend([0]))
+    assert obs["last_answer"] == ANSWER_SLATE_REJECTED
+
+
+def test_a_failed_slate_reaches_the_rankers_facts(tiny) -> None:
+    env = make(tiny)
+    env.reset(seed=0)
+    env.step(ask(2))
+    env.step(recommend([5, 0]))  # target 2 is in neither
+    facts = env.state.facts()
+    assert facts.rejected_items.tolist() == [0, 5]  # ascending ids
+    assert facts.rejected.tolist() == [2] and facts.accepted.tolist() == list(env.state.history[0].accepted)
+
+
+# ------------------------------------------------------------------------------ sequential goal order
+def sequential_env() -> ConversationEnv:
+    """The tiny catalogue with six goals, user 0 with each item in turn, walked in a seeded order."""
+    catalog = tiny_catalog()
+    goals = PairGoals(catalog, "test", interactions=Interactions(users=np.zeros(6), items=np.arange(6)))
+    return ConversationEnv(catalog, SingleTargetUser(catalog), goals, episode_order="sequential")
+
+
+def walk(env: ConversationEnv, seed: int, resets: int) -> list[int]:
+    """Goal indices of `resets` resets, the first with `seed`, the rest unseeded."""
+    indices = [env.reset(seed=seed)[1]["goal_index"]]
+    indices += [env.reset()[1]["goal_index"] for _ in range(resets - 1)]
+    return indices
+
+
+def test_sequential_order_walks_every_goal_once_then_wraps_around() -> None:
+    indices = walk(sequential_env(), seed=1, resets=13)
+    assert sorted(indices[:6]) == list(range(6))  # each goal once per pass
+    assert indices[6:12] == indices[:6] and indices[12] == indices[0]  # the next pass repeats the order
+
+
+def test_reseeding_a_sequential_env_redraws_the_order_from_the_new_seed() -> None:
+    fresh = walk(sequential_env(), seed=2, resets=6)
+    assert fresh != walk(sequential_env(), seed=1, resets=6)  # the two seeds order the goals differently
+    env = sequential_env()
+    walk(env, seed=1, resets=3)  # part way through seed 1's order
+    assert walk(env, seed=2, resets=6) == fresh  # from the start of seed 2's order

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from envs.actions import recommend
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord
 from envs.sessions import SessionRecord, run_sequence, run_sequences, sequence_env, session_seed
@@ -123,9 +124,35 @@ def test_sequence_env_refuses_what_the_sequence_decides_and_foreign_sequences() 
     sequence = sequences("stable", n=1)[0]
     with pytest.raises(CRSError, match="user_personas"):
         sequence_env(world(), sequence, user_kwargs={"user_personas": np.zeros((60, 3), dtype=np.int64)})
+    truth = world().truth
+    assert truth is not None
+    with pytest.raises(CRSError, match=r"\['persona_aspects'\] come from the sequence"):
+        sequence_env(world(), sequence, user_kwargs={"persona_aspects": truth.persona_aspects})
     other = make_persona_world(n_users=60, n_items=400, interactions_per_user=20, seed=1)
     foreign = returning_sequences(other, 5, SESSIONS, "stable", np.random.default_rng(0))
     mismatched = [s for s in foreign if not np.array_equal(s.personas, world().truth.user_personas[s.user])]  # type: ignore[union-attr]
     assert mismatched
     with pytest.raises(CRSError, match="was not drawn from"):
         sequence_env(world(), mismatched[0])
+
+
+class DrawingPolicy:
+    """Records one draw from the generator each conversation hands it; recommends the first 10
+    candidates until the conversation ends."""
+
+    def __init__(self, draws: list[int]) -> None:
+        self.draws = draws
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.draws.append(int(rng.integers(2**62)))
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        return recommend(env.state.candidate_items()[:10])
+
+
+def test_each_sessions_policy_generator_is_seeded_by_the_session_seed() -> None:
+    sequence = sequences("stable", n=1)[0]
+    draws: list[int] = []
+    run_sequence(world(), sequence, lambda *_: DrawingPolicy(draws), seed=5, index=2)
+    expected = [int(np.random.default_rng(session_seed(5, 2, s)).integers(2**62)) for s in range(SESSIONS)]
+    assert draws == expected and len(set(draws)) == SESSIONS  # a fresh generator per session
