@@ -24,6 +24,7 @@ from simulators.datasets import clear_cache, load_catalog
 from simulators.errors import CRSError, DatasetError
 from simulators.mcmipl import (
     MultiInterestRelease,
+    _read_item_attributes,
     load_release,
     read_pickle,
     release_for,
@@ -268,6 +269,8 @@ def test_truncated_or_garbage_pickle_names_the_file(tmp_path: Path, content: byt
         ("UI_data/train.pkl", {"0": [[0, 1.0]]}, "0[0]", "element 1.0"),
         ("Graph_generate_data/item_fea.pkl", {0: (0,), 2: (1,), 3: (0,)}, "keys", "first missing 1"),
         ("Graph_generate_data/item_fea.pkl", {0: (0,), 1: (5,), 2: (0,)}, "1", "attribute id 5"),
+        # 3 attributes: id 3 is the first one outside the vocabulary
+        ("Graph_generate_data/item_fea.pkl", {0: (0,), 1: (2, 3), 2: (0,)}, "1", "attribute id 3"),
         ("Graph_generate_data/item_fea.pkl", {0: (0,), 1: "2", 2: (0,)}, "1", "a str"),
         ("Graph_generate_data/fea_large.pkl", {1: (0,), 0: (1,), 2: ()}, "keys", "key 1 at position 0"),
         ("Graph_generate_data/fea_large.pkl", {0: (), 1: (), 2: ()}, "values", "no type at all"),
@@ -283,6 +286,19 @@ def test_pickle_of_the_wrong_shape_names_file_and_field(
     assert type(error) is DatasetError
     assert error.path == str(folder / file) and error.field == field
     assert found in error.found, error.found
+
+
+def test_movie_attributes_outside_the_vocabulary_are_dropped_from_the_first_one_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # MovieLens' item_feature.pkl, as movie_graph.py reads it: with 3 attributes, ids 3 and 9 are dropped
+    path = tmp_path / "item_feature.pkl"
+    _pickle(path, {0: (0, 3), 1: (2, 9), 2: (1,)})
+    with caplog.at_level(logging.WARNING, logger="simulators.mcmipl"):
+        matrix = _read_item_attributes(path, 3, drop_unknown=True)
+    assert matrix.shape == (3, 3)
+    assert matrix.toarray().astype(int).tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    assert "dropped 2 attribute ids" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------

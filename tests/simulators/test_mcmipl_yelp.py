@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from envs.question_types import QuestionTypes
 from envs.registry import REGISTERED, make_env
+from simulators import mcmipl_groups
 from simulators.catalog import Interactions
 from simulators.datasets import clear_cache, load_catalog
 from simulators.errors import CRSError
@@ -120,6 +121,39 @@ def test_same_seed_same_groups_and_another_seed_may_differ() -> None:
 def test_a_repeated_item_is_not_its_own_partner() -> None:
     candidates = partner_candidates(tiny_item_aspects(), np.array([3, 3]), np.array([0, 0]))
     assert candidates.counts().tolist() == [0, 0]
+
+
+def _candidates_by_rule(
+    item_aspects: sp.csr_matrix, users: np.ndarray, items: np.ndarray
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The rule, one interaction at a time: the user's list in order, other items sharing >= 3 attributes."""
+    dense = item_aspects.toarray().astype(np.int64)
+    candidates, shared = [], []
+    for user, item in zip(users.tolist(), items.tolist(), strict=True):
+        mine = [j for u, j in zip(users.tolist(), items.tolist(), strict=True) if u == user and j != item]
+        counts = [int(dense[item] @ dense[j]) for j in mine]
+        candidates.append([j for j, c in zip(mine, counts, strict=True) if c >= MIN_SHARED])
+        shared.append([c for c in counts if c >= MIN_SHARED])
+    return candidates, shared
+
+
+@pytest.mark.parametrize("chunk", [None, 2, 3, 7])
+def test_candidates_follow_the_rule_in_list_order_whatever_the_pair_chunk(
+    monkeypatch: pytest.MonkeyPatch, chunk: int | None
+) -> None:
+    # 4 users of 30 interleaved interactions each (repeats included), 40 items of 8 attributes: thousands
+    # of pairs, counted `chunk` at a time, and lists longer than numpy's insertion-sort cut-off.
+    rng = np.random.default_rng(3)
+    aspects = sp.csr_matrix(rng.random((40, 8)) < 0.5)
+    users = rng.permutation(np.repeat(np.arange(4), 30))
+    items = rng.integers(0, 40, size=users.size)
+    if chunk is not None:
+        monkeypatch.setattr(mcmipl_groups, "_PAIR_CHUNK", chunk)
+    got = partner_candidates(aspects, users, items)
+    candidates, shared = _candidates_by_rule(aspects, users, items)
+    assert [got.of(n).tolist() for n in range(len(got))] == candidates
+    assert got.shared.tolist() == [c for row in shared for c in row]
+    assert got.counts().sum() > 500  # many candidates, counted across many chunks
 
 
 def test_bad_inputs_name_the_value_and_the_fix() -> None:

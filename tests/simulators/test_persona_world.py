@@ -9,7 +9,7 @@ import pytest
 
 from simulators import Catalog, CRSError, make_persona_world
 from simulators.catalog import SPLITS
-from simulators.persona_world import SIGNATURE_WEIGHT
+from simulators.persona_world import SIGNATURE_WEIGHT, _draw_interactions
 
 
 @lru_cache(maxsize=8)
@@ -164,6 +164,26 @@ def test_interactions_follow_the_persona_signatures() -> None:
     # items should carry far more (utility 4 per signature).
     assert hits.mean() > 1.5
     assert (hits >= 1).mean() > 0.9
+
+
+def test_each_persona_slot_races_on_its_own_gumbel_noise() -> None:
+    # Persona 0 likes items 0 and 1 equally and never item 2; persona 1 likes all three equally. When
+    # slot 0 takes the user's first item and slot 1 the second, slot 1's draw is uniform over the two
+    # items left (each 1/2). Had both slots shared one noise row, slot 0's pick would reveal it (the
+    # item it left is the lower of two Gumbels) and slot 1 would take item 2 two times in three.
+    n_users = 3000
+    utilities = np.array([[0.0, 0.0, -1e9], [0.0, 0.0, 0.0]])
+    _, items, personas = _draw_interactions(
+        np.random.default_rng(0),
+        utilities,
+        np.tile([0, 1], (n_users, 1)),
+        np.full((n_users, 2), 0.5),
+        per_user=2,
+    )
+    items, personas = items.reshape(n_users, 2), personas.reshape(n_users, 2)
+    zero_then_one = (personas == [0, 1]).all(axis=1)
+    assert zero_then_one.sum() > 600 and set(items[zero_then_one, 0].tolist()) == {0, 1}
+    assert abs((items[zero_then_one, 1] == 2).mean() - 0.5) < 0.07  # about 750 users: 4 standard errors
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,16 @@ from functools import cache, lru_cache
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from simulators import Catalog, CRSError, make_persona_world
-from simulators.returning import HELD_OUT_REGIMES, Regime, ReturningSequence, held_out_sequences
+from simulators import Catalog, CRSError, Interactions, make_persona_world
+from simulators.returning import (
+    HELD_OUT_REGIMES,
+    Regime,
+    ReturningSequence,
+    held_out_sequences,
+    users_with_held_out,
+)
 
 SESSIONS = 4
 K = 3
@@ -114,3 +121,47 @@ def test_bad_arguments_are_named(regime: Regime, sessions: int, fragment: str) -
     with pytest.raises(CRSError, match=None) as error:
         held_out_sequences(world(), persona_of, log_prior(), 5, sessions, regime, np.random.default_rng(0))
     assert fragment in str(error.value)
+
+
+def one_user_catalog(train: list[int], valid: list[int]) -> Catalog:
+    """One user with test items 0..7 of 8 items, and the given train and valid items."""
+    lists = {"train": train, "valid": valid, "test": list(range(8))}
+    return Catalog(
+        name="one user",
+        item_aspects=sp.csr_matrix(np.ones((8, 1), dtype=bool)),
+        item_names=tuple(f"item {i}" for i in range(8)),
+        aspect_names=("a",),
+        n_users=1,
+        splits={
+            name: Interactions(users=np.zeros(len(items), dtype=np.int64), items=np.array(items))
+            for name, items in lists.items()
+        },
+    )
+
+
+def halves(user: int, items: np.ndarray) -> np.ndarray:
+    """Items 0..3 are the model's persona 0, items 4..7 its persona 1."""
+    return (np.asarray(items, dtype=np.int64) >= 4).astype(np.int64)
+
+
+@pytest.mark.parametrize("regime", HELD_OUT_REGIMES)
+def test_a_test_item_the_user_also_has_in_train_or_valid_is_never_a_target(regime: Regime) -> None:
+    # Items 0 and 5 are also the user's train items, item 6 a valid item: 5 usable test items remain.
+    catalog = one_user_catalog(train=[0, 5], valid=[6])
+    assert users_with_held_out(catalog, 5) == 1 and users_with_held_out(catalog, 6) == 0
+    prior = np.log([[0.2, 0.8]])
+    for seed in range(20):
+        (sequence,) = held_out_sequences(catalog, halves, prior, 1, 5, regime, np.random.default_rng(seed))
+        assert sorted(sequence.targets) == [1, 2, 3, 4, 7]
+
+
+def test_the_switch_never_starts_at_the_first_session() -> None:
+    # 4 items of each persona and S = 4: every change session 1..3 fits (and 0 would, but is no switch).
+    catalog = one_user_catalog(train=[], valid=[])
+    prior = np.log([[0.2, 0.8]])  # persona 0 is the switched-to one
+    changes = set()
+    for seed in range(40):
+        (sequence,) = held_out_sequences(catalog, halves, prior, 1, 4, "switch", np.random.default_rng(seed))
+        changes.add(sequence.change_session)
+        assert sequence.active[: sequence.change_session].tolist() == [1] * sequence.change_session
+    assert changes == {1, 2, 3}

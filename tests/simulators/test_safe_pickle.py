@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
 import subprocess
 import sys
@@ -183,3 +185,44 @@ def test_an_array_whose_global_name_is_escaped_in_the_file_still_reads_back_plai
     loaded = read_pickle(path, "a test file")
     assert type(loaded) is np.ndarray
     np.testing.assert_array_equal(loaded, np.arange(3))
+
+
+_SCALAR = np.float64(1).__reduce__()[0]  # numpy's multiarray.scalar
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        # raw bytes for two float64s under a one-element shape, and for one under a two-element shape
+        _array_state((1,), np.dtype("f8"), b"\0" * 16),
+        _array_state((2,), np.dtype("f8"), b"\0" * 8),
+        _Reduce(_FROMBUFFER, (b"\0" * 16, np.dtype("f8"), (1,), "C")),
+        _Reduce(_FROMBUFFER, (b"\0" * 8, np.dtype("f8"), (2,), "C")),
+    ],
+)
+def test_an_array_whose_raw_bytes_differ_from_its_shape_is_refused(tmp_path: Path, obj: object) -> None:
+    # refused by the reader (UnsafePickleError), not left for numpy to fail on (a plain DatasetError)
+    assert _refusal(_write(tmp_path, {"x": obj})).field == "array"
+
+
+@pytest.mark.parametrize("raw", [b"\0" * 4, b"\0" * 16])
+def test_a_scalar_whose_raw_bytes_differ_from_its_itemsize_is_refused(tmp_path: Path, raw: bytes) -> None:
+    assert _refusal(_write(tmp_path, {"x": _Reduce(_SCALAR, (np.dtype("f8"), raw))})).field == "scalar"
+    exact = read_pickle(_write(tmp_path, {"x": _Reduce(_SCALAR, (np.dtype("f8"), b"\0" * 8))}), "a test file")
+    assert exact == {"x": 0.0}
+
+
+class _Persistent(pickle.Pickler):
+    """Writes every string as a persistent id (BINPERSID), which an unpickler resolves however it likes."""
+
+    def persistent_id(self, obj: object) -> object:
+        return "outside" if obj == "payload" else None
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_a_persistent_id_is_refused_not_handed_back(tmp_path: Path, protocol: int) -> None:
+    buffer = io.BytesIO()
+    _Persistent(buffer, protocol=protocol).dump({"x": "payload"})
+    stream = buffer.getvalue()
+    assert any(op.name in ("PERSID", "BINPERSID") for op, _, _ in pickletools.genops(stream))
+    assert _refusal(_raw(tmp_path, stream)).field == "persistent id"

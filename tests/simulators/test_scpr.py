@@ -211,6 +211,8 @@ def test_truncated_json_names_file_and_position_without_json_traceback(tmp_path:
         ({"0": {"feature_index": [0, "1"]}}, "0.feature_index", "element '1'"),
         ({"0": {"feature_index": [0, 1.5]}}, "0.feature_index", "element 1.5"),
         ({"0": {"feature_index": [0]}, "1": {"feature_index": [7]}}, "1.feature_index", "aspect id 7"),
+        # 3 aspects: id 3 is the first one outside the vocabulary
+        ({"0": {"feature_index": [0]}, "1": {"feature_index": [1, 3]}}, "1.feature_index", "aspect id 3"),
         ({"0": {"feature_index": [0]}, "2": {"feature_index": [1]}}, "keys", "first missing 1"),
         ({"zero": {"feature_index": [0]}}, "keys", "'zero'"),
     ],

@@ -389,3 +389,37 @@ def test_persona_user_rejects_a_slot_outside_the_users_personas() -> None:
     user = PersonaUser(world())
     with pytest.raises(CRSError, match="persona slot 4"):
         user.reset(Goal(user=0, targets=(0,), persona=4), np.random.default_rng(0))
+
+
+def test_single_target_opening_is_drawn_among_all_the_targets_aspects() -> None:
+    catalog = world()
+    goal = persona_goals().goal(0, np.random.default_rng(0))
+    aspects = set(catalog.aspects_of(goal.targets[0]).tolist())
+    assert len(aspects) >= 3  # the world's items have 4 to 7 aspects
+    user = SingleTargetUser(catalog)
+    openings = set()
+    for seed in range(60):
+        user.reset(goal, np.random.default_rng(seed))
+        openings.add(user.opening_aspect())
+    assert openings == aspects
+
+
+def test_drift_never_redraws_the_current_target_even_when_the_new_persona_labels_it() -> None:
+    # User 0's test items 0 and 1 are both labelled persona 1; the goal is item 0 under persona 0 (slot 0).
+    # Drift moves to slot 1, whose items are {0, 1}: the new target must be the other one, item 1.
+    toy = toy_catalog()
+    labelled = Interactions(users=np.array([0, 0]), items=np.array([0, 1]), personas=np.array([1, 1]))
+    catalog = Catalog(
+        name="toy",
+        item_aspects=toy.item_aspects,
+        item_names=toy.item_names,
+        aspect_names=toy.aspect_names,
+        n_users=2,
+        splits={"test": labelled},
+    )
+    personas = {"user_personas": np.array([[0, 1], [0, 1]]), "persona_aspects": np.eye(2, 3, dtype=bool)}
+    for seed in range(20):
+        user = PersonaUser(catalog, drift=1.0, split="test", **personas)
+        user.reset(Goal(user=0, targets=(0,), persona=0), np.random.default_rng(seed))
+        user.answer([0])
+        assert (user.active_persona, user.targets) == (1, (1,))
