@@ -138,6 +138,40 @@ def test_a_racing_writers_lock_draft_is_not_taken_for_results(tmp_path: Path) ->
     assert draft.exists()  # another writer's draft is left to it
 
 
+def test_a_move_in_that_fails_midway_leaves_the_folder_without_its_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the mark (report.md of a report, config.json of a pre-training) says "a whole output": moved last
+    out = tmp_path / "out"
+    with FolderClaim(out, "report output") as claim:
+        staging = claim.staging_folder()
+        for name in ("a.md", "config.json", "metrics.json", "z.html"):
+            (staging / name).write_text(name)
+        moved: list[str] = []
+        replace = os.replace
+
+        def full_disk_after_one(source: Path, target: Path) -> None:
+            if moved:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            replace(source, target)
+            moved.append(Path(source).name)
+
+        monkeypatch.setattr(os, "replace", full_disk_after_one)
+        with pytest.raises(OSError, match="No space left"):
+            claim.move_in(staging, last="config.json")
+        monkeypatch.undo()
+        assert len(moved) == 1 and (out / moved[0]).is_file()
+        assert not (out / "config.json").exists()  # an interrupted output is never taken for a whole one
+        claim.move_in(staging, last="config.json")  # the rerun moves the rest, the mark last
+        assert sorted(p.name for p in out.iterdir() if p.is_file() and p.name != LOCK_FILE) == [
+            "a.md",
+            "config.json",
+            "metrics.json",
+            "z.html",
+        ]
+        shutil.rmtree(staging)
+
+
 def test_two_reruns_racing_for_a_dead_lock_take_turns(tmp_path: Path, monkeypatch) -> None:
     # the interleaving an audit forced: B finds the dead lock stale, A takes it over, then B removed A's
     # new lock and took it too: both ran one sweep folder

@@ -37,6 +37,12 @@ from simulators.errors import CRSError
 
 runner = CliRunner()
 EPISODES = 40
+FLAGS = {  # persona_attention, aspect_attention of each ablation
+    "full": (True, True),
+    "persona-blind": (False, True),
+    "aspect-blind": (True, False),
+    "both-off": (False, False),
+}
 
 
 def _eval(out: Path, policy: str, *, episodes: int = EPISODES, seed: int = 1, world_seed: int = 0) -> Path:
@@ -305,6 +311,7 @@ def _train_run(
     aspect: bool,
     seed: int = 1,
     setting: str | None = None,
+    episodes: int = EPISODES,
     **other_settings: Any,
 ) -> Path:
     """A run folder written with `crs train`'s own writers (config.yaml, eval.csv, summary.json with the
@@ -326,7 +333,7 @@ def _train_run(
     # persona world's default users
     result = run_evaluation(
         policy,
-        episodes=EPISODES,
+        episodes=episodes,
         seed=1,
         user="single",
         out=run / "eval",
@@ -342,7 +349,7 @@ def _train_run(
         steps_per_second=100.0,
         envs=8,
         env_processes=0,
-        test_episodes=EPISODES,
+        test_episodes=episodes,
         best_valid={"SR@15": sr[-1], "hDCG": sr[-1] / 2},
         test={f"RL ({name})": result.metrics},
         conversations_per_second={f"RL ({name})": 100.0},
@@ -469,6 +476,50 @@ def test_a_ci_over_too_few_pairs_is_no_evidence() -> None:
     assert not PairedDiff("a", "b", above, n_pairs=MIN_PAIRED - 1).significant("SR@15")
     assert ci_sign(MetricSummary(1.0, 1.0, 1.0), n_pairs=1) == 0
     assert ci_sign(MetricSummary(-0.2, -0.3, -0.1), n_pairs=MIN_PAIRED) == -1
+
+
+def test_an_interaction_over_too_few_conversations_is_no_evidence(tmp_path) -> None:
+    # the three ablations are the weak ask-14, the full model abs-greedy: the interaction, full − ask-14
+    # per conversation, excludes 0, but over fewer than MIN_PAIRED conversations that proves nothing
+    policies = {
+        "full": "abs-greedy",
+        "persona-blind": "ask-14",
+        "aspect-blind": "ask-14",
+        "both-off": "ask-14",
+    }
+    runs = [
+        _train_run(tmp_path, f"{a}-s1", policy, *FLAGS[a], episodes=MIN_PAIRED - 1)
+        for a, policy in policies.items()
+    ]
+    (table,), _ = build_tables(load_inputs(runs).evals)
+    assert table.interaction is not None and table.n_interaction == MIN_PAIRED - 1
+    inter = table.interaction["SR@15"]
+    assert inter.low > 0  # the interval alone would say "more than the sum"
+    text, verdicts = answer([table])
+    assert f"{inter.mean:+.3f} [{inter.low:+.3f}, {inter.high:+.3f}]: together they add about the sum" in text
+    assert "no evidence of interaction" in text and "help each other" not in text
+    assert verdicts == {"persona_world (world seed 0)": "inconclusive"}
+
+
+def test_a_verdict_over_training_seeds_keeps_the_seeds_spread(ablations, tmp_path) -> None:
+    """Two training seeds per configuration; the ablations' stand-ins swap between the seeds, so the full
+    model beats each by 0.375 with one seed and 0.625 with the other: over the 40 conversations the
+    bootstrap excludes 0, but over two seeds (t(0.975, 1) = 12.706) the interval includes it."""
+    second = {"full": "abs-greedy", "persona-blind": "ask-14", "aspect-blind": "random", "both-off": "random"}
+    runs = [*ablations.values()]
+    runs += [_train_run(tmp_path, f"{a}-s2", policy, *FLAGS[a], seed=2) for a, policy in second.items()]
+    (table,), _ = build_tables(load_inputs(runs).evals)
+    rows = table.by_ablation()
+    assert all(row.n_runs == 2 and sorted(row.seeds) == [1, 2] for row in rows.values())
+    assert all(d.metrics["SR@15"].low > 0 and d.n_pairs >= MIN_PAIRED for d in table.diffs)
+    text, verdicts = answer([table])
+    assert verdicts == {"persona_world (world seed 0)": "inconclusive"}
+    assert "**inconclusive**" in text and "better together than apart**" not in text
+    for ablation in ("persona-blind", "aspect-blind", "both-off"):
+        seeds = seed_contrast(((rows["full"], 1), (rows[ablation], -1)), "SR@15")
+        assert seeds is not None and seeds.low < 0 < seeds.high
+        shown = f"{seeds.mean:+.3f} [{seeds.low:+.3f}, {seeds.high:+.3f}]"
+        assert f"is within noise of {ablation} by {shown} across training seeds" in text
 
 
 def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> None:

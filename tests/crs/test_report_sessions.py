@@ -43,6 +43,7 @@ def write_folder(
     regime: str = "switch",
     targets_shift: int = 0,
     rule: dict[str, float] | None = None,
+    ranker_identity: str | None = None,
 ) -> Path:
     out = root / f"{regime}-{memory}-s{seed}"
     out.mkdir(parents=True)
@@ -100,6 +101,7 @@ def write_folder(
         conversations_per_second=1.0,
         versions={},
         sessions=block,
+        ranker_identity=ranker_identity,
     )
     write_json_lines(out, lines)
     summary.write(out)
@@ -195,6 +197,34 @@ def test_paired_differences_against_frozen_per_user_and_per_offset(folders: dict
     # the gap closed: none at the change, all of it a session later
     assert comparison.gap_closed[0] == pytest.approx(0.0)
     assert comparison.gap_closed[1] == pytest.approx(1.0)
+
+
+def test_every_figure_over_several_sessions_resamples_whole_users_of_every_seed(
+    folders: dict[str, Path],
+) -> None:
+    # both seeds number their users 0 .. 29: user 3 of seed 0 and user 3 of seed 1 are two users
+    (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
+    frozen = comparison.series[0]
+    assert frozen.memory == "frozen" and frozen.seeds == (0, 1)
+    lines = [(seed, n, s) for seed in (0, 1) for n in range(SEQUENCES) for s in range(SESSIONS)]
+    values = np.array([success("frozen", *line) for line in lines], dtype=np.float64)
+    users = [seed * SEQUENCES + n for seed, n, _ in lines]  # 60 users of 4 sessions each
+    assert frozen.overall == bootstrap_ci(values, seed=0, clusters=users)
+    one_per_sequence = bootstrap_ci(values, seed=0, clusters=[n for _, n, _ in lines])
+    assert frozen.overall != one_per_sequence  # the seeds' users pooled in pairs: another interval
+    before = [i for i, (_, _, s) in enumerate(lines) if s < CHANGE]
+    assert frozen.before_change == bootstrap_ci(values[before], seed=0, clusters=[users[i] for i in before])
+
+
+def test_memory_modes_run_over_different_rankers_are_never_paired(tmp_path: Path) -> None:
+    frozen = write_folder(tmp_path / "a", "frozen", 0, ranker_identity="ranker a")
+    update = write_folder(tmp_path / "b", "update", 0, ranker_identity="ranker b")
+    comparisons = session_comparisons(load_inputs([frozen, update]).evals)
+    assert [[s.memory for s in c.series] for c in comparisons] == [["frozen"], ["update"]]
+    assert all(c.paired == () for c in comparisons)
+    same = write_folder(tmp_path / "c", "update", 0, ranker_identity="ranker a")
+    (comparison,) = session_comparisons(load_inputs([frozen, same]).evals)  # one ranker: paired
+    assert [p.memory for p in comparison.paired] == ["update"]
 
 
 def test_runs_with_other_targets_are_refused_and_duplicates_named(

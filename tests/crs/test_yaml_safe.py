@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from crs import yaml_safe
 from crs.yaml_safe import safe_load_unique
 
 
@@ -29,6 +30,30 @@ def test_everything_else_reads_as_with_safe_load() -> None:
         safe_load_unique("? [1, 2]\n: v\n")
     with pytest.raises(yaml.YAMLError):  # still a safe loader: no Python objects
         safe_load_unique("x: !!python/object/apply:os.system ['true']\n")
+
+
+def test_the_size_of_an_alias_chain_is_counted_once_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each level lists the one below twice: level i expands to 2^(i+2) − 1 values, the document to
+    # 2^42 + 2^41 − 3, yet the count visits each node once (a walk that followed every alias anew would
+    # take as many steps as there are values: it would never end)
+    levels = 40
+    lines = ["a0: &a0 [x, x]", *(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, levels))]
+    text = "\n".join([*lines, f"seed: *a{levels - 1}"]) + "\n"
+    visits = 1 + 2 * (levels + 1) + 2 * levels  # the document, each of its keys and values, each list item
+    counted = yaml_safe._expanded_size
+    calls = 0
+
+    def count(*args: object) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 2 * visits:  # the walk follows aliases anew: stop it rather than wait for 2^42 steps
+            raise AssertionError(f"counting {visits} nodes took over {2 * visits} steps")
+        return counted(*args)
+
+    monkeypatch.setattr(yaml_safe, "_expanded_size", count)
+    with pytest.raises(yaml.YAMLError, match=f"expands to {2**42 + 2**41 - 3:,} values through its aliases"):
+        safe_load_unique(text)
+    assert calls <= visits
 
 
 def test_a_document_that_aliases_blow_up_is_refused_before_it_is_built() -> None:
