@@ -16,7 +16,13 @@ import torch
 from typer.testing import CliRunner
 
 from crs.cli import app
-from policies.pretrain.artifact import EXPORT_FILE, load_ranker
+from policies.pretrain.artifact import (
+    EXPORT_FILE,
+    load_ranker,
+    pretraining_holdout,
+    unseen_valid_interactions,
+)
+from policies.pretrain.graph import pretrain_split
 from simulators.catalog import Interactions
 from simulators.datasets import load_catalog, pretrain_overlap
 from simulators.errors import CRSError
@@ -107,14 +113,18 @@ def test_an_artifact_that_would_run_code_is_refused_in_one_line(tmp_path: Path, 
 
 def test_tensors_of_another_shape_type_or_run_are_refused(tmp_path: Path, artifact: Path) -> None:
     catalog = load_catalog("persona_world")
-    for key, value, message in (
-        ("mixtures", torch.zeros(600, 3, 9), "mixtures has shape (600, 3, 9), expected (600, 3, 3)"),
-        ("prototypes", torch.zeros(8, 5), "prototypes has shape (8, 5)"),
-        ("log_prior", torch.zeros(600, 3, dtype=torch.int64), "log_prior are not real float tensors"),
-        # one stored number expanded to any shape: a huge one would fill the memory when checked
-        ("user", torch.zeros(1).expand(600, 8), "user are views, not plain arrays"),
+    for n, (key, value, message) in enumerate(
+        (
+            ("mixtures", torch.zeros(600, 3, 9), "mixtures has shape (600, 3, 9), expected (600, 3, 3)"),
+            ("personas", torch.zeros(600, 2, 8), "personas has shape (600, 2, 8), expected (600, 3, 8)"),
+            ("personas", torch.zeros(600, 3, 5), "personas has shape (600, 3, 5), expected (600, 3, 8)"),
+            ("prototypes", torch.zeros(8, 5), "prototypes has shape (8, 5)"),
+            ("log_prior", torch.zeros(600, 3, dtype=torch.int64), "log_prior are not real float tensors"),
+            # one stored number expanded to any shape: a huge one would fill the memory when checked
+            ("user", torch.zeros(1).expand(600, 8), "user are views, not plain arrays"),
+        )
     ):
-        damaged = copy_without_digests(artifact, tmp_path / key)
+        damaged = copy_without_digests(artifact, tmp_path / f"{n}-{key}")
         tensors = torch.load(damaged / EXPORT_FILE, weights_only=True)
         torch.save({**tensors, key: value}, damaged / EXPORT_FILE)
         with pytest.raises(CRSError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -162,3 +172,24 @@ def test_a_config_that_is_not_utf8_or_nested_too_deep_is_refused(
     (damaged / "config.json").write_bytes(text)
     with pytest.raises(CRSError, match=r"config\.json is corrupt"):
         load_ranker(damaged, load_catalog("persona_world"))
+
+
+def test_an_artifact_recording_no_hold_out_unit_held_out_single_interactions(
+    tmp_path: Path, artifact: Path
+) -> None:
+    """Artifacts written before the unit was recorded held out single interactions: a config without
+    ``holdout_unit`` reads as the "interaction" unit, and one recording its unit keeps it."""
+    config = json.loads((artifact / "config.json").read_text())
+    config["split"] = {**config["split"], "pretrained_on_valid": True, "holdout_fraction": 0.2}
+    config["split"]["holdout_unit"] = "group"
+    assert pretraining_holdout(config) == (config["seed"], 0.2, "group")
+    del config["split"]["holdout_unit"]
+    assert pretraining_holdout(config) == (config["seed"], 0.2, "interaction")
+    legacy = tmp_path / "legacy"
+    shutil.copytree(artifact, legacy)
+    (legacy / "config.json").write_text(json.dumps(config))
+    catalog = load_catalog("persona_world")
+    unseen = unseen_valid_interactions(legacy, catalog)
+    expected = pretrain_split(catalog, config["seed"], 0.2, "interaction").valid
+    assert unseen is not None and np.array_equal(unseen.users, expected.users)
+    assert np.array_equal(unseen.items, expected.items)

@@ -27,7 +27,9 @@ from crs.app.training import next_commands
 from crs.cli import app
 from crs.report import build_report, load_inputs
 from crs.report.formatting import input_text, ranker_text
-from policies.rl.run_files import CheckpointState, PolicyMeta
+from envs.setting import LEGACY_SETTINGS
+from policies.rankers import RankerSpec
+from policies.rl.run_files import CheckpointState, PolicyMeta, run_ranker, trained_setting
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -120,12 +122,30 @@ def test_runs_from_before_the_setting_was_recorded_keep_theirs(run: Path, tmp_pa
     del meta["env"]["setting"]
     for catalog, expected in (("yelp_star", "enumerated"), ("persona_world", None)):
         (old / "policy.json").write_text(json.dumps({**meta, "catalog": catalog}))
-        assert PolicyMeta.read(old).env["setting"] == expected
+        assert PolicyMeta.read(old).env["setting"] == expected == LEGACY_SETTINGS.get(catalog)
+        assert trained_setting(old) == expected
     record = yaml.safe_load((run / "config.yaml").read_text())
     del record["settings"]["setting"]
     record["settings"]["dataset"] = "yelp_star"
     (old / "config.yaml").write_text(yaml.safe_dump(record))
     assert RunRecord.read(old).settings.setting == "enumerated"
+
+
+def test_a_relative_ranker_of_a_run_lies_in_the_run_from_any_folder(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run trained with `pretrain` records its own ``artifact:ranker``: read from another working
+    folder, it is the run's ranker/ folder, not one beside the reader."""
+    moved = tmp_path / "runs" / "r"
+    moved.mkdir(parents=True)
+    meta = json.loads((run / "policy.json").read_text())
+    (moved / "policy.json").write_text(json.dumps({**meta, "ranker": "artifact:ranker+split"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    spec = run_ranker(moved)
+    assert spec == RankerSpec("artifact", str(moved / "ranker"), "split") and spec.path == moved / "ranker"
+    assert run_ranker(run) == RankerSpec("popularity")  # a ranker without a file is as recorded
 
 
 def test_resume_reads_and_extends_the_same_files(run: Path, tmp_path: Path) -> None:

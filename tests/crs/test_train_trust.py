@@ -26,7 +26,13 @@ from crs.app.training import run_training
 from crs.claims import LOCK_FILE
 from crs.cli import app
 from policies.rl import load_trained_policy
-from policies.rl.model_file import ModelFileError, UnsafeModelFileError, read_model_data
+from policies.rl.model_file import (
+    PLAIN_FIELDS,
+    ModelFileError,
+    UnsafeModelFileError,
+    read_model_data,
+    safe_custom_objects,
+)
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from tests.crs.test_train_cmd import TINY, WORLD, tiny_settings
@@ -183,6 +189,19 @@ def test_a_model_zip_field_of_another_type_is_refused(trained, tmp_path, key, va
         load_trained_policy(run, catalog())
 
 
+@pytest.mark.parametrize("key", sorted(PLAIN_FIELDS))
+def test_every_plain_field_of_another_type_is_refused(trained, key) -> None:
+    """Each field `crs train` writes as plain JSON is refused holding a list, which none of them takes;
+    the file as written passes."""
+    path = trained / "best_model.zip"
+    data = read_model_data(path)
+    rebuilt = dict.fromkeys(("policy_class", "observation_space", "action_space", "clip_range"))
+    assert key in data
+    safe_custom_objects(path, data, rebuilt)  # as written: accepted
+    with pytest.raises(UnsafeModelFileError, match=rf"field '{key}' holds \[7\], where `crs train` writes"):
+        safe_custom_objects(path, {**data, key: [7]}, rebuilt)
+
+
 def test_policy_kwargs_beyond_the_policy_s_own_are_refused(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     for name in ("best_model.zip", "model.zip", "checkpoint.zip"):
@@ -224,6 +243,12 @@ def _with_encoder(entries: dict[str, bytes], **kwargs: object) -> None:
     entries["data"] = json.dumps(data).encode()
 
 
+def _without_encoder_key(entries: dict[str, bytes], key: str) -> None:
+    data = json.loads(entries["data"])
+    del data["policy_kwargs"]["features_extractor_kwargs"][key]
+    entries["data"] = json.dumps(data).encode()
+
+
 @pytest.mark.parametrize(
     ("change", "compression", "message"),
     [
@@ -243,9 +268,18 @@ def _with_encoder(entries: dict[str, bytes], **kwargs: object) -> None:
         (lambda e: e.update({"data": e["data"] + b" " * 50_000_000}), zipfile.ZIP_DEFLATED, "inflates from"),
         # a network of the file's own size: built before any weight is checked
         (lambda e: _with_encoder(e, hidden=100_000), zipfile.ZIP_STORED, "hidden 100000, not"),
+        # a file whose encoder names no hidden size: built at the encoder's default, not the run's
+        (lambda e: _without_encoder_key(e, "hidden"), zipfile.ZIP_STORED, "hidden None, not 64"),
         (lambda e: e.update({"pytorch_variables.pth": _torch_bytes(7)}), zipfile.ZIP_STORED, "holds 7"),
     ],
-    ids=["extra entry", "torch variables", "inflation", "encoder sizes", "variables not a mapping"],
+    ids=[
+        "extra entry",
+        "torch variables",
+        "inflation",
+        "encoder sizes",
+        "encoder size missing",
+        "variables not a mapping",
+    ],
 )
 def test_a_model_zip_beyond_what_crs_train_writes_is_refused_before_it_is_built(
     trained, tmp_path, change, compression, message

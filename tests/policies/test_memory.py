@@ -151,6 +151,17 @@ def test_one_update_is_the_hand_filter_step_with_three_personas() -> None:
         accepted_item=5,
     )  # fmt: skip
     update = memory.update(session)
+    # ℓ by hand for user 2, whose prior is not user 0's: the aspect term is log β − log π of user 2
+    log_prior = ranker.log_prior[2] - np.log(np.exp(ranker.log_prior[2]).sum())
+    assert not np.allclose(log_prior, ranker.log_prior[0] - np.log(np.exp(ranker.log_prior[0]).sum()))
+    aspects = np.log(ranker.persona_posterior(session.facts)) - log_prior
+    rejected = ranker.persona_item_logits(2, np.array([3, 7, 11]))
+    by_hand = (
+        1.5 * aspects
+        + 0.5 * ranker.persona_item_logits(2, np.array([5]))[:, 0]
+        + 0.5 * (rejected - rejected.mean(axis=0)).mean(axis=1)
+    )
+    np.testing.assert_allclose(update.log_likelihood, by_hand - by_hand.max(), rtol=1e-10, atol=1e-12)
     d = np.exp(ranker.log_prior[2]) / np.exp(ranker.log_prior[2]).sum()
     resp, following, prior = filter_step(d, update.log_likelihood, rule)
     np.testing.assert_allclose(update.responsibilities, resp, rtol=1e-12)

@@ -17,6 +17,7 @@ from policies.memory_file import (
     HISTORY_KEPT,
     MEMORY_SCHEMA,
     MEMORY_VERSION,
+    Belief,
     MemoryContext,
     MemoryFileError,
     MemoryRecord,
@@ -144,6 +145,8 @@ def damaged(data: dict[str, Any], change: str) -> Any:
         data["prior"] = [0.5, 0.6]
     elif change == "user out of range":
         data["user"] = 7
+    elif change == "user one past the last":
+        data["user"] = 2
     elif change == "user not an integer":
         data["user"] = True
     elif change == "bad history":
@@ -185,6 +188,7 @@ PROBLEMS = {
     "more history than conversations": "remembers 1 conversation(s) with 2 history entries",
     "not summing to 1": "sums to 1.1",
     "user out of range": "user 7 is outside [0, 2) of tiny_world",
+    "user one past the last": "user 2 is outside [0, 2) of tiny_world",
     "user not an integer": "user must be an integer >= 0, not True",
     "bad history": "history[0].prior has 1 weights",
     "missing history": "history must be a list",
@@ -243,6 +247,19 @@ def test_a_record_cannot_hold_a_bad_prior() -> None:
     for bad in ((0.5,), (math.inf, 0.0), (0.2, 0.2)):
         with pytest.raises(ValueError):
             MemoryRecord(context, 0, bad)
+        with pytest.raises(ValueError, match="history entry 1"):  # nor a bad prior in its history
+            MemoryRecord(context, 0, (0.5, 0.5), 1, (Belief(1, bad, "quit"),))
+    assert MemoryRecord(context, 0, (0.5, 0.5), 1, (Belief(1, (0.25, 0.75), "quit"),)).conversations == 1
+
+
+def test_a_record_refuses_another_users_update() -> None:
+    ranker = tiny_ranker()
+    memory = PersonaMemory(ranker, "update")
+    record = MemoryRecord.new(context_of(ranker), 1, memory.prior(1))
+    with pytest.raises(ValueError, match="an update of user 0 cannot go into user 1's memory"):
+        record.after(memory.update(SessionEvidence(user=0, accepted_item=0)), "accepted")
+    own = record.after(memory.update(SessionEvidence(user=1, accepted_item=0)), "accepted")
+    assert own.user == 1 and own.conversations == 1
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_partial_one(

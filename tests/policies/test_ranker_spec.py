@@ -312,3 +312,26 @@ def test_tempering_divides_the_preferences_and_keeps_the_rules() -> None:
     assert not np.allclose(
         split.aspect_scores(facts, aspects), split.with_temperature(4.0).aspect_scores(facts, aspects)
     )
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.crs.tiny_runs import pretrain_tiny
+
+    return pretrain_tiny(tmp_path_factory.mktemp("ranker-spec") / "art")
+
+
+def test_an_artifact_at_a_temperature_builds_the_tempered_ranker(artifact: Path) -> None:
+    from simulators.datasets import load_catalog
+
+    catalog = load_catalog("persona_world")
+    plain = RankerSpec.parse(str(artifact)).build(catalog)
+    tempered = RankerSpec.parse(f"{artifact}@4").build(catalog)
+    assert isinstance(plain, PersonaRanker) and isinstance(tempered, PersonaRanker)
+    items = np.arange(catalog.n_items)
+    empty = np.zeros(0, dtype=np.int64)
+    facts = DialogueFacts(3, np.array([1]), np.array([2]), np.array([5]))
+    for seen in (DialogueFacts(3, empty, empty, empty), facts):
+        scores = tempered.item_scores(seen, items)
+        assert np.allclose(scores, plain.with_temperature(4.0).item_scores(seen, items))
+        assert not np.allclose(scores, plain.item_scores(seen, items))

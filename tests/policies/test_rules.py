@@ -245,3 +245,87 @@ def test_lookahead_with_q_questions_asks_one_of_the_rankers_q_best(truthful_env)
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     assert asked > 20 and other > 0  # it asks, and not always ask-N's question
+
+
+def keep_candidates(env, n: int) -> None:
+    """Reset `env` (seed 0) and keep only its n lowest-id candidates, no aspect rejected."""
+    env.reset(seed=0)
+    state = env.state
+    state.rejected[:] = False
+    state.candidates[state.candidate_items()[n:]] = False
+    assert state.n_candidates == n
+
+
+def test_ask_until_k_recommends_at_exactly_k_consistent_candidates_and_asks_at_k_plus_1(env) -> None:
+    k = 5
+    policy = make_rule_policy(f"ask-until-{k}", PopularityRanker(env.catalog))
+    keep_candidates(env, k)
+    assert policy.n_consistent(env) == k and policy.act(env)["kind"] == 2  # K left: recommend
+    keep_candidates(env, k + 1)
+    assert env.state.reachable_aspects().size > 0
+    assert policy.n_consistent(env) == k + 1 and policy.act(env)["kind"] == 0  # K + 1 left: ask
+
+
+def test_max_entropy_recommends_at_exactly_slate_size_candidates_and_asks_above(env) -> None:
+    import numpy as np
+
+    policy = make_rule_policy("max-entropy", PopularityRanker(env.catalog))
+    policy.reset(np.random.default_rng(0))
+    keep_candidates(env, env.slate_size)
+    action = policy.act(env)
+    assert action["kind"] == 2 and sorted(action["items"]) == env.state.candidate_items().tolist()
+    keep_candidates(env, env.slate_size + 1)
+    assert env.state.reachable_aspects().size > 0 and policy.act(env)["kind"] == 0
+
+
+def test_abs_greedy_moves_down_the_candidates_sharing_a_rejected_items_aspects(env) -> None:
+    """After item X is rejected, the items that leave the slate share more of X's aspects (per aspect
+    they hold) than the items that enter it: sharing X's aspects ranks a candidate lower."""
+    import numpy as np
+
+    policy = make_rule_policy("abs-greedy", PopularityRanker(env.catalog))
+    held = env.catalog.item_aspects.toarray() > 0
+    env.reset(seed=0)
+    changed = 0
+    for rejected in policy.slate(env)["items"]:
+        env.reset(seed=0)
+        state = env.state
+        state.candidates[rejected] = False  # as a rejected slate leaves it
+        before = policy.act(env)["items"]
+        state.rejected_items[rejected] = True
+        after = policy.act(env)["items"]
+        # the share of each item's aspects that the rejected item holds too
+        shared = (held & held[rejected]).sum(axis=1) / np.maximum(held.sum(axis=1), 1)
+        left, entered = list(set(before) - set(after)), list(set(after) - set(before))
+        if left:
+            changed += 1
+            assert shared[left].min() > shared[entered].max()
+    assert changed >= 3
+
+
+def test_an_enumerated_question_asks_the_aspects_first_unasked_category() -> None:
+    """Aspect 2 is listed by c1 and by c2; once c1 was asked, a question about aspect 2 asks c2.
+
+    `question`'s own contract, on a hand-set state: the env answers every aspect of an asked category,
+    so a rule never asks about an aspect with an asked parent."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from envs import ConversationEnv, ask
+    from policies.rules import RulePolicy
+    from simulators.catalog import Taxonomy
+    from simulators.goals import PairGoals
+    from simulators.users import SingleTargetUser
+    from tests.envs.conftest import tiny_catalog
+
+    members = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 0]], dtype=bool))
+    catalog = tiny_catalog(Taxonomy(np.array([0, 0, 1, 1]), ("c0", "c1", "c2"), members))
+    env = ConversationEnv(
+        catalog, SingleTargetUser(catalog), PairGoals(catalog, "test"), setting="enumerated"
+    )
+    env.reset(seed=0)
+    policy = RulePolicy()
+    env.state.asked_categories[:] = False
+    assert policy.question(env, 2) == ask(1)  # nothing asked: the first category listing it
+    env.state.asked_categories[1] = True
+    assert policy.question(env, 2) == ask(2)
