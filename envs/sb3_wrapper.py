@@ -31,7 +31,8 @@ is -1). Q = n_questions, P = n_probes, M = probe_size, N = n_items, F = max_fact
 
 - ``choice_mask`` (Q+P+1,), ``item_mask`` (N,): the action mask, also returned by `action_masks`;
 - ``user`` (1,); ``question_ids`` (Q,); ``probe_aspects`` (P, M) (only when P > 0); ``item_ids`` (N,);
-  ``accepted_ids`` / ``rejected_ids`` (F,): the latest accepted / rejected aspects;
+  ``accepted_ids`` / ``rejected_ids`` (F,): the accepted / rejected aspects, the F highest ids when
+  there are more (not the F latest answered: see `WrapperConfig.max_facts`);
 - ``question_feats`` (Q, 6), ``probe_feats`` (P, 4) (when P > 0), ``item_feats`` (N, 5), ``global`` (14,):
   hand features (see `QUESTION_FEATURES`, `PROBE_FEATURES`, `ITEM_FEATURES`, `GLOBAL_FEATURES`), with
   ``plan_depth`` also `PLAN_FEATURES`: ``question_feats`` (Q, 8), ``global`` (15,);
@@ -116,7 +117,9 @@ class WrapperConfig:
             (20 until session 6: on the showcase world the policy then also had to learn which 10,
             and trained slower: valid SR@15 0.745 against 0.80 after 40k steps, BENCHMARKS.md).
         probe_size: Aspects a probe lists (capped by the env's max_choices).
-        max_facts: Accepted / rejected aspects kept in the observation (the latest ones).
+        max_facts: Accepted / rejected aspects kept in the observation: the F highest aspect ids when
+            a dialogue has more (ascending ids, not the F latest answered; trained policies learned
+            with this rule, so keeping the latest would need retraining).
         probes: Offer persona probes when the ranker and env allow them.
         ranker_features: Show the policy the hand features computed from the ranker's scores and
             persona posterior (`RANKER_DERIVED`). False zeroes them: the ranker still proposes the

@@ -74,3 +74,20 @@ def test_the_wrapper_offers_probes_exactly_to_persona_aware_rankers(world: Catal
     assert n_probes(transe_ranker(world)) == 0
     # binary questions never probe, whatever the ranker
     assert n_probes(persona_ranker(world), setting="binary") == 0
+
+
+class NoPersonaCount(PopularityRanker):
+    """Every persona member but ``personas_per_user``: the wrapper could not size its probe slots."""
+
+    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
+        return np.ones(2) / 2
+
+    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
+        return EMPTY
+
+
+def test_a_ranker_without_personas_per_user_is_not_persona_aware(world: Catalog) -> None:
+    ranker = NoPersonaCount(world)
+    assert isinstance(ranker, PreferenceRanker) and not isinstance(ranker, PersonaAwareRanker)
+    env = make_env(catalog=world, split="valid")
+    assert SlateActionWrapper(env, ranker, WrapperConfig()).n_probes == 0

@@ -597,3 +597,157 @@ def test_reset_and_step_infos_have_the_same_keys(world: Catalog) -> None:
     _, _, _, _, step_info = env.step(np.array([env.recommend_choice, *range(10)]))
     assert reset_info["turn_limit"] is False
     assert set(reset_info) == set(step_info)
+
+
+# ------------------------------------------------------------------ what the mutation audit found untested
+def test_the_final_observation_leaves_recommend_and_one_item_slot_valid(world: Catalog) -> None:
+    """After the last step only recommend is valid, and every slate position keeps one valid item slot:
+    MaskablePPO's per-position distributions need at least one true entry each."""
+    env = wrapped(world)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        obs, _, done, _, _ = env.step(np.array([env.recommend_choice, *range(10)]))
+    assert env.observation_space.contains(obs)
+    mask = env.action_masks()
+    choice, items = mask[: env.n_choices], mask[env.n_choices :].reshape(env.slate_size, env.n_items)
+    assert np.flatnonzero(choice).tolist() == [env.recommend_choice]
+    assert items.any(axis=1).all()
+    np.testing.assert_array_equal(obs["item_mask"] > 0.5, np.arange(env.n_items) == 0)
+
+
+def test_accepted_ids_keep_the_highest_ids_when_there_are_more_than_max_facts() -> None:
+    """Target item 2 holds aspects {0, 1, 3}: the opening states 0, then 3 and 1 are asked and accepted,
+    in that order; with max_facts = 1 the observation keeps the highest id, 3 (not the first, 0, nor the
+    latest answered, 1: `WrapperConfig.max_facts`)."""
+    catalog = tiny_catalog()
+    env = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", user="single"),
+        PopularityRanker(catalog),
+        WrapperConfig(max_facts=1),
+    )
+    seed = next(s for s in range(50) if env.reset(seed=s) and env.base.state.history[0].accepted == (0,))
+    obs, _ = env.reset(seed=seed)
+    for aspect in (3, 1):
+        slot = int(np.flatnonzero(env.question_ids == aspect)[0])
+        obs, _, done, _, _ = env.step(np.array([slot, *range(10)]))
+        assert not done and env.base.state.history[-1].accepted == (aspect,)
+    assert env.base.state.facts().accepted.tolist() == [0, 1, 3]
+    assert obs["accepted_ids"].tolist() == [3.0]
+    assert feature(obs, "global", "n_accepted") == pytest.approx(3 / FACT_COUNT_SCALE)  # all are counted
+
+
+def test_a_slate_of_only_masked_slots_shows_the_rankers_best_candidates(world: Catalog) -> None:
+    env = wrapped(world, n_items=20)
+    env.reset(seed=3)
+    items = env.candidate_items.copy()
+    assert items.size > env.slate_size  # the first and last slate_size candidates differ
+    env.step(np.array([env.recommend_choice, -1, 20, 25, -3, 20, 21, 99, -1, 20, 30]))
+    record = env.base.state.history[-1]
+    assert record.kind == "recommend" and record.slate == tuple(int(i) for i in items[: env.slate_size])
+
+
+def test_question_slots_never_repeat_an_aspect(world: Catalog) -> None:
+    """With more reachable aspects than slots, half the slots go by score and the rest by entropy
+    among the aspects not already picked: every turn's slots are distinct."""
+    env = wrapped(world, n_questions=4)
+    rng = np.random.default_rng(7)
+    env.reset(seed=7)
+    turns_with_entropy_picks = 0
+    for _ in range(60):
+        ids = env.question_ids
+        assert np.unique(ids).size == ids.size, ids
+        turns_with_entropy_picks += int(ids.size == env.n_questions)
+        choice = rng.choice(np.flatnonzero(env.action_masks()[: env.n_choices]))
+        _, _, done, _, _ = env.step(np.array([choice, *range(10)]))
+        if done:
+            env.reset()
+    assert turns_with_entropy_picks > 0
+
+
+def test_answer_features_mark_the_users_last_answer_by_name() -> None:
+    """Target item 2 holds {0, 1, 3} and not 2: after the opening (0), asking 2 is rejected, then 1
+    accepted."""
+    catalog = tiny_catalog()
+    env = SlateActionWrapper(
+        make_env(catalog=catalog, split="test", user="single"), PopularityRanker(catalog), WrapperConfig()
+    )
+    seed = next(s for s in range(50) if env.reset(seed=s) and env.base.state.history[0].accepted == (0,))
+    obs, _ = env.reset(seed=seed)
+    names = ("answer_none", "answer_accepted", "answer_rejected", "answer_slate_rejected")
+
+    def answer() -> list[float]:
+        return [float(feature(obs, "global", name)) for name in names]
+
+    assert answer() == [1.0, 0.0, 0.0, 0.0]  # no answer yet after the opening
+    for aspect, expected in ((2, [0.0, 0.0, 1.0, 0.0]), (1, [0.0, 1.0, 0.0, 0.0])):
+        slot = int(np.flatnonzero(env.question_ids == aspect)[0])
+        obs, _, _, _, _ = env.step(np.array([slot, *range(10)]))
+        assert answer() == expected, aspect
+
+
+class FixedPersonaRanker:
+    """Fixed item and aspect scores, a fixed persona posterior, two personas listing the pool rotated."""
+
+    personas_per_user = 2
+
+    def __init__(self, item_values: np.ndarray, aspect_values: np.ndarray, posterior: np.ndarray) -> None:
+        self.item_values, self.aspect_values, self.posterior = item_values, aspect_values, posterior
+
+    def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
+        return self.item_values[np.asarray(items, dtype=np.int64)]
+
+    def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
+        return self.aspect_values[np.asarray(aspects, dtype=np.int64)]
+
+    def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
+        return self.posterior
+
+    def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
+        pool = np.arange(self.aspect_values.size) if among is None else np.asarray(among, dtype=np.int64)
+        return np.roll(pool, -k)[:m]
+
+
+def test_without_ranker_features_the_observation_ignores_the_rankers_scores_and_posterior() -> None:
+    """Two rankers that order items and aspects alike (the second's scores are the first's to the 4th
+    power) but weigh them and the personas differently: with ranker features off every observation
+    is the same; with them on, cum_prob and the probe posterior tell them apart."""
+    catalog = tiny_catalog()  # 4 aspects: every reachable aspect gets a question slot and is in the pool
+    items, aspects = np.array([0.1, 0.5, 0.9, 0.3, 0.7, 0.2]), np.array([0.4, 0.8, 0.2, 0.6])
+    rankers = (
+        FixedPersonaRanker(items, aspects, np.array([0.7, 0.3])),
+        FixedPersonaRanker(items**4, aspects**4, np.array([0.2, 0.8])),
+    )
+
+    def run(ranker_features: bool) -> list[list[dict[str, np.ndarray]]]:
+        runs = []
+        for ranker in rankers:
+            base = make_env(
+                catalog=catalog, split="test", user="single", setting="multiple_choice", n_personas=2
+            )
+            env = SlateActionWrapper(base, ranker, WrapperConfig(ranker_features=ranker_features))
+            assert env.n_probes == 2
+            obs, _ = env.reset(seed=0)
+            seen, done = [obs], False
+            for choice in (env.n_questions, 0, env.recommend_choice):  # probe persona 0, ask, recommend
+                if done or not env.action_masks()[choice]:
+                    continue
+                obs, _, done, _, _ = env.step(np.array([choice, *range(10)]))
+                seen.append(obs)
+            runs.append(seen)
+        return runs
+
+    shown = run(ranker_features=True)
+    assert not np.allclose(
+        feature(shown[0][0], "item_feats", "cum_prob"), feature(shown[1][0], "item_feats", "cum_prob")
+    )
+    assert (
+        feature(shown[0][0], "probe_feats", "posterior").tolist()
+        != feature(shown[1][0], "probe_feats", "posterior").tolist()
+    )
+    first, second = run(ranker_features=False)
+    assert len(first) == len(second) > 1
+    for a, b in zip(first, second, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
