@@ -111,3 +111,18 @@ def test_ranker_order_slate_shows_the_first_k_slots_and_only_the_choice_is_rando
     assert dist.log_prob(recommend)[0].item() == pytest.approx(choice[2] - lse(choice), abs=1e-5)
     probs = [math.exp(c - lse(choice)) for c in choice]
     assert dist.entropy()[0].item() == pytest.approx(-sum(p * math.log(p) for p in probs), abs=1e-5)
+
+
+def test_entropy_weighs_the_masked_slate_entropy_by_the_recommend_probability() -> None:
+    # non-uniform choices (recommend is the last, not the first) and a masked item with the largest logit
+    choice, items = [2.0, 0.0, 1.0], [1.0, 0.0, -1.0, 3.0]
+    k = 2
+    dist = dist_with(choice, items, k)
+    dist.apply_masking(np.array([[True, True, True] + [True, True, True, False] * k]))
+    p = [math.exp(c - lse(choice)) for c in choice]
+    q = [math.exp(v - lse(items[:3])) for v in items[:3]]  # the slate's first position, item 3 masked
+    h_choice = -sum(x * math.log(x) for x in p)
+    h_item = -sum(x * math.log(x) for x in q)
+    # H(choice) + p(recommend) · (1/k) · k · H(first position): p(recommend) = p[2] = .245, not p[0] = .665
+    expected = h_choice + p[2] * (1 / k) * k * h_item
+    assert dist.entropy().item() == pytest.approx(expected, abs=1e-5)

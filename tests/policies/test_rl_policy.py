@@ -14,6 +14,7 @@ from policies.baseline_rankers import PopularityRanker
 from policies.pretrain.ranker import PersonaRanker
 from policies.rl import RLConfig, RLPolicy, build_model, evaluate_policy, make_vec_env
 from policies.rl.acting import load_trained_policy, mean_metrics
+from policies.rl.policy import SplitLatent
 from policies.rl.run_files import PolicyMeta, atomic_save
 from policies.rules import make_rule_policy
 from simulators.datasets import load_catalog
@@ -182,3 +183,35 @@ def test_batched_evaluator_replays_crs_evals_conversations(small) -> None:
     expected = evaluate(env, policy, indices, seed=7)
     got = evaluate_policy(lambda: make_env(catalog=small, split="test"), policy, indices, seed=7, batch=6)
     assert [r.to_dict() for r in got] == [r.to_dict() for r in expected]
+
+
+def test_critic_reads_the_value_hidden_state_after_the_logits() -> None:
+    split = SplitLatent(features_dim=7, n_logits=4)
+    features = torch.tensor([[1.0, -2.0, 3.0, 4.0, -1.0, 5.0, 0.5]])
+    # actor: the 4 logits as they are; critic: relu of the 3 hidden units after them
+    assert split.forward_actor(features).tolist() == [[1.0, -2.0, 3.0, 4.0]]
+    assert split.forward_critic(features).tolist() == [[0.0, 5.0, 0.5]]
+    assert (split.latent_dim_pi, split.latent_dim_vf) == (4, 3)
+
+
+def test_optimizer_trains_every_trainable_parameter_value_head_included(small) -> None:
+    model, _, _ = model_for(small)
+    policy = model.policy
+    optimised = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
+    trainable = {id(p) for p in policy.parameters() if p.requires_grad}
+    assert optimised == trainable
+    assert {id(p) for p in policy.value_net.parameters()} <= optimised
+
+
+@pytest.mark.parametrize("persona_ranker, trained", [(False, True), (True, False)])
+def test_embeddings_are_trained_only_when_nothing_was_pre_trained(
+    small, persona_ranker: bool, trained: bool
+) -> None:
+    # default config (train_embeddings=False) keeps pre-trained tables fixed; a popularity ranker has no
+    # embeddings to give, so the random tables must be trained or they stay noise
+    assert RLConfig().train_embeddings is False
+    ranker = random_persona_ranker(small) if persona_ranker else PopularityRanker(small)
+    model, _, _ = model_for(small, ranker)
+    encoder = model.policy.features_extractor
+    for table in (encoder.item_emb, encoder.aspect_emb, encoder.user_personas, encoder.log_prior):
+        assert table.weight.requires_grad is trained
