@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from policies.pretrain.artifact import (
 )
 from policies.pretrain.config import ModelConfig, TrainConfig
 from policies.pretrain.graph import build_graph, pretrain_data
-from policies.pretrain.metrics import rank_metrics
+from policies.pretrain.metrics import RankingMetrics, ScoreFn, rank_metrics
 from policies.pretrain.model import PersonaModel
 from policies.pretrain.ranker import REJECTED_PENALTY, PersonaRanker
 from policies.pretrain.train import pretrain
@@ -198,6 +199,10 @@ def test_same_seed_same_weights(tiny: Catalog, trained) -> None:
         assert torch.equal(value, again.state_dict[key]), key
     other = pretrain(tiny, replace(FAST, seed=FAST.seed + 1))
     assert not torch.equal(trained.state_dict["node_emb"], other.state_dict["node_emb"])
+    # the weights only torch draws (the propagation layers; the data start sets the rest) follow the
+    # seed too: they start apart by far more than two epochs move them
+    for key in ("layers.0.W", "layers.0.rel"):
+        assert (trained.state_dict[key] - other.state_dict[key]).abs().max() > 0.05, key
 
 
 def test_artifact_round_trip(tmp_path: Path, tiny: Catalog, trained) -> None:
@@ -569,3 +574,148 @@ def test_a_propagation_layer_leaves_no_generated_file_in_the_temporary_folder(tm
     )
     assert result.stdout.strip().endswith("_propagate")  # PyG's rendered propagate is in use
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ graph, metrics, model
+def test_each_relation_runs_in_its_documented_direction_and_every_edge_has_its_inverse(tiny: Catalog) -> None:
+    data = pretrain_data(tiny, np.random.default_rng(0))
+    graph = build_graph(tiny, data.train)
+    U, I = tiny.n_users, tiny.n_items
+    src, dst = graph.edge_index
+    kind = np.select([src < U, src < U + I], ["user", "item"], "aspect")
+    target = np.select([dst < U, dst < U + I], ["user", "item"], "aspect")
+    expected = [("user", "item"), ("item", "user"), ("aspect", "item"), ("item", "aspect")]
+    for relation, (source_kind, target_kind) in enumerate(expected):
+        edges = graph.edge_type == relation
+        assert edges.any() and set(kind[edges]) == {source_kind} and set(target[edges]) == {target_kind}
+    # relation 0 holds each training pair once, relation 2 each item-aspect pair (aspect -> item)
+    ui = graph.edge_index[:, graph.edge_type == 0]
+    train = data.train.by_user(U, I).tocoo()
+    assert sorted(zip(ui[0].tolist(), (ui[1] - U).tolist(), strict=True)) == sorted(
+        zip(train.row.tolist(), train.col.tolist(), strict=True)
+    )
+    ai = graph.edge_index[:, graph.edge_type == 2]
+    ia = tiny.item_aspects.tocoo()
+    assert sorted(zip((ai[1] - U).tolist(), (ai[0] - U - I).tolist(), strict=True)) == sorted(
+        zip(ia.row.tolist(), ia.col.tolist(), strict=True)
+    )
+    # relations 1 and 3 are the inverses of 0 and 2: every edge has its reverse, of the paired relation
+    edges = set(zip(src.tolist(), dst.tolist(), graph.edge_type.tolist(), strict=True))
+    assert len(edges) == src.size
+    assert {(d, s, r ^ 1) for s, d, r in edges} == edges
+
+
+def test_recall_divides_by_every_held_out_item_and_ndcg_by_at_most_k() -> None:
+    # k = 2. User 0 holds out items {0, 1, 2} and ranks item 0 first, then item 4: 1 hit of 3.
+    truth = sp.csr_matrix(np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=bool))
+    exclude = sp.csr_matrix((3, 5), dtype=bool)
+    scores = np.array([[5.0, 0.0, 0.0, 1.0, 4.0], [0.0] * 5, [0.0, 1.0, 2.0, 3.0, 4.0]])
+    m = rank_metrics(lambda b: scores[b], exclude, truth, np.array([0, 2]), k=2)
+    # recall 1/3 (not 1/min(3, 2)); NDCG: DCG 1 over the IDCG of min(3, 2) = 2 hits
+    assert m.recall == pytest.approx((1 / 3 + 1.0) / 2)
+    assert m.ndcg == pytest.approx((1.0 / (1.0 + 1.0 / np.log2(3.0)) + 1.0) / 2)
+
+
+def test_only_users_with_held_out_items_are_evaluated() -> None:
+    from policies.pretrain.metrics import evaluation_users
+
+    truth = sp.csr_matrix(np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 1]], dtype=bool))
+    np.testing.assert_array_equal(evaluation_users(truth, None, None), [1, 3])
+    sampled = evaluation_users(truth, 1, np.random.default_rng(0))
+    assert sampled.size == 1 and sampled[0] in (1, 3)
+
+
+def test_a_users_own_training_items_are_excluded_wherever_the_user_sits_in_the_batch() -> None:
+    # user 0 trained on item 4, user 1 on item 0; only user 1 is evaluated, and its held-out item is 4
+    exclude = sp.csr_matrix(np.array([[0, 0, 0, 0, 1], [1, 0, 0, 0, 0]], dtype=bool))
+    truth = sp.csr_matrix(np.array([[0, 0, 0, 0, 0], [0, 0, 0, 0, 1]], dtype=bool))
+    scores = np.array([[0.0] * 5, [9.0, 1.0, 2.0, 3.0, 4.0]])
+    m = rank_metrics(lambda b: scores[b], exclude, truth, np.array([1]), k=1)
+    assert (m.recall, m.ndcg, m.n_users) == (1.0, 1.0, 1)
+
+
+def test_the_uniform_aspect_ablation_weighs_an_items_aspects_equally(tiny: Catalog) -> None:
+    data = pretrain_data(tiny, np.random.default_rng(0))
+    graph = build_graph(tiny, data.train)
+    ia = tiny.item_aspects
+    config = ModelConfig(
+        n_users=tiny.n_users, n_items=tiny.n_items, n_aspects=tiny.n_aspects, dim=8, aspect_mode="uniform"
+    )
+    model = PersonaModel(config, graph, (ia.indptr, ia.indices), torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, config.personas, config.prototypes))
+    mixtures = torch.softmax(torch.as_tensor(logits, dtype=torch.float32), -1)
+    items = torch.as_tensor(rng.choice(tiny.n_items, size=(2, 6), replace=False))
+    aspect_emb = model.node_emb.detach()[tiny.n_users + tiny.n_items :]
+    with torch.no_grad():
+        term = model.aspect_term(mixtures, items, aspect_emb).numpy()
+    # ⟨q_k, h_k(v)⟩ with h_k(v) the plain mean of the item's aspect embeddings
+    q = mixtures.numpy() @ model.prototypes.detach().numpy()  # (B, K, d)
+    dense = ia.toarray().astype(bool)
+    for b in range(2):
+        for m, item in enumerate(items[b].tolist()):
+            held = np.flatnonzero(dense[item])
+            mean = aspect_emb.numpy()[held].mean(axis=0) if held.size else np.zeros(config.dim)
+            np.testing.assert_allclose(term[b, m], q[b] @ mean, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ training
+def test_pretraining_keeps_the_epoch_of_best_validation_ndcg(
+    tiny: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import policies.pretrain.train as train_module
+
+    excluded: list[sp.csr_matrix] = []
+
+    def recording(
+        score_fn: ScoreFn, exclude: sp.csr_matrix, truth: sp.csr_matrix, users: np.ndarray, **kwargs: Any
+    ) -> RankingMetrics:
+        excluded.append(exclude)
+        return rank_metrics(score_fn, exclude, truth, users, **kwargs)
+
+    monkeypatch.setattr(train_module, "rank_metrics", recording)
+    result = pretrain(tiny, replace(FAST, epochs=5, patience=5))
+    ndcgs = [report.valid.ndcg for report in result.history]
+    assert len(ndcgs) == 5 and result.best_epoch > 1  # this run improves after its first epoch
+    assert result.best_epoch == 1 + int(np.argmax(ndcgs))
+    assert [r.best for r in result.history] == [n > max(ndcgs[:i], default=-1.0) for i, n in enumerate(ndcgs)]
+    # validation never ranks a user's training items: it excludes exactly the training interactions
+    U, I = tiny.n_users, tiny.n_items
+    train = result.data.train.by_user(U, I).toarray()
+    assert excluded and all(np.array_equal(e.toarray() != 0, train) for e in excluded)
+    # the returned weights are that epoch's: they score its validation NDCG again
+    truth = result.data.valid.by_user(U, I)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    again = rank_metrics(result.ranker(tiny).full_scores, train, truth, users, k=10)
+    assert again.ndcg == pytest.approx(ndcgs[result.best_epoch - 1], abs=1e-6)
+
+
+def test_the_entropy_terms_reward_sharp_attention_on_positives_and_flat_on_negatives() -> None:
+    from policies.pretrain.train import _regularisers
+
+    config = replace(FAST, overlap_weight=0.0, sharpness_weight=0.0, usage_weight=0.0, prototype_weight=0.0)
+    sharp, flat = torch.tensor([0.98, 0.02]), torch.tensor([0.5, 0.5])
+    mixtures = torch.full((3, 2, 4), 0.25)
+    prototypes = torch.eye(4)
+
+    def loss(positive: torch.Tensor, negative: torch.Tensor) -> float:
+        alpha = torch.stack([positive, negative, negative]).expand(3, 3, 2)  # (B, 1 + negatives, K)
+        return float(_regularisers(alpha, mixtures, prototypes, config))
+
+    assert loss(sharp, flat) < 0.0 < loss(flat, sharp)
+    assert loss(sharp, sharp) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_persona_mixture_starts_from_the_callers_generator(tiny: Catalog) -> None:
+    from policies.pretrain.mixture import fit_persona_mixture
+
+    torch.set_num_threads(1)
+    train = tiny.split("train")
+
+    def fit(seed: int) -> np.ndarray:
+        return fit_persona_mixture(
+            tiny.item_aspects, train, tiny.n_users, 4, np.random.default_rng(seed), iterations=2
+        ).log_item_probs
+
+    np.testing.assert_array_equal(fit(0), fit(0))
+    assert not np.allclose(fit(0), fit(1))
