@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from rich.console import Console
 from typer.testing import CliRunner
 
-from crs.chat import ChatError, HumanUser, PersonAnswer, human_env, run_chat
+from crs.chat import ChatError, HumanUser, PersonAnswer, choose_goal, human_env, run_chat
 from crs.chat.question import candidates_after, rejection_effect
 from crs.chat.view import ChatView
 from crs.chat_cmd import personal_commands
@@ -36,7 +36,7 @@ from envs.env import ConversationEnv
 from envs.metrics import hdcg_value
 from envs.ranker import DialogueFacts
 from envs.registry import make_env
-from envs.rollout import evaluate
+from envs.rollout import evaluate, evaluation_indices
 from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import build_ranker
 from policies.rules import make_rule_policy
@@ -240,6 +240,17 @@ def test_aspects_of_one_name_are_one_choice(tmp_path: Path, world: Catalog) -> N
     assert result.transcript["turns"][0]["answer"]["accepted"] == [more_common]
 
 
+def test_a_typo_close_to_two_names_lists_them_instead_of_guessing(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    policy = make_rule_policy("ask-2", build_ranker("popularity", world))
+    console = quiet()
+    # "rmantic" is one letter from "romantic" and close to "frantic": listed, the person picks
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["rmantic", "2", "quit"]))
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert "Did you mean one of these?" in text and "(taking" not in text
+    assert result.transcript["turns"][0]["answer"]["accepted_names"] == ["frantic"]
+
+
 class RareAskingPolicy:
     """Asks about the aspect fewest candidates have (the person says yes, so they narrow) until one
     only one candidate has was asked, then recommends."""
@@ -286,6 +297,34 @@ def test_back_undoes_the_last_answer(tmp_path: Path) -> None:
     # replaying with the same seed reaches the same state: the corrected chat equals the straight one
     assert undone["turns"] == straight["turns"]
     assert undone["outcome"] == straight["outcome"]
+
+
+class FickleAskingPolicy:
+    """Asks about the first reachable aspect, but the second one after its second reset (a `back`
+    replays the conversation from a reset): its replay acts differently."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.resets += 1
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        return ask([int(env.state.reachable_aspects()[1 if self.resets >= 2 else 0])])
+
+
+def test_back_says_when_the_replayed_policy_asks_something_else(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    console = quiet()
+    lines = ["jazz", "y", "y", "back", "n", "quit"]
+    result = run_chat(env, FickleAskingPolicy(), seed=0, console=console, read=lines_reader(lines))
+    text = flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert "The recommender now asks something else; answer from here." in text
+    # the first "y" answered another question: it is dropped, and the "n" answers the new one
+    turns = result.transcript["turns"]
+    assert [t["answer"]["said"] for t in turns] == ["open", "no"]
+    straight = run_chat(env, FickleAskingPolicy(), seed=0, console=quiet(), read=lines_reader(["jazz", "n"]))
+    assert turns[1]["action"]["aspects"] != straight.transcript["turns"][1]["action"]["aspects"]
 
 
 def test_back_at_the_first_question_reopens(tmp_path: Path) -> None:
@@ -367,6 +406,18 @@ def test_a_transcript_path_that_is_no_regular_file_is_refused_even_with_overwrit
 def test_user_id_picks_the_user(tmp_path: Path) -> None:
     _, transcript = chat(tmp_path, ["quit"], "--user-id", "7")
     assert transcript["user"] == 7
+
+
+def test_user_id_picks_the_users_first_goal_in_the_seeded_order(world: Catalog) -> None:
+    env = make_env(catalog=world, split="test")
+    users = env.goals.interactions.users
+    order = evaluation_indices(env.goals.n_goals, env.goals.n_goals, 5)
+    later = 0  # users whose first goal in the seeded order is not their lowest goal index
+    for user in range(10):
+        first = next(int(i) for i in order if users[i] == user)
+        assert choose_goal(env, 5, user) == first
+        later += first != int(np.flatnonzero(users == user)[0])
+    assert later > 0
 
 
 # --------------------------------------------------------------------------------- watch mode
@@ -479,6 +530,18 @@ def test_multiple_choice_none_and_impossible_combinations(world: Catalog) -> Non
     turn = result.transcript["turns"][1]
     assert turn["answer"]["said"] == "none" and turn["answer"]["accepted"] == []
     assert turn["candidates_left"] == len(with_aspect(world, "jazz"))
+
+
+def test_multiple_choice_zero_is_not_an_option(world: Catalog) -> None:
+    """The options are numbered from 1: a 0 is hinted at, neither the last option nor a "none"."""
+    env = make_env(catalog=world, split="test")
+    policy = ProbingPolicy(build_ranker("popularity", world))
+    console = quiet()
+    result = run_chat(env, policy, seed=0, console=console, read=lines_reader(["jazz", "0", "1", "quit"]))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "0: not on the list; use numbers between 1 and 4." in text
+    turn = result.transcript["turns"][1]
+    assert turn["kind"] == "probe" and turn["answer"]["accepted"] == [turn["action"]["aspects"][0]]
 
 
 @pytest.mark.real_data

@@ -266,6 +266,21 @@ def test_a_file_another_chat_gave_another_user_is_kept(tmp_path: Path, world: Ca
     assert path.read_bytes() == before
 
 
+def test_another_users_conversation_does_not_move_the_memory(tmp_path: Path, world: Catalog) -> None:
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    memory = open_memory(path, ranker, world, user=3)
+    env = make_env(catalog=world, split="test")
+    goal = int(np.flatnonzero(env.goals.interactions.users == 5)[0])
+    env.reset(seed=0, options={"goal_index": goal})
+    before = memory.prior()
+    said = f"the chat was with user 5, but {re.escape(str(path))} remembers user 3"
+    with pytest.raises(ChatError, match=said):
+        memory.update(env.state, "quit")
+    np.testing.assert_array_equal(memory.prior(), before)
+    assert not path.exists()
+
+
 def test_a_person_forgotten_during_the_chat_starts_again(tmp_path: Path, world: Catalog) -> None:
     ranker = random_persona_ranker(world, 3)
     path = tmp_path / "me.json"

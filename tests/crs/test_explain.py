@@ -16,6 +16,7 @@ from crs.chat import run_chat
 from crs.explain import Explainer, persona_reason, prototype_explanations
 from crs.report.examples import replay
 from crs.report.inputs import EvalRun
+from envs.actions import ask
 from envs.metrics import EpisodeRecord
 from envs.ranker import DialogueFacts
 from envs.registry import make_env
@@ -139,6 +140,49 @@ def test_no_explanation_names_an_aspect_the_dialogue_settled(
     # without personas, the ranker's best aspect is chosen among the unsettled ones too
     fallback = Explainer(world, None, random_persona_ranker(world, personas=1))
     assert fallback._ranker_aspect(facts, item) in set(own.tolist()) - {rejected, accepted}
+
+
+class FixedSignature:
+    """Not the thing under test: a signature source that names one aspect whatever it is offered."""
+
+    def __init__(self, aspect: int) -> None:
+        self.aspect = aspect
+
+    def signature_aspects(self, user: int, k: int, n: int, candidates: np.ndarray) -> np.ndarray:
+        return np.array([self.aspect], dtype=np.int64)
+
+
+def test_a_signature_aspect_that_is_settled_or_not_the_items_is_not_the_reason(world: Catalog) -> None:
+    item = next(i for i in range(world.n_items) if world.aspects_of(i).size >= 3)
+    own = world.aspects_of(item)
+    rejected, accepted = int(own[0]), int(own[1])
+    foreign = next(a for a in range(world.n_aspects) if a not in set(own.tolist()))
+    facts = DialogueFacts(0, np.array([accepted]), np.array([rejected]), np.zeros(0, dtype=np.int64))
+    for named in (rejected, accepted, foreign):
+        assert persona_reason(world, FixedSignature(named), facts, item, 0, accepted) == -1
+    free = int(own[2])
+    assert persona_reason(world, FixedSignature(free), facts, item, 0, rejected) == free
+
+
+def test_matched_names_only_the_accepted_aspects_the_item_has(world: Catalog) -> None:
+    """Under MCMIPL's union rule a candidate may lack an accepted aspect: it is not said to match it."""
+    env = make_env(catalog=world, split="test", candidate_rule="any", user_kwargs={"noise": 0.0})
+    env.reset(seed=0, options={"goal_index": 0})
+    reachable = [int(a) for a in env.state.reachable_aspects()]
+    for start in range(0, len(reachable), 5):  # until one question has two aspects accepted
+        *_, info = env.step(ask(reachable[start : start + 5]))
+        if len(info["answer"]) >= 2 or env.done:
+            break
+    assert len(info["answer"]) >= 2 and not env.done
+    accepted = env.state.facts().accepted.tolist()
+    items = [int(i) for i in env.state.candidate_items()]
+    explanations = Explainer(world, None, build_ranker("popularity", world)).explain(env, items)
+    lacking = 0
+    for explanation in explanations:
+        own = set(world.aspects_of(explanation.item).tolist())
+        assert set(explanation.matched) == own & set(accepted) and explanation.matched
+        lacking += not set(accepted) <= own
+    assert lacking > 0
 
 
 def test_a_ranker_without_preferences_does_not_claim_your_taste(world: Catalog) -> None:

@@ -3,6 +3,7 @@ paired runs across memory modes, the persona matching, and `crs eval --sessions`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import cache, lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from crs.app.sessions import (
     SessionSpec,
     check_memory_update,
     check_session_split,
+    conversations_of,
     evaluate_returning,
     match_personas,
     paired_after_change,
@@ -160,6 +162,37 @@ def test_the_same_seed_replays_and_another_seed_draws_other_users() -> None:
     assert again.records == run("update").records and again.tracking == run("update").tracking
     other = run("update", seed=3)
     assert [s.user for s in other.sequences] != [s.user for s in run("update").sequences]
+
+
+def test_the_sequences_are_the_documented_draw_of_the_run_seed() -> None:
+    result = run("update")
+    drawn = returning_sequences(world(), 12, SESSIONS, "switch", np.random.default_rng(2), "test")
+    assert [s.user for s in result.sequences] == [s.user for s in drawn]
+    for got, expected in zip(result.sequences, drawn, strict=True):
+        assert got.goals == expected.goals and got.change_session == expected.change_session
+        assert np.array_equal(got.active, expected.active)
+        assert np.array_equal(got.mixtures, expected.mixtures)
+
+
+def test_a_user_drawn_twice_starts_each_sequence_from_the_prior() -> None:
+    result = evaluate_returning(
+        world(), ranker(), "ask-2", regime="switch", sessions=2, sequences=60, memory="update", seed=2
+    )  # 60 sequences over 40 users: some users return in a second sequence
+    users = [s.user for s in result.sequences]
+    repeated = {u for u in users if users.count(u) > 1}
+    assert repeated
+    for t in result.tracking:  # not the belief the user's earlier sequence left in the memory
+        if t.session == 0:
+            assert t.believed == int(np.argmax(ranker().log_prior[users[t.sequence]]))
+
+
+def test_the_conversations_hash_names_the_active_personas() -> None:
+    sequences = run("update").sequences
+    same = conversations_of(sequences, "test", "switch", 2)
+    assert same == conversations_of(list(sequences), "test", "switch", 2)
+    first = sequences[0]
+    other = dataclasses.replace(first, active=(first.active + 1) % 3)
+    assert conversations_of([other, *sequences[1:]], "test", "switch", 2) != same
 
 
 class ShiftedRanker:
