@@ -699,7 +699,8 @@ def write_test_folders(
 
     The folders are written beside the run's `TEST_DIR` and swapped in whole, so a resumed run's new
     test replaces the old one (and baselines no longer tested leave with it), and an interrupted write
-    leaves the old one.
+    leaves the old one (a swap stopped between its two renames is undone by the next write, before
+    anything else).
 
     Args:
         run_dir: The run folder.
@@ -707,6 +708,8 @@ def write_test_folders(
     """
     final = run_dir / TEST_DIR
     partial, old = run_dir / f".{TEST_DIR}.partial", run_dir / f".{TEST_DIR}.old"
+    if old.exists() and not final.exists():  # the last swap was stopped half-way: its old test is back
+        os.replace(old, final)
     for leftover in (partial, old):
         shutil.rmtree(leftover, ignore_errors=True)
     for folder, summary, records in tested:
@@ -715,7 +718,12 @@ def write_test_folders(
         summary.write(partial / folder)
     if final.exists():
         os.replace(final, old)
-    os.replace(partial, final)
+    try:
+        os.replace(partial, final)
+    except OSError:
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

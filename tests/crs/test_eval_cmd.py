@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from crs.app.evaluation import conversations_fingerprint
+from crs.app.run_folder import EvalSummary
+from crs.app.settings import make_settings
+from crs.app.training import run_training
 from crs.cli import app
 from envs import evaluation_indices, make_env
 from envs.metrics import EpisodeRecord, per_episode_metrics
@@ -45,6 +49,27 @@ def test_same_seed_same_records_and_other_seed_other_conversations(tmp_path) -> 
     assert first != records(6, "c")
 
 
+def test_seeded_order_walks_the_seeds_sample_of_the_split(tmp_path) -> None:
+    n_goals = make_env("persona_world", split="test").goals.n_goals
+
+    def walked(seed: int) -> list[int]:
+        out = tmp_path / f"s{seed}"
+        args = ["eval", "-p", "ask-2", "-n", "8", "--seed", str(seed), "-o", str(out)]
+        assert runner.invoke(app, args).exit_code == 0
+        return [json.loads(line)["goal_index"] for line in (out / "episodes.jsonl").read_text().splitlines()]
+
+    four, nine = walked(4), walked(9)
+    assert four == evaluation_indices(n_goals, 8, 4).tolist()
+    assert nine == evaluation_indices(n_goals, 8, 9).tolist() != four
+
+
+def test_conversations_fingerprint_tells_splits_and_orders_apart() -> None:
+    indices = np.arange(10)
+    assert conversations_fingerprint("test", indices) == conversations_fingerprint("test", indices.copy())
+    assert conversations_fingerprint("valid", indices) != conversations_fingerprint("test", indices)
+    assert conversations_fingerprint("test", indices[::-1]) != conversations_fingerprint("test", indices)
+
+
 def test_bad_input_gives_one_line_errors(tmp_path) -> None:
     for args, message in [
         (["eval", "--policy", "ask-many"], "unknown rule policy"),
@@ -75,7 +100,9 @@ def test_mcmipl_order_walks_mcmipls_own_test_conversations(tmp_path, real_data_d
     expected = np.random.RandomState(1).permutation(goals.n_goals)[:6].tolist()  # MCMIPL's shuffle, seed 1
     walked = [json.loads(line)["goal_index"] for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert walked == expected != evaluation_indices(goals.n_goals, 6, 1).tolist()
-    assert json.loads((out / "summary.json").read_text())["order"] == "mcmipl"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["order"] == "mcmipl" == EvalSummary.read(out).order
+    assert summary["world_seed"] is None is EvalSummary.read(out).world_seed  # real data has no world
 
 
 def test_unicorn_order_walks_unicorns_own_test_pairs(tmp_path, real_data_dir) -> None:
@@ -92,7 +119,7 @@ def test_unicorn_order_walks_unicorns_own_test_pairs(tmp_path, real_data_dir) ->
     np.random.shuffle(ui_array)
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert [[r["user"], *r["targets"]] for r in records] == ui_array[:5].tolist()
-    assert json.loads((out / "summary.json").read_text())["order"] == "unicorn"
+    assert json.loads((out / "summary.json").read_text())["order"] == "unicorn" == EvalSummary.read(out).order
 
 
 @pytest.mark.parametrize(
@@ -112,3 +139,20 @@ def test_mcmipl_order_without_mcmipls_groups_is_refused(tmp_path) -> None:
     assert result.exit_code != 0
     assert "--order mcmipl" in result.output and "mcmipl_lastfm_star" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_trained_in_another_setting_is_evaluated_in_its_own(tmp_path) -> None:
+    # the persona world's own setting is multiple_choice; a run trained in binary is evaluated in binary
+    settings = {"ranker": "popularity", "steps": 32, "envs": 1, "eval_every": 0, "test_episodes": 4}
+    settings.update(setting="binary", imitation=None, baselines=["ask-4"])
+    ppo = {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False}
+    run_training(
+        make_settings({**settings, "ppo": ppo}),
+        name="binary",
+        runs_dir=tmp_path,
+        show=False,
+    )
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["eval", "--policy", str(tmp_path / "binary"), "-n", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["setting"] == "binary"

@@ -252,3 +252,12 @@ def test_an_idle_worker_dying_is_not_charged_to_the_task_still_running(tmp_path)
         results = {r.name: r for r in pool.run(tasks, retries=0)}
     killer.join()
     assert results["long"].ok and results["long"].value == 25 and results["long"].failures == 0
+
+
+def test_eval_on_a_pool_keeps_the_seeded_order_of_the_conversations(tmp_path) -> None:
+    from envs import evaluation_indices, make_env
+
+    records, summary = _eval(tmp_path, "pool", "--workers", "2", "--backend", "serial")  # chunks on a pool
+    walked = [json.loads(line)["goal_index"] for line in records]
+    n_goals = make_env("persona_world", split="test").goals.n_goals
+    assert walked == evaluation_indices(n_goals, 90, 4).tolist() and summary["episodes"] == 90

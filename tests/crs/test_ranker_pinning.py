@@ -18,7 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.evaluation import resolve_policy
+from crs.app.evaluation import evaluated_ranker_identity, resolve_policy
 from crs.app.sessions import resolve_session_policy
 from crs.app.training import run_training
 from crs.chat_cmd import personal_commands
@@ -253,6 +253,9 @@ def test_a_run_that_recorded_the_tensor_digest_alone_still_loads(tmp_path, artif
     with caplog.at_level(logging.WARNING, logger="policies.rankers"):
         load_trained_policy(run, catalog())
     assert "in the form from before config.json was covered" in caplog.text
+    # an evaluation of it records the identity the run recorded, in its form, not the artifact's now
+    legacy = tensor_digest(artifact)
+    assert evaluated_ranker_identity(str(run), "run") == legacy != RankerSpec.parse(str(artifact)).identity()
     replace_folder(artifact, artifacts["b"])  # its tensors are still checked
     with pytest.raises(RankerChangedError, match="now holds another artifact"):
         load_trained_policy(run, catalog())

@@ -190,3 +190,10 @@ def test_a_replayed_config_writes_its_rewards_in_the_same_order() -> None:
     direct = make_settings({})
     replayed = make_settings(direct.model_dump())
     assert replayed.rewards == direct.rewards and list(replayed.rewards) == list(direct.rewards)
+
+
+def test_a_plain_crs_train_tests_and_validates_on_as_many_conversations_as_the_docs_say() -> None:
+    # README: the main job (`crs train`) compares the policies "on the same 600 test conversations";
+    # BENCHMARKS.md: its validations use 200 conversations ("1,000 validation conversations instead of 200")
+    settings = make_settings({})
+    assert (settings.test_episodes, settings.eval_episodes) == (600, 200)

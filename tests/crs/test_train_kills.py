@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,19 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.run_folder import TEST_DIR, TRAINED_TEST, CurveFile, RunRecord, read_episodes
+from crs.app.run_folder import (
+    TEST_DIR,
+    TRAINED_TEST,
+    CurveFile,
+    EvalSummary,
+    RunRecord,
+    read_episodes,
+    write_episodes,
+    write_test_folders,
+)
 from crs.app.training import next_commands, run_training
 from crs.cli import app
+from envs import evaluation_indices, make_env
 from policies.rl.model_file import read_model_data
 from tests.crs.test_train_cmd import TINY, tiny_settings
 
@@ -144,6 +155,117 @@ def test_a_row_flagged_best_newer_than_best_model_zip_is_not_trusted(tmp_path) -
     # best before it, a lower bound
     file = write_curve(tmp_path, [(0, 0.5, True), (64, 0.6, False)])
     assert file.resume_at(128, 128) == ((0.5, 0.5), 64)
+
+
+def test_without_the_best_model_s_row_the_score_to_beat_is_the_highest_flagged_best(tmp_path) -> None:
+    # each row flagged best beat the ones before it: the last, highest is the saved model's lower bound
+    file = write_curve(tmp_path, [(0, 0.5, True), (64, 0.7, True)])
+    assert file.resume_at(128, 128) == ((0.7, 0.7), 64)
+
+
+# ------------------------------------------------------------------------ the test of the best model
+def test_the_test_evaluates_best_model_zip_where_a_later_model_scored_worse(tmp_path, monkeypatch) -> None:
+    from policies.rl import evaluate_policy, load_trained_policy
+    from policies.rl.callbacks import TrainingCallback
+
+    run_eval = TrainingCallback.run_eval
+
+    def falling(self: TrainingCallback) -> Any:
+        measure = self.evaluate_fn
+
+        def scores(model: Any) -> dict[str, float]:  # every evaluation scores lower than the one before
+            return {**measure(model), "SR@15": 1 - model.num_timesteps / 1000, "hDCG": 0.5}
+
+        self.evaluate_fn = scores
+        try:
+            return run_eval(self)
+        finally:
+            self.evaluate_fn = measure
+
+    monkeypatch.setattr(TrainingCallback, "run_eval", falling)
+    # a large learning rate: the final model acts otherwise than the best (step 0's)
+    settings = tiny_settings(baselines=["ask-4"], ppo={**TINY["ppo"], "learning_rate": 0.01})
+    run_training(settings, name="b", runs_dir=tmp_path, show=False)
+    monkeypatch.undo()
+    run = tmp_path / "b"
+    assert best_steps(run) < 128 == read_model_data(run / "model.zip")["num_timesteps"]
+    catalog = settings.dataset_spec().load()
+
+    def test_env() -> Any:
+        return make_env(catalog=catalog, split="test", **settings.env_options())
+
+    indices = evaluation_indices(test_env().goals.n_goals, settings.test_episodes, settings.seed)
+
+    def records(folder: Path) -> list[Any]:  # as `crs eval --policy RUN`: best_model.zip, else model.zip
+        return evaluate_policy(test_env, load_trained_policy(folder, catalog), indices, settings.seed)
+
+    tested = list(read_episodes(run / TEST_DIR / TRAINED_TEST))
+    assert tested == records(run)
+    shutil.copytree(run, tmp_path / "final")
+    (tmp_path / "final" / "best_model.zip").unlink()
+    assert tested != records(tmp_path / "final")  # the final model would have been another test
+
+
+# --------------------------------------------------------------- records replaced only when whole
+def test_episodes_jsonl_is_replaced_in_one_rename(tmp_path, straight, monkeypatch) -> None:
+    old = read_episodes(straight / TEST_DIR / TRAINED_TEST)
+    write_episodes(tmp_path, old)
+
+    def killed(source: Any, target: Any) -> None:  # stands for a kill before the rename
+        raise KillError(f"{source} -> {target}")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KillError):
+        write_episodes(tmp_path, old[:2])
+    monkeypatch.undo()
+    assert read_episodes(tmp_path) == old  # the old file, whole
+
+
+def test_a_test_whose_swap_fails_keeps_the_old_tests_records(tmp_path, straight, monkeypatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(straight / TEST_DIR, run / TEST_DIR)
+    old = read_episodes(run / TEST_DIR / TRAINED_TEST)
+    summary = EvalSummary.read(run / TEST_DIR / TRAINED_TEST)
+    replace = os.replace
+
+    def swap_killed(source: Any, target: Any) -> None:  # the new test's rename into place fails
+        if Path(source).name == f".{TEST_DIR}.partial":
+            raise KillError(f"{source} -> {target}")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", swap_killed)
+    with pytest.raises(KillError):
+        write_test_folders(run, [(TRAINED_TEST, summary, old[:2])])
+    monkeypatch.undo()
+    kept = [folder / TRAINED_TEST for folder in run.iterdir() if (folder / TRAINED_TEST).is_dir()]
+    assert old in [read_episodes(folder) for folder in kept]  # still on disk, to be put back
+
+    # the next test, killed while writing, first puts the old one back (it deleted it before)
+    def killed(*_: object) -> None:
+        raise KillError("while writing the new test's records")
+
+    monkeypatch.setattr("crs.app.run_folder.write_episodes", killed)
+    with pytest.raises(KillError):
+        write_test_folders(run, [(TRAINED_TEST, summary, old[:2])])
+    assert read_episodes(run / TEST_DIR / TRAINED_TEST) == old
+
+
+def test_a_test_whose_rename_fails_puts_the_old_test_back(tmp_path, straight, monkeypatch) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(straight / TEST_DIR, run / TEST_DIR)
+    old = read_episodes(run / TEST_DIR / TRAINED_TEST)
+    summary = EvalSummary.read(run / TEST_DIR / TRAINED_TEST)
+    replace = os.replace
+
+    def disk_full(source: Any, target: Any) -> None:
+        if Path(source).name == f".{TEST_DIR}.partial":
+            raise OSError(28, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_test_folders(run, [(TRAINED_TEST, summary, old[:2])])
+    assert read_episodes(run / TEST_DIR / TRAINED_TEST) == old  # where `crs report` reads it
 
 
 # ------------------------------------------------------------------ the commands a run's card prints

@@ -563,6 +563,19 @@ def test_resume_of_a_run_without_a_usable_config_names_the_restart_command(train
     assert not (run / LOCK_FILE).exists()
 
 
+def test_a_run_recorded_before_ablate_ranker_reads_as_pretraining_its_ranker_whole(trained, tmp_path) -> None:
+    from crs.app.run_folder import RunRecord
+
+    run = copy_run(trained, tmp_path / "old")
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    del data["settings"]["ablate_ranker"]  # config.yaml as written before the key existed
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    legacy, recorded = RunRecord.read(run).settings, RunRecord.read(trained).settings
+    # what it ran with, not today's default (on: a pre-trained ranker of the run's ablation)
+    assert legacy.ablate_ranker is False and recorded.ablate_ranker is True
+    assert legacy.model_copy(update={"ablate_ranker": True}) == recorded
+
+
 def test_overwrite_never_empties_a_folder_that_is_no_run(tmp_path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
