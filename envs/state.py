@@ -107,15 +107,6 @@ class DialogueState:
         held[aspects] = True
         return np.flatnonzero(held & ~self.accepted & ~self.rejected)
 
-    def reachable_categories(self) -> np.ndarray:
-        """Categories (enumerated questions) with a reachable fine aspect, not yet asked, ascending."""
-        taxonomy = self.catalog.taxonomy
-        if taxonomy is None:
-            return np.zeros(0, dtype=np.int64)
-        parents = taxonomy.parents_of(self.reachable_aspects())
-        unasked: np.ndarray = parents[~self.asked_categories[parents]]  # numpy types fancy indexing as Any
-        return unasked
-
     def keep_items_with(self, aspect: int) -> None:
         """candidates ∩= items having `aspect`."""
         mask = np.zeros_like(self.candidates)
