@@ -221,19 +221,28 @@ def test_episodes_jsonl_is_replaced_in_one_rename(tmp_path, straight, monkeypatc
     assert read_episodes(tmp_path) == old  # the old file, whole
 
 
-def test_a_test_whose_swap_fails_keeps_the_old_tests_records(tmp_path, straight, monkeypatch) -> None:
+def copied_test(tmp_path: Path, straight: Path) -> tuple[Path, tuple[Any, ...], EvalSummary]:
+    """A run holding a copy of `straight`'s test, the trained policy's records and its summary."""
     run = tmp_path / "run"
     shutil.copytree(straight / TEST_DIR, run / TEST_DIR)
-    old = read_episodes(run / TEST_DIR / TRAINED_TEST)
-    summary = EvalSummary.read(run / TEST_DIR / TRAINED_TEST)
+    return run, read_episodes(run / TEST_DIR / TRAINED_TEST), EvalSummary.read(run / TEST_DIR / TRAINED_TEST)
+
+
+def fail_the_swap(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """Make the new test's rename into place raise `error` (the other renames go through)."""
     replace = os.replace
 
-    def swap_killed(source: Any, target: Any) -> None:  # the new test's rename into place fails
+    def failing(source: Any, target: Any) -> None:
         if Path(source).name == f".{TEST_DIR}.partial":
-            raise KillError(f"{source} -> {target}")
+            raise error
         replace(source, target)
 
-    monkeypatch.setattr(os, "replace", swap_killed)
+    monkeypatch.setattr(os, "replace", failing)
+
+
+def test_a_test_whose_swap_fails_keeps_the_old_tests_records(tmp_path, straight, monkeypatch) -> None:
+    run, old, summary = copied_test(tmp_path, straight)
+    fail_the_swap(monkeypatch, KillError("the new test's rename into place"))
     with pytest.raises(KillError):
         write_test_folders(run, [(TRAINED_TEST, summary, old[:2])])
     monkeypatch.undo()
@@ -251,18 +260,8 @@ def test_a_test_whose_swap_fails_keeps_the_old_tests_records(tmp_path, straight,
 
 
 def test_a_test_whose_rename_fails_puts_the_old_test_back(tmp_path, straight, monkeypatch) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(straight / TEST_DIR, run / TEST_DIR)
-    old = read_episodes(run / TEST_DIR / TRAINED_TEST)
-    summary = EvalSummary.read(run / TEST_DIR / TRAINED_TEST)
-    replace = os.replace
-
-    def disk_full(source: Any, target: Any) -> None:
-        if Path(source).name == f".{TEST_DIR}.partial":
-            raise OSError(28, "No space left on device")
-        replace(source, target)
-
-    monkeypatch.setattr(os, "replace", disk_full)
+    run, old, summary = copied_test(tmp_path, straight)
+    fail_the_swap(monkeypatch, OSError(28, "No space left on device"))
     with pytest.raises(OSError, match="No space left"):
         write_test_folders(run, [(TRAINED_TEST, summary, old[:2])])
     assert read_episodes(run / TEST_DIR / TRAINED_TEST) == old  # where `crs report` reads it
