@@ -223,3 +223,14 @@ def test_compare_memory_rules_says_n_a_for_an_offset_no_change_reached(script) -
     assert rules.gap_shares(offsets, "home") == ["0%", "n/a (no session there)", "n/a (no session there)"]
     offsets["oracle"][0] = [0.0, 1.0]  # the oracle no better than frozen
     assert rules.gap_shares(offsets, "home")[0] == "n/a (no gap)"
+
+
+@pytest.mark.real_data
+def test_seed_overlap_counts_the_conversations_neighbouring_seeds_shared(script, real_data_dir: Path) -> None:
+    """On LastFM* goal draws ignore the actions: with SB3's seed + k rule, env k of seed 0 and env
+    k - 1 of seed 1 walk the same goals (every conversation of 2 of the 3 envs); with
+    `training_env_seed`, none of these 12 (seeded, so no chance hit can come and go)."""
+    overlap = script("seed_overlap")
+    old, new = overlap.RULES.values()
+    assert overlap.shared("lastfm_star", real_data_dir, old, 0, 3, 4) == 2 * 4
+    assert overlap.shared("lastfm_star", real_data_dir, new, 0, 3, 4) == 0

@@ -81,7 +81,7 @@ from policies.rules import make_rule_policy
 from simulators.errors import CRSError
 from simulators.mcmipl import find_release
 
-# the demonstrations' conversations differ from those of the PPO envs (seeded seed, seed + 1, ...)
+# the demonstrations' conversations differ from those of the PPO envs (`policies.rl.model.training_env_seed`)
 IMITATION_SEED_OFFSET = 7919
 FIT_CONVERSATIONS = 1000  # openings `--fit-plan-temperature` fits the belief temperature on
 

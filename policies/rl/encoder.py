@@ -224,7 +224,7 @@ class PersonaAspectEncoder(BaseFeaturesExtractor):
         user_vec = (beta[..., None] * P).sum(dim=1)  # (B, d)
         q_pref = torch.einsum("bd,bqd->bq", user_vec, Qe) * s
         q_fit = torch.einsum("bd,bqd->bq", dialogue, Qe) * s
-        q_top = obs["item_question"].mean(dim=1)  # share of candidate items holding the question
+        q_top = obs["item_question"].mean(dim=1)  # share of the N item slots holding it (empty slots: no)
         q_in = torch.cat(
             [Qe, obs["question_feats"], q_pref[..., None], q_fit[..., None], q_top[..., None]], 2
         )

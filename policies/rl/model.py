@@ -5,6 +5,7 @@ arguments and pre-trained embeddings from the fixed ranker, and the model's logg
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -70,13 +71,39 @@ def encoder_kwargs(sizes: dict[str, int], ranker: PreferenceRanker, config: RLCo
     }
 
 
+def training_env_seed(seed: int, index: int) -> int:
+    """The reset seed of training env `index` of a run seeded `seed`: ``seed * 2**32 + index``.
+
+    SB3 seeds env k with seed + k (`VecEnv.seed`, also on `MaskablePPO` creation and load), so env k
+    of seed s and env k - 1 of seed s + 1 walked the same training conversations wherever goal draws
+    do not depend on the policy (real data): runs of neighbouring seeds were not independent. This
+    map is one-to-one over (seed, index) for index < 2**32, and leaves seed 0's envs as they were.
+    """
+    return seed * 2**32 + index
+
+
+class _OwnSeed(gym.Wrapper):
+    """Resets training env `index` with `training_env_seed` of the base seed SB3 passes as base + index."""
+
+    def __init__(self, env: gym.Env, index: int) -> None:
+        super().__init__(env)
+        self.index = index
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is not None:
+            seed = training_env_seed(seed - self.index, self.index)
+        return self.env.reset(seed=seed, options=options)
+
+
 def make_vec_env(
     env_factory: Callable[[], ConversationEnv],
     ranker: PreferenceRanker,
     config: RLConfig,
     seed: int,
 ) -> VecEnv:
-    """`config.n_envs` wrapped training envs (Monitor-ed), seeded seed, seed + 1, ...
+    """`config.n_envs` wrapped training envs (Monitor-ed), env k reset with `training_env_seed(seed, k)`.
 
     With ``config.subprocess`` every env runs in its own `SubprocVecEnv` worker process (the
     factory and the ranker are pickled to it once); otherwise all run in this process
@@ -89,14 +116,14 @@ def make_vec_env(
         seed: Base seed of the envs.
     """
 
-    def build() -> Monitor:
+    def build(index: int) -> Monitor:
         if config.subprocess:
             # one worker per core: BLAS or torch threads inside a worker would only fight the others
             threadpool_limits(1)
             torch.set_num_threads(1)
-        return Monitor(SlateActionWrapper(env_factory(), ranker, config.wrapper))
+        return Monitor(_OwnSeed(SlateActionWrapper(env_factory(), ranker, config.wrapper), index))
 
-    builders: list[Callable[[], gym.Env]] = [build] * config.n_envs
+    builders: list[Callable[[], gym.Env]] = [partial(build, index) for index in range(config.n_envs)]
     vec: VecEnv = SubprocVecEnv(builders) if config.subprocess else DummyVecEnv(builders)
     vec.seed(seed)
     return vec

@@ -98,3 +98,22 @@ def build_fresh(catalog) -> list[torch.Tensor]:
         return [p.detach().clone() for p in build_model(vec, ranker, config, seed=5).policy.parameters()]
     finally:
         vec.close()
+
+
+def test_training_envs_of_neighbouring_seeds_draw_their_own_conversations(catalog) -> None:
+    """SB3 seeds env k with seed + k, so env 1 of seed 0 and env 0 of seed 1 replayed the same
+    training conversations on real data. Every (seed, env) now resets from a seed of its own, also
+    after `build_model` re-seeds the envs, and seed 0's envs keep seeds 0, 1, 2."""
+    config = RLConfig(n_envs=3, n_steps=32, batch_size=32, n_epochs=1, subprocess=False)
+    ranker = PopularityRanker(catalog)
+    seen: dict[int, list[int]] = {}
+    for seed in (0, 1, 2):
+        vec = make_vec_env(lambda: make_env(catalog=catalog, split="valid"), ranker, config, seed=seed)
+        build_model(vec, ranker, config, seed=seed)
+        vec.reset()
+        seen[seed] = [int(s) for s in vec.get_attr("np_random_seed")]
+        vec.close()
+    assert seen[0] == [0, 1, 2]
+    everything = [s for seeds in seen.values() for s in seeds]
+    assert len(set(everything)) == len(everything), seen
+    assert seen[1] == [2**32, 2**32 + 1, 2**32 + 2]
