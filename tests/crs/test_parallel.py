@@ -90,6 +90,23 @@ def sleep_then_square(seconds: float, value: int) -> int:
     return value * value
 
 
+def raise_two_lines(value: int) -> int:
+    raise ValueError(f"task {value} is broken\nsee the log for the details")
+
+
+def always_out_of_memory(value: int) -> int:
+    raise MemoryError
+
+
+def unpicklable_result(value: int) -> threading.Lock:
+    """Returns what cannot travel back to the driver (a lock does not pickle)."""
+    return threading.Lock()
+
+
+def math_threads(value: int) -> str | None:
+    return os.environ.get("OMP_NUM_THREADS")
+
+
 def test_results_come_back_in_task_order() -> None:
     tasks = [Task(f"t{i}", square, (i,)) for i in range(7)]
     with WorkerPool(2, backend="process") as pool:
@@ -261,3 +278,82 @@ def test_eval_on_a_pool_keeps_the_seeded_order_of_the_conversations(tmp_path) ->
     walked = [json.loads(line)["goal_index"] for line in records]
     n_goals = make_env("persona_world", split="test").goals.n_goals
     assert walked == evaluation_indices(n_goals, 90, 4).tolist() and summary["episodes"] == 90
+
+
+def test_a_failed_task_is_named_by_the_first_line_of_its_error() -> None:
+    """The one-line error is the exception's first line (its message), not a later detail line."""
+    with WorkerPool(1, backend="serial") as pool:
+        (result,) = pool.run([Task("two-lines", raise_two_lines, (3,))])
+    assert result.error == "ValueError: task 3 is broken"
+
+
+def test_retries_bound_the_attempts_of_a_task_that_keeps_crashing() -> None:
+    """``retries=1`` allows exactly one more attempt after a crash (MemoryError counts as one): two
+    attempts, both charged, and the retry announced once; ``retries=0`` allows none."""
+    for retries, attempts in ((1, 2), (0, 1), (3, 4)):
+        retried: list[tuple[str, int]] = []
+
+        def note(name: str, attempt: int, error: str, retried: list[tuple[str, int]] = retried) -> None:
+            retried.append((name, attempt))
+
+        with WorkerPool(1, backend="serial") as pool:
+            (result,) = pool.run([Task("hungry", always_out_of_memory, (1,))], retries=retries, on_retry=note)
+        assert not result.ok and result.error == "MemoryError"
+        assert (result.attempts, result.failures) == (attempts, attempts)
+        assert retried == [("hungry", attempt) for attempt in range(1, attempts)]
+
+
+def test_negative_retries_are_refused() -> None:
+    refused = pytest.raises(CRSError, match="retries must be >= 0, got -1")
+    with WorkerPool(1, backend="serial") as pool, refused:
+        pool.run([Task("a", square, (1,))], retries=-1)
+
+
+def test_a_task_s_time_is_measured_and_a_failure_takes_none() -> None:
+    """`TaskResult.seconds` is the wall time of the successful attempt (here at least the task's sleep),
+    0.0 for a task that failed."""
+    with WorkerPool(1, backend="serial") as pool:
+        tasks = [Task("slept", sleep_then_square, (0.2, 3)), Task("broken", always_raise, (1,))]
+        slept, broken = pool.run(tasks)
+    assert slept.ok and slept.value == 9 and 0.2 <= slept.seconds < 5.0
+    assert not broken.ok and broken.seconds == 0.0
+
+
+def test_a_result_that_cannot_travel_back_fails_at_once_without_retries() -> None:
+    """A return value that does not pickle fails the same way every time: it is named as that task's
+    error on its first attempt, not retried like a crash, and the other tasks finish."""
+    retried: list[str] = []
+    with WorkerPool(2, backend="process") as pool:
+        locked, fine = pool.run(
+            [Task("locked", unpicklable_result, (1,)), Task("fine", square, (5,))],
+            retries=2,
+            on_retry=lambda name, attempt, error: retried.append(name),
+        )
+    assert not locked.ok and locked.attempts == 1 and locked.failures == 1
+    assert "pickle" in (locked.error or "") and retried == []
+    assert fine.ok and fine.value == 25
+
+
+def test_process_workers_use_one_math_thread_whatever_the_driver_sets(monkeypatch) -> None:
+    """Workers already fill the cores: each uses one math thread even when the driver's environment
+    asks for more (which spawned workers inherit)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    with WorkerPool(1, backend="process") as pool:
+        (result,) = pool.run([Task("threads", math_threads, (0,))])
+    assert result.ok and result.value == "1"
+
+
+def test_the_missing_ray_notice_comes_only_when_auto_falls_back(monkeypatch) -> None:
+    """The one-line notice says Ray is missing: given when "auto" falls back to the process pool, not
+    when the process pool was asked for by name."""
+    notices: list[str] = []
+    WorkerPool(2, backend="process", notify=notices.append)
+    assert notices == []
+    monkeypatch.setattr("crs.parallel.ray_installed", lambda: False)  # a machine without Ray
+    pool = WorkerPool(2, backend="auto", notify=notices.append)
+    assert pool.backend == "process" and notices == [RAY_MISSING_NOTICE.format(workers=2)]
+
+
+def test_a_pool_without_a_worker_count_uses_every_core() -> None:
+    assert WorkerPool(backend="serial").workers == max(1, os.cpu_count() or 1)
+    assert WorkerPool(3, backend="serial").workers == 3
