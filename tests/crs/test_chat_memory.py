@@ -458,3 +458,35 @@ def test_a_trained_run_plays_from_the_memory(
     policy.act(env)
     np.testing.assert_allclose(softmax(seen[0]), held, atol=1e-6)  # it acted from the memory's belief
     np.testing.assert_array_equal(encoder[kept.user], trained_row)  # and the trained row is put back
+
+
+def test_the_side_in_charge_is_said_to_change_only_when_it_did(tmp_path: Path, world: Catalog) -> None:
+    """The memory panel says which side is in charge after the chat and, when the most likely persona
+    changed, which one was before (guards against comparing the belief after with itself)."""
+    ranker = random_persona_ranker(world, 3)
+    memory = open_memory(tmp_path / "me.json", ranker, world)
+    before = np.array([0.5, 0.3, 0.2])
+    env = make_env(catalog=world, split="test")
+    for after, lead in [
+        (np.array([0.2, 0.3, 0.5]), "Your {2} side is in charge now (it was your {0} side)."),
+        (np.array([0.45, 0.35, 0.2]), "Your {0} side is still in charge."),
+    ]:
+        update = MemoryUpdate(3, before, np.zeros(3), after, after)
+        record = MemoryRecord.new(memory.context, 3, before).after(update, "quit")
+        console = quiet()
+        change = MemoryChange(memory.path, update, record, SessionEvidence(user=3), "quit")
+        ChatView(console, env, Explainer(world, None, ranker)).belief_change(change)
+        names = [label(ranker, world, 3, k) for k in range(3)]
+        assert lead.format(*names) in flat(console.file.getvalue())  # type: ignore[attr-defined]
+
+
+def test_a_new_file_plays_the_user_id_asked_for(tmp_path: Path, world: Catalog) -> None:
+    """A new memory file plays ``--user-id`` when given, the drawn user only otherwise; a file's own user
+    wins over the draw (guards against the drawn user taking the place of the one asked for)."""
+    ranker = random_persona_ranker(world, 3)
+    path = tmp_path / "me.json"
+    asked = ChatMemory.open(path, ranker, world, "random", user_id=7, drawn_user=3)
+    assert asked.user == 7 and asked.record is None
+    assert ChatMemory.open(path, ranker, world, "random", user_id=None, drawn_user=3).user == 3
+    hold(path, ranker, world, lines_reader(SCRIPT))  # remembers user 3
+    assert ChatMemory.open(path, ranker, world, "random", user_id=None, drawn_user=9).user == 3

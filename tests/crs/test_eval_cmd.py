@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,3 +157,95 @@ def test_a_run_trained_in_another_setting_is_evaluated_in_its_own(tmp_path) -> N
     result = runner.invoke(app, ["eval", "--policy", str(tmp_path / "binary"), "-n", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["setting"] == "binary"
+
+
+class AppReachedError(Exception):
+    """Raised by a stand-in for the application layer once it has recorded what the CLI passed it."""
+
+
+def reach(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, Any]:
+    """Replace `crs.eval_cmd`'s `name` (an application-layer entry point) by a recorder; the CLI call
+    then ends with `AppReachedError`, and the returned mapping holds the keyword arguments it was given."""
+    import crs.eval_cmd
+
+    seen: dict[str, Any] = {}
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        seen.update(kwargs, args=args)
+        raise AppReachedError
+
+    monkeypatch.setattr(crs.eval_cmd, name, record)
+    return seen
+
+
+def test_eval_options_reach_the_evaluation_unchanged(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Each option of `crs eval` arrives at `run_evaluation` as typed, and the defaults are the ones
+    the help states: 600 conversations of the test split, seed 1, one worker (guards against a
+    dropped, swapped or re-defaulted option)."""
+    seen = reach(monkeypatch, "run_evaluation")
+    result = runner.invoke(app, ["eval", "-p", "ask-2", "-o", str(tmp_path / "x")])
+    assert isinstance(result.exception, AppReachedError), result.output
+    (spec,) = seen["args"]
+    assert (spec.episodes, spec.seed, spec.split, spec.world_seed, spec.order) == (
+        600,
+        1,
+        "test",
+        0,
+        "seeded",
+    )
+    assert seen["workers"] == 1 and seen["address"] is None and seen["overwrite"] is False
+    args = ["eval", "-p", "ask-4", "-n", "7", "--seed", "4", "--split", "valid", "--world-seed", "3"]
+    result = runner.invoke(app, [*args, "-w", "2", "--overwrite", "-o", str(tmp_path / "y")])
+    assert isinstance(result.exception, AppReachedError), result.output
+    (spec,) = seen["args"]
+    assert (spec.policy, spec.episodes, spec.seed, spec.split, spec.world_seed) == ("ask-4", 7, 4, "valid", 3)
+    assert seen["workers"] == 2 and seen["overwrite"] is True and seen["out"] == tmp_path / "y"
+
+
+def test_session_options_reach_the_session_evaluation_unchanged(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """`crs eval --sessions` passes its users (--episodes), sessions, regime, memory, memory update,
+    seeds and split as typed (guards against one given for another, or dropped)."""
+    seen = reach(monkeypatch, "run_session_evaluation")
+    args = ["eval", "-p", "ask-4", "--ranker", "runs/r", "--sessions", "5", "--regime", "switch"]
+    args += ["--memory", "update", "--memory-update", "both", "-n", "9", "--seed", "2", "--world-seed", "4"]
+    result = runner.invoke(app, [*args, "--split", "valid", "-o", str(tmp_path / "x")])
+    assert isinstance(result.exception, AppReachedError), result.output
+    expected = {"sessions": 5, "sequences": 9, "regime": "switch", "memory": "update", "seed": 2}
+    expected |= {"memory_update": "both", "world_seed": 4, "split": "valid", "ranker": "runs/r"}
+    assert {key: seen[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--order", "unicorn"],
+        ["--setting", "binary"],
+        ["--user", "multi"],
+        ["-d", "lastfm_star", "--user", "persona"],
+        ["--workers", "2"],
+        ["--address", "ray://x:1"],
+    ],
+)
+def test_session_options_refuse_what_returning_users_do_not_take(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, extra: list[str]
+) -> None:
+    """With --sessions, an option returning users cannot honour is refused in one line naming it, before
+    any conversation (guards against one of them let through and silently ignored)."""
+    seen = reach(monkeypatch, "run_session_evaluation")
+    args = ["eval", "--sessions", "4", "--regime", "switch", "--memory", "update", *extra]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2, result.output
+    assert f"--sessions does not take {extra[-2]}" in result.output
+    assert not seen
+
+
+def test_session_options_accept_what_returning_users_take(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """One worker and the persona user on the persona world are what returning users run with anyway:
+    accepted (guards against refusing them)."""
+    seen = reach(monkeypatch, "run_session_evaluation")
+    args = ["eval", "--sessions", "4", "--regime", "switch", "--memory", "update", "-w", "1"]
+    result = runner.invoke(app, [*args, "--user", "persona", "-o", str(tmp_path / "x")])
+    assert isinstance(result.exception, AppReachedError), result.output
+    assert seen["sessions"] == 4

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from crs.app.run_folder import EvalSummary
 from crs.chat import run_chat
-from crs.explain import Explainer, persona_reason, prototype_explanations
+from crs.explain import Explainer, Explanation, persona_reason, prototype_explanations
 from crs.report.examples import replay
 from crs.report.inputs import EvalRun
 from envs.actions import ask
@@ -195,3 +195,57 @@ def test_a_ranker_without_preferences_does_not_claim_your_taste(world: Catalog) 
     assert not any("close to your taste" in text for slate in slates for text in slate)
     learned = _simulated_explanations(world, random_persona_ranker(world, personas=1), seed=3)
     assert any(text.endswith(", close to your taste") for slate in learned for text in slate)
+
+
+class MiscountingExplainer:
+    """Not the thing under test: a policy that explains one item fewer than it is asked about."""
+
+    def explain(self, env: Any, items: np.ndarray) -> list[tuple[int, int]]:
+        return [(0, -1)] * (len(items) - 1)
+
+
+def test_a_source_explaining_another_number_of_items_is_refused(world: Catalog) -> None:
+    """A policy or ranker whose explain() returns fewer pairs than items is an error, not a slate with
+    explanations shifted onto the wrong items (guards against the count check removed)."""
+    from crs.explain import ExplanationError, explanation_pairs
+
+    with pytest.raises(ExplanationError, match="returned 2 pairs for 3 items"):
+        explanation_pairs(MiscountingExplainer(), None, [4, 5, 6], "policy")
+
+
+def test_a_fallback_reason_may_be_the_first_aspect(world: Catalog) -> None:
+    """Every aspect id, 0 included, can be a fallback reason in the words (guards against testing the
+    aspect for > 0 instead of >= 0)."""
+    item = int(world.items_with(0)[0])
+    words = Explanation(item, None, "", 0, "fallback").text(world)
+    assert words == f"also {world.aspect_names[0]}, close to your taste"
+    assert Explanation(item, None, "", -1, "fallback").text(world) == "how well it fits you"
+
+
+def test_a_fallback_reason_is_the_unsettled_aspect_the_ranker_scores_highest(world: Catalog) -> None:
+    """Without personas, the reason is the item's unsettled aspect the ranker scores highest (each
+    scored alone here), not the lowest (guards against argmin)."""
+    ranker = random_persona_ranker(world, personas=1)
+    explainer = Explainer(world, None, ranker)
+    empty = np.zeros(0, dtype=np.int64)
+    for item in [i for i in range(world.n_items) if world.aspects_of(i).size >= 3][:5]:
+        own = world.aspects_of(item)
+        facts = DialogueFacts(3, np.array([int(own[0])]), empty, empty)
+        scores = {int(a): float(ranker.aspect_scores(facts, np.array([a]))[0]) for a in own[1:]}
+        assert explainer._ranker_aspect(facts, item) == max(scores, key=lambda a: scores[a])
+
+
+def test_a_users_profile_ranks_aspects_by_count_times_rarity(world: Catalog) -> None:
+    """The profile orders the aspects of the user's history by count x log((n_items + 1) / (items having
+    it + 1)), highest first, ties by id (guards against dropping the rarity weight or the order)."""
+    explainer = Explainer(world, None, None)
+    split = world.split(world.pretrain_split)
+    having = np.diff(world.aspect_items.indptr)
+    for user in range(4):
+        counts: dict[int, int] = {}
+        for item in split.items[split.users == user]:
+            for aspect in world.aspects_of(int(item)):
+                counts[int(aspect)] = counts.get(int(aspect), 0) + 1
+        score = {a: c * np.log((world.n_items + 1.0) / (having[a] + 1.0)) for a, c in counts.items()}
+        expected = sorted(score, key=lambda a: (-score[a], a))
+        assert explainer.profile(user).tolist() == expected

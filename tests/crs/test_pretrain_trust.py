@@ -193,3 +193,73 @@ def test_an_artifact_recording_no_hold_out_unit_held_out_single_interactions(
     expected = pretrain_split(catalog, config["seed"], 0.2, "interaction").valid
     assert unseen is not None and np.array_equal(unseen.users, expected.users)
     assert np.array_equal(unseen.items, expected.items)
+
+
+class AppReachedError(Exception):
+    """Raised by a stand-in for the pre-training once it has recorded what the CLI gave it."""
+
+
+def reach_pretraining(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Replace the pre-training `crs pretrain` runs by a recorder of its catalogue, config and world
+    seed; the CLI call then ends with `AppReachedError`."""
+    import crs.pretrain_cmd
+
+    seen: dict[str, object] = {}
+
+    def record(out: Path, catalog: object, config: object, claim: object, world_seed: object) -> None:
+        seen.update(out=out, catalog=catalog, config=config, world_seed=world_seed)
+        raise AppReachedError
+
+    monkeypatch.setattr(crs.pretrain_cmd, "_pretrain_into", record)
+    return seen
+
+
+def test_pretrain_options_reach_the_training_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `crs pretrain` option sets its own field of the training config, the switches turn their
+    part off, and --world-seed picks the world trained on (guards against a dropped or swapped option,
+    or a switch that does nothing)."""
+    from policies.pretrain.config import TrainConfig
+
+    seen = reach_pretraining(monkeypatch)
+    result = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "a")])
+    assert isinstance(result.exception, AppReachedError), result.output
+    assert seen["config"] == TrainConfig() and seen["world_seed"] == 0
+    args = ["pretrain", "-k", "2", "--prototypes", "5", "--dim", "6", "--layers", "1", "--epochs", "3"]
+    args += ["--patience", "2", "--batch-size", "64", "--seed", "9", "--world-seed", "3"]
+    args += ["--persona-init", "random", "--no-shared-persona", "--no-aspect-attention"]
+    args += ["--negatives-from", "warm", "--holdout-unit", "interaction", "--out", str(tmp_path / "b")]
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, AppReachedError), result.output
+    config = seen["config"]
+    assert isinstance(config, TrainConfig)
+    got = {key: getattr(config, key) for key in ("personas", "prototypes", "dim", "layers", "epochs")}
+    assert got == {"personas": 2, "prototypes": 5, "dim": 6, "layers": 1, "epochs": 3}
+    assert (config.patience, config.batch_size, config.seed, config.persona_init) == (2, 64, 9, "random")
+    assert config.shared_persona is False and config.aspect_mode == "uniform"
+    assert config.negative_pool == "warm" and config.holdout_unit == "interaction"
+    assert seen["world_seed"] == 3 and seen["out"] == tmp_path / "b"
+    world = load_catalog("persona_world", seed=3)
+    catalog = seen["catalog"]
+    assert (catalog.item_aspects != world.item_aspects).nnz == 0  # type: ignore[attr-defined]
+    assert (catalog.item_aspects != load_catalog("persona_world").item_aspects).nnz > 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--persona-init", "spectral"], "--persona-init must be one of"),
+        (["--holdout-unit", "user"], "--holdout-unit must be one of"),
+        (["--negatives-from", "cold"], "--negatives-from must be one of"),
+        (["--personas", "4", "--prototypes", "3"], "prototypes (3) must be >= personas per user (4)"),
+        (["--dim", "99999999999999999999"], "lower --dim, --personas or --prototypes"),
+    ],
+)
+def test_a_bad_pretrain_option_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: list[str], message: str
+) -> None:
+    """A value `crs pretrain` cannot use is a one-line error naming it, before any data is read or
+    anything written (guards against a check removed, and a bad value silently replaced)."""
+    seen = reach_pretraining(monkeypatch)
+    result = runner.invoke(app, ["pretrain", *option, "--out", str(tmp_path / "a")])
+    assert refused(result, message), result.output
+    assert not seen and not (tmp_path / "a").exists()

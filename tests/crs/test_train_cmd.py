@@ -355,3 +355,160 @@ def test_fit_plan_temperature_records_the_temperature_the_training_openings_like
     both_flags = ["--plan-depth", "2", "--plan-temperature", "0.5", "--fit-plan-temperature"]
     both = runner.invoke(app, [*args, *both_flags])
     assert both.exit_code != 0 and "pass one of them" in both.output
+
+
+def printed_config(*args: str) -> dict:
+    """The settings `crs train ... --print-config` resolves (nothing is trained)."""
+    result = runner.invoke(app, ["train", *args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.output)
+
+
+def test_each_option_reaches_the_settings_and_wins_over_the_config_file(tmp_path) -> None:
+    """Every `crs train` option lands in its own setting, over what --config says, and leaves the
+    config's other keys alone; a --seed 0 wins over the config's seed too (guards against swapped or
+    dropped options, a falsy value taken for "not given", and a block replaced instead of merged)."""
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "seed": 5,
+                "envs": 6,
+                "ppo": {"learning_rate": 0.01, "ent_coef": 0.02, "gamma": 0.9},
+                "wrapper": {"n_items": 20, "max_slates_in_a_row": 5},
+            }
+        )
+    )
+    plain = printed_config("--config", str(config))
+    assert plain["seed"] == 5 and plain["envs"] == 6 and plain["ppo"]["learning_rate"] == 0.01
+    args = ["--config", str(config), "--seed", "0", "--envs", "3", "--learning-rate", "0.003"]
+    args += ["--ent-coef", "0", "--in-process", "--no-aspect-attention", "--policy-only-ablation"]
+    given = printed_config(*args, "--no-ranker-features", "--steps", "96")
+    assert given["seed"] == 0 and given["envs"] == 3 and given["steps"] == 96
+    assert given["ppo"]["learning_rate"] == 0.003 and given["ppo"]["ent_coef"] == 0.0
+    assert given["ppo"]["gamma"] == 0.9  # the config's, kept
+    assert given["ppo"]["subprocess"] is False  # --in-process
+    assert given["aspect_attention"] is False and given["persona_attention"] is True
+    assert given["ablate_ranker"] is False
+    assert given["wrapper"]["ranker_features"] is False
+    assert given["wrapper"]["n_items"] == 20 and given["wrapper"]["max_slates_in_a_row"] == 5
+    assert printed_config("--workers", "--seed", "7", "--envs", "2")["ppo"]["subprocess"] is True
+    swapped = printed_config("--seed", "7", "--envs", "2")
+    assert (swapped["seed"], swapped["envs"]) == (7, 2)
+    persona_blind = printed_config("--no-persona-attention")
+    assert persona_blind["persona_attention"] is False and persona_blind["aspect_attention"] is True
+    assert persona_blind["ablate_ranker"] is True  # the ranker the run pre-trains is ablated too
+
+
+def test_a_runs_config_yaml_replays_the_settings_it_recorded(tmp_path) -> None:
+    """A run's config.yaml (settings under ``settings``) replays them; a run recorded before
+    ``ablate_ranker`` pre-trained its ranker whole, and one before ``setting`` in its dataset's setting
+    then (guards against reading the recorded settings as a fresh config)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"settings": {"seed": 4, "persona_attention": False}, "phases": []}))
+    replayed = printed_config("--config", str(config))
+    assert replayed["seed"] == 4 and replayed["persona_attention"] is False
+    assert replayed["ablate_ranker"] is False
+    config.write_text(yaml.safe_dump({"settings": {"dataset": "yelp_star"}}))
+    assert printed_config("--config", str(config))["setting"] == "enumerated"
+    config.write_text(yaml.safe_dump({"settings": {"dataset": "yelp_star", "setting": "binary"}}))
+    assert printed_config("--config", str(config))["setting"] == "binary"
+
+
+class TrainingReachedError(Exception):
+    """Raised by a stand-in for `run_training` once it has recorded what the CLI passed it."""
+
+
+def test_run_options_reach_the_training_unchanged(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--name, --runs-dir and --overwrite reach `run_training` as typed, and --resume passes only what
+    it applies (the steps and the PPO options), no settings (guards against a dropped --overwrite, which
+    would refuse to start an existing run again, or a dropped --steps)."""
+    import crs.train_cmd
+
+    seen: dict = {}
+
+    def record(settings, **kwargs) -> None:
+        seen.clear()
+        seen.update(kwargs, settings=settings)
+        raise TrainingReachedError
+
+    monkeypatch.setattr(crs.train_cmd, "run_training", record)
+    args = ["train", "--name", "pw", "--runs-dir", str(tmp_path), "--steps", "64"]
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert isinstance(result.exception, TrainingReachedError), result.output
+    assert seen["name"] == "pw" and seen["runs_dir"] == tmp_path and seen["overwrite"] is True
+    assert seen["settings"].steps == 64
+    result = runner.invoke(app, args)
+    assert isinstance(result.exception, TrainingReachedError), result.output
+    assert seen["overwrite"] is False
+    result = runner.invoke(app, [*args, "--resume", "--learning-rate", "0.001", "--workers"])
+    assert isinstance(result.exception, TrainingReachedError), result.output
+    assert seen["settings"] is None and seen["resume"] is True and seen["steps"] == 64
+    assert seen["ppo"] == {"learning_rate": 0.001, "subprocess": True}
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path) -> None:
+    """--resume continues a run and --overwrite deletes it: both at once is a one-line error that
+    touches nothing (guards against one of them silently winning)."""
+    args = ["train", "--resume", "--overwrite", "--name", "x", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "pass one of them" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_s_mapping_adds_to_the_world_recipe_key_by_key() -> None:
+    """On the persona world a config's ``rewards``, ``ppo``, ``wrapper`` and ``imitation`` entries win
+    over the recipe's, and the recipe fills in the rest (guards against the recipe winning over what
+    the person wrote)."""
+    settings = make_settings(
+        {
+            "rewards": {"ask_rejected": -0.2},
+            "ppo": {"learning_rate": 5e-4},
+            "wrapper": {"n_questions": 3},
+            "imitation": {"rule": "ask-4", "steps": 100},
+        }
+    )
+    assert settings.rewards["ask_rejected"] == -0.2
+    assert settings.ppo.learning_rate == 5e-4 and settings.ppo.gamma == 1.0  # recipe's gamma
+    assert settings.wrapper.n_questions == 3
+    assert settings.imitation is not None
+    assert (settings.imitation.rule, settings.imitation.steps, settings.imitation.epochs) == (
+        "ask-4",
+        100,
+        30,
+    )
+    assert make_settings({"imitation": {"steps": 20_000}}).imitation.steps == 20_000  # type: ignore[union-attr]
+
+
+def test_settings_refuse_a_seed_numpy_cannot_take_and_unknown_baselines() -> None:
+    """A seed is below 2**32 (numpy's legacy seeding) and a baseline is a rule policy (guards against
+    a bad value accepted and failing mid-run)."""
+    from crs.app.settings import MAX_SEED
+
+    assert make_settings({"seed": MAX_SEED}).seed == MAX_SEED
+    with pytest.raises(CRSError, match="seed"):
+        make_settings({"seed": MAX_SEED + 1})
+    with pytest.raises(CRSError, match="ask-many"):
+        make_settings({"baselines": ["ask-4", "ask-many"]})
+
+
+def test_an_ablation_switches_off_the_same_part_of_the_ranker_it_pre_trains() -> None:
+    """Without persona attention the run's own ranker has one persona per user; without aspect attention
+    uniform aspect weights; each switch only its own part, and none with ``ablate_ranker: false``
+    (guards against a switch wired to the other attention)."""
+    switches = {
+        (persona, aspect): make_settings(
+            {"persona_attention": persona, "aspect_attention": aspect}
+        ).ranker_switches()
+        for persona in (True, False)
+        for aspect in (True, False)
+    }
+    assert switches == {
+        (True, True): {},
+        (False, True): {"personas": 1},
+        (True, False): {"aspect_mode": "uniform"},
+        (False, False): {"personas": 1, "aspect_mode": "uniform"},
+    }
+    whole = make_settings({"persona_attention": False, "aspect_attention": False, "ablate_ranker": False})
+    assert whole.ranker_switches() == {}
