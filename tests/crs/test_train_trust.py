@@ -602,3 +602,53 @@ def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
         0,
         64,
     ]  # copy, then 64
+
+
+def test_the_test_folders_record_the_trained_policy_as_a_run_and_the_rules_over_its_ranker(trained) -> None:
+    """Guards against test folders that do not read as `crs eval` writes them: the trained policy's is a
+    run (ranker "run", its own ranker named in ``run_ranker``), each rule's ranks with the run's ranker
+    and has no ``run_ranker``, and all walk the same seeded test conversations."""
+    from crs.app.evaluation import conversations_fingerprint
+    from crs.app.run_folder import TEST_DIR, TRAINED_TEST, EvalSummary
+    from envs.rollout import evaluation_indices
+
+    settings = tiny_settings()
+    catalog = load_catalog("persona_world", None, seed=0, **WORLD)
+    indices = evaluation_indices(len(catalog.split("test").users), settings.test_episodes, settings.seed)
+    folders = sorted(path.name for path in (trained / TEST_DIR).iterdir())
+    assert folders == sorted([TRAINED_TEST, *settings.baselines])
+    for folder in folders:
+        summary = EvalSummary.read(trained / TEST_DIR / folder)
+        assert summary.episodes == settings.test_episodes and summary.seed == settings.seed
+        assert summary.conversations == conversations_fingerprint("test", indices)
+        if folder == TRAINED_TEST:
+            assert (summary.policy, summary.policy_spec) == ("good", str(trained))
+            assert (summary.ranker, summary.run_ranker) == ("run", "popularity")
+        else:
+            assert (summary.policy, summary.policy_spec) == (folder, folder)
+            assert (summary.ranker, summary.run_ranker) == ("popularity", None)
+
+
+def test_the_summary_counts_no_env_processes_for_envs_run_in_this_process(trained) -> None:
+    """Guards against a summary that counts env worker processes for envs run in this process (TINY's
+    ``subprocess: False``), and against its step and test counts drifting from the settings'."""
+    from crs.app.run_folder import TrainSummary
+
+    summary = TrainSummary.read(trained)
+    assert summary.timesteps == 128 and summary.test_episodes == 12
+    assert (summary.envs, summary.env_processes) == (2, 0)
+
+
+@pytest.mark.slow  # a resume trains 64 more steps and tests again
+def test_a_run_recorded_before_phases_resumes_with_its_first_session_as_phase_0(trained, tmp_path) -> None:
+    """Guards against losing a run's first session when config.yaml records no ``phases`` (a run from
+    before they were): the resume lists the session from step 0 with its recorded budget, then its own."""
+    from crs.app.run_folder import RunPhase, RunRecord
+
+    run = copy_run(trained, tmp_path / "legacy")
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    data.pop("phases", None)
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    assert RunRecord.read(run).phases == ()
+    run_training(None, name="legacy", runs_dir=tmp_path, resume=True, steps=192, show=False)
+    assert RunRecord.read(run).phases == (RunPhase(0, 128, {}), RunPhase(128, 192, {}))
