@@ -234,8 +234,7 @@ class PersonaRanker:
 
     def _shared_user(self, user: int) -> _UserCache:
         """`user`'s arrays as the plain ranker has them, from the per-user cache shared with its views."""
-        if not 0 <= user < self.n_users:
-            raise CRSError(f"user {user} outside [0, {self.n_users})")
+        self._check_user(user)
         cached = self._cache.get(user)
         if cached is not None:
             self._cache.move_to_end(user)
@@ -402,10 +401,33 @@ class PersonaRanker:
         ]
         return scores
 
+    def _check_user(self, user: int) -> None:
+        if not 0 <= user < self.n_users:
+            raise CRSError(f"user {user} outside [0, {self.n_users})")
+
+    def _check_facts(self, facts: DialogueFacts) -> None:
+        """Refuse a dialogue naming a user, aspect or item outside this ranker (numpy would read a
+        negative id as one counted from the end, or fail on a large one with an IndexError)."""
+        self._check_user(facts.user)
+        for name, ids, size in (
+            ("accepted aspect", facts.accepted, self.n_aspects),
+            ("rejected aspect", facts.rejected, self.n_aspects),
+            ("rejected item", facts.rejected_items, self.n_items),
+        ):
+            ids = np.asarray(ids, dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= size):
+                outside = sorted({int(i) for i in ids if not 0 <= i < size})
+                raise CRSError(f"{name} ids {outside} outside [0, {size}) of this ranker")
+
     def _remembered(
         self, kind: str, facts: DialogueFacts, compute: Callable[[DialogueFacts], np.ndarray]
     ) -> np.ndarray:
-        """`compute(facts)`, kept for the last ``facts_cache_size`` (kind, facts, prior) keys."""
+        """`compute(facts)`, kept for the last ``facts_cache_size`` (kind, facts, prior) keys.
+
+        Raises:
+            CRSError: `facts` names a user, aspect or item outside this ranker.
+        """
+        self._check_user(facts.user)  # before its prior row goes into the key
         key = (
             kind,
             self.questions if kind == "aspects" else "",  # a `with_questions` view shares this cache
@@ -421,6 +443,7 @@ class PersonaRanker:
         if cached is not None:
             self._scored.move_to_end(key)
             return cached
+        self._check_facts(facts)  # a key seen before held facts already checked
         values = compute(facts)
         values.flags.writeable = False
         self._scored[key] = values
@@ -451,6 +474,7 @@ class PersonaRanker:
 
     def consistent_items(self, facts: DialogueFacts) -> np.ndarray:
         """Items holding every accepted aspect and not rejected, shape (n,), int64 ascending."""
+        self._check_facts(facts)
         accepted = np.asarray(facts.accepted, dtype=np.int64)
         if accepted.size:
             keep = self._holding(accepted) >= accepted.size
@@ -495,6 +519,7 @@ class PersonaRanker:
     # ------------------------------------------------------------------------- persona interface
     def persona_posterior(self, facts: DialogueFacts) -> np.ndarray:
         """β over the user's K personas given the dialogue, shape (K,), sums to 1."""
+        self._check_facts(facts)
         return np.exp(self._log_posterior(facts, self._user(facts.user)))
 
     def signature_aspects(self, user: int, k: int, m: int, among: np.ndarray | None = None) -> np.ndarray:
@@ -524,6 +549,7 @@ class PersonaRanker:
 
         The aspect is -1 for an item without aspects.
         """
+        self._check_facts(facts)
         items = np.asarray(items, dtype=np.int64)
         cache = self._user(facts.user)
         best = self._alpha(facts, cache, cache.per_persona[:, items]).argmax(axis=0)
