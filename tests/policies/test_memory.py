@@ -702,3 +702,80 @@ def test_restoring_prior_and_home_continues_a_home_filter_exactly() -> None:
     exact.update(sessions[0])
     assert lost.home(user) == 0.0
     assert not np.allclose(lost.update(sessions[1]).after, exact.update(sessions[1]).after, atol=1e-6)
+
+
+def test_a_session_of_rejections_only_still_moves_the_belief_by_its_aspects() -> None:
+    """Guards against aspect evidence read only when the session accepted an aspect: a session whose
+    every answer was "no" says as much about the personas (ℓ = −c[:, a] for a rejected a)."""
+    rule = UpdateRule(aspect_weight=1.0, item_weight=0.0, rejected_item_weight=0.0)
+    memory = PersonaMemory(tiny_ranker(), "update", rule)
+    # rejected a_0 alone: ℓ = −c[:, 0] = (−.5, .5), shifted to a max of 0: (−1, 0)
+    update = memory.update(evidence(rejected=np.array([0])))
+    np.testing.assert_allclose(update.log_likelihood, [-1.0, 0.0])
+    np.testing.assert_allclose(update.responsibilities, np.array([1 / np.e, 1.0]) / (1 / np.e + 1.0))
+    assert memory.most_likely(0) == 1
+
+
+def test_inverting_the_emission_never_gives_a_negative_belief() -> None:
+    """Guards against `dominant_of` without its clip at 0: a stored prior below what any belief d E can
+    give, c = (1 − m)/(K − 1), must not turn into negative beliefs, which no later update can repair."""
+    rule = UpdateRule(switch_rate=0.3, dominance=0.8)
+    # K = 3, c = 0.1: (0.98, 0.01, 0.01) is below c twice; the nearest belief is surely persona 0
+    np.testing.assert_allclose(rule.dominant_of(np.array([0.98, 0.01, 0.01])), [1.0, 0.0, 0.0], atol=1e-15)
+    # a prior made by d E is inverted exactly
+    d = np.array([0.2, 0.5, 0.3])
+    np.testing.assert_allclose(rule.dominant_of(d @ rule.emission(3)), d, atol=1e-12)
+    memory = PersonaMemory(random_ranker(k=3), "update", dataclasses.replace(NO_HOME, view_power=1.0))
+    memory.restore(1, [0.98, 0.01, 0.01])
+    after = memory.update(evidence(user=1, accepted_item=3)).after
+    assert (after >= 0).all() and after.sum() == pytest.approx(1.0)
+
+
+def test_aspects_outside_the_ranker_are_refused_wherever_they_sit_in_the_session() -> None:
+    """Guards against the range check reading only the first and last aspect as given (unsorted): an
+    aspect −1 between two valid ones would otherwise become a weight of the last aspect."""
+    rule = dataclasses.replace(rule_of("both"), aspect_weight=0.0)  # the learning step alone reads them
+    memory = PersonaMemory(tiny_ranker(), "update", rule)
+    with pytest.raises(PersonaMemoryError, match="outside"):
+        memory.update(evidence(accepted=np.array([1, -1, 1])))
+    with pytest.raises(PersonaMemoryError, match="outside"):
+        memory.update(evidence(rejected=np.array([0, 2, 0])))
+    assert memory.aspect_weights(0) is None
+
+
+def test_a_forgotten_user_starts_again_from_the_rankers_prior() -> None:
+    """Guards against `forget` keeping the filter's belief over the dominant persona: the next session
+    of a forgotten user must move them as it moves a user the memory never met."""
+    for rule in (NO_HOME, DEFAULT_RULE):
+        sessions = [evidence(accepted=np.array([1]), accepted_item=1)] * 3
+        memory = PersonaMemory(tiny_ranker((0.7, 0.3)), "update", rule)
+        for session in sessions:
+            memory.update(session)
+        memory.forget(0)
+        assert memory.home(0) == (1.0 if rule.home_rate else 0.0)
+        again = memory.update(evidence(accepted=np.array([0]), accepted_item=0))
+        fresh = PersonaMemory(tiny_ranker((0.7, 0.3)), "update", rule).update(
+            evidence(accepted=np.array([0]), accepted_item=0)
+        )
+        np.testing.assert_array_equal(again.after, fresh.after)
+        np.testing.assert_array_equal(again.responsibilities, fresh.responsibilities)
+
+
+def test_a_restored_prior_is_kept_normalised() -> None:
+    """Guards against `restore` keeping the weights as given: (3, 1) is the prior (0.75, 0.25)."""
+    memory = PersonaMemory(tiny_ranker(), "update", NO_HOME)
+    memory.restore(0, [3.0, 1.0])
+    np.testing.assert_allclose(memory.prior(0), [0.75, 0.25], rtol=0, atol=1e-15)
+    assert memory.most_likely(0) == 0
+
+
+def test_a_never_updated_users_view_prior_is_not_sharpened_without_a_home_state() -> None:
+    """Guards against `view_prior` sharpening the ranker's own prior (view_power 4, no home state) for a
+    user no session has updated: the memory then knows nothing beyond the ranker."""
+    rule = dataclasses.replace(NO_HOME, view_power=4.0)
+    memory = PersonaMemory(tiny_ranker((0.7, 0.3)), "update", rule)
+    np.testing.assert_allclose(memory.view_prior(0), [0.7, 0.3], rtol=1e-12)
+    memory.update(evidence(user=1, accepted_item=1))
+    np.testing.assert_allclose(memory.view_prior(0), [0.7, 0.3], rtol=1e-12)
+    moved = memory.prior(1)
+    np.testing.assert_allclose(memory.view_prior(1), moved**4 / (moved**4).sum(), rtol=1e-12)

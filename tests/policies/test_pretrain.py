@@ -27,7 +27,13 @@ from policies.pretrain.artifact import (
     save_artifact,
     unseen_valid_interactions,
 )
-from policies.pretrain.config import ModelConfig, TrainConfig
+from policies.pretrain.config import (
+    ModelConfig,
+    ModelShape,
+    TrainConfig,
+    read_artifact_config,
+    shape_attentions,
+)
 from policies.pretrain.graph import build_graph, pretrain_data
 from policies.pretrain.metrics import RankingMetrics, ScoreFn, rank_metrics
 from policies.pretrain.model import PersonaModel
@@ -414,6 +420,105 @@ def test_warm_negatives_come_only_from_items_seen_in_training(tiny: Catalog) -> 
 def test_non_finite_or_out_of_range_pretraining_settings_are_refused(change) -> None:
     with pytest.raises(CRSError, match=next(iter(change))):
         replace(FAST, **change)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"personas": 0},
+        {"prototypes": 0},
+        {"dim": 0},
+        {"layers": -1},
+        {"patience": 0},
+        {"batch_size": 0},
+        {"seed": -1},
+        {"negatives": -1},
+        {"holdout_fraction": 0.0},
+        {"prototype_scale": 0.0},
+        {"holdout_unit": "user"},
+        {"negative_pool": "cold"},
+    ],
+)
+def test_every_setting_outside_its_range_is_refused_when_made(change: dict[str, Any]) -> None:
+    """Guards against a range check lost or off by one (personas 0, dim 0, patience 0, a negative
+    seed, an empty hold-out...), which would fail only deep in pre-training, or never."""
+    with pytest.raises(CRSError, match=next(iter(change))):
+        replace(FAST, **change)
+
+
+def test_the_boundary_settings_that_mean_something_are_accepted(tiny: Catalog) -> None:
+    """Guards against range checks one step too strict: 0 layers (plain embeddings), 0 negatives or
+    loss weights, seed 0 and one persona with one prototype are all valid settings."""
+    replace(FAST, layers=0, negatives=0, seed=0, l2=0.0, entropy_weight=0.0, personas=1, prototypes=1)
+    ModelShape(personas=3, prototypes=3)
+    # one persona per user: the model has one prototype whatever --prototypes says
+    assert replace(FAST, personas=1, prototypes=8).model_config(tiny).prototypes == 1
+    assert replace(FAST, personas=2, prototypes=8).model_config(tiny).prototypes == 8
+
+
+def _write_config(path: Path, config: object) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+GOOD_CONFIG = {
+    "kind": "persona_pretrain",
+    "model": {"dim": 8, "personas": 2, "aspect_mode": "uniform"},
+    "split": {"name": "train"},
+    "seed": 0,
+}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "no seed",
+        "seed as text",
+        "no aspect_mode",
+        "no personas",
+        "split not a mapping",
+        "another kind",
+        "a list",
+    ],
+)
+def test_an_artifact_config_missing_what_identifies_the_ranker_is_refused(
+    tmp_path: Path, damage: str
+) -> None:
+    """Guards against a config.json accepted without the model's shape, its split or its seed (what a
+    ranker's identity and hold-out are read from), or of another kind of artifact."""
+    assert read_artifact_config(_write_config(tmp_path / "good", GOOD_CONFIG)) == GOOD_CONFIG
+    config: Any = json.loads(json.dumps(GOOD_CONFIG))
+    if damage == "no seed":
+        del config["seed"]
+    elif damage == "seed as text":
+        config["seed"] = "0"
+    elif damage == "no aspect_mode":
+        del config["model"]["aspect_mode"]
+    elif damage == "no personas":
+        del config["model"]["personas"]
+    elif damage == "split not a mapping":
+        config["split"] = "train"
+    elif damage == "another kind":
+        config["kind"] = "rl_run"
+    else:
+        config = [config]
+    with pytest.raises(CRSError, match="config"):
+        read_artifact_config(_write_config(tmp_path / "bad", config))
+
+
+def test_a_config_nested_too_deep_is_a_named_error(tmp_path: Path) -> None:
+    """Guards against a hostile config.json crashing with RecursionError instead of a CRSError."""
+    tmp_path.joinpath("config.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CRSError, match="corrupt"):
+        read_artifact_config(tmp_path)
+
+
+def test_the_ablation_flags_read_from_a_recorded_shape() -> None:
+    """Guards against one persona counted as persona attention: only K > 1 has it."""
+    assert shape_attentions({"personas": 1, "aspect_mode": "attention"}) == (False, True)
+    assert shape_attentions({"personas": 2, "aspect_mode": "uniform"}) == (True, False)
+    assert shape_attentions({"personas": 4, "aspect_mode": "none"}) == (True, False)
 
 
 def test_pretraining_that_diverges_stops_with_a_named_error(tiny: Catalog) -> None:

@@ -3,6 +3,7 @@ entries lie in the run, bad ones are named with the choices, and the built ranke
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -335,3 +336,75 @@ def test_an_artifact_at_a_temperature_builds_the_tempered_ranker(artifact: Path)
         scores = tempered.item_scores(seen, items)
         assert np.allclose(scores, plain.with_temperature(4.0).item_scores(seen, items))
         assert not np.allclose(scores, plain.item_scores(seen, items))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "uniform", "profile_weight": 2.0},  # a profile weight without the profile
+        {"kind": "uniform", "question_temperature": 0.5},  # a question temperature without splitting
+        {"kind": "popularity", "where": "x.pkl"},  # a data-free ranker reading a file
+        {"kind": "run", "where": "runs/x"},
+    ],
+)
+def test_a_spec_whose_name_could_not_say_it_is_refused(fields: dict[str, object]) -> None:
+    """Guards against a spec made in Python with a part its name cannot carry ("uniform:2" for a
+    profile weight without +profile): its name would not parse back to it, nor build what it says."""
+    with pytest.raises(ValueError):
+        RankerSpec(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("weight", [0.1234567, 1 / 3, 2.5])
+def test_odd_weights_and_temperatures_keep_every_digit_in_the_name(weight: float) -> None:
+    """Guards against a name that rounds a weight or temperature (``%g`` keeps 6 digits): the recorded
+    entry must parse back to the very ranker that was trained."""
+    spec = RankerSpec(
+        "artifact",
+        "runs/x",
+        questions="split",
+        temperature=weight,
+        profile=True,
+        profile_weight=weight,
+        popularity_weight=weight,
+        opening_weight=weight,
+        question_temperature=weight,
+    )
+    again = RankerSpec.parse(spec.name)
+    assert again == spec
+    assert RankerSpec.from_entry(spec.entry, "policy.json") == spec
+
+
+def test_an_artifacts_identity_follows_what_it_pins_not_how_its_config_is_written(tmp_path: Path) -> None:
+    """Guards against an identity that changes when config.json is rewritten with its keys in another
+    order (a run would then refuse its own ranker), or that misses a change of the model or the seed."""
+    artifact = tmp_path / "art"
+    artifact.mkdir()
+    (artifact / "weights.pt").write_bytes(b"tensor bytes")
+    model = {"dim": 8, "personas": 2, "aspect_mode": "attention", "layers": 1}
+    config = {
+        "kind": "persona_pretrain",
+        "model": model,
+        "split": {"name": "train"},
+        "seed": 0,
+        "took_s": 1.5,
+    }
+
+    def identity_of(written: dict[str, object], **dump: object) -> str:
+        (artifact / "config.json").write_text(json.dumps(written, **dump))  # type: ignore[arg-type]
+        return RankerSpec("artifact", str(artifact)).identity()
+
+    first = identity_of(config)
+    assert first.startswith("artifact:")
+    reordered = {
+        "took_s": 9.0,
+        "seed": 0,
+        "split": {"name": "train"},
+        "model": dict(reversed(list(model.items()))),
+        "kind": "persona_pretrain",
+    }
+    assert identity_of(reordered, indent=2) == first  # other order, spacing and timings: the same
+    assert identity_of({**config, "seed": 1}) != first
+    assert identity_of({**config, "model": {**model, "dim": 16}}) != first
+    identity_of(config)
+    (artifact / "weights.pt").write_bytes(b"other tensor bytes")
+    assert RankerSpec("artifact", str(artifact)).identity() != first
