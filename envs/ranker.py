@@ -17,6 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from simulators.errors import CRSError
+
 
 @dataclass(frozen=True)
 class DialogueFacts:
@@ -33,6 +35,26 @@ class DialogueFacts:
     accepted: np.ndarray
     rejected: np.ndarray
     rejected_items: np.ndarray
+
+
+def check_facts(facts: DialogueFacts, n_users: int, n_aspects: int, n_items: int) -> None:
+    """Refuse a dialogue naming a user, aspect or item outside a ranker of these sizes (numpy would
+    read a negative id as one counted from the end, or fail on a large one with an IndexError).
+
+    Raises:
+        CRSError: naming the field, the ids outside and the range.
+    """
+    if not 0 <= facts.user < n_users:
+        raise CRSError(f"user {facts.user} outside [0, {n_users})")
+    for name, ids, size in (
+        ("accepted aspect", facts.accepted, n_aspects),
+        ("rejected aspect", facts.rejected, n_aspects),
+        ("rejected item", facts.rejected_items, n_items),
+    ):
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= size):
+            outside = sorted({int(i) for i in ids if not 0 <= i < size})
+            raise CRSError(f"{name} ids {outside} outside [0, {size}) of this ranker")
 
 
 @runtime_checkable

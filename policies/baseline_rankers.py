@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.ranker import DialogueFacts
+from envs.ranker import DialogueFacts, check_facts
 from policies.pretrain.ranker import PersonaRanker
 from simulators.catalog import Catalog
 from simulators.errors import CRSError, DatasetError
@@ -141,7 +141,11 @@ class TransERanker:
         ui = data["ui_emb"]
         return cls(ui[: catalog.n_users], ui[catalog.n_users :], data["feature_emb"], catalog)
 
+    def _check_facts(self, facts: DialogueFacts) -> None:
+        check_facts(facts, len(self.user_emb), len(self.aspect_emb), len(self.item_emb))
+
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
+        self._check_facts(facts)
         items = np.asarray(items, dtype=np.int64)
         item_vecs = self.item_emb[items]
         query = self.user_emb[facts.user] + self.aspect_emb[facts.accepted].sum(axis=0)
@@ -155,6 +159,7 @@ class TransERanker:
         return scores
 
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
+        self._check_facts(facts)
         query = self.user_emb[facts.user] + self.aspect_emb[facts.accepted].sum(axis=0)
         return self.aspect_emb[np.asarray(aspects, dtype=np.int64)] @ query
 

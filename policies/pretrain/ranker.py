@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.ranker import DialogueFacts
+from envs.ranker import DialogueFacts, check_facts
 from policies.content_profile import ContentProfile
 from policies.pretrain.config import ASPECT_MODES
 from simulators.catalog import compressed_entries
@@ -406,18 +406,7 @@ class PersonaRanker:
             raise CRSError(f"user {user} outside [0, {self.n_users})")
 
     def _check_facts(self, facts: DialogueFacts) -> None:
-        """Refuse a dialogue naming a user, aspect or item outside this ranker (numpy would read a
-        negative id as one counted from the end, or fail on a large one with an IndexError)."""
-        self._check_user(facts.user)
-        for name, ids, size in (
-            ("accepted aspect", facts.accepted, self.n_aspects),
-            ("rejected aspect", facts.rejected, self.n_aspects),
-            ("rejected item", facts.rejected_items, self.n_items),
-        ):
-            ids = np.asarray(ids, dtype=np.int64)
-            if ids.size and (ids.min() < 0 or ids.max() >= size):
-                outside = sorted({int(i) for i in ids if not 0 <= i < size})
-                raise CRSError(f"{name} ids {outside} outside [0, {size}) of this ranker")
+        check_facts(facts, self.n_users, self.n_aspects, self.n_items)
 
     def _remembered(
         self, kind: str, facts: DialogueFacts, compute: Callable[[DialogueFacts], np.ndarray]

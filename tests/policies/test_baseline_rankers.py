@@ -65,6 +65,30 @@ def test_scores_follow_unicorns_formulas() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("user", "accepted", "message"),
+    [
+        (-1, [], r"user -1 outside \[0, 1\)"),
+        (1, [], "user 1 outside"),
+        (0, [-1], r"accepted aspect ids \[-1\]"),
+    ],
+)
+def test_transe_refuses_a_dialogue_outside_its_embeddings(
+    user: int, accepted: list[int], message: str
+) -> None:
+    """User -1 was read as the last user's vector and an accepted aspect -1 as the last aspect's: both
+    scores refuse them by name."""
+    catalog = tiny_catalog()  # 1 user, 6 items, 4 aspects
+    ranker = TransERanker(np.ones((1, 2)), np.ones((6, 2)), np.ones((4, 2)), catalog)
+    facts = DialogueFacts(
+        user, np.array(accepted, dtype=np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    )
+    with pytest.raises(CRSError, match=message):
+        ranker.item_scores(facts, np.arange(6))
+    with pytest.raises(CRSError, match=message):
+        ranker.aspect_scores(facts, np.arange(4))
+
+
 def test_embeddings_of_another_dataset_are_refused() -> None:
     with pytest.raises(CRSError, match="use the embedding file of this dataset"):
         TransERanker(np.ones((1, 2)), np.ones((5, 2)), np.ones((4, 2)), tiny_catalog())
