@@ -596,3 +596,84 @@ def test_an_output_path_that_looks_like_markup_is_printed_as_written(tmp_path: P
     result = runner.invoke(app, ["eval", "-p", "ask-4", "-n", "5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert says(result.output, f"records in {out}") and (out / "summary.json").is_file()
+
+
+# ------------------------------------------------------------------------------ claims, unit by unit
+
+
+def test_a_dead_pid_of_another_host_is_no_stale_lock(tmp_path: Path) -> None:
+    """Guards against taking another machine's lock for stale: its PID says nothing about this host's
+    processes (a sweep folder on a shared disk), so a rerun is refused and the lock is kept."""
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    holder = {"pid": dead_pid(), "host": f"not-{socket.gethostname()}", "command": "crs sweep"}
+    (folder / LOCK_FILE).write_text(json.dumps(holder))
+    with pytest.raises(OutputBusyError) as error:
+        FolderClaim(folder, "sweep folder", resume=True, take_stale=True)
+    assert f"is being written by process {holder['pid']} on {holder['host']}" in str(error.value)
+    assert "no longer running" not in str(error.value)
+    assert json.loads((folder / LOCK_FILE).read_text()) == holder
+
+
+def test_overwrite_removes_a_link_to_a_folder_not_what_it_names(tmp_path: Path) -> None:
+    """Guards against emptying an earlier output by following its links: a link to a folder is removed
+    as a link, and the folder it names keeps its files."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("the user's\n")
+    (out / "summary.json").write_text("{}")
+    (out / "plots").symlink_to(elsewhere, target_is_directory=True)
+    with FolderClaim(out, "evaluation output", overwrite=True, marks=("summary.json",)):
+        assert sorted(entry.name for entry in out.iterdir()) == [LOCK_FILE]
+    assert (elsewhere / "keep.txt").read_text() == "the user's\n"
+
+
+def test_releasing_a_claim_keeps_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    """Guards against removing, on release, an empty folder the user made before the command ran: only
+    a folder the claim created (and left empty) is removed."""
+    mine = tmp_path / "made-by-the-user"
+    mine.mkdir()
+    FolderClaim(mine, "evaluation output").release()
+    assert mine.is_dir() and not any(mine.iterdir())
+    created = tmp_path / "made-by-the-claim"
+    FolderClaim(created, "evaluation output").release()
+    assert not created.exists()
+
+
+def test_an_output_inside_an_input_is_refused_only_where_asked(tmp_path: Path) -> None:
+    """Guards against refusing ``crs eval --policy runs/x -o runs/x/eval`` (an output inside its input
+    folder is allowed unless `inside`), while an output that is or holds an input is always refused."""
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    claims.refuse_output_over_inputs(run / "eval", [("--policy run", run)])
+    with pytest.raises(claims.OutputOverInputError, match="lies inside the --policy run"):
+        claims.refuse_output_over_inputs(run / "eval", [("--policy run", run)], inside=True)
+    with pytest.raises(claims.OutputOverInputError, match="holds the --policy run"):
+        claims.refuse_output_over_inputs(tmp_path / "runs", [("--policy run", run)])
+
+
+def test_a_new_file_claim_refuses_a_folder_and_an_existing_file_unless_overwrite(tmp_path: Path) -> None:
+    """Guards against `claim_new_file` letting a writer replace a folder, or an existing file without
+    ``--overwrite``."""
+    with pytest.raises(CRSError, match="is a folder; give a file path"):
+        claims.claim_new_file(tmp_path, "transcript", overwrite=True)
+    existing = tmp_path / "chat.md"
+    existing.write_text("earlier\n")
+    with pytest.raises(claims.OutputExistsError, match="already exists; pass --overwrite"):
+        claims.claim_new_file(existing, "transcript")
+    claims.claim_new_file(existing, "transcript", overwrite=True)
+    claims.claim_new_file(tmp_path / "new.md", "transcript")
+
+
+def test_resume_continues_a_folder_with_results_that_a_new_claim_refuses(tmp_path: Path) -> None:
+    """Guards against refusing the folder a command continues (``--resume``, a sweep's rerun): with
+    `resume` its results are accepted and kept; without it or `overwrite` the claim is refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "eval.csv").write_text("timesteps\n1000\n")
+    with pytest.raises(claims.OutputExistsError, match=r"already holds results \(eval\.csv\); pass --resume"):
+        FolderClaim(run, "run", hint="pass --resume")
+    with FolderClaim(run, "run", resume=True) as claim:
+        assert claim.held and not claim.pending
+    assert (run / "eval.csv").read_text() == "timesteps\n1000\n" and not (run / LOCK_FILE).exists()

@@ -223,3 +223,119 @@ def test_bold_and_code_spans_never_cross_in_html_or_markdown() -> None:
     text = "policy **b `c** d` then `<i>`"
     assert _md_inline(text) == "policy <strong>b `c</strong> d<code> then </code>&lt;i&gt;`"
     assert _inline(text) == "policy **b \\`c** d` then `&lt;i&gt;\\`"
+
+
+def test_a_returning_user_runs_memory_name_is_escaped_in_its_session_table(tmp_path: Path) -> None:
+    """Guards against writing a session table's cells raw: the memory mode is summary.json's free text,
+    so it must show as itself in report.html and report.md, never as markup or a broken table."""
+    from tests.crs.test_report_hostile_inputs import lines, write_eval
+
+    memory = f"{SCRIPT} m|x"
+    folder = write_eval(tmp_path / "e", lines(20, sessions=3), sessions={"sessions": 3, "memory": memory})
+    built = build_report([folder], tmp_path / "r", examples=0, persona=False)
+    for page in (to_html(built), _markdown_html(to_markdown(built))):
+        parsed = _parse(page)
+        _no_injected_markup(parsed)
+        assert memory in parsed.cells
+
+
+def test_a_train_runs_name_is_escaped_where_its_missing_parts_are_listed(tmp_path: Path) -> None:
+    """Guards against writing a train run's folder name raw in the learning-curve section's list of what
+    a run lacks (a folder name is the user's free text)."""
+    from crs.app.run_folder import RunRecord
+    from crs.app.settings import make_settings
+
+    name = "<img src=x onerror=alert(3)> a|b"
+    run = tmp_path / name
+    run.mkdir()
+    RunRecord(settings=make_settings({"seed": 1}), name=name, versions={}, written="").write(run)
+    built = build_report([run], tmp_path / "r", examples=0, persona=False)
+    assert built.train_groups and all(r.missing for runs in built.train_groups.values() for r in runs)
+    for page in (to_html(built), _markdown_html(to_markdown(built))):
+        parsed = _parse(page)
+        _no_injected_markup(parsed)
+        assert "img" not in parsed.tags
+        assert "&lt;img src=x onerror=alert(3)&gt; a|b" in page
+
+
+def test_the_reason_a_table_is_separate_shows_the_names_it_holds_escaped(tmp_path: Path) -> None:
+    """Guards against writing a separate table's reason raw: it names the other tables' rows (policy
+    names, free text of summary.json)."""
+    from tests.crs.test_report_hostile_inputs import lines, write_eval
+
+    hostile = "<img src=x onerror=alert(1)> a|b"
+    paths = [
+        write_eval(tmp_path / "a", lines(), policy=hostile, policy_spec=hostile, conversations="list-a"),
+        write_eval(tmp_path / "b", lines(), conversations="list-b"),
+    ]
+    built = build_report(paths, tmp_path / "r", examples=0, persona=False)
+    assert len(built.tables) == 2 and hostile in built.tables[1].separated
+    html, markdown = to_html(built), _markdown_html(to_markdown(built))
+    for page in (html, markdown):
+        parsed = _parse(page)
+        _no_injected_markup(parsed)
+        assert page.count("<img ") == sum(len(plots) for plots in built.table_plots.values())
+        assert "not compared with &lt;img src=x onerror=alert(1)&gt; a|b" in page
+
+
+@pytest.mark.parametrize("path", ["`runs`/x", "runs/x`", "``a` b"])
+def test_a_path_that_starts_or_ends_with_a_backtick_stays_one_code_span(path: str) -> None:
+    """Guards against a code span whose text touches its fence: without a space inside the fence, a
+    leading or trailing backtick of the text joins the fence and the span reads as other text."""
+    from crs.report.render_markdown import _code
+
+    rendered = _markdown_html(f"- {_code(path)}")
+    assert f"<code>{path}</code>" in rendered
+
+
+def test_a_name_holding_bold_marks_cannot_inject_markup_through_them(tmp_path: Path) -> None:
+    """Guards against escaping a sentence's text but not its bold spans: a policy named with ``**`` around
+    HTML makes a bold span of the answer that names it, which must still show the HTML as text."""
+    from tests.crs.test_report_hostile_inputs import lines, write_eval
+
+    hostile = "x **<img src=x onerror=alert(1)>** y"
+    folder = write_eval(tmp_path / "a", lines(), policy=hostile, policy_spec=hostile)
+    built = build_report([folder], tmp_path / "r", examples=0, persona=False)
+    assert hostile in built.answer
+    for page in (to_html(built), _markdown_html(to_markdown(built))):
+        parsed = _parse(page)
+        _no_injected_markup(parsed)
+        assert page.count("<img ") == sum(len(plots) for plots in built.table_plots.values())
+        assert "<strong>&lt;img src=x onerror=alert(1)&gt;</strong>" in page
+
+
+def test_an_example_turns_explanation_is_escaped_in_html(report: Report) -> None:
+    """Guards against writing a turn's explanation raw: it names the ranker's tags and items, which come
+    from the data (the fixture's tag is no tag to an HTML parser; this one is)."""
+    import dataclasses
+
+    turns = (DialogueTurn("[recommend] x", "recommend", f"persona P0 · {SCRIPT}", success=True),)
+    examples = [ExampleDialogue(POLICIES[0], 0, "looking for x", turns, True)]
+    page = to_html(dataclasses.replace(report, examples=examples))
+    _no_injected_markup(_parse(page))
+    assert "why: persona P0 · &lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_verdicts_dataset_name_is_escaped_in_html(tmp_path: Path) -> None:
+    """Guards against writing a verdict's dataset name raw in report.html's verdict badges (the dataset is
+    summary.json's free text)."""
+    from tests.crs.test_report_hostile_inputs import write_eval
+    from tests.crs.test_report_mutants import records, train_with_test
+
+    dataset = "<img src=x onerror=alert(3)> set"
+    flags = {"full": (True, True), "pb": (False, True), "ab": (True, False), "bo": (False, False)}
+    paths = []
+    for name, (persona, aspect) in flags.items():
+        run = train_with_test(
+            tmp_path / "runs", name, 1, {}, persona_attention=persona, aspect_attention=aspect
+        )
+        lines = records([2] * 24 if name == "full" else [None] * 24)
+        spec = {"policy": name, "policy_spec": str(run), "ranker": "run", "ranker_identity": "one ranker"}
+        spec["dataset"] = dataset
+        paths.append(write_eval(tmp_path / "eval" / name, lines, **spec))
+    built = build_report(paths, tmp_path / "r", examples=0, persona=False)
+    assert built.verdicts == {dataset: "yes"}
+    page = to_html(built)
+    _no_injected_markup(_parse(page))
+    assert page.count("<img ") == sum(len(plots) for plots in built.table_plots.values())
+    assert '<span class="verdict yes">&lt;img src=x onerror=alert(3)&gt; set: yes</span>' in page

@@ -238,3 +238,19 @@ def test_a_report_of_records_naming_a_target_outside_the_catalogue_says_why_with
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     report = build_report([folder], tmp_path / "report", examples=2, persona=False)
     assert not report.examples and "[targets] = [1000000]" in report.unavailable["examples"]
+
+
+def test_a_report_of_records_naming_a_conversation_past_the_split_says_why_without_examples(
+    evaluated: Path, tmp_path: Path
+) -> None:
+    """Guards against an off-by-one in the catalogue check: goal index = the split's size is already
+    outside it, and must be said (another catalogue), not crash the report with an IndexError."""
+    size = len(DatasetSpec("persona_world", None, 0).load().splits["test"])
+    folder = tmp_path / "edited"
+    shutil.copytree(evaluated, folder)
+    records = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
+    records[0]["goal_index"] = size
+    (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = build_report([folder], tmp_path / "report", examples=2, persona=False)
+    assert not report.examples
+    assert f"conversation {size} was user {records[0]['user']}'s" in report.unavailable["examples"]

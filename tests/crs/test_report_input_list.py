@@ -170,3 +170,14 @@ def test_train_runs_are_listed_by_their_folder(tmp_path) -> None:
         f"table 1: {full}",
         f"{TRAIN_ONLY}: {bare}",
     ]
+
+
+def test_a_folder_given_by_two_spellings_is_read_once_and_said(evals, monkeypatch) -> None:
+    """Guards against comparing the given paths as typed: ``<root>/ask-4`` and ``ask-4`` from inside
+    ``<root>`` are one folder, so the second is listed as given twice."""
+    monkeypatch.chdir(evals)
+    inputs = load_inputs([evals / "ask-4", Path("ask-4")])
+    assert len(inputs.evals) == 1
+    assert [(entry.path, entry.reason) for entry in inputs.left_out] == [
+        (Path("ask-4"), "given twice: read once")
+    ]
