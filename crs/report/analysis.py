@@ -642,10 +642,11 @@ def _rankers_alone(
 
 
 def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
-    """One label per group: its base label, and where two groups share one, what tells them apart (the
-    sweep, the train run's name without its seed, else the full name, or the ranker; with a returning-user
-    run's memory, which a rule's name holds and a trained policy's does not). A trained full model is
-    "full" only beside one of its ablations; alone, it is named after its run."""
+    """One label per group, never two alike: its base label, and where two groups share one, what tells
+    them apart (the sweep, the train run's name without its seed, else the full name, or the ranker's
+    last path part, else as many as it takes; with a returning-user run's memory, which a rule's name
+    holds and a trained policy's does not). Groups that are still alike are numbered. A trained full
+    model is "full" only beside one of its ablations; alone, it is named after its run."""
     labels = [_base_label(g[0]) for g in groups]
     if set(labels) & set(ABLATIONS) == {"full"}:
         labels = [
@@ -654,23 +655,31 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
         ]
     shared = {label for label in labels if labels.count(label) > 1}
 
-    def suffix(run: EvalRun, keep_seed: bool) -> str:
+    def suffix(run: EvalRun, keep_seed: bool, ranker_parts: int) -> str:
         if run.task is not None:
             name = run.task.sweep.name
         elif run.train is not None:
             name = run.train.name if keep_seed else _without_seed(run.train.name)
         else:
-            return _short(run.ranker_name)
+            return _tail(run.ranker_name, ranker_parts)
         return name if run.summary.sessions is None else f"{name}, memory {series_name(run)}"
 
-    def named(keep_seed: bool) -> list[str]:
+    def named(keep_seed: bool, ranker_parts: int = 1) -> list[str]:
         return [
-            f"{label} ({suffix(g[0], keep_seed)})" if label in shared else label
+            f"{label} ({suffix(g[0], keep_seed, ranker_parts)})" if label in shared else label
             for g, label in zip(groups, labels, strict=True)
         ]
 
-    short = named(keep_seed=False)
-    return short if len(set(short)) == len(short) else named(keep_seed=True)
+    depth = max((g[0].ranker_name.count("/") + 1 for g in groups), default=1)
+    attempts = [named(False), *(named(True, parts) for parts in range(1, depth + 1))]
+    for attempt in attempts:
+        if len(set(attempt)) == len(attempt):
+            return attempt
+    last = attempts[-1]
+    return [
+        f"{label} #{last[:index].count(label) + 1}" if last.count(label) > 1 else label
+        for index, label in enumerate(last)
+    ]
 
 
 def _without_seed(name: str) -> str:
@@ -699,8 +708,9 @@ def _ranker_names(row: Row) -> str:
     return ", ".join(sorted({run.ranker_name for run in row.runs}))
 
 
-def _short(ranker: str) -> str:
-    return ranker.rstrip("/").rsplit("/", 1)[-1] or ranker
+def _tail(ranker: str, parts: int) -> str:
+    """The last `parts` parts of a ranker's path ("runs/a/ranker", 2 -> "a/ranker")."""
+    return "/".join(ranker.rstrip("/").split("/")[-parts:]) or ranker
 
 
 def _reference(rows: Sequence[Row]) -> str | None:
