@@ -37,6 +37,16 @@ class DialogueFacts:
     rejected_items: np.ndarray
 
 
+def check_user(user: int, n_users: int) -> None:
+    """Refuse a user id outside [0, n_users) (numpy would read -1 as the last user's row).
+
+    Raises:
+        CRSError: naming the user and the range.
+    """
+    if not 0 <= user < n_users:
+        raise CRSError(f"user {user} outside [0, {n_users})")
+
+
 def check_facts(facts: DialogueFacts, n_users: int, n_aspects: int, n_items: int) -> None:
     """Refuse a dialogue naming a user, aspect or item outside a ranker of these sizes (numpy would
     read a negative id as one counted from the end, or fail on a large one with an IndexError).
@@ -44,8 +54,7 @@ def check_facts(facts: DialogueFacts, n_users: int, n_aspects: int, n_items: int
     Raises:
         CRSError: naming the field, the ids outside and the range.
     """
-    if not 0 <= facts.user < n_users:
-        raise CRSError(f"user {facts.user} outside [0, {n_users})")
+    check_user(facts.user, n_users)
     for name, ids, size in (
         ("accepted aspect", facts.accepted, n_aspects),
         ("rejected aspect", facts.rejected, n_aspects),

@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from envs.ranker import DialogueFacts, check_facts
+from envs.ranker import DialogueFacts, check_facts, check_user
 from policies.content_profile import ContentProfile
 from policies.pretrain.config import ASPECT_MODES
 from simulators.catalog import compressed_entries
@@ -234,7 +234,7 @@ class PersonaRanker:
 
     def _shared_user(self, user: int) -> _UserCache:
         """`user`'s arrays as the plain ranker has them, from the per-user cache shared with its views."""
-        self._check_user(user)
+        check_user(user, self.n_users)
         cached = self._cache.get(user)
         if cached is not None:
             self._cache.move_to_end(user)
@@ -401,10 +401,6 @@ class PersonaRanker:
         ]
         return scores
 
-    def _check_user(self, user: int) -> None:
-        if not 0 <= user < self.n_users:
-            raise CRSError(f"user {user} outside [0, {self.n_users})")
-
     def _check_facts(self, facts: DialogueFacts) -> None:
         check_facts(facts, self.n_users, self.n_aspects, self.n_items)
 
@@ -416,7 +412,7 @@ class PersonaRanker:
         Raises:
             CRSError: `facts` names a user, aspect or item outside this ranker.
         """
-        self._check_user(facts.user)  # before its prior row goes into the key
+        check_user(facts.user, self.n_users)  # before its prior row goes into the key
         key = (
             kind,
             self.questions if kind == "aspects" else "",  # a `with_questions` view shares this cache
