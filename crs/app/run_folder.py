@@ -708,8 +708,13 @@ def write_test_folders(
     """
     final = run_dir / TEST_DIR
     partial, old = run_dir / f".{TEST_DIR}.partial", run_dir / f".{TEST_DIR}.old"
-    if old.exists() and not final.exists():  # the last swap was stopped half-way: its old test is back
-        os.replace(old, final)
+
+    def put_old_back() -> None:
+        """Undo a swap stopped between its two renames: the old test is back where it was."""
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+
+    put_old_back()  # the last swap may have stopped half-way
     for leftover in (partial, old):
         shutil.rmtree(leftover, ignore_errors=True)
     for folder, summary, records in tested:
@@ -721,8 +726,7 @@ def write_test_folders(
     try:
         os.replace(partial, final)
     except OSError:
-        if old.exists() and not final.exists():
-            os.replace(old, final)
+        put_old_back()
         raise
     shutil.rmtree(old, ignore_errors=True)
 
