@@ -117,27 +117,36 @@ def eval_command(
 
       crs eval --policy ask-4
 
-      crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data --ranker transe --episodes 600
+      crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data \\
+        --ranker transe --episodes 600
 
-      crs eval --policy runs/my-run --dataset lastfm_star --data-dir ../shared/data
+      crs eval --policy runs/my-run -d lastfm_star --data-dir ../shared/data
 
-      crs eval -p ask-7 -d yelp_star --data-dir ../shared/data --setting enumerated  # UNICORN's YELP
+      # UNICORN's YELP:
+      crs eval -p ask-7 -d yelp_star --data-dir ../shared/data \\
+        --setting enumerated
 
       crs eval --policy max-entropy --episodes 2400 --workers 2
 
-      crs eval --policy ask-7 -d yelp_star --data-dir DATA --ranker popularity --order unicorn -n 2500
+      crs eval --policy ask-7 -d yelp_star --data-dir DATA --ranker popularity \\
+        --order unicorn -n 2500
 
-      crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA --order mcmipl -n 4000
+      crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA \\
+        --order mcmipl -n 4000
 
-      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update -n 1000
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch \\
+        --memory update -n 1000
 
-      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch --memory update \\
-        --memory-update both -n 1000  # the prior and per-persona aspect weights together
+      # the prior and per-persona aspect weights together:
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch \\
+        --memory update --memory-update both -n 1000
 
-      crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300  # a trained run
+      # a trained run:
+      crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300
 
-      crs eval -p ask-7 -d lastfm_star --data-dir DATA --ranker runs/lastfm-ranker --sessions 6 \\
-        --regime switch --memory update -n 1000  # held-out items of real users
+      # held-out items of real users:
+      crs eval -p ask-7 -d lastfm_star --data-dir DATA --sessions 6 \\
+        --ranker runs/lastfm-ranker --regime switch --memory update -n 1000
     """
     if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(

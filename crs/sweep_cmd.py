@@ -105,19 +105,25 @@ def sweep_command(
 
       policies: \\[ask-4]
 
-      sessions: {ranker: runs/pw-ranker, regime: switch, sessions: 8, sequences: 1000}
+      sessions: {ranker: runs/pw-ranker, regime: switch,
+                 sessions: 8, sequences: 1000}
 
-      ablations: {frozen: {memory: frozen}, update: {memory: update}, oracle: {memory: oracle}}
+      ablations:
+        frozen: {memory: frozen}
+        update: {memory: update}
+        oracle: {memory: oracle}
 
     Examples:
 
       crs sweep sweep.yaml --out out/sweeps/rules
 
-      crs sweep sweep.yaml --out out/sweeps/rules --workers 8 --address ray://head:10001
+      crs sweep sweep.yaml --out out/sweeps/rules \\
+        --workers 8 --address ray://head:10001
 
       crs sweep train.yaml --out runs/sweeps/ablation --seeds 0-9
 
-      crs sweep train.yaml --out runs/sweeps/ablation-80k --extend runs/sweeps/ablation --steps 81920
+      crs sweep train.yaml --out runs/sweeps/ablation-80k \\
+        --extend runs/sweeps/ablation --steps 81920
     """
     check_pool_request(workers, backend, address)  # before anything runs, whatever the worker count
     settings = load_sweep_config(config)

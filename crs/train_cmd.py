@@ -24,7 +24,7 @@ from crs.common import (
 from simulators.errors import CRSError
 
 # what `--resume` applies to a run; it keeps every other setting the run recorded
-RESUME_OPTIONS = ("resume", "name", "runs_dir", "steps", "learning_rate", "ent_coef", "in_process")
+RESUME_OPTIONS = ("resume", "name", "runs_dir", "steps", "learning_rate", "ent_coef", "in_process", "workers")
 
 
 @friendly_errors
@@ -40,7 +40,7 @@ def train_command(
         "(pre-train one into the run), or a `crs pretrain` artifact path; after uniform, pretrain or an "
         "artifact, +profile (or +profile:W, weight W) adds the users' tag profiles, +pop (or +pop:W) an "
         "item popularity prior, +open (or +open:W) the opening's likelihood, then +split asks splitting "
-        "questions (uniform+profile+pop+split; +split:T weighs the candidates by softmax(scores / T)), "
+        "questions (e.g. uniform+pop+split; +split:T weighs the candidates by softmax(scores / T)), "
         "a final @T tempers the learned preferences (DIR+split@4). "
         "Default: pretrain on the persona world, else the dataset's default.",
     ),
@@ -60,11 +60,14 @@ def train_command(
         "SubprocVecEnv worker process on machines with more than 2 cores. PPO collects "
         "max(512 // envs, 32) steps per env between updates unless ppo.n_steps is set.",
     ),
-    in_process: bool | None = typer.Option(
-        None,
-        "--in-process/--workers",
-        help="Run the envs in this process (DummyVecEnv) or in SubprocVecEnv worker processes "
-        "(default: workers when the machine has more than 2 cores; on 2 cores in-process is faster).",
+    in_process: bool = typer.Option(
+        False,
+        "--in-process",
+        help="Run the envs in this process (DummyVecEnv). Default: in this process on 2 cores, where it is "
+        "faster; in worker processes on more.",
+    ),
+    workers: bool = typer.Option(
+        False, "--workers", help="Run the envs in SubprocVecEnv worker processes (see --in-process)."
     ),
     seed: int | None = typer.Option(
         None, "--seed", min=0, max=MAX_SEED, help="Seed of the model, the envs and the evaluation order."
@@ -101,7 +104,7 @@ def train_command(
         None,
         "--plan-temperature",
         help="The search's belief temperature with --plan-depth (default 1; lower trusts the ranker's "
-        "order more; --fit-plan-temperature fits it instead).",
+        "order more; the next option fits it).",
     ),
     fit_plan_temperature: bool = typer.Option(
         False,
@@ -129,7 +132,7 @@ def train_command(
         False,
         "--resume",
         help="Continue run --name from its last checkpoint with its recorded settings (--steps extends the "
-        "budget; only --steps, --learning-rate, --ent-coef and --in-process/--workers may change); a run "
+        "budget; only --steps, --learning-rate, --ent-coef, --in-process and --workers may change); a run "
         "stopped before its first checkpoint starts again from step 0 with its recorded settings.",
     ),
     overwrite: bool = typer.Option(
@@ -155,33 +158,42 @@ def train_command(
 
     Examples:
 
-        crs train                                   # persona world, a few minutes on 2 cores
+        crs train  # the persona world, a few minutes on 2 cores
 
-        crs train --name pw-long                    # then, to train it further:
-
+        # then, to train it further and fine-tune:
+        crs train --name pw-long
         crs train --steps 200000 --name pw-long --resume
-
-        crs train --steps 260000 --name pw-long --resume --learning-rate 3e-4 --ent-coef 0.003  # fine-tune
+        crs train --steps 260000 --name pw-long --resume \\
+          --learning-rate 3e-4 --ent-coef 0.003
 
         crs train --dataset lastfm --data-dir ../shared/data --ranker transe
 
-        crs train --dataset yelp_star --data-dir ../shared/data --setting enumerated   # UNICORN's YELP
+        # UNICORN's YELP:
+        crs train --dataset yelp_star --data-dir ../shared/data \\
+          --setting enumerated
 
         crs train --no-persona-attention --no-aspect-attention --seed 1
 
-        crs train --no-persona-attention --policy-only-ablation   # encoder only
+        # the policy's encoder only:
+        crs train --no-persona-attention --policy-only-ablation
 
-        crs train --envs 16 --workers               # 16 simulated users in 16 worker processes
+        # 16 simulated users in 16 worker processes:
+        crs train --envs 16 --workers
 
-        crs train --config train.yaml               # any setting, e.g. rewards: {quit_at_limit: -1.0}
+        # any setting, e.g. rewards: {quit_at_limit: -1.0}:
+        crs train --config train.yaml
 
-        crs train --print-config > train.yaml       # every setting with its value, as a config file
+        # every setting with its value, as a config file:
+        crs train --print-config > train.yaml
 
-        crs train --config runs/pw/config.yaml --name pw-again   # replay a run's settings
+        # replay a run's settings:
+        crs train --config runs/pw/config.yaml --name pw-again
     """
     ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
-    if in_process is not None:
-        ppo["subprocess"] = not in_process
+    if in_process and workers:
+        raise CRSError("--in-process and --workers ask for opposite things: pass one of them")
+    if in_process or workers:
+        ppo["subprocess"] = workers
     if resume:
         if overwrite:
             raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
@@ -263,11 +275,7 @@ def refuse_options_resume_ignores(ctx: typer.Context) -> None:
             given.append(max(param.opts, key=len))  # its long form
     if given:
         params = {param.name: param for param in ctx.command.params}
-        accepted = ", ".join(
-            max(params[key].opts, key=len) + "".join(f"/{o}" for o in params[key].secondary_opts)
-            for key in RESUME_OPTIONS
-            if key != "resume"
-        )
+        accepted = ", ".join(max(params[key].opts, key=len) for key in RESUME_OPTIONS if key != "resume")
         raise ResumeOptionError(
             f"--resume cannot apply {', '.join(given)}: a resumed run keeps the settings its config.yaml "
             f"recorded. --resume accepts only {accepted}; to train with other settings, start a new "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from crs.cli import app, reflowed
@@ -50,3 +51,39 @@ def test_reflowed_joins_prose_lines_and_keeps_indented_ones() -> None:
         "Summary line.\n\nA paragraph over two lines.\n\n"
         "Examples:\n\n  crs eval --policy ask-4\n  crs eval --policy ask-7"
     )
+
+
+def options_panel(output: str) -> list[str]:
+    """The lines of a --help output's options panel, the panel's edges stripped."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "─ Options ─" in line) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].lstrip().startswith("╰"))
+    return [line.strip().strip("│").strip() for line in lines[start:end]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_option_name_is_whole_on_an_80_column_terminal(command: list[str]) -> None:
+    """A table that is too wide for the terminal cuts its widest cells short ("--no-persona-atten…"):
+    a long word in some option's help, or one more column, was enough to hide `crs train`'s option names."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": ""})
+    assert result.exit_code == 0, result.output
+    panel = options_panel(result.output)
+    assert not [line for line in panel if "…" in line], result.output
+    names = {line.lstrip("* ").split()[0] for line in panel if line.lstrip("* ").startswith("--")}
+    click_command = typer.main.get_command(app)
+    for word in command:
+        click_command = click_command.commands[word]  # type: ignore[attr-defined]
+    expected = {max(param.opts, key=len) for param in click_command.params if param.opts[0].startswith("-")}
+    assert expected - {"--help"} <= names, result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_example_keeps_its_line_on_an_80_column_terminal(command: list[str]) -> None:
+    click_command = typer.main.get_command(app)
+    for word in command:
+        click_command = click_command.commands[word]  # type: ignore[attr-defined]
+    help_text = (click_command.help or "").replace("\\[", "[")  # rich's escape of a literal [
+    examples = [line.strip() for line in help_text.splitlines() if line.startswith(" ")]
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": ""})
+    shown = {line.strip() for line in result.output.splitlines()}
+    assert [example for example in examples if example not in shown] == []

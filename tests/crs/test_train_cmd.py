@@ -393,6 +393,10 @@ def test_each_option_reaches_the_settings_and_wins_over_the_config_file(tmp_path
     assert given["wrapper"]["ranker_features"] is False
     assert given["wrapper"]["n_items"] == 20 and given["wrapper"]["max_slates_in_a_row"] == 5
     assert printed_config("--workers", "--seed", "7", "--envs", "2")["ppo"]["subprocess"] is True
+    config.write_text(yaml.safe_dump({"ppo": {"subprocess": True}}))
+    assert printed_config("--config", str(config))["ppo"]["subprocess"] is True  # neither flag: the config's
+    both = runner.invoke(app, ["train", "--in-process", "--workers", "--print-config"])
+    assert both.exit_code == 2 and "--in-process and --workers ask for opposite things" in both.output
     swapped = printed_config("--seed", "7", "--envs", "2")
     assert (swapped["seed"], swapped["envs"]) == (7, 2)
     persona_blind = printed_config("--no-persona-attention")

@@ -116,7 +116,7 @@ def test_resume_refuses_an_option_it_cannot_apply(trained, tmp_path, option, sho
     message = flat(result.output)
     assert f"--resume cannot apply {shown}:" in message
     assert "keeps the settings its config.yaml recorded" in message
-    assert "--steps, --learning-rate, --ent-coef, --in-process/--workers" in message
+    assert "--steps, --learning-rate, --ent-coef, --in-process, --workers" in message
     assert snapshot(trained) == before
 
 
