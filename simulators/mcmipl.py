@@ -617,7 +617,11 @@ def _lastfm_star_names(root: Path, n_items: int, n_attributes: int) -> tuple[lis
     else:
         assert isinstance(tag_map, dict)  # _vocabulary_size checked it
         aspects = _hetrec_tag_names(scpr, tag_map, n_attributes)
-    return _artist_names(scpr, n_items), aspects
+    try:
+        return _artist_names(scpr, n_items), aspects
+    except DatasetError as error:  # a file that only names things does not stop the release from loading
+        _LOG.warning("%s: items are numbered", error)
+        return items, aspects
 
 
 def _lastfm_type_names(root: Path, n_types: int) -> tuple[str, ...]:

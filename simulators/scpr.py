@@ -407,7 +407,8 @@ def _vocabulary_size(tag_map: object, path: Path) -> int:
     values = list(tag_map.values())
     bad = next((v for v in values if type(v) is not int), None)
     if bad is not None or not values:
-        raise DatasetError(path, "values", "a non-empty object of integer aspect ids", f"value {bad!r}")
+        found = f"value {bad!r}" if bad is not None else "an empty object"
+        raise DatasetError(path, "values", "a non-empty object of integer aspect ids", found)
     n = len(values)
     expected = set(range(n))
     if set(values) != expected:  # Python ints: no overflow however large the values
