@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from policies.atomic import write_text_atomic
-from policies.pretrain.config import CONFIG_FILE, ModelConfig, read_artifact_config
+from policies.pretrain.config import ARTIFACT_VERSION, CONFIG_FILE, ModelConfig, read_artifact_config
 from policies.pretrain.graph import pretrain_split
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
@@ -25,7 +25,6 @@ from policies.pretrain.train import PretrainResult, catalog_fingerprint
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 
-ARTIFACT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
 

@@ -208,8 +208,13 @@ class TrainConfig(ModelShape):
         return config
 
 
+ARTIFACT_VERSION = 1
+"""The layout of a `crs pretrain` artifact (its files and config.json's fields); written into config.json,
+and an artifact of another version is refused."""
+
+
 def read_artifact_config(path: str | Path) -> dict:
-    """The config.json of an artifact directory; CRSError if missing or unreadable."""
+    """The config.json of an artifact directory; CRSError if missing, unreadable or of another version."""
     cfg_path = Path(path) / CONFIG_FILE
     if not cfg_path.is_file():
         raise CRSError(
@@ -222,6 +227,12 @@ def read_artifact_config(path: str | Path) -> dict:
     if not isinstance(config, dict) or config.get("kind") != "persona_pretrain":
         kind = config.get("kind") if isinstance(config, dict) else None
         raise CRSError(f"{cfg_path} is not a persona pre-training config (kind={kind!r})")
+    version = config.get("artifact_version")
+    if type(version) is not int or version != ARTIFACT_VERSION:
+        raise CRSError(
+            f"{cfg_path} records artifact_version {version!r}; this persona-crs reads version "
+            f"{ARTIFACT_VERSION}: re-run `crs pretrain` with it"
+        )
     model, split = config.get("model"), config.get("split")
     complete = (
         isinstance(model, dict)

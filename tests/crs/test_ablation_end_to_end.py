@@ -80,7 +80,7 @@ def test_a_rankers_attentions_are_read_from_its_artifact(runs: dict[str, Path], 
     assert RankerSpec.parse("popularity").attentions() is None
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "config.json").write_text('{"kind": "persona_pretrain"}')
+    (broken / "config.json").write_text('{"kind": "persona_pretrain", "artifact_version": 1}')
     with pytest.raises(CRSError, match="lacks the model"):
         RankerSpec.parse(str(broken)).attentions()
 

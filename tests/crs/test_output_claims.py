@@ -546,7 +546,11 @@ def test_damaged_pretrain_artifacts_are_named_errors(tmp_path: Path, artifact: P
     config = (artifact / "config.json").read_text()
     damages = {
         "truncated config": ("config.json", config[: len(config) // 2], "config.json is corrupt"),
-        "keyless config": ("config.json", '{"kind": "persona_pretrain"}', "config.json lacks"),
+        "keyless config": (
+            "config.json",
+            '{"kind": "persona_pretrain", "artifact_version": 1}',
+            "config.json lacks",
+        ),
         "truncated weights": ("ranker.pt", None, "ranker.pt is not the one its config.json describes"),
     }
     for name, (file, text, message) in damages.items():

@@ -464,6 +464,7 @@ def _write_config(path: Path, config: object) -> Path:
 
 GOOD_CONFIG = {
     "kind": "persona_pretrain",
+    "artifact_version": 1,
     "model": {"dim": 8, "personas": 2, "aspect_mode": "uniform"},
     "split": {"name": "train"},
     "seed": 0,

@@ -383,6 +383,7 @@ def test_an_artifacts_identity_follows_what_it_pins_not_how_its_config_is_writte
     model = {"dim": 8, "personas": 2, "aspect_mode": "attention", "layers": 1}
     config = {
         "kind": "persona_pretrain",
+        "artifact_version": 1,
         "model": model,
         "split": {"name": "train"},
         "seed": 0,
@@ -400,6 +401,7 @@ def test_an_artifacts_identity_follows_what_it_pins_not_how_its_config_is_writte
         "seed": 0,
         "split": {"name": "train"},
         "model": dict(reversed(list(model.items()))),
+        "artifact_version": 1,
         "kind": "persona_pretrain",
     }
     assert identity_of(reordered, indent=2) == first  # other order, spacing and timings: the same

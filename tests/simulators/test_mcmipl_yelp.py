@@ -374,6 +374,7 @@ def test_an_artifacts_tag_profiles_leave_out_what_its_pre_training_held_out(
     catalog = load_release("mcmipl_yelp_star", real_data_dir).catalog
     config = {
         "kind": "persona_pretrain",
+        "artifact_version": 1,
         "model": {"dim": 8, "personas": 2, "aspect_mode": "attention"},
         "split": {"pretrained_on_valid": True, "holdout_fraction": 0.1, "holdout_unit": "group"},
         "seed": 0,
