@@ -167,7 +167,8 @@ class PolicyMeta:
                 fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
                 ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
             )
-        except (TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError, CRSError) as error:
+            # CRSError: a recorded setting out of its range (RLConfig's own check)
             raise CRSError(f"{path}: bad entry ({error}); restore it or train again") from None
 
 
