@@ -34,6 +34,7 @@ from simulators.safe_pickle import UnsafePickleError
 from simulators.scpr import UNICORN_EVALUATION_CONVERSATIONS, load_lastfm, load_yelp_star
 from tests.simulators.test_mcmipl import write_tiny
 from tests.simulators.test_scpr import TINY_ITEMS, write_hetrec, write_lastfm, write_yelp
+from tests.simulators.test_scpr import _error as _scpr_error
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +55,6 @@ def _pickle(path: Path, obj: object) -> None:
 def _pairs(catalog: Catalog, split: str) -> set[tuple[int, int]]:
     inter = catalog.split(split)
     return set(zip(inter.users.tolist(), inter.items.tolist(), strict=True))
-
-
-def _scpr_error(loader, data_dir: Path) -> DatasetError:  # type: ignore[no-untyped-def]
-    with pytest.raises(DatasetError) as info:
-        loader(data_dir)
-    assert type(info.value) is DatasetError
-    return info.value
 
 
 def _mcmipl_error(root: Path) -> DatasetError:

@@ -24,7 +24,7 @@ from simulators import (
     make_persona_world,
 )
 from simulators.goals import GroupGoals
-from simulators.mcmipl import TargetGroups
+from tests.envs.test_mcmipl_env import target_groups
 
 
 def toy_catalog(test_users: list[int] | None = None, test_items: list[int] | None = None) -> Catalog:
@@ -46,17 +46,6 @@ def toy_catalog(test_users: list[int] | None = None, test_items: list[int] | Non
             ),
             "valid": Interactions(users=np.array([0]), items=np.array([0])),
         },
-    )
-
-
-def groups_of(groups: list[list[int]], users: list[int]) -> TargetGroups:
-    """Hand-built target groups, one per list, with the given users."""
-    sizes = [len(group) for group in groups]
-    return TargetGroups(
-        source="hand-built",
-        users=np.array(users),
-        offsets=np.concatenate([[0], np.cumsum(sizes)]),
-        items=np.array([item for group in groups for item in group]),
     )
 
 
@@ -211,15 +200,15 @@ def test_persona_goals_reject_a_split_without_persona_labels() -> None:
 def test_group_goals_reject_a_user_just_past_the_catalogue() -> None:
     """Guards against an off-by-one in the range check: user id == n_users is outside."""
     with pytest.raises(CRSError, match="outside toy"):
-        GroupGoals(toy_catalog(), "test", groups_of([[0, 1]], users=[2]))
+        GroupGoals(toy_catalog(), "test", target_groups([[0, 1]], users=[2]))
     with pytest.raises(CRSError, match="outside toy"):
-        GroupGoals(toy_catalog(), "test", groups_of([[0, 6]], users=[0]))
+        GroupGoals(toy_catalog(), "test", target_groups([[0, 6]], users=[0]))
 
 
 def test_group_goals_draw_users_uniformly_when_groups_are_not_sorted_by_user() -> None:
     """Guards against mapping a (user, within) draw to a goal index without the by-user order:
     users [1, 0, 0] give goal 0 (user 1's only group) 1/2, goals 1 and 2 1/4 each."""
-    goals = GroupGoals(toy_catalog(), "test", groups_of([[4], [0, 1], [2, 3]], users=[1, 0, 0]))
+    goals = GroupGoals(toy_catalog(), "test", target_groups([[4], [0, 1], [2, 3]], users=[1, 0, 0]))
     rng = np.random.default_rng(0)
     shares = np.bincount([goals.sample_index(rng) for _ in range(4000)], minlength=3) / 4000
     assert shares == pytest.approx([0.5, 0.25, 0.25], abs=0.04)
@@ -253,7 +242,7 @@ def test_multi_target_goals_try_the_items_aspects_in_random_order() -> None:
 def test_group_goals_list_each_groups_user_and_first_item() -> None:
     """Guards against listing another item of a group (e.g. its last) as the goal's interaction: the
     first items of a user's groups are the user's interactions of the paired split."""
-    goals = GroupGoals(toy_catalog(), "test", groups_of([[4, 5], [0, 1], [2, 3, 1]], users=[1, 0, 0]))
+    goals = GroupGoals(toy_catalog(), "test", target_groups([[4, 5], [0, 1], [2, 3, 1]], users=[1, 0, 0]))
     assert goals.interactions.users.tolist() == [1, 0, 0]
     assert goals.interactions.items.tolist() == [4, 0, 2]
     assert goals.goal(2, np.random.default_rng(0)) == Goal(user=0, targets=(2, 3, 1))
