@@ -32,8 +32,9 @@ DEFAULT_STEPS = 40_000
 MIN_DEFAULT_ENVS = 8
 RULE_BASELINES = ("always-recommend", "ask-4", "ask-7", "max-entropy")
 TRAIN_REWARDS = {"quit_at_limit": -1.0}
-"""Training reward overrides by default: a user who quits (turn limit, patience) costs -1, not UNICORN's
--0.3, so that a policy does not learn to spend slates on users who leave (the test keeps UNICORN's)."""
+"""Training reward overrides by default, under any the settings give: a user who quits (turn limit,
+patience) costs -1, not UNICORN's -0.3, so that a policy does not learn to spend slates on users who
+leave (the test keeps UNICORN's). ``quit_at_limit: -0.3`` trains with UNICORN's."""
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which SB3 calls, takes seeds below 2**32
 
 WORLD_RECIPE: dict[str, dict[str, Any]] = {
@@ -170,7 +171,8 @@ class TrainSettings(BaseModel):
     user_kwargs: UserSettings = Field(default_factory=UserSettings)
     rewards: dict[str, float] = Field(
         default_factory=lambda: dict(TRAIN_REWARDS),
-        description="training reward table overrides (envs.env.Rewards fields); the test uses UNICORN's",
+        description="training reward table overrides (envs.env.Rewards fields), over TRAIN_REWARDS; the "
+        "test uses UNICORN's",
     )
     eval_every: int = Field(10_000, ge=0, strict=True)
     eval_episodes: int = Field(200, ge=1, strict=True)
@@ -200,6 +202,12 @@ class TrainSettings(BaseModel):
     def _absolute_data_dir(cls, data_dir: str | None) -> str | None:
         # absolute, so that the run's config.yaml replays from any folder
         return str(Path(data_dir).expanduser().resolve()) if data_dir else data_dir
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _over_train_rewards(cls, rewards: Any) -> Any:
+        # sorted, as `with_world_recipe` writes its blocks
+        return dict(sorted({**TRAIN_REWARDS, **rewards}.items())) if isinstance(rewards, dict) else rewards
 
     @field_validator("rewards")
     @classmethod
@@ -259,9 +267,13 @@ class TrainSettings(BaseModel):
 
 def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
     """The settings mapping of a run's config.yaml; runs written before a key was recorded get what they
-    ran with: the setting of `envs.setting.LEGACY_SETTINGS`, and a ranker pre-trained whole whatever
-    the ablation (``ablate_ranker: false``)."""
+    ran with: the setting of `envs.setting.LEGACY_SETTINGS`, a ranker pre-trained whole whatever the
+    ablation (``ablate_ranker: false``), and, where their rewards leave ``quit_at_limit`` out, UNICORN's
+    (before session 40 a config's rewards replaced `TRAIN_REWARDS` instead of going over it)."""
     data = {"ablate_ranker": False, **data}
+    rewards = data.get("rewards")
+    if isinstance(rewards, dict) and "quit_at_limit" not in rewards:
+        data["rewards"] = {"quit_at_limit": Rewards.quit_at_limit, **rewards}
     if "setting" in data:
         return data
     return {**data, "setting": LEGACY_SETTINGS.get(str(data.get("dataset", "")))}
@@ -275,9 +287,8 @@ def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("rewards", "ppo", "wrapper"):
         given = out.get(key)
         if given is None or isinstance(given, dict):
-            base = dict(TRAIN_REWARDS) if key == "rewards" and given is None else {}
             # sorted: the same settings are written in the same order whether given or from the recipe
-            out[key] = dict(sorted({**base, **WORLD_RECIPE[key], **(given or {})}.items()))
+            out[key] = dict(sorted({**WORLD_RECIPE[key], **(given or {})}.items()))
     given = out.get("imitation", {})
     if isinstance(given, dict):  # None turns the imitation off
         steps = out.get("steps", DEFAULT_STEPS)

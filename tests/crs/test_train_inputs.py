@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from crs.app.settings import make_settings
+from crs.app.settings import make_settings, recorded_settings
 from crs.app.training import (
     ResumeStepsError,
     RunNameError,
@@ -197,3 +197,26 @@ def test_a_plain_crs_train_tests_and_validates_on_as_many_conversations_as_the_d
     # BENCHMARKS.md: its validations use 200 conversations ("1,000 validation conversations instead of 200")
     settings = make_settings({})
     assert (settings.test_episodes, settings.eval_episodes) == (600, 200)
+
+
+@pytest.mark.parametrize("dataset", ["persona_world", "lastfm_star"])
+def test_a_config_that_sets_one_reward_keeps_the_training_default_for_the_others(dataset: str) -> None:
+    """A config's ``rewards`` go over `TRAIN_REWARDS` (a user who quits costs -1 in training); they
+    used to replace it, so setting any one reward brought back UNICORN's -0.3 unannounced."""
+    settings = make_settings({"dataset": dataset, "rewards": {"recommend_fail": -0.2}})
+    assert settings.rewards["quit_at_limit"] == -1.0 and settings.rewards["recommend_fail"] == -0.2
+    # the value a config gives wins, UNICORN's included
+    assert (
+        make_settings({"dataset": dataset, "rewards": {"quit_at_limit": -0.3}}).rewards["quit_at_limit"]
+        == -0.3
+    )
+
+
+def test_a_run_recorded_before_rewards_went_over_the_default_replays_what_it_trained_with() -> None:
+    """A run's config.yaml from before session 40 whose rewards leave ``quit_at_limit`` out trained with
+    UNICORN's -0.3: reading it back (resume, replay) must not turn that into -1."""
+    recorded = {"dataset": "lastfm_star", "setting": "binary", "rewards": {"ask_rejected": 0.0}}
+    assert make_settings(recorded_settings(recorded)).rewards == {"ask_rejected": 0.0, "quit_at_limit": -0.3}
+    # a recorded quit_at_limit is kept
+    recorded["rewards"] = {"quit_at_limit": -1.0}
+    assert make_settings(recorded_settings(recorded)).rewards == {"quit_at_limit": -1.0}
