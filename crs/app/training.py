@@ -209,8 +209,11 @@ def _training_goals(ranker_entry: str, run_dir: Path, catalog: Any) -> tuple[Any
     A ranker pre-trained on ``valid`` (Yelp*: no train split) was fitted to most valid targets, and tag
     profiles (``+profile``) and a popularity prior (``+pop``) count them, so training and validation
     conversations then come only from the pre-training hold-out (`policies.content_profile.profile_holdout`).
+    The plain ``popularity`` ranker counts all of ``valid`` there: the description says so.
     """
     spec = RankerSpec.parse(ranker_entry).resolve(run_dir)
+    if spec.kind == "popularity" and catalog.pretrain_split == "valid":
+        return None, "valid, all of which the popularity ranker counts (it has no hold-out)"
     if spec.kind == "artifact":
         from policies.pretrain.artifact import unseen_valid_interactions  # torch loads only here
 
@@ -481,7 +484,7 @@ def _prepare(
             "ablated; for the ranker too, train with `--ranker pretrain` or give one `crs pretrain -k 1` "
             "(or `--no-aspect-attention`) wrote"
         )
-    if show and goal_interactions is not None:
+    if show and train_goals != "valid":
         console.print(
             "[yellow]note:[/] the ranker (or its tag profiles) learned from valid: training conversations "
             f"from {train_goals}"

@@ -274,6 +274,10 @@ def test_rl_on_valid_avoids_what_a_ranker_pretrained_on_valid_was_fitted_to(
     pop_goals, _ = _training_goals("uniform+pop", tmp_path, no_train)  # counts valid: its hold-out too
     np.testing.assert_array_equal(pop_goals.items, default_holdout.items)
     assert _training_goals("uniform+split", tmp_path, no_train)[0] is None  # no profile: all of valid
+    # the plain popularity ranker counts all of valid: nothing is unseen, and the run's record says so
+    popularity_goals, popularity_note = _training_goals("popularity", tmp_path, no_train)
+    assert popularity_goals is None and "popularity ranker counts" in popularity_note
+    assert _training_goals("popularity", tmp_path, tiny) == (None, "valid")  # it counts train there
     assert _training_goals("uniform+profile", tmp_path, tiny)[0] is None  # a train split: all unseen
     # the training env converses only about held-out interactions
     env = make_env(catalog=no_train, split="valid", user="single", goal_interactions=goals)
