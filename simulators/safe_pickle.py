@@ -199,7 +199,8 @@ def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> 
     if not isinstance(buffer, (bytes, bytearray)) or order not in ("C", "F"):
         raise _RefusedError("array", "in-band raw bytes in C or F order", f"a {type(buffer).__name__}")
     shape = _checked_shape(shape, fresh, len(buffer))
-    array = np.frombuffer(bytes(buffer), dtype=fresh).reshape(shape, order="F" if order == "F" else "C")
+    # a copy of its own, writable as pickle.loads gives it (bytes would make it read-only)
+    array = np.frombuffer(bytearray(buffer), dtype=fresh).reshape(shape, order="F" if order == "F" else "C")
     checked = array.view(_CheckedArray)
     checked._built = True  # it holds its data: a state a pickle sets on it afterwards is refused
     return checked
@@ -294,6 +295,8 @@ def _scan(data: bytes) -> None:
         if name == "MARK":
             stack.append(None)
             continue
+        if name == "STOP":  # hands the value over: no level of its own
+            break
         if name in _MEMO_PUT or name == "MEMOIZE":
             index = len(memo) if arg is None else int(arg)  # MEMOIZE: the next index
             if index > len(data):
