@@ -252,10 +252,13 @@ PROPORTIONS: frozenset[str] = frozenset({"SR@5", "SR@10", "SR@15", "hDCG"})
 """Metrics that lie in [0, 1]: their intervals are clipped to it."""
 
 
-def seeds_interval(metric: str, means: Sequence[float], *, clip: bool = True) -> MetricSummary:
-    """Mean over seeds and its 95% Student-t interval (n − 1 degrees of freedom), clipped to [0, 1] for
-    a proportion (a t-interval over a few seeds can otherwise leave it, e.g. [0.646, 1.154]) unless
-    `clip` is False (a difference of proportions lies in [−1, 1])."""
+def seeds_interval(
+    metric: str, means: Sequence[float], *, clip: bool = True, max_turns: int | None = None
+) -> MetricSummary:
+    """Mean over seeds and its 95% Student-t interval (n − 1 degrees of freedom), clipped to the values
+    the metric can take unless `clip` is False (a difference lies on both sides of 0): [0, 1] for a
+    proportion, [1, `max_turns`] for AT (at least one turn; the upper bound where given). A t-interval
+    over a few seeds can otherwise leave them, e.g. [0.646, 1.154] or AT 7.88 [−6.42, 22.17]."""
     values = np.asarray(means, dtype=np.float64)
     n = values.size
     half = float(stats.t.ppf(0.975, n - 1)) * values.std(ddof=1) / math.sqrt(n)
@@ -263,6 +266,8 @@ def seeds_interval(metric: str, means: Sequence[float], *, clip: bool = True) ->
     low, high = mean - half, mean + half
     if clip and metric in PROPORTIONS:
         low, high = max(low, 0.0), min(high, 1.0)
+    elif clip and metric == "AT":
+        low, high = max(low, 1.0), high if max_turns is None else min(high, float(max_turns))
     return MetricSummary(mean, low, high)
 
 
@@ -300,7 +305,9 @@ def row_metrics(
         return {
             m: bootstrap_ci(per_run[0][m], seed=runs[0].seed, clusters=clusters) for m in METRICS
         }, "conversations"
-    return {m: seeds_interval(m, [values[m].mean() for values in per_run]) for m in METRICS}, "seeds"
+    most = max(run.max_turns for run in runs)
+    means = {m: [values[m].mean() for values in per_run] for m in METRICS}
+    return {m: seeds_interval(m, means[m], max_turns=most) for m in METRICS}, "seeds"
 
 
 def conversation_values(runs: Sequence[EvalRun]) -> dict[str, dict[tuple[str, int], float]]:

@@ -159,14 +159,16 @@ def test_several_seeds_of_one_configuration_give_a_ci_across_seeds(runs) -> None
         # n = 2 runs: mean (m1 + m2) / 2; sd = |m1 − m2| / √2; half-width = t(0.975, 1) · sd / √2.
         half = stats.t.ppf(0.975, 1) * abs(m1 - m2) / 2
         assert ask.metrics[metric].mean == pytest.approx((m1 + m2) / 2)
-        # a proportion's interval is clipped to [0, 1] (a t-interval over 2 seeds is wide)
-        top = min((m1 + m2) / 2 + half, 1.0) if metric in PROPORTIONS else (m1 + m2) / 2 + half
-        assert ask.metrics[metric].high == pytest.approx(top)
+        # clipped to what the metric can take, a proportion's to [0, 1], AT's to [1, the runs' 15 turns]
+        # (a t-interval over 2 seeds is wide)
+        top, bottom = (1.0, 0.0) if metric in PROPORTIONS else (15.0, 1.0)
+        assert ask.metrics[metric].high == pytest.approx(min((m1 + m2) / 2 + half, top))
+        assert ask.metrics[metric].low == pytest.approx(max((m1 + m2) / 2 - half, bottom))
     # Paired differences pool both seeds' 40 conversations each.
     assert table.diffs[0].n_pairs == 2 * EPISODES
 
 
-def test_a_proportion_s_interval_over_seeds_stays_within_0_and_1() -> None:
+def test_an_interval_over_seeds_stays_within_the_values_its_metric_takes() -> None:
     # the README recipe's case: SR@15 of three seeds, t(0.975, 2) = 4.30 makes the raw interval leave [0, 1]
     means = [0.98, 1.0, 0.72]
     raw_half = stats.t.ppf(0.975, 2) * np.std(means, ddof=1) / math.sqrt(3)
@@ -174,10 +176,19 @@ def test_a_proportion_s_interval_over_seeds_stays_within_0_and_1() -> None:
     sr = seeds_interval("SR@15", means)
     assert sr.mean == pytest.approx(np.mean(means)) and sr.high == 1.0
     assert sr.low == pytest.approx(np.mean(means) - raw_half)
-    turns = [3.0, 3.5, 9.0]  # turns are not a proportion: not clipped
+    # AT lies in [1, max turns]: the raw interval [-3.1, 13.4] is clipped to it (to 1 below when the
+    # turn limit is not given); with turns [5, 6, 7] it lies inside and stays as it is
+    turns = [3.0, 3.5, 9.0]
     half = stats.t.ppf(0.975, 2) * np.std(turns, ddof=1) / math.sqrt(3)
+    assert np.mean(turns) - half < 1 and np.mean(turns) + half > 10
     at = seeds_interval("AT", turns)
-    assert at.low == pytest.approx(np.mean(turns) - half) and at.high == pytest.approx(np.mean(turns) + half)
+    assert at.low == 1.0 and at.high == pytest.approx(np.mean(turns) + half)
+    capped = seeds_interval("AT", turns, max_turns=10)
+    assert (capped.low, capped.high) == (1.0, 10.0)
+    inside, h = seeds_interval("AT", [5.0, 6.0, 7.0], max_turns=15), stats.t.ppf(0.975, 2) / math.sqrt(3)
+    assert (inside.low, inside.high) == pytest.approx((6 - h, 6 + h))
+    # a difference is not clipped
+    assert seeds_interval("AT", turns, clip=False).low == pytest.approx(np.mean(turns) - half)
 
 
 def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(runs, tmp_path) -> None:
