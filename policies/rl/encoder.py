@@ -244,7 +244,8 @@ class PersonaAspectEncoder(BaseFeaturesExtractor):
             p_logits = torch.zeros(B, 0, device=P.device)
         item_weights = _masked_softmax(item_logits.detach(), obs["item_mask"] > 0.5, dim=1)
         pooled_items = (item_weights[..., None] * item_h).sum(1)
-        pooled_questions = (torch.softmax(q_logits.detach(), 1)[..., None] * Qe).sum(1)
+        question_weights = _masked_softmax(q_logits.detach(), q_ok, dim=1)  # a padded slot is no question
+        pooled_questions = (question_weights[..., None] * Qe).sum(1)
         beta_entropy = -(beta * log_beta).sum(1, keepdim=True)
         top_pref = (item_weights * preference).sum(1, keepdim=True)
         g_in = torch.cat([obs["global"], pooled_items, pooled_questions, beta_entropy, top_pref], dim=1)
