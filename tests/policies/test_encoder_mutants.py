@@ -249,23 +249,6 @@ def test_pooled_questions_weigh_each_question_by_its_choice_probability() -> Non
     assert seen["global_head"][1 + D : 1 + 2 * D].tolist() == pytest.approx([*weights, 0.0, 0.0], abs=1e-6)
 
 
-def test_pooled_questions_leave_out_a_padded_question_slot() -> None:
-    """Guards against the value's question pooling weighing padded slots (id -1, read as aspect 0):
-    with only a_1 left to ask, the pool is a_1 = (1, 0, 0, 0), with nothing of a_0 = (0, 0, 0, 3)
-    (before session 40 it was (0.49, 0, 0, 1.53)); with no question left it is zero."""
-    obs = observation()
-    obs["question_ids"][0, 1] = -1.0
-    obs["item_question"][0, :, 1] = 0.0
-    obs["choice_mask"][0, 1] = 0.0
-    _, _, seen = forward(encoder(), obs)
-    assert seen["global_head"][1 + D : 1 + 2 * D].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.0], abs=1e-6)
-    obs["question_ids"][0, 0] = -1.0
-    obs["item_question"][0, :, 0] = 0.0
-    obs["choice_mask"][0, 0] = 0.0
-    _, _, seen = forward(encoder(), obs)
-    assert seen["global_head"][1 + D : 1 + 2 * D].tolist() == pytest.approx([0.0] * D, abs=1e-6)
-
-
 def test_an_observation_space_of_another_layout_is_refused() -> None:
     """Guards the layout check: a choice mask that is not Q + P + 1 wide would misalign every logit."""
     space = observation_space()
