@@ -168,8 +168,8 @@ class MemoryRecord:
 
     Raises:
         ValueError: A prior of the wrong length, negative, non-finite or not summing to 1, a negative
-            user or count, a home outside [0, 1], or a history entry like that (`read_memory` names
-            the file instead).
+            user or count, a home outside [0, 1], a history entry like that, or a history that is not
+            the last conversations in order (`read_memory` names the file instead).
     """
 
     context: MemoryContext
@@ -185,6 +185,12 @@ class MemoryRecord:
             raise ValueError(f"user {self.user} and conversations {self.conversations} must be >= 0")
         for belief in self.history:
             _checked_prior(belief.prior, self.context.personas, f"history entry {belief.conversation}")
+        numbers = [belief.conversation for belief in self.history]
+        kept = list(range(self.conversations - len(numbers) + 1, self.conversations + 1))
+        if numbers != kept:  # `after` keeps the beliefs after the last conversations, in order
+            raise ValueError(
+                f"history numbers conversations {numbers}; a memory of {self.conversations} keeps {kept}"
+            )
         home = self.home
         if home is not None:
             if isinstance(home, bool) or not isinstance(home, float | int) or not 0 <= home <= 1:

@@ -268,7 +268,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(
     path = tmp_path / "me.json"
     _, context, record = remembered(path)
     before = path.read_bytes()
-    newer = MemoryRecord(context, record.user, (0.5, 0.5), record.conversations + 1, record.history)
+    count = record.conversations + 1
+    newer = MemoryRecord(
+        context, record.user, (0.5, 0.5), count, (*record.history, Belief(count, (0.5, 0.5), "accepted"))
+    )
 
     def crash(source: Any, target: Any) -> None:
         assert Path(source).read_text().startswith("{")  # the new content was written beside it
