@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from policies.rl.acting import mean_metrics
 from policies.rl.config import ImitationConfig
 from policies.rl.imitation import Demonstrations, clone, collect_demonstrations, demonstration_action
 from policies.rules import make_rule_policy
+from simulators.catalog import Catalog
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from tests.envs.conftest import TruthPersonaRanker
@@ -65,17 +68,23 @@ def test_a_slate_becomes_its_items_slots_in_order_then_distinct_padding(world) -
     assert exact == bool(np.any(items == -5 % world[0].n_items))
 
 
-def test_a_slate_while_slates_are_capped_becomes_an_open_question(world) -> None:
-    catalog, ranker = world
+def capped_after_a_failed_slate(catalog: Catalog, ranker: Any) -> tuple[SlateActionWrapper, list[int]]:
+    """A wrapper capped at one slate in a row, in a conversation whose first slate (candidates 5..6,
+    returned) failed and went on, so that "recommend" is masked."""
     wrapper = SlateActionWrapper(
         make_env(catalog=catalog, split="valid"), ranker, WrapperConfig(max_slates_in_a_row=1)
     )
-    for seed in range(20):  # a conversation whose first slate (candidates 5..6) fails and goes on
+    for seed in range(20):
         wrapper.reset(seed=seed)
         slate = [int(i) for i in wrapper.candidate_items[5:7]]
         wrapper.step(demonstration_action(wrapper, recommend(slate))[0])
         if not wrapper.base.done:
             break
+    return wrapper, slate
+
+
+def test_a_slate_while_slates_are_capped_becomes_an_open_question(world) -> None:
+    wrapper, slate = capped_after_a_failed_slate(*world)
     assert not wrapper.base.done and not wrapper.action_masks()[wrapper.recommend_choice]
     action, exact = demonstration_action(wrapper, recommend(slate))
     assert not exact and action[0] != wrapper.recommend_choice and wrapper.action_masks()[action[0]]

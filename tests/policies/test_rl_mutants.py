@@ -19,7 +19,7 @@ from envs import make_env
 from envs.actions import probe, recommend
 from envs.metrics import EpisodeRecord
 from envs.ranker import PreferenceRanker
-from envs.sb3_wrapper import SlateActionWrapper, WrapperConfig
+from envs.sb3_wrapper import SlateActionWrapper
 from policies.baseline_rankers import PopularityRanker
 from policies.pretrain.train import catalog_fingerprint
 from policies.rl import RLConfig, RLPolicy, build_model, make_vec_env
@@ -35,7 +35,7 @@ from simulators.catalog import Catalog
 from simulators.datasets import load_catalog
 from simulators.errors import CRSError
 from tests.envs.conftest import TruthPersonaRanker
-from tests.policies.test_imitation import WORLD
+from tests.policies.test_imitation import WORLD, capped_after_a_failed_slate
 from tests.policies.test_rl_callbacks import FakeModel, Run, saved_steps
 from tests.policies.test_rl_policy import SMALL, model_for
 
@@ -459,16 +459,7 @@ def test_a_slate_while_slates_are_capped_becomes_the_first_open_choice(imitation
     """Guards against picking another open choice than the first when the wrapper masks "recommend"
     (``max_slates_in_a_row``): the rule's slate becomes the lowest open choice slot (questions come
     first, the ranker's best in slot 0)."""
-    catalog, ranker = imitation_world
-    wrapper = SlateActionWrapper(
-        make_env(catalog=catalog, split="valid"), ranker, WrapperConfig(max_slates_in_a_row=1)
-    )
-    for seed in range(20):  # a conversation whose first slate (candidates 5..6) fails and goes on
-        wrapper.reset(seed=seed)
-        slate = [int(i) for i in wrapper.candidate_items[5:7]]
-        wrapper.step(demonstration_action(wrapper, recommend(slate))[0])
-        if not wrapper.base.done:
-            break
+    wrapper, slate = capped_after_a_failed_slate(*imitation_world)
     choice_mask = wrapper.action_masks()[: wrapper.n_choices]
     assert not choice_mask[wrapper.recommend_choice] and choice_mask.sum() > 1
     first_open = int(np.flatnonzero(choice_mask)[0])

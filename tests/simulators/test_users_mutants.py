@@ -9,6 +9,8 @@ the target.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -25,17 +27,8 @@ from tests.simulators.test_users import aspects_of, persona_goals, toy_catalog, 
 def toy_with_taxonomy() -> Catalog:
     """The toy catalogue of test_users (item 0: {0, 1}; item 1: {1, 2}; item 2: {0}; item 3: {2}) with
     one category per aspect: category c lists aspect c only."""
-    toy = toy_catalog()
     taxonomy = Taxonomy(parent_of=np.array([0, 1, 2]), parent_names=("cx", "cy", "cz"))
-    return Catalog(
-        name="toy",
-        item_aspects=toy.item_aspects,
-        item_names=toy.item_names,
-        aspect_names=toy.aspect_names,
-        n_users=toy.n_users,
-        splits=toy.splits,
-        taxonomy=taxonomy,
-    )
+    return replace(toy_catalog(), taxonomy=taxonomy)
 
 
 def test_the_enumerated_opening_names_a_category_of_an_aspect_every_target_shares() -> None:
@@ -152,13 +145,8 @@ def test_a_drift_keeps_out_only_this_users_items_of_other_splits() -> None:
     """Guards against keeping every user's train items out of a drift's fallback pool, not only this
     user's: persona 1's items are those with aspect 0 ({0, 2}); user 0 trained on item 0, user 1 on
     item 2, so user 0's test conversation drifts to item 2 (and never to item 0)."""
-    toy = toy_catalog()
-    catalog = Catalog(
-        name="toy",
-        item_aspects=toy.item_aspects,
-        item_names=toy.item_names,
-        aspect_names=toy.aspect_names,
-        n_users=2,
+    catalog = replace(
+        toy_catalog(),
         splits={
             "train": Interactions(users=np.array([0, 1]), items=np.array([0, 2])),
             "test": Interactions(users=np.array([0]), items=np.array([1])),
@@ -203,18 +191,10 @@ def test_persona_user_refuses_targets_that_share_no_aspect() -> None:
 def test_a_drift_draws_the_new_target_among_all_the_users_items_of_the_new_persona() -> None:
     """Guards against always taking the first labelled item: user 0's test items 1, 2 and 3 are all
     labelled persona 1, so drifts from item 0 (persona 0) land on each of them across seeds."""
-    toy = toy_catalog()
     labelled = Interactions(
         users=np.array([0, 0, 0]), items=np.array([1, 2, 3]), personas=np.array([1, 1, 1])
     )
-    catalog = Catalog(
-        name="toy",
-        item_aspects=toy.item_aspects,
-        item_names=toy.item_names,
-        aspect_names=toy.aspect_names,
-        n_users=2,
-        splits={"test": labelled},
-    )
+    catalog = replace(toy_catalog(), splits={"test": labelled})
     personas = {"user_personas": np.array([[0, 1], [0, 1]]), "persona_aspects": np.eye(2, 3, dtype=bool)}
     drawn = set()
     for seed in range(40):
@@ -306,16 +286,8 @@ def test_the_fit_averages_the_targets_log_likelihood_over_the_openings_that_kept
     (excluded); aspect 0 leaves {0, 1, 2, 5} and aspect 3 leaves {2, 4, 5}. With item 5 scored 1 and
     the rest 0, at T = 1 the target's log-likelihood over n candidates is 1 - log(e + n - 1).
     """
-    tiny = tiny_catalog()
     wants_5 = Interactions(users=np.array([0]), items=np.array([5]))
-    catalog = Catalog(
-        name="tiny",
-        item_aspects=tiny.item_aspects,
-        item_names=tiny.item_names,
-        aspect_names=tiny.aspect_names,
-        n_users=1,
-        splits={"train": wants_5, "test": wants_5},
-    )
+    catalog = replace(tiny_catalog(), splits={"train": wants_5, "test": wants_5})
     user = ScriptedOpenings(catalog, [1, 0, 3])
     env = ConversationEnv(catalog, user, PairGoals(catalog, "test"))
     fit = fit_temperature(env, TargetFirst(catalog), [0, 0, 0], seed=3, temperatures=(1.0, 0.5))
