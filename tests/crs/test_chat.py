@@ -459,10 +459,12 @@ def test_watch_mode_needs_no_input_and_shows_every_turn(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- multiple choice
 class ProbingPolicy:
-    """Probes persona 1 with four aspects the candidates have, then recommends the ranker's slate."""
+    """Probes `persona` (1 unless given) with four aspects the candidates have, then recommends the
+    ranker's slate."""
 
-    def __init__(self, ranker: Any) -> None:
+    def __init__(self, ranker: Any, persona: int = 1) -> None:
         self.ranker = ranker
+        self.persona = persona
         self.rule = make_rule_policy("always-recommend", ranker)
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -470,7 +472,7 @@ class ProbingPolicy:
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         if env.state.turn == 1:
-            return probe(1, env.state.reachable_aspects()[:4])
+            return probe(self.persona, env.state.reachable_aspects()[:4])
         return self.rule.act(env)
 
 

@@ -27,7 +27,7 @@ from crs.chat.view import ChatView, _listed
 from crs.common import data_dir_input, format_metric, friendly_errors, metrics_table, read_settings_file
 from crs.explain import Explainer, Explanation
 from crs.progress import QUIET_SECONDS
-from envs.actions import ask, probe, recommend
+from envs.actions import ask, recommend
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import MetricSummary
 from envs.registry import make_env
@@ -500,27 +500,11 @@ def test_a_question_left_unanswered_is_recorded_as_pending_without_metrics(world
     assert transcript["outcome"]["metrics"] is None
 
 
-class FirstPersonaProbingPolicy:
-    """Probes persona 0 with four aspects the candidates have, then recommends."""
-
-    def __init__(self, ranker: Any) -> None:
-        self.ranker = ranker
-        self.rule = make_rule_policy("always-recommend", ranker)
-
-    def reset(self, rng: np.random.Generator) -> None:
-        self.rule.reset(rng)
-
-    def act(self, env: ConversationEnv) -> dict[str, Any]:
-        if env.state.turn == 1:
-            return probe(0, env.state.reachable_aspects()[:4])
-        return self.rule.act(env)
-
-
 def test_a_probe_of_the_first_persona_records_it(world: Catalog) -> None:
     """A probe of persona 0 records persona 0 and its label (guards against a truth test that drops
     persona 0)."""
     ranker = random_persona_ranker(world, 3)
-    result, _ = talk(world, ["jazz", "1", "quit"], FirstPersonaProbingPolicy(ranker))
+    result, _ = talk(world, ["jazz", "1", "quit"], ProbingPolicy(ranker, persona=0))
     action = result.transcript["turns"][1]["action"]
     assert action["kind"] == "probe"
     assert action["persona"] == 0
