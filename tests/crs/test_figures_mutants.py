@@ -22,6 +22,7 @@ from crs.report.formatting import ranker_text
 from crs.report.inputs import EvalRun
 from crs.report.persona import DeletionResult, PersonaAnalysis
 from crs.report.render import to_latex, to_markdown, to_metrics
+from crs.report.render_metrics import _row_json
 from envs.metrics import MetricSummary
 from policies.pretrain.metrics import evaluation_users, rank_metrics
 from policies.rl.callbacks import EvalPoint
@@ -307,6 +308,10 @@ def test_the_ranker_column_names_a_runs_own_ranker_by_its_run(tmp_path: Path) ->
     assert shown(pop, s2) == shown(s2, pop) == "r-s2/ranker, popularity"
     # sorted, so that a report reads the same from one run of `crs report` to the next
     assert shown(pop, s4, s2, s3, s1) == "r-s1/ranker, r-s2/ranker, r-s3/ranker, r-s4/ranker, popularity"
+    # metrics.json lists every ranker of a row whose runs differ in ranker, sorted
+    metrics = {m: summary(0.5, 0.4, 0.6) for m in ("SR@5", "SR@10", "SR@15", "AT", "hDCG")}
+    row = Row("rl", (pop, s2), metrics, "seeds", None)
+    assert _row_json(row)["rankers"] == ["/runs/r-s2/ranker", "popularity"]
 
 
 def test_the_training_runs_table_names_every_seeds_run_and_its_steps(tmp_path: Path) -> None:
