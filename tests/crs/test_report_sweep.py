@@ -110,6 +110,8 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
             low, high = mean - half, mean + half
             if metric in PROPORTIONS:  # clipped to [0, 1]
                 low, high = max(low, 0.0), min(high, 1.0)
+            elif metric == "AT":  # clipped to [1, the 15-turn limit]
+                low, high = max(low, 1.0), min(high, 15.0)
             assert summary["low"] == pytest.approx(low, abs=1e-9)
             assert summary["high"] == pytest.approx(high, abs=1e-9)
     markdown = (tmp_path / "report" / "report.md").read_text()
