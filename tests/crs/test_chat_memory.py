@@ -418,6 +418,22 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, artifact: Path, world:
 
 
 @pytest.mark.slow  # builds a run's model (torch)
+def test_a_trained_run_chats_in_the_setting_it_learned_in(
+    tmp_path: Path, artifact: Path, world: Catalog
+) -> None:
+    """`crs chat --policy RUN` of a run trained in a setting other than its dataset's default chats in
+    the run's setting, whose questions its model was built for (guards against the chat's env taking
+    only `--setting`, which would put a binary run in the persona world's multiple-choice default)."""
+    run = untrained_run(tmp_path / "binary-run", artifact, world, setting="binary")
+    result, transcript = chat(tmp_path, [], "--policy", str(run), "--simulate", "--seed", "3")
+    assert result.exit_code == 0 and transcript is not None, result.output
+    assert transcript["meta"]["setting"] == "binary"
+    asked = [turn["action"]["aspects"] for turn in transcript["turns"] if turn["kind"] == "ask"]
+    assert all(len(aspects) == 1 for aspects in asked)  # yes/no questions, one aspect each
+    assert not any(turn["kind"] == "probe" for turn in transcript["turns"])
+
+
+@pytest.mark.slow  # builds a run's model (torch)
 def test_a_trained_run_plays_from_the_memory(
     tmp_path: Path, trained_run: Path, artifact: Path, world: Catalog
 ) -> None:

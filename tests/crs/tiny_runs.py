@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from crs.cli import app
 from envs.registry import make_env
+from envs.setting import Setting
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
 
@@ -24,16 +25,16 @@ def pretrain_tiny(out: Path, *extra: str) -> Path:
     return out
 
 
-def untrained_run(run: Path, artifact: Path, catalog: Catalog) -> Path:
+def untrained_run(run: Path, artifact: Path, catalog: Catalog, setting: Setting | None = None) -> Path:
     """A run folder as `crs train` writes one: `artifact` as its ranker/ and an untrained but loadable
-    model whose encoder's priors come from it."""
+    model whose encoder's priors come from it, learned in `setting` (None: the dataset's default)."""
     from policies.rl import RLConfig, build_model, make_vec_env  # torch only where a test needs it
     from policies.rl.run_files import BEST_MODEL, PolicyMeta, atomic_save
 
     shutil.copytree(artifact, run / "ranker")
     ranker = RankerSpec.parse(str(run / "ranker")).build(catalog)
     config = RLConfig(n_envs=1, n_steps=32, batch_size=32, hidden=16)
-    env = make_env(catalog=catalog, split="valid")
+    env = make_env(catalog=catalog, split="valid", setting=setting)
     model = build_model(make_vec_env(lambda: env, ranker, config, seed=0), ranker, config, seed=0)
     atomic_save(model, run / BEST_MODEL)
     sizes = (catalog.n_users, catalog.n_items, catalog.n_aspects)
