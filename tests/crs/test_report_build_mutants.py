@@ -11,7 +11,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from crs.app.run_folder import EvalSummary, SessionsSummary, write_json_lines
 from crs.report import build_report, load_inputs
 from crs.report import plots as plots_module
 from crs.report.build import _train_label
@@ -25,9 +24,7 @@ from crs.report.sessions import (
     sessions_json,
 )
 from envs.metrics import bootstrap_ci
-
-Outcome = Callable[[int, int], bool]
-"""(sequence, session) -> success."""
+from tests.crs.session_folders import Outcome, write_sessions_folder
 
 
 def write_folder(
@@ -45,66 +42,18 @@ def write_folder(
 ) -> Path:
     """A `crs eval --sessions` folder of `sequences` users x `sessions` sessions with known outcomes;
     the active persona slot is 0 before `change` and 1 from it on."""
-    out = root / f"{memory}-s{seed}-{len(rule or {})}{(rule or {}).get('update_prior')}"
-    out.mkdir(parents=True)
-    lines = []
-    for sequence in range(sequences):
-        for session in range(sessions):
-            ok = success(sequence, session)
-            active = 0 if change is None or session < change else 1
-            lines.append(
-                {
-                    "sequence": sequence,
-                    "session": session,
-                    "active": 0,
-                    "persona": 0,
-                    "change_session": change,
-                    "goal_index": sequence * sessions + session,
-                    "user": sequence,
-                    "targets": [100 * sequence + session],
-                    "success": ok,
-                    "agent_actions": 3 if ok else 14,
-                    "rank": 1 if ok else None,
-                    "total_reward": 1.0 if ok else -1.0,
-                    "kinds": ["ask", "ask", "recommend"] if ok else ["ask"] * 14,
-                    "believed": 0 if believed is None else believed(sequence, session),
-                    "active_slot": active,
-                    "dominant_slot": 0,
-                    "active_is_dominant": True,
-                }
-            )
-    block = SessionsSummary(
-        regime="switch" if change is not None else "stable",
+    return write_sessions_folder(
+        root / f"{memory}-s{seed}-{len(rule or {})}{(rule or {}).get('update_prior')}",
+        memory,
+        seed,
+        success,
         sessions=sessions,
         sequences=sequences,
-        memory=memory,
-        rule=rule or {},
-        rows=(),
-        after_change={},
-    )
-    summary = EvalSummary(
-        policy=f"ask-4 (memory {memory})",
-        policy_spec="ask-4",
-        dataset="persona_world",
-        split="test",
-        ranker="popularity",
-        user="persona",
-        setting="binary",
-        episodes=len(lines),
-        seed=seed,
-        world_seed=0,
-        conversations=f"sessions-{seed}",
-        max_turns=15,
+        change=change,
+        believed=believed,
+        rule=rule,
         notes=notes,
-        metrics={},
-        seconds=1.0,
-        conversations_per_second=1.0,
-        versions={},
-        sessions=block,
     )
-    write_json_lines(out, lines)
-    summary.write(out)
-    return out
 
 
 def comparison_of(paths: list[Path]) -> SessionComparison:

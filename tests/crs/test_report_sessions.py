@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from crs.app.run_folder import EvalSummary, SessionsSummary, write_json_lines
 from crs.cli import app
 from crs.report import build_report, load_inputs, write_report
 from crs.report.analysis import DIFF_SEED, build_tables, pairing_note
 from crs.report.sessions import RECOVERY_TOLERANCE, session_comparisons
 from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
+from tests.crs.session_folders import write_sessions_folder
 
 runner = CliRunner()
 SESSIONS = 4
@@ -45,67 +45,24 @@ def write_folder(
     rule: dict[str, float] | None = None,
     ranker_identity: str | None = None,
 ) -> Path:
-    out = root / f"{regime}-{memory}-s{seed}"
-    out.mkdir(parents=True)
-    lines = []
-    for sequence in range(SEQUENCES):
-        for session in range(SESSIONS):
-            ok = success(memory, seed, sequence, session)
-            lines.append(
-                {
-                    "sequence": sequence,
-                    "session": session,
-                    "active": 0,
-                    "persona": 0,
-                    "change_session": CHANGE if regime == "switch" else None,
-                    "goal_index": sequence * SESSIONS + session,
-                    "user": sequence,
-                    "targets": [100 * sequence + session + targets_shift],
-                    "success": ok,
-                    "agent_actions": 3 if ok else 14,  # a failure at the turn limit: T - 1 actions
-                    "rank": 1 if ok else None,
-                    "total_reward": 1.0 if ok else -1.0,
-                    "kinds": ["ask", "ask", "recommend"] if ok else ["ask"] * 14,
-                    # update tracks from the session after the change; frozen never after it
-                    "believed": 1 if session >= CHANGE and memory != "update" else 0,
-                    "active_slot": 1 if session >= CHANGE else 0,
-                    "dominant_slot": 0,
-                    "active_is_dominant": True,
-                }
-            )
-    block = SessionsSummary(
-        regime=regime,
+    """The `success` outcomes of `memory` under `regime`; update tracks the active persona from the
+    session after the change, frozen never after it."""
+    return write_sessions_folder(
+        root / f"{regime}-{memory}-s{seed}",
+        memory,
+        seed,
+        lambda sequence, session: success(memory, seed, sequence, session),
         sessions=SESSIONS,
         sequences=SEQUENCES,
-        memory=memory,
-        rule=rule or {},
-        rows=(),
-        after_change={},
-    )
-    summary = EvalSummary(
-        policy=f"ask-4 (memory {memory})",
-        policy_spec="ask-4",
-        dataset="persona_world",
-        split="test",
-        ranker="popularity",
-        user="persona",
-        setting="binary",
-        episodes=len(lines),
-        seed=seed,
-        world_seed=0,
-        conversations=f"{regime}-{seed}",
-        max_turns=15,
-        notes=(),
-        metrics={},
-        seconds=1.0,
-        conversations_per_second=1.0,
-        versions={},
-        sessions=block,
+        change=CHANGE if regime == "switch" else None,
+        regime=regime,
+        active_from=CHANGE,
+        believed=lambda _, session: 1 if session >= CHANGE and memory != "update" else 0,
+        rule=rule,
+        targets_shift=targets_shift,
         ranker_identity=ranker_identity,
+        conversations=f"{regime}-{seed}",
     )
-    write_json_lines(out, lines)
-    summary.write(out)
-    return out
 
 
 @pytest.fixture(scope="module")
