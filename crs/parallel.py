@@ -142,8 +142,8 @@ def resolve_backend(backend: str, address: str | None) -> str:
         raise CRSError(f"unknown backend {backend!r}; use --backend with one of: {', '.join(BACKENDS)}")
     if address is not None and backend not in ("auto", "ray"):
         raise CRSError(f"--address {address} needs the ray backend, not {backend!r}")
-    if backend == "auto":
-        backend = "ray" if ray_installed() else "process"
+    if backend == "auto":  # an address is a request for Ray
+        backend = "ray" if address is not None or ray_installed() else "process"
     if backend == "ray" and not ray_installed():
         raise CRSError("the ray backend needs Ray: pip install 'persona-crs[ray]' (or use --backend process)")
     return backend

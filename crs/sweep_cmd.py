@@ -132,7 +132,7 @@ def sweep_command(
     if seeds is not None:
         settings = with_seeds(settings, parse_seeds(seeds))
     tasks = expand_grid(settings) if extend is None else extend_tasks(settings, extend, out)
-    check_sweep_folder(out, settings, tasks)  # one config per folder, nothing else's files
+    check_sweep_folder(out, settings, tasks, extend)  # one config per folder, nothing else's files
     already = finished_tasks(out, tasks)
     continued = f", continuing the runs of {escape(str(extend))}" if extend is not None else ""
     console.print(

@@ -680,12 +680,16 @@ def commit_task(out: Path, task: SweepTask, files: Mapping[str, bytes]) -> Path:
     return final
 
 
-def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> None:
-    """Refuse an `out` that a sweep of `config` (its `tasks`) must not write into; reads only.
+def check_sweep_folder(
+    out: Path, config: SweepConfig, tasks: list[SweepTask], extend: Path | None = None
+) -> None:
+    """Refuse an `out` that a sweep of `config` (its `tasks`; continuing the sweep `extend`, if given)
+    must not write into; reads only.
 
     `out` may be missing, an empty folder, or a sweep folder (``sweep.json``) whose finished tasks are
-    each one of `tasks` or a task of `config` with another seed (what ``--seeds`` ran): a rerun skips
-    them, and `crs report` on the folder reads no other config's tasks.
+    each one of `tasks` or a task of `config` with another seed (what ``--seeds`` ran; with `extend`,
+    as `extend_tasks` gives it): a rerun skips them, and `crs report` on the folder reads no other
+    config's tasks.
 
     Raises:
         CRSError: `out` or a folder above it is a file; `out` is a non-empty folder without
@@ -705,7 +709,7 @@ def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -
             f"--out {out} is not a sweep folder (no {SWEEP_FILE}) and not empty: it holds "
             f"{a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
         )
-    foreign = _tasks_of_other_configs(out, config, tasks)
+    foreign = _tasks_of_other_configs(out, config, tasks, extend)
     if foreign:
         raise CRSError(
             f"--out {out} holds {len(foreign)} finished task(s) of another config: {a_few(foreign)}; use "
@@ -713,10 +717,13 @@ def check_sweep_folder(out: Path, config: SweepConfig, tasks: list[SweepTask]) -
         )
 
 
-def _tasks_of_other_configs(out: Path, config: SweepConfig, tasks: list[SweepTask]) -> list[str]:
+def _tasks_of_other_configs(
+    out: Path, config: SweepConfig, tasks: list[SweepTask], extend: Path | None
+) -> list[str]:
     """The finished task folders of `out` that are neither named like one of `tasks` (`finished_tasks`
-    compares those) nor, by their ``task.json``, the task `config` gives for their seed. A folder whose
-    ``task.json`` cannot be read counts as another config's."""
+    compares those) nor, by their ``task.json``, the task `config` gives for their seed (continuing
+    `extend`'s run of that seed, if given). A folder whose ``task.json`` cannot be read counts as
+    another config's."""
     names = {task.name for task in tasks}
     grids: dict[int, dict[str, dict[str, Any]]] = {}  # seed -> the config's tasks with that seed alone
     foreign = []
@@ -730,11 +737,23 @@ def _tasks_of_other_configs(out: Path, config: SweepConfig, tasks: list[SweepTas
         seed = recorded.get("seed") if isinstance(recorded, dict) else None
         if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
             if seed not in grids:
-                grids[seed] = {task.name: task.to_dict() for task in expand_grid(with_seeds(config, [seed]))}
+                grids[seed] = {task.name: task.to_dict() for task in _seed_tasks(config, seed, extend, out)}
             if grids[seed].get(folder.name) == recorded:
                 continue
         foreign.append(folder.name)
     return foreign
+
+
+def _seed_tasks(config: SweepConfig, seed: int, extend: Path | None, out: Path) -> list[SweepTask]:
+    """The tasks `config` gives for `seed` alone, continuing `extend`'s runs if given (none when
+    `extend` cannot continue that seed)."""
+    one = with_seeds(config, [seed])
+    if extend is None:
+        return expand_grid(one)
+    try:
+        return extend_tasks(one, extend, out)
+    except CRSError:
+        return []
 
 
 def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
@@ -1040,7 +1059,7 @@ def run_sweep(
     tasks = expand_grid(config) if extend is None else extend_tasks(config, extend, out)
     # one run at a time in a sweep folder: a second would run every task again, and race the commits
     with FolderClaim(out, "sweep folder", resume=True, take_stale=True):  # a killed run's lock: rerun
-        check_sweep_folder(out, config, tasks)
+        check_sweep_folder(out, config, tasks, extend)
         finished = finished_tasks(out, tasks)
         todo = [task for task in tasks if task.name not in finished]
         by_name = {task.name: task for task in tasks}
