@@ -665,9 +665,10 @@ class PersonaMemory:
     def home(self, user: int) -> float:
         """The filter's probability that `user` is still in their pre-trained mixture (the home state):
         1 until a session updates them, then the filter's; always 0 for a rule without a home state."""
+        user = self._check_user(user)
         if not self._home:
             return 0.0
-        state = self._dominant.get(self._check_user(user))
+        state = self._dominant.get(user)
         return 1.0 if state is None else float(state[-1])
 
     def most_likely(self, user: int) -> int:
