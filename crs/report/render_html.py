@@ -87,7 +87,7 @@ def _md_inline(text: str) -> str:
 
 
 def _unavailable(report: Report, section: str) -> str:
-    return f'<p class="unavailable">Unavailable: {_esc(report.unavailable.get(section, ""))}.</p>'
+    return f'<p class="unavailable">Unavailable: {_md_inline(report.unavailable.get(section, ""))}.</p>'
 
 
 def _img(plot: Plot) -> str:
@@ -177,14 +177,13 @@ def _answer(report: Report) -> str:
 
 def _comparisons(report: Report) -> list[str]:
     if not report.tables:
-        return [
-            f'<h2>Comparison</h2><p class="unavailable">{_esc(report.unavailable.get("comparison", ""))}</p>'
-        ]
+        unavailable = _md_inline(report.unavailable.get("comparison", ""))
+        return [f'<h2>Comparison</h2><p class="unavailable">{unavailable}</p>']
     out = []
     for index, table in enumerate(report.tables):
         out.append(f"<h2>Comparison — {_esc(table.title)}</h2>")
         if table.separated:
-            out.append(f'<div class="sep">Separate table: {_esc(table.separated)}.</div>')
+            out.append(f'<div class="sep">Separate table: {_md_inline(table.separated)}.</div>')
         out.append(_comparison(table, report.colors, index))
         out.append(_grid(report.table_plots.get(index, [])))
     return out
@@ -200,16 +199,16 @@ def _comparison(table: Table, colors: Mapping[str, str], index: int) -> str:
     )
     if table.diffs:
         lines += _paired_differences(table)
-    lines += [f'<div class="sep">Not paired: {_esc(line)}.</div>' for line in table.unpaired]
+    lines += [f'<div class="sep">Not paired: {_md_inline(line)}.</div>' for line in table.unpaired]
     if table.whole:
-        lines.append(f'<div class="sep">Paired whole: {_esc(whole_note(table))}.</div>')
+        lines.append(f'<div class="sep">Paired whole: {_md_inline(whole_note(table))}.</div>')
     for diffs, title, note in (
         (table.ranker_diffs, "The rankers alone", rankers_alone_note(table)),
         (table.own_rule_diffs, "Over their own rankers", own_rules_note(table)),
     ):
         if diffs:
             lines.append(_diff_card(diffs, title.lower(), name_reference=True))
-            lines.append(f'<p class="note">{title}: {_esc(note)}.</p></div>')
+            lines.append(f'<p class="note">{title}: {_md_inline(note)}.</p></div>')
     return "\n".join(lines)
 
 
@@ -271,7 +270,7 @@ def _returning_users(report: Report) -> list[str]:
             f'<div class="card"><table class="sessions"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>"
         )
-        items = "".join(f"<li>{_esc(sentence)}</li>" for sentence in session_sentences(comparison))
+        items = "".join(f"<li>{_md_inline(sentence)}</li>" for sentence in session_sentences(comparison))
         out.append(f'<ul class="inputs">{items}</ul>')
         plot = report.session_plots.get(index)
         if plot is not None:
@@ -340,7 +339,7 @@ def _persona(analysis: PersonaAnalysis, plots: list[Plot]) -> str:
         "removing a random other one; the rate is the share of items where it does (ties count ½), 50% = no "
         "better than random.</p>"
     )
-    parts += [f'<p class="note">Note: {_esc(note)}</p>' for note in analysis.notes]
+    parts += [f'<p class="note">Note: {_md_inline(note)}</p>' for note in analysis.notes]
     parts.append(_grid(plots))
     return "\n".join(parts)
 
@@ -372,7 +371,8 @@ def _inputs_and_notes(report: Report) -> list[str]:
     ]
     out.append("</ul>")
     if report.notes:
-        out.append('<ul class="inputs">' + "".join(f"<li>{_esc(n)}</li>" for n in report.notes) + "</ul>")
+        notes = "".join(f"<li>{_md_inline(note)}</li>" for note in report.notes)
+        out.append(f'<ul class="inputs">{notes}</ul>')
     return out
 
 
