@@ -80,7 +80,9 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
     unfinished = "skipped 2 unfinished task folder(s) without the `done` marker (not read)"
     assert f"left out: {sweep / RUNS_DIR} — {unfinished}" in result.output
     assert "persona_world-ask-4-default-s3" in result.output
-    assert "persona_world-max-entropy-default-s3 (interrupted attempt)" in result.output
+    # the attempt by its task's name (the staging folder's dot and suffix taken off)
+    assert " persona_world-max-entropy-default-s3 (interrupted attempt)" in " ".join(result.output.split())
+    assert ".persona_world-max-entropy" not in result.output and ".tmp-0123abcd" not in result.output
 
     (table,) = json.loads((tmp_path / "report" / "metrics.json").read_text())["tables"]
     assert table["test_set"]["dataset"] == "persona_world"
