@@ -320,13 +320,11 @@ def _integer(value: Any, where: str, least: int, most: int | None, fix: str) -> 
     """`value` as an int in [least, most] (`most` None: no upper bound).
 
     Raises:
-        CRSError: Not an integer (e.g. a JSON number too large for one, ``1e999``) or out of the range,
-            naming `where` (the file and field), the value, the range and `fix`.
+        CRSError: Not an integer (e.g. ``2.7``, ``"5"``, ``true``, or a JSON number too large for one,
+            ``1e999``) or out of the range, naming `where` (the file and field), the value, the range
+            and `fix`.
     """
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        number = None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None  # not 2.7, "5", true
     if number is None or number < least or (most is not None and number > most):
         bound = f">= {least}" if most is None else f"between {least} and {most}"
         raise CRSError(f"{where} = {value!r} must be an integer {bound}; {fix}")
@@ -672,15 +670,33 @@ class TrainSummary:
         test = data["test"]
         if not isinstance(test, dict):
             raise CRSError(f"{path} [test] is corrupt: expected label -> metrics; {fix}")
+
+        def count(key: str) -> int:
+            return _integer(data[key], f"{path} [{key}]", 0, None, fix)
+
+        def rates(key: str) -> dict[str, float]:
+            return {str(label): float(value) for label, value in data[key].items()}
+
         try:
             return cls(
-                **{f.name: data[f.name] for f in fields(cls) if f.name != "test" and f.name in data},
+                name=str(data["name"]),
+                dataset=str(data["dataset"]),
+                ranker=str(data["ranker"]),
+                timesteps=count("timesteps"),
+                train_seconds_this_session=float(data["train_seconds_this_session"]),
+                steps_per_second=float(data["steps_per_second"]),
+                envs=count("envs"),
+                env_processes=count("env_processes"),
+                test_episodes=count("test_episodes"),
+                best_valid=rates("best_valid"),
                 test={
                     str(label): _metric_table(row, f"{path} [test][{label}]") for label, row in test.items()
                 },
+                conversations_per_second=rates("conversations_per_second"),
+                setting=str(data.get("setting", "")),
             )
-        except TypeError as error:
-            raise CRSError(f"{path} is corrupt ({error}); {fix}") from None
+        except (TypeError, ValueError, AttributeError, OverflowError) as error:
+            raise CRSError(f"{path} is corrupt ({type(error).__name__}: {error}); {fix}") from None
 
     def write(self, run_dir: Path) -> None:
         write_json_atomic(run_dir / SUMMARY_FILE, self.to_dict())
