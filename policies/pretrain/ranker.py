@@ -565,13 +565,25 @@ class PersonaRanker:
         return out
 
     def prototype_of(self, user: int) -> np.ndarray:
-        """The prototype each of `user`'s K personas draws most from, shape (K,), int64."""
+        """The prototype each of `user`'s K personas draws most from, shape (K,), int64.
+
+        Raises:
+            CRSError: `user` outside this ranker.
+        """
+        check_user(user, self.n_users)
         return np.argmax(self.mixtures[user], axis=1)
 
     # ---------------------------------------------------------------------------- full ranking
     def full_scores(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for `users` without dialogue facts (for Recall/NDCG), shape (b, I)."""
+        """Scores of every item for `users` without dialogue facts (for Recall/NDCG), shape (b, I).
+
+        Raises:
+            CRSError: A user outside this ranker.
+        """
         users = np.asarray(users, dtype=np.int64)
+        outside = users[(users < 0) | (users >= self.n_users)]
+        if outside.size:
+            check_user(int(outside[0]), self.n_users)
         b, K = users.shape[0], self.personas_per_user
         p = self.personas[users].reshape(b * K, -1)
         affinity = (p @ self.item.T).reshape(b, K, -1)
