@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import numbers
 import os
 import shlex
 import shutil
@@ -324,7 +325,8 @@ def _integer(value: Any, where: str, least: int, most: int | None, fix: str) -> 
             ``1e999``) or out of the range, naming `where` (the file and field), the value, the range
             and `fix`.
     """
-    number = value if isinstance(value, int) and not isinstance(value, bool) else None  # not 2.7, "5", true
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy ints too; not true
+    number = int(value) if whole else None
     if number is None or number < least or (most is not None and number > most):
         bound = f">= {least}" if most is None else f"between {least} and {most}"
         raise CRSError(f"{where} = {value!r} must be an integer {bound}; {fix}")
