@@ -306,14 +306,10 @@ def test_extend_refuses_what_is_not_a_finished_training_sweep(tmp_path: Path) ->
         extend_tasks(longer, base, tmp_path / "new")
 
 
-def test_a_rerun_of_a_finished_extended_sweep_skips_its_tasks(tmp_path: Path) -> None:
-    """``crs sweep CONFIG --out NEW --extend OLD --steps N`` run again (e.g. after an interruption) finds
-    NEW's finished tasks to be the ones it would run (they record what they extend): all are skipped,
-    none is taken for another configuration's."""
-    from typer.testing import CliRunner
-
+def finished_extended_sweep(tmp_path: Path) -> tuple[Path, Path, SweepConfig]:
+    """`finished_train_sweep` as OLD, and NEW: its ``--extend OLD --steps 128`` sweep with every task
+    committed as finished (nothing is trained); OLD, NEW and the 128-step config."""
     from crs.app.sweep import _start_sweep_folder
-    from crs.cli import app
 
     config, base = finished_train_sweep(tmp_path)
     new = tmp_path / "new"
@@ -322,6 +318,18 @@ def test_a_rerun_of_a_finished_extended_sweep_skips_its_tasks(tmp_path: Path) ->
     _start_sweep_folder(new, longer, tasks)
     for task in tasks:
         commit_task(new, task, fake_train_run(task.name, 128))
+    return base, new, longer
+
+
+def test_a_rerun_of_a_finished_extended_sweep_skips_its_tasks(tmp_path: Path) -> None:
+    """``crs sweep CONFIG --out NEW --extend OLD --steps N`` run again (e.g. after an interruption) finds
+    NEW's finished tasks to be the ones it would run (they record what they extend): all are skipped,
+    none is taken for another configuration's."""
+    from typer.testing import CliRunner
+
+    from crs.cli import app
+
+    base, new, _ = finished_extended_sweep(tmp_path)
     args = ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(new), "--extend", str(base), "--steps", "128"]
     result = CliRunner().invoke(app, [*args, "--backend", "serial"], env={"COLUMNS": "250"})
     text = " ".join(result.output.split())
@@ -340,16 +348,9 @@ def test_an_extended_sweep_run_a_seed_at_a_time_into_one_folder_keeps_its_other_
     another sweep is still refused."""
     from typer.testing import CliRunner
 
-    from crs.app.sweep import _start_sweep_folder
     from crs.cli import app
 
-    config, base = finished_train_sweep(tmp_path)
-    new = tmp_path / "new"
-    longer = with_train_steps(config, 128)
-    tasks = extend_tasks(longer, base, new)
-    _start_sweep_folder(new, longer, tasks)
-    for task in tasks:
-        commit_task(new, task, fake_train_run(task.name, 128))
+    base, new, longer = finished_extended_sweep(tmp_path)
     args = ["sweep", str(tmp_path / "sweep.yaml"), "--out", str(new), "--extend", str(base), "--steps", "128"]
     args += ["--seeds", "0", "--backend", "serial"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
