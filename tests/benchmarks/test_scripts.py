@@ -5,7 +5,6 @@ folder pooled as several seeds, and bad input as one ``error:`` line instead of 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import subprocess
 import sys
@@ -21,24 +20,7 @@ from envs.rollout import evaluation_indices
 from policies.baseline_rankers import PopularityRanker
 from policies.rules import AskThenRecommendPolicy
 from simulators.errors import CRSError
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture
-def script(monkeypatch: pytest.MonkeyPatch):
-    """Import a benchmark script by name, its folder on sys.path as when it runs."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-
-    def load(name: str) -> ModuleType:
-        return importlib.import_module(name)
-
-    return load
-
-
-def call_main(module: ModuleType, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
-    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *argv])
-    module.main()
+from tests.benchmarks.running import BENCHMARKS, call_main
 
 
 @pytest.mark.parametrize("episodes", [0, -1])

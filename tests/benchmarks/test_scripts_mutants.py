@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -26,25 +23,7 @@ from policies.content_profile import profile_holdout
 from policies.rankers import RankerSpec
 from policies.rules import AskThenRecommendPolicy, LookaheadPolicy, make_rule_policy
 from simulators.errors import CRSError
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-@pytest.fixture
-def script(monkeypatch: pytest.MonkeyPatch):
-    """Import a benchmark script by name, its folder on sys.path as when it runs."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-
-    def load(name: str) -> ModuleType:
-        return importlib.import_module(name)
-
-    return load
-
-
-def call_main(module: ModuleType, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
-    """Run a script's `main` with `argv` as its command line."""
-    monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *argv])
-    module.main()
+from tests.benchmarks.running import call_main
 
 
 def ci_text(summary: MetricSummary) -> str:
