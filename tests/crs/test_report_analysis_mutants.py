@@ -329,25 +329,6 @@ def test_a_train_run_with_its_summary_but_no_records_is_not_called_unfinished(tm
     assert read.missing == ("learning curve (no eval.csv)",)
 
 
-@pytest.mark.parametrize(
-    "other", [{"user": "single"}, {"max_turns": 10}], ids=["other user", "other turn limit"]
-)
-def test_baselines_of_two_runs_tested_with_another_user_or_turn_limit_are_both_read(
-    tmp_path: Path, other: dict[str, Any]
-) -> None:
-    """Guards against taking two runs' baselines on one conversation list for one evaluation when they
-    ran with another simulated user or turn limit: each belongs to a test set of its own."""
-    lines = records([2] * N)  # all succeed: the same figures at either turn limit
-    first = write_eval(tmp_path / "evals" / "a", lines)
-    second = write_eval(tmp_path / "evals" / "b", lines, **other)
-    runs = [
-        train_with_test(tmp_path / "runs", f"r-s{seed}", seed, {"ask-4": path})
-        for seed, path in ((1, first), (2, second))
-    ]
-    evals = load_inputs(runs).evals
-    assert sorted(str(run.path) for run in evals) == sorted(str(run / "tested" / "ask-4") for run in runs)
-
-
 def test_hidden_folders_beside_the_inputs_are_not_inputs(tmp_path: Path) -> None:
     """Guards against listing a hidden folder (a notebook's or editor's cache) as a left-out input: only
     the eval folder is read and nothing is said to be left out."""

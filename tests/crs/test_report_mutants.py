@@ -151,15 +151,16 @@ def test_a_baseline_that_two_runs_tested_is_read_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [{"conversations": "another-list"}, {"setting": "binary"}],
-    ids=["other conversations", "other setting"],
+    [{"conversations": "another-list"}, {"setting": "binary"}, {"user": "single"}, {"max_turns": 10}],
+    ids=["other conversations", "other setting", "other user", "other turn limit"],
 )
-def test_baselines_of_two_runs_tested_on_other_conversations_or_settings_are_both_read(
-    tmp_path: Path, other: dict[str, str]
+def test_baselines_of_two_runs_tested_on_another_test_set_are_both_read(
+    tmp_path: Path, other: dict[str, Any]
 ) -> None:
-    """Guards against taking two runs' baselines for one evaluation when they walked other conversation
-    lists or another question setting: each is a run of its own test set and must be read."""
-    lines = records([2, None, None, 4] * 3)
+    """Guards against taking two runs' baselines for one evaluation when they walked another conversation
+    list, question setting, simulated user or turn limit: each is a run of its own test set and must be
+    read."""
+    lines = records([2] * 12)  # all succeed: the same figures at either turn limit
     first = write_eval(tmp_path / "evals" / "a", lines)
     second = write_eval(tmp_path / "evals" / "b", lines, **other)
     runs = [
