@@ -32,7 +32,11 @@ def crash_on_first_attempt(marker: str, value: int) -> int:
     """Kills its worker process the first time (no exception, the process just dies), then squares."""
     path = Path(marker)
     if not path.exists():
-        path.write_text("crashed once\n")
+        # written whole, then renamed: a worker killed mid-write (another task broke the pool) leaves no
+        # empty marker that would let the re-run skip its crash
+        staged = path.with_suffix(".partial")
+        staged.write_text("crashed once\n")
+        staged.replace(path)
         os._exit(13)
     return value * value
 
