@@ -71,6 +71,7 @@ ACTION_KEYS: tuple[str, ...] = ("kind", "aspects", "category", "persona", "items
 KIND_EXPECTED = "one of 0=ask, 1=probe, 2=recommend"
 KIND_VALUES = frozenset(int(kind) for kind in ActionKind)
 BINARY_HINT = " (binary setting allows 1; create the env with setting='multiple_choice' for more)"
+ENUMERATED_HINT = " (the enumerated setting asks one category per question, in the category entry)"
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _SHOW = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = 60
@@ -231,15 +232,28 @@ def _require(action: Mapping[object, object], name: str, word: str, expected: st
 
 @functools.lru_cache(maxsize=64)
 def _expectations(
-    n_aspects: int, n_categories: int, n_items: int, n_personas: int, max_choices: int, slate_size: int
+    n_aspects: int,
+    n_categories: int,
+    n_items: int,
+    n_personas: int,
+    max_choices: int,
+    slate_size: int,
+    probes: bool,
 ) -> tuple[str, str, str, str, str]:
-    """The "expected ..." phrases of an env's error messages (built once per env shape, not per step)."""
+    """The "expected ..." phrases of an env's error messages (built once per env shape, not per step),
+    the last one the hint after "allows 1 per question": the binary setting's (no categories, no probes)
+    points to the multiple-choice setting, the enumerated setting's to the category entry, and a
+    multiple-choice env made with one choice gets none."""
+    if n_categories:
+        one_choice_hint = ENUMERATED_HINT
+    else:
+        one_choice_hint = BINARY_HINT if max_choices == 1 and not probes else ""
     return (
         f"up to {max_choices} aspect id(s) in [0, {n_aspects})",
         f"up to slate_size={slate_size} item ids in [0, {n_items})",
         f"a category id in [0, {n_categories})" if n_categories else "an integer (not read by this env)",
         f"a persona slot in [0, {n_personas})",
-        BINARY_HINT if max_choices == 1 else "",
+        one_choice_hint,
     )
 
 
@@ -278,8 +292,8 @@ def parse_action(
             f"unknown action entr{'y' if len(unknown) == 1 else 'ies'} {unknown!r}; an action has the "
             f"entries {', '.join(ACTION_KEYS)}"
         )
-    aspects_expected, items_expected, category_expected, persona_expected, binary_hint = _expectations(
-        n_aspects, n_categories, n_items, n_personas, max_choices, slate_size
+    aspects_expected, items_expected, category_expected, persona_expected, one_choice_hint = _expectations(
+        n_aspects, n_categories, n_items, n_personas, max_choices, slate_size, probes
     )
     kind_value = _scalar("kind", _require(action, "kind", "an action", KIND_EXPECTED), KIND_EXPECTED)
     if kind_value not in KIND_VALUES:
@@ -294,7 +308,7 @@ def parse_action(
     # every entry present is type- and size-checked, even one this kind does not read
     lists: dict[str, list[int]] = {}
     for name, slots, expected, limit in (
-        ("aspects", max_choices, aspects_expected, f"{max_choices} per question{binary_hint}"),
+        ("aspects", max_choices, aspects_expected, f"{max_choices} per question{one_choice_hint}"),
         ("items", slate_size, items_expected, f"at most slate_size={slate_size} items in a slate"),
     ):
         if name in action:
