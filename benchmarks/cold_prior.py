@@ -173,8 +173,8 @@ def main() -> None:
         is_cold = cold[np.array([r.targets[0] for r in records])]
         sr = metrics["SR@15"]
         print(
-            f"{args.policy}, {name}: SR@15 {sr.mean():.3f} (cold {sr[is_cold].mean():.3f}, warm "
-            f"{sr[~is_cold].mean():.3f}), AT {metrics['AT'].mean():.2f}, hDCG {metrics['hDCG'].mean():.3f}"
+            f"{args.policy}, {name}: SR@15 {sr.mean():.3f} (cold {share_text(sr[is_cold])}, warm "
+            f"{share_text(sr[~is_cold])}), AT {metrics['AT'].mean():.2f}, hDCG {metrics['hDCG'].mean():.3f}"
         )
         if args.out is not None:
             folder = args.out / name.replace(" ", "-")
@@ -184,6 +184,12 @@ def main() -> None:
             first = results["pre-trained"]
             paired = {k: summary(metrics[k] - first[k]) for k in ("SR@15", "AT", "hDCG")}
             print("  − pre-trained, paired:", paired)
+
+
+def share_text(successes: np.ndarray) -> str:
+    """The mean of `successes` to three decimals and how many conversations it counts, e.g. "0.750 of
+    4"; "none" when the sample holds no such conversation."""
+    return f"{successes.mean():.3f} of {successes.size}" if successes.size else "none"
 
 
 if __name__ == "__main__":
