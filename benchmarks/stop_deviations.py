@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--test", type=non_negative_int, default=0, help="test conversations (0: none)")
     parser.add_argument("--tau", type=float, default=0.02, help="the test policy's threshold")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # a tiny model: a second thread only waits, far slower beside busy cores
 
     _, env, rule, valid = evaluation_from_args(args, f"ask-{args.asks}", split="valid")
     assert isinstance(rule, AskThenRecommendPolicy)

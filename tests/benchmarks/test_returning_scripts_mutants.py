@@ -15,14 +15,21 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import logsumexp
+from scipy.stats import spearmanr
 
+from crs.app.sessions import evaluate_returning
+from envs.env import Rewards
 from envs.metrics import EpisodeRecord
 from envs.ranker import DialogueFacts
+from envs.sb3_wrapper import WrapperConfig
 from envs.sessions import SessionRecord
 from policies.memory import DEFAULT_RULE, SessionEvidence, UpdateRule
+from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY
+from policies.rankers import RankerSpec
+from simulators import persona_world
 from simulators.datasets import DatasetSpec
 from simulators.errors import CRSError
-from tests.benchmarks.running import call_main
+from tests.benchmarks.running import BENCHMARKS, call_main
 from tests.crs.tiny_runs import pretrain_tiny
 
 EMPTY = np.zeros(0, dtype=np.int64)
@@ -404,9 +411,6 @@ def test_tracking_ceiling_world_item_probabilities_replay_the_worlds_popularity(
     popularity left out, or the rows not normalised: each persona's row is a distribution, rows
     differ by the personas' utilities only, and the popularity they share tracks how often the
     world's users drew each item; another seed is refused."""
-    from scipy.stats import spearmanr
-
-    from simulators import persona_world
 
     ceiling = script("tracking_ceiling")
     log_items = ceiling.world_log_item_probs(world)
@@ -473,8 +477,6 @@ def random_ranker(world):
     """bench_memory_update's seeded random persona ranker of the persona world."""
     import sys
 
-    from tests.benchmarks.running import BENCHMARKS
-
     sys.path.insert(0, str(BENCHMARKS))
     try:
         import bench_memory_update
@@ -526,7 +528,6 @@ def test_cold_prior_moves_every_item_by_the_dialogues_evidence(script, random_ra
 def test_cold_prior_rules_only_moves_cold_items_by_the_rejections_alone(script, random_ranker) -> None:
     """Guards against the rules-only flag ignored, a warm item moved by the rules only, and the
     penalties' signs: a cold item keeps its prior less the rejected aspects' and items' penalties."""
-    from policies.pretrain.ranker import REJECTED_ASPECT_PENALTY, REJECTED_PENALTY
 
     cold_prior = script("cold_prior")
     cold = np.zeros(random_ranker.n_items, dtype=bool)
@@ -561,8 +562,6 @@ def test_compare_memory_rules_main_pools_the_seeds_and_pairs_each_arm_with_the_f
     reversed) instead of from the first rule named, and the oracle played in the stable regime:
     frozen's switch SR@15 is the mean, over the users of both seeds, of each user's sessions from
     the change on."""
-    from crs.app.sessions import evaluate_returning
-    from policies.rankers import RankerSpec
 
     rules = '{"b": {}, "a": {"switch_rate": 0.6}}'
     argv = ("--ranker", str(tiny_artifact), "--rules", rules, "--users", "3", "--seeds", "4,5")
@@ -666,10 +665,6 @@ def test_returning_finetune_env_plays_each_users_sessions_in_order_over_the_memo
     the memory not updated after a session, and a user met again starting from its old memory: two
     users of 8 sessions, then the first again (always recommending, so sessions end in a turn or two)."""
     import torch
-
-    from envs.env import Rewards
-    from envs.sb3_wrapper import WrapperConfig
-    from policies.rankers import RankerSpec
 
     finetune = script("returning_finetune")
     ranker = RankerSpec.parse(str(tiny_artifact)).build(world)
