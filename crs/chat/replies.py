@@ -225,7 +225,12 @@ class SlatePrompt:
         n = len(self.items)
         choices = "1 to take it" if n == 1 else f"1-{n} to take one"
         self.prompt = f"{YOU}[dim]({choices}, n for none)[/] "
-        self.help = f"Type the number (1-{n}) of the one you'd take, or [bold]n[/] to reject them all."
+        if n == 1:
+            self.help = "Type [bold]1[/] to take it, or [bold]n[/] to reject it."
+            self.hint = "Type 1 to take it, or n to reject it."
+        else:
+            self.help = f"Type the number (1-{n}) of the one you'd take, or [bold]n[/] to reject them all."
+            self.hint = f"Type a number between 1 and {n}, or n to reject them all."
 
     def parse(self, text: str) -> Reply:
         word = text.casefold()
@@ -236,7 +241,7 @@ class SlatePrompt:
         number = word.lstrip("#")
         if _is_number(number) and 1 <= int(number) <= len(self.items):
             return Take(PersonAnswer(self.question.key, "accept", item=int(self.items[int(number) - 1])))
-        return Hint(f"Type a number between 1 and {len(self.items)}, or n to reject them all.")
+        return Hint(self.hint)
 
 
 class OpeningPrompt:
