@@ -560,7 +560,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     from policies.rl.acting import mean_metrics  # torch and SB3 load only when training runs
     from policies.rl.callbacks import TrainingCallback
     from policies.rl.model import encoder_kwargs, set_logger
-    from policies.rl.model_file import load_model, read_model_data
+    from policies.rl.model_file import load_model, read_model_data, training_overrides
     from policies.rl.run_files import atomic_save
 
     settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
@@ -579,13 +579,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                 observation_space=spaces["observation_space"],
                 action_space=spaces["action_space"],
                 encoder=encoder,
-                # the run's (possibly changed) settings win over the values saved in the checkpoint
-                overrides={
-                    "learning_rate": config.learning_rate,
-                    "ent_coef": config.ent_coef,
-                    "n_epochs": config.n_epochs,
-                    "target_kl": config.target_kl,
-                },
+                overrides=training_overrides(config),  # the run's settings, not the checkpoint's
             )
             best_file = run_dir / BEST_MODEL
             best_steps = read_model_data(best_file).get("num_timesteps") if best_file.is_file() else None

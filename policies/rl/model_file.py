@@ -16,6 +16,7 @@ import io
 import json
 import pickle
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import VecEnv
 
+from policies.rl.config import RLConfig
 from policies.rl.policy import SlatePolicy
 from simulators.errors import CRSError
 
@@ -94,8 +96,12 @@ ENTRIES = frozenset(
 load an ``X.pth`` into the model's attribute X)."""
 MAX_INFLATION = 100
 """An entry may hold at most this many times its stored size (SB3 stores them uncompressed)."""
+READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+"""How an entry may be compressed: as SB3 writes it (stored), or deflated by a re-zip. Deflate is
+inflated a bounded piece at a time; bzip2 and lzma are not, so one small piece could fill the memory."""
 DAMAGED_ZIP = (
     zipfile.BadZipFile,
+    zlib.error,  # a damaged deflate stream
     pickle.UnpicklingError,  # a pickled object torch's weights-only loader refuses
     KeyError,
     OSError,
@@ -114,6 +120,12 @@ def _check_entries(archive: zipfile.ZipFile, path: Path) -> None:
             f"{sorted(ENTRIES)}; refused. Only load model files written by `crs train`"
         )
     for info in archive.infolist():
+        if info.compress_type not in READABLE_COMPRESSION:
+            raise UnsafeModelFileError(
+                f"model file {path}: entry {info.filename} is compressed with zip method "
+                f"{info.compress_type}, where `crs train` stores entries uncompressed (deflated ones are "
+                "read too); refused, as inflating it could fill the memory"
+            )
         if info.file_size > MAX_INFLATION * max(info.compress_size, 1 << 16):
             raise UnsafeModelFileError(
                 f"model file {path}: entry {info.filename} inflates from {info.compress_size:,} to "
@@ -127,7 +139,7 @@ def read_model_data(path: Path) -> dict[str, Any]:
     Raises:
         ModelFileError: The file is missing, not a zip, or has no readable ``data`` mapping.
     """
-    return _model_data(_read_model_file(path), path)
+    return _model_data(_model_entries(_read_model_file(path), path), path)
 
 
 def _read_model_file(path: Path) -> bytes:
@@ -138,15 +150,56 @@ def _read_model_file(path: Path) -> bytes:
         raise ModelFileError(f"model file {path} not found or unreadable") from None
 
 
-def _model_data(raw: bytes, path: Path) -> dict[str, Any]:
-    """The ``data`` JSON of the model zip `raw`, read from `path` (`read_model_data`), once its entries
-    are checked: the ones SB3 writes (`ENTRIES`), none inflating to more than `MAX_INFLATION` times its
-    stored size (a zip of spaces that fills the memory when read), ``pytorch_variables.pth`` empty."""
+def _model_entries(raw: bytes, path: Path) -> dict[str, bytes]:
+    """The entries of the model zip `raw` (read from `path`), each inflated to at most the size its
+    header declares and checked against its CRC, once `_check_entries` has bounded those sizes: a stream
+    that understates its size is cut there, never inflated whole into memory (``ZipFile.read`` would).
+
+    Raises:
+        ModelFileError: Not a zip, a damaged entry, or one shorter than its header says.
+        UnsafeModelFileError: See `_check_entries`.
+    """
+    entries = {}
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             _check_entries(archive, path)
-            text = archive.read("data")
-            variables = torch.load(io.BytesIO(archive.read(VARIABLES)), map_location="cpu", weights_only=True)
+            for info in archive.infolist():
+                with archive.open(info) as stream:
+                    content = stream.read(info.file_size)  # a piece at a time, the CRC checked at the end
+                if len(content) != info.file_size:
+                    raise ModelFileError(
+                        f"model file {path} is damaged (entry {info.filename} holds {len(content):,} bytes, "
+                        f"its header says {info.file_size:,}); use another checkpoint or train again"
+                    )
+                entries[info.filename] = content
+    except CRSError:
+        raise
+    except DAMAGED_ZIP as error:
+        raise _damaged(path, error) from None
+    return entries
+
+
+def _damaged(path: Path, error: BaseException) -> ModelFileError:
+    return ModelFileError(
+        f"model file {path} is damaged ({type(error).__name__}: {error}); use another checkpoint or train "
+        "again"
+    )
+
+
+def _repacked(entries: Mapping[str, bytes]) -> bytes:
+    """A zip of `entries`, stored uncompressed: what SB3 loads is exactly what was checked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _model_data(entries: Mapping[str, bytes], path: Path) -> dict[str, Any]:
+    """The ``data`` JSON of the model zip `path` (`read_model_data`) from its checked `entries`
+    (`_model_entries`), once ``pytorch_variables.pth`` is found empty."""
+    try:
+        variables = torch.load(io.BytesIO(entries[VARIABLES]), map_location="cpu", weights_only=True)
         if variables is not None and not (isinstance(variables, dict) and not variables):
             # PPO saves none; SB3 would set each name it holds on the model
             raise UnsafeModelFileError(
@@ -154,14 +207,11 @@ def _model_data(raw: bytes, path: Path) -> dict[str, Any]:
                 "nothing; loading would set it on the model: refused. Only load model files written by "
                 "`crs train`"
             )
-        data = json.loads(text)
+        data = json.loads(entries["data"])
     except CRSError:
         raise
     except DAMAGED_ZIP as error:
-        raise ModelFileError(
-            f"model file {path} is damaged ({type(error).__name__}: {error}); use another checkpoint "
-            "or train again"
-        ) from None
+        raise _damaged(path, error) from None
     if not isinstance(data, dict):
         raise ModelFileError(f"model file {path}: its 'data' entry is not a mapping")
     return data
@@ -217,6 +267,23 @@ def safe_custom_objects(
 
 ACTING_OVERRIDES: dict[str, Any] = {"n_envs": 1, "n_steps": 1}
 """`load_model` overrides for a model that only acts: no rollout buffer of the file's sizes is built."""
+
+
+def training_overrides(config: RLConfig) -> dict[str, Any]:
+    """`load_model` overrides for a model that trains on (a resumed run): the run's `config` wins over
+    the file's values, both the settings a resume may change (learning rate, entropy coefficient, epochs,
+    target KL) and the rollout's sizes, so a file cannot set a batch of 0 (SB3's update would never end)
+    nor a rollout buffer of its own size."""
+    return {
+        "learning_rate": config.learning_rate,
+        "ent_coef": config.ent_coef,
+        "n_epochs": config.n_epochs,
+        "target_kl": config.target_kl,
+        "n_steps": config.n_steps,
+        "batch_size": config.batch_size,
+    }
+
+
 ENCODER_SIZES = ("n_users", "n_items", "n_aspects", "n_categories", "n_personas", "embed_dim", "hidden")
 """The encoder arguments that size its network."""
 
@@ -285,12 +352,13 @@ def load_model(
         "action_space": action_space,
         "clip_range": clip_range,
     }
-    raw = _read_model_file(path)
-    data = _model_data(raw, path)
+    entries = _model_entries(_read_model_file(path), path)
+    data = _model_data(entries, path)
     _check_encoder_sizes(path, data, encoder)
     objects = safe_custom_objects(path, data, rebuilt, overrides)
     try:
-        model = MaskablePPO.load(io.BytesIO(raw), env=env, device="cpu", custom_objects=objects)
+        repacked = io.BytesIO(_repacked(entries))
+        model = MaskablePPO.load(repacked, env=env, device="cpu", custom_objects=objects)
     except CRSError:
         raise
     except Exception as error:  # SB3 and torch raise many types for a damaged or foreign zip
