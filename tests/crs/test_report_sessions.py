@@ -258,8 +258,11 @@ def test_report_files_show_the_returning_users_section(folders: dict[str, Path],
 
 def test_one_memory_mode_alone_still_gets_its_curve_and_no_pairs(tmp_path: Path) -> None:
     report = build_report([write_folder(tmp_path, "frozen", 0)], tmp_path / "r", examples=1, persona=False)
-    write_report(report)
+    files = write_report(report)
     assert len(report.sessions) == 1 and report.session_plots[0].path.name == "sessions.png"
+    # what `crs report` says it wrote is every file in the folder, the session curve's png and pdf among them
+    assert sorted(files) == sorted(path for path in (tmp_path / "r").rglob("*") if path.is_file())
+    assert {report.session_plots[0].path, report.session_plots[0].pdf} <= set(files)
     assert report.sessions[0].paired == () and report.sessions[0].gap_closed == {}
     # the per-conversation sections say why they skip it (its goal indices are sessions, not the split's)
     assert "returning-user run" in report.unavailable["examples"]
