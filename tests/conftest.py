@@ -10,6 +10,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 
+# The README runs the suite in two processes (`-n 2`), each filling a core: a second math thread, here or
+# in a command a test starts, would wait for a busy core, and small torch calls then crawl (one step of a
+# small MLP: 0.8 ms on one thread, 12 to 74 ms on two beside a busy core). Set before torch is imported.
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MKL_NUM_THREADS"] = "1"
+
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
