@@ -94,6 +94,8 @@ ENTRIES = frozenset(
 )
 """The entries of a model zip SB3 writes for a `MaskablePPO`: a zip with another is refused (SB3 would
 load an ``X.pth`` into the model's attribute X)."""
+DATA_ENTRIES = frozenset({"data", VARIABLES})
+"""The entries `read_model_data` reads (the weights are left to `load_model`)."""
 MAX_INFLATION = 100
 """An entry may hold at most this many times its stored size (SB3 stores them uncompressed)."""
 READABLE_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
@@ -139,7 +141,7 @@ def read_model_data(path: Path) -> dict[str, Any]:
     Raises:
         ModelFileError: The file is missing, not a zip, or has no readable ``data`` mapping.
     """
-    return _model_data(_model_entries(_read_model_file(path), path), path)
+    return _model_data(_model_entries(_read_model_file(path), path, DATA_ENTRIES), path)
 
 
 def _read_model_file(path: Path) -> bytes:
@@ -150,10 +152,11 @@ def _read_model_file(path: Path) -> bytes:
         raise ModelFileError(f"model file {path} not found or unreadable") from None
 
 
-def _model_entries(raw: bytes, path: Path) -> dict[str, bytes]:
-    """The entries of the model zip `raw` (read from `path`), each inflated to at most the size its
-    header declares and checked against its CRC, once `_check_entries` has bounded those sizes: a stream
-    that understates its size is cut there, never inflated whole into memory (``ZipFile.read`` would).
+def _model_entries(raw: bytes, path: Path, names: frozenset[str] = ENTRIES) -> dict[str, bytes]:
+    """The entries `names` of the model zip `raw` (read from `path`), each inflated to at most the size
+    its header declares and checked against its CRC, once `_check_entries` has bounded the sizes of all:
+    a stream that understates its size is cut there, never inflated whole into memory (``ZipFile.read``
+    would).
 
     Raises:
         ModelFileError: Not a zip, a damaged entry, or one shorter than its header says.
@@ -164,6 +167,8 @@ def _model_entries(raw: bytes, path: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             _check_entries(archive, path)
             for info in archive.infolist():
+                if info.filename not in names:
+                    continue
                 with archive.open(info) as stream:
                     content = stream.read(info.file_size)  # a piece at a time, the CRC checked at the end
                 if len(content) != info.file_size:

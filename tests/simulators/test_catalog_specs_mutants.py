@@ -4,6 +4,7 @@ plausible bug that the other tests of these modules let through."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -119,15 +120,7 @@ def test_an_unreadable_rankers_identity_is_its_absolute_path(
 def test_transes_default_file_is_refused_for_lastfm_star(tmp_path: Path) -> None:
     """Guards against UNICORN's LastFM embeddings taken for LastFM* (another item and tag set) because
     its name starts like LastFM's: the refusal must say they are published for lastfm only."""
-    catalog = _small_catalog()
-    star = Catalog(
-        name="lastfm_star",
-        item_aspects=catalog.item_aspects,
-        item_names=catalog.item_names,
-        aspect_names=catalog.aspect_names,
-        n_users=3,
-        splits=catalog.splits,
-    )
+    star = dataclasses.replace(_small_catalog(), name="lastfm_star")
     with pytest.raises(CRSError, match="lastfm only, not lastfm_star"):
         RankerSpec("transe").build(star, tmp_path)
 
@@ -187,13 +180,8 @@ def test_describe_counts_every_item_and_lists_the_splits_in_order() -> None:
     minimum would hide what ``crs data validate`` fails), and splits listed in the order given rather
     than train, valid, test."""
     catalog = _small_catalog()
-    reordered = Catalog(
-        name="small",
-        item_aspects=catalog.item_aspects,
-        item_names=catalog.item_names,
-        aspect_names=catalog.aspect_names,
-        n_users=3,
-        splits={name: catalog.splits[name] for name in ("test", "valid", "train")},
+    reordered = dataclasses.replace(
+        catalog, splits={name: catalog.splits[name] for name in ("test", "valid", "train")}
     )
     summary = reordered.describe()
     assert (summary.n_users, summary.n_items, summary.n_aspects, summary.n_parents) == (3, 4, 3, 0)
