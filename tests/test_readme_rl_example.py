@@ -31,6 +31,7 @@ TINY_TRAIN = {
     "steps": 64,
     "envs": 2,
     "eval_every": 0,
+    "eval_episodes": 8,
     "test_episodes": 4,
     "baselines": [],
     "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False},

@@ -216,6 +216,7 @@ def test_a_sweep_of_whole_variants_pairs_them_and_pools_each_variants_baselines_
             "train": {
                 **{key: OWN_RANKER[key] for key in ("world", "envs", "steps", "pretrain_epochs")},
                 "eval_every": 0,
+                "eval_episodes": 8,
                 "test_episodes": 12,
                 "baselines": ["ask-4"],
                 "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},

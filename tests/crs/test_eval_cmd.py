@@ -145,7 +145,7 @@ def test_mcmipl_order_without_mcmipls_groups_is_refused(tmp_path) -> None:
 def test_a_run_trained_in_another_setting_is_evaluated_in_its_own(tmp_path) -> None:
     # the persona world's own setting is multiple_choice; a run trained in binary is evaluated in binary
     settings = {"ranker": "popularity", "steps": 32, "envs": 1, "eval_every": 0, "test_episodes": 4}
-    settings.update(setting="binary", imitation=None, baselines=["ask-4"])
+    settings.update(eval_episodes=8, setting="binary", imitation=None, baselines=["ask-4"])
     ppo = {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "subprocess": False}
     run_training(
         make_settings({**settings, "ppo": ppo}),

@@ -48,6 +48,7 @@ from crs.app.sweep import (
 from crs.common import metrics_table
 from crs.report import build_report
 from simulators.errors import CRSError
+from tests.crs.test_train_cmd import WORLD
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -535,10 +536,12 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
             "kind": "train",
             "seeds": [0, 1],
             "train": {
+                "world": WORLD,
                 "steps": 64,
                 "envs": 2,
                 "pretrain_epochs": 1,
                 "eval_every": 0,
+                "eval_episodes": 8,
                 "test_episodes": 12,
                 "baselines": ["ask-4"],
                 "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 1},

@@ -13,13 +13,16 @@ from typer.testing import CliRunner
 from crs.app.run_folder import TrainSummary
 from crs.app.sweep import DONE_MARKER, TASK_FILE, read_metrics, read_task, task_dir
 from crs.cli import app
+from tests.crs.test_train_cmd import WORLD
 
 TASK = "persona_world-rl-default-s0"
 TRAIN = {
+    "world": WORLD,
     "steps": 64,
     "envs": 2,
     "ranker": "popularity",
     "eval_every": 0,
+    "eval_episodes": 8,
     "test_episodes": 12,
     "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
 }

@@ -135,7 +135,8 @@ def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(tmp_path) -> No
 def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
     config = tmp_path / "train.toml"
     config.write_text(
-        'ranker = "popularity"\nsteps = 64\nenvs = 2\neval_every = 0\ntest_episodes = 6\n'
+        'ranker = "popularity"\nsteps = 64\nenvs = 2\neval_every = 0\neval_episodes = 8\n'
+        "test_episodes = 6\n"
         "[world]\nn_users = 40\nn_items = 300\nn_groups = 4\naspects_per_group = 5\n"
         "interactions_per_user = 12\n"
         "[ppo]\nn_steps = 32\nbatch_size = 32\nn_epochs = 1\n"

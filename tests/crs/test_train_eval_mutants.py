@@ -218,7 +218,12 @@ def test_a_trained_policy_batched_walks_the_split_and_seed_it_is_given(tmp_path:
     """A trained policy's conversations, batched in `crs eval`, are those of the serial walk over the
     split asked for (guards against the batch's extra envs built from the test split, or seeded apart)."""
     settings = {"ranker": "popularity", "steps": 32, "envs": 1, "eval_every": 0, "test_episodes": 2}
-    settings |= {"imitation": None, "baselines": [], "ppo": {**TINY_PPO, "subprocess": False}}
+    settings |= {
+        "eval_episodes": 8,
+        "imitation": None,
+        "baselines": [],
+        "ppo": {**TINY_PPO, "subprocess": False},
+    }
     run_training(make_settings(settings), name="r", runs_dir=tmp_path, show=False)  # the default world
     run = tmp_path / "r"
     result = run_evaluation(
