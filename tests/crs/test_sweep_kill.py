@@ -98,11 +98,17 @@ def wait_for_workers(process: subprocess.Popen[bytes], workers: int, finished: P
 
 
 QUICK_SEEDS = (1, 2)
-# Grid order is ablations x seeds: the two quick tasks first, then two long ones (seconds each).
-SWEEP_CONFIG = (
-    f"seeds: {list(QUICK_SEEDS)}\npolicies: [max-entropy]\n"
-    "ablations: {quick: {episodes: 20}, long: {episodes: 2400}}\n"
-)
+
+
+def sweep_config(long_episodes: int = 2400) -> str:
+    """Grid order is ablations x seeds: the two quick tasks first, then two long ones (seconds each)."""
+    return (
+        f"seeds: {list(QUICK_SEEDS)}\npolicies: [max-entropy]\n"
+        f"ablations: {{quick: {{episodes: 20}}, long: {{episodes: {long_episodes}}}}}\n"
+    )
+
+
+SWEEP_CONFIG = sweep_config()
 
 
 def kill_and_check_orphans(
@@ -153,7 +159,8 @@ def test_sigkill_of_a_sweep_mid_task_kills_its_workers_and_the_resource_tracker(
 @pytest.mark.slow
 def test_the_scratch_folders_of_killed_workers_are_removed_by_the_rerun(tmp_path) -> None:
     config = tmp_path / "sweep.yaml"
-    config.write_text(SWEEP_CONFIG)
+    # shorter long tasks: the kill lands as one starts, and the rerun has to finish them
+    config.write_text(sweep_config(long_episodes=600))
     out, temp_dir = tmp_path / "out", tmp_path / "tmp"
     temp_dir.mkdir()
     command = ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"]
