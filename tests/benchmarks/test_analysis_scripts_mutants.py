@@ -558,19 +558,22 @@ def test_stop_deviations_prints_shares_per_turn_and_gain_per_conversation(
 ) -> None:
     """Guards against the conversations played from another split or seed than asked, a turn's
     help/hurt shares of all rows instead of that turn's, the summed gain divided by the rows instead
-    of the conversations, and ask-N's test figures of other conversations than the test split's."""
+    of the conversations, and ask-N's test figures of other conversations than the test split's. Ask-3 over
+    these 6 conversations from turn 2: deviations hurt in a third of turns 2 to 4's states, a quarter of
+    turn 5's."""
     deviations = script("stop_deviations")
-    argv = ("-d", "persona_world", "--ranker", "uniform", "-n", "4", "--seed", "4", "--asks", "2")
+    argv = ("-d", "persona_world", "--ranker", "uniform", "-n", "6", "--seed", "4", "--asks", "3")
     call_main(
-        deviations, monkeypatch, *argv, "--first-turn", "3", "--taus", "-2", "--test", "3", "--tau", "9"
+        deviations, monkeypatch, *argv, "--first-turn", "2", "--taus", "-2", "--test", "3", "--tau", "9"
     )
     out = capsys.readouterr().out.splitlines()
     valid = make_env("persona_world", split="valid")
     ranker = RankerSpec.parse("uniform").build(valid.catalog, None)
-    indices = evaluation_indices(valid.goals.n_goals, 4, 4)
-    rows = deviations.collect(valid, ranker, 2, indices, 4, 3)
-    assert out[0] == f"persona_world valid: 4 conversations, {len(rows)} one-step deviations"
+    indices = evaluation_indices(valid.goals.n_goals, 6, 4)
+    rows = deviations.collect(valid, ranker, 3, indices, 4, 2)
+    assert out[0] == f"persona_world valid: 6 conversations, {len(rows)} one-step deviations"
     turn, gain = rows[:, 1], rows[:, -1]
+    assert len({np.mean(gain[turn == t] < 0) for t in np.unique(turn)}) > 1  # the turns' shares differ
     for t in np.unique(turn).astype(int):
         at = turn == t
         line = f"turn {t}: {at.sum()} states; a deviation helps in {np.mean(gain[at] > 0):.3f}, "
@@ -580,15 +583,15 @@ def test_stop_deviations_prints_shares_per_turn_and_gain_per_conversation(
     chosen = int(tau.split("> -2: ")[1].split(" states")[0])
     helps, hurts = (int(tau.split(f"{word} ")[1].rstrip(",)").split(",")[0]) for word in ("helps", "hurts"))
     assert 0 < chosen <= len(rows) and helps + hurts <= chosen
-    assert f"summed gain per conversation {(helps - hurts) / 4:+.4f} " in tau
+    assert f"summed gain per conversation {(helps - hurts) / 6:+.4f} " in tau
     test = make_env("persona_world", split="test")
     test_indices = evaluation_indices(test.goals.n_goals, 3, 4)
-    ask = per_episode_metrics(evaluate(test, AskThenRecommendPolicy(ranker, 2), test_indices, 4))
-    # τ 9 is never exceeded: the learned deviations are ask-2 itself, a zero difference
+    ask = per_episode_metrics(evaluate(test, AskThenRecommendPolicy(ranker, 3), test_indices, 4))
+    # τ 9 is never exceeded: the learned deviations are ask-3 itself, a zero difference
     assert out[-1].startswith(
-        f"test, 3 conversations: ask-2 SR@15 {ask['SR@15'].mean():.3f}, AT {ask['AT'].mean():.2f}"
+        f"test, 3 conversations: ask-3 SR@15 {ask['SR@15'].mean():.3f}, AT {ask['AT'].mean():.2f}"
     )
-    assert out[-1].endswith("SR@15 − ask-2 +0.000 [+0.000, +0.000]")
+    assert out[-1].endswith("SR@15 − ask-3 +0.000 [+0.000, +0.000]")
 
 
 def test_stop_deviations_refuses_a_first_turn_no_conversation_reaches(script, monkeypatch) -> None:
