@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,10 @@ def always_raise(value: int) -> int:
 
 def exit_early(value: int) -> int:
     sys.exit(f"task {value} exits")
+
+
+def unpicklable_result(value: int) -> object:
+    return threading.Lock()  # Ray fails to store it after the task has returned
 
 
 def raise_dataset_error(value: int) -> int:
@@ -146,3 +151,16 @@ def test_ray_reports_a_raised_error_at_once_without_retrying() -> None:
     assert not bad_data.ok and bad_data.attempts == 1
     assert bad_data.error == "DatasetError: data/9.json [items]: expected a list of items, found nothing"
     assert not exits.ok and exits.attempts == 1 and exits.error == "SystemExit: task 10 exits"
+
+
+def test_ray_does_not_retry_a_task_whose_result_it_cannot_store() -> None:
+    """An error raised outside the task's code (here: its result cannot be serialised) is no lost worker:
+    a retry would fail the same way, so the task fails at once."""
+    retried: list[str] = []
+    with WorkerPool(2, backend="ray") as pool:
+        (result,) = pool.run(
+            [Task("unpicklable", unpicklable_result, (1,))],
+            retries=2,
+            on_retry=lambda n, a, e: retried.append(n),
+        )
+    assert retried == [] and not result.ok and (result.attempts, result.failures) == (1, 1)
