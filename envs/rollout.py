@@ -137,7 +137,12 @@ def evaluate_batched(
         seed: Base seed.
         batch: Conversations run side by side.
         on_episode: Called with each finished record.
+
+    Raises:
+        CRSError: `batch` is below 1 (no env would play the conversations).
     """
+    if batch < 1:
+        raise CRSError(f"batch must be at least 1, got {batch}; run 1 or more conversations side by side")
     queue = [(position, int(index)) for position, index in enumerate(np.asarray(indices).reshape(-1))]
     queue.reverse()  # pop() from the end walks indices in order
     envs = [env_factory() for _ in range(min(batch, len(queue)))]
