@@ -17,6 +17,7 @@ than the line is shrunk to it). Where to edit:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from crs import __version__
@@ -60,6 +61,7 @@ _SPECIAL = {
     "<": "$<$",
     ">": "$>$",
     "|": r"$\vert$",
+    "`": r"\textasciigrave{}",  # an opening quote otherwise
     **{char: " " for char in map(chr, (*range(32), 127))},
 }
 """Characters that LaTeX reads as commands, or that its default fonts lack, and what to write instead
@@ -72,9 +74,10 @@ SIGNIFICANT = r"$^\dagger$"
 def escape(text: str) -> str:
     """`text` with every LaTeX special character (and the few Unicode signs reports use) written out.
 
-    Example: ``escape("lastfm_star 5%")`` is ``lastfm\\_star 5\\%``; ``escape("Yelp*")`` is ``Yelp$^*$``.
+    Example: ``escape("lastfm_star 5%")`` is ``lastfm\\_star 5\\%``; ``escape("Yelp*")`` is ``Yelp$^*$``;
+    ``escape("--seed")`` is ``-{}-seed`` (TeX would join the two hyphens into an en dash).
     """
-    return "".join(_SPECIAL.get(char, char) for char in text)
+    return re.sub("-(?=-)", "-{}", "".join(_SPECIAL.get(char, char) for char in text))
 
 
 def _math(text: str) -> str:
