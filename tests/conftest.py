@@ -39,9 +39,10 @@ def data_missing(message: str) -> None:
 # The README runs the suite in two processes, each taking one module at a time in the order below
 # (`--no-loadscope-reorder` in pyproject.toml keeps it; xdist's own order, most tests first, put the
 # module of the longest fixture last, and the run ended with one process working alone). The slowest
-# modules go first, longest first, so that the short ones fill the gaps at the end. Measured in session
-# 43 (seconds of one process, two running): 148, 122, 76, 74, 59, 57, 55, 53, 48, 42, 38, 36, then 33
-# to 20. The other modules follow in collection order. A module missing here only runs later.
+# modules go first, longest first, so that the short ones fill the gaps at the end. Measured at the
+# start of session 43 (seconds of one process, two running; three of them were cut later that session):
+# 148, 122, 76, 74, 59, 57, 55, 53, 48, 42, 38, 36, then 33 to 20. The other modules follow in
+# collection order. A module missing here only runs later.
 SLOWEST_FIRST = (
     "tests/crs/test_listening_policy.py",
     "tests/crs/test_sweep.py",

@@ -28,18 +28,12 @@ from simulators.goals import PairGoals
 from simulators.returning import ReturningSequence
 from simulators.users import SingleTargetUser
 from tests.envs.conftest import tiny_catalog
+from tests.envs.test_belief_fit import WORLD
 from tests.envs.test_sessions import SESSIONS, ask_4, random_policy, sequences, world
 from tests.simulators.test_returning_held_out import sequences as held_out_sequences
 from tests.simulators.test_returning_held_out import world as held_out_world
 
 R = Rewards()
-WORLD: dict[str, Any] = {
-    "n_users": 20,
-    "n_items": 80,
-    "n_groups": 4,
-    "aspects_per_group": 5,
-    "interactions_per_user": 8,
-}
 
 
 # ----------------------------------------------------------------------------------------- metrics
