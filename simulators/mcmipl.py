@@ -635,7 +635,7 @@ def _lastfm_type_names(root: Path, n_types: int) -> tuple[str, ...]:
         names = _lastfm_aspect_names(root / "lastfm" / ID_MAP / "tag_reverse_map.json", n_types)
     except DatasetError as error:  # a file that only names things does not stop the release from loading
         _LOG.warning("%s: attribute types are numbered", error)
-        names = [f"aspect {t}" for t in range(n_types)]
+        return tuple(f"type {t}" for t in range(n_types))
     return tuple(f"type {t}" if name == f"aspect {t}" else name for t, name in enumerate(names))
 
 
