@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pytest
 
 from simulators import Catalog, CRSError, make_persona_world
 from simulators.catalog import SPLITS
-from simulators.persona_world import SIGNATURE_WEIGHT, _draw_interactions
+from simulators.persona_world import SIGNATURE_WEIGHT, _draw_interactions, build_persona_world
 
 
-@lru_cache(maxsize=8)
 def world(seed: int = 0) -> Catalog:
     return make_persona_world(seed=seed)
 
@@ -30,12 +27,25 @@ def _arrays(catalog: Catalog) -> list[np.ndarray]:
 
 
 def test_same_seed_gives_identical_catalogue() -> None:
-    a, b = make_persona_world(seed=7), make_persona_world(seed=7)
+    a, b = build_persona_world(seed=7), build_persona_world(seed=7)
+    assert a is not b
     for x, y in zip(_arrays(a), _arrays(b), strict=True):
         np.testing.assert_array_equal(x, y)
     assert a.item_names == b.item_names
     assert a.aspect_names == b.aspect_names
     assert a.truth.persona_names == b.truth.persona_names
+
+
+def test_one_world_is_built_once_per_process_and_shared() -> None:
+    built = make_persona_world(n_users=7, n_items=50, seed=3)
+    assert make_persona_world(7, 50, seed=3) is built  # however its arguments are written
+    assert make_persona_world(n_users=7, n_items=50, seed=4) is not built
+    fresh = build_persona_world(n_users=7, n_items=50, seed=3)
+    assert fresh is not built and fresh.item_names == built.item_names
+    shared = [*_arrays(built)[1:], built.item_aspects.data, built.item_aspects.indices]
+    assert not any(array.flags.writeable for array in shared)  # what is shared cannot be changed
+    with pytest.raises(CRSError, match="n_users"):
+        make_persona_world(n_users=0)
 
 
 def test_different_seed_gives_different_catalogue() -> None:
