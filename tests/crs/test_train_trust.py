@@ -525,8 +525,12 @@ def test_two_runs_racing_for_one_name_one_wins_the_other_is_told(tmp_path) -> No
 def test_a_run_killed_before_its_first_checkpoint_is_continued_with_the_commands_the_errors_name(
     tmp_path,
 ) -> None:
-    # no checkpoint or evaluation before the end: the kill lands before the first checkpoint
-    config = tiny_config(tmp_path / "c.yaml", steps=100_000, eval_every=0, checkpoint_every=1_000_000)
+    # no checkpoint or evaluation before the end: the kill lands before the first checkpoint. The resume
+    # starts again from step 0 with the recorded copy of ask-7, which a run of 100,000 steps would make
+    # 8,192 turns long (45 s); 128 keep the test about the kill.
+    config = tiny_config(
+        tmp_path / "c.yaml", steps=100_000, eval_every=0, checkpoint_every=1_000_000, imitation={"steps": 128}
+    )
     process = crs("train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k")
     run = tmp_path / "k"
     deadline = time.time() + 120
