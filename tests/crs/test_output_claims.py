@@ -88,7 +88,7 @@ def artifact(tmp_path_factory) -> Path:
 
 def test_two_evals_started_together_into_one_folder_one_wins_the_other_is_refused(tmp_path: Path) -> None:
     """The attack itself: two real `crs eval -o same` processes at once."""
-    command = [sys.executable, "-m", "crs.cli", "eval", "-p", "max-entropy", "-n", "2400", "-o", "same"]
+    command = [sys.executable, "-m", "crs.cli", "eval", "-p", "max-entropy", "-n", "600", "-o", "same"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     racers = [
         subprocess.Popen(
@@ -107,10 +107,10 @@ def test_two_evals_started_together_into_one_folder_one_wins_the_other_is_refuse
     )
     assert busy or says(outputs[loser][1], "already holds results", "--overwrite"), outputs[loser][1]
     assert "Traceback" not in outputs[loser][1]
-    # the survivor's output is whole: 2400 records that agree with its summary, no lock, no temporary
+    # the survivor's output is whole: 600 records that agree with its summary, no lock, no temporary
     out = tmp_path / "same"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["episodes"] == 2400 == len((out / "episodes.jsonl").read_text().splitlines())
+    assert summary["episodes"] == 600 == len((out / "episodes.jsonl").read_text().splitlines())
     assert sorted(p.name for p in out.iterdir()) == ["episodes.jsonl", "summary.json"]
 
 
