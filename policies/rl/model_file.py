@@ -27,6 +27,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from policies.rl.config import RLConfig
+from policies.rl.model import set_logger
 from policies.rl.policy import SlatePolicy
 from simulators.errors import CRSError
 
@@ -377,4 +378,5 @@ def load_model(
             f"model file {path} holds non-finite (NaN or inf) weights in {', '.join(bad[:5])}; "
             "use an earlier checkpoint"
         )
+    set_logger(model, None)  # a model that goes on learning logs nowhere until told where (`crs train`: tb/)
     return model

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import struct
+import tempfile
 import tracemalloc
 import zipfile
 import zlib
@@ -622,3 +623,15 @@ def test_only_multiple_choice_offers_probes_and_is_the_multi_target_default() ->
     assert [offers_probes(s) for s in SETTINGS] == [s == "multiple_choice" for s in SETTINGS]
     assert default_setting(single_target=True) == "binary"
     assert default_setting(single_target=False) == "multiple_choice"
+
+
+def test_a_loaded_model_that_goes_on_learning_leaves_no_folder_in_the_temporary_directory(
+    saved, tmp_path, monkeypatch
+) -> None:
+    """SB3 makes an empty SB3-<date> folder in the temporary directory on each `learn` of a model with no
+    logger of its own (the returning-users fine-tune benchmark left one per run)."""
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = load_model(saved["path"], **saved["kwargs"], env=saved["model"].get_env())
+    model.learn(64)
+    assert model.num_timesteps == 64 and list(tmp_path.iterdir()) == []
