@@ -71,8 +71,9 @@ def test_readme_rl_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     script = tmp_path / "readme_example.py"
     script.write_text("\n".join(blocks), encoding="utf-8")
     # the repository on the path, as after `pip install -e .`; one torch thread: on a busy 2-core
-    # machine torch's default thread pool made these tiny batches ~8x slower (46 s against 5.5 s)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    # machine torch's default thread pool made these tiny batches ~8x slower (46 s against 5.5 s); the
+    # temporary directory here: plain MaskablePPO's `learn` makes an empty SB3-<date> folder in it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     env.pop("CRS_DATA_DIR", None)  # the example runs on the embedded persona world
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
