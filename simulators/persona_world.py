@@ -125,7 +125,7 @@ def make_persona_world(
     """Build the persona world, fully determined by `seed`.
 
     Built once per process for each set of arguments: the catalogue is immutable, so every command
-    and test asking for one world shares it (the default one takes 0.6 s to build).
+    and test asking for one world shares it (the default one takes about half a second to build).
     `build_persona_world` builds a new one on every call.
 
     Args:
