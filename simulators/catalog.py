@@ -32,6 +32,21 @@ def _frozen_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
     return csr
 
 
+class _ReadOnlyWhenUnpickled:
+    """Base of the catalogue's frozen dataclasses. Pickle does not keep numpy's write flag, so a copy
+    unpickled in another process (a `SubprocVecEnv` or sweep worker's) marks its arrays read-only
+    again: the catalogue stays immutable there too."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            elif sp.issparse(value):
+                for part in (value.data, value.indices, value.indptr):
+                    part.setflags(write=False)
+
+
 def compressed_entries(
     matrix: sp.csr_matrix | sp.csc_matrix, majors: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +68,7 @@ def compressed_entries(
 
 
 @dataclass(frozen=True)
-class Interactions:
+class Interactions(_ReadOnlyWhenUnpickled):
     """One split of (user, item) interactions.
 
     Attributes:
@@ -92,7 +107,7 @@ class Interactions:
 
 
 @dataclass(frozen=True)
-class Taxonomy:
+class Taxonomy(_ReadOnlyWhenUnpickled):
     """A two-level aspect taxonomy: fine aspects grouped under parent categories.
 
     In the simple case every fine aspect has exactly one parent and `parent_of` says it all. Real
@@ -159,7 +174,7 @@ class Taxonomy:
 
 
 @dataclass(frozen=True)
-class PersonaTruth:
+class PersonaTruth(_ReadOnlyWhenUnpickled):
     """Ground truth of the synthetic persona world.
 
     Personas are shared prototypes: persona p means the same taste for every user who has it.
@@ -216,7 +231,7 @@ class CatalogSummary:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class Catalog(_ReadOnlyWhenUnpickled):
     """Items, aspects, users and interaction splits. Immutable and validated when built.
 
     Attributes:
@@ -263,11 +278,8 @@ class Catalog:
         return {**self.__dict__, "splits": dict(self.splits)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            object.__setattr__(self, key, value)
+        super().__setstate__(state)
         object.__setattr__(self, "splits", MappingProxyType(dict(self.splits)))
-        object.__setattr__(self, "item_aspects", _frozen_csr(self.item_aspects))
-        object.__setattr__(self, "aspect_items", _frozen_csr(self.aspect_items))
 
     def _validate(self) -> None:
         n_items, n_aspects = self.item_aspects.shape
