@@ -23,11 +23,12 @@ from gymnasium.vector.utils import batch_space
 
 from envs.actions import ActionKind, InvalidActionError
 from simulators.errors import CRSError
+from simulators.frozen import ReadOnlyWhenUnpickled, read_only_array
 from simulators.mcmipl import AttributeTypes
 
 
 @dataclass(frozen=True)
-class QuestionTypes:
+class QuestionTypes(ReadOnlyWhenUnpickled):
     """The type each aspect is asked under.
 
     Attributes:
@@ -42,8 +43,7 @@ class QuestionTypes:
     _starts: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        of_aspect = np.array(self.of_aspect, dtype=np.int64, copy=True)
-        of_aspect.setflags(write=False)
+        of_aspect = read_only_array(self.of_aspect, np.int64)
         object.__setattr__(self, "of_aspect", of_aspect)
         object.__setattr__(self, "names", tuple(self.names))
         n_types = len(self.names)
@@ -54,8 +54,9 @@ class QuestionTypes:
                 + (f", values {of_aspect.min()}..{of_aspect.max()}" if of_aspect.size else "")
             )
         by_type = np.argsort(of_aspect, kind="stable")
-        object.__setattr__(self, "_by_type", by_type)
-        object.__setattr__(self, "_starts", np.searchsorted(of_aspect[by_type], np.arange(n_types + 1)))
+        starts = np.searchsorted(of_aspect[by_type], np.arange(n_types + 1))
+        object.__setattr__(self, "_by_type", read_only_array(by_type, np.int64))
+        object.__setattr__(self, "_starts", read_only_array(starts, np.int64))
 
     @classmethod
     def from_attribute_types(cls, types: AttributeTypes) -> QuestionTypes:

@@ -11,40 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from simulators.errors import CRSError, EmptySplitError, MissingSplitError
+from simulators.frozen import ReadOnlyWhenUnpickled, read_only_array, read_only_csr
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-
-
-def _frozen(array: np.ndarray, dtype: type | np.dtype) -> np.ndarray:
-    out = np.ascontiguousarray(array, dtype=dtype)
-    if out is array:
-        out = out.copy()
-    out.setflags(write=False)
-    return out
-
-
-def _frozen_csr(matrix: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
-    csr = sp.csr_matrix(matrix, dtype=np.bool_, copy=True)
-    csr.sum_duplicates()
-    csr.sort_indices()
-    for part in (csr.data, csr.indices, csr.indptr):
-        part.setflags(write=False)
-    return csr
-
-
-class _ReadOnlyWhenUnpickled:
-    """Base of the catalogue's frozen dataclasses. Pickle does not keep numpy's write flag, so a copy
-    unpickled in another process (a `SubprocVecEnv` or sweep worker's) marks its arrays read-only
-    again: the catalogue stays immutable there too."""
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            object.__setattr__(self, key, value)
-            if isinstance(value, np.ndarray):
-                value.setflags(write=False)
-            elif sp.issparse(value):
-                for part in (value.data, value.indices, value.indptr):
-                    part.setflags(write=False)
 
 
 def compressed_entries(
@@ -68,7 +37,7 @@ def compressed_entries(
 
 
 @dataclass(frozen=True)
-class Interactions(_ReadOnlyWhenUnpickled):
+class Interactions(ReadOnlyWhenUnpickled):
     """One split of (user, item) interactions.
 
     Attributes:
@@ -83,10 +52,10 @@ class Interactions(_ReadOnlyWhenUnpickled):
     personas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "users", _frozen(self.users, np.int64))
-        object.__setattr__(self, "items", _frozen(self.items, np.int64))
+        object.__setattr__(self, "users", read_only_array(self.users, np.int64))
+        object.__setattr__(self, "items", read_only_array(self.items, np.int64))
         if self.personas is not None:
-            object.__setattr__(self, "personas", _frozen(self.personas, np.int64))
+            object.__setattr__(self, "personas", read_only_array(self.personas, np.int64))
         if self.users.shape != self.items.shape or self.users.ndim != 1:
             raise CRSError(
                 f"Interactions need 1-D users and items of equal length, got {self.users.shape} "
@@ -107,7 +76,7 @@ class Interactions(_ReadOnlyWhenUnpickled):
 
 
 @dataclass(frozen=True)
-class Taxonomy(_ReadOnlyWhenUnpickled):
+class Taxonomy(ReadOnlyWhenUnpickled):
     """A two-level aspect taxonomy: fine aspects grouped under parent categories.
 
     In the simple case every fine aspect has exactly one parent and `parent_of` says it all. Real
@@ -129,7 +98,7 @@ class Taxonomy(_ReadOnlyWhenUnpickled):
     members: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "parent_of", _frozen(self.parent_of, np.int64))
+        object.__setattr__(self, "parent_of", read_only_array(self.parent_of, np.int64))
         object.__setattr__(self, "parent_names", tuple(self.parent_names))
         n_parents, n_aspects = len(self.parent_names), self.parent_of.shape[0]
         lowest = -1 if self.members is not None else 0
@@ -146,7 +115,7 @@ class Taxonomy(_ReadOnlyWhenUnpickled):
             )
         else:
             members = self.members
-        members = _frozen_csr(members)
+        members = read_only_csr(members)
         if members.shape != (n_parents, n_aspects):
             raise CRSError(
                 f"Taxonomy.members must have shape (n_parents, n_aspects) = {(n_parents, n_aspects)}, "
@@ -174,7 +143,7 @@ class Taxonomy(_ReadOnlyWhenUnpickled):
 
 
 @dataclass(frozen=True)
-class PersonaTruth(_ReadOnlyWhenUnpickled):
+class PersonaTruth(ReadOnlyWhenUnpickled):
     """Ground truth of the synthetic persona world.
 
     Personas are shared prototypes: persona p means the same taste for every user who has it.
@@ -199,11 +168,11 @@ class PersonaTruth(_ReadOnlyWhenUnpickled):
     persona_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "aspect_group", _frozen(self.aspect_group, np.int64))
-        object.__setattr__(self, "persona_groups", _frozen(self.persona_groups, np.float64))
-        object.__setattr__(self, "persona_aspects", _frozen(self.persona_aspects, np.bool_))
-        object.__setattr__(self, "user_personas", _frozen(self.user_personas, np.int64))
-        object.__setattr__(self, "user_weights", _frozen(self.user_weights, np.float64))
+        object.__setattr__(self, "aspect_group", read_only_array(self.aspect_group, np.int64))
+        object.__setattr__(self, "persona_groups", read_only_array(self.persona_groups, np.float64))
+        object.__setattr__(self, "persona_aspects", read_only_array(self.persona_aspects, np.bool_))
+        object.__setattr__(self, "user_personas", read_only_array(self.user_personas, np.int64))
+        object.__setattr__(self, "user_weights", read_only_array(self.user_weights, np.float64))
 
     @property
     def n_personas(self) -> int:
@@ -231,7 +200,7 @@ class CatalogSummary:
 
 
 @dataclass(frozen=True)
-class Catalog(_ReadOnlyWhenUnpickled):
+class Catalog(ReadOnlyWhenUnpickled):
     """Items, aspects, users and interaction splits. Immutable and validated when built.
 
     Attributes:
@@ -259,9 +228,9 @@ class Catalog(_ReadOnlyWhenUnpickled):
     aspect_items: sp.csr_matrix = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        item_aspects = _frozen_csr(self.item_aspects)
+        item_aspects = read_only_csr(self.item_aspects)
         object.__setattr__(self, "item_aspects", item_aspects)
-        object.__setattr__(self, "aspect_items", _frozen_csr(item_aspects.T.tocsr()))
+        object.__setattr__(self, "aspect_items", read_only_csr(item_aspects.T.tocsr()))
         object.__setattr__(self, "item_names", tuple(self.item_names))
         object.__setattr__(self, "aspect_names", tuple(self.aspect_names))
         object.__setattr__(self, "notes", tuple(self.notes))

@@ -67,6 +67,7 @@ import scipy.sparse as sp
 from simulators import safe_pickle
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError, DatasetError
+from simulators.frozen import ReadOnlyWhenUnpickled, read_only_array, read_only_csr
 from simulators.mcmipl_groups import MIN_SHARED, draw_partners, partner_candidates
 from simulators.scpr import (
     GRAPH,
@@ -117,23 +118,8 @@ _TYPE_ID_SLACK = 1000
 # ----------------------------------------------------------------------------------------------
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
-    out = np.array(array, dtype=np.int64, copy=True)
-    out.setflags(write=False)
-    return out
-
-
-def _frozen_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    csr = sp.csr_matrix(matrix, dtype=np.bool_, copy=True)
-    csr.sum_duplicates()
-    csr.sort_indices()
-    for part in (csr.data, csr.indices, csr.indptr):
-        part.setflags(write=False)
-    return csr
-
-
 @dataclass(frozen=True)
-class TargetGroups:
+class TargetGroups(ReadOnlyWhenUnpickled):
     """The multi-interest target groups of one conversation split: one conversation per group.
 
     Groups keep the file's order (users in key order, each user's groups in list order): MCMIPL's
@@ -155,7 +141,7 @@ class TargetGroups:
 
     def __post_init__(self) -> None:
         for name in ("users", "offsets", "items"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+            object.__setattr__(self, name, read_only_array(getattr(self, name), np.int64))
         n = self.users.shape[0]
         if (
             self.users.ndim != 1
@@ -223,7 +209,7 @@ class TargetGroups:
 
 
 @dataclass(frozen=True)
-class AttributeTypes:
+class AttributeTypes(ReadOnlyWhenUnpickled):
     """Which attribute types ("large" features) each attribute belongs to.
 
     A multiple-choice question of MCMIPL is asked over one type: the env groups the candidate
@@ -244,8 +230,8 @@ class AttributeTypes:
     names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "members", _frozen_csr(self.members))
-        object.__setattr__(self, "primary", _frozen(self.primary))
+        object.__setattr__(self, "members", read_only_csr(self.members))
+        object.__setattr__(self, "primary", read_only_array(self.primary, np.int64))
         object.__setattr__(self, "names", tuple(self.names))
         n_types, n_attributes = self.members.shape
         if self.primary.shape != (n_attributes,) or len(self.names) != n_types:

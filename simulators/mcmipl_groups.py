@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from simulators.errors import CRSError
+from simulators.frozen import ReadOnlyWhenUnpickled, read_only_array
 
 # Shared attributes a partner needs (measured on MCMIPL's LastFM* release: no exception in 23,783 groups).
 MIN_SHARED = 3
@@ -34,7 +35,7 @@ _PAIR_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
-class PartnerCandidates:
+class PartnerCandidates(ReadOnlyWhenUnpickled):
     """For each interaction of a split, the items that may complete its target group.
 
     Attributes:
@@ -51,9 +52,7 @@ class PartnerCandidates:
 
     def __post_init__(self) -> None:
         for name in ("offsets", "items", "shared"):
-            array = np.array(getattr(self, name), dtype=np.int64, copy=True)
-            array.setflags(write=False)
-            object.__setattr__(self, name, array)
+            object.__setattr__(self, name, read_only_array(getattr(self, name), np.int64))
         if (
             self.offsets.ndim != 1
             or self.offsets.size == 0

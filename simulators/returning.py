@@ -77,6 +77,7 @@ import scipy.sparse as sp
 
 from simulators.catalog import Catalog, Interactions, PersonaTruth
 from simulators.errors import CRSError
+from simulators.frozen import ReadOnlyWhenUnpickled, read_only_array
 from simulators.goals import GoalSampler
 from simulators.users import Goal
 
@@ -115,14 +116,8 @@ NEW_PERSONA_SHARE: float = 0.7
 the rest in their old proportions, so the new persona dominates."""
 
 
-def _read_only(array: np.ndarray, dtype: type) -> np.ndarray:
-    out: np.ndarray = np.array(array, dtype=dtype, copy=True)
-    out.setflags(write=False)
-    return out
-
-
 @dataclass(frozen=True)
-class ReturningSequence:
+class ReturningSequence(ReadOnlyWhenUnpickled):
     """One user's S sessions, with the ground truth of the persona behind each.
 
     Slots index `personas`: slots 0..K-1 are the user's K personas in the order of
@@ -149,9 +144,9 @@ class ReturningSequence:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "goals", tuple(self.goals))
-        object.__setattr__(self, "mixtures", _read_only(self.mixtures, np.float64))
-        object.__setattr__(self, "active", _read_only(self.active, np.int64))
-        object.__setattr__(self, "personas", _read_only(self.personas, np.int64))
+        object.__setattr__(self, "mixtures", read_only_array(self.mixtures, np.float64))
+        object.__setattr__(self, "active", read_only_array(self.active, np.int64))
+        object.__setattr__(self, "personas", read_only_array(self.personas, np.int64))
         sessions = len(self.goals)
         if self.mixtures.shape != (sessions, self.personas.shape[0]) or self.active.shape != (sessions,):
             raise CRSError(

@@ -21,7 +21,6 @@ from policies.rankers import RankerChangedError, RankerSpec
 from simulators.catalog import Catalog, Interactions, Taxonomy
 from simulators.datasets import DATA_DIR_ENV, DatasetSpec, check_catalog, clear_cache
 from simulators.errors import CRSError, DatasetError, MissingSplitError
-from simulators.persona_world import make_persona_world
 from tests.simulators.test_catalog_specs_mutants import _small_catalog, _write_config
 from tests.simulators.test_datasets import _write_tiny_lastfm
 
@@ -252,32 +251,6 @@ def test_a_pickled_catalogues_aspect_matrices_stay_read_only() -> None:
     again = pickle.loads(pickle.dumps(_small_catalog()))
     for matrix in (again.item_aspects, again.aspect_items):
         assert not any(part.flags.writeable for part in (matrix.data, matrix.indices, matrix.indptr))
-
-
-def test_a_pickled_catalogues_arrays_all_stay_read_only() -> None:
-    """The catalogue is immutable once built, in a worker process too (`SubprocVecEnv` and sweep workers
-    get it pickled, and pickle does not keep numpy's write flag): every array of the unpickled copy is
-    read-only, its splits' and ground truth's as well as the aspect matrices and the taxonomy's."""
-    world = make_persona_world()
-    with_taxonomy = dataclasses.replace(
-        _small_catalog(), taxonomy=Taxonomy(np.array([0, -1, 0]), ("a",), members=sp.csr_matrix([[1, 0, 1]]))
-    )
-    for catalog in (world, with_taxonomy):
-        again = pickle.loads(pickle.dumps(catalog))
-        arrays = [again.item_aspects.data, again.item_aspects.indices, again.aspect_items.indptr]
-        for split in again.splits.values():
-            arrays += [split.users, split.items] + ([] if split.personas is None else [split.personas])
-        for part in (again.truth, again.taxonomy):
-            if part is not None:
-                arrays += [v for v in vars(part).values() if isinstance(v, np.ndarray)]
-        if again.taxonomy is not None:
-            arrays.append(again.taxonomy.members.indices)
-        assert len(arrays) >= (15 if catalog is world else 9)
-        assert not any(array.flags.writeable for array in arrays)
-        with pytest.raises(ValueError, match="read-only"):
-            again.split("train").users[0] = 1
-        assert np.array_equal(again.split("train").items, catalog.split("train").items)
-        assert isinstance(again.splits, type(catalog.splits))  # still a read-only view
 
 
 def test_a_missing_split_names_the_splits_there_are() -> None:
