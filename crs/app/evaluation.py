@@ -217,6 +217,15 @@ def run_ranker_name(policy: str, ranker_name: str) -> str | None:
     return run_ranker(policy).name if ranker_name == RUN_RANKER.name else None
 
 
+def ranker_input(ranker: str | None) -> tuple[str, Path | None]:
+    """The artifact folder or TransE file a ``--ranker`` reads, however it is written (bare, with
+    suffixes such as ``+profile``, or as ``artifact:DIR``), labelled for `refuse_output_over_inputs`:
+    ("--ranker artifact" or "--ranker file", the path; None when it reads neither)."""
+    spec = RankerSpec.parse(ranker) if ranker is not None else None
+    what = "--ranker artifact" if spec is not None and spec.kind == "artifact" else "--ranker file"
+    return what, None if spec is None else spec.path
+
+
 def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
     """summary.json's ``ranker_identity``: the ranker by content as it is now (`RankerSpec.identity`), a
     trained run's as the run recorded it when it trained (or, in a run older than that record, its
@@ -393,7 +402,7 @@ def run_evaluation(
     refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else
         out,
         [
-            ("--ranker artifact", Path(spec.ranker) if spec.ranker and Path(spec.ranker).is_dir() else None),
+            ranker_input(spec.ranker),
             ("data folder", data_dir_input(spec.data_dir)),
         ],
         inside=True,

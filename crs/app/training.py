@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from crs import __version__
-from crs.app.evaluation import conversations_fingerprint
+from crs.app.evaluation import conversations_fingerprint, ranker_input
 from crs.app.run_folder import (
     DEFAULT_RUNS_DIR,
     PROGRESS_FILES,
@@ -337,11 +337,8 @@ def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
 def training_inputs(settings: TrainSettings) -> list[tuple[str, Path | None]]:
     """What a new run reads that its run directory must not be or hold (`--overwrite` would delete it):
     the ranker artifact or TransE file its settings name, and the real-data folder (None: none)."""
-    ranker = RankerSpec.parse(settings.ranker) if settings.ranker is not None else None
-    ranker_path = ranker.path if ranker is not None else None
-    what = "--ranker artifact" if ranker is not None and ranker.kind == "artifact" else "--ranker file"
     data = None if settings.dataset_spec().is_world else data_dir_input(settings.data_dir)
-    return [(what, ranker_path), ("data folder", data)]
+    return [ranker_input(settings.ranker), ("data folder", data)]
 
 
 def _refuse_steps_not_above(run_dir: Path, steps: int) -> None:
