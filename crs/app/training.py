@@ -457,6 +457,8 @@ def _prepare(
     from policies.pretrain.train import catalog_fingerprint  # torch: loaded once training runs
 
     catalog = settings.dataset_spec().load()
+    # the user and setting checked against the data before anything is written or pre-trained
+    make_env(catalog=catalog, split="valid", **settings.env_options())
     clear()
     record = RunRecord(
         settings=settings,

@@ -142,6 +142,7 @@ def test_resume_applies_the_options_it_accepts(trained, tmp_path) -> None:
         ["--ranker", "bogus"],
         ["--dataset", "bogus"],
         ["--dataset", "lastfm", "--data-dir", "MISSING"],
+        ["--setting", "enumerated"],  # the persona world has no categories: refused before pre-training
     ],
 )
 def test_a_failed_start_leaves_no_run_folder_and_the_corrected_command_runs(tmp_path, bad) -> None:
@@ -151,7 +152,7 @@ def test_a_failed_start_leaves_no_run_folder_and_the_corrected_command_runs(tmp_
     result = runner.invoke(app, [*args, *bad])
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "runs" / "x2").exists()
-    if bad[0] == "--ranker":
+    if bad[0] in ("--ranker", "--setting"):
         corrected = runner.invoke(app, args)
         assert corrected.exit_code == 0, corrected.output
         assert (tmp_path / "runs" / "x2" / "summary.json").is_file()
