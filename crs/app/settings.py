@@ -303,6 +303,12 @@ def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _got(value: Any) -> str:
+    """ ", got VALUE" for a settings error, a long value cut visibly."""
+    text = repr(value)
+    return f", got {text if len(text) <= 40 else text[:39] + '…'}"
+
+
 def make_settings(data: dict[str, Any]) -> TrainSettings:
     """Validate settings and resolve the defaults that depend on the machine or the dataset (recorded
     in config.yaml): ``setting`` = the dataset's own (`envs.registry.resolve_user_and_setting`),
@@ -320,8 +326,9 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         raise CRSError(f"bad training settings: {error}") from None
     except ValidationError as error:
         parts = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            + ("" if e["type"] == "extra_forbidden" else f", got {repr(e['input'])[:40]}")
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            # a block's own check names its key and value: its whole mapping would say nothing more
+            + ("" if e["type"] == "extra_forbidden" or isinstance(e["input"], dict) else _got(e["input"]))
             for e in error.errors()
         ]
         unknown = any(e["type"] == "extra_forbidden" for e in error.errors())

@@ -21,6 +21,7 @@ from crs.app.training import (
 )
 from crs.cli import app
 from policies.rl.model_file import read_model_data
+from simulators.errors import CRSError
 from tests.crs.test_train_cmd import TINY, tiny_settings
 
 runner = CliRunner()
@@ -221,3 +222,14 @@ def test_a_run_recorded_before_rewards_went_over_the_default_replays_what_it_tra
     # a recorded quit_at_limit is kept
     recorded["rewards"] = {"quit_at_limit": -1.0}
     assert make_settings(recorded_settings(recorded)).rewards == {"quit_at_limit": -1.0}
+
+
+def test_a_settings_error_names_the_bad_value_without_its_whole_block() -> None:
+    """A block's own check (``ppo``) names its key and value; the error does not append the block's
+    whole mapping cut mid-word, nor pydantic's "Value error" prefix. A long value is cut visibly."""
+    with pytest.raises(CRSError) as nan:
+        make_settings({"ppo": {"learning_rate": float("nan")}})
+    assert str(nan.value) == "bad training settings: ppo: ppo.learning_rate=nan must be a finite number"
+    with pytest.raises(CRSError) as long:
+        make_settings({"steps": "x" * 60})
+    assert str(long.value).endswith(f", got '{'x' * 38}…")
