@@ -391,7 +391,8 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
         raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
     evals: dict[Path, EvalRun] = {}
     trains: dict[Path, TrainRun] = {}
-    baselines: set[tuple[object, ...]] = set()  # `_run_baseline_key`s kept
+    # `_run_baseline_key` -> the copy kept, and whether it was read through its run or sweep (tagged)
+    baselines: dict[tuple[object, ...], tuple[Path, bool]] = {}
     left_out: list[LeftOut] = []
     given: set[Path] = set()
     for raw in paths:
@@ -412,16 +413,23 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
                 continue
             for train_run in read.trains:
                 trains[train_run.info.path.resolve()] = train_run
+            # a run's own test read through its run or sweep is tagged with them (its task, ranker
+            # variant, the trained policy's run): it wins over a copy read on its own, in any order
+            tagged = is_train_run(folder) or is_sweep_dir(folder)
             for run in read.evals:
+                path = run.path.resolve()
                 key = _run_baseline_key(run)
                 if key is not None:
-                    if key in baselines:
-                        continue  # another run's test holds the same evaluation
-                    baselines.add(key)
-                if is_train_run(folder):  # the run's own evaluation, tagged with its run, wins
-                    evals[run.path.resolve()] = run
+                    kept = baselines.get(key)
+                    if kept is not None:
+                        if kept[1] or not tagged:
+                            continue  # another run's test holds the same evaluation
+                        evals.pop(kept[0], None)
+                    baselines[key] = (path, tagged)
+                if tagged:
+                    evals[path] = run
                 else:
-                    evals.setdefault(run.path.resolve(), run)
+                    evals.setdefault(path, run)
             left_out.extend(read.left_out)
     if not evals and not trains:
         found = "".join(f"; {entry.path} left out ({entry.reason})" for entry in left_out)
@@ -601,7 +609,14 @@ def unfinished_task_dirs(path: Path) -> list[Path]:
     runs = path / RUNS_DIR
     if not runs.is_dir():
         return []
-    return sorted(child for child in runs.iterdir() if child.is_dir() and not is_finished(child))
+    return sorted(
+        child
+        for child in runs.iterdir()
+        if child.is_dir()
+        and not is_finished(child)
+        # hidden folders are no inputs (editor and notebook caches), except a task's staging attempt
+        and (not child.name.startswith(".") or ".tmp-" in child.name)
+    )
 
 
 def _unfinished_name(folder: Path) -> str:
