@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from crs.app.evaluation import policy_setting, resolve_policy
+from crs.app.settings import MAX_SEED
 from crs.chat import ChatError, choose_goal, policy_with_memory, run_chat
 from crs.chat.memory import PERSONA_RANKER_FIX
 from crs.chat.signals import EXIT_STATUS
@@ -39,12 +40,13 @@ def chat_command(
     ranker: RankerOption = None,
     setting: SettingOption = None,
     world_seed: int = typer.Option(
-        0, "--world-seed", min=0, help="Seed of the persona world (persona_world only)."
+        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
     ),
     seed: int = typer.Option(
         0,
         "--seed",
         min=0,
+        max=MAX_SEED,
         help="Seed of the conversation (which user; in watch mode also the hidden target).",
     ),
     simulate: bool = typer.Option(

@@ -72,7 +72,7 @@ RankerOption = Annotated[
         "default 0.01); then +open the binary opening's likelihood, favouring items with fewer aspects "
         "(+open:W, default 0.005); "
         "then +split asks the question that halves the consistent candidates (e.g. "
-        "uniform+profile+pop+split; +split:T weighs them by softmax(scores / T) first); a final @T "
+        "uniform+pop+split; +split:T weighs them by softmax(scores / T) first); a final @T "
         "divides an artifact's learned preferences by T (e.g. DIR+split@4). Default: transe on lastfm, "
         "popularity elsewhere.",
     ),

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from crs.app.settings import MAX_SEED
 from simulators.catalog import Catalog
 from simulators.datasets import DATASET_NAMES, Check, DatasetSpec, check_catalog, check_dataset_name
 from simulators.errors import CRSError
@@ -36,7 +37,8 @@ _DATA_DIR_HELP = (
 # str, not Path: typer would read an empty --data-dir "" as Path("."), the current folder
 _DataDir = Annotated[str | None, typer.Option("--data-dir", help=_DATA_DIR_HELP)]
 _Seed = Annotated[
-    int, typer.Option("--seed", min=0, help="Seed of the persona world (ignored for real data).")
+    int,
+    typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the persona world (ignored for real data)."),
 ]
 
 

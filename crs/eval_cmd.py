@@ -11,6 +11,7 @@ from rich.table import Table
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary
 from crs.app.sessions import check_session_options, run_session_evaluation
+from crs.app.settings import MAX_SEED
 from crs.common import (
     DataDirOption,
     DatasetOption,
@@ -39,7 +40,9 @@ def eval_command(
     setting: SettingOption = None,
     split: str = typer.Option("test", "--split", help="Split the conversations come from."),
     episodes: int = typer.Option(600, "--episodes", "-n", min=1, help="Number of conversations."),
-    seed: int = typer.Option(1, "--seed", min=0, help="Seed of the conversation order and the users."),
+    seed: int = typer.Option(
+        1, "--seed", min=0, max=MAX_SEED, help="Seed of the conversation order and the users."
+    ),
     order: str = typer.Option(
         "seeded",
         "--order",
@@ -61,7 +64,7 @@ def eval_command(
     ),
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
     world_seed: int = typer.Option(
-        0, "--world-seed", min=0, help="Seed of the persona world (persona_world only)."
+        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
     ),
     workers: int = typer.Option(
         None,

@@ -44,7 +44,7 @@ def pretrain_command(
         DEFAULTS.batch_size, "--batch-size", min=1, help="Positive interactions per step."
     ),
     seed: int = typer.Option(
-        DEFAULTS.seed, "--seed", min=0, help="Seed of all randomness (same seed, same weights)."
+        DEFAULTS.seed, "--seed", min=0, max=MAX_SEED, help="Seed of all randomness (same seed, same weights)."
     ),
     world_seed: int = typer.Option(
         0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."

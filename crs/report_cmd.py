@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
+from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, console, data_dir_input, friendly_errors, metrics_table
 
@@ -41,7 +42,11 @@ def report_command(
     ),
     title: str = typer.Option(None, "--title", help="Report title."),
     seed: int = typer.Option(
-        0, "--seed", min=0, help="Seed of the analysis' own sampling (persona pairs, baselines)."
+        0,
+        "--seed",
+        min=0,
+        max=MAX_SEED,
+        help="Seed of the analysis' own sampling (persona pairs, baselines).",
     ),
 ) -> None:
     """Write report.md, a self-contained report.html, metrics.json, tables.tex and plots into --out.

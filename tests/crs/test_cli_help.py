@@ -4,11 +4,13 @@ keeping the docstring's line breaks (which left ragged half-lines on an 80-colum
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from crs.app.settings import MAX_SEED
 from crs.cli import app, reflowed
 
 COMMANDS = (["eval"], ["sweep"], ["chat"], ["report"], ["train"], ["pretrain"], ["data", "info"])
@@ -87,3 +89,40 @@ def test_every_example_keeps_its_line_on_an_80_column_terminal(command: list[str
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": ""})
     shown = {line.strip() for line in result.output.splitlines()}
     assert [example for example in examples if example not in shown] == []
+
+
+def _all_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """Every leaf command of the CLI with its name as typed ("eval", "data info")."""
+    if hasattr(command, "commands"):  # a group (typer's, which need not be the installed click's)
+        return [
+            found
+            for name, sub in sorted(command.commands.items())
+            for found in _all_commands(sub, (*path, name))
+        ]
+    return [(" ".join(path), command)]
+
+
+def test_every_seed_option_takes_one_range_and_refuses_a_seed_past_it() -> None:
+    """One seed limit everywhere (`MAX_SEED`, what numpy's legacy seeding that SB3 calls takes), shown in
+    each --help: guards against a command that accepts a world or seed another command then refuses
+    (a world one can chat in but not evaluate)."""
+    seeds = [
+        (name, param)
+        for name, command in _all_commands(typer.main.get_command(app))
+        for param in command.params
+        if param.name is not None and param.name.endswith("seed")
+    ]
+    assert {name for name, _ in seeds} >= {
+        "chat",
+        "data info",
+        "data validate",
+        "eval",
+        "pretrain",
+        "report",
+        "train",
+    }
+    for name, param in seeds:
+        bounds = (getattr(param, "min", None), getattr(param, "max", None))
+        assert bounds == (0, MAX_SEED), (name, param.name)
+    result = CliRunner().invoke(app, ["data", "info", "--seed", str(MAX_SEED + 1)])
+    assert result.exit_code == 2 and "--seed" in result.output
