@@ -233,7 +233,7 @@ class FolderClaim:
                 _refuse_links(folder, what)
             names = folder_entries(folder)
             missing = [name for name in marks if not (folder / name).exists()]
-            if names and overwrite and missing:
+            if names and missing and not resume:  # --overwrite would be refused: do not suggest it
                 raise OutputExistsError(
                     f"{what} {folder} holds {a_few(names)} but no {', '.join(missing)}, so it is not an "
                     f"earlier {what}; --overwrite only replaces one of those: choose another folder"

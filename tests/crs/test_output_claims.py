@@ -306,6 +306,19 @@ def test_eval_refuses_an_existing_output_and_replaces_it_with_overwrite(tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["episodes.jsonl", "summary.json"]
 
 
+def test_a_folder_that_is_no_earlier_output_is_refused_without_suggesting_overwrite(tmp_path: Path) -> None:
+    """A folder holding other files (here a pre-training artifact's) is refused with or without
+    --overwrite, so the first refusal must not suggest --overwrite, which would only be refused again."""
+    out = tmp_path / "artifact"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    for overwrite in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["eval", "-n", "5", "-o", str(out), *overwrite])
+        assert refused(result, "no summary.json, episodes.jsonl", "choose another folder"), result.output
+        assert "pass --overwrite" not in " ".join(result.output.split())
+    assert files(out) == {"config.json": b"{}"}
+
+
 def test_rerunning_an_eval_into_its_default_folder_says_how_to_proceed(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["eval", "-n", "5"]).exit_code == 0
