@@ -178,7 +178,7 @@ def test_a_run_name_that_is_not_a_plain_folder_name_is_refused(tmp_path, name) -
 # defect 6: the commands the errors name carry a --runs-dir that is not the default
 def test_the_continue_hint_names_a_runs_dir_that_is_not_the_default(tmp_path) -> None:
     (tmp_path / "rc1").mkdir()
-    (tmp_path / "rc1" / "summary.json").write_text("{")
+    (tmp_path / "rc1" / "config.yaml").write_text("{")  # an earlier run's (a folder without is no run)
     config = tiny_config(tmp_path / "c.yaml")
     args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "rc1"]
     result = runner.invoke(app, args)
