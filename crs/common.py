@@ -134,6 +134,8 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     Raises:
         CRSError: Missing file, unknown suffix, unparsable text, or not a mapping.
     """
+    if path.is_dir():
+        raise CRSError(f"{what} {path} is a folder; pass a .yaml, .yml or .toml file")
     if not path.is_file():
         raise CRSError(f"{what} {path} not found; pass a .yaml, .yml or .toml file")
     try:

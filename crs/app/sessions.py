@@ -276,7 +276,10 @@ def check_session_options(
     if sessions is None:
         options = (("--regime", regime), ("--memory", memory), ("--memory-update", memory_update))
         named = [name for name, value in options if value is not None]
-        raise CRSError(f"{' and '.join(named)} only go with --sessions S (returning users); add --sessions 8")
+        verb = "goes" if len(named) == 1 else "go"
+        raise CRSError(
+            f"{' and '.join(named)} only {verb} with --sessions S (returning users); add --sessions 8"
+        )
     _check_sessions(sessions)
     if regime is None or memory is None:
         raise CRSError(

@@ -371,7 +371,7 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--regime", "switch"], "--regime only go with --sessions"),
+        (["--regime", "switch"], "--regime only goes with --sessions"),
         (["--sessions", "1", "--regime", "switch", "--memory", "update"], "--sessions 1 must lie in 2-1000"),
         (["--sessions", "10000000000", "--regime", "switch", "--memory", "update"], "must lie in 2-1000"),
         (
@@ -404,7 +404,7 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
             ["--sessions", "3", "--regime", "stable", "--memory", "update", "-d", "mcmipl_lastfm_star"],
             "MCMIPL's releases have multi-item target groups",
         ),
-        (["--memory-update", "both"], "--memory-update only go with --sessions"),
+        (["--memory-update", "both"], "--memory-update only goes with --sessions"),
         (
             ["--sessions", "3", "--regime", "switch", "--memory", "frozen", "--memory-update", "both"],
             "--memory-update both only goes with --memory update (memory frozen keeps no learned state); "

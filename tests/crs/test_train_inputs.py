@@ -233,3 +233,16 @@ def test_a_settings_error_names_the_bad_value_without_its_whole_block() -> None:
     with pytest.raises(CRSError) as long:
         make_settings({"steps": "x" * 60})
     assert str(long.value).endswith(f", got '{'x' * 38}…")
+
+
+@pytest.mark.parametrize(("make", "said"), [("folder", "is a folder"), ("nothing", "not found")])
+def test_a_config_path_that_is_no_file_says_what_it_is(tmp_path: Path, make: str, said: str) -> None:
+    """A --config naming a folder says so (not "not found", which sends the user looking for a typo);
+    a path with nothing there says "not found"; both exit 2 with the fix, and nothing is trained."""
+    config = tmp_path / "train.yaml"
+    if make == "folder":
+        config.mkdir()
+    result = runner.invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert f"config file {config} {said}; pass a .yaml, .yml or .toml file" in flat(result.output)
+    assert not (tmp_path / "runs").exists()
