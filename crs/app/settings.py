@@ -19,6 +19,7 @@ from envs.env import Rewards
 from envs.registry import resolve_user_and_setting
 from envs.sb3_wrapper import WrapperConfig
 from envs.setting import LEGACY_SETTINGS, Setting
+from policies.rankers import RankerSpec
 from policies.rl.config import ImitationConfig, PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
@@ -335,6 +336,11 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         known = f" (known keys: {', '.join(TrainSettings.model_fields)})" if unknown else ""
         raise CRSError(f"bad training settings: {'; '.join(parts)}{known}") from None
     check_dataset_name(settings.dataset)
+    if settings.ranker is not None:  # its syntax (a file or folder it names is read when training)
+        try:
+            RankerSpec.parse(settings.ranker)
+        except CRSError as error:
+            raise CRSError(f"bad training settings: ranker: {error}") from None
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
     if settings.wrapper.plan_depth is not None and setting != "binary":

@@ -177,7 +177,10 @@ def test_a_host_port_where_nothing_listens_is_refused_at_once(tmp_path) -> None:
         ),
         ("eval: {episodes: 5, ranker: pretrain}\n", "eval.ranker: ranker 'pretrain' cannot be used by kind"),
         ("kind: train\ntrain: {ranker: run}\n", "train.ranker: ranker 'run' cannot be used by kind 'train'"),
-        ("kind: train\ntrain: {ranker: 'uniform+profile:0'}\n", "train.ranker: profile weight 0.0 must be"),
+        (
+            "kind: train\ntrain: {ranker: 'uniform+profile:0'}\n",
+            "train: bad training settings: ranker: profile weight 0.0 must be",
+        ),
     ],
 )
 def test_a_ranker_no_task_could_use_is_refused_when_the_config_is_read(tmp_path, config, message) -> None:

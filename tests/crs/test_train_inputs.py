@@ -246,3 +246,11 @@ def test_a_config_path_that_is_no_file_says_what_it_is(tmp_path: Path, make: str
     assert result.exit_code == 2, result.output
     assert f"config file {config} {said}; pass a .yaml, .yml or .toml file" in flat(result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_print_config_refuses_a_ranker_that_training_would_refuse() -> None:
+    """--print-config writes a config file: one whose ranker cannot parse would never run, so it is
+    refused as training refuses it, naming the bad part (guards against a config file that looks fine)."""
+    result = runner.invoke(app, ["train", "--ranker", "uniform+pop:-1", "--print-config"])
+    assert result.exit_code == 2, result.output
+    assert "bad training settings: ranker: popularity weight '-1' in 'uniform+pop:-1'" in flat(result.output)
