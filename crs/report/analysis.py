@@ -439,10 +439,12 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
             separated = ""
             if len(subsets) > 1:
                 others = [_describe_conversations(g) for f, g in subsets if f != fingerprints]
+                # named as their own tables name their rows
+                elsewhere = sorted({x for f, gs in subsets if f != fingerprints for x in _row_labels(gs)})
                 shared = any(f != fingerprints and f & fingerprints for f, _ in subsets)
                 separated = (
                     "not compared with "
-                    f"{', '.join(_labels(g for f, gs in subsets if f != fingerprints for g in gs))} "
+                    f"{', '.join(elsewhere)} "
                     "in one table: they were evaluated on other test conversations "
                     f"({_describe_conversations(groups)} "
                     f"here; {'; '.join(others)} there). "
@@ -533,10 +535,6 @@ def _sizes_and_seeds(table: Table) -> str:
         f"{'/'.join(str(s) for s in sizes)} conversations, eval seed{'s' if len(seeds) > 1 else ''} "
         f"{', '.join(str(s) for s in seeds)}"
     )
-
-
-def _labels(groups: Iterable[list[EvalRun]]) -> list[str]:
-    return sorted({_base_label(g[0]) for g in groups})
 
 
 def _describe_conversations(groups: Sequence[list[EvalRun]]) -> str:

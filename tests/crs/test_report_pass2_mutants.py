@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crs.app.run_folder import CURVE_CSV, CurveFile
+from crs.app.run_folder import CURVE_CSV, TRAINED_TEST, CurveFile
 from crs.app.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE
 from crs.report import build_report, build_tables, load_inputs
 from crs.report.build import Report, _Catalogs, _examples, check_catalog, persona_sources
@@ -446,3 +446,16 @@ def test_train_configurations_without_a_table_keep_their_ablations_colours(tmp_p
     assert {label: report.colors[label] for label in labels} == {
         label: ABLATION_COLORS[label] for label in labels
     }
+
+
+def test_a_separate_tables_note_names_the_other_rows_as_their_own_table_does(tmp_path: Path) -> None:
+    """A trained full model alone in its table is named after its run ("t1"), so the note of the table
+    it is kept apart from names it "t1" too, not "full", a name no table shows."""
+    trained = write_eval(tmp_path / "trained", records([2] * 12), policy="rl", conversations="list-a")
+    run = train_with_test(tmp_path / "runs", "t1-s1", 1, {TRAINED_TEST: trained})
+    write_eval(tmp_path / "ask", records([3] * 12), conversations="list-b")
+    tables, _ = build_tables(load_inputs([run, tmp_path / "ask"]).evals)
+    by_rows = {tuple(row.label for row in table.rows): table.separated for table in tables}
+    assert set(by_rows) == {("t1",), ("ask-4",)}
+    assert by_rows[("ask-4",)].startswith("not compared with t1 in one table")
+    assert by_rows[("t1",)].startswith("not compared with ask-4 in one table")
