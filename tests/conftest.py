@@ -61,6 +61,7 @@ SLOWEST_FIRST = (
     "tests/crs/test_sessions_real_data.py",
     "tests/simulators/test_mcmipl.py",
     "tests/crs/test_run_consumers.py",
+    "tests/crs/test_train_eval_pass2_mutants.py",
     "tests/policies/test_imitation.py",
     "tests/crs/test_report_train.py",
     "tests/policies/test_pretrain_persona.py",
