@@ -253,18 +253,18 @@ def test_a_pickled_catalogues_aspect_matrices_stay_read_only() -> None:
         assert not any(part.flags.writeable for part in (matrix.data, matrix.indices, matrix.indptr))
 
 
+def _without_train(catalog: Catalog) -> Catalog:
+    """`catalog` as Yelp* is: no train split, named "yelp_like"."""
+    return dataclasses.replace(
+        catalog, name="yelp_like", splits={n: catalog.splits[n] for n in ("valid", "test")}
+    )
+
+
 def test_a_missing_split_names_the_splits_there_are() -> None:
     """Guards against a missing split's error that does not say which splits the catalogue has (Yelp*
     has no train: the user must learn to ask for valid)."""
     catalog = _small_catalog()
-    yelp_like = Catalog(
-        "yelp_like",
-        catalog.item_aspects,
-        catalog.item_names,
-        catalog.aspect_names,
-        catalog.n_users,
-        {name: catalog.splits[name] for name in ("valid", "test")},
-    )
+    yelp_like = _without_train(catalog)
     with pytest.raises(
         MissingSplitError, match=re.escape("yelp_like has no 'train' split; available: ['test', 'valid']")
     ):
@@ -306,14 +306,7 @@ def test_cold_test_users_are_counted_against_valid_where_there_is_no_train() -> 
     pre-training reads valid, so test users are checked for valid history; and against the check
     reading a pre-training split that is missing altogether (the check must report, not crash)."""
     catalog = _small_catalog()  # valid: user 2; test: users 0 and 1
-    yelp_like = Catalog(
-        "yelp_like",
-        catalog.item_aspects,
-        catalog.item_names,
-        catalog.aspect_names,
-        catalog.n_users,
-        {name: catalog.splits[name] for name in ("valid", "test")},
-    )
+    yelp_like = _without_train(catalog)
     checks = _checks(yelp_like)
     assert checks["test users have valid history"] == ("warn", "2 test users without valid interactions")
     assert not any("train" in name for name in checks)
