@@ -104,6 +104,9 @@ def format_metric(summary: MetricSummary, digits: int = 3) -> str:
 
 METRIC_ORDER = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 
+EXIT_INTERRUPTED = 130
+"""Exit status of a command interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+
 
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:
     """A rich table: one row per policy, SR@5/10/15, AT and hDCG, each mean above its 95% CI (so the

@@ -22,12 +22,11 @@ from crs.app.sweep import (
     with_seeds,
     with_train_steps,
 )
-from crs.common import console, friendly_errors, metrics_table
+from crs.common import EXIT_INTERRUPTED, console, friendly_errors, metrics_table
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
 from crs.progress import LoggedProgress
 
 EXIT_TASKS_FAILED = 1
-EXIT_INTERRUPTED = 130
 
 
 @friendly_errors

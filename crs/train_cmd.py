@@ -9,13 +9,15 @@ from typing import Any
 
 import typer
 import yaml
+from rich.markup import escape
 
-from crs.app.run_folder import RunPhase
+from crs.app.run_folder import RUN_CONFIG, RunPhase, run_options
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
-from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, run_training
+from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, default_run_name, run_training
 from crs.common import (
     DATA_DIR_HELP,
     DATASET_HELP,
+    EXIT_INTERRUPTED,
     SettingOption,
     console,
     friendly_errors,
@@ -198,7 +200,10 @@ def train_command(
         if overwrite:
             raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
         refuse_options_resume_ignores(ctx)
-        run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
+        try:
+            run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
+        except KeyboardInterrupt:
+            raise _interrupted(runs_dir / name if name else None) from None
         return
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
@@ -240,7 +245,23 @@ def train_command(
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return
-    run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
+    try:
+        run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise _interrupted(runs_dir / (name or default_run_name(settings))) from None
+
+
+def _interrupted(run_dir: Path | None) -> typer.Exit:
+    """Say what an interrupted run keeps and how to continue it; the exit of Ctrl-C."""
+    if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
+        console.print(
+            f"[yellow]interrupted[/]: {escape(str(run_dir))} keeps what it checkpointed; continue it with "
+            f"`crs train {escape(run_options(run_dir.name, run_dir.parent))} --resume` (a run interrupted "
+            "before its first checkpoint starts again from step 0)"
+        )
+    else:
+        console.print("[yellow]interrupted[/] before the run was recorded: nothing to continue")
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def note_resumed_changes(phases: Any, config: Path | None) -> None:

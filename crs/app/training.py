@@ -293,7 +293,7 @@ def run_training(
     else:
         if settings is None:
             raise CRSError("run_training needs settings unless it resumes a run")
-        name = name or _default_name(settings)
+        name = name or default_run_name(settings)
         run_dir = runs_dir / name
         # --overwrite empties the run directory: refuse before, whatever the flags say
         refuse_output_over_inputs(run_dir, training_inputs(settings))
@@ -925,7 +925,8 @@ def next_commands(run_dir: Path) -> list[str]:
     return commands
 
 
-def _default_name(settings: TrainSettings) -> str:
+def default_run_name(settings: TrainSettings) -> str:
+    """The run folder's name when --name is not given: the dataset and what the run switches off."""
     parts = [settings.dataset]
     if not settings.persona_attention:
         parts.append("nopersona")

@@ -29,7 +29,7 @@ from crs.app.evaluation import (
 )
 from crs.app.run_folder import EvalSummary, SessionRow, SessionsSummary
 from crs.app.settings import MAX_SEED, make_settings
-from crs.app.training import _default_name, _prepare, _resolve_ranker, run_training, verdicts
+from crs.app.training import _prepare, _resolve_ranker, default_run_name, run_training, verdicts
 from crs.cli import app
 from crs.common import METRIC_ORDER
 from crs.eval_cmd import sessions_table
@@ -260,7 +260,7 @@ def test_a_run_without_a_name_is_named_after_its_dataset_ablation_and_seed(
 ) -> None:
     """The default run name is the dataset, each ablation and the training seed (`crs train --help`)
     (guards against an ablation or the seed left out: two different runs would share one folder)."""
-    assert _default_name(make_settings(settings)) == name
+    assert default_run_name(make_settings(settings)) == name
 
 
 def test_training_converses_about_the_valid_split_and_tests_on_the_test_split(tmp_path: Path) -> None:

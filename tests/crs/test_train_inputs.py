@@ -4,8 +4,10 @@ refuses what it cannot apply, a failed start leaves nothing behind, a run name s
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,6 +22,7 @@ from crs.app.training import (
     run_training,
 )
 from crs.cli import app
+from policies.rl.callbacks import TrainingCallback
 from policies.rl.model_file import read_model_data
 from simulators.errors import CRSError
 from tests.crs.test_train_cmd import TINY, tiny_settings
@@ -254,3 +257,31 @@ def test_print_config_refuses_a_ranker_that_training_would_refuse() -> None:
     result = runner.invoke(app, ["train", "--ranker", "uniform+pop:-1", "--print-config"])
     assert result.exit_code == 2, result.output
     assert "bad training settings: ranker: popularity weight '-1' in 'uniform+pop:-1'" in flat(result.output)
+
+
+def test_ctrl_c_says_how_to_continue_the_run_and_the_command_it_names_continues_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (a KeyboardInterrupt, here raised by the evaluation at step 64) exits 130 with the command
+    that continues the run, --runs-dir included; that command, run as printed, finishes the run."""
+    run_eval = TrainingCallback.run_eval
+
+    def interrupted(self: TrainingCallback) -> Any:
+        if self.model.num_timesteps == 64:
+            raise KeyboardInterrupt
+        return run_eval(self)
+
+    monkeypatch.setattr(TrainingCallback, "run_eval", interrupted)
+    config = tiny_config(tmp_path / "c.yaml", steps=128)
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"]
+    )
+    assert result.exit_code == 130, result.output
+    command = f"crs train --name k --runs-dir {shlex.quote(str(tmp_path))} --resume"
+    assert f"interrupted: {tmp_path / 'k'} keeps what it checkpointed; continue it with `{command}`" in flat(
+        result.output
+    )
+    monkeypatch.undo()
+    resumed = runner.invoke(app, shlex.split(command)[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((tmp_path / "k" / "summary.json").read_text())["timesteps"] == 128
