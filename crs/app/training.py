@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -563,7 +564,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     from policies.rl.run_files import atomic_save
 
     settings, config, run_dir = prepared.settings, prepared.config, prepared.run_dir
-    pending = _pending_eval(run_dir) if resume else None
+    pending = _pending_eval(run_dir, prepared.show) if resume else None
     vec = make_vec_env(prepared.train_env, prepared.ranker, config, seed=settings.seed)
     spaces = {"observation_space": vec.observation_space, "action_space": vec.action_space}
     encoder = encoder_kwargs(vec.get_attr("sizes", indices=[0])[0], prepared.ranker, config)
@@ -647,12 +648,19 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
     return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces, encoder)
 
 
-def _pending_eval(run_dir: Path) -> int | None:
+def _pending_eval(run_dir: Path, show: bool) -> int | None:
     """The step of an evaluation state.json marks due and unfinished (None: none, or state.json is
-    missing or damaged: the next checkpoint rewrites it)."""
+    missing or damaged: the next checkpoint rewrites it; a damaged one is said when `show`)."""
     try:
         state = CheckpointState.read(run_dir)
-    except CRSError:
+    except CRSError as error:
+        if show:
+            console.print(
+                f"[yellow]note:[/] {escape(str(error))}; meanwhile the resume goes on from checkpoint.zip "
+                "and the learning curve, and an evaluation state.json may have marked due is not run again",
+                highlight=False,
+                soft_wrap=True,  # the path whole
+            )
         return None
     return None if state is None else state.pending_eval
 

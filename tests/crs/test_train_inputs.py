@@ -285,3 +285,20 @@ def test_ctrl_c_says_how_to_continue_the_run_and_the_command_it_names_continues_
     resumed = runner.invoke(app, shlex.split(command)[1:])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((tmp_path / "k" / "summary.json").read_text())["timesteps"] == 128
+
+
+def test_a_resume_says_when_state_json_is_damaged_and_goes_on_from_the_checkpoint(trained, tmp_path) -> None:
+    """A damaged state.json does not stop a resume (checkpoint.zip and the curve hold what it says),
+    but the user is told, naming the file, rather than the damage passing in silence."""
+    run = tmp_path / "runs" / "copy"
+    for path, data in snapshot(trained).items():
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        (run / path).write_bytes(data)
+    (run / "state.json").write_text('{"timesteps": "x", "best_score": [0.5, 0.1]}')
+    result = runner.invoke(
+        app, ["train", "--name", "copy", "--runs-dir", str(tmp_path / "runs"), "--resume", "--steps", "128"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: {run / 'state.json'}: bad entry" in flat(result.output)
+    assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
+    assert json.loads((run / "state.json").read_text())["timesteps"] == 128  # rewritten at the checkpoint
