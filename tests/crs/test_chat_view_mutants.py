@@ -176,7 +176,7 @@ def test_a_settings_file_may_be_yml_and_an_empty_one_is_no_settings(tmp_path: Pa
         ("c.yaml", b"- 1\n- 2\n", "must hold a mapping of settings, got list"),
         ("c.yaml", b"steps: \xff\xfe\n", "is not valid YAML"),
         ("c.toml", b"steps = \xff\n", "is not valid TOML"),
-        ("folder.yaml", None, "not found"),
+        ("folder.yaml", None, "is a folder; pass a .yaml"),
     ],
 )
 def test_a_bad_settings_file_is_a_one_line_error(
