@@ -24,10 +24,11 @@ artifact lies) and the catalogue by name and sizes; a file made for another rank
 refused. ``ranker.name`` is only for the messages.
 
 Reading (`read_memory`): a missing file is a new person (None: start from the ranker's prior); any
-other problem (unreadable, not JSON, a key given twice, another schema or version, another ranker or
-catalogue, a prior of the wrong length, negative, non-finite or not summing to 1, a malformed history) raises
-`MemoryFileError`, naming the file, what is wrong and the fix. Writing (`write_memory`) is atomic
-(`policies.atomic`): a reader or a crash sees the old file or the new one, never half of one.
+other problem (unreadable, not JSON, a key given twice or one the format lacks, another schema or
+version, another ranker or catalogue, a prior of the wrong length, negative, non-finite or not summing
+to 1, a malformed history) raises `MemoryFileError`, naming the file, what is wrong and the fix.
+Writing (`write_memory`) is atomic (`policies.atomic`): a reader or a crash sees the old file or the
+new one, never half of one.
 Deleting the file forgets the person. Plain JSON only, never pickle.
 
 ``home`` (optional, added in session 26 without a version change: a file without it reads as before)
@@ -66,6 +67,25 @@ HISTORY_KEPT = 10
 """Beliefs kept in a file's history (the most recent)."""
 SUM_TOLERANCE = 1e-6
 """How far a stored prior's sum may lie from 1."""
+FILE_KEYS = (
+    "schema",
+    "version",
+    "dataset",
+    "catalog",
+    "ranker",
+    "user",
+    "prior",
+    "home",
+    "conversations",
+    "history",
+)
+"""The keys a memory file may hold (``home`` is optional); any other is refused, not ignored."""
+CATALOG_KEYS = ("users", "items", "aspects")
+"""The keys of a file's ``catalog`` entry."""
+RANKER_KEYS = ("fingerprint", "personas", "name")
+"""The keys of a file's ``ranker`` entry."""
+BELIEF_KEYS = ("conversation", "ended", "prior")
+"""The keys of an entry of a file's ``history``."""
 FORGET = "delete it to forget this person (the next chat starts from the ranker's prior)"
 """The fix for a damaged file."""
 
@@ -302,6 +322,7 @@ def memory_from_json(data: object, path: Path, context: MemoryContext) -> Memory
             f"has format version {version!r}; this crs reads version {MEMORY_VERSION}",
             f"use the crs that wrote it, or {FORGET}",
         )
+    _refuse_unknown_keys(data, FILE_KEYS, path, "the file")
     _check_context(data, path, context)
     user = _integer(data.get("user"), path, "user")
     if user >= context.n_users:
@@ -322,6 +343,7 @@ def memory_from_json(data: object, path: Path, context: MemoryContext) -> Memory
         where = f"history[{n}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("ended"), str):
             raise MemoryFileError(path, f"{where} must be an object with conversation, ended and prior")
+        _refuse_unknown_keys(entry, BELIEF_KEYS, path, where)
         history.append(
             Belief(
                 _integer(entry.get("conversation"), path, f"{where}.conversation"),
@@ -340,6 +362,8 @@ def _check_context(data: dict[str, Any], path: Path, context: MemoryContext) -> 
     dataset, catalog, ranker = data.get("dataset"), data.get("catalog"), data.get("ranker")
     if not isinstance(catalog, dict) or not isinstance(ranker, dict):
         raise MemoryFileError(path, "lacks its catalog or ranker entry")
+    _refuse_unknown_keys(catalog, CATALOG_KEYS, path, "catalog")
+    _refuse_unknown_keys(ranker, RANKER_KEYS, path, "ranker")
     if dataset != context.dataset:
         raise MemoryFileError(
             path,
@@ -364,6 +388,18 @@ def _check_context(data: dict[str, Any], path: Path, context: MemoryContext) -> 
             "ranker's personas",
             f"chat with the ranker it was made with (--ranker {made}), pass another --memory file, "
             f"or {FORGET}",
+        )
+
+
+def _refuse_unknown_keys(data: dict[str, Any], known: tuple[str, ...], path: Path, where: str) -> None:
+    """Refuse a key the format does not have: a hand edit's typo (``"priors"``) would otherwise be ignored
+    in silence and the chat go on from the old value."""
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise MemoryFileError(
+            path,
+            f"{where} holds the unknown key {unknown[0]!r} (its keys are {', '.join(known)})",
+            f"correct or remove that key, or {FORGET}",
         )
 
 

@@ -167,6 +167,14 @@ def damaged(data: dict[str, Any], change: str) -> Any:
         data["home"] = 1.5
     elif change == "home not a number":
         data["home"] = "most likely"
+    elif change == "a misspelt key":
+        data["priors"] = [0.0, 1.0]
+    elif change == "an unknown catalogue key":
+        data["catalog"]["genres"] = 3
+    elif change == "an unknown ranker key":
+        data["ranker"]["seed"] = 3
+    elif change == "an unknown history key":
+        data["history"][1]["accepted"] = 5
     elif change == "not an object":
         return [data]
     return data
@@ -195,6 +203,10 @@ PROBLEMS = {
     "not an object": "must hold a JSON object, not list",
     "home out of range": "home must be a number in [0, 1], not 1.5",
     "home not a number": "home must be a number in [0, 1], not 'most likely'",
+    "a misspelt key": "the file holds the unknown key 'priors' (its keys are schema, version,",
+    "an unknown catalogue key": "catalog holds the unknown key 'genres' (its keys are users, items, aspects)",
+    "an unknown ranker key": "ranker holds the unknown key 'seed' (its keys are fingerprint, personas, name)",
+    "an unknown history key": "history[1] holds the unknown key 'accepted' (its keys are conversation,",
 }
 
 
