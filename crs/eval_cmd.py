@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,6 +15,7 @@ from crs.app.run_folder import EvalSummary
 from crs.app.sessions import check_session_options, run_session_evaluation
 from crs.app.settings import MAX_SEED
 from crs.common import (
+    EXIT_INTERRUPTED,
     DataDirOption,
     DatasetOption,
     PolicyOption,
@@ -167,22 +170,23 @@ def eval_command(
             },
         )
         assert sessions is not None and regime is not None and memory is not None  # checked above
-        summary, _, folder = run_session_evaluation(
-            policy=policy,
-            ranker=ranker,
-            regime=regime,
-            sessions=sessions,
-            sequences=episodes,
-            memory=memory,
-            seed=seed,
-            memory_update=memory_update,
-            world_seed=world_seed,
-            dataset=dataset,
-            data_dir=data_dir,
-            split=split,
-            out=out,
-            overwrite=overwrite,
-        )
+        with _say_when_interrupted():
+            summary, _, folder = run_session_evaluation(
+                policy=policy,
+                ranker=ranker,
+                regime=regime,
+                sessions=sessions,
+                sequences=episodes,
+                memory=memory,
+                seed=seed,
+                memory_update=memory_update,
+                world_seed=world_seed,
+                dataset=dataset,
+                data_dir=data_dir,
+                split=split,
+                out=out,
+                overwrite=overwrite,
+            )
         console.print(sessions_table(summary))
         print_notes(summary.notes)
         console.print(
@@ -204,14 +208,15 @@ def eval_command(
         user=user,
         world_seed=world_seed,
     )
-    result = run_evaluation(
-        spec,
-        out=out,
-        workers=workers if workers is not None or address is not None else 1,
-        backend=backend,
-        address=address,
-        overwrite=overwrite,
-    )
+    with _say_when_interrupted():
+        result = run_evaluation(
+            spec,
+            out=out,
+            workers=workers if workers is not None or address is not None else 1,
+            backend=backend,
+            address=address,
+            overwrite=overwrite,
+        )
     summary = result.summary
     title = (
         f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}"
@@ -225,6 +230,19 @@ def eval_command(
         f"records in [bold]{escape(str(result.out))}[/] "
         f"(episodes.jsonl, summary.json)"
     )
+
+
+@contextmanager
+def _say_when_interrupted() -> Iterator[None]:
+    """Turn Ctrl-C during an evaluation into a line saying what it left, and the exit of Ctrl-C."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/]: no conversation was recorded (an evaluation writes its records only "
+            "once it ends) and the output folder holds what it held before; run the command again"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def print_notes(notes: tuple[str, ...]) -> None:

@@ -15,6 +15,7 @@ from crs.app.settings import make_settings
 from crs.app.training import run_training
 from crs.cli import app
 from envs import evaluation_indices, make_env
+from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
 
 runner = CliRunner()
@@ -249,3 +250,33 @@ def test_session_options_accept_what_returning_users_take(monkeypatch: pytest.Mo
     result = runner.invoke(app, [*args, "--user", "persona", "-o", str(tmp_path / "x")])
     assert isinstance(result.exception, AppReachedError), result.output
     assert seen["sessions"] == 4
+
+
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make the env's `n`-th step from now raise KeyboardInterrupt, as Ctrl-C there would."""
+    step, steps = ConversationEnv.step, []
+
+    def interrupted(self: ConversationEnv, action: dict[str, Any]) -> Any:
+        steps.append(action)
+        if len(steps) == n:
+            raise KeyboardInterrupt
+        return step(self, action)
+
+    monkeypatch.setattr(ConversationEnv, "step", interrupted)
+
+
+def test_ctrl_c_says_nothing_was_recorded_and_keeps_the_earlier_evaluation(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in the middle of an --overwrite evaluation (at the env's 30th step) exits 130 saying that
+    nothing was recorded, and the earlier evaluation's files are as they were (`crs eval --sessions`:
+    tests/crs/test_sessions_eval.py)."""
+    out = tmp_path / "e"
+    command = ["eval", "--policy", "ask-2", "-n", "20", "--out", str(out)]
+    assert runner.invoke(app, command).exit_code == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    interrupt_at_step(monkeypatch, 30)
+    result = runner.invoke(app, [*command, "--overwrite"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted: no conversation was recorded" in " ".join(result.output.split())
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before

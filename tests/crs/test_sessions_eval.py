@@ -34,6 +34,7 @@ from policies.pretrain.ranker import PersonaRanker
 from simulators import Catalog, make_persona_world
 from simulators.errors import CRSError
 from simulators.returning import Regime, returning_sequences
+from tests.crs.test_eval_cmd import interrupt_at_step
 from tests.crs.tiny_runs import pretrain_tiny
 
 runner = CliRunner()
@@ -283,6 +284,15 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
     again = [*args, "--memory", "update", "-n", "5", "--split", "tset", "-o", str(out), "--overwrite"]
     failed = runner.invoke(app, again)
     assert failed.exit_code == 2 and "tset" in failed.output, failed.output
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    # so does one interrupted by Ctrl-C (at the env's 30th step), which says that nothing was recorded
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        interrupt_at_step(monkeypatch, 30)
+        interrupted = runner.invoke(
+            app, [*args, "--memory", "update", "-n", "5", "-o", str(out), "--overwrite"]
+        )
+    assert interrupted.exit_code == 130, interrupted.output
+    assert "interrupted: no conversation was recorded" in " ".join(interrupted.output.split())
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
 
 
