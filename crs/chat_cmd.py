@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from crs.app.evaluation import policy_setting, resolve_policy
+from crs.app.evaluation import policy_setting, ranker_input, resolve_policy
 from crs.app.settings import MAX_SEED
 from crs.chat import ChatError, choose_goal, policy_with_memory, run_chat
 from crs.chat.memory import PERSONA_RANKER_FIX
@@ -158,7 +158,7 @@ def check_transcript_outside_inputs(
         raise ChatError(f"--memory and --transcript are both {memory}; give them different files")
     inputs = [
         ("--policy run", Path(policy) if Path(policy).is_dir() else None),
-        ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+        ranker_input(ranker),
         ("data folder", data_dir_input(data_dir)),
     ]
     for what, folder in inputs:

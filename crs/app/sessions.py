@@ -53,6 +53,7 @@ from crs.app.evaluation import (
     claim_evaluation_output,
     evaluated_ranker_identity,
     evaluation_progress,
+    ranker_input,
     refuse_ranker_for_run,
     run_ranker_name,
 )
@@ -792,7 +793,7 @@ def run_session_evaluation(
     refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else
         out,
         [
-            ("--ranker artifact", Path(ranker) if ranker and Path(ranker).is_dir() else None),
+            ranker_input(ranker),
             ("data folder", data_dir_input(data_dir)),
         ],
         inside=True,

@@ -69,6 +69,10 @@ def test_a_transcript_inside_a_folder_the_chat_reads_is_refused(tmp_path: Path) 
             check_transcript_outside_inputs(transcript, policy, ranker_arg, data_dir, None)
     # beside them, not inside: accepted
     check_transcript_outside_inputs(tmp_path / "t.json", str(run), str(ranker), str(data), None)
+    # and with the suffixes and prefix a ranker may be written with (the same folder, parsed)
+    for form in ("{}+profile", "artifact:{}"):
+        with pytest.raises(ChatError, match="lies in the --ranker artifact"):
+            check_transcript_outside_inputs(ranker / "t.json", "ask-4", form.format(ranker), None, None)
 
 
 def test_a_transcript_that_is_the_memory_file_by_another_spelling_is_refused(

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import EvalSummary, TrainSummary
+from crs.app.sessions import run_session_evaluation
 from crs.app.settings import make_settings
 from crs.app.training import (
     FIT_CONVERSATIONS,
@@ -125,18 +126,33 @@ def test_a_rules_transe_ranker_is_read_from_the_data_dir_given(
     assert result.summary.ranker == "transe" and result.summary.episodes == 2
 
 
+@pytest.mark.parametrize("sessions", [False, True], ids=["conversations", "returning users"])
 @pytest.mark.parametrize("form", ["{}", "{}+profile", "artifact:{}"])
 def test_an_output_inside_a_ranker_artifact_is_refused_however_the_ranker_is_written(
-    artifact: Path, form: str, tmp_path: Path
+    artifact: Path, form: str, sessions: bool, tmp_path: Path
 ) -> None:
-    """An evaluation never writes inside the ranker artifact it reads, whether --ranker names the folder
-    bare, with a suffix or with the ``artifact:`` prefix (the same folder, parsed); guards against the
-    check taking --ranker as typed for a path."""
+    """An evaluation, of conversations or of returning users' sessions, never writes inside the ranker
+    artifact it reads, whether --ranker names the folder bare, with a suffix or with the ``artifact:``
+    prefix (the same folder, parsed); guards against the check taking --ranker as typed for a path."""
     copy = tmp_path / "artifact"
     shutil.copytree(artifact, copy)
+    ranker, out = form.format(copy), copy / "eval"
     with pytest.raises(OutputOverInputError, match="lies inside the --ranker artifact"):
-        run_evaluation("ask-2", ranker=form.format(copy), episodes=2, out=copy / "eval", show_progress=False)
-    assert not (copy / "eval").exists()
+        if sessions:
+            run_session_evaluation(
+                policy="ask-2",
+                ranker=ranker,
+                regime="stable",
+                sessions=2,
+                sequences=2,
+                memory="update",
+                seed=1,
+                out=out,
+                show_progress=False,
+            )
+        else:
+            run_evaluation("ask-2", ranker=ranker, episodes=2, out=out, show_progress=False)
+    assert not out.exists()
 
 
 def test_crs_eval_prints_the_catalogues_notes(tmp_path: Path) -> None:
