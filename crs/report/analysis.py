@@ -900,15 +900,20 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         verdicts[where if datasets.count(dataset) > 1 else dataset] = verdict
         sentences.append(text)
     if not sentences:
-        tops = [max(t.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean)) for t in tables]
-        best = [
-            f"{top.label} ({PRIMARY} {_fmt(top.metrics[PRIMARY])}) on {t.test_set.dataset_label}"
-            + (f", table {i + 1}" if len(tables) > 1 else "")
-            for i, (t, top) in enumerate(zip(tables, tops, strict=True))
-        ]
+        best = []
+        for number, table in enumerate(tables, 1):
+            top = max(table.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean))
+            where = f" on {table.test_set.dataset_label}" + (f", table {number}" if len(tables) > 1 else "")
+            figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
+            if len(table.rows) > 1:
+                the = "The" if number == 1 else "the"
+                best.append(
+                    f"{the} best by {PRIMARY} among the policies compared{where} is {top.label} ({figure})"
+                )
+            else:  # one policy: nothing to be best among
+                best.append(f"{top.label} alone was evaluated{where} ({figure})")
         return (
-            f"Among the policies compared, the best by {PRIMARY} is "
-            + "; ".join(best)
+            "; ".join(best)
             + ". Whether persona and aspect attention work better together than apart needs a trained full "
             "model and its ablations (train runs with persona_attention / aspect_attention switched off, "
             "evaluated on the same test conversations): add those `crs train` runs to the inputs.",

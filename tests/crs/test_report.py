@@ -574,8 +574,10 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     inputs = load_inputs([runs["ask-4-s1"], runs["max-entropy-s1"]])
     tables, _ = build_tables(inputs.evals)
     text, verdicts = answer(tables)
-    assert verdicts == {} and text.startswith("Among the policies compared, the best by SR@15 is")
+    assert verdicts == {} and text.startswith("The best by SR@15 among the policies compared on ")
     assert "needs a trained full model and its ablations" in text
+    alone, _ = answer(build_tables(load_inputs([runs["ask-4-s1"]]).evals)[0])  # nothing to be best among
+    assert alone.startswith("ask-4 alone was evaluated on ") and "best" not in alone
 
 
 def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(ablations, tmp_path) -> None:
