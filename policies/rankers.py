@@ -227,36 +227,51 @@ class RankerSpec:
                 after a ranker that is not a persona ranker, a weight W or a T that is not a finite number
                 above 0.
         """
-        head, weight = _positive_suffix(text, SPLIT_SUFFIX, "question temperature", 1.0)
+        return cls._parse(text, text)
+
+    @classmethod
+    def _parse(cls, text: str, whole: str) -> RankerSpec:
+        """`parse` of `text`, a part of the spec `whole` (what errors quote: all the user wrote)."""
+        head, weight = _positive_suffix(text, SPLIT_SUFFIX, "question temperature", 1.0, whole)
         if head:
-            inner = _once(text, SPLIT_SUFFIX, cls.parse(head), lambda spec: spec.questions == "split")
+            inner = _once(
+                whole, SPLIT_SUFFIX, cls._parse(head, whole), lambda spec: spec.questions == "split"
+            )
             return replace(inner, questions="split", question_temperature=weight)
-        head, weight = _positive_suffix(text, POPULARITY_SUFFIX, "popularity weight", POPULARITY_WEIGHT)
+        head, weight = _positive_suffix(
+            text, POPULARITY_SUFFIX, "popularity weight", POPULARITY_WEIGHT, whole
+        )
         if head:
-            inner = _once(text, POPULARITY_SUFFIX, cls.parse(head), lambda spec: spec.popularity_weight > 0)
+            inner = _once(
+                whole, POPULARITY_SUFFIX, cls._parse(head, whole), lambda spec: spec.popularity_weight > 0
+            )
             return replace(inner, popularity_weight=weight)
-        head, weight = _positive_suffix(text, OPENING_SUFFIX, "opening weight", OPENING_WEIGHT)
+        head, weight = _positive_suffix(text, OPENING_SUFFIX, "opening weight", OPENING_WEIGHT, whole)
         if head:
-            inner = _once(text, OPENING_SUFFIX, cls.parse(head), lambda spec: spec.opening_weight > 0)
+            inner = _once(
+                whole, OPENING_SUFFIX, cls._parse(head, whole), lambda spec: spec.opening_weight > 0
+            )
             return replace(inner, opening_weight=weight)
         head, profile_weight = _weighted_suffix(text, PROFILE_SUFFIX)
         if head:
             weight_of_profile = float(profile_weight or PROFILE_WEIGHT)
-            inner = _once(text, PROFILE_SUFFIX, cls.parse(head), lambda spec: spec.profile)
+            inner = _once(whole, PROFILE_SUFFIX, cls._parse(head, whole), lambda spec: spec.profile)
             return replace(inner, profile=True, profile_weight=weight_of_profile)
         head, mark, tail = text.rpartition(TEMPERATURE_MARK)
         if mark and head and _is_number(tail):
-            inner = _once(text, TEMPERATURE_MARK, cls.parse(head), lambda spec: spec.temperature != 1.0)
+            inner = _once(
+                whole, TEMPERATURE_MARK, cls._parse(head, whole), lambda spec: spec.temperature != 1.0
+            )
             return replace(inner, temperature=float(tail))
         if text in NAMES:
             return cls(text)
         kind, sep, where = text.partition(":")
         if sep and kind in ENTRY_KINDS:
             if not where:
-                raise CRSError(f"ranker {text!r} names no {kind} file or folder: use {ENTRY_CHOICES}")
+                raise CRSError(f"ranker {whole!r} names no {kind} file or folder: use {ENTRY_CHOICES}")
             return cls(kind, where)
         if not text.strip():
-            raise CRSError(f"ranker {text!r} is empty: use {CHOICES}")
+            raise CRSError(f"ranker {whole!r} is empty: use {CHOICES}")
         return cls("artifact", text)
 
     @classmethod
@@ -516,17 +531,18 @@ def _weighted_suffix(text: str, suffix: str) -> tuple[str, str]:
     return "", ""
 
 
-def _positive_suffix(text: str, suffix: str, what: str, default: float) -> tuple[str, float]:
+def _positive_suffix(text: str, suffix: str, what: str, default: float, whole: str) -> tuple[str, float]:
     """(head, W) when `text` is head + `suffix` (W `default`) or head + `suffix` + ":W"; ("", 0) otherwise.
 
     Raises:
-        CRSError: W, `what`, is 0 or below (for a prior's weight 0 would silently mean "no prior").
+        CRSError: W, `what`, is 0 or below (for a prior's weight 0 would silently mean "no prior"),
+            quoting `whole`, the spec `text` is part of.
     """
     head, weight = _weighted_suffix(text, suffix)
     if not head:
         return "", 0.0
     if weight and not float(weight) > 0:
-        raise CRSError(f"{what} {weight!r} in {text!r} must be above 0, e.g. {suffix}{WEIGHT_MARK}{default}")
+        raise CRSError(f"{what} {weight!r} in {whole!r} must be above 0, e.g. {suffix}{WEIGHT_MARK}{default}")
     return head, float(weight or default)
 
 

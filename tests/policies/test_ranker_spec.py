@@ -90,6 +90,22 @@ def test_a_ranker_part_given_twice_is_refused_not_overridden(text: str, mark: st
         RankerSpec.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("uniform+pop:-1+split", "popularity weight '-1' in 'uniform+pop:-1+split' must be above 0"),
+        ("uniform+open:0@0.5", "opening weight '0' in 'uniform+open:0@0.5' must be above 0"),
+        ("uniform+pop+pop+split", "ranker 'uniform+pop+pop+split' gives +pop twice"),
+        ("artifact:+profile", "ranker 'artifact:+profile' names no artifact file or folder"),
+    ],
+)
+def test_a_fault_in_one_part_of_a_ranker_quotes_all_of_it(text: str, said: str) -> None:
+    """The error quotes the spec as written, not the part left once later suffixes were read off (guards
+    against 'in \'uniform+pop:-1\'' for a spec the user wrote with +split after it)."""
+    with pytest.raises(CRSError, match=re.escape(said)):
+        RankerSpec.parse(text)
+
+
 @pytest.mark.parametrize(("text", "part"), [("uniform+bogus", "+bogus"), ("uniform+profile+pop+x:3", "+x")])
 def test_an_unknown_ranker_part_is_named(text: str, part: str) -> None:
     with pytest.raises(CRSError, match=f"{re.escape(part)} is not one of"):
