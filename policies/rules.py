@@ -53,6 +53,9 @@ RULE_POLICY_NAMES = (
     "probe-K-ask-N",
 )
 
+EVERY_SETTING_RULES = "ask-N, ask-until-K, max-entropy, abs-greedy, random, always-recommend"
+"""The rules that act in every setting (lookahead-D needs the binary one, probe-K-ask-N probes)."""
+
 
 class RulePolicy:
     """Base of the rule policies: a fixed preference ranker and helpers over the env's state."""
@@ -212,7 +215,8 @@ class ProbeThenAskPolicy(RulePolicy):
         if not env.offers_probes:
             raise CRSError(
                 f"{self.name} probes personas, which only the multiple-choice setting offers; this env is "
-                f"{env.setting!r}: use ask-N here"
+                f"{env.setting!r}: pass --setting multiple_choice where the dataset has it, or use a rule of "
+                f"every setting ({EVERY_SETTING_RULES})"
             )
 
     def best_probe(self, env: ConversationEnv) -> dict[str, Any] | None:
@@ -351,7 +355,8 @@ class LookaheadPolicy(RulePolicy):
         if env.setting != "binary" or env.candidate_rule != "all":
             raise CRSError(
                 f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}; "
-                f"use ask-N here"
+                f"pass --setting binary where the dataset has it, or use a rule of every setting "
+                f"({EVERY_SETTING_RULES})"
             )
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:

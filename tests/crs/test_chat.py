@@ -39,7 +39,7 @@ from envs.registry import make_env
 from envs.rollout import evaluate, evaluation_indices
 from policies.pretrain.ranker import PersonaRanker
 from policies.rankers import build_ranker
-from policies.rules import make_rule_policy
+from policies.rules import EVERY_SETTING_RULES, make_rule_policy
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
 from simulators.mcmipl import load_release
@@ -386,9 +386,11 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "could not write the transcript" in result.output
     assert "Traceback" not in result.output
     # a rule the setting does not suit is refused before the person types anything
+    # naming the setting that suits it and the rules that suit every one (not ask-N alone)
     result = runner.invoke(app, ["chat", "--policy", "lookahead-2"], input="jazz\n")
-    assert result.exit_code == 2 and "needs the binary setting" in " ".join(result.output.split())
-    assert "you>" not in result.output
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "needs the binary setting" in said and "pass --setting binary" in said
+    assert f"({EVERY_SETTING_RULES})" in said and "you>" not in result.output
 
 
 def test_a_transcript_path_that_is_no_regular_file_is_refused_even_with_overwrite(tmp_path: Path) -> None:

@@ -138,8 +138,12 @@ def test_probing_rules_need_a_persona_ranker_and_the_multiple_choice_setting(env
         make_rule_policy("probe-1-ask-6", PopularityRanker(env.catalog))
     binary = make_env("persona_world", split="test", setting="binary")
     binary.reset(seed=0)
-    with pytest.raises(CRSError, match="multiple-choice setting"):
+    with pytest.raises(CRSError, match="multiple-choice setting") as refused:
         make_rule_policy("probe-1-ask-6", TruthPersonaRanker(binary.catalog)).act(binary)
+    # the fix: the setting that offers probes, or a rule of every setting (not ask-N alone)
+    assert "pass --setting multiple_choice where the dataset has it, or use a rule of every setting " in str(
+        refused.value
+    )
 
 
 @pytest.fixture(scope="module")
