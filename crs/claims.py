@@ -17,7 +17,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -178,6 +178,9 @@ class FolderClaim:
         hint: How to proceed when the folder already holds results, e.g. "pass --resume".
         marks: Files every earlier output of the command holds (e.g. ``summary.json``), so that
             `overwrite` never empties a folder of something else.
+        owns: Whether a top-level entry is one the command writes: with `overwrite`, a folder that also
+            holds anything else is refused, so that what a user put beside an earlier output (notes,
+            another command's results) is never deleted. None: not checked.
         take_stale: Replace a lock whose process of this host is no longer running (a command that is
             rerun to continue, like `crs sweep`), instead of asking for its removal.
         defer: With `overwrite`, empty the folder only when the caller calls `clear` (right before it
@@ -201,6 +204,7 @@ class FolderClaim:
         hint: str = "",
         marks: tuple[str, ...] = (),
         defer: bool = False,
+        owns: Callable[[str], bool] | None = None,
         take_stale: bool = False,
     ) -> None:
         self.folder = folder
@@ -237,6 +241,13 @@ class FolderClaim:
                 raise OutputExistsError(
                     f"{what} {folder} holds {a_few(names)} but no {', '.join(missing)}, so it is not an "
                     f"earlier {what}; --overwrite only replaces one of those: choose another folder"
+                )
+            foreign = [name for name in names if owns is not None and not owns(name)]
+            if names and overwrite and foreign:
+                raise OutputExistsError(
+                    f"{what} {folder} holds {a_few(foreign)} besides an earlier {what}; --overwrite replaces "
+                    f"only what the command writes: move {'it' if len(foreign) == 1 else 'them'} out, or "
+                    "choose another folder"
                 )
             if names and overwrite:
                 self.pending = True

@@ -13,7 +13,7 @@ from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
 from crs.progress import LoggedProgress
-from policies.pretrain.config import CONFIG_FILE, NEGATIVE_POOLS, PERSONA_INITS, TrainConfig
+from policies.pretrain.config import ARTIFACT_FILES, CONFIG_FILE, NEGATIVE_POOLS, PERSONA_INITS, TrainConfig
 from policies.pretrain.graph import HOLDOUT_UNITS, check_holdout_unit
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec, check_dataset_name, pretrain_overlap
@@ -148,6 +148,7 @@ def pretrain_command(
         hint="pass --overwrite to replace them, or --out to write elsewhere",
         marks=(CONFIG_FILE,),
         defer=True,
+        owns=lambda name: name in ARTIFACT_FILES,
     ) as claim:
         _pretrain_into(out, catalog, config, claim, world_seed if catalog.truth is not None else None)
 

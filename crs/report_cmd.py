@@ -79,7 +79,7 @@ def report_command(
       crs report out/sweeps/rules --out out/report-rules
     """
     from crs.report import build_report, load_inputs, write_report  # matplotlib, scipy.stats load here
-    from crs.report.render import REPORT_MARK
+    from crs.report.render import REPORT_MARK, is_report_file
 
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
@@ -92,6 +92,7 @@ def report_command(
             overwrite=overwrite,
             hint="pass --overwrite to replace them, or --out to write elsewhere",
             marks=(REPORT_MARK,),
+            owns=is_report_file,
             defer=True,
         ) as claim:
             # built whole beside an earlier report, which is replaced only then: a build that fails

@@ -293,6 +293,7 @@ def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
         hint="pass --overwrite to replace them, or -o to write elsewhere",
         marks=(SUMMARY_FILE, EPISODES_FILE),
         defer=True,
+        owns=lambda name: name in (SUMMARY_FILE, EPISODES_FILE),
     )
 
 

@@ -23,6 +23,7 @@ from crs.report.ledger import InputLine, input_lines
 from crs.report.persona import PersonaAnalysis, analyse_personas, has_personas
 from crs.report.plots import (
     Plot,
+    figure_file,
     palette,
     plot_action_mix,
     plot_heatmap,
@@ -278,20 +279,18 @@ def build_report(
     report.colors = colors
 
     for index, table in enumerate(tables):
-        suffix = "" if index == 0 else f"_{index + 1}"
         report.table_plots[index] = [
-            plot_sr_curves(table, colors, out / f"sr_curves{suffix}.png"),
-            plot_turns(table, colors, out / f"turns{suffix}.png"),
-            plot_action_mix(table, out / f"action_mix{suffix}.png"),
+            plot_sr_curves(table, colors, figure_file(out, "sr_curves", index)),
+            plot_turns(table, colors, figure_file(out, "turns", index)),
+            plot_action_mix(table, figure_file(out, "action_mix", index)),
         ]
 
     report.sessions = session_comparisons(inputs.evals)
     for index, comparison in enumerate(report.sessions):
-        suffix = "" if index == 0 else f"_{index + 1}"
-        report.session_plots[index] = plot_sessions(comparison, out / f"sessions{suffix}.png")
+        report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 
     if any(run.curve is not None for run in inputs.trains):
-        report.learning = plot_learning_curves(train_groups, colors, out / "learning_curves.png")
+        report.learning = plot_learning_curves(train_groups, colors, figure_file(out, "learning_curves"))
     elif inputs.trains:
         report.unavailable["learning"] = "the train runs logged no evaluation curve"
     else:
@@ -358,8 +357,7 @@ def _persona_sections(
             )
             index = len(report.persona)
             report.persona.append(analysis)
-            suffix = "" if index == 0 else f"_{index + 1}"
-            plots = [plot_persona_usage(analysis, report.out / f"persona_usage{suffix}.png")]
+            plots = [plot_persona_usage(analysis, figure_file(report.out, "persona_usage", index))]
             if analysis.heatmap is not None:
                 truth = catalog.truth
                 plots.append(
@@ -367,7 +365,7 @@ def _persona_sections(
                         analysis,
                         None if truth is None else truth.persona_groups,
                         None if truth is None else [f"T{i} · {n}" for i, n in enumerate(truth.persona_names)],
-                        report.out / f"persona_heatmap{suffix}.png",
+                        figure_file(report.out, "persona_heatmap", index),
                     )
                 )
             report.persona_plots[index] = plots

@@ -40,6 +40,25 @@ MEMORY_COLORS: Mapping[str, str] = {"frozen": "#7f7f7f", "update": "#1f77b4", "o
 """Colour of each memory mode in the returning-user curves (others: the tab10 order)."""
 KIND_COLORS: Mapping[str, str] = {"ask": "#4c72b0", "probe": "#dd8452", "recommend": "#55a868"}
 DPI = 110
+FIGURES = (
+    "sr_curves",
+    "turns",
+    "action_mix",
+    "sessions",
+    "learning_curves",
+    "persona_usage",
+    "persona_heatmap",
+)
+"""The figures a report draws, by file stem (`figure_file`)."""
+
+
+def figure_file(out: Path, figure: str, index: int = 0) -> Path:
+    """Where figure `figure` (one of `FIGURES`) of the `index`-th table, comparison or persona analysis
+    goes: ``out/<figure>.png`` for the first, ``out/<figure>_<index + 1>.png`` for later ones (its PDF
+    beside it, `Plot.pdf`)."""
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; one of {FIGURES}")
+    return out / f"{figure}{'' if index == 0 else f'_{index + 1}'}.png"
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ from here.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from crs.report.build import Report
+from crs.report.plots import FIGURES
 from crs.report.render_html import to_html
 from crs.report.render_latex import to_latex
 from crs.report.render_markdown import to_markdown
@@ -31,6 +33,15 @@ __all__ = ["to_html", "to_latex", "to_markdown", "to_metrics", "write_report"]
 
 REPORT_MARK = "report.md"
 """The file every report output holds (`crs report --overwrite` replaces only a folder holding it)."""
+REPORT_FILES = (REPORT_MARK, "report.html", "metrics.json", "tables.tex")
+"""The text files every report writes (its figures: `crs.report.plots.FIGURES`)."""
+_FIGURE_FILE = re.compile(rf"(?:{'|'.join(FIGURES)})(?:_[0-9]+)?\.(?:png|pdf)")
+
+
+def is_report_file(name: str) -> bool:
+    """Whether a file named `name` is one `write_report` writes: `REPORT_FILES`, or a figure as PNG or PDF
+    (`crs.report.plots.figure_file`)."""
+    return name in REPORT_FILES or _FIGURE_FILE.fullmatch(name) is not None
 
 
 def write_report(report: Report) -> list[Path]:
@@ -45,5 +56,5 @@ def write_report(report: Report) -> list[Path]:
     plots += list(report.session_plots.values())
     if report.learning is not None:
         plots.append(report.learning)
-    files = [out / REPORT_MARK, out / "report.html", out / "metrics.json", out / "tables.tex"]
+    files = [out / name for name in REPORT_FILES]
     return files + [path for plot in plots for path in (plot.path, plot.pdf)]

@@ -17,16 +17,20 @@ from pathlib import Path
 import torch
 
 from policies.atomic import write_text_atomic
-from policies.pretrain.config import ARTIFACT_VERSION, CONFIG_FILE, ModelConfig, read_artifact_config
+from policies.pretrain.config import (
+    ARTIFACT_VERSION,
+    CONFIG_FILE,
+    EXPORT_FILE,
+    WEIGHTS_FILE,
+    ModelConfig,
+    read_artifact_config,
+)
 from policies.pretrain.graph import pretrain_split
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
 from policies.pretrain.train import PretrainResult, catalog_fingerprint
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
-
-WEIGHTS_FILE = "weights.pt"
-EXPORT_FILE = "ranker.pt"
 
 
 def save_artifact(

@@ -295,7 +295,6 @@ def test_a_failed_evaluation_releases_its_lock(tmp_path: Path, monkeypatch) -> N
 def test_eval_refuses_an_existing_output_and_replaces_it_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert runner.invoke(app, ["eval", "-n", "5", "--seed", "1", "-o", str(out)]).exit_code == 0
-    (out / "notes.txt").write_text("mine")
     before = files(out)
     result = runner.invoke(app, ["eval", "-n", "5", "--seed", "2", "-o", str(out)])
     assert refused(result, "already holds results", "--overwrite"), result.output
@@ -418,6 +417,31 @@ def test_overwrite_never_empties_a_folder_that_is_not_an_earlier_output_of_the_c
         shutil.copytree(earlier, tmp_path / "earlier")
         args[args.index(str(out))] = str(tmp_path / "earlier")
         assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["eval", "pretrain", "report"])
+def test_overwrite_refuses_an_earlier_output_holding_files_the_command_never_wrote(
+    tmp_path: Path, evaluation: Path, artifact: Path, command: str
+) -> None:
+    """An earlier output with a user's notes and another command's results beside it: --overwrite is
+    refused naming them, and every file stays (guards against emptying the whole folder); without them,
+    the earlier output is replaced."""
+    out = tmp_path / "earlier"
+    args = {
+        "eval": ["eval", "-n", "5", "-o", str(out)],
+        "pretrain": [*PRETRAIN, "--out", str(out)],
+        "report": ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"],
+    }[command]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "notes.txt").write_text("my own notes")
+    shutil.copytree(evaluation, out / "evals" / "mine")
+    before = files(out)
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert refused(result, "holds evals, notes.txt besides an earlier", "move them out"), result.output
+    assert files(out) == before
+    shutil.rmtree(out / "evals")
+    (out / "notes.txt").unlink()
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
 
 
 def test_report_refuses_a_negative_number_of_examples(tmp_path: Path, evaluation: Path) -> None:

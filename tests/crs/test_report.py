@@ -30,6 +30,7 @@ from crs.report.analysis import (
     train_summary_rows,
     unpaired_answer,
 )
+from crs.report.render import is_report_file
 from envs.metrics import MIN_PAIRED, EpisodeRecord, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics
 from envs.ranker import DialogueFacts
 from policies.rl.callbacks import EvalPoint
@@ -632,6 +633,8 @@ def test_cli_writes_every_file(runs, tmp_path) -> None:
         pdf = (out / name).with_suffix(".pdf").read_bytes()  # the same figure as vector PDF, for a paper
         assert pdf.startswith(b"%PDF-") and b"/CreationDate" not in pdf
     assert f"wrote {len(list(out.iterdir()))} files" in result.output  # every file written is counted
+    # and each is one `crs report --overwrite` may replace (what else the folder holds, it refuses to)
+    assert all(is_report_file(path.name) for path in out.iterdir()), sorted(out.iterdir())
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert "http://" not in html and "https://" not in html and "<script" not in html
