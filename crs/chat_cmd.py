@@ -98,8 +98,7 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
-    if transcript is not None:
-        check_transcript_outside_inputs(transcript, policy, ranker, data_dir, memory)
+    check_files_outside_inputs(transcript, policy, ranker, data_dir, memory)
     chat_memory = None
     commands = personal_commands(dataset, data_dir, policy, setting, world_seed)
     try:
@@ -144,29 +143,32 @@ def chat_command(
         raise typer.Exit(EXIT_STATUS[result.ended])
 
 
-def check_transcript_outside_inputs(
-    transcript: Path, policy: str, ranker: str | None, data_dir: str | None, memory: Path | None
+def check_files_outside_inputs(
+    transcript: Path | None, policy: str, ranker: str | None, data_dir: str | None, memory: Path | None
 ) -> None:
-    """Refuse a --transcript that is the --memory file or lies in a folder the chat reads, where it could
-    replace one of its files (e.g. a run's ``policy.json`` with ``--overwrite``).
+    """Refuse a --transcript that is the --memory file, and either lying in a folder the chat reads: the
+    transcript could replace one of its files, and the next `--overwrite` of that run or artifact would
+    delete either (a run's ``policy.json``, a person's memory).
 
     Raises:
-        ChatError: Naming the input and what to do.
+        ChatError: Naming the file, the input and what to do.
     """
-    target = transcript.resolve()
-    if memory is not None and memory.resolve() == target:
+    if transcript is not None and memory is not None and memory.resolve() == transcript.resolve():
         raise ChatError(f"--memory and --transcript are both {memory}; give them different files")
     inputs = [
         ("--policy run", Path(policy) if Path(policy).is_dir() else None),
         ranker_input(ranker),
         ("data folder", data_dir_input(data_dir)),
     ]
-    for what, folder in inputs:
-        if folder is not None and folder.exists() and target.is_relative_to(folder.resolve()):
-            raise ChatError(
-                f"--transcript {transcript} lies in the {what} {folder}, which this chat reads; "
-                "write the transcript outside it"
-            )
+    for option, path in (("--transcript", transcript), ("--memory", memory)):
+        for what, folder in inputs:
+            if path is None or folder is None or not folder.exists():
+                continue
+            if path.resolve().is_relative_to(folder.resolve()):
+                raise ChatError(
+                    f"{option} {path} lies in the {what} {folder}, which this chat reads; "
+                    f"keep the {option[2:]} file outside it"
+                )
 
 
 def personal_commands(
