@@ -63,7 +63,9 @@ def eval_command(
         "unless --overwrite.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Delete what the output folder holds and write the new evaluation there."
+        False,
+        "--overwrite",
+        help="Replace the earlier evaluation the output folder holds (refused if it holds other files too).",
     ),
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
     world_seed: int = typer.Option(

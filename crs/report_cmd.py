@@ -33,7 +33,9 @@ def report_command(
         "a folder holding one, or a folder inside one.",
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Delete what the output folder holds and write the new report there."
+        False,
+        "--overwrite",
+        help="Replace the earlier report the output folder holds (refused if it holds other files too).",
     ),
     data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
     examples: int = typer.Option(3, "--examples", min=0, help="Example dialogues to replay (0: none)."),
