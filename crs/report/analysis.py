@@ -905,8 +905,14 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             top = max(table.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean))
             where = f" on {table.test_set.dataset_label}" + (f", table {number}" if len(tables) > 1 else "")
             figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
-            if len(table.rows) > 1:
-                the = "The" if number == 1 else "the"
+            tied = [r.label for r in table.rows if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
+            the = "The" if number == 1 else "the"
+            if len(tied) > 1:  # no best to name
+                best.append(
+                    f"{the} best {PRIMARY} among the policies compared{where} is shared by "
+                    f"{', '.join(tied[:-1])} and {tied[-1]} ({figure})"
+                )
+            elif len(table.rows) > 1:
                 best.append(
                     f"{the} best by {PRIMARY} among the policies compared{where} is {top.label} ({figure})"
                 )

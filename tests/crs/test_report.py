@@ -3,6 +3,7 @@ differences, refusal to mix test sets, clear errors, train-run folders and the g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -579,6 +580,13 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     assert "needs a trained full model and its ablations" in text
     alone, _ = answer(build_tables(load_inputs([runs["ask-4-s1"]]).evals)[0])  # nothing to be best among
     assert alone.startswith("ask-4 alone was evaluated on ") and "best" not in alone
+    first, second = tables[0].rows[:2]  # the two at the same SR@15: no best is named
+    tie = dataclasses.replace(
+        tables[0], rows=type(tables[0].rows)([first, dataclasses.replace(second, metrics=first.metrics)])
+    )
+    shared, _ = answer([tie])
+    assert shared.startswith("The best SR@15 among the policies compared on ") and "best by" not in shared
+    assert f"is shared by {first.label} and {second.label} (SR@15 " in shared
 
 
 def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(ablations, tmp_path) -> None:
