@@ -258,8 +258,9 @@ def sessions_table(summary: EvalSummary) -> Table:
     block = summary.sessions
     assert block is not None  # written by run_session_evaluation
     table = Table(
-        title=f"{summary.policy}: {block.sequences} returning users x {block.sessions} sessions, regime "
-        f"{block.regime}, seed {summary.seed}, ranker {summary.ranker_label}",
+        title=f"{summary.dataset} / {summary.split}: {summary.policy}, {block.sequences} returning users x "
+        f"{block.sessions} sessions, regime {block.regime}, seed {summary.seed}, {summary.setting} setting, "
+        f"ranker {summary.ranker_label}",
         caption="tracking: the memory's most likely persona before the session is the session's active "
         "one (dominant: the mixture's largest); last time: it is the previous session's active one, as "
         "`crs chat --memory` says when it opens",

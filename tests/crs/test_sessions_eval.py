@@ -262,6 +262,8 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
     result = runner.invoke(app, [*args, "--memory", "update", "-n", "5", "--seed", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "tracking" in result.output and "returning users" in result.output
+    title = " ".join(result.output.split())  # the table says what it measured, as a plain eval's does
+    assert "persona_world / test: ask-2" in title and "multiple_choice setting" in title, title
     summary = EvalSummary.read(out)
     assert summary.sessions is not None and summary.episodes == 15
     assert [row.session for row in summary.sessions.rows] == [0, 1, 2]
