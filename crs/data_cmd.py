@@ -74,7 +74,7 @@ def _summary_table(catalog: Catalog) -> Table:
         size = summary.split_sizes.get(split)
         table.add_row(f"{split} interactions", f"{size:,}" if size is not None else "[yellow]absent[/]")
     if catalog.taxonomy is None:
-        table.add_row("taxonomy", "none (binary questions on single aspects)")
+        table.add_row("taxonomy", "none (no categories over the aspects, so no enumerated setting)")
     else:
         tax = catalog.taxonomy
         assert tax.members is not None  # set in Taxonomy.__post_init__

@@ -50,6 +50,9 @@ def test_info_defaults_to_the_persona_world() -> None:
     assert "persona_world" in result.output
     assert f"{world.n_users:,}" in result.output and f"{len(world.split('train')):,}" in result.output
     assert "personas (ground truth)" in result.output
+    # no categories: no enumerated setting (it did say "binary questions", but the world asks multiple choice)
+    flat = " ".join(result.output.split())
+    assert "no enumerated setting" in flat and "binary questions" not in flat
 
 
 def test_info_seed_changes_the_world() -> None:
