@@ -51,8 +51,9 @@ def test_info_defaults_to_the_persona_world() -> None:
     assert f"{world.n_users:,}" in result.output and f"{len(world.split('train')):,}" in result.output
     assert "personas (ground truth)" in result.output
     # no categories: no enumerated setting (it did say "binary questions", but the world asks multiple choice)
-    flat = " ".join(result.output.split())
-    assert "no enumerated setting" in flat and "binary questions" not in flat
+    wide = runner.invoke(app, ["data", "info"], env={"COLUMNS": "300"}).output  # table cells unwrapped
+    assert "none (no categories over the aspects, so no enumerated setting)" in wide
+    assert "binary questions" not in wide
 
 
 def test_info_seed_changes_the_world() -> None:
