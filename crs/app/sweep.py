@@ -182,7 +182,10 @@ class SweepConfig(BaseModel):
     def _no_grid_keys_in_eval(cls, spec: EvalSpec | SessionSpec) -> EvalSpec | SessionSpec:
         grid = sorted(GRID_KEYS_OF_EVAL & spec.model_fields_set)
         if grid:
-            raise ValueError(f"{', '.join(grid)} come from the grid: list them under policies/datasets/seeds")
+            comes = "comes" if len(grid) == 1 else "come"
+            raise ValueError(
+                f"{', '.join(grid)} {comes} from the grid: list them under policies/datasets/seeds"
+            )
         return spec
 
     @field_validator("datasets")
@@ -418,7 +421,9 @@ def _describe(error: ValidationError, prefix: str = "", known: type[BaseModel] |
                 )
                 if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                     model = annotation
-            message += f" (known keys: {', '.join(model.model_fields)})"
+            # a block's keys the grid sets are refused there (`_no_grid_keys_in_eval`): not offered
+            keys = [key for key in model.model_fields if key not in GRID_KEYS_OF_EVAL or model is known]
+            message += f" (known keys: {', '.join(keys)})"
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)
 

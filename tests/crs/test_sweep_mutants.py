@@ -92,7 +92,7 @@ def test_a_repeated_grid_entry_is_refused_when_the_config_is_read(
         ("kind: train\nablations: {later: {seed: 4}}\n", "ablations.later.seed: comes from the grid"),
         ("ablations: {other: {seed: 3}}\n", "ablations.other.seed: comes from the grid; list it under"),
         ("ablations: {other: {policy: max-entropy}}\n", "ablations.other.policy: comes from the grid"),
-        ("eval: {dataset: lastfm}\n", "dataset come from the grid: list them under policies/datasets/seeds"),
+        ("eval: {dataset: lastfm}\n", "dataset comes from the grid: list them under policies/datasets/seeds"),
     ],
 )
 def test_a_grid_key_set_in_a_block_or_an_ablation_is_refused_not_ignored(

@@ -91,7 +91,7 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
     [
         (
             {"sessions": "{ranker: RANKER, memroy: update}"},
-            "sessions.memroy: Extra inputs are not permitted (known keys: policy, dataset, data_dir, ranker,",
+            "sessions.memroy: Extra inputs are not permitted (known keys: data_dir, ranker,",
         ),
         (
             {"ablations": "{frozen: {memory: frozen}, forgetful: {memory: forgetful}}"},
@@ -130,7 +130,7 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
             "sessions.regime: Input should be 'stable', 'drift',",
         ),
         ({"sessions": "{ranker: RANKER, sequences: .nan}"}, "sessions.sequences: nan is not a finite number"),
-        ({"sessions": "{ranker: RANKER, seed: 3}"}, "sessions: seed come from the grid"),
+        ({"sessions": "{ranker: RANKER, seed: 3}"}, "sessions: seed comes from the grid"),
         ({"ablations": "{a: {seed: 3}}"}, "ablations.a.seed: comes from the grid"),
         (
             {"ablations": "{a: {memory: update}, b: {memory: update}}"},
