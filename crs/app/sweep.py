@@ -236,8 +236,12 @@ class SweepConfig(BaseModel):
     def _consistent(self) -> SweepConfig:
         if self.kind == "train" and self.policies is not None:
             raise ValueError("policies: not used by kind 'train' (each task trains the RL policy); remove it")
-        if self.kind != "sessions" and "sessions" in self.model_fields_set:
-            raise ValueError(f"sessions: used by kind 'sessions' only, not {self.kind!r}; remove it")
+        for block in ("eval", "train", "sessions"):  # each kind reads one block: another would be ignored
+            if block != self.kind and block in self.model_fields_set:
+                raise ValueError(
+                    f"{block}: not used by kind {self.kind!r} (its settings are the {self.kind}: block); "
+                    "remove it"
+                )
         for name in self.ablations:
             if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?", name):
                 raise ValueError(
@@ -285,13 +289,8 @@ class SweepConfig(BaseModel):
                         raise ValueError(f"{key}: {error}") from None
 
     def _check_sessions_kind(self) -> None:
-        """Kind sessions: `SESSION_DATASETS` only, regimes real data has, no eval or train block, a persona
-        ranker for rule policies."""
-        for block in ("eval", "train"):
-            if block in self.model_fields_set:
-                raise ValueError(
-                    f"{block}: not used by kind 'sessions' (its settings are the sessions: block); remove it"
-                )
+        """Kind sessions: `SESSION_DATASETS` only, regimes real data has, a persona ranker for rule
+        policies."""
         other = [name for name in self.datasets if name not in SESSION_DATASETS]
         if other:
             raise ValueError(

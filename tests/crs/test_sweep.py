@@ -189,6 +189,21 @@ def test_nan_in_a_sweep_config_exits_2_before_any_task_starts(tmp_path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        ("policies: [ask-4]\ntrain: {steps: 100}\neval: {episodes: 5}\n", "train: not used by kind 'eval'"),
+        ("kind: train\ntrain: {steps: 64}\neval: {episodes: 5}\n", "eval: not used by kind 'train'"),
+    ],
+)
+def test_a_block_another_kind_reads_is_refused_not_ignored(tmp_path, config: str, said: str) -> None:
+    """Each kind reads one block (eval, train or sessions): another one would be kept in sweep.json and
+    never used, so the config is refused before any task starts, naming the block."""
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 2 and said in output, output
+    assert not out.exists()
+
+
 def test_grid_is_datasets_x_policies_x_ablations_x_seeds(tmp_path) -> None:
     config = load_sweep_config(
         write(

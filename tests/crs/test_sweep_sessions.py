@@ -114,7 +114,7 @@ def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Pat
         ({"sessions": "{ranker: RANKER, sessions: 5000}"}, "sessions.sessions: Input should be less than or"),
         ({"train": "{steps: 128}"}, "train: not used by kind 'sessions'"),
         ({"eval": "{episodes: 5}"}, "eval: not used by kind 'sessions'"),
-        ({"kind": "eval"}, "sessions: used by kind 'sessions' only, not 'eval'; remove it"),
+        ({"kind": "eval"}, "sessions: not used by kind 'eval' (its settings are the eval: block); remove it"),
         ({"sessions": "{regime: switch}"}, "sessions.ranker: the rule policy 'ask-2' needs a persona ranker"),
         ({"sessions": "{ranker: popularity}"}, "sessions.ranker: 'popularity' has no personas"),
         (
