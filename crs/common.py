@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -106,6 +107,17 @@ METRIC_ORDER = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 
 EXIT_INTERRUPTED = 130
 """Exit status of a command interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+
+
+@contextlib.contextmanager
+def say_when_interrupted(left: str) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into the line "interrupted: `left`" (what the command leaves) and the
+    exit status of Ctrl-C."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: {left}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -15,7 +13,6 @@ from crs.app.run_folder import EvalSummary
 from crs.app.sessions import check_session_options, run_session_evaluation
 from crs.app.settings import MAX_SEED
 from crs.common import (
-    EXIT_INTERRUPTED,
     DataDirOption,
     DatasetOption,
     PolicyOption,
@@ -24,6 +21,7 @@ from crs.common import (
     console,
     friendly_errors,
     metrics_table,
+    say_when_interrupted,
 )
 from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
@@ -31,6 +29,10 @@ from policies.memory import DEFAULT_RULE, MEMORY_MODES, MEMORY_UPDATES
 from simulators.datasets import PERSONA_WORLD
 from simulators.returning import REGIMES
 
+NOTHING_RECORDED = (
+    "no conversation was recorded (an evaluation writes its records only once it ends) and the output "
+    "folder holds what it held before; run the command again"
+)
 ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
 
 
@@ -172,7 +174,7 @@ def eval_command(
             },
         )
         assert sessions is not None and regime is not None and memory is not None  # checked above
-        with _say_when_interrupted():
+        with say_when_interrupted(NOTHING_RECORDED):
             summary, _, folder = run_session_evaluation(
                 policy=policy,
                 ranker=ranker,
@@ -210,7 +212,7 @@ def eval_command(
         user=user,
         world_seed=world_seed,
     )
-    with _say_when_interrupted():
+    with say_when_interrupted(NOTHING_RECORDED):
         result = run_evaluation(
             spec,
             out=out,
@@ -232,19 +234,6 @@ def eval_command(
         f"records in [bold]{escape(str(result.out))}[/] "
         f"(episodes.jsonl, summary.json)"
     )
-
-
-@contextmanager
-def _say_when_interrupted() -> Iterator[None]:
-    """Turn Ctrl-C during an evaluation into a line saying what it left, and the exit of Ctrl-C."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print(
-            "[yellow]interrupted[/]: no conversation was recorded (an evaluation writes its records only "
-            "once it ends) and the output folder holds what it held before; run the command again"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def print_notes(notes: tuple[str, ...]) -> None:

@@ -11,7 +11,14 @@ from rich.table import Table
 
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
-from crs.common import DATA_DIR_HELP, DATASET_HELP, console, data_dir_input, friendly_errors
+from crs.common import (
+    DATA_DIR_HELP,
+    DATASET_HELP,
+    console,
+    data_dir_input,
+    friendly_errors,
+    say_when_interrupted,
+)
 from crs.progress import LoggedProgress
 from policies.pretrain.config import ARTIFACT_FILES, CONFIG_FILE, NEGATIVE_POOLS, PERSONA_INITS, TrainConfig
 from policies.pretrain.graph import HOLDOUT_UNITS, check_holdout_unit
@@ -141,15 +148,20 @@ def pretrain_command(
     config.model_config(catalog)  # validates K <= P and the model's size before any work
     check_holdout_unit(catalog, holdout_unit)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
-    with FolderClaim(
-        out,
-        "pre-training artifact folder",
-        overwrite=overwrite,
-        hint="pass --overwrite to replace them, or --out to write elsewhere",
-        marks=(CONFIG_FILE,),
-        defer=True,
-        owns=lambda name: name in ARTIFACT_FILES,
-    ) as claim:
+    with (
+        say_when_interrupted(
+            "no artifact was written (one is moved in only once whole); an earlier one is kept"
+        ),
+        FolderClaim(
+            out,
+            "pre-training artifact folder",
+            overwrite=overwrite,
+            hint="pass --overwrite to replace them, or --out to write elsewhere",
+            marks=(CONFIG_FILE,),
+            defer=True,
+            owns=lambda name: name in ARTIFACT_FILES,
+        ) as claim,
+    ):
         _pretrain_into(out, catalog, config, claim, world_seed if catalog.truth is not None else None)
 
 

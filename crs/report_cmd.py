@@ -12,7 +12,14 @@ from rich.markup import escape
 
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
-from crs.common import DATA_DIR_HELP, console, data_dir_input, friendly_errors, metrics_table
+from crs.common import (
+    DATA_DIR_HELP,
+    console,
+    data_dir_input,
+    friendly_errors,
+    metrics_table,
+    say_when_interrupted,
+)
 
 if TYPE_CHECKING:
     from crs.report.ledger import InputLine
@@ -86,7 +93,8 @@ def report_command(
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     started = time.perf_counter()
-    with console.status("building the report"):
+    interrupted = "no report was written (it is moved in only once whole) and an earlier one is kept"
+    with say_when_interrupted(interrupted), console.status("building the report"):
         loaded = load_inputs(inputs)  # unreadable inputs fail before the output is claimed (or emptied)
         with FolderClaim(
             out,

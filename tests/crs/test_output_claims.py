@@ -444,6 +444,38 @@ def test_overwrite_refuses_an_earlier_output_holding_files_the_command_never_wro
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
 
 
+@pytest.mark.parametrize("command", ["pretrain", "report"])
+def test_ctrl_c_says_nothing_was_written_and_keeps_the_earlier_output(
+    tmp_path: Path, evaluation: Path, artifact: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the artifact or report is built (a KeyboardInterrupt from the builder) exits 130
+    saying that nothing was written, and an --overwrite's earlier output is as it was (it stopped in
+    silence)."""
+    import crs.report
+    import policies.pretrain.train
+
+    out = tmp_path / "earlier"
+    args = {
+        "pretrain": [*PRETRAIN, "--out", str(out)],
+        "report": ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona"],
+    }[command]
+    if command == "pretrain":
+        shutil.copytree(artifact, out)
+    else:
+        assert runner.invoke(app, args).exit_code == 0
+    before = files(out)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    builder = {"pretrain": (policies.pretrain.train, "pretrain"), "report": (crs.report, "build_report")}
+    monkeypatch.setattr(*builder[command], interrupted)
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 130, result.output
+    assert says(result.output, "interrupted: no", "was written", "an earlier one is kept")
+    assert files(out) == before
+
+
 def test_report_refuses_a_negative_number_of_examples(tmp_path: Path, evaluation: Path) -> None:
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", str(evaluation), "--out", str(out), "--examples", "-1"])
