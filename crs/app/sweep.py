@@ -256,8 +256,22 @@ class SweepConfig(BaseModel):
             self._check_sessions_kind()  # its ranker: `SessionSpec` checks it
         else:
             self._check_rankers()
+        self._check_data_dirs()
         self._check_distinct_ablations()
         return self
+
+    def _check_data_dirs(self) -> None:
+        """A data_dir the config names is an existing folder, named by its key (else every task on real
+        data would fail when it runs, with a hint naming `--data-dir`, an option a sweep does not have)."""
+        for name in self.ablations:
+            key = (
+                f"ablations.{name}.data_dir"
+                if "data_dir" in self.ablations[name]
+                else f"{self.kind}.data_dir"
+            )
+            data_dir = self.settings(name, self.datasets[0], self.seeds[0]).get("data_dir")
+            if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+                raise ValueError(f"{key}: {data_dir} is not a folder; give the folder of the real datasets")
 
     def _check_distinct_ablations(self) -> None:
         """Two ablations with the same settings would run every task twice (and `crs report` pairs one

@@ -204,6 +204,22 @@ def test_a_block_another_kind_reads_is_refused_not_ignored(tmp_path, config: str
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ("datasets: [lastfm]\npolicies: [ask-4]\neval: {episodes: 5, data_dir: /nonexist}\n", "eval"),
+        ("kind: train\ndatasets: [lastfm]\ntrain: {steps: 64, data_dir: /nonexist}\n", "train"),
+        ("datasets: [lastfm]\nablations: {a: {}, b: {data_dir: /nonexist}}\n", "ablations.b"),
+    ],
+)
+def test_a_data_dir_that_is_no_folder_is_refused_by_its_key(tmp_path, config: str, key: str) -> None:
+    """Before any task starts, naming the config key (each task failed when it ran, with a hint naming
+    --data-dir, which a sweep does not have)."""
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 2 and f"{key}.data_dir: /nonexist is not a folder" in output, output
+    assert not out.exists()
+
+
 def test_grid_is_datasets_x_policies_x_ablations_x_seeds(tmp_path) -> None:
     config = load_sweep_config(
         write(
@@ -407,15 +423,16 @@ def test_a_task_that_raises_a_user_error_is_named_at_once_not_retried_and_the_ot
 ) -> None:
     from crs.cli import app
 
+    (tmp_path / "empty").mkdir()  # a data folder without lastfm/: its task fails when it runs
     config = write(
         tmp_path / "sweep.yaml",
-        f"datasets: [persona_world, lastfm]\neval: {{episodes: 10, data_dir: {tmp_path / 'nowhere'}}}\n",
+        f"datasets: [persona_world, lastfm]\neval: {{episodes: 10, data_dir: {tmp_path / 'empty'}}}\n",
     )
     out = tmp_path / "out"
     args = ["sweep", str(config), "--out", str(out), "--backend", "serial"]
     result = runner.invoke(app, args, env={"COLUMNS": "250"})
     assert result.exit_code == 1, result.output
-    # The data folder does not exist (a CRSError): retrying cannot help, so it is not retried.
+    # The data folder holds no lastfm (a CRSError): retrying cannot help, so it is not retried.
     assert "failed lastfm-ask-4-default-s1 after 1 attempt:" in result.output
     assert "retry lastfm" not in result.output
     assert "1 task(s) failed: lastfm-ask-4-default-s1" in result.output

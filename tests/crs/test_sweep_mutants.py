@@ -296,10 +296,11 @@ def test_each_eval_task_walks_the_conversations_of_its_own_seed(tmp_path: Path) 
 def test_a_rerun_after_a_failure_counts_only_finished_tasks_as_skipped(tmp_path: Path) -> None:
     """A task that failed is neither run now nor skipped as finished: the rerun's summary line must not
     count it among the tasks it skipped."""
+    (tmp_path / "empty").mkdir()  # a data folder without lastfm/: its task fails when it runs
     config = SweepConfig.model_validate(
         {
             "datasets": ["persona_world", "lastfm"],
-            "eval": {"episodes": 3, "data_dir": str(tmp_path / "nowhere")},
+            "eval": {"episodes": 3, "data_dir": str(tmp_path / "empty")},
         }
     )
     out = tmp_path / "sweep"
