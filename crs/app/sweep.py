@@ -806,12 +806,15 @@ def remove_stale_attempts(out: Path) -> int:
 
 
 def sweep_task_dirs(path: str | Path) -> list[Path]:
-    """The finished task folders of a sweep directory, sorted by name (unfinished attempts excluded).
+    """The finished task folders of a sweep directory, sorted by name (unfinished attempts excluded); none
+    for a sweep none of whose tasks finished (its ``sweep.json`` without ``runs/``).
 
     Raises:
-        CRSError: When `path` is not a sweep directory (no ``runs/`` folder).
+        CRSError: When `path` is not a sweep directory (no ``runs/`` folder nor ``sweep.json``).
     """
     runs = Path(path) / RUNS_DIR
+    if not runs.is_dir() and (Path(path) / SWEEP_FILE).is_file():
+        return []
     if not runs.is_dir():
         raise CRSError(f"{path} is not a sweep directory (no {RUNS_DIR}/ folder); run `crs sweep` first")
     return sorted(child for child in runs.iterdir() if not child.name.startswith(".") and is_finished(child))

@@ -138,6 +138,12 @@ def test_a_sweep_with_no_finished_task_or_mixed_test_sets(sweep, tmp_path) -> No
     shutil.copy(sweep / SWEEP_FILE, empty / SWEEP_FILE)
     with pytest.raises(CRSError, match=r"has no finished task \(1 unfinished, 3 not run\)"):
         load_inputs([empty])
+    # a sweep all of whose tasks failed has no runs/ folder: still a sweep, not "not a sweep directory"
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    shutil.copy(sweep / SWEEP_FILE, failed / SWEEP_FILE)
+    with pytest.raises(CRSError, match=r"has no finished task \(0 unfinished, 4 not run\)"):
+        load_inputs([failed])
     # Another persona world (world seed 1) is another test set: its own table, never a row of the sweep's.
     other = tmp_path / "world1"
     run_evaluation("ask-4", episodes=10, seed=1, out=other, world_seed=1, show_progress=False)
