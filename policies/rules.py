@@ -53,7 +53,9 @@ RULE_POLICY_NAMES = (
     "probe-K-ask-N",
 )
 
-EVERY_SETTING_RULES = "ask-N, ask-until-K, max-entropy, abs-greedy, random, always-recommend"
+EVERY_SETTING_RULES = ", ".join(
+    name for name in RULE_POLICY_NAMES if not name.startswith(("lookahead", "probe"))
+)
 """The rules that act in every setting (lookahead-D needs the binary one, probe-K-ask-N probes)."""
 
 

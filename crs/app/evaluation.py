@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.app.run_folder import EPISODES_FILE, SUMMARY_FILE, EvalSummary, write_episodes
+from crs.app.run_folder import EVAL_FILES, EvalSummary, write_episodes
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
@@ -291,9 +291,9 @@ def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
         "evaluation output",
         overwrite=overwrite,
         hint="pass --overwrite to replace them, or -o to write elsewhere",
-        marks=(SUMMARY_FILE, EPISODES_FILE),
+        marks=EVAL_FILES,
         defer=True,
-        owns=lambda name: name in (SUMMARY_FILE, EPISODES_FILE),
+        owns=lambda name: name in EVAL_FILES,
     )
 
 

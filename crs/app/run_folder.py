@@ -45,6 +45,8 @@ CURVE_JSONL = "eval.jsonl"
 SUMMARY_FILE = "summary.json"
 MODEL_CARD = "MODEL_CARD.md"
 EPISODES_FILE = "episodes.jsonl"
+EVAL_FILES = (SUMMARY_FILE, EPISODES_FILE)
+"""The files of an evaluation folder (`crs eval -o`), all it writes."""
 TEST_DIR = "tested"
 """A run's test comparison, one `crs eval`-style folder per policy (`write_test_folders`); not "test",
 which users may give `crs eval --out` for a run's own evaluation (`crs.report.inputs`)."""

@@ -813,9 +813,9 @@ def sweep_task_dirs(path: str | Path) -> list[Path]:
         CRSError: When `path` is not a sweep directory (no ``runs/`` folder nor ``sweep.json``).
     """
     runs = Path(path) / RUNS_DIR
-    if not runs.is_dir() and (Path(path) / SWEEP_FILE).is_file():
-        return []
     if not runs.is_dir():
+        if (Path(path) / SWEEP_FILE).is_file():  # a sweep none of whose tasks finished
+            return []
         raise CRSError(f"{path} is not a sweep directory (no {RUNS_DIR}/ folder); run `crs sweep` first")
     return sorted(child for child in runs.iterdir() if not child.name.startswith(".") and is_finished(child))
 

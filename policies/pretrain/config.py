@@ -19,11 +19,11 @@ from simulators.errors import CRSError
 ASPECT_MODES: tuple[str, ...] = ("attention", "uniform", "none")
 
 CONFIG_FILE = "config.json"
+"""A pre-training artifact's config (`policies.pretrain.artifact`): JSON, read without torch."""
 WEIGHTS_FILE = "weights.pt"
 EXPORT_FILE = "ranker.pt"
 ARTIFACT_FILES = (CONFIG_FILE, WEIGHTS_FILE, EXPORT_FILE)
 """The files of an artifact folder (`policies.pretrain.artifact.save_artifact` writes them)."""
-"""A pre-training artifact's config (`policies.pretrain.artifact`): JSON, read without torch."""
 
 
 @dataclass(frozen=True)
