@@ -23,6 +23,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+import crs.report
+import policies.pretrain.train
 from crs import claims
 from crs.app.evaluation import run_evaluation
 from crs.chat import run_chat
@@ -451,9 +453,6 @@ def test_ctrl_c_says_nothing_was_written_and_keeps_the_earlier_output(
     """Ctrl-C while the artifact or report is built (a KeyboardInterrupt from the builder) exits 130
     saying that nothing was written, and an --overwrite's earlier output is as it was (it stopped in
     silence)."""
-    import crs.report
-    import policies.pretrain.train
-
     out = tmp_path / "earlier"
     args = {
         "pretrain": [*PRETRAIN, "--out", str(out)],
