@@ -222,11 +222,7 @@ def eval_command(
             overwrite=overwrite,
         )
     summary = result.summary
-    title = (
-        f"{summary.dataset} / {summary.split}: {summary.episodes} conversations, seed {seed}"
-        f"{ORDER_TITLES.get(summary.order, '')}, "
-        f"{summary.setting} setting, ranker {summary.ranker_label}"
-    )
+    title = summary.label.describe(f", seed {seed}{ORDER_TITLES.get(summary.order, '')}")
     console.print(metrics_table(title, {summary.policy: result.metrics}))
     print_notes(summary.notes)
     console.print(

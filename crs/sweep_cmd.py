@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+from crs.app.run_folder import FigureLabel
 from crs.app.sweep import (
+    DEFAULT_NAME,
     RESULTS_FILE,
     RUNS_DIR,
     check_sweep_folder,
@@ -25,8 +27,14 @@ from crs.app.sweep import (
 from crs.common import EXIT_INTERRUPTED, console, friendly_errors, metrics_table
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
 from crs.progress import LoggedProgress
+from envs.metrics import MetricSummary
 
 EXIT_TASKS_FAILED = 1
+
+
+def _sweep_title(name: str) -> str:
+    """ "sweep <name>" in bold, or "sweep" alone for a config that gives no name."""
+    return "sweep" if name == DEFAULT_NAME else f"sweep [bold]{escape(name)}[/]"
 
 
 @friendly_errors
@@ -135,7 +143,7 @@ def sweep_command(
     already = finished_tasks(out, tasks)
     continued = f", continuing the runs of {escape(str(extend))}" if extend is not None else ""
     console.print(
-        f"sweep [bold]{escape(settings.name)}[/]: {len(tasks)} tasks{continued}, "
+        f"{_sweep_title(settings.name)}: {len(tasks)} tasks{continued}, "
         f"{len(already)} already finished in {escape(str(out))}",
         highlight=False,
     )
@@ -186,11 +194,19 @@ def sweep_command(
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
-    title = (
-        f"sweep {settings.name}: {len(outcome.rows)}/{len(outcome.planned)} tasks finished "
-        f"({len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished)"
+    this_run = f"{len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished"
+    if len(outcome.tasks) != len(outcome.planned):  # e.g. `--seeds` into a folder of more seeds
+        this_run = f"this run's {len(outcome.tasks)}: {this_run}"
+    console.print(
+        f"{_sweep_title(settings.name)}: {len(outcome.rows)}/{len(outcome.planned)} tasks finished "
+        f"({this_run})",
+        highlight=False,
     )
-    console.print(metrics_table(title, outcome.rows))
+    tables: dict[FigureLabel, dict[str, dict[str, MetricSummary]]] = {}
+    for name, metrics in outcome.rows.items():  # one table per dataset, split, setting, ranker, size
+        tables.setdefault(outcome.labels[name], {})[name] = metrics
+    for label, rows in tables.items():
+        console.print(metrics_table(label.describe(), rows))
     console.print(f"results in [bold]{escape(str(out))}[/] ({RESULTS_FILE}, {RUNS_DIR}/<task>/)")
     if outcome.failed:
         names = escape(", ".join(result.name for result in outcome.failed))

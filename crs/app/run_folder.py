@@ -480,6 +480,34 @@ class SessionsSummary:
 
 
 @dataclass(frozen=True)
+class FigureLabel:
+    """What a table of figures was measured on, which every figure must name.
+
+    Attributes:
+        dataset: Dataset name.
+        split: Split the conversations came from.
+        conversations: Conversations per row (a returning-user evaluation: every session of every user).
+        setting: The question setting ("binary", "multiple_choice", "enumerated"; "unknown" in files
+            written before it was recorded).
+        ranker: The ranker in words.
+    """
+
+    dataset: str
+    split: str
+    conversations: int
+    setting: str
+    ranker: str
+
+    def describe(self, after_conversations: str = "") -> str:
+        """The label in words, e.g. "lastfm / test: 600 conversations, binary setting, ranker transe";
+        `after_conversations` (e.g. ", seed 1") goes after the conversations."""
+        return (
+            f"{self.dataset} / {self.split}: {self.conversations:,} conversations{after_conversations}, "
+            f"{self.setting} setting, ranker {self.ranker}"
+        )
+
+
+@dataclass(frozen=True)
 class EvalSummary:
     """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
 
@@ -543,6 +571,10 @@ class EvalSummary:
     def ranker_label(self) -> str:
         """The ranker in words: a trained policy's as "run (its ranker)"."""
         return self.ranker if self.run_ranker is None else f"{self.ranker} ({self.run_ranker})"
+
+    @property
+    def label(self) -> FigureLabel:
+        return FigureLabel(self.dataset, self.split, self.episodes, self.setting, self.ranker_label)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -648,6 +680,11 @@ class TrainSummary:
     test: dict[str, MetricTable]
     conversations_per_second: dict[str, float]
     setting: str = ""
+
+    @property
+    def label(self) -> FigureLabel:
+        """The test table's label (the setting "unknown" in runs from before it was recorded)."""
+        return FigureLabel(self.dataset, "test", self.test_episodes, self.setting or "unknown", self.ranker)
 
     @property
     def trained_label(self) -> str:

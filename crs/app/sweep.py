@@ -8,7 +8,9 @@ is the only state; rerunning a sweep skips what it proves finished:
 ```
 DIR/
   sweep.json                  the config and the task list (every seed run into DIR)
-  results.json                the results table of every finished task (rewritten after each run)
+  results.json                the results table of every finished task (rewritten after each run):
+                              "rows" (task -> metrics), "labels" (task -> dataset, split,
+                              conversations, setting, ranker), "failed"
   runs/<task>/                a FINISHED task, moved into place by one atomic rename:
       task.json               its configuration (`SweepTask.to_dict`: kind, group, seed, settings, ...)
       done                    the completion marker (written before the rename)
@@ -26,8 +28,8 @@ worker, and records it as ``extends`` in its ``task.json``; OLD is only read.
 
 Workers return a task's files to the driver, which writes them (first into the hidden temporary
 folder, then one rename), so a cluster needs no shared filesystem and an interrupted sweep never
-leaves a folder that looks finished. `sweep_task_dirs`, `sweep_groups`, `read_task` and
-`read_metrics` are the readers for other commands (e.g. `crs report` on a sweep directory).
+leaves a folder that looks finished. `sweep_task_dirs`, `sweep_groups`, `read_task`, `read_figures`
+and `read_metrics` are the readers for other commands (e.g. `crs report` on a sweep directory).
 
 Config (YAML or TOML), every key optional:
 
@@ -89,7 +91,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,6 +102,7 @@ from crs.app.run_folder import (
     DONE_MARKER,
     TASK_FILE,
     EvalSummary,
+    FigureLabel,
     TrainSummary,
     sweep_command,
     task_rerun_fix,
@@ -123,6 +126,7 @@ RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
 SCRATCH_PREFIX = "crs-task-"  # a worker's scratch folder: crs-task-<its pid>-<random>
+DEFAULT_NAME = "sweep"  # a config without a name
 MAX_SWEEP_SEEDS = 10_000  # `--seeds` in one call: a typo like 0-4294967295 is refused, not expanded
 
 # Strict: a YAML `true` or `2.0` is not silently taken for an integer.
@@ -144,7 +148,7 @@ class SweepConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = "sweep"
+    name: str = DEFAULT_NAME
     kind: Literal["eval", "train", "sessions"] = Field(
         "eval",
         description="eval: `crs eval` per task; train: `crs train` per task (then its test table); "
@@ -974,14 +978,20 @@ def sweep_groups(path: str | Path) -> dict[str, list[Path]]:
     return {group: [p for _, p in sorted(members)] for group, members in sorted(groups.items())}
 
 
-def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
-    """The metrics of a finished task: its evaluation (eval; sessions: every session of every user), or its
-    trained policy's test row (train)."""
+def read_figures(path: str | Path) -> tuple[FigureLabel, dict[str, MetricSummary]]:
+    """The figures of a finished task and what they were measured on: its evaluation (eval; sessions:
+    every session of every user), or its trained policy's test row (train)."""
     folder = Path(path)
     if read_task(folder)["kind"] == "train":
         summary = TrainSummary.read(folder)
-        return summary.test[summary.trained_label]
-    return EvalSummary.read(folder).metrics
+        return summary.label, summary.test[summary.trained_label]
+    evaluation = EvalSummary.read(folder)
+    return evaluation.label, evaluation.metrics
+
+
+def read_metrics(path: str | Path) -> dict[str, MetricSummary]:
+    """The metrics of a finished task (`read_figures`)."""
+    return read_figures(path)[1]
 
 
 # ---------------------------------------------------------------------- running
@@ -1034,6 +1044,7 @@ class SweepOutcome:
         rows: Metrics of every finished task the sweep folder plans, earlier runs' seeds first (the
             results table).
         planned: Every task the sweep folder plans (``sweep.json``): this run's and earlier ones'.
+        labels: What each row of `rows` was measured on (dataset, split, conversations, setting, ranker).
     """
 
     tasks: list[SweepTask]
@@ -1042,6 +1053,7 @@ class SweepOutcome:
     failed: list[TaskResult]
     rows: dict[str, dict[str, MetricSummary]]
     planned: list[str]
+    labels: dict[str, FigureLabel] = field(default_factory=dict)
 
 
 def run_sweep(
@@ -1115,14 +1127,18 @@ def run_sweep(
             failed = [result for result in results if not result.ok]
         else:
             planned = _start_sweep_folder(out, config, tasks)
-        rows = {
-            name: read_metrics(task_dir(out, name)) for name in planned if is_finished(task_dir(out, name))
+        figures = {
+            name: read_figures(task_dir(out, name)) for name in planned if is_finished(task_dir(out, name))
         }
+        rows = {name: metrics for name, (_, metrics) in figures.items()}
+        labels = {name: label for name, (label, _) in figures.items()}
         write_json_atomic(
             out / RESULTS_FILE,
             {
                 "rows": {name: {k: vars(v) for k, v in metrics.items()} for name, metrics in rows.items()},
+                "labels": {name: asdict(label) for name, label in labels.items()},
                 "failed": [{"name": r.name, "attempts": r.attempts, "error": r.error} for r in failed],
             },
         )
-        return SweepOutcome(tasks, [t.name for t in tasks if t.name in finished], ran, failed, rows, planned)
+        finished_now = [t.name for t in tasks if t.name in finished]
+        return SweepOutcome(tasks, finished_now, ran, failed, rows, planned, labels)

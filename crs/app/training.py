@@ -887,8 +887,8 @@ def _show(
     tested = read_model_data(run_dir / BEST_MODEL).get("num_timesteps", "?")
     console.print(
         metrics_table(
-            f"{prepared.catalog.name} / test: {summary.test_episodes} conversations, the same for every "
-            f"policy; trained policy = best_model.zip from step {tested:,} of {session.timesteps:,}",
+            f"{summary.label.describe(' (the same for every policy)')}; "
+            f"trained policy = best_model.zip from step {tested:,} of {session.timesteps:,}",
             summary.test,
         )
     )

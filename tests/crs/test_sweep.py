@@ -285,12 +285,46 @@ def test_more_seeds_into_a_sweep_folder_run_only_the_new_seeds(tmp_path) -> None
     # a run of one more seed alone keeps the earlier seeds in the folder's plan and results table
     code, output, out = cli_sweep(tmp_path, config, "--backend", "serial", "--seeds", "4")
     assert code == 0, output
-    assert "4/4 tasks finished (1 run now, 0 skipped" in " ".join(output.split())
+    assert "4/4 tasks finished (this run's 1: 1 run now, 0 skipped" in " ".join(output.split())
     listing = json.loads((out / SWEEP_FILE).read_text())
     assert listing["config"]["seeds"] == [1, 2, 3, 4]
     assert [task["seed"] for task in listing["tasks"]] == [1, 2, 3, 4]
     results = json.loads((out / RESULTS_FILE).read_text())["rows"]
     assert sorted(results) == [f"persona_world-ask-4-default-s{s}" for s in (1, 2, 3, 4)]
+
+
+def test_the_sweep_table_names_what_each_row_was_measured_on(tmp_path) -> None:
+    """Rows of another setting or size are not mixed into one table without labels: each table's title
+    names the dataset, split, conversations, setting and ranker, and results.json holds them per task."""
+    config = (
+        "seeds: [1, 2]\npolicies: [ask-4]\neval: {episodes: 5}\n"
+        "ablations: {plain: {}, yesno: {setting: binary}, more: {episodes: 7}}\n"
+    )
+    code, output, out = cli_sweep(tmp_path, config, "--backend", "serial")
+    assert code == 0, output
+    assert "sweep: 6 tasks" in output and "sweep sweep" not in output  # a config without a name
+    titles = [
+        "persona_world / test: 5 conversations, multiple_choice setting, ranker popularity",
+        "persona_world / test: 5 conversations, binary setting, ranker popularity",
+        "persona_world / test: 7 conversations, multiple_choice setting, ranker popularity",
+    ]
+    text = " ".join(output.split())  # a title wraps at its table's width
+    starts = [text.index(title) for title in titles]
+    assert starts == sorted(starts)  # in grid order, the first ablation's table first
+    tables = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    task = "persona_world-ask-4-{}-s1"
+    for table, ablation in zip(tables, ["plain", "yesno", "more"], strict=True):
+        rows = {a: table.count(f"-ask-4-{a}-s") for a in ("plain", "yesno", "more")}  # a name may fold
+        assert rows == {a: 2 if a == ablation else 0 for a in rows}, table  # both seeds, nothing else
+    labels = json.loads((out / RESULTS_FILE).read_text())["labels"]
+    assert labels[task.format("yesno")] == {
+        "dataset": "persona_world",
+        "split": "test",
+        "conversations": 5,
+        "setting": "binary",
+        "ranker": "popularity",
+    }
+    assert [labels[task.format(name)]["conversations"] for name in ("plain", "more")] == [5, 7]
 
 
 def test_a_finished_task_with_damaged_files_is_named_before_any_task_runs(tmp_path) -> None:
