@@ -217,6 +217,14 @@ def run_ranker_name(policy: str, ranker_name: str) -> str | None:
     return run_ranker(policy).name if ranker_name == RUN_RANKER.name else None
 
 
+def resolved_ranker_name(ranker_name: str) -> str | None:
+    """summary.json's ``ranker_resolved``: the ranker with the file or folder it reads by a relative path
+    made absolute, so that a report run from another folder finds it; None when it reads none, or names
+    it by an absolute path already."""
+    absolute = RankerSpec.parse(ranker_name).resolve(Path.cwd()).name
+    return absolute if absolute != ranker_name else None
+
+
 def ranker_input(ranker: str | None) -> tuple[str, Path | None]:
     """The artifact folder or TransE file a ``--ranker`` reads, however it is written (bare, with
     suffixes such as ``+profile``, or as ``artifact:DIR``), labelled for `refuse_output_over_inputs`:
@@ -436,6 +444,7 @@ def run_evaluation(
             versions={"persona-crs": __version__, "python": platform.python_version()},
             run_ranker=own_ranker,
             ranker_identity=ranker_identity,
+            ranker_resolved=resolved_ranker_name(ranker_name),
         )
         claim.clear()
         write_episodes(out, records)

@@ -541,6 +541,10 @@ class EvalSummary:
             identity`; a trained policy's is its run's), so that a report reading it later, from
             another folder or after the artifact was replaced, tells rankers apart by what they were;
             None in files written before it existed.
+        ranker_resolved: `ranker` with the file or folder it reads by a relative path made absolute when
+            the evaluation ran (`crs.app.evaluation.resolved_ranker_name`), so that a report run from
+            another folder finds it; None when `ranker` reads none or names it absolutely (and in files
+            written before it existed).
     """
 
     policy: str
@@ -564,6 +568,7 @@ class EvalSummary:
     sessions: SessionsSummary | None = None
     run_ranker: str | None = None
     ranker_identity: str | None = None
+    ranker_resolved: str | None = None
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -586,8 +591,9 @@ class EvalSummary:
             data["sessions"] = self.sessions.to_dict()
         if self.run_ranker is None:
             del data["run_ranker"]  # a rule's summary names its ranker in "ranker"
-        if self.ranker_identity is None:
-            del data["ranker_identity"]
+        for optional in ("ranker_identity", "ranker_resolved"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
@@ -639,6 +645,7 @@ class EvalSummary:
                 else SessionsSummary.from_dict(data["sessions"], f"{where} [sessions]", fix),
                 run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
                 ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
+                ranker_resolved=None if data.get("ranker_resolved") is None else str(data["ranker_resolved"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None

@@ -164,7 +164,7 @@ def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
     path_of: dict[str, str] = {}  # ranker identity -> the first path naming it (copies are one ranker)
     for row in sorted(table.rows, key=lambda r: r.ablation != "full"):
         for run in row.runs:
-            for name in (run.ranker, run.train.pretrained if run.train is not None else None):
+            for name in (run.ranker_to_load, run.train.pretrained if run.train is not None else None):
                 artifact = _pretrain_artifact(name)
                 if artifact is not None:
                     path = path_of.setdefault(RankerSpec("artifact", str(artifact)).identity(), str(artifact))

@@ -109,7 +109,7 @@ def replay(
     # a trained policy and a run's own baselines are rebuilt from the run where it lies now, which may
     # not be where it trained (a moved folder, a sweep task trained in a scratch folder)
     spec = str(run.train.path) if run.train is not None else run.summary.policy_spec
-    ranker = None if run.ranker in ("", RUN_RANKER.name) else run.ranker_name
+    ranker = None if run.ranker in ("", RUN_RANKER.name) else run.ranker_to_load
     policy, _, _ = resolve_policy(spec, env, ranker, data_dir)
     seed = episode_seed(run.seed, record.goal_index)
     env.reset(seed=seed, options={"goal_index": record.goal_index})

@@ -222,6 +222,18 @@ class EvalRun:
         return self.ranker
 
     @property
+    def ranker_to_load(self) -> str:
+        """The ranker to rebuild from where the report runs: `ranker_name`, or, for one that read a file or
+        folder by a relative path, that path as the evaluation resolved it (summary.json's
+        ``ranker_resolved``) while it still exists."""
+        resolved = self.summary.ranker_resolved
+        if self.run_spec is None and resolved is not None:
+            path = RankerSpec.parse(resolved).path
+            if path is not None and path.exists():
+                return resolved
+        return self.ranker_name
+
+    @property
     def run_spec(self) -> RankerSpec | None:
         """The ranker of the train run this evaluation is bound to (`_bound_ranker`), else None."""
         bound = self._bound_ranker

@@ -349,3 +349,30 @@ def test_an_evaluation_records_the_ranker_it_started_with(tmp_path, monkeypatch)
         show_progress=False,
     )
     assert summary.ranker_identity == before != RankerSpec.parse(str(artifact)).identity()
+
+
+def test_a_report_from_another_folder_finds_an_artifact_an_evaluation_named_relatively(
+    tmp_path, monkeypatch
+) -> None:
+    """`crs eval --ranker art` records the folder it read by its absolute path too (summary.json's
+    ``ranker_resolved``; ``ranker`` stays as typed): a report run from another folder analyses that
+    ranker's personas and replays the dialogues with it."""
+    from crs.report import build_report
+    from policies.pretrain.artifact import save_artifact
+    from policies.pretrain.config import TrainConfig
+    from policies.pretrain.train import pretrain
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = TrainConfig(epochs=1, dim=8, layers=0, prototypes=3, seed=0, personas=3)
+    save_artifact(pretrain(load_catalog("persona_world", None, seed=0), config), work / "art")
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["eval", "-p", "ask-4", "--ranker", "art+profile", "-n", "6", "-o", "ev"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((work / "ev" / "summary.json").read_text())
+    assert (summary["ranker"], summary["ranker_resolved"]) == ("art+profile", f"{work / 'art'}+profile")
+
+    monkeypatch.chdir(elsewhere)
+    report = build_report([work / "ev"], elsewhere / "report", examples=1)
+    assert "persona" not in report.unavailable and "examples" not in report.unavailable, report.unavailable
+    assert [analysis.source for analysis in report.persona] == [str(work / "art")]
