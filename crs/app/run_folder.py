@@ -541,6 +541,9 @@ class EvalSummary:
             identity`; a trained policy's is its run's), so that a report reading it later, from
             another folder or after the artifact was replaced, tells rankers apart by what they were;
             None in files written before it existed.
+        world: The persona world's sizes that differ from its defaults (`simulators.datasets.DatasetSpec.
+            world`; a `crs train` run's test on a world of custom sizes); empty for the default world, real
+            data, and files written before it existed.
         ranker_resolved: `ranker` with the file or folder it reads by a relative path made absolute when
             the evaluation ran (`crs.app.evaluation.resolved_ranker_name`), so that a report run from
             another folder finds it; None when `ranker` reads none or names it absolutely (and in files
@@ -569,6 +572,7 @@ class EvalSummary:
     run_ranker: str | None = None
     ranker_identity: str | None = None
     ranker_resolved: str | None = None
+    world: tuple[tuple[str, int], ...] = ()
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -594,6 +598,10 @@ class EvalSummary:
         for optional in ("ranker_identity", "ranker_resolved"):
             if data[optional] is None:
                 del data[optional]
+        if self.world:
+            data["world"] = dict(self.world)
+        else:
+            del data["world"]  # the default world's files look as they always did
         return data
 
     @classmethod
@@ -646,6 +654,10 @@ class EvalSummary:
                 run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
                 ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
                 ranker_resolved=None if data.get("ranker_resolved") is None else str(data["ranker_resolved"]),
+                world=tuple(
+                    (str(key), _integer(value, f"{where} [world][{key}]", 1, None, fix))
+                    for key, value in sorted((data.get("world") or {}).items())
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CRSError(f"{where} is corrupt ({type(error).__name__}: {error}); {fix}") from None

@@ -794,6 +794,7 @@ def _test_summary(
         episodes=len(indices),
         seed=settings.seed,
         world_seed=settings.world_seed if prepared.catalog.truth is not None else None,
+        world=settings.dataset_spec().world if prepared.catalog.truth is not None else (),
         conversations=conversations_fingerprint("test", indices),
         max_turns=env.max_turns,
         notes=notes,

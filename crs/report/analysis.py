@@ -52,6 +52,8 @@ class TestSet:
         sessions: Sessions per returning user of a `crs eval --sessions` run (its summary's sessions
             block); None for a plain `crs eval`, whose conversations are independent.
         regime: How those users' personas moved (`simulators.returning.REGIMES`); None without sessions.
+        world: The persona world's sizes that differ from its defaults (`EvalRun.world`); empty for the
+            default world and real data.
     """
 
     dataset: str
@@ -62,18 +64,33 @@ class TestSet:
     max_turns: int
     sessions: int | None = None
     regime: str | None = None
+    world: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, run: EvalRun) -> TestSet:
         block = run.summary.sessions
-        returning = (None, None) if block is None else (block.sessions, block.regime)
-        return cls(run.dataset, run.world_seed, run.split, run.user, run.setting, run.max_turns, *returning)
+        return cls(
+            run.dataset,
+            run.world_seed,
+            run.split,
+            run.user,
+            run.setting,
+            run.max_turns,
+            sessions=None if block is None else block.sessions,
+            regime=None if block is None else block.regime,
+            world=run.world,
+        )
+
+    @property
+    def world_label(self) -> str:
+        """ "world seed 0", with the sizes a custom-size world set ("world seed 0, n_users 40")."""
+        return ", ".join([f"world seed {self.world_seed}", *(f"{key} {value}" for key, value in self.world)])
 
     @property
     def dataset_label(self) -> str:
-        """ "persona_world (world seed 0)" or the dataset name."""
+        """ "persona_world (world seed 0)" (with a custom-size world's sizes) or the dataset name."""
         if self.world_seed is not None and self.dataset == "persona_world":
-            return f"{self.dataset} (world seed {self.world_seed})"
+            return f"{self.dataset} ({self.world_label})"
         return self.dataset
 
     @property
@@ -503,8 +520,8 @@ def separation(table: Table, first: Table) -> str:
     parts = []
     if mine.dataset != theirs.dataset:
         parts.append(f"other dataset ({mine.dataset_label})")
-    elif mine.world_seed != theirs.world_seed:
-        parts.append(f"other persona world (world seed {mine.world_seed})")
+    elif (mine.world_seed, mine.world) != (theirs.world_seed, theirs.world):
+        parts.append(f"other persona world ({mine.world_label})")
     if mine.split != theirs.split:
         parts.append(f"other split ({mine.split})")
     if mine.setting != theirs.setting:

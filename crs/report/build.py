@@ -101,11 +101,11 @@ example dialogues are explained by it."""
 
 
 class _Catalogs:
-    """Catalogues loaded once per (dataset, world seed)."""
+    """Catalogues loaded once per (dataset, world seed, world sizes)."""
 
     def __init__(self, data_dir: str | Path | None) -> None:
         self.data_dir = data_dir
-        self._cache: dict[tuple[str, int | None], Catalog] = {}
+        self._cache: dict[tuple[str, int | None, tuple[tuple[str, int], ...]], Catalog] = {}
 
     def get(self, run: EvalRun) -> Catalog:
         if run.summary.sessions is not None:
@@ -113,10 +113,10 @@ class _Catalogs:
                 f"{run.path} is a returning-user run (`crs eval --sessions`): its conversations are "
                 "sessions of returning users, not goals of the split; see its per-session curves instead"
             )
-        key = (run.dataset, run.world_seed)
+        key = (run.dataset, run.world_seed, run.world)
         if key not in self._cache:
             data_dir = None if self.data_dir is None else str(self.data_dir)
-            self._cache[key] = DatasetSpec(run.dataset, data_dir, run.world_seed or 0).load()
+            self._cache[key] = DatasetSpec(run.dataset, data_dir, run.world_seed or 0, run.world).load()
         catalog = self._cache[key]
         check_catalog(run, catalog)
         return catalog
@@ -326,10 +326,15 @@ def _persona_sections(
         sources = persona_sources(table)
         if not sources:
             rankers = sorted({run.ranker_name for row in table.rows for run in row.runs})
+            fix = (
+                "add `crs train` runs on this world with `ranker: pretrain` (a persona ranker "
+                "pre-trained on the fly): `crs eval` and `crs pretrain` cannot build a world of custom sizes"
+                if table.test_set.world
+                else "evaluate with `--ranker <crs pretrain artifact>` or add `crs train` runs"
+            )
             reasons.append(
                 f"{table.test_set.dataset_label}: no persona model among the inputs (rankers: "
-                f"{', '.join(rankers)}); evaluate with `--ranker <crs pretrain artifact>` or add `crs "
-                "train` runs"
+                f"{', '.join(rankers)}); {fix}"
             )
             continue
         if len(sources) > 1:

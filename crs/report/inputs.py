@@ -256,6 +256,21 @@ class EvalRun:
     def world_seed(self) -> int | None:
         return self.summary.world_seed
 
+    @functools.cached_property
+    def world(self) -> tuple[tuple[str, int], ...]:
+        """The persona world's sizes that differ from its defaults (`simulators.datasets.DatasetSpec.world`):
+        as summary.json records them, else, in files from before that record, as the train run this
+        evaluation belongs to set them; empty for the default world and real data."""
+        if self.summary.world or self.world_seed is None:
+            return self.summary.world
+        run = self.train.path if self.train is not None else tested_in(self)
+        if run is None or not (run / RUN_CONFIG).is_file():
+            return ()
+        try:
+            return RunRecord.read(run).settings.dataset_spec().world
+        except CRSError:
+            return ()
+
     @property
     def fingerprint(self) -> str:
         """Hash of the conversations walked (falls back to the goal indices when absent)."""

@@ -89,6 +89,7 @@ def _test_set_json(test_set: TestSet, fingerprints: tuple[str, ...]) -> dict[str
     return {
         "dataset": test_set.dataset,
         "world_seed": test_set.world_seed,
+        "world": dict(test_set.world),
         "split": test_set.split,
         "user": test_set.user,
         "setting": test_set.setting,

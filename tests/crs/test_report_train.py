@@ -15,6 +15,7 @@ from crs.app.evaluation import run_evaluation
 from crs.app.settings import make_settings
 from crs.app.training import run_training
 from crs.report import build_report, write_report
+from tests.crs.test_train_cmd import WORLD, tiny_settings
 
 pytestmark = pytest.mark.slow
 EPISODES = 20
@@ -123,3 +124,35 @@ def test_train_runs_of_other_persona_worlds_are_never_pooled_as_seeds(trained, t
     labels = sorted(report.train_groups)
     assert len(labels) == 2 and all(len(runs) == 1 for runs in report.train_groups.values())
     assert "world seed" not in labels[0] and "world seed 3" in labels[1]  # the default world goes unnamed
+
+
+def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_path) -> None:
+    """A run on a world of custom sizes records them in its test's summaries: the report names them, never
+    tables the run with the default world's evaluations of the same conversations, and rebuilds that
+    world to replay its dialogues and analyse its ranker's personas; a summary from before the record
+    takes the sizes from its run's config."""
+    run_training(
+        tiny_settings(ranker="pretrain", pretrain_epochs=1),
+        name="small",
+        runs_dir=tmp_path / "runs",
+        show=False,
+    )
+    run = tmp_path / "runs" / "small"
+    tested = sorted((run / "tested").glob("*/summary.json"))
+    assert tested and all(json.loads(path.read_text())["world"] == WORLD for path in tested)
+    default = tmp_path / "default-world"  # the run's test conversations (seed 0, 12), in the default world
+    run_evaluation("ask-4", episodes=12, seed=0, out=default, show_progress=False)
+    sizes = "world seed 0, aspects_per_group 5, interactions_per_user 12, n_groups 4, n_items 300, n_users 40"
+
+    report = build_report([run, default], tmp_path / "report", examples=1)
+    labels = [table.test_set.dataset_label for table in report.tables]
+    assert sorted(labels) == ["persona_world (world seed 0)", f"persona_world ({sizes})"]
+    assert "examples" not in report.unavailable, report.unavailable
+    assert [analysis.source for analysis in report.persona] == [str(run / "ranker")]
+
+    for path in tested:  # as written before summaries recorded the sizes
+        summary = json.loads(path.read_text())
+        del summary["world"]
+        path.write_text(json.dumps(summary))
+    again = build_report([run, default], tmp_path / "again", examples=0, persona=False)
+    assert sorted(table.test_set.dataset_label for table in again.tables) == sorted(labels)
