@@ -87,8 +87,8 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
         "interaction",
     ]
     assert list(table["test_set"]) == [
-        "dataset", "world_seed", "world", "split", "user", "setting", "max_turns", "sessions", "regime", "pair_unit",
-        "conversations",
+        "dataset", "world_seed", "world", "split", "user", "setting", "max_turns", "sessions", "regime",
+        "pair_unit", "conversations",
     ]  # fmt: skip
     assert (table["test_set"]["sessions"], table["test_set"]["pair_unit"]) == (None, "conversations")
     assert list(table["rows"][0]) == [
