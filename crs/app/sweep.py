@@ -39,6 +39,7 @@ kind: eval                                # or train, or sessions
 seeds: [1, 2, 3]
 datasets: [persona_world]
 policies: [ask-4, max-entropy]            # eval, sessions: rule names or trained run directories
+                                          # (a run ranks with its own ranker: no `ranker` beside it)
 ablations:                                # name -> overrides of the eval (train, sessions) settings;
                                           # a mapping (train: ppo, wrapper, rewards) merges key by key
   default: {}
@@ -68,10 +69,11 @@ the config (``train`` and ``ablations`` included) is finite — a NaN or an infi
 names its key. Kind sessions also refuses a dataset outside `crs.app.sessions.SESSION_DATASETS`, a
 regime that needs the persona world's truth on real data, an `eval:` or `train:` block, two ablations
 with the same settings, and a rule policy without a persona ranker (`sessions.ranker`, an existing
-artifact folder). An empty config is refused. Each task's ranker is checked by its name alone
-(`check_ranker`: its syntax; kind eval, also an existing artifact folder or TransE file). A task that
-raises (e.g. a `CRSError` for a data folder that does not exist) fails at once, without retries; only
-a crashed worker process is retried.
+artifact folder). An empty config is refused. Each task's ranker is checked by its name (`check_ranker`:
+its syntax; kinds eval and sessions, also an existing TransE file or an artifact folder pre-trained on the
+task's dataset), and a ranker with a trained run among the policies is refused (it ranks with its own).
+A task that raises (e.g. a `CRSError` for a data folder that does not exist) fails at once, without
+retries; only a crashed worker process is retried.
 
 The sweep folder holds one config (`check_sweep_folder`, before anything is written): it must be new,
 empty, or a sweep folder (``sweep.json``) whose finished tasks are all tasks of this config (any seeds:
@@ -115,6 +117,7 @@ from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_po
 from envs.metrics import MetricSummary
 from policies.atomic import folder_lock, read_json_mapping
 from policies.memory import DEFAULT_RULE
+from policies.pretrain.config import read_artifact_config
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
 from policies.rules import make_rule_policy
 from simulators.datasets import PERSONA_WORLD, check_dataset_name
@@ -257,9 +260,8 @@ class SweepConfig(BaseModel):
             except CRSError as error:
                 raise ValueError(str(error)) from None
         if self.kind == "sessions":
-            self._check_sessions_kind()  # its ranker: `SessionSpec` checks it
-        else:
-            self._check_rankers()
+            self._check_sessions_kind()  # a persona ranker: `SessionSpec` checks it
+        self._check_rankers()
         self._check_data_dirs()
         self._check_distinct_ablations()
         return self
@@ -294,17 +296,25 @@ class SweepConfig(BaseModel):
             seen[settings] = name
 
     def _check_rankers(self) -> None:
-        """Kinds eval and train: each task's ranker is one it can use (`check_ranker`), named by its key."""
-        block = "train" if self.kind == "train" else "eval"
+        """Each task's ranker is one it can use (`check_ranker`), and none is given to a trained run, which
+        ranks with its own; named by its key."""
+        runs = [spec for spec in self.policy_specs if self.kind != "train" and Path(spec).is_dir()]
         for name in self.ablations:
-            key = f"ablations.{name}.ranker" if "ranker" in self.ablations[name] else f"{block}.ranker"
+            key = f"ablations.{name}.ranker" if "ranker" in self.ablations[name] else f"{self.kind}.ranker"
             for dataset in self.datasets:
                 ranker = self.settings(name, dataset, self.seeds[0])["ranker"]
-                if ranker is not None:
-                    try:
-                        check_ranker(ranker, dataset, self.kind)
-                    except CRSError as error:
-                        raise ValueError(f"{key}: {error}") from None
+                if ranker is None:
+                    continue
+                if runs:
+                    raise ValueError(
+                        f"{key}: the trained run {runs[0]} ranks with its own ranker, which its network was "
+                        "trained on; sweep trained runs without a ranker and rules with one in two sweep "
+                        "folders, then `crs report` both"
+                    )
+                try:
+                    check_ranker(ranker, dataset, self.kind)
+                except CRSError as error:
+                    raise ValueError(f"{key}: {error}") from None
 
     def _check_sessions_kind(self) -> None:
         """Kind sessions: `SESSION_DATASETS` only, regimes real data has, a persona ranker for rule
@@ -381,10 +391,11 @@ class SweepConfig(BaseModel):
 
 
 def check_ranker(text: str, dataset: str, kind: str) -> None:
-    """Raise unless a task of `kind` ("eval" or "train") on `dataset` can use the ranker named `text`, as
-    far as the name tells (no file is read): its syntax (`RankerSpec.parse`) and kind, TransE's default
-    file for lastfm only; kind eval, also an artifact folder or TransE file that exists (kind train may
-    name an artifact that `crs pretrain` writes before the sweep runs, as the benchmark configs do).
+    """Raise unless a task of `kind` ("eval", "sessions" or "train") on `dataset` can use the ranker named
+    `text`, as far as its name and an artifact's config.json tell: its syntax (`RankerSpec.parse`) and
+    kind, TransE's default file for lastfm only; kinds eval and sessions, also an artifact folder
+    pre-trained on `dataset` or a TransE file that exists (kind train may name an artifact that `crs
+    pretrain` writes before the sweep runs, as the benchmark configs do).
 
     Raises:
         CRSError: The ranker named, with the fix.
@@ -397,7 +408,7 @@ def check_ranker(text: str, dataset: str, kind: str) -> None:
             f"ranker {text!r}: TransE embeddings are published for lastfm only, not {dataset}; use "
             "popularity or a `crs pretrain` artifact folder"
         )
-    if kind != "eval" or spec.path is None:
+    if kind == "train" or spec.path is None:
         return
     if spec.kind == "artifact" and not spec.path.is_dir():
         raise CRSError(
@@ -405,6 +416,15 @@ def check_ranker(text: str, dataset: str, kind: str) -> None:
             "suffixes, e.g. uniform+profile) nor an existing `crs pretrain` artifact folder; fix the name "
             "or give the folder"
         )
+    if spec.kind == "artifact":
+        trained_on = read_artifact_config(spec.path).get("dataset")
+        data = "" if dataset == PERSONA_WORLD else " --data-dir DATA"
+        if trained_on != dataset:
+            raise CRSError(
+                f"artifact {spec.where} was pre-trained on {trained_on}, not {dataset}; give one "
+                f"pre-trained on {dataset} (`crs pretrain -d {dataset}{data} --out DIR`), or list only "
+                f"{trained_on} under datasets"
+            )
     if spec.kind == "transe" and not spec.path.is_file():
         raise CRSError(f"ranker {text!r}: no TransE file {spec.where}; give an existing file")
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from crs.app.sweep import SWEEP_FILE, load_sweep_config, sweep_task_dirs
 from crs.parallel import WorkerPool, _check_reachable
 from simulators.errors import CRSError
+from tests.crs.tiny_runs import pretrain_tiny
 
 runner = CliRunner()
 CONFIG = "seeds: [1, 2]\neval: {episodes: 5}\n"  # ask-4, two tasks of 5 conversations
@@ -191,8 +192,7 @@ def test_a_ranker_no_task_could_use_is_refused_when_the_config_is_read(tmp_path,
 
 
 def test_rankers_a_task_can_use_are_taken(tmp_path) -> None:
-    artifact = tmp_path / "ranker"
-    artifact.mkdir()
+    artifact = pretrain_tiny(tmp_path / "ranker")
     rankers = ["popularity", "uniform+profile+split@4", str(artifact), f"{artifact}+profile"]
     for ranker in rankers:
         config = tmp_path / "sweep.yaml"
@@ -201,6 +201,30 @@ def test_rankers_a_task_can_use_are_taken(tmp_path) -> None:
     # A training sweep may name the artifact `crs pretrain` writes before it runs (the benchmark configs).
     config.write_text("kind: train\ntrain: {ranker: runs/pretrain/not-yet+profile}\n")
     assert load_sweep_config(config).train["ranker"] == "runs/pretrain/not-yet+profile"
+
+
+@pytest.mark.parametrize("kind", ["eval", "sessions"])
+def test_a_ranker_a_task_cannot_use_is_refused_by_its_key_before_any_task_runs(tmp_path, kind) -> None:
+    """An artifact pre-trained on another dataset than a task's, and a ranker for a trained run (which
+    ranks with its own) are refused when the config is read, naming the config's key, not a CLI flag."""
+    artifact = pretrain_tiny(tmp_path / "art")  # of the persona world
+    block = f"{kind}: {{ranker: '{artifact}'}}\n" + ("kind: sessions\n" if kind == "sessions" else "")
+    code, output, out = sweep(tmp_path, "datasets: [persona_world, lastfm]\n" + block, *SERIAL)
+    assert code == 2 and not out.exists(), output
+    assert (
+        f"{kind}.ranker: artifact {artifact} was pre-trained on persona_world, not lastfm; give one "
+        "pre-trained on lastfm (`crs pretrain -d lastfm --data-dir DATA --out DIR`), or list only "
+        "persona_world under datasets"
+    ) in " ".join(output.split())
+
+    run = tmp_path / "run"  # a folder is a trained run's policy to a sweep's config
+    run.mkdir()
+    code, output, out = sweep(tmp_path, f"policies: [ask-4, '{run}']\n{block}", *SERIAL)
+    assert code == 2 and not out.exists(), output
+    assert (
+        f"{kind}.ranker: the trained run {run} ranks with its own ranker, which its network was "
+        "trained on; sweep trained runs without a ranker and rules with one in two sweep folders"
+    ) in " ".join(output.split())
 
 
 @pytest.mark.parametrize(

@@ -57,12 +57,10 @@ def cli_sweep(config: Path, out: Path, *options: str) -> tuple[int, str]:
 
 
 # ------------------------------------------------------------------ config (no task runs)
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """A folder standing in for the artifact: the config check asks for a folder, the task for the files."""
-    path = tmp_path / "artifact"
-    path.mkdir()
-    return path
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: Any) -> Path:
+    """A tiny `crs pretrain` artifact of the persona world, for the config checks (they read its config)."""
+    return pretrain_tiny(tmp_path_factory.mktemp("folder") / "artifact")
 
 
 def test_a_task_is_the_sessions_block_with_the_ablations_overrides(tmp_path: Path, folder: Path) -> None:
