@@ -410,9 +410,9 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
         The eval runs and train runs, each folder read once, and what was left out.
 
     Raises:
-        CRSError: No inputs, a path that does not exist or is none of these folders, a sweep without
-            a finished task, a missing or corrupt file inside a folder passed by name, or nothing
-            readable at all.
+        CRSError: No inputs, a path that does not exist or is none of these folders, a missing or
+            corrupt file inside a folder passed by name, or nothing readable at all (the reasons of
+            what was left out named, e.g. a sweep without a finished task).
     """
     if not paths:
         raise CRSError("no inputs: pass `crs eval` output folders and/or `crs train` run folders")
@@ -662,8 +662,8 @@ def read_sweep_dir(path: str | Path) -> Inputs:
     yet, or failed; the sweep with their names).
 
     Raises:
-        CRSError: ``sweep.json`` or ``runs/`` missing or corrupt, no finished task, or a corrupt file in
-            a finished task.
+        CRSError: ``sweep.json`` or ``runs/`` missing or corrupt, or a corrupt file in a finished task (a
+            sweep without a finished task reads as nothing but that reason, left out).
     """
     sweep = Path(path)
     planned = planned_tasks(sweep)
@@ -692,11 +692,9 @@ def read_sweep_dir(path: str | Path) -> Inputs:
                 f"failed): {', '.join(absent)}; {rerun}",
             )
         )
-    if not finished:
-        raise CRSError(
-            f"sweep {sweep} has no finished task ({len(unfinished)} unfinished, {len(absent)} not run); "
-            + rerun
-        )
+    if not finished:  # left out, so that the report goes on with the other inputs
+        reason = f"sweep {sweep} has no finished task ({len(unfinished)} unfinished, {len(absent)} not run)"
+        return Inputs(evals=(), trains=(), left_out=(LeftOut(sweep, f"{reason}; {rerun}"),))
     evals: list[EvalRun] = []
     trains: list[TrainRun] = []
     for folder in finished:

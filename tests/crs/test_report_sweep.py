@@ -147,6 +147,11 @@ def test_a_sweep_with_no_finished_task_or_mixed_test_sets(sweep, tmp_path) -> No
     # Another persona world (world seed 1) is another test set: its own table, never a row of the sweep's.
     other = tmp_path / "world1"
     run_evaluation("ask-4", episodes=10, seed=1, out=other, world_seed=1, show_progress=False)
+    # beside other inputs, a sweep without a finished task is left out with its reason: the report goes on
+    mixed = load_inputs([failed, other])
+    assert [run.path for run in mixed.evals] == [other]
+    assert [entry.path for entry in mixed.left_out] == [failed]
+    assert "has no finished task (0 unfinished, 4 not run); rerun `crs sweep" in mixed.left_out[0].reason
     report = build_report([sweep, other], tmp_path / "report", examples=0, persona=False)
     assert [[row.label for row in t.rows] for t in report.tables] == [
         [f"{policy} · default" for policy in POLICIES],
