@@ -59,6 +59,23 @@ EVERY_SETTING_RULES = ", ".join(
 """The rules that act in every setting (lookahead-D needs the binary one, probe-K-ask-N probes)."""
 
 
+class SettingRefusedError(CRSError):
+    """A rule that the env's question setting does not suit.
+
+    Attributes:
+        reason: Why, in words (the rule and the env's setting).
+        setting: The setting the rule needs.
+    """
+
+    def __init__(self, reason: str, setting: str) -> None:
+        self.reason = reason
+        self.setting = setting
+        super().__init__(
+            f"{reason}; pass --setting {setting} where the dataset has it, or use a rule of every setting "
+            f"({EVERY_SETTING_RULES})"
+        )
+
+
 class RulePolicy:
     """Base of the rule policies: a fixed preference ranker and helpers over the env's state."""
 
@@ -215,10 +232,10 @@ class ProbeThenAskPolicy(RulePolicy):
 
     def check_env(self, env: ConversationEnv) -> None:
         if not env.offers_probes:
-            raise CRSError(
+            raise SettingRefusedError(
                 f"{self.name} probes personas, which only the multiple-choice setting offers; this env is "
-                f"{env.setting!r}: pass --setting multiple_choice where the dataset has it, or use a rule of "
-                f"every setting ({EVERY_SETTING_RULES})"
+                f"{env.setting!r}",
+                "multiple_choice",
             )
 
     def best_probe(self, env: ConversationEnv) -> dict[str, Any] | None:
@@ -355,10 +372,9 @@ class LookaheadPolicy(RulePolicy):
 
     def check_env(self, env: ConversationEnv) -> None:
         if env.setting != "binary" or env.candidate_rule != "all":
-            raise CRSError(
-                f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}; "
-                f"pass --setting binary where the dataset has it, or use a rule of every setting "
-                f"({EVERY_SETTING_RULES})"
+            raise SettingRefusedError(
+                f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}",
+                "binary",
             )
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:

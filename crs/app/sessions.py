@@ -71,7 +71,7 @@ from envs.metrics import (
     summarize,
 )
 from envs.ranker import ExplainablePersonaRanker
-from envs.registry import resolve_user_and_setting
+from envs.registry import make_env, resolve_user_and_setting
 from envs.rollout import ConversationPolicy
 from envs.sessions import SessionRecord, run_sequences
 from policies.memory import (
@@ -88,7 +88,7 @@ from policies.memory import (
     rule_of,
 )
 from policies.rankers import RUN_RANKER, RankerSpec
-from policies.rules import make_rule_policy
+from policies.rules import EVERY_SETTING_RULES, SettingRefusedError, make_rule_policy
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
 from simulators.errors import CRSError
@@ -782,6 +782,15 @@ def run_session_evaluation(
     ranker_identity = evaluated_ranker_identity(policy, chosen.ranker_name)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
     setting = chosen.player.setting or default
+    if not Path(policy).is_dir():  # a rule the setting does not suit, refused before the output is claimed
+        try:
+            env = make_env(catalog=catalog, split=split, setting=setting)
+            make_rule_policy(policy, chosen.ranker).check_env(env)
+        except SettingRefusedError as error:
+            raise CRSError(
+                f"{error.reason}; returning users play {dataset} in its own setting, which --sessions does "
+                f"not change: use a rule of every setting ({EVERY_SETTING_RULES})"
+            ) from None
     memory_name = mode if memory_update is None else f"{mode}-{memory_update}"
     out = (
         out

@@ -321,6 +321,24 @@ def test_crs_eval_sessions_memory_update_picks_the_variant(tmp_path: Path, artif
     assert rules[None]["aspect_rate"] == DEFAULT_RULE.aspect_rate
 
 
+def test_a_rule_the_sessions_setting_does_not_suit_is_refused_without_a_setting_to_pass(
+    tmp_path: Path, artifact: Path
+) -> None:
+    """lookahead-D needs the binary setting; returning users of the persona world play multiple choice,
+    and --sessions takes no --setting: the refusal says so, before the output folder is written."""
+    out = tmp_path / "sessions"
+    args = ["eval", "-p", "lookahead-2", "--ranker", str(artifact), "--sessions", "2", "--regime", "switch"]
+    result = runner.invoke(app, [*args, "--memory", "update", "-n", "3", "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert (
+        "lookahead-2 plans yes/no questions: it needs the binary setting, not 'multiple_choice'; returning "
+        "users play persona_world in its own setting, which --sessions does not change: use a rule of every "
+        "setting (random, always-recommend, ask-N, ask-until-K, max-entropy, abs-greedy)"
+    ) in text
+    assert "pass --setting" not in text and not out.exists()
+
+
 def test_memory_update_variants_pick_the_rule_and_refuse_other_memories() -> None:
     assert check_memory_update("update", None) is DEFAULT_RULE
     for variant in ("prior", "aspects", "both"):
