@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -107,17 +110,38 @@ METRIC_ORDER = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 
 EXIT_INTERRUPTED = 130
 """Exit status of a command interrupted by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+"""Exit status of a command ended by SIGTERM (`kill`, `timeout`, a job scheduler): 143 on Linux."""
+
+
+class TerminatedError(KeyboardInterrupt):
+    """SIGTERM inside `say_when_interrupted`: a `KeyboardInterrupt`, so that it unwinds as Ctrl-C does
+    (locks released, partial output removed)."""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise TerminatedError
 
 
 @contextlib.contextmanager
 def say_when_interrupted(left: str) -> Iterator[None]:
-    """Turn Ctrl-C inside the block into the line "interrupted: `left`" (what the command leaves) and the
-    exit status of Ctrl-C."""
+    """Turn Ctrl-C, or SIGTERM, inside the block into the line "interrupted: `left`" (or "terminated:
+    `left`"; `left` says what the command leaves) and the shell's exit status of that signal. SIGTERM
+    is caught only in the main thread, and not where it was ignored (``nohup``-like launchers)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, _terminated)
     try:
         yield
-    except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: {left}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, TerminatedError)
+        console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]: {left}")
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+    finally:
+        if previous is not None and previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:

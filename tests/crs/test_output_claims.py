@@ -475,6 +475,26 @@ def test_ctrl_c_says_nothing_was_written_and_keeps_the_earlier_output(
     assert files(out) == before
 
 
+@pytest.mark.slow  # a real process: python and torch start in it
+def test_sigterm_ends_pretrain_as_ctrl_c_does_leaving_no_lock(tmp_path: Path) -> None:
+    """`kill` (or `timeout`) while `crs pretrain` trains: the command says what it left and exits 143,
+    and its output folder's lock goes with it, so the next run is not refused."""
+    out = tmp_path / "art"
+    args = [sys.executable, "-m", "crs", *PRETRAIN, "--epochs", "500", "--out", str(out)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / LOCK_FILE).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (out / LOCK_FILE).exists(), "the run never claimed its output folder"
+    time.sleep(1.0)  # into the training
+    process.terminate()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output
+    assert "terminated: no artifact was written" in " ".join(output.split())
+    assert not out.exists()  # the folder it created, lock and all, is gone
+    assert runner.invoke(app, [*PRETRAIN, "--out", str(out)]).exit_code == 0
+
+
 def test_report_refuses_a_negative_number_of_examples(tmp_path: Path, evaluation: Path) -> None:
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", str(evaluation), "--out", str(out), "--examples", "-1"])
