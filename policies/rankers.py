@@ -101,12 +101,15 @@ class RankerChangedError(CRSError):
 
 
 def _unknown_part(text: str) -> str:
-    """ " (+x is not one of ...)" for the first part of `text` after a "+" that names no modifier."""
+    """ " (+x is not one of ...)" for the first part of `text` after a "+" that names no modifier, or
+    " (+pop:x: 'x' is not a number ...)" for a modifier whose weight is not a number; "" for neither."""
     modifiers = (PROFILE_SUFFIX, POPULARITY_SUFFIX, OPENING_SUFFIX, SPLIT_SUFFIX)
     for part in text.split("+")[1:]:
-        name = "+" + part.partition(WEIGHT_MARK)[0].partition(TEMPERATURE_MARK)[0]
+        name, mark, weight = ("+" + part.partition(TEMPERATURE_MARK)[0]).partition(WEIGHT_MARK)
         if name not in modifiers:
             return f" ({name} is not one of {', '.join(modifiers)})"
+        if mark and not _is_number(weight):
+            return f" ({name}{mark}{weight}: {weight!r} is not a number, e.g. {name}{mark}0.5)"
     return ""
 
 
@@ -512,10 +515,11 @@ class RankerSpec:
         if self.kind == "run":
             raise CRSError("ranker 'run' is a trained run's own ranker: evaluate the run folder itself")
         if not Path(self.where).exists():
+            unknown = _unknown_part(self.where)
+            fix = "fix that part" if unknown else f"make one with `crs pretrain --out {self.where}`"
             raise CRSError(
                 f"ranker {self.where!r} is neither one of {', '.join(RANKER_NAMES)} nor an existing "
-                f"pre-training artifact directory{_unknown_part(self.where)}; make one with `crs pretrain "
-                f"--out {self.where}`"
+                f"pre-training artifact directory{unknown}; {fix}"
             )
         from policies.pretrain.artifact import load_ranker  # torch is imported only when needed
 

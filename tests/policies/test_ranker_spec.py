@@ -160,6 +160,23 @@ def test_an_unknown_name_is_refused_when_built_naming_it_and_the_choices() -> No
             RankerSpec.parse(keyword).build(tiny_catalog())
 
 
+@pytest.mark.parametrize(
+    ("text", "part"),
+    [
+        ("uniform+pop:abc", "(+pop:abc: 'abc' is not a number, e.g. +pop:0.5)"),
+        ("uniform+profile:x1@2", "(+profile:x1: 'x1' is not a number, e.g. +profile:0.5)"),
+        ("uniform+spilt", "(+spilt is not one of +profile, +pop, +open, +split)"),
+    ],
+)
+def test_a_mistyped_part_is_named_with_its_fix_not_taken_for_a_missing_artifact(text: str, part: str) -> None:
+    """A spec that does not parse is read as an artifact's path: when no such folder exists, the part
+    that made it one is named, and `crs pretrain --out <spec>` is not suggested."""
+    with pytest.raises(CRSError) as info:
+        RankerSpec.parse(text).build(tiny_catalog())
+    assert f"pre-training artifact directory {part}; fix that part" in str(info.value)
+    assert "crs pretrain" not in str(info.value)
+
+
 @pytest.mark.parametrize("entry", ["transe", "pretrain", "run", "/abs/pw", "foo:bar", ""])
 def test_an_unknown_policy_json_entry_names_the_run_and_the_entry_choices(entry: str) -> None:
     with pytest.raises(CRSError) as info:
