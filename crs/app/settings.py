@@ -222,8 +222,12 @@ class TrainSettings(BaseModel):
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, baselines: list[str]) -> list[str]:
+        seen: dict[str, str] = {}  # the rule's own name (ask-04 is ask-4) -> as listed
         for name in baselines:
-            make_rule_policy(name, None)  # CRSError names the unknown policy and the choices
+            rule = make_rule_policy(name, None).name  # CRSError names the unknown policy and the choices
+            if rule in seen:
+                raise ValueError(f"{seen[rule]} and {name} are one rule ({rule}); list each baseline once")
+            seen[rule] = name
         return baselines
 
     def dataset_spec(self) -> DatasetSpec:

@@ -138,6 +138,32 @@ def _progress(show: bool) -> LoggedProgress:
     )
 
 
+def _check_ranker_and_rules(settings: TrainSettings, catalog: Any, env: ConversationEnv) -> None:
+    """Refuse, before an earlier run is emptied or anything trains, a ranker that cannot be built and a
+    baseline or imitation rule that the ranker or the env's setting does not suit (each would otherwise
+    fail only once pre-training or training is done).
+
+    Raises:
+        CRSError: The ranker's fault, or the rule's, named by its key.
+    """
+    if settings.ranker is not None:
+        spec = RankerSpec.parse(settings.ranker)
+    elif settings.dataset_spec().is_world:
+        spec = RankerSpec("pretrain")
+    else:
+        spec = RankerSpec.default(catalog.name)
+    # a persona ranker stands in for the one "pretrain" pre-trains into the run
+    ranker = (RankerSpec("uniform") if spec.kind == "pretrain" else spec).build(catalog, settings.data_dir)
+    rules = [("baselines", rule) for rule in settings.baselines]
+    if settings.imitation is not None:
+        rules.append(("imitation.rule", settings.imitation.rule))
+    for key, rule in rules:
+        try:
+            make_rule_policy(rule, ranker).check_env(env)
+        except CRSError as error:
+            raise CRSError(f"{key}: {error}") from None
+
+
 def _resolve_ranker(
     settings: TrainSettings, catalog: Any, run_dir: Path, show: bool, resumed: bool
 ) -> tuple[Any, str, str]:
@@ -459,7 +485,9 @@ def _prepare(
 
     catalog = settings.dataset_spec().load()
     # the user and setting checked against the data before anything is written or pre-trained
-    make_env(catalog=catalog, split="valid", **settings.env_options())
+    env = make_env(catalog=catalog, split="valid", **settings.env_options())
+    if not resumed:  # (a resumed run keeps the ranker it recorded, checked by `_resolve_ranker`)
+        _check_ranker_and_rules(settings, catalog, env)
     clear()
     record = RunRecord(
         settings=settings,

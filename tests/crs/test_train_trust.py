@@ -598,6 +598,39 @@ def test_an_overwrite_that_cannot_load_its_data_keeps_the_earlier_run(trained, t
     assert {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ranker": "bogus"}, "ranker 'bogus' is neither one of"),
+        ({"ranker": "uniform+pop:abc"}, "(+pop:abc: 'abc' is not a number"),
+        ({"baselines": ["ask-4", "lookahead-2"]}, "baselines: lookahead-2 plans yes/no questions"),
+        ({"baselines": ["probe-2-ask-5"]}, "baselines: probe-2-ask-5 probes personas: it needs a persona"),
+        ({"imitation": {"rule": "lookahead-2", "steps": 64}}, "imitation.rule: lookahead-2 plans yes/no"),
+    ],
+)
+def test_a_ranker_or_rule_the_run_cannot_use_is_refused_before_the_earlier_run_is_emptied(
+    trained, tmp_path, overrides, message
+) -> None:
+    """Each of these failed only once pre-training or training was done (the run could never finish),
+    and --overwrite had already emptied the earlier run: now the earlier run is kept whole, and a new
+    run leaves no folder."""
+    run = copy_run(trained, tmp_path / "o")
+    before = {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
+    settings = tiny_settings(**overrides)  # the popularity ranker, on the persona world (multiple choice)
+    with pytest.raises(CRSError) as caught:
+        run_training(settings, name="o", runs_dir=tmp_path, overwrite=True, show=False)
+    assert message in str(caught.value)
+    assert {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
+    with pytest.raises(CRSError):
+        run_training(settings, name="new", runs_dir=tmp_path, show=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_baseline_listed_twice_is_refused_with_the_settings() -> None:
+    with pytest.raises(CRSError, match=r"ask-4 and ask-04 are one rule \(ask-4\); list each baseline once"):
+        tiny_settings(baselines=["ask-4", "ask-04"])
+
+
 def test_overwrite_starts_an_existing_run_again(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "o")
     (run / "eval.csv").write_text("junk\n")
