@@ -18,8 +18,9 @@ integer dtype, 0-d arrays included); an id list is a list or tuple of those, or 
 an integer dtype. Floats (even 3.0), bools, None, strings, NaN, values outside int64, nested lists
 and arrays of another shape raise `InvalidActionError`, whose message names the bad value. An entry
 the kind does not read (``items`` of an ask, ``category`` in an env without enumerated questions)
-may be left out; if present it must still be well-typed, but its ids are not range-checked (the
-helpers fill it with -1).
+may be left out; if present it must still be well-typed and lie in the action space, with -1 for
+"unused" (the helpers fill it with -1): an id outside it raises `InvalidActionError` like one the kind
+reads. In an env without enumerated questions ``category`` is not range-checked (the space has none).
 """
 
 from __future__ import annotations
@@ -322,6 +323,22 @@ def parse_action(
         for name, expected in (("category", category_expected), ("persona", persona_expected))
         if name in action
     }
+    # an entry this kind does not read must still lie in the action space (-1 stands for "unused")
+    if kind is ActionKind.RECOMMEND:
+        reads = {"items"}
+    elif kind is ActionKind.PROBE:
+        reads = {"aspects", "persona"}
+    else:
+        reads = {"category"} if n_categories else {"aspects"}
+    sizes = {"aspects": n_aspects, "items": n_items, "persona": n_personas, "category": n_categories}
+    present = {**lists, **{name: [value] for name, value in scalars.items()}}
+    for name, numbers in present.items():
+        bad = [number for number in numbers if not PAD <= number < sizes[name]]
+        if name not in reads and sizes[name] and bad:
+            raise InvalidActionError(
+                f"action[{name!r}] holds {bad}, outside [0, {sizes[name]}) (-1: unused); kind {kind_value} "
+                "does not read it, but every entry must lie in the action space"
+            )
 
     if kind is ActionKind.RECOMMEND:
         _require(action, "items", "recommend", items_expected)

@@ -218,6 +218,10 @@ def test_enumerated_category_without_target_aspects_rejects_all() -> None:
         (ask([0, 1]), "allows 1 per question"),
         ({"kind": 7}, "not one of"),
         ("ask 3", "must be a dict"),
+        # outside the action space in an entry the kind does not read: refused too
+        ({"kind": 2, "items": [1], "aspects": [50]}, r"action\['aspects'\] holds \[50\], outside \[0, 4\)"),
+        ({"kind": 0, "aspects": [1], "items": [500]}, r"action\['items'\] holds \[500\], outside"),
+        ({"kind": 2, "items": [1], "persona": 9}, r"kind 2 does not read it, but every entry must lie in"),
     ],
 )
 def test_bad_actions_raise_and_leave_the_state_unchanged(tiny, action, message) -> None:
