@@ -50,6 +50,29 @@ class Rewards:
     quit_at_limit: float = -0.3  # also when a user with patience leaves
     no_candidates: float = -0.1
 
+    @classmethod
+    def of(cls, value: Rewards | Mapping[str, float] | None) -> Rewards:
+        """The table `value` gives: itself, UNICORN's for None, or UNICORN's with a mapping's entries
+        (e.g. ``{"ask_rejected": -0.5}``, as a `crs train` config's ``rewards`` block).
+
+        Raises:
+            CRSError: A mapping with an unknown entry or a value that is not a finite number, or a value
+                of another type; the message names it and the entries.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        known = ", ".join(cls.__dataclass_fields__)
+        if not isinstance(value, Mapping):
+            raise CRSError(f"rewards must be a Rewards or a mapping of its entries ({known}), got {value!r}")
+        for key, number in value.items():
+            if key not in cls.__dataclass_fields__:
+                raise CRSError(f"rewards: unknown entry {key!r}; the entries are {known}")
+            if isinstance(number, bool) or not isinstance(number, int | float) or not np.isfinite(number):
+                raise CRSError(f"rewards[{key!r}] must be a finite number, got {show_value(number)}")
+        return cls(**{key: float(number) for key, number in value.items()})
+
 
 class ConversationEnv(gym.Env):
     """A conversation between a recommender (the agent) and a simulated user.
@@ -134,7 +157,8 @@ class ConversationEnv(gym.Env):
     per multiple-choice question (5). n_personas: persona slots a probe may name (4). episode_order:
     "random" draws each goal with the sampler's ``sample_index`` (uniform over the goals, user-uniform
     for MCMIPL's `GroupGoals`); "sequential" walks them in an order drawn from the seed of the last
-    ``reset(seed=...)``. rewards: the reward table. render_mode: None or "ansi".
+    ``reset(seed=...)``. rewards: the reward table (a `Rewards`, or a mapping of some of its entries:
+    `Rewards.of`). render_mode: None or "ansi".
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 (gymnasium's convention)
@@ -153,7 +177,7 @@ class ConversationEnv(gym.Env):
         max_choices: int = 5,
         n_personas: int = 4,
         episode_order: EpisodeOrder = "random",
-        rewards: Rewards | None = None,
+        rewards: Rewards | Mapping[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
         _check_choice("setting", setting, SETTINGS)
@@ -202,7 +226,7 @@ class ConversationEnv(gym.Env):
         self.max_choices = 1 if self.question_mode == "binary" else max_choices
         self.n_personas = n_personas
         self.episode_order: EpisodeOrder = episode_order
-        self.rewards = rewards or Rewards()
+        self.rewards = Rewards.of(rewards)
         self.render_mode = render_mode
         self.n_categories = catalog.taxonomy.n_parents if self.enumerated and catalog.taxonomy else 0
 

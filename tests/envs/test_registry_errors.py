@@ -3,13 +3,14 @@ name the bad argument with the valid ones."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401 (registers the crs/* ids)
+import envs  # registers the crs/* ids
 from envs import make_env
 from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
@@ -94,3 +95,22 @@ def test_numpy_integer_arguments_are_accepted() -> None:
 def test_user_arguments_for_a_user_that_takes_none_are_refused_not_ignored(user: str) -> None:
     with pytest.raises(CRSError, match=rf"user_kwargs \['patience'\]: the {user} user takes no arguments"):
         make_env("persona_world", world_kwargs=SMALL_WORLD, user=user, user_kwargs={"patience": 2})
+
+
+def test_rewards_as_a_mapping_change_those_entries_and_bad_ones_are_named() -> None:
+    """`gym.make(..., rewards={...})`, as a `crs train` config writes them: the entries given change, the
+    rest stay UNICORN's; an unknown entry or a value that is no finite number is refused when the env is
+    made (it was an AttributeError at the first step)."""
+    env = gym.make("crs/PersonaWorld-v0", rewards={"ask_rejected": -0.5})
+    assert env.unwrapped.rewards == envs.Rewards(ask_rejected=-0.5)
+    env.reset(seed=0)
+    rewards = {env.step(envs.ask(aspect))[1] for aspect in range(6)}
+    assert rewards <= {-0.5, envs.Rewards().ask_accepted} and -0.5 in rewards
+    for bad, message in (
+        ({"ask_rejectd": -0.5}, "unknown entry 'ask_rejectd'; the entries are recommend_success"),
+        ({"ask_rejected": float("nan")}, "rewards['ask_rejected'] must be a finite number"),
+        ({"ask_rejected": "low"}, "rewards['ask_rejected'] must be a finite number"),
+        ([-0.5], "rewards must be a Rewards or a mapping of its entries"),
+    ):
+        with pytest.raises(CRSError, match=re.escape(message)):
+            gym.make("crs/PersonaWorld-v0", rewards=bad)
