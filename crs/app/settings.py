@@ -284,6 +284,18 @@ def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "setting": LEGACY_SETTINGS.get(str(data.get("dataset", "")))}
 
 
+def _block_model(path: tuple[str | int, ...]) -> type[BaseModel]:
+    """The settings model of the block at `path` in `TrainSettings` (``("world",)``: `WorldSettings`)."""
+    model: type[BaseModel] = TrainSettings
+    for part in path:
+        field = model.model_fields.get(str(part))
+        block = None if field is None else field.annotation
+        if not (isinstance(block, type) and issubclass(block, BaseModel)):
+            break
+        model = block
+    return model
+
+
 def with_world_recipe(data: dict[str, Any]) -> dict[str, Any]:
     """`data` with `WORLD_RECIPE` under it: each recipe key the data leaves out, and inside ``rewards``,
     ``ppo``, ``wrapper`` and ``imitation`` each recipe entry the data's mapping leaves out; the
@@ -330,15 +342,15 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     except CRSError as error:
         raise CRSError(f"bad training settings: {error}") from None
     except ValidationError as error:
-        parts = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            # a block's own check names its key and value: its whole mapping would say nothing more
-            + ("" if e["type"] == "extra_forbidden" or isinstance(e["input"], dict) else _got(e["input"]))
-            for e in error.errors()
-        ]
-        unknown = any(e["type"] == "extra_forbidden" for e in error.errors())
-        known = f" (known keys: {', '.join(TrainSettings.model_fields)})" if unknown else ""
-        raise CRSError(f"bad training settings: {'; '.join(parts)}{known}") from None
+        parts = []
+        for e in error.errors():
+            if e["type"] == "extra_forbidden":  # the keys of the block it is in (world, user_kwargs, ...)
+                detail = f" (known keys: {', '.join(_block_model(e['loc'][:-1]).model_fields)})"
+            else:  # a block's own check names its key and value: its whole mapping would say nothing more
+                detail = "" if isinstance(e["input"], dict) else _got(e["input"])
+            location = ".".join(str(p) for p in e["loc"])
+            parts.append(f"{location}: {e['msg'].removeprefix('Value error, ')}{detail}")
+        raise CRSError(f"bad training settings: {'; '.join(parts)}") from None
     check_dataset_name(settings.dataset)
     if settings.ranker is not None:  # its syntax (a file or folder it names is read when training)
         try:

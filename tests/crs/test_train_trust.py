@@ -393,6 +393,12 @@ def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> 
     assert "known keys" not in str(wrong_type.value)
     with pytest.raises(CRSError, match=r"stepz: Extra inputs are not permitted \(known keys: dataset"):
         make_settings({"stepz": 3})
+    # in a block, the block's own keys
+    for block, known in (("user_kwargs", "noise, patience, drift"), ("world", "n_users, n_items, n_groups")):
+        with pytest.raises(CRSError) as caught:
+            make_settings({block: {"typo": 1}})
+        assert f"{block}.typo: Extra inputs are not permitted (known keys: {known}" in str(caught.value)
+        assert "dataset" not in str(caught.value)
 
 
 def test_a_nested_value_of_another_type_is_named_and_an_integer_rate_is_a_float() -> None:
