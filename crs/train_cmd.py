@@ -11,7 +11,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from crs.app.run_folder import RUN_CONFIG, RunPhase, run_options
+from crs.app.run_folder import RUN_CONFIG, RunPhase, RunRecord, run_options
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
 from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, default_run_name, run_training
 from crs.common import (
@@ -207,6 +207,13 @@ def train_command(
         return
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
+        ignored = [key for key in data if key not in RunRecord.KEYS]
+        if ignored:
+            raise CRSError(
+                f"config file {config} is a run's {RUN_CONFIG} (it has a settings: block), whose other "
+                f"top-level keys are {', '.join(RunRecord.KEYS[1:])}; {', '.join(map(str, ignored))} would "
+                "not be read: move them into settings:, or pass them as options"
+            )
         if not print_config:  # --print-config's output is a config file
             note_resumed_changes(data.get("phases"), config)
         data = recorded_settings(data["settings"])

@@ -180,6 +180,9 @@ class RunRecord:
         another policy)."""
         return any(phase.changed for phase in self.phases)
 
+    KEYS = ("settings", "name", "seed", "versions", "written", "phases")
+    """The top-level keys of ``config.yaml`` (`write`)."""
+
     def write(self, run_dir: Path) -> None:
         data = {
             "settings": self.settings.model_dump(),

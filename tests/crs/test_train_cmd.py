@@ -420,6 +420,19 @@ def test_a_runs_config_yaml_replays_the_settings_it_recorded(tmp_path) -> None:
     assert printed_config("--config", str(config))["setting"] == "binary"
 
 
+def test_a_runs_config_yaml_with_top_level_settings_beside_its_block_is_refused(tmp_path) -> None:
+    """A settings key written beside a run's ``settings:`` block (an edit of its config.yaml) would not
+    be read: refused, naming it, instead of training with the recorded value."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"settings": {"steps": 192}, "name": "r", "phases": [], "steps": 64}))
+    result = runner.invoke(app, ["train", "--config", str(config), "--print-config"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "(it has a settings: block), whose other top-level keys are name, seed, versions, written, phases; "
+        "steps would not be read: move them into settings:, or pass them as options"
+    ) in " ".join(result.output.split())
+
+
 class TrainingReachedError(Exception):
     """Raised by a stand-in for `run_training` once it has recorded what the CLI passed it."""
 
