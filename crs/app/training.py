@@ -57,6 +57,7 @@ from crs.progress import LoggedProgress
 from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import (
+    MIN_PAIRED,
     EpisodeRecord,
     MetricSummary,
     bootstrap_ci,
@@ -845,7 +846,8 @@ class Verdict:
         baseline: The best baseline on this metric.
         baseline_mean: Its mean.
         difference: Mean and 95% bootstrap CI of trained − baseline per conversation.
-        word: "better", "worse" or "tie" (the CI holds 0); AT is better when lower.
+        word: "better", "worse" or "tie" (the CI holds 0); AT is better when lower. Over fewer than
+            `envs.metrics.MIN_PAIRED` conversations, which decide nothing, "n/a (<20 pairs)".
     """
 
     metric: str
@@ -874,6 +876,8 @@ def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]], seed: 
         diff = bootstrap_ci(paired, seed=seed)
         side = ci_sign(diff, paired.size) * (-1 if lower else 1)
         word = "better" if side > 0 else "worse" if side < 0 else "tie"
+        if paired.size < MIN_PAIRED:  # a CI shown, but no evidence either way
+            word = f"n/a (<{MIN_PAIRED} pairs)"
         out.append(Verdict(metric, float(per_episode[trained][metric].mean()), best, means[best], diff, word))
     return out
 

@@ -222,6 +222,9 @@ def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() ->
     # AT: fewer turns are better, so the best baseline is random's 2.0 and 3.0 is worse
     assert found["AT"].baseline == "random" and found["AT"].word == "worse"
     assert found["hDCG"].baseline == "ask-4" and found["hDCG"].word == "worse"
+    # over fewer than 20 conversations a CI away from 0 decides nothing: not a "tie" either
+    few = {label: {metric: row[:12] for metric, row in rows.items()} for label, rows in per_episode.items()}
+    assert {v.word for v in verdicts("RL (x)", few, seed=0)} == {"n/a (<20 pairs)"}
 
 
 @pytest.mark.parametrize(
