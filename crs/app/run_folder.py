@@ -121,10 +121,16 @@ class RunPhase:
             raise TypeError(f"'changed' must be a mapping, found {changed!r}")
         return cls(int(data["start"]), int(data["steps"]), {str(k): [v[0], v[1]] for k, v in changed.items()})
 
-    def describe(self) -> str:
-        """The phase in words, e.g. "steps 128 to 256 with ppo.learning_rate 0.0003 (was 0.001)"."""
+    def describe(self, stopped_at: int | None = None) -> str:
+        """The phase in words, e.g. "steps 128 to 256 with ppo.learning_rate 0.0003 (was 0.001)";
+        `stopped_at`: where the next session started (its checkpoint), when this one stopped before
+        its budget ("steps 0 to 64 (stopped; its budget was 256)")."""
         changes = ", ".join(f"{key} {new!r} (was {old!r})" for key, (old, new) in self.changed.items())
-        return f"steps {self.start:,} to {self.steps:,}" + (f" with {changes}" if changes else "")
+        if stopped_at is not None and stopped_at < self.steps:
+            reach = f"steps {self.start:,} to {stopped_at:,} (stopped; its budget was {self.steps:,})"
+        else:
+            reach = f"steps {self.start:,} to {self.steps:,}"
+        return reach + (f" with {changes}" if changes else "")
 
 
 EXECUTION_ONLY = frozenset({"steps", "ppo.subprocess"})
@@ -948,7 +954,11 @@ def _phases_text(record: RunRecord) -> str:
     """What the model card says about a resumed run's sessions ("" for a run trained in one)."""
     if len(record.phases) < 2:
         return ""
-    listed = "; ".join(f"{index}. {phase.describe()}" for index, phase in enumerate(record.phases, 1))
+    stops: list[int | None] = [later.start for later in record.phases[1:]] + [None]  # where each stopped
+    listed = "; ".join(
+        f"{index}. {phase.describe(stop)}"
+        for index, (phase, stop) in enumerate(zip(record.phases, stops, strict=True), 1)
+    )
     if record.resumed_with_changes:
         why = (
             f"`{RUN_CONFIG}` holds the last session's settings, so replaying it trains one session "

@@ -31,6 +31,7 @@ from crs.app.run_folder import (
     DEFAULT_RUNS_DIR,
     PROGRESS_FILES,
     RUN_CONFIG,
+    SUMMARY_FILE,
     TRAINED_TEST,
     CurveFile,
     EvalSummary,
@@ -337,8 +338,7 @@ def run_training(
     with claim:  # a new run that failed before training (`_train`) leaves no folder
         if resume:
             settings = RunRecord.read(run_dir).settings
-            if steps is not None:
-                _refuse_steps_not_above(run_dir, steps)
+            _refuse_steps_not_above(run_dir, settings.steps if steps is None else steps, steps is None)
         assert settings is not None
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
@@ -369,8 +369,10 @@ def training_inputs(settings: TrainSettings) -> list[tuple[str, Path | None]]:
     return [ranker_input(settings.ranker), ("data folder", data)]
 
 
-def _refuse_steps_not_above(run_dir: Path, steps: int) -> None:
-    """Refuse to resume `run_dir` to `steps` when its checkpoint already has that many.
+def _refuse_steps_not_above(run_dir: Path, steps: int, budget: bool = False) -> None:
+    """Refuse to resume `run_dir` to `steps` when its checkpoint already has that many; with `budget`
+    (`steps` is the run's own budget: no --steps), only a run that was also tested, which has nothing
+    left to do (one stopped while testing is tested again).
 
     Raises:
         ResumeStepsError: `steps` is not above the checkpoint's step count.
@@ -382,6 +384,14 @@ def _refuse_steps_not_above(run_dir: Path, steps: int) -> None:
     if not checkpoint.is_file():  # stopped before its first checkpoint: it starts again from step 0
         return
     trained = int(read_model_data(checkpoint).get("num_timesteps", 0))
+    if budget:
+        if steps <= trained and (run_dir / SUMMARY_FILE).is_file():
+            raise ResumeStepsError(
+                f"run {run_dir} has finished: it trained its {trained:,} steps and was tested "
+                f"({SUMMARY_FILE}); to train more, resume with --steps above {trained:,} (e.g. --steps "
+                f"{2 * trained}); the run is unchanged"
+            )
+        return
     if steps <= trained:
         raise ResumeStepsError(
             f"run {run_dir} has trained {trained:,} steps: --resume --steps {steps:,} must be above "
@@ -465,7 +475,10 @@ def _phases(run_dir: Path, settings: TrainSettings) -> tuple[RunPhase, ...]:
     record = RunRecord.read(run_dir)
     earlier = record.phases or (RunPhase(0, record.settings.steps, {}),)
     start = int(read_model_data(run_dir / CHECKPOINT).get("num_timesteps", 0))
-    return (*earlier, RunPhase(start, settings.steps, changed_settings(record.settings, settings)))
+    changed = changed_settings(record.settings, settings)
+    if start >= settings.steps and not changed:  # stopped while testing: this session only tests
+        return earlier
+    return (*earlier, RunPhase(start, settings.steps, changed))
 
 
 def _prepare(

@@ -21,6 +21,7 @@ from crs.app.run_folder import (
     TRAINED_TEST,
     CurveFile,
     EvalSummary,
+    RunPhase,
     RunRecord,
     read_episodes,
     write_episodes,
@@ -374,3 +375,40 @@ def test_where_the_envs_run_is_no_change_of_settings() -> None:
     before = make_settings({"ppo": {"subprocess": False}})
     after = make_settings({"ppo": {"subprocess": True, "learning_rate": 3e-4}})  # `--in-process` undone
     assert changed_settings(before, after) == {"ppo.learning_rate": [2e-4, 3e-4]}
+
+
+def test_a_finished_run_resumed_without_steps_is_refused_and_one_stopped_while_testing_is_tested(
+    tmp_path,
+) -> None:
+    """A plain --resume of a run that trained its budget and was tested has nothing to do: refused,
+    every file as it was (it re-tested, zeroed the summary's speed and added a phase "128 to 128"). One
+    stopped while testing (no summary.json) is tested and gains no phase."""
+    run_training(tiny_settings(steps=64, baselines=["ask-4"]), name="f", runs_dir=tmp_path, show=False)
+    run = tmp_path / "f"
+    before = {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
+    result = runner.invoke(app, ["train", "--name", "f", "--runs-dir", str(tmp_path), "--resume"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "has finished: it trained its 64 steps and was tested (summary.json); to train more, resume with "
+        "--steps above 64 (e.g. --steps 128)" in flat(result.output)
+    )
+    assert {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
+
+    (run / "summary.json").unlink()  # as a kill while testing leaves it
+    run_training(None, name="f", runs_dir=tmp_path, resume=True, show=False)
+    assert (run / "summary.json").is_file()
+    assert [(p.start, p.steps) for p in RunRecord.read(run).phases] == [(0, 64)]
+
+
+def test_the_card_says_where_an_interrupted_session_stopped() -> None:
+    from crs.app.run_folder import _phases_text
+
+    record = RunRecord(
+        settings=tiny_settings(steps=256),
+        name="i",
+        versions={},
+        written="",
+        phases=(RunPhase(0, 256, {}), RunPhase(64, 256, {})),
+    )
+    text = flat(_phases_text(record))
+    assert "1. steps 0 to 64 (stopped; its budget was 256); 2. steps 64 to 256." in text

@@ -54,6 +54,11 @@ def trained(tmp_path_factory) -> Path:
     return runs / "good"
 
 
+RESUME_MORE = ["train", "--name", "run", "--resume", "--steps", "256", "--runs-dir"]
+"""Resume the finished run "run" to train more: its checkpoint is loaded (a finished run's plain
+`--resume` is refused before it is read)."""
+
+
 def copy_run(run: Path, where: Path) -> Path:
     """A copy of a run directory (files only) to tamper with."""
     where.mkdir()
@@ -151,7 +156,7 @@ def test_a_model_zip_with_a_pickled_payload_never_runs_it(trained, tmp_path, key
         assert load_trained_policy(run, catalog()) is not None
     assert not marker.exists()
     # the same through the CLI's `crs train --resume` (the checkpoint is loaded to continue training)
-    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    result = runner.invoke(app, [*RESUME_MORE, str(tmp_path)])
     assert not marker.exists()
     if key == "my_extra_field":
         assert result.exit_code == 2 and "my_extra_field" in flat(result.output)
@@ -168,7 +173,7 @@ def test_a_model_zip_naming_a_module_as_its_env_never_imports_it(trained, tmp_pa
         set_field(run / name, "env", "shipped_env:Pwn-v0")
     with pytest.raises(UnsafeModelFileError, match="field 'env' is not one `crs train` writes"):
         load_trained_policy(run, catalog())  # what `crs eval`, `crs chat` and `crs report` load through
-    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    result = runner.invoke(app, [*RESUME_MORE, str(tmp_path)])
     assert not marker.exists()
     assert result.exit_code == 2 and "field 'env'" in flat(result.output), result.output
 
@@ -293,7 +298,7 @@ def test_a_model_zip_beyond_what_crs_train_writes_is_refused_before_it_is_built(
 def test_a_resume_refuses_a_checkpoint_of_other_encoder_sizes_before_building_it(trained, tmp_path) -> None:
     run = copy_run(trained, tmp_path / "run")
     rewrite_zip(run / "checkpoint.zip", lambda e: _with_encoder(e, hidden=100_000))
-    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    result = runner.invoke(app, [*RESUME_MORE, str(tmp_path)])
     assert result.exit_code == 2 and "hidden 100000, not" in flat(result.output), result.output
     assert "Traceback" not in result.output and not (run / LOCK_FILE).exists()
 
@@ -337,7 +342,7 @@ def test_a_damaged_model_zip_is_a_named_error_with_exit_2(trained, tmp_path, dam
                 archive.writestr(n, content)
     with pytest.raises(ModelFileError, match=r"best_model\.zip"):
         load_trained_policy(run, catalog())
-    result = runner.invoke(app, ["train", "--name", "run", "--runs-dir", str(tmp_path), "--resume"])
+    result = runner.invoke(app, [*RESUME_MORE, str(tmp_path)])
     assert result.exit_code == 2 and ".zip" in flat(result.output), result.output
     assert "Traceback" not in result.output and not (run / LOCK_FILE).exists()
 
