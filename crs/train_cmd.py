@@ -26,7 +26,17 @@ from crs.common import (
 from simulators.errors import CRSError
 
 # what `--resume` applies to a run; it keeps every other setting the run recorded
-RESUME_OPTIONS = ("resume", "name", "runs_dir", "steps", "learning_rate", "ent_coef", "in_process", "workers")
+RESUME_OPTIONS = (
+    "resume",
+    "name",
+    "runs_dir",
+    "steps",
+    "learning_rate",
+    "ent_coef",
+    "in_process",
+    "workers",
+    "data_dir",  # where the run's data lies now: the same data, which a resume checks
+)
 
 
 @friendly_errors
@@ -134,8 +144,9 @@ def train_command(
         False,
         "--resume",
         help="Continue run --name from its last checkpoint with its recorded settings (--steps extends the "
-        "budget; only --steps, --learning-rate, --ent-coef, --in-process and --workers may change); a run "
-        "stopped before its first checkpoint starts again from step 0 with its recorded settings.",
+        "budget; only --steps, --learning-rate, --ent-coef, --in-process, --workers and --data-dir, for "
+        "the same data moved, may change); a run stopped before its first checkpoint starts again from "
+        "step 0 with its recorded settings.",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the existing run of that name and train it again from scratch."
@@ -201,7 +212,9 @@ def train_command(
             raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
         refuse_options_resume_ignores(ctx)
         try:
-            run_training(None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo)
+            run_training(
+                None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo, data_dir=data_dir
+            )
         except KeyboardInterrupt:
             raise _interrupted(runs_dir / name if name else None) from None
         return

@@ -133,9 +133,10 @@ class RunPhase:
         return reach + (f" with {changes}" if changes else "")
 
 
-EXECUTION_ONLY = frozenset({"steps", "ppo.subprocess"})
+EXECUTION_ONLY = frozenset({"steps", "ppo.subprocess", "data_dir"})
 """Settings that change how long or where a run trains, not what it learns (in-process and subprocess
-envs give the same observations): a resume that changes them is no change of settings."""
+envs give the same observations; a moved data folder holds the same data, which a resume checks): a
+resume that changes them is no change of settings."""
 
 
 def flat_settings(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -81,6 +81,7 @@ from policies.rl.run_files import (
     run_ranker,
 )
 from policies.rules import make_rule_policy
+from simulators.datasets import DATA_DIR_ENV
 from simulators.errors import CRSError
 from simulators.mcmipl import find_release
 
@@ -271,6 +272,7 @@ def run_training(
     overwrite: bool = False,
     steps: int | None = None,
     ppo: dict[str, Any] | None = None,
+    data_dir: str | None = None,
     show: bool = True,
 ) -> TrainSummary:
     """Train (or resume) a run and return its summary (also written to summary.json).
@@ -298,6 +300,8 @@ def run_training(
         resume: Continue the run (from its checkpoint.zip, or from step 0 when it has none).
         overwrite: Delete an existing run of that name and start again.
         steps: Budget override (with `resume`: extend the run to this many steps, above those it has).
+        data_dir: With `resume`: where the run's real data lies now (the data must be the same: its
+            catalogue's fingerprint in policy.json is checked).
         ppo: PPO settings to change, e.g. ``{"learning_rate": 3e-4, "ent_coef": 0.003}``; with
             `resume` they replace the checkpoint's values from now on (a fine-tuning phase);
             ``{"subprocess": False}`` runs the envs in-process.
@@ -342,10 +346,24 @@ def run_training(
         assert settings is not None
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
+        if resume and data_dir is not None:  # the data moved: the catalogue's fingerprint must still match
+            settings = settings.model_copy(update={"data_dir": data_dir})
+        elif not resume:
+            settings = _with_data_dir_recorded(settings)
         if ppo:
             merged = {**asdict(settings.ppo), **ppo}
             settings = make_settings({**settings.model_dump(), "ppo": merged})
         return _train(settings, name, run_dir, resume, show, claim)
+
+
+def _with_data_dir_recorded(settings: TrainSettings) -> TrainSettings:
+    """`settings` on real data with the data folder ``$CRS_DATA_DIR`` gives, made absolute, where they
+    name none: config.yaml records it, so the run resumes, and its model card's commands evaluate it,
+    without that variable."""
+    folder = os.environ.get(DATA_DIR_ENV)
+    if settings.data_dir is not None or settings.dataset_spec().is_world or not folder:
+        return settings
+    return settings.model_copy(update={"data_dir": str(Path(folder).resolve())})
 
 
 def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
@@ -502,6 +520,15 @@ def _prepare(
     env = make_env(catalog=catalog, split="valid", **settings.env_options())
     if not resumed:  # (a resumed run keeps the ranker it recorded, checked by `_resolve_ranker`)
         _check_ranker_and_rules(settings, catalog, env)
+    elif (run_dir / POLICY_META).is_file():
+        recorded = PolicyMeta.read(run_dir).fingerprint
+        if recorded is not None and recorded != catalog_fingerprint(catalog):
+            where = settings.data_dir or "the data folder"
+            raise CRSError(
+                f"run {run_dir} trained on other {catalog.name} data than {where} holds now (its "
+                "catalogue's fingerprint in policy.json differs): resume with --data-dir naming the data it "
+                "trained on"
+            )
     clear()
     record = RunRecord(
         settings=settings,

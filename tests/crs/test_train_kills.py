@@ -412,3 +412,37 @@ def test_the_card_says_where_an_interrupted_session_stopped() -> None:
     )
     text = flat(_phases_text(record))
     assert "1. steps 0 to 64 (stopped; its budget was 256); 2. steps 64 to 256." in text
+
+
+def test_a_run_on_the_data_folder_of_crs_data_dir_records_it_and_resumes_where_the_data_lies(
+    real_data_dir, tmp_path, monkeypatch
+) -> None:
+    """A run given its data by $CRS_DATA_DIR records that folder (it resumed only with the variable set,
+    and --data-dir was refused with --resume); --resume --data-dir finds data that moved, and refuses
+    data other than the run's (policy.json's catalogue fingerprint)."""
+    from crs.app.settings import make_settings
+    from simulators.datasets import DATA_DIR_ENV
+
+    settings = {k: v for k, v in TINY.items() if k != "world"}
+    settings.update(dataset="lastfm_star", ranker="popularity", steps=64, eval_every=0, baselines=["ask-4"])
+    monkeypatch.setenv(DATA_DIR_ENV, str(real_data_dir))
+    run_training(make_settings(settings), name="e", runs_dir=tmp_path, show=False)
+    run = tmp_path / "e"
+    assert RunRecord.read(run).settings.data_dir == str(real_data_dir.resolve())
+    assert f"--data-dir {real_data_dir.resolve()}" in card_command(run)
+
+    monkeypatch.delenv(DATA_DIR_ENV)
+    moved = tmp_path / "moved"
+    shutil.copytree(real_data_dir / "lastfm_star", moved / "lastfm_star")
+    resume = ["train", "--name", "e", "--runs-dir", str(tmp_path), "--resume", "--steps", "128"]
+    result = runner.invoke(app, [*resume, "--data-dir", str(moved)])
+    assert result.exit_code == 0, result.output
+    record = RunRecord.read(run)
+    assert record.settings.data_dir == str(moved) and record.phases[-1].changed == {}  # no change of settings
+
+    meta = json.loads((run / "policy.json").read_text())
+    (run / "policy.json").write_text(json.dumps({**meta, "fingerprint": "0" * len(meta["fingerprint"])}))
+    result = runner.invoke(app, [*resume[:-1], "192"])
+    assert result.exit_code == 2, result.output
+    assert "trained on other lastfm_star data than" in flat(result.output)
+    assert "resume with --data-dir naming the data it trained on" in flat(result.output)
