@@ -339,6 +339,19 @@ class RankerSpec:
         """The TransE file or artifact folder it names (None: none or TransE's default file)."""
         return Path(self.where) if self.where else None
 
+    def check_dataset(self, dataset: str) -> None:
+        """Refuse what its name alone says cannot rank `dataset`: TransE's published file (no file given)
+        is LastFM's only.
+
+        Raises:
+            CRSError: Naming the dataset and the fix.
+        """
+        if self.kind == "transe" and self.path is None and dataset != "lastfm":
+            raise CRSError(
+                f"TransE embeddings are published for lastfm only, not {dataset}; use popularity or a "
+                "`crs pretrain` artifact"
+            )
+
     def resolve(self, run_dir: str | Path) -> RankerSpec:
         """The same ranker with a relative file or folder (a policy.json entry's) in `run_dir`."""
         path = self.path
@@ -504,11 +517,7 @@ class RankerSpec:
         if self.kind == "transe":
             if self.path is not None:
                 return TransERanker.from_file(self.path, catalog)
-            if catalog.name != "lastfm":
-                raise CRSError(
-                    f"TransE embeddings are published for lastfm only, not {catalog.name}; use --ranker "
-                    f"popularity or a `crs pretrain` artifact"
-                )
+            self.check_dataset(catalog.name)
             return TransERanker.from_file(transe_file(data_dir), catalog)
         if self.kind == "pretrain":
             raise CRSError(f"ranker 'pretrain' pre-trains one into a `crs train` run; here use {CHOICES}")

@@ -35,6 +35,8 @@ DATASET_NAMES: tuple[str, ...] = (
     "mcmipl_yelp_star",
 )
 REAL_DATASETS: tuple[str, ...] = DATASET_NAMES[1:]
+TAXONOMY_DATASETS: tuple[str, ...] = ("yelp_star", "mcmipl_yelp_star")
+"""The datasets whose catalogue has a first-layer taxonomy, which the enumerated setting asks."""
 DATA_DIR_ENV = "CRS_DATA_DIR"
 # How to name the data folder, for Python callers (make_env, gym.make, load_catalog) and the CLI alike.
 DATA_DIR_HINT = f"pass --data-dir PATH (data_dir=PATH from Python) or set {DATA_DIR_ENV}=PATH"

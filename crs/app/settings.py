@@ -22,7 +22,7 @@ from envs.setting import LEGACY_SETTINGS, Setting
 from policies.rankers import RankerSpec
 from policies.rl.config import ImitationConfig, PPOConfig, RLConfig
 from policies.rules import make_rule_policy
-from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
+from simulators.datasets import PERSONA_WORLD, TAXONOMY_DATASETS, DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.persona_world import WORLD_USER
@@ -354,11 +354,16 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
     check_dataset_name(settings.dataset)
     if settings.ranker is not None:  # its syntax (a file or folder it names is read when training)
         try:
-            RankerSpec.parse(settings.ranker)
+            RankerSpec.parse(settings.ranker).check_dataset(settings.dataset)
         except CRSError as error:
             raise CRSError(f"bad training settings: ranker: {error}") from None
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
+    if setting == "enumerated" and settings.dataset not in TAXONOMY_DATASETS:
+        raise CRSError(
+            f"bad training settings: setting enumerated asks a taxonomy's categories, and {settings.dataset} "
+            f"has none (only {', '.join(TAXONOMY_DATASETS)} do): use binary or multiple_choice"
+        )
     if settings.wrapper.plan_depth is not None and setting != "binary":
         raise CRSError(
             f"bad training settings: wrapper.plan_depth={settings.wrapper.plan_depth} searches yes/no "

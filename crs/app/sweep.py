@@ -403,11 +403,10 @@ def check_ranker(text: str, dataset: str, kind: str) -> None:
     spec = RankerSpec.parse(text)
     if spec.kind == "run" or (spec.kind == "pretrain" and kind != "train"):
         raise CRSError(f"ranker {text!r} cannot be used by kind {kind!r}; use {CHOICES}")
-    if spec.kind == "transe" and spec.path is None and dataset != "lastfm":
-        raise CRSError(
-            f"ranker {text!r}: TransE embeddings are published for lastfm only, not {dataset}; use "
-            "popularity or a `crs pretrain` artifact folder"
-        )
+    try:
+        spec.check_dataset(dataset)
+    except CRSError as error:
+        raise CRSError(f"ranker {text!r}: {error}") from None
     if kind == "train" or spec.path is None:
         return
     if spec.kind == "artifact" and not spec.path.is_dir():

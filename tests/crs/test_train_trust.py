@@ -392,6 +392,35 @@ def test_bad_settings_are_refused_when_read(settings) -> None:
         make_settings(settings)
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"setting": "enumerated"},
+            "setting enumerated asks a taxonomy's categories, and persona_world has none",
+        ),
+        ({"dataset": "lastfm_star", "setting": "enumerated"}, "and lastfm_star has none (only yelp_star,"),
+        ({"ranker": "transe"}, "ranker: TransE embeddings are published for lastfm only, not persona_world"),
+        ({"dataset": "yelp_star", "ranker": "transe"}, "published for lastfm only, not yelp_star"),
+    ],
+)
+def test_settings_the_data_cannot_have_are_refused_without_reading_it(settings, message) -> None:
+    """What --print-config printed and a training then refused (the data has no taxonomy for the
+    enumerated setting; TransE's published file is LastFM's) is refused when the settings are read."""
+    with pytest.raises(CRSError) as caught:
+        make_settings(settings)
+    assert message in str(caught.value)
+
+
+def test_the_datasets_with_a_taxonomy_are_those_named(real_data_dir) -> None:
+    from simulators.datasets import TAXONOMY_DATASETS, load_catalog
+
+    for name in ("persona_world", "lastfm", "lastfm_star", "yelp_star"):
+        catalog = load_catalog(name, None if name == "persona_world" else str(real_data_dir))
+        assert (catalog.taxonomy is not None) == (name in TAXONOMY_DATASETS), name
+    assert make_settings({"dataset": "yelp_star", "setting": "enumerated"}).setting == "enumerated"
+
+
 def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> None:
     with pytest.raises(CRSError, match=r"steps: .*got '1e3'") as wrong_type:
         make_settings({"steps": "1e3"})
