@@ -212,8 +212,10 @@ class ProbeThenAskPolicy(RulePolicy):
         self.name = f"probe-{n_probes}-ask-{n_asks}"
         if ranker is not None and not isinstance(ranker, PersonaAwareRanker):
             raise CRSError(
-                f"{self.name} probes personas: it needs a persona ranker (a pre-trained artifact), "
-                f"not {type(ranker).__name__}"
+                f"{self.name} probes personas, which the ranker given ({type(ranker).__name__}) does not "
+                "model: pass --ranker with a `crs pretrain` artifact folder (e.g. `crs pretrain --out "
+                "runs/pw-ranker`, then --ranker runs/pw-ranker), or --ranker uniform (personas without "
+                "learned preferences)"
             )
         self.n_probes = n_probes
         self.n_asks = n_asks

@@ -644,7 +644,11 @@ def test_an_overwrite_that_cannot_load_its_data_keeps_the_earlier_run(trained, t
         ({"ranker": "bogus"}, "ranker 'bogus' is neither one of"),
         ({"ranker": "uniform+pop:abc"}, "(+pop:abc: 'abc' is not a number"),
         ({"baselines": ["ask-4", "lookahead-2"]}, "baselines: lookahead-2 plans yes/no questions"),
-        ({"baselines": ["probe-2-ask-5"]}, "baselines: probe-2-ask-5 probes personas: it needs a persona"),
+        (
+            {"baselines": ["probe-2-ask-5"]},
+            "baselines: probe-2-ask-5 probes personas, which the ranker given (PopularityRanker) does not "
+            "model: pass --ranker with a `crs pretrain` artifact folder",
+        ),
         ({"imitation": {"rule": "lookahead-2", "steps": 64}}, "imitation.rule: lookahead-2 plans yes/no"),
     ],
 )
