@@ -134,7 +134,8 @@ def test_a_probing_rule_beats_random(env) -> None:
 
 
 def test_probing_rules_need_a_persona_ranker_and_the_multiple_choice_setting(env) -> None:
-    with pytest.raises(CRSError, match=r"probes personas, which the ranker given \(PopularityRanker\) does not model: pass --ranker"):
+    given = r"probes personas, which the ranker given \(PopularityRanker\) does not model: pass --ranker"
+    with pytest.raises(CRSError, match=given):
         make_rule_policy("probe-1-ask-6", PopularityRanker(env.catalog))
     binary = make_env("persona_world", split="test", setting="binary")
     binary.reset(seed=0)
