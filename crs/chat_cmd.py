@@ -18,6 +18,8 @@ from crs.common import (
     PolicyOption,
     RankerOption,
     SettingOption,
+    WorldSeedOption,
+    check_world_seed,
     console,
     data_dir_input,
     err_console,
@@ -39,9 +41,7 @@ def chat_command(
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     setting: SettingOption = None,
-    world_seed: int = typer.Option(
-        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
-    ),
+    world_seed: WorldSeedOption = None,
     seed: int = typer.Option(
         0,
         "--seed",
@@ -98,6 +98,7 @@ def chat_command(
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
     check_dataset_name(dataset)
+    world_seed = check_world_seed(world_seed, dataset)
     check_files_outside_inputs(transcript, policy, ranker, data_dir, memory)
     chat_memory = None
     commands = personal_commands(dataset, data_dir, policy, setting, world_seed)

@@ -18,6 +18,8 @@ from crs.common import (
     PolicyOption,
     RankerOption,
     SettingOption,
+    WorldSeedOption,
+    check_world_seed,
     console,
     friendly_errors,
     metrics_table,
@@ -70,9 +72,7 @@ def eval_command(
         help="Replace the earlier evaluation the output folder holds (refused if it holds other files too).",
     ),
     user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
-    world_seed: int = typer.Option(
-        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
-    ),
+    world_seed: WorldSeedOption = None,
     workers: int = typer.Option(
         None,
         "--workers",
@@ -158,6 +158,7 @@ def eval_command(
       crs eval -p ask-7 -d lastfm_star --data-dir DATA --sessions 6 \\
         --ranker runs/lastfm-ranker --regime switch --memory update -n 1000
     """
+    world_seed = check_world_seed(world_seed, dataset)
     if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(
             sessions=sessions,

@@ -14,6 +14,8 @@ from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import (
     DATA_DIR_HELP,
     DATASET_HELP,
+    WorldSeedOption,
+    check_world_seed,
     console,
     data_dir_input,
     friendly_errors,
@@ -53,9 +55,7 @@ def pretrain_command(
     seed: int = typer.Option(
         DEFAULTS.seed, "--seed", min=0, max=MAX_SEED, help="Seed of all randomness (same seed, same weights)."
     ),
-    world_seed: int = typer.Option(
-        0, "--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."
-    ),
+    world_seed: WorldSeedOption = None,
     out: Path = typer.Option(
         Path("runs/pretrain"),
         "--out",
@@ -129,6 +129,7 @@ def pretrain_command(
         raise CRSError(f"--holdout-unit must be one of {', '.join(HOLDOUT_UNITS)}, got {holdout_unit!r}")
     if persona_init not in PERSONA_INITS:
         raise CRSError(f"--persona-init must be one of {', '.join(PERSONA_INITS)}, got {persona_init!r}")
+    world_seed = check_world_seed(world_seed, dataset)
     catalog = DatasetSpec(dataset, data_dir, world_seed).load()
     config = TrainConfig(
         dim=dim,

@@ -19,6 +19,8 @@ from crs.common import (
     DATASET_HELP,
     EXIT_INTERRUPTED,
     SettingOption,
+    WorldSeedOption,
+    check_world_seed,
     console,
     friendly_errors,
     read_settings_file,
@@ -84,6 +86,7 @@ def train_command(
     seed: int | None = typer.Option(
         None, "--seed", min=0, max=MAX_SEED, help="Seed of the model, the envs and the evaluation order."
     ),
+    world_seed: WorldSeedOption = None,
     no_persona_attention: bool = typer.Option(
         False,
         "--no-persona-attention",
@@ -238,6 +241,7 @@ def train_command(
         "steps": steps,
         "envs": envs,
         "seed": seed,
+        "world_seed": world_seed,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     if ppo:
@@ -262,6 +266,7 @@ def train_command(
             )
         data["fit_plan_temperature"] = True
     settings = make_settings(data)
+    check_world_seed(world_seed, settings.dataset)
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return
