@@ -622,6 +622,22 @@ def _fit_plan_temperature(
     return settings.model_copy(update={"wrapper": wrapper})
 
 
+def steps_trained(start: int, budget: int, rollout: int) -> int:
+    """The step count PPO stops at when it trains from `start` to `budget` in whole rollouts of `rollout`
+    steps (envs x n_steps): `budget` rounded up to the rollouts after `start` (`start` when it has that
+    many already)."""
+    return start + max(0, -(-(budget - start) // rollout)) * rollout
+
+
+def _note_capped(show: bool, key: str, asked: int, available: int, split: str) -> None:
+    """Say that the setting `key` asks for more conversations than the split has (all are used)."""
+    if show and asked > available:
+        console.print(
+            f"[yellow]note:[/] {key} {asked:,} is more than the {available:,} {split} conversations: all "
+            f"{available:,} are used"
+        )
+
+
 def _learn(prepared: _Prepared, resume: bool) -> _Session:
     """Build (or load from the checkpoint) the model and train it to the settings' steps, with progress,
     checkpoints and validation; save model.zip."""
@@ -660,6 +676,7 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
         set_logger(model, run_dir / "tb")
         valid_n = prepared.train_env().goals.n_goals
         valid_indices = evaluation_indices(valid_n, settings.eval_episodes, settings.seed + 1)
+        _note_capped(prepared.show, "eval_episodes", settings.eval_episodes, valid_n, "validation")
 
         def evaluate_now(current: Any) -> dict[str, float]:
             policy = RLPolicy(current.policy, prepared.ranker, config.wrapper)
@@ -669,12 +686,13 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
 
         start_steps = model.num_timesteps
         started = time.perf_counter()
+        final_steps = steps_trained(start_steps, settings.steps, config.n_envs * int(config.n_steps or 1))
         with _progress(prepared.show) as progress:
-            task = progress.add_task("training", total=settings.steps, completed=start_steps, note="")
+            task = progress.add_task("training", total=final_steps, completed=start_steps, note="")
 
             def on_progress(steps: int, seconds: float) -> None:
                 rate = (steps - start_steps) / max(seconds, 1e-9)
-                progress.update(task, completed=min(steps, settings.steps), note=f"{rate:,.0f} steps/s")
+                progress.update(task, completed=min(steps, final_steps), note=f"{rate:,.0f} steps/s")
 
             def on_eval(point: Any) -> None:
                 curve.add(point)
@@ -779,6 +797,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     test_env = prepared.test_env()
     trained = RLPolicy(best.policy, prepared.ranker, config.wrapper, name=name, setting=test_env.setting)
     test_indices = evaluation_indices(test_env.goals.n_goals, settings.test_episodes, settings.seed)
+    _note_capped(prepared.show, "test_episodes", settings.test_episodes, test_env.goals.n_goals, "test")
     rows: dict[str, Any] = {}
     throughput: dict[str, float] = {}
     per_episode: dict[str, dict[str, np.ndarray]] = {}

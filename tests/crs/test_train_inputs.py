@@ -302,3 +302,28 @@ def test_a_resume_says_when_state_json_is_damaged_and_goes_on_from_the_checkpoin
     assert f"note: {run / 'state.json'}: bad entry" in flat(result.output)
     assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
     assert json.loads((run / "state.json").read_text())["timesteps"] == 128  # rewritten at the checkpoint
+
+
+def test_more_conversations_than_a_split_has_are_noted(tmp_path) -> None:
+    """eval_episodes or test_episodes above the split's conversations use them all, and say so (the
+    run's summary records the number used; config.yaml keeps the number asked)."""
+    sizes = {"eval_episodes": 50_000, "test_episodes": 100_000}
+    config = tiny_config(tmp_path / "big.yaml", **sizes, baselines=["ask-4"])
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "big"]
+    result = runner.invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    tested = json.loads((tmp_path / "big" / "summary.json").read_text())["test_episodes"]
+    assert tested < 100_000
+    text = " ".join(result.output.split())
+    used = f"{tested:,} test conversations: all {tested:,} are used"
+    assert f"note: test_episodes 100,000 is more than the {used}" in text
+    assert "note: eval_episodes 50,000 is more than the" in text and "validation conversations: all" in text
+
+
+def test_the_progress_runs_to_the_steps_ppo_trains_in_whole_rollouts() -> None:
+    """`--envs 3 --steps 100` with 32-step rollouts trains 192 steps: the bar's total (it showed 100/100)."""
+    from crs.app.training import steps_trained
+
+    assert steps_trained(0, 100, 3 * 32) == 192
+    assert steps_trained(0, 192, 96) == 192 and steps_trained(96, 100, 96) == 192
+    assert steps_trained(192, 128, 96) == 192  # a checkpoint past the budget trains no more
