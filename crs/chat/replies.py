@@ -311,8 +311,12 @@ class OpeningPrompt:
             return Hint("Type a name made of letters or digits, or a number from the list.")
         named = [a for a, name in enumerate(self.normal) if name == key and self.distinct[a]]
         same = [a for a in named if self.openable[a]]
-        if len(same) == 1:
-            return self._take(same[0])
+        # of names that read alike ("trip-hop", "trip hop"), the most common one typed as shown is taken
+        # (it would lead the list); another is listed with them, most common first
+        if same:
+            common = max(same, key=lambda a: self.frequency[a])
+            if len(same) == 1 or self.names[common].casefold() == text.casefold():
+                return self._take(common)
         matches = self._matches(key, same)
         # what the text names or spells closely but cannot open (enumerated setting: in no category)
         closed = [a for a in named if not self.openable[a]]

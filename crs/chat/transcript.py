@@ -13,6 +13,7 @@ the persona prior ``before`` and ``after`` the chat; `crs.chat.memory.MemoryChan
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,9 @@ def check_transcript_path(path: Path, *, overwrite: bool = False) -> None:
     Raises:
         OutputExistsError: `path` is an existing file and `overwrite` is False.
         CRSError: `path` is a folder.
-        ChatError: `path` exists and is neither a file nor a folder, or a parent of `path` is a file.
+        ChatError: `path` exists and is neither a file nor a folder, a parent of `path` is a file, or
+            its nearest existing folder takes no new file (no permission, a read-only or special
+            filesystem such as /proc).
     """
     if path.exists() and not path.is_file() and not path.is_dir():
         raise ChatError(
@@ -239,6 +242,12 @@ def check_transcript_path(path: Path, *, overwrite: bool = False) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ChatError(f"could not write the transcript to {path} ({parent} is a file); pick another path")
+    try:  # a file is created where the transcript's folders will be, then removed: e.g. no permission
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        reason = f"{parent}: {error.strerror or error}"
+        raise ChatError(f"could not write the transcript to {path} ({reason}); pick another path") from None
 
 
 def free_path(path: Path) -> Path:

@@ -405,6 +405,15 @@ def test_a_transcript_path_that_is_no_regular_file_is_refused_even_with_overwrit
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
+def test_a_transcript_in_a_folder_that_takes_no_file_is_refused_before_the_chat(tmp_path: Path) -> None:
+    """/proc takes no new file (even for root): the chat is refused before it starts, instead of losing
+    the transcript after the whole conversation."""
+    result = runner.invoke(app, ["chat", "--transcript", "/proc/crs-chat.json"], input="jazz\nquit\n")
+    assert result.exit_code == 2, result.output
+    assert "could not write the transcript to /proc/crs-chat.json (/proc: " in flat(result.output)
+    assert "you>" not in result.output
+
+
 def test_user_id_picks_the_user(tmp_path: Path) -> None:
     _, transcript = chat(tmp_path, ["quit"], "--user-id", "7")
     assert transcript["user"] == 7

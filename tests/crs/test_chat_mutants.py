@@ -387,3 +387,19 @@ def test_a_transcript_file_created_during_the_chat_is_kept(tmp_path: Path, world
     result = run_chat(env, policy, seed=0, console=quiet(), read=read, transcript=path)
     assert path.read_text() == "theirs"
     assert json.loads((tmp_path / "chat-1.json").read_text()) == json.loads(json.dumps(result.transcript))
+
+
+def test_the_most_common_of_names_that_read_alike_typed_as_shown_is_taken(world: Catalog) -> None:
+    """LastFM* has "trip-hop" (the most common) and "trip hop": typing "trip-hop" takes it (it listed
+    both and asked, with it first); "trip hop", or anything only reading like them, lists both."""
+    names = list(world.aspect_names)
+    common, rare = sorted(range(len(names)), key=lambda a: -world.item_aspects[:, a].sum())[:2]
+    names[common], names[rare] = "trip-hop", "trip hop"
+    catalog = dataclasses.replace(world, aspect_names=tuple(names))
+    for typed in ("trip-hop", "TRIP-HOP"):
+        result, text = talk(catalog, [typed, "quit"])
+        assert result.transcript["turns"][0]["answer"]["accepted"] == [common], typed
+        assert "Did you mean" not in text
+    for typed in ("trip hop", "trip hop!"):
+        _, text = talk(catalog, [typed, "quit"])
+        assert "Did you mean" in text, typed
