@@ -145,8 +145,15 @@ class Row:
         return len(self.runs)
 
     @property
-    def n_conversations(self) -> int:
-        return len(self.runs[0].records)
+    def run_conversations(self) -> tuple[int, ...]:
+        """The conversations of each run, in `runs` order."""
+        return tuple(len(run.records) for run in self.runs)
+
+    @property
+    def n_conversations(self) -> int | None:
+        """The conversations of each run, when every run has as many; None when they differ."""
+        counts = set(self.run_conversations)
+        return counts.pop() if len(counts) == 1 else None
 
     @property
     def seeds(self) -> tuple[int, ...]:

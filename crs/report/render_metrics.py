@@ -118,7 +118,8 @@ def _row_json(row: Row) -> dict[str, Any]:
         "runs": [str(r.path) for r in row.runs],
         "seeds": list(row.seeds),
         "rankers": sorted({r.ranker_name for r in row.runs}),
-        "conversations": row.n_conversations,
+        "conversations": row.n_conversations,  # per run; None when the runs differ
+        "conversations_per_run": list(row.run_conversations),
         "best": sorted(row.best),
         "metrics": _metrics_json(row.metrics),
     }

@@ -79,6 +79,8 @@ def test_a_row_of_seeds_on_other_lists_counts_every_runs_conversations(tmp_path:
     table = table_of([first, second])
     (row,) = table.rows
     assert row.n_runs == 2 and table.conversations_per_run == "8/12"
+    # metrics.json's row says so too: no one size (it gave the first run's 12)
+    assert row.n_conversations is None and row.run_conversations == (12, 8)
     _, shares, fail = turn_distribution(row)
     assert shares[:3].tolist() == [8 / 20, 4 / 20, 0.0]
     assert fail == 8 / 20 and shares.sum() + fail == pytest.approx(1.0)

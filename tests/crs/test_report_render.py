@@ -92,7 +92,8 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
     ]  # fmt: skip
     assert (table["test_set"]["sessions"], table["test_set"]["pair_unit"]) == (None, "conversations")
     assert list(table["rows"][0]) == [
-        "label", "ablation", "sweep", "ci", "runs", "seeds", "rankers", "conversations", "best", "metrics",
+        "label", "ablation", "sweep", "ci", "runs", "seeds", "rankers", "conversations",
+        "conversations_per_run", "best", "metrics",
     ]  # fmt: skip
     assert list(table["rows"][0]["metrics"]) == list(METRICS)
     assert list(table["paired_differences"][0]) == ["row", "reference", "pairs", "metrics"]
