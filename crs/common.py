@@ -22,6 +22,7 @@ from rich.table import Table
 from crs.app.settings import MAX_SEED
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
+from envs.setting import check_setting
 from policies.atomic import write_json_atomic  # noqa: F401 (re-exported for the commands)
 from simulators.datasets import DATA_DIR_ENV, PERSONA_WORLD, REAL_DATASETS
 from simulators.errors import CRSError
@@ -49,7 +50,17 @@ SETTING_HELP = (
     "persona probes; MCMIPL). Default: multiple_choice on the persona world, binary on real data "
     "(a trained run: its own)."
 )
-SettingOption = Annotated[str | None, typer.Option("--setting", help=SETTING_HELP)]
+
+
+def _known_setting(value: str | None) -> str | None:
+    """`--setting` checked when it is parsed, in one wording for every command (`envs.setting`)."""
+    try:
+        return None if value is None else check_setting(value)
+    except CRSError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+SettingOption = Annotated[str | None, typer.Option("--setting", help=SETTING_HELP, callback=_known_setting)]
 WorldSeedOption = Annotated[
     int | None,
     typer.Option("--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."),

@@ -105,13 +105,19 @@ def test_the_setting_is_recorded_and_a_policy_acts_only_in_its_own(run: Path, tm
     assert result.exit_code == 2 and "trained in the multiple_choice setting" in result.output
     assert "--setting multiple_choice" in result.output and not (out / "summary.json").exists()
     result = runner.invoke(
-        app, ["eval", "--policy", "ask-4", "-n", "4", "--setting", "yes-no", "-o", str(out)]
+        app,
+        ["eval", "--policy", "ask-4", "-n", "4", "--setting", "yes-no", "-o", str(out)],
+        env={"COLUMNS": "250"},  # the error's box: one line
     )
     assert (
         result.exit_code == 2
-        and "setting: Input should be 'binary', 'enumerated' or 'multiple_choice'"
+        and "unknown setting 'yes-no'; valid settings: binary, enumerated, multiple_choice"
         in " ".join(result.output.split())
     )
+    for command in (["chat"], ["train", "--print-config"]):  # one option: one check, one wording
+        result = runner.invoke(app, [*command, "--setting", "yes-no"], input="quit\n", env={"COLUMNS": "250"})
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "unknown setting 'yes-no'; valid settings: binary" in text, text
 
 
 def test_runs_from_before_the_setting_was_recorded_keep_theirs(run: Path, tmp_path: Path) -> None:
