@@ -344,7 +344,8 @@ def parse_action(
         _require(action, "items", "recommend", items_expected)
         items = _unique(lists["items"])
         if not items:
-            raise InvalidActionError("recommend needs a non-empty slate of item ids (got none)")
+            padding = " but -1, which pads the list" if lists["items"] else ""
+            raise InvalidActionError(f"recommend needs a non-empty slate of item ids (got none{padding})")
         bad = [i for i in items if not 0 <= i < n_items]
         if bad:
             raise InvalidActionError(f"unknown item id(s) {bad}; item ids lie in [0, {n_items})")
@@ -362,7 +363,8 @@ def parse_action(
     _require(action, "aspects", word, aspects_expected)
     aspects = _unique(lists["aspects"])
     if not aspects:
-        raise InvalidActionError(f"{word} needs at least one aspect id (got none)")
+        padding = " but -1, which pads the list" if lists["aspects"] else ""
+        raise InvalidActionError(f"{word} needs at least one aspect id (got none{padding})")
     bad = [a for a in aspects if not 0 <= a < n_aspects]
     if bad:
         raise InvalidActionError(f"unknown aspect id(s) {bad}; aspect ids lie in [0, {n_aspects})")
