@@ -24,7 +24,7 @@ from policies.pretrain.train import catalog_fingerprint
 from policies.rankers import RankerSpec
 from policies.rl.encoder import PersonaAspectEncoder
 from policies.rl.model import encoder_kwargs
-from policies.rl.model_file import ACTING_OVERRIDES, load_model
+from policies.rl.model_file import ACTING_OVERRIDES, ModelFileError, load_model
 from policies.rl.run_files import POLICY_META, PolicyMeta, model_file
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -193,10 +193,15 @@ def load_trained_policy(
     """
     torch.set_num_threads(1)
     meta = PolicyMeta.read(run_dir)
+    if not isinstance(catalog, Catalog):
+        raise CRSError(
+            f"catalog must be a Catalog, got {type(catalog).__name__} {catalog!r}: load the run's with "
+            f"simulators.load_catalog({meta.catalog!r}, data_dir)"
+        )
     if meta.catalog != catalog.name:
         raise CRSError(
             f"run {run_dir} was trained on {meta.catalog!r} but the env's catalogue is {catalog.name!r}: "
-            f"pass --dataset {meta.catalog}"
+            f"pass --dataset {meta.catalog} (from Python: simulators.load_catalog({meta.catalog!r}, ...))"
         )
     sizes = (catalog.n_users, catalog.n_items, catalog.n_aspects)
     if meta.sizes and meta.sizes != sizes:
@@ -219,17 +224,26 @@ def load_trained_policy(
             + (f" (--world-seed {meta.world_seed})" if catalog.truth is not None else "")
         )
     config = meta.rl
+    given = ranker is not None
     if ranker is None:
         ranker = ranker_from_meta(meta.ranker, catalog, Path(run_dir), meta.ranker_identity)
     wrapper = SlateActionWrapper(make_env(catalog=catalog, split="test", **meta.env), ranker, config.wrapper)
-    model = load_model(
-        model_file(run_dir),
-        observation_space=wrapper.observation_space,
-        action_space=wrapper.action_space,
-        clip_range=config.clip_range,
-        encoder=encoder_kwargs(wrapper.sizes, ranker, config),
-        overrides=ACTING_OVERRIDES,
-    )
+    try:
+        model = load_model(
+            model_file(run_dir),
+            observation_space=wrapper.observation_space,
+            action_space=wrapper.action_space,
+            clip_range=config.clip_range,
+            encoder=encoder_kwargs(wrapper.sizes, ranker, config),
+            overrides=ACTING_OVERRIDES,
+        )
+    except ModelFileError as error:
+        if not given:
+            raise
+        raise CRSError(
+            f"{error}; the ranker= given ({type(ranker).__name__}) may not be the run's own ({meta.ranker}), "
+            "which its network was trained on: leave ranker= out to rebuild that one"
+        ) from None
     setting = wrapper.base.setting
     return RLPolicy(model.policy, ranker, config.wrapper, name=Path(run_dir).name, setting=setting)
 

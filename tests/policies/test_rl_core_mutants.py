@@ -20,6 +20,7 @@ from envs.actions import ask, probe, recommend
 from envs.ranker import PreferenceRanker
 from envs.sb3_wrapper import SlateActionWrapper
 from policies.baseline_rankers import PopularityRanker
+from policies.rankers import RankerSpec
 from policies.rl import RLConfig, build_model, make_vec_env
 from policies.rl.acting import load_trained_policy
 from policies.rl.callbacks import DivergedError, EvalPoint, TrainingCallback
@@ -292,3 +293,25 @@ def test_a_run_of_other_sizes_names_the_fix_for_a_persona_world_and_for_a_datase
     with pytest.raises(CRSError, match="evaluate it with the data folder it was trained on") as data_error:
         load_trained_policy(run, dataset)
     assert "cannot be evaluated again" not in str(data_error.value)
+
+
+def test_python_callers_are_told_what_to_pass_not_a_cli_flag_alone(saved_run) -> None:
+    """A catalogue that is not one (a dataset's name) is named with the call that loads one, instead of
+    an AttributeError; another dataset's is told the Python call too."""
+    run, catalog, _ = saved_run
+    with pytest.raises(CRSError, match=r"catalog must be a Catalog, got str 'persona_world': .*load_catalog"):
+        load_trained_policy(run, "persona_world")  # type: ignore[arg-type]
+    with pytest.raises(
+        CRSError, match=r"pass --dataset persona_world \(from Python: simulators\.load_catalog"
+    ):
+        load_trained_policy(run, dataclasses.replace(catalog, name="lastfm"))
+
+
+def test_a_ranker_given_that_is_not_the_runs_is_named_when_the_model_does_not_fit_it(saved_run) -> None:
+    """A persona ranker given to a run trained with popularity changes the encoder's sizes: the error
+    says the ranker may be the cause (it blamed the model file alone) and how to use the run's own."""
+    run, catalog, _ = saved_run
+    with pytest.raises(
+        CRSError, match=r"the ranker= given \(PersonaRanker\) may not be the run's own \(popularity\)"
+    ):
+        load_trained_policy(run, catalog, RankerSpec("uniform").build(catalog))
