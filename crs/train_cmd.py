@@ -267,6 +267,11 @@ def train_command(
         data["fit_plan_temperature"] = True
     settings = make_settings(data)
     check_world_seed(world_seed, settings.dataset)
+    if policy_only_ablation and settings.persona_attention and settings.aspect_attention:
+        raise CRSError(
+            "--policy-only-ablation keeps the ranker whole while the policy is ablated, and nothing is "
+            "ablated: add --no-persona-attention or --no-aspect-attention (or their config keys)"
+        )
     if print_config:
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return

@@ -975,11 +975,11 @@ def _show(
     """Print the test table, the verdicts, the run's facts and what to run next."""
     from policies.rl.model_file import read_model_data  # torch
 
-    config, run_dir = prepared.config, prepared.run_dir
+    config, run_dir, seed = prepared.config, prepared.run_dir, prepared.settings.seed
     tested = read_model_data(run_dir / BEST_MODEL).get("num_timesteps", "?")
     console.print(
         metrics_table(
-            f"{summary.label.describe(' (the same for every policy)')}; "
+            f"{summary.label.describe(f', seed {seed} (the same for every policy)')}; "
             f"trained policy = best_model.zip from step {tested:,} of {session.timesteps:,}",
             summary.test,
         )

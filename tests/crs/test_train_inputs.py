@@ -318,6 +318,14 @@ def test_more_conversations_than_a_split_has_are_noted(tmp_path) -> None:
     used = f"{tested:,} test conversations: all {tested:,} are used"
     assert f"note: test_episodes 100,000 is more than the {used}" in text
     assert "note: eval_episodes 50,000 is more than the" in text and "validation conversations: all" in text
+    # the test table's title names its conversations with their seed, like `crs eval`'s
+    assert f"persona_world / test: {tested:,} conversations, seed 0 (the same for every policy)" in text
+
+
+def test_policy_only_ablation_without_an_ablation_is_refused() -> None:
+    result = runner.invoke(app, ["train", "--policy-only-ablation", "--print-config"], env={"COLUMNS": "250"})
+    assert result.exit_code == 2
+    assert "add --no-persona-attention or --no-aspect-attention" in " ".join(result.output.split())
 
 
 def test_the_progress_runs_to_the_steps_ppo_trains_in_whole_rollouts() -> None:
