@@ -268,10 +268,16 @@ def _check_arguments(
         ("personas_per_user", personas_per_user, 1, n_personas),
         ("interactions_per_user", interactions_per_user, 3, n_items),
     )
+    for name, value, *_ in checks:  # a float or a bool is no size (`range` would fail on it later)
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise CRSError(f"make_persona_world: {name}={value!r} must be an integer")
     for name, value, low, high in checks:
-        if value < low or (high is not None and value > high):
-            allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise CRSError(f"make_persona_world: {name}={value} must be {allowed}")
+        if high is not None and value > high:  # the bound is another argument's value
+            bound = "n_personas" if name == "personas_per_user" else "n_items"
+            fix = f" (and {name} at least {low}: raise {bound})" if high < low else ""
+            raise CRSError(f"make_persona_world: {name}={value} must be at most {bound}={high}{fix}")
+        if value < low:
+            raise CRSError(f"make_persona_world: {name}={value} must be >= {low}")
 
 
 def _aspect_vocabulary(n_groups: int, aspects_per_group: int) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -290,3 +290,19 @@ def test_ground_truth_scorers_beat_chance() -> None:
     signatures = catalog.truth.persona_aspects.astype(np.float64)
     recall, _ = _evaluate(catalog, _persona_aware(catalog, signatures))
     assert recall > 0.1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_users": 2.5}, "n_users=2.5 must be an integer"),  # a TypeError from `range` before
+        ({"n_groups": True}, "n_groups=True must be an integer"),
+        # the default 30 interactions per user cannot fit 2 items: the fix names the argument to raise
+        ({"n_items": 2}, "interactions_per_user=30 must be at most n_items=2 (and interactions_per_user at "
+         "least 3: raise n_items)"),
+    ],
+)  # fmt: skip
+def test_a_size_that_is_no_integer_or_cannot_fit_is_named_with_its_fix(kwargs, message) -> None:
+    with pytest.raises(CRSError) as caught:
+        make_persona_world(**kwargs)
+    assert message in str(caught.value)
