@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
-from policies.atomic import folder_lock
+from policies.atomic import LOCK_FILE, folder_lock
 from simulators.errors import CRSError
 
-LOCK_FILE = ".crs.lock"
 STAGING_PREFIX = ".crs.staging-"
 
 

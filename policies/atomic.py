@@ -47,6 +47,10 @@ class FolderBusyError(OSError):
     """`folder_lock(..., wait=False)` found the folder locked by another process."""
 
 
+LOCK_FILE = ".crs.lock"
+"""The file a crs command holds in an output folder while it writes there (`crs.claims.FolderClaim`)."""
+
+
 @contextmanager
 def folder_lock(folder: Path, *, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on `folder` while the block runs: another process's `folder_lock` on it

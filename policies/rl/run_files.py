@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envs.setting import LEGACY_SETTINGS, Setting, check_setting
-from policies.atomic import atomic_path, read_json_mapping, write_json_atomic
+from policies.atomic import LOCK_FILE, atomic_path, read_json_mapping, write_json_atomic
 from policies.rankers import RankerSpec
 from policies.rl.config import RLConfig
 from simulators.errors import CRSError
@@ -142,7 +142,12 @@ class PolicyMeta:
         Raises:
             CRSError: The directory is not a trained run, or its policy.json is damaged.
         """
-        path = Path(run_dir) / POLICY_META
+        path, lock = Path(run_dir) / POLICY_META, Path(run_dir) / LOCK_FILE
+        if not path.is_file() and lock.is_file():
+            raise CRSError(
+                f"{run_dir} has no {POLICY_META} yet: a crs command is writing it ({lock} names it); wait "
+                "until it has trained its first session, or pass a finished run"
+            )
         if not path.is_file():
             raise CRSError(
                 f"{run_dir} is not a trained run directory (no {POLICY_META}); train one with `crs train`"

@@ -307,3 +307,17 @@ def test_the_commands_a_training_suggests_next_work_as_printed(
         result = runner.invoke(app, [*command[1:], *extra], input="quit\n")
         assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / f"report-{run.name}" / "report.html").is_file()
+
+
+def test_a_run_a_command_is_still_writing_is_named_so_not_called_no_run(tmp_path: Path) -> None:
+    """`crs chat` (or eval) of a run whose `crs train` has not written policy.json yet said it is no
+    trained run and to train one; it says a command is writing it (its lock) and to wait."""
+    from crs.claims import FolderClaim
+
+    run = tmp_path / "lk"
+    with FolderClaim(run, "run"):  # as `crs train` holds its run folder
+        result = runner.invoke(app, ["chat", "--policy", str(run)], input="quit\n", env={"COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"{run} has no policy.json yet: a crs command is writing it ({run / '.crs.lock'} names it)" in text
+    assert "train one with" not in text
