@@ -263,14 +263,15 @@ def check_catalog(catalog: Catalog) -> tuple[Check, ...]:
     pretrain = catalog.pretrain_split
     if pretrain in catalog.splits and "test" in catalog.splits:
         known = np.unique(catalog.splits[pretrain].users)
-        cold = np.setdiff1d(np.unique(catalog.splits["test"].users), known)
-        checks.append(
-            Check(
-                f"test users have {pretrain} history",
-                "warn" if cold.size else "ok",
-                f"{cold.size} test users without {pretrain} interactions" if cold.size else "all have",
+        tested = np.unique(catalog.splits["test"].users)
+        cold = np.setdiff1d(tested, known)
+        detail = f"{cold.size} test users without {pretrain} interactions" if cold.size else "all have"
+        if cold.size * 2 > tested.size:  # most users unknown: e.g. another dataset's file in this folder
+            detail = (
+                f"{cold.size:,} of {tested.size:,} test users without {pretrain} interactions: is the "
+                f"{pretrain} file this dataset's?"
             )
-        )
+        checks.append(Check(f"test users have {pretrain} history", "warn" if cold.size else "ok", detail))
     if catalog.taxonomy is not None:
         members = catalog.taxonomy.members
         assert members is not None  # set in Taxonomy.__post_init__

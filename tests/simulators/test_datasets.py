@@ -116,6 +116,16 @@ def test_checks_pass_on_a_clean_tree(tmp_path: Path) -> None:
     assert "train and test share no pair" in status
 
 
+def test_most_test_users_unknown_to_the_pretraining_split_ask_whose_file_it_is(tmp_path: Path) -> None:
+    """Another dataset's train file put in a folder leaves most test users without history: the check
+    says so and asks (it gave the count alone)."""
+    _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": [1]}, {"5": [0], "6": [1], "0": [1]})
+    checks = {c.name: c for c in check_catalog(load_catalog("lastfm", tmp_path))}
+    check = checks["test users have train history"]
+    assert check.status == "warn"
+    assert check.detail == "2 of 3 test users without train interactions: is the train file this dataset's?"
+
+
 def test_checks_flag_an_item_without_aspects_and_leaked_pairs(tmp_path: Path) -> None:
     # Item 1 has no aspect (fail); test pair (0, 0) is also a train pair (warn); user 2 is new (warn).
     _write_tiny_lastfm(tmp_path, {"0": [0, 1], "1": []}, {"0": [0], "2": [1]})
