@@ -32,6 +32,17 @@ RECOMMENDER = "[bold cyan]Recommender:[/]"
 USER = "[bold]User:[/]"
 
 
+ITEM_NOUNS: dict[str, tuple[str, str]] = {
+    "lastfm": ("artist", "artists"),
+    "lastfm_star": ("artist", "artists"),
+    "mcmipl_lastfm_star": ("artist", "artists"),
+    "yelp_star": ("business", "businesses"),
+    "mcmipl_yelp_star": ("business", "businesses"),
+    "mcmipl_movie": ("movie", "movies"),
+}
+"""What each dataset's items are called (singular, plural); "item(s)" elsewhere."""
+
+
 class ChatView:
     """Draws one conversation on a console.
 
@@ -49,11 +60,9 @@ class ChatView:
 
     # ------------------------------------------------------------------------------- words
     def noun(self, singular: bool = False) -> str:
-        """What the catalogue's items are called: "artists", "businesses" or "items"."""
-        one, many = {"lastfm": ("artist", "artists"), "lastfm_star": ("artist", "artists")}.get(
-            self.catalog.name,
-            ("business", "businesses") if self.catalog.name == "yelp_star" else ("item", "items"),
-        )
+        """What the catalogue's items are called: "artists" (LastFM's, MCMIPL's LastFM* too),
+        "businesses" (Yelp*'s), "movies" (MCMIPL's MovieLens) or "items"."""
+        one, many = ITEM_NOUNS.get(self.catalog.name, ("item", "items"))
         return one if singular else many
 
     def count(self, n: int, one: str = "", many: str = "") -> str:

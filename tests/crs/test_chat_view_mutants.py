@@ -682,3 +682,17 @@ def test_the_memory_panel_names_the_side_now_in_charge_and_the_one_before(
     assert names[0] != names[1]
     text = belief_panel(world, tmp_path, [0.5, 0.3, 0.2], [0.2, 0.7, 0.1], 2)
     assert f"Your {names[1]} side is in charge now (it was your {names[0]} side)." in text
+
+
+def test_every_real_dataset_names_its_items() -> None:
+    """MCMIPL's LastFM* called its artists "items" while LastFM*'s were "artists"."""
+    from types import SimpleNamespace
+
+    from crs.chat.view import ITEM_NOUNS, ChatView
+    from simulators.datasets import REAL_DATASETS
+
+    assert set(ITEM_NOUNS) == set(REAL_DATASETS)
+    named = (("mcmipl_lastfm_star", "artists"), ("mcmipl_movie", "movie"), ("persona_world", "items"))
+    for name, expected in named:
+        view = SimpleNamespace(catalog=SimpleNamespace(name=name))
+        assert ChatView.noun(view, singular=expected == "movie") == expected  # type: ignore[arg-type]
