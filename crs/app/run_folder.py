@@ -694,6 +694,7 @@ class TrainSummary:
         test: Label ("RL (<name>)", a rule baseline) -> metrics.
         conversations_per_second: Label -> evaluation throughput.
         setting: The question setting trained and tested in (`envs.setting`; "" in older runs).
+        valid_episodes: The validation conversations behind `best_valid` (0 in older runs).
     """
 
     name: str
@@ -709,6 +710,7 @@ class TrainSummary:
     test: dict[str, MetricTable]
     conversations_per_second: dict[str, float]
     setting: str = ""
+    valid_episodes: int = 0
 
     @property
     def label(self) -> FigureLabel:
@@ -764,6 +766,7 @@ class TrainSummary:
                 },
                 conversations_per_second=rates("conversations_per_second"),
                 setting=str(data.get("setting", "")),
+                valid_episodes=count("valid_episodes") if "valid_episodes" in data else 0,
             )
         except (TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CRSError(f"{path} is corrupt ({type(error).__name__}: {error}); {fix}") from None
@@ -1027,6 +1030,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         if record.resumed_with_changes
         else "Train it again with the same settings"
     )
+    validated = f" over {summary.valid_episodes:,} validation conversations" if summary.valid_episodes else ""
     text = f"""# Model card: {summary.name}
 
 - **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
@@ -1036,7 +1040,7 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 - **Ranker** (fixed during training): `{summary.ranker}`{_ranker_shape(run_dir, summary.ranker)}.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
   {summary.envs} simulated users, seed {settings.seed}.{warm_start} Tested model: `best_model.zip` (validation
-  SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}).
+  SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}{validated}).
 
 | policy | SR@15 [95% CI] | AT | hDCG |
 |---|---|---:|---:|

@@ -446,6 +446,7 @@ class _Session:
     best_score: tuple[float, float]
     spaces: dict[str, Any]
     encoder: dict[str, Any]  # the encoder's arguments the run's settings give (`encoder_kwargs`)
+    valid_episodes: int  # the validation conversations each evaluation walks
 
 
 def _train(
@@ -732,7 +733,9 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
         atomic_save(model, run_dir / FINAL_MODEL)
     finally:
         vec.close()  # stops the worker processes
-    return _Session(start_steps, int(model.num_timesteps), elapsed, callback.best_score, spaces, encoder)
+    timesteps = int(model.num_timesteps)
+    best = callback.best_score
+    return _Session(start_steps, timesteps, elapsed, best, spaces, encoder, valid_episodes=len(valid_indices))
 
 
 def _pending_eval(run_dir: Path, show: bool) -> int | None:
@@ -843,6 +846,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         env_processes=config.n_envs if config.subprocess else 0,
         test_episodes=len(test_indices),
         best_valid={"SR@15": session.best_score[0], "hDCG": session.best_score[1]},
+        valid_episodes=session.valid_episodes,
         test=rows,
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
         setting=test_env.setting,

@@ -318,6 +318,11 @@ def test_more_conversations_than_a_split_has_are_noted(tmp_path) -> None:
     used = f"{tested:,} test conversations: all {tested:,} are used"
     assert f"note: test_episodes 100,000 is more than the {used}" in text
     assert "note: eval_episodes 50,000 is more than the" in text and "validation conversations: all" in text
+    # the validation figures name their conversations too: all the split's, as the note says
+    valid = json.loads((tmp_path / "big" / "summary.json").read_text())["valid_episodes"]
+    assert f"note: eval_episodes 50,000 is more than the {valid:,} validation conversations" in text
+    card = " ".join((tmp_path / "big" / "MODEL_CARD.md").read_text().split())
+    assert f"over {valid:,} validation conversations)" in card
     # the test table's title names its conversations with their seed, like `crs eval`'s
     assert f"persona_world / test: {tested:,} conversations, seed 0 (the same for every policy)" in text
 
