@@ -697,6 +697,8 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
 
             def on_eval(point: Any) -> None:
                 curve.add(point)
+                if not prepared.show:  # e.g. a sweep's worker: its lines would name no task
+                    return
                 star = " (best)" if point.best else ""
                 progress.console.print(
                     f"  step {point.timesteps:>8,}: valid SR@15 {point.metrics['SR@15']:.3f}, "

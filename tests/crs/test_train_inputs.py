@@ -340,3 +340,11 @@ def test_the_progress_runs_to_the_steps_ppo_trains_in_whole_rollouts() -> None:
     assert steps_trained(0, 100, 3 * 32) == 192
     assert steps_trained(0, 192, 96) == 192 and steps_trained(96, 100, 96) == 192
     assert steps_trained(192, 128, 96) == 192  # a checkpoint past the budget trains no more
+
+
+def test_a_run_trained_without_show_prints_no_validation_lines(tmp_path, capsys) -> None:
+    """A sweep's worker trains with show=False: its "step N: valid SR@15 ..." lines, which name no task,
+    were printed anyway and interleaved between two workers."""
+    run_training(tiny_settings(steps=64), name="quiet", runs_dir=tmp_path, show=False)
+    assert "valid SR@15" not in capsys.readouterr().out
+    assert len((tmp_path / "quiet" / "eval.csv").read_text().splitlines()) > 1  # they were still logged
