@@ -714,8 +714,17 @@ class TrainSummary:
 
     @property
     def label(self) -> FigureLabel:
-        """The test table's label (the setting "unknown" in runs from before it was recorded)."""
-        return FigureLabel(self.dataset, "test", self.test_episodes, self.setting or "unknown", self.ranker)
+        """The test table's label (the setting "unknown" in runs from before it was recorded), with the
+        ranker as a `--ranker` names it: "pretrain" for the one pre-trained into the run (its entry is
+        "artifact:ranker", a folder of the run)."""
+        try:
+            spec = RankerSpec.from_entry(self.ranker, "summary.json")
+        except CRSError:  # an entry this version does not know: shown as recorded
+            ranker = self.ranker
+        else:
+            own = spec.kind == "artifact" and spec.where == PRETRAIN_DIR
+            ranker = "pretrain" + spec.name.removeprefix(PRETRAIN_DIR) if own else spec.name
+        return FigureLabel(self.dataset, "test", self.test_episodes, self.setting or "unknown", ranker)
 
     @property
     def trained_label(self) -> str:

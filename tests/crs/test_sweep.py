@@ -658,3 +658,19 @@ def test_the_commands_errors_name_paste_into_a_shell_with_spaces_in_the_paths(tm
         str(run.parent),
         "--overwrite",
     ]
+
+
+def test_a_training_tasks_table_names_its_ranker_as_a_ranker_option_names_it() -> None:
+    """A run's summary records its ranker as policy.json's entry: "artifact:ranker" for the one
+    pre-trained into the run meant nothing in a table title; it reads "pretrain", as typed."""
+    from crs.app.run_folder import TrainSummary
+
+    def label(entry: str) -> str:
+        return TrainSummary("r", "persona_world", entry, 1, 0.0, 0.0, 1, 0, 12, {}, {}, {}).label.ranker
+
+    assert [label(e) for e in ("artifact:ranker", "artifact:ranker+profile", "popularity")] == [
+        "pretrain",
+        "pretrain+profile",
+        "popularity",
+    ]
+    assert label("artifact:/runs/art+pop") == "/runs/art+pop" and label("a-later-entry") == "a-later-entry"
