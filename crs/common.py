@@ -155,10 +155,9 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def say_when_interrupted(left: str) -> Iterator[None]:
-    """Turn Ctrl-C, or SIGTERM, inside the block into the line "interrupted: `left`" (or "terminated:
-    `left`"; `left` says what the command leaves) and the shell's exit status of that signal. SIGTERM
-    is caught only in the main thread, and not where it was ignored (``nohup``-like launchers)."""
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises `TerminatedError` (a `KeyboardInterrupt`), so that it unwinds as
+    Ctrl-C does; only in the main thread, and not where it was ignored (``nohup``-like launchers)."""
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
@@ -166,13 +165,30 @@ def say_when_interrupted(left: str) -> Iterator[None]:
             signal.signal(signal.SIGTERM, _terminated)
     try:
         yield
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, TerminatedError)
-        console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/]: {left}")
-        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
     finally:
         if previous is not None and previous != signal.SIG_IGN:
             signal.signal(signal.SIGTERM, previous)
+
+
+def stopped(stop: KeyboardInterrupt) -> tuple[str, int]:
+    """How a command stopped by `stop` says so ("interrupted" or "terminated") and its exit status."""
+    if isinstance(stop, TerminatedError):
+        return "terminated", EXIT_TERMINATED
+    return "interrupted", EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def say_when_interrupted(left: str) -> Iterator[None]:
+    """Turn Ctrl-C, or SIGTERM (`terminate_as_interrupt`), inside the block into the line "interrupted:
+    `left`" (or "terminated: `left`"; `left` says what the command leaves) and the shell's exit status
+    of that signal."""
+    with terminate_as_interrupt():
+        try:
+            yield
+        except KeyboardInterrupt as stop:
+            word, status = stopped(stop)
+            console.print(f"[yellow]{word}[/]: {left}")
+            raise typer.Exit(status) from None
 
 
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:

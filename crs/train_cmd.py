@@ -17,13 +17,14 @@ from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, default_run_na
 from crs.common import (
     DATA_DIR_HELP,
     DATASET_HELP,
-    EXIT_INTERRUPTED,
     SettingOption,
     WorldSeedOption,
     check_world_seed,
     console,
     friendly_errors,
     read_settings_file,
+    stopped,
+    terminate_as_interrupt,
 )
 from simulators.errors import CRSError
 
@@ -215,11 +216,12 @@ def train_command(
             raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
         refuse_options_resume_ignores(ctx)
         try:
-            run_training(
-                None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo, data_dir=data_dir
-            )
-        except KeyboardInterrupt:
-            raise _interrupted(runs_dir / name if name else None) from None
+            with terminate_as_interrupt():
+                run_training(
+                    None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo, data_dir=data_dir
+                )
+        except KeyboardInterrupt as stop:
+            raise _interrupted(runs_dir / name if name else None, stop) from None
         return
     data = read_settings_file(config, "config file") if config else {}
     if isinstance(data.get("settings"), dict):  # a run's config.yaml (`RunRecord`): replay its settings
@@ -276,22 +278,24 @@ def train_command(
         typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
         return
     try:
-        run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
-    except KeyboardInterrupt:
-        raise _interrupted(runs_dir / (name or default_run_name(settings))) from None
+        with terminate_as_interrupt():
+            run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
+    except KeyboardInterrupt as stop:
+        raise _interrupted(runs_dir / (name or default_run_name(settings)), stop) from None
 
 
-def _interrupted(run_dir: Path | None) -> typer.Exit:
-    """Say what an interrupted run keeps and how to continue it; the exit of Ctrl-C."""
+def _interrupted(run_dir: Path | None, stop: KeyboardInterrupt) -> typer.Exit:
+    """Say what a run stopped by Ctrl-C or SIGTERM keeps and how to continue it; the exit of that signal."""
+    word, status = stopped(stop)
     if run_dir is not None and (run_dir / RUN_CONFIG).is_file():
         console.print(
-            f"[yellow]interrupted[/]: {escape(str(run_dir))} keeps what it checkpointed; continue it with "
-            f"`crs train {escape(run_options(run_dir.name, run_dir.parent))} --resume` (a run interrupted "
+            f"[yellow]{word}[/]: {escape(str(run_dir))} keeps what it checkpointed; continue it with "
+            f"`crs train {escape(run_options(run_dir.name, run_dir.parent))} --resume` (a run stopped "
             "before its first checkpoint starts again from step 0)"
         )
     else:
-        console.print("[yellow]interrupted[/] before the run was recorded: nothing to continue")
-    return typer.Exit(EXIT_INTERRUPTED)
+        console.print(f"[yellow]{word}[/] before the run was recorded: nothing to continue")
+    return typer.Exit(status)
 
 
 def note_resumed_changes(phases: Any, config: Path | None) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from crs.app.training import (
     run_options,
     run_training,
 )
+from crs.claims import LOCK_FILE
 from crs.cli import app
 from policies.rl.callbacks import TrainingCallback
 from policies.rl.model_file import read_model_data
@@ -285,6 +289,27 @@ def test_ctrl_c_says_how_to_continue_the_run_and_the_command_it_names_continues_
     resumed = runner.invoke(app, shlex.split(command)[1:])
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((tmp_path / "k" / "summary.json").read_text())["timesteps"] == 128
+
+
+@pytest.mark.slow  # a real process: python and torch start in it
+def test_sigterm_stops_a_run_as_ctrl_c_does_leaving_no_lock(tmp_path: Path) -> None:
+    """`kill` (or `timeout`) while `crs train` trains: it says what the run keeps, exits 143, and its
+    lock goes with it (a stale lock refused every later train or resume)."""
+    config = tiny_config(tmp_path / "c.yaml", steps=1_000_000, eval_every=0, checkpoint_every=64)
+    args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crs", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    run = tmp_path / "k"
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.zip").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (run / "checkpoint.zip").is_file(), "the run never checkpointed"
+    process.terminate()
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output
+    assert f"terminated: {run} keeps what it checkpointed" in " ".join(output.split())
+    assert not (run / LOCK_FILE).exists()
 
 
 def test_a_resume_says_when_state_json_is_damaged_and_goes_on_from_the_checkpoint(trained, tmp_path) -> None:
