@@ -347,7 +347,12 @@ def run_training(
         if steps is not None:
             settings = settings.model_copy(update={"steps": steps})
         if resume and data_dir is not None:  # the data moved: the catalogue's fingerprint must still match
-            settings = settings.model_copy(update={"data_dir": data_dir})
+            if settings.dataset_spec().is_world:
+                raise CRSError(
+                    f"--data-dir {data_dir}: run {run_dir} trains on the persona world, which reads no data "
+                    "folder; leave it out"
+                )
+            settings = settings.model_copy(update={"data_dir": str(Path(data_dir).resolve())})
         elif not resume:
             settings = _with_data_dir_recorded(settings)
         if ppo:

@@ -141,6 +141,13 @@ def test_resume_applies_the_options_it_accepts(trained, tmp_path) -> None:
     assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
     settings = yaml.safe_load((run / "config.yaml").read_text())["settings"]
     assert settings["steps"] == 128 and settings["ppo"]["ent_coef"] == 0.003
+    # --data-dir is for real data that moved: a persona world run reads none
+    before = snapshot(run)
+    result = runner.invoke(app, [*args[:-1], "256", "--data-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "trains on the persona world, which reads no data folder" in flat(
+        result.output
+    )
+    assert snapshot(run) == before
 
 
 # defect 4: a start that fails before training leaves no run folder

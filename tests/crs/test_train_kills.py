@@ -435,7 +435,8 @@ def test_a_run_on_the_data_folder_of_crs_data_dir_records_it_and_resumes_where_t
     moved = tmp_path / "moved"
     shutil.copytree(real_data_dir / "lastfm_star", moved / "lastfm_star")
     resume = ["train", "--name", "e", "--runs-dir", str(tmp_path), "--resume", "--steps", "128"]
-    result = runner.invoke(app, [*resume, "--data-dir", str(moved)])
+    monkeypatch.chdir(tmp_path)  # a relative --data-dir is recorded absolute, as a new run records it
+    result = runner.invoke(app, [*resume, "--data-dir", "moved"])
     assert result.exit_code == 0, result.output
     record = RunRecord.read(run)
     assert record.settings.data_dir == str(moved) and record.phases[-1].changed == {}  # no change of settings
