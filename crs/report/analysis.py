@@ -266,7 +266,7 @@ def _base_label(run: EvalRun) -> str:
     if run.train is not None:
         if run.train.ablation is not None:
             return run.train.ablation
-        return _without_seed(run.train.name)
+        return without_seed(run.train.name)
     if run.ranker_variant is not None:
         return f"{run.policy} ({run.ranker_variant} ranker)"
     return run.policy
@@ -679,7 +679,7 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
     labels = [_base_label(g[0]) for g in groups]
     if set(labels) & set(ABLATIONS) == {"full"}:
         labels = [
-            _without_seed(g[0].train.name) if label == "full" and g[0].train is not None else label
+            without_seed(g[0].train.name) if label == "full" and g[0].train is not None else label
             for g, label in zip(groups, labels, strict=True)
         ]
     shared = {label for label in labels if labels.count(label) > 1}
@@ -688,7 +688,7 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
         if run.task is not None:
             name = run.task.sweep.name
         elif run.train is not None:
-            name = run.train.name if keep_seed else _without_seed(run.train.name)
+            name = run.train.name if keep_seed else without_seed(run.train.name)
         else:
             return _tail(run.ranker_name, ranker_parts)
         return name if run.summary.sessions is None else f"{name}, memory {series_name(run)}"
@@ -711,9 +711,10 @@ def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
     ]
 
 
-def _without_seed(name: str) -> str:
-    """A run name without a trailing seed ("full-s1" -> "full"; a name that is only a seed is kept)."""
-    return re.sub(r"[-_.]?(s|seed)\d+$", "", name) or name
+def without_seed(name: str) -> str:
+    """A run name without a trailing seed after a separator ("full-s1", "full_seed1" -> "full"); "ws2",
+    whose s2 is part of its name, and a name that is only a seed are kept."""
+    return re.sub(r"[-_.](s|seed)\d+$", "", name) or name
 
 
 def _rankers(row: Row) -> frozenset[str]:

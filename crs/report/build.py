@@ -16,6 +16,7 @@ from crs.report.analysis import (
     build_tables,
     train_summary_rows,
     unpaired_answer,
+    without_seed,
 )
 from crs.report.examples import ExampleDialogue, check_targets, example_dialogues, pick_examples
 from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
@@ -193,8 +194,6 @@ def _train_label(run: TrainRun, mixed: bool, sweeps: int, ablated: bool) -> str:
     runs are named by their sweep, as the comparison table names them, since two sweeps are two
     configurations); `ablated`: an ablation is among the runs (a full model is "full" only beside one,
     as in the comparison table; alone, it is named after its run)."""
-    import re
-
     if run.task is not None:  # a sweep's train task: its configuration (this table spans datasets)
         label = (
             f"{_train_test_set(run)} · {run.task.label}"
@@ -205,7 +204,7 @@ def _train_label(run: TrainRun, mixed: bool, sweeps: int, ablated: bool) -> str:
     if run.info.ablation is not None and (ablated or run.info.ablation != "full"):
         label = run.info.ablation
     else:
-        label = re.sub(r"[-_.]?(s|seed)\d+$", "", run.info.name) or run.info.name
+        label = without_seed(run.info.name)
     return f"{_train_test_set(run)} · {label}" if mixed else label
 
 

@@ -501,3 +501,17 @@ def test_the_input_counts_count_every_folder_left_out_for_one_reason(tmp_path: P
     lines = input_lines(inputs, build_tables(inputs.evals)[0])
     assert [len(line.paths) for line in lines if not line.used] == [2]
     assert counts(lines) == "1 used, 2 left out"
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        *(("full-s1", "full"), ("full_seed12", "full"), ("a.s3", "a")),
+        *(("ws2", "ws2"), ("bass2", "bass2"), ("s4", "s4")),
+    ],
+)
+def test_a_run_name_loses_only_a_seed_after_a_separator(name: str, label: str) -> None:
+    """A run named "ws2" was shown as "w" (its s2 taken for a seed)."""
+    from crs.report.analysis import without_seed
+
+    assert without_seed(name) == label
