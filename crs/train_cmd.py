@@ -26,6 +26,7 @@ from crs.common import (
     stopped,
     terminate_as_interrupt,
 )
+from simulators.datasets import PERSONA_WORLD
 from simulators.errors import CRSError
 
 # what `--resume` applies to a run; it keeps every other setting the run recorded
@@ -267,8 +268,10 @@ def train_command(
                 "--fit-plan-temperature fits one: pass one of them"
             )
         data["fit_plan_temperature"] = True
+    check_world_seed(
+        world_seed, data.get("dataset", PERSONA_WORLD)
+    )  # named as the option, before the settings
     settings = make_settings(data)
-    check_world_seed(world_seed, settings.dataset)
     if policy_only_ablation and settings.persona_attention and settings.aspect_attention:
         raise CRSError(
             "--policy-only-ablation keeps the ranker whole while the policy is ablated, and nothing is "

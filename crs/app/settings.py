@@ -349,7 +349,8 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
             else:  # a block's own check names its key and value: its whole mapping would say nothing more
                 detail = "" if isinstance(e["input"], dict) else _got(e["input"])
             location = ".".join(str(p) for p in e["loc"])
-            parts.append(f"{location}: {e['msg'].removeprefix('Value error, ')}{detail}")
+            message = e["msg"].removeprefix("Value error, ").removeprefix(f"{location}: ")  # named once
+            parts.append(f"{location}: {message}{detail}")
         raise CRSError(f"bad training settings: {'; '.join(parts)}") from None
     check_dataset_name(settings.dataset)
     if settings.ranker is not None:  # its syntax (a file or folder it names is read when training)
@@ -358,6 +359,11 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         except CRSError as error:
             raise CRSError(f"bad training settings: ranker: {error}") from None
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
+    if settings.world_seed and not world:
+        raise CRSError(
+            f"bad training settings: world_seed {settings.world_seed} seeds the persona world, and "
+            f"{settings.dataset} is real data, which has no seed: leave it out"
+        )
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
     if setting == "enumerated" and settings.dataset not in TAXONOMY_DATASETS:
         raise CRSError(

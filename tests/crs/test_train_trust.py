@@ -402,6 +402,7 @@ def test_bad_settings_are_refused_when_read(settings) -> None:
         ({"dataset": "lastfm_star", "setting": "enumerated"}, "and lastfm_star has none (only yelp_star,"),
         ({"ranker": "transe"}, "ranker: TransE embeddings are published for lastfm only, not persona_world"),
         ({"dataset": "yelp_star", "ranker": "transe"}, "published for lastfm only, not yelp_star"),
+        ({"dataset": "lastfm", "world_seed": 3}, "world_seed 3 seeds the persona world, and lastfm is real"),
     ],
 )
 def test_settings_the_data_cannot_have_are_refused_without_reading_it(settings, message) -> None:
@@ -427,6 +428,10 @@ def test_a_bad_value_is_named_and_only_an_unknown_key_lists_the_known_ones() -> 
     assert "known keys" not in str(wrong_type.value)
     with pytest.raises(CRSError, match=r"stepz: Extra inputs are not permitted \(known keys: dataset"):
         make_settings({"stepz": 3})
+    # a block's own check names its key once (it said "ppo: ppo: unknown key(s)")
+    with pytest.raises(CRSError) as caught:
+        make_settings({"ppo": {"ent_coeff": 1}})
+    assert "bad training settings: ppo: unknown key(s) ent_coeff" in str(caught.value)
     # in a block, the block's own keys
     for block, known in (("user_kwargs", "noise, patience, drift"), ("world", "n_users, n_items, n_groups")):
         with pytest.raises(CRSError) as caught:
