@@ -29,7 +29,7 @@ the split entropy for max-entropy, a random one for random), up to ``env.max_cho
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from envs.question_types import typed_question
 from envs.ranker import PersonaAwareRanker, PreferenceRanker
 from envs.sb3_slots import probe_slots, rank_candidates
 from envs.sb3_wrapper import WrapperConfig
+from envs.setting import Setting, offers_probes
 from simulators.errors import CRSError
 
 RULE_POLICY_NAMES = (
@@ -94,6 +95,14 @@ class RulePolicy:
     def check_env(self, env: ConversationEnv) -> None:
         """Raise CRSError when the rule cannot play in `env`'s setting (checked at each turn too, so that
         a caller can refuse before the first conversation). Every setting suits the base rules."""
+        self.check_setting(env.setting)
+
+    def check_setting(self, setting: str) -> None:
+        """`check_env` by the setting's name alone, before any data is loaded (a config's check).
+
+        Raises:
+            SettingRefusedError: The rule cannot act in `setting`.
+        """
 
     # helpers -----------------------------------------------------------------------------------
     def _require_ranker(self) -> PreferenceRanker:
@@ -232,11 +241,11 @@ class ProbeThenAskPolicy(RulePolicy):
                 return self.question(env, aspect)
         return self.slate(env)
 
-    def check_env(self, env: ConversationEnv) -> None:
-        if not env.offers_probes:
+    def check_setting(self, setting: str) -> None:
+        if not offers_probes(cast(Setting, setting)):
             raise SettingRefusedError(
                 f"{self.name} probes personas, which only the multiple-choice setting offers; this env is "
-                f"{env.setting!r}",
+                f"{setting!r}",
                 "multiple_choice",
             )
 
@@ -373,10 +382,18 @@ class LookaheadPolicy(RulePolicy):
         )
 
     def check_env(self, env: ConversationEnv) -> None:
-        if env.setting != "binary" or env.candidate_rule != "all":
+        self.check_setting(env.setting)
+        if env.candidate_rule != "all":
             raise SettingRefusedError(
-                f"{self.name} plans yes/no questions: it needs the binary setting, not {env.setting!r}",
+                f"{self.name} plans yes/no questions: it needs the binary setting's candidate rule 'all' "
+                f"(the items having every accepted aspect), not {env.candidate_rule!r}",
                 "binary",
+            )
+
+    def check_setting(self, setting: str) -> None:
+        if setting != "binary":
+            raise SettingRefusedError(
+                f"{self.name} plans yes/no questions: it needs the binary setting, not {setting!r}", "binary"
             )
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:

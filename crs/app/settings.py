@@ -365,6 +365,13 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
             f"{settings.dataset} is real data, which has no seed: leave it out"
         )
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
+    rules = [("baselines", rule) for rule in settings.baselines]
+    rules += [("imitation.rule", settings.imitation.rule)] if settings.imitation is not None else []
+    for key, rule in rules:  # (the ranker they need is checked once it is built: `crs.app.training`)
+        try:
+            make_rule_policy(rule, None).check_setting(setting)
+        except CRSError as error:
+            raise CRSError(f"bad training settings: {key}: {error}") from None
     if setting == "enumerated" and settings.dataset not in TAXONOMY_DATASETS:
         raise CRSError(
             f"bad training settings: setting enumerated asks a taxonomy's categories, and {settings.dataset} "

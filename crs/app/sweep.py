@@ -115,13 +115,15 @@ from crs.claims import FolderClaim, a_few, folder_entries, process_alive
 from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
+from envs.registry import resolve_user_and_setting
 from policies.atomic import folder_lock, read_json_mapping
 from policies.memory import DEFAULT_RULE
 from policies.pretrain.config import read_artifact_config
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
-from policies.rules import make_rule_policy
-from simulators.datasets import PERSONA_WORLD, check_dataset_name
+from policies.rules import EVERY_SETTING_RULES, SettingRefusedError, make_rule_policy
+from simulators.datasets import PERSONA_WORLD, TAXONOMY_DATASETS, check_dataset_name
 from simulators.errors import CRSError
+from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.returning import HELD_OUT_REGIMES
 
 SWEEP_FILE = "sweep.json"
@@ -262,6 +264,7 @@ class SweepConfig(BaseModel):
         if self.kind == "sessions":
             self._check_sessions_kind()  # a persona ranker: `SessionSpec` checks it
         self._check_rankers()
+        self._check_rule_settings()
         self._check_data_dirs()
         self._check_distinct_ablations()
         return self
@@ -315,6 +318,41 @@ class SweepConfig(BaseModel):
                     check_ranker(ranker, dataset, self.kind)
                 except CRSError as error:
                     raise ValueError(f"{key}: {error}") from None
+
+    def _check_rule_settings(self) -> None:
+        """Kinds eval and sessions: each task's question setting suits its rule policies, and the
+        enumerated one its dataset (a taxonomy), by their names alone (such tasks failed when they ran;
+        kind train: `make_settings` checks the train block's baselines)."""
+        if self.kind == "train":
+            return
+        rules = [spec for spec in self.policy_specs if not Path(spec).is_dir()]
+        for name in self.ablations:
+            own = "setting" in self.ablations[name]
+            key = f"ablations.{name}.setting" if own else f"{self.kind}.setting"
+            for dataset in self.datasets:
+                task = self.settings(name, dataset, self.seeds[0])
+                world, mcmipl = dataset == PERSONA_WORLD, dataset in MCMIPL_DATASETS
+                _, setting = resolve_user_and_setting(
+                    task.get("user", "auto"), task.get("setting"), world=world, mcmipl=mcmipl
+                )
+                if setting == "enumerated" and dataset not in TAXONOMY_DATASETS:
+                    raise ValueError(
+                        f"{key}: enumerated asks a taxonomy's categories, and {dataset} has none (only "
+                        f"{', '.join(TAXONOMY_DATASETS)} do)"
+                    )
+                for rule in rules:
+                    try:
+                        make_rule_policy(rule, None).check_setting(setting)
+                    except SettingRefusedError as error:
+                        fix = (
+                            f"set {key}: {error.setting} where the dataset has it, or list"
+                            if self.kind == "eval"
+                            else f"returning users play {dataset} in its own setting: list"
+                        )
+                        raise ValueError(
+                            f"policies: {error.reason} (on {dataset}); {fix} a rule of every setting "
+                            f"({EVERY_SETTING_RULES})"
+                        ) from None
 
     def _check_sessions_kind(self) -> None:
         """Kind sessions: `SESSION_DATASETS` only, regimes real data has, a persona ranker for rule

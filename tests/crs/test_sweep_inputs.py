@@ -238,3 +238,31 @@ def test_an_empty_config_is_refused(tmp_path, name, text) -> None:
         in output
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "policies: [ask-4, lookahead-2]\neval: {episodes: 3}\n",
+            "policies: lookahead-2 plans yes/no questions: it needs the binary setting, not "
+            "'multiple_choice' (on persona_world); set eval.setting: binary where the dataset has it",
+        ),
+        (
+            "eval: {episodes: 3}\nablations: {a: {}, e: {setting: enumerated}}\n",
+            "ablations.e.setting: enumerated asks a taxonomy's categories, and persona_world has none",
+        ),
+        (
+            "kind: train\ntrain: {steps: 64, baselines: [probe-2-ask-5], setting: binary}\n",
+            "train: bad training settings: baselines: probe-2-ask-5 probes personas, which only the "
+            "multiple-choice setting offers",
+        ),
+    ],
+)
+def test_a_setting_a_task_cannot_play_is_refused_by_its_key_before_any_task_runs(
+    tmp_path, config, message
+) -> None:
+    """Each of these started its tasks, which failed one by one (exit 1, "rerun to retry them")."""
+    code, output, out = sweep(tmp_path, config, *SERIAL)
+    assert code == 2 and not out.exists(), output
+    assert message in " ".join(output.split())

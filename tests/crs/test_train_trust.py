@@ -665,13 +665,13 @@ def test_a_ranker_or_rule_the_run_cannot_use_is_refused_before_the_earlier_run_i
     run leaves no folder."""
     run = copy_run(trained, tmp_path / "o")
     before = {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
-    settings = tiny_settings(**overrides)  # the popularity ranker, on the persona world (multiple choice)
-    with pytest.raises(CRSError) as caught:
+    with pytest.raises(CRSError) as caught:  # the rules' settings are refused as soon as they are read
+        settings = tiny_settings(**overrides)  # the popularity ranker, on the persona world (multiple choice)
         run_training(settings, name="o", runs_dir=tmp_path, overwrite=True, show=False)
     assert message in str(caught.value)
     assert {path.name: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
     with pytest.raises(CRSError):
-        run_training(settings, name="new", runs_dir=tmp_path, show=False)
+        run_training(tiny_settings(**overrides), name="new", runs_dir=tmp_path, show=False)
     assert not (tmp_path / "new").exists()
 
 
