@@ -956,7 +956,7 @@ def test_mcmipl_questions_list_values_of_one_type_and_follow_its_candidate_rule(
     assert asked["candidates_left"] == len(expected)
     kept, dropped = (catalog.aspect_names[a] for a in options)
     assert 0 < len(expected) < len(before)
-    said = f"{len(expected)} items left (of {len(before)}: only those with {kept}, without {dropped})."
+    said = f"{len(expected)} artists left (of {len(before)}: only those with {kept}, without {dropped})."
     assert said in flat(result.output)
 
 

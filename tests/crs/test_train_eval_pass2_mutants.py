@@ -314,8 +314,9 @@ def test_a_real_data_runs_test_records_its_user_kind_and_no_world_seed(
     or the default user kind: a report would take the run's test for another than `crs eval` folders of
     the same data and users)."""
 
-    settings = {"dataset": "lastfm", "data_dir": str(real_data_dir), "ranker": "popularity", "world_seed": 4}
-    settings["user"] = "single"
+    settings = {"dataset": "lastfm", "data_dir": str(real_data_dir), "ranker": "popularity", "user": "single"}
+    with pytest.raises(CRSError, match="world_seed 4 seeds the persona world, and lastfm is real data"):
+        make_settings({**settings, "world_seed": 4})  # refused now, not recorded
     (tmp_path / "p").mkdir()
     prepared = _prepare(make_settings(settings), "p", tmp_path / "p", show=False)
     env = prepared.test_env()

@@ -308,7 +308,10 @@ def test_cold_test_users_are_counted_against_valid_where_there_is_no_train() -> 
     catalog = _small_catalog()  # valid: user 2; test: users 0 and 1
     yelp_like = _without_train(catalog)
     checks = _checks(yelp_like)
-    assert checks["test users have valid history"] == ("warn", "2 test users without valid interactions")
+    assert checks["test users have valid history"] == (  # all of them: whose file is it?
+        "warn",
+        "2 of 2 test users without valid interactions: is the valid file this dataset's?",
+    )
     assert not any("train" in name for name in checks)
     test_only = dataclasses.replace(yelp_like, splits={"test": catalog.splits["test"]})
     checks = _checks(test_only)  # no pre-training split at all: nothing to be cold against
