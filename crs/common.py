@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from crs.app.settings import MAX_SEED
+from crs.app.settings import MAX_SEED, check_world_seed  # noqa: F401 (for the commands)
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
 from envs.setting import check_setting
 from policies.atomic import write_json_atomic  # noqa: F401 (re-exported for the commands)
-from simulators.datasets import DATA_DIR_ENV, PERSONA_WORLD, REAL_DATASETS
+from simulators.datasets import DATA_DIR_ENV, REAL_DATASETS
 from simulators.errors import CRSError
 
 if sys.version_info >= (3, 11):
@@ -65,20 +65,6 @@ WorldSeedOption = Annotated[
     int | None,
     typer.Option("--world-seed", min=0, max=MAX_SEED, help="Seed of the persona world (persona_world only)."),
 ]
-
-
-def check_world_seed(world_seed: int | None, dataset: str) -> int:
-    """The persona world's seed `--world-seed` gives (0 when left out).
-
-    Raises:
-        CRSError: A seed given with a real dataset, which has none (it was silently ignored).
-    """
-    if world_seed is not None and dataset != PERSONA_WORLD:
-        raise CRSError(
-            f"--world-seed {world_seed} seeds the persona world, and {dataset} is real data, which has no "
-            "seed: leave it out"
-        )
-    return world_seed or 0
 
 
 # options `crs eval` and `crs chat` share (a policy acting in one dataset's conversations)

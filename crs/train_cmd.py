@@ -268,9 +268,7 @@ def train_command(
                 "--fit-plan-temperature fits one: pass one of them"
             )
         data["fit_plan_temperature"] = True
-    check_world_seed(
-        world_seed, data.get("dataset", PERSONA_WORLD)
-    )  # named as the option, before the settings
+    check_world_seed(world_seed, data.get("dataset", PERSONA_WORLD))  # named as the option
     settings = make_settings(data)
     if policy_only_ablation and settings.persona_attention and settings.aspect_attention:
         raise CRSError(

@@ -333,8 +333,10 @@ def parse_action(
     sizes = {"aspects": n_aspects, "items": n_items, "persona": n_personas, "category": n_categories}
     present = {**lists, **{name: [value] for name, value in scalars.items()}}
     for name, numbers in present.items():
+        if name in reads or not sizes[name]:  # a read entry's ids are checked below, with its own words
+            continue
         bad = [number for number in numbers if not PAD <= number < sizes[name]]
-        if name not in reads and sizes[name] and bad:
+        if bad:
             raise InvalidActionError(
                 f"action[{name!r}] holds {bad}, outside [0, {sizes[name]}) (-1: unused); kind {kind_value} "
                 "does not read it, but every entry must lie in the action space"

@@ -37,6 +37,21 @@ DATASET_NAMES: tuple[str, ...] = (
 REAL_DATASETS: tuple[str, ...] = DATASET_NAMES[1:]
 TAXONOMY_DATASETS: tuple[str, ...] = ("yelp_star", "mcmipl_yelp_star")
 """The datasets whose catalogue has a first-layer taxonomy, which the enumerated setting asks."""
+
+
+def check_taxonomy(dataset: str, setting: str) -> None:
+    """Refuse, by names alone, the enumerated setting on a dataset without a taxonomy (`TAXONOMY_DATASETS`).
+
+    Raises:
+        CRSError: Naming the dataset, those that have one and the settings it has.
+    """
+    if setting == "enumerated" and dataset not in TAXONOMY_DATASETS:
+        raise CRSError(
+            f"enumerated asks a taxonomy's categories, and {dataset} has none (only "
+            f"{', '.join(TAXONOMY_DATASETS)} do): use binary or multiple_choice"
+        )
+
+
 DATA_DIR_ENV = "CRS_DATA_DIR"
 # How to name the data folder, for Python callers (make_env, gym.make, load_catalog) and the CLI alike.
 DATA_DIR_HINT = f"pass --data-dir PATH (data_dir=PATH from Python) or set {DATA_DIR_ENV}=PATH"

@@ -22,7 +22,7 @@ from envs.setting import LEGACY_SETTINGS, Setting
 from policies.rankers import RankerSpec
 from policies.rl.config import ImitationConfig, PPOConfig, RLConfig
 from policies.rules import make_rule_policy
-from simulators.datasets import PERSONA_WORLD, TAXONOMY_DATASETS, DatasetSpec, check_dataset_name
+from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name, check_taxonomy
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.persona_world import WORLD_USER
@@ -284,6 +284,20 @@ def recorded_settings(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "setting": LEGACY_SETTINGS.get(str(data.get("dataset", "")))}
 
 
+def check_world_seed(world_seed: int | None, dataset: str, name: str = "--world-seed") -> int:
+    """The persona world's seed that `name` (an option or a setting) gives, 0 when left out.
+
+    Raises:
+        CRSError: A seed given with a real dataset, which has none (it was silently ignored).
+    """
+    if world_seed is not None and dataset != PERSONA_WORLD:
+        raise CRSError(
+            f"{name} {world_seed} seeds the persona world, and {dataset} is real data, which has no seed: "
+            "leave it out"
+        )
+    return world_seed or 0
+
+
 def _block_model(path: tuple[str | int, ...]) -> type[BaseModel]:
     """The settings model of the block at `path` in `TrainSettings` (``("world",)``: `WorldSettings`)."""
     model: type[BaseModel] = TrainSettings
@@ -359,11 +373,10 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
         except CRSError as error:
             raise CRSError(f"bad training settings: ranker: {error}") from None
     world, mcmipl = settings.dataset_spec().is_world, settings.dataset in MCMIPL_DATASETS
-    if settings.world_seed and not world:
-        raise CRSError(
-            f"bad training settings: world_seed {settings.world_seed} seeds the persona world, and "
-            f"{settings.dataset} is real data, which has no seed: leave it out"
-        )
+    try:
+        check_world_seed(settings.world_seed or None, settings.dataset, "world_seed")  # 0: the default
+    except CRSError as error:
+        raise CRSError(f"bad training settings: {error}") from None
     _, setting = resolve_user_and_setting(settings.user, settings.setting, world=world, mcmipl=mcmipl)
     rules = [("baselines", rule) for rule in settings.baselines]
     rules += [("imitation.rule", settings.imitation.rule)] if settings.imitation is not None else []
@@ -372,11 +385,10 @@ def make_settings(data: dict[str, Any]) -> TrainSettings:
             make_rule_policy(rule, None).check_setting(setting)
         except CRSError as error:
             raise CRSError(f"bad training settings: {key}: {error}") from None
-    if setting == "enumerated" and settings.dataset not in TAXONOMY_DATASETS:
-        raise CRSError(
-            f"bad training settings: setting enumerated asks a taxonomy's categories, and {settings.dataset} "
-            f"has none (only {', '.join(TAXONOMY_DATASETS)} do): use binary or multiple_choice"
-        )
+    try:
+        check_taxonomy(settings.dataset, setting)
+    except CRSError as error:
+        raise CRSError(f"bad training settings: setting {error}") from None
     if settings.wrapper.plan_depth is not None and setting != "binary":
         raise CRSError(
             f"bad training settings: wrapper.plan_depth={settings.wrapper.plan_depth} searches yes/no "

@@ -121,7 +121,7 @@ from policies.memory import DEFAULT_RULE
 from policies.pretrain.config import read_artifact_config
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
 from policies.rules import EVERY_SETTING_RULES, SettingRefusedError, make_rule_policy
-from simulators.datasets import PERSONA_WORLD, TAXONOMY_DATASETS, check_dataset_name
+from simulators.datasets import PERSONA_WORLD, check_dataset_name, check_taxonomy
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.returning import HELD_OUT_REGIMES
@@ -335,11 +335,10 @@ class SweepConfig(BaseModel):
                 _, setting = resolve_user_and_setting(
                     task.get("user", "auto"), task.get("setting"), world=world, mcmipl=mcmipl
                 )
-                if setting == "enumerated" and dataset not in TAXONOMY_DATASETS:
-                    raise ValueError(
-                        f"{key}: enumerated asks a taxonomy's categories, and {dataset} has none (only "
-                        f"{', '.join(TAXONOMY_DATASETS)} do)"
-                    )
+                try:
+                    check_taxonomy(dataset, setting)
+                except CRSError as error:
+                    raise ValueError(f"{key}: {error}") from None
                 for rule in rules:
                     try:
                         make_rule_policy(rule, None).check_setting(setting)
