@@ -44,7 +44,12 @@ def report_command(
         "--overwrite",
         help="Replace the earlier report the output folder holds (refused if it holds other files too).",
     ),
-    data_dir: str = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Needed for real-data details."),
+    data_dir: str = typer.Option(
+        None,
+        "--data-dir",
+        help=DATA_DIR_HELP
+        + " Real-data details read the folder each evaluation recorded; give this where the data moved.",
+    ),
     examples: int = typer.Option(3, "--examples", min=0, help="Example dialogues to replay (0: none)."),
     persona: bool = typer.Option(
         True, "--persona/--no-persona", help="Run the persona analysis when possible."

@@ -126,6 +126,13 @@ class DatasetSpec:
         """`make_persona_world` arguments (empty for real data)."""
         return {"seed": self.world_seed, **dict(self.world)} if self.is_world else {}
 
+    def data_folder(self) -> str | None:
+        """The real-data folder this reads (`data_dir`, else ``$CRS_DATA_DIR``), absolute, as a summary
+        records it; None on the persona world or when neither is set."""
+        if self.is_world or not (self.data_dir or os.environ.get(DATA_DIR_ENV)):
+            return None
+        return str(resolve_data_dir(self.data_dir).resolve())
+
     def load(self) -> Catalog:
         """The catalogue (see `load_catalog`)."""
         return load_catalog(self.name, self.data_dir, **self.world_kwargs())

@@ -445,6 +445,7 @@ def run_evaluation(
             run_ranker=own_ranker,
             ranker_identity=ranker_identity,
             ranker_resolved=resolved_ranker_name(ranker_name),
+            data_dir=spec.dataset_spec().data_folder(),
         )
         claim.clear()
         write_episodes(out, records)

@@ -558,6 +558,9 @@ class EvalSummary:
             the evaluation ran (`crs.app.evaluation.resolved_ranker_name`), so that a report run from
             another folder finds it; None when `ranker` reads none or names it absolutely (and in files
             written before it existed).
+        data_dir: The real-data folder the evaluation read, absolute (`simulators.datasets.DatasetSpec.
+            data_folder`), so that a report finds the catalogue without ``--data-dir``; None on the
+            persona world (and in files written before it existed).
     """
 
     policy: str
@@ -583,6 +586,7 @@ class EvalSummary:
     ranker_identity: str | None = None
     ranker_resolved: str | None = None
     world: tuple[tuple[str, int], ...] = ()
+    data_dir: str | None = None
 
     REQUIRED = ("policy", "dataset", "split", "episodes", "seed", "max_turns")
 
@@ -605,7 +609,7 @@ class EvalSummary:
             data["sessions"] = self.sessions.to_dict()
         if self.run_ranker is None:
             del data["run_ranker"]  # a rule's summary names its ranker in "ranker"
-        for optional in ("ranker_identity", "ranker_resolved"):
+        for optional in ("ranker_identity", "ranker_resolved", "data_dir"):
             if data[optional] is None:
                 del data[optional]
         if self.world:
@@ -664,6 +668,7 @@ class EvalSummary:
                 run_ranker=None if data.get("run_ranker") is None else str(data["run_ranker"]),
                 ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
                 ranker_resolved=None if data.get("ranker_resolved") is None else str(data["ranker_resolved"]),
+                data_dir=None if data.get("data_dir") is None else str(data["data_dir"]),
                 world=tuple(
                     (str(key), _integer(value, f"{where} [world][{key}]", 1, None, fix))
                     for key, value in sorted((data.get("world") or {}).items())

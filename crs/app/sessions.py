@@ -873,6 +873,7 @@ def run_session_evaluation(
             sessions=result.summary,
             run_ranker=own_ranker,
             ranker_identity=ranker_identity,
+            data_dir=data.data_folder(),
         )
         claim.clear()
         write_json_lines(out, lines)

@@ -903,6 +903,7 @@ def _test_summary(
         versions={"persona-crs": __version__, "python": platform.python_version()},
         run_ranker=ranker if is_trained else None,
         ranker_identity=prepared.ranker_identity,
+        data_dir=settings.dataset_spec().data_folder(),
     )
 
 

@@ -102,11 +102,16 @@ example dialogues are explained by it."""
 
 
 class _Catalogs:
-    """Catalogues loaded once per (dataset, world seed, world sizes)."""
+    """Catalogues loaded once per (dataset, world seed, world sizes, data folder)."""
 
     def __init__(self, data_dir: str | Path | None) -> None:
         self.data_dir = data_dir
-        self._cache: dict[tuple[str, int | None, tuple[tuple[str, int], ...]], Catalog] = {}
+        self._cache: dict[tuple[str, int | None, tuple[tuple[str, int], ...], str | None], Catalog] = {}
+
+    def folder(self, run: EvalRun) -> str | None:
+        """The real-data folder of `run`'s catalogue: the report's ``--data-dir``, else the one the
+        evaluation read (`EvalRun.data_dir`), else None (``$CRS_DATA_DIR``)."""
+        return str(self.data_dir) if self.data_dir is not None else run.data_dir
 
     def get(self, run: EvalRun) -> Catalog:
         if run.summary.sessions is not None:
@@ -114,10 +119,10 @@ class _Catalogs:
                 f"{run.path} is a returning-user run (`crs eval --sessions`): its conversations are "
                 "sessions of returning users, not goals of the split; see its per-session curves instead"
             )
-        key = (run.dataset, run.world_seed, run.world)
+        folder = self.folder(run)
+        key = (run.dataset, run.world_seed, run.world, folder)
         if key not in self._cache:
-            data_dir = None if self.data_dir is None else str(self.data_dir)
-            self._cache[key] = DatasetSpec(run.dataset, data_dir, run.world_seed or 0, run.world).load()
+            self._cache[key] = DatasetSpec(run.dataset, folder, run.world_seed or 0, run.world).load()
         catalog = self._cache[key]
         check_catalog(run, catalog)
         return catalog
@@ -224,7 +229,8 @@ def build_report(
         paths: `crs eval` output folders and/or `crs train` run folders (or folders holding them), or
             the `Inputs` that `load_inputs` read from them.
         out: Output folder (created).
-        data_dir: Real-data folder, for real-data catalogues (persona analysis, example dialogues).
+        data_dir: Real-data folder, for real-data catalogues (persona analysis, example dialogues); by
+            default each evaluation's own (`EvalRun.data_dir`).
         examples: How many example dialogues to replay (0: none).
         persona: Whether to run the persona analysis when a persona ranker is available.
         title: Report title.
@@ -303,7 +309,7 @@ def build_report(
         _persona_sections(report, catalogs, explainers, seed)
 
     if examples > 0 and tables:
-        _examples(report, catalogs, explainers, data_dir, examples)
+        _examples(report, catalogs, explainers, examples)
     elif examples <= 0:
         report.unavailable["examples"] = "example dialogues switched off (--examples 0)"
     else:
@@ -383,7 +389,6 @@ def _examples(
     report: Report,
     catalogs: _Catalogs,
     explainers: dict[str, Explainers],
-    data_dir: str | Path | None,
     limit: int,
 ) -> None:
     table = report.tables[0]
@@ -401,7 +406,8 @@ def _examples(
         report.unavailable["examples"] = f"could not load the {reference.runs[0].dataset} catalogue ({exc})"
         return
     explainer, explained = explainers.get(table.test_set.dataset_label, (None, frozenset()))
-    dialogues, notes = example_dialogues(picks, catalog, data_dir, explainer, explained)
+    folder = catalogs.folder(reference.runs[0])
+    dialogues, notes = example_dialogues(picks, catalog, folder, explainer, explained)
     report.examples = dialogues
     report.notes.extend(notes)
     if not dialogues:

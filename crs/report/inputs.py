@@ -271,6 +271,22 @@ class EvalRun:
         except CRSError:
             return ()
 
+    @functools.cached_property
+    def data_dir(self) -> str | None:
+        """The real-data folder the evaluation read: as summary.json records it, else, in files from
+        before that record, as the config of the train run this evaluation belongs to names it; None on
+        the persona world, when neither says, or when the folder is gone (a report then needs
+        ``--data-dir``)."""
+        folder = self.summary.data_dir
+        if folder is None and self.world_seed is None:
+            run = self.train.path if self.train is not None else tested_in(self)
+            if run is not None and (run / RUN_CONFIG).is_file():
+                try:
+                    folder = RunRecord.read(run).settings.data_dir
+                except CRSError:
+                    folder = None
+        return folder if folder is not None and Path(folder).is_dir() else None
+
     @property
     def fingerprint(self) -> str:
         """Hash of the conversations walked (falls back to the goal indices when absent)."""

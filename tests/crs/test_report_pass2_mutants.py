@@ -347,7 +347,7 @@ def test_the_example_contrast_is_the_weakest_row_beside_the_reference(tmp_path: 
     inputs = load_inputs(paths)
     tables, _ = build_tables(inputs.evals)
     report = Report(tmp_path, "report", "", inputs, tables, [], "", {})
-    _examples(report, _Catalogs(None), {}, None, 2)  # the report's examples, without its figures
+    _examples(report, _Catalogs(None), {}, 2)  # the report's examples, without its figures
     assert [(example.policy, example.goal_index) for example in report.examples] == [
         ("ask-4", 0),
         ("ask-6", 0),
