@@ -177,6 +177,13 @@ def say_when_interrupted(left: str) -> Iterator[None]:
             raise typer.Exit(status) from None
 
 
+def nothing_written(what: str, out: Path, mark: str) -> str:
+    """What a command that moves its output in whole leaves when stopped (for `say_when_interrupted`):
+    nothing, and the earlier output in `out` (the folder holds `mark`) as it was, when there is one."""
+    left = f"no {what} was written (one is moved in only once whole)"
+    return f"{left}; the earlier one in {out} is kept" if (out / mark).is_file() else left
+
+
 def metrics_table(title: str, rows: Mapping[str, Mapping[str, MetricSummary]]) -> Table:
     """A rich table: one row per policy, SR@5/10/15, AT and hDCG, each mean above its 95% CI (so the
     table stays readable in an 80-column terminal)."""

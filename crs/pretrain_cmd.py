@@ -19,6 +19,7 @@ from crs.common import (
     console,
     data_dir_input,
     friendly_errors,
+    nothing_written,
     say_when_interrupted,
 )
 from crs.progress import LoggedProgress
@@ -150,9 +151,7 @@ def pretrain_command(
     check_holdout_unit(catalog, holdout_unit)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     with (
-        say_when_interrupted(
-            "no artifact was written (one is moved in only once whole); an earlier one is kept"
-        ),
+        say_when_interrupted(nothing_written("artifact", out, CONFIG_FILE)),
         FolderClaim(
             out,
             "pre-training artifact folder",

@@ -18,6 +18,7 @@ from crs.common import (
     data_dir_input,
     friendly_errors,
     metrics_table,
+    nothing_written,
     say_when_interrupted,
 )
 
@@ -98,7 +99,7 @@ def report_command(
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     started = time.perf_counter()
-    interrupted = "no report was written (it is moved in only once whole) and an earlier one is kept"
+    interrupted = nothing_written("report", out, REPORT_MARK)
     with say_when_interrupted(interrupted), console.status("building the report"):
         loaded = load_inputs(inputs)  # unreadable inputs fail before the output is claimed (or emptied)
         with FolderClaim(

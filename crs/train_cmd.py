@@ -13,7 +13,13 @@ from rich.markup import escape
 
 from crs.app.run_folder import RUN_CONFIG, RunPhase, RunRecord, run_options
 from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
-from crs.app.training import DEFAULT_RUNS_DIR, ResumeOptionError, default_run_name, run_training
+from crs.app.training import (
+    DEFAULT_RUNS_DIR,
+    ResumeOptionError,
+    default_run_name,
+    run_training,
+    with_data_dir_recorded,
+)
 from crs.common import (
     DATA_DIR_HELP,
     DATASET_HELP,
@@ -275,8 +281,8 @@ def train_command(
             "--policy-only-ablation keeps the ranker whole while the policy is ablated, and nothing is "
             "ablated: add --no-persona-attention or --no-aspect-attention (or their config keys)"
         )
-    if print_config:
-        typer.echo(yaml.safe_dump(settings.model_dump(), sort_keys=False), nl=False)
+    if print_config:  # as the run records them
+        typer.echo(yaml.safe_dump(with_data_dir_recorded(settings).model_dump(), sort_keys=False), nl=False)
         return
     try:
         with terminate_as_interrupt():

@@ -354,14 +354,14 @@ def run_training(
                 )
             settings = settings.model_copy(update={"data_dir": str(Path(data_dir).resolve())})
         elif not resume:
-            settings = _with_data_dir_recorded(settings)
+            settings = with_data_dir_recorded(settings)
         if ppo:
             merged = {**asdict(settings.ppo), **ppo}
             settings = make_settings({**settings.model_dump(), "ppo": merged})
         return _train(settings, name, run_dir, resume, show, claim)
 
 
-def _with_data_dir_recorded(settings: TrainSettings) -> TrainSettings:
+def with_data_dir_recorded(settings: TrainSettings) -> TrainSettings:
     """`settings` on real data with the data folder ``$CRS_DATA_DIR`` gives, made absolute, where they
     name none: config.yaml records it, so the run resumes, and its model card's commands evaluate it,
     without that variable."""

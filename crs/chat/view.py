@@ -93,7 +93,8 @@ class ChatView:
         lines = [
             f"You play user [bold]{user}[/] of [bold]{escape(self.catalog.name)}[/]; the recommender "
             f"([bold]{escape(policy)}[/]) {knows}" + (f": {liked}{more}." if liked else "."),
-            f"It may take {self.env.max_turns - 1} turns. Commands at any prompt: "
+            f"After your opening (turn 1) it may take {self.env.max_turns - 1} turns, up to turn "
+            f"{self.env.max_turns}. Commands at any prompt: "
             "[bold]help[/], [bold]back[/] (undo your last answer), [bold]quit[/].",
         ]
         if by_popularity:

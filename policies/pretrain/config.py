@@ -220,6 +220,11 @@ and an artifact of another version is refused."""
 def read_artifact_config(path: str | Path) -> dict:
     """The config.json of an artifact directory; CRSError if missing, unreadable or of another version."""
     cfg_path = Path(path) / CONFIG_FILE
+    if Path(path).is_file():
+        raise CRSError(
+            f"{path} is a file, not a pre-training artifact: name the folder `crs pretrain --out` wrote "
+            f"(it holds {CONFIG_FILE})"
+        )
     if not cfg_path.is_file():
         raise CRSError(
             f"{path} is not a pre-training artifact: {CONFIG_FILE} is missing (run `crs pretrain`)"

@@ -260,14 +260,17 @@ def test_an_answer_dropped_by_a_diverged_replay_is_not_undone_again(world: Catal
 
 
 def test_the_intro_says_how_many_turns_the_recommender_may_take(world: Catalog) -> None:
-    """The intro's "It may take N turns" is the number of recommender turns a person who rejects every
-    slate gets before the turn limit (guards against counting the opening as one of them)."""
+    """The intro's "it may take N turns, up to turn T" is the number of recommender turns a person who
+    rejects every slate gets before the turn limit (guards against counting the opening as one of them),
+    and T is the last turn the view's rule shows ("turn T of T"; it said 14 turns beside "turn 2 of 15")."""
     policy = make_rule_policy("always-recommend", build_ranker("popularity", world))
     result, text = talk(world, ["jazz"] + ["n"] * 20, policy)
-    match = re.search(r"It may take (\d+) turns", text)
+    match = re.search(r"After your opening \(turn 1\) it may take (\d+) turns, up to turn (\d+)\.", text)
     assert match is not None
     assert result.ended == "turn limit"
     assert int(match.group(1)) == len(result.transcript["turns"]) - 1 == 14
+    last = int(match.group(2))
+    assert f"turn {last} of {last}" in text and f"turn {last + 1} of" not in text
 
 
 class SharedAspectAskingPolicy:

@@ -471,8 +471,13 @@ def test_ctrl_c_says_nothing_was_written_and_keeps_the_earlier_output(
     monkeypatch.setattr(*builder[command], interrupted)
     result = runner.invoke(app, [*args, "--overwrite"])
     assert result.exit_code == 130, result.output
-    assert says(result.output, "interrupted: no", "was written", "an earlier one is kept")
+    assert says(result.output, "interrupted: no", "was written", f"the earlier one in {out} is kept")
     assert files(out) == before
+    # a first build stopped keeps no earlier one, and does not say it does
+    result = runner.invoke(app, [arg if arg != str(out) else str(tmp_path / "new") for arg in args])
+    assert result.exit_code == 130, result.output
+    assert says(result.output, "interrupted: no", "was written (one is moved in only once whole)")
+    assert "earlier" not in result.output
 
 
 @pytest.mark.slow  # a real process: python and torch start in it

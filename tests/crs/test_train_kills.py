@@ -426,6 +426,9 @@ def test_a_run_on_the_data_folder_of_crs_data_dir_records_it_and_resumes_where_t
     settings = {k: v for k, v in TINY.items() if k != "world"}
     settings.update(dataset="lastfm_star", ranker="popularity", steps=64, eval_every=0, baselines=["ask-4"])
     monkeypatch.setenv(DATA_DIR_ENV, str(real_data_dir))
+    printed = runner.invoke(app, ["train", "--dataset", "lastfm_star", "--print-config"])
+    assert printed.exit_code == 0, printed.output  # what the run records, not data_dir: null
+    assert yaml.safe_load(printed.output)["data_dir"] == str(real_data_dir.resolve())
     run_training(make_settings(settings), name="e", runs_dir=tmp_path, show=False)
     run = tmp_path / "e"
     assert RunRecord.read(run).settings.data_dir == str(real_data_dir.resolve())

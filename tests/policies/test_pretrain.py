@@ -512,6 +512,16 @@ def test_an_artifact_config_missing_what_identifies_the_ranker_is_refused(
         read_artifact_config(_write_config(tmp_path / "bad", config))
 
 
+def test_a_file_named_as_an_artifact_is_told_to_name_the_folder(tmp_path: Path) -> None:
+    """A file given where an artifact folder goes is named as a file (not "config.json is missing", which
+    sent the user looking for a config.json beside it)."""
+    (tmp_path / "model.pt").write_text("x")
+    with pytest.raises(CRSError, match=r"model\.pt is a file, not a pre-training artifact: name the folder"):
+        read_artifact_config(tmp_path / "model.pt")
+    with pytest.raises(CRSError, match=r"config\.json is missing"):
+        read_artifact_config(tmp_path)
+
+
 def test_a_config_nested_too_deep_is_a_named_error(tmp_path: Path) -> None:
     """Guards against a hostile config.json crashing with RecursionError instead of a CRSError."""
     tmp_path.joinpath("config.json").write_text("[" * 200_000 + "]" * 200_000)
