@@ -99,7 +99,7 @@ def chat_command(
     """
     check_dataset_name(dataset)
     world_seed = check_world_seed(world_seed, dataset)
-    check_files_outside_inputs(transcript, policy, ranker, data_dir, memory)
+    check_files_outside_inputs(transcript, policy, ranker, data_dir, dataset, memory)
     chat_memory = None
     commands = personal_commands(dataset, data_dir, policy, setting, world_seed)
     try:
@@ -145,9 +145,15 @@ def chat_command(
 
 
 def check_files_outside_inputs(
-    transcript: Path | None, policy: str, ranker: str | None, data_dir: str | None, memory: Path | None
+    transcript: Path | None,
+    policy: str,
+    ranker: str | None,
+    data_dir: str | None,
+    dataset: str,
+    memory: Path | None,
 ) -> None:
-    """Refuse a --transcript that is the --memory file, and either lying in a folder the chat reads: the
+    """Refuse a --transcript that is the --memory file, and either lying in a folder the chat reads (the
+    data folder only where `dataset` reads one): the
     transcript could replace one of its files, and the next `--overwrite` of that run or artifact would
     delete either (a run's ``policy.json``, a person's memory).
 
@@ -159,7 +165,7 @@ def check_files_outside_inputs(
     inputs = [
         ("--policy run", Path(policy) if Path(policy).is_dir() else None),
         ranker_input(ranker),
-        ("data folder", data_dir_input(data_dir)),
+        ("data folder", data_dir_input(data_dir, dataset)),
     ]
     for option, path in (("--transcript", transcript), ("--memory", memory)):
         for what, folder in inputs:

@@ -24,7 +24,7 @@ from crs.yaml_safe import safe_load_unique
 from envs.metrics import MetricSummary
 from envs.setting import check_setting
 from policies.atomic import write_json_atomic  # noqa: F401 (re-exported for the commands)
-from simulators.datasets import DATA_DIR_ENV, REAL_DATASETS
+from simulators.datasets import DATA_DIR_ENV, PERSONA_WORLD, REAL_DATASETS
 from simulators.errors import CRSError
 
 if sys.version_info >= (3, 11):
@@ -232,7 +232,10 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def data_dir_input(data_dir: str | None) -> Path | None:
-    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None."""
+def data_dir_input(data_dir: str | None, dataset: str | None = None) -> Path | None:
+    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None; None too for
+    the persona world (`dataset`; None: any), which reads no folder."""
+    if dataset == PERSONA_WORLD:
+        return None
     chosen = data_dir or os.environ.get(DATA_DIR_ENV, "")
     return Path(chosen).expanduser() if chosen else None

@@ -149,7 +149,7 @@ def pretrain_command(
     )
     config.model_config(catalog)  # validates K <= P and the model's size before any work
     check_holdout_unit(catalog, holdout_unit)
-    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
+    refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir, dataset))], inside=True)
     with (
         say_when_interrupted(nothing_written("artifact", out, CONFIG_FILE)),
         FolderClaim(

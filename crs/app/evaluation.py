@@ -412,7 +412,7 @@ def run_evaluation(
         out,
         [
             ranker_input(spec.ranker),
-            ("data folder", data_dir_input(spec.data_dir)),
+            ("data folder", data_dir_input(spec.data_dir, spec.dataset)),
         ],
         inside=True,
     )

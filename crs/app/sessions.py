@@ -803,7 +803,7 @@ def run_session_evaluation(
         out,
         [
             ranker_input(ranker),
-            ("data folder", data_dir_input(data_dir)),
+            ("data folder", data_dir_input(data_dir, dataset)),
         ],
         inside=True,
     )

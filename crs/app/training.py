@@ -388,7 +388,7 @@ def check_run_name(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> None:
 def training_inputs(settings: TrainSettings) -> list[tuple[str, Path | None]]:
     """What a new run reads that its run directory must not be or hold (`--overwrite` would delete it):
     the ranker artifact or TransE file its settings name, and the real-data folder (None: none)."""
-    data = None if settings.dataset_spec().is_world else data_dir_input(settings.data_dir)
+    data = data_dir_input(settings.data_dir, settings.dataset)
     return [ranker_input(settings.ranker), ("data folder", data)]
 
 

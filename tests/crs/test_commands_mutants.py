@@ -66,18 +66,20 @@ def test_a_transcript_inside_a_folder_the_chat_reads_is_refused(tmp_path: Path) 
     }
     for what, (transcript, policy, ranker_arg, data_dir) in inside.items():
         with pytest.raises(ChatError, match=f"lies in the {what}"):
-            check_files_outside_inputs(transcript, policy, ranker_arg, data_dir, None)
+            check_files_outside_inputs(transcript, policy, ranker_arg, data_dir, "lastfm", None)
     # beside them, not inside: accepted
-    check_files_outside_inputs(tmp_path / "t.json", str(run), str(ranker), str(data), None)
+    check_files_outside_inputs(tmp_path / "t.json", str(run), str(ranker), str(data), "lastfm", None)
+    # the persona world reads no data folder: a transcript there is no one's input
+    check_files_outside_inputs(data / "sub" / "t.json", "ask-4", None, str(data), "persona_world", None)
     # a --memory file in any of them is refused too: the next --overwrite of that run or artifact would
     # delete the person's memory
     for what, (transcript, policy, ranker_arg, data_dir) in inside.items():
         with pytest.raises(ChatError, match=f"--memory {re.escape(str(transcript))} lies in the {what}"):
-            check_files_outside_inputs(None, policy, ranker_arg, data_dir, transcript)
+            check_files_outside_inputs(None, policy, ranker_arg, data_dir, "lastfm", transcript)
     # and with the suffixes and prefix a ranker may be written with (the same folder, parsed)
     for form in ("{}+profile", "artifact:{}"):
         with pytest.raises(ChatError, match="lies in the --ranker artifact"):
-            check_files_outside_inputs(ranker / "t.json", "ask-4", form.format(ranker), None, None)
+            check_files_outside_inputs(ranker / "t.json", "ask-4", form.format(ranker), None, "lastfm", None)
 
 
 def test_a_transcript_that_is_the_memory_file_by_another_spelling_is_refused(
@@ -88,7 +90,7 @@ def test_a_transcript_that_is_the_memory_file_by_another_spelling_is_refused(
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ChatError, match="--memory and --transcript are both"):
-        check_files_outside_inputs(Path("sub/../me.json"), "ask-4", None, None, Path("me.json"))
+        check_files_outside_inputs(Path("sub/../me.json"), "ask-4", None, None, "lastfm", Path("me.json"))
 
 
 class ReportReachedError(Exception):

@@ -201,6 +201,31 @@ def test_a_persona_world_run_reads_no_data_folder_even_with_crs_data_dir_set(
     assert training_inputs(real) == [("--ranker file", None), ("data folder", tmp_path / "mine")]
 
 
+def test_persona_world_outputs_inside_crs_data_dir_are_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like a training run, a persona-world evaluation (of conversations or of returning users) and its
+    pre-training read no data folder: an output inside ``$CRS_DATA_DIR`` is accepted (`crs eval`
+    refused it while `crs train` accepted it)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("CRS_DATA_DIR", str(data))
+    run_evaluation("ask-2", episodes=2, out=data / "e", show_progress=False)
+    artifact = pretrain_tiny(data / "p")
+    run_session_evaluation(
+        policy="ask-2",
+        ranker=str(artifact),
+        regime="stable",
+        sessions=2,
+        sequences=2,
+        memory="update",
+        seed=1,
+        out=data / "s",
+        show_progress=False,
+    )
+    assert all((data / name / "summary.json").is_file() for name in ("e", "s"))
+
+
 def test_a_popularity_ranker_on_a_dataset_with_a_train_split_trains_on_all_of_valid(tmp_path: Path) -> None:
     """Popularity counts the train split where there is one: training conversations are all of valid,
     described as plain "valid" (guards against the Yelp*-only wording, "all of which the popularity
