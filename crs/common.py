@@ -233,9 +233,8 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
 
 
 def data_dir_input(data_dir: str | None, dataset: str | None = None) -> Path | None:
-    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None; None too for
-    the persona world (`dataset`; None: any), which reads no folder."""
-    if dataset == PERSONA_WORLD:
-        return None
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV, "")
+    """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None. The persona
+    world (`dataset`; None: any) reads none: ``$CRS_DATA_DIR``, set for every command, is not its input,
+    while a folder named as its ``--data-dir`` is still kept from its outputs."""
+    chosen = data_dir or ("" if dataset == PERSONA_WORLD else os.environ.get(DATA_DIR_ENV, ""))
     return Path(chosen).expanduser() if chosen else None

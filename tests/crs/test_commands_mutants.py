@@ -53,7 +53,9 @@ def test_a_trained_run_gets_no_pretrain_suggestion(tmp_path: Path) -> None:
     assert personal_commands("persona_world", None, str(tmp_path), None) == []
 
 
-def test_a_transcript_inside_a_folder_the_chat_reads_is_refused(tmp_path: Path) -> None:
+def test_a_transcript_inside_a_folder_the_chat_reads_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--transcript may not lie anywhere under the --policy run, the --ranker artifact or the data
     folder, however deep (guards against a check of the folder itself only, or an input left out)."""
     run, ranker, data = (tmp_path / name for name in ("run", "ranker", "data"))
@@ -69,8 +71,11 @@ def test_a_transcript_inside_a_folder_the_chat_reads_is_refused(tmp_path: Path) 
             check_files_outside_inputs(transcript, policy, ranker_arg, data_dir, "lastfm", None)
     # beside them, not inside: accepted
     check_files_outside_inputs(tmp_path / "t.json", str(run), str(ranker), str(data), "lastfm", None)
-    # the persona world reads no data folder: a transcript there is no one's input
-    check_files_outside_inputs(data / "sub" / "t.json", "ask-4", None, str(data), "persona_world", None)
+    # the persona world reads no data folder: $CRS_DATA_DIR is not its input (a real dataset's it is)
+    monkeypatch.setenv("CRS_DATA_DIR", str(data))
+    check_files_outside_inputs(data / "sub" / "t.json", "ask-4", None, None, "persona_world", None)
+    with pytest.raises(ChatError, match="lies in the data folder"):
+        check_files_outside_inputs(data / "sub" / "t.json", "ask-4", None, None, "lastfm", None)
     # a --memory file in any of them is refused too: the next --overwrite of that run or artifact would
     # delete the person's memory
     for what, (transcript, policy, ranker_arg, data_dir) in inside.items():
