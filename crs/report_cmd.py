@@ -131,7 +131,7 @@ def report_command(
     print_input_list(report.input_list)
     for index, table in enumerate(report.tables):
         rows = {row.label: row.metrics for row in table.rows}
-        console.print(metrics_table(f"table {index + 1}: {table.title}", rows))
+        console.print(metrics_table(f"table {index + 1}: {table.heading}", rows))
     console.print(f"\n[bold]The answer.[/] {escape(report.answer.replace('**', ''))}\n", highlight=False)
     for section, reason in report.unavailable.items():
         console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)

@@ -220,6 +220,12 @@ class Table:
         return self.test_set.describe()
 
     @property
+    def heading(self) -> str:
+        """`title` with the conversations per run: two tables of one test set but other conversations
+        (another count) read apart."""
+        return f"{self.title}, {self.conversations_per_run} conversations"
+
+    @property
     def conversations_per_run(self) -> str:
         """The runs' sizes: "200", or "200/300" when they differ."""
         sizes = sorted({len(run.records) for row in self.rows for run in row.runs})

@@ -498,25 +498,25 @@ def _read_folder(folder: Path) -> Inputs:
 
 def _test_evals(train_run: TrainRun) -> tuple[EvalRun, ...]:
     """The run's own test comparison (`crs.app.run_folder.TEST_DIR`), the trained policy first and
-    tagged with its run, then the baselines; for runs written before `crs train` kept it, the test
-    evaluation kept in the run folder, if any."""
-    if train_run.final_eval is not None:
-        return (train_run.final_eval,)
+    tagged with its run, then the baselines; then an evaluation kept in the run folder, if any (`crs eval
+    --policy RUN -o RUN/eval`; the only one in runs written before `crs train` kept its test)."""
+    kept = () if train_run.final_eval is None else (train_run.final_eval,)
     test = train_run.info.path / TEST_DIR
     if not test.is_dir():
-        return ()
+        return kept
     folders = sorted(
         (c for c in test.iterdir() if c.is_dir() and not c.name.startswith(".")),
         key=lambda c: (c.name != TRAINED_TEST, c.name),
     )
     info = train_run.info
     variant = info.ablation if info.ranker_follows_ablation and info.ablation != "full" else None
-    return tuple(
+    tested = tuple(
         read_eval_dir(c, train=info, task=train_run.task)
         if c.name == TRAINED_TEST
         else replace(read_eval_dir(c), tested_by=train_run.task, ranker_variant=variant)
         for c in folders
     )
+    return tested + kept
 
 
 def tested_in(run: EvalRun) -> Path | None:

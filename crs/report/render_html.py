@@ -181,7 +181,7 @@ def _comparisons(report: Report) -> list[str]:
         return [f'<h2>Comparison</h2><p class="unavailable">{unavailable}</p>']
     out = []
     for index, table in enumerate(report.tables):
-        out.append(f"<h2>Comparison — {_esc(table.title)}</h2>")
+        out.append(f"<h2>Comparison — {_esc(table.heading)}</h2>")
         if table.separated:
             out.append(f'<div class="sep">Separate table: {_md_inline(table.separated)}.</div>')
         out.append(_comparison(table, report.colors, index))

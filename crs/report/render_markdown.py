@@ -145,7 +145,7 @@ def _answer(report: Report) -> list[str]:
 
 
 def _comparison(table: Table, plots: list[Plot]) -> list[str]:
-    out = [f"## Comparison — {escape(table.title)}", ""]
+    out = [f"## Comparison — {escape(table.heading)}", ""]
     if table.separated:
         out += [f"_Separate table: {_inline(table.separated)}._", ""]
     out += _table(COMPARISON, table.rows)

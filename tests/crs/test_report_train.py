@@ -113,6 +113,30 @@ def test_examples_explain_only_the_runs_that_rank_with_the_persona_ranker(traine
     assert explained == {"ask-4": True, "popularity": False}
 
 
+def test_an_evaluation_kept_in_the_run_is_reported_beside_its_own_test(trained, tmp_path) -> None:
+    """`crs eval --policy RUN -o RUN/eval` (README: a run's own evaluation may lie inside it) adds a
+    table; the run's own test (tested/: the trained policy and its baseline) stays in the report (it was
+    dropped without a word), and the two tables' headings tell their conversations apart."""
+    _, run, _ = trained
+    copy = tmp_path / "runs" / "full-s1"
+    shutil.copytree(run, copy)
+    run_evaluation(str(copy), episodes=EPISODES + 5, seed=2, out=copy / "eval", show_progress=False)
+    report = build_report([copy], tmp_path / "report", examples=0, persona=False)
+    own, kept = report.tables
+    assert [row.label for row in own.rows] == ["full", "ask-4"] and [row.label for row in kept.rows] == [
+        "full"
+    ]
+    assert kept.rows[0].runs[0].path == copy / "eval"
+    assert own.heading.endswith(f", {EPISODES} conversations")
+    assert kept.heading.endswith(f", {EPISODES + 5} conversations")
+    write_report(report)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        f"T = 15, {EPISODES} conversations" in markdown
+        and f"T = 15, {EPISODES + 5} conversations" in markdown
+    )
+
+
 def test_train_runs_of_other_persona_worlds_are_never_pooled_as_seeds(trained, tmp_path) -> None:
     _, run, _ = trained
     other = tmp_path / "runs" / "full-s2"
