@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,17 @@ def folder_lock(folder: Path, *, wait: bool = True) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # closing the descriptor releases the lock
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why an atomic write cannot create a file in `folder` (no permission, a read-only or special
+    filesystem such as /proc), found by creating and removing one; None when it can."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"{folder}: {error.strerror or error}"
+    return None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

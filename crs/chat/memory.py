@@ -27,7 +27,7 @@ from envs.env import ConversationEnv
 from envs.ranker import ExplainablePersonaRanker, PreferenceRanker
 from envs.rollout import ConversationPolicy
 from envs.state import DialogueState
-from policies.atomic import folder_lock
+from policies.atomic import folder_lock, unwritable_reason
 from policies.memory import MemoryRanker, MemoryUpdate, PersonaMemory, SessionEvidence
 from policies.memory_file import MemoryContext, MemoryFileError, MemoryRecord, read_memory, write_memory
 from policies.rankers import RUN_RANKER, RankerSpec
@@ -144,6 +144,9 @@ class ChatMemory:
             raise MemoryFileError(
                 path, f"its folder {path.parent} does not exist", "create it or pass another --memory path"
             )
+        unwritable = unwritable_reason(path.parent)  # found now, not once the conversation is over
+        if unwritable is not None:
+            raise MemoryFileError(path, f"cannot be written ({unwritable})", "pass another --memory path")
         context = MemoryContext.of(catalog, ranker, ranker_name)
         record = read_memory(path, context)
         if record is not None and user_id is not None and user_id != record.user:

@@ -13,7 +13,6 @@ the persona prior ``before`` and ``after`` the chat; `crs.chat.memory.MemoryChan
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from crs.common import write_json_atomic
 from crs.explain import Explanation
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
+from policies.atomic import unwritable_reason
 from simulators.catalog import Catalog
 
 
@@ -242,12 +242,9 @@ def check_transcript_path(path: Path, *, overwrite: bool = False) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ChatError(f"could not write the transcript to {path} ({parent} is a file); pick another path")
-    try:  # a file is created where the transcript's folders will be, then removed: e.g. no permission
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as error:
-        reason = f"{parent}: {error.strerror or error}"
-        raise ChatError(f"could not write the transcript to {path} ({reason}); pick another path") from None
+    reason = unwritable_reason(parent)  # where the transcript's folders will be
+    if reason is not None:
+        raise ChatError(f"could not write the transcript to {path} ({reason}); pick another path")
 
 
 def free_path(path: Path) -> Path:

@@ -400,6 +400,18 @@ def test_a_ranker_with_one_persona_is_refused(tmp_path: Path, world: Catalog) ->
         open_memory(tmp_path / "no" / "me.json", random_persona_ranker(world, 3), world)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="writes to /proc (Linux)")
+def test_a_memory_file_that_cannot_be_written_is_refused_before_the_conversation(
+    tmp_path: Path, artifact: Path
+) -> None:
+    """A --memory in a folder that takes no new file (here /proc, read-only for root too) is refused
+    before the first turn, as --transcript is: the conversation ran whole and its update was lost."""
+    result, _ = chat(tmp_path, ["1", "y", "quit"], "--ranker", str(artifact), "--memory", "/proc/me.json")
+    assert result.exit_code == 2, result.output
+    assert "memory file /proc/me.json: cannot be written (/proc:" in flat(result.output)
+    assert "turn 2 of" not in result.output
+
+
 def test_watch_mode_remembers_the_simulated_user(tmp_path: Path, artifact: Path) -> None:
     memory = tmp_path / "sim.json"
     args = ["--ranker", str(artifact), "--memory", str(memory), "--simulate", "--seed", "3"]
