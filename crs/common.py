@@ -136,7 +136,13 @@ class TerminatedError(KeyboardInterrupt):
     (locks released, partial output removed)."""
 
 
+_sigterm_seen = threading.Event()
+"""Set by SIGTERM inside `terminate_as_interrupt`: Ray's waits turn any `KeyboardInterrupt` a signal
+handler raises into a plain one, so `stopped` cannot tell SIGTERM by the exception alone."""
+
+
 def _terminated(signum: int, frame: FrameType | None) -> None:
+    _sigterm_seen.set()
     raise TerminatedError
 
 
@@ -145,6 +151,7 @@ def terminate_as_interrupt() -> Iterator[None]:
     """Inside the block, SIGTERM raises `TerminatedError` (a `KeyboardInterrupt`), so that it unwinds as
     Ctrl-C does; only in the main thread, and not where it was ignored (``nohup``-like launchers)."""
     previous = None
+    _sigterm_seen.clear()
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
         if previous != signal.SIG_IGN:
@@ -158,7 +165,7 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 def stopped(stop: KeyboardInterrupt) -> tuple[str, int]:
     """How a command stopped by `stop` says so ("interrupted" or "terminated") and its exit status."""
-    if isinstance(stop, TerminatedError):
+    if isinstance(stop, TerminatedError) or _sigterm_seen.is_set():
         return "terminated", EXIT_TERMINATED
     return "interrupted", EXIT_INTERRUPTED
 

@@ -313,6 +313,7 @@ class WorkerPool:
     def _init_ray(self) -> None:
         import ray
 
+        handler = signal.getsignal(signal.SIGTERM)
         if self.address is not None:
             try:
                 _check_reachable(self.address)
@@ -331,6 +332,9 @@ class WorkerPool:
                 logging_level=logging.WARNING,
             )
         self._ray_started_here = True
+        if threading.current_thread() is threading.main_thread() and callable(handler):
+            # Ray's core installs its own SIGTERM handler (a stack dump, exit 1): keep the command's
+            signal.signal(signal.SIGTERM, handler)
 
     def close(self, *, kill: bool = False) -> None:
         """Stop the workers (and the local Ray instance this pool started; a cluster keeps running).

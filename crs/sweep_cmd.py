@@ -24,7 +24,7 @@ from crs.app.sweep import (
     with_seeds,
     with_train_steps,
 )
-from crs.common import EXIT_INTERRUPTED, console, friendly_errors, metrics_table
+from crs.common import console, friendly_errors, metrics_table, stopped, terminate_as_interrupt
 from crs.parallel import BACKENDS, TaskResult, check_pool_request
 from crs.progress import LoggedProgress
 from envs.metrics import MetricSummary
@@ -175,24 +175,27 @@ def sweep_command(
             )
 
         try:
-            outcome = run_sweep(
-                settings,
-                out,
-                workers=workers,
-                backend=backend,
-                address=address,
-                notify=lambda line: console.print(line, markup=False, highlight=False),
-                on_result=finished,
-                on_retry=retrying,
-                extend=extend,
-            )
-        except KeyboardInterrupt:
+            with terminate_as_interrupt():
+                outcome = run_sweep(
+                    settings,
+                    out,
+                    workers=workers,
+                    backend=backend,
+                    address=address,
+                    notify=lambda line: console.print(line, markup=False, highlight=False),
+                    on_result=finished,
+                    on_retry=retrying,
+                    extend=extend,
+                )
+        except KeyboardInterrupt as stop:
             progress.stop()
+            word, status = stopped(stop)
             console.print(
-                f"[yellow]interrupted[/]: finished tasks are kept in {out / RUNS_DIR}; "
-                "rerun the same command to run the rest"
+                f"[yellow]{word}[/]: finished tasks are kept in {escape(str(out / RUNS_DIR))}; rerun the "
+                "same command to run the rest (a task that was running starts again from its beginning)",
+                highlight=False,
             )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(status) from None
 
     this_run = f"{len(outcome.ran)} run now, {len(outcome.skipped)} skipped as finished"
     if len(outcome.tasks) != len(outcome.planned):  # e.g. `--seeds` into a folder of more seeds

@@ -221,8 +221,14 @@ def test_sigkill_of_eval_workers_as_soon_as_they_start_leaves_none_behind(tmp_pa
 
 
 @pytest.mark.slow
-def test_an_interrupted_sweep_kills_its_workers_instead_of_waiting_for_their_tasks(tmp_path) -> None:
-    """SIGINT to the sweep alone (its workers do not see it): exit 130 at once, no worker left."""
+@pytest.mark.parametrize(
+    ("how", "status", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_an_interrupted_sweep_kills_its_workers_instead_of_waiting_for_their_tasks(
+    tmp_path, how, status, word
+) -> None:
+    """SIGINT or SIGTERM to the sweep alone (its workers do not see it): the exit of that signal at once,
+    saying what is kept, no worker left (SIGTERM ended it in silence)."""
     config = tmp_path / "sweep.yaml"
     config.write_text(SWEEP_CONFIG)
     out = tmp_path / "out"
@@ -231,10 +237,35 @@ def test_an_interrupted_sweep_kills_its_workers_instead_of_waiting_for_their_tas
         ["sweep", str(config), "--out", str(out), "--workers", "2", "--backend", "process"], log, tmp_path
     )
     wait_for_workers(sweep, 2, finished=out)
-    seconds = kill_and_check_orphans(sweep, signal.SIGINT, log)
-    assert sweep.returncode == 130, log.read_text()
-    assert "interrupted" in log.read_text()
+    seconds = kill_and_check_orphans(sweep, how, log)
+    assert sweep.returncode == status, log.read_text()
+    assert f"{word}: finished tasks are kept in" in " ".join(log.read_text().split())
     assert seconds < 3.0  # the long tasks in flight (seconds each) were not waited for
+
+
+@pytest.mark.slow  # starts Ray
+def test_sigterm_ends_a_ray_sweep_as_it_ends_a_process_pool_sweep(tmp_path) -> None:
+    """Ray's core answered SIGTERM with a stack dump and exit 1, and its waits turn the signal's
+    exception into a plain Ctrl-C: the sweep now says "terminated" and exits 143 on Ray too."""
+    pytest.importorskip("ray")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(SWEEP_CONFIG)
+    out, log = tmp_path / "out", tmp_path / "sweep.log"
+    # Ray's sockets live in the default temporary folder (a test's own is too long a path for them)
+    sweep = start(["sweep", str(config), "--out", str(out), "--workers", "1", "--backend", "ray"], log)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / RUNS_DIR).is_dir() or len(list((out / RUNS_DIR).glob("[!.]*quick*"))) < 2:
+            assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        sweep.send_signal(signal.SIGTERM)
+        assert sweep.wait(timeout=60) == 143, log.read_text()
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait()
+    text = " ".join(log.read_text().split())
+    assert "terminated: finished tasks are kept in" in text and "SIGTERM received" not in text
 
 
 GUARDED_CHILD = """
