@@ -123,7 +123,8 @@ def _checked_shape(shape: object, dtype: np.dtype, n_bytes: int) -> tuple[int, .
 
 
 class _StandIn:
-    """A checked stand-in for a global a pickle calls: slots only, so a pickle's BUILD cannot change it."""
+    """A checked stand-in for a global a pickle calls, shared by every read: a pickle's BUILD on it is
+    refused (its slot would otherwise take the state's value, for every later read in the process)."""
 
     __slots__ = ("_call",)
 
@@ -132,6 +133,9 @@ class _StandIn:
 
     def __call__(self, *args: Any) -> Any:
         return self._call(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise _RefusedError("global", "a global called, never given a state", "a state set on a global")
 
 
 def _dtype(spec: object, align: object = False, copy: object = True) -> _PickledDtype:

@@ -173,6 +173,16 @@ def test_a_pickle_cannot_change_the_readers_own_callables(tmp_path: Path) -> Non
     assert read_pickle(_write(tmp_path, {"b": b"\x00\xff"}, protocol=2), "a test file") == {"b": b"\x00\xff"}
 
 
+def test_a_pickle_cannot_swap_the_call_of_a_stand_in_for_later_reads(tmp_path: Path) -> None:
+    """GLOBAL frozenset, then BUILD (None, {"_call": set}): the stand-in's own slot, shared by every read
+    in the process, took the state (an audit found it), so a later file's frozensets read as sets."""
+    stream = b"\x80\x02c__builtin__\nfrozenset\nN}X\x05\x00\x00\x00_callc__builtin__\nset\ns\x86b."
+    with pytest.raises(UnsafePickleError, match="a state set on a global"):
+        read_pickle(_raw(tmp_path, stream), "a test file")
+    later = read_pickle(_write(tmp_path, {"a": frozenset([1, 2])}, protocol=2), "a test file")
+    assert type(later["a"]) is frozenset and later["a"] == frozenset([1, 2])
+
+
 def test_an_array_whose_global_name_is_escaped_in_the_file_still_reads_back_plain(tmp_path: Path) -> None:
     # protocol 0's UNICODE opcode decodes escapes: the name _reconstruct need not appear in the bytes
     raw = pickle.dumps(np.arange(3), protocol=2)
