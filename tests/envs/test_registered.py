@@ -66,6 +66,34 @@ def test_same_seed_same_trajectory() -> None:
     assert first != other
 
 
+def _random_agent(env: gym.Env, seed: int) -> list[str]:
+    """The README's random agent (`action_space.sample()` after `reset(seed=seed)`): its actions."""
+    env.reset(seed=seed)
+    actions, done = [], False
+    while not done:
+        action = env.action_space.sample()
+        actions.append(repr(action))
+        _, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    return actions
+
+
+def test_a_random_agent_repeats_with_the_seed_of_reset() -> None:
+    """reset(seed) seeds the action space too, on the env and on the SB3 wrapper: the README's random
+    agent played another conversation on every run (Gymnasium leaves the space unseeded)."""
+    from envs.sb3_wrapper import SlateActionWrapper
+    from policies.baseline_rankers import PopularityRanker
+
+    def wrapped() -> gym.Env:
+        env = gym.make("crs/PersonaWorld-v0")
+        return SlateActionWrapper(env, PopularityRanker(env.unwrapped.catalog))
+
+    for make in (lambda: gym.make("crs/PersonaWorld-v0"), wrapped):
+        runs = [_random_agent(make(), seed) for seed in (3, 3, 4, 5, 6)]
+        assert runs[0] == runs[1]
+        assert any(run != runs[0] for run in runs[2:])
+
+
 def test_sequential_order_walks_a_seeded_permutation() -> None:
     env = envs.make_env("persona_world", split="test", episode_order="sequential")
     env.reset(seed=3)
