@@ -84,10 +84,14 @@ def task_rerun_fix(folder: Path) -> str:
 
 
 def eval_fix(folder: Path) -> str:
-    """How to make a `crs eval` folder's files again (a sweep task's: `task_rerun_fix`)."""
+    """How to make a `crs eval` folder's files again (a sweep task's: `task_rerun_fix`): over them with
+    --overwrite where both are there, else (`crs eval` would refuse to empty it) into it emptied."""
     if (folder / TASK_FILE).is_file():
         return task_rerun_fix(folder)
-    return f"re-run `crs eval --out {shlex.quote(str(folder))} --overwrite` with its settings"
+    quoted = shlex.quote(str(folder))
+    if (folder / SUMMARY_FILE).is_file() and (folder / EPISODES_FILE).is_file():
+        return f"re-run `crs eval --out {quoted} --overwrite` with its settings"
+    return f"delete {quoted} and re-run `crs eval --out {quoted}` with its settings"
 
 
 @dataclass(frozen=True)
@@ -253,22 +257,31 @@ class CurveFile:
     def exists(self) -> bool:
         return self.csv.is_file()
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self, fix: str = "delete it to resume without the earlier curve") -> list[dict[str, Any]]:
         """The rows of eval.csv (numbers parsed).
 
+        Args:
+            fix: What to do about a damaged file (the end of the error).
+
         Raises:
-            CRSError: eval.csv is damaged.
+            CRSError: eval.csv is damaged: unreadable, a header without one of `FIELDS`, a row of more
+                or fewer fields than its header, or a field that is not a number.
         """
         if not self.exists():
             return []
         try:
             with self.csv.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
+                reader = csv.DictReader(handle)
+                rows = list(reader)
+            missing = [field for field in self.FIELDS if field not in (reader.fieldnames or ())]
+            if rows and missing:
+                raise ValueError(f"its header has no {', '.join(missing)}")
+            for number, row in enumerate(rows, start=2):
+                if None in row or None in row.values():
+                    raise ValueError(f"line {number} has another number of fields than the header")
             return [{k: float(v) if k != "best" else v == "True" for k, v in row.items()} for row in rows]
-        except (OSError, ValueError, TypeError) as error:
-            raise CRSError(
-                f"{self.csv} is damaged ({error}); delete it to resume without the earlier curve"
-            ) from None
+        except (OSError, ValueError) as error:
+            raise CRSError(f"{self.csv} is damaged ({error}); {fix}") from None
 
     def resume_at(
         self, checkpoint_steps: int, best_model_steps: int | None

@@ -589,6 +589,8 @@ def _expand(path: Path) -> tuple[list[Path], list[LeftOut]]:
         return [path.parent], []  # a sweep's runs/ folder: read as its sweep (finished tasks only)
     if is_sweep_dir(path) or is_eval_dir(path) or is_train_run(path):
         return [path], []
+    if (path / EPISODES_FILE).is_file():  # an evaluation that lost its summary
+        raise CRSError(f"input {path} holds {EPISODES_FILE} but no {SUMMARY_FILE}; {eval_fix(path)}")
     inputs: list[Path] = []
     left_out: list[LeftOut] = []
     for child in sorted(_folders(path)):
@@ -892,7 +894,7 @@ def _final_eval_dir(folder: Path) -> Path | None:
 def _read_curve(folder: Path) -> Curve | None:
     """The run's validation curve (eval.csv), ordered by step; None when it has no row."""
     file = CurveFile(folder)
-    rows = file.rows()
+    rows = file.rows(fix="move it out of the run to report the run without its learning curve")
     if not rows:
         return None
     steps = np.array([row["timesteps"] for row in rows], dtype=np.float64)

@@ -181,3 +181,26 @@ def test_a_folder_given_by_two_spellings_is_read_once_and_said(evals, monkeypatc
     assert [(entry.path, entry.reason) for entry in inputs.left_out] == [
         (Path("ask-4"), "given twice: read once")
     ]
+
+
+@pytest.mark.parametrize("damage", ["no episodes", "no summary", "corrupt summary"])
+def test_the_fix_an_unreadable_evaluation_is_given_works_as_written(tmp_path, damage) -> None:
+    """The report's fix for a damaged `crs eval` folder is a command `crs eval` then carries out (it said
+    `--overwrite` for a folder missing a file, which `crs eval` refuses to empty)."""
+    folder = tmp_path / "e"
+    run_evaluation("ask-2", episodes=4, out=folder, show_progress=False)
+    if damage == "no episodes":
+        (folder / "episodes.jsonl").unlink()
+    elif damage == "no summary":
+        (folder / "summary.json").unlink()
+    else:
+        (folder / "summary.json").write_text("{")
+    with pytest.raises(CRSError) as error:
+        load_inputs([folder])
+    fix = re.search(r"(delete \S+ and )?re-run `(crs eval [^`]*)`", str(error.value))
+    assert fix is not None, str(error.value)
+    if fix.group(1):
+        shutil.rmtree(folder)
+    result = CliRunner().invoke(app, [*fix.group(2).split()[1:], "-p", "ask-2", "-n", "4"])
+    assert result.exit_code == 0, result.output
+    assert len(load_inputs([folder]).evals) == 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from crs.app.run_folder import (
     EPISODES_FILE,
@@ -32,6 +33,7 @@ from crs.app.run_folder import (
     write_test_folders,
 )
 from crs.app.settings import MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
+from crs.cli import app
 from crs.yaml_safe import MAX_VALUES, safe_load_unique
 from envs.metrics import EpisodeRecord, MetricSummary
 from policies.pretrain.config import ARTIFACT_VERSION, CONFIG_FILE
@@ -468,6 +470,34 @@ def test_a_curve_row_cut_short_by_a_kill_is_named(tmp_path: Path) -> None:
         CRSError, match=r"eval\.csv is damaged .*; delete it to resume without the earlier curve"
     ):
         CurveFile(tmp_path).rows()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            ",".join(CurveFile.FIELDS) + "\n64,1.0,0.1,0.2,0.3,9.0,0.1,True,zz\n",
+            "line 2 has another number of fields than the header",
+        ),
+        ("timesteps,sec\n1,2\n", "its header has no seconds, SR@5, SR@10, SR@15, AT, hDCG, best"),
+        (",".join(CurveFile.FIELDS) + "\n64,1.0,0.1,0.2,zz,9.0,0.1,True\n", "could not convert string"),
+    ],
+)
+def test_a_damaged_curve_is_named_in_a_report_with_the_reports_own_fix(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    """`crs report` of a run whose eval.csv is damaged names the file and the fault in words, and a fix
+    for the report (it showed a KeyError traceback for a header without the metrics, Python internals for
+    an extra field, and the resume's fix, "delete it to resume")."""
+    run = tmp_path / "run"
+    run.mkdir()
+    RunRecord(settings=make_settings({}), name="run", versions={}, written="").write(run)
+    (run / "eval.csv").write_text(text)
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"eval.csv is damaged ({reason}" in message
+    assert "move it out of the run to report the run without its learning curve" in message
 
 
 # ---------------------------------------------------------------------------------- settings
