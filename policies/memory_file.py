@@ -380,6 +380,15 @@ def _check_context(data: dict[str, Any], path: Path, context: MemoryContext) -> 
         )
     if ranker.get("fingerprint") != context.ranker or ranker.get("personas") != context.personas:
         made = ranker.get("name") or "another ranker"
+        if made == context.ranker_name:  # one folder, other weights: `crs pretrain --overwrite` since
+            raise MemoryFileError(
+                path,
+                f"was made with ranker {made} as it was then (fingerprint {ranker.get('fingerprint')}, "
+                f"{ranker.get('personas')} personas); {made} has been pre-trained again since "
+                f"(fingerprint {context.ranker}, {context.personas} personas), so the file's beliefs weigh "
+                "personas it no longer has",
+                f"pass another --memory file, or {FORGET}",
+            )
         raise MemoryFileError(
             path,
             f"was made with ranker {made} (fingerprint {ranker.get('fingerprint')}, "

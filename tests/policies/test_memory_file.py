@@ -185,7 +185,7 @@ PROBLEMS = {
     "wrong version": f"has format version {MEMORY_VERSION + 1}; this crs reads version {MEMORY_VERSION}",
     "wrong dataset": "belongs to dataset 'lastfm', not 'tiny_world'",
     "wrong catalogue": "belongs to another tiny_world catalogue",
-    "wrong ranker": "was made with ranker tiny (fingerprint 0000000000000000",
+    "wrong ranker": "was made with ranker tiny as it was then (fingerprint 0000000000000000",
     "wrong length": "prior has 3 weights, but the ranker has 2 personas per user",
     "non-finite": "holds a weight outside [0, 1] or a NaN",
     "negative": "holds a weight outside [0, 1] or a NaN",
@@ -229,6 +229,19 @@ def test_a_wrong_ranker_says_which_ranker_made_it(tmp_path: Path) -> None:
     other = context_of(tiny_ranker((0.5, 0.5)), "runs/pretrain/other")
     with pytest.raises(MemoryFileError, match=r"chat with the ranker it was made with \(--ranker tiny\)"):
         read_memory(path, other)
+
+
+def test_a_ranker_pre_trained_again_in_its_folder_is_named_so(tmp_path: Path) -> None:
+    """The file's ranker folder now holds other weights (`crs pretrain --overwrite`): the message says so,
+    instead of "made with ranker tiny, not tiny ... chat with --ranker tiny" (a fix that fails again)."""
+    path = tmp_path / "me.json"
+    remembered(path)
+    with pytest.raises(MemoryFileError) as raised:
+        read_memory(path, context_of(tiny_ranker((0.5, 0.5)), "tiny"))
+    message = str(raised.value)
+    assert "was made with ranker tiny as it was then" in message
+    assert "tiny has been pre-trained again since" in message
+    assert "--ranker tiny" not in message and "pass another --memory file, or delete it to forget" in message
 
 
 @pytest.mark.parametrize("text", ["", '{"schema": "persona-crs/persona-memory", "vers', "\x00\xff", "[[[["])
