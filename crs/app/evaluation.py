@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.app.run_folder import EVAL_FILES, EvalSummary, write_episodes
+from crs.app.run_folder import EVAL_FILES, SUMMARY_FILE, EvalSummary, write_episodes
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
@@ -293,12 +293,21 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
 def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
     """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`). An
     earlier evaluation it replaces is emptied only by `FolderClaim.clear`, once the new records are in
-    hand: an evaluation that fails or is interrupted keeps the earlier one."""
+    hand: an evaluation that fails or is interrupted keeps the earlier one. The refusal says what the
+    earlier one evaluated (a default folder name leaves the setting, ranker and order out)."""
+    hint = "pass --overwrite to replace them, or -o to write elsewhere"
+    try:
+        earlier = EvalSummary.read(out) if (out / SUMMARY_FILE).is_file() else None
+    except CRSError:
+        earlier = None
+    if earlier is not None:
+        label = earlier.label.describe(f", seed {earlier.seed}")
+        hint = f"they are {earlier.policy} on {label}; {hint}"
     return FolderClaim(
         out,
         "evaluation output",
         overwrite=overwrite,
-        hint="pass --overwrite to replace them, or -o to write elsewhere",
+        hint=hint,
         marks=EVAL_FILES,
         defer=True,
         owns=lambda name: name in EVAL_FILES,

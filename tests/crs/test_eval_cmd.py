@@ -280,3 +280,17 @@ def test_ctrl_c_says_nothing_was_recorded_and_keeps_the_earlier_evaluation(
     assert result.exit_code == 130, result.output
     assert "interrupted: no conversation was recorded" in " ".join(result.output.split())
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_a_default_output_holding_another_evaluation_says_what_it_holds(tmp_path, monkeypatch) -> None:
+    """The default folder (out/eval/<dataset>-<policy>-s<seed>) leaves the setting out: a second evaluation
+    in another setting is refused saying what the folder holds, so --overwrite is not taken blindly."""
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["eval", "-p", "ask-2", "-n", "5"]).exit_code == 0
+    result = runner.invoke(app, ["eval", "-p", "ask-2", "-n", "5", "--setting", "binary"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "out/eval/persona_world-ask-2-s1 already holds results" in message
+    assert (
+        "they are ask-2 on persona_world / test: 5 conversations, seed 1, multiple_choice setting" in message
+    )
