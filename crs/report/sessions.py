@@ -26,7 +26,8 @@ one user's sessions are correlated.
 Paired differences against the "frozen" series use the conversations both played (same seed, sequence
 and session, same target): per (seed, sequence) the mean difference over the sessions from the change
 on (every session without a change), then a 95% bootstrap CI over those; and per offset d, the same
-difference at d. "Gap closed" at d is (update − frozen) / (oracle − frozen) of the means at d.
+difference at d. "Gap closed" at d is (update − frozen) / (oracle − frozen) of the means at d, over
+the seeds all three series played.
 """
 
 from __future__ import annotations
@@ -213,8 +214,8 @@ class SessionComparison:
         sequences: N per seed.
         series: One per memory mode, in `MEMORY_ORDER`.
         paired: Each non-reference series minus "frozen" (empty without a frozen series).
-        gap_closed: Offset d -> (update − frozen) / (oracle − frozen) at d, for d >= 0 (empty unless all
-            three series and a change).
+        gap_closed: Offset d -> (update − frozen) / (oracle − frozen) at d, for d >= 0, over the seeds
+            all three played (empty unless all three series and a change).
     """
 
     title: str
@@ -331,6 +332,22 @@ def _paired(series: MemorySeries, reference: MemorySeries) -> PairedSessions | N
     )
 
 
+def _gap_closed(frozen: MemorySeries, update: MemorySeries, oracle: MemorySeries) -> dict[int, float]:
+    """Offset d >= 0 -> (update − frozen) / (oracle − frozen) of the means at d, over the seeds all three
+    series played (a mode run for fewer seeds would compare other users)."""
+    shared = set(frozen.seeds) & set(update.seeds) & set(oracle.seeds)
+
+    def means(series: MemorySeries) -> dict[int, float]:
+        at: dict[int, list[float]] = {}
+        for line in series.lines:
+            if line.seed in shared and line.offset is not None and line.offset >= 0:
+                at.setdefault(line.offset, []).append(line.value)
+        return {d: float(np.mean(values)) for d, values in at.items()}
+
+    f, u, o = means(frozen), means(update), means(oracle)
+    return {d: (u[d] - f[d]) / (o[d] - f[d]) for d in sorted(f) if d in u and d in o and o[d] - f[d] > 0}
+
+
 def _group_key(run: EvalRun) -> tuple[object, ...]:
     block = run.summary.sessions
     assert block is not None
@@ -410,16 +427,14 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
                     paired.append(diff)
         gap: dict[int, float] = {}
         if {"frozen", "update", "oracle"} <= set(named):
-            frozen, update, oracle = named["frozen"], named["update"], named["oracle"]
-            for d, f in frozen.by_offset.items():
-                if d >= 0 and d in update.by_offset and d in oracle.by_offset:
-                    span = oracle.by_offset[d].mean - f.mean
-                    if span > 0:
-                        gap[d] = (update.by_offset[d].mean - f.mean) / span
+            gap = _gap_closed(named["frozen"], named["update"], named["oracle"])
         seeds = sorted({run.seed for runs_ in by_memory.values() for run in runs_})
+        others = [f"{s.memory}: {', '.join(map(str, s.seeds))}" for s in series if list(s.seeds) != seeds]
         title = (
             f"{dataset} ({split}) · {policy} · regime {regime} · {sessions} sessions · {sequences} users x "
-            f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+            f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}"
+            + (f"; {'; '.join(others)}" if others else "")
+            + ")"
         )
         out.append(
             SessionComparison(

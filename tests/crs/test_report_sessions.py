@@ -5,6 +5,7 @@ output file. The folders are written by hand with known successes, so every figu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,39 @@ def test_paired_differences_against_frozen_per_user_and_per_offset(folders: dict
     # the gap closed: none at the change, all of it a session later
     assert comparison.gap_closed[0] == pytest.approx(0.0)
     assert comparison.gap_closed[1] == pytest.approx(1.0)
+
+
+def test_the_gap_closed_compares_only_the_seeds_every_mode_played(tmp_path: Path) -> None:
+    """The oracle run for seed 0 only, frozen and update for seeds 0-2 (a sweep given more seeds before
+    the oracle was added): the gap closed divides over seed 0's users alone (it mixed 90 users with 30),
+    and the title names the oracle's own seeds. Update recovers fully for seed 0, not at all for the
+    others: over seed 0 it closes the whole gap, mixed about a third of it."""
+
+    def outcome(memory: str, seed: int) -> Callable[[int, int], bool]:
+        def succeeded(sequence: int, session: int) -> bool:
+            base = (sequence * 7 + session * 3) % 10 < 8
+            recovered = memory == "oracle" or (memory == "update" and seed == 0)
+            return base if session < CHANGE or recovered else base and sequence % 2 == 0
+
+        return succeeded
+
+    folders = [
+        write_sessions_folder(
+            tmp_path / f"{memory}-s{seed}",
+            memory,
+            seed,
+            outcome(memory, seed),
+            sessions=SESSIONS,
+            sequences=SEQUENCES,
+            change=CHANGE,
+            conversations=f"switch-{seed}",
+        )
+        for memory, seeds in (("frozen", (0, 1, 2)), ("update", (0, 1, 2)), ("oracle", (0,)))
+        for seed in seeds
+    ]
+    (comparison,) = session_comparisons(load_inputs(folders).evals)
+    assert comparison.gap_closed == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
+    assert comparison.title.endswith("30 users x 3 seeds (0, 1, 2; oracle: 0)")
 
 
 def test_every_figure_over_several_sessions_resamples_whole_users_of_every_seed(
