@@ -400,6 +400,12 @@ def _examples(
         None if contrast is None else (contrast.label, contrast.runs[0]),
         limit,
     )
+    if reference.runs[0].summary.sessions is not None:
+        report.unavailable["examples"] = (
+            "the first table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
+            "one by one; see their per-session curves"
+        )
+        return
     try:
         catalog = catalogs.get(reference.runs[0])
     except (CRSError, OSError) as exc:
