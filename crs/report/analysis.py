@@ -608,7 +608,10 @@ def _table(
             if r.label != reference and _rankers(r) != _rankers(ref_row) and _whole_variants(r, ref_row)
         )
         same = [
-            r for r in rows if r.label != reference and (_rankers(r) == _rankers(ref_row) or r.label in whole)
+            r
+            for r in rows
+            if r.label != reference
+            and (_rankers(r) == _rankers(ref_row) or r.label in whole or _same_rule(r, ref_row))
         ]
         diffs = tuple(paired_difference(ref_row, r) for r in same)
         others = [r for r in rows if r.label != reference and r not in same]
@@ -726,6 +729,12 @@ def without_seed(name: str) -> str:
 def _rankers(row: Row) -> frozenset[str]:
     """The rankers of a row's runs, by content (`EvalRun.ranker_identity`)."""
     return frozenset(run.ranker_identity for run in row.runs)
+
+
+def _same_rule(row: Row, reference: Row) -> bool:
+    """Whether two rows run one rule (over other rankers): their difference is the rankers' alone."""
+    specs = {run.summary.policy_spec for run in (*row.runs, *reference.runs)}
+    return row.kind == reference.kind == "rule" and len(specs) == 1
 
 
 def _whole_variants(row: Row, reference: Row) -> bool:

@@ -253,8 +253,9 @@ def test_runs_of_different_settings_get_separate_tables_and_are_never_pooled(
 
 
 def test_rows_scored_by_different_rankers_are_not_paired_and_copies_of_one_ranker_are(runs, tmp_path) -> None:
-    """#15: a difference between a policy with one ranker and a policy with another mixes the two; a
-    ranker copied to another folder is the same ranker (compared by content)."""
+    """#15: a difference between a policy with one ranker and a policy with another mixes the two (one rule
+    over two rankers is paired: the difference is the rankers'); a ranker copied to another folder is the
+    same ranker (compared by content)."""
     artifact, copy = tmp_path / "art", tmp_path / "copy"
     tiny = ["pretrain", "--epochs", "1", "--dim", "8", "--layers", "0", "--prototypes", "3", "--out"]
     assert runner.invoke(app, [*tiny, str(artifact)]).exit_code == 0
@@ -274,10 +275,17 @@ def test_rows_scored_by_different_rankers_are_not_paired_and_copies_of_one_ranke
     assert len(set(identity.values())) == 2  # the copy is the same ranker as the artifact
     reference = identity[table.reference]
     paired = {d.label for d in table.diffs}
-    assert paired == {label for label, i in identity.items() if i == reference and label != table.reference}
-    assert len(table.unpaired) == 2 and all("is not paired with" in line for line in table.unpaired)
+    # one rule over another ranker is paired too: their difference is the rankers' alone
+    rule = table.reference.split(" (")[0]
+    same_rule = {label for label in identity if label.split(" (")[0] == rule and label != table.reference}
+    assert len(same_rule) == 1
+    by_ranker = {label for label, i in identity.items() if i == reference and label != table.reference}
+    assert paired == by_ranker | same_rule
+    assert len(table.unpaired) == 1 and all("is not paired with" in line for line in table.unpaired)
+    assert "would mix the policy with its ranker" in table.unpaired[0]
+    assert not table.unpaired[0].startswith(rule)
     write_report(report)
-    assert (tmp_path / "r" / "report.md").read_text().count("_Not paired:") == 2
+    assert (tmp_path / "r" / "report.md").read_text().count("_Not paired:") == 1
 
 
 def test_missing_or_corrupt_inputs_are_named_in_a_clear_error(runs, tmp_path) -> None:
