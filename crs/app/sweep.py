@@ -88,6 +88,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import uuid
@@ -788,11 +789,40 @@ def check_sweep_folder(
             f"{a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
         )
     foreign = _tasks_of_other_configs(out, config, tasks, extend)
-    if foreign:
+    changed = [task.name for task in tasks if _finished_as_other(task_dir(out, task.name), task) is not None]
+    if foreign or changed:
+        named = [*changed, *foreign]
+        hints = {_extend_hint(_finished_as_other(task_dir(out, name), None)) for name in named} - {""}
         raise CRSError(
-            f"--out {out} holds {len(foreign)} finished task(s) of another config: {a_few(foreign)}; use "
+            f"--out {out} holds {len(named)} finished task(s) of another config: {a_few(named)}; use "
             "another --out (a sweep folder holds one config, and `crs report` reads all its tasks)"
+            + "".join(sorted(hints))
         )
+
+
+def _finished_as_other(folder: Path, task: SweepTask | None) -> dict[str, Any] | None:
+    """The ``task.json`` of a finished task folder when it is not `task`'s (any, for None); None when
+    the folder is not finished, is `task`'s, or its file cannot be read (`finished_tasks` names that)."""
+    if not is_finished(folder):
+        return None
+    try:
+        recorded = read_task(folder)
+    except CRSError:
+        return None
+    return None if task is not None and recorded == task.to_dict() else recorded
+
+
+def _extend_hint(recorded: dict[str, Any] | None) -> str:
+    """For a task folder an ``--extend`` sweep made (its ``task.json`` has ``extends``): the options that
+    made it, to pass again; else ""."""
+    if not recorded or not recorded.get("extends"):
+        return ""
+    base = Path(str(recorded["extends"])).parent.parent
+    steps = (recorded.get("settings") or {}).get("steps")
+    return (
+        f"; or, to add to it, pass the options that made it again: --extend {shlex.quote(str(base))} "
+        f"--steps {steps}"
+    )
 
 
 def _tasks_of_other_configs(
@@ -846,10 +876,11 @@ def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
         path = task_dir(out, task.name)
         if not is_finished(path):
             continue
-        if read_task(path) != task.to_dict():
+        recorded = read_task(path)
+        if recorded != task.to_dict():
             raise CRSError(
                 f"{path} was produced by a different configuration than task {task.name!r} of this config; "
-                "use another --out or delete that folder"
+                f"use another --out or delete that folder{_extend_hint(recorded)}"
             )
         read_metrics(path)  # the results table reads them once the sweep has run
         finished.add(task.name)
@@ -995,7 +1026,7 @@ def extend_tasks(config: SweepConfig, base: Path, out: Path) -> list[SweepTask]:
         if not is_finished(old):
             raise CRSError(
                 f"--extend {base}: it has no finished task {task.name}; finish that sweep first "
-                f"(`{sweep_command(base)}`) or leave out --extend"
+                f"(`{sweep_command(base)} --seeds {task.seed}`) or leave out --extend"
             )
         fix = f"delete {old} and finish that sweep again"
         earlier = read_json_mapping(old / TASK_FILE, ("settings",), fix)["settings"]

@@ -504,7 +504,7 @@ def test_unfinished_folders_are_never_taken_for_finished_ones(tmp_path) -> None:
     assert [p.name for p in sweep_task_dirs(out)] == [first, second]
 
     changed = SweepConfig.model_validate({"seeds": [1, 2], "eval": {"episodes": 9}})
-    with pytest.raises(CRSError, match="produced by a different configuration"):
+    with pytest.raises(CRSError, match=r"holds 2 finished task\(s\) of another config"):
         run_sweep(changed, out, backend="serial")
 
 

@@ -180,6 +180,12 @@ def test_another_config_s_tasks_of_other_seeds_are_refused_though_named_alike(tm
     changed = SweepConfig.model_validate({"seeds": [3], "eval": {"episodes": 4}})
     with pytest.raises(CRSError, match=r"holds 2 finished task\(s\) of another config: persona_world-ask-4"):
         check_sweep_folder(out, changed, expand_grid(changed))
+    # the changed config given the folder's own seeds and one more: all three differ, all are named (it
+    # named only the new seed's, and deleting them led to the next refusal)
+    more = with_seeds(changed, [1, 2, 3])
+    commit_task(out, expand_grid(with_seeds(earlier, [3]))[0], {})
+    with pytest.raises(CRSError, match=r"holds 3 finished task\(s\) of another config"):
+        check_sweep_folder(out, more, expand_grid(more))
 
 
 @pytest.mark.parametrize(

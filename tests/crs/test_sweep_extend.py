@@ -81,6 +81,20 @@ def test_an_extended_sweep_resumes_each_run_and_leaves_the_old_sweep_as_it_was(t
     code, output = sweep(config, "--out", new, "--extend", old, "--steps", 128, "--backend", "serial")
     assert code == 0 and "1 already finished" in output and "(0 run now, 1 skipped as finished)" in output
 
+    # rerun without --extend: refused with the options that made the folder (it said "delete that folder",
+    # which would lose the finished work), and those options work
+    code, output = sweep(config, "--out", new, "--steps", 128, "--seeds", "0-1", "--backend", "serial")
+    assert code == 2 and f"pass the options that made it again: --extend {old} --steps 128" in output, output
+    # another seed needs it in the old sweep first: the fix names the seed (it gave the command without it)
+    more = ("--extend", old, "--steps", 128, "--seeds", "0-1", "--backend", "serial")
+    code, output = sweep(config, "--out", new, *more)
+    assert code == 2 and f"finish that sweep first (`crs sweep CONFIG --out {old} --seeds 1`)" in output, (
+        output
+    )
+    assert sweep(config, "--out", old, "--seeds", 1, "--backend", "serial")[0] == 0
+    code, output = sweep(config, "--out", new, *more)
+    assert code == 0 and "2/2 tasks finished (1 run now, 1 skipped as finished)" in output, output
+
 
 @pytest.mark.slow
 def test_extend_refuses_what_would_not_continue_the_same_runs(tmp_path) -> None:
