@@ -135,6 +135,10 @@ def report_command(
     console.print(f"\n[bold]The answer.[/] {escape(report.answer.replace('**', ''))}\n", highlight=False)
     for section, reason in report.unavailable.items():
         console.print(f"[dim]{section}: unavailable ({escape(reason)})[/]", highlight=False, soft_wrap=True)
+    for run in report.inputs.trains:
+        if run.missing:
+            what = escape(f"{run.info.path}: missing {'; '.join(run.missing)}")
+            console.print(f"[yellow]{what}[/]", highlight=False, soft_wrap=True)
     written = ", ".join(
         str(out / name) for name in ("report.html", REPORT_MARK, "metrics.json", "tables.tex")
     )

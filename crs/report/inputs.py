@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from crs.app.run_folder import (
     EvalSummary,
     RunRecord,
     TrainSummary,
+    eval_command,
     eval_fix,
     read_episodes,
     sweep_command,
@@ -876,6 +878,12 @@ def read_train_run(path: str | Path, task: SweepTaskInfo | None = None) -> Train
     summary = TrainSummary.read(folder) if (folder / SUMMARY_FILE).is_file() else None
     if summary is None and final is None:
         missing.append("final test comparison (no summary.json: the run has not finished)")
+    elif summary is not None and final is None and not (folder / TEST_DIR).is_dir():
+        again = eval_command(folder, RunRecord.read(folder).settings, summary.test_episodes)
+        missing.append(
+            f"its test's records (no {TEST_DIR}/); evaluate it again with "
+            f"`{again} -o {shlex.quote(str(folder / 'eval'))}`"
+        )
     return TrainRun(
         info=info, curve=curve, final_eval=final, summary=summary, missing=tuple(missing), task=task
     )

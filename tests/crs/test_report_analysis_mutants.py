@@ -323,12 +323,14 @@ def test_a_train_configurations_own_figures_pool_its_seeds_and_one_full_model_ge
 # ------------------------------------------------------------------------------------------------ inputs
 def test_a_train_run_with_its_summary_but_no_records_is_not_called_unfinished(tmp_path: Path) -> None:
     """Guards against calling a finished run unfinished: its summary.json (the final test comparison) is
-    there, only its learning curve and episode records are not, so the one gap said is the curve."""
+    there, only its learning curve and episode records are not, so the gaps said are those two."""
     run = train_with_test(tmp_path, "r-s1", 1, {})
     write_train_summary(run, {"RL (r-s1)": metrics_of([2] * N)})
     read = read_train_run(run)
     assert read.final_eval is None and read.summary is not None
-    assert read.missing == ("learning curve (no eval.csv)",)
+    curve, records = read.missing
+    assert curve == "learning curve (no eval.csv)" and records.startswith("its test's records (no tested/)")
+    assert not any("not finished" in gap for gap in read.missing)
 
 
 def test_hidden_folders_beside_the_inputs_are_not_inputs(tmp_path: Path) -> None:

@@ -137,6 +137,29 @@ def test_an_evaluation_kept_in_the_run_is_reported_beside_its_own_test(trained, 
     )
 
 
+def test_a_finished_run_without_its_test_records_says_so_and_how_to_make_them(trained, tmp_path) -> None:
+    """A finished run whose tested/ is gone was "1 used" with "no evaluation records" only: the report
+    names what is missing in the terminal and the command that makes the records again, which works."""
+    from typer.testing import CliRunner
+
+    from crs.cli import app
+
+    _, run, _ = trained
+    copy = tmp_path / "runs" / "full-s1"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "tested")
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(copy), "--out", str(tmp_path / "r1"), "--no-persona"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    fix = said.split("missing its test's records (no tested/); evaluate it again with `")[1].split("`")[0]
+    assert fix.startswith(f"crs eval --policy {copy} --seed 1 -n {EPISODES}")
+    assert runner.invoke(app, fix.split()[1:]).exit_code == 0
+    report = build_report([copy], tmp_path / "r2", examples=0, persona=False)
+    (table,) = report.tables
+    assert [row.label for row in table.rows] == ["full"] and table.rows[0].n_conversations == EPISODES
+
+
 def test_train_runs_of_other_persona_worlds_are_never_pooled_as_seeds(trained, tmp_path) -> None:
     _, run, _ = trained
     other = tmp_path / "runs" / "full-s2"
