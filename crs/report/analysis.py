@@ -221,9 +221,10 @@ class Table:
 
     @property
     def heading(self) -> str:
-        """`title` with the conversations per run: two tables of one test set but other conversations
-        (another count) read apart."""
-        return f"{self.title}, {self.conversations_per_run} conversations"
+        """`title` with the conversations per run and their eval seeds: two tables of one test set but
+        other conversations read apart, and a trained run's row (whose "runs" column gives its training
+        seed) says which conversations it played."""
+        return f"{self.title}, {_sizes_and_seeds(self)}"
 
     @property
     def conversations_per_run(self) -> str:

@@ -127,14 +127,12 @@ def test_an_evaluation_kept_in_the_run_is_reported_beside_its_own_test(trained, 
         "full"
     ]
     assert kept.rows[0].runs[0].path == copy / "eval"
-    assert own.heading.endswith(f", {EPISODES} conversations")
-    assert kept.heading.endswith(f", {EPISODES + 5} conversations")
+    assert own.heading.endswith(f", {EPISODES} conversations, eval seed 1")
+    assert kept.heading.endswith(f", {EPISODES + 5} conversations, eval seed 2")
     write_report(report)
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert (
-        f"T = 15, {EPISODES} conversations" in markdown
-        and f"T = 15, {EPISODES + 5} conversations" in markdown
-    )
+    assert f"T = 15, {EPISODES} conversations, eval seed 1" in markdown
+    assert f"T = 15, {EPISODES + 5} conversations, eval seed 2" in markdown
 
 
 def test_a_finished_run_without_its_test_records_says_so_and_how_to_make_them(trained, tmp_path) -> None:
