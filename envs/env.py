@@ -282,8 +282,7 @@ class ConversationEnv(gym.Env):
         """Start a conversation.
 
         Args:
-            seed: Seeds the env's generator (and the sequential goal order) and its action space, so
-                that a random agent (``action_space.sample()``) repeats its conversation too.
+            seed: Seeds the env's generator (and the sequential goal order).
             options: None, or a mapping whose only key is ``"goal_index"``: ``{"goal_index": i}``
                 picks goal i of the split directly (i an integer in [0, n_goals), not a bool).
 
@@ -293,8 +292,6 @@ class ConversationEnv(gym.Env):
         """
         goal_index = self._goal_option(options)
         super().reset(seed=seed)
-        if seed is not None:
-            self.action_space.seed(seed)
         index = self._next_goal_index(seed, goal_index)
         goal = self.goals.goal(index, self.np_random)
         self.user.reset(goal, self.np_random)

@@ -311,8 +311,6 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """Start a conversation (see `ConversationEnv.reset`); ``info["turn_limit"]`` is False, so reset
         and step infos have the same keys."""
         _, info = self.env.reset(seed=seed, options=options)
-        if seed is not None:  # as the env seeds its own: a random agent repeats
-            self.action_space.seed(seed)
         info["turn_limit"] = False
         return self.observe(), info
 

@@ -67,8 +67,10 @@ def test_same_seed_same_trajectory() -> None:
 
 
 def _random_agent(env: gym.Env, seed: int) -> list[str]:
-    """The README's random agent (`action_space.sample()` after `reset(seed=seed)`): its actions."""
+    """The README's random agent (`action_space.sample()` after `reset(seed=seed)` and
+    `action_space.seed(seed)`): its actions."""
     env.reset(seed=seed)
+    env.action_space.seed(seed)
     actions, done = [], False
     while not done:
         action = env.action_space.sample()
@@ -78,9 +80,11 @@ def _random_agent(env: gym.Env, seed: int) -> list[str]:
     return actions
 
 
-def test_a_random_agent_repeats_with_the_seed_of_reset() -> None:
-    """reset(seed) seeds the action space too, on the env and on the SB3 wrapper: the README's random
-    agent played another conversation on every run (Gymnasium leaves the space unseeded)."""
+def test_a_random_agent_repeats_with_its_seeds() -> None:
+    """The README's random agent, seeded as it shows (the env and its action space), repeats its
+    conversation on the env and on the SB3 wrapper, whose masked samples draw from the space's own
+    generator; another seed plays another one (the README seeded only the env, and the agent played
+    another conversation on every run)."""
     from envs.sb3_wrapper import SlateActionWrapper
     from policies.baseline_rankers import PopularityRanker
 
