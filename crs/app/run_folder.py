@@ -513,6 +513,8 @@ class FigureLabel:
         setting: The question setting ("binary", "multiple_choice", "enumerated"; "unknown" in files
             written before it was recorded).
         ranker: The ranker in words.
+        returning: Returning users in words, e.g. "returning users (20 x 8 sessions, regime switch)";
+            "" for plain conversations.
     """
 
     dataset: str
@@ -520,13 +522,15 @@ class FigureLabel:
     conversations: int
     setting: str
     ranker: str
+    returning: str = ""
 
     def describe(self, after_conversations: str = "") -> str:
         """The label in words, e.g. "lastfm / test: 600 conversations, binary setting, ranker transe";
         `after_conversations` (e.g. ", seed 1") goes after the conversations."""
+        returning = f"{self.returning}: " if self.returning else ""
         return (
-            f"{self.dataset} / {self.split}: {self.conversations:,} conversations{after_conversations}, "
-            f"{self.setting} setting, ranker {self.ranker}"
+            f"{self.dataset} / {self.split}: {returning}{self.conversations:,} conversations"
+            f"{after_conversations}, {self.setting} setting, ranker {self.ranker}"
         )
 
 
@@ -610,7 +614,15 @@ class EvalSummary:
 
     @property
     def label(self) -> FigureLabel:
-        return FigureLabel(self.dataset, self.split, self.episodes, self.setting, self.ranker_label)
+        block = self.sessions
+        returning = (
+            ""
+            if block is None
+            else f"returning users ({block.sequences} x {block.sessions} sessions, regime {block.regime})"
+        )
+        return FigureLabel(
+            self.dataset, self.split, self.episodes, self.setting, self.ranker_label, returning
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

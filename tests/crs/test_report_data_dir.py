@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crs.app.evaluation import run_evaluation
-from crs.app.run_folder import SUMMARY_FILE, EvalSummary
+from crs.app.run_folder import SUMMARY_FILE, EvalSummary, RunRecord
 from crs.cli import app
 from crs.report import build_report, load_inputs
 from simulators.datasets import DATA_DIR_ENV
@@ -89,6 +89,7 @@ def test_a_real_data_train_runs_report_finds_its_data_without_data_dir(
         summary.write_text(json.dumps(data))
     assert {e.data_dir for e in load_inputs([run]).evals} == {str(real_data_dir.resolve())}
 
-    config = run / "config.yaml"
-    config.write_text(config.read_text().replace(str(real_data_dir), str(tmp_path / "moved")))
+    config, recorded = run / "config.yaml", RunRecord.read(run).settings.data_dir
+    assert recorded is not None  # as --data-dir gave it (CI's data folder is reached by a link)
+    config.write_text(config.read_text().replace(recorded, str(tmp_path / "moved")))
     assert {e.data_dir for e in load_inputs([run]).evals} == {None}  # the report then needs --data-dir

@@ -323,6 +323,7 @@ def test_the_sweep_table_names_what_each_row_was_measured_on(tmp_path) -> None:
         "conversations": 5,
         "setting": "binary",
         "ranker": "popularity",
+        "returning": "",
     }
     assert [labels[task.format(name)]["conversations"] for name in ("plain", "more")] == [5, 7]
 

@@ -197,6 +197,12 @@ def test_each_task_commits_the_sessions_summary_of_its_memory_mode(swept: tuple[
         assert len(lines) == SESSIONS * SEQUENCES
         assert read_metrics(folder) == summary.metrics
         assert results["rows"][task.name]["SR@15"]["mean"] == summary.metrics["SR@15"].mean
+        # its table and label say these are returning users, with their regime and sessions
+        returning = f"returning users ({SEQUENCES} x {SESSIONS} sessions, regime switch)"
+        assert results["labels"][task.name]["returning"] == returning
+    assert f"persona_world / test: returning users ({SEQUENCES} x {SESSIONS} sessions, regime switch):" in (
+        " ".join(output.split())
+    )
 
 
 @pytest.mark.slow
