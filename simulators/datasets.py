@@ -129,9 +129,12 @@ class DatasetSpec:
     def data_folder(self) -> str | None:
         """The real-data folder this reads (`data_dir`, else ``$CRS_DATA_DIR``), absolute, as a summary
         records it; None on the persona world or when neither is set."""
-        if self.is_world or not (self.data_dir or os.environ.get(DATA_DIR_ENV)):
+        if self.is_world:
             return None
-        return str(resolve_data_dir(self.data_dir).resolve())
+        try:
+            return str(resolve_data_dir(self.data_dir).resolve())
+        except DatasetError:  # neither is set
+            return None
 
     def load(self) -> Catalog:
         """The catalogue (see `load_catalog`)."""

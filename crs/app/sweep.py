@@ -789,10 +789,12 @@ def check_sweep_folder(
             f"{a_few(entries)}; give a new or empty folder, or an earlier sweep folder of this config"
         )
     foreign = _tasks_of_other_configs(out, config, tasks, extend)
-    changed = [task.name for task in tasks if _finished_as_other(task_dir(out, task.name), task) is not None]
+    own = {task.name: _finished_as_other(task_dir(out, task.name), task) for task in tasks}
+    changed = {name: recorded for name, recorded in own.items() if recorded is not None}
     if foreign or changed:
         named = [*changed, *foreign]
-        hints = {_extend_hint(_finished_as_other(task_dir(out, name), None)) for name in named} - {""}
+        recorded = [*changed.values(), *(_finished_as_other(task_dir(out, name), None) for name in foreign)]
+        hints = {_extend_hint(r) for r in recorded} - {""}
         raise CRSError(
             f"--out {out} holds {len(named)} finished task(s) of another config: {a_few(named)}; use "
             "another --out (a sweep folder holds one config, and `crs report` reads all its tasks)"

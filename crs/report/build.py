@@ -393,6 +393,12 @@ def _examples(
 ) -> None:
     table = report.tables[0]
     reference = table.row(table.reference) if table.reference else table.rows[0]
+    if reference.runs[0].summary.sessions is not None:
+        report.unavailable["examples"] = (
+            "the first table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
+            "one by one; see their per-session curves"
+        )
+        return
     others = [r for r in table.rows if r.label != reference.label]
     contrast = min(others, key=lambda r: r.metrics[PRIMARY].mean) if others else None
     picks = pick_examples(
@@ -400,12 +406,6 @@ def _examples(
         None if contrast is None else (contrast.label, contrast.runs[0]),
         limit,
     )
-    if reference.runs[0].summary.sessions is not None:
-        report.unavailable["examples"] = (
-            "the first table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
-            "one by one; see their per-session curves"
-        )
-        return
     try:
         catalog = catalogs.get(reference.runs[0])
     except (CRSError, OSError) as exc:
