@@ -302,7 +302,10 @@ def test_ctrl_c_says_how_to_continue_the_run_and_the_command_it_names_continues_
 def test_sigterm_stops_a_run_as_ctrl_c_does_leaving_no_lock(tmp_path: Path) -> None:
     """`kill` (or `timeout`) while `crs train` trains: it says what the run keeps, exits 143, and its
     lock goes with it (a stale lock refused every later train or resume)."""
-    config = tiny_config(tmp_path / "c.yaml", steps=1_000_000, eval_every=0, checkpoint_every=64)
+    # no imitation: the recipe copies ask-7 on 8,192 turns (a minute) before the first checkpoint
+    config = tiny_config(
+        tmp_path / "c.yaml", steps=1_000_000, eval_every=0, checkpoint_every=64, imitation=None
+    )
     args = ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"]
     process = subprocess.Popen(
         [sys.executable, "-m", "crs", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
