@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 from collections.abc import Sequence
@@ -161,6 +162,19 @@ def _pretrain_artifact(name: str | None) -> Path | None:
     if spec is None or spec.kind != "artifact" or not (Path(spec.where) / PRETRAIN_CONFIG).is_file():
         return None
     return Path(spec.where)
+
+
+def _gone_artifacts(table: Table) -> list[str]:
+    """The pre-training artifact folders a table's runs name that are gone (moved or deleted)."""
+    gone: set[str] = set()
+    for row in table.rows:
+        for run in row.runs:
+            for name in (run.ranker_to_load, run.train.pretrained if run.train is not None else None):
+                with contextlib.suppress(CRSError):
+                    spec = RankerSpec.parse(name) if name else None
+                    if spec is not None and spec.kind == "artifact" and not Path(spec.where).exists():
+                        gone.add(spec.where)
+    return sorted(gone)
 
 
 def persona_sources(table: Table) -> dict[str, list[EvalRun]]:
@@ -329,6 +343,13 @@ def _persona_sections(
             )
             continue
         sources = persona_sources(table)
+        gone = _gone_artifacts(table)
+        if not sources and gone:
+            reasons.append(
+                f"{table.test_set.dataset_label}: the persona ranker the runs name no longer exists "
+                f"({', '.join(gone)}): restore it, or train again"
+            )
+            continue
         if not sources:
             rankers = sorted({run.ranker_name for row in table.rows for run in row.runs})
             fix = (

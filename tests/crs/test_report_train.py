@@ -201,3 +201,16 @@ def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_pat
         path.write_text(json.dumps(summary))
     again = build_report([run, default], tmp_path / "again", examples=0, persona=False)
     assert sorted(table.test_set.dataset_label for table in again.tables) == sorted(labels)
+
+
+def test_a_run_whose_ranker_folder_is_gone_is_told_so_in_the_persona_section(trained, tmp_path) -> None:
+    """The persona section said "no persona model among the inputs" and told the user to add runs with
+    `ranker: pretrain`, which this run is: it now names the folder that is gone."""
+    _, run, _ = trained
+    copy = tmp_path / "runs" / "full-s1"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "ranker")
+    report = build_report([copy], tmp_path / "report", examples=0)
+    said = report.unavailable["persona"]
+    assert f"the persona ranker the runs name no longer exists ({copy / 'ranker'})" in said, said
+    assert "no persona model" not in said and not report.persona
