@@ -192,7 +192,8 @@ def sweep_command(
             word, status = stopped(stop)
             console.print(
                 f"[yellow]{word}[/]: finished tasks are kept in {escape(str(out / RUNS_DIR))}; rerun the "
-                "same command to run the rest (a task that was running starts again from its beginning)",
+                "same command to run the rest (a train task that was running goes on from its last "
+                "checkpoint; any other task that was running starts again)",
                 highlight=False,
             )
             raise typer.Exit(status) from None

@@ -28,8 +28,12 @@ worker, and records it as ``extends`` in its ``task.json``; OLD is only read.
 
 Workers return a task's files to the driver, which writes them (first into the hidden temporary
 folder, then one rename), so a cluster needs no shared filesystem and an interrupted sweep never
-leaves a folder that looks finished. `sweep_task_dirs`, `sweep_groups`, `read_task`, `read_figures`
-and `read_metrics` are the readers for other commands (e.g. `crs report` on a sweep directory).
+leaves a folder that looks finished. A train task trains in a temporary folder named after the sweep
+folder and the task (`train_attempt`), which an interrupted or killed worker leaves behind: the rerun
+(or a retry) goes on from its last checkpoint there, as `crs train --resume` does (`_run_train_task`).
+
+`sweep_task_dirs`, `sweep_groups`, `read_task`, `read_figures` and `read_metrics` are the readers for
+other commands (e.g. `crs report` on a sweep directory).
 
 Config (YAML or TOML), every key optional:
 
@@ -84,6 +88,7 @@ Nothing is written into it before the worker pool is up (a Ray cluster reached).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -103,6 +108,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from crs.app.evaluation import EvalSpec, run_evaluation
 from crs.app.run_folder import (
     DONE_MARKER,
+    SUMMARY_FILE,
     TASK_FILE,
     EvalSummary,
     FigureLabel,
@@ -117,10 +123,11 @@ from crs.common import read_settings_file, write_json_atomic
 from crs.parallel import DEFAULT_RETRIES, Task, TaskResult, WorkerPool, check_pool_request
 from envs.metrics import MetricSummary
 from envs.registry import resolve_user_and_setting
-from policies.atomic import folder_lock, read_json_mapping
+from policies.atomic import LOCK_FILE, folder_lock, read_json_mapping
 from policies.memory import DEFAULT_RULE
 from policies.pretrain.config import read_artifact_config
 from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
+from policies.rl.run_files import CHECKPOINT
 from policies.rules import EVERY_SETTING_RULES, SettingRefusedError, make_rule_policy
 from simulators.datasets import PERSONA_WORLD, check_dataset_name, check_taxonomy
 from simulators.errors import CRSError
@@ -132,6 +139,8 @@ RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
 EVAL_FILES = ("summary.json", "episodes.jsonl")
 SCRATCH_PREFIX = "crs-task-"  # a worker's scratch folder: crs-task-<its pid>-<random>
+ATTEMPT_PREFIX = "crs-train-"  # a train task's folder: crs-train-<hash of the sweep folder and task>
+ATTEMPT_FILE = "attempt.json"  # in it: the sweep folder and task it trains (`remove_other_attempts`)
 DEFAULT_NAME = "sweep"  # a config without a name
 MAX_SWEEP_SEEDS = 10_000  # `--seeds` in one call: a typo like 0-4294967295 is refused, not expanded
 
@@ -670,39 +679,137 @@ def remove_orphaned_scratch(temp_dir: Path | None = None) -> list[Path]:
     return removed
 
 
-def run_sweep_task(task: SweepTask, run_files: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
-    """Worker side: run one task in a scratch folder and return its files (relative path -> bytes) for
-    the driver to commit. eval and sessions: ``summary.json`` + ``episodes.jsonl``; train: the whole run
-    directory.
+@dataclass(frozen=True)
+class TrainAttempt:
+    """Where a train task of a sweep trains (`train_attempt`).
+
+    Attributes:
+        name: A folder in the worker's temporary folder: the same for every attempt of the task (a rerun,
+            a retry), another for another sweep folder or other settings.
+        sweep: The sweep folder (resolved), which `remove_other_attempts` matches.
+    """
+
+    name: str
+    sweep: str
+
+
+def train_attempt(out: Path, task: SweepTask) -> TrainAttempt:
+    """The attempt folder of train task `task` of the sweep folder `out`."""
+    sweep = str(out.resolve())
+    identity = json.dumps([sweep, task.to_dict()], sort_keys=True)
+    return TrainAttempt(ATTEMPT_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:16], sweep)
+
+
+def remove_other_attempts(out: Path, keep: set[str], temp_dir: Path | None = None) -> list[Path]:
+    """Delete the train attempts that earlier runs into the sweep folder `out` left (`train_attempt`) and
+    no task of this run continues: those of tasks since finished, or of settings since changed. An
+    attempt a live worker holds (its lock) is left alone.
+
+    Args:
+        out: The sweep folder.
+        keep: Names of the attempts this run's tasks continue.
+        temp_dir: The temporary folder (default: `tempfile.gettempdir()`).
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    sweep = str(out.resolve())
+    for path in Path(temp_dir or tempfile.gettempdir()).glob(f"{ATTEMPT_PREFIX}*"):
+        if path.name in keep or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            owner = json.loads((path / ATTEMPT_FILE).read_text()).get("sweep")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if owner == sweep:
+            with contextlib.suppress(OSError), folder_lock(path, wait=False):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _run_train_task(
+    task: SweepTask, run_files: Mapping[str, bytes] | None, attempt: TrainAttempt
+) -> dict[str, bytes]:
+    """Train `task` in its attempt folder and return its run directory's files (`_relocatable`).
+
+    An earlier attempt's run there that reached a checkpoint goes on from it, as `crs train --resume` does
+    (its lock file is stale: the attempt's lock is this worker's); one that finished but was never handed
+    back is returned as it is; otherwise the run starts (or, with `run_files`, continues the run it extends)
+    afresh. A task that raises removes its attempt, so its retry starts afresh; an interrupted one keeps it.
+    """
+    from crs.app.training import run_training  # lazily: workers import what they run
+    from policies.rl.model_file import read_model_data  # torch
+
+    folder = Path(tempfile.gettempdir()) / attempt.name
+    run_dir, steps = folder / task.name, int(task.settings["steps"])
+    folder.mkdir(exist_ok=True)
+    with folder_lock(folder, wait=False):  # FolderBusyError: a live worker still trains it
+        try:
+            write_json_atomic(folder / ATTEMPT_FILE, {"sweep": attempt.sweep, "task": task.to_dict()})
+            if (run_dir / CHECKPOINT).is_file():
+                (run_dir / LOCK_FILE).unlink(missing_ok=True)
+                trained = int(read_model_data(run_dir / CHECKPOINT).get("num_timesteps", 0))
+                if not (trained >= steps and _summary_steps(run_dir) == steps):
+                    (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the extended run's
+                    run_training(
+                        None,
+                        name=task.name,
+                        runs_dir=folder,
+                        resume=True,
+                        steps=steps if trained < steps else None,  # None: stopped while testing
+                        show=False,
+                    )
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if run_files is None:
+                    settings = make_settings(dict(task.settings))
+                    run_training(settings, name=task.name, runs_dir=folder, show=False)
+                else:
+                    for name, data in run_files.items():
+                        target = run_dir / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(_relocated(name, data, run_dir))
+                    run_training(None, name=task.name, runs_dir=folder, resume=True, steps=steps, show=False)
+            files = _relocatable(_read_tree(run_dir), run_dir)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    shutil.rmtree(folder, ignore_errors=True)
+    return files
+
+
+def _summary_steps(run_dir: Path) -> int | None:
+    """The steps a run's summary.json says it trained, None without a readable one."""
+    try:
+        return int(json.loads((run_dir / SUMMARY_FILE).read_text())["timesteps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_sweep_task(
+    task: SweepTask, run_files: Mapping[str, bytes] | None = None, attempt: TrainAttempt | None = None
+) -> dict[str, bytes]:
+    """Worker side: run one task and return its files (relative path -> bytes) for the driver to commit.
+    eval and sessions: ``summary.json`` + ``episodes.jsonl``, from a scratch folder; train: the whole run
+    directory, from its attempt folder (`_run_train_task`).
 
     Args:
         task: The task.
         run_files: Train only: the run directory of the task it extends (`_run_files`), which the worker
-            writes into its scratch folder and resumes to ``task.settings["steps"]``.
+            writes into its attempt folder and resumes to ``task.settings["steps"]``.
+        attempt: Train only: its attempt folder (`train_attempt`).
     """
     remove_orphaned_scratch()
+    if task.kind == "train":
+        if attempt is None:
+            raise ValueError("a train task needs its attempt folder's name")
+        return _run_train_task(task, run_files, attempt)
     with (
         tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch,
         folder_lock(Path(scratch)),  # held while the task runs: `remove_orphaned_scratch` leaves it
     ):
-        if task.kind == "train":
-            from crs.app.training import run_training  # lazily: workers import what they run
-
-            run_dir = Path(scratch) / task.name
-            if run_files is None:
-                run_training(
-                    make_settings(dict(task.settings)), name=task.name, runs_dir=Path(scratch), show=False
-                )
-            else:
-                for name, data in run_files.items():
-                    target = run_dir / name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(_relocated(name, data, run_dir))
-                steps = int(task.settings["steps"])
-                run_training(
-                    None, name=task.name, runs_dir=Path(scratch), resume=True, steps=steps, show=False
-                )
-            return _relocatable(_read_tree(run_dir), run_dir)
         if task.kind == "sessions":
             run_session_evaluation(
                 policy=task.policy,
@@ -1184,6 +1291,12 @@ def run_sweep(
         check_sweep_folder(out, config, tasks, extend)
         finished = finished_tasks(out, tasks)
         todo = [task for task in tasks if task.name not in finished]
+        attempts = {task.name: train_attempt(out, task) for task in todo if task.kind == "train"}
+        remove_other_attempts(out, {attempt.name for attempt in attempts.values()})
+        for name, attempt in attempts.items():  # seen from here when the workers share this machine
+            folder = Path(tempfile.gettempdir()) / attempt.name
+            if notify is not None and (folder / name / CHECKPOINT).is_file():
+                notify(f"{name}: goes on from the checkpoint its interrupted attempt left in {folder}")
         by_name = {task.name: task for task in tasks}
         ran: list[str] = []
 
@@ -1205,7 +1318,11 @@ def run_sweep(
                         Task(
                             task.name,
                             run_sweep_task,
-                            (task, _run_files(Path(task.extends))) if task.extends else (task,),
+                            (
+                                task,
+                                _run_files(Path(task.extends)) if task.extends else None,
+                                attempts.get(task.name),
+                            ),
                         )
                         for task in todo
                     ],

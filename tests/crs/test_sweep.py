@@ -583,7 +583,11 @@ def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(
     assert len(evaluated.records) == 5
     # the task trained in a worker's scratch folder; its files name the folder where it lies now
     texts = {p: p.read_text() for p in folder.rglob("*") if p.suffix in (".json", ".jsonl", ".md", ".yaml")}
-    assert not [p for p, text in texts.items() if "crs-task-" in text or TASK_DIR_MARKER in text]
+    assert not [
+        p
+        for p, text in texts.items()
+        if "crs-task-" in text or "crs-train-" in text or TASK_DIR_MARKER in text
+    ]
     assert f"crs eval --policy {folder} --seed" in texts[folder / "MODEL_CARD.md"]
     assert EvalSummary.read(folder / TEST_DIR / TRAINED_TEST).policy_spec == str(folder)
     # so `crs report` on the sweep pairs the trained policy with its baselines and replays its dialogues

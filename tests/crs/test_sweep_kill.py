@@ -7,6 +7,7 @@ every child (pool workers and multiprocessing's resource tracker) is gone within
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crs.app.sweep import RUNS_DIR, SCRATCH_PREFIX, remove_orphaned_scratch
 
@@ -305,3 +307,80 @@ def test_each_worker_guard_alone_ends_a_worker_whose_parent_is_killed(tmp_path, 
         raise
     seconds = kill_and_check_orphans(parent, signal.SIGKILL, tmp_path / "no.log", tracker=False)
     assert seconds < (0.5 if guard == "pdeathsig" else 2.0)  # the kernel at once; the watchdog in a poll
+
+
+STEPS = 512
+
+
+@pytest.mark.slow
+def test_an_interrupted_train_task_goes_on_from_its_checkpoint_when_the_sweep_is_rerun(tmp_path) -> None:
+    """Ctrl-C while a train task trains: the rerun continues the task from the checkpoint its attempt
+    left (it started again from step 0), says so, and removes the attempt once the task is committed."""
+    from crs.app.run_folder import RunRecord
+    from crs.app.sweep import ATTEMPT_PREFIX, read_metrics, task_dir
+    from policies.rl.model_file import read_model_data
+    from tests.crs.test_train_cmd import WORLD
+
+    config = tmp_path / "sweep.yaml"
+    train = {
+        "world": WORLD,
+        "steps": STEPS,
+        "envs": 2,
+        "ranker": "popularity",
+        "eval_every": 0,
+        "test_episodes": 12,
+        "baselines": [],
+        "checkpoint_every": 64,
+        "imitation": None,
+        "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 1},
+    }
+    config.write_text(yaml.safe_dump({"kind": "train", "seeds": [0], "train": train}))
+    out, temp_dir = tmp_path / "out", tmp_path / "tmp"
+    temp_dir.mkdir()
+    command = ["sweep", str(config), "--out", str(out), "--workers", "1", "--backend", "process"]
+    sweep = start(command, tmp_path / "sweep.log", temp_dir)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not (checkpoints := list(temp_dir.glob(f"{ATTEMPT_PREFIX}*/*/checkpoint.zip"))):
+        assert sweep.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGINT)
+    assert sweep.wait(timeout=GONE_WITHIN_SECONDS) == 130, (tmp_path / "sweep.log").read_text()
+    (checkpoint,) = checkpoints
+    kept = int(read_model_data(checkpoint)["num_timesteps"])
+    assert 64 <= kept < STEPS
+
+    rerun = start(command, tmp_path / "rerun.log", temp_dir)
+    assert rerun.wait(timeout=STARTUP_SECONDS) == 0, (tmp_path / "rerun.log").read_text()
+    said = "".join((tmp_path / "rerun.log").read_text().split())  # the console wraps paths anywhere
+    name = "persona_world-rl-default-s0"
+    assert f"{name}:goesonfromthecheckpointitsinterruptedattemptleftin{checkpoint.parents[1]}" in said
+    phases = RunRecord.read(task_dir(out, name)).phases
+    assert [(phase.start >= kept, phase.steps) for phase in phases] == [(False, STEPS), (True, STEPS)]
+    assert read_metrics(task_dir(out, name))  # committed, with its test
+    assert not list(temp_dir.glob(f"{ATTEMPT_PREFIX}*"))
+
+
+def test_a_rerun_removes_only_its_own_sweeps_attempts_that_no_task_continues(tmp_path) -> None:
+    """An attempt of a task since finished, or of settings since changed, is removed; another sweep
+    folder's, one this run continues, and one a live worker holds are left alone."""
+    from crs.app.sweep import ATTEMPT_FILE, ATTEMPT_PREFIX, remove_other_attempts
+
+    out, other = tmp_path / "out", tmp_path / "other"
+    folders = {}
+    for name, sweep in (("stale", out), ("continued", out), ("held", out), ("foreign", other)):
+        folder = folders[name] = tmp_path / f"{ATTEMPT_PREFIX}{name}"
+        folder.mkdir()
+        (folder / ATTEMPT_FILE).write_text(json.dumps({"sweep": str(sweep.resolve()), "task": {}}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(folders["held"])], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        keep = {folders["continued"].name}
+        assert remove_other_attempts(out, keep, tmp_path) == [folders["stale"]]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        folders[name].name for name in ("continued", "held", "foreign")
+    )
