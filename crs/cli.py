@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Any
 
 import typer
+import typer.core
 
 from crs import __version__
 from crs.chat_cmd import chat_command
@@ -38,6 +40,55 @@ def reflowed(doc: str) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
 
 
+class OnceOptionsCommand(typer.core.TyperCommand):
+    """A command that refuses an option given more than once, unless it collects values: Click keeps
+    the last one in silence (``crs eval -p ask-4 -p ask-7`` evaluated ask-7 alone)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Refuse a repeated option, then parse as Click does."""
+        for param, given in repeated_options(self.params, args):
+            times = "twice" if len(given) == 2 else f"{len(given)} times"
+            raise typer.BadParameter(
+                f"given {times} ({', '.join(given)}), and only the last would count: give it once",
+                ctx=ctx,
+                param=param,
+            )
+        return super().parse_args(ctx, args)
+
+
+def repeated_options(params: list[Any], args: list[str]) -> list[tuple[Any, list[str]]]:
+    """The single-value options of `params` that `args` gives more than once, each with its tokens as
+    typed (``--name value``, ``--name=value``, ``-nvalue`` or a flag), in the order of `params`."""
+    owner = {
+        opt: param
+        for param in params
+        if isinstance(param, typer.core.TyperOption) and not param.multiple and not param.count
+        for opt in (*param.opts, *param.secondary_opts)
+    }
+    given: dict[str, list[str]] = {}
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--":  # the rest are arguments
+            break
+        if token.startswith("--") and "=" in token:
+            opt, inline = token.split("=", 1)[0], True
+        elif not token.startswith("--") and token[:2] in owner and len(token) > 2:
+            opt, inline = token[:2], True  # -n30
+        else:
+            opt, inline = token, False
+        param = owner.get(opt)
+        if param is None:
+            continue
+        if inline or param.is_flag or index >= len(args):
+            given.setdefault(param.name, []).append(token)
+        else:
+            given.setdefault(param.name, []).append(f"{token} {args[index]}")
+            index += 1  # its value, whatever it looks like
+    return [(param, given[param.name]) for param in params if len(given.get(param.name, [])) > 1]
+
+
 app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
 app.command("sweep")(sweep_command)
@@ -46,6 +97,8 @@ app.command("report")(report_command)
 app.command("train")(train_command)
 app.command("pretrain")(pretrain_command)
 for _command in (*app.registered_commands, *data_app.registered_commands):
+    if _command.cls in (None, typer.core.TyperCommand):
+        _command.cls = OnceOptionsCommand
     if _command.help is None and _command.callback is not None and _command.callback.__doc__:
         _command.help = reflowed(_command.callback.__doc__)
 

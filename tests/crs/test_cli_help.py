@@ -126,3 +126,39 @@ def test_every_seed_option_takes_one_range_and_refuses_a_seed_past_it() -> None:
         assert bounds == (0, MAX_SEED), (name, param.name)
     result = CliRunner().invoke(app, ["data", "info", "--seed", str(MAX_SEED + 1)])
     assert result.exit_code == 2 and "--seed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["eval", "-p", "ask-4", "-p", "ask-7", "-n", "5"],
+            "'--policy' / '-p': given twice (-p ask-4, -p ask-7)",
+        ),
+        (
+            ["eval", "-n5", "--policy", "ask-4", "--episodes=6"],
+            "'--episodes' / '-n': given twice (-n5, --episodes=6)",
+        ),
+        (["report", "x", "--persona", "--no-persona"], "'--persona': given twice (--persona, --no-persona)"),
+        (
+            ["data", "info", "lastfm", "--data-dir", "a", "--data-dir", "b", "--data-dir", "c"],
+            "given 3 times",
+        ),
+    ],
+)
+def test_an_option_given_twice_is_refused_instead_of_keeping_the_last(args: list[str], said: str) -> None:
+    """Click kept the last value in silence: `crs eval -p ask-4 -p ask-7` evaluated ask-7 alone."""
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.replace("│", " ").split()), result.output
+    assert "only the last would count: give it once" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_values_that_look_like_options_and_arguments_after_a_double_dash_are_not_counted() -> None:
+    from crs.cli import repeated_options
+
+    eval_params = typer.main.get_command(app).commands["eval"].params  # type: ignore[attr-defined]
+    assert repeated_options(eval_params, ["-p", "ask-4", "--out", "-p", "--", "-p", "x"]) == []
+    assert repeated_options(eval_params, ["-p", "-n", "-n", "5"]) == []  # -p's value is "-n"
+    ((param, given),) = repeated_options(eval_params, ["-p", "-n", "-n", "5", "-p=x"])
+    assert (param.name, given) == ("policy", ["-p -n", "-p=x"])
