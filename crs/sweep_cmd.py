@@ -82,8 +82,9 @@ def sweep_command(
     key, so `{ppo: {ent_coef: 0.05}}` changes that one setting.
 
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
-    interrupting (or killing) and rerunning the same command skips finished tasks, while a second run
-    into DIR as the first goes on is refused. DIR holds one config: a folder
+    interrupting (or killing) and rerunning the same command skips finished tasks and continues a train
+    task that was running from its last checkpoint, while a second run into DIR as the first goes on is
+    refused. DIR holds one config: a folder
     with another config's finished tasks, or a non-empty folder that is not a sweep folder, is refused
     (use another --out). A task whose worker process crashed is retried (`retries` in the config,
     default 2); a task that raised an error (e.g. a missing data folder) is not. Failed tasks are named
