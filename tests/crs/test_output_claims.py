@@ -485,7 +485,9 @@ def test_sigterm_ends_pretrain_as_ctrl_c_does_leaving_no_lock(tmp_path: Path) ->
     """`kill` (or `timeout`) while `crs pretrain` trains: the command says what it left and exits 143,
     and its output folder's lock goes with it, so the next run is not refused."""
     out = tmp_path / "art"
-    args = [sys.executable, "-m", "crs", *PRETRAIN, "--epochs", "500", "--out", str(out)]
+    long = [*PRETRAIN]
+    long[long.index("--epochs") + 1] = "500"
+    args = [sys.executable, "-m", "crs", *long, "--out", str(out)]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not (out / LOCK_FILE).exists() and process.poll() is None and time.monotonic() < deadline:

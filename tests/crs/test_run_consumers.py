@@ -303,8 +303,9 @@ def test_the_commands_a_training_suggests_next_work_as_printed(
         ["tensorboard", "--logdir"],
     ]
     for command in commands[:3]:
-        extra = ["--episodes", "4"] if command[1] == "eval" else []
-        result = runner.invoke(app, [*command[1:], *extra], input="quit\n")
+        if command[1] == "eval":  # fewer conversations
+            command[command.index("-n") + 1] = "4"
+        result = runner.invoke(app, command[1:], input="quit\n")
         assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / f"report-{run.name}" / "report.html").is_file()
 
