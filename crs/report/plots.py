@@ -123,7 +123,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
     # The tight box once for both files: savefig's bbox_inches="tight" draws the figure an extra time for
     # each file to find it (a third of a report's time went there). 0.1 inch is savefig's own padding.
     fig.set_dpi(DPI)  # text measured as the PNG draws it
-    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
+    box = fig.get_tightbbox().padded(0.1)
     fig.savefig(path, dpi=DPI, bbox_inches=box, facecolor="white")
     # No creation date: the same inputs give the same file.
     fig.savefig(path.with_suffix(".pdf"), bbox_inches=box, metadata={"CreationDate": None})
