@@ -105,7 +105,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crs.app.evaluation import EvalSpec, run_evaluation
+from crs.app.evaluation import EvalSpec, evaluated_ranker_identity, run_evaluation
 from crs.app.run_folder import (
     DONE_MARKER,
     SUMMARY_FILE,
@@ -981,6 +981,8 @@ def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
             or its files cannot be read (found before any task runs; the message says to delete it).
     """
     finished = set()
+    now: dict[tuple[str, str], str | None] = {}  # (policy, ranker) -> the ranker's identity now
+    changed: list[str] = []
     for task in tasks:
         path = task_dir(out, task.name)
         if not is_finished(path):
@@ -992,8 +994,32 @@ def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
                 f"use another --out or delete that folder{_extend_hint(recorded)}"
             )
         read_metrics(path)  # the results table reads them once the sweep has run
+        if task.kind != "train" and _ranker_changed(EvalSummary.read(path), now):
+            changed.append(task.name)
         finished.add(task.name)
+    if changed:
+        raise CRSError(
+            f"{len(changed)} finished task(s) of {out} ({a_few(changed)}) ran over a ranker that holds other "
+            "weights now (pre-trained again, or replaced, since): this run's tasks would rank with another "
+            "ranker than theirs, and the seeds of one row would mix the two; use another --out, or delete "
+            "those task folders to run them again"
+        )
     return finished
+
+
+def _ranker_changed(summary: EvalSummary, now: dict[tuple[str, str], str | None]) -> bool:
+    """Whether the ranker a finished eval or sessions task recorded (``ranker_identity``) differs from
+    what the same ranker is now; False when either is unknown (an older summary, a ranker gone).
+    `now` caches each ranker's identity (hashing an artifact reads its files)."""
+    if summary.ranker_identity is None:
+        return False
+    key = (summary.policy_spec, summary.ranker_resolved or summary.ranker)
+    if key not in now:
+        try:
+            now[key] = evaluated_ranker_identity(*key)
+        except (CRSError, OSError):
+            now[key] = None
+    return now[key] is not None and now[key] != summary.ranker_identity
 
 
 def remove_stale_attempts(out: Path) -> int:

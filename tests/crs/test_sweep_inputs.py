@@ -266,3 +266,23 @@ def test_a_setting_a_task_cannot_play_is_refused_by_its_key_before_any_task_runs
     code, output, out = sweep(tmp_path, config, *SERIAL)
     assert code == 2 and not out.exists(), output
     assert message in " ".join(output.split())
+
+
+def test_a_rerun_over_a_ranker_pre_trained_again_since_its_finished_tasks_is_refused(tmp_path) -> None:
+    """The finished tasks of seed 1 ran over one ranker; the artifact was pre-trained again in place; a
+    rerun with seed 2 ran seed 2 over the new one and the report pooled both seeds in one row. It is now
+    refused before any task runs, naming the tasks and the fix."""
+    artifact = pretrain_tiny(tmp_path / "rk")
+    config = f"seeds: [1]\neval: {{episodes: 5, ranker: '{artifact}'}}\n"
+    code, output, out = sweep(tmp_path, config, *SERIAL)
+    assert code == 0, output
+    assert sweep(tmp_path, config.replace("[1]", "[1, 2]"), *SERIAL)[0] == 0  # the same ranker: goes on
+    before = files_of(out / "runs")
+    pretrain_tiny(artifact, "--seed", "2", "--overwrite")
+    code, output, _ = sweep(tmp_path, config.replace("[1]", "[1, 2, 3]"), *SERIAL)
+    assert code != 0 and files_of(out / "runs") == before, output
+    assert (
+        f"2 finished task(s) of {out} (persona_world-ask-4-default-s1, persona_world-ask-4-default-s2) ran "
+        "over a ranker that holds other weights now"
+    ) in output, output
+    assert "use another --out, or delete those task folders to run them again" in output
