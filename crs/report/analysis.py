@@ -257,8 +257,9 @@ def _config_key(run: EvalRun) -> tuple[str, ...]:
 
 
 def _policy_key(run: EvalRun) -> tuple[str, ...]:
-    if run.task is not None:
-        return ("sweep", *run.task.config_key())
+    if run.task is not None:  # an eval task's seeds share a ranker; a train task may pre-train one per seed
+        ranker = () if run.task.kind == "train" else (run.ranker_identity,)
+        return ("sweep", *run.task.config_key(), *ranker)
     if run.tested_by is not None:  # one baseline of a sweep's tasks: its seeds are the tasks' seeds
         variant = run.ranker_variant or ""
         return ("sweep baseline", str(run.tested_by.sweep), run.tested_by.dataset, run.policy, variant)

@@ -286,3 +286,23 @@ def test_a_rerun_over_a_ranker_pre_trained_again_since_its_finished_tasks_is_ref
         "over a ranker that holds other weights now"
     ) in output, output
     assert "use another --out, or delete those task folders to run them again" in output
+
+
+def test_a_report_never_pools_the_seeds_of_a_sweep_row_that_ran_over_two_rankers(tmp_path) -> None:
+    """A sweep folder made before the rerun check (seed 2 ran after the ranker was pre-trained again): its
+    two seeds are two rows, not one row of 2 seeds over two rankers."""
+    from crs.report import build_report
+
+    artifact = pretrain_tiny(tmp_path / "rk")
+    config = f"eval: {{episodes: 5, ranker: '{artifact}'}}\n"
+    assert sweep(tmp_path, "seeds: [1]\n" + config, *SERIAL)[0] == 0
+    pretrain_tiny(artifact, "--seed", "2", "--overwrite")
+    code, output, other = sweep(tmp_path, "seeds: [2]\n" + config, *SERIAL, out=tmp_path / "other")
+    assert code == 0, output
+    task = "persona_world-ask-4-default-s2"
+    (other / "runs" / task).rename(tmp_path / "out" / "runs" / task)
+    report = build_report([tmp_path / "out"], tmp_path / "report", examples=0, persona=False)
+    rows = [
+        (row.label, [run.summary.seed for run in row.runs]) for table in report.tables for row in table.rows
+    ]
+    assert sorted(rows) == [("ask-4 · default", [1]), ("ask-4 · default", [2])]
