@@ -857,7 +857,7 @@ def run_session_evaluation(
             setting=setting,
             episodes=len(episodes),
             seed=seed,
-            world_seed=world_seed,
+            world_seed=world_seed if data.is_world else None,
             conversations=conversations_of(result.sequences, split, checked_regime, seed),
             max_turns=DEFAULT_MAX_TURNS,
             notes=(

@@ -59,6 +59,7 @@ from crs.app.sweep import (
 from envs.metrics import EpisodeRecord, MetricSummary, per_episode_metrics
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.run_files import POLICY_META, PolicyMeta, run_ranker
+from simulators.datasets import PERSONA_WORLD
 from simulators.errors import CRSError
 
 CURVE_SERIES: tuple[str, ...] = ("SR@15", "hDCG", "AT")
@@ -256,7 +257,8 @@ class EvalRun:
 
     @property
     def world_seed(self) -> int | None:
-        return self.summary.world_seed
+        """The persona world's seed; None on real data (returning-user runs recorded 0 there)."""
+        return self.summary.world_seed if self.summary.dataset == PERSONA_WORLD else None
 
     @functools.cached_property
     def world(self) -> tuple[tuple[str, int], ...]:

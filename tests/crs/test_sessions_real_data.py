@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from crs.app.run_folder import EvalSummary
 from crs.cli import app
+from crs.report.inputs import load_inputs
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
 from simulators.datasets import DatasetSpec
@@ -130,3 +131,10 @@ def test_the_note_names_why_fewer_users_play_a_switch(
     (note,) = [n for n in summary.notes if "returning users were asked for" in n]
     assert f"only {played} users have 10 held-out 'test' items and a feasible switch" in note
     assert f"({with_items} have 10 items; for the other {with_items - played}," in note
+    # real data has no world seed (it recorded 0, and a report then named "other persona world (world
+    # seed 0)" beside plain evaluations); a report reads those older files without one too
+    assert summary.world_seed is None
+    recorded = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**recorded, "world_seed": 0}))
+    (run,) = load_inputs([out]).evals
+    assert run.world_seed is None
