@@ -222,9 +222,9 @@ class ProbeThenAskPolicy(RulePolicy):
         if ranker is not None and not isinstance(ranker, PersonaAwareRanker):
             raise CRSError(
                 f"{self.name} probes personas, which the ranker given ({type(ranker).__name__}) does not "
-                "model: pass --ranker with a `crs pretrain` artifact folder (e.g. `crs pretrain --out "
-                "runs/pw-ranker`, then --ranker runs/pw-ranker), or --ranker uniform (personas without "
-                "learned preferences)"
+                "model: pass --ranker with a `crs pretrain` artifact folder pre-trained on the dataset you "
+                "evaluate (e.g. `crs pretrain -d DATASET --out runs/ranker`, with --data-dir for real data, "
+                "then --ranker runs/ranker), or --ranker uniform (personas without learned preferences)"
             )
         self.n_probes = n_probes
         self.n_asks = n_asks

@@ -580,9 +580,11 @@ def resolve_session_policy(
     run = Path(policy)
     if not run.is_dir():
         if ranker is None:
+            data = "" if catalog.truth is not None else " --data-dir DATA"
             raise SessionPolicyError(
                 "--sessions needs a persona ranker for the memory: pass --ranker with a `crs pretrain` "
-                "artifact (e.g. `crs pretrain --out runs/pw-ranker`, then --ranker runs/pw-ranker)"
+                f"artifact (e.g. `crs pretrain -d {catalog.name}{data} --out runs/ranker`, then --ranker "
+                "runs/ranker)"
             )
         spec = RankerSpec.parse(ranker)
         built = spec.build(catalog)

@@ -469,3 +469,22 @@ def test_a_folder_that_is_not_a_run_is_named_with_sessions(tmp_path: Path) -> No
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "x")])
     flat = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2 and "is not a trained run directory" in flat, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (
+            ["--sessions", "3", "--regime", "switch", "--memory", "frozen"],
+            "`crs pretrain -d persona_world --out",
+        ),
+        (["--setting", "multiple_choice", "-p", "probe-2-ask-5"], "`crs pretrain -d DATASET --out"),
+    ],
+)
+def test_a_missing_persona_ranker_is_told_to_pre_train_one_on_the_dataset_evaluated(
+    tmp_path: Path, args: list[str], command: str
+) -> None:
+    """The example said `crs pretrain --out runs/pw-ranker`, which pre-trains the persona world's ranker:
+    on real data that ranker is then refused for its dataset."""
+    result = CliRunner().invoke(app, ["eval", *args, "-n", "3", "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0 and command in " ".join(result.output.split()), result.output
