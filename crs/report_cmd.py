@@ -96,6 +96,11 @@ def report_command(
     from crs.report import build_report, load_inputs, write_report  # matplotlib, scipy.stats load here
     from crs.report.render import REPORT_MARK, is_report_file
 
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():  # else: sections "unavailable"
+        raise typer.BadParameter(
+            f"{data_dir} is not a folder: give the folder that holds the datasets (as for crs eval)",
+            param_hint="'--data-dir'",
+        )
     refuse_output_over_inputs(out, [("input", path) for path in inputs], inside=True)
     refuse_output_over_inputs(out, [("data folder", data_dir_input(data_dir))], inside=True)
     started = time.perf_counter()

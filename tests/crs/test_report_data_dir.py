@@ -93,3 +93,12 @@ def test_a_real_data_train_runs_report_finds_its_data_without_data_dir(
     assert recorded is not None  # as --data-dir gave it (CI's data folder is reached by a link)
     config.write_text(config.read_text().replace(recorded, str(tmp_path / "moved")))
     assert {e.data_dir for e in load_inputs([run]).evals} == {None}  # the report then needs --data-dir
+
+
+def test_a_data_dir_that_is_no_folder_is_refused_before_anything_is_built(tmp_path: Path) -> None:
+    """It was accepted in silence (exit 0), and the real-data sections said only "unavailable"."""
+    out = tmp_path / "report"
+    args = ["report", str(tmp_path), "--data-dir", str(tmp_path / "nope"), "--out", str(out)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 2 and not out.exists(), result.output
+    assert f"{tmp_path / 'nope'} is not a folder: give the folder that holds the datasets" in result.output
