@@ -7,6 +7,7 @@ per configuration label (`palette`), so a policy has the same colour in every fi
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,14 @@ def _style(ax: plt.Axes) -> None:
     ax.set_axisbelow(True)
 
 
+def _about(table: Table) -> str:
+    """What a table's figures were measured on, for the line under their titles (a figure may be read
+    apart from its table): dataset, split, question setting and conversations per run, wrapped."""
+    test = table.test_set
+    about = f"{test.dataset_label}, {test.split} split, {test.setting} setting, "
+    return textwrap.fill(_plain(f"{about}{table.conversations_per_run} conversations"), 90)
+
+
 def _save(fig: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The tight box once for both files: savefig's bbox_inches="tight" draws the figure an extra time for
@@ -144,9 +153,7 @@ def plot_sr_curves(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
     ax.set_ylabel("SR@t")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(ts)
-    ax.set_title(
-        f"Success within t actions — {_plain(table.test_set.dataset_label)}", fontsize=11, loc="left"
-    )
+    ax.set_title(f"Success within t actions\n{_about(table)}", fontsize=11, loc="left")
     _style(ax)
     ax.legend(frameon=False, fontsize=9, loc="upper left")
     _save(fig, path)
@@ -171,7 +178,7 @@ def plot_turns(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
     ax.set_xticks([*ts.tolist(), ts[-1] + 1.5], [*(str(t) for t in ts), "fail"])
     ax.set_xlabel("agent actions to success")
     ax.set_ylabel("share of conversations")
-    ax.set_title(f"When conversations end — {_plain(table.test_set.dataset_label)}", fontsize=11, loc="left")
+    ax.set_title(f"When conversations end\n{_about(table)}", fontsize=11, loc="left")
     _style(ax)
     ax.legend(frameon=False, fontsize=9)
     _save(fig, path)
@@ -209,9 +216,7 @@ def plot_action_mix(table: Table, path: Path) -> Plot:
     fig.legend(
         handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9, bbox_to_anchor=(0.5, -0.06)
     )
-    fig.suptitle(
-        f"Action mix per turn — {_plain(table.test_set.dataset_label)}", x=0.01, ha="left", fontsize=11
-    )
+    fig.suptitle(f"Action mix per turn\n{_about(table)}", x=0.01, ha="left", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
     return Plot(

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -394,3 +395,28 @@ def test_metrics_json_keeps_the_verdicts_and_the_persona_analysis_figures(report
         "n": 40,
     }
     assert persona["deletion_aspect"] is None
+
+
+def test_each_figure_names_its_dataset_split_setting_and_conversations(
+    report: Report, tmp_path: Path
+) -> None:
+    """A figure goes into a paper apart from its table: its title said only the dataset, so the binary
+    and enumerated Yelp* figures were titled alike."""
+    from crs.report import plots
+
+    titles: list[str] = []
+    close = plots.plt.close
+
+    def keep_title(fig: Any) -> None:
+        titles.append(" ".join([fig.get_suptitle(), *(ax.get_title(loc="left") for ax in fig.axes)]))
+        close(fig)
+
+    (table,) = report.tables
+    colors = {row.label: "black" for row in table.rows}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots.plt, "close", keep_title)
+        plots.plot_sr_curves(table, colors, tmp_path / "sr.png")
+        plots.plot_turns(table, colors, tmp_path / "turns.png")
+        plots.plot_action_mix(table, tmp_path / "mix.png")
+    about = f"{table.test_set.split} split, {table.test_set.setting} setting, 12 conversations"
+    assert len(titles) == 3 and all(about in " ".join(title.split()) for title in titles), titles
