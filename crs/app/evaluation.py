@@ -267,6 +267,11 @@ def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
             f"--order {spec.order} is {spec.order.upper()}'s {what}; {spec.dataset} with user "
             f"{spec.user!r} has none: use -d {', -d '.join(datasets)} (user {users}), or --order seeded"
         )
+    if spec.order == "unicorn" and spec.split != "test":
+        raise CRSError(
+            f"--order unicorn is UNICORN's {what}: --split {spec.split} has no such order; use --split "
+            "test, or --order seeded"
+        )
     return env.goals.protocol_order(spec.seed, spec.episodes)
 
 

@@ -435,3 +435,22 @@ def test_the_sessions_table_shows_each_rows_own_figures() -> None:
     lines = [flat(line) for line in console.export_text().splitlines()]
     assert "1 0.345 [0.335, 0.355] 7.25 0.456 0.611 0.722 0.833 0.944" in lines
     assert "0 0.345 [0.335, 0.355] 7.25 0.456 0.500 - 0.250 -" in lines
+
+
+def test_unicorn_order_is_refused_on_a_split_unicorn_never_walked(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    """UNICORN's order is that of its test pairs: on the valid split it was accepted, and the output was
+    headed "(UNICORN order)" for conversations UNICORN never walked in that order."""
+    with pytest.raises(CRSError, match=r"--order unicorn is UNICORN's .*: --split valid has no such order"):
+        run_evaluation(
+            "ask-2",
+            dataset="lastfm_star",
+            data_dir=str(real_data_dir),
+            split="valid",
+            order="unicorn",
+            episodes=2,
+            out=tmp_path / "x",
+            show_progress=False,
+        )
+    assert not (tmp_path / "x").exists()
