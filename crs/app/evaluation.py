@@ -245,6 +245,17 @@ def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
     return recorded if recorded is not None else run_ranker(policy).identity()
 
 
+def pretrain_split_note(split: str, pretrain_split: str) -> tuple[str, ...]:
+    """A note for an evaluation whose targets come from the split rankers pre-train on (and count
+    popularity in): the ranker has seen those pairs."""
+    if split != pretrain_split:
+        return ()
+    return (
+        f"the targets are pairs of the {split} split, which rankers pre-train on (and popularity counts): "
+        "the ranker has seen them, so this is not a test result; evaluate on --split test",
+    )
+
+
 def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
     """The goal indices an evaluation walks, in order (`EvalSpec.order`), int64 of shape (n,).
 
@@ -451,7 +462,7 @@ def run_evaluation(
             conversations=conversations_fingerprint(split, indices),
             order=spec.order,
             max_turns=env.max_turns,
-            notes=tuple(env.catalog.notes),
+            notes=(*env.catalog.notes, *pretrain_split_note(split, env.catalog.pretrain_split)),
             metrics=metrics,
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),

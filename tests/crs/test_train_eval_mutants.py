@@ -454,3 +454,11 @@ def test_unicorn_order_is_refused_on_a_split_unicorn_never_walked(
             show_progress=False,
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_an_evaluation_on_the_split_rankers_pre_train_on_says_it_is_no_test_result(tmp_path: Path) -> None:
+    """`--split train` ran in silence (SR@15 1.000 with a ranker that memorised those pairs)."""
+    said = "the targets are pairs of the train split, which rankers pre-train on"
+    for split, noted in (("train", True), ("valid", False), ("test", False)):
+        result = run_evaluation("ask-2", split=split, episodes=2, out=tmp_path / split, show_progress=False)
+        assert any(said in note for note in result.summary.notes) == noted, (split, result.summary.notes)
