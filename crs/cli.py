@@ -46,7 +46,9 @@ class OnceOptionsCommand(typer.core.TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Refuse a repeated option, then parse as Click does."""
-        for param, given in repeated_options(self.params, args):
+        repeated = repeated_options(self.params, args)
+        if repeated:
+            param, given = repeated[0]
             times = "twice" if len(given) == 2 else f"{len(given)} times"
             raise typer.BadParameter(
                 f"given {times} ({', '.join(given)}), and only the last would count: give it once",

@@ -169,11 +169,10 @@ def _gone_artifacts(table: Table) -> list[str]:
     gone: set[str] = set()
     for row in table.rows:
         for run in row.runs:
-            for name in (run.ranker_to_load, run.train.pretrained if run.train is not None else None):
-                with contextlib.suppress(CRSError):
-                    spec = RankerSpec.parse(name) if name else None
-                    if spec is not None and spec.kind == "artifact" and not Path(spec.where).exists():
-                        gone.add(spec.where)
+            with contextlib.suppress(CRSError):
+                spec = RankerSpec.parse(run.ranker_to_load)
+                if spec.kind == "artifact" and not Path(spec.where).exists():
+                    gone.add(spec.where)
     return sorted(gone)
 
 
