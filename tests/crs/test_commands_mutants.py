@@ -144,6 +144,7 @@ def test_report_options_reach_the_report_builder(tmp_path: Path, monkeypatch: py
     }
     seen.clear()
     data = tmp_path / "data"
+    data.mkdir()
     args = ["--examples", "0", "--no-persona", "--title", "Mine", "--seed", "4", "--data-dir", str(data)]
     result = runner.invoke(app, ["report", str(inputs[0]), *args, "--out", str(tmp_path / "s")])
     assert isinstance(result.exception, ReportReachedError), result.output
