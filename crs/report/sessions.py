@@ -11,7 +11,7 @@ each pooling its run seeds. For each series:
 - for a regime with a change session (switch, new persona), SR@15 by *sessions since the change*
   (offset d = session − change session; d < 0 before it), the level before the change (every session
   with d < 0 pooled), and the **recovery**: the first d >= 0 whose SR@15 is back within
-  `RECOVERY_TOLERANCE` (0.02) of that level (0: no drop to recover from; None: not within the S
+  `RECOVERY_TOLERANCE` (0.02) of that level (0: no drop at the change itself; None: not within the S
   sessions);
 - persona tracking from the session after the change (the memory's most likely persona before the
   session is the true active one), pooled over seeds; none for the oracle;
@@ -451,13 +451,14 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
 
 
 def recovery_text(series: MemorySeries) -> str:
-    """The recovery in words: "0 sessions (no drop)", "2 sessions", "not within the sessions", "n/a"."""
+    """The recovery in words: "0 sessions (no drop at the change)", "2 sessions", "not within the
+    sessions", "n/a". A recovery of 0 says nothing of later sessions, which may still drop."""
     if series.before_change is None:
         return "n/a"
     if series.recovery is None:
         return "not within the sessions"
     if series.recovery == 0:
-        return "0 sessions (no drop)"
+        return "0 sessions (no drop at the change)"
     return f"{series.recovery} session{'s' if series.recovery > 1 else ''}"
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from crs.cli import app
 from crs.report import build_report, load_inputs, write_report
 from crs.report.analysis import DIFF_SEED, build_tables, pairing_note
-from crs.report.sessions import RECOVERY_TOLERANCE, session_comparisons
+from crs.report.sessions import RECOVERY_TOLERANCE, recovery_text, session_comparisons
 from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
 from tests.crs.session_folders import write_sessions_folder
@@ -110,7 +110,14 @@ def test_recovery_counts_sessions_until_back_within_the_tolerance(folders: dict[
         oracle.before_change is not None
         and oracle.by_offset[0].mean >= oracle.before_change.mean - RECOVERY_TOLERANCE
     )
-    assert oracle.recovery == 0  # no drop
+    assert oracle.recovery == 0  # no drop at the change
+    # in words, it claims nothing of later sessions (it said "no drop" beside a later, larger one)
+    texts = {name: recovery_text(series) for name, series in named.items()}
+    assert texts == {
+        "oracle": "0 sessions (no drop at the change)",
+        "update": "1 session",
+        "frozen": "not within the sessions",
+    }
 
 
 def test_tracking_after_the_change_and_none_for_the_oracle(folders: dict[str, Path]) -> None:
