@@ -199,7 +199,12 @@ def test_markdown_rows_print_each_figure_rounded_with_its_ci_and_best_mark(repor
         "0.200 [0.100, 0.300] | 9.00 [8.00, 10.00] | **0.200 [0.100, 0.300]** |"
     ) in page
     assert "nan" not in page
-    assert "(bootstrap over conversations for single runs; Student-t across seeds for repeated runs)" in page
+    # max-entropy pools seeds 1 and 2: an interval of 1 degree of freedom, wide or of zero width
+    assert (
+        "(bootstrap over conversations for single runs; Student-t across seeds for repeated runs; over 2 "
+        "seeds, 1 degree of freedom: such an interval is wide, or of zero width where the two agree; more "
+        "seeds, or the paired differences, tell more)"
+    ) in page
 
 
 def test_markdown_differences_are_signed_and_marked_where_the_ci_excludes_0(report: Report) -> None:
