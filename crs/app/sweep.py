@@ -692,6 +692,11 @@ class TrainAttempt:
     name: str
     sweep: str
 
+    @property
+    def folder(self) -> Path:
+        """The attempt folder in this process's temporary folder."""
+        return Path(tempfile.gettempdir()) / self.name
+
 
 def train_attempt(out: Path, task: SweepTask) -> TrainAttempt:
     """The attempt folder of train task `task` of the sweep folder `out`."""
@@ -742,7 +747,7 @@ def _run_train_task(
     from crs.app.training import run_training  # lazily: workers import what they run
     from policies.rl.model_file import read_model_data  # torch
 
-    folder = Path(tempfile.gettempdir()) / attempt.name
+    folder = attempt.folder
     run_dir, steps = folder / task.name, int(task.settings["steps"])
     folder.mkdir(exist_ok=True)
     with folder_lock(folder, wait=False):  # FolderBusyError: a live worker still trains it
@@ -751,7 +756,7 @@ def _run_train_task(
             if (run_dir / CHECKPOINT).is_file():
                 (run_dir / LOCK_FILE).unlink(missing_ok=True)
                 trained = int(read_model_data(run_dir / CHECKPOINT).get("num_timesteps", 0))
-                if not (trained >= steps and _summary_steps(run_dir) == steps):
+                if not (trained >= steps and _tested_at(run_dir, steps)):
                     (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the extended run's
                     run_training(
                         None,
@@ -780,12 +785,13 @@ def _run_train_task(
     return files
 
 
-def _summary_steps(run_dir: Path) -> int | None:
-    """The steps a run's summary.json says it trained, None without a readable one."""
+def _tested_at(run_dir: Path, steps: int) -> bool:
+    """Whether a run's summary.json says it was tested after `steps` steps (False without a readable one,
+    or with an extended run's older one)."""
     try:
-        return int(json.loads((run_dir / SUMMARY_FILE).read_text())["timesteps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return TrainSummary.read(run_dir).timesteps == steps
+    except CRSError:
+        return False
 
 
 def run_sweep_task(
@@ -993,8 +999,9 @@ def finished_tasks(out: Path, tasks: list[SweepTask]) -> set[str]:
                 f"{path} was produced by a different configuration than task {task.name!r} of this config; "
                 f"use another --out or delete that folder{_extend_hint(recorded)}"
             )
-        read_metrics(path)  # the results table reads them once the sweep has run
-        if task.kind != "train" and _ranker_changed(EvalSummary.read(path), now):
+        if task.kind == "train":
+            read_metrics(path)  # the results table reads them once the sweep has run
+        elif _ranker_changed(EvalSummary.read(path), now):  # read (and checked) as `read_metrics` does
             changed.append(task.name)
         finished.add(task.name)
     if changed:
@@ -1320,9 +1327,10 @@ def run_sweep(
         attempts = {task.name: train_attempt(out, task) for task in todo if task.kind == "train"}
         remove_other_attempts(out, {attempt.name for attempt in attempts.values()})
         for name, attempt in attempts.items():  # seen from here when the workers share this machine
-            folder = Path(tempfile.gettempdir()) / attempt.name
-            if notify is not None and (folder / name / CHECKPOINT).is_file():
-                notify(f"{name}: goes on from the checkpoint its interrupted attempt left in {folder}")
+            if notify is not None and (attempt.folder / name / CHECKPOINT).is_file():
+                notify(
+                    f"{name}: goes on from the checkpoint its interrupted attempt left in {attempt.folder}"
+                )
         by_name = {task.name: task for task in tasks}
         ran: list[str] = []
 
