@@ -749,7 +749,10 @@ def _run_train_task(
 
     folder = attempt.folder
     run_dir, steps = folder / task.name, int(task.settings["steps"])
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    # its name can be foreseen: on a shared temporary folder, another user's link or folder is refused
+    if folder.is_symlink() or (hasattr(os, "getuid") and folder.lstat().st_uid != os.getuid()):
+        raise CRSError(f"{folder} is a link or another user's folder, not this sweep's attempt: remove it")
     with folder_lock(folder, wait=False):  # FolderBusyError: a live worker still trains it
         try:
             write_json_atomic(folder / ATTEMPT_FILE, {"sweep": attempt.sweep, "task": task.to_dict()})

@@ -384,3 +384,25 @@ def test_a_rerun_removes_only_its_own_sweeps_attempts_that_no_task_continues(tmp
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         folders[name].name for name in ("continued", "held", "foreign")
     )
+
+
+def test_a_link_in_place_of_an_attempt_folder_is_refused_and_its_target_left_alone(
+    tmp_path, monkeypatch
+) -> None:
+    """The attempt folder's name can be foreseen: on a shared temporary folder, a link planted there would
+    have had the task train into (and then delete) the folder it points to."""
+    import tempfile
+
+    from crs.app.sweep import SweepConfig, expand_grid, run_sweep_task, train_attempt
+    from simulators.errors import CRSError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (task,) = expand_grid(SweepConfig.model_validate({"kind": "train", "seeds": [0], "train": {"steps": 64}}))
+    attempt = train_attempt(tmp_path / "out", task)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "kept").write_text("x")
+    attempt.folder.symlink_to(target)
+    with pytest.raises(CRSError, match="is a link or another user's folder"):
+        run_sweep_task(task, None, attempt)
+    assert [p.name for p in target.iterdir()] == ["kept"] and attempt.folder.is_symlink()
