@@ -55,6 +55,12 @@ def report_command(
     persona: bool = typer.Option(
         True, "--persona/--no-persona", help="Run the persona analysis when possible."
     ),
+    figures: bool = typer.Option(
+        True,
+        "--figures/--no-figures",
+        help="Draw the plots (PNG and PDF); --no-figures writes the text and tables alone, several times "
+        "faster.",
+    ),
     title: str = typer.Option(None, "--title", help="Report title."),
     seed: int = typer.Option(
         0,
@@ -128,6 +134,7 @@ def report_command(
                     persona=persona,
                     title=title,
                     seed=seed,
+                    figures=figures,
                 )
                 files = [out / file.name for file in write_report(report)]
                 claim.move_in(staging, last=REPORT_MARK)

@@ -45,6 +45,7 @@ from simulators.errors import CRSError
 log = logging.getLogger(__name__)
 
 PRETRAIN_CONFIG = "config.json"
+FIGURES_OFF = "figures switched off (--no-figures): no plot was drawn"
 
 
 @dataclass
@@ -235,6 +236,7 @@ def build_report(
     persona: bool = True,
     title: str | None = None,
     seed: int = 0,
+    figures: bool = True,
 ) -> Report:
     """Build the report of `paths` into `out` (plots included) and return it; `write_report` writes the files.
 
@@ -248,6 +250,7 @@ def build_report(
         persona: Whether to run the persona analysis when a persona ranker is available.
         title: Report title.
         seed: Seed of the analysis' own sampling (persona pairs, deletion baselines).
+        figures: Whether to draw the plots (drawing and writing them takes most of a report's time).
 
     Raises:
         CRSError: Unreadable inputs (see `load_inputs`).
@@ -296,7 +299,9 @@ def build_report(
     colors = palette(labels, ablations)
     report.colors = colors
 
-    for index, table in enumerate(tables):
+    if not figures:
+        report.notes.append(FIGURES_OFF)
+    for index, table in enumerate(tables if figures else ()):
         report.table_plots[index] = [
             plot_sr_curves(table, colors, figure_file(out, "sr_curves", index)),
             plot_turns(table, colors, figure_file(out, "turns", index)),
@@ -304,10 +309,12 @@ def build_report(
         ]
 
     report.sessions = session_comparisons(inputs.evals)
-    for index, comparison in enumerate(report.sessions):
+    for index, comparison in enumerate(report.sessions if figures else ()):
         report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 
-    if any(run.curve is not None for run in inputs.trains):
+    if any(run.curve is not None for run in inputs.trains) and not figures:
+        report.unavailable["learning"] = FIGURES_OFF
+    elif any(run.curve is not None for run in inputs.trains):
         report.learning = plot_learning_curves(train_groups, colors, figure_file(out, "learning_curves"))
     elif inputs.trains:
         report.unavailable["learning"] = "the train runs logged no evaluation curve"
@@ -319,7 +326,7 @@ def build_report(
     if not persona:
         report.unavailable["persona"] = "persona analysis switched off (--no-persona)"
     else:
-        _persona_sections(report, catalogs, explainers, seed)
+        _persona_sections(report, catalogs, explainers, seed, figures)
 
     if examples > 0 and tables:
         _examples(report, catalogs, explainers, examples)
@@ -331,7 +338,7 @@ def build_report(
 
 
 def _persona_sections(
-    report: Report, catalogs: _Catalogs, explainers: dict[str, Explainers], seed: int
+    report: Report, catalogs: _Catalogs, explainers: dict[str, Explainers], seed: int, figures: bool
 ) -> None:
     reasons: list[str] = []
     for table in report.tables:
@@ -387,6 +394,8 @@ def _persona_sections(
             )
             index = len(report.persona)
             report.persona.append(analysis)
+            if not figures:
+                continue
             plots = [plot_persona_usage(analysis, figure_file(report.out, "persona_usage", index))]
             if analysis.heatmap is not None:
                 truth = catalog.truth

@@ -129,7 +129,7 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
     report = build_report(
-        [runs["full"], runs["persona-blind"]], tmp_path / "whole", examples=0, persona=False
+        [runs["full"], runs["persona-blind"]], tmp_path / "whole", examples=0, persona=False, figures=False
     )
     (table,) = report.tables
     assert table.reference == "full" and table.whole == ("persona-blind",)
@@ -184,11 +184,17 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     # a ranker `crs pretrain -k 1` wrote, given to the persona-blind variant, is that variant's too; and a
     # full model is whole whichever `ablate_ranker` it was trained with
     for full, blind in (("full", "persona-blind-given"), ("full-policy", "persona-blind")):
-        given = build_report([runs[full], runs[blind]], tmp_path / blind, examples=0, persona=False)
+        given = build_report(
+            [runs[full], runs[blind]], tmp_path / blind, examples=0, persona=False, figures=False
+        )
         assert given.tables[0].whole == ("persona-blind",)
     # a persona-blind policy over a ranker without the variant's switches is no such variant
     mixed = build_report(
-        [runs["full"], runs["persona-blind-popularity"]], tmp_path / "mixed", examples=0, persona=False
+        [runs["full"], runs["persona-blind-popularity"]],
+        tmp_path / "mixed",
+        examples=0,
+        persona=False,
+        figures=False,
     )
     (table,) = mixed.tables
     assert table.whole == () and "persona-blind" not in {d.label for d in table.diffs}
@@ -196,7 +202,11 @@ def test_the_report_pairs_variants_whole_only_when_each_ranker_has_its_variants_
     assert any(line.startswith("persona-blind (ranker ") for line in table.unpaired)
     assert mixed.answer.startswith("From the train runs' own test summaries (unpaired")  # no paired verdict
     policy_only = build_report(
-        [runs["full"], runs["persona-blind-policy"]], tmp_path / "same", examples=0, persona=False
+        [runs["full"], runs["persona-blind-policy"]],
+        tmp_path / "same",
+        examples=0,
+        persona=False,
+        figures=False,
     )
     (same,) = policy_only.tables
     # the policy-only variant shares the full model's ranker by content: paired as before, no note
@@ -224,7 +234,9 @@ def test_a_sweep_of_whole_variants_pairs_them_and_pools_each_variants_baselines_
         }
     )
     run_sweep(config, tmp_path / "sweep", workers=1, backend="serial")
-    (table,) = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False).tables
+    (table,) = build_report(
+        [tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False, figures=False
+    ).tables
     assert [(row.label, sorted(r.replica_seed for r in row.runs)) for row in table.rows] == [
         ("rl · full", [0, 1]),
         ("rl · persona-blind", [0, 1]),

@@ -123,9 +123,9 @@ def reach_report(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
 
 
 def test_report_options_reach_the_report_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`crs report` gives the builder 3 example dialogues, the persona analysis, no title and seed 0 by
-    default, and each option's value when given (guards against a changed default, or an option dropped
-    or replaced on its way)."""
+    """`crs report` gives the builder 3 example dialogues, the persona analysis, no title, seed 0 and
+    figures by default, and each option's value when given (guards against a changed default, or an
+    option dropped or replaced on its way)."""
     monkeypatch.delenv("CRS_DATA_DIR", raising=False)
     seen = reach_report(monkeypatch)
     inputs = [tmp_path / "a", tmp_path / "b"]
@@ -141,14 +141,18 @@ def test_report_options_reach_the_report_builder(tmp_path: Path, monkeypatch: py
         "persona": True,
         "title": None,
         "seed": 0,
+        "figures": True,
     }
     seen.clear()
     data = tmp_path / "data"
     data.mkdir()
     args = ["--examples", "0", "--no-persona", "--title", "Mine", "--seed", "4", "--data-dir", str(data)]
-    result = runner.invoke(app, ["report", str(inputs[0]), *args, "--out", str(tmp_path / "s")])
+    result = runner.invoke(
+        app, ["report", str(inputs[0]), *args, "--no-figures", "--out", str(tmp_path / "s")]
+    )
     assert isinstance(result.exception, ReportReachedError), result.output
     assert (seen["examples"], seen["persona"], seen["title"], seen["seed"]) == (0, False, "Mine", 4)
+    assert seen["figures"] is False
     assert seen["data_dir"] == str(data)
 
 

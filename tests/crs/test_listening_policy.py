@@ -49,6 +49,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "eval_every": STEPS,
             "pretrain_epochs": 4,
             "test_episodes": 100,
+            "eval_episodes": 20,
             "baselines": ["always-recommend"],
         }
     )

@@ -373,6 +373,6 @@ def test_a_report_from_another_folder_finds_an_artifact_an_evaluation_named_rela
     assert (summary["ranker"], summary["ranker_resolved"]) == ("art+profile", f"{work / 'art'}+profile")
 
     monkeypatch.chdir(elsewhere)
-    report = build_report([work / "ev"], elsewhere / "report", examples=1)
+    report = build_report([work / "ev"], elsewhere / "report", examples=1, figures=False)
     assert "persona" not in report.unavailable and "examples" not in report.unavailable, report.unavailable
     assert [analysis.source for analysis in report.persona] == [str(work / "art")]

@@ -102,7 +102,7 @@ def test_table_values_equal_the_metrics_recomputed_from_the_episode_records(runs
 
 def test_best_value_per_column_is_highlighted(runs, tmp_path) -> None:
     report = build_report(
-        [runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=0, persona=False
+        [runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=0, persona=False, figures=False
     )
     write_report(report)
     (table,) = report.tables
@@ -196,7 +196,9 @@ def test_an_interval_over_seeds_stays_within_the_values_its_metric_takes() -> No
 def test_different_test_sets_are_refused_in_one_table_and_the_reason_is_given(runs, tmp_path) -> None:
     fewer = _eval(tmp_path / "max-entropy-30", "max-entropy", episodes=30)
     other_world = _eval(tmp_path / "ask-4-world1", "ask-4", world_seed=1)
-    report = build_report([runs["ask-4-s1"], fewer, other_world], tmp_path / "r", examples=0, persona=False)
+    report = build_report(
+        [runs["ask-4-s1"], fewer, other_world], tmp_path / "r", examples=0, persona=False, figures=False
+    )
     write_report(report)
     assert len(report.tables) == 3
     for table in report.tables:
@@ -238,13 +240,17 @@ def test_runs_of_different_settings_get_separate_tables_and_are_never_pooled(
 ) -> None:
     binary = tmp_path / "ask-4-binary"
     run_evaluation("ask-4", episodes=EPISODES, seed=1, out=binary, setting="binary", show_progress=False)
-    report = build_report([runs["ask-4-s1"], binary], tmp_path / "r", examples=0, persona=False)
+    report = build_report(
+        [runs["ask-4-s1"], binary], tmp_path / "r", examples=0, persona=False, figures=False
+    )
     assert sorted(t.test_set.setting for t in report.tables) == ["binary", "multiple_choice"]
     assert all(len(t.rows) == 1 and not t.diffs for t in report.tables)
     assert any("2 question settings (binary, multiple_choice)" in note for note in report.notes)
     # train runs: a full run in another setting is its own configuration, never a seed of "full"
     other = _train_run(tmp_path / "train", "full-s2", "ask-4", True, True, seed=2, setting="binary")
-    trains = build_report([ablations["full"], other], tmp_path / "t", examples=0, persona=False)
+    trains = build_report(
+        [ablations["full"], other], tmp_path / "t", examples=0, persona=False, figures=False
+    )
     assert sorted(trains.train_groups) == [
         "persona_world · binary · full",
         "persona_world · multiple_choice · full",
@@ -269,7 +275,7 @@ def test_rows_scored_by_different_rankers_are_not_paired_and_copies_of_one_ranke
         "max-entropy", episodes=EPISODES, seed=1, out=entropy, ranker=str(copy), show_progress=False
     )
     inputs = [runs["ask-4-s1"], runs["max-entropy-s1"], ask, entropy]  # popularity, popularity, art, copy
-    report = build_report(inputs, tmp_path / "r", examples=0, persona=False)
+    report = build_report(inputs, tmp_path / "r", examples=0, persona=False, figures=False)
     (table,) = report.tables
     identity = {row.label: row.runs[0].ranker_identity for row in table.rows}
     assert len(set(identity.values())) == 2  # the copy is the same ranker as the artifact
@@ -463,7 +469,7 @@ def test_the_answer_follows_the_confidence_intervals(tmp_path, ablations) -> Non
     # "full" is now the weaker random and "persona-blind" the stronger abs-greedy: the answer must say no.
     weak = _train_run(tmp_path, "full-s1", "random", True, True)
     aspect_blind = ablations["aspect-blind"]
-    report = build_report([weak, aspect_blind], tmp_path / "r", examples=0, persona=False)
+    report = build_report([weak, aspect_blind], tmp_path / "r", examples=0, persona=False, figures=False)
     (table,) = report.tables
     expected = _expected_verdict([(d.metrics["SR@15"].low, d.metrics["SR@15"].high) for d in table.diffs])
     assert report.verdicts == {"persona_world (world seed 0)": expected}
@@ -549,7 +555,7 @@ def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> N
         _train_run(tmp_path, "persona-blind-s1", "random", False, True, setting="binary"),
     ]
     report = build_report(
-        [ablations["full"], ablations["persona-blind"], *binary], tmp_path / "r", examples=0
+        [ablations["full"], ablations["persona-blind"], *binary], tmp_path / "r", examples=0, figures=False
     )
     assert sorted(t.test_set.setting for t in report.tables) == ["binary", "multiple_choice"]
     order = [t.test_set.setting for t in report.tables]
@@ -603,7 +609,9 @@ def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(
     assert [row.label for row in alone.rows] == ["my-run"] and alone.rows[0].ablation == "full"
     (beside,), _ = build_tables(load_inputs([mine, ablations["persona-blind"]]).evals)
     assert sorted(row.label for row in beside.rows) == ["full", "persona-blind"]
-    assert list(build_report([mine], tmp_path / "r", examples=0, persona=False).train_groups) == ["my-run"]
+    assert list(
+        build_report([mine], tmp_path / "r", examples=0, persona=False, figures=False).train_groups
+    ) == ["my-run"]
 
 
 def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_path) -> None:
@@ -623,7 +631,9 @@ def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_pa
 
 
 def test_sections_without_a_persona_model_say_so_and_examples_replay_exactly(runs, tmp_path) -> None:
-    report = build_report([runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=3)
+    report = build_report(
+        [runs["ask-4-s1"], runs["max-entropy-s1"]], tmp_path / "r", examples=3, figures=False
+    )
     write_report(report)
     assert "no persona model among the inputs" in report.unavailable["persona"]
     assert "popularity" in report.unavailable["persona"]
@@ -657,6 +667,30 @@ def test_cli_writes_every_file(runs, tmp_path) -> None:
     assert not math.isnan(
         json.loads((out / "metrics.json").read_text())["tables"][0]["rows"][0]["metrics"]["AT"]["mean"]
     )
+
+
+def test_no_figures_writes_the_same_text_and_tables_without_a_plot(runs, tmp_path) -> None:
+    """`--no-figures`: no PNG or PDF, the report says so where its plots would be, and its tables are
+    those of the report with figures."""
+    inputs = [str(runs["ask-4-s1"]), str(runs["max-entropy-s1"])]
+    drawn, bare = tmp_path / "drawn", tmp_path / "bare"
+    for out, extra in ((drawn, []), (bare, ["--no-figures"])):
+        result = runner.invoke(app, ["report", *inputs, "--out", str(out), "--examples", "0", *extra])
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in bare.iterdir()) == [
+        "metrics.json",
+        "report.html",
+        "report.md",
+        "tables.tex",
+    ]
+    assert list(drawn.glob("*.png")) and list(drawn.glob("*.pdf"))
+    for name in ("report.md", "report.html"):
+        assert "figures switched off (--no-figures)" in (bare / name).read_text()
+        assert "figures switched off" not in (drawn / name).read_text()
+    assert "data:image/png" not in (bare / "report.html").read_text()
+    tables = [json.loads((out / "metrics.json").read_text())["tables"] for out in (drawn, bare)]
+    assert tables[0] == tables[1]
+    assert (drawn / "tables.tex").read_text() == (bare / "tables.tex").read_text()
 
 
 def _one_user_ranker(personas=((2.0, 0.0), (0.0, 1.0)), item_aspects=((1.0, 1.0),), shared=(0.0, 0.0)):

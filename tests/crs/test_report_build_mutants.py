@@ -256,7 +256,7 @@ def test_a_note_every_seed_carries_is_said_once(tmp_path: Path) -> None:
         write_folder(tmp_path, "frozen", seed, lambda n, s: True, sequences=10, notes=("a known caveat",))
         for seed in (0, 1)
     ]
-    report = build_report(paths, tmp_path / "report", examples=0, persona=False)
+    report = build_report(paths, tmp_path / "report", examples=0, persona=False, figures=False)
     assert report.notes.count("persona_world: a known caveat") == 1
 
 

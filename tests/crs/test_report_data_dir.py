@@ -23,7 +23,7 @@ TINY_TRAIN = (
 
 
 def _examples_of(inputs: list[Path], out: Path) -> tuple[int, str | None]:
-    report = build_report(inputs, out, examples=1, persona=False)
+    report = build_report(inputs, out, examples=1, persona=False, figures=False)
     return len(report.examples), report.unavailable.get("examples")
 
 

@@ -99,7 +99,7 @@ def test_a_folder_given_twice_is_read_once_and_said(evals) -> None:
 
 
 def test_the_pages_open_with_the_same_list(evals, tmp_path) -> None:
-    report = build_report([evals], tmp_path / "r", examples=0, persona=False)
+    report = build_report([evals], tmp_path / "r", examples=0, persona=False, figures=False)
     write_report(report)
     assert [(line.used, line.where) for line in report.input_list] == [
         (True, "table 1"),
@@ -135,6 +135,7 @@ def test_a_configuration_on_other_conversations_is_not_pooled_as_a_second_seed(e
         tmp_path / "r",
         examples=0,
         persona=False,
+        figures=False,
     )
     first, second = report.tables
     assert [(row.label, row.n_runs, row.n_conversations) for row in first.rows] == [
@@ -165,7 +166,7 @@ def test_train_runs_are_listed_by_their_folder(tmp_path) -> None:
     bare = tmp_path / "runs" / "bare-s1"
     shutil.copytree(full, bare)
     shutil.rmtree(bare / "eval")
-    report = build_report([tmp_path / "runs"], tmp_path / "r", examples=0, persona=False)
+    report = build_report([tmp_path / "runs"], tmp_path / "r", examples=0, persona=False, figures=False)
     assert [line.text() for line in report.input_list] == [
         f"table 1: {full}",
         f"{TRAIN_ONLY}: {bare}",

@@ -372,7 +372,7 @@ def test_train_runs_of_another_persona_world_are_never_one_configuration(tmp_pat
         train_with_test(tmp_path / "runs", "r-s2", 2, {}),
         train_with_test(tmp_path / "runs", "r-s3", 3, {}, world_seed=3),
     ]
-    report = build_report(runs, tmp_path / "report", examples=0, persona=False)
+    report = build_report(runs, tmp_path / "report", examples=0, persona=False, figures=False)
     groups = {label: [run.info.name for run in members] for label, members in report.train_groups.items()}
     assert sorted(groups.values()) == [["r-s1", "r-s2"], ["r-s3"]]
     (other,) = [label for label, names in groups.items() if names == ["r-s3"]]
@@ -391,7 +391,7 @@ def test_both_pages_mark_a_paired_difference_by_what_its_ci_says(tmp_path: Path)
         write_eval(tmp_path / "max-entropy", records([None] * n), policy="max-entropy"),
         write_eval(tmp_path / "random", records([2] * n), policy="random"),
     ]
-    report = build_report(paths, tmp_path / "report", examples=0, persona=False)
+    report = build_report(paths, tmp_path / "report", examples=0, persona=False, figures=False)
     assert report.tables[0].reference == "ask-4"
     markdown = to_markdown(report).splitlines()
     (beaten,) = [line for line in markdown if line.startswith(f"| max-entropy | {n} |")]
@@ -439,14 +439,14 @@ def test_no_unpaired_answer_compares_train_runs_of_two_question_settings(tmp_pat
             run, {f"RL ({name})": summarize([EpisodeRecord.from_dict(x) for x in lines], MAX_TURNS)}
         )
         runs.append(run)
-    report = build_report(runs, tmp_path / "report", examples=0, persona=False)
+    report = build_report(runs, tmp_path / "report", examples=0, persona=False, figures=False)
     assert len(report.train_rows) == 2
     assert report.answer == "No evaluation records: nothing to compare."
     # the same two runs in one setting do get the unpaired answer
     for run in runs:
         config = (run / "config.yaml").read_text()
         (run / "config.yaml").write_text(config.replace("setting: binary", "setting: multiple_choice"))
-    same = build_report(runs, tmp_path / "same", examples=0, persona=False)
+    same = build_report(runs, tmp_path / "same", examples=0, persona=False, figures=False)
     assert same.answer.startswith("From the train runs' own test summaries")
 
 
@@ -486,7 +486,7 @@ def test_two_configurations_of_the_full_model_in_one_table_get_no_verdict(tmp_pa
         folder = tmp_path / "eval" / name
         lines = records([2] * 24 if name.startswith("full") else [None] * 24)
         paths.append(write_eval(folder, lines, policy=name, policy_spec=str(run), ranker="run"))
-    report = build_report(paths, tmp_path / "report", examples=0, persona=False)
+    report = build_report(paths, tmp_path / "report", examples=0, persona=False, figures=False)
     (table,) = report.tables
     assert [(row.label, row.ablation) for row in table.rows] == [
         ("full (full-a)", None),

@@ -290,7 +290,7 @@ def test_a_full_model_beside_an_ablation_is_named_full_whatever_its_run_name(tmp
         train_with_test(tmp_path / "runs", "mine-s1", 1, {}),
         train_with_test(tmp_path / "runs", "mine-pb-s1", 1, {}, persona_attention=False),
     ]
-    report = build_report(runs, tmp_path / "report", examples=0, persona=False)
+    report = build_report(runs, tmp_path / "report", examples=0, persona=False, figures=False)
     assert {label: [run.info.name for run in group] for label, group in report.train_groups.items()} == {
         "full": ["mine-s1"],
         "persona-blind": ["mine-pb-s1"],
@@ -379,7 +379,7 @@ def test_train_tasks_of_one_sweep_are_named_without_their_sweep(tmp_path: Path) 
             "rl",
             seed,
         )
-    report = build_report([plan(sweep)], tmp_path / "report", examples=0, persona=False)
+    report = build_report([plan(sweep)], tmp_path / "report", examples=0, persona=False, figures=False)
     assert {label: len(runs) for label, runs in report.train_groups.items()} == {
         "persona_world · rl · default": 2
     }
@@ -440,7 +440,7 @@ def test_train_configurations_without_a_table_keep_their_ablations_colours(tmp_p
         train_with_test(tmp_path / "runs", "m-pb-s1", 1, {}, persona_attention=False),
         train_with_test(tmp_path / "runs", "m-s1", 1, {}),
     ]
-    report = build_report(runs, tmp_path / "report", examples=0, persona=False)
+    report = build_report(runs, tmp_path / "report", examples=0, persona=False, figures=False)
     assert not report.tables
     labels = ("aspect-blind", "persona-blind", "full")
     assert {label: report.colors[label] for label in labels} == {

@@ -121,7 +121,7 @@ def test_an_evaluation_kept_in_the_run_is_reported_beside_its_own_test(trained, 
     copy = tmp_path / "runs" / "full-s1"
     shutil.copytree(run, copy)
     run_evaluation(str(copy), episodes=EPISODES + 5, seed=2, out=copy / "eval", show_progress=False)
-    report = build_report([copy], tmp_path / "report", examples=0, persona=False)
+    report = build_report([copy], tmp_path / "report", examples=0, persona=False, figures=False)
     own, kept = report.tables
     assert [row.label for row in own.rows] == ["full", "ask-4"] and [row.label for row in kept.rows] == [
         "full"
@@ -153,7 +153,7 @@ def test_a_finished_run_without_its_test_records_says_so_and_how_to_make_them(tr
     fix = said.split("missing its test's records (no tested/); evaluate it again with `")[1].split("`")[0]
     assert fix.startswith(f"crs eval --policy {copy} --seed 1 -n {EPISODES}")
     assert runner.invoke(app, fix.split()[1:]).exit_code == 0
-    report = build_report([copy], tmp_path / "r2", examples=0, persona=False)
+    report = build_report([copy], tmp_path / "r2", examples=0, persona=False, figures=False)
     (table,) = report.tables
     assert [row.label for row in table.rows] == ["full"] and table.rows[0].n_conversations == EPISODES
 
@@ -165,7 +165,7 @@ def test_train_runs_of_other_persona_worlds_are_never_pooled_as_seeds(trained, t
     config = (other / "config.yaml").read_text()
     assert "world_seed: 0\n" in config
     (other / "config.yaml").write_text(config.replace("world_seed: 0\n", "world_seed: 3\n"))
-    report = build_report([run, other], tmp_path / "report", examples=0, persona=False)
+    report = build_report([run, other], tmp_path / "report", examples=0, persona=False, figures=False)
     labels = sorted(report.train_groups)
     assert len(labels) == 2 and all(len(runs) == 1 for runs in report.train_groups.values())
     assert "world seed" not in labels[0] and "world seed 3" in labels[1]  # the default world goes unnamed
@@ -189,7 +189,7 @@ def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_pat
     run_evaluation("ask-4", episodes=12, seed=0, out=default, show_progress=False)
     sizes = "world seed 0, aspects_per_group 5, interactions_per_user 12, n_groups 4, n_items 300, n_users 40"
 
-    report = build_report([run, default], tmp_path / "report", examples=1)
+    report = build_report([run, default], tmp_path / "report", examples=1, figures=False)
     labels = [table.test_set.dataset_label for table in report.tables]
     assert sorted(labels) == ["persona_world (world seed 0)", f"persona_world ({sizes})"]
     assert "examples" not in report.unavailable, report.unavailable
@@ -199,7 +199,7 @@ def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_pat
         summary = json.loads(path.read_text())
         del summary["world"]
         path.write_text(json.dumps(summary))
-    again = build_report([run, default], tmp_path / "again", examples=0, persona=False)
+    again = build_report([run, default], tmp_path / "again", examples=0, persona=False, figures=False)
     assert sorted(table.test_set.dataset_label for table in again.tables) == sorted(labels)
 
 
@@ -210,7 +210,7 @@ def test_a_run_whose_ranker_folder_is_gone_is_told_so_in_the_persona_section(tra
     copy = tmp_path / "runs" / "full-s1"
     shutil.copytree(run, copy)
     shutil.rmtree(copy / "ranker")
-    report = build_report([copy], tmp_path / "report", examples=0)
+    report = build_report([copy], tmp_path / "report", examples=0, figures=False)
     said = report.unavailable["persona"]
     assert f"the persona ranker the runs name no longer exists ({copy / 'ranker'})" in said, said
     assert "no persona model" not in said and not report.persona

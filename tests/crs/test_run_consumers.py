@@ -90,7 +90,7 @@ def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> Non
     assert train.curve is not None and train.curve.steps.tolist() == [0.0, 64.0, 128.0]
     (evaluated,) = [e for e in inputs.evals if e.path == out]
     assert evaluated.train is not None and evaluated.train.path == run  # found through policy_spec
-    report = build_report([run, out], tmp_path / "report", examples=0)
+    report = build_report([run, out], tmp_path / "report", examples=0, figures=False)
     assert report.tables and report.train_groups
 
 
@@ -204,7 +204,7 @@ def test_a_report_names_a_trained_policys_ranker_even_when_its_run_is_gone(run: 
 
     def rankers_shown(folder: Path) -> tuple[str, str]:
         """The comparison table's ranker column, and the ranker its input line names."""
-        report = build_report([folder], tmp_path / "report", examples=0, persona=False)
+        report = build_report([folder], tmp_path / "report", examples=0, persona=False, figures=False)
         ((row,),) = [table.rows for table in report.tables]
         (evaluated,) = row.runs
         return ranker_text(row), input_text(evaluated).split("ranker ")[1].split(",")[0]
@@ -243,7 +243,7 @@ def test_the_runs_test_is_kept_as_eval_folders_that_crs_eval_reproduces(run: Pat
         )
         assert read_episodes(run / TEST_DIR / folder) == read_episodes(out)
 
-    report = build_report([run], tmp_path / "report", examples=1, persona=False)
+    report = build_report([run], tmp_path / "report", examples=1, persona=False, figures=False)
     ((full, ask4),) = [table.rows for table in report.tables]
     # a full model with no ablation beside it is named after its run
     assert (full.label, ask4.label) == (run.name, "ask-4") and full.runs[0].train is not None
@@ -281,7 +281,7 @@ def test_a_runs_baselines_rank_with_its_own_ranker_wherever_the_run_lies(run: Pa
     ):
         summary = moved / TEST_DIR / folder / "summary.json"
         summary.write_text(json.dumps({**json.loads(summary.read_text()), key: gone}))
-    report = build_report([moved], tmp_path / "report", examples=2, persona=False)
+    report = build_report([moved], tmp_path / "report", examples=2, persona=False, figures=False)
     ((full, ask4),) = [table.rows for table in report.tables]
     assert ranker_text(ask4) == "popularity" == ranker_text(full)
     assert [d.label for d in report.tables[0].diffs] == ["ask-4"]  # paired: one ranker by content

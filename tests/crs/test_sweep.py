@@ -591,7 +591,7 @@ def test_a_train_sweep_task_equals_crs_train_and_its_folder_is_an_evaluable_run(
     assert f"crs eval --policy {folder} --seed" in texts[folder / "MODEL_CARD.md"]
     assert EvalSummary.read(folder / TEST_DIR / TRAINED_TEST).policy_spec == str(folder)
     # so `crs report` on the sweep pairs the trained policy with its baselines and replays its dialogues
-    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=1, persona=False)
+    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=1, persona=False, figures=False)
     ((*rows,),) = [table.rows for table in report.tables]
     assert [row.label for row in rows][:1] == ["rl · blind"] and len(rows) > 1, [r.label for r in rows]
     assert report.tables[0].diffs and report.examples and "examples" not in report.unavailable
@@ -620,7 +620,7 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
         }
     )
     run_sweep(config, tmp_path / "sweep", workers=1, backend="serial")
-    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False)
+    report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False, figures=False)
     (table,) = report.tables
     assert [(row.label, sorted(r.replica_seed for r in row.runs)) for row in table.rows] == [
         ("rl · default", [0, 1]),
@@ -637,7 +637,7 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
     )
     run_sweep(other, tmp_path / "other", workers=1, backend="serial")
     both = build_report(
-        [tmp_path / "sweep", tmp_path / "other"], tmp_path / "both", examples=0, persona=False
+        [tmp_path / "sweep", tmp_path / "other"], tmp_path / "both", examples=0, persona=False, figures=False
     )
     assert {label: len(runs) for label, runs in both.train_groups.items()} == {
         "persona_world · rl · default (sweep)": 2,

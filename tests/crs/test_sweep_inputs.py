@@ -301,7 +301,7 @@ def test_a_report_never_pools_the_seeds_of_a_sweep_row_that_ran_over_two_rankers
     assert code == 0, output
     task = "persona_world-ask-4-default-s2"
     (other / "runs" / task).rename(tmp_path / "out" / "runs" / task)
-    report = build_report([tmp_path / "out"], tmp_path / "report", examples=0, persona=False)
+    report = build_report([tmp_path / "out"], tmp_path / "report", examples=0, persona=False, figures=False)
     rows = [
         (row.label, [run.summary.seed for run in row.runs]) for table in report.tables for row in table.rows
     ]
