@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.app.run_folder import EVAL_FILES, SUMMARY_FILE, EvalSummary, write_episodes
+from crs.app.run_folder import EVAL_FILES, SUMMARY_FILE, EvalSummary, resolved_user, write_episodes
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
@@ -274,9 +274,10 @@ def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
         datasets, users = MCMIPL_DATASETS, "auto or multi"
         what = "order of its release's target groups"
     if not has_order:
+        user = resolved_user(spec.user, spec.dataset, env.setting)
         raise CRSError(
-            f"--order {spec.order} is {spec.order.upper()}'s {what}; {spec.dataset} with user "
-            f"{spec.user!r} has none: use -d {', -d '.join(datasets)} (user {users}), or --order seeded"
+            f"--order {spec.order} is {spec.order.upper()}'s {what}; {spec.dataset} with user {user!r} has "
+            f"none: use -d {', -d '.join(datasets)} (user {users}), or --order seeded"
         )
     if spec.order == "unicorn" and spec.split != "test":
         raise CRSError(
@@ -454,7 +455,7 @@ def run_evaluation(
             dataset=dataset,
             split=split,
             ranker=ranker_name,
-            user=spec.user,
+            user=resolved_user(spec.user, dataset, env.setting),
             setting=env.setting,
             episodes=len(records),
             seed=seed,

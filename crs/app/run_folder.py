@@ -32,10 +32,12 @@ from crs.app.settings import TrainSettings, make_settings, recorded_settings
 from crs.yaml_safe import safe_load_unique
 from envs.metrics import TURN_LIMITS, EpisodeRecord, MetricSummary
 from envs.registry import resolve_user_and_setting
+from envs.setting import SETTINGS
 from policies.atomic import read_json_mapping, write_json_atomic, write_text_atomic
 from policies.pretrain.config import read_artifact_config
 from policies.rankers import PRETRAIN_DIR, RankerSpec
 from policies.rl.run_files import BEST_MODEL, FINAL_MODEL, STATE_FILE
+from simulators.datasets import PERSONA_WORLD
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 
@@ -534,6 +536,17 @@ class FigureLabel:
         )
 
 
+def resolved_user(user: str, dataset: str, setting: str) -> str:
+    """The kind of simulated user a `crs eval` of `dataset` in `setting` with ``--user user`` played: "auto"
+    resolved as `make_env` resolves it (`envs.registry.resolve_user_and_setting`: on LastFM* in the
+    multiple-choice setting it is MCMIPL's multi-interest user), other kinds as they are. "auto" stays
+    where the setting is unknown (files older than its record)."""
+    if user != "auto" or setting not in SETTINGS:
+        return user
+    world, mcmipl = dataset == PERSONA_WORLD, dataset in MCMIPL_DATASETS
+    return resolve_user_and_setting(user, setting, world=world, mcmipl=mcmipl)[0]
+
+
 @dataclass(frozen=True)
 class EvalSummary:
     """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
@@ -544,7 +557,8 @@ class EvalSummary:
         dataset: Dataset name.
         split: Split the conversations came from.
         ranker: Ranker display name ("run" for a trained policy's own ranker).
-        user: Simulated user kind.
+        user: Simulated user kind ("single", "multi" or "persona"; `resolved_user`). "auto" in files
+            older than the setting's record.
         setting: "binary", "multiple_choice" or "enumerated".
         episodes: Conversations evaluated (lines of episodes.jsonl).
         seed: Seed of the conversation order.
@@ -670,7 +684,9 @@ class EvalSummary:
                 dataset=str(data["dataset"]),
                 split=str(data["split"]),
                 ranker=str(data.get("ranker", "")),
-                user=str(data.get("user", "auto")),
+                user=resolved_user(
+                    str(data.get("user", "auto")), str(data["dataset"]), str(data.get("setting", "unknown"))
+                ),
                 setting=str(data.get("setting", "unknown")),
                 episodes=_integer(data.get("episodes", 0), f"{where} [episodes]", 0, None, fix),
                 seed=_integer(data["seed"], f"{where} [seed]", 0, None, fix),

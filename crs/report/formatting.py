@@ -20,6 +20,8 @@ from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
 from envs.setting import SETTING_NOTES
 from policies.rankers import PRETRAIN_DIR
+from simulators.datasets import PERSONA_WORLD
+from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 
 INLINE_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
 """The markup of our own sentences (which hold names read from files): ``**bold**`` and `` `code` ``."""
@@ -81,7 +83,16 @@ def figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
 
 def setting_note(table: Table) -> str:
     """What the table's question setting means (and which published figures it compares with)."""
-    return SETTING_NOTES.get(table.test_set.setting, f"{table.test_set.setting} setting")
+    test = table.test_set
+    if test.setting == "multiple_choice" and test.dataset not in (PERSONA_WORLD, *MCMIPL_DATASETS):
+        own = f"mcmipl_{test.dataset}"
+        where = f"-d {own}" if own in MCMIPL_DATASETS else "-d " + ", -d ".join(MCMIPL_DATASETS)
+        return (
+            f"multiple-choice setting on {test.dataset}, UNICORN's data (not MCMIPL's release and rules): "
+            f"questions and persona probes list several aspects; no published figure compares with it "
+            f"(MCMIPL's own setting: {where})"
+        )
+    return SETTING_NOTES.get(test.setting, f"{test.setting} setting")
 
 
 def ci_text(table: Table) -> str:

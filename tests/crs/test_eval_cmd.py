@@ -14,9 +14,12 @@ from crs.app.run_folder import EvalSummary
 from crs.app.settings import make_settings
 from crs.app.training import run_training
 from crs.cli import app
+from crs.report import build_tables, load_inputs
+from crs.report.formatting import setting_note
 from envs import evaluation_indices, make_env
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, per_episode_metrics
+from envs.setting import SETTING_NOTES
 
 runner = CliRunner()
 
@@ -122,6 +125,37 @@ def test_unicorn_order_walks_unicorns_own_test_pairs(tmp_path, real_data_dir) ->
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert [[r["user"], *r["targets"]] for r in records] == ui_array[:5].tolist()
     assert json.loads((out / "summary.json").read_text())["order"] == "unicorn" == EvalSummary.read(out).order
+
+
+def test_multiple_choice_on_unicorns_data_names_its_multi_interest_user_and_no_published_figure(
+    tmp_path, real_data_dir
+) -> None:
+    """`--setting multiple_choice` on LastFM* plays MCMIPL's multi-interest user over UNICORN's data: the
+    summary names that user (it said "auto"), an older summary's "auto" reads as the user it was, and
+    the report's note says no published figure compares (it invited a comparison with MCMIPL's)."""
+    folders = {}
+    for setting in ("multiple_choice", "binary"):
+        folders[setting] = tmp_path / setting
+        args = ["eval", "--policy", "ask-2", "-d", "lastfm_star", "--data-dir", str(real_data_dir), "-n", "5"]
+        result = runner.invoke(app, [*args, "--setting", setting, "--out", str(folders[setting])])
+        assert result.exit_code == 0, result.output
+    users = {
+        setting: json.loads((out / "summary.json").read_text())["user"] for setting, out in folders.items()
+    }
+    assert users == {"multiple_choice": "multi", "binary": "single"}
+    notes = {
+        table.test_set.user: setting_note(table)
+        for table in build_tables(load_inputs(folders.values()).evals)[0]
+    }
+    assert (
+        "no published figure compares with it (MCMIPL's own setting: -d mcmipl_lastfm_star)" in notes["multi"]
+    )
+    assert "UNICORN's data (not MCMIPL's release and rules)" in notes["multi"]
+    assert notes["single"] == SETTING_NOTES["binary"]
+    for setting, out in folders.items():  # as written before the user was resolved
+        summary = json.loads((out / "summary.json").read_text())
+        (out / "summary.json").write_text(json.dumps({**summary, "user": "auto"}))
+        assert EvalSummary.read(out).user == users[setting]
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,7 @@ def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_pat
     run = tmp_path / "runs" / "small"
     tested = sorted((run / "tested").glob("*/summary.json"))
     assert tested and all(json.loads(path.read_text())["world"] == WORLD for path in tested)
+    assert {json.loads(path.read_text())["user"] for path in tested} == {"persona"}  # not "auto"
     default = tmp_path / "default-world"  # the run's test conversations (seed 0, 12), in the default world
     run_evaluation("ask-4", episodes=12, seed=0, out=default, show_progress=False)
     sizes = "world seed 0, aspects_per_group 5, interactions_per_user 12, n_groups 4, n_items 300, n_users 40"
