@@ -10,6 +10,7 @@ given as an argument or through ``$CRS_DATA_DIR``.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 from collections.abc import Callable
@@ -75,7 +76,10 @@ _FOLDERS: dict[str, str] = {
 def check_dataset_name(name: str) -> str:
     """Return `name` if it is a known dataset; raise CRSError listing the valid names otherwise."""
     if name not in DATASET_NAMES:
-        raise CRSError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+        typed = name.lower().replace("*", "_star").replace("-", "_")  # "LastFM*" is lastfm_star
+        close = difflib.get_close_matches(typed, DATASET_NAMES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise CRSError(f"unknown dataset {name!r}; {hint}valid names: {', '.join(DATASET_NAMES)}")
     return name
 
 

@@ -76,6 +76,24 @@ def test_unknown_dataset_is_a_one_line_error() -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("lastfm-star", "lastfm_star"),
+        ("LastFM*", "lastfm_star"),
+        ("Yelp*", "yelp_star"),
+        ("mcmipl_movies", "mcmipl_movie"),
+    ],
+)
+def test_a_mistyped_dataset_is_answered_with_the_closest_name(typed: str, meant: str) -> None:
+    for command in (["data", "info", typed], ["eval", "-d", typed, "-n", "1"]):
+        result = runner.invoke(app, command, env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert f"unknown dataset {typed!r}; did you mean {meant!r}?" in result.output, result.output
+    unlike = runner.invoke(app, ["data", "info", "netflix"], env={"COLUMNS": "300"})
+    assert "did you mean" not in unlike.output and "valid names: persona_world" in unlike.output
+
+
 def test_real_dataset_without_a_data_dir_says_how_to_give_one() -> None:
     result = runner.invoke(app, ["data", "info", "lastfm"])
     assert result.exit_code == 2
