@@ -167,7 +167,6 @@ def eval_command(
             memory_update=memory_update,
             given={
                 "--order": order != "seeded",
-                "--setting": setting is not None,
                 # the persona world's returning users are persona users; real data's are single-target
                 "--user": user not in ("auto", "persona") or (user == "persona" and dataset != PERSONA_WORLD),
                 "--workers": workers not in (None, 1),
@@ -191,6 +190,7 @@ def eval_command(
                 split=split,
                 out=out,
                 overwrite=overwrite,
+                setting=setting,
             )
         console.print(sessions_table(summary))
         print_notes(summary.notes)

@@ -74,6 +74,7 @@ from envs.ranker import ExplainablePersonaRanker
 from envs.registry import make_env, resolve_user_and_setting
 from envs.rollout import ConversationPolicy
 from envs.sessions import SessionRecord, run_sequences
+from envs.setting import check_setting
 from policies.memory import (
     DEFAULT_RULE,
     MEMORY_MODES,
@@ -733,6 +734,7 @@ def run_session_evaluation(
     out: Path | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    setting: str | None = None,
 ) -> tuple[EvalSummary, ReturningResult, Path]:
     """`crs eval --sessions`: `evaluate_returning` written into an output folder.
 
@@ -751,12 +753,15 @@ def run_session_evaluation(
             ``policy`` name ("ask-4 (memory update: both)").
         dataset: One of `SESSION_DATASETS`.
         data_dir: Folder of the real datasets (default ``$CRS_DATA_DIR``).
+        setting: --setting: accepted only as the setting the sessions play (the run's own, else the
+            dataset's); None: that one.
         (the others: see `evaluate_returning` and `crs eval`)
 
     Raises:
         CRSError: A dataset outside `SESSION_DATASETS`, a regime real data does not have, a ranker
-            without personas, --memory-update with another memory than "update", or a bad value
-            (named); `SessionPolicyError` for a policy that cannot play the sessions.
+            without personas, a setting other than the one played, --memory-update with another memory
+            than "update", or a bad value (named); `SessionPolicyError` for a policy that cannot play
+            the sessions.
     """
     if dataset not in SESSION_DATASETS:
         raise CRSError(
@@ -783,7 +788,14 @@ def run_session_evaluation(
     own_ranker = run_ranker_name(policy, chosen.ranker_name)
     ranker_identity = evaluated_ranker_identity(policy, chosen.ranker_name)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
-    setting = chosen.player.setting or default
+    played = chosen.player.setting or default
+    if setting is not None and check_setting(setting) != played:
+        whose = "the run's own" if chosen.player.setting is not None else "the dataset's own"
+        raise CRSError(
+            f"--setting {setting}: returning users play {dataset} in the {played} setting ({whose}), which "
+            f"--sessions does not change: leave out --setting, or give --setting {played}"
+        )
+    setting = played
     if not Path(policy).is_dir():  # a rule the setting does not suit, refused before the output is claimed
         try:
             env = make_env(catalog=catalog, split=split, setting=setting)

@@ -398,6 +398,23 @@ def test_a_summary_without_sessions_reads_as_before(tmp_path: Path) -> None:
     assert summary.sessions is None and "sessions" not in summary.to_dict()
 
 
+@pytest.mark.slow  # the tiny artifact
+def test_sessions_take_the_setting_they_play_and_refuse_another(tmp_path: Path, artifact: Path) -> None:
+    """--setting with --sessions was refused even when it named the setting the sessions play."""
+    args = ["eval", "-p", "ask-2", "--ranker", str(artifact), "--sessions", "2", "--regime", "switch"]
+    args += ["--memory", "frozen", "-n", "3"]
+    named = runner.invoke(app, [*args, "--setting", "multiple_choice", "-o", str(tmp_path / "named")])
+    assert named.exit_code == 0, named.output
+    plain = runner.invoke(app, [*args, "-o", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert read_episodes(tmp_path / "named") == read_episodes(tmp_path / "plain")
+    other = runner.invoke(app, [*args, "--setting", "binary", "-o", str(tmp_path / "other")])
+    flat = " ".join(other.output.replace("│", " ").split())
+    assert other.exit_code == 2 and not (tmp_path / "other").exists(), other.output
+    assert "--setting binary: returning users play persona_world in the multiple_choice setting" in flat
+    assert "leave out --setting, or give --setting multiple_choice" in flat
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
