@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from crs.app.evaluation import policy_setting, ranker_input, resolve_policy
+from crs.app.evaluation import policy_setting, ranker_input, resolve_policy, run_catalogue
 from crs.app.settings import MAX_SEED
 from crs.chat import ChatError, choose_goal, policy_with_memory, run_chat
 from crs.chat.memory import PERSONA_RANKER_FIX
@@ -37,7 +37,7 @@ PRETRAIN_OUT = "runs/pretrain"
 @friendly_errors
 def chat_command(
     policy: PolicyOption = DEFAULT_POLICY,
-    dataset: DatasetOption = "persona_world",
+    dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     setting: SettingOption = None,
@@ -97,6 +97,7 @@ def chat_command(
 
       printf 'jazz\\ny\\nn\\n1\\n' | crs chat --policy ask-2
     """
+    dataset, data_dir, world_seed = run_catalogue(policy, dataset, data_dir, world_seed)
     check_dataset_name(dataset)
     world_seed = check_world_seed(world_seed, dataset)
     check_files_outside_inputs(transcript, policy, ranker, data_dir, dataset, memory)

@@ -80,7 +80,16 @@ PolicyOption = Annotated[
         ),
     ),
 ]
-DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help=DATASET_HELP)]
+# `crs eval` and `crs chat`: a trained run brings its dataset (`crs.app.evaluation.run_catalogue`)
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help=f"Dataset: persona_world (embedded), {', '.join(REAL_DATASETS)}. Default: a trained run's own "
+        "(--policy runs/NAME; its data folder and world seed too), else persona_world.",
+    ),
+]
 DataDirOption = Annotated[str | None, typer.Option("--data-dir", help=DATA_DIR_HELP)]
 RankerOption = Annotated[
     str | None,

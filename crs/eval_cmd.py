@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crs.app.evaluation import EvalSpec, run_evaluation
+from crs.app.evaluation import EvalSpec, run_catalogue, run_evaluation
 from crs.app.run_folder import EvalSummary
 from crs.app.sessions import check_session_options, run_session_evaluation
 from crs.app.settings import MAX_SEED
@@ -41,7 +41,7 @@ ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # a
 @friendly_errors
 def eval_command(
     policy: PolicyOption = "ask-4",
-    dataset: DatasetOption = "persona_world",
+    dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     ranker: RankerOption = None,
     setting: SettingOption = None,
@@ -130,7 +130,8 @@ def eval_command(
       crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data \\
         --ranker transe --episodes 600
 
-      crs eval --policy runs/my-run -d lastfm_star --data-dir ../shared/data
+      # a trained run: on its own dataset, data folder and setting
+      crs eval --policy runs/my-run
 
       # UNICORN's YELP:
       crs eval -p ask-7 -d yelp_star --data-dir ../shared/data \\
@@ -158,6 +159,7 @@ def eval_command(
       crs eval -p ask-7 -d lastfm_star --data-dir DATA --sessions 6 \\
         --ranker runs/lastfm-ranker --regime switch --memory update -n 1000
     """
+    dataset, data_dir, world_seed = run_catalogue(policy, dataset, data_dir, world_seed)
     world_seed = check_world_seed(world_seed, dataset)
     if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import time
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from crs import __version__
-from crs.app.run_folder import EVAL_FILES, SUMMARY_FILE, EvalSummary, resolved_user, write_episodes
+from crs.app.run_folder import EVAL_FILES, SUMMARY_FILE, EvalSummary, RunRecord, resolved_user, write_episodes
 from crs.app.settings import MAX_SEED
 from crs.claims import FolderClaim, refuse_output_over_inputs
 from crs.common import console, data_dir_input
@@ -34,7 +35,7 @@ from envs.setting import Setting, check_setting
 from policies.rankers import RUN_RANKER, RankerSpec
 from policies.rl.run_files import PolicyMeta, run_ranker, trained_setting
 from policies.rules import make_rule_policy
-from simulators.datasets import DatasetSpec, check_dataset_name
+from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 from simulators.goals import GroupGoals, PairGoals
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
@@ -285,6 +286,28 @@ def conversation_indices(spec: EvalSpec, env: ConversationEnv) -> np.ndarray:
             "test, or --order seeded"
         )
     return env.goals.protocol_order(spec.seed, spec.episodes)
+
+
+def run_catalogue(
+    policy: str, dataset: str | None, data_dir: str | None, world_seed: int | None
+) -> tuple[str, str | None, int | None]:
+    """The dataset, data folder and world seed to evaluate or chat with `policy` on (`crs eval`, `crs
+    chat`): the dataset given, else a trained run's own, else persona_world. With the run's dataset the
+    data folder and world seed not given are the run's too (its policy.json; the data folder its
+    config.yaml records, where it recorded one); otherwise they stay as given.
+    """
+    if dataset is not None or not Path(policy).is_dir():
+        return dataset or PERSONA_WORLD, data_dir, world_seed
+    try:
+        meta = PolicyMeta.read(policy)
+    except CRSError:  # not a trained run: resolving the policy names what is wrong
+        return PERSONA_WORLD, data_dir, world_seed
+    if meta.catalog == PERSONA_WORLD:
+        return PERSONA_WORLD, data_dir, meta.world_seed if world_seed is None else world_seed
+    if data_dir is None:
+        with contextlib.suppress(CRSError):  # no config.yaml: $CRS_DATA_DIR, as for any evaluation
+            data_dir = RunRecord.read(Path(policy)).settings.data_dir
+    return meta.catalog, data_dir, world_seed
 
 
 def policy_setting(policy: str, setting: str | None) -> Setting | None:

@@ -96,11 +96,13 @@ def test_the_conversations_hash_names_the_split_regime_and_seed() -> None:
 
 def test_a_run_of_another_world_seed_is_refused_with_sessions(tmp_path: Path) -> None:
     """Guards against playing a run trained on another persona world: its users and items are other
-    ones, so `crs eval --sessions` refuses it before the output folder is claimed, naming the seed."""
+    ones, so `crs eval --sessions` given another world seed refuses it before the output folder is
+    claimed, naming the run's (without --world-seed it plays the run's world)."""
     run_dir = tmp_path / "world-run"
     run_dir.mkdir()
     PolicyMeta(catalog="persona_world", ranker="popularity", rl=RLConfig(), world_seed=5).write(run_dir)
-    args = ["eval", "-p", str(run_dir), "--sessions", "3", "--regime", "switch", "--memory", "update"]
+    args = ["eval", "-p", str(run_dir), "--world-seed", "0", "--sessions", "3", "--regime", "switch"]
+    args += ["--memory", "update"]
     result = runner.invoke(app, [*args, "-n", "2", "-o", str(tmp_path / "x")])
     message = " ".join(result.output.replace("│", " ").split())
     assert result.exit_code == 2 and "pass --world-seed 5" in message, result.output

@@ -245,10 +245,12 @@ def test_session_options_reach_the_session_evaluation_unchanged(
     seen = reach(monkeypatch, "run_session_evaluation")
     args = ["eval", "-p", "ask-4", "--ranker", "runs/r", "--sessions", "5", "--regime", "switch"]
     args += ["--memory", "update", "--memory-update", "both", "-n", "9", "--seed", "2", "--world-seed", "4"]
+    args += ["--setting", "multiple_choice"]
     result = runner.invoke(app, [*args, "--split", "valid", "-o", str(tmp_path / "x")])
     assert isinstance(result.exception, AppReachedError), result.output
     expected = {"sessions": 5, "sequences": 9, "regime": "switch", "memory": "update", "seed": 2}
     expected |= {"memory_update": "both", "world_seed": 4, "split": "valid", "ranker": "runs/r"}
+    expected |= {"setting": "multiple_choice"}
     assert {key: seen[key] for key in expected} == expected
 
 
@@ -256,7 +258,6 @@ def test_session_options_reach_the_session_evaluation_unchanged(
     "extra",
     [
         ["--order", "unicorn"],
-        ["--setting", "binary"],
         ["--user", "multi"],
         ["-d", "lastfm_star", "--user", "persona"],
         ["--workers", "2"],

@@ -31,6 +31,7 @@ from crs.app.training import next_commands, run_training
 from crs.cli import app
 from envs import evaluation_indices, make_env
 from policies.rl.model_file import read_model_data
+from simulators.datasets import DATA_DIR_ENV
 from tests.crs.test_train_cmd import TINY, tiny_settings
 
 runner = CliRunner()
@@ -302,6 +303,25 @@ def test_the_card_s_evaluation_of_another_world_seed_replays_the_test_as_pasted(
     assert read_episodes(tmp_path / "again") == read_episodes(other_world / TEST_DIR / TRAINED_TEST)
 
 
+def test_a_run_of_another_world_is_evaluated_and_chatted_with_on_its_world_unnamed(
+    other_world, tmp_path
+) -> None:
+    """`crs eval -p RUN` and `crs chat -p RUN` take the run's dataset and world seed when none is given
+    (they built the default world, and refused the run as trained on another catalogue); a world seed
+    given is kept, and still refused when it is not the run's."""
+    args = shlex.split(card_command(other_world))[1:]
+    at = args.index("--world-seed")
+    del args[at : at + 2]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "bare")])
+    assert result.exit_code == 0, result.output
+    assert read_episodes(tmp_path / "bare") == read_episodes(other_world / TEST_DIR / TRAINED_TEST)
+    assert EvalSummary.read(tmp_path / "bare").world_seed == 1
+    chat = runner.invoke(app, ["chat", "--policy", str(other_world), "--simulate", "--seed", "0"])
+    assert chat.exit_code == 0, chat.output
+    named = runner.invoke(app, [*args, "--world-seed", "0", "-o", str(tmp_path / "named")])
+    assert named.exit_code != 0 and "(--world-seed 1)" in flat(named.output), named.output
+
+
 def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
     real_data_dir, tmp_path, monkeypatch
 ) -> None:
@@ -328,6 +348,15 @@ def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
     result = runner.invoke(app, [*shlex.split(command)[1:], "-o", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert read_episodes(tmp_path / "again") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
+    # without --dataset and --data-dir: the run's own (it evaluated the persona world, and refused the run)
+    bare = shlex.split(command)[1:]
+    for option in ("--dataset", "--data-dir"):
+        at = bare.index(option)
+        del bare[at : at + 2]
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    result = runner.invoke(app, [*bare, "-o", str(tmp_path / "bare")])
+    assert result.exit_code == 0, result.output
+    assert read_episodes(tmp_path / "bare") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
     # the run's config.yaml records the data folder absolute, and the card's replay names it absolute,
     # so both replay from here
     assert RunRecord.read(tmp_path / "l").settings.data_dir == str(real_data_dir.resolve())
@@ -421,7 +450,6 @@ def test_a_run_on_the_data_folder_of_crs_data_dir_records_it_and_resumes_where_t
     and --data-dir was refused with --resume); --resume --data-dir finds data that moved, and refuses
     data other than the run's (policy.json's catalogue fingerprint)."""
     from crs.app.settings import make_settings
-    from simulators.datasets import DATA_DIR_ENV
 
     settings = {k: v for k, v in TINY.items() if k != "world"}
     settings.update(dataset="lastfm_star", ranker="popularity", steps=64, eval_every=0, baselines=["ask-4"])
