@@ -956,7 +956,7 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
                 )
             elif len(table.rows) > 1:
                 best.append(
-                    f"{the} best by {PRIMARY} among the policies compared{where} is {top.label} ({figure})"
+                    _top_row(table, top, f"{the} best by {PRIMARY} among the policies compared{where}")
                 )
             else:  # one policy: nothing to be best among
                 best.append(f"{top.label} alone was evaluated{where} ({figure})")
@@ -969,6 +969,25 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         )
     summary = ", ".join(f"{d}: {v}" for d, v in verdicts.items())
     return " ".join(sentences) + f" Verdict per dataset — {summary}.", verdicts
+
+
+def _top_row(table: Table, top: Row, lead: str) -> str:
+    """`lead` naming `top`, the row of the highest mean, and whether its paired differences tell it apart
+    from the others: a mean alone names no best (two seeds' intervals are wide)."""
+    figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
+    diffs = [d for d in table.diffs if d.reference == top.label]
+    if not diffs:  # the differences are taken from another row (the full model)
+        return f"{lead} is {top.label} ({figure}, the highest mean)"
+    close = [d.label for d in diffs if ci_sign(d.metrics[PRIMARY], d.n_pairs) <= 0]
+    if not close:
+        return (
+            f"{lead} is {top.label} ({figure}), ahead of each other (paired 95% CI of the difference above 0)"
+        )
+    names = ", ".join(close[:-1]) + (" and " if len(close) > 1 else "") + close[-1]
+    return (
+        f"{lead} is not told apart: {top.label} has the highest mean ({figure}), but its paired "
+        f"difference to {names} has a 95% CI that includes 0 (or rests on fewer than {MIN_PAIRED} pairs)"
+    )
 
 
 # ------------------------------------------------------------------------------ train-run summaries

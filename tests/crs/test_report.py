@@ -592,6 +592,18 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     text, verdicts = answer(tables)
     assert verdicts == {} and text.startswith("The best by SR@15 among the policies compared on ")
     assert "needs a trained full model and its ablations" in text
+    (diff,) = tables[0].diffs  # the best is named only as far as its paired difference tells it apart
+    top, other = diff.reference, diff.label
+    said = {}
+    for name, low in (("apart", 0.01), ("close", -0.01)):
+        ci = dataclasses.replace(diff, metrics={**diff.metrics, "SR@15": MetricSummary(0.05, low, 0.09)})
+        said[name] = answer([dataclasses.replace(tables[0], diffs=[ci])])[0].split(". ")[0]
+    lead = "The best by SR@15 among the policies compared on persona_world (world seed 0) is"
+    assert said["apart"].startswith(f"{lead} {top} (SR@15 ")
+    assert said["apart"].endswith("ahead of each other (paired 95% CI of the difference above 0)")
+    assert said["close"].startswith(f"{lead} not told apart: {top} has the highest mean (SR@15 ")
+    assert f"but its paired difference to {other} has a 95% CI that includes 0 (or rests" in said["close"]
+    assert text.split(". ")[0] == said["apart" if diff.significant("SR@15") else "close"].split(". ")[0]
     alone, _ = answer(build_tables(load_inputs([runs["ask-4-s1"]]).evals)[0])  # nothing to be best among
     assert alone.startswith("ask-4 alone was evaluated on ") and "best" not in alone
     first, second = tables[0].rows[:2]  # the two at the same SR@15: no best is named
