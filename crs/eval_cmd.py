@@ -62,7 +62,8 @@ def eval_command(
         None,
         "--out",
         "-o",
-        help="Output folder (default: one in out/eval/ named after the dataset, policy and seed); "
+        help="Output folder (default: one in out/eval/ named after the dataset, policy and seed, and the "
+        "setting, ranker, split and order where not the defaults); "
         "refused if it holds files, "
         "unless --overwrite.",
     ),

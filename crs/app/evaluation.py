@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import platform
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from crs.parallel import Task, WorkerPool, resolve_backend
 from crs.progress import LoggedProgress
 from envs.env import ConversationEnv
 from envs.metrics import EpisodeRecord, MetricSummary, summarize
-from envs.registry import make_env
+from envs.registry import make_env, resolve_user_and_setting
 from envs.rollout import ConversationPolicy, evaluate, evaluate_batched, evaluation_indices
 from envs.setting import Setting, check_setting
 from policies.rankers import RUN_RANKER, RankerSpec
@@ -330,6 +331,21 @@ def build_evaluation(spec: EvalSpec) -> tuple[ConversationEnv, ConversationPolic
     return env, policy, policy_name, ranker_name
 
 
+def default_output(spec: EvalSpec, policy_name: str, setting: str) -> Path:
+    """``out/eval/<dataset>-<policy>[-<setting>][-<ranker>][-<split>][-<order>]-s<seed>``: each part in
+    brackets only where it is not the default (the dataset's setting, the policy's own ranker, the test
+    split, the seeded order), so evaluations that differ in one get folders of their own."""
+    world, mcmipl = spec.dataset_spec().is_world, spec.dataset in MCMIPL_DATASETS
+    parts = [spec.dataset, policy_name]
+    if setting != resolve_user_and_setting(spec.user, None, world=world, mcmipl=mcmipl)[1]:
+        parts.append(setting)
+    if spec.ranker is not None and RankerSpec.parse(spec.ranker) != RUN_RANKER:
+        parts.append(re.sub(r"[^\w.+-]+", "_", RankerSpec.parse(spec.ranker).name).strip("_"))
+    parts += [spec.split] if spec.split != "test" else []
+    parts += [spec.order] if spec.order != "seeded" else []
+    return Path("out") / "eval" / "-".join([*parts, f"s{spec.seed}"])
+
+
 def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
     """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`). An
     earlier evaluation it replaces is emptied only by `FolderClaim.clear`, once the new records are in
@@ -419,7 +435,7 @@ def run_evaluation(
     Args:
         spec: The evaluation, or a policy name whose other settings are the keyword `settings`
             (`EvalSpec` fields, e.g. ``run_evaluation("ask-4", episodes=100, seed=3)``).
-        out: Output folder (default ``out/eval/<dataset>-<policy>-s<seed>``).
+        out: Output folder (default: `default_output`).
         show_progress: Draw a progress bar.
         workers: Worker processes (1: in this process).
         backend: Worker backend (`crs.parallel.BACKENDS`).
@@ -454,7 +470,7 @@ def run_evaluation(
             highlight=False,
         )
     indices = conversation_indices(spec, env)
-    out = out or Path("out") / "eval" / f"{dataset}-{policy_name}-s{seed}"
+    out = out or default_output(spec, policy_name, env.setting)
     run = Path(spec.policy) if Path(spec.policy).is_dir() else None
     refuse_output_over_inputs(out, [("--policy run", run)])
     refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else

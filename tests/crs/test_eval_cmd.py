@@ -38,6 +38,32 @@ def test_eval_writes_records_whose_metrics_match_the_summary(tmp_path) -> None:
     assert summary["dataset"] == "persona_world" and summary["ranker"] == "popularity"
 
 
+def test_the_default_folder_names_what_differs_from_the_defaults(tmp_path, monkeypatch) -> None:
+    """Evaluations that differ in ranker, setting, split or order get default folders of their own (the
+    second one was refused: the folder named after dataset, policy and seed held the first)."""
+    monkeypatch.chdir(tmp_path)
+    variants = {
+        "persona_world-ask-4-s1": [],
+        "persona_world-ask-4-uniform+profile-s1": ["--ranker", "uniform+profile"],
+        "persona_world-ask-4-binary-s1": ["--setting", "binary"],
+        "persona_world-ask-4-valid-s1": ["--split", "valid"],
+        "persona_world-ask-4-s1-again": ["--setting", "multiple_choice"],  # the world's own: the first
+    }
+    for folder, extra in variants.items():
+        result = runner.invoke(app, ["eval", "-p", "ask-4", "-n", "3", *extra])
+        if folder.endswith("-again"):
+            assert result.exit_code != 0 and "already holds" in result.output, result.output
+            continue
+        assert result.exit_code == 0, result.output
+        summary = EvalSummary.read(tmp_path / "out" / "eval" / folder)
+        assert (summary.ranker, summary.setting, summary.split) == (
+            "uniform+profile" if "uniform" in folder else "popularity",
+            "binary" if "binary" in folder else "multiple_choice",
+            "valid" if "valid" in folder else "test",
+        )
+    assert len(list((tmp_path / "out" / "eval").iterdir())) == 4
+
+
 def test_same_seed_same_records_and_other_seed_other_conversations(tmp_path) -> None:
     def records(seed: int, name: str) -> list[str]:
         out = tmp_path / name
