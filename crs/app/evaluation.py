@@ -350,7 +350,7 @@ def claim_evaluation_output(out: Path, overwrite: bool) -> FolderClaim:
     """The claim on an evaluation's output folder (refused if it holds files, unless `overwrite`). An
     earlier evaluation it replaces is emptied only by `FolderClaim.clear`, once the new records are in
     hand: an evaluation that fails or is interrupted keeps the earlier one. The refusal says what the
-    earlier one evaluated (a default folder name leaves the setting, ranker and order out)."""
+    earlier one evaluated (a folder named with -o may hold another evaluation)."""
     hint = "pass --overwrite to replace them, or -o to write elsewhere"
     try:
         earlier = EvalSummary.read(out) if (out / SUMMARY_FILE).is_file() else None
