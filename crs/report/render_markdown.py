@@ -42,26 +42,31 @@ from crs.report.sessions import SESSION_HEADERS, session_rows, session_sentences
 from envs.metrics import MIN_PAIRED
 
 _SPECIAL = {
-    "&": "&amp;",
     "<": "&lt;",
     ">": "&gt;",
     **{char: "\\" + char for char in "\\`*_[]|"},
     **{char: " " for char in map(chr, (*range(32), 127))},
 }
 """What Markdown reads as markup in a line of text, and what to write instead: the HTML characters as
-entities (no raw HTML, in any renderer), emphasis, code, link and table-cell characters backslash-escaped,
-line breaks and other control characters as spaces (a name cannot end a table row, list item or heading)."""
+entities (no raw HTML, in any renderer; ``&`` only where it starts a character reference, `_ENTITY`),
+emphasis, code, link and table-cell characters backslash-escaped, line breaks and other control
+characters as spaces (a name cannot end a table row, list item or heading)."""
+_ENTITY = re.compile(r"&(#\w+|[A-Za-z]\w*);")
+"""An HTML character reference (``&lt;``, ``&#60;``): the one place where Markdown reads ``&`` as markup
+("R&B" stays as it is)."""
 
 
 def escape(text: str) -> str:
     """`text` as Markdown that reads as itself, also inside a table cell (an ``_`` between letters, as in
     ``lastfm_star``, is left as it is: it cannot start or end emphasis there).
 
-    Example: ``escape("a|b <i>_x_</i>")`` is ``a\\|b &lt;i&gt;\\_x\\_&lt;/i&gt;``.
+    Example: ``escape("a|b <i>_x_</i> R&B &lt;")`` is ``a\\|b &lt;i&gt;\\_x\\_&lt;/i&gt; R&B &amp;lt;``.
     """
     return "".join(
         char
         if char == "_" and 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+        else "&amp;"
+        if char == "&" and _ENTITY.match(text, i)
         else _SPECIAL.get(char, char)
         for i, char in enumerate(text)
     )

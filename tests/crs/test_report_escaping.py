@@ -150,6 +150,12 @@ def test_markdown_shows_every_input_string_escaped(report: Report) -> None:
     assert rendered.count("<pre><code>") == 1
     escaped = render_markdown.escape("a|b\n<i>_x_</i> lastfm_star")
     assert escaped == "a\\|b &lt;i&gt;\\_x\\_&lt;/i&gt; lastfm_star"
+    # "&" is escaped only where it starts a character reference: "R&B" reads as itself in report.md
+    name = "R&B &lt;b&gt; &#60;"
+    assert render_markdown.escape(name) == "R&B &amp;lt;b&amp;gt; &amp;#60;"
+    shown = _markdown_html(render_markdown.escape(name))
+    assert "<b>" not in shown and "&lt;b" not in shown.replace("&amp;lt;b", "")
+    assert shown.strip() == "<p>R&amp;B &amp;lt;b&amp;gt; &amp;#60;</p>"
 
 
 def test_latex_shows_every_input_string_escaped(report: Report, tmp_path: Path) -> None:
