@@ -518,7 +518,7 @@ def pairing_note(table: Table) -> str:
         )
     if any(row.n_runs > 1 for row in table.rows):
         note += (
-            "; rows of several training seeds are paired over their conversations here, which leaves out "
+            "; rows of several seeds are paired over their conversations here, which leaves out "
             "the seeds' spread (the answer's comparisons use the interval across seeds where every row "
             "compared has two seeds or more that differ)"
         )

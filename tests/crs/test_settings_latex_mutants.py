@@ -178,7 +178,7 @@ def test_the_paired_differences_captions_say_which_way_round_and_on_what(report:
     caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
     assert (
         r" Below: ask-4 minus each row on the same conversations, 95\% bootstrap CI; $^\dagger$: the CI "
-        f"excludes 0; a CI counts only over at least {MIN_PAIRED} pairs; rows of several training seeds "
+        f"excludes 0; a CI counts only over at least {MIN_PAIRED} pairs; rows of several seeds "
         "are paired over their conversations here"
     ) in caption
     assert (
