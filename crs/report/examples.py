@@ -26,6 +26,7 @@ from envs.metrics import EpisodeRecord
 from envs.ranker import ExplainablePersonaRanker
 from envs.registry import UserKind, make_env
 from envs.rollout import episode_seed
+from envs.setting import SETTINGS
 from policies.rankers import RUN_RANKER
 from simulators.catalog import Catalog
 from simulators.errors import CRSError
@@ -103,7 +104,8 @@ def replay(
     """
     check_targets(run, [record], catalog)
     user = cast(UserKind, run.user)  # a str read from the run folder; make_env checks it is a UserKind
-    env = make_env(catalog=catalog, split=run.split, user=user)
+    setting = run.setting if run.setting in SETTINGS else None  # None: files older than its record
+    env = make_env(catalog=catalog, split=run.split, user=user, setting=setting)
     if env.max_turns != run.max_turns:
         raise CRSError(f"{run.path}: evaluated with T = {run.max_turns}, the env now has {env.max_turns}")
     # a trained policy and a run's own baselines are rebuilt from the run where it lies now, which may
@@ -115,8 +117,8 @@ def replay(
     env.reset(seed=seed, options={"goal_index": record.goal_index})
     policy.reset(np.random.default_rng(seed))
     names = None if explainer is None else prototype_names(explainer, catalog)
-    enumerated = bool(getattr(env, "enumerated", False))
-    turns = [DialogueTurn(render_dialogue(catalog, env.state.history, enumerated=enumerated).strip(), "open")]
+    style = {"enumerated": env.enumerated, "binary": env.setting == "binary"}
+    turns = [DialogueTurn(render_dialogue(catalog, env.state.history, **style).strip(), "open")]
     done = False
     info: dict[str, Any] = {}
     while not done:
@@ -124,7 +126,7 @@ def replay(
         _, _, terminated, truncated, info = env.step(policy.act(env))
         done = terminated or truncated
         turn = env.state.history[-1]
-        text = render_dialogue(catalog, [turn], enumerated=enumerated).strip()
+        text = render_dialogue(catalog, [turn], **style).strip()
         explanation = ""
         if turn.kind == "recommend" and explainer is not None and names is not None and turn.slate:
             item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]

@@ -657,6 +657,27 @@ def test_sections_without_a_persona_model_say_so_and_examples_replay_exactly(run
         assert dialogue.turns[0].kind == "open" and len(dialogue.turns) >= 2
 
 
+def test_example_dialogues_replay_in_the_setting_evaluated(runs, tmp_path) -> None:
+    """An evaluation in the binary setting replays in it, its questions answered "yes" or "no" (it
+    replayed in the dataset's own multiple-choice setting, answered "none of these")."""
+    run_evaluation(
+        "max-entropy", episodes=EPISODES, seed=1, setting="binary", out=tmp_path / "b", show_progress=False
+    )
+    for folder, setting in ((tmp_path / "b", "binary"), (runs["max-entropy-s1"], "multiple_choice")):
+        report = build_report([folder], tmp_path / f"r-{setting}", examples=2, persona=False, figures=False)
+        assert report.examples and all(dialogue.matches_record for dialogue in report.examples)
+        answers = [
+            t.text.split("-> user: ")[1].split("   [")[0]
+            for d in report.examples
+            for t in d.turns
+            if t.kind == "ask"
+        ]
+        if setting == "binary":
+            assert set(answers) == {"yes", "no"}, answers
+        else:
+            assert "none of these" in answers and "no" not in answers, answers
+
+
 def test_cli_writes_every_file(runs, tmp_path) -> None:
     out = tmp_path / "cli"
     result = runner.invoke(

@@ -82,6 +82,17 @@ def test_the_render_names_a_probes_persona_every_accepted_aspect_and_an_empty_an
     assert "agent asks: a2? -> user: none of these" in lines[2]
 
 
+def test_the_render_of_the_binary_setting_answers_yes_or_no(tiny: Catalog) -> None:
+    """A binary question is answered "yes" or "no", as a person answers it in `crs chat` (the render said
+    "none of these", the multiple-choice answer)."""
+    env = make(tiny, setting="binary", render_mode="ansi")
+    env.reset(seed=0)
+    env.step(ask([2]))  # target 2 has 1 and 3, not 2
+    env.step(ask([1]))
+    lines = env.render().splitlines()
+    assert "agent asks: a2? -> user: no " in lines[1] and "agent asks: a1? -> user: yes " in lines[2]
+
+
 # ------------------------------------------------------------------------------ info
 def test_the_targets_stay_hidden_until_the_episode_ends(tiny: Catalog) -> None:
     """Guards against ``info["targets"]`` revealing the hidden target before the end: it is ``()``
