@@ -389,9 +389,10 @@ def _persona_sections(
                 continue
             if ranker.personas_per_user > 1:  # one persona per user explains nothing about sides
                 explainers[table.test_set.dataset_label] = (ranker, frozenset(run.path for run in runs))
-            analysis = analyse_personas(
-                ranker, catalog, runs, source, table.test_set.dataset_label, seed=seed
-            )
+            label = table.test_set.dataset_label
+            if [other.test_set.dataset_label for other in report.tables].count(label) > 1:
+                label = table.title  # two tables of one dataset (e.g. two settings): the whole test set
+            analysis = analyse_personas(ranker, catalog, runs, source, label, seed=seed)
             index = len(report.persona)
             report.persona.append(analysis)
             if not figures:

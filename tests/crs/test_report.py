@@ -678,6 +678,26 @@ def test_example_dialogues_replay_in_the_setting_evaluated(runs, tmp_path) -> No
             assert "none of these" in answers and "no" not in answers, answers
 
 
+def test_two_settings_of_one_dataset_get_persona_sections_named_by_setting(tmp_path) -> None:
+    """One persona ranker evaluated in two settings: a persona section per table, each named by its
+    whole test set (both were headed by the dataset alone)."""
+    from tests.crs.tiny_runs import pretrain_tiny
+
+    artifact = pretrain_tiny(tmp_path / "art")
+    folders = []
+    for setting in ("binary", "multiple_choice"):
+        folders.append(tmp_path / setting)
+        run_evaluation(
+            "ask-4", episodes=12, ranker=str(artifact), setting=setting, out=folders[-1], show_progress=False
+        )
+    report = build_report(folders, tmp_path / "r", examples=0, figures=False)
+    assert [analysis.dataset for analysis in report.persona] == [table.title for table in report.tables]
+    assert sorted(table.test_set.setting for table in report.tables) == ["binary", "multiple_choice"]
+    assert all(f"{table.test_set.setting} setting" in table.title for table in report.tables)
+    one = build_report(folders[:1], tmp_path / "one", examples=0, figures=False)
+    assert [analysis.dataset for analysis in one.persona] == ["persona_world (world seed 0)"]
+
+
 def test_cli_writes_every_file(runs, tmp_path) -> None:
     out = tmp_path / "cli"
     result = runner.invoke(
