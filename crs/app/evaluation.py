@@ -293,16 +293,24 @@ def run_catalogue(
     policy: str, dataset: str | None, data_dir: str | None, world_seed: int | None
 ) -> tuple[str, str | None, int | None]:
     """The dataset, data folder and world seed to evaluate or chat with `policy` on (`crs eval`, `crs
-    chat`): the dataset given, else a trained run's own, else persona_world. With the run's dataset the
-    data folder and world seed not given are the run's too (its policy.json; the data folder its
-    config.yaml records, where it recorded one); otherwise they stay as given.
+    chat`): the dataset given, else a trained run's own, else persona_world. On the run's dataset (given
+    or not) the data folder and world seed not given are the run's too (its policy.json; the data folder
+    its config.yaml records, where it recorded one); otherwise they stay as given.
+
+    Raises:
+        CRSError: `dataset` is not the dataset the run `policy` trained on.
     """
-    if dataset is not None or not Path(policy).is_dir():
+    meta = None
+    if Path(policy).is_dir():
+        with contextlib.suppress(CRSError):  # not a trained run: resolving the policy names what is wrong
+            meta = PolicyMeta.read(policy)
+    if meta is None:
         return dataset or PERSONA_WORLD, data_dir, world_seed
-    try:
-        meta = PolicyMeta.read(policy)
-    except CRSError:  # not a trained run: resolving the policy names what is wrong
-        return PERSONA_WORLD, data_dir, world_seed
+    if dataset not in (None, meta.catalog):
+        raise CRSError(
+            f"run {policy} was trained on {meta.catalog}, not {dataset}: leave out -d (a run plays its own "
+            f"dataset), or give -d {meta.catalog}"
+        )
     if meta.catalog == PERSONA_WORLD:
         return PERSONA_WORLD, data_dir, meta.world_seed if world_seed is None else world_seed
     if data_dir is None:

@@ -344,11 +344,12 @@ def test_ctrl_c_says_nothing_was_recorded_and_keeps_the_earlier_evaluation(
 
 
 def test_a_default_output_holding_another_evaluation_says_what_it_holds(tmp_path, monkeypatch) -> None:
-    """The default folder (out/eval/<dataset>-<policy>-s<seed>) leaves the setting out: a second evaluation
-    in another setting is refused saying what the folder holds, so --overwrite is not taken blindly."""
+    """The default folder (out/eval/<dataset>-<policy>-s<seed>) leaves the number of conversations out: a
+    second evaluation of another size is refused saying what the folder holds, so --overwrite is not
+    taken blindly."""
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["eval", "-p", "ask-2", "-n", "5"]).exit_code == 0
-    result = runner.invoke(app, ["eval", "-p", "ask-2", "-n", "5", "--setting", "binary"])
+    result = runner.invoke(app, ["eval", "-p", "ask-2", "-n", "7"])
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert "out/eval/persona_world-ask-2-s1 already holds results" in message

@@ -210,8 +210,8 @@ def test_a_run_of_another_dataset_is_refused_with_sessions(tmp_path: Path) -> No
     run = tmp_path / "lastfm-run"
     run.mkdir()
     PolicyMeta(catalog="lastfm", ranker="popularity", rl=RLConfig()).write(run)
-    result = runner.invoke(app, sessions_args(run, "update", tmp_path / "x"))
+    result = runner.invoke(app, [*sessions_args(run, "update", tmp_path / "x"), "-d", "persona_world"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     message = flat(result.output)
-    assert "was trained on 'lastfm'" in message and "crs train -d persona_world" in message
+    assert f"run {run} was trained on lastfm, not persona_world: leave out -d" in message
     assert not (tmp_path / "x").exists()  # refused before the output folder is claimed

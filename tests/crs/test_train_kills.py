@@ -320,6 +320,13 @@ def test_a_run_of_another_world_is_evaluated_and_chatted_with_on_its_world_unnam
     assert chat.exit_code == 0, chat.output
     named = runner.invoke(app, [*args, "--world-seed", "0", "-o", str(tmp_path / "named")])
     assert named.exit_code != 0 and "(--world-seed 1)" in flat(named.output), named.output
+    # naming the run's own dataset keeps its world; naming another is refused at once
+    own = runner.invoke(app, [*args, "-d", "persona_world", "-o", str(tmp_path / "own")])
+    assert own.exit_code == 0, own.output
+    assert read_episodes(tmp_path / "own") == read_episodes(tmp_path / "bare")
+    other = runner.invoke(app, [*args, "-d", "lastfm", "-o", str(tmp_path / "other")])
+    said = flat(other.output)
+    assert other.exit_code == 2 and f"run {other_world} was trained on persona_world, not lastfm" in said
 
 
 def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
@@ -357,6 +364,9 @@ def test_the_card_s_evaluation_of_real_data_replays_the_test_as_pasted(
     result = runner.invoke(app, [*bare, "-o", str(tmp_path / "bare")])
     assert result.exit_code == 0, result.output
     assert read_episodes(tmp_path / "bare") == read_episodes(tmp_path / "l" / TEST_DIR / TRAINED_TEST)
+    named = runner.invoke(app, [*bare, "-d", "lastfm_star", "-o", str(tmp_path / "named")])  # its own
+    assert named.exit_code == 0, named.output
+    assert read_episodes(tmp_path / "named") == read_episodes(tmp_path / "bare")
     # the run's config.yaml records the data folder absolute, and the card's replay names it absolute,
     # so both replay from here
     assert RunRecord.read(tmp_path / "l").settings.data_dir == str(real_data_dir.resolve())
