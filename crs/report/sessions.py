@@ -530,12 +530,23 @@ def _text(value: MetricSummary | None, percent: bool = False) -> str:
     return f"{value.mean:.3f} [{value.low:.3f}, {value.high:.3f}]"
 
 
+def _tracking_cell(value: MetricSummary | None, oracle: bool, has_change: bool) -> str:
+    """A tracking or "last time" cell: the oracle is handed the truth; None else means no session after
+    the change (or no session to count)."""
+    if oracle:
+        return "n/a (handed the truth)"
+    if value is None:
+        return "n/a (no session after the change)" if has_change else "n/a"
+    return _text(value, percent=True)
+
+
 def session_rows(comparison: SessionComparison) -> list[list[str]]:
     """The table's cells, one row per memory mode (`SESSION_HEADERS`); tracking and "last time" are over
     the sessions after the change when there is one, else over every session."""
     rows = []
     for s in comparison.series:
         tracking = s.tracking_after_change if comparison.has_change else s.tracking_all
+        oracle = s.tracking_all is None  # handed the true persona: nothing of its own to track
         rows.append(
             [
                 s.memory,
@@ -544,8 +555,8 @@ def session_rows(comparison: SessionComparison) -> list[list[str]]:
                 _text(s.before_change),
                 _text(s.after_change),
                 recovery_text(s),
-                "n/a (handed the truth)" if s.tracking_all is None else _text(tracking, percent=True),
-                "n/a (handed the truth)" if s.last_time is None else _text(s.last_time, percent=True),
+                _tracking_cell(tracking, oracle, comparison.has_change),
+                _tracking_cell(s.last_time, oracle, comparison.has_change),
             ]
         )
     return rows

@@ -130,6 +130,20 @@ def test_tracking_is_over_the_sessions_after_the_change_session(tmp_path: Path) 
     assert block["tracking_after_change"]["mean"] == 1.0 and block["tracking_all"]["mean"] == 0.75
 
 
+def test_no_session_after_the_change_is_said_so_not_that_the_memory_was_handed_the_truth(
+    tmp_path: Path,
+) -> None:
+    """Two sessions, the change at the second: no session follows it, so a memory's tracking and "last
+    time" read "no session after the change" (they read "handed the truth", the oracle's reason)."""
+    paths = [
+        write_folder(tmp_path, memory, 0, lambda n, s: True, sessions=2, change=1, sequences=10)
+        for memory in ("update", "oracle")
+    ]
+    rows = {row[0]: row for row in session_rows(comparison_of(paths))}
+    assert rows["update"][6:] == ["n/a (no session after the change)"] * 2
+    assert rows["oracle"][6:] == ["n/a (handed the truth)"] * 2
+
+
 def test_per_seed_differences_use_only_that_seeds_users(tmp_path: Path) -> None:
     """Guards against pooling other seeds into one seed's paired difference: with seed 0 update beats
     frozen for every user and with seed 1 for none, the per-seed means are 1 and 0."""
