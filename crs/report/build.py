@@ -119,7 +119,7 @@ class _Catalogs:
         if run.summary.sessions is not None:
             raise CRSError(
                 f"{run.path} is a returning-user run (`crs eval --sessions`): its conversations are "
-                "sessions of returning users, not goals of the split; see its per-session curves instead"
+                "sessions of returning users, not goals of the split; see its returning-user table instead"
             )
         folder = self.folder(run)
         key = (run.dataset, run.world_seed, run.world, folder)
@@ -313,7 +313,9 @@ def build_report(
         report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 
     if any(run.curve is not None for run in inputs.trains) and not figures:
-        report.unavailable["learning"] = FIGURES_OFF
+        report.unavailable["learning"] = (
+            f"{FIGURES_OFF}; the curves' points are in metrics.json (learning_curves)"
+        )
     elif any(run.curve is not None for run in inputs.trains):
         report.learning = plot_learning_curves(train_groups, colors, figure_file(out, "learning_curves"))
     elif inputs.trains:
@@ -345,7 +347,7 @@ def _persona_sections(
         if all(run.summary.sessions is not None for row in table.rows for run in row.runs):
             reasons.append(
                 f"{table.test_set.dataset_label}: returning-user runs (`crs eval --sessions`), whose persona "
-                "tracking is drawn in the per-session curves instead"
+                "tracking is in the returning-user table instead"
             )
             continue
         sources = persona_sources(table)
@@ -426,7 +428,7 @@ def _examples(
     if reference.runs[0].summary.sessions is not None:
         report.unavailable["examples"] = (
             "the first table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
-            "one by one; see their per-session curves"
+            "one by one; see their returning-user table"
         )
         return
     others = [r for r in table.rows if r.label != reference.label]

@@ -100,7 +100,8 @@ def _img(plot: Plot) -> str:
 
 
 def _grid(plots: list[Plot]) -> str:
-    return '<div class="grid">' + "".join(_img(p) for p in plots) + "</div>"
+    """The plots side by side; nothing without plots (`--no-figures`)."""
+    return '<div class="grid">' + "".join(_img(p) for p in plots) + "</div>" if plots else ""
 
 
 def _metric_cell(summary: MetricSummary, metric: str, css: str = "", signed: bool = False) -> str:

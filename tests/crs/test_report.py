@@ -741,6 +741,7 @@ def test_no_figures_writes_the_same_text_and_tables_without_a_plot(runs, tmp_pat
         assert "figures switched off (--no-figures)" in (bare / name).read_text()
         assert "figures switched off" not in (drawn / name).read_text()
     assert "data:image/png" not in (bare / "report.html").read_text()
+    assert '<div class="grid"></div>' not in (bare / "report.html").read_text()
     tables = [json.loads((out / "metrics.json").read_text())["tables"] for out in (drawn, bare)]
     assert tables[0] == tables[1]
     assert (drawn / "tables.tex").read_text() == (bare / "tables.tex").read_text()

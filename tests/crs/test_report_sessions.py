@@ -308,7 +308,7 @@ def test_one_memory_mode_alone_still_gets_its_curve_and_no_pairs(tmp_path: Path)
     # the per-conversation sections say why they skip it (its goal indices are sessions, not the split's),
     # not that a catalogue that loads fine could not load
     examples = report.unavailable["examples"]
-    assert "is of returning users" in examples and "per-session curves" in examples
+    assert "is of returning users" in examples and "returning-user table" in examples
     assert "could not load" not in examples
 
 

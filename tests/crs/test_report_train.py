@@ -204,6 +204,17 @@ def test_a_persona_world_of_custom_sizes_is_named_kept_apart_and_rebuilt(tmp_pat
     assert sorted(table.test_set.dataset_label for table in again.tables) == sorted(labels)
 
 
+def test_without_figures_the_learning_section_points_to_the_curves_in_metrics_json(trained, tmp_path) -> None:
+    """`--no-figures` draws no learning curve: the section says where its points are, and they are there."""
+    _, run, _ = trained
+    report = build_report([run], tmp_path / "report", examples=0, persona=False, figures=False)
+    write_report(report)
+    assert report.learning is None
+    assert report.unavailable["learning"].endswith("the curves' points are in metrics.json (learning_curves)")
+    (curve,) = json.loads((tmp_path / "report" / "metrics.json").read_text())["learning_curves"].values()
+    assert curve
+
+
 def test_a_run_whose_ranker_folder_is_gone_is_told_so_in_the_persona_section(trained, tmp_path) -> None:
     """The persona section said "no persona model among the inputs" and told the user to add runs with
     `ranker: pretrain`, which this run is: it now names the folder that is gone."""
