@@ -15,6 +15,7 @@ from crs.report.analysis import (
     TrainSummaryRow,
     answer,
     build_tables,
+    duplicates,
     train_summary_rows,
     unpaired_answer,
     without_seed,
@@ -308,7 +309,8 @@ def build_report(
             plot_action_mix(table, figure_file(out, "action_mix", index)),
         ]
 
-    report.sessions = session_comparisons(inputs.evals)
+    repeats = {id(run) for run, _ in duplicates(inputs.evals)}  # read once, as in the tables
+    report.sessions = session_comparisons([run for run in inputs.evals if id(run) not in repeats])
     for index, comparison in enumerate(report.sessions if figures else ()):
         report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 

@@ -234,6 +234,12 @@ def test_runs_with_other_targets_are_refused_and_duplicates_named(
     copy = write_folder(tmp_path / "copy", "frozen", 0)
     with pytest.raises(CRSError, match="same returning-user run"):
         session_comparisons(load_inputs([folders["frozen-s0"], copy]).evals)
+    # a report reads a copy once, as it does a plain evaluation's (it stopped with the error above)
+    report = build_report([folders["frozen-s0"], copy], tmp_path / "report", examples=0, figures=False)
+    ((series,),) = [comparison.series for comparison in report.sessions]
+    assert series.memory == "frozen" and series.seeds == (0,)
+    left = [line.text() for line in report.input_list if str(copy) in line.text()]
+    assert left and all("repeats" in text for text in left), left
     # seeds of one memory mode are pooled only when they ran the same update constants
     ruled = write_folder(tmp_path / "ruled", "update", 1, rule={"switch_rate": 0.3})
     with pytest.raises(CRSError, match="different update constants"):
