@@ -269,7 +269,8 @@ def test_crs_report_draws_the_per_session_curves_of_the_sweep(
     assert (report / "sessions.png").stat().st_size > 1000
     assert "ask-2 · frozen" in markdown and "ask-2 · update" in markdown  # the overall table's rows
     # the persona analysis says why it is not there (not that the ranker failed to load)
-    assert "returning-user runs (`crs eval --sessions`), whose persona tracking is drawn" in " ".join(
-        result.output.split()
+    assert (
+        "returning-user runs (`crs eval --sessions`), whose persona tracking is in the returning-user table"
+        in " ".join(result.output.split())
     )
     assert "could not load persona ranker" not in result.output
