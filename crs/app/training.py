@@ -218,7 +218,8 @@ def _resolve_ranker(
                         task, completed=report.epoch, note=f"valid NDCG@10 {report.valid.ndcg:.4f}"
                     ),
                 )
-            save_artifact(result, artifact.where)
+            world_seed = settings.world_seed if catalog.truth is not None else None
+            save_artifact(result, artifact.where, world_seed=world_seed)  # named when it is refused
             best = next(h for h in result.history if h.epoch == result.best_epoch)
             if show:
                 ablated = ", ".join(f"{key} {value}" for key, value in switches.items())

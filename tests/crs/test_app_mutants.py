@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -288,10 +289,14 @@ def test_the_summary_records_the_user_kind_the_evaluation_ran(tmp_path: Path) ->
 
 @pytest.mark.slow  # trains a tiny run (~6 s on a shared 2-core machine)
 def test_policy_json_records_the_world_seed_the_run_trained_on(tmp_path: Path) -> None:
-    """Guards against policy.json recording world seed 0 for a run of another persona world: `crs eval
-    --sessions` names that seed in its refusal of another ``--world-seed``."""
+    """Guards against policy.json (and the ranker the run pre-trained) recording world seed 0 (None) for a
+    run of another persona world: `crs eval --sessions` names that seed in its refusal of another
+    ``--world-seed``."""
     from crs.app.training import run_training
     from tests.crs.test_train_cmd import tiny_settings
 
-    run_training(tiny_settings(world_seed=2, steps=64), name="w2", runs_dir=tmp_path, show=False)
+    settings = tiny_settings(world_seed=2, steps=64, ranker="pretrain", pretrain_epochs=1)
+    run_training(settings, name="w2", runs_dir=tmp_path, show=False)
     assert PolicyMeta.read(tmp_path / "w2").world_seed == 2
+    # so does the ranker it pre-trained, whose refusal on another world names the seed (it recorded None)
+    assert json.loads((tmp_path / "w2" / "ranker" / "config.json").read_text())["world_seed"] == 2
