@@ -946,6 +946,8 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
         for number, table in enumerate(tables, 1):
             top = max(table.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean))
             where = f" on {table.test_set.dataset_label}" + (f", table {number}" if len(tables) > 1 else "")
+            if len({t.test_set.setting for t in tables if t.test_set.dataset == table.test_set.dataset}) > 1:
+                where += f" ({table.test_set.setting} setting)"  # two tables of one dataset read apart
             figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
             tied = [r.label for r in table.rows if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
             the = "The" if number == 1 else "the"

@@ -414,7 +414,7 @@ def _persona_sections(
                 )
             report.persona_plots[index] = plots
     if not report.persona:
-        report.unavailable["persona"] = "; ".join(reasons) or "no evaluation records"
+        report.unavailable["persona"] = "; ".join(dict.fromkeys(reasons)) or "no evaluation records"
     elif reasons:
         report.notes.extend(reasons)
 

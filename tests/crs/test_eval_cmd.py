@@ -14,7 +14,7 @@ from crs.app.run_folder import EvalSummary
 from crs.app.settings import make_settings
 from crs.app.training import run_training
 from crs.cli import app
-from crs.report import build_tables, load_inputs
+from crs.report import build_report, build_tables, load_inputs
 from crs.report.formatting import setting_note
 from envs import evaluation_indices, make_env
 from envs.env import ConversationEnv
@@ -178,6 +178,11 @@ def test_multiple_choice_on_unicorns_data_names_its_multi_interest_user_and_no_p
     )
     assert "UNICORN's data (not MCMIPL's release and rules)" in notes["multi"]
     assert notes["single"] == SETTING_NOTES["binary"]
+    # the report's answer names each table's setting, and says once why it has no persona analysis
+    report = build_report(list(folders.values()), tmp_path / "report", examples=0, figures=False)
+    assert "(multiple_choice setting)" in report.answer and "(binary setting)" in report.answer
+    reason = report.unavailable["persona"]
+    assert reason.count("no persona model among the inputs") == 1, reason
     for setting, out in folders.items():  # as written before the user was resolved
         summary = json.loads((out / "summary.json").read_text())
         (out / "summary.json").write_text(json.dumps({**summary, "user": "auto"}))
