@@ -51,7 +51,9 @@ def report_command(
         help=DATA_DIR_HELP
         + " Real-data details read the folder each evaluation recorded; give this where the data moved.",
     ),
-    examples: int = typer.Option(3, "--examples", min=0, help="Example dialogues to replay (0: none)."),
+    examples: int = typer.Option(
+        3, "--examples", min=0, help="Example dialogues to replay, at most (from the first table; 0: none)."
+    ),
     persona: bool = typer.Option(
         True, "--persona/--no-persona", help="Run the persona analysis when possible."
     ),

@@ -349,6 +349,8 @@ def _example_dialogues(report: Report) -> list[str]:
     out = ["<h2>Example dialogues</h2>"]
     if not report.examples:
         out.append(_unavailable(report, "examples"))
+    elif len(report.tables) > 1:  # replayed from the first table only
+        out.append(f'<p class="note">From table 1: {_esc(report.tables[0].title)}.</p>')
     for dialogue in report.examples:
         lines = []
         for turn in dialogue.turns:

@@ -275,6 +275,8 @@ def _example_dialogues(report: Report) -> list[str]:
     out = ["## Example dialogues", ""]
     if not report.examples:
         out += _unavailable(report, "examples")
+    elif len(report.tables) > 1:  # replayed from the first table only
+        out += [f"_From table 1: {escape(report.tables[0].title)}._", ""]
     for dialogue in report.examples:
         lines = []
         for turn in dialogue.turns:

@@ -676,6 +676,13 @@ def test_example_dialogues_replay_in_the_setting_evaluated(runs, tmp_path) -> No
             assert set(answers) == {"yes", "no"}, answers
         else:
             assert "none of these" in answers and "no" not in answers, answers
+    both = build_report(
+        [tmp_path / "b", runs["max-entropy-s1"]], tmp_path / "both", examples=2, figures=False
+    )
+    write_report(both)  # two tables: the dialogues say which one they replay
+    first = both.tables[0].title
+    assert f"_From table 1: {first}._" in (tmp_path / "both" / "report.md").read_text()
+    assert f"From table 1: {first}." in (tmp_path / "both" / "report.html").read_text()
 
 
 def test_two_settings_of_one_dataset_get_persona_sections_named_by_setting(tmp_path) -> None:
