@@ -72,7 +72,14 @@ def eval_command(
         "--overwrite",
         help="Replace the earlier evaluation the output folder holds (refused if it holds other files too).",
     ),
-    user: str = typer.Option("auto", "--user", help=f"Simulated user: {', '.join(USER_KINDS)}."),
+    user: str = typer.Option(
+        "auto",
+        "--user",
+        help=f"Simulated user: {', '.join(USER_KINDS)}. single: UNICORN's, one target item; multi: MCMIPL's "
+        "multi-interest user, several target items sharing an aspect; persona: the persona world's users; "
+        "auto: persona on the persona world, on real data multi in the multiple-choice setting (and on "
+        "MCMIPL's datasets), else single. summary.json names the one played.",
+    ),
     world_seed: WorldSeedOption = None,
     workers: int = typer.Option(
         None,
