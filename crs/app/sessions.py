@@ -589,9 +589,8 @@ def resolve_session_policy(
             )
         spec = RankerSpec.parse(ranker)
         built = spec.build(catalog)
-        personas = np.asarray(getattr(built, "log_prior", np.zeros((0, 0)))).shape[-1]
-        if not isinstance(built, ExplainablePersonaRanker) or personas < 2:
-            has = "one persona per user" if isinstance(built, ExplainablePersonaRanker) else "no personas"
+        has = _too_few_personas(built)
+        if has or not isinstance(built, ExplainablePersonaRanker):
             raise SessionPolicyError(
                 f"--ranker {ranker} models {has}, so there is no persona to track; the memory needs a "
                 "`crs pretrain` artifact with several personas per user"
@@ -617,10 +616,12 @@ def resolve_session_policy(
         )
     trained = load_trained_policy(run, catalog)
     own = trained.ranker
-    if not isinstance(own, ExplainablePersonaRanker):
+    has = _too_few_personas(own)
+    if has or not isinstance(own, ExplainablePersonaRanker):
         raise SessionPolicyError(
-            f"--policy {policy} was trained with the ranker {meta.ranker!r}, which has no personas; the "
-            "memory needs a run trained with a persona ranker (`crs train --ranker <crs pretrain artifact>`)"
+            f"--policy {policy} was trained with the ranker {meta.ranker!r}, which models {has}, so there is "
+            "no persona to track; the memory needs a run trained with a persona ranker (`crs train --ranker "
+            "<crs pretrain artifact>`)"
         )
     encoder_prior = trained.encoder.log_prior.weight.detach().numpy().astype(np.float64)
     notes: tuple[str, ...] = ()
@@ -631,6 +632,14 @@ def resolve_session_policy(
             "a plain `crs eval` of the run",
         )
     return SessionPolicy(trained, own, run.name, RUN_RANKER.name, notes)
+
+
+def _too_few_personas(ranker: object) -> str:
+    """What `ranker` models when it has fewer than two personas per user to track ("no personas", "one
+    persona per user"), else ""."""
+    if not isinstance(ranker, ExplainablePersonaRanker):
+        return "no personas"
+    return "one persona per user" if np.asarray(ranker.log_prior).shape[-1] < 2 else ""
 
 
 def _log_normalised(log_prior: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 
 from crs.app.run_folder import EvalSummary
 from crs.app.sessions import ReturningResult, evaluate_returning
+from crs.app.settings import make_settings
 from crs.cli import app
 from envs.ranker import ExplainablePersonaRanker
 from envs.registry import make_env
@@ -204,6 +205,21 @@ def test_crs_eval_sessions_runs_a_trained_run_and_records_it(trained_run: Path, 
         assert other.exit_code == 2 and "ranks with its own ranker" in flat(other.output), other.output
     seed = runner.invoke(app, [*sessions_args(trained_run, "update", tmp_path / "w"), "--world-seed", "3"])
     assert seed.exit_code == 2 and "pass --world-seed 0" in flat(seed.output), seed.output
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_a_run_whose_ranker_has_one_persona_per_user_is_refused_naming_it(tmp_path: Path) -> None:
+    """A run trained over a ranker of one persona per user has no persona to track: refused naming its
+    ranker (it failed later, in `held_out_sequences`, on real data)."""
+    from crs.app.training import run_training
+    from tests.crs.test_train_cmd import TINY
+
+    settings = {k: v for k, v in TINY.items() if k != "world"} | {"ranker": "uniform+profile", "steps": 64}
+    run_training(make_settings(settings), name="one", runs_dir=tmp_path, show=False)
+    result = runner.invoke(app, sessions_args(tmp_path / "one", "frozen", tmp_path / "x"))
+    message = flat(result.output)
+    assert result.exit_code == 2 and not (tmp_path / "x").exists(), result.output
+    assert "was trained with the ranker 'uniform+profile', which models one persona per user" in message
 
 
 def test_a_run_of_another_dataset_is_refused_with_sessions(tmp_path: Path) -> None:
