@@ -29,6 +29,7 @@ from crs.parallel import BACKENDS
 from envs.registry import USER_KINDS
 from policies.memory import DEFAULT_RULE, MEMORY_MODES, MEMORY_UPDATES
 from simulators.datasets import PERSONA_WORLD
+from simulators.errors import CRSError
 from simulators.returning import REGIMES
 
 NOTHING_RECORDED = (
@@ -210,6 +211,11 @@ def eval_command(
             f"(episodes.jsonl, summary.json)"
         )
         return
+    if user == "persona" and dataset != PERSONA_WORLD:  # it needs the world's true personas
+        raise CRSError(
+            f"--user persona simulates the persona world's users from their true personas, which {dataset} "
+            "does not have: use --user single, multi or auto"
+        )
     spec = EvalSpec.of(
         policy=policy,
         dataset=dataset,

@@ -38,6 +38,18 @@ def test_eval_writes_records_whose_metrics_match_the_summary(tmp_path) -> None:
     assert summary["dataset"] == "persona_world" and summary["ranker"] == "popularity"
 
 
+def test_the_persona_user_on_real_data_is_refused_naming_the_users_it_has(tmp_path, real_data_dir) -> None:
+    args = ["eval", "-d", "lastfm_star", "--data-dir", str(real_data_dir), "--user", "persona", "-n", "3"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "x")])
+    message = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and not (tmp_path / "x").exists(), result.output
+    assert (
+        "--user persona simulates the persona world's users" in message
+        and "--user single, multi or auto" in message
+    )
+    assert "make_persona_world" not in message  # not the Python API's advice
+
+
 def test_the_default_folder_names_what_differs_from_the_defaults(tmp_path, monkeypatch) -> None:
     """Evaluations that differ in ranker, setting, split or order get default folders of their own (the
     second one was refused: the folder named after dataset, policy and seed held the first)."""
