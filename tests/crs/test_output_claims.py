@@ -39,6 +39,7 @@ from tests.crs.tiny_runs import PRETRAIN  # a tiny pre-training: an artifact tha
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
+QUICK_REPORT = ["--examples", "0", "--no-persona", "--no-figures"]  # the claims, not the report
 
 
 def squash(text: str) -> str:
@@ -262,16 +263,7 @@ def test_a_stale_lock_is_reported_with_the_rm_command_that_clears_it(
     args = {
         "eval": ["eval", "-n", "5", "-o", str(out)],
         "pretrain": [*PRETRAIN, "--out", str(out)],
-        "report": [
-            "report",
-            str(evaluation),
-            "--out",
-            str(out),
-            "--examples",
-            "0",
-            "--no-persona",
-            "--no-figures",
-        ],
+        "report": ["report", str(evaluation), "--out", str(out), *QUICK_REPORT],
     }[command]
     result = runner.invoke(app, args)
     assert refused(result, f"locked by process {pid}", "no longer running", f"`rm {lock}`"), result.output
@@ -345,7 +337,7 @@ def test_report_refuses_someone_elses_report_and_replaces_it_with_overwrite(
     out = tmp_path / "report"
     out.mkdir()
     (out / "report.md").write_text("someone else's report")
-    args = ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona", "--no-figures"]
+    args = ["report", str(evaluation), "--out", str(out), *QUICK_REPORT]
     result = runner.invoke(app, args)
     assert refused(result, "already holds results", "report.md", "--overwrite"), result.output
     assert (out / "report.md").read_text() == "someone else's report"
@@ -358,7 +350,7 @@ def test_rerunning_a_report_into_its_default_folder_is_refused(
     tmp_path: Path, evaluation: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["report", str(evaluation), "--examples", "0", "--no-persona", "--no-figures"]
+    args = ["report", str(evaluation), *QUICK_REPORT]
     assert runner.invoke(app, args).exit_code == 0
     result = runner.invoke(app, args)
     assert refused(result, str(Path("out") / "report"), "already holds results", "--overwrite"), result.output
@@ -418,16 +410,7 @@ def test_overwrite_never_empties_a_folder_that_is_not_an_earlier_output_of_the_c
     args = {
         "eval": ["eval", "-n", "5", "-o", str(out)],
         "pretrain": [*PRETRAIN, "--out", str(out)],
-        "report": [
-            "report",
-            str(evaluation),
-            "--out",
-            str(out),
-            "--examples",
-            "0",
-            "--no-persona",
-            "--no-figures",
-        ],
+        "report": ["report", str(evaluation), "--out", str(out), *QUICK_REPORT],
     }[command]
     result = runner.invoke(app, [*args, "--overwrite"])
     assert refused(result, "is not an earlier", "choose another folder"), result.output
@@ -450,16 +433,7 @@ def test_overwrite_refuses_an_earlier_output_holding_files_the_command_never_wro
     args = {
         "eval": ["eval", "-n", "5", "-o", str(out)],
         "pretrain": [*PRETRAIN, "--out", str(out)],
-        "report": [
-            "report",
-            str(evaluation),
-            "--out",
-            str(out),
-            "--examples",
-            "0",
-            "--no-persona",
-            "--no-figures",
-        ],
+        "report": ["report", str(evaluation), "--out", str(out), *QUICK_REPORT],
     }[command]
     assert runner.invoke(app, args).exit_code == 0
     (out / "notes.txt").write_text("my own notes")
@@ -483,16 +457,7 @@ def test_ctrl_c_says_nothing_was_written_and_keeps_the_earlier_output(
     out = tmp_path / "earlier"
     args = {
         "pretrain": [*PRETRAIN, "--out", str(out)],
-        "report": [
-            "report",
-            str(evaluation),
-            "--out",
-            str(out),
-            "--examples",
-            "0",
-            "--no-persona",
-            "--no-figures",
-        ],
+        "report": ["report", str(evaluation), "--out", str(out), *QUICK_REPORT],
     }[command]
     if command == "pretrain":
         shutil.copytree(artifact, out)
@@ -706,7 +671,7 @@ def test_a_report_that_fails_to_write_leaves_the_earlier_one_as_it_was(
     import crs.report
 
     out = tmp_path / "report"
-    args = ["report", str(evaluation), "--out", str(out), "--examples", "0", "--no-persona", "--no-figures"]
+    args = ["report", str(evaluation), "--out", str(out), *QUICK_REPORT]
     assert runner.invoke(app, args).exit_code == 0
     before = files(out)
     write = crs.report.write_report
