@@ -347,8 +347,9 @@ def default_output(spec: EvalSpec, policy_name: str, setting: str) -> Path:
     parts = [spec.dataset, policy_name]
     if setting != resolve_user_and_setting(spec.user, None, world=world, mcmipl=mcmipl)[1]:
         parts.append(setting)
-    if spec.ranker is not None and RankerSpec.parse(spec.ranker) != RUN_RANKER:
-        parts.append(re.sub(r"[^\w.+-]+", "_", RankerSpec.parse(spec.ranker).name).strip("_"))
+    ranker = None if spec.ranker is None else RankerSpec.parse(spec.ranker)
+    if ranker is not None and ranker != RUN_RANKER:
+        parts.append(re.sub(r"[^\w.+-]+", "_", ranker.name).strip("_"))  # a folder's path: one name
     parts += [spec.split] if spec.split != "test" else []
     parts += [spec.order] if spec.order != "seeded" else []
     return Path("out") / "eval" / "-".join([*parts, f"s{spec.seed}"])

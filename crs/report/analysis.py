@@ -982,9 +982,8 @@ def _top_row(table: Table, top: Row, lead: str) -> str:
         return f"{lead} is {top.label} ({figure}, the highest mean)"
     close = [d.label for d in diffs if ci_sign(d.metrics[PRIMARY], d.n_pairs) <= 0]
     if not close:
-        return (
-            f"{lead} is {top.label} ({figure}), ahead of each other (paired 95% CI of the difference above 0)"
-        )
+        above = "paired 95% CI of the difference above 0"
+        return f"{lead} is {top.label} ({figure}), ahead of each of the others ({above})"
     names = ", ".join(close[:-1]) + (" and " if len(close) > 1 else "") + close[-1]
     return (
         f"{lead} is not told apart: {top.label} has the highest mean ({figure}), but its paired "

@@ -600,7 +600,7 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
         said[name] = answer([dataclasses.replace(tables[0], diffs=[ci])])[0].split(". ")[0]
     lead = "The best by SR@15 among the policies compared on persona_world (world seed 0) is"
     assert said["apart"].startswith(f"{lead} {top} (SR@15 ")
-    assert said["apart"].endswith("ahead of each other (paired 95% CI of the difference above 0)")
+    assert said["apart"].endswith("ahead of each of the others (paired 95% CI of the difference above 0)")
     assert said["close"].startswith(f"{lead} not told apart: {top} has the highest mean (SR@15 ")
     assert f"but its paired difference to {other} has a 95% CI that includes 0 (or rests" in said["close"]
     assert text.split(". ")[0] == said["apart" if diff.significant("SR@15") else "close"].split(". ")[0]
