@@ -24,6 +24,7 @@ from crs.common import (
     data_dir_input,
     err_console,
     friendly_errors,
+    note_unread_data_dir,
 )
 from envs.registry import make_env
 from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
@@ -100,6 +101,7 @@ def chat_command(
     dataset, data_dir, world_seed = run_catalogue(policy, dataset, data_dir, world_seed)
     check_dataset_name(dataset)
     world_seed = check_world_seed(world_seed, dataset)
+    note_unread_data_dir(data_dir, dataset)
     check_files_outside_inputs(transcript, policy, ranker, data_dir, dataset, memory)
     chat_memory = None
     commands = personal_commands(dataset, data_dir, policy, setting, world_seed)

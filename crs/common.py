@@ -248,6 +248,17 @@ def read_settings_file(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def note_unread_data_dir(data_dir: str | None, dataset: str) -> None:
+    """Say that ``--data-dir`` goes unread on the persona world (embedded): a real dataset left out of
+    the command line is the likely slip."""
+    if data_dir is not None and dataset == PERSONA_WORLD:
+        console.print(
+            f"[yellow]note:[/] --data-dir is not read: {PERSONA_WORLD} is embedded (name a real dataset "
+            "with -d to read the folder)",
+            highlight=False,
+        )
+
+
 def data_dir_input(data_dir: str | None, dataset: str | None = None) -> Path | None:
     """The real-data folder a command reads (`data_dir`, else ``$CRS_DATA_DIR``), or None. The persona
     world (`dataset`; None: any) reads none: ``$CRS_DATA_DIR``, set for every command, is not its input,

@@ -23,6 +23,7 @@ from crs.common import (
     console,
     friendly_errors,
     metrics_table,
+    note_unread_data_dir,
     say_when_interrupted,
 )
 from crs.parallel import BACKENDS
@@ -170,6 +171,7 @@ def eval_command(
     """
     dataset, data_dir, world_seed = run_catalogue(policy, dataset, data_dir, world_seed)
     world_seed = check_world_seed(world_seed, dataset)
+    note_unread_data_dir(data_dir, dataset)
     if sessions is not None or regime is not None or memory is not None or memory_update is not None:
         check_session_options(
             sessions=sessions,

@@ -19,6 +19,7 @@ from crs.common import (
     console,
     data_dir_input,
     friendly_errors,
+    note_unread_data_dir,
     nothing_written,
     say_when_interrupted,
 )
@@ -131,6 +132,7 @@ def pretrain_command(
     if persona_init not in PERSONA_INITS:
         raise CRSError(f"--persona-init must be one of {', '.join(PERSONA_INITS)}, got {persona_init!r}")
     world_seed = check_world_seed(world_seed, dataset)
+    note_unread_data_dir(data_dir, dataset)
     catalog = DatasetSpec(dataset, data_dir, world_seed).load()
     config = TrainConfig(
         dim=dim,

@@ -43,3 +43,21 @@ def test_crs_train_takes_the_world_seed() -> None:
     result = runner.invoke(app, ["train", "--world-seed", "2", "--print-config"])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(result.output)["world_seed"] == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["eval", "-p", "ask-2", "-n", "2", "-o", "OUT"], ["chat", "-p", "ask-2", "--simulate"]],
+)
+def test_a_data_dir_the_persona_world_does_not_read_is_noted(tmp_path: Path, command: list[str]) -> None:
+    """`--data-dir` without a real dataset went unread without a word (the likely slip: `-d` left out)."""
+    args = [arg.replace("OUT", str(tmp_path / "out")) for arg in command]
+    (tmp_path / "data").mkdir()
+    result = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: --data-dir is not read: persona_world is embedded (name a real dataset with -d"
+        in result.output
+    )
+    quiet = runner.invoke(app, [arg.replace("OUT", str(tmp_path / "quiet")) for arg in command])
+    assert quiet.exit_code == 0 and "--data-dir is not read" not in quiet.output
