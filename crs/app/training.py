@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -695,7 +696,14 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
         start_steps = model.num_timesteps
         started = time.perf_counter()
         final_steps = steps_trained(start_steps, settings.steps, config.n_envs * int(config.n_steps or 1))
+        imitation = None if resume else settings.imitation
         with _progress(prepared.show) as progress:
+            # the copy comes first, so its bar does too (a log prints the bars in the order they were added)
+            copying = (
+                None
+                if imitation is None
+                else progress.add_task(f"imitating {imitation.rule}", total=imitation.steps, note="")
+            )
             task = progress.add_task("training", total=final_steps, completed=start_steps, note="")
 
             def on_progress(steps: int, seconds: float) -> None:
@@ -729,8 +737,8 @@ def _learn(prepared: _Prepared, resume: bool) -> _Session:
                 callback.init_callback(model)
                 callback.pending_eval = pending
                 callback.run_eval()
-            if not resume and settings.imitation is not None:
-                _imitate(prepared, model, settings.imitation, progress)
+            if imitation is not None and copying is not None:
+                _imitate(prepared, model, imitation, progress, copying)
                 callback.init_callback(model)
                 callback.after_update(final=True)  # step 0: checkpoint, curve point, best model so far
             if settings.steps > start_steps:
@@ -764,11 +772,14 @@ def _pending_eval(run_dir: Path, show: bool) -> int | None:
     return None if state is None else state.pending_eval
 
 
-def _imitate(prepared: _Prepared, model: Any, config: ImitationConfig, progress: Progress) -> None:
-    """Warm start: copy the rule `config.rule` (`policies.rl.imitation`) before PPO's first step."""
+def _imitate(
+    prepared: _Prepared, model: Any, config: ImitationConfig, progress: Progress, task: TaskID
+) -> None:
+    """Warm start: copy the rule `config.rule` (`policies.rl.imitation`) before PPO's first step, shown
+    in `progress` as `task`."""
     from policies.rl.imitation import clone, collect_demonstrations  # torch
 
-    task = progress.add_task(f"imitating {config.rule}", total=config.steps, note="demonstrations")
+    progress.update(task, note="demonstrations")
     demos = collect_demonstrations(
         prepared.train_env,
         prepared.ranker,

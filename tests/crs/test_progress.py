@@ -103,3 +103,22 @@ def test_disabled_progress_writes_nothing() -> None:
         clock.now = 100.0
         progress.update(task, completed=100)
     assert out.getvalue() == ""
+
+
+def test_a_training_log_lists_the_copy_of_the_rule_before_the_training(tmp_path) -> None:
+    """Sent to a file, `crs train` prints its bars once at the end, in the order they were added: the
+    imitation (which runs first) came after the training."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from crs.cli import app
+    from tests.crs.test_train_cmd import TINY
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "r"]
+    )
+    assert result.exit_code == 0, result.output
+    bars = [line.split()[0] for line in result.output.splitlines() if "━" in line]
+    assert bars[:2] == ["imitating", "training"], result.output
