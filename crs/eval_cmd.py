@@ -242,7 +242,7 @@ def eval_command(
         )
     summary = result.summary
     title = summary.label.describe(f", seed {seed}{ORDER_TITLES.get(summary.order, '')}")
-    console.print(metrics_table(title, {summary.policy: result.metrics}))
+    console.print(metrics_table(f"{title}, user {summary.user}", {summary.policy: result.metrics}))
     print_notes(summary.notes)
     console.print(
         f"{summary.conversations_per_second:.1f} conversations/s; "

@@ -171,12 +171,16 @@ def test_multiple_choice_on_unicorns_data_names_its_multi_interest_user_and_no_p
     """`--setting multiple_choice` on LastFM* plays MCMIPL's multi-interest user over UNICORN's data: the
     summary names that user (it said "auto"), an older summary's "auto" reads as the user it was, and
     the report's note says no published figure compares (it invited a comparison with MCMIPL's)."""
-    folders = {}
+    folders, said = {}, {}
     for setting in ("multiple_choice", "binary"):
         folders[setting] = tmp_path / setting
         args = ["eval", "--policy", "ask-2", "-d", "lastfm_star", "--data-dir", str(real_data_dir), "-n", "5"]
         result = runner.invoke(app, [*args, "--setting", setting, "--out", str(folders[setting])])
         assert result.exit_code == 0, result.output
+        said[setting] = " ".join(result.output.replace("│", " ").split())
+    assert (
+        "multiple_choice setting, ranker popularity, user multi" in said["multiple_choice"]
+    )  # the console too
     users = {
         setting: json.loads((out / "summary.json").read_text())["user"] for setting, out in folders.items()
     }
