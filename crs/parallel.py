@@ -241,6 +241,14 @@ def _init_process_worker(parent_pid: int) -> None:
         os.environ[name] = "1"
 
 
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _not_the_token_notice(record: logging.LogRecord) -> bool:
+    """Leave out Ray's notice that it enabled token authentication (its default for a local instance)."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def check_pool_request(workers: int | None, backend: str, address: str | None) -> str:
     """Validate a pool request before any work starts (whatever the worker count); the concrete backend.
 
@@ -325,6 +333,9 @@ class WorkerPool:
                     "head:6379), or leave out --address to run on this machine"
                 ) from None
         else:
+            # Ray enables token authentication for a local instance by default and warns that it did, on
+            # every sweep; the security stays, the notice goes (naming the mode instead needs a token first).
+            logging.getLogger(RAY_TOKEN_LOGGER).addFilter(_not_the_token_notice)
             ray.init(
                 num_cpus=self.workers,
                 include_dashboard=False,

@@ -268,6 +268,7 @@ def test_sigterm_ends_a_ray_sweep_as_it_ends_a_process_pool_sweep(tmp_path) -> N
             sweep.wait()
     text = " ".join(log.read_text().split())
     assert "terminated: finished tasks are kept in" in text and "SIGTERM received" not in text
+    assert "Token authentication is enabled" not in text  # asked for by name: no warning on each sweep
 
 
 GUARDED_CHILD = """
