@@ -373,9 +373,7 @@ class ConversationEnv(gym.Env):
         """The dialogue so far as text (render_mode="ansi")."""
         if self.render_mode != "ansi" or self._state is None:
             return None
-        return render_dialogue(
-            self.catalog, self._state.history, enumerated=self.enumerated, binary=self.setting == "binary"
-        )
+        return render_dialogue(self.catalog, self._state.history, self.setting)
 
     # ------------------------------------------------------------------------------------ internals
     def _goal_option(self, options: object) -> int | None:
@@ -546,11 +544,10 @@ def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None
         raise CRSError(f"{name}={value!r} is not one of {allowed}")
 
 
-def render_dialogue(
-    catalog: Catalog, history: list[TurnRecord], *, enumerated: bool = False, binary: bool = False
-) -> str:
-    """The turns of a dialogue as plain text, one line per turn; in the binary setting (`binary`) an
-    answer to a question is "yes" or "no", as the user of `crs chat` says it."""
+def render_dialogue(catalog: Catalog, history: list[TurnRecord], setting: Setting = "multiple_choice") -> str:
+    """The turns of a dialogue as plain text, one line per turn, as asked and answered in `setting`: an
+    enumerated question names its category, and a binary one is answered "yes" or "no", as the user of
+    `crs chat` says it."""
     aspect = catalog.aspect_names
     lines = []
     for record in history:
@@ -570,12 +567,12 @@ def render_dialogue(
             )
             lines.append(f"[{record.turn:2d}] agent recommends {names}{more} -> {outcome}")
         else:
-            if enumerated and record.kind == "ask" and catalog.taxonomy is not None:
+            if setting == "enumerated" and record.kind == "ask" and catalog.taxonomy is not None:
                 asked = catalog.taxonomy.parent_names[record.asked[0]]
             else:
                 asked = ", ".join(aspect[a] for a in record.asked)
             said = ", ".join(aspect[a] for a in record.accepted) or "none of these"
-            if binary and record.kind == "ask":
+            if setting == "binary" and record.kind == "ask":
                 said = "yes" if record.accepted else "no"
             who = f" (persona {record.persona})" if record.kind == "probe" else ""
             lines.append(f"[{record.turn:2d}] agent {record.kind}s{who}: {asked}? -> user: {said}")

@@ -314,12 +314,13 @@ def build_report(
     for index, comparison in enumerate(report.sessions if figures else ()):
         report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 
-    if any(run.curve is not None for run in inputs.trains) and not figures:
+    curves = any(run.curve is not None for run in inputs.trains)
+    if curves and figures:
+        report.learning = plot_learning_curves(train_groups, colors, figure_file(out, "learning_curves"))
+    elif curves:
         report.unavailable["learning"] = (
             f"{FIGURES_OFF}; the curves' points are in metrics.json (learning_curves)"
         )
-    elif any(run.curve is not None for run in inputs.trains):
-        report.learning = plot_learning_curves(train_groups, colors, figure_file(out, "learning_curves"))
     elif inputs.trains:
         report.unavailable["learning"] = "the train runs logged no evaluation curve"
     else:

@@ -117,8 +117,7 @@ def replay(
     env.reset(seed=seed, options={"goal_index": record.goal_index})
     policy.reset(np.random.default_rng(seed))
     names = None if explainer is None else prototype_names(explainer, catalog)
-    style = {"enumerated": env.enumerated, "binary": env.setting == "binary"}
-    turns = [DialogueTurn(render_dialogue(catalog, env.state.history, **style).strip(), "open")]
+    turns = [DialogueTurn(render_dialogue(catalog, env.state.history, env.setting).strip(), "open")]
     done = False
     info: dict[str, Any] = {}
     while not done:
@@ -126,7 +125,7 @@ def replay(
         _, _, terminated, truncated, info = env.step(policy.act(env))
         done = terminated or truncated
         turn = env.state.history[-1]
-        text = render_dialogue(catalog, [turn], **style).strip()
+        text = render_dialogue(catalog, [turn], env.setting).strip()
         explanation = ""
         if turn.kind == "recommend" and explainer is not None and names is not None and turn.slate:
             item = turn.accepted_item if turn.accepted_item is not None else turn.slate[0]
