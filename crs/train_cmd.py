@@ -12,7 +12,14 @@ import yaml
 from rich.markup import escape
 
 from crs.app.run_folder import RUN_CONFIG, RunPhase, RunRecord, run_options
-from crs.app.settings import DEFAULT_STEPS, MAX_SEED, MIN_DEFAULT_ENVS, make_settings, recorded_settings
+from crs.app.settings import (
+    DEFAULT_STEPS,
+    MAX_SEED,
+    MIN_DEFAULT_ENVS,
+    TrainSettings,
+    make_settings,
+    recorded_settings,
+)
 from crs.app.training import (
     DEFAULT_RUNS_DIR,
     ResumeOptionError,
@@ -156,8 +163,8 @@ def train_command(
         "--resume",
         help="Continue run --name from its last checkpoint with its recorded settings (--steps extends the "
         "budget; only --steps, --learning-rate, --ent-coef, --in-process, --workers and --data-dir, for "
-        "the same data moved, may change); a run stopped before its first checkpoint starts again from "
-        "step 0 with its recorded settings.",
+        "the same data moved, may change; options that repeat what the run recorded pass); a run "
+        "stopped before its first checkpoint starts again from step 0 with its recorded settings.",
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete the existing run of that name and train it again from scratch."
@@ -213,19 +220,22 @@ def train_command(
         # replay a run's settings:
         crs train --config runs/pw/config.yaml --name pw-again
     """
-    ppo = {k: v for k, v in {"learning_rate": learning_rate, "ent_coef": ent_coef}.items() if v is not None}
     if in_process and workers:
         raise CRSError("--in-process and --workers ask for opposite things: pass one of them")
-    if in_process or workers:
-        ppo["subprocess"] = workers
     if resume:
         if overwrite:
             raise CRSError("--resume continues a run and --overwrite deletes it: pass one of them")
-        refuse_options_resume_ignores(ctx)
+        refuse_options_resume_ignores(ctx, runs_dir / name if name else None)
         try:
             with terminate_as_interrupt():
                 run_training(
-                    None, name=name, runs_dir=runs_dir, resume=True, steps=steps, ppo=ppo, data_dir=data_dir
+                    None,
+                    name=name,
+                    runs_dir=runs_dir,
+                    resume=True,
+                    steps=steps,
+                    ppo=with_options({}, ctx.params).get("ppo", {}),
+                    data_dir=data_dir,
                 )
         except KeyboardInterrupt as stop:
             raise _interrupted(runs_dir / name if name else None, stop) from None
@@ -242,38 +252,7 @@ def train_command(
         if not print_config:  # --print-config's output is a config file
             note_resumed_changes(data.get("phases"), config)
         data = recorded_settings(data["settings"])
-    overrides = {
-        "dataset": dataset,
-        "data_dir": data_dir,
-        "setting": setting,
-        "ranker": ranker,
-        "steps": steps,
-        "envs": envs,
-        "seed": seed,
-        "world_seed": world_seed,
-    }
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if ppo:
-        data["ppo"] = {**data.get("ppo", {}), **ppo}
-    if no_persona_attention:
-        data["persona_attention"] = False
-    if no_aspect_attention:
-        data["aspect_attention"] = False
-    if policy_only_ablation:
-        data["ablate_ranker"] = False
-    if no_ranker_features:
-        data["wrapper"] = {**data.get("wrapper", {}), "ranker_features": False}
-    if plan_depth is not None:
-        data["wrapper"] = {**data.get("wrapper", {}), "plan_depth": plan_depth}
-    if plan_temperature is not None:
-        data["wrapper"] = {**data.get("wrapper", {}), "plan_temperature": plan_temperature}
-    if fit_plan_temperature:
-        if plan_temperature is not None:
-            raise CRSError(
-                f"--plan-temperature {plan_temperature:g} sets the belief temperature and "
-                "--fit-plan-temperature fits one: pass one of them"
-            )
-        data["fit_plan_temperature"] = True
+    data = with_options(data, ctx.params)
     check_world_seed(world_seed, data.get("dataset", PERSONA_WORLD))  # named as the option
     settings = make_settings(data)
     if policy_only_ablation and settings.persona_attention and settings.aspect_attention:
@@ -289,6 +268,51 @@ def train_command(
             run_training(settings, name=name, runs_dir=runs_dir, overwrite=overwrite)
     except KeyboardInterrupt as stop:
         raise _interrupted(runs_dir / (name or default_run_name(settings)), stop) from None
+
+
+def with_options(data: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A settings mapping with what `crs train`'s options set over `data`.
+
+    Args:
+        data: Settings (a config file's, or a run's recorded ones).
+        options: `crs train`'s parameters by name (``ctx.params``); one that is None or False (not
+            given) sets nothing, and a name not in it counts as not given.
+
+    Raises:
+        CRSError: Both --plan-temperature and --fit-plan-temperature.
+    """
+    given = {key: value for key, value in options.items() if value is not None and value is not False}
+    data = {**data, **{key: given[key] for key in _SETTING_OPTIONS if key in given}}
+    ppo: dict[str, Any] = {key: given[key] for key in ("learning_rate", "ent_coef") if key in given}
+    if "in_process" in given or "workers" in given:
+        ppo["subprocess"] = "workers" in given
+    if ppo:
+        data["ppo"] = {**data.get("ppo", {}), **ppo}
+    for flag, key in _OFF_SWITCHES.items():
+        if flag in given:
+            data[key] = False
+    wrapper: dict[str, Any] = {key: given[key] for key in ("plan_depth", "plan_temperature") if key in given}
+    if "no_ranker_features" in given:
+        wrapper["ranker_features"] = False
+    if wrapper:
+        data["wrapper"] = {**data.get("wrapper", {}), **wrapper}
+    if "fit_plan_temperature" in given:
+        if "plan_temperature" in given:
+            raise CRSError(
+                f"--plan-temperature {given['plan_temperature']:g} sets the belief temperature and "
+                "--fit-plan-temperature fits one: pass one of them"
+            )
+        data["fit_plan_temperature"] = True
+    return data
+
+
+# options that set the settings key of their own name, and switches that turn a setting off
+_SETTING_OPTIONS = ("dataset", "data_dir", "setting", "ranker", "steps", "envs", "seed", "world_seed")
+_OFF_SWITCHES = {
+    "no_persona_attention": "persona_attention",
+    "no_aspect_attention": "aspect_attention",
+    "policy_only_ablation": "ablate_ranker",
+}
 
 
 def _interrupted(run_dir: Path | None, stop: KeyboardInterrupt) -> typer.Exit:
@@ -322,24 +346,65 @@ def note_resumed_changes(phases: Any, config: Path | None) -> None:
         )
 
 
-def refuse_options_resume_ignores(ctx: typer.Context) -> None:
-    """Refuse the options the user gave that `--resume` cannot apply (it keeps the run's settings).
+def refuse_options_resume_ignores(ctx: typer.Context, run_dir: Path | None) -> None:
+    """Refuse the options the user gave that `--resume` cannot apply (it keeps the run's settings); a
+    setting's option that says what the run recorded (the first command again, with --resume) changes
+    nothing and passes.
+
+    Args:
+        ctx: `crs train`'s context.
+        run_dir: The run to resume (None without --name: then nothing is recorded to agree with).
 
     Raises:
-        ResumeOptionError: Names each such option, and the options --resume accepts.
+        ResumeOptionError: Names each option that would change the run, what the run recorded where it
+            is a setting, and the options --resume accepts.
     """
+    recorded = _recorded_settings(run_dir) if run_dir else None
     given = []
     for param in ctx.command.params:
         if param.name is None or param.name in RESUME_OPTIONS:
             continue
         source = ctx.get_parameter_source(param.name)  # typer's own click: compare the enum by name
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            given.append(max(param.opts, key=len))  # its long form
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = ctx.params[param.name]
+        option = max(param.opts, key=len)  # its long form
+        option += "" if isinstance(value, bool) else f" {value}"
+        changed = _changed_settings(recorded, param.name, value)
+        if changed == {}:
+            continue  # it says what the run recorded
+        was = "; ".join(f"the run recorded {key}: {value}" for key, value in (changed or {}).items())
+        given.append(f"{option} ({was})" if was else option)
     if given:
         params = {param.name: param for param in ctx.command.params}
         accepted = ", ".join(max(params[key].opts, key=len) for key in RESUME_OPTIONS if key != "resume")
         raise ResumeOptionError(
             f"--resume cannot apply {', '.join(given)}: a resumed run keeps the settings its config.yaml "
-            f"recorded. --resume accepts only {accepted}; to train with other settings, start a new "
-            "run (another --name, or --overwrite without --resume)"
+            f"recorded. --resume accepts only {accepted}, and options that repeat what the run recorded; "
+            "to train with other settings, start a new run (another --name, or --overwrite without --resume)"
         )
+
+
+def _recorded_settings(run_dir: Path) -> TrainSettings | None:
+    """The settings in `run_dir`'s config.yaml; None where there are none to read (the resume itself then
+    says what is wrong)."""
+    if not (run_dir / RUN_CONFIG).is_file():
+        return None
+    try:
+        return RunRecord.read(run_dir).settings
+    except CRSError:
+        return None
+
+
+def _changed_settings(recorded: TrainSettings | None, name: str, value: Any) -> dict[str, Any] | None:
+    """The settings that option `name` with `value` would change in a run that recorded `recorded`, by
+    key with the recorded value ({}: it repeats what the run recorded); None where that cannot be told
+    (no record, an option that sets no setting, or a bad value)."""
+    if recorded is None or not with_options({}, {name: value}):
+        return None
+    try:
+        before = make_settings(recorded.model_dump()).model_dump()
+        after = make_settings(with_options(recorded.model_dump(), {name: value})).model_dump()
+    except CRSError:
+        return None
+    return {key: was for key, was in before.items() if after[key] != was}
