@@ -75,6 +75,7 @@ class Report:
             reasons (`crs.report.ledger`); shown at the top of every output.
         sessions: Returning-user comparisons of `crs eval --sessions` folders (`crs.report.sessions`).
         session_plots: Their per-session curves, by comparison index.
+        figures: Whether plots were drawn (False: ``--no-figures``, said under the title).
     """
 
     out: Path
@@ -97,6 +98,7 @@ class Report:
     input_list: list[InputLine] = field(default_factory=list)
     sessions: list[SessionComparison] = field(default_factory=list)
     session_plots: dict[int, Plot] = field(default_factory=dict)
+    figures: bool = True
 
 
 Explainers = tuple[ExplainablePersonaRanker, frozenset[Path]]
@@ -300,6 +302,7 @@ def build_report(
     colors = palette(labels, ablations)
     report.colors = colors
 
+    report.figures = figures
     if not figures:
         report.notes.append(FIGURES_OFF)
     for index, table in enumerate(tables if figures else ()):

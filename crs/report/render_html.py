@@ -19,7 +19,7 @@ from importlib import resources
 
 from crs import __version__
 from crs.report.analysis import LOWER_IS_BETTER, METRICS, PairedDiff, Table, pairing_note
-from crs.report.build import Report
+from crs.report.build import FIGURES_OFF, Report
 from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
 from crs.report.formatting import (
     INTERACTION_METRIC,
@@ -146,7 +146,7 @@ def _header(report: Report) -> str:
     return (
         f'<header><h1>{_esc(report.title)}</h1><div class="meta">{_esc(report.created)} · persona-crs '
         f"{_esc(__version__)} · {len(report.inputs.evals)} evaluation runs, {len(report.inputs.trains)} "
-        "train runs</div></header>"
+        f"train runs{'' if report.figures else ' · ' + _esc(FIGURES_OFF)}</div></header>"
     )
 
 

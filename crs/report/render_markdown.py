@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from crs import __version__
 from crs.report.analysis import METRICS, PairedDiff, Table, pairing_note
-from crs.report.build import Report
+from crs.report.build import FIGURES_OFF, Report
 from crs.report.columns import COMPARISON, TRAIN_SUMMARY, RowT, TableLayout
 from crs.report.formatting import (
     INTERACTION_METRIC,
@@ -132,7 +132,8 @@ def _table(layout: TableLayout[RowT], rows: Sequence[RowT]) -> list[str]:
 
 
 def _title(report: Report) -> list[str]:
-    return [f"# {escape(report.title)}", "", f"_{report.created} · persona-crs {__version__}_", ""]
+    figures = "" if report.figures else f" · {FIGURES_OFF}"
+    return [f"# {escape(report.title)}", "", f"_{report.created} · persona-crs {__version__}{figures}_", ""]
 
 
 def _input_list(report: Report) -> list[str]:

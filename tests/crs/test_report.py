@@ -747,6 +747,9 @@ def test_no_figures_writes_the_same_text_and_tables_without_a_plot(runs, tmp_pat
     for name in ("report.md", "report.html"):
         assert "figures switched off (--no-figures)" in (bare / name).read_text()
         assert "figures switched off" not in (drawn / name).read_text()
+    # said under the title, where a reader looking for the plots starts, not only among the notes at the end
+    assert "figures switched off" in "".join((bare / "report.md").read_text().splitlines()[:3])
+    assert "figures switched off" in (bare / "report.html").read_text().split("</header>")[0]
     assert "data:image/png" not in (bare / "report.html").read_text()
     assert '<div class="grid"></div>' not in (bare / "report.html").read_text()
     tables = [json.loads((out / "metrics.json").read_text())["tables"] for out in (drawn, bare)]
