@@ -474,6 +474,7 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                 # named as their own tables name their rows
                 elsewhere = sorted({x for f, gs in subsets if f != fingerprints for x in _row_labels(gs)})
                 shared = any(f != fingerprints and f & fingerprints for f, _ in subsets)
+                same_draw = all(_draw(gs) == _draw(groups) for f, gs in subsets if f != fingerprints)
                 separated = (
                     "not compared with "
                     f"{', '.join(elsewhere)} "
@@ -481,15 +482,32 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                     f"({_describe_conversations(groups)} "
                     f"here; {'; '.join(others)} there). "
                 )
-                separated += (
-                    "Some conversation lists are shared: a row pools all its seeds' runs, so rows pair only "
-                    "when they walked the same lists; evaluate every row with the same seeds (or leave the "
-                    "extra runs out) to compare them"
-                    if shared
-                    else "Same sizes and seeds with another conversation list mean the catalogue or its "
-                    "split differed (another world size or data version); re-run `crs eval` with the same "
-                    "--episodes and --seed on the same data to compare them"
+                if shared:
+                    separated += (
+                        "Some conversation lists are shared: a row pools all its seeds' runs, so rows pair "
+                        "only when they walked the same lists; evaluate every row with the same seeds (or "
+                        "leave the extra runs out) to compare them"
+                    )
+                elif same_draw:
+                    separated += (
+                        "Same sizes and seeds with another conversation list mean the catalogue or its "
+                        "split differed (another world size or data version); re-run `crs eval` with the "
+                        "same --episodes and --seed on the same data to compare them"
+                    )
+                else:
+                    separated += (
+                        "Their numbers of conversations or eval seeds differ: re-run `crs eval` with the "
+                        "same --episodes and --seed to compare them"
+                    )
+                rerankered = _named_alike_over_other_rankers(
+                    groups, [gs for f, gs in subsets if f != fingerprints]
                 )
+                if rerankered:
+                    separated += (
+                        f". {', '.join(rerankered)} here and there also ran over different rankers (other "
+                        "weights: a ranker pre-trained again in place, or another one at that path), so "
+                        "those rows are not one configuration's seeds"
+                    )
             tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
     for dataset in sorted({t.test_set.dataset_label for t in tables}):
         settings = sorted({t.test_set.setting for t in tables if t.test_set.dataset_label == dataset})
@@ -566,6 +584,29 @@ def _sizes_and_seeds(table: Table) -> str:
     return (
         f"{'/'.join(str(s) for s in sizes)} conversations, eval seed{'s' if len(seeds) > 1 else ''} "
         f"{', '.join(str(s) for s in seeds)}"
+    )
+
+
+def _draw(groups: Sequence[list[EvalRun]]) -> tuple[frozenset[int], frozenset[int]]:
+    """The numbers of conversations and the eval seeds of `groups`' runs: what draws their lists."""
+    runs = [r for g in groups for r in g]
+    return frozenset(len(r.records) for r in runs), frozenset(r.seed for r in runs)
+
+
+def _named_alike_over_other_rankers(
+    groups: Sequence[list[EvalRun]], elsewhere: Sequence[Sequence[list[EvalRun]]]
+) -> list[str]:
+    """The row labels of `groups` that a row of another table shares while its runs ran over rankers
+    of other weights (`EvalRun.ranker_identity`)."""
+    here = dict(zip(_row_labels(groups), groups, strict=True))
+    return sorted(
+        {
+            label
+            for other in elsewhere
+            for label, group in zip(_row_labels(other), other, strict=True)
+            if label in here
+            and {r.ranker_identity for r in group} != {r.ranker_identity for r in here[label]}
+        }
     )
 
 

@@ -260,6 +260,27 @@ def test_tables_of_lists_that_share_no_conversation_are_not_said_to_share_some(t
     assert all("Some conversation lists are shared" in table.separated for table in tables)
 
 
+def test_tables_apart_by_their_seeds_or_rankers_say_so(tmp_path: Path) -> None:
+    """Two lists of other eval seeds are not put down to another catalogue; a row named alike in the
+    other table that ran over a ranker of other weights (pre-trained again in place) is said to."""
+    lines = records([1, 2, None] * 4)
+    paths = [
+        write_eval(tmp_path / "s1", lines, conversations="list-a", ranker_identity="weights-a"),
+        write_eval(tmp_path / "s2", lines, seed=2, conversations="list-b", ranker_identity="weights-b"),
+    ]
+    tables, _ = build_tables(load_inputs(paths).evals)
+    assert [row.label for table in tables for row in table.rows] == ["ask-4", "ask-4"]
+    for table in tables:
+        assert "numbers of conversations or eval seeds differ" in table.separated
+        assert "catalogue or its split differed" not in table.separated
+        assert "ask-4 here and there also ran over different rankers" in table.separated
+    paths[1] = write_eval(
+        tmp_path / "s2-same", lines, seed=2, conversations="list-b", ranker_identity="weights-a"
+    )
+    tables, _ = build_tables(load_inputs(paths).evals)
+    assert not any("different rankers" in table.separated for table in tables)
+
+
 def test_one_dataset_in_one_setting_gets_no_note(tmp_path: Path) -> None:
     """Guards against the notes on split datasets or settings where nothing was split: two policies of
     one dataset and setting share one table and need no note."""
