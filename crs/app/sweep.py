@@ -707,8 +707,9 @@ def train_attempt(out: Path, task: SweepTask) -> TrainAttempt:
 
 def remove_other_attempts(out: Path, keep: set[str], temp_dir: Path | None = None) -> list[Path]:
     """Delete the train attempts that earlier runs into the sweep folder `out` left (`train_attempt`) and
-    no task of this run continues: those of tasks since finished, or of settings since changed. An
-    attempt a live worker holds (its lock) is left alone.
+    no task of this run continues: those of tasks since finished, or of settings since changed; and this
+    user's attempts of sweep folders that are gone (an abandoned sweep, deleted: nothing can continue
+    them). An attempt a live worker holds (its lock) is left alone.
 
     Args:
         out: The sweep folder.
@@ -727,7 +728,8 @@ def remove_other_attempts(out: Path, keep: set[str], temp_dir: Path | None = Non
             owner = json.loads((path / ATTEMPT_FILE).read_text()).get("sweep")
         except (OSError, ValueError, AttributeError):
             continue
-        if owner == sweep:
+        orphan = isinstance(owner, str) and not Path(owner).exists() and path.stat().st_uid == os.getuid()
+        if owner == sweep or orphan:
             with contextlib.suppress(OSError), folder_lock(path, wait=False):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)

@@ -362,13 +362,21 @@ def test_an_interrupted_train_task_goes_on_from_its_checkpoint_when_the_sweep_is
 
 
 def test_a_rerun_removes_only_its_own_sweeps_attempts_that_no_task_continues(tmp_path) -> None:
-    """An attempt of a task since finished, or of settings since changed, is removed; another sweep
-    folder's, one this run continues, and one a live worker holds are left alone."""
+    """An attempt of a task since finished, or of settings since changed, is removed, and so is one of a
+    sweep folder since deleted (an abandoned sweep); another sweep folder's, one this run continues, and
+    one a live worker holds are left alone."""
     from crs.app.sweep import ATTEMPT_FILE, ATTEMPT_PREFIX, remove_other_attempts
 
-    out, other = tmp_path / "out", tmp_path / "other"
+    out, other, gone = tmp_path / "out", tmp_path / "other", tmp_path / "gone"
+    other.mkdir()
     folders = {}
-    for name, sweep in (("stale", out), ("continued", out), ("held", out), ("foreign", other)):
+    for name, sweep in (
+        ("stale", out),
+        ("continued", out),
+        ("held", out),
+        ("foreign", other),
+        ("orphan", gone),
+    ):
         folder = folders[name] = tmp_path / f"{ATTEMPT_PREFIX}{name}"
         folder.mkdir()
         (folder / ATTEMPT_FILE).write_text(json.dumps({"sweep": str(sweep.resolve()), "task": {}}))
@@ -378,12 +386,13 @@ def test_a_rerun_removes_only_its_own_sweeps_attempts_that_no_task_continues(tmp
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         keep = {folders["continued"].name}
-        assert remove_other_attempts(out, keep, tmp_path) == [folders["stale"]]
+        removed = remove_other_attempts(out, keep, tmp_path)
+        assert sorted(removed) == sorted([folders["stale"], folders["orphan"]])
     finally:
         holder.kill()
         holder.wait()
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        folders[name].name for name in ("continued", "held", "foreign")
+        [*(folders[name].name for name in ("continued", "held", "foreign")), "other"]
     )
 
 
