@@ -88,7 +88,9 @@ def eval_command(
         "--workers",
         "-w",
         help="Worker processes (Ray when installed, else a local process pool). Default 1; with "
-        "--address, the cluster's CPUs.",
+        "--address, the cluster's CPUs. Each worker first spends a few seconds starting (imports, the "
+        "catalogue), so workers pay only for an evaluation that takes well over 10 s in one process "
+        "(BENCHMARKS.md: 1.9x the rate with 2 free cores, once started).",
     ),
     backend: str = typer.Option("auto", "--backend", help=f"Worker backend: {', '.join(BACKENDS)}."),
     address: str = typer.Option(None, "--address", help="Address of an existing Ray cluster to run on."),
