@@ -139,8 +139,8 @@ def eval_command(
 
       crs eval --policy ask-4
 
-      crs eval --policy ask-7 --dataset lastfm --data-dir ../shared/data \\
-        --ranker transe --episodes 600
+      crs eval --policy ask-7 --dataset lastfm \\
+        --data-dir ../shared/data --ranker transe --episodes 600
 
       # a trained run: on its own dataset, data folder and setting
       crs eval --policy runs/my-run
@@ -151,25 +151,27 @@ def eval_command(
 
       crs eval --policy max-entropy --episodes 2400 --workers 2
 
-      crs eval --policy ask-7 -d yelp_star --data-dir DATA --ranker popularity \\
-        --order unicorn -n 2500
+      crs eval --policy ask-7 -d yelp_star --data-dir DATA \\
+        --ranker popularity --order unicorn -n 2500
 
       crs eval --policy ask-4 -d mcmipl_lastfm_star --data-dir DATA \\
         --order mcmipl -n 4000
 
-      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch \\
-        --memory update -n 1000
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 \\
+        --regime switch --memory update -n 1000
 
       # the prior and per-persona aspect weights together:
-      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 --regime switch \\
-        --memory update --memory-update both -n 1000
+      crs eval -p ask-4 --ranker runs/pw-ranker --sessions 8 \\
+        --regime switch --memory update --memory-update both -n 1000
 
       # a trained run:
-      crs eval -p runs/my-run --sessions 8 --regime switch --memory update -n 300
+      crs eval -p runs/my-run --sessions 8 --regime switch \\
+        --memory update -n 300
 
       # held-out items of real users:
-      crs eval -p ask-7 -d lastfm_star --data-dir DATA --sessions 6 \\
-        --ranker runs/lastfm-ranker --regime switch --memory update -n 1000
+      crs eval -p ask-7 -d lastfm_star --data-dir DATA \\
+        --sessions 6 --ranker runs/lastfm-ranker --regime switch \\
+        --memory update -n 1000
     """
     dataset, data_dir, world_seed = run_catalogue(policy, dataset, data_dir, world_seed)
     world_seed = check_world_seed(world_seed, dataset)

@@ -113,12 +113,13 @@ def pretrain_command(
 
         crs pretrain --out runs/pw-ranker
 
-        crs pretrain -d lastfm_star --data-dir ../shared/data --out runs/lfs
+        crs pretrain -d lastfm_star --data-dir ../shared/data \\
+          --out runs/lfs
 
-        # Yelp*: each step propagates over 1.3 M edges, so few layers and large
-        # batches; ~10 minutes
-        crs pretrain -d yelp_star --data-dir DATA --layers 1 --batch-size 8192 \\
-          --epochs 8 -o runs/yelp
+        # Yelp*: each step propagates over 1.3 M edges, so few
+        # layers and large batches; ~10 minutes
+        crs pretrain -d yelp_star --data-dir DATA --layers 1 \\
+          --batch-size 8192 --epochs 8 -o runs/yelp
 
         crs pretrain -d mcmipl_yelp_star --data-dir DATA --layers 1 \\
           --batch-size 8192 --epochs 5 --holdout-unit group \\

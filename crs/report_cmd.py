@@ -96,8 +96,8 @@ def report_command(
 
       crs report out/eval/ask-4 out/eval/max-entropy --out out/report
 
-      crs report runs/full-s1 runs/persona-blind-s1 runs/aspect-blind-s1 \\
-        runs/both-off-s1 --out out/ablation
+      crs report runs/full-s1 runs/persona-blind-s1 \\
+        runs/aspect-blind-s1 runs/both-off-s1 --out out/ablation
 
       crs report out/sweeps/rules --out out/report-rules
     """

@@ -197,7 +197,8 @@ def train_command(
         crs train --steps 260000 --name pw-long --resume \\
           --learning-rate 3e-4 --ent-coef 0.003
 
-        crs train --dataset lastfm --data-dir ../shared/data --ranker transe
+        crs train --dataset lastfm --data-dir ../shared/data \\
+          --ranker transe
 
         # UNICORN's YELP:
         crs train --dataset yelp_star --data-dir ../shared/data \\

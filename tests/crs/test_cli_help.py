@@ -79,14 +79,16 @@ def test_every_option_name_is_whole_on_an_80_column_terminal(command: list[str])
     assert expected - {"--help"} <= names, result.output
 
 
+@pytest.mark.parametrize("width", [WIDTH, 70])
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_example_keeps_its_line_on_an_80_column_terminal(command: list[str]) -> None:
+def test_every_example_keeps_its_line_on_an_80_or_70_column_terminal(command: list[str], width: int) -> None:
+    """An example wrapped by the terminal mid-command (at 70 columns, 7 did) no longer pastes as one."""
     click_command = typer.main.get_command(app)
     for word in command:
         click_command = click_command.commands[word]  # type: ignore[attr-defined]
     help_text = (click_command.help or "").replace("\\[", "[")  # rich's escape of a literal [
     examples = [line.strip() for line in help_text.splitlines() if line.startswith(" ")]
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": ""})
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(width), "TERMINAL_WIDTH": ""})
     shown = {line.strip() for line in result.output.splitlines()}
     assert [example for example in examples if example not in shown] == []
 
