@@ -295,12 +295,18 @@ def seeds_interval(
     n = values.size
     half = float(stats.t.ppf(0.975, n - 1)) * values.std(ddof=1) / math.sqrt(n)
     mean = float(values.mean())
-    low, high = mean - half, mean + half
-    if clip and metric in PROPORTIONS:
+    interval = MetricSummary(mean, mean - half, mean + half)
+    return _clipped(metric, interval, max_turns) if clip else interval
+
+
+def _clipped(metric: str, interval: MetricSummary, max_turns: int | None) -> MetricSummary:
+    """`interval` within the values `metric` can take (see `seeds_interval`)."""
+    low, high = interval.low, interval.high
+    if metric in PROPORTIONS:
         low, high = max(low, 0.0), min(high, 1.0)
-    elif clip and metric == "AT":
+    elif metric == "AT":
         low, high = max(low, 1.0), high if max_turns is None else min(high, float(max_turns))
-    return MetricSummary(mean, low, high)
+    return MetricSummary(interval.mean, low, high)
 
 
 def seed_contrast(weighted: Sequence[tuple[Row, int]], metric: str) -> MetricSummary | None:
@@ -329,7 +335,10 @@ def row_metrics(
 
     One run: `bootstrap_ci` over its conversations (whole users in a `crs eval --sessions` run, by
     `units`: `conversation_units` of the runs) with the run's seed (what `crs eval` wrote).
-    Several: the mean of the runs' means, Student-t interval with n−1 degrees of freedom.
+    Several: the mean of the runs' means, Student-t interval with n−1 degrees of freedom, never
+    narrower on either side than the bootstrap over all their conversations (whole users and whole
+    runs' conversations apart): over a few seeds whose means happen to agree, the t-interval alone is of
+    zero width, certainty that the conversations do not give.
     """
     per_run = [per_episode_metrics(run.records, run.max_turns) for run in runs]
     if len(runs) == 1:
@@ -337,9 +346,24 @@ def row_metrics(
         return {
             m: bootstrap_ci(per_run[0][m], seed=runs[0].seed, clusters=clusters) for m in METRICS
         }, "conversations"
+    # a conversation that several runs walked (seeds of a trained policy) is resampled whole
+    labels: dict[tuple[str, int], int] = {}
+    pooled_clusters = [
+        units[key] if units else labels.setdefault(key, len(labels))
+        for run in runs
+        for key in ((run.fingerprint, r.goal_index) for r in run.records)
+    ]
     most = max(run.max_turns for run in runs)
-    means = {m: [values[m].mean() for values in per_run] for m in METRICS}
-    return {m: seeds_interval(m, means[m], max_turns=most) for m in METRICS}, "seeds"
+    out = {}
+    for m in METRICS:
+        seeds = seeds_interval(m, [values[m].mean() for values in per_run], clip=False)
+        pooled = bootstrap_ci(
+            np.concatenate([values[m] for values in per_run]), seed=runs[0].seed, clusters=pooled_clusters
+        )
+        low = min(seeds.low, seeds.mean - (pooled.mean - pooled.low))
+        high = max(seeds.high, seeds.mean + (pooled.high - pooled.mean))
+        out[m] = _clipped(m, MetricSummary(seeds.mean, low, high), most)
+    return out, "seeds"
 
 
 def conversation_values(runs: Sequence[EvalRun]) -> dict[str, dict[tuple[str, int], float]]:

@@ -102,11 +102,14 @@ def ci_text(table: Table) -> str:
     if "conversations" in kinds:
         parts.append("bootstrap over conversations for single runs")
     if "seeds" in kinds:
-        parts.append("Student-t across seeds for repeated runs")
+        parts.append(
+            "Student-t across seeds for repeated runs, never narrower than the bootstrap over all their "
+            "conversations"
+        )
     if any(row.ci == "seeds" and row.n_runs == 2 for row in table.rows):
         parts.append(
-            "over 2 seeds, 1 degree of freedom: such an interval is wide, or of zero width where the two "
-            "agree; more seeds, or the paired differences, tell more"
+            "over 2 seeds, 1 degree of freedom: such an interval is wide; more seeds, or the paired "
+            "differences, tell more"
         )
     return "; ".join(parts)
 

@@ -199,11 +199,11 @@ def test_markdown_rows_print_each_figure_rounded_with_its_ci_and_best_mark(repor
         "0.200 [0.100, 0.300] | 9.00 [8.00, 10.00] | **0.200 [0.100, 0.300]** |"
     ) in page
     assert "nan" not in page
-    # max-entropy pools seeds 1 and 2: an interval of 1 degree of freedom, wide or of zero width
+    # max-entropy pools seeds 1 and 2: an interval of 1 degree of freedom, wide
     assert (
-        "(bootstrap over conversations for single runs; Student-t across seeds for repeated runs; over 2 "
-        "seeds, 1 degree of freedom: such an interval is wide, or of zero width where the two agree; more "
-        "seeds, or the paired differences, tell more)"
+        "(bootstrap over conversations for single runs; Student-t across seeds for repeated runs, never "
+        "narrower than the bootstrap over all their conversations; over 2 seeds, 1 degree of freedom: such "
+        "an interval is wide; more seeds, or the paired differences, tell more)"
     ) in page
 
 

@@ -538,3 +538,18 @@ def test_a_run_name_loses_only_a_seed_after_a_separator(name: str, label: str) -
     from crs.report.analysis import without_seed
 
     assert without_seed(name) == label
+
+
+def test_a_row_of_seeds_whose_means_agree_keeps_the_width_its_conversations_give(tmp_path: Path) -> None:
+    """Two seeds of equal SR@15 gave a Student-t interval of zero width, [m, m]: certainty that 24
+    conversations do not give. The row's interval is now at least the bootstrap over them all."""
+    lines = records([1, 2, None] * 4)
+    paths = [
+        write_eval(tmp_path / "ask-4-s1", lines, conversations="list-a"),
+        write_eval(tmp_path / "ask-4-s2", lines, seed=2, conversations="list-b"),
+    ]
+    (table,), _ = build_tables(load_inputs(paths).evals)
+    (row,) = table.rows
+    sr = row.metrics["SR@15"]
+    assert row.ci == "seeds" and sr.mean == pytest.approx(2 / 3)
+    assert sr.low < sr.mean - 0.1 and sr.high > sr.mean + 0.1

@@ -9,6 +9,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 from typer.testing import CliRunner
@@ -18,6 +19,7 @@ from crs.app.sweep import DONE_MARKER, RUNS_DIR, SWEEP_FILE, TASK_FILE, SweepCon
 from crs.cli import app
 from crs.report import build_report, load_inputs, read_sweep_dir
 from crs.report.analysis import METRICS, PROPORTIONS
+from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
 
 runner = CliRunner()
@@ -27,23 +29,25 @@ POLICIES = ("ask-4", "max-entropy")
 MAX_TURNS = 15
 
 
-def _metrics_by_hand(folder: Path) -> dict[str, float]:
-    """A task's metric means, recomputed from its episodes.jsonl with the formulas of the design:
-    SR@t = share of successes within t agent actions; AT = actions of a success, 15 for a failure;
+def _values_by_hand(folder: Path) -> dict[str, list[float]]:
+    """A task's per-conversation metric values, recomputed from its episodes.jsonl with the formulas of
+    the design: SR@t = success within t agent actions; AT = actions of a success, 15 for a failure;
     hDCG = 1/log2(s+3) + (1/log2(s+2) - 1/log2(s+3)) / log2(r+1) at 0-based step s = actions - 1 and
     1-based rank r, 0 for a failure."""
     raw = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines() if line]
-    n = len(raw)
-    out = {f"SR@{t}": sum(r["success"] and r["agent_actions"] <= t for r in raw) / n for t in (5, 10, 15)}
-    out["AT"] = sum(r["agent_actions"] if r["success"] else MAX_TURNS for r in raw) / n
-    hdcg = 0.0
+    out = {f"SR@{t}": [float(r["success"] and r["agent_actions"] <= t) for r in raw] for t in (5, 10, 15)}
+    out["AT"] = [float(r["agent_actions"] if r["success"] else MAX_TURNS) for r in raw]
+    out["hDCG"] = []
     for r in raw:
-        if r["success"]:
-            s, rank = r["agent_actions"] - 1, r["rank"]
-            upper, lower = 1 / math.log2(s + 3), 1 / math.log2(s + 2)
-            hdcg += upper + (lower - upper) / math.log2(rank + 1)
-    out["hDCG"] = hdcg / n
+        s, rank = r["agent_actions"] - 1, r["rank"]
+        upper, lower = 1 / math.log2(s + 3), 1 / math.log2(s + 2)
+        out["hDCG"].append(upper + (lower - upper) / math.log2(rank + 1) if r["success"] else 0.0)
     return out
+
+
+def _metrics_by_hand(folder: Path) -> dict[str, float]:
+    """A task's metric means (`_values_by_hand`)."""
+    return {m: sum(values) / len(values) for m, values in _values_by_hand(folder).items()}
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +114,14 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
             summary = row["metrics"][metric]
             assert summary["mean"] == pytest.approx(mean, abs=1e-12), (policy, metric)
             low, high = mean - half, mean + half
+            # never narrower than the bootstrap over both seeds' conversations (seeds that agree gave [m, m])
+            pooled = bootstrap_ci(
+                np.array([v for path in tasks for v in _values_by_hand(path)[metric]]), seed=1
+            )
+            low, high = (
+                min(low, mean - (pooled.mean - pooled.low)),
+                max(high, mean + (pooled.high - pooled.mean)),
+            )
             if metric in PROPORTIONS:  # clipped to [0, 1]
                 low, high = max(low, 0.0), min(high, 1.0)
             elif metric == "AT":  # clipped to [1, the 15-turn limit]
