@@ -27,7 +27,8 @@ most likely persona is the pre-trained model's persona of the session's target.
 - ``dominant_tracking``: the memory's most likely persona is the mixture's largest in session s.
 - ``last_time`` of session s >= 1: the memory's most likely persona before session s was the true active
   one of session s − 1, whose feedback it has seen. This is what `crs chat --memory` says when it opens
-  ("Last time your ... side was in charge"), so it measures how often that sentence is right.
+  ("Last time your ... side was in charge"; after a first conversation, which cannot move the belief,
+  it says "your ... side leads" instead), so it measures how often that sentence is right.
 
 A new persona (regime "new") has no persona of the ranker: a session it drives is never tracked
 correctly, and the oracle's prior for it is uniform.

@@ -155,10 +155,16 @@ class ChatView:
         prior = memory.prior()
         k = int(np.argmax(prior))
         whose = f"user {memory.user}'s" if watched else "your"
-        times = "1 conversation" if memory.conversations == 1 else f"{memory.conversations} conversations"
+        side = f"{whose} [italic]{escape(self.persona(memory.user, k))}[/] side"
+        if memory.conversations == 1:  # a first conversation cannot move the belief (`policies.memory`)
+            self.console.print(
+                f"{RECOMMENDER} I remember 1 conversation, which I take as {whose} usual self: {side} leads "
+                f"({prior[k]:.0%}). [dim](remembered in {path}; delete it to forget)[/]"
+            )
+            return
         self.console.print(
-            f"{RECOMMENDER} Last time {whose} [italic]{escape(self.persona(memory.user, k))}[/] side was in "
-            f"charge ({prior[k]:.0%}). [dim](remembered from {times} in {path}; delete it to forget)[/]"
+            f"{RECOMMENDER} Last time {side} was in charge ({prior[k]:.0%}). [dim](remembered from "
+            f"{memory.conversations} conversations in {path}; delete it to forget)[/]"
         )
 
     def belief_change(self, change: MemoryChange, watched: bool = False) -> None:
@@ -196,9 +202,9 @@ class ChatView:
             if conversations == 1:  # the first is had at home for sure: what was said cannot move it
                 said = "they said" if watched else "you said"
                 lead += (
-                    f" A first conversation is taken as {mix} usual self, so what {said} moves the "
-                    f"sides above but not how sure I am that {mix} usual mix holds (only the chance of a "
-                    "change by the next conversation lowers it); from the next conversation on, it does."
+                    f" A first conversation is taken as {mix} usual self, so what {said} does not move "
+                    "the belief yet: the sides above shift only by the chance of a change by the next "
+                    f"conversation. From the next conversation on, what {said} counts."
                 )
         times = "1 conversation" if conversations == 1 else f"{conversations} conversations"
         saved = f"[dim]Saved to {escape(str(change.path))} ({times} remembered; delete it to forget).[/]"

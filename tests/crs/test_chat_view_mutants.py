@@ -649,7 +649,7 @@ def test_taking_item_0_names_it_in_the_outcome(world: Catalog) -> None:
 def test_the_remembered_side_is_the_most_likely_one_with_its_share(world: Catalog, tmp_path: Path) -> None:
     """Before the chat the memory names its most likely persona with that persona's share, "Last time
     your <label of persona 1> side was in charge (70%)." (guards against naming or quoting another
-    persona)."""
+    persona); after a first conversation, which cannot move the belief, not "Last time"."""
     ranker = random_persona_ranker(world, 3)
     memory = ChatMemory.open(tmp_path / "me.json", ranker, world, "random", user_id=None, drawn_user=3)
     prior = np.array([0.2, 0.7, 0.1])
@@ -657,10 +657,16 @@ def test_the_remembered_side_is_the_most_likely_one_with_its_share(world: Catalo
     memory.record = MemoryRecord.new(memory.context, 3, prior).after(update, "quit")
     memory.memory.restore(3, prior)
     np.testing.assert_allclose(memory.prior(), prior)
+    name = label(ranker, world, 3, 1)
     view = view_of(world, ranker)
     view.remembered(memory)
-    said = f"Last time your {label(ranker, world, 3, 1)} side was in charge (70%)."
-    assert said in shown(view)
+    first = f"I remember 1 conversation, which I take as your usual self: your {name} side leads (70%)."
+    assert first in shown(view) and "Last time" not in shown(view)
+    memory.record = memory.record.after(update, "quit")
+    view = view_of(world, ranker)
+    view.remembered(memory)
+    assert f"Last time your {name} side was in charge (70%)." in shown(view)
+    assert "remembered from 2 conversations in" in shown(view)
 
 
 def test_a_person_s_env_keeps_the_persona_slots_and_the_rewards(world: Catalog) -> None:
