@@ -154,8 +154,40 @@ class RLPolicy:
         if wrapper is None or wrapper.env is not env:
             self.check_env(env)
             wrapper = SlateActionWrapper(env, self.ranker, self.wrapper_config)
+            self._check_spaces(wrapper)
             self._wrappers[key] = wrapper
         return wrapper
+
+    def _check_spaces(self, wrapper: SlateActionWrapper) -> None:
+        """Raise CRSError when `wrapper`'s env offers other actions than the policy learned to choose
+        among (another slate size, or other persona slots to probe): its network would fail on them."""
+        actions, trained_space, space = (
+            self.policy.action_space,
+            self.policy.observation_space,
+            wrapper.observation_space,
+        )
+        # SB3 keeps them as plain Spaces; a policy the wrapper trained has these
+        assert isinstance(actions, gym.spaces.MultiDiscrete) and isinstance(trained_space, gym.spaces.Dict)
+        assert isinstance(space, gym.spaces.Dict)
+        slate = len(actions.nvec) - 1  # [choice, slot_1 .. slot_k]
+        if wrapper.slate_size != slate:
+            raise CRSError(
+                f"policy {self.name} was trained with slate size {slate} and cannot act in an env with slate "
+                f"size {wrapper.slate_size}: make the env with slate_size={slate}"
+            )
+        trained = {key: box.shape for key, box in trained_space.spaces.items()}
+        here = {key: box.shape for key, box in space.spaces.items()}
+        differ = [
+            f"{k} {trained.get(k)} → {here.get(k)}"
+            for k in sorted(trained | here)
+            if trained.get(k) != here.get(k)
+        ]
+        if differ:
+            raise CRSError(
+                f"policy {self.name} cannot act in this env, whose observations differ from those it was "
+                f"trained on (trained → here: {', '.join(differ)}): make the env with the run's settings "
+                "(config.yaml: n_personas, the ranker)"
+            )
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         return self.act_batch([env])[0]

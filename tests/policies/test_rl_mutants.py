@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from simulators.errors import CRSError
 from tests.envs.conftest import TruthPersonaRanker
 from tests.policies.test_imitation import WORLD, capped_after_a_failed_slate
 from tests.policies.test_rl_callbacks import FakeModel, Run, saved_steps
-from tests.policies.test_rl_policy import SMALL, model_for
+from tests.policies.test_rl_policy import SMALL, model_for, random_persona_ranker
 
 
 def lse(values: list[float]) -> float:
@@ -172,6 +173,28 @@ def test_a_policy_refuses_to_act_in_an_env_of_another_setting(small_model, tmp_p
             policy.act(binary)
         own.reset(seed=0)
         assert "kind" in policy.act(own)  # its own setting acts
+
+
+def test_a_policy_refuses_an_env_of_another_slate_size_or_persona_slots_by_name(small_model) -> None:
+    """An env of another slate size failed inside the wrapper ("action must be [choice, slot_1..slot_5]")
+    and one of fewer persona slots inside torch ("The size of tensor a (3) must match ..."): both are
+    now refused before acting, naming what differs."""
+    catalog, model, ranker, config = small_model
+    own = make_env(catalog=catalog, split="test")
+    fewer = own.slate_size - 1
+    other = make_env(catalog=catalog, split="test", slate_size=fewer)
+    other.reset(seed=0)
+    said = f"trained with slate size {own.slate_size} and cannot act in an env with slate size {fewer}"
+    with pytest.raises(CRSError, match=re.escape(f"{said}: make the env with slate_size={own.slate_size}")):
+        RLPolicy(model.policy, ranker, config.wrapper).act(other)
+    personas = random_persona_ranker(catalog)  # 3 personas: 3 probe slots in an env of 3 or more
+    probing = RLPolicy(model_for(catalog, personas)[0].policy, personas, config.wrapper)
+    other = make_env(catalog=catalog, split="test", n_personas=2)
+    other.reset(seed=0)
+    with pytest.raises(CRSError, match=re.escape("(trained → here: choice_mask (")):
+        probing.act(other)
+    own.reset(seed=0)
+    assert "kind" in probing.act(own)
 
 
 def test_a_run_refuses_a_persona_world_of_other_sizes_naming_the_sizes(small_model, tmp_path: Path) -> None:
