@@ -204,6 +204,14 @@ def make_env(
             given for a real dataset.
     """
     check_arguments("make_env / gym.make", env_kwargs, make_env_arguments())
+    _check_types(
+        data_dir=(data_dir, (str, Path), "a folder path"),
+        catalog=(catalog, Catalog, "a loaded catalogue (simulators.load_catalog)"),
+        user_kwargs=(user_kwargs, dict, "a dict of the user model's arguments"),
+        world_kwargs=(world_kwargs, dict, "a dict of make_persona_world's arguments"),
+        goal_interactions=(goal_interactions, Interactions, "a split's Interactions"),
+        goals=(goals, GoalSampler, "a GoalSampler over the catalogue (simulators.goals)"),
+    )
     if catalog is None and dataset == "persona_world" and world_kwargs:
         check_arguments("world_kwargs (make_persona_world)", world_kwargs, argument_names(make_persona_world))
     if catalog is None:
@@ -221,6 +229,16 @@ def make_env(
     elif isinstance(model, MultiInterestUser):
         env_kwargs.setdefault("candidate_rule", "any")
     return ConversationEnv(catalog, model, goals, setting=setting, **env_kwargs)
+
+
+def _check_types(**arguments: tuple[Any, type | tuple[type, ...], str]) -> None:
+    """Raise CRSError naming each argument (value, expected type, what it should be) that is neither
+    None nor of its type: a wrong one failed later, deep inside, without its name."""
+    for name, (value, kind, what) in arguments.items():
+        if value is not None and not isinstance(value, kind):
+            raise CRSError(
+                f"make_env / gym.make: {name} must be {what} or None, got {type(value).__name__} {value!r}"
+            )
 
 
 def register_envs() -> None:

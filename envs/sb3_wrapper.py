@@ -213,7 +213,8 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     it is fixed), so ``env.spec`` lists it and Gymnasium's ``check_env`` accepts it over a ``gym.make`` env.
 
     Raises:
-        WrapperError: ``n_items`` is smaller than the env's slate size, or a size is not positive.
+        WrapperError: ``ranker`` scores no items, ``n_items`` is smaller than the env's slate size, or a
+            size is not positive.
     """
 
     def __init__(self, env: gym.Env, ranker: PreferenceRanker, config: WrapperConfig | None = None) -> None:
@@ -222,6 +223,12 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         base = env.unwrapped
         if not isinstance(base, ConversationEnv):
             raise WrapperError(f"SlateActionWrapper needs a ConversationEnv, got {type(base).__name__}")
+        if not callable(getattr(ranker, "item_scores", None)):
+            raise WrapperError(
+                f"SlateActionWrapper's ranker must be a PreferenceRanker (it scores items with "
+                f"item_scores), got {type(ranker).__name__} {ranker!r}: build one from its name, e.g. "
+                "policies.rankers.build_ranker('popularity', env.unwrapped.catalog)"
+            )
         cfg = config or WrapperConfig()
         if cfg.n_items < base.slate_size:
             raise WrapperError(

@@ -114,3 +114,28 @@ def test_rewards_as_a_mapping_change_those_entries_and_bad_ones_are_named() -> N
     ):
         with pytest.raises(CRSError, match=re.escape(message)):
             gym.make("crs/PersonaWorld-v0", rewards=bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("data_dir", 5, "data_dir must be a folder path or None, got int 5"),
+        ("catalog", "persona_world", "catalog must be a loaded catalogue (simulators.load_catalog)"),
+        ("goals", "x", "goals must be a GoalSampler over the catalogue (simulators.goals) or None, got str"),
+        ("user_kwargs", ["noise"], "user_kwargs must be a dict of the user model's arguments"),
+        ("world_kwargs", 3, "world_kwargs must be a dict of make_persona_world's arguments"),
+        ("goal_interactions", [1, 2], "goal_interactions must be a split's Interactions"),
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_named(name: str, value: object, said: str) -> None:
+    """Each failed deep inside without its name (TypeError: expected str, bytes or os.PathLike object,
+    not int; AttributeError: 'str' object has no attribute 'catalog')."""
+    with pytest.raises(CRSError, match=re.escape(f"make_env / gym.make: {said}")):
+        gym.make("crs/PersonaWorld-v0", **{name: value})
+
+
+def test_a_wrapper_over_a_ranker_name_instead_of_a_ranker_says_how_to_build_one() -> None:
+    from envs.sb3_wrapper import SlateActionWrapper, WrapperError
+
+    with pytest.raises(WrapperError, match=r"got str 'popularity': build one from its name, e\.g\. "):
+        SlateActionWrapper(gym.make("crs/PersonaWorld-v0"), "popularity")  # type: ignore[arg-type]
