@@ -11,6 +11,7 @@ import typer.core
 
 from crs import __version__
 from crs.chat_cmd import chat_command
+from crs.common import CRSGroup, TypelessFlags
 from crs.data_cmd import data_app
 from crs.eval_cmd import eval_command
 from crs.pretrain_cmd import pretrain_command
@@ -21,6 +22,7 @@ from simulators.datasets import REAL_DATASETS
 
 app = typer.Typer(
     name="crs",
+    cls=CRSGroup,
     help=(
         "persona-crs: a conversational recommender trained with RL.\n\n"
         "Every command runs on the embedded persona world by default; pass --data-dir and a dataset "
@@ -40,7 +42,7 @@ def reflowed(doc: str) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
 
 
-class OnceOptionsCommand(typer.core.TyperCommand):
+class OnceOptionsCommand(TypelessFlags, typer.core.TyperCommand):
     """A command that refuses an option given more than once, unless it collects values: Click keeps
     the last one in silence (``crs eval -p ask-4 -p ask-7`` evaluated ask-7 alone)."""
 

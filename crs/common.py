@@ -265,3 +265,20 @@ def data_dir_input(data_dir: str | None, dataset: str | None = None) -> Path | N
     while a folder named as its ``--data-dir`` is still kept from its outputs."""
     chosen = data_dir or ("" if dataset == PERSONA_WORLD else os.environ.get(DATA_DIR_ENV, ""))
     return Path(chosen).expanduser() if chosen else None
+
+
+class TypelessFlags:
+    """For typer's commands and groups: --help shows no type for a flag, which takes no value (typer
+    showed ``<bool>``, and ``crs chat --simulate false`` then failed on the "false")."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        """Click's parameters (--help and typer's completion flags included), flags shown untyped."""
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class CRSGroup(TypelessFlags, typer.core.TyperGroup):
+    """The `crs` command groups (`TypelessFlags`)."""

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crs.app.settings import MAX_SEED
+from crs.common import CRSGroup
 from simulators.catalog import Catalog
 from simulators.datasets import DATASET_NAMES, Check, DatasetSpec, check_catalog, check_dataset_name
 from simulators.errors import CRSError
@@ -21,6 +22,7 @@ _NAMES = ", ".join(DATASET_NAMES)
 
 data_app = typer.Typer(
     name="data",
+    cls=CRSGroup,
     help=(
         "Inspect and validate datasets: the embedded persona world or the SCPR/UNICORN benchmarks "
         f"({_NAMES})."

@@ -164,3 +164,12 @@ def test_values_that_look_like_options_and_arguments_after_a_double_dash_are_not
     assert repeated_options(eval_params, ["-p", "-n", "-n", "5"]) == []  # -p's value is "-n"
     ((param, given),) = repeated_options(eval_params, ["-p", "-n", "-n", "5", "-p=x"])
     assert (param.name, given) == ("policy", ["-p -n", "-p=x"])
+
+
+@pytest.mark.parametrize("command", [[], ["data"], *COMMANDS], ids=lambda c: " ".join(c) or "crs")
+def test_a_flag_shows_no_type_since_it_takes_no_value(command: list[str]) -> None:
+    """typer showed "<bool>" beside every flag (--simulate, --overwrite, --help), and a user who then
+    typed `crs chat --simulate false` got "unexpected extra argument (false)"."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100", "TERMINAL_WIDTH": ""})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and "<bool>" not in result.output
