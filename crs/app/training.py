@@ -169,6 +169,16 @@ def _check_ranker_and_rules(settings: TrainSettings, catalog: Any, env: Conversa
             raise CRSError(f"{key}: {error}") from None
 
 
+def asked_ranker(settings: TrainSettings) -> RankerSpec:
+    """The ranker `settings` ask for: their ``ranker``, else the dataset's default (on the persona world
+    a persona ranker pre-trained into the run)."""
+    if settings.ranker is not None:
+        return RankerSpec.parse(settings.ranker)
+    return (
+        RankerSpec("pretrain") if settings.dataset_spec().is_world else RankerSpec.default(settings.dataset)
+    )
+
+
 def _resolve_ranker(
     settings: TrainSettings, catalog: Any, run_dir: Path, show: bool, resumed: bool
 ) -> tuple[Any, str, str]:
@@ -189,17 +199,13 @@ def _resolve_ranker(
         now = pinned.check_pinned(meta.ranker_identity, run_dir)  # the identity, where the check hashed it
         identity = now if now is not None else pinned.identity()
         return pinned.build(catalog, settings.data_dir), meta.ranker, identity
-    if settings.ranker is not None:
-        spec = RankerSpec.parse(settings.ranker)
-        if resumed and spec.path is not None and not spec.path.exists():
-            raise CRSError(
-                f"run {run_dir}'s {RUN_CONFIG} records --ranker {settings.ranker!r} as it was typed, and "
-                f"{spec.path} is not there from the current directory ({Path.cwd()}): resume from the "
-                "directory the run was started in"
-            )
-    else:
-        world = settings.dataset_spec().is_world  # a persona ranker is pre-trained into the run
-        spec = RankerSpec("pretrain") if world else RankerSpec.default(settings.dataset)
+    spec = asked_ranker(settings)
+    if settings.ranker is not None and resumed and spec.path is not None and not spec.path.exists():
+        raise CRSError(
+            f"run {run_dir}'s {RUN_CONFIG} records --ranker {settings.ranker!r} as it was typed, and "
+            f"{spec.path} is not there from the current directory ({Path.cwd()}): resume from the "
+            "directory the run was started in"
+        )
     if spec.kind == "pretrain":
         recorded = spec.for_run()  # "artifact:ranker": a folder in the run
         artifact = recorded.resolve(run_dir)
@@ -476,6 +482,16 @@ def _train(
             )
         resume = False
     phases = _phases(run_dir, settings) if resume else (RunPhase(0, settings.steps, {}),)
+    if show:  # what starts, before the minutes of loading and pre-training (also in a log file)
+        if resume:
+            console.print(f"resuming {run_dir} from its checkpoint: {phases[-1].describe()}")
+        else:
+            workers = "worker processes" if settings.ppo.subprocess else "this process"
+            console.print(
+                f"training {run_dir}: {settings.dataset}, {settings.setting} setting, ranker "
+                f"{asked_ranker(settings).name}, {settings.steps:,} steps, {settings.envs} simulated users "
+                f"in {workers}, seed {settings.seed}"
+            )
     try:
         prepared = _prepare(settings, name, run_dir, show, claim.clear, phases, resumed=not new_run)
     except Exception:

@@ -160,6 +160,12 @@ def test_cli_reads_a_toml_config_and_reports_bad_keys(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["env_processes"] == 2
     assert "always-recommend" in result.output and "SR@15" in result.output
+    # what starts is said first, before the minutes of loading and pre-training (also in a log file)
+    said = (
+        f"training {tmp_path / 'cli'}: persona_world, multiple_choice setting, ranker popularity, 64 steps, "
+        "2 simulated users in worker processes, seed 3"
+    )
+    assert "".join(result.output.split()).startswith("".join(said.split()))  # a long path wraps anywhere
     saved = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["settings"]
     assert saved["seed"] == 3 and saved["steps"] == 64 and saved["ppo"]["n_steps"] == 32
     assert saved["ppo"]["subprocess"] is True

@@ -140,6 +140,8 @@ def test_resume_applies_the_options_it_accepts(trained, tmp_path) -> None:
     same = ["--seed", "0", "-d", "persona_world", "--ranker", "popularity", "--envs", "2"]
     result = runner.invoke(app, [*args, "--ent-coef", "0.003", "--in-process", *same])
     assert result.exit_code == 0, result.output
+    said = f"resuming {run} from its checkpoint: steps 64 to 128 with ppo.ent_coef 0.003 (was 0.001)"
+    assert "".join(result.output.split()).startswith("".join(said.split()))  # a long path wraps anywhere
     assert read_model_data(run / "checkpoint.zip")["num_timesteps"] == 128
     settings = yaml.safe_load((run / "config.yaml").read_text())["settings"]
     assert settings["steps"] == 128 and settings["ppo"]["ent_coef"] == 0.003
