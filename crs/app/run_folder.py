@@ -130,10 +130,16 @@ class RunPhase:
     def describe(self, stopped_at: int | None = None) -> str:
         """The phase in words, e.g. "steps 128 to 256 with ppo.learning_rate 0.0003 (was 0.001)";
         `stopped_at`: where the next session started (its checkpoint), when this one stopped before
-        its budget ("steps 0 to 64 (stopped; its budget was 256)")."""
+        its budget ("steps 0 to 64 (stopped; its budget was 256)"), or went past it to finish its last
+        rollout ("steps 0 to 2,048 (its budget of 2,000 rounded up to whole rollouts)")."""
         changes = ", ".join(f"{key} {new!r} (was {old!r})" for key, (old, new) in self.changed.items())
         if stopped_at is not None and stopped_at < self.steps:
             reach = f"steps {self.start:,} to {stopped_at:,} (stopped; its budget was {self.steps:,})"
+        elif stopped_at is not None and stopped_at > self.steps:
+            reach = (
+                f"steps {self.start:,} to {stopped_at:,} (its budget of {self.steps:,} rounded up to whole "
+                "rollouts)"
+            )
         else:
             reach = f"steps {self.start:,} to {self.steps:,}"
         return reach + (f" with {changes}" if changes else "")
@@ -1009,11 +1015,12 @@ def eval_command(run_dir: Path, settings: TrainSettings, episodes: int) -> str:
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def _phases_text(record: RunRecord) -> str:
-    """What the model card says about a resumed run's sessions ("" for a run trained in one)."""
+def _phases_text(record: RunRecord, trained: int) -> str:
+    """What the model card says about a resumed run's sessions ("" for a run trained in one), which
+    trained `trained` steps in all."""
     if len(record.phases) < 2:
         return ""
-    stops: list[int | None] = [later.start for later in record.phases[1:]] + [None]  # where each stopped
+    stops = [later.start for later in record.phases[1:]] + [trained]  # where each stopped
     listed = "; ".join(
         f"{index}. {phase.describe(stop)}"
         for index, (phase, stop) in enumerate(zip(record.phases, stops, strict=True), 1)
@@ -1026,7 +1033,7 @@ def _phases_text(record: RunRecord) -> str:
         )
     else:
         why = (
-            f"replaying `{RUN_CONFIG}` trains straight through, which is not the same run as one "
+            f"Replaying `{RUN_CONFIG}` trains straight through, which is not the same run as one "
             "resumed (the simulated users' stream starts again at each resume): compare it with a run "
             "resumed at the same steps"
         )
@@ -1035,9 +1042,12 @@ def _phases_text(record: RunRecord) -> str:
     )
 
 
-def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str) -> None:
+def write_model_card(
+    run_dir: Path, record: RunRecord, summary: TrainSummary, train_goals: str, tested_step: int | None = None
+) -> None:
     """Write ``MODEL_CARD.md``: what the run's policy was trained on, how, how well it did, and the
-    commands that evaluate it and train it again."""
+    commands that evaluate it and train it again; `tested_step`: the step of best_model.zip, the model
+    tested (None: not said)."""
     settings = record.settings
     switches = ", ".join(
         f"{name} {'on' if on else 'off'}"
@@ -1086,6 +1096,11 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
         else "Train it again with the same settings"
     )
     validated = f" over {summary.valid_episodes:,} validation conversations" if summary.valid_episodes else ""
+    tested = "" if tested_step is None else f" from step {tested_step:,}"
+    if tested_step == 0:  # no PPO step beat the start
+        tested += (
+            f", the copy of `{imitation.rule}` before any PPO step" if imitation else ", the untrained start"
+        )
     text = f"""# Model card: {summary.name}
 
 - **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
@@ -1094,7 +1109,8 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
   {summary.test_episodes} conversations of the test split (the same for every row below).
 - **Ranker** (fixed during training): `{summary.ranker}`{_ranker_shape(run_dir, summary.ranker)}.
 - **Policy**: the graph RL policy ({switches}), MaskablePPO, {summary.timesteps:,} steps with
-  {summary.envs} simulated users, seed {settings.seed}.{warm_start} Tested model: `best_model.zip` (validation
+  {summary.envs} simulated users, seed {settings.seed}.{warm_start}
+  Tested model: `best_model.zip`{tested} (validation
   SR@15 {summary.best_valid["SR@15"]:.3f}, hDCG {summary.best_valid["hDCG"]:.3f}{validated}).
 
 | policy | SR@15 [95% CI] | AT | hDCG |
@@ -1104,5 +1120,5 @@ def write_model_card(run_dir: Path, record: RunRecord, summary: TrainSummary, tr
 Each row's records are in `{TEST_DIR}/`; `{report}` compares them, paired. {evaluate}
 {again}:
 `{replay}`. All settings: `{RUN_CONFIG}`.
-{_phases_text(record)}"""
+{_phases_text(record, summary.timesteps)}"""
     write_text_atomic(run_dir / MODEL_CARD, text)

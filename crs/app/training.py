@@ -822,7 +822,7 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
     summary.json and MODEL_CARD.md. Returns the summary, each policy's evaluation throughput
     (conversations/s) and the verdict lines (`verdicts`)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
-    from policies.rl.model_file import ACTING_OVERRIDES, load_model  # torch
+    from policies.rl.model_file import ACTING_OVERRIDES, load_model, read_model_data  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
     best = load_model(
@@ -888,7 +888,8 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         setting=test_env.setting,
     )
     summary.write(prepared.run_dir)
-    write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals)
+    best_step = read_model_data(prepared.run_dir / BEST_MODEL).get("num_timesteps")
+    write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals, best_step)
     return summary, throughput, verdicts(f"RL ({name})", per_episode, settings.seed)
 
 

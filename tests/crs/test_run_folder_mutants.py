@@ -385,9 +385,9 @@ def train_summary(ranker: str = "popularity") -> TrainSummary:
     )
 
 
-def card(run: Path, record: RunRecord, ranker: str = "popularity") -> str:
+def card(run: Path, record: RunRecord, ranker: str = "popularity", tested_step: int | None = None) -> str:
     run.mkdir(parents=True, exist_ok=True)
-    write_model_card(run, record, train_summary(ranker), "the train split")
+    write_model_card(run, record, train_summary(ranker), "the train split", tested_step)
     return " ".join((run / "MODEL_CARD.md").read_text().split())
 
 
@@ -398,9 +398,23 @@ def test_the_model_card_lists_sessions_only_for_a_resumed_run(tmp_path: Path) ->
     assert "sessions (`phases`" not in one and "planned features off" in one
     two = card(tmp_path / "two", record_of((RunPhase(0, 64, {}), RunPhase(64, 128, {}))))
     assert (
-        "It was trained in 2 sessions (`phases` in `config.yaml`): 1. steps 0 to 64; 2. steps 64 to 128."
-        in two
+        "It was trained in 2 sessions (`phases` in `config.yaml`): 1. steps 0 to 64; 2. steps 64 to 128. "
+        "Replaying" in two
     )
+
+
+def test_the_model_card_says_the_step_of_the_tested_model_and_steps_past_a_budget(tmp_path: Path) -> None:
+    """The card said "Tested model: best_model.zip" where the console said "from step 0" (the imitated
+    rule, no PPO step kept), and "1. steps 0 to 60; 2. steps 64 to 128": a budget of 60 trained to 64."""
+    record = record_of((RunPhase(0, 60, {}), RunPhase(64, 120, {})))  # the summary trained 128 steps
+    text = card(tmp_path / "a", record, tested_step=0)
+    assert "Tested model: `best_model.zip` from step 0, the copy of `ask-7` before any PPO step (" in text
+    assert (
+        "1. steps 0 to 64 (its budget of 60 rounded up to whole rollouts); 2. steps 64 to 128 (its budget of "
+        "120 rounded up to whole rollouts)."
+    ) in text
+    later = card(tmp_path / "b", record_of((RunPhase(0, 128, {}),)), tested_step=96)
+    assert "Tested model: `best_model.zip` from step 96 (validation" in later
 
 
 def artifact_config(folder: Path, personas: int, aspect_mode: str) -> Path:
