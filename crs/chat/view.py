@@ -480,8 +480,11 @@ class ChatView:
                 lines.append(f"Active persona: [bold]{escape(outcome['active_persona'])}[/].")
         metrics = outcome["metrics"]
         if metrics is not None:
+            # UNICORN's AT counts a failed conversation as the whole turn limit, however early it ended
+            failed = " (a failure counts the whole turn limit)" if metrics["SR@15"] == 0 else ""
             lines.append(
-                f"SR@15 {metrics['SR@15']:.0f}   turns (AT) {metrics['AT']:.0f}   hDCG {metrics['hDCG']:.3f}"
+                f"SR@15 {metrics['SR@15']:.0f}   turns (AT) {metrics['AT']:.0f}{failed}   "
+                f"hDCG {metrics['hDCG']:.3f}"
             )
         self.console.print(Panel("\n".join(lines), title="summary", expand=False))
 

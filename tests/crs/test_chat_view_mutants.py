@@ -392,6 +392,10 @@ def test_the_summary_counts_turns_and_names_who_took_what(world: Catalog) -> Non
     text = summary_of(world, "human", 4, {**taken, "metrics": metrics})
     assert "You took Paper Harbor (rank 2) after 3 recommender turns." in text
     assert "SR@15 1 turns (AT) 4 hDCG 0.500" in text
+    # a user who left at turn 7 shows AT 15: UNICORN's count of a failure, said so
+    failed = {"SR@5": 0.0, "SR@10": 0.0, "SR@15": 0.0, "AT": 15.0, "hDCG": 0.0}
+    text = summary_of(world, "simulate", 8, {"ended": "quit", "metrics": failed})
+    assert "SR@15 0 turns (AT) 15 (a failure counts the whole turn limit) hDCG 0.000" in text
     watched = {**taken, "targets": [0], "target_names": ["Paper Harbor"], "active_persona": "night owl"}
     text = summary_of(world, "simulate", 4, watched)
     assert "The user took Paper Harbor" in text and "Active persona: night owl." in text
