@@ -449,7 +449,7 @@ def test_the_card_says_where_an_interrupted_session_stopped() -> None:
         written="",
         phases=(RunPhase(0, 256, {}), RunPhase(64, 256, {})),
     )
-    text = flat(_phases_text(record))
+    text = flat(_phases_text(record, 256))
     assert "1. steps 0 to 64 (stopped; its budget was 256); 2. steps 64 to 256." in text
 
 
