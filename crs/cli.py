@@ -57,7 +57,34 @@ class OnceOptionsCommand(TypelessFlags, typer.core.TyperCommand):
                 ctx=ctx,
                 param=param,
             )
+        if not any(isinstance(param, typer.core.TyperArgument) for param in self.params):
+            _refuse_a_value_after_a_flag(self.params, ctx, args)
         return super().parse_args(ctx, args)
+
+
+def _refuse_a_value_after_a_flag(params: list[Any], ctx: Any, args: list[str]) -> None:
+    """In a command that takes no arguments, a value right after a flag was meant for it (``crs train
+    --workers 2``): refuse it by the flag's name, where Click said "Got unexpected extra argument(s) (2)".
+    """
+    options = {
+        opt: param
+        for param in params
+        if isinstance(param, typer.core.TyperOption)
+        for opt in (*param.opts, *param.secondary_opts)
+    }
+    index = 0
+    while index < len(args) - 1:
+        token, following = args[index], args[index + 1]
+        param = options.get(token)
+        if token == "--":
+            return
+        if param is not None and param.is_flag and not following.startswith("-"):
+            raise typer.BadParameter(
+                f"{token} is a switch and takes no value: leave out {following!r} (see --help)",
+                ctx=ctx,
+                param=param,
+            )
+        index += 2 if param is not None and not param.is_flag else 1  # skip an option's value
 
 
 def repeated_options(params: list[Any], args: list[str]) -> list[tuple[Any, list[str]]]:

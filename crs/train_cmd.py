@@ -96,7 +96,10 @@ def train_command(
         "faster; in worker processes on more.",
     ),
     workers: bool = typer.Option(
-        False, "--workers", help="Run the envs in SubprocVecEnv worker processes (see --in-process)."
+        False,
+        "--workers",
+        help="Run the envs in SubprocVecEnv worker processes, one per simulated user: --envs sets how "
+        "many (see --in-process).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", min=0, max=MAX_SEED, help="Seed of the model, the envs and the evaluation order."

@@ -173,3 +173,28 @@ def test_a_flag_shows_no_type_since_it_takes_no_value(command: list[str]) -> Non
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100", "TERMINAL_WIDTH": ""})
     assert result.exit_code == 0, result.output
     assert "--help" in result.output and "<bool>" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["train", "--workers", "2"], "--workers is a switch and takes no value: leave out '2'"),
+        (
+            ["eval", "-p", "ask-4", "--overwrite", "yes"],
+            "--overwrite is a switch and takes no value: leave out",
+        ),
+        (["chat", "--simulate", "false"], "--simulate is a switch and takes no value: leave out 'false'"),
+    ],
+)
+def test_a_value_after_a_switch_is_refused_by_the_switchs_name(args: list[str], said: str) -> None:
+    """Click said "Got unexpected extra argument(s) (2)", naming no option."""
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_an_options_value_that_looks_like_a_switch_is_its_value() -> None:
+    """`--name --workers 2`: "--workers" is the name given (Click reads it so), and "2" an extra argument,
+    which Click refuses itself; the switch is not blamed for it."""
+    result = CliRunner().invoke(app, ["train", "--name", "--workers", "2"], env={"COLUMNS": "250"})
+    assert result.exit_code == 2 and "unexpected extra argument" in result.output, result.output
+    assert "takes no value" not in result.output
