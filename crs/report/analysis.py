@@ -1009,24 +1009,30 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
     if not sentences:
         best = []
         for number, table in enumerate(tables, 1):
-            top = max(table.rows, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean))
+            # an oracle memory knows each session's true persona: a bound for the others, not a contender
+            contenders = [row for row in table.rows if not _is_oracle(row)] or list(table.rows)
+            top = max(contenders, key=lambda r: (r.metrics[PRIMARY].mean, r.metrics["hDCG"].mean))
             where = f" on {table.test_set.dataset_label}" + (f", table {number}" if len(tables) > 1 else "")
             if len({t.test_set.setting for t in tables if t.test_set.dataset == table.test_set.dataset}) > 1:
                 where += f" ({table.test_set.setting} setting)"  # two tables of one dataset read apart
             figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
-            tied = [r.label for r in table.rows if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
+            tied = [r.label for r in contenders if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
             the = "The" if number == 1 else "the"
             if len(tied) > 1:  # no best to name
                 best.append(
                     f"{the} best {PRIMARY} among the policies compared{where} is shared by "
                     f"{', '.join(tied[:-1])} and {tied[-1]} ({figure})"
                 )
-            elif len(table.rows) > 1:
-                best.append(
-                    _top_row(table, top, f"{the} best by {PRIMARY} among the policies compared{where}")
-                )
+            elif len(contenders) > 1:
+                lead = f"{the} best by {PRIMARY} among the policies compared{where}"
+                best.append(_top_row(table, top, contenders, lead))
             else:  # one policy: nothing to be best among
                 best.append(f"{top.label} alone was evaluated{where} ({figure})")
+            oracles = [row.label for row in table.rows if row not in contenders]
+            if oracles:
+                best[-1] += (
+                    f"; {_names(oracles)} knows each session's true persona: their bound, not a contender"
+                )
         return (
             "; ".join(best)
             + ". Whether persona and aspect attention work better together than apart needs a trained full "
@@ -1038,22 +1044,46 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
     return " ".join(sentences) + f" Verdict per dataset — {summary}.", verdicts
 
 
-def _top_row(table: Table, top: Row, lead: str) -> str:
-    """`lead` naming `top`, the row of the highest mean, and whether its paired differences tell it apart
-    from the others: a mean alone names no best (two seeds' intervals are wide)."""
+def _top_row(table: Table, top: Row, contenders: Sequence[Row], lead: str) -> str:
+    """`lead` naming `top`, the row of the highest mean among `contenders`, and whether its paired
+    differences tell it apart from the other contenders: a mean alone names no best (two seeds'
+    intervals are wide), and neither does a difference to only some of them (a row it is not paired
+    with, e.g. over another ranker)."""
     figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
-    diffs = [d for d in table.diffs if d.reference == top.label]
+    others = {row.label for row in contenders if row is not top}
+    diffs = [d for d in table.diffs if d.reference == top.label and d.label in others]
     if not diffs:  # the differences are taken from another row (the full model)
         return f"{lead} is {top.label} ({figure}, the highest mean)"
-    close = [d.label for d in diffs if ci_sign(d.metrics[PRIMARY], d.n_pairs) <= 0]
-    if not close:
+    few = [d.label for d in diffs if d.n_pairs < MIN_PAIRED]
+    close = [
+        d.label for d in diffs if d.n_pairs >= MIN_PAIRED and ci_sign(d.metrics[PRIMARY], d.n_pairs) <= 0
+    ]
+    unpaired = sorted(others - {d.label for d in diffs})
+    reasons = []
+    if few:
+        reasons.append(
+            f"its paired differences to {_names(few)} rest on fewer than {MIN_PAIRED} conversations"
+        )
+    if close:
+        reasons.append(f"its paired difference to {_names(close)} has a 95% CI that includes 0")
+    if unpaired:
+        reasons.append(f"it is not paired with {_names(unpaired)} (see the table's notes)")
+    if not reasons:
         above = "paired 95% CI of the difference above 0"
         return f"{lead} is {top.label} ({figure}), ahead of each of the others ({above})"
-    names = ", ".join(close[:-1]) + (" and " if len(close) > 1 else "") + close[-1]
-    return (
-        f"{lead} is not told apart: {top.label} has the highest mean ({figure}), but its paired "
-        f"difference to {names} has a 95% CI that includes 0 (or rests on fewer than {MIN_PAIRED} pairs)"
+    return f"{lead} is not told apart: {top.label} has the highest mean ({figure}), but {'; '.join(reasons)}"
+
+
+def _is_oracle(row: Row) -> bool:
+    """Whether `row` is of returning-user runs whose memory is the oracle (knows the true persona)."""
+    return all(
+        run.summary.sessions is not None and run.summary.sessions.memory == "oracle" for run in row.runs
     )
+
+
+def _names(labels: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return ", ".join(labels[:-1]) + (" and " if len(labels) > 1 else "") + labels[-1]
 
 
 # ------------------------------------------------------------------------------ train-run summaries

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crs.cli import app
 from crs.report import build_report, load_inputs, write_report
-from crs.report.analysis import DIFF_SEED, build_tables, pairing_note
+from crs.report.analysis import DIFF_SEED, answer, build_tables, pairing_note
 from crs.report.sessions import RECOVERY_TOLERANCE, recovery_text, session_comparisons
 from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
@@ -95,6 +95,18 @@ def test_per_session_curves_pool_the_seeds_with_bootstrap_cis(folders: dict[str,
     frozen = comparison.series[0]
     assert sorted(frozen.by_offset) == [-2, -1, 0, 1]
     assert frozen.by_offset[1] == frozen.by_session[3]
+
+
+def test_the_answer_never_names_the_oracle_best(folders: dict[str, Path]) -> None:
+    """The oracle memory knows each session's true persona: the answer named it "the best ... ahead of
+    each of the others". It is said to bound them, and the best is named among the others."""
+    tables, _ = build_tables(load_inputs(list(folders.values())).evals)
+    text, _ = answer(tables)
+    best = text.split(". ")[0]
+    assert " is ask-4 (memory update) (SR@15 " in best
+    assert best.endswith(
+        "; ask-4 (memory oracle) knows each session's true persona: their bound, not a contender"
+    )
 
 
 def test_recovery_counts_sessions_until_back_within_the_tolerance(folders: dict[str, Path]) -> None:
