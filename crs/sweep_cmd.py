@@ -21,6 +21,7 @@ from crs.app.sweep import (
     load_sweep_config,
     parse_seeds,
     run_sweep,
+    sweep_task_dirs,
     with_seeds,
     with_train_steps,
 )
@@ -191,10 +192,15 @@ def sweep_command(
         except KeyboardInterrupt as stop:
             progress.stop()
             word, status = stopped(stop)
+            done = len(sweep_task_dirs(out)) if (out / RUNS_DIR).is_dir() else 0
+            kept = (
+                f"finished tasks are kept in {escape(str(out / RUNS_DIR))} ({done} so far)"
+                if done
+                else "no task had finished, so none is kept"
+            )
             console.print(
-                f"[yellow]{word}[/]: finished tasks are kept in {escape(str(out / RUNS_DIR))}; rerun the "
-                "same command to run the rest (a train task that was running goes on from its last "
-                "checkpoint; any other task that was running starts again)",
+                f"[yellow]{word}[/]: {kept}; rerun the same command to run the rest (a train task that was "
+                "running goes on from its last checkpoint; any other task that was running starts again)",
                 highlight=False,
             )
             raise typer.Exit(status) from None

@@ -306,3 +306,19 @@ def test_a_report_never_pools_the_seeds_of_a_sweep_row_that_ran_over_two_rankers
         (row.label, [run.summary.seed for run in row.runs]) for table in report.tables for row in table.rows
     ]
     assert sorted(rows) == [("ask-4 · default", [1]), ("ask-4 · default", [2])]
+
+
+def test_a_sweep_interrupted_before_any_task_finished_does_not_point_to_kept_tasks(
+    tmp_path, monkeypatch
+) -> None:
+    """It said "finished tasks are kept in out/runs" where nothing had finished and out/ did not exist."""
+    import crs.sweep_cmd
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crs.sweep_cmd, "run_sweep", interrupted)
+    code, output, out = sweep(tmp_path, CONFIG, *SERIAL)
+    assert code == 130 and not out.exists(), output
+    assert "interrupted: no task had finished, so none is kept; rerun the same command" in output
+    assert "kept in" not in output
