@@ -36,7 +36,7 @@ from crs.report.plots import (
     plot_sr_curves,
     plot_turns,
 )
-from crs.report.sessions import SessionComparison, session_comparisons
+from crs.report.sessions import SessionComparison, session_comparisons, session_headlines
 from envs.ranker import ExplainablePersonaRanker
 from policies.rankers import RankerSpec
 from simulators.catalog import Catalog
@@ -314,6 +314,9 @@ def build_report(
 
     repeats = {id(run) for run, _ in duplicates(inputs.evals)}  # read once, as in the tables
     report.sessions = session_comparisons([run for run in inputs.evals if id(run) not in repeats])
+    report.answer = " ".join(
+        [report.answer, *(line for c in report.sessions for line in session_headlines(c))]
+    )
     for index, comparison in enumerate(report.sessions if figures else ()):
         report.session_plots[index] = plot_sessions(comparison, figure_file(out, "sessions", index))
 

@@ -562,20 +562,35 @@ def session_rows(comparison: SessionComparison) -> list[list[str]]:
     return rows
 
 
+def session_headlines(comparison: SessionComparison) -> list[str]:
+    """For the report's answer: each updating memory minus frozen, paired per user (the oracle, which is
+    handed the truth, is a bound, not an answer)."""
+    return [
+        f"Returning users ({comparison.title}): {_paired_text(comparison, p)})."
+        for p in comparison.paired
+        if p.memory != "oracle"
+    ]
+
+
+def _paired_text(comparison: SessionComparison, p: PairedSessions) -> str:
+    """ "update − frozen, SR@15 from the change session on, paired per user: +0.200 [...] (CI excludes 0"
+    (the caller closes the parenthesis)."""
+    where = "from the change session on" if comparison.has_change else "over every session"
+    if p.n_sequences < MIN_PAIRED:
+        verdict = f"fewer than {MIN_PAIRED} users: no evidence either way"
+    else:
+        verdict = "CI excludes 0" if p.significant() else "CI includes 0"
+    return (
+        f"{p.memory} − {REFERENCE}, {METRIC} {where}, paired per user: {_signed(p.after_change)} ({verdict}"
+    )
+
+
 def session_sentences(comparison: SessionComparison) -> list[str]:
     """The paired differences and the gap closed, one sentence each (plain text)."""
-    where = "from the change session on" if comparison.has_change else "over every session"
     out = []
     for p in comparison.paired:
         seeds = "; ".join(f"seed {seed} {_signed(v)}" for seed, v in p.per_seed.items())
-        if p.n_sequences < MIN_PAIRED:
-            verdict = f"fewer than {MIN_PAIRED} users: no evidence either way"
-        else:
-            verdict = "CI excludes 0" if p.significant() else "CI includes 0"
-        out.append(
-            f"{p.memory} − {REFERENCE}, {METRIC} {where}, paired per user: {_signed(p.after_change)} "
-            f"({verdict}; {p.n_sequences} users; {seeds})."
-        )
+        out.append(f"{_paired_text(comparison, p)}; {p.n_sequences} users; {seeds}).")
         if comparison.has_change:
             steps = ", ".join(f"d={d}: {_signed(v)}" for d, v in p.by_offset.items() if d >= 0)
             out.append(f"{p.memory} − {REFERENCE} by sessions since the change: {steps}.")

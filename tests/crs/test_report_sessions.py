@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from crs.cli import app
 from crs.report import build_report, load_inputs, write_report
 from crs.report.analysis import DIFF_SEED, answer, build_tables, pairing_note
-from crs.report.sessions import RECOVERY_TOLERANCE, recovery_text, session_comparisons
+from crs.report.sessions import RECOVERY_TOLERANCE, recovery_text, session_comparisons, session_sentences
 from envs.metrics import bootstrap_ci
 from simulators.errors import CRSError
 from tests.crs.session_folders import write_sessions_folder
@@ -107,6 +107,20 @@ def test_the_answer_never_names_the_oracle_best(folders: dict[str, Path]) -> Non
     assert best.endswith(
         "; ask-4 (memory oracle) knows each session's true persona: their bound, not a contender"
     )
+
+
+def test_the_answer_gives_update_minus_frozen_and_not_the_oracles(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """The report's answer said nothing of returning users: the verdict that matters (update − frozen,
+    paired per user) was only in its own section. It is in the answer now; the oracle's is not."""
+    report = build_report(list(folders.values()), tmp_path / "r", examples=0, persona=False, figures=False)
+    (comparison,) = report.sessions
+    section = session_sentences(comparison)[0]  # "update − frozen, SR@15 ... (CI excludes 0; 60 users; ..."
+    assert section.startswith("update − frozen") and "(CI excludes 0; 60 users;" in section
+    said = f"Returning users ({comparison.title}): {section.split('; 60 users')[0]})."
+    assert report.answer.endswith(said)
+    assert "oracle − frozen" not in report.answer
 
 
 def test_recovery_counts_sessions_until_back_within_the_tolerance(folders: dict[str, Path]) -> None:
