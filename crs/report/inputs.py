@@ -392,10 +392,13 @@ class LeftOut:
     Attributes:
         path: The folder (for a sweep's unfinished or missing tasks: the sweep's ``runs/`` or the sweep).
         reason: Why it was not read, in words, ending with the fix when there is one.
+        tasks: How many of a sweep's planned tasks it stands for (unfinished or not run): results the
+            report's tables lack; 0 for any other input.
     """
 
     path: Path
     reason: str
+    tasks: int = 0
 
 
 @dataclass(frozen=True)
@@ -700,6 +703,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
                 sweep / RUNS_DIR,
                 f"skipped {len(unfinished)} unfinished task folder(s) without the `{DONE_MARKER}` marker "
                 f"(not read): {names}; {rerun}",
+                len(unfinished),
             )
         )
     present = {folder.name for folder in finished} | {
@@ -712,6 +716,7 @@ def read_sweep_dir(path: str | Path) -> Inputs:
                 sweep,
                 f"{len(absent)} of {len(planned)} task(s) in {SWEEP_FILE} have no folder (not run yet, or "
                 f"failed): {', '.join(absent)}; {rerun}",
+                len(absent),
             )
         )
     if not finished:  # left out, so that the report goes on with the other inputs

@@ -117,7 +117,8 @@ def _float(tabulars: list[str], caption: str, label: str) -> list[str]:
     ]
 
 
-def _comparison(index: int, table: Table) -> list[str]:
+def _comparison(index: int, table: Table, incomplete: str = "") -> list[str]:
+    """The comparison table as a float; `incomplete`: a sentence the caption starts its notes with."""
     # A text column every row shares (one ranker, one seed) moves to the caption: the table stays narrow.
     shared = {c.header: c.text(table.rows[0]) for c in COMPARISON.columns}
     columns = [c for c in COMPARISON.columns if any(c.text(row) != shared[c.header] for row in table.rows)]
@@ -132,7 +133,7 @@ def _comparison(index: int, table: Table) -> list[str]:
     caption = (
         f"{escape(table.title)}{escape(f'; every row: {every_row}' if every_row else '')}. Mean and 95\\% CI "
         f"({escape(ci_text(table))}); bold: best in the column; {escape(setting_note(table))}; "
-        f"{table.conversations_per_run} conversations per run."
+        f"{table.conversations_per_run} conversations per run.{escape(incomplete)}"
     )
     if table.separated:
         caption += f" Separate table: {escape(table.separated)}."
@@ -194,8 +195,15 @@ def to_latex(report: Report) -> str:
     ]
     if not report.tables and not report.sessions:
         out += ["% No table: the inputs hold no evaluation records.", ""]
+    missing = sum(left.tasks for left in report.inputs.left_out)
+    incomplete = (
+        f" Incomplete: {missing} sweep task(s) unfinished or not run are not in this table (the report's "
+        "input list names them)."
+        if missing
+        else ""
+    )
     for index, table in enumerate(report.tables):
-        out += _comparison(index, table)
+        out += _comparison(index, table, incomplete)
     for index, comparison in enumerate(report.sessions):
         out += _sessions(index, comparison)
     return "\n".join(out)

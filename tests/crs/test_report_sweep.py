@@ -130,6 +130,9 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
             assert summary["high"] == pytest.approx(high, abs=1e-9)
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "2 seeds (1, 2)" in markdown and "sweep task persona_world-ask-4-default-s1" in markdown
+    # a paper's table says it lacks the unfinished tasks (only the terminal and report.md named them)
+    tex = " ".join((tmp_path / "report" / "tables.tex").read_text().split())
+    assert "Incomplete: 2 sweep task(s) unfinished or not run are not in this table" in tex
 
 
 def test_a_sweeps_runs_folder_reads_as_the_sweep_and_a_lone_unfinished_task_is_refused(sweep) -> None:
