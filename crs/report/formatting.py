@@ -99,12 +99,13 @@ def ci_text(table: Table) -> str:
     """How the table's CIs were computed, for the kinds of rows it holds."""
     kinds = {row.ci for row in table.rows}
     parts = []
+    users = " (whole users of returning-user runs)" if any(row.units for row in table.rows) else ""
     if "conversations" in kinds:
-        parts.append("bootstrap over conversations for single runs")
+        parts.append(f"bootstrap over conversations{users} for single runs")
     if "seeds" in kinds:
         parts.append(
             "Student-t across seeds for repeated runs, never narrower than the bootstrap over all their "
-            "conversations"
+            f"conversations{users}"
         )
     if any(row.ci == "seeds" and row.n_runs == 2 for row in table.rows):
         parts.append(

@@ -123,6 +123,22 @@ def test_the_answer_gives_update_minus_frozen_and_not_the_oracles(
     assert "oracle − frozen" not in report.answer
 
 
+def test_the_comparison_table_says_its_intervals_resample_whole_users(folders: dict[str, Path]) -> None:
+    """Its caption said "bootstrap over conversations" where a returning user's sessions are resampled
+    together (and the returning-user table beside it gave other bounds for the same rows)."""
+    from crs.report.formatting import ci_text
+
+    tables, _ = build_tables(load_inputs(list(folders.values())).evals)
+    assert (
+        "never narrower than the bootstrap over all their conversations (whole users of returning-user runs)"
+        in ci_text(tables[0])
+    )
+    one, _ = build_tables(load_inputs([folders["frozen-s0"]]).evals)
+    assert (
+        ci_text(one[0]) == "bootstrap over conversations (whole users of returning-user runs) for single runs"
+    )
+
+
 def test_recovery_counts_sessions_until_back_within_the_tolerance(folders: dict[str, Path]) -> None:
     (comparison,) = session_comparisons(load_inputs(list(folders.values())).evals)
     named = {s.memory: s for s in comparison.series}
