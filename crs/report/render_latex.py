@@ -129,7 +129,7 @@ def _comparison(index: int, table: Table, incomplete: str = "") -> list[str]:
         cells = [_figure(row.metrics[m], m, bold=m in row.best) for m in METRICS]
         rows.append([escape(row.label), *(escape(c.text(row)) for c in columns), *cells])
     out = _tabular(headers, aligns, rows)
-    every_row = "; ".join(f"{c.header} {shared[c.header]}" for c in COMPARISON.columns if c not in columns)
+    every_row = "; ".join(f"{c.header}: {shared[c.header]}" for c in COMPARISON.columns if c not in columns)
     caption = (
         f"{escape(table.title)}{escape(f'; every row: {every_row}' if every_row else '')}. Mean and 95\\% CI "
         f"({escape(ci_text(table))}); bold: best in the column; {escape(setting_note(table))}; "

@@ -243,7 +243,7 @@ def test_latex_rows_show_rounded_figures_bold_where_best_and_the_varying_column(
     b = [cell("0.200", "[0.100, 0.300]", bold=True), *[cell("0.200", "[0.100, 0.300]")] * 2]
     b += [cell("9.00", "[8.00, 10.00]"), cell("0.200", "[0.100, 0.300]", bold=True)]
     assert "max-entropy & 2 seeds (1, 2) & " + " & ".join(b) + r" \\" in tex.splitlines()
-    assert "; every row: ranker popularity. Mean and 95\\% CI" in tex
+    assert "; every row: ranker: popularity. Mean and 95\\% CI" in tex
     assert "12 conversations per run." in tex
 
 

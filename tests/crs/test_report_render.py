@@ -131,7 +131,7 @@ def test_latex_tables_show_every_row_figure_and_best_mark(written) -> None:
     assert "persona\\_world (world seed 0), test split" in tex
     assert f"{table.rows[0].n_conversations:,} conversations per run" in tex
     shared = [c for c in COMPARISON.columns if len({c.text(row) for row in table.rows}) == 1]
-    assert "every row: " + "; ".join(f"{c.header} {c.text(table.rows[0])}" for c in shared) in tex
+    assert "every row: " + "; ".join(f"{c.header}: {c.text(table.rows[0])}" for c in shared) in tex
     n_columns = 1 + len(COMPARISON.columns) - len(shared) + len(METRICS)
     for row in table.rows:
         line = next(line for line in body if line.startswith(escape(row.label) + " & "))  # diffs come later
