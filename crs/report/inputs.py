@@ -449,6 +449,10 @@ def load_inputs(paths: Sequence[str | Path]) -> Inputs:
         if Path(raw).resolve() in given:
             left_out.append(LeftOut(Path(raw), "given twice: read once"))
             continue
+        holder = next((g for g in given if Path(raw).resolve().is_relative_to(g)), None)
+        if holder is not None:  # e.g. a sweep's task after its sweep: every run in it is read already
+            left_out.append(LeftOut(Path(raw), f"inside {holder}, which is given too: read once"))
+            continue
         given.add(Path(raw).resolve())
         folders, foreign = _expand(Path(raw))
         left_out.extend(foreign)

@@ -98,6 +98,15 @@ def test_a_folder_given_twice_is_read_once_and_said(evals) -> None:
     ]
 
 
+def test_a_folder_inside_another_given_is_read_once_and_said(evals) -> None:
+    """A run inside a folder given before it was dropped in silence ("2 used" for 3 inputs, naming 2)."""
+    inputs = load_inputs([evals, evals / "ask-4"])
+    assert len(inputs.evals) == len(load_inputs([evals]).evals)
+    assert (evals / "ask-4", f"inside {evals}, which is given too: read once") in [
+        (entry.path, entry.reason) for entry in inputs.left_out
+    ]
+
+
 def test_the_pages_open_with_the_same_list(evals, tmp_path) -> None:
     report = build_report([evals], tmp_path / "r", examples=0, persona=False, figures=False)
     write_report(report)
