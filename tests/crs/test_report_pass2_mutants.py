@@ -122,8 +122,12 @@ def test_a_sweep_given_as_itself_and_as_its_runs_folder_is_read_and_listed_once(
     plan(sweep)
     inputs = load_inputs([sweep, sweep / RUNS_DIR])
     assert [run.path for run in inputs.evals] == [finished]
-    (entry,) = inputs.left_out
-    assert entry.path == sweep / RUNS_DIR and "persona_world-ask-4-default-s2" in entry.reason
+    unfinished, inside = inputs.left_out
+    assert unfinished.path == sweep / RUNS_DIR and "persona_world-ask-4-default-s2" in unfinished.reason
+    assert (inside.path, inside.reason) == (
+        sweep / RUNS_DIR,
+        f"inside {sweep}, which is given too: read once",
+    )
 
 
 # ------------------------------------------------------------------------------------------ build
