@@ -69,6 +69,7 @@ class Report:
         persona: Persona analyses (one per persona ranker and dataset).
         persona_plots: Plots per persona analysis index.
         examples: Replayed example dialogues.
+        examples_table: The index of the table they are replayed from (the first of plain conversations).
         unavailable: Section name -> why it is missing.
         colors: Colour of each configuration label in the plots and tables.
         input_list: Which inputs were used (and in which table) and which were left out, with the
@@ -93,6 +94,7 @@ class Report:
     persona: list[PersonaAnalysis] = field(default_factory=list)
     persona_plots: dict[int, list[Plot]] = field(default_factory=dict)
     examples: list[ExampleDialogue] = field(default_factory=list)
+    examples_table: int = 0
     unavailable: dict[str, str] = field(default_factory=dict)
     colors: dict[str, str] = field(default_factory=dict)
     input_list: list[InputLine] = field(default_factory=list)
@@ -432,14 +434,19 @@ def _examples(
     explainers: dict[str, Explainers],
     limit: int,
 ) -> None:
-    table = report.tables[0]
-    reference = table.row(table.reference) if table.reference else table.rows[0]
-    if reference.runs[0].summary.sessions is not None:
+    # returning users' sessions are not replayed one by one: the first table of plain conversations
+    plain = [
+        i for i, t in enumerate(report.tables) if all(r.runs[0].summary.sessions is None for r in t.rows)
+    ]
+    if not plain:
         report.unavailable["examples"] = (
-            "the first table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
+            "every table is of returning users (`crs eval --sessions`), whose sessions are not replayed "
             "one by one; see their returning-user table"
         )
         return
+    report.examples_table = plain[0]
+    table = report.tables[plain[0]]
+    reference = table.row(table.reference) if table.reference else table.rows[0]
     others = [r for r in table.rows if r.label != reference.label]
     contrast = min(others, key=lambda r: r.metrics[PRIMARY].mean) if others else None
     picks = pick_examples(

@@ -349,8 +349,9 @@ def _example_dialogues(report: Report) -> list[str]:
     out = ["<h2>Example dialogues</h2>"]
     if not report.examples:
         out.append(_unavailable(report, "examples"))
-    elif len(report.tables) > 1:  # replayed from the first table only
-        out.append(f'<p class="note">From table 1: {_esc(report.tables[0].title)}.</p>')
+    elif len(report.tables) > 1:  # replayed from one table only
+        table = report.tables[report.examples_table]
+        out.append(f'<p class="note">From table {report.examples_table + 1}: {_esc(table.title)}.</p>')
     for dialogue in report.examples:
         lines = []
         for turn in dialogue.turns:

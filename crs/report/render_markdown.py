@@ -276,8 +276,9 @@ def _example_dialogues(report: Report) -> list[str]:
     out = ["## Example dialogues", ""]
     if not report.examples:
         out += _unavailable(report, "examples")
-    elif len(report.tables) > 1:  # replayed from the first table only
-        out += [f"_From table 1: {escape(report.tables[0].title)}._", ""]
+    elif len(report.tables) > 1:  # replayed from one table only
+        table = report.tables[report.examples_table]
+        out += [f"_From table {report.examples_table + 1}: {escape(table.title)}._", ""]
     for dialogue in report.examples:
         lines = []
         for turn in dialogue.turns:

@@ -214,3 +214,17 @@ def test_the_fix_an_unreadable_evaluation_is_given_works_as_written(tmp_path, da
     result = CliRunner().invoke(app, [*fix.group(2).split()[1:], "-p", "ask-2", "-n", "4"])
     assert result.exit_code == 0, result.output
     assert len(load_inputs([folder]).evals) == 1
+
+
+def test_examples_come_from_the_first_table_of_plain_conversations(evals, tmp_path) -> None:
+    """A returning-user table first left the whole report without example dialogues ("the first table is
+    of returning users"), though the next table's conversations replay."""
+    from tests.crs.test_report_sessions import write_folder
+
+    returning = write_folder(tmp_path, "frozen", 0)
+    report = build_report([returning, evals / "ask-4"], tmp_path / "r", persona=False, figures=False)
+    assert report.tables[0].rows[0].runs[0].summary.sessions is not None  # table 1: returning users
+    assert report.examples and report.examples_table == 1 and "examples" not in report.unavailable
+    write_report(report)
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert f"_From table 2: {report.tables[1].title}._" in markdown.replace("\\", "")
