@@ -85,9 +85,10 @@ def sweep_command(
     Each finished task is moved into DIR/runs/<task>/ by one atomic rename (with a `done` marker);
     interrupting (or killing) and rerunning the same command skips finished tasks and continues a train
     task that was running from its last checkpoint, while a second run into DIR as the first goes on is
-    refused. DIR holds one config: a folder
-    with another config's finished tasks, or a non-empty folder that is not a sweep folder, is refused
-    (use another --out). A task whose worker process crashed is retried (`retries` in the config,
+    refused. DIR holds one config: a config may grow there (more policies, datasets or seeds: the
+    finished tasks are skipped, and sweep.json becomes the new config), but one that leaves out a
+    finished task, or a non-empty folder that is not a sweep folder, is refused (use another --out).
+    A task whose worker process crashed is retried (`retries` in the config,
     default 2); a task that raised an error (e.g. a missing data folder) is not. Failed tasks are named
     (exit code 1). The options and the whole config are checked before any task starts (exit code 2 on
     a bad value). Killing the sweep kills its workers.

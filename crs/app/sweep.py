@@ -915,7 +915,8 @@ def check_sweep_folder(
         hints = {_extend_hint(r) for r in recorded} - {""}
         raise CRSError(
             f"--out {out} holds {len(named)} finished task(s) of another config: {a_few(named)}; use "
-            "another --out (a sweep folder holds one config, and `crs report` reads all its tasks)"
+            "another --out, or a config that includes them, e.g. the one that made them (its "
+            f"{SWEEP_FILE}): a sweep folder holds one config, and `crs report` reads all its tasks"
             + "".join(sorted(hints))
         )
 

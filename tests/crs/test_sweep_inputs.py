@@ -49,9 +49,14 @@ def test_a_sweep_folder_of_another_config_is_refused_and_left_as_it_was(tmp_path
     assert code == 2, output
     assert (
         f"--out {out} holds 2 finished task(s) of another config: persona_world-ask-4-default-s1, "
-        "persona_world-ask-4-default-s2; use another --out" in output
+        "persona_world-ask-4-default-s2; use another --out, or a config that includes them, e.g. the one "
+        "that made them (its sweep.json)" in output
     )
     assert "already finished" not in output and files_of(out) == before  # sweep.json, results.json kept
+    # the config grown to include them runs there: the finished tasks are skipped
+    grown = "seeds: [1, 2]\npolicies: [ask-4, max-entropy]\neval: {episodes: 5}\n"
+    code, output, _ = sweep(tmp_path, grown, *SERIAL)
+    assert code == 0 and "2 run now, 2 skipped as finished" in output, output
 
 
 def test_the_same_config_runs_into_its_folder_with_fewer_or_more_seeds(tmp_path) -> None:
