@@ -124,7 +124,7 @@ def _about(table: Table) -> str:
     apart from its table): dataset, split, question setting and conversations per run, wrapped."""
     test = table.test_set
     about = f"{test.dataset_label}, {test.split} split, {test.setting} setting, "
-    return textwrap.fill(_plain(f"{about}{table.conversations_per_run} conversations"), 90)
+    return textwrap.fill(_plain(f"{about}{table.conversations_per_run} conversations per run"), 90)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -159,7 +159,8 @@ def plot_sr_curves(table: Table, colors: Mapping[str, str], path: Path) -> Plot:
     _save(fig, path)
     return Plot(
         path,
-        "SR@t: share of conversations that succeed within t agent actions (95% bootstrap band).",
+        "SR@t: share of conversations that succeed within t agent actions (95% bootstrap band over a "
+        "row's conversations; for a row of several seeds the table's interval also spans the seeds).",
         "line chart of SR@t per policy",
     )
 

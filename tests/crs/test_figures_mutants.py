@@ -423,5 +423,6 @@ def test_each_figure_names_its_dataset_split_setting_and_conversations(
         plots.plot_sr_curves(table, colors, tmp_path / "sr.png")
         plots.plot_turns(table, colors, tmp_path / "turns.png")
         plots.plot_action_mix(table, tmp_path / "mix.png")
-    about = f"{table.test_set.split} split, {table.test_set.setting} setting, 12 conversations"
+    # "per run": a row of 3 seeds pools 3 times as many (it said "60 conversations" of 180)
+    about = f"{table.test_set.split} split, {table.test_set.setting} setting, 12 conversations per run"
     assert len(titles) == 3 and all(about in " ".join(title.split()) for title in titles), titles
