@@ -144,7 +144,8 @@ class RLPolicy:
         if self.setting is not None and setting != self.setting:
             raise CRSError(
                 f"policy {self.name} was trained in the {self.setting} setting and cannot act in an "
-                f"env of the {setting} setting; run it with --setting {self.setting}"
+                f"env of the {setting} setting; run it with --setting {self.setting} (in Python: "
+                f"make_env(..., setting={self.setting!r}); a single-target user's default is binary)"
             )
 
     def wrapper_for(self, env: gym.Env) -> SlateActionWrapper:

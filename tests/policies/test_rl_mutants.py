@@ -166,7 +166,9 @@ def test_a_policy_refuses_to_act_in_an_env_of_another_setting(small_model, tmp_p
     loaded = load_trained_policy(tmp_path, catalog)
     assert loaded.setting == own.setting
     for policy in (live, loaded):
-        with pytest.raises(CRSError, match=f"trained in the {own.setting} setting"):
+        # the fix for both ways in: the CLI's option and make_env's argument
+        fix = f"--setting {own.setting} (in Python: make_env(..., setting='{own.setting}')"
+        with pytest.raises(CRSError, match=re.escape(fix)):
             policy.check_env(binary)
         binary.reset(seed=0)
         with pytest.raises(CRSError, match=f"trained in the {own.setting} setting"):
