@@ -117,6 +117,10 @@ class MetricSummary:
     high: float
 
 
+DIFF_SEED = 0
+"""Seed of every paired difference's bootstrap (`crs report`'s, `crs train`'s verdicts), over the pairs
+in goal order: the same pairs give the same interval in every output."""
+
 MIN_PAIRED = 20
 """Paired conversations (or sequences) below which a CI is shown but never counts as evidence: a
 percentile bootstrap over so few is unreliable (over one it is a point, [d, d])."""

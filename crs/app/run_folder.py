@@ -729,6 +729,60 @@ class EvalSummary:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The trained policy against the best baseline on one metric, paired over the same conversations.
+
+    Attributes:
+        metric: SR@5/10/15, AT or hDCG.
+        trained: The trained policy's mean.
+        baseline: The best baseline on this metric.
+        baseline_mean: Its mean.
+        difference: Mean and 95% bootstrap CI of trained − baseline per conversation.
+        word: "better", "worse" or "tie" (the CI holds 0); AT is better when lower. Over fewer than
+            `envs.metrics.MIN_PAIRED` conversations, which decide nothing, "n/a (<20 pairs)".
+    """
+
+    metric: str
+    trained: float
+    baseline: str
+    baseline_mean: float
+    difference: MetricSummary
+    word: str
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        """metric, trained, best baseline, difference [95% CI], verdict: as the console and the model
+        card show them (2 decimals for AT, 3 for rates)."""
+        digits = 2 if self.metric == "AT" else 3
+        d = self.difference
+        return (
+            self.metric,
+            f"{self.trained:.{digits}f}",
+            f"{self.baseline_mean:.{digits}f} {self.baseline}",
+            f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]",
+            self.word,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Verdict:
+        """A verdict as summary.json holds it.
+
+        Raises:
+            TypeError, ValueError, KeyError, AttributeError: Not a verdict mapping.
+        """
+        difference = data["difference"]
+        return cls(
+            metric=str(data["metric"]),
+            trained=float(data["trained"]),
+            baseline=str(data["baseline"]),
+            baseline_mean=float(data["baseline_mean"]),
+            difference=MetricSummary(
+                float(difference["mean"]), float(difference["low"]), float(difference["high"])
+            ),
+            word=str(data["word"]),
+        )
+
+
+@dataclass(frozen=True)
 class TrainSummary:
     """``summary.json`` of a `crs train` run: the final test comparison on shared conversations.
 
@@ -747,6 +801,8 @@ class TrainSummary:
         conversations_per_second: Label -> evaluation throughput.
         setting: The question setting trained and tested in (`envs.setting`; "" in older runs).
         valid_episodes: The validation conversations behind `best_valid` (0 in older runs).
+        verdicts: The trained policy against the best baseline per metric, paired (empty without
+            baselines, and in older runs).
     """
 
     name: str
@@ -763,6 +819,7 @@ class TrainSummary:
     conversations_per_second: dict[str, float]
     setting: str = ""
     valid_episodes: int = 0
+    verdicts: tuple[Verdict, ...] = ()
 
     @property
     def label(self) -> FigureLabel:
@@ -828,8 +885,9 @@ class TrainSummary:
                 conversations_per_second=rates("conversations_per_second"),
                 setting=str(data.get("setting", "")),
                 valid_episodes=count("valid_episodes") if "valid_episodes" in data else 0,
+                verdicts=tuple(Verdict.from_dict(v) for v in data.get("verdicts", ())),
             )
-        except (TypeError, ValueError, AttributeError, OverflowError) as error:
+        except (TypeError, ValueError, AttributeError, OverflowError, KeyError) as error:
             raise CRSError(f"{path} is corrupt ({type(error).__name__}: {error}); {fix}") from None
 
     def write(self, run_dir: Path) -> None:
@@ -1069,6 +1127,14 @@ def write_model_card(
         f"| {m['AT'].mean:.2f} | {m['hDCG'].mean:.3f} |"
         for label, m in summary.test.items()
     )
+    verdicts = (
+        "\nThe trained policy against the best baseline per metric, paired on the same conversations "
+        "(95% bootstrap CI of the difference; one training seed):\n\n"
+        "| metric | trained | best baseline | difference [95% CI] | verdict |\n|---|---:|---|---:|---|\n"
+        + "".join("| " + " | ".join(v.cells()) + " |\n" for v in summary.verdicts)
+        if summary.verdicts
+        else ""
+    )
     version = record.versions.get("persona_crs", "?")
     imitation = settings.imitation
     warm_start = (
@@ -1116,7 +1182,7 @@ def write_model_card(
 | policy | SR@15 [95% CI] | AT | hDCG |
 |---|---|---:|---:|
 {rows}
-
+{verdicts}
 Each row's records are in `{TEST_DIR}/`; `{report}` compares them, paired. {evaluate}
 {again}:
 `{replay}`. All settings: `{RUN_CONFIG}`.

@@ -39,6 +39,7 @@ from crs.app.run_folder import (
     RunPhase,
     RunRecord,
     TrainSummary,
+    Verdict,
     catalogue_options,
     changed_settings,
     eval_blocker,
@@ -60,6 +61,7 @@ from crs.progress import LoggedProgress
 from envs.belief_fit import fit_temperature
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import (
+    DIFF_SEED,
     MIN_PAIRED,
     EpisodeRecord,
     MetricSummary,
@@ -859,7 +861,9 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
             seconds = time.perf_counter() - t0
             throughput[label] = len(records) / seconds
             rows[label] = summarize(records, test_env.max_turns, seed=settings.seed)
-            per_episode[label] = per_episode_metrics(records, test_env.max_turns)
+            # in goal order, as `crs report` pairs them: the verdicts' intervals are the report's
+            in_goal_order = sorted(records, key=lambda record: record.goal_index)
+            per_episode[label] = per_episode_metrics(in_goal_order, test_env.max_turns)
             is_trained = policy is trained
             tested.append(
                 (
@@ -886,11 +890,12 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         test=rows,
         conversations_per_second={k: round(v, 1) for k, v in throughput.items()},
         setting=test_env.setting,
+        verdicts=tuple(verdicts(f"RL ({name})", per_episode)),
     )
     summary.write(prepared.run_dir)
     best_step = read_model_data(prepared.run_dir / BEST_MODEL).get("num_timesteps")
     write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals, best_step)
-    return summary, throughput, verdicts(f"RL ({name})", per_episode, settings.seed)
+    return summary, throughput, list(summary.verdicts)
 
 
 def _test_summary(
@@ -937,35 +942,13 @@ def _test_summary(
     )
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The trained policy against the best baseline on one metric, paired over the same conversations.
-
-    Attributes:
-        metric: SR@5/10/15, AT or hDCG.
-        trained: The trained policy's mean.
-        baseline: The best baseline on this metric.
-        baseline_mean: Its mean.
-        difference: Mean and 95% bootstrap CI of trained − baseline per conversation.
-        word: "better", "worse" or "tie" (the CI holds 0); AT is better when lower. Over fewer than
-            `envs.metrics.MIN_PAIRED` conversations, which decide nothing, "n/a (<20 pairs)".
-    """
-
-    metric: str
-    trained: float
-    baseline: str
-    baseline_mean: float
-    difference: MetricSummary
-    word: str
-
-
-def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]], seed: int) -> list[Verdict]:
-    """One `Verdict` per metric: the trained policy against the best baseline on that metric.
+def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]]) -> list[Verdict]:
+    """One `Verdict` per metric: the trained policy against the best baseline on that metric, its
+    interval bootstrapped as `crs report`'s paired differences are (`envs.metrics.DIFF_SEED`).
 
     Args:
         trained: The trained policy's label in `per_episode`.
-        per_episode: Label -> metric -> per-conversation values (same conversations, same order).
-        seed: Seed of the bootstrap.
+        per_episode: Label -> metric -> per-conversation values (same conversations, in goal order).
     """
     baselines = [label for label in per_episode if label != trained]
     out = []
@@ -974,7 +957,7 @@ def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]], seed: 
         means = {label: float(per_episode[label][metric].mean()) for label in baselines}
         best = (min if lower else max)(means, key=lambda label: means[label])
         paired = per_episode[trained][metric] - per_episode[best][metric]
-        diff = bootstrap_ci(paired, seed=seed)
+        diff = bootstrap_ci(paired, seed=DIFF_SEED)
         side = ci_sign(diff, paired.size) * (-1 if lower else 1)
         word = "better" if side > 0 else "worse" if side < 0 else "tie"
         if paired.size < MIN_PAIRED:  # a CI shown, but no evidence either way
@@ -995,15 +978,7 @@ def _verdict_table(rows: list[Verdict]) -> Table:
     table.add_column("difference [95% CI]", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for v in rows:
-        digits = 2 if v.metric == "AT" else 3
-        d = v.difference
-        table.add_row(
-            v.metric,
-            f"{v.trained:.{digits}f}",
-            f"{v.baseline_mean:.{digits}f} {v.baseline}",
-            f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]",
-            v.word,
-        )
+        table.add_row(*v.cells())
     return table
 
 

@@ -33,14 +33,21 @@ from scipy import stats
 
 from crs.report.inputs import EvalRun, TrainRun
 from crs.report.sessions import series_name
-from envs.metrics import MIN_PAIRED, MetricSummary, bootstrap_ci, ci_sign, per_episode_metrics, sr_at
+from envs.metrics import (
+    DIFF_SEED,
+    MIN_PAIRED,
+    MetricSummary,
+    bootstrap_ci,
+    ci_sign,
+    per_episode_metrics,
+    sr_at,
+)
 from policies.rankers import RUN_RANKER
 
 METRICS: tuple[str, ...] = ("SR@5", "SR@10", "SR@15", "AT", "hDCG")
 LOWER_IS_BETTER: frozenset[str] = frozenset({"AT"})
 ABLATIONS: tuple[str, ...] = ("full", "persona-blind", "aspect-blind", "both-off")
 PRIMARY = "SR@15"
-DIFF_SEED = 0
 ACTION_KINDS: tuple[str, ...] = ("ask", "probe", "recommend")
 
 

@@ -220,7 +220,7 @@ def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() ->
         "ask-4": {"SR@5": zeros, "SR@10": ones, "SR@15": half, "AT": np.full(n, 5.0), "hDCG": ones},
         "random": {"SR@5": zeros, "SR@10": zeros, "SR@15": zeros, "AT": np.full(n, 2.0), "hDCG": zeros},
     }
-    found = {v.metric: v for v in verdicts("RL (x)", per_episode, seed=0)}
+    found = {v.metric: v for v in verdicts("RL (x)", per_episode)}
     # SR@15: the best baseline is ask-4 (0.5); trained 1.0 on every conversation: +0.5, CI above 0
     assert found["SR@15"].baseline == "ask-4" and found["SR@15"].word == "better"
     assert found["SR@15"].difference.mean == 0.5
@@ -230,7 +230,7 @@ def test_verdicts_pair_the_trained_policy_with_the_best_baseline_per_metric() ->
     assert found["hDCG"].baseline == "ask-4" and found["hDCG"].word == "worse"
     # over fewer than 20 conversations a CI away from 0 decides nothing: not a "tie" either
     few = {label: {metric: row[:12] for metric, row in rows.items()} for label, rows in per_episode.items()}
-    assert {v.word for v in verdicts("RL (x)", few, seed=0)} == {"n/a (<20 pairs)"}
+    assert {v.word for v in verdicts("RL (x)", few)} == {"n/a (<20 pairs)"}
 
 
 @pytest.mark.parametrize(

@@ -324,7 +324,7 @@ def test_verdicts_without_baselines_are_none() -> None:
     """A run with ``baselines: []`` is tested alone: no verdict (guards against looking for the best of
     no baselines, which fails after the whole training)."""
     alone = {"RL (x)": {metric: np.ones(30) for metric in METRIC_ORDER}}
-    assert verdicts("RL (x)", alone, seed=0) == []
+    assert verdicts("RL (x)", alone) == []
 
 
 # ------------------------------------------------------------------------------------- crs train

@@ -387,3 +387,24 @@ def test_a_run_trained_without_show_prints_no_validation_lines(tmp_path, capsys)
     run_training(tiny_settings(steps=64), name="quiet", runs_dir=tmp_path, show=False)
     assert "valid SR@15" not in capsys.readouterr().out
     assert len((tmp_path / "quiet" / "eval.csv").read_text().splitlines()) > 1  # they were still logged
+
+
+def test_the_verdicts_are_kept_in_the_run_and_match_its_report(trained, tmp_path) -> None:
+    """The verdict table (trained policy against the best baseline per metric) was printed only: neither
+    summary.json nor MODEL_CARD.md kept it, and the report of the run gave other intervals for the same
+    pairs. Both keep it now, with the report's intervals."""
+    from crs.app.run_folder import TrainSummary
+    from crs.report import build_report
+
+    summary = TrainSummary.read(trained)
+    assert [v.metric for v in summary.verdicts] == ["SR@5", "SR@10", "SR@15", "AT", "hDCG"]
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert "| metric | trained | best baseline | difference [95% CI] | verdict |" in card
+    for verdict in summary.verdicts:
+        assert "| " + " | ".join(verdict.cells()) + " |" in card
+    report = build_report([trained], tmp_path / "r", examples=0, persona=False, figures=False)
+    (table,) = report.tables
+    assert table.reference == trained.name  # the trained policy minus each baseline, as the verdicts
+    diffs = {d.label: d for d in table.diffs}
+    for verdict in summary.verdicts:
+        assert diffs[verdict.baseline].metrics[verdict.metric] == verdict.difference, verdict
