@@ -69,15 +69,15 @@ def input_lines(inputs: Inputs, tables: Sequence[Table]) -> list[InputLine]:
         compared.update(run.path for run in runs)
         reason = "" if index == 0 else f"separate from table 1: {separation(table, tables[0])}"
         lines.append(InputLine(True, f"table {index + 1}", reason, _grouped(_unit(run) for run in runs)))
-    alone = [
-        _train_unit(run) for run in inputs.trains if not any(_is_own_eval(run, path) for path in compared)
-    ]
+    repeats = duplicates(inputs.evals)
+    read = compared | {run.path for run, _ in repeats}  # a repeat is listed as such, not as "without records"
+    alone = [_train_unit(run) for run in inputs.trains if not any(_is_own_eval(run, path) for path in read)]
     if alone:
         lines.append(InputLine(True, TRAIN_ONLY, "", _grouped(alone)))
     left: dict[str, list[str]] = {}
     for entry in inputs.left_out:
         left.setdefault(entry.reason, []).append(str(entry.path))
-    for run, twin in duplicates(inputs.evals):
+    for run, twin in repeats:
         reason = f"repeats {twin.path} (same configuration, seed and conversations); read once"
         left.setdefault(reason, []).append(str(run.path))
     lines += [InputLine(False, "", reason, tuple(paths)) for reason, paths in left.items()]

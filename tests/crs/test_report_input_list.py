@@ -182,6 +182,18 @@ def test_train_runs_are_listed_by_their_folder(tmp_path) -> None:
     ]
 
 
+def test_a_train_run_whose_records_repeat_another_is_not_said_to_have_none(tmp_path) -> None:
+    """A run trained again with the same settings (its records repeat the first's, read once) was listed
+    under "train runs without episode records" as well as under "repeats"."""
+    full = _train_run(tmp_path / "runs", "full-s1", "ask-4", True, True)
+    again = tmp_path / "again" / "full-s1"
+    shutil.copytree(full, again)
+    report = build_report([full, again], tmp_path / "r", examples=0, persona=False, figures=False)
+    lines = [line.text() for line in report.input_list]
+    assert not any(line.startswith(TRAIN_ONLY) for line in lines), lines
+    assert any(str(again) in line and "repeats" in line for line in lines), lines
+
+
 def test_a_folder_given_by_two_spellings_is_read_once_and_said(evals, monkeypatch) -> None:
     """Guards against comparing the given paths as typed: ``<root>/ask-4`` and ``ask-4`` from inside
     ``<root>`` are one folder, so the second is listed as given twice."""
