@@ -753,16 +753,24 @@ def _rankers_alone(
     )
 
 
+def trained_run_label(name: str, dataset: str) -> str:
+    """A trained policy named after its train run `name` without the seed; "RL (<that>)" where it is
+    the `dataset`'s name (`crs train`'s default run name), which alone would read as the dataset."""
+    base = without_seed(name)
+    return f"RL ({base})" if base == dataset else base
+
+
 def _row_labels(groups: Sequence[list[EvalRun]]) -> list[str]:
     """One label per group, never two alike: its base label, and where two groups share one, what tells
     them apart (the sweep, the train run's name without its seed, else the full name, or the ranker's
     last path part, else as many as it takes; with a returning-user run's memory, which a rule's name
     holds and a trained policy's does not). Groups that are still alike are numbered. A trained full
-    model is "full" only beside one of its ablations; alone, it is named after its run."""
+    model is "full" only beside one of its ablations; alone, it is named after its run, as "RL (<run>)"
+    where the run is named after its dataset (the default name: "persona_world-s0" read "persona_world")."""
     labels = [_base_label(g[0]) for g in groups]
     if set(labels) & set(ABLATIONS) == {"full"}:
         labels = [
-            without_seed(g[0].train.name) if label == "full" and g[0].train is not None else label
+            trained_run_label(g[0].train.name, g[0].dataset) if label == "full" and g[0].train else label
             for g, label in zip(groups, labels, strict=True)
         ]
     shared = {label for label in labels if labels.count(label) > 1}

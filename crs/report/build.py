@@ -17,8 +17,8 @@ from crs.report.analysis import (
     build_tables,
     duplicates,
     train_summary_rows,
+    trained_run_label,
     unpaired_answer,
-    without_seed,
 )
 from crs.report.examples import ExampleDialogue, check_targets, example_dialogues, pick_examples
 from crs.report.inputs import EvalRun, Inputs, TrainRun, load_inputs
@@ -228,7 +228,7 @@ def _train_label(run: TrainRun, mixed: bool, sweeps: int, ablated: bool) -> str:
     if run.info.ablation is not None and (ablated or run.info.ablation != "full"):
         label = run.info.ablation
     else:
-        label = without_seed(run.info.name)
+        label = trained_run_label(run.info.name, run.info.dataset or "")
     return f"{_train_test_set(run)} · {label}" if mixed else label
 
 

@@ -639,6 +639,12 @@ def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(
     assert list(
         build_report([mine], tmp_path / "r", examples=0, persona=False, figures=False).train_groups
     ) == ["my-run"]
+    # the main job's default name, "<dataset>-s<seed>", read as the dataset alone: "persona_world 0.828"
+    default = _train_run(tmp_path, "persona_world-s0", "abs-greedy", True, True, seed=0)
+    (table,), _ = build_tables(load_inputs([default]).evals)
+    assert [row.label for row in table.rows] == ["RL (persona_world)"]
+    report = build_report([default], tmp_path / "d", examples=0, persona=False, figures=False)
+    assert list(report.train_groups) == ["RL (persona_world)"]
 
 
 def test_a_train_run_without_optional_parts_is_read_and_the_gaps_are_said(tmp_path) -> None:
