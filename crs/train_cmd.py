@@ -16,7 +16,6 @@ from crs.app.settings import (
     DEFAULT_STEPS,
     MAX_SEED,
     MIN_DEFAULT_ENVS,
-    TrainSettings,
     make_settings,
     recorded_settings,
 )
@@ -377,7 +376,7 @@ def refuse_options_resume_ignores(ctx: typer.Context, run_dir: Path | None) -> N
         changed = _changed_settings(recorded, param.name, value)
         if changed == {}:
             continue  # it says what the run recorded
-        was = "; ".join(f"the run recorded {key}: {value}" for key, value in (changed or {}).items())
+        was = "; ".join(f"the run recorded {key}: {before}" for key, before in (changed or {}).items())
         given.append(f"{option} ({was})" if was else option)
     if given:
         params = {param.name: param for param in ctx.command.params}
@@ -389,26 +388,25 @@ def refuse_options_resume_ignores(ctx: typer.Context, run_dir: Path | None) -> N
         )
 
 
-def _recorded_settings(run_dir: Path) -> TrainSettings | None:
-    """The settings in `run_dir`'s config.yaml; None where there are none to read (the resume itself then
-    says what is wrong)."""
+def _recorded_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The settings in `run_dir`'s config.yaml as `make_settings` gives them back (what an option is
+    compared with); None where there are none to read (the resume itself then says what is wrong)."""
     if not (run_dir / RUN_CONFIG).is_file():
         return None
     try:
-        return RunRecord.read(run_dir).settings
+        return make_settings(RunRecord.read(run_dir).settings.model_dump()).model_dump()
     except CRSError:
         return None
 
 
-def _changed_settings(recorded: TrainSettings | None, name: str, value: Any) -> dict[str, Any] | None:
-    """The settings that option `name` with `value` would change in a run that recorded `recorded`, by
-    key with the recorded value ({}: it repeats what the run recorded); None where that cannot be told
-    (no record, an option that sets no setting, or a bad value)."""
+def _changed_settings(recorded: dict[str, Any] | None, name: str, value: Any) -> dict[str, Any] | None:
+    """The settings that option `name` with `value` would change in a run that recorded `recorded`
+    (`_recorded_settings`), by key with the recorded value ({}: it repeats what the run recorded); None
+    where that cannot be told (no record, an option that sets no setting, or a bad value)."""
     if recorded is None or not with_options({}, {name: value}):
         return None
     try:
-        before = make_settings(recorded.model_dump()).model_dump()
-        after = make_settings(with_options(recorded.model_dump(), {name: value})).model_dump()
+        after = make_settings(with_options(recorded, {name: value})).model_dump()
     except CRSError:
         return None
-    return {key: was for key, was in before.items() if after[key] != was}
+    return {key: was for key, was in recorded.items() if after[key] != was}

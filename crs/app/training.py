@@ -7,7 +7,7 @@ import os
 import platform
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -501,9 +501,9 @@ def _train(
             empty_folder(run_dir)  # (an earlier run that --overwrite has not emptied yet stays)
         raise
     session = _learn(prepared, resume)
-    summary, throughput, verdict_rows = _test(prepared, session)
+    summary, throughput, tested_step = _test(prepared, session)
     if show:
-        _show(prepared, session, summary, throughput, verdict_rows)
+        _show(prepared, session, summary, throughput, tested_step)
     return summary
 
 
@@ -819,12 +819,12 @@ def _imitate(
         )
 
 
-def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float], list[Verdict]]:
+def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[str, float], int]:
     """Compare the best model with the rule baselines on the same test conversations; write
-    summary.json and MODEL_CARD.md. Returns the summary, each policy's evaluation throughput
-    (conversations/s) and the verdict lines (`verdicts`)."""
+    summary.json and MODEL_CARD.md. Returns the summary (its verdicts included), each policy's
+    evaluation throughput (conversations/s) and the step of the model tested (best_model.zip)."""
     from policies.rl import RLPolicy, evaluate_policy  # torch
-    from policies.rl.model_file import ACTING_OVERRIDES, load_model, read_model_data  # torch
+    from policies.rl.model_file import ACTING_OVERRIDES, load_model  # torch
 
     settings, config, name = prepared.settings, prepared.config, prepared.name
     best = load_model(
@@ -893,9 +893,9 @@ def _test(prepared: _Prepared, session: _Session) -> tuple[TrainSummary, dict[st
         verdicts=tuple(verdicts(f"RL ({name})", per_episode)),
     )
     summary.write(prepared.run_dir)
-    best_step = read_model_data(prepared.run_dir / BEST_MODEL).get("num_timesteps")
-    write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals, best_step)
-    return summary, throughput, list(summary.verdicts)
+    tested_step = int(best.num_timesteps)
+    write_model_card(prepared.run_dir, prepared.record, summary, prepared.train_goals, tested_step)
+    return summary, throughput, tested_step
 
 
 def _test_summary(
@@ -966,7 +966,7 @@ def verdicts(trained: str, per_episode: dict[str, dict[str, np.ndarray]]) -> lis
     return out
 
 
-def _verdict_table(rows: list[Verdict]) -> Table:
+def _verdict_table(rows: Sequence[Verdict]) -> Table:
     """The verdicts as a table that fits an 80-column terminal."""
     table = Table(
         title="trained policy vs the best baseline per metric (paired, same conversations)",
@@ -987,13 +987,11 @@ def _show(
     session: _Session,
     summary: TrainSummary,
     throughput: dict[str, float],
-    verdict_rows: list[Verdict],
+    tested: int,
 ) -> None:
-    """Print the test table, the verdicts, the run's facts and what to run next."""
-    from policies.rl.model_file import read_model_data  # torch
-
+    """Print the test table, the verdicts, the run's facts and what to run next; `tested`: the step of
+    the model tested."""
     config, run_dir, seed = prepared.config, prepared.run_dir, prepared.settings.seed
-    tested = read_model_data(run_dir / BEST_MODEL).get("num_timesteps", "?")
     console.print(
         metrics_table(
             f"{summary.label.describe(f', seed {seed} (the same for every policy)')}; "
@@ -1001,8 +999,8 @@ def _show(
             summary.test,
         )
     )
-    if verdict_rows:
-        console.print(_verdict_table(verdict_rows))
+    if summary.verdicts:
+        console.print(_verdict_table(summary.verdicts))
     info = Table(show_header=False, title="run", title_justify="left")
     info.add_column(style="bold", no_wrap=True)
     info.add_column(overflow="fold")
