@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -34,6 +35,7 @@ else:  # Python 3.10
 
 console = Console()
 err_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -155,10 +157,28 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise TerminatedError
 
 
+def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that `error` was raised while handling, if any: a writer whose own
+    cleanup fails as an interrupt unwinds it (torch's zip writer stopped mid-record finds its file
+    shorter than it expected) raises its own error in the interrupt's place."""
+    seen: set[int] = set()
+    cause = error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Inside the block, SIGTERM raises `TerminatedError` (a `KeyboardInterrupt`), so that it unwinds as
-    Ctrl-C does; only in the main thread, and not where it was ignored (``nohup``-like launchers)."""
+    Ctrl-C does; only in the main thread, and not where it was ignored (``nohup``-like launchers).
+
+    An error raised while an interrupt unwinds (`interrupt_behind`) leaves the block as that interrupt,
+    so a command stopped mid-write still says what it keeps and exits as stopped, not with a traceback.
+    """
     previous = None
     _sigterm_seen.clear()
     if threading.current_thread() is threading.main_thread():
@@ -167,6 +187,12 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(signal.SIGTERM, _terminated)
     try:
         yield
+    except Exception as error:
+        stop = interrupt_behind(error)
+        if stop is None:
+            raise
+        logger.debug("stopping raised %s: %s", type(error).__name__, error)
+        raise stop from None
     finally:
         if previous is not None and previous != signal.SIG_IGN:
             signal.signal(signal.SIGTERM, previous)

@@ -5,7 +5,9 @@ refuses what it cannot apply, a failed start leaves nothing behind, a run name s
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +28,8 @@ from crs.app.training import (
 )
 from crs.claims import LOCK_FILE
 from crs.cli import app
+from policies.atomic import atomic_path
+from policies.rl import callbacks
 from policies.rl.callbacks import TrainingCallback
 from policies.rl.model_file import read_model_data
 from simulators.errors import CRSError
@@ -324,6 +328,38 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_leaving_no_lock(tmp_path: Path) -> N
     assert process.returncode == 143, output
     assert f"terminated: {run} keeps what it checkpointed" in " ".join(output.split())
     assert not (run / LOCK_FILE).exists()
+
+
+def test_sigterm_while_a_checkpoint_is_written_stops_the_run_as_sigterm_does(tmp_path, monkeypatch) -> None:
+    """SIGTERM that lands inside the checkpoint's write: torch's zip writer, stopped mid-record, raises
+    its own error as the interrupt unwinds it ("unexpected pos ..."). That error once took the
+    interrupt's place, so `crs train` crashed with a traceback and exit 1; it must still exit 143,
+    say what the run keeps, and leave no lock and no half-written file."""
+
+    def save_stopped_mid_record(model: Any, path: Path) -> None:
+        with atomic_path(path) as temporary:
+            temporary.write_bytes(b"PK half a zip")
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)  # the handler raises here
+            except KeyboardInterrupt:
+                raise RuntimeError(
+                    "[enforce fail at inline_container.cc:672] . unexpected pos 26944"
+                ) from None
+
+    monkeypatch.setattr(callbacks, "atomic_save", save_stopped_mid_record)
+    before = signal.getsignal(signal.SIGTERM)
+    config = tiny_config(tmp_path / "c.yaml")
+    result = runner.invoke(
+        app, ["train", "--config", str(config), "--runs-dir", str(tmp_path), "--name", "k"]
+    )
+    run = tmp_path / "k"
+    assert result.exit_code == 143, result.output
+    assert f"terminated:{run}keeps" in "".join(result.output.split())
+    assert not (run / LOCK_FILE).exists()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".checkpoint")]
+    assert not (run / "checkpoint.zip").exists()
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_a_resume_says_when_state_json_is_damaged_and_goes_on_from_the_checkpoint(trained, tmp_path) -> None:
