@@ -162,12 +162,13 @@ def interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
     cleanup fails as an interrupt unwinds it (torch's zip writer stopped mid-record finds its file
     shorter than it expected) raises its own error in the interrupt's place."""
     seen: set[int] = set()
-    cause = error.__context__
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return cause
+    cause: BaseException | None = error
+    # an exit raised on purpose (`raise typer.Exit(143) from None` after saying so) is no such error
+    while cause is not None and not cause.__suppress_context__ and id(cause) not in seen:
         seen.add(id(cause))
         cause = cause.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
     return None
 
 
@@ -188,7 +189,7 @@ def terminate_as_interrupt() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        stop = interrupt_behind(error)
+        stop = None if isinstance(error, typer.Exit) else interrupt_behind(error)
         if stop is None:
             raise
         logger.debug("stopping raised %s: %s", type(error).__name__, error)

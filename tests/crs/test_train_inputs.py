@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
@@ -28,6 +29,7 @@ from crs.app.training import (
 )
 from crs.claims import LOCK_FILE
 from crs.cli import app
+from crs.common import TerminatedError, terminate_as_interrupt
 from policies.atomic import atomic_path
 from policies.rl import callbacks
 from policies.rl.callbacks import TrainingCallback
@@ -343,9 +345,8 @@ def test_sigterm_while_a_checkpoint_is_written_stops_the_run_as_sigterm_does(tmp
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(10)  # the handler raises here
             except KeyboardInterrupt:
-                raise RuntimeError(
-                    "[enforce fail at inline_container.cc:672] . unexpected pos 26944"
-                ) from None
+                # raised by torch's writer as it closes, not on purpose: no `from`
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 26944")  # noqa: B904
 
     monkeypatch.setattr(callbacks, "atomic_save", save_stopped_mid_record)
     before = signal.getsignal(signal.SIGTERM)
@@ -360,6 +361,30 @@ def test_sigterm_while_a_checkpoint_is_written_stops_the_run_as_sigterm_does(tmp
     assert not [p.name for p in run.iterdir() if p.name.startswith(".checkpoint")]
     assert not (run / "checkpoint.zip").exists()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_only_an_error_raised_by_accident_while_stopping_gives_way_to_the_interrupt() -> None:
+    """A command's own exit after saying it was stopped (`typer.Exit(143)`), or an error that replaces
+    the interrupt on purpose (`from None`), leaves the block as raised; an error a cleanup raised by
+    accident gives way to the interrupt (guards against every command exiting 130 instead of 143)."""
+
+    def stop_then(replacement: Exception, *, on_purpose: bool) -> None:
+        with terminate_as_interrupt():
+            try:
+                raise TerminatedError
+            except KeyboardInterrupt:
+                if on_purpose:
+                    raise replacement from None
+                raise replacement  # noqa: B904 (by accident, as a writer's cleanup does)
+
+    for on_purpose in (True, False):
+        with pytest.raises(typer.Exit) as said:
+            stop_then(typer.Exit(143), on_purpose=on_purpose)
+        assert said.value.exit_code == 143
+    with pytest.raises(ValueError, match="replaced"):
+        stop_then(ValueError("replaced"), on_purpose=True)
+    with pytest.raises(TerminatedError):
+        stop_then(RuntimeError("unexpected pos 26944 vs 26864"), on_purpose=False)
 
 
 def test_a_resume_says_when_state_json_is_damaged_and_goes_on_from_the_checkpoint(trained, tmp_path) -> None:
