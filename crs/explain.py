@@ -67,6 +67,9 @@ class Explanation:
         matched: The item's own aspects among those the person accepted, in the order accepted.
         popularity: Users having the item in their pre-training history, when the ranking is by
             popularity; else None.
+        declined: Aspects of the persona's label the person turned down in this conversation (the
+            label names a side of their history and keeps its name; the words say which part of it
+            was declined rather than contradict the answer).
     """
 
     item: int
@@ -76,6 +79,7 @@ class Explanation:
     source: str
     matched: tuple[int, ...] = ()
     popularity: int | None = None
+    declined: tuple[int, ...] = ()
 
     def segments(self, catalog: Catalog) -> list[Segment]:
         """The chat's words in styled pieces; `text` joins them.
@@ -95,6 +99,9 @@ class Explanation:
             parts.append([("has ", ""), (listed, "bold"), (", as you asked", "")])
         if self.persona is not None:
             part: list[Segment] = [("for your ", ""), (self.persona_label, "italic"), (" side", "")]
+            if self.declined:
+                declined = " & ".join(names[a] for a in self.declined)
+                part += [(" (without ", ""), (declined, "bold"), (", as you said)", "")]
             if self.aspect >= 0:
                 part += [(", because of ", ""), (names[self.aspect], "bold")]
             parts.append(part)
@@ -136,6 +143,8 @@ class Explanation:
             "matched": list(self.matched),
             "matched_names": [catalog.aspect_names[a] for a in self.matched],
             "popularity": self.popularity,
+            "declined": list(self.declined),
+            "declined_names": [catalog.aspect_names[a] for a in self.declined],
             "source": self.source,
             "text": self.text(catalog),
         }
@@ -263,7 +272,7 @@ class Explainer:
         self.policy = policy
         self.ranker = ranker
         self._profiles: dict[int, np.ndarray] = {}
-        self._labels: dict[tuple[int, int], str] = {}
+        self._labels: dict[tuple[int, int], tuple[int, ...]] = {}
         self._history: tuple[np.ndarray, np.ndarray] | None = None
         frequency = np.diff(catalog.aspect_items.indptr).astype(np.float64)
         self.aspect_frequency = frequency
@@ -300,6 +309,7 @@ class Explainer:
             for source, name, argument in ((self.policy, "policy", env), (self.ranker, "ranker", facts)):
                 pairs = explanation_pairs(source, argument, items, name)
                 if pairs is not None:
+                    rejected = set(facts.rejected.tolist())
                     return [
                         Explanation(
                             item,
@@ -308,6 +318,7 @@ class Explainer:
                             persona_reason(self.catalog, self._signature_source(), facts, item, k, a),
                             name,
                             matched[item],
+                            declined=tuple(a for a in self.label_aspects(facts, k) if a in rejected),
                         )
                         for item, (k, a) in zip(items, pairs, strict=True)
                     ]
@@ -338,9 +349,15 @@ class Explainer:
         return int(others[int(np.argmax(scores))])
 
     def persona_label(self, facts: DialogueFacts, k: int) -> str:
-        """Readable label of persona slot `k` of the dialogue's user, e.g. "jazz & melancholic": the
-        persona's signature aspects among the user's `LABEL_POOL` most characteristic ones (`profile`),
-        so that a label names tags of the user's own history.
+        """Readable label of persona slot `k` of the dialogue's user, e.g. "jazz & melancholic" (the
+        names of `label_aspects`), or "own" when it names none."""
+        names = [self.catalog.aspect_names[a] for a in self.label_aspects(facts, k)]
+        return " & ".join(names) if names else "own"
+
+    def label_aspects(self, facts: DialogueFacts, k: int) -> tuple[int, ...]:
+        """The aspects that name persona slot `k` of the dialogue's user: the persona's signature
+        aspects among the user's `LABEL_POOL` most characteristic ones (`profile`), so that a label
+        names tags of the user's own history.
 
         The first label asked for a (user, slot) is kept for the rest of the conversation.
         """
@@ -357,8 +374,7 @@ class Explainer:
                 aspects = own[:LABEL_ASPECTS]
             if aspects.size == 0:  # a user without history: name the taste by what they said
                 aspects = np.asarray(facts.accepted, dtype=np.int64)[:LABEL_ASPECTS]
-            names = [self.catalog.aspect_names[int(a)] for a in aspects]
-            self._labels[key] = " & ".join(names) if names else "own"
+            self._labels[key] = tuple(int(a) for a in aspects)
         return self._labels[key]
 
     def history(self, user: int) -> np.ndarray:

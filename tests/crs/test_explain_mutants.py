@@ -114,6 +114,25 @@ class PersonaPolicy:
         return np.array([0, 1], dtype=np.int64)[:m]
 
 
+def test_an_explanation_says_which_part_of_its_sides_name_was_turned_down(world: Catalog) -> None:
+    """A side keeps its name for the conversation, so after a "no" to one of the aspects naming it the
+    words say so ("without X, as you said") instead of recommending "for your X & Y side" as if the
+    answer had not been heard (a walkthrough counted 34 of 92 explanations contradicting an answer)."""
+    env = _started_env(world)
+    names = world.aspect_names
+    turned_down = next(a for a in (0, 1) if not env.state.accepted[a])
+    items = [int(i) for i in env.state.candidate_items()[:3]]
+    explainer = Explainer(world, PersonaPolicy(), None)
+    assert all(e.declined == () for e in explainer.explain(env, items))
+    env.state.rejected[turned_down] = True
+    explanations = explainer.explain(env, items)
+    assert all(e.declined == (turned_down,) for e in explanations)
+    side = f"for your {names[0]} & {names[1]} side (without {names[turned_down]}, as you said)"
+    assert side in explanations[0].text(world)
+    record = explanations[0].to_json(world)
+    assert record["declined"] == [turned_down] and record["declined_names"] == [names[turned_down]]
+
+
 class IdScoringRanker:
     """Not the thing under test: a ranker (no personas, no `has_preferences`) scoring an aspect by its id."""
 
