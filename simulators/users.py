@@ -60,11 +60,14 @@ class UserModel(ABC):
         self.catalog = catalog
         self._goal: Goal | None = None
         self._rng: np.random.Generator | None = None
+        self.last_slips: frozenset[int] = frozenset()
+        """Aspects of the last `answer` answered against the targets (a noisy user's flips)."""
 
     def reset(self, goal: Goal, rng: np.random.Generator) -> None:
         """Start a conversation with `goal`, drawing all randomness from `rng`."""
         self._goal = goal
         self._rng = rng
+        self.last_slips = frozenset()
 
     @property
     def goal(self) -> Goal:
@@ -360,8 +363,10 @@ class PersonaUser(UserModel):
         if self.noise > 0.0 and asked:
             flips = self.rng.random(len(asked)) < self.noise
             accepted = frozenset(a for a, flip in zip(asked, flips, strict=True) if (a in truth) != flip)
+            self.last_slips = frozenset(a for a, flip in zip(asked, flips, strict=True) if flip)
         else:
             accepted = truth
+            self.last_slips = frozenset()
         self._maybe_drift()
         return accepted
 

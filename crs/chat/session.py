@@ -301,8 +301,11 @@ class ChatSession:
         label = None
         if not question.is_recommend and persona is not None and self.explainer.has_personas:
             label = self.explainer.persona_label(self.env.state.facts(), persona)
+        simulated = said is None
         said = simulated_said(question, info) if said is None else said
         self.turns.append(agent_turn(self.catalog, question, info, reward, explanations, said, label))
+        if simulated and not question.is_recommend:  # the simulated user's noise, told at the end
+            self.turns[-1]["answer"]["slips"] = sorted(self.env.user.last_slips)
         self.pending = None
         return info
 

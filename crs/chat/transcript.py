@@ -3,7 +3,8 @@
 A transcript has ``meta`` (dataset, world_seed on the persona world, policy, ranker, seed: the
 conversation's own, chat_seed: the ``crs chat --seed`` that chose it, mode, setting), ``user``,
 ``goal_index``, ``turns`` (each: ``turn``, ``kind``, ``action``, ``answer``, ``candidates_left``,
-``explanation``, and after the opening ``reward``) and ``outcome`` (``ended``, ``success``,
+``explanation``, and after the opening ``reward``; in watch mode a question's ``answer`` has ``slips``:
+the aspects the simulated user answered against its target) and ``outcome`` (``ended``, ``success``,
 ``accepted_item``, ``rank``, ``agent_actions``, ``total_reward``, ``metrics`` of the finished
 conversation, ``pending``: the question or slate shown but not answered when the conversation ended
 (``turn``, ``kind``, ``action``, ``candidates_left``, ``explanation``; None when there was none), and in

@@ -478,6 +478,20 @@ class ChatView:
             lines.append(f"Hidden target: [bold]{names}[/] (item {', '.join(map(str, outcome['targets']))}).")
             if "active_persona" in outcome:
                 lines.append(f"Active persona: [bold]{escape(outcome['active_persona'])}[/].")
+        slips = [
+            (turn["turn"], aspect, aspect in turn["answer"]["accepted"])
+            for turn in transcript["turns"]
+            for aspect in turn.get("answer", {}).get("slips", ())
+        ]
+        if slips:  # a noisy simulated user: say which answers misled the recommender
+            noise = getattr(self.env.user, "noise", 0.0)
+            rate = f" (each aspect's answer flips with probability {noise:g})" if noise else ""
+            said = ", ".join(
+                f"{'yes' if yes else 'no'} to [bold]{escape(self.aspect(a))}[/] (turn {t})"
+                for t, a, yes in slips
+            )
+            times = "once" if len(slips) == 1 else f"{len(slips)} times"
+            lines.append(f"The simulated user answered against its target {times}{rate}: {said}.")
         metrics = outcome["metrics"]
         if metrics is not None:
             # UNICORN's AT counts a failed conversation as the whole turn limit, however early it ended

@@ -454,6 +454,35 @@ def test_watch_mode_reveals_target_and_outcome_that_agree_with_info(tmp_path: Pa
         assert f"I'll take #{record.rank}, {world.item_names[outcome['accepted_item']]}" in result.output
 
 
+def test_watch_mode_names_the_answers_the_noisy_simulated_user_gave_against_its_target(
+    tmp_path: Path, world: Catalog
+) -> None:
+    """The persona world's user flips 5% of its answers: the transcript marks exactly the answers that
+    disagree with the revealed target, and the summary names them, so a watcher can tell a recommender's
+    mistake from a misleading answer (they were silent, and a "yes" the target contradicts looked like
+    the simulator's bug)."""
+    slipped = 0
+    for seed in range(1, 13):
+        result, transcript = chat(tmp_path, [], "--simulate", "--seed", str(seed), "--policy", "ask-4")
+        held = set().union(*(world.aspects_of(t).tolist() for t in transcript["outcome"]["targets"]))
+        lines = []
+        for turn in transcript["turns"][1:]:
+            answer = turn["answer"]
+            if turn["kind"] == "recommend":
+                assert "slips" not in answer
+                continue
+            against = {a for a in turn["action"]["aspects"] if (a in answer["accepted"]) != (a in held)}
+            assert set(answer["slips"]) == against
+            lines += [
+                f"{'yes' if a in answer['accepted'] else 'no'} to {world.aspect_names[a]}" for a in against
+            ]
+        output = " ".join(result.output.split())
+        assert ("answered against its target" in output) == bool(lines)
+        assert all(line in output for line in lines)
+        slipped += bool(lines)
+    assert slipped > 0  # the seeds hold at least one conversation with a slip
+
+
 def test_watch_mode_needs_no_input_and_shows_every_turn(tmp_path: Path) -> None:
     result, transcript = chat(tmp_path, [], "--simulate", "--seed", "5", "--policy", "always-recommend")
     assert result.output.count("How about one of these?") == len(transcript["turns"]) - 1
