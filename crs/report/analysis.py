@@ -200,6 +200,8 @@ class Table:
         interaction: full − persona-blind − aspect-blind + both-off per metric, when all four exist.
         n_interaction: Conversations (users, for returning users) the interaction was computed on.
         separated: Why this table is not merged with another of the same dataset, or "".
+        separated_fix: What would merge it ("re-run `crs eval` with ..."), or "": the pages show it
+            after `separated`, a LaTeX caption (for a paper) leaves it out.
         unpaired: Rows left out of the paired differences because another ranker scored them, in words.
         whole: Ablation rows paired with the reference although their rankers differ: every run of both
             ran over a ranker pre-trained with its variant's switches, so the variants compare whole.
@@ -217,6 +219,7 @@ class Table:
     interaction: Mapping[str, MetricSummary] | None = None
     n_interaction: int = 0
     separated: str = ""
+    separated_fix: str = ""
     unpaired: tuple[str, ...] = ()
     whole: tuple[str, ...] = ()
     ranker_diffs: tuple[PairedDiff, ...] = ()
@@ -499,7 +502,7 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
             by_conversations.setdefault(frozenset(r.fingerprint for r in group), []).append(group)
         subsets = list(by_conversations.items())
         for fingerprints, groups in subsets:
-            separated = ""
+            separated = fix = ""
             if len(subsets) > 1:
                 others = [_describe_conversations(g) for f, g in subsets if f != fingerprints]
                 # named as their own tables name their rows
@@ -516,20 +519,23 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                 if shared:
                     separated += (
                         "Some conversation lists are shared: a row pools all its seeds' runs, so rows pair "
-                        "only when they walked the same lists; evaluate every row with the same seeds (or "
-                        "leave the extra runs out) to compare them"
+                        "only when they walked the same lists"
+                    )
+                    fix = (
+                        "evaluate every row with the same seeds (or leave the extra runs out) to compare them"
                     )
                 elif same_draw:
                     separated += (
                         "Same sizes and seeds with another conversation list mean the catalogue or its "
-                        "split differed (another world size or data version); re-run `crs eval` with the "
-                        "same --episodes and --seed on the same data to compare them"
+                        "split differed (another world size or data version)"
+                    )
+                    fix = (
+                        "re-run `crs eval` with the same --episodes and --seed on the same data to compare "
+                        "them"
                     )
                 else:
-                    separated += (
-                        "Their numbers of conversations or eval seeds differ: re-run `crs eval` with the "
-                        "same --episodes and --seed to compare them"
-                    )
+                    separated += "Their numbers of conversations or eval seeds differ"
+                    fix = "re-run `crs eval` with the same --episodes and --seed to compare them"
                 rerankered = _named_alike_over_other_rankers(
                     groups, [gs for f, gs in subsets if f != fingerprints]
                 )
@@ -539,7 +545,7 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                         "weights: a ranker pre-trained again in place, or another one at that path), so "
                         "those rows are not one configuration's seeds"
                     )
-            tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated))
+            tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated, fix))
     for dataset in sorted({t.test_set.dataset_label for t in tables}):
         settings = sorted({t.test_set.setting for t in tables if t.test_set.dataset_label == dataset})
         if len(settings) > 1:
@@ -653,7 +659,11 @@ def _describe_conversations(groups: Sequence[list[EvalRun]]) -> str:
 
 
 def _table(
-    test_set: TestSet, fingerprints: tuple[str, ...], groups: list[list[EvalRun]], separated: str
+    test_set: TestSet,
+    fingerprints: tuple[str, ...],
+    groups: list[list[EvalRun]],
+    separated: str,
+    separated_fix: str,
 ) -> Table:
     labels = _row_labels(groups)
     rows = []
@@ -731,6 +741,7 @@ def _table(
         interaction,
         n_interaction,
         separated,
+        separated_fix,
         unpaired,
         whole,
         ranker_diffs,

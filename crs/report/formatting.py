@@ -95,6 +95,12 @@ def setting_note(table: Table) -> str:
     return SETTING_NOTES.get(test.setting, f"{test.setting} setting")
 
 
+def separate_text(table: Table) -> str:
+    """Why the table stands apart, then what would merge it (the pages' words; a LaTeX caption, for a
+    paper, gives the reason alone)."""
+    return "; ".join(part for part in (table.separated, table.separated_fix) if part)
+
+
 def ci_text(table: Table) -> str:
     """How the table's CIs were computed, for the kinds of rows it holds."""
     kinds = {row.ci for row in table.rows}

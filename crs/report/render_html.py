@@ -32,6 +32,7 @@ from crs.report.formatting import (
     own_rules_note,
     rankers_alone_note,
     render_inline,
+    separate_text,
     setting_note,
     train_input_text,
     whole_note,
@@ -184,7 +185,7 @@ def _comparisons(report: Report) -> list[str]:
     for index, table in enumerate(report.tables):
         out.append(f"<h2>Comparison — {_esc(table.heading)}</h2>")
         if table.separated:
-            out.append(f'<div class="sep">Separate table: {_md_inline(table.separated)}.</div>')
+            out.append(f'<div class="sep">Separate table: {_md_inline(separate_text(table))}.</div>')
         out.append(_comparison(table, report.colors, index))
         out.append(_grid(report.table_plots.get(index, [])))
     return out

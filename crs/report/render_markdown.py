@@ -31,6 +31,7 @@ from crs.report.formatting import (
     own_rules_note,
     rankers_alone_note,
     render_inline,
+    separate_text,
     setting_note,
     train_input_text,
     whole_note,
@@ -153,7 +154,7 @@ def _answer(report: Report) -> list[str]:
 def _comparison(table: Table, plots: list[Plot]) -> list[str]:
     out = [f"## Comparison — {escape(table.heading)}", ""]
     if table.separated:
-        out += [f"_Separate table: {_inline(table.separated)}._", ""]
+        out += [f"_Separate table: {_inline(separate_text(table))}._", ""]
     out += _table(COMPARISON, table.rows)
     out += [
         "",

@@ -69,6 +69,7 @@ def _table_json(table: Table) -> dict[str, Any]:
     return {
         "test_set": _test_set_json(table.test_set, table.fingerprints),
         "separated": table.separated,
+        "separated_fix": table.separated_fix,
         "reference": table.reference,
         "rows": [_row_json(row) for row in table.rows],
         "paired_differences": [_diff_json(d) for d in table.diffs],

@@ -273,6 +273,7 @@ def test_tables_apart_by_their_seeds_or_rankers_say_so(tmp_path: Path) -> None:
     for table in tables:
         assert "numbers of conversations or eval seeds differ" in table.separated
         assert "catalogue or its split differed" not in table.separated
+        assert "re-run `crs eval`" in table.separated_fix and "re-run" not in table.separated
         assert "ask-4 here and there also ran over different rankers" in table.separated
     paths[1] = write_eval(
         tmp_path / "s2-same", lines, seed=2, conversations="list-b", ranker_identity="weights-a"

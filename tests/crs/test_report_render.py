@@ -77,6 +77,7 @@ def test_metrics_json_keeps_its_key_order(written) -> None:
     assert list(table) == [
         "test_set",
         "separated",
+        "separated_fix",
         "reference",
         "rows",
         "paired_differences",

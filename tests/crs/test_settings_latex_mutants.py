@@ -16,7 +16,7 @@ from crs.app.settings import make_settings
 from crs.report import load_inputs
 from crs.report.analysis import METRICS
 from crs.report.build import Report
-from crs.report.render import to_latex
+from crs.report.render import to_latex, to_markdown
 from crs.report.render_latex import escape
 from crs.report.sessions import SESSION_HEADERS, session_comparisons
 from envs.metrics import MIN_PAIRED, MetricSummary
@@ -198,11 +198,18 @@ def test_a_separate_table_says_why_in_its_caption_escaped(report: Report) -> Non
     """Guards against the reason a table stands apart left out of its LaTeX caption (a reader would
     compare its rows with table 1's), or written raw (it names other tables' policies)."""
     (table,) = report.tables
-    apart = dataclasses.replace(table, separated="not compared with ask_4 50% in one table")
+    fix = "re-run `crs eval` with the same --episodes and --seed to compare them"
+    apart = dataclasses.replace(
+        table, separated="not compared with ask_4 50% in one table", separated_fix=fix
+    )
     tex = to_latex(dataclasses.replace(report, tables=[table, apart])).splitlines()
     captions = [line for line in tex if line.startswith(r"\caption{")]
     assert " Separate table: " not in captions[0]
     assert r" Separate table: not compared with ask\_4 50\% in one table." in captions[1]
+    # the fix is the reader's of the pages, not of a paper
+    assert "re-run" not in "\n".join(tex)
+    page = to_markdown(dataclasses.replace(report, tables=[table, apart]))
+    assert f"not compared with ask_4 50% in one table; {fix}." in " ".join(page.split()).replace("\\", "")
     labels = [line for line in tex if line.startswith(r"\label{")]
     assert labels == [r"\label{tab:crs-comparison-1}", r"\label{tab:crs-comparison-2}"]
 
