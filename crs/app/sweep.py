@@ -154,8 +154,12 @@ GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec`, `Ses
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
 
 
+DEFAULT_ABLATION = "default"
+"""The one ablation of a config without `ablations` (no overrides); a report leaves its name out."""
+
+
 def _default_ablations() -> dict[str, dict[str, Any]]:
-    return {"default": {}}
+    return {DEFAULT_ABLATION: {}}
 
 
 class SweepConfig(BaseModel):

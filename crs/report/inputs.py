@@ -48,6 +48,7 @@ from crs.app.run_folder import (
     sweep_command,
 )
 from crs.app.sweep import (
+    DEFAULT_ABLATION,
     RUNS_DIR,
     SWEEP_FILE,
     SweepTask,
@@ -155,7 +156,10 @@ class SweepTaskInfo(SweepTask):
 
     @property
     def label(self) -> str:
-        """ "<policy> · <ablation>": the configuration within one dataset's table."""
+        """ "<policy> · <ablation>": the configuration within one dataset's table; the policy alone for
+        a config without ablations (its one is `DEFAULT_ABLATION`)."""
+        if self.ablation == DEFAULT_ABLATION:
+            return self.policy_name
         return f"{self.policy_name} · {self.ablation}"
 
     def config_key(self) -> tuple[str, ...]:

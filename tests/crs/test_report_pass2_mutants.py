@@ -107,8 +107,8 @@ def test_two_sweeps_tasks_of_one_policy_and_ablation_over_other_rankers_are_two_
     sweep_task(tmp_path / "b", "ask-4", 2, [None] * 12, settings={"ranker": "uniform"}, ranker="uniform")
     (table,), _ = build_tables(load_inputs([plan(tmp_path / "a"), plan(tmp_path / "b")]).evals)
     assert [(row.label, row.seeds) for row in table.rows] == [
-        ("ask-4 · default (a)", (1,)),
-        ("ask-4 · default (b)", (2,)),
+        ("ask-4 (a)", (1,)),
+        ("ask-4 (b)", (2,)),
     ]
     assert [row.metrics["SR@15"].mean for row in table.rows] == [1.0, 0.0]
 
@@ -384,9 +384,7 @@ def test_train_tasks_of_one_sweep_are_named_without_their_sweep(tmp_path: Path) 
             seed,
         )
     report = build_report([plan(sweep)], tmp_path / "report", examples=0, persona=False, figures=False)
-    assert {label: len(runs) for label, runs in report.train_groups.items()} == {
-        "persona_world · rl · default": 2
-    }
+    assert {label: len(runs) for label, runs in report.train_groups.items()} == {"persona_world · rl": 2}
 
 
 def test_a_learning_curve_is_drawn_when_any_run_logged_one(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_sweep_report_has_one_row_per_configuration_with_the_mean_over_seeds(swe
 
     (table,) = json.loads((tmp_path / "report" / "metrics.json").read_text())["tables"]
     assert table["test_set"]["dataset"] == "persona_world"
-    assert [row["label"] for row in table["rows"]] == [f"{policy} · default" for policy in POLICIES]
+    assert [row["label"] for row in table["rows"]] == list(POLICIES)
     for row, policy in zip(table["rows"], POLICIES, strict=True):
         tasks = [task_dir(sweep, f"persona_world-{policy}-default-s{seed}") for seed in SEEDS]
         assert row["sweep"] == {
@@ -144,7 +144,7 @@ def test_a_sweeps_runs_folder_reads_as_the_sweep_and_a_lone_unfinished_task_is_r
     with pytest.raises(CRSError, match=r"unfinished sweep task .*no `done` marker"):
         load_inputs([task_dir(sweep, "persona_world-ask-4-default-s3")])
     lone = load_inputs([task_dir(sweep, "persona_world-ask-4-default-s1")])
-    assert lone.evals[0].task is not None and lone.evals[0].task.label == "ask-4 · default"
+    assert lone.evals[0].task is not None and lone.evals[0].task.label == "ask-4"
 
 
 def test_a_sweep_with_no_finished_task_or_mixed_test_sets(sweep, tmp_path) -> None:
@@ -169,7 +169,7 @@ def test_a_sweep_with_no_finished_task_or_mixed_test_sets(sweep, tmp_path) -> No
     assert "has no finished task (0 unfinished, 4 not run); rerun `crs sweep" in mixed.left_out[0].reason
     report = build_report([sweep, other], tmp_path / "report", examples=0, persona=False)
     assert [[row.label for row in t.rows] for t in report.tables] == [
-        [f"{policy} · default" for policy in POLICIES],
+        list(POLICIES),
         ["ask-4"],
     ]
     assert [t.test_set.world_seed for t in report.tables] == [0, 1]

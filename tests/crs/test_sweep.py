@@ -623,7 +623,7 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
     report = build_report([tmp_path / "sweep"], tmp_path / "report", examples=0, persona=False, figures=False)
     (table,) = report.tables
     assert [(row.label, sorted(r.replica_seed for r in row.runs)) for row in table.rows] == [
-        ("rl · default", [0, 1]),
+        ("rl", [0, 1]),
         ("ask-4", [0, 1]),
     ]
     ((difference,),) = [table.diffs]
@@ -640,8 +640,8 @@ def test_a_train_sweeps_baselines_pool_over_its_seeds_beside_its_tasks(tmp_path)
         [tmp_path / "sweep", tmp_path / "other"], tmp_path / "both", examples=0, persona=False, figures=False
     )
     assert {label: len(runs) for label, runs in both.train_groups.items()} == {
-        "persona_world · rl · default (sweep)": 2,
-        "persona_world · rl · default (other)": 2,
+        "persona_world · rl (sweep)": 2,
+        "persona_world · rl (other)": 2,
     }
 
 
