@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from crs.app.evaluation import EvalSpec, run_catalogue, run_evaluation
-from crs.app.run_folder import EvalSummary
+from crs.app.run_folder import ORDER_LABELS, EvalSummary
 from crs.app.sessions import check_session_options, run_session_evaluation
 from crs.app.settings import MAX_SEED
 from crs.common import (
@@ -37,7 +37,6 @@ NOTHING_RECORDED = (
     "no conversation was recorded (an evaluation writes its records only once it ends) and the output "
     "folder holds what it held before; run the command again"
 )
-ORDER_TITLES = {"unicorn": " (UNICORN order)", "mcmipl": " (MCMIPL order)"}  # after the title's seed
 
 
 @friendly_errors
@@ -245,7 +244,8 @@ def eval_command(
             overwrite=overwrite,
         )
     summary = result.summary
-    title = summary.label.describe(f", seed {seed}{ORDER_TITLES.get(summary.order, '')}")
+    order = f" ({ORDER_LABELS[summary.order]})" if summary.order in ORDER_LABELS else ""
+    title = summary.label.describe(f", seed {seed}{order}")
     console.print(metrics_table(f"{title}, user {summary.user}", {summary.policy: result.metrics}))
     print_notes(summary.notes)
     console.print(

@@ -18,17 +18,14 @@ from simulators.errors import CRSError
 Setting = Literal["binary", "enumerated", "multiple_choice"]
 SETTINGS: tuple[Setting, ...] = ("binary", "enumerated", "multiple_choice")
 
-# One line per setting: what a question is, and which published figures it compares with.
+# One line per setting: what a question is (`crs.report.formatting.setting_note` adds which published
+# figures a table compares with, which depends on its dataset too).
 SETTING_NOTES: dict[str, str] = {
-    "binary": "binary setting: every question names one aspect (compare with EAR / SCPR / UNICORN figures)",
+    "binary": "binary setting: every question names one aspect",
     "enumerated": (
-        "enumerated setting: a question asks a category and the user names the fitting aspects under it "
-        "(UNICORN's and EAR's YELP, not Yelp*)"
+        "enumerated setting: a question asks a category and the user names the fitting aspects under it"
     ),
-    "multiple_choice": (
-        "multiple-choice setting: questions and persona probes list several aspects "
-        "(compare with MCMIPL / SAPIENT figures)"
-    ),
+    "multiple_choice": "multiple-choice setting: questions and persona probes list several aspects",
 }
 
 # The setting of run folders written before it was recorded: Yelp* was enumerated by default then.

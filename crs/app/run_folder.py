@@ -553,6 +553,11 @@ def resolved_user(user: str, dataset: str, setting: str) -> str:
     return resolve_user_and_setting(user, setting, world=world, mcmipl=mcmipl)[0]
 
 
+ORDER_LABELS: dict[str, str] = {"unicorn": "UNICORN order", "mcmipl": "MCMIPL order"}
+"""How a figure names a protocol's own conversation order (`EvalSummary.order`); crs's seeded sample of
+the split, the default, goes unnamed."""
+
+
 @dataclass(frozen=True)
 class EvalSummary:
     """``summary.json`` of a `crs eval` folder (`crs.app.evaluation.run_evaluation` writes it).
@@ -570,14 +575,13 @@ class EvalSummary:
         seed: Seed of the conversation order.
         world_seed: Persona world seed (None on real data).
         conversations: Hash of the conversations walked (`conversations_fingerprint`).
-        order: How the conversations were chosen (`crs.app.evaluation.Order`).
+        order: How the conversations were chosen (`crs.app.evaluation.Order`; `ORDER_LABELS`).
         max_turns: Turn limit T.
         notes: The catalogue's notes (e.g. "Yelp* pre-trains on valid").
         metrics: SR@5/10/15, AT, hDCG with 95% CIs.
         seconds: Wall time of the evaluation.
         conversations_per_second: Throughput.
         versions: persona-crs and Python versions.
-        order: How the conversations were chosen.
         sessions: Returning users (`crs eval --sessions`): per-session results; None otherwise (and in
             files written before it existed).
         run_ranker: A trained policy's own ranker as its run recorded it (the name of

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from crs.app.run_folder import ORDER_LABELS
 from crs.report.inputs import EvalRun, TrainRun
 from crs.report.sessions import series_name
 from envs.metrics import (
@@ -61,6 +62,8 @@ class TestSet:
         regime: How those users' personas moved (`simulators.returning.REGIMES`); None without sessions.
         world: The persona world's sizes that differ from its defaults (`EvalRun.world`); empty for the
             default world and real data.
+        order: How the conversations were chosen: crs's seeded sample, or a protocol's own order
+            (`crs.app.run_folder.ORDER_LABELS`), which a figure compared with that protocol's must name.
     """
 
     dataset: str
@@ -72,6 +75,7 @@ class TestSet:
     sessions: int | None = None
     regime: str | None = None
     world: tuple[tuple[str, int], ...] = ()
+    order: str = "seeded"
 
     @classmethod
     def of(cls, run: EvalRun) -> TestSet:
@@ -86,6 +90,7 @@ class TestSet:
             sessions=None if block is None else block.sessions,
             regime=None if block is None else block.regime,
             world=run.world,
+            order=run.summary.order,
         )
 
     @property
@@ -115,9 +120,10 @@ class TestSet:
 
     def describe(self) -> str:
         returning = f", {self.returning_label}" if self.sessions is not None else ""
+        order = f", {ORDER_LABELS[self.order]}" if self.order in ORDER_LABELS else ""
         return (
             f"{self.dataset_label}, {self.split} split, {self.setting} setting, user {self.user}, "
-            f"T = {self.max_turns}{returning}"
+            f"T = {self.max_turns}{order}{returning}"
         )
 
 
@@ -541,9 +547,7 @@ def build_tables(runs: Iterable[EvalRun]) -> tuple[list[Table], list[str]]:
                 )
                 if rerankered:
                     separated += (
-                        f". {', '.join(rerankered)} here and there also ran over different rankers (other "
-                        "weights: a ranker pre-trained again in place, or another one at that path), so "
-                        "those rows are not one configuration's seeds"
+                        f". Also, {'; '.join(rerankered)}: those rows are not one configuration's seeds"
                     )
             tables.append(_table(test_set, tuple(sorted(fingerprints)), groups, separated, fix))
     for dataset in sorted({t.test_set.dataset_label for t in tables}):
@@ -633,18 +637,27 @@ def _draw(groups: Sequence[list[EvalRun]]) -> tuple[frozenset[int], frozenset[in
 def _named_alike_over_other_rankers(
     groups: Sequence[list[EvalRun]], elsewhere: Sequence[Sequence[list[EvalRun]]]
 ) -> list[str]:
-    """The row labels of `groups` that a row of another table shares while its runs ran over rankers
-    of other weights (`EvalRun.ranker_identity`)."""
+    """For each row label of `groups` that a row of another table shares while its runs ran over other
+    rankers (`EvalRun.ranker_identity`), what differs: the rankers' names ("probe-2-ask-5 ran over
+    uniform here, rk/mc there"), else their weights under one name."""
     here = dict(zip(_row_labels(groups), groups, strict=True))
-    return sorted(
-        {
-            label
-            for other in elsewhere
-            for label, group in zip(_row_labels(other), other, strict=True)
-            if label in here
-            and {r.ranker_identity for r in group} != {r.ranker_identity for r in here[label]}
-        }
-    )
+    said: dict[str, str] = {}
+    for other in elsewhere:
+        for label, group in zip(_row_labels(other), other, strict=True):
+            if label not in here or {r.ranker_identity for r in group} == {
+                r.ranker_identity for r in here[label]
+            }:
+                continue
+            names_here = "/".join(sorted({r.ranker_name for r in here[label]}))
+            names_there = "/".join(sorted({r.ranker_name for r in group}))
+            said.setdefault(
+                label,
+                f"{label} ran over {names_here} here, {names_there} there"
+                if names_here != names_there
+                else f"{label} ran over {names_here} here and there, but of other weights (a ranker "
+                "pre-trained again in place, or another one at that path)",
+            )
+    return [said[label] for label in sorted(said)]
 
 
 def _describe_conversations(groups: Sequence[list[EvalRun]]) -> str:

@@ -15,13 +15,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from crs.report.analysis import Row, Table
+from crs.report.analysis import Row, Table, TestSet
 from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
 from envs.setting import SETTING_NOTES
 from policies.rankers import PRETRAIN_DIR
 from simulators.datasets import PERSONA_WORLD
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
+from simulators.mcmipl import PUBLISHED_COMPARABLE
 
 INLINE_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
 """The markup of our own sentences (which hold names read from files): ``**bold**`` and `` `code` ``."""
@@ -82,17 +83,33 @@ def figure(summary: MetricSummary, metric: str, signed: bool = False) -> str:
 
 
 def setting_note(table: Table) -> str:
-    """What the table's question setting means (and which published figures it compares with)."""
+    """What the table's question setting means and which published figures it compares with, then the
+    notes its runs' data carry ("data: no train split in the release ...": a figure must not be read
+    without them)."""
     test = table.test_set
-    if test.setting == "multiple_choice" and test.dataset not in (PERSONA_WORLD, *MCMIPL_DATASETS):
-        own = f"mcmipl_{test.dataset}"
-        where = f"-d {own}" if own in MCMIPL_DATASETS else "-d " + ", -d ".join(MCMIPL_DATASETS)
-        return (
-            f"multiple-choice setting on {test.dataset}, UNICORN's data (not MCMIPL's release and rules): "
-            f"questions and persona probes list several aspects; no published figure compares with it "
-            f"(MCMIPL's own setting: {where})"
-        )
-    return SETTING_NOTES.get(test.setting, f"{test.setting} setting")
+    note = f"{SETTING_NOTES.get(test.setting, f'{test.setting} setting')} ({_published(test)})"
+    data = dict.fromkeys(text for row in table.rows for run in row.runs for text in run.summary.notes)
+    return note + (f"; data: {'; '.join(data)}" if data else "")
+
+
+def _published(test: TestSet) -> str:
+    """Which published figures a table's numbers compare with, if any."""
+    if test.dataset == PERSONA_WORLD:
+        return "the synthetic persona world: no published figure compares with it"
+    if test.setting == "binary":
+        return "compare with EAR / SCPR / UNICORN figures"
+    if test.setting == "enumerated":
+        return "UNICORN's and EAR's YELP, not Yelp*"
+    if test.dataset in PUBLISHED_COMPARABLE:
+        return "compare with MCMIPL / SAPIENT figures"
+    if test.dataset in MCMIPL_DATASETS:
+        return "no published figure compares with it: see the data notes"
+    own = f"mcmipl_{test.dataset}"
+    where = f"-d {own}" if own in MCMIPL_DATASETS else "-d " + ", -d ".join(MCMIPL_DATASETS)
+    return (
+        f"on {test.dataset}, UNICORN's data, not MCMIPL's release and rules: no published figure compares "
+        f"with it; MCMIPL's own setting: {where}"
+    )
 
 
 def separate_text(table: Table) -> str:

@@ -190,10 +190,10 @@ def test_multiple_choice_on_unicorns_data_names_its_multi_interest_user_and_no_p
         for table in build_tables(load_inputs(folders.values()).evals)[0]
     }
     assert (
-        "no published figure compares with it (MCMIPL's own setting: -d mcmipl_lastfm_star)" in notes["multi"]
+        "no published figure compares with it; MCMIPL's own setting: -d mcmipl_lastfm_star" in notes["multi"]
     )
-    assert "UNICORN's data (not MCMIPL's release and rules)" in notes["multi"]
-    assert notes["single"] == SETTING_NOTES["binary"]
+    assert "UNICORN's data, not MCMIPL's release and rules" in notes["multi"]
+    assert notes["single"] == f"{SETTING_NOTES['binary']} (compare with EAR / SCPR / UNICORN figures)"
     # the report's answer names each table's setting, and says once why it has no persona analysis
     report = build_report(list(folders.values()), tmp_path / "report", examples=0, figures=False)
     assert "(multiple_choice setting)" in report.answer and "(binary setting)" in report.answer

@@ -16,7 +16,7 @@ from scipy import stats
 
 from crs.app.run_folder import TRAINED_TEST
 from crs.claims import LOCK_FILE, STAGING_PREFIX, FolderClaim, OutputExistsError, folder_entries
-from crs.report import build_tables, load_inputs
+from crs.report import build_report, build_tables, load_inputs
 from crs.report.analysis import (
     PRIMARY,
     Row,
@@ -27,8 +27,10 @@ from crs.report.analysis import (
     turn_distribution,
     unpaired_answer,
 )
+from crs.report.formatting import setting_note
 from crs.report.inputs import EvalRun, read_train_run
 from crs.report.ledger import counts, input_lines
+from crs.report.render import to_latex
 from envs.metrics import MIN_PAIRED
 from simulators.errors import CRSError
 from tests.crs.test_report_hostile_inputs import lines as session_lines
@@ -274,12 +276,59 @@ def test_tables_apart_by_their_seeds_or_rankers_say_so(tmp_path: Path) -> None:
         assert "numbers of conversations or eval seeds differ" in table.separated
         assert "catalogue or its split differed" not in table.separated
         assert "re-run `crs eval`" in table.separated_fix and "re-run" not in table.separated
-        assert "ask-4 here and there also ran over different rankers" in table.separated
+        assert "Also, ask-4 ran over popularity here and there, but of other weights" in table.separated
     paths[1] = write_eval(
         tmp_path / "s2-same", lines, seed=2, conversations="list-b", ranker_identity="weights-a"
     )
     tables, _ = build_tables(load_inputs(paths).evals)
-    assert not any("different rankers" in table.separated for table in tables)
+    assert not any("ran over" in table.separated for table in tables)
+    # rankers of other names are named, not put down to other weights (they were two specs)
+    paths[1] = write_eval(
+        tmp_path / "s2-uniform", lines, seed=2, conversations="list-b", ranker="uniform", ranker_identity="u"
+    )
+    tables, _ = build_tables(load_inputs(paths).evals)
+    said = [table.separated for table in tables]
+    assert "Also, ask-4 ran over popularity here, uniform there:" in said[0]
+    assert "Also, ask-4 ran over uniform here, popularity there:" in said[1]
+    assert not any("weights" in text for text in said)
+
+
+def test_a_tables_caption_names_its_order_its_data_notes_and_whether_published_figures_compare(
+    tmp_path: Path,
+) -> None:
+    """A paper's table must carry what its figures cannot be read without: a protocol's own conversation
+    order (two tables of one dataset differed only by a hash), the data's notes (Yelp* pre-trains on
+    valid; MCMIPL's MovieLens is degenerate: they were only in the report's closing notes), and no
+    "compare with MCMIPL / SAPIENT figures" on data no published figure used."""
+    lines = records([1, 2, None] * 4)
+    real = {"world_seed": None}
+    degenerate = "degenerate: the test split names 23 distinct items"
+    valid = "no train split in the release: pre-training uses the valid split"
+    paths = [
+        write_eval(
+            tmp_path / "movie", lines, dataset="mcmipl_movie", order="mcmipl", notes=[degenerate], **real
+        ),
+        write_eval(tmp_path / "star", lines, dataset="mcmipl_lastfm_star", order="mcmipl", **real),
+        write_eval(tmp_path / "yelp", lines, dataset="yelp_star", setting="binary", notes=[valid], **real),
+        write_eval(tmp_path / "world", lines),
+    ]
+    report = build_report(paths, tmp_path / "report", examples=0, persona=False, figures=False)
+    captions = {
+        table.test_set.dataset: " ".join(
+            line for line in to_latex(report).splitlines() if table.title.replace("_", r"\_") in line
+        )
+        for table in report.tables
+    }
+    tables = {table.test_set.dataset: table for table in report.tables}
+    assert "MCMIPL order" in tables["mcmipl_movie"].title and "order" not in tables["yelp_star"].title
+    assert f"data: {degenerate}" in setting_note(tables["mcmipl_movie"])
+    assert "compare with" not in setting_note(tables["mcmipl_movie"])
+    assert "compare with MCMIPL / SAPIENT figures" in setting_note(tables["mcmipl_lastfm_star"])
+    assert f"data: {valid}" in setting_note(tables["yelp_star"])
+    assert "no published figure" in setting_note(tables["persona_world"])
+    assert "compare with" not in setting_note(tables["persona_world"])
+    assert "degenerate" in captions["mcmipl_movie"] and "MCMIPL order" in captions["mcmipl_movie"]
+    assert "valid split" in captions["yelp_star"]
 
 
 def test_one_dataset_in_one_setting_gets_no_note(tmp_path: Path) -> None:

@@ -225,7 +225,8 @@ def test_the_caption_names_an_unknown_setting_and_every_row_paired_whole(report:
         for line in to_latex(dataclasses.replace(report, tables=[shown])).splitlines()
         if line.startswith(r"\caption{")
     )
-    assert r"bold: best in the column; ranked\_choice setting; 12 conversations per run." in caption
+    unknown = r"ranked\_choice setting (the synthetic persona world: no published figure compares with it)"
+    assert rf"bold: best in the column; {unknown}; 12 conversations per run." in caption
     assert " Paired whole: persona-blind, aspect-blind and ask-4 each ran over a ranker" in caption
 
 
