@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
-import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +27,7 @@ from policies.pretrain.graph import pretrain_split
 from policies.pretrain.metrics import RankingMetrics
 from policies.pretrain.ranker import OPTIONAL_KEYS, WEIGHT_KEYS, PersonaRanker
 from policies.pretrain.train import PretrainResult, catalog_fingerprint
+from policies.weights_only import load_tensors, refusal
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
 
@@ -152,15 +151,11 @@ def _load_tensors(file: Path, config: dict) -> dict[str, torch.Tensor]:
             "was replaced or edited); re-run `crs pretrain`"
         )
     try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # a global outside torch's allow-list, or a damaged stream
-        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(exc))
-        what = f"it references {found.group(1)}, which" if found else "its content"
-        raise CRSError(
-            f"artifact file {file} refused: {what} is not a plain tensor and loading it could run code; "
-            "nothing was loaded. Re-run `crs pretrain`"
-        ) from None
+        data = load_tensors(str(file))
     except Exception as exc:  # torch raises many types for a damaged file
+        refused = refusal(exc)  # a global outside torch's allow-list
+        if refused is not None:
+            raise CRSError(f"artifact file {file} refused: {refused}. Re-run `crs pretrain`") from None
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CRSError(
             f"artifact file {file} is corrupt ({type(exc).__name__}: {first}); re-run `crs pretrain`"

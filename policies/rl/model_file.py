@@ -29,6 +29,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from policies.rl.config import RLConfig
 from policies.rl.model import set_logger
 from policies.rl.policy import SlatePolicy
+from policies.weights_only import load_tensors, quiet_weights_only, refusal
 from simulators.errors import CRSError
 
 SERIALIZED = ":serialized:"
@@ -186,6 +187,11 @@ def _model_entries(raw: bytes, path: Path, names: frozenset[str] = ENTRIES) -> d
 
 
 def _damaged(path: Path, error: BaseException) -> ModelFileError:
+    refused = refusal(error)
+    if refused is not None:
+        return UnsafeModelFileError(
+            f"model file {path} refused: {refused}. Only load model files written by `crs train`"
+        )
     return ModelFileError(
         f"model file {path} is damaged ({type(error).__name__}: {error}); use another checkpoint or train "
         "again"
@@ -205,7 +211,7 @@ def _model_data(entries: Mapping[str, bytes], path: Path) -> dict[str, Any]:
     """The ``data`` JSON of the model zip `path` (`read_model_data`) from its checked `entries`
     (`_model_entries`), once ``pytorch_variables.pth`` is found empty."""
     try:
-        variables = torch.load(io.BytesIO(entries[VARIABLES]), map_location="cpu", weights_only=True)
+        variables = load_tensors(io.BytesIO(entries[VARIABLES]))
         if variables is not None and not (isinstance(variables, dict) and not variables):
             # PPO saves none; SB3 would set each name it holds on the model
             raise UnsafeModelFileError(
@@ -364,10 +370,13 @@ def load_model(
     objects = safe_custom_objects(path, data, rebuilt, overrides)
     try:
         repacked = io.BytesIO(_repacked(entries))
-        model = MaskablePPO.load(repacked, env=env, device="cpu", custom_objects=objects)
+        with quiet_weights_only():
+            model = MaskablePPO.load(repacked, env=env, device="cpu", custom_objects=objects)
     except CRSError:
         raise
     except Exception as error:  # SB3 and torch raise many types for a damaged or foreign zip
+        if refusal(error) is not None:  # a weights entry holding an object: worded, not torch's advice
+            raise _damaged(path, error) from None
         raise ModelFileError(
             f"model file {path} cannot be loaded for this run ({type(error).__name__}: {error}); "
             "it is damaged or belongs to another run"

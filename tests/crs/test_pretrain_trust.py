@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,13 +103,27 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_an_artifact_that_would_run_code_is_refused_in_one_line(tmp_path: Path, artifact: Path) -> None:
+@pytest.mark.parametrize("wrap", ["torch.save", "plain pickle"])
+def test_an_artifact_that_would_run_code_is_refused_in_one_line(
+    tmp_path: Path, artifact: Path, wrap: str
+) -> None:
+    """torch's refusal is reworded (it advises `weights_only=False`), and its warning about a plain
+    pickle's protocol is not printed above ours."""
     marker = tmp_path / "PWNED"
     hostile = copy_without_digests(artifact, tmp_path / "hostile")
-    torch.save({"user": _RunsCode(marker)}, hostile / EXPORT_FILE)
-    result = runner.invoke(app, ["eval", "-n", "2", "--ranker", str(hostile), "-o", str(tmp_path / "out")])
-    assert refused(result, "ranker.pt refused", "system", "loading it could run code"), result.output
+    if wrap == "torch.save":
+        torch.save({"user": _RunsCode(marker)}, hostile / EXPORT_FILE)
+        words = ("ranker.pt refused", "system", "loading it could run code")
+    else:
+        (hostile / EXPORT_FILE).write_bytes(pickle.dumps({"user": _RunsCode(marker)}))
+        words = ("ranker.pt refused", "Unsupported operand", "an object whose loading could run code")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        args = ["eval", "-n", "2", "--ranker", str(hostile), "-o", str(tmp_path / "out")]
+        result = runner.invoke(app, args)
+    assert refused(result, *words), result.output
     assert "weights_only" not in result.output  # torch's advice to switch the guard off is not relayed
+    assert not [w for w in shown if "pickle protocol" in str(w.message)]
     assert not marker.exists()
 
 
