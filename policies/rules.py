@@ -425,16 +425,17 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     """A rule policy by name: random, always-recommend, ask-N (e.g. ask-4), ask-until-K (e.g.
     ask-until-80), max-entropy, abs-greedy, lookahead-D, lookahead-DxQ or lookahead-DxQtT (e.g.
     lookahead-2x3, lookahead-2x3t0.01), probe-K-ask-N (e.g. probe-1-ask-6)."""
-    match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name)
+    # ASCII digits only: "ask-４" (a full-width 4) would be a second name for ask-4
+    match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name, re.ASCII)
     if match:
         return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
-    match = re.fullmatch(r"ask-(\d+)", name)
+    match = re.fullmatch(r"ask-(\d+)", name, re.ASCII)
     if match:
         return AskThenRecommendPolicy(ranker, int(match.group(1)))
-    match = re.fullmatch(r"ask-until-(\d+)", name)
+    match = re.fullmatch(r"ask-until-(\d+)", name, re.ASCII)
     if match:
         return AskUntilPolicy(ranker, int(match.group(1)))
-    match = re.fullmatch(r"lookahead-(\d+)(?:x(\d+)(?:t(\d*\.?\d+(?:e-?\d+)?))?)?", name)
+    match = re.fullmatch(r"lookahead-(\d+)(?:x(\d+)(?:t(\d*\.?\d+(?:e-?\d+)?))?)?", name, re.ASCII)
     if match:
         depth, questions, temperature = match.groups()
         return LookaheadPolicy(ranker, int(depth), int(questions or 1), float(temperature or 1.0))

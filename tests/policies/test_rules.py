@@ -334,3 +334,13 @@ def test_an_enumerated_question_asks_the_aspects_first_unasked_category() -> Non
     assert policy.question(env, 2) == ask(1)  # nothing asked: the first category listing it
     env.state.asked_categories[1] = True
     assert policy.question(env, 2) == ask(2)
+
+
+@pytest.mark.parametrize(
+    "name", ["ask-４", "ask-until-８0", "probe-１-ask-5", "lookahead-２", "lookahead-2x３"]
+)
+def test_a_rule_name_takes_ascii_digits_only(name: str) -> None:
+    """A full-width digit was read as its ASCII twin, so "ask-４" ran ask-4 under a second name that
+    summaries and reports then kept apart from ask-4's."""
+    with pytest.raises(CRSError, match="unknown rule policy"):
+        make_rule_policy(name, None)
