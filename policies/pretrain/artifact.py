@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,8 @@ from policies.pretrain.train import PretrainResult, catalog_fingerprint
 from policies.weights_only import load_tensors, refusal
 from simulators.catalog import Catalog, Interactions
 from simulators.errors import CRSError
+
+_LOG = logging.getLogger(__name__)
 
 
 def save_artifact(
@@ -142,10 +145,23 @@ def _load_tensors(file: Path, config: dict) -> dict[str, torch.Tensor]:
     Loading goes through torch's weights-only unpickler: a file holding anything else (objects whose
     loading would run code) is refused, and nothing in it is built.
     """
-    if not file.is_file():
+    if not file.exists():
         raise CRSError(f"artifact file {file} is missing; re-run `crs pretrain`")
+    if not file.is_file():
+        raise CRSError(
+            f"artifact file {file} is not a regular file (a folder, or a link to a device); re-run "
+            "`crs pretrain`"
+        )
     recorded = config.get("sha256", {}).get(file.name) if isinstance(config.get("sha256"), dict) else None
-    if recorded is not None and recorded != _sha256(file):
+    if recorded is None:
+        _LOG.warning(
+            "%s records no sha256 of %s (an artifact written before digests were recorded, or its %s was "
+            "edited): its tensors are checked for shapes and values only; re-run `crs pretrain` to record it",
+            CONFIG_FILE,
+            file,
+            CONFIG_FILE,
+        )
+    elif recorded != _sha256(file):
         raise CRSError(
             f"artifact file {file} is not the one its {CONFIG_FILE} describes (its sha256 differs: the file "
             "was replaced or edited); re-run `crs pretrain`"

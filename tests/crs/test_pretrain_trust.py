@@ -279,3 +279,34 @@ def test_a_bad_pretrain_option_is_refused_before_any_work(
     result = runner.invoke(app, ["pretrain", *option, "--out", str(tmp_path / "a")])
     assert refused(result, message), result.output
     assert not seen and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "device"])
+def test_an_artifact_file_that_is_no_regular_file_is_named_so_not_missing(
+    tmp_path: Path, artifact: Path, kind: str
+) -> None:
+    """ranker.pt as a folder, or a link to /dev/zero, exists: "is missing" sent the user looking for it."""
+    odd = tmp_path / "odd"
+    shutil.copytree(artifact, odd)
+    (odd / EXPORT_FILE).unlink()
+    if kind == "folder":
+        (odd / EXPORT_FILE).mkdir()
+    else:
+        (odd / EXPORT_FILE).symlink_to("/dev/zero")
+    with pytest.raises(
+        CRSError, match=r"ranker\.pt is not a regular file \(a folder, or a link to a device\)"
+    ):
+        load_ranker(odd, load_catalog("persona_world"))
+
+
+def test_an_artifact_without_digests_loads_with_a_warning_that_its_files_are_unchecked(
+    tmp_path: Path, artifact: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An artifact written before digests (or whose config.json lost them) still loads, since its
+    tensors are checked for shapes and values, but the user is told that an edit would go unnoticed."""
+    with caplog.at_level("WARNING"):
+        load_ranker(artifact, load_catalog("persona_world"))
+    assert "records no sha256" not in caplog.text
+    with caplog.at_level("WARNING"):
+        load_ranker(copy_without_digests(artifact, tmp_path / "old"), load_catalog("persona_world"))
+    assert f"records no sha256 of {tmp_path / 'old' / EXPORT_FILE}" in caplog.text
