@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import typing
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -59,7 +61,38 @@ class OnceOptionsCommand(TypelessFlags, typer.core.TyperCommand):
             )
         if not any(isinstance(param, typer.core.TyperArgument) for param in self.params):
             _refuse_a_value_after_a_flag(self.params, ctx, args)
+        _refuse_an_empty_path(self.params, ctx, args)
         return super().parse_args(ctx, args)
+
+
+def _takes_a_path(param: Any) -> bool:
+    """Whether a typer option reads a path (typer's own type descriptor, else Click's `Path` type)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        return descriptor.annotation is Path or Path in typing.get_args(descriptor.annotation)
+    return type(getattr(param, "type", None)).__name__ == "Path"
+
+
+def _refuse_an_empty_path(params: list[Any], ctx: Any, args: list[str]) -> None:
+    """An empty path (``-o ""``, e.g. an unset ``-o "$OUT"``) reads as the current folder: refuse it by
+    the option's name instead."""
+    options = {
+        opt: param
+        for param in params
+        if isinstance(param, typer.core.TyperOption) and _takes_a_path(param)
+        for opt in param.opts
+    }
+    for index, token in enumerate(args):
+        if token == "--":
+            return
+        option, equals, inline = token.partition("=")
+        empty = inline == "" if equals else index + 1 < len(args) and args[index + 1] == ""
+        if option in options and empty:
+            raise typer.BadParameter(
+                "an empty path would mean the current folder: name one (. for the current folder)",
+                ctx=ctx,
+                param=options[option],
+            )
 
 
 def _refuse_a_value_after_a_flag(params: list[Any], ctx: Any, args: list[str]) -> None:

@@ -198,3 +198,26 @@ def test_an_options_value_that_looks_like_a_switch_is_its_value() -> None:
     result = CliRunner().invoke(app, ["train", "--name", "--workers", "2"], env={"COLUMNS": "250"})
     assert result.exit_code == 2 and "unexpected extra argument" in result.output, result.output
     assert "takes no value" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "-n", "2", "-o", ""],
+        ["eval", "-n", "2", "--out="],
+        ["train", "--runs-dir", "", "--steps", "64"],
+        ["chat", "--simulate", "--transcript", ""],
+        ["pretrain", "--out", ""],
+        ["report", "x", "--out", ""],
+    ],
+    ids=lambda args: " ".join(args),
+)
+def test_an_empty_path_is_refused_by_its_option_not_read_as_the_current_folder(
+    tmp_path, monkeypatch, args
+) -> None:
+    """`-o "$OUT"` with OUT unset wrote into (or refused) the current folder, naming "." as the output."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    assert "an empty path would mean the current folder: name one" in result.output
+    assert not list(tmp_path.iterdir())
