@@ -238,23 +238,28 @@ class ChatView:
             )
             self.console.print(
                 f"{RECOMMENDER} Do you want [bold]{escape(self.aspect(aspect))}[/]? [dim]({share})[/]"
+                + self._probed_side(question)
             )
         else:
             self._choices(question)
 
-    def _choices(self, question: Question) -> None:
+    def _probed_side(self, question: Question) -> str:
+        """The " (asking about your X side)" of a probe of a labelled persona (also one that came down to a
+        single aspect, shown as a yes/no question), else ""."""
         parsed = question.parsed
+        if parsed.kind is not ActionKind.PROBE or parsed.persona is None or not self.explainer.has_personas:
+            return ""
+        label = self.explainer.persona_label(self.env.state.facts(), parsed.persona)
+        return f" [dim](asking about your {escape(label)} side)[/]"
+
+    def _choices(self, question: Question) -> None:
         if question.category is not None:
             taxonomy = self.catalog.taxonomy
             assert taxonomy is not None
             topic = escape(taxonomy.parent_names[question.category])
             self.console.print(f"{RECOMMENDER} About [bold]{topic}[/]: which of these fits you today?")
         else:
-            side = ""
-            if parsed.kind is ActionKind.PROBE and parsed.persona is not None and self.explainer.has_personas:
-                label = self.explainer.persona_label(self.env.state.facts(), parsed.persona)
-                side = f" [dim](asking about your {escape(label)} side)[/]"
-            self.console.print(f"{RECOMMENDER} Which of these fits you today?{side}")
+            self.console.print(f"{RECOMMENDER} Which of these fits you today?{self._probed_side(question)}")
         self.numbered(question.options, OPTIONS_SHOWN)
         notes = []
         if len(question.options) > OPTIONS_SHOWN:

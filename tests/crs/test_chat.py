@@ -499,12 +499,13 @@ def test_watch_mode_needs_no_input_and_shows_every_turn(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- multiple choice
 class ProbingPolicy:
-    """Probes `persona` (1 unless given) with four aspects the candidates have, then recommends the
-    ranker's slate."""
+    """Probes `persona` (1 unless given) with `width` (4 unless given) aspects the candidates have, then
+    recommends the ranker's slate."""
 
-    def __init__(self, ranker: Any, persona: int = 1) -> None:
+    def __init__(self, ranker: Any, persona: int = 1, width: int = 4) -> None:
         self.ranker = ranker
         self.persona = persona
+        self.width = width
         self.rule = make_rule_policy("always-recommend", ranker)
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -512,7 +513,7 @@ class ProbingPolicy:
 
     def act(self, env: ConversationEnv) -> dict[str, Any]:
         if env.state.turn == 1:
-            return probe(self.persona, env.state.reachable_aspects()[:4])
+            return probe(self.persona, env.state.reachable_aspects()[: self.width])
         return self.rule.act(env)
 
 

@@ -305,6 +305,10 @@ def test_a_probe_names_the_side_it_asks_about(world: Catalog) -> None:
     assert labels[1] != labels[0]
     assert f"(asking about your {labels[1]} side)" in text
     assert result.transcript["outcome"]["pending"]["action"]["persona_label"] == labels[1]
+    # a probe of one aspect reads as a yes/no question: it still names the side (it read as an ask)
+    result, text = talk(world, ["jazz", "quit"], ProbingPolicy(ranker, width=1))
+    (aspect,) = result.transcript["outcome"]["pending"]["action"]["aspect_names"]
+    assert f"Do you want {aspect}? (" in text and f"(asking about your {labels[1]} side)" in text
 
 
 @pytest.mark.parametrize("n", [7, 13])
