@@ -209,9 +209,10 @@ def resolve_policy(
         trained.check_env(env)  # a run of another setting is refused before any conversation
         return trained, path.name, RUN_RANKER.name
     ranker = RankerSpec.parse(ranker_spec) if ranker_spec else RankerSpec.default(env.catalog.name)
-    rule = make_rule_policy(spec, ranker.build(env.catalog, data_dir))
-    rule.check_env(env)  # a rule the setting does not suit is refused before any conversation
-    return rule, spec, ranker.name
+    # a rule the setting does not suit is refused before any conversation, and before its ranker is
+    # built or found unfit for it (the fix for the ranker would not make it play)
+    make_rule_policy(spec, None).check_env(env)
+    return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
 def run_ranker_name(policy: str, ranker_name: str) -> str | None:

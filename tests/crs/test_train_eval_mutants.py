@@ -87,6 +87,16 @@ def test_a_single_failed_chunk_stops_the_evaluation_naming_it() -> None:
             )
 
 
+def test_a_rule_the_setting_does_not_suit_is_refused_for_the_setting_before_its_ranker(
+    tmp_path: Path,
+) -> None:
+    """A probe rule in the binary setting over a ranker without personas: the setting is the refusal (the
+    ranker's fix, a persona ranker, would only lead to the setting's refusal next)."""
+    with pytest.raises(CRSError, match=r"^probe-1-ask-4 probes personas, which only the multiple-choice"):
+        run_evaluation("probe-1-ask-4", setting="binary", ranker="popularity", episodes=4, out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_rule_the_setting_does_not_suit_is_refused_before_the_workers_start(tmp_path: Path) -> None:
     """Guards against a rule checked only once it plays: on a pool the refusal would come back as failed
     chunks, after every worker had built the evaluation, instead of the rule's own one-line error."""
