@@ -248,6 +248,19 @@ def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
     return recorded if recorded is not None else run_ranker(policy).identity()
 
 
+def own_targets_note(dataset: str, user: str) -> tuple[str, ...]:
+    """A note for multi-interest users on data MCMIPL did not release groups for (their targets are
+    drawn by crs's rule, `simulators.goals.MultiTargetGoals`): no published figure used them."""
+    if user != "multi" or dataset == PERSONA_WORLD or dataset in MCMIPL_DATASETS:
+        return ()
+    own = f"mcmipl_{dataset}"
+    where = f" (MCMIPL's own: -d {own})" if own in MCMIPL_DATASETS else ""
+    return (
+        "multi-interest targets drawn by crs (each test pair's item plus items sharing one of its aspects), "
+        f"not MCMIPL's released target groups{where}: no published figure compares with these",
+    )
+
+
 def pretrain_split_note(split: str, pretrain_split: str) -> tuple[str, ...]:
     """A note for an evaluation whose targets come from the split rankers pre-train on (and count
     popularity in): the ranker has seen those pairs."""
@@ -498,13 +511,14 @@ def run_evaluation(
         elapsed = time.perf_counter() - started
 
         metrics = summarize(records, env.max_turns, seed=seed)
+        user = resolved_user(spec.user, dataset, env.setting)
         summary = EvalSummary(
             policy=policy_name,
             policy_spec=spec.policy,
             dataset=dataset,
             split=split,
             ranker=ranker_name,
-            user=resolved_user(spec.user, dataset, env.setting),
+            user=user,
             setting=env.setting,
             episodes=len(records),
             seed=seed,
@@ -512,7 +526,11 @@ def run_evaluation(
             conversations=conversations_fingerprint(split, indices),
             order=spec.order,
             max_turns=env.max_turns,
-            notes=(*env.catalog.notes, *pretrain_split_note(split, env.catalog.pretrain_split)),
+            notes=(
+                *env.catalog.notes,
+                *own_targets_note(dataset, user),
+                *pretrain_split_note(split, env.catalog.pretrain_split),
+            ),
             metrics=metrics,
             seconds=round(elapsed, 3),
             conversations_per_second=round(len(records) / max(elapsed, 1e-9), 2),

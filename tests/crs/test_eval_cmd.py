@@ -185,6 +185,11 @@ def test_multiple_choice_on_unicorns_data_names_its_multi_interest_user_and_no_p
         setting: json.loads((out / "summary.json").read_text())["user"] for setting, out in folders.items()
     }
     assert users == {"multiple_choice": "multi", "binary": "single"}
+    # crs eval says so too, and records it: the targets are crs's, not MCMIPL's groups
+    own = "multi-interest targets drawn by crs"
+    assert own in said["multiple_choice"] and own not in said["binary"]
+    notes = json.loads((folders["multiple_choice"] / "summary.json").read_text())["notes"]
+    assert any(own in note and "-d mcmipl_lastfm_star" in note for note in notes)
     notes = {
         table.test_set.user: setting_note(table)
         for table in build_tables(load_inputs(folders.values()).evals)[0]
