@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crs.app.settings import MAX_SEED
@@ -208,10 +208,18 @@ def _pretrain_into(
         transient=False,
     ) as progress:
         epochs_task = progress.add_task("epochs", total=epochs)
-        steps_task = progress.add_task("steps", total=None)
+        steps_task: TaskID | None = None  # this epoch's steps
+        epoch = 0
 
         def on_batch(done: int, total: int) -> None:
-            progress.update(steps_task, completed=done, total=total)
+            nonlocal steps_task, epoch
+            if done == 1:  # a new epoch: a task of its own, which a log not on a terminal reports too
+                if steps_task is not None:
+                    progress.remove_task(steps_task)
+                epoch += 1
+                steps_task = progress.add_task(f"epoch {epoch} steps", total=total)
+            assert steps_task is not None
+            progress.update(steps_task, completed=done)
 
         def on_epoch(report) -> None:
             mark = " *" if report.best else ""

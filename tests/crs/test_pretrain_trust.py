@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import warnings
 from dataclasses import replace
@@ -310,3 +311,19 @@ def test_an_artifact_without_digests_loads_with_a_warning_that_its_files_are_unc
     with caplog.at_level("WARNING"):
         load_ranker(copy_without_digests(artifact, tmp_path / "old"), load_catalog("persona_world"))
     assert f"records no sha256 of {tmp_path / 'old' / EXPORT_FILE}" in caplog.text
+
+
+def test_a_log_not_on_a_terminal_reports_each_epochs_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent to a file (nohup, a CI log), `crs pretrain` printed nothing until an epoch ended: its steps
+    had no total when added, and such a task is not logged. Each epoch's steps are now a task of their
+    own (here every tenth is logged at once: no quiet start)."""
+    monkeypatch.setattr("crs.progress.QUIET_SECONDS", 0.0)
+    args = [*PRETRAIN, "--patience", "5", "--out", str(tmp_path / "a")]
+    args[args.index("--epochs") + 1] = "2"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for epoch in (1, 2):
+        done = re.search(rf"epoch {epoch} steps: (\d+)/(\d+) \(100%\)", result.output)
+        assert done is not None and done.group(1) == done.group(2), result.output
