@@ -129,7 +129,10 @@ def eval_command(
 ) -> None:
     """Evaluate a policy: SR@5/10/15, AT and hDCG with 95% confidence intervals.
 
-    Writes one JSON line per conversation (episodes.jsonl) and summary.json into --out.
+    As UNICORN counts them: SR@t, success within t recommender turns; AT, the recommender's turns (the
+    user's opening not counted), a failure counting the whole turn limit; hDCG, a success ranked by its
+    turn and the target's rank in the slate. Writes one JSON line per conversation (episodes.jsonl) and
+    summary.json into --out.
 
     An --out folder holding files is refused unless --overwrite, and a folder another crs command is
     writing is always refused.
