@@ -10,9 +10,9 @@ each pooling its run seeds. For each series:
 - SR@15 per session with a 95% bootstrap CI over the (seed, sequence) conversations of that session;
 - for a regime with a change session (switch, new persona), SR@15 by *sessions since the change*
   (offset d = session − change session; d < 0 before it), the level before the change (every session
-  with d < 0 pooled), and the **recovery**: the first d >= 0 whose SR@15 is back within
-  `RECOVERY_TOLERANCE` (0.02) of that level (0: no drop at the change itself; None: not within the S
-  sessions);
+  with d < 0 pooled), and the **recovery**: the first d >= 0 from which SR@15 is back within
+  `RECOVERY_TOLERANCE` (0.02) of that level and stays there at every later d (0: no drop at all; None:
+  not within the S sessions; one noisy session back near the level is no recovery);
 - persona tracking from the session after the change (the memory's most likely persona before the
   session is the true active one), pooled over seeds; none for the oracle;
 - "last time" over the same sessions (every session but the first without a change): the memory's most
@@ -27,7 +27,8 @@ Paired differences against the "frozen" series use the conversations both played
 and session, same target): per (seed, sequence) the mean difference over the sessions from the change
 on (every session without a change), then a 95% bootstrap CI over those; and per offset d, the same
 difference at d. "Gap closed" at d is (update − frozen) / (oracle − frozen) of the means at d, over
-the seeds all three series played.
+the seeds all three series played, at the offsets where oracle − frozen's paired CI excludes 0 (a ratio
+over a gap that may be none is noise).
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ class MemorySeries:
         by_offset: `METRIC` per sessions-since-the-change (regimes with a change; else empty).
         before_change: `METRIC` over every session before the change, or None.
         after_change: `METRIC` over every session from the change on, or None.
-        recovery: First offset d >= 0 with `METRIC` >= before_change − `RECOVERY_TOLERANCE`; None when
-            none within the sessions or no change.
+        recovery: First offset d >= 0 from which `METRIC` >= before_change − `RECOVERY_TOLERANCE` at every
+            offset; None when none within the sessions or no change.
         tracking_by_session: Persona tracking per session (None for the oracle).
         tracking_all: Persona tracking over every session (None for the oracle).
         tracking_after_change: Persona tracking over the sessions after the change session, or None.
@@ -269,8 +270,15 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
     before_change = _pooled(before, _value) if before else None
     recovery = None
     if before_change is not None:
+        level = before_change.mean - RECOVERY_TOLERANCE
+        after_offsets = [d for d in offsets if d >= 0]
+        # the level must hold: a noisy session near it, followed by a drop, is no recovery
         recovery = next(
-            (d for d in offsets if d >= 0 and by_offset[d].mean >= before_change.mean - RECOVERY_TOLERANCE),
+            (
+                d
+                for i, d in enumerate(after_offsets)
+                if all(by_offset[e].mean >= level for e in after_offsets[i:])
+            ),
             None,
         )
     tracked = all(x.tracked is not None for x in lines)
@@ -330,6 +338,12 @@ def _paired(series: MemorySeries, reference: MemorySeries) -> PairedSessions | N
         by_offset={d: _ci(v) for d, v in sorted(by_offset.items())},
         n_sequences=len(means),
     )
+
+
+def _gap_at(oracle: PairedSessions, d: int) -> bool:
+    """Whether oracle − frozen at offset d has a CI above 0: a gap that `_gap_closed` may divide by."""
+    at = oracle.by_offset.get(d)
+    return at is not None and at.low > 0
 
 
 def _gap_closed(frozen: MemorySeries, update: MemorySeries, oracle: MemorySeries) -> dict[int, float]:
@@ -428,6 +442,8 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
         gap: dict[int, float] = {}
         if {"frozen", "update", "oracle"} <= set(named):
             gap = _gap_closed(named["frozen"], named["update"], named["oracle"])
+            oracle = next((d for d in paired if d.memory == "oracle"), None)
+            gap = {d: v for d, v in gap.items() if oracle is not None and _gap_at(oracle, d)}
         seeds = sorted({run.seed for runs_ in by_memory.values() for run in runs_})
         others = [f"{s.memory}: {', '.join(map(str, s.seeds))}" for s in series if list(s.seeds) != seeds]
         title = (
@@ -452,7 +468,7 @@ def session_comparisons(runs: Sequence[EvalRun]) -> list[SessionComparison]:
 
 def recovery_text(series: MemorySeries) -> str:
     """The recovery in words: "0 sessions (no drop at the change)", "2 sessions", "not within the
-    sessions", "n/a". A recovery of 0 says nothing of later sessions, which may still drop."""
+    sessions", "n/a"."""
     if series.before_change is None:
         return "n/a"
     if series.recovery is None:
@@ -597,11 +613,13 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
     if comparison.gap_closed:
         gaps = ", ".join(f"d={d}: {v:.0%}" for d, v in comparison.gap_closed.items())
         out.append(
-            f"Share of the frozen-to-oracle gap the update closes, by sessions since the change: {gaps}."
+            f"Share of the frozen-to-oracle gap the update closes, by sessions since the change: {gaps} "
+            "(only where oracle − frozen's CI excludes 0)."
         )
     out.append(
         f"Recovery: sessions after the change until {METRIC} is back within {RECOVERY_TOLERANCE} of the "
-        "level before it. Tracking: the memory's most likely persona before a session is the true active "
+        "level before it and stays there in every later session measured. Tracking: the memory's most "
+        "likely persona before a session is the true active "
         "one; last time: it is the previous session's active one, as `crs chat --memory` says when it "
         "opens" + (" (both over the sessions after the change session)." if comparison.has_change else ".")
     )

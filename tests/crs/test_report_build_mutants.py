@@ -74,6 +74,23 @@ def test_recovery_counts_a_session_exactly_at_the_tolerance_as_recovered(tmp_pat
     assert series.recovery == 0
 
 
+def test_a_recovery_must_hold_one_session_back_near_the_level_then_a_drop_is_none(tmp_path: Path) -> None:
+    """A walkthrough's frozen memory "recovered in 2 sessions" on one noisy session that landed near the
+    level, the curve dropping again after it. 40 of 50 succeed before the change (0.80); after it 30,
+    40, 30, 40: back at d=1 and d=3 but not holding from d=1, so the recovery is d=3 (the last)."""
+    after = {2: 30, 3: 40, 4: 30, 5: 40}
+
+    def outcome(sequence: int, session: int) -> bool:
+        return sequence < after.get(session, 40)
+
+    (series,) = comparison_of([write_folder(tmp_path, "update", 0, outcome, sessions=6)]).series
+    assert [series.by_offset[d].mean for d in range(4)] == pytest.approx([0.6, 0.8, 0.6, 0.8])
+    assert series.recovery == 3
+    after[5] = 30  # never holds: no recovery within the sessions
+    (series,) = comparison_of([write_folder(tmp_path / "b", "update", 0, outcome, sessions=6)]).series
+    assert series.recovery is None
+
+
 def test_the_curves_do_not_depend_on_the_order_the_seeds_are_given_in(tmp_path: Path) -> None:
     """Guards against pooling the seeds' lines in input order: the report of seeds 0, 1 and of 1, 0 is
     the same, every interval a bootstrap over the lines of seed 0 then seed 1."""
@@ -246,6 +263,23 @@ def test_no_gap_closed_where_the_oracle_is_not_above_frozen(tmp_path: Path) -> N
         ]
     )
     assert comparison.gap_closed == {1: pytest.approx(0.5)}
+
+
+def test_no_gap_closed_where_the_oracle_frozen_gap_may_be_none(tmp_path: Path) -> None:
+    """A walkthrough read "d=2: 100%" where oracle − frozen was +0.018 with a CI across 0: a ratio over
+    a gap that may be none is noise. Here the oracle is one user ahead of frozen at d=1 (of 20: its
+    paired CI includes 0), well ahead at d=0; only d=0 gets a share."""
+    levels = {"frozen": (15, 15, 5, 15), "update": (15, 15, 10, 16), "oracle": (15, 15, 15, 16)}
+    comparison = comparison_of(
+        [
+            write_folder(tmp_path, memory, 0, lambda n, s, c=counts: n < c[s], sequences=20)
+            for memory, counts in levels.items()
+        ]
+    )
+    oracle = next(p for p in comparison.paired if p.memory == "oracle")
+    assert oracle.by_offset[1].low <= 0 < oracle.by_offset[0].low
+    assert comparison.gap_closed == {0: pytest.approx(0.5)}
+    assert "(only where oracle − frozen's CI excludes 0)" in " ".join(session_sentences(comparison))
 
 
 def test_every_table_and_comparison_gets_its_own_figure_files(tmp_path: Path) -> None:
