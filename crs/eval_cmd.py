@@ -21,6 +21,7 @@ from crs.common import (
     WorldSeedOption,
     check_world_seed,
     console,
+    format_metric,
     friendly_errors,
     metrics_table,
     note_unread_data_dir,
@@ -31,7 +32,7 @@ from envs.registry import USER_KINDS
 from policies.memory import DEFAULT_RULE, MEMORY_MODES, MEMORY_UPDATES
 from simulators.datasets import PERSONA_WORLD
 from simulators.errors import CRSError
-from simulators.returning import REGIMES
+from simulators.returning import REGIME_WORDS, REGIMES
 
 NOTHING_RECORDED = (
     "no conversation was recorded (an evaluation writes its records only once it ends) and the output "
@@ -109,7 +110,9 @@ def eval_command(
     regime: str = typer.Option(
         None,
         "--regime",
-        help=f"With --sessions: how the users' persona mixtures move: {', '.join(REGIMES)}.",
+        help="With --sessions: how the users' persona mixtures move: "
+        + "; ".join(f"{name}: {REGIME_WORDS[name]}" for name in REGIMES)
+        + " (real data: stable and switch only).",
     ),
     memory: str = typer.Option(
         None,
@@ -212,6 +215,8 @@ def eval_command(
                 setting=setting,
             )
         console.print(sessions_table(summary))
+        for line in after_change_lines(summary, folder):
+            console.print(line, highlight=False)
         print_notes(summary.notes)
         console.print(
             f"{summary.conversations_per_second:.1f} conversations/s; "
@@ -264,6 +269,30 @@ def print_notes(notes: tuple[str, ...]) -> None:
         console.print(f"[yellow]note:[/] {escape(note)}")
 
 
+def after_change_lines(summary: EvalSummary, folder: Path) -> list[str]:
+    """The figures from the change on (the regime's point: does the memory follow the change?), and
+    where the comparison with another memory is made: "From the change on (291 sessions): SR@15 0.687
+    [0.639, 0.736] ..."."""
+    block = summary.sessions
+    assert block is not None
+    if not block.after_change_episodes:  # a regime without a change: the table is the whole story
+        return []
+    sr = block.after_change["SR@15"]
+    line = (
+        f"From the change on ({block.after_change_episodes:,} sessions): SR@15 {format_metric(sr)}, "
+        f"AT {block.after_change['AT'].mean:.2f}, hDCG {block.after_change['hDCG'].mean:.3f}"
+    )
+    tracking = block.tracking_after_change
+    if tracking is not None:
+        interval = f"[{tracking.low:.1%}, {tracking.high:.1%}]"
+        line += f"; tracking after the change session {tracking.mean:.1%} {interval}"
+    compare = (
+        f"against another --memory on the same users (same --seed and -n), paired per user: crs report "
+        f"{folder} OTHER_FOLDER"
+    )
+    return [line + ".", f"[dim]{escape(compare)}[/]"]
+
+
 def sessions_table(summary: EvalSummary) -> Table:
     """Per-session SR@15, AT, hDCG and persona tracking of a `crs eval --sessions` summary."""
     block = summary.sessions
@@ -273,8 +302,9 @@ def sessions_table(summary: EvalSummary) -> Table:
         f"{block.sessions} sessions, regime {block.regime}, seed {summary.seed}, {summary.setting} setting, "
         f"ranker {summary.ranker_label}",
         caption="tracking: the memory's most likely persona before the session is the session's active "
-        "one (dominant: the mixture's largest); last time: it is the previous session's active one, as "
-        "`crs chat --memory` says when it opens",
+        "one (dominant: the mixture's largest); active = dominant: how often the active persona is the "
+        "mixture's largest; last time: it is the previous session's active one, as `crs chat --memory` "
+        "says when it opens",
     )
     columns = (
         "session",

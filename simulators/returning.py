@@ -86,6 +86,13 @@ Regime = Literal["stable", "drift", "switch", "new"]
 
 REGIMES: tuple[Regime, ...] = get_args(Regime)
 """The regimes, in order: ("stable", "drift", "switch", "new")."""
+REGIME_WORDS: dict[str, str] = {
+    "stable": "the user's own persona mixture every session",
+    "drift": "a random walk of the mixture from session to session",
+    "switch": "from a random session on, the user's least-weighted persona dominates (90%)",
+    "new": "from a random session on, a persona the user never had dominates",
+}
+"""Each regime in one line, for help texts (the module's docstring says exactly how)."""
 
 HELD_OUT_REGIMES: tuple[Regime, ...] = ("stable", "switch")
 """The regimes `held_out_sequences` builds on real data (the others need a generative persona truth)."""

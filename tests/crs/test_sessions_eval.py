@@ -268,6 +268,11 @@ def test_crs_eval_sessions_writes_per_session_results(tmp_path: Path, artifact: 
     assert summary.sessions is not None and summary.episodes == 15
     assert [row.session for row in summary.sessions.rows] == [0, 1, 2]
     assert summary.sessions.memory == "update" and summary.sessions.regime == "switch"
+    # the regime's point, the figures from the change on, is printed, not only written to summary.json
+    after = summary.sessions.after_change["SR@15"]
+    said = f"From the change on ({summary.sessions.after_change_episodes} sessions): SR@15 {after.mean:.3f} ["
+    joined = "".join(result.output.split())
+    assert "".join(said.split()) in joined and f"crsreport{out}OTHER_FOLDER" in joined, result.output
     lines = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert sorted(line["goal_index"] for line in lines) == list(range(15))  # sequence * 3 + session
     assert all(line["goal_index"] == line["sequence"] * 3 + line["session"] for line in lines)
