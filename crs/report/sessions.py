@@ -610,6 +610,7 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
         if comparison.has_change:
             steps = ", ".join(f"d={d}: {_signed(v)}" for d, v in p.by_offset.items() if d >= 0)
             out.append(f"{p.memory} − {REFERENCE} by sessions since the change: {steps}.")
+    out += _tracks_worse(comparison)
     if comparison.gap_closed:
         gaps = ", ".join(f"d={d}: {v:.0%}" for d, v in comparison.gap_closed.items())
         out.append(
@@ -623,6 +624,29 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
         "one; last time: it is the previous session's active one, as `crs chat --memory` says when it "
         "opens" + (" (both over the sessions after the change session)." if comparison.has_change else ".")
     )
+    return out
+
+
+def _tracks_worse(comparison: SessionComparison) -> list[str]:
+    """A sentence for each memory that names the active persona less often than frozen (its CI wholly
+    below frozen's mean), over the sessions the tracking column counts: an update that chases each
+    session's feedback can leave the user's usual self, and the table alone does not say so."""
+
+    def tracking(series: MemorySeries) -> MetricSummary | None:
+        return series.tracking_after_change if comparison.has_change else series.tracking_all
+
+    named = {s.memory: s for s in comparison.series}
+    frozen = tracking(named[REFERENCE]) if REFERENCE in named else None
+    out = []
+    for series in comparison.series:
+        mine = tracking(series)
+        if frozen is None or mine is None or series.memory == REFERENCE or mine.high >= frozen.mean:
+            continue
+        out.append(
+            f"Note: {series.memory} names the active persona less often than {REFERENCE} "
+            f"({mine.mean:.1%} [{mine.low:.1%}, {mine.high:.1%}] vs {frozen.mean:.1%}): its memory moved "
+            "away from the persona that was active."
+        )
     return out
 
 

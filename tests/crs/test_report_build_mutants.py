@@ -327,3 +327,18 @@ def test_a_train_runs_label_drops_only_a_trailing_seed_number(tmp_path: Path, na
     )
     run = TrainRun(info=info, curve=None, final_eval=None)
     assert _train_label(run, mixed=False, sweeps=0, ablated=False) == label
+
+
+def test_a_memory_that_tracks_worse_than_frozen_is_said_to(tmp_path: Path) -> None:
+    """A walkthrough's update memory named the active persona in 35% of stable sessions against frozen's
+    42%, shown side by side without a word. Here frozen believes the active slot 0 throughout and update
+    believes slot 1 in every other session: a note names update, not frozen."""
+    runs = [
+        write_folder(tmp_path, "frozen", 0, lambda n, s: True, change=None),
+        write_folder(tmp_path, "update", 0, lambda n, s: True, change=None, believed=lambda n, s: s % 2),
+    ]
+    said = " ".join(session_sentences(comparison_of(runs)))
+    assert "Note: update names the active persona less often than frozen (50.0% [" in said
+    assert "vs 100.0%): its memory moved away" in said and "Note: frozen" not in said
+    same = [runs[0], write_folder(tmp_path / "b", "update", 0, lambda n, s: True, change=None)]
+    assert "less often" not in " ".join(session_sentences(comparison_of(same)))
