@@ -482,7 +482,10 @@ class ChatView:
             names = ", ".join(escape(n) for n in outcome["target_names"])
             lines.append(f"Hidden target: [bold]{names}[/] (item {', '.join(map(str, outcome['targets']))}).")
             if "active_persona" in outcome:
-                lines.append(f"Active persona: [bold]{escape(outcome['active_persona'])}[/].")
+                # the world's own name, not one of the ranker's personas the memory and probes name
+                lines.append(
+                    f"Active persona (the world's truth): [bold]{escape(outcome['active_persona'])}[/]."
+                )
         slips = [
             (turn["turn"], aspect, aspect in turn["answer"]["accepted"])
             for turn in transcript["turns"]

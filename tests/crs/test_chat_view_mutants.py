@@ -402,7 +402,7 @@ def test_the_summary_counts_turns_and_names_who_took_what(world: Catalog) -> Non
     assert "SR@15 0 turns (AT) 15 (a failure counts the whole turn limit) hDCG 0.000" in text
     watched = {**taken, "targets": [0], "target_names": ["Paper Harbor"], "active_persona": "night owl"}
     text = summary_of(world, "simulate", 4, watched)
-    assert "The user took Paper Harbor" in text and "Active persona: night owl." in text
+    assert "The user took Paper Harbor" in text and "Active persona (the world's truth): night owl." in text
     pending = summary_of(world, "human", 3, {"pending": {"kind": "recommend"}})
     assert "Conversation ended (quit) after 3 recommender turns, the last (a slate) unanswered." in pending
     asked = summary_of(world, "human", 3, {"pending": {"kind": "ask"}})
