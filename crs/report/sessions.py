@@ -232,17 +232,19 @@ class SessionComparison:
         return any(s.by_offset for s in self.series)
 
 
-def _ci(values: Sequence[float]) -> MetricSummary:
+def _ci(values: Sequence[float], seed: int = 0) -> MetricSummary:
     """Mean and 95% bootstrap CI of values of one session (or one offset, or one mean) per user."""
-    return bootstrap_ci(np.asarray(values, dtype=np.float64), seed=0)
+    return bootstrap_ci(np.asarray(values, dtype=np.float64), seed=seed)
 
 
-def _pooled(lines: Sequence[SessionLine], value: Callable[[SessionLine], float]) -> MetricSummary:
+def _pooled(
+    lines: Sequence[SessionLine], value: Callable[[SessionLine], float], seed: int = 0
+) -> MetricSummary:
     """Mean and 95% bootstrap CI of `value` over `lines`, several sessions per user: whole users, (seed,
     sequence), are resampled (one user's sessions are correlated), as `crs eval --sessions` does."""
     users: dict[tuple[int, int], int] = {}
     clusters = [users.setdefault((x.seed, x.sequence), len(users)) for x in lines]
-    return bootstrap_ci(np.asarray([value(x) for x in lines], dtype=np.float64), seed=0, clusters=clusters)
+    return bootstrap_ci(np.asarray([value(x) for x in lines], dtype=np.float64), seed=seed, clusters=clusters)
 
 
 def _value(line: SessionLine) -> float:
@@ -255,6 +257,9 @@ def _tracked(line: SessionLine) -> float:
 
 def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries:
     lines = [line for run in sorted(runs, key=lambda r: r.seed) for line in read_session_lines(run)]
+    # one seed: the bootstrap `crs eval --sessions` drew (its seed), so summary.json's intervals are these
+    seeds = {run.seed for run in runs}
+    seed = next(iter(seeds)) if len(seeds) == 1 else 0
     # the lines grouped in one pass, not filtered once per session: S is as large as the records allow
     of_session: dict[int, list[SessionLine]] = {}
     of_offset: dict[int, list[SessionLine]] = {}
@@ -262,12 +267,12 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         of_session.setdefault(x.session, []).append(x)
         if x.offset is not None:
             of_offset.setdefault(x.offset, []).append(x)
-    by_session = tuple(_ci([x.value for x in of_session.get(s, [])]) for s in range(sessions))
+    by_session = tuple(_ci([x.value for x in of_session.get(s, [])], seed) for s in range(sessions))
     offsets = sorted(of_offset)
-    by_offset = {d: _ci([x.value for x in of_offset[d]]) for d in offsets}
+    by_offset = {d: _ci([x.value for x in of_offset[d]], seed) for d in offsets}
     before = [x for x in lines if x.offset is not None and x.offset < 0]
     after = [x for x in lines if x.offset is not None and x.offset >= 0]
-    before_change = _pooled(before, _value) if before else None
+    before_change = _pooled(before, _value, seed) if before else None
     recovery = None
     if before_change is not None:
         level = before_change.mean - RECOVERY_TOLERANCE
@@ -283,7 +288,9 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
         )
     tracked = all(x.tracked is not None for x in lines)
     tracking_by_session = (
-        tuple(_ci([_tracked(x) for x in of_session.get(s, [])]) for s in range(sessions)) if tracked else None
+        tuple(_ci([_tracked(x) for x in of_session.get(s, [])], seed) for s in range(sessions))
+        if tracked
+        else None
     )
     tracked_after = [x for x in lines if x.offset is not None and x.offset > 0]
     changed = any(x.offset is not None for x in lines)
@@ -295,16 +302,16 @@ def _series(memory: str, runs: Sequence[EvalRun], sessions: int) -> MemorySeries
     return MemorySeries(
         memory=memory,
         runs=tuple(runs),
-        overall=_pooled(lines, _value),
+        overall=_pooled(lines, _value, seed),
         by_session=by_session,
         by_offset=by_offset,
         before_change=before_change,
-        after_change=_pooled(after, _value) if after else None,
+        after_change=_pooled(after, _value, seed) if after else None,
         recovery=recovery,
         tracking_by_session=tracking_by_session,
-        tracking_all=_pooled(lines, _tracked) if tracked else None,
-        tracking_after_change=_pooled(tracked_after, _tracked) if tracked and tracked_after else None,
-        last_time=_pooled(last_time, lambda x: float(bool(x.last_time))) if last_time else None,
+        tracking_all=_pooled(lines, _tracked, seed) if tracked else None,
+        tracking_after_change=_pooled(tracked_after, _tracked, seed) if tracked and tracked_after else None,
+        last_time=_pooled(last_time, lambda x: float(bool(x.last_time)), seed) if last_time else None,
         lines=tuple(lines),
     )
 

@@ -510,3 +510,25 @@ def test_a_missing_persona_ranker_is_told_to_pre_train_one_on_the_dataset_evalua
     on real data that ranker is then refused for its dataset."""
     result = CliRunner().invoke(app, ["eval", *args, "-n", "3", "-o", str(tmp_path / "o")])
     assert result.exit_code != 0 and command in " ".join(result.output.split()), result.output
+
+
+def test_the_report_gives_one_runs_figures_the_intervals_its_summary_holds(
+    tmp_path: Path, artifact: Path
+) -> None:
+    """A walkthrough found summary.json's SR@15 from the change on [0.6388, 0.7359] and the report's
+    [0.639, 0.740]: two bootstraps of one quantity with other seeds. A series of one run now resamples
+    as `crs eval --sessions` did."""
+    from crs.report import load_inputs
+    from crs.report.sessions import session_comparisons
+
+    out = tmp_path / "one"
+    args = ["eval", "-p", "ask-2", "--ranker", str(artifact), "--sessions", "3", "--regime", "switch"]
+    result = runner.invoke(app, [*args, "--memory", "update", "-n", "12", "--seed", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    block = EvalSummary.read(out).sessions
+    assert block is not None
+    (comparison,) = session_comparisons(load_inputs([out]).evals)
+    (series,) = comparison.series
+    assert series.after_change == block.after_change["SR@15"]
+    assert series.tracking_after_change == block.tracking_after_change
+    assert series.by_session == tuple(row.metrics["SR@15"] for row in block.rows)
