@@ -1140,6 +1140,12 @@ def write_model_card(
         else ""
     )
     version = record.versions.get("persona_crs", "?")
+    # another CPU or torch can round a trained figure differently: say which this one was trained on
+    machine = "".join(
+        f", {label} {record.versions[key]}"
+        for key, label in (("torch", "torch"), ("cpu", "on"))
+        if key in record.versions
+    )
     imitation = settings.imitation
     warm_start = (
         f" It first imitated the rule `{imitation.rule}` ({imitation.steps:,} turns, "
@@ -1173,7 +1179,7 @@ def write_model_card(
         )
     text = f"""# Model card: {summary.name}
 
-- **Trained** {record.written or "(time not recorded)"} with persona-crs {version}.
+- **Trained** {record.written or "(time not recorded)"} with persona-crs {version}{machine}.
 - **Data**: {summary.dataset}, {summary.setting or "default"} setting; training conversations from
   {train_goals}; tested on
   {summary.test_episodes} conversations of the test split (the same for every row below).

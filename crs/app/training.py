@@ -106,6 +106,19 @@ class ResumeOptionError(CRSError):
     """An option that `crs train --resume` cannot apply: a resumed run keeps its recorded settings."""
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("AMD EPYC 9B14"): a trained figure can round differently on another CPU, so
+    a run records which it trained on; the machine type where Linux's /proc/cpuinfo does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def system_info() -> dict[str, Any]:
     """Versions and machine facts recorded with every run."""
     import gymnasium
@@ -123,6 +136,7 @@ def system_info() -> dict[str, Any]:
         "stable_baselines3": stable_baselines3.__version__,
         "sb3_contrib": sb3_contrib.__version__,
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": 1,
     }

@@ -183,6 +183,9 @@ def test_the_model_card_says_what_was_trained_and_how_to_rerun_it(run: Path) -> 
     trained = summary.test[summary.trained_label]["SR@15"]
     assert f"| {summary.trained_label} | {trained.mean:.3f} [{trained.low:.3f}, {trained.high:.3f}]" in card
     assert f"crs train --config {run / 'config.yaml'} --name r-again" in card
+    # a trained figure can round differently on another CPU or torch: the card says which it ran on
+    versions = RunRecord.read(run).versions
+    assert versions["cpu"] and f"torch {versions['torch']}, on {versions['cpu']}." in " ".join(card.split())
 
 
 def test_the_model_card_s_evaluation_replays_the_run_s_test(run: Path, tmp_path: Path) -> None:
