@@ -285,7 +285,12 @@ def after_change_lines(summary: EvalSummary, folder: Path) -> list[str]:
     tracking = block.tracking_after_change
     if tracking is not None:
         interval = f"[{tracking.low:.1%}, {tracking.high:.1%}]"
-        line += f"; tracking after the change session {tracking.mean:.1%} {interval}"
+        counted = (
+            f" ({block.tracked_after_change_sessions:,} sessions)"
+            if block.tracked_after_change_sessions
+            else ""
+        )
+        line += f"; tracking after the change session{counted} {tracking.mean:.1%} {interval}"
     compare = (
         f"against another --memory on the same users (same --seed and -n), paired per user: crs report "
         f"{folder} OTHER_FOLDER"

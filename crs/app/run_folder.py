@@ -452,6 +452,8 @@ class SessionsSummary:
             regimes without a change.
         dominant_tracking_after_change: The same against the mixture's largest persona.
         last_time_after_change: `SessionRow.last_time` over the same sessions.
+        tracked_after_change_sessions: How many sessions those three count (fewer than
+            `after_change_episodes`: the change session itself is left out); 0 in older files.
     """
 
     regime: str
@@ -465,6 +467,7 @@ class SessionsSummary:
     tracking_after_change: MetricSummary | None = None
     dominant_tracking_after_change: MetricSummary | None = None
     last_time_after_change: MetricSummary | None = None
+    tracked_after_change_sessions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         tracked = self.tracking_after_change
@@ -482,6 +485,7 @@ class SessionsSummary:
             "tracking_after_change": None if tracked is None else vars(tracked),
             "dominant_tracking_after_change": None if dominant is None else vars(dominant),
             "last_time_after_change": None if last_time is None else vars(last_time),
+            "tracked_after_change_sessions": self.tracked_after_change_sessions,
         }
 
     @classmethod
@@ -507,6 +511,7 @@ class SessionsSummary:
                 data.get("dominant_tracking_after_change"), where
             ),
             last_time_after_change=_summary_or_none(data.get("last_time_after_change"), where),
+            tracked_after_change_sessions=int(data.get("tracked_after_change_sessions", 0)),
         )
 
 

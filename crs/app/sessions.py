@@ -492,6 +492,7 @@ def summarize_sessions(
         if tracked_after
         else None,
         last_time_after_change=last_time(seen_after),
+        tracked_after_change_sessions=len(seen_after) if tracked_after else 0,
     )
 
 

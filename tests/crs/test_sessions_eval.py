@@ -531,4 +531,7 @@ def test_the_report_gives_one_runs_figures_the_intervals_its_summary_holds(
     (series,) = comparison.series
     assert series.after_change == block.after_change["SR@15"]
     assert series.tracking_after_change == block.tracking_after_change
+    # the sessions the tracking counts: after each change session (the change session left out)
+    after = [x for x in series.lines if x.offset is not None and x.offset > 0]
+    assert block.tracked_after_change_sessions == len(after) < block.after_change_episodes
     assert series.by_session == tuple(row.metrics["SR@15"] for row in block.rows)
