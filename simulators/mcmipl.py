@@ -94,6 +94,15 @@ DATASETS: tuple[str, ...] = (*FOLDERS, *BUILT_FROM)
 # Those whose figures compare with MCMIPL's published ones: movie's release is degenerate (its notes say
 # how) and Yelp*'s target groups are built here, not MCMIPL's.
 PUBLISHED_COMPARABLE: tuple[str, ...] = ("mcmipl_lastfm_star",)
+
+
+def setting_of(dataset: str) -> str | None:
+    """The dataset of MCMIPL's setting built on UNICORN's `dataset` ("mcmipl_lastfm_star" for
+    "lastfm_star"), or None."""
+    own = f"mcmipl_{dataset}"
+    return own if own in DATASETS else None
+
+
 # The seed the built datasets' partners are drawn with (MCMIPL's default seed); recorded in their notes.
 BUILD_SEED = 1
 UI_DATA = "UI_data"

@@ -40,6 +40,7 @@ from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name
 from simulators.errors import CRSError
 from simulators.goals import GroupGoals, PairGoals
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
+from simulators.mcmipl import setting_of as mcmipl_setting_of
 from simulators.scpr import UNICORN_EVALUATION_CONVERSATIONS
 
 Order = Literal["seeded", "unicorn", "mcmipl"]
@@ -253,8 +254,8 @@ def own_targets_note(dataset: str, user: str) -> tuple[str, ...]:
     drawn by crs's rule, `simulators.goals.MultiTargetGoals`): no published figure used them."""
     if user != "multi" or dataset == PERSONA_WORLD or dataset in MCMIPL_DATASETS:
         return ()
-    own = f"mcmipl_{dataset}"
-    where = f" (MCMIPL's own: -d {own})" if own in MCMIPL_DATASETS else ""
+    own = mcmipl_setting_of(dataset)
+    where = f" (MCMIPL's own: -d {own})" if own else ""
     return (
         "multi-interest targets drawn by crs (each test pair's item plus items sharing one of its aspects), "
         f"not MCMIPL's released target groups{where}: no published figure compares with these",

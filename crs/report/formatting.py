@@ -23,6 +23,7 @@ from policies.rankers import PRETRAIN_DIR
 from simulators.datasets import PERSONA_WORLD
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.mcmipl import PUBLISHED_COMPARABLE
+from simulators.mcmipl import setting_of as mcmipl_setting_of
 
 INLINE_MARKUP = re.compile(r"\*\*(.+?)\*\*|`([^`\n]+)`")
 """The markup of our own sentences (which hold names read from files): ``**bold**`` and `` `code` ``."""
@@ -104,8 +105,8 @@ def _published(test: TestSet) -> str:
         return "compare with MCMIPL / SAPIENT figures"
     if test.dataset in MCMIPL_DATASETS:
         return "no published figure compares with it: see the data notes"
-    own = f"mcmipl_{test.dataset}"
-    where = f"-d {own}" if own in MCMIPL_DATASETS else "-d " + ", -d ".join(MCMIPL_DATASETS)
+    own = mcmipl_setting_of(test.dataset)
+    where = f"-d {own}" if own else "-d " + ", -d ".join(MCMIPL_DATASETS)
     return (
         f"on {test.dataset}, UNICORN's data, not MCMIPL's release and rules: no published figure compares "
         f"with it; MCMIPL's own setting: {where}"
