@@ -1088,7 +1088,9 @@ def _top_row(table: Table, top: Row, contenders: Sequence[Row], lead: str) -> st
     differences tell it apart from the other contenders: a mean alone names no best (two seeds'
     intervals are wide), and neither does a difference to only some of them (a row it is not paired
     with, e.g. over another ranker)."""
-    figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
+    # a row of several seeds has the table's Student-t interval across them, not the pooled bootstrap
+    across = f", across its {top.n_runs} seeds" if top.ci == "seeds" else ""
+    figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}{across}"
     others = {row.label for row in contenders if row is not top}
     diffs = [d for d in table.diffs if d.reference == top.label and d.label in others]
     if not diffs:  # the differences are taken from another row (the full model)

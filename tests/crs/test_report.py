@@ -602,6 +602,14 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     assert said["apart"].startswith(f"{lead} {top} (SR@15 ")
     assert said["apart"].endswith("ahead of each of the others (paired 95% CI of the difference above 0)")
     assert said["close"].startswith(f"{lead} not told apart: {top} has the highest mean (SR@15 ")
+    # which interval: a single run's bootstrap says nothing more, a row of seeds says it is across them
+    (top_row,) = [row for row in tables[0].rows if row.label == top]
+    assert (top_row.ci == "seeds") == (f", across its {top_row.n_runs} seeds)" in said["close"])
+    seeded = dataclasses.replace(top_row, ci="seeds", runs=top_row.runs[:1] * 2)
+    rows = type(tables[0].rows)(seeded if row.label == top else row for row in tables[0].rows)
+    close = dataclasses.replace(diff, metrics={**diff.metrics, "SR@15": MetricSummary(0.05, -0.01, 0.09)})
+    two = answer([dataclasses.replace(tables[0], rows=rows, diffs=[close])])[0].split(". ")[0]
+    assert f"{top} has the highest mean (SR@15 " in two and ", across its 2 seeds)" in two
     assert diff.n_pairs >= MIN_PAIRED  # so the reason said is the interval's
     assert said["close"].endswith(f"but its paired difference to {other} has a 95% CI that includes 0")
     # ahead of the one row it is paired with is not ahead of "each of the others": a third row over another
