@@ -191,6 +191,9 @@ class PairedSessions:
         per_seed: The same, per seed.
         by_offset: The difference at each sessions-since-the-change offset.
         n_sequences: Sequences paired.
+        n_sessions: Sessions paired (every session both played).
+        n_apart: Of those, the sessions one series succeeded in and the other did not: few of them
+            explain a difference of about 0 (the memory barely changed what was played).
     """
 
     memory: str
@@ -198,6 +201,8 @@ class PairedSessions:
     per_seed: Mapping[int, MetricSummary]
     by_offset: Mapping[int, MetricSummary]
     n_sequences: int
+    n_sessions: int = 0
+    n_apart: int = 0
 
     def significant(self) -> bool:
         """The CI excludes 0 (over at least `MIN_PAIRED` sequences)."""
@@ -344,6 +349,8 @@ def _paired(series: MemorySeries, reference: MemorySeries) -> PairedSessions | N
         per_seed={seed: _ci([m for (s, _), m in means.items() if s == seed]) for seed in seeds},
         by_offset={d: _ci(v) for d, v in sorted(by_offset.items())},
         n_sequences=len(means),
+        n_sessions=len(pairs),
+        n_apart=sum(ref.value != other.value for ref, other in pairs),
     )
 
 
@@ -525,6 +532,8 @@ def sessions_json(comparison: SessionComparison) -> dict[str, object]:
                 "per_seed": {str(seed): summary(v) for seed, v in p.per_seed.items()},
                 "by_offset": {str(d): summary(v) for d, v in p.by_offset.items()},
                 "n_sequences": p.n_sequences,
+                "n_sessions": p.n_sessions,
+                "n_apart": p.n_apart,
             }
             for p in comparison.paired
         ],
@@ -614,6 +623,10 @@ def session_sentences(comparison: SessionComparison) -> list[str]:
     for p in comparison.paired:
         seeds = "; ".join(f"seed {seed} {_signed(v)}" for seed, v in p.per_seed.items())
         out.append(f"{_paired_text(comparison, p)}; {p.n_sequences} users; {seeds}).")
+        out.append(
+            f"{p.memory} and {REFERENCE} ended differently (one succeeded, the other not) in "
+            f"{p.n_apart:,} of the {p.n_sessions:,} sessions both played."
+        )
         if comparison.has_change:
             steps = ", ".join(f"d={d}: {_signed(v)}" for d, v in p.by_offset.items() if d >= 0)
             out.append(f"{p.memory} − {REFERENCE} by sessions since the change: {steps}.")

@@ -342,3 +342,21 @@ def test_a_memory_that_tracks_worse_than_frozen_is_said_to(tmp_path: Path) -> No
     assert "vs 100.0%): its memory moved away" in said and "Note: frozen" not in said
     same = [runs[0], write_folder(tmp_path / "b", "update", 0, lambda n, s: True, change=None)]
     assert "less often" not in " ".join(session_sentences(comparison_of(same)))
+
+
+def test_the_report_says_in_how_many_sessions_two_memories_ended_differently(tmp_path: Path) -> None:
+    """A walkthrough's LastFM* memories differed in 3 of 400 conversations, and the report printed
+    "+0.000 [+0.000, +0.000]" at every d with nothing to say why. Here update succeeds where frozen does
+    not for the first 3 users at the change session only: 3 of the 200 sessions both played."""
+    runs = [
+        write_folder(tmp_path, "frozen", 0, lambda n, s: n >= 10),
+        write_folder(tmp_path, "update", 0, lambda n, s: n >= 10 or (s == 2 and n < 3)),
+    ]
+    comparison = comparison_of(runs)
+    (paired,) = comparison.paired
+    assert (paired.n_apart, paired.n_sessions) == (3, 200)
+    said = " ".join(session_sentences(comparison))
+    assert (
+        "update and frozen ended differently (one succeeded, the other not) in 3 of the 200 sessions" in said
+    )
+    assert sessions_json(comparison)["paired"][0]["n_apart"] == 3
