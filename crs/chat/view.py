@@ -294,27 +294,32 @@ class ChatView:
             table.add_row(*(cells[c * rows + r] if c * rows + r < len(cells) else "" for c in range(columns)))
         self.console.print(table)
 
-    def _tags(self, item: int, said: set[int]) -> str:
-        """A few of the item's aspects that the dialogue has not settled (every candidate has the
-        accepted ones), best known first, e.g. "soul, trumpet, calm +3" (plain text)."""
+    def _tags(self, item: int, said: set[int], refused: set[int]) -> str:
+        """The item's aspects the person said no to (a "no" rules nothing out, so a slate item can have
+        them: hiding them made it look clean), then a few it has that the dialogue has not settled
+        (every candidate has the accepted ones), best known first, e.g. "rock (you said no); soul,
+        trumpet, calm +3" (plain text)."""
         own = self.catalog.aspects_of(item)
+        refusals = ", ".join(self.aspect(int(a)) for a in own if int(a) in refused)
         open_ = own[~np.isin(own, np.fromiter(said, dtype=np.int64, count=len(said)))]
         order = open_[np.argsort(-self.explainer.aspect_frequency[open_], kind="stable")]
         chosen = [self.aspect(int(a)) for a in order[:TAGS_SHOWN]]
         extra = order.size - len(chosen)
-        return ", ".join(chosen) + (f" +{extra}" if extra > 0 else "")
+        others = ", ".join(chosen) + (f" +{extra}" if extra > 0 else "")
+        return "; ".join(part for part in (refusals and f"{refusals} (you said no)", others) if part)
 
     def _slate_table(self, items: Sequence[int], explanations: list[Explanation]) -> Table:
         """The slate as a table: number, name (and a few other tags), explanation. Cells are built
         as `Text` (no markup parsing: it halves the time rich needs for the table)."""
         facts = self.env.state.facts()
-        said = set(facts.accepted.tolist()) | set(facts.rejected.tolist())
+        refused = set(facts.rejected.tolist())
+        said = set(facts.accepted.tolist()) | refused
         table = Table(show_edge=False, pad_edge=False, expand=False)
         table.add_column("#", justify="right", style="bold", no_wrap=True)
         table.add_column(Text.assemble(self.noun(singular=True), (" (other tags)", "dim")))
         table.add_column("why")
         for n, (item, why) in enumerate(zip(items, explanations, strict=True), start=1):
-            tags = self._tags(item, said)
+            tags = self._tags(item, said, refused)
             name = Text(self.catalog.item_names[item], style="bold")
             if tags:
                 name.append("\n" + tags, style="dim")

@@ -156,7 +156,8 @@ def test_a_long_question_shows_thirty_options_and_more_lists_the_rest(world: Cat
 
 def test_a_slate_s_tags_leave_out_what_the_dialogue_settled(world: Catalog) -> None:
     """The tags beside a recommended item are its aspects the dialogue has not settled, most common
-    first, three at most and "+N" for the rest (guards against showing the settled ones instead)."""
+    first, three at most and "+N" for the rest (guards against showing the settled ones instead), after
+    the ones the person said no to (they were hidden, so an item with them looked clean)."""
     from crs.chat.view import ChatView
 
     env = make_env(catalog=world, split="test")
@@ -168,7 +169,10 @@ def test_a_slate_s_tags_leave_out_what_the_dialogue_settled(world: Catalog) -> N
     rest = sorted((a for a in own if a not in said), key=lambda a: (-frequency[a], a))
     expected = ", ".join(world.aspect_names[a] for a in rest[:3])
     expected += f" +{len(rest) - 3}" if len(rest) > 3 else ""
-    assert view._tags(item, said) == expected
+    assert view._tags(item, said, set()) == expected
+    # what the person said no to stays in view, first: a "no" rules nothing out, so the item has it
+    refused = f"{world.aspect_names[own[2]]} (you said no); "
+    assert view._tags(item, said, {own[2]}) == refused + expected
 
 
 # ------------------------------------------------------------------------------- the opening
