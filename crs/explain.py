@@ -99,9 +99,13 @@ class Explanation:
             parts.append([("has ", ""), (listed, "bold"), (", as you asked", "")])
         if self.persona is not None:
             part: list[Segment] = [("for your ", ""), (self.persona_label, "italic"), (" side", "")]
-            if self.declined:
+            if self.declined and self.persona_label == " & ".join(names[a] for a in self.declined):
+                # every aspect naming the side was turned down (or skipped): not "without X & Y" of X & Y
+                part = [("for the side of you that is usually ", ""), (self.persona_label, "italic")]
+                part += [(" (not today, as you answered)", "")]
+            elif self.declined:
                 declined = " & ".join(names[a] for a in self.declined)
-                part += [(" (without ", ""), (declined, "bold"), (", as you said)", "")]
+                part += [(" (without ", ""), (declined, "bold"), (", as you answered)", "")]
             if self.aspect >= 0:
                 part += [(", because of ", ""), (names[self.aspect], "bold")]
             parts.append(part)

@@ -116,7 +116,7 @@ class PersonaPolicy:
 
 def test_an_explanation_says_which_part_of_its_sides_name_was_turned_down(world: Catalog) -> None:
     """A side keeps its name for the conversation, so after a "no" to one of the aspects naming it the
-    words say so ("without X, as you said") instead of recommending "for your X & Y side" as if the
+    words say so ("without X, as you answered") instead of recommending "for your X & Y side" as if the
     answer had not been heard (a walkthrough counted 34 of 92 explanations contradicting an answer)."""
     env = _started_env(world)
     names = world.aspect_names
@@ -127,10 +127,17 @@ def test_an_explanation_says_which_part_of_its_sides_name_was_turned_down(world:
     env.state.rejected[turned_down] = True
     explanations = explainer.explain(env, items)
     assert all(e.declined == (turned_down,) for e in explanations)
-    side = f"for your {names[0]} & {names[1]} side (without {names[turned_down]}, as you said)"
+    side = f"for your {names[0]} & {names[1]} side (without {names[turned_down]}, as you answered)"
     assert side in explanations[0].text(world)
     record = explanations[0].to_json(world)
     assert record["declined"] == [turned_down] and record["declined_names"] == [names[turned_down]]
+    # both turned down: not "for your X & Y side (without X & Y)", which contradicted itself
+    env.state.rejected[[0, 1]] = True
+    env.state.accepted[[0, 1]] = False
+    (every,) = explainer.explain(env, items[:1])
+    assert every.declined == (0, 1)
+    usual = f"for the side of you that is usually {names[0]} & {names[1]} (not today, as you answered)"
+    assert usual in every.text(world) and "without" not in every.text(world)
 
 
 class IdScoringRanker:
