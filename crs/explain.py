@@ -95,7 +95,7 @@ class Explanation:
             shown = [names[a] for a in self.matched[:MATCHED_SHOWN]]
             extra = len(self.matched) - len(shown)
             listed = " & ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
-            listed += f" (+{extra})" if extra > 0 else ""
+            listed += f" (+{extra} more)" if extra > 0 else ""
             parts.append([("has ", ""), (listed, "bold"), (", as you asked", "")])
         if self.persona is not None:
             part: list[Segment] = [("for your ", ""), (self.persona_label, "italic"), (" side", "")]

@@ -184,7 +184,8 @@ class ChoicePrompt:
         self.noun = noun
         self.help = (
             "Type the numbers of every option that fits (e.g. [bold]1 3[/]), each between 1 and "
-            f"{len(question.options)}, or [bold]none[/]."
+            f"{len(question.options)}, [bold]all[/], or [bold]none[/]; [bold]more[/] lists every option "
+            "again."
         )
 
     def parse(self, text: str) -> Reply:

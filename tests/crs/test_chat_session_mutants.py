@@ -271,6 +271,7 @@ def test_help_is_read_whatever_its_case_and_at_a_multiple_choice_question(world:
     result, text = talk(world, ["HELP", "jazz", "help", "quit"], policy)
     assert "Type the name of something you like" in text and "I know nothing called" not in text
     assert "Type the numbers of every option that fits (e.g. 1 3), each between 1 and 2" in text
+    assert "more lists every option again" in " ".join(text.split())  # `more` works there: say so
     assert "Type numbers between 1 and 2" not in text
     assert [t["answer"]["said"] for t in result.transcript["turns"]] == ["open"]
 

@@ -25,9 +25,9 @@ def test_the_chat_shows_three_asked_aspects_and_counts_the_rest(world: Catalog) 
     """Guards against showing a fourth asked-for aspect, or dropping the "+1" of a single one not shown."""
     names = world.aspect_names
     five = Explanation(0, None, "", -1, "fallback", matched=(4, 3, 2, 1, 0))
-    assert five.text(world) == f"has {names[4]}, {names[3]} & {names[2]} (+2), as you asked"
+    assert five.text(world) == f"has {names[4]}, {names[3]} & {names[2]} (+2 more), as you asked"
     four = Explanation(0, None, "", -1, "fallback", matched=(4, 3, 2, 1))
-    assert four.text(world) == f"has {names[4]}, {names[3]} & {names[2]} (+1), as you asked"
+    assert four.text(world) == f"has {names[4]}, {names[3]} & {names[2]} (+1 more), as you asked"
     two = Explanation(0, None, "", -1, "fallback", matched=(5, 1))
     assert two.text(world) == f"has {names[5]} & {names[1]}, as you asked"
 
