@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ class OnceOptionsCommand(TypelessFlags, typer.core.TyperCommand):
         return super().parse_args(ctx, args)
 
 
+def _options(params: list[Any], keep: Callable[[Any], bool]) -> dict[str, Any]:
+    """Each way of typing an option of `params` that `keep` accepts ("-o", "--out", "--no-x") -> it."""
+    return {
+        opt: param
+        for param in params
+        if isinstance(param, typer.core.TyperOption) and keep(param)
+        for opt in (*param.opts, *param.secondary_opts)
+    }
+
+
 def _takes_a_path(param: Any) -> bool:
     """Whether a typer option reads a path (typer's own type descriptor, else Click's `Path` type)."""
     descriptor = getattr(param, "type_descriptor", None)
@@ -76,12 +87,7 @@ def _takes_a_path(param: Any) -> bool:
 def _refuse_an_empty_path(params: list[Any], ctx: Any, args: list[str]) -> None:
     """An empty path (``-o ""``, e.g. an unset ``-o "$OUT"``) reads as the current folder: refuse it by
     the option's name instead."""
-    options = {
-        opt: param
-        for param in params
-        if isinstance(param, typer.core.TyperOption) and _takes_a_path(param)
-        for opt in param.opts
-    }
+    options = _options(params, _takes_a_path)
     for index, token in enumerate(args):
         if token == "--":
             return
@@ -99,12 +105,7 @@ def _refuse_a_value_after_a_flag(params: list[Any], ctx: Any, args: list[str]) -
     """In a command that takes no arguments, a value right after a flag was meant for it (``crs train
     --workers 2``): refuse it by the flag's name, where Click said "Got unexpected extra argument(s) (2)".
     """
-    options = {
-        opt: param
-        for param in params
-        if isinstance(param, typer.core.TyperOption)
-        for opt in (*param.opts, *param.secondary_opts)
-    }
+    options = _options(params, lambda param: True)
     index = 0
     while index < len(args) - 1:
         token, following = args[index], args[index + 1]
@@ -123,12 +124,7 @@ def _refuse_a_value_after_a_flag(params: list[Any], ctx: Any, args: list[str]) -
 def repeated_options(params: list[Any], args: list[str]) -> list[tuple[Any, list[str]]]:
     """The single-value options of `params` that `args` gives more than once, each with its tokens as
     typed (``--name value``, ``--name=value``, ``-nvalue`` or a flag), in the order of `params`."""
-    owner = {
-        opt: param
-        for param in params
-        if isinstance(param, typer.core.TyperOption) and not param.multiple and not param.count
-        for opt in (*param.opts, *param.secondary_opts)
-    }
+    owner = _options(params, lambda param: not param.multiple and not param.count)
     given: dict[str, list[str]] = {}
     index = 0
     while index < len(args):

@@ -1146,11 +1146,8 @@ def write_model_card(
     )
     version = record.versions.get("persona_crs", "?")
     # another CPU or torch can round a trained figure differently: say which this one was trained on
-    machine = "".join(
-        f", {label} {record.versions[key]}"
-        for key, label in (("torch", "torch"), ("cpu", "on"))
-        if key in record.versions
-    )
+    torch_version, cpu = record.versions.get("torch"), record.versions.get("cpu")
+    machine = (f", torch {torch_version}" if torch_version else "") + (f", on {cpu}" if cpu else "")
     imitation = settings.imitation
     warm_start = (
         f" It first imitated the rule `{imitation.rule}` ({imitation.steps:,} turns, "
