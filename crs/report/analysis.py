@@ -1054,19 +1054,18 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             where = f" on {table.test_set.dataset_label}" + (f", table {number}" if len(tables) > 1 else "")
             if len({t.test_set.setting for t in tables if t.test_set.dataset == table.test_set.dataset}) > 1:
                 where += f" ({table.test_set.setting} setting)"  # two tables of one dataset read apart
-            figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}"
-            tied = [r.label for r in contenders if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
+            tied = [r for r in contenders if r.metrics[PRIMARY].mean == top.metrics[PRIMARY].mean]
             the = "The" if number == 1 else "the"
-            if len(tied) > 1:  # no best to name
+            if len(tied) > 1:  # no best to name; each keeps its own interval
                 best.append(
-                    f"{the} best {PRIMARY} among the policies compared{where} is shared by "
-                    f"{', '.join(tied[:-1])} and {tied[-1]} ({figure})"
+                    f"{the} best {PRIMARY} mean among the policies compared{where} is shared by "
+                    + _names([f"{row.label} ({_figure(row)})" for row in tied])
                 )
             elif len(contenders) > 1:
                 lead = f"{the} best by {PRIMARY} among the policies compared{where}"
                 best.append(_top_row(table, top, contenders, lead))
             else:  # one policy: nothing to be best among
-                best.append(f"{top.label} alone was evaluated{where} ({figure})")
+                best.append(f"{top.label} alone was evaluated{where} ({_figure(top)})")
             oracles = [row.label for row in table.rows if row not in contenders]
             if oracles:
                 best[-1] += (
@@ -1088,9 +1087,7 @@ def _top_row(table: Table, top: Row, contenders: Sequence[Row], lead: str) -> st
     differences tell it apart from the other contenders: a mean alone names no best (two seeds'
     intervals are wide), and neither does a difference to only some of them (a row it is not paired
     with, e.g. over another ranker)."""
-    # a row of several seeds has the table's Student-t interval across them, not the pooled bootstrap
-    across = f", across its {top.n_runs} seeds" if top.ci == "seeds" else ""
-    figure = f"{PRIMARY} {_fmt(top.metrics[PRIMARY])}{across}"
+    figure = _figure(top)
     others = {row.label for row in contenders if row is not top}
     diffs = [d for d in table.diffs if d.reference == top.label and d.label in others]
     if not diffs:  # the differences are taken from another row (the full model)
@@ -1113,6 +1110,13 @@ def _top_row(table: Table, top: Row, contenders: Sequence[Row], lead: str) -> st
         above = "paired 95% CI of the difference above 0"
         return f"{lead} is {top.label} ({figure}), ahead of each of the others ({above})"
     return f"{lead} is not told apart: {top.label} has the highest mean ({figure}), but {'; '.join(reasons)}"
+
+
+def _figure(row: Row) -> str:
+    """`row`'s primary metric with its interval, e.g. "SR@15 0.900 [0.880, 0.920], across its 3 seeds"."""
+    # a row of several seeds has the table's Student-t interval across them, not the pooled bootstrap
+    across = f", across its {row.n_runs} seeds" if row.ci == "seeds" else ""
+    return f"{PRIMARY} {_fmt(row.metrics[PRIMARY])}{across}"
 
 
 def _is_oracle(row: Row) -> bool:

@@ -629,13 +629,16 @@ def test_without_ablations_the_answer_says_it_cannot_answer(runs) -> None:
     assert text.split(". ")[0] == said["apart" if diff.significant("SR@15") else "close"].split(". ")[0]
     alone, _ = answer(build_tables(load_inputs([runs["ask-4-s1"]]).evals)[0])  # nothing to be best among
     assert alone.startswith("ask-4 alone was evaluated on ") and "best" not in alone
+    seeded_alone = dataclasses.replace(tables[0], rows=type(tables[0].rows)([seeded]), diffs=[])
+    assert ", across its 2 seeds)" in answer([seeded_alone])[0].split(". ")[0]
     first, second = tables[0].rows[:2]  # the two at the same SR@15: no best is named
-    tie = dataclasses.replace(
-        tables[0], rows=type(tables[0].rows)([first, dataclasses.replace(second, metrics=first.metrics)])
-    )
-    shared, _ = answer([tie])
-    assert shared.startswith("The best SR@15 among the policies compared on ") and "best by" not in shared
-    assert f"is shared by {first.label} and {second.label} (SR@15 " in shared
+    second = dataclasses.replace(second, metrics=first.metrics, ci="seeds", runs=second.runs[:1] * 3)
+    shared, _ = answer([dataclasses.replace(tables[0], rows=type(tables[0].rows)([first, second]))])
+    assert shared.startswith("The best SR@15 mean among the policies compared on ")
+    assert "best by" not in shared
+    # each tied row keeps its own interval: one of three seeds is not one run's bootstrap
+    assert f"is shared by {first.label} (SR@15 " in shared and f") and {second.label} (SR@15 " in shared
+    assert shared.count(", across its") == 1 and ", across its 3 seeds)" in shared
 
 
 def test_a_trained_run_is_full_beside_its_ablations_and_else_named_after_itself(ablations, tmp_path) -> None:
