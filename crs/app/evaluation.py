@@ -249,6 +249,11 @@ def evaluated_ranker_identity(policy: str, ranker_name: str) -> str:
     return recorded if recorded is not None else run_ranker(policy).identity()
 
 
+OWN_TARGETS_NOTE = "multi-interest targets drawn by crs"
+"""How the note of `own_targets_note` begins: a report that finds it needs not say again that no
+published figure compares."""
+
+
 def own_targets_note(dataset: str, user: str) -> tuple[str, ...]:
     """A note for multi-interest users on data MCMIPL did not release groups for (their targets are
     drawn by crs's rule, `simulators.goals.MultiTargetGoals`): no published figure used them."""
@@ -257,7 +262,7 @@ def own_targets_note(dataset: str, user: str) -> tuple[str, ...]:
     own = mcmipl_setting_of(dataset)
     where = f" (MCMIPL's own: -d {own})" if own else ""
     return (
-        "multi-interest targets drawn by crs (each test pair's item plus items sharing one of its aspects), "
+        f"{OWN_TARGETS_NOTE} (each test pair's item plus items sharing one of its aspects), "
         f"not MCMIPL's released target groups{where}: no published figure compares with these",
     )
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from crs.app.evaluation import OWN_TARGETS_NOTE
 from crs.report.analysis import Row, Table, TestSet
 from crs.report.inputs import EvalRun, TrainRun
 from envs.metrics import MetricSummary
@@ -88,13 +89,15 @@ def setting_note(table: Table) -> str:
     notes its runs' data carry ("data: no train split in the release ...": a figure must not be read
     without them)."""
     test = table.test_set
-    note = f"{SETTING_NOTES.get(test.setting, f'{test.setting} setting')} ({_published(test)})"
     data = dict.fromkeys(text for row in table.rows for run in row.runs for text in run.summary.notes)
+    said = any(text.startswith(OWN_TARGETS_NOTE) for text in data)
+    note = f"{SETTING_NOTES.get(test.setting, f'{test.setting} setting')} ({_published(test, said)})"
     return note + (f"; data: {'; '.join(data)}" if data else "")
 
 
-def _published(test: TestSet) -> str:
-    """Which published figures a table's numbers compare with, if any."""
+def _published(test: TestSet, data_said: bool = False) -> str:
+    """Which published figures a table's numbers compare with, if any; `data_said`: the data notes
+    already say that none does (`OWN_TARGETS_NOTE`), and where MCMIPL's own setting is."""
     if test.dataset == PERSONA_WORLD:
         return "the synthetic persona world: no published figure compares with it"
     if test.setting == "binary":
@@ -105,6 +108,8 @@ def _published(test: TestSet) -> str:
         return "compare with MCMIPL / SAPIENT figures"
     if test.dataset in MCMIPL_DATASETS:
         return "no published figure compares with it: see the data notes"
+    if data_said:
+        return f"on {test.dataset}, UNICORN's data, not MCMIPL's release and rules: see the data notes"
     own = mcmipl_setting_of(test.dataset)
     where = f"-d {own}" if own else "-d " + ", -d ".join(MCMIPL_DATASETS)
     return (
