@@ -354,9 +354,10 @@ class ChatView:
             before: Candidates before the answer.
             said: The answer in a person's words ("yes", "no", "skip", "none", "choose", "reject").
         """
-        if info is None or self.env.done or (question.is_recommend and info["success"]):
-            return
         after = self.env.state.n_candidates
+        # an answer that leaves none ends the conversation: still say which answer did
+        if info is None or (self.env.done and after) or (question.is_recommend and info["success"]):
+            return
         why = (
             self._slate_left(question, before, after)
             if question.is_recommend
@@ -369,7 +370,7 @@ class ChatView:
         if gone:
             shown = len(question.parsed.items)
             return (
-                f"the {shown} shown are ruled out"
+                ("the one shown is ruled out" if shown == 1 else f"the {shown} shown are ruled out")
                 if gone == shown
                 else f"{gone} of those shown are ruled out"
             )

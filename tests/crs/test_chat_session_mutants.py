@@ -296,6 +296,7 @@ def test_rejecting_the_last_candidate_ends_with_no_candidates(world: Catalog) ->
     assert len(turns) < 15
     assert result.ended == "no candidates" == result.transcript["outcome"]["ended"]
     assert "No item is left that fits everything that was said." in text
+    assert "0 items left (the one shown is ruled out)." in text  # which answer left none
 
 
 def test_a_typo_of_a_name_of_no_category_says_it_is_in_none(world: Catalog) -> None:
