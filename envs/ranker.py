@@ -13,11 +13,14 @@ into the SB3 wrapper or a rule policy. A ranker is fixed during RL: nothing here
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from simulators.errors import CRSError
+
+if TYPE_CHECKING:
+    from simulators.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,22 @@ class PreferenceRanker(Protocol):
     def aspect_scores(self, facts: DialogueFacts, aspects: np.ndarray) -> np.ndarray:
         """Scores of `aspects` (shape (n,), int64), returned as float64 of shape (n,)."""
         ...
+
+
+def ranker_misfit(ranker: object, catalog: Catalog) -> str | None:
+    """Why `ranker` scores another catalogue than `catalog`, by the sizes it states (its ``n_users``,
+    ``n_items`` and ``n_aspects``, each where it has one, as the project's rankers do; a ranker of none
+    is taken on trust), e.g. "scores 7,432 items, not the 3,000 of 'persona_world'"; None when it fits."""
+    off = [
+        f"{stated:,} {what}, not the {wanted:,} of {catalog.name!r}"
+        for what, wanted in (
+            ("users", catalog.n_users),
+            ("items", catalog.n_items),
+            ("aspects", catalog.n_aspects),
+        )
+        if (stated := getattr(ranker, f"n_{what}", None)) is not None and stated != wanted
+    ]
+    return f"scores {'; '.join(off)}" if off else None
 
 
 @runtime_checkable

@@ -61,7 +61,7 @@ from envs.actions import ask, probe, recommend, show_value
 from envs.answer_search import AnswerSearch, check_temperature
 from envs.env import ConversationEnv
 from envs.question_types import typed_question
-from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker
+from envs.ranker import DialogueFacts, PersonaAwareRanker, PreferenceRanker, ranker_misfit
 from envs.sb3_features import (
     FEATURE_NAMES,
     GLOBAL_FEATURES,
@@ -85,6 +85,7 @@ from envs.sb3_slots import (
     rank_candidates,
 )
 from simulators.errors import CRSError
+from simulators.field_types import check_field_types
 
 __all__ = [
     "FEATURE_NAMES",
@@ -162,6 +163,19 @@ class WrapperConfig:
                 f"WrapperConfig.plan_temperature={self.plan_temperature} tempers the search that "
                 "plan_depth asks for: set plan_depth too (e.g. 2)"
             )
+        try:  # what the checks above leave: the switches
+            check_field_types(self)
+        except CRSError as error:
+            raise WrapperError(str(error)) from None
+
+
+def _already_wrapped(env: gym.Env) -> bool:
+    """Whether a `SlateActionWrapper` is among `env`'s wrappers."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, SlateActionWrapper):
+            return True
+        env = env.env
+    return False
 
 
 class MaskedActionSpace(spaces.MultiDiscrete):
@@ -213,7 +227,8 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     it is fixed), so ``env.spec`` lists it and Gymnasium's ``check_env`` accepts it over a ``gym.make`` env.
 
     Raises:
-        WrapperError: ``ranker`` scores no items, ``n_items`` is smaller than the env's slate size, or a
+        WrapperError: ``ranker`` scores no items or those of another catalogue (`ranker_misfit`), `env`
+            is wrapped already, ``n_items`` is smaller than the env's slate size, or a
             size is not positive.
     """
 
@@ -223,10 +238,21 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         base = env.unwrapped
         if not isinstance(base, ConversationEnv):
             raise WrapperError(f"SlateActionWrapper needs a ConversationEnv, got {type(base).__name__}")
+        if _already_wrapped(env):
+            raise WrapperError(
+                "the env is a SlateActionWrapper already (or wraps one): wrap the ConversationEnv once, "
+                "e.g. SlateActionWrapper(env.unwrapped, ranker)"
+            )
         if not callable(getattr(ranker, "item_scores", None)):
             raise WrapperError(
                 f"SlateActionWrapper's ranker must be a PreferenceRanker (it scores items with "
                 f"item_scores), got {type(ranker).__name__} {ranker!r}: build one from its name, e.g. "
+                "policies.rankers.build_ranker('popularity', env.unwrapped.catalog)"
+            )
+        misfit = ranker_misfit(ranker, base.catalog)
+        if misfit:
+            raise WrapperError(
+                f"SlateActionWrapper's ranker {misfit}: build it from this env's catalogue, e.g. "
                 "policies.rankers.build_ranker('popularity', env.unwrapped.catalog)"
             )
         cfg = config or WrapperConfig()
@@ -339,7 +365,13 @@ class SlateActionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self.observe(), reward, False, False, info
 
     def action_masks(self) -> np.ndarray:
-        """Choice mask then the item mask repeated slate_size times; bool, shape (sum(nvec),)."""
+        """Choice mask then the item mask repeated slate_size times; bool, shape (sum(nvec),).
+
+        Raises:
+            WrapperError: No observation yet: call reset() first.
+        """
+        if not self._obs:
+            raise WrapperError("the wrapper has no observation yet: call reset() before action_masks()")
         choice = self._obs["choice_mask"] > 0.5
         items = self._obs["item_mask"] > 0.5
         return np.concatenate([choice, np.tile(items, self.slate_size)])

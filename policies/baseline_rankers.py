@@ -141,8 +141,20 @@ class TransERanker:
         ui = data["ui_emb"]
         return cls(ui[: catalog.n_users], ui[catalog.n_users :], data["feature_emb"], catalog)
 
+    @property
+    def n_users(self) -> int:
+        return len(self.user_emb)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_emb)
+
+    @property
+    def n_aspects(self) -> int:
+        return len(self.aspect_emb)
+
     def _check_facts(self, facts: DialogueFacts) -> None:
-        check_facts(facts, len(self.user_emb), len(self.aspect_emb), len(self.item_emb))
+        check_facts(facts, self.n_users, self.n_aspects, self.n_items)
 
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
         self._check_facts(facts)
@@ -174,6 +186,14 @@ class PopularityRanker:
         split = catalog.split(catalog.pretrain_split)
         self.item_popularity = np.bincount(split.items, minlength=catalog.n_items).astype(np.float64)
         self.aspect_popularity = np.diff(catalog.aspect_items.indptr).astype(np.float64)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_popularity)
+
+    @property
+    def n_aspects(self) -> int:
+        return len(self.aspect_popularity)
 
     def item_scores(self, facts: DialogueFacts, items: np.ndarray) -> np.ndarray:
         return self.item_popularity[np.asarray(items, dtype=np.int64)]

@@ -146,7 +146,14 @@ def make_persona_world(
         CRSError: An argument is out of range; the message names it and the allowed range.
     """
     _check_arguments(
-        n_users, n_items, n_groups, aspects_per_group, n_personas, personas_per_user, interactions_per_user
+        n_users,
+        n_items,
+        n_groups,
+        aspects_per_group,
+        n_personas,
+        personas_per_user,
+        interactions_per_user,
+        seed,
     )
     return _memoised_world(
         n_users,
@@ -177,7 +184,14 @@ def build_persona_world(
 ) -> Catalog:
     """`make_persona_world` without its memo: a new catalogue on every call, same arguments, same errors."""
     _check_arguments(
-        n_users, n_items, n_groups, aspects_per_group, n_personas, personas_per_user, interactions_per_user
+        n_users,
+        n_items,
+        n_groups,
+        aspects_per_group,
+        n_personas,
+        personas_per_user,
+        interactions_per_user,
+        seed,
     )
     rng = np.random.default_rng(seed)
     group_names, aspect_names = _aspect_vocabulary(n_groups, aspects_per_group)
@@ -258,7 +272,10 @@ def _check_arguments(
     n_personas: int,
     personas_per_user: int,
     interactions_per_user: int,
+    seed: int,
 ) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise CRSError(f"make_persona_world: seed={seed!r} must be an integer >= 0")
     checks = (
         ("n_users", n_users, 1, None),
         ("n_items", n_items, 1, None),

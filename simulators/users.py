@@ -299,6 +299,14 @@ class PersonaUser(UserModel):
         split: str | None = None,
     ) -> None:
         super().__init__(catalog)
+        real, whole = (int, float, np.integer, np.floating), (int, np.integer, type(None))
+        for name, value, types, kind in (
+            ("noise", noise, real, "a number"),
+            ("drift", drift, real, "a number"),
+            ("patience", patience, whole, "an integer or None"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, types):  # "0.1" failed later on a comparison
+                raise CRSError(f"PersonaUser {name}={value!r} must be {kind}")
         if not 0.0 <= noise <= 1.0:
             raise CRSError(f"PersonaUser noise={noise} must lie in [0, 1]")
         if not 0.0 <= drift <= 1.0:

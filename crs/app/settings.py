@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -24,6 +24,7 @@ from policies.rl.config import ImitationConfig, PPOConfig, RLConfig
 from policies.rules import make_rule_policy
 from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name, check_taxonomy
 from simulators.errors import CRSError
+from simulators.field_types import field_types, is_of
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
 from simulators.persona_world import WORLD_USER
 
@@ -80,16 +81,15 @@ def plain_block(block: str, kind: type[Any], data: Any) -> Any:
     """
     if not isinstance(data, dict):
         return data  # an instance already, or pydantic names what it is
-    hints = get_type_hints(kind)
-    unknown = sorted(str(key) for key in data if key not in hints)
+    types_of = field_types(kind)
+    unknown = sorted(str(key) for key in data if key not in types_of)
     if unknown:
-        raise ValueError(f"{block}: unknown key(s) {', '.join(unknown)}; known: {', '.join(hints)}")
+        raise ValueError(f"{block}: unknown key(s) {', '.join(unknown)}; known: {', '.join(types_of)}")
     values = {}
     for key, value in data.items():
-        types = tuple(t for t in get_args(hints[key]) or (hints[key],) if t is not type(None))
-        optional = type(None) in get_args(hints[key])
+        types, optional = types_of[key]
         if value is not None or not optional:  # None: an optional left out
-            if not _is_a(value, types):
+            if not is_of(value, types):
                 need = " or ".join(t.__name__ for t in types)
                 raise ValueError(f"{block}.{key}={value!r} must be of type {need}")
             if float in types and isinstance(value, int | float):
@@ -98,15 +98,6 @@ def plain_block(block: str, kind: type[Any], data: Any) -> Any:
                     raise ValueError(f"{block}.{key}={value} must be a finite number")
         values[key] = value
     return kind(**values)
-
-
-def _is_a(value: Any, types: tuple[type, ...]) -> bool:
-    """Whether `value` is one of `types`, as YAML writes them: a bool is no number, an int is a float."""
-    if isinstance(value, bool):
-        return bool in types
-    if isinstance(value, int) and float in types:
-        return True
-    return isinstance(value, tuple(t for t in types if t is not bool))
 
 
 class UserSettings(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 from envs.sb3_wrapper import WrapperConfig
 from policies.rules import make_rule_policy
 from simulators.errors import CRSError
+from simulators.field_types import check_field_types
 
 ROLLOUT_STEPS = 512  # steps per PPO update when n_steps is not given: n_steps = ROLLOUT_STEPS // envs
 MIN_ROLLOUT_STEPS_PER_ENV = 32
@@ -69,7 +70,7 @@ class PPOConfig:
             more than 2 cores.
 
     Raises:
-        CRSError: A value out of its range (named).
+        CRSError: A value of another type or out of its range (named).
     """
 
     n_steps: int | None = None
@@ -90,6 +91,7 @@ class PPOConfig:
     subprocess: bool | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # a library caller's 2.0 or "32" is named here, not deep in training
         for name, lowest, inclusive in _LOWER_BOUNDS:
             value = getattr(self, name)
             if value is None:

@@ -27,6 +27,7 @@ from envs.sb3_wrapper import (
     WrapperError,
 )
 from policies.baseline_rankers import PopularityRanker
+from policies.rankers import build_ranker
 from policies.rules import LookaheadPolicy
 from simulators.catalog import Catalog, Taxonomy
 from simulators.datasets import load_catalog
@@ -192,6 +193,36 @@ def test_enumerated_env_offers_categories() -> None:
 def test_bad_configuration_names_the_fix(world: Catalog) -> None:
     with pytest.raises(WrapperError, match="n_items >= 10"):
         wrapped(world, n_items=5)
+    for switch in ("probes", "ranker_features"):  # "no" read as True, 0 as False
+        for bad in ("no", 0):
+            with pytest.raises(WrapperError, match=rf"WrapperConfig.{switch}={bad!r} must be of type bool"):
+                WrapperConfig(**{switch: bad})
+
+
+def test_a_ranker_of_another_catalogue_is_refused_naming_both(world: Catalog) -> None:
+    """A ranker built for another dataset scored the wrong items without a word (bigger) or failed deep
+    in a step with an IndexError (smaller): refused when the wrapper is built, naming the sizes."""
+    tiny = tiny_catalog()
+    env = make_env(catalog=world, split="valid")
+    with pytest.raises(
+        WrapperError, match=r"scores 6 items, not the 300 of 'persona_world'.*unwrapped.catalog"
+    ):
+        SlateActionWrapper(env, PopularityRanker(tiny))
+    with pytest.raises(WrapperError, match=r"scores 40 users, not the 1 of .*300 items, not the 6 of "):
+        SlateActionWrapper(make_env(catalog=tiny, split="valid"), build_ranker("uniform", world))
+    SlateActionWrapper(env, build_ranker("uniform", world))  # its own catalogue's ranker is taken
+
+
+def test_masks_before_reset_and_a_second_wrapper_are_refused(world: Catalog) -> None:
+    """`action_masks()` before `reset()` said KeyError 'choice_mask'; a wrapper over a wrapper failed only
+    at its first step."""
+    env = wrapped(world)
+    with pytest.raises(WrapperError, match=r"call reset\(\) before action_masks\(\)"):
+        env.action_masks()
+    with pytest.raises(WrapperError, match=r"a SlateActionWrapper already.*env.unwrapped"):
+        SlateActionWrapper(gym.wrappers.RecordEpisodeStatistics(env), PopularityRanker(world))
+    env.reset(seed=0)
+    assert env.action_masks().shape == (sum(env.action_space.nvec),)
 
 
 def feature(obs: dict[str, np.ndarray], key: str, name: str) -> np.ndarray:

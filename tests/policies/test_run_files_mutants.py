@@ -177,6 +177,25 @@ def test_ppo_settings_out_of_range_are_refused_by_name(kwargs: dict[str, Any], m
         PPOConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_envs": 2.0}, "RLConfig.n_envs=2.0 must be of type int"),
+        ({"n_envs": True}, "RLConfig.n_envs=True must be of type int"),
+        ({"n_steps": 32.5}, "RLConfig.n_steps=32.5 must be of type int or None"),
+        ({"batch_size": "32"}, "RLConfig.batch_size='32' must be of type int"),
+        ({"subprocess": 1}, "RLConfig.subprocess=1 must be of type bool or None"),
+        ({"wrapper": {"n_questions": 3}}, "RLConfig.wrapper=.* must be of type WrapperConfig"),
+    ],
+)
+def test_rl_config_refuses_values_of_another_type_by_name(kwargs: dict[str, Any], message: str) -> None:
+    """A library caller's 2.0 envs or dict of wrapper sizes was accepted and failed deep in training
+    ('float' object cannot be interpreted as an integer, 'dict' object has no attribute 'n_items')."""
+    with pytest.raises(CRSError, match=message):
+        RLConfig(**kwargs)
+    assert RLConfig(learning_rate=1).learning_rate == 1  # an int is a number
+
+
 def test_rl_config_resolves_rollout_steps_per_env() -> None:
     """Guards against n_steps = min(...) instead of max(512 // envs, 32), and 0 envs accepted."""
     assert [RLConfig(n_envs=n).n_steps for n in (1, 8, 16, 32)] == [512, 64, 32, 32]

@@ -297,6 +297,8 @@ def test_ground_truth_scorers_beat_chance() -> None:
     [
         ({"n_users": 2.5}, "n_users=2.5 must be an integer"),  # a TypeError from `range` before
         ({"n_groups": True}, "n_groups=True must be an integer"),
+        ({"seed": "1"}, "seed='1' must be an integer >= 0"),  # numpy's SeedSequence TypeError before
+        ({"seed": -1}, "seed=-1 must be an integer >= 0"),
         # the default 30 interactions per user cannot fit 2 items: the fix names the argument to raise
         ({"n_items": 2}, "interactions_per_user=30 must be at most n_items=2 (and interactions_per_user at "
          "least 3: raise n_items)"),

@@ -9,6 +9,7 @@ the target.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -74,6 +75,21 @@ def test_a_target_one_past_the_last_item_is_refused() -> None:
 def test_persona_user_rejects_probabilities_on_the_other_side(kwargs: dict[str, float], match: str) -> None:
     """Guards against a range check that keeps only one bound of noise's or drift's [0, 1]."""
     with pytest.raises(CRSError, match=match):
+        PersonaUser(world(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"noise": "0.1"}, "PersonaUser noise='0.1' must be a number"),
+        ({"drift": None}, "PersonaUser drift=None must be a number"),
+        ({"patience": 2.5}, "PersonaUser patience=2.5 must be an integer or None"),
+        ({"patience": True}, "PersonaUser patience=True must be an integer or None"),
+    ],
+)
+def test_persona_user_refuses_arguments_of_another_type_by_name(kwargs: dict, message: str) -> None:
+    """user_kwargs={"noise": "0.1"} failed with Python's own comparison TypeError."""
+    with pytest.raises(CRSError, match=re.escape(message)):
         PersonaUser(world(), **kwargs)
 
 
