@@ -374,10 +374,12 @@ class ChatView:
                 if gone == shown
                 else f"{gone} of those shown are ruled out"
             )
-        return (
-            f"with {self.env.slate_size} or fewer left, this rule keeps the ones shown; "
-            "they are not offered again"
-        )
+        # MCMIPL's rule (the only one that keeps a rejected slate): they stay, and may be shown again
+        kept = f"with {self.env.slate_size} or fewer left, MCMIPL's rule keeps the ones shown"
+        shown = set(question.parsed.items)
+        if set(self.env.state.candidate_items().tolist()) <= shown:
+            return f"{kept}; nothing else is left, so they can only be shown again"
+        return kept
 
     def _answer_left(
         self, question: Question, info: dict[str, Any], before: int, after: int, said: str

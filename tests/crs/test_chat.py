@@ -990,6 +990,22 @@ def test_mcmipl_questions_list_values_of_one_type_and_follow_its_candidate_rule(
     assert said in flat(result.output)
 
 
+@pytest.mark.real_data
+def test_a_slate_mcmipls_rule_keeps_is_not_said_to_be_offered_no_more(
+    tmp_path: Path, real_data_dir: Path
+) -> None:
+    """MCMIPL's rule keeps a rejected slate when 10 or fewer are left: the count line said "they are not
+    offered again" while the one artist left was shown seven times (a walkthrough's chat)."""
+    args = ["-d", "mcmipl_lastfm_star", "--data-dir", str(real_data_dir), "-p", "probe-2-ask-5"]
+    result, transcript = chat(tmp_path, [], *args, "--ranker", "uniform", "--simulate", "--seed", "1")
+    actions = [t["action"] for t in transcript["turns"] if t["action"]]  # the opening has none
+    slates = [tuple(a["items"]) for a in actions if a["kind"] == "recommend"]
+    assert len(slates) > len(set(slates))  # the same slate again: what the line must not deny
+    said = flat(result.output)
+    assert "not offered again" not in said
+    assert "MCMIPL's rule keeps the ones shown; nothing else is left, so they can only be shown again" in said
+
+
 # ------------------------------------------------------------------------- why candidates change
 def random_persona_ranker(world: Catalog, personas: int) -> PersonaRanker:
     """A persona ranker with seeded random weights (`personas` per user, 3 prototypes, d = 4)."""
