@@ -89,6 +89,17 @@ def _candidates_holding(env: ConversationEnv, aspects: np.ndarray) -> np.ndarray
     return np.array([int(candidates[env.catalog.items_with(int(a))].sum()) for a in aspects], dtype=np.int64)
 
 
+def pick_rule(env: ConversationEnv, noun: str) -> str:
+    """What several picks at a multiple-choice question mean under the env's candidate rule, e.g. "an
+    artist needs just one of those you pick" ("all": every one; MCMIPL's: one picked, none left out)."""
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
+    if env.candidate_rule == "all":
+        return f"{article} {noun} must have every one you pick"
+    if env.candidate_rule == "mcmipl":
+        return f"{article} {noun} needs one you pick and none you leave out"
+    return f"{article} {noun} needs just one of those you pick"
+
+
 def candidates_after(env: ConversationEnv, accepted: Sequence[int], rejected: Sequence[int] = ()) -> int:
     """Candidates the env would keep if the user accepted `accepted` and rejected `rejected` (the env's
     candidate rule; only MCMIPL's reads the rejected aspects)."""

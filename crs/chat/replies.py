@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from crs.chat.errors import ChatEndedError, UndoRequestedError
 from crs.chat.person import PersonAnswer
-from crs.chat.question import Question, candidates_after
+from crs.chat.question import Question, candidates_after, pick_rule
 from envs.env import ConversationEnv
 from simulators.catalog import Catalog
 
@@ -182,10 +182,11 @@ class ChoicePrompt:
         self.question = question
         self.env = env
         self.noun = noun
+        self.example = "1" if len(question.options) == 1 else f"1 {min(3, len(question.options))}"
         self.help = (
-            "Type the numbers of every option that fits (e.g. [bold]1 3[/]), each between 1 and "
+            f"Type the numbers of every option that fits (e.g. [bold]{self.example}[/]), each between 1 and "
             f"{len(question.options)}, [bold]all[/], or [bold]none[/]; [bold]more[/] lists every option "
-            "again."
+            f"again. {pick_rule(env, noun).capitalize()}."
         )
 
     def parse(self, text: str) -> Reply:
@@ -201,7 +202,7 @@ class ChoicePrompt:
             text = " ".join(str(n) for n in range(1, len(options) + 1))
         parts = [p for p in re.split(r"[\s,;]+", text) if p]
         if not parts or not all(_is_number(p) for p in parts):
-            return Hint(f"Type numbers between 1 and {len(options)} (e.g. 1 3), or none.")
+            return Hint(f"Type numbers between 1 and {len(options)} (e.g. {self.example}), or none.")
         numbers = sorted({int(p) for p in parts})
         bad = [n for n in numbers if not 1 <= n <= len(options)]
         if bad:

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crs.chat.memory import ChatMemory, MemoryChange
-from crs.chat.question import Question, candidates_after, rejection_effect
+from crs.chat.question import Question, candidates_after, pick_rule, rejection_effect
 from crs.chat.replies import ShowOptions
 from crs.chat.transcript import accepted_item
 from crs.explain import Explainer, Explanation
@@ -271,6 +271,10 @@ class ChatView:
             notes.append(f"{question.hidden} left out that no remaining {self.noun(singular=True)} has")
         if notes:
             self.console.print(f"[dim]({'; '.join(notes)})[/]")
+        # what several picks mean: the persona world's rule keeps items having all, MCMIPL's having any
+        self.console.print(
+            f"[dim](pick every one that fits: {pick_rule(self.env, self.noun(singular=True))})[/]"
+        )
 
     def numbered(self, aspects: Sequence[int], limit: int | None = None, counts: bool = False) -> None:
         """Print `aspects` numbered from 1, in columns; only the first `limit` when given; with

@@ -109,7 +109,8 @@ def test_an_empty_line_at_a_multiple_choice_question_is_hinted_not_taken(world: 
     (guards against reading no numbers as choosing nothing)."""
     policy = PairProbingPolicy(build_ranker("popularity", world))
     result, text = talk(world, ["jazz", "", ", ;", "quit"], policy)
-    assert text.count("Type numbers between 1 and 2 (e.g. 1 3), or none.") == 2
+    # the example is a valid answer: "1 3" with two options was not
+    assert text.count("Type numbers between 1 and 2 (e.g. 1 2), or none.") == 2
     assert [t["answer"]["said"] for t in result.transcript["turns"]] == ["open"]
     assert result.transcript["outcome"]["pending"]["kind"] == "probe"
 
@@ -270,7 +271,11 @@ def test_help_is_read_whatever_its_case_and_at_a_multiple_choice_question(world:
     policy = PairProbingPolicy(build_ranker("popularity", world))
     result, text = talk(world, ["HELP", "jazz", "help", "quit"], policy)
     assert "Type the name of something you like" in text and "I know nothing called" not in text
-    assert "Type the numbers of every option that fits (e.g. 1 3), each between 1 and 2" in text
+    assert "Type the numbers of every option that fits (e.g. 1 2), each between 1 and 2" in text
+    # what several picks mean, under the question and in its help (the persona world keeps items having all)
+    flat = " ".join(text.split())
+    assert "(pick every one that fits: an item must have every one you pick)" in flat
+    assert "again. An item must have every one you pick." in flat
     assert "more lists every option again" in " ".join(text.split())  # `more` works there: say so
     assert "Type numbers between 1 and 2" not in text
     assert [t["answer"]["said"] for t in result.transcript["turns"]] == ["open"]
