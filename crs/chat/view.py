@@ -380,8 +380,7 @@ class ChatView:
             )
         # MCMIPL's rule (the only one that keeps a rejected slate): they stay, and may be shown again
         kept = f"with {self.env.slate_size} or fewer left, MCMIPL's rule keeps the ones shown"
-        shown = set(question.parsed.items)
-        if set(self.env.state.candidate_items().tolist()) <= shown:
+        if set(self.env.state.candidate_items().tolist()) <= set(question.parsed.items):
             return f"{kept}; nothing else is left, so they can only be shown again"
         return kept
 
