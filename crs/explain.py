@@ -49,6 +49,20 @@ class ExplanationError(CRSError):
     """A policy or ranker explained a different number of items than it was asked about."""
 
 
+def side_segments(label: str, declined: Sequence[str]) -> list[Segment]:
+    """A persona side in the chat's words, after "for" or "about": "your *jazz & calm* side", with the
+    label's aspects the person turned down (`declined`, names) said rather than contradicted: "your
+    *jazz & calm* side (without **jazz**, as you answered)", or, every one turned down (or skipped),
+    "the side of you that is usually *jazz & calm* (not today, as you answered)"."""
+    if declined and label == " & ".join(declined):
+        usually: list[Segment] = [("the side of you that is usually ", ""), (label, "italic")]
+        return [*usually, (" (not today, as you answered)", "")]
+    part: list[Segment] = [("your ", ""), (label, "italic"), (" side", "")]
+    if declined:
+        part += [(" (without ", ""), (" & ".join(declined), "bold"), (", as you answered)", "")]
+    return part
+
+
 @dataclass(frozen=True)
 class Explanation:
     """Why an item is recommended.
@@ -98,14 +112,7 @@ class Explanation:
             listed += f" (+{extra} more)" if extra > 0 else ""
             parts.append([("has ", ""), (listed, "bold"), (", as you asked", "")])
         if self.persona is not None:
-            part: list[Segment] = [("for your ", ""), (self.persona_label, "italic"), (" side", "")]
-            if self.declined and self.persona_label == " & ".join(names[a] for a in self.declined):
-                # every aspect naming the side was turned down (or skipped): not "without X & Y" of X & Y
-                part = [("for the side of you that is usually ", ""), (self.persona_label, "italic")]
-                part += [(" (not today, as you answered)", "")]
-            elif self.declined:
-                declined = " & ".join(names[a] for a in self.declined)
-                part += [(" (without ", ""), (declined, "bold"), (", as you answered)", "")]
+            part = [("for ", ""), *side_segments(self.persona_label, [names[a] for a in self.declined])]
             if self.aspect >= 0:
                 part += [(", because of ", ""), (names[self.aspect], "bold")]
             parts.append(part)
@@ -313,7 +320,6 @@ class Explainer:
             for source, name, argument in ((self.policy, "policy", env), (self.ranker, "ranker", facts)):
                 pairs = explanation_pairs(source, argument, items, name)
                 if pairs is not None:
-                    rejected = set(facts.rejected.tolist())
                     return [
                         Explanation(
                             item,
@@ -322,7 +328,7 @@ class Explainer:
                             persona_reason(self.catalog, self._signature_source(), facts, item, k, a),
                             name,
                             matched[item],
-                            declined=tuple(a for a in self.label_aspects(facts, k) if a in rejected),
+                            declined=self.declined(facts, k),
                         )
                         for item, (k, a) in zip(items, pairs, strict=True)
                     ]
@@ -357,6 +363,11 @@ class Explainer:
         names of `label_aspects`), or "own" when it names none."""
         names = [self.catalog.aspect_names[a] for a in self.label_aspects(facts, k)]
         return " & ".join(names) if names else "own"
+
+    def declined(self, facts: DialogueFacts, k: int) -> tuple[int, ...]:
+        """The aspects naming persona slot `k` (`label_aspects`) that the dialogue has turned down."""
+        rejected = set(facts.rejected.tolist())
+        return tuple(a for a in self.label_aspects(facts, k) if a in rejected)
 
     def label_aspects(self, facts: DialogueFacts, k: int) -> tuple[int, ...]:
         """The aspects that name persona slot `k` of the dialogue's user: the persona's signature

@@ -17,7 +17,7 @@ from crs.chat.memory import ChatMemory, MemoryChange
 from crs.chat.question import Question, candidates_after, pick_rule, rejection_effect
 from crs.chat.replies import ShowOptions
 from crs.chat.transcript import accepted_item
-from crs.explain import Explainer, Explanation
+from crs.explain import Explainer, Explanation, side_segments
 from envs.actions import ActionKind
 from envs.env import ConversationEnv
 from envs.ranker import DialogueFacts
@@ -244,13 +244,20 @@ class ChatView:
             self._choices(question)
 
     def _probed_side(self, question: Question) -> str:
-        """The " (asking about your X side)" of a probe of a labelled persona (also one that came down to a
-        single aspect, shown as a yes/no question), else ""."""
+        """What a probe of a labelled persona asks about (also one that came down to a single aspect,
+        shown as a yes/no question), else "": " (about your X & Y side: these mark it most among the
+        items left)". The label names the side by the person's history, the options by the items left,
+        so the words say how they relate (they read as unrelated), and an answer that turned down a
+        label's aspect is said, as in the explanations (`side_segments`)."""
         parsed = question.parsed
         if parsed.kind is not ActionKind.PROBE or parsed.persona is None or not self.explainer.has_personas:
             return ""
-        label = self.explainer.persona_label(self.env.state.facts(), parsed.persona)
-        return f" [dim](asking about your {escape(label)} side)[/]"
+        facts = self.env.state.facts()
+        declined = [self.aspect(a) for a in self.explainer.declined(facts, parsed.persona)]
+        label = self.explainer.persona_label(facts, parsed.persona)
+        side = escape("".join(text for text, _ in side_segments(label, declined)))
+        these = "this marks" if len(question.options) == 1 else "these mark"
+        return f" [dim](about {side}: {these} it most among the {self.noun()} left)[/]"
 
     def _choices(self, question: Question) -> None:
         if question.category is not None:

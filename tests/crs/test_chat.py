@@ -549,7 +549,7 @@ def test_multiple_choice_probe_with_several_numbers(world: Catalog) -> None:
     assert probe_turn["candidates_left"] == len(expected)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "Which of these fits you today?" in text
-    assert "asking about your" not in text  # no persona model: a probe's persona has no label
+    assert "(about your" not in text  # no persona model: a probe's persona has no label
     assert probe_turn["action"]["persona_label"] is None
     assert result.transcript["turns"][2]["answer"]["said"] == "reject"
 

@@ -27,7 +27,7 @@ from crs.chat.view import ChatView, _listed
 from crs.common import data_dir_input, format_metric, friendly_errors, metrics_table, read_settings_file
 from crs.explain import Explainer, Explanation
 from crs.progress import QUIET_SECONDS
-from envs.actions import ask, recommend
+from envs.actions import ask, probe, recommend
 from envs.env import ConversationEnv, Rewards
 from envs.metrics import MetricSummary
 from envs.registry import make_env
@@ -295,20 +295,45 @@ def test_a_yes_no_question_says_how_many_candidates_have_the_aspect(world: Catal
     assert share in text
 
 
+class AskThenProbe:
+    """Asks about `aspect` (turn 1), then probes persona 1 with the first two reachable aspects."""
+
+    def __init__(self, ranker: Any, aspect: int) -> None:
+        self.ranker = ranker
+        self.aspect = aspect
+
+    def reset(self, rng: np.random.Generator) -> None:
+        pass
+
+    def act(self, env: ConversationEnv) -> dict[str, Any]:
+        if env.state.turn == 1:
+            return ask([self.aspect])
+        return probe(1, env.state.reachable_aspects()[:2])
+
+
 def test_a_probe_names_the_side_it_asks_about(world: Catalog) -> None:
-    """A probe of persona 1 says "(asking about your <label of persona 1> side)", the label the
-    transcript records (guards against labelling another persona)."""
+    """A probe of persona 1 says "(about your <label of persona 1> side: these mark it most among the
+    items left)", the label the transcript records (guards against labelling another persona); the
+    words say how the options relate to the side (they read as unrelated to it, a walkthrough's
+    finding), and a "no" to one of the label's aspects is said, as the explanations say it."""
     ranker = random_persona_ranker(world, 3)
     result, text = talk(world, ["jazz", "quit"], ProbingPolicy(ranker))
     user = result.transcript["user"]
     labels = [label(ranker, world, user, k) for k in range(3)]
     assert labels[1] != labels[0]
-    assert f"(asking about your {labels[1]} side)" in text
+    assert f"(about your {labels[1]} side: these mark it most among the items left)" in text
     assert result.transcript["outcome"]["pending"]["action"]["persona_label"] == labels[1]
     # a probe of one aspect reads as a yes/no question: it still names the side (it read as an ask)
     result, text = talk(world, ["jazz", "quit"], ProbingPolicy(ranker, width=1))
     (aspect,) = result.transcript["outcome"]["pending"]["action"]["aspect_names"]
-    assert f"Do you want {aspect}? (" in text and f"(asking about your {labels[1]} side)" in text
+    assert f"Do you want {aspect}? (" in text
+    assert f"(about your {labels[1]} side: this marks it most among the items left)" in text
+    # the first of the label's aspects turned down, then the probe: the side keeps its name, with the "no"
+    first = labels[1].split(" & ")[0]
+    policy = AskThenProbe(ranker, world.aspect_names.index(first))
+    result, text = talk(world, ["jazz", "n", "quit"], policy)
+    assert result.transcript["turns"][1]["answer"]["rejected"] == [world.aspect_names.index(first)]
+    assert f"(about your {labels[1]} side (without {first}, as you answered): these mark it" in text
 
 
 @pytest.mark.parametrize("n", [7, 13])
