@@ -308,6 +308,9 @@ class OpeningPrompt:
             if 1 <= number <= len(self.suggestions):
                 return self._take(self.suggestions[number - 1])
             return Hint(f"{number} is not on the list; pick 1-{len(self.suggestions)} or type a name.")
+        if re.fullmatch(r"[+-]\d{1,6}", text) and text.casefold() not in {n.casefold() for n in self.names}:
+            # a signed number is a number off the list, not the name its digits spell ("-1" read as "1")
+            return Hint(f"{text} is not on the list; pick 1-{len(self.suggestions)} or type a name.")
         key = _normal(text)
         if not key:
             return Hint("Type a name made of letters or digits, or a number from the list.")

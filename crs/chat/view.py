@@ -32,6 +32,15 @@ RECOMMENDER = "[bold cyan]Recommender:[/]"
 USER = "[bold]User:[/]"
 
 
+# an answer taken back with `back`, in a person's words (the transcript's "said" values)
+UNDONE_WORDS = {
+    "yes": 'your "yes"',
+    "no": 'your "no"',
+    "skip": 'your "skip"',
+    "none": 'your "none"',
+    "choose": "your choice",
+    "reject": 'your "none of these" to the slate',
+}
 ITEM_NOUNS: dict[str, tuple[str, str]] = {
     "lastfm": ("artist", "artists"),
     "lastfm_star": ("artist", "artists"),
@@ -463,7 +472,9 @@ class ChatView:
         self.console.print("[yellow]The recommender now asks something else; answer from here.[/]")
 
     def undone(self, said: str) -> None:
-        self.console.print(f"[yellow]Undone ({said}). Back at turn {self.env.state.turn + 1}.[/]")
+        """After `back`: which answer was taken back, in a person's words ("your choice", not "choose")."""
+        words = UNDONE_WORDS.get(said, f"your {said}")
+        self.console.print(f"[yellow]Undone {words}. Back at turn {self.env.state.turn + 1}.[/]")
 
     def undone_opening(self) -> None:
         self.console.print("[yellow]Undone your opening. Start again:[/]")
@@ -497,8 +508,10 @@ class ChatView:
                 )
         lines = [line]
         if "targets" in outcome:
-            names = ", ".join(escape(n) for n in outcome["target_names"])
-            lines.append(f"Hidden target: [bold]{names}[/] (item {', '.join(map(str, outcome['targets']))}).")
+            # once each: many of MCMIPL's LastFM* target groups list one item twice
+            targets = dict(zip(outcome["targets"], outcome["target_names"], strict=True))
+            names = ", ".join(escape(n) for n in targets.values())
+            lines.append(f"Hidden target: [bold]{names}[/] (item {', '.join(map(str, targets))}).")
             if "active_persona" in outcome:
                 # the world's own name, not one of the ranker's personas the memory and probes name
                 lines.append(

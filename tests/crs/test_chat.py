@@ -293,7 +293,7 @@ def test_help_is_shown_and_changes_nothing(tmp_path: Path) -> None:
 def test_back_undoes_the_last_answer(tmp_path: Path) -> None:
     _, straight = chat(tmp_path, ["jazz", "n", "y", "1"], "--policy", "ask-2")
     result, undone = chat(tmp_path, ["jazz", "y", "back", "n", "y", "1"], "--policy", "ask-2")
-    assert "Undone (yes)" in result.output
+    assert 'Undone your "yes"' in result.output
     # replaying with the same seed reaches the same state: the corrected chat equals the straight one
     assert undone["turns"] == straight["turns"]
     assert undone["outcome"] == straight["outcome"]
@@ -995,7 +995,7 @@ def test_mcmipl_questions_list_values_of_one_type_and_follow_its_candidate_rule(
 
 
 @pytest.mark.real_data
-def test_a_slate_mcmipls_rule_keeps_is_not_said_to_be_offered_no_more(
+def test_mcmipls_kept_slates_and_repeated_targets_are_said_as_they_are(
     tmp_path: Path, real_data_dir: Path
 ) -> None:
     """MCMIPL's rule keeps a rejected slate when 10 or fewer are left: the count line said "they are not
@@ -1008,6 +1008,12 @@ def test_a_slate_mcmipls_rule_keeps_is_not_said_to_be_offered_no_more(
     said = flat(result.output)
     assert "not offered again" not in said
     assert "MCMIPL's rule keeps the ones shown; nothing else is left, so they can only be shown again" in said
+    # a group of MCMIPL's that lists one item twice names it once ("Amorphous Androgynous, Amorphous ...")
+    result, transcript = chat(tmp_path, [], *args[:-1], "ask-2", "--simulate", "--seed", "9")
+    (target,) = set(transcript["outcome"]["targets"])
+    assert transcript["outcome"]["targets"] == [target, target]  # the release's own group, kept as it is
+    name = transcript["outcome"]["target_names"][0]
+    assert f"Hidden target: {name} (item {target})." in flat(result.output)
 
 
 # ------------------------------------------------------------------------- why candidates change

@@ -87,9 +87,27 @@ def test_answers_are_read_whatever_their_spacing_and_case(world: Catalog) -> Non
     result, text = talk(world, ["  jazz ", " Y ", "BACK", "No", "QUIT"])
     turns = result.transcript["turns"]
     assert [t["answer"]["said"] for t in turns] == ["open", "no"]
-    assert "Undone (yes)" in text
+    assert 'Undone your "yes"' in text
     assert result.ended == "quit"
     assert "Type y, n or skip" not in text  # no line was hinted at
+
+
+def test_a_signed_number_at_the_opening_is_off_the_list_and_back_names_a_choice_in_words(
+    world: Catalog,
+) -> None:
+    """ "-1" opened with the aspect its digits spell (MCMIPL's LastFM* has a tag "1"); `back` after a
+    multiple-choice answer said "Undone (choose)", the transcript's word."""
+    catalog = dataclasses.replace(world, aspect_names=(*world.aspect_names[:-1], "1"))
+    result, text = talk(
+        catalog,
+        ["-1", "+2", "jazz", "1", "back", "quit"],
+        PairProbingPolicy(build_ranker("popularity", catalog)),
+    )
+    assert "-1 is not on the list; pick 1-10 or type a name." in text and "+2 is not on the list" in text
+    assert result.transcript["turns"][0]["answer"]["accepted_names"] == ["jazz"]
+    assert "Undone your choice. Back at turn 2." in text
+    _, text = talk(catalog, ["1", "quit"])  # a number on the list still picks a suggestion
+    assert "is not on the list" not in text
 
 
 def test_all_picks_every_option_and_numbers_may_be_repeated_or_comma_separated(world: Catalog) -> None:
@@ -257,8 +275,8 @@ def test_an_answer_dropped_by_a_diverged_replay_is_not_undone_again(world: Catal
     lines = ["jazz", "y", "y", "back", "n", "back", "back", "folk", "quit"]
     result, text = talk(world, lines, FickleAskingPolicy())
     assert text.count("The recommender now asks something else") == 1
-    assert "Undone (no)" in text and "Undone your opening" in text
-    assert text.count("Undone (yes)") == 1  # the first back only
+    assert 'Undone your "no"' in text and "Undone your opening" in text
+    assert text.count('Undone your "yes"') == 1  # the first back only
     assert result.transcript["turns"][0]["answer"]["accepted_names"] == ["folk"]
     assert len(result.transcript["turns"]) == 1
 
