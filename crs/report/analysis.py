@@ -35,6 +35,7 @@ from crs.app.run_folder import ORDER_LABELS
 from crs.report.inputs import EvalRun, TrainRun
 from crs.report.sessions import series_name
 from envs.metrics import (
+    DEFAULT_MAX_TURNS,
     DIFF_SEED,
     MIN_PAIRED,
     MetricSummary,
@@ -969,10 +970,11 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             elif side < 0:
                 losses += 1
                 word = "loses to"
-            else:
-                word = "is within noise of"
             seeds = "" if across_seeds is None else " across training seeds"
-            parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}{seeds}")
+            if side == 0:  # "within noise of X by +0.037" read as a gain
+                parts.append(f"is not told apart from {ablation} ({_fmt(m, signed=True)}{seeds})")
+            else:
+                parts.append(f"{word} {ablation} by {_fmt(m, signed=True)}{seeds}")
         missing = [a for a in ABLATIONS[1:] if a not in rows]
         ablation_labels = {rows[a].label for a in ABLATIONS[1:] if a in rows}
         n_conv = min(d.n_pairs for d in table.diffs if d.label in ablation_labels)
@@ -1022,15 +1024,20 @@ def answer(tables: Sequence[Table]) -> tuple[str, dict[str, str]]:
             inter = table.interaction[PRIMARY] if seeded is None else seeded
             side = ci_sign(inter, table.n_interaction)
             if side > 0:
-                how = "more than the sum of their separate gains (they help each other)"
+                how = "together they add more than the sum of their separate gains (they help each other)"
             elif side < 0:
-                how = "less than the sum of their separate gains (they overlap)"
-            else:
-                how = "about the sum of their separate gains (no evidence of interaction)"
+                how = "together they add less than the sum of their separate gains (they overlap)"
+            else:  # "about the sum" claimed more than an interval around 0 (or too few pairs) supports
+                why = (
+                    "its interval includes 0"
+                    if inter.low <= 0 <= inter.high
+                    else f"it rests on fewer than {MIN_PAIRED} paired {table.test_set.pair_unit}"
+                )
+                sums = "more or less than the sum of their gains"
+                how = f"{why}, so whether together they add {sums} is not told"
             text += (
                 " The interaction full − persona-blind − aspect-blind + both-off is "
-                f"{_fmt(inter, signed=True)}{'' if seeded is None else ' across training seeds'}: "
-                f"together they add {how}."
+                f"{_fmt(inter, signed=True)}{'' if seeded is None else ' across training seeds'}: {how}."
             )
         if table.ranker_diffs:
             alone = "; ".join(
@@ -1169,7 +1176,11 @@ def _trained_entry(run: TrainRun) -> Mapping[str, MetricSummary] | None:
 
 
 def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSummaryRow]:
-    """One row per train configuration with a final test summary."""
+    """One row per train configuration with a final test summary: one run's own interval, or over
+    several the Student-t interval across them, as the comparison tables form it (`row_metrics`):
+    within the values the metric can take (AT at most T) and never narrower on either side than the
+    runs' own bootstrap intervals pooled (their mean half-width over √runs, since the records behind
+    the summaries are not read here); two seeds that agree gave a zero-width interval."""
     rows = []
     for label, runs in groups.items():
         found = [(run, _trained_entry(run)) for run in runs]
@@ -1179,7 +1190,10 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
         if len(entries) == 1:
             metrics, ci = dict(entries[0][1]), "conversations"
         else:
-            metrics = {m: seeds_interval(m, [e[m].mean for _, e in entries]) for m in METRICS}
+            limit = max(
+                run.final_eval.max_turns if run.final_eval else DEFAULT_MAX_TURNS for run, _ in entries
+            )
+            metrics = {m: _pooled_seeds_interval(m, [e[m] for _, e in entries], limit) for m in METRICS}
             ci = "seeds"
         rows.append(
             TrainSummaryRow(
@@ -1192,6 +1206,17 @@ def train_summary_rows(groups: Mapping[str, Sequence[TrainRun]]) -> list[TrainSu
             )
         )
     return rows
+
+
+def _pooled_seeds_interval(metric: str, runs: Sequence[MetricSummary], max_turns: int) -> MetricSummary:
+    """The Student-t interval across `runs`' means, never narrower on either side than their own
+    intervals' mean half-widths over √n, within [1, `max_turns`] for AT (see `train_summary_rows`)."""
+    seeds = seeds_interval(metric, [run.mean for run in runs], clip=False)
+    shrink = math.sqrt(len(runs))
+    below = float(np.mean([run.mean - run.low for run in runs])) / shrink
+    above = float(np.mean([run.high - run.mean for run in runs])) / shrink
+    low, high = min(seeds.low, seeds.mean - below), max(seeds.high, seeds.mean + above)
+    return _clipped(metric, MetricSummary(seeds.mean, low, high), max_turns)
 
 
 def unpaired_answer(rows: Sequence[TrainSummaryRow]) -> str | None:

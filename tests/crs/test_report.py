@@ -523,8 +523,9 @@ def test_an_interaction_over_too_few_conversations_is_no_evidence(tmp_path) -> N
     inter = table.interaction["SR@15"]
     assert inter.low > 0  # the interval alone would say "more than the sum"
     text, verdicts = answer([table])
-    assert f"{inter.mean:+.3f} [{inter.low:+.3f}, {inter.high:+.3f}]: together they add about the sum" in text
-    assert "no evidence of interaction" in text and "help each other" not in text
+    shown = f"{inter.mean:+.3f} [{inter.low:+.3f}, {inter.high:+.3f}]"
+    assert f"{shown}: it rests on fewer than {MIN_PAIRED} paired conversations, so whether together" in text
+    assert "more or less than the sum of their gains is not told" in text and "help each other" not in text
     assert verdicts == {"persona_world (world seed 0)": "inconclusive"}
 
 
@@ -546,7 +547,14 @@ def test_a_verdict_over_training_seeds_keeps_the_seeds_spread(ablations, tmp_pat
         seeds = seed_contrast(((rows["full"], 1), (rows[ablation], -1)), "SR@15")
         assert seeds is not None and seeds.low < 0 < seeds.high
         shown = f"{seeds.mean:+.3f} [{seeds.low:+.3f}, {seeds.high:+.3f}]"
-        assert f"is within noise of {ablation} by {shown} across training seeds" in text
+        assert f"is not told apart from {ablation} ({shown} across training seeds)" in text
+    weighted = tuple(
+        (rows[a], w)
+        for a, w in zip(("full", "persona-blind", "aspect-blind", "both-off"), (1, -1, -1, 1), strict=True)
+    )
+    inter = seed_contrast(weighted, "SR@15")
+    assert inter is not None and inter.low < 0 < inter.high  # "about the sum of their separate gains" it said
+    assert "across training seeds: its interval includes 0, so whether together they add more or less" in text
 
 
 def test_two_tables_of_one_dataset_keep_a_verdict_each(ablations, tmp_path) -> None:

@@ -217,7 +217,7 @@ def test_beating_one_of_three_ablations_is_no_yes(tmp_path: Path) -> None:
     (table,), _ = build_tables(load_inputs(paths).evals)
     text, verdicts = answer([table])
     assert verdicts == {WORLD: "inconclusive"}
-    assert "beats persona-blind" in text and "is within noise of aspect-blind" in text
+    assert "beats persona-blind" in text and "is not told apart from aspect-blind (+0.000" in text
     assert "**inconclusive**" in text
 
 
@@ -389,6 +389,19 @@ def test_a_train_configurations_own_figures_pool_its_seeds_and_one_full_model_ge
     assert row.metrics[PRIMARY].mean == pytest.approx(0.75)
     assert row.metrics[PRIMARY].low == pytest.approx(max(0.75 - half, 0.0))
     assert unpaired_answer([row]) is None
+    assert row.metrics["AT"].high <= 15  # T: a t-interval of two seeds far apart gave [1.00, 37.15]
+    # two seeds that agree: an interval of zero width ("0.600 [0.600, 0.600]") claimed a certainty that
+    # their conversations do not give; never narrower than their own intervals pooled
+    agreeing = []
+    for seed in (3, 4):
+        run = train_with_test(tmp_path, f"a-s{seed}", seed, {})
+        write_train_summary(run, {f"RL (a-s{seed})": metrics_of([2, None] * 6)})
+        agreeing.append(read_train_run(run))
+    (same,) = train_summary_rows({"full": agreeing})
+    own = agreeing[0].test_summary["RL (a-s3)"][PRIMARY]  # type: ignore[index]
+    pooled = (own.high - own.low) / math.sqrt(2)
+    low, high = same.metrics[PRIMARY].low, same.metrics[PRIMARY].high
+    assert same.metrics[PRIMARY].mean == own.mean and high - low == pytest.approx(pooled)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
