@@ -149,6 +149,7 @@ Seed = Annotated[int, Field(strict=True, ge=0, le=MAX_SEED)]
 
 
 GRID_KEYS_OF_EVAL = frozenset({"policy", "dataset", "seed"})  # `EvalSpec`, `SessionSpec` fields the grid sets
+GRID_LISTS = {"policy": "policies", "dataset": "datasets", "seed": "seeds"}  # the config's list of each
 
 
 GRID_KEYS_OF_TRAIN = ("dataset", "seed")
@@ -224,12 +225,16 @@ class SweepConfig(BaseModel):
     @field_validator("policies")
     @classmethod
     def _known_policies(cls, policies: list[str] | None) -> list[str] | None:
+        seen: dict[str, str] = {}  # the rule's own name (ask-04 is ask-4) -> as listed
         for spec in policies or ():
             if not Path(spec).is_dir():
                 try:
-                    make_rule_policy(spec, None)
+                    rule = make_rule_policy(spec, None).name
                 except CRSError as error:
                     raise ValueError(f"{error}, or an existing run directory") from None
+                if rule in seen and seen[rule] != spec:  # the same name twice: `_no_repeats` says it
+                    raise ValueError(f"{seen[rule]} and {spec} are one rule ({rule}); list each policy once")
+                seen[rule] = spec
         return policies
 
     @field_validator("seeds", "datasets", "policies")
@@ -248,7 +253,7 @@ class SweepConfig(BaseModel):
     def _train_keys(cls, train: dict[str, Any]) -> dict[str, Any]:
         for key in GRID_KEYS_OF_TRAIN:
             if key in train:
-                raise ValueError(f"{key!r} comes from the grid; list it under '{key}s' instead")
+                raise ValueError(f"{key!r} comes from the grid; list it under '{GRID_LISTS[key]}' instead")
         try:
             make_settings(dict(train))
         except CRSError as error:
@@ -414,7 +419,9 @@ class SweepConfig(BaseModel):
         if self.kind == "train":
             for key in GRID_KEYS_OF_TRAIN:
                 if key in overrides:
-                    raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
+                    raise CRSError(
+                        f"ablations.{ablation}.{key}: comes from the grid; list it under '{GRID_LISTS[key]}'"
+                    )
             try:
                 merged = {**self.train, "dataset": dataset, "seed": seed}
                 for key, value in overrides.items():  # a mapping block merges key by key (ppo, rewards)
@@ -430,7 +437,9 @@ class SweepConfig(BaseModel):
             except CRSError as error:
                 raise CRSError(f"ablations.{ablation}: {error}") from None
         for key in GRID_KEYS_OF_EVAL & set(overrides):
-            raise CRSError(f"ablations.{ablation}.{key}: comes from the grid; list it under '{key}s'")
+            raise CRSError(
+                f"ablations.{ablation}.{key}: comes from the grid; list it under '{GRID_LISTS[key]}'"
+            )
         exclude = set(GRID_KEYS_OF_EVAL)  # model_dump's IncEx is typed with set, not frozenset
         kind: type[EvalSpec] | type[SessionSpec] = SessionSpec if self.kind == "sessions" else EvalSpec
         block = self.sessions if self.kind == "sessions" else self.eval
@@ -509,7 +518,7 @@ def _describe(error: ValidationError, prefix: str = "", known: type[BaseModel] |
                 if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                     model = annotation
             # a block's keys the grid sets are refused there (`_no_grid_keys_in_eval`): not offered
-            keys = [key for key in model.model_fields if key not in GRID_KEYS_OF_EVAL or model is known]
+            keys = [key for key in model.model_fields if key not in GRID_KEYS_OF_EVAL]
             message += f" (known keys: {', '.join(keys)})"
         parts.append(f"{location}: {message}" if location else message)
     return "; ".join(parts)

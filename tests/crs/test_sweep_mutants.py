@@ -69,6 +69,8 @@ def config_file(folder: Path, text: str, name: str = "sweep.yaml") -> Path:
         ("seeds: [1, 2, 1]\n", "seeds: repeated entries: 1"),
         ("policies: [ask-4, max-entropy, ask-4]\n", "policies: repeated entries: ask-4"),
         ("datasets: [persona_world, persona_world]\n", "datasets: repeated entries: persona_world"),
+        # two names of one rule ran as two policies, and the report said they "shared" the best
+        ("policies: [ask-4, ask-04]\n", r"policies: ask-4 and ask-04 are one rule \(ask-4\)"),
     ],
 )
 def test_a_repeated_grid_entry_is_refused_when_the_config_is_read(
@@ -91,7 +93,10 @@ def test_a_repeated_grid_entry_is_refused_when_the_config_is_read(
         ),
         ("kind: train\nablations: {later: {seed: 4}}\n", "ablations.later.seed: comes from the grid"),
         ("ablations: {other: {seed: 3}}\n", "ablations.other.seed: comes from the grid; list it under"),
-        ("ablations: {other: {policy: max-entropy}}\n", "ablations.other.policy: comes from the grid"),
+        (
+            "ablations: {other: {policy: max-entropy}}\n",
+            "ablations.other.policy: comes from the grid; list it under 'policies'",  # it said 'policys'
+        ),
         ("eval: {dataset: lastfm}\n", "dataset comes from the grid: list them under policies/datasets/seeds"),
     ],
 )
@@ -102,6 +107,14 @@ def test_a_grid_key_set_in_a_block_or_an_ablation_is_refused_not_ignored(
     override it, training on another dataset than the task's name says): each is refused by its key."""
     with pytest.raises(CRSError, match=message):
         load_sweep_config(config_file(tmp_path, text))
+
+
+def test_an_ablations_unknown_key_lists_no_key_the_grid_sets(tmp_path: Path) -> None:
+    """The known keys of an eval ablation listed policy, dataset and seed, which are then refused."""
+    with pytest.raises(CRSError, match=r"ablations\.other\.episods") as caught:
+        load_sweep_config(config_file(tmp_path, "ablations: {other: {episods: 3}}\n"))
+    known = str(caught.value).split("known keys: ")[1]
+    assert "episodes" in known and not {"policy", "dataset", "seed"} & set(known.rstrip(")").split(", "))
 
 
 def test_a_transe_ranker_is_checked_on_every_dataset_of_the_grid(tmp_path: Path) -> None:
