@@ -216,6 +216,12 @@ def resolve_policy(
     return make_rule_policy(spec, ranker.build(env.catalog, data_dir)), spec, ranker.name
 
 
+def recorded_policy_spec(policy: str) -> str:
+    """summary.json's ``policy_spec``: a rule's name, or a run folder by its absolute path (a report
+    read from another working folder then finds the run and its ranker)."""
+    return str(Path(policy).resolve()) if Path(policy).is_dir() else policy
+
+
 def run_ranker_name(policy: str, ranker_name: str) -> str | None:
     """summary.json's ``run_ranker``: a trained run's own ranker (its `ranker_name` is "run"), else None."""
     return run_ranker(policy).name if ranker_name == RUN_RANKER.name else None
@@ -487,8 +493,10 @@ def run_evaluation(
         raise CRSError(f"--workers must be >= 1, got {workers}")
     resolve_backend(backend, address)  # an unknown backend is an error even when one worker ignores it
     env, policy, policy_name, ranker_name = build_evaluation(spec)
+    run = Path(spec.policy) if Path(spec.policy).is_dir() else None
+    policy_spec = recorded_policy_spec(spec.policy)
     # the ranker as it is before the first conversation (`evaluated_ranker_identity`)
-    own_ranker = run_ranker_name(spec.policy, ranker_name)
+    own_ranker = run_ranker_name(policy_spec, ranker_name)
     ranker_identity = evaluated_ranker_identity(spec.policy, ranker_name)
     dataset, split, seed, episodes = spec.dataset, spec.split, spec.seed, spec.episodes
     n_goals = env.goals.n_goals
@@ -500,7 +508,6 @@ def run_evaluation(
         )
     indices = conversation_indices(spec, env)
     out = out or default_output(spec, policy_name, env.setting)
-    run = Path(spec.policy) if Path(spec.policy).is_dir() else None
     refuse_output_over_inputs(out, [("--policy run", run)])
     refuse_output_over_inputs(  # a run's own evaluation may lie inside it (RUN/eval), nothing else
         out,
@@ -520,7 +527,7 @@ def run_evaluation(
         user = resolved_user(spec.user, dataset, env.setting)
         summary = EvalSummary(
             policy=policy_name,
-            policy_spec=spec.policy,
+            policy_spec=policy_spec,
             dataset=dataset,
             split=split,
             ranker=ranker_name,

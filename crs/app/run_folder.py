@@ -569,7 +569,8 @@ class EvalSummary:
 
     Attributes:
         policy: Display name of the policy.
-        policy_spec: What `--policy` said (a rule name or a run folder).
+        policy_spec: What `--policy` said: a rule name, or a run folder by its absolute path (as typed
+            in older summaries: relative to the folder `crs eval` ran in).
         dataset: Dataset name.
         split: Split the conversations came from.
         ranker: Ranker display name ("run" for a trained policy's own ranker).

@@ -55,6 +55,7 @@ from crs.app.evaluation import (
     evaluated_ranker_identity,
     evaluation_progress,
     ranker_input,
+    recorded_policy_spec,
     refuse_ranker_for_run,
     run_ranker_name,
 )
@@ -796,7 +797,7 @@ def run_session_evaluation(
     check_session_split(split, catalog.pretrain_split)
     chosen = resolve_session_policy(policy, ranker, catalog, world_seed)
     # the ranker as it is before the first conversation (`evaluated_ranker_identity`)
-    own_ranker = run_ranker_name(policy, chosen.ranker_name)
+    own_ranker = run_ranker_name(recorded_policy_spec(policy), chosen.ranker_name)
     ranker_identity = evaluated_ranker_identity(policy, chosen.ranker_name)
     user, default = resolve_user_and_setting("auto", None, world=data.is_world)
     played = chosen.player.setting or default
@@ -874,7 +875,7 @@ def run_session_evaluation(
             policy=f"{chosen.name} (memory {mode})"
             if memory_update is None
             else f"{chosen.name} (memory {mode}: {memory_update})",
-            policy_spec=policy,
+            policy_spec=recorded_policy_spec(policy),
             dataset=dataset,
             split=split,
             ranker=chosen.ranker_name,

@@ -94,6 +94,21 @@ def test_crs_eval_chat_and_report_read_the_run(run: Path, tmp_path: Path) -> Non
     assert report.tables and report.train_groups
 
 
+def test_an_evaluation_of_a_run_named_relatively_is_read_from_any_folder(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crs eval -p runs/a1` recorded "runs/a1": a report made from another folder lost the run (and its
+    ranker), so its persona analysis and examples were dropped without an error (a walkthrough)."""
+    monkeypatch.chdir(run.parent)
+    out = tmp_path / "relative-eval"
+    result = runner.invoke(app, ["eval", "--policy", run.name, "-n", "4", "--seed", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert EvalSummary.read(out).policy_spec == str(run.resolve())
+    monkeypatch.chdir(tmp_path)
+    (evaluated,) = load_inputs([out]).evals
+    assert evaluated.train is not None and evaluated.train.path.resolve() == run.resolve()
+
+
 def test_the_setting_is_recorded_and_a_policy_acts_only_in_its_own(run: Path, tmp_path: Path) -> None:
     assert RunRecord.read(run).settings.setting == "multiple_choice"  # the persona world's own, resolved
     assert TrainSummary.read(run).setting == "multiple_choice"
