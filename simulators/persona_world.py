@@ -28,6 +28,7 @@ held-out test split with ground-truth scorers.
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 from dataclasses import dataclass
 
@@ -264,6 +265,24 @@ def persona_utilities(
     return np.asarray(matrix @ aspect_weights.T).T
 
 
+WORLD_SIZE_LIMITS = {
+    "n_users": 20_000,
+    "n_items": 50_000,
+    "n_groups": 64,
+    "aspects_per_group": 64,
+    "n_personas": 256,
+    "interactions_per_user": 1_000,
+}
+"""The largest persona world a config may ask for: 20,000 users x 50,000 items builds in about two
+minutes on a 2-core machine; without limits a shared run's config of 2e9 items made `crs report` and
+`crs train --resume` hang."""
+WORLD_DEFAULT_SIZES = {
+    name: parameter.default
+    for name, parameter in inspect.signature(build_persona_world).parameters.items()
+    if name in WORLD_SIZE_LIMITS
+}
+
+
 def _check_arguments(
     n_users: int,
     n_items: int,
@@ -288,6 +307,12 @@ def _check_arguments(
     for name, value, *_ in checks:  # a float or a bool is no size (`range` would fail on it later)
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
             raise CRSError(f"make_persona_world: {name}={value!r} must be an integer")
+    for name, value, _, _ in checks:  # a shared config must not make a command build for hours
+        if name in WORLD_SIZE_LIMITS and value > WORLD_SIZE_LIMITS[name]:
+            raise CRSError(
+                f"make_persona_world: {name}={value} is above its limit {WORLD_SIZE_LIMITS[name]:,} "
+                f"(the default world has {WORLD_DEFAULT_SIZES[name]:,}); use a smaller world"
+            )
     for name, value, low, high in checks:
         if high is not None and value > high:  # the bound is another argument's value
             bound = "n_personas" if name == "personas_per_user" else "n_items"

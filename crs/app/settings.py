@@ -26,7 +26,7 @@ from simulators.datasets import PERSONA_WORLD, DatasetSpec, check_dataset_name, 
 from simulators.errors import CRSError
 from simulators.field_types import field_types, is_of
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
-from simulators.persona_world import WORLD_USER
+from simulators.persona_world import WORLD_SIZE_LIMITS, WORLD_USER
 
 DEFAULT_STEPS = 40_000
 # Default envs: one per core, but at least 8 so that the policy's forward pass during collection is
@@ -118,13 +118,13 @@ class WorldSettings(BaseModel):
     """Sizes of the persona world (`simulators.persona_world.make_persona_world`); None = its default."""
 
     model_config = STRICT
-    n_users: int | None = Field(None, ge=1)
-    n_items: int | None = Field(None, ge=1)
-    n_groups: int | None = Field(None, ge=1)
-    aspects_per_group: int | None = Field(None, ge=1)
-    n_personas: int | None = Field(None, ge=1)
+    n_users: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["n_users"])
+    n_items: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["n_items"])
+    n_groups: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["n_groups"])
+    aspects_per_group: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["aspects_per_group"])
+    n_personas: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["n_personas"])
     personas_per_user: int | None = Field(None, ge=1)
-    interactions_per_user: int | None = Field(None, ge=1)
+    interactions_per_user: int | None = Field(None, ge=1, le=WORLD_SIZE_LIMITS["interactions_per_user"])
 
 
 class TrainSettings(BaseModel):

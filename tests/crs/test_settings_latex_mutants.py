@@ -40,6 +40,11 @@ METRIC_HEAD = " & ".join(METRICS) + r" \\"
         ({"envs": 0}, r"envs: Input should be greater than or equal to 1"),
         ({"world": {"n_items": 0}}, r"world\.n_items: Input should be greater than or equal to 1"),
         ({"world": {"n_personas": 0}}, r"world\.n_personas: Input should be greater than or equal to 1"),
+        # a shared run's config of 2e9 items made `crs report` and `crs train --resume` hang
+        (
+            {"world": {"n_items": 2_000_000_000}},
+            r"world\.n_items: Input should be less than or equal to 50000",
+        ),
         ({"user_kwargs": {"noise": 1.5}}, r"user_kwargs\.noise: Input should be less than or equal to 1"),
         ({"user_kwargs": {"drift": -0.1}}, r"user_kwargs\.drift: Input should be greater than or equal to 0"),
         ({"user_kwargs": {"drift": 1.1}}, r"user_kwargs\.drift: Input should be less than or equal to 1"),

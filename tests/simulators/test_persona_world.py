@@ -299,6 +299,8 @@ def test_ground_truth_scorers_beat_chance() -> None:
         ({"n_groups": True}, "n_groups=True must be an integer"),
         ({"seed": "1"}, "seed='1' must be an integer >= 0"),  # numpy's SeedSequence TypeError before
         ({"seed": -1}, "seed=-1 must be an integer >= 0"),
+        ({"n_items": 2_000_000_000}, "n_items=2000000000 is above its limit 50,000 (the default world has"),
+        ({"n_users": 20_001}, "n_users=20001 is above its limit 20,000"),
         # the default 30 interactions per user cannot fit 2 items: the fix names the argument to raise
         ({"n_items": 2}, "interactions_per_user=30 must be at most n_items=2 (and interactions_per_user at "
          "least 3: raise n_items)"),
