@@ -28,7 +28,7 @@ import io
 import math
 import pickle
 import pickletools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +419,43 @@ def _memo_index(data: bytes, start: int, end: int, layout: int) -> int:
     return int(data[start : end - 1]) if layout == _LINE else int.from_bytes(data[start:end], "little")
 
 
+def _check_depth(value: object) -> None:
+    """Refuse a loaded value whose containers nest deeper than `MAX_DEPTH`, counted as `_scan` counts
+    (an empty container 0, one of plain values 1).
+
+    `_scan`'s depths are those of values when they were memoised: a list filled after that (GET it,
+    then APPEND) deepens every value holding it unseen, so a 2,000-deep chain passed the scan. This
+    walk of what was built counts each container once (shared parts by their identity; a container
+    that holds itself adds nothing more), without recursion.
+
+    Raises:
+        _RefusedError: Too deep.
+    """
+    containers = (list, tuple, dict, set, frozenset)
+    depth_of: dict[int, int] = {}
+    open_: set[int] = set()  # containers whose items are being walked (one met again holds itself)
+    # (a container, None to walk it, or the containers it holds once they are walked)
+    pending: list[tuple[object, list[object] | None]] = [(value, None)]
+    while pending:
+        item, inner = pending.pop()
+        key = id(item)
+        if inner is not None:  # its containers are done
+            open_.discard(key)
+            depth = 1 + max((depth_of.get(id(held), 0) for held in inner), default=0) if item else 0
+            if depth > MAX_DEPTH:
+                raise _RefusedError("nesting", f"values nested at most {MAX_DEPTH} deep", "deeper")
+            depth_of[key] = depth
+            continue
+        if key in depth_of or key in open_:
+            continue
+        open_.add(key)
+        items = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        assert isinstance(items, Iterable)
+        held: list[object] = [part for part in items if isinstance(part, containers)]
+        pending.append((item, held))
+        pending += [(part, None) for part in held]
+
+
 def _plain(value: object, done: dict[int, object]) -> object:
     """`value` with every `_CheckedArray` in it as a plain `np.ndarray` (shared parts stay shared)."""
     key = id(value)
@@ -467,6 +504,8 @@ def read_pickle(path: Path | str, what: str) -> object:
         _scan(data)
         reader = _Reader(io.BytesIO(data))
         loaded = reader.load()
+        if isinstance(loaded, (list, tuple, dict, set, frozenset)):
+            _check_depth(loaded)
         return _plain(loaded, {}) if reader.builds_arrays else loaded
     except _RefusedError as refusal:
         found = f"{refusal.found}: refused, nothing was loaded"

@@ -67,6 +67,27 @@ def test_nesting_reached_through_the_memo_is_counted(tmp_path: Path) -> None:
     assert read_pickle(_write(tmp_path, [shallow, _nested_tuple(shallow, 20)], protocol=2), "a test file")
 
 
+def test_nesting_built_by_filling_memoised_lists_is_refused(tmp_path: Path) -> None:
+    """Lists memoised empty, then each appended to the one before (GET k, GET k + 1, APPEND): every
+    memo depth stays 1, so a 2,000-deep chain passed the scan and came back (a security walkthrough).
+    The built value is refused too deep."""
+    n = 2_000
+    stream = bytearray(b"\x80\x04")
+    for k in range(n):
+        stream += b"]r" + k.to_bytes(4, "little")  # EMPTY_LIST, LONG_BINPUT k
+    for k in range(n - 1):  # LONG_BINGET k, LONG_BINGET k + 1, APPEND, POP
+        stream += b"j" + k.to_bytes(4, "little") + b"j" + (k + 1).to_bytes(4, "little") + b"a0"
+    stream += b"j" + (0).to_bytes(4, "little") + b"."
+    assert len(pickle.loads(bytes(stream))) == 1  # a plain unpickler builds the chain
+    refusal = _refusal(_raw(tmp_path, bytes(stream)))
+    assert refusal.field == "nesting" and f"at most {MAX_DEPTH} deep" in str(refusal)
+    shared = [1]  # one list held twice is no cycle
+    assert read_pickle(_write(tmp_path, {"a": shared, "b": [shared, shared]}, protocol=2), "a test") == {
+        "a": [1],
+        "b": [[1], [1]],
+    }
+
+
 def test_nesting_built_by_append_is_counted(tmp_path: Path) -> None:
     """Guards against APPEND counted as leaving its list as deep as it was: lists nested MAX_DEPTH + 1
     deep, each filled by APPEND, are refused; MAX_DEPTH - 1 deep they read back."""
