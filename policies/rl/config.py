@@ -7,6 +7,7 @@ stored flat in policy.json. Both check themselves; importing this module does no
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -92,6 +93,10 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # a library caller's 2.0 or "32" is named here, not deep in training
+        for name, *_ in _LOWER_BOUNDS:  # policy.json's 1e999 read as inf passed every bound
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CRSError(f"{type(self).__name__}.{name}={value} must be a finite number")
         for name, lowest, inclusive in _LOWER_BOUNDS:
             value = getattr(self, name)
             if value is None:

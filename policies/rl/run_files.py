@@ -199,9 +199,19 @@ def trained_setting(run_dir: str | Path) -> Setting | None:
 
 
 def model_file(run_dir: str | Path) -> Path:
-    """The model a run offers for evaluation: best, else final, else the latest checkpoint."""
+    """The model a run offers for evaluation: best, else final, else the latest checkpoint.
+
+    Raises:
+        CRSError: None of them, or one that is there but no regular file (a link to a device, a folder):
+            skipping it evaluated the next model without a word.
+    """
     for name in MODEL_FILES:
         path = Path(run_dir) / name
         if path.is_file():
             return path
+        if path.exists() or path.is_symlink():
+            raise CRSError(
+                f"{path} is not a regular file (a folder, a device or a dangling link): this run's "
+                f"{name} cannot be read; remove it to evaluate the run's next model file, or train it again"
+            )
     raise CRSError(f"{run_dir} has no model ({', '.join(MODEL_FILES)}); the run has not saved one yet")

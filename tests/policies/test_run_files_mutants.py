@@ -138,6 +138,15 @@ def test_model_file_prefers_best_then_final_then_checkpoint(tmp_path: Path) -> N
     for name in ("checkpoint.zip", "model.zip", "best_model.zip"):
         (tmp_path / name).write_bytes(b"zip")
         assert model_file(tmp_path) == tmp_path / name
+    # a best model that is no regular file was skipped, and model.zip evaluated without a word
+    (tmp_path / "best_model.zip").unlink()
+    (tmp_path / "best_model.zip").symlink_to("/dev/null")
+    with pytest.raises(CRSError, match=r"best_model\.zip is not a regular file .* remove it to evaluate"):
+        model_file(tmp_path)
+    (tmp_path / "best_model.zip").unlink()
+    (tmp_path / "best_model.zip").symlink_to(tmp_path / "gone.zip")  # dangling
+    with pytest.raises(CRSError, match=r"best_model\.zip is not a regular file"):
+        model_file(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -186,6 +195,8 @@ def test_ppo_settings_out_of_range_are_refused_by_name(kwargs: dict[str, Any], m
         ({"batch_size": "32"}, "RLConfig.batch_size='32' must be of type int"),
         ({"subprocess": 1}, "RLConfig.subprocess=1 must be of type bool or None"),
         ({"wrapper": {"n_questions": 3}}, "RLConfig.wrapper=.* must be of type WrapperConfig"),
+        ({"learning_rate": float("inf")}, "RLConfig.learning_rate=inf must be a finite number"),
+        ({"target_kl": float("nan")}, "RLConfig.target_kl=nan must be a finite number"),
     ],
 )
 def test_rl_config_refuses_values_of_another_type_by_name(kwargs: dict[str, Any], message: str) -> None:
