@@ -229,7 +229,11 @@ class RunRecord:
         try:
             data = safe_load_unique(path.read_text())  # aliases expanding without bound refused
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
-            raise CRSError(f"{path} is damaged ({type(error).__name__}); {again}") from None
+            # the run's models and checkpoints are still there: --overwrite would delete them
+            raise CRSError(
+                f"{path} is damaged ({type(error).__name__}); restore it from a copy to keep the run, or "
+                f"{again} (which deletes what it trained)"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
             raise CRSError(f"{path} holds no 'settings' mapping; {again}")
         versions = data.get("versions")

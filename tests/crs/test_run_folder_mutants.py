@@ -341,10 +341,15 @@ def test_a_damaged_config_yaml_or_phase_entry_is_refused_by_name(tmp_path: Path)
     run = tmp_path / "r"
     run.mkdir()
     (run / RUN_CONFIG).write_bytes(b"settings: {}\nname: \xff\xfe\n")
-    with pytest.raises(
-        CRSError, match=r"config\.yaml is damaged \(UnicodeDecodeError\); start the run again"
-    ):
+    with pytest.raises(CRSError, match=r"config\.yaml is damaged \(UnicodeDecodeError\); restore it"):
         RunRecord.read(run)
+    # the advice keeps the run first: --overwrite alone, as it was, deletes what the run trained
+    (run / RUN_CONFIG).write_text("settings: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(CRSError) as caught:
+        RunRecord.read(run)
+    said = str(caught.value)
+    assert "is damaged (ConstructorError); restore it from a copy to keep the run, or start" in said
+    assert said.endswith("--overwrite` (which deletes what it trained)")
     (run / RUN_CONFIG).write_text("settings: {}\nphases: [3]\n")
     with pytest.raises(CRSError, match=r"config\.yaml: bad 'phases' entry"):
         RunRecord.read(run)
