@@ -146,7 +146,7 @@ def make_persona_world(
     Raises:
         CRSError: An argument is out of range; the message names it and the allowed range.
     """
-    _check_arguments(
+    arguments = (
         n_users,
         n_items,
         n_groups,
@@ -156,16 +156,8 @@ def make_persona_world(
         interactions_per_user,
         seed,
     )
-    return _memoised_world(
-        n_users,
-        n_items,
-        n_groups,
-        aspects_per_group,
-        n_personas,
-        personas_per_user,
-        interactions_per_user,
-        seed,
-    )
+    _check_arguments(*arguments)
+    return _memoised_world(*arguments)
 
 
 @functools.lru_cache(maxsize=8)
