@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -617,6 +618,8 @@ def _prepare(
     def test_env() -> ConversationEnv:
         return make_env(catalog=catalog, split="test", **env_options)
 
+    # a resumed run keeps its id, so the model files it wrote before still load (`RUN_ID_ENTRY`)
+    earlier = PolicyMeta.read(run_dir).run_id if resumed and (run_dir / POLICY_META).is_file() else None
     PolicyMeta(
         catalog=catalog.name,
         sizes=(catalog.n_users, catalog.n_items, catalog.n_aspects),
@@ -628,6 +631,7 @@ def _prepare(
         world_seed=settings.world_seed,
         fingerprint=catalog_fingerprint(catalog),
         ranker_identity=ranker_identity,
+        run_id=earlier or uuid.uuid4().hex,
     ).write(run_dir)
     return _Prepared(
         settings,

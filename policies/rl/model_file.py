@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import zipfile
 import zlib
@@ -29,8 +30,11 @@ from stable_baselines3.common.vec_env import VecEnv
 from policies.rl.config import RLConfig
 from policies.rl.model import set_logger
 from policies.rl.policy import SlatePolicy
+from policies.rl.run_files import POLICY_META, RUN_ID_ENTRY, PolicyMeta
 from policies.weights_only import load_tensors, quiet_weights_only, refusal
 from simulators.errors import CRSError
+
+logger = logging.getLogger(__name__)
 
 SERIALIZED = ":serialized:"
 # Fields SB3 pickles that carry no learned state: None makes SB3 rebuild them (the rollout buffer
@@ -92,10 +96,18 @@ class UnsafeModelFileError(ModelFileError):
 
 VARIABLES = "pytorch_variables.pth"
 ENTRIES = frozenset(
-    {"data", VARIABLES, "policy.pth", "policy.optimizer.pth", "_stable_baselines3_version", "system_info.txt"}
+    {
+        "data",
+        VARIABLES,
+        "policy.pth",
+        "policy.optimizer.pth",
+        "_stable_baselines3_version",
+        "system_info.txt",
+        RUN_ID_ENTRY,
+    }
 )
-"""The entries of a model zip SB3 writes for a `MaskablePPO`: a zip with another is refused (SB3 would
-load an ``X.pth`` into the model's attribute X)."""
+"""The entries of a model zip SB3 writes for a `MaskablePPO`, and the run id `crs train` adds: a zip
+with another is refused (SB3 would load an ``X.pth`` into the model's attribute X)."""
 DATA_ENTRIES = frozenset({"data", VARIABLES})
 """The entries `read_model_data` reads (the weights are left to `load_model`)."""
 MAX_INFLATION = 100
@@ -324,6 +336,31 @@ def _check_encoder_sizes(path: Path, data: dict[str, Any], encoder: Mapping[str,
         )
 
 
+def _check_run(path: Path, written_by: bytes | None) -> None:
+    """Refuse the model zip `path` of a run folder when the run id it holds (`RUN_ID_ENTRY`) is not the
+    folder's (policy.json's ``run_id``): a best_model.zip copied from another run of the same sizes was
+    used without a word. A zip outside a run folder, or of a run older than the id, is not checked; a
+    zip without an id in a run that has one loads with a logged warning (written before the id was).
+
+    Raises:
+        ModelFileError: Another run's id (both named).
+    """
+    if not (path.parent / POLICY_META).is_file():
+        return
+    expected = PolicyMeta.read(path.parent).run_id
+    if expected is None:
+        return
+    if written_by is None:
+        logger.warning("model file %s holds no run id (written before runs had one): not checked", path)
+        return
+    found = written_by.decode("utf-8", errors="replace")
+    if found != expected:
+        raise ModelFileError(
+            f"model file {path} was written by another run (run id {found!r}, this run's is {expected!r}): "
+            "use this run's own model files, or copy the whole run folder"
+        )
+
+
 def non_finite_weights(model: MaskablePPO) -> list[str]:
     """Names of the policy's weights (parameters and buffers) holding NaN or inf."""
     return [name for name, tensor in model.policy.state_dict().items() if not torch.isfinite(tensor).all()]
@@ -365,6 +402,7 @@ def load_model(
         "clip_range": clip_range,
     }
     entries = _model_entries(_read_model_file(path), path)
+    _check_run(path, entries.get(RUN_ID_ENTRY))
     data = _model_data(entries, path)
     _check_encoder_sizes(path, data, encoder)
     objects = safe_custom_objects(path, data, rebuilt, overrides)

@@ -7,6 +7,7 @@ model zips are ``best_model.zip``, ``model.zip`` and ``checkpoint.zip``.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,10 +29,19 @@ CHECKPOINT = "checkpoint.zip"
 MODEL_FILES = (BEST_MODEL, FINAL_MODEL, CHECKPOINT)  # what a run offers for evaluation, in order
 
 
+RUN_ID_ENTRY = "crs_run_id"
+"""The model zip entry naming the run that wrote it (policy.json's ``run_id``)."""
+
+
 def atomic_save(model: MaskablePPO, path: Path) -> None:
-    """Save an SB3 model zip through a temporary file and an atomic rename."""
+    """Save an SB3 model zip through a temporary file and an atomic rename, with the run id of the run
+    folder it is saved in (`RUN_ID_ENTRY`), so that a model copied from another run is refused."""
+    run_id = PolicyMeta.read(path.parent).run_id if (path.parent / POLICY_META).is_file() else None
     with atomic_path(path) as temporary:
         model.save(temporary)
+        if run_id is not None:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(RUN_ID_ENTRY, run_id)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,8 @@ class PolicyMeta:
         ranker_identity: The fixed ranker's `policies.rankers.RankerSpec.identity` when it trained (None
             in older runs): a file or folder that now holds another ranker is refused
             (`RankerSpec.check_pinned`).
+        run_id: A random id the run drew when it started (kept on resume; None in older runs): every
+            model zip it writes holds it (`RUN_ID_ENTRY`), so one copied from another run is refused.
     """
 
     catalog: str
@@ -119,6 +131,7 @@ class PolicyMeta:
     world_seed: int = 0
     fingerprint: str | None = None
     ranker_identity: str | None = None
+    run_id: str | None = None
 
     def write(self, run_dir: Path) -> None:
         data = {
@@ -132,6 +145,7 @@ class PolicyMeta:
             "world_seed": self.world_seed,
             **({} if self.fingerprint is None else {"fingerprint": self.fingerprint}),
             **({} if self.ranker_identity is None else {"ranker_identity": self.ranker_identity}),
+            **({} if self.run_id is None else {"run_id": self.run_id}),
         }
         write_json_atomic(run_dir / POLICY_META, data)
 
@@ -171,6 +185,7 @@ class PolicyMeta:
                 world_seed=int(data.get("world_seed") or 0),
                 fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
                 ranker_identity=None if data.get("ranker_identity") is None else str(data["ranker_identity"]),
+                run_id=None if data.get("run_id") is None else str(data["run_id"]),
             )
         except (TypeError, ValueError, AttributeError, IndexError, KeyError, CRSError) as error:
             # CRSError: a recorded setting out of its range (RLConfig's own check)

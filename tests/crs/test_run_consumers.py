@@ -4,9 +4,11 @@ writes a run file by hand, so writer and readers cannot drift apart without this
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ from crs.report import build_report, load_inputs
 from crs.report.formatting import input_text, ranker_text
 from envs.setting import LEGACY_SETTINGS
 from policies.rankers import RankerSpec
-from policies.rl.run_files import CheckpointState, PolicyMeta, run_ranker, trained_setting
+from policies.rl.run_files import RUN_ID_ENTRY, CheckpointState, PolicyMeta, run_ranker, trained_setting
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -107,6 +109,37 @@ def test_an_evaluation_of_a_run_named_relatively_is_read_from_any_folder(
     monkeypatch.chdir(tmp_path)
     (evaluated,) = load_inputs([out]).evals
     assert evaluated.train is not None and evaluated.train.path.resolve() == run.resolve()
+
+
+def test_a_model_file_copied_from_another_run_is_refused(
+    run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A best_model.zip copied from another run of the same sizes was evaluated without a word (a
+    security walkthrough). Each zip holds the run id of the run that wrote it: a folder whose id is
+    another refuses it, naming both; a zip without an id (older) loads with a warning."""
+    meta = PolicyMeta.read(run)
+    assert meta.run_id is not None
+    for name in ("best_model.zip", "model.zip", "checkpoint.zip"):
+        with zipfile.ZipFile(run / name) as archive:
+            assert archive.read(RUN_ID_ENTRY).decode() == meta.run_id
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    dataclasses.replace(meta, run_id="0" * 32).write(other)  # another run, whose folder got r's models
+    result = runner.invoke(app, ["eval", "--policy", str(other), "-n", "2", "-o", str(tmp_path / "e")])
+    said = " ".join(result.output.split())
+    assert result.exit_code != 0 and "was written by another run" in said and meta.run_id in said
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    with (
+        zipfile.ZipFile(run / "best_model.zip") as source,
+        zipfile.ZipFile(older / "best_model.zip", "w") as out,
+    ):
+        for info in source.infolist():
+            if info.filename != RUN_ID_ENTRY:
+                out.writestr(info, source.read(info))
+    result = runner.invoke(app, ["eval", "--policy", str(older), "-n", "2", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "holds no run id" in caplog.text
 
 
 def test_the_setting_is_recorded_and_a_policy_acts_only_in_its_own(run: Path, tmp_path: Path) -> None:
