@@ -226,16 +226,14 @@ class RunRecord:
         again = f"start the run again with `{command}`"
         if not path.is_file():
             raise CRSError(f"{run_dir} has no {RUN_CONFIG} (the run stopped before writing it); {again}")
+        # the run's models and checkpoints are still there: --overwrite would delete them
+        restore = f"restore it from a copy to keep the run, or {again} (which deletes what it trained)"
         try:
             data = safe_load_unique(path.read_text())  # aliases expanding without bound refused
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
-            # the run's models and checkpoints are still there: --overwrite would delete them
-            raise CRSError(
-                f"{path} is damaged ({type(error).__name__}); restore it from a copy to keep the run, or "
-                f"{again} (which deletes what it trained)"
-            ) from None
+            raise CRSError(f"{path} is damaged ({type(error).__name__}); {restore}") from None
         if not isinstance(data, dict) or not isinstance(data.get("settings"), dict):
-            raise CRSError(f"{path} holds no 'settings' mapping; {again}")
+            raise CRSError(f"{path} holds no 'settings' mapping; {restore}")
         versions = data.get("versions")
         try:
             phases = tuple(RunPhase.from_dict(phase) for phase in data.get("phases") or ())
@@ -244,8 +242,12 @@ class RunRecord:
                 f"{path}: bad 'phases' entry ({error}); each phase is a mapping with start, steps and "
                 "changed (setting -> [before, after]); restore it, or delete the key to keep the settings"
             ) from None
+        try:
+            settings = make_settings(recorded_settings(data["settings"]))
+        except CRSError as error:  # the message named no file
+            raise CRSError(f"{path}: {error}; {restore}") from None
         return cls(
-            settings=make_settings(recorded_settings(data["settings"])),
+            settings=settings,
             name=str(data.get("name") or run_dir.name),
             versions=versions if isinstance(versions, dict) else {},
             written=str(data.get("written") or ""),

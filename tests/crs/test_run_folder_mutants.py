@@ -330,7 +330,8 @@ def test_a_config_yaml_without_a_settings_mapping_is_refused_by_name(tmp_path: P
     for text in ("name: r\n", "settings: 3\n", "settings: [1]\n"):
         (run / RUN_CONFIG).write_text(text)
         with pytest.raises(
-            CRSError, match=r"holds no 'settings' mapping; start the run again with `crs train"
+            CRSError,
+            match=r"holds no 'settings' mapping; restore it from a copy .* start the run again with `crs",
         ):
             RunRecord.read(run)
 
@@ -350,6 +351,10 @@ def test_a_damaged_config_yaml_or_phase_entry_is_refused_by_name(tmp_path: Path)
     said = str(caught.value)
     assert "is damaged (ConstructorError); restore it from a copy to keep the run, or start" in said
     assert said.endswith("--overwrite` (which deletes what it trained)")
+    # settings out of range (a shared run's world of 2e9 items): the error named no file
+    (run / RUN_CONFIG).write_text("settings: {world: {n_items: 2000000000}}\n")
+    with pytest.raises(CRSError, match=r"config\.yaml: bad training settings: world\.n_items: .* restore it"):
+        RunRecord.read(run)
     (run / RUN_CONFIG).write_text("settings: {}\nphases: [3]\n")
     with pytest.raises(CRSError, match=r"config\.yaml: bad 'phases' entry"):
         RunRecord.read(run)
