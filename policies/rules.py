@@ -428,6 +428,10 @@ def make_rule_policy(name: str, ranker: PreferenceRanker | None) -> RulePolicy:
     # ASCII digits only: "ask-４" (a full-width 4) would be a second name for ask-4
     match = re.fullmatch(r"probe-(\d+)-ask-(\d+)", name, re.ASCII)
     if match:
+        if int(match.group(1)) == 0:  # it was refused in the binary setting as a rule that "probes personas"
+            raise CRSError(
+                f"{name} probes 0 times: use ask-{int(match.group(2))}, or probe-K-ask-N with K >= 1"
+            )
         return ProbeThenAskPolicy(ranker, int(match.group(1)), int(match.group(2)))
     match = re.fullmatch(r"ask-(\d+)", name, re.ASCII)
     if match:

@@ -126,9 +126,9 @@ from envs.registry import resolve_user_and_setting
 from policies.atomic import LOCK_FILE, folder_lock, read_json_mapping
 from policies.memory import DEFAULT_RULE
 from policies.pretrain.config import read_artifact_config
-from policies.rankers import CHOICES, RANKER_NAMES, RankerSpec
+from policies.rankers import CHOICES, PERSONA_KINDS, RANKER_NAMES, RankerSpec
 from policies.rl.run_files import CHECKPOINT
-from policies.rules import EVERY_SETTING_RULES, SettingRefusedError, make_rule_policy
+from policies.rules import EVERY_SETTING_RULES, ProbeThenAskPolicy, SettingRefusedError, make_rule_policy
 from simulators.datasets import PERSONA_WORLD, check_dataset_name, check_taxonomy
 from simulators.errors import CRSError
 from simulators.mcmipl import DATASETS as MCMIPL_DATASETS
@@ -358,7 +358,20 @@ class SweepConfig(BaseModel):
                     check_taxonomy(dataset, setting)
                 except CRSError as error:
                     raise ValueError(f"{key}: {error}") from None
+                ranker_kind = RankerSpec.parse(str(task.get("ranker") or "popularity")).kind
                 for rule in rules:
+                    if isinstance(make_rule_policy(rule, None), ProbeThenAskPolicy) and (
+                        ranker_kind not in PERSONA_KINDS
+                    ):  # it failed only when the task ran
+                        ranker_key = (
+                            f"ablations.{name}.ranker"
+                            if "ranker" in self.ablations[name]
+                            else (f"{self.kind}.ranker")
+                        )
+                        raise ValueError(
+                            f"policies: {rule} probes personas, which a {ranker_kind} ranker does not model; "
+                            f"set {ranker_key} to a `crs pretrain` folder of the dataset, or uniform"
+                        )
                     try:
                         make_rule_policy(rule, None).check_setting(setting)
                     except SettingRefusedError as error:

@@ -109,6 +109,18 @@ def test_a_grid_key_set_in_a_block_or_an_ablation_is_refused_not_ignored(
         load_sweep_config(config_file(tmp_path, text))
 
 
+def test_a_probing_rule_over_a_ranker_without_personas_is_refused_when_the_config_is_read(
+    tmp_path: Path,
+) -> None:
+    """probe-K-ask-N over the default popularity ranker failed only when its task ran (exit 1)."""
+    with pytest.raises(CRSError, match=r"policies: probe-1-ask-4 probes personas, .* set eval\.ranker to"):
+        load_sweep_config(config_file(tmp_path, "policies: [ask-4, probe-1-ask-4]\n"))
+    text = "policies: [probe-1-ask-4]\nablations: {pop: {ranker: popularity}}\neval: {ranker: uniform}\n"
+    with pytest.raises(CRSError, match=r"set ablations\.pop\.ranker to"):
+        load_sweep_config(config_file(tmp_path, text))
+    assert load_sweep_config(config_file(tmp_path, "policies: [probe-1-ask-4]\neval: {ranker: uniform}\n"))
+
+
 def test_an_ablations_unknown_key_lists_no_key_the_grid_sets(tmp_path: Path) -> None:
     """The known keys of an eval ablation listed policy, dataset and seed, which are then refused."""
     with pytest.raises(CRSError, match=r"ablations\.other\.episods") as caught:
@@ -476,5 +488,8 @@ def test_a_run_config_without_its_settings_mapping_is_named_not_a_traceback(
     run = tmp_path / "rc1"
     run.mkdir()
     (run / "config.yaml").write_text(text)
-    with pytest.raises(CRSError, match=r"config.yaml holds no 'settings' mapping; start the run again"):
+    with pytest.raises(
+        CRSError,
+        match=r"config.yaml holds no 'settings' mapping; restore it from a copy to keep the run, or start",
+    ):
         RunRecord.read(run)

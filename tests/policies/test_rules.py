@@ -104,6 +104,9 @@ def test_top_k_orders_by_score_then_id() -> None:
 def test_unknown_rule_names_the_choices() -> None:
     with pytest.raises(CRSError, match="ask-N"):
         make_rule_policy("ask-many", None)
+    # probe-0-ask-4 never probes, yet was refused in the binary setting as a rule that probes personas
+    with pytest.raises(CRSError, match=r"probe-0-ask-4 probes 0 times: use ask-4"):
+        make_rule_policy("probe-0-ask-4", None)
 
 
 def test_probe_k_ask_n_probes_the_most_likely_persona_k_times_then_asks_n_times(env) -> None:
