@@ -91,12 +91,13 @@ def _candidates_holding(env: ConversationEnv, aspects: np.ndarray) -> np.ndarray
 
 def pick_rule(env: ConversationEnv, noun: str) -> str:
     """What several picks at a multiple-choice question mean under the env's candidate rule, e.g. "an
-    artist needs just one of those you pick" ("all": every one; MCMIPL's: one picked, none left out)."""
+    artist needs just one of those you pick" ("all": every one; MCMIPL's: none left out, and one picked
+    when any is: "none" keeps the items having no listed value)."""
     article = "an" if noun[:1].lower() in "aeiou" else "a"
     if env.candidate_rule == "all":
         return f"{article} {noun} must have every one you pick"
     if env.candidate_rule == "mcmipl":
-        return f"{article} {noun} needs one you pick and none you leave out"
+        return f"{article} {noun} stays if it has none you leave out and one you pick (if you pick any)"
     return f"{article} {noun} needs just one of those you pick"
 
 
