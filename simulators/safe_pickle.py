@@ -419,6 +419,10 @@ def _memo_index(data: bytes, start: int, end: int, layout: int) -> int:
     return int(data[start : end - 1]) if layout == _LINE else int.from_bytes(data[start:end], "little")
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+"""The values `_check_depth` walks into (everything else a pickle may hold is a leaf)."""
+
+
 def _check_depth(value: object) -> None:
     """Refuse a loaded value whose containers nest deeper than `MAX_DEPTH`, counted as `_scan` counts
     (an empty container 0, one of plain values 1).
@@ -431,7 +435,8 @@ def _check_depth(value: object) -> None:
     Raises:
         _RefusedError: Too deep.
     """
-    containers = (list, tuple, dict, set, frozenset)
+    if not isinstance(value, _CONTAINERS):
+        return
     depth_of: dict[int, int] = {}
     open_: set[int] = set()  # containers whose items are being walked (one met again holds itself)
     # (a container, None to walk it, or the containers it holds once they are walked)
@@ -451,7 +456,7 @@ def _check_depth(value: object) -> None:
         open_.add(key)
         items = [*item.keys(), *item.values()] if isinstance(item, dict) else item
         assert isinstance(items, Iterable)
-        held: list[object] = [part for part in items if isinstance(part, containers)]
+        held: list[object] = [part for part in items if isinstance(part, _CONTAINERS)]
         pending.append((item, held))
         pending += [(part, None) for part in held]
 
@@ -504,8 +509,7 @@ def read_pickle(path: Path | str, what: str) -> object:
         _scan(data)
         reader = _Reader(io.BytesIO(data))
         loaded = reader.load()
-        if isinstance(loaded, (list, tuple, dict, set, frozenset)):
-            _check_depth(loaded)
+        _check_depth(loaded)
         return _plain(loaded, {}) if reader.builds_arrays else loaded
     except _RefusedError as refusal:
         found = f"{refusal.found}: refused, nothing was loaded"

@@ -360,20 +360,20 @@ class SweepConfig(BaseModel):
                     raise ValueError(f"{key}: {error}") from None
                 ranker_kind = RankerSpec.parse(str(task.get("ranker") or "popularity")).kind
                 for rule in rules:
-                    if isinstance(make_rule_policy(rule, None), ProbeThenAskPolicy) and (
-                        ranker_kind not in PERSONA_KINDS
-                    ):  # it failed only when the task ran
+                    policy = make_rule_policy(rule, None)
+                    if isinstance(policy, ProbeThenAskPolicy) and ranker_kind not in PERSONA_KINDS:
+                        # it failed only when the task ran
                         ranker_key = (
                             f"ablations.{name}.ranker"
                             if "ranker" in self.ablations[name]
-                            else (f"{self.kind}.ranker")
+                            else f"{self.kind}.ranker"
                         )
                         raise ValueError(
                             f"policies: {rule} probes personas, which a {ranker_kind} ranker does not model; "
                             f"set {ranker_key} to a `crs pretrain` folder of the dataset, or uniform"
                         )
                     try:
-                        make_rule_policy(rule, None).check_setting(setting)
+                        policy.check_setting(setting)
                     except SettingRefusedError as error:
                         fix = (
                             f"set {key}: {error.setting} where the dataset has it, or list"
